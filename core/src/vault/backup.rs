@@ -1,0 +1,301 @@
+//! Encrypted backup files.
+//!
+//! ```text
+//! header (61 bytes)
+//!   "THUDOBK1"  cipher u8  iterations u32  salt [16]  key check [32]
+//! chunks, until one marked final
+//!   final u8  length u32  nonce [12]  sealed entries (length bytes, tag included)
+//! entry
+//!   u16 collection length, collection, u32 payload length, payload (the record codec)
+//! ```
+//!
+//! The backup key is PBKDF2 of the backup passphrase; the key check (an HMAC of the first 29
+//! header bytes) tells a wrong passphrase from a damaged file. Each chunk's additional data is the
+//! header, the chunk number and the final flag, so chunks cannot be reordered, dropped or cut off
+//! without detection.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use crate::crypto::{self, AeadKey, Cipher, MacKey, NONCE_LEN, TAG_LEN};
+
+use super::codec::{self, Record};
+use super::error::{Result, VaultError};
+use super::keys::{check_iterations, MIN_KDF_ITERATIONS};
+use super::MAX_BODY_LEN;
+
+const MAGIC: &[u8; 8] = b"THUDOBK1";
+const PREFIX_LEN: usize = 8 + 1 + 4 + 16;
+const HEADER_LEN: usize = PREFIX_LEN + crypto::MAC_LEN;
+const CHUNK_TARGET: usize = 256 * 1024;
+const MAX_CHUNK: usize = MAX_BODY_LEN + 64 * 1024 + TAG_LEN;
+/// A file may ask for more iterations than we write, but not enough to hang the app.
+const MAX_ITERATIONS: u32 = 10_000_000;
+
+struct BackupKeys {
+    aead: AeadKey,
+    check: MacKey,
+}
+
+fn backup_keys(passphrase: &str, salt: &[u8], iterations: NonZeroU32) -> BackupKeys {
+    let kek = crypto::derive_from_passphrase(passphrase.as_bytes(), salt, iterations);
+    BackupKeys {
+        aead: AeadKey::new(
+            Cipher::Aes256Gcm,
+            &crypto::derive_key(&kek, b"thudo/backup/v1"),
+        ),
+        check: MacKey::new(&crypto::derive_key(&kek, b"thudo/backup-check/v1")),
+    }
+}
+
+fn chunk_aad(prefix: &[u8], index: u64, last: bool) -> Vec<u8> {
+    let mut aad = prefix.to_vec();
+    aad.extend_from_slice(&index.to_be_bytes());
+    aad.push(last as u8);
+    aad
+}
+
+fn invalid(reason: impl Into<String>) -> VaultError {
+    VaultError::InvalidBackup {
+        reason: reason.into(),
+    }
+}
+
+/// Writes a backup to a temporary file beside the target, renamed into place by `finish`.
+pub(crate) struct Writer {
+    out: Option<BufWriter<File>>,
+    temp: PathBuf,
+    target: PathBuf,
+    keys: BackupKeys,
+    prefix: Vec<u8>,
+    chunk: Vec<u8>,
+    chunk_index: u64,
+    count: u64,
+}
+
+impl Writer {
+    pub fn create(path: &Path, passphrase: &str, iterations: u32) -> Result<Writer> {
+        if passphrase.is_empty() {
+            return Err(VaultError::invalid("the backup passphrase is empty"));
+        }
+        let rounds = check_iterations(iterations)?;
+        let mut salt = [0u8; 16];
+        crypto::fill_random(&mut salt).map_err(|_| VaultError::Io {
+            reason: "system random source failed".into(),
+        })?;
+        let keys = backup_keys(passphrase, &salt, rounds);
+        let mut prefix = MAGIC.to_vec();
+        prefix.push(Cipher::Aes256Gcm.id());
+        prefix.extend_from_slice(&iterations.to_be_bytes());
+        prefix.extend_from_slice(&salt);
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(".partial");
+        let temp = PathBuf::from(temp);
+        let mut out = BufWriter::new(File::create(&temp)?);
+        out.write_all(&prefix)?;
+        out.write_all(&keys.check.tag(&[&prefix]))?;
+        Ok(Writer {
+            out: Some(out),
+            temp,
+            target: path.to_path_buf(),
+            keys,
+            prefix,
+            chunk: Vec::with_capacity(CHUNK_TARGET + 1024),
+            chunk_index: 0,
+            count: 0,
+        })
+    }
+
+    pub fn add(&mut self, collection: &str, record: &Record) -> Result<()> {
+        let payload = codec::encode_payload(&record.id, &record.index, &record.body);
+        if !self.chunk.is_empty() && self.chunk.len() + payload.len() > CHUNK_TARGET {
+            self.flush_chunk(false)?;
+        }
+        self.chunk
+            .extend_from_slice(&(collection.len() as u16).to_be_bytes());
+        self.chunk.extend_from_slice(collection.as_bytes());
+        self.chunk
+            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        self.chunk.extend_from_slice(&payload);
+        self.count += 1;
+        Ok(())
+    }
+
+    fn flush_chunk(&mut self, last: bool) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.chunk);
+        let aad = chunk_aad(&self.prefix, self.chunk_index, last);
+        let nonce = self
+            .keys
+            .aead
+            .seal(&aad, &mut buf)
+            .map_err(|_| VaultError::Io {
+                reason: "system random source failed".into(),
+            })?;
+        let out = self.out.as_mut().ok_or(VaultError::Closed)?;
+        out.write_all(&[last as u8])?;
+        out.write_all(&(buf.len() as u32).to_be_bytes())?;
+        out.write_all(&nonce)?;
+        out.write_all(&buf)?;
+        self.chunk_index += 1;
+        Ok(())
+    }
+
+    /// Seals the last chunk, syncs the file and moves it into place.
+    pub fn finish(mut self) -> Result<u64> {
+        self.flush_chunk(true)?;
+        let out = self.out.take().ok_or(VaultError::Closed)?;
+        let file = out.into_inner().map_err(|e| VaultError::Io {
+            reason: e.to_string(),
+        })?;
+        file.sync_all()?;
+        std::fs::rename(&self.temp, &self.target)?;
+        Ok(self.count)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Not finished: remove the partial file.
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Reads a backup entry by entry, authenticating each chunk before using it.
+pub(crate) struct Reader {
+    input: BufReader<File>,
+    keys: BackupKeys,
+    prefix: Vec<u8>,
+    chunk: Vec<u8>,
+    pos: usize,
+    chunk_index: u64,
+    finished: bool,
+}
+
+impl Reader {
+    pub fn open(path: &Path, passphrase: &str) -> Result<Reader> {
+        let mut input = BufReader::new(File::open(path)?);
+        let mut header = [0u8; HEADER_LEN];
+        read_exact(
+            &mut input,
+            &mut header,
+            "the file is too short to be a thudo backup",
+        )?;
+        if &header[..8] != MAGIC {
+            return Err(invalid("not a thudo backup file"));
+        }
+        if Cipher::from_id(header[8]) != Some(Cipher::Aes256Gcm) {
+            return Err(invalid("unsupported backup cipher"));
+        }
+        let iterations = u32::from_be_bytes([header[9], header[10], header[11], header[12]]);
+        if !(MIN_KDF_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(invalid("key-derivation settings out of range"));
+        }
+        let rounds = NonZeroU32::new(iterations).ok_or_else(|| invalid("zero iterations"))?;
+        let (prefix, check) = header.split_at(PREFIX_LEN);
+        let keys = backup_keys(passphrase, &prefix[13..29], rounds);
+        if !keys.check.verify(&[prefix], check) {
+            return Err(VaultError::WrongKey {
+                reason: "the backup passphrase is wrong".into(),
+            });
+        }
+        Ok(Reader {
+            input,
+            keys,
+            prefix: prefix.to_vec(),
+            chunk: Vec::new(),
+            pos: 0,
+            chunk_index: 0,
+            finished: false,
+        })
+    }
+
+    fn next_chunk(&mut self) -> Result<bool> {
+        if self.finished {
+            // Anything after the final chunk is not ours.
+            let mut probe = [0u8; 1];
+            return match self.input.read(&mut probe)? {
+                0 => Ok(false),
+                _ => Err(invalid("data after the final chunk")),
+            };
+        }
+        let mut head = [0u8; 5 + NONCE_LEN];
+        read_exact(&mut self.input, &mut head, "the backup is truncated")?;
+        let last = match head[0] {
+            0 => false,
+            1 => true,
+            _ => {
+                return Err(invalid(format!(
+                    "chunk {} has a bad flag",
+                    self.chunk_index
+                )))
+            }
+        };
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if !(TAG_LEN..=MAX_CHUNK).contains(&len) {
+            return Err(invalid(format!(
+                "chunk {} has a bad length",
+                self.chunk_index
+            )));
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&head[5..]);
+        let mut buf = vec![0u8; len];
+        read_exact(&mut self.input, &mut buf, "the backup is truncated")?;
+        let aad = chunk_aad(&self.prefix, self.chunk_index, last);
+        let plain_len = self
+            .keys
+            .aead
+            .open(nonce, &aad, &mut buf)
+            .map_err(|_| invalid(format!("chunk {} failed authentication", self.chunk_index)))?
+            .len();
+        buf.truncate(plain_len);
+        self.chunk = buf;
+        self.pos = 0;
+        self.chunk_index += 1;
+        self.finished = last;
+        Ok(true)
+    }
+
+    /// The next (collection, record), or `None` after the final chunk.
+    pub fn next_entry(&mut self) -> Result<Option<(String, Record)>> {
+        while self.pos >= self.chunk.len() {
+            if !self.next_chunk()? {
+                return Ok(None);
+            }
+        }
+        let bad = || invalid("malformed entry");
+        let rest = &self.chunk[self.pos..];
+        let coll_len = u16::from_be_bytes(
+            rest.get(..2)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ) as usize;
+        let collection = rest.get(2..2 + coll_len).ok_or_else(bad)?;
+        let collection = std::str::from_utf8(collection)
+            .map_err(|_| bad())?
+            .to_owned();
+        let at = 2 + coll_len;
+        let payload_len = u32::from_be_bytes(
+            rest.get(at..at + 4)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ) as usize;
+        let payload = rest.get(at + 4..at + 4 + payload_len).ok_or_else(bad)?;
+        let record = codec::decode_payload(&collection, payload).map_err(|_| bad())?;
+        self.pos += at + 4 + payload_len;
+        Ok(Some((collection, record)))
+    }
+}
+
+fn read_exact(input: &mut impl Read, buf: &mut [u8], message: &str) -> Result<()> {
+    input.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => invalid(message),
+        _ => e.into(),
+    })
+}

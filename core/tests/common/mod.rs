@@ -1,0 +1,84 @@
+//! Helpers shared by the vault's integration tests.
+#![allow(dead_code, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use thudo_core::crypto::{self, AeadKey, Cipher, SecretKey, NONCE_LEN};
+use thudo_core::vault::{KeyProvider, KeyProviderError, Unlock, Vault, VaultOptions};
+
+/// Cheap PBKDF2 for tests only; production uses the default (600,000).
+pub fn fast() -> VaultOptions {
+    VaultOptions {
+        kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
+        ..Default::default()
+    }
+}
+
+pub fn open_pass(dir: &Path, pass: &str) -> Result<Vault, thudo_core::vault::VaultError> {
+    Vault::open(dir, Unlock::passphrase(pass), &fast())
+}
+
+/// A key provider that wraps with AES-GCM under its own random key, like a Keystore key would.
+pub struct TestProvider {
+    pub id: String,
+    key: SecretKey,
+    pub unavailable: bool,
+}
+
+impl TestProvider {
+    pub fn new(id: &str) -> Arc<Self> {
+        Arc::new(TestProvider {
+            id: id.into(),
+            key: crypto::random_key().unwrap(),
+            unavailable: false,
+        })
+    }
+    pub fn unavailable() -> Arc<Self> {
+        Arc::new(TestProvider {
+            id: "locked".into(),
+            key: crypto::random_key().unwrap(),
+            unavailable: true,
+        })
+    }
+}
+
+impl KeyProvider for TestProvider {
+    fn key_id(&self) -> String {
+        self.id.clone()
+    }
+    fn wrap_key(&self, data_key: &[u8]) -> Result<Vec<u8>, KeyProviderError> {
+        let mut buf = data_key.to_vec();
+        let nonce = AeadKey::new(Cipher::Aes256Gcm, &self.key)
+            .seal(b"", &mut buf)
+            .unwrap();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+    fn unwrap_key(&self, wrapped: &[u8]) -> Result<Vec<u8>, KeyProviderError> {
+        if self.unavailable {
+            return Err(KeyProviderError::Unavailable {
+                reason: "device locked".into(),
+            });
+        }
+        if wrapped.len() < NONCE_LEN {
+            return Err(KeyProviderError::WrongKey);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&wrapped[..NONCE_LEN]);
+        let mut buf = wrapped[NONCE_LEN..].to_vec();
+        let key = AeadKey::new(Cipher::Aes256Gcm, &self.key);
+        let plain = key
+            .open(nonce, b"", &mut buf)
+            .map_err(|_| KeyProviderError::WrongKey)?;
+        Ok(plain.to_vec())
+    }
+}
+
+pub fn idx(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(f, v)| (f.to_string(), v.to_string()))
+        .collect()
+}
