@@ -391,7 +391,8 @@ fn swapped_or_moved_ciphertexts_are_rejected() {
     conn.execute("DELETE FROM records WHERE collection = 'd'", [])
         .unwrap();
     conn.execute(
-        "INSERT INTO records SELECT 'd', id_hash, envelope FROM records WHERE collection = 'c'",
+        "INSERT INTO records (collection, id_hash, envelope)
+         SELECT 'd', id_hash, envelope FROM records WHERE collection = 'c'",
         [],
     )
     .unwrap();

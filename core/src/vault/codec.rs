@@ -37,15 +37,28 @@ pub struct Record {
     pub body: Vec<u8>,
 }
 
-fn record_aad(header: &[u8], collection: &str, id_hash: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(16 + HEADER_LEN + collection.len() + id_hash.len() + 8);
-    aad.extend_from_slice(b"thudo/record/v1");
-    aad.extend_from_slice(header);
-    aad.extend_from_slice(&(collection.len() as u32).to_be_bytes());
-    aad.extend_from_slice(collection.as_bytes());
-    aad.extend_from_slice(&(id_hash.len() as u32).to_be_bytes());
-    aad.extend_from_slice(id_hash);
-    aad
+/// Room for the longest additional data: tag, header, a 64-byte collection name, a MAC.
+const AAD_CAPACITY: usize = 15 + HEADER_LEN + 4 + 64 + 4 + 32;
+
+/// Builds the additional data on the stack: this runs on every read and write.
+fn record_aad(header: &[u8], collection: &str, id_hash: &[u8]) -> ([u8; AAD_CAPACITY], usize) {
+    let mut aad = [0u8; AAD_CAPACITY];
+    let mut len = 0;
+    let parts: [&[u8]; 6] = [
+        b"thudo/record/v1",
+        header,
+        &(collection.len() as u32).to_be_bytes(),
+        collection.as_bytes(),
+        &(id_hash.len() as u32).to_be_bytes(),
+        id_hash,
+    ];
+    for part in parts {
+        // Callers validate names (64 bytes at most) and pass 32-byte MACs; clamp all the same.
+        let n = part.len().min(AAD_CAPACITY - len);
+        aad[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    (aad, len)
 }
 
 /// Encrypts `payload` into a version-1 envelope bound to `collection` and `id_hash`.
@@ -60,10 +73,12 @@ pub(crate) fn seal(
     header[0] = ENVELOPE_VERSION;
     header[1] = key.cipher().id();
     header[2..6].copy_from_slice(&generation.to_be_bytes());
-    let aad = record_aad(&header, collection, id_hash);
-    let nonce = key.seal(&aad, &mut payload).map_err(|_| VaultError::Io {
-        reason: "system random source failed".into(),
-    })?;
+    let (aad, aad_len) = record_aad(&header, collection, id_hash);
+    let nonce = key
+        .seal(&aad[..aad_len], &mut payload)
+        .map_err(|_| VaultError::Io {
+            reason: "system random source failed".into(),
+        })?;
     let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + payload.len());
     out.extend_from_slice(&header);
     out.extend_from_slice(&nonce);
@@ -77,12 +92,13 @@ pub(crate) fn open(
     generation: u32,
     collection: &str,
     id_hash: &[u8],
-    envelope: &[u8],
+    mut envelope: Vec<u8>,
 ) -> Result<Vec<u8>> {
     if envelope.len() < MIN_ENVELOPE_LEN {
         return Err(VaultError::corrupt(collection, "envelope too short"));
     }
-    let (header, rest) = envelope.split_at(HEADER_LEN);
+    let header: [u8; HEADER_LEN] = envelope[..HEADER_LEN].try_into().unwrap_or_default();
+    let rest = &envelope[HEADER_LEN..];
     if header[0] != ENVELOPE_VERSION {
         return Err(VaultError::corrupt(
             collection,
@@ -106,14 +122,16 @@ pub(crate) fn open(
     }
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&rest[..NONCE_LEN]);
-    let mut buf = rest[NONCE_LEN..].to_vec();
-    let aad = record_aad(header, collection, id_hash);
+    let (aad, aad_len) = record_aad(&header, collection, id_hash);
+    // Decrypt in place in the fetched buffer: no copy of the body.
+    let start = HEADER_LEN + NONCE_LEN;
     let plain_len = key
-        .open(nonce, &aad, &mut buf)
+        .open(nonce, &aad[..aad_len], &mut envelope[start..])
         .map_err(|_| VaultError::corrupt(collection, "authentication failed"))?
         .len();
-    buf.truncate(plain_len);
-    Ok(buf)
+    envelope.truncate(start + plain_len);
+    envelope.drain(..start);
+    Ok(envelope)
 }
 
 /// Serialises a record into payload version 1.
@@ -164,8 +182,13 @@ impl<'a> Reader<'a> {
 /// Parses payload version 1. Only authenticated bytes reach here, so a failure means a bug or a
 /// payload from a future version, reported as a corrupt record.
 pub(crate) fn decode_payload(collection: &str, payload: &[u8]) -> Result<Record> {
+    decode_payload_owned(collection, payload.to_vec())
+}
+
+/// [`decode_payload`] reusing the payload's buffer for the body.
+pub(crate) fn decode_payload_owned(collection: &str, mut payload: Vec<u8>) -> Result<Record> {
     let bad = || VaultError::corrupt(collection, "malformed payload");
-    let mut r = Reader { buf: payload };
+    let mut r = Reader { buf: &payload };
     let id_len = r.u32().ok_or_else(bad)?;
     let id = r.string(id_len).ok_or_else(bad)?;
     let count = r.u16().ok_or_else(bad)?;
@@ -177,10 +200,12 @@ pub(crate) fn decode_payload(collection: &str, payload: &[u8]) -> Result<Record>
         let value = r.string(value_len).ok_or_else(bad)?;
         index.push((field, value));
     }
+    let consumed = payload.len() - r.buf.len();
+    payload.drain(..consumed);
     Ok(Record {
         id,
         index,
-        body: r.buf.to_vec(),
+        body: payload,
     })
 }
 
@@ -217,7 +242,7 @@ mod tests {
             let key = key(if chacha { Cipher::ChaCha20Poly1305 } else { Cipher::Aes256Gcm });
             let sealed = seal(&key, generation, "health", b"idhash", payload.clone()).unwrap();
             prop_assert_eq!(sealed.len(), payload.len() + MIN_ENVELOPE_LEN);
-            prop_assert_eq!(open(&key, generation, "health", b"idhash", &sealed).unwrap(), payload);
+            prop_assert_eq!(open(&key, generation, "health", b"idhash", sealed).unwrap(), payload);
         }
 
         #[test]
@@ -230,7 +255,7 @@ mod tests {
             let mut sealed = seal(&key, 7, "c", b"h", payload).unwrap();
             let at = position.index(sealed.len());
             sealed[at] ^= flip;
-            let err = open(&key, 7, "c", b"h", &sealed).unwrap_err();
+            let err = open(&key, 7, "c", b"h", sealed).unwrap_err();
             prop_assert!(matches!(err, VaultError::CorruptRecord { .. }), "{err:?}");
         }
 
@@ -243,10 +268,10 @@ mod tests {
             let key = key(Cipher::Aes256Gcm);
             let sealed = seal(&key, 1, "c", b"h", payload).unwrap();
             let at = cut.index(sealed.len());
-            prop_assert!(open(&key, 1, "c", b"h", &sealed[..at]).is_err());
+            prop_assert!(open(&key, 1, "c", b"h", sealed[..at].to_vec()).is_err());
             let mut longer = sealed.clone();
             longer.extend_from_slice(&extra);
-            prop_assert!(open(&key, 1, "c", b"h", &longer).is_err());
+            prop_assert!(open(&key, 1, "c", b"h", longer).is_err());
         }
     }
 
@@ -254,10 +279,11 @@ mod tests {
     fn binding_to_collection_id_and_generation() {
         let key = key(Cipher::Aes256Gcm);
         let sealed = seal(&key, 1, "a", b"id1", b"x".to_vec()).unwrap();
-        assert!(open(&key, 1, "b", b"id1", &sealed).is_err());
-        assert!(open(&key, 1, "a", b"id2", &sealed).is_err());
-        assert!(open(&key, 2, "a", b"id1", &sealed).is_err());
-        assert!(open(&self::key(Cipher::Aes256Gcm), 1, "a", b"id1", &sealed).is_err());
+        let sealed = || sealed.clone();
+        assert!(open(&key, 1, "b", b"id1", sealed()).is_err());
+        assert!(open(&key, 1, "a", b"id2", sealed()).is_err());
+        assert!(open(&key, 2, "a", b"id1", sealed()).is_err());
+        assert!(open(&self::key(Cipher::Aes256Gcm), 1, "a", b"id1", sealed()).is_err());
     }
 
     #[test]

@@ -163,6 +163,7 @@ impl Vault {
         conn.execute_batch(
             "PRAGMA synchronous = FULL;
              PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -8192;
              PRAGMA secure_delete = ON;
              PRAGMA foreign_keys = ON;",
         )?;
@@ -433,16 +434,17 @@ impl Vault {
                 keys: &new_keys,
                 closed: &self.closed,
             };
-            for (collection, id_hash, envelope) in &rows {
+            let count = rows.len() as u64;
+            for (collection, id_hash, envelope) in rows {
                 self.check_open()?;
-                let record = old.decrypt(collection, id_hash, envelope)?;
-                new.put(collection, &record.id, &record.index, &record.body)?;
+                let record = old.decrypt(&collection, &id_hash, envelope)?;
+                new.put(&collection, &record.id, &record.index, &record.body)?;
             }
             write_slot(&tx, &slot)?;
             write_meta(&tx, &new_keys)?;
             tx.commit()?;
             state.keys = new_keys;
-            Ok(rows.len() as u64)
+            Ok(count)
         })
     }
 
@@ -471,7 +473,7 @@ impl Vault {
                 let collection: String = row.get(0)?;
                 let id_hash: Vec<u8> = row.get(1)?;
                 let envelope: Vec<u8> = row.get(2)?;
-                let record = vtx.decrypt(&collection, &id_hash, &envelope)?;
+                let record = vtx.decrypt(&collection, &id_hash, envelope)?;
                 writer.add(&collection, &record)?;
             }
             Ok(())
@@ -712,7 +714,9 @@ impl VaultTx<'_> {
         self.keys.collection(collection).id.tag(&[id.as_bytes()])
     }
 
-    fn decrypt(&self, collection: &str, id_hash: &[u8], envelope: &[u8]) -> Result<Record> {
+    /// Opens a stored envelope. The id hash is in the additional data, so an envelope that
+    /// authenticates was sealed for exactly this (collection, id hash): no second HMAC needed.
+    fn decrypt(&self, collection: &str, id_hash: &[u8], envelope: Vec<u8>) -> Result<Record> {
         let payload = codec::open(
             &self.keys.record,
             self.keys.generation,
@@ -720,19 +724,7 @@ impl VaultTx<'_> {
             id_hash,
             envelope,
         )?;
-        let record = codec::decode_payload(collection, &payload)?;
-        if !self
-            .keys
-            .collection(collection)
-            .id
-            .verify(&[record.id.as_bytes()], id_hash)
-        {
-            return Err(VaultError::corrupt(
-                collection,
-                "record id does not match its hash",
-            ));
-        }
-        Ok(record)
+        codec::decode_payload_owned(collection, payload)
     }
 
     fn decrypt_rows(&self, collection: &str, rows: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Record>> {
@@ -741,7 +733,7 @@ impl VaultTx<'_> {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(VaultError::Closed);
             }
-            records.push(self.decrypt(collection, &id_hash, &envelope)?);
+            records.push(self.decrypt(collection, &id_hash, envelope)?);
         }
         records.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(records)
@@ -785,22 +777,24 @@ impl VaultTx<'_> {
             &id_hash,
             payload,
         )?;
-        self.conn
+        let record_id: i64 = self
+            .conn
             .prepare_cached(
                 "INSERT INTO records (collection, id_hash, envelope) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (collection, id_hash) DO UPDATE SET envelope = excluded.envelope",
+                 ON CONFLICT (collection, id_hash) DO UPDATE SET envelope = excluded.envelope
+                 RETURNING record_id",
             )?
-            .execute(params![collection, &id_hash[..], envelope])?;
+            .query_row(params![collection, &id_hash[..], envelope], |r| r.get(0))?;
         self.conn
-            .prepare_cached("DELETE FROM record_index WHERE collection = ?1 AND id_hash = ?2")?
-            .execute(params![collection, &id_hash[..]])?;
+            .prepare_cached("DELETE FROM record_index WHERE record_id = ?1")?
+            .execute([record_id])?;
         let mut insert = self.conn.prepare_cached(
-            "INSERT OR IGNORE INTO record_index (collection, field, value_hash, id_hash)
+            "INSERT OR IGNORE INTO record_index (collection, field, value_hash, record_id)
              VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (field, value) in index {
             let value_hash = keys.index.tag(&[field.as_bytes(), value.as_bytes()]);
-            insert.execute(params![collection, field, &value_hash[..], &id_hash[..]])?;
+            insert.execute(params![collection, field, &value_hash[..], record_id])?;
         }
         Ok(())
     }
@@ -816,7 +810,7 @@ impl VaultTx<'_> {
             .query_row(params![collection, &id_hash[..]], |r| r.get(0))
             .optional()?;
         envelope
-            .map(|env| self.decrypt(collection, &id_hash, &env))
+            .map(|env| self.decrypt(collection, &id_hash, env))
             .transpose()
     }
 
@@ -825,14 +819,19 @@ impl VaultTx<'_> {
         check_name("collection", collection)?;
         check_id(id)?;
         let id_hash = self.id_hash(collection, id);
-        self.conn
-            .prepare_cached("DELETE FROM record_index WHERE collection = ?1 AND id_hash = ?2")?
-            .execute(params![collection, &id_hash[..]])?;
-        let deleted = self
+        let record_id: Option<i64> = self
             .conn
-            .prepare_cached("DELETE FROM records WHERE collection = ?1 AND id_hash = ?2")?
-            .execute(params![collection, &id_hash[..]])?;
-        Ok(deleted > 0)
+            .prepare_cached(
+                "DELETE FROM records WHERE collection = ?1 AND id_hash = ?2 RETURNING record_id",
+            )?
+            .query_row(params![collection, &id_hash[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(record_id) = record_id {
+            self.conn
+                .prepare_cached("DELETE FROM record_index WHERE record_id = ?1")?
+                .execute([record_id])?;
+        }
+        Ok(record_id.is_some())
     }
 
     /// Every record of `collection`, sorted by id.
@@ -869,7 +868,7 @@ impl VaultTx<'_> {
             .conn
             .prepare_cached(
                 "SELECT r.id_hash, r.envelope FROM record_index i
-                 JOIN records r ON r.collection = i.collection AND r.id_hash = i.id_hash
+                 JOIN records r ON r.record_id = i.record_id
                  WHERE i.collection = ?1 AND i.field = ?2 AND i.value_hash = ?3",
             )?
             .query_map(params![collection, field, &value_hash[..]], |r| {

@@ -13,20 +13,24 @@ use super::error::{Result, VaultError};
 const MIGRATIONS: &[&str] = &[
     // 1: records, blind index, key slots, metadata.
     r#"
+    -- Rowid table: envelopes append in insertion order; only the small unique index on the
+    -- (random-looking) id hash takes random inserts. Keying the table by id hash made bulk
+    -- writes 7x slower than plain SQLite (docs/performance.md).
     CREATE TABLE records (
+        record_id  INTEGER PRIMARY KEY,
         collection TEXT NOT NULL,
         id_hash    BLOB NOT NULL,   -- HMAC of the record id under the collection's id key
         envelope   BLOB NOT NULL,   -- AEAD envelope of (id, index values, body)
-        PRIMARY KEY (collection, id_hash)
-    ) WITHOUT ROWID;
+        UNIQUE (collection, id_hash)
+    );
     CREATE TABLE record_index (
         collection TEXT NOT NULL,
         field      TEXT NOT NULL,
         value_hash BLOB NOT NULL,   -- HMAC of (field, value) under the collection's index key
-        id_hash    BLOB NOT NULL,
-        PRIMARY KEY (collection, field, value_hash, id_hash)
+        record_id  INTEGER NOT NULL,
+        PRIMARY KEY (collection, field, value_hash, record_id)
     ) WITHOUT ROWID;
-    CREATE INDEX record_index_by_record ON record_index (collection, id_hash);
+    CREATE INDEX record_index_by_record ON record_index (record_id);
     CREATE TABLE key_slots (
         slot    TEXT PRIMARY KEY,   -- 'passphrase' or 'provider'
         key_id  TEXT NOT NULL,      -- the provider's key id, or 'pbkdf2-sha256'
