@@ -1,2 +1,34 @@
-//! placeholder
+//! # thudo-ffi
+//!
+//! The UniFFI facade of [`thudo_core`] for Kotlin and Swift. It holds no logic: each object wraps
+//! a core service, moves blocking work (SQLite, PBKDF2) onto tokio's blocking pool so the
+//! caller's coroutine or task is never blocked, and turns core errors into typed exceptions.
+//!
+//! Generate bindings with `cargo run -p thudo-ffi --features bindgen --bin uniffi-bindgen --
+//! generate --library <libthudo_ffi.so> --language kotlin|swift --out-dir <dir>` (see
+//! `scripts/bindings.sh`).
+
+mod vault;
+
+pub use vault::*;
+
 uniffi::setup_scaffolding!();
+
+/// Runs blocking core work on tokio's blocking pool and awaits it.
+pub(crate) async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static + From<Internal>,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(join) => Err(E::from(Internal(if join.is_panic() {
+            "the operation panicked inside the library".into()
+        } else {
+            "the operation was cancelled".into()
+        }))),
+    }
+}
+
+/// A failure of the library itself (a bug), carried to the error type of the call.
+pub(crate) struct Internal(pub String);
