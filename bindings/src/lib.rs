@@ -15,7 +15,9 @@ pub use vault::*;
 uniffi::setup_scaffolding!();
 
 /// Runs blocking core work on tokio's blocking pool and awaits it.
-pub(crate) async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+pub(crate) async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
 where
     T: Send + 'static,
     E: Send + 'static + From<Internal>,

@@ -87,7 +87,9 @@ impl From<core::VaultError> for VaultError {
         match err {
             E::WrongKey { reason } => VaultError::WrongKey { reason },
             E::KeyUnavailable { reason } => VaultError::KeyUnavailable { reason },
-            E::CorruptRecord { collection, reason } => VaultError::CorruptRecord { collection, reason },
+            E::CorruptRecord { collection, reason } => {
+                VaultError::CorruptRecord { collection, reason }
+            }
             E::CorruptStore { reason } => VaultError::CorruptStore { reason },
             E::NewerSchema { found, supported } => VaultError::NewerSchema { found, supported },
             E::NotFound { collection } => VaultError::NotFound { collection },
@@ -121,7 +123,9 @@ pub enum KeyProviderError {
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for KeyProviderError {
     fn from(err: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        KeyProviderError::Unavailable { reason: format!("key provider threw: {}", err.reason) }
+        KeyProviderError::Unavailable {
+            reason: format!("key provider threw: {}", err.reason),
+        }
     }
 }
 
@@ -156,7 +160,9 @@ impl From<KeyProviderError> for core::KeyProviderError {
     fn from(err: KeyProviderError) -> Self {
         match err {
             KeyProviderError::WrongKey => core::KeyProviderError::WrongKey,
-            KeyProviderError::Unavailable { reason } => core::KeyProviderError::Unavailable { reason },
+            KeyProviderError::Unavailable { reason } => {
+                core::KeyProviderError::Unavailable { reason }
+            }
         }
     }
 }
@@ -220,7 +226,11 @@ pub struct VaultRecord {
 
 impl From<core::Record> for VaultRecord {
     fn from(r: core::Record) -> Self {
-        VaultRecord { id: r.id, index: r.index.into_iter().collect(), body: r.body }
+        VaultRecord {
+            id: r.id,
+            index: r.index.into_iter().collect(),
+            body: r.body,
+        }
     }
 }
 
@@ -256,9 +266,17 @@ fn index_pairs(index: HashMap<String, String>) -> Vec<(String, String)> {
 impl From<WriteOp> for core::WriteOp {
     fn from(op: WriteOp) -> Self {
         match op {
-            WriteOp::Put { collection, id, body, index } => {
-                core::WriteOp::Put { collection, id, index: index_pairs(index), body }
-            }
+            WriteOp::Put {
+                collection,
+                id,
+                body,
+                index,
+            } => core::WriteOp::Put {
+                collection,
+                id,
+                index: index_pairs(index),
+                body,
+            },
             WriteOp::Delete { collection, id } => core::WriteOp::Delete { collection, id },
         }
     }
@@ -300,9 +318,11 @@ impl Vault {
     ) -> Result<Arc<Self>, VaultError> {
         let options: core::VaultOptions = options.unwrap_or_default().into();
         let unlock = core::Unlock::passphrase(passphrase);
-        blocking(move || core::Vault::open(PathBuf::from(path), unlock, &options).map_err(VaultError::from))
-            .await
-            .map(|v| Arc::new(Vault { inner: Arc::new(v) }))
+        blocking(move || {
+            core::Vault::open(PathBuf::from(path), unlock, &options).map_err(VaultError::from)
+        })
+        .await
+        .map(|v| Arc::new(Vault { inner: Arc::new(v) }))
     }
 
     /// Opens the vault in directory `path` with a host key, creating it if there is none.
@@ -314,9 +334,11 @@ impl Vault {
     ) -> Result<Arc<Self>, VaultError> {
         let options: core::VaultOptions = options.unwrap_or_default().into();
         let unlock = unlock_with(provider);
-        blocking(move || core::Vault::open(PathBuf::from(path), unlock, &options).map_err(VaultError::from))
-            .await
-            .map(|v| Arc::new(Vault { inner: Arc::new(v) }))
+        blocking(move || {
+            core::Vault::open(PathBuf::from(path), unlock, &options).map_err(VaultError::from)
+        })
+        .await
+        .map(|v| Arc::new(Vault { inner: Arc::new(v) }))
     }
 
     /// Inserts or replaces a record; `index` lists the fields `query` can find it by.
@@ -327,17 +349,26 @@ impl Vault {
         body: Vec<u8>,
         index: HashMap<String, String>,
     ) -> Result<(), VaultError> {
-        self.run(move |v| v.put(&collection, &id, &index_pairs(index), &body)).await
+        self.run(move |v| v.put(&collection, &id, &index_pairs(index), &body))
+            .await
     }
 
     /// The record, or a `NotFound` error.
     pub async fn get(&self, collection: String, id: String) -> Result<VaultRecord, VaultError> {
-        self.run(move |v| v.get(&collection, &id)).await.map(Into::into)
+        self.run(move |v| v.get(&collection, &id))
+            .await
+            .map(Into::into)
     }
 
     /// The record, or null / nil.
-    pub async fn find(&self, collection: String, id: String) -> Result<Option<VaultRecord>, VaultError> {
-        self.run(move |v| v.find(&collection, &id)).await.map(|r| r.map(Into::into))
+    pub async fn find(
+        &self,
+        collection: String,
+        id: String,
+    ) -> Result<Option<VaultRecord>, VaultError> {
+        self.run(move |v| v.find(&collection, &id))
+            .await
+            .map(|r| r.map(Into::into))
     }
 
     /// Deletes a record; returns whether it existed.
@@ -347,7 +378,9 @@ impl Vault {
 
     /// Every record of the collection, sorted by id.
     pub async fn list(&self, collection: String) -> Result<Vec<VaultRecord>, VaultError> {
-        self.run(move |v| v.list(&collection)).await.map(|rs| rs.into_iter().map(Into::into).collect())
+        self.run(move |v| v.list(&collection))
+            .await
+            .map(|rs| rs.into_iter().map(Into::into).collect())
     }
 
     /// The number of records in the collection.
@@ -379,8 +412,12 @@ impl Vault {
     }
 
     /// Protects the vault with `provider` from now on (new key, or switch from passphrase).
-    pub async fn rotate_key_provider(&self, provider: Arc<dyn KeyProvider>) -> Result<(), VaultError> {
-        self.run(move |v| v.rotate_key_provider(Arc::new(ForeignProvider(provider)))).await
+    pub async fn rotate_key_provider(
+        &self,
+        provider: Arc<dyn KeyProvider>,
+    ) -> Result<(), VaultError> {
+        self.run(move |v| v.rotate_key_provider(Arc::new(ForeignProvider(provider))))
+            .await
     }
 
     /// Replaces the data key and re-encrypts every record, atomically; returns the count.
@@ -390,12 +427,14 @@ impl Vault {
 
     /// Writes an encrypted backup of every record to `path`; returns the count.
     pub async fn export_backup(&self, path: String, passphrase: String) -> Result<u64, VaultError> {
-        self.run(move |v| v.export_backup(path.as_ref(), &passphrase)).await
+        self.run(move |v| v.export_backup(path.as_ref(), &passphrase))
+            .await
     }
 
     /// Imports a backup (all records or none); returns the count.
     pub async fn import_backup(&self, path: String, passphrase: String) -> Result<u64, VaultError> {
-        self.run(move |v| v.import_backup(path.as_ref(), &passphrase)).await
+        self.run(move |v| v.import_backup(path.as_ref(), &passphrase))
+            .await
     }
 
     /// Destroys the keys and deletes the vault's files; the vault is closed afterwards.

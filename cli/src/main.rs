@@ -1,1 +1,46 @@
-fn main() {}
+//! `thudo`: the command-line face of thudo-core, for support staff and Linux validators.
+
+mod vault_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// thudo: Hanoi's offline-first citizen-app core, from a terminal.
+#[derive(Parser)]
+#[command(name = "thudo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with an encrypted vault (passphrase from THUDO_PASSPHRASE or a prompt).
+    Vault(vault_cmd::VaultArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Vault(args) => vault_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// Exit codes scripts can rely on: 3 wrong key, 4 not found, 5 newer schema, 1 anything else.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    use thudo_core::vault::VaultError;
+    match err.downcast_ref::<VaultError>() {
+        Some(VaultError::WrongKey { .. }) => 3,
+        Some(VaultError::NotFound { .. }) => 4,
+        Some(VaultError::NewerSchema { .. }) => 5,
+        _ => 1,
+    }
+}

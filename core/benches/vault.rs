@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, missing_docs)] // a benchmark: failing loudly is right
 //! Encrypted vault against plain rusqlite on the same schema, data and SQLite settings, in one
 //! process and one run. Prints operations per second and the encrypted/plain ratio.
 //!

@@ -5,6 +5,8 @@
 //! The child is this same test binary, re-run with `THUDO_CRASH_DIR` set. Rounds default to 100;
 //! `THUDO_CRASH_ROUNDS` changes that.
 
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,1 +1,1 @@
-//! Cross-crate scenarios live in tests/.
+//! Cross-crate scenarios; the tests live in `tests/`.

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# A walk through the encrypted vault with the thudo CLI, in a temporary directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p thudo-cli
+THUDO="$PWD/target/release/thudo"
+WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
+export THUDO_VAULT_DIR="$WORK/vault" THUDO_PASSPHRASE="correct horse battery staple"
+run() { printf '\n$ %s\n' "$*"; "$@"; }
+
+run "$THUDO" vault init
+run "$THUDO" vault put handbook.note nq57 --index doc=57-NQ/TW --body "Nghị quyết 57-NQ/TW: đột phá phát triển khoa học, công nghệ"
+run "$THUDO" vault put health.immunization bcg-2024 --index person=child --body '{"vaccine":"BCG","date":"2024-03-02"}'
+run "$THUDO" vault get handbook.note nq57; echo
+run "$THUDO" vault query health.immunization person child
+printf '\n# no file in %s holds the plaintext:\n' "$THUDO_VAULT_DIR"
+if grep -rl "Nghị quyết" "$THUDO_VAULT_DIR"; then echo "plaintext found!" >&2; exit 1; else echo "(grep found nothing)"; fi
+THUDO_BACKUP_PASSPHRASE="backup secret" run "$THUDO" vault export "$WORK/backup.thudo"
+THUDO_NEW_PASSPHRASE="a new passphrase" run "$THUDO" vault passwd
+printf '\n# the old passphrase no longer opens it (exit code 3 = wrong key):\n'
+"$THUDO" vault list handbook.note || echo "exit code $?"
+THUDO_PASSPHRASE="a new passphrase" run "$THUDO" vault list handbook.note
+THUDO_PASSPHRASE="a new passphrase" run "$THUDO" vault wipe --yes
+echo; echo "quickstart finished"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test of the project: Rust (format, lints, unit, integration, crash), Kotlin on the JVM,
+# Swift on Linux. Installs what a fresh Debian machine lacks. Used by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+need_apt() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+command -v cargo >/dev/null || { echo "Rust (rustup) is required" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+command -v javac >/dev/null || need_apt openjdk-17-jdk-headless
+command -v mvn >/dev/null || need_apt maven
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "Rust tests (crash test: ${THUDO_CRASH_ROUNDS:-100} SIGKILL rounds)"
+cargo test --workspace --quiet 2>&1
+step "Kotlin tests (JVM, generated bindings, host library)"
+scripts/test-kotlin.sh
+step "Swift tests (Swift 6 on Linux, generated bindings, host library)"
+scripts/test-swift.sh

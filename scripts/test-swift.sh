@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Swift binding tests on Linux: `swift test` of ios/ inside a Debian 13 root (Swift 6), against
+# the host-built library. The root is built once (scripts/swift-root.sh) and reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(scripts/swift-root.sh)
+LIB=$(scripts/bindings.sh debug)
+GEN=build/bindings/swift
+# The package's generated parts: the Swift bindings and the C module of the library.
+cp "$GEN/Thudo.swift" ios/Sources/Thudo/Thudo.swift
+cp "$GEN/thudoFFI.h" ios/Sources/ThudoFFI/thudoFFI.h
+# Darwin is not there on Linux; the module needs only the C standard headers.
+sed -e '/use "Darwin"/d' "$GEN/thudoFFI.modulemap" > ios/Sources/ThudoFFI/module.modulemap
+
+W="$ROOT/w"
+mkdir -p "$W/lib" "$W/ios"
+cp "$LIB" "$W/lib/"
+# Copy the package but keep SwiftPM's .build cache inside the root between runs.
+tar -C ios --exclude=.build -cf - . | tar -C "$W/ios" -xf -
+mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
+trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
+chroot "$ROOT" /bin/sh -c 'cd /w/ios && LD_LIBRARY_PATH=/w/lib HOME=/tmp \
+  swift test --disable-swift-testing -Xlinker -L/w/lib 2>&1'
