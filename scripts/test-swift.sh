@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(scripts/swift-root.sh)
 LIB=$(scripts/bindings.sh debug)
 GEN=build/bindings/swift
+mkdir -p ios/Sources/Thudo ios/Sources/ThudoFFI
 # The package's generated parts: the Swift bindings and the C module of the library.
 cp "$GEN/Thudo.swift" ios/Sources/Thudo/Thudo.swift
 cp "$GEN/thudoFFI.h" ios/Sources/ThudoFFI/thudoFFI.h

@@ -235,6 +235,9 @@ impl Vault {
     }
 
     /// Runs `f` in one write transaction: all of its changes commit together or none do.
+    ///
+    /// Inside `f`, use the [`VaultTx`] it is given, never `self`: the vault's lock is held, and a
+    /// call on `self` would wait for it forever.
     pub fn transaction<T>(&self, f: impl FnOnce(&VaultTx<'_>) -> Result<T>) -> Result<T> {
         self.with_state(|state| {
             let tx = state
