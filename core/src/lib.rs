@@ -7,4 +7,5 @@
 //! SQLite. See `docs/architecture.md`.
 
 pub mod crypto;
+pub mod transit;
 pub mod vault;

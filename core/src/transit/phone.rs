@@ -1,0 +1,257 @@
+//! The citizen's phone: holds the credential and the device key, and makes a fresh signed QR
+//! every refresh period, offline.
+
+use std::sync::{Arc, Mutex};
+
+use super::p256::{self, SoftwareKey};
+use super::qr::{self, QrImage};
+use super::wire::{self, CredentialFields, CREDENTIAL_LEN};
+use super::TransitError;
+use crate::vault::Vault;
+
+const COLLECTION: &str = "transit.phone";
+
+/// A host-provided P-256 signer (Secure Enclave, StrongBox) for the device key.
+pub trait Signer: Send + Sync {
+    /// The public key, SEC1 (compressed or uncompressed).
+    fn public_key(&self) -> Result<Vec<u8>, String>;
+    /// Signs `message` with ECDSA P-256 / SHA-256; raw r||s or DER.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Phone settings.
+#[derive(Debug, Clone)]
+pub struct PhoneOptions {
+    /// Seconds between QR refreshes (5-30 is sensible).
+    pub refresh_secs: u32,
+    /// Warn the app this many seconds before the credential expires.
+    pub expiry_warning_secs: u32,
+}
+
+impl Default for PhoneOptions {
+    fn default() -> Self {
+        PhoneOptions {
+            refresh_secs: 5,
+            expiry_warning_secs: 6 * 3600,
+        }
+    }
+}
+
+/// The QR to show now.
+#[derive(Debug, Clone)]
+pub struct TransitQr {
+    /// The QR text (`HNT1:` + base45).
+    pub text: String,
+    /// The rendered symbol.
+    pub image: QrImage,
+    /// When it was made (unix seconds, corrected clock).
+    pub generated_at: u64,
+    /// When to ask for the next one (unix seconds, device clock).
+    pub refresh_at: u64,
+    /// Seconds until the credential expires.
+    pub credential_expires_in: i64,
+    /// True when the credential expires within the warning period: go online to refresh it.
+    pub expiry_warning: bool,
+}
+
+enum DeviceKey {
+    Software(SoftwareKey),
+    Host(Arc<dyn Signer>),
+}
+
+struct State {
+    credential: Option<([u8; CREDENTIAL_LEN], CredentialFields)>,
+    counter: u32,
+    clock_offset: i64,
+    cached: Option<TransitQr>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Persisted {
+    counter: u32,
+    clock_offset: i64,
+}
+
+/// The transit side of a citizen's phone.
+pub struct Phone {
+    vault: Arc<Vault>,
+    key: DeviceKey,
+    public_key: [u8; 33],
+    options: PhoneOptions,
+    state: Mutex<State>,
+}
+
+impl Phone {
+    /// Opens the phone's transit state in `vault`. Without a host signer the device key is made
+    /// once and kept in the vault.
+    pub fn open(
+        vault: Arc<Vault>,
+        signer: Option<Arc<dyn Signer>>,
+        options: PhoneOptions,
+    ) -> Result<Phone, TransitError> {
+        if options.refresh_secs == 0 {
+            return Err(super::invalid("refresh period must be at least 1 s"));
+        }
+        let (key, public_key) = match signer {
+            Some(signer) => {
+                let raw = signer
+                    .public_key()
+                    .map_err(|reason| TransitError::Signer { reason })?;
+                let full = p256::decompress(&raw).ok_or_else(|| TransitError::Signer {
+                    reason: "the signer's public key is not P-256".into(),
+                })?;
+                let compressed = p256::compress(&full).ok_or_else(|| super::invalid("bad key"))?;
+                (DeviceKey::Host(signer), compressed)
+            }
+            None => {
+                let key = match vault.find(COLLECTION, "device_key")? {
+                    Some(record) => SoftwareKey::from_pkcs8(&record.body).ok_or_else(|| {
+                        TransitError::InvalidCredential {
+                            reason: "stored device key is unreadable".into(),
+                        }
+                    })?,
+                    None => {
+                        let (key, pkcs8) =
+                            SoftwareKey::generate().ok_or_else(|| TransitError::Signer {
+                                reason: "key generation failed".into(),
+                            })?;
+                        vault.put(COLLECTION, "device_key", &[], &pkcs8)?;
+                        key
+                    }
+                };
+                let public = key.compressed_public_key();
+                (DeviceKey::Software(key), public)
+            }
+        };
+        let persisted: Persisted = match vault.find(COLLECTION, "state")? {
+            Some(r) => serde_json::from_slice(&r.body).unwrap_or_default(),
+            None => Persisted::default(),
+        };
+        let credential = match vault.find(COLLECTION, "credential")? {
+            Some(r) => parse_for_key(&r.body, &public_key).ok(),
+            None => None,
+        };
+        Ok(Phone {
+            vault,
+            key,
+            public_key,
+            options,
+            state: Mutex::new(State {
+                credential,
+                counter: persisted.counter,
+                clock_offset: persisted.clock_offset,
+                cached: None,
+            }),
+        })
+    }
+
+    /// The device public key (compressed SEC1) to send with a credential request.
+    pub fn device_public_key(&self) -> [u8; 33] {
+        self.public_key
+    }
+
+    /// Installs a credential received from the backend. It must bind this phone's key.
+    pub fn install_credential(&self, credential: &[u8]) -> Result<CredentialFields, TransitError> {
+        let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
+        self.vault.put(COLLECTION, "credential", &[], &bytes)?;
+        let mut state = self.lock();
+        state.credential = Some((bytes, fields.clone()));
+        state.cached = None;
+        Ok(fields)
+    }
+
+    /// The installed credential's fields, if any.
+    pub fn credential(&self) -> Option<CredentialFields> {
+        self.lock().credential.as_ref().map(|(_, f)| f.clone())
+    }
+
+    /// Records the offset (server time minus device time, seconds) learned at the last sync;
+    /// QR timestamps are corrected by it.
+    pub fn set_clock_offset(&self, offset_secs: i64) -> Result<(), TransitError> {
+        let mut state = self.lock();
+        state.clock_offset = offset_secs;
+        state.cached = None;
+        self.persist(&state)
+    }
+
+    fn persist(&self, state: &State) -> Result<(), TransitError> {
+        let body = serde_json::to_vec(&Persisted {
+            counter: state.counter,
+            clock_offset: state.clock_offset,
+        })
+        .map_err(|e| super::invalid(e.to_string()))?;
+        self.vault.put(COLLECTION, "state", &[], &body)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The QR to show at device time `now` (unix seconds). The same QR is returned until its
+    /// refresh time; then a new one is signed.
+    pub fn current_qr(&self, now: u64) -> Result<TransitQr, TransitError> {
+        let mut state = self.lock();
+        if let Some(cached) = &state.cached {
+            if now < cached.refresh_at
+                && now + u64::from(self.options.refresh_secs) >= cached.refresh_at
+            {
+                return Ok(cached.clone());
+            }
+        }
+        let (credential, fields) = state.credential.clone().ok_or(TransitError::NoCredential)?;
+        let corrected = (now as i64)
+            .saturating_add(state.clock_offset)
+            .clamp(0, u32::MAX as i64) as u32;
+        if corrected > fields.not_after {
+            return Err(TransitError::CredentialExpired {
+                not_after: fields.not_after,
+            });
+        }
+        state.counter = state.counter.wrapping_add(1);
+        // The counter is stored before the QR is shown, so a restart never reuses one.
+        self.persist(&state)?;
+        let message = wire::tap_message(&credential, corrected, state.counter);
+        let signature = match &self.key {
+            DeviceKey::Software(key) => key.sign(&message).ok_or_else(|| TransitError::Signer {
+                reason: "signing failed".into(),
+            })?,
+            DeviceKey::Host(signer) => {
+                let sig = signer
+                    .sign(&message)
+                    .map_err(|reason| TransitError::Signer { reason })?;
+                p256::to_raw_signature(&sig).ok_or_else(|| TransitError::Signer {
+                    reason: "the signer returned a malformed signature".into(),
+                })?
+            }
+        };
+        let text = wire::qr_text(&credential, corrected, state.counter, &signature);
+        let image = qr::render(&text).map_err(|e| super::invalid(e))?;
+        let expires_in = i64::from(fields.not_after) - i64::from(corrected);
+        let qr = TransitQr {
+            text,
+            image,
+            generated_at: u64::from(corrected),
+            refresh_at: now + u64::from(self.options.refresh_secs),
+            credential_expires_in: expires_in,
+            expiry_warning: expires_in <= i64::from(self.options.expiry_warning_secs),
+        };
+        state.cached = Some(qr.clone());
+        Ok(qr)
+    }
+}
+
+fn parse_for_key(
+    credential: &[u8],
+    public_key: &[u8; 33],
+) -> Result<([u8; CREDENTIAL_LEN], CredentialFields), TransitError> {
+    let bad = |reason: &str| TransitError::InvalidCredential {
+        reason: reason.into(),
+    };
+    let bytes: [u8; CREDENTIAL_LEN] = credential.try_into().map_err(|_| bad("wrong length"))?;
+    let fields = CredentialFields::decode(&bytes).map_err(|e| bad(&format!("{e:?}")))?;
+    if &fields.device_public_key != public_key {
+        return Err(bad("the credential is bound to another device key"));
+    }
+    Ok((bytes, fields))
+}

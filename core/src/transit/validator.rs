@@ -1,0 +1,561 @@
+//! The bus validator: accepts or rejects a scanned QR offline, and keeps a durable tap log.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use ring::digest;
+
+use super::issuer::TrustedIssuerKey;
+use super::p256;
+use super::wire::{self, FormatError, Payload};
+use super::{Category, Product, TransitError};
+use crate::vault::{Vault, WriteOp};
+
+const TAP_COLLECTION: &str = "transit.tap";
+const STATE_COLLECTION: &str = "transit.validator";
+
+/// Why a QR was accepted or rejected. The snake_case names are the JSON reason codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Valid: let the passenger in.
+    Ok,
+    /// Not a transit QR, bad base45, wrong length or version, unknown codes.
+    BadFormat,
+    /// The issuer key id is not trusted here.
+    UnknownIssuer,
+    /// The issuer key is trusted but outside its validity window.
+    IssuerKeyExpired,
+    /// The issuer's signature does not verify.
+    BadIssuerSignature,
+    /// The phone's signature does not verify (or its key is not a P-256 point).
+    BadDeviceSignature,
+    /// The card or device is on the deny list.
+    Revoked,
+    /// The credential is past its not-after time: the phone must refresh it online.
+    CredentialExpired,
+    /// The pass has not started yet.
+    NotYetValid,
+    /// The pass has ended.
+    PassExpired,
+    /// The QR is older than the acceptance window (a screenshot or a stale screen).
+    Expired,
+    /// The QR's time is ahead of the validator's by more than the tolerance.
+    ClockSkew,
+    /// A single-route pass shown on another route.
+    WrongRoute,
+    /// This exact QR was already used.
+    Replayed,
+    /// The same card was accepted moments ago (passing the phone back).
+    Passback,
+}
+
+/// A verdict, with what the driver's screen shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    /// Whether to let the passenger in.
+    pub accepted: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The card, when the QR was well formed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<u64>,
+    /// The product, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<Product>,
+    /// The category, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    /// One line for the driver, in Vietnamese.
+    pub display: String,
+    /// Validator time of the decision (unix seconds).
+    pub at: u64,
+}
+
+/// Validator settings.
+#[derive(Debug, Clone)]
+pub struct ValidatorConfig {
+    /// The route this bus serves.
+    pub route: u16,
+    /// Oldest QR accepted, seconds before the validator's clock.
+    pub max_age_secs: u32,
+    /// Newest QR accepted, seconds after the validator's clock (clock skew tolerance).
+    pub max_future_secs: u32,
+    /// After an accept, the same card is refused for this long.
+    pub passback_secs: u32,
+    /// Most QRs remembered for replay detection (older ones fall out of the window anyway).
+    pub replay_capacity: usize,
+    /// Taps buffered before the tap log commits (one transaction per batch).
+    pub tap_batch: usize,
+}
+
+impl Default for ValidatorConfig {
+    fn default() -> Self {
+        ValidatorConfig {
+            route: 0,
+            max_age_secs: 45,
+            max_future_secs: 15,
+            passback_secs: 120,
+            replay_capacity: 100_000,
+            tap_batch: 64,
+        }
+    }
+}
+
+/// A signed, versioned list of revoked cards and devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DenyList {
+    /// Monotonic version: a validator never goes back to an older list.
+    pub version: u32,
+    /// When the backend made it (unix seconds).
+    pub issued_at: u32,
+    /// Revoked card ids.
+    pub cards: Vec<u64>,
+    /// SHA-256 of revoked devices' compressed public keys.
+    pub devices: Vec<[u8; 32]>,
+}
+
+impl DenyList {
+    /// Domain tag of its signature.
+    pub const TAG: &'static [u8] = b"thudo/transit/denylist/v1";
+
+    /// The signed bytes: `u8 format(1) | u16 key id | u32 version | u32 issued_at |
+    /// u32 n, n * u64 cards | u32 m, m * [32] devices`.
+    pub fn encode(&self, key_id: u16) -> Vec<u8> {
+        let mut b = Vec::with_capacity(19 + self.cards.len() * 8 + self.devices.len() * 32);
+        b.push(1);
+        b.extend_from_slice(&key_id.to_be_bytes());
+        b.extend_from_slice(&self.version.to_be_bytes());
+        b.extend_from_slice(&self.issued_at.to_be_bytes());
+        b.extend_from_slice(&(self.cards.len() as u32).to_be_bytes());
+        for card in &self.cards {
+            b.extend_from_slice(&card.to_be_bytes());
+        }
+        b.extend_from_slice(&(self.devices.len() as u32).to_be_bytes());
+        for device in &self.devices {
+            b.extend_from_slice(device);
+        }
+        b
+    }
+
+    /// The hash that names a device in the list.
+    pub fn device_hash(compressed_key: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest::digest(&digest::SHA256, compressed_key).as_ref());
+        out
+    }
+
+    /// Parses signed bytes; returns the list and the key id that signed it.
+    fn decode(signed: &[u8]) -> Option<(DenyList, u16, usize)> {
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let s = signed.get(at..at + n)?;
+            at += n;
+            Some(s)
+        };
+        if take(1)? != [1] {
+            return None;
+        }
+        let key_id = u16::from_be_bytes(take(2)?.try_into().ok()?);
+        let version = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let issued_at = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let n = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+        let mut cards = Vec::with_capacity(n.min(1 << 20));
+        for _ in 0..n {
+            cards.push(u64::from_be_bytes(take(8)?.try_into().ok()?));
+        }
+        let m = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+        let mut devices = Vec::with_capacity(m.min(1 << 20));
+        for _ in 0..m {
+            devices.push(take(32)?.try_into().ok()?);
+        }
+        Some((
+            DenyList {
+                version,
+                issued_at,
+                cards,
+                devices,
+            },
+            key_id,
+            at,
+        ))
+    }
+}
+
+/// One entry of the tap log, as uploaded to the backend.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tap {
+    /// Sequence number on this validator.
+    pub seq: u64,
+    /// Validator time (unix seconds).
+    pub at: u64,
+    /// Route served.
+    pub route: u16,
+    /// Whether it was accepted.
+    pub accepted: bool,
+    /// Why.
+    pub reason: Reason,
+    /// The card, when known.
+    pub card_id: Option<u64>,
+    /// The product, when known.
+    pub product: Option<Product>,
+    /// The QR's timestamp, when known.
+    pub qr_timestamp: Option<u32>,
+    /// The QR's counter, when known.
+    pub qr_counter: Option<u32>,
+}
+
+struct ReplayCache {
+    seen: HashSet<(u64, u32, u32)>,
+    order: VecDeque<(u64, (u64, u32, u32))>,
+    capacity: usize,
+}
+
+impl ReplayCache {
+    fn contains(&self, key: &(u64, u32, u32)) -> bool {
+        self.seen.contains(key)
+    }
+
+    fn insert(&mut self, at: u64, key: (u64, u32, u32), horizon: u64) {
+        while let Some((t, k)) = self.order.front() {
+            if *t + horizon < at || self.order.len() >= self.capacity {
+                self.seen.remove(k);
+                self.order.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.seen.insert(key) {
+            self.order.push_back((at, key));
+        }
+    }
+}
+
+struct TrustedKey {
+    info: TrustedIssuerKey,
+}
+
+/// An offline validator. Not thread-safe by itself: one scanner feeds it (the FFI wraps it in a
+/// mutex).
+pub struct Validator {
+    vault: Arc<Vault>,
+    config: ValidatorConfig,
+    trusted: HashMap<u16, TrustedKey>,
+    deny: DenyList,
+    deny_cards: HashSet<u64>,
+    deny_devices: HashSet<[u8; 32]>,
+    replay: ReplayCache,
+    last_accept: HashMap<u64, u64>,
+    pending: Vec<Tap>,
+    next_seq: u64,
+}
+
+impl Validator {
+    /// Opens a validator over `vault`: restores the deny list and, from the tap log not yet
+    /// uploaded, the replay and passback memory (so a reboot does not open a replay window).
+    pub fn open(
+        vault: Arc<Vault>,
+        trusted: Vec<TrustedIssuerKey>,
+        config: ValidatorConfig,
+    ) -> Result<Validator, TransitError> {
+        if config.replay_capacity == 0 || config.tap_batch == 0 {
+            return Err(super::invalid(
+                "replay capacity and tap batch must be at least 1",
+            ));
+        }
+        let mut validator = Validator {
+            vault,
+            trusted: HashMap::new(),
+            deny: DenyList::default(),
+            deny_cards: HashSet::new(),
+            deny_devices: HashSet::new(),
+            replay: ReplayCache {
+                seen: HashSet::new(),
+                order: VecDeque::new(),
+                capacity: config.replay_capacity,
+            },
+            last_accept: HashMap::new(),
+            pending: Vec::new(),
+            next_seq: 1,
+            config,
+        };
+        validator.set_trusted_keys(trusted)?;
+        if let Some(record) = validator.vault.find(STATE_COLLECTION, "deny_list")? {
+            validator.apply_deny_list(&record.body, false)?;
+        }
+        let horizon = validator.horizon();
+        for record in validator.vault.list(TAP_COLLECTION)? {
+            let Ok(tap) = serde_json::from_slice::<Tap>(&record.body) else {
+                continue;
+            };
+            validator.next_seq = validator.next_seq.max(tap.seq + 1);
+            if let (Some(card), Some(ts), Some(counter)) =
+                (tap.card_id, tap.qr_timestamp, tap.qr_counter)
+            {
+                if tap.accepted || tap.reason == Reason::Passback {
+                    validator
+                        .replay
+                        .insert(tap.at, (card, ts, counter), horizon);
+                }
+                if tap.accepted {
+                    validator.last_accept.insert(card, tap.at);
+                }
+            }
+        }
+        Ok(validator)
+    }
+
+    fn horizon(&self) -> u64 {
+        u64::from(self.config.max_age_secs + self.config.max_future_secs)
+    }
+
+    /// Replaces the trusted issuer keys (each must be an uncompressed P-256 point).
+    pub fn set_trusted_keys(&mut self, keys: Vec<TrustedIssuerKey>) -> Result<(), TransitError> {
+        let mut trusted = HashMap::new();
+        for key in keys {
+            if p256::decompress(&key.public_key).as_ref().map(|k| &k[..])
+                != Some(&key.public_key[..])
+            {
+                return Err(TransitError::InvalidSignedData {
+                    reason: format!(
+                        "issuer key {} is not an uncompressed P-256 point",
+                        key.key_id
+                    ),
+                });
+            }
+            trusted.insert(key.key_id, TrustedKey { info: key });
+        }
+        self.trusted = trusted;
+        Ok(())
+    }
+
+    /// The deny list version in force.
+    pub fn deny_list_version(&self) -> u32 {
+        self.deny.version
+    }
+
+    /// Installs a signed deny list if its signature verifies with a trusted issuer key and its
+    /// version is newer than the current one. The swap is atomic: a bad list changes nothing.
+    pub fn update_deny_list(&mut self, signed: &[u8]) -> Result<u32, TransitError> {
+        self.apply_deny_list(signed, true)
+    }
+
+    fn apply_deny_list(&mut self, signed: &[u8], persist: bool) -> Result<u32, TransitError> {
+        let bad = |reason: &str| TransitError::InvalidSignedData {
+            reason: reason.into(),
+        };
+        let (list, key_id, body_len) =
+            DenyList::decode(signed).ok_or_else(|| bad("malformed deny list"))?;
+        if signed.len() != body_len + 64 {
+            return Err(bad("malformed deny list"));
+        }
+        let key = self
+            .trusted
+            .get(&key_id)
+            .ok_or_else(|| bad("deny list signed by an unknown key"))?;
+        let message = [DenyList::TAG, &signed[..body_len]].concat();
+        if !p256::verify(&key.info.public_key, &message, &signed[body_len..]) {
+            return Err(bad("deny list signature does not verify"));
+        }
+        if persist && list.version <= self.deny.version {
+            return Err(bad(&format!(
+                "deny list version {} is not newer than {}",
+                list.version, self.deny.version
+            )));
+        }
+        if persist {
+            self.vault.put(STATE_COLLECTION, "deny_list", &[], signed)?;
+        }
+        self.deny_cards = list.cards.iter().copied().collect();
+        self.deny_devices = list.devices.iter().copied().collect();
+        self.deny = list;
+        Ok(self.deny.version)
+    }
+
+    /// Decides on one scanned text at validator time `now` (unix seconds), logs the tap, and
+    /// commits the tap log when a batch is full.
+    pub fn validate(&mut self, text: &str, now: u64) -> Result<Verdict, TransitError> {
+        let (verdict, payload) = self.decide(text, now);
+        let tap = Tap {
+            seq: self.next_seq,
+            at: now,
+            route: self.config.route,
+            accepted: verdict.accepted,
+            reason: verdict.reason,
+            card_id: verdict.card_id,
+            product: verdict.product,
+            qr_timestamp: payload.as_ref().map(|p| p.timestamp),
+            qr_counter: payload.as_ref().map(|p| p.counter),
+        };
+        self.next_seq += 1;
+        self.pending.push(tap);
+        if self.pending.len() >= self.config.tap_batch {
+            self.flush()?;
+        }
+        Ok(verdict)
+    }
+
+    /// Commits buffered taps to the tap log (one transaction).
+    pub fn flush(&mut self) -> Result<(), TransitError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let ops: Vec<WriteOp> = self
+            .pending
+            .iter()
+            .map(|tap| WriteOp::Put {
+                collection: TAP_COLLECTION.into(),
+                id: format!("{:016}", tap.seq),
+                index: Vec::new(),
+                body: serde_json::to_vec(tap).unwrap_or_default(),
+            })
+            .collect();
+        self.vault.write_batch(&ops)?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Every committed tap not yet acknowledged, oldest first (flushes first).
+    pub fn export_taps(&mut self) -> Result<Vec<Tap>, TransitError> {
+        self.flush()?;
+        let mut taps: Vec<Tap> = self
+            .vault
+            .list(TAP_COLLECTION)?
+            .iter()
+            .filter_map(|r| serde_json::from_slice(&r.body).ok())
+            .collect();
+        taps.sort_by_key(|t| t.seq);
+        Ok(taps)
+    }
+
+    /// Deletes taps up to and including `seq` once the backend has stored them. Taps still inside
+    /// the replay or passback windows stay in memory.
+    pub fn acknowledge_taps(&mut self, up_to_seq: u64) -> Result<usize, TransitError> {
+        let ops: Vec<WriteOp> = self
+            .export_taps()?
+            .into_iter()
+            .filter(|t| t.seq <= up_to_seq)
+            .map(|t| WriteOp::Delete {
+                collection: TAP_COLLECTION.into(),
+                id: format!("{:016}", t.seq),
+            })
+            .collect();
+        self.vault.write_batch(&ops)?;
+        Ok(ops.len())
+    }
+
+    fn reject(&self, reason: Reason, payload: Option<&Payload>, now: u64) -> Verdict {
+        let (card_id, product, category) = match payload {
+            Some(p) => (
+                Some(p.fields.card_id),
+                Some(p.fields.product),
+                Some(p.fields.category),
+            ),
+            None => (None, None, None),
+        };
+        let display = match reason {
+            Reason::Ok => "Hợp lệ".to_string(),
+            Reason::Replayed | Reason::Passback => "Mã đã được sử dụng".into(),
+            Reason::Expired | Reason::CredentialExpired => "Mã đã hết hạn".into(),
+            Reason::PassExpired => "Vé đã hết hạn".into(),
+            Reason::NotYetValid => "Vé chưa có hiệu lực".into(),
+            Reason::WrongRoute => "Vé không dùng cho tuyến này".into(),
+            Reason::Revoked => "Vé đã bị khóa".into(),
+            Reason::ClockSkew => "Giờ trên điện thoại không đúng".into(),
+            _ => "Mã không hợp lệ".into(),
+        };
+        Verdict {
+            accepted: reason == Reason::Ok,
+            reason,
+            card_id,
+            product,
+            category,
+            display,
+            at: now,
+        }
+    }
+
+    fn decide(&mut self, text: &str, now: u64) -> (Verdict, Option<Payload>) {
+        let payload = match Payload::from_qr_text(text.trim_end_matches(['\r', '\n'])) {
+            Ok(p) => p,
+            Err(
+                FormatError::Prefix
+                | FormatError::Base45
+                | FormatError::Length
+                | FormatError::Version
+                | FormatError::Field,
+            ) => return (self.reject(Reason::BadFormat, None, now), None),
+        };
+        let reason = self.check(&payload, now);
+        let mut verdict = self.reject(reason, Some(&payload), now);
+        if reason == Reason::Ok {
+            let f = &payload.fields;
+            verdict.display = format!("{} - {}", f.product.label(), f.category.label());
+        }
+        (verdict, Some(payload))
+    }
+
+    fn check(&mut self, p: &Payload, now: u64) -> Reason {
+        let f = &p.fields;
+        let Some(key) = self.trusted.get(&f.issuer_key_id) else {
+            return Reason::UnknownIssuer;
+        };
+        if now < u64::from(key.info.valid_from) || now > u64::from(key.info.valid_until) {
+            return Reason::IssuerKeyExpired;
+        }
+        let issuer_message = wire::credential_message(p.credential_body());
+        if !p256::verify(&key.info.public_key, &issuer_message, p.issuer_signature()) {
+            return Reason::BadIssuerSignature;
+        }
+        let Some(device_key) = p256::decompress(&f.device_public_key) else {
+            return Reason::BadDeviceSignature;
+        };
+        let tap_message = wire::tap_message(&p.credential, p.timestamp, p.counter);
+        if !p256::verify(&device_key, &tap_message, &p.device_signature) {
+            return Reason::BadDeviceSignature;
+        }
+        if self.deny_cards.contains(&f.card_id)
+            || self
+                .deny_devices
+                .contains(&DenyList::device_hash(&f.device_public_key))
+        {
+            return Reason::Revoked;
+        }
+        if now > u64::from(f.not_after) {
+            return Reason::CredentialExpired;
+        }
+        if now < u64::from(f.pass_valid_from) {
+            return Reason::NotYetValid;
+        }
+        if now > u64::from(f.pass_valid_until) {
+            return Reason::PassExpired;
+        }
+        let ts = u64::from(p.timestamp);
+        if ts + u64::from(self.config.max_age_secs) < now {
+            return Reason::Expired;
+        }
+        if ts > now + u64::from(self.config.max_future_secs) {
+            return Reason::ClockSkew;
+        }
+        if f.product == Product::MonthlySingleRoute && f.route != self.config.route {
+            return Reason::WrongRoute;
+        }
+        let replay_key = (f.card_id, p.timestamp, p.counter);
+        if self.replay.contains(&replay_key) {
+            return Reason::Replayed;
+        }
+        // Remember the QR from here on: a rejected passback must not be retried as new.
+        self.replay.insert(now, replay_key, self.horizon());
+        if let Some(last) = self.last_accept.get(&f.card_id) {
+            if now < last + u64::from(self.config.passback_secs) {
+                return Reason::Passback;
+            }
+        }
+        self.last_accept.insert(f.card_id, now);
+        if self.last_accept.len() > self.config.replay_capacity {
+            let limit = now.saturating_sub(u64::from(self.config.passback_secs));
+            self.last_accept.retain(|_, t| *t >= limit);
+        }
+        Reason::Ok
+    }
+}

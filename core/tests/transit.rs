@@ -1,0 +1,681 @@
+//! Transit: issuer, phone and validator together, good input and bad.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use std::sync::Arc;
+
+use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
+use thudo_core::transit::p256::SoftwareKey;
+use thudo_core::transit::phone::{Phone, PhoneOptions, Signer};
+use thudo_core::transit::validator::{DenyList, Reason, Validator, ValidatorConfig};
+use thudo_core::transit::wire::{self, Payload, PAYLOAD_LEN, QR_PREFIX, QR_TEXT_LEN};
+use thudo_core::transit::{Category, Product, TransitError};
+use thudo_core::vault::{Unlock, Vault};
+
+const NOW: u64 = 1_790_000_000; // 2026-09-21
+const DAY: u32 = 86_400;
+
+struct World {
+    _dirs: Vec<tempfile::TempDir>,
+    issuer: IssuerKey,
+    phone: Phone,
+    phone_vault: Arc<Vault>,
+    validator: Validator,
+    validator_vault: Arc<Vault>,
+}
+
+fn vault() -> (tempfile::TempDir, Arc<Vault>) {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::open(
+        dir.path(),
+        Unlock::Provider(common::TestProvider::new("k")),
+        &common::fast(),
+    )
+    .unwrap();
+    (dir, Arc::new(v))
+}
+
+fn request(phone: &Phone, product: Product, category: Category, route: u16) -> CredentialRequest {
+    CredentialRequest {
+        card_id: 9_704_000_000_123,
+        product,
+        category,
+        route,
+        pass_valid_from: NOW as u32 - 10 * DAY,
+        pass_valid_until: NOW as u32 + 20 * DAY,
+        device_public_key: phone.device_public_key().to_vec(),
+        lifetime_secs: 72 * 3600,
+    }
+}
+
+fn world_with(product: Product, category: Category, route: u16, config: ValidatorConfig) -> World {
+    let (d1, phone_vault) = vault();
+    let (d2, validator_vault) = vault();
+    let (issuer, _) =
+        IssuerKey::generate(7, NOW as u32 - 30 * DAY, NOW as u32 + 300 * DAY).unwrap();
+    let phone = Phone::open(phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let credential = issuer
+        .issue(&request(&phone, product, category, route), NOW as u32)
+        .unwrap();
+    phone.install_credential(&credential).unwrap();
+    let validator = Validator::open(
+        validator_vault.clone(),
+        vec![issuer.trusted().clone()],
+        config,
+    )
+    .unwrap();
+    World {
+        _dirs: vec![d1, d2],
+        issuer,
+        phone,
+        phone_vault,
+        validator,
+        validator_vault,
+    }
+}
+
+fn world() -> World {
+    world_with(
+        Product::MonthlyAllRoutes,
+        Category::Standard,
+        0,
+        ValidatorConfig {
+            route: 32,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn fresh_qr_is_accepted_and_fits_version_10_m() {
+    let mut w = world();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    assert_eq!(qr.text.len(), QR_TEXT_LEN);
+    assert_eq!(QR_TEXT_LEN, 299);
+    assert!(qr.text.starts_with(QR_PREFIX));
+    assert!(qr
+        .text
+        .bytes()
+        .all(|b| b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:".contains(&b)));
+    assert!(qr.image.version <= 10, "version {}", qr.image.version);
+    assert_eq!(qr.image.modules.len() as u32, qr.image.size * qr.image.size);
+    assert!(qr.image.svg(256).starts_with("<?xml"));
+    assert!(qr.image.png(4).unwrap().starts_with(b"\x89PNG"));
+    assert!(qr.image.terminal().lines().count() as u32 >= qr.image.size / 2);
+    let v = w.validator.validate(&qr.text, NOW + 1).unwrap();
+    assert!(v.accepted, "{v:?}");
+    assert_eq!(v.reason, Reason::Ok);
+    assert_eq!(v.card_id, Some(9_704_000_000_123));
+    assert_eq!(v.product, Some(Product::MonthlyAllRoutes));
+    assert!(v.display.contains("liên tuyến"));
+}
+
+#[test]
+fn replay_old_qr_and_clock_skew() {
+    let mut w = world();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    assert!(w.validator.validate(&qr.text, NOW).unwrap().accepted);
+    assert_eq!(
+        w.validator.validate(&qr.text, NOW + 2).unwrap().reason,
+        Reason::Replayed
+    );
+
+    // A QR from 10 minutes ago.
+    let mut w = world();
+    let old = w.phone.current_qr(NOW - 600).unwrap();
+    assert_eq!(
+        w.validator.validate(&old.text, NOW).unwrap().reason,
+        Reason::Expired
+    );
+
+    // Validator clock 10 s behind or ahead: a fresh QR still passes.
+    for skew in [-10i64, 10] {
+        let mut w = world();
+        let qr = w.phone.current_qr(NOW).unwrap();
+        let v = w
+            .validator
+            .validate(&qr.text, (NOW as i64 + skew) as u64)
+            .unwrap();
+        assert!(v.accepted, "skew {skew}: {v:?}");
+    }
+    // A phone 60 s ahead of the validator.
+    let mut w = world();
+    let future = w.phone.current_qr(NOW + 60).unwrap();
+    assert_eq!(
+        w.validator.validate(&future.text, NOW).unwrap().reason,
+        Reason::ClockSkew
+    );
+}
+
+#[test]
+fn every_single_byte_change_is_rejected() {
+    let mut w = world();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    let bytes = base45::decode(&qr.text[QR_PREFIX.len()..]).unwrap();
+    assert_eq!(bytes.len(), PAYLOAD_LEN);
+    let mut reasons = std::collections::HashMap::new();
+    for at in 0..bytes.len() {
+        for flip in [0x01u8, 0x80] {
+            let mut bad = bytes.clone();
+            bad[at] ^= flip;
+            let text = format!("{QR_PREFIX}{}", base45::encode(&bad));
+            let v = w.validator.validate(&text, NOW).unwrap();
+            assert!(!v.accepted, "byte {at} ^ {flip:#x} accepted");
+            *reasons.entry(v.reason).or_insert(0) += 1;
+        }
+    }
+    // The original still passes afterwards: mutations did not poison the replay memory.
+    assert!(w.validator.validate(&qr.text, NOW).unwrap().accepted);
+    for expected in [
+        Reason::BadFormat,
+        Reason::UnknownIssuer,
+        Reason::BadIssuerSignature,
+        Reason::BadDeviceSignature,
+    ] {
+        assert!(
+            reasons.contains_key(&expected),
+            "{expected:?} never seen: {reasons:?}"
+        );
+    }
+}
+
+#[test]
+fn malformed_text_is_bad_format_without_panic() {
+    let mut w = world();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    let text = qr.text.clone();
+    let mut cases: Vec<String> = vec![
+        String::new(),
+        "\n".into(),
+        "HNT1:".into(),
+        "hnt1:".to_string() + &text[5..],
+        text[..text.len() - 1].to_string(),
+        text[..text.len() - 3].to_string(),
+        format!("{text}A"),
+        format!("{text}AAA"),
+        "x".repeat(1 << 20),
+        format!("{QR_PREFIX}{}", "Đ".repeat(147)),
+        text.replacen('A', "a", 1),
+        format!("{}::{}", &text[..10], &text[12..]),
+        format!("{QR_PREFIX}{}", "~".repeat(QR_TEXT_LEN - 5)),
+        format!("{QR_PREFIX}{}", "ZZZ".repeat((QR_TEXT_LEN - 5) / 3)),
+    ];
+    // Every character position replaced by another base45 character.
+    let alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
+    for at in (QR_PREFIX.len()..text.len()).step_by(7) {
+        let c = text.as_bytes()[at] as char;
+        let other = alphabet.chars().find(|&o| o != c).unwrap();
+        let mut t = text.clone();
+        t.replace_range(at..at + 1, &other.to_string());
+        cases.push(t);
+    }
+    for case in &cases {
+        let v = w.validator.validate(case, NOW).unwrap();
+        assert!(!v.accepted, "accepted: {case:.40}");
+    }
+    for case in &cases[..10] {
+        assert_eq!(
+            w.validator.validate(case, NOW).unwrap().reason,
+            Reason::BadFormat,
+            "{case:.40}"
+        );
+    }
+    assert!(w.validator.validate(&text, NOW).unwrap().accepted);
+}
+
+#[test]
+fn issuer_trust_signatures_and_deny_list() {
+    let mut w = world();
+    // Same key id, another key: bad issuer signature.
+    let (impostor, _) = IssuerKey::generate(7, NOW as u32 - DAY, NOW as u32 + DAY).unwrap();
+    let forged = impostor
+        .issue(
+            &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
+            NOW as u32,
+        )
+        .unwrap();
+    w.phone.install_credential(&forged).unwrap();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    assert_eq!(
+        w.validator.validate(&qr.text, NOW).unwrap().reason,
+        Reason::BadIssuerSignature
+    );
+    // Unknown key id.
+    let (other, _) = IssuerKey::generate(8, NOW as u32 - DAY, NOW as u32 + DAY).unwrap();
+    w.phone
+        .install_credential(
+            &other
+                .issue(
+                    &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
+                    NOW as u32,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+    let qr = w.phone.current_qr(NOW + 10).unwrap();
+    assert_eq!(
+        w.validator.validate(&qr.text, NOW + 10).unwrap().reason,
+        Reason::UnknownIssuer
+    );
+    // Trusting both keys (rotation with overlap): accepted.
+    w.validator
+        .set_trusted_keys(vec![w.issuer.trusted().clone(), other.trusted().clone()])
+        .unwrap();
+    assert!(w.validator.validate(&qr.text, NOW + 10).unwrap().accepted);
+    // The key's window has closed.
+    let after_window = NOW + u64::from(DAY) + 100;
+    assert_eq!(
+        w.validator.validate(&qr.text, after_window).unwrap().reason,
+        Reason::IssuerKeyExpired
+    );
+
+    // Deny list: signed by a trusted key, versioned, atomic.
+    let mut w = world();
+    let card = w.phone.credential().unwrap().card_id;
+    let list = DenyList {
+        version: 3,
+        issued_at: NOW as u32,
+        cards: vec![card],
+        devices: vec![],
+    };
+    let signed = w.issuer.sign_deny_list(&list).unwrap();
+    let mut tampered = signed.clone();
+    tampered[20] ^= 1;
+    assert!(w.validator.update_deny_list(&tampered).is_err());
+    assert!(w
+        .validator
+        .update_deny_list(&signed[..signed.len() - 1])
+        .is_err());
+    assert!(w
+        .validator
+        .update_deny_list(&impostor.sign_deny_list(&list).unwrap())
+        .is_err());
+    assert_eq!(
+        w.validator.deny_list_version(),
+        0,
+        "bad lists change nothing"
+    );
+    let qr = w.phone.current_qr(NOW).unwrap();
+    assert!(w.validator.validate(&qr.text, NOW).unwrap().accepted);
+    assert_eq!(w.validator.update_deny_list(&signed).unwrap(), 3);
+    let qr = w.phone.current_qr(NOW + 200).unwrap();
+    assert_eq!(
+        w.validator.validate(&qr.text, NOW + 200).unwrap().reason,
+        Reason::Revoked
+    );
+    // Older or equal versions are refused (no rollback).
+    let older = w
+        .issuer
+        .sign_deny_list(&DenyList {
+            version: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(w.validator.update_deny_list(&older).is_err());
+    assert!(w.validator.update_deny_list(&signed).is_err());
+    // Devices can be revoked too, and the list survives a restart.
+    let device = DenyList::device_hash(&w.phone.device_public_key());
+    let v4 = w
+        .issuer
+        .sign_deny_list(&DenyList {
+            version: 4,
+            issued_at: NOW as u32,
+            cards: vec![],
+            devices: vec![device],
+        })
+        .unwrap();
+    w.validator.update_deny_list(&v4).unwrap();
+    let mut reopened = Validator::open(
+        w.validator_vault.clone(),
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(reopened.deny_list_version(), 4);
+    let qr = w.phone.current_qr(NOW + 400).unwrap();
+    assert_eq!(
+        reopened.validate(&qr.text, NOW + 400).unwrap().reason,
+        Reason::Revoked
+    );
+}
+
+#[test]
+fn passback_route_and_validity_rules() {
+    let mut w = world();
+    let first = w.phone.current_qr(NOW).unwrap();
+    assert!(w.validator.validate(&first.text, NOW).unwrap().accepted);
+    let second = w.phone.current_qr(NOW + 30).unwrap();
+    assert_ne!(first.text, second.text);
+    assert_eq!(
+        w.validator.validate(&second.text, NOW + 30).unwrap().reason,
+        Reason::Passback
+    );
+    let later = w.phone.current_qr(NOW + 130).unwrap();
+    assert!(
+        w.validator
+            .validate(&later.text, NOW + 130)
+            .unwrap()
+            .accepted
+    );
+
+    // Single-route pass on route 32, validator on route 32 then on route 18.
+    let mut w = world_with(
+        Product::MonthlySingleRoute,
+        Category::Priority,
+        32,
+        ValidatorConfig {
+            route: 32,
+            ..Default::default()
+        },
+    );
+    assert!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .accepted
+    );
+    let mut w = world_with(
+        Product::MonthlySingleRoute,
+        Category::Priority,
+        32,
+        ValidatorConfig {
+            route: 18,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .reason,
+        Reason::WrongRoute
+    );
+
+    // Free riders ride everywhere.
+    let mut w = world_with(
+        Product::FreePass,
+        Category::Elderly,
+        0,
+        ValidatorConfig {
+            route: 5,
+            ..Default::default()
+        },
+    );
+    let v = w
+        .validator
+        .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+        .unwrap();
+    assert!(v.accepted);
+    assert!(v.display.contains("Người cao tuổi"));
+
+    // Pass not yet valid / ended; credential expired.
+    let mut w = world();
+    let mut req = request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0);
+    req.pass_valid_from = NOW as u32 + 100;
+    w.phone
+        .install_credential(&w.issuer.issue(&req, NOW as u32).unwrap())
+        .unwrap();
+    assert_eq!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .reason,
+        Reason::NotYetValid
+    );
+    req.pass_valid_from = NOW as u32 - 100;
+    req.pass_valid_until = NOW as u32 - 1;
+    w.phone
+        .install_credential(&w.issuer.issue(&req, NOW as u32).unwrap())
+        .unwrap();
+    assert_eq!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW + 5).unwrap().text, NOW + 5)
+            .unwrap()
+            .reason,
+        Reason::PassExpired
+    );
+    req.pass_valid_until = NOW as u32 + DAY;
+    req.lifetime_secs = 60;
+    w.phone
+        .install_credential(&w.issuer.issue(&req, NOW as u32).unwrap())
+        .unwrap();
+    let qr = w.phone.current_qr(NOW + 50).unwrap();
+    assert_eq!(
+        w.validator.validate(&qr.text, NOW + 61).unwrap().reason,
+        Reason::CredentialExpired
+    );
+    assert!(matches!(
+        w.phone.current_qr(NOW + 61),
+        Err(TransitError::CredentialExpired { .. })
+    ));
+}
+
+#[test]
+fn tap_log_is_durable_and_restores_replay_memory() {
+    let mut w = world();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    assert!(w.validator.validate(&qr.text, NOW).unwrap().accepted);
+    w.validator.validate("garbage", NOW).unwrap();
+    w.validator.flush().unwrap();
+    // A reboot: replay and passback memory come back from the tap log.
+    let mut again = Validator::open(
+        w.validator_vault.clone(),
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        again.validate(&qr.text, NOW + 5).unwrap().reason,
+        Reason::Replayed
+    );
+    let taps = again.export_taps().unwrap();
+    assert_eq!(taps.len(), 3);
+    assert_eq!(taps.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(taps[0].accepted);
+    assert_eq!(taps[1].reason, Reason::BadFormat);
+    assert_eq!(taps[2].reason, Reason::Replayed);
+    assert_eq!(again.acknowledge_taps(2).unwrap(), 2);
+    assert_eq!(again.export_taps().unwrap().len(), 1);
+    // Card ids in the tap log are encrypted at rest.
+    let db = std::fs::read(thudo_core::vault::database_path(w._dirs[1].path())).unwrap();
+    assert!(!db.windows(13).any(|win| win == b"9704000000123"));
+}
+
+struct HostSigner(SoftwareKey);
+
+impl Signer for HostSigner {
+    fn public_key(&self) -> Result<Vec<u8>, String> {
+        Ok(self.0.public_key().to_vec())
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        // Keystores return DER.
+        let raw = self.0.sign(message).ok_or("sign failed")?;
+        Ok(p256::ecdsa::Signature::from_slice(&raw)
+            .unwrap()
+            .to_der()
+            .as_bytes()
+            .to_vec())
+    }
+}
+
+#[test]
+fn phone_refresh_counter_offset_expiry_and_host_signer() {
+    let w = world();
+    let a = w.phone.current_qr(NOW).unwrap();
+    let b = w.phone.current_qr(NOW + 2).unwrap();
+    assert_eq!(a.text, b.text, "same QR within the refresh period");
+    let c = w.phone.current_qr(NOW + 5).unwrap();
+    assert_ne!(a.text, c.text);
+    let pa = Payload::from_qr_text(&a.text).unwrap();
+    let pc = Payload::from_qr_text(&c.text).unwrap();
+    assert_eq!(pc.counter, pa.counter + 1);
+    // The counter survives a restart.
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(reopened.device_public_key(), w.phone.device_public_key());
+    let d = Payload::from_qr_text(&reopened.current_qr(NOW + 10).unwrap().text).unwrap();
+    assert!(d.counter > pc.counter);
+    // Clock offset learned at sync corrects the timestamp.
+    reopened.set_clock_offset(-7).unwrap();
+    let e = Payload::from_qr_text(&reopened.current_qr(NOW + 20).unwrap().text).unwrap();
+    assert_eq!(u64::from(e.timestamp), NOW + 13);
+    // Expiry warning within 6 h of not-after.
+    let late = reopened.current_qr(NOW + 70 * 3600).unwrap();
+    assert!(late.expiry_warning);
+    assert!(!c.expiry_warning);
+
+    // Errors: no credential, credential of another device, garbage.
+    let (_d, v) = vault();
+    let fresh = Phone::open(v, None, PhoneOptions::default()).unwrap();
+    assert!(matches!(
+        fresh.current_qr(NOW),
+        Err(TransitError::NoCredential)
+    ));
+    let foreign = w
+        .issuer
+        .issue(
+            &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
+            NOW as u32,
+        )
+        .unwrap();
+    assert!(matches!(
+        fresh.install_credential(&foreign),
+        Err(TransitError::InvalidCredential { .. })
+    ));
+    assert!(matches!(
+        fresh.install_credential(&[1, 2, 3]),
+        Err(TransitError::InvalidCredential { .. })
+    ));
+    assert!(Phone::open(
+        w.phone_vault.clone(),
+        None,
+        PhoneOptions {
+            refresh_secs: 0,
+            ..Default::default()
+        }
+    )
+    .is_err());
+
+    // A host signer (DER signatures) works end to end.
+    let (_d, v) = vault();
+    let (key, _) = SoftwareKey::generate().unwrap();
+    let phone = Phone::open(v, Some(Arc::new(HostSigner(key))), PhoneOptions::default()).unwrap();
+    phone
+        .install_credential(
+            &w.issuer
+                .issue(
+                    &request(&phone, Product::PayAsYouGo, Category::Standard, 0),
+                    NOW as u32,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+    let mut validator = Validator::open(
+        vault().1,
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig::default(),
+    )
+    .unwrap();
+    assert!(
+        validator
+            .validate(&phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .accepted
+    );
+}
+
+#[test]
+fn issuer_refuses_nonsense_requests() {
+    let w = world();
+    let base = request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0);
+    let cases: Vec<(&str, CredentialRequest)> = vec![
+        (
+            "free pass for a payer",
+            CredentialRequest {
+                product: Product::FreePass,
+                ..base.clone()
+            },
+        ),
+        (
+            "monthly for a free rider",
+            CredentialRequest {
+                category: Category::Child,
+                ..base.clone()
+            },
+        ),
+        (
+            "single route without route",
+            CredentialRequest {
+                product: Product::MonthlySingleRoute,
+                ..base.clone()
+            },
+        ),
+        (
+            "route on all-routes pass",
+            CredentialRequest {
+                route: 12,
+                ..base.clone()
+            },
+        ),
+        (
+            "validity reversed",
+            CredentialRequest {
+                pass_valid_until: base.pass_valid_from,
+                ..base.clone()
+            },
+        ),
+        (
+            "lifetime 0",
+            CredentialRequest {
+                lifetime_secs: 0,
+                ..base.clone()
+            },
+        ),
+        (
+            "lifetime > 72 h",
+            CredentialRequest {
+                lifetime_secs: 73 * 3600,
+                ..base.clone()
+            },
+        ),
+        (
+            "device key not a point",
+            CredentialRequest {
+                device_public_key: [vec![2], vec![0xff; 32]].concat(),
+                ..base.clone()
+            },
+        ),
+        (
+            "device key empty",
+            CredentialRequest {
+                device_public_key: vec![],
+                ..base.clone()
+            },
+        ),
+    ];
+    for (what, req) in cases {
+        assert!(
+            matches!(
+                w.issuer.issue(&req, NOW as u32),
+                Err(TransitError::InvalidRequest { .. })
+            ),
+            "{what}"
+        );
+    }
+    assert!(
+        w.issuer.issue(&base, NOW as u32 + 400 * DAY).is_err(),
+        "issuer key expired"
+    );
+    assert!(IssuerKey::generate(1, 10, 5).is_err());
+    assert!(IssuerKey::from_pkcs8(b"junk", 1, 0, 10).is_err());
+}
+
+#[test]
+fn wire_constants_and_message_layout() {
+    assert_eq!(wire::CREDENTIAL_LEN, 124);
+    assert_eq!(PAYLOAD_LEN, 196);
+    let msg = wire::tap_message(&[0xAB; 124], 0x01020304, 0x0A0B0C0D);
+    assert!(msg.starts_with(wire::TAP_TAG));
+    assert!(msg.ends_with(&[1, 2, 3, 4, 10, 11, 12, 13]));
+}
