@@ -55,7 +55,7 @@ pub struct TransitQr {
 }
 
 enum DeviceKey {
-    Software(SoftwareKey),
+    Software(Box<SoftwareKey>),
     Host(Arc<dyn Signer>),
 }
 
@@ -120,7 +120,7 @@ impl Phone {
                     }
                 };
                 let public = key.compressed_public_key();
-                (DeviceKey::Software(key), public)
+                (DeviceKey::Software(Box::new(key)), public)
             }
         };
         let persisted: Persisted = match vault.find(COLLECTION, "state")? {
@@ -226,7 +226,7 @@ impl Phone {
             }
         };
         let text = wire::qr_text(&credential, corrected, state.counter, &signature);
-        let image = qr::render(&text).map_err(|e| super::invalid(e))?;
+        let image = qr::render(&text).map_err(super::invalid)?;
         let expires_in = i64::from(fields.not_after) - i64::from(corrected);
         let qr = TransitQr {
             text,
