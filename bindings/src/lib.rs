@@ -8,8 +8,10 @@
 //! generate --library <libthudo_ffi.so> --language kotlin|swift --out-dir <dir>` (see
 //! `scripts/bindings.sh`).
 
+mod transit;
 mod vault;
 
+pub use transit::*;
 pub use vault::*;
 
 uniffi::setup_scaffolding!();

@@ -290,6 +290,11 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// The core vault, for the other domains' facades.
+    pub(crate) fn core(&self) -> Arc<core::Vault> {
+        self.inner.clone()
+    }
+
     /// Runs `work` on the blocking pool with the core vault.
     async fn run<T: Send + 'static>(
         &self,

@@ -1,0 +1,111 @@
+package vn.hanoi.thudo
+
+import java.math.BigInteger
+import java.nio.file.Path
+import java.security.KeyPairGenerator
+import java.security.Signature
+import java.security.interfaces.ECPublicKey
+import java.security.spec.ECGenParameterSpec
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+/** A device signer in Kotlin with a JCA EC key, signing DER as Android Keystore does. */
+class JcaSigner : TransitSigner {
+    private val pair = KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair()
+
+    override fun publicKey(): ByteArray {
+        val w = (pair.public as ECPublicKey).w
+        fun fixed(n: BigInteger) = n.toByteArray().let { b -> ByteArray(32 - minOf(32, b.size)) + b.takeLast(32).toByteArray() }
+        return byteArrayOf(4) + fixed(w.affineX) + fixed(w.affineY)
+    }
+
+    override fun sign(message: ByteArray): ByteArray =
+        Signature.getInstance("SHA256withECDSA").run { initSign(pair.private); update(message); sign() }
+}
+
+class TransitTest {
+    @TempDir
+    lateinit var dir: Path
+
+    private val now = 1_790_000_000uL
+    private val day = 86_400u
+
+    private fun request(phone: TransitPhone, product: TransitProduct = TransitProduct.MONTHLY_ALL_ROUTES) = CredentialRequest(
+        cardId = 9_704_000_000_123uL,
+        product = product,
+        category = PassengerCategory.STANDARD,
+        route = 0u,
+        passValidFrom = now.toUInt() - 10u * day,
+        passValidUntil = now.toUInt() + 20u * day,
+        devicePublicKey = phone.devicePublicKey(),
+        lifetimeSecs = 72u * 3600u,
+    )
+
+    @Test
+    fun `phone makes a QR, validator in Kotlin accepts it and rejects its replay`() = runBlocking<Unit> {
+        val issuer = TransitIssuer.generate(7u, now.toUInt() - day, now.toUInt() + 365u * day)
+        val phoneVault = Vault.openWithKeyProvider(dir.resolve("phone").toString(), AesKeyProvider("p"), testOptions)
+        val phone = TransitPhone.open(phoneVault, null, 5u)
+        assertEquals(33, phone.devicePublicKey().size)
+        val info = phone.installCredential(issuer.issue(request(phone), now.toUInt()))
+        assertEquals(TransitProduct.MONTHLY_ALL_ROUTES, info.product)
+
+        val qr = phone.currentQrAt(now)
+        assertTrue(qr.text.startsWith("HNT1:"))
+        assertTrue(qr.version <= 10u.toUByte(), "QR version ${qr.version}")
+        assertEquals((qr.size * qr.size).toInt(), qr.modules.size)
+        assertTrue(qr.svg.contains("<svg"))
+        assertEquals(qr.text, phone.currentQrAt(now + 2uL).text, "same QR within the refresh period")
+
+        val validatorVault = Vault.openWithKeyProvider(dir.resolve("bus").toString(), AesKeyProvider("b"), testOptions)
+        val validator = TransitValidator.open(validatorVault, listOf(issuer.trustedKey()), ValidatorConfig(route = 32u))
+        val verdict = validator.validateAt(qr.text, now + 1uL)
+        assertTrue(verdict.accepted, verdict.toString())
+        assertEquals(VerdictReason.OK, verdict.reason)
+        assertEquals(9_704_000_000_123uL, verdict.cardId)
+        assertTrue(verdict.display.contains("liên tuyến"))
+        assertEquals(VerdictReason.REPLAYED, validator.validateAt(qr.text, now + 3uL).reason)
+        assertEquals(VerdictReason.BAD_FORMAT, validator.validateAt("not a ticket", now).reason)
+        assertEquals(VerdictReason.EXPIRED, validator.validateAt(phone.currentQrAt(now - 600uL).text, now).reason)
+
+        // Deny list from the issuer: the card is refused afterwards.
+        assertEquals(1u, validator.updateDenyList(issuer.signDenyList(1u, now.toUInt(), listOf(9_704_000_000_123uL))))
+        assertThrows<TransitException.InvalidSignedData> { runBlocking { validator.updateDenyList(byteArrayOf(1, 2, 3)) } }
+        assertEquals(VerdictReason.REVOKED, validator.validateAt(phone.currentQrAt(now + 300uL).text, now + 300uL).reason)
+
+        val taps = validator.exportTaps()
+        assertEquals(5, taps.size)
+        assertTrue(taps.first().accepted)
+        assertEquals(5uL, validator.acknowledgeTaps(taps.last().seq))
+        phoneVault.shutdown()
+        validatorVault.shutdown()
+    }
+
+    @Test
+    fun `a Kotlin signer with DER signatures, and typed errors`() = runBlocking<Unit> {
+        val issuer = TransitIssuer.generate(1u, now.toUInt() - day, now.toUInt() + day)
+        val vault = Vault.openWithPassphrase(dir.resolve("v").toString(), "p", testOptions)
+        val phone = TransitPhone.open(vault, JcaSigner(), 10u)
+        assertThrows<TransitException.NoCredential> { runBlocking { phone.currentQrAt(now) } }
+        assertThrows<TransitException.InvalidCredential> { runBlocking { phone.installCredential(byteArrayOf(1, 2)) } }
+        assertThrows<TransitException.InvalidRequest> {
+            issuer.issue(request(phone).copy(product = TransitProduct.FREE_PASS), now.toUInt())
+        }
+        phone.installCredential(issuer.issue(request(phone, TransitProduct.PAY_AS_YOU_GO), now.toUInt()))
+        val validator = TransitValidator.open(
+            Vault.openWithPassphrase(dir.resolve("b").toString(), "p", testOptions),
+            listOf(issuer.trustedKey()),
+            ValidatorConfig(route = 1u),
+        )
+        val verdict = validator.validateAt(phone.currentQrAt(now).text, now)
+        assertTrue(verdict.accepted, verdict.toString())
+        assertEquals(TransitProduct.PAY_AS_YOU_GO, verdict.product)
+        assertFalse(validator.validateAt(phone.currentQrAt(now + 10uL).text, now + 10uL).accepted, "passback")
+        vault.shutdown()
+    }
+}

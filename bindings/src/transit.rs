@@ -1,0 +1,703 @@
+//! Transit tickets for Kotlin and Swift: the phone that shows the QR, the validator on the bus,
+//! and the issuer (for backends and tests).
+
+use std::sync::{Arc, Mutex};
+
+use thudo_core::transit as core;
+use thudo_core::transit::{issuer, phone, validator};
+
+use crate::vault::Vault;
+use crate::{blocking, Internal};
+
+/// Errors of transit calls.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum TransitError {
+    /// A request or argument was rejected.
+    #[error("invalid request: {reason}")]
+    InvalidRequest {
+        /// What was wrong.
+        reason: String,
+    },
+    /// No credential is installed on this phone.
+    #[error("no credential installed")]
+    NoCredential,
+    /// The credential expired; go online to refresh it.
+    #[error("credential expired at {not_after}")]
+    CredentialExpired {
+        /// When (unix seconds).
+        not_after: u32,
+    },
+    /// The credential is malformed or for another device.
+    #[error("invalid credential: {reason}")]
+    InvalidCredential {
+        /// What was wrong.
+        reason: String,
+    },
+    /// A deny list or key was refused.
+    #[error("invalid signed data: {reason}")]
+    InvalidSignedData {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The host signer failed.
+    #[error("signer failed: {reason}")]
+    Signer {
+        /// What it reported.
+        reason: String,
+    },
+    /// The vault failed (closed, I/O, ...).
+    #[error("storage: {reason}")]
+    Storage {
+        /// The vault error.
+        reason: String,
+    },
+    /// A bug in the library.
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl From<core::TransitError> for TransitError {
+    fn from(err: core::TransitError) -> Self {
+        use core::TransitError as E;
+        match err {
+            E::InvalidRequest { reason } => TransitError::InvalidRequest { reason },
+            E::NoCredential => TransitError::NoCredential,
+            E::CredentialExpired { not_after } => TransitError::CredentialExpired { not_after },
+            E::InvalidCredential { reason } => TransitError::InvalidCredential { reason },
+            E::InvalidSignedData { reason } => TransitError::InvalidSignedData { reason },
+            E::Signer { reason } => TransitError::Signer { reason },
+            E::Vault(e) => TransitError::Storage {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<Internal> for TransitError {
+    fn from(Internal(reason): Internal) -> Self {
+        TransitError::Internal { reason }
+    }
+}
+
+/// What a credential lets its holder ride.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum TransitProduct {
+    /// Monthly pass, one route.
+    MonthlySingleRoute,
+    /// Monthly pass, all routes.
+    MonthlyAllRoutes,
+    /// Pay as you go.
+    PayAsYouGo,
+    /// Free travel.
+    FreePass,
+}
+
+/// Who rides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum PassengerCategory {
+    /// Standard fare.
+    Standard,
+    /// Students, industrial-zone workers.
+    Priority,
+    /// Group purchase (30+).
+    Group,
+    /// Aged 60 and over.
+    Elderly,
+    /// Under 6.
+    Child,
+    /// People with disabilities.
+    Disability,
+    /// People with merit to the revolution.
+    Merit,
+    /// Poor households.
+    PoorHousehold,
+}
+
+macro_rules! mirror_enum {
+    ($ffi:ident, $core:path, [$($v:ident),*]) => {
+        impl From<$core> for $ffi {
+            fn from(v: $core) -> Self {
+                use $core as C;
+                match v { $(C::$v => $ffi::$v),* }
+            }
+        }
+        impl From<$ffi> for $core {
+            fn from(v: $ffi) -> Self {
+                use $core as C;
+                match v { $($ffi::$v => C::$v),* }
+            }
+        }
+    };
+}
+
+mirror_enum!(
+    TransitProduct,
+    core::Product,
+    [MonthlySingleRoute, MonthlyAllRoutes, PayAsYouGo, FreePass]
+);
+mirror_enum!(
+    PassengerCategory,
+    core::Category,
+    [
+        Standard,
+        Priority,
+        Group,
+        Elderly,
+        Child,
+        Disability,
+        Merit,
+        PoorHousehold
+    ]
+);
+
+/// Why a QR was accepted or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum VerdictReason {
+    /// Valid.
+    Ok,
+    /// Not a transit QR or malformed.
+    BadFormat,
+    /// Issuer key not trusted.
+    UnknownIssuer,
+    /// Issuer key outside its window.
+    IssuerKeyExpired,
+    /// Issuer signature invalid.
+    BadIssuerSignature,
+    /// Device signature invalid.
+    BadDeviceSignature,
+    /// Card or device revoked.
+    Revoked,
+    /// Credential past not-after.
+    CredentialExpired,
+    /// Pass not started.
+    NotYetValid,
+    /// Pass ended.
+    PassExpired,
+    /// QR too old.
+    Expired,
+    /// QR from the future beyond tolerance.
+    ClockSkew,
+    /// Single-route pass on another route.
+    WrongRoute,
+    /// QR already used.
+    Replayed,
+    /// Same card accepted moments ago.
+    Passback,
+}
+
+mirror_enum!(
+    VerdictReason,
+    validator::Reason,
+    [
+        Ok,
+        BadFormat,
+        UnknownIssuer,
+        IssuerKeyExpired,
+        BadIssuerSignature,
+        BadDeviceSignature,
+        Revoked,
+        CredentialExpired,
+        NotYetValid,
+        PassExpired,
+        Expired,
+        ClockSkew,
+        WrongRoute,
+        Replayed,
+        Passback
+    ]
+);
+
+/// A validator's decision and the driver's screen line.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Verdict {
+    /// Let the passenger in?
+    pub accepted: bool,
+    /// Why.
+    pub reason: VerdictReason,
+    /// The card, when the QR was well formed.
+    pub card_id: Option<u64>,
+    /// The product, when known.
+    pub product: Option<TransitProduct>,
+    /// The category, when known.
+    pub category: Option<PassengerCategory>,
+    /// One line for the driver (Vietnamese).
+    pub display: String,
+    /// Validator time of the decision.
+    pub at: u64,
+}
+
+impl From<validator::Verdict> for Verdict {
+    fn from(v: validator::Verdict) -> Self {
+        Verdict {
+            accepted: v.accepted,
+            reason: v.reason.into(),
+            card_id: v.card_id,
+            product: v.product.map(Into::into),
+            category: v.category.map(Into::into),
+            display: v.display,
+            at: v.at,
+        }
+    }
+}
+
+/// An issuer public key a validator trusts.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TrustedIssuerKey {
+    /// Key id carried in credentials.
+    pub key_id: u16,
+    /// Uncompressed SEC1 P-256 key (65 bytes).
+    pub public_key: Vec<u8>,
+    /// Window start (unix seconds).
+    pub valid_from: u32,
+    /// Window end (unix seconds).
+    pub valid_until: u32,
+}
+
+impl From<TrustedIssuerKey> for issuer::TrustedIssuerKey {
+    fn from(k: TrustedIssuerKey) -> Self {
+        issuer::TrustedIssuerKey {
+            key_id: k.key_id,
+            public_key: k.public_key,
+            valid_from: k.valid_from,
+            valid_until: k.valid_until,
+        }
+    }
+}
+
+impl From<issuer::TrustedIssuerKey> for TrustedIssuerKey {
+    fn from(k: issuer::TrustedIssuerKey) -> Self {
+        TrustedIssuerKey {
+            key_id: k.key_id,
+            public_key: k.public_key,
+            valid_from: k.valid_from,
+            valid_until: k.valid_until,
+        }
+    }
+}
+
+/// The fields of an installed credential.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct CredentialInfo {
+    /// Card or account number.
+    pub card_id: u64,
+    /// Product.
+    pub product: TransitProduct,
+    /// Category.
+    pub category: PassengerCategory,
+    /// Route of a single-route pass, else 0.
+    pub route: u16,
+    /// Pass validity start (unix seconds).
+    pub pass_valid_from: u32,
+    /// Pass validity end (unix seconds).
+    pub pass_valid_until: u32,
+    /// Show offline until (unix seconds).
+    pub not_after: u32,
+}
+
+impl From<core::wire::CredentialFields> for CredentialInfo {
+    fn from(f: core::wire::CredentialFields) -> Self {
+        CredentialInfo {
+            card_id: f.card_id,
+            product: f.product.into(),
+            category: f.category.into(),
+            route: f.route,
+            pass_valid_from: f.pass_valid_from,
+            pass_valid_until: f.pass_valid_until,
+            not_after: f.not_after,
+        }
+    }
+}
+
+/// The QR to show now.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TransitQr {
+    /// The QR text.
+    pub text: String,
+    /// QR version (at most 10).
+    pub version: u8,
+    /// Modules per side.
+    pub size: u32,
+    /// Row-major modules, true = dark.
+    pub modules: Vec<bool>,
+    /// An SVG rendering with quiet zone.
+    pub svg: String,
+    /// When it was made (unix seconds, corrected clock).
+    pub generated_at: u64,
+    /// When to ask for the next one (device clock).
+    pub refresh_at: u64,
+    /// Seconds until the credential expires.
+    pub credential_expires_in: i64,
+    /// True within the warning period before expiry: refresh the credential online.
+    pub expiry_warning: bool,
+}
+
+impl From<phone::TransitQr> for TransitQr {
+    fn from(q: phone::TransitQr) -> Self {
+        TransitQr {
+            svg: q.image.svg(320),
+            text: q.text,
+            version: q.image.version,
+            size: q.image.size,
+            modules: q.image.modules,
+            generated_at: q.generated_at,
+            refresh_at: q.refresh_at,
+            credential_expires_in: q.credential_expires_in,
+            expiry_warning: q.expiry_warning,
+        }
+    }
+}
+
+/// Why a host signer failed.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum SignerError {
+    /// The platform refused or failed.
+    #[error("{reason}")]
+    Failed {
+        /// What it reported.
+        reason: String,
+    },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for SignerError {
+    fn from(err: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        SignerError::Failed {
+            reason: format!("signer threw: {}", err.reason),
+        }
+    }
+}
+
+/// A P-256 signer the host app provides (Secure Enclave, StrongBox), for the device key.
+#[uniffi::export(with_foreign)]
+pub trait TransitSigner: Send + Sync {
+    /// The public key, SEC1 (compressed or uncompressed).
+    fn public_key(&self) -> Result<Vec<u8>, SignerError>;
+    /// ECDSA P-256 / SHA-256 signature of `message`, raw r||s or DER.
+    fn sign(&self, message: Vec<u8>) -> Result<Vec<u8>, SignerError>;
+}
+
+struct ForeignSigner(Arc<dyn TransitSigner>);
+
+impl phone::Signer for ForeignSigner {
+    fn public_key(&self) -> Result<Vec<u8>, String> {
+        self.0.public_key().map_err(|e| e.to_string())
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.0.sign(message.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The citizen's phone: shows a fresh signed QR every refresh period, offline.
+#[derive(uniffi::Object)]
+pub struct TransitPhone {
+    inner: Arc<phone::Phone>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl TransitPhone {
+    /// Opens the phone's transit state in `vault`. Without `signer`, the device key is made once
+    /// and kept in the vault.
+    #[uniffi::constructor]
+    pub async fn open(
+        vault: Arc<Vault>,
+        signer: Option<Arc<dyn TransitSigner>>,
+        refresh_secs: u32,
+    ) -> Result<Arc<Self>, TransitError> {
+        let core_vault = vault.core();
+        let signer: Option<Arc<dyn phone::Signer>> =
+            signer.map(|s| Arc::new(ForeignSigner(s)) as Arc<dyn phone::Signer>);
+        let options = phone::PhoneOptions {
+            refresh_secs,
+            ..Default::default()
+        };
+        blocking(move || {
+            phone::Phone::open(core_vault, signer, options).map_err(TransitError::from)
+        })
+        .await
+        .map(|p| Arc::new(TransitPhone { inner: Arc::new(p) }))
+    }
+
+    /// The device public key (33 bytes) to send with a credential request.
+    pub fn device_public_key(&self) -> Vec<u8> {
+        self.inner.device_public_key().to_vec()
+    }
+
+    /// Installs a credential from the backend; it must bind this phone's key.
+    pub async fn install_credential(
+        &self,
+        credential: Vec<u8>,
+    ) -> Result<CredentialInfo, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner
+                .install_credential(&credential)
+                .map(Into::into)
+                .map_err(TransitError::from)
+        })
+        .await
+    }
+
+    /// The installed credential, if any.
+    pub fn credential(&self) -> Option<CredentialInfo> {
+        self.inner.credential().map(Into::into)
+    }
+
+    /// Server time minus device time, learned at the last sync (seconds).
+    pub async fn set_clock_offset(&self, offset_secs: i64) -> Result<(), TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner
+                .set_clock_offset(offset_secs)
+                .map_err(TransitError::from)
+        })
+        .await
+    }
+
+    /// The QR to show at device time `now_unix` (tests and apps with their own clock).
+    pub async fn current_qr_at(&self, now_unix: u64) -> Result<TransitQr, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner
+                .current_qr(now_unix)
+                .map(Into::into)
+                .map_err(TransitError::from)
+        })
+        .await
+    }
+
+    /// The QR to show now (system clock).
+    pub async fn current_qr(&self) -> Result<TransitQr, TransitError> {
+        self.current_qr_at(unix_now()).await
+    }
+}
+
+/// Validator settings.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ValidatorConfig {
+    /// The route this bus serves.
+    pub route: u16,
+    /// Oldest QR accepted (seconds before the validator's clock).
+    #[uniffi(default = 45)]
+    pub max_age_secs: u32,
+    /// Newest QR accepted (seconds after the validator's clock).
+    #[uniffi(default = 15)]
+    pub max_future_secs: u32,
+    /// Same card refused for this long after an accept.
+    #[uniffi(default = 120)]
+    pub passback_secs: u32,
+}
+
+/// One tap of the log, for upload.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TapRecord {
+    /// Sequence number on this validator.
+    pub seq: u64,
+    /// Validator time.
+    pub at: u64,
+    /// Route.
+    pub route: u16,
+    /// Accepted?
+    pub accepted: bool,
+    /// Why.
+    pub reason: VerdictReason,
+    /// Card, when known.
+    pub card_id: Option<u64>,
+}
+
+/// The validator on a bus: decides offline, logs every tap durably.
+#[derive(uniffi::Object)]
+pub struct TransitValidator {
+    inner: Arc<Mutex<validator::Validator>>,
+}
+
+impl TransitValidator {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut validator::Validator) -> Result<T, core::TransitError> + Send + 'static,
+    ) -> Result<T, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let mut v = inner.lock().unwrap_or_else(|e| e.into_inner());
+            work(&mut v).map_err(TransitError::from)
+        })
+        .await
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl TransitValidator {
+    /// Opens a validator over `vault` (restoring its deny list and replay memory).
+    #[uniffi::constructor]
+    pub async fn open(
+        vault: Arc<Vault>,
+        trusted_keys: Vec<TrustedIssuerKey>,
+        config: ValidatorConfig,
+    ) -> Result<Arc<Self>, TransitError> {
+        let core_vault = vault.core();
+        let keys = trusted_keys.into_iter().map(Into::into).collect();
+        let config = validator::ValidatorConfig {
+            route: config.route,
+            max_age_secs: config.max_age_secs,
+            max_future_secs: config.max_future_secs,
+            passback_secs: config.passback_secs,
+            ..Default::default()
+        };
+        blocking(move || {
+            validator::Validator::open(core_vault, keys, config).map_err(TransitError::from)
+        })
+        .await
+        .map(|v| {
+            Arc::new(TransitValidator {
+                inner: Arc::new(Mutex::new(v)),
+            })
+        })
+    }
+
+    /// Decides on one scanned text at validator time `now_unix`. Synchronous and fast (about
+    /// 0.2 ms); call it from the scanner's thread. Commits the tap log every 64 taps.
+    pub fn validate_at(&self, text: String, now_unix: u64) -> Result<Verdict, TransitError> {
+        let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        v.validate(&text, now_unix)
+            .map(Into::into)
+            .map_err(Into::into)
+    }
+
+    /// Decides on one scanned text now (system clock).
+    pub fn validate(&self, text: String) -> Result<Verdict, TransitError> {
+        self.validate_at(text, unix_now())
+    }
+
+    /// Commits buffered taps.
+    pub async fn flush(&self) -> Result<(), TransitError> {
+        self.run(|v| v.flush()).await
+    }
+
+    /// Installs a newer signed deny list; returns its version.
+    pub async fn update_deny_list(&self, signed_list: Vec<u8>) -> Result<u32, TransitError> {
+        // Not `signed`: the C header generated for Swift would not compile.
+        self.run(move |v| v.update_deny_list(&signed_list)).await
+    }
+
+    /// The deny list version in force.
+    pub fn deny_list_version(&self) -> u32 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .deny_list_version()
+    }
+
+    /// Taps not yet acknowledged, oldest first.
+    pub async fn export_taps(&self) -> Result<Vec<TapRecord>, TransitError> {
+        self.run(|v| {
+            Ok(v.export_taps()?
+                .into_iter()
+                .map(|t| TapRecord {
+                    seq: t.seq,
+                    at: t.at,
+                    route: t.route,
+                    accepted: t.accepted,
+                    reason: t.reason.into(),
+                    card_id: t.card_id,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Deletes taps up to `seq` after the backend stored them; returns how many.
+    pub async fn acknowledge_taps(&self, up_to_seq: u64) -> Result<u64, TransitError> {
+        self.run(move |v| v.acknowledge_taps(up_to_seq).map(|n| n as u64))
+            .await
+    }
+}
+
+/// What to put in a credential (issuer side).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct CredentialRequest {
+    /// Card or account number.
+    pub card_id: u64,
+    /// Product.
+    pub product: TransitProduct,
+    /// Category.
+    pub category: PassengerCategory,
+    /// Route of a single-route pass, else 0.
+    pub route: u16,
+    /// Pass validity start.
+    pub pass_valid_from: u32,
+    /// Pass validity end.
+    pub pass_valid_until: u32,
+    /// The phone's public key.
+    pub device_public_key: Vec<u8>,
+    /// Offline lifetime, at most 72 h.
+    pub lifetime_secs: u32,
+}
+
+/// An issuer key: signs credentials and deny lists. For backends and tests; phones never hold
+/// one.
+#[derive(uniffi::Object)]
+pub struct TransitIssuer {
+    inner: issuer::IssuerKey,
+}
+
+#[uniffi::export]
+impl TransitIssuer {
+    /// A new random issuer key.
+    #[uniffi::constructor]
+    pub fn generate(
+        key_id: u16,
+        valid_from: u32,
+        valid_until: u32,
+    ) -> Result<Arc<Self>, TransitError> {
+        let (inner, _) = issuer::IssuerKey::generate(key_id, valid_from, valid_until)?;
+        Ok(Arc::new(TransitIssuer { inner }))
+    }
+
+    /// The key validators must trust.
+    pub fn trusted_key(&self) -> TrustedIssuerKey {
+        self.inner.trusted().clone().into()
+    }
+
+    /// Signs a credential at issuer time `now_unix`.
+    pub fn issue(
+        &self,
+        request: CredentialRequest,
+        now_unix: u32,
+    ) -> Result<Vec<u8>, TransitError> {
+        let req = issuer::CredentialRequest {
+            card_id: request.card_id,
+            product: request.product.into(),
+            category: request.category.into(),
+            route: request.route,
+            pass_valid_from: request.pass_valid_from,
+            pass_valid_until: request.pass_valid_until,
+            device_public_key: request.device_public_key,
+            lifetime_secs: request.lifetime_secs,
+        };
+        Ok(self.inner.issue(&req, now_unix)?.to_vec())
+    }
+
+    /// Signs a deny list.
+    pub fn sign_deny_list(
+        &self,
+        version: u32,
+        issued_at: u32,
+        cards: Vec<u64>,
+    ) -> Result<Vec<u8>, TransitError> {
+        let list = validator::DenyList {
+            version,
+            issued_at,
+            cards,
+            devices: Vec::new(),
+        };
+        Ok(self.inner.sign_deny_list(&list)?)
+    }
+}

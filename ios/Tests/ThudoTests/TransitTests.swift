@@ -1,0 +1,81 @@
+import Foundation
+import XCTest
+
+@testable import Thudo
+
+final class TransitTests: XCTestCase {
+    let now: UInt64 = 1_790_000_000
+    let day: UInt32 = 86_400
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-transit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: dir)
+    }
+
+    func request(_ phone: TransitPhone, product: TransitProduct = .monthlyAllRoutes) -> CredentialRequest {
+        CredentialRequest(
+            cardId: 9_704_000_000_123, product: product, category: .standard, route: 0,
+            passValidFrom: UInt32(now) - 10 * day, passValidUntil: UInt32(now) + 20 * day,
+            devicePublicKey: phone.devicePublicKey(), lifetimeSecs: 72 * 3600)
+    }
+
+    func testPhoneQrAcceptedByValidatorAndReplayRejected() async throws {
+        let issuer = try TransitIssuer.generate(keyId: 7, validFrom: UInt32(now) - day, validUntil: UInt32(now) + 365 * day)
+        let phoneVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("phone").path,
+                                                             provider: PadKeyProvider(id: "p"), options: testOptions)
+        let phone = try await TransitPhone.open(vault: phoneVault, signer: nil, refreshSecs: 5)
+        XCTAssertEqual(phone.devicePublicKey().count, 33)
+        let info = try await phone.installCredential(credential: try issuer.issue(request: request(phone), nowUnix: UInt32(now)))
+        XCTAssertEqual(info.product, .monthlyAllRoutes)
+
+        let qr = try await phone.currentQrAt(nowUnix: now)
+        XCTAssertTrue(qr.text.hasPrefix("HNT1:"))
+        XCTAssertLessThanOrEqual(qr.version, 10)
+        XCTAssertEqual(Int(qr.size * qr.size), qr.modules.count)
+        let same = try await phone.currentQrAt(nowUnix: now + 2)
+        XCTAssertEqual(qr.text, same.text)
+
+        let busVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("bus").path,
+                                                           provider: PadKeyProvider(id: "b"), options: testOptions)
+        let validator = try await TransitValidator.open(vault: busVault, trustedKeys: [issuer.trustedKey()],
+                                                        config: ValidatorConfig(route: 32))
+        let verdict = try validator.validateAt(text: qr.text, nowUnix: now + 1)
+        XCTAssertTrue(verdict.accepted, "\(verdict)")
+        XCTAssertEqual(verdict.reason, .ok)
+        XCTAssertEqual(verdict.cardId, 9_704_000_000_123)
+        XCTAssertEqual(try validator.validateAt(text: qr.text, nowUnix: now + 3).reason, .replayed)
+        XCTAssertEqual(try validator.validateAt(text: "HNT1:garbage", nowUnix: now).reason, .badFormat)
+        let old = try await phone.currentQrAt(nowUnix: now - 600)
+        XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
+
+        let taps = try await validator.exportTaps()
+        XCTAssertEqual(taps.count, 4)
+        phoneVault.shutdown()
+        busVault.shutdown()
+    }
+
+    func testTypedErrors() async throws {
+        let issuer = try TransitIssuer.generate(keyId: 1, validFrom: UInt32(now) - day, validUntil: UInt32(now) + day)
+        let vault = try await Vault.openWithPassphrase(path: dir.appendingPathComponent("v").path, passphrase: "p", options: testOptions)
+        let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
+        do {
+            _ = try await phone.currentQrAt(nowUnix: now)
+            XCTFail("expected NoCredential")
+        } catch TransitError.NoCredential {}
+        do {
+            _ = try await phone.installCredential(credential: Data([1, 2, 3]))
+            XCTFail("expected InvalidCredential")
+        } catch TransitError.InvalidCredential {}
+        var bad = request(phone)
+        bad.product = .freePass
+        XCTAssertThrowsError(try issuer.issue(request: bad, nowUnix: UInt32(now))) { error in
+            guard case TransitError.InvalidRequest = error else { return XCTFail("\(error)") }
+        }
+        vault.shutdown()
+    }
+}
