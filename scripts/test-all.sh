@@ -19,6 +19,8 @@ command -v cargo >/dev/null || { echo "Rust (rustup) is required" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 command -v javac >/dev/null || need_apt openjdk-17-jdk-headless
 command -v mvn >/dev/null || need_apt maven
+# zbarimg: the independent decoder the transit QR test reads the rendered PNG with.
+command -v zbarimg >/dev/null || need_apt zbar-tools
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

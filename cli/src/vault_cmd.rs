@@ -138,6 +138,16 @@ fn open_existing(dir: &Path) -> Result<Vault> {
     )?)
 }
 
+/// Opens the vault in `dir` with the passphrase, creating it if missing (phones, validators).
+pub fn open_or_create(dir: &Path) -> Result<Vault> {
+    let passphrase = secret("THUDO_PASSPHRASE", "Vault passphrase: ", false)?;
+    Ok(Vault::open(
+        dir,
+        Unlock::Passphrase(passphrase),
+        &options()?,
+    )?)
+}
+
 fn parse_index(pairs: &[String]) -> Result<Vec<(String, String)>> {
     pairs
         .iter()

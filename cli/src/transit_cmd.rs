@@ -1,0 +1,384 @@
+//! `thudo transit ...` and `thudo validate`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use thudo_core::transit::issuer::{CredentialRequest, IssuerKey, TrustedIssuerKey};
+use thudo_core::transit::phone::{Phone, PhoneOptions};
+use thudo_core::transit::validator::{Validator, ValidatorConfig};
+use thudo_core::transit::{Category, Product};
+
+use crate::vault_cmd;
+
+/// Arguments of `thudo transit`.
+#[derive(Args)]
+pub struct TransitArgs {
+    #[command(subcommand)]
+    command: TransitCommand,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProductArg {
+    MonthlySingleRoute,
+    MonthlyAllRoutes,
+    PayAsYouGo,
+    FreePass,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CategoryArg {
+    Standard,
+    Priority,
+    Group,
+    Elderly,
+    Child,
+    Disability,
+    Merit,
+    PoorHousehold,
+}
+
+#[derive(Subcommand)]
+enum TransitCommand {
+    /// Make an issuer key: the secret key file, and the public key validators trust.
+    Keygen {
+        /// Key id carried in credentials.
+        #[arg(long)]
+        key_id: u16,
+        /// Days the key stays valid from now.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+        /// Secret key file to write (JSON; keep it on the backend only).
+        #[arg(long)]
+        out: PathBuf,
+        /// Trusted-keys file to write or extend (JSON list, for validators).
+        #[arg(long)]
+        trusted: PathBuf,
+    },
+    /// Sign a credential for a phone's device key; prints it as hex.
+    Issue {
+        /// The issuer's secret key file.
+        #[arg(long)]
+        issuer: PathBuf,
+        /// The phone's device public key, hex (from `thudo transit phone-key`).
+        #[arg(long)]
+        device_key: String,
+        /// Card or account number.
+        #[arg(long)]
+        card: u64,
+        /// Product.
+        #[arg(long, value_enum)]
+        product: ProductArg,
+        /// Passenger category.
+        #[arg(long, value_enum, default_value = "standard")]
+        category: CategoryArg,
+        /// Route of a single-route pass.
+        #[arg(long, default_value_t = 0)]
+        route: u16,
+        /// Days the pass lasts from today.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Hours the credential may be shown offline (at most 72).
+        #[arg(long, default_value_t = 72)]
+        lifetime_hours: u32,
+    },
+    /// Print the phone's device public key (hex); creates the key in the phone vault once.
+    PhoneKey(PhoneArgs),
+    /// Install a credential (hex) on the phone.
+    Install {
+        #[command(flatten)]
+        phone: PhoneArgs,
+        /// The credential, hex.
+        credential: String,
+    },
+    /// Show the phone's current QR in the terminal, and optionally as PNG or SVG files.
+    Show {
+        #[command(flatten)]
+        phone: PhoneArgs,
+        /// Write a PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write an SVG here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Device time (unix seconds) instead of the system clock.
+        #[arg(long)]
+        at: Option<u64>,
+        /// Print only the QR text.
+        #[arg(long)]
+        text_only: bool,
+    },
+}
+
+/// The phone's vault.
+#[derive(Args)]
+struct PhoneArgs {
+    /// The phone's vault directory.
+    #[arg(long, env = "THUDO_VAULT_DIR", default_value = "thudo-phone")]
+    dir: PathBuf,
+}
+
+/// Arguments of `thudo validate`.
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Trusted issuer keys (JSON list written by `thudo transit keygen`).
+    #[arg(long)]
+    trusted: PathBuf,
+    /// The route this bus serves.
+    #[arg(long, default_value_t = 0)]
+    route: u16,
+    /// The validator's vault (tap log, deny list); created if missing.
+    #[arg(long, env = "THUDO_VAULT_DIR", default_value = "thudo-validator")]
+    dir: PathBuf,
+    /// A signed deny list file to install first.
+    #[arg(long)]
+    deny_list: Option<PathBuf>,
+    /// Validator time (unix seconds) instead of the system clock.
+    #[arg(long)]
+    at: Option<u64>,
+    /// Seconds a QR may be old.
+    #[arg(long, default_value_t = 45)]
+    max_age: u32,
+    /// Seconds a QR may be ahead of the validator's clock.
+    #[arg(long, default_value_t = 15)]
+    max_future: u32,
+    /// Seconds the same card is refused after an accept.
+    #[arg(long, default_value_t = 120)]
+    passback: u32,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IssuerFile {
+    key_id: u16,
+    valid_from: u32,
+    valid_until: u32,
+    pkcs8_hex: String,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>> {
+    let text = text.trim();
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        bail!("not hex");
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).context("not hex"))
+        .collect()
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn load_trusted(path: &Path) -> Result<Vec<TrustedIssuerKey>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a trusted-keys file", path.display()))
+}
+
+fn open_phone(args: &PhoneArgs) -> Result<Phone> {
+    let vault = Arc::new(vault_cmd::open_or_create(&args.dir)?);
+    Ok(Phone::open(vault, None, PhoneOptions::default())?)
+}
+
+/// Runs `thudo transit ...`.
+pub fn run(args: TransitArgs) -> Result<()> {
+    match args.command {
+        TransitCommand::Keygen {
+            key_id,
+            valid_days,
+            out,
+            trusted,
+        } => {
+            let from = now() as u32;
+            let until = from.saturating_add(valid_days.saturating_mul(86_400));
+            let (key, pkcs8) = IssuerKey::generate(key_id, from, until)?;
+            let file = IssuerFile {
+                key_id,
+                valid_from: from,
+                valid_until: until,
+                pkcs8_hex: hex(&pkcs8),
+            };
+            write_secret(&out, &serde_json::to_vec_pretty(&file)?)?;
+            let mut keys = if trusted.exists() {
+                load_trusted(&trusted)?
+            } else {
+                Vec::new()
+            };
+            keys.retain(|k| k.key_id != key_id);
+            keys.push(key.trusted().clone());
+            std::fs::write(&trusted, serde_json::to_vec_pretty(&keys)?)?;
+            eprintln!(
+                "issuer key {key_id} written to {}; trusted keys in {}",
+                out.display(),
+                trusted.display()
+            );
+        }
+        TransitCommand::Issue {
+            issuer,
+            device_key,
+            card,
+            product,
+            category,
+            route,
+            days,
+            lifetime_hours,
+        } => {
+            let file: IssuerFile = serde_json::from_slice(&std::fs::read(&issuer)?)
+                .context("not an issuer key file")?;
+            let key = IssuerKey::from_pkcs8(
+                &unhex(&file.pkcs8_hex)?,
+                file.key_id,
+                file.valid_from,
+                file.valid_until,
+            )?;
+            let from = now() as u32;
+            let request = CredentialRequest {
+                card_id: card,
+                product: match product {
+                    ProductArg::MonthlySingleRoute => Product::MonthlySingleRoute,
+                    ProductArg::MonthlyAllRoutes => Product::MonthlyAllRoutes,
+                    ProductArg::PayAsYouGo => Product::PayAsYouGo,
+                    ProductArg::FreePass => Product::FreePass,
+                },
+                category: match category {
+                    CategoryArg::Standard => Category::Standard,
+                    CategoryArg::Priority => Category::Priority,
+                    CategoryArg::Group => Category::Group,
+                    CategoryArg::Elderly => Category::Elderly,
+                    CategoryArg::Child => Category::Child,
+                    CategoryArg::Disability => Category::Disability,
+                    CategoryArg::Merit => Category::Merit,
+                    CategoryArg::PoorHousehold => Category::PoorHousehold,
+                },
+                route,
+                pass_valid_from: from,
+                pass_valid_until: from.saturating_add(days.saturating_mul(86_400)),
+                device_public_key: unhex(&device_key).context("--device-key")?,
+                lifetime_secs: lifetime_hours.saturating_mul(3600),
+            };
+            println!("{}", hex(&key.issue(&request, from)?));
+        }
+        TransitCommand::PhoneKey(phone) => {
+            println!("{}", hex(&open_phone(&phone)?.device_public_key()))
+        }
+        TransitCommand::Install { phone, credential } => {
+            let fields = open_phone(&phone)?
+                .install_credential(&unhex(&credential).context("credential")?)?;
+            eprintln!(
+                "installed: card {} {} / {}, offline until {}",
+                fields.card_id,
+                fields.product.label(),
+                fields.category.label(),
+                fields.not_after
+            );
+        }
+        TransitCommand::Show {
+            phone,
+            png,
+            svg,
+            at,
+            text_only,
+        } => {
+            let qr = open_phone(&phone)?.current_qr(at.unwrap_or_else(now))?;
+            if text_only {
+                println!("{}", qr.text);
+                return Ok(());
+            }
+            if let Some(path) = png {
+                std::fs::write(&path, qr.image.png(6).map_err(anyhow::Error::msg)?)?;
+            }
+            if let Some(path) = svg {
+                std::fs::write(&path, qr.image.svg(320))?;
+            }
+            print!("{}", qr.image.terminal());
+            println!("{}", qr.text);
+            eprintln!(
+                "QR version {} ({}x{} modules); credential expires in {} s{}",
+                qr.image.version,
+                qr.image.size,
+                qr.image.size,
+                qr.credential_expires_in,
+                if qr.expiry_warning {
+                    " - go online to refresh it"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `thudo validate`: one scanned QR text per stdin line, one JSON verdict per stdout line.
+/// The tap log commits every 64 taps and whenever the input pauses, so taps are durable while
+/// the bus waits for the next passenger.
+pub fn validate(args: ValidateArgs) -> Result<()> {
+    let vault = Arc::new(vault_cmd::open_or_create(&args.dir)?);
+    let config = ValidatorConfig {
+        route: args.route,
+        max_age_secs: args.max_age,
+        max_future_secs: args.max_future,
+        passback_secs: args.passback,
+        ..Default::default()
+    };
+    let mut validator = Validator::open(vault, load_trusted(&args.trusted)?, config)?;
+    if let Some(path) = &args.deny_list {
+        let signed = std::fs::read(path)?;
+        match validator.update_deny_list(&signed) {
+            Ok(version) => eprintln!("deny list version {version} installed"),
+            Err(e) => eprintln!("deny list not installed: {e}"),
+        }
+    }
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Read raw bytes: a scanner may send anything, including invalid UTF-8.
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let verdict = validator.validate(
+            text.trim_end_matches(['\n', '\r']),
+            args.at.unwrap_or_else(now),
+        )?;
+        serde_json::to_writer(&mut out, &verdict)?;
+        out.write_all(b"\n")?;
+        if input.fill_buf()?.is_empty() {
+            validator.flush()?;
+            out.flush()?;
+        }
+    }
+    validator.flush()?;
+    out.flush()?;
+    Ok(())
+}
