@@ -126,7 +126,7 @@ fn issue_show_decode_and_validate() {
     }
     input.extend_from_slice(&vec![b'A'; 1 << 20]);
     input.push(b'\n');
-    input.extend_from_slice(text[..text.len() - 2].as_bytes()); // last line without newline
+    input.extend_from_slice(&text.as_bytes()[..text.len() - 2]); // last line without newline
     let out = ok(thudo(
         cwd,
         &[
