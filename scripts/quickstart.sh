@@ -21,4 +21,17 @@ printf '\n# the old passphrase no longer opens it (exit code 3 = wrong key):\n'
 "$THUDO" vault list handbook.note || echo "exit code $?"
 THUDO_PASSPHRASE="a new passphrase" run "$THUDO" vault list handbook.note
 THUDO_PASSPHRASE="a new passphrase" run "$THUDO" vault wipe --yes
+
+printf '\n# --- transit: a monthly pass on the phone, validated offline on a bus ---\n'
+cd "$WORK"
+unset THUDO_VAULT_DIR
+run "$THUDO" transit keygen --key-id 1 --out issuer.json --trusted trusted.json
+DEVICE_KEY=$("$THUDO" transit phone-key --dir phone); echo "device key: $DEVICE_KEY"
+CREDENTIAL=$("$THUDO" transit issue --issuer issuer.json --device-key "$DEVICE_KEY" --card 9704000000123 \
+  --product monthly-single-route --category priority --route 32)
+run "$THUDO" transit install --dir phone "$CREDENTIAL"
+run "$THUDO" transit show --dir phone --png qr.png
+QR=$("$THUDO" transit show --dir phone --text-only)
+printf '\n# the bus on route 32 scans it twice (the second is a replay), then a junk scan:\n'
+printf '%s\n%s\nnot a ticket\n' "$QR" "$QR" | run "$THUDO" validate --trusted trusted.json --route 32 --dir bus
 echo; echo "quickstart finished"
