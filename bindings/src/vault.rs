@@ -305,13 +305,6 @@ impl Vault {
     }
 }
 
-impl Drop for Vault {
-    fn drop(&mut self) {
-        // Freed without close(): still drop the keys and the connection now.
-        self.inner.close();
-    }
-}
-
 #[uniffi::export(async_runtime = "tokio")]
 impl Vault {
     /// Opens the vault in directory `path` with a passphrase, creating it if there is none.

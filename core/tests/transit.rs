@@ -679,3 +679,49 @@ fn wire_constants_and_message_layout() {
     assert!(msg.starts_with(wire::TAP_TAG));
     assert!(msg.ends_with(&[1, 2, 3, 4, 10, 11, 12, 13]));
 }
+
+#[test]
+fn key_rotation_with_overlap() {
+    use thudo_core::transit::issuer::IssuerKeyring;
+    let t0 = NOW as u32;
+    let (old, _) = IssuerKey::generate(1, t0 - 100 * DAY, t0 + 10 * DAY).unwrap();
+    let (new, _) = IssuerKey::generate(2, t0 + 5 * DAY, t0 + 400 * DAY).unwrap();
+    let ring = IssuerKeyring::new(vec![old, new]).unwrap();
+    assert_eq!(ring.signing_key(t0).unwrap().trusted().key_id, 1);
+    assert_eq!(
+        ring.signing_key(t0 + 6 * DAY).unwrap().trusted().key_id,
+        2,
+        "the newer key signs in the overlap"
+    );
+    assert_eq!(
+        ring.trusted_keys(t0).len(),
+        2,
+        "validators learn the next key early"
+    );
+    assert_eq!(ring.trusted_keys(t0 + 11 * DAY).len(), 1);
+    assert!(ring.signing_key(t0 + 500 * DAY).is_none());
+    let (a, _) = IssuerKey::generate(3, 0, 10).unwrap();
+    let (b, _) = IssuerKey::generate(3, 0, 10).unwrap();
+    assert!(IssuerKeyring::new(vec![a, b]).is_err());
+
+    // A credential signed by the old key just before the switch still passes during the overlap.
+    let w = world();
+    let (_d, v) = vault();
+    let before = ring.signing_key(t0 + 4 * DAY).unwrap();
+    let credential = before
+        .issue(
+            &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
+            t0 + 4 * DAY,
+        )
+        .unwrap();
+    w.phone.install_credential(&credential).unwrap();
+    let mut validator = Validator::open(
+        v,
+        ring.trusted_keys(t0 + 4 * DAY),
+        ValidatorConfig::default(),
+    )
+    .unwrap();
+    let at = u64::from(t0 + 6 * DAY);
+    let qr = w.phone.current_qr(at).unwrap();
+    assert!(validator.validate(&qr.text, at).unwrap().accepted);
+}

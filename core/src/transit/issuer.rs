@@ -170,6 +170,44 @@ impl IssuerKey {
     }
 }
 
+/// An issuer's keys over time. Rotation with overlap: add the next key with a window that starts
+/// before the current one ends (by at least the longest credential lifetime); from its start it
+/// signs, while validators keep trusting the old key until its window ends.
+#[derive(Default)]
+pub struct IssuerKeyring {
+    keys: Vec<IssuerKey>,
+}
+
+impl IssuerKeyring {
+    /// A keyring holding `keys`. Key ids must be unique.
+    pub fn new(keys: Vec<IssuerKey>) -> Result<Self, TransitError> {
+        let mut ids: Vec<u16> = keys.iter().map(|k| k.trusted.key_id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("duplicate issuer key id"));
+        }
+        Ok(IssuerKeyring { keys })
+    }
+
+    /// The key to sign with at `now`: of the keys valid now, the one that started last.
+    pub fn signing_key(&self, now: u32) -> Option<&IssuerKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.trusted.valid_from <= now && now <= k.trusted.valid_until)
+            .max_by_key(|k| k.trusted.valid_from)
+    }
+
+    /// The keys validators should hold at `now`: every key whose window has not ended, including
+    /// keys that start later (so validators learn them before the first credential they sign).
+    pub fn trusted_keys(&self, now: u32) -> Vec<TrustedIssuerKey> {
+        self.keys
+            .iter()
+            .filter(|k| now <= k.trusted.valid_until)
+            .map(|k| k.trusted.clone())
+            .collect()
+    }
+}
+
 /// Hex (de)serialisation of byte fields in JSON.
 pub(crate) mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
