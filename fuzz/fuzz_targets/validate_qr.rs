@@ -29,12 +29,22 @@ fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("thudo-fuzz-{}", std::process::id()));
-        let opts = VaultOptions { kdf_iterations: 10_000, ..Default::default() };
+        let opts = VaultOptions {
+            kdf_iterations: 10_000,
+            ..Default::default()
+        };
         let vault = Arc::new(Vault::open(&dir, Unlock::passphrase("fuzz"), &opts).expect("vault"));
         let (issuer, _) = IssuerKey::generate(1, 0, u32::MAX).expect("issuer");
-        let config = ValidatorConfig { tap_batch: 1024, ..Default::default() };
-        let validator = Validator::open(vault, vec![issuer.trusted().clone()], config).expect("validator");
-        Setup { validator: std::sync::Mutex::new((validator, 0)), _dir: tempfile_dir::Dir(dir) }
+        let config = ValidatorConfig {
+            tap_batch: 1024,
+            ..Default::default()
+        };
+        let validator =
+            Validator::open(vault, vec![issuer.trusted().clone()], config).expect("validator");
+        Setup {
+            validator: std::sync::Mutex::new((validator, 0)),
+            _dir: tempfile_dir::Dir(dir),
+        }
     })
 }
 
@@ -48,11 +58,15 @@ fuzz_target!(|data: &[u8]| {
         validator.acknowledge_taps(u64::MAX).expect("acknowledge");
     }
     let text = String::from_utf8_lossy(data);
-    let verdict = validator.validate(&text, 1_790_000_000).expect("validate never fails on input");
+    let verdict = validator
+        .validate(&text, 1_790_000_000)
+        .expect("validate never fails on input");
     assert!(!verdict.accepted);
     if data.len() >= PAYLOAD_LEN {
         let wrapped = format!("{QR_PREFIX}{}", base45::encode(&data[..PAYLOAD_LEN]));
-        let verdict = validator.validate(&wrapped, 1_790_000_000).expect("validate");
+        let verdict = validator
+            .validate(&wrapped, 1_790_000_000)
+            .expect("validate");
         assert!(!verdict.accepted, "a random payload was accepted");
     }
 });
