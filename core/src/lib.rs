@@ -7,5 +7,6 @@
 //! SQLite. See `docs/architecture.md`.
 
 pub mod crypto;
+pub mod handbook;
 pub mod transit;
 pub mod vault;

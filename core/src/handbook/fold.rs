@@ -1,0 +1,64 @@
+//! Folding Vietnamese text for accent- and case-insensitive search.
+//!
+//! Each character folds to exactly one character (lowercase, marks removed, `đ`/`Đ` to `d`,
+//! which have no Unicode decomposition), so a position in folded text is the same position in
+//! the original: snippets are cut from the original with offsets found in the folded text.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Folds one character.
+pub fn fold_char(c: char) -> char {
+    match c {
+        'đ' | 'Đ' => 'd',
+        c if c.is_ascii() => c.to_ascii_lowercase(),
+        c => {
+            let base = c.nfd().next().unwrap_or(c);
+            base.to_lowercase().next().unwrap_or(base)
+        }
+    }
+}
+
+/// Folds a string, character for character.
+pub fn fold(text: &str) -> String {
+    text.chars().map(fold_char).collect()
+}
+
+/// Lowercases a string character for character, keeping the accents.
+pub fn lower(text: &str) -> String {
+    text.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
+}
+
+/// Splits text into search terms: runs of letters and digits.
+pub fn terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a string carries any Vietnamese mark (so the user typed accents on purpose).
+pub fn has_marks(text: &str) -> bool {
+    text.chars()
+        .any(|c| fold_char(c) != c.to_lowercase().next().unwrap_or(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_vietnamese() {
+        assert_eq!(fold("Nghị quyết số 57-NQ/TW"), "nghi quyet so 57-nq/tw");
+        assert_eq!(fold("ĐẢNG PHÍ đảng phí"), "dang phi dang phi");
+        assert_eq!(fold("Ễ ộ ẫ ữ ỳ"), "e o a u y");
+        for s in ["Nghị quyết", "Đảng", "Thủ đô Hà Nội", "ẫẫẫ"] {
+            assert_eq!(fold(s).chars().count(), s.chars().count());
+        }
+        assert!(has_marks("nghị"));
+        assert!(has_marks("đảng"));
+        assert!(!has_marks("nghi quyet 57"));
+        assert_eq!(terms("  57-NQ/TW, nghị "), ["57", "NQ", "TW", "nghị"]);
+    }
+}

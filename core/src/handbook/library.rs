@@ -1,0 +1,384 @@
+//! The document library: published party documents (public content, stored in clear so SQLite
+//! FTS5 can index them), readable offline, with accent-insensitive Vietnamese search.
+//!
+//! Search folds text (lowercase, no marks, `đ` → `d`) in the index and in the query alike, asks
+//! FTS5 for candidates (BM25, title weighted above body), then ranks: the document number typed
+//! exactly first, then documents whose title holds every term, then, when the user typed
+//! accents, documents that contain the terms with exactly those accents.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::fold;
+
+/// A published document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LibraryDocument {
+    /// Stable id from the backend.
+    pub id: String,
+    /// Document number, such as `57-NQ/TW`.
+    pub number: String,
+    /// Issuing body, such as `Bộ Chính trị`.
+    pub issuer: String,
+    /// Date issued, `YYYY-MM-DD`.
+    pub issued_on: String,
+    /// Kind: resolution, directive, regulation, conclusion, ...
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// Full text.
+    pub body: String,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SearchHit {
+    /// Document id.
+    pub id: String,
+    /// Document number.
+    pub number: String,
+    /// Title.
+    pub title: String,
+    /// Kind.
+    pub kind: String,
+    /// Date issued.
+    pub issued_on: String,
+    /// A passage of the body around the first match, terms wrapped in `<mark>`…`</mark>`
+    /// (other `<`, `>`, `&` escaped).
+    pub snippet: String,
+    /// Higher is better.
+    pub score: f64,
+}
+
+/// Errors of the library.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LibraryError {
+    /// A document or query was rejected.
+    #[error("invalid input: {reason}")]
+    Invalid {
+        /// What was wrong.
+        reason: String,
+    },
+    /// SQLite or the file system failed.
+    #[error("storage: {reason}")]
+    Storage {
+        /// The underlying error.
+        reason: String,
+    },
+}
+
+impl From<rusqlite::Error> for LibraryError {
+    fn from(e: rusqlite::Error) -> Self {
+        LibraryError::Storage {
+            reason: e.to_string(),
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS documents (
+    rowid     INTEGER PRIMARY KEY,
+    doc_id    TEXT NOT NULL UNIQUE,
+    number    TEXT NOT NULL,
+    issuer    TEXT NOT NULL,
+    issued_on TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    title     TEXT NOT NULL,
+    body      TEXT NOT NULL
+);
+-- Folded text only; the originals live in `documents` (same rowid).
+CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(
+    number, title, body, content = '', contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+"#;
+
+const CANDIDATES: usize = 100;
+const MAX_QUERY_LEN: usize = 256;
+const SNIPPET_CHARS: usize = 160;
+
+/// The document library, in its own SQLite file (public content only: personal data such as
+/// bookmarks and notes lives in the vault).
+pub struct Library {
+    conn: Mutex<Connection>,
+}
+
+impl Library {
+    /// Opens (or creates) the library file at `path`.
+    pub fn open(path: &Path) -> Result<Library, LibraryError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| LibraryError::Storage {
+                reason: e.to_string(),
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Library {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Inserts or replaces documents, in one transaction.
+    pub fn upsert(&self, docs: &[LibraryDocument]) -> Result<(), LibraryError> {
+        for d in docs {
+            if d.id.is_empty() || d.id.len() > 256 {
+                return Err(LibraryError::Invalid {
+                    reason: "document id must be 1-256 bytes".into(),
+                });
+            }
+            if d.title.trim().is_empty() {
+                return Err(LibraryError::Invalid {
+                    reason: format!("document {} has no title", d.id),
+                });
+            }
+        }
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        for d in docs {
+            let old: Option<i64> = tx
+                .query_row(
+                    "SELECT rowid FROM documents WHERE doc_id = ?1",
+                    [&d.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(rowid) = old {
+                tx.execute("DELETE FROM documents_fts WHERE rowid = ?1", [rowid])?;
+                tx.execute("DELETE FROM documents WHERE rowid = ?1", [rowid])?;
+            }
+            tx.execute(
+                "INSERT INTO documents (doc_id, number, issuer, issued_on, kind, title, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    d.id,
+                    d.number,
+                    d.issuer,
+                    d.issued_on,
+                    d.kind,
+                    d.title,
+                    d.body
+                ],
+            )?;
+            let rowid = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO documents_fts (rowid, number, title, body) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    rowid,
+                    fold::fold(&d.number),
+                    fold::fold(&d.title),
+                    fold::fold(&d.body)
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a document; returns whether it was there.
+    pub fn remove(&self, id: &str) -> Result<bool, LibraryError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let rowid: Option<i64> = tx
+            .query_row("SELECT rowid FROM documents WHERE doc_id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(rowid) = rowid {
+            tx.execute("DELETE FROM documents_fts WHERE rowid = ?1", [rowid])?;
+            tx.execute("DELETE FROM documents WHERE rowid = ?1", [rowid])?;
+        }
+        tx.commit()?;
+        Ok(rowid.is_some())
+    }
+
+    /// A document by id.
+    pub fn get(&self, id: &str) -> Result<Option<LibraryDocument>, LibraryError> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT doc_id, number, issuer, issued_on, kind, title, body FROM documents WHERE doc_id = ?1",
+                [id],
+                |r| {
+                    Ok(LibraryDocument {
+                        id: r.get(0)?,
+                        number: r.get(1)?,
+                        issuer: r.get(2)?,
+                        issued_on: r.get(3)?,
+                        kind: r.get(4)?,
+                        title: r.get(5)?,
+                        body: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// How many documents the library holds.
+    pub fn count(&self) -> Result<u64, LibraryError> {
+        let n: i64 = self
+            .lock()
+            .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Searches titles, numbers and bodies; see the module docs for the ranking. The last term
+    /// matches as a prefix (search as you type). An empty query returns nothing.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>, LibraryError> {
+        if query.len() > MAX_QUERY_LEN {
+            return Err(LibraryError::Invalid {
+                reason: format!("query longer than {MAX_QUERY_LEN} bytes"),
+            });
+        }
+        let folded_terms: Vec<String> = fold::terms(&fold::fold(query));
+        if folded_terms.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let prefix_last = !query.ends_with(char::is_whitespace);
+        let fts_query = folded_terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if prefix_last && i + 1 == folded_terms.len() {
+                    format!("\"{t}\"*")
+                } else {
+                    format!("\"{t}\"")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let accented_terms: Vec<String> = if fold::has_marks(query) {
+            fold::terms(&fold::lower(query))
+        } else {
+            Vec::new()
+        };
+        let folded_query_number = fold::fold(query.trim());
+
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.doc_id, d.number, d.title, d.kind, d.issued_on, d.body, bm25(documents_fts, 20.0, 8.0, 1.0)
+             FROM documents_fts JOIN documents d ON d.rowid = documents_fts.rowid
+             WHERE documents_fts MATCH ?1 ORDER BY bm25(documents_fts, 20.0, 8.0, 1.0) LIMIT ?2",
+        )?;
+        let mut hits: Vec<(SearchHit, String)> = stmt
+            .query_map(params![fts_query, CANDIDATES as i64], |r| {
+                let number: String = r.get(1)?;
+                let title: String = r.get(2)?;
+                let body: String = r.get(5)?;
+                let bm25: f64 = r.get(6)?;
+                Ok((
+                    SearchHit {
+                        id: r.get(0)?,
+                        number,
+                        title,
+                        kind: r.get(3)?,
+                        issued_on: r.get(4)?,
+                        snippet: String::new(),
+                        score: -bm25,
+                    },
+                    body,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        for (hit, body) in &mut hits {
+            let folded_title = fold::fold(&hit.title);
+            let title_terms = fold::terms(&folded_title);
+            if !folded_query_number.is_empty() && fold::fold(&hit.number) == folded_query_number {
+                hit.score += 1000.0;
+            }
+            if folded_terms
+                .iter()
+                .all(|t| title_terms.iter().any(|w| w.starts_with(t.as_str())))
+            {
+                hit.score += 100.0;
+            }
+            if !accented_terms.is_empty() {
+                let text = fold::lower(&format!("{} {}", hit.title, body));
+                let words = fold::terms(&text);
+                if accented_terms.iter().all(|t| words.iter().any(|w| w == t)) {
+                    hit.score += 50.0;
+                }
+            }
+        }
+        hits.sort_by(|a, b| {
+            b.0.score
+                .total_cmp(&a.0.score)
+                .then_with(|| a.0.id.cmp(&b.0.id))
+        });
+        hits.truncate(limit);
+        Ok(hits
+            .into_iter()
+            .map(|(mut hit, body)| {
+                hit.snippet = snippet(&body, &folded_terms);
+                hit
+            })
+            .collect())
+    }
+}
+
+fn escape(out: &mut String, c: char) {
+    match c {
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '&' => out.push_str("&amp;"),
+        c => out.push(c),
+    }
+}
+
+/// A window of the original body around the first matching word, with every matching word
+/// marked. Works on characters: folding keeps one character per character.
+fn snippet(body: &str, folded_terms: &[String]) -> String {
+    let chars: Vec<char> = body.chars().collect();
+    let folded: Vec<char> = chars.iter().map(|&c| fold::fold_char(c)).collect();
+    // Word spans (start, end) in characters, and whether each matches a term (prefix match).
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < folded.len() {
+        if folded[i].is_alphanumeric() {
+            let start = i;
+            while i < folded.len() && folded[i].is_alphanumeric() {
+                i += 1;
+            }
+            let word: String = folded[start..i].iter().collect();
+            let hit = folded_terms.iter().any(|t| word.starts_with(t.as_str()));
+            words.push((start, i, hit));
+        } else {
+            i += 1;
+        }
+    }
+    let first = words.iter().find(|w| w.2).map(|w| w.0).unwrap_or(0);
+    let start = first.saturating_sub(SNIPPET_CHARS / 3);
+    // Begin at a word boundary.
+    let start = words
+        .iter()
+        .map(|w| w.0)
+        .find(|&s| s >= start)
+        .unwrap_or(start)
+        .min(first);
+    let end = (start + SNIPPET_CHARS).min(chars.len());
+    let mut out = String::new();
+    if start > 0 {
+        out.push('…');
+    }
+    let mut pos = start;
+    for &(ws, we, hit) in words.iter().filter(|w| w.2 && w.0 >= start && w.1 <= end) {
+        let _ = hit;
+        chars[pos..ws].iter().for_each(|&c| escape(&mut out, c));
+        out.push_str("<mark>");
+        chars[ws..we].iter().for_each(|&c| escape(&mut out, c));
+        out.push_str("</mark>");
+        pos = we;
+    }
+    chars[pos..end].iter().for_each(|&c| escape(&mut out, c));
+    if end < chars.len() {
+        out.push('…');
+    }
+    out
+}

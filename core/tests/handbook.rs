@@ -1,0 +1,371 @@
+//! Handbook: Vietnamese document search and party fees.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use thudo_core::handbook::fees::{
+    Assessment, FeeBasis, FeeError, FeeLedger, FeeRule, FeeRules, FeeSchedule, FeeSituation,
+    Relief, YearMonth,
+};
+use thudo_core::handbook::library::{Library, LibraryDocument, LibraryError};
+use thudo_core::vault::{Unlock, Vault};
+
+fn doc(id: &str, number: &str, title: &str, body: &str) -> LibraryDocument {
+    LibraryDocument {
+        id: id.into(),
+        number: number.into(),
+        issuer: "Bộ Chính trị".into(),
+        issued_on: "2024-12-22".into(),
+        kind: "nghị quyết".into(),
+        title: title.into(),
+        body: body.into(),
+    }
+}
+
+fn library() -> (tempfile::TempDir, Library) {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::open(&dir.path().join("library.db")).unwrap();
+    lib.upsert(&[
+        doc("nq57", "57-NQ/TW", "Nghị quyết số 57-NQ/TW về đột phá phát triển khoa học, công nghệ, đổi mới sáng tạo và chuyển đổi số quốc gia",
+            "Khoa học, công nghệ, đổi mới sáng tạo và chuyển đổi số là đột phá quan trọng hàng đầu. Toàn Đảng, toàn dân thực hiện nghị quyết."),
+        doc("qd01", "01-QĐ/TW", "Quy định số 01-QĐ/TW về chế độ đảng phí",
+            "Đảng viên đóng đảng phí hằng tháng. Đảng viên hưởng lương bảo hiểm xã hội đóng 1% tiền lương. Người nghỉ hưu đóng 0,5% lương hưu."),
+        doc("ct35", "35-CT/TW", "Chỉ thị số 35-CT/TW về đại hội đảng bộ các cấp",
+            "Chỉ thị về tổ chức đại hội. Ghi chú: sau giờ nghỉ, đại hội biểu quyết nhân sự."),
+        doc("kl01", "01-KL/TW", "Kết luận về tiếp tục thực hiện Chỉ thị 05-CT/TW",
+            "Học tập và làm theo tư tưởng, đạo đức, phong cách Hồ Chí Minh. Nghị quyết và chỉ thị cần được quán triệt. Những người nghĩ quyết liệt."),
+        doc("tb", "TB-1", "Thông báo lịch sinh hoạt chi bộ tháng 12",
+            "Chi bộ sinh hoạt ngày 5. Nội dung: học tập nghị quyết; thu đảng phí; bàn về kế hoạch năm mới. Ễnh ương, ộp ộp, lẫn lộn."),
+    ])
+    .unwrap();
+    (dir, lib)
+}
+
+fn ids(hits: &[thudo_core::handbook::library::SearchHit]) -> Vec<&str> {
+    hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+#[test]
+fn accent_and_case_insensitive() {
+    let (_d, lib) = library();
+    let hits = lib.search("nghi quyet 57", 10).unwrap();
+    assert_eq!(ids(&hits)[0], "nq57");
+    assert_eq!(ids(&lib.search("NGHI QUYET 57", 10).unwrap())[0], "nq57");
+    assert_eq!(ids(&lib.search("Nghị Quyết 57", 10).unwrap())[0], "nq57");
+    // đ and d alike, both ways.
+    let dang_phi_hits = lib.search("dang phi", 10).unwrap();
+    let dang_phi = ids(&dang_phi_hits);
+    assert_eq!(dang_phi[0], "qd01", "title hit first");
+    assert!(dang_phi.contains(&"tb"));
+    assert_eq!(ids(&lib.search("ĐẢNG PHÍ", 10).unwrap())[0], "qd01");
+    assert_eq!(ids(&lib.search("đang phi", 10).unwrap())[0], "qd01");
+    // Stacked diacritics: ễ, ộ, ẫ.
+    assert_eq!(ids(&lib.search("ễnh ương", 10).unwrap()), ["tb"]);
+    assert_eq!(ids(&lib.search("enh uong", 10).unwrap()), ["tb"]);
+    assert_eq!(ids(&lib.search("ộp", 10).unwrap()), ["tb"]);
+    assert_eq!(ids(&lib.search("lan lon", 10).unwrap()), ["tb"]);
+    assert_eq!(ids(&lib.search("lẫn lộn", 10).unwrap()), ["tb"]);
+}
+
+#[test]
+fn document_numbers_prefixes_and_ranking() {
+    let (_d, lib) = library();
+    assert_eq!(ids(&lib.search("57-NQ/TW", 10).unwrap())[0], "nq57");
+    assert_eq!(ids(&lib.search("01-QĐ/TW", 10).unwrap())[0], "qd01");
+    assert_eq!(ids(&lib.search("01-qd/tw", 10).unwrap())[0], "qd01");
+    assert_eq!(ids(&lib.search("01-KL/TW", 10).unwrap())[0], "kl01");
+    // Search as you type: the last term is a prefix.
+    assert_eq!(ids(&lib.search("chuyen doi s", 10).unwrap())[0], "nq57");
+    // Exact accents first: "nghị quyết" vs "nghĩ quyết" / "nghi thức ... quyết nghị".
+    let accented = lib.search("nghị quyết", 10).unwrap();
+    let plain = lib.search("nghi quyet", 10).unwrap();
+    assert!(
+        ids(&plain).contains(&"ct35"),
+        "accent-free query matches every folded form"
+    );
+    let pos = |hits: &[_], id: &str| ids(hits).iter().position(|x| *x == id).unwrap();
+    assert!(
+        pos(&accented, "tb") < pos(&accented, "ct35"),
+        "exact accents outrank look-alikes: {:?}",
+        ids(&accented)
+    );
+    // Titles outrank bodies.
+    assert_eq!(ids(&lib.search("chi thi", 10).unwrap())[0], "ct35");
+    // Snippets: the original text, terms marked, HTML escaped.
+    let hit = &lib.search("bao hiem xa hoi", 1).unwrap()[0];
+    assert!(
+        hit.snippet
+            .contains("<mark>bảo</mark> <mark>hiểm</mark> <mark>xã</mark> <mark>hội</mark>"),
+        "{}",
+        hit.snippet
+    );
+    lib.upsert(&[doc("x", "X-1", "Tài liệu thử", "a < b && c > d: khoa học")])
+        .unwrap();
+    let hit = &lib
+        .search("khoa hoc", 10)
+        .unwrap()
+        .into_iter()
+        .find(|h| h.id == "x")
+        .unwrap();
+    assert!(
+        hit.snippet.contains("a &lt; b &amp;&amp; c &gt; d"),
+        "{}",
+        hit.snippet
+    );
+}
+
+#[test]
+fn bad_queries_and_documents() {
+    let (_d, lib) = library();
+    for q in [
+        "",
+        "   ",
+        "!!!",
+        "\"",
+        "*",
+        "NEAR(",
+        "AND OR NOT",
+        "-",
+        "^",
+        "()",
+    ] {
+        let _ = lib.search(q, 10).unwrap(); // never an FTS syntax error
+    }
+    assert!(lib.search("nghị quyết", 0).unwrap().is_empty());
+    assert!(lib.search("\" OR body:", 10).is_ok());
+    assert!(matches!(
+        lib.search(&"a".repeat(300), 10),
+        Err(LibraryError::Invalid { .. })
+    ));
+    assert!(matches!(
+        lib.upsert(&[doc("", "n", "t", "b")]),
+        Err(LibraryError::Invalid { .. })
+    ));
+    assert!(matches!(
+        lib.upsert(&[doc("ok", "n", " ", "b"), doc("y", "n", "t", "b")]),
+        Err(LibraryError::Invalid { .. })
+    ));
+    assert_eq!(lib.count().unwrap(), 5, "a rejected batch stores nothing");
+    // Replacing and removing keep the index in step.
+    lib.upsert(&[doc("tb", "TB-1", "Thông báo mới", "không còn nội dung cũ")])
+        .unwrap();
+    assert!(lib.search("enh uong", 10).unwrap().is_empty());
+    assert_eq!(lib.get("tb").unwrap().unwrap().title, "Thông báo mới");
+    assert!(lib.remove("tb").unwrap());
+    assert!(!lib.remove("tb").unwrap());
+    assert!(lib.search("thong bao moi", 10).unwrap().is_empty());
+    assert_eq!(lib.count().unwrap(), 4);
+}
+
+fn ym(s: &str) -> YearMonth {
+    YearMonth::parse(s).unwrap()
+}
+
+fn rules() -> FeeRules {
+    // A made-up earlier regulation, to test the change on the effective month.
+    let older = FeeSchedule {
+        regulation: "342-QĐ/TW".into(),
+        effective_from: ym("2010-01"),
+        rules: vec![
+            (
+                FeeBasis::SocialInsuranceSalary,
+                FeeRule::Percent { basis_points: 100 },
+            ),
+            (FeeBasis::Pension, FeeRule::Percent { basis_points: 50 }),
+            (FeeBasis::Student, FeeRule::Fixed { vnd: 2_000 }),
+        ],
+    };
+    FeeRules::new(vec![FeeRules::regulation_01_2026(), older]).unwrap()
+}
+
+fn situation(basis: FeeBasis, income: u64) -> FeeSituation {
+    FeeSituation {
+        basis,
+        income_vnd: income,
+        relief: None,
+    }
+}
+
+#[test]
+fn fee_rules_each_basis_and_effective_date() {
+    let r = rules();
+    let m = ym("2026-03");
+    assert_eq!(
+        r.assess(&situation(FeeBasis::SocialInsuranceSalary, 12_345_678), m)
+            .unwrap()
+            .due_vnd,
+        123_456
+    );
+    assert_eq!(
+        r.assess(&situation(FeeBasis::SickOrMaternityBenefit, 8_000_000), m)
+            .unwrap()
+            .due_vnd,
+        80_000
+    );
+    assert_eq!(
+        r.assess(&situation(FeeBasis::Pension, 7_000_001), m)
+            .unwrap()
+            .due_vnd,
+        35_000
+    );
+    assert_eq!(
+        r.assess(&situation(FeeBasis::Student, 0), m)
+            .unwrap()
+            .due_vnd,
+        5_000
+    );
+    // The month before the new regulation: the old rules.
+    let jan = r
+        .assess(&situation(FeeBasis::Student, 0), ym("2026-01"))
+        .unwrap();
+    assert_eq!((jan.due_vnd, jan.regulation.as_str()), (2_000, "342-QĐ/TW"));
+    assert_eq!(
+        r.assess(&situation(FeeBasis::Student, 0), ym("2026-02"))
+            .unwrap()
+            .regulation,
+        "01-QĐ/TW"
+    );
+    // The old regulation had no benefit rule; before any regulation there is none at all.
+    assert!(matches!(
+        r.assess(
+            &situation(FeeBasis::SickOrMaternityBenefit, 1),
+            ym("2025-12")
+        ),
+        Err(FeeError::NoRule { .. })
+    ));
+    assert!(matches!(
+        r.assess(&situation(FeeBasis::Pension, 1), ym("2009-12")),
+        Err(FeeError::NoRule { .. })
+    ));
+}
+
+#[test]
+fn exemptions_and_reductions() {
+    let r = rules();
+    let salary = |relief| FeeSituation {
+        basis: FeeBasis::SocialInsuranceSalary,
+        income_vnd: 10_000_000,
+        relief: Some(relief),
+    };
+    assert_eq!(
+        r.assess(&salary(Relief::Exempt), ym("2026-05"))
+            .unwrap()
+            .due_vnd,
+        0
+    );
+    let cut = Relief::Reduction {
+        percent: 30,
+        from: ym("2026-11"),
+        months: 3,
+    };
+    assert_eq!(
+        r.assess(&salary(cut), ym("2026-10")).unwrap().due_vnd,
+        100_000
+    );
+    assert_eq!(
+        r.assess(&salary(cut), ym("2026-11")).unwrap().due_vnd,
+        70_000
+    );
+    assert_eq!(
+        r.assess(&salary(cut), ym("2027-01")).unwrap().due_vnd,
+        70_000,
+        "across the year end"
+    );
+    assert_eq!(
+        r.assess(&salary(cut), ym("2027-02")).unwrap().due_vnd,
+        100_000
+    );
+    for (percent, due) in [(50, 50_000), (70, 30_000)] {
+        let relief = Relief::Reduction {
+            percent,
+            from: ym("2026-05"),
+            months: 12,
+        };
+        assert_eq!(
+            r.assess(&salary(relief), ym("2026-05")).unwrap().due_vnd,
+            due
+        );
+    }
+    for bad in [
+        Relief::Reduction {
+            percent: 40,
+            from: ym("2026-05"),
+            months: 1,
+        },
+        Relief::Reduction {
+            percent: 50,
+            from: ym("2026-05"),
+            months: 13,
+        },
+        Relief::Reduction {
+            percent: 50,
+            from: ym("2026-05"),
+            months: 0,
+        },
+    ] {
+        assert!(matches!(
+            r.assess(&salary(bad), ym("2026-05")),
+            Err(FeeError::Invalid { .. })
+        ));
+    }
+    for bad in ["2026-13", "2026-00", "26-1", "abc", "2026/05", ""] {
+        assert!(YearMonth::parse(bad).is_err(), "{bad}");
+    }
+    let dup = FeeRules::new(vec![
+        FeeRules::regulation_01_2026(),
+        FeeRules::regulation_01_2026(),
+    ]);
+    assert!(dup.is_err());
+}
+
+#[test]
+fn ledger_flags_unpaid_months() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::open(dir.path(), Unlock::passphrase("p"), &common::fast()).unwrap();
+    let ledger = FeeLedger::new(&vault);
+    let r = rules();
+    for m in 1..=6 {
+        let month = YearMonth::new(2026, m).unwrap();
+        ledger
+            .record_assessment(
+                r.assess(&situation(FeeBasis::Pension, 6_000_000), month)
+                    .unwrap(),
+            )
+            .unwrap();
+    }
+    for m in [1, 2, 4] {
+        let a: Assessment = r
+            .assess(
+                &situation(FeeBasis::Pension, 6_000_000),
+                YearMonth::new(2026, m).unwrap(),
+            )
+            .unwrap();
+        ledger.record_payment(a.month, a.due_vnd).unwrap();
+    }
+    ledger.record_payment(ym("2026-05"), 10_000).unwrap(); // part of 30,000
+    let standing = ledger.standing(2026).unwrap();
+    assert_eq!(standing.assessed.len(), 6);
+    assert_eq!(
+        standing.unpaid,
+        [ym("2026-03"), ym("2026-05"), ym("2026-06")]
+    );
+    assert!(standing.serious);
+    ledger.record_payment(ym("2026-06"), 30_000).unwrap();
+    assert!(!ledger.standing(2026).unwrap().serious);
+    assert!(ledger.standing(2025).unwrap().assessed.is_empty());
+    // Paying an unassessed month, or nothing, is refused and changes nothing.
+    assert!(ledger.record_payment(ym("2026-09"), 1).is_err());
+    assert!(ledger.record_payment(ym("2026-03"), 0).is_err());
+    // Re-assessing keeps what was paid.
+    ledger
+        .record_assessment(
+            r.assess(&situation(FeeBasis::Pension, 6_000_000), ym("2026-05"))
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        ledger.standing(2026).unwrap().unpaid,
+        [ym("2026-03"), ym("2026-05")]
+    );
+}
