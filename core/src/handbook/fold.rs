@@ -6,16 +6,35 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-/// Folds one character.
-pub fn fold_char(c: char) -> char {
+/// Characters below this fold through a table built once (Latin, combining marks and the
+/// Vietnamese block U+1EA0-U+1EF9 are all below it).
+const TABLE_END: u32 = 0x2000;
+
+fn slow_fold(c: char) -> char {
     match c {
         'đ' | 'Đ' => 'd',
-        c if c.is_ascii() => c.to_ascii_lowercase(),
         c => {
             let base = c.nfd().next().unwrap_or(c);
             base.to_lowercase().next().unwrap_or(base)
         }
     }
+}
+
+/// Folds one character.
+pub fn fold_char(c: char) -> char {
+    static TABLE: std::sync::OnceLock<Vec<char>> = std::sync::OnceLock::new();
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    if (c as u32) < TABLE_END {
+        let table = TABLE.get_or_init(|| {
+            (0..TABLE_END)
+                .map(|u| char::from_u32(u).map(slow_fold).unwrap_or('\u{fffd}'))
+                .collect()
+        });
+        return table[c as usize];
+    }
+    slow_fold(c)
 }
 
 /// Folds a string, character for character.

@@ -91,11 +91,13 @@ CREATE TABLE IF NOT EXISTS documents (
 -- Folded text only; the originals live in `documents` (same rowid).
 CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(
     number, title, body, content = '', contentless_delete = 1,
-    tokenize = 'unicode61 remove_diacritics 2'
+    tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3'
 );
 "#;
 
 const CANDIDATES: usize = 100;
+/// Candidates checked for exact accents (each check reads the document's text).
+const ACCENT_CHECKS: usize = 40;
 const MAX_QUERY_LEN: usize = 256;
 const SNIPPET_CHARS: usize = 160;
 
@@ -151,8 +153,7 @@ impl Library {
                 )
                 .optional()?;
             if let Some(rowid) = old {
-                tx.execute("DELETE FROM documents_fts WHERE rowid = ?1", [rowid])?;
-                tx.execute("DELETE FROM documents WHERE rowid = ?1", [rowid])?;
+                delete_row(&tx, rowid)?;
             }
             tx.execute(
                 "INSERT INTO documents (doc_id, number, issuer, issued_on, kind, title, body)
@@ -192,8 +193,7 @@ impl Library {
             })
             .optional()?;
         if let Some(rowid) = rowid {
-            tx.execute("DELETE FROM documents_fts WHERE rowid = ?1", [rowid])?;
-            tx.execute("DELETE FROM documents WHERE rowid = ?1", [rowid])?;
+            delete_row(&tx, rowid)?;
         }
         tx.commit()?;
         Ok(rowid.is_some())
@@ -254,73 +254,100 @@ impl Library {
             })
             .collect::<Vec<_>>()
             .join(" ");
-        let accented_terms: Vec<String> = if fold::has_marks(query) {
-            fold::terms(&fold::lower(query))
-        } else {
-            Vec::new()
-        };
-        let folded_query_number = fold::fold(query.trim());
+        let accented_terms = fold::has_marks(query).then(|| fold::terms(&fold::lower(query)));
+        let folded_number = fold::fold(query.trim());
 
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT d.doc_id, d.number, d.title, d.kind, d.issued_on, d.body, bm25(documents_fts, 20.0, 8.0, 1.0)
-             FROM documents_fts JOIN documents d ON d.rowid = documents_fts.rowid
-             WHERE documents_fts MATCH ?1 ORDER BY bm25(documents_fts, 20.0, 8.0, 1.0) LIMIT ?2",
-        )?;
-        let mut hits: Vec<(SearchHit, String)> = stmt
-            .query_map(params![fts_query, CANDIDATES as i64], |r| {
-                let number: String = r.get(1)?;
-                let title: String = r.get(2)?;
-                let body: String = r.get(5)?;
-                let bm25: f64 = r.get(6)?;
-                Ok((
-                    SearchHit {
-                        id: r.get(0)?,
-                        number,
-                        title,
-                        kind: r.get(3)?,
-                        issued_on: r.get(4)?,
-                        snippet: String::new(),
-                        score: -bm25,
-                    },
-                    body,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        for (hit, body) in &mut hits {
-            let folded_title = fold::fold(&hit.title);
-            let title_terms = fold::terms(&folded_title);
-            if !folded_query_number.is_empty() && fold::fold(&hit.number) == folded_query_number {
-                hit.score += 1000.0;
-            }
-            if folded_terms
-                .iter()
-                .all(|t| title_terms.iter().any(|w| w.starts_with(t.as_str())))
-            {
-                hit.score += 100.0;
-            }
-            if !accented_terms.is_empty() {
-                let text = fold::lower(&format!("{} {}", hit.title, body));
-                let words = fold::terms(&text);
-                if accented_terms.iter().all(|t| words.iter().any(|w| w == t)) {
-                    hit.score += 50.0;
+        // Stage 1: number and title matches (short columns, few rows to score).
+        let mut candidates = ranked(&conn, &format!("{{number title}} : ({fts_query})"), 100.0)?;
+        // Stage 2: bodies, only when titles do not fill the page.
+        if candidates.len() < limit {
+            let seen: std::collections::HashSet<i64> = candidates.iter().map(|c| c.0).collect();
+            candidates.extend(
+                ranked(&conn, &fts_query, 0.0)?
+                    .into_iter()
+                    .filter(|c| !seen.contains(&c.0)),
+            );
+        }
+        if let Some(accented) = &accented_terms {
+            // Exact accents: every typed term is a whole word of the title or body as written.
+            let mut text =
+                conn.prepare_cached("SELECT title || ' ' || body FROM documents WHERE rowid = ?1")?;
+            candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+            for c in candidates.iter_mut().take(ACCENT_CHECKS) {
+                let original: String = text.query_row([c.0], |r| r.get(0))?;
+                if has_all_words(&original.to_lowercase(), accented) {
+                    c.1 += 50.0;
                 }
             }
         }
+        let mut meta = conn.prepare_cached(
+            "SELECT doc_id, number, title, kind, issued_on FROM documents WHERE rowid = ?1",
+        )?;
+        let mut hits = Vec::with_capacity(candidates.len());
+        for (rowid, score) in candidates {
+            let mut hit = meta.query_row([rowid], |r| {
+                Ok(SearchHit {
+                    id: r.get(0)?,
+                    number: r.get(1)?,
+                    title: r.get(2)?,
+                    kind: r.get(3)?,
+                    issued_on: r.get(4)?,
+                    snippet: String::new(),
+                    score,
+                })
+            })?;
+            if !folded_number.is_empty() && fold::fold(&hit.number) == folded_number {
+                hit.score += 1000.0;
+            }
+            hits.push((rowid, hit));
+        }
         hits.sort_by(|a, b| {
-            b.0.score
-                .total_cmp(&a.0.score)
-                .then_with(|| a.0.id.cmp(&b.0.id))
+            b.1.score
+                .total_cmp(&a.1.score)
+                .then_with(|| a.1.id.cmp(&b.1.id))
         });
         hits.truncate(limit);
-        Ok(hits
-            .into_iter()
-            .map(|(mut hit, body)| {
-                hit.snippet = snippet(&body, &folded_terms);
-                hit
+        let mut body = conn.prepare_cached("SELECT body FROM documents WHERE rowid = ?1")?;
+        hits.into_iter()
+            .map(|(rowid, mut hit)| {
+                let text: String = body.query_row([rowid], |r| r.get(0))?;
+                hit.snippet = snippet(&text, &folded_terms);
+                Ok(hit)
             })
-            .collect())
+            .collect()
     }
+}
+
+/// Up to 100 (rowid, score) matches of an FTS5 query, best first; `bonus` is added to each.
+fn ranked(conn: &Connection, fts_query: &str, bonus: f64) -> Result<Vec<(i64, f64)>, LibraryError> {
+    let sql = "SELECT rowid, bm25(documents_fts, 20.0, 8.0, 1.0) FROM documents_fts
+         WHERE documents_fts MATCH ?1 ORDER BY bm25(documents_fts, 20.0, 8.0, 1.0) LIMIT ?2";
+    let mut rows: Vec<(i64, f64)> = conn
+        .prepare_cached(sql)?
+        .query_map(params![fts_query, CANDIDATES as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, bonus - r.get::<_, f64>(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(rows)
+}
+
+/// Whether every term occurs in `text` as a whole word (not inside a longer word).
+fn has_all_words(text: &str, terms: &[String]) -> bool {
+    terms.iter().all(|term| {
+        text.match_indices(term.as_str()).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + term.len()..].chars().next();
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        })
+    })
+}
+
+fn delete_row(tx: &Connection, rowid: i64) -> Result<(), LibraryError> {
+    tx.execute("DELETE FROM documents_fts WHERE rowid = ?1", [rowid])?;
+    tx.execute("DELETE FROM documents WHERE rowid = ?1", [rowid])?;
+    Ok(())
 }
 
 fn escape(out: &mut String, c: char) {
