@@ -8,9 +8,11 @@
 //! generate --library <libthudo_ffi.so> --language kotlin|swift --out-dir <dir>` (see
 //! `scripts/bindings.sh`).
 
+mod handbook;
 mod transit;
 mod vault;
 
+pub use handbook::*;
 pub use transit::*;
 pub use vault::*;
 

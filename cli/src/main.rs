@@ -1,5 +1,6 @@
 //! `thudo`: the command-line face of thudo-core, for support staff and Linux validators.
 
+mod handbook_cmd;
 mod transit_cmd;
 mod vault_cmd;
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Work with an encrypted vault (passphrase from THUDO_PASSPHRASE or a prompt).
     Vault(vault_cmd::VaultArgs),
+    /// The party-member handbook: document search, party fees.
+    Handbook(handbook_cmd::HandbookArgs),
     /// Transit tickets: issuer keys, credentials, the phone's QR.
     Transit(transit_cmd::TransitArgs),
     /// Validate scanned QR texts from stdin, one JSON verdict per line (a bus validator).
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Vault(args) => vault_cmd::run(args),
+        Command::Handbook(args) => handbook_cmd::run(args),
         Command::Transit(args) => transit_cmd::run(args),
         Command::Validate(args) => transit_cmd::validate(args),
     };

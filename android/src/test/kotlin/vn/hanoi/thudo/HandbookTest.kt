@@ -1,0 +1,46 @@
+package vn.hanoi.thudo
+
+import java.nio.file.Path
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+class HandbookTest {
+    @TempDir
+    lateinit var dir: Path
+
+    @Test
+    fun `search without accents finds Vietnamese documents`() = runBlocking<Unit> {
+        val library = HandbookLibrary.open(dir.resolve("library.db").toString())
+        library.upsert(listOf(
+            PartyDocument("nq57", "57-NQ/TW", "Bộ Chính trị", "2024-12-22", "nghị quyết",
+                "Nghị quyết số 57-NQ/TW về đột phá phát triển khoa học, công nghệ", "Khoa học, công nghệ là đột phá quan trọng hàng đầu."),
+            PartyDocument("qd01", "01-QĐ/TW", "Ban Chấp hành Trung ương", "2026-02-03", "quy định",
+                "Quy định số 01-QĐ/TW về chế độ đảng phí", "Đảng viên đóng đảng phí hằng tháng theo bảo hiểm xã hội."),
+        ))
+        assertEquals("nq57", library.search("nghi quyet 57", 10u).first().id)
+        assertEquals("qd01", library.search("dang phi", 10u).first().id)
+        assertEquals("qd01", library.search("01-QĐ/TW", 10u).first().id)
+        val hit = library.search("bao hiem", 10u).first()
+        assertTrue(hit.snippet.contains("<mark>bảo</mark> <mark>hiểm</mark>"), hit.snippet)
+        assertTrue(library.search("   ", 10u).isEmpty())
+        assertThrows<HandbookException.Invalid> { runBlocking { library.search("a".repeat(300), 10u) } }
+        assertEquals("Quy định số 01-QĐ/TW về chế độ đảng phí", library.get("qd01")?.title)
+    }
+
+    @Test
+    fun `party fee from the 2026 regulation`() {
+        assertEquals(123_456uL, computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 12_345_678uL, "2026-03", null).dueVnd)
+        assertEquals(35_000uL, computePartyFee(FeeBasis.PENSION, 7_000_000uL, "2026-03", null).dueVnd)
+        assertEquals(5_000uL, computePartyFee(FeeBasis.STUDENT, 0uL, "2026-03", null).dueVnd)
+        val reduced = computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 10_000_000uL, "2026-06", FeeRelief.Reduction(50u, "2026-05", 12u))
+        assertEquals(50_000uL, reduced.dueVnd)
+        assertEquals(0uL, computePartyFee(FeeBasis.PENSION, 9_000_000uL, "2026-06", FeeRelief.Exempt).dueVnd)
+        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.STUDENT, 0uL, "2026-13", null) }
+        assertThrows<HandbookException.NoRule> { computePartyFee(FeeBasis.STUDENT, 0uL, "2025-12", null) }
+        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.PENSION, 1uL, "2026-06", FeeRelief.Reduction(40u, "2026-05", 3u)) }
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+import XCTest
+
+@testable import Thudo
+
+final class HandbookTests: XCTestCase {
+    func testSearchWithoutAccents() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-lib-\(UUID().uuidString).db").path
+        let library = try await HandbookLibrary.open(path: path)
+        try await library.upsert(documents: [
+            PartyDocument(id: "nq57", number: "57-NQ/TW", issuer: "Bộ Chính trị", issuedOn: "2024-12-22", kind: "nghị quyết",
+                          title: "Nghị quyết số 57-NQ/TW về đột phá phát triển khoa học, công nghệ",
+                          body: "Khoa học, công nghệ là đột phá quan trọng hàng đầu."),
+            PartyDocument(id: "qd01", number: "01-QĐ/TW", issuer: "Ban Chấp hành Trung ương", issuedOn: "2026-02-03", kind: "quy định",
+                          title: "Quy định số 01-QĐ/TW về chế độ đảng phí", body: "Đảng viên đóng đảng phí hằng tháng."),
+        ])
+        let nq = try await library.search(query: "nghi quyet 57", limit: 10)
+        XCTAssertEqual(nq.first?.id, "nq57")
+        let fee = try await library.search(query: "ĐANG PHI", limit: 10)
+        XCTAssertEqual(fee.first?.id, "qd01")
+        XCTAssertTrue(fee.first?.snippet.contains("<mark>") ?? false)
+        do {
+            _ = try await library.search(query: String(repeating: "a", count: 300), limit: 10)
+            XCTFail("expected Invalid")
+        } catch HandbookError.Invalid {}
+    }
+
+    func testPartyFee() throws {
+        XCTAssertEqual(try computePartyFee(basis: .socialInsuranceSalary, incomeVnd: 12_345_678, month: "2026-03", relief: nil).dueVnd, 123_456)
+        XCTAssertEqual(try computePartyFee(basis: .pension, incomeVnd: 7_000_000, month: "2026-03", relief: nil).dueVnd, 35_000)
+        XCTAssertEqual(try computePartyFee(basis: .student, incomeVnd: 0, month: "2026-03", relief: nil).dueVnd, 5_000)
+        let reduced = try computePartyFee(basis: .socialInsuranceSalary, incomeVnd: 10_000_000, month: "2026-06",
+                                          relief: .reduction(percent: 70, fromMonth: "2026-05", months: 12))
+        XCTAssertEqual(reduced.dueVnd, 30_000)
+        XCTAssertThrowsError(try computePartyFee(basis: .student, incomeVnd: 0, month: "2025-12", relief: nil)) { error in
+            guard case HandbookError.NoRule = error else { return XCTFail("\(error)") }
+        }
+    }
+}
