@@ -8,5 +8,6 @@
 
 pub mod crypto;
 pub mod handbook;
+pub mod sync;
 pub mod transit;
 pub mod vault;

@@ -4,3 +4,4 @@
 pub mod fees;
 pub mod fold;
 pub mod library;
+pub mod member;

@@ -1,0 +1,430 @@
+//! The member's handbook data: profile, notes, meetings, attendance, notices, procedures.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use thudo_core::handbook::member::*;
+use thudo_core::sync::outbox::OutboxEntry;
+use thudo_core::vault::Vault;
+
+fn vault() -> (tempfile::TempDir, Vault) {
+    let dir = tempfile::tempdir().unwrap();
+    let v = common::open_pass(dir.path(), "p").unwrap();
+    (dir, v)
+}
+
+fn outbox(v: &Vault) -> Vec<OutboxEntry> {
+    let mut all: Vec<OutboxEntry> = v.list_docs().unwrap();
+    all.sort_by_key(|e| e.seq);
+    all
+}
+
+fn profile() -> MemberProfile {
+    MemberProfile {
+        full_name: "Nguyễn Văn An".into(),
+        date_of_birth: "1985-04-30".into(),
+        sex: "nam".into(),
+        joined_on: "2010-05-19".into(),
+        official_on: "2011-05-19".into(),
+        party_card_number: "01.123456".into(),
+        cell: "Chi bộ Tổ dân phố 5".into(),
+        parent_organisations: vec![
+            "Đảng bộ phường Dịch Vọng".into(),
+            "Đảng bộ quận Cầu Giấy".into(),
+        ],
+        citizen_id: "001085012345".into(),
+        phone: "0912345678".into(),
+    }
+}
+
+#[test]
+fn profile_is_validated_and_encrypted() {
+    let (dir, v) = vault();
+    let h = MemberHandbook::new(&v);
+    h.set_profile(&profile()).unwrap();
+    assert_eq!(h.profile().unwrap().unwrap(), profile());
+    for (bad, field) in [
+        (
+            MemberProfile {
+                full_name: " ".into(),
+                ..profile()
+            },
+            "full_name",
+        ),
+        (
+            MemberProfile {
+                date_of_birth: "30/04/1985".into(),
+                ..profile()
+            },
+            "date_of_birth",
+        ),
+        (
+            MemberProfile {
+                joined_on: "1980-01-01".into(),
+                ..profile()
+            },
+            "joined_on",
+        ),
+        (
+            MemberProfile {
+                official_on: "2009-01-01".into(),
+                ..profile()
+            },
+            "official_on",
+        ),
+        (
+            MemberProfile {
+                citizen_id: "12345".into(),
+                ..profile()
+            },
+            "citizen_id",
+        ),
+        (
+            MemberProfile {
+                cell: "".into(),
+                ..profile()
+            },
+            "cell",
+        ),
+    ] {
+        match h.set_profile(&bad) {
+            Err(MemberError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        h.profile().unwrap().unwrap(),
+        profile(),
+        "bad input changes nothing"
+    );
+    v.close();
+    let db = std::fs::read(thudo_core::vault::database_path(dir.path())).unwrap();
+    assert!(
+        !db.windows(12).any(|w| w == b"001085012345"),
+        "CCCD never in clear"
+    );
+}
+
+#[test]
+fn notes_meetings_attendance_and_notices() {
+    let (_d, v) = vault();
+    let h = MemberHandbook::new(&v);
+    h.save_note(&DocumentNote {
+        id: "n1".into(),
+        document_id: "nq57".into(),
+        text: "Đọc kỹ phần III".into(),
+        updated_at: 100,
+    })
+    .unwrap();
+    h.save_note(&DocumentNote {
+        id: "b1".into(),
+        document_id: "nq57".into(),
+        text: String::new(),
+        updated_at: 101,
+    })
+    .unwrap();
+    assert_eq!(h.notes_for("nq57").unwrap().len(), 2);
+    assert!(h
+        .save_note(&DocumentNote {
+            id: "".into(),
+            document_id: "x".into(),
+            text: "t".into(),
+            updated_at: 1
+        })
+        .is_err());
+
+    h.upsert_meetings(&[
+        Meeting {
+            id: "m12".into(),
+            date: "2026-12-05".into(),
+            topic: "Học tập Nghị quyết 57".into(),
+            document_ids: vec!["nq57".into()],
+        },
+        Meeting {
+            id: "m11".into(),
+            date: "2026-11-05".into(),
+            topic: "Thu đảng phí".into(),
+            document_ids: vec![],
+        },
+    ])
+    .unwrap();
+    assert!(h
+        .upsert_meetings(&[Meeting {
+            id: "bad".into(),
+            date: "5/12".into(),
+            topic: "x".into(),
+            document_ids: vec![]
+        }])
+        .is_err());
+    assert_eq!(
+        h.meetings_from("2026-11-23")
+            .unwrap()
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>(),
+        ["m12"]
+    );
+
+    let before = outbox(&v).len();
+    h.record_attendance("m11", AttendanceStatus::Present, 200)
+        .unwrap();
+    h.record_attendance(
+        "m12",
+        AttendanceStatus::Excused {
+            reason: "Đi công tác".into(),
+        },
+        201,
+    )
+    .unwrap();
+    assert!(matches!(
+        h.record_attendance("m12", AttendanceStatus::Excused { reason: " ".into() }, 202),
+        Err(MemberError::Invalid { .. })
+    ));
+    assert!(matches!(
+        h.record_attendance("nope", AttendanceStatus::Absent, 203),
+        Err(MemberError::NotFound { .. })
+    ));
+    let queued = outbox(&v);
+    assert_eq!(
+        queued.len(),
+        before + 2,
+        "each accepted change queued once; refused ones not at all"
+    );
+    assert_eq!(queued.last().unwrap().collection, "handbook.attendance");
+    assert_eq!(
+        queued.last().unwrap().payload["status"]["reason"],
+        "Đi công tác"
+    );
+    assert_ne!(queued[0].idempotency_key, queued[1].idempotency_key);
+    assert!(queued.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+
+    h.upsert_notices(&[Notice {
+        id: "t1".into(),
+        title: "Lịch sinh hoạt".into(),
+        body: "Ngày 5".into(),
+        published_on: "2026-11-20".into(),
+        read: false,
+    }])
+    .unwrap();
+    h.mark_notice_read("t1", 300).unwrap();
+    // A later copy from the server does not make it unread again.
+    h.upsert_notices(&[Notice {
+        id: "t1".into(),
+        title: "Lịch sinh hoạt (sửa)".into(),
+        body: "Ngày 6".into(),
+        published_on: "2026-11-20".into(),
+        read: false,
+    }])
+    .unwrap();
+    let notices = h.notices().unwrap();
+    assert!(notices[0].read);
+    assert_eq!(notices[0].body, "Ngày 6");
+    assert!(matches!(
+        h.mark_notice_read("zz", 1),
+        Err(MemberError::NotFound { .. })
+    ));
+}
+
+fn temporary(purpose: TransferPurpose, from: &str, until: &str) -> ProcedureRequest {
+    ProcedureRequest::TemporaryTransfer {
+        to_organisation: "Đảng bộ Khu công nghệ cao".into(),
+        purpose,
+        from: from.into(),
+        until: until.into(),
+    }
+}
+
+#[test]
+fn procedures_are_validated_before_queueing() {
+    let (_d, v) = vault();
+    let h = MemberHandbook::new(&v);
+    let bad: Vec<(ProcedureRequest, &str)> = vec![
+        (
+            ProcedureRequest::FeePayment {
+                months: vec![],
+                amount_vnd: 5_000,
+            },
+            "months",
+        ),
+        (
+            ProcedureRequest::FeePayment {
+                months: vec!["2026-13".into()],
+                amount_vnd: 5_000,
+            },
+            "months",
+        ),
+        (
+            ProcedureRequest::FeePayment {
+                months: vec!["2026-11".into()],
+                amount_vnd: 0,
+            },
+            "amount_vnd",
+        ),
+        (
+            ProcedureRequest::ResidenceComment {
+                residence_cell: "".into(),
+                address: "a".into(),
+                period_from: "2026-01-01".into(),
+                period_to: "2026-06-30".into(),
+            },
+            "residence_cell",
+        ),
+        (
+            ProcedureRequest::ResidenceComment {
+                residence_cell: "c".into(),
+                address: "a".into(),
+                period_from: "2026-06-30".into(),
+                period_to: "2026-01-01".into(),
+            },
+            "period_to",
+        ),
+        (
+            ProcedureRequest::OfficialTransfer {
+                to_organisation: "X".into(),
+                self_review: "ngắn".into(),
+                decision_number: "12/QĐ".into(),
+                decision_date: "2026-10-01".into(),
+            },
+            "self_review",
+        ),
+        (
+            ProcedureRequest::OfficialTransfer {
+                to_organisation: "X".into(),
+                self_review: "Tự kiểm điểm đầy đủ, nghiêm túc.".into(),
+                decision_number: "".into(),
+                decision_date: "2026-10-01".into(),
+            },
+            "decision_number",
+        ),
+        (
+            ProcedureRequest::OfficialTransfer {
+                to_organisation: "X".into(),
+                self_review: "Tự kiểm điểm đầy đủ, nghiêm túc.".into(),
+                decision_number: "12".into(),
+                decision_date: "2026-02-30".into(),
+            },
+            "decision_date",
+        ),
+        (
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-02-28"),
+            "until",
+        ), // under 3 months
+        (
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-12-01"),
+            "until",
+        ), // a full year
+        (
+            temporary(TransferPurpose::Residence, "2026-12-01", "2028-01-01"),
+            "until",
+        ),
+        (
+            temporary(TransferPurpose::Study, "2026-12-01", "2028-12-02"),
+            "until",
+        ), // over 2 years
+        (
+            temporary(TransferPurpose::Study, "2026-12-01", "2026-11-01"),
+            "until",
+        ),
+        (
+            temporary(TransferPurpose::Study, "bad", "2027-11-01"),
+            "from",
+        ),
+    ];
+    let outbox_before = outbox(&v).len();
+    for (i, (request, field)) in bad.into_iter().enumerate() {
+        let id = format!("p{i}");
+        h.save_draft(&id, request, 10).unwrap();
+        match h.queue(&id, 11) {
+            Err(MemberError::Invalid { field: f, .. }) => assert_eq!(f, field, "case {i}"),
+            other => panic!("case {i}: {other:?}"),
+        }
+        assert_eq!(
+            v.get_doc::<Procedure>(&id).unwrap().unwrap().status,
+            ProcedureStatus::Draft,
+            "case {i} stays a draft"
+        );
+    }
+    assert_eq!(
+        outbox(&v).len(),
+        outbox_before,
+        "no bad draft reaches the outbox"
+    );
+
+    // Boundaries that pass: exactly 3 months; just under a year for work; exactly 2 years of study.
+    for (id, request) in [
+        (
+            "ok1",
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-03-01"),
+        ),
+        (
+            "ok2",
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-11-30"),
+        ),
+        (
+            "ok3",
+            temporary(TransferPurpose::Study, "2026-12-01", "2028-12-01"),
+        ),
+        (
+            "ok4",
+            ProcedureRequest::FeePayment {
+                months: vec!["2026-10".into(), "2026-11".into()],
+                amount_vnd: 70_000,
+            },
+        ),
+    ] {
+        h.save_draft(id, request, 20).unwrap();
+        assert_eq!(
+            h.queue(id, 21).unwrap().status,
+            ProcedureStatus::Queued,
+            "{id}"
+        );
+    }
+    let queued = outbox(&v);
+    assert_eq!(queued.len(), outbox_before + 4);
+    assert_eq!(
+        queued.last().unwrap().payload["request"]["kind"],
+        "fee_payment"
+    );
+
+    // Status flow: queued ones cannot be edited or queued again; returned ones can be fixed.
+    assert!(matches!(
+        h.save_draft(
+            "ok1",
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-04-01"),
+            30
+        ),
+        Err(MemberError::WrongState { .. })
+    ));
+    assert!(matches!(
+        h.queue("ok1", 30),
+        Err(MemberError::WrongState { .. })
+    ));
+    h.apply_status("ok1", ProcedureStatus::Submitted, 40)
+        .unwrap();
+    let returned = h
+        .apply_status(
+            "ok1",
+            ProcedureStatus::Returned {
+                reason: "Thiếu quyết định".into(),
+            },
+            50,
+        )
+        .unwrap();
+    assert!(matches!(returned.status, ProcedureStatus::Returned { .. }));
+    h.save_draft(
+        "ok1",
+        temporary(TransferPurpose::Work, "2026-12-01", "2027-05-01"),
+        60,
+    )
+    .unwrap();
+    assert_eq!(h.queue("ok1", 61).unwrap().status, ProcedureStatus::Queued);
+    h.apply_status("ok2", ProcedureStatus::Accepted, 70)
+        .unwrap();
+    assert!(h.apply_status("ok2", ProcedureStatus::Queued, 71).is_err());
+    assert!(matches!(
+        h.queue("missing", 1),
+        Err(MemberError::NotFound { .. })
+    ));
+    assert_eq!(h.procedures().unwrap()[0].id, "ok2");
+}
