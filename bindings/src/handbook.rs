@@ -23,6 +23,20 @@ pub enum HandbookError {
         /// What had no rule.
         reason: String,
     },
+    /// The meeting, notice or procedure does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was missing.
+        what: String,
+    },
+    /// The procedure's state does not allow this.
+    #[error("procedure is {state}, cannot {action}")]
+    WrongState {
+        /// Current state.
+        state: String,
+        /// Refused action.
+        action: String,
+    },
     /// Storage failed.
     #[error("storage: {reason}")]
     Storage {
@@ -276,4 +290,340 @@ pub fn compute_party_fee(
         relief_percent: a.relief_percent,
         due_vnd: a.due_vnd,
     })
+}
+
+use thudo_core::handbook::member;
+
+impl From<member::MemberError> for HandbookError {
+    fn from(e: member::MemberError) -> Self {
+        match e {
+            member::MemberError::Invalid { field, reason } => HandbookError::Invalid { reason: format!("{field}: {reason}") },
+            member::MemberError::NotFound { what } => HandbookError::NotFound { what },
+            member::MemberError::WrongState { state, action } => HandbookError::WrongState { state, action },
+            member::MemberError::Vault(v) => HandbookError::Storage { reason: v.to_string() },
+        }
+    }
+}
+
+/// The member summary.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct MemberProfile {
+    /// Full name.
+    pub full_name: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: String,
+    /// Sex.
+    pub sex: String,
+    /// `YYYY-MM-DD`.
+    pub joined_on: String,
+    /// `YYYY-MM-DD`, empty while probationary.
+    pub official_on: String,
+    /// Party card number.
+    pub party_card_number: String,
+    /// Party cell.
+    pub cell: String,
+    /// Parent organisations, nearest first.
+    pub parent_organisations: Vec<String>,
+    /// CCCD (12 digits) or empty.
+    pub citizen_id: String,
+    /// Phone.
+    pub phone: String,
+}
+
+macro_rules! same_fields {
+    ($from:ty => $to:ty { $($f:ident),* }) => {
+        impl From<$from> for $to {
+            fn from(v: $from) -> Self {
+                Self { $($f: v.$f),* }
+            }
+        }
+    };
+}
+
+same_fields!(MemberProfile => member::MemberProfile { full_name, date_of_birth, sex, joined_on, official_on, party_card_number, cell, parent_organisations, citizen_id, phone });
+same_fields!(member::MemberProfile => MemberProfile { full_name, date_of_birth, sex, joined_on, official_on, party_card_number, cell, parent_organisations, citizen_id, phone });
+
+/// A cell meeting.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Meeting {
+    /// Id.
+    pub id: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Topic.
+    pub topic: String,
+    /// Documents to read beforehand.
+    pub document_ids: Vec<String>,
+}
+
+same_fields!(Meeting => member::Meeting { id, date, topic, document_ids });
+same_fields!(member::Meeting => Meeting { id, date, topic, document_ids });
+
+/// Attendance at a meeting.
+#[derive(Debug, Clone, uniffi::Enum)]
+pub enum AttendanceStatus {
+    /// Present.
+    Present,
+    /// Excused, with a reason.
+    Excused {
+        /// Why.
+        reason: String,
+    },
+    /// Absent.
+    Absent,
+}
+
+/// A notice from the cell.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Notice {
+    /// Id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Text.
+    pub body: String,
+    /// `YYYY-MM-DD`.
+    pub published_on: String,
+    /// Read?
+    pub read: bool,
+}
+
+same_fields!(Notice => member::Notice { id, title, body, published_on, read });
+same_fields!(member::Notice => Notice { id, title, body, published_on, read });
+
+/// Why a temporary transfer is asked for.
+#[derive(Debug, Clone, Copy, uniffi::Enum)]
+pub enum TransferPurpose {
+    /// Work: 3 months to under 1 year.
+    Work,
+    /// Residence: 3 months to under 1 year.
+    Residence,
+    /// Study: 3 months to 2 years.
+    Study,
+}
+
+/// One of the four party procedures.
+#[derive(Debug, Clone, uniffi::Enum)]
+pub enum ProcedureRequest {
+    /// Paying party fees.
+    FeePayment {
+        /// Months, `YYYY-MM`.
+        months: Vec<String>,
+        /// VND.
+        amount_vnd: u64,
+    },
+    /// Comments from the residence-area cell.
+    ResidenceComment {
+        /// The residence cell.
+        residence_cell: String,
+        /// Address.
+        address: String,
+        /// `YYYY-MM-DD`.
+        period_from: String,
+        /// `YYYY-MM-DD`.
+        period_to: String,
+    },
+    /// Official transfer of party activity.
+    OfficialTransfer {
+        /// Receiving organisation.
+        to_organisation: String,
+        /// Self-review.
+        self_review: String,
+        /// Decision number.
+        decision_number: String,
+        /// `YYYY-MM-DD`.
+        decision_date: String,
+    },
+    /// Temporary transfer of party activity.
+    TemporaryTransfer {
+        /// Receiving organisation.
+        to_organisation: String,
+        /// Why.
+        purpose: TransferPurpose,
+        /// `YYYY-MM-DD`.
+        from: String,
+        /// `YYYY-MM-DD`.
+        until: String,
+    },
+}
+
+impl From<ProcedureRequest> for member::ProcedureRequest {
+    fn from(r: ProcedureRequest) -> Self {
+        use member::ProcedureRequest as P;
+        match r {
+            ProcedureRequest::FeePayment { months, amount_vnd } => P::FeePayment { months, amount_vnd },
+            ProcedureRequest::ResidenceComment { residence_cell, address, period_from, period_to } => {
+                P::ResidenceComment { residence_cell, address, period_from, period_to }
+            }
+            ProcedureRequest::OfficialTransfer { to_organisation, self_review, decision_number, decision_date } => {
+                P::OfficialTransfer { to_organisation, self_review, decision_number, decision_date }
+            }
+            ProcedureRequest::TemporaryTransfer { to_organisation, purpose, from, until } => P::TemporaryTransfer {
+                to_organisation,
+                purpose: match purpose {
+                    TransferPurpose::Work => member::TransferPurpose::Work,
+                    TransferPurpose::Residence => member::TransferPurpose::Residence,
+                    TransferPurpose::Study => member::TransferPurpose::Study,
+                },
+                from,
+                until,
+            },
+        }
+    }
+}
+
+/// Where a procedure stands.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ProcedureStatus {
+    /// Being written.
+    Draft,
+    /// Validated, in the outbox.
+    Queued,
+    /// Received by the portal.
+    Submitted,
+    /// Accepted.
+    Accepted,
+    /// Returned with a reason.
+    Returned {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<member::ProcedureStatus> for ProcedureStatus {
+    fn from(s: member::ProcedureStatus) -> Self {
+        use member::ProcedureStatus as S;
+        match s {
+            S::Draft => ProcedureStatus::Draft,
+            S::Queued => ProcedureStatus::Queued,
+            S::Submitted => ProcedureStatus::Submitted,
+            S::Accepted => ProcedureStatus::Accepted,
+            S::Returned { reason } => ProcedureStatus::Returned { reason },
+        }
+    }
+}
+
+impl From<ProcedureStatus> for member::ProcedureStatus {
+    fn from(s: ProcedureStatus) -> Self {
+        use member::ProcedureStatus as S;
+        match s {
+            ProcedureStatus::Draft => S::Draft,
+            ProcedureStatus::Queued => S::Queued,
+            ProcedureStatus::Submitted => S::Submitted,
+            ProcedureStatus::Accepted => S::Accepted,
+            ProcedureStatus::Returned { reason } => S::Returned { reason },
+        }
+    }
+}
+
+/// A procedure and its status.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ProcedureInfo {
+    /// Id.
+    pub id: String,
+    /// Where it stands.
+    pub status: ProcedureStatus,
+    /// Device time of the last change.
+    pub updated_at: u64,
+}
+
+impl From<member::Procedure> for ProcedureInfo {
+    fn from(p: member::Procedure) -> Self {
+        ProcedureInfo { id: p.id, status: p.status.into(), updated_at: p.updated_at }
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The member's own handbook data, encrypted in the vault; every change the member makes is
+/// queued for sync in the same transaction.
+#[derive(uniffi::Object)]
+pub struct MemberHandbook {
+    vault: Arc<thudo_core::vault::Vault>,
+}
+
+impl MemberHandbook {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(member::MemberHandbook<'_>) -> Result<T, member::MemberError> + Send + 'static,
+    ) -> Result<T, HandbookError> {
+        let vault = self.vault.clone();
+        blocking(move || work(member::MemberHandbook::new(&vault)).map_err(HandbookError::from)).await
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl MemberHandbook {
+    /// The handbook stored in `vault`.
+    #[uniffi::constructor]
+    pub fn new(vault: Arc<crate::vault::Vault>) -> Arc<Self> {
+        Arc::new(MemberHandbook { vault: vault.core() })
+    }
+
+    /// Stores the profile after validation.
+    pub async fn set_profile(&self, profile: MemberProfile) -> Result<(), HandbookError> {
+        self.run(move |h| h.set_profile(&profile.into())).await
+    }
+
+    /// The profile, if set.
+    pub async fn profile(&self) -> Result<Option<MemberProfile>, HandbookError> {
+        self.run(|h| h.profile().map(|p| p.map(Into::into))).await
+    }
+
+    /// Stores meetings from the backend.
+    pub async fn upsert_meetings(&self, meetings: Vec<Meeting>) -> Result<(), HandbookError> {
+        self.run(move |h| h.upsert_meetings(&meetings.into_iter().map(Into::into).collect::<Vec<_>>())).await
+    }
+
+    /// Meetings on or after `from` (`YYYY-MM-DD`).
+    pub async fn meetings_from(&self, from: String) -> Result<Vec<Meeting>, HandbookError> {
+        self.run(move |h| h.meetings_from(&from).map(|m| m.into_iter().map(Into::into).collect())).await
+    }
+
+    /// Records attendance offline (queued for sync); an excuse needs a reason.
+    pub async fn record_attendance(&self, meeting_id: String, status: AttendanceStatus) -> Result<(), HandbookError> {
+        let status = match status {
+            AttendanceStatus::Present => member::AttendanceStatus::Present,
+            AttendanceStatus::Excused { reason } => member::AttendanceStatus::Excused { reason },
+            AttendanceStatus::Absent => member::AttendanceStatus::Absent,
+        };
+        self.run(move |h| h.record_attendance(&meeting_id, status, now_unix()).map(|_| ())).await
+    }
+
+    /// Stores notices from the backend, keeping read state.
+    pub async fn upsert_notices(&self, notices: Vec<Notice>) -> Result<(), HandbookError> {
+        self.run(move |h| h.upsert_notices(&notices.into_iter().map(Into::into).collect::<Vec<_>>())).await
+    }
+
+    /// Notices, newest first.
+    pub async fn notices(&self) -> Result<Vec<Notice>, HandbookError> {
+        self.run(|h| h.notices().map(|n| n.into_iter().map(Into::into).collect())).await
+    }
+
+    /// Marks a notice read (queued for sync).
+    pub async fn mark_notice_read(&self, id: String) -> Result<(), HandbookError> {
+        self.run(move |h| h.mark_notice_read(&id, now_unix())).await
+    }
+
+    /// Saves a procedure draft (not validated yet).
+    pub async fn save_draft(&self, id: String, request: ProcedureRequest) -> Result<ProcedureInfo, HandbookError> {
+        self.run(move |h| h.save_draft(&id, request.into(), now_unix()).map(Into::into)).await
+    }
+
+    /// Validates a draft and queues it for submission; a bad draft stays a draft.
+    pub async fn queue_procedure(&self, id: String) -> Result<ProcedureInfo, HandbookError> {
+        self.run(move |h| h.queue(&id, now_unix()).map(Into::into)).await
+    }
+
+    /// Applies a status reported by the backend.
+    pub async fn apply_procedure_status(&self, id: String, status: ProcedureStatus) -> Result<ProcedureInfo, HandbookError> {
+        self.run(move |h| h.apply_status(&id, status.into(), now_unix()).map(Into::into)).await
+    }
+
+    /// Every procedure, most recent first.
+    pub async fn procedures(&self) -> Result<Vec<ProcedureInfo>, HandbookError> {
+        self.run(|h| h.procedures().map(|p| p.into_iter().map(Into::into).collect())).await
+    }
 }

@@ -36,4 +36,30 @@ final class HandbookTests: XCTestCase {
             guard case HandbookError.NoRule = error else { return XCTFail("\(error)") }
         }
     }
+
+    func testAttendanceAndProcedure() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-member-\(UUID().uuidString)").path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let handbook = MemberHandbook(vault: vault)
+        try await handbook.upsertMeetings(meetings: [Meeting(id: "m12", date: "2026-12-05", topic: "Học tập Nghị quyết 57", documentIds: ["nq57"])])
+        try await handbook.recordAttendance(meetingId: "m12", status: .present)
+        do {
+            try await handbook.recordAttendance(meetingId: "m12", status: .excused(reason: ""))
+            XCTFail("expected Invalid")
+        } catch HandbookError.Invalid {}
+
+        _ = try await handbook.saveDraft(id: "s1", request: .temporaryTransfer(
+            toOrganisation: "Đảng bộ Trường Đại học", purpose: .study, from: "2026-12-01", until: "2029-01-01"))
+        do {
+            _ = try await handbook.queueProcedure(id: "s1")
+            XCTFail("expected Invalid: study transfers last at most 2 years")
+        } catch HandbookError.Invalid(let reason) {
+            XCTAssertTrue(reason.hasPrefix("until"), reason)
+        }
+        _ = try await handbook.saveDraft(id: "s1", request: .temporaryTransfer(
+            toOrganisation: "Đảng bộ Trường Đại học", purpose: .study, from: "2026-12-01", until: "2028-12-01"))
+        let queued = try await handbook.queueProcedure(id: "s1")
+        XCTAssertEqual(queued.status, .queued)
+        vault.shutdown()
+    }
 }

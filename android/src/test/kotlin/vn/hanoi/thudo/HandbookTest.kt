@@ -43,4 +43,30 @@ class HandbookTest {
         assertThrows<HandbookException.NoRule> { computePartyFee(FeeBasis.STUDENT, 0uL, "2025-12", null) }
         assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.PENSION, 1uL, "2026-06", FeeRelief.Reduction(40u, "2026-05", 3u)) }
     }
+
+    @Test
+    fun `record attendance and queue a procedure offline`() = runBlocking<Unit> {
+        val vault = Vault.openWithPassphrase(dir.resolve("member").toString(), "p", testOptions)
+        val handbook = MemberHandbook(vault)
+        handbook.upsertMeetings(listOf(Meeting("m12", "2026-12-05", "Học tập Nghị quyết 57", listOf("nq57"))))
+        handbook.recordAttendance("m12", AttendanceStatus.Excused("Đi công tác"))
+        assertThrows<HandbookException.Invalid> { runBlocking { handbook.recordAttendance("m12", AttendanceStatus.Excused(" ")) } }
+        assertThrows<HandbookException.NotFound> { runBlocking { handbook.recordAttendance("nope", AttendanceStatus.Present) } }
+
+        // A temporary transfer for work of a full year is refused and stays a draft.
+        handbook.saveDraft("t1", ProcedureRequest.TemporaryTransfer("Đảng bộ Khu công nghệ cao", TransferPurpose.WORK, "2026-12-01", "2027-12-01"))
+        val refused = assertThrows<HandbookException.Invalid> { runBlocking { handbook.queueProcedure("t1") } }
+        assertTrue(refused.reason.startsWith("until"), refused.reason)
+        assertEquals(ProcedureStatus.Draft, handbook.procedures().first { it.id == "t1" }.status)
+        handbook.saveDraft("t1", ProcedureRequest.TemporaryTransfer("Đảng bộ Khu công nghệ cao", TransferPurpose.WORK, "2026-12-01", "2027-06-01"))
+        assertEquals(ProcedureStatus.Queued, handbook.queueProcedure("t1").status)
+        assertThrows<HandbookException.WrongState> { runBlocking { handbook.queueProcedure("t1") } }
+        val returned = handbook.applyProcedureStatus("t1", ProcedureStatus.Returned("Thiếu quyết định"))
+        assertEquals(ProcedureStatus.Returned("Thiếu quyết định"), returned.status)
+
+        handbook.setProfile(MemberProfile("Nguyễn Văn An", "1985-04-30", "nam", "2010-05-19", "2011-05-19", "01.123456",
+            "Chi bộ Tổ dân phố 5", listOf("Đảng bộ phường Dịch Vọng"), "001085012345", "0912345678"))
+        assertEquals("Nguyễn Văn An", handbook.profile()?.fullName)
+        vault.shutdown()
+    }
 }
