@@ -65,6 +65,9 @@ impl From<fees::FeeError> for HandbookError {
         match e {
             fees::FeeError::Invalid { reason } => HandbookError::Invalid { reason },
             fees::FeeError::NoRule { what } => HandbookError::NoRule { reason: what },
+            fees::FeeError::NotAssessed { month } => HandbookError::NotFound {
+                what: format!("fee assessment for {month}"),
+            },
             fees::FeeError::Vault(v) => HandbookError::Storage {
                 reason: v.to_string(),
             },
@@ -297,10 +300,16 @@ use thudo_core::handbook::member;
 impl From<member::MemberError> for HandbookError {
     fn from(e: member::MemberError) -> Self {
         match e {
-            member::MemberError::Invalid { field, reason } => HandbookError::Invalid { reason: format!("{field}: {reason}") },
+            member::MemberError::Invalid { field, reason } => HandbookError::Invalid {
+                reason: format!("{field}: {reason}"),
+            },
             member::MemberError::NotFound { what } => HandbookError::NotFound { what },
-            member::MemberError::WrongState { state, action } => HandbookError::WrongState { state, action },
-            member::MemberError::Vault(v) => HandbookError::Storage { reason: v.to_string() },
+            member::MemberError::WrongState { state, action } => {
+                HandbookError::WrongState { state, action }
+            }
+            member::MemberError::Vault(v) => HandbookError::Storage {
+                reason: v.to_string(),
+            },
         }
     }
 }
@@ -451,14 +460,37 @@ impl From<ProcedureRequest> for member::ProcedureRequest {
     fn from(r: ProcedureRequest) -> Self {
         use member::ProcedureRequest as P;
         match r {
-            ProcedureRequest::FeePayment { months, amount_vnd } => P::FeePayment { months, amount_vnd },
-            ProcedureRequest::ResidenceComment { residence_cell, address, period_from, period_to } => {
-                P::ResidenceComment { residence_cell, address, period_from, period_to }
+            ProcedureRequest::FeePayment { months, amount_vnd } => {
+                P::FeePayment { months, amount_vnd }
             }
-            ProcedureRequest::OfficialTransfer { to_organisation, self_review, decision_number, decision_date } => {
-                P::OfficialTransfer { to_organisation, self_review, decision_number, decision_date }
-            }
-            ProcedureRequest::TemporaryTransfer { to_organisation, purpose, from, until } => P::TemporaryTransfer {
+            ProcedureRequest::ResidenceComment {
+                residence_cell,
+                address,
+                period_from,
+                period_to,
+            } => P::ResidenceComment {
+                residence_cell,
+                address,
+                period_from,
+                period_to,
+            },
+            ProcedureRequest::OfficialTransfer {
+                to_organisation,
+                self_review,
+                decision_number,
+                decision_date,
+            } => P::OfficialTransfer {
+                to_organisation,
+                self_review,
+                decision_number,
+                decision_date,
+            },
+            ProcedureRequest::TemporaryTransfer {
+                to_organisation,
+                purpose,
+                from,
+                until,
+            } => P::TemporaryTransfer {
                 to_organisation,
                 purpose: match purpose {
                     TransferPurpose::Work => member::TransferPurpose::Work,
@@ -516,6 +548,17 @@ impl From<ProcedureStatus> for member::ProcedureStatus {
     }
 }
 
+/// The fee ledger's standing for a year.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FeeStanding {
+    /// Months assessed, `YYYY-MM`.
+    pub assessed: Vec<String>,
+    /// Months not fully paid.
+    pub unpaid: Vec<String>,
+    /// Three or more unpaid months (can lead to removal).
+    pub serious: bool,
+}
+
 /// A procedure and its status.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ProcedureInfo {
@@ -529,12 +572,19 @@ pub struct ProcedureInfo {
 
 impl From<member::Procedure> for ProcedureInfo {
     fn from(p: member::Procedure) -> Self {
-        ProcedureInfo { id: p.id, status: p.status.into(), updated_at: p.updated_at }
+        ProcedureInfo {
+            id: p.id,
+            status: p.status.into(),
+            updated_at: p.updated_at,
+        }
     }
 }
 
 fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The member's own handbook data, encrypted in the vault; every change the member makes is
@@ -550,7 +600,8 @@ impl MemberHandbook {
         work: impl FnOnce(member::MemberHandbook<'_>) -> Result<T, member::MemberError> + Send + 'static,
     ) -> Result<T, HandbookError> {
         let vault = self.vault.clone();
-        blocking(move || work(member::MemberHandbook::new(&vault)).map_err(HandbookError::from)).await
+        blocking(move || work(member::MemberHandbook::new(&vault)).map_err(HandbookError::from))
+            .await
     }
 }
 
@@ -559,7 +610,9 @@ impl MemberHandbook {
     /// The handbook stored in `vault`.
     #[uniffi::constructor]
     pub fn new(vault: Arc<crate::vault::Vault>) -> Arc<Self> {
-        Arc::new(MemberHandbook { vault: vault.core() })
+        Arc::new(MemberHandbook {
+            vault: vault.core(),
+        })
     }
 
     /// Stores the profile after validation.
@@ -574,32 +627,51 @@ impl MemberHandbook {
 
     /// Stores meetings from the backend.
     pub async fn upsert_meetings(&self, meetings: Vec<Meeting>) -> Result<(), HandbookError> {
-        self.run(move |h| h.upsert_meetings(&meetings.into_iter().map(Into::into).collect::<Vec<_>>())).await
+        self.run(move |h| {
+            h.upsert_meetings(&meetings.into_iter().map(Into::into).collect::<Vec<_>>())
+        })
+        .await
     }
 
     /// Meetings on or after `from` (`YYYY-MM-DD`).
     pub async fn meetings_from(&self, from: String) -> Result<Vec<Meeting>, HandbookError> {
-        self.run(move |h| h.meetings_from(&from).map(|m| m.into_iter().map(Into::into).collect())).await
+        self.run(move |h| {
+            h.meetings_from(&from)
+                .map(|m| m.into_iter().map(Into::into).collect())
+        })
+        .await
     }
 
     /// Records attendance offline (queued for sync); an excuse needs a reason.
-    pub async fn record_attendance(&self, meeting_id: String, status: AttendanceStatus) -> Result<(), HandbookError> {
+    pub async fn record_attendance(
+        &self,
+        meeting_id: String,
+        status: AttendanceStatus,
+    ) -> Result<(), HandbookError> {
         let status = match status {
             AttendanceStatus::Present => member::AttendanceStatus::Present,
             AttendanceStatus::Excused { reason } => member::AttendanceStatus::Excused { reason },
             AttendanceStatus::Absent => member::AttendanceStatus::Absent,
         };
-        self.run(move |h| h.record_attendance(&meeting_id, status, now_unix()).map(|_| ())).await
+        self.run(move |h| {
+            h.record_attendance(&meeting_id, status, now_unix())
+                .map(|_| ())
+        })
+        .await
     }
 
     /// Stores notices from the backend, keeping read state.
     pub async fn upsert_notices(&self, notices: Vec<Notice>) -> Result<(), HandbookError> {
-        self.run(move |h| h.upsert_notices(&notices.into_iter().map(Into::into).collect::<Vec<_>>())).await
+        self.run(move |h| {
+            h.upsert_notices(&notices.into_iter().map(Into::into).collect::<Vec<_>>())
+        })
+        .await
     }
 
     /// Notices, newest first.
     pub async fn notices(&self) -> Result<Vec<Notice>, HandbookError> {
-        self.run(|h| h.notices().map(|n| n.into_iter().map(Into::into).collect())).await
+        self.run(|h| h.notices().map(|n| n.into_iter().map(Into::into).collect()))
+            .await
     }
 
     /// Marks a notice read (queued for sync).
@@ -608,22 +680,91 @@ impl MemberHandbook {
     }
 
     /// Saves a procedure draft (not validated yet).
-    pub async fn save_draft(&self, id: String, request: ProcedureRequest) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.save_draft(&id, request.into(), now_unix()).map(Into::into)).await
+    pub async fn save_draft(
+        &self,
+        id: String,
+        request: ProcedureRequest,
+    ) -> Result<ProcedureInfo, HandbookError> {
+        self.run(move |h| {
+            h.save_draft(&id, request.into(), now_unix())
+                .map(Into::into)
+        })
+        .await
     }
 
     /// Validates a draft and queues it for submission; a bad draft stays a draft.
     pub async fn queue_procedure(&self, id: String) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.queue(&id, now_unix()).map(Into::into)).await
+        self.run(move |h| h.queue(&id, now_unix()).map(Into::into))
+            .await
     }
 
     /// Applies a status reported by the backend.
-    pub async fn apply_procedure_status(&self, id: String, status: ProcedureStatus) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.apply_status(&id, status.into(), now_unix()).map(Into::into)).await
+    pub async fn apply_procedure_status(
+        &self,
+        id: String,
+        status: ProcedureStatus,
+    ) -> Result<ProcedureInfo, HandbookError> {
+        self.run(move |h| {
+            h.apply_status(&id, status.into(), now_unix())
+                .map(Into::into)
+        })
+        .await
+    }
+
+    /// Records a month's assessment in the fee ledger (keeps what was paid).
+    pub async fn record_fee_assessment(
+        &self,
+        assessment: FeeAssessment,
+    ) -> Result<(), HandbookError> {
+        let vault = self.vault.clone();
+        blocking(move || {
+            let a = fees::Assessment {
+                month: fees::YearMonth::parse(&assessment.month)?,
+                regulation: assessment.regulation,
+                base_vnd: assessment.base_vnd,
+                relief_percent: assessment.relief_percent,
+                due_vnd: assessment.due_vnd,
+            };
+            Ok(fees::FeeLedger::new(&vault).record_assessment(a)?)
+        })
+        .await
+    }
+
+    /// Records a payment for an assessed month (`YYYY-MM`).
+    pub async fn record_fee_payment(
+        &self,
+        month: String,
+        amount_vnd: u64,
+    ) -> Result<(), HandbookError> {
+        let vault = self.vault.clone();
+        blocking(move || {
+            fees::FeeLedger::new(&vault)
+                .record_payment(fees::YearMonth::parse(&month)?, amount_vnd)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The year's fee standing: unpaid months, and whether three or more are unpaid.
+    pub async fn fee_standing(&self, year: u16) -> Result<FeeStanding, HandbookError> {
+        let vault = self.vault.clone();
+        blocking(move || {
+            let s = fees::FeeLedger::new(&vault).standing(year)?;
+            Ok(FeeStanding {
+                assessed: s.assessed.iter().map(ToString::to_string).collect(),
+                unpaid: s.unpaid.iter().map(ToString::to_string).collect(),
+                serious: s.serious,
+            })
+        })
+        .await
     }
 
     /// Every procedure, most recent first.
     pub async fn procedures(&self) -> Result<Vec<ProcedureInfo>, HandbookError> {
-        self.run(|h| h.procedures().map(|p| p.into_iter().map(Into::into).collect())).await
+        self.run(|h| {
+            h.procedures()
+                .map(|p| p.into_iter().map(Into::into).collect())
+        })
+        .await
     }
 }

@@ -355,7 +355,10 @@ fn ledger_flags_unpaid_months() {
     assert!(!ledger.standing(2026).unwrap().serious);
     assert!(ledger.standing(2025).unwrap().assessed.is_empty());
     // Paying an unassessed month, or nothing, is refused and changes nothing.
-    assert!(ledger.record_payment(ym("2026-09"), 1).is_err());
+    assert!(matches!(
+        ledger.record_payment(ym("2026-09"), 1),
+        Err(FeeError::NotAssessed { .. })
+    ));
     assert!(ledger.record_payment(ym("2026-03"), 0).is_err());
     // Re-assessing keeps what was paid.
     ledger

@@ -147,6 +147,12 @@ pub enum FeeError {
         /// What had no rule.
         what: String,
     },
+    /// A payment for a month that has no assessment.
+    #[error("month {month} has not been assessed")]
+    NotAssessed {
+        /// The month.
+        month: String,
+    },
     /// The vault failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
@@ -333,16 +339,17 @@ impl<'a> FeeLedger<'a> {
                 reason: "a payment must be positive".into(),
             });
         }
-        Ok(self.vault.transaction(|tx| {
-            let mut entry = tx
-                .get_doc::<LedgerEntry>(&month.to_string())?
-                .ok_or_else(|| VaultError::NotFound {
-                    collection: LedgerEntry::COLLECTION.into(),
-                })?;
+        let entry = self.vault.transaction(|tx| {
+            let Some(mut entry) = tx.get_doc::<LedgerEntry>(&month.to_string())? else {
+                return Ok(None);
+            };
             entry.paid_vnd = entry.paid_vnd.saturating_add(amount_vnd);
             tx.put_doc(&entry)?;
-            Ok(entry)
-        })?)
+            Ok(Some(entry))
+        })?;
+        entry.ok_or(FeeError::NotAssessed {
+            month: month.to_string(),
+        })
     }
 
     /// The standing for `year`: unpaid months flagged, three or more is serious.

@@ -67,6 +67,14 @@ class HandbookTest {
         handbook.setProfile(MemberProfile("Nguyễn Văn An", "1985-04-30", "nam", "2010-05-19", "2011-05-19", "01.123456",
             "Chi bộ Tổ dân phố 5", listOf("Đảng bộ phường Dịch Vọng"), "001085012345", "0912345678"))
         assertEquals("Nguyễn Văn An", handbook.profile()?.fullName)
+
+        for (m in listOf("2026-03", "2026-04", "2026-05")) {
+            handbook.recordFeeAssessment(computePartyFee(FeeBasis.PENSION, 6_000_000uL, m, null))
+        }
+        handbook.recordFeePayment("2026-03", 30_000uL)
+        assertEquals(listOf("2026-04", "2026-05"), handbook.feeStanding(2026u).unpaid)
+        assertTrue(!handbook.feeStanding(2026u).serious)
+        assertThrows<HandbookException.NotFound> { runBlocking { handbook.recordFeePayment("2026-09", 1uL) } }
         vault.shutdown()
     }
 }
