@@ -34,4 +34,18 @@ run "$THUDO" transit show --dir phone --png qr.png
 QR=$("$THUDO" transit show --dir phone --text-only)
 printf '\n# the bus on route 32 scans it twice (the second is a replay), then a junk scan:\n'
 printf '%s\n%s\nnot a ticket\n' "$QR" "$QR" | run "$THUDO" validate --trusted trusted.json --route 32 --dir bus
+
+printf '\n# --- handbook: accent-free search over party documents, and a party fee ---\n'
+cat > docs.json <<'JSON'
+[{"id":"nq57","number":"57-NQ/TW","issuer":"Bộ Chính trị","issued_on":"2024-12-22","kind":"nghị quyết",
+  "title":"Nghị quyết số 57-NQ/TW về đột phá phát triển khoa học, công nghệ, đổi mới sáng tạo và chuyển đổi số quốc gia",
+  "body":"Khoa học, công nghệ, đổi mới sáng tạo và chuyển đổi số là đột phá quan trọng hàng đầu."},
+ {"id":"qd01","number":"01-QĐ/TW","issuer":"Ban Chấp hành Trung ương","issued_on":"2026-02-03","kind":"quy định",
+  "title":"Quy định số 01-QĐ/TW về chế độ đảng phí",
+  "body":"Đảng viên hưởng lương bảo hiểm xã hội đóng đảng phí bằng 1% tiền lương; người nghỉ hưu đóng 0,5% lương hưu."}]
+JSON
+run "$THUDO" handbook import docs.json
+run "$THUDO" handbook search nghi quyet 57
+run "$THUDO" handbook search dang phi
+run "$THUDO" handbook fee --basis pension --income 7000000 --month 2026-03
 echo; echo "quickstart finished"

@@ -44,6 +44,19 @@ impl YearMonth {
     }
 }
 
+impl TryFrom<String> for YearMonth {
+    type Error = FeeError;
+    fn try_from(text: String) -> Result<Self, FeeError> {
+        YearMonth::parse(&text)
+    }
+}
+
+impl From<YearMonth> for String {
+    fn from(m: YearMonth) -> String {
+        m.to_string()
+    }
+}
+
 impl std::fmt::Display for YearMonth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04}-{:02}", self.year, self.month)
