@@ -3,10 +3,11 @@
 
 use crate::vault::{Document, Vault, VaultError};
 
-/// A calendar month.
+/// A calendar month, `YYYY-MM` in JSON.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
+#[serde(try_from = "String", into = "String")]
 pub struct YearMonth {
     /// Year.
     pub year: u16,
