@@ -1,6 +1,7 @@
 //! `thudo`: the command-line face of thudo-core, for support staff and Linux validators.
 
 mod handbook_cmd;
+mod health_cmd;
 mod transit_cmd;
 mod vault_cmd;
 
@@ -22,6 +23,8 @@ enum Command {
     Vault(vault_cmd::VaultArgs),
     /// The party-member handbook: document search, party fees.
     Handbook(handbook_cmd::HandbookArgs),
+    /// The health book: verify SMART Health Cards.
+    Health(health_cmd::HealthArgs),
     /// Transit tickets: issuer keys, credentials, the phone's QR.
     Transit(transit_cmd::TransitArgs),
     /// Validate scanned QR texts from stdin, one JSON verdict per line (a bus validator).
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Vault(args) => vault_cmd::run(args),
         Command::Handbook(args) => handbook_cmd::run(args),
+        Command::Health(args) => health_cmd::run(args),
         Command::Transit(args) => transit_cmd::run(args),
         Command::Validate(args) => transit_cmd::validate(args),
     };

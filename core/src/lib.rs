@@ -8,6 +8,7 @@
 
 pub mod crypto;
 pub mod handbook;
+pub mod health;
 pub mod sync;
 pub mod transit;
 pub mod vault;

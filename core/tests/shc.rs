@@ -1,0 +1,264 @@
+//! SMART Health Cards against the real public examples in ../shared/fixtures/shc.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use thudo_core::health::shc::{self, ShcError, TrustStore};
+
+const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
+const NOW: i64 = 1_790_000_000;
+
+/// The shared fixtures sit beside the repository (CI clones it with shared/ beside it).
+fn fixtures() -> PathBuf {
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let candidate = dir.join("shared/fixtures/shc");
+        if candidate.is_dir() {
+            return candidate;
+        }
+        if !dir.pop() {
+            panic!(
+                "shared/fixtures/shc not found above {}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+        }
+    }
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(fixtures().join(name)).unwrap()
+}
+
+fn trust() -> TrustStore {
+    let mut t = TrustStore::new();
+    assert_eq!(t.add_jwks(ISSUER, &read("issuer/jwks.json")).unwrap(), 2);
+    t.add_crl(&read(
+        "issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json",
+    ))
+    .unwrap();
+    t
+}
+
+fn resource_types(card: &shc::VerifiedCard) -> Vec<String> {
+    card.fhir_bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn example_00_verifies_from_qr_jws_and_file() {
+    let t = trust();
+    let qr = read("example-00-f-qr-code-numeric-value-0.txt");
+    let jws = shc::jws_from_qr(&[qr.trim()]).unwrap();
+    assert_eq!(jws, read("example-00-d-jws.txt").trim());
+    let card = shc::verify(&jws, &t, NOW).unwrap();
+    assert_eq!(card.issuer, ISSUER);
+    assert_eq!(card.kid, "3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s");
+    assert_eq!(
+        resource_types(&card),
+        ["Patient", "Immunization", "Immunization", "Immunization"]
+    );
+    let from_file = shc::jws_from_file(&read("example-00-e-file.smart-health-card")).unwrap();
+    assert_eq!(shc::verify(&from_file[0], &t, NOW).unwrap(), card);
+}
+
+#[test]
+fn example_02_three_chunks_in_any_order() {
+    let t = trust();
+    let chunks: Vec<String> = (0..3)
+        .map(|i| read(&format!("example-02-f-qr-code-numeric-value-{i}.txt")))
+        .collect();
+    let c: Vec<&str> = chunks.iter().map(|s| s.trim()).collect();
+    let jws = shc::jws_from_qr(&[c[2], c[0], c[1]]).unwrap();
+    assert_eq!(jws, read("example-02-d-jws.txt").trim());
+    let card = shc::verify(&jws, &t, NOW).unwrap();
+    assert!(resource_types(&card).contains(&"Observation".to_string()));
+    // Wrong chunk sets, each with its reason.
+    for set in [
+        vec![c[0], c[1]],
+        vec![c[0], c[0], c[1]],
+        vec![c[0], c[1], c[2], c[2]],
+    ] {
+        assert!(
+            matches!(shc::jws_from_qr(&set), Err(ShcError::BadChunks { .. })),
+            "{}",
+            set.len()
+        );
+    }
+    let single = read("example-00-f-qr-code-numeric-value-0.txt");
+    assert!(matches!(
+        shc::jws_from_qr(&[c[0], single.trim()]),
+        Err(ShcError::BadChunks { .. })
+    ));
+    for bad in [
+        "shc:/4/3/5676",
+        "shc:/0/3/5676",
+        "shc:/1/1/5676",
+        "shc:/x/3/5676",
+    ] {
+        assert!(
+            matches!(shc::jws_from_qr(&[bad]), Err(ShcError::BadChunks { .. })),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn bad_qr_texts() {
+    for bad in [
+        "",
+        "shc:/",
+        "shc:/567",
+        "shc:/5678a9",
+        "shc:/9999",
+        "http://x",
+        "shc:/1/2",
+        "SHC:/5676",
+    ] {
+        assert!(
+            matches!(
+                shc::jws_from_qr(&[bad]),
+                Err(ShcError::BadQr { .. } | ShcError::BadChunks { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(shc::jws_from_qr(&[]), Err(ShcError::BadQr { .. })));
+}
+
+fn with_header(jws: &str, header: &str) -> String {
+    let rest = jws.split_once('.').unwrap().1;
+    format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header))
+}
+
+#[test]
+fn tampering_and_bad_headers_have_their_own_reasons() {
+    let t = trust();
+    let jws = read("example-00-d-jws.txt").trim().to_string();
+    let (head, rest) = jws.split_once('.').unwrap();
+    let (payload, sig) = rest.split_once('.').unwrap();
+
+    // A flipped signature byte.
+    let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    raw[10] ^= 1;
+    let tampered = format!("{head}.{payload}.{}", URL_SAFE_NO_PAD.encode(&raw));
+    assert_eq!(shc::verify(&tampered, &t, NOW), Err(ShcError::BadSignature));
+    // A changed payload byte (still base64url).
+    let mut p = payload.as_bytes().to_vec();
+    p[20] = if p[20] == b'A' { b'B' } else { b'A' };
+    let changed = format!("{head}.{}.{sig}", String::from_utf8(p).unwrap());
+    assert_eq!(shc::verify(&changed, &t, NOW), Err(ShcError::BadSignature));
+    // The signature DER-encoded.
+    let raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    let der = p256::ecdsa::Signature::from_slice(&raw).unwrap().to_der();
+    let der_jws = format!(
+        "{head}.{payload}.{}",
+        URL_SAFE_NO_PAD.encode(der.as_bytes())
+    );
+    assert_eq!(shc::verify(&der_jws, &t, NOW), Err(ShcError::DerSignature));
+    // Another kid: unknown, or known but not the signer.
+    let unknown = with_header(&jws, r#"{"zip":"DEF","alg":"ES256","kid":"nope"}"#);
+    assert!(matches!(
+        shc::verify(&unknown, &t, NOW),
+        Err(ShcError::UnknownKey { .. })
+    ));
+    let other = with_header(
+        &jws,
+        r#"{"zip":"DEF","alg":"ES256","kid":"EBKOr72QQDcTBUuVzAzkfBTGew0ZA16GuWty64nS-sw"}"#,
+    );
+    assert_eq!(shc::verify(&other, &t, NOW), Err(ShcError::BadSignature));
+    // Missing or malformed header fields.
+    for header in [
+        r#"{"zip":"DEF","kid":"3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s"}"#,
+        r#"{"zip":"DEF","alg":"RS256","kid":"3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s"}"#,
+        r#"{"alg":"ES256","kid":"3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s"}"#,
+        r#"{"zip":"DEF","alg":"ES256"}"#,
+        "not json",
+    ] {
+        assert!(
+            matches!(
+                shc::verify(&with_header(&jws, header), &t, NOW),
+                Err(ShcError::BadHeader { .. })
+            ),
+            "{header}"
+        );
+    }
+    assert!(matches!(
+        shc::verify(&format!("%%%.{payload}.{sig}"), &t, NOW),
+        Err(ShcError::BadHeader { .. })
+    ));
+    // Not valid yet.
+    assert!(matches!(
+        shc::verify(&jws, &t, 1_600_000_000),
+        Err(ShcError::NotYetValid { .. })
+    ));
+    // Structure.
+    for bad in ["", "a.b", "a.b.c.d", &"x".repeat(70_000)] {
+        assert!(shc::verify(bad, &t, NOW).is_err());
+    }
+    // A trust store that files the key under another issuer.
+    let mut wrong = TrustStore::new();
+    wrong
+        .add_jwks("https://elsewhere.example", &read("issuer/jwks.json"))
+        .unwrap();
+    assert!(matches!(
+        shc::verify(&jws, &wrong, NOW),
+        Err(ShcError::IssuerMismatch { .. })
+    ));
+    assert!(matches!(
+        shc::verify(&jws, &TrustStore::new(), NOW),
+        Err(ShcError::UnknownKey { .. })
+    ));
+}
+
+#[test]
+fn revocation_by_rid_and_rid_timestamp() {
+    let jws = read("example-00-d-jws.txt").trim().to_string();
+    let kid = "3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s";
+    let card_rid = shc::verify(&jws, &trust(), NOW).unwrap().rid.unwrap();
+    for (entry, revoked) in [
+        (card_rid.clone(), true),
+        (format!("{card_rid}.1687450765"), true), // issued before the timestamp
+        (format!("{card_rid}.1687450000"), false), // issued after it
+        ("someoneElse".to_string(), false),
+    ] {
+        let mut t = trust();
+        t.add_crl(&format!(
+            r#"{{"kid":"{kid}","method":"rid","ctr":2,"rids":["{entry}"]}}"#
+        ))
+        .unwrap();
+        let result = shc::verify(&jws, &t, NOW);
+        assert_eq!(
+            matches!(result, Err(ShcError::Revoked { .. })),
+            revoked,
+            "{entry}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_trust_data_is_refused() {
+    let mut t = TrustStore::new();
+    assert!(t.add_jwks(ISSUER, "not json").is_err());
+    assert!(t.add_jwks(ISSUER, r#"{"nokeys":1}"#).is_err());
+    let jwks = read("issuer/jwks.json").replace("3Kfdg-XwP", "3Kfdg-XwQ");
+    assert!(
+        matches!(
+            t.add_jwks(ISSUER, &jwks),
+            Err(ShcError::BadTrustData { .. })
+        ),
+        "kid must be the thumbprint"
+    );
+    assert!(t
+        .add_crl(r#"{"kid":"k","method":"other","rids":[]}"#)
+        .is_err());
+    assert!(t
+        .add_crl(r#"{"kid":"k","method":"rid","rids":["a.notanumber"]}"#)
+        .is_err());
+}
