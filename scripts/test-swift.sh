@@ -16,9 +16,13 @@ sed -e '/use "Darwin"/d' "$GEN/thudoFFI.modulemap" > ios/Sources/ThudoFFI/module
 W="$ROOT/w"
 mkdir -p "$W/lib" "$W/ios"
 cp "$LIB" "$W/lib/"
+# The shared test fixtures (beside the repository) for the health-card tests.
+FIX=$(d=$PWD; while [ "$d" != / ]; do [ -d "$d/shared/fixtures/shc" ] && { echo "$d/shared/fixtures/shc"; break; }; d=$(dirname "$d"); done)
+[ -n "$FIX" ] || { echo "shared/fixtures/shc not found above $PWD" >&2; exit 1; }
+rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r "$FIX" "$W/fixtures/shc"
 # Copy the package but keep SwiftPM's .build cache inside the root between runs.
 tar -C ios --exclude=.build -cf - . | tar -C "$W/ios" -xf -
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
-chroot "$ROOT" /bin/sh -c 'cd /w/ios && LD_LIBRARY_PATH=/w/lib HOME=/tmp \
+chroot "$ROOT" /bin/sh -c 'cd /w/ios && LD_LIBRARY_PATH=/w/lib HOME=/tmp THUDO_FIXTURES=/w/fixtures/shc \
   swift test --disable-swift-testing -Xlinker -L/w/lib 2>&1'

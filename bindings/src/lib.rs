@@ -9,10 +9,12 @@
 //! `scripts/bindings.sh`).
 
 mod handbook;
+mod health;
 mod transit;
 mod vault;
 
 pub use handbook::*;
+pub use health::*;
 pub use transit::*;
 pub use vault::*;
 

@@ -1,0 +1,34 @@
+package vn.hanoi.thudo
+
+import java.io.File
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+
+class HealthCardTest {
+    /** The public SMART Health Card examples in shared/fixtures/shc beside the repository. */
+    private val fixtures: File = generateSequence(File(System.getProperty("user.dir")).absoluteFile) { it.parentFile }
+        .map { File(it, "shared/fixtures/shc") }
+        .first { it.isDirectory }
+
+    private fun read(name: String) = File(fixtures, name).readText().trim()
+
+    private fun verifier() = HealthCardVerifier().apply {
+        assertEquals(2u, addJwks("https://spec.smarthealth.cards/examples/issuer", read("issuer/jwks.json")))
+    }
+
+    @Test
+    fun `verify the example cards from QR and chunks`() {
+        val v = verifier()
+        val card = v.verifyQr(listOf(read("example-00-f-qr-code-numeric-value-0.txt")), 1_790_000_000L)
+        assertEquals(listOf("Patient", "Immunization", "Immunization", "Immunization"), card.resourceTypes)
+        val chunks = (0..2).map { read("example-02-f-qr-code-numeric-value-$it.txt") }.reversed()
+        assertEquals("DiagnosticReport", v.verifyQr(chunks, 1_790_000_000L).resourceTypes.first())
+        assertThrows<HealthCardException.BadChunks> { v.verifyQr(chunks.take(2), 1_790_000_000L) }
+        assertThrows<HealthCardException.NotYetValid> { v.verifyQr(listOf(read("example-00-f-qr-code-numeric-value-0.txt")), 1_600_000_000L) }
+        val jws = read("example-00-d-jws.txt")
+        val tampered = jws.substring(0, jws.length - 10) + (if (jws[jws.length - 10] == 'A') 'B' else 'A') + jws.substring(jws.length - 9)
+        assertThrows<HealthCardException.BadSignature> { v.verifyJws(tampered, 1_790_000_000L) }
+        assertThrows<HealthCardException.UnknownKey> { HealthCardVerifier().verifyJws(jws, 1_790_000_000L) }
+    }
+}

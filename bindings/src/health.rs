@@ -1,0 +1,199 @@
+//! The health book for Kotlin and Swift: SMART Health Card verification.
+
+use std::sync::{Arc, Mutex};
+
+use thudo_core::health::shc;
+
+/// Why a health card was refused (or trust data was bad).
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum HealthCardError {
+    /// Not a `shc:/` text, or bad digits.
+    #[error("bad QR: {detail}")]
+    BadQr {
+        /// What was wrong.
+        detail: String,
+    },
+    /// Chunks missing, duplicated or inconsistent.
+    #[error("bad chunks: {detail}")]
+    BadChunks {
+        /// What was wrong.
+        detail: String,
+    },
+    /// Not a compact JWS or card file.
+    #[error("malformed: {detail}")]
+    Malformed {
+        /// What was wrong.
+        detail: String,
+    },
+    /// Header without ES256, DEF or kid.
+    #[error("bad header: {detail}")]
+    BadHeader {
+        /// What was wrong.
+        detail: String,
+    },
+    /// No trusted key with this kid.
+    #[error("unknown key {kid}")]
+    UnknownKey {
+        /// The kid.
+        kid: String,
+    },
+    /// DER signature instead of raw r||s.
+    #[error("DER-encoded signature")]
+    DerSignature,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// Payload not inflatable, not a health card, or the issuer does not own the key.
+    #[error("bad payload: {detail}")]
+    BadPayload {
+        /// What was wrong.
+        detail: String,
+    },
+    /// Not valid yet.
+    #[error("not valid before {nbf}")]
+    NotYetValid {
+        /// Seconds since the epoch.
+        nbf: i64,
+    },
+    /// Expired.
+    #[error("expired at {exp}")]
+    Expired {
+        /// Seconds since the epoch.
+        exp: i64,
+    },
+    /// On the issuer's revocation list.
+    #[error("revoked")]
+    Revoked {
+        /// The card's rid.
+        rid: String,
+    },
+    /// A JWKS or CRL was malformed.
+    #[error("bad trust data: {detail}")]
+    BadTrustData {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl From<shc::ShcError> for HealthCardError {
+    fn from(e: shc::ShcError) -> Self {
+        use shc::ShcError as E;
+        match e {
+            E::BadQr { detail } => HealthCardError::BadQr { detail },
+            E::BadChunks { detail } => HealthCardError::BadChunks { detail },
+            E::MalformedJws { detail } => HealthCardError::Malformed { detail },
+            E::BadHeader { detail } => HealthCardError::BadHeader { detail },
+            E::UnknownKey { kid } => HealthCardError::UnknownKey { kid },
+            E::DerSignature => HealthCardError::DerSignature,
+            E::BadSignature => HealthCardError::BadSignature,
+            E::Inflate { detail } => HealthCardError::BadPayload {
+                detail: format!("inflate: {detail}"),
+            },
+            E::BadPayload { detail } => HealthCardError::BadPayload { detail },
+            E::IssuerMismatch { iss, kid } => HealthCardError::BadPayload {
+                detail: format!("issuer {iss} does not own key {kid}"),
+            },
+            E::NotYetValid { nbf } => HealthCardError::NotYetValid { nbf },
+            E::Expired { exp } => HealthCardError::Expired { exp },
+            E::Revoked { rid } => HealthCardError::Revoked { rid },
+            E::BadTrustData { detail } => HealthCardError::BadTrustData { detail },
+        }
+    }
+}
+
+/// A verified card.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VerifiedHealthCard {
+    /// Issuer URL.
+    pub issuer: String,
+    /// Signing key id.
+    pub kid: String,
+    /// Issued (seconds since the epoch).
+    pub nbf: i64,
+    /// Expiry, if any.
+    pub exp: Option<i64>,
+    /// Revocation id, if any.
+    pub rid: Option<String>,
+    /// The resource types in the bundle, in order.
+    pub resource_types: Vec<String>,
+    /// The FHIR Bundle as JSON.
+    pub fhir_bundle_json: String,
+}
+
+impl From<shc::VerifiedCard> for VerifiedHealthCard {
+    fn from(c: shc::VerifiedCard) -> Self {
+        let resource_types = c.fhir_bundle["entry"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter_map(|r| r["resource"]["resourceType"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        VerifiedHealthCard {
+            issuer: c.issuer,
+            kid: c.kid,
+            nbf: c.nbf,
+            exp: c.exp,
+            rid: c.rid,
+            resource_types,
+            fhir_bundle_json: c.fhir_bundle.to_string(),
+        }
+    }
+}
+
+/// Verifies SMART Health Cards offline against trusted issuers' keys and revocation lists.
+#[derive(uniffi::Object, Default)]
+pub struct HealthCardVerifier {
+    trust: Mutex<shc::TrustStore>,
+}
+
+impl HealthCardVerifier {
+    fn trust(&self) -> std::sync::MutexGuard<'_, shc::TrustStore> {
+        self.trust.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[uniffi::export]
+impl HealthCardVerifier {
+    /// An empty verifier: add issuers' JWKS before verifying.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(HealthCardVerifier::default())
+    }
+
+    /// Trusts `issuer`'s keys from its JWKS document; returns how many were added.
+    pub fn add_jwks(&self, issuer: String, jwks_json: String) -> Result<u32, HealthCardError> {
+        Ok(self.trust().add_jwks(&issuer, &jwks_json)? as u32)
+    }
+
+    /// Loads a revocation list; returns how many entries it has.
+    pub fn add_crl(&self, crl_json: String) -> Result<u32, HealthCardError> {
+        Ok(self.trust().add_crl(&crl_json)? as u32)
+    }
+
+    /// Verifies a card from its QR text(s): one `shc:/` text, or all chunks of one card.
+    pub fn verify_qr(
+        &self,
+        qr_texts: Vec<String>,
+        now_unix: i64,
+    ) -> Result<VerifiedHealthCard, HealthCardError> {
+        let texts: Vec<&str> = qr_texts.iter().map(String::as_str).collect();
+        let jws = shc::jws_from_qr(&texts)?;
+        self.verify_jws(jws, now_unix)
+    }
+
+    /// Verifies a compact JWS card.
+    pub fn verify_jws(
+        &self,
+        jws: String,
+        now_unix: i64,
+    ) -> Result<VerifiedHealthCard, HealthCardError> {
+        Ok(shc::verify(&jws, &self.trust(), now_unix)?.into())
+    }
+
+    /// The JWS cards inside a `.smart-health-card` file.
+    pub fn cards_in_file(&self, file_contents: String) -> Result<Vec<String>, HealthCardError> {
+        Ok(shc::jws_from_file(&file_contents)?)
+    }
+}

@@ -1,0 +1,27 @@
+import Foundation
+import XCTest
+
+@testable import Thudo
+
+final class HealthCardTests: XCTestCase {
+    /// scripts/test-swift.sh copies shared/fixtures/shc into the Swift root and names it here.
+    func read(_ name: String) throws -> String {
+        let dir = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
+        return try String(contentsOfFile: dir + "/" + name, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func testExampleCardsVerify() throws {
+        let v = HealthCardVerifier()
+        XCTAssertEqual(try v.addJwks(issuer: "https://spec.smarthealth.cards/examples/issuer", jwksJson: try read("issuer/jwks.json")), 2)
+        let card = try v.verifyQr(qrTexts: [try read("example-00-f-qr-code-numeric-value-0.txt")], nowUnix: 1_790_000_000)
+        XCTAssertEqual(card.resourceTypes, ["Patient", "Immunization", "Immunization", "Immunization"])
+        let chunks = try (0..<3).map { try read("example-02-f-qr-code-numeric-value-\($0).txt") }
+        XCTAssertEqual(try v.verifyQr(qrTexts: chunks.reversed(), nowUnix: 1_790_000_000).resourceTypes.first, "DiagnosticReport")
+        XCTAssertThrowsError(try v.verifyQr(qrTexts: Array(chunks.prefix(2)), nowUnix: 1_790_000_000)) { error in
+            guard case HealthCardError.BadChunks = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try HealthCardVerifier().verifyJws(jws: try read("example-00-d-jws.txt"), nowUnix: 1_790_000_000)) { error in
+            guard case HealthCardError.UnknownKey = error else { return XCTFail("\(error)") }
+        }
+    }
+}
