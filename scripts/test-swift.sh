@@ -20,7 +20,9 @@ cp "$LIB" "$W/lib/"
 FIX=$(d=$PWD; while [ "$d" != / ]; do [ -d "$d/shared/fixtures/shc" ] && { echo "$d/shared/fixtures/shc"; break; }; d=$(dirname "$d"); done)
 [ -n "$FIX" ] || { echo "shared/fixtures/shc not found above $PWD" >&2; exit 1; }
 rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r "$FIX" "$W/fixtures/shc"
-# Copy the package but keep SwiftPM's .build cache inside the root between runs.
+# Copy the package but keep SwiftPM's .build cache inside the root between runs; remove the
+# previous copy's sources first, so a file deleted here does not linger there.
+rm -rf "$W/ios/Sources" "$W/ios/Tests" "$W/ios/Package.swift"
 tar -C ios --exclude=.build -cf - . | tar -C "$W/ios" -xf -
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
