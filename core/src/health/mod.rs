@@ -1,3 +1,4 @@
 //! The electronic health book. For now: verification of SMART Health Cards.
 
+pub mod schedule;
 pub mod shc;
