@@ -197,3 +197,101 @@ impl HealthCardVerifier {
         Ok(shc::jws_from_file(&file_contents)?)
     }
 }
+
+use thudo_core::health::schedule;
+
+/// A recorded immunization, for the schedule.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct GivenDose {
+    /// Vaccine code (HepB, BCG, DPT-HepB-Hib, OPV, IPV, Measles, JE, DPT, MR, DT).
+    pub vaccine: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// Where a dose stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum DoseState {
+    /// Given.
+    Done,
+    /// Due now.
+    Due,
+    /// Past due and grace period.
+    Overdue,
+    /// Not yet due.
+    Upcoming,
+}
+
+/// One dose of the schedule for a child.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct DoseStatus {
+    /// Vaccine code.
+    pub vaccine: String,
+    /// Dose number.
+    pub dose: u32,
+    /// State.
+    pub state: DoseState,
+    /// Due date `YYYY-MM-DD`, when known.
+    pub due_on: Option<String>,
+    /// Date given, when done.
+    pub given_on: Option<String>,
+}
+
+/// Errors of the schedule.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum ScheduleError {
+    /// A date is not `YYYY-MM-DD`.
+    #[error("invalid date {value}")]
+    InvalidDate {
+        /// The value.
+        value: String,
+    },
+}
+
+fn date(value: &str) -> Result<schedule::NaiveDate, ScheduleError> {
+    schedule::parse_date(value).ok_or_else(|| ScheduleError::InvalidDate {
+        value: value.to_owned(),
+    })
+}
+
+/// Each dose of Vietnam's childhood schedule (VN-EPI-2024) for a child born on `birth_date`,
+/// with the doses given, on `today` (all `YYYY-MM-DD`).
+#[uniffi::export]
+pub fn vaccination_schedule(
+    birth_date: String,
+    given: Vec<GivenDose>,
+    today: String,
+) -> Result<Vec<DoseStatus>, ScheduleError> {
+    let birth = date(&birth_date)?;
+    let today = date(&today)?;
+    let given = given
+        .into_iter()
+        .map(|g| {
+            Ok(schedule::GivenDose {
+                date: date(&g.date)?,
+                vaccine: g.vaccine,
+            })
+        })
+        .collect::<Result<Vec<_>, ScheduleError>>()?;
+    if today < birth {
+        return Err(ScheduleError::InvalidDate {
+            value: today.to_string(),
+        });
+    }
+    Ok(schedule::VN_EPI_2024
+        .status(birth, &given, today)
+        .into_iter()
+        .map(|s| DoseStatus {
+            vaccine: s.vaccine.to_owned(),
+            dose: s.dose,
+            state: match s.state {
+                schedule::DoseState::Done => DoseState::Done,
+                schedule::DoseState::Due => DoseState::Due,
+                schedule::DoseState::Overdue => DoseState::Overdue,
+                schedule::DoseState::Upcoming => DoseState::Upcoming,
+            },
+            due_on: s.due_on.map(|d| d.to_string()),
+            given_on: s.given_on.map(|d| d.to_string()),
+        })
+        .collect())
+}

@@ -1,7 +1,8 @@
 //! Vietnam's routine childhood immunization schedule (Expanded Programme on Immunization), as
 //! versioned data, and the status of each dose for a child.
 
-use chrono::{Days, Months, NaiveDate};
+pub use chrono::NaiveDate;
+use chrono::{Days, Months};
 
 /// When a dose falls due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,4 +189,9 @@ impl Schedule {
         }
         out
     }
+}
+
+/// Parses a `YYYY-MM-DD` date.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }

@@ -32,3 +32,18 @@ class HealthCardTest {
         assertThrows<HealthCardException.UnknownKey> { HealthCardVerifier().verifyJws(jws, 1_790_000_000L) }
     }
 }
+
+class ScheduleTest {
+    @Test
+    fun `a three-month-old on track has the second doses due`() {
+        val given = listOf(GivenDose("HepB", "2026-01-15"), GivenDose("BCG", "2026-01-20"),
+            GivenDose("DPT-HepB-Hib", "2026-03-16"), GivenDose("OPV", "2026-03-16"))
+        val schedule = vaccinationSchedule("2026-01-15", given, "2026-04-16")
+        fun state(v: String, d: UInt) = schedule.first { it.vaccine == v && it.dose == d }.state
+        assertEquals(DoseState.DONE, state("BCG", 1u))
+        assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 2u))
+        assertEquals(DoseState.UPCOMING, state("Measles", 1u))
+        assertEquals("2026-04-15", schedule.first { it.vaccine == "OPV" && it.dose == 2u }.dueOn)
+        assertThrows<ScheduleException.InvalidDate> { vaccinationSchedule("15/01/2026", emptyList(), "2026-04-16") }
+    }
+}
