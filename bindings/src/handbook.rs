@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use thudo_core::handbook::{fees, library};
 
-use crate::{blocking, Internal};
+use crate::{blocking, unix_now, Internal};
 
 /// Errors of handbook calls.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -580,13 +580,6 @@ impl From<member::Procedure> for ProcedureInfo {
     }
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The member's own handbook data, encrypted in the vault; every change the member makes is
 /// queued for sync in the same transaction.
 #[derive(uniffi::Object)]
@@ -654,7 +647,7 @@ impl MemberHandbook {
             AttendanceStatus::Absent => member::AttendanceStatus::Absent,
         };
         self.run(move |h| {
-            h.record_attendance(&meeting_id, status, now_unix())
+            h.record_attendance(&meeting_id, status, unix_now())
                 .map(|_| ())
         })
         .await
@@ -676,7 +669,7 @@ impl MemberHandbook {
 
     /// Marks a notice read (queued for sync).
     pub async fn mark_notice_read(&self, id: String) -> Result<(), HandbookError> {
-        self.run(move |h| h.mark_notice_read(&id, now_unix())).await
+        self.run(move |h| h.mark_notice_read(&id, unix_now())).await
     }
 
     /// Saves a procedure draft (not validated yet).
@@ -686,7 +679,7 @@ impl MemberHandbook {
         request: ProcedureRequest,
     ) -> Result<ProcedureInfo, HandbookError> {
         self.run(move |h| {
-            h.save_draft(&id, request.into(), now_unix())
+            h.save_draft(&id, request.into(), unix_now())
                 .map(Into::into)
         })
         .await
@@ -694,7 +687,7 @@ impl MemberHandbook {
 
     /// Validates a draft and queues it for submission; a bad draft stays a draft.
     pub async fn queue_procedure(&self, id: String) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.queue(&id, now_unix()).map(Into::into))
+        self.run(move |h| h.queue(&id, unix_now()).map(Into::into))
             .await
     }
 
@@ -705,7 +698,7 @@ impl MemberHandbook {
         status: ProcedureStatus,
     ) -> Result<ProcedureInfo, HandbookError> {
         self.run(move |h| {
-            h.apply_status(&id, status.into(), now_unix())
+            h.apply_status(&id, status.into(), unix_now())
                 .map(Into::into)
         })
         .await

@@ -38,5 +38,13 @@ where
     }
 }
 
+/// The system clock in unix seconds: the FFI's default where core takes an injected time.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// A failure of the library itself (a bug), carried to the error type of the call.
 pub(crate) struct Internal(pub String);

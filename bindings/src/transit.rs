@@ -7,7 +7,7 @@ use thudo_core::transit as core;
 use thudo_core::transit::{issuer, phone, validator};
 
 use crate::vault::Vault;
-use crate::{blocking, Internal};
+use crate::{blocking, unix_now, Internal};
 
 /// Errors of transit calls.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -387,13 +387,6 @@ impl phone::Signer for ForeignSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         self.0.sign(message.to_vec()).map_err(|e| e.to_string())
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The citizen's phone: shows a fresh signed QR every refresh period, offline.

@@ -5,7 +5,7 @@
 mod common;
 
 use thudo_core::handbook::member::*;
-use thudo_core::sync::outbox::OutboxEntry;
+use thudo_core::sync::outbox::{self, OutboxEntry};
 use thudo_core::vault::Vault;
 
 fn vault() -> (tempfile::TempDir, Vault) {
@@ -15,9 +15,7 @@ fn vault() -> (tempfile::TempDir, Vault) {
 }
 
 fn outbox(v: &Vault) -> Vec<OutboxEntry> {
-    let mut all: Vec<OutboxEntry> = v.list_docs().unwrap();
-    all.sort_by_key(|e| e.seq);
-    all
+    v.transaction(outbox::pending).unwrap()
 }
 
 fn profile() -> MemberProfile {

@@ -395,8 +395,7 @@ fn snippet(body: &str, folded_terms: &[String]) -> String {
         out.push('…');
     }
     let mut pos = start;
-    for &(ws, we, hit) in words.iter().filter(|w| w.2 && w.0 >= start && w.1 <= end) {
-        let _ = hit;
+    for &(ws, we, _) in words.iter().filter(|w| w.2 && w.0 >= start && w.1 <= end) {
         chars[pos..ws].iter().for_each(|&c| escape(&mut out, c));
         out.push_str("<mark>");
         chars[ws..we].iter().for_each(|&c| escape(&mut out, c));

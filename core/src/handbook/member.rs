@@ -369,6 +369,14 @@ pub enum ProcedureStatus {
 }
 
 impl ProcedureStatus {
+    /// A draft, or a procedure returned for correction: the member may edit and queue it.
+    fn editable(&self) -> bool {
+        matches!(
+            self,
+            ProcedureStatus::Draft | ProcedureStatus::Returned { .. }
+        )
+    }
+
     fn name(&self) -> &'static str {
         match self {
             ProcedureStatus::Draft => "draft",
@@ -561,9 +569,7 @@ impl<'a> MemberHandbook<'a> {
         let mut state = None;
         self.vault.transaction(|tx| {
             if let Some(old) = tx.get_doc::<Procedure>(id)? {
-                if old.status != ProcedureStatus::Draft
-                    && !matches!(old.status, ProcedureStatus::Returned { .. })
-                {
+                if !old.status.editable() {
                     state = Some(old.status.name());
                     return Ok(());
                 }
@@ -588,9 +594,7 @@ impl<'a> MemberHandbook<'a> {
             .ok_or_else(|| MemberError::NotFound {
                 what: format!("procedure {id}"),
             })?;
-        if draft.status != ProcedureStatus::Draft
-            && !matches!(draft.status, ProcedureStatus::Returned { .. })
-        {
+        if !draft.status.editable() {
             return Err(MemberError::WrongState {
                 state: draft.status.name().into(),
                 action: "queue it".into(),

@@ -231,16 +231,12 @@ impl ReplayCache {
     }
 }
 
-struct TrustedKey {
-    info: TrustedIssuerKey,
-}
-
 /// An offline validator. Not thread-safe by itself: one scanner feeds it (the FFI wraps it in a
 /// mutex).
 pub struct Validator {
     vault: Arc<Vault>,
     config: ValidatorConfig,
-    trusted: HashMap<u16, TrustedKey>,
+    trusted: HashMap<u16, TrustedIssuerKey>,
     deny: DenyList,
     deny_cards: HashSet<u64>,
     deny_devices: HashSet<[u8; 32]>,
@@ -323,7 +319,7 @@ impl Validator {
                     ),
                 });
             }
-            trusted.insert(key.key_id, TrustedKey { info: key });
+            trusted.insert(key.key_id, key);
         }
         self.trusted = trusted;
         Ok(())
@@ -354,7 +350,7 @@ impl Validator {
             .get(&key_id)
             .ok_or_else(|| bad("deny list signed by an unknown key"))?;
         let message = [DenyList::TAG, &signed[..body_len]].concat();
-        if !p256::verify(&key.info.public_key, &message, &signed[body_len..]) {
+        if !p256::verify(&key.public_key, &message, &signed[body_len..]) {
             return Err(bad("deny list signature does not verify"));
         }
         if persist && list.version <= self.deny.version {
@@ -500,11 +496,11 @@ impl Validator {
         let Some(key) = self.trusted.get(&f.issuer_key_id) else {
             return Reason::UnknownIssuer;
         };
-        if now < u64::from(key.info.valid_from) || now > u64::from(key.info.valid_until) {
+        if now < u64::from(key.valid_from) || now > u64::from(key.valid_until) {
             return Reason::IssuerKeyExpired;
         }
         let issuer_message = wire::credential_message(p.credential_body());
-        if !p256::verify(&key.info.public_key, &issuer_message, p.issuer_signature()) {
+        if !p256::verify(&key.public_key, &issuer_message, p.issuer_signature()) {
             return Reason::BadIssuerSignature;
         }
         let Some(device_key) = p256::decompress(&f.device_public_key) else {
