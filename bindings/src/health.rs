@@ -149,7 +149,7 @@ pub struct HealthCardVerifier {
 }
 
 impl HealthCardVerifier {
-    fn trust(&self) -> std::sync::MutexGuard<'_, shc::TrustStore> {
+    pub(crate) fn trust(&self) -> std::sync::MutexGuard<'_, shc::TrustStore> {
         self.trust.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -222,6 +222,17 @@ pub enum DoseState {
     Upcoming,
 }
 
+impl From<schedule::DoseState> for DoseState {
+    fn from(s: schedule::DoseState) -> Self {
+        match s {
+            schedule::DoseState::Done => DoseState::Done,
+            schedule::DoseState::Due => DoseState::Due,
+            schedule::DoseState::Overdue => DoseState::Overdue,
+            schedule::DoseState::Upcoming => DoseState::Upcoming,
+        }
+    }
+}
+
 /// One dose of the schedule for a child.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct DoseStatus {
@@ -284,12 +295,7 @@ pub fn vaccination_schedule(
         .map(|s| DoseStatus {
             vaccine: s.vaccine.to_owned(),
             dose: s.dose,
-            state: match s.state {
-                schedule::DoseState::Done => DoseState::Done,
-                schedule::DoseState::Due => DoseState::Due,
-                schedule::DoseState::Overdue => DoseState::Overdue,
-                schedule::DoseState::Upcoming => DoseState::Upcoming,
-            },
+            state: s.state.into(),
             due_on: s.due_on.map(|d| d.to_string()),
             given_on: s.given_on.map(|d| d.to_string()),
         })

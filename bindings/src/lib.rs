@@ -10,11 +10,13 @@
 
 mod handbook;
 mod health;
+mod health_book;
 mod transit;
 mod vault;
 
 pub use handbook::*;
 pub use health::*;
+pub use health_book::*;
 pub use transit::*;
 pub use vault::*;
 

@@ -353,7 +353,7 @@ impl<'a> FeeLedger<'a> {
                 reason: "a payment must be positive".into(),
             });
         }
-        let entry = self.vault.transaction(|tx| {
+        let entry = self.vault.transaction(|tx| -> Result<_, FeeError> {
             let Some(mut entry) = tx.get_doc::<LedgerEntry>(&month.to_string())? else {
                 return Ok(None);
             };

@@ -512,7 +512,7 @@ impl<'a> MemberHandbook<'a> {
 
     /// Stores notices from the backend (keeping the read state of ones already here).
     pub fn upsert_notices(&self, notices: &[Notice]) -> Result<(), MemberError> {
-        Ok(self.vault.transaction(|tx| {
+        self.vault.transaction(|tx| {
             for n in notices {
                 let read = tx
                     .get_doc::<Notice>(&n.id)?
@@ -522,7 +522,7 @@ impl<'a> MemberHandbook<'a> {
                 tx.put_doc(&Notice { read, ..n.clone() })?;
             }
             Ok(())
-        })?)
+        })
     }
 
     /// Notices, newest first.

@@ -195,3 +195,43 @@ impl Schedule {
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
+
+/// The code system whose codes are this schedule's vaccine names (`HepB`, `BCG`, ...), for
+/// immunizations recorded by the app itself.
+pub const EPI_VACCINE_SYSTEM: &str = "urn:thudo:vn-epi:vaccine";
+/// CVX, the vaccine code system of SMART Health Cards and most FHIR immunizations.
+pub const CVX_SYSTEM: &str = "http://hl7.org/fhir/sid/cvx";
+
+/// The schedule's vaccine for a coded vaccine: a CVX code of a vaccine the schedule uses, or
+/// a code of [`EPI_VACCINE_SYSTEM`]. Other vaccines (COVID-19, influenza, ...) are `None`.
+pub fn vaccine_for(system: &str, code: &str) -> Option<&'static str> {
+    const EPI: &[&str] = &[
+        "HepB",
+        "BCG",
+        "DPT-HepB-Hib",
+        "OPV",
+        "IPV",
+        "Measles",
+        "JE",
+        "DPT",
+        "MR",
+        "DT",
+    ];
+    match system {
+        EPI_VACCINE_SYSTEM => EPI.iter().find(|v| v.eq_ignore_ascii_case(code)).copied(),
+        CVX_SYSTEM => Some(match code.trim_start_matches('0') {
+            "8" | "45" => "HepB",
+            "19" => "BCG",
+            "198" | "102" => "DPT-HepB-Hib",
+            "2" | "178" | "179" | "182" => "OPV",
+            "10" => "IPV",
+            "5" => "Measles",
+            "39" | "134" => "JE",
+            "1" | "20" | "106" | "107" => "DPT",
+            "4" => "MR",
+            "28" => "DT",
+            _ => return None,
+        }),
+        _ => None,
+    }
+}

@@ -115,6 +115,16 @@ struct TrustedKey {
     public_key: [u8; 65],
 }
 
+impl ShcError {
+    /// The snake_case reason code (`bad_signature`, `unknown_key`, ...), as the CLI prints it.
+    pub fn reason_code(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "refused".into())
+    }
+}
+
 /// Trusted issuers' keys (from their `/.well-known/jwks.json`) and revocation lists, loaded
 /// offline.
 #[derive(Debug, Clone, Default)]

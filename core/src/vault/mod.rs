@@ -234,12 +234,18 @@ impl Vault {
         result
     }
 
-    /// Runs `f` in one write transaction: all of its changes commit together or none do.
+    /// Runs `f` in one write transaction: all of its changes commit together or none do. `f`
+    /// may fail with a domain error (anything a [`VaultError`] converts into); its changes are
+    /// then rolled back and the error returned as is.
     ///
     /// Inside `f`, use the [`VaultTx`] it is given, never `self`: the vault's lock is held, and a
     /// call on `self` would wait for it forever.
-    pub fn transaction<T>(&self, f: impl FnOnce(&VaultTx<'_>) -> Result<T>) -> Result<T> {
-        self.with_state(|state| {
+    pub fn transaction<T, E: From<VaultError>>(
+        &self,
+        f: impl FnOnce(&VaultTx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let mut failure: Option<E> = None;
+        let outcome = self.with_state(|state| {
             let tx = state
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -248,10 +254,25 @@ impl Vault {
                 keys: &state.keys,
                 closed: &self.closed,
             };
-            let value = f(&vtx)?;
-            tx.commit()?;
-            Ok(value)
-        })
+            match f(&vtx) {
+                Ok(value) => {
+                    tx.commit()?;
+                    Ok(Some(value))
+                }
+                // Dropping `tx` rolls back.
+                Err(e) => {
+                    failure = Some(e);
+                    Ok(None)
+                }
+            }
+        });
+        match (outcome, failure) {
+            (_, Some(_)) if self.is_closed() => Err(VaultError::Closed.into()),
+            (_, Some(e)) => Err(e),
+            (Ok(Some(value)), None) => Ok(value),
+            (Err(e), None) => Err(e.into()),
+            (Ok(None), None) => Err(VaultError::Closed.into()),
+        }
     }
 
     fn read<T>(&self, f: impl FnOnce(&VaultTx<'_>) -> Result<T>) -> Result<T> {

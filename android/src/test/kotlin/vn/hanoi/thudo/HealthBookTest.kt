@@ -1,0 +1,68 @@
+package vn.hanoi.thudo
+
+import java.io.File
+import java.nio.file.Path
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+class HealthBookTest {
+    @TempDir
+    lateinit var dir: Path
+
+    private val fixtures: File = generateSequence(File(System.getProperty("user.dir")).absoluteFile) { it.parentFile }
+        .map { File(it, "shared/fixtures/shc") }
+        .first { it.isDirectory }
+
+    private fun read(name: String) = File(fixtures, name).readText().trim()
+
+    @Test
+    fun `import a card for a child, list immunizations, compute the schedule`() = runBlocking<Unit> {
+        Vault.openWithPassphrase(dir.resolve("health").toString(), "p", testOptions).use { vault ->
+            val book = HealthBook(vault)
+            val child = book.savePerson(HealthPerson("", "Trần Thu Hà", "2026-01-10", "female", "",
+                HealthInsurance("TE1010123456789", "2026-01-10", "", "Trạm y tế phường Láng")))
+            assertEquals("TE1010123456789", book.person(child)!!.insurance!!.number)
+
+            val verifier = HealthCardVerifier()
+            verifier.addJwks("https://spec.smarthealth.cards/examples/issuer", read("issuer/jwks.json"))
+            val qr = read("example-00-f-qr-code-numeric-value-0.txt")
+            val imported = book.importCardQr(verifier, listOf(qr), child, 1_790_000_000L)
+            assertEquals(3u, imported.byType["Immunization"])
+            assertEquals(listOf(child), imported.people)
+
+            val shots = book.records(child, HealthKind.IMMUNIZATION, null, null)
+            assertEquals(3, shots.size)
+            assertTrue(shots.all { it.provenance.source == RecordSource.HEALTH_CARD })
+            assertEquals("https://spec.smarthealth.cards/examples/issuer", shots[0].provenance.issuer)
+            assertEquals("207", shots.last().code) // CVX, COVID-19: not on the childhood schedule
+
+            // A dose entered by the parent counts for the schedule.
+            book.putResource("""{"resourceType":"Immunization","status":"completed",
+                "vaccineCode":{"coding":[{"system":"urn:thudo:vn-epi:vaccine","code":"HepB"}]},
+                "patient":{"reference":"Patient/$child"},"occurrenceDateTime":"2026-01-10"}""")
+            val schedule = book.vaccinationSchedule(child, "2026-03-20")
+            fun state(v: String, d: UInt) = schedule.first { it.vaccine == v && it.dose == d }.state
+            assertEquals(DoseState.DONE, state("HepB", 1u))
+            assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 1u))
+            assertEquals(DoseState.UPCOMING, state("Measles", 1u))
+
+            val ips = book.exportIps(child)
+            assertTrue(ips.contains("\"60591-5\"") && ips.contains("\"11369-6\""))
+
+            // A tampered card is refused with its reason and adds nothing.
+            val jws = read("example-00-d-jws.txt")
+            val tampered = jws.dropLast(3) + (if (jws[jws.length - 3] == 'A') 'B' else 'A') + jws.takeLast(2)
+            val refused = assertThrows<HealthBookException.CardRefused> {
+                runBlocking { book.importCardJws(verifier, tampered, child, 1_790_000_000L) }
+            }
+            assertEquals("bad_signature", refused.reason)
+            assertEquals(4, book.records(child, HealthKind.IMMUNIZATION, null, null).size)
+            assertThrows<HealthBookException.InvalidFhir> { runBlocking { book.importBundle("{}", null) } }
+            assertThrows<HealthBookException.NotFound> { runBlocking { book.vaccinationSchedule("nobody", "2026-03-20") } }
+        }
+    }
+}

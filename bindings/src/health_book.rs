@@ -1,0 +1,524 @@
+//! The health book for Kotlin and Swift: people, FHIR records, imports of bundles and verified
+//! health cards, the IPS export and the schedule from stored immunizations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thudo_core::health::{fhir, records, schedule, shc};
+
+use crate::health::{DoseState, DoseStatus, HealthCardVerifier};
+use crate::{blocking, unix_now, Internal};
+
+/// Errors of the health book. Nothing is stored when any is returned.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum HealthBookError {
+    /// The bundle or resource is not acceptable FHIR (not JSON, not a bundle, a bad entry).
+    #[error("invalid FHIR: {detail}")]
+    InvalidFhir {
+        /// What was wrong.
+        detail: String,
+    },
+    /// A field was rejected.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The person or record does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was missing.
+        what: String,
+    },
+    /// The health card failed a check and was not imported.
+    #[error("card refused ({reason}): {detail}")]
+    CardRefused {
+        /// The reason code, as `thudo health verify-shc` prints it (`bad_signature`,
+        /// `unknown_key`, `not_yet_valid`, `revoked`, ...).
+        reason: String,
+        /// The message.
+        detail: String,
+    },
+    /// Storage failed (closed vault, disk).
+    #[error("storage: {reason}")]
+    Storage {
+        /// The underlying error.
+        reason: String,
+    },
+    /// A bug in the library.
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl From<Internal> for HealthBookError {
+    fn from(Internal(reason): Internal) -> Self {
+        HealthBookError::Internal { reason }
+    }
+}
+
+impl From<shc::ShcError> for HealthBookError {
+    fn from(e: shc::ShcError) -> Self {
+        HealthBookError::CardRefused {
+            reason: e.reason_code(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<records::HealthError> for HealthBookError {
+    fn from(e: records::HealthError) -> Self {
+        use records::HealthError as E;
+        match e {
+            E::Fhir(f) => HealthBookError::InvalidFhir {
+                detail: f.to_string(),
+            },
+            E::Card(c) => c.into(),
+            E::Invalid { field, reason } => HealthBookError::Invalid { field, reason },
+            E::NotFound { what } => HealthBookError::NotFound { what },
+            E::Vault(v) => HealthBookError::Storage {
+                reason: v.to_string(),
+            },
+        }
+    }
+}
+
+/// The kinds of record, each one FHIR R4 resource type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum HealthKind {
+    /// Patient: the citizen or a dependant.
+    Patient,
+    /// Coverage: the health-insurance card.
+    Coverage,
+    /// Encounter: a visit.
+    Encounter,
+    /// Immunization.
+    Immunization,
+    /// AllergyIntolerance.
+    AllergyIntolerance,
+    /// Condition (ICD-10).
+    Condition,
+    /// MedicationRequest: a prescription.
+    MedicationRequest,
+    /// MedicationStatement: a medication taken.
+    MedicationStatement,
+    /// Observation: a result.
+    Observation,
+    /// DiagnosticReport.
+    DiagnosticReport,
+    /// Procedure.
+    Procedure,
+    /// Appointment: a follow-up.
+    Appointment,
+    /// ServiceRequest: a referral.
+    ServiceRequest,
+    /// Any other resource type, kept unchanged.
+    Other,
+}
+
+impl From<fhir::Kind> for HealthKind {
+    fn from(k: fhir::Kind) -> Self {
+        use fhir::Kind as K;
+        match k {
+            K::Patient => HealthKind::Patient,
+            K::Coverage => HealthKind::Coverage,
+            K::Encounter => HealthKind::Encounter,
+            K::Immunization => HealthKind::Immunization,
+            K::AllergyIntolerance => HealthKind::AllergyIntolerance,
+            K::Condition => HealthKind::Condition,
+            K::MedicationRequest => HealthKind::MedicationRequest,
+            K::MedicationStatement => HealthKind::MedicationStatement,
+            K::Observation => HealthKind::Observation,
+            K::DiagnosticReport => HealthKind::DiagnosticReport,
+            K::Procedure => HealthKind::Procedure,
+            K::Appointment => HealthKind::Appointment,
+            K::ServiceRequest => HealthKind::ServiceRequest,
+            K::Other => HealthKind::Other,
+        }
+    }
+}
+
+impl From<HealthKind> for fhir::Kind {
+    fn from(k: HealthKind) -> Self {
+        use fhir::Kind as K;
+        match k {
+            HealthKind::Patient => K::Patient,
+            HealthKind::Coverage => K::Coverage,
+            HealthKind::Encounter => K::Encounter,
+            HealthKind::Immunization => K::Immunization,
+            HealthKind::AllergyIntolerance => K::AllergyIntolerance,
+            HealthKind::Condition => K::Condition,
+            HealthKind::MedicationRequest => K::MedicationRequest,
+            HealthKind::MedicationStatement => K::MedicationStatement,
+            HealthKind::Observation => K::Observation,
+            HealthKind::DiagnosticReport => K::DiagnosticReport,
+            HealthKind::Procedure => K::Procedure,
+            HealthKind::Appointment => K::Appointment,
+            HealthKind::ServiceRequest => K::ServiceRequest,
+            HealthKind::Other => K::Other,
+        }
+    }
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RecordSource {
+    /// Entered on this device.
+    Entered,
+    /// Imported from an unsigned FHIR bundle.
+    FhirImport,
+    /// Imported from a SMART Health Card whose signature verified.
+    HealthCard,
+    /// Published by a facility through the backend.
+    Server,
+}
+
+/// Where a record came from and, for a health card, who signed it.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RecordProvenance {
+    /// The source.
+    pub source: RecordSource,
+    /// The card's issuer.
+    pub issuer: Option<String>,
+    /// The card's signing key id.
+    pub kid: Option<String>,
+    /// When the card was verified (unix seconds).
+    pub verified_at: Option<i64>,
+}
+
+/// One record: the FHIR resource and what an app lists.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct HealthEntry {
+    /// `Type/id`.
+    pub key: String,
+    /// The person (Patient id) it is about.
+    pub person_id: String,
+    /// Its kind.
+    pub kind: HealthKind,
+    /// The FHIR resource type.
+    pub resource_type: String,
+    /// Its clinical date as written (FHIR date or dateTime).
+    pub date: Option<String>,
+    /// What it is: vaccine, diagnosis, substance, test, medicine.
+    pub title: String,
+    /// The main code (ICD-10, LOINC, CVX, ...).
+    pub code: Option<String>,
+    /// The code's system.
+    pub code_system: Option<String>,
+    /// Status or clinical status.
+    pub status: Option<String>,
+    /// Value: a result, a dosage, a reaction, a dose number.
+    pub value: Option<String>,
+    /// A result's unit.
+    pub unit: Option<String>,
+    /// A result's reference range, `low-high`.
+    pub reference_range: Option<String>,
+    /// The facility or performer.
+    pub facility: Option<String>,
+    /// Where it came from.
+    pub provenance: RecordProvenance,
+    /// The whole FHIR resource as JSON (unknown fields and extensions included).
+    pub resource_json: String,
+}
+
+impl From<records::HealthRecord> for HealthEntry {
+    fn from(r: records::HealthRecord) -> Self {
+        let s = r.summary();
+        let kind = r.kind().into();
+        let p = r.provenance;
+        HealthEntry {
+            kind,
+            key: r.key,
+            person_id: r.person,
+            date: r.date,
+            title: s.title,
+            code: s.code,
+            code_system: s.code_system,
+            status: s.status,
+            value: s.value,
+            unit: s.unit,
+            reference_range: s.reference_range,
+            facility: s.facility,
+            provenance: RecordProvenance {
+                source: match p.source {
+                    records::Source::Entered => RecordSource::Entered,
+                    records::Source::FhirImport => RecordSource::FhirImport,
+                    records::Source::HealthCard => RecordSource::HealthCard,
+                    records::Source::Server => RecordSource::Server,
+                },
+                issuer: p.issuer,
+                kid: p.kid,
+                verified_at: p.verified_at,
+            },
+            resource_json: r.resource.to_string(),
+            resource_type: r.resource_type,
+        }
+    }
+}
+
+/// What an import stored.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct HealthImport {
+    /// Records stored (new or replaced).
+    pub stored: u32,
+    /// Stored records per resource type.
+    pub by_type: HashMap<String, u32>,
+    /// The people the import was about.
+    pub people: Vec<String>,
+    /// Entries not stored (a document's Composition, "no information" markers).
+    pub skipped: u32,
+}
+
+impl From<records::ImportSummary> for HealthImport {
+    fn from(s: records::ImportSummary) -> Self {
+        HealthImport {
+            stored: s.stored as u32,
+            by_type: s.by_type.into_iter().map(|(k, v)| (k, v as u32)).collect(),
+            people: s.people,
+            skipped: s.skipped as u32,
+        }
+    }
+}
+
+/// A BHYT health-insurance card.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HealthInsurance {
+    /// Card number.
+    pub number: String,
+    /// First valid day, `YYYY-MM-DD`.
+    pub valid_from: String,
+    /// Last valid day, `YYYY-MM-DD`, or empty.
+    pub valid_to: String,
+    /// Registered primary-care facility.
+    pub facility: String,
+}
+
+/// A person in the book (the citizen or a dependant) with their insurance card.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HealthPerson {
+    /// Patient id; empty to create.
+    pub id: String,
+    /// Full name.
+    pub full_name: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// `male`, `female`, `other` or `unknown`.
+    pub gender: String,
+    /// CCCD (12 digits) or empty.
+    pub citizen_id: String,
+    /// The insurance card, if any.
+    pub insurance: Option<HealthInsurance>,
+}
+
+impl From<HealthPerson> for records::Person {
+    fn from(p: HealthPerson) -> Self {
+        records::Person {
+            id: p.id,
+            full_name: p.full_name,
+            birth_date: p.birth_date,
+            gender: p.gender,
+            citizen_id: p.citizen_id,
+            insurance: p.insurance.map(|i| records::Insurance {
+                number: i.number,
+                valid_from: i.valid_from,
+                valid_to: i.valid_to,
+                facility: i.facility,
+            }),
+        }
+    }
+}
+
+impl From<records::Person> for HealthPerson {
+    fn from(p: records::Person) -> Self {
+        HealthPerson {
+            id: p.id,
+            full_name: p.full_name,
+            birth_date: p.birth_date,
+            gender: p.gender,
+            citizen_id: p.citizen_id,
+            insurance: p.insurance.map(|i| HealthInsurance {
+                number: i.number,
+                valid_from: i.valid_from,
+                valid_to: i.valid_to,
+                facility: i.facility,
+            }),
+        }
+    }
+}
+
+/// The health book stored in a vault.
+#[derive(uniffi::Object)]
+pub struct HealthBook {
+    vault: Arc<thudo_core::vault::Vault>,
+}
+
+impl HealthBook {
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(records::HealthBook<'_>) -> Result<T, records::HealthError> + Send + 'static,
+    ) -> Result<T, HealthBookError> {
+        let vault = self.vault.clone();
+        blocking(move || work(records::HealthBook::new(&vault)).map_err(HealthBookError::from))
+            .await
+    }
+}
+
+fn optional_now(now_unix: Option<i64>) -> i64 {
+    now_unix.unwrap_or_else(|| unix_now() as i64)
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl HealthBook {
+    /// The health book stored in `vault`.
+    #[uniffi::constructor]
+    pub fn new(vault: Arc<crate::vault::Vault>) -> Arc<Self> {
+        Arc::new(HealthBook {
+            vault: vault.core(),
+        })
+    }
+
+    /// Imports a FHIR R4 Bundle (IPS document or collection) in one transaction. With
+    /// `into_person`, its patient becomes that person; otherwise patients are matched by
+    /// identifier, or name and date of birth, and added when new.
+    pub async fn import_bundle(
+        &self,
+        bundle_json: String,
+        into_person: Option<String>,
+    ) -> Result<HealthImport, HealthBookError> {
+        self.run(move |b| b.import_bundle(&bundle_json, into_person.as_deref(), unix_now()))
+            .await
+            .map(Into::into)
+    }
+
+    /// Verifies a health card from its QR text(s) (one `shc:/` text or every chunk) with
+    /// `verifier`'s trusted keys at `now_unix` (default: now) and imports it with its provenance.
+    /// A card that fails any check is refused with `CardRefused` and nothing is stored.
+    pub async fn import_card_qr(
+        &self,
+        verifier: Arc<HealthCardVerifier>,
+        qr_texts: Vec<String>,
+        into_person: Option<String>,
+        now_unix: Option<i64>,
+    ) -> Result<HealthImport, HealthBookError> {
+        let texts: Vec<&str> = qr_texts.iter().map(String::as_str).collect();
+        let jws = shc::jws_from_qr(&texts)?;
+        self.import_card_jws(verifier, jws, into_person, now_unix)
+            .await
+    }
+
+    /// [`HealthBook::import_card_qr`] for a compact JWS (one card of a `.smart-health-card`
+    /// file, see `HealthCardVerifier.cardsInFile`).
+    pub async fn import_card_jws(
+        &self,
+        verifier: Arc<HealthCardVerifier>,
+        jws: String,
+        into_person: Option<String>,
+        now_unix: Option<i64>,
+    ) -> Result<HealthImport, HealthBookError> {
+        let now = optional_now(now_unix);
+        self.run(move |b| {
+            let trust = verifier.trust();
+            b.verify_and_import_card(&jws, &trust, now, into_person.as_deref())
+        })
+        .await
+        .map(Into::into)
+    }
+
+    /// Stores one FHIR resource entered on this device (an id is given when it has none) and
+    /// queues it for upload; returns its `Type/id`.
+    pub async fn put_resource(&self, resource_json: String) -> Result<String, HealthBookError> {
+        self.run(move |b| b.put_resource(&resource_json, unix_now()))
+            .await
+    }
+
+    /// Creates (empty id) or updates a person and their insurance card; returns the person id.
+    pub async fn save_person(&self, person: HealthPerson) -> Result<String, HealthBookError> {
+        self.run(move |b| b.save_person(&person.into(), unix_now()))
+            .await
+    }
+
+    /// A person and their insurance card.
+    pub async fn person(&self, id: String) -> Result<Option<HealthPerson>, HealthBookError> {
+        self.run(move |b| b.person(&id).map(|p| p.map(Into::into)))
+            .await
+    }
+
+    /// Everyone in the book, by name.
+    pub async fn people(&self) -> Result<Vec<HealthEntry>, HealthBookError> {
+        self.run(|b| {
+            b.people()
+                .map(|ps| ps.into_iter().map(Into::into).collect())
+        })
+        .await
+    }
+
+    /// A person's records, newest first: every kind or one, on days `from..=to`
+    /// (`YYYY-MM-DD`, either open).
+    pub async fn records(
+        &self,
+        person_id: String,
+        kind: Option<HealthKind>,
+        from: Option<String>,
+        to: Option<String>,
+    ) -> Result<Vec<HealthEntry>, HealthBookError> {
+        self.run(move |b| {
+            b.records(
+                &person_id,
+                kind.map(Into::into),
+                from.as_deref(),
+                to.as_deref(),
+            )
+            .map(|rs| rs.into_iter().map(Into::into).collect())
+        })
+        .await
+    }
+
+    /// A record by `Type/id`.
+    pub async fn record(&self, key: String) -> Result<Option<HealthEntry>, HealthBookError> {
+        self.run(move |b| b.get(&key).map(|r| r.map(Into::into)))
+            .await
+    }
+
+    /// Deletes a record; false when there was none.
+    pub async fn delete_record(&self, key: String) -> Result<bool, HealthBookError> {
+        self.run(move |b| b.delete(&key, unix_now())).await
+    }
+
+    /// The person's International Patient Summary, a FHIR `document` Bundle as JSON.
+    pub async fn export_ips(&self, person_id: String) -> Result<String, HealthBookError> {
+        let now = fhir::instant(unix_now() as i64);
+        self.run(move |b| b.export_ips(&person_id, &now).map(|v| v.to_string()))
+            .await
+    }
+
+    /// The childhood schedule (VN-EPI-2024) for a person on `today` (`YYYY-MM-DD`), from their
+    /// date of birth and stored immunizations.
+    pub async fn vaccination_schedule(
+        &self,
+        person_id: String,
+        today: String,
+    ) -> Result<Vec<DoseStatus>, HealthBookError> {
+        let day = schedule::parse_date(&today).ok_or_else(|| HealthBookError::Invalid {
+            field: "today".into(),
+            reason: "expected YYYY-MM-DD".into(),
+        })?;
+        self.run(move |b| b.schedule(&person_id, day))
+            .await
+            .map(|doses| {
+                doses
+                    .into_iter()
+                    .map(|s| DoseStatus {
+                        vaccine: s.vaccine.to_owned(),
+                        dose: s.dose,
+                        state: DoseState::from(s.state),
+                        due_on: s.due_on.map(|d| d.to_string()),
+                        given_on: s.given_on.map(|d| d.to_string()),
+                    })
+                    .collect()
+            })
+    }
+}

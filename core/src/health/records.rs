@@ -1,0 +1,863 @@
+//! The health book over the vault: FHIR resources of a citizen and the dependants they manage,
+//! encrypted, indexed (blind) by person and resource type, with their provenance. Imports run in
+//! one transaction: a bundle is stored whole or not at all.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Value};
+
+use super::fhir::{self, FhirError, Kind};
+use super::schedule::{self, DoseStatus, GivenDose, NaiveDate};
+use super::shc::{self, ShcError, TrustStore, VerifiedCard};
+use crate::crypto;
+use crate::sync::outbox;
+use crate::vault::{Document, Vault, VaultError, VaultTx};
+
+/// Errors of the health book. Nothing is stored when any is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthError {
+    /// The bundle or resource is not acceptable FHIR.
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    /// The health card failed verification.
+    #[error(transparent)]
+    Card(#[from] ShcError),
+    /// A field was rejected.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The person or record does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was missing.
+        what: String,
+    },
+    /// The vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> HealthError {
+    HealthError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Entered on this device.
+    Entered,
+    /// Imported from a FHIR bundle (not signed).
+    FhirImport,
+    /// Imported from a SMART Health Card whose signature verified.
+    HealthCard,
+    /// Published by a facility through the backend.
+    Server,
+}
+
+/// Where a record came from and, for a health card, who signed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// The source.
+    pub source: Source,
+    /// The card's issuer (`iss`).
+    pub issuer: Option<String>,
+    /// The card's signing key id.
+    pub kid: Option<String>,
+    /// When the card was verified (unix seconds).
+    pub verified_at: Option<i64>,
+}
+
+impl Provenance {
+    /// Provenance without a signer.
+    pub fn of(source: Source) -> Provenance {
+        Provenance {
+            source,
+            issuer: None,
+            kid: None,
+            verified_at: None,
+        }
+    }
+}
+
+/// One stored record: a FHIR R4 resource, whole, with what the book indexes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HealthRecord {
+    /// `Type/id`.
+    pub key: String,
+    /// The Patient id it is about (the Patient's own id for a Patient; empty for supporting
+    /// resources such as an Organization).
+    pub person: String,
+    /// The resource type.
+    pub resource_type: String,
+    /// Its clinical date as written (see [`fhir::clinical_date`]).
+    pub date: Option<String>,
+    /// The resource.
+    pub resource: Value,
+    /// Where it came from.
+    pub provenance: Provenance,
+    /// When it was stored (unix seconds).
+    pub updated_at: u64,
+}
+
+impl Document for HealthRecord {
+    const COLLECTION: &'static str = "health.records";
+    fn id(&self) -> String {
+        self.key.clone()
+    }
+    fn index(&self) -> Vec<(String, String)> {
+        vec![
+            ("person".into(), self.person.clone()),
+            ("type".into(), self.resource_type.clone()),
+            (
+                "person_type".into(),
+                format!("{}\u{1f}{}", self.person, self.resource_type),
+            ),
+        ]
+    }
+}
+
+impl HealthRecord {
+    /// Its kind.
+    pub fn kind(&self) -> Kind {
+        Kind::of(&self.resource_type)
+    }
+
+    /// Its summary for lists.
+    pub fn summary(&self) -> fhir::Summary {
+        fhir::summary(&self.resource)
+    }
+
+    fn day(&self) -> Option<String> {
+        self.date.as_deref().and_then(fhir::day_of)
+    }
+}
+
+/// What an import stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    /// Records stored (new or replaced).
+    pub stored: usize,
+    /// Stored records per resource type.
+    pub by_type: BTreeMap<String, usize>,
+    /// The people (Patient ids) the bundle was about, after matching to people already in the
+    /// book.
+    pub people: Vec<String>,
+    /// Entries not stored: the Composition of a document and IPS "no information" markers.
+    pub skipped: usize,
+}
+
+/// A person's profile and health-insurance card, as the app edits it; stored as a FHIR Patient
+/// (with the CCCD as an identifier) and a Coverage (the BHYT card).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// Patient id; empty to create a new person.
+    pub id: String,
+    /// Full name as written.
+    pub full_name: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// `male`, `female`, `other` or `unknown`.
+    pub gender: String,
+    /// Citizen ID (CCCD), 12 digits, or empty (children may have none).
+    pub citizen_id: String,
+    /// The health-insurance card, if any.
+    pub insurance: Option<Insurance>,
+}
+
+/// A BHYT card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insurance {
+    /// Card number.
+    pub number: String,
+    /// First valid day, `YYYY-MM-DD`.
+    pub valid_from: String,
+    /// Last valid day, `YYYY-MM-DD` (empty when open-ended).
+    pub valid_to: String,
+    /// The registered primary-care facility.
+    pub facility: String,
+}
+
+/// The health book in a vault.
+pub struct HealthBook<'a> {
+    vault: &'a Vault,
+}
+
+fn random_id() -> Result<String, HealthError> {
+    let mut b = [0u8; 16];
+    crypto::fill_random(&mut b).map_err(|_| VaultError::Io {
+        reason: "system random source failed".into(),
+    })?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn normalized_name(patient: &Value) -> String {
+    fhir::patient_name(patient)
+        .to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn identifiers(patient: &Value) -> Vec<(String, String)> {
+    patient
+        .get("identifier")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|i| {
+                    Some((
+                        i.get("system")?.as_str()?.to_owned(),
+                        i.get("value")?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The same person: a shared identifier, or the same name and date of birth.
+fn same_person(a: &Value, b: &Value) -> bool {
+    let ids_b = identifiers(b);
+    if identifiers(a).iter().any(|i| ids_b.contains(i)) {
+        return true;
+    }
+    let birth = |p: &Value| {
+        p.get("birthDate")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    birth(a).is_some() && birth(a) == birth(b) && {
+        let name = normalized_name(a);
+        !name.is_empty() && name == normalized_name(b)
+    }
+}
+
+/// Fills what `stored` lacks from `incoming` and unions the identifiers.
+fn merge_patient(stored: &Value, incoming: &Value) -> Value {
+    let mut merged = stored.clone();
+    let (Some(m), Some(inc)) = (merged.as_object_mut(), incoming.as_object()) else {
+        return merged;
+    };
+    for (k, v) in inc {
+        if k != "id" && k != "identifier" && !m.contains_key(k) {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(Value::Array(new_ids)) = inc.get("identifier") {
+        let ids = m
+            .entry("identifier")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(ids) = ids {
+            for id in new_ids {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// Checks the date a record is placed by and, for a record entered here, the reference to its
+/// person (imported cards in the wild omit it; they are filed under the bundle's person).
+fn validate(resource: &Value, require_subject: bool) -> Result<(), HealthError> {
+    if let Some(date) = fhir::clinical_date(resource) {
+        if fhir::day_of(&date).is_none() {
+            return Err(invalid("date", format!("{date} is not a FHIR date")));
+        }
+    }
+    let kind = fhir::resource_type(resource).map(Kind::of);
+    if require_subject
+        && !matches!(kind, Some(Kind::Patient | Kind::Other))
+        && fhir::person_of(resource).is_none()
+    {
+        return Err(invalid(
+            "subject",
+            "a clinical record must reference its Patient",
+        ));
+    }
+    Ok(())
+}
+
+impl<'a> HealthBook<'a> {
+    /// The health book in `vault`.
+    pub fn new(vault: &'a Vault) -> Self {
+        HealthBook { vault }
+    }
+
+    /// Imports a FHIR R4 Bundle (an IPS document, a collection, a search set). With
+    /// `into_person`, the bundle's one Patient (or, without a Patient, every patient reference)
+    /// becomes that person; otherwise each Patient is matched to a person already in the book by
+    /// identifier, or by name and date of birth, and is added when new.
+    pub fn import_bundle(
+        &self,
+        bundle_json: &str,
+        into_person: Option<&str>,
+        now: u64,
+    ) -> Result<ImportSummary, HealthError> {
+        let seed = format!("bundle:{bundle_json}");
+        let resources = fhir::read_bundle(bundle_json, &seed)?;
+        self.import_resources(
+            resources,
+            Provenance::of(Source::FhirImport),
+            into_person,
+            now,
+        )
+    }
+
+    /// Imports a verified SMART Health Card (see [`super::shc::verify`]) with its provenance:
+    /// issuer, key id and time of verification. `jws` names the card's records stably, so
+    /// importing the same card again replaces rather than duplicates.
+    pub fn import_card(
+        &self,
+        card: &VerifiedCard,
+        jws: &str,
+        into_person: Option<&str>,
+        now: u64,
+    ) -> Result<ImportSummary, HealthError> {
+        let resources = fhir::resources_of_bundle(card.fhir_bundle.clone(), jws)?;
+        let provenance = Provenance {
+            source: Source::HealthCard,
+            issuer: Some(card.issuer.clone()),
+            kid: Some(card.kid.clone()),
+            verified_at: Some(card.verified_at),
+        };
+        self.import_resources(resources, provenance, into_person, now)
+    }
+
+    /// Verifies a card (compact JWS) against `trust` at `now_unix` and imports it; a card that
+    /// fails any check is not imported and its reason is returned.
+    pub fn verify_and_import_card(
+        &self,
+        jws: &str,
+        trust: &TrustStore,
+        now_unix: i64,
+        into_person: Option<&str>,
+    ) -> Result<ImportSummary, HealthError> {
+        let card = shc::verify(jws, trust, now_unix)?;
+        self.import_card(&card, jws.trim(), into_person, now_unix.max(0) as u64)
+    }
+
+    /// Stores records published by the backend (server-authoritative: they replace local
+    /// copies and are not queued for upload).
+    pub fn store_from_server(&self, resources: Vec<Value>, now: u64) -> Result<usize, HealthError> {
+        let summary =
+            self.import_resources(resources, Provenance::of(Source::Server), None, now)?;
+        Ok(summary.stored)
+    }
+
+    fn import_resources(
+        &self,
+        resources: Vec<Value>,
+        provenance: Provenance,
+        into_person: Option<&str>,
+        now: u64,
+    ) -> Result<ImportSummary, HealthError> {
+        let mut summary = ImportSummary::default();
+        let mut kept = Vec::with_capacity(resources.len());
+        for (index, r) in resources.into_iter().enumerate() {
+            let rtype = fhir::resource_type(&r).unwrap_or("");
+            if rtype == "Composition" || fhir::is_absent_marker(&r) {
+                summary.skipped += 1;
+                continue;
+            }
+            if fhir::key_of(&r).is_none() {
+                return Err(FhirError::BadResource {
+                    index,
+                    detail: "resource without a valid id".into(),
+                }
+                .into());
+            }
+            kept.push(r);
+        }
+        let queue = provenance.source != Source::Server;
+        self.vault.transaction(|tx| {
+            let known: Vec<HealthRecord> = tx.query_docs("type", "Patient")?;
+            let mut renames: HashMap<String, String> = HashMap::new();
+            let mut merged: HashMap<String, Value> = HashMap::new();
+            let patients: Vec<&Value> = kept
+                .iter()
+                .filter(|r| fhir::resource_type(r) == Some("Patient"))
+                .collect();
+            if let Some(target) = into_person {
+                let stored = known.iter().find(|k| k.person == target).ok_or_else(|| {
+                    HealthError::NotFound {
+                        what: format!("person {target}"),
+                    }
+                })?;
+                match patients.as_slice() {
+                    [] => {
+                        for r in &kept {
+                            let mut refs = Vec::new();
+                            fhir::references(r, &mut refs);
+                            for old in refs.into_iter().filter(|x| x.starts_with("Patient/")) {
+                                renames.insert(old, stored.key.clone());
+                            }
+                        }
+                    }
+                    [p] => {
+                        let key = fhir::key_of(p).unwrap_or_default();
+                        renames.insert(key, stored.key.clone());
+                        merged.insert(stored.key.clone(), merge_patient(&stored.resource, p));
+                    }
+                    _ => return Err(invalid("into_person", "the bundle has several patients")),
+                }
+            } else {
+                for p in &patients {
+                    let key = fhir::key_of(p).unwrap_or_default();
+                    let same_key = known.iter().find(|k| k.key == key);
+                    let matched =
+                        same_key.or_else(|| known.iter().find(|k| same_person(&k.resource, p)));
+                    if let Some(existing) = matched {
+                        renames.insert(key, existing.key.clone());
+                        merged.insert(existing.key.clone(), merge_patient(&existing.resource, p));
+                    }
+                }
+            }
+            // Records that name no patient are filed under the bundle's one person.
+            let default_person = match (into_person, patients.as_slice()) {
+                (Some(target), _) => target.to_owned(),
+                (None, [p]) => {
+                    let key = fhir::key_of(p).unwrap_or_default();
+                    renames
+                        .get(&key)
+                        .unwrap_or(&key)
+                        .trim_start_matches("Patient/")
+                        .to_owned()
+                }
+                _ => String::new(),
+            };
+            for mut r in kept.iter().cloned() {
+                let key = fhir::key_of(&r).unwrap_or_default();
+                if let Some(target) = renames.get(&key) {
+                    match merged.remove(target) {
+                        Some(m) => r = m,
+                        None => continue, // a second Patient merged into the same person
+                    }
+                }
+                fhir::rewrite_references(&mut r, &|old| renames.get(old).cloned());
+                validate(&r, false)?;
+                let mut record = self.record(r, provenance.clone(), now)?;
+                if record.person.is_empty() && Kind::of(&record.resource_type) != Kind::Other {
+                    record.person = default_person.clone();
+                }
+                if record.resource_type == "Patient" && !summary.people.contains(&record.person) {
+                    summary.people.push(record.person.clone());
+                }
+                *summary
+                    .by_type
+                    .entry(record.resource_type.clone())
+                    .or_default() += 1;
+                summary.stored += 1;
+                put(tx, &record, queue, now)?;
+            }
+            Ok(summary)
+        })
+    }
+
+    fn record(
+        &self,
+        resource: Value,
+        provenance: Provenance,
+        now: u64,
+    ) -> Result<HealthRecord, HealthError> {
+        let key = fhir::key_of(&resource).ok_or_else(|| invalid("id", "missing or invalid"))?;
+        let resource_type = fhir::resource_type(&resource).unwrap_or("").to_owned();
+        Ok(HealthRecord {
+            key,
+            person: fhir::person_of(&resource).unwrap_or_default(),
+            date: fhir::clinical_date(&resource),
+            resource_type,
+            resource,
+            provenance,
+            updated_at: now,
+        })
+    }
+
+    /// Stores one resource entered on this device (a new id is given when it has none) and
+    /// queues it for upload; returns its `Type/id`. A clinical record must reference a person
+    /// already in the book.
+    pub fn put_resource(&self, resource_json: &str, now: u64) -> Result<String, HealthError> {
+        let mut resource: Value =
+            serde_json::from_str(resource_json).map_err(|e| FhirError::NotJson {
+                detail: e.to_string(),
+            })?;
+        let rtype = fhir::resource_type(&resource)
+            .ok_or_else(|| invalid("resourceType", "missing or malformed"))?;
+        if matches!(rtype, "Bundle" | "Composition") {
+            return Err(invalid("resourceType", format!("{rtype} is not a record")));
+        }
+        match resource.get("id") {
+            None => resource["id"] = Value::String(random_id()?),
+            Some(Value::String(id)) if fhir::is_valid_id(id) => {}
+            Some(_) => return Err(invalid("id", "not a valid FHIR id")),
+        }
+        validate(&resource, true)?;
+        let record = self.record(resource, Provenance::of(Source::Entered), now)?;
+        self.vault.transaction(|tx| {
+            if record.resource_type != "Patient" && !record.person.is_empty() {
+                let person_key = format!("Patient/{}", record.person);
+                if tx.get_doc::<HealthRecord>(&person_key)?.is_none() {
+                    return Err(HealthError::NotFound {
+                        what: format!("person {}", record.person),
+                    });
+                }
+            }
+            put(tx, &record, true, now)
+        })?;
+        Ok(record.key)
+    }
+
+    /// Creates or updates a person (Patient) and their insurance card (Coverage); returns the
+    /// person id. Fields the app does not edit stay as they were.
+    pub fn save_person(&self, person: &Person, now: u64) -> Result<String, HealthError> {
+        if person.full_name.trim().is_empty() {
+            return Err(invalid("full_name", "is required"));
+        }
+        let born = schedule::parse_date(&person.birth_date)
+            .ok_or_else(|| invalid("birth_date", "expected YYYY-MM-DD"))?;
+        if !matches!(
+            person.gender.as_str(),
+            "male" | "female" | "other" | "unknown"
+        ) {
+            return Err(invalid("gender", "male, female, other or unknown"));
+        }
+        if !person.citizen_id.is_empty()
+            && (person.citizen_id.len() != 12
+                || !person.citizen_id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid("citizen_id", "a CCCD number has 12 digits"));
+        }
+        if let Some(card) = &person.insurance {
+            if card.number.trim().is_empty() {
+                return Err(invalid("insurance.number", "is required"));
+            }
+            let from = schedule::parse_date(&card.valid_from)
+                .ok_or_else(|| invalid("insurance.valid_from", "expected YYYY-MM-DD"))?;
+            if !card.valid_to.is_empty() {
+                let to = schedule::parse_date(&card.valid_to)
+                    .ok_or_else(|| invalid("insurance.valid_to", "expected YYYY-MM-DD"))?;
+                if to < from {
+                    return Err(invalid("insurance.valid_to", "is before valid_from"));
+                }
+            }
+        }
+        let id = match person.id.as_str() {
+            "" => random_id()?,
+            id if fhir::is_valid_id(id) => id.to_owned(),
+            _ => return Err(invalid("id", "not a valid FHIR id")),
+        };
+        let key = format!("Patient/{id}");
+        self.vault.transaction(|tx| {
+            let existing = tx.get_doc::<HealthRecord>(&key)?;
+            if existing.is_none() && !person.id.is_empty() {
+                return Err(HealthError::NotFound {
+                    what: format!("person {id}"),
+                });
+            }
+            let mut patient = existing
+                .map(|r| r.resource)
+                .unwrap_or_else(|| json!({"resourceType": "Patient", "id": id}));
+            patient["name"] = json!([{"text": person.full_name.trim()}]);
+            patient["birthDate"] = json!(born.to_string());
+            patient["gender"] = json!(person.gender);
+            let mut ids: Vec<Value> = patient["identifier"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| i["system"] != fhir::CCCD_SYSTEM)
+                .collect();
+            if !person.citizen_id.is_empty() {
+                ids.push(json!({"system": fhir::CCCD_SYSTEM, "value": person.citizen_id}));
+            }
+            patient["identifier"] = Value::Array(ids);
+            let record = self.record(patient, Provenance::of(Source::Entered), now)?;
+            put(tx, &record, true, now)?;
+            let coverage_key = format!("Coverage/bhyt-{id}");
+            match &person.insurance {
+                Some(card) => {
+                    let mut coverage = tx
+                        .get_doc::<HealthRecord>(&coverage_key)?
+                        .map(|r| r.resource)
+                        .unwrap_or_else(|| {
+                            json!({"resourceType": "Coverage", "id": format!("bhyt-{id}"), "status": "active"})
+                        });
+                    coverage["beneficiary"] = json!({"reference": key});
+                    coverage["subscriberId"] = json!(card.number);
+                    coverage["identifier"] =
+                        json!([{"system": fhir::BHYT_SYSTEM, "value": card.number}]);
+                    let mut period = json!({"start": card.valid_from});
+                    if !card.valid_to.is_empty() {
+                        period["end"] = json!(card.valid_to);
+                    }
+                    coverage["period"] = period;
+                    coverage["payor"] = json!([{"display": "Bảo hiểm xã hội Việt Nam"}]);
+                    if card.facility.is_empty() {
+                        if let Some(c) = coverage.as_object_mut() {
+                            c.remove("class");
+                        }
+                    } else {
+                        coverage["class"] = json!([{
+                            "type": {"text": "registered primary care facility"},
+                            "value": card.facility,
+                        }]);
+                    }
+                    let record = self.record(coverage, Provenance::of(Source::Entered), now)?;
+                    put(tx, &record, true, now)?;
+                }
+                None => {
+                    if tx.delete(HealthRecord::COLLECTION, &coverage_key)? {
+                        outbox::enqueue(
+                            tx,
+                            HealthRecord::COLLECTION,
+                            &coverage_key,
+                            "delete",
+                            Value::Null,
+                            now,
+                        )?;
+                    }
+                }
+            }
+            Ok(id)
+        })
+    }
+
+    /// A person and their insurance card.
+    pub fn person(&self, id: &str) -> Result<Option<Person>, HealthError> {
+        let Some(patient) = self
+            .vault
+            .get_doc::<HealthRecord>(&format!("Patient/{id}"))?
+        else {
+            return Ok(None);
+        };
+        let coverage = self
+            .records(id, Some(Kind::Coverage), None, None)?
+            .into_iter()
+            .next();
+        let p = &patient.resource;
+        let text = |v: &Value, path: &str| {
+            v.pointer(path)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        Ok(Some(Person {
+            id: id.to_owned(),
+            full_name: fhir::patient_name(p),
+            birth_date: text(p, "/birthDate"),
+            gender: text(p, "/gender"),
+            citizen_id: identifiers(p)
+                .into_iter()
+                .find(|(s, _)| s == fhir::CCCD_SYSTEM)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+            insurance: coverage.map(|c| Insurance {
+                number: text(&c.resource, "/subscriberId"),
+                valid_from: text(&c.resource, "/period/start"),
+                valid_to: text(&c.resource, "/period/end"),
+                facility: text(&c.resource, "/class/0/value"),
+            }),
+        }))
+    }
+
+    /// Everyone in the book (their Patient records), by name.
+    pub fn people(&self) -> Result<Vec<HealthRecord>, HealthError> {
+        let mut people: Vec<HealthRecord> = self.vault.query_docs("type", "Patient")?;
+        people.sort_by_key(|p| fhir::patient_name(&p.resource));
+        Ok(people)
+    }
+
+    /// A record by `Type/id`.
+    pub fn get(&self, key: &str) -> Result<Option<HealthRecord>, HealthError> {
+        Ok(self.vault.get_doc(key)?)
+    }
+
+    /// A person's records, newest first: all, or one kind ([`Kind::Other`]: every type the book
+    /// does not model), on days `from..=to` (`YYYY-MM-DD`, either open). Records without a date
+    /// are left out when a range is given.
+    pub fn records(
+        &self,
+        person: &str,
+        kind: Option<Kind>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<Vec<HealthRecord>, HealthError> {
+        let bound = |field: &str, v: Option<&str>| match v {
+            None => Ok(None),
+            Some(d) => schedule::parse_date(d)
+                .map(|d| Some(d.to_string()))
+                .ok_or_else(|| invalid(field, "expected YYYY-MM-DD")),
+        };
+        let (from, to) = (bound("from", from)?, bound("to", to)?);
+        let mut out: Vec<HealthRecord> = match kind.and_then(resource_type_of) {
+            Some(t) => self
+                .vault
+                .query_docs("person_type", &format!("{person}\u{1f}{t}"))?,
+            None => self.vault.query_docs("person", person)?,
+        };
+        if kind == Some(Kind::Other) {
+            out.retain(|r| r.kind() == Kind::Other);
+        }
+        if from.is_some() || to.is_some() {
+            out.retain(|r| {
+                r.day().is_some_and(|d| {
+                    from.as_ref().is_none_or(|f| &d >= f) && to.as_ref().is_none_or(|t| &d <= t)
+                })
+            });
+        }
+        out.sort_by(|a, b| b.day().cmp(&a.day()).then_with(|| a.key.cmp(&b.key)));
+        Ok(out)
+    }
+
+    /// Deletes a record (and queues the deletion); false when there was none.
+    pub fn delete(&self, key: &str, now: u64) -> Result<bool, HealthError> {
+        Ok(self.vault.transaction(|tx| {
+            let gone = tx.delete(HealthRecord::COLLECTION, key)?;
+            if gone {
+                outbox::enqueue(
+                    tx,
+                    HealthRecord::COLLECTION,
+                    key,
+                    "delete",
+                    Value::Null,
+                    now,
+                )?;
+            }
+            Ok::<_, VaultError>(gone)
+        })?)
+    }
+
+    /// The person's International Patient Summary (see [`fhir::ips_document`]): their records
+    /// and the supporting resources those reference. `timestamp` is RFC 3339.
+    pub fn export_ips(&self, person: &str, timestamp: &str) -> Result<Value, HealthError> {
+        let patient =
+            self.get(&format!("Patient/{person}"))?
+                .ok_or_else(|| HealthError::NotFound {
+                    what: format!("person {person}"),
+                })?;
+        let mut resources: Vec<Value> = self
+            .vault
+            .query_docs::<HealthRecord>("person", person)?
+            .into_iter()
+            .filter(|r| r.resource_type != "Patient")
+            .map(|r| r.resource)
+            .collect();
+        // Supporting resources (Organization, Practitioner, Medication, ...) that records point to.
+        let mut included: std::collections::HashSet<String> =
+            resources.iter().filter_map(fhir::key_of).collect();
+        included.insert(patient.key.clone());
+        let mut frontier = resources.clone();
+        while !frontier.is_empty() {
+            let mut refs = Vec::new();
+            frontier.iter().for_each(|r| fhir::references(r, &mut refs));
+            frontier.clear();
+            for key in refs {
+                if included.insert(key.clone()) {
+                    if let Some(found) = self.get(&key)? {
+                        frontier.push(found.resource.clone());
+                        resources.push(found.resource);
+                    }
+                }
+            }
+        }
+        resources.sort_by_key(|r| fhir::key_of(r).unwrap_or_default());
+        Ok(fhir::ips_document(&patient.resource, &resources, timestamp))
+    }
+
+    /// The person's immunizations that count for the childhood schedule.
+    pub fn given_doses(&self, person: &str) -> Result<Vec<GivenDose>, HealthError> {
+        let mut out = Vec::new();
+        for r in self.records(person, Some(Kind::Immunization), None, None)? {
+            let status = r.resource.get("status").and_then(Value::as_str);
+            if matches!(status, Some("not-done" | "entered-in-error")) {
+                continue;
+            }
+            let Some(date) = r.day().and_then(|d| schedule::parse_date(&d)) else {
+                continue;
+            };
+            let codings = r
+                .resource
+                .pointer("/vaccineCode/coding")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let vaccine = codings.iter().find_map(|c| {
+                schedule::vaccine_for(c.get("system")?.as_str()?, c.get("code")?.as_str()?)
+            });
+            if let Some(v) = vaccine {
+                out.push(GivenDose {
+                    vaccine: v.to_owned(),
+                    date,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The childhood schedule for a person on `today`, from their date of birth and recorded
+    /// immunizations.
+    pub fn schedule(&self, person: &str, today: NaiveDate) -> Result<Vec<DoseStatus>, HealthError> {
+        let patient =
+            self.get(&format!("Patient/{person}"))?
+                .ok_or_else(|| HealthError::NotFound {
+                    what: format!("person {person}"),
+                })?;
+        let birth = patient
+            .resource
+            .get("birthDate")
+            .and_then(Value::as_str)
+            .and_then(fhir::day_of)
+            .and_then(|d| schedule::parse_date(&d))
+            .ok_or_else(|| invalid("birthDate", "the person has no date of birth"))?;
+        if today < birth {
+            return Err(invalid("today", "is before the date of birth"));
+        }
+        let given = self.given_doses(person)?;
+        Ok(schedule::VN_EPI_2024.status(birth, &given, today))
+    }
+}
+
+/// The `resourceType` of a modelled kind.
+pub fn resource_type_of(kind: Kind) -> Option<&'static str> {
+    Some(match kind {
+        Kind::Patient => "Patient",
+        Kind::Coverage => "Coverage",
+        Kind::Encounter => "Encounter",
+        Kind::Immunization => "Immunization",
+        Kind::AllergyIntolerance => "AllergyIntolerance",
+        Kind::Condition => "Condition",
+        Kind::MedicationRequest => "MedicationRequest",
+        Kind::MedicationStatement => "MedicationStatement",
+        Kind::Observation => "Observation",
+        Kind::DiagnosticReport => "DiagnosticReport",
+        Kind::Procedure => "Procedure",
+        Kind::Appointment => "Appointment",
+        Kind::ServiceRequest => "ServiceRequest",
+        Kind::Other => return None,
+    })
+}
+
+fn put(tx: &VaultTx<'_>, record: &HealthRecord, queue: bool, now: u64) -> Result<(), HealthError> {
+    tx.put_doc(record)?;
+    if queue {
+        let payload = json!({"resource": record.resource, "provenance": record.provenance});
+        outbox::enqueue(
+            tx,
+            HealthRecord::COLLECTION,
+            &record.key,
+            "put",
+            payload,
+            now,
+        )?;
+    }
+    Ok(())
+}

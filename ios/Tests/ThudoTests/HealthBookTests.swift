@@ -1,0 +1,54 @@
+import Foundation
+import XCTest
+
+@testable import Thudo
+
+final class HealthBookTests: XCTestCase {
+    func read(_ name: String) throws -> String {
+        let dir = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
+        return try String(contentsOfFile: dir + "/" + name, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func testImportCardListImmunizationsComputeSchedule() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-health-\(UUID().uuidString)").path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let book = HealthBook(vault: vault)
+        let child = try await book.savePerson(person: HealthPerson(id: "", fullName: "Trần Thu Hà", birthDate: "2026-01-10",
+                                                                   gender: "female", citizenId: "", insurance: nil))
+        let verifier = HealthCardVerifier()
+        _ = try verifier.addJwks(issuer: "https://spec.smarthealth.cards/examples/issuer", jwksJson: try read("issuer/jwks.json"))
+        let imported = try await book.importCardQr(verifier: verifier, qrTexts: [try read("example-00-f-qr-code-numeric-value-0.txt")],
+                                                   intoPerson: child, nowUnix: 1_790_000_000)
+        XCTAssertEqual(imported.byType["Immunization"], 3)
+
+        let shots = try await book.records(personId: child, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(shots.count, 3)
+        XCTAssertTrue(shots.allSatisfy { $0.provenance.source == .healthCard && $0.provenance.verifiedAt == 1_790_000_000 })
+        let inRange = try await book.records(personId: child, kind: .immunization, from: "2021-01-01", to: "2021-01-31")
+        XCTAssertEqual(inRange.count, 2)
+
+        _ = try await book.putResource(resourceJson: """
+            {"resourceType":"Immunization","status":"completed",
+             "vaccineCode":{"coding":[{"system":"http://hl7.org/fhir/sid/cvx","code":"08"}]},
+             "patient":{"reference":"Patient/\(child)"},"occurrenceDateTime":"2026-01-10"}
+            """)
+        let schedule = try await book.vaccinationSchedule(personId: child, today: "2026-03-20")
+        func state(_ v: String, _ d: UInt32) -> DoseState? { schedule.first { $0.vaccine == v && $0.dose == d }?.state }
+        XCTAssertEqual(state("HepB", 1), .done)
+        XCTAssertEqual(state("BCG", 1), .overdue)
+        XCTAssertEqual(state("DPT-HepB-Hib", 1), .due)
+
+        do {
+            _ = try await book.importCardQr(verifier: HealthCardVerifier(), qrTexts: [try read("example-00-f-qr-code-numeric-value-0.txt")],
+                                            intoPerson: child, nowUnix: 1_790_000_000)
+            XCTFail("an untrusted card was imported")
+        } catch HealthBookError.CardRefused(let reason, _) {
+            XCTAssertEqual(reason, "unknown_key")
+        }
+        let after = try await book.records(personId: child, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(after.count, 4)
+        let ips = try await book.exportIps(personId: child)
+        XCTAssertTrue(ips.contains("\"11450-4\""))
+        vault.shutdown()
+    }
+}
