@@ -87,7 +87,6 @@ fn main() {
         times[n / 2].as_secs_f64() * 1e6,
         times[n * 95 / 100].as_secs_f64() * 1e6
     );
-    drop(book);
     drop(vault);
     let _ = std::fs::remove_dir_all(&tmp);
 }

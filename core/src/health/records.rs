@@ -826,6 +826,40 @@ impl<'a> HealthBook<'a> {
     }
 }
 
+/// Stores a record pulled from the backend inside the caller's transaction: `payload` is the
+/// resource, or `{"resource": .., "provenance": ..}` as devices push it (a record another device
+/// of the citizen imported keeps its provenance). Returns false, storing nothing, for a payload
+/// that is not a valid resource.
+pub fn store_pulled(tx: &VaultTx<'_>, payload: &Value, now: u64) -> Result<bool, HealthError> {
+    let (resource, provenance) = match payload.get("resource") {
+        Some(r) => (
+            r.clone(),
+            payload
+                .get("provenance")
+                .and_then(|p| serde_json::from_value::<Provenance>(p.clone()).ok())
+                .unwrap_or_else(|| Provenance::of(Source::Server)),
+        ),
+        None => (payload.clone(), Provenance::of(Source::Server)),
+    };
+    let Some(key) = fhir::key_of(&resource) else {
+        return Ok(false);
+    };
+    if validate(&resource, false).is_err() {
+        return Ok(false);
+    }
+    let record = HealthRecord {
+        key,
+        person: fhir::person_of(&resource).unwrap_or_default(),
+        resource_type: fhir::resource_type(&resource).unwrap_or("").to_owned(),
+        date: fhir::clinical_date(&resource),
+        resource,
+        provenance,
+        updated_at: now,
+    };
+    tx.put_doc(&record)?;
+    Ok(true)
+}
+
 /// The `resourceType` of a modelled kind.
 pub fn resource_type_of(kind: Kind) -> Option<&'static str> {
     Some(match kind {

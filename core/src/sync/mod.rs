@@ -1,4 +1,10 @@
-//! Synchronisation with the backend. For now: the durable outbox that domain services write to
-//! in the same transaction as the change it describes (the push and pull client is issue 4).
+//! Synchronisation with the backend (docs/protocol/sync.md): the durable [`outbox`] that domain
+//! services write in the same transaction as their change, the [`protocol`] messages, the
+//! [`hlc`] that orders last-writer-wins writes, how pulled changes are [`apply`]-ed, and the
+//! [`client`] that pushes and pulls over HTTP with retries.
 
+pub mod apply;
+pub mod client;
+pub mod hlc;
 pub mod outbox;
+pub mod protocol;

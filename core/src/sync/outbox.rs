@@ -1,10 +1,54 @@
 //! The durable outbox: one encrypted record per local mutation, written in the same vault
 //! transaction as the mutation, with an idempotency key so the server applies it exactly once.
 
+use super::hlc::Hlc;
 use crate::crypto;
 use crate::vault::{Document, Result, VaultError, VaultTx};
 
-const STATE_COLLECTION: &str = "sync.state";
+pub(crate) const STATE_COLLECTION: &str = "sync.state";
+/// The hybrid-logical-clock version of each record last written here or pulled.
+pub(crate) const VERSIONS_COLLECTION: &str = "sync.versions";
+
+pub(crate) fn version_id(collection: &str, record_id: &str) -> String {
+    format!("{collection}\u{1f}{record_id}")
+}
+
+fn state_text(tx: &VaultTx<'_>, key: &str) -> Result<Option<String>> {
+    Ok(tx
+        .get(STATE_COLLECTION, key)?
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned()))
+}
+
+/// This device's node name in clocks: random, made once.
+pub(crate) fn node_id(tx: &VaultTx<'_>) -> Result<String> {
+    if let Some(node) = state_text(tx, "node")? {
+        return Ok(node);
+    }
+    let mut b = [0u8; 6];
+    crypto::fill_random(&mut b).map_err(|_| VaultError::Io {
+        reason: "system random source failed".into(),
+    })?;
+    let node: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    tx.put(STATE_COLLECTION, "node", &[], node.as_bytes())?;
+    Ok(node)
+}
+
+/// Advances the device's clock past `seen` (a clock read from the server).
+pub(crate) fn observe_hlc(tx: &VaultTx<'_>, seen: &Hlc) -> Result<()> {
+    let last = state_text(tx, "hlc")?.and_then(|t| Hlc::parse(&t));
+    if last.as_ref().is_none_or(|l| l < seen) {
+        tx.put(STATE_COLLECTION, "hlc", &[], seen.to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
+fn next_hlc(tx: &VaultTx<'_>, now_secs: u64) -> Result<String> {
+    let last = state_text(tx, "hlc")?.and_then(|t| Hlc::parse(&t));
+    let node = node_id(tx)?;
+    let next = Hlc::tick(last.as_ref(), now_secs.saturating_mul(1000), &node).to_string();
+    tx.put(STATE_COLLECTION, "hlc", &[], next.as_bytes())?;
+    Ok(next)
+}
 
 /// One pending mutation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +68,9 @@ pub struct OutboxEntry {
     pub payload: serde_json::Value,
     /// Device time of the change (unix seconds).
     pub created_at: u64,
+    /// Hybrid logical clock of the change (orders last-writer-wins collections).
+    #[serde(default)]
+    pub hlc: String,
 }
 
 impl Document for OutboxEntry {
@@ -57,6 +104,13 @@ pub fn enqueue(
     crypto::fill_random(&mut key).map_err(|_| VaultError::Io {
         reason: "system random source failed".into(),
     })?;
+    let hlc = next_hlc(tx, now)?;
+    tx.put(
+        VERSIONS_COLLECTION,
+        &version_id(collection, record_id),
+        &[],
+        hlc.as_bytes(),
+    )?;
     let entry = OutboxEntry {
         idempotency_key: key.iter().map(|b| format!("{b:02x}")).collect(),
         seq: next,
@@ -65,6 +119,7 @@ pub fn enqueue(
         op: op.to_owned(),
         payload,
         created_at: now,
+        hlc,
     };
     tx.put_doc(&entry)?;
     Ok(entry)
@@ -75,4 +130,15 @@ pub fn pending(tx: &VaultTx<'_>) -> Result<Vec<OutboxEntry>> {
     let mut entries = tx.list_docs::<OutboxEntry>()?;
     entries.sort_by_key(|e| e.seq);
     Ok(entries)
+}
+
+/// Removes delivered entries (by sequence number).
+pub fn remove(tx: &VaultTx<'_>, seqs: &[u64]) -> Result<usize> {
+    let mut removed = 0;
+    for seq in seqs {
+        if tx.delete(OutboxEntry::COLLECTION, &format!("{seq:020}"))? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

@@ -1,0 +1,950 @@
+//! The device's sync client: registers, pushes the outbox in batches, pulls each collection
+//! page by page with opaque cursors, retries with exponential backoff and jitter (honouring
+//! `Retry-After`), learns the clock offset to the server, and stops at once when cancelled.
+//!
+//! Every step is durable before the next: acknowledged outbox entries are removed in one vault
+//! transaction; each pulled page is applied together with its new cursor in one transaction. A
+//! crash or a cancellation anywhere loses nothing and applies nothing twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::apply::{self, Applied};
+use super::outbox::{self, OutboxEntry, STATE_COLLECTION};
+use super::protocol::{self, *};
+use crate::crypto;
+use crate::handbook::library::Library;
+use crate::vault::{Document, Vault, VaultError};
+
+/// How the client talks to the backend.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `https://...`, or `http://` to a loopback address only.
+    pub base_url: String,
+    /// Limit for one request, connection included.
+    pub request_timeout: Duration,
+    /// Limit for connecting.
+    pub connect_timeout: Duration,
+    /// Changes per pulled page.
+    pub page_size: u32,
+    /// Mutations per push.
+    pub push_batch: usize,
+    /// Attempts per request before giving up (at least 1).
+    pub max_attempts: u32,
+    /// First backoff; doubles each attempt, with full jitter.
+    pub backoff_base: Duration,
+    /// Longest backoff (and longest `Retry-After` honoured).
+    pub backoff_max: Duration,
+    /// SHA-256 of the server's SubjectPublicKeyInfo (DER): when not empty, the server's
+    /// certificate must carry one of these keys, on top of normal chain validation.
+    pub pinned_spki_sha256: Vec<[u8; 32]>,
+    /// Extra trust anchors (DER certificates), for a private CA.
+    pub extra_roots_der: Vec<Vec<u8>>,
+}
+
+impl SyncConfig {
+    /// Defaults for `base_url`: 20 s requests, 500-change pages, 200-mutation pushes, 6
+    /// attempts, backoff 0.5 s to 60 s.
+    pub fn new(base_url: &str) -> SyncConfig {
+        SyncConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            request_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(10),
+            page_size: 500,
+            push_batch: 200,
+            max_attempts: 6,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            pinned_spki_sha256: Vec::new(),
+            extra_roots_der: Vec::new(),
+        }
+    }
+}
+
+/// Why a sync stopped. After any of these the device's data is consistent: what was
+/// acknowledged is out of the outbox, what was pulled is applied with its cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The URL is not `https`, or `http` to a host that is not loopback.
+    #[error("insecure or invalid server URL {url}: {reason}")]
+    InsecureUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The device has not registered with this vault yet.
+    #[error("this device is not registered")]
+    NotRegistered,
+    /// The server refused the token.
+    #[error("the server refused this device's token")]
+    Unauthorized,
+    /// The server could not be reached or kept failing; try later.
+    #[error("server unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// The server refused the request for good (4xx).
+    #[error("refused by the server ({status} {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The error code of the body.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// The server answered with something that does not fit the protocol.
+    #[error("protocol violation: {detail}")]
+    Protocol {
+        /// What was wrong.
+        detail: String,
+    },
+    /// The client was closed.
+    #[error("sync cancelled")]
+    Cancelled,
+    /// The vault failed (or was closed).
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The library's file failed.
+    #[error("library: {0}")]
+    Library(String),
+}
+
+/// Progress, for a foreign observer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// Mutations pushed so far, of those pending at the start.
+    Pushed {
+        /// Acknowledged so far.
+        done: u64,
+        /// Pending at the start.
+        total: u64,
+    },
+    /// Changes pulled so far in a collection.
+    Pulled {
+        /// The collection.
+        collection: String,
+        /// Received so far.
+        received: u64,
+    },
+    /// A request failed and will be retried after a delay.
+    Retrying {
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// Delay before the next, ms.
+        delay_ms: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Receives progress. Called on the sync's task; must return quickly and must not call back
+/// into the sync client.
+pub trait SyncObserver: Send + Sync {
+    /// One progress event.
+    fn on_event(&self, event: &SyncEvent);
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Mutations acknowledged as applied.
+    pub pushed: u64,
+    /// Mutations the server had already applied (an earlier delivery).
+    pub duplicates: u64,
+    /// Mutations older than the server's copy (last-writer-wins).
+    pub superseded_on_server: u64,
+    /// Mutations refused for good (kept in `sync.rejected`).
+    pub rejected: u64,
+    /// Changes received.
+    pub pulled: u64,
+    /// Changes applied.
+    pub applied: u64,
+    /// Changes older than the local copy.
+    pub superseded_locally: u64,
+    /// Changes of unknown collections or unreadable payloads.
+    pub skipped: u64,
+    /// Failed requests that were retried.
+    pub retries: u64,
+    /// Server clock minus device clock, ms (from the fastest exchange).
+    pub clock_offset_ms: Option<i64>,
+    /// Wall time of the sync, ms.
+    pub elapsed_ms: u64,
+}
+
+/// The device's registration, kept encrypted in the vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Device id.
+    pub device_id: String,
+    /// Account id.
+    pub account_id: String,
+    /// Bearer token.
+    pub token: String,
+}
+
+impl Document for Registration {
+    const COLLECTION: &'static str = "sync.registration";
+    fn id(&self) -> String {
+        "device".into()
+    }
+}
+
+/// A rejected mutation, kept for support.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedMutation {
+    /// The entry.
+    pub entry: OutboxEntry,
+    /// Why the server refused it.
+    pub reason: String,
+}
+
+impl Document for RejectedMutation {
+    const COLLECTION: &'static str = "sync.rejected";
+    fn id(&self) -> String {
+        format!("{:020}", self.entry.seq)
+    }
+}
+
+/// The sync client. One per server; share it (`Arc`) and call [`SyncClient::sync`] whenever a
+/// network appears. [`SyncClient::close`] cancels work in flight.
+pub struct SyncClient {
+    http: reqwest::Client,
+    config: SyncConfig,
+    cancel: watch::Sender<bool>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks the URL: `https`, or `http` to loopback.
+fn check_url(url: &str) -> Result<(), SyncError> {
+    let bad = |reason: &str| SyncError::InsecureUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        "http" => Err(bad("plain HTTP is allowed to loopback only")),
+        _ => Err(bad("the scheme must be https")),
+    }
+}
+
+/// Checks the server key against pins after the usual chain validation.
+#[derive(Debug)]
+struct PinnedVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    pins: Vec<[u8; 32]>,
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo, the value to pin.
+pub fn spki_sha256(cert_der: &[u8]) -> Option<[u8; 32]> {
+    let der = CertificateDer::from(cert_der);
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    let spki = cert.subject_public_key_info();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, spki.as_ref()).as_ref());
+    Some(out)
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let key = spki_sha256(end_entity).ok_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ))?;
+        if self
+            .pins
+            .iter()
+            .any(|pin| crypto::constant_time_eq(pin, &key))
+        {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The TLS set-up: ring, Mozilla's roots plus any extra anchors, and pins when given.
+pub fn tls_config(
+    pins: &[[u8; 32]],
+    extra_roots_der: &[Vec<u8>],
+) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra_roots_der {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| format!("extra root: {e}"))?;
+    }
+    let roots = Arc::new(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    if pins.is_empty() {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    }
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+            inner,
+            pins: pins.to_vec(),
+        }))
+        .with_no_client_auth())
+}
+
+enum Attempt<T> {
+    Done(T),
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn now_secs() -> u64 {
+    (now_ms() / 1000).max(0) as u64
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.timestamp_millis() - now_ms();
+    Some(Duration::from_millis(wait.max(0) as u64))
+}
+
+struct Run<'a> {
+    observer: Option<&'a dyn SyncObserver>,
+    report: SyncReport,
+    best_rtt_ms: Option<i64>,
+}
+
+impl Run<'_> {
+    fn event(&self, e: SyncEvent) {
+        if let Some(o) = self.observer {
+            o.on_event(&e);
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SyncError::Protocol {
+            detail: format!("background work failed: {e}"),
+        })?
+}
+
+impl SyncClient {
+    /// A client for `config.base_url`. Refuses insecure URLs.
+    pub fn new(config: SyncConfig) -> Result<SyncClient, SyncError> {
+        check_url(&config.base_url)?;
+        let tls = tls_config(&config.pinned_spki_sha256, &config.extra_roots_der).map_err(|e| {
+            SyncError::InsecureUrl {
+                url: config.base_url.clone(),
+                reason: e,
+            }
+        })?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SyncError::InsecureUrl {
+                url: config.base_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let (cancel, _) = watch::channel(false);
+        Ok(SyncClient {
+            http,
+            config,
+            cancel,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// Cancels work in flight and refuses later calls with [`SyncError::Cancelled`].
+    pub fn close(&self) {
+        self.cancel.send_replace(true);
+    }
+
+    /// Whether [`SyncClient::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    fn check_open(&self) -> Result<(), SyncError> {
+        if self.is_closed() {
+            Err(SyncError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn cancelled(&self) {
+        let mut rx = self.cancel.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let cap = exp.min(self.config.backoff_max);
+        let mut r = [0u8; 4];
+        let _ = crypto::fill_random(&mut r);
+        // Full jitter: uniform in [cap/2, cap] keeps some spacing and spreads devices out.
+        let frac = 0.5 + (u32::from_le_bytes(r) as f64 / u32::MAX as f64) / 2.0;
+        cap.mul_f64(frac)
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        run: &mut Run<'_>,
+    ) -> Result<Attempt<T>, SyncError> {
+        let mut req = self.http.request(method.clone(), url);
+        if let Some(t) = token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        }
+        let sent = Instant::now();
+        let sent_wall = now_ms();
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Attempt::Retry {
+                    reason: format!("request failed: {e}"),
+                    after: None,
+                })
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(Attempt::Retry {
+                    reason: format!("body cut short: {e}"),
+                    after: None,
+                })
+            }
+        };
+        let rtt = sent.elapsed().as_millis() as i64;
+        if let Some(server_ms) = headers
+            .get(SERVER_TIME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            if run.best_rtt_ms.is_none_or(|best| rtt < best) {
+                run.best_rtt_ms = Some(rtt);
+                run.report.clock_offset_ms = Some(server_ms - (sent_wall + rtt / 2));
+            }
+        }
+        if status.is_success() {
+            return Ok(match serde_json::from_slice::<T>(&bytes) {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => Attempt::Retry {
+                    reason: format!("unreadable response: {e}"),
+                    after: None,
+                },
+            });
+        }
+        let transient = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT;
+        if transient {
+            return Ok(Attempt::Retry {
+                reason: format!("HTTP {}", status.as_u16()),
+                after: retry_after(&headers),
+            });
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(SyncError::Unauthorized);
+        }
+        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        Err(SyncError::Refused {
+            status: status.as_u16(),
+            code: body
+                .as_ref()
+                .map(|b| b.error.clone())
+                .unwrap_or_else(|| "http_error".into()),
+            message: body.map(|b| b.message).unwrap_or_default(),
+        })
+    }
+
+    /// One request with retries.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        run: &mut Run<'_>,
+    ) -> Result<T, SyncError> {
+        let url = format!("{}{}", self.config.base_url, path);
+        let max = self.config.max_attempts.max(1);
+        for attempt in 1..=max {
+            self.check_open()?;
+            let outcome = tokio::select! {
+                r = self.attempt::<T>(&method, &url, token, body.as_deref(), run) => r?,
+                _ = self.cancelled() => return Err(SyncError::Cancelled),
+            };
+            let (reason, after) = match outcome {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Retry { reason, after } => (reason, after),
+            };
+            if attempt == max {
+                return Err(SyncError::Unavailable {
+                    attempts: attempt,
+                    last: reason,
+                });
+            }
+            let delay = after
+                .map(|d| d.min(self.config.backoff_max))
+                .unwrap_or_else(|| self.backoff(attempt));
+            run.report.retries += 1;
+            run.event(SyncEvent::Retrying {
+                attempt,
+                delay_ms: delay.as_millis() as u64,
+                reason,
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.cancelled() => return Err(SyncError::Cancelled),
+            }
+        }
+        Err(SyncError::Unavailable {
+            attempts: max,
+            last: "no attempt made".into(),
+        })
+    }
+
+    /// Registers this device for a citizen and keeps the token, encrypted, in `vault`.
+    pub async fn register(
+        &self,
+        vault: Arc<Vault>,
+        request: &RegisterRequest,
+    ) -> Result<Registration, SyncError> {
+        let mut run = Run {
+            observer: None,
+            report: SyncReport::default(),
+            best_rtt_ms: None,
+        };
+        let body = serde_json::to_vec(request).map_err(|e| SyncError::Protocol {
+            detail: e.to_string(),
+        })?;
+        let r: RegisterResponse = self
+            .call(
+                Method::POST,
+                &format!("{API_PREFIX}/devices"),
+                None,
+                Some(body),
+                &mut run,
+            )
+            .await?;
+        let registration = Registration {
+            device_id: r.device_id,
+            account_id: r.account_id,
+            token: r.token,
+        };
+        let stored = registration.clone();
+        blocking(move || Ok(vault.put_doc(&stored)?)).await?;
+        Ok(registration)
+    }
+
+    /// The registration stored in `vault`, if any.
+    pub fn registration(vault: &Vault) -> Result<Option<Registration>, SyncError> {
+        Ok(vault.get_doc::<Registration>("device")?)
+    }
+
+    /// A GET or POST with the device's token (transit and other calls outside push/pull).
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        vault: Arc<Vault>,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, SyncError> {
+        let reg = blocking(move || Self::registration(&vault))
+            .await?
+            .ok_or(SyncError::NotRegistered)?;
+        let mut run = Run {
+            observer: None,
+            report: SyncReport::default(),
+            best_rtt_ms: None,
+        };
+        self.call(method, path, Some(&reg.token), body, &mut run)
+            .await
+    }
+
+    /// Pushes the outbox, then pulls every collection (library documents only when a library
+    /// is given). Returns what happened; on error, what was done stays done.
+    pub async fn sync(
+        &self,
+        vault: Arc<Vault>,
+        library: Option<Arc<Library>>,
+        observer: Option<&dyn SyncObserver>,
+    ) -> Result<SyncReport, SyncError> {
+        self.check_open()?;
+        let started = Instant::now();
+        let v = vault.clone();
+        let reg = blocking(move || Self::registration(&v))
+            .await?
+            .ok_or(SyncError::NotRegistered)?;
+        let mut run = Run {
+            observer,
+            report: SyncReport::default(),
+            best_rtt_ms: None,
+        };
+        self.push(&vault, &reg, &mut run).await?;
+        for spec in protocol::COLLECTIONS.iter().filter(|c| c.pullable) {
+            if spec.name == "handbook.documents" && library.is_none() {
+                continue;
+            }
+            self.pull(&vault, library.clone(), &reg, spec.name, &mut run)
+                .await?;
+        }
+        if let Some(offset) = run.report.clock_offset_ms {
+            let v = vault.clone();
+            blocking(move || {
+                Ok(v.put(
+                    STATE_COLLECTION,
+                    "clock_offset_ms",
+                    &[],
+                    offset.to_string().as_bytes(),
+                )?)
+            })
+            .await?;
+        }
+        run.report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(run.report)
+    }
+
+    async fn push(
+        &self,
+        vault: &Arc<Vault>,
+        reg: &Registration,
+        run: &mut Run<'_>,
+    ) -> Result<(), SyncError> {
+        let v = vault.clone();
+        let total = blocking(move || Ok(v.count(OutboxEntry::COLLECTION)?)).await?;
+        let mut done = 0u64;
+        let batch_size = self.config.push_batch.clamp(1, MAX_PUSH_BATCH);
+        loop {
+            let v = vault.clone();
+            let batch: Vec<OutboxEntry> = blocking(move || {
+                let mut all = v.transaction(outbox::pending)?;
+                all.truncate(batch_size);
+                Ok(all)
+            })
+            .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let request = PushRequest {
+                mutations: batch
+                    .iter()
+                    .map(|e| Mutation {
+                        idempotency_key: e.idempotency_key.clone(),
+                        seq: e.seq,
+                        collection: e.collection.clone(),
+                        record_id: e.record_id.clone(),
+                        op: e.op.clone(),
+                        payload: e.payload.clone(),
+                        hlc: e.hlc.clone(),
+                    })
+                    .collect(),
+            };
+            let body = serde_json::to_vec(&request).map_err(|e| SyncError::Protocol {
+                detail: e.to_string(),
+            })?;
+            let response: PushResponse = self
+                .call(
+                    Method::POST,
+                    &format!("{API_PREFIX}/sync/push"),
+                    Some(&reg.token),
+                    Some(body),
+                    run,
+                )
+                .await?;
+            if response.results.len() != batch.len()
+                || response
+                    .results
+                    .iter()
+                    .zip(&batch)
+                    .any(|(r, e)| r.idempotency_key != e.idempotency_key)
+            {
+                return Err(SyncError::Protocol {
+                    detail: "push results do not match the batch".into(),
+                });
+            }
+            for r in &response.results {
+                match &r.outcome {
+                    Outcome::Applied => run.report.pushed += 1,
+                    Outcome::Duplicate => run.report.duplicates += 1,
+                    Outcome::Superseded => run.report.superseded_on_server += 1,
+                    Outcome::Rejected { .. } => run.report.rejected += 1,
+                }
+            }
+            let v = vault.clone();
+            blocking(move || {
+                v.transaction(|tx| {
+                    for (r, e) in response.results.iter().zip(&batch) {
+                        if let Outcome::Rejected { reason } = &r.outcome {
+                            tx.put_doc(&RejectedMutation {
+                                entry: e.clone(),
+                                reason: reason.clone(),
+                            })?;
+                        }
+                    }
+                    let seqs: Vec<u64> = batch.iter().map(|e| e.seq).collect();
+                    outbox::remove(tx, &seqs)
+                })?;
+                Ok(())
+            })
+            .await?;
+            done += request.mutations.len() as u64;
+            run.event(SyncEvent::Pushed {
+                done,
+                total: total.max(done),
+            });
+        }
+    }
+
+    async fn pull(
+        &self,
+        vault: &Arc<Vault>,
+        library: Option<Arc<Library>>,
+        reg: &Registration,
+        collection: &'static str,
+        run: &mut Run<'_>,
+    ) -> Result<(), SyncError> {
+        let cursor_key = format!("cursor:{collection}");
+        let v = vault.clone();
+        let key = cursor_key.clone();
+        let mut cursor = blocking(move || {
+            Ok(v.find(STATE_COLLECTION, &key)?
+                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                .unwrap_or_default())
+        })
+        .await?;
+        let limit = self.config.page_size.clamp(1, MAX_PULL_PAGE);
+        let mut received = 0u64;
+        loop {
+            let path = format!(
+                "{API_PREFIX}/sync/pull?collection={collection}&cursor={}&limit={limit}",
+                urlencode(&cursor)
+            );
+            let page: PullResponse = self
+                .call(Method::GET, &path, Some(&reg.token), None, run)
+                .await?;
+            if page.changes.iter().any(|c| c.collection != collection) {
+                return Err(SyncError::Protocol {
+                    detail: format!("a page of {collection} holds another collection"),
+                });
+            }
+            let n = page.changes.len() as u64;
+            let v = vault.clone();
+            let lib = library.clone();
+            let key = cursor_key.clone();
+            let next = page.next_cursor.clone();
+            let changes = page.changes;
+            let applied: Applied = blocking(move || {
+                let mut total = Applied::default();
+                if let Some(lib) = &lib {
+                    let docs = apply::apply_documents(lib, &changes).map_err(SyncError::Library)?;
+                    total.applied += docs.applied;
+                    total.skipped += docs.skipped;
+                }
+                let vault_part = v.transaction(|tx| {
+                    let a = apply::apply_changes(tx, &changes, now_secs())?;
+                    tx.put(STATE_COLLECTION, &key, &[], next.as_bytes())?;
+                    Ok::<_, VaultError>(a)
+                })?;
+                total.applied += vault_part.applied;
+                total.superseded += vault_part.superseded;
+                total.skipped += vault_part.skipped;
+                Ok(total)
+            })
+            .await?;
+            run.report.pulled += n;
+            run.report.applied += applied.applied;
+            run.report.superseded_locally += applied.superseded;
+            run.report.skipped += applied.skipped;
+            received += n;
+            run.event(SyncEvent::Pulled {
+                collection: collection.to_owned(),
+                received,
+            });
+            if !page.has_more {
+                return Ok(());
+            }
+            if page.next_cursor == cursor {
+                return Err(SyncError::Protocol {
+                    detail: "the server said more but did not move the cursor".into(),
+                });
+            }
+            cursor = page.next_cursor;
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        for ok in [
+            "https://api.example.vn",
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.example.vn",
+            "http://10.0.0.1",
+            "ftp://127.0.0.1",
+            "not a url",
+            "",
+        ] {
+            assert!(
+                matches!(check_url(bad), Err(SyncError::InsecureUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date: now");
+        h.insert(
+            RETRY_AFTER,
+            "soon".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_under_the_cap() {
+        let mut config = SyncConfig::new("http://127.0.0.1:1");
+        config.backoff_base = Duration::from_millis(100);
+        config.backoff_max = Duration::from_secs(2);
+        let client = SyncClient::new(config).unwrap_or_else(|_| unreachable!());
+        for attempt in 1..=10 {
+            let d = client.backoff(attempt);
+            let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(2));
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The sync protocol's messages (docs/protocol/sync.md), shared by the device client and the
+//! reference backend so both sides read and write the same JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::transit::{Category, Product};
+
+/// Path prefix of every versioned endpoint.
+pub const API_PREFIX: &str = "/v1";
+/// Response header carrying the server's clock, unix milliseconds.
+pub const SERVER_TIME_HEADER: &str = "x-thudo-server-time";
+/// Largest push batch the server accepts.
+pub const MAX_PUSH_BATCH: usize = 500;
+/// Largest pull page the server returns.
+pub const MAX_PULL_PAGE: u32 = 1000;
+
+/// How a collection resolves concurrent writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// The server's copy wins; devices replace theirs with what they pull.
+    ServerAuthoritative,
+    /// Last writer wins by hybrid logical clock.
+    LastWriterWins,
+}
+
+/// A collection the protocol knows, where its changes come from, and its policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectionSpec {
+    /// Collection name.
+    pub name: &'static str,
+    /// Devices may push to it.
+    pub pushable: bool,
+    /// Devices pull it.
+    pub pullable: bool,
+    /// Whether it is shared by a party cell (else it is the citizen's own).
+    pub per_cell: bool,
+    /// Conflict policy.
+    pub policy: ConflictPolicy,
+}
+
+const fn spec(
+    name: &'static str,
+    pushable: bool,
+    pullable: bool,
+    per_cell: bool,
+    policy: ConflictPolicy,
+) -> CollectionSpec {
+    CollectionSpec {
+        name,
+        pushable,
+        pullable,
+        per_cell,
+        policy,
+    }
+}
+
+/// Every synced collection.
+pub const COLLECTIONS: &[CollectionSpec] = &[
+    spec(
+        "health.records",
+        true,
+        true,
+        false,
+        ConflictPolicy::ServerAuthoritative,
+    ),
+    spec(
+        "handbook.note",
+        true,
+        true,
+        false,
+        ConflictPolicy::LastWriterWins,
+    ),
+    spec(
+        "handbook.profile",
+        true,
+        true,
+        false,
+        ConflictPolicy::ServerAuthoritative,
+    ),
+    spec(
+        "handbook.attendance",
+        true,
+        true,
+        false,
+        ConflictPolicy::ServerAuthoritative,
+    ),
+    spec(
+        "handbook.procedure",
+        true,
+        true,
+        false,
+        ConflictPolicy::ServerAuthoritative,
+    ),
+    spec(
+        "handbook.documents",
+        false,
+        true,
+        true,
+        ConflictPolicy::ServerAuthoritative,
+    ),
+    spec(
+        "handbook.meeting",
+        false,
+        true,
+        true,
+        ConflictPolicy::ServerAuthoritative,
+    ),
+    spec(
+        "handbook.notice",
+        false,
+        true,
+        true,
+        ConflictPolicy::ServerAuthoritative,
+    ),
+];
+
+/// The spec of a collection.
+pub fn collection(name: &str) -> Option<&'static CollectionSpec> {
+    COLLECTIONS.iter().find(|c| c.name == name)
+}
+
+/// `POST /v1/devices`: registers a device of a citizen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// The citizen's ID number (CCCD, 12 digits).
+    pub citizen_id: String,
+    /// A name for the device ("Lan's phone", "bus 32 validator 2").
+    pub device_name: String,
+    /// `phone` or `validator`.
+    pub role: String,
+}
+
+/// The answer to a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The device's id.
+    pub device_id: String,
+    /// The citizen's account id.
+    pub account_id: String,
+    /// Bearer token for every later call. Shown once; the server keeps only its hash.
+    pub token: String,
+}
+
+/// One local change, as pushed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mutation {
+    /// Random key: a second delivery with the same key is not applied again.
+    pub idempotency_key: String,
+    /// Position in the device's outbox.
+    pub seq: u64,
+    /// Collection.
+    pub collection: String,
+    /// Record id.
+    pub record_id: String,
+    /// `put` or `delete`.
+    pub op: String,
+    /// The record (for `put`).
+    pub payload: Value,
+    /// Hybrid logical clock of the change.
+    #[serde(default)]
+    pub hlc: String,
+}
+
+/// `POST /v1/sync/push`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// At most [`MAX_PUSH_BATCH`] mutations, in outbox order.
+    pub mutations: Vec<Mutation>,
+}
+
+/// What the server did with one mutation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    /// Applied now.
+    Applied,
+    /// Applied before (same idempotency key): not applied again.
+    Duplicate,
+    /// Older than the server's copy under last-writer-wins: kept out.
+    Superseded,
+    /// Refused for good (unknown collection, bad payload): the device drops it.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The outcome of one mutation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResult {
+    /// The mutation's key.
+    pub idempotency_key: String,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The answer to a push.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// One result per mutation, in order.
+    pub results: Vec<PushResult>,
+}
+
+/// One server change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// Collection.
+    pub collection: String,
+    /// Record id.
+    pub record_id: String,
+    /// `put` or `delete`.
+    pub op: String,
+    /// The record (for `put`).
+    #[serde(default)]
+    pub payload: Value,
+    /// Hybrid logical clock of the write, for last-writer-wins collections.
+    #[serde(default)]
+    pub hlc: String,
+}
+
+/// `GET /v1/sync/pull?collection=..&cursor=..&limit=..`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    /// Changes after the cursor, oldest first.
+    pub changes: Vec<Change>,
+    /// Opaque: pass it back to continue.
+    pub next_cursor: String,
+    /// More changes are waiting.
+    pub has_more: bool,
+}
+
+/// Error body of every 4xx and 5xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable code (`bad_request`, `unauthorized`, `not_found`, `too_large`, ...).
+    pub error: String,
+    /// For people.
+    pub message: String,
+}
+
+/// `POST /v1/transit/credentials`: buy a product and get a credential for this phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialOrder {
+    /// Product.
+    pub product: Product,
+    /// Passenger category.
+    pub category: Category,
+    /// Route, for a single-route pass; 0 otherwise.
+    #[serde(default)]
+    pub route: u16,
+    /// The phone's P-256 public key, hex (SEC1).
+    pub device_public_key: String,
+    /// Pass month `YYYY-MM` for monthly passes; ignored otherwise.
+    #[serde(default)]
+    pub month: String,
+}
+
+/// A credential for the phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialResponse {
+    /// The 124-byte signed credential, hex.
+    pub credential: String,
+    /// The card (account) number in it.
+    pub card_id: u64,
+    /// What it cost, VND.
+    pub price_vnd: u64,
+    /// Pass validity, unix seconds.
+    pub pass_valid_from: u32,
+    /// Pass validity, unix seconds.
+    pub pass_valid_until: u32,
+}
+
+/// `GET /v1/transit/feed`: what an offline validator needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorFeed {
+    /// Issuer keys to trust.
+    pub issuer_keys: Vec<crate::transit::issuer::TrustedIssuerKey>,
+    /// The signed deny list, hex.
+    pub deny_list: String,
+}
+
+/// `POST /v1/transit/taps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapUpload {
+    /// The validator's taps, as exported.
+    pub taps: Vec<crate::transit::validator::Tap>,
+}
+
+/// The answer to a tap upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapReceipt {
+    /// Taps stored now.
+    pub stored: u32,
+    /// Taps already stored (uploaded before).
+    pub duplicates: u32,
+    /// Highest tap sequence stored: the validator acknowledges up to it.
+    pub acknowledged_seq: u64,
+    /// Pay-as-you-go fares charged for these taps, VND, after caps.
+    pub charged_vnd: u64,
+}

@@ -1,0 +1,708 @@
+//! # thudo-server
+//!
+//! The reference backend for thudo devices (docs/protocol/sync.md): device registration and
+//! tokens; push and pull sync with idempotency keys, cursors and per-collection conflict
+//! policies; health records published by facilities per citizen; handbook content per party
+//! cell; transit credential issuance, the validator feed and tap upload with pay-as-you-go fares
+//! under daily and monthly caps. Storage is SQLite behind the [`storage::Storage`] trait.
+//!
+//! Every bad request gets a 4xx with a JSON [`ErrorBody`]; nothing a client sends can panic a
+//! handler.
+
+pub mod fares;
+pub mod seed;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use thudo_core::sync::hlc::Hlc;
+use thudo_core::sync::protocol::*;
+use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
+use thudo_core::transit::validator::DenyList;
+use thudo_core::transit::Product;
+
+use fares::FarePolicy;
+use storage::{hex, sha256, Device, Storage};
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    storage: Arc<dyn Storage>,
+    admin_token_hash: [u8; 32],
+    issuer: Arc<IssuerKey>,
+    fares: Arc<FarePolicy>,
+}
+
+/// Server settings.
+pub struct ServerConfig {
+    /// The storage.
+    pub storage: Arc<dyn Storage>,
+    /// Bearer token of the admin API (facilities, the party, the transit operator).
+    pub admin_token: String,
+    /// Fare policy.
+    pub fares: FarePolicy,
+}
+
+impl AppState {
+    /// Builds the state; creates the transit issuer key on first start (kept in storage; a
+    /// deployment would keep it in an HSM).
+    pub fn new(config: ServerConfig) -> anyhow::Result<AppState> {
+        let now = chrono::Utc::now().timestamp() as u32;
+        let issuer = match (
+            config.storage.get_setting("issuer_pkcs8")?,
+            config.storage.get_setting("issuer_window")?,
+        ) {
+            (Some(pkcs8), Some(window)) => {
+                let text = String::from_utf8(window)?;
+                let (from, until) = text
+                    .split_once('-')
+                    .ok_or_else(|| anyhow::anyhow!("bad issuer window"))?;
+                IssuerKey::from_pkcs8(&pkcs8, 1, from.parse()?, until.parse()?)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+            _ => {
+                let (from, until) = (now - 86_400, now + 2 * 365 * 86_400);
+                let (key, pkcs8) =
+                    IssuerKey::generate(1, from, until).map_err(|e| anyhow::anyhow!("{e}"))?;
+                config.storage.set_setting("issuer_pkcs8", &pkcs8)?;
+                config
+                    .storage
+                    .set_setting("issuer_window", format!("{from}-{until}").as_bytes())?;
+                key
+            }
+        };
+        Ok(AppState {
+            storage: config.storage,
+            admin_token_hash: sha256(config.admin_token.as_bytes()),
+            issuer: Arc::new(issuer),
+            fares: Arc::new(config.fares),
+        })
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+}
+
+/// An error answer: status and JSON body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.to_owned(),
+                message: message.into(),
+            },
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<storage::StorageError> for ApiError {
+    fn from(e: storage::StorageError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// A JSON body whose every rejection (size, syntax, shape) is a 4xx JSON error.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed inside the server",
+        )
+    })?
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn device(state: &AppState, headers: &HeaderMap) -> Result<Device, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown token",
+        )
+    };
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    let hash = sha256(token.as_bytes());
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.device_by_token(&hash)?))
+        .await?
+        .ok_or_else(unauthorized)
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers).unwrap_or("");
+    if thudo_core::crypto::constant_time_eq(&sha256(token.as_bytes()), &state.admin_token_hash) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin token required",
+        ))
+    }
+}
+
+fn valid_citizen_id(id: &str) -> Result<(), ApiError> {
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad("citizen_id must be 12 digits"))
+    }
+}
+
+fn server_hlc() -> String {
+    Hlc::tick(None, chrono::Utc::now().timestamp_millis() as u64, "server").to_string()
+}
+
+async fn register(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> ApiResult<RegisterResponse> {
+    valid_citizen_id(&req.citizen_id)?;
+    if req.device_name.trim().is_empty() || req.device_name.len() > 100 {
+        return Err(ApiError::bad("device_name must be 1 to 100 bytes"));
+    }
+    if req.role != "phone" && req.role != "validator" {
+        return Err(ApiError::bad("role must be phone or validator"));
+    }
+    let mut raw = [0u8; 32];
+    thudo_core::crypto::fill_random(&mut raw)
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", "no randomness"))?;
+    let token = hex(&raw);
+    let hash = sha256(token.as_bytes());
+    let storage = state.storage.clone();
+    let (device_id, account_id) = blocking(move || {
+        Ok(storage.register_device(&req.citizen_id, req.device_name.trim(), &req.role, &hash)?)
+    })
+    .await?;
+    Ok(Json(RegisterResponse {
+        device_id,
+        account_id,
+        token,
+    }))
+}
+
+async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<PushRequest>,
+) -> ApiResult<PushResponse> {
+    let device = device(&state, &headers).await?;
+    if req.mutations.len() > MAX_PUSH_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_PUSH_BATCH} mutations per push"),
+        ));
+    }
+    let mut keys = std::collections::HashSet::new();
+    for m in &req.mutations {
+        if m.idempotency_key.is_empty() || m.idempotency_key.len() > 64 {
+            return Err(ApiError::bad("idempotency_key must be 1 to 64 characters"));
+        }
+        if !keys.insert(m.idempotency_key.as_str()) {
+            return Err(ApiError::bad("an idempotency key repeats within the batch"));
+        }
+    }
+    let storage = state.storage.clone();
+    let results = blocking(move || Ok(storage.push(&device, &req.mutations)?)).await?;
+    Ok(Json(PushResponse { results }))
+}
+
+fn query_params(raw: Option<String>) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(k.to_owned(), percent_decode(v));
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex_digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => hex_digit(bytes[i + 1])
+                .zip(hex_digit(bytes[i + 2]))
+                .map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Cursors are opaque to devices: `c1.<position>`.
+fn parse_cursor(cursor: &str) -> Result<i64, ApiError> {
+    if cursor.is_empty() {
+        return Ok(0);
+    }
+    cursor
+        .strip_prefix("c1.")
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| ApiError::bad("unknown cursor"))
+}
+
+async fn pull(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<PullResponse> {
+    let device = device(&state, &headers).await?;
+    let params = query_params(raw);
+    let name = params
+        .get("collection")
+        .ok_or_else(|| ApiError::bad("collection is required"))?;
+    let spec = collection(name)
+        .filter(|c| c.pullable)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;
+    let after = parse_cursor(params.get("cursor").map(String::as_str).unwrap_or(""))?;
+    let limit = match params.get("limit") {
+        None => 500,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PULL_PAGE).contains(l))
+            .ok_or_else(|| ApiError::bad(format!("limit must be 1 to {MAX_PULL_PAGE}")))?,
+    };
+    let scope = if spec.per_cell {
+        match &device.cell {
+            Some(cell) => format!("cell:{cell}"),
+            None => {
+                return Ok(Json(PullResponse {
+                    changes: Vec::new(),
+                    next_cursor: format!("c1.{after}"),
+                    has_more: false,
+                }))
+            }
+        }
+    } else {
+        format!("acct:{}", device.account_id)
+    };
+    let storage = state.storage.clone();
+    let collection_name = spec.name;
+    let (changes, last, more) =
+        blocking(move || Ok(storage.pull(&scope, collection_name, after, limit)?)).await?;
+    Ok(Json(PullResponse {
+        changes,
+        next_cursor: format!("c1.{last}"),
+        has_more: more,
+    }))
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || text.len() > 1024 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    let start = first.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset;
+    let end = next.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset - 1;
+    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
+async fn issue_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(order): JsonBody<CredentialOrder>,
+) -> ApiResult<CredentialResponse> {
+    let device = device(&state, &headers).await?;
+    let key = hex_decode(&order.device_public_key)
+        .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
+    let now = chrono::Utc::now().timestamp() as u32;
+    let (from, until) = match order.product {
+        Product::MonthlySingleRoute | Product::MonthlyAllRoutes => {
+            month_window(&order.month, state.fares.utc_offset_secs)
+                .ok_or_else(|| ApiError::bad("month must be YYYY-MM"))?
+        }
+        Product::PayAsYouGo | Product::FreePass => (now - 60, now + 365 * 86_400),
+    };
+    let price = state
+        .fares
+        .tariff
+        .price(order.product, order.category)
+        .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
+    let request = CredentialRequest {
+        card_id: device.card_id,
+        product: order.product,
+        category: order.category,
+        route: order.route,
+        pass_valid_from: from,
+        pass_valid_until: until,
+        device_public_key: key,
+        lifetime_secs: 72 * 3600,
+    };
+    let credential = state
+        .issuer
+        .issue(&request, now)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    Ok(Json(CredentialResponse {
+        credential: hex(&credential),
+        card_id: device.card_id,
+        price_vnd: price,
+        pass_valid_from: from,
+        pass_valid_until: until,
+    }))
+}
+
+async fn validator_feed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<ValidatorFeed> {
+    device(&state, &headers).await?;
+    let storage = state.storage.clone();
+    let (version, cards) = blocking(move || Ok(storage.deny_list()?)).await?;
+    let list = DenyList {
+        version,
+        issued_at: chrono::Utc::now().timestamp() as u32,
+        cards,
+        devices: Vec::new(),
+    };
+    let signed = state
+        .issuer
+        .sign_deny_list(&list)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing", e.to_string()))?;
+    Ok(Json(ValidatorFeed {
+        issuer_keys: vec![state.issuer.trusted().clone()],
+        deny_list: hex(&signed),
+    }))
+}
+
+async fn upload_taps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(upload): JsonBody<TapUpload>,
+) -> ApiResult<TapReceipt> {
+    let device = device(&state, &headers).await?;
+    if device.role != "validator" {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only validators upload taps",
+        ));
+    }
+    if upload.taps.len() > 10_000 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "at most 10,000 taps per upload",
+        ));
+    }
+    let storage = state.storage.clone();
+    let fares = state.fares.clone();
+    let (stored, duplicates, acknowledged_seq, charged_vnd) =
+        blocking(move || Ok(storage.record_taps(&device, &upload.taps, &fares)?)).await?;
+    Ok(Json(TapReceipt {
+        stored,
+        duplicates,
+        acknowledged_seq,
+        charged_vnd,
+    }))
+}
+
+/// Fares charged to the caller's card, per day.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Charges {
+    /// The card.
+    pub card_id: u64,
+    /// `(day, VND)`.
+    pub days: Vec<(String, u64)>,
+}
+
+async fn charges(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Charges> {
+    let device = device(&state, &headers).await?;
+    let storage = state.storage.clone();
+    let card_id = device.card_id;
+    let days = blocking(move || Ok(storage.charges(card_id)?)).await?;
+    Ok(Json(Charges { card_id, days }))
+}
+
+/// Health records a facility publishes for a citizen.
+#[derive(Debug, Deserialize)]
+struct HealthPublish {
+    resources: Vec<Value>,
+}
+
+async fn admin_health(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+    JsonBody(body): JsonBody<HealthPublish>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    valid_citizen_id(&citizen_id)?;
+    let mut changes = Vec::with_capacity(body.resources.len());
+    for (i, r) in body.resources.into_iter().enumerate() {
+        let key = thudo_core::health::fhir::key_of(&r).ok_or_else(|| {
+            ApiError::bad(format!("resource {i} needs resourceType and a valid id"))
+        })?;
+        changes.push(Change {
+            collection: "health.records".into(),
+            record_id: key,
+            op: "put".into(),
+            payload: r,
+            hlc: server_hlc(),
+        });
+    }
+    let storage = state.storage.clone();
+    let published = blocking(move || {
+        let account = storage.account_for_citizen(&citizen_id)?;
+        Ok(storage.publish(&format!("acct:{account}"), &changes)?)
+    })
+    .await?;
+    Ok(Json(json!({ "published": published })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CellMembership {
+    cell: String,
+}
+
+async fn admin_cell_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+    JsonBody(body): JsonBody<CellMembership>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    valid_citizen_id(&citizen_id)?;
+    if body.cell.trim().is_empty() || body.cell.len() > 100 {
+        return Err(ApiError::bad("cell must be 1 to 100 bytes"));
+    }
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.set_cell(&citizen_id, body.cell.trim())?)).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CellPublish {
+    items: Vec<Value>,
+}
+
+async fn admin_cell_content(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((cell, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<CellPublish>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    let spec = collection(&name)
+        .filter(|c| c.per_cell)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;
+    let mut changes = Vec::with_capacity(body.items.len());
+    for (i, item) in body.items.into_iter().enumerate() {
+        let id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty() && id.len() <= 256)
+            .ok_or_else(|| ApiError::bad(format!("item {i} needs an id")))?
+            .to_owned();
+        changes.push(Change {
+            collection: spec.name.into(),
+            record_id: id,
+            op: "put".into(),
+            payload: item,
+            hlc: server_hlc(),
+        });
+    }
+    let storage = state.storage.clone();
+    let published =
+        blocking(move || Ok(storage.publish(&format!("cell:{cell}"), &changes)?)).await?;
+    Ok(Json(json!({ "published": published })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DenyCards {
+    cards: Vec<u64>,
+}
+
+async fn admin_deny(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<DenyCards>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    let storage = state.storage.clone();
+    let version = blocking(move || Ok(storage.deny_cards(&body.cards)?)).await?;
+    Ok(Json(json!({ "version": version })))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "wrong method for this endpoint",
+    )
+}
+
+async fn stamp_time(mut response: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&chrono::Utc::now().timestamp_millis().to_string()) {
+        response.headers_mut().insert(SERVER_TIME_HEADER, v);
+    }
+    response
+}
+
+/// The HTTP application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI,
+                )
+            }),
+        )
+        .route("/v1/devices", post(register))
+        .route("/v1/sync/push", post(push))
+        .route("/v1/sync/pull", get(pull))
+        .route("/v1/transit/credentials", post(issue_credential))
+        .route("/v1/transit/feed", get(validator_feed))
+        .route("/v1/transit/taps", post(upload_taps))
+        .route("/v1/transit/charges", get(charges))
+        .route("/v1/admin/citizens/{citizen_id}/health", post(admin_health))
+        .route(
+            "/v1/admin/citizens/{citizen_id}/cell",
+            post(admin_cell_member),
+        )
+        .route(
+            "/v1/admin/cells/{cell}/{collection}",
+            post(admin_cell_content),
+        )
+        .route("/v1/admin/transit/deny", post(admin_deny))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .layer(axum::middleware::map_response(stamp_time))
+        .with_state(state)
+}
+
+/// A running server.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, finishes requests in flight, and waits.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Stops at once, dropping requests in flight (a crash, for tests).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `state` on `addr` (port 0: any free port) in the current tokio runtime.
+pub async fn start(state: AppState, addr: SocketAddr) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app(state))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok(Running {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}

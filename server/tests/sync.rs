@@ -1,0 +1,790 @@
+//! Devices syncing with the reference backend on loopback, through a proxy that injects faults:
+//! 500s, 429 with Retry-After, timeouts, truncated and invalid bodies, requests delivered twice,
+//! responses lost after the server committed, and the server killed and restarted. After
+//! recovery the server holds each acknowledged mutation exactly once and the device every server
+//! change.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use thudo_core::handbook::library::Library;
+use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
+use thudo_core::health::fhir::Kind;
+use thudo_core::health::records::HealthBook;
+use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
+use thudo_core::sync::outbox;
+use thudo_core::sync::protocol::RegisterRequest;
+use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::fares::FarePolicy;
+use thudo_server::storage::{SqliteStorage, Storage};
+use thudo_server::{seed, AppState, Running, ServerConfig};
+
+const CITIZEN: &str = "001088012345";
+const ADMIN: &str = "test-admin-token-0123456789";
+
+fn vault(dir: &Path) -> Arc<Vault> {
+    Arc::new(
+        Vault::open(
+            dir,
+            Unlock::passphrase("p"),
+            &VaultOptions {
+                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+struct Backend {
+    db: std::path::PathBuf,
+    storage: Arc<SqliteStorage>,
+    running: Option<Running>,
+    addr: SocketAddr,
+}
+
+impl Backend {
+    async fn start(dir: &Path) -> Backend {
+        let db = dir.join("server.db");
+        let storage = Arc::new(SqliteStorage::open(&db).unwrap());
+        let state = AppState::new(ServerConfig {
+            storage: storage.clone(),
+            admin_token: ADMIN.into(),
+            fares: FarePolicy::default(),
+        })
+        .unwrap();
+        seed::publish_demo(&state, CITIZEN).unwrap();
+        let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = running.addr;
+        Backend {
+            db,
+            storage,
+            running: Some(running),
+            addr,
+        }
+    }
+
+    /// Kills the server (requests in flight dropped) and starts it again on the same port and
+    /// database after `down`.
+    async fn crash_and_restart(&mut self, down: Duration) {
+        if let Some(r) = self.running.take() {
+            r.kill();
+        }
+        tokio::time::sleep(down).await;
+        let storage = Arc::new(SqliteStorage::open(&self.db).unwrap());
+        let state = AppState::new(ServerConfig {
+            storage: storage.clone(),
+            admin_token: ADMIN.into(),
+            fares: FarePolicy::default(),
+        })
+        .unwrap();
+        self.storage = storage;
+        let mut tries = 0;
+        self.running = loop {
+            match thudo_server::start(state.clone(), self.addr).await {
+                Ok(r) => break Some(r),
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("restart: {e}"),
+            }
+        };
+    }
+
+    /// Every change the server holds for the citizen's account in a collection.
+    fn account_changes(&self, collection: &str) -> Vec<thudo_core::sync::protocol::Change> {
+        let account = self.storage.account_for_citizen(CITIZEN).unwrap();
+        self.storage
+            .pull(&format!("acct:{account}"), collection, 0, 1_000_000)
+            .unwrap()
+            .0
+    }
+}
+
+/// What the proxy does to the next request.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// 500 without reaching the server.
+    Error500,
+    /// 429 with `Retry-After: 1`.
+    TooMany,
+    /// Reaches the server (which commits), then answers 500: the response is lost.
+    LoseResponse,
+    /// Reaches the server, then answers 200 with half the body.
+    Truncate,
+    /// Reaches the server, then answers 200 with a body that is not JSON.
+    Garbage,
+    /// Waits longer than the client's timeout, then reaches the server.
+    Slow,
+    /// Delivers the request to the server twice; answers with the second response.
+    Twice,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    faults: Arc<Mutex<VecDeque<Fault>>>,
+    seen: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+}
+
+async fn forward(
+    p: &Proxy,
+    method: &axum::http::Method,
+    uri: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Option<(StatusCode, Vec<(String, String)>, Vec<u8>)> {
+    let mut req = p
+        .http
+        .request(method.clone(), format!("{}{}", p.upstream, uri));
+    for (k, v) in headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let r = req.body(body.to_vec()).send().await.ok()?;
+    let status = StatusCode::from_u16(r.status().as_u16()).ok()?;
+    let hs = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "content-length" && k.as_str() != "transfer-encoding")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    Some((status, hs, r.bytes().await.ok()?.to_vec()))
+}
+
+fn respond(status: StatusCode, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
+async fn proxy_handler(State(p): State<Proxy>, req: Request) -> Response {
+    let method = req.method().clone();
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|x| x.to_string())
+        .unwrap_or_default();
+    let headers = req.headers().clone();
+    let body = to_bytes(req.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let fault = p.faults.lock().unwrap().pop_front();
+    p.seen.lock().unwrap().push(format!(
+        "{method} {} {fault:?}",
+        uri.split('?').next().unwrap_or("")
+    ));
+    let gateway = || respond(StatusCode::BAD_GATEWAY, vec![], b"{}".to_vec());
+    match fault {
+        Some(Fault::Error500) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![],
+            b"{\"error\":\"boom\",\"message\":\"\"}".to_vec(),
+        ),
+        Some(Fault::TooMany) => respond(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("retry-after".into(), "1".into())],
+            b"{\"error\":\"slow_down\",\"message\":\"\"}".to_vec(),
+        ),
+        Some(Fault::Slow) => {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            match forward(&p, &method, &uri, &headers, &body).await {
+                Some((s, h, b)) => respond(s, h, b),
+                None => gateway(),
+            }
+        }
+        Some(f) => {
+            let Some((s, h, b)) = forward(&p, &method, &uri, &headers, &body).await else {
+                return gateway();
+            };
+            match f {
+                Fault::LoseResponse => {
+                    respond(StatusCode::INTERNAL_SERVER_ERROR, vec![], b"{}".to_vec())
+                }
+                Fault::Truncate => respond(s, h, b[..b.len() / 2].to_vec()),
+                Fault::Garbage => respond(s, h, b"<html>proxy error</html>".to_vec()),
+                Fault::Twice => match forward(&p, &method, &uri, &headers, &body).await {
+                    Some((s2, h2, b2)) => respond(s2, h2, b2),
+                    None => gateway(),
+                },
+                _ => respond(s, h, b),
+            }
+        }
+        None => match forward(&p, &method, &uri, &headers, &body).await {
+            Some((s, h, b)) => respond(s, h, b),
+            None => gateway(),
+        },
+    }
+}
+
+async fn start_proxy(upstream: SocketAddr) -> (String, Proxy) {
+    let proxy = Proxy {
+        upstream: format!("http://{upstream}"),
+        faults: Arc::new(Mutex::new(VecDeque::new())),
+        seen: Arc::new(Mutex::new(Vec::new())),
+        http: http_client(),
+    };
+    let app = axum::Router::new()
+        .fallback(proxy_handler)
+        .with_state(proxy.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), proxy)
+}
+
+/// A plain client for the test's own calls (rustls set up as the library does).
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
+        .build()
+        .unwrap()
+}
+
+fn client(url: &str) -> SyncClient {
+    let mut c = SyncConfig::new(url);
+    c.request_timeout = Duration::from_millis(600);
+    c.backoff_base = Duration::from_millis(10);
+    c.backoff_max = Duration::from_millis(1500);
+    c.max_attempts = 12;
+    c.push_batch = 7;
+    c.page_size = 3;
+    SyncClient::new(c).unwrap()
+}
+
+async fn register(c: &SyncClient, v: &Arc<Vault>, name: &str) {
+    c.register(
+        v.clone(),
+        &RegisterRequest {
+            citizen_id: CITIZEN.into(),
+            device_name: name.into(),
+            role: "phone".into(),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+fn note(id: &str, text: &str, at: u64) -> DocumentNote {
+    DocumentNote {
+        id: id.into(),
+        document_id: "nq-57-2024".into(),
+        text: text.into(),
+        updated_at: at,
+    }
+}
+
+/// Records each event.
+#[derive(Default)]
+struct Events(Mutex<Vec<SyncEvent>>);
+
+impl SyncObserver for Events {
+    fn on_event(&self, e: &SyncEvent) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_recovers_with_each_mutation_applied_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let (url, proxy) = start_proxy(backend.addr).await;
+    let device = vault(&dir.path().join("phone"));
+    let c = client(&url);
+    register(&c, &device, "phone").await;
+
+    // 40 notes and 5 health records, written offline.
+    let handbook = MemberHandbook::new(&device);
+    for i in 0..40 {
+        handbook
+            .save_note(&note(
+                &format!("n{i}"),
+                &format!("ghi chú {i}"),
+                1_790_000_000 + i,
+            ))
+            .unwrap();
+    }
+    let book = HealthBook::new(&device);
+    for i in 0..5 {
+        let obs = json!({"resourceType": "Observation", "id": format!("bp-{i}"), "status": "final",
+            "code": {"text": "Huyết áp"}, "subject": {"reference": "Patient/demo-citizen"},
+            "effectiveDateTime": "2026-11-20", "valueString": format!("12{i}/80")});
+        // The Patient arrives with the first pull; enter these as an unsigned import.
+        let bundle =
+            json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": obs}]});
+        book.import_bundle(&bundle.to_string(), None, 1_790_000_000)
+            .unwrap();
+    }
+    assert_eq!(device.transaction(outbox::pending).unwrap().len(), 45);
+
+    *proxy.faults.lock().unwrap() = VecDeque::from(vec![
+        Fault::Error500,
+        Fault::LoseResponse,
+        Fault::TooMany,
+        Fault::Truncate,
+        Fault::Twice,
+        Fault::Garbage,
+        Fault::Slow,
+        Fault::LoseResponse,
+        Fault::Twice,
+        Fault::Truncate,
+    ]);
+    let events = Events::default();
+    let library = Arc::new(Library::open(&dir.path().join("library.db")).unwrap());
+    let started = std::time::Instant::now();
+    let report = c
+        .sync(device.clone(), Some(library.clone()), Some(&events))
+        .await
+        .unwrap();
+    assert!(
+        proxy.faults.lock().unwrap().is_empty(),
+        "every fault was used"
+    );
+    assert!(report.retries >= 7, "{report:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    let events = events.0.lock().unwrap().clone();
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SyncEvent::Retrying { delay_ms: 1000, .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        SyncEvent::Pushed {
+            done: 45,
+            total: 45
+        }
+    )));
+
+    // The outbox is empty; the server holds each mutation once, with its content.
+    assert!(device.transaction(outbox::pending).unwrap().is_empty());
+    let notes = backend.account_changes("handbook.note");
+    assert_eq!(notes.len(), 40, "each note once");
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    for n in notes {
+        assert!(by_id.insert(n.record_id.clone(), n.payload).is_none());
+    }
+    for i in 0..40 {
+        assert_eq!(by_id[&format!("n{i}")]["text"], format!("ghi chú {i}"));
+    }
+    let health = backend.account_changes("health.records");
+    assert_eq!(
+        health.len(),
+        5 + seed::health_records().len(),
+        "5 pushed + the facility's"
+    );
+    assert_eq!(report.pushed + report.duplicates, 45);
+
+    // And the device holds every server change.
+    assert_eq!(library.count().unwrap(), seed::documents().len() as u64);
+    assert!(!library.search("nghi quyet khoa hoc", 5).unwrap().is_empty());
+    let records = book.records("demo-citizen", None, None, None).unwrap();
+    assert_eq!(records.len(), 5 + seed::health_records().len());
+    assert_eq!(
+        book.records("demo-citizen", Some(Kind::AllergyIntolerance), None, None)
+            .unwrap()[0]
+            .provenance
+            .source,
+        thudo_core::health::records::Source::Server
+    );
+    assert_eq!(handbook.meetings_from("2026-01-01").unwrap().len(), 1);
+    assert_eq!(handbook.notices().unwrap().len(), 1);
+    assert!(report.clock_offset_ms.unwrap().abs() < 1_000);
+
+    // A second sync moves nothing.
+    let again = c.sync(device.clone(), Some(library), None).await.unwrap();
+    assert_eq!((again.pushed, again.pulled), (0, 0), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_sync_comes_back_and_nothing_is_lost_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = Backend::start(dir.path()).await;
+    let url = format!("http://{}", backend.addr);
+    let device = vault(&dir.path().join("phone"));
+    let c = Arc::new(client(&url));
+    register(&c, &device, "phone").await;
+    let handbook = MemberHandbook::new(&device);
+    for i in 0..30 {
+        handbook
+            .save_note(&note(&format!("k{i}"), "x", 1_790_000_000 + i))
+            .unwrap();
+    }
+    // Kill the server as the sync starts; it comes back 400 ms later.
+    let sync = {
+        let c = c.clone();
+        let device = device.clone();
+        tokio::spawn(async move { c.sync(device, None, None).await })
+    };
+    backend.crash_and_restart(Duration::from_millis(400)).await;
+    let report = sync.await.unwrap().unwrap();
+    assert_eq!(report.pushed + report.duplicates, 30);
+    assert_eq!(backend.account_changes("handbook.note").len(), 30);
+    assert!(device.transaction(outbox::pending).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let url = format!("http://{}", backend.addr);
+    let phone = vault(&dir.path().join("phone"));
+    let tablet = vault(&dir.path().join("tablet"));
+    let c = client(&url);
+    register(&c, &phone, "phone").await;
+    register(&c, &tablet, "tablet").await;
+
+    // A week offline: the phone cannot reach the server at all.
+    let offline = {
+        let mut cfg = SyncConfig::new("http://127.0.0.1:9");
+        cfg.max_attempts = 2;
+        cfg.backoff_base = Duration::from_millis(5);
+        SyncClient::new(cfg).unwrap()
+    };
+    // The offline client needs the registration too: it shares the phone's vault.
+    let day = 86_400;
+    // The week ended a little while ago.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 7 * day
+        - 3_600;
+    let phone_book = MemberHandbook::new(&phone);
+    for d in 0..7 {
+        for i in 0..10 {
+            phone_book
+                .save_note(&note(
+                    &format!("p{d}-{i}"),
+                    &format!("ngày {d}"),
+                    t0 + d * day + i,
+                ))
+                .unwrap();
+        }
+        let err = offline.sync(phone.clone(), None, None).await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Unavailable { attempts: 2, .. }),
+            "{err:?}"
+        );
+    }
+    // After the week, the same note edited on both devices: the tablet's edit is later and must
+    // win everywhere.
+    let t1 = t0 + 7 * day;
+    phone_book
+        .save_note(&note("shared", "from the phone", t1 + 100))
+        .unwrap();
+    let tablet_book = MemberHandbook::new(&tablet);
+    tablet_book
+        .save_note(&note("shared", "from the tablet", t1 + 200))
+        .unwrap();
+    tablet_book
+        .save_note(&note("t-only", "tablet note", t1 + 50))
+        .unwrap();
+    assert_eq!(phone.transaction(outbox::pending).unwrap().len(), 71);
+
+    let r1 = c.sync(phone.clone(), None, None).await.unwrap();
+    assert_eq!(r1.pushed, 71);
+    let r2 = c.sync(tablet.clone(), None, None).await.unwrap();
+    assert_eq!(r2.pushed, 2, "the tablet's shared edit is newer");
+    // The phone's older edit and the tablet's own two echoes are not applied over newer copies.
+    assert_eq!(r2.superseded_locally, 3, "{r2:?}");
+    let r3 = c.sync(phone.clone(), None, None).await.unwrap();
+    assert!(r3.applied >= 2, "{r3:?}");
+
+    let notes = |v: &Arc<Vault>| -> HashMap<String, String> {
+        v.list_docs::<DocumentNote>()
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.id, n.text))
+            .collect()
+    };
+    let on_phone = notes(&phone);
+    assert_eq!(on_phone.len(), 72);
+    assert_eq!(on_phone, notes(&tablet), "both devices hold the same notes");
+    assert_eq!(on_phone["shared"], "from the tablet");
+
+    // Concurrent edits again; the phone's, made earlier, reaches the server last and is kept
+    // out there, and the phone takes the tablet's.
+    tablet_book
+        .save_note(&note("x", "tablet, later", t1 + 500))
+        .unwrap();
+    phone_book
+        .save_note(&note("x", "phone, earlier", t1 + 400))
+        .unwrap();
+    c.sync(tablet.clone(), None, None).await.unwrap();
+    let r4 = c.sync(phone.clone(), None, None).await.unwrap();
+    assert_eq!((r4.pushed, r4.superseded_on_server), (0, 1), "{r4:?}");
+    assert_eq!(notes(&phone)["x"], "tablet, later");
+    c.sync(tablet.clone(), None, None).await.unwrap();
+    assert_eq!(notes(&phone), notes(&tablet));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_4xx_json_and_typed_client_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let base = format!("http://{}", backend.addr);
+    let http = http_client();
+    let cases: Vec<(&str, &str, Option<&str>, &str, u16)> = vec![
+        ("POST", "/v1/devices", None, "{", 400),
+        ("POST", "/v1/devices", None, "[]", 400),
+        (
+            "POST",
+            "/v1/devices",
+            None,
+            r#"{"citizen_id":"12","device_name":"x","role":"phone"}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/v1/devices",
+            None,
+            r#"{"citizen_id":"001088012345","device_name":"","role":"phone"}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/v1/devices",
+            None,
+            r#"{"citizen_id":"001088012345","device_name":"x","role":"admin"}"#,
+            400,
+        ),
+        ("POST", "/v1/sync/push", None, r#"{"mutations":[]}"#, 401),
+        (
+            "POST",
+            "/v1/sync/push",
+            Some("nope"),
+            r#"{"mutations":[]}"#,
+            401,
+        ),
+        (
+            "GET",
+            "/v1/sync/pull?collection=handbook.note",
+            None,
+            "",
+            401,
+        ),
+        ("GET", "/v1/nothing", None, "", 404),
+        ("DELETE", "/v1/devices", None, "", 405),
+        (
+            "POST",
+            "/v1/admin/transit/deny",
+            Some("wrong"),
+            r#"{"cards":[1]}"#,
+            401,
+        ),
+        (
+            "POST",
+            "/v1/admin/citizens/001088012345/health",
+            Some(ADMIN),
+            r#"{"resources":[{"id":"x"}]}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/v1/admin/cells/c1/health.records",
+            Some(ADMIN),
+            r#"{"items":[]}"#,
+            404,
+        ),
+    ];
+    for (method, path, token, body, status) in cases {
+        let mut req = http.request(method.parse().unwrap(), format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let r = req.body(body.to_owned()).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path} {body}");
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap())
+            .unwrap_or_else(|_| panic!("{method} {path}: body is not JSON"));
+        assert!(v["error"].is_string(), "{method} {path}: {v}");
+    }
+    // Authenticated bad requests.
+    let device = vault(&dir.path().join("phone"));
+    let c = client(&base);
+    register(&c, &device, "phone").await;
+    let token = SyncClient::registration(&device).unwrap().unwrap().token;
+    let bad_auth: Vec<(&str, &str, &str, u16)> = vec![
+        ("GET", "/v1/sync/pull?collection=nope", "", 404),
+        ("GET", "/v1/sync/pull", "", 400),
+        (
+            "GET",
+            "/v1/sync/pull?collection=handbook.note&cursor=zzz",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            "/v1/sync/pull?collection=handbook.note&limit=0",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            "/v1/sync/pull?collection=handbook.note&limit=100000",
+            "",
+            400,
+        ),
+        (
+            "POST",
+            "/v1/sync/push",
+            r#"{"mutations":[{"idempotency_key":"a","seq":1,"collection":"x","record_id":"r","op":"put","payload":{}},{"idempotency_key":"a","seq":2,"collection":"x","record_id":"r","op":"put","payload":{}}]}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/v1/transit/credentials",
+            r#"{"product":"monthly_all_routes","category":"standard","device_public_key":"zz","month":"2026-12"}"#,
+            400,
+        ),
+        ("POST", "/v1/transit/taps", r#"{"taps":[]}"#, 403),
+    ];
+    for (method, path, body, status) in bad_auth {
+        let r = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert!(v["error"].is_string());
+    }
+    // Mutations the server cannot take are rejected one by one, and the device drops them.
+    let push = json!({"mutations": [
+        {"idempotency_key": "k1", "seq": 1, "collection": "made.up", "record_id": "r", "op": "put", "payload": {}},
+        {"idempotency_key": "k2", "seq": 2, "collection": "handbook.documents", "record_id": "r", "op": "put", "payload": {}},
+        {"idempotency_key": "k3", "seq": 3, "collection": "handbook.note", "record_id": "r", "op": "put", "payload": {}},
+        {"idempotency_key": "k4", "seq": 4, "collection": "health.records", "record_id": "r", "op": "merge", "payload": {}},
+    ]});
+    let r: Value = serde_json::from_slice(
+        &http
+            .post(format!("{base}/v1/sync/push"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(push.to_string())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let reasons: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "unknown_collection",
+            "read_only_collection",
+            "missing_clock",
+            "unknown_op"
+        ]
+    );
+    // Client side: a refusal is typed.
+    let unregistered = vault(&dir.path().join("other"));
+    assert!(matches!(
+        c.sync(unregistered, None, None).await,
+        Err(SyncError::NotRegistered)
+    ));
+    let bad = c
+        .register(
+            device.clone(),
+            &RegisterRequest {
+                citizen_id: "abc".into(),
+                device_name: "x".into(),
+                role: "phone".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(SyncError::Refused { status: 400, .. })),
+        "{bad:?}"
+    );
+    // The OpenAPI document is served.
+    let openapi: Value = serde_json::from_slice(
+        &http
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(openapi["paths"]["/v1/sync/push"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_cancels_a_sync_waiting_on_retries() {
+    let mut cfg = SyncConfig::new("http://127.0.0.1:9");
+    cfg.max_attempts = 100;
+    cfg.backoff_base = Duration::from_millis(200);
+    let c = Arc::new(SyncClient::new(cfg).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let device = vault(dir.path());
+    device
+        .put_doc(&thudo_core::sync::client::Registration {
+            device_id: "d".into(),
+            account_id: "a".into(),
+            token: "t".into(),
+        })
+        .unwrap();
+    let task = {
+        let c = c.clone();
+        tokio::spawn(async move { c.sync(device, None, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    c.close();
+    let result = task.await.unwrap();
+    assert!(matches!(result, Err(SyncError::Cancelled)), "{result:?}");
+    assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[test]
+fn the_openapi_document_names_every_route() {
+    let doc: Value = serde_json::from_str(thudo_server::OPENAPI).unwrap();
+    let lib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
+    let routes: Vec<&str> = lib
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
+    assert!(routes.len() >= 12, "{routes:?}");
+    for r in routes {
+        assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
+    }
+}
