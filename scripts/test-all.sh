@@ -28,6 +28,8 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "Rust tests (crash test: ${THUDO_CRASH_ROUNDS:-100} SIGKILL rounds)"
 cargo test --workspace --quiet 2>&1
+step "README's main job: thudo demo"
+scripts/demo.sh --no-qr
 step "Kotlin tests (JVM, generated bindings, host library)"
 scripts/test-kotlin.sh
 step "Swift tests (Swift 6 on Linux, generated bindings, host library)"

@@ -26,5 +26,7 @@ rm -rf "$W/ios/Sources" "$W/ios/Tests" "$W/ios/Package.swift"
 tar -C ios --exclude=.build -cf - . | tar -C "$W/ios" -xf -
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
-chroot "$ROOT" /bin/sh -c 'cd /w/ios && LD_LIBRARY_PATH=/w/lib HOME=/tmp THUDO_FIXTURES=/w/fixtures/shc \
-  swift test --disable-swift-testing -Xlinker -L/w/lib 2>&1'
+# The sync tests talk to the reference backend on loopback (the root shares the network).
+scripts/with-server.sh sh -c 'chroot "$0" /usr/bin/env LD_LIBRARY_PATH=/w/lib HOME=/tmp THUDO_FIXTURES=/w/fixtures/shc \
+  THUDO_SERVER_URL="$THUDO_SERVER_URL" THUDO_DEMO_CITIZEN="$THUDO_DEMO_CITIZEN" \
+  /bin/sh -c "cd /w/ios && swift test --disable-swift-testing -Xlinker -L/w/lib 2>&1"' "$ROOT"

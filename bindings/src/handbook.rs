@@ -150,7 +150,7 @@ pub struct DocumentHit {
 /// The offline document library (public content; personal notes live in the vault).
 #[derive(uniffi::Object)]
 pub struct HandbookLibrary {
-    inner: Arc<library::Library>,
+    pub(crate) inner: Arc<library::Library>,
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -310,6 +310,30 @@ impl From<member::MemberError> for HandbookError {
             member::MemberError::Vault(v) => HandbookError::Storage {
                 reason: v.to_string(),
             },
+        }
+    }
+}
+
+/// A personal note or bookmark on a library document.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DocumentNote {
+    /// Note id.
+    pub id: String,
+    /// The library document.
+    pub document_id: String,
+    /// The text; empty for a bookmark.
+    pub text: String,
+    /// Last change (unix seconds).
+    pub updated_at: u64,
+}
+
+impl From<member::DocumentNote> for DocumentNote {
+    fn from(n: member::DocumentNote) -> Self {
+        DocumentNote {
+            id: n.id,
+            document_id: n.document_id,
+            text: n.text,
+            updated_at: n.updated_at,
         }
     }
 }
@@ -616,6 +640,35 @@ impl MemberHandbook {
     /// The profile, if set.
     pub async fn profile(&self) -> Result<Option<MemberProfile>, HandbookError> {
         self.run(|h| h.profile().map(|p| p.map(Into::into))).await
+    }
+
+    /// Saves a personal note (empty text: a bookmark) on a library document, stamped now; it
+    /// syncs to the member's other devices (last writer wins).
+    pub async fn save_note(
+        &self,
+        id: String,
+        document_id: String,
+        text: String,
+    ) -> Result<DocumentNote, HandbookError> {
+        self.run(move |h| {
+            let note = member::DocumentNote {
+                id,
+                document_id,
+                text,
+                updated_at: unix_now(),
+            };
+            h.save_note(&note).map(|()| note.into())
+        })
+        .await
+    }
+
+    /// The notes and bookmarks on a document.
+    pub async fn notes_for(&self, document_id: String) -> Result<Vec<DocumentNote>, HandbookError> {
+        self.run(move |h| {
+            h.notes_for(&document_id)
+                .map(|ns| ns.into_iter().map(Into::into).collect())
+        })
+        .await
     }
 
     /// Stores meetings from the backend.

@@ -11,12 +11,14 @@
 mod handbook;
 mod health;
 mod health_book;
+mod sync;
 mod transit;
 mod vault;
 
 pub use handbook::*;
 pub use health::*;
 pub use health_book::*;
+pub use sync::*;
 pub use transit::*;
 pub use vault::*;
 

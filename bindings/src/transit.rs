@@ -392,7 +392,7 @@ impl phone::Signer for ForeignSigner {
 /// The citizen's phone: shows a fresh signed QR every refresh period, offline.
 #[derive(uniffi::Object)]
 pub struct TransitPhone {
-    inner: Arc<phone::Phone>,
+    pub(crate) inner: Arc<phone::Phone>,
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -509,7 +509,7 @@ pub struct TapRecord {
 /// The validator on a bus: decides offline, logs every tap durably.
 #[derive(uniffi::Object)]
 pub struct TransitValidator {
-    inner: Arc<Mutex<validator::Validator>>,
+    pub(crate) inner: Arc<Mutex<validator::Validator>>,
 }
 
 impl TransitValidator {

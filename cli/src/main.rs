@@ -1,5 +1,6 @@
 //! `thudo`: the command-line face of thudo-core, for support staff and Linux validators.
 
+mod demo_cmd;
 mod handbook_cmd;
 mod health_cmd;
 mod transit_cmd;
@@ -27,6 +28,8 @@ enum Command {
     Health(health_cmd::HealthArgs),
     /// Transit tickets: issuer keys, credentials, the phone's QR.
     Transit(transit_cmd::TransitArgs),
+    /// The whole story on this machine: backend, phone and bus validator, synced and validated.
+    Demo(demo_cmd::DemoArgs),
     /// Validate scanned QR texts from stdin, one JSON verdict per line (a bus validator).
     Validate(transit_cmd::ValidateArgs),
 }
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Health(args) => health_cmd::run(args),
         Command::Transit(args) => transit_cmd::run(args),
         Command::Validate(args) => transit_cmd::validate(args),
+        Command::Demo(args) => demo_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

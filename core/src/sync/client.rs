@@ -323,11 +323,12 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// The TLS set-up: ring, Mozilla's roots plus any extra anchors, and pins when given.
-pub fn tls_config(
+/// The server certificate check: chain validation against Mozilla's roots plus any extra
+/// anchors and, when `pins` is not empty, the end certificate's key among the pins.
+pub fn server_verifier(
     pins: &[[u8; 32]],
     extra_roots_der: &[Vec<u8>],
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<Arc<dyn ServerCertVerifier>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -336,22 +337,29 @@ pub fn tls_config(
             .add(CertificateDer::from(der.clone()))
             .map_err(|e| format!("extra root: {e}"))?;
     }
-    let roots = Arc::new(roots);
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    if pins.is_empty() {
-        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
-    }
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
         .map_err(|e| e.to_string())?;
-    Ok(builder
+    if pins.is_empty() {
+        return Ok(inner);
+    }
+    Ok(Arc::new(PinnedVerifier {
+        inner,
+        pins: pins.to_vec(),
+    }))
+}
+
+/// The TLS set-up: ring as the provider and [`server_verifier`].
+pub fn tls_config(
+    pins: &[[u8; 32]],
+    extra_roots_der: &[Vec<u8>],
+) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-            inner,
-            pins: pins.to_vec(),
-        }))
+        .with_custom_certificate_verifier(server_verifier(pins, extra_roots_der)?)
         .with_no_client_auth())
 }
 
@@ -663,6 +671,54 @@ impl SyncClient {
         };
         self.call(method, path, Some(&reg.token), body, &mut run)
             .await
+    }
+
+    /// Buys a transit product for this device's phone key; returns the signed credential.
+    pub async fn order_credential(
+        &self,
+        vault: Arc<Vault>,
+        order: &CredentialOrder,
+    ) -> Result<CredentialResponse, SyncError> {
+        let body = serde_json::to_vec(order).map_err(|e| SyncError::Protocol {
+            detail: e.to_string(),
+        })?;
+        self.request(
+            vault,
+            Method::POST,
+            &format!("{API_PREFIX}/transit/credentials"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// What an offline validator needs: issuer keys and the signed deny list.
+    pub async fn validator_feed(&self, vault: Arc<Vault>) -> Result<ValidatorFeed, SyncError> {
+        self.request(
+            vault,
+            Method::GET,
+            &format!("{API_PREFIX}/transit/feed"),
+            None,
+        )
+        .await
+    }
+
+    /// Uploads a validator's taps (the device must be registered as a validator); the receipt
+    /// says up to which sequence the validator may acknowledge.
+    pub async fn upload_taps(
+        &self,
+        vault: Arc<Vault>,
+        taps: Vec<crate::transit::validator::Tap>,
+    ) -> Result<TapReceipt, SyncError> {
+        let body = serde_json::to_vec(&TapUpload { taps }).map_err(|e| SyncError::Protocol {
+            detail: e.to_string(),
+        })?;
+        self.request(
+            vault,
+            Method::POST,
+            &format!("{API_PREFIX}/transit/taps"),
+            Some(body),
+        )
+        .await
     }
 
     /// Pushes the outbox, then pulls every collection (library documents only when a library

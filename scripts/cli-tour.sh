@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A walk through the encrypted vault with the thudo CLI, in a temporary directory.
+# A tour of the thudo CLI (vault, transit, handbook), in a temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p thudo-cli
@@ -48,4 +48,4 @@ run "$THUDO" handbook import docs.json
 run "$THUDO" handbook search nghi quyet 57
 run "$THUDO" handbook search dang phi
 run "$THUDO" handbook fee --basis pension --income 7000000 --month 2026-03
-echo; echo "quickstart finished"
+echo; echo "tour finished"

@@ -1,0 +1,71 @@
+package vn.hanoi.thudo
+
+import java.nio.file.Path
+import java.time.LocalDate
+import java.time.ZoneOffset
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+/** A real sync against the reference backend that scripts/with-server.sh starts on loopback. */
+class SyncTest {
+    @TempDir
+    lateinit var dir: Path
+
+    private val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh (THUDO_SERVER_URL)")
+    private val citizen = System.getenv("THUDO_DEMO_CITIZEN") ?: "001088012345"
+
+    private class Recorder : SyncObserver {
+        val events = java.util.Collections.synchronizedList(mutableListOf<SyncProgress>())
+        override fun onProgress(progress: SyncProgress) { events.add(progress) }
+    }
+
+    @Test
+    fun `two devices of one citizen sync handbook, health and notes`() = runBlocking<Unit> {
+        val client = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val phone = Vault.openWithPassphrase(dir.resolve("phone").toString(), "p", testOptions)
+        val tablet = Vault.openWithPassphrase(dir.resolve("tablet").toString(), "p", testOptions)
+        assertThrows<SyncException.NotRegistered> { runBlocking { client.sync(phone, null, null) } }
+        client.register(phone, citizen, "Kotlin phone", "phone")
+        client.register(tablet, citizen, "Kotlin tablet", "phone")
+        assertTrue(client.isRegistered(phone))
+
+        val library = HandbookLibrary.open(dir.resolve("library.db").toString())
+        val recorder = Recorder()
+        val report = client.sync(phone, library, recorder)
+        assertTrue(report.applied >= 4uL, report.toString())
+        assertTrue(recorder.events.any { it is SyncProgress.Pulled && it.collection == "handbook.documents" })
+        assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5u).first().number)
+        val health = HealthBook(phone).records("demo-citizen", HealthKind.ALLERGY_INTOLERANCE, null, null)
+        assertEquals(RecordSource.SERVER, health.single().provenance.source)
+
+        // A note written on the phone reaches the tablet.
+        MemberHandbook(phone).saveNote("kt-note", "nq-57-2024", "đọc kỹ mục III")
+        assertEquals(1uL, client.sync(phone, library, null).pushed)
+        client.sync(tablet, null, null)
+        assertEquals("đọc kỹ mục III", MemberHandbook(tablet).notesFor("nq-57-2024").single { it.id == "kt-note" }.text)
+
+        // Buy a pass, show the QR, validate it on a registered validator, upload the tap.
+        val transit = TransitPhone.open(phone, null, 5u)
+        val month = LocalDate.now(ZoneOffset.ofHours(7)).toString().substring(0, 7)
+        val bought = client.buyTransitProduct(phone, transit, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0u, month)
+        assertEquals(280_000uL, bought.priceVnd)
+        val busVault = Vault.openWithPassphrase(dir.resolve("bus").toString(), "p", testOptions)
+        client.register(busVault, "000000000032", "bus 32", "validator")
+        val feed = client.validatorFeed(busVault)
+        val validator = TransitValidator.open(busVault, feed.issuerKeys, ValidatorConfig(route = 32u))
+        validator.updateDenyList(feed.denyList)
+        assertTrue(validator.validate(transit.currentQr().text).accepted)
+        val receipt = client.uploadTaps(busVault, validator)
+        assertEquals(1u, receipt.stored)
+        assertEquals(0uL, receipt.chargedVnd)
+
+        assertThrows<SyncException.InsecureUrl> { SyncClient(SyncSettings("http://example.vn", null, null, null, emptyList())) }
+        client.shutdown()
+        assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, null, null) } }
+        listOf(phone, tablet, busVault).forEach { it.shutdown(); it.close() }
+    }
+}

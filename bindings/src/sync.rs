@@ -1,0 +1,450 @@
+//! Sync for Kotlin and Swift: register a device, push and pull with progress, and the transit
+//! calls that need the backend (buy a credential, the validator feed, tap upload).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thudo_core::sync::client as core;
+use thudo_core::sync::protocol;
+
+use crate::handbook::HandbookLibrary;
+use crate::transit::{
+    PassengerCategory, TransitPhone, TransitProduct, TransitValidator, TrustedIssuerKey,
+};
+use crate::vault::Vault;
+use crate::Internal;
+
+/// Why a sync call failed. After any of these, what was acknowledged is out of the outbox and
+/// what was pulled is applied: nothing is lost or applied twice.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum SyncError {
+    /// `http://` to a host that is not loopback, or not a URL.
+    #[error("insecure or invalid URL {url}: {reason}")]
+    InsecureUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Register this device first.
+    #[error("not registered")]
+    NotRegistered,
+    /// The server refused the device's token.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Unreachable or failing after every retry; try again later.
+    #[error("server unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// Refused for good (4xx).
+    #[error("refused ({status} {code}): {detail}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// The server broke the protocol.
+    #[error("protocol: {detail}")]
+    Protocol {
+        /// What.
+        detail: String,
+    },
+    /// The client was shut down.
+    #[error("cancelled")]
+    Cancelled,
+    /// Storage (vault, library, transit state) failed.
+    #[error("storage: {reason}")]
+    Storage {
+        /// Why.
+        reason: String,
+    },
+    /// A bug in the library.
+    #[error("internal: {reason}")]
+    Internal {
+        /// What.
+        reason: String,
+    },
+}
+
+impl From<Internal> for SyncError {
+    fn from(Internal(reason): Internal) -> Self {
+        SyncError::Internal { reason }
+    }
+}
+
+impl From<core::SyncError> for SyncError {
+    fn from(e: core::SyncError) -> Self {
+        use core::SyncError as E;
+        match e {
+            E::InsecureUrl { url, reason } => SyncError::InsecureUrl { url, reason },
+            E::NotRegistered => SyncError::NotRegistered,
+            E::Unauthorized => SyncError::Unauthorized,
+            E::Unavailable { attempts, last } => SyncError::Unavailable { attempts, last },
+            E::Refused {
+                status,
+                code,
+                message,
+            } => SyncError::Refused {
+                status,
+                code,
+                detail: message,
+            },
+            E::Protocol { detail } => SyncError::Protocol { detail },
+            E::Cancelled => SyncError::Cancelled,
+            E::Vault(v) => SyncError::Storage {
+                reason: v.to_string(),
+            },
+            E::Library(reason) => SyncError::Storage { reason },
+        }
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> SyncError {
+    SyncError::Storage {
+        reason: e.to_string(),
+    }
+}
+
+/// How to reach the backend.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncSettings {
+    /// `https://...` (`http://` to loopback only).
+    pub base_url: String,
+    /// Per-request limit, ms (default 20,000).
+    pub request_timeout_ms: Option<u64>,
+    /// Attempts per request (default 6).
+    pub max_attempts: Option<u32>,
+    /// First backoff, ms (default 500; doubles with jitter up to 60 s).
+    pub backoff_base_ms: Option<u64>,
+    /// SHA-256 of the server's SubjectPublicKeyInfo, hex: when given, the certificate must carry
+    /// one of these keys.
+    pub pinned_spki_sha256_hex: Vec<String>,
+}
+
+/// Sync progress.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SyncProgress {
+    /// Outbox mutations acknowledged so far.
+    Pushed {
+        /// Done.
+        done: u64,
+        /// Pending at the start.
+        total: u64,
+    },
+    /// Changes received so far in a collection.
+    Pulled {
+        /// Collection.
+        collection: String,
+        /// Received.
+        received: u64,
+    },
+    /// A request failed and will be retried.
+    Retrying {
+        /// Failed attempt (1-based).
+        attempt: u32,
+        /// Delay, ms.
+        delay_ms: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Receives sync progress. Called on a background thread; return quickly and do not call the
+/// sync client from it.
+#[uniffi::export(with_foreign)]
+pub trait SyncObserver: Send + Sync {
+    /// One event.
+    fn on_progress(&self, progress: SyncProgress);
+}
+
+struct Forward(Arc<dyn SyncObserver>);
+
+impl core::SyncObserver for Forward {
+    fn on_event(&self, event: &core::SyncEvent) {
+        let p = match event.clone() {
+            core::SyncEvent::Pushed { done, total } => SyncProgress::Pushed { done, total },
+            core::SyncEvent::Pulled {
+                collection,
+                received,
+            } => SyncProgress::Pulled {
+                collection,
+                received,
+            },
+            core::SyncEvent::Retrying {
+                attempt,
+                delay_ms,
+                reason,
+            } => SyncProgress::Retrying {
+                attempt,
+                delay_ms,
+                reason,
+            },
+        };
+        self.0.on_progress(p);
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncReport {
+    /// Mutations applied by the server.
+    pub pushed: u64,
+    /// Mutations the server already had.
+    pub duplicates: u64,
+    /// Mutations older than the server's copy (last writer wins).
+    pub superseded_on_server: u64,
+    /// Mutations refused for good.
+    pub rejected: u64,
+    /// Changes received.
+    pub pulled: u64,
+    /// Changes applied.
+    pub applied: u64,
+    /// Changes older than the local copy.
+    pub superseded_locally: u64,
+    /// Changes not understood by this version.
+    pub skipped: u64,
+    /// Requests retried.
+    pub retries: u64,
+    /// Server clock minus device clock, ms; pass `/ 1000` to `TransitPhone.setClockOffset`.
+    pub clock_offset_ms: Option<i64>,
+    /// Duration, ms.
+    pub elapsed_ms: u64,
+}
+
+impl From<core::SyncReport> for SyncReport {
+    fn from(r: core::SyncReport) -> Self {
+        SyncReport {
+            pushed: r.pushed,
+            duplicates: r.duplicates,
+            superseded_on_server: r.superseded_on_server,
+            rejected: r.rejected,
+            pulled: r.pulled,
+            applied: r.applied,
+            superseded_locally: r.superseded_locally,
+            skipped: r.skipped,
+            retries: r.retries,
+            clock_offset_ms: r.clock_offset_ms,
+            elapsed_ms: r.elapsed_ms,
+        }
+    }
+}
+
+/// A bought transit product.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct CredentialPurchase {
+    /// The card number.
+    pub card_id: u64,
+    /// Price, VND.
+    pub price_vnd: u64,
+    /// Pass validity, unix seconds.
+    pub pass_valid_from: u32,
+    /// Pass validity, unix seconds.
+    pub pass_valid_until: u32,
+}
+
+/// What an offline validator needs from the backend.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ValidatorFeed {
+    /// Issuer keys to trust (pass to `TransitValidator.open`).
+    pub issuer_keys: Vec<TrustedIssuerKey>,
+    /// The signed deny list (pass to `TransitValidator.updateDenyList`).
+    pub deny_list: Vec<u8>,
+}
+
+/// An accepted tap upload.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TapUploadReceipt {
+    /// Taps stored now.
+    pub stored: u32,
+    /// Taps the server already had.
+    pub duplicates: u32,
+    /// Pay-as-you-go fares charged, VND.
+    pub charged_vnd: u64,
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
+    if text.len() % 2 != 0 {
+        return Err(SyncError::Protocol {
+            detail: "odd hex".into(),
+        });
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| SyncError::Protocol {
+                    detail: "bad hex from the server".into(),
+                })
+        })
+        .collect()
+}
+
+/// The sync client: one per backend, shared by every vault of the app. `shutdown()` cancels
+/// calls in flight (Kotlin's `close()` frees the handle).
+#[derive(uniffi::Object)]
+pub struct SyncClient {
+    inner: Arc<core::SyncClient>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl SyncClient {
+    /// A client for `settings.base_url`.
+    #[uniffi::constructor]
+    pub fn new(settings: SyncSettings) -> Result<Arc<Self>, SyncError> {
+        let mut c = core::SyncConfig::new(&settings.base_url);
+        if let Some(ms) = settings.request_timeout_ms {
+            c.request_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(n) = settings.max_attempts {
+            c.max_attempts = n.max(1);
+        }
+        if let Some(ms) = settings.backoff_base_ms {
+            c.backoff_base = Duration::from_millis(ms);
+        }
+        for pin in &settings.pinned_spki_sha256_hex {
+            let bytes = unhex(pin).ok().filter(|b| b.len() == 32).ok_or_else(|| {
+                SyncError::InsecureUrl {
+                    url: settings.base_url.clone(),
+                    reason: format!("pin {pin} is not 32 bytes of hex"),
+                }
+            })?;
+            let mut a = [0u8; 32];
+            a.copy_from_slice(&bytes);
+            c.pinned_spki_sha256.push(a);
+        }
+        Ok(Arc::new(SyncClient {
+            inner: Arc::new(core::SyncClient::new(c)?),
+        }))
+    }
+
+    /// Registers this vault's device for a citizen (`role`: `phone` or `validator`); returns
+    /// the device id. The token is kept encrypted in the vault.
+    pub async fn register(
+        &self,
+        vault: Arc<Vault>,
+        citizen_id: String,
+        device_name: String,
+        role: String,
+    ) -> Result<String, SyncError> {
+        let request = protocol::RegisterRequest {
+            citizen_id,
+            device_name,
+            role,
+        };
+        Ok(self.inner.register(vault.core(), &request).await?.device_id)
+    }
+
+    /// Whether this vault's device is registered.
+    pub async fn is_registered(&self, vault: Arc<Vault>) -> Result<bool, SyncError> {
+        let v = vault.core();
+        crate::blocking(move || Ok(core::SyncClient::registration(&v)?.is_some())).await
+    }
+
+    /// Pushes the outbox, then pulls every collection (library documents into `library` when
+    /// given). Safe to call again after any failure.
+    pub async fn sync(
+        &self,
+        vault: Arc<Vault>,
+        library: Option<Arc<HandbookLibrary>>,
+        observer: Option<Arc<dyn SyncObserver>>,
+    ) -> Result<SyncReport, SyncError> {
+        let forward = observer.map(Forward);
+        let report = self
+            .inner
+            .sync(
+                vault.core(),
+                library.map(|l| l.inner.clone()),
+                forward.as_ref().map(|f| f as &dyn core::SyncObserver),
+            )
+            .await?;
+        Ok(report.into())
+    }
+
+    /// Buys a product for `phone`'s device key and installs the credential on it. `month` is
+    /// `YYYY-MM` for monthly passes.
+    pub async fn buy_transit_product(
+        &self,
+        vault: Arc<Vault>,
+        phone: Arc<TransitPhone>,
+        product: TransitProduct,
+        category: PassengerCategory,
+        route: u16,
+        month: String,
+    ) -> Result<CredentialPurchase, SyncError> {
+        let order = protocol::CredentialOrder {
+            product: product.into(),
+            category: category.into(),
+            route,
+            device_public_key: phone
+                .inner
+                .device_public_key()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            month,
+        };
+        let r = self.inner.order_credential(vault.core(), &order).await?;
+        let credential = unhex(&r.credential)?;
+        let p = phone.inner.clone();
+        crate::blocking(move || p.install_credential(&credential).map_err(storage)).await?;
+        Ok(CredentialPurchase {
+            card_id: r.card_id,
+            price_vnd: r.price_vnd,
+            pass_valid_from: r.pass_valid_from,
+            pass_valid_until: r.pass_valid_until,
+        })
+    }
+
+    /// Issuer keys and the signed deny list for an offline validator.
+    pub async fn validator_feed(&self, vault: Arc<Vault>) -> Result<ValidatorFeed, SyncError> {
+        let feed = self.inner.validator_feed(vault.core()).await?;
+        Ok(ValidatorFeed {
+            issuer_keys: feed.issuer_keys.into_iter().map(Into::into).collect(),
+            deny_list: unhex(&feed.deny_list)?,
+        })
+    }
+
+    /// Uploads the validator's tap log and acknowledges what the server stored.
+    pub async fn upload_taps(
+        &self,
+        vault: Arc<Vault>,
+        validator: Arc<TransitValidator>,
+    ) -> Result<TapUploadReceipt, SyncError> {
+        let v = validator.inner.clone();
+        let taps = crate::blocking(move || {
+            v.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .export_taps()
+                .map_err(storage)
+        })
+        .await?;
+        let receipt = self.inner.upload_taps(vault.core(), taps).await?;
+        let v = validator.inner.clone();
+        let up_to = receipt.acknowledged_seq;
+        crate::blocking(move || {
+            v.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .acknowledge_taps(up_to)
+                .map_err(storage)
+        })
+        .await?;
+        Ok(TapUploadReceipt {
+            stored: receipt.stored,
+            duplicates: receipt.duplicates,
+            charged_vnd: receipt.charged_vnd,
+        })
+    }
+
+    /// Cancels calls in flight; later calls fail with `Cancelled`.
+    pub fn shutdown(&self) {
+        self.inner.close();
+    }
+}

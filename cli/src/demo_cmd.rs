@@ -1,0 +1,405 @@
+//! `thudo demo`: the whole story on one machine. A backend on loopback, a citizen's phone and a
+//! bus validator with their own encrypted vaults in a temporary directory; handbook and health
+//! records synced down, a monthly pass bought and shown as a dynamic QR, validated offline on the
+//! bus (its replay refused), a pay-as-you-go rider capped for the day, taps uploaded; then a
+//! table of what took how long. Any failed step exits non-zero with its reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Result};
+use clap::Args;
+use thudo_core::handbook::library::Library;
+use thudo_core::health::fhir::Kind;
+use thudo_core::health::records::HealthBook;
+use thudo_core::sync::client::{SyncClient, SyncConfig, SyncEvent, SyncObserver};
+use thudo_core::sync::protocol::{CredentialOrder, RegisterRequest};
+use thudo_core::transit::phone::{Phone, PhoneOptions};
+use thudo_core::transit::qr;
+use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
+use thudo_core::transit::{Category, Product};
+use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::fares::FarePolicy;
+use thudo_server::storage::SqliteStorage;
+use thudo_server::{seed, AppState, ServerConfig};
+
+/// Options of the demo.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Keep the temporary directory (vaults, server database) and print where it is.
+    #[arg(long)]
+    keep: bool,
+    /// Do not draw the QR in the terminal.
+    #[arg(long)]
+    no_qr: bool,
+}
+
+const CITIZEN: &str = "001088012345";
+const RIDER: &str = "001090054321";
+
+struct Steps {
+    rows: Vec<(String, Duration, String)>,
+    started: Instant,
+    total: usize,
+}
+
+impl Steps {
+    async fn run<T, F>(&mut self, name: &str, work: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<(T, String)>>,
+    {
+        let n = self.rows.len() + 1;
+        eprint!("[{n:>2}/{}] {name} ... ", self.total);
+        let t = Instant::now();
+        match work.await {
+            Ok((value, note)) => {
+                let took = t.elapsed();
+                eprintln!("ok ({:.0} ms) {note}", took.as_secs_f64() * 1e3);
+                self.rows.push((name.to_owned(), took, note));
+                Ok(value)
+            }
+            Err(e) => {
+                eprintln!("FAILED");
+                Err(e.context(format!("step {n} ({name}) failed")))
+            }
+        }
+    }
+}
+
+struct Progress;
+
+impl SyncObserver for Progress {
+    fn on_event(&self, event: &SyncEvent) {
+        if let SyncEvent::Retrying {
+            delay_ms, reason, ..
+        } = event
+        {
+            eprint!("(retry in {delay_ms} ms: {reason}) ");
+        }
+    }
+}
+
+fn open_vault(dir: &std::path::Path, passphrase: &str) -> Result<Arc<Vault>> {
+    Ok(Arc::new(Vault::open(
+        dir,
+        Unlock::passphrase(passphrase),
+        &VaultOptions::default(),
+    )?))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>> {
+    ensure!(text.len() % 2 == 0, "odd hex");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| anyhow!("hex: {e}")))
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs the demo.
+pub fn run(args: DemoArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(story(args))
+}
+
+async fn story(args: DemoArgs) -> Result<()> {
+    let tmp = tempfile::Builder::new().prefix("thudo-demo-").tempdir()?;
+    let dir = tmp.path().to_owned();
+    let mut steps = Steps {
+        rows: Vec::new(),
+        started: Instant::now(),
+        total: 13,
+    };
+    eprintln!(
+        "thudo demo: everything below runs on this machine, in {}",
+        dir.display()
+    );
+
+    let server = steps
+        .run("start the backend on loopback", async {
+            let storage = Arc::new(SqliteStorage::open(&dir.join("server.db"))?);
+            let state = AppState::new(ServerConfig {
+                storage,
+                admin_token: hex(&rand_bytes()?),
+                fares: FarePolicy::default(),
+            })?;
+            seed::publish_demo(&state, CITIZEN)?;
+            let running = thudo_server::start(state, "127.0.0.1:0".parse()?).await?;
+            let note = format!("http://{}", running.addr);
+            Ok((running, note))
+        })
+        .await?;
+    let url = format!("http://{}", server.addr);
+    let client = Arc::new(SyncClient::new(SyncConfig::new(&url))?);
+
+    let phone_vault = steps
+        .run("citizen's phone: encrypted vault (PBKDF2 600,000)", async {
+            let v = open_vault(&dir.join("phone"), "mật khẩu của Minh")?;
+            Ok((v, "AES-256-GCM records, blind indexes".to_owned()))
+        })
+        .await?;
+    let library = Arc::new(Library::open(&dir.join("phone-library.db"))?);
+
+    steps
+        .run("register the phone", async {
+            let r = client
+                .register(
+                    phone_vault.clone(),
+                    &RegisterRequest {
+                        citizen_id: CITIZEN.into(),
+                        device_name: "Minh's phone".into(),
+                        role: "phone".into(),
+                    },
+                )
+                .await?;
+            Ok(((), format!("device {}", r.device_id)))
+        })
+        .await?;
+
+    let report = steps
+        .run("sync handbook and health records", async {
+            let r = client
+                .sync(phone_vault.clone(), Some(library.clone()), Some(&Progress))
+                .await?;
+            ensure!(r.applied > 0, "nothing arrived: {r:?}");
+            let note = format!("{} changes pulled, {} applied", r.pulled, r.applied);
+            Ok((r, note))
+        })
+        .await?;
+
+    steps
+        .run("search the library without accents", async {
+            let hits = library.search("nghi quyet khoa hoc cong nghe", 5)?;
+            let top = hits.first().ok_or_else(|| anyhow!("no hit"))?;
+            ensure!(top.number == "57-NQ/TW", "top hit is {}", top.number);
+            Ok((
+                (),
+                format!("'nghi quyet khoa hoc cong nghe' -> {}", top.number),
+            ))
+        })
+        .await?;
+
+    steps
+        .run("read the health book", async {
+            let book = HealthBook::new(&phone_vault);
+            let records = book.records("demo-citizen", None, None, None)?;
+            let allergies =
+                book.records("demo-citizen", Some(Kind::AllergyIntolerance), None, None)?;
+            let allergy = allergies
+                .first()
+                .ok_or_else(|| anyhow!("no allergy record"))?;
+            Ok((
+                (),
+                format!(
+                    "{} records; allergy: {}",
+                    records.len(),
+                    allergy.summary().title
+                ),
+            ))
+        })
+        .await?;
+
+    let phone = Phone::open(phone_vault.clone(), None, PhoneOptions::default())?;
+    steps
+        .run("buy a monthly pass (all routes)", async {
+            let month = chrono::Utc::now()
+                .with_timezone(
+                    &chrono::FixedOffset::east_opt(7 * 3600).ok_or_else(|| anyhow!("tz"))?,
+                )
+                .format("%Y-%m")
+                .to_string();
+            let order = CredentialOrder {
+                product: Product::MonthlyAllRoutes,
+                category: Category::Standard,
+                route: 0,
+                device_public_key: hex(&phone.device_public_key()),
+                month,
+            };
+            let r = client.order_credential(phone_vault.clone(), &order).await?;
+            phone.install_credential(&unhex(&r.credential)?)?;
+            if let Some(offset) = report.clock_offset_ms {
+                phone.set_clock_offset(offset / 1000)?;
+            }
+            Ok(((), format!("{} VND, card {}", r.price_vnd, r.card_id)))
+        })
+        .await?;
+
+    let now = now_secs();
+    let qr_text = steps
+        .run("show the dynamic QR", async {
+            let qr = phone.current_qr(now)?;
+            if !args.no_qr {
+                let image = qr::render(&qr.text).map_err(|e| anyhow!(e))?;
+                eprintln!();
+                eprintln!("{}", image.terminal());
+            }
+            let note = format!("{} characters, refreshes every 5 s", qr.text.len());
+            Ok((qr.text, note))
+        })
+        .await?;
+
+    let validator_vault = open_vault(&dir.join("validator"), "bus 32 validator key")?;
+    let mut validator = steps
+        .run("bus validator: register, fetch keys and deny list", async {
+            client
+                .register(
+                    validator_vault.clone(),
+                    &RegisterRequest {
+                        citizen_id: "000000000032".into(),
+                        device_name: "bus 32, front door".into(),
+                        role: "validator".into(),
+                    },
+                )
+                .await?;
+            let feed = client.validator_feed(validator_vault.clone()).await?;
+            let mut v = Validator::open(
+                validator_vault.clone(),
+                feed.issuer_keys.clone(),
+                ValidatorConfig {
+                    route: 32,
+                    ..ValidatorConfig::default()
+                },
+            )?;
+            let version = v.update_deny_list(&unhex(&feed.deny_list)?)?;
+            Ok((
+                v,
+                format!(
+                    "{} issuer key(s), deny list v{version}",
+                    feed.issuer_keys.len()
+                ),
+            ))
+        })
+        .await?;
+
+    steps
+        .run("validate offline, then the same QR again", async {
+            let first = validator.validate(&qr_text, now + 1)?;
+            ensure!(first.accepted, "refused: {:?}", first.reason);
+            let replay = validator.validate(&qr_text, now + 3)?;
+            ensure!(!replay.accepted, "a replay was accepted");
+            ensure!(
+                matches!(replay.reason, Reason::Replayed | Reason::Passback),
+                "replay refused for {:?}",
+                replay.reason
+            );
+            Ok((
+                (),
+                format!(
+                    "accepted \"{}\"; replay refused ({:?})",
+                    first.display, replay.reason
+                ),
+            ))
+        })
+        .await?;
+
+    steps
+        .run("a pay-as-you-go rider takes 4 trips in a day", async {
+            let rider_vault = open_vault(&dir.join("rider"), "rider")?;
+            client
+                .register(
+                    rider_vault.clone(),
+                    &RegisterRequest {
+                        citizen_id: RIDER.into(),
+                        device_name: "Lan's phone".into(),
+                        role: "phone".into(),
+                    },
+                )
+                .await?;
+            let rider = Phone::open(rider_vault.clone(), None, PhoneOptions::default())?;
+            let order = CredentialOrder {
+                product: Product::PayAsYouGo,
+                category: Category::Standard,
+                route: 0,
+                device_public_key: hex(&rider.device_public_key()),
+                month: String::new(),
+            };
+            let r = client.order_credential(rider_vault, &order).await?;
+            rider.install_credential(&unhex(&r.credential)?)?;
+            for hour in [1u64, 3, 5, 7] {
+                let t = now + hour * 3600;
+                let verdict = validator.validate(&rider.current_qr(t)?.text, t)?;
+                ensure!(
+                    verdict.accepted,
+                    "trip at +{hour} h refused: {:?}",
+                    verdict.reason
+                );
+            }
+            Ok(((), "4 taps accepted offline".to_owned()))
+        })
+        .await?;
+
+    steps
+        .run("upload taps; fares charged under the daily cap", async {
+            let taps = validator.export_taps()?;
+            let count = taps.len();
+            let receipt = client.upload_taps(validator_vault.clone(), taps).await?;
+            validator.acknowledge_taps(receipt.acknowledged_seq)?;
+            ensure!(
+                receipt.stored as usize == count,
+                "stored {} of {count}",
+                receipt.stored
+            );
+            ensure!(
+                receipt.charged_vnd == 30_000,
+                "4 trips of 8,000 VND under a 30,000 cap should charge 30,000, charged {}",
+                receipt.charged_vnd
+            );
+            Ok((
+                (),
+                format!(
+                    "{count} taps stored, {} VND charged (4 x 8,000 capped at 30,000)",
+                    receipt.charged_vnd
+                ),
+            ))
+        })
+        .await?;
+
+    steps
+        .run("sync again: nothing left to move", async {
+            let r = client
+                .sync(phone_vault.clone(), Some(library.clone()), None)
+                .await?;
+            ensure!(r.pulled == 0 && r.pushed == 0, "unexpected traffic: {r:?}");
+            Ok(((), format!("{} ms round trip", r.elapsed_ms)))
+        })
+        .await?;
+
+    server.stop().await;
+    client.close();
+    let total = steps.started.elapsed();
+    println!();
+    println!("{:<52} {:>9}  result", "step", "time");
+    println!("{}", "-".repeat(100));
+    for (name, took, note) in &steps.rows {
+        println!("{name:<52} {:>6.1} ms  {note}", took.as_secs_f64() * 1e3);
+    }
+    println!("{}", "-".repeat(100));
+    println!("{:<52} {:>6.1} s", "total", total.as_secs_f64());
+    if steps.rows.len() != steps.total {
+        bail!("only {} of {} steps ran", steps.rows.len(), steps.total);
+    }
+    if args.keep {
+        let kept = tmp.keep();
+        println!("kept {}", kept.display());
+    }
+    Ok(())
+}
+
+fn rand_bytes() -> Result<[u8; 24]> {
+    let mut b = [0u8; 24];
+    thudo_core::crypto::fill_random(&mut b).map_err(|_| anyhow!("no randomness"))?;
+    Ok(b)
+}

@@ -1,0 +1,60 @@
+import Foundation
+import XCTest
+
+@testable import Thudo
+
+/// A real sync against the reference backend that scripts/with-server.sh starts on loopback.
+final class SyncTests: XCTestCase {
+    final class Recorder: SyncObserver, @unchecked Sendable {
+        private let lock = NSLock()
+        private var seen: [SyncProgress] = []
+        func onProgress(progress: SyncProgress) { lock.lock(); seen.append(progress); lock.unlock() }
+        var events: [SyncProgress] { lock.lock(); defer { lock.unlock() }; return seen }
+    }
+
+    func temp(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("thudo-sync-\(name)-\(UUID().uuidString)").path
+    }
+
+    func testTwoDevicesSyncHandbookHealthAndNotes() async throws {
+        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
+            return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")
+        }
+        let citizen = ProcessInfo.processInfo.environment["THUDO_DEMO_CITIZEN"] ?? "001088012345"
+        let client = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4,
+                                                           backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
+        let phone = try await Vault.openWithPassphrase(path: temp("phone"), passphrase: "p", options: testOptions)
+        let tablet = try await Vault.openWithPassphrase(path: temp("tablet"), passphrase: "p", options: testOptions)
+        _ = try await client.register(vault: phone, citizenId: citizen, deviceName: "Swift phone", role: "phone")
+        _ = try await client.register(vault: tablet, citizenId: citizen, deviceName: "Swift tablet", role: "phone")
+
+        let library = try await HandbookLibrary.open(path: temp("library") + ".db")
+        let recorder = Recorder()
+        let report = try await client.sync(vault: phone, library: library, observer: recorder)
+        XCTAssertGreaterThanOrEqual(report.applied, 4)
+        XCTAssertTrue(recorder.events.contains { if case .pulled(let c, _) = $0 { return c == "handbook.documents" } else { return false } })
+        let hits = try await library.search(query: "nghi quyet khoa hoc", limit: 5)
+        XCTAssertEqual(hits.first?.number, "57-NQ/TW")
+        let records = try await HealthBook(vault: phone).records(personId: "demo-citizen", kind: .observation, from: nil, to: nil)
+        XCTAssertEqual(records.first?.unit, "mmol/L")
+
+        _ = try await MemberHandbook(vault: phone).saveNote(id: "swift-note", documentId: "nq-57-2024", text: "ghi chú từ Swift")
+        let pushed = try await client.sync(vault: phone, library: nil, observer: nil)
+        XCTAssertEqual(pushed.pushed, 1)
+        _ = try await client.sync(vault: tablet, library: nil, observer: nil)
+        let notes = try await MemberHandbook(vault: tablet).notesFor(documentId: "nq-57-2024")
+        XCTAssertEqual(notes.first { $0.id == "swift-note" }?.text, "ghi chú từ Swift")
+
+        XCTAssertThrowsError(try SyncClient(settings: SyncSettings(baseUrl: "http://example.vn", requestTimeoutMs: nil,
+                                                                   maxAttempts: nil, backoffBaseMs: nil, pinnedSpkiSha256Hex: []))) { error in
+            guard case SyncError.InsecureUrl = error else { return XCTFail("\(error)") }
+        }
+        client.shutdown()
+        do {
+            _ = try await client.sync(vault: phone, library: nil, observer: nil)
+            XCTFail("a shut-down client synced")
+        } catch SyncError.Cancelled {}
+        phone.shutdown()
+        tablet.shutdown()
+    }
+}

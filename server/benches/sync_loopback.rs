@@ -1,0 +1,156 @@
+//! Sync on loopback, client and reference backend in one process: pulling 10,000 and then
+//! 20,000 health records page by page (memory should not grow with the count), and pushing
+//! 1,000 queued mutations.
+//!
+//! `cargo bench -p thudo-server --bench sync_loopback`
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
+use thudo_core::sync::client::{SyncClient, SyncConfig};
+use thudo_core::sync::protocol::{Change, RegisterRequest};
+use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::fares::FarePolicy;
+use thudo_server::storage::{SqliteStorage, Storage};
+use thudo_server::{AppState, ServerConfig};
+
+/// Peak resident memory of this process so far, KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn vault(dir: &std::path::Path) -> Arc<Vault> {
+    Arc::new(
+        Vault::open(
+            dir,
+            Unlock::passphrase("bench"),
+            &VaultOptions {
+                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+/// Publishes `n` Observations for a citizen, 500 at a time (so that publishing does not raise
+/// the process's peak memory above what the pull needs).
+fn observations(storage: &SqliteStorage, citizen: &str, n: usize) {
+    let account = storage.account_for_citizen(citizen).unwrap();
+    for start in (0..n).step_by(500) {
+        let changes: Vec<Change> = (start..(start + 500).min(n))
+            .map(|i| {
+                let r = json!({"resourceType": "Observation", "id": format!("obs-{i}"), "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}]},
+                    "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-10-02",
+                    "valueQuantity": {"value": 5.4, "unit": "mmol/L"},
+                    "referenceRange": [{"low": {"value": 3.9}, "high": {"value": 6.4}}]});
+                Change {
+                    collection: "health.records".into(),
+                    record_id: format!("Observation/obs-{i}"),
+                    op: "put".into(),
+                    payload: r,
+                    hlc: String::new(),
+                }
+            })
+            .collect();
+        storage
+            .publish(&format!("acct:{account}"), &changes)
+            .unwrap();
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
+        let state = AppState::new(ServerConfig {
+            storage: storage.clone(),
+            admin_token: "bench-admin-token-000000".into(),
+            fares: FarePolicy::default(),
+        })
+        .unwrap();
+        let server = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let url = format!("http://{}", server.addr);
+        let client = SyncClient::new(SyncConfig::new(&url)).unwrap();
+        for (run, total) in [(1, 10_000usize), (2, 20_000)] {
+            let citizen = format!("00100000000{run}");
+            observations(&storage, &citizen, total);
+            let v = vault(&dir.path().join(format!("pull-{run}")));
+            client
+                .register(
+                    v.clone(),
+                    &RegisterRequest {
+                        citizen_id: citizen,
+                        device_name: "bench".into(),
+                        role: "phone".into(),
+                    },
+                )
+                .await
+                .unwrap();
+            let before = peak_rss_kib();
+            let t = Instant::now();
+            let report = client.sync(v.clone(), None, None).await.unwrap();
+            let took = t.elapsed();
+            assert_eq!(report.applied, total as u64);
+            println!(
+                "pull {total} health records (pages of 500, each applied in one vault transaction): {:.2} s, {:.0} records/s, peak RSS {} -> {} KiB",
+                took.as_secs_f64(),
+                total as f64 / took.as_secs_f64(),
+                before,
+                peak_rss_kib()
+            );
+        }
+
+        let v = vault(&dir.path().join("push"));
+        client
+            .register(
+                v.clone(),
+                &RegisterRequest {
+                    citizen_id: "001000000009".into(),
+                    device_name: "bench".into(),
+                    role: "phone".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let book = MemberHandbook::new(&v);
+        for i in 0..1_000u64 {
+            book.save_note(&DocumentNote {
+                id: format!("n{i}"),
+                document_id: "nq-57-2024".into(),
+                text: format!("ghi chú số {i} về nghị quyết"),
+                updated_at: 1_790_000_000 + i,
+            })
+            .unwrap();
+        }
+        let t = Instant::now();
+        let report = client.sync(v.clone(), None, None).await.unwrap();
+        let took = t.elapsed();
+        assert_eq!(report.pushed, 1_000);
+        println!(
+            "push 1,000 queued mutations (batches of 200) and pull them back: {:.2} s, {:.0} mutations/s",
+            took.as_secs_f64(),
+            1_000.0 / took.as_secs_f64()
+        );
+        server.stop().await;
+    });
+}
