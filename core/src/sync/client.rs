@@ -337,9 +337,10 @@ pub fn server_verifier(
             .add(CertificateDer::from(der.clone()))
             .map_err(|e| format!("extra root: {e}"))?;
     }
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
     if pins.is_empty() {
         return Ok(inner);
     }
