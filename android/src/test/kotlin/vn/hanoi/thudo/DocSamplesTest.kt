@@ -1,0 +1,62 @@
+package vn.hanoi.thudo
+
+import java.nio.file.Path
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+/**
+ * The code samples of docs/android.md, run. A test (tests/tests/doc_samples.rs) checks that
+ * every line of every Kotlin sample in the doc is in this file or in compiled sources.
+ */
+class DocSamplesTest {
+    @TempDir
+    lateinit var dir: Path
+
+    @Test
+    fun `lifecycle, threading and errors`() = runBlocking<Unit> {
+        val path = dir.resolve("vault").toString()
+        val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh")
+
+        // Open once per process and share; every call is a suspend function run off the main thread.
+        val vault = Vault.openWithPassphrase(path, "correct horse battery staple", testOptions)
+        val sync = SyncClient(SyncSettings(url, null, null, null, emptyList()))
+        sync.register(vault, "001088012345", "Lan's phone", "phone")
+        val report = sync.sync(vault, null, null)
+
+        // Errors are typed exceptions, one class per case.
+        try {
+            vault.get("notes", "")
+        } catch (e: VaultException.InvalidArgument) {
+            println("refused: ${e.message}")
+        }
+
+        // Stop work in flight, then free the handles (or use `use {}`).
+        sync.shutdown()
+        vault.shutdown()
+        assertThrows<VaultException.Closed> { runBlocking { vault.get("notes", "n1") } }
+        vault.close()
+        sync.close()
+
+        assertTrue(report.applied > 0uL)
+    }
+
+    @Test
+    fun `the QR on screen`() = runBlocking<Unit> {
+        val issuer = TransitIssuer.generate(9u, 1_000_000_000u, 4_000_000_000u)
+        Vault.openWithPassphrase(dir.resolve("qr").toString(), "p", testOptions).use { vault ->
+            val phone = TransitPhone.open(vault, null, 5u)
+            phone.installCredential(issuer.issue(CredentialRequest(7uL, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0u,
+                1_000_000_000u, 4_000_000_000u, phone.devicePublicKey(), 3600u), (System.currentTimeMillis() / 1000).toUInt()))
+
+            val qr = phone.qrFlow(refreshSecs = 5).first()
+
+            assertEquals((qr.size * qr.size).toInt(), qr.modules.size)
+            vault.shutdown()
+        }
+    }
+}

@@ -1,0 +1,120 @@
+package vn.hanoi.thudo
+
+import java.nio.file.Path
+import java.security.KeyPairGenerator
+import java.security.interfaces.ECPublicKey
+import java.security.spec.ECGenParameterSpec
+import javax.crypto.KeyGenerator
+import kotlinx.coroutines.flow.onEach
+import kotlinx.coroutines.flow.take
+import kotlinx.coroutines.flow.toList
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.test.runTest
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+/** The Kotlin helpers that do not need Android: key wrapping, the signer, the QR flow, background sync. */
+class HelpersTest {
+    @TempDir
+    lateinit var dir: Path
+
+    private val now = 1_790_000_000L
+    private val day = 86_400u
+
+    private fun aesKey() = KeyGenerator.getInstance("AES").apply { init(256) }.generateKey()
+
+    @Test
+    fun `AES-GCM key provider opens the vault, and a wrong key is a typed error`() = runBlocking<Unit> {
+        val key = aesKey()
+        val path = dir.resolve("v").toString()
+        Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { key }, testOptions).use { v ->
+            v.put("notes", "n1", "xin chào".toByteArray(), emptyMap())
+            v.shutdown()
+        }
+        Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { key }, testOptions).use { v ->
+            assertEquals("xin chào", String(v.get("notes", "n1")!!.body))
+            v.shutdown()
+        }
+        val other = aesKey()
+        assertThrows<VaultException> { runBlocking { Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { other }, testOptions) } }
+        val gone = AesGcmKeyProvider("k1") { throw java.security.KeyStoreException("key permanently invalidated") }
+        assertThrows<KeyProviderException.Unavailable> { gone.wrapKey(ByteArray(32)) }
+        assertThrows<KeyProviderException.WrongKey> { AesGcmKeyProvider("k1") { key }.unwrapKey(ByteArray(5)) }
+    }
+
+    @Test
+    fun `JCA signer signs QRs a validator accepts`() = runBlocking<Unit> {
+        val pair = KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair()
+        val signer = JcaTransitSigner(pair.private, pair.public as ECPublicKey)
+        assertEquals(65, signer.publicKey().size)
+        val issuer = TransitIssuer.generate(3u, now.toUInt() - day, now.toUInt() + day)
+        Vault.openWithPassphrase(dir.resolve("phone").toString(), "p", testOptions).use { vault ->
+            val phone = TransitPhone.open(vault, signer, 5u)
+            phone.installCredential(issuer.issue(CredentialRequest(1uL, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0u,
+                now.toUInt() - day, now.toUInt() + day, phone.devicePublicKey(), 3600u), now.toUInt()))
+            val validator = TransitValidator.open(
+                Vault.openWithPassphrase(dir.resolve("bus").toString(), "p", testOptions), listOf(issuer.trustedKey()), ValidatorConfig(route = 1u))
+            assertTrue(validator.validateAt(phone.currentQrAt(now.toULong()).text, now.toULong()).accepted)
+            vault.shutdown()
+        }
+    }
+
+    @Test
+    fun `the QR flow emits at each refresh time and stops with its collector`() = runTest {
+        val issuer = TransitIssuer.generate(4u, now.toUInt() - day, now.toUInt() + day)
+        val vault = Vault.openWithPassphrase(dir.resolve("flow").toString(), "p", testOptions)
+        val phone = TransitPhone.open(vault, null, 5u)
+        phone.installCredential(issuer.issue(CredentialRequest(2uL, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0u,
+            now.toUInt() - day, now.toUInt() + day, phone.devicePublicKey(), 3600u), now.toUInt()))
+        // Virtual time: the clock starts 2 s into a 5 s period.
+        val start = now + 2
+        val clock = { start + testScheduler.currentTime / 1000 }
+        val times = mutableListOf<Long>()
+        val qrs = phone.qrFlow(refreshSecs = 5, clock = clock).onEach { times.add(clock()) }.take(3).toList()
+        assertEquals(3, qrs.map { it.text }.distinct().size, "each emission is a fresh QR")
+        assertEquals(listOf(start, start + 5, start + 10), times, "at once, then at each refresh time")
+        // A collector that stops: no emission after cancellation. The QR is signed on a library
+        // thread, so wait (in real time) for each emission before moving virtual time on.
+        val emittedAt = mutableListOf<Long>()
+        val job = launch { phone.qrFlow(5, clock).collect { emittedAt.add(clock()) } }
+        fun awaitEmissions(n: Int) {
+            val deadline = System.nanoTime() + 10_000_000_000
+            while (emittedAt.size < n && System.nanoTime() < deadline) {
+                Thread.sleep(2)
+                testScheduler.runCurrent()
+            }
+        }
+        for (n in 1..3) {
+            awaitEmissions(n)
+            testScheduler.advanceTimeBy(5_000)
+        }
+        awaitEmissions(4)
+        job.cancel()
+        val seen = emittedAt.size
+        testScheduler.advanceTimeBy(60_000)
+        Thread.sleep(50)
+        testScheduler.runCurrent()
+        assertEquals(4, seen)
+        assertEquals(seen, emittedAt.size, "nothing after the collector stopped")
+        assertEquals(setOf(5L), emittedAt.zipWithNext { a, b -> b - a }.toSet(), "every 5 s: $emittedAt")
+        vault.shutdown()
+    }
+
+    @Test
+    fun `background sync sorts outcomes for WorkManager`() = runBlocking<Unit> {
+        val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh")
+        val vault = Vault.openWithPassphrase(dir.resolve("bg").toString(), "p", testOptions)
+        val client = SyncClient(SyncSettings(url, 5_000uL, 2u, 10uL, emptyList()))
+        assertTrue(backgroundSync(client, vault) is BackgroundSyncResult.Failure, "not registered")
+        client.register(vault, "001088012345", "bg", "phone")
+        val ok = backgroundSync(client, vault)
+        assertTrue(ok is BackgroundSyncResult.Success, ok.toString())
+        val offline = SyncClient(SyncSettings("http://127.0.0.1:9", 500uL, 2u, 10uL, emptyList()))
+        assertTrue(backgroundSync(offline, vault) is BackgroundSyncResult.Retry)
+        vault.shutdown()
+    }
+}

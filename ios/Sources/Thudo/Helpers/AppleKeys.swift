@@ -1,0 +1,105 @@
+// Apple-only helpers: a Keychain key provider for the vault and a Secure Enclave signer for
+// the transit device key. Linux builds (CI) skip this file's contents.
+#if canImport(Security) && canImport(CryptoKit)
+import CryptoKit
+import Foundation
+import Security
+
+/// Wraps the vault's data key with AES-256-GCM under a key kept in the Keychain (this device
+/// only, after first unlock: background sync works, backups do not carry it).
+///
+/// ```swift
+/// let vault = try await Vault.openWithKeyProvider(path: path, provider: KeychainKeyProvider(), options: nil)
+/// ```
+public final class KeychainKeyProvider: KeyProvider, @unchecked Sendable {
+    private let service: String
+    private let account: String
+
+    /// The provider over Keychain item (`service`, `account`), made on first use.
+    public init(service: String = "vn.hanoi.thudo", account: String = "vault.v1") {
+        self.service = service
+        self.account = account
+    }
+
+    public func keyId() -> String { account }
+
+    private func key() throws -> SymmetricKey {
+        var query: [String: Any] = [
+            kSecClass as String: kSecClassGenericPassword,
+            kSecAttrService as String: service,
+            kSecAttrAccount as String: account,
+            kSecReturnData as String: true,
+        ]
+        var item: CFTypeRef?
+        let status = SecItemCopyMatching(query as CFDictionary, &item)
+        if status == errSecSuccess, let data = item as? Data { return SymmetricKey(data: data) }
+        guard status == errSecItemNotFound else { throw KeyProviderError.Unavailable(reason: "Keychain status \(status)") }
+        let key = SymmetricKey(size: .bits256)
+        query.removeValue(forKey: kSecReturnData as String)
+        query[kSecValueData as String] = key.withUnsafeBytes { Data($0) }
+        query[kSecAttrAccessible as String] = kSecAttrAccessibleAfterFirstUnlockThisDeviceOnly
+        let added = SecItemAdd(query as CFDictionary, nil)
+        guard added == errSecSuccess else { throw KeyProviderError.Unavailable(reason: "Keychain status \(added)") }
+        return key
+    }
+
+    public func wrapKey(dataKey: Data) throws -> Data {
+        guard let combined = try AES.GCM.seal(dataKey, using: try key()).combined else {
+            throw KeyProviderError.Unavailable(reason: "AES-GCM failed")
+        }
+        return combined
+    }
+
+    public func unwrapKey(wrapped: Data) throws -> Data {
+        let key = try key()
+        do {
+            return try AES.GCM.open(try AES.GCM.SealedBox(combined: wrapped), using: key)
+        } catch {
+            throw KeyProviderError.WrongKey
+        }
+    }
+}
+
+/// The transit device key in the Secure Enclave: P-256, never exportable. Its encrypted handle
+/// (usable only by this device's enclave) is kept in the Keychain.
+///
+/// ```swift
+/// let phone = try await TransitPhone.open(vault: vault, signer: try SecureEnclaveSigner(), refreshSecs: 5)
+/// ```
+public final class SecureEnclaveSigner: TransitSigner, @unchecked Sendable {
+    private let key: SecureEnclave.P256.Signing.PrivateKey
+
+    /// Loads or makes the key named `tag`.
+    public init(tag: String = "vn.hanoi.thudo.transit.device.v1") throws {
+        guard SecureEnclave.isAvailable else { throw SignerError.Failed(reason: "no Secure Enclave") }
+        let query: [String: Any] = [
+            kSecClass as String: kSecClassGenericPassword,
+            kSecAttrService as String: tag,
+            kSecReturnData as String: true,
+        ]
+        var item: CFTypeRef?
+        if SecItemCopyMatching(query as CFDictionary, &item) == errSecSuccess, let blob = item as? Data {
+            key = try SecureEnclave.P256.Signing.PrivateKey(dataRepresentation: blob)
+        } else {
+            key = try SecureEnclave.P256.Signing.PrivateKey()
+            let add: [String: Any] = [
+                kSecClass as String: kSecClassGenericPassword,
+                kSecAttrService as String: tag,
+                kSecValueData as String: key.dataRepresentation,
+                kSecAttrAccessible as String: kSecAttrAccessibleAfterFirstUnlockThisDeviceOnly,
+            ]
+            SecItemAdd(add as CFDictionary, nil)
+        }
+    }
+
+    public func publicKey() throws -> Data { key.publicKey.x963Representation }
+
+    public func sign(message: Data) throws -> Data {
+        do {
+            return try key.signature(for: message).rawRepresentation
+        } catch {
+            throw SignerError.Failed(reason: "\(error)")
+        }
+    }
+}
+#endif

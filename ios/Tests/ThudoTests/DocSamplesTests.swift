@@ -1,0 +1,50 @@
+import Foundation
+import XCTest
+
+@testable import Thudo
+
+/// The code samples of docs/ios.md, run. A test (tests/tests/doc_samples.rs) checks that every
+/// line of every Swift sample in the doc is in this file or in compiled sources.
+final class DocSamplesTests: XCTestCase {
+    func testLifecycleAndErrors() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-doc-\(UUID().uuidString)").path
+        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else { return XCTFail("no THUDO_SERVER_URL") }
+
+        // Open once per process and share; every call is async and runs off the caller's thread.
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "correct horse battery staple", options: testOptions)
+        let sync = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: nil, maxAttempts: nil,
+                                                         backoffBaseMs: nil, pinnedSpkiSha256Hex: []))
+        _ = try await sync.register(vault: vault, citizenId: "001088012345", deviceName: "Lan's iPhone", role: "phone")
+        let report = try await sync.sync(vault: vault, library: nil, observer: nil)
+
+        // Errors are typed, one case per failure.
+        do {
+            _ = try await vault.get(collection: "notes", id: "")
+        } catch VaultError.InvalidArgument(let reason) {
+            print("refused: \(reason)")
+        }
+
+        // Stop work in flight; the objects are freed when released.
+        sync.shutdown()
+        vault.shutdown()
+
+        XCTAssertGreaterThan(report.applied, 0)
+    }
+
+    func testQrOnScreen() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-doc-qr-\(UUID().uuidString)").path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
+        let issuer = try TransitIssuer.generate(keyId: 9, validFrom: 1_000_000_000, validUntil: 4_000_000_000)
+        let now = UInt32(Date().timeIntervalSince1970)
+        _ = try await phone.installCredential(credential: try issuer.issue(request: CredentialRequest(
+            cardId: 7, product: .payAsYouGo, category: .standard, route: 0, passValidFrom: 1_000_000_000,
+            passValidUntil: 4_000_000_000, devicePublicKey: phone.devicePublicKey(), lifetimeSecs: 3600), nowUnix: now))
+
+        for try await qr in phone.qrSequence(refreshSecs: 5) {
+            XCTAssertEqual(Int(qr.size) * Int(qr.size), qr.modules.count)
+            break
+        }
+        vault.shutdown()
+    }
+}
