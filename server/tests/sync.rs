@@ -852,3 +852,33 @@ async fn taps_upload_once_and_fares_are_capped_per_day() {
         Err(SyncError::Refused { status: 403, .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_read_on_one_device_is_read_on_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let c = client(&format!("http://{}", backend.addr));
+    let phone = vault(&dir.path().join("phone"));
+    let tablet = vault(&dir.path().join("tablet"));
+    register(&c, &phone, "phone").await;
+    register(&c, &tablet, "tablet").await;
+    c.sync(phone.clone(), None, None).await.unwrap();
+    c.sync(tablet.clone(), None, None).await.unwrap();
+    let id = "tb-2026-11-20";
+    assert!(!MemberHandbook::new(&tablet).notices().unwrap()[0].read);
+    MemberHandbook::new(&phone)
+        .mark_notice_read(id, 1_790_000_000)
+        .unwrap();
+    let pushed = c.sync(phone.clone(), None, None).await.unwrap();
+    let rejected: Vec<thudo_core::sync::client::RejectedMutation> = phone.list_docs().unwrap();
+    assert_eq!(
+        (pushed.pushed, pushed.rejected),
+        (1, 0),
+        "{pushed:?} {rejected:?}"
+    );
+    let pulled = c.sync(tablet.clone(), None, None).await.unwrap();
+    assert_eq!(pulled.applied, 1, "{pulled:?}");
+    let notices = MemberHandbook::new(&tablet).notices().unwrap();
+    assert_eq!(notices[0].id, id);
+    assert!(notices[0].read, "the read mark came over");
+}

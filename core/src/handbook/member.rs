@@ -208,6 +208,23 @@ impl Document for Notice {
     }
 }
 
+/// The member read a notice: the member's own mark, synced to their other devices (notices
+/// themselves belong to the cell and are read-only for devices).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NoticeRead {
+    /// The notice.
+    pub id: String,
+    /// When (unix seconds).
+    pub read_at: u64,
+}
+
+impl Document for NoticeRead {
+    const COLLECTION: &'static str = "handbook.notice_read";
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+}
+
 /// Why a temporary transfer is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -518,7 +535,8 @@ impl<'a> MemberHandbook<'a> {
                     .get_doc::<Notice>(&n.id)?
                     .map(|old| old.read)
                     .unwrap_or(false)
-                    || n.read;
+                    || n.read
+                    || tx.get_doc::<NoticeRead>(&n.id)?.is_some();
                 tx.put_doc(&Notice { read, ..n.clone() })?;
             }
             Ok(())
@@ -542,7 +560,15 @@ impl<'a> MemberHandbook<'a> {
                         collection: Notice::COLLECTION.into(),
                     })?;
                 notice.read = true;
-                queue_change(tx, &notice, now)
+                tx.put_doc(&notice)?;
+                queue_change(
+                    tx,
+                    &NoticeRead {
+                        id: id.to_owned(),
+                        read_at: now,
+                    },
+                    now,
+                )
             })
             .map_err(|e| match e {
                 VaultError::NotFound { .. } => MemberError::NotFound {

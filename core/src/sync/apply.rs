@@ -9,7 +9,7 @@ use super::outbox::{self, VERSIONS_COLLECTION};
 use super::protocol::{self, Change, ConflictPolicy};
 use crate::handbook::library::{Library, LibraryDocument};
 use crate::handbook::member::{
-    Attendance, DocumentNote, Meeting, MemberProfile, Notice, Procedure,
+    Attendance, DocumentNote, Meeting, MemberProfile, Notice, NoticeRead, Procedure,
 };
 use crate::health::records;
 use crate::vault::{Document, VaultError, VaultTx};
@@ -109,9 +109,18 @@ pub fn apply_changes(
                 "handbook.profile" => put_typed::<MemberProfile>(tx, &c.payload)?,
                 "handbook.attendance" => put_typed::<Attendance>(tx, &c.payload)?,
                 "handbook.procedure" => put_typed::<Procedure>(tx, &c.payload)?,
+                "handbook.notice_read" => {
+                    let written = put_typed::<NoticeRead>(tx, &c.payload)?;
+                    if let Some(mut notice) = tx.get_doc::<Notice>(&c.record_id)? {
+                        notice.read = true;
+                        tx.put_doc(&notice)?;
+                    }
+                    written
+                }
                 "handbook.notice" => {
                     // The read mark is the member's own: keep it across server updates.
-                    let read = tx.get_doc::<Notice>(&c.record_id)?.is_some_and(|n| n.read);
+                    let read = tx.get_doc::<Notice>(&c.record_id)?.is_some_and(|n| n.read)
+                        || tx.get_doc::<NoticeRead>(&c.record_id)?.is_some();
                     let mut payload = c.payload.clone();
                     if let Some(obj) = payload.as_object_mut() {
                         let was = obj.get("read").and_then(Value::as_bool).unwrap_or(false);

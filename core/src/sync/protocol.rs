@@ -57,63 +57,18 @@ const fn spec(
 }
 
 /// Every synced collection.
+#[rustfmt::skip]
 pub const COLLECTIONS: &[CollectionSpec] = &[
-    spec(
-        "health.records",
-        true,
-        true,
-        false,
-        ConflictPolicy::ServerAuthoritative,
-    ),
-    spec(
-        "handbook.note",
-        true,
-        true,
-        false,
-        ConflictPolicy::LastWriterWins,
-    ),
-    spec(
-        "handbook.profile",
-        true,
-        true,
-        false,
-        ConflictPolicy::ServerAuthoritative,
-    ),
-    spec(
-        "handbook.attendance",
-        true,
-        true,
-        false,
-        ConflictPolicy::ServerAuthoritative,
-    ),
-    spec(
-        "handbook.procedure",
-        true,
-        true,
-        false,
-        ConflictPolicy::ServerAuthoritative,
-    ),
-    spec(
-        "handbook.documents",
-        false,
-        true,
-        true,
-        ConflictPolicy::ServerAuthoritative,
-    ),
-    spec(
-        "handbook.meeting",
-        false,
-        true,
-        true,
-        ConflictPolicy::ServerAuthoritative,
-    ),
-    spec(
-        "handbook.notice",
-        false,
-        true,
-        true,
-        ConflictPolicy::ServerAuthoritative,
-    ),
+    //    name                    pushable pullable per_cell policy
+    spec("health.records",       true,    true,    false,   ConflictPolicy::ServerAuthoritative),
+    spec("handbook.note",        true,    true,    false,   ConflictPolicy::LastWriterWins),
+    spec("handbook.notice_read", true,    true,    false,   ConflictPolicy::LastWriterWins),
+    spec("handbook.profile",     true,    true,    false,   ConflictPolicy::ServerAuthoritative),
+    spec("handbook.attendance",  true,    true,    false,   ConflictPolicy::ServerAuthoritative),
+    spec("handbook.procedure",   true,    true,    false,   ConflictPolicy::ServerAuthoritative),
+    spec("handbook.documents",   false,   true,    true,    ConflictPolicy::ServerAuthoritative),
+    spec("handbook.meeting",     false,   true,    true,    ConflictPolicy::ServerAuthoritative),
+    spec("handbook.notice",      false,   true,    true,    ConflictPolicy::ServerAuthoritative),
 ];
 
 /// The spec of a collection.
