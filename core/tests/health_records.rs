@@ -653,6 +653,13 @@ fn bad_bundles_and_resources_are_refused_and_store_nothing() {
                           "effectiveDateTime": "yesterday"}}])),
         ),
         (
+            "date cut inside a character",
+            bundle(
+                json!([{"resource": {"resourceType": "Observation", "id": "o3",
+                "subject": patient_ref, "effectiveDateTime": "2024-01-0ễ"}}]),
+            ),
+        ),
+        (
             "too large",
             format!("{{\"pad\": \"{}\"}}", "x".repeat(fhir::MAX_BUNDLE_BYTES)),
         ),
@@ -779,4 +786,57 @@ fn records_are_encrypted_at_rest() {
             );
         }
     }
+}
+
+#[test]
+fn two_sources_reusing_plain_ids_for_different_people_do_not_overwrite_each_other() {
+    let (_d, v) = vault();
+    let book = HealthBook::new(&v);
+    let bundle = |name: &str, born: &str, value: &str| {
+        json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "Patient", "id": "1", "name": [{"text": name}], "birthDate": born}},
+            {"resource": {"resourceType": "Observation", "id": "1", "status": "final",
+                          "code": {"text": "Glucose"}, "subject": {"reference": "Patient/1"},
+                          "effectiveDateTime": "2026-10-01", "valueString": value}}]})
+        .to_string()
+    };
+    let first = book
+        .import_bundle(&bundle("Nguyễn Văn An", "1980-01-01", "5.1"), None, 1)
+        .unwrap();
+    let second = book
+        .import_bundle(&bundle("Trần Thị Bình", "1990-02-02", "6.9"), None, 2)
+        .unwrap();
+    assert_eq!(first.people, vec!["1".to_owned()]);
+    assert_ne!(
+        second.people, first.people,
+        "the second hospital's patient 1 is someone else"
+    );
+    assert_eq!(book.people().unwrap().len(), 2);
+    let an = book
+        .records("1", Some(Kind::Observation), None, None)
+        .unwrap();
+    let binh = book
+        .records(&second.people[0], Some(Kind::Observation), None, None)
+        .unwrap();
+    assert_eq!(an.len(), 1);
+    assert_eq!(
+        an[0].summary().value.as_deref(),
+        Some("5.1"),
+        "not overwritten"
+    );
+    assert_eq!(binh.len(), 1);
+    assert_eq!(binh[0].summary().value.as_deref(), Some("6.9"));
+    assert_eq!(
+        binh[0].resource["subject"]["reference"],
+        format!("Patient/{}", second.people[0])
+    );
+    // Importing the second bundle again replaces its own records: still two of each.
+    book.import_bundle(&bundle("Trần Thị Bình", "1990-02-02", "7.0"), None, 3)
+        .unwrap();
+    assert_eq!(book.people().unwrap().len(), 2);
+    let binh = book
+        .records(&second.people[0], Some(Kind::Observation), None, None)
+        .unwrap();
+    assert_eq!(binh.len(), 1);
+    assert_eq!(binh[0].summary().value.as_deref(), Some("7.0"));
 }

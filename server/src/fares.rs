@@ -44,7 +44,10 @@ impl Default for FarePolicy {
 impl FarePolicy {
     /// The local day `YYYY-MM-DD` and month `YYYY-MM` of a unix time.
     pub fn local_day_and_month(&self, unix: u64) -> (String, String) {
-        let local = chrono::DateTime::from_timestamp(unix as i64 + self.utc_offset_secs, 0)
+        let secs = i64::try_from(unix)
+            .unwrap_or(i64::MAX)
+            .saturating_add(self.utc_offset_secs);
+        let local = chrono::DateTime::from_timestamp(secs, 0)
             .unwrap_or_default()
             .naive_utc();
         (

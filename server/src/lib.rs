@@ -306,16 +306,31 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Cursors are opaque to devices: `c1.<position>`.
-fn parse_cursor(cursor: &str) -> Result<i64, ApiError> {
+/// Cursors are opaque to devices: `c1.<scope tag>.<position>`. The tag names the scope the
+/// position belongs to: a member moved to another cell (or a vault registered to another
+/// citizen) presents a cursor of the old scope, and starts the new one from the beginning.
+fn scope_tag(scope: &str) -> String {
+    hex(&sha256(scope.as_bytes())[..6])
+}
+
+fn make_cursor(scope: &str, position: i64) -> String {
+    format!("c1.{}.{position}", scope_tag(scope))
+}
+
+fn parse_cursor(cursor: &str, scope: &str) -> Result<i64, ApiError> {
     if cursor.is_empty() {
         return Ok(0);
     }
-    cursor
+    let (tag, position) = cursor
         .strip_prefix("c1.")
-        .and_then(|n| n.parse::<i64>().ok())
+        .and_then(|rest| rest.split_once('.'))
+        .ok_or_else(|| ApiError::bad("unknown cursor"))?;
+    let position = position
+        .parse::<i64>()
+        .ok()
         .filter(|n| *n >= 0)
-        .ok_or_else(|| ApiError::bad("unknown cursor"))
+        .ok_or_else(|| ApiError::bad("unknown cursor"))?;
+    Ok(if tag == scope_tag(scope) { position } else { 0 })
 }
 
 async fn pull(
@@ -331,7 +346,6 @@ async fn pull(
     let spec = collection(name)
         .filter(|c| c.pullable)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;
-    let after = parse_cursor(params.get("cursor").map(String::as_str).unwrap_or(""))?;
     let limit = match params.get("limit") {
         None => 500,
         Some(l) => l
@@ -346,7 +360,7 @@ async fn pull(
             None => {
                 return Ok(Json(PullResponse {
                     changes: Vec::new(),
-                    next_cursor: format!("c1.{after}"),
+                    next_cursor: String::new(),
                     has_more: false,
                 }))
             }
@@ -354,13 +368,18 @@ async fn pull(
     } else {
         format!("acct:{}", device.account_id)
     };
+    let after = parse_cursor(
+        params.get("cursor").map(String::as_str).unwrap_or(""),
+        &scope,
+    )?;
+    let cursor_scope = scope.clone();
     let storage = state.storage.clone();
     let collection_name = spec.name;
     let (changes, last, more) =
         blocking(move || Ok(storage.pull(&scope, collection_name, after, limit)?)).await?;
     Ok(Json(PullResponse {
         changes,
-        next_cursor: format!("c1.{last}"),
+        next_cursor: make_cursor(&cursor_scope, last),
         has_more: more,
     }))
 }
@@ -389,6 +408,33 @@ async fn issue_credential(
     JsonBody(order): JsonBody<CredentialOrder>,
 ) -> ApiResult<CredentialResponse> {
     let device = device(&state, &headers).await?;
+    // A retried purchase (its first answer lost) gets the first answer again.
+    let replay_key = match headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => None,
+        Some(k)
+            if (1..=64).contains(&k.len())
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            Some(format!("idem:credential:{}:{k}", device.id))
+        }
+        Some(_) => {
+            return Err(ApiError::bad(
+                "idempotency-key must be 1 to 64 letters, digits or '-'",
+            ))
+        }
+    };
+    if let Some(k) = replay_key.clone() {
+        let storage = state.storage.clone();
+        if let Some(stored) = blocking(move || Ok(storage.get_setting(&k)?)).await? {
+            let earlier: CredentialResponse = serde_json::from_slice(&stored).map_err(|e| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+            })?;
+            return Ok(Json(earlier));
+        }
+    }
     let key = hex_decode(&order.device_public_key)
         .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
     let now = chrono::Utc::now().timestamp() as u32;
@@ -418,13 +464,19 @@ async fn issue_credential(
         .issuer
         .issue(&request, now)
         .map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok(Json(CredentialResponse {
+    let response = CredentialResponse {
         credential: hex(&credential),
         card_id: device.card_id,
         price_vnd: price,
         pass_valid_from: from,
         pass_valid_until: until,
-    }))
+    };
+    if let Some(k) = replay_key {
+        let storage = state.storage.clone();
+        let body = serde_json::to_vec(&response).unwrap_or_default();
+        blocking(move || Ok(storage.set_setting(&k, &body)?)).await?;
+    }
+    Ok(Json(response))
 }
 
 async fn validator_feed(

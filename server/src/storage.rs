@@ -504,6 +504,10 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
         let Some(incoming) = Hlc::parse(&m.hlc) else {
             return reject("missing_clock");
         };
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        if incoming.wall_ms > now_ms.saturating_add(thudo_core::sync::hlc::MAX_AHEAD_MS) {
+            return reject("clock_in_future");
+        }
         let current: Option<String> = tx
             .query_row(
                 "SELECT hlc FROM versions WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",

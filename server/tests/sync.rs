@@ -848,7 +848,8 @@ async fn taps_upload_once_and_fares_are_capped_per_day() {
     let phone = vault(&dir.path().join("phone"));
     register(&c, &phone, "phone").await;
     assert!(matches!(
-        c.upload_taps(phone, Vec::new()).await,
+        c.upload_taps(phone, vec![tap(7, 6, 9, Product::PayAsYouGo, true)])
+            .await,
         Err(SyncError::Refused { status: 403, .. })
     ));
 }
@@ -881,4 +882,88 @@ async fn a_notice_read_on_one_device_is_read_on_the_other() {
     let notices = MemberHandbook::new(&tablet).notices().unwrap();
     assert_eq!(notices[0].id, id);
     assert!(notices[0].read, "the read mark came over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell() {
+    use thudo_core::sync::protocol::CredentialOrder;
+    use thudo_core::transit::{Category, Product};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let base = format!("http://{}", backend.addr);
+    let c = client(&base);
+    let phone = vault(&dir.path().join("phone"));
+    register(&c, &phone, "phone").await;
+    let token = SyncClient::registration(&phone).unwrap().unwrap().token;
+    let key_hex: String = thudo_core::transit::p256::SoftwareKey::generate()
+        .unwrap()
+        .0
+        .public_key()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let order = serde_json::to_string(&CredentialOrder {
+        product: Product::PayAsYouGo,
+        category: Category::Standard,
+        route: 0,
+        device_public_key: key_hex,
+        month: String::new(),
+    })
+    .unwrap();
+    let http = http_client();
+    let buy = |key: &'static str| {
+        let req = http
+            .post(format!("{base}/v1/transit/credentials"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("idempotency-key", key)
+            .body(order.clone());
+        async move { req.send().await.unwrap().bytes().await.unwrap() }
+    };
+    let first = buy("k-1").await;
+    assert_eq!(
+        buy("k-1").await,
+        first,
+        "the same answer, not a second credential"
+    );
+    assert_ne!(buy("k-2").await, first, "another key is another purchase");
+
+    // Moved to another cell: the next pull of cell content starts that cell from the beginning.
+    c.sync(phone.clone(), None, None).await.unwrap();
+    assert_eq!(
+        MemberHandbook::new(&phone)
+            .meetings_from("2000-01-01")
+            .unwrap()
+            .len(),
+        1
+    );
+    let storage = backend.storage.clone();
+    storage
+        .publish(
+            "cell:chi-bo-moi",
+            &[thudo_core::sync::protocol::Change {
+                collection: "handbook.meeting".into(),
+                record_id: "moi-1".into(),
+                op: "put".into(),
+                payload: json!({"id": "moi-1", "date": "2026-12-10", "topic": "Chi bộ mới", "document_ids": []}),
+                hlc: String::new(),
+            }],
+        )
+        .unwrap();
+    // More changes in the old cell, so its cursor is ahead of the new cell's only change.
+    seed::publish_demo(
+        &AppState::new(ServerConfig {
+            storage: storage.clone(),
+            admin_token: ADMIN.into(),
+            fares: FarePolicy::default(),
+        })
+        .unwrap(),
+        CITIZEN,
+    )
+    .unwrap();
+    storage.set_cell(CITIZEN, "chi-bo-moi").unwrap();
+    c.sync(phone.clone(), None, None).await.unwrap();
+    let meetings = MemberHandbook::new(&phone)
+        .meetings_from("2000-01-01")
+        .unwrap();
+    assert!(meetings.iter().any(|m| m.id == "moi-1"), "{meetings:?}");
 }

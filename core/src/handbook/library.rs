@@ -32,6 +32,23 @@ pub struct LibraryDocument {
     pub body: String,
 }
 
+impl LibraryDocument {
+    /// Checks what the library needs: an id of 1-256 bytes and a title.
+    pub fn validate(&self) -> Result<(), LibraryError> {
+        if self.id.is_empty() || self.id.len() > 256 {
+            return Err(LibraryError::Invalid {
+                reason: "document id must be 1-256 bytes".into(),
+            });
+        }
+        if self.title.trim().is_empty() {
+            return Err(LibraryError::Invalid {
+                reason: format!("document {} has no title", self.id),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One search result.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SearchHit {
@@ -130,18 +147,7 @@ impl Library {
 
     /// Inserts or replaces documents, in one transaction.
     pub fn upsert(&self, docs: &[LibraryDocument]) -> Result<(), LibraryError> {
-        for d in docs {
-            if d.id.is_empty() || d.id.len() > 256 {
-                return Err(LibraryError::Invalid {
-                    reason: "document id must be 1-256 bytes".into(),
-                });
-            }
-            if d.title.trim().is_empty() {
-                return Err(LibraryError::Invalid {
-                    reason: format!("document {} has no title", d.id),
-                });
-            }
-        }
+        docs.iter().try_for_each(LibraryDocument::validate)?;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         for d in docs {

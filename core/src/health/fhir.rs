@@ -194,7 +194,7 @@ pub fn day_of(date: &str) -> Option<String> {
     let day = match date.len() {
         4 => format!("{date}-01-01"),
         7 => format!("{date}-01"),
-        n if n >= 10 => date[..10].to_owned(),
+        n if n >= 10 => date.get(..10)?.to_owned(),
         _ => return None,
     };
     chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok()?;

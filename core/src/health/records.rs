@@ -240,6 +240,54 @@ fn same_person(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Known facts that tell two Patients apart: different dates of birth, names or values of the
+/// same identifier system.
+fn different_people(a: &Value, b: &Value) -> bool {
+    let birth = |p: &Value| {
+        p.get("birthDate")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if let (Some(x), Some(y)) = (birth(a), birth(b)) {
+        if x != y {
+            return true;
+        }
+    }
+    let (na, nb) = (normalized_name(a), normalized_name(b));
+    if !na.is_empty() && !nb.is_empty() && na != nb {
+        return true;
+    }
+    let ids_b = identifiers(b);
+    identifiers(a)
+        .iter()
+        .any(|(system, value)| ids_b.iter().any(|(s, v)| s == system && v != value))
+}
+
+/// `Type/id-suffix`, the id cut so that it stays a valid FHIR id (64 characters at most).
+fn suffixed(key: &str, suffix: &str) -> String {
+    let (rtype, id) = key.split_once('/').unwrap_or(("", key));
+    let keep = 64usize.saturating_sub(suffix.len() + 1).min(id.len());
+    format!("{rtype}/{}-{suffix}", &id[..keep])
+}
+
+/// What identifies a Patient, as text (for a stable new id).
+fn identity_text(p: &Value) -> String {
+    format!(
+        "{}|{}|{:?}",
+        normalized_name(p),
+        p.get("birthDate").and_then(Value::as_str).unwrap_or(""),
+        identifiers(p)
+    )
+}
+
+/// Eight hex digits of SHA-256: short, stable, collision-unlikely within one person's book.
+fn short_hash(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Fills what `stored` lacks from `incoming` and unions the identifiers.
 fn merge_patient(stored: &Value, incoming: &Value) -> Value {
     let mut merged = stored.clone();
@@ -383,6 +431,8 @@ impl<'a> HealthBook<'a> {
             let known: Vec<HealthRecord> = tx.query_docs("type", "Patient")?;
             let mut renames: HashMap<String, String> = HashMap::new();
             let mut merged: HashMap<String, Value> = HashMap::new();
+            // Resources given a new key because theirs names someone else's record.
+            let mut rekeyed: HashMap<String, String> = HashMap::new();
             let patients: Vec<&Value> = kept
                 .iter()
                 .filter(|r| fhir::resource_type(r) == Some("Patient"))
@@ -413,12 +463,50 @@ impl<'a> HealthBook<'a> {
             } else {
                 for p in &patients {
                     let key = fhir::key_of(p).unwrap_or_default();
-                    let same_key = known.iter().find(|k| k.key == key);
+                    // Identity first; the same id only when it does not name someone else.
                     let matched =
-                        same_key.or_else(|| known.iter().find(|k| same_person(&k.resource, p)));
-                    if let Some(existing) = matched {
-                        renames.insert(key, existing.key.clone());
-                        merged.insert(existing.key.clone(), merge_patient(&existing.resource, p));
+                        known
+                            .iter()
+                            .find(|k| same_person(&k.resource, p))
+                            .or_else(|| {
+                                known
+                                    .iter()
+                                    .find(|k| k.key == key && !different_people(&k.resource, p))
+                            });
+                    match matched {
+                        Some(existing) => {
+                            renames.insert(key, existing.key.clone());
+                            merged
+                                .insert(existing.key.clone(), merge_patient(&existing.resource, p));
+                        }
+                        // Another source reused this id for another person: a new id.
+                        None if known.iter().any(|k| k.key == key) => {
+                            let new_key = suffixed(&key, &short_hash(&identity_text(p)));
+                            rekeyed.insert(key.clone(), new_key.clone());
+                            renames.insert(key, new_key);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            // A record whose id is already taken by another person's record (two sources reusing
+            // a plain id) gets its own id, stable for re-imports.
+            for r in &kept {
+                let key = fhir::key_of(r).unwrap_or_default();
+                if fhir::resource_type(r) == Some("Patient") || renames.contains_key(&key) {
+                    continue;
+                }
+                let mut probe = r.clone();
+                fhir::rewrite_references(&mut probe, &|old| renames.get(old).cloned());
+                let person = fhir::person_of(&probe).unwrap_or_default();
+                if let Some(existing) = tx.get_doc::<HealthRecord>(&key)? {
+                    if !existing.person.is_empty()
+                        && !person.is_empty()
+                        && existing.person != person
+                    {
+                        let new_key = suffixed(&key, &short_hash(&person));
+                        rekeyed.insert(key.clone(), new_key.clone());
+                        renames.insert(key, new_key);
                     }
                 }
             }
@@ -437,7 +525,13 @@ impl<'a> HealthBook<'a> {
             };
             for mut r in kept.iter().cloned() {
                 let key = fhir::key_of(&r).unwrap_or_default();
-                if let Some(target) = renames.get(&key) {
+                if let Some(new_key) = rekeyed.get(&key) {
+                    let new_id = new_key
+                        .split_once('/')
+                        .map(|(_, id)| id)
+                        .unwrap_or_default();
+                    r["id"] = Value::String(new_id.to_owned());
+                } else if let Some(target) = renames.get(&key) {
                     match merged.remove(target) {
                         Some(m) => r = m,
                         None => continue, // a second Patient merged into the same person

@@ -26,28 +26,36 @@ pub struct Applied {
 }
 
 /// Public library documents go to the library's own file, outside the vault transaction;
-/// upserts are idempotent, so a page re-pulled after a crash is harmless.
+/// upserts are idempotent, so a page re-pulled after a crash is harmless. Changes apply in page
+/// order (a put then a delete of the same document leaves it deleted); a document this version
+/// cannot read or that the library refuses is skipped, never blocking the page.
 pub fn apply_documents(library: &Library, changes: &[Change]) -> Result<Applied, String> {
     let mut out = Applied::default();
-    let mut docs = Vec::new();
+    let mut pending: Vec<LibraryDocument> = Vec::new();
+    let flush = |pending: &mut Vec<LibraryDocument>, out: &mut Applied| -> Result<(), String> {
+        if !pending.is_empty() {
+            library.upsert(pending).map_err(|e| e.to_string())?;
+            out.applied += pending.len() as u64;
+            pending.clear();
+        }
+        Ok(())
+    };
     for c in changes
         .iter()
         .filter(|c| c.collection == "handbook.documents")
     {
         if c.op == "delete" {
+            flush(&mut pending, &mut out)?;
             library.remove(&c.record_id).map_err(|e| e.to_string())?;
             out.applied += 1;
             continue;
         }
         match serde_json::from_value::<LibraryDocument>(c.payload.clone()) {
-            Ok(d) => docs.push(d),
-            Err(_) => out.skipped += 1,
+            Ok(d) if d.validate().is_ok() => pending.push(d),
+            _ => out.skipped += 1,
         }
     }
-    if !docs.is_empty() {
-        library.upsert(&docs).map_err(|e| e.to_string())?;
-        out.applied += docs.len() as u64;
-    }
+    flush(&mut pending, &mut out)?;
     Ok(out)
 }
 
@@ -142,7 +150,7 @@ pub fn apply_changes(
                 &[],
                 c.hlc.as_bytes(),
             )?;
-            outbox::observe_hlc(tx, h)?;
+            outbox::observe_hlc(tx, h, now.saturating_mul(1000))?;
         }
         out.applied += 1;
     }

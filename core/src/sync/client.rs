@@ -25,6 +25,9 @@ use crate::crypto;
 use crate::handbook::library::Library;
 use crate::vault::{Document, Vault, VaultError};
 
+/// Taps per upload (the server takes at most 10,000).
+pub const TAP_UPLOAD_CHUNK: usize = 5_000;
+
 /// How the client talks to the backend.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -398,6 +401,9 @@ struct Run<'a> {
     observer: Option<&'a dyn SyncObserver>,
     report: SyncReport,
     best_rtt_ms: Option<i64>,
+    /// Sent as `Idempotency-Key` on every attempt of one logical request, so a retried purchase
+    /// whose first answer was lost is not made twice.
+    idempotency_key: Option<String>,
 }
 
 impl Run<'_> {
@@ -498,6 +504,9 @@ impl SyncClient {
         let mut req = self.http.request(method.clone(), url);
         if let Some(t) = token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(k) = &run.idempotency_key {
+            req = req.header(IDEMPOTENCY_KEY_HEADER, k.as_str());
         }
         if let Some(b) = body {
             req = req
@@ -626,6 +635,7 @@ impl SyncClient {
             observer: None,
             report: SyncReport::default(),
             best_rtt_ms: None,
+            idempotency_key: None,
         };
         let body = serde_json::to_vec(request).map_err(|e| SyncError::Protocol {
             detail: e.to_string(),
@@ -669,7 +679,15 @@ impl SyncClient {
             observer: None,
             report: SyncReport::default(),
             best_rtt_ms: None,
+            idempotency_key: None,
         };
+        if method == Method::POST {
+            let mut key = [0u8; 16];
+            crypto::fill_random(&mut key).map_err(|_| SyncError::Protocol {
+                detail: "no randomness".into(),
+            })?;
+            run.idempotency_key = Some(key.iter().map(|b| format!("{b:02x}")).collect());
+        }
         self.call(method, path, Some(&reg.token), body, &mut run)
             .await
     }
@@ -703,23 +721,42 @@ impl SyncClient {
         .await
     }
 
-    /// Uploads a validator's taps (the device must be registered as a validator); the receipt
-    /// says up to which sequence the validator may acknowledge.
+    /// Uploads a validator's taps (the device must be registered as a validator), in uploads of
+    /// at most [`TAP_UPLOAD_CHUNK`]; the receipt adds them up and says up to which sequence the
+    /// validator may acknowledge. A failure midway loses nothing: what was stored comes back as
+    /// duplicates next time.
     pub async fn upload_taps(
         &self,
         vault: Arc<Vault>,
         taps: Vec<crate::transit::validator::Tap>,
     ) -> Result<TapReceipt, SyncError> {
-        let body = serde_json::to_vec(&TapUpload { taps }).map_err(|e| SyncError::Protocol {
-            detail: e.to_string(),
-        })?;
-        self.request(
-            vault,
-            Method::POST,
-            &format!("{API_PREFIX}/transit/taps"),
-            Some(body),
-        )
-        .await
+        let mut total = TapReceipt {
+            stored: 0,
+            duplicates: 0,
+            acknowledged_seq: 0,
+            charged_vnd: 0,
+        };
+        for chunk in taps.chunks(TAP_UPLOAD_CHUNK) {
+            let body = serde_json::to_vec(&TapUpload {
+                taps: chunk.to_vec(),
+            })
+            .map_err(|e| SyncError::Protocol {
+                detail: e.to_string(),
+            })?;
+            let r: TapReceipt = self
+                .request(
+                    vault.clone(),
+                    Method::POST,
+                    &format!("{API_PREFIX}/transit/taps"),
+                    Some(body),
+                )
+                .await?;
+            total.stored += r.stored;
+            total.duplicates += r.duplicates;
+            total.acknowledged_seq = total.acknowledged_seq.max(r.acknowledged_seq);
+            total.charged_vnd += r.charged_vnd;
+        }
+        Ok(total)
     }
 
     /// Pushes the outbox, then pulls every collection (library documents only when a library
@@ -740,6 +777,7 @@ impl SyncClient {
             observer,
             report: SyncReport::default(),
             best_rtt_ms: None,
+            idempotency_key: None,
         };
         self.push(&vault, &reg, &mut run).await?;
         for spec in protocol::COLLECTIONS.iter().filter(|c| c.pullable) {
@@ -796,7 +834,17 @@ impl SyncClient {
                         record_id: e.record_id.clone(),
                         op: e.op.clone(),
                         payload: e.payload.clone(),
-                        hlc: e.hlc.clone(),
+                        // Entries queued before clocks existed: their creation time, node "0".
+                        hlc: if e.hlc.is_empty() {
+                            super::hlc::Hlc {
+                                wall_ms: e.created_at.saturating_mul(1000),
+                                counter: 0,
+                                node: "0".into(),
+                            }
+                            .to_string()
+                        } else {
+                            e.hlc.clone()
+                        },
                     })
                     .collect(),
             };

@@ -2,6 +2,12 @@
 //! follows real time when clocks agree and stays causal when they do not. Encoded as a fixed-width
 //! string that sorts like the clock: `wall(13 digits)-counter(6 digits)-node`.
 
+/// Largest counter (6 digits).
+pub const MAX_COUNTER: u32 = 999_999;
+/// Clocks more than this far ahead of a receiver's wall clock are refused (a device whose clock
+/// is wrong must not drag everyone's clock into the future).
+pub const MAX_AHEAD_MS: u64 = 24 * 3600 * 1000;
+
 /// A clock reading.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hlc {
@@ -20,7 +26,7 @@ impl Hlc {
         let wall = parts.next()?;
         let counter = parts.next()?;
         let node = parts.next()?;
-        if wall.len() != 13 || counter.len() != 6 {
+        if wall.len() != 13 || counter.len() != 6 || !wall.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         Some(Hlc {
@@ -34,9 +40,15 @@ impl Hlc {
     /// reading or the newest one it has seen).
     pub fn tick(last: Option<&Hlc>, now_ms: u64, node: &str) -> Hlc {
         match last {
+            // The counter has 6 digits: past them, borrow a millisecond from the future.
+            Some(l) if l.wall_ms >= now_ms && l.counter >= MAX_COUNTER => Hlc {
+                wall_ms: l.wall_ms + 1,
+                counter: 0,
+                node: node.to_owned(),
+            },
             Some(l) if l.wall_ms >= now_ms => Hlc {
                 wall_ms: l.wall_ms,
-                counter: l.counter.saturating_add(1),
+                counter: l.counter + 1,
                 node: node.to_owned(),
             },
             _ => Hlc {
@@ -65,7 +77,16 @@ mod tests {
         let c = Hlc::tick(Some(&b), 1_700_000_000_500, "b");
         assert!(a < b && b < c);
         assert!(a.to_string() < b.to_string() && b.to_string() < c.to_string());
-        assert_eq!(Hlc::parse(&c.to_string()), Some(c));
+        assert_eq!(Hlc::parse(&c.to_string()), Some(c.clone()));
+        // A full counter carries into the wall clock; the string still sorts and parses.
+        let full = Hlc {
+            wall_ms: c.wall_ms,
+            counter: MAX_COUNTER,
+            node: "b".into(),
+        };
+        let next = Hlc::tick(Some(&full), c.wall_ms, "b");
+        assert!(next > full && next.to_string() > full.to_string());
+        assert_eq!(Hlc::parse(&next.to_string()), Some(next));
         for bad in [
             "",
             "1-2-3",

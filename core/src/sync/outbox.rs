@@ -33,8 +33,12 @@ pub(crate) fn node_id(tx: &VaultTx<'_>) -> Result<String> {
     Ok(node)
 }
 
-/// Advances the device's clock past `seen` (a clock read from the server).
-pub(crate) fn observe_hlc(tx: &VaultTx<'_>, seen: &Hlc) -> Result<()> {
+/// Advances the device's clock past `seen` (a clock read from the server), unless `seen` is
+/// more than a day ahead of `now_ms` (another device's wrong clock).
+pub(crate) fn observe_hlc(tx: &VaultTx<'_>, seen: &Hlc, now_ms: u64) -> Result<()> {
+    if seen.wall_ms > now_ms.saturating_add(super::hlc::MAX_AHEAD_MS) {
+        return Ok(());
+    }
     let last = state_text(tx, "hlc")?.and_then(|t| Hlc::parse(&t));
     if last.as_ref().is_none_or(|l| l < seen) {
         tx.put(STATE_COLLECTION, "hlc", &[], seen.to_string().as_bytes())?;

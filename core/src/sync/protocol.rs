@@ -10,6 +10,9 @@ use crate::transit::{Category, Product};
 pub const API_PREFIX: &str = "/v1";
 /// Response header carrying the server's clock, unix milliseconds.
 pub const SERVER_TIME_HEADER: &str = "x-thudo-server-time";
+/// Request header naming one logical POST across its retries (a credential purchase is made
+/// once however often its request is delivered).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Largest push batch the server accepts.
 pub const MAX_PUSH_BATCH: usize = 500;
 /// Largest pull page the server returns.
