@@ -270,21 +270,9 @@ pub struct TapUploadReceipt {
 }
 
 fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
-    if text.len() % 2 != 0 {
-        return Err(SyncError::Protocol {
-            detail: "odd hex".into(),
-        });
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| SyncError::Protocol {
-                    detail: "bad hex from the server".into(),
-                })
-        })
-        .collect()
+    thudo_core::hex::decode(text).ok_or_else(|| SyncError::Protocol {
+        detail: "bad hex from the server".into(),
+    })
 }
 
 /// The sync client: one per backend, shared by every vault of the app. `shutdown()` cancels
@@ -383,12 +371,7 @@ impl SyncClient {
             product: product.into(),
             category: category.into(),
             route,
-            device_public_key: phone
-                .inner
-                .device_public_key()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            device_public_key: thudo_core::hex::encode(&phone.inner.device_public_key()),
             month,
         };
         let r = self.inner.order_credential(vault.core(), &order).await?;

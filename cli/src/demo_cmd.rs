@@ -87,16 +87,8 @@ fn open_vault(dir: &std::path::Path, passphrase: &str) -> Result<Arc<Vault>> {
     )?))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Result<Vec<u8>> {
-    ensure!(text.len() % 2 == 0, "odd hex");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|e| anyhow!("hex: {e}")))
-        .collect()
+    thudo_core::hex::decode(text.trim()).ok_or_else(|| anyhow::anyhow!("not hex"))
 }
 
 fn now_secs() -> u64 {
@@ -133,7 +125,7 @@ async fn story(args: DemoArgs) -> Result<()> {
             let storage = Arc::new(SqliteStorage::open(&dir.join("server.db"))?);
             let state = AppState::new(ServerConfig {
                 storage,
-                admin_token: hex(&rand_bytes()?),
+                admin_token: thudo_core::hex::encode(&rand_bytes()?),
                 fares: FarePolicy::default(),
             })?;
             seed::publish_demo(&state, CITIZEN)?;
@@ -225,7 +217,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 product: Product::MonthlyAllRoutes,
                 category: Category::Standard,
                 route: 0,
-                device_public_key: hex(&phone.device_public_key()),
+                device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
                 month,
             };
             let r = client.order_credential(phone_vault.clone(), &order).await?;
@@ -323,7 +315,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 product: Product::PayAsYouGo,
                 category: Category::Standard,
                 route: 0,
-                device_public_key: hex(&rider.device_public_key()),
+                device_public_key: thudo_core::hex::encode(&rider.device_public_key()),
                 month: String::new(),
             };
             let r = client.order_credential(rider_vault, &order).await?;

@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey, TrustedIssuerKey};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
@@ -164,19 +164,8 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Result<Vec<u8>> {
-    let text = text.trim();
-    if text.len() % 2 != 0 || !text.is_ascii() {
-        bail!("not hex");
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).context("not hex"))
-        .collect()
+    thudo_core::hex::decode(text.trim()).ok_or_else(|| anyhow::anyhow!("not hex"))
 }
 
 /// Writes a secret file readable by its owner only.
@@ -222,7 +211,7 @@ pub fn run(args: TransitArgs) -> Result<()> {
                 key_id,
                 valid_from: from,
                 valid_until: until,
-                pkcs8_hex: hex(&pkcs8),
+                pkcs8_hex: thudo_core::hex::encode(&pkcs8),
             };
             write_secret(&out, &serde_json::to_vec_pretty(&file)?)?;
             let mut keys = if trusted.exists() {
@@ -282,10 +271,13 @@ pub fn run(args: TransitArgs) -> Result<()> {
                 device_public_key: unhex(&device_key).context("--device-key")?,
                 lifetime_secs: lifetime_hours.saturating_mul(3600),
             };
-            println!("{}", hex(&key.issue(&request, from)?));
+            println!("{}", thudo_core::hex::encode(&key.issue(&request, from)?));
         }
         TransitCommand::PhoneKey(phone) => {
-            println!("{}", hex(&open_phone(&phone)?.device_public_key()))
+            println!(
+                "{}",
+                thudo_core::hex::encode(&open_phone(&phone)?.device_public_key())
+            )
         }
         TransitCommand::Install { phone, credential } => {
             let fields = open_phone(&phone)?

@@ -32,7 +32,8 @@ use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::Product;
 
 use fares::FarePolicy;
-use storage::{hex, sha256, Device, Storage};
+use storage::{sha256, Device, Storage};
+use thudo_core::hex;
 
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -226,7 +227,7 @@ async fn register(
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", "no randomness"))?;
-    let token = hex(&raw);
+    let token = hex::encode(&raw);
     let hash = sha256(token.as_bytes());
     let storage = state.storage.clone();
     let (device_id, account_id) = blocking(move || {
@@ -310,7 +311,7 @@ fn percent_decode(s: &str) -> String {
 /// position belongs to: a member moved to another cell (or a vault registered to another
 /// citizen) presents a cursor of the old scope, and starts the new one from the beginning.
 fn scope_tag(scope: &str) -> String {
-    hex(&sha256(scope.as_bytes())[..6])
+    hex::encode(&sha256(scope.as_bytes())[..6])
 }
 
 fn make_cursor(scope: &str, position: i64) -> String {
@@ -384,16 +385,6 @@ async fn pull(
     }))
 }
 
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 1024 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
     let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
     let next = first.checked_add_months(chrono::Months::new(1))?;
@@ -435,7 +426,8 @@ async fn issue_credential(
             return Ok(Json(earlier));
         }
     }
-    let key = hex_decode(&order.device_public_key)
+    let key = hex::decode(&order.device_public_key)
+        .filter(|k| k.len() <= 65)
         .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
     let now = chrono::Utc::now().timestamp() as u32;
     let (from, until) = match order.product {
@@ -465,7 +457,7 @@ async fn issue_credential(
         .issue(&request, now)
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let response = CredentialResponse {
-        credential: hex(&credential),
+        credential: hex::encode(&credential),
         card_id: device.card_id,
         price_vnd: price,
         pass_valid_from: from,
@@ -498,7 +490,7 @@ async fn validator_feed(
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing", e.to_string()))?;
     Ok(Json(ValidatorFeed {
         issuer_keys: vec![state.issuer.trusted().clone()],
-        deny_list: hex(&signed),
+        deny_list: hex::encode(&signed),
     }))
 }
 

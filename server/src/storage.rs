@@ -102,11 +102,6 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     thudo_core::crypto::fill_random(&mut b).map_err(|_| StorageError("no randomness".into()))?;
@@ -179,7 +174,7 @@ fn account_in(tx: &rusqlite::Transaction<'_>, citizen_id: &str) -> Result<String
     {
         return Ok(id);
     }
-    let id = format!("a-{}", hex(&random_bytes::<8>()?));
+    let id = format!("a-{}", thudo_core::hex::encode(&random_bytes::<8>()?));
     // Card numbers: random, 15 decimal digits, so they are not guessable from each other.
     let card = u64::from_le_bytes(random_bytes::<8>()?) % 900_000_000_000_000 + 100_000_000_000_000;
     tx.execute(
@@ -211,7 +206,7 @@ impl Storage for SqliteStorage {
     ) -> Result<(String, String)> {
         self.with(|tx| {
             let account = account_in(tx, citizen_id)?;
-            let id = format!("d-{}", hex(&random_bytes::<8>()?));
+            let id = format!("d-{}", thudo_core::hex::encode(&random_bytes::<8>()?));
             tx.execute(
                 "INSERT INTO devices(id, account_id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, account, name, role, &token_hash[..], chrono::Utc::now().timestamp()],

@@ -334,10 +334,7 @@ pub fn references(value: &Value, out: &mut Vec<String>) {
 }
 
 fn hex_prefix(data: &[u8], bytes: usize) -> String {
-    digest::digest(&digest::SHA256, data).as_ref()[..bytes]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&digest::digest(&digest::SHA256, data).as_ref()[..bytes])
 }
 
 /// A name-based UUID (RFC 9562 version 8 over SHA-256), so an export names each resource the
@@ -348,7 +345,7 @@ fn uuid_for(name: &str) -> String {
     b.copy_from_slice(&d.as_ref()[..16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = crate::hex::encode(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use super::fhir::{self, FhirError, Kind};
 use super::schedule::{self, DoseStatus, GivenDose, NaiveDate};
 use super::shc::{self, ShcError, TrustStore, VerifiedCard};
-use crate::crypto;
 use crate::sync::outbox;
 use crate::vault::{Document, Vault, VaultError, VaultTx};
 
@@ -191,11 +190,12 @@ pub struct HealthBook<'a> {
 }
 
 fn random_id() -> Result<String, HealthError> {
-    let mut b = [0u8; 16];
-    crypto::fill_random(&mut b).map_err(|_| VaultError::Io {
-        reason: "system random source failed".into(),
-    })?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    crate::hex::random(16).map_err(|_| {
+        VaultError::Io {
+            reason: "system random source failed".into(),
+        }
+        .into()
+    })
 }
 
 fn normalized_name(patient: &Value) -> String {
@@ -282,10 +282,7 @@ fn identity_text(p: &Value) -> String {
 
 /// Eight hex digits of SHA-256: short, stable, collision-unlikely within one person's book.
 fn short_hash(text: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..4])
 }
 
 /// Fills what `stored` lacks from `incoming` and unions the identifiers.

@@ -682,11 +682,10 @@ impl SyncClient {
             idempotency_key: None,
         };
         if method == Method::POST {
-            let mut key = [0u8; 16];
-            crypto::fill_random(&mut key).map_err(|_| SyncError::Protocol {
-                detail: "no randomness".into(),
-            })?;
-            run.idempotency_key = Some(key.iter().map(|b| format!("{b:02x}")).collect());
+            run.idempotency_key =
+                Some(crate::hex::random(16).map_err(|_| SyncError::Protocol {
+                    detail: "no randomness".into(),
+                })?);
         }
         self.call(method, path, Some(&reg.token), body, &mut run)
             .await

@@ -2,7 +2,6 @@
 //! transaction as the mutation, with an idempotency key so the server applies it exactly once.
 
 use super::hlc::Hlc;
-use crate::crypto;
 use crate::vault::{Document, Result, VaultError, VaultTx};
 
 pub(crate) const STATE_COLLECTION: &str = "sync.state";
@@ -24,11 +23,9 @@ pub(crate) fn node_id(tx: &VaultTx<'_>) -> Result<String> {
     if let Some(node) = state_text(tx, "node")? {
         return Ok(node);
     }
-    let mut b = [0u8; 6];
-    crypto::fill_random(&mut b).map_err(|_| VaultError::Io {
+    let node = crate::hex::random(6).map_err(|_| VaultError::Io {
         reason: "system random source failed".into(),
     })?;
-    let node: String = b.iter().map(|x| format!("{x:02x}")).collect();
     tx.put(STATE_COLLECTION, "node", &[], node.as_bytes())?;
     Ok(node)
 }
@@ -104,8 +101,7 @@ pub fn enqueue(
         &[],
         (next + 1).to_string().as_bytes(),
     )?;
-    let mut key = [0u8; 16];
-    crypto::fill_random(&mut key).map_err(|_| VaultError::Io {
+    let idempotency_key = crate::hex::random(16).map_err(|_| VaultError::Io {
         reason: "system random source failed".into(),
     })?;
     let hlc = next_hlc(tx, now)?;
@@ -116,7 +112,7 @@ pub fn enqueue(
         hlc.as_bytes(),
     )?;
     let entry = OutboxEntry {
-        idempotency_key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        idempotency_key,
         seq: next,
         collection: collection.to_owned(),
         record_id: record_id.to_owned(),

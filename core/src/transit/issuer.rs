@@ -213,22 +213,11 @@ pub(crate) mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        s.serialize_str(&crate::hex::encode(bytes))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
-        decode(&text).ok_or_else(|| serde::de::Error::custom("invalid hex"))
-    }
-
-    /// Decodes lowercase or uppercase hex.
-    pub fn decode(text: &str) -> Option<Vec<u8>> {
-        if text.len() % 2 != 0 || !text.is_ascii() {
-            return None;
-        }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-            .collect()
+        crate::hex::decode(&text).ok_or_else(|| serde::de::Error::custom("invalid hex"))
     }
 }
