@@ -91,13 +91,6 @@ fn unhex(text: &str) -> Result<Vec<u8>> {
     thudo_core::hex::decode(text.trim()).ok_or_else(|| anyhow::anyhow!("not hex"))
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -229,7 +222,7 @@ async fn story(args: DemoArgs) -> Result<()> {
         })
         .await?;
 
-    let now = now_secs();
+    let now = crate::transit_cmd::now();
     let qr_text = steps
         .run("show the dynamic QR", async {
             let qr = phone.current_qr(now)?;

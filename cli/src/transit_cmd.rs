@@ -157,7 +157,8 @@ struct IssuerFile {
     pkcs8_hex: String,
 }
 
-fn now() -> u64 {
+/// The system clock, unix seconds.
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

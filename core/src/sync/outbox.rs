@@ -105,12 +105,17 @@ pub fn enqueue(
         reason: "system random source failed".into(),
     })?;
     let hlc = next_hlc(tx, now)?;
-    tx.put(
-        VERSIONS_COLLECTION,
-        &version_id(collection, record_id),
-        &[],
-        hlc.as_bytes(),
-    )?;
+    // Only last-writer-wins collections compare versions on pull; others need no record of it.
+    let lww = super::protocol::collection(collection)
+        .is_some_and(|c| c.policy == super::protocol::ConflictPolicy::LastWriterWins);
+    if lww {
+        tx.put(
+            VERSIONS_COLLECTION,
+            &version_id(collection, record_id),
+            &[],
+            hlc.as_bytes(),
+        )?;
+    }
     let entry = OutboxEntry {
         idempotency_key,
         seq: next,

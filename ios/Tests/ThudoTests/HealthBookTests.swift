@@ -47,6 +47,24 @@ final class HealthBookTests: XCTestCase {
         }
         let after = try await book.records(personId: child, kind: .immunization, from: nil, to: nil)
         XCTAssertEqual(after.count, 4)
+        let people = try await book.people()
+        XCTAssertEqual(people.map { $0.personId }, [child])
+        let person = try await book.person(id: child)
+        XCTAssertEqual(person?.fullName, "Trần Thu Hà")
+        let first = try await book.record(key: shots[0].key)
+        XCTAssertEqual(first?.resourceJson, shots[0].resourceJson)
+        let deleted = try await book.deleteRecord(key: shots[0].key)
+        XCTAssertTrue(deleted)
+        let gone = try await book.record(key: shots[0].key)
+        XCTAssertNil(gone)
+        let again = try await book.importCardJws(verifier: verifier, jws: try read("example-00-d-jws.txt"),
+                                                 intoPerson: child, nowUnix: 1_790_000_000)
+        XCTAssertEqual(again.byType["Immunization"], 3, "the deleted shot comes back from the card")
+        do {
+            _ = try await book.importBundle(bundleJson: "{}", intoPerson: nil)
+            XCTFail("not a bundle")
+        } catch HealthBookError.InvalidFhir {}
+
         let ips = try await book.exportIps(personId: child)
         XCTAssertTrue(ips.contains("\"11450-4\""))
         vault.shutdown()

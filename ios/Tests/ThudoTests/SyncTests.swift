@@ -45,6 +45,28 @@ final class SyncTests: XCTestCase {
         let notes = try await MemberHandbook(vault: tablet).notesFor(documentId: "nq-57-2024")
         XCTAssertEqual(notes.first { $0.id == "swift-note" }?.text, "ghi chú từ Swift")
 
+        // Buy a pass, validate its QR on a registered validator, upload the tap.
+        let registered = try await client.isRegistered(vault: phone)
+        XCTAssertTrue(registered)
+        let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyy-MM"
+        formatter.timeZone = TimeZone(secondsFromGMT: 7 * 3600)
+        let bought = try await client.buyTransitProduct(vault: phone, phone: transit, product: .monthlyAllRoutes,
+                                                        category: .standard, route: 0, month: formatter.string(from: Date()))
+        XCTAssertEqual(bought.priceVnd, 280_000)
+        let bus = try await Vault.openWithPassphrase(path: temp("bus"), passphrase: "p", options: testOptions)
+        _ = try await client.register(vault: bus, citizenId: "000000000032", deviceName: "bus 32", role: "validator")
+        let feed = try await client.validatorFeed(vault: bus)
+        let validator = try await TransitValidator.open(vault: bus, trustedKeys: feed.issuerKeys, config: ValidatorConfig(route: 32))
+        _ = try await validator.updateDenyList(signedList: feed.denyList)
+        let qr = try await transit.currentQr()
+        XCTAssertTrue(try validator.validate(text: qr.text).accepted)
+        let receipt = try await client.uploadTaps(vault: bus, validator: validator)
+        XCTAssertEqual(receipt.stored, 1)
+        XCTAssertEqual(receipt.chargedVnd, 0)
+        bus.shutdown()
+
         XCTAssertThrowsError(try SyncClient(settings: SyncSettings(baseUrl: "http://example.vn", requestTimeoutMs: nil,
                                                                    maxAttempts: nil, backoffBaseMs: nil, pinnedSpkiSha256Hex: []))) { error in
             guard case SyncError.InsecureUrl = error else { return XCTFail("\(error)") }

@@ -50,6 +50,13 @@ class HealthBookTest {
             assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 1u))
             assertEquals(DoseState.UPCOMING, state("Measles", 1u))
 
+            assertEquals(listOf(child), book.people().map { it.personId })
+            val first = book.record(shots[0].key)!!
+            assertEquals(shots[0].resourceJson, first.resourceJson)
+            assertTrue(book.deleteRecord(first.key))
+            assertEquals(false, book.deleteRecord(first.key))
+            assertEquals(null, book.record(first.key))
+
             val ips = book.exportIps(child)
             assertTrue(ips.contains("\"60591-5\"") && ips.contains("\"11369-6\""))
 
@@ -60,7 +67,7 @@ class HealthBookTest {
                 runBlocking { book.importCardJws(verifier, tampered, child, 1_790_000_000L) }
             }
             assertEquals("bad_signature", refused.reason)
-            assertEquals(4, book.records(child, HealthKind.IMMUNIZATION, null, null).size)
+            assertEquals(3, book.records(child, HealthKind.IMMUNIZATION, null, null).size)
             assertThrows<HealthBookException.InvalidFhir> { runBlocking { book.importBundle("{}", null) } }
             assertThrows<HealthBookException.NotFound> { runBlocking { book.vaccinationSchedule("nobody", "2026-03-20") } }
         }
