@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (only when missing) a Debian 13 root with Swift 6 in it, for running the Swift binding
 # tests on a Debian 12 host. Prints the root's path on stdout.
-# Recipe: ../shared/notes/swift-and-kotlin-on-linux.md
+# Recipe: a Debian 13 root made by debootstrap, Swift from its packages (docs/ios.md).
 set -euo pipefail
 ROOT=${THUDO_SWIFT_ROOT:-/var/cache/thudo/swift-root}
 if [ -x "$ROOT/usr/bin/swiftc" ] && [ -f "$ROOT/.thudo-ready" ]; then

@@ -16,10 +16,8 @@ sed -e '/use "Darwin"/d' "$GEN/thudoFFI.modulemap" > ios/Sources/ThudoFFI/module
 W="$ROOT/w"
 mkdir -p "$W/lib" "$W/ios"
 cp "$LIB" "$W/lib/"
-# The shared test fixtures (beside the repository) for the health-card tests.
-FIX=$(d=$PWD; while [ "$d" != / ]; do [ -d "$d/shared/fixtures/shc" ] && { echo "$d/shared/fixtures/shc"; break; }; d=$(dirname "$d"); done)
-[ -n "$FIX" ] || { echo "shared/fixtures/shc not found above $PWD" >&2; exit 1; }
-rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r "$FIX" "$W/fixtures/shc"
+# The health-card test fixtures (public SMART Health Card examples kept in the repository).
+rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r core/tests/data/shc "$W/fixtures/shc"
 # Copy the package but keep SwiftPM's .build cache inside the root between runs; remove the
 # previous copy's sources first, so a file deleted here does not linger there.
 rm -rf "$W/ios/Sources" "$W/ios/Tests" "$W/ios/Package.swift"

@@ -6,13 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn fixtures() -> PathBuf {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        if dir.join("shared/fixtures/shc").is_dir() {
-            return dir.join("shared/fixtures/shc");
-        }
-        assert!(dir.pop(), "shared/fixtures/shc not found");
-    }
+    // The public examples kept beside thudo-core's tests.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/shc")
 }
 
 #[test]

@@ -13,13 +13,7 @@ use thudo_core::health::shc::{self, TrustStore};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 
 fn main() {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let fixtures = loop {
-        if dir.join("shared/fixtures/shc").is_dir() {
-            break dir.join("shared/fixtures/shc");
-        }
-        assert!(dir.pop(), "shared/fixtures/shc not found");
-    };
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/shc");
     let read = |n: &str| std::fs::read_to_string(fixtures.join(n)).unwrap();
     let mut trust = TrustStore::new();
     trust

@@ -30,14 +30,10 @@ fn ips_text() -> String {
 }
 
 fn shc_fixture(name: &str) -> String {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared/fixtures/shc").join(name);
-        if candidate.exists() {
-            return std::fs::read_to_string(candidate).unwrap();
-        }
-        assert!(dir.pop(), "shared/fixtures/shc/{name} not found");
-    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/shc")
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
 }
 
 fn trust() -> TrustStore {

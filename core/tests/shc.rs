@@ -1,4 +1,4 @@
-//! SMART Health Cards against the real public examples in ../shared/fixtures/shc.
+//! SMART Health Cards against the real public examples in tests/data/shc.
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
@@ -11,21 +11,9 @@ use thudo_core::health::shc::{self, ShcError, TrustStore};
 const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
 const NOW: i64 = 1_790_000_000;
 
-/// The shared fixtures sit beside the repository (CI clones it with shared/ beside it).
+/// The public examples, kept in the repository (tests/data/shc/README.md says where from).
 fn fixtures() -> PathBuf {
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("shared/fixtures/shc");
-        if candidate.is_dir() {
-            return candidate;
-        }
-        if !dir.pop() {
-            panic!(
-                "shared/fixtures/shc not found above {}",
-                env!("CARGO_MANIFEST_DIR")
-            );
-        }
-    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/shc")
 }
 
 fn read(name: &str) -> String {

@@ -4,7 +4,7 @@ import XCTest
 @testable import Thudo
 
 final class HealthCardTests: XCTestCase {
-    /// scripts/test-swift.sh copies shared/fixtures/shc into the Swift root and names it here.
+    /// scripts/test-swift.sh copies core/tests/data/shc into the Swift root and names it here.
     func read(_ name: String) throws -> String {
         let dir = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
         return try String(contentsOfFile: dir + "/" + name, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)

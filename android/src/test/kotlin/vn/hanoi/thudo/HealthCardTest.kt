@@ -6,10 +6,8 @@ import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 
 class HealthCardTest {
-    /** The public SMART Health Card examples in shared/fixtures/shc beside the repository. */
-    private val fixtures: File = generateSequence(File(System.getProperty("user.dir")).absoluteFile) { it.parentFile }
-        .map { File(it, "shared/fixtures/shc") }
-        .first { it.isDirectory }
+    /** The public SMART Health Card examples in core/tests/data/shc (path set by the Maven build). */
+    private val fixtures = File(System.getProperty("thudo.fixtures") ?: "../core/tests/data/shc")
 
     private fun read(name: String) = File(fixtures, name).readText().trim()
 
