@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs a command with the reference backend on loopback (seeded with the demo citizen's content):
-# THUDO_SERVER_URL names it, THUDO_DEMO_CITIZEN the seeded citizen. The server stops afterwards.
+# THUDO_SERVER_URL names it, THUDO_DEMO_CITIZEN the seeded citizen, THUDO_ENROLMENT_CODES three
+# single-use validator enrolment codes (route 32). The server stops afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q -p thudo-server
 DIR=$(mktemp -d)
 CITIZEN=001088012345
 target/debug/thudo-server --listen 127.0.0.1:0 --db "$DIR/server.db" \
-  --admin-token "test-admin-token-$RANDOM$RANDOM$RANDOM" --seed-citizen "$CITIZEN" >"$DIR/out" 2>"$DIR/err" &
+  --admin-token "test-admin-token-$RANDOM$RANDOM$RANDOM" --seed-citizen "$CITIZEN" --seed-enrolments 3 >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
@@ -18,5 +19,6 @@ for _ in $(seq 1 100); do
 done
 URL=$(sed -n 's/^listening on //p' "$DIR/out")
 [ -n "$URL" ] || { echo "the server did not start" >&2; cat "$DIR/err" >&2; exit 1; }
-export THUDO_SERVER_URL="$URL" THUDO_DEMO_CITIZEN="$CITIZEN"
+CODES=$(sed -n 's/^enrolment-code //p' "$DIR/out" | tr '\n' ' ')
+export THUDO_SERVER_URL="$URL" THUDO_DEMO_CITIZEN="$CITIZEN" THUDO_ENROLMENT_CODES="$CODES"
 "$@"

@@ -50,6 +50,13 @@ pub enum SyncError {
         /// The server's message.
         detail: String,
     },
+    /// A reduced or free passenger category without an entitlement in force: explain to the
+    /// citizen that the operator must record it (standard fares need none).
+    #[error("not entitled: {detail}")]
+    NotEntitled {
+        /// The server's explanation.
+        detail: String,
+    },
     /// The server broke the protocol.
     #[error("protocol: {detail}")]
     Protocol {
@@ -96,6 +103,7 @@ impl From<core::SyncError> for SyncError {
                 code,
                 detail: message,
             },
+            E::NotEntitled { message } => SyncError::NotEntitled { detail: message },
             E::Protocol { detail } => SyncError::Protocol { detail },
             E::Cancelled => SyncError::Cancelled,
             E::Vault(v) => SyncError::Storage {
@@ -267,6 +275,22 @@ pub struct TapUploadReceipt {
     pub duplicates: u32,
     /// Pay-as-you-go fares charged, VND.
     pub charged_vnd: u64,
+    /// Taps this validator accepted that the backend did not charge (no or forged evidence,
+    /// revoked or invalid at the QR's time, a QR already used on this or another validator).
+    pub not_charged: u32,
+}
+
+/// A validator's enrolment, as the operator bound it.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ValidatorEnrolment {
+    /// The validator's id at the backend.
+    pub validator_id: String,
+    /// The operator's label.
+    pub label: String,
+    /// The route it serves, for a bus (configure `ValidatorConfig.route` with it).
+    pub route: Option<u16>,
+    /// The gate it guards, for a metro gate.
+    pub gate: Option<String>,
 }
 
 fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
@@ -313,8 +337,9 @@ impl SyncClient {
         }))
     }
 
-    /// Registers this vault's device for a citizen (`role`: `phone` or `validator`); returns
-    /// the device id. The token is kept encrypted in the vault.
+    /// Registers this vault's device for a citizen (`role`: `phone`); returns the device id.
+    /// The token is kept encrypted in the vault. Validators do not register: they enrol
+    /// (`enrolValidator`); `role = "validator"` is refused with `enrolment_required`.
     pub async fn register(
         &self,
         vault: Arc<Vault>,
@@ -328,6 +353,29 @@ impl SyncClient {
             role,
         };
         Ok(self.inner.register(vault.core(), &request).await?.device_id)
+    }
+
+    /// Enrols this vault as a validator with the operator's single-use `enrolment_code`; the
+    /// token is kept encrypted in the vault for the feed and tap uploads. A used, expired or
+    /// unknown code is `Refused` with code `enrolment_used`, `enrolment_expired` or
+    /// `enrolment_unknown`.
+    pub async fn enrol_validator(
+        &self,
+        vault: Arc<Vault>,
+        enrolment_code: String,
+        device_name: String,
+    ) -> Result<ValidatorEnrolment, SyncError> {
+        let request = protocol::ValidatorEnrolmentRequest {
+            enrolment_code,
+            device_name,
+        };
+        let r = self.inner.enrol_validator(vault.core(), &request).await?;
+        Ok(ValidatorEnrolment {
+            validator_id: r.validator_id,
+            label: r.label,
+            route: r.route,
+            gate: r.gate,
+        })
     }
 
     /// Whether this vault's device is registered.
@@ -423,6 +471,7 @@ impl SyncClient {
             stored: receipt.stored,
             duplicates: receipt.duplicates,
             charged_vnd: receipt.charged_vnd,
+            not_charged: receipt.not_charged,
         })
     }
 

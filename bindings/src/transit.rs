@@ -186,6 +186,8 @@ pub enum VerdictReason {
     Replayed,
     /// Same card accepted moments ago.
     Passback,
+    /// Deny list too old and the validator fails closed: fetch the feed.
+    DenyListStale,
 }
 
 mirror_enum!(
@@ -206,7 +208,8 @@ mirror_enum!(
         ClockSkew,
         WrongRoute,
         Replayed,
-        Passback
+        Passback,
+        DenyListStale
     ]
 );
 
@@ -487,6 +490,29 @@ pub struct ValidatorConfig {
     /// Same card refused for this long after an accept.
     #[uniffi(default = 120)]
     pub passback_secs: u32,
+    /// A deny list issued longer ago than this is stale (0: never).
+    #[uniffi(default = 86400)]
+    pub max_deny_list_age_secs: u32,
+    /// With a stale or missing deny list, refuse every scan (fail closed) instead of deciding
+    /// with the list held (fail open, the default).
+    #[uniffi(default = false)]
+    pub fail_closed_when_stale: bool,
+}
+
+/// How current a validator's deny list is.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct DenyListStatus {
+    /// Version in force (0: none yet).
+    pub version: u32,
+    /// When the backend issued it (unix seconds).
+    pub issued_at: u32,
+    /// Seconds since then.
+    pub age_secs: u64,
+    /// Older than the configured age, or none installed: fetch the feed.
+    pub stale: bool,
+    /// Signed by a key no longer trusted (the issuer rotated keys): still enforced; fetch the
+    /// feed.
+    pub needs_refresh: bool,
 }
 
 /// One tap of the log, for upload.
@@ -542,6 +568,8 @@ impl TransitValidator {
             max_age_secs: config.max_age_secs,
             max_future_secs: config.max_future_secs,
             passback_secs: config.passback_secs,
+            max_deny_list_age_secs: config.max_deny_list_age_secs,
+            fail_closed_when_stale: config.fail_closed_when_stale,
             ..Default::default()
         };
         blocking(move || {
@@ -586,6 +614,30 @@ impl TransitValidator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .deny_list_version()
+    }
+
+    /// Replaces the trusted issuer keys with the feed's (previous, current and next keys with
+    /// their windows): call it with every feed, before `updateDenyList`.
+    pub async fn set_trusted_keys(&self, keys: Vec<TrustedIssuerKey>) -> Result<(), TransitError> {
+        let keys = keys.into_iter().map(Into::into).collect();
+        self.run(move |v| v.set_trusted_keys(keys)).await
+    }
+
+    /// How current the deny list is now (system clock): show it to the operator, fetch the
+    /// feed when `stale` or `needs_refresh`.
+    pub fn deny_list_status(&self) -> DenyListStatus {
+        let s = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .deny_list_status(unix_now());
+        DenyListStatus {
+            version: s.version,
+            issued_at: s.issued_at,
+            age_secs: s.age_secs,
+            stale: s.stale,
+            needs_refresh: s.needs_refresh,
+        }
     }
 
     /// Taps not yet acknowledged, oldest first.

@@ -13,7 +13,7 @@ use thudo_core::handbook::library::Library;
 use thudo_core::health::fhir::Kind;
 use thudo_core::health::records::HealthBook;
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncEvent, SyncObserver};
-use thudo_core::sync::protocol::{CredentialOrder, RegisterRequest};
+use thudo_core::sync::protocol::{CredentialOrder, RegisterRequest, ValidatorEnrolmentRequest};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::qr;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
@@ -113,8 +113,8 @@ async fn story(args: DemoArgs) -> Result<()> {
         dir.display()
     );
 
-    let server = steps
-        .run("start the backend on loopback", async {
+    let (server, enrolment_code) = steps
+        .run("start the backend; the operator enrols a bus", async {
             let storage = Arc::new(SqliteStorage::open(&dir.join("server.db"))?);
             let state = AppState::new(ServerConfig {
                 storage,
@@ -122,9 +122,18 @@ async fn story(args: DemoArgs) -> Result<()> {
                 fares: FarePolicy::default(),
             })?;
             seed::publish_demo(&state, CITIZEN)?;
+            // The operator's console: a single-use code bound to route 32, valid for an hour.
+            let (code, _) = thudo_server::transit::create_enrolment(
+                state.storage().as_ref(),
+                "bus 32, front door",
+                Some(32),
+                None,
+                3600,
+            )
+            .map_err(|e| anyhow!("enrolment: {e:?}"))?;
             let running = thudo_server::start(state, "127.0.0.1:0".parse()?).await?;
-            let note = format!("http://{}", running.addr);
-            Ok((running, note))
+            let note = format!("http://{}; enrolment code for route 32", running.addr);
+            Ok(((running, code), note))
         })
         .await?;
     let url = format!("http://{}", server.addr);
@@ -238,14 +247,13 @@ async fn story(args: DemoArgs) -> Result<()> {
 
     let validator_vault = open_vault(&dir.join("validator"), "bus 32 validator key")?;
     let mut validator = steps
-        .run("bus validator: register, fetch keys and deny list", async {
-            client
-                .register(
+        .run("bus validator: enrol, fetch keys and deny list", async {
+            let enrolled = client
+                .enrol_validator(
                     validator_vault.clone(),
-                    &RegisterRequest {
-                        citizen_id: "000000000032".into(),
-                        device_name: "bus 32, front door".into(),
-                        role: "validator".into(),
+                    &ValidatorEnrolmentRequest {
+                        enrolment_code: enrolment_code.clone(),
+                        device_name: "validator 32-1".into(),
                     },
                 )
                 .await?;
@@ -254,7 +262,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 validator_vault.clone(),
                 feed.issuer_keys.clone(),
                 ValidatorConfig {
-                    route: 32,
+                    route: enrolled.route.unwrap_or(0),
                     ..ValidatorConfig::default()
                 },
             )?;

@@ -725,3 +725,122 @@ fn key_rotation_with_overlap() {
     let qr = w.phone.current_qr(at).unwrap();
     assert!(validator.validate(&qr.text, at).unwrap().accepted);
 }
+
+#[test]
+fn stale_deny_list_is_reported_and_fails_closed_only_when_configured() {
+    let list = |issuer: &IssuerKey, version: u32, issued_at: u32| {
+        issuer
+            .sign_deny_list(&DenyList {
+                version,
+                issued_at,
+                cards: vec![],
+                devices: vec![],
+            })
+            .unwrap()
+    };
+    // Fail open (the default): a validator without a list, or with an old one, says so and
+    // still lets riders in.
+    let mut open = world();
+    let status = open.validator.deny_list_status(NOW);
+    assert!(status.stale && status.version == 0 && !status.needs_refresh);
+    let issued = NOW as u32 - 2 * DAY;
+    open.validator
+        .update_deny_list(&list(&open.issuer, 2, issued))
+        .unwrap();
+    let status = open.validator.deny_list_status(NOW);
+    assert_eq!((status.version, status.age_secs), (2, 2 * u64::from(DAY)));
+    assert!(status.stale, "older than the default 24 hours");
+    let qr = open.phone.current_qr(NOW).unwrap();
+    assert!(open.validator.validate(&qr.text, NOW).unwrap().accepted);
+
+    // Fail closed: refused until a fresh list arrives, then accepted.
+    let mut closed = world_with(
+        Product::MonthlyAllRoutes,
+        Category::Standard,
+        0,
+        ValidatorConfig {
+            route: 32,
+            max_deny_list_age_secs: 3600,
+            fail_closed_when_stale: true,
+            ..Default::default()
+        },
+    );
+    let qr = closed.phone.current_qr(NOW).unwrap();
+    let verdict = closed.validator.validate(&qr.text, NOW).unwrap();
+    assert_eq!(verdict.reason, Reason::DenyListStale);
+    assert!(!verdict.accepted);
+    closed
+        .validator
+        .update_deny_list(&list(&closed.issuer, 2, NOW as u32 - 7200))
+        .unwrap();
+    let qr = closed.phone.current_qr(NOW + 1).unwrap();
+    assert_eq!(
+        closed.validator.validate(&qr.text, NOW + 1).unwrap().reason,
+        Reason::DenyListStale,
+        "two hours old with a one-hour limit"
+    );
+    closed
+        .validator
+        .update_deny_list(&list(&closed.issuer, 3, NOW as u32 - 60))
+        .unwrap();
+    assert!(!closed.validator.deny_list_status(NOW + 2).stale);
+    let qr = closed.phone.current_qr(NOW + 2).unwrap();
+    assert!(
+        closed
+            .validator
+            .validate(&qr.text, NOW + 2)
+            .unwrap()
+            .accepted
+    );
+}
+
+#[test]
+fn a_key_rotation_never_bricks_a_validator() {
+    let mut w = world();
+    let revoked: u64 = 9_704_000_000_123;
+    let signed = w
+        .issuer
+        .sign_deny_list(&DenyList {
+            version: 5,
+            issued_at: NOW as u32,
+            cards: vec![revoked],
+            devices: vec![],
+        })
+        .unwrap();
+    w.validator.update_deny_list(&signed).unwrap();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    assert!(w.validator.validate(&qr.text, NOW).unwrap().reason == Reason::Revoked);
+    w.validator.flush().unwrap();
+    drop(w.validator);
+
+    // The issuer rotated: the old key is no longer trusted. The validator still starts, keeps
+    // its tap log and the revocations it had, and asks for a fresh list.
+    let (new_issuer, _) = IssuerKey::generate(8, NOW as u32 - DAY, NOW as u32 + 300 * DAY).unwrap();
+    let mut v = Validator::open(
+        w.validator_vault.clone(),
+        vec![new_issuer.trusted().clone()],
+        ValidatorConfig {
+            route: 32,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let status = v.deny_list_status(NOW);
+    assert!(status.needs_refresh);
+    assert_eq!(status.version, 5, "the version floor survives");
+    assert_eq!(v.export_taps().unwrap().len(), 1, "the tap log is kept");
+    // An older list signed by the new key is still refused (no rollback), a newer one heals.
+    let list = |version: u32, cards: Vec<u64>| {
+        new_issuer
+            .sign_deny_list(&DenyList {
+                version,
+                issued_at: NOW as u32,
+                cards,
+                devices: vec![],
+            })
+            .unwrap()
+    };
+    assert!(v.update_deny_list(&list(4, vec![])).is_err());
+    v.update_deny_list(&list(6, vec![revoked])).unwrap();
+    assert!(!v.deny_list_status(NOW).needs_refresh);
+}

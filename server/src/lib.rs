@@ -12,6 +12,7 @@
 pub mod fares;
 pub mod seed;
 pub mod storage;
+pub mod transit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,13 +24,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::sync::hlc::Hlc;
 use thudo_core::sync::protocol::*;
-use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
-use thudo_core::transit::validator::DenyList;
-use thudo_core::transit::Product;
+use thudo_core::transit::issuer::IssuerKeyring;
 
 use fares::FarePolicy;
 use storage::{sha256, Device, Storage};
@@ -43,7 +42,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub struct AppState {
     storage: Arc<dyn Storage>,
     admin_token_hash: [u8; 32],
-    issuer: Arc<IssuerKey>,
+    issuer: Arc<std::sync::RwLock<IssuerKeyring>>,
     fares: Arc<FarePolicy>,
 }
 
@@ -58,37 +57,14 @@ pub struct ServerConfig {
 }
 
 impl AppState {
-    /// Builds the state; creates the transit issuer key on first start (kept in storage; a
-    /// deployment would keep it in an HSM).
+    /// Builds the state; creates the transit issuer's first key on first start (the keyring is
+    /// kept in storage; a deployment would keep it in an HSM).
     pub fn new(config: ServerConfig) -> anyhow::Result<AppState> {
-        let now = chrono::Utc::now().timestamp() as u32;
-        let issuer = match (
-            config.storage.get_setting("issuer_pkcs8")?,
-            config.storage.get_setting("issuer_window")?,
-        ) {
-            (Some(pkcs8), Some(window)) => {
-                let text = String::from_utf8(window)?;
-                let (from, until) = text
-                    .split_once('-')
-                    .ok_or_else(|| anyhow::anyhow!("bad issuer window"))?;
-                IssuerKey::from_pkcs8(&pkcs8, 1, from.parse()?, until.parse()?)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-            }
-            _ => {
-                let (from, until) = (now - 86_400, now + 2 * 365 * 86_400);
-                let (key, pkcs8) =
-                    IssuerKey::generate(1, from, until).map_err(|e| anyhow::anyhow!("{e}"))?;
-                config.storage.set_setting("issuer_pkcs8", &pkcs8)?;
-                config
-                    .storage
-                    .set_setting("issuer_window", format!("{from}-{until}").as_bytes())?;
-                key
-            }
-        };
+        let issuer = transit::load_keyring(config.storage.as_ref())?;
         Ok(AppState {
             storage: config.storage,
             admin_token_hash: sha256(config.admin_token.as_bytes()),
-            issuer: Arc::new(issuer),
+            issuer: Arc::new(std::sync::RwLock::new(issuer)),
             fares: Arc::new(config.fares),
         })
     }
@@ -107,7 +83,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
@@ -117,7 +93,7 @@ impl ApiError {
         }
     }
 
-    fn bad(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 }
@@ -134,7 +110,7 @@ impl From<storage::StorageError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// A JSON body whose every rejection (size, syntax, shape) is a 4xx JSON error.
 pub struct JsonBody<T>(pub T);
@@ -152,7 +128,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await.map_err(|_| {
@@ -164,7 +140,7 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
@@ -172,7 +148,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-async fn device(state: &AppState, headers: &HeaderMap) -> Result<Device, ApiError> {
+pub(crate) async fn device(state: &AppState, headers: &HeaderMap) -> Result<Device, ApiError> {
     let unauthorized = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -188,7 +164,7 @@ async fn device(state: &AppState, headers: &HeaderMap) -> Result<Device, ApiErro
         .ok_or_else(unauthorized)
 }
 
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = bearer(headers).unwrap_or("");
     if thudo_core::crypto::constant_time_eq(&sha256(token.as_bytes()), &state.admin_token_hash) {
         Ok(())
@@ -201,7 +177,7 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn valid_citizen_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn valid_citizen_id(id: &str) -> Result<(), ApiError> {
     if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
@@ -221,8 +197,16 @@ async fn register(
     if req.device_name.trim().is_empty() || req.device_name.len() > 100 {
         return Err(ApiError::bad("device_name must be 1 to 100 bytes"));
     }
-    if req.role != "phone" && req.role != "validator" {
-        return Err(ApiError::bad("role must be phone or validator"));
+    if req.role == "validator" {
+        // A validator is not a citizen's device: it enrols with an operator's code.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "enrolment_required",
+            "validators enrol with an operator's enrolment code (POST /v1/validators)",
+        ));
+    }
+    if req.role != "phone" {
+        return Err(ApiError::bad("role must be phone"));
     }
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
@@ -385,164 +369,6 @@ async fn pull(
     }))
 }
 
-fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
-    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
-    let next = first.checked_add_months(chrono::Months::new(1))?;
-    let start = first.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset;
-    let end = next.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset - 1;
-    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
-}
-
-async fn issue_credential(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(order): JsonBody<CredentialOrder>,
-) -> ApiResult<CredentialResponse> {
-    let device = device(&state, &headers).await?;
-    // A retried purchase (its first answer lost) gets the first answer again.
-    let replay_key = match headers
-        .get(IDEMPOTENCY_KEY_HEADER)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => None,
-        Some(k)
-            if (1..=64).contains(&k.len())
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-        {
-            Some(format!("idem:credential:{}:{k}", device.id))
-        }
-        Some(_) => {
-            return Err(ApiError::bad(
-                "idempotency-key must be 1 to 64 letters, digits or '-'",
-            ))
-        }
-    };
-    if let Some(k) = replay_key.clone() {
-        let storage = state.storage.clone();
-        if let Some(stored) = blocking(move || Ok(storage.get_setting(&k)?)).await? {
-            let earlier: CredentialResponse = serde_json::from_slice(&stored).map_err(|e| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
-            })?;
-            return Ok(Json(earlier));
-        }
-    }
-    let key = hex::decode(&order.device_public_key)
-        .filter(|k| k.len() <= 65)
-        .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
-    let now = chrono::Utc::now().timestamp() as u32;
-    let (from, until) = match order.product {
-        Product::MonthlySingleRoute | Product::MonthlyAllRoutes => {
-            month_window(&order.month, state.fares.utc_offset_secs)
-                .ok_or_else(|| ApiError::bad("month must be YYYY-MM"))?
-        }
-        Product::PayAsYouGo | Product::FreePass => (now - 60, now + 365 * 86_400),
-    };
-    let price = state
-        .fares
-        .tariff
-        .price(order.product, order.category)
-        .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
-    let request = CredentialRequest {
-        card_id: device.card_id,
-        product: order.product,
-        category: order.category,
-        route: order.route,
-        pass_valid_from: from,
-        pass_valid_until: until,
-        device_public_key: key,
-        lifetime_secs: 72 * 3600,
-    };
-    let credential = state
-        .issuer
-        .issue(&request, now)
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let response = CredentialResponse {
-        credential: hex::encode(&credential),
-        card_id: device.card_id,
-        price_vnd: price,
-        pass_valid_from: from,
-        pass_valid_until: until,
-    };
-    if let Some(k) = replay_key {
-        let storage = state.storage.clone();
-        let body = serde_json::to_vec(&response).unwrap_or_default();
-        blocking(move || Ok(storage.set_setting(&k, &body)?)).await?;
-    }
-    Ok(Json(response))
-}
-
-async fn validator_feed(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> ApiResult<ValidatorFeed> {
-    device(&state, &headers).await?;
-    let storage = state.storage.clone();
-    let (version, cards) = blocking(move || Ok(storage.deny_list()?)).await?;
-    let list = DenyList {
-        version,
-        issued_at: chrono::Utc::now().timestamp() as u32,
-        cards,
-        devices: Vec::new(),
-    };
-    let signed = state
-        .issuer
-        .sign_deny_list(&list)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing", e.to_string()))?;
-    Ok(Json(ValidatorFeed {
-        issuer_keys: vec![state.issuer.trusted().clone()],
-        deny_list: hex::encode(&signed),
-    }))
-}
-
-async fn upload_taps(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(upload): JsonBody<TapUpload>,
-) -> ApiResult<TapReceipt> {
-    let device = device(&state, &headers).await?;
-    if device.role != "validator" {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only validators upload taps",
-        ));
-    }
-    if upload.taps.len() > 10_000 {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "at most 10,000 taps per upload",
-        ));
-    }
-    let storage = state.storage.clone();
-    let fares = state.fares.clone();
-    let (stored, duplicates, acknowledged_seq, charged_vnd) =
-        blocking(move || Ok(storage.record_taps(&device, &upload.taps, &fares)?)).await?;
-    Ok(Json(TapReceipt {
-        stored,
-        duplicates,
-        acknowledged_seq,
-        charged_vnd,
-    }))
-}
-
-/// Fares charged to the caller's card, per day.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Charges {
-    /// The card.
-    pub card_id: u64,
-    /// `(day, VND)`.
-    pub days: Vec<(String, u64)>,
-}
-
-async fn charges(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Charges> {
-    let device = device(&state, &headers).await?;
-    let storage = state.storage.clone();
-    let card_id = device.card_id;
-    let days = blocking(move || Ok(storage.charges(card_id)?)).await?;
-    Ok(Json(Charges { card_id, days }))
-}
-
 /// Health records a facility publishes for a citizen.
 #[derive(Debug, Deserialize)]
 struct HealthPublish {
@@ -637,22 +463,6 @@ async fn admin_cell_content(
     Ok(Json(json!({ "published": published })))
 }
 
-#[derive(Debug, Deserialize)]
-struct DenyCards {
-    cards: Vec<u64>,
-}
-
-async fn admin_deny(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    JsonBody(body): JsonBody<DenyCards>,
-) -> ApiResult<Value> {
-    admin(&state, &headers)?;
-    let storage = state.storage.clone();
-    let version = blocking(move || Ok(storage.deny_cards(&body.cards)?)).await?;
-    Ok(Json(json!({ "version": version })))
-}
-
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
@@ -688,10 +498,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/devices", post(register))
         .route("/v1/sync/push", post(push))
         .route("/v1/sync/pull", get(pull))
-        .route("/v1/transit/credentials", post(issue_credential))
-        .route("/v1/transit/feed", get(validator_feed))
-        .route("/v1/transit/taps", post(upload_taps))
-        .route("/v1/transit/charges", get(charges))
+        .route("/v1/validators", post(transit::enrol))
+        .route("/v1/transit/credentials", post(transit::issue_credential))
+        .route("/v1/transit/feed", get(transit::validator_feed))
+        .route("/v1/transit/taps", post(transit::upload_taps))
+        .route("/v1/transit/charges", get(transit::charges))
         .route("/v1/admin/citizens/{citizen_id}/health", post(admin_health))
         .route(
             "/v1/admin/citizens/{citizen_id}/cell",
@@ -701,7 +512,28 @@ pub fn app(state: AppState) -> Router {
             "/v1/admin/cells/{cell}/{collection}",
             post(admin_cell_content),
         )
-        .route("/v1/admin/transit/deny", post(admin_deny))
+        .route("/v1/admin/transit/deny", post(transit::admin_deny))
+        .route(
+            "/v1/admin/transit/enrolments",
+            post(transit::admin_create_enrolment),
+        )
+        .route(
+            "/v1/admin/transit/validators",
+            get(transit::admin_validators),
+        )
+        .route(
+            "/v1/admin/transit/validators/{id}/decommission",
+            post(transit::admin_decommission),
+        )
+        .route("/v1/admin/transit/fraud", get(transit::admin_fraud))
+        .route(
+            "/v1/admin/transit/issuer/rotate",
+            post(transit::admin_rotate_issuer),
+        )
+        .route(
+            "/v1/admin/citizens/{citizen_id}/entitlements",
+            post(transit::admin_grant_entitlement).get(transit::admin_entitlements),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))

@@ -26,6 +26,10 @@ struct Args {
     /// ID and party cell, then serve.
     #[arg(long)]
     seed_citizen: Option<String>,
+    /// Create this many single-use validator enrolment codes for route 32 (valid one hour) and
+    /// print each as `enrolment-code CODE` (test and demo servers).
+    #[arg(long, default_value_t = 0)]
+    seed_enrolments: u32,
 }
 
 #[tokio::main]
@@ -42,6 +46,17 @@ async fn main() -> anyhow::Result<()> {
     })?;
     if let Some(citizen) = &args.seed_citizen {
         thudo_server::seed::publish_demo(&state, citizen)?;
+    }
+    for _ in 0..args.seed_enrolments {
+        let (code, _) = thudo_server::transit::create_enrolment(
+            state.storage().as_ref(),
+            "test validator, route 32",
+            Some(32),
+            None,
+            3600,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        println!("enrolment-code {code}");
     }
     let running = thudo_server::start(state, args.listen).await?;
     println!("listening on http://{}", running.addr);

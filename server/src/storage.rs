@@ -45,6 +45,139 @@ pub struct Device {
     pub card_id: u64,
 }
 
+/// An enrolled validator (a bus or a metro gate), as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ValidatorRecord {
+    /// Validator id.
+    pub id: String,
+    /// The name the validator gave itself at enrolment.
+    pub name: String,
+    /// The operator's label of the enrolment ("bus 32, front door").
+    pub label: String,
+    /// The route it is bound to (a bus), if any: fares use it, not what the validator says.
+    pub route: Option<u16>,
+    /// The gate it is bound to (a metro station gate), if any.
+    pub gate: Option<String>,
+    /// When it enrolled (unix seconds).
+    pub enrolled_at: i64,
+    /// When the operator decommissioned it; its calls are refused from then on.
+    pub decommissioned_at: Option<i64>,
+}
+
+/// An operator-issued enrolment, stored by the hash of its single-use code.
+#[derive(Debug, Clone)]
+pub struct NewEnrolment {
+    /// SHA-256 of the code.
+    pub code_hash: [u8; 32],
+    /// The operator's label.
+    pub label: String,
+    /// Route binding.
+    pub route: Option<u16>,
+    /// Gate binding.
+    pub gate: Option<String>,
+    /// Last second the code may be used.
+    pub expires_at: i64,
+}
+
+/// What became of an enrolment attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrolOutcome {
+    /// Enrolled now.
+    Enrolled(ValidatorRecord),
+    /// No such code.
+    Unknown,
+    /// The code was used already (single use).
+    Used,
+    /// The code expired.
+    Expired,
+}
+
+/// What the backend established about one uploaded tap from its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// No scanned text came with the tap.
+    Missing,
+    /// The scanned text is not a transit QR, or a signature does not verify: the reason.
+    Forged(String),
+    /// Both signatures verify; the credential was or was not valid at the QR's time.
+    Verified(VerifiedScan),
+}
+
+/// The facts of a scan whose two signatures the backend verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedScan {
+    /// The card, from the issuer-signed credential.
+    pub card_id: u64,
+    /// The product.
+    pub product: thudo_core::transit::Product,
+    /// The phone's signed QR time.
+    pub qr_timestamp: u32,
+    /// The phone's QR counter.
+    pub qr_counter: u32,
+    /// SHA-256 of the phone's compressed key (as the deny list names devices).
+    pub device_key_hash: [u8; 32],
+    /// Why the credential was not valid at the QR's time on this validator, if it was not.
+    pub invalid: Option<String>,
+}
+
+/// One uploaded tap: the validator's claim and what its evidence shows.
+#[derive(Debug, Clone)]
+pub struct CheckedTap {
+    /// As the validator logged it.
+    pub tap: Tap,
+    /// What the backend verified.
+    pub evidence: Evidence,
+}
+
+/// The result of storing an upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TapTotals {
+    /// Stored now.
+    pub stored: u32,
+    /// Uploaded before.
+    pub duplicates: u32,
+    /// Highest sequence stored.
+    pub highest_seq: u64,
+    /// Charged now, VND.
+    pub charged_vnd: u64,
+    /// Taps the validator accepted that the backend does not charge (no or bad evidence,
+    /// revoked, invalid, replayed, relayed).
+    pub not_charged: u32,
+}
+
+/// Something an operator should look at: evidence that a device lied or a QR was relayed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FraudRecord {
+    /// `suspected_relay` (one QR accepted by two validators), `forged_evidence`,
+    /// `accepted_without_evidence`.
+    pub kind: String,
+    /// The validator that uploaded the tap.
+    pub validator_id: String,
+    /// Its tap sequence.
+    pub seq: u64,
+    /// The card, when the evidence verified.
+    pub card_id: Option<u64>,
+    /// The validator that used the QR first, for a relay.
+    pub first_validator_id: Option<String>,
+    /// Details.
+    pub detail: String,
+    /// When recorded (unix seconds).
+    pub recorded_at: i64,
+}
+
+/// An entitlement to a reduced or free passenger category, held by the backend.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entitlement {
+    /// The category.
+    pub category: thudo_core::transit::Category,
+    /// First second it applies (unix).
+    pub valid_from: i64,
+    /// Last second it applies (unix).
+    pub valid_until: i64,
+    /// Where the proof is kept (a case number, a document reference); never the document.
+    pub evidence_ref: String,
+}
+
 /// What the HTTP layer needs from storage.
 pub trait Storage: Send + Sync + 'static {
     /// The account of a citizen, created when new; returns its id.
@@ -79,20 +212,57 @@ pub trait Storage: Send + Sync + 'static {
     fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Sets a configuration value.
     fn set_setting(&self, key: &str, value: &[u8]) -> Result<()>;
-    /// Stores a validator's taps once each and charges pay-as-you-go fares under the caps;
-    /// returns (stored, duplicates, highest seq, charged VND).
+    /// Stores a validator's taps once each (by validator and sequence) and charges
+    /// pay-as-you-go fares under the caps, only for taps whose evidence verified, valid at the
+    /// QR's time, not revoked then, and whose QR no validator used before (a second use on
+    /// another validator is a suspected relay, recorded for the operator).
     fn record_taps(
         &self,
-        validator: &Device,
-        taps: &[Tap],
+        validator: &ValidatorRecord,
+        taps: &[CheckedTap],
         fares: &FarePolicy,
-    ) -> Result<(u32, u32, u64, u64)>;
+    ) -> Result<TapTotals>;
     /// Fares charged to a card, VND, per day `YYYY-MM-DD` (Hanoi time).
     fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>>;
-    /// Adds cards to the deny list; returns the new list version.
-    fn deny_cards(&self, cards: &[u64]) -> Result<u32>;
-    /// The deny list: version and cards.
-    fn deny_list(&self) -> Result<(u32, Vec<u64>)>;
+    /// Revokes cards and device keys (SHA-256 of the compressed key) from `at` on; returns the
+    /// new deny-list version, always above every version published before.
+    fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32>;
+    /// The deny list: version, cards, device key hashes.
+    fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)>;
+    /// Records that a device bought a credential for a transit key (so revoking the device
+    /// revokes the key).
+    fn record_device_key(&self, device_id: &str, key_hash: &[u8; 32]) -> Result<()>;
+    /// The transit keys a device bought credentials for.
+    fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
+    /// Stores an enrolment.
+    fn create_enrolment(&self, enrolment: &NewEnrolment) -> Result<()>;
+    /// Uses an enrolment code once: enrols a validator under `token_hash`.
+    fn enrol_validator(
+        &self,
+        code_hash: &[u8; 32],
+        name: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<EnrolOutcome>;
+    /// The validator holding a token (decommissioned ones included: the caller refuses them).
+    fn validator_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ValidatorRecord>>;
+    /// Every validator, oldest first.
+    fn validators(&self) -> Result<Vec<ValidatorRecord>>;
+    /// Decommissions a validator; false when there is none with this id.
+    fn decommission_validator(&self, id: &str, now: i64) -> Result<bool>;
+    /// Fraud records, oldest first.
+    fn fraud_records(&self) -> Result<Vec<FraudRecord>>;
+    /// Grants a citizen an entitlement.
+    fn grant_entitlement(&self, citizen_id: &str, entitlement: &Entitlement) -> Result<()>;
+    /// A citizen's entitlements.
+    fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>>;
+    /// The entitlement of an account to `category` in force at `at`, the one lasting longest.
+    fn entitlement_at(
+        &self,
+        account_id: &str,
+        category: thudo_core::transit::Category,
+        at: i64,
+    ) -> Result<Option<Entitlement>>;
 }
 
 /// SHA-256, for tokens and citizen IDs (neither is stored in clear).
@@ -134,6 +304,41 @@ CREATE TABLE IF NOT EXISTS deny_cards(card_id INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value BLOB NOT NULL);
 ";
 
+/// Version 2: enrolled validators, tap evidence and the backend's own verdict, QR uses across
+/// validators, fraud records, entitlements, revoked device keys, dated revocations, and a
+/// deny-list version that starts at 1 so the first revocation publishes 2.
+const MIGRATION_2: &str = "
+CREATE TABLE enrolments(
+    code_hash BLOB PRIMARY KEY, label TEXT NOT NULL, route INTEGER, gate TEXT,
+    expires_at INTEGER NOT NULL, used_at INTEGER);
+CREATE TABLE validators(
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, label TEXT NOT NULL, route INTEGER, gate TEXT,
+    token_hash BLOB NOT NULL UNIQUE, enrolled_at INTEGER NOT NULL, decommissioned_at INTEGER);
+ALTER TABLE taps ADD COLUMN verdict TEXT NOT NULL DEFAULT 'unverified';
+ALTER TABLE taps ADD COLUMN qr_ts INTEGER;
+ALTER TABLE taps ADD COLUMN qr_counter INTEGER;
+CREATE TABLE qr_uses(
+    card_id INTEGER NOT NULL, qr_ts INTEGER NOT NULL, qr_counter INTEGER NOT NULL,
+    validator_id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(card_id, qr_ts, qr_counter));
+CREATE TABLE fraud(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, validator_id TEXT NOT NULL,
+    seq INTEGER NOT NULL, card_id INTEGER, first_validator_id TEXT, detail TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL);
+CREATE TABLE entitlements(
+    account_id TEXT NOT NULL REFERENCES accounts(id), category INTEGER NOT NULL,
+    valid_from INTEGER NOT NULL, valid_until INTEGER NOT NULL, evidence_ref TEXT NOT NULL,
+    created_at INTEGER NOT NULL);
+CREATE INDEX entitlements_by_account ON entitlements(account_id, category);
+ALTER TABLE deny_cards ADD COLUMN denied_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE deny_devices(key_hash BLOB PRIMARY KEY, denied_at INTEGER NOT NULL);
+CREATE TABLE device_keys(
+    device_id TEXT NOT NULL, key_hash BLOB NOT NULL, PRIMARY KEY(device_id, key_hash));
+INSERT OR IGNORE INTO settings(key, value) VALUES ('deny_version', CAST('1' AS BLOB));
+";
+
+/// The schema's steps after the base tables, each applied once in order (`user_version`).
+const MIGRATIONS: &[&str] = &[MIGRATION_2];
+
 /// Storage on one SQLite file (WAL, full sync).
 pub struct SqliteStorage {
     conn: Mutex<Connection>,
@@ -142,12 +347,27 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStorage> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+        if version > MIGRATIONS.len() + 1 {
+            return Err(StorageError(format!(
+                "the database is at schema {version}, newer than this server knows"
+            )));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let target = i + 2;
+            if version < target {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute_batch(step)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
+                tx.commit()?;
+            }
+        }
         Ok(SqliteStorage {
             conn: Mutex::new(conn),
         })
@@ -359,65 +579,146 @@ impl Storage for SqliteStorage {
 
     fn record_taps(
         &self,
-        validator: &Device,
-        taps: &[Tap],
+        validator: &ValidatorRecord,
+        taps: &[CheckedTap],
         fares: &FarePolicy,
-    ) -> Result<(u32, u32, u64, u64)> {
+    ) -> Result<TapTotals> {
         self.with(|tx| {
-            let (mut stored, mut duplicates, mut highest, mut charged) = (0u32, 0u32, 0u64, 0u64);
-            let mut ordered: Vec<&Tap> = taps.iter().collect();
-            ordered.sort_by_key(|t| (t.at, t.seq));
-            for t in ordered {
-                highest = highest.max(t.seq);
-                let exists: bool = tx
+            let mut totals = TapTotals::default();
+            let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
+            ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
+            let now = chrono::Utc::now().timestamp();
+            for checked in ordered {
+                let t = &checked.tap;
+                totals.highest_seq = totals.highest_seq.max(t.seq);
+                let exists = tx
                     .query_row(
                         "SELECT 1 FROM taps WHERE validator_id = ?1 AND seq = ?2",
                         params![validator.id, t.seq as i64],
-                        |_| Ok(true),
+                        |_| Ok(()),
                     )
                     .optional()?
-                    .unwrap_or(false);
+                    .is_some();
                 if exists {
-                    duplicates += 1;
+                    totals.duplicates += 1;
                     continue;
                 }
-                let (day, month) = fares.local_day_and_month(t.at);
+                let fraud = |kind: &str, card: Option<u64>, first: Option<&str>, detail: &str| {
+                    tx.execute(
+                        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![kind, validator.id, t.seq as i64, card.map(|c| c as i64), first, detail, now],
+                    )
+                };
+                let scan = match &checked.evidence {
+                    Evidence::Verified(s) => Some(s),
+                    _ => None,
+                };
+                // The backend's verdict: only a verified, valid, unrevoked, first use is charged.
+                let verdict: &str = match (&checked.evidence, t.accepted) {
+                    (_, false) => "refused_by_validator",
+                    (Evidence::Missing, true) => {
+                        fraud("accepted_without_evidence", None, None, "accepted with no scan")?;
+                        "no_evidence"
+                    }
+                    (Evidence::Forged(why), true) => {
+                        fraud("forged_evidence", None, None, why)?;
+                        "forged"
+                    }
+                    (Evidence::Verified(s), true) => {
+                        let revoked = tx
+                            .query_row(
+                                "SELECT 1 FROM deny_cards WHERE card_id = ?1 AND denied_at <= ?2
+                                 UNION SELECT 1 FROM deny_devices WHERE key_hash = ?3 AND denied_at <= ?2",
+                                params![s.card_id as i64, i64::from(s.qr_timestamp), &s.device_key_hash[..]],
+                                |_| Ok(()),
+                            )
+                            .optional()?
+                            .is_some();
+                        let first: Option<String> = tx
+                            .query_row(
+                                "SELECT validator_id FROM qr_uses WHERE card_id = ?1 AND qr_ts = ?2 AND qr_counter = ?3",
+                                params![s.card_id as i64, s.qr_timestamp, s.qr_counter],
+                                |r| r.get(0),
+                            )
+                            .optional()?;
+                        match (&s.invalid, revoked, first) {
+                            (Some(_), _, _) => "invalid",
+                            (None, true, _) => "revoked",
+                            (None, false, Some(first)) if first != validator.id => {
+                                fraud(
+                                    "suspected_relay",
+                                    Some(s.card_id),
+                                    Some(&first),
+                                    "one QR accepted by two validators",
+                                )?;
+                                "relayed"
+                            }
+                            (None, false, Some(_)) => "replayed",
+                            (None, false, None) => {
+                                tx.execute(
+                                    "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)
+                                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                                    params![s.card_id as i64, s.qr_timestamp, s.qr_counter, validator.id, t.seq as i64],
+                                )?;
+                                "charged"
+                            }
+                        }
+                    }
+                };
+                // Days and months from the phone's signed QR time when there is one.
+                let when = scan.map_or(t.at, |s| u64::from(s.qr_timestamp));
+                let (day, month) = fares.local_day_and_month(when);
+                let route = validator.route.unwrap_or(t.route);
                 let mut fare = 0u64;
-                if let (true, Some(card), Some(Product::PayAsYouGo)) =
-                    (t.accepted, t.card_id, t.product)
+                if let (
+                    "charged",
+                    Some(VerifiedScan {
+                        card_id,
+                        product: Product::PayAsYouGo,
+                        ..
+                    }),
+                ) = (verdict, scan)
                 {
                     let sum = |column: &str, value: &str| -> Result<u64> {
                         Ok(tx.query_row(
                             &format!(
                                 "SELECT COALESCE(SUM(charged_vnd), 0) FROM taps WHERE card_id = ?1 AND {column} = ?2"
                             ),
-                            params![card as i64, value],
+                            params![*card_id as i64, value],
                             |r| r.get::<_, i64>(0),
                         )? as u64)
                     };
-                    fare = fares.charge(t.route, sum("day", &day)?, sum("month", &month)?);
+                    fare = fares.charge(route, sum("day", &day)?, sum("month", &month)?);
+                }
+                if t.accepted && verdict != "charged" {
+                    totals.not_charged += 1;
                 }
                 tx.execute(
-                    "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product, day, month, charged_vnd)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product, day, month,
+                                      charged_vnd, verdict, qr_ts, qr_counter)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     params![
                         validator.id,
                         t.seq as i64,
                         t.at as i64,
-                        t.route,
+                        route,
                         t.accepted,
                         serde_json::to_value(t.reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                        t.card_id.map(|c| c as i64),
-                        t.product.and_then(|p| serde_json::to_value(p).ok()).map(|v| v.to_string()),
+                        scan.map(|s| s.card_id as i64),
+                        scan.and_then(|s| serde_json::to_value(s.product).ok()).map(|v| v.to_string()),
                         day,
                         month,
-                        fare as i64
+                        fare as i64,
+                        verdict,
+                        scan.map(|s| s.qr_timestamp),
+                        scan.map(|s| s.qr_counter),
                     ],
                 )?;
-                stored += 1;
-                charged += fare;
+                totals.stored += 1;
+                totals.charged_vnd += fare;
             }
-            Ok((stored, duplicates, highest, charged))
+            Ok(totals)
         })
     }
 
@@ -432,45 +733,259 @@ impl Storage for SqliteStorage {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    fn deny_cards(&self, cards: &[u64]) -> Result<u32> {
+    fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32> {
         self.with(|tx| {
             for c in cards {
                 tx.execute(
-                    "INSERT OR IGNORE INTO deny_cards(card_id) VALUES (?1)",
-                    [*c as i64],
+                    "INSERT OR IGNORE INTO deny_cards(card_id, denied_at) VALUES (?1, ?2)",
+                    params![*c as i64, at],
                 )?;
             }
-            let version: u32 = tx
-                .query_row(
-                    "SELECT value FROM settings WHERE key = 'deny_version'",
-                    [],
-                    |r| r.get::<_, Vec<u8>>(0),
-                )
-                .optional()?
-                .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
-                .unwrap_or(0)
-                + 1;
+            for h in device_key_hashes {
+                tx.execute(
+                    "INSERT OR IGNORE INTO deny_devices(key_hash, denied_at) VALUES (?1, ?2)",
+                    params![&h[..], at],
+                )?;
+            }
+            let version = deny_version(tx)? + 1;
             tx.execute(
-                "INSERT INTO settings(key, value) VALUES ('deny_version', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                "UPDATE settings SET value = ?1 WHERE key = 'deny_version'",
                 [version.to_string().into_bytes()],
             )?;
             Ok(version)
         })
     }
 
-    fn deny_list(&self) -> Result<(u32, Vec<u64>)> {
-        let version = self
-            .get_setting("deny_version")?
-            .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
-            .unwrap_or(1);
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare("SELECT card_id FROM deny_cards ORDER BY card_id")?;
-        let cards = stmt
-            .query_map([], |r| Ok(r.get::<_, i64>(0)? as u64))?
-            .collect::<std::result::Result<_, _>>()?;
-        Ok((version, cards))
+    fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)> {
+        self.with(|tx| {
+            let version = deny_version(tx)?;
+            let mut stmt = tx.prepare("SELECT card_id FROM deny_cards ORDER BY card_id")?;
+            let cards = stmt
+                .query_map([], |r| Ok(r.get::<_, i64>(0)? as u64))?
+                .collect::<std::result::Result<_, _>>()?;
+            let mut stmt = tx.prepare("SELECT key_hash FROM deny_devices ORDER BY key_hash")?;
+            let devices = stmt
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+                .filter_map(|h| h.ok().and_then(|h| <[u8; 32]>::try_from(h).ok()))
+                .collect();
+            Ok((version, cards, devices))
+        })
     }
+
+    fn record_device_key(&self, device_id: &str, key_hash: &[u8; 32]) -> Result<()> {
+        self.with(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO device_keys(device_id, key_hash) VALUES (?1, ?2)",
+                params![device_id, &key_hash[..]],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>> {
+        self.with(|tx| {
+            let mut stmt = tx.prepare("SELECT key_hash FROM device_keys WHERE device_id = ?1")?;
+            let keys = stmt
+                .query_map([device_id], |r| r.get::<_, Vec<u8>>(0))?
+                .filter_map(|h| h.ok().and_then(|h| <[u8; 32]>::try_from(h).ok()))
+                .collect();
+            Ok(keys)
+        })
+    }
+
+    fn create_enrolment(&self, e: &NewEnrolment) -> Result<()> {
+        self.with(|tx| {
+            tx.execute(
+                "INSERT INTO enrolments(code_hash, label, route, gate, expires_at, used_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                params![&e.code_hash[..], e.label, e.route, e.gate, e.expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn enrol_validator(
+        &self,
+        code_hash: &[u8; 32],
+        name: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<EnrolOutcome> {
+        self.with(|tx| {
+            let row: Option<EnrolmentRow> = tx
+                .query_row(
+                    "SELECT label, route, gate, expires_at, used_at FROM enrolments WHERE code_hash = ?1",
+                    [&code_hash[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?;
+            let Some((label, route, gate, expires_at, used_at)) = row else {
+                return Ok(EnrolOutcome::Unknown);
+            };
+            if used_at.is_some() {
+                return Ok(EnrolOutcome::Used);
+            }
+            if now > expires_at {
+                return Ok(EnrolOutcome::Expired);
+            }
+            tx.execute(
+                "UPDATE enrolments SET used_at = ?1 WHERE code_hash = ?2",
+                params![now, &code_hash[..]],
+            )?;
+            let record = ValidatorRecord {
+                id: format!("v-{}", thudo_core::hex::encode(&random_bytes::<8>()?)),
+                name: name.to_owned(),
+                label,
+                route,
+                gate,
+                enrolled_at: now,
+                decommissioned_at: None,
+            };
+            tx.execute(
+                "INSERT INTO validators(id, name, label, route, gate, token_hash, enrolled_at, decommissioned_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+                params![record.id, record.name, record.label, record.route, record.gate, &token_hash[..], now],
+            )?;
+            Ok(EnrolOutcome::Enrolled(record))
+        })
+    }
+
+    fn validator_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ValidatorRecord>> {
+        self.with(|tx| {
+            Ok(tx
+                .query_row(
+                    &format!("{VALIDATOR_COLUMNS} WHERE token_hash = ?1"),
+                    [&token_hash[..]],
+                    validator_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn validators(&self) -> Result<Vec<ValidatorRecord>> {
+        self.with(|tx| {
+            let mut stmt = tx.prepare(&format!("{VALIDATOR_COLUMNS} ORDER BY enrolled_at, id"))?;
+            let rows = stmt.query_map([], validator_row)?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn decommission_validator(&self, id: &str, now: i64) -> Result<bool> {
+        self.with(|tx| {
+            let n = tx.execute(
+                "UPDATE validators SET decommissioned_at = COALESCE(decommissioned_at, ?1) WHERE id = ?2",
+                params![now, id],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn fraud_records(&self) -> Result<Vec<FraudRecord>> {
+        self.with(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at
+                 FROM fraud ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(FraudRecord {
+                    kind: r.get(0)?,
+                    validator_id: r.get(1)?,
+                    seq: r.get::<_, i64>(2)? as u64,
+                    card_id: r.get::<_, Option<i64>>(3)?.map(|c| c as u64),
+                    first_validator_id: r.get(4)?,
+                    detail: r.get(5)?,
+                    recorded_at: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn grant_entitlement(&self, citizen_id: &str, e: &Entitlement) -> Result<()> {
+        self.with(|tx| {
+            let account = account_in(tx, citizen_id)?;
+            tx.execute(
+                "INSERT INTO entitlements(account_id, category, valid_from, valid_until, evidence_ref, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![account, e.category as u8, e.valid_from, e.valid_until, e.evidence_ref, chrono::Utc::now().timestamp()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>> {
+        self.with(|tx| {
+            let account = account_in(tx, citizen_id)?;
+            let mut stmt = tx.prepare(
+                "SELECT category, valid_from, valid_until, evidence_ref FROM entitlements
+                 WHERE account_id = ?1 ORDER BY valid_from",
+            )?;
+            let rows = stmt.query_map([account], entitlement_row)?;
+            Ok(rows.filter_map(|r| r.ok().flatten()).collect())
+        })
+    }
+
+    fn entitlement_at(
+        &self,
+        account_id: &str,
+        category: thudo_core::transit::Category,
+        at: i64,
+    ) -> Result<Option<Entitlement>> {
+        self.with(|tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT category, valid_from, valid_until, evidence_ref FROM entitlements
+                     WHERE account_id = ?1 AND category = ?2 AND valid_from <= ?3 AND valid_until >= ?3
+                     ORDER BY valid_until DESC LIMIT 1",
+                    params![account_id, category as u8, at],
+                    entitlement_row,
+                )
+                .optional()?
+                .flatten())
+        })
+    }
+}
+
+/// label, route, gate, expires_at, used_at.
+type EnrolmentRow = (String, Option<u16>, Option<String>, i64, Option<i64>);
+
+const VALIDATOR_COLUMNS: &str =
+    "SELECT id, name, label, route, gate, enrolled_at, decommissioned_at FROM validators";
+
+fn validator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ValidatorRecord> {
+    Ok(ValidatorRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        label: r.get(2)?,
+        route: r.get(3)?,
+        gate: r.get(4)?,
+        enrolled_at: r.get(5)?,
+        decommissioned_at: r.get(6)?,
+    })
+}
+
+fn entitlement_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Entitlement>> {
+    let Some(category) = thudo_core::transit::Category::from_code(r.get(0)?) else {
+        return Ok(None);
+    };
+    Ok(Some(Entitlement {
+        category,
+        valid_from: r.get(1)?,
+        valid_until: r.get(2)?,
+        evidence_ref: r.get(3)?,
+    }))
+}
+
+fn deny_version(tx: &rusqlite::Transaction<'_>) -> Result<u32> {
+    Ok(tx
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'deny_version'",
+            [],
+            |r| r.get::<_, Vec<u8>>(0),
+        )
+        .optional()?
+        .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(1))
 }
 
 /// Applies one new mutation in the account's scope under its collection's policy.

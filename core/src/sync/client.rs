@@ -109,6 +109,13 @@ pub enum SyncError {
         /// The message.
         message: String,
     },
+    /// A reduced or free passenger category was asked for without an entitlement in force
+    /// (the citizen must have it recorded by the operator; standard fares need none).
+    #[error("not entitled: {message}")]
+    NotEntitled {
+        /// The server's explanation.
+        message: String,
+    },
     /// The server answered with something that does not fit the protocol.
     #[error("protocol violation: {detail}")]
     Protocol {
@@ -568,6 +575,11 @@ impl SyncClient {
             return Err(SyncError::Unauthorized);
         }
         let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        if let Some(b) = body.as_ref().filter(|b| b.error == "not_entitled") {
+            return Err(SyncError::NotEntitled {
+                message: b.message.clone(),
+            });
+        }
         Err(SyncError::Refused {
             status: status.as_u16(),
             code: body
@@ -659,6 +671,40 @@ impl SyncClient {
         Ok(registration)
     }
 
+    /// Enrols this vault's validator with an operator-issued, single-use enrolment code, and
+    /// keeps its token, encrypted, in `vault` (feed and tap uploads then use it).
+    pub async fn enrol_validator(
+        &self,
+        vault: Arc<Vault>,
+        request: &ValidatorEnrolmentRequest,
+    ) -> Result<ValidatorEnrolmentResponse, SyncError> {
+        let mut run = Run {
+            observer: None,
+            report: SyncReport::default(),
+            best_rtt_ms: None,
+            idempotency_key: None,
+        };
+        let body = serde_json::to_vec(request).map_err(|e| SyncError::Protocol {
+            detail: e.to_string(),
+        })?;
+        let r: ValidatorEnrolmentResponse = self
+            .call(
+                Method::POST,
+                &format!("{API_PREFIX}/validators"),
+                None,
+                Some(body),
+                &mut run,
+            )
+            .await?;
+        let registration = Registration {
+            device_id: r.validator_id.clone(),
+            account_id: String::new(),
+            token: r.token.clone(),
+        };
+        blocking(move || Ok(vault.put_doc(&registration)?)).await?;
+        Ok(r)
+    }
+
     /// The registration stored in `vault`, if any.
     pub fn registration(vault: &Vault) -> Result<Option<Registration>, SyncError> {
         Ok(vault.get_doc::<Registration>("device")?)
@@ -734,6 +780,7 @@ impl SyncClient {
             duplicates: 0,
             acknowledged_seq: 0,
             charged_vnd: 0,
+            not_charged: 0,
         };
         for chunk in taps.chunks(TAP_UPLOAD_CHUNK) {
             let body = serde_json::to_vec(&TapUpload {
@@ -754,6 +801,7 @@ impl SyncClient {
             total.duplicates += r.duplicates;
             total.acknowledged_seq = total.acknowledged_seq.max(r.acknowledged_seq);
             total.charged_vnd += r.charged_vnd;
+            total.not_charged += r.not_charged;
         }
         Ok(total)
     }

@@ -101,6 +101,30 @@ pub struct RegisterResponse {
     pub token: String,
 }
 
+/// `POST /v1/validators`: a validator enrols with a single-use code the operator issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorEnrolmentRequest {
+    /// The operator's enrolment code (single use, expiring).
+    pub enrolment_code: String,
+    /// A name for the validator ("bus 32 front door").
+    pub device_name: String,
+}
+
+/// The answer to an enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorEnrolmentResponse {
+    /// The validator's id.
+    pub validator_id: String,
+    /// Bearer token of its feed and tap uploads. Shown once; the server keeps only its hash.
+    pub token: String,
+    /// The operator's label of the enrolment.
+    pub label: String,
+    /// The route it is bound to, if a bus.
+    pub route: Option<u16>,
+    /// The gate it is bound to, if a metro gate.
+    pub gate: Option<String>,
+}
+
 /// One local change, as pushed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mutation {
@@ -258,4 +282,8 @@ pub struct TapReceipt {
     pub acknowledged_seq: u64,
     /// Pay-as-you-go fares charged for these taps, VND, after caps.
     pub charged_vnd: u64,
+    /// Taps the validator accepted that the backend did not charge: no or forged evidence,
+    /// revoked or invalid at the QR's time, or a QR already used (replayed or relayed).
+    #[serde(default)]
+    pub not_charged: u32,
 }

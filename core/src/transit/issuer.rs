@@ -197,6 +197,25 @@ impl IssuerKeyring {
             .max_by_key(|k| k.trusted.valid_from)
     }
 
+    /// Adds a key (its id must be new).
+    pub fn add(&mut self, key: IssuerKey) -> Result<(), TransitError> {
+        if self
+            .keys
+            .iter()
+            .any(|k| k.trusted.key_id == key.trusted.key_id)
+        {
+            return Err(invalid("duplicate issuer key id"));
+        }
+        self.keys.push(key);
+        Ok(())
+    }
+
+    /// Every key ever held, with its window: what verifies a scan made at any time (the
+    /// backend re-verifying taps uploaded days later).
+    pub fn all_trusted(&self) -> Vec<TrustedIssuerKey> {
+        self.keys.iter().map(|k| k.trusted.clone()).collect()
+    }
+
     /// The keys validators should hold at `now`: every key whose window has not ended, including
     /// keys that start later (so validators learn them before the first credential they sign).
     pub fn trusted_keys(&self, now: u32) -> Vec<TrustedIssuerKey> {

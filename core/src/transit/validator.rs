@@ -48,6 +48,9 @@ pub enum Reason {
     Replayed,
     /// The same card was accepted moments ago (passing the phone back).
     Passback,
+    /// The deny list is older than the configured age and the validator is set to fail
+    /// closed: it refuses everyone until it gets a fresh list.
+    DenyListStale,
 }
 
 /// A verdict, with what the driver's screen shows.
@@ -87,6 +90,14 @@ pub struct ValidatorConfig {
     pub replay_capacity: usize,
     /// Taps buffered before the tap log commits (one transaction per batch).
     pub tap_batch: usize,
+    /// A deny list issued longer ago than this is stale (0: never stale). The validator
+    /// reports it ([`Validator::deny_list_status`]) so it can fetch a fresh one.
+    pub max_deny_list_age_secs: u32,
+    /// With a stale (or no) deny list: refuse every scan (`true`, fail closed: no revoked
+    /// card can ride, but nobody rides) or keep deciding with the list it has (`false`,
+    /// fail open, the default: riders are never stranded by a validator that lost its network;
+    /// the backend still refuses to charge revoked cards and records them).
+    pub fail_closed_when_stale: bool,
 }
 
 impl Default for ValidatorConfig {
@@ -98,6 +109,8 @@ impl Default for ValidatorConfig {
             passback_secs: 120,
             replay_capacity: 100_000,
             tap_batch: 64,
+            max_deny_list_age_secs: 86_400,
+            fail_closed_when_stale: false,
         }
     }
 }
@@ -182,6 +195,22 @@ impl DenyList {
     }
 }
 
+/// How current the validator's deny list is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyListStatus {
+    /// Version in force (0: none yet).
+    pub version: u32,
+    /// When the backend issued it (unix seconds; 0: none yet).
+    pub issued_at: u32,
+    /// Seconds since it was issued, at the time asked.
+    pub age_secs: u64,
+    /// Older than `max_deny_list_age_secs`, or none installed.
+    pub stale: bool,
+    /// The list on disk is signed by a key no longer trusted here (the issuer rotated keys):
+    /// its entries still apply, and a fresh list should be fetched.
+    pub needs_refresh: bool,
+}
+
 /// One entry of the tap log, as uploaded to the backend.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tap {
@@ -203,6 +232,49 @@ pub struct Tap {
     pub qr_timestamp: Option<u32>,
     /// The QR's counter, when known.
     pub qr_counter: Option<u32>,
+    /// The scanned text itself, when it decoded as a transit QR: the evidence the backend
+    /// re-verifies (both signatures, validity at the QR's time) before it charges anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr: Option<String>,
+}
+
+/// The checks of a scanned payload that need no local state: the issuer key is trusted and
+/// within its window at `at`, and both signatures verify. The validator runs them on every scan;
+/// the backend runs them again on every uploaded tap (a validator's verdict is a claim).
+pub fn verify_signatures(
+    p: &Payload,
+    trusted: &HashMap<u16, TrustedIssuerKey>,
+    at: u64,
+) -> Result<(), Reason> {
+    let f = &p.fields;
+    let key = trusted.get(&f.issuer_key_id).ok_or(Reason::UnknownIssuer)?;
+    if at < u64::from(key.valid_from) || at > u64::from(key.valid_until) {
+        return Err(Reason::IssuerKeyExpired);
+    }
+    let issuer_message = wire::credential_message(p.credential_body());
+    if !p256::verify(&key.public_key, &issuer_message, p.issuer_signature()) {
+        return Err(Reason::BadIssuerSignature);
+    }
+    let device_key = p256::decompress(&f.device_public_key).ok_or(Reason::BadDeviceSignature)?;
+    let tap_message = wire::tap_message(&p.credential, p.timestamp, p.counter);
+    if !p256::verify(&device_key, &tap_message, &p.device_signature) {
+        return Err(Reason::BadDeviceSignature);
+    }
+    Ok(())
+}
+
+/// The credential's own windows at `at`: not past its not-after, inside the pass's validity.
+pub fn check_windows(f: &wire::CredentialFields, at: u64) -> Result<(), Reason> {
+    if at > u64::from(f.not_after) {
+        return Err(Reason::CredentialExpired);
+    }
+    if at < u64::from(f.pass_valid_from) {
+        return Err(Reason::NotYetValid);
+    }
+    if at > u64::from(f.pass_valid_until) {
+        return Err(Reason::PassExpired);
+    }
+    Ok(())
 }
 
 struct ReplayCache {
@@ -244,6 +316,7 @@ pub struct Validator {
     last_accept: HashMap<u64, u64>,
     pending: Vec<Tap>,
     next_seq: u64,
+    deny_needs_refresh: bool,
 }
 
 impl Validator {
@@ -273,11 +346,12 @@ impl Validator {
             last_accept: HashMap::new(),
             pending: Vec::new(),
             next_seq: 1,
+            deny_needs_refresh: false,
             config,
         };
         validator.set_trusted_keys(trusted)?;
         if let Some(record) = validator.vault.find(STATE_COLLECTION, "deny_list")? {
-            validator.apply_deny_list(&record.body, false)?;
+            validator.restore_deny_list(&record.body);
         }
         let horizon = validator.horizon();
         for record in validator.vault.list(TAP_COLLECTION)? {
@@ -330,6 +404,35 @@ impl Validator {
         self.deny.version
     }
 
+    /// How current the deny list is at `now` (unix seconds).
+    pub fn deny_list_status(&self, now: u64) -> DenyListStatus {
+        let age_secs = now.saturating_sub(u64::from(self.deny.issued_at));
+        let max = u64::from(self.config.max_deny_list_age_secs);
+        DenyListStatus {
+            version: self.deny.version,
+            issued_at: self.deny.issued_at,
+            age_secs,
+            stale: self.deny.version == 0 || (max > 0 && age_secs > max),
+            needs_refresh: self.deny_needs_refresh,
+        }
+    }
+
+    /// The list stored at the last update. It was verified when installed and sits in the
+    /// authenticated vault, so its entries and version floor still hold when its signing key
+    /// is no longer trusted (a key rotation): the validator starts, keeps enforcing it, and
+    /// reports that it needs a fresh list. A key rotation never bricks a validator.
+    fn restore_deny_list(&mut self, signed: &[u8]) {
+        if self.apply_deny_list(signed, false).is_ok() {
+            return;
+        }
+        self.deny_needs_refresh = true;
+        if let Some((list, _, _)) = DenyList::decode(signed) {
+            self.deny_cards = list.cards.iter().copied().collect();
+            self.deny_devices = list.devices.iter().copied().collect();
+            self.deny = list;
+        }
+    }
+
     /// Installs a signed deny list if its signature verifies with a trusted issuer key and its
     /// version is newer than the current one. The swap is atomic: a bad list changes nothing.
     pub fn update_deny_list(&mut self, signed: &[u8]) -> Result<u32, TransitError> {
@@ -365,6 +468,7 @@ impl Validator {
         self.deny_cards = list.cards.iter().copied().collect();
         self.deny_devices = list.devices.iter().copied().collect();
         self.deny = list;
+        self.deny_needs_refresh = false;
         Ok(self.deny.version)
     }
 
@@ -372,6 +476,9 @@ impl Validator {
     /// commits the tap log when a batch is full.
     pub fn validate(&mut self, text: &str, now: u64) -> Result<Verdict, TransitError> {
         let (verdict, payload) = self.decide(text, now);
+        let qr = payload
+            .as_ref()
+            .map(|_| text.trim_end_matches(['\r', '\n']).to_owned());
         let tap = Tap {
             seq: self.next_seq,
             at: now,
@@ -382,6 +489,7 @@ impl Validator {
             product: verdict.product,
             qr_timestamp: payload.as_ref().map(|p| p.timestamp),
             qr_counter: payload.as_ref().map(|p| p.counter),
+            qr,
         };
         self.next_seq += 1;
         self.pending.push(tap);
@@ -458,6 +566,7 @@ impl Validator {
             Reason::WrongRoute => "Vé không dùng cho tuyến này".into(),
             Reason::Revoked => "Vé đã bị khóa".into(),
             Reason::ClockSkew => "Giờ trên điện thoại không đúng".into(),
+            Reason::DenyListStale => "Máy soát vé cần cập nhật".into(),
             _ => "Mã không hợp lệ".into(),
         };
         Verdict {
@@ -493,22 +602,11 @@ impl Validator {
 
     fn check(&mut self, p: &Payload, now: u64) -> Reason {
         let f = &p.fields;
-        let Some(key) = self.trusted.get(&f.issuer_key_id) else {
-            return Reason::UnknownIssuer;
-        };
-        if now < u64::from(key.valid_from) || now > u64::from(key.valid_until) {
-            return Reason::IssuerKeyExpired;
+        if self.config.fail_closed_when_stale && self.deny_list_status(now).stale {
+            return Reason::DenyListStale;
         }
-        let issuer_message = wire::credential_message(p.credential_body());
-        if !p256::verify(&key.public_key, &issuer_message, p.issuer_signature()) {
-            return Reason::BadIssuerSignature;
-        }
-        let Some(device_key) = p256::decompress(&f.device_public_key) else {
-            return Reason::BadDeviceSignature;
-        };
-        let tap_message = wire::tap_message(&p.credential, p.timestamp, p.counter);
-        if !p256::verify(&device_key, &tap_message, &p.device_signature) {
-            return Reason::BadDeviceSignature;
+        if let Err(reason) = verify_signatures(p, &self.trusted, now) {
+            return reason;
         }
         if self.deny_cards.contains(&f.card_id)
             || self
@@ -517,14 +615,8 @@ impl Validator {
         {
             return Reason::Revoked;
         }
-        if now > u64::from(f.not_after) {
-            return Reason::CredentialExpired;
-        }
-        if now < u64::from(f.pass_valid_from) {
-            return Reason::NotYetValid;
-        }
-        if now > u64::from(f.pass_valid_until) {
-            return Reason::PassExpired;
+        if let Err(reason) = check_windows(f, now) {
+            return reason;
         }
         let ts = u64::from(p.timestamp);
         if ts + u64::from(self.config.max_age_secs) < now {

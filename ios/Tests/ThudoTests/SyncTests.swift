@@ -55,16 +55,57 @@ final class SyncTests: XCTestCase {
         let bought = try await client.buyTransitProduct(vault: phone, phone: transit, product: .monthlyAllRoutes,
                                                         category: .standard, route: 0, month: formatter.string(from: Date()))
         XCTAssertEqual(bought.priceVnd, 280_000)
+        // A free category needs an entitlement the operator holds: a typed error to explain.
+        do {
+            _ = try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass,
+                                                   category: .elderly, route: 0, month: "")
+            XCTFail("a free pass was sold without an entitlement")
+        } catch SyncError.NotEntitled {}
+
+        // A phone cannot declare itself a validator, nor read the feed.
+        let fake = try await Vault.openWithPassphrase(path: temp("fake"), passphrase: "p", options: testOptions)
+        do {
+            _ = try await client.register(vault: fake, citizenId: citizen, deviceName: "my bus", role: "validator")
+            XCTFail("a phone registered as a validator")
+        } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "enrolment_required") }
+        do {
+            _ = try await client.validatorFeed(vault: phone)
+            XCTFail("a phone read the validator feed")
+        } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "validators_only") }
+
+        // The bus enrols with the operator's single-use code (the second of the test server's
+        // three; Kotlin's run has its own server), which cannot be used twice.
+        let codes = (ProcessInfo.processInfo.environment["THUDO_ENROLMENT_CODES"] ?? "").split(separator: " ").map(String.init)
+        XCTAssertEqual(codes.count, 3)
         let bus = try await Vault.openWithPassphrase(path: temp("bus"), passphrase: "p", options: testOptions)
-        _ = try await client.register(vault: bus, citizenId: "000000000032", deviceName: "bus 32", role: "validator")
+        let enrolment = try await client.enrolValidator(vault: bus, enrolmentCode: codes[1], deviceName: "bus 32 front door")
+        XCTAssertEqual(enrolment.route, 32)
+        do {
+            _ = try await client.enrolValidator(vault: fake, enrolmentCode: codes[1], deviceName: "copy")
+            XCTFail("an enrolment code was used twice")
+        } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "enrolment_used") }
+        fake.shutdown()
         let feed = try await client.validatorFeed(vault: bus)
-        let validator = try await TransitValidator.open(vault: bus, trustedKeys: feed.issuerKeys, config: ValidatorConfig(route: 32))
-        _ = try await validator.updateDenyList(signedList: feed.denyList)
+        // Fail closed without a current deny list: nobody rides until the feed arrives.
+        let strictVault = try await Vault.openWithPassphrase(path: temp("strict"), passphrase: "p", options: testOptions)
+        let strict = try await TransitValidator.open(vault: strictVault, trustedKeys: feed.issuerKeys,
+                                                     config: ValidatorConfig(route: 32, failClosedWhenStale: true))
+        XCTAssertTrue(strict.denyListStatus().stale)
+        let early = try await transit.currentQr()
+        XCTAssertEqual(try strict.validate(text: early.text).reason, .denyListStale)
+        let validator = try await TransitValidator.open(vault: bus, trustedKeys: feed.issuerKeys, config: ValidatorConfig(route: enrolment.route ?? 0))
+        try await validator.setTrustedKeys(keys: feed.issuerKeys)
+        let installed = try await validator.updateDenyList(signedList: feed.denyList)
+        XCTAssertEqual(installed, 1)
+        let status = validator.denyListStatus()
+        XCTAssertEqual(status.version, 1)
+        XCTAssertFalse(status.stale || status.needsRefresh)
         let qr = try await transit.currentQr()
         XCTAssertTrue(try validator.validate(text: qr.text).accepted)
         let receipt = try await client.uploadTaps(vault: bus, validator: validator)
         XCTAssertEqual(receipt.stored, 1)
         XCTAssertEqual(receipt.chargedVnd, 0)
+        XCTAssertEqual(receipt.notCharged, 0)
         bus.shutdown()
 
         XCTAssertThrowsError(try SyncClient(settings: SyncSettings(baseUrl: "http://example.vn", requestTimeoutMs: nil,

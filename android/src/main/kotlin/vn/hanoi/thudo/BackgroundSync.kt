@@ -39,7 +39,7 @@ suspend fun backgroundSync(
         is SyncException.Unavailable, is SyncException.Cancelled, is SyncException.Storage,
         is SyncException.Protocol -> BackgroundSyncResult.Retry(e.message ?: e.javaClass.simpleName)
         is SyncException.NotRegistered, is SyncException.Unauthorized, is SyncException.InsecureUrl,
-        is SyncException.Refused, is SyncException.Internal ->
+        is SyncException.Refused, is SyncException.NotEntitled, is SyncException.Internal ->
             BackgroundSyncResult.Failure(e.message ?: e.javaClass.simpleName)
     }
 }

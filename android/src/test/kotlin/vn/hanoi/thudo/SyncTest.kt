@@ -17,6 +17,8 @@ class SyncTest {
 
     private val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh (THUDO_SERVER_URL)")
     private val citizen = System.getenv("THUDO_DEMO_CITIZEN") ?: "001088012345"
+    /** Single-use validator enrolment codes the test server made (route 32). */
+    private val enrolmentCodes = (System.getenv("THUDO_ENROLMENT_CODES") ?: "").split(" ").filter { it.isNotBlank() }
 
     private class Recorder : SyncObserver {
         val events = java.util.Collections.synchronizedList(mutableListOf<SyncProgress>())
@@ -53,19 +55,45 @@ class SyncTest {
         val month = LocalDate.now(ZoneOffset.ofHours(7)).toString().substring(0, 7)
         val bought = client.buyTransitProduct(phone, transit, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0u, month)
         assertEquals(280_000uL, bought.priceVnd)
+        // A free category needs an entitlement the operator holds: a typed error to explain.
+        assertThrows<SyncException.NotEntitled> {
+            runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.ELDERLY, 0u, "") }
+        }
+
+        // A phone cannot declare itself a validator, nor read the feed or upload taps.
+        val fake = Vault.openWithPassphrase(dir.resolve("fake").toString(), "p", testOptions)
+        val selfDeclared = assertThrows<SyncException.Refused> { runBlocking { client.register(fake, citizen, "my bus", "validator") } }
+        assertEquals("enrolment_required", selfDeclared.code)
+        assertEquals("validators_only", assertThrows<SyncException.Refused> { runBlocking { client.validatorFeed(phone) } }.code)
+
+        // The bus enrols with the operator's single-use code; the code cannot be used twice.
         val busVault = Vault.openWithPassphrase(dir.resolve("bus").toString(), "p", testOptions)
-        client.register(busVault, "000000000032", "bus 32", "validator")
+        val enrolment = client.enrolValidator(busVault, enrolmentCodes[0], "bus 32 front door")
+        assertEquals(32.toUShort(), enrolment.route)
+        val again = assertThrows<SyncException.Refused> { runBlocking { client.enrolValidator(fake, enrolmentCodes[0], "copy") } }
+        assertEquals("enrolment_used", again.code)
         val feed = client.validatorFeed(busVault)
-        val validator = TransitValidator.open(busVault, feed.issuerKeys, ValidatorConfig(route = 32u))
-        validator.updateDenyList(feed.denyList)
+        // Fail closed without a current deny list: nobody rides until the feed arrives.
+        val strictVault = Vault.openWithPassphrase(dir.resolve("strict").toString(), "p", testOptions)
+        val strict = TransitValidator.open(strictVault, feed.issuerKeys, ValidatorConfig(route = 32u, failClosedWhenStale = true))
+        assertTrue(strict.denyListStatus().stale)
+        assertEquals(VerdictReason.DENY_LIST_STALE, strict.validate(transit.currentQr().text).reason)
+        strict.close()
+        val validator = TransitValidator.open(busVault, feed.issuerKeys, ValidatorConfig(route = enrolment.route!!))
+        validator.setTrustedKeys(feed.issuerKeys)
+        assertEquals(1u, validator.updateDenyList(feed.denyList))
+        val status = validator.denyListStatus()
+        assertEquals(1u, status.version)
+        assertTrue(!status.stale && !status.needsRefresh, status.toString())
         assertTrue(validator.validate(transit.currentQr().text).accepted)
         val receipt = client.uploadTaps(busVault, validator)
         assertEquals(1u, receipt.stored)
         assertEquals(0uL, receipt.chargedVnd)
+        assertEquals(0u, receipt.notCharged)
 
         assertThrows<SyncException.InsecureUrl> { SyncClient(SyncSettings("http://example.vn", null, null, null, emptyList())) }
         client.shutdown()
         assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, null, null) } }
-        listOf(phone, tablet, busVault).forEach { it.shutdown(); it.close() }
+        listOf(phone, tablet, busVault, fake, strictVault).forEach { it.shutdown(); it.close() }
     }
 }

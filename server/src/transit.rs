@@ -1,0 +1,739 @@
+//! Transit on the backend: credential sales against entitlements, validator enrolment, the
+//! validator feed, and tap upload where every tap is re-verified from the scan it carries.
+//!
+//! Who is trusted with what (docs/security.md): a phone is trusted with nothing but its own
+//! signature; a validator is enrolled by the operator and trusted to say *when and where* it saw
+//! a scan, never *what* it saw: the card, product and validity come from the issuer-signed
+//! credential and the phone-signed QR, checked here again before anything is charged.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use thudo_core::hex;
+use thudo_core::sync::protocol::*;
+use thudo_core::transit::issuer::{CredentialRequest, IssuerKey, IssuerKeyring, TrustedIssuerKey};
+use thudo_core::transit::validator::{self, DenyList, Tap};
+use thudo_core::transit::wire::Payload;
+use thudo_core::transit::{p256, Category, Product};
+
+use crate::storage::{
+    sha256, CheckedTap, EnrolOutcome, Entitlement, Evidence, FraudRecord, NewEnrolment, Storage,
+    ValidatorRecord, VerifiedScan,
+};
+use crate::{admin, blocking, device, valid_citizen_id, ApiError, ApiResult, AppState, JsonBody};
+
+/// Longest an enrolment code may stay usable.
+pub const MAX_ENROLMENT_TTL_SECS: i64 = 30 * 86_400;
+/// Enrolment codes last this long unless the operator says otherwise.
+pub const DEFAULT_ENROLMENT_TTL_SECS: i64 = 86_400;
+/// How far a validator's tap time may be from the phone's signed QR time before the backend
+/// treats the scan as not fresh (a validator's default window is 45 s back, 15 s ahead; this
+/// allows for a validator clock that drifted while offline).
+pub const MAX_TAP_QR_SKEW_SECS: u64 = 600;
+/// Longest scanned text the backend looks at (a transit QR is 299 characters).
+const MAX_SCAN_LEN: usize = 1024;
+
+/// Lifetime of a new issuer key.
+const ISSUER_KEY_LIFETIME_SECS: u32 = 2 * 365 * 86_400;
+
+/// One issuer key as stored (PKCS#8 in the settings table: a deployment keeps it in an HSM).
+#[derive(Serialize, Deserialize)]
+struct StoredIssuerKey {
+    key_id: u16,
+    pkcs8: String,
+    valid_from: u32,
+    valid_until: u32,
+}
+
+fn save_keys(storage: &dyn Storage, keys: &[StoredIssuerKey]) -> anyhow::Result<()> {
+    storage.set_setting("issuer_keys", &serde_json::to_vec(keys)?)?;
+    Ok(())
+}
+
+fn stored_keys(storage: &dyn Storage) -> anyhow::Result<Vec<StoredIssuerKey>> {
+    if let Some(json) = storage.get_setting("issuer_keys")? {
+        return Ok(serde_json::from_slice(&json)?);
+    }
+    let now = chrono::Utc::now().timestamp() as u32;
+    // A database from before keyrings held one key as two settings.
+    let key = match (
+        storage.get_setting("issuer_pkcs8")?,
+        storage.get_setting("issuer_window")?,
+    ) {
+        (Some(pkcs8), Some(window)) => {
+            let text = String::from_utf8(window)?;
+            let (from, until) = text
+                .split_once('-')
+                .ok_or_else(|| anyhow::anyhow!("bad issuer window"))?;
+            StoredIssuerKey {
+                key_id: 1,
+                pkcs8: hex::encode(&pkcs8),
+                valid_from: from.parse()?,
+                valid_until: until.parse()?,
+            }
+        }
+        _ => {
+            let (from, until) = (now - 86_400, now + ISSUER_KEY_LIFETIME_SECS);
+            let (_, pkcs8) =
+                IssuerKey::generate(1, from, until).map_err(|e| anyhow::anyhow!("{e}"))?;
+            StoredIssuerKey {
+                key_id: 1,
+                pkcs8: hex::encode(&pkcs8),
+                valid_from: from,
+                valid_until: until,
+            }
+        }
+    };
+    let keys = vec![key];
+    save_keys(storage, &keys)?;
+    Ok(keys)
+}
+
+/// The issuer's keyring from storage (its first key made on first start).
+pub(crate) fn load_keyring(storage: &dyn Storage) -> anyhow::Result<IssuerKeyring> {
+    let keys = stored_keys(storage)?
+        .into_iter()
+        .map(|k| {
+            let pkcs8 = hex::decode(&k.pkcs8).ok_or_else(|| anyhow::anyhow!("bad issuer key"))?;
+            IssuerKey::from_pkcs8(&pkcs8, k.key_id, k.valid_from, k.valid_until)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    IssuerKeyring::new(keys).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn no_signing_key() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_issuer_key",
+        "no issuer key is valid now; the operator must rotate",
+    )
+}
+
+fn forbidden(code: &str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, message)
+}
+
+fn random_token() -> Result<String, ApiError> {
+    let mut raw = [0u8; 32];
+    thudo_core::crypto::fill_random(&mut raw)
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", "no randomness"))?;
+    Ok(hex::encode(&raw))
+}
+
+fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    let start = first.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset;
+    let end = next.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset - 1;
+    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
+/// `POST /v1/transit/credentials`: sells a product to the caller's card. A category other than
+/// standard needs an entitlement in force now; the credential then lasts no longer than it.
+pub(crate) async fn issue_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(order): JsonBody<CredentialOrder>,
+) -> ApiResult<CredentialResponse> {
+    let device = device(&state, &headers).await?;
+    // A retried purchase (its first answer lost) gets the first answer again.
+    let replay_key = match headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => None,
+        Some(k)
+            if (1..=64).contains(&k.len())
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            Some(format!("idem:credential:{}:{k}", device.id))
+        }
+        Some(_) => {
+            return Err(ApiError::bad(
+                "idempotency-key must be 1 to 64 letters, digits or '-'",
+            ))
+        }
+    };
+    if let Some(k) = replay_key.clone() {
+        let storage = state.storage.clone();
+        if let Some(stored) = blocking(move || Ok(storage.get_setting(&k)?)).await? {
+            let earlier: CredentialResponse = serde_json::from_slice(&stored).map_err(|e| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+            })?;
+            return Ok(Json(earlier));
+        }
+    }
+    let key = hex::decode(&order.device_public_key)
+        .filter(|k| k.len() <= 65)
+        .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
+    let compressed = p256::decompress(&key)
+        .and_then(|k| p256::compress(&k))
+        .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
+    let now = chrono::Utc::now().timestamp() as u32;
+    let mut lifetime_secs = 72 * 3600;
+    if order.category != Category::Standard {
+        let storage = state.storage.clone();
+        let (account, category) = (device.account_id.clone(), order.category);
+        let entitlement = blocking(move || {
+            Ok(storage.entitlement_at(&account, category, i64::from(now))?)
+        })
+        .await?
+        .ok_or_else(|| {
+            forbidden(
+                "not_entitled",
+                &format!(
+                    "the {} category needs an entitlement the operator holds for this citizen; none is in force",
+                    order.category.label()
+                ),
+            )
+        })?;
+        // The credential ends with the entitlement: an expired entitlement stops renewing.
+        let left = entitlement.valid_until.saturating_sub(i64::from(now));
+        lifetime_secs = lifetime_secs.min(u32::try_from(left).unwrap_or(u32::MAX).max(1));
+    }
+    let (from, until) = match order.product {
+        Product::MonthlySingleRoute | Product::MonthlyAllRoutes => {
+            month_window(&order.month, state.fares.utc_offset_secs)
+                .ok_or_else(|| ApiError::bad("month must be YYYY-MM"))?
+        }
+        Product::PayAsYouGo | Product::FreePass => (now - 60, now + 365 * 86_400),
+    };
+    let price = state
+        .fares
+        .tariff
+        .price(order.product, order.category)
+        .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
+    let request = CredentialRequest {
+        card_id: device.card_id,
+        product: order.product,
+        category: order.category,
+        route: order.route,
+        pass_valid_from: from,
+        pass_valid_until: until,
+        device_public_key: key,
+        lifetime_secs,
+    };
+    let credential = {
+        let ring = state.issuer.read().unwrap_or_else(|e| e.into_inner());
+        ring.signing_key(now)
+            .ok_or_else(no_signing_key)?
+            .issue(&request, now)
+            .map_err(|e| ApiError::bad(e.to_string()))?
+    };
+    // Remember which transit key this device holds, so revoking the device revokes the key.
+    let storage = state.storage.clone();
+    let device_id = device.id.clone();
+    blocking(move || {
+        Ok(storage.record_device_key(&device_id, &DenyList::device_hash(&compressed))?)
+    })
+    .await?;
+    let response = CredentialResponse {
+        credential: hex::encode(&credential),
+        card_id: device.card_id,
+        price_vnd: price,
+        pass_valid_from: from,
+        pass_valid_until: until,
+    };
+    if let Some(k) = replay_key {
+        let storage = state.storage.clone();
+        let body = serde_json::to_vec(&response).unwrap_or_default();
+        blocking(move || Ok(storage.set_setting(&k, &body)?)).await?;
+    }
+    Ok(Json(response))
+}
+
+/// The enrolled, active validator presenting the request's token. A citizen's device token is
+/// refused (403): only enrolled validators read the feed and upload taps.
+async fn validator_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<ValidatorRecord, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown token",
+        )
+    };
+    let token = crate::bearer(headers).ok_or_else(unauthorized)?;
+    let hash = sha256(token.as_bytes());
+    let storage = state.storage.clone();
+    let (validator, is_device) = blocking(move || {
+        Ok(match storage.validator_by_token(&hash)? {
+            Some(v) => (Some(v), false),
+            None => (None, storage.device_by_token(&hash)?.is_some()),
+        })
+    })
+    .await?;
+    match validator {
+        Some(v) if v.decommissioned_at.is_none() => Ok(v),
+        Some(_) => Err(forbidden(
+            "decommissioned",
+            "this validator was decommissioned by the operator",
+        )),
+        None if is_device => Err(forbidden(
+            "validators_only",
+            "only enrolled validators read the feed and upload taps",
+        )),
+        None => Err(unauthorized()),
+    }
+}
+
+/// `POST /v1/validators`: a validator enrols with an operator's single-use code.
+pub(crate) async fn enrol(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ValidatorEnrolmentRequest>,
+) -> ApiResult<ValidatorEnrolmentResponse> {
+    if req.device_name.trim().is_empty() || req.device_name.len() > 100 {
+        return Err(ApiError::bad("device_name must be 1 to 100 bytes"));
+    }
+    if req.enrolment_code.is_empty() || req.enrolment_code.len() > 128 {
+        return Err(forbidden("enrolment_unknown", "no such enrolment code"));
+    }
+    let token = random_token()?;
+    let (code_hash, token_hash) = (
+        sha256(req.enrolment_code.as_bytes()),
+        sha256(token.as_bytes()),
+    );
+    let storage = state.storage.clone();
+    let name = req.device_name.trim().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let outcome =
+        blocking(move || Ok(storage.enrol_validator(&code_hash, &name, &token_hash, now)?)).await?;
+    match outcome {
+        EnrolOutcome::Enrolled(v) => Ok(Json(ValidatorEnrolmentResponse {
+            validator_id: v.id,
+            token,
+            label: v.label,
+            route: v.route,
+            gate: v.gate,
+        })),
+        EnrolOutcome::Unknown => Err(forbidden("enrolment_unknown", "no such enrolment code")),
+        EnrolOutcome::Used => Err(forbidden(
+            "enrolment_used",
+            "this enrolment code was used already; ask the operator for a new one",
+        )),
+        EnrolOutcome::Expired => Err(forbidden(
+            "enrolment_expired",
+            "this enrolment code expired; ask the operator for a new one",
+        )),
+    }
+}
+
+/// `GET /v1/transit/feed`: issuer keys and the signed deny list, for enrolled validators.
+pub(crate) async fn validator_feed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<ValidatorFeed> {
+    validator_caller(&state, &headers).await?;
+    let storage = state.storage.clone();
+    let (version, cards, devices) = blocking(move || Ok(storage.deny_list()?)).await?;
+    let list = DenyList {
+        version,
+        issued_at: chrono::Utc::now().timestamp() as u32,
+        cards,
+        devices,
+    };
+    let ring = state.issuer.read().unwrap_or_else(|e| e.into_inner());
+    let signed = ring
+        .signing_key(list.issued_at)
+        .ok_or_else(no_signing_key)?
+        .sign_deny_list(&list)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing", e.to_string()))?;
+    // Previous, current and next keys with their windows: a validator learns the next key
+    // before the first credential it signs, and keeps the previous one while its credentials
+    // are still out there.
+    Ok(Json(ValidatorFeed {
+        issuer_keys: ring.trusted_keys(list.issued_at),
+        deny_list: hex::encode(&signed),
+    }))
+}
+
+fn reason_code(reason: validator::Reason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// What a tap's scan proves, checked against the issuer keys the backend trusts. The card,
+/// product and times come from the signed scan; the validator's own fields are not used.
+pub fn check_evidence(
+    tap: &Tap,
+    trusted: &HashMap<u16, TrustedIssuerKey>,
+    bound_route: Option<u16>,
+) -> Evidence {
+    let Some(text) = tap.qr.as_deref() else {
+        return Evidence::Missing;
+    };
+    if text.len() > MAX_SCAN_LEN {
+        return Evidence::Forged("scan too long".into());
+    }
+    let Ok(p) = Payload::from_qr_text(text) else {
+        return Evidence::Forged("not a transit QR".into());
+    };
+    let at = u64::from(p.timestamp);
+    if let Err(reason) = validator::verify_signatures(&p, trusted, at) {
+        return Evidence::Forged(reason_code(reason));
+    }
+    let f = &p.fields;
+    let route = bound_route.unwrap_or(tap.route);
+    let invalid = match validator::check_windows(f, at) {
+        Err(reason) => Some(reason_code(reason)),
+        Ok(()) if f.product == Product::MonthlySingleRoute && f.route != route => {
+            Some("wrong_route".into())
+        }
+        Ok(()) if at.abs_diff(tap.at) > MAX_TAP_QR_SKEW_SECS => Some("not_fresh_at_tap".into()),
+        Ok(()) => None,
+    };
+    Evidence::Verified(VerifiedScan {
+        card_id: f.card_id,
+        product: f.product,
+        qr_timestamp: p.timestamp,
+        qr_counter: p.counter,
+        device_key_hash: DenyList::device_hash(&f.device_public_key),
+        invalid,
+    })
+}
+
+/// `POST /v1/transit/taps`: an enrolled validator's taps, each re-verified from its scan.
+pub(crate) async fn upload_taps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(upload): JsonBody<TapUpload>,
+) -> ApiResult<TapReceipt> {
+    let validator = validator_caller(&state, &headers).await?;
+    if upload.taps.len() > 10_000 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "at most 10,000 taps per upload",
+        ));
+    }
+    let trusted: HashMap<u16, TrustedIssuerKey> = state
+        .issuer
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .all_trusted()
+        .into_iter()
+        .map(|k| (k.key_id, k))
+        .collect();
+    let storage = state.storage.clone();
+    let fares = state.fares.clone();
+    let totals = blocking(move || {
+        // Signature checks run here, off the async workers: about 0.2 ms per tap.
+        let checked: Vec<CheckedTap> = upload
+            .taps
+            .into_iter()
+            .map(|tap| CheckedTap {
+                evidence: check_evidence(&tap, &trusted, validator.route),
+                tap,
+            })
+            .collect();
+        Ok(storage.record_taps(&validator, &checked, &fares)?)
+    })
+    .await?;
+    Ok(Json(TapReceipt {
+        stored: totals.stored,
+        duplicates: totals.duplicates,
+        acknowledged_seq: totals.highest_seq,
+        charged_vnd: totals.charged_vnd,
+        not_charged: totals.not_charged,
+    }))
+}
+
+/// Fares charged to the caller's card, per day.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Charges {
+    /// The card.
+    pub card_id: u64,
+    /// `(day, VND)`.
+    pub days: Vec<(String, u64)>,
+}
+
+/// `GET /v1/transit/charges`.
+pub(crate) async fn charges(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Charges> {
+    let device = device(&state, &headers).await?;
+    let storage = state.storage.clone();
+    let card_id = device.card_id;
+    let days = blocking(move || Ok(storage.charges(card_id)?)).await?;
+    Ok(Json(Charges { card_id, days }))
+}
+
+/// What the operator revokes: cards, phones' transit keys (SEC1 hex), or whole devices (every
+/// transit key they bought credentials for).
+#[derive(Debug, Deserialize)]
+pub(crate) struct DenyRequest {
+    #[serde(default)]
+    cards: Vec<u64>,
+    #[serde(default)]
+    device_keys: Vec<String>,
+    #[serde(default)]
+    devices: Vec<String>,
+}
+
+/// `POST /v1/admin/transit/deny`: returns the new deny-list version.
+pub(crate) async fn admin_deny(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<DenyRequest>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    if body.cards.len() + body.device_keys.len() + body.devices.len() > 10_000 {
+        return Err(ApiError::bad("at most 10,000 entries per request"));
+    }
+    let mut hashes = Vec::new();
+    for k in &body.device_keys {
+        let compressed = hex::decode(k)
+            .filter(|k| k.len() <= 65)
+            .and_then(|k| p256::decompress(&k))
+            .and_then(|k| p256::compress(&k))
+            .ok_or_else(|| ApiError::bad(format!("device key {k} is not a P-256 point")))?;
+        hashes.push(DenyList::device_hash(&compressed));
+    }
+    let storage = state.storage.clone();
+    let version = blocking(move || {
+        for d in &body.devices {
+            hashes.extend(storage.device_keys(d)?);
+        }
+        Ok(storage.deny(&body.cards, &hashes, chrono::Utc::now().timestamp())?)
+    })
+    .await?;
+    Ok(Json(json!({ "version": version })))
+}
+
+/// An enrolment the operator creates for one validator.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnrolmentOrder {
+    label: String,
+    #[serde(default)]
+    route: Option<u16>,
+    #[serde(default)]
+    gate: Option<String>,
+    #[serde(default)]
+    ttl_secs: Option<i64>,
+}
+
+/// `POST /v1/admin/transit/enrolments`: a single-use code bound to a route or a gate.
+pub(crate) async fn admin_create_enrolment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(order): JsonBody<EnrolmentOrder>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    let storage = state.storage.clone();
+    let (label, route, gate) = (order.label.clone(), order.route, order.gate.clone());
+    let ttl = order.ttl_secs.unwrap_or(DEFAULT_ENROLMENT_TTL_SECS);
+    let (code, expires_at) = blocking(move || {
+        create_enrolment(storage.as_ref(), &order.label, order.route, order.gate, ttl)
+    })
+    .await?;
+    Ok(Json(json!({
+        "code": code, "label": label.trim(), "route": route, "gate": gate, "expires_at": expires_at
+    })))
+}
+
+/// Creates a single-use enrolment code bound to a route or a gate, usable for `ttl_secs`;
+/// returns the code (shown once, stored hashed) and its expiry. What the operator's console
+/// calls; `thudo demo` and test servers call it directly.
+pub fn create_enrolment(
+    storage: &dyn crate::storage::Storage,
+    label: &str,
+    route: Option<u16>,
+    gate: Option<String>,
+    ttl_secs: i64,
+) -> Result<(String, i64), ApiError> {
+    let label = label.trim().to_owned();
+    if label.is_empty() || label.len() > 100 {
+        return Err(ApiError::bad("label must be 1 to 100 bytes"));
+    }
+    let gate = gate.map(|g| g.trim().to_owned());
+    match (route, &gate) {
+        (Some(0), _) => return Err(ApiError::bad("route must be 1 or more")),
+        (Some(_), None) => {}
+        (None, Some(g)) if !g.is_empty() && g.len() <= 100 => {}
+        _ => {
+            return Err(ApiError::bad(
+                "an enrolment is bound to exactly one route (a bus) or gate (a metro gate)",
+            ))
+        }
+    }
+    if !(60..=MAX_ENROLMENT_TTL_SECS).contains(&ttl_secs) {
+        return Err(ApiError::bad("ttl_secs must be 60 s to 30 days"));
+    }
+    let code = random_token()?;
+    let expires_at = chrono::Utc::now().timestamp() + ttl_secs;
+    storage.create_enrolment(&NewEnrolment {
+        code_hash: sha256(code.as_bytes()),
+        label,
+        route,
+        gate,
+        expires_at,
+    })?;
+    Ok((code, expires_at))
+}
+
+/// `GET /v1/admin/transit/validators`.
+pub(crate) async fn admin_validators(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<ValidatorRecord>> {
+    admin(&state, &headers)?;
+    let storage = state.storage.clone();
+    Ok(Json(blocking(move || Ok(storage.validators()?)).await?))
+}
+
+/// `POST /v1/admin/transit/validators/{id}/decommission`: its token stops working at once.
+pub(crate) async fn admin_decommission(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    let storage = state.storage.clone();
+    let now = chrono::Utc::now().timestamp();
+    let found = blocking(move || Ok(storage.decommission_validator(&id, now)?)).await?;
+    if !found {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such validator",
+        ));
+    }
+    Ok(Json(json!({ "decommissioned": true })))
+}
+
+/// `GET /v1/admin/transit/fraud`: suspected relays and forged evidence, oldest first.
+pub(crate) async fn admin_fraud(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<FraudRecord>> {
+    admin(&state, &headers)?;
+    let storage = state.storage.clone();
+    Ok(Json(blocking(move || Ok(storage.fraud_records()?)).await?))
+}
+
+/// `POST /v1/admin/citizens/{citizen_id}/entitlements`: grants a reduced or free category.
+pub(crate) async fn admin_grant_entitlement(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+    JsonBody(e): JsonBody<Entitlement>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    valid_citizen_id(&citizen_id)?;
+    if e.category == Category::Standard {
+        return Err(ApiError::bad("the standard category needs no entitlement"));
+    }
+    if e.valid_until <= e.valid_from {
+        return Err(ApiError::bad("valid_until must be after valid_from"));
+    }
+    if e.evidence_ref.trim().is_empty() || e.evidence_ref.len() > 200 {
+        return Err(ApiError::bad("evidence_ref must be 1 to 200 bytes"));
+    }
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.grant_entitlement(&citizen_id, &e)?)).await?;
+    Ok(Json(json!({ "granted": true })))
+}
+
+/// `GET /v1/admin/citizens/{citizen_id}/entitlements`.
+pub(crate) async fn admin_entitlements(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+) -> ApiResult<Vec<Entitlement>> {
+    admin(&state, &headers)?;
+    valid_citizen_id(&citizen_id)?;
+    let storage = state.storage.clone();
+    Ok(Json(
+        blocking(move || Ok(storage.entitlements(&citizen_id)?)).await?,
+    ))
+}
+
+fn one_day() -> u32 {
+    86_400
+}
+
+/// A key rotation the operator orders.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RotationOrder {
+    /// Seconds from now until the new key starts signing (validators learn it from the feed
+    /// meanwhile; default one day, longer than validators go between feed fetches).
+    #[serde(default = "one_day")]
+    starts_in_secs: u32,
+    /// End the windows of the older keys this many seconds from now (a compromised key); at
+    /// least the longest credential lifetime (72 h) so credentials out there keep working.
+    #[serde(default)]
+    retire_previous_after_secs: Option<u32>,
+}
+
+/// `POST /v1/admin/transit/issuer/rotate`: adds the next issuer key; returns the keyring as
+/// validators will get it.
+pub(crate) async fn admin_rotate_issuer(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(order): JsonBody<RotationOrder>,
+) -> ApiResult<Vec<TrustedIssuerKey>> {
+    admin(&state, &headers)?;
+    let min_retire = thudo_core::transit::issuer::MAX_CREDENTIAL_LIFETIME_SECS;
+    if order
+        .retire_previous_after_secs
+        .is_some_and(|s| s < min_retire)
+    {
+        return Err(ApiError::bad(
+            "retire_previous_after_secs must be at least the credential lifetime (259200)",
+        ));
+    }
+    if order.starts_in_secs > 90 * 86_400 {
+        return Err(ApiError::bad("starts_in_secs must be at most 90 days"));
+    }
+    let storage = state.storage.clone();
+    let issuer = state.issuer.clone();
+    blocking(move || {
+        let failed = |e: anyhow::Error| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+        };
+        // One rotation at a time: the write lock is held across read, write and reload.
+        let mut ring = issuer.write().unwrap_or_else(|e| e.into_inner());
+        let now = chrono::Utc::now().timestamp() as u32;
+        let mut keys = stored_keys(storage.as_ref()).map_err(failed)?;
+        let next_id = keys
+            .iter()
+            .map(|k| k.key_id)
+            .max()
+            .unwrap_or(0)
+            .checked_add(1);
+        let next_id = next_id.ok_or_else(|| ApiError::bad("no key ids left"))?;
+        let from = now.saturating_add(order.starts_in_secs);
+        let until = from.saturating_add(ISSUER_KEY_LIFETIME_SECS);
+        let (_, pkcs8) = IssuerKey::generate(next_id, from, until)
+            .map_err(|e| failed(anyhow::anyhow!("{e}")))?;
+        if let Some(after) = order.retire_previous_after_secs {
+            let end = now.saturating_add(after);
+            for k in &mut keys {
+                k.valid_until = k.valid_until.min(end).max(k.valid_from + 1);
+            }
+        }
+        keys.push(StoredIssuerKey {
+            key_id: next_id,
+            pkcs8: hex::encode(&pkcs8),
+            valid_from: from,
+            valid_until: until,
+        });
+        save_keys(storage.as_ref(), &keys).map_err(failed)?;
+        *ring = load_keyring(storage.as_ref()).map_err(failed)?;
+        // A new deny-list version, signed by the new key once it signs: validators that only
+        // trust the new key (or hold a list of a retired one) take it, never an older one.
+        storage.deny(&[], &[], i64::from(now))?;
+        Ok(Json(ring.trusted_keys(now)))
+    })
+    .await
+}
