@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs a command with the reference backend on loopback (seeded with the demo citizen's content):
 # THUDO_SERVER_URL names it, THUDO_DEMO_CITIZEN the seeded citizen, THUDO_ENROLMENT_CODES three
-# single-use validator enrolment codes (route 32). The server stops afterwards.
+# single-use validator enrolment codes (route 32). Its identity provider is a local test one:
+# POST $THUDO_SERVER_URL/test/identity/token {citizen_id, nonce} gives an ID token. The server
+# stops afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q -p thudo-server
 DIR=$(mktemp -d)
 CITIZEN=001088012345
 target/debug/thudo-server --listen 127.0.0.1:0 --db "$DIR/server.db" \
-  --admin-token "test-admin-token-$RANDOM$RANDOM$RANDOM" --seed-citizen "$CITIZEN" --seed-enrolments 3 >"$DIR/out" 2>"$DIR/err" &
+  --admin-token "test-admin-token-$RANDOM$RANDOM$RANDOM" --seed-citizen "$CITIZEN" --seed-enrolments 3 --test-identity-provider >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT

@@ -280,6 +280,19 @@ pub struct TapUploadReceipt {
     pub not_charged: u32,
 }
 
+/// One of the citizen's devices.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct DeviceInfo {
+    /// Its id (pass to `revokeDevice`).
+    pub device_id: String,
+    /// Its name.
+    pub name: String,
+    /// When it registered (unix seconds).
+    pub created_at: i64,
+    /// Whether it is this device.
+    pub current: bool,
+}
+
 /// A validator's enrolment, as the operator bound it.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ValidatorEnrolment {
@@ -337,22 +350,57 @@ impl SyncClient {
         }))
     }
 
-    /// Registers this vault's device for a citizen (`role`: `phone`); returns the device id.
-    /// The token is kept encrypted in the vault. Validators do not register: they enrol
-    /// (`enrolValidator`); `role = "validator"` is refused with `enrolment_required`.
+    /// A single-use nonce (valid 10 minutes) for the citizen's sign-in at the identity
+    /// provider (VNeID): pass it to the provider's authorization request, then `register` with
+    /// the ID token it returns.
+    pub async fn registration_nonce(&self) -> Result<String, SyncError> {
+        Ok(self.inner.registration_nonce().await?.nonce)
+    }
+
+    /// Registers this vault's device with the ID token of the citizen's sign-in (carrying a
+    /// nonce from `registrationNonce`); returns the device id. The token the backend gives is
+    /// kept encrypted in the vault. A token that does not verify, or whose nonce is unknown,
+    /// used or expired, is `Refused` with code `identity_invalid`, `nonce_unknown`,
+    /// `nonce_used` or `nonce_expired`: sign in again. Validators do not register: they enrol
+    /// (`enrolValidator`).
     pub async fn register(
         &self,
         vault: Arc<Vault>,
-        citizen_id: String,
+        id_token: String,
         device_name: String,
-        role: String,
     ) -> Result<String, SyncError> {
         let request = protocol::RegisterRequest {
-            citizen_id,
+            id_token,
             device_name,
-            role,
+            role: "phone".into(),
         };
         Ok(self.inner.register(vault.core(), &request).await?.device_id)
+    }
+
+    /// The citizen's active devices (this one marked `current`).
+    pub async fn devices(&self, vault: Arc<Vault>) -> Result<Vec<DeviceInfo>, SyncError> {
+        Ok(self
+            .inner
+            .devices(vault.core())
+            .await?
+            .into_iter()
+            .map(|d| DeviceInfo {
+                device_id: d.device_id,
+                name: d.name,
+                created_at: d.created_at,
+                current: d.current,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the citizen's devices (lost or stolen): its token stops working at once
+    /// and its transit keys go on the validators' deny list.
+    pub async fn revoke_device(
+        &self,
+        vault: Arc<Vault>,
+        device_id: String,
+    ) -> Result<(), SyncError> {
+        Ok(self.inner.revoke_device(vault.core(), &device_id).await?)
     }
 
     /// Enrols this vault as a validator with the operator's single-use `enrolment_code`; the

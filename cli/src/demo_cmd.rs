@@ -13,7 +13,7 @@ use thudo_core::handbook::library::Library;
 use thudo_core::health::fhir::Kind;
 use thudo_core::health::records::HealthBook;
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncEvent, SyncObserver};
-use thudo_core::sync::protocol::{CredentialOrder, RegisterRequest, ValidatorEnrolmentRequest};
+use thudo_core::sync::protocol::{CredentialOrder, ValidatorEnrolmentRequest};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::qr;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
@@ -113,14 +113,16 @@ async fn story(args: DemoArgs) -> Result<()> {
         dir.display()
     );
 
-    let (server, enrolment_code) = steps
+    let (server, enrolment_code, idp) = steps
         .run("start the backend; the operator enrols a bus", async {
             let storage = Arc::new(SqliteStorage::open(&dir.join("server.db"))?);
-            let state = AppState::new(ServerConfig {
+            // A local OpenID Connect provider stands in for VNeID: its key is the demo's.
+            let (config, idp) = ServerConfig::local(
                 storage,
-                admin_token: thudo_core::hex::encode(&rand_bytes()?),
-                fares: FarePolicy::default(),
-            })?;
+                &thudo_core::hex::encode(&rand_bytes()?),
+                FarePolicy::default(),
+            )?;
+            let state = AppState::new(config)?;
             seed::publish_demo(&state, CITIZEN)?;
             // The operator's console: a single-use code bound to route 32, valid for an hour.
             let (code, _) = thudo_server::transit::create_enrolment(
@@ -133,7 +135,7 @@ async fn story(args: DemoArgs) -> Result<()> {
             .map_err(|e| anyhow!("enrolment: {e:?}"))?;
             let running = thudo_server::start(state, "127.0.0.1:0".parse()?).await?;
             let note = format!("http://{}; enrolment code for route 32", running.addr);
-            Ok(((running, code), note))
+            Ok(((running, code, idp), note))
         })
         .await?;
     let url = format!("http://{}", server.addr);
@@ -148,16 +150,9 @@ async fn story(args: DemoArgs) -> Result<()> {
     let library = Arc::new(Library::open(&dir.join("phone-library.db"))?);
 
     steps
-        .run("register the phone", async {
-            let r = client
-                .register(
-                    phone_vault.clone(),
-                    &RegisterRequest {
-                        citizen_id: CITIZEN.into(),
-                        device_name: "Minh's phone".into(),
-                        role: "phone".into(),
-                    },
-                )
+        .run("sign in (OpenID Connect) and register the phone", async {
+            let r = idp
+                .register_device(&client, phone_vault.clone(), CITIZEN, "Minh's phone")
                 .await?;
             Ok(((), format!("device {}", r.device_id)))
         })
@@ -301,15 +296,7 @@ async fn story(args: DemoArgs) -> Result<()> {
     steps
         .run("a pay-as-you-go rider takes 4 trips in a day", async {
             let rider_vault = open_vault(&dir.join("rider"), "rider")?;
-            client
-                .register(
-                    rider_vault.clone(),
-                    &RegisterRequest {
-                        citizen_id: RIDER.into(),
-                        device_name: "Lan's phone".into(),
-                        role: "phone".into(),
-                    },
-                )
+            idp.register_device(&client, rider_vault.clone(), RIDER, "Lan's phone")
                 .await?;
             let rider = Phone::open(rider_vault.clone(), None, PhoneOptions::default())?;
             let order = CredentialOrder {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::json;
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
 use thudo_core::sync::client::{SyncClient, SyncConfig};
-use thudo_core::sync::protocol::{Change, RegisterRequest};
+use thudo_core::sync::protocol::Change;
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::fares::FarePolicy;
 use thudo_server::storage::{SqliteStorage, Storage};
@@ -80,12 +80,10 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
-        let state = AppState::new(ServerConfig {
-            storage: storage.clone(),
-            admin_token: "bench-admin-token-000000".into(),
-            fares: FarePolicy::default(),
-        })
-        .unwrap();
+        let (config, idp) =
+            ServerConfig::local(storage.clone(), "bench-admin-token-000000", FarePolicy::default())
+                .unwrap();
+        let state = AppState::new(config).unwrap();
         let server = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -95,15 +93,7 @@ fn main() {
             let citizen = format!("00100000000{run}");
             observations(&storage, &citizen, total);
             let v = vault(&dir.path().join(format!("pull-{run}")));
-            client
-                .register(
-                    v.clone(),
-                    &RegisterRequest {
-                        citizen_id: citizen,
-                        device_name: "bench".into(),
-                        role: "phone".into(),
-                    },
-                )
+            idp.register_device(&client, v.clone(), &citizen, "bench")
                 .await
                 .unwrap();
             let before = peak_rss_kib();
@@ -121,15 +111,7 @@ fn main() {
         }
 
         let v = vault(&dir.path().join("push"));
-        client
-            .register(
-                v.clone(),
-                &RegisterRequest {
-                    citizen_id: "001000000009".into(),
-                    device_name: "bench".into(),
-                    role: "phone".into(),
-                },
-            )
+        idp.register_device(&client, v.clone(), "001000000009", "bench")
             .await
             .unwrap();
         let book = MemberHandbook::new(&v);

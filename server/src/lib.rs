@@ -10,6 +10,7 @@
 //! handler.
 
 pub mod fares;
+pub mod identity;
 pub mod seed;
 pub mod storage;
 pub mod transit;
@@ -44,6 +45,8 @@ pub struct AppState {
     admin_token_hash: [u8; 32],
     issuer: Arc<std::sync::RwLock<IssuerKeyring>>,
     fares: Arc<FarePolicy>,
+    identity: Arc<identity::IdentityConfig>,
+    test_identity: Option<Arc<identity::LocalIdentityProvider>>,
 }
 
 /// Server settings.
@@ -54,6 +57,33 @@ pub struct ServerConfig {
     pub admin_token: String,
     /// Fare policy.
     pub fares: FarePolicy,
+    /// The identity provider whose ID tokens register devices.
+    pub identity: identity::IdentityConfig,
+    /// A local provider whose tokens the server mints at `POST /test/identity/token` (tests and
+    /// demos only; `None` in production, and the route is absent).
+    pub test_identity: Option<Arc<identity::LocalIdentityProvider>>,
+}
+
+impl ServerConfig {
+    /// A configuration with a fresh local identity provider, which also mints test tokens:
+    /// for tests and demos on this machine.
+    pub fn local(
+        storage: Arc<dyn Storage>,
+        admin_token: &str,
+        fares: FarePolicy,
+    ) -> anyhow::Result<(ServerConfig, Arc<identity::LocalIdentityProvider>)> {
+        let idp = identity::LocalIdentityProvider::generate("https://id.thudo.test", "thudo")?;
+        Ok((
+            ServerConfig {
+                storage,
+                admin_token: admin_token.to_owned(),
+                fares,
+                identity: idp.config(),
+                test_identity: Some(idp.clone()),
+            },
+            idp,
+        ))
+    }
 }
 
 impl AppState {
@@ -66,6 +96,8 @@ impl AppState {
             admin_token_hash: sha256(config.admin_token.as_bytes()),
             issuer: Arc::new(std::sync::RwLock::new(issuer)),
             fares: Arc::new(config.fares),
+            identity: Arc::new(config.identity),
+            test_identity: config.test_identity,
         })
     }
 
@@ -189,11 +221,22 @@ fn server_hlc() -> String {
     Hlc::tick(None, chrono::Utc::now().timestamp_millis() as u64, "server").to_string()
 }
 
+async fn registration_nonce(State(state): State<AppState>) -> ApiResult<NonceResponse> {
+    let mut raw = [0u8; 16];
+    thudo_core::crypto::fill_random(&mut raw)
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", "no randomness"))?;
+    let nonce = hex::encode(&raw);
+    let hash = sha256(nonce.as_bytes());
+    let expires_at = chrono::Utc::now().timestamp() + identity::NONCE_TTL_SECS;
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.create_nonce(&hash, expires_at)?)).await?;
+    Ok(Json(NonceResponse { nonce, expires_at }))
+}
+
 async fn register(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<RegisterResponse> {
-    valid_citizen_id(&req.citizen_id)?;
     if req.device_name.trim().is_empty() || req.device_name.len() > 100 {
         return Err(ApiError::bad("device_name must be 1 to 100 bytes"));
     }
@@ -208,21 +251,114 @@ async fn register(
     if req.role != "phone" {
         return Err(ApiError::bad("role must be phone"));
     }
+    let refused =
+        |e: identity::IdentityError| ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
+    let assertion = identity::verify(&state.identity, &req.id_token).map_err(refused)?;
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", "no randomness"))?;
     let token = hex::encode(&raw);
     let hash = sha256(token.as_bytes());
     let storage = state.storage.clone();
-    let (device_id, account_id) = blocking(move || {
-        Ok(storage.register_device(&req.citizen_id, req.device_name.trim(), &req.role, &hash)?)
+    let nonce_hash = sha256(assertion.nonce.as_bytes());
+    let registered = blocking(move || {
+        // The nonce is spent first: an ID token registers one device, once.
+        let outcome = storage.consume_nonce(&nonce_hash, chrono::Utc::now().timestamp())?;
+        Ok(match outcome {
+            storage::NonceOutcome::Consumed => Ok(storage.register_device(
+                &assertion.citizen_id,
+                req.device_name.trim(),
+                "phone",
+                &hash,
+            )?),
+            storage::NonceOutcome::Unknown => Err(identity::IdentityError::NonceUnknown),
+            storage::NonceOutcome::Used => Err(identity::IdentityError::NonceUsed),
+            storage::NonceOutcome::Expired => Err(identity::IdentityError::NonceExpired),
+        })
     })
     .await?;
+    let (device_id, account_id) = registered.map_err(refused)?;
     Ok(Json(RegisterResponse {
         device_id,
         account_id,
         token,
     }))
+}
+
+async fn list_devices(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<DeviceInfo>> {
+    let me = device(&state, &headers).await?;
+    let storage = state.storage.clone();
+    let account = me.account_id.clone();
+    let devices = blocking(move || Ok(storage.devices_of(&account)?)).await?;
+    Ok(Json(
+        devices
+            .into_iter()
+            .map(|d| DeviceInfo {
+                current: d.id == me.id,
+                device_id: d.id,
+                name: d.name,
+                created_at: d.created_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Revokes one of the caller's account's devices: its token stops working at once, and every
+/// transit key it bought credentials for goes on the deny list (a stolen phone rides no more).
+async fn revoke_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(device_id): Path<String>,
+) -> ApiResult<Value> {
+    let me = device(&state, &headers).await?;
+    let storage = state.storage.clone();
+    let now = chrono::Utc::now().timestamp();
+    let revoked = blocking(move || {
+        if !storage.revoke_device(&me.account_id, &device_id, now)? {
+            return Ok(None);
+        }
+        let keys = storage.device_keys(&device_id)?;
+        if !keys.is_empty() {
+            storage.deny(&[], &keys, now)?;
+        }
+        Ok(Some(keys.len()))
+    })
+    .await?;
+    match revoked {
+        Some(keys) => Ok(Json(
+            json!({ "revoked": true, "transit_keys_denied": keys }),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such device on this account",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TestTokenRequest {
+    citizen_id: String,
+    nonce: String,
+}
+
+/// `POST /test/identity/token` (only with a local test provider): an ID token for a citizen.
+async fn test_identity_token(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<TestTokenRequest>,
+) -> ApiResult<Value> {
+    let idp = state
+        .test_identity
+        .clone()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"))?;
+    valid_citizen_id(&req.citizen_id)?;
+    let token = idp
+        .id_token(&req.citizen_id, &req.nonce)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(json!({ "id_token": token })))
 }
 
 async fn push(
@@ -495,7 +631,9 @@ pub fn app(state: AppState) -> Router {
                 )
             }),
         )
-        .route("/v1/devices", post(register))
+        .route("/v1/identity/nonce", post(registration_nonce))
+        .route("/v1/devices", post(register).get(list_devices))
+        .route("/v1/devices/{device_id}/revoke", post(revoke_device))
         .route("/v1/sync/push", post(push))
         .route("/v1/sync/pull", get(pull))
         .route("/v1/validators", post(transit::enrol))
@@ -534,6 +672,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/admin/citizens/{citizen_id}/entitlements",
             post(transit::admin_grant_entitlement).get(transit::admin_entitlements),
         )
+        .route("/test/identity/token", post(test_identity_token))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use thudo_server::fares::FarePolicy;
+use thudo_server::identity::IdentityConfig;
 use thudo_server::storage::SqliteStorage;
 use thudo_server::{AppState, ServerConfig};
 
@@ -30,6 +31,22 @@ struct Args {
     /// print each as `enrolment-code CODE` (test and demo servers).
     #[arg(long, default_value_t = 0)]
     seed_enrolments: u32,
+    /// The OpenID Connect provider whose ID tokens register devices: its issuer (`iss`).
+    #[arg(long, requires_all = ["oidc_audience", "oidc_jwks"])]
+    oidc_issuer: Option<String>,
+    /// This backend's client id at the provider (`aud`).
+    #[arg(long)]
+    oidc_audience: Option<String>,
+    /// The provider's JWKS document (a file, as served at its `jwks_uri`).
+    #[arg(long)]
+    oidc_jwks: Option<PathBuf>,
+    /// The ID token claim that carries the 12-digit citizen ID.
+    #[arg(long, default_value = "citizen_id")]
+    oidc_citizen_claim: String,
+    /// Instead of a real provider: a local one on this machine that mints ID tokens at
+    /// `POST /test/identity/token`. For tests and demos only.
+    #[arg(long, conflicts_with = "oidc_issuer")]
+    test_identity_provider: bool,
 }
 
 #[tokio::main]
@@ -39,11 +56,35 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("the admin token must have at least 16 characters");
     }
     let storage = Arc::new(SqliteStorage::open(&args.db)?);
-    let state = AppState::new(ServerConfig {
-        storage,
-        admin_token: args.admin_token,
-        fares: FarePolicy::default(),
-    })?;
+    let config = match (&args.oidc_issuer, args.test_identity_provider) {
+        (Some(issuer), false) => {
+            let jwks_path = args
+                .oidc_jwks
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--oidc-jwks is required"))?;
+            ServerConfig {
+                storage,
+                admin_token: args.admin_token,
+                fares: FarePolicy::default(),
+                identity: IdentityConfig::from_jwks_json(
+                    issuer,
+                    args.oidc_audience.as_deref().unwrap_or_default(),
+                    &std::fs::read_to_string(jwks_path)?,
+                    &args.oidc_citizen_claim,
+                )?,
+                test_identity: None,
+            }
+        }
+        (None, true) => {
+            eprintln!("warning: local test identity provider: anyone can register as anyone");
+            ServerConfig::local(storage, &args.admin_token, FarePolicy::default())?.0
+        }
+        _ => anyhow::bail!(
+            "name the identity provider (--oidc-issuer, --oidc-audience, --oidc-jwks) \
+             or run with --test-identity-provider"
+        ),
+    };
+    let state = AppState::new(config)?;
     if let Some(citizen) = &args.seed_citizen {
         thudo_server::seed::publish_demo(&state, citizen)?;
     }

@@ -178,6 +178,30 @@ pub struct Entitlement {
     pub evidence_ref: String,
 }
 
+/// What became of a registration nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceOutcome {
+    /// Consumed now.
+    Consumed,
+    /// Never issued here.
+    Unknown,
+    /// Consumed before.
+    Used,
+    /// Past its time to live.
+    Expired,
+}
+
+/// One of a citizen's devices, as the citizen sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When it registered (unix seconds).
+    pub created_at: i64,
+}
+
 /// What the HTTP layer needs from storage.
 pub trait Storage: Send + Sync + 'static {
     /// The account of a citizen, created when new; returns its id.
@@ -234,6 +258,15 @@ pub trait Storage: Send + Sync + 'static {
     fn record_device_key(&self, device_id: &str, key_hash: &[u8; 32]) -> Result<()>;
     /// The transit keys a device bought credentials for.
     fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
+    /// Stores a registration nonce (by hash) until `expires_at`.
+    fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()>;
+    /// Uses a nonce once.
+    fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome>;
+    /// The active (not revoked) devices of an account, oldest first.
+    fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>>;
+    /// Revokes a device of an account: its token stops working at once. False when the account
+    /// has no such active device.
+    fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<bool>;
     /// Stores an enrolment.
     fn create_enrolment(&self, enrolment: &NewEnrolment) -> Result<()>;
     /// Uses an enrolment code once: enrols a validator under `token_hash`.
@@ -336,8 +369,14 @@ CREATE TABLE device_keys(
 INSERT OR IGNORE INTO settings(key, value) VALUES ('deny_version', CAST('1' AS BLOB));
 ";
 
+/// Version 3: registration nonces (identity assertions are single use) and revoked devices.
+const MIGRATION_3: &str = "
+CREATE TABLE nonces(hash BLOB PRIMARY KEY, expires_at INTEGER NOT NULL, used_at INTEGER);
+ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+";
+
 /// The schema's steps after the base tables, each applied once in order (`user_version`).
-const MIGRATIONS: &[&str] = &[MIGRATION_2];
+const MIGRATIONS: &[&str] = &[MIGRATION_2, MIGRATION_3];
 
 /// Storage on one SQLite file (WAL, full sync).
 pub struct SqliteStorage {
@@ -440,7 +479,8 @@ impl Storage for SqliteStorage {
             Ok(tx
                 .query_row(
                     "SELECT d.id, d.account_id, d.role, a.cell, a.card_id FROM devices d
-                     JOIN accounts a ON a.id = d.account_id WHERE d.token_hash = ?1",
+                     JOIN accounts a ON a.id = d.account_id
+                     WHERE d.token_hash = ?1 AND d.revoked_at IS NULL",
                     [&token_hash[..]],
                     |r| {
                         Ok(Device {
@@ -790,6 +830,73 @@ impl Storage for SqliteStorage {
                 .filter_map(|h| h.ok().and_then(|h| <[u8; 32]>::try_from(h).ok()))
                 .collect();
             Ok(keys)
+        })
+    }
+
+    fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()> {
+        self.with(|tx| {
+            // Expired nonces are dropped as new ones come: the table stays small.
+            tx.execute(
+                "DELETE FROM nonces WHERE expires_at < ?1",
+                [expires_at - 2 * crate::identity::NONCE_TTL_SECS],
+            )?;
+            tx.execute(
+                "INSERT INTO nonces(hash, expires_at, used_at) VALUES (?1, ?2, NULL)",
+                params![&hash[..], expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome> {
+        self.with(|tx| {
+            let row: Option<(i64, Option<i64>)> = tx
+                .query_row(
+                    "SELECT expires_at, used_at FROM nonces WHERE hash = ?1",
+                    [&hash[..]],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(match row {
+                None => NonceOutcome::Unknown,
+                Some((_, Some(_))) => NonceOutcome::Used,
+                Some((expires_at, None)) if now > expires_at => NonceOutcome::Expired,
+                Some(_) => {
+                    tx.execute(
+                        "UPDATE nonces SET used_at = ?1 WHERE hash = ?2",
+                        params![now, &hash[..]],
+                    )?;
+                    NonceOutcome::Consumed
+                }
+            })
+        })
+    }
+
+    fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>> {
+        self.with(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT id, name, created_at FROM devices
+                 WHERE account_id = ?1 AND revoked_at IS NULL ORDER BY created_at, rowid",
+            )?;
+            let rows = stmt.query_map([account_id], |r| {
+                Ok(DeviceRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    created_at: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<bool> {
+        self.with(|tx| {
+            let n = tx.execute(
+                "UPDATE devices SET revoked_at = ?1
+                 WHERE id = ?2 AND account_id = ?3 AND revoked_at IS NULL",
+                params![now, device_id, account_id],
+            )?;
+            Ok(n == 1)
         })
     }
 

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body};
@@ -26,6 +26,7 @@ use thudo_core::sync::outbox;
 use thudo_core::sync::protocol::RegisterRequest;
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::fares::FarePolicy;
+use thudo_server::identity::LocalIdentityProvider;
 use thudo_server::storage::{SqliteStorage, Storage};
 use thudo_server::{seed, AppState, Running, ServerConfig};
 
@@ -57,12 +58,7 @@ impl Backend {
     async fn start(dir: &Path) -> Backend {
         let db = dir.join("server.db");
         let storage = Arc::new(SqliteStorage::open(&db).unwrap());
-        let state = AppState::new(ServerConfig {
-            storage: storage.clone(),
-            admin_token: ADMIN.into(),
-            fares: FarePolicy::default(),
-        })
-        .unwrap();
+        let state = AppState::new(server_config(storage.clone())).unwrap();
         seed::publish_demo(&state, CITIZEN).unwrap();
         let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
             .await
@@ -84,12 +80,7 @@ impl Backend {
         }
         tokio::time::sleep(down).await;
         let storage = Arc::new(SqliteStorage::open(&self.db).unwrap());
-        let state = AppState::new(ServerConfig {
-            storage: storage.clone(),
-            admin_token: ADMIN.into(),
-            fares: FarePolicy::default(),
-        })
-        .unwrap();
+        let state = AppState::new(server_config(storage.clone())).unwrap();
         self.storage = storage;
         let mut tries = 0;
         self.running = loop {
@@ -277,17 +268,28 @@ fn client(url: &str) -> SyncClient {
     SyncClient::new(c).unwrap()
 }
 
+/// The test identity provider of every backend in this file (its key is the test's).
+fn idp() -> Arc<LocalIdentityProvider> {
+    static IDP: OnceLock<Arc<LocalIdentityProvider>> = OnceLock::new();
+    IDP.get_or_init(|| LocalIdentityProvider::generate("https://id.thudo.test", "thudo").unwrap())
+        .clone()
+}
+
+fn server_config(storage: Arc<SqliteStorage>) -> ServerConfig {
+    ServerConfig {
+        storage,
+        admin_token: ADMIN.into(),
+        fares: FarePolicy::default(),
+        identity: idp().config(),
+        test_identity: None,
+    }
+}
+
 async fn register(c: &SyncClient, v: &Arc<Vault>, name: &str) {
-    c.register(
-        v.clone(),
-        &RegisterRequest {
-            citizen_id: CITIZEN.into(),
-            device_name: name.into(),
-            role: "phone".into(),
-        },
-    )
-    .await
-    .unwrap();
+    idp()
+        .register_device(c, v.clone(), CITIZEN, name)
+        .await
+        .unwrap();
 }
 
 fn note(id: &str, text: &str, at: u64) -> DocumentNote {
@@ -575,6 +577,28 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
             r#"{"citizen_id":"001088012345","device_name":"x","role":"admin"}"#,
             400,
         ),
+        (
+            "POST",
+            "/v1/devices",
+            None,
+            r#"{"id_token":"x","device_name":"x","role":"admin"}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/v1/devices",
+            None,
+            r#"{"id_token":"a.b.c","device_name":"x","role":"phone"}"#,
+            403,
+        ),
+        (
+            "POST",
+            "/test/identity/token",
+            None,
+            r#"{"citizen_id":"001088012345","nonce":"n"}"#,
+            404,
+        ),
+        ("POST", "/v1/devices/d-1/revoke", None, "{}", 401),
         ("POST", "/v1/sync/push", None, r#"{"mutations":[]}"#, 401),
         (
             "POST",
@@ -722,14 +746,14 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
         .register(
             device.clone(),
             &RegisterRequest {
-                citizen_id: "abc".into(),
+                id_token: "abc".into(),
                 device_name: "x".into(),
                 role: "phone".into(),
             },
         )
         .await;
     assert!(
-        matches!(bad, Err(SyncError::Refused { status: 400, .. })),
+        matches!(&bad, Err(SyncError::Refused { status: 403, code, .. }) if code == "identity_invalid"),
         "{bad:?}"
     );
     // The OpenAPI document is served.
@@ -784,7 +808,7 @@ fn the_openapi_document_names_every_route() {
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
         .collect();
-    assert_eq!(routes.len(), 20, "{routes:?}");
+    assert_eq!(routes.len(), 23, "{routes:?}");
     for r in routes {
         assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
     }
@@ -887,12 +911,7 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
         .unwrap();
     // More changes in the old cell, so its cursor is ahead of the new cell's only change.
     seed::publish_demo(
-        &AppState::new(ServerConfig {
-            storage: storage.clone(),
-            admin_token: ADMIN.into(),
-            fares: FarePolicy::default(),
-        })
-        .unwrap(),
+        &AppState::new(server_config(storage.clone())).unwrap(),
         CITIZEN,
     )
     .unwrap();

@@ -17,6 +17,7 @@ use thudo_core::transit::validator::{Reason, Tap, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::fares::FarePolicy;
+use thudo_server::identity::LocalIdentityProvider;
 use thudo_server::storage::{NewEnrolment, SqliteStorage, Storage};
 use thudo_server::{AppState, Running, ServerConfig};
 
@@ -45,18 +46,16 @@ struct World {
     running: Running,
     client: SyncClient,
     http: reqwest::Client,
+    idp: Arc<LocalIdentityProvider>,
 }
 
 impl World {
     async fn start() -> World {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
-        let state = AppState::new(ServerConfig {
-            storage: storage.clone(),
-            admin_token: ADMIN.into(),
-            fares: FarePolicy::default(),
-        })
-        .unwrap();
+        let (config, idp) =
+            ServerConfig::local(storage.clone(), ADMIN, FarePolicy::default()).unwrap();
+        let state = AppState::new(config).unwrap();
         let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -72,6 +71,7 @@ impl World {
             running,
             client,
             http,
+            idp,
         }
     }
 
@@ -163,15 +163,8 @@ impl World {
 
     async fn phone_device(&self, name: &str, citizen: &str) -> Arc<Vault> {
         let v = vault(&self.dir.path().join(name));
-        self.client
-            .register(
-                v.clone(),
-                &RegisterRequest {
-                    citizen_id: citizen.into(),
-                    device_name: name.into(),
-                    role: "phone".into(),
-                },
-            )
+        self.idp
+            .register_device(&self.client, v.clone(), citizen, name)
             .await
             .unwrap();
         v
@@ -238,7 +231,10 @@ async fn validators_are_enrolled_not_self_declared() {
         .register(
             fake.clone(),
             &RegisterRequest {
-                citizen_id: RIDER.into(),
+                id_token: w
+                    .idp
+                    .id_token(RIDER, &w.client.registration_nonce().await.unwrap().nonce)
+                    .unwrap(),
                 device_name: "my bus".into(),
                 role: "validator".into(),
             },
@@ -783,6 +779,8 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
         storage: w.storage.clone(),
         admin_token: ADMIN.into(),
         fares: FarePolicy::default(),
+        identity: w.idp.config(),
+        test_identity: None,
     })
     .unwrap();
     let running = thudo_server::start(restarted, "127.0.0.1:0".parse().unwrap())

@@ -637,6 +637,57 @@ impl SyncClient {
         })
     }
 
+    /// A single-use nonce for the identity provider's sign-in: the app passes it to the
+    /// provider's authorization request and registers with the ID token that carries it.
+    pub async fn registration_nonce(&self) -> Result<NonceResponse, SyncError> {
+        let mut run = Run {
+            observer: None,
+            report: SyncReport::default(),
+            best_rtt_ms: None,
+            idempotency_key: None,
+        };
+        self.call(
+            Method::POST,
+            &format!("{API_PREFIX}/identity/nonce"),
+            None,
+            Some(b"{}".to_vec()),
+            &mut run,
+        )
+        .await
+    }
+
+    /// The citizen's active devices, as the backend knows them.
+    pub async fn devices(&self, vault: Arc<Vault>) -> Result<Vec<DeviceInfo>, SyncError> {
+        self.request(vault, Method::GET, &format!("{API_PREFIX}/devices"), None)
+            .await
+    }
+
+    /// Revokes one of the citizen's devices (a lost or stolen phone): its token stops working at
+    /// once and its transit keys are denied.
+    pub async fn revoke_device(&self, vault: Arc<Vault>, device_id: &str) -> Result<(), SyncError> {
+        if device_id.is_empty()
+            || device_id.len() > 64
+            || !device_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(SyncError::Refused {
+                status: 404,
+                code: "not_found".into(),
+                message: "no such device on this account".into(),
+            });
+        }
+        let _: serde_json::Value = self
+            .request(
+                vault,
+                Method::POST,
+                &format!("{API_PREFIX}/devices/{device_id}/revoke"),
+                Some(b"{}".to_vec()),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Registers this device for a citizen and keeps the token, encrypted, in `vault`.
     pub async fn register(
         &self,

@@ -79,15 +79,38 @@ pub fn collection(name: &str) -> Option<&'static CollectionSpec> {
     COLLECTIONS.iter().find(|c| c.name == name)
 }
 
-/// `POST /v1/devices`: registers a device of a citizen.
+/// `POST /v1/identity/nonce`: a single-use nonce for the identity provider's sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceResponse {
+    /// Pass it to the provider's authorization request; it comes back in the ID token.
+    pub nonce: String,
+    /// Last second it is accepted (unix).
+    pub expires_at: i64,
+}
+
+/// `POST /v1/devices`: registers a device of a citizen, proven by the identity provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterRequest {
-    /// The citizen's ID number (CCCD, 12 digits).
-    pub citizen_id: String,
+    /// The OpenID Connect ID token from the citizen's sign-in, carrying a nonce from
+    /// `POST /v1/identity/nonce`. A citizen ID number alone opens nothing.
+    pub id_token: String,
     /// A name for the device ("Lan's phone", "bus 32 validator 2").
     pub device_name: String,
-    /// `phone` or `validator`.
+    /// `phone` (validators enrol instead).
     pub role: String,
+}
+
+/// One of the citizen's devices (`GET /v1/devices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Device id.
+    pub device_id: String,
+    /// Its name.
+    pub name: String,
+    /// When it registered (unix seconds).
+    pub created_at: i64,
+    /// Whether it is the device asking.
+    pub current: bool,
 }
 
 /// The answer to a registration.

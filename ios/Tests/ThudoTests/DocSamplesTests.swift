@@ -6,6 +6,11 @@ import XCTest
 /// The code samples of docs/ios.md, run. A test (tests/tests/doc_samples.rs) checks that every
 /// line of every Swift sample in the doc is in this file or in compiled sources.
 final class DocSamplesTests: XCTestCase {
+    /// Stands for the app's OpenID Connect sign-in (the test server's local provider here).
+    func signInWithIdentityProvider(nonce: String) async throws -> String {
+        try await testIdToken(citizenId: "001088012345", nonce: nonce)
+    }
+
     func testLifecycleAndErrors() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-doc-\(UUID().uuidString)").path
         guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else { return XCTFail("no THUDO_SERVER_URL") }
@@ -14,7 +19,8 @@ final class DocSamplesTests: XCTestCase {
         let vault = try await Vault.openWithPassphrase(path: path, passphrase: "correct horse battery staple", options: testOptions)
         let sync = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: nil, maxAttempts: nil,
                                                          backoffBaseMs: nil, pinnedSpkiSha256Hex: []))
-        _ = try await sync.register(vault: vault, citizenId: "001088012345", deviceName: "Lan's iPhone", role: "phone")
+        let idToken = try await signInWithIdentityProvider(nonce: try await sync.registrationNonce())   // the app's VNeID sign-in
+        _ = try await sync.register(vault: vault, idToken: idToken, deviceName: "Lan's iPhone")
         let report = try await sync.sync(vault: vault, library: nil, observer: nil)
 
         // Errors are typed, one case per failure.

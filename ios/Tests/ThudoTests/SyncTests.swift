@@ -25,8 +25,18 @@ final class SyncTests: XCTestCase {
                                                            backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
         let phone = try await Vault.openWithPassphrase(path: temp("phone"), passphrase: "p", options: testOptions)
         let tablet = try await Vault.openWithPassphrase(path: temp("tablet"), passphrase: "p", options: testOptions)
-        _ = try await client.register(vault: phone, citizenId: citizen, deviceName: "Swift phone", role: "phone")
-        _ = try await client.register(vault: tablet, citizenId: citizen, deviceName: "Swift tablet", role: "phone")
+        // A citizen ID alone opens nothing: a forged or replayed sign-in is refused.
+        do {
+            _ = try await client.register(vault: phone, idToken: "not.a.token", deviceName: "Swift phone")
+            XCTFail("a forged token registered")
+        } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "identity_invalid") }
+        let token = try await testIdToken(citizenId: citizen, nonce: try await client.registrationNonce())
+        _ = try await client.register(vault: phone, idToken: token, deviceName: "Swift phone")
+        do {
+            _ = try await client.register(vault: tablet, idToken: token, deviceName: "Swift tablet")
+            XCTFail("a replayed token registered")
+        } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "nonce_used") }
+        try await registerForTest(client, tablet, citizenId: citizen, name: "Swift tablet")
 
         let library = try await HandbookLibrary.open(path: temp("library") + ".db")
         let recorder = Recorder()
@@ -62,12 +72,8 @@ final class SyncTests: XCTestCase {
             XCTFail("a free pass was sold without an entitlement")
         } catch SyncError.NotEntitled {}
 
-        // A phone cannot declare itself a validator, nor read the feed.
+        // A phone cannot read the validator feed.
         let fake = try await Vault.openWithPassphrase(path: temp("fake"), passphrase: "p", options: testOptions)
-        do {
-            _ = try await client.register(vault: fake, citizenId: citizen, deviceName: "my bus", role: "validator")
-            XCTFail("a phone registered as a validator")
-        } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "enrolment_required") }
         do {
             _ = try await client.validatorFeed(vault: phone)
             XCTFail("a phone read the validator feed")
@@ -107,6 +113,18 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(receipt.chargedVnd, 0)
         XCTAssertEqual(receipt.notCharged, 0)
         bus.shutdown()
+
+        // The citizen sees both devices and revokes the tablet: its token stops at once.
+        let devices = try await client.devices(vault: phone)
+        XCTAssertEqual(devices.map(\.name), ["Swift phone", "Swift tablet"])
+        let tabletId = devices.first { !$0.current }!.deviceId
+        try await client.revokeDevice(vault: phone, deviceId: tabletId)
+        do {
+            _ = try await client.sync(vault: tablet, library: nil, observer: nil)
+            XCTFail("a revoked device synced")
+        } catch SyncError.Unauthorized {}
+        let left = try await client.devices(vault: phone)
+        XCTAssertEqual(left.count, 1)
 
         XCTAssertThrowsError(try SyncClient(settings: SyncSettings(baseUrl: "http://example.vn", requestTimeoutMs: nil,
                                                                    maxAttempts: nil, backoffBaseMs: nil, pinnedSpkiSha256Hex: []))) { error in

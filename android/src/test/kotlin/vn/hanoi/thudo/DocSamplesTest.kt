@@ -14,6 +14,9 @@ import org.junit.jupiter.api.io.TempDir
  * every line of every Kotlin sample in the doc is in this file or in compiled sources.
  */
 class DocSamplesTest {
+    /** Stands for the app's OpenID Connect sign-in (the test server's local provider here). */
+    private fun signInWithIdentityProvider(nonce: String) = testIdToken("001088012345", nonce)
+
     @TempDir
     lateinit var dir: Path
 
@@ -25,7 +28,8 @@ class DocSamplesTest {
         // Open once per process and share; every call is a suspend function run off the main thread.
         val vault = Vault.openWithPassphrase(path, "correct horse battery staple", testOptions)
         val sync = SyncClient(SyncSettings(url, null, null, null, emptyList()))
-        sync.register(vault, "001088012345", "Lan's phone", "phone")
+        val idToken = signInWithIdentityProvider(sync.registrationNonce())   // the app's VNeID sign-in
+        sync.register(vault, idToken, "Lan's phone")
         val report = sync.sync(vault, null, null)
 
         // Errors are typed exceptions, one class per case.

@@ -110,7 +110,7 @@ class HelpersTest {
         val vault = Vault.openWithPassphrase(dir.resolve("bg").toString(), "p", testOptions)
         val client = SyncClient(SyncSettings(url, 5_000uL, 2u, 10uL, emptyList()))
         assertTrue(backgroundSync(client, vault) is BackgroundSyncResult.Failure, "not registered")
-        client.register(vault, "001088012345", "bg", "phone")
+        registerForTest(client, vault, "001088012345", "bg")
         val ok = backgroundSync(client, vault)
         assertTrue(ok is BackgroundSyncResult.Success, ok.toString())
         val offline = SyncClient(SyncSettings("http://127.0.0.1:9", 500uL, 2u, 10uL, emptyList()))

@@ -31,8 +31,16 @@ class SyncTest {
         val phone = Vault.openWithPassphrase(dir.resolve("phone").toString(), "p", testOptions)
         val tablet = Vault.openWithPassphrase(dir.resolve("tablet").toString(), "p", testOptions)
         assertThrows<SyncException.NotRegistered> { runBlocking { client.sync(phone, null, null) } }
-        client.register(phone, citizen, "Kotlin phone", "phone")
-        client.register(tablet, citizen, "Kotlin tablet", "phone")
+        // A citizen ID alone opens nothing: a forged or replayed sign-in is refused.
+        assertEquals("identity_invalid", assertThrows<SyncException.Refused> {
+            runBlocking { client.register(phone, "not.a.token", "Kotlin phone") }
+        }.code)
+        val token = testIdToken(citizen, client.registrationNonce())
+        client.register(phone, token, "Kotlin phone")
+        assertEquals("nonce_used", assertThrows<SyncException.Refused> {
+            runBlocking { client.register(tablet, token, "Kotlin tablet") }
+        }.code)
+        registerForTest(client, tablet, citizen, "Kotlin tablet")
         assertTrue(client.isRegistered(phone))
 
         val library = HandbookLibrary.open(dir.resolve("library.db").toString())
@@ -62,8 +70,6 @@ class SyncTest {
 
         // A phone cannot declare itself a validator, nor read the feed or upload taps.
         val fake = Vault.openWithPassphrase(dir.resolve("fake").toString(), "p", testOptions)
-        val selfDeclared = assertThrows<SyncException.Refused> { runBlocking { client.register(fake, citizen, "my bus", "validator") } }
-        assertEquals("enrolment_required", selfDeclared.code)
         assertEquals("validators_only", assertThrows<SyncException.Refused> { runBlocking { client.validatorFeed(phone) } }.code)
 
         // The bus enrols with the operator's single-use code; the code cannot be used twice.
@@ -90,6 +96,14 @@ class SyncTest {
         assertEquals(1u, receipt.stored)
         assertEquals(0uL, receipt.chargedVnd)
         assertEquals(0u, receipt.notCharged)
+
+        // The citizen sees both devices and revokes the tablet: its token stops at once.
+        val devices = client.devices(phone)
+        assertEquals(listOf("Kotlin phone", "Kotlin tablet"), devices.map { it.name })
+        assertTrue(devices.single { it.name == "Kotlin phone" }.current)
+        client.revokeDevice(phone, devices.single { !it.current }.deviceId)
+        assertThrows<SyncException.Unauthorized> { runBlocking { client.sync(tablet, null, null) } }
+        assertEquals(1, client.devices(phone).size)
 
         assertThrows<SyncException.InsecureUrl> { SyncClient(SyncSettings("http://example.vn", null, null, null, emptyList())) }
         client.shutdown()

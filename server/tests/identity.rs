@@ -1,0 +1,290 @@
+//! A citizen ID number alone opens nothing: registration needs an ID token of the configured
+//! OpenID Connect provider, verified against its keys, for this backend, unexpired, carrying a
+//! nonce the backend issued and that no earlier registration spent. The citizen lists their
+//! devices and revokes one; a revoked device's token stops working at once and its transit keys
+//! are denied. Each forgery below is tried against the real server on loopback.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError};
+use thudo_core::sync::protocol::{CredentialOrder, RegisterRequest};
+use thudo_core::transit::phone::{Phone, PhoneOptions};
+use thudo_core::transit::validator::DenyList;
+use thudo_core::transit::{Category, Product};
+use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::fares::FarePolicy;
+use thudo_server::identity::LocalIdentityProvider;
+use thudo_server::storage::{SqliteStorage, Storage};
+use thudo_server::{AppState, ServerConfig};
+
+const CITIZEN: &str = "001088012345";
+const OTHER: &str = "001099000111";
+
+fn vault(dir: &Path) -> Arc<Vault> {
+    Arc::new(
+        Vault::open(
+            dir,
+            Unlock::passphrase("p"),
+            &VaultOptions {
+                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn refused_with(r: Result<impl std::fmt::Debug, SyncError>, code: &str) {
+    match r {
+        Err(SyncError::Refused {
+            status: 403,
+            code: c,
+            ..
+        }) if c == code => {}
+        other => panic!("expected 403 {code}, got {other:?}"),
+    }
+}
+
+fn request(id_token: String) -> RegisterRequest {
+    RegisterRequest {
+        id_token,
+        device_name: "phone".into(),
+        role: "phone".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_fresh_verified_assertion_registers_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
+    let (config, idp) = ServerConfig::local(
+        storage.clone(),
+        "test-admin-token-0123456789",
+        FarePolicy::default(),
+    )
+    .unwrap();
+    let running = thudo_server::start(
+        AppState::new(config).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.addr);
+    let c = SyncClient::new(SyncConfig::new(&base)).unwrap();
+    let v = vault(&dir.path().join("v"));
+    let now = chrono::Utc::now().timestamp();
+    let nonce = || async { c.registration_nonce().await.unwrap().nonce };
+    let claims = |nonce: &str| {
+        json!({"iss": "https://id.thudo.test", "aud": "thudo", "sub": "s", "citizen_id": CITIZEN,
+               "nonce": nonce, "iat": now, "exp": now + 300})
+    };
+
+    // The old way, a citizen ID alone, is not even a valid request any more.
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{base}/v1/devices"))
+        .header("content-type", "application/json")
+        .body(json!({"citizen_id": CITIZEN, "device_name": "x", "role": "phone"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+
+    // Forgeries: another provider's key, an altered payload, wrong issuer, wrong audience,
+    // expired, `alg: none`, a symmetric algorithm under the provider's key id.
+    let forger = LocalIdentityProvider::generate("https://id.thudo.test", "thudo").unwrap();
+    refused_with(
+        c.register(
+            v.clone(),
+            &request(forger.id_token(CITIZEN, &nonce().await).unwrap()),
+        )
+        .await,
+        "identity_invalid",
+    );
+    let genuine = idp.id_token(CITIZEN, &nonce().await).unwrap();
+    let parts: Vec<&str> = genuine.split('.').collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut payload: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    payload["citizen_id"] = json!(OTHER);
+    let altered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(payload.to_string()),
+        parts[2]
+    );
+    refused_with(
+        c.register(v.clone(), &request(altered)).await,
+        "identity_invalid",
+    );
+    for (field, value) in [
+        ("iss", json!("https://evil.example")),
+        ("aud", json!("another-app")),
+        ("exp", json!(now - 3600)),
+    ] {
+        let mut forged = claims(&nonce().await);
+        forged[field] = value;
+        refused_with(
+            c.register(v.clone(), &request(idp.sign(&forged).unwrap()))
+                .await,
+            "identity_invalid",
+        );
+    }
+    let header: Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    for alg in ["none", "HS256"] {
+        let mut h = header.clone();
+        h["alg"] = json!(alg);
+        let token = format!("{}.{}.{}", b64.encode(h.to_string()), parts[1], parts[2]);
+        refused_with(
+            c.register(v.clone(), &request(token)).await,
+            "identity_invalid",
+        );
+    }
+
+    // Nonces: missing, never issued, expired, and spent by a first registration (a replayed
+    // token cannot add a second device).
+    let mut no_nonce = claims("");
+    no_nonce.as_object_mut().unwrap().remove("nonce");
+    refused_with(
+        c.register(v.clone(), &request(idp.sign(&no_nonce).unwrap()))
+            .await,
+        "nonce_unknown",
+    );
+    refused_with(
+        c.register(
+            v.clone(),
+            &request(idp.id_token(CITIZEN, "made-up").unwrap()),
+        )
+        .await,
+        "nonce_unknown",
+    );
+    storage
+        .create_nonce(&thudo_server::storage::sha256(b"stale"), now - 1)
+        .unwrap();
+    refused_with(
+        c.register(v.clone(), &request(idp.id_token(CITIZEN, "stale").unwrap()))
+            .await,
+        "nonce_expired",
+    );
+    // No citizen ID in the token, or not 12 digits.
+    let mut anonymous = claims(&nonce().await);
+    anonymous.as_object_mut().unwrap().remove("citizen_id");
+    refused_with(
+        c.register(v.clone(), &request(idp.sign(&anonymous).unwrap()))
+            .await,
+        "identity_no_citizen",
+    );
+    let mut short = claims(&nonce().await);
+    short["citizen_id"] = json!("12");
+    refused_with(
+        c.register(v.clone(), &request(idp.sign(&short).unwrap()))
+            .await,
+        "identity_no_citizen",
+    );
+    assert!(
+        SyncClient::registration(&v).unwrap().is_none(),
+        "nothing stored"
+    );
+
+    let token = idp.id_token(CITIZEN, &nonce().await).unwrap();
+    c.register(v.clone(), &request(token.clone()))
+        .await
+        .unwrap();
+    let second = vault(&dir.path().join("second"));
+    refused_with(
+        c.register(second.clone(), &request(token)).await,
+        "nonce_used",
+    );
+    assert!(SyncClient::registration(&second).unwrap().is_none());
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
+    let (config, idp) = ServerConfig::local(
+        storage.clone(),
+        "test-admin-token-0123456789",
+        FarePolicy::default(),
+    )
+    .unwrap();
+    let running = thudo_server::start(
+        AppState::new(config).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let c = SyncClient::new(SyncConfig::new(&format!("http://{}", running.addr))).unwrap();
+    let phone = vault(&dir.path().join("phone"));
+    let stolen = vault(&dir.path().join("stolen"));
+    let stranger = vault(&dir.path().join("stranger"));
+    idp.register_device(&c, phone.clone(), CITIZEN, "Minh's phone")
+        .await
+        .unwrap();
+    let stolen_id = idp
+        .register_device(&c, stolen.clone(), CITIZEN, "old phone")
+        .await
+        .unwrap()
+        .device_id;
+    let stranger_id = idp
+        .register_device(&c, stranger.clone(), OTHER, "someone else")
+        .await
+        .unwrap()
+        .device_id;
+    // The soon-stolen phone holds a pay-as-you-go credential.
+    let transit = Phone::open(stolen.clone(), None, PhoneOptions::default()).unwrap();
+    c.order_credential(
+        stolen.clone(),
+        &CredentialOrder {
+            product: Product::PayAsYouGo,
+            category: Category::Standard,
+            route: 0,
+            device_public_key: thudo_core::hex::encode(&transit.device_public_key()),
+            month: String::new(),
+        },
+    )
+    .await
+    .unwrap();
+
+    let devices = c.devices(phone.clone()).await.unwrap();
+    let names: Vec<(&str, bool)> = devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.current))
+        .collect();
+    assert_eq!(names, [("Minh's phone", true), ("old phone", false)]);
+    // Another citizen's device is not this citizen's to revoke, nor an unknown id.
+    for id in [stranger_id.as_str(), "d-0000000000000000", "../admin"] {
+        assert!(matches!(
+            c.revoke_device(phone.clone(), id).await,
+            Err(SyncError::Refused { status: 404, .. })
+        ));
+    }
+    c.sync(stranger.clone(), None, None).await.unwrap();
+
+    c.revoke_device(phone.clone(), &stolen_id).await.unwrap();
+    assert!(matches!(
+        c.sync(stolen.clone(), None, None).await,
+        Err(SyncError::Unauthorized)
+    ));
+    assert!(matches!(
+        c.revoke_device(phone.clone(), &stolen_id).await,
+        Err(SyncError::Refused { status: 404, .. })
+    ));
+    assert_eq!(c.devices(phone.clone()).await.unwrap().len(), 1);
+    // Its transit key is on the deny list validators get.
+    let (version, _, devices) = storage.deny_list().unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(
+        devices,
+        [DenyList::device_hash(&transit.device_public_key())]
+    );
+    running.stop().await;
+}
