@@ -175,6 +175,9 @@ pub enum RecordSource {
     HealthCard,
     /// Published by a facility through the backend.
     Server,
+    /// Entered or imported on another device of the citizen, not verified here (a health-card
+    /// claim whose card does not verify against this device's trust shows as this).
+    OtherDevice,
 }
 
 /// Where a record came from and, for a health card, who signed it.
@@ -249,6 +252,7 @@ impl From<records::HealthRecord> for HealthEntry {
                     records::Source::FhirImport => RecordSource::FhirImport,
                     records::Source::HealthCard => RecordSource::HealthCard,
                     records::Source::Server => RecordSource::Server,
+                    records::Source::OtherDevice => RecordSource::OtherDevice,
                 },
                 issuer: p.issuer,
                 kid: p.kid,

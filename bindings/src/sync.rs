@@ -8,6 +8,7 @@ use thudo_core::sync::client as core;
 use thudo_core::sync::protocol;
 
 use crate::handbook::HandbookLibrary;
+use crate::health::HealthCardVerifier;
 use crate::transit::{
     PassengerCategory, TransitPhone, TransitProduct, TransitValidator, TrustedIssuerKey,
 };
@@ -521,6 +522,15 @@ impl SyncClient {
             charged_vnd: receipt.charged_vnd,
             not_charged: receipt.not_charged,
         })
+    }
+
+    /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other
+    /// devices: a record another device imported from a signed card is shown as verified here
+    /// only if its card verifies against them (a snapshot: call again after adding keys).
+    /// Without it, such records show as `OTHER_DEVICE`.
+    pub fn trust_health_cards(&self, verifier: Arc<HealthCardVerifier>) {
+        let trust = verifier.trust().clone();
+        self.inner.set_health_card_trust(Some(trust));
     }
 
     /// Cancels calls in flight; later calls fail with `Cancelled`.

@@ -59,6 +59,9 @@ pub enum Source {
     HealthCard,
     /// Published by a facility through the backend.
     Server,
+    /// Entered or imported on another device of the citizen, and not verified here: a claim,
+    /// never shown as verified (a health card claim whose card does not verify lands here).
+    OtherDevice,
 }
 
 /// Where a record came from and, for a health card, who signed it.
@@ -72,6 +75,13 @@ pub struct Provenance {
     pub kid: Option<String>,
     /// When the card was verified (unix seconds).
     pub verified_at: Option<i64>,
+    /// The signed card itself (compact JWS), for a health-card record: the evidence another
+    /// device of the citizen re-verifies against its own trust store when it pulls the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<String>,
+    /// Which entry of the card's bundle this record is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_entry: Option<u32>,
 }
 
 impl Provenance {
@@ -82,7 +92,73 @@ impl Provenance {
             issuer: None,
             kid: None,
             verified_at: None,
+            card: None,
+            card_entry: None,
         }
+    }
+}
+
+/// A resource with what an import may change removed (its id, every reference, `meta`): two
+/// resources with the same fingerprint say the same thing about the same kind of subject.
+fn fingerprint(resource: &Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.remove("id");
+                map.remove("meta");
+                if map.get("reference").is_some_and(Value::is_string) {
+                    map.insert("reference".into(), Value::Null);
+                }
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut copy = resource.clone();
+    strip(&mut copy);
+    copy
+}
+
+/// The provenance a pulled, device-pushed record earns here: a health-card claim is kept only
+/// if its card verifies against `trust` and the record is the card's entry it says it is; our
+/// own record echoed back keeps its provenance; anything else is another device's word.
+fn earned_provenance(
+    claimed: Option<Provenance>,
+    resource: &Value,
+    local: Option<&HealthRecord>,
+    trust: Option<&TrustStore>,
+    now: u64,
+) -> Provenance {
+    if let (Some(claim), Some(trust)) = (&claimed, trust) {
+        if let (Source::HealthCard, Some(jws), Some(entry)) =
+            (claim.source, &claim.card, claim.card_entry)
+        {
+            // Verified as of the time the other device says it verified, never later than now.
+            let at = claim.verified_at.unwrap_or(now as i64).min(now as i64);
+            if let Ok(card) = shc::verify(jws, trust, at) {
+                let matches = fhir::resources_of_bundle(card.fhir_bundle.clone(), jws)
+                    .ok()
+                    .and_then(|entries| entries.into_iter().nth(entry as usize))
+                    .is_some_and(|e| fingerprint(&e) == fingerprint(resource));
+                if matches {
+                    return Provenance {
+                        source: Source::HealthCard,
+                        issuer: Some(card.issuer),
+                        kid: Some(card.kid),
+                        verified_at: Some(now as i64),
+                        card: Some(jws.clone()),
+                        card_entry: Some(entry),
+                    };
+                }
+            }
+        }
+    }
+    match local {
+        Some(mine) if mine.resource == *resource && mine.provenance.source != Source::Server => {
+            mine.provenance.clone()
+        }
+        _ => Provenance::of(Source::OtherDevice),
     }
 }
 
@@ -374,6 +450,8 @@ impl<'a> HealthBook<'a> {
             issuer: Some(card.issuer.clone()),
             kid: Some(card.kid.clone()),
             verified_at: Some(card.verified_at),
+            card: Some(jws.to_owned()),
+            card_entry: None,
         };
         self.import_resources(resources, provenance, into_person, now)
     }
@@ -408,6 +486,8 @@ impl<'a> HealthBook<'a> {
     ) -> Result<ImportSummary, HealthError> {
         let mut summary = ImportSummary::default();
         let mut kept = Vec::with_capacity(resources.len());
+        // The position of each kept resource among the given ones (a card's entry number).
+        let mut entries = Vec::with_capacity(resources.len());
         for (index, r) in resources.into_iter().enumerate() {
             let rtype = fhir::resource_type(&r).unwrap_or("");
             if rtype == "Composition" || fhir::is_absent_marker(&r) {
@@ -422,6 +502,7 @@ impl<'a> HealthBook<'a> {
                 .into());
             }
             kept.push(r);
+            entries.push(index as u32);
         }
         let queue = provenance.source != Source::Server;
         self.vault.transaction(|tx| {
@@ -507,20 +588,7 @@ impl<'a> HealthBook<'a> {
                     }
                 }
             }
-            // Records that name no patient are filed under the bundle's one person.
-            let default_person = match (into_person, patients.as_slice()) {
-                (Some(target), _) => target.to_owned(),
-                (None, [p]) => {
-                    let key = fhir::key_of(p).unwrap_or_default();
-                    renames
-                        .get(&key)
-                        .unwrap_or(&key)
-                        .trim_start_matches("Patient/")
-                        .to_owned()
-                }
-                _ => String::new(),
-            };
-            for mut r in kept.iter().cloned() {
+            for (mut r, entry) in kept.iter().cloned().zip(entries.iter().copied()) {
                 let key = fhir::key_of(&r).unwrap_or_default();
                 if let Some(new_key) = rekeyed.get(&key) {
                     let new_id = new_key
@@ -536,9 +604,25 @@ impl<'a> HealthBook<'a> {
                 }
                 fhir::rewrite_references(&mut r, &|old| renames.get(old).cloned());
                 validate(&r, false)?;
-                let mut record = self.record(r, provenance.clone(), now)?;
+                let mut record_provenance = provenance.clone();
+                if record_provenance.card.is_some() {
+                    record_provenance.card_entry = Some(entry);
+                }
+                let mut record = self.record(r, record_provenance, now)?;
+                // A clinical record that names no patient is filed only where the caller says:
+                // never guessed, so it cannot land in someone else's book.
                 if record.person.is_empty() && Kind::of(&record.resource_type) != Kind::Other {
-                    record.person = default_person.clone();
+                    record.person = into_person
+                        .ok_or_else(|| {
+                            invalid(
+                                "subject",
+                                format!(
+                                    "{} names no patient: import it into a chosen person",
+                                    record.key
+                                ),
+                            )
+                        })?
+                        .to_owned();
                 }
                 if record.resource_type == "Patient" && !summary.people.contains(&record.person) {
                     summary.people.push(record.person.clone());
@@ -917,20 +1001,29 @@ impl<'a> HealthBook<'a> {
     }
 }
 
-/// Stores a record pulled from the backend inside the caller's transaction: `payload` is the
-/// resource, or `{"resource": .., "provenance": ..}` as devices push it (a record another device
-/// of the citizen imported keeps its provenance). Returns false, storing nothing, for a payload
-/// that is not a valid resource.
-pub fn store_pulled(tx: &VaultTx<'_>, payload: &Value, now: u64) -> Result<bool, HealthError> {
-    let (resource, provenance) = match payload.get("resource") {
+/// Stores a record pulled from the backend inside the caller's transaction. `payload` is the
+/// resource as a facility published it (provenance: server), or `{"resource": ..,
+/// "provenance": ..}` as a device of the citizen pushed it: that provenance is a claim, kept
+/// only as far as it is proven here (see [`Provenance::card`]); `trust` is this device's health
+/// card trust store, without which no pulled card is shown as verified. Returns false, storing
+/// nothing, for a payload that is not a valid resource, or that would move a record to
+/// another person.
+pub fn store_pulled(
+    tx: &VaultTx<'_>,
+    payload: &Value,
+    trust: Option<&TrustStore>,
+    now: u64,
+) -> Result<bool, HealthError> {
+    let (resource, claimed) = match payload.get("resource") {
         Some(r) => (
             r.clone(),
-            payload
-                .get("provenance")
-                .and_then(|p| serde_json::from_value::<Provenance>(p.clone()).ok())
-                .unwrap_or_else(|| Provenance::of(Source::Server)),
+            Some(
+                payload
+                    .get("provenance")
+                    .and_then(|p| serde_json::from_value::<Provenance>(p.clone()).ok()),
+            ),
         ),
-        None => (payload.clone(), Provenance::of(Source::Server)),
+        None => (payload.clone(), None),
     };
     let Some(key) = fhir::key_of(&resource) else {
         return Ok(false);
@@ -938,9 +1031,21 @@ pub fn store_pulled(tx: &VaultTx<'_>, payload: &Value, now: u64) -> Result<bool,
     if validate(&resource, false).is_err() {
         return Ok(false);
     }
+    let person = fhir::person_of(&resource).unwrap_or_default();
+    let local = tx.get_doc::<HealthRecord>(&key)?;
+    if local
+        .as_ref()
+        .is_some_and(|l| !l.person.is_empty() && l.person != person)
+    {
+        return Ok(false);
+    }
+    let provenance = match claimed {
+        None => Provenance::of(Source::Server),
+        Some(claim) => earned_provenance(claim, &resource, local.as_ref(), trust, now),
+    };
     let record = HealthRecord {
         key,
-        person: fhir::person_of(&resource).unwrap_or_default(),
+        person,
         resource_type: fhir::resource_type(&resource).unwrap_or("").to_owned(),
         date: fhir::clinical_date(&resource),
         resource,

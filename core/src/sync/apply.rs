@@ -12,6 +12,7 @@ use crate::handbook::member::{
     Attendance, DocumentNote, Meeting, MemberProfile, Notice, NoticeRead, Procedure,
 };
 use crate::health::records;
+use crate::health::shc::TrustStore;
 use crate::vault::{Document, VaultError, VaultTx};
 
 /// What applying a page did.
@@ -74,6 +75,7 @@ fn put_typed<D: Document>(tx: &VaultTx<'_>, payload: &Value) -> Result<bool, Vau
 pub fn apply_changes(
     tx: &VaultTx<'_>,
     changes: &[Change],
+    health_trust: Option<&TrustStore>,
     now: u64,
 ) -> Result<Applied, VaultError> {
     let mut out = Applied::default();
@@ -107,11 +109,13 @@ pub fn apply_changes(
             true
         } else {
             match c.collection.as_str() {
-                "health.records" => match records::store_pulled(tx, &c.payload, now) {
-                    Ok(stored) => stored,
-                    Err(records::HealthError::Vault(e)) => return Err(e),
-                    Err(_) => false,
-                },
+                "health.records" => {
+                    match records::store_pulled(tx, &c.payload, health_trust, now) {
+                        Ok(stored) => stored,
+                        Err(records::HealthError::Vault(e)) => return Err(e),
+                        Err(_) => false,
+                    }
+                }
                 "handbook.note" => put_typed::<DocumentNote>(tx, &c.payload)?,
                 "handbook.meeting" => put_typed::<Meeting>(tx, &c.payload)?,
                 "handbook.profile" => put_typed::<MemberProfile>(tx, &c.payload)?,

@@ -235,6 +235,7 @@ pub struct SyncClient {
     http: reqwest::Client,
     config: SyncConfig,
     cancel: watch::Sender<bool>,
+    health_trust: std::sync::RwLock<Option<Arc<crate::health::shc::TrustStore>>>,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -456,6 +457,7 @@ impl SyncClient {
             http,
             config,
             cancel,
+            health_trust: std::sync::RwLock::new(None),
         })
     }
 
@@ -756,6 +758,20 @@ impl SyncClient {
         Ok(r)
     }
 
+    /// The health-card issuers this device trusts, for records pulled from the citizen's other
+    /// devices: a record they imported from a signed card is shown as verified here only if
+    /// its card verifies against this store (`None`: no pulled card is shown as verified).
+    pub fn set_health_card_trust(&self, trust: Option<crate::health::shc::TrustStore>) {
+        *self.health_trust.write().unwrap_or_else(|e| e.into_inner()) = trust.map(Arc::new);
+    }
+
+    fn health_card_trust(&self) -> Option<Arc<crate::health::shc::TrustStore>> {
+        self.health_trust
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The registration stored in `vault`, if any.
     pub fn registration(vault: &Vault) -> Result<Option<Registration>, SyncError> {
         Ok(vault.get_doc::<Registration>("device")?)
@@ -1040,6 +1056,7 @@ impl SyncClient {
             let key = cursor_key.clone();
             let next = page.next_cursor.clone();
             let changes = page.changes;
+            let trust = self.health_card_trust();
             let applied: Applied = blocking(move || {
                 let mut total = Applied::default();
                 if let Some(lib) = &lib {
@@ -1048,7 +1065,7 @@ impl SyncClient {
                     total.skipped += docs.skipped;
                 }
                 let vault_part = v.transaction(|tx| {
-                    let a = apply::apply_changes(tx, &changes, now_secs())?;
+                    let a = apply::apply_changes(tx, &changes, trust.as_deref(), now_secs())?;
                     tx.put(STATE_COLLECTION, &key, &[], next.as_bytes())?;
                     Ok::<_, VaultError>(a)
                 })?;

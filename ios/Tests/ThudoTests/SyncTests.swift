@@ -55,6 +55,34 @@ final class SyncTests: XCTestCase {
         let notes = try await MemberHandbook(vault: tablet).notesFor(documentId: "nq-57-2024")
         XCTAssertEqual(notes.first { $0.id == "swift-note" }?.text, "ghi chú từ Swift")
 
+        // A health card imported on the phone travels with the signed card: the tablet, trusting
+        // the issuer, verifies it again; a laptop that trusts no issuer shows another device's word.
+        let fixtures = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
+        let verifier = HealthCardVerifier()
+        _ = try verifier.addJwks(issuer: "https://spec.smarthealth.cards/examples/issuer",
+                                 jwksJson: try String(contentsOfFile: fixtures + "/issuer/jwks.json", encoding: .utf8))
+        let qrText = try String(contentsOfFile: fixtures + "/example-00-f-qr-code-numeric-value-0.txt", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let imported = try await HealthBook(vault: phone).importCardQr(verifier: verifier, qrTexts: [qrText], intoPerson: nil,
+                                                                       nowUnix: 1_790_000_000)
+        let person = imported.people[0]
+        _ = try await client.sync(vault: phone, library: nil, observer: nil)
+        client.trustHealthCards(verifier: verifier)
+        _ = try await client.sync(vault: tablet, library: nil, observer: nil)
+        let onTablet = try await HealthBook(vault: tablet).records(personId: person, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(onTablet.count, 3)
+        XCTAssertTrue(onTablet.allSatisfy { $0.provenance.source == .healthCard })
+        let untrusting = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4,
+                                                               backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
+        let laptop = try await Vault.openWithPassphrase(path: temp("laptop"), passphrase: "p", options: testOptions)
+        try await registerForTest(untrusting, laptop, citizenId: citizen, name: "Swift laptop")
+        _ = try await untrusting.sync(vault: laptop, library: nil, observer: nil)
+        let onLaptop = try await HealthBook(vault: laptop).records(personId: person, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(onLaptop.count, 3)
+        XCTAssertTrue(onLaptop.allSatisfy { $0.provenance.source == .otherDevice })
+        untrusting.shutdown()
+        laptop.shutdown()
+
         // Buy a pass, validate its QR on a registered validator, upload the tap.
         let registered = try await client.isRegistered(vault: phone)
         XCTAssertTrue(registered)
@@ -116,15 +144,15 @@ final class SyncTests: XCTestCase {
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.
         let devices = try await client.devices(vault: phone)
-        XCTAssertEqual(devices.map(\.name), ["Swift phone", "Swift tablet"])
-        let tabletId = devices.first { !$0.current }!.deviceId
+        XCTAssertEqual(devices.map(\.name), ["Swift phone", "Swift tablet", "Swift laptop"])
+        let tabletId = devices.first { $0.name == "Swift tablet" }!.deviceId
         try await client.revokeDevice(vault: phone, deviceId: tabletId)
         do {
             _ = try await client.sync(vault: tablet, library: nil, observer: nil)
             XCTFail("a revoked device synced")
         } catch SyncError.Unauthorized {}
         let left = try await client.devices(vault: phone)
-        XCTAssertEqual(left.count, 1)
+        XCTAssertEqual(left.count, 2)
 
         XCTAssertThrowsError(try SyncClient(settings: SyncSettings(baseUrl: "http://example.vn", requestTimeoutMs: nil,
                                                                    maxAttempts: nil, backoffBaseMs: nil, pinnedSpkiSha256Hex: []))) { error in

@@ -1,5 +1,6 @@
 package vn.hanoi.thudo
 
+import java.io.File
 import java.nio.file.Path
 import java.time.LocalDate
 import java.time.ZoneOffset
@@ -58,6 +59,27 @@ class SyncTest {
         client.sync(tablet, null, null)
         assertEquals("đọc kỹ mục III", MemberHandbook(tablet).notesFor("nq-57-2024").single { it.id == "kt-note" }.text)
 
+        // A health card imported on the phone travels with the signed card: the tablet, trusting
+        // the issuer, verifies it again; a laptop that trusts no issuer shows another device's word.
+        val fixtures = File(System.getProperty("thudo.fixtures") ?: "../core/tests/data/shc")
+        val verifier = HealthCardVerifier()
+        verifier.addJwks("https://spec.smarthealth.cards/examples/issuer", File(fixtures, "issuer/jwks.json").readText())
+        val qr = File(fixtures, "example-00-f-qr-code-numeric-value-0.txt").readText().trim()
+        val person = HealthBook(phone).importCardQr(verifier, listOf(qr), null, 1_790_000_000L).people.single()
+        client.sync(phone, null, null)
+        client.trustHealthCards(verifier)
+        client.sync(tablet, null, null)
+        val onTablet = HealthBook(tablet).records(person, HealthKind.IMMUNIZATION, null, null)
+        assertEquals(3, onTablet.size)
+        assertTrue(onTablet.all { it.provenance.source == RecordSource.HEALTH_CARD }, onTablet.toString())
+        val untrusting = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val laptop = Vault.openWithPassphrase(dir.resolve("laptop").toString(), "p", testOptions)
+        registerForTest(untrusting, laptop, citizen, "Kotlin laptop")
+        untrusting.sync(laptop, null, null)
+        val onLaptop = HealthBook(laptop).records(person, HealthKind.IMMUNIZATION, null, null)
+        assertEquals(3, onLaptop.size)
+        assertTrue(onLaptop.all { it.provenance.source == RecordSource.OTHER_DEVICE }, onLaptop.toString())
+
         // Buy a pass, show the QR, validate it on a registered validator, upload the tap.
         val transit = TransitPhone.open(phone, null, 5u)
         val month = LocalDate.now(ZoneOffset.ofHours(7)).toString().substring(0, 7)
@@ -99,15 +121,16 @@ class SyncTest {
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.
         val devices = client.devices(phone)
-        assertEquals(listOf("Kotlin phone", "Kotlin tablet"), devices.map { it.name })
+        assertEquals(listOf("Kotlin phone", "Kotlin tablet", "Kotlin laptop"), devices.map { it.name })
         assertTrue(devices.single { it.name == "Kotlin phone" }.current)
-        client.revokeDevice(phone, devices.single { !it.current }.deviceId)
+        client.revokeDevice(phone, devices.single { it.name == "Kotlin tablet" }.deviceId)
         assertThrows<SyncException.Unauthorized> { runBlocking { client.sync(tablet, null, null) } }
-        assertEquals(1, client.devices(phone).size)
+        assertEquals(2, client.devices(phone).size)
 
         assertThrows<SyncException.InsecureUrl> { SyncClient(SyncSettings("http://example.vn", null, null, null, emptyList())) }
         client.shutdown()
         assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, null, null) } }
-        listOf(phone, tablet, busVault, fake, strictVault).forEach { it.shutdown(); it.close() }
+        untrusting.shutdown()
+        listOf(phone, tablet, busVault, fake, strictVault, laptop).forEach { it.shutdown(); it.close() }
     }
 }

@@ -1,0 +1,212 @@
+//! Provenance is evidence, not a label. A record another device of the citizen pushes as
+//! "verified health card" carries the signed card; the device pulling it re-verifies the card
+//! against its own trust store and checks the record is the card's entry it claims to be. A
+//! claim that does not verify is kept, shown as another device's word. No pulled or imported
+//! record moves to another person or lands in a book the caller did not choose.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use thudo_core::health::records::{HealthBook, HealthError, HealthRecord, Person, Source};
+use thudo_core::health::shc::TrustStore;
+use thudo_core::sync::apply::apply_changes;
+use thudo_core::sync::outbox;
+use thudo_core::sync::protocol::Change;
+use thudo_core::vault::Vault;
+
+const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
+const NOW: i64 = 1_790_000_000;
+
+fn fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/shc")
+        .join(name);
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+fn trust() -> TrustStore {
+    let mut t = TrustStore::new();
+    t.add_jwks(ISSUER, &fixture("issuer/jwks.json")).unwrap();
+    t
+}
+
+fn vault() -> (tempfile::TempDir, Vault) {
+    let dir = tempfile::tempdir().unwrap();
+    let v = common::open_pass(dir.path(), "pass").unwrap();
+    (dir, v)
+}
+
+/// Device A imports example 00 (verified); returns what it pushes for its first Immunization.
+fn pushed_immunization() -> (tempfile::TempDir, Vault, Value) {
+    let (d, a) = vault();
+    HealthBook::new(&a)
+        .verify_and_import_card(&fixture("example-00-d-jws.txt"), &trust(), NOW, None)
+        .unwrap();
+    let entry = a
+        .transaction(outbox::pending)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.record_id.starts_with("Immunization/"))
+        .unwrap();
+    (d, a, entry.payload)
+}
+
+/// Applies one pulled change on `v` as the sync client does; returns whether it was stored.
+fn pull(v: &Vault, payload: &Value, trust: Option<&TrustStore>) -> bool {
+    let key = payload["resource"]["resourceType"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+        + "/"
+        + payload["resource"]["id"].as_str().unwrap();
+    let change = Change {
+        collection: "health.records".into(),
+        record_id: key,
+        op: "put".into(),
+        payload: payload.clone(),
+        hlc: String::new(),
+    };
+    let applied = v
+        .transaction(|tx| apply_changes(tx, &[change], trust, NOW as u64 + 60))
+        .unwrap();
+    applied.applied == 1
+}
+
+fn stored(v: &Vault, payload: &Value) -> HealthRecord {
+    let key = format!(
+        "{}/{}",
+        payload["resource"]["resourceType"].as_str().unwrap(),
+        payload["resource"]["id"].as_str().unwrap()
+    );
+    HealthBook::new(v).get(&key).unwrap().unwrap()
+}
+
+#[test]
+fn a_pulled_card_record_is_verified_again_here_or_shown_as_another_devices_word() {
+    let (_a_dir, a, payload) = pushed_immunization();
+    assert!(
+        payload["provenance"]["card"].is_string(),
+        "the card travels"
+    );
+
+    // Device B trusts the issuer: the card verifies, the record is its entry.
+    let (_b_dir, b) = vault();
+    assert!(pull(&b, &payload, Some(&trust())));
+    let r = stored(&b, &payload);
+    assert_eq!(r.provenance.source, Source::HealthCard);
+    assert_eq!(r.provenance.issuer.as_deref(), Some(ISSUER));
+    assert_eq!(
+        r.provenance.verified_at,
+        Some(NOW + 60),
+        "verified here, now"
+    );
+
+    // Device C does not trust that issuer (or has no trust store): kept, not verified.
+    for trust in [None, Some(TrustStore::new())] {
+        let (_c_dir, c) = vault();
+        assert!(pull(&c, &payload, trust.as_ref()));
+        assert_eq!(stored(&c, &payload).provenance.source, Source::OtherDevice);
+    }
+
+    // Forgeries by a malicious device of the same account, each pulled by a trusting device.
+    let mut forgeries: Vec<(&str, Value)> = Vec::new();
+    let mut altered = payload.clone();
+    altered["resource"]["vaccineCode"]["coding"][0]["code"] = json!("999");
+    forgeries.push(("a record changed under a genuine card", altered));
+    let mut no_card = payload.clone();
+    no_card["provenance"]
+        .as_object_mut()
+        .unwrap()
+        .remove("card");
+    forgeries.push(("the label without the card", no_card));
+    let mut other_entry = payload.clone();
+    other_entry["provenance"]["card_entry"] = json!(0); // entry 0 is the Patient
+    forgeries.push(("the card's other entry", other_entry));
+    let mut tampered = payload.clone();
+    let jws = payload["provenance"]["card"].as_str().unwrap();
+    let mut bytes = jws.as_bytes().to_vec();
+    let i = bytes.len() - 5;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    tampered["provenance"]["card"] = json!(String::from_utf8(bytes).unwrap());
+    forgeries.push(("a tampered card", tampered));
+    let mut other_card = payload.clone();
+    other_card["provenance"]["card"] = json!(fixture("example-02-d-jws.txt"));
+    forgeries.push(("another genuine card", other_card));
+    let mut as_server = payload.clone();
+    as_server["provenance"] = json!({"source": "server"});
+    forgeries.push(("a device claiming to be a facility", as_server));
+    for (what, forged) in forgeries {
+        let (_d, d) = vault();
+        assert!(pull(&d, &forged, Some(&trust())), "{what}: kept");
+        let r = stored(&d, &forged);
+        assert_eq!(r.provenance.source, Source::OtherDevice, "{what}");
+        assert_eq!(r.provenance.issuer, None, "{what}");
+    }
+
+    // Device A pulls its own push back: its provenance stands.
+    assert!(pull(&a, &payload, None));
+    assert_eq!(stored(&a, &payload).provenance.source, Source::HealthCard);
+}
+
+#[test]
+fn records_never_move_to_another_person_or_land_where_nobody_said() {
+    let (_a_dir, _a, payload) = pushed_immunization();
+    let (_b_dir, b) = vault();
+    assert!(pull(&b, &payload, Some(&trust())));
+    let person = stored(&b, &payload).person;
+    assert!(!person.is_empty());
+    // The same record id, now about someone else: refused, the record stays where it was.
+    let mut moved = payload.clone();
+    moved["resource"]["patient"]["reference"] = json!("Patient/someone-else");
+    assert!(!pull(&b, &moved, Some(&trust())));
+    let kept = stored(&b, &payload);
+    assert_eq!(kept.person, person);
+    assert_eq!(kept.provenance.source, Source::HealthCard);
+
+    // A bundle whose clinical entry names no patient is refused unless the caller says whose
+    // book it goes in, and then it goes exactly there.
+    let (_c_dir, c) = vault();
+    let book = HealthBook::new(&c);
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:7f000000-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "id": "p1", "name": [{"text": "Nguyễn An"}], "birthDate": "2020-01-01"}},
+        {"fullUrl": "urn:uuid:7f000000-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "Immunization", "id": "i1", "status": "completed",
+                      "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "08"}]},
+                      "occurrenceDateTime": "2020-01-02"}}
+    ]})
+    .to_string();
+    let before = c.transaction(outbox::pending).unwrap().len();
+    match book.import_bundle(&bundle, None, 100) {
+        Err(HealthError::Invalid { field, .. }) => assert_eq!(field, "subject"),
+        other => panic!("a subjectless entry was filed: {other:?}"),
+    }
+    assert_eq!(c.transaction(outbox::pending).unwrap().len(), before);
+    let child = book
+        .save_person(
+            &Person {
+                id: String::new(),
+                full_name: "Nguyễn An".into(),
+                birth_date: "2020-01-01".into(),
+                gender: "female".into(),
+                citizen_id: String::new(),
+                insurance: None,
+            },
+            100,
+        )
+        .unwrap();
+    book.import_bundle(&bundle, Some(&child), 100).unwrap();
+    let shots = book
+        .records(
+            &child,
+            Some(thudo_core::health::fhir::Kind::Immunization),
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(shots.len(), 1);
+}
