@@ -121,11 +121,12 @@ class SyncTest {
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.
         val devices = client.devices(phone)
-        assertEquals(listOf("Kotlin phone", "Kotlin tablet", "Kotlin laptop"), devices.map { it.name })
-        assertTrue(devices.single { it.name == "Kotlin phone" }.current)
+        // Other tests register devices of the same citizen on this server too.
+        assertEquals(listOf("Kotlin phone", "Kotlin tablet", "Kotlin laptop"), devices.map { it.name }.filter { it.startsWith("Kotlin ") })
+        assertEquals(listOf("Kotlin phone"), devices.filter { it.current }.map { it.name })
         client.revokeDevice(phone, devices.single { it.name == "Kotlin tablet" }.deviceId)
         assertThrows<SyncException.Unauthorized> { runBlocking { client.sync(tablet, null, null) } }
-        assertEquals(2, client.devices(phone).size)
+        assertEquals(devices.size - 1, client.devices(phone).size)
 
         assertThrows<SyncException.InsecureUrl> { SyncClient(SyncSettings("http://example.vn", null, null, null, emptyList())) }
         client.shutdown()
