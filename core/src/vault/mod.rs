@@ -112,6 +112,38 @@ pub struct Vault {
     wrapper: Mutex<Option<Arc<Wrapper>>>,
     interrupt: rusqlite::InterruptHandle,
     closed: AtomicBool,
+    /// Held for the whole of a key operation (passphrase change, provider switch, data key
+    /// rotation, wipe): they run one at a time, so the key slot on disk and the wrapper in
+    /// memory always come from the same, last, operation.
+    key_ops: Mutex<()>,
+}
+
+/// The first step of a wipe, one transaction: the key slots are overwritten and deleted and
+/// the vault is marked as being wiped. An open that finds the mark finishes the wipe.
+const WIPE_FIRST_STEP: &str = "BEGIN IMMEDIATE;
+     UPDATE key_slots SET wrapped = zeroblob(length(wrapped)), params = zeroblob(length(params));
+     DELETE FROM key_slots;
+     DELETE FROM vault_meta;
+     INSERT INTO vault_meta (name, value) VALUES ('wiping', x'01');
+     COMMIT;";
+
+/// The SQL of a wipe's first step, for crash tests that stop a wipe right after it.
+#[doc(hidden)]
+pub fn wipe_first_step_sql() -> String {
+    WIPE_FIRST_STEP.to_owned()
+}
+
+/// Copies the WAL into the database and truncates it: old page images (a replaced key slot, a
+/// deleted record's envelope) leave the WAL file, and the database file holds only the current
+/// pages (`secure_delete` zeroes freed content).
+fn checkpoint(conn: &Connection) -> Result<()> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        return Err(VaultError::Io {
+            reason: "the write-ahead log could not be checkpointed (another reader)".into(),
+        });
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Vault {
@@ -171,6 +203,29 @@ impl Vault {
 
         let slots = read_slots(&conn)?;
         let (wrapper, keys) = if slots.is_empty() {
+            let marked_wiping = conn
+                .query_row("SELECT 1 FROM vault_meta WHERE name = 'wiping'", [], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some();
+            if marked_wiping {
+                // A wipe was cut short after its keys were gone: finish it, then start anew.
+                drop(conn);
+                destroy(&dir)?;
+                return Vault::open(dir, unlock, options);
+            }
+            let holds_data: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM vault_meta)",
+                [],
+                |r| r.get(0),
+            )?;
+            if holds_data {
+                // Never fresh keys over rows nobody can read any more.
+                return Err(VaultError::CorruptStore {
+                    reason: "the vault's key slots are missing".into(),
+                });
+            }
             create_keys(&mut conn, unlock, options)?
         } else {
             unlock_keys(&conn, &slots, unlock)?
@@ -183,6 +238,7 @@ impl Vault {
             wrapper: Mutex::new(Some(Arc::new(wrapper))),
             interrupt,
             closed: AtomicBool::new(false),
+            key_ops: Mutex::new(()),
         })
     }
 
@@ -196,12 +252,20 @@ impl Vault {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Closes the vault: interrupts SQL in flight on other threads, waits for it to stop, drops
-    /// the keys. Every later call fails with [`VaultError::Closed`]. Idempotent.
+    /// Closes the vault: interrupts SQL in flight on other threads, waits for it to stop,
+    /// checkpoints and truncates the write-ahead log (no old key slot or deleted record's
+    /// envelope stays in a file of the vault), drops the keys. Every later call fails with
+    /// [`VaultError::Closed`]. Idempotent.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.interrupt.interrupt();
         let state = self.lock_state().take();
+        if let Some(state) = &state {
+            // An interrupt raised while no statement ran stays pending and would stop the
+            // checkpoint: a statement run to its end clears it.
+            let _ = state.conn.query_row("SELECT 1", [], |_| Ok(()));
+            let _ = checkpoint(&state.conn);
+        }
         drop(state);
         lock(&self.wrapper).take();
     }
@@ -373,6 +437,7 @@ impl Vault {
     /// otherwise). Only the data key is rewrapped; records are untouched.
     pub fn change_passphrase(&self, old: &str, new: &str) -> Result<()> {
         self.check_open()?;
+        let _one_key_op = lock(&self.key_ops);
         let slot = self
             .read(|tx| read_slots(tx.conn))?
             .into_iter()
@@ -390,12 +455,14 @@ impl Vault {
     /// passphrase to provider). The new wrapping is checked by unwrapping it before it replaces
     /// the old one, so a faulty provider cannot lock the user out.
     pub fn rotate_key_provider(&self, provider: Arc<dyn KeyProvider>) -> Result<()> {
+        let _one_key_op = lock(&self.key_ops);
         let data_key = self.with_state(|state| Ok(state.keys.data_key().clone()))?;
         self.replace_wrapper(Wrapper::Provider(provider), &data_key)
     }
 
-    /// Wraps `data_key` with `wrapper` (calling no provider under a lock), checks the round trip,
-    /// then swaps the key slot in one transaction.
+    /// Wraps `data_key` with `wrapper` (calling no provider under the state lock), checks the
+    /// round trip, then swaps the key slot in one transaction and checkpoints at once: a copy of
+    /// the files taken from then on holds only the new slot. The caller holds `key_ops`.
     fn replace_wrapper(&self, wrapper: Wrapper, data_key: &crypto::SecretKey) -> Result<()> {
         let slot = wrapper.wrap(data_key)?;
         let back = wrapper.unwrap(&slot)?;
@@ -415,16 +482,16 @@ impl Vault {
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             write_slot(&tx, &slot)?;
             tx.commit()?;
-            Ok(())
-        })?;
-        *lock(&self.wrapper) = Some(Arc::new(wrapper));
-        Ok(())
+            *lock(&self.wrapper) = Some(Arc::new(wrapper));
+            checkpoint(&state.conn)
+        })
     }
 
     /// Replaces the data key with a fresh one and re-encrypts every record and blind index under
     /// it, in one transaction: a crash leaves either the old key and records or the new ones.
     /// Returns the number of records re-encrypted.
     pub fn rotate_data_key(&self) -> Result<u64> {
+        let _one_key_op = lock(&self.key_ops);
         let wrapper = self.current_wrapper()?;
         let new_key = crypto::random_key().map_err(|_| VaultError::Io {
             reason: "system random source failed".into(),
@@ -468,6 +535,8 @@ impl Vault {
             write_meta(&tx, &new_keys)?;
             tx.commit()?;
             state.keys = new_keys;
+            // The old data key's slot and the records sealed under it leave the files now.
+            checkpoint(&state.conn)?;
             Ok(count)
         })
     }
@@ -530,17 +599,14 @@ impl Vault {
 
     /// Destroys the vault: overwrites and deletes its key slots, closes it, deletes its files.
     /// The records cannot be read again by anyone.
+    /// A crash at any point leaves the old vault or nothing: the first step destroys the key
+    /// slots and marks the vault in one transaction; an open that finds the mark finishes the
+    /// wipe before anything else.
     pub fn wipe(&self) -> Result<()> {
+        let _one_key_op = lock(&self.key_ops);
         self.with_state(|state| {
-            state.conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 UPDATE key_slots SET wrapped = zeroblob(length(wrapped)), params = zeroblob(length(params));
-                 DELETE FROM key_slots;
-                 DELETE FROM vault_meta;
-                 COMMIT;",
-            )?;
-            state.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            Ok(())
+            state.conn.execute_batch(WIPE_FIRST_STEP)?;
+            checkpoint(&state.conn)
         })?;
         self.close();
         destroy(&self.dir)

@@ -1,0 +1,240 @@
+//! The vault's lifecycle leaves nothing behind: after `close()` no file of the vault holds an old
+//! key slot or a deleted record's envelope; a passphrase change or provider switch is on disk
+//! at once, so a copy taken before close does not open with the old secret; key operations
+//! running at once leave a vault that opens with the last secret set and no other; and a wipe
+//! interrupted at any point leaves the old vault or nothing, never fresh keys over old rows.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::{fast, open_pass, TestProvider};
+use rusqlite::Connection;
+use thudo_core::vault::{self, database_path, Unlock, Vault, VaultError};
+
+/// The raw bytes of every key slot and record envelope, read past the vault.
+fn raw_blobs(dir: &Path, sql: &str) -> Vec<Vec<u8>> {
+    let conn = Connection::open(database_path(dir)).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Whether any file in `dir` holds a 24-byte window of `secret`.
+fn leaks(dir: &Path, secret: &[u8]) -> Option<PathBuf> {
+    let probe = &secret[secret.len() / 2 - 12..secret.len() / 2 + 12];
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(probe.len())
+                .any(|w| w == probe)
+        })
+}
+
+#[test]
+fn close_leaves_no_old_key_slot_or_deleted_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "old secret").unwrap();
+    for i in 0..50 {
+        v.put(
+            "notes",
+            &format!("n{i}"),
+            &[],
+            format!("note {i}").as_bytes(),
+        )
+        .unwrap();
+    }
+    let old_slot = raw_blobs(dir.path(), "SELECT wrapped FROM key_slots").remove(0);
+    let before = raw_blobs(dir.path(), "SELECT envelope FROM records");
+    v.delete("notes", "n7").unwrap();
+    let after = raw_blobs(dir.path(), "SELECT envelope FROM records");
+    let deleted: Vec<u8> = before.into_iter().find(|e| !after.contains(e)).unwrap();
+
+    // A passphrase change is on disk at once: a copy taken now (a crash, a backup tool) does
+    // not open with the old secret, whichever of its files are copied.
+    v.change_passphrase("old secret", "new secret").unwrap();
+    let copy = dir.path().join("../copy-after-change");
+    copy_dir(dir.path(), &copy);
+    assert!(matches!(
+        open_pass(&copy, "old secret"),
+        Err(VaultError::WrongKey { .. })
+    ));
+    let db_only = dir.path().join("../copy-db-only");
+    std::fs::create_dir_all(&db_only).unwrap();
+    std::fs::copy(database_path(dir.path()), database_path(&db_only)).unwrap();
+    assert!(matches!(
+        open_pass(&db_only, "old secret"),
+        Err(VaultError::WrongKey { .. })
+    ));
+    assert_eq!(leaks(dir.path(), &old_slot), None, "old slot while open");
+
+    v.close();
+    assert_eq!(leaks(dir.path(), &old_slot), None, "old slot after close");
+    assert_eq!(
+        leaks(dir.path(), &deleted),
+        None,
+        "deleted envelope after close"
+    );
+    let wal = PathBuf::from(format!("{}-wal", database_path(dir.path()).display()));
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "the WAL is checkpointed and truncated"
+    );
+    let again = open_pass(dir.path(), "new secret").unwrap();
+    assert_eq!(again.count("notes").unwrap(), 49);
+    again.close();
+    let _ = std::fs::remove_dir_all(copy);
+    let _ = std::fs::remove_dir_all(db_only);
+}
+
+#[test]
+fn a_close_interrupting_work_still_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Arc::new(open_pass(dir.path(), "p").unwrap());
+    for i in 0..200 {
+        v.put("c", &format!("{i}"), &[], &[7u8; 512]).unwrap();
+    }
+    let old_slot = raw_blobs(dir.path(), "SELECT wrapped FROM key_slots").remove(0);
+    v.change_passphrase("p", "q").unwrap();
+    let worker = {
+        let v = v.clone();
+        std::thread::spawn(move || {
+            // Rotations keep the vault busy until close interrupts one.
+            while v.rotate_data_key().is_ok() {}
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    v.close();
+    worker.join().unwrap();
+    assert_eq!(leaks(dir.path(), &old_slot), None);
+    let wal = PathBuf::from(format!("{}-wal", database_path(dir.path()).display()));
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+    assert_eq!(open_pass(dir.path(), "q").unwrap().count("c").unwrap(), 200);
+}
+
+#[test]
+fn a_provider_switch_is_on_disk_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "old secret").unwrap();
+    v.put("c", "a", &[], b"x").unwrap();
+    let provider = TestProvider::new("keystore-1");
+    v.rotate_key_provider(provider.clone()).unwrap();
+    let copy = dir.path().join("../copy-after-switch");
+    copy_dir(dir.path(), &copy);
+    assert!(matches!(
+        open_pass(&copy, "old secret"),
+        Err(VaultError::WrongKey { .. })
+    ));
+    let db_only = dir.path().join("../copy-switch-db-only");
+    std::fs::create_dir_all(&db_only).unwrap();
+    std::fs::copy(database_path(dir.path()), database_path(&db_only)).unwrap();
+    assert!(matches!(
+        open_pass(&db_only, "old secret"),
+        Err(VaultError::WrongKey { .. })
+    ));
+    let _ = std::fs::remove_dir_all(db_only);
+    let reopened = Vault::open(&copy, Unlock::Provider(provider), &fast()).unwrap();
+    assert_eq!(reopened.get("c", "a").unwrap().body, b"x");
+    reopened.close();
+    v.close();
+    let _ = std::fs::remove_dir_all(copy);
+}
+
+#[test]
+fn concurrent_key_operations_leave_exactly_the_last_secret() {
+    for round in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Arc::new(open_pass(dir.path(), "p0").unwrap());
+        v.put("c", "a", &[], b"kept").unwrap();
+        let provider = TestProvider::new(&format!("k{round}"));
+        let threads = vec![
+            {
+                let v = v.clone();
+                std::thread::spawn(move || v.change_passphrase("p0", "p1").is_ok())
+            },
+            {
+                let v = v.clone();
+                let p = provider.clone();
+                std::thread::spawn(move || v.rotate_key_provider(p).is_ok())
+            },
+            {
+                let v = v.clone();
+                std::thread::spawn(move || v.rotate_data_key().is_ok())
+            },
+        ];
+        let ok: Vec<bool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        // Whatever happened in memory is what is on disk: a later data key rotation is sealed
+        // under the same secret the slot holds.
+        v.rotate_data_key().unwrap();
+        v.close();
+        let opens_with_p0 = open_pass(dir.path(), "p0").map(|v| v.close()).is_ok();
+        let opens_with_p1 = open_pass(dir.path(), "p1").map(|v| v.close()).is_ok();
+        let opens_with_provider = Vault::open(dir.path(), Unlock::Provider(provider), &fast())
+            .map(|v| {
+                assert_eq!(v.get("c", "a").unwrap().body, b"kept");
+                v.close()
+            })
+            .is_ok();
+        let opening = [opens_with_p0, opens_with_p1, opens_with_provider];
+        assert_eq!(
+            opening.iter().filter(|o| **o).count(),
+            1,
+            "round {round}: ops {ok:?}, opens with p0/p1/provider {opening:?}"
+        );
+        assert!(
+            ok[1],
+            "the provider switch always applies (it needs no old secret)"
+        );
+    }
+}
+
+#[test]
+fn a_wipe_cut_after_its_key_slots_went_leaves_nothing_openable() {
+    // The first step of a wipe destroys the key slots; a crash right after it used to leave a
+    // database that the next open filled with fresh keys, over rows nobody can read.
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "p").unwrap();
+    v.put("c", "a", &[], b"secret").unwrap();
+    v.close();
+    {
+        let conn = Connection::open(database_path(dir.path())).unwrap();
+        conn.execute_batch(&vault::wipe_first_step_sql()).unwrap();
+    }
+    // The next open finishes the wipe: a new, empty vault, never the old rows under new keys.
+    let v = open_pass(dir.path(), "new").unwrap();
+    assert_eq!(v.count("c").unwrap(), 0);
+    assert!(raw_blobs(dir.path(), "SELECT envelope FROM records").is_empty());
+    v.close();
+
+    // Slots gone without a wipe (damage, tampering): refused, rows kept for recovery.
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "p").unwrap();
+    v.put("c", "a", &[], b"secret").unwrap();
+    v.close();
+    Connection::open(database_path(dir.path()))
+        .unwrap()
+        .execute_batch("DELETE FROM key_slots")
+        .unwrap();
+    assert!(matches!(
+        open_pass(dir.path(), "p"),
+        Err(VaultError::CorruptStore { .. })
+    ));
+    assert_eq!(
+        raw_blobs(dir.path(), "SELECT envelope FROM records").len(),
+        1
+    );
+}
