@@ -492,36 +492,51 @@ impl SyncClient {
         })
     }
 
-    /// Uploads the validator's tap log and acknowledges what the server stored.
+    /// Uploads the validator's tap log an upload's worth at a time (the log is read page by
+    /// page, never whole) and acknowledges what the server stored after each; stops when the
+    /// log is empty. A failure midway loses nothing: the rest goes next time.
     pub async fn upload_taps(
         &self,
         vault: Arc<Vault>,
         validator: Arc<TransitValidator>,
     ) -> Result<TapUploadReceipt, SyncError> {
-        let v = validator.inner.clone();
-        let taps = crate::blocking(move || {
-            v.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .export_taps()
-                .map_err(storage)
-        })
-        .await?;
-        let receipt = self.inner.upload_taps(vault.core(), taps).await?;
-        let v = validator.inner.clone();
-        let up_to = receipt.acknowledged_seq;
-        crate::blocking(move || {
-            v.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .acknowledge_taps(up_to)
-                .map_err(storage)
-        })
-        .await?;
-        Ok(TapUploadReceipt {
-            stored: receipt.stored,
-            duplicates: receipt.duplicates,
-            charged_vnd: receipt.charged_vnd,
-            not_charged: receipt.not_charged,
-        })
+        let mut total = TapUploadReceipt {
+            stored: 0,
+            duplicates: 0,
+            charged_vnd: 0,
+            not_charged: 0,
+        };
+        loop {
+            let v = validator.inner.clone();
+            let taps = crate::blocking(move || {
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .export_taps()
+                    .map_err(storage)
+            })
+            .await?;
+            let Some(last) = taps.last().map(|t| t.seq) else {
+                break;
+            };
+            let receipt = self.inner.upload_taps(vault.core(), taps).await?;
+            let v = validator.inner.clone();
+            let up_to = receipt.acknowledged_seq;
+            crate::blocking(move || {
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .acknowledge_taps(up_to)
+                    .map_err(storage)
+            })
+            .await?;
+            total.stored += receipt.stored;
+            total.duplicates += receipt.duplicates;
+            total.charged_vnd += receipt.charged_vnd;
+            total.not_charged += receipt.not_charged;
+            if up_to < last {
+                break; // the server took less than it was sent: try the rest next time
+            }
+        }
+        Ok(total)
     }
 
     /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other

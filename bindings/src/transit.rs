@@ -499,6 +499,19 @@ pub struct ValidatorConfig {
     pub fail_closed_when_stale: bool,
 }
 
+/// A validator's tap log: numbers are never reused; junk is counted, not logged.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TapLogStatus {
+    /// The next tap's sequence number.
+    pub next_seq: u64,
+    /// Every tap up to this one is stored at the backend.
+    pub acked_seq: u64,
+    /// Scans that were no transit QR at all (counted only).
+    pub unreadable_scans: u64,
+    /// Rejected scans beyond the log's bound between uploads (counted only).
+    pub rejected_not_logged: u64,
+}
+
 /// How current a validator's deny list is.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct DenyListStatus {
@@ -583,8 +596,9 @@ impl TransitValidator {
         })
     }
 
-    /// Decides on one scanned text at validator time `now_unix`. Synchronous and fast (about
-    /// 0.2 ms); call it from the scanner's thread. Commits the tap log every 64 taps.
+    /// Decides on one scanned text at validator time `now_unix`. Synchronous; call it from the
+    /// scanner's thread. Returns once the tap is durable in the log (one commit, a few ms with
+    /// fsync): show the verdict after it returns and a power cut never loses a shown tap.
     pub fn validate_at(&self, text: String, now_unix: u64) -> Result<Verdict, TransitError> {
         let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         v.validate(&text, now_unix)
@@ -597,7 +611,7 @@ impl TransitValidator {
         self.validate_at(text, unix_now())
     }
 
-    /// Commits buffered taps.
+    /// Commits anything pending (the log's counters).
     pub async fn flush(&self) -> Result<(), TransitError> {
         self.run(|v| v.flush()).await
     }
@@ -640,7 +654,22 @@ impl TransitValidator {
         }
     }
 
-    /// Taps not yet acknowledged, oldest first.
+    /// The tap log's numbers and counters.
+    pub fn tap_log_status(&self) -> TapLogStatus {
+        let s = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tap_log_status();
+        TapLogStatus {
+            next_seq: s.next_seq,
+            acked_seq: s.acked_seq,
+            unreadable_scans: s.unreadable_scans,
+            rejected_not_logged: s.rejected_not_logged,
+        }
+    }
+
+    /// Taps not yet acknowledged, oldest first, at most 5,000 (the log is read page by page).
     pub async fn export_taps(&self) -> Result<Vec<TapRecord>, TransitError> {
         self.run(|v| {
             Ok(v.export_taps()?
@@ -658,7 +687,8 @@ impl TransitValidator {
         .await
     }
 
-    /// Deletes taps up to `seq` after the backend stored them; returns how many.
+    /// Acknowledges taps up to `seq` after the backend stored them (deleted once outside the
+    /// replay and passback windows); returns how many were newly acknowledged.
     pub async fn acknowledge_taps(&self, up_to_seq: u64) -> Result<u64, TransitError> {
         self.run(move |v| v.acknowledge_taps(up_to_seq).map(|n| n as u64))
             .await

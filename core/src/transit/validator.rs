@@ -211,6 +211,30 @@ pub struct DenyListStatus {
     pub needs_refresh: bool,
 }
 
+/// The state of the tap log, stored with every commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TapLogStatus {
+    /// The sequence number of the next tap: never reused, across reboots and acknowledgements.
+    pub next_seq: u64,
+    /// Every tap up to this one is stored at the backend.
+    pub acked_seq: u64,
+    /// Scans that were not a transit QR at all: counted, not logged.
+    pub unreadable_scans: u64,
+    /// Rejected scans beyond [`MAX_LOGGED_REJECTED`] since the last upload: counted, not logged.
+    pub rejected_not_logged: u64,
+    /// Rejected taps logged since the last acknowledgement.
+    pub logged_rejected: u64,
+}
+
+/// Most rejected (readable) taps logged between two uploads; further ones are only counted, so
+/// the log stays bounded whatever is shown to the scanner. Accepted taps are always logged.
+pub const MAX_LOGGED_REJECTED: u64 = 10_000;
+/// Most taps [`Validator::export_taps`] returns at once (an upload's worth).
+pub const TAP_EXPORT_LIMIT: usize = 5_000;
+/// Taps decrypted per page when the log is read.
+const TAP_PAGE: usize = 1_000;
+const TAP_LOG_STATE: &str = "tap_log";
+
 /// One entry of the tap log, as uploaded to the backend.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tap {
@@ -277,6 +301,86 @@ pub fn check_windows(f: &wire::CredentialFields, at: u64) -> Result<(), Reason> 
     Ok(())
 }
 
+/// Reasons as one byte in the compact tap log (the order of [`Reason`]'s variants; never
+/// renumbered).
+const REASON_CODES: [Reason; 16] = [
+    Reason::Ok,
+    Reason::BadFormat,
+    Reason::UnknownIssuer,
+    Reason::IssuerKeyExpired,
+    Reason::BadIssuerSignature,
+    Reason::BadDeviceSignature,
+    Reason::Revoked,
+    Reason::CredentialExpired,
+    Reason::NotYetValid,
+    Reason::PassExpired,
+    Reason::Expired,
+    Reason::ClockSkew,
+    Reason::WrongRoute,
+    Reason::Replayed,
+    Reason::Passback,
+    Reason::DenyListStale,
+];
+
+/// Format tag of a compact tap record.
+const TAP_RECORD_V1: u8 = 1;
+
+impl Tap {
+    /// The tap as the log stores it: `1 | seq u64 | at u64 | route u16 | accepted u8 | reason
+    /// u8 | payload` (the 196 scanned bytes), 217 bytes instead of some 470 of JSON with the
+    /// base45 text. Everything else (card, product, QR time and counter, the text) is derived
+    /// from the payload when read.
+    fn to_log_bytes(&self) -> Vec<u8> {
+        let payload = self
+            .qr
+            .as_deref()
+            .and_then(|t| Payload::from_qr_text(t).ok());
+        let reason = REASON_CODES
+            .iter()
+            .position(|r| *r == self.reason)
+            .unwrap_or(0) as u8;
+        let mut b = Vec::with_capacity(21 + wire::PAYLOAD_LEN);
+        b.push(TAP_RECORD_V1);
+        b.extend_from_slice(&self.seq.to_be_bytes());
+        b.extend_from_slice(&self.at.to_be_bytes());
+        b.extend_from_slice(&self.route.to_be_bytes());
+        b.push(u8::from(self.accepted));
+        b.push(reason);
+        if let Some(p) = payload {
+            b.extend_from_slice(&p.to_bytes());
+        }
+        b
+    }
+
+    /// Reads a stored tap: the compact form, or JSON as earlier versions wrote it.
+    fn from_log_bytes(b: &[u8]) -> Option<Tap> {
+        if b.first() != Some(&TAP_RECORD_V1) {
+            return serde_json::from_slice(b).ok();
+        }
+        let seq = u64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
+        let at = u64::from_be_bytes(b.get(9..17)?.try_into().ok()?);
+        let route = u16::from_be_bytes(b.get(17..19)?.try_into().ok()?);
+        let accepted = *b.get(19)? == 1;
+        let reason = *REASON_CODES.get(usize::from(*b.get(20)?))?;
+        let payload = match b.get(21..) {
+            Some([]) | None => None,
+            Some(bytes) => Some(Payload::decode(bytes).ok()?),
+        };
+        Some(Tap {
+            seq,
+            at,
+            route,
+            accepted,
+            reason,
+            card_id: payload.as_ref().map(|p| p.fields.card_id),
+            product: payload.as_ref().map(|p| p.fields.product),
+            qr_timestamp: payload.as_ref().map(|p| p.timestamp),
+            qr_counter: payload.as_ref().map(|p| p.counter),
+            qr: payload.as_ref().map(Payload::qr_text),
+        })
+    }
+}
+
 struct ReplayCache {
     seen: HashSet<(u64, u32, u32)>,
     order: VecDeque<(u64, (u64, u32, u32))>,
@@ -315,7 +419,10 @@ pub struct Validator {
     replay: ReplayCache,
     last_accept: HashMap<u64, u64>,
     pending: Vec<Tap>,
-    next_seq: u64,
+    /// The log's numbers and counters, as they will be stored with the next commit.
+    log: TapLogStatus,
+    /// The same, as last committed.
+    stored_log: TapLogStatus,
     deny_needs_refresh: bool,
 }
 
@@ -345,7 +452,8 @@ impl Validator {
             },
             last_accept: HashMap::new(),
             pending: Vec::new(),
-            next_seq: 1,
+            log: TapLogStatus::default(),
+            stored_log: TapLogStatus::default(),
             deny_needs_refresh: false,
             config,
         };
@@ -353,12 +461,42 @@ impl Validator {
         if let Some(record) = validator.vault.find(STATE_COLLECTION, "deny_list")? {
             validator.restore_deny_list(&record.body);
         }
-        let horizon = validator.horizon();
-        for record in validator.vault.list(TAP_COLLECTION)? {
-            let Ok(tap) = serde_json::from_slice::<Tap>(&record.body) else {
-                continue;
+        if let Some(record) = validator.vault.find(STATE_COLLECTION, TAP_LOG_STATE)? {
+            if let Ok(log) = serde_json::from_slice::<TapLogStatus>(&record.body) {
+                validator.log = log;
+            }
+        }
+        // Only the newest taps matter to replay and passback: read the log backwards, a page at
+        // a time, until the taps are older than the window before the newest one.
+        let (horizon, window) = (validator.horizon(), validator.window());
+        let mut recent: Vec<Tap> = Vec::new();
+        let mut position = i64::MAX;
+        'pages: loop {
+            let page = validator
+                .vault
+                .list_page_rev(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
             };
-            validator.next_seq = validator.next_seq.max(tap.seq + 1);
+            position = *last;
+            for (_, record) in &page {
+                let Some(tap) = Tap::from_log_bytes(&record.body) else {
+                    continue;
+                };
+                let newest_at = recent.first().map_or(tap.at, |t| t.at);
+                if tap.at + window < newest_at {
+                    break 'pages;
+                }
+                recent.push(tap);
+            }
+        }
+        if let Some(newest) = recent.first() {
+            // A log written before the numbers were stored: continue after its newest tap.
+            validator.log.next_seq = validator.log.next_seq.max(newest.seq + 1);
+        }
+        validator.log.next_seq = validator.log.next_seq.max(1);
+        validator.stored_log = validator.log.clone();
+        for tap in recent.into_iter().rev() {
             if let (Some(card), Some(ts), Some(counter)) =
                 (tap.card_id, tap.qr_timestamp, tap.qr_counter)
             {
@@ -472,26 +610,46 @@ impl Validator {
         Ok(self.deny.version)
     }
 
-    /// Decides on one scanned text at validator time `now` (unix seconds), logs the tap, and
-    /// commits the tap log when a batch is full.
+    /// Decides on one scanned text at validator time `now` (unix seconds) and returns the
+    /// verdict only once its tap is durable in the log (one transaction): a verdict shown is a
+    /// tap stored, whatever happens to the process next.
     pub fn validate(&mut self, text: &str, now: u64) -> Result<Verdict, TransitError> {
+        let verdict = self.validate_deferred(text, now)?;
+        self.flush()?;
+        Ok(verdict)
+    }
+
+    /// Decides like [`Validator::validate`] but leaves the tap in memory until [`Validator::flush`]
+    /// (or until `tap_batch` taps wait): group commit for a caller that shows no verdict before
+    /// its flush returns (`thudo validate` writes verdicts out only after flushing).
+    pub fn validate_deferred(&mut self, text: &str, now: u64) -> Result<Verdict, TransitError> {
         let (verdict, payload) = self.decide(text, now);
-        let qr = payload
-            .as_ref()
-            .map(|_| text.trim_end_matches(['\r', '\n']).to_owned());
+        let Some(payload) = payload else {
+            // Unreadable scans are counted, never logged one by one: junk cannot fill the disk.
+            self.log.unreadable_scans += 1;
+            return Ok(verdict);
+        };
+        if !verdict.accepted {
+            if self.log.logged_rejected >= MAX_LOGGED_REJECTED {
+                self.log.rejected_not_logged += 1;
+                return Ok(verdict);
+            }
+            self.log.logged_rejected += 1;
+        }
         let tap = Tap {
-            seq: self.next_seq,
+            seq: self.log.next_seq,
             at: now,
             route: self.config.route,
             accepted: verdict.accepted,
             reason: verdict.reason,
             card_id: verdict.card_id,
             product: verdict.product,
-            qr_timestamp: payload.as_ref().map(|p| p.timestamp),
-            qr_counter: payload.as_ref().map(|p| p.counter),
-            qr,
+            qr_timestamp: Some(payload.timestamp),
+            qr_counter: Some(payload.counter),
+            qr: Some(text.trim_end_matches(['\r', '\n']).to_owned()),
         };
-        self.next_seq += 1;
+        // Numbers are never reused: the next one is stored with each commit.
+        self.log.next_seq += 1;
         self.pending.push(tap);
         if self.pending.len() >= self.config.tap_batch {
             self.flush()?;
@@ -499,53 +657,127 @@ impl Validator {
         Ok(verdict)
     }
 
-    /// Commits buffered taps to the tap log (one transaction).
+    /// Commits buffered taps and the log's counters (one transaction).
     pub fn flush(&mut self) -> Result<(), TransitError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.log == self.stored_log {
             return Ok(());
         }
-        let ops: Vec<WriteOp> = self
+        let mut ops: Vec<WriteOp> = self
             .pending
             .iter()
             .map(|tap| WriteOp::Put {
                 collection: TAP_COLLECTION.into(),
                 id: format!("{:016}", tap.seq),
                 index: Vec::new(),
-                body: serde_json::to_vec(tap).unwrap_or_default(),
+                body: tap.to_log_bytes(),
             })
             .collect();
+        ops.push(self.log_state_op());
         self.vault.write_batch(&ops)?;
         self.pending.clear();
+        self.stored_log = self.log.clone();
         Ok(())
     }
 
-    /// Every committed tap not yet acknowledged, oldest first (flushes first).
+    fn log_state_op(&self) -> WriteOp {
+        WriteOp::Put {
+            collection: STATE_COLLECTION.into(),
+            id: TAP_LOG_STATE.into(),
+            index: Vec::new(),
+            body: serde_json::to_vec(&self.log).unwrap_or_default(),
+        }
+    }
+
+    /// The tap log's numbers and counters.
+    pub fn tap_log_status(&self) -> TapLogStatus {
+        self.log.clone()
+    }
+
+    /// The oldest taps not yet acknowledged, at most [`TAP_EXPORT_LIMIT`] (flushes first). The
+    /// log is read page by page; upload, acknowledge, and call again until it is empty.
     pub fn export_taps(&mut self) -> Result<Vec<Tap>, TransitError> {
+        self.export_taps_up_to(TAP_EXPORT_LIMIT)
+    }
+
+    /// Like [`Validator::export_taps`], at most `limit` taps.
+    pub fn export_taps_up_to(&mut self, limit: usize) -> Result<Vec<Tap>, TransitError> {
         self.flush()?;
-        let mut taps: Vec<Tap> = self
-            .vault
-            .list(TAP_COLLECTION)?
-            .iter()
-            .filter_map(|r| serde_json::from_slice(&r.body).ok())
-            .collect();
-        taps.sort_by_key(|t| t.seq);
+        let mut taps = Vec::new();
+        let mut position = 0;
+        while taps.len() < limit {
+            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            position = *last;
+            taps.extend(
+                page.iter()
+                    .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+                    .filter(|t| t.seq > self.log.acked_seq)
+                    .take(limit - taps.len()),
+            );
+        }
         Ok(taps)
     }
 
-    /// Deletes taps up to and including `seq` once the backend has stored them. Taps still inside
-    /// the replay or passback windows stay in memory.
+    /// Records that the backend stored every tap up to and including `up_to_seq`; returns how
+    /// many logged taps that newly acknowledges. Acknowledged taps are deleted, except those
+    /// still inside the replay and passback windows: they stay on disk so that a reboot right
+    /// after an upload still refuses a replayed QR.
     pub fn acknowledge_taps(&mut self, up_to_seq: u64) -> Result<usize, TransitError> {
-        let ops: Vec<WriteOp> = self
-            .export_taps()?
-            .into_iter()
-            .filter(|t| t.seq <= up_to_seq)
-            .map(|t| WriteOp::Delete {
-                collection: TAP_COLLECTION.into(),
-                id: format!("{:016}", t.seq),
-            })
-            .collect();
-        self.vault.write_batch(&ops)?;
-        Ok(ops.len())
+        self.flush()?;
+        let up_to = up_to_seq.min(self.log.next_seq.saturating_sub(1));
+        let newest_at = self
+            .vault
+            .list_page_rev(TAP_COLLECTION, i64::MAX, 1)?
+            .first()
+            .and_then(|(_, r)| Tap::from_log_bytes(&r.body))
+            .map_or(0, |t| t.at);
+        let window = self.window();
+        let mut acknowledged = 0;
+        let mut position = 0;
+        loop {
+            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            position = *last;
+            let mut ops = Vec::new();
+            let mut done = false;
+            for tap in page
+                .iter()
+                .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+            {
+                if tap.seq > up_to {
+                    done = true;
+                    break;
+                }
+                if tap.seq > self.log.acked_seq {
+                    acknowledged += 1;
+                }
+                if tap.at + window < newest_at {
+                    ops.push(WriteOp::Delete {
+                        collection: TAP_COLLECTION.into(),
+                        id: format!("{:016}", tap.seq),
+                    });
+                }
+            }
+            self.vault.write_batch(&ops)?;
+            if done {
+                break;
+            }
+        }
+        if up_to > self.log.acked_seq {
+            self.log.acked_seq = up_to;
+            self.log.logged_rejected = 0;
+        }
+        self.flush()?;
+        Ok(acknowledged)
+    }
+
+    /// How long a tap matters to later decisions: the replay horizon or the passback time.
+    fn window(&self) -> u64 {
+        self.horizon().max(u64::from(self.config.passback_secs))
     }
 
     fn reject(&self, reason: Reason, payload: Option<&Payload>, now: u64) -> Verdict {
@@ -645,5 +877,37 @@ impl Validator {
             self.last_accept.retain(|_, t| *t >= limit);
         }
         Reason::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_tap_records_round_trip_and_old_json_still_reads() {
+        for (i, reason) in REASON_CODES.iter().enumerate() {
+            let tap = Tap {
+                seq: 1 << 40 | i as u64,
+                at: 1_790_000_000,
+                route: 32,
+                accepted: *reason == Reason::Ok,
+                reason: *reason,
+                card_id: None,
+                product: None,
+                qr_timestamp: None,
+                qr_counter: None,
+                qr: None,
+            };
+            let bytes = tap.to_log_bytes();
+            assert_eq!(bytes.len(), 21);
+            assert_eq!(Tap::from_log_bytes(&bytes), Some(tap.clone()));
+            let json = serde_json::to_vec(&tap).unwrap_or_default();
+            assert_eq!(Tap::from_log_bytes(&json), Some(tap));
+        }
+        // Cut or foreign bytes are no tap, never a panic.
+        for junk in [&[1u8][..], &[1, 2, 3], &[9; 40], &[1; 30]] {
+            assert_eq!(Tap::from_log_bytes(junk), None);
+        }
     }
 }

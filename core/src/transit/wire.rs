@@ -187,6 +187,26 @@ impl Payload {
         })
     }
 
+    /// The payload's bytes (what the QR text encodes in base45).
+    pub fn to_bytes(&self) -> [u8; PAYLOAD_LEN] {
+        let mut b = [0u8; PAYLOAD_LEN];
+        b[..CREDENTIAL_LEN].copy_from_slice(&self.credential);
+        b[CREDENTIAL_LEN..CREDENTIAL_LEN + 4].copy_from_slice(&self.timestamp.to_be_bytes());
+        b[CREDENTIAL_LEN + 4..CREDENTIAL_LEN + 8].copy_from_slice(&self.counter.to_be_bytes());
+        b[CREDENTIAL_LEN + 8..].copy_from_slice(&self.device_signature);
+        b
+    }
+
+    /// The QR text of this payload.
+    pub fn qr_text(&self) -> String {
+        qr_text(
+            &self.credential,
+            self.timestamp,
+            self.counter,
+            &self.device_signature,
+        )
+    }
+
     /// Parses a scanned QR text.
     pub fn from_qr_text(text: &str) -> Result<Payload, FormatError> {
         // Cheap checks first: a scanner may hand over anything, up to megabytes.

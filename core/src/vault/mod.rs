@@ -388,6 +388,29 @@ impl Vault {
         self.read(|tx| tx.count(collection))
     }
 
+    /// At most `limit` records of `collection` in the order they were first stored, from the
+    /// position after `after` (0: the start), each with its position: a log read page by page,
+    /// never decrypted whole.
+    pub fn list_page(
+        &self,
+        collection: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Record)>> {
+        self.read(|tx| tx.list_page(collection, after, limit, false))
+    }
+
+    /// Like [`Vault::list_page`], newest first, from the position before `before`
+    /// (`i64::MAX`: the end).
+    pub fn list_page_rev(
+        &self,
+        collection: &str,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Record)>> {
+        self.read(|tx| tx.list_page(collection, before, limit, true))
+    }
+
     /// The records of `collection` whose indexed `field` equals `value` exactly, sorted by id.
     pub fn query(&self, collection: &str, field: &str, value: &str) -> Result<Vec<Record>> {
         self.read(|tx| tx.query(collection, field, value))
@@ -933,6 +956,40 @@ impl VaultTx<'_> {
             .query_map([collection], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         self.decrypt_rows(collection, rows)
+    }
+
+    /// A page of `collection` in storage order from `from` (exclusive), forwards or backwards.
+    pub fn list_page(
+        &self,
+        collection: &str,
+        from: i64,
+        limit: usize,
+        backwards: bool,
+    ) -> Result<Vec<(i64, Record)>> {
+        check_name("collection", collection)?;
+        let sql = if backwards {
+            "SELECT record_id, id_hash, envelope FROM records
+             WHERE collection = ?1 AND record_id < ?2 ORDER BY record_id DESC LIMIT ?3"
+        } else {
+            "SELECT record_id, id_hash, envelope FROM records
+             WHERE collection = ?1 AND record_id > ?2 ORDER BY record_id LIMIT ?3"
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .conn
+            .prepare_cached(sql)?
+            .query_map(params![collection, from, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(i64, Vec<u8>, Vec<u8>)>>>()?;
+        let mut page = Vec::with_capacity(rows.len());
+        for (position, id_hash, envelope) in rows {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(VaultError::Closed);
+            }
+            page.push((position, self.decrypt(collection, &id_hash, envelope)?));
+        }
+        Ok(page)
     }
 
     /// How many records `collection` holds.

@@ -53,8 +53,13 @@ final class TransitTests: XCTestCase {
         let old = try await phone.currentQrAt(nowUnix: now - 600)
         XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
 
+        // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         let taps = try await validator.exportTaps()
-        XCTAssertEqual(taps.count, 4)
+        XCTAssertEqual(taps.count, 3)
+        XCTAssertEqual(validator.tapLogStatus().unreadableScans, 1)
+        let acknowledged = try await validator.acknowledgeTaps(upToSeq: taps.last!.seq)
+        XCTAssertEqual(acknowledged, 3)
+        XCTAssertEqual(validator.tapLogStatus().nextSeq, taps.last!.seq + 1)
         phoneVault.shutdown()
         busVault.shutdown()
     }

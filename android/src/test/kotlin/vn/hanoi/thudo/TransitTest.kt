@@ -78,10 +78,15 @@ class TransitTest {
         assertThrows<TransitException.InvalidSignedData> { runBlocking { validator.updateDenyList(byteArrayOf(1, 2, 3)) } }
         assertEquals(VerdictReason.REVOKED, validator.validateAt(phone.currentQrAt(now + 300uL).text, now + 300uL).reason)
 
+        // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         val taps = validator.exportTaps()
-        assertEquals(5, taps.size)
+        assertEquals(4, taps.size)
         assertTrue(taps.first().accepted)
-        assertEquals(5uL, validator.acknowledgeTaps(taps.last().seq))
+        assertEquals(1uL, validator.tapLogStatus().unreadableScans)
+        assertEquals(4uL, validator.acknowledgeTaps(taps.last().seq))
+        val status = validator.tapLogStatus()
+        assertEquals(taps.last().seq, status.ackedSeq)
+        assertEquals(taps.last().seq + 1uL, status.nextSeq)
         phoneVault.shutdown()
         validatorVault.shutdown()
     }
