@@ -217,6 +217,18 @@ pub(crate) fn valid_citizen_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Published records obey the same cap as pushed ones: every device must be able to hold them.
+fn record_fits(index: usize, record: &Value) -> Result<(), ApiError> {
+    if record.to_string().len() > MAX_RECORD_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("record {index} is larger than {MAX_RECORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 fn server_hlc() -> String {
     Hlc::tick(None, chrono::Utc::now().timestamp_millis() as u64, "server").to_string()
 }
@@ -524,6 +536,7 @@ async fn admin_health(
         let key = thudo_core::health::fhir::key_of(&r).ok_or_else(|| {
             ApiError::bad(format!("resource {i} needs resourceType and a valid id"))
         })?;
+        record_fits(i, &r)?;
         changes.push(Change {
             collection: "health.records".into(),
             record_id: key,
@@ -585,6 +598,7 @@ async fn admin_cell_content(
             .filter(|id| !id.is_empty() && id.len() <= 256)
             .ok_or_else(|| ApiError::bad(format!("item {i} needs an id")))?
             .to_owned();
+        record_fits(i, &item)?;
         changes.push(Change {
             collection: spec.name.into(),
             record_id: id,

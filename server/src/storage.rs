@@ -570,12 +570,17 @@ impl Storage for SqliteStorage {
             },
         )?;
         let mut more = false;
+        let mut bytes = 0usize;
         for row in rows {
             let (seq, record_id, op, payload, hlc) = row?;
-            if changes.len() == limit as usize {
+            // A page ends at `limit` changes or once its payloads reach the byte cap.
+            if changes.len() == limit as usize
+                || (!changes.is_empty() && bytes + payload.len() > protocol::MAX_PULL_PAGE_BYTES)
+            {
                 more = true;
                 break;
             }
+            bytes += payload.len();
             last = seq;
             changes.push(Change {
                 collection: collection.to_owned(),
@@ -1116,6 +1121,9 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
     }
     if m.op == "put" && !m.payload.is_object() {
         return reject("payload_not_an_object");
+    }
+    if m.payload.to_string().len() > protocol::MAX_RECORD_BYTES {
+        return reject("record_too_large");
     }
     if spec.policy == ConflictPolicy::LastWriterWins {
         let Some(incoming) = Hlc::parse(&m.hlc) else {

@@ -25,6 +25,27 @@ use crate::crypto;
 use crate::handbook::library::Library;
 use crate::vault::{Document, Vault, VaultError};
 
+enum BodyError {
+    TooLarge,
+    Cut(reqwest::Error),
+}
+
+/// Reads a response body chunk by chunk, refusing it once it passes `limit` (or when its
+/// announced length does): a hostile or broken server cannot make the device hold more.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Cut)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Taps per upload (the server takes at most 10,000).
 pub const TAP_UPLOAD_CHUNK: usize = 5_000;
 
@@ -52,6 +73,9 @@ pub struct SyncConfig {
     pub pinned_spki_sha256: Vec<[u8; 32]>,
     /// Extra trust anchors (DER certificates), for a private CA.
     pub extra_roots_der: Vec<Vec<u8>>,
+    /// Largest response body read; a longer one fails the call with `Protocol` as it streams
+    /// in (default [`MAX_RESPONSE_BYTES`]).
+    pub max_response_bytes: usize,
 }
 
 impl SyncConfig {
@@ -69,6 +93,7 @@ impl SyncConfig {
             backoff_max: Duration::from_secs(60),
             pinned_spki_sha256: Vec::new(),
             extra_roots_der: Vec::new(),
+            max_response_bytes: MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -535,9 +560,17 @@ impl SyncClient {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = match response.bytes().await {
+        let bytes = match read_limited(response, self.config.max_response_bytes).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(BodyError::TooLarge) => {
+                return Err(SyncError::Protocol {
+                    detail: format!(
+                        "response larger than {} bytes",
+                        self.config.max_response_bytes
+                    ),
+                })
+            }
+            Err(BodyError::Cut(e)) => {
                 return Ok(Attempt::Retry {
                     reason: format!("body cut short: {e}"),
                     after: None,

@@ -15,8 +15,16 @@ pub const SERVER_TIME_HEADER: &str = "x-thudo-server-time";
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Largest push batch the server accepts.
 pub const MAX_PUSH_BATCH: usize = 500;
-/// Largest pull page the server returns.
+/// Largest pull page the server returns, in changes.
 pub const MAX_PULL_PAGE: u32 = 1000;
+/// Largest record (its JSON payload) the server accepts in a push or publishes: a hostile or
+/// buggy device cannot hand other devices of the account a record they cannot hold.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// A pull page stops adding changes once their payloads reach this many bytes (a page holds at
+/// least one change, so a page is at most this plus one record).
+pub const MAX_PULL_PAGE_BYTES: usize = 4 << 20;
+/// Largest response body a device reads; a longer one is refused as it streams in.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 /// How a collection resolves concurrent writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,156 @@
+//! Sync limits: a buggy or hostile device of the same account cannot make another phone or the
+//! server run out of memory. The server refuses records over the cap, ends pull pages at a byte
+//! cap, and the client reads responses with a size limit, applying pages as they come.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::routing::get;
+use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
+use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
+use thudo_core::sync::protocol::{MAX_PULL_PAGE_BYTES, MAX_RECORD_BYTES};
+use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::fares::FarePolicy;
+use thudo_server::storage::SqliteStorage;
+use thudo_server::{AppState, ServerConfig};
+
+const CITIZEN: &str = "001088012345";
+
+fn vault(dir: &Path) -> Arc<Vault> {
+    Arc::new(
+        Vault::open(
+            dir,
+            Unlock::passphrase("p"),
+            &VaultOptions {
+                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+fn note(id: &str, bytes: usize, at: u64) -> DocumentNote {
+    DocumentNote {
+        id: id.into(),
+        document_id: "nq-57-2024".into(),
+        text: "đ".repeat(bytes / 2),
+        updated_at: at,
+    }
+}
+
+#[derive(Default)]
+struct Pages(Mutex<Vec<u64>>);
+
+impl SyncObserver for Pages {
+    fn on_event(&self, event: &SyncEvent) {
+        if let SyncEvent::Pulled {
+            collection,
+            received,
+        } = event
+        {
+            if collection == "handbook.note" {
+                self.0.lock().unwrap().push(*received);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
+    let (config, idp) = ServerConfig::local(
+        storage.clone(),
+        "test-admin-token-0123456789",
+        FarePolicy::default(),
+    )
+    .unwrap();
+    let running = thudo_server::start(
+        AppState::new(config).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", running.addr);
+    let c = SyncClient::new(SyncConfig::new(&url)).unwrap();
+    let hostile = vault(&dir.path().join("hostile"));
+    let phone = vault(&dir.path().join("phone"));
+    idp.register_device(&c, hostile.clone(), CITIZEN, "hostile")
+        .await
+        .unwrap();
+    idp.register_device(&c, phone.clone(), CITIZEN, "phone")
+        .await
+        .unwrap();
+
+    // One record over the cap is refused for good; a normal one beside it goes through.
+    let book = MemberHandbook::new(&hostile);
+    book.save_note(&note("huge", MAX_RECORD_BYTES + 1024, 1_790_000_000))
+        .unwrap();
+    book.save_note(&note("small", 100, 1_790_000_001)).unwrap();
+    let pushed = c.sync(hostile.clone(), None, None).await.unwrap();
+    assert_eq!((pushed.pushed, pushed.rejected), (1, 1), "{pushed:?}");
+
+    // Many records just under the cap: pushed, then pulled in pages bounded in bytes.
+    let count = 12;
+    for i in 0..count {
+        book.save_note(&note(
+            &format!("big-{i}"),
+            MAX_RECORD_BYTES - 4096,
+            1_790_000_100 + i,
+        ))
+        .unwrap();
+    }
+    let pushed = c.sync(hostile.clone(), None, None).await.unwrap();
+    assert_eq!(pushed.pushed, count);
+    let pages = Pages::default();
+    let pulled = c.sync(phone.clone(), None, Some(&pages)).await.unwrap();
+    assert_eq!(pulled.applied, count + 1, "{pulled:?}");
+    let received = pages.0.lock().unwrap().clone();
+    // Each page holds at most the byte cap plus one record: at least three pages here.
+    let per_page = (MAX_PULL_PAGE_BYTES + MAX_RECORD_BYTES) / (MAX_RECORD_BYTES - 4096);
+    assert!(received.len() >= 3, "pages {received:?}");
+    for pair in received.windows(2) {
+        assert!(pair[1] - pair[0] <= per_page as u64, "pages {received:?}");
+    }
+    let notes = MemberHandbook::new(&phone).notes_for("nq-57-2024").unwrap();
+    assert_eq!(notes.len() as u64, count + 1);
+    assert!(notes.iter().all(|n| n.id != "huge"));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_refuses_a_response_over_its_limit_as_it_streams() {
+    // A broken or hostile server answering a pull with 64 MiB, without a length up front.
+    let app = axum::Router::new().route(
+        "/v1/sync/pull",
+        get(|| async {
+            let chunk = vec![b' '; 1 << 20];
+            let stream = futures_util::stream::iter(
+                (0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            axum::body::Body::from_stream(stream)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(&dir.path().join("v"));
+    // Registered as far as the device knows.
+    v.put_doc(&thudo_core::sync::client::Registration {
+        device_id: "d".into(),
+        account_id: "a".into(),
+        token: "t".into(),
+    })
+    .unwrap();
+    let mut config = SyncConfig::new(&format!("http://{addr}"));
+    config.max_attempts = 1;
+    let c = SyncClient::new(config).unwrap();
+    match c.sync(v, None, None).await {
+        Err(SyncError::Protocol { detail }) => assert!(detail.contains("larger than"), "{detail}"),
+        other => panic!("expected a refused response, got {other:?}"),
+    }
+}
