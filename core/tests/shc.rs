@@ -118,6 +118,23 @@ fn bad_qr_texts() {
         );
     }
     assert!(matches!(shc::jws_from_qr(&[]), Err(ShcError::BadQr { .. })));
+    // A QR over the specification's per-QR maximum (1,195 JWS characters, 2,390 digits) is
+    // refused, chunked or not, even when every digit pair is valid; at the maximum it decodes.
+    let at_max = "56".repeat(shc::MAX_JWS_PER_QR);
+    let over = "56".repeat(shc::MAX_JWS_PER_QR + 1);
+    assert_eq!(
+        shc::jws_from_qr(&[&format!("shc:/{at_max}")])
+            .unwrap()
+            .len(),
+        shc::MAX_JWS_PER_QR
+    );
+    for text in [format!("shc:/{over}"), format!("shc:/1/2/{over}")] {
+        assert!(
+            matches!(shc::jws_from_qr(&[&text]), Err(ShcError::BadChunks { .. })),
+            "{} digits",
+            over.len()
+        );
+    }
 }
 
 fn with_header(jws: &str, header: &str) -> String {

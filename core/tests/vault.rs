@@ -808,3 +808,22 @@ fn chacha_vault_works_and_keeps_its_cipher() {
         .unwrap();
     assert_eq!(envelope[1], 2, "cipher id of ChaCha20-Poly1305");
 }
+
+#[test]
+fn a_backup_asking_for_a_hanging_key_derivation_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(&dir.path().join("v"), "p").unwrap();
+    v.put("notes", "n", &[], b"x").unwrap();
+    let file = dir.path().join("b.backup");
+    v.export_backup(&file, "backup pass").unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    // The header's iteration count (after the 8-byte magic and the cipher byte).
+    bytes[9..13].copy_from_slice(&10_000_000u32.to_be_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    // Refused from the header, before any key derivation (10 million rounds take seconds on a
+    // phone), not after it as a wrong passphrase.
+    assert!(matches!(
+        v.import_backup(&file, "backup pass"),
+        Err(VaultError::InvalidBackup { .. })
+    ));
+}

@@ -248,8 +248,12 @@ pub struct VerifiedCard {
     pub verified_at: i64,
 }
 
+/// Most JWS characters one QR may carry (the specification's chunking rule: version 22 at
+/// error correction L); the official validator refuses longer ones.
+pub const MAX_JWS_PER_QR: usize = 1195;
+
 /// Decodes `shc:/` QR texts into the JWS: one unchunked text, or every chunk `shc:/i/n/...`
-/// of one card (any order).
+/// of one card (any order). A QR carrying more than [`MAX_JWS_PER_QR`] characters is refused.
 pub fn jws_from_qr(texts: &[&str]) -> Result<String, ShcError> {
     if texts.is_empty() {
         return Err(bad(|d| ShcError::BadQr { detail: d }, "no QR text"));
@@ -283,6 +287,16 @@ pub fn jws_from_qr(texts: &[&str]) -> Result<String, ShcError> {
                 ))
             }
         };
+        if digits.len() > 2 * MAX_JWS_PER_QR {
+            return Err(bad(
+                |d| ShcError::BadChunks { detail: d },
+                format!(
+                    "a QR carries at most {MAX_JWS_PER_QR} JWS characters ({} digits), this one {}",
+                    2 * MAX_JWS_PER_QR,
+                    digits.len()
+                ),
+            ));
+        }
         if chunks.is_empty() {
             chunks = vec![None; total];
         } else if chunks.len() != total {

@@ -1,0 +1,86 @@
+//! Fuzzes FHIR bundle import into the health book: arbitrary JSON as a bundle, imported as is
+//! and into a chosen person. No input may panic; a refused import stores nothing.
+#![no_main]
+
+use std::sync::{Mutex, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use thudo_core::health::records::{HealthBook, Person};
+use thudo_core::vault::{Unlock, Vault, VaultOptions};
+
+struct Setup {
+    vault: Vault,
+    person: String,
+    runs: u64,
+    dir: std::path::PathBuf,
+}
+
+fn open(dir: &std::path::Path) -> (Vault, String) {
+    let _ = std::fs::remove_dir_all(dir);
+    let opts = VaultOptions {
+        kdf_iterations: 10_000,
+        ..Default::default()
+    };
+    let vault = Vault::open(dir, Unlock::passphrase("fuzz"), &opts).expect("vault");
+    let person = HealthBook::new(&vault)
+        .save_person(
+            &Person {
+                id: String::new(),
+                full_name: "Nguyễn Fuzz".into(),
+                birth_date: "2020-01-01".into(),
+                gender: "female".into(),
+                citizen_id: String::new(),
+                insurance: None,
+            },
+            1,
+        )
+        .expect("person");
+    (vault, person)
+}
+
+fn setup() -> &'static Mutex<Setup> {
+    static SETUP: OnceLock<Mutex<Setup>> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let dir = scratch().join(format!("thudo-fuzz-fhir-{}", std::process::id()));
+        let (vault, person) = open(&dir);
+        Mutex::new(Setup {
+            vault,
+            person,
+            runs: 0,
+            dir,
+        })
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut s = setup().lock().unwrap_or_else(|e| e.into_inner());
+    s.runs += 1;
+    if s.runs % 20_000 == 0 {
+        // A fresh book now and then keeps the store (and each import's lookups) small.
+        let dir = s.dir.clone();
+        s.vault.close();
+        let (vault, person) = open(&dir);
+        s.vault = vault;
+        s.person = person;
+    }
+    let book = HealthBook::new(&s.vault);
+    let before = s.vault.count("health.records").expect("count");
+    if book.import_bundle(text, None, 1).is_err() {
+        assert_eq!(s.vault.count("health.records").expect("count"), before);
+    }
+    let _ = book.import_bundle(text, Some(&s.person), 1);
+});
+
+/// Where the target's vault lives: memory-backed `/dev/shm` when there is one (no disk flush per
+/// run), else the temporary directory.
+fn scratch() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}

@@ -1,0 +1,49 @@
+//! Fuzzes what a device does with a server's answers: a pull page applied to the vault as the
+//! sync client does (every collection, every conflict policy), and a push answer parsed. No
+//! input may panic. Each page is rolled back, so the vault stays small.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use thudo_core::sync::apply::apply_changes;
+use thudo_core::sync::protocol::{PullResponse, PushResponse};
+use thudo_core::vault::{Unlock, Vault, VaultError, VaultOptions};
+
+fn vault() -> &'static Vault {
+    static VAULT: OnceLock<Vault> = OnceLock::new();
+    VAULT.get_or_init(|| {
+        let dir = scratch().join(format!("thudo-fuzz-sync-{}", std::process::id()));
+        let opts = VaultOptions {
+            kdf_iterations: 10_000,
+            ..Default::default()
+        };
+        Vault::open(&dir, Unlock::passphrase("fuzz"), &opts).expect("vault")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let _ = serde_json::from_slice::<PushResponse>(data);
+    let Ok(page) = serde_json::from_slice::<PullResponse>(data) else {
+        return;
+    };
+    let outcome: Result<(), VaultError> = vault().transaction(|tx| {
+        apply_changes(tx, &page.changes, None, 1_790_000_000)?;
+        // Roll back: the next input starts from the same vault.
+        Err(VaultError::InvalidArgument {
+            reason: "rollback".into(),
+        })
+    });
+    assert!(outcome.is_err());
+});
+
+/// Where the target's vault lives: memory-backed `/dev/shm` when there is one (no disk flush per
+/// run), else the temporary directory.
+fn scratch() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
