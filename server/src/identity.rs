@@ -138,6 +138,7 @@ pub fn verify(config: &IdentityConfig, token: &str) -> Result<Assertion, Identit
     validation.set_audience(&[&config.audience]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "iat"]);
     validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
     let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| invalid(&e))?;
     let nonce = data.claims["nonce"]
         .as_str()
