@@ -40,29 +40,39 @@ fn vault() -> (tempfile::TempDir, Vault) {
     (dir, v)
 }
 
-/// Device A imports example 00 (verified); returns what it pushes for its first Immunization.
-fn pushed_immunization() -> (tempfile::TempDir, Vault, Value) {
+/// Device A imports example 00 (verified); returns what it pushes for the card's Patient and
+/// for its first Immunization.
+fn pushed_immunization() -> (tempfile::TempDir, Vault, Value, Value) {
     let (d, a) = vault();
     HealthBook::new(&a)
         .verify_and_import_card(&fixture("example-00-d-jws.txt"), &trust(), NOW, None)
         .unwrap();
-    let entry = a
-        .transaction(outbox::pending)
-        .unwrap()
-        .into_iter()
-        .find(|e| e.record_id.starts_with("Immunization/"))
-        .unwrap();
-    (d, a, entry.payload)
+    let pending = a.transaction(outbox::pending).unwrap();
+    let payload = |prefix: &str| {
+        pending
+            .iter()
+            .find(|e| e.record_id.starts_with(prefix))
+            .unwrap()
+            .payload
+            .clone()
+    };
+    let (patient, immunization) = (payload("Patient/"), payload("Immunization/"));
+    (d, a, patient, immunization)
+}
+
+/// A device that pulled the card's Patient record (verified) first, as sync order gives it.
+fn device_with_patient(patient: &Value, trust: Option<&TrustStore>) -> (tempfile::TempDir, Vault) {
+    let (d, v) = vault();
+    assert!(pull(&v, patient, trust));
+    (d, v)
 }
 
 /// Applies one pulled change on `v` as the sync client does; returns whether it was stored.
 fn pull(v: &Vault, payload: &Value, trust: Option<&TrustStore>) -> bool {
-    let key = payload["resource"]["resourceType"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    let resource = payload.get("resource").unwrap_or(payload);
+    let key = resource["resourceType"].as_str().unwrap().to_owned()
         + "/"
-        + payload["resource"]["id"].as_str().unwrap();
+        + resource["id"].as_str().unwrap();
     let change = Change {
         collection: "health.records".into(),
         record_id: key,
@@ -77,37 +87,40 @@ fn pull(v: &Vault, payload: &Value, trust: Option<&TrustStore>) -> bool {
 }
 
 fn stored(v: &Vault, payload: &Value) -> HealthRecord {
+    let resource = payload.get("resource").unwrap_or(payload);
     let key = format!(
         "{}/{}",
-        payload["resource"]["resourceType"].as_str().unwrap(),
-        payload["resource"]["id"].as_str().unwrap()
+        resource["resourceType"].as_str().unwrap(),
+        resource["id"].as_str().unwrap()
     );
     HealthBook::new(v).get(&key).unwrap().unwrap()
 }
 
 #[test]
 fn a_pulled_card_record_is_verified_again_here_or_shown_as_another_devices_word() {
-    let (_a_dir, a, payload) = pushed_immunization();
+    let (_a_dir, a, patient, payload) = pushed_immunization();
     assert!(
         payload["provenance"]["card"].is_string(),
         "the card travels"
     );
 
-    // Device B trusts the issuer: the card verifies, the record is its entry.
-    let (_b_dir, b) = vault();
+    // Device B trusts the issuer: the card verifies, the records are its entries, about its
+    // patient.
+    let (_b_dir, b) = device_with_patient(&patient, Some(&trust()));
+    assert_eq!(stored(&b, &patient).provenance.source, Source::HealthCard);
     assert!(pull(&b, &payload, Some(&trust())));
     let r = stored(&b, &payload);
     assert_eq!(r.provenance.source, Source::HealthCard);
     assert_eq!(r.provenance.issuer.as_deref(), Some(ISSUER));
     assert_eq!(
         r.provenance.verified_at,
-        Some(NOW + 60),
-        "verified here, now"
+        Some(NOW),
+        "as of when the card was checked"
     );
 
     // Device C does not trust that issuer (or has no trust store): kept, not verified.
     for trust in [None, Some(TrustStore::new())] {
-        let (_c_dir, c) = vault();
+        let (_c_dir, c) = device_with_patient(&patient, trust.as_ref());
         assert!(pull(&c, &payload, trust.as_ref()));
         assert_eq!(stored(&c, &payload).provenance.source, Source::OtherDevice);
     }
@@ -139,8 +152,16 @@ fn a_pulled_card_record_is_verified_again_here_or_shown_as_another_devices_word(
     let mut as_server = payload.clone();
     as_server["provenance"] = json!({"source": "server"});
     forgeries.push(("a device claiming to be a facility", as_server));
+    // A genuine entry under a new id, pointed at someone else in the book.
+    let mut repointed = payload.clone();
+    repointed["resource"]["id"] = json!("stolen-shot");
+    repointed["resource"]["patient"]["reference"] = json!("Patient/someone-else");
+    forgeries.push(("a genuine entry pointed at another person", repointed));
+    let someone_else = json!({"resourceType": "Patient", "id": "someone-else",
+        "name": [{"text": "Trần Khác"}], "birthDate": "1990-01-01"});
     for (what, forged) in forgeries {
-        let (_d, d) = vault();
+        let (_d, d) = device_with_patient(&patient, Some(&trust()));
+        assert!(pull(&d, &someone_else, None), "a facility's patient");
         assert!(pull(&d, &forged, Some(&trust())), "{what}: kept");
         let r = stored(&d, &forged);
         assert_eq!(r.provenance.source, Source::OtherDevice, "{what}");
@@ -154,8 +175,8 @@ fn a_pulled_card_record_is_verified_again_here_or_shown_as_another_devices_word(
 
 #[test]
 fn records_never_move_to_another_person_or_land_where_nobody_said() {
-    let (_a_dir, _a, payload) = pushed_immunization();
-    let (_b_dir, b) = vault();
+    let (_a_dir, _a, patient, payload) = pushed_immunization();
+    let (_b_dir, b) = device_with_patient(&patient, Some(&trust()));
     assert!(pull(&b, &payload, Some(&trust())));
     let person = stored(&b, &payload).person;
     assert!(!person.is_empty());

@@ -140,6 +140,13 @@ pub fn verify(config: &IdentityConfig, token: &str) -> Result<Assertion, Identit
     validation.leeway = LEEWAY_SECS;
     validation.validate_nbf = true;
     let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| invalid(&e))?;
+    let now = chrono::Utc::now().timestamp();
+    if data.claims["iat"]
+        .as_i64()
+        .is_none_or(|iat| iat > now + LEEWAY_SECS as i64)
+    {
+        return Err(IdentityError::Invalid("issued in the future".into()));
+    }
     let nonce = data.claims["nonce"]
         .as_str()
         .filter(|n| !n.is_empty() && n.len() <= 128)

@@ -328,17 +328,8 @@ async fn revoke_device(
     let me = device(&state, &headers).await?;
     let storage = state.storage.clone();
     let now = chrono::Utc::now().timestamp();
-    let revoked = blocking(move || {
-        if !storage.revoke_device(&me.account_id, &device_id, now)? {
-            return Ok(None);
-        }
-        let keys = storage.device_keys(&device_id)?;
-        if !keys.is_empty() {
-            storage.deny(&[], &keys, now)?;
-        }
-        Ok(Some(keys.len()))
-    })
-    .await?;
+    let revoked =
+        blocking(move || Ok(storage.revoke_device(&me.account_id, &device_id, now)?)).await?;
     match revoked {
         Some(keys) => Ok(Json(
             json!({ "revoked": true, "transit_keys_denied": keys }),

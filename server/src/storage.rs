@@ -254,8 +254,9 @@ pub trait Storage: Send + Sync + 'static {
     /// The deny list: version, cards, device key hashes.
     fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)>;
     /// Records that a device bought a credential for a transit key (so revoking the device
-    /// revokes the key).
-    fn record_device_key(&self, device_id: &str, key_hash: &[u8; 32]) -> Result<()>;
+    /// revokes the key). False, recording nothing, when the key is already another account's:
+    /// a phone's key is its own, and nobody may get someone else's key revoked.
+    fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool>;
     /// The transit keys a device bought credentials for.
     fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
     /// Stores a registration nonce (by hash) until `expires_at`.
@@ -264,9 +265,10 @@ pub trait Storage: Send + Sync + 'static {
     fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome>;
     /// The active (not revoked) devices of an account, oldest first.
     fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>>;
-    /// Revokes a device of an account: its token stops working at once. False when the account
-    /// has no such active device.
-    fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<bool>;
+    /// Revokes a device of an account: its token stops working at once and, in the same
+    /// transaction, every transit key it bought credentials for is denied. Returns how many
+    /// keys were denied, or `None` when the account has no such active device.
+    fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<Option<usize>>;
     /// Stores an enrolment.
     fn create_enrolment(&self, enrolment: &NewEnrolment) -> Result<()>;
     /// Uses an enrolment code once: enrols a validator under `token_hash`.
@@ -817,13 +819,25 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn record_device_key(&self, device_id: &str, key_hash: &[u8; 32]) -> Result<()> {
+    fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool> {
         self.with(|tx| {
+            let other_account = tx
+                .query_row(
+                    "SELECT 1 FROM device_keys k JOIN devices d ON d.id = k.device_id
+                     WHERE k.key_hash = ?1 AND d.account_id <> ?2",
+                    params![&key_hash[..], device.account_id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if other_account {
+                return Ok(false);
+            }
             tx.execute(
                 "INSERT OR IGNORE INTO device_keys(device_id, key_hash) VALUES (?1, ?2)",
-                params![device_id, &key_hash[..]],
+                params![device.id, &key_hash[..]],
             )?;
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -894,14 +908,29 @@ impl Storage for SqliteStorage {
         })
     }
 
-    fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<bool> {
+    fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<Option<usize>> {
         self.with(|tx| {
             let n = tx.execute(
                 "UPDATE devices SET revoked_at = ?1
                  WHERE id = ?2 AND account_id = ?3 AND revoked_at IS NULL",
                 params![now, device_id, account_id],
             )?;
-            Ok(n == 1)
+            if n != 1 {
+                return Ok(None);
+            }
+            let denied = tx.execute(
+                "INSERT OR IGNORE INTO deny_devices(key_hash, denied_at)
+                 SELECT key_hash, ?1 FROM device_keys WHERE device_id = ?2",
+                params![now, device_id],
+            )?;
+            if denied > 0 {
+                let version = deny_version(tx)? + 1;
+                tx.execute(
+                    "UPDATE settings SET value = ?1 WHERE key = 'deny_version'",
+                    [version.to_string().into_bytes()],
+                )?;
+            }
+            Ok(Some(denied))
         })
     }
 
@@ -1124,6 +1153,11 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
     }
     if m.payload.to_string().len() > protocol::MAX_RECORD_BYTES {
         return reject("record_too_large");
+    }
+    // A bare resource in the health book is what a facility publishes: a device's record must
+    // come wrapped with its provenance, so no device can pass as a facility.
+    if m.op == "put" && m.collection == "health.records" && !m.payload["resource"].is_object() {
+        return reject("resource_wrapper_required");
     }
     if spec.policy == ConflictPolicy::LastWriterWins {
         let Some(incoming) = Hlc::parse(&m.hlc) else {

@@ -225,13 +225,20 @@ pub(crate) async fn issue_credential(
             .issue(&request, now)
             .map_err(|e| ApiError::bad(e.to_string()))?
     };
-    // Remember which transit key this device holds, so revoking the device revokes the key.
+    // Remember which transit key this device holds, so revoking the device revokes the key;
+    // a key another account already holds is refused (nobody gets someone else's key denied).
     let storage = state.storage.clone();
-    let device_id = device.id.clone();
-    blocking(move || {
-        Ok(storage.record_device_key(&device_id, &DenyList::device_hash(&compressed))?)
+    let holder = device.clone();
+    let recorded = blocking(move || {
+        Ok(storage.record_device_key(&holder, &DenyList::device_hash(&compressed))?)
     })
     .await?;
+    if !recorded {
+        return Err(forbidden(
+            "device_key_taken",
+            "this transit key belongs to another account's phone",
+        ));
+    }
     let response = CredentialResponse {
         credential: hex::encode(&credential),
         card_id: device.card_id,
@@ -694,6 +701,15 @@ pub(crate) async fn admin_rotate_issuer(
     }
     if order.starts_in_secs > 90 * 86_400 {
         return Err(ApiError::bad("starts_in_secs must be at most 90 days"));
+    }
+    if order
+        .retire_previous_after_secs
+        .is_some_and(|r| r < order.starts_in_secs)
+    {
+        // Older keys must keep signing until the new one starts, or nothing could sign.
+        return Err(ApiError::bad(
+            "retire_previous_after_secs must not end older keys before the new key starts",
+        ));
     }
     let storage = state.storage.clone();
     let issuer = state.issuer.clone();

@@ -93,6 +93,35 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     let pushed = c.sync(hostile.clone(), None, None).await.unwrap();
     assert_eq!((pushed.pushed, pushed.rejected), (1, 1), "{pushed:?}");
 
+    // A bare FHIR resource is what a facility publishes: a device pushing one is refused, so
+    // no device's record can pass as a facility's on the other phones.
+    let token = SyncClient::registration(&hostile).unwrap().unwrap().token;
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
+        .build()
+        .unwrap();
+    let body = serde_json::json!({"mutations": [{"idempotency_key": "bare-1", "seq": 1,
+        "collection": "health.records", "record_id": "Immunization/fake", "op": "put",
+        "payload": {"resourceType": "Immunization", "id": "fake", "status": "completed",
+                    "vaccineCode": {"text": "x"}, "patient": {"reference": "Patient/p"},
+                    "occurrenceDateTime": "2026-11-01"}}]});
+    let answer: serde_json::Value = serde_json::from_slice(
+        &http
+            .post(format!("{url}/v1/sync/push"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(answer["results"][0]["outcome"], "rejected");
+    assert_eq!(answer["results"][0]["reason"], "resource_wrapper_required");
+
     // Many records just under the cap: pushed, then pulled in pages bounded in bytes.
     let count = 12;
     for i in 0..count {

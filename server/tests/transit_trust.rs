@@ -714,6 +714,8 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
     for bad in [
         json!({"retire_previous_after_secs": 3600}),
         json!({"starts_in_secs": 100 * 86_400}),
+        // Older keys retired before the new one starts: nothing could sign in between.
+        json!({"starts_in_secs": 7 * 86_400, "retire_previous_after_secs": 259_200}),
     ] {
         assert_eq!(
             w.admin_post("/v1/admin/transit/issuer/rotate", bad).await.0,
@@ -799,4 +801,34 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
     .unwrap();
     assert_eq!(c.validator_feed(v).await.unwrap().issuer_keys.len(), 2);
     running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_can_claim_another_riders_transit_key() {
+    // An attacker copies the victim's device key off a QR, buys a credential naming it, and
+    // would revoke their own device to get the victim's key on every validator's deny list.
+    let w = World::start().await;
+    let (_victim_vault, victim) = w.rider("victim", VICTIM, Product::PayAsYouGo).await;
+    let attacker = w.phone_device("attacker", RIDER).await;
+    let e = w
+        .client
+        .order_credential(
+            attacker.clone(),
+            &order(&victim, Product::PayAsYouGo, Category::Standard),
+        )
+        .await
+        .unwrap_err();
+    refused(e, 403, "device_key_taken");
+    let attacker_id = SyncClient::registration(&attacker)
+        .unwrap()
+        .unwrap()
+        .device_id;
+    let (_, v) = w
+        .admin_post("/v1/admin/transit/deny", json!({"devices": [attacker_id]}))
+        .await;
+    let (_, _, devices) = w.storage.deny_list().unwrap();
+    assert!(
+        devices.is_empty(),
+        "version {v}: the victim's key stays off the list"
+    );
 }

@@ -124,12 +124,13 @@ fn fingerprint(resource: &Value) -> Value {
 /// if its card verifies against `trust` and the record is the card's entry it says it is; our
 /// own record echoed back keeps its provenance; anything else is another device's word.
 fn earned_provenance(
+    tx: &VaultTx<'_>,
     claimed: Option<Provenance>,
     resource: &Value,
     local: Option<&HealthRecord>,
     trust: Option<&TrustStore>,
     now: u64,
-) -> Provenance {
+) -> Result<Provenance, HealthError> {
     if let (Some(claim), Some(trust)) = (&claimed, trust) {
         if let (Source::HealthCard, Some(jws), Some(entry)) =
             (claim.source, &claim.card, claim.card_entry)
@@ -137,29 +138,47 @@ fn earned_provenance(
             // Verified as of the time the other device says it verified, never later than now.
             let at = claim.verified_at.unwrap_or(now as i64).min(now as i64);
             if let Ok(card) = shc::verify(jws, trust, at) {
-                let matches = fhir::resources_of_bundle(card.fhir_bundle.clone(), jws)
-                    .ok()
-                    .and_then(|entries| entries.into_iter().nth(entry as usize))
-                    .is_some_and(|e| fingerprint(&e) == fingerprint(resource));
-                if matches {
-                    return Provenance {
+                let entries =
+                    fhir::resources_of_bundle(card.fhir_bundle.clone(), jws).unwrap_or_default();
+                let same_content = entries
+                    .get(entry as usize)
+                    .is_some_and(|e| fingerprint(e) == fingerprint(resource));
+                // The record must also be about the card's patient: the fingerprint leaves
+                // references out, so a genuine entry re-pointed at someone else fails here.
+                let card_patient = entries
+                    .iter()
+                    .find(|e| fhir::resource_type(e) == Some("Patient"));
+                let subject = if fhir::resource_type(resource) == Some("Patient") {
+                    Some(resource.clone())
+                } else {
+                    let person = fhir::person_of(resource).unwrap_or_default();
+                    tx.get_doc::<HealthRecord>(&format!("Patient/{person}"))?
+                        .map(|p| p.resource)
+                };
+                let same_patient = match (card_patient, subject) {
+                    (Some(c), Some(s)) => same_person(c, &s),
+                    _ => false,
+                };
+                if same_content && same_patient {
+                    return Ok(Provenance {
                         source: Source::HealthCard,
                         issuer: Some(card.issuer),
                         kid: Some(card.kid),
-                        verified_at: Some(now as i64),
+                        // Verified here as of the time the card was valid for the other device.
+                        verified_at: Some(at),
                         card: Some(jws.clone()),
                         card_entry: Some(entry),
-                    };
+                    });
                 }
             }
         }
     }
-    match local {
+    Ok(match local {
         Some(mine) if mine.resource == *resource && mine.provenance.source != Source::Server => {
             mine.provenance.clone()
         }
         _ => Provenance::of(Source::OtherDevice),
-    }
+    })
 }
 
 /// One stored record: a FHIR R4 resource, whole, with what the book indexes.
@@ -1041,7 +1060,7 @@ pub fn store_pulled(
     }
     let provenance = match claimed {
         None => Provenance::of(Source::Server),
-        Some(claim) => earned_provenance(claim, &resource, local.as_ref(), trust, now),
+        Some(claim) => earned_provenance(tx, claim, &resource, local.as_ref(), trust, now)?,
     };
     let record = HealthRecord {
         key,

@@ -614,9 +614,36 @@ impl Validator {
     /// verdict only once its tap is durable in the log (one transaction): a verdict shown is a
     /// tap stored, whatever happens to the process next.
     pub fn validate(&mut self, text: &str, now: u64) -> Result<Verdict, TransitError> {
+        let waiting = self.pending.len();
         let verdict = self.validate_deferred(text, now)?;
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            // The verdict is never shown: forget its tap, so it is neither stored nor charged
+            // later, and its QR is not remembered as used.
+            if self.pending.len() > waiting {
+                if let Some(tap) = self.pending.pop() {
+                    self.forget(&tap);
+                }
+            }
+            return Err(e);
+        }
         Ok(verdict)
+    }
+
+    fn forget(&mut self, tap: &Tap) {
+        if let (Some(card), Some(ts), Some(counter)) =
+            (tap.card_id, tap.qr_timestamp, tap.qr_counter)
+        {
+            let key = (card, ts, counter);
+            if self.replay.seen.remove(&key) {
+                self.replay.order.retain(|(_, k)| *k != key);
+            }
+            if tap.accepted && self.last_accept.get(&card) == Some(&tap.at) {
+                self.last_accept.remove(&card);
+            }
+        }
+        if !tap.accepted {
+            self.log.logged_rejected = self.log.logged_rejected.saturating_sub(1);
+        }
     }
 
     /// Decides like [`Validator::validate`] but leaves the tap in memory until [`Validator::flush`]

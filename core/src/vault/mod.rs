@@ -506,7 +506,10 @@ impl Vault {
             write_slot(&tx, &slot)?;
             tx.commit()?;
             *lock(&self.wrapper) = Some(Arc::new(wrapper));
-            checkpoint(&state.conn)
+            // Committed: the change stands whatever follows. Only another connection reading
+            // the file at this instant can hold the checkpoint back; close() retries it.
+            let _ = checkpoint(&state.conn);
+            Ok(())
         })
     }
 
@@ -527,7 +530,10 @@ impl Vault {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let rows = {
-                let mut stmt = tx.prepare("SELECT collection, id_hash, envelope FROM records")?;
+                // In storage order: logs read by position (the tap log) keep their order.
+                let mut stmt = tx.prepare(
+                    "SELECT collection, id_hash, envelope FROM records ORDER BY record_id",
+                )?;
                 let rows = stmt.query_map([], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
@@ -558,8 +564,9 @@ impl Vault {
             write_meta(&tx, &new_keys)?;
             tx.commit()?;
             state.keys = new_keys;
-            // The old data key's slot and the records sealed under it leave the files now.
-            checkpoint(&state.conn)?;
+            // The old data key's slot and the records sealed under it leave the files now
+            // (committed either way; see replace_wrapper).
+            let _ = checkpoint(&state.conn);
             Ok(count)
         })
     }
@@ -629,7 +636,9 @@ impl Vault {
         let _one_key_op = lock(&self.key_ops);
         self.with_state(|state| {
             state.conn.execute_batch(WIPE_FIRST_STEP)?;
-            checkpoint(&state.conn)
+            // The files are deleted next; the checkpoint only shortens what a crash leaves.
+            let _ = checkpoint(&state.conn);
+            Ok(())
         })?;
         self.close();
         destroy(&self.dir)
