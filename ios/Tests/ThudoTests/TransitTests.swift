@@ -32,6 +32,8 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(phone.devicePublicKey().count, 33)
         let info = try await phone.installCredential(credential: try issuer.issue(request: request(phone), nowUnix: UInt32(now)))
         XCTAssertEqual(info.product, .monthlyAllRoutes)
+        XCTAssertEqual(phone.credential()?.cardId, info.cardId)
+        try await phone.setClockOffset(offsetSecs: 0)
 
         let qr = try await phone.currentQrAt(nowUnix: now)
         XCTAssertTrue(qr.text.hasPrefix("HNT1:"))
@@ -53,6 +55,11 @@ final class TransitTests: XCTestCase {
         let old = try await phone.currentQrAt(nowUnix: now - 600)
         XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
 
+        // A deny list from the issuer: the card is refused afterwards.
+        let installed = try await validator.updateDenyList(signedList: try issuer.signDenyList(version: 1, issuedAt: UInt32(now), cards: [9_704_000_000_123]))
+        XCTAssertEqual(installed, 1)
+        XCTAssertEqual(validator.denyListVersion(), 1)
+        try await validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         let taps = try await validator.exportTaps()
         XCTAssertEqual(taps.count, 3)

@@ -54,6 +54,8 @@ class TransitTest {
         assertEquals(33, phone.devicePublicKey().size)
         val info = phone.installCredential(issuer.issue(request(phone), now.toUInt()))
         assertEquals(TransitProduct.MONTHLY_ALL_ROUTES, info.product)
+        assertEquals(info.cardId, phone.credential()?.cardId)
+        phone.setClockOffset(0L)
 
         val qr = phone.currentQrAt(now)
         assertTrue(qr.text.startsWith("HNT1:"))
@@ -78,6 +80,8 @@ class TransitTest {
         assertThrows<TransitException.InvalidSignedData> { runBlocking { validator.updateDenyList(byteArrayOf(1, 2, 3)) } }
         assertEquals(VerdictReason.REVOKED, validator.validateAt(phone.currentQrAt(now + 300uL).text, now + 300uL).reason)
 
+        assertEquals(1u, validator.denyListVersion())
+        validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         val taps = validator.exportTaps()
         assertEquals(4, taps.size)
