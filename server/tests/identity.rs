@@ -6,37 +6,20 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::Path;
-use std::sync::Arc;
+mod common;
 
+use common::{http_client, start_local, vault};
 use serde_json::{json, Value};
-use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError};
+use thudo_core::sync::client::{SyncClient, SyncError};
 use thudo_core::sync::protocol::{CredentialOrder, RegisterRequest};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::{Category, Product};
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
-use thudo_server::fares::FarePolicy;
 use thudo_server::identity::LocalIdentityProvider;
-use thudo_server::storage::{SqliteStorage, Storage};
-use thudo_server::{AppState, ServerConfig};
+use thudo_server::storage::Storage;
 
 const CITIZEN: &str = "001088012345";
 const OTHER: &str = "001099000111";
-
-fn vault(dir: &Path) -> Arc<Vault> {
-    Arc::new(
-        Vault::open(
-            dir,
-            Unlock::passphrase("p"),
-            &VaultOptions {
-                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 fn refused_with(r: Result<impl std::fmt::Debug, SyncError>, code: &str) {
     match r {
@@ -60,21 +43,14 @@ fn request(id_token: String) -> RegisterRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_fresh_verified_assertion_registers_a_device() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
-    let (config, idp) = ServerConfig::local(
-        storage.clone(),
-        "test-admin-token-0123456789",
-        FarePolicy::default(),
-    )
-    .unwrap();
-    let running = thudo_server::start(
-        AppState::new(config).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", running.addr);
-    let c = SyncClient::new(SyncConfig::new(&base)).unwrap();
+    let common::Local {
+        storage,
+        running,
+        idp,
+        client: c,
+        url: base,
+        ..
+    } = start_local(dir.path()).await;
     let v = vault(&dir.path().join("v"));
     let now = chrono::Utc::now().timestamp();
     let nonce = || async { c.registration_nonce().await.unwrap().nonce };
@@ -84,10 +60,7 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
     };
 
     // The old way, a citizen ID alone, is not even a valid request any more.
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
-        .build()
-        .unwrap();
+    let http = http_client();
     let r = http
         .post(format!("{base}/v1/devices"))
         .header("content-type", "application/json")
@@ -210,20 +183,13 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
-    let (config, idp) = ServerConfig::local(
-        storage.clone(),
-        "test-admin-token-0123456789",
-        FarePolicy::default(),
-    )
-    .unwrap();
-    let running = thudo_server::start(
-        AppState::new(config).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let c = SyncClient::new(SyncConfig::new(&format!("http://{}", running.addr))).unwrap();
+    let common::Local {
+        storage,
+        running,
+        idp,
+        client: c,
+        ..
+    } = start_local(dir.path()).await;
     let phone = vault(&dir.path().join("phone"));
     let stolen = vault(&dir.path().join("stolen"));
     let stranger = vault(&dir.path().join("stranger"));

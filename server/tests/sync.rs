@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +18,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
+use common::{http_client, vault, ADMIN};
 use serde_json::{json, Value};
 use thudo_core::handbook::library::Library;
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
@@ -24,28 +27,13 @@ use thudo_core::health::records::HealthBook;
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
 use thudo_core::sync::outbox;
 use thudo_core::sync::protocol::RegisterRequest;
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_core::vault::Vault;
 use thudo_server::fares::FarePolicy;
 use thudo_server::identity::LocalIdentityProvider;
 use thudo_server::storage::{SqliteStorage, Storage};
 use thudo_server::{seed, AppState, Running, ServerConfig};
 
 const CITIZEN: &str = "001088012345";
-const ADMIN: &str = "test-admin-token-0123456789";
-
-fn vault(dir: &Path) -> Arc<Vault> {
-    Arc::new(
-        Vault::open(
-            dir,
-            Unlock::passphrase("p"),
-            &VaultOptions {
-                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 struct Backend {
     db: std::path::PathBuf,
@@ -247,14 +235,6 @@ async fn start_proxy(upstream: SocketAddr) -> (String, Proxy) {
         let _ = axum::serve(listener, app).await;
     });
     (format!("http://{addr}"), proxy)
-}
-
-/// A plain client for the test's own calls (rustls set up as the library does).
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
-        .build()
-        .unwrap()
 }
 
 fn client(url: &str) -> SyncClient {

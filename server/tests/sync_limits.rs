@@ -4,33 +4,17 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Mutex;
 
 use axum::routing::get;
+use common::{http_client, start_local, vault};
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
 use thudo_core::sync::protocol::{MAX_PULL_PAGE_BYTES, MAX_RECORD_BYTES};
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
-use thudo_server::fares::FarePolicy;
-use thudo_server::storage::SqliteStorage;
-use thudo_server::{AppState, ServerConfig};
 
 const CITIZEN: &str = "001088012345";
-
-fn vault(dir: &Path) -> Arc<Vault> {
-    Arc::new(
-        Vault::open(
-            dir,
-            Unlock::passphrase("p"),
-            &VaultOptions {
-                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 fn note(id: &str, bytes: usize, at: u64) -> DocumentNote {
     DocumentNote {
@@ -61,21 +45,13 @@ impl SyncObserver for Pages {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
-    let (config, idp) = ServerConfig::local(
-        storage.clone(),
-        "test-admin-token-0123456789",
-        FarePolicy::default(),
-    )
-    .unwrap();
-    let running = thudo_server::start(
-        AppState::new(config).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}", running.addr);
-    let c = SyncClient::new(SyncConfig::new(&url)).unwrap();
+    let common::Local {
+        running,
+        idp,
+        client: c,
+        url,
+        ..
+    } = start_local(dir.path()).await;
     let hostile = vault(&dir.path().join("hostile"));
     let phone = vault(&dir.path().join("phone"));
     idp.register_device(&c, hostile.clone(), CITIZEN, "hostile")
@@ -96,10 +72,7 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     // A bare FHIR resource is what a facility publishes: a device pushing one is refused, so
     // no device's record can pass as a facility's on the other phones.
     let token = SyncClient::registration(&hostile).unwrap().unwrap().token;
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
-        .build()
-        .unwrap();
+    let http = http_client();
     let body = serde_json::json!({"mutations": [{"idempotency_key": "bare-1", "seq": 1,
         "collection": "health.records", "record_id": "Immunization/fake", "op": "put",
         "payload": {"resourceType": "Immunization", "id": "fake", "status": "completed",

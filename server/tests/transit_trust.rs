@@ -6,38 +6,25 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
+use common::{http_client, start_local, vault, ADMIN};
 use serde_json::{json, Value};
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError};
 use thudo_core::sync::protocol::{CredentialOrder, RegisterRequest, ValidatorEnrolmentRequest};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Reason, Tap, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_core::vault::Vault;
 use thudo_server::fares::FarePolicy;
 use thudo_server::identity::LocalIdentityProvider;
 use thudo_server::storage::{NewEnrolment, SqliteStorage, Storage};
 use thudo_server::{AppState, Running, ServerConfig};
 
-const ADMIN: &str = "test-admin-token-0123456789";
 const RIDER: &str = "001090054321";
 const VICTIM: &str = "001090099999";
-
-fn vault(dir: &Path) -> Arc<Vault> {
-    Arc::new(
-        Vault::open(
-            dir,
-            Unlock::passphrase("p"),
-            &VaultOptions {
-                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    )
-}
 
 struct World {
     dir: tempfile::TempDir,
@@ -52,18 +39,15 @@ struct World {
 impl World {
     async fn start() -> World {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
-        let (config, idp) =
-            ServerConfig::local(storage.clone(), ADMIN, FarePolicy::default()).unwrap();
-        let state = AppState::new(config).unwrap();
-        let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = SyncClient::new(SyncConfig::new(&format!("http://{}", running.addr))).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
-            .build()
-            .unwrap();
+        let common::Local {
+            storage,
+            state,
+            running,
+            idp,
+            client,
+            ..
+        } = start_local(dir.path()).await;
+        let http = http_client();
         World {
             dir,
             storage,

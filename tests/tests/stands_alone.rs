@@ -1,5 +1,6 @@
-//! The repository stands alone: no tracked file reaches for a folder beside or above it (test
-//! data, notes, tools). A clone into an empty folder must build and pass its tests.
+//! The repository stands alone: no file climbs out of it with a relative path (`../` more
+//! times than the file sits deep in the tree), and the test data the project needs is inside.
+//! A clone into an empty folder must build and pass its tests.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,18 +24,36 @@ const SKIP: &[&str] = &[
     "artifacts",
 ];
 
+/// The longest run of `../` steps in `line` (`..` segments joined by `/`).
+fn deepest_climb(line: &str) -> usize {
+    line.split(|c: char| c.is_whitespace() || "\"'`()<>[]{},;=".contains(c))
+        .map(|token| {
+            token
+                .split('/')
+                .skip_while(|s| *s != "..")
+                .take_while(|s| *s == "..")
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[test]
-fn no_file_refers_outside_the_repository() {
-    // Spelled in pieces so this file does not match itself.
-    let outside = [
-        format!("{}/{}", "shared", "fixtures"),
-        format!("{}/{}", "shared", "notes"),
-        format!("{}/{}", "../shared", ""),
-        format!("{}{}", "/work", "/main"),
-    ];
+fn the_climb_measure_counts_parent_steps() {
+    assert_eq!(deepest_climb(r#"join("../core/tests/data")"#), 1);
+    assert_eq!(deepest_climb("cd \"$(dirname \"$0\")/..\""), 1);
+    // Built, not written out: this file must not climb out itself.
+    let three_up = format!("see {}x and ../y", "../".repeat(3));
+    assert_eq!(deepest_climb(&three_up), 3);
+    assert_eq!(deepest_climb("no parent here ..."), 0);
+}
+
+#[test]
+fn no_file_climbs_out_of_the_repository() {
+    let root = root();
     let mut offenders = Vec::new();
     let mut checked = 0;
-    let mut stack = vec![root()];
+    let mut stack = vec![root.clone()];
     while let Some(p) = stack.pop() {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if p.is_dir() {
@@ -50,8 +69,10 @@ fn no_file_refers_outside_the_repository() {
             continue; // binary
         };
         checked += 1;
+        // Folders between the repository root and this file: as many `../` as it may climb.
+        let depth = p.strip_prefix(&root).unwrap().components().count() - 1;
         for (n, line) in text.lines().enumerate() {
-            if outside.iter().any(|o| line.contains(o.as_str())) {
+            if deepest_climb(line) > depth {
                 offenders.push(format!("{}:{}: {}", p.display(), n + 1, line.trim()));
             }
         }
@@ -59,7 +80,7 @@ fn no_file_refers_outside_the_repository() {
     assert!(checked > 100, "walked only {checked} files");
     assert!(
         offenders.is_empty(),
-        "files refer outside the repository:\n{}",
+        "files climb out of the repository:\n{}",
         offenders.join("\n")
     );
 }

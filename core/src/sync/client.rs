@@ -439,7 +439,16 @@ struct Run<'a> {
     idempotency_key: Option<String>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(observer: Option<&'a dyn SyncObserver>) -> Self {
+        Run {
+            observer,
+            report: SyncReport::default(),
+            best_rtt_ms: None,
+            idempotency_key: None,
+        }
+    }
+
     fn event(&self, e: SyncEvent) {
         if let Some(o) = self.observer {
             o.on_event(&e);
@@ -675,18 +684,25 @@ impl SyncClient {
     /// A single-use nonce for the identity provider's sign-in: the app passes it to the
     /// provider's authorization request and registers with the ID token that carries it.
     pub async fn registration_nonce(&self) -> Result<NonceResponse, SyncError> {
-        let mut run = Run {
-            observer: None,
-            report: SyncReport::default(),
-            best_rtt_ms: None,
-            idempotency_key: None,
-        };
+        self.post_without_token("identity/nonce", &serde_json::json!({}))
+            .await
+    }
+
+    /// A POST before the device holds a token (nonce, registration, enrolment).
+    async fn post_without_token<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, SyncError> {
+        let body = serde_json::to_vec(body).map_err(|e| SyncError::Protocol {
+            detail: e.to_string(),
+        })?;
         self.call(
             Method::POST,
-            &format!("{API_PREFIX}/identity/nonce"),
+            &format!("{API_PREFIX}/{path}"),
             None,
-            Some(b"{}".to_vec()),
-            &mut run,
+            Some(body),
+            &mut Run::new(None),
         )
         .await
     }
@@ -729,24 +745,7 @@ impl SyncClient {
         vault: Arc<Vault>,
         request: &RegisterRequest,
     ) -> Result<Registration, SyncError> {
-        let mut run = Run {
-            observer: None,
-            report: SyncReport::default(),
-            best_rtt_ms: None,
-            idempotency_key: None,
-        };
-        let body = serde_json::to_vec(request).map_err(|e| SyncError::Protocol {
-            detail: e.to_string(),
-        })?;
-        let r: RegisterResponse = self
-            .call(
-                Method::POST,
-                &format!("{API_PREFIX}/devices"),
-                None,
-                Some(body),
-                &mut run,
-            )
-            .await?;
+        let r: RegisterResponse = self.post_without_token("devices", request).await?;
         let registration = Registration {
             device_id: r.device_id,
             account_id: r.account_id,
@@ -764,24 +763,7 @@ impl SyncClient {
         vault: Arc<Vault>,
         request: &ValidatorEnrolmentRequest,
     ) -> Result<ValidatorEnrolmentResponse, SyncError> {
-        let mut run = Run {
-            observer: None,
-            report: SyncReport::default(),
-            best_rtt_ms: None,
-            idempotency_key: None,
-        };
-        let body = serde_json::to_vec(request).map_err(|e| SyncError::Protocol {
-            detail: e.to_string(),
-        })?;
-        let r: ValidatorEnrolmentResponse = self
-            .call(
-                Method::POST,
-                &format!("{API_PREFIX}/validators"),
-                None,
-                Some(body),
-                &mut run,
-            )
-            .await?;
+        let r: ValidatorEnrolmentResponse = self.post_without_token("validators", request).await?;
         let registration = Registration {
             device_id: r.validator_id.clone(),
             account_id: String::new(),
@@ -821,12 +803,7 @@ impl SyncClient {
         let reg = blocking(move || Self::registration(&vault))
             .await?
             .ok_or(SyncError::NotRegistered)?;
-        let mut run = Run {
-            observer: None,
-            report: SyncReport::default(),
-            best_rtt_ms: None,
-            idempotency_key: None,
-        };
+        let mut run = Run::new(None);
         if method == Method::POST {
             run.idempotency_key =
                 Some(crate::hex::random(16).map_err(|_| SyncError::Protocol {
@@ -920,12 +897,7 @@ impl SyncClient {
         let reg = blocking(move || Self::registration(&v))
             .await?
             .ok_or(SyncError::NotRegistered)?;
-        let mut run = Run {
-            observer,
-            report: SyncReport::default(),
-            best_rtt_ms: None,
-            idempotency_key: None,
-        };
+        let mut run = Run::new(observer);
         self.push(&vault, &reg, &mut run).await?;
         for spec in protocol::COLLECTIONS.iter().filter(|c| c.pullable) {
             if spec.name == "handbook.documents" && library.is_none() {

@@ -1,0 +1,66 @@
+//! Helpers shared by the backend's integration tests.
+#![allow(dead_code, clippy::unwrap_used, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use thudo_core::sync::client::{SyncClient, SyncConfig};
+use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::fares::FarePolicy;
+use thudo_server::identity::LocalIdentityProvider;
+use thudo_server::storage::SqliteStorage;
+use thudo_server::{AppState, Running, ServerConfig};
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+
+/// A device vault with the cheapest key derivation allowed.
+pub fn vault(dir: &Path) -> Arc<Vault> {
+    Arc::new(
+        Vault::open(
+            dir,
+            Unlock::passphrase("p"),
+            &VaultOptions {
+                kdf_iterations: thudo_core::vault::MIN_KDF_ITERATIONS,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+/// A plain client for the test's own calls (rustls set up as the library does).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A backend on loopback with its own database and a local identity provider.
+pub struct Local {
+    pub storage: Arc<SqliteStorage>,
+    pub state: AppState,
+    pub running: Running,
+    pub idp: Arc<LocalIdentityProvider>,
+    pub client: SyncClient,
+    pub url: String,
+}
+
+pub async fn start_local(dir: &Path) -> Local {
+    let storage = Arc::new(SqliteStorage::open(&dir.join("server.db")).unwrap());
+    let (config, idp) = ServerConfig::local(storage.clone(), ADMIN, FarePolicy::default()).unwrap();
+    let state = AppState::new(config).unwrap();
+    let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", running.addr);
+    let client = SyncClient::new(SyncConfig::new(&url)).unwrap();
+    Local {
+        storage,
+        state,
+        running,
+        idp,
+        client,
+        url,
+    }
+}
