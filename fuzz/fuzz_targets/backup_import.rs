@@ -7,7 +7,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_core::vault::Vault;
+
+mod common;
 
 struct Setup {
     vault: Vault,
@@ -17,12 +19,8 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let dir = scratch().join(format!("thudo-fuzz-backup-{}", std::process::id()));
-        let opts = VaultOptions {
-            kdf_iterations: 10_000,
-            ..Default::default()
-        };
-        let vault = Vault::open(dir.join("vault"), Unlock::passphrase("fuzz"), &opts).expect("vault");
+        let dir = common::scratch("backup");
+        let vault = common::open_vault(&dir.join("vault"));
         Setup {
             vault,
             file: dir.join("input.backup"),
@@ -44,14 +42,3 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(s.vault.count("notes").expect("count"), before);
     }
 });
-
-/// Where the target's vault lives: memory-backed `/dev/shm` when there is one (no disk flush per
-/// run), else the temporary directory.
-fn scratch() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        std::env::temp_dir()
-    }
-}

@@ -6,7 +6,9 @@ use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use thudo_core::health::records::{HealthBook, Person};
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_core::vault::Vault;
+
+mod common;
 
 struct Setup {
     vault: Vault,
@@ -17,11 +19,7 @@ struct Setup {
 
 fn open(dir: &std::path::Path) -> (Vault, String) {
     let _ = std::fs::remove_dir_all(dir);
-    let opts = VaultOptions {
-        kdf_iterations: 10_000,
-        ..Default::default()
-    };
-    let vault = Vault::open(dir, Unlock::passphrase("fuzz"), &opts).expect("vault");
+    let vault = common::open_vault(dir);
     let person = HealthBook::new(&vault)
         .save_person(
             &Person {
@@ -41,7 +39,7 @@ fn open(dir: &std::path::Path) -> (Vault, String) {
 fn setup() -> &'static Mutex<Setup> {
     static SETUP: OnceLock<Mutex<Setup>> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let dir = scratch().join(format!("thudo-fuzz-fhir-{}", std::process::id()));
+        let dir = common::scratch("fhir");
         let (vault, person) = open(&dir);
         Mutex::new(Setup {
             vault,
@@ -73,14 +71,3 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = book.import_bundle(text, Some(&s.person), 1);
 });
-
-/// Where the target's vault lives: memory-backed `/dev/shm` when there is one (no disk flush per
-/// run), else the temporary directory.
-fn scratch() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        std::env::temp_dir()
-    }
-}

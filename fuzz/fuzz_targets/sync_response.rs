@@ -8,18 +8,13 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use thudo_core::sync::apply::apply_changes;
 use thudo_core::sync::protocol::{PullResponse, PushResponse};
-use thudo_core::vault::{Unlock, Vault, VaultError, VaultOptions};
+use thudo_core::vault::{Vault, VaultError};
+
+mod common;
 
 fn vault() -> &'static Vault {
     static VAULT: OnceLock<Vault> = OnceLock::new();
-    VAULT.get_or_init(|| {
-        let dir = scratch().join(format!("thudo-fuzz-sync-{}", std::process::id()));
-        let opts = VaultOptions {
-            kdf_iterations: 10_000,
-            ..Default::default()
-        };
-        Vault::open(&dir, Unlock::passphrase("fuzz"), &opts).expect("vault")
-    })
+    VAULT.get_or_init(|| common::open_vault(&common::scratch("sync")))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -36,14 +31,3 @@ fuzz_target!(|data: &[u8]| {
     });
     assert!(outcome.is_err());
 });
-
-/// Where the target's vault lives: memory-backed `/dev/shm` when there is one (no disk flush per
-/// run), else the temporary directory.
-fn scratch() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        std::env::temp_dir()
-    }
-}

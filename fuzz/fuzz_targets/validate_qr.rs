@@ -9,7 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use thudo_core::transit::issuer::IssuerKey;
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::wire::{PAYLOAD_LEN, QR_PREFIX};
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
+
+mod common;
 
 struct Setup {
     validator: std::sync::Mutex<(Validator, u64)>,
@@ -28,12 +29,8 @@ mod tempfile_dir {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let dir = scratch().join(format!("thudo-fuzz-{}", std::process::id()));
-        let opts = VaultOptions {
-            kdf_iterations: 10_000,
-            ..Default::default()
-        };
-        let vault = Arc::new(Vault::open(&dir, Unlock::passphrase("fuzz"), &opts).expect("vault"));
+        let dir = common::scratch("validator");
+        let vault = Arc::new(common::open_vault(&dir));
         let (issuer, _) = IssuerKey::generate(1, 0, u32::MAX).expect("issuer");
         let config = ValidatorConfig {
             tap_batch: 1024,
@@ -73,14 +70,3 @@ fuzz_target!(|data: &[u8]| {
         assert!(!verdict.accepted, "a random payload was accepted");
     }
 });
-
-/// Where the target's vault lives: memory-backed `/dev/shm` when there is one (no disk flush per
-/// run), else the temporary directory.
-fn scratch() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        std::env::temp_dir()
-    }
-}
