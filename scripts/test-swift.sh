@@ -17,7 +17,7 @@ W="$ROOT/w"
 mkdir -p "$W/lib" "$W/ios"
 cp "$LIB" "$W/lib/"
 # The health-card test fixtures (public SMART Health Card examples kept in the repository).
-rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r core/tests/data/shc "$W/fixtures/shc"
+rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r core/tests/data/shc "$W/fixtures/shc"; cp -r core/tests/data/fhir "$W/fixtures/fhir"
 # Copy the package but keep SwiftPM's .build cache inside the root between runs; remove the
 # previous copy's sources first, so a file deleted here does not linger there.
 rm -rf "$W/ios/Sources" "$W/ios/Tests" "$W/ios/Package.swift"

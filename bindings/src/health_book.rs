@@ -264,17 +264,54 @@ impl From<records::HealthRecord> for HealthEntry {
     }
 }
 
-/// What an import stored.
+/// What became of one entry of an imported bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum HealthEntryStatus {
+    /// Stored in a person's book.
+    Stored,
+    /// Stored as shared: about no patient (an organisation, a practitioner, a medication).
+    Shared,
+    /// Not stored, nothing lost: an IPS "no information" marker.
+    Skipped,
+    /// Not stored, for the reason given.
+    Refused,
+}
+
+/// One entry of an import, accounted for.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct HealthImportEntry {
+    /// Position in the bundle (0-based).
+    pub index: u32,
+    /// `Type/id` as stored (empty when the entry could not be read).
+    pub key: String,
+    /// What became of it.
+    pub status: HealthEntryStatus,
+    /// The person it was filed under, for `Stored`.
+    pub person: String,
+    /// Why it was skipped or refused.
+    pub reason: String,
+}
+
+/// What an import did, entry by entry.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct HealthImport {
-    /// Records stored (new or replaced).
+    /// Records stored (new or replaced), shared ones included.
     pub stored: u32,
     /// Stored records per resource type.
     pub by_type: HashMap<String, u32>,
     /// The people the import was about.
     pub people: Vec<String>,
-    /// Entries not stored (a document's Composition, "no information" markers).
+    /// Entries not stored because they only mark an empty IPS section.
     pub skipped: u32,
+    /// Entries refused (see `entries` for why).
+    pub refused: u32,
+    /// Every entry, in bundle order.
+    pub entries: Vec<HealthImportEntry>,
+    /// References of stored records that resolve to nothing in the book (`Type/id -> ref`).
+    pub unresolved: Vec<String>,
+    /// Facts about a matched person on which the bundle and the book disagree, kept as the
+    /// book had them.
+    pub conflicts: Vec<String>,
 }
 
 impl From<records::ImportSummary> for HealthImport {
@@ -284,6 +321,25 @@ impl From<records::ImportSummary> for HealthImport {
             by_type: s.by_type.into_iter().map(|(k, v)| (k, v as u32)).collect(),
             people: s.people,
             skipped: s.skipped as u32,
+            refused: s.refused as u32,
+            entries: s
+                .entries
+                .into_iter()
+                .map(|e| HealthImportEntry {
+                    index: e.index as u32,
+                    key: e.key,
+                    status: match e.status {
+                        records::EntryStatus::Stored => HealthEntryStatus::Stored,
+                        records::EntryStatus::Shared => HealthEntryStatus::Shared,
+                        records::EntryStatus::Skipped => HealthEntryStatus::Skipped,
+                        records::EntryStatus::Refused => HealthEntryStatus::Refused,
+                    },
+                    person: e.person,
+                    reason: e.reason,
+                })
+                .collect(),
+            unresolved: s.unresolved,
+            conflicts: s.conflicts,
         }
     }
 }
@@ -385,17 +441,29 @@ impl HealthBook {
         })
     }
 
-    /// Imports a FHIR R4 Bundle (IPS document or collection) in one transaction. With
-    /// `into_person`, its patient becomes that person; otherwise patients are matched by
-    /// identifier, or name and date of birth, and added when new.
+    /// Imports a FHIR R4 Bundle (IPS document, collection, transaction) in one transaction,
+    /// accounting for every entry in the result. With `into_person`, its patient becomes that
+    /// person; otherwise patients are matched by identifier, or name and date of birth, and
+    /// added when new. An entry that cannot be stored is refused alone (with its index and
+    /// reason) unless it is the Patient or others depend on it; `all_or_nothing` refuses the
+    /// whole bundle instead.
+    #[uniffi::method(default(into_person = None, all_or_nothing = false))]
     pub async fn import_bundle(
         &self,
         bundle_json: String,
         into_person: Option<String>,
+        all_or_nothing: bool,
     ) -> Result<HealthImport, HealthBookError> {
-        self.run(move |b| b.import_bundle(&bundle_json, into_person.as_deref(), unix_now()))
-            .await
-            .map(Into::into)
+        let mode = if all_or_nothing {
+            records::ImportMode::AllOrNothing
+        } else {
+            records::ImportMode::Partial
+        };
+        self.run(move |b| {
+            b.import_bundle_with(&bundle_json, into_person.as_deref(), mode, unix_now())
+        })
+        .await
+        .map(Into::into)
     }
 
     /// Verifies a health card from its QR text(s) (one `shc:/` text or every chunk) with

@@ -11,7 +11,9 @@ mod common;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use thudo_core::health::records::{HealthBook, HealthError, HealthRecord, Person, Source};
+use thudo_core::health::records::{
+    EntryStatus, HealthBook, HealthError, HealthRecord, ImportMode, Person, Source,
+};
 use thudo_core::health::shc::TrustStore;
 use thudo_core::sync::apply::apply_changes;
 use thudo_core::sync::outbox;
@@ -202,11 +204,25 @@ fn records_never_move_to_another_person_or_land_where_nobody_said() {
     ]})
     .to_string();
     let before = c.transaction(outbox::pending).unwrap().len();
-    match book.import_bundle(&bundle, None, 100) {
+    match book.import_bundle_with(&bundle, None, ImportMode::AllOrNothing, 100) {
         Err(HealthError::Invalid { field, .. }) => assert_eq!(field, "subject"),
         other => panic!("a subjectless entry was filed: {other:?}"),
     }
     assert_eq!(c.transaction(outbox::pending).unwrap().len(), before);
+    // Entry by entry, the Patient is kept and the immunization refused, with its reason.
+    let partial = book.import_bundle(&bundle, None, 100).unwrap();
+    assert_eq!(partial.refused, 1);
+    let refused = &partial.entries[1];
+    assert_eq!(
+        (refused.index, refused.status, refused.key.as_str()),
+        (1, EntryStatus::Refused, "Immunization/i1")
+    );
+    assert!(
+        refused.reason.contains("chosen person"),
+        "{}",
+        refused.reason
+    );
+    assert!(book.get("Immunization/i1").unwrap().is_none());
     let child = book
         .save_person(
             &Person {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 use thudo_core::health::fhir::{self, FhirError, Kind};
 use thudo_core::health::records::{
-    HealthBook, HealthError, HealthRecord, Insurance, Person, Source,
+    HealthBook, HealthError, HealthRecord, ImportMode, Insurance, Person, Source,
 };
 use thudo_core::health::schedule::{DoseState, NaiveDate};
 use thudo_core::health::shc::{self, ShcError, TrustStore};
@@ -84,8 +84,10 @@ fn ips_import_stores_every_resource_queryable_by_person_kind_and_date() {
     let (_d, v) = vault();
     let book = HealthBook::new(&v);
     let summary = book.import_bundle(&ips_text(), None, 100).unwrap();
-    assert_eq!(summary.stored, 12, "{summary:?}");
-    assert_eq!(summary.skipped, 1, "the Composition is not a record");
+    assert_eq!(summary.stored, 13, "{summary:?}");
+    assert_eq!(summary.by_type["Composition"], 1, "the document is kept");
+    assert_eq!(summary.skipped, 0);
+    assert_eq!(summary.entries.len(), 13, "every entry is accounted for");
     assert_eq!(summary.people, vec![PATIENT.to_owned()]);
     assert_eq!(summary.by_type["FamilyMemberHistory"], 1);
 
@@ -131,8 +133,10 @@ fn ips_import_stores_every_resource_queryable_by_person_kind_and_date() {
     let others = book
         .records(PATIENT, Some(Kind::Other), None, None)
         .unwrap();
-    assert_eq!(others.len(), 1);
-    assert_eq!(others[0].resource_type, "FamilyMemberHistory");
+    let mut other_types: Vec<&str> = others.iter().map(|r| r.resource_type.as_str()).collect();
+    other_types.sort();
+    // The document itself is kept: who wrote it, attested it and keeps it.
+    assert_eq!(other_types, ["Composition", "FamilyMemberHistory"]);
     let appointment = &book
         .records(PATIENT, Some(Kind::Appointment), None, None)
         .unwrap()[0];
@@ -167,7 +171,11 @@ fn ips_import_stores_every_resource_queryable_by_person_kind_and_date() {
         .unwrap();
     assert_eq!(from_2019.len(), 1);
     let all = book.records(PATIENT, None, None, None).unwrap();
-    assert_eq!(all.len(), 11, "the Organization is about no one");
+    assert_eq!(
+        all.len(),
+        12,
+        "the Organization is about no one; the document is kept"
+    );
     assert!(all
         .windows(2)
         .all(|w| w[0].date.as_deref().and_then(fhir::day_of)
@@ -184,7 +192,7 @@ fn ips_import_stores_every_resource_queryable_by_person_kind_and_date() {
     ));
 
     // The local import is queued for upload, one entry per record.
-    assert_eq!(v.transaction(outbox::pending).unwrap().len(), 12);
+    assert_eq!(v.transaction(outbox::pending).unwrap().len(), 13);
 }
 
 #[test]
@@ -214,7 +222,8 @@ fn fhir_round_trip_keeps_every_resource_and_field() {
     let again = book2
         .import_bundle(&serde_json::to_string(&ips).unwrap(), None, 200)
         .unwrap();
-    assert!(again.skipped >= 1);
+    assert_eq!(again.refused, 0);
+    assert_eq!(again.entries.len(), ips["entry"].as_array().unwrap().len());
     for (key, resource) in &expected {
         assert_eq!(
             &book2.get(key).unwrap().unwrap().resource,
@@ -249,7 +258,7 @@ fn ips_export_is_a_document_with_the_required_sections() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["code"]["coding"][0]["code"].as_str().unwrap())
+        .filter_map(|s| s["code"]["coding"][0]["code"].as_str())
         .collect();
     for required in ["11450-4", "48765-2", "10160-0", "11369-6", "30954-2"] {
         assert!(
@@ -332,7 +341,7 @@ fn empty_required_sections_carry_absent_unknown_entries() {
     let s = HealthBook::new(&v2)
         .import_bundle(&ips.to_string(), None, 1)
         .unwrap();
-    assert_eq!(s.skipped, 4);
+    assert_eq!(s.skipped, 3);
     assert_eq!(s.by_type.get("Condition"), None);
 }
 
@@ -661,7 +670,9 @@ fn bad_bundles_and_resources_are_refused_and_store_nothing() {
         ),
     ];
     for (name, text) in &cases {
-        let err = book.import_bundle(text, None, 2).unwrap_err();
+        let err = book
+            .import_bundle_with(text, None, ImportMode::AllOrNothing, 2)
+            .unwrap_err();
         assert!(
             matches!(err, HealthError::Fhir(_) | HealthError::Invalid { .. }),
             "{name}: {err:?}"

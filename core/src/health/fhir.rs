@@ -201,40 +201,74 @@ pub fn day_of(date: &str) -> Option<String> {
     Some(day)
 }
 
-/// True when the resource is an IPS "no information" marker rather than a clinical record.
+/// True when the resource is an IPS *no information* marker (`no-allergy-info`,
+/// `no-problem-info`, ...): it says nothing about the patient and only marks an empty section.
+/// A statement of absence (`no-known-allergies`, ...) is clinical data and is not a marker.
 pub fn is_absent_marker(resource: &Value) -> bool {
-    let codes = ["code", "medicationCodeableConcept"];
+    let codes = ["code", "medicationCodeableConcept", "vaccineCode"];
     codes.iter().any(|field| {
         resource
             .get(field)
             .and_then(|c| c.get("coding"))
             .and_then(Value::as_array)
             .is_some_and(|codings| {
-                codings
-                    .iter()
-                    .any(|c| str_at(c, &["system"]) == Some(IPS_ABSENT_UNKNOWN))
+                codings.iter().any(|c| {
+                    str_at(c, &["system"]) == Some(IPS_ABSENT_UNKNOWN)
+                        && str_at(c, &["code"]).is_some_and(|code| code.ends_with("-info"))
+                })
             })
     })
+}
+
+/// A bundle read entry by entry.
+#[derive(Debug, Clone, Default)]
+pub struct BundleEntries {
+    /// `(entry index, resource)` for every entry that could be read, each with an id, with
+    /// references between entries rewritten to `Type/id`.
+    pub resources: Vec<(usize, Value)>,
+    /// `(entry index, reason)` for entries that could not be read (no resource, a malformed
+    /// type or id, a nested bundle).
+    pub refused: Vec<(usize, String)>,
+    /// `(entry index, fullUrl)` of the refused entries that other entries reference, or that
+    /// are Patients: without them the rest cannot be filed safely.
+    pub needed: Vec<(usize, String)>,
 }
 
 /// Reads a Bundle into resources that all have an id, with references between entries
 /// rewritten from their `fullUrl` (`urn:uuid:...`, `resource:0`, absolute URLs) to `Type/id`.
 /// Entries without an id get a stable one derived from `id_seed` and their position, so
-/// importing the same bundle twice names the same records.
+/// importing the same bundle twice names the same records. Any unreadable entry refuses the
+/// whole bundle (see [`bundle_entries`] to keep the rest).
 pub fn read_bundle(text: &str, id_seed: &str) -> Result<Vec<Value>, FhirError> {
+    resources_of_bundle(parse_bundle(text)?, id_seed)
+}
+
+/// Parses bundle JSON, refusing more than [`MAX_BUNDLE_BYTES`]. Decimals keep the digits they
+/// were written with.
+pub fn parse_bundle(text: &str) -> Result<Value, FhirError> {
     if text.len() > MAX_BUNDLE_BYTES {
         return Err(FhirError::NotJson {
             detail: format!("larger than {MAX_BUNDLE_BYTES} bytes"),
         });
     }
-    let bundle: Value = serde_json::from_str(text).map_err(|e| FhirError::NotJson {
+    serde_json::from_str(text).map_err(|e| FhirError::NotJson {
         detail: e.to_string(),
-    })?;
-    resources_of_bundle(bundle, id_seed)
+    })
 }
 
-/// [`read_bundle`] on parsed JSON.
+/// [`read_bundle`] on parsed JSON: every entry or nothing.
 pub fn resources_of_bundle(bundle: Value, id_seed: &str) -> Result<Vec<Value>, FhirError> {
+    let read = bundle_entries(bundle, id_seed)?;
+    if let Some((index, detail)) = read.refused.into_iter().next() {
+        return Err(FhirError::BadResource { index, detail });
+    }
+    Ok(read.resources.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Reads a Bundle entry by entry (see [`read_bundle`]): an unreadable entry is refused on its
+/// own. The bundle as a whole is refused when it is not a bundle, when two entries share a
+/// `fullUrl` or a `Type/id` (references to them would be ambiguous).
+pub fn bundle_entries(bundle: Value, id_seed: &str) -> Result<BundleEntries, FhirError> {
     let not_bundle = |detail: &str| FhirError::NotABundle {
         detail: detail.to_owned(),
     };
@@ -247,55 +281,110 @@ pub fn resources_of_bundle(bundle: Value, id_seed: &str) -> Result<Vec<Value>, F
         None => return Err(not_bundle("bundle type is missing")),
     }
     let entries = match bundle.get("entry") {
-        None => return Ok(Vec::new()),
+        None => return Ok(BundleEntries::default()),
         Some(Value::Array(entries)) => entries,
         Some(_) => return Err(not_bundle("entry is not an array")),
     };
     let seed = hex_prefix(id_seed.as_bytes(), 12);
-    let mut resources = Vec::with_capacity(entries.len());
+    let mut out = BundleEntries::default();
     let mut renames: HashMap<String, String> = HashMap::new();
+    let mut urls: HashMap<&str, usize> = HashMap::new();
     let mut taken: HashMap<String, usize> = HashMap::new();
+    let mut refused_urls: Vec<(usize, String, bool)> = Vec::new();
     for (index, entry) in entries.iter().enumerate() {
-        let bad = |detail: &str| FhirError::BadResource {
-            index,
-            detail: detail.to_owned(),
-        };
-        let mut resource = entry
-            .get("resource")
-            .cloned()
-            .ok_or_else(|| bad("entry has no resource"))?;
-        if !resource.is_object() {
-            return Err(bad("resource is not an object"));
-        }
-        let rtype = resource_type(&resource)
-            .ok_or_else(|| bad("resourceType is missing or malformed"))?
-            .to_owned();
-        if rtype == "Bundle" {
-            return Err(bad("nested bundles are not imported"));
-        }
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
-        let id = match resource.get("id") {
-            Some(Value::String(id)) if is_valid_id(id) => id.clone(),
-            Some(Value::String(_)) | Some(_) => return Err(bad("id is not a valid FHIR id")),
-            None => match full_url.and_then(|u| u.strip_prefix("urn:uuid:")) {
-                Some(uuid) if is_valid_id(uuid) => uuid.to_owned(),
-                _ => format!("{seed}-{index}"),
-            },
-        };
-        resource["id"] = Value::String(id.clone());
-        let key = format!("{rtype}/{id}");
-        if let Some(previous) = taken.insert(key.clone(), index) {
-            return Err(bad(&format!("{key} repeats entry {previous}")));
-        }
         if let Some(url) = full_url {
-            renames.insert(url.to_owned(), key.clone());
+            if let Some(previous) = urls.insert(url, index) {
+                return Err(FhirError::BadResource {
+                    index,
+                    detail: format!("repeats the fullUrl of entry {previous}"),
+                });
+            }
         }
-        resources.push(resource);
+        let read = read_entry(entry, index, &seed);
+        match read {
+            Ok(resource) => {
+                let key = key_of(&resource).unwrap_or_default();
+                if let Some(previous) = taken.insert(key.clone(), index) {
+                    return Err(FhirError::BadResource {
+                        index,
+                        detail: format!("{key} repeats entry {previous}"),
+                    });
+                }
+                if let Some(url) = full_url {
+                    renames.insert(url.to_owned(), key.clone());
+                }
+                // Relative references name a resource by `Type/id` whatever its fullUrl.
+                out.resources.push((index, resource));
+            }
+            Err(reason) => {
+                let is_patient = entry
+                    .pointer("/resource/resourceType")
+                    .and_then(Value::as_str)
+                    == Some("Patient");
+                let name = full_url.map(str::to_owned).unwrap_or_default();
+                refused_urls.push((index, name, is_patient));
+                out.refused.push((index, reason));
+            }
+        }
     }
-    for resource in &mut resources {
+    let mut referenced = std::collections::HashSet::new();
+    for (_, resource) in &mut out.resources {
         rewrite_references(resource, &|r| renames.get(r).cloned());
+        let mut refs = Vec::new();
+        all_references(resource, &mut refs);
+        referenced.extend(refs);
     }
-    Ok(resources)
+    out.needed = refused_urls
+        .into_iter()
+        .filter(|(_, url, is_patient)| *is_patient || (!url.is_empty() && referenced.contains(url)))
+        .map(|(index, url, _)| (index, url))
+        .collect();
+    Ok(out)
+}
+
+/// One entry's resource with its id, or why it cannot be read.
+fn read_entry(entry: &Value, index: usize, seed: &str) -> Result<Value, String> {
+    let mut resource = entry
+        .get("resource")
+        .cloned()
+        .ok_or("entry has no resource")?;
+    if !resource.is_object() {
+        return Err("resource is not an object".into());
+    }
+    let rtype = resource_type(&resource)
+        .ok_or("resourceType is missing or malformed")?
+        .to_owned();
+    if rtype == "Bundle" {
+        return Err("nested bundles are not imported".into());
+    }
+    let full_url = entry.get("fullUrl").and_then(Value::as_str);
+    let id = match resource.get("id") {
+        Some(Value::String(id)) if is_valid_id(id) => id.clone(),
+        Some(_) => return Err("id is not a valid FHIR id".into()),
+        None => match full_url.and_then(|u| u.strip_prefix("urn:uuid:")) {
+            Some(uuid) if is_valid_id(uuid) => uuid.to_owned(),
+            _ => format!("{seed}-{index}"),
+        },
+    };
+    resource["id"] = Value::String(id);
+    Ok(resource)
+}
+
+/// Every reference string inside a resource, whatever its form (`Type/id`, URLs, `#contained`).
+pub fn all_references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields {
+                match (name.as_str(), field) {
+                    ("reference", Value::String(r)) => out.push(r.clone()),
+                    _ => all_references(field, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| all_references(i, out)),
+        _ => {}
+    }
 }
 
 /// Replaces every `reference` string that `map` knows.
@@ -359,16 +448,16 @@ fn uuid_for(name: &str) -> String {
 struct Section {
     loinc: &'static str,
     title: &'static str,
-    types: &'static [&'static str],
     /// Required by IPS: the resource type and absent-unknown code used when there is nothing.
     absent: Option<(&'static str, &'static str, &'static str)>,
 }
 
+/// The IPS sections in the order the guide lists them, then the two this book adds
+/// (encounters, payers). [`section_of`] files a record that no imported document placed.
 const SECTIONS: &[Section] = &[
     Section {
         loinc: "11450-4",
         title: "Problem list",
-        types: &["Condition"],
         absent: Some((
             "Condition",
             "no-problem-info",
@@ -378,7 +467,6 @@ const SECTIONS: &[Section] = &[
     Section {
         loinc: "48765-2",
         title: "Allergies and intolerances",
-        types: &["AllergyIntolerance"],
         absent: Some((
             "AllergyIntolerance",
             "no-allergy-info",
@@ -388,7 +476,6 @@ const SECTIONS: &[Section] = &[
     Section {
         loinc: "10160-0",
         title: "History of medication use",
-        types: &["MedicationStatement", "MedicationRequest"],
         absent: Some((
             "MedicationStatement",
             "no-medication-info",
@@ -398,40 +485,142 @@ const SECTIONS: &[Section] = &[
     Section {
         loinc: "11369-6",
         title: "History of immunizations",
-        types: &["Immunization"],
         absent: None,
     },
     Section {
         loinc: "30954-2",
         title: "Results",
-        types: &["Observation", "DiagnosticReport"],
         absent: None,
     },
     Section {
         loinc: "47519-4",
         title: "History of procedures",
-        types: &["Procedure"],
         absent: None,
     },
     Section {
-        loinc: "46240-8",
-        title: "Encounters",
-        types: &["Encounter"],
+        loinc: "46264-8",
+        title: "Medical devices",
+        absent: None,
+    },
+    Section {
+        loinc: "8716-3",
+        title: "Vital signs",
+        absent: None,
+    },
+    Section {
+        loinc: "11348-0",
+        title: "History of past problems",
+        absent: None,
+    },
+    Section {
+        loinc: "47420-5",
+        title: "Functional status",
         absent: None,
     },
     Section {
         loinc: "18776-5",
         title: "Plan of care",
-        types: &["Appointment", "ServiceRequest", "CarePlan"],
+        absent: None,
+    },
+    Section {
+        loinc: "29762-2",
+        title: "Social history",
+        absent: None,
+    },
+    Section {
+        loinc: "10162-6",
+        title: "History of pregnancies",
+        absent: None,
+    },
+    Section {
+        loinc: "42348-3",
+        title: "Advance directives",
+        absent: None,
+    },
+    Section {
+        loinc: "104605-1",
+        title: "Alerts",
+        absent: None,
+    },
+    Section {
+        loinc: "46240-8",
+        title: "Encounters",
         absent: None,
     },
     Section {
         loinc: "48768-6",
         title: "Payers",
-        types: &["Coverage"],
         absent: None,
     },
 ];
+
+/// LOINC codes of pregnancy observations (status, outcomes, expected delivery).
+const PREGNANCY_CODES: &[&str] = &[
+    "82810-3", "11449-6", "11636-8", "11637-6", "11638-4", "11639-2", "11640-0", "11612-9",
+    "11613-7", "11614-5", "33065-4", "11778-8", "11779-6", "11780-4",
+];
+
+fn has_category(resource: &Value, code: &str) -> bool {
+    resource
+        .get("category")
+        .and_then(Value::as_array)
+        .is_some_and(|cats| {
+            cats.iter().any(|c| {
+                c.get("coding")
+                    .and_then(Value::as_array)
+                    .is_some_and(|cs| cs.iter().any(|x| str_at(x, &["code"]) == Some(code)))
+            })
+        })
+}
+
+/// The IPS section (its LOINC code) a record belongs in when no imported document placed it;
+/// `None` for supporting resources (organisations, practitioners, medications, ...), which an
+/// export reaches through the records that reference them.
+pub fn section_of(resource: &Value) -> Option<&'static str> {
+    Some(match resource_type(resource)? {
+        "Condition" => {
+            let status = str_at(resource, &["clinicalStatus", "coding", "0", "code"]);
+            if matches!(status, Some("inactive" | "resolved" | "remission")) {
+                "11348-0"
+            } else {
+                "11450-4"
+            }
+        }
+        "AllergyIntolerance" => "48765-2",
+        "MedicationStatement"
+        | "MedicationRequest"
+        | "MedicationAdministration"
+        | "MedicationDispense" => "10160-0",
+        "Immunization" => "11369-6",
+        "Observation" => {
+            let code = str_at(resource, &["code", "coding", "0", "code"]).unwrap_or("");
+            if has_category(resource, "vital-signs") {
+                "8716-3"
+            } else if has_category(resource, "social-history") {
+                "29762-2"
+            } else if PREGNANCY_CODES.contains(&code) {
+                "10162-6"
+            } else {
+                "30954-2"
+            }
+        }
+        "DiagnosticReport" => "30954-2",
+        "Procedure" => "47519-4",
+        "DeviceUseStatement" => "46264-8",
+        "ClinicalImpression" => "47420-5",
+        "CarePlan" | "ServiceRequest" | "Appointment" | "ImmunizationRecommendation" => "18776-5",
+        "Consent" => "42348-3",
+        "Flag" => "104605-1",
+        "Encounter" => "46240-8",
+        "Coverage" => "48768-6",
+        _ => return None,
+    })
+}
+
+/// The code of a Composition section (its first coding), or "" without one.
+fn section_code(section: &Value) -> &str {
+    str_at(section, &["code", "coding", "0", "code"]).unwrap_or("")
+}
 
 /// A short human label for a resource (the narrative of its section).
 pub fn display_of(resource: &Value) -> String {
@@ -505,18 +694,44 @@ fn absent_resource(rtype: &str, code: &str, display: &str, patient: &str) -> Val
 }
 
 /// Writes the International Patient Summary of one person: a `document` Bundle whose first entry
-/// is the Composition (sections Problems, Allergies and Medications always present, with
-/// absent/unknown entries when empty; Immunizations, Results, Procedures, Encounters, Plan of
-/// care and Payers when there is something), then the Patient and every other resource, each
-/// with a stable `urn:uuid:` fullUrl and references rewritten to those URLs.
-/// `timestamp` is an RFC 3339 instant.
-pub fn ips_document(patient: &Value, resources: &[Value], timestamp: &str) -> Value {
+/// is the Composition, then the Patient and every other resource, each with a stable `urn:uuid:`
+/// fullUrl and references rewritten to those URLs.
+///
+/// `documents` are the Compositions of documents imported for this person: a record one of them
+/// listed stays in that section (the latest document wins); the others are filed by
+/// [`section_of`]. Their authors, attesters and custodian (the latest) are the new document's,
+/// beside this library's Device, and their sections that hold only a narrative are carried over.
+/// Problems, Allergies and Medications are always present, with a *no information* entry when
+/// empty. A record no section or reachable record points to is listed under "Other records",
+/// so every entry is reachable from the Composition. A reference to a resource the export does
+/// not hold loses its `reference` (keeping `display`, or naming what it pointed to) rather
+/// than pretending to resolve. `timestamp` is an RFC 3339 instant.
+pub fn ips_document(
+    patient: &Value,
+    resources: &[Value],
+    documents: &[Value],
+    timestamp: &str,
+) -> Value {
     let patient_id = patient.get("id").and_then(Value::as_str).unwrap_or("");
     let patient_key = format!("Patient/{patient_id}");
-    let mut by_type: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
-    for r in resources {
-        if let Some(t) = resource_type(r) {
-            by_type.entry(t).or_default().push(r);
+    let mut documents: Vec<&Value> = documents.iter().collect();
+    documents.sort_by_key(|d| str_at(d, &["date"]).unwrap_or("").to_owned());
+    // Where the imported documents placed each record (the latest document last, so it wins).
+    let mut placed: HashMap<String, Value> = HashMap::new();
+    for d in &documents {
+        for section in d
+            .get("section")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let mut refs = Vec::new();
+            if let Some(entries) = section.get("entry") {
+                references(entries, &mut refs);
+            }
+            for r in refs {
+                placed.insert(r, section.clone());
+            }
         }
     }
     let device = json!({
@@ -525,68 +740,198 @@ pub fn ips_document(patient: &Value, resources: &[Value], timestamp: &str) -> Va
         "version": [{"value": env!("CARGO_PKG_VERSION")}],
     });
     let mut extra: Vec<Value> = Vec::new();
+    let mut members: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    // Sections only an imported document knows (codes this library does not list), as written.
+    let mut foreign: Vec<(String, Value)> = Vec::new();
+    for r in resources {
+        let Some(key) = key_of(r) else { continue };
+        let code = match placed.get(&key) {
+            Some(section) => {
+                let code = section_code(section).to_owned();
+                if !SECTIONS.iter().any(|s| s.loinc == code)
+                    && !foreign.iter().any(|(c, _)| *c == code)
+                {
+                    foreign.push((code.clone(), section.clone()));
+                }
+                code
+            }
+            None => match section_of(r) {
+                Some(code) => code.to_owned(),
+                None => continue,
+            },
+        };
+        members.entry(code).or_default().push(r);
+    }
+    let label = |r: &Value| match clinical_date(r) {
+        Some(d) => format!("{} ({d})", display_of(r)),
+        None => display_of(r),
+    };
+    let section_json = |title: &str, code: Option<&Value>, rs: &[&Value]| {
+        let (entries, lines): (Vec<Value>, Vec<String>) = rs
+            .iter()
+            .filter_map(|r| Some((json!({"reference": key_of(r)?}), label(r))))
+            .unzip();
+        let mut section = json!({"title": title, "text": narrative(&lines), "entry": entries});
+        if let Some(code) = code {
+            section["code"] = code.clone();
+        }
+        section
+    };
+    // The latest imported document's section of each code: its title, or its narrative and
+    // empty reason when it listed nothing.
+    let mut imported: HashMap<&str, &Value> = HashMap::new();
+    for d in &documents {
+        for section in d
+            .get("section")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            imported.insert(section_code(section), section);
+        }
+    }
+    // A section that lists nothing but says something (a narrative, an empty reason).
+    let says_only = |section: &Value| {
+        section
+            .get("entry")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+            && (section.get("text").is_some() || section.get("emptyReason").is_some())
+    };
     let mut sections = Vec::new();
     for s in SECTIONS {
-        let members: Vec<&Value> = s
-            .types
-            .iter()
-            .flat_map(|t| by_type.get(t).cloned().unwrap_or_default())
-            .collect();
-        let (entries, lines): (Vec<Value>, Vec<String>) = if members.is_empty() {
-            let Some((rtype, code, display)) = s.absent else {
-                continue;
-            };
-            let marker = absent_resource(rtype, code, display, patient_id);
-            let key = key_of(&marker).unwrap_or_default();
-            extra.push(marker);
-            (vec![json!({"reference": key})], vec![display.to_owned()])
-        } else {
-            members
-                .iter()
-                .filter_map(|r| {
-                    let key = key_of(r)?;
-                    let label = match clinical_date(r) {
-                        Some(d) => format!("{} ({d})", display_of(r)),
-                        None => display_of(r),
-                    };
-                    Some((json!({"reference": key}), label))
-                })
-                .unzip()
-        };
-        sections.push(json!({
-            "title": s.title,
-            "code": {"coding": [{"system": LOINC, "code": s.loinc}]},
-            "text": narrative(&lines),
-            "entry": entries,
-        }));
+        let code = json!({"coding": [{"system": LOINC, "code": s.loinc}]});
+        let original = imported.get(s.loinc);
+        let title = original
+            .and_then(|o| str_at(o, &["title"]))
+            .unwrap_or(s.title);
+        match members.get(s.loinc) {
+            Some(rs) => sections.push(section_json(title, Some(&code), rs)),
+            // The document said why it was empty: kept as it said it.
+            None if original.is_some_and(|o| says_only(o)) => {}
+            None => {
+                if let Some((rtype, absent, display)) = s.absent {
+                    let marker = absent_resource(rtype, absent, display, patient_id);
+                    let key = key_of(&marker).unwrap_or_default();
+                    extra.push(marker);
+                    // An imported document's own words for the empty section are kept.
+                    let text = original
+                        .and_then(|o| o.get("text"))
+                        .cloned()
+                        .unwrap_or_else(|| narrative(&[display.to_owned()]));
+                    sections.push(json!({
+                        "title": title, "code": code, "text": text,
+                        "entry": [{"reference": key}],
+                    }));
+                }
+            }
+        }
     }
+    for (code, original) in &foreign {
+        let title = str_at(original, &["title"]).unwrap_or("Section");
+        let rs = members.get(code).map(Vec::as_slice).unwrap_or_default();
+        sections.push(section_json(title, original.get("code"), rs));
+    }
+    // Sections that held only a narrative (or an empty reason) in an imported document.
+    let exported_codes: Vec<String> = sections
+        .iter()
+        .map(|s| section_code(s).to_owned())
+        .collect();
+    let mut narrative_only: Vec<Value> = Vec::new();
+    for d in documents.iter().rev() {
+        for section in d
+            .get("section")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let code = section_code(section);
+            let seen = exported_codes.iter().any(|c| c == code)
+                || narrative_only.iter().any(|s| section_code(s) == code);
+            if !seen && says_only(section) {
+                narrative_only.push(section.clone());
+            }
+        }
+    }
+    sections.extend(narrative_only);
     let name = match patient_name(patient) {
         n if n.is_empty() => patient_id.to_owned(),
         n => n,
     };
-    let composition = json!({
+    let mut authors = vec![json!({"reference": "Device/thudo"})];
+    let mut attesters: Vec<Value> = Vec::new();
+    let mut custodian = None;
+    for d in &documents {
+        for a in d
+            .get("author")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !authors.contains(a) {
+                authors.push(a.clone());
+            }
+        }
+        for a in d
+            .get("attester")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !attesters.contains(a) {
+                attesters.push(a.clone());
+            }
+        }
+        if let Some(c) = d.get("custodian") {
+            custodian = Some(c.clone());
+        }
+    }
+    let mut composition = json!({
         "resourceType": "Composition",
         "id": uuid_for(&format!("Composition/{patient_key}/{timestamp}")),
         "status": "final",
         "type": {"coding": [{"system": LOINC, "code": "60591-5", "display": "Patient summary Document"}]},
         "subject": {"reference": patient_key},
         "date": timestamp,
-        "author": [{"reference": "Device/thudo"}],
+        "author": authors,
         "title": format!("Patient Summary: {name}"),
-        "section": sections,
     });
-    let mut all: Vec<Value> = vec![composition, patient.clone()];
+    if !attesters.is_empty() {
+        composition["attester"] = Value::Array(attesters);
+    }
+    if let Some(c) = custodian {
+        composition["custodian"] = c;
+    }
+    let mut all: Vec<Value> = vec![patient.clone()];
     all.extend(
         resources
             .iter()
-            .filter(|r| key_of(r).as_deref() != Some(patient_key.as_str()))
+            .filter(|r| {
+                let key = key_of(r);
+                // A re-imported export holds this library's Device: it goes last, as here.
+                key.as_deref() != Some(patient_key.as_str())
+                    && key.as_deref() != Some("Device/thudo")
+            })
             .cloned(),
     );
     all.extend(extra);
     all.push(device);
-    // A re-imported export already holds the Device; one entry per resource.
     let mut seen = std::collections::HashSet::new();
     all.retain(|r| key_of(r).is_some_and(|k| seen.insert(k)));
+    // Every entry must be reachable from the Composition: what is not gets its own section.
+    composition["section"] = Value::Array(sections);
+    let unreachable = unreachable_from(&composition, &all);
+    if !unreachable.is_empty() {
+        let rs: Vec<&Value> = all
+            .iter()
+            .filter(|r| key_of(r).is_some_and(|k| unreachable.contains(&k)))
+            .collect();
+        let other = section_json("Other records", None, &rs);
+        if let Some(Value::Array(sections)) = composition.get_mut("section") {
+            sections.push(other);
+        }
+    }
+    all.insert(0, composition);
     let urls: HashMap<String, String> = all
         .iter()
         .filter_map(key_of)
@@ -601,7 +946,7 @@ pub fn ips_document(patient: &Value, resources: &[Value], timestamp: &str) -> Va
             let full_url = key_of(&r)
                 .and_then(|k| urls.get(&k).cloned())
                 .unwrap_or_default();
-            rewrite_references(&mut r, &|reference| urls.get(reference).cloned());
+            settle_references(&mut r, &urls);
             let mut entry = Map::new();
             entry.insert("fullUrl".into(), Value::String(full_url));
             entry.insert("resource".into(), r);
@@ -616,6 +961,72 @@ pub fn ips_document(patient: &Value, resources: &[Value], timestamp: &str) -> Va
         "timestamp": timestamp,
         "entry": entries,
     })
+}
+
+/// The keys of `resources` that cannot be reached from `composition` by following references.
+fn unreachable_from(composition: &Value, resources: &[Value]) -> std::collections::HashSet<String> {
+    let by_key: HashMap<String, &Value> = resources
+        .iter()
+        .filter_map(|r| Some((key_of(r)?, r)))
+        .collect();
+    let mut reached = std::collections::HashSet::new();
+    let mut frontier = vec![composition];
+    while let Some(r) = frontier.pop() {
+        let mut refs = Vec::new();
+        references(r, &mut refs);
+        for key in refs {
+            if let Some(next) = by_key.get(&key) {
+                if reached.insert(key) {
+                    frontier.push(next);
+                }
+            }
+        }
+    }
+    by_key
+        .into_keys()
+        .filter(|k| !reached.contains(k))
+        .collect()
+}
+
+/// Rewrites each `Type/id` reference to the entry's URL; one the export does not hold loses
+/// its `reference` and keeps (or gains) a `display`, so it never looks resolvable. Contained
+/// (`#id`) and absolute references are left as written.
+fn settle_references(value: &mut Value, urls: &HashMap<String, String>) {
+    match value {
+        Value::Object(fields) => {
+            let target = fields
+                .get("reference")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match target {
+                Some(r) if urls.contains_key(&r) => {
+                    fields.insert("reference".into(), Value::String(urls[&r].clone()));
+                }
+                Some(r) if is_relative(&r) => {
+                    fields.remove("reference");
+                    fields
+                        .entry("display")
+                        .or_insert_with(|| Value::String(format!("{r} (not in this summary)")));
+                }
+                _ => {}
+            }
+            fields
+                .iter_mut()
+                .filter(|(name, _)| *name != "reference")
+                .for_each(|(_, field)| settle_references(field, urls));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| settle_references(i, urls)),
+        _ => {}
+    }
+}
+
+/// A `Type/id` reference (not contained, not a URL or URN).
+pub fn is_relative(reference: &str) -> bool {
+    !reference.starts_with('#')
+        && !reference.contains(':')
+        && reference.split_once('/').is_some_and(|(t, id)| {
+            is_valid_id(id.split("/_history/").next().unwrap_or(id)) && !t.is_empty()
+        })
 }
 
 /// The facts an app lists for any record, read from its FHIR resource.

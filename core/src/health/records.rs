@@ -1,6 +1,7 @@
 //! The health book over the vault: FHIR resources of a citizen and the dependants they manage,
-//! encrypted, indexed (blind) by person and resource type, with their provenance. Imports run in
-//! one transaction: a bundle is stored whole or not at all.
+//! encrypted, indexed (blind) by person and resource type, with their provenance. An import
+//! writes in one transaction and accounts for every entry (stored, shared, skipped or refused);
+//! see docs/health.md.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -234,18 +235,69 @@ impl HealthRecord {
     }
 }
 
-/// What an import stored.
+/// What became of one entry of an imported bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryStatus {
+    /// Stored in a person's book.
+    Stored,
+    /// Stored as shared: a resource about no patient (an organisation, a practitioner, a
+    /// medication) that records point to.
+    Shared,
+    /// Not stored, and nothing lost: an IPS *no information* marker.
+    Skipped,
+    /// Not stored, for the reason given.
+    Refused,
+}
+
+/// One entry of an import, accounted for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EntryReport {
+    /// Position in the bundle (0-based).
+    pub index: usize,
+    /// `Type/id` as stored (empty when the entry could not be read).
+    pub key: String,
+    /// What became of it.
+    pub status: EntryStatus,
+    /// The person it was filed under (for [`EntryStatus::Stored`]).
+    pub person: String,
+    /// Why it was skipped or refused.
+    pub reason: String,
+}
+
+/// How an import treats an entry it cannot store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    /// Refuse that entry alone, reported with its index and reason; the bundle is still
+    /// refused whole when the entry is a Patient or other entries depend on it.
+    #[default]
+    Partial,
+    /// Refuse the whole bundle.
+    AllOrNothing,
+}
+
+/// What an import did, entry by entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportSummary {
-    /// Records stored (new or replaced).
+    /// Records stored (new or replaced), shared ones included.
     pub stored: usize,
     /// Stored records per resource type.
     pub by_type: BTreeMap<String, usize>,
     /// The people (Patient ids) the bundle was about, after matching to people already in the
     /// book.
     pub people: Vec<String>,
-    /// Entries not stored: the Composition of a document and IPS "no information" markers.
+    /// Entries not stored because they only mark an empty IPS section.
     pub skipped: usize,
+    /// Entries refused (see [`ImportSummary::entries`] for why).
+    pub refused: usize,
+    /// Every entry, in bundle order.
+    pub entries: Vec<EntryReport>,
+    /// References of stored records that resolve to nothing in the book, as
+    /// `Type/id -> reference`.
+    pub unresolved: Vec<String>,
+    /// Facts about a matched person on which the bundle and the book disagree, kept as the book
+    /// had them (lists such as addresses and phones are merged instead).
+    pub conflicts: Vec<String>,
 }
 
 /// A person's profile and health-insurance card, as the app edits it; stored as a FHIR Patient
@@ -380,31 +432,84 @@ fn short_hash(text: &str) -> String {
     crate::hex::encode(&ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..4])
 }
 
-/// Fills what `stored` lacks from `incoming` and unions the identifiers.
-fn merge_patient(stored: &Value, incoming: &Value) -> Value {
+/// Fills what `stored` lacks from `incoming`, adds the incoming entries of list fields
+/// (identifiers, names, addresses, phones, ...) it does not have, and names the single-valued
+/// facts on which the two disagree.
+fn merge_patient(stored: &Value, incoming: &Value) -> (Value, Vec<String>) {
     let mut merged = stored.clone();
+    let mut conflicts = Vec::new();
     let (Some(m), Some(inc)) = (merged.as_object_mut(), incoming.as_object()) else {
-        return merged;
+        return (merged, conflicts);
     };
+    let key = fhir::key_of(stored).unwrap_or_default();
     for (k, v) in inc {
-        if k != "id" && k != "identifier" && !m.contains_key(k) {
-            m.insert(k.clone(), v.clone());
+        if matches!(k.as_str(), "id" | "meta" | "text") {
+            continue;
         }
-    }
-    if let Some(Value::Array(new_ids)) = inc.get("identifier") {
-        let ids = m
-            .entry("identifier")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(ids) = ids {
-            for id in new_ids {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
+        match (m.get_mut(k), v) {
+            (None, _) => {
+                m.insert(k.clone(), v.clone());
+            }
+            (Some(Value::Array(have)), Value::Array(new)) => {
+                for item in new {
+                    if !have.contains(item) {
+                        have.push(item.clone());
+                    }
                 }
             }
+            (Some(have), _) if have != v => conflicts.push(format!(
+                "{key} {k}: the book has {have}, the bundle {v}; kept the book's"
+            )),
+            _ => {}
         }
     }
-    merged
+    (merged, conflicts)
 }
+
+/// The person a record is filed under ("" for a shared resource), or why it cannot be.
+fn place(
+    r: &Value,
+    rtype: &str,
+    fallback: Option<&str>,
+    chosen: bool,
+    person_exists: &dyn Fn(&str) -> bool,
+) -> Result<String, HealthError> {
+    if rtype == "Patient" {
+        return Ok(fhir::person_of(r).unwrap_or_default());
+    }
+    let names_someone = ["subject", "patient", "beneficiary"]
+        .iter()
+        .any(|f| r.get(f).is_some());
+    match fhir::person_of(r) {
+        Some(p) if person_exists(&p) => Ok(p),
+        Some(p) => Err(invalid(
+            "subject",
+            format!("names Patient/{p}, which is neither in this bundle nor in the book"),
+        )),
+        None if SHARED_TYPES.contains(&rtype) && !names_someone => Ok(String::new()),
+        None => match fallback {
+            Some(p) if chosen || Kind::of(rtype) == Kind::Other => Ok(p.to_owned()),
+            None if Kind::of(rtype) == Kind::Other && !names_someone => Ok(String::new()),
+            _ => Err(invalid(
+                "subject",
+                format!("{rtype} names no patient: import it into a chosen person"),
+            )),
+        },
+    }
+}
+
+/// Resource types about no patient: stored once, shared by the records that reference them.
+const SHARED_TYPES: &[&str] = &[
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "HealthcareService",
+    "Endpoint",
+    "Medication",
+    "Substance",
+    "Device",
+];
 
 /// Checks the date a record is placed by and, for a record entered here, the reference to its
 /// person (imported cards in the wild omit it; they are filed under the bundle's person).
@@ -433,9 +538,10 @@ impl<'a> HealthBook<'a> {
         HealthBook { vault }
     }
 
-    /// Imports a FHIR R4 Bundle (an IPS document, a collection, a search set). With
-    /// `into_person`, the bundle's one Patient (or, without a Patient, every patient reference)
-    /// becomes that person; otherwise each Patient is matched to a person already in the book by
+    /// Imports a FHIR R4 Bundle (an IPS document, a collection, a search set), entry by entry
+    /// ([`ImportMode::Partial`]; see [`HealthBook::import_bundle_with`]). With `into_person`,
+    /// the bundle's one Patient (or, without a Patient, every patient reference) becomes that
+    /// person; otherwise each Patient is matched to a person already in the book by
     /// identifier, or by name and date of birth, and is added when new.
     pub fn import_bundle(
         &self,
@@ -443,19 +549,68 @@ impl<'a> HealthBook<'a> {
         into_person: Option<&str>,
         now: u64,
     ) -> Result<ImportSummary, HealthError> {
-        let seed = format!("bundle:{bundle_json}");
-        let resources = fhir::read_bundle(bundle_json, &seed)?;
+        self.import_bundle_with(bundle_json, into_person, ImportMode::Partial, now)
+    }
+
+    /// [`HealthBook::import_bundle`] with a choice of what an unstorable entry does. Every entry
+    /// is accounted for in [`ImportSummary::entries`]. Ids generated for entries without one
+    /// come from the bundle's content, not its layout, so the same bundle imported twice
+    /// (whatever its whitespace or key order) names the same records. The stored entries are
+    /// written in one transaction.
+    pub fn import_bundle_with(
+        &self,
+        bundle_json: &str,
+        into_person: Option<&str>,
+        mode: ImportMode,
+        now: u64,
+    ) -> Result<ImportSummary, HealthError> {
+        let bundle = fhir::parse_bundle(bundle_json)?;
+        // Serialised again, the bundle is canonical: sorted keys, no whitespace, numbers as
+        // written.
+        let seed = format!("bundle:{bundle}");
+        let read = fhir::bundle_entries(bundle, &seed)?;
+        let first_refused = |index: usize| {
+            read.refused
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, reason)| reason.clone())
+                .unwrap_or_default()
+        };
+        if let Some((index, url)) = read.needed.first() {
+            let what = if url.is_empty() {
+                "it is a Patient".to_owned()
+            } else {
+                format!("it is a Patient or other entries reference {url}")
+            };
+            return Err(FhirError::BadResource {
+                index: *index,
+                detail: format!("{}; it cannot be left out: {what}", first_refused(*index)),
+            }
+            .into());
+        }
+        if mode == ImportMode::AllOrNothing {
+            if let Some((index, detail)) = read.refused.first() {
+                return Err(FhirError::BadResource {
+                    index: *index,
+                    detail: detail.clone(),
+                }
+                .into());
+            }
+        }
         self.import_resources(
-            resources,
+            read.resources,
+            read.refused,
             Provenance::of(Source::FhirImport),
             into_person,
+            mode,
             now,
         )
     }
 
     /// Imports a verified SMART Health Card (see [`super::shc::verify`]) with its provenance:
     /// issuer, key id and time of verification. `jws` names the card's records stably, so
-    /// importing the same card again replaces rather than duplicates.
+    /// importing the same card again replaces rather than duplicates. A signed card is stored
+    /// whole or not at all.
     pub fn import_card(
         &self,
         card: &VerifiedCard,
@@ -472,7 +627,14 @@ impl<'a> HealthBook<'a> {
             card: Some(jws.to_owned()),
             card_entry: None,
         };
-        self.import_resources(resources, provenance, into_person, now)
+        self.import_resources(
+            resources.into_iter().enumerate().collect(),
+            Vec::new(),
+            provenance,
+            into_person,
+            ImportMode::AllOrNothing,
+            now,
+        )
     }
 
     /// Verifies a card (compact JWS) against `trust` at `now_unix` and imports it; a card that
@@ -488,40 +650,59 @@ impl<'a> HealthBook<'a> {
         self.import_card(&card, jws.trim(), into_person, now_unix.max(0) as u64)
     }
 
-    /// Stores records published by the backend (server-authoritative: they replace local
-    /// copies and are not queued for upload).
-    pub fn store_from_server(&self, resources: Vec<Value>, now: u64) -> Result<usize, HealthError> {
-        let summary =
-            self.import_resources(resources, Provenance::of(Source::Server), None, now)?;
-        Ok(summary.stored)
-    }
-
     fn import_resources(
         &self,
-        resources: Vec<Value>,
+        resources: Vec<(usize, Value)>,
+        unreadable: Vec<(usize, String)>,
         provenance: Provenance,
         into_person: Option<&str>,
+        mode: ImportMode,
         now: u64,
     ) -> Result<ImportSummary, HealthError> {
         let mut summary = ImportSummary::default();
+        let refuse = |summary: &mut ImportSummary, index: usize, key: &str, reason: String| {
+            summary.refused += 1;
+            summary.entries.push(EntryReport {
+                index,
+                key: key.to_owned(),
+                status: EntryStatus::Refused,
+                person: String::new(),
+                reason,
+            });
+        };
+        for (index, reason) in unreadable {
+            refuse(&mut summary, index, "", reason);
+        }
         let mut kept = Vec::with_capacity(resources.len());
-        // The position of each kept resource among the given ones (a card's entry number).
+        // The position of each kept resource in the bundle (a card's entry number).
         let mut entries = Vec::with_capacity(resources.len());
-        for (index, r) in resources.into_iter().enumerate() {
-            let rtype = fhir::resource_type(&r).unwrap_or("");
-            if rtype == "Composition" || fhir::is_absent_marker(&r) {
+        for (index, r) in resources {
+            let key = fhir::key_of(&r);
+            if fhir::is_absent_marker(&r) {
                 summary.skipped += 1;
+                summary.entries.push(EntryReport {
+                    index,
+                    key: key.unwrap_or_default(),
+                    status: EntryStatus::Skipped,
+                    person: String::new(),
+                    reason: "an IPS \"no information\" marker: the section is empty".into(),
+                });
                 continue;
             }
-            if fhir::key_of(&r).is_none() {
-                return Err(FhirError::BadResource {
-                    index,
-                    detail: "resource without a valid id".into(),
+            if key.is_none() {
+                let reason = "resource without a valid id".to_owned();
+                if mode == ImportMode::AllOrNothing {
+                    return Err(FhirError::BadResource {
+                        index,
+                        detail: reason,
+                    }
+                    .into());
                 }
-                .into());
+                refuse(&mut summary, index, "", reason);
+                continue;
             }
             kept.push(r);
-            entries.push(index as u32);
+            entries.push(index);
         }
         let queue = provenance.source != Source::Server;
         self.vault.transaction(|tx| {
@@ -534,6 +715,11 @@ impl<'a> HealthBook<'a> {
                 .iter()
                 .filter(|r| fhir::resource_type(r) == Some("Patient"))
                 .collect();
+            let mut merge_into = |target: &HealthRecord, p: &Value, summary: &mut ImportSummary| {
+                let (m, conflicts) = merge_patient(&target.resource, p);
+                summary.conflicts.extend(conflicts);
+                merged.insert(target.key.clone(), m);
+            };
             if let Some(target) = into_person {
                 let stored = known.iter().find(|k| k.person == target).ok_or_else(|| {
                     HealthError::NotFound {
@@ -553,7 +739,7 @@ impl<'a> HealthBook<'a> {
                     [p] => {
                         let key = fhir::key_of(p).unwrap_or_default();
                         renames.insert(key, stored.key.clone());
-                        merged.insert(stored.key.clone(), merge_patient(&stored.resource, p));
+                        merge_into(stored, p, &mut summary);
                     }
                     _ => return Err(invalid("into_person", "the bundle has several patients")),
                 }
@@ -573,8 +759,7 @@ impl<'a> HealthBook<'a> {
                     match matched {
                         Some(existing) => {
                             renames.insert(key, existing.key.clone());
-                            merged
-                                .insert(existing.key.clone(), merge_patient(&existing.resource, p));
+                            merge_into(existing, p, &mut summary);
                         }
                         // Another source reused this id for another person: a new id.
                         None if known.iter().any(|k| k.key == key) => {
@@ -586,6 +771,31 @@ impl<'a> HealthBook<'a> {
                     }
                 }
             }
+            // The people this import is about, under the keys they are stored by.
+            let imported_people: Vec<String> = patients
+                .iter()
+                .filter_map(|p| {
+                    let key = fhir::key_of(p)?;
+                    Some(renames.get(&key).cloned().unwrap_or(key))
+                })
+                .collect();
+            let mut bundle_person: Vec<&String> = imported_people.iter().collect();
+            bundle_person.sort();
+            bundle_person.dedup();
+            // Where an entry that names no one (or names no one readable) is filed: the chosen
+            // person, else (for types the book does not model) the bundle's only patient. A
+            // clinical record is never guessed into a book.
+            let fallback: Option<String> = match into_person {
+                Some(p) => Some(p.to_owned()),
+                None => match bundle_person.as_slice() {
+                    [one] => one.strip_prefix("Patient/").map(str::to_owned),
+                    _ => None,
+                },
+            };
+            let person_exists = |id: &str| {
+                let key = format!("Patient/{id}");
+                known.iter().any(|k| k.key == key) || imported_people.contains(&key)
+            };
             // A record whose id is already taken by another person's record (two sources reusing
             // a plain id) gets its own id, stable for re-imports.
             for r in &kept {
@@ -607,7 +817,9 @@ impl<'a> HealthBook<'a> {
                     }
                 }
             }
-            for (mut r, entry) in kept.iter().cloned().zip(entries.iter().copied()) {
+            let mut stored_keys: Vec<String> = Vec::new();
+            let mut pending_refs: Vec<(String, String)> = Vec::new();
+            for (mut r, index) in kept.iter().cloned().zip(entries.iter().copied()) {
                 let key = fhir::key_of(&r).unwrap_or_default();
                 if let Some(new_key) = rekeyed.get(&key) {
                     let new_id = new_key
@@ -618,31 +830,51 @@ impl<'a> HealthBook<'a> {
                 } else if let Some(target) = renames.get(&key) {
                     match merged.remove(target) {
                         Some(m) => r = m,
-                        None => continue, // a second Patient merged into the same person
+                        None => {
+                            // A second Patient merged into the same person.
+                            summary.entries.push(EntryReport {
+                                index,
+                                key: target.clone(),
+                                status: EntryStatus::Stored,
+                                person: target.trim_start_matches("Patient/").to_owned(),
+                                reason: "merged into the same person".into(),
+                            });
+                            continue;
+                        }
                     }
                 }
                 fhir::rewrite_references(&mut r, &|old| renames.get(old).cloned());
-                validate(&r, false)?;
+                let rtype = fhir::resource_type(&r).unwrap_or("").to_owned();
+                let placed = validate(&r, false).and_then(|()| {
+                    place(
+                        &r,
+                        &rtype,
+                        fallback.as_deref(),
+                        into_person.is_some(),
+                        &person_exists,
+                    )
+                });
+                let person = match placed {
+                    Ok(person) => person,
+                    Err(e) if mode == ImportMode::AllOrNothing || rtype == "Patient" => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        refuse(
+                            &mut summary,
+                            index,
+                            &fhir::key_of(&r).unwrap_or_default(),
+                            e.to_string(),
+                        );
+                        continue;
+                    }
+                };
                 let mut record_provenance = provenance.clone();
                 if record_provenance.card.is_some() {
-                    record_provenance.card_entry = Some(entry);
+                    record_provenance.card_entry = Some(index as u32);
                 }
                 let mut record = self.record(r, record_provenance, now)?;
-                // A clinical record that names no patient is filed only where the caller says:
-                // never guessed, so it cannot land in someone else's book.
-                if record.person.is_empty() && Kind::of(&record.resource_type) != Kind::Other {
-                    record.person = into_person
-                        .ok_or_else(|| {
-                            invalid(
-                                "subject",
-                                format!(
-                                    "{} names no patient: import it into a chosen person",
-                                    record.key
-                                ),
-                            )
-                        })?
-                        .to_owned();
-                }
+                record.person = person;
                 if record.resource_type == "Patient" && !summary.people.contains(&record.person) {
                     summary.people.push(record.person.clone());
                 }
@@ -651,8 +883,52 @@ impl<'a> HealthBook<'a> {
                     .entry(record.resource_type.clone())
                     .or_default() += 1;
                 summary.stored += 1;
+                summary.entries.push(EntryReport {
+                    index,
+                    key: record.key.clone(),
+                    status: if record.person.is_empty() {
+                        EntryStatus::Shared
+                    } else {
+                        EntryStatus::Stored
+                    },
+                    person: record.person.clone(),
+                    reason: String::new(),
+                });
+                let mut refs = Vec::new();
+                fhir::all_references(&record.resource, &mut refs);
+                pending_refs.extend(
+                    refs.into_iter()
+                        .filter(|r| !r.starts_with('#'))
+                        .map(|r| (record.key.clone(), r)),
+                );
+                stored_keys.push(record.key.clone());
                 put(tx, &record, queue, now)?;
             }
+            // A refused entry that a stored one references makes the import unsafe to keep.
+            for (from, reference) in &pending_refs {
+                let refused = summary.entries.iter().find(|e| {
+                    e.status == EntryStatus::Refused && !e.key.is_empty() && e.key == *reference
+                });
+                if let Some(e) = refused {
+                    return Err(FhirError::BadResource {
+                        index: e.index,
+                        detail: format!(
+                            "{}; it cannot be left out: {from} references it",
+                            e.reason
+                        ),
+                    }
+                    .into());
+                }
+            }
+            for (from, reference) in pending_refs {
+                let resolves = fhir::is_relative(&reference)
+                    && (stored_keys.contains(&reference)
+                        || tx.get_doc::<HealthRecord>(&reference)?.is_some());
+                if !resolves {
+                    summary.unresolved.push(format!("{from} -> {reference}"));
+                }
+            }
+            summary.entries.sort_by_key(|e| e.index);
             Ok(summary)
         })
     }
@@ -964,7 +1240,15 @@ impl<'a> HealthBook<'a> {
             }
         }
         resources.sort_by_key(|r| fhir::key_of(r).unwrap_or_default());
-        Ok(fhir::ips_document(&patient.resource, &resources, timestamp))
+        let (documents, resources): (Vec<Value>, Vec<Value>) = resources
+            .into_iter()
+            .partition(|r| fhir::resource_type(r) == Some("Composition"));
+        Ok(fhir::ips_document(
+            &patient.resource,
+            &resources,
+            &documents,
+            timestamp,
+        ))
     }
 
     /// The person's immunizations that count for the childhood schedule.

@@ -41,7 +41,7 @@ struct BackupKeys {
 }
 
 fn backup_keys(passphrase: &str, salt: &[u8], iterations: NonZeroU32) -> BackupKeys {
-    let kek = crypto::derive_from_passphrase(passphrase.as_bytes(), salt, iterations);
+    let kek = passphrase_key(passphrase, salt, iterations);
     BackupKeys {
         aead: AeadKey::new(
             Cipher::Aes256Gcm,
@@ -49,6 +49,30 @@ fn backup_keys(passphrase: &str, salt: &[u8], iterations: NonZeroU32) -> BackupK
         ),
         check: MacKey::new(&crypto::derive_key(&kek, b"thudo/backup-check/v1")),
     }
+}
+
+#[cfg(not(fuzzing))]
+fn passphrase_key(passphrase: &str, salt: &[u8], iterations: NonZeroU32) -> crypto::SecretKey {
+    crypto::derive_from_passphrase(passphrase.as_bytes(), salt, iterations)
+}
+
+/// Fuzzing builds remember the last derivation, so that runs on one header spend their time in
+/// the parser and the authenticated chunks rather than in PBKDF2.
+#[cfg(fuzzing)]
+fn passphrase_key(passphrase: &str, salt: &[u8], iterations: NonZeroU32) -> crypto::SecretKey {
+    use std::sync::Mutex;
+    type Memo = Option<((String, Vec<u8>, NonZeroU32), crypto::SecretKey)>;
+    static LAST: Mutex<Memo> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let wanted = (passphrase.to_owned(), salt.to_vec(), iterations);
+    if let Some((inputs, key)) = last.as_ref() {
+        if *inputs == wanted {
+            return key.clone();
+        }
+    }
+    let key = crypto::derive_from_passphrase(passphrase.as_bytes(), salt, iterations);
+    *last = Some((wanted, key.clone()));
+    key
 }
 
 fn chunk_aad(prefix: &[u8], index: u64, last: bool) -> Vec<u8> {
@@ -81,11 +105,20 @@ impl Writer {
         if passphrase.is_empty() {
             return Err(VaultError::invalid("the backup passphrase is empty"));
         }
-        let rounds = check_iterations(iterations)?;
         let mut salt = [0u8; 16];
         crypto::fill_random(&mut salt).map_err(|_| VaultError::Io {
             reason: "system random source failed".into(),
         })?;
+        Self::create_with_salt(path, passphrase, iterations, salt)
+    }
+
+    fn create_with_salt(
+        path: &Path,
+        passphrase: &str,
+        iterations: u32,
+        salt: [u8; 16],
+    ) -> Result<Writer> {
+        let rounds = check_iterations(iterations)?;
         let keys = backup_keys(passphrase, &salt, rounds);
         let mut prefix = MAGIC.to_vec();
         prefix.push(Cipher::Aes256Gcm.id());
@@ -154,6 +187,24 @@ impl Writer {
         std::fs::rename(&self.temp, &self.target)?;
         Ok(self.count)
     }
+}
+
+/// Fuzzing builds only: writes a backup whose chunks hold `chunks` as they are (the last one
+/// marked final), authenticated under `passphrase` with a fixed salt and the cheapest key
+/// derivation, so a fuzzer reaches the entry parser behind the authentication.
+#[cfg(fuzzing)]
+pub fn write_raw(path: &Path, passphrase: &str, chunks: &[&[u8]]) -> Result<()> {
+    let mut writer = Writer::create_with_salt(path, passphrase, MIN_KDF_ITERATIONS, [7; 16])?;
+    for (i, chunk) in chunks.iter().enumerate() {
+        writer.chunk = chunk.to_vec();
+        writer.flush_chunk(i + 1 == chunks.len())?;
+    }
+    let out = writer.out.take().ok_or(VaultError::Closed)?;
+    out.into_inner().map_err(|e| VaultError::Io {
+        reason: e.to_string(),
+    })?;
+    std::fs::rename(&writer.temp, &writer.target)?;
+    Ok(())
 }
 
 impl Drop for Writer {

@@ -9,6 +9,9 @@
 //! off any async executor (the FFI facade does).
 
 mod backup;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use backup::write_raw as fuzz_write_raw_backup;
 mod codec;
 mod error;
 mod keys;

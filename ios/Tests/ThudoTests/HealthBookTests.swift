@@ -69,4 +69,35 @@ final class HealthBookTests: XCTestCase {
         XCTAssertTrue(ips.contains("\"11450-4\""))
         vault.shutdown()
     }
+
+    func testRealIpsDocumentComesBackWithEveryEntryAccountedFor() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-ips-\(UUID().uuidString)").path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let book = HealthBook(vault: vault)
+        // The IPS guide's published example (core/tests/data/fhir, CC0).
+        let text = try read("../fhir/ips-2.0/Bundle-IPS-examples-Bundle-01.json")
+        let imported = try await book.importBundle(bundleJson: text)
+        XCTAssertEqual(imported.entries.count, 20)
+        XCTAssertEqual(imported.refused, 0)
+        XCTAssertTrue(imported.entries.allSatisfy { $0.status == .stored || $0.status == .shared })
+        let ips = try await book.exportIps(personId: imported.people[0])
+        XCTAssertTrue(ips.contains("\"11348-0\""), "past problems keep their section")
+        XCTAssertTrue(ips.contains("\"value\":7.5"))
+
+        // A bad entry is refused alone, with its index; or the whole bundle when asked.
+        let bundle = """
+            {"resourceType":"Bundle","type":"collection","entry":[
+            {"resource":{"resourceType":"Patient","id":"k1","name":[{"text":"Lê Hoa"}],"birthDate":"2001-02-03"}},
+            {"resource":{"resourceType":"Observation","id":"bad id!","status":"final","subject":{"reference":"Patient/k1"}}}]}
+            """
+        let partial = try await book.importBundle(bundleJson: bundle)
+        XCTAssertEqual(partial.refused, 1)
+        XCTAssertEqual(partial.entries[1].status, .refused)
+        XCTAssertEqual(partial.entries[1].index, 1)
+        do {
+            _ = try await book.importBundle(bundleJson: bundle, allOrNothing: true)
+            XCTFail("all or nothing")
+        } catch HealthBookError.InvalidFhir {}
+        vault.shutdown()
+    }
 }

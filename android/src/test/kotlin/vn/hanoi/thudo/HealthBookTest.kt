@@ -71,4 +71,35 @@ class HealthBookTest {
             assertThrows<HealthBookException.NotFound> { runBlocking { book.vaccinationSchedule("nobody", "2026-03-20") } }
         }
     }
+
+    @Test
+    fun `a real IPS document comes back with every entry accounted for`() = runBlocking<Unit> {
+        Vault.openWithPassphrase(dir.resolve("ips").toString(), "p", testOptions).use { vault ->
+            val book = HealthBook(vault)
+            // The IPS guide's published example (core/tests/data/fhir, CC0).
+            val text = File(fixtures, "../fhir/ips-2.0/Bundle-IPS-examples-Bundle-01.json").readText()
+            val imported = book.importBundle(text)
+            assertEquals(20, imported.entries.size)
+            assertEquals(0u, imported.refused)
+            assertTrue(imported.entries.all {
+                it.status == HealthEntryStatus.STORED || it.status == HealthEntryStatus.SHARED
+            })
+            val ips = book.exportIps(imported.people.single())
+            assertTrue(ips.contains("\"11348-0\""), "past problems keep their section")
+            assertTrue(ips.contains("\"value\":7.5"))
+
+            // A bad entry is refused alone, with its index; or the whole bundle when asked.
+            val bundle = """{"resourceType":"Bundle","type":"collection","entry":[
+                {"resource":{"resourceType":"Patient","id":"k1","name":[{"text":"Lê Hoa"}],"birthDate":"2001-02-03"}},
+                {"resource":{"resourceType":"Observation","id":"bad id!","status":"final","subject":{"reference":"Patient/k1"}}}]}"""
+            val partial = book.importBundle(bundle)
+            assertEquals(1u, partial.refused)
+            assertEquals(HealthEntryStatus.REFUSED, partial.entries[1].status)
+            assertEquals(1u, partial.entries[1].index)
+            assertTrue(partial.entries[1].reason.contains("id"))
+            assertThrows<HealthBookException.InvalidFhir> {
+                runBlocking { book.importBundle(bundle, null, allOrNothing = true) }
+            }
+        }
+    }
 }
