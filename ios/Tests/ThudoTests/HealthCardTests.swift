@@ -24,6 +24,24 @@ final class HealthCardTests: XCTestCase {
             guard case HealthCardError.UnknownKey = error else { return XCTFail("\(error)") }
         }
     }
+
+    func testCardsInFileAndRevocationList() throws {
+        let v = HealthCardVerifier()
+        _ = try v.addJwks(issuer: "https://spec.smarthealth.cards/examples/issuer", jwksJson: try read("issuer/jwks.json"))
+        let cards = try v.cardsInFile(fileContents: try read("example-00-e-file.smart-health-card"))
+        XCTAssertEqual(cards, [try read("example-00-d-jws.txt")])
+        let rid = try XCTUnwrap(try v.verifyJws(jws: cards[0], nowUnix: 1_790_000_000).rid)
+        // The issuer's published list does not name this card; one that does revokes it.
+        XCTAssertEqual(try v.addCrl(crlJson: try read("issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json")), 4)
+        _ = try v.verifyJws(jws: cards[0], nowUnix: 1_790_000_000)
+        XCTAssertEqual(try v.addCrl(crlJson: "{\"kid\":\"3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s\",\"method\":\"rid\",\"rids\":[\"\(rid)\"]}"), 1)
+        XCTAssertThrowsError(try v.verifyJws(jws: cards[0], nowUnix: 1_790_000_000)) { error in
+            guard case HealthCardError.Revoked(let revoked) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(revoked, rid)
+        }
+        XCTAssertThrowsError(try v.addCrl(crlJson: "{\"kid\":\"k\",\"method\":\"other\",\"rids\":[]}"))
+        XCTAssertThrowsError(try v.cardsInFile(fileContents: "not a file"))
+    }
 }
 
 final class ScheduleTests: XCTestCase {

@@ -29,6 +29,22 @@ class HealthCardTest {
         assertThrows<HealthCardException.BadSignature> { v.verifyJws(tampered, 1_790_000_000L) }
         assertThrows<HealthCardException.UnknownKey> { HealthCardVerifier().verifyJws(jws, 1_790_000_000L) }
     }
+
+    @Test
+    fun `cards come out of a health-card file and a revocation list revokes them`() {
+        val v = verifier()
+        val cards = v.cardsInFile(read("example-00-e-file.smart-health-card"))
+        assertEquals(listOf(read("example-00-d-jws.txt")), cards)
+        val rid = v.verifyJws(cards[0], 1_790_000_000L).rid!!
+        // The issuer's published list does not name this card; one that does revokes it.
+        assertEquals(4u, v.addCrl(read("issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json")))
+        v.verifyJws(cards[0], 1_790_000_000L)
+        assertEquals(1u, v.addCrl("""{"kid":"3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s","method":"rid","ctr":2,"rids":["$rid"]}"""))
+        val revoked = assertThrows<HealthCardException.Revoked> { v.verifyJws(cards[0], 1_790_000_000L) }
+        assertEquals(rid, revoked.rid)
+        assertThrows<HealthCardException.BadTrustData> { v.addCrl("""{"kid":"k","method":"other","rids":[]}""") }
+        assertThrows<HealthCardException.Malformed> { v.cardsInFile("not a file") }
+    }
 }
 
 class ScheduleTest {
