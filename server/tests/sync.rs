@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use thudo_core::handbook::library::Library;
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
 use thudo_core::health::fhir::Kind;
-use thudo_core::health::records::HealthBook;
+use thudo_core::health::records::{self, HealthBook};
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
 use thudo_core::sync::outbox;
 use thudo_core::sync::protocol::RegisterRequest;
@@ -312,11 +312,16 @@ async fn every_fault_recovers_with_each_mutation_applied_exactly_once() {
             .unwrap();
     }
     let book = HealthBook::new(&device);
+    // The citizen's Patient came with an earlier pull (a record is only filed under a person
+    // the book knows); these readings are then entered as unsigned imports.
+    let citizen = &seed::health_records()[0];
+    device
+        .transaction(|tx| records::store_pulled(tx, citizen, None, 1))
+        .unwrap();
     for i in 0..5 {
         let obs = json!({"resourceType": "Observation", "id": format!("bp-{i}"), "status": "final",
             "code": {"text": "Huyết áp"}, "subject": {"reference": "Patient/demo-citizen"},
             "effectiveDateTime": "2026-11-20", "valueString": format!("12{i}/80")});
-        // The Patient arrives with the first pull; enter these as an unsigned import.
         let bundle =
             json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": obs}]});
         book.import_bundle(&bundle.to_string(), None, 1_790_000_000)
