@@ -110,7 +110,7 @@ impl From<core::SyncError> for SyncError {
             E::Vault(v) => SyncError::Storage {
                 reason: v.to_string(),
             },
-            E::Library(reason) => SyncError::Storage { reason },
+            E::Store(reason) => SyncError::Storage { reason },
         }
     }
 }
@@ -318,6 +318,8 @@ fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
 #[derive(uniffi::Object)]
 pub struct SyncClient {
     inner: Arc<core::SyncClient>,
+    /// The health-card trust pulled records are verified against (see `trust_health_cards`).
+    health_trust: std::sync::RwLock<Option<Arc<thudo_core::health::shc::TrustStore>>>,
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -347,6 +349,7 @@ impl SyncClient {
             c.pinned_spki_sha256.push(a);
         }
         Ok(Arc::new(SyncClient {
+            health_trust: std::sync::RwLock::new(None),
             inner: Arc::new(core::SyncClient::new(c)?),
         }))
     }
@@ -442,11 +445,19 @@ impl SyncClient {
         observer: Option<Arc<dyn SyncObserver>>,
     ) -> Result<SyncReport, SyncError> {
         let forward = observer.map(Forward);
+        let collections = thudo_core::collections::registry(thudo_core::collections::Stores {
+            library: library.map(|l| l.inner.clone()),
+            health_trust: self
+                .health_trust
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        });
         let report = self
             .inner
             .sync(
                 vault.core(),
-                library.map(|l| l.inner.clone()),
+                &collections,
                 forward.as_ref().map(|f| f as &dyn core::SyncObserver),
             )
             .await?;
@@ -545,7 +556,7 @@ impl SyncClient {
     /// Without it, such records show as `OTHER_DEVICE`.
     pub fn trust_health_cards(&self, verifier: Arc<HealthCardVerifier>) {
         let trust = verifier.trust().clone();
-        self.inner.set_health_card_trust(Some(trust));
+        *self.health_trust.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(trust));
     }
 
     /// Cancels calls in flight; later calls fail with `Cancelled`.

@@ -161,7 +161,14 @@ async fn story(args: DemoArgs) -> Result<()> {
     let report = steps
         .run("sync handbook and health records", async {
             let r = client
-                .sync(phone_vault.clone(), Some(library.clone()), Some(&Progress))
+                .sync(
+                    phone_vault.clone(),
+                    &thudo_core::collections::registry(thudo_core::collections::Stores {
+                        library: Some(library.clone()),
+                        ..Default::default()
+                    }),
+                    Some(&Progress),
+                )
                 .await?;
             ensure!(r.applied > 0, "nothing arrived: {r:?}");
             let note = format!("{} changes pulled, {} applied", r.pulled, r.applied);
@@ -350,7 +357,14 @@ async fn story(args: DemoArgs) -> Result<()> {
     steps
         .run("sync again: nothing left to move", async {
             let r = client
-                .sync(phone_vault.clone(), Some(library.clone()), None)
+                .sync(
+                    phone_vault.clone(),
+                    &thudo_core::collections::registry(thudo_core::collections::Stores {
+                        library: Some(library.clone()),
+                        ..Default::default()
+                    }),
+                    None,
+                )
                 .await?;
             ensure!(r.pulled == 0 && r.pushed == 0, "unexpected traffic: {r:?}");
             Ok(((), format!("{} ms round trip", r.elapsed_ms)))

@@ -6,6 +6,8 @@
 //! Data flows one way: a domain service calls the [`vault`], the vault calls [`crypto`] and
 //! SQLite. See `docs/architecture.md`.
 
+pub mod changes;
+pub mod collections;
 pub mod crypto;
 pub mod handbook;
 pub mod health;

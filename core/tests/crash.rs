@@ -196,7 +196,8 @@ fn crash_child() {
                     .collect();
                 vault
                     .transaction(|tx| {
-                        thudo_core::sync::apply::apply_changes(tx, &changes, None, 1)?;
+                        let collections = thudo_core::collections::registry(Default::default());
+                        thudo_core::sync::apply::apply_page(tx, &collections, &changes, 1)?;
                         tx.put("sync.state", "cursor", &[], page.to_string().as_bytes())
                     })
                     .unwrap();

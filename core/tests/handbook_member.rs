@@ -4,8 +4,8 @@
 
 mod common;
 
+use thudo_core::changes::outbox::{self, OutboxEntry};
 use thudo_core::handbook::member::*;
-use thudo_core::sync::outbox::{self, OutboxEntry};
 use thudo_core::vault::Vault;
 
 fn vault() -> (tempfile::TempDir, Vault) {

@@ -11,12 +11,13 @@ mod common;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
+use thudo_core::changes::outbox;
+use thudo_core::health::records;
 use thudo_core::health::records::{
     EntryStatus, HealthBook, HealthError, HealthRecord, ImportMode, Person, Source,
 };
 use thudo_core::health::shc::TrustStore;
 use thudo_core::sync::apply::apply_changes;
-use thudo_core::sync::outbox;
 use thudo_core::sync::protocol::Change;
 use thudo_core::vault::Vault;
 
@@ -83,7 +84,10 @@ fn pull(v: &Vault, payload: &Value, trust: Option<&TrustStore>) -> bool {
         hlc: String::new(),
     };
     let applied = v
-        .transaction(|tx| apply_changes(tx, &[change], trust, NOW as u64 + 60))
+        .transaction(|tx| {
+            let collection = records::synced(trust.cloned().map(std::sync::Arc::new));
+            apply_changes(tx, &collection, &[change], NOW as u64 + 60)
+        })
         .unwrap();
     applied.applied == 1
 }

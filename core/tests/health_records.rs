@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
+use thudo_core::changes::outbox;
 use thudo_core::health::fhir::{self, FhirError, Kind};
 use thudo_core::health::records::{
     HealthBook, HealthError, HealthRecord, ImportMode, Insurance, Person, Source,
 };
 use thudo_core::health::schedule::{DoseState, NaiveDate};
 use thudo_core::health::shc::{self, ShcError, TrustStore};
-use thudo_core::sync::outbox;
 use thudo_core::vault::{Document, Vault};
 
 const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
-use thudo_core::handbook::library::Library;
-use thudo_core::sync::apply::apply_documents;
+use std::sync::Arc;
+
+use thudo_core::handbook::library::{self, Library};
+use thudo_core::sync::apply::apply_outside;
 use thudo_core::sync::protocol::Change;
 
 fn change(op: &str, id: &str, title: &str) -> Change {
@@ -22,7 +24,7 @@ fn change(op: &str, id: &str, title: &str) -> Change {
 #[test]
 fn a_page_applies_in_order_and_skips_what_it_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
-    let library = Library::open(&dir.path().join("lib.db")).unwrap();
+    let library = Arc::new(Library::open(&dir.path().join("lib.db")).unwrap());
     let page = vec![
         change("put", "a", "Văn bản A"),
         change("put", "blank", "  "), // refused by the library: skipped, not fatal
@@ -34,7 +36,7 @@ fn a_page_applies_in_order_and_skips_what_it_cannot_use() {
         change("delete", "d", ""), // put then delete in one page: deleted
         change("put", "e", "Văn bản E"),
     ];
-    let applied = apply_documents(&library, &page).unwrap();
+    let applied = apply_outside(&library::synced(Some(library.clone())), &page).unwrap();
     assert_eq!((applied.applied, applied.skipped), (4, 2), "{applied:?}");
     assert!(library.get("a").unwrap().is_some());
     assert!(library.get("d").unwrap().is_none(), "the later delete wins");

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use thudo_core::sync::apply::apply_changes;
+use thudo_core::sync::apply::apply_page;
 use thudo_core::sync::protocol::{PullResponse, PushResponse};
 use thudo_core::vault::{Vault, VaultError};
 
@@ -23,7 +23,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let outcome: Result<(), VaultError> = vault().transaction(|tx| {
-        apply_changes(tx, &page.changes, None, 1_790_000_000)?;
+        let collections = thudo_core::collections::registry(Default::default());
+        apply_page(tx, &collections, &page.changes, 1_790_000_000)?;
         // Roll back: the next input starts from the same vault.
         Err(VaultError::InvalidArgument {
             reason: "rollback".into(),

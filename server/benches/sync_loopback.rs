@@ -98,7 +98,7 @@ fn main() {
                 .unwrap();
             let before = peak_rss_kib();
             let t = Instant::now();
-            let report = client.sync(v.clone(), None, None).await.unwrap();
+            let report = client.sync(v.clone(), &thudo_core::collections::registry(Default::default()), None).await.unwrap();
             let took = t.elapsed();
             assert_eq!(report.applied, total as u64);
             println!(
@@ -125,7 +125,7 @@ fn main() {
             .unwrap();
         }
         let t = Instant::now();
-        let report = client.sync(v.clone(), None, None).await.unwrap();
+        let report = client.sync(v.clone(), &thudo_core::collections::registry(Default::default()), None).await.unwrap();
         let took = t.elapsed();
         assert_eq!(report.pushed, 1_000);
         println!(

@@ -27,7 +27,8 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use thudo_core::sync::hlc::Hlc;
+use thudo_core::changes::hlc::Hlc;
+use thudo_core::collections::spec as collection;
 use thudo_core::sync::protocol::*;
 use thudo_core::transit::issuer::IssuerKeyring;
 

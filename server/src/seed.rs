@@ -1,7 +1,7 @@
 //! Demo content: what `thudo demo`, the Kotlin and Swift sync tests and `--seed-citizen` publish.
 
 use serde_json::{json, Value};
-use thudo_core::sync::hlc::Hlc;
+use thudo_core::changes::hlc::Hlc;
 use thudo_core::sync::protocol::Change;
 
 use crate::AppState;

@@ -9,8 +9,9 @@ use std::sync::Mutex;
 use ring::digest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
-use thudo_core::sync::hlc::Hlc;
-use thudo_core::sync::protocol::{self, Change, ConflictPolicy, Mutation, Outcome, PushResult};
+use thudo_core::changes::hlc::Hlc;
+use thudo_core::changes::ConflictPolicy;
+use thudo_core::sync::protocol::{self, Change, Mutation, Outcome, PushResult};
 use thudo_core::transit::validator::Tap;
 use thudo_core::transit::Product;
 
@@ -1136,7 +1137,7 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
             reason: reason.to_owned(),
         })
     };
-    let Some(spec) = protocol::collection(&m.collection) else {
+    let Some(spec) = thudo_core::collections::spec(&m.collection) else {
         return reject("unknown_collection");
     };
     if !spec.pushable {
@@ -1164,7 +1165,7 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
             return reject("missing_clock");
         };
         let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-        if incoming.wall_ms > now_ms.saturating_add(thudo_core::sync::hlc::MAX_AHEAD_MS) {
+        if incoming.wall_ms > now_ms.saturating_add(thudo_core::changes::hlc::MAX_AHEAD_MS) {
             return reject("clock_in_future");
         }
         let current: Option<String> = tx

@@ -20,12 +20,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use common::{http_client, vault, ADMIN};
 use serde_json::{json, Value};
+use thudo_core::changes::outbox;
 use thudo_core::handbook::library::Library;
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
 use thudo_core::health::fhir::Kind;
 use thudo_core::health::records::{self, HealthBook};
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
-use thudo_core::sync::outbox;
 use thudo_core::sync::protocol::RegisterRequest;
 use thudo_core::vault::Vault;
 use thudo_server::fares::FarePolicy;
@@ -345,7 +345,14 @@ async fn every_fault_recovers_with_each_mutation_applied_exactly_once() {
     let library = Arc::new(Library::open(&dir.path().join("library.db")).unwrap());
     let started = std::time::Instant::now();
     let report = c
-        .sync(device.clone(), Some(library.clone()), Some(&events))
+        .sync(
+            device.clone(),
+            &thudo_core::collections::registry(thudo_core::collections::Stores {
+                library: Some(library.clone()),
+                ..Default::default()
+            }),
+            Some(&events),
+        )
         .await
         .unwrap();
     assert!(
@@ -405,7 +412,17 @@ async fn every_fault_recovers_with_each_mutation_applied_exactly_once() {
     assert!(report.clock_offset_ms.unwrap().abs() < 1_000);
 
     // A second sync moves nothing.
-    let again = c.sync(device.clone(), Some(library), None).await.unwrap();
+    let again = c
+        .sync(
+            device.clone(),
+            &thudo_core::collections::registry(thudo_core::collections::Stores {
+                library: Some(library),
+                ..Default::default()
+            }),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!((again.pushed, again.pulled), (0, 0), "{again:?}");
 }
 
@@ -427,7 +444,14 @@ async fn a_server_killed_mid_sync_comes_back_and_nothing_is_lost_or_doubled() {
     let sync = {
         let c = c.clone();
         let device = device.clone();
-        tokio::spawn(async move { c.sync(device, None, None).await })
+        tokio::spawn(async move {
+            c.sync(
+                device,
+                &thudo_core::collections::registry(Default::default()),
+                None,
+            )
+            .await
+        })
     };
     backend.crash_and_restart(Duration::from_millis(400)).await;
     let report = sync.await.unwrap().unwrap();
@@ -474,7 +498,14 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
                 ))
                 .unwrap();
         }
-        let err = offline.sync(phone.clone(), None, None).await.unwrap_err();
+        let err = offline
+            .sync(
+                phone.clone(),
+                &thudo_core::collections::registry(Default::default()),
+                None,
+            )
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, SyncError::Unavailable { attempts: 2, .. }),
             "{err:?}"
@@ -495,13 +526,34 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
         .unwrap();
     assert_eq!(phone.transaction(outbox::pending).unwrap().len(), 71);
 
-    let r1 = c.sync(phone.clone(), None, None).await.unwrap();
+    let r1 = c
+        .sync(
+            phone.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(r1.pushed, 71);
-    let r2 = c.sync(tablet.clone(), None, None).await.unwrap();
+    let r2 = c
+        .sync(
+            tablet.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(r2.pushed, 2, "the tablet's shared edit is newer");
     // The phone's older edit and the tablet's own two echoes are not applied over newer copies.
     assert_eq!(r2.superseded_locally, 3, "{r2:?}");
-    let r3 = c.sync(phone.clone(), None, None).await.unwrap();
+    let r3 = c
+        .sync(
+            phone.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     assert!(r3.applied >= 2, "{r3:?}");
 
     let notes = |v: &Arc<Vault>| -> HashMap<String, String> {
@@ -524,11 +576,30 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
     phone_book
         .save_note(&note("x", "phone, earlier", t1 + 400))
         .unwrap();
-    c.sync(tablet.clone(), None, None).await.unwrap();
-    let r4 = c.sync(phone.clone(), None, None).await.unwrap();
+    c.sync(
+        tablet.clone(),
+        &thudo_core::collections::registry(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
+    let r4 = c
+        .sync(
+            phone.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!((r4.pushed, r4.superseded_on_server), (0, 1), "{r4:?}");
     assert_eq!(notes(&phone)["x"], "tablet, later");
-    c.sync(tablet.clone(), None, None).await.unwrap();
+    c.sync(
+        tablet.clone(),
+        &thudo_core::collections::registry(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(notes(&phone), notes(&tablet));
 }
 
@@ -724,7 +795,12 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
     // Client side: a refusal is typed.
     let unregistered = vault(&dir.path().join("other"));
     assert!(matches!(
-        c.sync(unregistered, None, None).await,
+        c.sync(
+            unregistered,
+            &thudo_core::collections::registry(Default::default()),
+            None
+        )
+        .await,
         Err(SyncError::NotRegistered)
     ));
     let bad = c
@@ -773,7 +849,14 @@ async fn close_cancels_a_sync_waiting_on_retries() {
         .unwrap();
     let task = {
         let c = c.clone();
-        tokio::spawn(async move { c.sync(device, None, None).await })
+        tokio::spawn(async move {
+            c.sync(
+                device,
+                &thudo_core::collections::registry(Default::default()),
+                None,
+            )
+            .await
+        })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
@@ -808,21 +891,47 @@ async fn a_notice_read_on_one_device_is_read_on_the_other() {
     let tablet = vault(&dir.path().join("tablet"));
     register(&c, &phone, "phone").await;
     register(&c, &tablet, "tablet").await;
-    c.sync(phone.clone(), None, None).await.unwrap();
-    c.sync(tablet.clone(), None, None).await.unwrap();
+    c.sync(
+        phone.clone(),
+        &thudo_core::collections::registry(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
+    c.sync(
+        tablet.clone(),
+        &thudo_core::collections::registry(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
     let id = "tb-2026-11-20";
     assert!(!MemberHandbook::new(&tablet).notices().unwrap()[0].read);
     MemberHandbook::new(&phone)
         .mark_notice_read(id, 1_790_000_000)
         .unwrap();
-    let pushed = c.sync(phone.clone(), None, None).await.unwrap();
+    let pushed = c
+        .sync(
+            phone.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     let rejected: Vec<thudo_core::sync::client::RejectedMutation> = phone.list_docs().unwrap();
     assert_eq!(
         (pushed.pushed, pushed.rejected),
         (1, 0),
         "{pushed:?} {rejected:?}"
     );
-    let pulled = c.sync(tablet.clone(), None, None).await.unwrap();
+    let pulled = c
+        .sync(
+            tablet.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(pulled.applied, 1, "{pulled:?}");
     let notices = MemberHandbook::new(&tablet).notices().unwrap();
     assert_eq!(notices[0].id, id);
@@ -873,7 +982,13 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     assert_ne!(buy("k-2").await, first, "another key is another purchase");
 
     // Moved to another cell: the next pull of cell content starts that cell from the beginning.
-    c.sync(phone.clone(), None, None).await.unwrap();
+    c.sync(
+        phone.clone(),
+        &thudo_core::collections::registry(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         MemberHandbook::new(&phone)
             .meetings_from("2000-01-01")
@@ -901,7 +1016,13 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     )
     .unwrap();
     storage.set_cell(CITIZEN, "chi-bo-moi").unwrap();
-    c.sync(phone.clone(), None, None).await.unwrap();
+    c.sync(
+        phone.clone(),
+        &thudo_core::collections::registry(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
     let meetings = MemberHandbook::new(&phone)
         .meetings_from("2000-01-01")
         .unwrap();

@@ -66,7 +66,14 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     book.save_note(&note("huge", MAX_RECORD_BYTES + 1024, 1_790_000_000))
         .unwrap();
     book.save_note(&note("small", 100, 1_790_000_001)).unwrap();
-    let pushed = c.sync(hostile.clone(), None, None).await.unwrap();
+    let pushed = c
+        .sync(
+            hostile.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!((pushed.pushed, pushed.rejected), (1, 1), "{pushed:?}");
 
     // A bare FHIR resource is what a facility publishes: a device pushing one is refused, so
@@ -105,10 +112,24 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
         ))
         .unwrap();
     }
-    let pushed = c.sync(hostile.clone(), None, None).await.unwrap();
+    let pushed = c
+        .sync(
+            hostile.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(pushed.pushed, count);
     let pages = Pages::default();
-    let pulled = c.sync(phone.clone(), None, Some(&pages)).await.unwrap();
+    let pulled = c
+        .sync(
+            phone.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            Some(&pages),
+        )
+        .await
+        .unwrap();
     assert_eq!(pulled.applied, count + 1, "{pulled:?}");
     let received = pages.0.lock().unwrap().clone();
     // Each page holds at most the byte cap plus one record: at least three pages here.
@@ -151,7 +172,14 @@ async fn the_client_refuses_a_response_over_its_limit_as_it_streams() {
     let mut config = SyncConfig::new(&format!("http://{addr}"));
     config.max_attempts = 1;
     let c = SyncClient::new(config).unwrap();
-    match c.sync(v, None, None).await {
+    match c
+        .sync(
+            v,
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        )
+        .await
+    {
         Err(SyncError::Protocol { detail }) => assert!(detail.contains("larger than"), "{detail}"),
         other => panic!("expected a refused response, got {other:?}"),
     }

@@ -7,11 +7,12 @@
 //! accents, documents that contain the terms with exactly those accents.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::fold;
+use crate::changes::{Apply, Collection, CollectionSpec, OutsideStore, Pulled};
 
 /// A published document.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -117,6 +118,54 @@ const CANDIDATES: usize = 100;
 const ACCENT_CHECKS: usize = 40;
 const MAX_QUERY_LEN: usize = 256;
 const SNIPPET_CHARS: usize = 160;
+
+/// The library's synced collection: documents the backend publishes to a party cell.
+pub const SYNCED: CollectionSpec = CollectionSpec::published_to_cell("handbook.documents");
+
+/// `handbook.documents` as a device syncs it: into `library` when the app opened one, else not
+/// pulled.
+pub fn synced(library: Option<Arc<Library>>) -> Collection {
+    Collection {
+        spec: SYNCED,
+        apply: match library {
+            Some(library) => Apply::Outside(library),
+            None => Apply::Nowhere,
+        },
+    }
+}
+
+/// Pulled documents are upserted in page order (a put then a delete of the same document
+/// leaves it deleted); upserts are idempotent, so a page pulled again after a crash is
+/// harmless. A document this version cannot read or that the library refuses is skipped,
+/// never blocking the page.
+impl OutsideStore for Library {
+    fn apply(&self, changes: &[Pulled<'_>]) -> Result<(u64, u64), String> {
+        let (mut applied, mut skipped) = (0u64, 0u64);
+        let mut pending: Vec<LibraryDocument> = Vec::new();
+        let flush = |pending: &mut Vec<LibraryDocument>, applied: &mut u64| {
+            if !pending.is_empty() {
+                self.upsert(pending).map_err(|e| e.to_string())?;
+                *applied += pending.len() as u64;
+                pending.clear();
+            }
+            Ok::<_, String>(())
+        };
+        for c in changes {
+            if c.delete {
+                flush(&mut pending, &mut applied)?;
+                self.remove(c.record_id).map_err(|e| e.to_string())?;
+                applied += 1;
+                continue;
+            }
+            match serde_json::from_value::<LibraryDocument>(c.payload.clone()) {
+                Ok(d) if d.validate().is_ok() => pending.push(d),
+                _ => skipped += 1,
+            }
+        }
+        flush(&mut pending, &mut applied)?;
+        Ok((applied, skipped))
+    }
+}
 
 /// The document library, in its own SQLite file (public content only: personal data such as
 /// bookmarks and notes lives in the vault).

@@ -4,7 +4,8 @@
 
 use chrono::{Months, NaiveDate};
 
-use crate::sync::outbox;
+use crate::changes::outbox;
+use crate::changes::{Collection, CollectionSpec, ConflictPolicy};
 use crate::vault::{Document, Vault, VaultError, VaultTx};
 
 /// Errors of the member service.
@@ -425,14 +426,37 @@ impl Document for Procedure {
     }
 }
 
-fn queue_change<D: Document>(tx: &VaultTx<'_>, doc: &D, now: u64) -> Result<(), VaultError> {
+fn queue_change<D: Document>(
+    tx: &VaultTx<'_>,
+    spec: &CollectionSpec,
+    doc: &D,
+    now: u64,
+) -> Result<(), VaultError> {
     tx.put_doc(doc)?;
     let payload = serde_json::to_value(doc).map_err(|e| VaultError::InvalidArgument {
         reason: e.to_string(),
     })?;
-    outbox::enqueue(tx, D::COLLECTION, &doc.id(), "put", payload, now)?;
+    outbox::enqueue(tx, spec, &doc.id(), "put", payload, now)?;
     Ok(())
 }
+
+/// Notes: the member's own, edited on any device; the last writer wins.
+const NOTES: CollectionSpec =
+    CollectionSpec::device(DocumentNote::COLLECTION, ConflictPolicy::LastWriterWins);
+/// Read marks of notices: the member's own; the last writer wins.
+const NOTICE_READS: CollectionSpec =
+    CollectionSpec::device(NoticeRead::COLLECTION, ConflictPolicy::LastWriterWins);
+/// The profile: the cell's record of the member wins.
+const PROFILES: CollectionSpec = CollectionSpec::device(
+    MemberProfile::COLLECTION,
+    ConflictPolicy::ServerAuthoritative,
+);
+/// Attendance as the member reports it; the cell's record wins.
+const ATTENDANCE: CollectionSpec =
+    CollectionSpec::device(Attendance::COLLECTION, ConflictPolicy::ServerAuthoritative);
+/// Procedures the member files; the portal's status wins.
+const PROCEDURES: CollectionSpec =
+    CollectionSpec::device(Procedure::COLLECTION, ConflictPolicy::ServerAuthoritative);
 
 /// The member's handbook over a vault.
 pub struct MemberHandbook<'a> {
@@ -462,7 +486,7 @@ impl<'a> MemberHandbook<'a> {
         required("document_id", &note.document_id)?;
         Ok(self
             .vault
-            .transaction(|tx| queue_change(tx, note, note.updated_at))?)
+            .transaction(|tx| queue_change(tx, &NOTES, note, note.updated_at))?)
     }
 
     /// The notes on a document.
@@ -516,7 +540,7 @@ impl<'a> MemberHandbook<'a> {
                         collection: Meeting::COLLECTION.into(),
                     });
                 }
-                queue_change(tx, &attendance, now)
+                queue_change(tx, &ATTENDANCE, &attendance, now)
             })
             .map_err(|e| match e {
                 VaultError::NotFound { .. } => MemberError::NotFound {
@@ -563,6 +587,7 @@ impl<'a> MemberHandbook<'a> {
                 tx.put_doc(&notice)?;
                 queue_change(
                     tx,
+                    &NOTICE_READS,
                     &NoticeRead {
                         id: id.to_owned(),
                         read_at: now,
@@ -633,7 +658,7 @@ impl<'a> MemberHandbook<'a> {
             ..draft
         };
         self.vault
-            .transaction(|tx| queue_change(tx, &queued, now))?;
+            .transaction(|tx| queue_change(tx, &PROCEDURES, &queued, now))?;
         Ok(queued)
     }
 
@@ -668,4 +693,48 @@ impl<'a> MemberHandbook<'a> {
         all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
         Ok(all)
     }
+}
+
+/// The member handbook's synced collections, declared with their types (the library's
+/// documents are declared in [`super::library`]).
+pub fn synced() -> Vec<Collection> {
+    vec![
+        Collection::of_documents::<DocumentNote>(NOTES),
+        Collection::of_documents::<MemberProfile>(PROFILES),
+        Collection::of_documents::<Attendance>(ATTENDANCE),
+        Collection::of_documents::<Procedure>(PROCEDURES),
+        Collection::of_documents::<Meeting>(CollectionSpec::published_to_cell(Meeting::COLLECTION)),
+        Collection::in_vault(NOTICE_READS, |tx, id, payload, _now| {
+            let Ok(mark) = serde_json::from_value::<NoticeRead>(payload.clone()) else {
+                return Ok(false);
+            };
+            tx.put_doc(&mark)?;
+            if let Some(mut notice) = tx.get_doc::<Notice>(id)? {
+                notice.read = true;
+                tx.put_doc(&notice)?;
+            }
+            Ok(true)
+        }),
+        Collection::in_vault(
+            CollectionSpec::published_to_cell(Notice::COLLECTION),
+            |tx, id, payload, _now| {
+                // The read mark is the member's own: kept across the server's updates.
+                let read = tx.get_doc::<Notice>(id)?.is_some_and(|n| n.read)
+                    || tx.get_doc::<NoticeRead>(id)?.is_some();
+                let mut payload = payload.clone();
+                if let Some(fields) = payload.as_object_mut() {
+                    let was = fields
+                        .get("read")
+                        .and_then(serde_json::Value::as_bool)
+                        .unwrap_or(false);
+                    fields.insert("read".into(), serde_json::Value::Bool(read || was));
+                }
+                let Ok(notice) = serde_json::from_value::<Notice>(payload) else {
+                    return Ok(false);
+                };
+                tx.put_doc(&notice)?;
+                Ok(true)
+            },
+        ),
+    ]
 }

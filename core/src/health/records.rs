@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use super::fhir::{self, FhirError, Kind};
 use super::schedule::{self, DoseStatus, GivenDose, NaiveDate};
 use super::shc::{self, ShcError, TrustStore, VerifiedCard};
-use crate::sync::outbox;
+use crate::changes::outbox;
+use crate::changes::{Collection, CollectionSpec, ConflictPolicy};
 use crate::vault::{Document, Vault, VaultError, VaultTx};
 
 /// Errors of the health book. Nothing is stored when any is returned.
@@ -1087,8 +1088,8 @@ impl<'a> HealthBook<'a> {
                 None => {
                     if tx.delete(HealthRecord::COLLECTION, &coverage_key)? {
                         outbox::enqueue(
-                            tx,
-                            HealthRecord::COLLECTION,
+            tx,
+            &SYNCED,
                             &coverage_key,
                             "delete",
                             Value::Null,
@@ -1193,14 +1194,7 @@ impl<'a> HealthBook<'a> {
         Ok(self.vault.transaction(|tx| {
             let gone = tx.delete(HealthRecord::COLLECTION, key)?;
             if gone {
-                outbox::enqueue(
-                    tx,
-                    HealthRecord::COLLECTION,
-                    key,
-                    "delete",
-                    Value::Null,
-                    now,
-                )?;
+                outbox::enqueue(tx, &SYNCED, key, "delete", Value::Null, now)?;
             }
             Ok::<_, VaultError>(gone)
         })?)
@@ -1383,14 +1377,25 @@ fn put(tx: &VaultTx<'_>, record: &HealthRecord, queue: bool, now: u64) -> Result
     tx.put_doc(record)?;
     if queue {
         let payload = json!({"resource": record.resource, "provenance": record.provenance});
-        outbox::enqueue(
-            tx,
-            HealthRecord::COLLECTION,
-            &record.key,
-            "put",
-            payload,
-            now,
-        )?;
+        outbox::enqueue(tx, &SYNCED, &record.key, "put", payload, now)?;
     }
     Ok(())
+}
+
+/// The health book's synced collection: a citizen's records, server-authoritative.
+pub const SYNCED: CollectionSpec = CollectionSpec::device(
+    HealthRecord::COLLECTION,
+    ConflictPolicy::ServerAuthoritative,
+);
+
+/// `health.records` as a device syncs it: a pulled record is stored by [`store_pulled`], its
+/// health-card provenance re-verified against `trust` (this device's trust store).
+pub fn synced(trust: Option<std::sync::Arc<TrustStore>>) -> Collection {
+    Collection::in_vault(SYNCED, move |tx, _id, payload, now| {
+        match store_pulled(tx, payload, trust.as_deref(), now) {
+            Ok(stored) => Ok(stored),
+            Err(HealthError::Vault(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    })
 }

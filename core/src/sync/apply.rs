@@ -1,19 +1,14 @@
 //! Applies pulled changes on the device, per collection and its conflict policy: the server's
 //! copy replaces the local one for server-authoritative collections; for last-writer-wins
-//! collections a change is applied only if its clock is newer than the local version.
+//! collections a change is applied only if its clock is newer than the local version. How a
+//! record is stored is the collection's own (see [`crate::changes::Collection`]).
 
-use serde_json::Value;
+use crate::changes::hlc::Hlc;
+use crate::changes::outbox::{self, VERSIONS_COLLECTION};
+use crate::changes::{Apply, Collection, ConflictPolicy, Pulled};
+use crate::vault::{VaultError, VaultTx};
 
-use super::hlc::Hlc;
-use super::outbox::{self, VERSIONS_COLLECTION};
-use super::protocol::{self, Change, ConflictPolicy};
-use crate::handbook::library::{Library, LibraryDocument};
-use crate::handbook::member::{
-    Attendance, DocumentNote, Meeting, MemberProfile, Notice, NoticeRead, Procedure,
-};
-use crate::health::records;
-use crate::health::shc::TrustStore;
-use crate::vault::{Document, VaultError, VaultTx};
+use super::protocol::Change;
 
 /// What applying a page did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,69 +21,48 @@ pub struct Applied {
     pub skipped: u64,
 }
 
-/// Public library documents go to the library's own file, outside the vault transaction;
-/// upserts are idempotent, so a page re-pulled after a crash is harmless. Changes apply in page
-/// order (a put then a delete of the same document leaves it deleted); a document this version
-/// cannot read or that the library refuses is skipped, never blocking the page.
-pub fn apply_documents(library: &Library, changes: &[Change]) -> Result<Applied, String> {
-    let mut out = Applied::default();
-    let mut pending: Vec<LibraryDocument> = Vec::new();
-    let flush = |pending: &mut Vec<LibraryDocument>, out: &mut Applied| -> Result<(), String> {
-        if !pending.is_empty() {
-            library.upsert(pending).map_err(|e| e.to_string())?;
-            out.applied += pending.len() as u64;
-            pending.clear();
-        }
-        Ok(())
+/// Applies one page of `collection` to a store outside the vault (see
+/// [`crate::changes::OutsideStore`]), in page order.
+pub fn apply_outside(collection: &Collection, changes: &[Change]) -> Result<Applied, String> {
+    let Apply::Outside(store) = &collection.apply else {
+        return Ok(Applied::default());
     };
-    for c in changes
-        .iter()
-        .filter(|c| c.collection == "handbook.documents")
-    {
-        if c.op == "delete" {
-            flush(&mut pending, &mut out)?;
-            library.remove(&c.record_id).map_err(|e| e.to_string())?;
-            out.applied += 1;
-            continue;
-        }
-        match serde_json::from_value::<LibraryDocument>(c.payload.clone()) {
-            Ok(d) if d.validate().is_ok() => pending.push(d),
-            _ => out.skipped += 1,
-        }
-    }
-    flush(&mut pending, &mut out)?;
-    Ok(out)
+    let page: Vec<Pulled<'_>> = changes.iter().map(pulled).collect();
+    let (applied, skipped) = store.apply(&page)?;
+    Ok(Applied {
+        applied,
+        skipped,
+        superseded: 0,
+    })
 }
 
-fn put_typed<D: Document>(tx: &VaultTx<'_>, payload: &Value) -> Result<bool, VaultError> {
-    match serde_json::from_value::<D>(payload.clone()) {
-        Ok(doc) => {
-            tx.put_doc(&doc)?;
-            Ok(true)
-        }
-        Err(_) => Ok(false),
+fn pulled(c: &Change) -> Pulled<'_> {
+    Pulled {
+        record_id: &c.record_id,
+        delete: c.op == "delete",
+        payload: &c.payload,
     }
 }
 
-/// Applies vault collections' changes of one page inside `tx`. Library documents are counted
-/// by [`apply_documents`] and ignored here.
+/// Applies one page of `collection`, stored in the vault, inside `tx`.
 pub fn apply_changes(
     tx: &VaultTx<'_>,
+    collection: &Collection,
     changes: &[Change],
-    health_trust: Option<&TrustStore>,
     now: u64,
 ) -> Result<Applied, VaultError> {
     let mut out = Applied::default();
+    let Apply::Vault(store) = &collection.apply else {
+        return Ok(out);
+    };
+    let policy = collection.spec.policy;
     for c in changes {
-        if c.collection == "handbook.documents" {
-            continue;
-        }
-        let Some(spec) = protocol::collection(&c.collection) else {
+        if c.collection != collection.spec.name {
             out.skipped += 1;
             continue;
-        };
+        }
         let incoming = Hlc::parse(&c.hlc);
-        if spec.policy == ConflictPolicy::LastWriterWins {
+        if policy == ConflictPolicy::LastWriterWins {
             let Some(incoming) = &incoming else {
                 out.skipped += 1;
                 continue;
@@ -104,50 +78,18 @@ pub fn apply_changes(
                 continue;
             }
         }
-        let written = if c.op == "delete" {
+        let change = pulled(c);
+        let written = if change.delete {
             tx.delete(&c.collection, &c.record_id)?;
             true
         } else {
-            match c.collection.as_str() {
-                "health.records" => {
-                    match records::store_pulled(tx, &c.payload, health_trust, now) {
-                        Ok(stored) => stored,
-                        Err(records::HealthError::Vault(e)) => return Err(e),
-                        Err(_) => false,
-                    }
-                }
-                "handbook.note" => put_typed::<DocumentNote>(tx, &c.payload)?,
-                "handbook.meeting" => put_typed::<Meeting>(tx, &c.payload)?,
-                "handbook.profile" => put_typed::<MemberProfile>(tx, &c.payload)?,
-                "handbook.attendance" => put_typed::<Attendance>(tx, &c.payload)?,
-                "handbook.procedure" => put_typed::<Procedure>(tx, &c.payload)?,
-                "handbook.notice_read" => {
-                    let written = put_typed::<NoticeRead>(tx, &c.payload)?;
-                    if let Some(mut notice) = tx.get_doc::<Notice>(&c.record_id)? {
-                        notice.read = true;
-                        tx.put_doc(&notice)?;
-                    }
-                    written
-                }
-                "handbook.notice" => {
-                    // The read mark is the member's own: keep it across server updates.
-                    let read = tx.get_doc::<Notice>(&c.record_id)?.is_some_and(|n| n.read)
-                        || tx.get_doc::<NoticeRead>(&c.record_id)?.is_some();
-                    let mut payload = c.payload.clone();
-                    if let Some(obj) = payload.as_object_mut() {
-                        let was = obj.get("read").and_then(Value::as_bool).unwrap_or(false);
-                        obj.insert("read".into(), Value::Bool(read || was));
-                    }
-                    put_typed::<Notice>(tx, &payload)?
-                }
-                _ => false,
-            }
+            store(tx, change.record_id, change.payload, now)?
         };
         if !written {
             out.skipped += 1;
             continue;
         }
-        if let (Some(h), ConflictPolicy::LastWriterWins) = (&incoming, spec.policy) {
+        if let (Some(h), ConflictPolicy::LastWriterWins) = (&incoming, policy) {
             tx.put(
                 VERSIONS_COLLECTION,
                 &outbox::version_id(&c.collection, &c.record_id),
@@ -157,6 +99,31 @@ pub fn apply_changes(
             outbox::observe_hlc(tx, h, now.saturating_mul(1000))?;
         }
         out.applied += 1;
+    }
+    Ok(out)
+}
+
+/// Applies a page that may hold changes of several collections, each by its registered
+/// collection, inside `tx` (changes of unknown collections, or of stores outside the vault,
+/// are skipped).
+pub fn apply_page(
+    tx: &VaultTx<'_>,
+    registry: &crate::changes::Registry,
+    changes: &[Change],
+    now: u64,
+) -> Result<Applied, VaultError> {
+    let mut out = Applied::default();
+    for c in changes {
+        let one = match registry.get(&c.collection) {
+            Some(collection) => apply_changes(tx, collection, std::slice::from_ref(c), now)?,
+            None => Applied {
+                skipped: 1,
+                ..Applied::default()
+            },
+        };
+        out.applied += one.applied;
+        out.superseded += one.superseded;
+        out.skipped += one.skipped;
     }
     Ok(out)
 }

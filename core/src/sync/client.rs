@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::apply::{self, Applied};
-use super::outbox::{self, OutboxEntry, STATE_COLLECTION};
-use super::protocol::{self, *};
+use super::protocol::*;
+use crate::changes::outbox::{self, OutboxEntry, STATE_COLLECTION};
+use crate::changes::{Apply, Collection, Registry};
 use crate::crypto;
-use crate::handbook::library::Library;
 use crate::vault::{Document, Vault, VaultError};
 
 enum BodyError {
@@ -153,9 +153,9 @@ pub enum SyncError {
     /// The vault failed (or was closed).
     #[error(transparent)]
     Vault(#[from] VaultError),
-    /// The library's file failed.
-    #[error("library: {0}")]
-    Library(String),
+    /// A store outside the vault (the document library's file) failed.
+    #[error("store: {0}")]
+    Store(String),
 }
 
 /// Progress, for a foreign observer.
@@ -260,7 +260,6 @@ pub struct SyncClient {
     http: reqwest::Client,
     config: SyncConfig,
     cancel: watch::Sender<bool>,
-    health_trust: std::sync::RwLock<Option<Arc<crate::health::shc::TrustStore>>>,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -491,7 +490,6 @@ impl SyncClient {
             http,
             config,
             cancel,
-            health_trust: std::sync::RwLock::new(None),
         })
     }
 
@@ -773,20 +771,6 @@ impl SyncClient {
         Ok(r)
     }
 
-    /// The health-card issuers this device trusts, for records pulled from the citizen's other
-    /// devices: a record they imported from a signed card is shown as verified here only if
-    /// its card verifies against this store (`None`: no pulled card is shown as verified).
-    pub fn set_health_card_trust(&self, trust: Option<crate::health::shc::TrustStore>) {
-        *self.health_trust.write().unwrap_or_else(|e| e.into_inner()) = trust.map(Arc::new);
-    }
-
-    fn health_card_trust(&self) -> Option<Arc<crate::health::shc::TrustStore>> {
-        self.health_trust
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     /// The registration stored in `vault`, if any.
     pub fn registration(vault: &Vault) -> Result<Option<Registration>, SyncError> {
         Ok(vault.get_doc::<Registration>("device")?)
@@ -883,12 +867,13 @@ impl SyncClient {
         Ok(total)
     }
 
-    /// Pushes the outbox, then pulls every collection (library documents only when a library
-    /// is given). Returns what happened; on error, what was done stays done.
+    /// Pushes the outbox, then pulls every pullable collection of `collections` (one stored
+    /// nowhere on this device is skipped; see `crate::collections::registry`). Returns what
+    /// happened; on error, what was done stays done.
     pub async fn sync(
         &self,
         vault: Arc<Vault>,
-        library: Option<Arc<Library>>,
+        collections: &Registry,
         observer: Option<&dyn SyncObserver>,
     ) -> Result<SyncReport, SyncError> {
         self.check_open()?;
@@ -899,12 +884,11 @@ impl SyncClient {
             .ok_or(SyncError::NotRegistered)?;
         let mut run = Run::new(observer);
         self.push(&vault, &reg, &mut run).await?;
-        for spec in protocol::COLLECTIONS.iter().filter(|c| c.pullable) {
-            if spec.name == "handbook.documents" && library.is_none() {
+        for collection in collections.iter().filter(|c| c.spec.pullable) {
+            if matches!(collection.apply, Apply::Nowhere) {
                 continue;
             }
-            self.pull(&vault, library.clone(), &reg, spec.name, &mut run)
-                .await?;
+            self.pull(&vault, collection, &reg, &mut run).await?;
         }
         if let Some(offset) = run.report.clock_offset_ms {
             let v = vault.clone();
@@ -955,7 +939,7 @@ impl SyncClient {
                         payload: e.payload.clone(),
                         // Entries queued before clocks existed: their creation time, node "0".
                         hlc: if e.hlc.is_empty() {
-                            super::hlc::Hlc {
+                            crate::changes::hlc::Hlc {
                                 wall_ms: e.created_at.saturating_mul(1000),
                                 counter: 0,
                                 node: "0".into(),
@@ -1026,12 +1010,12 @@ impl SyncClient {
     async fn pull(
         &self,
         vault: &Arc<Vault>,
-        library: Option<Arc<Library>>,
+        collection: &Collection,
         reg: &Registration,
-        collection: &'static str,
         run: &mut Run<'_>,
     ) -> Result<(), SyncError> {
-        let cursor_key = format!("cursor:{collection}");
+        let name = collection.spec.name;
+        let cursor_key = format!("cursor:{name}");
         let v = vault.clone();
         let key = cursor_key.clone();
         let mut cursor = blocking(move || {
@@ -1044,40 +1028,37 @@ impl SyncClient {
         let mut received = 0u64;
         loop {
             let path = format!(
-                "{API_PREFIX}/sync/pull?collection={collection}&cursor={}&limit={limit}",
+                "{API_PREFIX}/sync/pull?collection={name}&cursor={}&limit={limit}",
                 urlencode(&cursor)
             );
             let page: PullResponse = self
                 .call(Method::GET, &path, Some(&reg.token), None, run)
                 .await?;
-            if page.changes.iter().any(|c| c.collection != collection) {
+            if page.changes.iter().any(|c| c.collection != name) {
                 return Err(SyncError::Protocol {
-                    detail: format!("a page of {collection} holds another collection"),
+                    detail: format!("a page of {name} holds another collection"),
                 });
             }
             let n = page.changes.len() as u64;
             let v = vault.clone();
-            let lib = library.clone();
             let key = cursor_key.clone();
             let next = page.next_cursor.clone();
             let changes = page.changes;
-            let trust = self.health_card_trust();
+            let this = collection.clone();
             let applied: Applied = blocking(move || {
-                let mut total = Applied::default();
-                if let Some(lib) = &lib {
-                    let docs = apply::apply_documents(lib, &changes).map_err(SyncError::Library)?;
-                    total.applied += docs.applied;
-                    total.skipped += docs.skipped;
-                }
-                let vault_part = v.transaction(|tx| {
-                    let a = apply::apply_changes(tx, &changes, trust.as_deref(), now_secs())?;
+                // A store outside the vault applies first (idempotently); the cursor moves
+                // with the vault's part, so a crash in between pulls the page again.
+                let outside = apply::apply_outside(&this, &changes).map_err(SyncError::Store)?;
+                let inside = v.transaction(|tx| {
+                    let a = apply::apply_changes(tx, &this, &changes, now_secs())?;
                     tx.put(STATE_COLLECTION, &key, &[], next.as_bytes())?;
                     Ok::<_, VaultError>(a)
                 })?;
-                total.applied += vault_part.applied;
-                total.superseded += vault_part.superseded;
-                total.skipped += vault_part.skipped;
-                Ok(total)
+                Ok(Applied {
+                    applied: outside.applied + inside.applied,
+                    superseded: inside.superseded,
+                    skipped: outside.skipped + inside.skipped,
+                })
             })
             .await?;
             run.report.pulled += n;
@@ -1086,7 +1067,7 @@ impl SyncClient {
             run.report.skipped += applied.skipped;
             received += n;
             run.event(SyncEvent::Pulled {
-                collection: collection.to_owned(),
+                collection: name.to_owned(),
                 received,
             });
             if !page.has_more {

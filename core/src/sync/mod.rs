@@ -1,10 +1,8 @@
-//! Synchronisation with the backend (docs/protocol/sync.md): the durable [`outbox`] that domain
-//! services write in the same transaction as their change, the [`protocol`] messages, the
-//! [`hlc`] that orders last-writer-wins writes, how pulled changes are [`apply`]-ed, and the
-//! [`client`] that pushes and pulls over HTTP with retries.
+//! Synchronisation with the backend (docs/protocol/sync.md): the [`protocol`] messages, how
+//! pulled changes are [`apply`]-ed through each collection's declaration, and the [`client`]
+//! that pushes the outbox and pulls every registered collection over HTTP with retries. It
+//! knows no domain: collections come from a [`crate::changes::Registry`].
 
 pub mod apply;
 pub mod client;
-pub mod hlc;
-pub mod outbox;
 pub mod protocol;

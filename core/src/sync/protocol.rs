@@ -26,67 +26,6 @@ pub const MAX_PULL_PAGE_BYTES: usize = 4 << 20;
 /// Largest response body a device reads; a longer one is refused as it streams in.
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
-/// How a collection resolves concurrent writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConflictPolicy {
-    /// The server's copy wins; devices replace theirs with what they pull.
-    ServerAuthoritative,
-    /// Last writer wins by hybrid logical clock.
-    LastWriterWins,
-}
-
-/// A collection the protocol knows, where its changes come from, and its policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CollectionSpec {
-    /// Collection name.
-    pub name: &'static str,
-    /// Devices may push to it.
-    pub pushable: bool,
-    /// Devices pull it.
-    pub pullable: bool,
-    /// Whether it is shared by a party cell (else it is the citizen's own).
-    pub per_cell: bool,
-    /// Conflict policy.
-    pub policy: ConflictPolicy,
-}
-
-const fn spec(
-    name: &'static str,
-    pushable: bool,
-    pullable: bool,
-    per_cell: bool,
-    policy: ConflictPolicy,
-) -> CollectionSpec {
-    CollectionSpec {
-        name,
-        pushable,
-        pullable,
-        per_cell,
-        policy,
-    }
-}
-
-/// Every synced collection.
-#[rustfmt::skip]
-pub const COLLECTIONS: &[CollectionSpec] = &[
-    //    name                    pushable pullable per_cell policy
-    spec("health.records",       true,    true,    false,   ConflictPolicy::ServerAuthoritative),
-    spec("handbook.note",        true,    true,    false,   ConflictPolicy::LastWriterWins),
-    spec("handbook.notice_read", true,    true,    false,   ConflictPolicy::LastWriterWins),
-    spec("handbook.profile",     true,    true,    false,   ConflictPolicy::ServerAuthoritative),
-    spec("handbook.attendance",  true,    true,    false,   ConflictPolicy::ServerAuthoritative),
-    spec("handbook.procedure",   true,    true,    false,   ConflictPolicy::ServerAuthoritative),
-    spec("handbook.documents",   false,   true,    true,    ConflictPolicy::ServerAuthoritative),
-    spec("handbook.meeting",     false,   true,    true,    ConflictPolicy::ServerAuthoritative),
-    spec("handbook.notice",      false,   true,    true,    ConflictPolicy::ServerAuthoritative),
-];
-
-/// The spec of a collection.
-pub fn collection(name: &str) -> Option<&'static CollectionSpec> {
-    COLLECTIONS.iter().find(|c| c.name == name)
-}
-
 /// `POST /v1/identity/nonce`: a single-use nonce for the identity provider's sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NonceResponse {

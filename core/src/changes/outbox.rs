@@ -2,6 +2,7 @@
 //! transaction as the mutation, with an idempotency key so the server applies it exactly once.
 
 use super::hlc::Hlc;
+use super::{CollectionSpec, ConflictPolicy};
 use crate::vault::{Document, Result, VaultError, VaultTx};
 
 pub(crate) const STATE_COLLECTION: &str = "sync.state";
@@ -81,10 +82,11 @@ impl Document for OutboxEntry {
     }
 }
 
-/// Appends a mutation to the outbox inside the caller's transaction; returns its entry.
+/// Appends a mutation of `spec`'s collection to the outbox inside the caller's transaction;
+/// returns its entry.
 pub fn enqueue(
     tx: &VaultTx<'_>,
-    collection: &str,
+    spec: &CollectionSpec,
     record_id: &str,
     op: &str,
     payload: serde_json::Value,
@@ -106,9 +108,8 @@ pub fn enqueue(
     })?;
     let hlc = next_hlc(tx, now)?;
     // Only last-writer-wins collections compare versions on pull; others need no record of it.
-    let lww = super::protocol::collection(collection)
-        .is_some_and(|c| c.policy == super::protocol::ConflictPolicy::LastWriterWins);
-    if lww {
+    let collection = spec.name;
+    if spec.policy == ConflictPolicy::LastWriterWins {
         tx.put(
             VERSIONS_COLLECTION,
             &version_id(collection, record_id),
