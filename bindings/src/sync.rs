@@ -475,7 +475,7 @@ impl SyncClient {
         route: u16,
         month: String,
     ) -> Result<CredentialPurchase, SyncError> {
-        let order = protocol::CredentialOrder {
+        let order = thudo_core::transit::backend::CredentialOrder {
             product: product.into(),
             category: category.into(),
             route,

@@ -9,8 +9,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
-use thudo_core::transit::p256::SoftwareKey;
 use thudo_core::transit::{wire, Category, Product};
 
 fn main() {

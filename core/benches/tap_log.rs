@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
-use thudo_core::transit::p256::SoftwareKey;
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::{wire, Category, Product};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};

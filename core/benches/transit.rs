@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
-use thudo_core::transit::p256::SoftwareKey;
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::qr;
 use thudo_core::transit::validator::{Validator, ValidatorConfig};

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod handbook;
 pub mod health;
 pub mod hex;
+pub mod net;
 pub mod sync;
 pub mod transit;
 pub mod vault;

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
-use thudo_core::transit::p256::SoftwareKey;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{wire, Category, Product};
 use thudo_core::vault::{Vault, WriteOp};

@@ -6,8 +6,8 @@ mod common;
 
 use std::sync::Arc;
 
+use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
-use thudo_core::transit::p256::SoftwareKey;
 use thudo_core::transit::phone::{Phone, PhoneOptions, Signer};
 use thudo_core::transit::validator::{DenyList, Reason, Validator, ValidatorConfig};
 use thudo_core::transit::wire::{self, Payload, PAYLOAD_LEN, QR_PREFIX, QR_TEXT_LEN};

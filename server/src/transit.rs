@@ -13,12 +13,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use thudo_core::crypto::p256;
 use thudo_core::hex;
 use thudo_core::sync::protocol::*;
+use thudo_core::transit::backend::{
+    CredentialOrder, CredentialResponse, TapReceipt, TapUpload, ValidatorFeed,
+};
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey, IssuerKeyring, TrustedIssuerKey};
 use thudo_core::transit::validator::{self, DenyList, Tap};
 use thudo_core::transit::wire::Payload;
-use thudo_core::transit::{p256, Category, Product};
+use thudo_core::transit::{Category, Product};
 
 use crate::storage::{
     sha256, CheckedTap, EnrolOutcome, Entitlement, Evidence, FraudRecord, NewEnrolment, Storage,

@@ -940,7 +940,7 @@ async fn a_notice_read_on_one_device_is_read_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell() {
-    use thudo_core::sync::protocol::CredentialOrder;
+    use thudo_core::transit::backend::CredentialOrder;
     use thudo_core::transit::{Category, Product};
     let dir = tempfile::tempdir().unwrap();
     let backend = Backend::start(dir.path()).await;
@@ -949,7 +949,7 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     let phone = vault(&dir.path().join("phone"));
     register(&c, &phone, "phone").await;
     let token = SyncClient::registration(&phone).unwrap().unwrap().token;
-    let key_hex: String = thudo_core::transit::p256::SoftwareKey::generate()
+    let key_hex: String = thudo_core::crypto::p256::SoftwareKey::generate()
         .unwrap()
         .0
         .public_key()

@@ -3,6 +3,8 @@
 //! Nothing here invents cryptography; it fixes the parameters thudo uses so that callers cannot
 //! choose weak ones, and keeps key bytes in [`SecretKey`], which is zeroized on drop.
 
+pub mod p256;
+
 use std::num::NonZeroU32;
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};

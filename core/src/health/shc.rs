@@ -11,7 +11,7 @@ use base64::Engine;
 use ring::digest;
 use serde_json::Value;
 
-use crate::transit::p256;
+use crate::crypto::p256;
 
 /// Largest inflated payload accepted (a DEFLATE bomb is refused, not expanded).
 const MAX_PAYLOAD: usize = 1 << 20;

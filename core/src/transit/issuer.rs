@@ -1,9 +1,9 @@
 //! The issuer: signs credentials and deny lists. Run by the backend; usable from Rust tests.
 
-use super::p256::{self, SoftwareKey};
 use super::validator::DenyList;
 use super::wire::{self, CredentialFields, CREDENTIAL_LEN};
 use super::{invalid, Category, Product, TransitError};
+use crate::crypto::p256::{self, SoftwareKey};
 
 /// Longest a credential may live before the phone must refresh it online.
 pub const MAX_CREDENTIAL_LIFETIME_SECS: u32 = 72 * 3600;

@@ -3,8 +3,8 @@
 //!
 //! The wire format is in [`wire`] and `docs/protocol/transit-qr.md`.
 
+pub mod backend;
 pub mod issuer;
-pub mod p256;
 pub mod phone;
 pub mod qr;
 pub mod tariff;

@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::p256::{self, SoftwareKey};
 use super::qr::{self, QrImage};
 use super::wire::{self, CredentialFields, CREDENTIAL_LEN};
 use super::TransitError;
+use crate::crypto::p256::{self, SoftwareKey};
 use crate::vault::Vault;
 
 const COLLECTION: &str = "transit.phone";

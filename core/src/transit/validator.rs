@@ -6,9 +6,9 @@ use std::sync::Arc;
 use ring::digest;
 
 use super::issuer::TrustedIssuerKey;
-use super::p256;
 use super::wire::{self, FormatError, Payload};
 use super::{Category, Product, TransitError};
+use crate::crypto::p256;
 use crate::vault::{Vault, WriteOp};
 
 const TAP_COLLECTION: &str = "transit.tap";

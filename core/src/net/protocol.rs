@@ -1,10 +1,10 @@
-//! The sync protocol's messages (docs/protocol/sync.md), shared by the device client and the
-//! reference backend so both sides read and write the same JSON.
+//! The backend protocol's messages (docs/protocol/sync.md): identity and registration, push and
+//! pull, errors; shared by the device client and the reference backend so both sides read and
+//! write the same JSON. Each domain's own calls declare their messages beside them
+//! (`crate::transit::backend`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-use crate::transit::{Category, Product};
 
 /// Path prefix of every versioned endpoint.
 pub const API_PREFIX: &str = "/v1";
@@ -191,69 +191,4 @@ pub struct ErrorBody {
     pub error: String,
     /// For people.
     pub message: String,
-}
-
-/// `POST /v1/transit/credentials`: buy a product and get a credential for this phone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CredentialOrder {
-    /// Product.
-    pub product: Product,
-    /// Passenger category.
-    pub category: Category,
-    /// Route, for a single-route pass; 0 otherwise.
-    #[serde(default)]
-    pub route: u16,
-    /// The phone's P-256 public key, hex (SEC1).
-    pub device_public_key: String,
-    /// Pass month `YYYY-MM` for monthly passes; ignored otherwise.
-    #[serde(default)]
-    pub month: String,
-}
-
-/// A credential for the phone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CredentialResponse {
-    /// The 124-byte signed credential, hex.
-    pub credential: String,
-    /// The card (account) number in it.
-    pub card_id: u64,
-    /// What it cost, VND.
-    pub price_vnd: u64,
-    /// Pass validity, unix seconds.
-    pub pass_valid_from: u32,
-    /// Pass validity, unix seconds.
-    pub pass_valid_until: u32,
-}
-
-/// `GET /v1/transit/feed`: what an offline validator needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ValidatorFeed {
-    /// Issuer keys to trust.
-    pub issuer_keys: Vec<crate::transit::issuer::TrustedIssuerKey>,
-    /// The signed deny list, hex.
-    pub deny_list: String,
-}
-
-/// `POST /v1/transit/taps`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TapUpload {
-    /// The validator's taps, as exported.
-    pub taps: Vec<crate::transit::validator::Tap>,
-}
-
-/// The answer to a tap upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TapReceipt {
-    /// Taps stored now.
-    pub stored: u32,
-    /// Taps already stored (uploaded before).
-    pub duplicates: u32,
-    /// Highest tap sequence stored: the validator acknowledges up to it.
-    pub acknowledged_seq: u64,
-    /// Pay-as-you-go fares charged for these taps, VND, after caps.
-    pub charged_vnd: u64,
-    /// Taps the validator accepted that the backend did not charge: no or forged evidence,
-    /// revoked or invalid at the QR's time, or a QR already used (replayed or relayed).
-    #[serde(default)]
-    pub not_charged: u32,
 }

@@ -1,0 +1,728 @@
+//! The device's transport to the backend: HTTPS only (loopback HTTP for tests), certificate
+//! pinning, bounded response bodies, retries with exponential backoff and jitter (honouring
+//! `Retry-After`), the clock offset to the server, and cancellation; plus the calls every
+//! device makes (identity nonce, registration, devices). It knows no domain: the sync engine
+//! ([`crate::sync`]) and each domain's own calls (`crate::transit::backend`) are built on it.
+
+pub mod protocol;
+mod tls;
+
+pub use tls::{server_verifier, spki_sha256, tls_config};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::crypto;
+use crate::vault::{Document, Vault, VaultError};
+use protocol::*;
+
+enum BodyError {
+    TooLarge,
+    Cut(reqwest::Error),
+}
+
+/// Reads a response body chunk by chunk, refusing it once it passes `limit` (or when its
+/// announced length does): a hostile or broken server cannot make the device hold more.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Cut)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// How the client talks to the backend.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `https://...`, or `http://` to a loopback address only.
+    pub base_url: String,
+    /// Limit for one request, connection included.
+    pub request_timeout: Duration,
+    /// Limit for connecting.
+    pub connect_timeout: Duration,
+    /// Changes per pulled page.
+    pub page_size: u32,
+    /// Mutations per push.
+    pub push_batch: usize,
+    /// Attempts per request before giving up (at least 1).
+    pub max_attempts: u32,
+    /// First backoff; doubles each attempt, with full jitter.
+    pub backoff_base: Duration,
+    /// Longest backoff (and longest `Retry-After` honoured).
+    pub backoff_max: Duration,
+    /// SHA-256 of the server's SubjectPublicKeyInfo (DER): when not empty, the server's
+    /// certificate must carry one of these keys, on top of normal chain validation.
+    pub pinned_spki_sha256: Vec<[u8; 32]>,
+    /// Extra trust anchors (DER certificates), for a private CA.
+    pub extra_roots_der: Vec<Vec<u8>>,
+    /// Largest response body read; a longer one fails the call with `Protocol` as it streams
+    /// in (default [`MAX_RESPONSE_BYTES`]).
+    pub max_response_bytes: usize,
+}
+
+impl SyncConfig {
+    /// Defaults for `base_url`: 20 s requests, 500-change pages, 200-mutation pushes, 6
+    /// attempts, backoff 0.5 s to 60 s.
+    pub fn new(base_url: &str) -> SyncConfig {
+        SyncConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            request_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(10),
+            page_size: 500,
+            push_batch: 200,
+            max_attempts: 6,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            pinned_spki_sha256: Vec::new(),
+            extra_roots_der: Vec::new(),
+            max_response_bytes: MAX_RESPONSE_BYTES,
+        }
+    }
+}
+
+/// Why a sync stopped. After any of these the device's data is consistent: what was
+/// acknowledged is out of the outbox, what was pulled is applied with its cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The URL is not `https`, or `http` to a host that is not loopback.
+    #[error("insecure or invalid server URL {url}: {reason}")]
+    InsecureUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The device has not registered with this vault yet.
+    #[error("this device is not registered")]
+    NotRegistered,
+    /// The server refused the token.
+    #[error("the server refused this device's token")]
+    Unauthorized,
+    /// The server could not be reached or kept failing; try later.
+    #[error("server unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+    /// The server refused the request for good (4xx).
+    #[error("refused by the server ({status} {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The error code of the body.
+        code: String,
+        /// The message.
+        message: String,
+    },
+    /// A reduced or free passenger category was asked for without an entitlement in force
+    /// (the citizen must have it recorded by the operator; standard fares need none).
+    #[error("not entitled: {message}")]
+    NotEntitled {
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server answered with something that does not fit the protocol.
+    #[error("protocol violation: {detail}")]
+    Protocol {
+        /// What was wrong.
+        detail: String,
+    },
+    /// The client was closed.
+    #[error("sync cancelled")]
+    Cancelled,
+    /// The vault failed (or was closed).
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// A store outside the vault (the document library's file) failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Progress, for a foreign observer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// Mutations pushed so far, of those pending at the start.
+    Pushed {
+        /// Acknowledged so far.
+        done: u64,
+        /// Pending at the start.
+        total: u64,
+    },
+    /// Changes pulled so far in a collection.
+    Pulled {
+        /// The collection.
+        collection: String,
+        /// Received so far.
+        received: u64,
+    },
+    /// A request failed and will be retried after a delay.
+    Retrying {
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// Delay before the next, ms.
+        delay_ms: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Receives progress. Called on the sync's task; must return quickly and must not call back
+/// into the sync client.
+pub trait SyncObserver: Send + Sync {
+    /// One progress event.
+    fn on_event(&self, event: &SyncEvent);
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Mutations acknowledged as applied.
+    pub pushed: u64,
+    /// Mutations the server had already applied (an earlier delivery).
+    pub duplicates: u64,
+    /// Mutations older than the server's copy (last-writer-wins).
+    pub superseded_on_server: u64,
+    /// Mutations refused for good (kept in `sync.rejected`).
+    pub rejected: u64,
+    /// Changes received.
+    pub pulled: u64,
+    /// Changes applied.
+    pub applied: u64,
+    /// Changes older than the local copy.
+    pub superseded_locally: u64,
+    /// Changes of unknown collections or unreadable payloads.
+    pub skipped: u64,
+    /// Failed requests that were retried.
+    pub retries: u64,
+    /// Server clock minus device clock, ms (from the fastest exchange).
+    pub clock_offset_ms: Option<i64>,
+    /// Wall time of the sync, ms.
+    pub elapsed_ms: u64,
+}
+
+/// The device's registration, kept encrypted in the vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Device id.
+    pub device_id: String,
+    /// Account id.
+    pub account_id: String,
+    /// Bearer token.
+    pub token: String,
+}
+
+impl Document for Registration {
+    const COLLECTION: &'static str = "sync.registration";
+    fn id(&self) -> String {
+        "device".into()
+    }
+}
+
+/// The sync client. One per server; share it (`Arc`) and call [`SyncClient::sync`] whenever a
+/// network appears. [`SyncClient::close`] cancels work in flight.
+pub struct SyncClient {
+    http: reqwest::Client,
+    pub(crate) config: SyncConfig,
+    cancel: watch::Sender<bool>,
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks the URL: `https`, or `http` to loopback.
+fn check_url(url: &str) -> Result<(), SyncError> {
+    let bad = |reason: &str| SyncError::InsecureUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        "http" => Err(bad("plain HTTP is allowed to loopback only")),
+        _ => Err(bad("the scheme must be https")),
+    }
+}
+
+enum Attempt<T> {
+    Done(T),
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_secs() -> u64 {
+    (now_ms() / 1000).max(0) as u64
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.timestamp_millis() - now_ms();
+    Some(Duration::from_millis(wait.max(0) as u64))
+}
+
+/// One logical operation's bookkeeping: its observer, what it did, the best round trip seen.
+pub(crate) struct Run<'a> {
+    observer: Option<&'a dyn SyncObserver>,
+    pub(crate) report: SyncReport,
+    best_rtt_ms: Option<i64>,
+    /// Sent as `Idempotency-Key` on every attempt of one logical request, so a retried purchase
+    /// whose first answer was lost is not made twice.
+    pub(crate) idempotency_key: Option<String>,
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(observer: Option<&'a dyn SyncObserver>) -> Self {
+        Run {
+            observer,
+            report: SyncReport::default(),
+            best_rtt_ms: None,
+            idempotency_key: None,
+        }
+    }
+
+    pub(crate) fn event(&self, e: SyncEvent) {
+        if let Some(o) = self.observer {
+            o.on_event(&e);
+        }
+    }
+}
+
+/// Runs blocking vault work off the async executor.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SyncError::Protocol {
+            detail: format!("background work failed: {e}"),
+        })?
+}
+
+impl SyncClient {
+    /// A client for `config.base_url`. Refuses insecure URLs.
+    pub fn new(config: SyncConfig) -> Result<SyncClient, SyncError> {
+        check_url(&config.base_url)?;
+        let tls = tls_config(&config.pinned_spki_sha256, &config.extra_roots_der).map_err(|e| {
+            SyncError::InsecureUrl {
+                url: config.base_url.clone(),
+                reason: e,
+            }
+        })?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SyncError::InsecureUrl {
+                url: config.base_url.clone(),
+                reason: e.to_string(),
+            })?;
+        let (cancel, _) = watch::channel(false);
+        Ok(SyncClient {
+            http,
+            config,
+            cancel,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// Cancels work in flight and refuses later calls with [`SyncError::Cancelled`].
+    pub fn close(&self) {
+        self.cancel.send_replace(true);
+    }
+
+    /// Whether [`SyncClient::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), SyncError> {
+        if self.is_closed() {
+            Err(SyncError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn cancelled(&self) {
+        let mut rx = self.cancel.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let cap = exp.min(self.config.backoff_max);
+        let mut r = [0u8; 4];
+        let _ = crypto::fill_random(&mut r);
+        // Full jitter: uniform in [cap/2, cap] keeps some spacing and spreads devices out.
+        let frac = 0.5 + (u32::from_le_bytes(r) as f64 / u32::MAX as f64) / 2.0;
+        cap.mul_f64(frac)
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        run: &mut Run<'_>,
+    ) -> Result<Attempt<T>, SyncError> {
+        let mut req = self.http.request(method.clone(), url);
+        if let Some(t) = token {
+            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(k) = &run.idempotency_key {
+            req = req.header(IDEMPOTENCY_KEY_HEADER, k.as_str());
+        }
+        if let Some(b) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(b.to_vec());
+        }
+        let sent = Instant::now();
+        let sent_wall = now_ms();
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Attempt::Retry {
+                    reason: format!("request failed: {e}"),
+                    after: None,
+                })
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = match read_limited(response, self.config.max_response_bytes).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return Err(SyncError::Protocol {
+                    detail: format!(
+                        "response larger than {} bytes",
+                        self.config.max_response_bytes
+                    ),
+                })
+            }
+            Err(BodyError::Cut(e)) => {
+                return Ok(Attempt::Retry {
+                    reason: format!("body cut short: {e}"),
+                    after: None,
+                })
+            }
+        };
+        let rtt = sent.elapsed().as_millis() as i64;
+        if let Some(server_ms) = headers
+            .get(SERVER_TIME_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            if run.best_rtt_ms.is_none_or(|best| rtt < best) {
+                run.best_rtt_ms = Some(rtt);
+                run.report.clock_offset_ms = Some(server_ms - (sent_wall + rtt / 2));
+            }
+        }
+        if status.is_success() {
+            return Ok(match serde_json::from_slice::<T>(&bytes) {
+                Ok(v) => Attempt::Done(v),
+                Err(e) => Attempt::Retry {
+                    reason: format!("unreadable response: {e}"),
+                    after: None,
+                },
+            });
+        }
+        let transient = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT;
+        if transient {
+            return Ok(Attempt::Retry {
+                reason: format!("HTTP {}", status.as_u16()),
+                after: retry_after(&headers),
+            });
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(SyncError::Unauthorized);
+        }
+        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+        if let Some(b) = body.as_ref().filter(|b| b.error == "not_entitled") {
+            return Err(SyncError::NotEntitled {
+                message: b.message.clone(),
+            });
+        }
+        Err(SyncError::Refused {
+            status: status.as_u16(),
+            code: body
+                .as_ref()
+                .map(|b| b.error.clone())
+                .unwrap_or_else(|| "http_error".into()),
+            message: body.map(|b| b.message).unwrap_or_default(),
+        })
+    }
+
+    /// One request with retries.
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+        run: &mut Run<'_>,
+    ) -> Result<T, SyncError> {
+        let url = format!("{}{}", self.config.base_url, path);
+        let max = self.config.max_attempts.max(1);
+        for attempt in 1..=max {
+            self.check_open()?;
+            let outcome = tokio::select! {
+                r = self.attempt::<T>(&method, &url, token, body.as_deref(), run) => r?,
+                _ = self.cancelled() => return Err(SyncError::Cancelled),
+            };
+            let (reason, after) = match outcome {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Retry { reason, after } => (reason, after),
+            };
+            if attempt == max {
+                return Err(SyncError::Unavailable {
+                    attempts: attempt,
+                    last: reason,
+                });
+            }
+            let delay = after
+                .map(|d| d.min(self.config.backoff_max))
+                .unwrap_or_else(|| self.backoff(attempt));
+            run.report.retries += 1;
+            run.event(SyncEvent::Retrying {
+                attempt,
+                delay_ms: delay.as_millis() as u64,
+                reason,
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.cancelled() => return Err(SyncError::Cancelled),
+            }
+        }
+        Err(SyncError::Unavailable {
+            attempts: max,
+            last: "no attempt made".into(),
+        })
+    }
+
+    /// A single-use nonce for the identity provider's sign-in: the app passes it to the
+    /// provider's authorization request and registers with the ID token that carries it.
+    pub async fn registration_nonce(&self) -> Result<NonceResponse, SyncError> {
+        self.post_without_token("identity/nonce", &serde_json::json!({}))
+            .await
+    }
+
+    /// A POST before the device holds a token (nonce, registration, enrolment).
+    async fn post_without_token<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, SyncError> {
+        let body = serde_json::to_vec(body).map_err(|e| SyncError::Protocol {
+            detail: e.to_string(),
+        })?;
+        self.call(
+            Method::POST,
+            &format!("{API_PREFIX}/{path}"),
+            None,
+            Some(body),
+            &mut Run::new(None),
+        )
+        .await
+    }
+
+    /// The citizen's active devices, as the backend knows them.
+    pub async fn devices(&self, vault: Arc<Vault>) -> Result<Vec<DeviceInfo>, SyncError> {
+        self.request(vault, Method::GET, &format!("{API_PREFIX}/devices"), None)
+            .await
+    }
+
+    /// Revokes one of the citizen's devices (a lost or stolen phone): its token stops working at
+    /// once and its transit keys are denied.
+    pub async fn revoke_device(&self, vault: Arc<Vault>, device_id: &str) -> Result<(), SyncError> {
+        if device_id.is_empty()
+            || device_id.len() > 64
+            || !device_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(SyncError::Refused {
+                status: 404,
+                code: "not_found".into(),
+                message: "no such device on this account".into(),
+            });
+        }
+        let _: serde_json::Value = self
+            .request(
+                vault,
+                Method::POST,
+                &format!("{API_PREFIX}/devices/{device_id}/revoke"),
+                Some(b"{}".to_vec()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Registers this device for a citizen and keeps the token, encrypted, in `vault`.
+    pub async fn register(
+        &self,
+        vault: Arc<Vault>,
+        request: &RegisterRequest,
+    ) -> Result<Registration, SyncError> {
+        let r: RegisterResponse = self.post_without_token("devices", request).await?;
+        let registration = Registration {
+            device_id: r.device_id,
+            account_id: r.account_id,
+            token: r.token,
+        };
+        let stored = registration.clone();
+        blocking(move || Ok(vault.put_doc(&stored)?)).await?;
+        Ok(registration)
+    }
+
+    /// Enrols this vault's validator with an operator-issued, single-use enrolment code, and
+    /// keeps its token, encrypted, in `vault` (feed and tap uploads then use it).
+    pub async fn enrol_validator(
+        &self,
+        vault: Arc<Vault>,
+        request: &ValidatorEnrolmentRequest,
+    ) -> Result<ValidatorEnrolmentResponse, SyncError> {
+        let r: ValidatorEnrolmentResponse = self.post_without_token("validators", request).await?;
+        let registration = Registration {
+            device_id: r.validator_id.clone(),
+            account_id: String::new(),
+            token: r.token.clone(),
+        };
+        blocking(move || Ok(vault.put_doc(&registration)?)).await?;
+        Ok(r)
+    }
+
+    /// The registration stored in `vault`, if any.
+    pub fn registration(vault: &Vault) -> Result<Option<Registration>, SyncError> {
+        Ok(vault.get_doc::<Registration>("device")?)
+    }
+
+    /// A GET or POST with the device's token (transit and other calls outside push/pull).
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        vault: Arc<Vault>,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, SyncError> {
+        let reg = blocking(move || Self::registration(&vault))
+            .await?
+            .ok_or(SyncError::NotRegistered)?;
+        let mut run = Run::new(None);
+        if method == Method::POST {
+            run.idempotency_key =
+                Some(crate::hex::random(16).map_err(|_| SyncError::Protocol {
+                    detail: "no randomness".into(),
+                })?);
+        }
+        self.call(method, path, Some(&reg.token), body, &mut run)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http() {
+        for ok in [
+            "https://api.example.vn",
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.example.vn",
+            "http://10.0.0.1",
+            "ftp://127.0.0.1",
+            "not a url",
+            "",
+        ] {
+            assert!(
+                matches!(check_url(bad), Err(SyncError::InsecureUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date: now");
+        h.insert(
+            RETRY_AFTER,
+            "soon".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_under_the_cap() {
+        let mut config = SyncConfig::new("http://127.0.0.1:1");
+        config.backoff_base = Duration::from_millis(100);
+        config.backoff_max = Duration::from_secs(2);
+        let client = SyncClient::new(config).unwrap_or_else(|_| unreachable!());
+        for attempt in 1..=10 {
+            let d = client.backoff(attempt);
+            let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(2));
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
+        }
+    }
+}

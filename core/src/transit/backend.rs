@@ -1,0 +1,153 @@
+//! The transit domain's calls to the backend (docs/protocol/sync.md, "Transit"): buy a
+//! product for the phone's key, fetch what an offline validator needs, upload a validator's
+//! taps. Built on the device's backend transport ([`crate::net`]); used by the FFI and the CLI
+//! alike.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use super::{Category, Product};
+use crate::net::protocol::API_PREFIX;
+use crate::net::{SyncClient, SyncError};
+use crate::vault::Vault;
+
+/// Taps per upload (the server takes at most 10,000).
+pub const TAP_UPLOAD_CHUNK: usize = 5_000;
+
+/// `POST /v1/transit/credentials`: buy a product and get a credential for this phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialOrder {
+    /// Product.
+    pub product: Product,
+    /// Passenger category.
+    pub category: Category,
+    /// Route, for a single-route pass; 0 otherwise.
+    #[serde(default)]
+    pub route: u16,
+    /// The phone's P-256 public key, hex (SEC1).
+    pub device_public_key: String,
+    /// Pass month `YYYY-MM` for monthly passes; ignored otherwise.
+    #[serde(default)]
+    pub month: String,
+}
+
+/// A credential for the phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialResponse {
+    /// The 124-byte signed credential, hex.
+    pub credential: String,
+    /// The card (account) number in it.
+    pub card_id: u64,
+    /// What it cost, VND.
+    pub price_vnd: u64,
+    /// Pass validity, unix seconds.
+    pub pass_valid_from: u32,
+    /// Pass validity, unix seconds.
+    pub pass_valid_until: u32,
+}
+
+/// `GET /v1/transit/feed`: what an offline validator needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorFeed {
+    /// Issuer keys to trust.
+    pub issuer_keys: Vec<super::issuer::TrustedIssuerKey>,
+    /// The signed deny list, hex.
+    pub deny_list: String,
+}
+
+/// `POST /v1/transit/taps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapUpload {
+    /// The validator's taps, as exported.
+    pub taps: Vec<super::validator::Tap>,
+}
+
+/// The answer to a tap upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapReceipt {
+    /// Taps stored now.
+    pub stored: u32,
+    /// Taps already stored (uploaded before).
+    pub duplicates: u32,
+    /// Highest tap sequence stored: the validator acknowledges up to it.
+    pub acknowledged_seq: u64,
+    /// Pay-as-you-go fares charged for these taps, VND, after caps.
+    pub charged_vnd: u64,
+    /// Taps the validator accepted that the backend did not charge: no or forged evidence,
+    /// revoked or invalid at the QR's time, or a QR already used (replayed or relayed).
+    #[serde(default)]
+    pub not_charged: u32,
+}
+
+impl SyncClient {
+    /// Buys a transit product for this device's phone key; returns the signed credential.
+    pub async fn order_credential(
+        &self,
+        vault: Arc<Vault>,
+        order: &CredentialOrder,
+    ) -> Result<CredentialResponse, SyncError> {
+        let body = serde_json::to_vec(order).map_err(|e| SyncError::Protocol {
+            detail: e.to_string(),
+        })?;
+        self.request(
+            vault,
+            Method::POST,
+            &format!("{API_PREFIX}/transit/credentials"),
+            Some(body),
+        )
+        .await
+    }
+
+    /// What an offline validator needs: issuer keys and the signed deny list.
+    pub async fn validator_feed(&self, vault: Arc<Vault>) -> Result<ValidatorFeed, SyncError> {
+        self.request(
+            vault,
+            Method::GET,
+            &format!("{API_PREFIX}/transit/feed"),
+            None,
+        )
+        .await
+    }
+
+    /// Uploads a validator's taps (the device must be registered as a validator), in uploads of
+    /// at most [`TAP_UPLOAD_CHUNK`]; the receipt adds them up and says up to which sequence the
+    /// validator may acknowledge. A failure midway loses nothing: what was stored comes back as
+    /// duplicates next time.
+    pub async fn upload_taps(
+        &self,
+        vault: Arc<Vault>,
+        taps: Vec<super::validator::Tap>,
+    ) -> Result<TapReceipt, SyncError> {
+        let mut total = TapReceipt {
+            stored: 0,
+            duplicates: 0,
+            acknowledged_seq: 0,
+            charged_vnd: 0,
+            not_charged: 0,
+        };
+        for chunk in taps.chunks(TAP_UPLOAD_CHUNK) {
+            let body = serde_json::to_vec(&TapUpload {
+                taps: chunk.to_vec(),
+            })
+            .map_err(|e| SyncError::Protocol {
+                detail: e.to_string(),
+            })?;
+            let r: TapReceipt = self
+                .request(
+                    vault.clone(),
+                    Method::POST,
+                    &format!("{API_PREFIX}/transit/taps"),
+                    Some(body),
+                )
+                .await?;
+            total.stored += r.stored;
+            total.duplicates += r.duplicates;
+            total.acknowledged_seq = total.acknowledged_seq.max(r.acknowledged_seq);
+            total.charged_vnd += r.charged_vnd;
+            total.not_charged += r.not_charged;
+        }
+        Ok(total)
+    }
+}
