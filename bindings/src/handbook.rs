@@ -43,6 +43,15 @@ pub enum HandbookError {
         /// The underlying error.
         reason: String,
     },
+    /// The library file was written by a newer version of the app: update the app (the file
+    /// is left untouched).
+    #[error("the library file is at schema {found}, newer than this build's {supported}")]
+    NewerSchema {
+        /// The file's version.
+        found: u32,
+        /// The newest this build knows.
+        supported: u32,
+    },
     /// A bug in the library.
     #[error("internal error: {reason}")]
     Internal {
@@ -56,6 +65,9 @@ impl From<library::LibraryError> for HandbookError {
         match e {
             library::LibraryError::Invalid { reason } => HandbookError::Invalid { reason },
             library::LibraryError::Storage { reason } => HandbookError::Storage { reason },
+            library::LibraryError::NewerSchema { found, supported } => {
+                HandbookError::NewerSchema { found, supported }
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod handbook;
 pub mod health;
 pub mod hex;
 pub mod net;
+pub mod schema;
 pub mod sync;
 pub mod transit;
 pub mod vault;

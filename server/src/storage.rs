@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use thudo_core::changes::hlc::Hlc;
 use thudo_core::changes::ConflictPolicy;
+use thudo_core::schema::Schema;
 use thudo_core::sync::protocol::{self, Change, Mutation, Outcome, PushResult};
 use thudo_core::transit::validator::Tap;
 use thudo_core::transit::Product;
@@ -378,8 +379,14 @@ CREATE TABLE nonces(hash BLOB PRIMARY KEY, expires_at INTEGER NOT NULL, used_at 
 ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
 ";
 
-/// The schema's steps after the base tables, each applied once in order (`user_version`).
-const MIGRATIONS: &[&str] = &[MIGRATION_2, MIGRATION_3];
+/// The backend's SQLite schema, on the path every SQLite file of the project shares
+/// (`thudo_core::schema`). Step 1 (the base tables) is idempotent: files made before
+/// versioning hold exactly those tables.
+const STORAGE_SCHEMA: Schema = Schema {
+    name: "thudo backend database",
+    steps: &[SCHEMA, MIGRATION_2, MIGRATION_3],
+    adopt_unversioned: true,
+};
 
 /// Storage on one SQLite file (WAL, full sync).
 pub struct SqliteStorage {
@@ -394,22 +401,9 @@ impl SqliteStorage {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-        if version > MIGRATIONS.len() + 1 {
-            return Err(StorageError(format!(
-                "the database is at schema {version}, newer than this server knows"
-            )));
-        }
-        for (i, step) in MIGRATIONS.iter().enumerate() {
-            let target = i + 2;
-            if version < target {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                tx.execute_batch(step)?;
-                tx.execute_batch(&format!("PRAGMA user_version = {target}"))?;
-                tx.commit()?;
-            }
-        }
+        STORAGE_SCHEMA
+            .migrate(&mut conn)
+            .map_err(|e| StorageError(e.to_string()))?;
         Ok(SqliteStorage {
             conn: Mutex::new(conn),
         })
@@ -1199,4 +1193,62 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
         },
     )?;
     Ok(Outcome::Applied)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests fail by panicking
+mod migration_tests {
+    use super::*;
+
+    /// A database file as an earlier server left it: base tables only (made before versioning)
+    /// or at version 2, with one account in it.
+    fn earlier(path: &Path, steps: &[&str], version: u32) {
+        let conn = Connection::open(path).unwrap();
+        for step in steps {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO accounts(id, citizen_hash, cell, card_id) VALUES ('a1', x'01', NULL, 7)",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", version).unwrap();
+    }
+
+    #[test]
+    fn each_earlier_version_is_brought_up_to_date_with_its_data() {
+        for (steps, version) in [(&[SCHEMA][..], 0u32), (&[SCHEMA, MIGRATION_2][..], 2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("server.db");
+            earlier(&path, steps, version);
+            let storage = SqliteStorage::open(&path).unwrap();
+            // The data is there and the newest tables work.
+            let deny_version = storage.get_setting("deny_version").unwrap();
+            assert_eq!(deny_version.as_deref(), Some(&b"1"[..]), "from {version}");
+            storage.create_nonce(&[9; 32], 1).unwrap();
+            drop(storage);
+            let conn = Connection::open(&path).unwrap();
+            let kept: String = conn
+                .query_row("SELECT id FROM accounts", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(kept, "a1");
+            assert_eq!(
+                thudo_core::schema::version(&conn).unwrap(),
+                STORAGE_SCHEMA.latest()
+            );
+        }
+    }
+
+    #[test]
+    fn a_database_from_a_newer_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.db");
+        drop(SqliteStorage::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 9)
+            .unwrap();
+        let err = SqliteStorage::open(&path).err().unwrap();
+        assert!(err.0.contains("newer"), "{err:?}");
+    }
 }

@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::fold;
 use crate::changes::{Apply, Collection, CollectionSpec, OutsideStore, Pulled};
+use crate::schema::{Schema, SchemaError};
 
 /// A published document.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,6 +86,27 @@ pub enum LibraryError {
         /// The underlying error.
         reason: String,
     },
+    /// The library file was written by a newer build; it is left untouched.
+    #[error("the library file is at schema {found}, newer than this build's {supported}")]
+    NewerSchema {
+        /// The file's version.
+        found: u32,
+        /// The newest this build knows.
+        supported: u32,
+    },
+}
+
+impl From<SchemaError> for LibraryError {
+    fn from(e: SchemaError) -> Self {
+        match e {
+            SchemaError::Newer {
+                found, supported, ..
+            } => LibraryError::NewerSchema { found, supported },
+            other => LibraryError::Storage {
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 impl From<rusqlite::Error> for LibraryError {
@@ -95,7 +117,15 @@ impl From<rusqlite::Error> for LibraryError {
     }
 }
 
-const SCHEMA: &str = r#"
+/// The library file's schema (see [`crate::schema`]). Step 1 is idempotent: files made before
+/// versioning hold exactly these tables.
+const SCHEMA: Schema = Schema {
+    name: "thudo document library",
+    steps: &[STEP_1],
+    adopt_unversioned: true,
+};
+
+const STEP_1: &str = r#"
 CREATE TABLE IF NOT EXISTS documents (
     rowid     INTEGER PRIMARY KEY,
     doc_id    TEXT NOT NULL UNIQUE,
@@ -181,10 +211,10 @@ impl Library {
                 reason: e.to_string(),
             })?;
         }
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
-        conn.execute_batch(SCHEMA)?;
+        SCHEMA.migrate(&mut conn)?;
         Ok(Library {
             conn: Mutex::new(conn),
         })

@@ -1,12 +1,11 @@
 //! The vault's SQL schema and its numbered migrations.
 //!
-//! `PRAGMA user_version` holds the schema version. Each migration runs in its own transaction
-//! together with its version bump, so a crash leaves the store at one version or the next, never
-//! between. A store whose version is newer than [`LATEST`] is refused before anything is written.
+//! Opened and migrated on the path every SQLite file of the project shares ([`crate::schema`]).
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use super::error::{Result, VaultError};
+use crate::schema::{Schema, SchemaError};
 
 /// Migration `n` (1-based) takes the store from version `n - 1` to `n`. Append only; never edit
 /// a released step.
@@ -44,8 +43,15 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// The vault's schema (see [`crate::schema`]).
+const SCHEMA: Schema = Schema {
+    name: "thudo vault",
+    steps: MIGRATIONS,
+    adopt_unversioned: false,
+};
+
 /// The schema version this library writes.
-pub const LATEST: u32 = MIGRATIONS.len() as u32;
+pub const LATEST: u32 = SCHEMA.latest();
 
 /// Reads the schema version without writing anything.
 pub(crate) fn version(conn: &Connection) -> Result<u32> {
@@ -54,32 +60,14 @@ pub(crate) fn version(conn: &Connection) -> Result<u32> {
 
 /// Refuses a store from a newer library; otherwise brings it up to [`LATEST`].
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    let found = version(conn)?;
-    if found > LATEST {
-        return Err(VaultError::NewerSchema {
-            found,
-            supported: LATEST,
-        });
-    }
-    if found == 0 {
-        // A fresh file is empty; an SQLite database of somebody else's is not ours to write into.
-        let tables: u32 =
-            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
-        if tables > 0 {
-            return Err(VaultError::CorruptStore {
-                reason: "the file is an SQLite database but not a thudo vault".into(),
-            });
-        }
-    }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Re-read inside the write lock: another connection may have migrated meanwhile.
-        if version(&tx)? > step as u32 {
-            continue;
-        }
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", step as u32 + 1)?;
-        tx.commit()?;
-    }
+    SCHEMA.migrate(conn).map_err(|e| match e {
+        SchemaError::Newer {
+            found, supported, ..
+        } => VaultError::NewerSchema { found, supported },
+        SchemaError::Foreign { .. } => VaultError::CorruptStore {
+            reason: "the file is an SQLite database but not a thudo vault".into(),
+        },
+        SchemaError::Sqlite(reason) => VaultError::Io { reason },
+    })?;
     Ok(())
 }

@@ -1,0 +1,115 @@
+//! Every SQLite file opens on one path (`thudo_core::schema`): earlier versions are brought up
+//! to date with their data, newer ones are refused untouched. The vault's cases are in
+//! `vault.rs`; the backend's in `server/src/storage.rs`.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+use rusqlite::Connection;
+use thudo_core::handbook::library::{Library, LibraryDocument, LibraryError};
+use thudo_core::schema::{self, Schema, SchemaError};
+
+fn doc(id: &str) -> LibraryDocument {
+    LibraryDocument {
+        id: id.into(),
+        number: "21-NQ/TW".into(),
+        issuer: "Ban Chấp hành Trung ương".into(),
+        issued_on: "2022-06-16".into(),
+        kind: "Nghị quyết".into(),
+        title: "Nghị quyết về tăng cường củng cố tổ chức cơ sở đảng".into(),
+        body: "Nâng cao năng lực lãnh đạo và sức chiến đấu.".into(),
+    }
+}
+
+#[test]
+fn a_library_made_before_versioning_is_adopted_with_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("library.db");
+    Library::open(&path)
+        .unwrap()
+        .upsert(&[doc("nq21")])
+        .unwrap();
+    // Files made before versioning hold the same tables at version 0.
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 0)
+        .unwrap();
+    let library = Library::open(&path).unwrap();
+    assert!(library.get("nq21").unwrap().is_some());
+    assert!(!library.search("cung co to chuc", 5).unwrap().is_empty());
+    drop(library);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), 1);
+}
+
+#[test]
+fn a_library_from_a_newer_build_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("library.db");
+    Library::open(&path)
+        .unwrap()
+        .upsert(&[doc("nq21")])
+        .unwrap();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    match Library::open(&path) {
+        Err(LibraryError::NewerSchema { found, supported }) => {
+            assert_eq!((found, supported), (7, 1));
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a newer library was opened"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// The shared path itself: each step in its own transaction, a failing step leaves the file at
+/// the version before it, a foreign database is refused.
+#[test]
+fn each_step_commits_alone_and_a_failing_step_keeps_the_version_before_it() {
+    const STEPS: &[&str] = &[
+        "CREATE TABLE a(x INTEGER);",
+        "INSERT INTO a VALUES (1);",
+        "INSERT INTO a VALUES (2); INSERT INTO nowhere VALUES (3);",
+    ];
+    let failing = Schema {
+        name: "test file",
+        steps: STEPS,
+        adopt_unversioned: false,
+    };
+    let mut conn = Connection::open_in_memory().unwrap();
+    assert!(matches!(
+        failing.migrate(&mut conn),
+        Err(SchemaError::Sqlite(_))
+    ));
+    assert_eq!(schema::version(&conn).unwrap(), 2);
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM a", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        rows, 1,
+        "the failing step's first statement was rolled back"
+    );
+    // Fixed, the same file goes on from version 2.
+    const FIXED: &[&str] = &[
+        "CREATE TABLE a(x INTEGER);",
+        "INSERT INTO a VALUES (1);",
+        "INSERT INTO a VALUES (2);",
+    ];
+    let fixed = Schema {
+        steps: FIXED,
+        ..failing
+    };
+    assert_eq!(fixed.migrate(&mut conn).unwrap(), 2);
+    assert_eq!(schema::version(&conn).unwrap(), 3);
+
+    let mut foreign = Connection::open_in_memory().unwrap();
+    foreign.execute_batch("CREATE TABLE theirs(y);").unwrap();
+    assert_eq!(
+        fixed.migrate(&mut foreign),
+        Err(SchemaError::Foreign { name: "test file" })
+    );
+}
