@@ -11,6 +11,7 @@
 mod handbook;
 mod health;
 mod health_book;
+mod logging;
 mod sync;
 mod transit;
 mod vault;
@@ -18,6 +19,7 @@ mod vault;
 pub use handbook::*;
 pub use health::*;
 pub use health_book::*;
+pub use logging::*;
 pub use sync::*;
 pub use transit::*;
 pub use vault::*;

@@ -316,8 +316,16 @@ async fn story(args: DemoArgs) -> Result<()> {
             };
             let r = client.order_credential(rider_vault, &order).await?;
             rider.install_credential(&unhex(&r.credential)?)?;
+            // Four trips within one Vietnamese day (UTC+7), where the daily cap applies: today
+            // if they fit before midnight, else tomorrow from 07:00.
+            let into_day = (now + 7 * 3600) % 86_400;
+            let base = if into_day + 7 * 3600 < 86_400 {
+                now
+            } else {
+                now - into_day + 86_400 + 6 * 3600
+            };
             for hour in [1u64, 3, 5, 7] {
-                let t = now + hour * 3600;
+                let t = base + hour * 3600;
                 let verdict = validator.validate(&rider.current_qr(t)?.text, t)?;
                 ensure!(
                     verdict.accepted,

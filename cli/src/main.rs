@@ -36,6 +36,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    log_to_stderr(std::env::var("THUDO_LOG").ok().as_deref());
     let result = match cli.command {
         Command::Vault(args) => vault_cmd::run(args),
         Command::Handbook(args) => handbook_cmd::run(args),
@@ -50,6 +51,47 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// The library's log records on stderr, one per line (`thudo[LEVEL target] message k=v`),
+/// from the level `THUDO_LOG` names (`error` ... `trace`); nothing without it.
+fn log_to_stderr(level: Option<&str>) {
+    struct Stderr;
+    impl log::Log for Stderr {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::max_level()
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            struct Fields(String);
+            impl<'k> log::kv::VisitSource<'k> for Fields {
+                fn visit_pair(
+                    &mut self,
+                    key: log::kv::Key<'k>,
+                    value: log::kv::Value<'k>,
+                ) -> Result<(), log::kv::Error> {
+                    self.0.push_str(&format!(" {key}={value}"));
+                    Ok(())
+                }
+            }
+            let mut fields = Fields(String::new());
+            let _ = record.key_values().visit(&mut fields);
+            eprintln!(
+                "thudo[{} {}] {}{}",
+                record.level(),
+                record.target(),
+                record.args(),
+                fields.0
+            );
+        }
+        fn flush(&self) {}
+    }
+    let Some(filter) = level.and_then(|l| l.parse::<log::LevelFilter>().ok()) else {
+        return;
+    };
+    static STDERR: Stderr = Stderr;
+    if log::set_logger(&STDERR).is_ok() {
+        log::set_max_level(filter);
     }
 }
 

@@ -265,6 +265,7 @@ impl Library {
             )?;
         }
         tx.commit()?;
+        log::debug!(documents = docs.len(); "library documents stored");
         Ok(())
     }
 

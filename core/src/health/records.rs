@@ -930,6 +930,11 @@ impl<'a> HealthBook<'a> {
                 }
             }
             summary.entries.sort_by_key(|e| e.index);
+            log::info!(
+                stored = summary.stored, skipped = summary.skipped, refused = summary.refused,
+                unresolved = summary.unresolved.len(), conflicts = summary.conflicts.len();
+                "health import"
+            );
             Ok(summary)
         })
     }

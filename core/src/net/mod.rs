@@ -529,6 +529,7 @@ impl SyncClient {
             let delay = after
                 .map(|d| d.min(self.config.backoff_max))
                 .unwrap_or_else(|| self.backoff(attempt));
+            log::warn!(attempt = attempt, delay_ms = delay.as_millis() as u64; "backend call failed, retrying: {reason}");
             run.report.retries += 1;
             run.event(SyncEvent::Retrying {
                 attempt,

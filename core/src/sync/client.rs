@@ -76,6 +76,13 @@ impl SyncClient {
             .await?;
         }
         run.report.elapsed_ms = started.elapsed().as_millis() as u64;
+        let r = &run.report;
+        log::info!(
+            pushed = r.pushed, duplicates = r.duplicates, rejected = r.rejected,
+            pulled = r.pulled, applied = r.applied, skipped = r.skipped, retries = r.retries,
+            elapsed_ms = r.elapsed_ms;
+            "sync done"
+        );
         Ok(run.report)
     }
 
@@ -160,6 +167,7 @@ impl SyncClient {
                 v.transaction(|tx| {
                     for (r, e) in response.results.iter().zip(&batch) {
                         if let Outcome::Rejected { reason } = &r.outcome {
+                            log::warn!(collection = e.collection.as_str(); "the backend refused a change for good");
                             tx.put_doc(&RejectedMutation {
                                 entry: e.clone(),
                                 reason: reason.clone(),
@@ -234,6 +242,7 @@ impl SyncClient {
                 })
             })
             .await?;
+            log::debug!(collection = name, changes = n, applied = applied.applied; "pulled a page");
             run.report.pulled += n;
             run.report.applied += applied.applied;
             run.report.superseded_locally += applied.superseded;

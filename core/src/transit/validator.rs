@@ -651,6 +651,7 @@ impl Validator {
     /// its flush returns (`thudo validate` writes verdicts out only after flushing).
     pub fn validate_deferred(&mut self, text: &str, now: u64) -> Result<Verdict, TransitError> {
         let (verdict, payload) = self.decide(text, now);
+        log::debug!(accepted = verdict.accepted, reason:? = verdict.reason; "scan decided");
         let Some(payload) = payload else {
             // Unreadable scans are counted, never logged one by one: junk cannot fill the disk.
             self.log.unreadable_scans += 1;

@@ -214,6 +214,7 @@ impl Vault {
                 .is_some();
             if marked_wiping {
                 // A wipe was cut short after its keys were gone: finish it, then start anew.
+                log::warn!("finishing a vault wipe that was cut short");
                 drop(conn);
                 destroy(&dir)?;
                 return Vault::open(dir, unlock, options);
@@ -225,6 +226,7 @@ impl Vault {
             )?;
             if holds_data {
                 // Never fresh keys over rows nobody can read any more.
+                log::error!("vault refused: records present but key slots missing");
                 return Err(VaultError::CorruptStore {
                     reason: "the vault's key slots are missing".into(),
                 });
@@ -234,6 +236,7 @@ impl Vault {
             unlock_keys(&conn, &slots, unlock)?
         };
         let interrupt = conn.get_interrupt_handle();
+        log::info!(schema_found = found, schema = schema::LATEST, new = slots.is_empty(); "vault opened");
         Ok(Vault {
             dir,
             kdf_iterations: options.kdf_iterations,
@@ -268,6 +271,9 @@ impl Vault {
             // checkpoint: a statement run to its end clears it.
             let _ = state.conn.query_row("SELECT 1", [], |_| Ok(()));
             let _ = checkpoint(&state.conn);
+        }
+        if state.is_some() {
+            log::debug!("vault closed");
         }
         drop(state);
         lock(&self.wrapper).take();
@@ -474,7 +480,9 @@ impl Vault {
         let (old_wrapper, old_key) = Wrapper::open_passphrase(&slot, old)?;
         let cipher = old_wrapper.cipher().unwrap_or_default();
         let new_wrapper = Wrapper::new_passphrase(new, self.kdf_iterations, cipher)?;
-        self.replace_wrapper(new_wrapper, &old_key)
+        self.replace_wrapper(new_wrapper, &old_key)?;
+        log::info!("vault passphrase changed");
+        Ok(())
     }
 
     /// Protects the data key with `provider` from now on (a new provider key, or a switch from
@@ -644,7 +652,9 @@ impl Vault {
             Ok(())
         })?;
         self.close();
-        destroy(&self.dir)
+        destroy(&self.dir)?;
+        log::info!("vault wiped");
+        Ok(())
     }
 }
 
