@@ -3,8 +3,11 @@
 //! The plain-Rust core of thudo, Hanoi's offline-first citizen-app library. It knows nothing of
 //! FFI: the `thudo-ffi` crate wraps it for Kotlin and Swift, the `thudo` CLI drives it directly.
 //!
-//! Data flows one way: a domain service calls the [`vault`], the vault calls [`crypto`] and
-//! SQLite. See `docs/architecture.md`.
+//! Calls go one way, down: [`collections`] (registers every synced collection) and [`sync`]
+//! (the engine) above the domains ([`handbook`], [`health`], [`transit`], which never import
+//! each other), above [`changes`] (outbox, clocks, collection declarations), the HTTPS
+//! transport, [`schema`] (the SQLite migration path) and the [`vault`], above [`crypto`]. See
+//! `docs/architecture.md`.
 
 pub mod changes;
 pub mod collections;
@@ -12,7 +15,7 @@ pub mod crypto;
 pub mod handbook;
 pub mod health;
 pub mod hex;
-pub mod net;
+mod net;
 pub mod schema;
 pub mod sync;
 pub mod transit;

@@ -1,5 +1,5 @@
 //! The sync engine: pushes the outbox in batches, pulls each registered collection page by
-//! page with opaque cursors, over the backend transport ([`crate::net`]).
+//! page with opaque cursors, over the backend transport (`crate::net`).
 //!
 //! Every step is durable before the next: acknowledged outbox entries are removed in one vault
 //! transaction; each pulled page is applied together with its new cursor in one transaction. A

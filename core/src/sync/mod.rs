@@ -5,5 +5,5 @@
 
 pub mod apply;
 pub mod client;
-/// The backend protocol's messages (they live with the transport, [`crate::net`]).
+/// The backend protocol's messages (they live with the transport, `crate::net`).
 pub use crate::net::protocol;

@@ -1,6 +1,6 @@
 //! The transit domain's calls to the backend (docs/protocol/sync.md, "Transit"): buy a
 //! product for the phone's key, fetch what an offline validator needs, upload a validator's
-//! taps. Built on the device's backend transport ([`crate::net`]); used by the FFI and the CLI
+//! taps. Built on the device's backend transport (`crate::net`); used by the FFI and the CLI
 //! alike.
 
 use std::sync::Arc;

@@ -2,6 +2,11 @@
 //! signs a fresh timestamp every few seconds, and a bus validator checks both offline.
 //!
 //! The wire format is in [`wire`] and `docs/protocol/transit-qr.md`.
+//!
+//! Owns: credentials, the phone's QR, the validator's deny list and tap log (in the vault), and
+//! its calls to the backend ([`backend`]). May call: the vault, the cryptography
+//! ([`crate::crypto`]), the backend transport (`crate::net`). Never calls another domain or the
+//! sync engine.
 
 pub mod backend;
 pub mod issuer;
