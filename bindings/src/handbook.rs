@@ -37,6 +37,16 @@ pub enum HandbookError {
         /// Refused action.
         action: String,
     },
+    /// The vault was shut down (`shutdown()`): open it again to go on.
+    #[error("the vault is closed")]
+    Closed,
+    /// The platform key that protects the vault is locked (device locked, biometric needed):
+    /// retry after the user unlocks.
+    #[error("key unavailable: {reason}")]
+    Locked {
+        /// What the platform said.
+        reason: String,
+    },
     /// Storage failed.
     #[error("storage: {reason}")]
     Storage {
@@ -80,9 +90,7 @@ impl From<fees::FeeError> for HandbookError {
             fees::FeeError::NotAssessed { month } => HandbookError::NotFound {
                 what: format!("fee assessment for {month}"),
             },
-            fees::FeeError::Vault(v) => HandbookError::Storage {
-                reason: v.to_string(),
-            },
+            fees::FeeError::Vault(v) => v.into(),
         }
     }
 }
@@ -319,9 +327,7 @@ impl From<member::MemberError> for HandbookError {
             member::MemberError::WrongState { state, action } => {
                 HandbookError::WrongState { state, action }
             }
-            member::MemberError::Vault(v) => HandbookError::Storage {
-                reason: v.to_string(),
-            },
+            member::MemberError::Vault(v) => v.into(),
         }
     }
 }
@@ -824,5 +830,15 @@ impl MemberHandbook {
                 .map(|p| p.into_iter().map(Into::into).collect())
         })
         .await
+    }
+}
+
+impl From<thudo_core::vault::VaultError> for HandbookError {
+    fn from(e: thudo_core::vault::VaultError) -> Self {
+        match crate::vault_fault(e) {
+            crate::VaultFault::Closed => HandbookError::Closed,
+            crate::VaultFault::Locked(reason) => HandbookError::Locked { reason },
+            crate::VaultFault::Other(reason) => HandbookError::Storage { reason },
+        }
     }
 }

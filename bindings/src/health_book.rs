@@ -41,6 +41,16 @@ pub enum HealthBookError {
         /// The message.
         detail: String,
     },
+    /// The vault was shut down (`shutdown()`): open it again to go on.
+    #[error("the vault is closed")]
+    Closed,
+    /// The platform key that protects the vault is locked (device locked, biometric needed):
+    /// retry after the user unlocks.
+    #[error("key unavailable: {reason}")]
+    Locked {
+        /// What the platform said.
+        reason: String,
+    },
     /// Storage failed (closed vault, disk).
     #[error("storage: {reason}")]
     Storage {
@@ -80,9 +90,7 @@ impl From<records::HealthError> for HealthBookError {
             E::Card(c) => c.into(),
             E::Invalid { field, reason } => HealthBookError::Invalid { field, reason },
             E::NotFound { what } => HealthBookError::NotFound { what },
-            E::Vault(v) => HealthBookError::Storage {
-                reason: v.to_string(),
-            },
+            E::Vault(v) => v.into(),
         }
     }
 }
@@ -592,5 +600,15 @@ impl HealthBook {
                     })
                     .collect()
             })
+    }
+}
+
+impl From<thudo_core::vault::VaultError> for HealthBookError {
+    fn from(e: thudo_core::vault::VaultError) -> Self {
+        match crate::vault_fault(e) {
+            crate::VaultFault::Closed => HealthBookError::Closed,
+            crate::VaultFault::Locked(reason) => HealthBookError::Locked { reason },
+            crate::VaultFault::Other(reason) => HealthBookError::Storage { reason },
+        }
     }
 }

@@ -54,3 +54,20 @@ pub(crate) fn unix_now() -> u64 {
 
 /// A failure of the library itself (a bug), carried to the error type of the call.
 pub(crate) struct Internal(pub String);
+
+/// What a domain's error keeps of a vault failure: the two a host acts on (reopen; retry after
+/// the user unlocks), and the rest as text.
+pub(crate) enum VaultFault {
+    Closed,
+    Locked(String),
+    Other(String),
+}
+
+pub(crate) fn vault_fault(e: thudo_core::vault::VaultError) -> VaultFault {
+    use thudo_core::vault::VaultError as E;
+    match e {
+        E::Closed => VaultFault::Closed,
+        E::KeyUnavailable { reason } => VaultFault::Locked(reason),
+        other => VaultFault::Other(other.to_string()),
+    }
+}

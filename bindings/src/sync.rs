@@ -67,6 +67,16 @@ pub enum SyncError {
     /// The client was shut down.
     #[error("cancelled")]
     Cancelled,
+    /// The vault was shut down (`shutdown()`): open it again to go on.
+    #[error("the vault is closed")]
+    Closed,
+    /// The platform key that protects the vault is locked (device locked, biometric needed):
+    /// retry after the user unlocks.
+    #[error("key unavailable: {reason}")]
+    Locked {
+        /// What the platform said.
+        reason: String,
+    },
     /// Storage (vault, library, transit state) failed.
     #[error("storage: {reason}")]
     Storage {
@@ -107,9 +117,7 @@ impl From<core::SyncError> for SyncError {
             E::NotEntitled { message } => SyncError::NotEntitled { detail: message },
             E::Protocol { detail } => SyncError::Protocol { detail },
             E::Cancelled => SyncError::Cancelled,
-            E::Vault(v) => SyncError::Storage {
-                reason: v.to_string(),
-            },
+            E::Vault(v) => v.into(),
             E::Store(reason) => SyncError::Storage { reason },
         }
     }
@@ -562,5 +570,15 @@ impl SyncClient {
     /// Cancels calls in flight; later calls fail with `Cancelled`.
     pub fn shutdown(&self) {
         self.inner.close();
+    }
+}
+
+impl From<thudo_core::vault::VaultError> for SyncError {
+    fn from(e: thudo_core::vault::VaultError) -> Self {
+        match crate::vault_fault(e) {
+            crate::VaultFault::Closed => SyncError::Closed,
+            crate::VaultFault::Locked(reason) => SyncError::Locked { reason },
+            crate::VaultFault::Other(reason) => SyncError::Storage { reason },
+        }
     }
 }

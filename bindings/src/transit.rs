@@ -45,6 +45,16 @@ pub enum TransitError {
         /// What it reported.
         reason: String,
     },
+    /// The vault was shut down (`shutdown()`): open it again to go on.
+    #[error("the vault is closed")]
+    Closed,
+    /// The platform key that protects the vault is locked (device locked, biometric needed):
+    /// retry after the user unlocks.
+    #[error("key unavailable: {reason}")]
+    Locked {
+        /// What the platform said.
+        reason: String,
+    },
     /// The vault failed (closed, I/O, ...).
     #[error("storage: {reason}")]
     Storage {
@@ -69,9 +79,7 @@ impl From<core::TransitError> for TransitError {
             E::InvalidCredential { reason } => TransitError::InvalidCredential { reason },
             E::InvalidSignedData { reason } => TransitError::InvalidSignedData { reason },
             E::Signer { reason } => TransitError::Signer { reason },
-            E::Vault(e) => TransitError::Storage {
-                reason: e.to_string(),
-            },
+            E::Vault(e) => e.into(),
         }
     }
 }
@@ -774,5 +782,15 @@ impl TransitIssuer {
             devices: Vec::new(),
         };
         Ok(self.inner.sign_deny_list(&list)?)
+    }
+}
+
+impl From<thudo_core::vault::VaultError> for TransitError {
+    fn from(e: thudo_core::vault::VaultError) -> Self {
+        match crate::vault_fault(e) {
+            crate::VaultFault::Closed => TransitError::Closed,
+            crate::VaultFault::Locked(reason) => TransitError::Locked { reason },
+            crate::VaultFault::Other(reason) => TransitError::Storage { reason },
+        }
     }
 }

@@ -100,4 +100,36 @@ final class HealthBookTests: XCTestCase {
         } catch HealthBookError.InvalidFhir {}
         vault.shutdown()
     }
+
+    func testCallOnShutVaultSaysClosed() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-closed-\(UUID().uuidString)").path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let book = HealthBook(vault: vault)
+        let handbook = MemberHandbook(vault: vault)
+        // The cell's notices and meetings, as a sync stores them; a notice read on this phone.
+        try await handbook.upsertNotices(notices: [Notice(id: "n1", title: "Họp chi bộ tháng 12", body: "19h thứ Sáu",
+                                                          publishedOn: "2026-11-20", read: false)])
+        try await handbook.upsertMeetings(meetings: [Meeting(id: "m1", date: "2026-12-05", topic: "Học tập Nghị quyết 57",
+                                                             documentIds: [])])
+        try await handbook.markNoticeRead(id: "n1")
+        let read = try await handbook.notices().map { $0.read }
+        XCTAssertEqual(read, [true])
+        let meetings = try await handbook.meetingsFrom(from: "2026-12-01").map { $0.id }
+        XCTAssertEqual(meetings, ["m1"])
+        vault.shutdown()
+        do {
+            _ = try await book.people()
+            XCTFail("closed")
+        } catch HealthBookError.Closed {}
+        do {
+            _ = try await handbook.notices()
+            XCTFail("closed")
+        } catch HandbookError.Closed {}
+        // A forgotten passphrase: the files go, and a new vault starts empty in their place.
+        try destroyVault(path: path)
+        let fresh = try await Vault.openWithPassphrase(path: path, passphrase: "new", options: testOptions)
+        let people = try await HealthBook(vault: fresh).people()
+        XCTAssertEqual(people.count, 0)
+        fresh.shutdown()
+    }
 }

@@ -36,8 +36,11 @@ suspend fun backgroundSync(
     BackgroundSyncResult.Success(client.sync(vault, library, observer))
 } catch (e: SyncException) {
     when (e) {
+        // Locked: the device is locked, the key comes back after unlock; Closed: the app shut
+        // the vault meanwhile. Both are worth another run.
         is SyncException.Unavailable, is SyncException.Cancelled, is SyncException.Storage,
-        is SyncException.Protocol -> BackgroundSyncResult.Retry(e.message ?: e.javaClass.simpleName)
+        is SyncException.Protocol, is SyncException.Locked, is SyncException.Closed ->
+            BackgroundSyncResult.Retry(e.message ?: e.javaClass.simpleName)
         is SyncException.NotRegistered, is SyncException.Unauthorized, is SyncException.InsecureUrl,
         is SyncException.Refused, is SyncException.NotEntitled, is SyncException.Internal ->
             BackgroundSyncResult.Failure(e.message ?: e.javaClass.simpleName)

@@ -102,4 +102,27 @@ class HealthBookTest {
             }
         }
     }
+
+    @Test
+    fun `a call on a shut vault says Closed, not a storage failure`() = runBlocking<Unit> {
+        val vault = Vault.openWithPassphrase(dir.resolve("closed").toString(), "p", testOptions)
+        val book = HealthBook(vault)
+        val handbook = MemberHandbook(vault)
+        // The cell's notices and meetings, as a sync stores them; a notice read on this phone.
+        handbook.upsertNotices(listOf(Notice("n1", "Họp chi bộ tháng 12", "19h thứ Sáu", "2026-11-20", false)))
+        handbook.upsertMeetings(listOf(Meeting("m1", "2026-12-05", "Học tập Nghị quyết 57", emptyList())))
+        handbook.markNoticeRead("n1")
+        assertEquals(listOf(true), handbook.notices().map { it.read })
+        assertEquals(listOf("m1"), handbook.meetingsFrom("2026-12-01").map { it.id })
+        assertEquals(emptyList<Meeting>(), handbook.meetingsFrom("2027-01-01"))
+        vault.shutdown()
+        assertThrows<HealthBookException.Closed> { runBlocking { book.people() } }
+        assertThrows<HandbookException.Closed> { runBlocking { handbook.notices() } }
+        vault.close()
+        // A forgotten passphrase: the files go, and a new vault starts empty in their place.
+        destroyVault(dir.resolve("closed").toString())
+        Vault.openWithPassphrase(dir.resolve("closed").toString(), "new", testOptions).use {
+            assertEquals(0, HealthBook(it).people().size)
+        }
+    }
 }
