@@ -60,6 +60,44 @@ final class HandbookTests: XCTestCase {
             toOrganisation: "Đảng bộ Trường Đại học", purpose: .study, from: "2026-12-01", until: "2028-12-01"))
         let queued = try await handbook.queueProcedure(id: "s1")
         XCTAssertEqual(queued.status, .queued)
+        let listed = try await handbook.procedures().first { $0.id == "s1" }
+        XCTAssertEqual(listed?.status, .queued)
+        let returned = try await handbook.applyProcedureStatus(id: "s1", status: .returned(reason: "Thiếu giấy báo nhập học"))
+        XCTAssertEqual(returned.status, .returned(reason: "Thiếu giấy báo nhập học"))
+
+        try await handbook.setProfile(profile: MemberProfile(
+            fullName: "Nguyễn Văn An", dateOfBirth: "1985-04-30", sex: "nam", joinedOn: "2010-05-19", officialOn: "2011-05-19",
+            partyCardNumber: "01.123456", cell: "Chi bộ Tổ dân phố 5", parentOrganisations: ["Đảng bộ phường Dịch Vọng"],
+            citizenId: "001085012345", phone: "0912345678"))
+        let profile = try await handbook.profile()
+        XCTAssertEqual(profile?.fullName, "Nguyễn Văn An")
+
+        for month in ["2026-03", "2026-04", "2026-05"] {
+            try await handbook.recordFeeAssessment(assessment: try computePartyFee(basis: .pension, incomeVnd: 6_000_000, month: month, relief: nil))
+        }
+        try await handbook.recordFeePayment(month: "2026-03", amountVnd: 30_000)
+        let standing = try await handbook.feeStanding(year: 2026)
+        XCTAssertEqual(standing.unpaid, ["2026-04", "2026-05"])
+        XCTAssertFalse(standing.serious)
+        do {
+            try await handbook.recordFeePayment(month: "2026-09", amountVnd: 1)
+            XCTFail("no assessment for September")
+        } catch HandbookError.NotFound {}
         vault.shutdown()
+    }
+
+    func testLibraryRemovesADocument() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-lib-\(UUID().uuidString).db").path
+        let library = try await HandbookLibrary.open(path: path)
+        try await library.upsert(documents: [
+            PartyDocument(id: "qd01", number: "01-QĐ/TW", issuer: "Ban Chấp hành Trung ương", issuedOn: "2026-02-03", kind: "quy định",
+                          title: "Quy định số 01-QĐ/TW về chế độ đảng phí", body: "Đảng viên đóng đảng phí hằng tháng."),
+        ])
+        let removed = try await library.remove(id: "qd01")
+        XCTAssertTrue(removed)
+        let again = try await library.remove(id: "qd01")
+        XCTAssertFalse(again)
+        let hits = try await library.search(query: "dang phi", limit: 5)
+        XCTAssertTrue(hits.isEmpty)
     }
 }

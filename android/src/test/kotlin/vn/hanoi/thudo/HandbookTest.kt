@@ -24,6 +24,10 @@ class HandbookTest {
         assertEquals("nq57", library.search("nghi quyet 57", 10u).first().id)
         assertEquals("qd01", library.search("dang phi", 10u).first().id)
         assertEquals("qd01", library.search("01-QĐ/TW", 10u).first().id)
+        // A document the cell withdraws: gone from search.
+        assertTrue(library.remove("nq57"))
+        assertTrue(!library.remove("nq57"))
+        assertTrue(library.search("nghi quyet 57", 10u).none { it.id == "nq57" })
         val hit = library.search("bao hiem", 10u).first()
         assertTrue(hit.snippet.contains("<mark>bảo</mark> <mark>hiểm</mark>"), hit.snippet)
         assertTrue(library.search("   ", 10u).isEmpty())
