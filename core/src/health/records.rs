@@ -818,7 +818,7 @@ impl<'a> HealthBook<'a> {
                     }
                 }
             }
-            let mut stored_keys: Vec<String> = Vec::new();
+            let mut stored_keys: std::collections::HashSet<String> = Default::default();
             let mut pending_refs: Vec<(String, String)> = Vec::new();
             for (mut r, index) in kept.iter().cloned().zip(entries.iter().copied()) {
                 let key = fhir::key_of(&r).unwrap_or_default();
@@ -902,15 +902,18 @@ impl<'a> HealthBook<'a> {
                         .filter(|r| !r.starts_with('#'))
                         .map(|r| (record.key.clone(), r)),
                 );
-                stored_keys.push(record.key.clone());
+                stored_keys.insert(record.key.clone());
                 put(tx, &record, queue, now)?;
             }
             // A refused entry that a stored one references makes the import unsafe to keep.
+            let refused: HashMap<&str, &EntryReport> = summary
+                .entries
+                .iter()
+                .filter(|e| e.status == EntryStatus::Refused && !e.key.is_empty())
+                .map(|e| (e.key.as_str(), e))
+                .collect();
             for (from, reference) in &pending_refs {
-                let refused = summary.entries.iter().find(|e| {
-                    e.status == EntryStatus::Refused && !e.key.is_empty() && e.key == *reference
-                });
-                if let Some(e) = refused {
+                if let Some(e) = refused.get(reference.as_str()) {
                     return Err(FhirError::BadResource {
                         index: e.index,
                         detail: format!(
