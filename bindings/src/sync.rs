@@ -123,12 +123,6 @@ impl From<core::SyncError> for SyncError {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> SyncError {
-    SyncError::Storage {
-        reason: e.to_string(),
-    }
-}
-
 /// How to reach the backend.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct SyncSettings {
@@ -487,13 +481,13 @@ impl SyncClient {
             product: product.into(),
             category: category.into(),
             route,
-            device_public_key: thudo_core::hex::encode(&phone.inner.device_public_key()),
+            device_public_key: String::new(),
             month,
         };
-        let r = self.inner.order_credential(vault.core(), &order).await?;
-        let credential = unhex(&r.credential)?;
-        let p = phone.inner.clone();
-        crate::blocking(move || p.install_credential(&credential).map_err(storage)).await?;
+        let r = self
+            .inner
+            .buy_and_install(vault.core(), phone.inner.clone(), order)
+            .await?;
         Ok(CredentialPurchase {
             card_id: r.card_id,
             price_vnd: r.price_vnd,
@@ -519,43 +513,16 @@ impl SyncClient {
         vault: Arc<Vault>,
         validator: Arc<TransitValidator>,
     ) -> Result<TapUploadReceipt, SyncError> {
-        let mut total = TapUploadReceipt {
-            stored: 0,
-            duplicates: 0,
-            charged_vnd: 0,
-            not_charged: 0,
-        };
-        loop {
-            let v = validator.inner.clone();
-            let taps = crate::blocking(move || {
-                v.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .export_taps()
-                    .map_err(storage)
-            })
+        let r = self
+            .inner
+            .upload_and_acknowledge(vault.core(), validator.inner.clone())
             .await?;
-            let Some(last) = taps.last().map(|t| t.seq) else {
-                break;
-            };
-            let receipt = self.inner.upload_taps(vault.core(), taps).await?;
-            let v = validator.inner.clone();
-            let up_to = receipt.acknowledged_seq;
-            crate::blocking(move || {
-                v.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .acknowledge_taps(up_to)
-                    .map_err(storage)
-            })
-            .await?;
-            total.stored += receipt.stored;
-            total.duplicates += receipt.duplicates;
-            total.charged_vnd += receipt.charged_vnd;
-            total.not_charged += receipt.not_charged;
-            if up_to < last {
-                break; // the server took less than it was sent: try the rest next time
-            }
-        }
-        Ok(total)
+        Ok(TapUploadReceipt {
+            stored: r.stored,
+            duplicates: r.duplicates,
+            charged_vnd: r.charged_vnd,
+            not_charged: r.not_charged,
+        })
     }
 
     /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other

@@ -209,7 +209,11 @@ async fn story(args: DemoArgs) -> Result<()> {
         })
         .await?;
 
-    let phone = Phone::open(phone_vault.clone(), None, PhoneOptions::default())?;
+    let phone = Arc::new(Phone::open(
+        phone_vault.clone(),
+        None,
+        PhoneOptions::default(),
+    )?);
     steps
         .run("buy a monthly pass (all routes)", async {
             let month = chrono::Utc::now()
@@ -222,11 +226,12 @@ async fn story(args: DemoArgs) -> Result<()> {
                 product: Product::MonthlyAllRoutes,
                 category: Category::Standard,
                 route: 0,
-                device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
+                device_public_key: String::new(),
                 month,
             };
-            let r = client.order_credential(phone_vault.clone(), &order).await?;
-            phone.install_credential(&unhex(&r.credential)?)?;
+            let r = client
+                .buy_and_install(phone_vault.clone(), phone.clone(), order)
+                .await?;
             if let Some(offset) = report.clock_offset_ms {
                 phone.set_clock_offset(offset / 1000)?;
             }
@@ -249,7 +254,7 @@ async fn story(args: DemoArgs) -> Result<()> {
         .await?;
 
     let validator_vault = open_vault(&dir.join("validator"), "bus 32 validator key")?;
-    let mut validator = steps
+    let validator = steps
         .run("bus validator: enrol, fetch keys and deny list", async {
             let enrolled = client
                 .enrol_validator(
@@ -271,7 +276,7 @@ async fn story(args: DemoArgs) -> Result<()> {
             )?;
             let version = v.update_deny_list(&unhex(&feed.deny_list)?)?;
             Ok((
-                v,
+                Arc::new(std::sync::Mutex::new(v)),
                 format!(
                     "{} issuer key(s), deny list v{version}",
                     feed.issuer_keys.len()
@@ -282,9 +287,10 @@ async fn story(args: DemoArgs) -> Result<()> {
 
     steps
         .run("validate offline, then the same QR again", async {
-            let first = validator.validate(&qr_text, now + 1)?;
+            let mut bus = validator.lock().unwrap_or_else(|e| e.into_inner());
+            let first = bus.validate(&qr_text, now + 1)?;
             ensure!(first.accepted, "refused: {:?}", first.reason);
-            let replay = validator.validate(&qr_text, now + 3)?;
+            let replay = bus.validate(&qr_text, now + 3)?;
             ensure!(!replay.accepted, "a replay was accepted");
             ensure!(
                 matches!(replay.reason, Reason::Replayed | Reason::Passback),
@@ -306,16 +312,21 @@ async fn story(args: DemoArgs) -> Result<()> {
             let rider_vault = open_vault(&dir.join("rider"), "rider")?;
             idp.register_device(&client, rider_vault.clone(), RIDER, "Lan's phone")
                 .await?;
-            let rider = Phone::open(rider_vault.clone(), None, PhoneOptions::default())?;
+            let rider = Arc::new(Phone::open(
+                rider_vault.clone(),
+                None,
+                PhoneOptions::default(),
+            )?);
             let order = CredentialOrder {
                 product: Product::PayAsYouGo,
                 category: Category::Standard,
                 route: 0,
-                device_public_key: thudo_core::hex::encode(&rider.device_public_key()),
+                device_public_key: String::new(),
                 month: String::new(),
             };
-            let r = client.order_credential(rider_vault, &order).await?;
-            rider.install_credential(&unhex(&r.credential)?)?;
+            client
+                .buy_and_install(rider_vault, rider.clone(), order)
+                .await?;
             // Four trips within one Vietnamese day (UTC+7), where the daily cap applies: today
             // if they fit before midnight, else tomorrow from 07:00.
             let into_day = (now + 7 * 3600) % 86_400;
@@ -326,7 +337,10 @@ async fn story(args: DemoArgs) -> Result<()> {
             };
             for hour in [1u64, 3, 5, 7] {
                 let t = base + hour * 3600;
-                let verdict = validator.validate(&rider.current_qr(t)?.text, t)?;
+                let verdict = validator
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .validate(&rider.current_qr(t)?.text, t)?;
                 ensure!(
                     verdict.accepted,
                     "trip at +{hour} h refused: {:?}",
@@ -339,10 +353,15 @@ async fn story(args: DemoArgs) -> Result<()> {
 
     steps
         .run("upload taps; fares charged under the daily cap", async {
-            let taps = validator.export_taps()?;
-            let count = taps.len();
-            let receipt = client.upload_taps(validator_vault.clone(), taps).await?;
-            validator.acknowledge_taps(receipt.acknowledged_seq)?;
+            let log = validator
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .tap_log_status();
+            // Taps waiting for the backend (numbers start at 1).
+            let count = log.next_seq.saturating_sub(1 + log.acked_seq) as usize;
+            let receipt = client
+                .upload_and_acknowledge(validator_vault.clone(), validator.clone())
+                .await?;
             ensure!(
                 receipt.stored as usize == count,
                 "stored {} of {count}",

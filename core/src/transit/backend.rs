@@ -3,14 +3,17 @@
 //! taps. Built on the device's backend transport (`crate::net`); used by the FFI and the CLI
 //! alike.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
+use super::phone::Phone;
+use super::validator::Validator;
+use super::TransitError;
 use super::{Category, Product};
 use crate::net::protocol::API_PREFIX;
-use crate::net::{SyncClient, SyncError};
+use crate::net::{blocking, SyncClient, SyncError};
 use crate::vault::Vault;
 
 /// Taps per upload (the server takes at most 10,000).
@@ -147,6 +150,96 @@ impl SyncClient {
             total.acknowledged_seq = total.acknowledged_seq.max(r.acknowledged_seq);
             total.charged_vnd += r.charged_vnd;
             total.not_charged += r.not_charged;
+        }
+        Ok(total)
+    }
+}
+
+/// A transit failure met while finishing a backend call on the device: the vault's own, or
+/// what the backend sent that this device cannot use.
+fn device_side(e: TransitError) -> SyncError {
+    match e {
+        TransitError::Vault(v) => SyncError::Vault(v),
+        other => SyncError::Protocol {
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
+    crate::hex::decode(text).ok_or_else(|| SyncError::Protocol {
+        detail: "the backend sent a credential that is not hex".into(),
+    })
+}
+
+impl SyncClient {
+    /// Buys `order`'s product for `phone`'s device key (the order's key is set from the phone)
+    /// and installs the signed credential on the phone. The purchase is made once however often
+    /// its request is retried; a credential the phone refuses is reported, not installed.
+    pub async fn buy_and_install(
+        &self,
+        vault: Arc<Vault>,
+        phone: Arc<Phone>,
+        mut order: CredentialOrder,
+    ) -> Result<CredentialResponse, SyncError> {
+        order.device_public_key = crate::hex::encode(&phone.device_public_key());
+        let bought = self.order_credential(vault, &order).await?;
+        let credential = unhex(&bought.credential)?;
+        blocking(move || {
+            phone
+                .install_credential(&credential)
+                .map(|_| ())
+                .map_err(device_side)
+        })
+        .await?;
+        Ok(bought)
+    }
+
+    /// Uploads `validator`'s tap log an upload at a time (read page by page, never whole) and
+    /// acknowledges what the backend stored after each, until the log is empty; returns the
+    /// sum of the receipts. A failure midway loses nothing: the rest goes next time.
+    pub async fn upload_and_acknowledge(
+        &self,
+        vault: Arc<Vault>,
+        validator: Arc<Mutex<Validator>>,
+    ) -> Result<TapReceipt, SyncError> {
+        let mut total = TapReceipt {
+            stored: 0,
+            duplicates: 0,
+            acknowledged_seq: 0,
+            charged_vnd: 0,
+            not_charged: 0,
+        };
+        let lock = |v: &Mutex<Validator>| {
+            v.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .export_taps()
+                .map_err(device_side)
+        };
+        loop {
+            let v = validator.clone();
+            let taps = blocking(move || lock(&v)).await?;
+            let Some(last) = taps.last().map(|t| t.seq) else {
+                break;
+            };
+            let receipt = self.upload_taps(vault.clone(), taps).await?;
+            let v = validator.clone();
+            let up_to = receipt.acknowledged_seq;
+            blocking(move || {
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .acknowledge_taps(up_to)
+                    .map_err(device_side)
+            })
+            .await?;
+            total.stored += receipt.stored;
+            total.duplicates += receipt.duplicates;
+            total.acknowledged_seq = total.acknowledged_seq.max(up_to);
+            total.charged_vnd += receipt.charged_vnd;
+            total.not_charged += receipt.not_charged;
+            if up_to < last {
+                break; // the backend took less than it was sent: the rest goes next time
+            }
         }
         Ok(total)
     }
