@@ -78,7 +78,8 @@ impl log::Log for Forward {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
+        // The library's own records only: its dependencies (HTTP, TLS) log URLs and headers.
+        if !self.enabled(record.metadata()) || !record.target().starts_with("thudo") {
             return;
         }
         let Some(logger) = self

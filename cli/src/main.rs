@@ -63,6 +63,10 @@ fn log_to_stderr(level: Option<&str>) {
             metadata.level() <= log::max_level()
         }
         fn log(&self, record: &log::Record<'_>) {
+            // thudo's own records only: the HTTP and TLS crates log URLs and headers.
+            if !record.target().starts_with("thudo") {
+                return;
+            }
             struct Fields(String);
             impl<'k> log::kv::VisitSource<'k> for Fields {
                 fn visit_pair(

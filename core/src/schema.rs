@@ -62,9 +62,9 @@ impl Schema {
         self.steps.len() as u32
     }
 
-    /// Refuses a file from a newer build (or somebody else's); otherwise brings it up to
-    /// [`Schema::latest`]. Returns the version found.
-    pub fn migrate(&self, conn: &mut Connection) -> Result<u32, SchemaError> {
+    /// Refuses a file from a newer build, writing nothing: call it before anything that writes
+    /// the file's header (`PRAGMA journal_mode = WAL`). Returns the version found.
+    pub fn refuse_newer(&self, conn: &Connection) -> Result<u32, SchemaError> {
         let found = version(conn)?;
         if found > self.latest() {
             return Err(SchemaError::Newer {
@@ -73,6 +73,13 @@ impl Schema {
                 supported: self.latest(),
             });
         }
+        Ok(found)
+    }
+
+    /// Refuses a file from a newer build (or somebody else's); otherwise brings it up to
+    /// [`Schema::latest`]. Returns the version found.
+    pub fn migrate(&self, conn: &mut Connection) -> Result<u32, SchemaError> {
+        let found = self.refuse_newer(conn)?;
         if found == 0 && !self.adopt_unversioned {
             let tables: u32 =
                 conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;

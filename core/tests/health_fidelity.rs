@@ -445,3 +445,86 @@ fn a_bad_entry_is_refused_alone_unless_others_need_it() {
     assert!(strict.import_bundle(&by_key, None, 1).is_err());
     assert!(strict.people().unwrap().is_empty());
 }
+
+#[test]
+fn another_sources_shared_resource_is_kept_beside_ours() {
+    let (_d, v) = vault();
+    let book = HealthBook::new(&v);
+    let statement = |drug: &str| {
+        bundle(vec![
+            patient(),
+            json!({"resourceType": "Medication", "id": "1", "code": {"text": drug}}),
+            json!({"resourceType": "MedicationStatement", "id": format!("ms-{drug}"), "status": "active",
+                   "subject": subject(), "medicationReference": {"reference": "Medication/1"}}),
+        ])
+    };
+    book.import_bundle(&statement("Metformin"), None, 1)
+        .unwrap();
+    let second = book.import_bundle(&statement("Insulin"), None, 2).unwrap();
+    // The second source's Medication/1 got its own id; the first one's is untouched.
+    let theirs = &second.entries[1].key;
+    assert_ne!(theirs, "Medication/1");
+    assert_eq!(
+        book.get("Medication/1").unwrap().unwrap().resource["code"]["text"],
+        "Metformin"
+    );
+    let ms = book.get("MedicationStatement/ms-Insulin").unwrap().unwrap();
+    assert_eq!(
+        ms.resource["medicationReference"]["reference"],
+        theirs.as_str()
+    );
+    // The same bundle again changes nothing.
+    let again = book
+        .import_bundle(&statement("Metformin"), None, 3)
+        .unwrap();
+    assert_eq!(again.entries[1].key, "Medication/1");
+}
+
+#[test]
+fn an_export_never_brings_another_persons_records() {
+    let (_d, v) = vault();
+    let book = HealthBook::new(&v);
+    let mother = json!({"resourceType": "Patient", "id": "mother", "name": [{"text": "Lê Thị Mai"}],
+                        "birthDate": "1965-01-01"});
+    let her_condition = json!({"resourceType": "Condition", "id": "her-c", "subject": {"reference": "Patient/mother"},
+                               "code": {"text": "Ung thư vú"}});
+    book.import_bundle(&bundle(vec![mother, her_condition]), None, 1)
+        .unwrap();
+    // Our record points at her and her condition (family history written as a reference).
+    let mine = json!({"resourceType": "Observation", "id": "fh", "status": "final", "subject": subject(),
+                      "code": {"text": "Tiền sử gia đình"},
+                      "focus": [{"reference": "Patient/mother"}, {"reference": "Condition/her-c"}]});
+    book.import_bundle(&bundle(vec![patient(), mine]), None, 2)
+        .unwrap();
+    let ips = book.export_ips(PATIENT, TIMESTAMP).unwrap();
+    assert!(exported(&ips, "Patient/mother").is_none());
+    assert!(exported(&ips, "Condition/her-c").is_none());
+    assert!(!ips.to_string().contains("Ung thư vú"));
+}
+
+#[test]
+fn a_document_listing_a_bad_entry_is_imported_without_it() {
+    let (_d, v) = vault();
+    let book = HealthBook::new(&v);
+    let doc = json!({"resourceType": "Bundle", "type": "document", "entry": [
+        {"fullUrl": "urn:uuid:f0000000-0000-4000-8000-000000000001", "resource": {
+            "resourceType": "Composition", "status": "final", "date": "2026-10-01",
+            "subject": {"reference": "urn:uuid:f0000000-0000-4000-8000-000000000002"},
+            "section": [{"title": "Kết quả", "code": {"coding": [{"system": fhir::LOINC, "code": "30954-2"}]},
+                         "entry": [{"reference": "urn:uuid:f0000000-0000-4000-8000-000000000003"},
+                                   {"reference": "urn:uuid:f0000000-0000-4000-8000-000000000004"}]}]}},
+        {"fullUrl": "urn:uuid:f0000000-0000-4000-8000-000000000002", "resource": patient()},
+        {"fullUrl": "urn:uuid:f0000000-0000-4000-8000-000000000003", "resource": {
+            "resourceType": "Observation", "id": "bad id!", "status": "final", "subject": subject()}},
+        {"fullUrl": "urn:uuid:f0000000-0000-4000-8000-000000000004", "resource": {
+            "resourceType": "Observation", "id": "good", "status": "final", "subject": subject(),
+            "code": {"text": "Glucose"}}}
+    ]});
+    let s = book.import_bundle(&doc.to_string(), None, 1).unwrap();
+    assert_eq!((s.stored, s.refused), (3, 1));
+    assert_eq!(s.entries[2].status, EntryStatus::Refused);
+    // The document's mention of the refused entry is reported, not pretended.
+    assert_eq!(s.unresolved.len(), 1, "{:?}", s.unresolved);
+    assert!(s.unresolved[0].starts_with("Composition/"));
+    assert!(book.get("Observation/good").unwrap().is_some());
+}

@@ -397,6 +397,9 @@ impl SqliteStorage {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStorage> {
         let mut conn = Connection::open(path)?;
+        STORAGE_SCHEMA
+            .refuse_newer(&conn)
+            .map_err(|e| StorageError(e.to_string()))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )?;

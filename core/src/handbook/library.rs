@@ -212,6 +212,7 @@ impl Library {
             })?;
         }
         let mut conn = Connection::open(path)?;
+        SCHEMA.refuse_newer(&conn)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
         SCHEMA.migrate(&mut conn)?;

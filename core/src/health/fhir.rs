@@ -331,9 +331,13 @@ pub fn bundle_entries(bundle: Value, id_seed: &str) -> Result<BundleEntries, Fhi
     let mut referenced = std::collections::HashSet::new();
     for (_, resource) in &mut out.resources {
         rewrite_references(resource, &|r| renames.get(r).cloned());
-        let mut refs = Vec::new();
-        all_references(resource, &mut refs);
-        referenced.extend(refs);
+        // A document's or a list's mention is no dependency: without the entry it lists one
+        // thing fewer (the loss is reported), while a record pointing at it would be wrong.
+        if !is_listing(resource) {
+            let mut refs = Vec::new();
+            all_references(resource, &mut refs);
+            referenced.extend(refs);
+        }
     }
     out.needed = refused_urls
         .into_iter()
@@ -341,6 +345,12 @@ pub fn bundle_entries(bundle: Value, id_seed: &str) -> Result<BundleEntries, Fhi
         .map(|(index, url, _)| (index, url))
         .collect();
     Ok(out)
+}
+
+/// A resource that only lists others (a document's Composition, a List): what it points to may
+/// be missing without making it wrong.
+pub fn is_listing(resource: &Value) -> bool {
+    matches!(resource_type(resource), Some("Composition" | "List"))
 }
 
 /// One entry's resource with its id, or why it cannot be read.
@@ -717,7 +727,7 @@ pub fn ips_document(
     let mut documents: Vec<&Value> = documents.iter().collect();
     documents.sort_by_key(|d| str_at(d, &["date"]).unwrap_or("").to_owned());
     // Where the imported documents placed each record (the latest document last, so it wins).
-    let mut placed: HashMap<String, Value> = HashMap::new();
+    let mut placed: HashMap<String, &Value> = HashMap::new();
     for d in &documents {
         for section in d
             .get("section")
@@ -730,7 +740,7 @@ pub fn ips_document(
                 references(entries, &mut refs);
             }
             for r in refs {
-                placed.insert(r, section.clone());
+                placed.insert(r, section);
             }
         }
     }
@@ -751,7 +761,7 @@ pub fn ips_document(
                 if !SECTIONS.iter().any(|s| s.loinc == code)
                     && !foreign.iter().any(|(c, _)| *c == code)
                 {
-                    foreign.push((code.clone(), section.clone()));
+                    foreign.push((code.clone(), (*section).clone()));
                 }
                 code
             }
@@ -998,9 +1008,15 @@ fn settle_references(value: &mut Value, urls: &HashMap<String, String>) {
                 .get("reference")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
+            // `Type/id/_history/n` names a version of the entry `Type/id`.
+            let url = target
+                .as_deref()
+                .map(|r| r.split("/_history/").next().unwrap_or(r))
+                .and_then(|base| urls.get(base))
+                .cloned();
             match target {
-                Some(r) if urls.contains_key(&r) => {
-                    fields.insert("reference".into(), Value::String(urls[&r].clone()));
+                Some(_) if url.is_some() => {
+                    fields.insert("reference".into(), Value::String(url.unwrap_or_default()));
                 }
                 Some(r) if is_relative(&r) => {
                     fields.remove("reference");

@@ -706,7 +706,7 @@ impl<'a> HealthBook<'a> {
             entries.push(index);
         }
         let queue = provenance.source != Source::Server;
-        self.vault.transaction(|tx| {
+        let summary = self.vault.transaction(|tx| {
             let known: Vec<HealthRecord> = tx.query_docs("type", "Patient")?;
             let mut renames: HashMap<String, String> = HashMap::new();
             let mut merged: HashMap<String, Value> = HashMap::new();
@@ -808,18 +808,30 @@ impl<'a> HealthBook<'a> {
                 fhir::rewrite_references(&mut probe, &|old| renames.get(old).cloned());
                 let person = fhir::person_of(&probe).unwrap_or_default();
                 if let Some(existing) = tx.get_doc::<HealthRecord>(&key)? {
-                    if !existing.person.is_empty()
+                    let suffix = if !existing.person.is_empty()
                         && !person.is_empty()
                         && existing.person != person
                     {
-                        let new_key = suffixed(&key, &short_hash(&person));
+                        Some(short_hash(&person))
+                    } else if existing.person.is_empty()
+                        && person.is_empty()
+                        && fingerprint(&existing.resource) != fingerprint(r)
+                    {
+                        // Another source's shared resource under the same plain id (their
+                        // Medication/1 is not ours): both are kept, neither overwritten.
+                        Some(short_hash(&fingerprint(r).to_string()))
+                    } else {
+                        None
+                    };
+                    if let Some(suffix) = suffix {
+                        let new_key = suffixed(&key, &suffix);
                         rekeyed.insert(key.clone(), new_key.clone());
                         renames.insert(key, new_key);
                     }
                 }
             }
             let mut stored_keys: std::collections::HashSet<String> = Default::default();
-            let mut pending_refs: Vec<(String, String)> = Vec::new();
+            let mut pending_refs: Vec<(String, String, bool)> = Vec::new();
             for (mut r, index) in kept.iter().cloned().zip(entries.iter().copied()) {
                 let key = fhir::key_of(&r).unwrap_or_default();
                 if let Some(new_key) = rekeyed.get(&key) {
@@ -897,10 +909,11 @@ impl<'a> HealthBook<'a> {
                 });
                 let mut refs = Vec::new();
                 fhir::all_references(&record.resource, &mut refs);
+                let listing = fhir::is_listing(&record.resource);
                 pending_refs.extend(
                     refs.into_iter()
                         .filter(|r| !r.starts_with('#'))
-                        .map(|r| (record.key.clone(), r)),
+                        .map(|r| (record.key.clone(), r, listing)),
                 );
                 stored_keys.insert(record.key.clone());
                 put(tx, &record, queue, now)?;
@@ -912,7 +925,10 @@ impl<'a> HealthBook<'a> {
                 .filter(|e| e.status == EntryStatus::Refused && !e.key.is_empty())
                 .map(|e| (e.key.as_str(), e))
                 .collect();
-            for (from, reference) in &pending_refs {
+            for (from, reference, listing) in &pending_refs {
+                if *listing {
+                    continue;
+                }
                 if let Some(e) = refused.get(reference.as_str()) {
                     return Err(FhirError::BadResource {
                         index: e.index,
@@ -924,22 +940,36 @@ impl<'a> HealthBook<'a> {
                     .into());
                 }
             }
-            for (from, reference) in pending_refs {
-                let resolves = fhir::is_relative(&reference)
-                    && (stored_keys.contains(&reference)
-                        || tx.get_doc::<HealthRecord>(&reference)?.is_some());
+            // No-information markers are not stored on purpose: a document listing one is fine.
+            let skipped: std::collections::HashSet<&str> = summary
+                .entries
+                .iter()
+                .filter(|e| e.status == EntryStatus::Skipped)
+                .map(|e| e.key.as_str())
+                .collect();
+            let mut unresolved = Vec::new();
+            for (from, reference, _) in &pending_refs {
+                // `Type/id/_history/n` names a version of `Type/id`.
+                let target = reference.split("/_history/").next().unwrap_or(reference);
+                let resolves = skipped.contains(target)
+                    || (fhir::is_relative(target)
+                        && (stored_keys.contains(target)
+                            || tx.get_doc::<HealthRecord>(target)?.is_some()));
                 if !resolves {
-                    summary.unresolved.push(format!("{from} -> {reference}"));
+                    unresolved.push(format!("{from} -> {reference}"));
                 }
             }
+            summary.unresolved = unresolved;
             summary.entries.sort_by_key(|e| e.index);
-            log::info!(
-                stored = summary.stored, skipped = summary.skipped, refused = summary.refused,
-                unresolved = summary.unresolved.len(), conflicts = summary.conflicts.len();
-                "health import"
-            );
             Ok(summary)
-        })
+        })?;
+        // Logged once the transaction is over: a slow log sink never holds the vault.
+        log::info!(
+            stored = summary.stored, skipped = summary.skipped, refused = summary.refused,
+            unresolved = summary.unresolved.len(), conflicts = summary.conflicts.len();
+            "health import"
+        );
+        Ok(summary)
     }
 
     fn record(
@@ -1234,7 +1264,12 @@ impl<'a> HealthBook<'a> {
             frontier.clear();
             for key in refs {
                 if included.insert(key.clone()) {
-                    if let Some(found) = self.get(&key)? {
+                    // Shared resources and this person's own, never another person's records
+                    // (a reference to a relative does not bring their book along).
+                    if let Some(found) = self
+                        .get(&key)?
+                        .filter(|r| r.person.is_empty() || r.person == person)
+                    {
                         frontier.push(found.resource.clone());
                         resources.push(found.resource);
                     }

@@ -427,7 +427,7 @@ impl SyncClient {
             Ok(r) => r,
             Err(e) => {
                 return Ok(Attempt::Retry {
-                    reason: format!("request failed: {e}"),
+                    reason: format!("request failed: {}", e.without_url()),
                     after: None,
                 })
             }
@@ -446,7 +446,7 @@ impl SyncClient {
             }
             Err(BodyError::Cut(e)) => {
                 return Ok(Attempt::Retry {
-                    reason: format!("body cut short: {e}"),
+                    reason: format!("body cut short: {}", e.without_url()),
                     after: None,
                 })
             }
@@ -529,7 +529,9 @@ impl SyncClient {
             let delay = after
                 .map(|d| d.min(self.config.backoff_max))
                 .unwrap_or_else(|| self.backoff(attempt));
-            log::warn!(attempt = attempt, delay_ms = delay.as_millis() as u64; "backend call failed, retrying: {reason}");
+            // The reason is not logged: transport errors name the URL (cursors, device ids) and
+            // parse errors may quote the response.
+            log::warn!(attempt = attempt, delay_ms = delay.as_millis() as u64; "backend call failed, retrying");
             run.report.retries += 1;
             run.event(SyncEvent::Retrying {
                 attempt,

@@ -162,12 +162,16 @@ impl SyncClient {
                     Outcome::Rejected { .. } => run.report.rejected += 1,
                 }
             }
+            for (r, e) in response.results.iter().zip(&batch) {
+                if matches!(r.outcome, Outcome::Rejected { .. }) {
+                    log::warn!(collection = e.collection.as_str(); "the backend refused a change for good");
+                }
+            }
             let v = vault.clone();
             blocking(move || {
                 v.transaction(|tx| {
                     for (r, e) in response.results.iter().zip(&batch) {
                         if let Outcome::Rejected { reason } = &r.outcome {
-                            log::warn!(collection = e.collection.as_str(); "the backend refused a change for good");
                             tx.put_doc(&RejectedMutation {
                                 entry: e.clone(),
                                 reason: reason.clone(),
