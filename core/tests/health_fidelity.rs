@@ -6,8 +6,9 @@
 mod common;
 
 use serde_json::{json, Value};
+use thudo_core::changes::outbox;
 use thudo_core::health::fhir::{self, FhirError, IPS_ABSENT_UNKNOWN};
-use thudo_core::health::records::{EntryStatus, HealthBook, HealthError, ImportMode};
+use thudo_core::health::records::{self, EntryStatus, HealthBook, HealthError, ImportMode};
 use thudo_core::vault::Vault;
 
 fn vault() -> (tempfile::TempDir, Vault) {
@@ -527,4 +528,51 @@ fn a_document_listing_a_bad_entry_is_imported_without_it() {
     assert_eq!(s.unresolved.len(), 1, "{:?}", s.unresolved);
     assert!(s.unresolved[0].starts_with("Composition/"));
     assert!(book.get("Observation/good").unwrap().is_some());
+}
+
+#[test]
+fn a_record_filed_under_a_person_it_does_not_name_is_filed_the_same_on_other_devices() {
+    let (_d, phone) = vault();
+    let book = HealthBook::new(&phone);
+    let goal = json!({"resourceType": "Goal", "id": "g1", "lifecycleStatus": "active",
+                      "description": {"text": "Đi bộ"}, "subject": {"reference": "urn:uuid:not-here"}});
+    book.import_bundle(&bundle(vec![patient(), goal]), None, 1)
+        .unwrap();
+    assert_eq!(book.get("Goal/g1").unwrap().unwrap().person, PATIENT);
+    let pushed: Vec<_> = phone.transaction(outbox::pending).unwrap();
+    let payload = |key: &str| {
+        pushed
+            .iter()
+            .find(|e| e.record_id == key)
+            .unwrap()
+            .payload
+            .clone()
+    };
+    assert_eq!(payload("Goal/g1")["person"], PATIENT);
+
+    // The tablet pulls the person, then the goal: filed under the same person.
+    let (_d2, tablet) = vault();
+    let pull = |key: &str| {
+        tablet
+            .transaction(|tx| records::store_pulled(tx, &payload(key), None, 2))
+            .unwrap()
+    };
+    assert!(pull(&format!("Patient/{PATIENT}")));
+    assert!(pull("Goal/g1"));
+    let on_tablet = HealthBook::new(&tablet).get("Goal/g1").unwrap().unwrap();
+    assert_eq!(on_tablet.person, PATIENT);
+
+    // A claimed person this device does not know files nothing under a ghost.
+    let (_d3, other) = vault();
+    assert!(other
+        .transaction(|tx| records::store_pulled(tx, &payload("Goal/g1"), None, 2))
+        .unwrap());
+    assert_eq!(
+        HealthBook::new(&other)
+            .get("Goal/g1")
+            .unwrap()
+            .unwrap()
+            .person,
+        ""
+    );
 }

@@ -1371,7 +1371,21 @@ pub fn store_pulled(
     if validate(&resource, false).is_err() {
         return Ok(false);
     }
-    let person = fhir::person_of(&resource).unwrap_or_default();
+    let person = match fhir::person_of(&resource) {
+        Some(p) => p,
+        // A record the resource files under no one: under the person the other device filed it
+        // under, if that person is in this book too; else shared.
+        None => match payload.get("person").and_then(Value::as_str) {
+            Some(p)
+                if tx
+                    .get_doc::<HealthRecord>(&format!("Patient/{p}"))?
+                    .is_some() =>
+            {
+                p.to_owned()
+            }
+            _ => String::new(),
+        },
+    };
     let local = tx.get_doc::<HealthRecord>(&key)?;
     if local
         .as_ref()
@@ -1419,7 +1433,12 @@ pub fn resource_type_of(kind: Kind) -> Option<&'static str> {
 fn put(tx: &VaultTx<'_>, record: &HealthRecord, queue: bool, now: u64) -> Result<(), HealthError> {
     tx.put_doc(record)?;
     if queue {
-        let payload = json!({"resource": record.resource, "provenance": record.provenance});
+        let mut payload = json!({"resource": record.resource, "provenance": record.provenance});
+        // Filed under a person the resource does not name (a chosen person, a document's only
+        // patient): say whose, so the citizen's other devices file it the same way.
+        if fhir::person_of(&record.resource).is_none() && !record.person.is_empty() {
+            payload["person"] = Value::String(record.person.clone());
+        }
         outbox::enqueue(tx, &SYNCED, &record.key, "put", payload, now)?;
     }
     Ok(())
