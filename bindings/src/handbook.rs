@@ -315,7 +315,7 @@ pub fn compute_party_fee(
     })
 }
 
-use thudo_core::handbook::member;
+use thudo_core::handbook::member::{self, Meeting, MemberProfile, Notice};
 
 impl From<member::MemberError> for HandbookError {
     fn from(e: member::MemberError) -> Self {
@@ -356,8 +356,8 @@ impl From<member::DocumentNote> for DocumentNote {
     }
 }
 
-/// The member summary.
-#[derive(Debug, Clone, uniffi::Record)]
+/// The member summary (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct MemberProfile {
     /// Full name.
     pub full_name: String,
@@ -381,21 +381,8 @@ pub struct MemberProfile {
     pub phone: String,
 }
 
-macro_rules! same_fields {
-    ($from:ty => $to:ty { $($f:ident),* }) => {
-        impl From<$from> for $to {
-            fn from(v: $from) -> Self {
-                Self { $($f: v.$f),* }
-            }
-        }
-    };
-}
-
-same_fields!(MemberProfile => member::MemberProfile { full_name, date_of_birth, sex, joined_on, official_on, party_card_number, cell, parent_organisations, citizen_id, phone });
-same_fields!(member::MemberProfile => MemberProfile { full_name, date_of_birth, sex, joined_on, official_on, party_card_number, cell, parent_organisations, citizen_id, phone });
-
-/// A cell meeting.
-#[derive(Debug, Clone, uniffi::Record)]
+/// A cell meeting (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct Meeting {
     /// Id.
     pub id: String,
@@ -406,9 +393,6 @@ pub struct Meeting {
     /// Documents to read beforehand.
     pub document_ids: Vec<String>,
 }
-
-same_fields!(Meeting => member::Meeting { id, date, topic, document_ids });
-same_fields!(member::Meeting => Meeting { id, date, topic, document_ids });
 
 /// Attendance at a meeting.
 #[derive(Debug, Clone, uniffi::Enum)]
@@ -424,8 +408,8 @@ pub enum AttendanceStatus {
     Absent,
 }
 
-/// A notice from the cell.
-#[derive(Debug, Clone, uniffi::Record)]
+/// A notice from the cell (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct Notice {
     /// Id.
     pub id: String,
@@ -438,9 +422,6 @@ pub struct Notice {
     /// Read?
     pub read: bool,
 }
-
-same_fields!(Notice => member::Notice { id, title, body, published_on, read });
-same_fields!(member::Notice => Notice { id, title, body, published_on, read });
 
 /// Why a temporary transfer is asked for.
 #[derive(Debug, Clone, Copy, uniffi::Enum)]
@@ -652,12 +633,12 @@ impl MemberHandbook {
 
     /// Stores the profile after validation.
     pub async fn set_profile(&self, profile: MemberProfile) -> Result<(), HandbookError> {
-        self.run(move |h| h.set_profile(&profile.into())).await
+        self.run(move |h| h.set_profile(&profile)).await
     }
 
     /// The profile, if set.
     pub async fn profile(&self) -> Result<Option<MemberProfile>, HandbookError> {
-        self.run(|h| h.profile().map(|p| p.map(Into::into))).await
+        self.run(|h| h.profile()).await
     }
 
     /// Saves a personal note (empty text: a bookmark) on a library document, stamped now; it
@@ -691,19 +672,12 @@ impl MemberHandbook {
 
     /// Stores meetings from the backend.
     pub async fn upsert_meetings(&self, meetings: Vec<Meeting>) -> Result<(), HandbookError> {
-        self.run(move |h| {
-            h.upsert_meetings(&meetings.into_iter().map(Into::into).collect::<Vec<_>>())
-        })
-        .await
+        self.run(move |h| h.upsert_meetings(&meetings)).await
     }
 
     /// Meetings on or after `from` (`YYYY-MM-DD`).
     pub async fn meetings_from(&self, from: String) -> Result<Vec<Meeting>, HandbookError> {
-        self.run(move |h| {
-            h.meetings_from(&from)
-                .map(|m| m.into_iter().map(Into::into).collect())
-        })
-        .await
+        self.run(move |h| h.meetings_from(&from)).await
     }
 
     /// Records attendance offline (queued for sync); an excuse needs a reason.
@@ -726,16 +700,12 @@ impl MemberHandbook {
 
     /// Stores notices from the backend, keeping read state.
     pub async fn upsert_notices(&self, notices: Vec<Notice>) -> Result<(), HandbookError> {
-        self.run(move |h| {
-            h.upsert_notices(&notices.into_iter().map(Into::into).collect::<Vec<_>>())
-        })
-        .await
+        self.run(move |h| h.upsert_notices(&notices)).await
     }
 
     /// Notices, newest first.
     pub async fn notices(&self) -> Result<Vec<Notice>, HandbookError> {
-        self.run(|h| h.notices().map(|n| n.into_iter().map(Into::into).collect()))
-            .await
+        self.run(|h| h.notices()).await
     }
 
     /// Marks a notice read (queued for sync).
