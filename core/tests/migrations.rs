@@ -20,14 +20,20 @@ fn doc(id: &str) -> LibraryDocument {
     }
 }
 
-#[test]
-fn a_library_made_before_versioning_is_adopted_with_its_documents() {
+/// A library file holding one document, in a directory that lives as long as the guard.
+fn library_with_a_document() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("library.db");
     Library::open(&path)
         .unwrap()
         .upsert(&[doc("nq21")])
         .unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_library_made_before_versioning_is_adopted_with_its_documents() {
+    let (_dir, path) = library_with_a_document();
     // Files made before versioning hold the same tables at version 0.
     Connection::open(&path)
         .unwrap()
@@ -43,12 +49,7 @@ fn a_library_made_before_versioning_is_adopted_with_its_documents() {
 
 #[test]
 fn a_library_from_a_newer_build_is_refused_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("library.db");
-    Library::open(&path)
-        .unwrap()
-        .upsert(&[doc("nq21")])
-        .unwrap();
+    let (_dir, path) = library_with_a_document();
     {
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 7).unwrap();

@@ -235,22 +235,13 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
             Err(SyncError::Refused { status: 404, .. })
         ));
     }
-    c.sync(
-        stranger.clone(),
-        &thudo_core::collections::registry(Default::default()),
-        None,
-    )
-    .await
-    .unwrap();
+    c.sync(stranger.clone(), &common::collections(), None)
+        .await
+        .unwrap();
 
     c.revoke_device(phone.clone(), &stolen_id).await.unwrap();
     assert!(matches!(
-        c.sync(
-            stolen.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None
-        )
-        .await,
+        c.sync(stolen.clone(), &common::collections(), None).await,
         Err(SyncError::Unauthorized)
     ));
     assert!(matches!(

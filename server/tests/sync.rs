@@ -347,10 +347,7 @@ async fn every_fault_recovers_with_each_mutation_applied_exactly_once() {
     let report = c
         .sync(
             device.clone(),
-            &thudo_core::collections::registry(thudo_core::collections::Stores {
-                library: Some(library.clone()),
-                ..Default::default()
-            }),
+            &common::collections_with(library.clone()),
             Some(&events),
         )
         .await
@@ -413,14 +410,7 @@ async fn every_fault_recovers_with_each_mutation_applied_exactly_once() {
 
     // A second sync moves nothing.
     let again = c
-        .sync(
-            device.clone(),
-            &thudo_core::collections::registry(thudo_core::collections::Stores {
-                library: Some(library),
-                ..Default::default()
-            }),
-            None,
-        )
+        .sync(device.clone(), &common::collections_with(library), None)
         .await
         .unwrap();
     assert_eq!((again.pushed, again.pulled), (0, 0), "{again:?}");
@@ -444,14 +434,7 @@ async fn a_server_killed_mid_sync_comes_back_and_nothing_is_lost_or_doubled() {
     let sync = {
         let c = c.clone();
         let device = device.clone();
-        tokio::spawn(async move {
-            c.sync(
-                device,
-                &thudo_core::collections::registry(Default::default()),
-                None,
-            )
-            .await
-        })
+        tokio::spawn(async move { c.sync(device, &common::collections(), None).await })
     };
     backend.crash_and_restart(Duration::from_millis(400)).await;
     let report = sync.await.unwrap().unwrap();
@@ -499,11 +482,7 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
                 .unwrap();
         }
         let err = offline
-            .sync(
-                phone.clone(),
-                &thudo_core::collections::registry(Default::default()),
-                None,
-            )
+            .sync(phone.clone(), &common::collections(), None)
             .await
             .unwrap_err();
         assert!(
@@ -527,31 +506,19 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
     assert_eq!(phone.transaction(outbox::pending).unwrap().len(), 71);
 
     let r1 = c
-        .sync(
-            phone.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(phone.clone(), &common::collections(), None)
         .await
         .unwrap();
     assert_eq!(r1.pushed, 71);
     let r2 = c
-        .sync(
-            tablet.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(tablet.clone(), &common::collections(), None)
         .await
         .unwrap();
     assert_eq!(r2.pushed, 2, "the tablet's shared edit is newer");
     // The phone's older edit and the tablet's own two echoes are not applied over newer copies.
     assert_eq!(r2.superseded_locally, 3, "{r2:?}");
     let r3 = c
-        .sync(
-            phone.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(phone.clone(), &common::collections(), None)
         .await
         .unwrap();
     assert!(r3.applied >= 2, "{r3:?}");
@@ -576,30 +543,18 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
     phone_book
         .save_note(&note("x", "phone, earlier", t1 + 400))
         .unwrap();
-    c.sync(
-        tablet.clone(),
-        &thudo_core::collections::registry(Default::default()),
-        None,
-    )
-    .await
-    .unwrap();
+    c.sync(tablet.clone(), &common::collections(), None)
+        .await
+        .unwrap();
     let r4 = c
-        .sync(
-            phone.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(phone.clone(), &common::collections(), None)
         .await
         .unwrap();
     assert_eq!((r4.pushed, r4.superseded_on_server), (0, 1), "{r4:?}");
     assert_eq!(notes(&phone)["x"], "tablet, later");
-    c.sync(
-        tablet.clone(),
-        &thudo_core::collections::registry(Default::default()),
-        None,
-    )
-    .await
-    .unwrap();
+    c.sync(tablet.clone(), &common::collections(), None)
+        .await
+        .unwrap();
     assert_eq!(notes(&phone), notes(&tablet));
 }
 
@@ -795,12 +750,7 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
     // Client side: a refusal is typed.
     let unregistered = vault(&dir.path().join("other"));
     assert!(matches!(
-        c.sync(
-            unregistered,
-            &thudo_core::collections::registry(Default::default()),
-            None
-        )
-        .await,
+        c.sync(unregistered, &common::collections(), None).await,
         Err(SyncError::NotRegistered)
     ));
     let bad = c
@@ -849,14 +799,7 @@ async fn close_cancels_a_sync_waiting_on_retries() {
         .unwrap();
     let task = {
         let c = c.clone();
-        tokio::spawn(async move {
-            c.sync(
-                device,
-                &thudo_core::collections::registry(Default::default()),
-                None,
-            )
-            .await
-        })
+        tokio::spawn(async move { c.sync(device, &common::collections(), None).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
@@ -891,31 +834,19 @@ async fn a_notice_read_on_one_device_is_read_on_the_other() {
     let tablet = vault(&dir.path().join("tablet"));
     register(&c, &phone, "phone").await;
     register(&c, &tablet, "tablet").await;
-    c.sync(
-        phone.clone(),
-        &thudo_core::collections::registry(Default::default()),
-        None,
-    )
-    .await
-    .unwrap();
-    c.sync(
-        tablet.clone(),
-        &thudo_core::collections::registry(Default::default()),
-        None,
-    )
-    .await
-    .unwrap();
+    c.sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    c.sync(tablet.clone(), &common::collections(), None)
+        .await
+        .unwrap();
     let id = "tb-2026-11-20";
     assert!(!MemberHandbook::new(&tablet).notices().unwrap()[0].read);
     MemberHandbook::new(&phone)
         .mark_notice_read(id, 1_790_000_000)
         .unwrap();
     let pushed = c
-        .sync(
-            phone.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(phone.clone(), &common::collections(), None)
         .await
         .unwrap();
     let rejected: Vec<thudo_core::sync::client::RejectedMutation> = phone.list_docs().unwrap();
@@ -925,11 +856,7 @@ async fn a_notice_read_on_one_device_is_read_on_the_other() {
         "{pushed:?} {rejected:?}"
     );
     let pulled = c
-        .sync(
-            tablet.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(tablet.clone(), &common::collections(), None)
         .await
         .unwrap();
     assert_eq!(pulled.applied, 1, "{pulled:?}");
@@ -982,13 +909,9 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     assert_ne!(buy("k-2").await, first, "another key is another purchase");
 
     // Moved to another cell: the next pull of cell content starts that cell from the beginning.
-    c.sync(
-        phone.clone(),
-        &thudo_core::collections::registry(Default::default()),
-        None,
-    )
-    .await
-    .unwrap();
+    c.sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
     assert_eq!(
         MemberHandbook::new(&phone)
             .meetings_from("2000-01-01")
@@ -1016,13 +939,9 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     )
     .unwrap();
     storage.set_cell(CITIZEN, "chi-bo-moi").unwrap();
-    c.sync(
-        phone.clone(),
-        &thudo_core::collections::registry(Default::default()),
-        None,
-    )
-    .await
-    .unwrap();
+    c.sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
     let meetings = MemberHandbook::new(&phone)
         .meetings_from("2000-01-01")
         .unwrap();

@@ -67,11 +67,7 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
         .unwrap();
     book.save_note(&note("small", 100, 1_790_000_001)).unwrap();
     let pushed = c
-        .sync(
-            hostile.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(hostile.clone(), &common::collections(), None)
         .await
         .unwrap();
     assert_eq!((pushed.pushed, pushed.rejected), (1, 1), "{pushed:?}");
@@ -113,21 +109,13 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
         .unwrap();
     }
     let pushed = c
-        .sync(
-            hostile.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
+        .sync(hostile.clone(), &common::collections(), None)
         .await
         .unwrap();
     assert_eq!(pushed.pushed, count);
     let pages = Pages::default();
     let pulled = c
-        .sync(
-            phone.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            Some(&pages),
-        )
+        .sync(phone.clone(), &common::collections(), Some(&pages))
         .await
         .unwrap();
     assert_eq!(pulled.applied, count + 1, "{pulled:?}");
@@ -172,14 +160,7 @@ async fn the_client_refuses_a_response_over_its_limit_as_it_streams() {
     let mut config = SyncConfig::new(&format!("http://{addr}"));
     config.max_attempts = 1;
     let c = SyncClient::new(config).unwrap();
-    match c
-        .sync(
-            v,
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        )
-        .await
-    {
+    match c.sync(v, &common::collections(), None).await {
         Err(SyncError::Protocol { detail }) => assert!(detail.contains("larger than"), "{detail}"),
         other => panic!("expected a refused response, got {other:?}"),
     }

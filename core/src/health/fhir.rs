@@ -872,26 +872,8 @@ pub fn ips_document(
     let mut attesters: Vec<Value> = Vec::new();
     let mut custodian = None;
     for d in &documents {
-        for a in d
-            .get("author")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if !authors.contains(a) {
-                authors.push(a.clone());
-            }
-        }
-        for a in d
-            .get("attester")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if !attesters.contains(a) {
-                attesters.push(a.clone());
-            }
-        }
+        union_into(&mut authors, d.get("author"));
+        union_into(&mut attesters, d.get("attester"));
         if let Some(c) = d.get("custodian") {
             custodian = Some(c.clone());
         }
@@ -971,6 +953,15 @@ pub fn ips_document(
         "timestamp": timestamp,
         "entry": entries,
     })
+}
+
+/// Adds the items of the array `more` that `list` lacks.
+fn union_into(list: &mut Vec<Value>, more: Option<&Value>) {
+    for item in more.and_then(Value::as_array).into_iter().flatten() {
+        if !list.contains(item) {
+            list.push(item.clone());
+        }
+    }
 }
 
 /// The keys of `resources` that cannot be reached from `composition` by following references.

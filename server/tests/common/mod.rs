@@ -64,3 +64,18 @@ pub async fn start_local(dir: &Path) -> Local {
         url,
     }
 }
+
+/// Every synced collection, stored in the vault only (no document library, no health-card trust).
+pub fn collections() -> thudo_core::changes::Registry {
+    thudo_core::collections::registry(Default::default())
+}
+
+/// Every synced collection, library documents into `library`.
+pub fn collections_with(
+    library: std::sync::Arc<thudo_core::handbook::library::Library>,
+) -> thudo_core::changes::Registry {
+    thudo_core::collections::registry(thudo_core::collections::Stores {
+        library: Some(library),
+        ..Default::default()
+    })
+}
