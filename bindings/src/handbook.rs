@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use thudo_core::handbook::{fees, library};
+use thudo_core::handbook::fees::{self, FeeBasis};
+use thudo_core::handbook::library::{
+    self, LibraryDocument as PartyDocument, SearchHit as DocumentHit,
+};
 
 use crate::{blocking, unix_now, Internal};
 
@@ -101,8 +104,8 @@ impl From<Internal> for HandbookError {
     }
 }
 
-/// A published party document.
-#[derive(Debug, Clone, uniffi::Record)]
+/// A published party document (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct PartyDocument {
     /// Stable id.
     pub id: String,
@@ -120,36 +123,8 @@ pub struct PartyDocument {
     pub body: String,
 }
 
-impl From<PartyDocument> for library::LibraryDocument {
-    fn from(d: PartyDocument) -> Self {
-        library::LibraryDocument {
-            id: d.id,
-            number: d.number,
-            issuer: d.issuer,
-            issued_on: d.issued_on,
-            kind: d.kind,
-            title: d.title,
-            body: d.body,
-        }
-    }
-}
-
-impl From<library::LibraryDocument> for PartyDocument {
-    fn from(d: library::LibraryDocument) -> Self {
-        PartyDocument {
-            id: d.id,
-            number: d.number,
-            issuer: d.issuer,
-            issued_on: d.issued_on,
-            kind: d.kind,
-            title: d.title,
-            body: d.body,
-        }
-    }
-}
-
-/// A search result.
-#[derive(Debug, Clone, uniffi::Record)]
+/// A search result (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct DocumentHit {
     /// Document id.
     pub id: String,
@@ -186,8 +161,7 @@ impl HandbookLibrary {
     /// Inserts or replaces documents (all or none).
     pub async fn upsert(&self, documents: Vec<PartyDocument>) -> Result<(), HandbookError> {
         let inner = self.inner.clone();
-        let docs: Vec<library::LibraryDocument> = documents.into_iter().map(Into::into).collect();
-        blocking(move || inner.upsert(&docs).map_err(HandbookError::from)).await
+        blocking(move || inner.upsert(&documents).map_err(HandbookError::from)).await
     }
 
     /// Accent- and case-insensitive search; exact accents, numbers and titles rank first.
@@ -197,28 +171,13 @@ impl HandbookLibrary {
         limit: u32,
     ) -> Result<Vec<DocumentHit>, HandbookError> {
         let inner = self.inner.clone();
-        blocking(move || {
-            Ok(inner
-                .search(&query, limit as usize)?
-                .into_iter()
-                .map(|h| DocumentHit {
-                    id: h.id,
-                    number: h.number,
-                    title: h.title,
-                    kind: h.kind,
-                    issued_on: h.issued_on,
-                    snippet: h.snippet,
-                    score: h.score,
-                })
-                .collect())
-        })
-        .await
+        blocking(move || Ok(inner.search(&query, limit as usize)?)).await
     }
 
     /// A document by id.
     pub async fn get(&self, id: String) -> Result<Option<PartyDocument>, HandbookError> {
         let inner = self.inner.clone();
-        blocking(move || Ok(inner.get(&id)?.map(Into::into))).await
+        blocking(move || Ok(inner.get(&id)?)).await
     }
 
     /// Removes a document; returns whether it was there.
@@ -228,8 +187,8 @@ impl HandbookLibrary {
     }
 }
 
-/// What a member's fee is computed from.
-#[derive(Debug, Clone, Copy, uniffi::Enum)]
+/// What a member's fee is computed from (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum FeeBasis {
     /// Social-insurance salary of the previous month (1%).
     SocialInsuranceSalary,
@@ -296,12 +255,7 @@ pub fn compute_party_fee(
         }),
     };
     let situation = fees::FeeSituation {
-        basis: match basis {
-            FeeBasis::SocialInsuranceSalary => fees::FeeBasis::SocialInsuranceSalary,
-            FeeBasis::SickOrMaternityBenefit => fees::FeeBasis::SickOrMaternityBenefit,
-            FeeBasis::Pension => fees::FeeBasis::Pension,
-            FeeBasis::Student => fees::FeeBasis::Student,
-        },
+        basis,
         income_vnd,
         relief,
     };
@@ -315,7 +269,10 @@ pub fn compute_party_fee(
     })
 }
 
-use thudo_core::handbook::member::{self, Meeting, MemberProfile, Notice};
+use thudo_core::handbook::member::{
+    self, AttendanceStatus, DocumentNote, Meeting, MemberProfile, Notice,
+    Procedure as ProcedureInfo, ProcedureRequest, ProcedureStatus, TransferPurpose,
+};
 
 impl From<member::MemberError> for HandbookError {
     fn from(e: member::MemberError) -> Self {
@@ -332,8 +289,8 @@ impl From<member::MemberError> for HandbookError {
     }
 }
 
-/// A personal note or bookmark on a library document.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// A personal note or bookmark on a library document (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct DocumentNote {
     /// Note id.
     pub id: String,
@@ -343,17 +300,6 @@ pub struct DocumentNote {
     pub text: String,
     /// Last change (unix seconds).
     pub updated_at: u64,
-}
-
-impl From<member::DocumentNote> for DocumentNote {
-    fn from(n: member::DocumentNote) -> Self {
-        DocumentNote {
-            id: n.id,
-            document_id: n.document_id,
-            text: n.text,
-            updated_at: n.updated_at,
-        }
-    }
 }
 
 /// The member summary (core's type, carried as it is).
@@ -394,8 +340,8 @@ pub struct Meeting {
     pub document_ids: Vec<String>,
 }
 
-/// Attendance at a meeting.
-#[derive(Debug, Clone, uniffi::Enum)]
+/// Attendance at a meeting (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum AttendanceStatus {
     /// Present.
     Present,
@@ -423,8 +369,8 @@ pub struct Notice {
     pub read: bool,
 }
 
-/// Why a temporary transfer is asked for.
-#[derive(Debug, Clone, Copy, uniffi::Enum)]
+/// Why a temporary transfer is asked for (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum TransferPurpose {
     /// Work: 3 months to under 1 year.
     Work,
@@ -434,8 +380,8 @@ pub enum TransferPurpose {
     Study,
 }
 
-/// One of the four party procedures.
-#[derive(Debug, Clone, uniffi::Enum)]
+/// One of the four party procedures (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum ProcedureRequest {
     /// Paying party fees.
     FeePayment {
@@ -479,56 +425,8 @@ pub enum ProcedureRequest {
     },
 }
 
-impl From<ProcedureRequest> for member::ProcedureRequest {
-    fn from(r: ProcedureRequest) -> Self {
-        use member::ProcedureRequest as P;
-        match r {
-            ProcedureRequest::FeePayment { months, amount_vnd } => {
-                P::FeePayment { months, amount_vnd }
-            }
-            ProcedureRequest::ResidenceComment {
-                residence_cell,
-                address,
-                period_from,
-                period_to,
-            } => P::ResidenceComment {
-                residence_cell,
-                address,
-                period_from,
-                period_to,
-            },
-            ProcedureRequest::OfficialTransfer {
-                to_organisation,
-                self_review,
-                decision_number,
-                decision_date,
-            } => P::OfficialTransfer {
-                to_organisation,
-                self_review,
-                decision_number,
-                decision_date,
-            },
-            ProcedureRequest::TemporaryTransfer {
-                to_organisation,
-                purpose,
-                from,
-                until,
-            } => P::TemporaryTransfer {
-                to_organisation,
-                purpose: match purpose {
-                    TransferPurpose::Work => member::TransferPurpose::Work,
-                    TransferPurpose::Residence => member::TransferPurpose::Residence,
-                    TransferPurpose::Study => member::TransferPurpose::Study,
-                },
-                from,
-                until,
-            },
-        }
-    }
-}
-
-/// Where a procedure stands.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+/// Where a procedure stands (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum ProcedureStatus {
     /// Being written.
     Draft,
@@ -545,32 +443,6 @@ pub enum ProcedureStatus {
     },
 }
 
-impl From<member::ProcedureStatus> for ProcedureStatus {
-    fn from(s: member::ProcedureStatus) -> Self {
-        use member::ProcedureStatus as S;
-        match s {
-            S::Draft => ProcedureStatus::Draft,
-            S::Queued => ProcedureStatus::Queued,
-            S::Submitted => ProcedureStatus::Submitted,
-            S::Accepted => ProcedureStatus::Accepted,
-            S::Returned { reason } => ProcedureStatus::Returned { reason },
-        }
-    }
-}
-
-impl From<ProcedureStatus> for member::ProcedureStatus {
-    fn from(s: ProcedureStatus) -> Self {
-        use member::ProcedureStatus as S;
-        match s {
-            ProcedureStatus::Draft => S::Draft,
-            ProcedureStatus::Queued => S::Queued,
-            ProcedureStatus::Submitted => S::Submitted,
-            ProcedureStatus::Accepted => S::Accepted,
-            ProcedureStatus::Returned { reason } => S::Returned { reason },
-        }
-    }
-}
-
 /// The fee ledger's standing for a year.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct FeeStanding {
@@ -582,25 +454,17 @@ pub struct FeeStanding {
     pub serious: bool,
 }
 
-/// A procedure and its status.
-#[derive(Debug, Clone, uniffi::Record)]
+/// A procedure, what it asks and its status (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct ProcedureInfo {
     /// Id.
     pub id: String,
+    /// What it asks.
+    pub request: ProcedureRequest,
     /// Where it stands.
     pub status: ProcedureStatus,
     /// Device time of the last change.
     pub updated_at: u64,
-}
-
-impl From<member::Procedure> for ProcedureInfo {
-    fn from(p: member::Procedure) -> Self {
-        ProcedureInfo {
-            id: p.id,
-            status: p.status.into(),
-            updated_at: p.updated_at,
-        }
-    }
 }
 
 /// The member's own handbook data, encrypted in the vault; every change the member makes is
@@ -656,18 +520,14 @@ impl MemberHandbook {
                 text,
                 updated_at: unix_now(),
             };
-            h.save_note(&note).map(|()| note.into())
+            h.save_note(&note).map(|()| note)
         })
         .await
     }
 
     /// The notes and bookmarks on a document.
     pub async fn notes_for(&self, document_id: String) -> Result<Vec<DocumentNote>, HandbookError> {
-        self.run(move |h| {
-            h.notes_for(&document_id)
-                .map(|ns| ns.into_iter().map(Into::into).collect())
-        })
-        .await
+        self.run(move |h| h.notes_for(&document_id)).await
     }
 
     /// Stores meetings from the backend.
@@ -686,11 +546,6 @@ impl MemberHandbook {
         meeting_id: String,
         status: AttendanceStatus,
     ) -> Result<(), HandbookError> {
-        let status = match status {
-            AttendanceStatus::Present => member::AttendanceStatus::Present,
-            AttendanceStatus::Excused { reason } => member::AttendanceStatus::Excused { reason },
-            AttendanceStatus::Absent => member::AttendanceStatus::Absent,
-        };
         self.run(move |h| {
             h.record_attendance(&meeting_id, status, unix_now())
                 .map(|_| ())
@@ -719,17 +574,13 @@ impl MemberHandbook {
         id: String,
         request: ProcedureRequest,
     ) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| {
-            h.save_draft(&id, request.into(), unix_now())
-                .map(Into::into)
-        })
-        .await
+        self.run(move |h| h.save_draft(&id, request, unix_now()))
+            .await
     }
 
     /// Validates a draft and queues it for submission; a bad draft stays a draft.
     pub async fn queue_procedure(&self, id: String) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.queue(&id, unix_now()).map(Into::into))
-            .await
+        self.run(move |h| h.queue(&id, unix_now())).await
     }
 
     /// Applies a status reported by the backend.
@@ -738,11 +589,8 @@ impl MemberHandbook {
         id: String,
         status: ProcedureStatus,
     ) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| {
-            h.apply_status(&id, status.into(), unix_now())
-                .map(Into::into)
-        })
-        .await
+        self.run(move |h| h.apply_status(&id, status, unix_now()))
+            .await
     }
 
     /// Records a month's assessment in the fee ledger (keeps what was paid).
@@ -795,11 +643,7 @@ impl MemberHandbook {
 
     /// Every procedure, most recent first.
     pub async fn procedures(&self) -> Result<Vec<ProcedureInfo>, HandbookError> {
-        self.run(|h| {
-            h.procedures()
-                .map(|p| p.into_iter().map(Into::into).collect())
-        })
-        .await
+        self.run(|h| h.procedures()).await
     }
 }
 

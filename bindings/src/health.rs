@@ -122,14 +122,7 @@ pub struct VerifiedHealthCard {
 
 impl From<shc::VerifiedCard> for VerifiedHealthCard {
     fn from(c: shc::VerifiedCard) -> Self {
-        let resource_types = c.fhir_bundle["entry"]
-            .as_array()
-            .map(|e| {
-                e.iter()
-                    .filter_map(|r| r["resource"]["resourceType"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let resource_types = c.resource_types();
         VerifiedHealthCard {
             issuer: c.issuer,
             kid: c.kid,
@@ -198,7 +191,7 @@ impl HealthCardVerifier {
     }
 }
 
-use thudo_core::health::schedule;
+use thudo_core::health::schedule::{self, DoseState};
 
 /// A recorded immunization, for the schedule.
 #[derive(Debug, Clone, uniffi::Record)]
@@ -209,8 +202,8 @@ pub struct GivenDose {
     pub date: String,
 }
 
-/// Where a dose stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// Where a dose stands (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum DoseState {
     /// Given.
     Done,
@@ -220,17 +213,6 @@ pub enum DoseState {
     Overdue,
     /// Not yet due.
     Upcoming,
-}
-
-impl From<schedule::DoseState> for DoseState {
-    fn from(s: schedule::DoseState) -> Self {
-        match s {
-            schedule::DoseState::Done => DoseState::Done,
-            schedule::DoseState::Due => DoseState::Due,
-            schedule::DoseState::Overdue => DoseState::Overdue,
-            schedule::DoseState::Upcoming => DoseState::Upcoming,
-        }
-    }
 }
 
 /// One dose of the schedule for a child.
@@ -246,6 +228,18 @@ pub struct DoseStatus {
     pub due_on: Option<String>,
     /// Date given, when done.
     pub given_on: Option<String>,
+}
+
+impl From<schedule::DoseStatus> for DoseStatus {
+    fn from(s: schedule::DoseStatus) -> Self {
+        DoseStatus {
+            vaccine: s.vaccine.to_owned(),
+            dose: s.dose,
+            state: s.state,
+            due_on: s.due_on.map(|d| d.to_string()),
+            given_on: s.given_on.map(|d| d.to_string()),
+        }
+    }
 }
 
 /// Errors of the schedule.
@@ -292,12 +286,6 @@ pub fn vaccination_schedule(
     Ok(schedule::VN_EPI_2024
         .status(birth, &given, today)
         .into_iter()
-        .map(|s| DoseStatus {
-            vaccine: s.vaccine.to_owned(),
-            dose: s.dose,
-            state: s.state.into(),
-            due_on: s.due_on.map(|d| d.to_string()),
-            given_on: s.given_on.map(|d| d.to_string()),
-        })
+        .map(DoseStatus::from)
         .collect())
 }

@@ -4,9 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use thudo_core::health::fhir::Kind as HealthKind;
+use thudo_core::health::records::{
+    EntryStatus as HealthEntryStatus, Insurance as HealthInsurance, Person as HealthPerson,
+    Source as RecordSource,
+};
 use thudo_core::health::{fhir, records, schedule, shc};
 
-use crate::health::{DoseState, DoseStatus, HealthCardVerifier};
+use crate::health::{DoseStatus, HealthCardVerifier};
 use crate::{blocking, unix_now, Internal};
 
 /// Errors of the health book. Nothing is stored when any is returned.
@@ -95,8 +100,8 @@ impl From<records::HealthError> for HealthBookError {
     }
 }
 
-/// The kinds of record, each one FHIR R4 resource type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// The kinds of record, each one FHIR R4 resource type (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum HealthKind {
     /// Patient: the citizen or a dependant.
     Patient,
@@ -128,52 +133,8 @@ pub enum HealthKind {
     Other,
 }
 
-impl From<fhir::Kind> for HealthKind {
-    fn from(k: fhir::Kind) -> Self {
-        use fhir::Kind as K;
-        match k {
-            K::Patient => HealthKind::Patient,
-            K::Coverage => HealthKind::Coverage,
-            K::Encounter => HealthKind::Encounter,
-            K::Immunization => HealthKind::Immunization,
-            K::AllergyIntolerance => HealthKind::AllergyIntolerance,
-            K::Condition => HealthKind::Condition,
-            K::MedicationRequest => HealthKind::MedicationRequest,
-            K::MedicationStatement => HealthKind::MedicationStatement,
-            K::Observation => HealthKind::Observation,
-            K::DiagnosticReport => HealthKind::DiagnosticReport,
-            K::Procedure => HealthKind::Procedure,
-            K::Appointment => HealthKind::Appointment,
-            K::ServiceRequest => HealthKind::ServiceRequest,
-            K::Other => HealthKind::Other,
-        }
-    }
-}
-
-impl From<HealthKind> for fhir::Kind {
-    fn from(k: HealthKind) -> Self {
-        use fhir::Kind as K;
-        match k {
-            HealthKind::Patient => K::Patient,
-            HealthKind::Coverage => K::Coverage,
-            HealthKind::Encounter => K::Encounter,
-            HealthKind::Immunization => K::Immunization,
-            HealthKind::AllergyIntolerance => K::AllergyIntolerance,
-            HealthKind::Condition => K::Condition,
-            HealthKind::MedicationRequest => K::MedicationRequest,
-            HealthKind::MedicationStatement => K::MedicationStatement,
-            HealthKind::Observation => K::Observation,
-            HealthKind::DiagnosticReport => K::DiagnosticReport,
-            HealthKind::Procedure => K::Procedure,
-            HealthKind::Appointment => K::Appointment,
-            HealthKind::ServiceRequest => K::ServiceRequest,
-            HealthKind::Other => K::Other,
-        }
-    }
-}
-
-/// Where a record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// Where a record came from (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum RecordSource {
     /// Entered on this device.
     Entered,
@@ -239,7 +200,7 @@ pub struct HealthEntry {
 impl From<records::HealthRecord> for HealthEntry {
     fn from(r: records::HealthRecord) -> Self {
         let s = r.summary();
-        let kind = r.kind().into();
+        let kind = r.kind();
         let p = r.provenance;
         HealthEntry {
             kind,
@@ -255,13 +216,7 @@ impl From<records::HealthRecord> for HealthEntry {
             reference_range: s.reference_range,
             facility: s.facility,
             provenance: RecordProvenance {
-                source: match p.source {
-                    records::Source::Entered => RecordSource::Entered,
-                    records::Source::FhirImport => RecordSource::FhirImport,
-                    records::Source::HealthCard => RecordSource::HealthCard,
-                    records::Source::Server => RecordSource::Server,
-                    records::Source::OtherDevice => RecordSource::OtherDevice,
-                },
+                source: p.source,
                 issuer: p.issuer,
                 kid: p.kid,
                 verified_at: p.verified_at,
@@ -272,8 +227,8 @@ impl From<records::HealthRecord> for HealthEntry {
     }
 }
 
-/// What became of one entry of an imported bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// What became of one entry of an imported bundle (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum HealthEntryStatus {
     /// Stored in a person's book.
     Stored,
@@ -336,12 +291,7 @@ impl From<records::ImportSummary> for HealthImport {
                 .map(|e| HealthImportEntry {
                     index: e.index as u32,
                     key: e.key,
-                    status: match e.status {
-                        records::EntryStatus::Stored => HealthEntryStatus::Stored,
-                        records::EntryStatus::Shared => HealthEntryStatus::Shared,
-                        records::EntryStatus::Skipped => HealthEntryStatus::Skipped,
-                        records::EntryStatus::Refused => HealthEntryStatus::Refused,
-                    },
+                    status: e.status,
                     person: e.person,
                     reason: e.reason,
                 })
@@ -352,8 +302,8 @@ impl From<records::ImportSummary> for HealthImport {
     }
 }
 
-/// A BHYT health-insurance card.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// A BHYT health-insurance card (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct HealthInsurance {
     /// Card number.
     pub number: String,
@@ -365,8 +315,9 @@ pub struct HealthInsurance {
     pub facility: String,
 }
 
-/// A person in the book (the citizen or a dependant) with their insurance card.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// A person in the book (the citizen or a dependant) with their insurance card (core's type,
+/// carried as it is).
+#[uniffi::remote(Record)]
 pub struct HealthPerson {
     /// Patient id; empty to create.
     pub id: String,
@@ -380,42 +331,6 @@ pub struct HealthPerson {
     pub citizen_id: String,
     /// The insurance card, if any.
     pub insurance: Option<HealthInsurance>,
-}
-
-impl From<HealthPerson> for records::Person {
-    fn from(p: HealthPerson) -> Self {
-        records::Person {
-            id: p.id,
-            full_name: p.full_name,
-            birth_date: p.birth_date,
-            gender: p.gender,
-            citizen_id: p.citizen_id,
-            insurance: p.insurance.map(|i| records::Insurance {
-                number: i.number,
-                valid_from: i.valid_from,
-                valid_to: i.valid_to,
-                facility: i.facility,
-            }),
-        }
-    }
-}
-
-impl From<records::Person> for HealthPerson {
-    fn from(p: records::Person) -> Self {
-        HealthPerson {
-            id: p.id,
-            full_name: p.full_name,
-            birth_date: p.birth_date,
-            gender: p.gender,
-            citizen_id: p.citizen_id,
-            insurance: p.insurance.map(|i| HealthInsurance {
-                number: i.number,
-                valid_from: i.valid_from,
-                valid_to: i.valid_to,
-                facility: i.facility,
-            }),
-        }
-    }
 }
 
 /// The health book stored in a vault.
@@ -517,14 +432,12 @@ impl HealthBook {
 
     /// Creates (empty id) or updates a person and their insurance card; returns the person id.
     pub async fn save_person(&self, person: HealthPerson) -> Result<String, HealthBookError> {
-        self.run(move |b| b.save_person(&person.into(), unix_now()))
-            .await
+        self.run(move |b| b.save_person(&person, unix_now())).await
     }
 
     /// A person and their insurance card.
     pub async fn person(&self, id: String) -> Result<Option<HealthPerson>, HealthBookError> {
-        self.run(move |b| b.person(&id).map(|p| p.map(Into::into)))
-            .await
+        self.run(move |b| b.person(&id)).await
     }
 
     /// Everyone in the book, by name.
@@ -546,13 +459,8 @@ impl HealthBook {
         to: Option<String>,
     ) -> Result<Vec<HealthEntry>, HealthBookError> {
         self.run(move |b| {
-            b.records(
-                &person_id,
-                kind.map(Into::into),
-                from.as_deref(),
-                to.as_deref(),
-            )
-            .map(|rs| rs.into_iter().map(Into::into).collect())
+            b.records(&person_id, kind, from.as_deref(), to.as_deref())
+                .map(|rs| rs.into_iter().map(Into::into).collect())
         })
         .await
     }
@@ -588,18 +496,7 @@ impl HealthBook {
         })?;
         self.run(move |b| b.schedule(&person_id, day))
             .await
-            .map(|doses| {
-                doses
-                    .into_iter()
-                    .map(|s| DoseStatus {
-                        vaccine: s.vaccine.to_owned(),
-                        dose: s.dose,
-                        state: DoseState::from(s.state),
-                        due_on: s.due_on.map(|d| d.to_string()),
-                        given_on: s.given_on.map(|d| d.to_string()),
-                    })
-                    .collect()
-            })
+            .map(|doses| doses.into_iter().map(DoseStatus::from).collect())
     }
 }
 

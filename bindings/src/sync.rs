@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thudo_core::sync::client as core;
+use thudo_core::sync::client::{SyncEvent as SyncProgress, SyncReport};
 use thudo_core::sync::protocol;
+use thudo_core::transit::backend::TapReceipt as TapUploadReceipt;
 
 use crate::handbook::HandbookLibrary;
 use crate::health::HealthCardVerifier;
-use crate::transit::{
-    PassengerCategory, TransitPhone, TransitProduct, TransitValidator, TrustedIssuerKey,
-};
+use crate::transit::{TransitPhone, TransitValidator};
 use crate::vault::Vault;
 use crate::Internal;
+use thudo_core::transit::issuer::TrustedIssuerKey;
+use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 
 /// Why a sync call failed. After any of these, what was acknowledged is out of the outbox and
 /// what was pulled is applied: nothing is lost or applied twice.
@@ -139,8 +141,8 @@ pub struct SyncSettings {
     pub pinned_spki_sha256_hex: Vec<String>,
 }
 
-/// Sync progress.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+/// Sync progress (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum SyncProgress {
     /// Outbox mutations acknowledged so far.
     Pushed {
@@ -179,31 +181,12 @@ struct Forward(Arc<dyn SyncObserver>);
 
 impl core::SyncObserver for Forward {
     fn on_event(&self, event: &core::SyncEvent) {
-        let p = match event.clone() {
-            core::SyncEvent::Pushed { done, total } => SyncProgress::Pushed { done, total },
-            core::SyncEvent::Pulled {
-                collection,
-                received,
-            } => SyncProgress::Pulled {
-                collection,
-                received,
-            },
-            core::SyncEvent::Retrying {
-                attempt,
-                delay_ms,
-                reason,
-            } => SyncProgress::Retrying {
-                attempt,
-                delay_ms,
-                reason,
-            },
-        };
-        self.0.on_progress(p);
+        self.0.on_progress(event.clone());
     }
 }
 
-/// What a sync did.
-#[derive(Debug, Clone, uniffi::Record)]
+/// What a sync did (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct SyncReport {
     /// Mutations applied by the server.
     pub pushed: u64,
@@ -229,24 +212,6 @@ pub struct SyncReport {
     pub elapsed_ms: u64,
 }
 
-impl From<core::SyncReport> for SyncReport {
-    fn from(r: core::SyncReport) -> Self {
-        SyncReport {
-            pushed: r.pushed,
-            duplicates: r.duplicates,
-            superseded_on_server: r.superseded_on_server,
-            rejected: r.rejected,
-            pulled: r.pulled,
-            applied: r.applied,
-            superseded_locally: r.superseded_locally,
-            skipped: r.skipped,
-            retries: r.retries,
-            clock_offset_ms: r.clock_offset_ms,
-            elapsed_ms: r.elapsed_ms,
-        }
-    }
-}
-
 /// A bought transit product.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct CredentialPurchase {
@@ -269,13 +234,15 @@ pub struct ValidatorFeed {
     pub deny_list: Vec<u8>,
 }
 
-/// An accepted tap upload.
-#[derive(Debug, Clone, uniffi::Record)]
+/// An accepted tap upload (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct TapUploadReceipt {
     /// Taps stored now.
     pub stored: u32,
     /// Taps the server already had.
     pub duplicates: u32,
+    /// Every tap up to this sequence number is stored at the backend (and acknowledged).
+    pub acknowledged_seq: u64,
     /// Pay-as-you-go fares charged, VND.
     pub charged_vnd: u64,
     /// Taps this validator accepted that the backend did not charge (no or forged evidence,
@@ -463,7 +430,7 @@ impl SyncClient {
                 forward.as_ref().map(|f| f as &dyn core::SyncObserver),
             )
             .await?;
-        Ok(report.into())
+        Ok(report)
     }
 
     /// Buys a product for `phone`'s device key and installs the credential on it. `month` is
@@ -478,8 +445,8 @@ impl SyncClient {
         month: String,
     ) -> Result<CredentialPurchase, SyncError> {
         let order = thudo_core::transit::backend::CredentialOrder {
-            product: product.into(),
-            category: category.into(),
+            product,
+            category,
             route,
             device_public_key: String::new(),
             month,
@@ -500,7 +467,7 @@ impl SyncClient {
     pub async fn validator_feed(&self, vault: Arc<Vault>) -> Result<ValidatorFeed, SyncError> {
         let feed = self.inner.validator_feed(vault.core()).await?;
         Ok(ValidatorFeed {
-            issuer_keys: feed.issuer_keys.into_iter().map(Into::into).collect(),
+            issuer_keys: feed.issuer_keys,
             deny_list: unhex(&feed.deny_list)?,
         })
     }
@@ -517,12 +484,7 @@ impl SyncClient {
             .inner
             .upload_and_acknowledge(vault.core(), validator.inner.clone())
             .await?;
-        Ok(TapUploadReceipt {
-            stored: r.stored,
-            duplicates: r.duplicates,
-            charged_vnd: r.charged_vnd,
-            not_charged: r.not_charged,
-        })
+        Ok(r)
     }
 
     /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other

@@ -4,7 +4,11 @@
 use std::sync::{Arc, Mutex};
 
 use thudo_core::transit as core;
+use thudo_core::transit::issuer::{CredentialRequest, TrustedIssuerKey};
+use thudo_core::transit::validator::{DenyListStatus, TapLogStatus, Verdict};
 use thudo_core::transit::{issuer, phone, validator};
+use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
+use validator::Reason as VerdictReason;
 
 use crate::vault::Vault;
 use crate::{blocking, unix_now, Internal};
@@ -90,8 +94,8 @@ impl From<Internal> for TransitError {
     }
 }
 
-/// What a credential lets its holder ride.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// What a credential lets its holder ride (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum TransitProduct {
     /// Monthly pass, one route.
     MonthlySingleRoute,
@@ -103,8 +107,8 @@ pub enum TransitProduct {
     FreePass,
 }
 
-/// Who rides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// Who rides (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum PassengerCategory {
     /// Standard fare.
     Standard,
@@ -124,45 +128,8 @@ pub enum PassengerCategory {
     PoorHousehold,
 }
 
-macro_rules! mirror_enum {
-    ($ffi:ident, $core:path, [$($v:ident),*]) => {
-        impl From<$core> for $ffi {
-            fn from(v: $core) -> Self {
-                use $core as C;
-                match v { $(C::$v => $ffi::$v),* }
-            }
-        }
-        impl From<$ffi> for $core {
-            fn from(v: $ffi) -> Self {
-                use $core as C;
-                match v { $($ffi::$v => C::$v),* }
-            }
-        }
-    };
-}
-
-mirror_enum!(
-    TransitProduct,
-    core::Product,
-    [MonthlySingleRoute, MonthlyAllRoutes, PayAsYouGo, FreePass]
-);
-mirror_enum!(
-    PassengerCategory,
-    core::Category,
-    [
-        Standard,
-        Priority,
-        Group,
-        Elderly,
-        Child,
-        Disability,
-        Merit,
-        PoorHousehold
-    ]
-);
-
-/// Why a QR was accepted or rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// Why a QR was accepted or rejected (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum VerdictReason {
     /// Valid.
     Ok,
@@ -198,31 +165,8 @@ pub enum VerdictReason {
     DenyListStale,
 }
 
-mirror_enum!(
-    VerdictReason,
-    validator::Reason,
-    [
-        Ok,
-        BadFormat,
-        UnknownIssuer,
-        IssuerKeyExpired,
-        BadIssuerSignature,
-        BadDeviceSignature,
-        Revoked,
-        CredentialExpired,
-        NotYetValid,
-        PassExpired,
-        Expired,
-        ClockSkew,
-        WrongRoute,
-        Replayed,
-        Passback,
-        DenyListStale
-    ]
-);
-
-/// A validator's decision and the driver's screen line.
-#[derive(Debug, Clone, uniffi::Record)]
+/// A validator's decision and the driver's screen line (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct Verdict {
     /// Let the passenger in?
     pub accepted: bool,
@@ -240,22 +184,8 @@ pub struct Verdict {
     pub at: u64,
 }
 
-impl From<validator::Verdict> for Verdict {
-    fn from(v: validator::Verdict) -> Self {
-        Verdict {
-            accepted: v.accepted,
-            reason: v.reason.into(),
-            card_id: v.card_id,
-            product: v.product.map(Into::into),
-            category: v.category.map(Into::into),
-            display: v.display,
-            at: v.at,
-        }
-    }
-}
-
-/// An issuer public key a validator trusts.
-#[derive(Debug, Clone, uniffi::Record)]
+/// An issuer public key a validator trusts (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct TrustedIssuerKey {
     /// Key id carried in credentials.
     pub key_id: u16,
@@ -265,28 +195,6 @@ pub struct TrustedIssuerKey {
     pub valid_from: u32,
     /// Window end (unix seconds).
     pub valid_until: u32,
-}
-
-impl From<TrustedIssuerKey> for issuer::TrustedIssuerKey {
-    fn from(k: TrustedIssuerKey) -> Self {
-        issuer::TrustedIssuerKey {
-            key_id: k.key_id,
-            public_key: k.public_key,
-            valid_from: k.valid_from,
-            valid_until: k.valid_until,
-        }
-    }
-}
-
-impl From<issuer::TrustedIssuerKey> for TrustedIssuerKey {
-    fn from(k: issuer::TrustedIssuerKey) -> Self {
-        TrustedIssuerKey {
-            key_id: k.key_id,
-            public_key: k.public_key,
-            valid_from: k.valid_from,
-            valid_until: k.valid_until,
-        }
-    }
 }
 
 /// The fields of an installed credential.
@@ -312,8 +220,8 @@ impl From<core::wire::CredentialFields> for CredentialInfo {
     fn from(f: core::wire::CredentialFields) -> Self {
         CredentialInfo {
             card_id: f.card_id,
-            product: f.product.into(),
-            category: f.category.into(),
+            product: f.product,
+            category: f.category,
             route: f.route,
             pass_valid_from: f.pass_valid_from,
             pass_valid_until: f.pass_valid_until,
@@ -507,8 +415,9 @@ pub struct ValidatorConfig {
     pub fail_closed_when_stale: bool,
 }
 
-/// A validator's tap log: numbers are never reused; junk is counted, not logged.
-#[derive(Debug, Clone, uniffi::Record)]
+/// A validator's tap log: numbers are never reused; junk is counted, not logged (core's type,
+/// carried as it is).
+#[uniffi::remote(Record)]
 pub struct TapLogStatus {
     /// The next tap's sequence number.
     pub next_seq: u64,
@@ -518,10 +427,12 @@ pub struct TapLogStatus {
     pub unreadable_scans: u64,
     /// Rejected scans beyond the log's bound between uploads (counted only).
     pub rejected_not_logged: u64,
+    /// Rejected scans logged since the last upload (bounded; beyond it they are counted only).
+    pub logged_rejected: u64,
 }
 
-/// How current a validator's deny list is.
-#[derive(Debug, Clone, uniffi::Record)]
+/// How current a validator's deny list is (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct DenyListStatus {
     /// Version in force (0: none yet).
     pub version: u32,
@@ -583,7 +494,6 @@ impl TransitValidator {
         config: ValidatorConfig,
     ) -> Result<Arc<Self>, TransitError> {
         let core_vault = vault.core();
-        let keys = trusted_keys.into_iter().map(Into::into).collect();
         let config = validator::ValidatorConfig {
             route: config.route,
             max_age_secs: config.max_age_secs,
@@ -594,7 +504,7 @@ impl TransitValidator {
             ..Default::default()
         };
         blocking(move || {
-            validator::Validator::open(core_vault, keys, config).map_err(TransitError::from)
+            validator::Validator::open(core_vault, trusted_keys, config).map_err(TransitError::from)
         })
         .await
         .map(|v| {
@@ -609,9 +519,7 @@ impl TransitValidator {
     /// fsync): show the verdict after it returns and a power cut never loses a shown tap.
     pub fn validate_at(&self, text: String, now_unix: u64) -> Result<Verdict, TransitError> {
         let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        v.validate(&text, now_unix)
-            .map(Into::into)
-            .map_err(Into::into)
+        v.validate(&text, now_unix).map_err(Into::into)
     }
 
     /// Decides on one scanned text now (system clock).
@@ -641,40 +549,24 @@ impl TransitValidator {
     /// Replaces the trusted issuer keys with the feed's (previous, current and next keys with
     /// their windows): call it with every feed, before `updateDenyList`.
     pub async fn set_trusted_keys(&self, keys: Vec<TrustedIssuerKey>) -> Result<(), TransitError> {
-        let keys = keys.into_iter().map(Into::into).collect();
         self.run(move |v| v.set_trusted_keys(keys)).await
     }
 
     /// How current the deny list is now (system clock): show it to the operator, fetch the
     /// feed when `stale` or `needs_refresh`.
     pub fn deny_list_status(&self) -> DenyListStatus {
-        let s = self
-            .inner
+        self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .deny_list_status(unix_now());
-        DenyListStatus {
-            version: s.version,
-            issued_at: s.issued_at,
-            age_secs: s.age_secs,
-            stale: s.stale,
-            needs_refresh: s.needs_refresh,
-        }
+            .deny_list_status(unix_now())
     }
 
     /// The tap log's numbers and counters.
     pub fn tap_log_status(&self) -> TapLogStatus {
-        let s = self
-            .inner
+        self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .tap_log_status();
-        TapLogStatus {
-            next_seq: s.next_seq,
-            acked_seq: s.acked_seq,
-            unreadable_scans: s.unreadable_scans,
-            rejected_not_logged: s.rejected_not_logged,
-        }
+            .tap_log_status()
     }
 
     /// Taps not yet acknowledged, oldest first, at most 5,000 (the log is read page by page).
@@ -687,7 +579,7 @@ impl TransitValidator {
                     at: t.at,
                     route: t.route,
                     accepted: t.accepted,
-                    reason: t.reason.into(),
+                    reason: t.reason,
                     card_id: t.card_id,
                 })
                 .collect())
@@ -703,8 +595,8 @@ impl TransitValidator {
     }
 }
 
-/// What to put in a credential (issuer side).
-#[derive(Debug, Clone, uniffi::Record)]
+/// What to put in a credential, issuer side (core's type, carried as it is).
+#[uniffi::remote(Record)]
 pub struct CredentialRequest {
     /// Card or account number.
     pub card_id: u64,
@@ -746,7 +638,7 @@ impl TransitIssuer {
 
     /// The key validators must trust.
     pub fn trusted_key(&self) -> TrustedIssuerKey {
-        self.inner.trusted().clone().into()
+        self.inner.trusted().clone()
     }
 
     /// Signs a credential at issuer time `now_unix`.
@@ -755,17 +647,7 @@ impl TransitIssuer {
         request: CredentialRequest,
         now_unix: u32,
     ) -> Result<Vec<u8>, TransitError> {
-        let req = issuer::CredentialRequest {
-            card_id: request.card_id,
-            product: request.product.into(),
-            category: request.category.into(),
-            route: request.route,
-            pass_valid_from: request.pass_valid_from,
-            pass_valid_until: request.pass_valid_until,
-            device_public_key: request.device_public_key,
-            lifetime_secs: request.lifetime_secs,
-        };
-        Ok(self.inner.issue(&req, now_unix)?.to_vec())
+        Ok(self.inner.issue(&request, now_unix)?.to_vec())
     }
 
     /// Signs a deny list.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use thudo_core::crypto::Cipher;
+use thudo_core::crypto::Cipher as VaultCipher;
 use thudo_core::vault as core;
 
 use crate::{blocking, Internal};
@@ -171,8 +171,8 @@ fn unlock_with(provider: Arc<dyn KeyProvider>) -> core::Unlock {
     core::Unlock::Provider(Arc::new(ForeignProvider(provider)))
 }
 
-/// The AEAD a new vault uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+/// The AEAD a new vault uses (core's type, carried as it is).
+#[uniffi::remote(Enum)]
 pub enum VaultCipher {
     /// AES-256-GCM (default; fastest on 64-bit phones).
     Aes256Gcm,
@@ -204,10 +204,7 @@ impl From<VaultOptions> for core::VaultOptions {
     fn from(o: VaultOptions) -> Self {
         core::VaultOptions {
             kdf_iterations: o.kdf_iterations,
-            cipher: match o.cipher {
-                None | Some(VaultCipher::Aes256Gcm) => Cipher::Aes256Gcm,
-                Some(VaultCipher::ChaCha20Poly1305) => Cipher::ChaCha20Poly1305,
-            },
+            cipher: o.cipher.unwrap_or_default(),
             ..Default::default()
         }
     }

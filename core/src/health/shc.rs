@@ -248,6 +248,21 @@ pub struct VerifiedCard {
     pub verified_at: i64,
 }
 
+impl VerifiedCard {
+    /// The resource types of the bundle's entries, in order.
+    pub fn resource_types(&self) -> Vec<String> {
+        self.fhir_bundle["entry"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| e["resource"]["resourceType"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Most JWS characters one QR may carry (the specification's chunking rule: version 22 at
 /// error correction L); the official validator refuses longer ones.
 pub const MAX_JWS_PER_QR: usize = 1195;

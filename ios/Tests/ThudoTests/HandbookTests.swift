@@ -64,6 +64,12 @@ final class HandbookTests: XCTestCase {
         XCTAssertEqual(listed?.status, .queued)
         let returned = try await handbook.applyProcedureStatus(id: "s1", status: .returned(reason: "Thiếu giấy báo nhập học"))
         XCTAssertEqual(returned.status, .returned(reason: "Thiếu giấy báo nhập học"))
+        // The procedure carries what it asks, as saved.
+        guard case let .temporaryTransfer(_, purpose, _, until) = returned.request else {
+            return XCTFail("expected the temporary transfer, got \(returned.request)")
+        }
+        XCTAssertEqual(purpose, .study)
+        XCTAssertEqual(until, "2028-12-01")
 
         try await handbook.setProfile(profile: MemberProfile(
             fullName: "Nguyễn Văn An", dateOfBirth: "1985-04-30", sex: "nam", joinedOn: "2010-05-19", officialOn: "2011-05-19",

@@ -140,6 +140,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(receipt.stored, 1)
         XCTAssertEqual(receipt.chargedVnd, 0)
         XCTAssertEqual(receipt.notCharged, 0)
+        XCTAssertEqual(receipt.acknowledgedSeq, validator.tapLogStatus().ackedSeq)
         bus.shutdown()
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.

@@ -64,6 +64,7 @@ final class TransitTests: XCTestCase {
         let taps = try await validator.exportTaps()
         XCTAssertEqual(taps.count, 3)
         XCTAssertEqual(validator.tapLogStatus().unreadableScans, 1)
+        XCTAssertEqual(validator.tapLogStatus().loggedRejected, UInt64(taps.filter { !$0.accepted }.count))
         let acknowledged = try await validator.acknowledgeTaps(upToSeq: taps.last!.seq)
         XCTAssertEqual(acknowledged, 3)
         XCTAssertEqual(validator.tapLogStatus().nextSeq, taps.last!.seq + 1)

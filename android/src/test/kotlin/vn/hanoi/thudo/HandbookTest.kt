@@ -67,6 +67,10 @@ class HandbookTest {
         assertThrows<HandbookException.WrongState> { runBlocking { handbook.queueProcedure("t1") } }
         val returned = handbook.applyProcedureStatus("t1", ProcedureStatus.Returned("Thiếu quyết định"))
         assertEquals(ProcedureStatus.Returned("Thiếu quyết định"), returned.status)
+        // The procedure carries what it asks, as saved.
+        val asked = returned.request as ProcedureRequest.TemporaryTransfer
+        assertEquals(TransferPurpose.WORK, asked.purpose)
+        assertEquals("2027-06-01", asked.until)
 
         handbook.setProfile(MemberProfile("Nguyễn Văn An", "1985-04-30", "nam", "2010-05-19", "2011-05-19", "01.123456",
             "Chi bộ Tổ dân phố 5", listOf("Đảng bộ phường Dịch Vọng"), "001085012345", "0912345678"))

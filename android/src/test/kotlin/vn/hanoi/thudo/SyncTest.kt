@@ -118,6 +118,7 @@ class SyncTest {
         assertEquals(1u, receipt.stored)
         assertEquals(0uL, receipt.chargedVnd)
         assertEquals(0u, receipt.notCharged)
+        assertEquals(validator.tapLogStatus().ackedSeq, receipt.acknowledgedSeq)
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.
         val devices = client.devices(phone)

@@ -87,6 +87,7 @@ class TransitTest {
         assertEquals(4, taps.size)
         assertTrue(taps.first().accepted)
         assertEquals(1uL, validator.tapLogStatus().unreadableScans)
+        assertEquals(taps.count { !it.accepted }.toULong(), validator.tapLogStatus().loggedRejected)
         assertEquals(4uL, validator.acknowledgeTaps(taps.last().seq))
         val status = validator.tapLogStatus()
         assertEquals(taps.last().seq, status.ackedSeq)
