@@ -15,4 +15,13 @@ for lang in kotlin swift; do
   target/debug/uniffi-bindgen generate --library "$LIB" --config uniffi.toml \
     --language "$lang" --out-dir "$OUT/$lang" --no-format >&2
 done
+# Kotlin: UniFFI makes an exception's `message` a dump of its fields ("reason=..."), empty for a
+# variant without fields. Every thudo error exports its Rust `Display`, which the generated
+# code already uses for `toString()`; make `message` that human sentence too.
+KT="$OUT/kotlin/vn/hanoi/thudo/thudo_ffi.kt"
+perl -0pi -e 's/override val message\n(\s*)get\(\) = "[^"\n]*"/override val message: String\n$1get() = toString()/g' "$KT"
+if grep -q 'get() = "' "$KT"; then
+  echo "bindings.sh: an exception message was not replaced; check the UniFFI Kotlin template" >&2
+  exit 1
+fi
 echo "$LIB"

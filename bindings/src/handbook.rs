@@ -13,6 +13,7 @@ use crate::{blocking, unix_now, Internal};
 
 /// Errors of handbook calls.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum HandbookError {
     /// Bad input (query too long, document without title, unknown month, ...).
     #[error("invalid: {reason}")]
@@ -656,3 +657,5 @@ impl From<thudo_core::vault::VaultError> for HandbookError {
         }
     }
 }
+
+crate::error_api!(HandbookError, "handbook", retryable: [Locked]);

@@ -6,6 +6,7 @@ use thudo_core::health::shc;
 
 /// Why a health card was refused (or trust data was bad).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum HealthCardError {
     /// Not a `shc:/` text, or bad digits.
     #[error("bad QR: {detail}")]
@@ -244,6 +245,7 @@ impl From<schedule::DoseStatus> for DoseStatus {
 
 /// Errors of the schedule.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum ScheduleError {
     /// A date is not `YYYY-MM-DD`.
     #[error("invalid date {value}")]
@@ -289,3 +291,7 @@ pub fn vaccination_schedule(
         .map(DoseStatus::from)
         .collect())
 }
+
+crate::error_api!(HealthCardError, "health_card", retryable: []);
+
+crate::error_api!(ScheduleError, "schedule", retryable: []);

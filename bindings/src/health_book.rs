@@ -16,6 +16,7 @@ use crate::{blocking, unix_now, Internal};
 
 /// Errors of the health book. Nothing is stored when any is returned.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum HealthBookError {
     /// The bundle or resource is not acceptable FHIR (not JSON, not a bundle, a bad entry).
     #[error("invalid FHIR: {detail}")]
@@ -509,3 +510,5 @@ impl From<thudo_core::vault::VaultError> for HealthBookError {
         }
     }
 }
+
+crate::error_api!(HealthBookError, "health_book", retryable: [Locked]);

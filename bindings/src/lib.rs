@@ -52,6 +52,56 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The stable code of an error: `domain.variant_in_snake_case`, from the variant's name.
+pub(crate) fn error_code(domain: &str, error: &impl std::fmt::Debug) -> String {
+    let debug = format!("{error:?}");
+    let variant = debug
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default();
+    let mut code = String::with_capacity(domain.len() + variant.len() + 4);
+    code.push_str(domain);
+    code.push('.');
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                code.push('_');
+            }
+            code.push(c.to_ascii_lowercase());
+        } else {
+            code.push(c);
+        }
+    }
+    code
+}
+
+/// Gives an FFI error its host-facing API: `code()` (stable, for the app's own localised text)
+/// and `isRetryable()` (whether trying again later can help). Its message is its `Display`.
+macro_rules! error_api {
+    ($error:ident, $domain:literal, retryable: [$($variant:ident),*]) => {
+        #[uniffi::export]
+        impl $error {
+            /// A stable code for this failure, `domain.variant` (for example `vault.wrong_key`):
+            /// map it to the app's own localised text. Codes are never reused; new ones may be
+            /// added.
+            pub fn code(&self) -> String {
+                crate::error_code($domain, self)
+            }
+
+            /// Whether the same call can succeed later without the app changing anything (after
+            /// the user unlocks the device, when the network is back): schedule a retry.
+            /// Otherwise the app must act (sign in again, ask for another key, update).
+            pub fn is_retryable(&self) -> bool {
+                #[allow(unused_variables)]
+                let retryable = false;
+                $(let retryable = retryable || matches!(self, $error::$variant { .. });)*
+                retryable
+            }
+        }
+    };
+}
+pub(crate) use error_api;
+
 /// A failure of the library itself (a bug), carried to the error type of the call.
 pub(crate) struct Internal(pub String);
 
@@ -69,5 +119,35 @@ pub(crate) fn vault_fault(e: thudo_core::vault::VaultError) -> VaultFault {
         E::Closed => VaultFault::Closed,
         E::KeyUnavailable { reason } => VaultFault::Locked(reason),
         other => VaultFault::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_the_domain_and_the_variant_in_snake_case() {
+        let lost = VaultError::KeyLost {
+            reason: "no key".into(),
+        };
+        assert_eq!(lost.code(), "vault.key_lost");
+        assert!(!lost.is_retryable());
+        let locked = VaultError::KeyUnavailable {
+            reason: "locked".into(),
+        };
+        assert_eq!(locked.code(), "vault.key_unavailable");
+        assert!(locked.is_retryable());
+        assert_eq!(SyncError::NotRegistered.code(), "sync.not_registered");
+        assert!(!SyncError::NotRegistered.is_retryable());
+        assert!(SyncError::Cancelled.is_retryable());
+        let expired = TransitError::CredentialExpired { not_after: 1 };
+        assert_eq!(expired.code(), "transit.credential_expired");
+        assert!(!expired.is_retryable());
+        let card = HealthCardError::DerSignature;
+        assert_eq!(card.code(), "health_card.der_signature");
+        assert!(!card.is_retryable());
+        // The message is the sentence, never a dump of the fields.
+        assert_eq!(lost.to_string(), "the vault's key is gone: no key");
     }
 }

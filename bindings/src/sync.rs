@@ -20,6 +20,7 @@ use thudo_core::transit::{Category as PassengerCategory, Product as TransitProdu
 /// Why a sync call failed. After any of these, what was acknowledged is out of the outbox and
 /// what was pulled is applied: nothing is lost or applied twice.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum SyncError {
     /// `http://` to a host that is not loopback, or not a URL.
     #[error("insecure or invalid URL {url}: {reason}")]
@@ -66,7 +67,8 @@ pub enum SyncError {
         /// What.
         detail: String,
     },
-    /// The client was shut down.
+    /// The call's `CancelToken` fired or its time budget ran out (or the client was shut down):
+    /// what was done before stays; call again later.
     #[error("cancelled")]
     Cancelled,
     /// The vault was shut down (`shutdown()`): open it again to go on.
@@ -406,12 +408,16 @@ impl SyncClient {
     }
 
     /// Pushes the outbox, then pulls every collection (library documents into `library` when
-    /// given). Safe to call again after any failure.
+    /// given). Safe to call again after any failure. `cancel` stops this sync alone (by hand or
+    /// at its deadline) with `Cancelled`; the client stays usable and the next sync goes on
+    /// from what was acknowledged and applied.
+    #[uniffi::method(default(library = None, observer = None, cancel = None))]
     pub async fn sync(
         &self,
         vault: Arc<Vault>,
         library: Option<Arc<HandbookLibrary>>,
         observer: Option<Arc<dyn SyncObserver>>,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<SyncReport, SyncError> {
         let forward = observer.map(Forward);
         let collections = thudo_core::collections::registry(thudo_core::collections::Stores {
@@ -422,19 +428,17 @@ impl SyncClient {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         });
-        let report = self
-            .inner
-            .sync(
-                vault.core(),
-                &collections,
-                forward.as_ref().map(|f| f as &dyn core::SyncObserver),
-            )
-            .await?;
-        Ok(report)
+        let sync = self.inner.sync(
+            vault.core(),
+            &collections,
+            forward.as_ref().map(|f| f as &dyn core::SyncObserver),
+        );
+        Ok(guard(cancel).run(sync).await?)
     }
 
     /// Buys a product for `phone`'s device key and installs the credential on it. `month` is
-    /// `YYYY-MM` for monthly passes.
+    /// `YYYY-MM` for monthly passes. A purchase is not cancellable: once asked for, it is paid
+    /// for, so it runs to its end (credential installed) even if the caller stops waiting.
     pub async fn buy_transit_product(
         &self,
         vault: Arc<Vault>,
@@ -451,10 +455,13 @@ impl SyncClient {
             device_public_key: String::new(),
             month,
         };
-        let r = self
-            .inner
-            .buy_and_install(vault.core(), phone.inner.clone(), order)
-            .await?;
+        let client = self.inner.clone();
+        let (vault, phone) = (vault.core(), phone.inner.clone());
+        let r = tokio::spawn(async move { client.buy_and_install(vault, phone, order).await })
+            .await
+            .map_err(|e| SyncError::Internal {
+                reason: format!("the purchase task failed: {e}"),
+            })??;
         Ok(CredentialPurchase {
             card_id: r.card_id,
             price_vnd: r.price_vnd,
@@ -463,9 +470,17 @@ impl SyncClient {
         })
     }
 
-    /// Issuer keys and the signed deny list for an offline validator.
-    pub async fn validator_feed(&self, vault: Arc<Vault>) -> Result<ValidatorFeed, SyncError> {
-        let feed = self.inner.validator_feed(vault.core()).await?;
+    /// Issuer keys and the signed deny list for an offline validator. `cancel` stops the call
+    /// alone.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn validator_feed(
+        &self,
+        vault: Arc<Vault>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<ValidatorFeed, SyncError> {
+        let feed = guard(cancel)
+            .run(self.inner.validator_feed(vault.core()))
+            .await?;
         Ok(ValidatorFeed {
             issuer_keys: feed.issuer_keys,
             deny_list: unhex(&feed.deny_list)?,
@@ -474,17 +489,20 @@ impl SyncClient {
 
     /// Uploads the validator's tap log an upload's worth at a time (the log is read page by
     /// page, never whole) and acknowledges what the server stored after each; stops when the
-    /// log is empty. A failure midway loses nothing: the rest goes next time.
+    /// log is empty. A failure midway loses nothing: the rest goes next time. `cancel` stops
+    /// the upload alone; taps the server stored but this validator did not yet acknowledge are
+    /// sent again next time and counted as duplicates.
+    #[uniffi::method(default(cancel = None))]
     pub async fn upload_taps(
         &self,
         vault: Arc<Vault>,
         validator: Arc<TransitValidator>,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<TapUploadReceipt, SyncError> {
-        let r = self
+        let upload = self
             .inner
-            .upload_and_acknowledge(vault.core(), validator.inner.clone())
-            .await?;
-        Ok(r)
+            .upload_and_acknowledge(vault.core(), validator.inner.clone());
+        Ok(guard(cancel).run(upload).await?)
     }
 
     /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other
@@ -496,7 +514,9 @@ impl SyncClient {
         *self.health_trust.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(trust));
     }
 
-    /// Cancels calls in flight; later calls fail with `Cancelled`.
+    /// Teardown only: cancels every call in flight and fails every later call with
+    /// `Cancelled`, for good. To stop one call (a background task's expiry, a screen closed),
+    /// pass it a `CancelToken` instead.
     pub fn shutdown(&self) {
         self.inner.close();
     }
@@ -510,4 +530,49 @@ impl From<thudo_core::vault::VaultError> for SyncError {
             crate::VaultFault::Other(reason) => SyncError::Storage { reason },
         }
     }
+}
+
+crate::error_api!(SyncError, "sync", retryable: [Unavailable, Cancelled, Locked, Protocol]);
+
+/// Stops one long call (`sync`, `uploadTaps`, `validatorFeed`) without touching the client: call
+/// `cancel()` (from any thread), or make it with a time budget that fires by itself (a
+/// background task's deadline). The call ends with `SyncException.Cancelled` /
+/// `SyncError.Cancelled`; what was acknowledged or applied before stays, and the next call goes
+/// on from there. One token may guard several calls; once fired it stays fired.
+#[derive(uniffi::Object, Default)]
+pub struct CancelToken {
+    inner: core::Cancel,
+}
+
+#[uniffi::export]
+impl CancelToken {
+    /// A token that fires when `cancel()` is called.
+    #[uniffi::constructor]
+    pub fn new() -> Arc<Self> {
+        Arc::new(CancelToken::default())
+    }
+
+    /// A token that also fires by itself `budget_ms` from now: give it a little less than the
+    /// platform allows (an iOS refresh task has about 30 s, a WorkManager run 10 minutes).
+    #[uniffi::constructor]
+    pub fn with_timeout_ms(budget_ms: i64) -> Arc<Self> {
+        Arc::new(CancelToken {
+            inner: core::Cancel::with_timeout(Duration::from_millis(budget_ms.max(0) as u64)),
+        })
+    }
+
+    /// Fires the token: the calls it guards stop at their next step.
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
+
+    /// Whether it fired (or its time budget ran out).
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+}
+
+/// The cancel guarding a call: the token's, or one that never fires.
+fn guard(token: Option<Arc<CancelToken>>) -> core::Cancel {
+    token.map(|t| t.inner.clone()).unwrap_or_default()
 }

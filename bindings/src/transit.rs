@@ -15,6 +15,7 @@ use crate::{blocking, unix_now, Internal};
 
 /// Errors of transit calls.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum TransitError {
     /// A request or argument was rejected.
     #[error("invalid request: {reason}")]
@@ -271,6 +272,7 @@ impl From<phone::TransitQr> for TransitQr {
 
 /// Why a host signer failed.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum SignerError {
     /// The platform refused or failed.
     #[error("{reason}")]
@@ -676,3 +678,7 @@ impl From<thudo_core::vault::VaultError> for TransitError {
         }
     }
 }
+
+crate::error_api!(TransitError, "transit", retryable: [Locked, Signer]);
+
+crate::error_api!(SignerError, "signer", retryable: []);

@@ -11,6 +11,7 @@ use crate::{blocking, Internal};
 
 /// Errors of vault calls, thrown as exceptions in Kotlin and Swift.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum VaultError {
     /// The passphrase or the host key does not unlock this vault or backup; nothing changed.
     #[error("wrong key: {reason}")]
@@ -18,9 +19,18 @@ pub enum VaultError {
         /// Which key was wrong.
         reason: String,
     },
-    /// The host's key provider cannot be used now (device locked, key invalidated).
+    /// The host's key provider cannot be used now (device locked, user authentication needed):
+    /// retry after the user unlocks. Nothing changed.
     #[error("key provider unavailable: {reason}")]
     KeyUnavailable {
+        /// What the provider reported.
+        reason: String,
+    },
+    /// The key that protects this vault is gone for good (the app was restored to a new phone,
+    /// or the platform invalidated the key): no one can read this vault. Recover with
+    /// `destroyVault`, register again and sync (or import an encrypted export). Nothing changed.
+    #[error("the vault's key is gone: {reason}")]
+    KeyLost {
         /// What the provider reported.
         reason: String,
     },
@@ -87,6 +97,7 @@ impl From<core::VaultError> for VaultError {
         match err {
             E::WrongKey { reason } => VaultError::WrongKey { reason },
             E::KeyUnavailable { reason } => VaultError::KeyUnavailable { reason },
+            E::KeyLost { reason } => VaultError::KeyLost { reason },
             E::CorruptRecord { collection, reason } => {
                 VaultError::CorruptRecord { collection, reason }
             }
@@ -109,13 +120,23 @@ impl From<Internal> for VaultError {
 
 /// Why a [`KeyProvider`] failed.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
 pub enum KeyProviderError {
     /// The wrapped key was not made by this provider's key.
     #[error("the provider's key does not match")]
     WrongKey,
-    /// The key cannot be used now (device locked, key invalidated, ...).
+    /// The key cannot be used now (device locked, user authentication needed): the vault
+    /// reports `KeyUnavailable`, worth retrying after an unlock.
     #[error("{reason}")]
     Unavailable {
+        /// What the platform reported.
+        reason: String,
+    },
+    /// The key no longer exists or was invalidated for good (restored to a new phone, key
+    /// deleted, biometrics re-enrolled): the vault reports `KeyLost`. Never make a new key in
+    /// its place when unwrapping.
+    #[error("key gone: {reason}")]
+    Gone {
         /// What the platform reported.
         reason: String,
     },
@@ -163,6 +184,7 @@ impl From<KeyProviderError> for core::KeyProviderError {
             KeyProviderError::Unavailable { reason } => {
                 core::KeyProviderError::Unavailable { reason }
             }
+            KeyProviderError::Gone { reason } => core::KeyProviderError::Gone { reason },
         }
     }
 }
@@ -460,3 +482,7 @@ pub fn destroy_vault(path: String) -> Result<(), VaultError> {
 pub fn vault_schema_version() -> u32 {
     core::SCHEMA_VERSION
 }
+
+crate::error_api!(VaultError, "vault", retryable: [KeyUnavailable, Io]);
+
+crate::error_api!(KeyProviderError, "key_provider", retryable: [Unavailable]);

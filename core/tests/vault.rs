@@ -260,6 +260,31 @@ fn key_provider_unlocks_and_wrong_provider_is_rejected() {
         Vault::open(dir.path(), Unlock::Provider(locked), &fast()),
         Err(VaultError::KeyUnavailable { .. })
     ));
+    // A key gone for good (restored to a new phone) is told apart from a wrong or locked key,
+    // and changes nothing: the right key still opens the vault.
+    struct KeyGone;
+    impl KeyProvider for KeyGone {
+        fn key_id(&self) -> String {
+            "k1".into()
+        }
+        fn wrap_key(&self, _: &[u8]) -> Result<Vec<u8>, KeyProviderError> {
+            Err(KeyProviderError::Gone {
+                reason: "no such key".into(),
+            })
+        }
+        fn unwrap_key(&self, _: &[u8]) -> Result<Vec<u8>, KeyProviderError> {
+            Err(KeyProviderError::Gone {
+                reason: "no such key".into(),
+            })
+        }
+    }
+    assert!(matches!(
+        Vault::open(dir.path(), Unlock::Provider(Arc::new(KeyGone)), &fast()),
+        Err(VaultError::KeyLost { .. })
+    ));
+    let again = Vault::open(dir.path(), Unlock::Provider(provider.clone()), &fast()).unwrap();
+    assert_eq!(again.get("c", "id").unwrap().body, b"data");
+    drop(again);
     assert!(matches!(
         open_pass(dir.path(), "pass"),
         Err(VaultError::WrongKey { .. })

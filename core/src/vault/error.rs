@@ -11,10 +11,19 @@ pub enum VaultError {
         /// Which key was wrong, in words.
         reason: String,
     },
-    /// The host's key provider could not be used (for example the device is locked, or the
-    /// Keystore key was invalidated).
+    /// The host's key provider cannot be used now (the device is locked, user authentication
+    /// is needed): retry after the user unlocks. Nothing was changed.
     #[error("key provider unavailable: {reason}")]
     KeyUnavailable {
+        /// What the key provider reported.
+        reason: String,
+    },
+    /// The key that protects this vault is gone for good: the app was restored to a new phone
+    /// from a backup that could not carry a hardware key, or the platform invalidated the key.
+    /// The vault cannot be read by anyone. Recover by destroying it, registering again and
+    /// pulling from the backend (or importing an encrypted export). Nothing was changed.
+    #[error("the vault's key is gone: {reason}")]
+    KeyLost {
         /// What the key provider reported.
         reason: String,
     },

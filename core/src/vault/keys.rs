@@ -32,9 +32,17 @@ pub enum KeyProviderError {
     /// The wrapped key was not made by this provider's key.
     #[error("the provider's key does not match")]
     WrongKey,
-    /// The provider's key cannot be used now (device locked, key invalidated, ...).
+    /// The provider's key cannot be used now (device locked, user authentication needed):
+    /// worth retrying after the user unlocks.
     #[error("{reason}")]
     Unavailable {
+        /// What the platform reported.
+        reason: String,
+    },
+    /// The provider's key no longer exists or was invalidated for good (restored to another
+    /// device, key deleted, biometrics re-enrolled): the wrapped key can never be opened.
+    #[error("key gone: {reason}")]
+    Gone {
         /// What the platform reported.
         reason: String,
     },
@@ -262,6 +270,7 @@ fn provider_error(err: KeyProviderError) -> VaultError {
     match err {
         KeyProviderError::WrongKey => wrong("the key provider's key does not match"),
         KeyProviderError::Unavailable { reason } => VaultError::KeyUnavailable { reason },
+        KeyProviderError::Gone { reason } => VaultError::KeyLost { reason },
     }
 }
 

@@ -30,7 +30,13 @@ final class DocSamplesTests: XCTestCase {
             print("refused: \(reason)")
         }
 
-        // Stop work in flight; the objects are freed when released.
+        // Stop one call without touching the client: by hand, or with a time budget.
+        let token = CancelToken.withTimeoutMs(budgetMs: 25_000)
+        let quick = try await sync.sync(vault: vault, cancel: token)
+        XCTAssertEqual(quick.pulled, 0)
+        XCTAssertFalse(token.isCancelled())
+
+        // Teardown: stop work in flight; the objects are freed when released.
         sync.shutdown()
         vault.shutdown()
 

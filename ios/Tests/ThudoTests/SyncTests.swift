@@ -16,6 +16,59 @@ final class SyncTests: XCTestCase {
         FileManager.default.temporaryDirectory.appendingPathComponent("thudo-sync-\(name)-\(UUID().uuidString)").path
     }
 
+    final class FireOnPull: SyncObserver, @unchecked Sendable {
+        let token: CancelToken
+        init(_ token: CancelToken) { self.token = token }
+        func onProgress(progress: SyncProgress) { if case .pulled = progress { token.cancel() } }
+    }
+
+    func testACancelledSyncStopsAloneAndTheNextSyncGoesOn() async throws {
+        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
+            return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")
+        }
+        let citizen = ProcessInfo.processInfo.environment["THUDO_DEMO_CITIZEN"] ?? "001088012345"
+        let client = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4,
+                                                           backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
+        let phone = try await Vault.openWithPassphrase(path: temp("cancel"), passphrase: "p", options: testOptions)
+        try await registerForTest(client, phone, citizenId: citizen, name: "cancel test (Swift)")
+        let library = try await HandbookLibrary.open(path: temp("cancel-library") + ".db")
+        _ = try await MemberHandbook(vault: phone).saveNote(id: "swift-cancel", documentId: "nq-57-2024", text: "trước khi huỷ")
+
+        // The token fires on the first page pulled: the sync stops mid-pull.
+        let token = CancelToken()
+        do {
+            _ = try await client.sync(vault: phone, library: library, observer: FireOnPull(token), cancel: token)
+            XCTFail("the sync ran past its cancel")
+        } catch let error as SyncError {
+            guard case .Cancelled = error else { return XCTFail("expected Cancelled, got \(error)") }
+            XCTAssertEqual(error.code(), "sync.cancelled")
+            XCTAssertTrue(error.isRetryable())
+            XCTAssertEqual(error.localizedDescription, "cancelled")
+        }
+        XCTAssertTrue(token.isCancelled())
+
+        // The same client syncs again: the note went before the pull began, the library is whole.
+        let report = try await client.sync(vault: phone, library: library)
+        XCTAssertEqual(report.pushed, 0)
+        let hits = try await library.search(query: "nghi quyet khoa hoc", limit: 5)
+        XCTAssertEqual(hits.first?.number, "57-NQ/TW")
+        let again = try await client.sync(vault: phone, library: library)
+        XCTAssertEqual(again.pulled, 0)
+
+        // A time budget fires by itself.
+        do {
+            _ = try await client.sync(vault: phone, cancel: CancelToken.withTimeoutMs(budgetMs: 0))
+            XCTFail("an expired budget did not stop the sync")
+        } catch SyncError.Cancelled {}
+
+        // The background helper: out of time is a retry, and the client goes on afterwards.
+        guard case .retry = await backgroundSync(client: client, vault: phone, token: CancelToken.withTimeoutMs(budgetMs: 0)) else {
+            return XCTFail("an expired budget should ask for a retry")
+        }
+        guard case .success = await backgroundSync(client: client, vault: phone) else { return XCTFail("expected success") }
+        phone.shutdown()
+    }
+
     func testTwoDevicesSyncHandbookHealthAndNotes() async throws {
         guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
             return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")

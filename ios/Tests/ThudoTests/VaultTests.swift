@@ -10,6 +10,8 @@ final class PadKeyProvider: KeyProvider, @unchecked Sendable {
     let id: String
     let pad: [UInt8]
     var locked = false
+    /// The key no longer exists (the app was restored to a new phone).
+    var gone = false
     private(set) var calls = 0
 
     init(id: String) {
@@ -27,6 +29,7 @@ final class PadKeyProvider: KeyProvider, @unchecked Sendable {
     func unwrapKey(wrapped: Data) throws -> Data {
         calls += 1
         if locked { throw KeyProviderError.Unavailable(reason: "device is locked") }
+        if gone { throw KeyProviderError.Gone(reason: "no such Keychain item") }
         let prefix = Data(id.utf8)
         guard wrapped.starts(with: prefix) else { throw KeyProviderError.WrongKey }
         return Data(zip(wrapped.dropFirst(prefix.count), pad).map { $0 ^ $1 })
@@ -136,9 +139,29 @@ final class VaultTests: XCTestCase {
         do {
             _ = try await Vault.openWithKeyProvider(path: providerPath, provider: provider, options: testOptions)
             XCTFail("expected KeyUnavailable")
-        } catch VaultError.KeyUnavailable(let reason) {
+        } catch let error as VaultError {
+            guard case .KeyUnavailable(let reason) = error else { return XCTFail("expected KeyUnavailable, got \(error)") }
             XCTAssertTrue(reason.contains("locked"))
+            XCTAssertEqual(error.code(), "vault.key_unavailable")
+            XCTAssertTrue(error.isRetryable())
         }
+
+        // Restored to a new phone without its key: told apart from a wrong or locked key, and the
+        // vault is untouched until the app destroys it.
+        provider.locked = false
+        provider.gone = true
+        do {
+            _ = try await Vault.openWithKeyProvider(path: providerPath, provider: provider, options: testOptions)
+            XCTFail("expected KeyLost")
+        } catch let error as VaultError {
+            guard case .KeyLost = error else { return XCTFail("expected KeyLost, got \(error)") }
+            XCTAssertEqual(error.code(), "vault.key_lost")
+            XCTAssertFalse(error.isRetryable())
+            XCTAssertTrue(error.localizedDescription.hasPrefix("the vault's key is gone"), error.localizedDescription)
+        }
+        provider.gone = false
+        try await Vault.openWithKeyProvider(path: providerPath, provider: provider, options: testOptions).shutdown()
+        try destroyVault(path: providerPath)
     }
 
     func testRotationsBackupAndWipe() async throws {

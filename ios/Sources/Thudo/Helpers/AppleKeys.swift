@@ -8,6 +8,10 @@ import Security
 /// Wraps the vault's data key with AES-256-GCM under a key kept in the Keychain (this device
 /// only, after first unlock: background sync works, backups do not carry it).
 ///
+/// The key is made only when a new vault is wrapped, never in place of a missing one: a vault
+/// restored to a new iPhone (its key stayed behind) throws `VaultError.KeyLost`, a locked
+/// device `VaultError.KeyUnavailable` (docs/ios.md, "Key loss and restore").
+///
 /// ```swift
 /// let vault = try await Vault.openWithKeyProvider(path: path, provider: KeychainKeyProvider(), options: nil)
 /// ```
@@ -15,7 +19,7 @@ public final class KeychainKeyProvider: KeyProvider, @unchecked Sendable {
     private let service: String
     private let account: String
 
-    /// The provider over Keychain item (`service`, `account`), made on first use.
+    /// The provider over Keychain item (`service`, `account`), made when a new vault needs it.
     public init(service: String = "vn.hanoi.thudo", account: String = "vault.v1") {
         self.service = service
         self.account = account
@@ -23,7 +27,7 @@ public final class KeychainKeyProvider: KeyProvider, @unchecked Sendable {
 
     public func keyId() -> String { account }
 
-    private func key() throws -> SymmetricKey {
+    private func key(createIfMissing: Bool) throws -> SymmetricKey {
         var query: [String: Any] = [
             kSecClass as String: kSecClassGenericPassword,
             kSecAttrService as String: service,
@@ -34,6 +38,7 @@ public final class KeychainKeyProvider: KeyProvider, @unchecked Sendable {
         let status = SecItemCopyMatching(query as CFDictionary, &item)
         if status == errSecSuccess, let data = item as? Data { return SymmetricKey(data: data) }
         guard status == errSecItemNotFound else { throw KeyProviderError.Unavailable(reason: "Keychain status \(status)") }
+        guard createIfMissing else { throw KeyProviderError.Gone(reason: "no Keychain item \(account) (restored from a backup?)") }
         let key = SymmetricKey(size: .bits256)
         query.removeValue(forKey: kSecReturnData as String)
         query[kSecValueData as String] = key.withUnsafeBytes { Data($0) }
@@ -44,16 +49,16 @@ public final class KeychainKeyProvider: KeyProvider, @unchecked Sendable {
     }
 
     public func wrapKey(dataKey: Data) throws -> Data {
-        guard let combined = try AES.GCM.seal(dataKey, using: try key()).combined else {
+        guard let combined = try AES.GCM.seal(dataKey, using: try key(createIfMissing: true)).combined else {
             throw KeyProviderError.Unavailable(reason: "AES-GCM failed")
         }
         return combined
     }
 
     public func unwrapKey(wrapped: Data) throws -> Data {
-        let key = try key()
+        let wrappingKey = try self.key(createIfMissing: false)
         do {
-            return try AES.GCM.open(try AES.GCM.SealedBox(combined: wrapped), using: key)
+            return try AES.GCM.open(try AES.GCM.SealedBox(combined: wrapped), using: wrappingKey)
         } catch {
             throw KeyProviderError.WrongKey
         }

@@ -33,11 +33,15 @@ object AndroidKeystore {
         Build.VERSION.SDK_INT >= 28 &&
             context.packageManager.hasSystemFeature(PackageManager.FEATURE_STRONGBOX_KEYSTORE)
 
-    /** The vault's key provider over the AES-256 key [alias] (made on first use). */
+    /**
+     * The vault's key provider over the AES-256 key [alias]. The key is made when a new vault is
+     * created, never in place of a missing one: a vault restored without its key reports
+     * `VaultException.KeyLost` (see docs/android.md, "Key loss and restore").
+     */
     fun vaultKeyProvider(context: Context, alias: String = "thudo.vault.v1"): AesGcmKeyProvider {
         val strongBox = hasStrongBox(context)
-        return AesGcmKeyProvider(alias) {
-            (keyStore().getKey(alias, null) as? SecretKey) ?: generateAes(alias, strongBox)
+        return AesGcmKeyProvider(alias, createKey = { generateAes(alias, strongBox) }) {
+            keyStore().getKey(alias, null) as? SecretKey
         }
     }
 

@@ -17,6 +17,9 @@ sealed class BackgroundSyncResult {
  * service): pushes the outbox and pulls everything, and sorts any failure into retry-later or
  * give-up. Nothing is lost either way: the outbox stays until the server acknowledges it.
  *
+ * The sync stops by itself after [budgetMs] (default 9 minutes, inside WorkManager's 10) and
+ * asks for a retry; cancelling the worker's coroutine stops it at once. The client stays usable.
+ *
  * ```kotlin
  * class ThudoSyncWorker(ctx: Context, params: WorkerParameters) : CoroutineWorker(ctx, params) {
  *     override suspend fun doWork(): Result = when (backgroundSync(App.sync, App.vault, App.library)) {
@@ -32,17 +35,14 @@ suspend fun backgroundSync(
     vault: Vault,
     library: HandbookLibrary? = null,
     observer: SyncObserver? = null,
+    budgetMs: Long = WORK_MANAGER_BUDGET_MS,
 ): BackgroundSyncResult = try {
-    BackgroundSyncResult.Success(client.sync(vault, library, observer))
+    BackgroundSyncResult.Success(client.sync(vault, library, observer, CancelToken.withTimeoutMs(budgetMs)))
 } catch (e: SyncException) {
-    when (e) {
-        // Locked: the device is locked, the key comes back after unlock; Closed: the app shut
-        // the vault meanwhile. Both are worth another run.
-        is SyncException.Unavailable, is SyncException.Cancelled, is SyncException.Storage,
-        is SyncException.Protocol, is SyncException.Locked, is SyncException.Closed ->
-            BackgroundSyncResult.Retry(e.message ?: e.javaClass.simpleName)
-        is SyncException.NotRegistered, is SyncException.Unauthorized, is SyncException.InsecureUrl,
-        is SyncException.Refused, is SyncException.NotEntitled, is SyncException.Internal ->
-            BackgroundSyncResult.Failure(e.message ?: e.javaClass.simpleName)
-    }
+    // Closed: the app shut the vault meanwhile; the next run opens it again.
+    if (e.isRetryable() || e is SyncException.Closed) BackgroundSyncResult.Retry(e.toString())
+    else BackgroundSyncResult.Failure(e.toString())
 }
+
+/** A WorkManager run may last 10 minutes; stop a little before the system does. */
+const val WORK_MANAGER_BUDGET_MS: Long = 9 * 60_000L

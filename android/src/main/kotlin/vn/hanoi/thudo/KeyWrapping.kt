@@ -12,21 +12,30 @@ import javax.crypto.spec.GCMParameterSpec
  * whose material never leaves the secure hardware. The IV comes from the cipher (Keystore keys
  * refuse caller IVs) and is stored in front of the wrapped key.
  *
+ * [existingKey] looks the key up (null when there is none) and is called for every wrap and
+ * unwrap. [createKey], when given, makes the key, and only when a new vault is wrapped: a
+ * missing key is never replaced while unwrapping, so a vault restored to a new phone (whose
+ * hardware key did not travel) fails with `VaultException.KeyLost`, not `WrongKey`, and can be
+ * recovered (docs/android.md, "Key loss and restore").
+ *
+ * Failures: a key invalidated for good (`KeyPermanentlyInvalidatedException`) or missing is
+ * [KeyProviderException.Gone]; any other platform refusal (device locked, user authentication
+ * needed) is [KeyProviderException.Unavailable], worth retrying after the user unlocks.
+ *
  * [keyId] names the key; when it changes (a new Keystore alias), rotate with
- * `Vault.rotateKeyProvider`. [secretKey] is called for every wrap and unwrap, so a key that was
- * invalidated (new biometric enrolment, device lock) fails with [KeyProviderException.Unavailable].
+ * `Vault.rotateKeyProvider`.
  */
 class AesGcmKeyProvider(
     private val keyId: String,
-    private val secretKey: () -> SecretKey,
+    private val createKey: (() -> SecretKey)? = null,
+    private val existingKey: () -> SecretKey?,
 ) : KeyProvider {
     override fun keyId(): String = keyId
 
     override fun wrapKey(dataKey: ByteArray): ByteArray {
-        val cipher = try {
-            Cipher.getInstance(TRANSFORMATION).apply { init(Cipher.ENCRYPT_MODE, secretKey()) }
-        } catch (e: GeneralSecurityException) {
-            throw KeyProviderException.Unavailable(e.message ?: e.javaClass.simpleName)
+        val cipher = platform {
+            val key = existingKey() ?: createKey?.invoke() ?: throw KeyProviderException.Gone("no key $keyId")
+            Cipher.getInstance(TRANSFORMATION).apply { init(Cipher.ENCRYPT_MODE, key) }
         }
         val iv = cipher.iv
         check(iv.size == IV_BYTES) { "unexpected GCM IV size ${iv.size}" }
@@ -35,18 +44,30 @@ class AesGcmKeyProvider(
 
     override fun unwrapKey(wrapped: ByteArray): ByteArray {
         if (wrapped.size < IV_BYTES + TAG_BYTES) throw KeyProviderException.WrongKey()
-        val cipher = try {
+        val cipher = platform {
+            val key = existingKey()
+                ?: throw KeyProviderException.Gone("no key $keyId on this device (restored from a backup?)")
             Cipher.getInstance(TRANSFORMATION).apply {
-                init(Cipher.DECRYPT_MODE, secretKey(), GCMParameterSpec(TAG_BYTES * 8, wrapped, 0, IV_BYTES))
+                init(Cipher.DECRYPT_MODE, key, GCMParameterSpec(TAG_BYTES * 8, wrapped, 0, IV_BYTES))
             }
-        } catch (e: GeneralSecurityException) {
-            throw KeyProviderException.Unavailable(e.message ?: e.javaClass.simpleName)
         }
         return try {
             cipher.doFinal(wrapped, IV_BYTES, wrapped.size - IV_BYTES)
         } catch (e: AEADBadTagException) {
             throw KeyProviderException.WrongKey()
         }
+    }
+
+    /** Sorts the platform's exceptions into gone for good and unavailable for now. */
+    private fun <T> platform(work: () -> T): T = try {
+        work()
+    } catch (e: GeneralSecurityException) {
+        val reason = e.message ?: e.javaClass.simpleName
+        // Android's class, named so this file also builds on the JVM.
+        if (e.javaClass.name == "android.security.keystore.KeyPermanentlyInvalidatedException") {
+            throw KeyProviderException.Gone(reason)
+        }
+        throw KeyProviderException.Unavailable(reason)
     }
 
     private companion object {

@@ -39,7 +39,13 @@ class DocSamplesTest {
             println("refused: ${e.message}")
         }
 
-        // Stop work in flight, then free the handles (or use `use {}`).
+        // Stop one call without touching the client: by hand, or with a time budget.
+        val token = CancelToken.withTimeoutMs(25_000L)
+        val quick = sync.sync(vault, null, null, token)
+        assertEquals(0uL, quick.pulled)
+        assertTrue(!token.isCancelled())
+
+        // Teardown: stop work in flight, then free the handles (or use `use {}`).
         sync.shutdown()
         vault.shutdown()
         assertThrows<VaultException.Closed> { runBlocking { vault.get("notes", "n1") } }

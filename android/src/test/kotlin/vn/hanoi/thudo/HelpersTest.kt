@@ -12,6 +12,7 @@ import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.test.runTest
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
@@ -44,6 +45,46 @@ class HelpersTest {
         val gone = AesGcmKeyProvider("k1") { throw java.security.KeyStoreException("key permanently invalidated") }
         assertThrows<KeyProviderException.Unavailable> { gone.wrapKey(ByteArray(32)) }
         assertThrows<KeyProviderException.WrongKey> { AesGcmKeyProvider("k1") { key }.unwrapKey(ByteArray(5)) }
+    }
+
+    @Test
+    fun `a vault restored without its key says so, and no key is made in its place`() = runBlocking<Unit> {
+        val path = dir.resolve("restored").toString()
+        var created = 0
+        var stored: javax.crypto.SecretKey? = null
+        val provider = AesGcmKeyProvider("k1", createKey = { created++; aesKey().also { stored = it } }) { stored }
+        Vault.openWithKeyProvider(path, provider, testOptions).use { v ->
+            v.put("notes", "n1", "xin chào".toByteArray(), emptyMap())
+            v.shutdown()
+        }
+        assertEquals(1, created)
+
+        // Restored to a new phone: the file came back, the hardware key did not.
+        stored = null
+        val lost = assertThrows<VaultException.KeyLost> { runBlocking { Vault.openWithKeyProvider(path, provider, testOptions) } }
+        assertEquals(1, created, "no key made in place of the missing one")
+        assertEquals("vault.key_lost", lost.code())
+        assertFalse(lost.isRetryable())
+        assertTrue(lost.message.startsWith("the vault's key is gone"), lost.message)
+
+        // Locked (user authentication needed) is apart from gone, and worth a retry.
+        val locked = AesGcmKeyProvider("k1") { throw java.security.UnrecoverableKeyException("user not authenticated") }
+        val unavailable = assertThrows<VaultException.KeyUnavailable> { runBlocking { Vault.openWithKeyProvider(path, locked, testOptions) } }
+        assertEquals("vault.key_unavailable", unavailable.code())
+        assertTrue(unavailable.isRetryable())
+
+        // A wrong key is neither, and says so in words.
+        val wrong = assertThrows<VaultException.WrongKey> { runBlocking { Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { aesKey() }, testOptions) } }
+        assertEquals("vault.wrong_key", wrong.code())
+        assertTrue(wrong.message.startsWith("wrong key"), wrong.message)
+
+        // The recovery path: destroy the unreadable vault and start again.
+        destroyVault(path)
+        Vault.openWithKeyProvider(path, provider, testOptions).use { v ->
+            assertThrows<VaultException.NotFound> { runBlocking { v.get("notes", "n1") } }
+            v.shutdown()
+        }
+        assertEquals(2, created)
     }
 
     @Test
@@ -115,6 +156,9 @@ class HelpersTest {
         assertTrue(ok is BackgroundSyncResult.Success, ok.toString())
         val offline = SyncClient(SyncSettings("http://127.0.0.1:9", 500uL, 2u, 10uL, emptyList()))
         assertTrue(backgroundSync(offline, vault) is BackgroundSyncResult.Retry)
+        // Out of time: a retry, and the client goes on afterwards.
+        assertTrue(backgroundSync(client, vault, budgetMs = 0) is BackgroundSyncResult.Retry)
+        assertTrue(backgroundSync(client, vault) is BackgroundSyncResult.Success)
         vault.shutdown()
     }
 }

@@ -4,6 +4,7 @@ import java.io.File
 import java.nio.file.Path
 import java.time.LocalDate
 import java.time.ZoneOffset
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertTrue
@@ -24,6 +25,50 @@ class SyncTest {
     private class Recorder : SyncObserver {
         val events = java.util.Collections.synchronizedList(mutableListOf<SyncProgress>())
         override fun onProgress(progress: SyncProgress) { events.add(progress) }
+    }
+
+    @Test
+    fun `a cancelled sync stops alone, and the next sync on the same client goes on`() = runBlocking<Unit> {
+        val client = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val phone = Vault.openWithPassphrase(dir.resolve("cancel-phone").toString(), "p", testOptions)
+        registerForTest(client, phone, citizen, "cancel test (Kotlin)")
+        val library = HandbookLibrary.open(dir.resolve("cancel-library.db").toString())
+        MemberHandbook(phone).saveNote("cancel-note", "nq-57-2024", "trước khi huỷ")
+
+        // The token fires on the first page pulled: the sync stops mid-pull.
+        val token = CancelToken()
+        val fireOnPull = object : SyncObserver {
+            override fun onProgress(progress: SyncProgress) { if (progress is SyncProgress.Pulled) token.cancel() }
+        }
+        val cancelled = assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, library, fireOnPull, token) } }
+        assertTrue(token.isCancelled())
+        assertEquals("sync.cancelled", cancelled.code())
+        assertTrue(cancelled.isRetryable())
+        assertEquals("cancelled", cancelled.message)
+
+        // The same client syncs again: the note went before the pull began, the library is whole.
+        val report = client.sync(phone, library)
+        assertEquals(0uL, report.pushed, report.toString())
+        assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5u).first().number)
+        assertEquals(0uL, client.sync(phone, library).pulled)
+
+        // A time budget fires by itself.
+        assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, library, null, CancelToken.withTimeoutMs(0L)) } }
+        // Cancelling the coroutine stops the call too, and the client is still usable.
+        val fresh = Vault.openWithPassphrase(dir.resolve("cancel-tablet").toString(), "p", testOptions)
+        registerForTest(client, fresh, citizen, "cancel test 2 (Kotlin)")
+        lateinit var job: kotlinx.coroutines.Job
+        val cancelJob = object : SyncObserver {
+            override fun onProgress(progress: SyncProgress) { if (progress is SyncProgress.Pulled) job.cancel() }
+        }
+        job = launch(kotlinx.coroutines.Dispatchers.IO, start = kotlinx.coroutines.CoroutineStart.LAZY) { client.sync(fresh, null, cancelJob) }
+        job.start()
+        job.join()
+        assertTrue(job.isCancelled)
+        client.sync(fresh)
+        assertEquals("trước khi huỷ", MemberHandbook(fresh).notesFor("nq-57-2024").single { it.id == "cancel-note" }.text)
+        phone.shutdown()
+        fresh.shutdown()
     }
 
     @Test
