@@ -1,10 +1,18 @@
-// Android library: the UniFFI-generated Kotlin (../build/bindings/kotlin, made by
-// scripts/build-android.sh), the helpers in src/main/kotlin and src/android/kotlin, and the
-// native library for arm64-v8a, armeabi-v7a and x86_64 (build/jniLibs).
+// Android library: the UniFFI-generated Kotlin with UniFFI's Android options
+// (../build/bindings/kotlin-android, made by scripts/build-android.sh), the helpers in
+// src/main/kotlin and src/android/kotlin, and the native libraries for arm64-v8a, armeabi-v7a
+// and x86_64 (jniLibs/, 16 KB-page aligned, outside Gradle's build folder).
 plugins {
     id("com.android.library") version "8.13.0"
     id("org.jetbrains.kotlin.android") version "2.2.21"
+    id("maven-publish")
 }
+
+// One version for the whole project: the workspace's, in ../Cargo.toml.
+val thudoVersion: String = Regex("""(?m)^version\s*=\s*"([^"]+)"""")
+    .find(rootDir.resolve("../Cargo.toml").readText())!!.groupValues[1]
+group = "vn.hanoi.thudo"
+version = thudoVersion
 
 android {
     namespace = "vn.hanoi.thudo"
@@ -15,8 +23,8 @@ android {
     }
     sourceSets["main"].apply {
         manifest.srcFile("src/android/AndroidManifest.xml")
-        java.srcDirs("src/main/kotlin", "src/android/kotlin", "../build/bindings/kotlin")
-        jniLibs.srcDirs("build/jniLibs")
+        java.srcDirs("src/main/kotlin", "src/android/kotlin", "../build/bindings/kotlin-android")
+        jniLibs.srcDirs("jniLibs")
     }
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
@@ -26,10 +34,51 @@ android {
     buildTypes {
         release { isMinifyEnabled = false } // the app minifies, with consumer-rules.pro
     }
+    packaging {
+        // Keep the .so files uncompressed and page-aligned in the APK (loaded in place).
+        jniLibs.useLegacyPackaging = false
+    }
+    publishing {
+        singleVariant("release") {
+            withSourcesJar()
+        }
+    }
 }
 
 dependencies {
     // JNA as an AAR: it carries libjnidispatch.so for every Android ABI. 5.18.1 or later.
     implementation("net.java.dev.jna:jna:5.18.1@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
+    // @RequiresApi in the generated code (Android 14's object cleaner).
+    implementation("androidx.annotation:annotation:1.9.1")
+}
+
+// `gradle publishToMavenLocal`, or `gradle publish` with THUDO_MAVEN_URL (and
+// THUDO_MAVEN_USER / THUDO_MAVEN_PASSWORD) for the team's repository:
+// vn.hanoi.thudo:thudo-android:<version> (AAR, sources, POM with JNA and coroutines).
+afterEvaluate {
+    publishing {
+        publications {
+            create<MavenPublication>("release") {
+                from(components["release"])
+                artifactId = "thudo-android"
+                pom {
+                    name.set("thudo")
+                    description.set("Offline-first core of Hanoi's citizen apps: encrypted vault, party handbook, health book, transit tickets, sync")
+                }
+            }
+        }
+        repositories {
+            System.getenv("THUDO_MAVEN_URL")?.let { target ->
+                maven {
+                    name = "thudo"
+                    url = uri(target)
+                    credentials {
+                        username = System.getenv("THUDO_MAVEN_USER")
+                        password = System.getenv("THUDO_MAVEN_PASSWORD")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -8,9 +8,13 @@ cd "$(dirname "$0")/.."
 command -v cargo-ndk >/dev/null || cargo install cargo-ndk --locked
 rustup target add aarch64-linux-android armv7-linux-androideabi x86_64-linux-android
 # API 24: the library's minSdk. Release profile: size-tuned (see Cargo.toml, docs/android.md).
-cargo ndk --platform 24 -t arm64-v8a -t armeabi-v7a -t x86_64 -o android/build/jniLibs \
+# 16 KB pages and packed relocations come from .cargo/config.toml. The libraries go to
+# android/jniLibs, outside Gradle's build folder, so a `gradle clean` never ships an AAR
+# without them.
+cargo ndk --platform 24 -t arm64-v8a -t armeabi-v7a -t x86_64 -o android/jniLibs \
   build --release -p thudo-ffi
+python3 scripts/check-elf-alignment.py android/jniLibs/*/libthudo_ffi.so
 # The bindings come from the host build of the same sources (identical interface).
 scripts/bindings.sh release >/dev/null
-echo "native libraries in android/build/jniLibs, bindings in build/bindings/kotlin;"
-echo "now: cd android && gradle assembleRelease"
+echo "native libraries in android/jniLibs, bindings in build/bindings/kotlin-android;"
+echo "now: cd android && gradle assembleRelease (or publishToMavenLocal)"

@@ -32,5 +32,7 @@ step "README's main job: thudo demo"
 scripts/demo.sh --no-qr
 step "Kotlin tests (JVM, generated bindings, host library)"
 scripts/test-kotlin.sh
-step "Swift tests (Swift 6 on Linux, generated bindings, host library)"
+step "Swift tests (Swift 6 language mode on Linux, generated bindings, host library)"
 scripts/test-swift.sh
+step "Packaging checks (16 KB pages, Android bindings, iOS privacy manifest and release artifact)"
+scripts/check-packages.sh

@@ -14,17 +14,20 @@ cp "$GEN/thudoFFI.h" ios/Sources/ThudoFFI/thudoFFI.h
 sed -e '/use "Darwin"/d' "$GEN/thudoFFI.modulemap" > ios/Sources/ThudoFFI/module.modulemap
 
 W="$ROOT/w"
-mkdir -p "$W/lib" "$W/ios"
+mkdir -p "$W/lib" "$W/pkg/ios"
 cp "$LIB" "$W/lib/"
 # The health-card test fixtures (public SMART Health Card examples kept in the repository).
 rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r core/tests/data/shc "$W/fixtures/shc"; cp -r core/tests/data/fhir "$W/fixtures/fhir"
-# Copy the package but keep SwiftPM's .build cache inside the root between runs; remove the
-# previous copy's sources first, so a file deleted here does not linger there.
-rm -rf "$W/ios/Sources" "$W/ios/Tests" "$W/ios/Package.swift"
-tar -C ios --exclude=.build -cf - . | tar -C "$W/ios" -xf -
+# Copy the package (Package.swift at the top, ios/) but keep SwiftPM's .build cache inside the
+# root between runs; remove the previous copy's sources first, so a file deleted here does not
+# linger there.
+rm -rf "$W/ios" "$W/pkg/ios" "$W/pkg/Package.swift"
+mkdir -p "$W/pkg/ios"
+cp Package.swift "$W/pkg/"
+tar -C ios --exclude=.build --exclude=ThudoFFI.xcframework -cf - . | tar -C "$W/pkg/ios" -xf -
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
 # The sync tests talk to the reference backend on loopback (the root shares the network).
 scripts/with-server.sh sh -c 'chroot "$0" /usr/bin/env LD_LIBRARY_PATH=/w/lib HOME=/tmp THUDO_FIXTURES=/w/fixtures/shc \
   THUDO_SERVER_URL="$THUDO_SERVER_URL" THUDO_DEMO_CITIZEN="$THUDO_DEMO_CITIZEN" \
-  /bin/sh -c "cd /w/ios && swift test --disable-swift-testing -Xlinker -L/w/lib 2>&1"' "$ROOT"
+  /bin/sh -c "cd /w/pkg && swift test --disable-swift-testing -Xlinker -L/w/lib 2>&1"' "$ROOT"

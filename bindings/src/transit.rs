@@ -360,9 +360,11 @@ impl TransitPhone {
         .await
     }
 
-    /// The installed credential, if any.
-    pub fn credential(&self) -> Option<CredentialInfo> {
-        self.inner.credential().map(Into::into)
+    /// The installed credential, if any. Async: it waits for a QR being signed (a hardware
+    /// signature can take a few hundred ms).
+    pub async fn credential(&self) -> Result<Option<CredentialInfo>, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || Ok(inner.credential().map(Into::into))).await
     }
 
     /// Server time minus device time, learned at the last sync (seconds).
@@ -516,9 +518,12 @@ impl TransitValidator {
         })
     }
 
-    /// Decides on one scanned text at validator time `now_unix`. Synchronous; call it from the
-    /// scanner's thread. Returns once the tap is durable in the log (one commit, a few ms with
-    /// fsync): show the verdict after it returns and a power cut never loses a shown tap.
+    /// Decides on one scanned text at validator time `now_unix`. Synchronous, for the scanner's
+    /// thread (never the UI thread): it returns once the tap is durable in the log (one commit,
+    /// a few ms with fsync), so a power cut never loses a shown verdict. Worst case: it also
+    /// waits for another call on this validator to finish its vault step (an upload reads or
+    /// acknowledges at most 5,000 taps at a time, tens of ms; the network is never waited on
+    /// under the lock).
     pub fn validate_at(&self, text: String, now_unix: u64) -> Result<Verdict, TransitError> {
         let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         v.validate(&text, now_unix).map_err(Into::into)
@@ -541,11 +546,8 @@ impl TransitValidator {
     }
 
     /// The deny list version in force.
-    pub fn deny_list_version(&self) -> u32 {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .deny_list_version()
+    pub async fn deny_list_version(&self) -> Result<u32, TransitError> {
+        self.run(|v| Ok(v.deny_list_version())).await
     }
 
     /// Replaces the trusted issuer keys with the feed's (previous, current and next keys with
@@ -556,19 +558,13 @@ impl TransitValidator {
 
     /// How current the deny list is now (system clock): show it to the operator, fetch the
     /// feed when `stale` or `needs_refresh`.
-    pub fn deny_list_status(&self) -> DenyListStatus {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .deny_list_status(unix_now())
+    pub async fn deny_list_status(&self) -> Result<DenyListStatus, TransitError> {
+        self.run(|v| Ok(v.deny_list_status(unix_now()))).await
     }
 
     /// The tap log's numbers and counters.
-    pub fn tap_log_status(&self) -> TapLogStatus {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .tap_log_status()
+    pub async fn tap_log_status(&self) -> Result<TapLogStatus, TransitError> {
+        self.run(|v| Ok(v.tap_log_status())).await
     }
 
     /// Taps not yet acknowledged, oldest first, at most 5,000 (the log is read page by page).

@@ -459,10 +459,13 @@ impl Vault {
         self.run(|v| v.wipe()).await
     }
 
-    /// Closes the vault now: interrupts work in flight (which fails with `Closed`) and drops the
-    /// keys. Later calls fail with `Closed`. Idempotent.
-    pub fn shutdown(&self) {
-        self.inner.close();
+    /// Closes the vault now: interrupts work in flight (which fails with `Closed`), drops the
+    /// keys and folds the write-ahead log into the file (no old key slot or deleted record
+    /// left in it). Later calls fail with `Closed`. Idempotent. Async: it waits for the
+    /// statement it interrupts and for the checkpoint's I/O.
+    pub async fn shutdown(&self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || inner.close()).await;
     }
 
     /// Whether the vault was closed.
@@ -471,10 +474,11 @@ impl Vault {
     }
 }
 
-/// Deletes the vault files in `path` without opening them (for a forgotten passphrase).
-#[uniffi::export]
-pub fn destroy_vault(path: String) -> Result<(), VaultError> {
-    core::destroy(path.as_ref()).map_err(Into::into)
+/// Deletes the vault files in `path` without opening them (a forgotten passphrase, a key gone
+/// for good).
+#[uniffi::export(async_runtime = "tokio")]
+pub async fn destroy_vault(path: String) -> Result<(), VaultError> {
+    blocking(move || core::destroy(path.as_ref()).map_err(Into::into)).await
 }
 
 /// The newest vault schema version this library reads and writes.

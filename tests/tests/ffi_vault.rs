@@ -78,7 +78,7 @@ async fn concurrent_async_calls_share_one_vault() {
     let record = vault.get("c".into(), "id07".into()).await.unwrap();
     assert_eq!(record.body, vec![7u8; 64]);
     assert_eq!(record.index["parity"], "1");
-    vault.shutdown();
+    vault.shutdown().await;
 
     let wrong = Arc::new(XorProvider {
         pad: 0x11,
@@ -117,7 +117,7 @@ async fn shutdown_interrupts_work_in_flight() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    vault.shutdown();
+    vault.shutdown().await;
     let err = tokio::time::timeout(std::time::Duration::from_secs(10), worker)
         .await
         .unwrap()
@@ -156,7 +156,7 @@ async fn errors_cross_the_boundary_typed() {
             .await,
         Err(VaultError::Io { .. })
     ));
-    vault.shutdown();
+    vault.shutdown().await;
     assert!(matches!(
         Vault::open_with_passphrase(path, "wrong".into(), options()).await,
         Err(VaultError::WrongKey { .. })

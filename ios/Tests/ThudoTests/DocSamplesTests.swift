@@ -38,7 +38,7 @@ final class DocSamplesTests: XCTestCase {
 
         // Teardown: stop work in flight; the objects are freed when released.
         sync.shutdown()
-        vault.shutdown()
+        await vault.shutdown()
 
         XCTAssertGreaterThan(report.applied, 0)
     }
@@ -57,6 +57,6 @@ final class DocSamplesTests: XCTestCase {
             XCTAssertEqual(Int(qr.size) * Int(qr.size), qr.modules.count)
             break
         }
-        vault.shutdown()
+        await vault.shutdown()
     }
 }

@@ -89,7 +89,7 @@ final class HandbookTests: XCTestCase {
             try await handbook.recordFeePayment(month: "2026-09", amountVnd: 1)
             XCTFail("no assessment for September")
         } catch HandbookError.NotFound {}
-        vault.shutdown()
+        await vault.shutdown()
     }
 
     func testLibraryRemovesADocument() async throws {

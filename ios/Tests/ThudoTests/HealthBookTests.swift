@@ -67,7 +67,7 @@ final class HealthBookTests: XCTestCase {
 
         let ips = try await book.exportIps(personId: child)
         XCTAssertTrue(ips.contains("\"11450-4\""))
-        vault.shutdown()
+        await vault.shutdown()
     }
 
     func testRealIpsDocumentComesBackWithEveryEntryAccountedFor() async throws {
@@ -98,7 +98,7 @@ final class HealthBookTests: XCTestCase {
             _ = try await book.importBundle(bundleJson: bundle, allOrNothing: true)
             XCTFail("all or nothing")
         } catch HealthBookError.InvalidFhir {}
-        vault.shutdown()
+        await vault.shutdown()
     }
 
     func testCallOnShutVaultSaysClosed() async throws {
@@ -116,7 +116,7 @@ final class HealthBookTests: XCTestCase {
         XCTAssertEqual(read, [true])
         let meetings = try await handbook.meetingsFrom(from: "2026-12-01").map { $0.id }
         XCTAssertEqual(meetings, ["m1"])
-        vault.shutdown()
+        await vault.shutdown()
         do {
             _ = try await book.people()
             XCTFail("closed")
@@ -126,10 +126,10 @@ final class HealthBookTests: XCTestCase {
             XCTFail("closed")
         } catch HandbookError.Closed {}
         // A forgotten passphrase: the files go, and a new vault starts empty in their place.
-        try destroyVault(path: path)
+        try await destroyVault(path: path)
         let fresh = try await Vault.openWithPassphrase(path: path, passphrase: "new", options: testOptions)
         let people = try await HealthBook(vault: fresh).people()
         XCTAssertEqual(people.count, 0)
-        fresh.shutdown()
+        await fresh.shutdown()
     }
 }

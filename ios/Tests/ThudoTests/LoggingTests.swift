@@ -23,7 +23,7 @@ final class LoggingTests: XCTestCase {
         defer { setLogSink(sink: nil, level: .off) }
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-log-\(UUID().uuidString)").path
         let vault = try await Vault.openWithPassphrase(path: path, passphrase: "bí mật", options: testOptions)
-        vault.shutdown()
+        await vault.shutdown()
         let opened = try XCTUnwrap(sink.all.first { $0.message == "vault opened" })
         XCTAssertEqual(opened.level, .info)
         XCTAssertEqual(opened.target, "thudo_core::vault")
@@ -35,7 +35,7 @@ final class LoggingTests: XCTestCase {
         setLogLevel(level: .off)
         let before = sink.all.count
         let again = try await Vault.openWithPassphrase(path: path, passphrase: "bí mật", options: testOptions)
-        again.shutdown()
+        await again.shutdown()
         XCTAssertEqual(sink.all.count, before)
     }
 }

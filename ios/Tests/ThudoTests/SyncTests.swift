@@ -66,7 +66,7 @@ final class SyncTests: XCTestCase {
             return XCTFail("an expired budget should ask for a retry")
         }
         guard case .success = await backgroundSync(client: client, vault: phone) else { return XCTFail("expected success") }
-        phone.shutdown()
+        await phone.shutdown()
     }
 
     func testTwoDevicesSyncHandbookHealthAndNotes() async throws {
@@ -134,7 +134,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(onLaptop.count, 3)
         XCTAssertTrue(onLaptop.allSatisfy { $0.provenance.source == .otherDevice })
         untrusting.shutdown()
-        laptop.shutdown()
+        await laptop.shutdown()
 
         // Buy a pass, validate its QR on a registered validator, upload the tap.
         let registered = try await client.isRegistered(vault: phone)
@@ -171,20 +171,21 @@ final class SyncTests: XCTestCase {
             _ = try await client.enrolValidator(vault: fake, enrolmentCode: codes[1], deviceName: "copy")
             XCTFail("an enrolment code was used twice")
         } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "enrolment_used") }
-        fake.shutdown()
+        await fake.shutdown()
         let feed = try await client.validatorFeed(vault: bus)
         // Fail closed without a current deny list: nobody rides until the feed arrives.
         let strictVault = try await Vault.openWithPassphrase(path: temp("strict"), passphrase: "p", options: testOptions)
         let strict = try await TransitValidator.open(vault: strictVault, trustedKeys: feed.issuerKeys,
                                                      config: ValidatorConfig(route: 32, failClosedWhenStale: true))
-        XCTAssertTrue(strict.denyListStatus().stale)
+        let strictStatus = try await strict.denyListStatus()
+        XCTAssertTrue(strictStatus.stale)
         let early = try await transit.currentQr()
         XCTAssertEqual(try strict.validate(text: early.text).reason, .denyListStale)
         let validator = try await TransitValidator.open(vault: bus, trustedKeys: feed.issuerKeys, config: ValidatorConfig(route: enrolment.route ?? 0))
         try await validator.setTrustedKeys(keys: feed.issuerKeys)
         let installed = try await validator.updateDenyList(signedList: feed.denyList)
         XCTAssertEqual(installed, 1)
-        let status = validator.denyListStatus()
+        let status = try await validator.denyListStatus()
         XCTAssertEqual(status.version, 1)
         XCTAssertFalse(status.stale || status.needsRefresh)
         let qr = try await transit.currentQr()
@@ -193,8 +194,9 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(receipt.stored, 1)
         XCTAssertEqual(receipt.chargedVnd, 0)
         XCTAssertEqual(receipt.notCharged, 0)
-        XCTAssertEqual(receipt.acknowledgedSeq, validator.tapLogStatus().ackedSeq)
-        bus.shutdown()
+        let logStatus = try await validator.tapLogStatus()
+        XCTAssertEqual(receipt.acknowledgedSeq, logStatus.ackedSeq)
+        await bus.shutdown()
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.
         let devices = try await client.devices(vault: phone)
@@ -220,7 +222,7 @@ final class SyncTests: XCTestCase {
             _ = try await client.sync(vault: phone, library: nil, observer: nil)
             XCTFail("a shut-down client synced")
         } catch SyncError.Cancelled {}
-        phone.shutdown()
-        tablet.shutdown()
+        await phone.shutdown()
+        await tablet.shutdown()
     }
 }

@@ -32,7 +32,8 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(phone.devicePublicKey().count, 33)
         let info = try await phone.installCredential(credential: try issuer.issue(request: request(phone), nowUnix: UInt32(now)))
         XCTAssertEqual(info.product, .monthlyAllRoutes)
-        XCTAssertEqual(phone.credential()?.cardId, info.cardId)
+        let stored = try await phone.credential()
+        XCTAssertEqual(stored?.cardId, info.cardId)
         try await phone.setClockOffset(offsetSecs: 0)
 
         let qr = try await phone.currentQrAt(nowUnix: now)
@@ -58,18 +59,21 @@ final class TransitTests: XCTestCase {
         // A deny list from the issuer: the card is refused afterwards.
         let installed = try await validator.updateDenyList(signedList: try issuer.signDenyList(version: 1, issuedAt: UInt32(now), cards: [9_704_000_000_123]))
         XCTAssertEqual(installed, 1)
-        XCTAssertEqual(validator.denyListVersion(), 1)
+        let denyListVersion = try await validator.denyListVersion()
+        XCTAssertEqual(denyListVersion, 1)
         try await validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         let taps = try await validator.exportTaps()
         XCTAssertEqual(taps.count, 3)
-        XCTAssertEqual(validator.tapLogStatus().unreadableScans, 1)
-        XCTAssertEqual(validator.tapLogStatus().loggedRejected, UInt64(taps.filter { !$0.accepted }.count))
+        let beforeAck = try await validator.tapLogStatus()
+        XCTAssertEqual(beforeAck.unreadableScans, 1)
+        XCTAssertEqual(beforeAck.loggedRejected, UInt64(taps.filter { !$0.accepted }.count))
         let acknowledged = try await validator.acknowledgeTaps(upToSeq: taps.last!.seq)
         XCTAssertEqual(acknowledged, 3)
-        XCTAssertEqual(validator.tapLogStatus().nextSeq, taps.last!.seq + 1)
-        phoneVault.shutdown()
-        busVault.shutdown()
+        let afterAck = try await validator.tapLogStatus()
+        XCTAssertEqual(afterAck.nextSeq, taps.last!.seq + 1)
+        await phoneVault.shutdown()
+        await busVault.shutdown()
     }
 
     func testTypedErrors() async throws {
@@ -89,6 +93,6 @@ final class TransitTests: XCTestCase {
         XCTAssertThrowsError(try issuer.issue(request: bad, nowUnix: UInt32(now))) { error in
             guard case TransitError.InvalidRequest = error else { return XCTFail("\(error)") }
         }
-        vault.shutdown()
+        await vault.shutdown()
     }
 }

@@ -78,12 +78,12 @@ final class VaultTests: XCTestCase {
         } catch VaultError.NotFound(let collection) {
             XCTAssertEqual(collection, "health.visit")
         }
-        vault.shutdown()
+        await vault.shutdown()
 
         let again = try await Vault.openWithKeyProvider(path: path(), provider: provider, options: testOptions)
         let count = try await again.count(collection: "health.visit")
         XCTAssertEqual(count, 2)
-        again.shutdown()
+        await again.shutdown()
     }
 
     func testTransactionIsAllOrNothing() async throws {
@@ -104,14 +104,14 @@ final class VaultTests: XCTestCase {
         }
         let ids = try await vault.list(collection: "notes").map(\.id)
         XCTAssertEqual(ids, ["a", "b"])
-        vault.shutdown()
+        await vault.shutdown()
     }
 
     func testWrongKeysAreTypedErrorsAndDamageNothing() async throws {
         let p = path()
         let vault = try await Vault.openWithPassphrase(path: p, passphrase: "right", options: testOptions)
         try await vault.put(collection: "c", id: "id", body: Data("data".utf8), index: [:])
-        vault.shutdown()
+        await vault.shutdown()
         do {
             _ = try await Vault.openWithPassphrase(path: p, passphrase: "wrong", options: testOptions)
             XCTFail("expected WrongKey")
@@ -125,12 +125,12 @@ final class VaultTests: XCTestCase {
         let reopened = try await Vault.openWithPassphrase(path: p, passphrase: "right", options: testOptions)
         let body = try await reopened.get(collection: "c", id: "id").body
         XCTAssertEqual(body, Data("data".utf8))
-        reopened.shutdown()
+        await reopened.shutdown()
 
         // Same key id, other pad: the provider returns a wrong key; the vault's key check catches it.
         let providerPath = path("p")
         let provider = PadKeyProvider(id: "k1")
-        try await Vault.openWithKeyProvider(path: providerPath, provider: provider, options: testOptions).shutdown()
+        await (try await Vault.openWithKeyProvider(path: providerPath, provider: provider, options: testOptions)).shutdown()
         do {
             _ = try await Vault.openWithKeyProvider(path: providerPath, provider: PadKeyProvider(id: "k1"), options: testOptions)
             XCTFail("expected WrongKey")
@@ -160,8 +160,8 @@ final class VaultTests: XCTestCase {
             XCTAssertTrue(error.localizedDescription.hasPrefix("the vault's key is gone"), error.localizedDescription)
         }
         provider.gone = false
-        try await Vault.openWithKeyProvider(path: providerPath, provider: provider, options: testOptions).shutdown()
-        try destroyVault(path: providerPath)
+        await (try await Vault.openWithKeyProvider(path: providerPath, provider: provider, options: testOptions)).shutdown()
+        try await destroyVault(path: providerPath)
     }
 
     func testRotationsBackupAndWipe() async throws {
@@ -180,7 +180,7 @@ final class VaultTests: XCTestCase {
         XCTAssertEqual(exported, 20)
         let provider = PadKeyProvider(id: "k")
         try await vault.rotateKeyProvider(provider: provider)
-        vault.shutdown()
+        await vault.shutdown()
 
         let restored = try await Vault.openWithPassphrase(path: path("restored"), passphrase: "x", options: testOptions)
         do {
@@ -189,7 +189,7 @@ final class VaultTests: XCTestCase {
         } catch VaultError.WrongKey {}
         let imported = try await restored.importBackup(path: backup, passphrase: "backup secret")
         XCTAssertEqual(imported, 20)
-        restored.shutdown()
+        await restored.shutdown()
 
         let reopened = try await Vault.openWithKeyProvider(path: p, provider: provider, options: testOptions)
         try await reopened.wipe()
@@ -216,7 +216,7 @@ final class VaultTests: XCTestCase {
         }
         let count = try await vault.count(collection: "c")
         XCTAssertEqual(count, 20)
-        vault.shutdown()
+        await vault.shutdown()
         do {
             _ = try await vault.count(collection: "c")
             XCTFail("expected Closed")

@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+// thudo's Swift package, consumed by URL (this repository) or as a local package.
+// - Apple platforms: the Rust library is the binary target ThudoFFI: a local build
+//   (ios/ThudoFFI.xcframework, scripts/build-xcframework.sh) when there is one, else the
+//   release download below, checked against its SHA-256 (scripts/release-ios.sh writes both).
+// - Linux (CI): it links the host-built library; scripts/test-swift.sh generates
+//   ios/Sources/Thudo/Thudo.swift and ios/Sources/ThudoFFI/ and runs `swift test`.
+// Swift 6 language mode; the generated code and the helpers compile without warnings in it.
+import PackageDescription
+
+#if canImport(Darwin)
+import Foundation
+#endif
+
+let releaseURL = "https://downloads.thudo.invalid/ios/0.1.0/ThudoFFI.xcframework.zip"
+let releaseChecksum = "0000000000000000000000000000000000000000000000000000000000000000"
+
+#if canImport(Darwin)
+let localBuild = FileManager.default.fileExists(atPath: Context.packageDirectory + "/ios/ThudoFFI.xcframework")
+let ffi: Target = localBuild
+    ? .binaryTarget(name: "ThudoFFI", path: "ios/ThudoFFI.xcframework")
+    : .binaryTarget(name: "ThudoFFI", url: releaseURL, checksum: releaseChecksum)
+let linker: [LinkerSetting] = []
+#else
+// The C header and module map UniFFI generates for the Rust library.
+let ffi: Target = .systemLibrary(name: "ThudoFFI", path: "ios/Sources/ThudoFFI")
+let linker: [LinkerSetting] = [.linkedLibrary("thudo_ffi")]
+#endif
+
+let package = Package(
+    name: "Thudo",
+    platforms: [.iOS(.v15), .macOS(.v12)],
+    products: [
+        .library(name: "Thudo", targets: ["Thudo"]),
+    ],
+    targets: [
+        ffi,
+        .target(
+            name: "Thudo",
+            dependencies: ["ThudoFFI"],
+            path: "ios/Sources/Thudo",
+            // What the library and its bundled SQLite use and collect, for the app's privacy report.
+            resources: [.copy("PrivacyInfo.xcprivacy")],
+            linkerSettings: linker
+        ),
+        .testTarget(name: "ThudoTests", dependencies: ["Thudo"], path: "ios/Tests/ThudoTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Packaging checks that need no Android SDK and no Mac: the native library's 16 KB page
+# alignment, the Android-flavoured bindings, the iOS privacy manifest, and the iOS release
+# artifact (zip, checksum, the package manifest pointing at it). Run after scripts/bindings.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LIB=${1:-target/debug/libthudo_ffi.so}
+
+echo "16 KB pages:"
+libs=("$LIB")
+for so in android/jniLibs/*/libthudo_ffi.so; do [ -f "$so" ] && libs+=("$so"); done
+python3 scripts/check-elf-alignment.py "${libs[@]}"
+
+echo "Android bindings use UniFFI's Android options:"
+grep -q "android.system.SystemCleaner" build/bindings/kotlin-android/vn/hanoi/thudo/thudo_ffi.kt
+! grep -q "android.system.SystemCleaner" build/bindings/kotlin/vn/hanoi/thudo/thudo_ffi.kt
+echo "  build/bindings/kotlin-android: SystemCleaner on Android 14+, JNA cleaner before"
+
+echo "iOS privacy manifest:"
+python3 - <<'PY'
+import plistlib
+with open("ios/Sources/Thudo/PrivacyInfo.xcprivacy", "rb") as f:
+    m = plistlib.load(f)
+assert m["NSPrivacyTracking"] is False and m["NSPrivacyTrackingDomains"] == []
+apis = {a["NSPrivacyAccessedAPIType"]: a["NSPrivacyAccessedAPITypeReasons"] for a in m["NSPrivacyAccessedAPITypes"]}
+for category in ("FileTimestamp", "DiskSpace", "SystemBootTime"):
+    reasons = apis["NSPrivacyAccessedAPICategory" + category]
+    assert reasons, category
+collected = [d["NSPrivacyCollectedDataType"] for d in m["NSPrivacyCollectedDataTypes"]]
+assert "NSPrivacyCollectedDataTypeHealth" in collected
+assert all(not d["NSPrivacyCollectedDataTypeTracking"] for d in m["NSPrivacyCollectedDataTypes"])
+print(f"  {len(apis)} required-reason API categories, {len(collected)} collected data types, no tracking")
+PY
+grep -q 'resources: \[.copy("PrivacyInfo.xcprivacy")\]' Package.swift
+
+echo "iOS release artifact:"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/ThudoFFI.xcframework/ios-arm64"
+printf '<plist version="1.0"><dict/></plist>\n' > "$tmp/ThudoFFI.xcframework/Info.plist"
+head -c 4096 /dev/urandom > "$tmp/ThudoFFI.xcframework/ios-arm64/libthudo_ffi.a"
+cp Package.swift "$tmp/Package.swift"
+scripts/release-ios.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
+  --package "$tmp/Package.swift" --out "$tmp/dist" >/dev/null
+sum=$(sha256sum "$tmp/dist/ThudoFFI.xcframework.zip" | cut -d' ' -f1)
+grep -q "^let releaseChecksum = \"$sum\"$" "$tmp/Package.swift"
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+grep -q "^let releaseURL = \"https://downloads.example.vn/thudo/$version/ThudoFFI.xcframework.zip\"$" "$tmp/Package.swift"
+unzip -l "$tmp/dist/ThudoFFI.xcframework.zip" | grep -q " ThudoFFI.xcframework/Info.plist$"
+# The same framework gives the same checksum.
+scripts/release-ios.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
+  --package "$tmp/Package.swift" --out "$tmp/again" >/dev/null
+[ "$(sha256sum "$tmp/again/ThudoFFI.xcframework.zip" | cut -d' ' -f1)" = "$sum" ]
+echo "  zip with ThudoFFI.xcframework at its top, SHA-256 $sum written into Package.swift, reproducible"
