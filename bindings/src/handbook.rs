@@ -181,6 +181,23 @@ impl HandbookLibrary {
         blocking(move || Ok(inner.get(&id)?)).await
     }
 
+    /// Tells `listener` of every committed change to the documents (`["handbook.documents"]`):
+    /// upserts, removals and documents applied by sync. See `Vault.observe`.
+    pub fn observe(
+        &self,
+        listener: Arc<dyn crate::vault::ChangeListener>,
+    ) -> Arc<crate::vault::ChangeSubscription> {
+        let id = self
+            .inner
+            .observe(crate::vault::filtered(Vec::new(), listener));
+        let library = Arc::downgrade(&self.inner);
+        crate::vault::ChangeSubscription::new(move || {
+            if let Some(library) = library.upgrade() {
+                library.unobserve(id);
+            }
+        })
+    }
+
     /// Removes a document; returns whether it was there.
     pub async fn remove(&self, id: String) -> Result<bool, HandbookError> {
         let inner = self.inner.clone();

@@ -472,6 +472,81 @@ impl Vault {
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
+
+    /// Tells `listener` of every committed change to `collections` (all when empty): writes by
+    /// this app and changes applied by sync, one call per transaction with the collections it
+    /// wrote, on a library thread. Until `cancel()` is called on the returned subscription (or
+    /// it is freed). Kotlin: `vault.changes(...)` gives a `Flow`; Swift: `vault.changes(...)`
+    /// an `AsyncStream`.
+    pub fn observe(
+        &self,
+        collections: Vec<String>,
+        listener: Arc<dyn ChangeListener>,
+    ) -> Arc<ChangeSubscription> {
+        let id = self.inner.observe(filtered(collections, listener));
+        let vault = Arc::downgrade(&self.inner);
+        ChangeSubscription::new(move || {
+            if let Some(vault) = vault.upgrade() {
+                vault.unobserve(id);
+            }
+        })
+    }
+}
+
+/// Told of committed changes (see `Vault.observe`). Keep it short: post to the UI's thread or
+/// a channel; never call back into the store from it.
+#[uniffi::export(with_foreign)]
+pub trait ChangeListener: Send + Sync {
+    /// The collections one committed transaction wrote (of those observed), sorted.
+    fn on_change(&self, collections: Vec<String>);
+}
+
+/// Passes on the changes to `collections` (every change when empty).
+pub(crate) fn filtered(
+    collections: Vec<String>,
+    listener: Arc<dyn ChangeListener>,
+) -> core::ChangeObserver {
+    Arc::new(move |changed: &[String]| {
+        let wanted: Vec<String> = changed
+            .iter()
+            .filter(|c| collections.is_empty() || collections.contains(c))
+            .cloned()
+            .collect();
+        if !wanted.is_empty() {
+            listener.on_change(wanted);
+        }
+    })
+}
+
+/// A running observation: `cancel()` stops it; freeing it does too.
+#[derive(uniffi::Object)]
+pub struct ChangeSubscription {
+    stop: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl ChangeSubscription {
+    pub(crate) fn new(stop: impl FnOnce() + Send + 'static) -> Arc<Self> {
+        Arc::new(ChangeSubscription {
+            stop: std::sync::Mutex::new(Some(Box::new(stop))),
+        })
+    }
+}
+
+#[uniffi::export]
+impl ChangeSubscription {
+    /// Stops the observation; later changes are not reported. Idempotent.
+    pub fn cancel(&self) {
+        let stop = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stop) = stop {
+            stop();
+        }
+    }
+}
+
+impl Drop for ChangeSubscription {
+    fn drop(&mut self) {
+        self.cancel();
+    }
 }
 
 /// Deletes the vault files in `path` without opening them (a forgotten passphrase, a key gone

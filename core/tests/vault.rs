@@ -852,3 +852,66 @@ fn a_backup_asking_for_a_hanging_key_derivation_is_refused_at_once() {
         Err(VaultError::InvalidBackup { .. })
     ));
 }
+
+#[test]
+fn observers_hear_of_committed_writes_only() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "pass").unwrap();
+    let heard: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let sink = heard.clone();
+    let id = v.observe(Arc::new(move |c: &[String]| {
+        sink.lock().unwrap().push(c.to_vec())
+    }));
+
+    v.put("notes", "a", &[], b"1").unwrap();
+    v.write_batch(&[
+        thudo_core::vault::WriteOp::Put {
+            collection: "notes".into(),
+            id: "b".into(),
+            index: vec![],
+            body: b"2".to_vec(),
+        },
+        thudo_core::vault::WriteOp::Put {
+            collection: "health".into(),
+            id: "c".into(),
+            index: vec![],
+            body: b"3".to_vec(),
+        },
+    ])
+    .unwrap();
+    // Reads, a rolled-back transaction and deleting nothing are not changes.
+    v.get("notes", "a").unwrap();
+    let failed: Result<(), VaultError> = v.transaction(|tx| {
+        tx.put("notes", "z", &[], b"x")?;
+        Err(VaultError::InvalidArgument {
+            reason: "changed my mind".into(),
+        })
+    });
+    assert!(failed.is_err());
+    assert!(!v.delete("notes", "nothing").unwrap());
+    assert!(v.delete("notes", "a").unwrap());
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![
+            vec!["notes".to_string()],
+            vec!["health".to_string(), "notes".to_string()],
+            vec!["notes".to_string()],
+        ]
+    );
+    // An observer may read the vault (it is called after the lock is released), and stops
+    // when asked.
+    let reader_vault = Arc::new(v);
+    let reads = Arc::new(Mutex::new(0u64));
+    let (rv, counter) = (Arc::downgrade(&reader_vault), reads.clone());
+    reader_vault.observe(Arc::new(move |_: &[String]| {
+        if let Some(v) = rv.upgrade() {
+            *counter.lock().unwrap() = v.count("notes").unwrap();
+        }
+    }));
+    assert!(reader_vault.unobserve(id));
+    assert!(!reader_vault.unobserve(id));
+    reader_vault.put("notes", "d", &[], b"4").unwrap();
+    assert_eq!(*reads.lock().unwrap(), 2);
+    assert_eq!(heard.lock().unwrap().len(), 3);
+}

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::fold;
 use crate::changes::{Apply, Collection, CollectionSpec, OutsideStore, Pulled};
 use crate::schema::{Schema, SchemaError};
+use crate::vault::{ChangeObserver, ChangeObservers};
 
 /// A published document.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -201,6 +202,7 @@ impl OutsideStore for Library {
 /// bookmarks and notes lives in the vault).
 pub struct Library {
     conn: Mutex<Connection>,
+    observers: ChangeObservers,
 }
 
 impl Library {
@@ -218,7 +220,23 @@ impl Library {
         SCHEMA.migrate(&mut conn)?;
         Ok(Library {
             conn: Mutex::new(conn),
+            observers: ChangeObservers::default(),
         })
+    }
+
+    /// Calls `observer` after every committed change of the documents, with
+    /// `["handbook.documents"]`; returns the id to stop with [`Library::unobserve`].
+    pub fn observe(&self, observer: ChangeObserver) -> u64 {
+        self.observers.add(observer)
+    }
+
+    /// Stops the observer `id`; returns whether it was there.
+    pub fn unobserve(&self, id: u64) -> bool {
+        self.observers.remove(id)
+    }
+
+    fn changed(&self) {
+        self.observers.notify(&[SYNCED.name.to_owned()]);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -266,7 +284,11 @@ impl Library {
             )?;
         }
         tx.commit()?;
+        drop(conn);
         log::debug!(documents = docs.len(); "library documents stored");
+        if !docs.is_empty() {
+            self.changed();
+        }
         Ok(())
     }
 
@@ -283,6 +305,10 @@ impl Library {
             delete_row(&tx, rowid)?;
         }
         tx.commit()?;
+        drop(conn);
+        if rowid.is_some() {
+            self.changed();
+        }
         Ok(rowid.is_some())
     }
 

@@ -119,6 +119,50 @@ pub struct Vault {
     /// rotation, wipe): they run one at a time, so the key slot on disk and the wrapper in
     /// memory always come from the same, last, operation.
     key_ops: Mutex<()>,
+    observers: ChangeObservers,
+}
+
+/// Called after a transaction commits, with the collections it wrote (sorted, each once), on
+/// the thread that committed, after the store's lock is released. Keep it short.
+pub type ChangeObserver = Arc<dyn Fn(&[String]) + Send + Sync>;
+
+/// The observers of a store (the vault, the document library): told of each committed change.
+#[derive(Default)]
+pub struct ChangeObservers {
+    inner: Mutex<(u64, Vec<(u64, ChangeObserver)>)>,
+}
+
+impl ChangeObservers {
+    /// Adds `observer`; returns the id to remove it with.
+    pub fn add(&self, observer: ChangeObserver) -> u64 {
+        let mut inner = lock(&self.inner);
+        inner.0 += 1;
+        let id = inner.0;
+        inner.1.push((id, observer));
+        id
+    }
+
+    /// Removes the observer `id`; returns whether it was there.
+    pub fn remove(&self, id: u64) -> bool {
+        let mut inner = lock(&self.inner);
+        let before = inner.1.len();
+        inner.1.retain(|(i, _)| *i != id);
+        inner.1.len() != before
+    }
+
+    /// Tells every observer that `changed` collections changed (nothing when empty). Call it
+    /// after the store's lock is released: an observer may read the store.
+    pub fn notify(&self, changed: &[String]) {
+        if changed.is_empty() {
+            return;
+        }
+        // A copy, so an observer may add or remove observers.
+        let observers: Vec<ChangeObserver> =
+            lock(&self.inner).1.iter().map(|(_, o)| o.clone()).collect();
+        for observer in observers {
+            observer(changed);
+        }
+    }
 }
 
 /// The first step of a wipe, one transaction: the key slots are overwritten and deleted and
@@ -245,6 +289,7 @@ impl Vault {
             interrupt,
             closed: AtomicBool::new(false),
             key_ops: Mutex::new(()),
+            observers: ChangeObservers::default(),
         })
     }
 
@@ -318,6 +363,7 @@ impl Vault {
         f: impl FnOnce(&VaultTx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         let mut failure: Option<E> = None;
+        let mut changed = Vec::new();
         let outcome = self.with_state(|state| {
             let tx = state
                 .conn
@@ -326,9 +372,12 @@ impl Vault {
                 conn: &tx,
                 keys: &state.keys,
                 closed: &self.closed,
+                changed: Default::default(),
             };
             match f(&vtx) {
                 Ok(value) => {
+                    changed = vtx.changed.take().into_iter().collect();
+                    drop(vtx);
                     tx.commit()?;
                     Ok(Some(value))
                 }
@@ -342,10 +391,25 @@ impl Vault {
         match (outcome, failure) {
             (_, Some(_)) if self.is_closed() => Err(VaultError::Closed.into()),
             (_, Some(e)) => Err(e),
-            (Ok(Some(value)), None) => Ok(value),
+            (Ok(Some(value)), None) => {
+                // After the vault's lock is released: an observer may read the vault.
+                self.observers.notify(&changed);
+                Ok(value)
+            }
             (Err(e), None) => Err(e.into()),
             (Ok(None), None) => Err(VaultError::Closed.into()),
         }
+    }
+
+    /// Calls `observer` after every committed transaction that wrote records, with the
+    /// collections it wrote; returns the id to stop with [`Vault::unobserve`].
+    pub fn observe(&self, observer: ChangeObserver) -> u64 {
+        self.observers.add(observer)
+    }
+
+    /// Stops the observer `id`; returns whether it was there.
+    pub fn unobserve(&self, id: u64) -> bool {
+        self.observers.remove(id)
     }
 
     fn read<T>(&self, f: impl FnOnce(&VaultTx<'_>) -> Result<T>) -> Result<T> {
@@ -354,6 +418,7 @@ impl Vault {
                 conn: &state.conn,
                 keys: &state.keys,
                 closed: &self.closed,
+                changed: Default::default(),
             })
         })
     }
@@ -559,11 +624,13 @@ impl Vault {
                 conn: &tx,
                 keys: &state.keys,
                 closed: &self.closed,
+                changed: Default::default(),
             };
             let new = VaultTx {
                 conn: &tx,
                 keys: &new_keys,
                 closed: &self.closed,
+                changed: Default::default(),
             };
             let count = rows.len() as u64;
             for (collection, id_hash, envelope) in rows {
@@ -597,6 +664,7 @@ impl Vault {
                 conn: &tx,
                 keys: &state.keys,
                 closed: &self.closed,
+                changed: Default::default(),
             };
             let mut stmt = tx.prepare(
                 "SELECT collection, id_hash, envelope FROM records ORDER BY collection, id_hash",
@@ -842,9 +910,18 @@ pub struct VaultTx<'a> {
     conn: &'a Connection,
     keys: &'a KeySet,
     closed: &'a AtomicBool,
+    /// Collections written in this transaction, for the change observers.
+    changed: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl VaultTx<'_> {
+    fn mark_changed(&self, collection: &str) {
+        let mut changed = self.changed.borrow_mut();
+        if !changed.contains(collection) {
+            changed.insert(collection.to_owned());
+        }
+    }
+
     fn id_hash(&self, collection: &str, id: &str) -> [u8; crypto::MAC_LEN] {
         self.keys.collection(collection).id.tag(&[id.as_bytes()])
     }
@@ -902,6 +979,7 @@ impl VaultTx<'_> {
                 )));
             }
         }
+        self.mark_changed(collection);
         let keys = self.keys.collection(collection);
         let id_hash = keys.id.tag(&[id.as_bytes()]);
         let payload = codec::encode_payload(id, index, body);
@@ -962,6 +1040,7 @@ impl VaultTx<'_> {
             .query_row(params![collection, &id_hash[..]], |r| r.get(0))
             .optional()?;
         if let Some(record_id) = record_id {
+            self.mark_changed(collection);
             self.conn
                 .prepare_cached("DELETE FROM record_index WHERE record_id = ?1")?
                 .execute([record_id])?;

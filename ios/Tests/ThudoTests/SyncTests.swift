@@ -69,6 +69,72 @@ final class SyncTests: XCTestCase {
         await phone.shutdown()
     }
 
+    final class Seen: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lists: [[String]] = []
+        func add(_ list: [String]) { lock.lock(); lists.append(list); lock.unlock() }
+        var all: [[String]] { lock.lock(); defer { lock.unlock() }; return lists }
+        func clear() { lock.lock(); lists.removeAll(); lock.unlock() }
+    }
+
+    /// Waits up to 10 s for `seen` to hold `count` lists.
+    func waitFor(_ seen: Seen, count: Int) async throws {
+        for _ in 0..<200 where seen.all.count < count { try await Task.sleep(nanoseconds: 50_000_000) }
+        XCTAssertGreaterThanOrEqual(seen.all.count, count, "changes not reported in time")
+    }
+
+    func testScreensHearOfLocalWritesAndOfWhatSyncBrings() async throws {
+        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
+            return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")
+        }
+        let citizen = ProcessInfo.processInfo.environment["THUDO_DEMO_CITIZEN"] ?? "001088012345"
+        let client = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4,
+                                                           backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
+        let phone = try await Vault.openWithPassphrase(path: temp("observe-phone"), passphrase: "p", options: testOptions)
+        let tablet = try await Vault.openWithPassphrase(path: temp("observe-tablet"), passphrase: "p", options: testOptions)
+        try await registerForTest(client, phone, citizenId: citizen, name: "observe test phone (Swift)")
+        try await registerForTest(client, tablet, citizenId: citizen, name: "observe test tablet (Swift)")
+        let library = try await HandbookLibrary.open(path: temp("observe-library") + ".db")
+
+        // The library's documents arrive by sync.
+        let documents = Seen()
+        let documentStream = library.changes()
+        let documentTask = Task { for await c in documentStream { documents.add(c) } }
+        _ = try await client.sync(vault: tablet, library: library)
+        try await waitFor(documents, count: 1)
+        XCTAssertEqual(documents.all.first, ["handbook.documents"])
+        documentTask.cancel()
+
+        // Notes: a local write, then one made on the phone and brought by sync.
+        let notes = Seen()
+        let noteStream = tablet.changes(["handbook.note"])
+        let noteTask = Task { for await c in noteStream { notes.add(c) } }
+        _ = try await MemberHandbook(vault: tablet).saveNote(id: "observe-local", documentId: "nq-57-2024", text: "ghi trên máy tính bảng")
+        try await waitFor(notes, count: 1)
+        XCTAssertEqual(notes.all, [["handbook.note"]])
+        // Another collection is not reported to this observer.
+        try await MemberHandbook(vault: tablet).setProfile(profile: MemberProfile(
+            fullName: "Nguyễn Văn An", dateOfBirth: "1985-04-30", sex: "nam", joinedOn: "2010-05-19", officialOn: "2011-05-19",
+            partyCardNumber: "01.123456", cell: "Chi bộ Tổ dân phố 5", parentOrganisations: ["Đảng bộ phường Dịch Vọng"],
+            citizenId: "001085012345", phone: "0912345678"))
+        _ = try await MemberHandbook(vault: phone).saveNote(id: "observe-remote", documentId: "nq-57-2024", text: "ghi trên điện thoại")
+        _ = try await client.sync(vault: phone)
+        _ = try await client.sync(vault: tablet)
+        try await waitFor(notes, count: 2)
+        XCTAssertTrue(notes.all.allSatisfy { $0 == ["handbook.note"] }, "\(notes.all)")
+        let onTablet = try await MemberHandbook(vault: tablet).notesFor(documentId: "nq-57-2024")
+        XCTAssertEqual(onTablet.first { $0.id == "observe-remote" }?.text, "ghi trên điện thoại")
+        // Cancelling the task stops the observation.
+        noteTask.cancel()
+        _ = await noteTask.value
+        notes.clear()
+        _ = try await MemberHandbook(vault: tablet).saveNote(id: "observe-after", documentId: "nq-57-2024", text: "không ai nghe")
+        try await Task.sleep(nanoseconds: 200_000_000)
+        XCTAssertEqual(notes.all, [])
+        await phone.shutdown()
+        await tablet.shutdown()
+    }
+
     func testTwoDevicesSyncHandbookHealthAndNotes() async throws {
         guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
             return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")

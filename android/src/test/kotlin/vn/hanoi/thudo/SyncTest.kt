@@ -72,6 +72,48 @@ class SyncTest {
     }
 
     @Test
+    fun `screens hear of local writes and of what sync brings`() = runBlocking<Unit> {
+        val client = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val phone = Vault.openWithPassphrase(dir.resolve("observe-phone").toString(), "p", testOptions)
+        val tablet = Vault.openWithPassphrase(dir.resolve("observe-tablet").toString(), "p", testOptions)
+        registerForTest(client, phone, citizen, "observe test phone (Kotlin)")
+        registerForTest(client, tablet, citizen, "observe test tablet (Kotlin)")
+        val library = HandbookLibrary.open(dir.resolve("observe-library.db").toString())
+        val received = kotlinx.coroutines.channels.Channel<List<String>>(kotlinx.coroutines.channels.Channel.UNLIMITED)
+        suspend fun next() = kotlinx.coroutines.withTimeout(10_000) { received.receive() }
+
+        // The library's documents arrive by sync.
+        val documents = launch { library.changes().collect { received.send(it) } }
+        kotlinx.coroutines.yield()
+        client.sync(tablet, library)
+        assertEquals(listOf("handbook.documents"), next())
+        documents.cancel()
+        while (received.tryReceive().isSuccess) { /* the rest of the first pull's pages */ }
+
+        // Notes: a local write, then one made on the phone and brought by sync.
+        val notes = launch { tablet.changes("handbook.note").collect { received.send(it) } }
+        kotlinx.coroutines.yield()
+        MemberHandbook(tablet).saveNote("observe-local", "nq-57-2024", "ghi trên máy tính bảng")
+        assertEquals(listOf("handbook.note"), next())
+        // Another collection is not reported to this observer.
+        MemberHandbook(tablet).setProfile(MemberProfile("Nguyễn Văn An", "1985-04-30", "nam", "2010-05-19", "2011-05-19", "01.123456",
+            "Chi bộ Tổ dân phố 5", listOf("Đảng bộ phường Dịch Vọng"), "001085012345", "0912345678"))
+        MemberHandbook(phone).saveNote("observe-remote", "nq-57-2024", "ghi trên điện thoại")
+        client.sync(phone)
+        client.sync(tablet)
+        assertEquals(listOf("handbook.note"), next())
+        assertEquals("ghi trên điện thoại", MemberHandbook(tablet).notesFor("nq-57-2024").single { it.id == "observe-remote" }.text)
+        // Stopping the collector stops the observation.
+        notes.cancel()
+        notes.join()
+        while (received.tryReceive().isSuccess) { /* the sync's other pages */ }
+        MemberHandbook(tablet).saveNote("observe-after", "nq-57-2024", "không ai nghe")
+        assertTrue(received.tryReceive().isFailure)
+        phone.shutdown()
+        tablet.shutdown()
+    }
+
+    @Test
     fun `two devices of one citizen sync handbook, health and notes`() = runBlocking<Unit> {
         val client = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
         val phone = Vault.openWithPassphrase(dir.resolve("phone").toString(), "p", testOptions)
