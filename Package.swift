@@ -44,6 +44,8 @@ let package = Package(
             linkerSettings: linker
         ),
         .testTarget(name: "ThudoTests", dependencies: ["Thudo"], path: "ios/Tests/ThudoTests"),
+        // The sample program (not a product), run by scripts/test-swift.sh.
+        .executableTarget(name: "CitizenDay", dependencies: ["Thudo"], path: "ios/Samples/CitizenDay"),
     ],
     swiftLanguageModes: [.v6]
 )

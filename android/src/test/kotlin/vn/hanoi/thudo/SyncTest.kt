@@ -83,16 +83,14 @@ class SyncTest {
         suspend fun next() = kotlinx.coroutines.withTimeout(10_000) { received.receive() }
 
         // The library's documents arrive by sync.
-        val documents = launch { library.changes().collect { received.send(it) } }
-        kotlinx.coroutines.yield()
+        val documents = launch(start = kotlinx.coroutines.CoroutineStart.UNDISPATCHED) { library.changes().collect { received.send(it) } }
         client.sync(tablet, library)
         assertEquals(listOf("handbook.documents"), next())
         documents.cancel()
         while (received.tryReceive().isSuccess) { /* the rest of the first pull's pages */ }
 
         // Notes: a local write, then one made on the phone and brought by sync.
-        val notes = launch { tablet.changes("handbook.note").collect { received.send(it) } }
-        kotlinx.coroutines.yield()
+        val notes = launch(start = kotlinx.coroutines.CoroutineStart.UNDISPATCHED) { tablet.changes("handbook.note").collect { received.send(it) } }
         MemberHandbook(tablet).saveNote("observe-local", "nq-57-2024", "ghi trên máy tính bảng")
         assertEquals(listOf("handbook.note"), next())
         // Another collection is not reported to this observer.
