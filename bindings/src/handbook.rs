@@ -9,7 +9,7 @@ use thudo_core::handbook::library::{
     self, LibraryDocument as PartyDocument, SearchHit as DocumentHit,
 };
 
-use crate::{blocking, unix_now, Internal};
+use crate::{blocking, fit, now, signed, Internal};
 
 /// Errors of handbook calls.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -62,9 +62,9 @@ pub enum HandbookError {
     #[error("the library file is at schema {found}, newer than this build's {supported}")]
     NewerSchema {
         /// The file's version.
-        found: u32,
+        found: i64,
         /// The newest this build knows.
-        supported: u32,
+        supported: i64,
     },
     /// A bug in the library.
     #[error("internal error: {reason}")]
@@ -79,9 +79,10 @@ impl From<library::LibraryError> for HandbookError {
         match e {
             library::LibraryError::Invalid { reason } => HandbookError::Invalid { reason },
             library::LibraryError::Storage { reason } => HandbookError::Storage { reason },
-            library::LibraryError::NewerSchema { found, supported } => {
-                HandbookError::NewerSchema { found, supported }
-            }
+            library::LibraryError::NewerSchema { found, supported } => HandbookError::NewerSchema {
+                found: found.into(),
+                supported: supported.into(),
+            },
         }
     }
 }
@@ -169,10 +170,11 @@ impl HandbookLibrary {
     pub async fn search(
         &self,
         query: String,
-        limit: u32,
+        limit: i32,
     ) -> Result<Vec<DocumentHit>, HandbookError> {
         let inner = self.inner.clone();
-        blocking(move || Ok(inner.search(&query, limit as usize)?)).await
+        let limit = fit("limit", limit.into()).map_err(invalid)?;
+        blocking(move || Ok(inner.search(&query, limit)?)).await
     }
 
     /// A document by id.
@@ -226,11 +228,11 @@ pub enum FeeRelief {
     /// 30, 50 or 70% off for 1-12 months from `from_month` (`YYYY-MM`).
     Reduction {
         /// 30, 50 or 70.
-        percent: u8,
+        percent: i32,
         /// First month, `YYYY-MM`.
         from_month: String,
         /// 1-12.
-        months: u8,
+        months: i32,
     },
 }
 
@@ -242,11 +244,11 @@ pub struct FeeAssessment {
     /// Regulation applied.
     pub regulation: String,
     /// Before relief (VND).
-    pub base_vnd: u64,
+    pub base_vnd: i64,
     /// Percent taken off.
-    pub relief_percent: u8,
+    pub relief_percent: i32,
     /// Due (VND).
-    pub due_vnd: u64,
+    pub due_vnd: i64,
 }
 
 /// The party fee for `month` (`YYYY-MM`) under the regulations in force (01-QĐ/TW from
@@ -254,7 +256,7 @@ pub struct FeeAssessment {
 #[uniffi::export]
 pub fn compute_party_fee(
     basis: FeeBasis,
-    income_vnd: u64,
+    income_vnd: i64,
     month: String,
     relief: Option<FeeRelief>,
 ) -> Result<FeeAssessment, HandbookError> {
@@ -267,23 +269,23 @@ pub fn compute_party_fee(
             from_month,
             months,
         }) => Some(fees::Relief::Reduction {
-            percent,
+            percent: fit("percent", percent.into()).map_err(invalid)?,
             from: fees::YearMonth::parse(&from_month)?,
-            months,
+            months: fit("months", months.into()).map_err(invalid)?,
         }),
     };
     let situation = fees::FeeSituation {
         basis,
-        income_vnd,
+        income_vnd: fit("income_vnd", income_vnd).map_err(invalid)?,
         relief,
     };
     let a = rules.assess(&situation, fees::YearMonth::parse(&month)?)?;
     Ok(FeeAssessment {
         month: a.month.to_string(),
         regulation: a.regulation,
-        base_vnd: a.base_vnd,
-        relief_percent: a.relief_percent,
-        due_vnd: a.due_vnd,
+        base_vnd: signed(a.base_vnd),
+        relief_percent: a.relief_percent.into(),
+        due_vnd: signed(a.due_vnd),
     })
 }
 
@@ -317,7 +319,7 @@ pub struct DocumentNote {
     /// The text; empty for a bookmark.
     pub text: String,
     /// Last change (unix seconds).
-    pub updated_at: u64,
+    pub updated_at: i64,
 }
 
 /// The member summary (core's type, carried as it is).
@@ -406,7 +408,7 @@ pub enum ProcedureRequest {
         /// Months, `YYYY-MM`.
         months: Vec<String>,
         /// VND.
-        amount_vnd: u64,
+        amount_vnd: i64,
     },
     /// Comments from the residence-area cell.
     ResidenceComment {
@@ -482,7 +484,7 @@ pub struct ProcedureInfo {
     /// Where it stands.
     pub status: ProcedureStatus,
     /// Device time of the last change.
-    pub updated_at: u64,
+    pub updated_at: i64,
 }
 
 /// The member's own handbook data, encrypted in the vault; every change the member makes is
@@ -536,7 +538,7 @@ impl MemberHandbook {
                 id,
                 document_id,
                 text,
-                updated_at: unix_now(),
+                updated_at: now(),
             };
             h.save_note(&note).map(|()| note)
         })
@@ -564,11 +566,8 @@ impl MemberHandbook {
         meeting_id: String,
         status: AttendanceStatus,
     ) -> Result<(), HandbookError> {
-        self.run(move |h| {
-            h.record_attendance(&meeting_id, status, unix_now())
-                .map(|_| ())
-        })
-        .await
+        self.run(move |h| h.record_attendance(&meeting_id, status, now()).map(|_| ()))
+            .await
     }
 
     /// Stores notices from the backend, keeping read state.
@@ -583,7 +582,7 @@ impl MemberHandbook {
 
     /// Marks a notice read (queued for sync).
     pub async fn mark_notice_read(&self, id: String) -> Result<(), HandbookError> {
-        self.run(move |h| h.mark_notice_read(&id, unix_now())).await
+        self.run(move |h| h.mark_notice_read(&id, now())).await
     }
 
     /// Saves a procedure draft (not validated yet).
@@ -592,13 +591,12 @@ impl MemberHandbook {
         id: String,
         request: ProcedureRequest,
     ) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.save_draft(&id, request, unix_now()))
-            .await
+        self.run(move |h| h.save_draft(&id, request, now())).await
     }
 
     /// Validates a draft and queues it for submission; a bad draft stays a draft.
     pub async fn queue_procedure(&self, id: String) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.queue(&id, unix_now())).await
+        self.run(move |h| h.queue(&id, now())).await
     }
 
     /// Applies a status reported by the backend.
@@ -607,8 +605,7 @@ impl MemberHandbook {
         id: String,
         status: ProcedureStatus,
     ) -> Result<ProcedureInfo, HandbookError> {
-        self.run(move |h| h.apply_status(&id, status, unix_now()))
-            .await
+        self.run(move |h| h.apply_status(&id, status, now())).await
     }
 
     /// Records a month's assessment in the fee ledger (keeps what was paid).
@@ -621,9 +618,10 @@ impl MemberHandbook {
             let a = fees::Assessment {
                 month: fees::YearMonth::parse(&assessment.month)?,
                 regulation: assessment.regulation,
-                base_vnd: assessment.base_vnd,
-                relief_percent: assessment.relief_percent,
-                due_vnd: assessment.due_vnd,
+                base_vnd: fit("base_vnd", assessment.base_vnd).map_err(invalid)?,
+                relief_percent: fit("relief_percent", assessment.relief_percent.into())
+                    .map_err(invalid)?,
+                due_vnd: fit("due_vnd", assessment.due_vnd).map_err(invalid)?,
             };
             Ok(fees::FeeLedger::new(&vault).record_assessment(a)?)
         })
@@ -634,9 +632,10 @@ impl MemberHandbook {
     pub async fn record_fee_payment(
         &self,
         month: String,
-        amount_vnd: u64,
+        amount_vnd: i64,
     ) -> Result<(), HandbookError> {
         let vault = self.vault.clone();
+        let amount_vnd = fit("amount_vnd", amount_vnd).map_err(invalid)?;
         blocking(move || {
             fees::FeeLedger::new(&vault)
                 .record_payment(fees::YearMonth::parse(&month)?, amount_vnd)?;
@@ -646,8 +645,9 @@ impl MemberHandbook {
     }
 
     /// The year's fee standing: unpaid months, and whether three or more are unpaid.
-    pub async fn fee_standing(&self, year: u16) -> Result<FeeStanding, HandbookError> {
+    pub async fn fee_standing(&self, year: i32) -> Result<FeeStanding, HandbookError> {
         let vault = self.vault.clone();
+        let year = fit("year", year.into()).map_err(invalid)?;
         blocking(move || {
             let s = fees::FeeLedger::new(&vault).standing(year)?;
             Ok(FeeStanding {
@@ -676,3 +676,7 @@ impl From<thudo_core::vault::VaultError> for HandbookError {
 }
 
 crate::error_api!(HandbookError, "handbook", retryable: [Locked]);
+
+fn invalid(reason: String) -> HandbookError {
+    HandbookError::Invalid { reason }
+}

@@ -157,13 +157,13 @@ impl HealthCardVerifier {
     }
 
     /// Trusts `issuer`'s keys from its JWKS document; returns how many were added.
-    pub fn add_jwks(&self, issuer: String, jwks_json: String) -> Result<u32, HealthCardError> {
-        Ok(self.trust().add_jwks(&issuer, &jwks_json)? as u32)
+    pub fn add_jwks(&self, issuer: String, jwks_json: String) -> Result<i64, HealthCardError> {
+        Ok(crate::signed(self.trust().add_jwks(&issuer, &jwks_json)?))
     }
 
     /// Loads a revocation list; returns how many entries it has.
-    pub fn add_crl(&self, crl_json: String) -> Result<u32, HealthCardError> {
-        Ok(self.trust().add_crl(&crl_json)? as u32)
+    pub fn add_crl(&self, crl_json: String) -> Result<i64, HealthCardError> {
+        Ok(crate::signed(self.trust().add_crl(&crl_json)?))
     }
 
     /// Verifies a card from its QR text(s): one `shc:/` text, or all chunks of one card.
@@ -222,7 +222,7 @@ pub struct DoseStatus {
     /// Vaccine code.
     pub vaccine: String,
     /// Dose number.
-    pub dose: u32,
+    pub dose: i32,
     /// State.
     pub state: DoseState,
     /// Due date `YYYY-MM-DD`, when known.
@@ -235,7 +235,7 @@ impl From<schedule::DoseStatus> for DoseStatus {
     fn from(s: schedule::DoseStatus) -> Self {
         DoseStatus {
             vaccine: s.vaccine.to_owned(),
-            dose: s.dose,
+            dose: crate::signed(s.dose) as i32,
             state: s.state,
             due_on: s.due_on.map(|d| d.to_string()),
             given_on: s.given_on.map(|d| d.to_string()),

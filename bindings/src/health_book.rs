@@ -12,7 +12,7 @@ use thudo_core::health::records::{
 use thudo_core::health::{fhir, records, schedule, shc};
 
 use crate::health::{DoseStatus, HealthCardVerifier};
-use crate::{blocking, unix_now, Internal};
+use crate::{blocking, signed, unix_now, Internal};
 
 /// Errors of the health book. Nothing is stored when any is returned.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -245,7 +245,7 @@ pub enum HealthEntryStatus {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct HealthImportEntry {
     /// Position in the bundle (0-based).
-    pub index: u32,
+    pub index: i64,
     /// `Type/id` as stored (empty when the entry could not be read).
     pub key: String,
     /// What became of it.
@@ -260,15 +260,15 @@ pub struct HealthImportEntry {
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct HealthImport {
     /// Records stored (new or replaced), shared ones included.
-    pub stored: u32,
+    pub stored: i64,
     /// Stored records per resource type.
-    pub by_type: HashMap<String, u32>,
+    pub by_type: HashMap<String, i64>,
     /// The people the import was about.
     pub people: Vec<String>,
     /// Entries not stored because they only mark an empty IPS section.
-    pub skipped: u32,
+    pub skipped: i64,
     /// Entries refused (see `entries` for why).
-    pub refused: u32,
+    pub refused: i64,
     /// Every entry, in bundle order.
     pub entries: Vec<HealthImportEntry>,
     /// References of stored records that resolve to nothing in the book (`Type/id -> ref`).
@@ -281,16 +281,16 @@ pub struct HealthImport {
 impl From<records::ImportSummary> for HealthImport {
     fn from(s: records::ImportSummary) -> Self {
         HealthImport {
-            stored: s.stored as u32,
-            by_type: s.by_type.into_iter().map(|(k, v)| (k, v as u32)).collect(),
+            stored: signed(s.stored),
+            by_type: s.by_type.into_iter().map(|(k, v)| (k, signed(v))).collect(),
             people: s.people,
-            skipped: s.skipped as u32,
-            refused: s.refused as u32,
+            skipped: signed(s.skipped),
+            refused: signed(s.refused),
             entries: s
                 .entries
                 .into_iter()
                 .map(|e| HealthImportEntry {
-                    index: e.index as u32,
+                    index: signed(e.index),
                     key: e.key,
                     status: e.status,
                     person: e.person,

@@ -52,6 +52,24 @@ pub(crate) fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The system clock as the host sees time: signed unix seconds.
+pub(crate) fn now() -> i64 {
+    signed(unix_now())
+}
+
+/// A core number as the host sees it. The host has no unsigned types (Java cannot call
+/// functions taking them), so every number crosses as `i64` (or `i32` for small ones); a value
+/// beyond `i64::MAX` (none that core makes) saturates rather than turning negative.
+pub(crate) fn signed(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+/// A host number as the width core uses, or `Err(reason)` naming `what` when it does not fit
+/// (a negative time, a route over 65,535): refused, never wrapped.
+pub(crate) fn fit<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T, String> {
+    T::try_from(value).map_err(|_| format!("{what} {value} is out of range"))
+}
+
 /// The stable code of an error: `domain.variant_in_snake_case`, from the variant's name.
 pub(crate) fn error_code(domain: &str, error: &impl std::fmt::Debug) -> String {
     let debug = format!("{error:?}");

@@ -7,14 +7,13 @@ use std::time::Duration;
 use thudo_core::sync::client as core;
 use thudo_core::sync::client::{SyncEvent as SyncProgress, SyncReport};
 use thudo_core::sync::protocol;
-use thudo_core::transit::backend::TapReceipt as TapUploadReceipt;
+use thudo_core::transit::backend::TapReceipt;
 
 use crate::handbook::HandbookLibrary;
 use crate::health::HealthCardVerifier;
-use crate::transit::{TransitPhone, TransitValidator};
+use crate::transit::{TransitPhone, TransitValidator, TrustedIssuerKey};
 use crate::vault::Vault;
-use crate::Internal;
-use thudo_core::transit::issuer::TrustedIssuerKey;
+use crate::{signed, Internal};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 
 /// Why a sync call failed. After any of these, what was acknowledged is out of the outbox and
@@ -40,7 +39,7 @@ pub enum SyncError {
     #[error("server unavailable after {attempts} attempts: {last}")]
     Unavailable {
         /// Attempts made.
-        attempts: u32,
+        attempts: i32,
         /// The last failure.
         last: String,
     },
@@ -48,7 +47,7 @@ pub enum SyncError {
     #[error("refused ({status} {code}): {detail}")]
     Refused {
         /// HTTP status.
-        status: u16,
+        status: i32,
         /// Error code.
         code: String,
         /// The server's message.
@@ -108,13 +107,16 @@ impl From<core::SyncError> for SyncError {
             E::InsecureUrl { url, reason } => SyncError::InsecureUrl { url, reason },
             E::NotRegistered => SyncError::NotRegistered,
             E::Unauthorized => SyncError::Unauthorized,
-            E::Unavailable { attempts, last } => SyncError::Unavailable { attempts, last },
+            E::Unavailable { attempts, last } => SyncError::Unavailable {
+                attempts: crate::signed(attempts) as i32,
+                last,
+            },
             E::Refused {
                 status,
                 code,
                 message,
             } => SyncError::Refused {
-                status,
+                status: status.into(),
                 code,
                 detail: message,
             },
@@ -133,11 +135,11 @@ pub struct SyncSettings {
     /// `https://...` (`http://` to loopback only).
     pub base_url: String,
     /// Per-request limit, ms (default 20,000).
-    pub request_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<i64>,
     /// Attempts per request (default 6).
-    pub max_attempts: Option<u32>,
+    pub max_attempts: Option<i32>,
     /// First backoff, ms (default 500; doubles with jitter up to 60 s).
-    pub backoff_base_ms: Option<u64>,
+    pub backoff_base_ms: Option<i64>,
     /// SHA-256 of the server's SubjectPublicKeyInfo, hex: when given, the certificate must carry
     /// one of these keys.
     pub pinned_spki_sha256_hex: Vec<String>,
@@ -149,23 +151,23 @@ pub enum SyncProgress {
     /// Outbox mutations acknowledged so far.
     Pushed {
         /// Done.
-        done: u64,
+        done: i64,
         /// Pending at the start.
-        total: u64,
+        total: i64,
     },
     /// Changes received so far in a collection.
     Pulled {
         /// Collection.
         collection: String,
         /// Received.
-        received: u64,
+        received: i64,
     },
     /// A request failed and will be retried.
     Retrying {
         /// Failed attempt (1-based).
-        attempt: u32,
+        attempt: i64,
         /// Delay, ms.
-        delay_ms: u64,
+        delay_ms: i64,
         /// What failed.
         reason: String,
     },
@@ -191,40 +193,40 @@ impl core::SyncObserver for Forward {
 #[uniffi::remote(Record)]
 pub struct SyncReport {
     /// Mutations applied by the server.
-    pub pushed: u64,
+    pub pushed: i64,
     /// Mutations the server already had.
-    pub duplicates: u64,
+    pub duplicates: i64,
     /// Mutations older than the server's copy (last writer wins).
-    pub superseded_on_server: u64,
+    pub superseded_on_server: i64,
     /// Mutations refused for good.
-    pub rejected: u64,
+    pub rejected: i64,
     /// Changes received.
-    pub pulled: u64,
+    pub pulled: i64,
     /// Changes applied.
-    pub applied: u64,
+    pub applied: i64,
     /// Changes older than the local copy.
-    pub superseded_locally: u64,
+    pub superseded_locally: i64,
     /// Changes not understood by this version.
-    pub skipped: u64,
+    pub skipped: i64,
     /// Requests retried.
-    pub retries: u64,
+    pub retries: i64,
     /// Server clock minus device clock, ms; pass `/ 1000` to `TransitPhone.setClockOffset`.
     pub clock_offset_ms: Option<i64>,
     /// Duration, ms.
-    pub elapsed_ms: u64,
+    pub elapsed_ms: i64,
 }
 
 /// A bought transit product.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct CredentialPurchase {
     /// The card number.
-    pub card_id: u64,
+    pub card_id: i64,
     /// Price, VND.
-    pub price_vnd: u64,
+    pub price_vnd: i64,
     /// Pass validity, unix seconds.
-    pub pass_valid_from: u32,
+    pub pass_valid_from: i64,
     /// Pass validity, unix seconds.
-    pub pass_valid_until: u32,
+    pub pass_valid_until: i64,
 }
 
 /// What an offline validator needs from the backend.
@@ -236,20 +238,32 @@ pub struct ValidatorFeed {
     pub deny_list: Vec<u8>,
 }
 
-/// An accepted tap upload (core's type, carried as it is).
-#[uniffi::remote(Record)]
+/// An accepted tap upload.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TapUploadReceipt {
     /// Taps stored now.
-    pub stored: u32,
+    pub stored: i64,
     /// Taps the server already had.
-    pub duplicates: u32,
+    pub duplicates: i64,
     /// Every tap up to this sequence number is stored at the backend (and acknowledged).
-    pub acknowledged_seq: u64,
+    pub acknowledged_seq: i64,
     /// Pay-as-you-go fares charged, VND.
-    pub charged_vnd: u64,
+    pub charged_vnd: i64,
     /// Taps this validator accepted that the backend did not charge (no or forged evidence,
     /// revoked or invalid at the QR's time, a QR already used on this or another validator).
-    pub not_charged: u32,
+    pub not_charged: i64,
+}
+
+impl From<TapReceipt> for TapUploadReceipt {
+    fn from(r: TapReceipt) -> Self {
+        TapUploadReceipt {
+            stored: r.stored.into(),
+            duplicates: r.duplicates.into(),
+            acknowledged_seq: signed(r.acknowledged_seq),
+            charged_vnd: signed(r.charged_vnd),
+            not_charged: r.not_charged.into(),
+        }
+    }
 }
 
 /// One of the citizen's devices.
@@ -273,7 +287,7 @@ pub struct ValidatorEnrolment {
     /// The operator's label.
     pub label: String,
     /// The route it serves, for a bus (configure `ValidatorConfig.route` with it).
-    pub route: Option<u16>,
+    pub route: Option<i32>,
     /// The gate it guards, for a metro gate.
     pub gate: Option<String>,
 }
@@ -300,13 +314,13 @@ impl SyncClient {
     pub fn new(settings: SyncSettings) -> Result<Arc<Self>, SyncError> {
         let mut c = core::SyncConfig::new(&settings.base_url);
         if let Some(ms) = settings.request_timeout_ms {
-            c.request_timeout = Duration::from_millis(ms.max(1));
+            c.request_timeout = Duration::from_millis(ms.max(1) as u64);
         }
         if let Some(n) = settings.max_attempts {
-            c.max_attempts = n.max(1);
+            c.max_attempts = n.max(1) as u32;
         }
         if let Some(ms) = settings.backoff_base_ms {
-            c.backoff_base = Duration::from_millis(ms);
+            c.backoff_base = Duration::from_millis(ms.max(0) as u64);
         }
         for pin in &settings.pinned_spki_sha256_hex {
             let bytes = unhex(pin).ok().filter(|b| b.len() == 32).ok_or_else(|| {
@@ -396,7 +410,7 @@ impl SyncClient {
         Ok(ValidatorEnrolment {
             validator_id: r.validator_id,
             label: r.label,
-            route: r.route,
+            route: r.route.map(i32::from),
             gate: r.gate,
         })
     }
@@ -445,9 +459,14 @@ impl SyncClient {
         phone: Arc<TransitPhone>,
         product: TransitProduct,
         category: PassengerCategory,
-        route: u16,
+        route: i32,
         month: String,
     ) -> Result<CredentialPurchase, SyncError> {
+        let route = crate::fit("route", route.into()).map_err(|reason| SyncError::Refused {
+            status: 400,
+            code: "invalid_route".into(),
+            detail: reason,
+        })?;
         let order = thudo_core::transit::backend::CredentialOrder {
             product,
             category,
@@ -463,10 +482,10 @@ impl SyncClient {
                 reason: format!("the purchase task failed: {e}"),
             })??;
         Ok(CredentialPurchase {
-            card_id: r.card_id,
-            price_vnd: r.price_vnd,
-            pass_valid_from: r.pass_valid_from,
-            pass_valid_until: r.pass_valid_until,
+            card_id: signed(r.card_id),
+            price_vnd: signed(r.price_vnd),
+            pass_valid_from: r.pass_valid_from.into(),
+            pass_valid_until: r.pass_valid_until.into(),
         })
     }
 
@@ -482,7 +501,7 @@ impl SyncClient {
             .run(self.inner.validator_feed(vault.core()))
             .await?;
         Ok(ValidatorFeed {
-            issuer_keys: feed.issuer_keys,
+            issuer_keys: feed.issuer_keys.into_iter().map(Into::into).collect(),
             deny_list: unhex(&feed.deny_list)?,
         })
     }
@@ -502,7 +521,7 @@ impl SyncClient {
         let upload = self
             .inner
             .upload_and_acknowledge(vault.core(), validator.inner.clone());
-        Ok(guard(cancel).run(upload).await?)
+        Ok(guard(cancel).run(upload).await?.into())
     }
 
     /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other

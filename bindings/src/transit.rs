@@ -4,14 +4,12 @@
 use std::sync::{Arc, Mutex};
 
 use thudo_core::transit as core;
-use thudo_core::transit::issuer::{CredentialRequest, TrustedIssuerKey};
-use thudo_core::transit::validator::{DenyListStatus, TapLogStatus, Verdict};
 use thudo_core::transit::{issuer, phone, validator};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 use validator::Reason as VerdictReason;
 
 use crate::vault::Vault;
-use crate::{blocking, unix_now, Internal};
+use crate::{blocking, signed, unix_now, Internal};
 
 /// Errors of transit calls.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -30,7 +28,7 @@ pub enum TransitError {
     #[error("credential expired at {not_after}")]
     CredentialExpired {
         /// When (unix seconds).
-        not_after: u32,
+        not_after: i64,
     },
     /// The credential is malformed or for another device.
     #[error("invalid credential: {reason}")]
@@ -80,7 +78,9 @@ impl From<core::TransitError> for TransitError {
         match err {
             E::InvalidRequest { reason } => TransitError::InvalidRequest { reason },
             E::NoCredential => TransitError::NoCredential,
-            E::CredentialExpired { not_after } => TransitError::CredentialExpired { not_after },
+            E::CredentialExpired { not_after } => TransitError::CredentialExpired {
+                not_after: not_after.into(),
+            },
             E::InvalidCredential { reason } => TransitError::InvalidCredential { reason },
             E::InvalidSignedData { reason } => TransitError::InvalidSignedData { reason },
             E::Signer { reason } => TransitError::Signer { reason },
@@ -166,67 +166,119 @@ pub enum VerdictReason {
     DenyListStale,
 }
 
-/// A validator's decision and the driver's screen line (core's type, carried as it is).
-#[uniffi::remote(Record)]
+// The transit types below keep their exact wire widths in core (the QR and credential formats
+// are bytes on the road); the host sees them as signed numbers.
+
+/// A validator's decision and the driver's screen line.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct Verdict {
     /// Let the passenger in?
     pub accepted: bool,
     /// Why.
     pub reason: VerdictReason,
     /// The card, when the QR was well formed.
-    pub card_id: Option<u64>,
+    pub card_id: Option<i64>,
     /// The product, when known.
     pub product: Option<TransitProduct>,
     /// The category, when known.
     pub category: Option<PassengerCategory>,
     /// One line for the driver (Vietnamese).
     pub display: String,
-    /// Validator time of the decision.
-    pub at: u64,
+    /// Validator time of the decision (unix seconds).
+    pub at: i64,
 }
 
-/// An issuer public key a validator trusts (core's type, carried as it is).
-#[uniffi::remote(Record)]
+impl From<validator::Verdict> for Verdict {
+    fn from(v: validator::Verdict) -> Self {
+        Verdict {
+            accepted: v.accepted,
+            reason: v.reason,
+            card_id: v.card_id.map(signed),
+            product: v.product,
+            category: v.category,
+            display: v.display,
+            at: signed(v.at),
+        }
+    }
+}
+
+/// An issuer public key a validator trusts.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TrustedIssuerKey {
-    /// Key id carried in credentials.
-    pub key_id: u16,
+    /// Key id carried in credentials (0-65,535).
+    pub key_id: i32,
     /// Uncompressed SEC1 P-256 key (65 bytes).
     pub public_key: Vec<u8>,
     /// Window start (unix seconds).
-    pub valid_from: u32,
+    pub valid_from: i64,
     /// Window end (unix seconds).
-    pub valid_until: u32,
+    pub valid_until: i64,
+}
+
+impl From<issuer::TrustedIssuerKey> for TrustedIssuerKey {
+    fn from(k: issuer::TrustedIssuerKey) -> Self {
+        TrustedIssuerKey {
+            key_id: k.key_id.into(),
+            public_key: k.public_key,
+            valid_from: k.valid_from.into(),
+            valid_until: k.valid_until.into(),
+        }
+    }
+}
+
+impl TryFrom<TrustedIssuerKey> for issuer::TrustedIssuerKey {
+    type Error = TransitError;
+    fn try_from(k: TrustedIssuerKey) -> Result<Self, TransitError> {
+        Ok(issuer::TrustedIssuerKey {
+            key_id: arg("key_id", k.key_id.into())?,
+            public_key: k.public_key,
+            valid_from: arg("valid_from", k.valid_from)?,
+            valid_until: arg("valid_until", k.valid_until)?,
+        })
+    }
+}
+
+/// The keys a host gave, as core holds them.
+pub(crate) fn trusted_keys(
+    keys: Vec<TrustedIssuerKey>,
+) -> Result<Vec<issuer::TrustedIssuerKey>, TransitError> {
+    keys.into_iter().map(TryInto::try_into).collect()
+}
+
+/// A host number as core's width, or `InvalidRequest`.
+fn arg<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T, TransitError> {
+    crate::fit(what, value).map_err(|reason| TransitError::InvalidRequest { reason })
 }
 
 /// The fields of an installed credential.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct CredentialInfo {
     /// Card or account number.
-    pub card_id: u64,
+    pub card_id: i64,
     /// Product.
     pub product: TransitProduct,
     /// Category.
     pub category: PassengerCategory,
     /// Route of a single-route pass, else 0.
-    pub route: u16,
+    pub route: i32,
     /// Pass validity start (unix seconds).
-    pub pass_valid_from: u32,
+    pub pass_valid_from: i64,
     /// Pass validity end (unix seconds).
-    pub pass_valid_until: u32,
+    pub pass_valid_until: i64,
     /// Show offline until (unix seconds).
-    pub not_after: u32,
+    pub not_after: i64,
 }
 
 impl From<core::wire::CredentialFields> for CredentialInfo {
     fn from(f: core::wire::CredentialFields) -> Self {
         CredentialInfo {
-            card_id: f.card_id,
+            card_id: signed(f.card_id),
             product: f.product,
             category: f.category,
-            route: f.route,
-            pass_valid_from: f.pass_valid_from,
-            pass_valid_until: f.pass_valid_until,
-            not_after: f.not_after,
+            route: f.route.into(),
+            pass_valid_from: f.pass_valid_from.into(),
+            pass_valid_until: f.pass_valid_until.into(),
+            not_after: f.not_after.into(),
         }
     }
 }
@@ -237,17 +289,17 @@ pub struct TransitQr {
     /// The QR text.
     pub text: String,
     /// QR version (at most 10).
-    pub version: u8,
+    pub version: i32,
     /// Modules per side.
-    pub size: u32,
+    pub size: i32,
     /// Row-major modules, true = dark.
     pub modules: Vec<bool>,
     /// An SVG rendering with quiet zone.
     pub svg: String,
     /// When it was made (unix seconds, corrected clock).
-    pub generated_at: u64,
-    /// When to ask for the next one (device clock).
-    pub refresh_at: u64,
+    pub generated_at: i64,
+    /// When to ask for the next one (unix seconds, device clock).
+    pub refresh_at: i64,
     /// Seconds until the credential expires.
     pub credential_expires_in: i64,
     /// True within the warning period before expiry: refresh the credential online.
@@ -259,11 +311,11 @@ impl From<phone::TransitQr> for TransitQr {
         TransitQr {
             svg: q.image.svg(320),
             text: q.text,
-            version: q.image.version,
-            size: q.image.size,
+            version: q.image.version.into(),
+            size: signed(q.image.size) as i32,
             modules: q.image.modules,
-            generated_at: q.generated_at,
-            refresh_at: q.refresh_at,
+            generated_at: signed(q.generated_at),
+            refresh_at: signed(q.refresh_at),
             credential_expires_in: q.credential_expires_in,
             expiry_warning: q.expiry_warning,
         }
@@ -324,8 +376,9 @@ impl TransitPhone {
     pub async fn open(
         vault: Arc<Vault>,
         signer: Option<Arc<dyn TransitSigner>>,
-        refresh_secs: u32,
+        refresh_secs: i32,
     ) -> Result<Arc<Self>, TransitError> {
+        let refresh_secs = arg("refresh_secs", refresh_secs.into())?;
         let core_vault = vault.core();
         let signer: Option<Arc<dyn phone::Signer>> =
             signer.map(|s| Arc::new(ForeignSigner(s)) as Arc<dyn phone::Signer>);
@@ -379,7 +432,8 @@ impl TransitPhone {
     }
 
     /// The QR to show at device time `now_unix` (tests and apps with their own clock).
-    pub async fn current_qr_at(&self, now_unix: u64) -> Result<TransitQr, TransitError> {
+    pub async fn current_qr_at(&self, now_unix: i64) -> Result<TransitQr, TransitError> {
+        let now_unix = arg("now_unix", now_unix)?;
         let inner = self.inner.clone();
         blocking(move || {
             inner
@@ -392,7 +446,7 @@ impl TransitPhone {
 
     /// The QR to show now (system clock).
     pub async fn current_qr(&self) -> Result<TransitQr, TransitError> {
-        self.current_qr_at(unix_now()).await
+        self.current_qr_at(crate::now()).await
     }
 }
 
@@ -400,50 +454,61 @@ impl TransitPhone {
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ValidatorConfig {
     /// The route this bus serves.
-    pub route: u16,
+    pub route: i32,
     /// Oldest QR accepted (seconds before the validator's clock).
     #[uniffi(default = 45)]
-    pub max_age_secs: u32,
+    pub max_age_secs: i64,
     /// Newest QR accepted (seconds after the validator's clock).
     #[uniffi(default = 15)]
-    pub max_future_secs: u32,
+    pub max_future_secs: i64,
     /// Same card refused for this long after an accept.
     #[uniffi(default = 120)]
-    pub passback_secs: u32,
+    pub passback_secs: i64,
     /// A deny list issued longer ago than this is stale (0: never).
     #[uniffi(default = 86400)]
-    pub max_deny_list_age_secs: u32,
+    pub max_deny_list_age_secs: i64,
     /// With a stale or missing deny list, refuse every scan (fail closed) instead of deciding
     /// with the list held (fail open, the default).
     #[uniffi(default = false)]
     pub fail_closed_when_stale: bool,
 }
 
-/// A validator's tap log: numbers are never reused; junk is counted, not logged (core's type,
-/// carried as it is).
-#[uniffi::remote(Record)]
+/// A validator's tap log: numbers are never reused; junk is counted, not logged.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TapLogStatus {
     /// The next tap's sequence number.
-    pub next_seq: u64,
+    pub next_seq: i64,
     /// Every tap up to this one is stored at the backend.
-    pub acked_seq: u64,
+    pub acked_seq: i64,
     /// Scans that were no transit QR at all (counted only).
-    pub unreadable_scans: u64,
+    pub unreadable_scans: i64,
     /// Rejected scans beyond the log's bound between uploads (counted only).
-    pub rejected_not_logged: u64,
+    pub rejected_not_logged: i64,
     /// Rejected scans logged since the last upload (bounded; beyond it they are counted only).
-    pub logged_rejected: u64,
+    pub logged_rejected: i64,
 }
 
-/// How current a validator's deny list is (core's type, carried as it is).
-#[uniffi::remote(Record)]
+impl From<validator::TapLogStatus> for TapLogStatus {
+    fn from(s: validator::TapLogStatus) -> Self {
+        TapLogStatus {
+            next_seq: signed(s.next_seq),
+            acked_seq: signed(s.acked_seq),
+            unreadable_scans: signed(s.unreadable_scans),
+            rejected_not_logged: signed(s.rejected_not_logged),
+            logged_rejected: signed(s.logged_rejected),
+        }
+    }
+}
+
+/// How current a validator's deny list is.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct DenyListStatus {
     /// Version in force (0: none yet).
-    pub version: u32,
+    pub version: i64,
     /// When the backend issued it (unix seconds).
-    pub issued_at: u32,
+    pub issued_at: i64,
     /// Seconds since then.
-    pub age_secs: u64,
+    pub age_secs: i64,
     /// Older than the configured age, or none installed: fetch the feed.
     pub stale: bool,
     /// Signed by a key no longer trusted (the issuer rotated keys): still enforced; fetch the
@@ -451,21 +516,33 @@ pub struct DenyListStatus {
     pub needs_refresh: bool,
 }
 
+impl From<validator::DenyListStatus> for DenyListStatus {
+    fn from(s: validator::DenyListStatus) -> Self {
+        DenyListStatus {
+            version: s.version.into(),
+            issued_at: s.issued_at.into(),
+            age_secs: signed(s.age_secs),
+            stale: s.stale,
+            needs_refresh: s.needs_refresh,
+        }
+    }
+}
+
 /// One tap of the log, for upload.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct TapRecord {
     /// Sequence number on this validator.
-    pub seq: u64,
-    /// Validator time.
-    pub at: u64,
+    pub seq: i64,
+    /// Validator time (unix seconds).
+    pub at: i64,
     /// Route.
-    pub route: u16,
+    pub route: i32,
     /// Accepted?
     pub accepted: bool,
     /// Why.
     pub reason: VerdictReason,
     /// Card, when known.
-    pub card_id: Option<u64>,
+    pub card_id: Option<i64>,
 }
 
 /// The validator on a bus: decides offline, logs every tap durably.
@@ -498,12 +575,13 @@ impl TransitValidator {
         config: ValidatorConfig,
     ) -> Result<Arc<Self>, TransitError> {
         let core_vault = vault.core();
+        let trusted_keys = self::trusted_keys(trusted_keys)?;
         let config = validator::ValidatorConfig {
-            route: config.route,
-            max_age_secs: config.max_age_secs,
-            max_future_secs: config.max_future_secs,
-            passback_secs: config.passback_secs,
-            max_deny_list_age_secs: config.max_deny_list_age_secs,
+            route: arg("route", config.route.into())?,
+            max_age_secs: arg("max_age_secs", config.max_age_secs)?,
+            max_future_secs: arg("max_future_secs", config.max_future_secs)?,
+            passback_secs: arg("passback_secs", config.passback_secs)?,
+            max_deny_list_age_secs: arg("max_deny_list_age_secs", config.max_deny_list_age_secs)?,
             fail_closed_when_stale: config.fail_closed_when_stale,
             ..Default::default()
         };
@@ -524,14 +602,15 @@ impl TransitValidator {
     /// waits for another call on this validator to finish its vault step (an upload reads or
     /// acknowledges at most 5,000 taps at a time, tens of ms; the network is never waited on
     /// under the lock).
-    pub fn validate_at(&self, text: String, now_unix: u64) -> Result<Verdict, TransitError> {
+    pub fn validate_at(&self, text: String, now_unix: i64) -> Result<Verdict, TransitError> {
+        let now_unix = arg("now_unix", now_unix)?;
         let mut v = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        v.validate(&text, now_unix).map_err(Into::into)
+        Ok(v.validate(&text, now_unix)?.into())
     }
 
     /// Decides on one scanned text now (system clock).
     pub fn validate(&self, text: String) -> Result<Verdict, TransitError> {
-        self.validate_at(text, unix_now())
+        self.validate_at(text, crate::now())
     }
 
     /// Commits anything pending (the log's counters).
@@ -540,31 +619,34 @@ impl TransitValidator {
     }
 
     /// Installs a newer signed deny list; returns its version.
-    pub async fn update_deny_list(&self, signed_list: Vec<u8>) -> Result<u32, TransitError> {
+    pub async fn update_deny_list(&self, signed_list: Vec<u8>) -> Result<i64, TransitError> {
         // Not `signed`: the C header generated for Swift would not compile.
-        self.run(move |v| v.update_deny_list(&signed_list)).await
+        self.run(move |v| v.update_deny_list(&signed_list).map(i64::from))
+            .await
     }
 
     /// The deny list version in force.
-    pub async fn deny_list_version(&self) -> Result<u32, TransitError> {
-        self.run(|v| Ok(v.deny_list_version())).await
+    pub async fn deny_list_version(&self) -> Result<i64, TransitError> {
+        self.run(|v| Ok(v.deny_list_version().into())).await
     }
 
     /// Replaces the trusted issuer keys with the feed's (previous, current and next keys with
     /// their windows): call it with every feed, before `updateDenyList`.
     pub async fn set_trusted_keys(&self, keys: Vec<TrustedIssuerKey>) -> Result<(), TransitError> {
+        let keys = trusted_keys(keys)?;
         self.run(move |v| v.set_trusted_keys(keys)).await
     }
 
     /// How current the deny list is now (system clock): show it to the operator, fetch the
     /// feed when `stale` or `needs_refresh`.
     pub async fn deny_list_status(&self) -> Result<DenyListStatus, TransitError> {
-        self.run(|v| Ok(v.deny_list_status(unix_now()))).await
+        self.run(|v| Ok(v.deny_list_status(unix_now()).into()))
+            .await
     }
 
     /// The tap log's numbers and counters.
     pub async fn tap_log_status(&self) -> Result<TapLogStatus, TransitError> {
-        self.run(|v| Ok(v.tap_log_status())).await
+        self.run(|v| Ok(v.tap_log_status().into())).await
     }
 
     /// Taps not yet acknowledged, oldest first, at most 5,000 (the log is read page by page).
@@ -573,12 +655,12 @@ impl TransitValidator {
             Ok(v.export_taps()?
                 .into_iter()
                 .map(|t| TapRecord {
-                    seq: t.seq,
-                    at: t.at,
-                    route: t.route,
+                    seq: signed(t.seq),
+                    at: signed(t.at),
+                    route: t.route.into(),
                     accepted: t.accepted,
                     reason: t.reason,
-                    card_id: t.card_id,
+                    card_id: t.card_id.map(signed),
                 })
                 .collect())
         })
@@ -587,31 +669,32 @@ impl TransitValidator {
 
     /// Acknowledges taps up to `seq` after the backend stored them (deleted once outside the
     /// replay and passback windows); returns how many were newly acknowledged.
-    pub async fn acknowledge_taps(&self, up_to_seq: u64) -> Result<u64, TransitError> {
-        self.run(move |v| v.acknowledge_taps(up_to_seq).map(|n| n as u64))
+    pub async fn acknowledge_taps(&self, up_to_seq: i64) -> Result<i64, TransitError> {
+        let up_to_seq = arg("up_to_seq", up_to_seq)?;
+        self.run(move |v| v.acknowledge_taps(up_to_seq).map(signed))
             .await
     }
 }
 
-/// What to put in a credential, issuer side (core's type, carried as it is).
-#[uniffi::remote(Record)]
+/// What to put in a credential, issuer side.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct CredentialRequest {
     /// Card or account number.
-    pub card_id: u64,
+    pub card_id: i64,
     /// Product.
     pub product: TransitProduct,
     /// Category.
     pub category: PassengerCategory,
     /// Route of a single-route pass, else 0.
-    pub route: u16,
-    /// Pass validity start.
-    pub pass_valid_from: u32,
-    /// Pass validity end.
-    pub pass_valid_until: u32,
+    pub route: i32,
+    /// Pass validity start (unix seconds).
+    pub pass_valid_from: i64,
+    /// Pass validity end (unix seconds).
+    pub pass_valid_until: i64,
     /// The phone's public key.
     pub device_public_key: Vec<u8>,
-    /// Offline lifetime, at most 72 h.
-    pub lifetime_secs: u32,
+    /// Offline lifetime in seconds, at most 72 h.
+    pub lifetime_secs: i64,
 }
 
 /// An issuer key: signs credentials and deny lists. For backends and tests; phones never hold
@@ -626,39 +709,59 @@ impl TransitIssuer {
     /// A new random issuer key.
     #[uniffi::constructor]
     pub fn generate(
-        key_id: u16,
-        valid_from: u32,
-        valid_until: u32,
+        key_id: i32,
+        valid_from: i64,
+        valid_until: i64,
     ) -> Result<Arc<Self>, TransitError> {
-        let (inner, _) = issuer::IssuerKey::generate(key_id, valid_from, valid_until)?;
+        let (inner, _) = issuer::IssuerKey::generate(
+            arg("key_id", key_id.into())?,
+            arg("valid_from", valid_from)?,
+            arg("valid_until", valid_until)?,
+        )?;
         Ok(Arc::new(TransitIssuer { inner }))
     }
 
     /// The key validators must trust.
     pub fn trusted_key(&self) -> TrustedIssuerKey {
-        self.inner.trusted().clone()
+        self.inner.trusted().clone().into()
     }
 
     /// Signs a credential at issuer time `now_unix`.
     pub fn issue(
         &self,
         request: CredentialRequest,
-        now_unix: u32,
+        now_unix: i64,
     ) -> Result<Vec<u8>, TransitError> {
-        Ok(self.inner.issue(&request, now_unix)?.to_vec())
+        let request = issuer::CredentialRequest {
+            card_id: arg("card_id", request.card_id)?,
+            product: request.product,
+            category: request.category,
+            route: arg("route", request.route.into())?,
+            pass_valid_from: arg("pass_valid_from", request.pass_valid_from)?,
+            pass_valid_until: arg("pass_valid_until", request.pass_valid_until)?,
+            device_public_key: request.device_public_key,
+            lifetime_secs: arg("lifetime_secs", request.lifetime_secs)?,
+        };
+        Ok(self
+            .inner
+            .issue(&request, arg("now_unix", now_unix)?)?
+            .to_vec())
     }
 
     /// Signs a deny list.
     pub fn sign_deny_list(
         &self,
-        version: u32,
-        issued_at: u32,
-        cards: Vec<u64>,
+        version: i64,
+        issued_at: i64,
+        cards: Vec<i64>,
     ) -> Result<Vec<u8>, TransitError> {
         let list = validator::DenyList {
-            version,
-            issued_at,
-            cards,
+            version: arg("version", version)?,
+            issued_at: arg("issued_at", issued_at)?,
+            cards: cards
+                .into_iter()
+                .map(|c| arg("card", c))
+                .collect::<Result<_, _>>()?,
             devices: Vec::new(),
         };
         Ok(self.inner.sign_deny_list(&list)?)

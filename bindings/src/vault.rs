@@ -52,9 +52,9 @@ pub enum VaultError {
     #[error("store schema {found} is newer than supported {supported}")]
     NewerSchema {
         /// Version on disk.
-        found: u32,
+        found: i64,
         /// Newest version this library knows.
-        supported: u32,
+        supported: i64,
     },
     /// No record with that id in the collection.
     #[error("not found in '{collection}'")]
@@ -102,7 +102,10 @@ impl From<core::VaultError> for VaultError {
                 VaultError::CorruptRecord { collection, reason }
             }
             E::CorruptStore { reason } => VaultError::CorruptStore { reason },
-            E::NewerSchema { found, supported } => VaultError::NewerSchema { found, supported },
+            E::NewerSchema { found, supported } => VaultError::NewerSchema {
+                found: found.into(),
+                supported: supported.into(),
+            },
             E::NotFound { collection } => VaultError::NotFound { collection },
             E::Closed => VaultError::Closed,
             E::InvalidArgument { reason } => VaultError::InvalidArgument { reason },
@@ -207,7 +210,7 @@ pub enum VaultCipher {
 pub struct VaultOptions {
     /// PBKDF2 iterations for a new passphrase; keep the default outside tests (minimum 10,000).
     #[uniffi(default = 600000)]
-    pub kdf_iterations: u32,
+    pub kdf_iterations: i32,
     /// The cipher of a new vault (null: AES-256-GCM); an existing vault keeps its own.
     #[uniffi(default = None)]
     pub cipher: Option<VaultCipher>,
@@ -216,7 +219,7 @@ pub struct VaultOptions {
 impl Default for VaultOptions {
     fn default() -> Self {
         VaultOptions {
-            kdf_iterations: core::DEFAULT_KDF_ITERATIONS,
+            kdf_iterations: crate::signed(core::DEFAULT_KDF_ITERATIONS) as i32,
             cipher: None,
         }
     }
@@ -225,7 +228,8 @@ impl Default for VaultOptions {
 impl From<VaultOptions> for core::VaultOptions {
     fn from(o: VaultOptions) -> Self {
         core::VaultOptions {
-            kdf_iterations: o.kdf_iterations,
+            // Negative counts as 0: refused below the minimum by the vault.
+            kdf_iterations: o.kdf_iterations.max(0) as u32,
             cipher: o.cipher.unwrap_or_default(),
             ..Default::default()
         }
@@ -401,8 +405,9 @@ impl Vault {
     }
 
     /// The number of records in the collection.
-    pub async fn count(&self, collection: String) -> Result<u64, VaultError> {
-        self.run(move |v| v.count(&collection)).await
+    pub async fn count(&self, collection: String) -> Result<i64, VaultError> {
+        self.run(move |v| v.count(&collection).map(crate::signed))
+            .await
     }
 
     /// The records whose indexed `field` equals `value` exactly, sorted by id.
@@ -438,20 +443,26 @@ impl Vault {
     }
 
     /// Replaces the data key and re-encrypts every record, atomically; returns the count.
-    pub async fn rotate_data_key(&self) -> Result<u64, VaultError> {
-        self.run(|v| v.rotate_data_key()).await
+    pub async fn rotate_data_key(&self) -> Result<i64, VaultError> {
+        self.run(|v| v.rotate_data_key().map(crate::signed)).await
     }
 
     /// Writes an encrypted backup of every record to `path`; returns the count.
-    pub async fn export_backup(&self, path: String, passphrase: String) -> Result<u64, VaultError> {
-        self.run(move |v| v.export_backup(path.as_ref(), &passphrase))
-            .await
+    pub async fn export_backup(&self, path: String, passphrase: String) -> Result<i64, VaultError> {
+        self.run(move |v| {
+            v.export_backup(path.as_ref(), &passphrase)
+                .map(crate::signed)
+        })
+        .await
     }
 
     /// Imports a backup (all records or none); returns the count.
-    pub async fn import_backup(&self, path: String, passphrase: String) -> Result<u64, VaultError> {
-        self.run(move |v| v.import_backup(path.as_ref(), &passphrase))
-            .await
+    pub async fn import_backup(&self, path: String, passphrase: String) -> Result<i64, VaultError> {
+        self.run(move |v| {
+            v.import_backup(path.as_ref(), &passphrase)
+                .map(crate::signed)
+        })
+        .await
     }
 
     /// Destroys the keys and deletes the vault's files; the vault is closed afterwards.
@@ -558,8 +569,8 @@ pub async fn destroy_vault(path: String) -> Result<(), VaultError> {
 
 /// The newest vault schema version this library reads and writes.
 #[uniffi::export]
-pub fn vault_schema_version() -> u32 {
-    core::SCHEMA_VERSION
+pub fn vault_schema_version() -> i64 {
+    core::SCHEMA_VERSION.into()
 }
 
 crate::error_api!(VaultError, "vault", retryable: [KeyUnavailable, Io]);

@@ -100,7 +100,7 @@ fn main() {
             let t = Instant::now();
             let report = client.sync(v.clone(), &thudo_core::collections::registry(Default::default()), None).await.unwrap();
             let took = t.elapsed();
-            assert_eq!(report.applied, total as u64);
+            assert_eq!(report.applied, total as i64);
             println!(
                 "pull {total} health records (pages of 500, each applied in one vault transaction): {:.2} s, {:.0} records/s, peak RSS {} -> {} KiB",
                 took.as_secs_f64(),
@@ -115,7 +115,7 @@ fn main() {
             .await
             .unwrap();
         let book = MemberHandbook::new(&v);
-        for i in 0..1_000u64 {
+        for i in 0..1_000i64 {
             book.save_note(&DocumentNote {
                 id: format!("n{i}"),
                 document_id: "nq-57-2024".into(),

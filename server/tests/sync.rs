@@ -272,7 +272,7 @@ async fn register(c: &SyncClient, v: &Arc<Vault>, name: &str) {
         .unwrap();
 }
 
-fn note(id: &str, text: &str, at: u64) -> DocumentNote {
+fn note(id: &str, text: &str, at: i64) -> DocumentNote {
     DocumentNote {
         id: id.into(),
         document_id: "nq-57-2024".into(),
@@ -462,12 +462,12 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
         SyncClient::new(cfg).unwrap()
     };
     // The offline client needs the registration too: it shares the phone's vault.
-    let day = 86_400;
+    let day: i64 = 86_400;
     // The week ended a little while ago.
     let t0 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
+        .as_secs() as i64
         - 7 * day
         - 3_600;
     let phone_book = MemberHandbook::new(&phone);

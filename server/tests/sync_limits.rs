@@ -16,7 +16,7 @@ use thudo_core::sync::protocol::{MAX_PULL_PAGE_BYTES, MAX_RECORD_BYTES};
 
 const CITIZEN: &str = "001088012345";
 
-fn note(id: &str, bytes: usize, at: u64) -> DocumentNote {
+fn note(id: &str, bytes: usize, at: i64) -> DocumentNote {
     DocumentNote {
         id: id.into(),
         document_id: "nq-57-2024".into(),
@@ -26,7 +26,7 @@ fn note(id: &str, bytes: usize, at: u64) -> DocumentNote {
 }
 
 #[derive(Default)]
-struct Pages(Mutex<Vec<u64>>);
+struct Pages(Mutex<Vec<i64>>);
 
 impl SyncObserver for Pages {
     fn on_event(&self, event: &SyncEvent) {
@@ -124,10 +124,10 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     let per_page = (MAX_PULL_PAGE_BYTES + MAX_RECORD_BYTES) / (MAX_RECORD_BYTES - 4096);
     assert!(received.len() >= 3, "pages {received:?}");
     for pair in received.windows(2) {
-        assert!(pair[1] - pair[0] <= per_page as u64, "pages {received:?}");
+        assert!(pair[1] - pair[0] <= per_page as i64, "pages {received:?}");
     }
     let notes = MemberHandbook::new(&phone).notes_for("nq-57-2024").unwrap();
-    assert_eq!(notes.len() as u64, count + 1);
+    assert_eq!(notes.len() as i64, count + 1);
     assert!(notes.iter().all(|n| n.id != "huge"));
     running.stop().await;
 }

@@ -121,7 +121,7 @@ pub struct DocumentNote {
     /// The note; empty for a plain bookmark.
     pub text: String,
     /// Device time of the last change (unix seconds).
-    pub updated_at: u64,
+    pub updated_at: i64,
 }
 
 impl Document for DocumentNote {
@@ -177,7 +177,7 @@ pub struct Attendance {
     /// The status.
     pub status: AttendanceStatus,
     /// Device time recorded (unix seconds).
-    pub recorded_at: u64,
+    pub recorded_at: i64,
 }
 
 impl Document for Attendance {
@@ -216,7 +216,7 @@ pub struct NoticeRead {
     /// The notice.
     pub id: String,
     /// When (unix seconds).
-    pub read_at: u64,
+    pub read_at: i64,
 }
 
 impl Document for NoticeRead {
@@ -247,7 +247,7 @@ pub enum ProcedureRequest {
         /// Months paid, `YYYY-MM`.
         months: Vec<String>,
         /// Amount (VND).
-        amount_vnd: u64,
+        amount_vnd: i64,
     },
     /// (2) Asking the residence-area cell for comments on conduct where the member lives.
     ResidenceComment {
@@ -296,7 +296,7 @@ impl ProcedureRequest {
                     super::fees::YearMonth::parse(m)
                         .map_err(|_| invalid("months", "expected YYYY-MM"))?;
                 }
-                if *amount_vnd == 0 {
+                if *amount_vnd <= 0 {
                     return Err(invalid("amount_vnd", "must be positive"));
                 }
             }
@@ -416,7 +416,7 @@ pub struct Procedure {
     /// Where it stands.
     pub status: ProcedureStatus,
     /// Device time of the last change.
-    pub updated_at: u64,
+    pub updated_at: i64,
 }
 
 impl Document for Procedure {
@@ -430,13 +430,13 @@ fn queue_change<D: Document>(
     tx: &VaultTx<'_>,
     spec: &CollectionSpec,
     doc: &D,
-    now: u64,
+    now: i64,
 ) -> Result<(), VaultError> {
     tx.put_doc(doc)?;
     let payload = serde_json::to_value(doc).map_err(|e| VaultError::InvalidArgument {
         reason: e.to_string(),
     })?;
-    outbox::enqueue(tx, spec, &doc.id(), "put", payload, now)?;
+    outbox::enqueue(tx, spec, &doc.id(), "put", payload, now.max(0) as u64)?;
     Ok(())
 }
 
@@ -523,7 +523,7 @@ impl<'a> MemberHandbook<'a> {
         &self,
         meeting_id: &str,
         status: AttendanceStatus,
-        now: u64,
+        now: i64,
     ) -> Result<Attendance, MemberError> {
         if let AttendanceStatus::Excused { reason } = &status {
             required("reason", reason)?;
@@ -575,7 +575,7 @@ impl<'a> MemberHandbook<'a> {
     }
 
     /// Marks a notice read (queued for sync).
-    pub fn mark_notice_read(&self, id: &str, now: u64) -> Result<(), MemberError> {
+    pub fn mark_notice_read(&self, id: &str, now: i64) -> Result<(), MemberError> {
         self.vault
             .transaction(|tx| {
                 let mut notice = tx
@@ -608,7 +608,7 @@ impl<'a> MemberHandbook<'a> {
         &self,
         id: &str,
         request: ProcedureRequest,
-        now: u64,
+        now: i64,
     ) -> Result<Procedure, MemberError> {
         required("id", id)?;
         let procedure = Procedure {
@@ -638,7 +638,7 @@ impl<'a> MemberHandbook<'a> {
 
     /// Validates a draft and queues it for submission (outbox), in one transaction. A bad draft
     /// gets its specific reason and stays a draft.
-    pub fn queue(&self, id: &str, now: u64) -> Result<Procedure, MemberError> {
+    pub fn queue(&self, id: &str, now: i64) -> Result<Procedure, MemberError> {
         let draft: Procedure = self
             .vault
             .get_doc(id)?
@@ -667,7 +667,7 @@ impl<'a> MemberHandbook<'a> {
         &self,
         id: &str,
         status: ProcedureStatus,
-        now: u64,
+        now: i64,
     ) -> Result<Procedure, MemberError> {
         if matches!(status, ProcedureStatus::Draft | ProcedureStatus::Queued) {
             return Err(invalid(

@@ -236,23 +236,23 @@ pub enum SyncEvent {
     /// Mutations pushed so far, of those pending at the start.
     Pushed {
         /// Acknowledged so far.
-        done: u64,
+        done: i64,
         /// Pending at the start.
-        total: u64,
+        total: i64,
     },
     /// Changes pulled so far in a collection.
     Pulled {
         /// The collection.
         collection: String,
         /// Received so far.
-        received: u64,
+        received: i64,
     },
     /// A request failed and will be retried after a delay.
     Retrying {
         /// The attempt that failed (1-based).
-        attempt: u32,
+        attempt: i64,
         /// Delay before the next, ms.
-        delay_ms: u64,
+        delay_ms: i64,
         /// What failed.
         reason: String,
     },
@@ -269,27 +269,27 @@ pub trait SyncObserver: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Mutations acknowledged as applied.
-    pub pushed: u64,
+    pub pushed: i64,
     /// Mutations the server had already applied (an earlier delivery).
-    pub duplicates: u64,
+    pub duplicates: i64,
     /// Mutations older than the server's copy (last-writer-wins).
-    pub superseded_on_server: u64,
+    pub superseded_on_server: i64,
     /// Mutations refused for good (kept in `sync.rejected`).
-    pub rejected: u64,
+    pub rejected: i64,
     /// Changes received.
-    pub pulled: u64,
+    pub pulled: i64,
     /// Changes applied.
-    pub applied: u64,
+    pub applied: i64,
     /// Changes older than the local copy.
-    pub superseded_locally: u64,
+    pub superseded_locally: i64,
     /// Changes of unknown collections or unreadable payloads.
-    pub skipped: u64,
+    pub skipped: i64,
     /// Failed requests that were retried.
-    pub retries: u64,
+    pub retries: i64,
     /// Server clock minus device clock, ms (from the fastest exchange).
     pub clock_offset_ms: Option<i64>,
     /// Wall time of the sync, ms.
-    pub elapsed_ms: u64,
+    pub elapsed_ms: i64,
 }
 
 /// The device's registration, kept encrypted in the vault.
@@ -612,8 +612,8 @@ impl SyncClient {
             log::warn!(attempt = attempt, delay_ms = delay.as_millis() as u64; "backend call failed, retrying");
             run.report.retries += 1;
             run.event(SyncEvent::Retrying {
-                attempt,
-                delay_ms: delay.as_millis() as u64,
+                attempt: i64::from(attempt),
+                delay_ms: delay.as_millis() as i64,
                 reason,
             });
             tokio::select! {

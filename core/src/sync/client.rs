@@ -75,7 +75,7 @@ impl SyncClient {
             })
             .await?;
         }
-        run.report.elapsed_ms = started.elapsed().as_millis() as u64;
+        run.report.elapsed_ms = started.elapsed().as_millis() as i64;
         let r = &run.report;
         log::info!(
             pushed = r.pushed, duplicates = r.duplicates, rejected = r.rejected,
@@ -93,8 +93,8 @@ impl SyncClient {
         run: &mut Run<'_>,
     ) -> Result<(), SyncError> {
         let v = vault.clone();
-        let total = blocking(move || Ok(v.count(OutboxEntry::COLLECTION)?)).await?;
-        let mut done = 0u64;
+        let total = blocking(move || Ok(v.count(OutboxEntry::COLLECTION)? as i64)).await?;
+        let mut done = 0i64;
         let batch_size = self.config.push_batch.clamp(1, MAX_PUSH_BATCH);
         loop {
             let v = vault.clone();
@@ -184,7 +184,7 @@ impl SyncClient {
                 Ok(())
             })
             .await?;
-            done += request.mutations.len() as u64;
+            done += request.mutations.len() as i64;
             run.event(SyncEvent::Pushed {
                 done,
                 total: total.max(done),
@@ -210,7 +210,7 @@ impl SyncClient {
         })
         .await?;
         let limit = self.config.page_size.clamp(1, MAX_PULL_PAGE);
-        let mut received = 0u64;
+        let mut received = 0i64;
         loop {
             let path = format!(
                 "{API_PREFIX}/sync/pull?collection={name}&cursor={}&limit={limit}",
@@ -247,11 +247,11 @@ impl SyncClient {
             })
             .await?;
             log::debug!(collection = name, changes = n, applied = applied.applied; "pulled a page");
-            run.report.pulled += n;
-            run.report.applied += applied.applied;
-            run.report.superseded_locally += applied.superseded;
-            run.report.skipped += applied.skipped;
-            received += n;
+            run.report.pulled += n as i64;
+            run.report.applied += applied.applied as i64;
+            run.report.superseded_locally += applied.superseded as i64;
+            run.report.skipped += applied.skipped as i64;
+            received += n as i64;
             run.event(SyncEvent::Pulled {
                 collection: name.to_owned(),
                 received,

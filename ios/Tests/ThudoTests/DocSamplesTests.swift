@@ -48,7 +48,7 @@ final class DocSamplesTests: XCTestCase {
         let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
         let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
         let issuer = try TransitIssuer.generate(keyId: 9, validFrom: 1_000_000_000, validUntil: 4_000_000_000)
-        let now = UInt32(Date().timeIntervalSince1970)
+        let now = Int64(Date().timeIntervalSince1970)
         _ = try await phone.installCredential(credential: try issuer.issue(request: CredentialRequest(
             cardId: 7, product: .payAsYouGo, category: .standard, route: 0, passValidFrom: 1_000_000_000,
             passValidUntil: 4_000_000_000, devicePublicKey: phone.devicePublicKey(), lifetimeSecs: 3600), nowUnix: now))

@@ -33,7 +33,7 @@ final class HealthBookTests: XCTestCase {
              "patient":{"reference":"Patient/\(child)"},"occurrenceDateTime":"2026-01-10"}
             """)
         let schedule = try await book.vaccinationSchedule(personId: child, today: "2026-03-20")
-        func state(_ v: String, _ d: UInt32) -> DoseState? { schedule.first { $0.vaccine == v && $0.dose == d }?.state }
+        func state(_ v: String, _ d: Int32) -> DoseState? { schedule.first { $0.vaccine == v && $0.dose == d }?.state }
         XCTAssertEqual(state("HepB", 1), .done)
         XCTAssertEqual(state("BCG", 1), .overdue)
         XCTAssertEqual(state("DPT-HepB-Hib", 1), .due)

@@ -48,7 +48,7 @@ final class ScheduleTests: XCTestCase {
     func testOverdueAfterMissedVisits() throws {
         let given = [GivenDose(vaccine: "HepB", date: "2026-01-15"), GivenDose(vaccine: "BCG", date: "2026-01-20")]
         let schedule = try vaccinationSchedule(birthDate: "2026-01-15", given: given, today: "2026-07-01")
-        func state(_ v: String, _ d: UInt32) -> DoseState? { schedule.first { $0.vaccine == v && $0.dose == d }?.state }
+        func state(_ v: String, _ d: Int32) -> DoseState? { schedule.first { $0.vaccine == v && $0.dose == d }?.state }
         XCTAssertEqual(state("BCG", 1), .done)
         XCTAssertEqual(state("DPT-HepB-Hib", 1), .overdue)
         XCTAssertEqual(state("IPV", 1), .due)

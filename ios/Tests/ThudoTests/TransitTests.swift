@@ -4,8 +4,8 @@ import XCTest
 @testable import Thudo
 
 final class TransitTests: XCTestCase {
-    let now: UInt64 = 1_790_000_000
-    let day: UInt32 = 86_400
+    let now: Int64 = 1_790_000_000
+    let day: Int64 = 86_400
     var dir: URL!
 
     override func setUpWithError() throws {
@@ -20,17 +20,17 @@ final class TransitTests: XCTestCase {
     func request(_ phone: TransitPhone, product: TransitProduct = .monthlyAllRoutes) -> CredentialRequest {
         CredentialRequest(
             cardId: 9_704_000_000_123, product: product, category: .standard, route: 0,
-            passValidFrom: UInt32(now) - 10 * day, passValidUntil: UInt32(now) + 20 * day,
+            passValidFrom: now - 10 * day, passValidUntil: now + 20 * day,
             devicePublicKey: phone.devicePublicKey(), lifetimeSecs: 72 * 3600)
     }
 
     func testPhoneQrAcceptedByValidatorAndReplayRejected() async throws {
-        let issuer = try TransitIssuer.generate(keyId: 7, validFrom: UInt32(now) - day, validUntil: UInt32(now) + 365 * day)
+        let issuer = try TransitIssuer.generate(keyId: 7, validFrom: now - day, validUntil: now + 365 * day)
         let phoneVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("phone").path,
                                                              provider: PadKeyProvider(id: "p"), options: testOptions)
         let phone = try await TransitPhone.open(vault: phoneVault, signer: nil, refreshSecs: 5)
         XCTAssertEqual(phone.devicePublicKey().count, 33)
-        let info = try await phone.installCredential(credential: try issuer.issue(request: request(phone), nowUnix: UInt32(now)))
+        let info = try await phone.installCredential(credential: try issuer.issue(request: request(phone), nowUnix: now))
         XCTAssertEqual(info.product, .monthlyAllRoutes)
         let stored = try await phone.credential()
         XCTAssertEqual(stored?.cardId, info.cardId)
@@ -57,7 +57,7 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
 
         // A deny list from the issuer: the card is refused afterwards.
-        let installed = try await validator.updateDenyList(signedList: try issuer.signDenyList(version: 1, issuedAt: UInt32(now), cards: [9_704_000_000_123]))
+        let installed = try await validator.updateDenyList(signedList: try issuer.signDenyList(version: 1, issuedAt: now, cards: [9_704_000_000_123]))
         XCTAssertEqual(installed, 1)
         let denyListVersion = try await validator.denyListVersion()
         XCTAssertEqual(denyListVersion, 1)
@@ -67,7 +67,7 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(taps.count, 3)
         let beforeAck = try await validator.tapLogStatus()
         XCTAssertEqual(beforeAck.unreadableScans, 1)
-        XCTAssertEqual(beforeAck.loggedRejected, UInt64(taps.filter { !$0.accepted }.count))
+        XCTAssertEqual(beforeAck.loggedRejected, Int64(taps.filter { !$0.accepted }.count))
         let acknowledged = try await validator.acknowledgeTaps(upToSeq: taps.last!.seq)
         XCTAssertEqual(acknowledged, 3)
         let afterAck = try await validator.tapLogStatus()
@@ -77,7 +77,7 @@ final class TransitTests: XCTestCase {
     }
 
     func testTypedErrors() async throws {
-        let issuer = try TransitIssuer.generate(keyId: 1, validFrom: UInt32(now) - day, validUntil: UInt32(now) + day)
+        let issuer = try TransitIssuer.generate(keyId: 1, validFrom: now - day, validUntil: now + day)
         let vault = try await Vault.openWithPassphrase(path: dir.appendingPathComponent("v").path, passphrase: "p", options: testOptions)
         let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
         do {
@@ -90,7 +90,7 @@ final class TransitTests: XCTestCase {
         } catch TransitError.InvalidCredential {}
         var bad = request(phone)
         bad.product = .freePass
-        XCTAssertThrowsError(try issuer.issue(request: bad, nowUnix: UInt32(now))) { error in
+        XCTAssertThrowsError(try issuer.issue(request: bad, nowUnix: now)) { error in
             guard case TransitError.InvalidRequest = error else { return XCTFail("\(error)") }
         }
         await vault.shutdown()

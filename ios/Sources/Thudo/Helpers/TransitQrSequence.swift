@@ -14,16 +14,16 @@ public struct TransitQrSequence: AsyncSequence {
     public typealias Element = TransitQr
 
     let phone: TransitPhone
-    let refreshSecs: UInt64
-    let clock: @Sendable () -> UInt64
-    let sleep: @Sendable (UInt64) async throws -> Void
+    let refreshSecs: Int64
+    let clock: @Sendable () -> Int64
+    let sleep: @Sendable (Int64) async throws -> Void
 
     /// A sequence over `phone`, whose refresh period is `refreshSecs`.
     public init(
         phone: TransitPhone,
-        refreshSecs: UInt64 = 5,
-        clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) },
-        sleep: @escaping @Sendable (UInt64) async throws -> Void = { try await Task.sleep(nanoseconds: $0 * 1_000_000_000) }
+        refreshSecs: Int64 = 5,
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) },
+        sleep: @escaping @Sendable (Int64) async throws -> Void = { try await Task.sleep(nanoseconds: UInt64($0) * 1_000_000_000) }
     ) {
         self.phone = phone
         self.refreshSecs = Swift.max(refreshSecs, 1)
@@ -38,7 +38,7 @@ public struct TransitQrSequence: AsyncSequence {
     /// Its iterator.
     public struct Iterator: AsyncIteratorProtocol {
         let sequence: TransitQrSequence
-        var refreshAt: UInt64?
+        var refreshAt: Int64?
 
         public mutating func next() async throws -> TransitQr? {
             if let due = refreshAt {
@@ -62,8 +62,8 @@ public struct TransitQrSequence: AsyncSequence {
 extension TransitPhone {
     /// This phone's QRs as an `AsyncSequence` (see `TransitQrSequence`).
     public func qrSequence(
-        refreshSecs: UInt64 = 5,
-        clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }
+        refreshSecs: Int64 = 5,
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) -> TransitQrSequence {
         TransitQrSequence(phone: self, refreshSecs: refreshSecs, clock: clock)
     }

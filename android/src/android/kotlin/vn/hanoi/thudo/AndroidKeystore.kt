@@ -21,7 +21,7 @@ import javax.crypto.SecretKey
  *
  * ```kotlin
  * val vault = Vault.openWithKeyProvider(path, AndroidKeystore.vaultKeyProvider(context), null)
- * val phone = TransitPhone.open(vault, AndroidKeystore.transitSigner(context), 5u)
+ * val phone = TransitPhone.open(vault, AndroidKeystore.transitSigner(context), 5)
  * ```
  */
 object AndroidKeystore {

@@ -7,6 +7,6 @@ import android.content.Context
 
 internal suspend fun openWithAndroidKeystore(context: Context, path: String): TransitPhone {
     val vault = Vault.openWithKeyProvider(path, AndroidKeystore.vaultKeyProvider(context), null)
-    val phone = TransitPhone.open(vault, AndroidKeystore.transitSigner(context), 5u)
+    val phone = TransitPhone.open(vault, AndroidKeystore.transitSigner(context), 5)
     return phone
 }

@@ -24,7 +24,7 @@ fun TransitPhone.qrFlow(
 ): Flow<TransitQr> = flow {
     require(refreshSecs > 0) { "refreshSecs must be positive" }
     while (true) {
-        val qr = currentQrAt(clock().toULong())
+        val qr = currentQrAt(clock())
         emit(qr)
         // The phone signs a new QR from its refresh time on; wake up then (at least 1 s later).
         val wait = qr.refreshAt.toLong() - clock()

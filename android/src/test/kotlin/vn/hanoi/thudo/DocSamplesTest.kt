@@ -42,7 +42,7 @@ class DocSamplesTest {
         // Stop one call without touching the client: by hand, or with a time budget.
         val token = CancelToken.withTimeoutMs(25_000L)
         val quick = sync.sync(vault, null, null, token)
-        assertEquals(0uL, quick.pulled)
+        assertEquals(0L, quick.pulled)
         assertTrue(!token.isCancelled())
 
         // Teardown: stop work in flight, then free the handles (or use `use {}`).
@@ -52,16 +52,16 @@ class DocSamplesTest {
         vault.close()
         sync.close()
 
-        assertTrue(report.applied > 0uL)
+        assertTrue(report.applied > 0L)
     }
 
     @Test
     fun `the QR on screen`() = runBlocking<Unit> {
-        val issuer = TransitIssuer.generate(9u, 1_000_000_000u, 4_000_000_000u)
+        val issuer = TransitIssuer.generate(9, 1_000_000_000, 4_000_000_000)
         Vault.openWithPassphrase(dir.resolve("qr").toString(), "p", testOptions).use { vault ->
-            val phone = TransitPhone.open(vault, null, 5u)
-            phone.installCredential(issuer.issue(CredentialRequest(7uL, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0u,
-                1_000_000_000u, 4_000_000_000u, phone.devicePublicKey(), 3600u), (System.currentTimeMillis() / 1000).toUInt()))
+            val phone = TransitPhone.open(vault, null, 5)
+            phone.installCredential(issuer.issue(CredentialRequest(7L, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0,
+                1_000_000_000, 4_000_000_000, phone.devicePublicKey(), 3600), (System.currentTimeMillis() / 1000)))
 
             val qr = phone.qrFlow(refreshSecs = 5).first()
 

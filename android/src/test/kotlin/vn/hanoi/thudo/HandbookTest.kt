@@ -21,31 +21,31 @@ class HandbookTest {
             PartyDocument("qd01", "01-QĐ/TW", "Ban Chấp hành Trung ương", "2026-02-03", "quy định",
                 "Quy định số 01-QĐ/TW về chế độ đảng phí", "Đảng viên đóng đảng phí hằng tháng theo bảo hiểm xã hội."),
         ))
-        assertEquals("nq57", library.search("nghi quyet 57", 10u).first().id)
-        assertEquals("qd01", library.search("dang phi", 10u).first().id)
-        assertEquals("qd01", library.search("01-QĐ/TW", 10u).first().id)
+        assertEquals("nq57", library.search("nghi quyet 57", 10).first().id)
+        assertEquals("qd01", library.search("dang phi", 10).first().id)
+        assertEquals("qd01", library.search("01-QĐ/TW", 10).first().id)
         // A document the cell withdraws: gone from search.
         assertTrue(library.remove("nq57"))
         assertTrue(!library.remove("nq57"))
-        assertTrue(library.search("nghi quyet 57", 10u).none { it.id == "nq57" })
-        val hit = library.search("bao hiem", 10u).first()
+        assertTrue(library.search("nghi quyet 57", 10).none { it.id == "nq57" })
+        val hit = library.search("bao hiem", 10).first()
         assertTrue(hit.snippet.contains("<mark>bảo</mark> <mark>hiểm</mark>"), hit.snippet)
-        assertTrue(library.search("   ", 10u).isEmpty())
-        assertThrows<HandbookException.Invalid> { runBlocking { library.search("a".repeat(300), 10u) } }
+        assertTrue(library.search("   ", 10).isEmpty())
+        assertThrows<HandbookException.Invalid> { runBlocking { library.search("a".repeat(300), 10) } }
         assertEquals("Quy định số 01-QĐ/TW về chế độ đảng phí", library.get("qd01")?.title)
     }
 
     @Test
     fun `party fee from the 2026 regulation`() {
-        assertEquals(123_456uL, computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 12_345_678uL, "2026-03", null).dueVnd)
-        assertEquals(35_000uL, computePartyFee(FeeBasis.PENSION, 7_000_000uL, "2026-03", null).dueVnd)
-        assertEquals(5_000uL, computePartyFee(FeeBasis.STUDENT, 0uL, "2026-03", null).dueVnd)
-        val reduced = computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 10_000_000uL, "2026-06", FeeRelief.Reduction(50u, "2026-05", 12u))
-        assertEquals(50_000uL, reduced.dueVnd)
-        assertEquals(0uL, computePartyFee(FeeBasis.PENSION, 9_000_000uL, "2026-06", FeeRelief.Exempt).dueVnd)
-        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.STUDENT, 0uL, "2026-13", null) }
-        assertThrows<HandbookException.NoRule> { computePartyFee(FeeBasis.STUDENT, 0uL, "2025-12", null) }
-        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.PENSION, 1uL, "2026-06", FeeRelief.Reduction(40u, "2026-05", 3u)) }
+        assertEquals(123_456L, computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 12_345_678L, "2026-03", null).dueVnd)
+        assertEquals(35_000L, computePartyFee(FeeBasis.PENSION, 7_000_000L, "2026-03", null).dueVnd)
+        assertEquals(5_000L, computePartyFee(FeeBasis.STUDENT, 0L, "2026-03", null).dueVnd)
+        val reduced = computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 10_000_000L, "2026-06", FeeRelief.Reduction(50, "2026-05", 12))
+        assertEquals(50_000L, reduced.dueVnd)
+        assertEquals(0L, computePartyFee(FeeBasis.PENSION, 9_000_000L, "2026-06", FeeRelief.Exempt).dueVnd)
+        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.STUDENT, 0L, "2026-13", null) }
+        assertThrows<HandbookException.NoRule> { computePartyFee(FeeBasis.STUDENT, 0L, "2025-12", null) }
+        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.PENSION, 1L, "2026-06", FeeRelief.Reduction(40, "2026-05", 3)) }
     }
 
     @Test
@@ -77,12 +77,12 @@ class HandbookTest {
         assertEquals("Nguyễn Văn An", handbook.profile()?.fullName)
 
         for (m in listOf("2026-03", "2026-04", "2026-05")) {
-            handbook.recordFeeAssessment(computePartyFee(FeeBasis.PENSION, 6_000_000uL, m, null))
+            handbook.recordFeeAssessment(computePartyFee(FeeBasis.PENSION, 6_000_000L, m, null))
         }
-        handbook.recordFeePayment("2026-03", 30_000uL)
-        assertEquals(listOf("2026-04", "2026-05"), handbook.feeStanding(2026u).unpaid)
-        assertTrue(!handbook.feeStanding(2026u).serious)
-        assertThrows<HandbookException.NotFound> { runBlocking { handbook.recordFeePayment("2026-09", 1uL) } }
+        handbook.recordFeePayment("2026-03", 30_000L)
+        assertEquals(listOf("2026-04", "2026-05"), handbook.feeStanding(2026).unpaid)
+        assertTrue(!handbook.feeStanding(2026).serious)
+        assertThrows<HandbookException.NotFound> { runBlocking { handbook.recordFeePayment("2026-09", 1L) } }
         vault.shutdown()
     }
 }

@@ -30,7 +30,7 @@ class HealthBookTest {
             verifier.addJwks("https://spec.smarthealth.cards/examples/issuer", read("issuer/jwks.json"))
             val qr = read("example-00-f-qr-code-numeric-value-0.txt")
             val imported = book.importCardQr(verifier, listOf(qr), child, 1_790_000_000L)
-            assertEquals(3u, imported.byType["Immunization"])
+            assertEquals(3L, imported.byType["Immunization"])
             assertEquals(listOf(child), imported.people)
 
             val shots = book.records(child, HealthKind.IMMUNIZATION, null, null)
@@ -44,10 +44,10 @@ class HealthBookTest {
                 "vaccineCode":{"coding":[{"system":"urn:thudo:vn-epi:vaccine","code":"HepB"}]},
                 "patient":{"reference":"Patient/$child"},"occurrenceDateTime":"2026-01-10"}""")
             val schedule = book.vaccinationSchedule(child, "2026-03-20")
-            fun state(v: String, d: UInt) = schedule.first { it.vaccine == v && it.dose == d }.state
-            assertEquals(DoseState.DONE, state("HepB", 1u))
-            assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 1u))
-            assertEquals(DoseState.UPCOMING, state("Measles", 1u))
+            fun state(v: String, d: Int) = schedule.first { it.vaccine == v && it.dose == d }.state
+            assertEquals(DoseState.DONE, state("HepB", 1))
+            assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 1))
+            assertEquals(DoseState.UPCOMING, state("Measles", 1))
 
             assertEquals(listOf(child), book.people().map { it.personId })
             val first = book.record(shots[0].key)!!
@@ -80,7 +80,7 @@ class HealthBookTest {
             val text = File(fixtures, "../fhir/ips-2.0/Bundle-IPS-examples-Bundle-01.json").readText()
             val imported = book.importBundle(text)
             assertEquals(20, imported.entries.size)
-            assertEquals(0u, imported.refused)
+            assertEquals(0L, imported.refused)
             assertTrue(imported.entries.all {
                 it.status == HealthEntryStatus.STORED || it.status == HealthEntryStatus.SHARED
             })
@@ -93,9 +93,9 @@ class HealthBookTest {
                 {"resource":{"resourceType":"Patient","id":"k1","name":[{"text":"Lê Hoa"}],"birthDate":"2001-02-03"}},
                 {"resource":{"resourceType":"Observation","id":"bad id!","status":"final","subject":{"reference":"Patient/k1"}}}]}"""
             val partial = book.importBundle(bundle)
-            assertEquals(1u, partial.refused)
+            assertEquals(1L, partial.refused)
             assertEquals(HealthEntryStatus.REFUSED, partial.entries[1].status)
-            assertEquals(1u, partial.entries[1].index)
+            assertEquals(1L, partial.entries[1].index)
             assertTrue(partial.entries[1].reason.contains("id"))
             assertThrows<HealthBookException.InvalidFhir> {
                 runBlocking { book.importBundle(bundle, null, allOrNothing = true) }

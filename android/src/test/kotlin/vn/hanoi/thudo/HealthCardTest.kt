@@ -12,7 +12,7 @@ class HealthCardTest {
     private fun read(name: String) = File(fixtures, name).readText().trim()
 
     private fun verifier() = HealthCardVerifier().apply {
-        assertEquals(2u, addJwks("https://spec.smarthealth.cards/examples/issuer", read("issuer/jwks.json")))
+        assertEquals(2L, addJwks("https://spec.smarthealth.cards/examples/issuer", read("issuer/jwks.json")))
     }
 
     @Test
@@ -37,9 +37,9 @@ class HealthCardTest {
         assertEquals(listOf(read("example-00-d-jws.txt")), cards)
         val rid = v.verifyJws(cards[0], 1_790_000_000L).rid!!
         // The issuer's published list does not name this card; one that does revokes it.
-        assertEquals(4u, v.addCrl(read("issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json")))
+        assertEquals(4L, v.addCrl(read("issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json")))
         v.verifyJws(cards[0], 1_790_000_000L)
-        assertEquals(1u, v.addCrl("""{"kid":"3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s","method":"rid","ctr":2,"rids":["$rid"]}"""))
+        assertEquals(1L, v.addCrl("""{"kid":"3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s","method":"rid","ctr":2,"rids":["$rid"]}"""))
         val revoked = assertThrows<HealthCardException.Revoked> { v.verifyJws(cards[0], 1_790_000_000L) }
         assertEquals(rid, revoked.rid)
         assertThrows<HealthCardException.BadTrustData> { v.addCrl("""{"kid":"k","method":"other","rids":[]}""") }
@@ -53,11 +53,11 @@ class ScheduleTest {
         val given = listOf(GivenDose("HepB", "2026-01-15"), GivenDose("BCG", "2026-01-20"),
             GivenDose("DPT-HepB-Hib", "2026-03-16"), GivenDose("OPV", "2026-03-16"))
         val schedule = vaccinationSchedule("2026-01-15", given, "2026-04-16")
-        fun state(v: String, d: UInt) = schedule.first { it.vaccine == v && it.dose == d }.state
-        assertEquals(DoseState.DONE, state("BCG", 1u))
-        assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 2u))
-        assertEquals(DoseState.UPCOMING, state("Measles", 1u))
-        assertEquals("2026-04-15", schedule.first { it.vaccine == "OPV" && it.dose == 2u }.dueOn)
+        fun state(v: String, d: Int) = schedule.first { it.vaccine == v && it.dose == d }.state
+        assertEquals(DoseState.DONE, state("BCG", 1))
+        assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 2))
+        assertEquals(DoseState.UPCOMING, state("Measles", 1))
+        assertEquals("2026-04-15", schedule.first { it.vaccine == "OPV" && it.dose == 2 }.dueOn)
         assertThrows<ScheduleException.InvalidDate> { vaccinationSchedule("15/01/2026", emptyList(), "2026-04-16") }
     }
 }

@@ -24,7 +24,7 @@ class HelpersTest {
     lateinit var dir: Path
 
     private val now = 1_790_000_000L
-    private val day = 86_400u
+    private val day = 86_400L
 
     private fun aesKey() = KeyGenerator.getInstance("AES").apply { init(256) }.generateKey()
 
@@ -92,25 +92,25 @@ class HelpersTest {
         val pair = KeyPairGenerator.getInstance("EC").apply { initialize(ECGenParameterSpec("secp256r1")) }.generateKeyPair()
         val signer = JcaTransitSigner(pair.private, pair.public as ECPublicKey)
         assertEquals(65, signer.publicKey().size)
-        val issuer = TransitIssuer.generate(3u, now.toUInt() - day, now.toUInt() + day)
+        val issuer = TransitIssuer.generate(3, now - day, now + day)
         Vault.openWithPassphrase(dir.resolve("phone").toString(), "p", testOptions).use { vault ->
-            val phone = TransitPhone.open(vault, signer, 5u)
-            phone.installCredential(issuer.issue(CredentialRequest(1uL, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0u,
-                now.toUInt() - day, now.toUInt() + day, phone.devicePublicKey(), 3600u), now.toUInt()))
+            val phone = TransitPhone.open(vault, signer, 5)
+            phone.installCredential(issuer.issue(CredentialRequest(1L, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0,
+                now - day, now + day, phone.devicePublicKey(), 3600), now))
             val validator = TransitValidator.open(
-                Vault.openWithPassphrase(dir.resolve("bus").toString(), "p", testOptions), listOf(issuer.trustedKey()), ValidatorConfig(route = 1u))
-            assertTrue(validator.validateAt(phone.currentQrAt(now.toULong()).text, now.toULong()).accepted)
+                Vault.openWithPassphrase(dir.resolve("bus").toString(), "p", testOptions), listOf(issuer.trustedKey()), ValidatorConfig(route = 1))
+            assertTrue(validator.validateAt(phone.currentQrAt(now).text, now).accepted)
             vault.shutdown()
         }
     }
 
     @Test
     fun `the QR flow emits at each refresh time and stops with its collector`() = runTest {
-        val issuer = TransitIssuer.generate(4u, now.toUInt() - day, now.toUInt() + day)
+        val issuer = TransitIssuer.generate(4, now - day, now + day)
         val vault = Vault.openWithPassphrase(dir.resolve("flow").toString(), "p", testOptions)
-        val phone = TransitPhone.open(vault, null, 5u)
-        phone.installCredential(issuer.issue(CredentialRequest(2uL, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0u,
-            now.toUInt() - day, now.toUInt() + day, phone.devicePublicKey(), 3600u), now.toUInt()))
+        val phone = TransitPhone.open(vault, null, 5)
+        phone.installCredential(issuer.issue(CredentialRequest(2L, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0,
+            now - day, now + day, phone.devicePublicKey(), 3600), now))
         // Virtual time: the clock starts 2 s into a 5 s period.
         val start = now + 2
         val clock = { start + testScheduler.currentTime / 1000 }
@@ -149,12 +149,12 @@ class HelpersTest {
     fun `background sync sorts outcomes for WorkManager`() = runBlocking<Unit> {
         val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh")
         val vault = Vault.openWithPassphrase(dir.resolve("bg").toString(), "p", testOptions)
-        val client = SyncClient(SyncSettings(url, 5_000uL, 2u, 10uL, emptyList()))
+        val client = SyncClient(SyncSettings(url, 5_000L, 2, 10L, emptyList()))
         assertTrue(backgroundSync(client, vault) is BackgroundSyncResult.Failure, "not registered")
         registerForTest(client, vault, "001088012345", "bg")
         val ok = backgroundSync(client, vault)
         assertTrue(ok is BackgroundSyncResult.Success, ok.toString())
-        val offline = SyncClient(SyncSettings("http://127.0.0.1:9", 500uL, 2u, 10uL, emptyList()))
+        val offline = SyncClient(SyncSettings("http://127.0.0.1:9", 500L, 2, 10L, emptyList()))
         assertTrue(backgroundSync(offline, vault) is BackgroundSyncResult.Retry)
         // Out of time: a retry, and the client goes on afterwards.
         assertTrue(backgroundSync(client, vault, budgetMs = 0) is BackgroundSyncResult.Retry)

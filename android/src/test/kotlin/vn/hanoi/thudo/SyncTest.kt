@@ -29,7 +29,7 @@ class SyncTest {
 
     @Test
     fun `a cancelled sync stops alone, and the next sync on the same client goes on`() = runBlocking<Unit> {
-        val client = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val client = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
         val phone = Vault.openWithPassphrase(dir.resolve("cancel-phone").toString(), "p", testOptions)
         registerForTest(client, phone, citizen, "cancel test (Kotlin)")
         val library = HandbookLibrary.open(dir.resolve("cancel-library.db").toString())
@@ -48,9 +48,9 @@ class SyncTest {
 
         // The same client syncs again: the note went before the pull began, the library is whole.
         val report = client.sync(phone, library)
-        assertEquals(0uL, report.pushed, report.toString())
-        assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5u).first().number)
-        assertEquals(0uL, client.sync(phone, library).pulled)
+        assertEquals(0L, report.pushed, report.toString())
+        assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5).first().number)
+        assertEquals(0L, client.sync(phone, library).pulled)
 
         // A time budget fires by itself.
         assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, library, null, CancelToken.withTimeoutMs(0L)) } }
@@ -73,7 +73,7 @@ class SyncTest {
 
     @Test
     fun `screens hear of local writes and of what sync brings`() = runBlocking<Unit> {
-        val client = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val client = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
         val phone = Vault.openWithPassphrase(dir.resolve("observe-phone").toString(), "p", testOptions)
         val tablet = Vault.openWithPassphrase(dir.resolve("observe-tablet").toString(), "p", testOptions)
         registerForTest(client, phone, citizen, "observe test phone (Kotlin)")
@@ -113,7 +113,7 @@ class SyncTest {
 
     @Test
     fun `two devices of one citizen sync handbook, health and notes`() = runBlocking<Unit> {
-        val client = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val client = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
         val phone = Vault.openWithPassphrase(dir.resolve("phone").toString(), "p", testOptions)
         val tablet = Vault.openWithPassphrase(dir.resolve("tablet").toString(), "p", testOptions)
         assertThrows<SyncException.NotRegistered> { runBlocking { client.sync(phone, null, null) } }
@@ -132,15 +132,15 @@ class SyncTest {
         val library = HandbookLibrary.open(dir.resolve("library.db").toString())
         val recorder = Recorder()
         val report = client.sync(phone, library, recorder)
-        assertTrue(report.applied >= 4uL, report.toString())
+        assertTrue(report.applied >= 4L, report.toString())
         assertTrue(recorder.events.any { it is SyncProgress.Pulled && it.collection == "handbook.documents" })
-        assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5u).first().number)
+        assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5).first().number)
         val health = HealthBook(phone).records("demo-citizen", HealthKind.ALLERGY_INTOLERANCE, null, null)
         assertEquals(RecordSource.SERVER, health.single().provenance.source)
 
         // A note written on the phone reaches the tablet.
         MemberHandbook(phone).saveNote("kt-note", "nq-57-2024", "đọc kỹ mục III")
-        assertEquals(1uL, client.sync(phone, library, null).pushed)
+        assertEquals(1L, client.sync(phone, library, null).pushed)
         client.sync(tablet, null, null)
         assertEquals("đọc kỹ mục III", MemberHandbook(tablet).notesFor("nq-57-2024").single { it.id == "kt-note" }.text)
 
@@ -157,7 +157,7 @@ class SyncTest {
         val onTablet = HealthBook(tablet).records(person, HealthKind.IMMUNIZATION, null, null)
         assertEquals(3, onTablet.size)
         assertTrue(onTablet.all { it.provenance.source == RecordSource.HEALTH_CARD }, onTablet.toString())
-        val untrusting = SyncClient(SyncSettings(url, 5_000uL, 4u, 50uL, emptyList()))
+        val untrusting = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
         val laptop = Vault.openWithPassphrase(dir.resolve("laptop").toString(), "p", testOptions)
         registerForTest(untrusting, laptop, citizen, "Kotlin laptop")
         untrusting.sync(laptop, null, null)
@@ -166,13 +166,13 @@ class SyncTest {
         assertTrue(onLaptop.all { it.provenance.source == RecordSource.OTHER_DEVICE }, onLaptop.toString())
 
         // Buy a pass, show the QR, validate it on a registered validator, upload the tap.
-        val transit = TransitPhone.open(phone, null, 5u)
+        val transit = TransitPhone.open(phone, null, 5)
         val month = LocalDate.now(ZoneOffset.ofHours(7)).toString().substring(0, 7)
-        val bought = client.buyTransitProduct(phone, transit, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0u, month)
-        assertEquals(280_000uL, bought.priceVnd)
+        val bought = client.buyTransitProduct(phone, transit, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, month)
+        assertEquals(280_000L, bought.priceVnd)
         // A free category needs an entitlement the operator holds: a typed error to explain.
         assertThrows<SyncException.NotEntitled> {
-            runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.ELDERLY, 0u, "") }
+            runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.ELDERLY, 0, "") }
         }
 
         // A phone cannot declare itself a validator, nor read the feed or upload taps.
@@ -182,27 +182,27 @@ class SyncTest {
         // The bus enrols with the operator's single-use code; the code cannot be used twice.
         val busVault = Vault.openWithPassphrase(dir.resolve("bus").toString(), "p", testOptions)
         val enrolment = client.enrolValidator(busVault, enrolmentCodes[0], "bus 32 front door")
-        assertEquals(32.toUShort(), enrolment.route)
+        assertEquals(32, enrolment.route)
         val again = assertThrows<SyncException.Refused> { runBlocking { client.enrolValidator(fake, enrolmentCodes[0], "copy") } }
         assertEquals("enrolment_used", again.code)
         val feed = client.validatorFeed(busVault)
         // Fail closed without a current deny list: nobody rides until the feed arrives.
         val strictVault = Vault.openWithPassphrase(dir.resolve("strict").toString(), "p", testOptions)
-        val strict = TransitValidator.open(strictVault, feed.issuerKeys, ValidatorConfig(route = 32u, failClosedWhenStale = true))
+        val strict = TransitValidator.open(strictVault, feed.issuerKeys, ValidatorConfig(route = 32, failClosedWhenStale = true))
         assertTrue(strict.denyListStatus().stale)
         assertEquals(VerdictReason.DENY_LIST_STALE, strict.validate(transit.currentQr().text).reason)
         strict.close()
         val validator = TransitValidator.open(busVault, feed.issuerKeys, ValidatorConfig(route = enrolment.route!!))
         validator.setTrustedKeys(feed.issuerKeys)
-        assertEquals(1u, validator.updateDenyList(feed.denyList))
+        assertEquals(1L, validator.updateDenyList(feed.denyList))
         val status = validator.denyListStatus()
-        assertEquals(1u, status.version)
+        assertEquals(1L, status.version)
         assertTrue(!status.stale && !status.needsRefresh, status.toString())
         assertTrue(validator.validate(transit.currentQr().text).accepted)
         val receipt = client.uploadTaps(busVault, validator)
-        assertEquals(1u, receipt.stored)
-        assertEquals(0uL, receipt.chargedVnd)
-        assertEquals(0u, receipt.notCharged)
+        assertEquals(1L, receipt.stored)
+        assertEquals(0L, receipt.chargedVnd)
+        assertEquals(0L, receipt.notCharged)
         assertEquals(validator.tapLogStatus().ackedSeq, receipt.acknowledgedSeq)
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.

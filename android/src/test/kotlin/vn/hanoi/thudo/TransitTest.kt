@@ -32,90 +32,90 @@ class TransitTest {
     @TempDir
     lateinit var dir: Path
 
-    private val now = 1_790_000_000uL
-    private val day = 86_400u
+    private val now = 1_790_000_000L
+    private val day = 86_400L
 
     private fun request(phone: TransitPhone, product: TransitProduct = TransitProduct.MONTHLY_ALL_ROUTES) = CredentialRequest(
-        cardId = 9_704_000_000_123uL,
+        cardId = 9_704_000_000_123L,
         product = product,
         category = PassengerCategory.STANDARD,
-        route = 0u,
-        passValidFrom = now.toUInt() - 10u * day,
-        passValidUntil = now.toUInt() + 20u * day,
+        route = 0,
+        passValidFrom = now - 10 * day,
+        passValidUntil = now + 20 * day,
         devicePublicKey = phone.devicePublicKey(),
-        lifetimeSecs = 72u * 3600u,
+        lifetimeSecs = 72 * 3600,
     )
 
     @Test
     fun `phone makes a QR, validator in Kotlin accepts it and rejects its replay`() = runBlocking<Unit> {
-        val issuer = TransitIssuer.generate(7u, now.toUInt() - day, now.toUInt() + 365u * day)
+        val issuer = TransitIssuer.generate(7, now - day, now + 365 * day)
         val phoneVault = Vault.openWithKeyProvider(dir.resolve("phone").toString(), AesKeyProvider("p"), testOptions)
-        val phone = TransitPhone.open(phoneVault, null, 5u)
+        val phone = TransitPhone.open(phoneVault, null, 5)
         assertEquals(33, phone.devicePublicKey().size)
-        val info = phone.installCredential(issuer.issue(request(phone), now.toUInt()))
+        val info = phone.installCredential(issuer.issue(request(phone), now))
         assertEquals(TransitProduct.MONTHLY_ALL_ROUTES, info.product)
         assertEquals(info.cardId, phone.credential()?.cardId)
         phone.setClockOffset(0L)
 
         val qr = phone.currentQrAt(now)
         assertTrue(qr.text.startsWith("HNT1:"))
-        assertTrue(qr.version <= 10u.toUByte(), "QR version ${qr.version}")
+        assertTrue(qr.version <= 10, "QR version ${qr.version}")
         assertEquals((qr.size * qr.size).toInt(), qr.modules.size)
         assertTrue(qr.svg.contains("<svg"))
-        assertEquals(qr.text, phone.currentQrAt(now + 2uL).text, "same QR within the refresh period")
+        assertEquals(qr.text, phone.currentQrAt(now + 2L).text, "same QR within the refresh period")
 
         val validatorVault = Vault.openWithKeyProvider(dir.resolve("bus").toString(), AesKeyProvider("b"), testOptions)
-        val validator = TransitValidator.open(validatorVault, listOf(issuer.trustedKey()), ValidatorConfig(route = 32u))
-        val verdict = validator.validateAt(qr.text, now + 1uL)
+        val validator = TransitValidator.open(validatorVault, listOf(issuer.trustedKey()), ValidatorConfig(route = 32))
+        val verdict = validator.validateAt(qr.text, now + 1L)
         assertTrue(verdict.accepted, verdict.toString())
         assertEquals(VerdictReason.OK, verdict.reason)
-        assertEquals(9_704_000_000_123uL, verdict.cardId)
+        assertEquals(9_704_000_000_123L, verdict.cardId)
         assertTrue(verdict.display.contains("liên tuyến"))
-        assertEquals(VerdictReason.REPLAYED, validator.validateAt(qr.text, now + 3uL).reason)
+        assertEquals(VerdictReason.REPLAYED, validator.validateAt(qr.text, now + 3L).reason)
         assertEquals(VerdictReason.BAD_FORMAT, validator.validateAt("not a ticket", now).reason)
-        assertEquals(VerdictReason.EXPIRED, validator.validateAt(phone.currentQrAt(now - 600uL).text, now).reason)
+        assertEquals(VerdictReason.EXPIRED, validator.validateAt(phone.currentQrAt(now - 600L).text, now).reason)
 
         // Deny list from the issuer: the card is refused afterwards.
-        assertEquals(1u, validator.updateDenyList(issuer.signDenyList(1u, now.toUInt(), listOf(9_704_000_000_123uL))))
+        assertEquals(1L, validator.updateDenyList(issuer.signDenyList(1, now, listOf(9_704_000_000_123L))))
         assertThrows<TransitException.InvalidSignedData> { runBlocking { validator.updateDenyList(byteArrayOf(1, 2, 3)) } }
-        assertEquals(VerdictReason.REVOKED, validator.validateAt(phone.currentQrAt(now + 300uL).text, now + 300uL).reason)
+        assertEquals(VerdictReason.REVOKED, validator.validateAt(phone.currentQrAt(now + 300L).text, now + 300L).reason)
 
-        assertEquals(1u, validator.denyListVersion())
+        assertEquals(1L, validator.denyListVersion())
         validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         val taps = validator.exportTaps()
         assertEquals(4, taps.size)
         assertTrue(taps.first().accepted)
-        assertEquals(1uL, validator.tapLogStatus().unreadableScans)
-        assertEquals(taps.count { !it.accepted }.toULong(), validator.tapLogStatus().loggedRejected)
-        assertEquals(4uL, validator.acknowledgeTaps(taps.last().seq))
+        assertEquals(1L, validator.tapLogStatus().unreadableScans)
+        assertEquals(taps.count { !it.accepted }.toLong(), validator.tapLogStatus().loggedRejected)
+        assertEquals(4L, validator.acknowledgeTaps(taps.last().seq))
         val status = validator.tapLogStatus()
         assertEquals(taps.last().seq, status.ackedSeq)
-        assertEquals(taps.last().seq + 1uL, status.nextSeq)
+        assertEquals(taps.last().seq + 1L, status.nextSeq)
         phoneVault.shutdown()
         validatorVault.shutdown()
     }
 
     @Test
     fun `a Kotlin signer with DER signatures, and typed errors`() = runBlocking<Unit> {
-        val issuer = TransitIssuer.generate(1u, now.toUInt() - day, now.toUInt() + day)
+        val issuer = TransitIssuer.generate(1, now - day, now + day)
         val vault = Vault.openWithPassphrase(dir.resolve("v").toString(), "p", testOptions)
-        val phone = TransitPhone.open(vault, JcaSigner(), 10u)
+        val phone = TransitPhone.open(vault, JcaSigner(), 10)
         assertThrows<TransitException.NoCredential> { runBlocking { phone.currentQrAt(now) } }
         assertThrows<TransitException.InvalidCredential> { runBlocking { phone.installCredential(byteArrayOf(1, 2)) } }
         assertThrows<TransitException.InvalidRequest> {
-            issuer.issue(request(phone).copy(product = TransitProduct.FREE_PASS), now.toUInt())
+            issuer.issue(request(phone).copy(product = TransitProduct.FREE_PASS), now)
         }
-        phone.installCredential(issuer.issue(request(phone, TransitProduct.PAY_AS_YOU_GO), now.toUInt()))
+        phone.installCredential(issuer.issue(request(phone, TransitProduct.PAY_AS_YOU_GO), now))
         val validator = TransitValidator.open(
             Vault.openWithPassphrase(dir.resolve("b").toString(), "p", testOptions),
             listOf(issuer.trustedKey()),
-            ValidatorConfig(route = 1u),
+            ValidatorConfig(route = 1),
         )
         val verdict = validator.validateAt(phone.currentQrAt(now).text, now)
         assertTrue(verdict.accepted, verdict.toString())
         assertEquals(TransitProduct.PAY_AS_YOU_GO, verdict.product)
-        assertFalse(validator.validateAt(phone.currentQrAt(now + 10uL).text, now + 10uL).accepted, "passback")
+        assertFalse(validator.validateAt(phone.currentQrAt(now + 10L).text, now + 10L).accepted, "passback")
         vault.shutdown()
     }
 }

@@ -51,7 +51,7 @@ class AesKeyProvider(private val id: String, private val key: ByteArray = ByteAr
 }
 
 /** Cheap PBKDF2 for tests only; apps keep the 600,000-iteration default. */
-val testOptions = VaultOptions(kdfIterations = 10_000u, cipher = null)
+val testOptions = VaultOptions(kdfIterations = 10_000, cipher = null)
 
 class VaultTest {
     @TempDir
@@ -73,7 +73,7 @@ class VaultTest {
         assertEquals(mapOf("person" to "me"), got.index)
         assertEquals(listOf("v1", "v3"), vault.query("health.visit", "person", "me").map { it.id })
         assertEquals(listOf("v1", "v2", "v3"), vault.list("health.visit").map { it.id })
-        assertEquals(3uL, vault.count("health.visit"))
+        assertEquals(3L, vault.count("health.visit"))
         assertTrue(vault.delete("health.visit", "v2"))
         assertFalse(vault.delete("health.visit", "v2"))
         assertNull(vault.find("health.visit", "v2"))
@@ -83,7 +83,7 @@ class VaultTest {
 
         // Reopen with the same Kotlin provider: the data is there.
         Vault.openWithKeyProvider(vaultPath(), provider, testOptions).use { again ->
-            assertEquals(2uL, again.count("health.visit"))
+            assertEquals(2L, again.count("health.visit"))
             again.shutdown()
         }
     }
@@ -95,7 +95,7 @@ class VaultTest {
             WriteOp.Put("notes", "a", "A".toByteArray(), emptyMap()),
             WriteOp.Put("notes", "b", "B".toByteArray(), emptyMap()),
         ))
-        assertEquals(2uL, vault.count("notes"))
+        assertEquals(2L, vault.count("notes"))
         val err = assertThrows<VaultException.InvalidArgument> {
             runBlocking {
                 vault.writeBatch(listOf(
@@ -161,11 +161,11 @@ class VaultTest {
         for (i in 0 until 20) vault.put("c", "r$i", "body $i".toByteArray(), mapOf("even" to (i % 2 == 0).toString()))
         assertThrows<VaultException.WrongKey> { runBlocking { vault.changePassphrase("nope", "new") } }
         vault.changePassphrase("old", "new")
-        assertEquals(20uL, vault.rotateDataKey())
+        assertEquals(20L, vault.rotateDataKey())
         assertEquals(10, vault.query("c", "even", "true").size)
 
         val backup = dir.resolve("backup.thudo").toString()
-        assertEquals(20uL, vault.exportBackup(backup, "backup secret"))
+        assertEquals(20L, vault.exportBackup(backup, "backup secret"))
         val provider = AesKeyProvider("k")
         vault.rotateKeyProvider(provider)
         vault.shutdown()
@@ -175,13 +175,13 @@ class VaultTest {
         assertThrows<VaultException.WrongKey> { runBlocking { restored.importBackup(backup, "bad") } }
         Files.write(Path.of("$backup.cut"), Files.readAllBytes(Path.of(backup)).copyOf(100))
         assertThrows<VaultException.InvalidBackup> { runBlocking { restored.importBackup("$backup.cut", "backup secret") } }
-        assertEquals(0uL, restored.count("c"))
-        assertEquals(20uL, restored.importBackup(backup, "backup secret"))
+        assertEquals(0L, restored.count("c"))
+        assertEquals(20L, restored.importBackup(backup, "backup secret"))
         assertEquals("body 7", restored.get("c", "r7").body.decodeToString())
         restored.shutdown()
 
         Vault.openWithKeyProvider(path, provider, testOptions).use { v ->
-            assertEquals(20uL, v.count("c"))
+            assertEquals(20L, v.count("c"))
             v.wipe()
             assertTrue(v.isClosed())
         }
@@ -193,7 +193,7 @@ class VaultTest {
         val vault = Vault.openWithPassphrase(vaultPath(), "p", testOptions)
         val writes = (0 until 50).map { i -> async { vault.put("c", "id$i", ByteArray(100) { i.toByte() }, emptyMap()) } }
         writes.awaitAll()
-        assertEquals(50uL, vault.count("c"))
+        assertEquals(50L, vault.count("c"))
         vault.shutdown()
         assertTrue(vault.isClosed())
         assertThrows<VaultException.Closed> { runBlocking { vault.count("c") } }
@@ -208,10 +208,10 @@ class VaultTest {
         assertThrows<VaultException.InvalidArgument> { runBlocking { vault.put("c", "", byteArrayOf(), emptyMap()) } }
         assertThrows<VaultException.InvalidArgument> { runBlocking { vault.put("c", "id", byteArrayOf(), mapOf("Bad Field" to "v")) } }
         assertThrows<VaultException.InvalidArgument> {
-            runBlocking { Vault.openWithPassphrase(vaultPath("weak"), "p", VaultOptions(kdfIterations = 1000u, cipher = null)) }
+            runBlocking { Vault.openWithPassphrase(vaultPath("weak"), "p", VaultOptions(kdfIterations = 1000, cipher = null)) }
         }
-        assertEquals(0uL, vault.count("c"))
+        assertEquals(0L, vault.count("c"))
         vault.shutdown()
-        assertEquals(1u, vaultSchemaVersion())
+        assertEquals(1L, vaultSchemaVersion())
     }
 }

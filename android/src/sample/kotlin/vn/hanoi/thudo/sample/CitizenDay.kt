@@ -45,7 +45,7 @@ fun main(): Unit = runBlocking {
     val report = sync.sync(vault, library, null, CancelToken.withTimeoutMs(30_000L))
     println("synced: ${report.applied} changes applied in ${report.elapsedMs} ms")
 
-    val hit = library.search("nghi quyet khoa hoc", 3u).first()
+    val hit = library.search("nghi quyet khoa hoc", 3).first()
     println("library: ${hit.number} ${hit.title}")
 
     // A screen observing the notes: observing before `async` returns.
@@ -56,8 +56,8 @@ fun main(): Unit = runBlocking {
     val health = HealthBook(vault).people()
     println("health book: ${health.size} people, ${health.sumOf { HealthBook(vault).records(it.personId, null, null, null).size }} records")
 
-    val phone = TransitPhone.open(vault, null, 5u)
-    val pass = sync.buyTransitProduct(vault, phone, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0u, YearMonth.now().toString())
+    val phone = TransitPhone.open(vault, null, 5)
+    val pass = sync.buyTransitProduct(vault, phone, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, YearMonth.now().toString())
     val qr = phone.currentQr()
     println("transit: card ${pass.cardId}, ${pass.priceVnd} VND, QR version ${qr.version} (${qr.size}x${qr.size})")
 
