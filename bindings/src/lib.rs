@@ -168,4 +168,19 @@ mod tests {
         // The message is the sentence, never a dump of the fields.
         assert_eq!(lost.to_string(), "the vault's key is gone: no key");
     }
+
+    #[test]
+    fn host_numbers_fit_or_are_refused_and_core_numbers_never_turn_negative() {
+        assert_eq!(fit::<u16>("route", 65_535), Ok(65_535));
+        assert_eq!(
+            fit::<u16>("route", 65_536),
+            Err("route 65536 is out of range".to_string())
+        );
+        assert!(fit::<u32>("time", -1).is_err());
+        assert!(fit::<u64>("amount", -1).is_err());
+        assert_eq!(fit::<u64>("amount", i64::MAX), Ok(i64::MAX as u64));
+        assert_eq!(signed(7u32), 7);
+        assert_eq!(signed(u64::MAX), i64::MAX);
+        assert!(now() > 1_700_000_000);
+    }
 }

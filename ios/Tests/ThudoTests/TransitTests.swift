@@ -93,6 +93,18 @@ final class TransitTests: XCTestCase {
         XCTAssertThrowsError(try issuer.issue(request: bad, nowUnix: now)) { error in
             guard case TransitError.InvalidRequest = error else { return XCTFail("\(error)") }
         }
+        // Numbers that do not fit the formats' widths are refused, never wrapped.
+        var badRoute = request(phone)
+        badRoute.route = 70_000
+        for attempt in [
+            { _ = try TransitIssuer.generate(keyId: -1, validFrom: self.now, validUntil: self.now + self.day) },
+            { _ = try issuer.issue(request: badRoute, nowUnix: self.now) },
+            { _ = try issuer.issue(request: self.request(phone), nowUnix: 1 << 40) },
+        ] as [() throws -> Void] {
+            XCTAssertThrowsError(try attempt()) { error in
+                guard case TransitError.InvalidRequest = error else { return XCTFail("\(error)") }
+            }
+        }
         await vault.shutdown()
     }
 }

@@ -56,6 +56,9 @@ class HandbookTest {
         handbook.recordAttendance("m12", AttendanceStatus.Excused("Đi công tác"))
         assertThrows<HandbookException.Invalid> { runBlocking { handbook.recordAttendance("m12", AttendanceStatus.Excused(" ")) } }
         assertThrows<HandbookException.NotFound> { runBlocking { handbook.recordAttendance("nope", AttendanceStatus.Present) } }
+        // A negative amount or a year that fits no calendar is refused, never wrapped.
+        assertThrows<HandbookException.Invalid> { runBlocking { handbook.recordFeePayment("2026-03", -1) } }
+        assertThrows<HandbookException.Invalid> { runBlocking { handbook.feeStanding(-2026) } }
 
         // A temporary transfer for work of a full year is refused and stays a draft.
         handbook.saveDraft("t1", ProcedureRequest.TemporaryTransfer("Đảng bộ Khu công nghệ cao", TransferPurpose.WORK, "2026-12-01", "2027-12-01"))

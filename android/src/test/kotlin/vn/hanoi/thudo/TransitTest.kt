@@ -116,6 +116,12 @@ class TransitTest {
         assertTrue(verdict.accepted, verdict.toString())
         assertEquals(TransitProduct.PAY_AS_YOU_GO, verdict.product)
         assertFalse(validator.validateAt(phone.currentQrAt(now + 10L).text, now + 10L).accepted, "passback")
+        // Numbers that do not fit the formats' widths are refused, never wrapped.
+        assertThrows<TransitException.InvalidRequest> { TransitIssuer.generate(70_000, now, now + day) }
+        assertThrows<TransitException.InvalidRequest> { issuer.issue(request(phone).copy(route = -1), now) }
+        assertThrows<TransitException.InvalidRequest> { issuer.issue(request(phone), 1L shl 40) }
+        assertThrows<TransitException.InvalidRequest> { validator.validateAt(phone.currentQrAt(now).text, -1) }
+        assertThrows<TransitException.InvalidRequest> { runBlocking { validator.setTrustedKeys(listOf(issuer.trustedKey().copy(validUntil = -5))) } }
         vault.shutdown()
     }
 }
