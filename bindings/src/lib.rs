@@ -70,6 +70,13 @@ pub(crate) fn fit<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T, String> 
     T::try_from(value).map_err(|_| format!("{what} {value} is out of range"))
 }
 
+/// Bytes held in a record: Kotlin `Bytes` (compares by content, unlike `ByteArray`), Swift
+/// `Data`. Function arguments and results stay plain byte arrays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+uniffi::custom_newtype!(Bytes, Vec<u8>);
+
 /// The stable code of an error: `domain.variant_in_snake_case`, from the variant's name.
 pub(crate) fn error_code(domain: &str, error: &impl std::fmt::Debug) -> String {
     let debug = format!("{error:?}");

@@ -235,7 +235,7 @@ pub struct ValidatorFeed {
     /// Issuer keys to trust (pass to `TransitValidator.open`).
     pub issuer_keys: Vec<TrustedIssuerKey>,
     /// The signed deny list (pass to `TransitValidator.updateDenyList`).
-    pub deny_list: Vec<u8>,
+    pub deny_list: crate::Bytes,
 }
 
 /// An accepted tap upload.
@@ -502,7 +502,7 @@ impl SyncClient {
             .await?;
         Ok(ValidatorFeed {
             issuer_keys: feed.issuer_keys.into_iter().map(Into::into).collect(),
-            deny_list: unhex(&feed.deny_list)?,
+            deny_list: crate::Bytes(unhex(&feed.deny_list)?),
         })
     }
 

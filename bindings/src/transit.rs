@@ -208,7 +208,7 @@ pub struct TrustedIssuerKey {
     /// Key id carried in credentials (0-65,535).
     pub key_id: i32,
     /// Uncompressed SEC1 P-256 key (65 bytes).
-    pub public_key: Vec<u8>,
+    pub public_key: crate::Bytes,
     /// Window start (unix seconds).
     pub valid_from: i64,
     /// Window end (unix seconds).
@@ -219,7 +219,7 @@ impl From<issuer::TrustedIssuerKey> for TrustedIssuerKey {
     fn from(k: issuer::TrustedIssuerKey) -> Self {
         TrustedIssuerKey {
             key_id: k.key_id.into(),
-            public_key: k.public_key,
+            public_key: crate::Bytes(k.public_key),
             valid_from: k.valid_from.into(),
             valid_until: k.valid_until.into(),
         }
@@ -231,7 +231,7 @@ impl TryFrom<TrustedIssuerKey> for issuer::TrustedIssuerKey {
     fn try_from(k: TrustedIssuerKey) -> Result<Self, TransitError> {
         Ok(issuer::TrustedIssuerKey {
             key_id: arg("key_id", k.key_id.into())?,
-            public_key: k.public_key,
+            public_key: k.public_key.0,
             valid_from: arg("valid_from", k.valid_from)?,
             valid_until: arg("valid_until", k.valid_until)?,
         })
@@ -692,7 +692,7 @@ pub struct CredentialRequest {
     /// Pass validity end (unix seconds).
     pub pass_valid_until: i64,
     /// The phone's public key.
-    pub device_public_key: Vec<u8>,
+    pub device_public_key: crate::Bytes,
     /// Offline lifetime in seconds, at most 72 h.
     pub lifetime_secs: i64,
 }
@@ -739,7 +739,7 @@ impl TransitIssuer {
             route: arg("route", request.route.into())?,
             pass_valid_from: arg("pass_valid_from", request.pass_valid_from)?,
             pass_valid_until: arg("pass_valid_until", request.pass_valid_until)?,
-            device_public_key: request.device_public_key,
+            device_public_key: request.device_public_key.0,
             lifetime_secs: arg("lifetime_secs", request.lifetime_secs)?,
         };
         Ok(self

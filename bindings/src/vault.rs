@@ -244,7 +244,7 @@ pub struct VaultRecord {
     /// Indexed fields and values, for `query`.
     pub index: HashMap<String, String>,
     /// The record's content.
-    pub body: Vec<u8>,
+    pub body: crate::Bytes,
 }
 
 impl From<core::Record> for VaultRecord {
@@ -252,7 +252,7 @@ impl From<core::Record> for VaultRecord {
         VaultRecord {
             id: r.id,
             index: r.index.into_iter().collect(),
-            body: r.body,
+            body: crate::Bytes(r.body),
         }
     }
 }
@@ -267,7 +267,7 @@ pub enum WriteOp {
         /// Record id.
         id: String,
         /// Record content.
-        body: Vec<u8>,
+        body: crate::Bytes,
         /// Indexed fields and values.
         index: HashMap<String, String>,
     },
@@ -298,7 +298,7 @@ impl From<WriteOp> for core::WriteOp {
                 collection,
                 id,
                 index: index_pairs(index),
-                body,
+                body: body.0,
             },
             WriteOp::Delete { collection, id } => core::WriteOp::Delete { collection, id },
         }

@@ -61,7 +61,7 @@ class DocSamplesTest {
         Vault.openWithPassphrase(dir.resolve("qr").toString(), "p", testOptions).use { vault ->
             val phone = TransitPhone.open(vault, null, 5)
             phone.installCredential(issuer.issue(CredentialRequest(7L, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0,
-                1_000_000_000, 4_000_000_000, phone.devicePublicKey(), 3600), (System.currentTimeMillis() / 1000)))
+                1_000_000_000, 4_000_000_000, phone.devicePublicKey().toBytes(), 3600), (System.currentTimeMillis() / 1000)))
 
             val qr = phone.qrFlow(refreshSecs = 5).first()
 

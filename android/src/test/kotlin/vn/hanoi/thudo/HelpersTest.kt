@@ -37,7 +37,7 @@ class HelpersTest {
             v.shutdown()
         }
         Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { key }, testOptions).use { v ->
-            assertEquals("xin chào", String(v.get("notes", "n1")!!.body))
+            assertEquals("xin chào", String(v.get("notes", "n1")!!.body.toByteArray()))
             v.shutdown()
         }
         val other = aesKey()
@@ -96,7 +96,7 @@ class HelpersTest {
         Vault.openWithPassphrase(dir.resolve("phone").toString(), "p", testOptions).use { vault ->
             val phone = TransitPhone.open(vault, signer, 5)
             phone.installCredential(issuer.issue(CredentialRequest(1L, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0,
-                now - day, now + day, phone.devicePublicKey(), 3600), now))
+                now - day, now + day, phone.devicePublicKey().toBytes(), 3600), now))
             val validator = TransitValidator.open(
                 Vault.openWithPassphrase(dir.resolve("bus").toString(), "p", testOptions), listOf(issuer.trustedKey()), ValidatorConfig(route = 1))
             assertTrue(validator.validateAt(phone.currentQrAt(now).text, now).accepted)
@@ -110,7 +110,7 @@ class HelpersTest {
         val vault = Vault.openWithPassphrase(dir.resolve("flow").toString(), "p", testOptions)
         val phone = TransitPhone.open(vault, null, 5)
         phone.installCredential(issuer.issue(CredentialRequest(2L, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0,
-            now - day, now + day, phone.devicePublicKey(), 3600), now))
+            now - day, now + day, phone.devicePublicKey().toBytes(), 3600), now))
         // Virtual time: the clock starts 2 s into a 5 s period.
         val start = now + 2
         val clock = { start + testScheduler.currentTime / 1000 }

@@ -194,7 +194,7 @@ class SyncTest {
         strict.close()
         val validator = TransitValidator.open(busVault, feed.issuerKeys, ValidatorConfig(route = enrolment.route!!))
         validator.setTrustedKeys(feed.issuerKeys)
-        assertEquals(1L, validator.updateDenyList(feed.denyList))
+        assertEquals(1L, validator.updateDenyList(feed.denyList.toByteArray()))
         val status = validator.denyListStatus()
         assertEquals(1L, status.version)
         assertTrue(!status.stale && !status.needsRefresh, status.toString())

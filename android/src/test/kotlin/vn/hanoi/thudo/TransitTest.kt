@@ -42,7 +42,7 @@ class TransitTest {
         route = 0,
         passValidFrom = now - 10 * day,
         passValidUntil = now + 20 * day,
-        devicePublicKey = phone.devicePublicKey(),
+        devicePublicKey = phone.devicePublicKey().toBytes(),
         lifetimeSecs = 72 * 3600,
     )
 
