@@ -34,10 +34,6 @@ android {
     buildTypes {
         release { isMinifyEnabled = false } // the app minifies, with consumer-rules.pro
     }
-    packaging {
-        // Keep the .so files uncompressed and page-aligned in the APK (loaded in place).
-        jniLibs.useLegacyPackaging = false
-    }
     publishing {
         singleVariant("release") {
             withSourcesJar()

@@ -13,7 +13,10 @@ python3 scripts/check-elf-alignment.py "${libs[@]}"
 
 echo "Android bindings use UniFFI's Android options:"
 grep -q "android.system.SystemCleaner" build/bindings/kotlin-android/vn/hanoi/thudo/thudo_ffi.kt
-! grep -q "android.system.SystemCleaner" build/bindings/kotlin/vn/hanoi/thudo/thudo_ffi.kt
+if grep -q "android.system.SystemCleaner" build/bindings/kotlin/vn/hanoi/thudo/thudo_ffi.kt; then
+  echo "the JVM bindings use Android's SystemCleaner" >&2
+  exit 1
+fi
 echo "  build/bindings/kotlin-android: SystemCleaner on Android 14+, JNA cleaner before"
 
 echo "iOS privacy manifest:"

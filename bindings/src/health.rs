@@ -235,7 +235,7 @@ impl From<schedule::DoseStatus> for DoseStatus {
     fn from(s: schedule::DoseStatus) -> Self {
         DoseStatus {
             vaccine: s.vaccine.to_owned(),
-            dose: crate::signed(s.dose) as i32,
+            dose: crate::small(s.dose),
             state: s.state,
             due_on: s.due_on.map(|d| d.to_string()),
             given_on: s.given_on.map(|d| d.to_string()),

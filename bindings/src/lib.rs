@@ -64,6 +64,23 @@ pub(crate) fn signed(value: impl TryInto<i64>) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
+/// A small core number (a count of attempts, a QR's size) as the host's `i32`; saturates.
+pub(crate) fn small(value: impl TryInto<i32>) -> i32 {
+    value.try_into().unwrap_or(i32::MAX)
+}
+
+/// A card id as the host sees it: the same 64 bits, so every id stays distinct and converts
+/// back exactly (`card_id_from_host`). Ids above 2^63 (the backend issues none; a forged QR may
+/// carry one) appear negative.
+pub(crate) fn card_id_to_host(id: u64) -> i64 {
+    id as i64
+}
+
+/// A card id from the host, bit for bit (see `card_id_to_host`).
+pub(crate) fn card_id_from_host(id: i64) -> u64 {
+    id as u64
+}
+
 /// A host number as the width core uses, or `Err(reason)` naming `what` when it does not fit
 /// (a negative time, a route over 65,535): refused, never wrapped.
 pub(crate) fn fit<T: TryFrom<i64>>(what: &str, value: i64) -> Result<T, String> {
@@ -188,6 +205,13 @@ mod tests {
         assert_eq!(fit::<u64>("amount", i64::MAX), Ok(i64::MAX as u64));
         assert_eq!(signed(7u32), 7);
         assert_eq!(signed(u64::MAX), i64::MAX);
+        assert_eq!(small(u64::MAX), i32::MAX);
+        assert_eq!(small(57u32), 57);
+        // Card ids keep all 64 bits both ways.
+        for id in [0u64, 9_704_000_000_123, u64::MAX, 1 << 63] {
+            assert_eq!(card_id_from_host(card_id_to_host(id)), id);
+        }
+        assert_ne!(card_id_to_host(u64::MAX), card_id_to_host(u64::MAX - 1));
         assert!(now() > 1_700_000_000);
     }
 }

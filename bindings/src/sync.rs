@@ -66,10 +66,20 @@ pub enum SyncError {
         /// What.
         detail: String,
     },
-    /// The call's `CancelToken` fired or its time budget ran out (or the client was shut down):
-    /// what was done before stays; call again later.
+    /// The call's `CancelToken` fired or its time budget ran out: what was done before stays;
+    /// call again later.
     #[error("cancelled")]
     Cancelled,
+    /// This client was shut down (`shutdown()`): it refuses every call from then on; make a new
+    /// one.
+    #[error("the sync client was shut down")]
+    ShutDown,
+    /// An argument was refused before anything was sent (a route out of range, ...).
+    #[error("invalid argument: {reason}")]
+    InvalidArgument {
+        /// Which and why.
+        reason: String,
+    },
     /// The vault was shut down (`shutdown()`): open it again to go on.
     #[error("the vault is closed")]
     Closed,
@@ -80,7 +90,8 @@ pub enum SyncError {
         /// What the platform said.
         reason: String,
     },
-    /// Storage (vault, library, transit state) failed.
+    /// Storage (vault, library, transit state) failed: often for a while (disk full, file
+    /// busy), so worth a retry; a damaged store fails again and says so.
     #[error("storage: {reason}")]
     Storage {
         /// Why.
@@ -108,7 +119,7 @@ impl From<core::SyncError> for SyncError {
             E::NotRegistered => SyncError::NotRegistered,
             E::Unauthorized => SyncError::Unauthorized,
             E::Unavailable { attempts, last } => SyncError::Unavailable {
-                attempts: crate::signed(attempts) as i32,
+                attempts: crate::small(attempts),
                 last,
             },
             E::Refused {
@@ -123,6 +134,7 @@ impl From<core::SyncError> for SyncError {
             E::NotEntitled { message } => SyncError::NotEntitled { detail: message },
             E::Protocol { detail } => SyncError::Protocol { detail },
             E::Cancelled => SyncError::Cancelled,
+            E::ClientClosed => SyncError::ShutDown,
             E::Vault(v) => v.into(),
             E::Store(reason) => SyncError::Storage { reason },
         }
@@ -462,11 +474,8 @@ impl SyncClient {
         route: i32,
         month: String,
     ) -> Result<CredentialPurchase, SyncError> {
-        let route = crate::fit("route", route.into()).map_err(|reason| SyncError::Refused {
-            status: 400,
-            code: "invalid_route".into(),
-            detail: reason,
-        })?;
+        let route = crate::fit("route", route.into())
+            .map_err(|reason| SyncError::InvalidArgument { reason })?;
         let order = thudo_core::transit::backend::CredentialOrder {
             product,
             category,
@@ -482,7 +491,7 @@ impl SyncClient {
                 reason: format!("the purchase task failed: {e}"),
             })??;
         Ok(CredentialPurchase {
-            card_id: signed(r.card_id),
+            card_id: crate::card_id_to_host(r.card_id),
             price_vnd: signed(r.price_vnd),
             pass_valid_from: r.pass_valid_from.into(),
             pass_valid_until: r.pass_valid_until.into(),
@@ -534,7 +543,7 @@ impl SyncClient {
     }
 
     /// Teardown only: cancels every call in flight and fails every later call with
-    /// `Cancelled`, for good. To stop one call (a background task's expiry, a screen closed),
+    /// `ShutDown`, for good. To stop one call (a background task's expiry, a screen closed),
     /// pass it a `CancelToken` instead.
     pub fn shutdown(&self) {
         self.inner.close();
@@ -551,7 +560,7 @@ impl From<thudo_core::vault::VaultError> for SyncError {
     }
 }
 
-crate::error_api!(SyncError, "sync", retryable: [Unavailable, Cancelled, Locked, Protocol]);
+crate::error_api!(SyncError, "sync", retryable: [Unavailable, Cancelled, Locked, Protocol, Storage]);
 
 /// Stops one long call (`sync`, `uploadTaps`, `validatorFeed`) without touching the client: call
 /// `cancel()` (from any thread), or make it with a time budget that fires by itself (a

@@ -193,7 +193,7 @@ impl From<validator::Verdict> for Verdict {
         Verdict {
             accepted: v.accepted,
             reason: v.reason,
-            card_id: v.card_id.map(signed),
+            card_id: v.card_id.map(crate::card_id_to_host),
             product: v.product,
             category: v.category,
             display: v.display,
@@ -272,7 +272,7 @@ pub struct CredentialInfo {
 impl From<core::wire::CredentialFields> for CredentialInfo {
     fn from(f: core::wire::CredentialFields) -> Self {
         CredentialInfo {
-            card_id: signed(f.card_id),
+            card_id: crate::card_id_to_host(f.card_id),
             product: f.product,
             category: f.category,
             route: f.route.into(),
@@ -312,7 +312,7 @@ impl From<phone::TransitQr> for TransitQr {
             svg: q.image.svg(320),
             text: q.text,
             version: q.image.version.into(),
-            size: signed(q.image.size) as i32,
+            size: crate::small(q.image.size),
             modules: q.image.modules,
             generated_at: signed(q.generated_at),
             refresh_at: signed(q.refresh_at),
@@ -660,7 +660,7 @@ impl TransitValidator {
                     route: t.route.into(),
                     accepted: t.accepted,
                     reason: t.reason,
-                    card_id: t.card_id.map(signed),
+                    card_id: t.card_id.map(crate::card_id_to_host),
                 })
                 .collect())
         })
@@ -733,7 +733,7 @@ impl TransitIssuer {
         now_unix: i64,
     ) -> Result<Vec<u8>, TransitError> {
         let request = issuer::CredentialRequest {
-            card_id: arg("card_id", request.card_id)?,
+            card_id: crate::card_id_from_host(request.card_id),
             product: request.product,
             category: request.category,
             route: arg("route", request.route.into())?,
@@ -758,10 +758,7 @@ impl TransitIssuer {
         let list = validator::DenyList {
             version: arg("version", version)?,
             issued_at: arg("issued_at", issued_at)?,
-            cards: cards
-                .into_iter()
-                .map(|c| arg("card", c))
-                .collect::<Result<_, _>>()?,
+            cards: cards.into_iter().map(crate::card_id_from_host).collect(),
             devices: Vec::new(),
         };
         Ok(self.inner.sign_deny_list(&list)?)

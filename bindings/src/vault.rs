@@ -219,7 +219,7 @@ pub struct VaultOptions {
 impl Default for VaultOptions {
     fn default() -> Self {
         VaultOptions {
-            kdf_iterations: crate::signed(core::DEFAULT_KDF_ITERATIONS) as i32,
+            kdf_iterations: crate::small(core::DEFAULT_KDF_ITERATIONS),
             cipher: None,
         }
     }
@@ -486,9 +486,9 @@ impl Vault {
 
     /// Tells `listener` of every committed change to `collections` (all when empty): writes by
     /// this app and changes applied by sync, one call per transaction with the collections it
-    /// wrote, on a library thread. Until `cancel()` is called on the returned subscription (or
-    /// it is freed). Kotlin: `vault.changes(...)` gives a `Flow`; Swift: `vault.changes(...)`
-    /// an `AsyncStream`.
+    /// wrote, in commit order, on the store's notifier thread (never the writer's). Until
+    /// `cancel()` is called on the returned subscription (or it is freed). Kotlin:
+    /// `vault.changes(...)` gives a `Flow`; Swift: `vault.changes(...)` an `AsyncStream`.
     pub fn observe(
         &self,
         collections: Vec<String>,

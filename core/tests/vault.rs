@@ -891,6 +891,16 @@ fn observers_hear_of_committed_writes_only() {
     assert!(failed.is_err());
     assert!(!v.delete("notes", "nothing").unwrap());
     assert!(v.delete("notes", "a").unwrap());
+    // Observers hear on the store's notifier thread, in commit order.
+    let wait_for = |n: usize, seen: &Mutex<Vec<Vec<String>>>| {
+        for _ in 0..500 {
+            if seen.lock().unwrap().len() >= n {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for(3, &heard);
     assert_eq!(
         *heard.lock().unwrap(),
         vec![
@@ -912,6 +922,44 @@ fn observers_hear_of_committed_writes_only() {
     assert!(reader_vault.unobserve(id));
     assert!(!reader_vault.unobserve(id));
     reader_vault.put("notes", "d", &[], b"4").unwrap();
+    for _ in 0..500 {
+        if *reads.lock().unwrap() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(*reads.lock().unwrap(), 2);
     assert_eq!(heard.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn an_observer_never_runs_on_the_writer_thread() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "pass").unwrap();
+    // A writer holding its own lock while it writes (as a validator logs a tap), and an
+    // observer that takes that lock: on the writer's thread this would deadlock.
+    let writer_lock = Arc::new(Mutex::new(()));
+    let (lock_for_observer, seen) = (writer_lock.clone(), Arc::new(Mutex::new(Vec::new())));
+    let sink = seen.clone();
+    v.observe(Arc::new(move |c: &[String]| {
+        let _held = lock_for_observer.lock().unwrap();
+        sink.lock()
+            .unwrap()
+            .push((std::thread::current().name().map(str::to_owned), c.to_vec()));
+    }));
+    {
+        let _held = writer_lock.lock().unwrap();
+        v.put("transit.tap", "1", &[], b"tap").unwrap();
+    }
+    for _ in 0..500 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0.as_deref(), Some("thudo-changes"));
+    assert_eq!(seen[0].1, vec!["transit.tap".to_string()]);
 }

@@ -805,7 +805,7 @@ async fn close_cancels_a_sync_waiting_on_retries() {
     let started = std::time::Instant::now();
     c.close();
     let result = task.await.unwrap();
-    assert!(matches!(result, Err(SyncError::Cancelled)), "{result:?}");
+    assert!(matches!(result, Err(SyncError::ClientClosed)), "{result:?}");
     assert!(started.elapsed() < Duration::from_millis(200));
 }
 

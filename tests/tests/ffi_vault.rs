@@ -76,7 +76,7 @@ async fn concurrent_async_calls_share_one_vault() {
         20
     );
     let record = vault.get("c".into(), "id07".into()).await.unwrap();
-    assert_eq!(record.body, vec![7u8; 64]);
+    assert_eq!(record.body, thudo_ffi::Bytes(vec![7u8; 64]));
     assert_eq!(record.index["parity"], "1");
     vault.shutdown().await;
 
@@ -101,7 +101,7 @@ async fn shutdown_interrupts_work_in_flight() {
         .map(|i| WriteOp::Put {
             collection: "c".into(),
             id: i.to_string(),
-            body: vec![0; 256],
+            body: thudo_ffi::Bytes(vec![0; 256]),
             index: HashMap::new(),
         })
         .collect();

@@ -141,10 +141,13 @@ pub enum SyncError {
         /// What was wrong.
         detail: String,
     },
-    /// The operation's [`Cancel`] fired or its deadline passed, or the client was closed.
-    /// What had been acknowledged or applied stays; the rest goes next time.
+    /// The operation's [`Cancel`] fired or its deadline passed. What had been acknowledged or
+    /// applied stays; the rest goes next time.
     #[error("sync cancelled")]
     Cancelled,
+    /// The client was closed ([`SyncClient::close`]): it refuses every call from then on.
+    #[error("sync client closed")]
+    ClientClosed,
     /// The vault failed (or was closed).
     #[error(transparent)]
     Vault(#[from] VaultError),
@@ -443,7 +446,7 @@ impl SyncClient {
         &self.config
     }
 
-    /// Cancels work in flight and refuses later calls with [`SyncError::Cancelled`].
+    /// Cancels work in flight and refuses later calls with [`SyncError::ClientClosed`].
     pub fn close(&self) {
         self.cancel.send_replace(true);
     }
@@ -455,7 +458,7 @@ impl SyncClient {
 
     pub(crate) fn check_open(&self) -> Result<(), SyncError> {
         if self.is_closed() {
-            Err(SyncError::Cancelled)
+            Err(SyncError::ClientClosed)
         } else {
             Ok(())
         }
@@ -592,7 +595,7 @@ impl SyncClient {
             self.check_open()?;
             let outcome = tokio::select! {
                 r = self.attempt::<T>(&method, &url, token, body.as_deref(), run) => r?,
-                _ = self.cancelled() => return Err(SyncError::Cancelled),
+                _ = self.cancelled() => return Err(SyncError::ClientClosed),
             };
             let (reason, after) = match outcome {
                 Attempt::Done(v) => return Ok(v),
@@ -618,7 +621,7 @@ impl SyncClient {
             });
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.cancelled() => return Err(SyncError::Cancelled),
+                _ = self.cancelled() => return Err(SyncError::ClientClosed),
             }
         }
         Err(SyncError::Unavailable {

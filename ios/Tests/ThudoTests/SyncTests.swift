@@ -287,7 +287,10 @@ final class SyncTests: XCTestCase {
         do {
             _ = try await client.sync(vault: phone, library: nil, observer: nil)
             XCTFail("a shut-down client synced")
-        } catch SyncError.Cancelled {}
+        } catch let error as SyncError {
+            guard case .ShutDown = error else { return XCTFail("expected ShutDown, got \(error)") }
+            XCTAssertFalse(error.isRetryable())
+        }
         await phone.shutdown()
         await tablet.shutdown()
     }

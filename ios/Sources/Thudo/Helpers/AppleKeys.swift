@@ -65,6 +65,30 @@ public final class KeychainKeyProvider: KeyProvider, @unchecked Sendable {
     }
 }
 
+/// Where a vault lives on iOS: a directory excluded from iCloud and device backups (a vault must
+/// never reach another iPhone without its Keychain key, where it would only be reported
+/// `VaultError.KeyLost`) and protected at rest by the system.
+public enum VaultLocation {
+    /// Makes (if needed) and prepares `Application Support/thudo/<name>`, and returns its path.
+    /// `protection` defaults to readable after the first unlock, so background refresh can
+    /// open the vault; use `.complete` if the app never syncs in the background.
+    public static func prepared(
+        name: String = "vault",
+        protection: FileProtectionType = .completeUntilFirstUserAuthentication
+    ) throws -> String {
+        let base = try FileManager.default.url(for: .applicationSupportDirectory, in: .userDomainMask,
+                                               appropriateFor: nil, create: true)
+        var directory = base.appendingPathComponent("thudo", isDirectory: true).appendingPathComponent(name, isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                attributes: [.protectionKey: protection])
+        try FileManager.default.setAttributes([.protectionKey: protection], ofItemAtPath: directory.path)
+        var values = URLResourceValues()
+        values.isExcludedFromBackup = true
+        try directory.setResourceValues(values)
+        return directory.path
+    }
+}
+
 /// The transit device key in the Secure Enclave: P-256, never exportable. Its encrypted handle
 /// (usable only by this device's enclave) is kept in the Keychain.
 ///

@@ -40,9 +40,11 @@ object AndroidKeystore {
      */
     fun vaultKeyProvider(context: Context, alias: String = "thudo.vault.v1"): AesGcmKeyProvider {
         val strongBox = hasStrongBox(context)
-        return AesGcmKeyProvider(alias, createKey = { generateAes(alias, strongBox) }) {
-            keyStore().getKey(alias, null) as? SecretKey
-        }
+        return AesGcmKeyProvider(
+            alias,
+            existingKey = { keyStore().getKey(alias, null) as? SecretKey },
+            createKey = { generateAes(alias, strongBox) },
+        )
     }
 
     private fun generateAes(alias: String, strongBox: Boolean): SecretKey {

@@ -13,7 +13,7 @@ import javax.crypto.spec.GCMParameterSpec
  * refuse caller IVs) and is stored in front of the wrapped key.
  *
  * [existingKey] looks the key up (null when there is none) and is called for every wrap and
- * unwrap. [createKey], when given, makes the key, and only when a new vault is wrapped: a
+ * unwrap. [createKey], when not null, makes the key, and only when a new vault is wrapped: a
  * missing key is never replaced while unwrapping, so a vault restored to a new phone (whose
  * hardware key did not travel) fails with `VaultException.KeyLost`, not `WrongKey`, and can be
  * recovered (docs/android.md, "Key loss and restore").
@@ -27,8 +27,8 @@ import javax.crypto.spec.GCMParameterSpec
  */
 class AesGcmKeyProvider(
     private val keyId: String,
-    private val createKey: (() -> SecretKey)? = null,
     private val existingKey: () -> SecretKey?,
+    private val createKey: (() -> SecretKey)?,
 ) : KeyProvider {
     override fun keyId(): String = keyId
 
@@ -63,8 +63,9 @@ class AesGcmKeyProvider(
         work()
     } catch (e: GeneralSecurityException) {
         val reason = e.message ?: e.javaClass.simpleName
-        // Android's class, named so this file also builds on the JVM.
-        if (e.javaClass.name == "android.security.keystore.KeyPermanentlyInvalidatedException") {
+        // Android's class, named so this file also builds on the JVM. Android 12+ often wraps
+        // it (an UnrecoverableKeyException from KeyStore.getKey): look down the causes.
+        if (generateSequence<Throwable>(e) { it.cause }.take(8).any { it.javaClass.name == INVALIDATED }) {
             throw KeyProviderException.Gone(reason)
         }
         throw KeyProviderException.Unavailable(reason)
@@ -74,5 +75,6 @@ class AesGcmKeyProvider(
         const val TRANSFORMATION = "AES/GCM/NoPadding"
         const val IV_BYTES = 12
         const val TAG_BYTES = 16
+        const val INVALIDATED = "android.security.keystore.KeyPermanentlyInvalidatedException"
     }
 }

@@ -32,19 +32,19 @@ class HelpersTest {
     fun `AES-GCM key provider opens the vault, and a wrong key is a typed error`() = runBlocking<Unit> {
         val key = aesKey()
         val path = dir.resolve("v").toString()
-        Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { key }, testOptions).use { v ->
+        Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1", { key }, null), testOptions).use { v ->
             v.put("notes", "n1", "xin chào".toByteArray(), emptyMap())
             v.shutdown()
         }
-        Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { key }, testOptions).use { v ->
+        Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1", { key }, null), testOptions).use { v ->
             assertEquals("xin chào", String(v.get("notes", "n1")!!.body.toByteArray()))
             v.shutdown()
         }
         val other = aesKey()
-        assertThrows<VaultException> { runBlocking { Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { other }, testOptions) } }
-        val gone = AesGcmKeyProvider("k1") { throw java.security.KeyStoreException("key permanently invalidated") }
+        assertThrows<VaultException> { runBlocking { Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1", { other }, null), testOptions) } }
+        val gone = AesGcmKeyProvider("k1", { throw java.security.KeyStoreException("key permanently invalidated") }, null)
         assertThrows<KeyProviderException.Unavailable> { gone.wrapKey(ByteArray(32)) }
-        assertThrows<KeyProviderException.WrongKey> { AesGcmKeyProvider("k1") { key }.unwrapKey(ByteArray(5)) }
+        assertThrows<KeyProviderException.WrongKey> { AesGcmKeyProvider("k1", { key }, null).unwrapKey(ByteArray(5)) }
     }
 
     @Test
@@ -52,7 +52,7 @@ class HelpersTest {
         val path = dir.resolve("restored").toString()
         var created = 0
         var stored: javax.crypto.SecretKey? = null
-        val provider = AesGcmKeyProvider("k1", createKey = { created++; aesKey().also { stored = it } }) { stored }
+        val provider = AesGcmKeyProvider("k1", existingKey = { stored }, createKey = { created++; aesKey().also { stored = it } })
         Vault.openWithKeyProvider(path, provider, testOptions).use { v ->
             v.put("notes", "n1", "xin chào".toByteArray(), emptyMap())
             v.shutdown()
@@ -68,13 +68,13 @@ class HelpersTest {
         assertTrue(lost.message.startsWith("the vault's key is gone"), lost.message)
 
         // Locked (user authentication needed) is apart from gone, and worth a retry.
-        val locked = AesGcmKeyProvider("k1") { throw java.security.UnrecoverableKeyException("user not authenticated") }
+        val locked = AesGcmKeyProvider("k1", { throw java.security.UnrecoverableKeyException("user not authenticated") }, null)
         val unavailable = assertThrows<VaultException.KeyUnavailable> { runBlocking { Vault.openWithKeyProvider(path, locked, testOptions) } }
         assertEquals("vault.key_unavailable", unavailable.code())
         assertTrue(unavailable.isRetryable())
 
         // A wrong key is neither, and says so in words.
-        val wrong = assertThrows<VaultException.WrongKey> { runBlocking { Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1") { aesKey() }, testOptions) } }
+        val wrong = assertThrows<VaultException.WrongKey> { runBlocking { Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1", { aesKey() }, null), testOptions) } }
         assertEquals("vault.wrong_key", wrong.code())
         assertTrue(wrong.message.startsWith("wrong key"), wrong.message)
 

@@ -7,6 +7,7 @@ import java.time.ZoneOffset
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
@@ -216,7 +217,10 @@ class SyncTest {
 
         assertThrows<SyncException.InsecureUrl> { SyncClient(SyncSettings("http://example.vn", null, null, null, emptyList())) }
         client.shutdown()
-        assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, null, null) } }
+        val shut = assertThrows<SyncException.ShutDown> { runBlocking { client.sync(phone, null, null) } }
+        assertFalse(shut.isRetryable(), "a shut-down client stays shut")
+        // A background job does not retry forever on a shut-down client.
+        assertTrue(backgroundSync(client, phone) is BackgroundSyncResult.Failure)
         untrusting.shutdown()
         listOf(phone, tablet, busVault, fake, strictVault, laptop).forEach { it.shutdown(); it.close() }
     }
