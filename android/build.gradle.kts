@@ -45,6 +45,9 @@ dependencies {
     // JNA as an AAR: it carries libjnidispatch.so for every Android ABI. 5.18.1 or later.
     implementation("net.java.dev.jna:jna:5.18.1@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
+    // Sync over the platform's HTTP stack (OkHttpSyncTransport): user CAs, Network Security
+    // Config and the system proxy apply.
+    implementation("com.squareup.okhttp3:okhttp:5.5.1")
     // @RequiresApi in the generated code (Android 14's object cleaner).
     implementation("androidx.annotation:annotation:1.9.1")
 }

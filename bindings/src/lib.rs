@@ -11,6 +11,7 @@
 mod handbook;
 mod health;
 mod health_book;
+mod http;
 mod logging;
 mod sync;
 mod transit;
@@ -19,6 +20,7 @@ mod vault;
 pub use handbook::*;
 pub use health::*;
 pub use health_book::*;
+pub use http::*;
 pub use logging::*;
 pub use sync::*;
 pub use transit::*;

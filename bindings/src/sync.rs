@@ -324,30 +324,33 @@ impl SyncClient {
     /// A client for `settings.base_url`.
     #[uniffi::constructor]
     pub fn new(settings: SyncSettings) -> Result<Arc<Self>, SyncError> {
-        let mut c = core::SyncConfig::new(&settings.base_url);
-        if let Some(ms) = settings.request_timeout_ms {
-            c.request_timeout = Duration::from_millis(ms.max(1) as u64);
-        }
-        if let Some(n) = settings.max_attempts {
-            c.max_attempts = n.max(1) as u32;
-        }
-        if let Some(ms) = settings.backoff_base_ms {
-            c.backoff_base = Duration::from_millis(ms.max(0) as u64);
-        }
-        for pin in &settings.pinned_spki_sha256_hex {
-            let bytes = unhex(pin).ok().filter(|b| b.len() == 32).ok_or_else(|| {
-                SyncError::InsecureUrl {
-                    url: settings.base_url.clone(),
-                    reason: format!("pin {pin} is not 32 bytes of hex"),
-                }
-            })?;
-            let mut a = [0u8; 32];
-            a.copy_from_slice(&bytes);
-            c.pinned_spki_sha256.push(a);
-        }
+        let c = config(&settings)?;
         Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
             inner: Arc::new(core::SyncClient::new(c)?),
+        }))
+    }
+
+    /// A client for `settings.base_url` that sends through the app's own HTTP client (OkHttp,
+    /// URLSession): the platform's trust store, user and enterprise certificate authorities and
+    /// system proxy apply. Pinning is then that client's job, so `pinnedSpkiSha256Hex` must be
+    /// empty here (give the pins to the platform client: the Kotlin and Swift helpers take
+    /// them).
+    #[uniffi::constructor]
+    pub fn with_http_client(
+        settings: SyncSettings,
+        http: Arc<dyn crate::http::HttpClient>,
+    ) -> Result<Arc<Self>, SyncError> {
+        if !settings.pinned_spki_sha256_hex.is_empty() {
+            return Err(SyncError::InvalidArgument {
+                reason: "pins go to the platform HTTP client, not to the settings".into(),
+            });
+        }
+        let c = config(&settings)?;
+        let transport = Arc::new(crate::http::Foreign(http));
+        Ok(Arc::new(SyncClient {
+            health_trust: std::sync::RwLock::new(None),
+            inner: Arc::new(core::SyncClient::with_transport(c, transport)?),
         }))
     }
 
@@ -603,4 +606,32 @@ impl CancelToken {
 /// The cancel guarding a call: the token's, or one that never fires.
 fn guard(token: Option<Arc<CancelToken>>) -> core::Cancel {
     token.map(|t| t.inner.clone()).unwrap_or_default()
+}
+
+/// The core configuration of `settings`.
+fn config(settings: &SyncSettings) -> Result<core::SyncConfig, SyncError> {
+    let mut c = core::SyncConfig::new(&settings.base_url);
+    if let Some(ms) = settings.request_timeout_ms {
+        c.request_timeout = Duration::from_millis(ms.max(1) as u64);
+    }
+    if let Some(n) = settings.max_attempts {
+        c.max_attempts = n.max(1) as u32;
+    }
+    if let Some(ms) = settings.backoff_base_ms {
+        c.backoff_base = Duration::from_millis(ms.max(0) as u64);
+    }
+    for pin in &settings.pinned_spki_sha256_hex {
+        let bytes =
+            unhex(pin)
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| SyncError::InsecureUrl {
+                    url: settings.base_url.clone(),
+                    reason: format!("pin {pin} is not 32 bytes of hex"),
+                })?;
+        let mut a = [0u8; 32];
+        a.copy_from_slice(&bytes);
+        c.pinned_spki_sha256.push(a);
+    }
+    Ok(c)
 }

@@ -4,15 +4,17 @@
 //! device makes (identity nonce, registration, devices). It knows no domain: the sync engine
 //! ([`crate::sync`]) and each domain's own calls (`crate::transit::backend`) are built on it.
 
+pub mod http;
 pub mod protocol;
 mod tls;
 
+pub use http::{HttpFailure, HttpFuture, HttpRequest, HttpResponse, HttpTransport};
 pub use tls::{server_verifier, spki_sha256, tls_config};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -21,27 +23,6 @@ use tokio::sync::watch;
 use crate::crypto;
 use crate::vault::{Document, Vault, VaultError};
 use protocol::*;
-
-enum BodyError {
-    TooLarge,
-    Cut(reqwest::Error),
-}
-
-/// Reads a response body chunk by chunk, refusing it once it passes `limit` (or when its
-/// announced length does): a hostile or broken server cannot make the device hold more.
-async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Cut)? {
-        if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// How the client talks to the backend.
 #[derive(Debug, Clone)]
@@ -316,7 +297,7 @@ impl Document for Registration {
 /// The sync client. One per server; share it (`Arc`) and call [`SyncClient::sync`] whenever a
 /// network appears. [`SyncClient::close`] cancels work in flight.
 pub struct SyncClient {
-    http: reqwest::Client,
+    transport: Arc<dyn HttpTransport>,
     pub(crate) config: SyncConfig,
     cancel: watch::Sender<bool>,
 }
@@ -365,8 +346,8 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let value = value?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -433,9 +414,20 @@ impl SyncClient {
                 url: config.base_url.clone(),
                 reason: e.to_string(),
             })?;
+        Self::with_transport(config, Arc::new(http::Reqwest { client: http }))
+    }
+
+    /// A client for `config.base_url` over `transport` (the platform's HTTP stack, say). Refuses
+    /// insecure URLs. The configuration's pins and extra roots are then the transport's business:
+    /// this client does not see the connection.
+    pub fn with_transport(
+        config: SyncConfig,
+        transport: Arc<dyn HttpTransport>,
+    ) -> Result<SyncClient, SyncError> {
+        check_url(&config.base_url)?;
         let (cancel, _) = watch::channel(false);
         Ok(SyncClient {
-            http,
+            transport,
             config,
             cancel,
         })
@@ -490,54 +482,51 @@ impl SyncClient {
         body: Option<&[u8]>,
         run: &mut Run<'_>,
     ) -> Result<Attempt<T>, SyncError> {
-        let mut req = self.http.request(method.clone(), url);
+        let mut headers = Vec::with_capacity(3);
         if let Some(t) = token {
-            req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            headers.push((AUTHORIZATION.as_str().to_owned(), format!("Bearer {t}")));
         }
         if let Some(k) = &run.idempotency_key {
-            req = req.header(IDEMPOTENCY_KEY_HEADER, k.as_str());
+            headers.push((IDEMPOTENCY_KEY_HEADER.to_owned(), k.clone()));
         }
-        if let Some(b) = body {
-            req = req
-                .header(CONTENT_TYPE, "application/json")
-                .body(b.to_vec());
+        if body.is_some() {
+            headers.push((
+                CONTENT_TYPE.as_str().to_owned(),
+                "application/json".to_owned(),
+            ));
         }
+        let request = HttpRequest {
+            method: method.as_str().to_owned(),
+            url: url.to_owned(),
+            headers,
+            body: body.map(<[u8]>::to_vec),
+            timeout: self.config.request_timeout,
+        };
         let sent = Instant::now();
         let sent_wall = now_ms();
-        let response = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(Attempt::Retry {
-                    reason: format!("request failed: {}", e.without_url()),
-                    after: None,
-                })
-            }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = match read_limited(response, self.config.max_response_bytes).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => {
+        let limit = self.config.max_response_bytes;
+        let response = match self.transport.send(request, limit).await {
+            Ok(r) if r.body.len() <= limit => r,
+            Ok(_) | Err(HttpFailure::TooLarge) => {
                 return Err(SyncError::Protocol {
-                    detail: format!(
-                        "response larger than {} bytes",
-                        self.config.max_response_bytes
-                    ),
+                    detail: format!("response larger than {limit} bytes"),
                 })
             }
-            Err(BodyError::Cut(e)) => {
+            Err(HttpFailure::Failed(reason)) => {
                 return Ok(Attempt::Retry {
-                    reason: format!("body cut short: {}", e.without_url()),
+                    reason: format!("request failed: {reason}"),
                     after: None,
                 })
             }
         };
+        let status = StatusCode::from_u16(response.status).map_err(|_| SyncError::Protocol {
+            detail: format!("HTTP status {} is not a status", response.status),
+        })?;
+        let server_time = response.header(SERVER_TIME_HEADER).map(str::to_owned);
+        let after = retry_after(response.header(RETRY_AFTER.as_str()));
+        let bytes = response.body;
         let rtt = sent.elapsed().as_millis() as i64;
-        if let Some(server_ms) = headers
-            .get(SERVER_TIME_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-        {
+        if let Some(server_ms) = server_time.and_then(|v| v.parse::<i64>().ok()) {
             if run.best_rtt_ms.is_none_or(|best| rtt < best) {
                 run.best_rtt_ms = Some(rtt);
                 run.report.clock_offset_ms = Some(server_ms - (sent_wall + rtt / 2));
@@ -558,7 +547,7 @@ impl SyncClient {
         if transient {
             return Ok(Attempt::Retry {
                 reason: format!("HTTP {}", status.as_u16()),
-                after: retry_after(&headers),
+                after,
             });
         }
         if status == StatusCode::UNAUTHORIZED {
@@ -780,21 +769,14 @@ mod tests {
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, "7".parse().unwrap_or_else(|_| unreachable!()));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT"
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
+        assert_eq!(retry_after(Some("7")), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO),
+            "a past date: now"
         );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date: now");
-        h.insert(
-            RETRY_AFTER,
-            "soon".parse().unwrap_or_else(|_| unreachable!()),
-        );
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(Some("soon")), None);
+        assert_eq!(retry_after(None), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! TLS for the backend: the platform's roots (or extra ones), with certificate pinning by
+//! TLS for the backend: Mozilla's roots (and extra ones), with certificate pinning by
 //! SPKI hash as a second check.
 
 use std::sync::Arc;

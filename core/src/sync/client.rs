@@ -19,8 +19,9 @@ use crate::net::{blocking, now_secs, Run};
 use crate::vault::{Document, Vault, VaultError};
 
 pub use crate::net::{
-    server_verifier, spki_sha256, tls_config, Cancel, Registration, SyncClient, SyncConfig,
-    SyncError, SyncEvent, SyncObserver, SyncReport,
+    server_verifier, spki_sha256, tls_config, Cancel, HttpFailure, HttpFuture, HttpRequest,
+    HttpResponse, HttpTransport, Registration, SyncClient, SyncConfig, SyncError, SyncEvent,
+    SyncObserver, SyncReport,
 };
 
 /// A rejected mutation, kept for support.

@@ -83,6 +83,41 @@ final class SyncTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(seen.all.count, count, "changes not reported in time")
     }
 
+    func testSyncOverURLSessionThePlatformsHttpStack() async throws {
+        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
+            return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")
+        }
+        let citizen = ProcessInfo.processInfo.environment["THUDO_DEMO_CITIZEN"] ?? "001088012345"
+        let http = URLSessionSyncTransport()
+        let client = try SyncClient.withHttpClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 3,
+                                                                           backoffBaseMs: 20, pinnedSpkiSha256Hex: []), http: http)
+        let phone = try await Vault.openWithPassphrase(path: temp("urlsession"), passphrase: "p", options: testOptions)
+        try await registerForTest(client, phone, citizenId: citizen, name: "urlsession test (Swift)")
+        let library = try await HandbookLibrary.open(path: temp("urlsession-library") + ".db")
+        let report = try await client.sync(vault: phone, library: library)
+        XCTAssertGreaterThan(report.applied, 0)
+        XCTAssertNotNil(report.clockOffsetMs, "the server's clock header came through URLSession")
+        let hits = try await library.search(query: "nghi quyet khoa hoc", limit: 5)
+        XCTAssertEqual(hits.first?.number, "57-NQ/TW")
+
+        // Pins belong to the platform client; in the settings they are refused, not ignored.
+        XCTAssertThrowsError(try SyncClient.withHttpClient(
+            settings: SyncSettings(baseUrl: url, requestTimeoutMs: nil, maxAttempts: nil, backoffBaseMs: nil,
+                                   pinnedSpkiSha256Hex: [String(repeating: "ab", count: 32)]), http: http)) { error in
+            guard case SyncError.InvalidArgument = error else { return XCTFail("\(error)") }
+        }
+        // Nobody listening: URLSession's failure is retried, then reported as unavailable.
+        let offline = try SyncClient.withHttpClient(settings: SyncSettings(baseUrl: "http://127.0.0.1:9", requestTimeoutMs: 1_000,
+                                                                            maxAttempts: 2, backoffBaseMs: 10, pinnedSpkiSha256Hex: []), http: http)
+        do {
+            _ = try await offline.sync(vault: phone)
+            XCTFail("synced with nobody listening")
+        } catch SyncError.Unavailable(let attempts, _) {
+            XCTAssertEqual(attempts, 2)
+        }
+        await phone.shutdown()
+    }
+
     func testScreensHearOfLocalWritesAndOfWhatSyncBrings() async throws {
         guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
             return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")

@@ -73,6 +73,44 @@ class SyncTest {
     }
 
     @Test
+    fun `sync over OkHttp, the platform's HTTP stack`() = runBlocking<Unit> {
+        val http = OkHttpSyncTransport(OkHttpSyncTransport.client())
+        val client = SyncClient.withHttpClient(SyncSettings(url, 5_000L, 3, 20L, emptyList()), http)
+        val phone = Vault.openWithPassphrase(dir.resolve("okhttp").toString(), "p", testOptions)
+        registerForTest(client, phone, citizen, "okhttp test (Kotlin)")
+        val library = HandbookLibrary.open(dir.resolve("okhttp-library.db").toString())
+        val report = client.sync(phone, library)
+        assertTrue(report.applied > 0L, report.toString())
+        assertTrue(report.clockOffsetMs != null, "the server's clock header came through OkHttp")
+        assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5).first().number)
+
+        // Pins belong to the platform client; in the settings they are refused, not ignored.
+        assertThrows<SyncException.InvalidArgument> {
+            SyncClient.withHttpClient(SyncSettings(url, null, null, null, listOf("ab".repeat(32))), http)
+        }
+        assertThrows<IllegalArgumentException> { OkHttpSyncTransport.client("api.example.vn", listOf("not hex")) }
+        // Nobody listening: OkHttp's failure is retried, then reported as unavailable.
+        val offline = SyncClient.withHttpClient(SyncSettings("http://127.0.0.1:9", 1_000L, 2, 10L, emptyList()), http)
+        assertEquals(2, assertThrows<SyncException.Unavailable> { runBlocking { offline.sync(phone) } }.attempts)
+        // A platform client that answers too much, or throws something unexpected: refused or
+        // retried, never a crash.
+        val tooMuch = object : HttpClient {
+            override fun send(request: HttpRequest) =
+                HttpResponse(200, emptyMap(), Bytes(ByteArray(request.maxBodyBytes.toInt() + 1)))
+        }
+        assertThrows<SyncException.Protocol> {
+            runBlocking { SyncClient.withHttpClient(SyncSettings(url, null, 1, 10L, emptyList()), tooMuch).sync(phone) }
+        }
+        val throwing = object : HttpClient {
+            override fun send(request: HttpRequest): HttpResponse = throw IllegalStateException("bug in the app")
+        }
+        assertThrows<SyncException.Unavailable> {
+            runBlocking { SyncClient.withHttpClient(SyncSettings(url, null, 2, 10L, emptyList()), throwing).sync(phone) }
+        }
+        phone.shutdown()
+    }
+
+    @Test
     fun `screens hear of local writes and of what sync brings`() = runBlocking<Unit> {
         val client = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
         val phone = Vault.openWithPassphrase(dir.resolve("observe-phone").toString(), "p", testOptions)
