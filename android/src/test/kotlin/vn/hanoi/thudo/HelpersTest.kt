@@ -73,6 +73,12 @@ class HelpersTest {
         assertEquals("vault.key_unavailable", unavailable.code())
         assertTrue(unavailable.isRetryable())
 
+        // Android 12+ reports an invalidated key wrapped in another exception: still gone for
+        // good, not "retry later".
+        val invalidated = android.security.keystore.KeyPermanentlyInvalidatedException("biometrics re-enrolled")
+        val wrapped = AesGcmKeyProvider("k1", { throw java.security.UnrecoverableKeyException("key unusable").apply { initCause(invalidated) } }, null)
+        assertThrows<VaultException.KeyLost> { runBlocking { Vault.openWithKeyProvider(path, wrapped, testOptions) } }
+
         // A wrong key is neither, and says so in words.
         val wrong = assertThrows<VaultException.WrongKey> { runBlocking { Vault.openWithKeyProvider(path, AesGcmKeyProvider("k1", { aesKey() }, null), testOptions) } }
         assertEquals("vault.wrong_key", wrong.code())
