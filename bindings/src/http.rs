@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thudo_core::sync::client as core;
 
@@ -73,6 +74,9 @@ pub trait HttpClient: Send + Sync {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
 }
 
+/// Time a host client gets past its own timeout before the exchange counts as failed.
+const GRACE: Duration = Duration::from_secs(5);
+
 /// The host's client as core's transport.
 pub(crate) struct Foreign(pub(crate) Arc<dyn HttpClient>);
 
@@ -91,20 +95,21 @@ impl core::HttpTransport for Foreign {
             max_body_bytes: crate::signed(max_body),
         };
         let client = self.0.clone();
+        // The host's client should honour `timeoutMs`; this bounds the wait if it does not.
+        let deadline = Duration::from_millis(request.timeout_ms.max(0) as u64) + GRACE;
         Box::pin(async move {
             // The host's client blocks: on the blocking pool, never an async worker. A call
-            // cancelled meanwhile runs to its own timeout and its answer is dropped.
-            let answer = tokio::task::spawn_blocking(move || client.send(request))
+            // cancelled meanwhile runs to the client's own timeout and its answer is dropped.
+            let exchange = tokio::task::spawn_blocking(move || client.send(request));
+            let answer = tokio::time::timeout(deadline, exchange)
                 .await
+                .map_err(|_| core::HttpFailure::Failed("HTTP client timed out".into()))?
                 .map_err(|e| core::HttpFailure::Failed(format!("HTTP client failed: {e}")))?;
             match answer {
                 Ok(response) => Ok(core::HttpResponse {
-                    status: u16::try_from(response.status).map_err(|_| {
-                        core::HttpFailure::Failed(format!(
-                            "status {} out of range",
-                            response.status
-                        ))
-                    })?,
+                    // Not a status at all: 0, which the client refuses as a protocol error like
+                    // any other status outside 100-999.
+                    status: u16::try_from(response.status).unwrap_or(0),
                     headers: response.headers.into_iter().collect(),
                     body: response.body.0,
                 }),

@@ -106,6 +106,14 @@ final class SyncTests: XCTestCase {
                                    pinnedSpkiSha256Hex: [String(repeating: "ab", count: 32)]), http: http)) { error in
             guard case SyncError.InvalidArgument = error else { return XCTFail("\(error)") }
         }
+        // URLSession's reading stops past the limit: 8 bytes allowed for a 15-byte answer.
+        let health = HttpRequest(method: "GET", url: url + "/healthz", headers: [:], body: nil, timeoutMs: 5_000, maxBodyBytes: 8)
+        var roomy = health
+        roomy.maxBodyBytes = 1_000
+        XCTAssertEqual(try http.send(request: roomy).status, 200)
+        XCTAssertThrowsError(try http.send(request: health)) { error in
+            guard case HttpError.TooLarge = error else { return XCTFail("\(error)") }
+        }
         // Nobody listening: URLSession's failure is retried, then reported as unavailable.
         let offline = try SyncClient.withHttpClient(settings: SyncSettings(baseUrl: "http://127.0.0.1:9", requestTimeoutMs: 1_000,
                                                                             maxAttempts: 2, backoffBaseMs: 10, pinnedSpkiSha256Hex: []), http: http)

@@ -29,7 +29,15 @@ class OkHttpSyncTransport(private val client: OkHttpClient) : HttpClient {
             .method(request.method, body)
             .apply { request.headers.forEach { (name, value) -> header(name, value) } }
             .build()
-        val call = client.newBuilder().callTimeout(request.timeoutMs, TimeUnit.MILLISECONDS).build().newCall(okRequest)
+        // The request's limit for the whole exchange, and for each phase of it (OkHttp's own
+        // 10 s defaults would cut a slow answer short).
+        val call = client.newBuilder()
+            .callTimeout(request.timeoutMs, TimeUnit.MILLISECONDS)
+            .connectTimeout(request.timeoutMs, TimeUnit.MILLISECONDS)
+            .readTimeout(request.timeoutMs, TimeUnit.MILLISECONDS)
+            .writeTimeout(request.timeoutMs, TimeUnit.MILLISECONDS)
+            .build()
+            .newCall(okRequest)
         return try {
             call.execute().use { read(it, request.maxBodyBytes) }
         } catch (e: HttpException) {
@@ -47,7 +55,9 @@ class OkHttpSyncTransport(private val client: OkHttpClient) : HttpClient {
         source.request(maxBody + 1)
         if (source.buffer.size > maxBody) throw HttpException.TooLarge()
         val bytes = source.buffer.readByteArray()
-        return HttpResponse(response.code, response.headers.toMap(), Bytes(bytes))
+        // The first value of each header, as the built-in client reads them.
+        val headers = response.headers.names().associateWith { response.headers.values(it).first() }
+        return HttpResponse(response.code, headers, Bytes(bytes))
     }
 
     // The exception's kind and message, never the URL (it holds ids and cursors).
@@ -60,6 +70,7 @@ class OkHttpSyncTransport(private val client: OkHttpClient) : HttpClient {
          * pinned to those keys for [host].
          */
         fun client(host: String? = null, pinsSha256Hex: List<String> = emptyList()): OkHttpClient {
+            require(host != null || pinsSha256Hex.isEmpty()) { "pins need the host they are for" }
             val builder = OkHttpClient.Builder().followRedirects(false).followSslRedirects(false)
             if (host != null && pinsSha256Hex.isNotEmpty()) {
                 val pinner = CertificatePinner.Builder()

@@ -89,6 +89,11 @@ class SyncTest {
             SyncClient.withHttpClient(SyncSettings(url, null, null, null, listOf("ab".repeat(32))), http)
         }
         assertThrows<IllegalArgumentException> { OkHttpSyncTransport.client("api.example.vn", listOf("not hex")) }
+        assertThrows<IllegalArgumentException> { OkHttpSyncTransport.client(null, listOf("ab".repeat(32))) }
+        // OkHttp's own reading stops past the limit: 8 bytes allowed for a 15-byte answer.
+        val health = HttpRequest("GET", "$url/healthz", emptyMap(), null, 5_000L, 8L)
+        assertEquals(200, http.send(health.copy(maxBodyBytes = 1_000L)).status)
+        assertThrows<HttpException.TooLarge> { http.send(health) }
         // Nobody listening: OkHttp's failure is retried, then reported as unavailable.
         val offline = SyncClient.withHttpClient(SyncSettings("http://127.0.0.1:9", 1_000L, 2, 10L, emptyList()), http)
         assertEquals(2, assertThrows<SyncException.Unavailable> { runBlocking { offline.sync(phone) } }.attempts)
