@@ -21,7 +21,8 @@ generate uniffi.toml kotlin "$OUT/kotlin"
 generate uniffi.toml swift "$OUT/swift"
 # The Android flavour: the same config with UniFFI's `android = true` in the Kotlin section.
 ANDROID_CONFIG="$OUT/uniffi-android.toml"
-sed -e 's/^\[crates.thudo_ffi.bindings.kotlin\]$/&\nandroid = true/' uniffi.toml > "$ANDROID_CONFIG"
+# (awk, not sed: BSD sed on a Mac has no newline in replacements.)
+awk '{ print } /^\[crates\.thudo_ffi\.bindings\.kotlin\]$/ { print "android = true" }' uniffi.toml > "$ANDROID_CONFIG"
 grep -q '^android = true$' "$ANDROID_CONFIG"
 generate "$ANDROID_CONFIG" kotlin "$OUT/kotlin-android"
 # Kotlin: UniFFI makes an exception's `message` a dump of its fields ("reason=..."), empty for a

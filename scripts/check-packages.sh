@@ -49,7 +49,11 @@ sum=$(sha256sum "$tmp/dist/ThudoFFI.xcframework.zip" | cut -d' ' -f1)
 grep -q "^let releaseChecksum = \"$sum\"$" "$tmp/Package.swift"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 grep -q "^let releaseURL = \"https://downloads.example.vn/thudo/$version/ThudoFFI.xcframework.zip\"$" "$tmp/Package.swift"
-unzip -l "$tmp/dist/ThudoFFI.xcframework.zip" | grep -q " ThudoFFI.xcframework/Info.plist$"
+python3 - "$tmp/dist/ThudoFFI.xcframework.zip" <<'PY'
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+assert "ThudoFFI.xcframework/Info.plist" in names, names
+PY
 # The same framework gives the same checksum.
 scripts/release-ios.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
   --package "$tmp/Package.swift" --out "$tmp/again" >/dev/null
