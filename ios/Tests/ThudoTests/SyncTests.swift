@@ -12,6 +12,18 @@ final class SyncTests: XCTestCase {
         var events: [SyncProgress] { lock.lock(); defer { lock.unlock() }; return seen }
     }
 
+    /// The test server scripts/with-server.sh started, and its seeded citizen.
+    func testServer() -> (url: String, citizen: String)? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = environment["THUDO_SERVER_URL"] else { return nil }
+        return (url, environment["THUDO_DEMO_CITIZEN"] ?? "001088012345")
+    }
+
+    /// Settings for the test server: short timeouts, quick retries.
+    func settings(_ url: String) -> SyncSettings {
+        SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4, backoffBaseMs: 50, pinnedSpkiSha256Hex: [])
+    }
+
     func temp(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("thudo-sync-\(name)-\(UUID().uuidString)").path
     }
@@ -23,12 +35,9 @@ final class SyncTests: XCTestCase {
     }
 
     func testACancelledSyncStopsAloneAndTheNextSyncGoesOn() async throws {
-        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
-            return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")
-        }
-        let citizen = ProcessInfo.processInfo.environment["THUDO_DEMO_CITIZEN"] ?? "001088012345"
-        let client = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4,
-                                                           backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
+        guard let server = testServer() else { return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)") }
+        let (url, citizen) = (server.url, server.citizen)
+        let client = try SyncClient(settings: settings(url))
         let phone = try await Vault.openWithPassphrase(path: temp("cancel"), passphrase: "p", options: testOptions)
         try await registerForTest(client, phone, citizenId: citizen, name: "cancel test (Swift)")
         let library = try await HandbookLibrary.open(path: temp("cancel-library") + ".db")
@@ -127,12 +136,9 @@ final class SyncTests: XCTestCase {
     }
 
     func testScreensHearOfLocalWritesAndOfWhatSyncBrings() async throws {
-        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
-            return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")
-        }
-        let citizen = ProcessInfo.processInfo.environment["THUDO_DEMO_CITIZEN"] ?? "001088012345"
-        let client = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4,
-                                                           backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
+        guard let server = testServer() else { return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)") }
+        let (url, citizen) = (server.url, server.citizen)
+        let client = try SyncClient(settings: settings(url))
         let phone = try await Vault.openWithPassphrase(path: temp("observe-phone"), passphrase: "p", options: testOptions)
         let tablet = try await Vault.openWithPassphrase(path: temp("observe-tablet"), passphrase: "p", options: testOptions)
         try await registerForTest(client, phone, citizenId: citizen, name: "observe test phone (Swift)")
@@ -179,12 +185,9 @@ final class SyncTests: XCTestCase {
     }
 
     func testTwoDevicesSyncHandbookHealthAndNotes() async throws {
-        guard let url = ProcessInfo.processInfo.environment["THUDO_SERVER_URL"] else {
-            return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)")
-        }
-        let citizen = ProcessInfo.processInfo.environment["THUDO_DEMO_CITIZEN"] ?? "001088012345"
-        let client = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4,
-                                                           backoffBaseMs: 50, pinnedSpkiSha256Hex: []))
+        guard let server = testServer() else { return XCTFail("run through scripts/test-swift.sh (THUDO_SERVER_URL)") }
+        let (url, citizen) = (server.url, server.citizen)
+        let client = try SyncClient(settings: settings(url))
         let phone = try await Vault.openWithPassphrase(path: temp("phone"), passphrase: "p", options: testOptions)
         let tablet = try await Vault.openWithPassphrase(path: temp("tablet"), passphrase: "p", options: testOptions)
         // A citizen ID alone opens nothing: a forged or replayed sign-in is refused.
