@@ -11,3 +11,4 @@ extension HealthCardError: CustomStringConvertible {}
 extension ScheduleError: CustomStringConvertible {}
 extension TransitError: CustomStringConvertible {}
 extension SignerError: CustomStringConvertible {}
+extension HttpError: CustomStringConvertible {}

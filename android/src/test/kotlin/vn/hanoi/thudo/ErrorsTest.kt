@@ -1,0 +1,45 @@
+package vn.hanoi.thudo
+
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Test
+
+/** Every error type gives a stable code, says whether a retry helps, and reads as a sentence. */
+class ErrorsTest {
+    @Test
+    fun `every error type has a code, a retry flag and a human message`() {
+        val cases: List<Triple<Exception, String, Boolean>> = listOf(
+            Triple(VaultException.KeyUnavailable("device locked"), "vault.key_unavailable", true),
+            Triple(KeyProviderException.Gone("no such key"), "key_provider.gone", false),
+            Triple(SyncException.NotRegistered(), "sync.not_registered", false),
+            Triple(HandbookException.Locked("device locked"), "handbook.locked", true),
+            Triple(HealthBookException.InvalidFhir("not a bundle"), "health_book.invalid_fhir", false),
+            Triple(HealthCardException.BadSignature(), "health_card.bad_signature", false),
+            Triple(ScheduleException.InvalidDate("2026-13-01"), "schedule.invalid_date", false),
+            Triple(TransitException.NoCredential(), "transit.no_credential", false),
+            Triple(SignerException.Failed("user cancelled"), "signer.failed", false),
+            Triple(HttpException.Failed("connection refused"), "http.failed", true),
+        )
+        for ((error, code, retryable) in cases) {
+            val (actualCode, actualRetry) = when (error) {
+                is VaultException -> error.code() to error.isRetryable()
+                is KeyProviderException -> error.code() to error.isRetryable()
+                is SyncException -> error.code() to error.isRetryable()
+                is HandbookException -> error.code() to error.isRetryable()
+                is HealthBookException -> error.code() to error.isRetryable()
+                is HealthCardException -> error.code() to error.isRetryable()
+                is ScheduleException -> error.code() to error.isRetryable()
+                is TransitException -> error.code() to error.isRetryable()
+                is SignerException -> error.code() to error.isRetryable()
+                is HttpException -> error.code() to error.isRetryable()
+                else -> error("unexpected $error")
+            }
+            assertEquals(code, actualCode)
+            assertEquals(retryable, actualRetry, code)
+            // A sentence, never empty, never a dump of the fields.
+            val message = error.message ?: ""
+            assert(message.isNotBlank() && !message.contains("reason=")) { "$code: '$message'" }
+        }
+        assertEquals("not registered", SyncException.NotRegistered().message)
+        assertEquals("key provider unavailable: device locked", VaultException.KeyUnavailable("device locked").message)
+    }
+}

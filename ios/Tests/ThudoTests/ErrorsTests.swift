@@ -1,0 +1,44 @@
+import XCTest
+
+@testable import Thudo
+
+/// Every error type gives a stable code, says whether a retry helps, and reads as a sentence.
+final class ErrorsTests: XCTestCase {
+    func testEveryErrorTypeHasACodeARetryFlagAndAHumanMessage() {
+        let cases: [(String, String, Bool, String)] = [
+            describe(VaultError.KeyUnavailable(reason: "device locked")) { ($0.code(), $0.isRetryable()) },
+            describe(KeyProviderError.Gone(reason: "no such key")) { ($0.code(), $0.isRetryable()) },
+            describe(SyncError.NotRegistered) { ($0.code(), $0.isRetryable()) },
+            describe(HandbookError.Locked(reason: "device locked")) { ($0.code(), $0.isRetryable()) },
+            describe(HealthBookError.InvalidFhir(detail: "not a bundle")) { ($0.code(), $0.isRetryable()) },
+            describe(HealthCardError.BadSignature) { ($0.code(), $0.isRetryable()) },
+            describe(ScheduleError.InvalidDate(value: "2026-13-01")) { ($0.code(), $0.isRetryable()) },
+            describe(TransitError.NoCredential) { ($0.code(), $0.isRetryable()) },
+            describe(SignerError.Failed(reason: "user cancelled")) { ($0.code(), $0.isRetryable()) },
+            describe(HttpError.Failed(reason: "connection refused")) { ($0.code(), $0.isRetryable()) },
+        ].map { ($0.code, $0.expectedCode, $0.retryable, $0.message) }
+        let expected: [(String, Bool)] = [
+            ("vault.key_unavailable", true), ("key_provider.gone", false), ("sync.not_registered", false),
+            ("handbook.locked", true), ("health_book.invalid_fhir", false), ("health_card.bad_signature", false),
+            ("schedule.invalid_date", false), ("transit.no_credential", false), ("signer.failed", false),
+            ("http.failed", true),
+        ]
+        XCTAssertEqual(cases.count, expected.count)
+        for ((code, _, retryable, message), (expectedCode, expectedRetry)) in zip(cases, expected) {
+            XCTAssertEqual(code, expectedCode)
+            XCTAssertEqual(retryable, expectedRetry, code)
+            // A sentence, never empty, never a dump of the enum.
+            XCTAssertFalse(message.isEmpty, code)
+            XCTAssertFalse(message.contains("reason:"), "\(code): \(message)")
+        }
+        XCTAssertEqual(SyncError.NotRegistered.localizedDescription, "not registered")
+        XCTAssertEqual(VaultError.KeyUnavailable(reason: "device locked").localizedDescription,
+                       "key provider unavailable: device locked")
+    }
+
+    private func describe<E: Error>(_ error: E, _ api: (E) -> (String, Bool))
+        -> (code: String, expectedCode: String, retryable: Bool, message: String) {
+        let (code, retryable) = api(error)
+        return (code, code, retryable, error.localizedDescription)
+    }
+}
