@@ -79,7 +79,7 @@ impl log::Log for Forward {
 
     fn log(&self, record: &log::Record<'_>) {
         // The library's own records only: its dependencies (HTTP, TLS) log URLs and headers.
-        if !self.enabled(record.metadata()) || !record.target().starts_with("thudo") {
+        if !self.enabled(record.metadata()) || !thudo_core::logs::is_own(record) {
             return;
         }
         let Some(logger) = self
@@ -90,24 +90,11 @@ impl log::Log for Forward {
         else {
             return;
         };
-        struct Fields(HashMap<String, String>);
-        impl<'k> log::kv::VisitSource<'k> for Fields {
-            fn visit_pair(
-                &mut self,
-                key: log::kv::Key<'k>,
-                value: log::kv::Value<'k>,
-            ) -> Result<(), log::kv::Error> {
-                self.0.insert(key.to_string(), value.to_string());
-                Ok(())
-            }
-        }
-        let mut fields = Fields(HashMap::new());
-        let _ = record.key_values().visit(&mut fields);
         logger.log(LogRecord {
             level: level_of(record.level()),
             target: record.target().to_owned(),
             message: record.args().to_string(),
-            fields: fields.0,
+            fields: thudo_core::logs::fields(record).into_iter().collect(),
         });
     }
 

@@ -64,28 +64,19 @@ fn log_to_stderr(level: Option<&str>) {
         }
         fn log(&self, record: &log::Record<'_>) {
             // thudo's own records only: the HTTP and TLS crates log URLs and headers.
-            if !record.target().starts_with("thudo") {
+            if !thudo_core::logs::is_own(record) {
                 return;
             }
-            struct Fields(String);
-            impl<'k> log::kv::VisitSource<'k> for Fields {
-                fn visit_pair(
-                    &mut self,
-                    key: log::kv::Key<'k>,
-                    value: log::kv::Value<'k>,
-                ) -> Result<(), log::kv::Error> {
-                    self.0.push_str(&format!(" {key}={value}"));
-                    Ok(())
-                }
-            }
-            let mut fields = Fields(String::new());
-            let _ = record.key_values().visit(&mut fields);
+            let fields: String = thudo_core::logs::fields(record)
+                .iter()
+                .map(|(key, value)| format!(" {key}={value}"))
+                .collect();
             eprintln!(
                 "thudo[{} {}] {}{}",
                 record.level(),
                 record.target(),
                 record.args(),
-                fields.0
+                fields
             );
         }
         fn flush(&self) {}

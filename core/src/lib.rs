@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod handbook;
 pub mod health;
 pub mod hex;
+pub mod logs;
 mod net;
 pub mod schema;
 pub mod sync;

@@ -68,7 +68,7 @@ pub struct TapUpload {
 }
 
 /// The answer to a tap upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapReceipt {
     /// Taps stored now.
     pub stored: u32,
@@ -82,6 +82,17 @@ pub struct TapReceipt {
     /// revoked or invalid at the QR's time, or a QR already used (replayed or relayed).
     #[serde(default)]
     pub not_charged: u32,
+}
+
+impl TapReceipt {
+    /// Adds `other` (a later part of the same upload) to this sum.
+    fn absorb(&mut self, other: &TapReceipt) {
+        self.stored += other.stored;
+        self.duplicates += other.duplicates;
+        self.acknowledged_seq = self.acknowledged_seq.max(other.acknowledged_seq);
+        self.charged_vnd += other.charged_vnd;
+        self.not_charged += other.not_charged;
+    }
 }
 
 impl SyncClient {
@@ -123,13 +134,7 @@ impl SyncClient {
         vault: Arc<Vault>,
         taps: Vec<super::validator::Tap>,
     ) -> Result<TapReceipt, SyncError> {
-        let mut total = TapReceipt {
-            stored: 0,
-            duplicates: 0,
-            acknowledged_seq: 0,
-            charged_vnd: 0,
-            not_charged: 0,
-        };
+        let mut total = TapReceipt::default();
         for chunk in taps.chunks(TAP_UPLOAD_CHUNK) {
             let body = serde_json::to_vec(&TapUpload {
                 taps: chunk.to_vec(),
@@ -145,11 +150,7 @@ impl SyncClient {
                     Some(body),
                 )
                 .await?;
-            total.stored += r.stored;
-            total.duplicates += r.duplicates;
-            total.acknowledged_seq = total.acknowledged_seq.max(r.acknowledged_seq);
-            total.charged_vnd += r.charged_vnd;
-            total.not_charged += r.not_charged;
+            total.absorb(&r);
         }
         Ok(total)
     }
@@ -203,13 +204,7 @@ impl SyncClient {
         vault: Arc<Vault>,
         validator: Arc<Mutex<Validator>>,
     ) -> Result<TapReceipt, SyncError> {
-        let mut total = TapReceipt {
-            stored: 0,
-            duplicates: 0,
-            acknowledged_seq: 0,
-            charged_vnd: 0,
-            not_charged: 0,
-        };
+        let mut total = TapReceipt::default();
         let lock = |v: &Mutex<Validator>| {
             v.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -232,11 +227,7 @@ impl SyncClient {
                     .map_err(device_side)
             })
             .await?;
-            total.stored += receipt.stored;
-            total.duplicates += receipt.duplicates;
-            total.acknowledged_seq = total.acknowledged_seq.max(up_to);
-            total.charged_vnd += receipt.charged_vnd;
-            total.not_charged += receipt.not_charged;
+            total.absorb(&receipt);
             if up_to < last {
                 break; // the backend took less than it was sent: the rest goes next time
             }
