@@ -30,7 +30,6 @@ use serde_json::{json, Value};
 use thudo_core::changes::hlc::Hlc;
 use thudo_core::collections::spec as collection;
 use thudo_core::sync::protocol::*;
-use thudo_core::transit::issuer::IssuerKeyring;
 
 use fares::FarePolicy;
 use storage::{sha256, Device, Storage};
@@ -44,7 +43,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub struct AppState {
     storage: Arc<dyn Storage>,
     admin_token_hash: [u8; 32],
-    issuer: Arc<std::sync::RwLock<IssuerKeyring>>,
+    issuer: Arc<transit::Issuer>,
     fares: Arc<FarePolicy>,
     identity: Arc<identity::IdentityConfig>,
     test_identity: Option<Arc<identity::LocalIdentityProvider>>,
@@ -91,11 +90,11 @@ impl AppState {
     /// Builds the state; creates the transit issuer's first key on first start (the keyring is
     /// kept in storage; a deployment would keep it in an HSM).
     pub fn new(config: ServerConfig) -> anyhow::Result<AppState> {
-        let issuer = transit::load_keyring(config.storage.as_ref())?;
+        let issuer = transit::Issuer::load(config.storage.as_ref())?;
         Ok(AppState {
             storage: config.storage,
             admin_token_hash: sha256(config.admin_token.as_bytes()),
-            issuer: Arc::new(std::sync::RwLock::new(issuer)),
+            issuer: Arc::new(issuer),
             fares: Arc::new(config.fares),
             identity: Arc::new(config.identity),
             test_identity: config.test_identity,

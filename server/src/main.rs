@@ -1,13 +1,11 @@
-//! `thudo-server`: the reference backend on one SQLite file.
+//! `thudo-server`: the reference backend, on one SQLite file or on PostgreSQL.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Parser;
 use thudo_server::fares::FarePolicy;
 use thudo_server::identity::IdentityConfig;
-use thudo_server::storage::SqliteStorage;
 use thudo_server::{AppState, ServerConfig};
 
 /// thudo's reference backend.
@@ -17,9 +15,11 @@ struct Args {
     /// Address to listen on (port 0: any free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: SocketAddr,
-    /// The SQLite database (created if missing).
-    #[arg(long, default_value = "thudo-server.db")]
-    db: PathBuf,
+    /// The database: a SQLite file (created if missing), or a PostgreSQL URL
+    /// (`postgres://user@host:5432/thudo`, optionally `?pool_max_size=N` connections, default
+    /// 16) that several instances may share. The schema is migrated at start-up.
+    #[arg(long, env = "THUDO_DB", default_value = "thudo-server.db")]
+    db: String,
     /// Bearer token of the admin API.
     #[arg(long, env = "THUDO_ADMIN_TOKEN")]
     admin_token: String,
@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     if args.admin_token.len() < 16 {
         anyhow::bail!("the admin token must have at least 16 characters");
     }
-    let storage = Arc::new(SqliteStorage::open(&args.db)?);
+    let storage = thudo_server::storage::open(&args.db)?;
     let config = match (&args.oidc_issuer, args.test_identity_provider) {
         (Some(issuer), false) => {
             let jwks_path = args

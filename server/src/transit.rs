@@ -26,7 +26,7 @@ use thudo_core::transit::{Category, Product};
 
 use crate::storage::{
     sha256, CheckedTap, EnrolOutcome, Entitlement, Evidence, FraudRecord, NewEnrolment, Storage,
-    ValidatorRecord, VerifiedScan,
+    StorageError, ValidatorRecord, VerifiedScan,
 };
 use crate::{admin, blocking, device, valid_citizen_id, ApiError, ApiResult, AppState, JsonBody};
 
@@ -53,14 +53,30 @@ struct StoredIssuerKey {
     valid_until: u32,
 }
 
-fn save_keys(storage: &dyn Storage, keys: &[StoredIssuerKey]) -> anyhow::Result<()> {
-    storage.set_setting("issuer_keys", &serde_json::to_vec(keys)?)?;
-    Ok(())
+/// How long an instance signs with its copy of the keyring before it reads the stored one again
+/// (another instance may have rotated it). A rotation starts the new key later than this.
+pub const ISSUER_REFRESH_SECS: u64 = 5;
+
+fn parse_keys(json: &[u8]) -> anyhow::Result<Vec<StoredIssuerKey>> {
+    Ok(serde_json::from_slice(json)?)
 }
 
-fn stored_keys(storage: &dyn Storage) -> anyhow::Result<Vec<StoredIssuerKey>> {
+fn new_key(key_id: u16, from: u32, until: u32) -> anyhow::Result<StoredIssuerKey> {
+    let (_, pkcs8) =
+        IssuerKey::generate(key_id, from, until).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(StoredIssuerKey {
+        key_id,
+        pkcs8: hex::encode(&pkcs8),
+        valid_from: from,
+        valid_until: until,
+    })
+}
+
+/// The stored keyring as JSON, made on first start. Of several instances starting on one new
+/// database, every one goes on with the keyring the first stored.
+fn stored_keys(storage: &dyn Storage) -> anyhow::Result<Vec<u8>> {
     if let Some(json) = storage.get_setting("issuer_keys")? {
-        return Ok(serde_json::from_slice(&json)?);
+        return Ok(json);
     }
     let now = chrono::Utc::now().timestamp() as u32;
     // A database from before keyrings held one key as two settings.
@@ -80,26 +96,13 @@ fn stored_keys(storage: &dyn Storage) -> anyhow::Result<Vec<StoredIssuerKey>> {
                 valid_until: until.parse()?,
             }
         }
-        _ => {
-            let (from, until) = (now - 86_400, now + ISSUER_KEY_LIFETIME_SECS);
-            let (_, pkcs8) =
-                IssuerKey::generate(1, from, until).map_err(|e| anyhow::anyhow!("{e}"))?;
-            StoredIssuerKey {
-                key_id: 1,
-                pkcs8: hex::encode(&pkcs8),
-                valid_from: from,
-                valid_until: until,
-            }
-        }
+        _ => new_key(1, now - 86_400, now + ISSUER_KEY_LIFETIME_SECS)?,
     };
-    let keys = vec![key];
-    save_keys(storage, &keys)?;
-    Ok(keys)
+    Ok(storage.claim_setting("issuer_keys", &serde_json::to_vec(&[key])?)?)
 }
 
-/// The issuer's keyring from storage (its first key made on first start).
-pub(crate) fn load_keyring(storage: &dyn Storage) -> anyhow::Result<IssuerKeyring> {
-    let keys = stored_keys(storage)?
+fn keyring_from(json: &[u8]) -> anyhow::Result<IssuerKeyring> {
+    let keys = parse_keys(json)?
         .into_iter()
         .map(|k| {
             let pkcs8 = hex::decode(&k.pkcs8).ok_or_else(|| anyhow::anyhow!("bad issuer key"))?;
@@ -108,6 +111,65 @@ pub(crate) fn load_keyring(storage: &dyn Storage) -> anyhow::Result<IssuerKeyrin
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     IssuerKeyring::new(keys).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The issuer's keyring as this instance signs with it: a copy of the stored one, read again
+/// every [`ISSUER_REFRESH_SECS`] so a rotation on any instance reaches every instance.
+pub(crate) struct Issuer {
+    ring: std::sync::RwLock<IssuerKeyring>,
+    /// When the stored keyring was last read, and what it was.
+    seen: std::sync::Mutex<(std::time::Instant, Vec<u8>)>,
+}
+
+impl Issuer {
+    /// The stored keyring (its first key made on first start).
+    pub(crate) fn load(storage: &dyn Storage) -> anyhow::Result<Issuer> {
+        let json = stored_keys(storage)?;
+        Ok(Issuer {
+            ring: std::sync::RwLock::new(keyring_from(&json)?),
+            seen: std::sync::Mutex::new((std::time::Instant::now(), json)),
+        })
+    }
+
+    fn stale(&self) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.0.elapsed().as_secs() >= ISSUER_REFRESH_SECS
+    }
+
+    /// Reads the stored keyring again when the copy is stale (blocking: storage).
+    fn refresh(&self, storage: &dyn Storage) -> anyhow::Result<()> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.0.elapsed().as_secs() < ISSUER_REFRESH_SECS {
+            return Ok(());
+        }
+        let json = stored_keys(storage)?;
+        if json != seen.1 {
+            *self.ring.write().unwrap_or_else(|e| e.into_inner()) = keyring_from(&json)?;
+            seen.1 = json;
+        }
+        seen.0 = std::time::Instant::now();
+        Ok(())
+    }
+
+    /// The keyring to sign with now.
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, IssuerKeyring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The keyring, read again from storage first when this instance's copy is stale.
+async fn current_issuer(state: &AppState) -> Result<std::sync::Arc<Issuer>, ApiError> {
+    let issuer = state.issuer.clone();
+    if issuer.stale() {
+        let (storage, fresh) = (state.storage.clone(), issuer.clone());
+        blocking(move || {
+            fresh.refresh(storage.as_ref()).map_err(|e| {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+            })
+        })
+        .await?;
+    }
+    Ok(issuer)
 }
 
 fn no_signing_key() -> ApiError {
@@ -222,8 +284,9 @@ pub(crate) async fn issue_credential(
         device_public_key: key,
         lifetime_secs,
     };
+    let issuer = current_issuer(&state).await?;
     let credential = {
-        let ring = state.issuer.read().unwrap_or_else(|e| e.into_inner());
+        let ring = issuer.ring();
         ring.signing_key(now)
             .ok_or_else(no_signing_key)?
             .issue(&request, now)
@@ -251,9 +314,15 @@ pub(crate) async fn issue_credential(
         pass_valid_until: until,
     };
     if let Some(k) = replay_key {
+        // Two instances serving one purchase's retries at once: both answer with the first
+        // answer stored (the other credential is never handed out).
         let storage = state.storage.clone();
         let body = serde_json::to_vec(&response).unwrap_or_default();
-        blocking(move || Ok(storage.set_setting(&k, &body)?)).await?;
+        let stored = blocking(move || Ok(storage.claim_setting(&k, &body)?)).await?;
+        let first: CredentialResponse = serde_json::from_slice(&stored).map_err(|e| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+        })?;
+        return Ok(Json(first));
     }
     Ok(Json(response))
 }
@@ -350,7 +419,8 @@ pub(crate) async fn validator_feed(
         cards,
         devices,
     };
-    let ring = state.issuer.read().unwrap_or_else(|e| e.into_inner());
+    let issuer = current_issuer(&state).await?;
+    let ring = issuer.ring();
     let signed = ring
         .signing_key(list.issued_at)
         .ok_or_else(no_signing_key)?
@@ -426,10 +496,9 @@ pub(crate) async fn upload_taps(
             "at most 10,000 taps per upload",
         ));
     }
-    let trusted: HashMap<u16, TrustedIssuerKey> = state
-        .issuer
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
+    let trusted: HashMap<u16, TrustedIssuerKey> = current_issuer(&state)
+        .await?
+        .ring()
         .all_trusted()
         .into_iter()
         .map(|k| (k.key_id, k))
@@ -721,39 +790,51 @@ pub(crate) async fn admin_rotate_issuer(
         let failed = |e: anyhow::Error| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
         };
-        // One rotation at a time: the write lock is held across read, write and reload.
-        let mut ring = issuer.write().unwrap_or_else(|e| e.into_inner());
         let now = chrono::Utc::now().timestamp() as u32;
-        let mut keys = stored_keys(storage.as_ref()).map_err(failed)?;
-        let next_id = keys
-            .iter()
-            .map(|k| k.key_id)
-            .max()
-            .unwrap_or(0)
-            .checked_add(1);
-        let next_id = next_id.ok_or_else(|| ApiError::bad("no key ids left"))?;
-        let from = now.saturating_add(order.starts_in_secs);
-        let until = from.saturating_add(ISSUER_KEY_LIFETIME_SECS);
-        let (_, pkcs8) = IssuerKey::generate(next_id, from, until)
-            .map_err(|e| failed(anyhow::anyhow!("{e}")))?;
-        if let Some(after) = order.retire_previous_after_secs {
-            let end = now.saturating_add(after);
-            for k in &mut keys {
-                k.valid_until = k.valid_until.min(end).max(k.valid_from + 1);
+        // Read, change and write in one transaction, one rotation at a time on every instance.
+        let mut refused = None;
+        let json = storage.update_setting("issuer_keys", &mut |current| {
+            let mut keys = match current {
+                Some(json) => parse_keys(&json),
+                None => Ok(Vec::new()),
             }
-        }
-        keys.push(StoredIssuerKey {
-            key_id: next_id,
-            pkcs8: hex::encode(&pkcs8),
-            valid_from: from,
-            valid_until: until,
+            .map_err(|e| StorageError(e.to_string()))?;
+            let Some(next_id) = keys
+                .iter()
+                .map(|k| k.key_id)
+                .max()
+                .unwrap_or(0)
+                .checked_add(1)
+            else {
+                refused = Some(ApiError::bad("no key ids left"));
+                return Err(StorageError("no key ids left".into()));
+            };
+            let from = now.saturating_add(order.starts_in_secs);
+            let until = from.saturating_add(ISSUER_KEY_LIFETIME_SECS);
+            if let Some(after) = order.retire_previous_after_secs {
+                let end = now.saturating_add(after);
+                for k in &mut keys {
+                    k.valid_until = k.valid_until.min(end).max(k.valid_from + 1);
+                }
+            }
+            keys.push(new_key(next_id, from, until).map_err(|e| StorageError(e.to_string()))?);
+            serde_json::to_vec(&keys).map_err(|e| StorageError(e.to_string()))
         });
-        save_keys(storage.as_ref(), &keys).map_err(failed)?;
-        *ring = load_keyring(storage.as_ref()).map_err(failed)?;
+        let json = match (json, refused) {
+            (_, Some(refusal)) => return Err(refusal),
+            (result, None) => result?,
+        };
+        let ring = keyring_from(&json).map_err(failed)?;
+        let trusted = ring.trusted_keys(now);
+        {
+            let mut seen = issuer.seen.lock().unwrap_or_else(|e| e.into_inner());
+            *issuer.ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
+            *seen = (std::time::Instant::now(), json);
+        }
         // A new deny-list version, signed by the new key once it signs: validators that only
         // trust the new key (or hold a list of a retired one) take it, never an older one.
         storage.deny(&[], &[], i64::from(now))?;
-        Ok(Json(ring.trusted_keys(now)))
+        Ok(Json(trusted))
     })
     .await
 }

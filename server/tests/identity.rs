@@ -17,7 +17,6 @@ use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::{Category, Product};
 use thudo_server::identity::LocalIdentityProvider;
-use thudo_server::storage::Storage;
 
 const CITIZEN: &str = "001088012345";
 const OTHER: &str = "001099000111";

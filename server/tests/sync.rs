@@ -30,22 +30,22 @@ use thudo_core::sync::protocol::RegisterRequest;
 use thudo_core::vault::Vault;
 use thudo_server::fares::FarePolicy;
 use thudo_server::identity::LocalIdentityProvider;
-use thudo_server::storage::{SqliteStorage, Storage};
+use thudo_server::storage::Storage;
 use thudo_server::{seed, AppState, Running, ServerConfig};
 
 const CITIZEN: &str = "001088012345";
 
 struct Backend {
-    db: std::path::PathBuf,
-    storage: Arc<SqliteStorage>,
+    db: String,
+    storage: Arc<dyn Storage>,
     running: Option<Running>,
     addr: SocketAddr,
 }
 
 impl Backend {
     async fn start(dir: &Path) -> Backend {
-        let db = dir.join("server.db");
-        let storage = Arc::new(SqliteStorage::open(&db).unwrap());
+        let db = common::database(dir);
+        let storage = thudo_server::storage::open(&db).unwrap();
         let state = AppState::new(server_config(storage.clone())).unwrap();
         seed::publish_demo(&state, CITIZEN).unwrap();
         let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
@@ -67,7 +67,7 @@ impl Backend {
             r.kill();
         }
         tokio::time::sleep(down).await;
-        let storage = Arc::new(SqliteStorage::open(&self.db).unwrap());
+        let storage = thudo_server::storage::open(&self.db).unwrap();
         let state = AppState::new(server_config(storage.clone())).unwrap();
         self.storage = storage;
         let mut tries = 0;
@@ -255,7 +255,7 @@ fn idp() -> Arc<LocalIdentityProvider> {
         .clone()
 }
 
-fn server_config(storage: Arc<SqliteStorage>) -> ServerConfig {
+fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
     ServerConfig {
         storage,
         admin_token: ADMIN.into(),

@@ -21,7 +21,7 @@ use thudo_core::transit::{Category, Product};
 use thudo_core::vault::Vault;
 use thudo_server::fares::FarePolicy;
 use thudo_server::identity::LocalIdentityProvider;
-use thudo_server::storage::{NewEnrolment, SqliteStorage, Storage};
+use thudo_server::storage::{NewEnrolment, Storage};
 use thudo_server::{AppState, Running, ServerConfig};
 
 const RIDER: &str = "001090054321";
@@ -29,7 +29,7 @@ const VICTIM: &str = "001090099999";
 
 struct World {
     dir: tempfile::TempDir,
-    storage: Arc<SqliteStorage>,
+    storage: Arc<dyn Storage>,
     state: AppState,
     running: Running,
     client: SyncClient,

@@ -8,7 +8,7 @@ use thudo_core::sync::client::{SyncClient, SyncConfig};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::fares::FarePolicy;
 use thudo_server::identity::LocalIdentityProvider;
-use thudo_server::storage::SqliteStorage;
+pub use thudo_server::storage::Storage;
 use thudo_server::{AppState, Running, ServerConfig};
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
@@ -36,9 +36,24 @@ pub fn http_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Where a test's backend keeps its data: a SQLite file in `dir`, or, when
+/// `THUDO_TEST_POSTGRES` names a PostgreSQL server (a URL to its maintenance database), a new
+/// database of its own there. The same tests run on both engines.
+pub fn database(dir: &Path) -> String {
+    match std::env::var("THUDO_TEST_POSTGRES") {
+        Ok(admin) if !admin.is_empty() => {
+            let mut suffix = [0u8; 6];
+            thudo_core::crypto::fill_random(&mut suffix).unwrap();
+            let name = format!("thudo_test_{}", thudo_core::hex::encode(&suffix));
+            thudo_server::storage::create_database(&admin, &name).unwrap()
+        }
+        _ => dir.join("server.db").to_string_lossy().into_owned(),
+    }
+}
+
 /// A backend on loopback with its own database and a local identity provider.
 pub struct Local {
-    pub storage: Arc<SqliteStorage>,
+    pub storage: Arc<dyn Storage>,
     pub state: AppState,
     pub running: Running,
     pub idp: Arc<LocalIdentityProvider>,
@@ -47,7 +62,7 @@ pub struct Local {
 }
 
 pub async fn start_local(dir: &Path) -> Local {
-    let storage = Arc::new(SqliteStorage::open(&dir.join("server.db")).unwrap());
+    let storage = thudo_server::storage::open(&database(dir)).unwrap();
     let (config, idp) = ServerConfig::local(storage.clone(), ADMIN, FarePolicy::default()).unwrap();
     let state = AppState::new(config).unwrap();
     let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())

@@ -1,33 +1,34 @@
-//! The backend's storage layer. [`Storage`] is what the HTTP layer needs; [`SqliteStorage`]
-//! implements it on one embedded SQLite file (nothing to install). A deployment that outgrows one
-//! machine implements the same trait on PostgreSQL: every method is one transaction, and the
-//! change log is an append-only table ordered by a sequence.
+//! The backend's storage layer. [`Storage`] is what the HTTP layer needs. [`SqlStorage`]
+//! implements it once, over two engines: [`SqliteStorage`] on one embedded SQLite file
+//! (nothing to install; the default) and [`PostgresStorage`] for a deployment of several
+//! instances on one PostgreSQL. Every method is one transaction; the change log is an
+//! append-only table ordered by a sequence. docs/deployment.md says how the rules stay exact
+//! with several instances.
+
+pub mod engine;
+mod postgres;
+mod sqlite;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use ring::digest;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use thudo_core::changes::hlc::Hlc;
 use thudo_core::changes::ConflictPolicy;
-use thudo_core::schema::Schema;
 use thudo_core::sync::protocol::{self, Change, Mutation, Outcome, PushResult};
 use thudo_core::transit::validator::Tap;
 use thudo_core::transit::Product;
 
 use crate::fares::FarePolicy;
+use engine::{big, params, Engine, Row, Tx};
+pub use postgres::{create_database, PostgresEngine, DEFAULT_POOL_SIZE};
+pub use sqlite::SqliteEngine;
 
 /// A storage failure (a 500 for the client, which retries).
 #[derive(Debug, thiserror::Error)]
 #[error("storage: {0}")]
 pub struct StorageError(pub String);
-
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        StorageError(e.to_string())
-    }
-}
 
 /// Result of storage calls.
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -238,6 +239,16 @@ pub trait Storage: Send + Sync + 'static {
     fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>>;
     /// Sets a configuration value.
     fn set_setting(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Stores `value` under `key` unless the key holds a value already; returns the value
+    /// stored, so that of two instances racing to set it, both go on with the first's.
+    fn claim_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+    /// Replaces a value with `update(current)` in one transaction, one instance at a time;
+    /// returns the new value. `update` may run more than once.
+    fn update_setting(
+        &self,
+        key: &str,
+        update: &mut dyn FnMut(Option<Vec<u8>>) -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>>;
     /// Stores a validator's taps once each (by validator and sequence) and charges
     /// pay-as-you-go fares under the caps, only for taps whose evidence verified, valid at the
     /// QR's time, not revoked then, and whose QR no validator used before (a second use on
@@ -315,145 +326,136 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS accounts(
-    id TEXT PRIMARY KEY, citizen_hash BLOB NOT NULL UNIQUE, cell TEXT, card_id INTEGER NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS devices(
-    id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id), name TEXT NOT NULL,
-    role TEXT NOT NULL, token_hash BLOB NOT NULL UNIQUE, created_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS changes(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, collection TEXT NOT NULL,
-    record_id TEXT NOT NULL, op TEXT NOT NULL, payload TEXT NOT NULL, hlc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS changes_by_scope ON changes(scope, collection, seq);
-CREATE TABLE IF NOT EXISTS versions(
-    scope TEXT NOT NULL, collection TEXT NOT NULL, record_id TEXT NOT NULL, hlc TEXT NOT NULL,
-    PRIMARY KEY(scope, collection, record_id));
-CREATE TABLE IF NOT EXISTS mutations(
-    account_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, outcome TEXT NOT NULL,
-    PRIMARY KEY(account_id, idempotency_key));
-CREATE TABLE IF NOT EXISTS taps(
-    validator_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL, route INTEGER NOT NULL,
-    accepted INTEGER NOT NULL, reason TEXT NOT NULL, card_id INTEGER, product TEXT,
-    day TEXT NOT NULL, month TEXT NOT NULL, charged_vnd INTEGER NOT NULL,
-    PRIMARY KEY(validator_id, seq));
-CREATE INDEX IF NOT EXISTS taps_by_card ON taps(card_id, day);
-CREATE TABLE IF NOT EXISTS deny_cards(card_id INTEGER PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value BLOB NOT NULL);
-";
-
-/// Version 2: enrolled validators, tap evidence and the backend's own verdict, QR uses across
-/// validators, fraud records, entitlements, revoked device keys, dated revocations, and a
-/// deny-list version that starts at 1 so the first revocation publishes 2.
-const MIGRATION_2: &str = "
-CREATE TABLE enrolments(
-    code_hash BLOB PRIMARY KEY, label TEXT NOT NULL, route INTEGER, gate TEXT,
-    expires_at INTEGER NOT NULL, used_at INTEGER);
-CREATE TABLE validators(
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, label TEXT NOT NULL, route INTEGER, gate TEXT,
-    token_hash BLOB NOT NULL UNIQUE, enrolled_at INTEGER NOT NULL, decommissioned_at INTEGER);
-ALTER TABLE taps ADD COLUMN verdict TEXT NOT NULL DEFAULT 'unverified';
-ALTER TABLE taps ADD COLUMN qr_ts INTEGER;
-ALTER TABLE taps ADD COLUMN qr_counter INTEGER;
-CREATE TABLE qr_uses(
-    card_id INTEGER NOT NULL, qr_ts INTEGER NOT NULL, qr_counter INTEGER NOT NULL,
-    validator_id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(card_id, qr_ts, qr_counter));
-CREATE TABLE fraud(
-    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, validator_id TEXT NOT NULL,
-    seq INTEGER NOT NULL, card_id INTEGER, first_validator_id TEXT, detail TEXT NOT NULL,
-    recorded_at INTEGER NOT NULL);
-CREATE TABLE entitlements(
-    account_id TEXT NOT NULL REFERENCES accounts(id), category INTEGER NOT NULL,
-    valid_from INTEGER NOT NULL, valid_until INTEGER NOT NULL, evidence_ref TEXT NOT NULL,
-    created_at INTEGER NOT NULL);
-CREATE INDEX entitlements_by_account ON entitlements(account_id, category);
-ALTER TABLE deny_cards ADD COLUMN denied_at INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE deny_devices(key_hash BLOB PRIMARY KEY, denied_at INTEGER NOT NULL);
-CREATE TABLE device_keys(
-    device_id TEXT NOT NULL, key_hash BLOB NOT NULL, PRIMARY KEY(device_id, key_hash));
-INSERT OR IGNORE INTO settings(key, value) VALUES ('deny_version', CAST('1' AS BLOB));
-";
-
-/// Version 3: registration nonces (identity assertions are single use) and revoked devices.
-const MIGRATION_3: &str = "
-CREATE TABLE nonces(hash BLOB PRIMARY KEY, expires_at INTEGER NOT NULL, used_at INTEGER);
-ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
-";
-
-/// The backend's SQLite schema, on the path every SQLite file of the project shares
-/// (`thudo_core::schema`). Step 1 (the base tables) is idempotent: files made before
-/// versioning hold exactly those tables.
-const STORAGE_SCHEMA: Schema = Schema {
-    name: "thudo backend database",
-    steps: &[SCHEMA, MIGRATION_2, MIGRATION_3],
-    adopt_unversioned: true,
-};
-
-/// Storage on one SQLite file (WAL, full sync).
-pub struct SqliteStorage {
-    conn: Mutex<Connection>,
-}
+/// Storage on one SQLite file: the embedded default.
+pub type SqliteStorage = SqlStorage<SqliteEngine>;
+/// Storage on PostgreSQL: for several instances.
+pub type PostgresStorage = SqlStorage<PostgresEngine>;
 
 impl SqliteStorage {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStorage> {
-        let mut conn = Connection::open(path)?;
-        STORAGE_SCHEMA
-            .refuse_newer(&conn)
-            .map_err(|e| StorageError(e.to_string()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        STORAGE_SCHEMA
-            .migrate(&mut conn)
-            .map_err(|e| StorageError(e.to_string()))?;
-        Ok(SqliteStorage {
-            conn: Mutex::new(conn),
+        Ok(SqlStorage {
+            engine: SqliteEngine::open(path)?,
         })
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
     }
 }
 
-fn account_in(tx: &rusqlite::Transaction<'_>, citizen_id: &str) -> Result<String> {
+impl PostgresStorage {
+    /// Connects to the database at `url` and brings its schema up to date.
+    pub fn connect(url: &str) -> Result<PostgresStorage> {
+        Ok(SqlStorage {
+            engine: PostgresEngine::open(url)?,
+        })
+    }
+}
+
+/// Opens the storage a `--db` value names: a `postgres://` or `postgresql://` URL is
+/// PostgreSQL, anything else a SQLite file path.
+pub fn open(db: &str) -> Result<Arc<dyn Storage>> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStorage::connect(db)?))
+    } else {
+        Ok(Arc::new(SqliteStorage::open(Path::new(db))?))
+    }
+}
+
+/// The storage rules, written once over an [`Engine`]: every method is one transaction.
+pub struct SqlStorage<E> {
+    engine: E,
+}
+
+impl<E: Engine> SqlStorage<E> {
+    fn write<T>(&self, mut work: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        self.engine.write(&mut work)
+    }
+
+    fn read<T>(&self, mut work: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        self.engine.read(&mut work)
+    }
+}
+
+fn account_in(tx: &mut dyn Tx, citizen_id: &str) -> Result<String> {
     let hash = sha256(format!("thudo/citizen/{citizen_id}").as_bytes());
-    if let Some(id) = tx
-        .query_row(
-            "SELECT id FROM accounts WHERE citizen_hash = ?1",
-            [&hash[..]],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()?
-    {
-        return Ok(id);
+    if let Some(row) = tx.row(
+        "SELECT id FROM accounts WHERE citizen_hash = ?1",
+        params![&hash],
+    )? {
+        return row.text(0);
     }
     let id = format!("a-{}", thudo_core::hex::encode(&random_bytes::<8>()?));
     // Card numbers: random, 15 decimal digits, so they are not guessable from each other.
     let card = u64::from_le_bytes(random_bytes::<8>()?) % 900_000_000_000_000 + 100_000_000_000_000;
-    tx.execute(
+    tx.exec(
         "INSERT INTO accounts(id, citizen_hash, cell, card_id) VALUES (?1, ?2, NULL, ?3)",
-        params![id, &hash[..], card as i64],
+        params![&id, &hash, big(card)],
     )?;
     Ok(id)
 }
 
-fn append(tx: &rusqlite::Transaction<'_>, scope: &str, c: &Change) -> Result<()> {
-    tx.execute(
+/// Appends to a scope's change log. The scope's lock is held from before the change takes its
+/// sequence until the transaction ends, so changes of one scope commit in sequence order.
+fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
+    tx.lock(&format!("scope:{scope}"))?;
+    tx.exec(
         "INSERT INTO changes(scope, collection, record_id, op, payload, hlc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![scope, c.collection, c.record_id, c.op, c.payload.to_string(), c.hlc],
+        params![scope, &c.collection, &c.record_id, &c.op, c.payload.to_string(), &c.hlc],
     )?;
     Ok(())
 }
 
-impl Storage for SqliteStorage {
+/// The deny-list version, read under its lock; callers that change the list bump it.
+fn deny_version(tx: &mut dyn Tx) -> Result<u32> {
+    tx.lock("deny")?;
+    Ok(tx
+        .row("SELECT value FROM settings WHERE key = 'deny_version'", &[])?
+        .map(|r| r.bytes(0))
+        .transpose()?
+        .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(1))
+}
+
+fn bump_deny_version(tx: &mut dyn Tx) -> Result<u32> {
+    let version = deny_version(tx)? + 1;
+    tx.exec(
+        "UPDATE settings SET value = ?1 WHERE key = 'deny_version'",
+        params![version.to_string().into_bytes()],
+    )?;
+    Ok(version)
+}
+
+const VALIDATOR_COLUMNS: &str =
+    "SELECT id, name, label, route, gate, enrolled_at, decommissioned_at FROM validators";
+
+fn validator_row(r: &Row) -> Result<ValidatorRecord> {
+    Ok(ValidatorRecord {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        label: r.text(2)?,
+        route: r.opt_int(3)?.and_then(|v| u16::try_from(v).ok()),
+        gate: r.opt_text(4)?,
+        enrolled_at: r.int(5)?,
+        decommissioned_at: r.opt_int(6)?,
+    })
+}
+
+fn entitlement_row(r: &Row) -> Result<Option<Entitlement>> {
+    let Some(category) = u8::try_from(r.int(0)?)
+        .ok()
+        .and_then(thudo_core::transit::Category::from_code)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Entitlement {
+        category,
+        valid_from: r.int(1)?,
+        valid_until: r.int(2)?,
+        evidence_ref: r.text(3)?,
+    }))
+}
+
+impl<E: Engine> Storage for SqlStorage<E> {
     fn account_for_citizen(&self, citizen_id: &str) -> Result<String> {
-        self.with(|tx| account_in(tx, citizen_id))
+        self.write(|tx| account_in(tx, citizen_id))
     }
 
     fn register_device(
@@ -463,45 +465,44 @@ impl Storage for SqliteStorage {
         role: &str,
         token_hash: &[u8; 32],
     ) -> Result<(String, String)> {
-        self.with(|tx| {
+        self.write(|tx| {
             let account = account_in(tx, citizen_id)?;
             let id = format!("d-{}", thudo_core::hex::encode(&random_bytes::<8>()?));
-            tx.execute(
+            tx.exec(
                 "INSERT INTO devices(id, account_id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, account, name, role, &token_hash[..], chrono::Utc::now().timestamp()],
+                params![&id, &account, name, role, token_hash, chrono::Utc::now().timestamp()],
             )?;
             Ok((id, account))
         })
     }
 
     fn device_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Device>> {
-        self.with(|tx| {
-            Ok(tx
-                .query_row(
-                    "SELECT d.id, d.account_id, d.role, a.cell, a.card_id FROM devices d
-                     JOIN accounts a ON a.id = d.account_id
-                     WHERE d.token_hash = ?1 AND d.revoked_at IS NULL",
-                    [&token_hash[..]],
-                    |r| {
-                        Ok(Device {
-                            id: r.get(0)?,
-                            account_id: r.get(1)?,
-                            role: r.get(2)?,
-                            cell: r.get(3)?,
-                            card_id: r.get::<_, i64>(4)? as u64,
-                        })
-                    },
-                )
-                .optional()?)
+        self.read(|tx| {
+            tx.row(
+                "SELECT d.id, d.account_id, d.role, a.cell, a.card_id FROM devices d
+                 JOIN accounts a ON a.id = d.account_id
+                 WHERE d.token_hash = ?1 AND d.revoked_at IS NULL",
+                params![token_hash],
+            )?
+            .map(|r| {
+                Ok(Device {
+                    id: r.text(0)?,
+                    account_id: r.text(1)?,
+                    role: r.text(2)?,
+                    cell: r.opt_text(3)?,
+                    card_id: r.int(4)? as u64,
+                })
+            })
+            .transpose()
         })
     }
 
     fn set_cell(&self, citizen_id: &str, cell: &str) -> Result<()> {
-        self.with(|tx| {
+        self.write(|tx| {
             let account = account_in(tx, citizen_id)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE accounts SET cell = ?1 WHERE id = ?2",
-                params![cell, account],
+                params![cell, &account],
             )?;
             Ok(())
         })
@@ -509,17 +510,19 @@ impl Storage for SqliteStorage {
 
     fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Vec<PushResult>> {
         let scope = format!("acct:{}", device.account_id);
-        self.with(|tx| {
+        self.write(|tx| {
+            // One push per account at a time: the idempotency check, the clock comparison and
+            // the append see every earlier push of the account, whichever instance took it.
+            tx.lock(&format!("scope:{scope}"))?;
             let mut results = Vec::with_capacity(mutations.len());
             for m in mutations {
-                let seen: Option<String> = tx
-                    .query_row(
+                let seen = tx
+                    .row(
                         "SELECT outcome FROM mutations WHERE account_id = ?1 AND idempotency_key = ?2",
-                        params![device.account_id, m.idempotency_key],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let outcome = if seen.is_some() {
+                        params![&device.account_id, &m.idempotency_key],
+                    )?
+                    .is_some();
+                let outcome = if seen {
                     Outcome::Duplicate
                 } else {
                     let outcome = apply_mutation(tx, &scope, m)?;
@@ -528,9 +531,9 @@ impl Storage for SqliteStorage {
                         Outcome::Superseded => "superseded",
                         _ => "rejected",
                     };
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO mutations(account_id, idempotency_key, outcome) VALUES (?1, ?2, ?3)",
-                        params![device.account_id, m.idempotency_key, tag],
+                        params![&device.account_id, &m.idempotency_key, tag],
                     )?;
                     outcome
                 };
@@ -550,51 +553,42 @@ impl Storage for SqliteStorage {
         after: i64,
         limit: u32,
     ) -> Result<(Vec<Change>, i64, bool)> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, record_id, op, payload, hlc FROM changes
-             WHERE scope = ?1 AND collection = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-        )?;
-        let mut last = after;
-        let mut changes = Vec::new();
-        let rows = stmt.query_map(
-            params![scope, collection, after, i64::from(limit) + 1],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            },
-        )?;
-        let mut more = false;
-        let mut bytes = 0usize;
-        for row in rows {
-            let (seq, record_id, op, payload, hlc) = row?;
-            // A page ends at `limit` changes or once its payloads reach the byte cap.
-            if changes.len() == limit as usize
-                || (!changes.is_empty() && bytes + payload.len() > protocol::MAX_PULL_PAGE_BYTES)
-            {
-                more = true;
-                break;
+        self.read(|tx| {
+            let rows = tx.rows(
+                "SELECT seq, record_id, op, payload, hlc FROM changes
+                 WHERE scope = ?1 AND collection = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                params![scope, collection, after, i64::from(limit) + 1],
+            )?;
+            let mut last = after;
+            let mut changes = Vec::new();
+            let mut more = false;
+            let mut bytes = 0usize;
+            for row in rows {
+                let payload = row.text(3)?;
+                // A page ends at `limit` changes or once its payloads reach the byte cap.
+                if changes.len() == limit as usize
+                    || (!changes.is_empty()
+                        && bytes + payload.len() > protocol::MAX_PULL_PAGE_BYTES)
+                {
+                    more = true;
+                    break;
+                }
+                bytes += payload.len();
+                last = row.int(0)?;
+                changes.push(Change {
+                    collection: collection.to_owned(),
+                    record_id: row.text(1)?,
+                    op: row.text(2)?,
+                    payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                    hlc: row.text(4)?,
+                });
             }
-            bytes += payload.len();
-            last = seq;
-            changes.push(Change {
-                collection: collection.to_owned(),
-                record_id,
-                op,
-                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-                hlc,
-            });
-        }
-        Ok((changes, last, more))
+            Ok((changes, last, more))
+        })
     }
 
     fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize> {
-        self.with(|tx| {
+        self.write(|tx| {
             for c in changes {
                 append(tx, scope, c)?;
             }
@@ -603,22 +597,54 @@ impl Storage for SqliteStorage {
     }
 
     fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        self.read(|tx| {
+            tx.row("SELECT value FROM settings WHERE key = ?1", params![key])?
+                .map(|r| r.bytes(0))
+                .transpose()
+        })
     }
 
     fn set_setting(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.with(|tx| {
-            tx.execute(
+        self.write(|tx| {
+            tx.exec(
                 "INSERT INTO settings(key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 params![key, value],
             )?;
             Ok(())
+        })
+    }
+
+    fn claim_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+                params![key, value],
+            )?;
+            tx.row("SELECT value FROM settings WHERE key = ?1", params![key])?
+                .ok_or_else(|| StorageError(format!("setting {key} vanished")))?
+                .bytes(0)
+        })
+    }
+
+    fn update_setting(
+        &self,
+        key: &str,
+        update: &mut dyn FnMut(Option<Vec<u8>>) -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        self.write(|tx| {
+            tx.lock(&format!("setting:{key}"))?;
+            let current = tx
+                .row("SELECT value FROM settings WHERE key = ?1", params![key])?
+                .map(|r| r.bytes(0))
+                .transpose()?;
+            let value = update(current)?;
+            tx.exec(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, &value[..]],
+            )?;
+            Ok(value)
         })
     }
 
@@ -628,287 +654,179 @@ impl Storage for SqliteStorage {
         taps: &[CheckedTap],
         fares: &FarePolicy,
     ) -> Result<TapTotals> {
-        self.with(|tx| {
+        let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
+        ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
+        // The cards whose fares this upload may charge, in one order for every instance, so
+        // that two uploads naming the same cards take their locks without deadlocking.
+        let mut cards: Vec<u64> = taps
+            .iter()
+            .filter_map(|t| match &t.evidence {
+                Evidence::Verified(s) => Some(s.card_id),
+                _ => None,
+            })
+            .collect();
+        cards.sort_unstable();
+        cards.dedup();
+        self.write(|tx| {
+            // One upload per validator at a time (the de-duplication by sequence), then each
+            // card's QR uses and fares.
+            tx.lock(&format!("validator:{}", validator.id))?;
+            for card in &cards {
+                tx.lock(&format!("card:{card}"))?;
+            }
             let mut totals = TapTotals::default();
-            let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
-            ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
             let now = chrono::Utc::now().timestamp();
-            for checked in ordered {
-                let t = &checked.tap;
-                totals.highest_seq = totals.highest_seq.max(t.seq);
-                let exists = tx
-                    .query_row(
-                        "SELECT 1 FROM taps WHERE validator_id = ?1 AND seq = ?2",
-                        params![validator.id, t.seq as i64],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some();
-                if exists {
-                    totals.duplicates += 1;
-                    continue;
-                }
-                let fraud = |kind: &str, card: Option<u64>, first: Option<&str>, detail: &str| {
-                    tx.execute(
-                        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![kind, validator.id, t.seq as i64, card.map(|c| c as i64), first, detail, now],
-                    )
-                };
-                let scan = match &checked.evidence {
-                    Evidence::Verified(s) => Some(s),
-                    _ => None,
-                };
-                // The backend's verdict: only a verified, valid, unrevoked, first use is charged.
-                let verdict: &str = match (&checked.evidence, t.accepted) {
-                    (_, false) => "refused_by_validator",
-                    (Evidence::Missing, true) => {
-                        fraud("accepted_without_evidence", None, None, "accepted with no scan")?;
-                        "no_evidence"
-                    }
-                    (Evidence::Forged(why), true) => {
-                        fraud("forged_evidence", None, None, why)?;
-                        "forged"
-                    }
-                    (Evidence::Verified(s), true) => {
-                        let revoked = tx
-                            .query_row(
-                                "SELECT 1 FROM deny_cards WHERE card_id = ?1 AND denied_at <= ?2
-                                 UNION SELECT 1 FROM deny_devices WHERE key_hash = ?3 AND denied_at <= ?2",
-                                params![s.card_id as i64, i64::from(s.qr_timestamp), &s.device_key_hash[..]],
-                                |_| Ok(()),
-                            )
-                            .optional()?
-                            .is_some();
-                        let first: Option<String> = tx
-                            .query_row(
-                                "SELECT validator_id FROM qr_uses WHERE card_id = ?1 AND qr_ts = ?2 AND qr_counter = ?3",
-                                params![s.card_id as i64, s.qr_timestamp, s.qr_counter],
-                                |r| r.get(0),
-                            )
-                            .optional()?;
-                        match (&s.invalid, revoked, first) {
-                            (Some(_), _, _) => "invalid",
-                            (None, true, _) => "revoked",
-                            (None, false, Some(first)) if first != validator.id => {
-                                fraud(
-                                    "suspected_relay",
-                                    Some(s.card_id),
-                                    Some(&first),
-                                    "one QR accepted by two validators",
-                                )?;
-                                "relayed"
-                            }
-                            (None, false, Some(_)) => "replayed",
-                            (None, false, None) => {
-                                tx.execute(
-                                    "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)
-                                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                                    params![s.card_id as i64, s.qr_timestamp, s.qr_counter, validator.id, t.seq as i64],
-                                )?;
-                                "charged"
-                            }
-                        }
-                    }
-                };
-                // Days and months from the phone's signed QR time when there is one.
-                let when = scan.map_or(t.at, |s| u64::from(s.qr_timestamp));
-                let (day, month) = fares.local_day_and_month(when);
-                let route = validator.route.unwrap_or(t.route);
-                let mut fare = 0u64;
-                if let (
-                    "charged",
-                    Some(VerifiedScan {
-                        card_id,
-                        product: Product::PayAsYouGo,
-                        ..
-                    }),
-                ) = (verdict, scan)
-                {
-                    let sum = |column: &str, value: &str| -> Result<u64> {
-                        Ok(tx.query_row(
-                            &format!(
-                                "SELECT COALESCE(SUM(charged_vnd), 0) FROM taps WHERE card_id = ?1 AND {column} = ?2"
-                            ),
-                            params![*card_id as i64, value],
-                            |r| r.get::<_, i64>(0),
-                        )? as u64)
-                    };
-                    fare = fares.charge(route, sum("day", &day)?, sum("month", &month)?);
-                }
-                if t.accepted && verdict != "charged" {
-                    totals.not_charged += 1;
-                }
-                tx.execute(
-                    "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product, day, month,
-                                      charged_vnd, verdict, qr_ts, qr_counter)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                    params![
-                        validator.id,
-                        t.seq as i64,
-                        t.at as i64,
-                        route,
-                        t.accepted,
-                        serde_json::to_value(t.reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                        scan.map(|s| s.card_id as i64),
-                        scan.and_then(|s| serde_json::to_value(s.product).ok()).map(|v| v.to_string()),
-                        day,
-                        month,
-                        fare as i64,
-                        verdict,
-                        scan.map(|s| s.qr_timestamp),
-                        scan.map(|s| s.qr_counter),
-                    ],
-                )?;
-                totals.stored += 1;
-                totals.charged_vnd += fare;
+            for checked in &ordered {
+                record_tap(tx, validator, checked, fares, now, &mut totals)?;
             }
             Ok(totals)
         })
     }
 
     fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare(
-            "SELECT day, SUM(charged_vnd) FROM taps WHERE card_id = ?1 GROUP BY day ORDER BY day",
-        )?;
-        let rows = stmt.query_map([card_id as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.read(|tx| {
+            tx.rows(
+                "SELECT day, CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id = ?1
+                 GROUP BY day ORDER BY day",
+                params![big(card_id)],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)? as u64)))
+            .collect()
+        })
     }
 
     fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32> {
-        self.with(|tx| {
+        self.write(|tx| {
+            let version = bump_deny_version(tx)?;
             for c in cards {
-                tx.execute(
-                    "INSERT OR IGNORE INTO deny_cards(card_id, denied_at) VALUES (?1, ?2)",
-                    params![*c as i64, at],
+                tx.exec(
+                    "INSERT INTO deny_cards(card_id, denied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![big(*c), at],
                 )?;
             }
             for h in device_key_hashes {
-                tx.execute(
-                    "INSERT OR IGNORE INTO deny_devices(key_hash, denied_at) VALUES (?1, ?2)",
-                    params![&h[..], at],
+                tx.exec(
+                    "INSERT INTO deny_devices(key_hash, denied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![h, at],
                 )?;
             }
-            let version = deny_version(tx)? + 1;
-            tx.execute(
-                "UPDATE settings SET value = ?1 WHERE key = 'deny_version'",
-                [version.to_string().into_bytes()],
-            )?;
             Ok(version)
         })
     }
 
     fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)> {
-        self.with(|tx| {
+        self.write(|tx| {
+            // Under the deny lock: the version and the entries it names are read together.
             let version = deny_version(tx)?;
-            let mut stmt = tx.prepare("SELECT card_id FROM deny_cards ORDER BY card_id")?;
-            let cards = stmt
-                .query_map([], |r| Ok(r.get::<_, i64>(0)? as u64))?
-                .collect::<std::result::Result<_, _>>()?;
-            let mut stmt = tx.prepare("SELECT key_hash FROM deny_devices ORDER BY key_hash")?;
-            let devices = stmt
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
-                .filter_map(|h| h.ok().and_then(|h| <[u8; 32]>::try_from(h).ok()))
-                .collect();
+            let cards = tx
+                .rows("SELECT card_id FROM deny_cards ORDER BY card_id", &[])?
+                .iter()
+                .map(|r| Ok(r.int(0)? as u64))
+                .collect::<Result<_>>()?;
+            let devices = tx
+                .rows("SELECT key_hash FROM deny_devices ORDER BY key_hash", &[])?
+                .iter()
+                .filter_map(|r| r.hash(0).transpose())
+                .collect::<Result<_>>()?;
             Ok((version, cards, devices))
         })
     }
 
     fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool> {
-        self.with(|tx| {
+        self.write(|tx| {
+            // Two accounts claiming one key at once: one waits and then sees the other's claim.
+            tx.lock(&format!("device-key:{}", thudo_core::hex::encode(key_hash)))?;
             let other_account = tx
-                .query_row(
+                .row(
                     "SELECT 1 FROM device_keys k JOIN devices d ON d.id = k.device_id
                      WHERE k.key_hash = ?1 AND d.account_id <> ?2",
-                    params![&key_hash[..], device.account_id],
-                    |_| Ok(()),
-                )
-                .optional()?
+                    params![key_hash, &device.account_id],
+                )?
                 .is_some();
             if other_account {
                 return Ok(false);
             }
-            tx.execute(
-                "INSERT OR IGNORE INTO device_keys(device_id, key_hash) VALUES (?1, ?2)",
-                params![device.id, &key_hash[..]],
+            tx.exec(
+                "INSERT INTO device_keys(device_id, key_hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![&device.id, key_hash],
             )?;
             Ok(true)
         })
     }
 
     fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>> {
-        self.with(|tx| {
-            let mut stmt = tx.prepare("SELECT key_hash FROM device_keys WHERE device_id = ?1")?;
-            let keys = stmt
-                .query_map([device_id], |r| r.get::<_, Vec<u8>>(0))?
-                .filter_map(|h| h.ok().and_then(|h| <[u8; 32]>::try_from(h).ok()))
-                .collect();
-            Ok(keys)
+        self.read(|tx| {
+            tx.rows(
+                "SELECT key_hash FROM device_keys WHERE device_id = ?1",
+                params![device_id],
+            )?
+            .iter()
+            .filter_map(|r| r.hash(0).transpose())
+            .collect()
         })
     }
 
     fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()> {
-        self.with(|tx| {
+        self.write(|tx| {
             // Expired nonces are dropped as new ones come: the table stays small.
-            tx.execute(
+            tx.exec(
                 "DELETE FROM nonces WHERE expires_at < ?1",
-                [expires_at - 2 * crate::identity::NONCE_TTL_SECS],
+                params![expires_at - 2 * crate::identity::NONCE_TTL_SECS],
             )?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO nonces(hash, expires_at, used_at) VALUES (?1, ?2, NULL)",
-                params![&hash[..], expires_at],
+                params![hash, expires_at],
             )?;
             Ok(())
         })
     }
 
     fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome> {
-        self.with(|tx| {
-            let row: Option<(i64, Option<i64>)> = tx
-                .query_row(
-                    "SELECT expires_at, used_at FROM nonces WHERE hash = ?1",
-                    [&hash[..]],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+        self.write(|tx| {
+            // The conditional update is the claim: of two instances consuming one nonce at
+            // once, the second waits for the first's row and then finds it used.
+            let claimed = tx.exec(
+                "UPDATE nonces SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL AND expires_at >= ?1",
+                params![now, hash],
+            )?;
+            if claimed == 1 {
+                return Ok(NonceOutcome::Consumed);
+            }
+            let row = tx.row(
+                "SELECT expires_at, used_at FROM nonces WHERE hash = ?1",
+                params![hash],
+            )?;
             Ok(match row {
                 None => NonceOutcome::Unknown,
-                Some((_, Some(_))) => NonceOutcome::Used,
-                Some((expires_at, None)) if now > expires_at => NonceOutcome::Expired,
-                Some(_) => {
-                    tx.execute(
-                        "UPDATE nonces SET used_at = ?1 WHERE hash = ?2",
-                        params![now, &hash[..]],
-                    )?;
-                    NonceOutcome::Consumed
-                }
+                Some(r) if r.opt_int(1)?.is_some() => NonceOutcome::Used,
+                Some(_) => NonceOutcome::Expired,
             })
         })
     }
 
     fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>> {
-        self.with(|tx| {
-            let mut stmt = tx.prepare(
+        self.read(|tx| {
+            tx.rows(
                 "SELECT id, name, created_at FROM devices
                  WHERE account_id = ?1 AND revoked_at IS NULL ORDER BY created_at, rowid",
-            )?;
-            let rows = stmt.query_map([account_id], |r| {
+                params![account_id],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(DeviceRecord {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    created_at: r.get(2)?,
+                    id: r.text(0)?,
+                    name: r.text(1)?,
+                    created_at: r.int(2)?,
                 })
-            })?;
-            Ok(rows.collect::<std::result::Result<_, _>>()?)
+            })
+            .collect()
         })
     }
 
     fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<Option<usize>> {
-        self.with(|tx| {
-            let n = tx.execute(
+        self.write(|tx| {
+            let n = tx.exec(
                 "UPDATE devices SET revoked_at = ?1
                  WHERE id = ?2 AND account_id = ?3 AND revoked_at IS NULL",
                 params![now, device_id, account_id],
@@ -916,28 +834,30 @@ impl Storage for SqliteStorage {
             if n != 1 {
                 return Ok(None);
             }
-            let denied = tx.execute(
-                "INSERT OR IGNORE INTO deny_devices(key_hash, denied_at)
-                 SELECT key_hash, ?1 FROM device_keys WHERE device_id = ?2",
+            let denied = tx.exec(
+                "INSERT INTO deny_devices(key_hash, denied_at)
+                 SELECT key_hash, ?1 FROM device_keys WHERE device_id = ?2 ON CONFLICT DO NOTHING",
                 params![now, device_id],
             )?;
             if denied > 0 {
-                let version = deny_version(tx)? + 1;
-                tx.execute(
-                    "UPDATE settings SET value = ?1 WHERE key = 'deny_version'",
-                    [version.to_string().into_bytes()],
-                )?;
+                bump_deny_version(tx)?;
             }
-            Ok(Some(denied))
+            Ok(Some(denied as usize))
         })
     }
 
     fn create_enrolment(&self, e: &NewEnrolment) -> Result<()> {
-        self.with(|tx| {
-            tx.execute(
+        self.write(|tx| {
+            tx.exec(
                 "INSERT INTO enrolments(code_hash, label, route, gate, expires_at, used_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-                params![&e.code_hash[..], e.label, e.route, e.gate, e.expires_at],
+                params![
+                    &e.code_hash,
+                    &e.label,
+                    e.route,
+                    e.gate.as_ref(),
+                    e.expires_at
+                ],
             )?;
             Ok(())
         })
@@ -950,68 +870,71 @@ impl Storage for SqliteStorage {
         token_hash: &[u8; 32],
         now: i64,
     ) -> Result<EnrolOutcome> {
-        self.with(|tx| {
-            let row: Option<EnrolmentRow> = tx
-                .query_row(
-                    "SELECT label, route, gate, expires_at, used_at FROM enrolments WHERE code_hash = ?1",
-                    [&code_hash[..]],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()?;
-            let Some((label, route, gate, expires_at, used_at)) = row else {
+        self.write(|tx| {
+            // The conditional update is the claim (single use across instances).
+            let claimed = tx.exec(
+                "UPDATE enrolments SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at >= ?1",
+                params![now, code_hash],
+            )?;
+            let Some(r) = tx.row(
+                "SELECT label, route, gate, used_at FROM enrolments WHERE code_hash = ?1",
+                params![code_hash],
+            )?
+            else {
                 return Ok(EnrolOutcome::Unknown);
             };
-            if used_at.is_some() {
-                return Ok(EnrolOutcome::Used);
+            if claimed != 1 {
+                return Ok(if r.opt_int(3)?.is_some() {
+                    EnrolOutcome::Used
+                } else {
+                    EnrolOutcome::Expired
+                });
             }
-            if now > expires_at {
-                return Ok(EnrolOutcome::Expired);
-            }
-            tx.execute(
-                "UPDATE enrolments SET used_at = ?1 WHERE code_hash = ?2",
-                params![now, &code_hash[..]],
-            )?;
             let record = ValidatorRecord {
                 id: format!("v-{}", thudo_core::hex::encode(&random_bytes::<8>()?)),
                 name: name.to_owned(),
-                label,
-                route,
-                gate,
+                label: r.text(0)?,
+                route: r.opt_int(1)?.and_then(|v| u16::try_from(v).ok()),
+                gate: r.opt_text(2)?,
                 enrolled_at: now,
                 decommissioned_at: None,
             };
-            tx.execute(
+            tx.exec(
                 "INSERT INTO validators(id, name, label, route, gate, token_hash, enrolled_at, decommissioned_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-                params![record.id, record.name, record.label, record.route, record.gate, &token_hash[..], now],
+                params![&record.id, &record.name, &record.label, record.route, record.gate.as_ref(), token_hash, now],
             )?;
             Ok(EnrolOutcome::Enrolled(record))
         })
     }
 
     fn validator_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ValidatorRecord>> {
-        self.with(|tx| {
-            Ok(tx
-                .query_row(
-                    &format!("{VALIDATOR_COLUMNS} WHERE token_hash = ?1"),
-                    [&token_hash[..]],
-                    validator_row,
-                )
-                .optional()?)
+        self.read(|tx| {
+            tx.row(
+                &format!("{VALIDATOR_COLUMNS} WHERE token_hash = ?1"),
+                params![token_hash],
+            )?
+            .as_ref()
+            .map(validator_row)
+            .transpose()
         })
     }
 
     fn validators(&self) -> Result<Vec<ValidatorRecord>> {
-        self.with(|tx| {
-            let mut stmt = tx.prepare(&format!("{VALIDATOR_COLUMNS} ORDER BY enrolled_at, id"))?;
-            let rows = stmt.query_map([], validator_row)?;
-            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        self.read(|tx| {
+            tx.rows(
+                &format!("{VALIDATOR_COLUMNS} ORDER BY enrolled_at, id"),
+                &[],
+            )?
+            .iter()
+            .map(validator_row)
+            .collect()
         })
     }
 
     fn decommission_validator(&self, id: &str, now: i64) -> Result<bool> {
-        self.with(|tx| {
-            let n = tx.execute(
+        self.write(|tx| {
+            let n = tx.exec(
                 "UPDATE validators SET decommissioned_at = COALESCE(decommissioned_at, ?1) WHERE id = ?2",
                 params![now, id],
             )?;
@@ -1020,47 +943,52 @@ impl Storage for SqliteStorage {
     }
 
     fn fraud_records(&self) -> Result<Vec<FraudRecord>> {
-        self.with(|tx| {
-            let mut stmt = tx.prepare(
+        self.read(|tx| {
+            tx.rows(
                 "SELECT kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at
                  FROM fraud ORDER BY id",
-            )?;
-            let rows = stmt.query_map([], |r| {
+                &[],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(FraudRecord {
-                    kind: r.get(0)?,
-                    validator_id: r.get(1)?,
-                    seq: r.get::<_, i64>(2)? as u64,
-                    card_id: r.get::<_, Option<i64>>(3)?.map(|c| c as u64),
-                    first_validator_id: r.get(4)?,
-                    detail: r.get(5)?,
-                    recorded_at: r.get(6)?,
+                    kind: r.text(0)?,
+                    validator_id: r.text(1)?,
+                    seq: r.int(2)? as u64,
+                    card_id: r.opt_int(3)?.map(|c| c as u64),
+                    first_validator_id: r.opt_text(4)?,
+                    detail: r.text(5)?,
+                    recorded_at: r.int(6)?,
                 })
-            })?;
-            Ok(rows.collect::<std::result::Result<_, _>>()?)
+            })
+            .collect()
         })
     }
 
     fn grant_entitlement(&self, citizen_id: &str, e: &Entitlement) -> Result<()> {
-        self.with(|tx| {
+        self.write(|tx| {
             let account = account_in(tx, citizen_id)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO entitlements(account_id, category, valid_from, valid_until, evidence_ref, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![account, e.category as u8, e.valid_from, e.valid_until, e.evidence_ref, chrono::Utc::now().timestamp()],
+                params![&account, e.category as u8, e.valid_from, e.valid_until, &e.evidence_ref, chrono::Utc::now().timestamp()],
             )?;
             Ok(())
         })
     }
 
     fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>> {
-        self.with(|tx| {
+        self.write(|tx| {
             let account = account_in(tx, citizen_id)?;
-            let mut stmt = tx.prepare(
+            let rows = tx.rows(
                 "SELECT category, valid_from, valid_until, evidence_ref FROM entitlements
                  WHERE account_id = ?1 ORDER BY valid_from",
+                params![&account],
             )?;
-            let rows = stmt.query_map([account], entitlement_row)?;
-            Ok(rows.filter_map(|r| r.ok().flatten()).collect())
+            Ok(rows
+                .iter()
+                .filter_map(|r| entitlement_row(r).ok().flatten())
+                .collect())
         })
     }
 
@@ -1070,65 +998,190 @@ impl Storage for SqliteStorage {
         category: thudo_core::transit::Category,
         at: i64,
     ) -> Result<Option<Entitlement>> {
-        self.with(|tx| {
+        self.read(|tx| {
             Ok(tx
-                .query_row(
+                .row(
                     "SELECT category, valid_from, valid_until, evidence_ref FROM entitlements
                      WHERE account_id = ?1 AND category = ?2 AND valid_from <= ?3 AND valid_until >= ?3
                      ORDER BY valid_until DESC LIMIT 1",
                     params![account_id, category as u8, at],
-                    entitlement_row,
-                )
-                .optional()?
+                )?
+                .as_ref()
+                .map(entitlement_row)
+                .transpose()?
                 .flatten())
         })
     }
 }
 
-/// label, route, gate, expires_at, used_at.
-type EnrolmentRow = (String, Option<u16>, Option<String>, i64, Option<i64>);
-
-const VALIDATOR_COLUMNS: &str =
-    "SELECT id, name, label, route, gate, enrolled_at, decommissioned_at FROM validators";
-
-fn validator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ValidatorRecord> {
-    Ok(ValidatorRecord {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        label: r.get(2)?,
-        route: r.get(3)?,
-        gate: r.get(4)?,
-        enrolled_at: r.get(5)?,
-        decommissioned_at: r.get(6)?,
-    })
-}
-
-fn entitlement_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Entitlement>> {
-    let Some(category) = thudo_core::transit::Category::from_code(r.get(0)?) else {
-        return Ok(None);
-    };
-    Ok(Some(Entitlement {
-        category,
-        valid_from: r.get(1)?,
-        valid_until: r.get(2)?,
-        evidence_ref: r.get(3)?,
-    }))
-}
-
-fn deny_version(tx: &rusqlite::Transaction<'_>) -> Result<u32> {
-    Ok(tx
-        .query_row(
-            "SELECT value FROM settings WHERE key = 'deny_version'",
-            [],
-            |r| r.get::<_, Vec<u8>>(0),
+/// Stores one tap and charges its fare; the caller holds the validator's and the cards' locks.
+fn record_tap(
+    tx: &mut dyn Tx,
+    validator: &ValidatorRecord,
+    checked: &CheckedTap,
+    fares: &FarePolicy,
+    now: i64,
+    totals: &mut TapTotals,
+) -> Result<()> {
+    let t = &checked.tap;
+    totals.highest_seq = totals.highest_seq.max(t.seq);
+    let exists = tx
+        .row(
+            "SELECT 1 FROM taps WHERE validator_id = ?1 AND seq = ?2",
+            params![&validator.id, big(t.seq)],
+        )?
+        .is_some();
+    if exists {
+        totals.duplicates += 1;
+        return Ok(());
+    }
+    let fraud = |tx: &mut dyn Tx,
+                 kind: &str,
+                 card: Option<u64>,
+                 first: Option<&str>,
+                 detail: &str| {
+        tx.exec(
+            "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![kind, &validator.id, big(t.seq), card.map(big), first, detail, now],
         )
-        .optional()?
-        .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
-        .unwrap_or(1))
+    };
+    let scan = match &checked.evidence {
+        Evidence::Verified(s) => Some(s),
+        _ => None,
+    };
+    // The backend's verdict: only a verified, valid, unrevoked, first use is charged.
+    let verdict: &str = match (&checked.evidence, t.accepted) {
+        (_, false) => "refused_by_validator",
+        (Evidence::Missing, true) => {
+            fraud(
+                tx,
+                "accepted_without_evidence",
+                None,
+                None,
+                "accepted with no scan",
+            )?;
+            "no_evidence"
+        }
+        (Evidence::Forged(why), true) => {
+            fraud(tx, "forged_evidence", None, None, why)?;
+            "forged"
+        }
+        (Evidence::Verified(s), true) => {
+            let revoked = tx
+                .row(
+                    "SELECT 1 FROM deny_cards WHERE card_id = ?1 AND denied_at <= ?2
+                     UNION SELECT 1 FROM deny_devices WHERE key_hash = ?3 AND denied_at <= ?2",
+                    params![
+                        big(s.card_id),
+                        i64::from(s.qr_timestamp),
+                        &s.device_key_hash
+                    ],
+                )?
+                .is_some();
+            let first = tx
+                .row(
+                    "SELECT validator_id FROM qr_uses WHERE card_id = ?1 AND qr_ts = ?2 AND qr_counter = ?3",
+                    params![big(s.card_id), s.qr_timestamp, s.qr_counter],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
+            match (&s.invalid, revoked, first) {
+                (Some(_), _, _) => "invalid",
+                (None, true, _) => "revoked",
+                (None, false, Some(first)) if first != validator.id => {
+                    fraud(
+                        tx,
+                        "suspected_relay",
+                        Some(s.card_id),
+                        Some(&first),
+                        "one QR accepted by two validators",
+                    )?;
+                    "relayed"
+                }
+                (None, false, Some(_)) => "replayed",
+                (None, false, None) => {
+                    tx.exec(
+                        "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            big(s.card_id),
+                            s.qr_timestamp,
+                            s.qr_counter,
+                            &validator.id,
+                            big(t.seq)
+                        ],
+                    )?;
+                    "charged"
+                }
+            }
+        }
+    };
+    // Days and months from the phone's signed QR time when there is one.
+    let when = scan.map_or(t.at, |s| u64::from(s.qr_timestamp));
+    let (day, month) = fares.local_day_and_month(when);
+    let route = validator.route.unwrap_or(t.route);
+    let mut fare = 0u64;
+    if let (
+        "charged",
+        Some(VerifiedScan {
+            card_id,
+            product: Product::PayAsYouGo,
+            ..
+        }),
+    ) = (verdict, scan)
+    {
+        let mut sum = |column: &str, value: &str| -> Result<u64> {
+            let row = tx.row(
+                &format!(
+                    "SELECT CAST(COALESCE(SUM(charged_vnd), 0) AS BIGINT) FROM taps WHERE card_id = ?1 AND {column} = ?2"
+                ),
+                params![big(*card_id), value],
+            )?;
+            Ok(row.map_or(Ok(0), |r| r.int(0))? as u64)
+        };
+        let today = sum("day", &day)?;
+        let this_month = sum("month", &month)?;
+        fare = fares.charge(route, today, this_month);
+    }
+    if t.accepted && verdict != "charged" {
+        totals.not_charged += 1;
+    }
+    let reason = serde_json::to_value(t.reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let product = scan
+        .and_then(|s| serde_json::to_value(s.product).ok())
+        .map(|v| v.to_string());
+    tx.exec(
+        "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product, day, month,
+                          charged_vnd, verdict, qr_ts, qr_counter)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            &validator.id,
+            big(t.seq),
+            big(t.at),
+            route,
+            t.accepted,
+            reason,
+            scan.map(|s| big(s.card_id)),
+            product,
+            &day,
+            &month,
+            big(fare),
+            verdict,
+            scan.map(|s| s.qr_timestamp),
+            scan.map(|s| s.qr_counter),
+        ],
+    )?;
+    totals.stored += 1;
+    totals.charged_vnd += fare;
+    Ok(())
 }
 
 /// Applies one new mutation in the account's scope under its collection's policy.
-fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> Result<Outcome> {
+fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome> {
     let reject = |reason: &str| {
         Ok(Outcome::Rejected {
             reason: reason.to_owned(),
@@ -1165,13 +1218,13 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
         if incoming.wall_ms > now_ms.saturating_add(thudo_core::changes::hlc::MAX_AHEAD_MS) {
             return reject("clock_in_future");
         }
-        let current: Option<String> = tx
-            .query_row(
+        let current = tx
+            .row(
                 "SELECT hlc FROM versions WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",
-                params![scope, m.collection, m.record_id],
-                |r| r.get(0),
-            )
-            .optional()?;
+                params![scope, &m.collection, &m.record_id],
+            )?
+            .map(|r| r.text(0))
+            .transpose()?;
         if current
             .and_then(|c| Hlc::parse(&c))
             .is_some_and(|c| c >= incoming)
@@ -1179,10 +1232,10 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
             return Ok(Outcome::Superseded);
         }
     }
-    tx.execute(
+    tx.exec(
         "INSERT INTO versions(scope, collection, record_id, hlc) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(scope, collection, record_id) DO UPDATE SET hlc = excluded.hlc",
-        params![scope, m.collection, m.record_id, m.hlc],
+        params![scope, &m.collection, &m.record_id, &m.hlc],
     )?;
     append(
         tx,
@@ -1202,6 +1255,7 @@ fn apply_mutation(tx: &rusqlite::Transaction<'_>, scope: &str, m: &Mutation) -> 
 #[allow(clippy::unwrap_used)] // tests fail by panicking
 mod migration_tests {
     use super::*;
+    use rusqlite::Connection;
 
     /// A database file as an earlier server left it: base tables only (made before versioning)
     /// or at version 2, with one account in it.
@@ -1220,7 +1274,8 @@ mod migration_tests {
 
     #[test]
     fn each_earlier_version_is_brought_up_to_date_with_its_data() {
-        for (steps, version) in [(&[SCHEMA][..], 0u32), (&[SCHEMA, MIGRATION_2][..], 2)] {
+        let steps = sqlite::SCHEMA.steps;
+        for (steps, version) in [(&steps[..1], 0u32), (&steps[..2], 2)] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("server.db");
             earlier(&path, steps, version);
@@ -1237,7 +1292,7 @@ mod migration_tests {
             assert_eq!(kept, "a1");
             assert_eq!(
                 thudo_core::schema::version(&conn).unwrap(),
-                STORAGE_SCHEMA.latest()
+                sqlite::SCHEMA.latest()
             );
         }
     }

@@ -1,0 +1,448 @@
+//! The engine for a deployment of several instances: PostgreSQL through tokio-postgres, pooled
+//! by deadpool.
+//!
+//! Transactions run at READ COMMITTED with named locks (`pg_advisory_xact_lock`) where the
+//! rules need one writer at a time: per account for pushes, per scope for the change log, per
+//! validator and per card for taps and fares, one for the deny list. A serialization failure,
+//! a deadlock or a unique violation (two instances inserting the same new row) rolls the
+//! transaction back and it runs again, up to [`ATTEMPTS`] times.
+//!
+//! The storage trait is synchronous (the HTTP layer calls it on tokio's blocking pool). The
+//! pool and the connections' I/O live on a small runtime of their own; a statement's future is
+//! driven on the caller's thread, so a call works from any thread, async or not.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
+
+use super::engine::{dollar_placeholders, Engine, Row, Tx, Val};
+use super::{Result, StorageError};
+
+/// The schema's numbered steps. Append only; never edit a released step.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_base.sql")];
+
+/// How often a transaction runs before its conflict is reported (the client then retries).
+const ATTEMPTS: u32 = 12;
+
+/// The lock two instances starting at once take before migrating.
+const MIGRATION_LOCK: &str = "thudo/migrations";
+
+/// Connections per instance unless the URL's `pool_max_size` says otherwise.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// PostgreSQL through a pool.
+pub struct PostgresEngine {
+    pool: Pool,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for PostgresEngine {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; from inside another runtime that is not allowed.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError(format!("{what}: {e}"))
+}
+
+/// Reads `pool_max_size=N` out of a connection URL (libpq would refuse it).
+fn pool_size(url: &str) -> Result<(String, usize)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), DEFAULT_POOL_SIZE));
+    };
+    let mut size = DEFAULT_POOL_SIZE;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("pool_max_size=") {
+            Some(n) => {
+                size = n
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| StorageError("pool_max_size must be 1 to 1000".into()))?;
+            }
+            None => kept.push(pair),
+        }
+    }
+    Ok(if kept.is_empty() {
+        (base.to_owned(), size)
+    } else {
+        (format!("{base}?{}", kept.join("&")), size)
+    })
+}
+
+impl PostgresEngine {
+    /// Connects to `url` (`postgres://user@host:port/db`, optionally `?pool_max_size=N`) and
+    /// brings the schema up to date. Refuses a database migrated by a newer build.
+    pub fn open(url: &str) -> Result<PostgresEngine> {
+        let (url, size) = pool_size(url)?;
+        let config: tokio_postgres::Config = url.parse().map_err(|e| failed("database URL", e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("thudo-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| failed("runtime", e))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            let _in_runtime = runtime.enter();
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| failed("pool", e))?
+        };
+        let engine = PostgresEngine {
+            pool,
+            runtime: Some(runtime),
+        };
+        engine.migrate()?;
+        Ok(engine)
+    }
+
+    /// Runs a future on the engine's runtime and waits for it on this thread.
+    fn on_runtime<F>(&self, fut: F) -> Result<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let rt = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| StorageError("the engine is closed".into()))?;
+        futures_executor::block_on(rt.spawn(fut)).map_err(|e| failed("database task", e))
+    }
+
+    fn connection(&self) -> Result<Object> {
+        let pool = self.pool.clone();
+        self.on_runtime(async move { pool.get().await })?
+            .map_err(|e| failed("database connection", e))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let latest = MIGRATIONS.len() as i64;
+        self.write(&mut |tx| {
+            tx.lock(MIGRATION_LOCK)?;
+            tx.exec(
+                "CREATE TABLE IF NOT EXISTS schema_migrations(version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                &[],
+            )?;
+            let found = tx
+                .row(
+                    "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_migrations",
+                    &[],
+                )?
+                .map_or(Ok(0), |r| r.int(0))?;
+            if found > latest {
+                return Err(StorageError(format!(
+                    "the thudo backend database is at schema version {found}, newer than this build's {latest}"
+                )));
+            }
+            Ok(())
+        })?;
+        // Each step in its own transaction with its version row, under the lock.
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            let client = self.connection()?;
+            run(client.batch_execute("BEGIN")).map_err(|e| failed("migration", e))?;
+            let outcome = (|| {
+                run(client.query(
+                    "SELECT pg_advisory_xact_lock($1)",
+                    &[&lock_key(MIGRATION_LOCK)],
+                ))?;
+                let done = run(client.query(
+                    "SELECT 1 FROM schema_migrations WHERE version = $1",
+                    &[&version],
+                ))?;
+                if done.is_empty() {
+                    run(client.batch_execute(step))?;
+                    run(client.execute(
+                        "INSERT INTO schema_migrations(version, applied_at) VALUES ($1, $2)",
+                        &[&version, &chrono::Utc::now().timestamp()],
+                    ))?;
+                }
+                run(client.batch_execute("COMMIT"))
+            })();
+            if outcome.is_err() {
+                let _ = run(client.batch_execute("ROLLBACK"));
+            }
+            outcome.map_err(|e| failed(&format!("migration {version}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates an empty database `name` on the server `admin_url` points at (a maintenance
+/// database such as `postgres`) and returns the new database's URL: for tests, load tests and
+/// first set-up. `name` is letters, digits and `_` only.
+pub fn create_database(admin_url: &str, name: &str) -> Result<String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StorageError(
+            "a database name is letters, digits and _".into(),
+        ));
+    }
+    let (base, _) = pool_size(admin_url)?;
+    let config: tokio_postgres::Config = base.parse().map_err(|e| failed("database URL", e))?;
+    let sql = format!("CREATE DATABASE {name}");
+    // A thread of its own: a runtime cannot start inside the caller's.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| failed("runtime", e))?;
+                rt.block_on(async {
+                    let (client, connection) = config
+                        .connect(NoTls)
+                        .await
+                        .map_err(|e| failed("connect", e))?;
+                    let driver = tokio::spawn(connection);
+                    let created = client.batch_execute(&sql).await;
+                    drop(client);
+                    let _ = driver.await;
+                    created.map_err(|e| failed("create database", e))
+                })
+            })
+            .join()
+            .map_err(|_| StorageError("create database: the thread failed".into()))?
+    })?;
+    // The same server and credentials, the new database.
+    let url = match base.rsplit_once('/') {
+        Some((server, db)) if !server.ends_with('/') && !db.contains('@') => {
+            let query = db
+                .split_once('?')
+                .map(|(_, q)| format!("?{q}"))
+                .unwrap_or_default();
+            format!("{server}/{name}{query}")
+        }
+        _ => format!("{base}/{name}"),
+    };
+    Ok(url)
+}
+
+/// Drives one statement's future on this thread (the connection's I/O runs on the engine's
+/// runtime; the client side of a statement needs no runtime).
+fn run<F: Future>(fut: F) -> F::Output {
+    futures_executor::block_on(fut)
+}
+
+/// A lock name as the 64-bit key PostgreSQL's advisory locks take.
+fn lock_key(name: &str) -> i64 {
+    let hash = super::sha256(name.as_bytes());
+    i64::from_be_bytes([
+        hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7],
+    ])
+}
+
+impl ToSql for Val<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Val::Null => Ok(IsNull::Yes),
+            Val::Int(v) => match *ty {
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                _ => v.to_sql(ty, out),
+            },
+            Val::Text(v) => v.as_ref().to_sql(ty, out),
+            Val::Bytes(v) => v.as_ref().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// One transaction (or, for reads, a series of single statements) on a pooled connection.
+struct PgTx<'c> {
+    client: &'c Object,
+    /// The last error was a conflict that a new attempt may not meet.
+    conflict: bool,
+}
+
+impl PgTx<'_> {
+    fn fail(&mut self, e: tokio_postgres::Error) -> StorageError {
+        if let Some(code) = e.code() {
+            self.conflict = [
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::UNIQUE_VIOLATION,
+            ]
+            .contains(code);
+        }
+        let detail = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+        StorageError(format!("postgres: {detail}"))
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<tokio_postgres::Statement> {
+        let sql = dollar_placeholders(sql);
+        run(self.client.prepare_cached(&sql)).map_err(|e| self.fail(e))
+    }
+}
+
+fn bind<'a>(params: &'a [Val<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+fn value(row: &tokio_postgres::Row, i: usize) -> std::result::Result<Val<'static>, String> {
+    let err = |e: tokio_postgres::Error| e.to_string();
+    let ty = row.columns()[i].type_().clone();
+    Ok(match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(err)?.map(Val::Int),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)
+            .map_err(err)?
+            .map(|v| Val::Int(v.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)
+            .map_err(err)?
+            .map(|v| Val::Int(v.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)
+            .map_err(err)?
+            .map(|v| Val::Int(v.into())),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => row
+            .try_get::<_, Option<String>>(i)
+            .map_err(err)?
+            .map(|v| Val::Text(Cow::Owned(v))),
+        Type::BYTEA => row
+            .try_get::<_, Option<Vec<u8>>>(i)
+            .map_err(err)?
+            .map(|v| Val::Bytes(Cow::Owned(v))),
+        Type::VOID => None,
+        other => return Err(format!("column {i} has type {other}, not read here")),
+    }
+    .unwrap_or(Val::Null))
+}
+
+impl Tx for PgTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[Val<'_>]) -> Result<u64> {
+        let stmt = self.statement(sql)?;
+        run(self.client.execute(&stmt, &bind(params))).map_err(|e| self.fail(e))
+    }
+
+    fn rows(&mut self, sql: &str, params: &[Val<'_>]) -> Result<Vec<Row>> {
+        let stmt = self.statement(sql)?;
+        let rows = run(self.client.query(&stmt, &bind(params))).map_err(|e| self.fail(e))?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| value(r, i))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(Row)
+                    .map_err(StorageError)
+            })
+            .collect()
+    }
+
+    fn lock(&mut self, name: &str) -> Result<()> {
+        self.rows(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Val::Int(lock_key(name))],
+        )?;
+        Ok(())
+    }
+}
+
+impl Engine for PostgresEngine {
+    fn write<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = self.connection()?;
+            let mut tx = PgTx {
+                client: &client,
+                conflict: false,
+            };
+            run(client.batch_execute("BEGIN")).map_err(|e| tx.fail(e))?;
+            let outcome = work(&mut tx);
+            let outcome = match outcome {
+                Ok(v) => run(client.batch_execute("COMMIT"))
+                    .map(|()| v)
+                    .map_err(|e| tx.fail(e)),
+                Err(e) => {
+                    // A failed statement leaves the transaction aborted: end it before the
+                    // connection goes back to the pool.
+                    let _ = run(client.batch_execute("ROLLBACK"));
+                    Err(e)
+                }
+            };
+            match outcome {
+                Err(_) if tx.conflict && attempt < ATTEMPTS => {
+                    // Both sides of a conflict retrying at once would meet again: back off a
+                    // little, more each time.
+                    let mut jitter = [0u8; 1];
+                    let _ = thudo_core::crypto::fill_random(&mut jitter);
+                    let ms = (1u64 << attempt.min(6)) + u64::from(jitter[0] % 8);
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn read<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        let client = self.connection()?;
+        work(&mut PgTx {
+            client: &client,
+            conflict: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_size_is_taken_out_of_the_url() {
+        assert_eq!(
+            pool_size("postgres://u@h/db").ok(),
+            Some(("postgres://u@h/db".to_owned(), DEFAULT_POOL_SIZE))
+        );
+        assert_eq!(
+            pool_size("postgres://u@h/db?pool_max_size=4&sslmode=disable").ok(),
+            Some(("postgres://u@h/db?sslmode=disable".to_owned(), 4))
+        );
+        assert!(pool_size("postgres://u@h/db?pool_max_size=0").is_err());
+    }
+
+    #[test]
+    fn database_names_are_plain() {
+        assert!(create_database("postgres://u@h/postgres", "x; DROP TABLE y").is_err());
+        assert!(create_database("postgres://u@h/postgres", "").is_err());
+    }
+
+    #[test]
+    fn lock_names_map_to_distinct_keys() {
+        assert_ne!(lock_key("card:1"), lock_key("card:2"));
+        assert_eq!(lock_key("deny"), lock_key("deny"));
+    }
+}
