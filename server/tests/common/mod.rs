@@ -1,8 +1,16 @@
 //! Helpers shared by the backend's integration tests.
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
 
 use thudo_core::sync::client::{SyncClient, SyncConfig};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
@@ -93,4 +101,198 @@ pub fn collections_with(
         library: Some(library),
         ..Default::default()
     })
+}
+
+/// What the proxy does to the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 without reaching the server.
+    Error500,
+    /// 429 with `Retry-After: 1`.
+    TooMany,
+    /// Reaches the server (which commits), then answers 500: the response is lost.
+    LoseResponse,
+    /// Reaches the server, then answers 200 with half the body.
+    Truncate,
+    /// Reaches the server, then answers 200 with a body that is not JSON.
+    Garbage,
+    /// Waits longer than the client's timeout, then reaches the server.
+    Slow,
+    /// Delivers the request to the server twice; answers with the second response.
+    Twice,
+}
+
+/// A fault-injecting proxy in front of one or more backend instances (a load balancer that
+/// picks an instance at random for each request).
+#[derive(Clone)]
+pub struct Proxy {
+    upstreams: Vec<String>,
+    /// Faults for the next requests, in order.
+    pub faults: Arc<Mutex<VecDeque<Fault>>>,
+    /// Every request seen, with its fault.
+    pub seen: Arc<Mutex<Vec<String>>>,
+    /// With the queue empty: one request in this many gets a random fault (0: none).
+    pub random_fault_one_in: Arc<std::sync::atomic::AtomicU32>,
+    rng: Arc<Mutex<u64>>,
+    http: reqwest::Client,
+}
+
+impl Proxy {
+    /// A number below `n` from the proxy's seeded generator (xorshift: reproducible runs).
+    fn below(&self, n: u64) -> u64 {
+        let mut x = self.rng.lock().unwrap();
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x % n.max(1)
+    }
+
+    fn upstream(&self) -> &str {
+        &self.upstreams[self.below(self.upstreams.len() as u64) as usize]
+    }
+
+    fn next_fault(&self) -> Option<Fault> {
+        if let Some(f) = self.faults.lock().unwrap().pop_front() {
+            return Some(f);
+        }
+        let one_in = self
+            .random_fault_one_in
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if one_in == 0 || self.below(u64::from(one_in)) != 0 {
+            return None;
+        }
+        const RANDOM: [Fault; 5] = [
+            Fault::Error500,
+            Fault::LoseResponse,
+            Fault::Truncate,
+            Fault::Garbage,
+            Fault::Twice,
+        ];
+        Some(RANDOM[self.below(RANDOM.len() as u64) as usize])
+    }
+}
+
+async fn forward(
+    p: &Proxy,
+    method: &axum::http::Method,
+    uri: &str,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Option<(StatusCode, Vec<(String, String)>, Vec<u8>)> {
+    let mut req = p
+        .http
+        .request(method.clone(), format!("{}{}", p.upstream(), uri));
+    for (k, v) in headers {
+        if k != "host" && k != "content-length" {
+            req = req.header(k.as_str(), v.as_bytes());
+        }
+    }
+    let r = req.body(body.to_vec()).send().await.ok()?;
+    let status = StatusCode::from_u16(r.status().as_u16()).ok()?;
+    let hs = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "content-length" && k.as_str() != "transfer-encoding")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    Some((status, hs, r.bytes().await.ok()?.to_vec()))
+}
+
+fn respond(status: StatusCode, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
+async fn proxy_handler(State(p): State<Proxy>, req: Request) -> Response {
+    let method = req.method().clone();
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|x| x.to_string())
+        .unwrap_or_default();
+    let headers = req.headers().clone();
+    let body = to_bytes(req.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let fault = p.next_fault();
+    p.seen.lock().unwrap().push(format!(
+        "{method} {} {fault:?}",
+        uri.split('?').next().unwrap_or("")
+    ));
+    let gateway = || respond(StatusCode::BAD_GATEWAY, vec![], b"{}".to_vec());
+    match fault {
+        Some(Fault::Error500) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![],
+            b"{\"error\":\"boom\",\"message\":\"\"}".to_vec(),
+        ),
+        Some(Fault::TooMany) => respond(
+            StatusCode::TOO_MANY_REQUESTS,
+            vec![("retry-after".into(), "1".into())],
+            b"{\"error\":\"slow_down\",\"message\":\"\"}".to_vec(),
+        ),
+        Some(Fault::Slow) => {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            match forward(&p, &method, &uri, &headers, &body).await {
+                Some((s, h, b)) => respond(s, h, b),
+                None => gateway(),
+            }
+        }
+        Some(f) => {
+            let Some((s, h, b)) = forward(&p, &method, &uri, &headers, &body).await else {
+                return gateway();
+            };
+            match f {
+                Fault::LoseResponse => {
+                    respond(StatusCode::INTERNAL_SERVER_ERROR, vec![], b"{}".to_vec())
+                }
+                Fault::Truncate => respond(s, h, b[..b.len() / 2].to_vec()),
+                Fault::Garbage => respond(s, h, b"<html>proxy error</html>".to_vec()),
+                Fault::Twice => match forward(&p, &method, &uri, &headers, &body).await {
+                    Some((s2, h2, b2)) => respond(s2, h2, b2),
+                    None => gateway(),
+                },
+                _ => respond(s, h, b),
+            }
+        }
+        None => match forward(&p, &method, &uri, &headers, &body).await {
+            Some((s, h, b)) => respond(s, h, b),
+            None => gateway(),
+        },
+    }
+}
+
+/// A proxy in front of `upstreams`; its random generator starts from `seed`.
+pub async fn start_proxy_to(upstreams: &[SocketAddr], seed: u64) -> (String, Proxy) {
+    let proxy = Proxy {
+        upstreams: upstreams.iter().map(|u| format!("http://{u}")).collect(),
+        faults: Arc::new(Mutex::new(VecDeque::new())),
+        seen: Arc::new(Mutex::new(Vec::new())),
+        random_fault_one_in: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+        rng: Arc::new(Mutex::new(seed | 1)),
+        http: http_client(),
+    };
+    let app = axum::Router::new()
+        .fallback(proxy_handler)
+        .with_state(proxy.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), proxy)
+}
+
+/// A proxy in front of one backend, faults only as queued.
+pub async fn start_proxy(upstream: SocketAddr) -> (String, Proxy) {
+    start_proxy_to(&[upstream], 1).await
 }

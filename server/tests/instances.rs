@@ -1,0 +1,275 @@
+//! Two backend instances on one database behind a load balancer that sends each request to
+//! either at random and injects faults (lost responses, requests delivered twice, 500s,
+//! truncated and invalid bodies). Citizens' devices sync at the same time, riders buy passes
+//! and two validators upload at once: nothing acknowledged is lost, nothing is applied twice,
+//! every device converges and every fare is charged once. Runs on SQLite (two connections to
+//! one file) and, with `THUDO_TEST_POSTGRES`, on PostgreSQL.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{start_proxy_to, vault, Storage, ADMIN};
+use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
+use thudo_core::sync::client::{SyncClient, SyncConfig};
+use thudo_core::sync::protocol::ValidatorEnrolmentRequest;
+use thudo_core::transit::backend::CredentialOrder;
+use thudo_core::transit::phone::{Phone, PhoneOptions};
+use thudo_core::transit::validator::{Validator, ValidatorConfig};
+use thudo_core::transit::{Category, Product};
+use thudo_core::vault::Vault;
+use thudo_server::fares::FarePolicy;
+use thudo_server::identity::LocalIdentityProvider;
+use thudo_server::{AppState, Running, ServerConfig};
+
+const CITIZENS: usize = 4;
+const DEVICES_PER_CITIZEN: usize = 2;
+const ROUNDS: usize = 3;
+const NOTES_PER_ROUND: usize = 6;
+const RIDES: usize = 5;
+
+fn client(url: &str) -> SyncClient {
+    let mut c = SyncConfig::new(url);
+    c.request_timeout = Duration::from_secs(5);
+    c.backoff_base = Duration::from_millis(5);
+    c.backoff_max = Duration::from_millis(200);
+    c.max_attempts = 30;
+    c.push_batch = 4;
+    c.page_size = 5;
+    SyncClient::new(c).unwrap()
+}
+
+fn citizen(i: usize) -> String {
+    format!("00109000{i:04}")
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    thudo_core::crypto::fill_random(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+async fn instance(db: &str, idp: &LocalIdentityProvider) -> (Arc<dyn Storage>, Running) {
+    let storage = thudo_server::storage::open(db).unwrap();
+    let state = AppState::new(ServerConfig {
+        storage: storage.clone(),
+        admin_token: ADMIN.into(),
+        fares: FarePolicy::default(),
+        identity: idp.config(),
+        test_identity: None,
+    })
+    .unwrap();
+    let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (storage, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let idp = LocalIdentityProvider::generate("https://id.thudo.test", "thudo").unwrap();
+    // Both instances start on the new database at once: one issuer keyring for both.
+    let ((storage, a), (_, b)) = tokio::join!(instance(&db, &idp), instance(&db, &idp));
+    let seed = seed();
+    let (url, proxy) = start_proxy_to(&[a.addr, b.addr], seed).await;
+    let c = client(&url);
+
+    // Devices register and validators enrol through the balancer (no faults yet: a lost
+    // registration answer is the citizen's to redo, as a single-use code is).
+    let mut devices: Vec<(usize, usize, Arc<Vault>)> = Vec::new();
+    for ci in 0..CITIZENS {
+        for di in 0..DEVICES_PER_CITIZEN {
+            let v = vault(&dir.path().join(format!("c{ci}-d{di}")));
+            idp.register_device(&c, v.clone(), &citizen(ci), &format!("d{di}"))
+                .await
+                .unwrap();
+            devices.push((ci, di, v));
+        }
+    }
+    let mut validators = Vec::new();
+    for (i, route) in [32u16, 34].into_iter().enumerate() {
+        let v = vault(&dir.path().join(format!("bus-{i}")));
+        let (code, _) = thudo_server::transit::create_enrolment(
+            storage.as_ref(),
+            &format!("bus {route}"),
+            Some(route),
+            None,
+            3600,
+        )
+        .unwrap();
+        c.enrol_validator(
+            v.clone(),
+            &ValidatorEnrolmentRequest {
+                enrolment_code: code,
+                device_name: format!("bus {route}"),
+            },
+        )
+        .await
+        .unwrap();
+        validators.push((v, route));
+    }
+
+    // From here on, one request in four meets a fault.
+    proxy.random_fault_one_in.store(4, Ordering::Relaxed);
+
+    // Every device writes notes offline and syncs, all at once, round after round.
+    for round in 0..ROUNDS {
+        for (ci, di, v) in &devices {
+            let handbook = MemberHandbook::new(v);
+            for n in 0..NOTES_PER_ROUND {
+                let id = format!("c{ci}-d{di}-r{round}-n{n}");
+                handbook
+                    .save_note(&DocumentNote {
+                        id,
+                        document_id: "nq-57-2024".into(),
+                        text: format!("ghi chú {round}.{n}"),
+                        updated_at: 1_790_000_000 + (round * 100 + n) as i64,
+                    })
+                    .unwrap();
+            }
+        }
+        let registry = common::collections();
+        let syncs = devices
+            .iter()
+            .map(|(_, _, v)| c.sync(v.clone(), &registry, None));
+        for report in futures_util::future::join_all(syncs).await {
+            report.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+    }
+
+    // Riders buy pay-as-you-go passes through the faulty balancer (retried purchases).
+    let mut riders = Vec::new();
+    for (ci, _, v) in devices.iter().filter(|(_, di, _)| *di == 0) {
+        let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+        let order = CredentialOrder {
+            product: Product::PayAsYouGo,
+            category: Category::Standard,
+            route: 0,
+            device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
+            month: String::new(),
+        };
+        let r = c.order_credential(v.clone(), &order).await.unwrap();
+        phone
+            .install_credential(&thudo_core::hex::decode(&r.credential).unwrap())
+            .unwrap();
+        riders.push((*ci, phone, r.card_id));
+    }
+
+    // Each rider rides five times in one Hanoi day, alternating buses, ten minutes apart.
+    let mut buses = Vec::new();
+    for (v, route) in &validators {
+        let feed = c.validator_feed(v.clone()).await.unwrap();
+        let mut bus = Validator::open(
+            v.clone(),
+            feed.issuer_keys,
+            ValidatorConfig {
+                route: *route,
+                ..ValidatorConfig::default()
+            },
+        )
+        .unwrap();
+        bus.update_deny_list(&thudo_core::hex::decode(&feed.deny_list).unwrap())
+            .unwrap();
+        buses.push((v.clone(), bus));
+    }
+    let now = chrono::Utc::now().timestamp() as u64;
+    let hanoi = now + 7 * 3600;
+    let morning = hanoi - hanoi % 86_400 + 86_400 - 7 * 3600 + 7 * 3600;
+    let policy = FarePolicy::default();
+    let mut expected = Vec::new();
+    for (_, phone, card) in &riders {
+        let (mut today, mut month) = (0, 0);
+        for ride in 0..RIDES {
+            let at = morning + (ride as u64) * 600;
+            let (_, bus) = &mut buses[ride % 2];
+            let qr = phone.current_qr(at).unwrap().text;
+            assert!(bus.validate(&qr, at).unwrap().accepted);
+            let fare = policy.charge(validators[ride % 2].1, today, month);
+            today += fare;
+            month += fare;
+        }
+        expected.push((*card, today));
+    }
+
+    // Both validators upload at the same time, through the balancer, until all is taken.
+    let exported: Vec<_> = buses
+        .iter_mut()
+        .map(|(v, bus)| (v.clone(), bus.export_taps().unwrap()))
+        .collect();
+    assert_eq!(
+        exported.iter().map(|(_, t)| t.len()).sum::<usize>(),
+        riders.len() * RIDES
+    );
+    let uploads = exported.iter().cloned().map(|(v, taps)| {
+        let c = &c;
+        async move { c.upload_taps(v.clone(), taps).await }
+    });
+    for receipt in futures_util::future::join_all(uploads).await {
+        receipt.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+    // And once more, as a validator that never saw its acknowledgement would.
+    for (v, taps) in exported {
+        let again = c.upload_taps(v, taps).await;
+        let again = again.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(again.charged_vnd, 0, "seed {seed}: nothing charged twice");
+    }
+
+    // A last sync of each device without faults: everything converges.
+    proxy.random_fault_one_in.store(0, Ordering::Relaxed);
+    for (_, _, v) in &devices {
+        c.sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    let faults = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.contains("Some("))
+        .count();
+    assert!(faults >= 10, "seed {seed}: only {faults} faults were met");
+
+    let per_citizen = DEVICES_PER_CITIZEN * ROUNDS * NOTES_PER_ROUND;
+    for ci in 0..CITIZENS {
+        // The server holds each note once.
+        let account = storage.account_for_citizen(&citizen(ci)).unwrap();
+        let (changes, _, more) = storage
+            .pull(&format!("acct:{account}"), "handbook.note", 0, 100_000)
+            .unwrap();
+        assert!(!more);
+        let ids: HashSet<&str> = changes.iter().map(|c| c.record_id.as_str()).collect();
+        assert_eq!(changes.len(), per_citizen, "seed {seed}: applied twice?");
+        assert_eq!(ids.len(), per_citizen, "seed {seed}: lost?");
+        // Every device of the citizen holds every note of the citizen's devices.
+        for (_, _, v) in devices.iter().filter(|(c, _, _)| *c == ci) {
+            let notes = MemberHandbook::new(v).notes_for("nq-57-2024").unwrap();
+            assert_eq!(
+                notes.len(),
+                per_citizen,
+                "seed {seed}: a device missed a change"
+            );
+        }
+    }
+    for (card, fare) in expected {
+        let charged: u64 = storage.charges(card).unwrap().iter().map(|(_, v)| v).sum();
+        assert_eq!(
+            charged, fare,
+            "seed {seed}: card {card} charged once, capped"
+        );
+    }
+    assert_eq!(
+        storage.fraud_records().unwrap(),
+        vec![],
+        "seed {seed}: no tap was taken for a relay or a forgery"
+    );
+    a.stop().await;
+    b.stop().await;
+}
