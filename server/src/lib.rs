@@ -682,6 +682,9 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
         .layer(axum::middleware::map_response(stamp_time))
+        // Citizens pay for mobile data: answers go gzip-compressed to clients that accept it
+        // (the sync client does; its size limit counts the decompressed bytes).
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 

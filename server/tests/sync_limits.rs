@@ -165,3 +165,75 @@ async fn the_client_refuses_a_response_over_its_limit_as_it_streams() {
         other => panic!("expected a refused response, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_is_refused_by_its_decompressed_size() {
+    // 64 MiB of zeros compress to about 64 KiB: the limit must count what comes out.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &vec![0u8; 64 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
+    let app = axum::Router::new().route(
+        "/v1/sync/pull",
+        get(move || {
+            let bomb = bomb.clone();
+            async move {
+                (
+                    [
+                        ("content-encoding", "gzip"),
+                        ("content-type", "application/json"),
+                    ],
+                    bomb,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(&dir.path().join("v"));
+    v.put_doc(&thudo_core::sync::client::Registration {
+        device_id: "d".into(),
+        account_id: "a".into(),
+        token: "t".into(),
+    })
+    .unwrap();
+    let mut config = SyncConfig::new(&format!("http://{addr}"));
+    config.max_attempts = 1;
+    let c = SyncClient::new(config).unwrap();
+    match c.sync(v, &common::collections(), None).await {
+        Err(SyncError::Protocol { detail }) => assert!(detail.contains("larger than"), "{detail}"),
+        other => panic!("expected a refused response, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_compressed_for_clients_that_accept_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = common::start_local(dir.path()).await;
+    let spec = local.url.clone() + "/openapi.json";
+    // A client that leaves decoding to the test.
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(thudo_core::sync::client::tls_config(&[], &[]).unwrap())
+        .no_gzip()
+        .build()
+        .unwrap();
+    let plain = http.get(&spec).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap();
+    let zipped = http
+        .get(&spec)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let zipped = zipped.bytes().await.unwrap();
+    assert!(zipped.len() * 4 < plain.len(), "{} of {}", zipped.len(), plain.len());
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain);
+    local.running.stop().await;
+}
