@@ -230,10 +230,18 @@ async fn answers_are_compressed_for_clients_that_accept_gzip() {
         .unwrap();
     assert_eq!(zipped.headers()["content-encoding"], "gzip");
     let zipped = zipped.bytes().await.unwrap();
-    assert!(zipped.len() * 4 < plain.len(), "{} of {}", zipped.len(), plain.len());
+    assert!(
+        zipped.len() * 4 < plain.len(),
+        "{} of {}",
+        zipped.len(),
+        plain.len()
+    );
     let mut unzipped = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut unzipped)
-        .unwrap();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&zipped[..]),
+        &mut unzipped,
+    )
+    .unwrap();
     assert_eq!(unzipped, plain);
     local.running.stop().await;
 }

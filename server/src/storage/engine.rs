@@ -160,6 +160,14 @@ pub trait Tx {
     /// Holds a named lock until the transaction ends: another instance's transaction asking for
     /// the same name waits. SQLite's writers are serial already, so there it does nothing.
     fn lock(&mut self, name: &str) -> Result<()>;
+    /// Holds several named locks, taken in an order every instance shares (so two
+    /// transactions asking for overlapping sets never wait on each other in a cycle).
+    fn lock_all(&mut self, names: &[String]) -> Result<()> {
+        for name in names {
+            self.lock(name)?;
+        }
+        Ok(())
+    }
 
     /// The first row of a query, if any.
     fn row(&mut self, sql: &str, params: &[Val<'_>]) -> Result<Option<Row>> {

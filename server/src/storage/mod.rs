@@ -656,24 +656,19 @@ impl<E: Engine> Storage for SqlStorage<E> {
     ) -> Result<TapTotals> {
         let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
         ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
-        // The cards whose fares this upload may charge, in one order for every instance, so
-        // that two uploads naming the same cards take their locks without deadlocking.
-        let mut cards: Vec<u64> = taps
+        // The cards whose fares this upload may charge.
+        let cards: Vec<String> = taps
             .iter()
             .filter_map(|t| match &t.evidence {
-                Evidence::Verified(s) => Some(s.card_id),
+                Evidence::Verified(s) => Some(format!("card:{}", s.card_id)),
                 _ => None,
             })
             .collect();
-        cards.sort_unstable();
-        cards.dedup();
         self.write(|tx| {
             // One upload per validator at a time (the de-duplication by sequence), then each
             // card's QR uses and fares.
             tx.lock(&format!("validator:{}", validator.id))?;
-            for card in &cards {
-                tx.lock(&format!("card:{card}"))?;
-            }
+            tx.lock_all(&cards)?;
             let mut totals = TapTotals::default();
             let now = chrono::Utc::now().timestamp();
             for checked in &ordered {
@@ -1131,17 +1126,17 @@ fn record_tap(
         }),
     ) = (verdict, scan)
     {
-        let mut sum = |column: &str, value: &str| -> Result<u64> {
-            let row = tx.row(
-                &format!(
-                    "SELECT CAST(COALESCE(SUM(charged_vnd), 0) AS BIGINT) FROM taps WHERE card_id = ?1 AND {column} = ?2"
-                ),
-                params![big(*card_id), value],
-            )?;
-            Ok(row.map_or(Ok(0), |r| r.int(0))? as u64)
+        // What the card paid this day and this month, in one query.
+        let paid = tx.row(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN day = ?2 THEN charged_vnd ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(charged_vnd), 0) AS BIGINT)
+             FROM taps WHERE card_id = ?1 AND month = ?3",
+            params![big(*card_id), &day, &month],
+        )?;
+        let (today, this_month) = match paid {
+            Some(r) => (r.int(0)? as u64, r.int(1)? as u64),
+            None => (0, 0),
         };
-        let today = sum("day", &day)?;
-        let this_month = sum("month", &month)?;
         fare = fares.charge(route, today, this_month);
     }
     if t.accepted && verdict != "charged" {

@@ -87,7 +87,7 @@ impl PostgresEngine {
         let (url, size) = pool_size(url)?;
         let config: tokio_postgres::Config = url.parse().map_err(|e| failed("database URL", e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("thudo-postgres")
             .enable_all()
             .build()
@@ -367,6 +367,26 @@ impl Tx for PgTx<'_> {
             "SELECT pg_advisory_xact_lock(?1)",
             &[Val::Int(lock_key(name))],
         )?;
+        Ok(())
+    }
+
+    fn lock_all(&mut self, names: &[String]) -> Result<()> {
+        // One round trip: the keys (numbers computed here, so nothing from outside reaches
+        // the SQL text) in ascending order.
+        let mut keys: Vec<i64> = names.iter().map(|n| lock_key(n)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(1000) {
+            let values = chunk
+                .iter()
+                .map(|k| format!("({k})"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let sql = format!(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM (VALUES {values}) v(k) ORDER BY k) ordered"
+            );
+            run(self.client.query(&sql, &[])).map_err(|e| self.fail(e))?;
+        }
         Ok(())
     }
 }
