@@ -101,7 +101,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let running = thudo_server::start(state, args.listen).await?;
     println!("listening on http://{}", running.addr);
-    tokio::signal::ctrl_c().await?;
+    // SIGINT or SIGTERM (a balancer draining the instance): stop accepting, finish what is in
+    // flight.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     running.stop().await;
     Ok(())
 }

@@ -183,6 +183,8 @@ pub trait Engine: Send + Sync + 'static {
     fn write<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T>;
     /// Runs `work` as reads only (each statement sees every change committed before it).
     fn read<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T>;
+    /// Runs `work` as reads that all see one snapshot (no writer waits on them).
+    fn snapshot<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T>;
 }
 
 /// `?1` placeholders as PostgreSQL's `$1` (outside string literals).

@@ -372,6 +372,10 @@ impl<E: Engine> SqlStorage<E> {
     fn read<T>(&self, mut work: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         self.engine.read(&mut work)
     }
+
+    fn snapshot<T>(&self, mut work: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        self.engine.snapshot(&mut work)
+    }
 }
 
 fn account_in(tx: &mut dyn Tx, citizen_id: &str) -> Result<String> {
@@ -403,9 +407,8 @@ fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
     Ok(())
 }
 
-/// The deny-list version, read under its lock; callers that change the list bump it.
-fn deny_version(tx: &mut dyn Tx) -> Result<u32> {
-    tx.lock("deny")?;
+/// The deny-list version as stored.
+fn stored_deny_version(tx: &mut dyn Tx) -> Result<u32> {
     Ok(tx
         .row("SELECT value FROM settings WHERE key = 'deny_version'", &[])?
         .map(|r| r.bytes(0))
@@ -414,8 +417,10 @@ fn deny_version(tx: &mut dyn Tx) -> Result<u32> {
         .unwrap_or(1))
 }
 
+/// Publishes a new deny-list version, one writer at a time on every instance.
 fn bump_deny_version(tx: &mut dyn Tx) -> Result<u32> {
-    let version = deny_version(tx)? + 1;
+    tx.lock("deny")?;
+    let version = stored_deny_version(tx)? + 1;
     tx.exec(
         "UPDATE settings SET value = ?1 WHERE key = 'deny_version'",
         params![version.to_string().into_bytes()],
@@ -711,9 +716,10 @@ impl<E: Engine> Storage for SqlStorage<E> {
     }
 
     fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)> {
-        self.write(|tx| {
-            // Under the deny lock: the version and the entries it names are read together.
-            let version = deny_version(tx)?;
+        // One snapshot: the version and the entries it names are read together, and no writer
+        // (nor another validator's feed) waits on it.
+        self.snapshot(|tx| {
+            let version = stored_deny_version(tx)?;
             let cards = tx
                 .rows("SELECT card_id FROM deny_cards ORDER BY card_id", &[])?
                 .iter()

@@ -435,6 +435,20 @@ impl Engine for PostgresEngine {
             conflict: false,
         })
     }
+
+    fn snapshot<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        let client = self.connection()?;
+        let mut tx = PgTx {
+            client: &client,
+            conflict: false,
+        };
+        run(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            .map_err(|e| tx.fail(e))?;
+        let out = work(&mut tx);
+        // Nothing was written: ending it either way is the same.
+        let _ = run(client.batch_execute("ROLLBACK"));
+        out
+    }
 }
 
 #[cfg(test)]

@@ -40,13 +40,14 @@ impl SqliteEngine {
     /// Opens (creating) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteEngine> {
         let mut conn = Connection::open(path)?;
+        // Before anything that locks: other processes may be opening the same file.
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         SCHEMA
             .refuse_newer(&conn)
             .map_err(|e| StorageError(e.to_string()))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         SCHEMA
             .migrate(&mut conn)
             .map_err(|e| StorageError(e.to_string()))?;
@@ -115,5 +116,15 @@ impl Engine for SqliteEngine {
     fn read<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         work(&mut SqliteTx(&conn))
+    }
+
+    fn snapshot<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+        // One connection behind one lock; another process's writers wait for the WAL, not
+        // for this read transaction.
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let out = work(&mut SqliteTx(&tx))?;
+        tx.commit()?;
+        Ok(out)
     }
 }
