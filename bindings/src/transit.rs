@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use thudo_core::transit as core;
+use thudo_core::transit::presentation::{self, Signal as VerdictSignal};
 use thudo_core::transit::{issuer, phone, validator};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 use validator::Reason as VerdictReason;
@@ -186,6 +187,8 @@ pub struct Verdict {
     pub display: String,
     /// Validator time of the decision (unix seconds).
     pub at: i64,
+    /// The colour, beeps and lines every validator app shows and plays for it.
+    pub presentation: VerdictPresentation,
 }
 
 impl From<validator::Verdict> for Verdict {
@@ -198,6 +201,64 @@ impl From<validator::Verdict> for Verdict {
             category: v.category,
             display: v.display,
             at: signed(v.at),
+            presentation: v.presentation.into(),
+        }
+    }
+}
+
+/// Go, warn or stop (core's type, carried as it is).
+#[uniffi::remote(Enum)]
+pub enum VerdictSignal {
+    /// Let in: green, one short high beep.
+    Go,
+    /// Let in, with something to tell the rider (a pass ending soon): amber, two short beeps.
+    Warn,
+    /// Not let in: red, one long low tone.
+    Stop,
+}
+
+/// One tone of a verdict's beep pattern.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VerdictBeep {
+    /// Pitch, Hz.
+    pub frequency_hz: i32,
+    /// Length of the tone, ms.
+    pub duration_ms: i32,
+    /// Silence after it, ms.
+    pub pause_ms: i32,
+}
+
+/// How a verdict is shown and heard, the same on every validator app (docs/protocol/transit-qr.md).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VerdictPresentation {
+    /// Go, warn or stop.
+    pub signal: VerdictSignal,
+    /// Screen colour, `#RRGGBB`.
+    pub colour: String,
+    /// The beep pattern, in order.
+    pub beeps: Vec<VerdictBeep>,
+    /// One short line in Vietnamese.
+    pub line_vi: String,
+    /// The same in English.
+    pub line_en: String,
+}
+
+impl From<presentation::Presentation> for VerdictPresentation {
+    fn from(p: presentation::Presentation) -> Self {
+        VerdictPresentation {
+            signal: p.signal,
+            colour: p.colour,
+            beeps: p
+                .beeps
+                .into_iter()
+                .map(|b| VerdictBeep {
+                    frequency_hz: crate::small(b.frequency_hz),
+                    duration_ms: crate::small(b.duration_ms),
+                    pause_ms: crate::small(b.pause_ms),
+                })
+                .collect(),
+            line_vi: p.line_vi,
+            line_en: p.line_en,
         }
     }
 }

@@ -898,3 +898,85 @@ fn a_key_rotation_never_bricks_a_validator() {
     v.update_deny_list(&list(6, vec![revoked])).unwrap();
     assert!(!v.deny_list_status(NOW).needs_refresh);
 }
+
+/// The same credential with a fresh QR signed by `key` (the phone's or someone else's).
+fn qr_signed_by(w: &World, key: &SoftwareKey, at: u32, counter: u32) -> String {
+    let p = Payload::from_qr_text(&w.phone.current_qr(u64::from(at)).unwrap().text).unwrap();
+    let sig = key
+        .sign(&wire::tap_message(&p.credential, at, counter))
+        .unwrap();
+    wire::qr_text(&p.credential, at, counter, &sig)
+}
+
+#[test]
+fn a_repeat_rider_is_checked_again_in_full_where_it_matters() {
+    let mut w = world_with(
+        Product::MonthlyAllRoutes,
+        Category::Standard,
+        0,
+        ValidatorConfig {
+            route: 32,
+            passback_secs: 0,
+            ..Default::default()
+        },
+    );
+    // First ride: both signatures checked; the credential is remembered.
+    let first = w.phone.current_qr(NOW).unwrap().text;
+    assert!(w.validator.validate(&first, NOW).unwrap().accepted);
+    // The same credential in a QR a thief signed with another key: the phone's signature is
+    // still checked on every ride.
+    let (thief, _) = SoftwareKey::generate().unwrap();
+    let forged = qr_signed_by(&w, &thief, NOW as u32 + 5, 999);
+    assert_eq!(
+        w.validator.validate(&forged, NOW + 5).unwrap().reason,
+        Reason::BadDeviceSignature
+    );
+    // A credential whose body matches but whose issuer signature was altered is not the
+    // remembered one: it is checked in full and refused.
+    let mut bytes = Payload::from_qr_text(&w.phone.current_qr(NOW + 10).unwrap().text)
+        .unwrap()
+        .to_bytes();
+    bytes[wire::CREDENTIAL_LEN - 1] ^= 1;
+    let altered = Payload::decode(&bytes).unwrap().qr_text();
+    assert_eq!(
+        w.validator.validate(&altered, NOW + 10).unwrap().reason,
+        Reason::BadIssuerSignature
+    );
+    // Revoked: refused though remembered (and the new deny list empties the memory).
+    let list = DenyList {
+        version: 2,
+        issued_at: NOW as u32,
+        cards: vec![9_704_000_000_123],
+        devices: vec![],
+    };
+    w.validator
+        .update_deny_list(&w.issuer.sign_deny_list(&list).unwrap())
+        .unwrap();
+    let next = w.phone.current_qr(NOW + 20).unwrap().text;
+    assert_eq!(
+        w.validator.validate(&next, NOW + 20).unwrap().reason,
+        Reason::Revoked
+    );
+    // The issuer's key no longer trusted: a remembered credential is refused too.
+    let mut w = world_with(
+        Product::MonthlyAllRoutes,
+        Category::Standard,
+        0,
+        ValidatorConfig {
+            route: 32,
+            passback_secs: 0,
+            ..Default::default()
+        },
+    );
+    let first = w.phone.current_qr(NOW).unwrap().text;
+    assert!(w.validator.validate(&first, NOW).unwrap().accepted);
+    let (other, _) = IssuerKey::generate(8, NOW as u32 - DAY, NOW as u32 + DAY).unwrap();
+    w.validator
+        .set_trusted_keys(vec![other.trusted().clone()])
+        .unwrap();
+    let again = w.phone.current_qr(NOW + 30).unwrap().text;
+    assert_eq!(
+        w.validator.validate(&again, NOW + 30).unwrap().reason,
+        Reason::UnknownIssuer
+    );
+}

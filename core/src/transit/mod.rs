@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod issuer;
 pub mod phone;
+pub mod presentation;
 pub mod qr;
 pub mod tariff;
 pub mod validator;

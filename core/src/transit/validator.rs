@@ -73,6 +73,8 @@ pub struct Verdict {
     pub display: String,
     /// Validator time of the decision (unix seconds).
     pub at: u64,
+    /// The colour, beeps and lines every validator app shows for it.
+    pub presentation: super::presentation::Presentation,
 }
 
 /// Validator settings.
@@ -270,18 +272,44 @@ pub fn verify_signatures(
     trusted: &HashMap<u16, TrustedIssuerKey>,
     at: u64,
 ) -> Result<(), Reason> {
-    let f = &p.fields;
-    let key = trusted.get(&f.issuer_key_id).ok_or(Reason::UnknownIssuer)?;
-    if at < u64::from(key.valid_from) || at > u64::from(key.valid_until) {
-        return Err(Reason::IssuerKeyExpired);
-    }
+    let device_key = verify_issuer_signature(p, trusted, at)?;
+    verify_device_signature(p, &device_key)
+}
+
+/// The issuer's signature over the credential, by a trusted key in its window at `at`; returns
+/// the credential's device key, decompressed.
+fn verify_issuer_signature(
+    p: &Payload,
+    trusted: &HashMap<u16, TrustedIssuerKey>,
+    at: u64,
+) -> Result<[u8; p256::UNCOMPRESSED_KEY_LEN], Reason> {
+    let key = issuer_key_in_force(p, trusted, at)?;
     let issuer_message = wire::credential_message(p.credential_body());
     if !p256::verify(&key.public_key, &issuer_message, p.issuer_signature()) {
         return Err(Reason::BadIssuerSignature);
     }
-    let device_key = p256::decompress(&f.device_public_key).ok_or(Reason::BadDeviceSignature)?;
+    p256::decompress(&p.fields.device_public_key).ok_or(Reason::BadDeviceSignature)
+}
+
+/// The trusted issuer key the credential names, if it is in its window at `at`.
+fn issuer_key_in_force<'k>(
+    p: &Payload,
+    trusted: &'k HashMap<u16, TrustedIssuerKey>,
+    at: u64,
+) -> Result<&'k TrustedIssuerKey, Reason> {
+    let key = trusted
+        .get(&p.fields.issuer_key_id)
+        .ok_or(Reason::UnknownIssuer)?;
+    if at < u64::from(key.valid_from) || at > u64::from(key.valid_until) {
+        return Err(Reason::IssuerKeyExpired);
+    }
+    Ok(key)
+}
+
+/// The phone's signature over this QR, by the credential's device key.
+fn verify_device_signature(p: &Payload, device_key: &[u8]) -> Result<(), Reason> {
     let tap_message = wire::tap_message(&p.credential, p.timestamp, p.counter);
-    if !p256::verify(&device_key, &tap_message, &p.device_signature) {
+    if !p256::verify(device_key, &tap_message, &p.device_signature) {
         return Err(Reason::BadDeviceSignature);
     }
     Ok(())
@@ -381,6 +409,49 @@ impl Tap {
     }
 }
 
+/// How many verified credentials a validator remembers (about 1.3 MB): a bus sees fewer riders
+/// than this between two deny-list updates.
+pub const VERIFIED_CREDENTIALS: usize = 4_096;
+
+/// Credentials whose issuer signature this validator has verified, whole (signed body and
+/// signature), with their device keys decompressed: a rider seen again costs one signature
+/// check (the phone's, over the new QR), not two, and no point decompression. Forgotten when
+/// the trusted keys or the deny list change; oldest first when full.
+#[derive(Default)]
+struct VerifiedCredentials {
+    device_keys: HashMap<[u8; wire::CREDENTIAL_LEN], [u8; p256::UNCOMPRESSED_KEY_LEN]>,
+    order: VecDeque<[u8; wire::CREDENTIAL_LEN]>,
+}
+
+impl VerifiedCredentials {
+    fn device_key(
+        &self,
+        credential: &[u8; wire::CREDENTIAL_LEN],
+    ) -> Option<&[u8; p256::UNCOMPRESSED_KEY_LEN]> {
+        self.device_keys.get(credential)
+    }
+
+    fn insert(
+        &mut self,
+        credential: [u8; wire::CREDENTIAL_LEN],
+        device_key: [u8; p256::UNCOMPRESSED_KEY_LEN],
+    ) {
+        if self.order.len() >= VERIFIED_CREDENTIALS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.device_keys.remove(&oldest);
+            }
+        }
+        if self.device_keys.insert(credential, device_key).is_none() {
+            self.order.push_back(credential);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.device_keys.clear();
+        self.order.clear();
+    }
+}
+
 struct ReplayCache {
     seen: HashSet<(u64, u32, u32)>,
     order: VecDeque<(u64, (u64, u32, u32))>,
@@ -417,6 +488,7 @@ pub struct Validator {
     deny_cards: HashSet<u64>,
     deny_devices: HashSet<[u8; 32]>,
     replay: ReplayCache,
+    verified: VerifiedCredentials,
     last_accept: HashMap<u64, u64>,
     pending: Vec<Tap>,
     /// The log's numbers and counters, as they will be stored with the next commit.
@@ -450,6 +522,7 @@ impl Validator {
                 order: VecDeque::new(),
                 capacity: config.replay_capacity,
             },
+            verified: VerifiedCredentials::default(),
             last_accept: HashMap::new(),
             pending: Vec::new(),
             log: TapLogStatus::default(),
@@ -534,6 +607,7 @@ impl Validator {
             trusted.insert(key.key_id, key);
         }
         self.trusted = trusted;
+        self.verified.clear();
         Ok(())
     }
 
@@ -607,6 +681,7 @@ impl Validator {
         self.deny_devices = list.devices.iter().copied().collect();
         self.deny = list;
         self.deny_needs_refresh = false;
+        self.verified.clear();
         Ok(self.deny.version)
     }
 
@@ -837,6 +912,7 @@ impl Validator {
             category,
             display,
             at: now,
+            presentation: super::presentation::present(reason, payload.map(|p| &p.fields), now),
         }
     }
 
@@ -860,12 +936,26 @@ impl Validator {
         (verdict, Some(payload))
     }
 
+    /// [`verify_signatures`], with the issuer's signature checked once per credential.
+    fn verify_signatures(&mut self, p: &Payload, now: u64) -> Result<(), Reason> {
+        if let Some(device_key) = self.verified.device_key(&p.credential) {
+            // Known credential: its issuer key must still be trusted and in its window.
+            issuer_key_in_force(p, &self.trusted, now)?;
+            return verify_device_signature(p, device_key);
+        }
+        let device_key = verify_issuer_signature(p, &self.trusted, now)?;
+        // Remembered once the issuer's signature holds, whatever the phone's: a forged QR
+        // over a real credential costs one check the next time too.
+        self.verified.insert(p.credential, device_key);
+        verify_device_signature(p, &device_key)
+    }
+
     fn check(&mut self, p: &Payload, now: u64) -> Reason {
         let f = &p.fields;
         if self.config.fail_closed_when_stale && self.deny_list_status(now).stale {
             return Reason::DenyListStale;
         }
-        if let Err(reason) = verify_signatures(p, &self.trusted, now) {
+        if let Err(reason) = self.verify_signatures(p, now) {
             return reason;
         }
         if self.deny_cards.contains(&f.card_id)

@@ -51,7 +51,17 @@ final class TransitTests: XCTestCase {
         XCTAssertTrue(verdict.accepted, "\(verdict)")
         XCTAssertEqual(verdict.reason, .ok)
         XCTAssertEqual(verdict.cardId, 9_704_000_000_123)
-        XCTAssertEqual(try validator.validateAt(text: qr.text, nowUnix: now + 3).reason, .replayed)
+        // Every validator app shows and plays the same: green, one short high beep, two languages.
+        XCTAssertEqual(verdict.presentation.signal, .go)
+        XCTAssertEqual(verdict.presentation.colour, "#2E7D32")
+        XCTAssertEqual(verdict.presentation.beeps, [VerdictBeep(frequencyHz: 2000, durationMs: 120, pauseMs: 0)])
+        XCTAssertEqual(verdict.presentation.lineVi, "Mời lên xe")
+        XCTAssertEqual(verdict.presentation.lineEn, "Welcome aboard")
+        let replayed = try validator.validateAt(text: qr.text, nowUnix: now + 3)
+        XCTAssertEqual(replayed.reason, .replayed)
+        XCTAssertEqual(replayed.presentation.signal, .stop)
+        XCTAssertEqual(replayed.presentation.colour, "#C62828")
+        XCTAssertEqual(replayed.presentation.lineEn, "Code already used")
         XCTAssertEqual(try validator.validateAt(text: "HNT1:garbage", nowUnix: now).reason, .badFormat)
         let old = try await phone.currentQrAt(nowUnix: now - 600)
         XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
@@ -72,6 +82,30 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(acknowledged, 3)
         let afterAck = try await validator.tapLogStatus()
         XCTAssertEqual(afterAck.nextSeq, taps.last!.seq + 1)
+        await phoneVault.shutdown()
+        await busVault.shutdown()
+    }
+
+    func testAPassEndingInTwoDaysIsLetInWithAnAmberWarning() async throws {
+        let issuer = try TransitIssuer.generate(keyId: 7, validFrom: now - day, validUntil: now + 365 * day)
+        let phoneVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("phone-w").path,
+                                                             provider: PadKeyProvider(id: "p"), options: testOptions)
+        let phone = try await TransitPhone.open(vault: phoneVault, signer: nil, refreshSecs: 5)
+        var ending = request(phone)
+        ending.passValidUntil = now + 2 * day + 3600
+        _ = try await phone.installCredential(credential: try issuer.issue(request: ending, nowUnix: now))
+        let busVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("bus-w").path,
+                                                           provider: PadKeyProvider(id: "b"), options: testOptions)
+        let validator = try await TransitValidator.open(vault: busVault, trustedKeys: [issuer.trustedKey()],
+                                                        config: ValidatorConfig(route: 32))
+        let qr = try await phone.currentQrAt(nowUnix: now)
+        let verdict = try validator.validateAt(text: qr.text, nowUnix: now + 1)
+        XCTAssertTrue(verdict.accepted)
+        XCTAssertEqual(verdict.presentation.signal, .warn)
+        XCTAssertEqual(verdict.presentation.colour, "#F9A825")
+        XCTAssertEqual(verdict.presentation.beeps.count, 2)
+        XCTAssertEqual(verdict.presentation.lineVi, "Mời lên xe. Vé còn 2 ngày")
+        XCTAssertEqual(verdict.presentation.lineEn, "Welcome. Your pass ends in 2 days")
         await phoneVault.shutdown()
         await busVault.shutdown()
     }

@@ -71,7 +71,16 @@ class TransitTest {
         assertEquals(VerdictReason.OK, verdict.reason)
         assertEquals(9_704_000_000_123L, verdict.cardId)
         assertTrue(verdict.display.contains("liên tuyến"))
-        assertEquals(VerdictReason.REPLAYED, validator.validateAt(qr.text, now + 3L).reason)
+        // Every validator app shows and plays the same: green, one short high beep, two languages.
+        assertEquals(VerdictSignal.GO, verdict.presentation.signal)
+        assertEquals("#2E7D32", verdict.presentation.colour)
+        assertEquals(listOf(VerdictBeep(2000, 120, 0)), verdict.presentation.beeps)
+        assertEquals("Mời lên xe" to "Welcome aboard", verdict.presentation.lineVi to verdict.presentation.lineEn)
+        val replayed = validator.validateAt(qr.text, now + 3L)
+        assertEquals(VerdictReason.REPLAYED, replayed.reason)
+        assertEquals(VerdictSignal.STOP, replayed.presentation.signal)
+        assertEquals("#C62828", replayed.presentation.colour)
+        assertEquals("Code already used", replayed.presentation.lineEn)
         assertEquals(VerdictReason.BAD_FORMAT, validator.validateAt("not a ticket", now).reason)
         assertEquals(VerdictReason.EXPIRED, validator.validateAt(phone.currentQrAt(now - 600L).text, now).reason)
 
@@ -123,5 +132,26 @@ class TransitTest {
         assertThrows<TransitException.InvalidRequest> { validator.validateAt(phone.currentQrAt(now).text, -1) }
         assertThrows<TransitException.InvalidRequest> { runBlocking { validator.setTrustedKeys(listOf(issuer.trustedKey().copy(validUntil = -5))) } }
         vault.shutdown()
+    }
+
+    @Test
+    fun `a pass ending in two days is let in with an amber warning`() = runBlocking<Unit> {
+        val issuer = TransitIssuer.generate(7, now - day, now + 365 * day)
+        val phoneVault = Vault.openWithKeyProvider(dir.resolve("phone-w").toString(), AesKeyProvider("p"), testOptions)
+        val phone = TransitPhone.open(phoneVault, null, 5)
+        phone.installCredential(issuer.issue(request(phone).copy(passValidUntil = now + 2 * day + 3600L), now))
+        val validatorVault = Vault.openWithKeyProvider(dir.resolve("bus-w").toString(), AesKeyProvider("b"), testOptions)
+        val validator = TransitValidator.open(validatorVault, listOf(issuer.trustedKey()), ValidatorConfig(route = 32))
+        val verdict = validator.validateAt(phone.currentQrAt(now).text, now + 1L)
+        assertTrue(verdict.accepted)
+        assertEquals(VerdictSignal.WARN, verdict.presentation.signal)
+        assertEquals("#F9A825", verdict.presentation.colour)
+        assertEquals(2, verdict.presentation.beeps.size)
+        assertEquals("Mời lên xe. Vé còn 2 ngày", verdict.presentation.lineVi)
+        assertEquals("Welcome. Your pass ends in 2 days", verdict.presentation.lineEn)
+        phoneVault.shutdown()
+        validatorVault.shutdown()
+        phoneVault.close()
+        validatorVault.close()
     }
 }
