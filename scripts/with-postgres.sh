@@ -28,19 +28,21 @@ if [ "$(id -u)" = 0 ]; then
   chown postgres "$DIR"
   AS=(runuser -u postgres --)
 fi
+# Cluster commands run from the cluster's directory: the postgres user may not read ours.
+pg() { (cd "$DIR" && "${AS[@]}" "$@"); }
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 stop() {
-  "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  pg "$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$DIR"
 }
 trap stop EXIT
 
-"${AS[@]}" "$BIN/initdb" -D "$DIR/data" -U thudo --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 \
+pg "$BIN/initdb" -D "$DIR/data" -U thudo --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 \
   || { cat "$DIR/initdb.log" >&2; exit 1; }
 # A test server: fsync stays on (the durability under test is the engine's real one); enough
 # connections for two instances' pools and the load test.
-"${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w \
+pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w \
   -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=200 -c shared_buffers=256MB" start >/dev/null \
   || { cat "$DIR/server.log" >&2; exit 1; }
 

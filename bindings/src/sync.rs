@@ -250,6 +250,17 @@ pub struct ValidatorFeed {
     pub deny_list: crate::Bytes,
 }
 
+/// An accepted inspection upload.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct InspectionUploadReceipt {
+    /// Inspections stored now.
+    pub stored: i64,
+    /// Inspections the server already had.
+    pub duplicates: i64,
+    /// Every inspection up to this sequence number is stored at the backend (and acknowledged).
+    pub acknowledged_seq: i64,
+}
+
 /// An accepted tap upload.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TapUploadReceipt {
@@ -534,6 +545,25 @@ impl SyncClient {
             .inner
             .upload_and_acknowledge(vault.core(), validator.inner.clone());
         Ok(guard(cancel).run(upload).await?.into())
+    }
+
+    /// Uploads the inspections `inspector` recorded (the device enrolled like a validator)
+    /// and acknowledges what the backend stored; the backend verifies each scan again.
+    pub async fn upload_inspections(
+        &self,
+        vault: Arc<Vault>,
+        inspector: Arc<TransitValidator>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<InspectionUploadReceipt, SyncError> {
+        let upload = self
+            .inner
+            .upload_inspections(vault.core(), inspector.inner.clone());
+        let r = guard(cancel).run(upload).await?;
+        Ok(InspectionUploadReceipt {
+            stored: r.stored.into(),
+            duplicates: r.duplicates.into(),
+            acknowledged_seq: signed(r.acknowledged_seq),
+        })
     }
 
     /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other

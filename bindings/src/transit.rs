@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use thudo_core::transit as core;
+use thudo_core::transit::inspection::InspectionOutcome;
 use thudo_core::transit::presentation::{self, Signal as VerdictSignal};
 use thudo_core::transit::{issuer, phone, validator};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
@@ -606,6 +607,62 @@ pub struct TapRecord {
     pub card_id: Option<i64>,
 }
 
+/// What an inspection found (core's type, carried as it is).
+#[uniffi::remote(Enum)]
+pub enum InspectionOutcome {
+    /// A valid ticket; tapped on the vehicle, when the inspector is paired with it.
+    Valid,
+    /// A valid ticket that did not tap on the paired vehicle.
+    NotTapped,
+    /// The ticket itself is not valid (`reason` says why).
+    Invalid,
+}
+
+/// One ticket inspection, as the inspector's screen shows it and as it is uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TicketInspection {
+    /// Number on this device, from 1, never reused.
+    pub seq: i64,
+    /// When (unix seconds).
+    pub at: i64,
+    /// What it found.
+    pub outcome: InspectionOutcome,
+    /// The ticket rule's verdict (`OK` for a valid ticket).
+    pub reason: VerdictReason,
+    /// The card, when the QR was readable.
+    pub card_id: Option<i64>,
+    /// The product, when readable.
+    pub product: Option<TransitProduct>,
+    /// The rider category, when readable.
+    pub category: Option<PassengerCategory>,
+    /// Last second of the pass (unix), when readable.
+    pub pass_valid_until: Option<i64>,
+    /// Whether the inspector had the vehicle's taps.
+    pub paired: bool,
+    /// The card's last tap on the paired vehicle within 3 hours (unix seconds).
+    pub tapped_at: Option<i64>,
+    /// Colour, beeps and lines for the inspector's screen.
+    pub presentation: VerdictPresentation,
+}
+
+impl TicketInspection {
+    fn from_core(i: core::inspection::Inspection, now: u64) -> Self {
+        TicketInspection {
+            presentation: i.presentation(now).into(),
+            seq: signed(i.seq),
+            at: signed(i.at),
+            outcome: i.outcome,
+            reason: i.reason,
+            card_id: i.card_id.map(crate::card_id_to_host),
+            product: i.product,
+            category: i.category,
+            pass_valid_until: i.pass_valid_until.map(i64::from),
+            paired: i.paired,
+            tapped_at: i.tapped_at.map(signed),
+        }
+    }
+}
+
 /// The validator on a bus: decides offline, logs every tap durably.
 #[derive(uniffi::Object)]
 pub struct TransitValidator {
@@ -672,6 +729,67 @@ impl TransitValidator {
     /// Decides on one scanned text now (system clock).
     pub fn validate(&self, text: String) -> Result<Verdict, TransitError> {
         self.validate_at(text, crate::now())
+    }
+
+    /// Inspects a scanned text at `now_unix` without using the ticket (an inspector's check):
+    /// every rule about the ticket, no replay or passback, no tap logged. With `vehicle_taps`
+    /// (the vehicle's validator's recent taps, from `exportTaps` on it) a valid ticket that did
+    /// not tap there in the last 3 hours is `NOT_TAPPED`. Recorded durably for
+    /// `SyncClient.uploadInspections` before it returns.
+    pub async fn inspect_at(
+        &self,
+        text: String,
+        now_unix: i64,
+        vehicle_taps: Option<Vec<TapRecord>>,
+    ) -> Result<TicketInspection, TransitError> {
+        let now: u64 = arg("now_unix", now_unix)?;
+        let taps: Option<Vec<validator::Tap>> = match vehicle_taps {
+            None => None,
+            Some(taps) => Some(
+                taps.into_iter()
+                    .map(|t| {
+                        Ok(validator::Tap {
+                            seq: arg("seq", t.seq)?,
+                            at: arg("at", t.at)?,
+                            route: arg("route", i64::from(t.route))?,
+                            accepted: t.accepted,
+                            reason: t.reason,
+                            card_id: t.card_id.map(crate::card_id_from_host),
+                            product: None,
+                            qr_timestamp: None,
+                            qr_counter: None,
+                            qr: None,
+                        })
+                    })
+                    .collect::<Result<_, TransitError>>()?,
+            ),
+        };
+        self.run(move |v| {
+            let i = v.inspect(&text, now, taps.as_deref())?;
+            Ok(TicketInspection::from_core(i, now))
+        })
+        .await
+    }
+
+    /// Inspects a scanned text now (system clock); see `inspectAt`.
+    pub async fn inspect(
+        &self,
+        text: String,
+        vehicle_taps: Option<Vec<TapRecord>>,
+    ) -> Result<TicketInspection, TransitError> {
+        self.inspect_at(text, crate::now(), vehicle_taps).await
+    }
+
+    /// The inspections recorded and not yet uploaded, oldest first.
+    pub async fn export_inspections(&self) -> Result<Vec<TicketInspection>, TransitError> {
+        let now = crate::unix_now();
+        self.run(move |v| {
+            Ok(v.export_inspections()?
+                .into_iter()
+                .map(|i| TicketInspection::from_core(i, now))
+                .collect())
+        })
+        .await
     }
 
     /// Commits anything pending (the log's counters).

@@ -160,6 +160,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// `GET /healthz`: 200 when this instance can read its database, 503 otherwise (a load
+/// balancer takes an instance that lost its database out of rotation).
+async fn healthz(State(state): State<AppState>) -> ApiResult<Value> {
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.get_setting("deny_version")?)).await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// Whether text holds a control character (NUL among them: PostgreSQL's text refuses it, so
+/// such input is refused at the door on every engine alike).
+pub(crate) fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -249,8 +263,13 @@ async fn register(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<RegisterResponse> {
-    if req.device_name.trim().is_empty() || req.device_name.len() > 100 {
-        return Err(ApiError::bad("device_name must be 1 to 100 bytes"));
+    if req.device_name.trim().is_empty()
+        || req.device_name.len() > 100
+        || has_control(&req.device_name)
+    {
+        return Err(ApiError::bad(
+            "device_name must be 1 to 100 bytes, no control characters",
+        ));
     }
     if req.role == "validator" {
         // A validator is not a citizen's device: it enrols with an operator's code.
@@ -379,8 +398,13 @@ async fn push(
     }
     let mut keys = std::collections::HashSet::new();
     for m in &req.mutations {
-        if m.idempotency_key.is_empty() || m.idempotency_key.len() > 64 {
-            return Err(ApiError::bad("idempotency_key must be 1 to 64 characters"));
+        if m.idempotency_key.is_empty()
+            || m.idempotency_key.len() > 64
+            || has_control(&m.idempotency_key)
+        {
+            return Err(ApiError::bad(
+                "idempotency_key must be 1 to 64 characters, none a control character",
+            ));
         }
         if !keys.insert(m.idempotency_key.as_str()) {
             return Err(ApiError::bad("an idempotency key repeats within the batch"));
@@ -626,7 +650,7 @@ async fn stamp_time(mut response: Response) -> Response {
 /// The HTTP application.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route(
             "/openapi.json",
             get(|| async {
@@ -645,6 +669,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/transit/credentials", post(transit::issue_credential))
         .route("/v1/transit/feed", get(transit::validator_feed))
         .route("/v1/transit/taps", post(transit::upload_taps))
+        .route("/v1/transit/inspections", post(transit::upload_inspections))
         .route("/v1/transit/charges", get(transit::charges))
         .route("/v1/admin/citizens/{citizen_id}/health", post(admin_health))
         .route(
@@ -669,6 +694,10 @@ pub fn app(state: AppState) -> Router {
             post(transit::admin_decommission),
         )
         .route("/v1/admin/transit/fraud", get(transit::admin_fraud))
+        .route(
+            "/v1/admin/transit/inspections",
+            get(transit::admin_inspections),
+        )
         .route(
             "/v1/admin/transit/issuer/rotate",
             post(transit::admin_rotate_issuer),

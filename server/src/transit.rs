@@ -17,7 +17,8 @@ use thudo_core::crypto::p256;
 use thudo_core::hex;
 use thudo_core::sync::protocol::*;
 use thudo_core::transit::backend::{
-    CredentialOrder, CredentialResponse, TapReceipt, TapUpload, ValidatorFeed,
+    CredentialOrder, CredentialResponse, InspectionReceipt, InspectionUpload, TapReceipt,
+    TapUpload, ValidatorFeed, INSPECTION_UPLOAD_CHUNK,
 };
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey, IssuerKeyring, TrustedIssuerKey};
 use thudo_core::transit::validator::{self, DenyList, Tap};
@@ -25,8 +26,8 @@ use thudo_core::transit::wire::Payload;
 use thudo_core::transit::{Category, Product};
 
 use crate::storage::{
-    sha256, CheckedTap, EnrolOutcome, Entitlement, Evidence, FraudRecord, NewEnrolment, Storage,
-    StorageError, ValidatorRecord, VerifiedScan,
+    sha256, CheckedInspection, CheckedTap, EnrolOutcome, Entitlement, Evidence, FraudRecord,
+    InspectionStats, NewEnrolment, Storage, StorageError, ValidatorRecord, VerifiedScan,
 };
 use crate::{admin, blocking, device, valid_citizen_id, ApiError, ApiResult, AppState, JsonBody};
 
@@ -131,24 +132,43 @@ impl Issuer {
         })
     }
 
+    /// Whether the copy is older than [`ISSUER_REFRESH_SECS`]. Never waits: while another
+    /// request refreshes, the copy counts as fresh.
     fn stale(&self) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.0.elapsed().as_secs() >= ISSUER_REFRESH_SECS
+        self.seen
+            .try_lock()
+            .is_ok_and(|seen| seen.0.elapsed().as_secs() >= ISSUER_REFRESH_SECS)
     }
 
-    /// Reads the stored keyring again when the copy is stale (blocking: storage).
-    fn refresh(&self, storage: &dyn Storage) -> anyhow::Result<()> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.0.elapsed().as_secs() < ISSUER_REFRESH_SECS {
-            return Ok(());
+    /// Reads the stored keyring again (blocking: storage) when the copy is stale, or always
+    /// with `force`. The storage read holds no lock a request could wait on.
+    fn refresh(&self, storage: &dyn Storage, force: bool) -> anyhow::Result<()> {
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if !force && seen.0.elapsed().as_secs() < ISSUER_REFRESH_SECS {
+                return Ok(());
+            }
+            // Claimed: other requests see a fresh copy until this read is done.
+            seen.0 = std::time::Instant::now();
         }
         let json = stored_keys(storage)?;
-        if json != seen.1 {
-            *self.ring.write().unwrap_or_else(|e| e.into_inner()) = keyring_from(&json)?;
+        let changed = self.seen.lock().unwrap_or_else(|e| e.into_inner()).1 != json;
+        if changed {
+            let ring = keyring_from(&json)?;
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            *self.ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
             seen.1 = json;
         }
-        seen.0 = std::time::Instant::now();
         Ok(())
+    }
+
+    /// Every key a scan may name, as validators trust them.
+    fn trusted(&self) -> HashMap<u16, TrustedIssuerKey> {
+        self.ring()
+            .all_trusted()
+            .into_iter()
+            .map(|k| (k.key_id, k))
+            .collect()
     }
 
     /// The keyring to sign with now.
@@ -163,7 +183,7 @@ async fn current_issuer(state: &AppState) -> Result<std::sync::Arc<Issuer>, ApiE
     if issuer.stale() {
         let (storage, fresh) = (state.storage.clone(), issuer.clone());
         blocking(move || {
-            fresh.refresh(storage.as_ref()).map_err(|e| {
+            fresh.refresh(storage.as_ref(), false).map_err(|e| {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
             })
         })
@@ -369,8 +389,13 @@ pub(crate) async fn enrol(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ValidatorEnrolmentRequest>,
 ) -> ApiResult<ValidatorEnrolmentResponse> {
-    if req.device_name.trim().is_empty() || req.device_name.len() > 100 {
-        return Err(ApiError::bad("device_name must be 1 to 100 bytes"));
+    if req.device_name.trim().is_empty()
+        || req.device_name.len() > 100
+        || crate::has_control(&req.device_name)
+    {
+        return Err(ApiError::bad(
+            "device_name must be 1 to 100 bytes, no control characters",
+        ));
     }
     if req.enrolment_code.is_empty() || req.enrolment_code.len() > 128 {
         return Err(forbidden("enrolment_unknown", "no such enrolment code"));
@@ -482,6 +507,96 @@ pub fn check_evidence(
     })
 }
 
+/// The issuer keys to judge `scans` by. A scan naming a key this instance's copy does not
+/// hold may be signed by a key another instance added moments ago: the keyring is read again
+/// before any such scan is judged forged.
+fn trusted_for<'a>(
+    issuer: &Issuer,
+    storage: &dyn Storage,
+    scans: impl Iterator<Item = &'a Option<String>>,
+) -> Result<HashMap<u16, TrustedIssuerKey>, ApiError> {
+    let trusted = issuer.trusted();
+    let unknown = scans
+        .filter_map(|q| Payload::from_qr_text(q.as_deref()?).ok())
+        .any(|p| !trusted.contains_key(&p.fields.issuer_key_id));
+    if !unknown {
+        return Ok(trusted);
+    }
+    issuer
+        .refresh(storage, true)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()))?;
+    Ok(issuer.trusted())
+}
+
+/// `POST /v1/transit/inspections`: an enrolled inspector's inspections, each scan verified
+/// again at the inspection's time. The inspector's outcome is stored as its observation; the
+/// statistics count a finding as verified only when its scan says the same.
+pub(crate) async fn upload_inspections(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(upload): JsonBody<InspectionUpload>,
+) -> ApiResult<InspectionReceipt> {
+    let inspector = validator_caller(&state, &headers).await?;
+    if upload.inspections.len() > INSPECTION_UPLOAD_CHUNK {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "at most 1,000 inspections per upload",
+        ));
+    }
+    let issuer = current_issuer(&state).await?;
+    let storage = state.storage.clone();
+    let (stored, duplicates, acknowledged_seq) = blocking(move || {
+        let trusted = trusted_for(
+            &issuer,
+            storage.as_ref(),
+            upload.inspections.iter().map(|i| &i.qr),
+        )?;
+        let checked: Vec<CheckedInspection> = upload
+            .inspections
+            .into_iter()
+            .map(|inspection| {
+                // The scan judged as a tap at the inspection's time and place would be.
+                let as_tap = Tap {
+                    seq: inspection.seq,
+                    at: inspection.at,
+                    route: inspector.route.unwrap_or(0),
+                    accepted: true,
+                    reason: validator::Reason::Ok,
+                    card_id: None,
+                    product: None,
+                    qr_timestamp: None,
+                    qr_counter: None,
+                    qr: inspection.qr.clone(),
+                };
+                CheckedInspection {
+                    evidence: check_evidence(&as_tap, &trusted, inspector.route),
+                    inspection,
+                }
+            })
+            .collect();
+        Ok(storage.record_inspections(&inspector, &checked)?)
+    })
+    .await?;
+    Ok(Json(InspectionReceipt {
+        stored,
+        duplicates,
+        acknowledged_seq,
+    }))
+}
+
+/// `GET /v1/admin/transit/inspections`: inspection statistics for fraud work.
+pub(crate) async fn admin_inspections(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<InspectionStats> {
+    admin(&state, &headers)?;
+    let storage = state.storage.clone();
+    Ok(Json(
+        blocking(move || Ok(storage.inspection_stats()?)).await?,
+    ))
+}
+
 /// `POST /v1/transit/taps`: an enrolled validator's taps, each re-verified from its scan.
 pub(crate) async fn upload_taps(
     State(state): State<AppState>,
@@ -496,22 +611,20 @@ pub(crate) async fn upload_taps(
             "at most 10,000 taps per upload",
         ));
     }
-    let trusted: HashMap<u16, TrustedIssuerKey> = current_issuer(&state)
-        .await?
-        .ring()
-        .all_trusted()
-        .into_iter()
-        .map(|k| (k.key_id, k))
-        .collect();
+    let issuer = current_issuer(&state).await?;
     let storage = state.storage.clone();
     let fares = state.fares.clone();
     let totals = blocking(move || {
         // Signature checks run here, off the async workers: about 0.2 ms per tap.
+        let check = |trusted: &HashMap<u16, TrustedIssuerKey>, tap: &Tap| {
+            check_evidence(tap, trusted, validator.route)
+        };
+        let trusted = trusted_for(&issuer, storage.as_ref(), upload.taps.iter().map(|t| &t.qr))?;
         let checked: Vec<CheckedTap> = upload
             .taps
             .into_iter()
             .map(|tap| CheckedTap {
-                evidence: check_evidence(&tap, &trusted, validator.route),
+                evidence: check(&trusted, &tap),
                 tap,
             })
             .collect();

@@ -570,6 +570,9 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
         {"idempotency_key": "k2", "seq": 2, "collection": "handbook.documents", "record_id": "r", "op": "put", "payload": {}},
         {"idempotency_key": "k3", "seq": 3, "collection": "handbook.note", "record_id": "r", "op": "put", "payload": {}},
         {"idempotency_key": "k4", "seq": 4, "collection": "health.records", "record_id": "r", "op": "merge", "payload": {}},
+        // Text PostgreSQL cannot store (a NUL) is refused alike on every engine.
+        {"idempotency_key": "k5", "seq": 5, "collection": "handbook.note", "record_id": "r\0", "op": "put", "payload": {}, "hlc": "1790000000000-000000-x"},
+        {"idempotency_key": "k6", "seq": 6, "collection": "handbook.note", "record_id": "r6", "op": "put", "payload": {}, "hlc": "1790000000000-000000-x\0"},
     ]});
     let r: Value = serde_json::from_slice(
         &http
@@ -596,9 +599,31 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
             "unknown_collection",
             "read_only_collection",
             "missing_clock",
-            "unknown_op"
+            "unknown_op",
+            "bad_record_id",
+            "bad_clock"
         ]
     );
+    // A NUL in an idempotency key or a device name: a 400, not a storage failure.
+    let push = json!({"mutations": [
+        {"idempotency_key": "k\0", "seq": 7, "collection": "handbook.note", "record_id": "r7", "op": "put", "payload": {}},
+    ]});
+    let r = http
+        .post(format!("{base}/v1/sync/push"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(push.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = http
+        .post(format!("{base}/v1/devices"))
+        .body(r#"{"id_token":"a.b.c","device_name":"x\u0000","role":"phone"}"#)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
     // Client side: a refusal is typed.
     let unregistered = vault(&dir.path().join("other"));
     assert!(matches!(
@@ -671,7 +696,7 @@ fn the_openapi_document_names_every_route() {
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
         .collect();
-    assert_eq!(routes.len(), 23, "{routes:?}");
+    assert_eq!(routes.len(), 25, "{routes:?}");
     for r in routes {
         assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
     }

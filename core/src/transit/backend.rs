@@ -95,7 +95,79 @@ impl TapReceipt {
     }
 }
 
+/// `POST /v1/transit/inspections`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionUpload {
+    /// The inspector's recorded inspections, as exported.
+    pub inspections: Vec<super::inspection::Inspection>,
+}
+
+/// The answer to an inspection upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectionReceipt {
+    /// Inspections stored now.
+    pub stored: u32,
+    /// Inspections already stored.
+    pub duplicates: u32,
+    /// Highest sequence stored: the inspector acknowledges up to it.
+    pub acknowledged_seq: u64,
+}
+
+/// Inspections per upload request.
+pub const INSPECTION_UPLOAD_CHUNK: usize = 1_000;
+
 impl SyncClient {
+    /// Uploads the inspections `inspector` recorded (the device must be enrolled like a
+    /// validator) and acknowledges what the backend stored, until none is left; returns the
+    /// sum of the receipts. A failure midway loses nothing.
+    pub async fn upload_inspections(
+        &self,
+        vault: Arc<Vault>,
+        inspector: Arc<Mutex<Validator>>,
+    ) -> Result<InspectionReceipt, SyncError> {
+        let v = inspector.clone();
+        let all = blocking(move || {
+            v.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .export_inspections()
+                .map_err(device_side)
+        })
+        .await?;
+        let mut total = InspectionReceipt::default();
+        for chunk in all.chunks(INSPECTION_UPLOAD_CHUNK) {
+            let body = serde_json::to_vec(&InspectionUpload {
+                inspections: chunk.to_vec(),
+            })
+            .map_err(|e| SyncError::Protocol {
+                detail: e.to_string(),
+            })?;
+            let receipt: InspectionReceipt = self
+                .request(
+                    vault.clone(),
+                    Method::POST,
+                    &format!("{API_PREFIX}/transit/inspections"),
+                    Some(body),
+                )
+                .await?;
+            let v = inspector.clone();
+            let up_to = receipt.acknowledged_seq;
+            blocking(move || {
+                v.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .acknowledge_inspections(up_to)
+                    .map_err(device_side)
+            })
+            .await?;
+            total.stored += receipt.stored;
+            total.duplicates += receipt.duplicates;
+            total.acknowledged_seq = total.acknowledged_seq.max(up_to);
+            if chunk.last().is_some_and(|i| i.seq > up_to) {
+                break; // the backend took less than it was sent: the rest goes next time
+            }
+        }
+        Ok(total)
+    }
+
     /// Buys a transit product for this device's phone key; returns the signed credential.
     pub async fn order_credential(
         &self,

@@ -9,6 +9,7 @@
 //! sync engine.
 
 pub mod backend;
+pub mod inspection;
 pub mod issuer;
 pub mod phone;
 pub mod presentation;

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use ring::digest;
 
+use super::inspection::{
+    Inspection, InspectionOutcome, MAX_STORED_INSPECTIONS, PAIRED_TAP_WINDOW_SECS,
+};
 use super::issuer::TrustedIssuerKey;
 use super::wire::{self, FormatError, Payload};
 use super::{Category, Product, TransitError};
@@ -13,6 +16,9 @@ use crate::vault::{Vault, WriteOp};
 
 const TAP_COLLECTION: &str = "transit.tap";
 const STATE_COLLECTION: &str = "transit.validator";
+const INSPECTION_COLLECTION: &str = "transit.inspection";
+/// The next inspection number, in the state collection.
+const INSPECTION_SEQ: &str = "inspection_seq";
 
 /// Why a QR was accepted or rejected. The snake_case names are the JSON reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -791,6 +797,108 @@ impl Validator {
         }
     }
 
+    /// Inspects a scanned text at device time `now` without using the ticket: every rule about
+    /// the ticket, but not replay or passback, and no tap is logged. With `vehicle_taps` (the
+    /// vehicle's validator's recent taps, when the inspector is paired with it) a valid ticket
+    /// that did not tap there within [`PAIRED_TAP_WINDOW_SECS`] is `NotTapped`. The inspection is
+    /// recorded (durably, before it is returned) for upload.
+    pub fn inspect(
+        &mut self,
+        text: &str,
+        now: u64,
+        vehicle_taps: Option<&[Tap]>,
+    ) -> Result<Inspection, TransitError> {
+        if self.vault.count(INSPECTION_COLLECTION)? >= MAX_STORED_INSPECTIONS as u64 {
+            return Err(super::invalid(
+                "the inspection log is full: upload inspections before inspecting more",
+            ));
+        }
+        let text = text.trim_end_matches(['\r', '\n']);
+        let payload = Payload::from_qr_text(text).ok();
+        let reason = match &payload {
+            Some(p) => self.check_ticket(p, now),
+            None => Reason::BadFormat,
+        };
+        let fields = payload.as_ref().map(|p| &p.fields);
+        let card_id = fields.map(|f| f.card_id);
+        let tapped_at = vehicle_taps.and_then(|taps| {
+            taps.iter()
+                .filter(|t| t.accepted && t.card_id.is_some() && t.card_id == card_id)
+                .filter(|t| t.at <= now && now - t.at <= PAIRED_TAP_WINDOW_SECS)
+                .map(|t| t.at)
+                .max()
+        });
+        let outcome = match (reason, vehicle_taps.is_some(), tapped_at) {
+            (Reason::Ok, true, None) => InspectionOutcome::NotTapped,
+            (Reason::Ok, _, _) => InspectionOutcome::Valid,
+            _ => InspectionOutcome::Invalid,
+        };
+        let seq = self
+            .vault
+            .find(STATE_COLLECTION, INSPECTION_SEQ)?
+            .and_then(|r| serde_json::from_slice::<u64>(&r.body).ok())
+            .unwrap_or(1);
+        let inspection = Inspection {
+            seq,
+            at: now,
+            outcome,
+            reason,
+            card_id,
+            product: fields.map(|f| f.product),
+            category: fields.map(|f| f.category),
+            pass_valid_until: fields.map(|f| f.pass_valid_until),
+            paired: vehicle_taps.is_some(),
+            tapped_at,
+            qr: payload.as_ref().map(|_| text.to_owned()),
+        };
+        let body = serde_json::to_vec(&inspection).map_err(|e| super::invalid(e.to_string()))?;
+        self.vault.write_batch(&[
+            WriteOp::Put {
+                collection: INSPECTION_COLLECTION.into(),
+                id: format!("{seq:016}"),
+                index: Vec::new(),
+                body,
+            },
+            WriteOp::Put {
+                collection: STATE_COLLECTION.into(),
+                id: INSPECTION_SEQ.into(),
+                index: Vec::new(),
+                body: (seq + 1).to_string().into_bytes(),
+            },
+        ])?;
+        Ok(inspection)
+    }
+
+    /// The inspections recorded and not yet acknowledged, oldest first.
+    pub fn export_inspections(&self) -> Result<Vec<Inspection>, TransitError> {
+        let mut out: Vec<Inspection> = self
+            .vault
+            .list(INSPECTION_COLLECTION)?
+            .iter()
+            .filter_map(|r| serde_json::from_slice(&r.body).ok())
+            .collect();
+        out.sort_by_key(|i| i.seq);
+        Ok(out)
+    }
+
+    /// Deletes the recorded inspections up to and including `up_to_seq` (the backend stored
+    /// them); returns how many.
+    pub fn acknowledge_inspections(&mut self, up_to_seq: u64) -> Result<usize, TransitError> {
+        let ops: Vec<WriteOp> = self
+            .export_inspections()?
+            .iter()
+            .filter(|i| i.seq <= up_to_seq)
+            .map(|i| WriteOp::Delete {
+                collection: INSPECTION_COLLECTION.into(),
+                id: format!("{:016}", i.seq),
+            })
+            .collect();
+        if !ops.is_empty() {
+            self.vault.write_batch(&ops)?;
+        }
+        Ok(ops.len())
+    }
+
     /// The tap log's numbers and counters.
     pub fn tap_log_status(&self) -> TapLogStatus {
         self.log.clone()
@@ -950,7 +1058,9 @@ impl Validator {
         verify_device_signature(p, &device_key)
     }
 
-    fn check(&mut self, p: &Payload, now: u64) -> Reason {
+    /// The rules about the ticket itself: signatures, deny list, windows, the QR's age, the
+    /// route. Nothing is remembered but the verified credential.
+    fn check_ticket(&mut self, p: &Payload, now: u64) -> Reason {
         let f = &p.fields;
         if self.config.fail_closed_when_stale && self.deny_list_status(now).stale {
             return Reason::DenyListStale;
@@ -978,6 +1088,16 @@ impl Validator {
         if f.product == Product::MonthlySingleRoute && f.route != self.config.route {
             return Reason::WrongRoute;
         }
+        Reason::Ok
+    }
+
+    /// Every rule of a tap: the ticket's, then replay and passback (remembered from here on).
+    fn check(&mut self, p: &Payload, now: u64) -> Reason {
+        let reason = self.check_ticket(p, now);
+        if reason != Reason::Ok {
+            return reason;
+        }
+        let f = &p.fields;
         let replay_key = (f.card_id, p.timestamp, p.counter);
         if self.replay.contains(&replay_key) {
             return Reason::Replayed;

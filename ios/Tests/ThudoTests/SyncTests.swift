@@ -308,6 +308,16 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(receipt.notCharged, 0)
         let logStatus = try await validator.tapLogStatus()
         XCTAssertEqual(receipt.acknowledgedSeq, logStatus.ackedSeq)
+        // The same enrolled device inspects a rider: the ticket is not used, the inspection is
+        // uploaded and its scan verified at the backend.
+        let inspection = try await validator.inspect(text: qr.text, vehicleTaps: [])
+        XCTAssertEqual(inspection.outcome, .notTapped)
+        XCTAssertEqual(inspection.presentation.signal, .warn)
+        let inspected = try await client.uploadInspections(vault: bus, inspector: validator, cancel: nil)
+        XCTAssertEqual(inspected.stored, 1)
+        XCTAssertEqual(inspected.acknowledgedSeq, inspection.seq)
+        let inspectionsLeft = try await validator.exportInspections()
+        XCTAssertTrue(inspectionsLeft.isEmpty)
         await bus.shutdown()
 
         // The citizen sees both devices and revokes the tablet: its token stops at once.

@@ -66,6 +66,27 @@ final class TransitTests: XCTestCase {
         let old = try await phone.currentQrAt(nowUnix: now - 600)
         XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
 
+        // An inspector checks the QR without using it; paired with the bus's taps it sees
+        // whether this card tapped there.
+        let inspectorVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("inspector").path,
+                                                                 provider: PadKeyProvider(id: "i"), options: testOptions)
+        let inspector = try await TransitValidator.open(vault: inspectorVault, trustedKeys: [issuer.trustedKey()],
+                                                        config: ValidatorConfig(route: 32))
+        let fresh = try await phone.currentQrAt(nowUnix: now + 200)
+        let busTaps = try await validator.exportTaps()
+        let seen = try await inspector.inspectAt(text: fresh.text, nowUnix: now + 200, vehicleTaps: busTaps)
+        XCTAssertEqual(seen.outcome, .valid)
+        XCTAssertEqual(seen.tappedAt, now + 1)
+        XCTAssertEqual(seen.presentation.signal, .go)
+        let notHere = try await inspector.inspectAt(text: fresh.text, nowUnix: now + 200, vehicleTaps: [])
+        XCTAssertEqual(notHere.outcome, .notTapped)
+        let junk = try await inspector.inspect(text: "not a ticket", vehicleTaps: nil)
+        XCTAssertEqual(junk.outcome, .invalid)
+        let recorded = try await inspector.exportInspections()
+        XCTAssertEqual(recorded.map { $0.seq }, [1, 2, 3])
+        XCTAssertTrue(try validator.validateAt(text: fresh.text, nowUnix: now + 201).accepted, "the inspections used nothing")
+        await inspectorVault.shutdown()
+
         // A deny list from the issuer: the card is refused afterwards.
         let installed = try await validator.updateDenyList(signedList: try issuer.signDenyList(version: 1, issuedAt: now, cards: [9_704_000_000_123]))
         XCTAssertEqual(installed, 1)
@@ -74,12 +95,12 @@ final class TransitTests: XCTestCase {
         try await validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         let taps = try await validator.exportTaps()
-        XCTAssertEqual(taps.count, 3)
+        XCTAssertEqual(taps.count, 4)
         let beforeAck = try await validator.tapLogStatus()
         XCTAssertEqual(beforeAck.unreadableScans, 1)
         XCTAssertEqual(beforeAck.loggedRejected, Int64(taps.filter { !$0.accepted }.count))
         let acknowledged = try await validator.acknowledgeTaps(upToSeq: taps.last!.seq)
-        XCTAssertEqual(acknowledged, 3)
+        XCTAssertEqual(acknowledged, 4)
         let afterAck = try await validator.tapLogStatus()
         XCTAssertEqual(afterAck.nextSeq, taps.last!.seq + 1)
         await phoneVault.shutdown()

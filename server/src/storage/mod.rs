@@ -181,6 +181,34 @@ pub struct Entitlement {
     pub evidence_ref: String,
 }
 
+/// One uploaded inspection: the inspector's record and what its scan shows here.
+#[derive(Debug, Clone)]
+pub struct CheckedInspection {
+    /// As the inspector recorded it.
+    pub inspection: thudo_core::transit::inspection::Inspection,
+    /// What the backend verified of its scan (at the inspection's time).
+    pub evidence: Evidence,
+}
+
+/// Inspections for the operator's fraud statistics. The inspector's outcome is its own
+/// observation; `verified_*` counts only inspections whose scan verified here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InspectionStats {
+    /// Inspections stored.
+    pub inspections: u64,
+    /// The inspector found a valid ticket (tapped here when paired).
+    pub valid: u64,
+    /// A valid ticket that did not tap on the paired vehicle.
+    pub not_tapped: u64,
+    /// The ticket was not valid.
+    pub invalid: u64,
+    /// Not-tapped findings whose scan verified as a valid ticket here: rides not paid for.
+    pub verified_not_tapped: u64,
+    /// Findings of a valid ticket whose scan did not verify as one here (forged, missing,
+    /// invalid): to look at.
+    pub disputed: u64,
+}
+
 /// What became of a registration nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NonceOutcome {
@@ -259,6 +287,15 @@ pub trait Storage: Send + Sync + 'static {
         taps: &[CheckedTap],
         fares: &FarePolicy,
     ) -> Result<TapTotals>;
+    /// Stores an inspector's inspections once each (by inspector and sequence); returns how
+    /// many were stored now, how many were duplicates, and the highest sequence stored.
+    fn record_inspections(
+        &self,
+        inspector: &ValidatorRecord,
+        inspections: &[CheckedInspection],
+    ) -> Result<(u32, u32, u64)>;
+    /// The inspection statistics.
+    fn inspection_stats(&self) -> Result<InspectionStats>;
     /// Fares charged to a card, VND, per day `YYYY-MM-DD` (Hanoi time).
     fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>>;
     /// Revokes cards and device keys (SHA-256 of the compressed key) from `at` on; returns the
@@ -267,8 +304,9 @@ pub trait Storage: Send + Sync + 'static {
     /// The deny list: version, cards, device key hashes.
     fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)>;
     /// Records that a device bought a credential for a transit key (so revoking the device
-    /// revokes the key). False, recording nothing, when the key is already another account's:
-    /// a phone's key is its own, and nobody may get someone else's key revoked.
+    /// revokes the key). False, recording nothing, when the key is already another account's
+    /// (a phone's key is its own, and nobody may get someone else's key revoked) or the device
+    /// was revoked meanwhile.
     fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool>;
     /// The transit keys a device bought credentials for.
     fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
@@ -325,6 +363,10 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     thudo_core::crypto::fill_random(&mut b).map_err(|_| StorageError("no randomness".into()))?;
     Ok(b)
 }
+
+/// Card locks are taken by bucket (`card_id % CARD_LOCK_BUCKETS`): an upload of 10,000 taps
+/// holds at most this many locks.
+const CARD_LOCK_BUCKETS: u64 = 512;
 
 /// Storage on one SQLite file: the embedded default.
 pub type SqliteStorage = SqlStorage<SqliteEngine>;
@@ -661,11 +703,14 @@ impl<E: Engine> Storage for SqlStorage<E> {
     ) -> Result<TapTotals> {
         let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
         ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
-        // The cards whose fares this upload may charge.
+        // The cards whose fares this upload may charge, by bucket: at most CARD_LOCK_BUCKETS
+        // locks however many cards an upload names (PostgreSQL's lock table is small).
         let cards: Vec<String> = taps
             .iter()
             .filter_map(|t| match &t.evidence {
-                Evidence::Verified(s) => Some(format!("card:{}", s.card_id)),
+                Evidence::Verified(s) => {
+                    Some(format!("card-bucket:{}", s.card_id % CARD_LOCK_BUCKETS))
+                }
                 _ => None,
             })
             .collect();
@@ -680,6 +725,82 @@ impl<E: Engine> Storage for SqlStorage<E> {
                 record_tap(tx, validator, checked, fares, now, &mut totals)?;
             }
             Ok(totals)
+        })
+    }
+
+    fn record_inspections(
+        &self,
+        inspector: &ValidatorRecord,
+        inspections: &[CheckedInspection],
+    ) -> Result<(u32, u32, u64)> {
+        self.write(|tx| {
+            let (mut stored, mut duplicates, mut highest) = (0, 0, 0);
+            let now = chrono::Utc::now().timestamp();
+            for c in inspections {
+                let i = &c.inspection;
+                highest = highest.max(i.seq);
+                let evidence = match &c.evidence {
+                    Evidence::Missing => "missing".to_owned(),
+                    Evidence::Forged(why) => format!("forged:{why}"),
+                    Evidence::Verified(s) => match &s.invalid {
+                        Some(why) => format!("invalid:{why}"),
+                        None => "valid".to_owned(),
+                    },
+                };
+                let card = match &c.evidence {
+                    Evidence::Verified(s) => Some(big(s.card_id)),
+                    _ => None,
+                };
+                let added = tx.exec(
+                    "INSERT INTO inspections(validator_id, seq, at, outcome, reason, paired, tapped_at,
+                                             card_id, evidence, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                    params![
+                        &inspector.id,
+                        big(i.seq),
+                        big(i.at),
+                        code_of(&i.outcome),
+                        code_of(&i.reason),
+                        i.paired,
+                        i.tapped_at.map(big),
+                        card,
+                        evidence,
+                        now,
+                    ],
+                )?;
+                if added == 1 {
+                    stored += 1;
+                } else {
+                    duplicates += 1;
+                }
+            }
+            Ok((stored, duplicates, highest))
+        })
+    }
+
+    fn inspection_stats(&self) -> Result<InspectionStats> {
+        self.read(|tx| {
+            let row = tx.row(
+                "SELECT CAST(COUNT(*) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'valid' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'not_tapped' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'invalid' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'not_tapped' AND evidence = 'valid' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'valid' AND evidence <> 'valid' THEN 1 ELSE 0 END), 0) AS BIGINT)
+                 FROM inspections",
+                &[],
+            )?;
+            let n = |i: usize| -> Result<u64> {
+                Ok(row.as_ref().map_or(Ok(0), |r| r.int(i))? as u64)
+            };
+            Ok(InspectionStats {
+                inspections: n(0)?,
+                valid: n(1)?,
+                not_tapped: n(2)?,
+                invalid: n(3)?,
+                verified_not_tapped: n(4)?,
+                disputed: n(5)?,
+            })
         })
     }
 
@@ -736,8 +857,19 @@ impl<E: Engine> Storage for SqlStorage<E> {
 
     fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool> {
         self.write(|tx| {
+            // A revocation of this device in flight finishes first (and this then sees it).
+            tx.lock(&format!("device:{}", device.id))?;
             // Two accounts claiming one key at once: one waits and then sees the other's claim.
             tx.lock(&format!("device-key:{}", thudo_core::hex::encode(key_hash)))?;
+            let active = tx
+                .row(
+                    "SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL",
+                    params![&device.id],
+                )?
+                .is_some();
+            if !active {
+                return Ok(false);
+            }
             let other_account = tx
                 .row(
                     "SELECT 1 FROM device_keys k JOIN devices d ON d.id = k.device_id
@@ -827,6 +959,10 @@ impl<E: Engine> Storage for SqlStorage<E> {
 
     fn revoke_device(&self, account_id: &str, device_id: &str, now: i64) -> Result<Option<usize>> {
         self.write(|tx| {
+            // The deny list's lock first (as `deny` takes it), then the device's: a purchase
+            // recording a key for this device waits, or finishes before and is denied here.
+            tx.lock("deny")?;
+            tx.lock(&format!("device:{device_id}"))?;
             let n = tx.exec(
                 "UPDATE devices SET revoked_at = ?1
                  WHERE id = ?2 AND account_id = ?3 AND revoked_at IS NULL",
@@ -1015,6 +1151,14 @@ impl<E: Engine> Storage for SqlStorage<E> {
     }
 }
 
+/// A wire enum's snake_case code (`not_tapped`, `bad_format`).
+fn code_of(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// Stores one tap and charges its fare; the caller holds the validator's and the cards' locks.
 fn record_tap(
     tx: &mut dyn Tx,
@@ -1197,8 +1341,11 @@ fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome>
     if m.op != "put" && m.op != "delete" {
         return reject("unknown_op");
     }
-    if m.record_id.is_empty() || m.record_id.len() > 256 {
+    if m.record_id.is_empty() || m.record_id.len() > 256 || crate::has_control(&m.record_id) {
         return reject("bad_record_id");
+    }
+    if m.hlc.len() > 128 || crate::has_control(&m.hlc) || crate::has_control(&m.collection) {
+        return reject("bad_clock");
     }
     if m.op == "put" && !m.payload.is_object() {
         return reject("payload_not_an_object");

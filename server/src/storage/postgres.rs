@@ -24,7 +24,10 @@ use super::engine::{dollar_placeholders, Engine, Row, Tx, Val};
 use super::{Result, StorageError};
 
 /// The schema's numbered steps. Append only; never edit a released step.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_base.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_base.sql"),
+    include_str!("../../migrations/postgres/0002_inspections.sql"),
+];
 
 /// How often a transaction runs before its conflict is reported (the client then retries).
 const ATTEMPTS: u32 = 12;
@@ -85,7 +88,15 @@ impl PostgresEngine {
     /// brings the schema up to date. Refuses a database migrated by a newer build.
     pub fn open(url: &str) -> Result<PostgresEngine> {
         let (url, size) = pool_size(url)?;
-        let config: tokio_postgres::Config = url.parse().map_err(|e| failed("database URL", e))?;
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e| failed("database URL", e))?;
+        // Nothing waits on a lock or holds a transaction open for ever: a stuck instance
+        // cannot stop the others.
+        let options = format!(
+            "{} -c lock_timeout=30s -c idle_in_transaction_session_timeout=60s",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("thudo-postgres")
@@ -391,6 +402,28 @@ impl Tx for PgTx<'_> {
     }
 }
 
+/// Ends a transaction that its code left open (a panic unwinding through it): the connection
+/// goes back to the pool with no transaction and no lock held.
+struct OpenTransaction<'c> {
+    client: &'c Object,
+    open: bool,
+}
+
+impl OpenTransaction<'_> {
+    fn finish(&mut self, sql: &str) -> std::result::Result<(), tokio_postgres::Error> {
+        self.open = false;
+        run(self.client.batch_execute(sql))
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = run(self.client.batch_execute("ROLLBACK"));
+        }
+    }
+}
+
 impl Engine for PostgresEngine {
     fn write<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut attempt = 0;
@@ -402,15 +435,16 @@ impl Engine for PostgresEngine {
                 conflict: false,
             };
             run(client.batch_execute("BEGIN")).map_err(|e| tx.fail(e))?;
-            let outcome = work(&mut tx);
-            let outcome = match outcome {
-                Ok(v) => run(client.batch_execute("COMMIT"))
-                    .map(|()| v)
-                    .map_err(|e| tx.fail(e)),
+            let mut open = OpenTransaction {
+                client: &client,
+                open: true,
+            };
+            let outcome = match work(&mut tx) {
+                Ok(v) => open.finish("COMMIT").map(|()| v).map_err(|e| tx.fail(e)),
                 Err(e) => {
                     // A failed statement leaves the transaction aborted: end it before the
                     // connection goes back to the pool.
-                    let _ = run(client.batch_execute("ROLLBACK"));
+                    let _ = open.finish("ROLLBACK");
                     Err(e)
                 }
             };
@@ -444,9 +478,13 @@ impl Engine for PostgresEngine {
         };
         run(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             .map_err(|e| tx.fail(e))?;
+        let mut open = OpenTransaction {
+            client: &client,
+            open: true,
+        };
         let out = work(&mut tx);
         // Nothing was written: ending it either way is the same.
-        let _ = run(client.batch_execute("ROLLBACK"));
+        let _ = open.finish("ROLLBACK");
         out
     }
 }

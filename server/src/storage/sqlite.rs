@@ -27,6 +27,7 @@ pub(crate) const SCHEMA: Schema = Schema {
         include_str!("../../migrations/sqlite/0001_base.sql"),
         include_str!("../../migrations/sqlite/0002_trust.sql"),
         include_str!("../../migrations/sqlite/0003_nonces.sql"),
+        include_str!("../../migrations/sqlite/0004_inspections.sql"),
     ],
     adopt_unversioned: true,
 };

@@ -249,6 +249,17 @@ class SyncTest {
         assertEquals(0L, receipt.notCharged)
         assertEquals(validator.tapLogStatus().ackedSeq, receipt.acknowledgedSeq)
 
+        // The same enrolled device inspects a rider: the ticket is not used (it taps again
+        // afterwards), the inspection is uploaded and its scan verified at the backend.
+        val inspection = validator.inspect(transit.currentQr().text, emptyList())
+        assertEquals(InspectionOutcome.NOT_TAPPED, inspection.outcome)
+        assertEquals(VerdictSignal.WARN, inspection.presentation.signal)
+        assertEquals(listOf(inspection.seq), validator.exportInspections().map { it.seq })
+        val inspected = client.uploadInspections(busVault, validator, null)
+        assertEquals(1L, inspected.stored)
+        assertEquals(inspection.seq, inspected.acknowledgedSeq)
+        assertTrue(validator.exportInspections().isEmpty())
+
         // The citizen sees both devices and revokes the tablet: its token stops at once.
         val devices = client.devices(phone)
         // Other tests register devices of the same citizen on this server too.

@@ -84,6 +84,24 @@ class TransitTest {
         assertEquals(VerdictReason.BAD_FORMAT, validator.validateAt("not a ticket", now).reason)
         assertEquals(VerdictReason.EXPIRED, validator.validateAt(phone.currentQrAt(now - 600L).text, now).reason)
 
+        // An inspector checks the QR without using it; paired with the bus's taps it sees
+        // whether this card tapped there.
+        val inspectorVault = Vault.openWithKeyProvider(dir.resolve("inspector").toString(), AesKeyProvider("i"), testOptions)
+        val inspector = TransitValidator.open(inspectorVault, listOf(issuer.trustedKey()), ValidatorConfig(route = 32))
+        val fresh = phone.currentQrAt(now + 200L).text
+        val busTaps = validator.exportTaps()
+        val seen = inspector.inspectAt(fresh, now + 200L, busTaps)
+        assertEquals(InspectionOutcome.VALID, seen.outcome)
+        assertEquals(now + 1L, seen.tappedAt)
+        assertEquals(VerdictSignal.GO, seen.presentation.signal)
+        assertEquals(InspectionOutcome.NOT_TAPPED, inspector.inspectAt(fresh, now + 200L, emptyList()).outcome)
+        val unpaired = inspector.inspectAt(fresh, now + 200L, null)
+        assertEquals(InspectionOutcome.VALID to false, unpaired.outcome to unpaired.paired)
+        assertEquals(InspectionOutcome.INVALID, inspector.inspectAt("not a ticket", now, null).outcome)
+        assertEquals(listOf(1L, 2L, 3L, 4L), inspector.exportInspections().map { it.seq })
+        assertTrue(validator.validateAt(fresh, now + 201L).accepted, "the inspections used nothing")
+        inspectorVault.shutdown()
+        inspectorVault.close()
         // Deny list from the issuer: the card is refused afterwards.
         assertEquals(1L, validator.updateDenyList(issuer.signDenyList(1, now, listOf(9_704_000_000_123L))))
         assertThrows<TransitException.InvalidSignedData> { runBlocking { validator.updateDenyList(byteArrayOf(1, 2, 3)) } }
@@ -93,11 +111,11 @@ class TransitTest {
         validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         val taps = validator.exportTaps()
-        assertEquals(4, taps.size)
+        assertEquals(5, taps.size)
         assertTrue(taps.first().accepted)
         assertEquals(1L, validator.tapLogStatus().unreadableScans)
         assertEquals(taps.count { !it.accepted }.toLong(), validator.tapLogStatus().loggedRejected)
-        assertEquals(4L, validator.acknowledgeTaps(taps.last().seq))
+        assertEquals(5L, validator.acknowledgeTaps(taps.last().seq))
         val status = validator.tapLogStatus()
         assertEquals(taps.last().seq, status.ackedSeq)
         assertEquals(taps.last().seq + 1L, status.nextSeq)

@@ -1,0 +1,86 @@
+//! Ticket inspection: an inspector's device checks a rider's QR without using it. Every rule
+//! about the ticket applies (signatures, deny list, the pass's windows, the QR's age, the
+//! route); replay and passback do not, and no tap is logged, so the rider's next tap is not
+//! refused. Paired with the vehicle's validator (its recent taps), the inspector also sees
+//! whether this card tapped on this vehicle. Each inspection is recorded for the operator's
+//! fraud statistics and uploaded like taps.
+
+use super::presentation::{self, Presentation, Signal};
+use super::validator::Reason;
+use super::{Category, Product};
+
+/// A tap on the paired vehicle counts for this long before the inspection.
+pub const PAIRED_TAP_WINDOW_SECS: u64 = 3 * 3600;
+
+/// Most inspections kept before an upload (a day of an inspector's work is a few hundred).
+pub const MAX_STORED_INSPECTIONS: usize = 20_000;
+
+/// What an inspection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InspectionOutcome {
+    /// A valid ticket; tapped on this vehicle, when the inspector is paired with it.
+    Valid,
+    /// A valid ticket that did not tap on the paired vehicle: the ride was not paid.
+    NotTapped,
+    /// The ticket itself is not valid; `reason` says why.
+    Invalid,
+}
+
+/// One inspection, as recorded and uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Inspection {
+    /// Number on this device, from 1, never reused.
+    pub seq: u64,
+    /// When (device time, unix seconds).
+    pub at: u64,
+    /// What it found.
+    pub outcome: InspectionOutcome,
+    /// The ticket rule's verdict (`ok` for a valid ticket).
+    pub reason: Reason,
+    /// The card, when the QR was readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<u64>,
+    /// The product, when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<Product>,
+    /// The rider category, when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    /// Last second of the pass, when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_valid_until: Option<u32>,
+    /// Whether the inspector had the vehicle's taps.
+    pub paired: bool,
+    /// The card's last accepted tap on the paired vehicle within [`PAIRED_TAP_WINDOW_SECS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tapped_at: Option<u64>,
+    /// The scanned text, when it decoded as a transit QR: the evidence the backend verifies
+    /// again before it counts the inspection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr: Option<String>,
+}
+
+impl Inspection {
+    /// What the inspector's screen shows: green for a valid ticket, amber for one that did not
+    /// tap here, red with the reason for an invalid one.
+    pub fn presentation(&self, now: u64) -> Presentation {
+        match self.outcome {
+            InspectionOutcome::Invalid => presentation::present(self.reason, None, now),
+            InspectionOutcome::Valid => Presentation {
+                signal: Signal::Go,
+                colour: Signal::Go.colour().into(),
+                beeps: Signal::Go.beeps().to_vec(),
+                line_vi: "Vé hợp lệ".into(),
+                line_en: "Valid ticket".into(),
+            },
+            InspectionOutcome::NotTapped => Presentation {
+                signal: Signal::Warn,
+                colour: Signal::Warn.colour().into(),
+                beeps: Signal::Warn.beeps().to_vec(),
+                line_vi: "Vé hợp lệ, chưa quẹt trên xe này".into(),
+                line_en: "Valid, but no tap on this vehicle".into(),
+            },
+        }
+    }
+}
