@@ -957,3 +957,99 @@ impl From<thudo_core::vault::VaultError> for TransitError {
 crate::error_api!(TransitError, "transit", retryable: [Locked, Signer]);
 
 crate::error_api!(SignerError, "signer", retryable: []);
+
+/// One ride as the backend charged it, kept on the phone.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TransitTrip {
+    /// One tap, one trip: `validator-id:seq`.
+    pub id: String,
+    /// The card that rode.
+    pub card_id: i64,
+    /// `bus`.
+    pub mode: String,
+    /// The route, for a bus.
+    pub route: Option<i32>,
+    /// When (unix seconds).
+    pub at: i64,
+    /// The local day `YYYY-MM-DD` it counts toward.
+    pub day: String,
+    /// The product used.
+    pub product: TransitProduct,
+    /// Charged, VND (0 on a pass, or once a cap is reached).
+    pub fare_vnd: i64,
+    /// The fare before caps, VND (0 on a pass).
+    pub full_fare_vnd: i64,
+    /// Whether a cap made this ride cheaper or free.
+    pub capped: bool,
+}
+
+/// Progress toward one cap.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TransitCap {
+    /// The day `YYYY-MM-DD` or the month `YYYY-MM`.
+    pub period: String,
+    /// Paid in it, VND.
+    pub paid_vnd: i64,
+    /// The cap, VND.
+    pub cap_vnd: i64,
+    /// Further rides in the period are free.
+    pub reached: bool,
+}
+
+/// The rider's trips and cap progress, as sync brought them (available offline).
+#[derive(uniffi::Object)]
+pub struct RiderHistory {
+    vault: Arc<thudo_core::vault::Vault>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl RiderHistory {
+    /// The history stored in `vault`.
+    #[uniffi::constructor]
+    pub fn new(vault: Arc<Vault>) -> Arc<Self> {
+        Arc::new(RiderHistory {
+            vault: vault.core(),
+        })
+    }
+
+    /// Trips from local day `from_day` (`YYYY-MM-DD`) on, newest first.
+    pub async fn trips_from(&self, from_day: String) -> Result<Vec<TransitTrip>, TransitError> {
+        let vault = self.vault.clone();
+        blocking(move || {
+            Ok(core::trips::RiderHistory::new(&vault)
+                .trips_from(&from_day)?
+                .into_iter()
+                .map(|t| TransitTrip {
+                    capped: t.capped(),
+                    id: t.id,
+                    card_id: crate::card_id_to_host(t.card_id),
+                    mode: t.mode,
+                    route: t.route.map(i32::from),
+                    at: signed(t.at),
+                    day: t.day,
+                    product: t.product,
+                    fare_vnd: signed(t.fare_vnd),
+                    full_fare_vnd: signed(t.full_fare_vnd),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Progress toward the cap of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`); null before
+    /// anything was paid in it.
+    pub async fn cap(&self, period: String) -> Result<Option<TransitCap>, TransitError> {
+        let vault = self.vault.clone();
+        blocking(move || {
+            Ok(core::trips::RiderHistory::new(&vault)
+                .cap(&period)?
+                .map(|c| TransitCap {
+                    reached: c.reached(),
+                    period: c.period,
+                    paid_vnd: signed(c.paid_vnd),
+                    cap_vnd: signed(c.cap_vnd),
+                }))
+        })
+        .await
+    }
+}

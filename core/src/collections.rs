@@ -28,6 +28,7 @@ pub fn registry(stores: Stores) -> Registry {
         library::synced(stores.library),
     ];
     all.extend(member::synced());
+    all.extend(crate::transit::trips::synced());
     Registry::new(all)
 }
 

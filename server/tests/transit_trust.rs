@@ -918,3 +918,76 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
     assert_eq!(stats["disputed"], 1, "the made-up finding: {stats}");
     drop(bus_vault);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
+    use thudo_core::transit::trips::RiderHistory;
+    let w = World::start().await;
+    let (phone_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    // Four rides in one Hanoi morning: 8,000 VND each until the 30,000 daily cap.
+    let t = tomorrow_morning();
+    for ride in 0..4u64 {
+        let at = t + ride * 1_800;
+        assert!(
+            bus.validate(&rider.current_qr(at).unwrap().text, at)
+                .unwrap()
+                .accepted
+        );
+    }
+    let receipt = w
+        .client
+        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(receipt.charged_vnd, 30_000);
+    // The phone syncs and holds its trips and cap progress, offline from here on.
+    w.client
+        .sync(phone_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let history = RiderHistory::new(&phone_vault);
+    let trips = history.trips_from("2000-01-01").unwrap();
+    let fares: Vec<u64> = trips.iter().rev().map(|t| t.fare_vnd).collect();
+    assert_eq!(
+        fares,
+        [8_000, 8_000, 8_000, 6_000],
+        "newest first, reversed here"
+    );
+    assert!(trips.iter().all(|t| t.route == Some(32) && t.mode == "bus"));
+    assert!(trips[0].capped() && !trips[1].capped());
+    let day = trips[0].day.clone();
+    let cap = history.cap(&day).unwrap().unwrap();
+    assert_eq!(
+        (cap.paid_vnd, cap.cap_vnd, cap.reached()),
+        (30_000, 30_000, true)
+    );
+    let month = history.cap(&day[..7]).unwrap().unwrap();
+    assert_eq!((month.paid_vnd, month.reached()), (30_000, false));
+    // Another rider's trips are not on this phone.
+    let (other_vault, other) = w.rider("other", VICTIM, Product::PayAsYouGo).await;
+    let at = t + 4 * 1_800;
+    assert!(
+        bus.validate(&other.current_qr(at).unwrap().text, at)
+            .unwrap()
+            .accepted
+    );
+    w.client
+        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    for v in [&phone_vault, &other_vault] {
+        w.client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(history.trips_from("2000-01-01").unwrap().len(), 4);
+    assert_eq!(
+        RiderHistory::new(&other_vault)
+            .trips_from("2000-01-01")
+            .unwrap()
+            .len(),
+        1
+    );
+}

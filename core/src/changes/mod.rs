@@ -54,6 +54,17 @@ impl CollectionSpec {
         }
     }
 
+    /// A collection the backend publishes to the citizen's own account; devices only pull it.
+    pub const fn published_to_account(name: &'static str) -> CollectionSpec {
+        CollectionSpec {
+            name,
+            pushable: false,
+            pullable: true,
+            per_cell: false,
+            policy: ConflictPolicy::ServerAuthoritative,
+        }
+    }
+
     /// A collection the backend publishes to a party cell; devices only pull it.
     pub const fn published_to_cell(name: &'static str) -> CollectionSpec {
         CollectionSpec {

@@ -15,6 +15,7 @@ pub mod phone;
 pub mod presentation;
 pub mod qr;
 pub mod tariff;
+pub mod trips;
 pub mod validator;
 pub mod wire;
 

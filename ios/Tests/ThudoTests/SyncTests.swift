@@ -308,6 +308,15 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(receipt.notCharged, 0)
         let logStatus = try await validator.tapLogStatus()
         XCTAssertEqual(receipt.acknowledgedSeq, logStatus.ackedSeq)
+        // The phone's next sync brings the ride it took, charged nothing on its monthly pass.
+        _ = try await client.sync(vault: phone, library: nil, observer: nil)
+        let trips = try await RiderHistory(vault: phone).tripsFrom(fromDay: "2000-01-01")
+        let ride = try XCTUnwrap(trips.first { $0.route == 32 })
+        XCTAssertEqual(ride.product, .monthlyAllRoutes)
+        XCTAssertEqual(ride.fareVnd, 0)
+        XCTAssertFalse(ride.capped)
+        let cap = try await RiderHistory(vault: phone).cap(period: ride.day)
+        XCTAssertNil(cap, "nothing paid toward a cap on a pass")
         // The same enrolled device inspects a rider: the ticket is not used, the inspection is
         // uploaded and its scan verified at the backend.
         let inspection = try await validator.inspect(text: qr.text, vehicleTaps: [])

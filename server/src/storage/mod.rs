@@ -18,7 +18,7 @@ use thudo_core::changes::hlc::Hlc;
 use thudo_core::changes::ConflictPolicy;
 use thudo_core::sync::protocol::{self, Change, Mutation, Outcome, PushResult};
 use thudo_core::transit::validator::Tap;
-use thudo_core::transit::Product;
+use thudo_core::transit::{trips, Product};
 
 use crate::fares::FarePolicy;
 use engine::{big, params, Engine, Row, Tx};
@@ -721,8 +721,13 @@ impl<E: Engine> Storage for SqlStorage<E> {
             tx.lock_all(&cards)?;
             let mut totals = TapTotals::default();
             let now = chrono::Utc::now().timestamp();
+            let mut paid = std::collections::BTreeSet::new();
             for checked in &ordered {
-                record_tap(tx, validator, checked, fares, now, &mut totals)?;
+                record_tap(tx, validator, checked, fares, now, &mut totals, &mut paid)?;
+            }
+            // Each card's progress toward the caps it paid toward, once per upload.
+            for (card, day, month) in &paid {
+                publish_caps(tx, fares, *card, day, month)?;
             }
             Ok(totals)
         })
@@ -1159,7 +1164,87 @@ fn code_of(value: &impl serde::Serialize) -> String {
         .unwrap_or_default()
 }
 
+/// The account a card belongs to (taps of cards no account holds are not published).
+fn account_of_card(tx: &mut dyn Tx, card: u64) -> Result<Option<String>> {
+    tx.row(
+        "SELECT id FROM accounts WHERE card_id = ?1",
+        params![big(card)],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
+}
+
+/// What a card paid in a day and in the month, VND.
+fn paid_in(tx: &mut dyn Tx, card: u64, day: &str, month: &str) -> Result<(u64, u64)> {
+    let paid = tx.row(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN day = ?2 THEN charged_vnd ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(charged_vnd), 0) AS BIGINT)
+         FROM taps WHERE card_id = ?1 AND month = ?3",
+        params![big(card), day, month],
+    )?;
+    Ok(match paid {
+        Some(r) => (r.int(0)? as u64, r.int(1)? as u64),
+        None => (0, 0),
+    })
+}
+
+/// Publishes a record to the account holding `card`, if any.
+fn publish_to_card(
+    tx: &mut dyn Tx,
+    card: u64,
+    collection: &str,
+    record_id: &str,
+    payload: Value,
+) -> Result<()> {
+    let Some(account) = account_of_card(tx, card)? else {
+        return Ok(());
+    };
+    append(
+        tx,
+        &format!("acct:{account}"),
+        &Change {
+            collection: collection.to_owned(),
+            record_id: record_id.to_owned(),
+            op: "put".into(),
+            payload,
+            hlc: String::new(),
+        },
+    )
+}
+
+/// Publishes a card's progress toward the day's and the month's caps to its account.
+fn publish_caps(
+    tx: &mut dyn Tx,
+    fares: &FarePolicy,
+    card: u64,
+    day: &str,
+    month: &str,
+) -> Result<()> {
+    let (today, this_month) = paid_in(tx, card, day, month)?;
+    for (id, period, paid_vnd, cap_vnd) in [
+        (format!("day:{day}"), day, today, fares.daily_cap_vnd),
+        (
+            format!("month:{month}"),
+            month,
+            this_month,
+            fares.monthly_cap_vnd,
+        ),
+    ] {
+        let progress = trips::CapProgress {
+            id: id.clone(),
+            period: period.to_owned(),
+            paid_vnd,
+            cap_vnd,
+        };
+        let payload = serde_json::to_value(&progress).map_err(|e| StorageError(e.to_string()))?;
+        publish_to_card(tx, card, trips::CAPS, &id, payload)?;
+    }
+    Ok(())
+}
+
 /// Stores one tap and charges its fare; the caller holds the validator's and the cards' locks.
+/// A tap charged (or ridden on a pass) becomes a trip on the rider's phone; `paid` collects the
+/// (card, day, month) whose cap progress changed.
 fn record_tap(
     tx: &mut dyn Tx,
     validator: &ValidatorRecord,
@@ -1167,6 +1252,7 @@ fn record_tap(
     fares: &FarePolicy,
     now: i64,
     totals: &mut TapTotals,
+    paid: &mut std::collections::BTreeSet<(u64, String, String)>,
 ) -> Result<()> {
     let t = &checked.tap;
     totals.highest_seq = totals.highest_seq.max(t.seq);
@@ -1276,17 +1362,7 @@ fn record_tap(
         }),
     ) = (verdict, scan)
     {
-        // What the card paid this day and this month, in one query.
-        let paid = tx.row(
-            "SELECT CAST(COALESCE(SUM(CASE WHEN day = ?2 THEN charged_vnd ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(charged_vnd), 0) AS BIGINT)
-             FROM taps WHERE card_id = ?1 AND month = ?3",
-            params![big(*card_id), &day, &month],
-        )?;
-        let (today, this_month) = match paid {
-            Some(r) => (r.int(0)? as u64, r.int(1)? as u64),
-            None => (0, 0),
-        };
+        let (today, this_month) = paid_in(tx, *card_id, &day, &month)?;
         fare = fares.charge(route, today, this_month);
     }
     if t.accepted && verdict != "charged" {
@@ -1322,6 +1398,28 @@ fn record_tap(
     )?;
     totals.stored += 1;
     totals.charged_vnd += fare;
+    if let ("charged", Some(s)) = (verdict, scan) {
+        let full_fare_vnd = match s.product {
+            Product::PayAsYouGo => {
+                paid.insert((s.card_id, day.clone(), month.clone()));
+                fares.charge(route, 0, 0)
+            }
+            _ => 0,
+        };
+        let trip = trips::Trip {
+            id: format!("{}:{}", validator.id, t.seq),
+            card_id: s.card_id,
+            mode: "bus".into(),
+            route: Some(route),
+            at: when,
+            day: day.clone(),
+            product: s.product,
+            fare_vnd: fare,
+            full_fare_vnd,
+        };
+        let payload = serde_json::to_value(&trip).map_err(|e| StorageError(e.to_string()))?;
+        publish_to_card(tx, s.card_id, trips::TRIPS, &trip.id, payload)?;
+    }
     Ok(())
 }
 

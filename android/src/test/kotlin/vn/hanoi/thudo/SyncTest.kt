@@ -249,6 +249,13 @@ class SyncTest {
         assertEquals(0L, receipt.notCharged)
         assertEquals(validator.tapLogStatus().ackedSeq, receipt.acknowledgedSeq)
 
+        // The phone's next sync brings the ride it took, charged nothing on its monthly pass.
+        client.sync(phone, null, null)
+        val trips = RiderHistory(phone).tripsFrom("2000-01-01")
+        val ride = trips.single { it.route == 32 }
+        assertEquals(TransitProduct.MONTHLY_ALL_ROUTES, ride.product)
+        assertEquals(0L to false, ride.fareVnd to ride.capped)
+        assertEquals(null, RiderHistory(phone).cap(ride.day), "nothing paid toward a cap on a pass")
         // The same enrolled device inspects a rider: the ticket is not used (it taps again
         // afterwards), the inspection is uploaded and its scan verified at the backend.
         val inspection = validator.inspect(transit.currentQr().text, emptyList())
