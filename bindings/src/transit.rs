@@ -108,6 +108,8 @@ pub enum TransitProduct {
     PayAsYouGo,
     /// Free travel.
     FreePass,
+    /// Unlimited rides on one local day.
+    DayPass,
 }
 
 /// Who rides (core's type, carried as it is).
@@ -621,7 +623,8 @@ pub enum InspectionOutcome {
 /// One ticket inspection, as the inspector's screen shows it and as it is uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TicketInspection {
-    /// Number on this device, from 1, never reused.
+    /// Number on this device, from 1, never reused; 0 when not recorded (an unreadable scan,
+    /// or the log full).
     pub seq: i64,
     /// When (unix seconds).
     pub at: i64,
@@ -641,6 +644,8 @@ pub struct TicketInspection {
     pub paired: bool,
     /// The card's last tap on the paired vehicle within 3 hours (unix seconds).
     pub tapped_at: Option<i64>,
+    /// The route the ticket was checked for (the paired vehicle's, else the device's).
+    pub route: Option<i32>,
     /// Colour, beeps and lines for the inspector's screen.
     pub presentation: VerdictPresentation,
 }
@@ -659,7 +664,19 @@ impl TicketInspection {
             pass_valid_until: i.pass_valid_until.map(i64::from),
             paired: i.paired,
             tapped_at: i.tapped_at.map(signed),
+            route: i.route.map(i32::from),
         }
+    }
+}
+
+fn tap_record(t: validator::Tap) -> TapRecord {
+    TapRecord {
+        seq: signed(t.seq),
+        at: signed(t.at),
+        route: t.route.into(),
+        accepted: t.accepted,
+        reason: t.reason,
+        card_id: t.card_id.map(crate::card_id_to_host),
     }
 }
 
@@ -733,9 +750,9 @@ impl TransitValidator {
 
     /// Inspects a scanned text at `now_unix` without using the ticket (an inspector's check):
     /// every rule about the ticket, no replay or passback, no tap logged. With `vehicle_taps`
-    /// (the vehicle's validator's recent taps, from `exportTaps` on it) a valid ticket that did
-    /// not tap there in the last 3 hours is `NOT_TAPPED`. Recorded durably for
-    /// `SyncClient.uploadInspections` before it returns.
+    /// (the vehicle's `recentTaps`) the route is the vehicle's and a valid ticket that did not
+    /// tap there in the last 3 hours is `NOT_TAPPED`. A readable scan's inspection is recorded
+    /// durably for `SyncClient.uploadInspections` before it returns.
     pub async fn inspect_at(
         &self,
         text: String,
@@ -778,6 +795,15 @@ impl TransitValidator {
         vehicle_taps: Option<Vec<TapRecord>>,
     ) -> Result<TicketInspection, TransitError> {
         self.inspect_at(text, crate::now(), vehicle_taps).await
+    }
+
+    /// The taps logged at or after `since_unix`, acknowledged or not, newest first (at most
+    /// 20,000): what this vehicle hands an inspector pairing with it. Taps stay 3 hours after
+    /// their upload.
+    pub async fn recent_taps(&self, since_unix: i64) -> Result<Vec<TapRecord>, TransitError> {
+        let since: u64 = arg("since_unix", since_unix.max(0))?;
+        self.run(move |v| Ok(v.recent_taps(since)?.into_iter().map(tap_record).collect()))
+            .await
     }
 
     /// The inspections recorded and not yet uploaded, oldest first.
@@ -830,20 +856,8 @@ impl TransitValidator {
 
     /// Taps not yet acknowledged, oldest first, at most 5,000 (the log is read page by page).
     pub async fn export_taps(&self) -> Result<Vec<TapRecord>, TransitError> {
-        self.run(|v| {
-            Ok(v.export_taps()?
-                .into_iter()
-                .map(|t| TapRecord {
-                    seq: signed(t.seq),
-                    at: signed(t.at),
-                    route: t.route.into(),
-                    accepted: t.accepted,
-                    reason: t.reason,
-                    card_id: t.card_id.map(crate::card_id_to_host),
-                })
-                .collect())
-        })
-        .await
+        self.run(|v| Ok(v.export_taps()?.into_iter().map(tap_record).collect()))
+            .await
     }
 
     /// Acknowledges taps up to `seq` after the backend stored them (deleted once outside the

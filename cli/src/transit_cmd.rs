@@ -26,6 +26,7 @@ enum ProductArg {
     MonthlyAllRoutes,
     PayAsYouGo,
     FreePass,
+    DayPass,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -255,6 +256,7 @@ pub fn run(args: TransitArgs) -> Result<()> {
                     ProductArg::MonthlyAllRoutes => Product::MonthlyAllRoutes,
                     ProductArg::PayAsYouGo => Product::PayAsYouGo,
                     ProductArg::FreePass => Product::FreePass,
+                    ProductArg::DayPass => Product::DayPass,
                 },
                 category: match category {
                     CategoryArg::Standard => Category::Standard,

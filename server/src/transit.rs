@@ -118,8 +118,15 @@ fn keyring_from(json: &[u8]) -> anyhow::Result<IssuerKeyring> {
 /// every [`ISSUER_REFRESH_SECS`] so a rotation on any instance reaches every instance.
 pub(crate) struct Issuer {
     ring: std::sync::RwLock<IssuerKeyring>,
-    /// When the stored keyring was last read, and what it was.
-    seen: std::sync::Mutex<(std::time::Instant, Vec<u8>)>,
+    /// When the stored keyring was last read, what it was, and how many times a keyring was
+    /// installed (a read that began before a newer install must not undo it).
+    seen: std::sync::Mutex<Seen>,
+}
+
+struct Seen {
+    at: std::time::Instant,
+    json: Vec<u8>,
+    generation: u64,
 }
 
 impl Issuer {
@@ -128,8 +135,24 @@ impl Issuer {
         let json = stored_keys(storage)?;
         Ok(Issuer {
             ring: std::sync::RwLock::new(keyring_from(&json)?),
-            seen: std::sync::Mutex::new((std::time::Instant::now(), json)),
+            seen: std::sync::Mutex::new(Seen {
+                at: std::time::Instant::now(),
+                json,
+                generation: 0,
+            }),
         })
+    }
+
+    /// Installs a keyring read as `json` by a read that began at `generation`, unless a newer
+    /// one was installed since.
+    fn install(&self, json: Vec<u8>, ring: IssuerKeyring, generation: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.generation != generation || seen.json == json {
+            return;
+        }
+        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
+        seen.json = json;
+        seen.generation += 1;
     }
 
     /// Whether the copy is older than [`ISSUER_REFRESH_SECS`]. Never waits: while another
@@ -137,28 +160,24 @@ impl Issuer {
     fn stale(&self) -> bool {
         self.seen
             .try_lock()
-            .is_ok_and(|seen| seen.0.elapsed().as_secs() >= ISSUER_REFRESH_SECS)
+            .is_ok_and(|seen| seen.at.elapsed().as_secs() >= ISSUER_REFRESH_SECS)
     }
 
     /// Reads the stored keyring again (blocking: storage) when the copy is stale, or always
     /// with `force`. The storage read holds no lock a request could wait on.
     fn refresh(&self, storage: &dyn Storage, force: bool) -> anyhow::Result<()> {
-        {
+        let generation = {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if !force && seen.0.elapsed().as_secs() < ISSUER_REFRESH_SECS {
+            if !force && seen.at.elapsed().as_secs() < ISSUER_REFRESH_SECS {
                 return Ok(());
             }
             // Claimed: other requests see a fresh copy until this read is done.
-            seen.0 = std::time::Instant::now();
-        }
+            seen.at = std::time::Instant::now();
+            seen.generation
+        };
         let json = stored_keys(storage)?;
-        let changed = self.seen.lock().unwrap_or_else(|e| e.into_inner()).1 != json;
-        if changed {
-            let ring = keyring_from(&json)?;
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            *self.ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
-            seen.1 = json;
-        }
+        let ring = keyring_from(&json)?;
+        self.install(json, ring, generation);
         Ok(())
     }
 
@@ -217,6 +236,16 @@ fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
     let start = first.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset;
     let end = next.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset - 1;
     Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
+/// The local day (Hanoi) holding unix time `now`: its first and last second.
+fn day_window(now: u32, utc_offset: i64) -> Option<(u32, u32)> {
+    let local = i64::from(now) + utc_offset;
+    let start = local - local.rem_euclid(86_400) - utc_offset;
+    Some((
+        u32::try_from(start).ok()?,
+        u32::try_from(start + 86_399).ok()?,
+    ))
 }
 
 /// `POST /v1/transit/credentials`: sells a product to the caller's card. A category other than
@@ -288,6 +317,8 @@ pub(crate) async fn issue_credential(
                 .ok_or_else(|| ApiError::bad("month must be YYYY-MM"))?
         }
         Product::PayAsYouGo | Product::FreePass => (now - 60, now + 365 * 86_400),
+        Product::DayPass => day_window(now, state.fares.utc_offset_secs)
+            .ok_or_else(|| ApiError::bad("no day pass can be sold at this time"))?,
     };
     let price = state
         .fares
@@ -560,7 +591,9 @@ pub(crate) async fn upload_inspections(
                 let as_tap = Tap {
                     seq: inspection.seq,
                     at: inspection.at,
-                    route: inspector.route.unwrap_or(0),
+                    // A bound inspector's route wins (check_evidence applies it); else the
+                    // paired vehicle's, as recorded.
+                    route: inspection.route.unwrap_or(0),
                     accepted: true,
                     reason: validator::Reason::Ok,
                     card_id: None,
@@ -940,9 +973,12 @@ pub(crate) async fn admin_rotate_issuer(
         let ring = keyring_from(&json).map_err(failed)?;
         let trusted = ring.trusted_keys(now);
         {
+            // What was just written is the newest: it replaces whatever a read in flight holds.
             let mut seen = issuer.seen.lock().unwrap_or_else(|e| e.into_inner());
             *issuer.ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
-            *seen = (std::time::Instant::now(), json);
+            seen.at = std::time::Instant::now();
+            seen.json = json;
+            seen.generation += 1;
         }
         // A new deny-list version, signed by the new key once it signs: validators that only
         // trust the new key (or hold a list of a retired one) take it, never an older one.

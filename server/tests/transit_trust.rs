@@ -991,3 +991,71 @@ async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
+    use thudo_core::transit::presentation::Signal;
+    use thudo_core::transit::trips::RiderHistory;
+    let w = World::start().await;
+    let v = w.phone_device("day", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let bought = w
+        .client
+        .order_credential(
+            v.clone(),
+            &order(&phone, Product::DayPass, Category::Standard),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bought.price_vnd, 30_000);
+    // The pass window is today in Hanoi: midnight to midnight, local time.
+    let from = u64::from(bought.pass_valid_from);
+    assert_eq!((from + 7 * 3600) % 86_400, 0, "starts at 00:00 Hanoi");
+    assert_eq!(u64::from(bought.pass_valid_until), from + 86_399);
+    assert!((from..=from + 86_399).contains(&now()));
+    phone
+        .install_credential(&thudo_core::hex::decode(&bought.credential).unwrap())
+        .unwrap();
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let t = now();
+    let verdict = bus.validate(&phone.current_qr(t).unwrap().text, t).unwrap();
+    assert!(verdict.accepted);
+    assert_eq!(verdict.product, Some(Product::DayPass));
+    assert_eq!(
+        verdict.presentation.signal,
+        Signal::Go,
+        "no warning on its own day"
+    );
+    // Tomorrow it is refused.
+    let tomorrow = u64::from(bought.pass_valid_until) + 60;
+    let late = bus
+        .validate(&phone.current_qr(tomorrow).unwrap().text, tomorrow)
+        .unwrap();
+    assert_eq!(late.reason, Reason::PassExpired);
+    let receipt = w
+        .client
+        .upload_taps(bus_vault, bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(receipt.charged_vnd, 0);
+    w.client
+        .sync(v.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let trips = RiderHistory::new(&v).trips_from("2000-01-01").unwrap();
+    assert_eq!(trips.len(), 1);
+    assert_eq!((trips[0].product, trips[0].fare_vnd), (Product::DayPass, 0));
+    // Not sold to a free rider, even one entitled (they ride on a free pass).
+    let elderly = w.phone_device("elderly", VICTIM).await;
+    let t = now() as i64;
+    let path = format!("/v1/admin/citizens/{VICTIM}/entitlements");
+    let grant = json!({"category": "elderly", "valid_from": t - 86_400, "valid_until": t + 86_400,
+        "evidence_ref": "HS-2026-0043"});
+    assert_eq!(w.admin_post(&path, grant).await.0, 200);
+    let e = w
+        .client
+        .order_credential(elderly, &order(&phone, Product::DayPass, Category::Elderly))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SyncError::Refused { status: 400, .. }), "{e:?}");
+}

@@ -150,7 +150,9 @@ impl SyncClient {
                 )
                 .await?;
             let v = inspector.clone();
-            let up_to = receipt.acknowledged_seq;
+            // Never more than was sent: a confused server cannot delete what it did not get.
+            let sent = chunk.last().map_or(0, |i| i.seq);
+            let up_to = receipt.acknowledged_seq.min(sent);
             blocking(move || {
                 v.lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -158,10 +160,10 @@ impl SyncClient {
                     .map_err(device_side)
             })
             .await?;
-            total.stored += receipt.stored;
-            total.duplicates += receipt.duplicates;
+            total.stored = total.stored.saturating_add(receipt.stored);
+            total.duplicates = total.duplicates.saturating_add(receipt.duplicates);
             total.acknowledged_seq = total.acknowledged_seq.max(up_to);
-            if chunk.last().is_some_and(|i| i.seq > up_to) {
+            if sent > up_to {
                 break; // the backend took less than it was sent: the rest goes next time
             }
         }

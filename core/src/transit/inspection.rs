@@ -12,6 +12,12 @@ use super::{Category, Product};
 /// A tap on the paired vehicle counts for this long before the inspection.
 pub const PAIRED_TAP_WINDOW_SECS: u64 = 3 * 3600;
 
+/// A vehicle's tap may be this far ahead of the inspector's clock and still count.
+pub const PAIRED_CLOCK_SKEW_SECS: u64 = 300;
+
+/// Most taps a vehicle hands an inspector (its newest).
+pub const MAX_RECENT_TAPS: usize = 20_000;
+
 /// Most inspections kept before an upload (a day of an inspector's work is a few hundred).
 pub const MAX_STORED_INSPECTIONS: usize = 20_000;
 
@@ -30,7 +36,8 @@ pub enum InspectionOutcome {
 /// One inspection, as recorded and uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Inspection {
-    /// Number on this device, from 1, never reused.
+    /// Number on this device, from 1, never reused; 0 when not recorded (an unreadable scan,
+    /// or the log full).
     pub seq: u64,
     /// When (device time, unix seconds).
     pub at: u64,
@@ -55,6 +62,9 @@ pub struct Inspection {
     /// The card's last accepted tap on the paired vehicle within [`PAIRED_TAP_WINDOW_SECS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tapped_at: Option<u64>,
+    /// The route the ticket was checked for (the paired vehicle's, else the device's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<u16>,
     /// The scanned text, when it decoded as a transit QR: the evidence the backend verifies
     /// again before it counts the inspection.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,6 +33,8 @@ pub enum Product {
     PayAsYouGo = 3,
     /// Free travel for a free-rider category.
     FreePass = 4,
+    /// Unlimited rides on one local day (the credential's pass window is that day).
+    DayPass = 5,
 }
 
 impl Product {
@@ -43,6 +45,7 @@ impl Product {
             2 => Product::MonthlyAllRoutes,
             3 => Product::PayAsYouGo,
             4 => Product::FreePass,
+            5 => Product::DayPass,
             _ => return None,
         })
     }
@@ -54,6 +57,7 @@ impl Product {
             Product::MonthlyAllRoutes => "Vé tháng liên tuyến",
             Product::PayAsYouGo => "Trả theo lượt",
             Product::FreePass => "Miễn phí",
+            Product::DayPass => "Vé ngày",
         }
     }
 }

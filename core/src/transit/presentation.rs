@@ -97,7 +97,11 @@ pub struct Presentation {
 /// readable, at validator time `now`.
 pub fn present(reason: Reason, fields: Option<&CredentialFields>, now: u64) -> Presentation {
     let (signal, vi, en): (Signal, String, String) = match reason {
-        Reason::Ok => match fields.map(|f| days_left(f, now)) {
+        // A day pass ends the day it is used: nothing to warn about.
+        Reason::Ok => match fields
+            .filter(|f| f.product != super::Product::DayPass)
+            .map(|f| days_left(f, now))
+        {
             Some(Some(0)) => (
                 Signal::Warn,
                 "Mời lên xe. Vé hết hạn hôm nay".into(),

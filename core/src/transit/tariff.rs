@@ -13,6 +13,8 @@ pub struct Tariff {
     pub longest_trip_fare: u64,
     /// Monthly pass prices: (category, one route, all routes).
     pub monthly: &'static [(Category, u64, u64)],
+    /// Day pass prices: (category, price).
+    pub day_pass: &'static [(Category, u64)],
 }
 
 /// The tariff in force since 1 November 2024.
@@ -25,6 +27,9 @@ pub const HANOI_2024: Tariff = Tariff {
         (Category::Priority, 70_000, 140_000),
         (Category::Group, 100_000, 200_000),
     ],
+    // Unconfirmed: 30,000 VND is metro line 2A's 2021 pilot price for a day on that line. No
+    // network-wide day pass price is published; the operator replaces this figure.
+    day_pass: &[(Category::Standard, 30_000)],
 };
 
 impl Tariff {
@@ -42,6 +47,11 @@ impl Tariff {
     pub fn price(&self, product: Product, category: Category) -> Option<u64> {
         match product {
             Product::FreePass => category.rides_free().then_some(0),
+            Product::DayPass => self
+                .day_pass
+                .iter()
+                .find(|(c, _)| *c == category)
+                .map(|(_, price)| *price),
             Product::PayAsYouGo => (!category.rides_free()).then_some(0),
             Product::MonthlySingleRoute | Product::MonthlyAllRoutes => {
                 let (_, one, all) = self.monthly.iter().find(|(c, _, _)| *c == category)?;
@@ -83,5 +93,7 @@ mod tests {
         assert_eq!(t.price(Product::FreePass, Category::Elderly), Some(0));
         assert_eq!(t.price(Product::FreePass, Category::Standard), None);
         assert_eq!(t.price(Product::MonthlySingleRoute, Category::Child), None);
+        assert_eq!(t.price(Product::DayPass, Category::Standard), Some(30_000));
+        assert_eq!(t.price(Product::DayPass, Category::Elderly), None);
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use ring::digest;
 
 use super::inspection::{
-    Inspection, InspectionOutcome, MAX_STORED_INSPECTIONS, PAIRED_TAP_WINDOW_SECS,
+    Inspection, InspectionOutcome, MAX_RECENT_TAPS, MAX_STORED_INSPECTIONS, PAIRED_CLOCK_SKEW_SECS,
+    PAIRED_TAP_WINDOW_SECS,
 };
 use super::issuer::TrustedIssuerKey;
 use super::wire::{self, FormatError, Payload};
@@ -797,26 +798,55 @@ impl Validator {
         }
     }
 
+    /// The taps logged at or after `since` (validator time), acknowledged or not, newest
+    /// first, at most [`MAX_RECENT_TAPS`]: what an inspector pairing with this vehicle reads.
+    /// Taps stay in the log for [`PAIRED_TAP_WINDOW_SECS`] after their upload.
+    pub fn recent_taps(&mut self, since: u64) -> Result<Vec<Tap>, TransitError> {
+        self.flush()?;
+        let mut taps = Vec::new();
+        let mut position = i64::MAX;
+        'pages: loop {
+            let page = self
+                .vault
+                .list_page_rev(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            position = *last;
+            for (_, record) in &page {
+                let Some(tap) = Tap::from_log_bytes(&record.body) else {
+                    continue;
+                };
+                if tap.at < since || taps.len() >= MAX_RECENT_TAPS {
+                    break 'pages;
+                }
+                taps.push(tap);
+            }
+        }
+        Ok(taps)
+    }
+
     /// Inspects a scanned text at device time `now` without using the ticket: every rule about
     /// the ticket, but not replay or passback, and no tap is logged. With `vehicle_taps` (the
-    /// vehicle's validator's recent taps, when the inspector is paired with it) a valid ticket
-    /// that did not tap there within [`PAIRED_TAP_WINDOW_SECS`] is `NotTapped`. The inspection is
-    /// recorded (durably, before it is returned) for upload.
+    /// vehicle's validator's [`Validator::recent_taps`], when the inspector is paired with it)
+    /// the route is the vehicle's, and a valid ticket that did not tap there within
+    /// [`PAIRED_TAP_WINDOW_SECS`] (allowing [`PAIRED_CLOCK_SKEW_SECS`] between the two clocks)
+    /// is `NotTapped`. A readable scan's inspection is recorded durably before it is returned
+    /// (`seq` from 1); an unreadable scan's, or one made while the log is full, is not
+    /// (`seq` 0).
     pub fn inspect(
         &mut self,
         text: &str,
         now: u64,
         vehicle_taps: Option<&[Tap]>,
     ) -> Result<Inspection, TransitError> {
-        if self.vault.count(INSPECTION_COLLECTION)? >= MAX_STORED_INSPECTIONS as u64 {
-            return Err(super::invalid(
-                "the inspection log is full: upload inspections before inspecting more",
-            ));
-        }
         let text = text.trim_end_matches(['\r', '\n']);
         let payload = Payload::from_qr_text(text).ok();
+        let route = vehicle_taps
+            .and_then(|taps| taps.iter().max_by_key(|t| t.at).map(|t| t.route))
+            .unwrap_or(self.config.route);
         let reason = match &payload {
-            Some(p) => self.check_ticket(p, now),
+            Some(p) => self.check_ticket(p, now, route),
             None => Reason::BadFormat,
         };
         let fields = payload.as_ref().map(|p| &p.fields);
@@ -824,7 +854,10 @@ impl Validator {
         let tapped_at = vehicle_taps.and_then(|taps| {
             taps.iter()
                 .filter(|t| t.accepted && t.card_id.is_some() && t.card_id == card_id)
-                .filter(|t| t.at <= now && now - t.at <= PAIRED_TAP_WINDOW_SECS)
+                .filter(|t| {
+                    t.at <= now.saturating_add(PAIRED_CLOCK_SKEW_SECS)
+                        && now.saturating_sub(t.at) <= PAIRED_TAP_WINDOW_SECS
+                })
                 .map(|t| t.at)
                 .max()
         });
@@ -833,13 +866,8 @@ impl Validator {
             (Reason::Ok, _, _) => InspectionOutcome::Valid,
             _ => InspectionOutcome::Invalid,
         };
-        let seq = self
-            .vault
-            .find(STATE_COLLECTION, INSPECTION_SEQ)?
-            .and_then(|r| serde_json::from_slice::<u64>(&r.body).ok())
-            .unwrap_or(1);
-        let inspection = Inspection {
-            seq,
+        let mut inspection = Inspection {
+            seq: 0,
             at: now,
             outcome,
             reason,
@@ -849,8 +877,24 @@ impl Validator {
             pass_valid_until: fields.map(|f| f.pass_valid_until),
             paired: vehicle_taps.is_some(),
             tapped_at,
+            route: Some(route),
             qr: payload.as_ref().map(|_| text.to_owned()),
         };
+        // Junk is shown, never stored (it cannot fill the log); a full log still shows the
+        // result and says so in the logs.
+        if payload.is_none() {
+            return Ok(inspection);
+        }
+        if self.vault.count(INSPECTION_COLLECTION)? >= MAX_STORED_INSPECTIONS as u64 {
+            log::warn!("inspection log full: not recorded until an upload");
+            return Ok(inspection);
+        }
+        let seq = self
+            .vault
+            .find(STATE_COLLECTION, INSPECTION_SEQ)?
+            .and_then(|r| serde_json::from_slice::<u64>(&r.body).ok())
+            .unwrap_or(1);
+        inspection.seq = seq;
         let body = serde_json::to_vec(&inspection).map_err(|e| super::invalid(e.to_string()))?;
         self.vault.write_batch(&[
             WriteOp::Put {
@@ -884,13 +928,15 @@ impl Validator {
     /// Deletes the recorded inspections up to and including `up_to_seq` (the backend stored
     /// them); returns how many.
     pub fn acknowledge_inspections(&mut self, up_to_seq: u64) -> Result<usize, TransitError> {
+        // Record ids are the zero-padded numbers: nothing needs decrypting to choose.
         let ops: Vec<WriteOp> = self
-            .export_inspections()?
+            .vault
+            .list(INSPECTION_COLLECTION)?
             .iter()
-            .filter(|i| i.seq <= up_to_seq)
-            .map(|i| WriteOp::Delete {
+            .filter(|r| r.id.parse::<u64>().is_ok_and(|seq| seq <= up_to_seq))
+            .map(|r| WriteOp::Delete {
                 collection: INSPECTION_COLLECTION.into(),
-                id: format!("{:016}", i.seq),
+                id: r.id.clone(),
             })
             .collect();
         if !ops.is_empty() {
@@ -944,7 +990,9 @@ impl Validator {
             .first()
             .and_then(|(_, r)| Tap::from_log_bytes(&r.body))
             .map_or(0, |t| t.at);
-        let window = self.window();
+        // Acknowledged taps stay while they matter to replay and passback, and for an
+        // inspector pairing with this vehicle (its recent taps).
+        let window = self.window().max(PAIRED_TAP_WINDOW_SECS);
         let mut acknowledged = 0;
         let mut position = 0;
         loop {
@@ -1060,7 +1108,7 @@ impl Validator {
 
     /// The rules about the ticket itself: signatures, deny list, windows, the QR's age, the
     /// route. Nothing is remembered but the verified credential.
-    fn check_ticket(&mut self, p: &Payload, now: u64) -> Reason {
+    fn check_ticket(&mut self, p: &Payload, now: u64, route: u16) -> Reason {
         let f = &p.fields;
         if self.config.fail_closed_when_stale && self.deny_list_status(now).stale {
             return Reason::DenyListStale;
@@ -1085,7 +1133,7 @@ impl Validator {
         if ts > now + u64::from(self.config.max_future_secs) {
             return Reason::ClockSkew;
         }
-        if f.product == Product::MonthlySingleRoute && f.route != self.config.route {
+        if f.product == Product::MonthlySingleRoute && f.route != route {
             return Reason::WrongRoute;
         }
         Reason::Ok
@@ -1093,7 +1141,7 @@ impl Validator {
 
     /// Every rule of a tap: the ticket's, then replay and passback (remembered from here on).
     fn check(&mut self, p: &Payload, now: u64) -> Reason {
-        let reason = self.check_ticket(p, now);
+        let reason = self.check_ticket(p, now, self.config.route);
         if reason != Reason::Ok {
             return reason;
         }

@@ -73,7 +73,7 @@ final class TransitTests: XCTestCase {
         let inspector = try await TransitValidator.open(vault: inspectorVault, trustedKeys: [issuer.trustedKey()],
                                                         config: ValidatorConfig(route: 32))
         let fresh = try await phone.currentQrAt(nowUnix: now + 200)
-        let busTaps = try await validator.exportTaps()
+        let busTaps = try await validator.recentTaps(sinceUnix: now - 3600)
         let seen = try await inspector.inspectAt(text: fresh.text, nowUnix: now + 200, vehicleTaps: busTaps)
         XCTAssertEqual(seen.outcome, .valid)
         XCTAssertEqual(seen.tappedAt, now + 1)
@@ -82,8 +82,10 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(notHere.outcome, .notTapped)
         let junk = try await inspector.inspect(text: "not a ticket", vehicleTaps: nil)
         XCTAssertEqual(junk.outcome, .invalid)
+        XCTAssertEqual(junk.seq, 0, "shown, not recorded")
+        XCTAssertEqual(seen.route, 32)
         let recorded = try await inspector.exportInspections()
-        XCTAssertEqual(recorded.map { $0.seq }, [1, 2, 3])
+        XCTAssertEqual(recorded.map { $0.seq }, [1, 2])
         XCTAssertTrue(try validator.validateAt(text: fresh.text, nowUnix: now + 201).accepted, "the inspections used nothing")
         await inspectorVault.shutdown()
 
@@ -127,6 +129,14 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(verdict.presentation.beeps.count, 2)
         XCTAssertEqual(verdict.presentation.lineVi, "Mời lên xe. Vé còn 2 ngày")
         XCTAssertEqual(verdict.presentation.lineEn, "Welcome. Your pass ends in 2 days")
+        // A day pass ends the day it is used: let in without a warning.
+        var dayPass = request(phone, product: .dayPass)
+        dayPass.passValidUntil = now + 3600
+        _ = try await phone.installCredential(credential: try issuer.issue(request: dayPass, nowUnix: now))
+        let dayQr = try await phone.currentQrAt(nowUnix: now + 200)
+        let day = try validator.validateAt(text: dayQr.text, nowUnix: now + 200)
+        XCTAssertEqual(day.product, .dayPass)
+        XCTAssertEqual(day.presentation.signal, .go)
         await phoneVault.shutdown()
         await busVault.shutdown()
     }

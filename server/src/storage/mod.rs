@@ -749,6 +749,7 @@ impl<E: Engine> Storage for SqlStorage<E> {
                     Evidence::Forged(why) => format!("forged:{why}"),
                     Evidence::Verified(s) => match &s.invalid {
                         Some(why) => format!("invalid:{why}"),
+                        None if revoked_at(tx, s)? => "revoked".to_owned(),
                         None => "valid".to_owned(),
                     },
                 };
@@ -1164,6 +1165,21 @@ fn code_of(value: &impl serde::Serialize) -> String {
         .unwrap_or_default()
 }
 
+/// Whether a verified scan's card or device key was on the deny list at the QR's time.
+fn revoked_at(tx: &mut dyn Tx, s: &VerifiedScan) -> Result<bool> {
+    Ok(tx
+        .row(
+            "SELECT 1 FROM deny_cards WHERE card_id = ?1 AND denied_at <= ?2
+             UNION SELECT 1 FROM deny_devices WHERE key_hash = ?3 AND denied_at <= ?2",
+            params![
+                big(s.card_id),
+                i64::from(s.qr_timestamp),
+                &s.device_key_hash
+            ],
+        )?
+        .is_some())
+}
+
 /// The account a card belongs to (taps of cards no account holds are not published).
 fn account_of_card(tx: &mut dyn Tx, card: u64) -> Result<Option<String>> {
     tx.row(
@@ -1299,17 +1315,7 @@ fn record_tap(
             "forged"
         }
         (Evidence::Verified(s), true) => {
-            let revoked = tx
-                .row(
-                    "SELECT 1 FROM deny_cards WHERE card_id = ?1 AND denied_at <= ?2
-                     UNION SELECT 1 FROM deny_devices WHERE key_hash = ?3 AND denied_at <= ?2",
-                    params![
-                        big(s.card_id),
-                        i64::from(s.qr_timestamp),
-                        &s.device_key_hash
-                    ],
-                )?
-                .is_some();
+            let revoked = revoked_at(tx, s)?;
             let first = tx
                 .row(
                     "SELECT validator_id FROM qr_uses WHERE card_id = ?1 AND qr_ts = ?2 AND qr_counter = ?3",
