@@ -185,24 +185,7 @@ mod tests {
 
     #[test]
     fn every_reason_has_a_signal_a_sound_and_two_lines() {
-        for reason in [
-            Reason::Ok,
-            Reason::BadFormat,
-            Reason::UnknownIssuer,
-            Reason::IssuerKeyExpired,
-            Reason::BadIssuerSignature,
-            Reason::BadDeviceSignature,
-            Reason::Revoked,
-            Reason::CredentialExpired,
-            Reason::NotYetValid,
-            Reason::PassExpired,
-            Reason::Expired,
-            Reason::ClockSkew,
-            Reason::WrongRoute,
-            Reason::Replayed,
-            Reason::Passback,
-            Reason::DenyListStale,
-        ] {
+        for reason in super::super::validator::REASON_CODES {
             let p = present(reason, None, 0);
             assert_eq!(p.signal == Signal::Stop, reason != Reason::Ok, "{reason:?}");
             assert!(!p.line_vi.is_empty() && !p.line_en.is_empty());

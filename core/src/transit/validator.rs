@@ -338,7 +338,7 @@ pub fn check_windows(f: &wire::CredentialFields, at: u64) -> Result<(), Reason> 
 
 /// Reasons as one byte in the compact tap log (the order of [`Reason`]'s variants; never
 /// renumbered).
-const REASON_CODES: [Reason; 16] = [
+pub(crate) const REASON_CODES: [Reason; 16] = [
     Reason::Ok,
     Reason::BadFormat,
     Reason::UnknownIssuer,
@@ -549,27 +549,11 @@ impl Validator {
         // Only the newest taps matter to replay and passback: read the log backwards, a page at
         // a time, until the taps are older than the window before the newest one.
         let (horizon, window) = (validator.horizon(), validator.window());
-        let mut recent: Vec<Tap> = Vec::new();
-        let mut position = i64::MAX;
-        'pages: loop {
-            let page = validator
-                .vault
-                .list_page_rev(TAP_COLLECTION, position, TAP_PAGE)?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            position = *last;
-            for (_, record) in &page {
-                let Some(tap) = Tap::from_log_bytes(&record.body) else {
-                    continue;
-                };
-                let newest_at = recent.first().map_or(tap.at, |t| t.at);
-                if tap.at + window < newest_at {
-                    break 'pages;
-                }
-                recent.push(tap);
-            }
-        }
+        let mut newest_at = None;
+        let recent = validator.taps_newest_first(|tap| {
+            let newest = *newest_at.get_or_insert(tap.at);
+            tap.at + window >= newest
+        })?;
         if let Some(newest) = recent.first() {
             // A log written before the numbers were stored: continue after its newest tap.
             validator.log.next_seq = validator.log.next_seq.max(newest.seq + 1);
@@ -803,27 +787,39 @@ impl Validator {
     /// Taps stay in the log for [`PAIRED_TAP_WINDOW_SECS`] after their upload.
     pub fn recent_taps(&mut self, since: u64) -> Result<Vec<Tap>, TransitError> {
         self.flush()?;
+        let mut taken = 0;
+        self.taps_newest_first(|tap| {
+            taken += 1;
+            tap.at >= since && taken <= MAX_RECENT_TAPS
+        })
+    }
+
+    /// The logged taps newest first, a page at a time, while `wanted` says so (the first tap
+    /// it refuses ends the reading).
+    fn taps_newest_first(
+        &self,
+        mut wanted: impl FnMut(&Tap) -> bool,
+    ) -> Result<Vec<Tap>, TransitError> {
         let mut taps = Vec::new();
         let mut position = i64::MAX;
-        'pages: loop {
+        loop {
             let page = self
                 .vault
                 .list_page_rev(TAP_COLLECTION, position, TAP_PAGE)?;
             let Some((last, _)) = page.last() else {
-                break;
+                return Ok(taps);
             };
             position = *last;
             for (_, record) in &page {
                 let Some(tap) = Tap::from_log_bytes(&record.body) else {
                     continue;
                 };
-                if tap.at < since || taps.len() >= MAX_RECENT_TAPS {
-                    break 'pages;
+                if !wanted(&tap) {
+                    return Ok(taps);
                 }
                 taps.push(tap);
             }
         }
-        Ok(taps)
     }
 
     /// Inspects a scanned text at device time `now` without using the ticket: every rule about
