@@ -383,7 +383,7 @@ async fn story(args: DemoArgs) -> Result<()> {
         .await?;
 
     steps
-        .run("sync again: nothing left to move", async {
+        .run("sync again: the phone's ride comes back as a trip", async {
             let r = client
                 .sync(
                     phone_vault.clone(),
@@ -394,8 +394,24 @@ async fn story(args: DemoArgs) -> Result<()> {
                     None,
                 )
                 .await?;
-            ensure!(r.pulled == 0 && r.pushed == 0, "unexpected traffic: {r:?}");
-            Ok(((), format!("{} ms round trip", r.elapsed_ms)))
+            // Nothing to push; what comes back is the phone's own ride, charged by the backend.
+            let trips = thudo_core::transit::trips::RiderHistory::new(&phone_vault)
+                .trips_from("2000-01-01")?;
+            ensure!(
+                r.pushed == 0 && !trips.is_empty() && r.pulled as usize == trips.len(),
+                "unexpected traffic: {r:?}, {} trips",
+                trips.len()
+            );
+            let fares: u64 = trips.iter().map(|t| t.fare_vnd).sum();
+            Ok((
+                (),
+                format!(
+                    "{} trip on the phone ({} VND on its pass); {} ms round trip",
+                    trips.len(),
+                    fares,
+                    r.elapsed_ms
+                ),
+            ))
         })
         .await?;
 
