@@ -175,3 +175,29 @@ fn a_database_from_a_newer_build_is_refused() {
     let err = thudo_server::storage::open(&db).err().unwrap();
     assert!(err.to_string().contains("newer"), "{err}");
 }
+
+#[test]
+fn postgres_over_tls_verifies_the_servers_certificate() {
+    let (Ok(admin), Ok(ca)) = (
+        std::env::var("THUDO_TEST_POSTGRES"),
+        std::env::var("THUDO_TEST_POSTGRES_CA"),
+    ) else {
+        return; // No PostgreSQL server with TLS here.
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    assert!(!admin.is_empty() && db.starts_with("postgres"));
+    // Verified against the server's CA: the whole storage works over TLS.
+    let tls = format!("{db}?sslmode=verify-full&sslrootcert={ca}");
+    let storage = thudo_server::storage::open(&tls).unwrap();
+    storage.set_setting("over_tls", b"yes").unwrap();
+    assert_eq!(
+        storage.get_setting("over_tls").unwrap().as_deref(),
+        Some(&b"yes"[..])
+    );
+    // The same server with the public roots: its certificate is not trusted, nothing connects.
+    let err = thudo_server::storage::open(&format!("{db}?sslmode=require"))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("connection"), "{err}");
+}

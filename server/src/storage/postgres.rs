@@ -57,39 +57,95 @@ fn failed(what: &str, e: impl std::fmt::Display) -> StorageError {
     StorageError(format!("{what}: {e}"))
 }
 
-/// Reads `pool_max_size=N` out of a connection URL (libpq would refuse it).
-fn pool_size(url: &str) -> Result<(String, usize)> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), DEFAULT_POOL_SIZE));
-    };
+/// What a connection URL says beyond what tokio-postgres reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UrlSettings {
+    /// The URL as tokio-postgres takes it.
+    url: String,
+    /// `pool_max_size=N`.
+    pool_size: usize,
+    /// TLS: `sslmode=require` (or libpq's `verify-ca`, `verify-full`), with the server's
+    /// certificate always verified, against `sslrootcert=FILE` (PEM) when given, else the
+    /// Mozilla roots.
+    tls: Option<Option<std::path::PathBuf>>,
+}
+
+/// Takes `pool_max_size`, `sslmode` and `sslrootcert` out of a connection URL.
+fn url_settings(url: &str) -> Result<UrlSettings> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut size = DEFAULT_POOL_SIZE;
+    let (mut tls, mut root) = (false, None);
     let mut kept = Vec::new();
-    for pair in query.split('&') {
-        match pair.strip_prefix("pool_max_size=") {
-            Some(n) => {
-                size = n
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "pool_max_size" => {
+                size = value
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
                     .ok_or_else(|| StorageError("pool_max_size must be 1 to 1000".into()))?;
             }
-            None => kept.push(pair),
+            "sslmode" => match value {
+                "disable" | "allow" | "prefer" => tls = false,
+                "require" | "verify-ca" | "verify-full" => tls = true,
+                other => return Err(StorageError(format!("unknown sslmode {other}"))),
+            },
+            "sslrootcert" => root = Some(std::path::PathBuf::from(value)),
+            _ => kept.push(pair),
         }
     }
-    Ok(if kept.is_empty() {
-        (base.to_owned(), size)
+    // tokio-postgres only knows disable, prefer and require; the verification is ours.
+    kept.push(if tls {
+        "sslmode=require"
     } else {
-        (format!("{base}?{}", kept.join("&")), size)
+        "sslmode=disable"
+    });
+    Ok(UrlSettings {
+        url: format!("{base}?{}", kept.join("&")),
+        pool_size: size,
+        tls: tls.then_some(root),
     })
+}
+
+/// A TLS connector that verifies the server's certificate against `root` (PEM), or the
+/// Mozilla roots.
+fn tls_connector(
+    root: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match root {
+        Some(path) => {
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| failed("sslrootcert", e))?
+            {
+                roots
+                    .add(cert.map_err(|e| failed("sslrootcert", e))?)
+                    .map_err(|e| failed("sslrootcert", e))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| failed("tls", e))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl PostgresEngine {
     /// Connects to `url` (`postgres://user@host:port/db`, optionally `?pool_max_size=N`) and
     /// brings the schema up to date. Refuses a database migrated by a newer build.
     pub fn open(url: &str) -> Result<PostgresEngine> {
-        let (url, size) = pool_size(url)?;
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| failed("database URL", e))?;
+        let settings = url_settings(url)?;
+        let mut config: tokio_postgres::Config = settings
+            .url
+            .parse()
+            .map_err(|e| failed("database URL", e))?;
         // Nothing waits on a lock or holds a transaction open for ever: a stuck instance
         // cannot stop the others.
         let options = format!(
@@ -103,17 +159,17 @@ impl PostgresEngine {
             .enable_all()
             .build()
             .map_err(|e| failed("runtime", e))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &settings.tls {
+            None => Manager::from_config(config, NoTls, recycling),
+            Some(root) => Manager::from_config(config, tls_connector(root.as_deref())?, recycling),
+        };
         let pool = {
             let _in_runtime = runtime.enter();
             Pool::builder(manager)
-                .max_size(size)
+                .max_size(settings.pool_size)
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .wait_timeout(Some(Duration::from_secs(10)))
                 .create_timeout(Some(Duration::from_secs(10)))
@@ -209,8 +265,16 @@ pub fn create_database(admin_url: &str, name: &str) -> Result<String> {
             "a database name is letters, digits and _".into(),
         ));
     }
-    let (base, _) = pool_size(admin_url)?;
-    let config: tokio_postgres::Config = base.parse().map_err(|e| failed("database URL", e))?;
+    let settings = url_settings(admin_url)?;
+    let config: tokio_postgres::Config = settings
+        .url
+        .parse()
+        .map_err(|e| failed("database URL", e))?;
+    let connector = settings
+        .tls
+        .as_ref()
+        .map(|root| tls_connector(root.as_deref()))
+        .transpose()?;
     let sql = format!("CREATE DATABASE {name}");
     // A thread of its own: a runtime cannot start inside the caller's.
     std::thread::scope(|scope| {
@@ -221,11 +285,28 @@ pub fn create_database(admin_url: &str, name: &str) -> Result<String> {
                     .build()
                     .map_err(|e| failed("runtime", e))?;
                 rt.block_on(async {
-                    let (client, connection) = config
-                        .connect(NoTls)
-                        .await
-                        .map_err(|e| failed("connect", e))?;
-                    let driver = tokio::spawn(connection);
+                    let (client, driver) = match connector {
+                        None => {
+                            let (client, connection) = config
+                                .connect(NoTls)
+                                .await
+                                .map_err(|e| failed("connect", e))?;
+                            (
+                                client,
+                                tokio::spawn(async move { connection.await.map(|_| ()) }),
+                            )
+                        }
+                        Some(tls) => {
+                            let (client, connection) = config
+                                .connect(tls)
+                                .await
+                                .map_err(|e| failed("connect", e))?;
+                            (
+                                client,
+                                tokio::spawn(async move { connection.await.map(|_| ()) }),
+                            )
+                        }
+                    };
                     let created = client.batch_execute(&sql).await;
                     drop(client);
                     let _ = driver.await;
@@ -235,16 +316,18 @@ pub fn create_database(admin_url: &str, name: &str) -> Result<String> {
             .join()
             .map_err(|_| StorageError("create database: the thread failed".into()))?
     })?;
-    // The same server and credentials, the new database.
+    // The same server, credentials and settings, the new database.
+    let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
     let url = match base.rsplit_once('/') {
         Some((server, db)) if !server.ends_with('/') && !db.contains('@') => {
-            let query = db
-                .split_once('?')
-                .map(|(_, q)| format!("?{q}"))
-                .unwrap_or_default();
             format!("{server}/{name}{query}")
         }
-        _ => format!("{base}/{name}"),
+        _ => format!("{base}/{name}{query}"),
     };
     Ok(url)
 }
@@ -494,16 +577,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_pool_size_is_taken_out_of_the_url() {
+    fn the_pool_size_and_tls_are_taken_out_of_the_url() {
+        let plain = url_settings("postgres://u@h/db").unwrap();
+        assert_eq!(plain.url, "postgres://u@h/db?sslmode=disable");
+        assert_eq!((plain.pool_size, plain.tls), (DEFAULT_POOL_SIZE, None));
+        let s = url_settings("postgres://u@h/db?pool_max_size=4&application_name=x").unwrap();
         assert_eq!(
-            pool_size("postgres://u@h/db").ok(),
-            Some(("postgres://u@h/db".to_owned(), DEFAULT_POOL_SIZE))
+            s.url,
+            "postgres://u@h/db?application_name=x&sslmode=disable"
         );
+        assert_eq!(s.pool_size, 4);
+        let s =
+            url_settings("postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem").unwrap();
+        assert_eq!(s.url, "postgres://u@h/db?sslmode=require");
+        assert_eq!(s.tls, Some(Some("/etc/ca.pem".into())));
         assert_eq!(
-            pool_size("postgres://u@h/db?pool_max_size=4&sslmode=disable").ok(),
-            Some(("postgres://u@h/db?sslmode=disable".to_owned(), 4))
+            url_settings("postgres://u@h/db?sslmode=require")
+                .unwrap()
+                .tls,
+            Some(None)
         );
-        assert!(pool_size("postgres://u@h/db?pool_max_size=0").is_err());
+        assert!(url_settings("postgres://u@h/db?pool_max_size=0").is_err());
+        assert!(url_settings("postgres://u@h/db?sslmode=maybe").is_err());
     }
 
     #[test]
