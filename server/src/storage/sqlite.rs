@@ -40,6 +40,21 @@ pub struct SqliteEngine {
 impl SqliteEngine {
     /// Opens (creating) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteEngine> {
+        // Processes opening one new file at once can meet SQLite's deadlock guard (a lock
+        // refused at once, the busy handler not asked): the opening is tried again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::open_once(path) {
+                Err(e) if attempt < 50 && e.0.contains("locked") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<SqliteEngine> {
         let mut conn = Connection::open(path)?;
         // Before anything that locks: other processes may be opening the same file.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
