@@ -914,9 +914,9 @@ fn qr_signed_by(w: &World, key: &SoftwareKey, at: u32, counter: u32) -> String {
     wire::qr_text(&p.credential, at, counter, &sig)
 }
 
-#[test]
-fn a_repeat_rider_is_checked_again_in_full_where_it_matters() {
-    let mut w = world_with(
+/// A monthly all-routes rider and a route-32 bus that lets the same card in again at once.
+fn world_without_passback() -> World {
+    world_with(
         Product::MonthlyAllRoutes,
         Category::Standard,
         0,
@@ -925,7 +925,12 @@ fn a_repeat_rider_is_checked_again_in_full_where_it_matters() {
             passback_secs: 0,
             ..Default::default()
         },
-    );
+    )
+}
+
+#[test]
+fn a_repeat_rider_is_checked_again_in_full_where_it_matters() {
+    let mut w = world_without_passback();
     // First ride: both signatures checked; the credential is remembered.
     let first = w.phone.current_qr(NOW).unwrap().text;
     assert!(w.validator.validate(&first, NOW).unwrap().accepted);
@@ -964,16 +969,7 @@ fn a_repeat_rider_is_checked_again_in_full_where_it_matters() {
         Reason::Revoked
     );
     // The issuer's key no longer trusted: a remembered credential is refused too.
-    let mut w = world_with(
-        Product::MonthlyAllRoutes,
-        Category::Standard,
-        0,
-        ValidatorConfig {
-            route: 32,
-            passback_secs: 0,
-            ..Default::default()
-        },
-    );
+    let mut w = world_without_passback();
     let first = w.phone.current_qr(NOW).unwrap().text;
     assert!(w.validator.validate(&first, NOW).unwrap().accepted);
     let (other, _) = IssuerKey::generate(8, NOW as u32 - DAY, NOW as u32 + DAY).unwrap();

@@ -132,19 +132,8 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     running.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_client_refuses_a_response_over_its_limit_as_it_streams() {
-    // A broken or hostile server answering a pull with 64 MiB, without a length up front.
-    let app = axum::Router::new().route(
-        "/v1/sync/pull",
-        get(|| async {
-            let chunk = vec![b' '; 1 << 20];
-            let stream = futures_util::stream::iter(
-                (0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-            );
-            axum::body::Body::from_stream(stream)
-        }),
-    );
+/// A device pulls from `app` (a broken or hostile server) and refuses the answer as too large.
+async fn pull_is_refused_for_its_size(app: axum::Router) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -164,6 +153,22 @@ async fn the_client_refuses_a_response_over_its_limit_as_it_streams() {
         Err(SyncError::Protocol { detail }) => assert!(detail.contains("larger than"), "{detail}"),
         other => panic!("expected a refused response, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_refuses_a_response_over_its_limit_as_it_streams() {
+    // A broken or hostile server answering a pull with 64 MiB, without a length up front.
+    let app = axum::Router::new().route(
+        "/v1/sync/pull",
+        get(|| async {
+            let chunk = vec![b' '; 1 << 20];
+            let stream = futures_util::stream::iter(
+                (0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            axum::body::Body::from_stream(stream)
+        }),
+    );
+    pull_is_refused_for_its_size(app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,24 +193,7 @@ async fn a_gzip_bomb_is_refused_by_its_decompressed_size() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let dir = tempfile::tempdir().unwrap();
-    let v = vault(&dir.path().join("v"));
-    v.put_doc(&thudo_core::sync::client::Registration {
-        device_id: "d".into(),
-        account_id: "a".into(),
-        token: "t".into(),
-    })
-    .unwrap();
-    let mut config = SyncConfig::new(&format!("http://{addr}"));
-    config.max_attempts = 1;
-    let c = SyncClient::new(config).unwrap();
-    match c.sync(v, &common::collections(), None).await {
-        Err(SyncError::Protocol { detail }) => assert!(detail.contains("larger than"), "{detail}"),
-        other => panic!("expected a refused response, got {other:?}"),
-    }
+    pull_is_refused_for_its_size(app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
