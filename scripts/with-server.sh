@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with the reference backend on loopback (seeded with the demo citizen's content):
 # THUDO_SERVER_URL names it, THUDO_DEMO_CITIZEN the seeded citizen, THUDO_ENROLMENT_CODES three
-# single-use validator enrolment codes (route 32). Its identity provider is a local test one:
+# single-use validator enrolment codes (route 32), THUDO_GATE_CODES one for each of two metro gates
+# ("201:entry=CODE 205:exit=CODE": Cát Linh in, Thượng Đình out). Its identity provider is a local test one:
 # POST $THUDO_SERVER_URL/test/identity/token {citizen_id, nonce} gives an ID token. The server
 # stops afterwards.
 set -euo pipefail
@@ -10,7 +11,8 @@ cargo build -q -p thudo-server
 DIR=$(mktemp -d)
 CITIZEN=001088012345
 target/debug/thudo-server --listen 127.0.0.1:0 --db "$DIR/server.db" \
-  --admin-token "test-admin-token-$RANDOM$RANDOM$RANDOM" --seed-citizen "$CITIZEN" --seed-enrolments 3 --test-identity-provider >"$DIR/out" 2>"$DIR/err" &
+  --admin-token "test-admin-token-$RANDOM$RANDOM$RANDOM" --seed-citizen "$CITIZEN" --seed-enrolments 3 \
+  --seed-gate 201:entry --seed-gate 205:exit --test-identity-provider >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
@@ -22,5 +24,6 @@ done
 URL=$(sed -n 's/^listening on //p' "$DIR/out")
 [ -n "$URL" ] || { echo "the server did not start" >&2; cat "$DIR/err" >&2; exit 1; }
 CODES=$(sed -n 's/^enrolment-code //p' "$DIR/out" | tr '\n' ' ')
-export THUDO_SERVER_URL="$URL" THUDO_DEMO_CITIZEN="$CITIZEN" THUDO_ENROLMENT_CODES="$CODES"
+GATES=$(sed -n 's/^gate-enrolment-code \([^ ]*\) \(.*\)$/\1=\2/p' "$DIR/out" | tr '\n' ' ')
+export THUDO_SERVER_URL="$URL" THUDO_DEMO_CITIZEN="$CITIZEN" THUDO_ENROLMENT_CODES="$CODES" THUDO_GATE_CODES="$GATES"
 "$@"

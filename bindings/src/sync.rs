@@ -547,6 +547,24 @@ impl SyncClient {
         Ok(guard(cancel).run(upload).await?.into())
     }
 
+    /// Brings an exit gate's entries up to date from the backend's entry feed (the entries
+    /// accepted at every gate of the network, each verified there): call it every few seconds
+    /// while online. Returns how many entries are open. Entry gates need no such call, but
+    /// should `uploadTaps` every few seconds, even with nothing to send: their uploads tell exit
+    /// gates that the feed is complete.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn refresh_entries(
+        &self,
+        vault: Arc<Vault>,
+        gate: Arc<TransitValidator>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<i64, SyncError> {
+        let refresh =
+            self.inner
+                .refresh_entries(vault.core(), gate.inner.clone(), crate::unix_now());
+        Ok(guard(cancel).run(refresh).await? as i64)
+    }
+
     /// Uploads the inspections `inspector` recorded (the device enrolled like a validator)
     /// and acknowledges what the backend stored; the backend verifies each scan again.
     pub async fn upload_inspections(

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use thudo_core::transit as core;
 use thudo_core::transit::inspection::InspectionOutcome;
+use thudo_core::transit::metro::GateDirection;
 use thudo_core::transit::presentation::{self, Signal as VerdictSignal};
 use thudo_core::transit::{issuer, phone, validator};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
@@ -168,6 +169,51 @@ pub enum VerdictReason {
     Passback,
     /// Deny list too old and the validator fails closed: fetch the feed.
     DenyListStale,
+    /// A metro exit gate knows no entry for this card and its entry feed is current: the rider
+    /// goes to the staff gate.
+    NoEntry,
+}
+
+/// Which way a metro gate lets riders through (core's type, carried as it is).
+#[uniffi::remote(Enum)]
+pub enum GateDirection {
+    /// Into the paid area: the journey starts.
+    Entry,
+    /// Out of the paid area: the journey ends and is priced.
+    Exit,
+}
+
+/// Where a metro gate validator stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct MetroGate {
+    /// The station's code in the operator's fare table (201 Cát Linh … 212 Yên Nghĩa on line
+    /// 2A; 301 Nhổn … 308 Cầu Giấy on line 3).
+    pub station: i32,
+    /// Entry or exit.
+    pub direction: GateDirection,
+}
+
+impl MetroGate {
+    fn to_core(self) -> Result<core::metro::Gate, TransitError> {
+        Ok(core::metro::Gate {
+            station: arg("station", self.station.into())?,
+            direction: self.direction,
+        })
+    }
+}
+
+/// How current an exit gate's knowledge of entries is.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EntryFeedStatus {
+    /// Where the next `refreshEntries` reads from.
+    pub cursor: i64,
+    /// Every entry up to this time is known (unix seconds; 0: never refreshed).
+    pub complete_until: i64,
+    /// Open entries held.
+    pub open_entries: i64,
+    /// Whether a card with no known entry is refused now (`NO_ENTRY`); when false (the feed is
+    /// old) such riders are let out and the backend prices their journey from the taps.
+    pub refusing_unknown_exits: bool,
 }
 
 // The transit types below keep their exact wire widths in core (the QR and credential formats
@@ -535,6 +581,17 @@ pub struct ValidatorConfig {
     /// with the list held (fail open, the default).
     #[uniffi(default = false)]
     pub fail_closed_when_stale: bool,
+    /// The metro gate this validator is (`route` is then its line's route code: 902 for line
+    /// 2A, 903 for line 3); null for a bus.
+    #[uniffi(default = None)]
+    pub gate: Option<MetroGate>,
+    /// An exit gate refuses a card with no known entry only while its entry feed is complete
+    /// up to at most this long ago (keep it below the shortest ride between two stations).
+    #[uniffi(default = 60)]
+    pub max_entry_feed_age_secs: i64,
+    /// An entry stays open for an exit this long (the fare table's journey time).
+    #[uniffi(default = 7200)]
+    pub max_journey_secs: i64,
 }
 
 /// A validator's tap log: numbers are never reused; junk is counted, not logged.
@@ -607,6 +664,9 @@ pub struct TapRecord {
     pub reason: VerdictReason,
     /// Card, when known.
     pub card_id: Option<i64>,
+    /// The metro gate that took it; null on a bus.
+    #[uniffi(default = None)]
+    pub gate: Option<MetroGate>,
 }
 
 /// What an inspection found (core's type, carried as it is).
@@ -677,6 +737,10 @@ fn tap_record(t: validator::Tap) -> TapRecord {
         accepted: t.accepted,
         reason: t.reason,
         card_id: t.card_id.map(crate::card_id_to_host),
+        gate: t.gate.map(|g| MetroGate {
+            station: g.station.into(),
+            direction: g.direction,
+        }),
     }
 }
 
@@ -718,6 +782,12 @@ impl TransitValidator {
             passback_secs: arg("passback_secs", config.passback_secs)?,
             max_deny_list_age_secs: arg("max_deny_list_age_secs", config.max_deny_list_age_secs)?,
             fail_closed_when_stale: config.fail_closed_when_stale,
+            gate: config.gate.map(MetroGate::to_core).transpose()?,
+            max_entry_feed_age_secs: arg(
+                "max_entry_feed_age_secs",
+                config.max_entry_feed_age_secs,
+            )?,
+            max_journey_secs: arg("max_journey_secs", config.max_journey_secs)?,
             ..Default::default()
         };
         blocking(move || {
@@ -776,6 +846,7 @@ impl TransitValidator {
                             qr_timestamp: None,
                             qr_counter: None,
                             qr: None,
+                            gate: t.gate.map(MetroGate::to_core).transpose()?,
                         })
                     })
                     .collect::<Result<_, TransitError>>()?,
@@ -847,6 +918,21 @@ impl TransitValidator {
     pub async fn deny_list_status(&self) -> Result<DenyListStatus, TransitError> {
         self.run(|v| Ok(v.deny_list_status(unix_now()).into()))
             .await
+    }
+
+    /// How current this exit gate's knowledge of entries is now (system clock); keep it
+    /// current with `SyncClient.refreshEntries`.
+    pub async fn entry_feed_status(&self) -> Result<EntryFeedStatus, TransitError> {
+        self.run(|v| {
+            let s = v.entry_feed_status(unix_now());
+            Ok(EntryFeedStatus {
+                cursor: signed(s.cursor),
+                complete_until: signed(s.complete_until),
+                open_entries: signed(s.open_entries as u64),
+                refusing_unknown_exits: s.refusing_unknown_exits,
+            })
+        })
+        .await
     }
 
     /// The tap log's numbers and counters.
@@ -975,16 +1061,26 @@ crate::error_api!(SignerError, "signer", retryable: []);
 /// One ride as the backend charged it, kept on the phone.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TransitTrip {
-    /// One tap, one trip: `validator-id:seq`.
+    /// `validator-id:seq` for a bus ride, `journey:N` for a metro journey.
     pub id: String,
     /// The card that rode.
     pub card_id: i64,
-    /// `bus`.
+    /// `bus` or `metro`.
     pub mode: String,
-    /// The route, for a bus.
+    /// The route: a bus's, or the metro line's route code.
     pub route: Option<i32>,
-    /// When (unix seconds).
+    /// When (unix seconds): boarding, or the entry gate (the exit gate when no entry was
+    /// found).
     pub at: i64,
+    /// The station entered, for a metro journey (null when no entry tap was found).
+    pub from_station: Option<String>,
+    /// The station left, for a metro journey (null when no exit tap was found).
+    pub to_station: Option<String>,
+    /// When the journey ended at the exit gate (unix seconds).
+    pub exit_at: Option<i64>,
+    /// A tap is missing, so the journey was charged the line's maximum fare (a late tap
+    /// corrects it).
+    pub incomplete: bool,
     /// The local day `YYYY-MM-DD` it counts toward.
     pub day: String,
     /// The product used.
@@ -1040,6 +1136,10 @@ impl RiderHistory {
                     mode: t.mode,
                     route: t.route.map(i32::from),
                     at: signed(t.at),
+                    from_station: t.from_station,
+                    to_station: t.to_station,
+                    exit_at: t.exit_at.map(signed),
+                    incomplete: t.incomplete,
                     day: t.day,
                     product: t.product,
                     fare_vnd: signed(t.fare_vnd),

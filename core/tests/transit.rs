@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
+use thudo_core::transit::metro::{EntryFeed, Gate, GateDirection, GateEntry};
 use thudo_core::transit::phone::{Phone, PhoneOptions, Signer};
 use thudo_core::transit::validator::{DenyList, Reason, Validator, ValidatorConfig};
 use thudo_core::transit::wire::{self, Payload, PAYLOAD_LEN, QR_PREFIX, QR_TEXT_LEN};
@@ -1066,4 +1067,202 @@ fn an_inspection_uses_nothing_and_sees_whether_the_card_tapped_here() {
     // A vehicle clock a little ahead of the inspector's still counts its tap.
     let i = inspector.inspect(&later, NOW, Some(&recent)).unwrap();
     assert_eq!(i.tapped_at, Some(NOW + 2));
+}
+
+/// A gate validator at `station` trusting the world's issuer, over a new vault.
+fn gate(w: &World, station: u16, direction: GateDirection) -> (tempfile::TempDir, Validator) {
+    let (dir, v) = vault();
+    (dir, gate_over(w, v, station, direction))
+}
+
+fn gate_over(w: &World, vault: Arc<Vault>, station: u16, direction: GateDirection) -> Validator {
+    Validator::open(
+        vault,
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig {
+            route: 902,
+            gate: Some(Gate { station, direction }),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_metro_exit_lets_out_only_a_card_that_entered() {
+    let w = world_with(
+        Product::PayAsYouGo,
+        Category::Standard,
+        0,
+        ValidatorConfig::default(),
+    );
+    let card = 9_704_000_000_123;
+    let (_d1, mut entry) = gate(&w, 201, GateDirection::Entry);
+    let (d2, exit_vault) = vault();
+    let mut exit = gate_over(&w, exit_vault.clone(), 205, GateDirection::Exit);
+
+    // In at Cát Linh: a gate's tap says where and which way.
+    let tapped_in = entry
+        .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+        .unwrap();
+    assert!(tapped_in.accepted, "{tapped_in:?}");
+    let logged = entry.export_taps().unwrap();
+    assert_eq!(
+        logged[0].gate,
+        Some(Gate {
+            station: 201,
+            direction: GateDirection::Entry
+        })
+    );
+    assert!(entry.apply_entry_feed(&EntryFeed::default(), NOW).is_err());
+
+    // The backend knows every entry up to NOW - 10 and passes this one on; an entry of another
+    // card long ago is dropped.
+    let feed = EntryFeed {
+        entries: vec![
+            GateEntry {
+                card_id: card,
+                station: 201,
+                at: NOW,
+            },
+            GateEntry {
+                card_id: 42,
+                station: 203,
+                at: NOW - 3 * 3600,
+            },
+        ],
+        cursor: 2,
+        complete_until: NOW + 600,
+    };
+    assert_eq!(exit.apply_entry_feed(&feed, NOW + 600).unwrap(), 1);
+    let out = exit
+        .validate(&w.phone.current_qr(NOW + 610).unwrap().text, NOW + 610)
+        .unwrap();
+    assert!(out.accepted, "{out:?}");
+    // The same card again: its entry was used, and the feed is current.
+    let again = exit
+        .validate(&w.phone.current_qr(NOW + 650).unwrap().text, NOW + 650)
+        .unwrap();
+    assert_eq!(again.reason, Reason::NoEntry);
+    assert!(!again.accepted);
+    assert_eq!(again.presentation.line_en, "No entry tap: see staff");
+
+    // After a power cut the used entry stays used and the feed position is kept.
+    drop(exit);
+    let mut exit = gate_over(&w, exit_vault.clone(), 205, GateDirection::Exit);
+    let status = exit.entry_feed_status(NOW + 655);
+    assert_eq!((status.cursor, status.open_entries), (2, 0));
+    assert!(status.refusing_unknown_exits);
+    assert_eq!(
+        exit.validate(&w.phone.current_qr(NOW + 655).unwrap().text, NOW + 655)
+            .unwrap()
+            .reason,
+        Reason::NoEntry
+    );
+    // The same feed delivered twice, or an older one, opens nothing again.
+    exit.apply_entry_feed(&feed, NOW + 656).unwrap();
+    assert_eq!(exit.entry_feed_status(NOW + 656).open_entries, 0);
+    assert_eq!(
+        exit.validate(&w.phone.current_qr(NOW + 657).unwrap().text, NOW + 657)
+            .unwrap()
+            .reason,
+        Reason::NoEntry
+    );
+    // A refused QR is not used up: once its entry is known, the same QR lets the rider out.
+    let refused = w.phone.current_qr(NOW + 658).unwrap().text;
+    assert_eq!(
+        exit.validate(&refused, NOW + 658).unwrap().reason,
+        Reason::NoEntry
+    );
+    let later_entry = EntryFeed {
+        entries: vec![GateEntry {
+            card_id: card,
+            station: 202,
+            at: NOW + 640,
+        }],
+        cursor: 3,
+        complete_until: NOW + 700,
+    };
+    assert_eq!(exit.apply_entry_feed(&later_entry, NOW + 659).unwrap(), 1);
+    assert!(exit.validate(&refused, NOW + 660).unwrap().accepted);
+    assert_eq!(
+        exit.validate(&refused, NOW + 661).unwrap().reason,
+        Reason::Replayed,
+        "once used, it is used"
+    );
+    let stale = EntryFeed {
+        cursor: 1,
+        complete_until: NOW,
+        ..feed.clone()
+    };
+    exit.apply_entry_feed(&stale, NOW + 730).unwrap();
+    let status = exit.entry_feed_status(NOW + 730);
+    assert_eq!((status.cursor, status.complete_until), (3, NOW + 700));
+
+    // A feed that has not been complete for over a minute: nobody is locked in; the tap goes
+    // to the backend as an exit, which prices it.
+    let late = NOW + 700 + 61;
+    assert!(!exit.entry_feed_status(late + 100).refusing_unknown_exits);
+    let let_out = exit
+        .validate(&w.phone.current_qr(late + 100).unwrap().text, late + 100)
+        .unwrap();
+    assert!(let_out.accepted, "{let_out:?}");
+    let taps = exit.export_taps().unwrap();
+    assert!(taps.iter().all(|t| t.gate
+        == Some(Gate {
+            station: 205,
+            direction: GateDirection::Exit
+        })));
+    assert_eq!(taps.iter().filter(|t| t.accepted).count(), 3);
+    drop(d2);
+}
+
+#[test]
+fn an_exit_gate_checks_the_phone_but_not_the_pass_window() {
+    // A pass that ends while the rider is on the train still gets them out; a forged QR over
+    // the same credential does not.
+    let w = world_with(
+        Product::MonthlyAllRoutes,
+        Category::Standard,
+        0,
+        ValidatorConfig::default(),
+    );
+    let mut ending = request(&w.phone, Product::DayPass, Category::Standard, 0);
+    ending.pass_valid_until = NOW as u32 + 300;
+    let credential = w.issuer.issue(&ending, NOW as u32).unwrap();
+    w.phone.install_credential(&credential).unwrap();
+    let (_d, mut exit) = gate(&w, 212, GateDirection::Exit);
+    let (_d2, mut entry) = gate(&w, 201, GateDirection::Entry);
+    let out_at = NOW + 900;
+    assert_eq!(
+        entry
+            .validate(&w.phone.current_qr(out_at).unwrap().text, out_at)
+            .unwrap()
+            .reason,
+        Reason::PassExpired,
+        "an entry checks the pass"
+    );
+    exit.apply_entry_feed(
+        &EntryFeed {
+            entries: vec![GateEntry {
+                card_id: 9_704_000_000_123,
+                station: 201,
+                at: NOW + 100,
+            }],
+            cursor: 1,
+            complete_until: out_at,
+        },
+        out_at,
+    )
+    .unwrap();
+    let (thief, _) = SoftwareKey::generate().unwrap();
+    let forged = qr_signed_by(&w, &thief, out_at as u32, 7);
+    assert_eq!(
+        exit.validate(&forged, out_at).unwrap().reason,
+        Reason::BadDeviceSignature
+    );
+    let out = exit
+        .validate(&w.phone.current_qr(out_at + 5).unwrap().text, out_at + 5)
+        .unwrap();
+    assert!(out.accepted, "{out:?}");
 }

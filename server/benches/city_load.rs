@@ -104,6 +104,7 @@ fn workload(taps: usize) -> Workload {
             qr_timestamp: Some(at as u32),
             qr_counter: Some(counter),
             qr: Some(wire::qr_text(credential, at as u32, counter, &signature)),
+            gate: None,
         }
     };
     let mut by_validator: Vec<Vec<Tap>> = (0..VALIDATORS)

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use thudo_core::transit::metro::{Gate, MetroFares};
 use thudo_core::transit::tariff::{Tariff, HANOI_2024};
 use thudo_core::transit::{Category, Product};
 
@@ -22,6 +23,8 @@ pub struct FarePolicy {
     pub monthly_cap_vnd: u64,
     /// Hanoi's offset from UTC, seconds (days and months are local).
     pub utc_offset_secs: i64,
+    /// Metro station-to-station fares. Caps count bus rides and metro journeys together.
+    pub metro: MetroFares,
 }
 
 impl Default for FarePolicy {
@@ -37,6 +40,7 @@ impl Default for FarePolicy {
             daily_cap_vnd: 30_000,
             monthly_cap_vnd,
             utc_offset_secs: 7 * 3600,
+            metro: MetroFares::hanoi(),
         }
     }
 }
@@ -56,18 +60,81 @@ impl FarePolicy {
         )
     }
 
-    /// The charge for one trip on `route`, given what the card already paid that day and month.
-    pub fn charge(&self, route: u16, paid_today: u64, paid_this_month: u64) -> u64 {
+    /// The fare of one bus trip on `route`, before caps.
+    pub fn bus_fare(&self, route: u16) -> u64 {
         let km = self
             .route_km
             .get(&route)
             .copied()
             .unwrap_or(self.default_route_km);
-        self.tariff
-            .trip_fare(km)
+        self.tariff.trip_fare(km)
+    }
+
+    /// The charge for one trip on `route`, given what the card already paid that day and month.
+    pub fn charge(&self, route: u16, paid_today: u64, paid_this_month: u64) -> u64 {
+        self.capped(self.bus_fare(route), paid_today, paid_this_month)
+    }
+
+    /// What is charged of `full_fare` given what the card already paid that day and month.
+    pub fn capped(&self, full_fare: u64, paid_today: u64, paid_this_month: u64) -> u64 {
+        full_fare
             .min(self.daily_cap_vnd.saturating_sub(paid_today))
             .min(self.monthly_cap_vnd.saturating_sub(paid_this_month))
     }
+
+    /// The metro fare from `entry` to `exit` on local day `day`, and whether the table prices
+    /// it (`false`: unknown stations or different lines, charged the maximum).
+    pub fn metro_fare(&self, day: &str, entry: u16, exit: u16) -> (u64, bool) {
+        let Some(t) = self.metro.in_force(day) else {
+            return (0, false);
+        };
+        match t.fare(entry, exit) {
+            Some(fare) => (fare, true),
+            None => (t.max_fare(entry).max(t.max_fare(exit)), false),
+        }
+    }
+
+    /// The maximum fare charged for a journey seen at `station` only.
+    pub fn metro_max_fare(&self, day: &str, station: u16) -> u64 {
+        self.metro.in_force(day).map_or(0, |t| t.max_fare(station))
+    }
+
+    /// How long a metro journey may last before its entry is charged the maximum fare.
+    pub fn max_journey_secs(&self, day: &str) -> u64 {
+        self.metro
+            .in_force(day)
+            .map_or(7_200, |t| u64::from(t.max_journey_secs))
+    }
+
+    /// The route code of `gate`'s line (what a single-route pass for the line names).
+    pub fn gate_route(&self, gate: &Gate, day: &str) -> Option<u16> {
+        Some(self.metro.in_force(day)?.station(gate.station)?.line.route)
+    }
+
+    /// A station's name, for the rider's trip list.
+    pub fn station_name(&self, day: &str, station: u16) -> Option<String> {
+        Some(
+            self.metro
+                .in_force(day)?
+                .station(station)?
+                .name()
+                .to_owned(),
+        )
+    }
+}
+
+/// A validator's gate binding as the operator writes it: `STATION:entry` or `STATION:exit`.
+pub fn parse_gate(binding: &str) -> Option<Gate> {
+    use thudo_core::transit::metro::GateDirection;
+    let (station, direction) = binding.trim().split_once(':')?;
+    Some(Gate {
+        station: station.parse().ok()?,
+        direction: match direction {
+            "entry" => GateDirection::Entry,
+            "exit" => GateDirection::Exit,
+            _ => return None,
+        },
+    })
 }
 
 #[cfg(test)]

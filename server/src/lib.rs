@@ -415,7 +415,7 @@ async fn push(
     Ok(Json(PushResponse { results }))
 }
 
-fn query_params(raw: Option<String>) -> std::collections::HashMap<String, String> {
+pub(crate) fn query_params(raw: Option<String>) -> std::collections::HashMap<String, String> {
     let mut out = std::collections::HashMap::new();
     for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -671,6 +671,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/transit/taps", post(transit::upload_taps))
         .route("/v1/transit/inspections", post(transit::upload_inspections))
         .route("/v1/transit/charges", get(transit::charges))
+        .route("/v1/transit/entries", get(transit::entry_feed))
         .route("/v1/admin/citizens/{citizen_id}/health", post(admin_health))
         .route(
             "/v1/admin/citizens/{citizen_id}/cell",
@@ -694,6 +695,10 @@ pub fn app(state: AppState) -> Router {
             post(transit::admin_decommission),
         )
         .route("/v1/admin/transit/fraud", get(transit::admin_fraud))
+        .route(
+            "/v1/admin/transit/journeys/settle",
+            post(transit::admin_settle_journeys),
+        )
         .route(
             "/v1/admin/transit/inspections",
             get(transit::admin_inspections),
@@ -745,12 +750,28 @@ pub async fn start(state: AppState, addr: SocketAddr) -> anyhow::Result<Running>
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Metro journeys left without an exit (or an entry) are settled every minute, on every
+    // instance (the card locks make it safe).
+    let settler_state = state.clone();
+    let settler = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            if let Err(e) = transit::settle_now(&settler_state).await {
+                eprintln!(
+                    "warning: settling metro journeys failed: {}",
+                    e.body.message
+                );
+            }
+        }
+    });
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app(state))
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
             .await;
+        settler.abort();
     });
     Ok(Running {
         addr,

@@ -31,6 +31,10 @@ struct Args {
     /// print each as `enrolment-code CODE` (test and demo servers).
     #[arg(long, default_value_t = 0)]
     seed_enrolments: u32,
+    /// Create a single-use enrolment code for a metro gate bound as `STATION:entry` or
+    /// `STATION:exit` (repeatable) and print it as `gate-enrolment-code BINDING CODE`.
+    #[arg(long)]
+    seed_gate: Vec<String>,
     /// The OpenID Connect provider whose ID tokens register devices: its issuer (`iss`).
     #[arg(long, requires_all = ["oidc_audience", "oidc_jwks"])]
     oidc_issuer: Option<String>,
@@ -98,6 +102,17 @@ async fn main() -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         println!("enrolment-code {code}");
+    }
+    for binding in &args.seed_gate {
+        let (code, _) = thudo_server::transit::create_enrolment(
+            state.storage().as_ref(),
+            &format!("test gate {binding}"),
+            None,
+            Some(binding.clone()),
+            3600,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        println!("gate-enrolment-code {binding} {code}");
     }
     let running = thudo_server::start(state, args.listen).await?;
     println!("listening on http://{}", running.addr);

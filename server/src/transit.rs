@@ -21,6 +21,7 @@ use thudo_core::transit::backend::{
     TapUpload, ValidatorFeed, INSPECTION_UPLOAD_CHUNK,
 };
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey, IssuerKeyring, TrustedIssuerKey};
+use thudo_core::transit::metro::{EntryFeed, GateDirection};
 use thudo_core::transit::validator::{self, DenyList, Tap};
 use thudo_core::transit::wire::Payload;
 use thudo_core::transit::{Category, Product};
@@ -500,10 +501,13 @@ fn reason_code(reason: validator::Reason) -> String {
 
 /// What a tap's scan proves, checked against the issuer keys the backend trusts. The card,
 /// product and times come from the signed scan; the validator's own fields are not used.
+/// At an exit gate the pass's windows and route are not checked: they were at the entry, and a
+/// pass that ends during a ride still gets its rider out.
 pub fn check_evidence(
     tap: &Tap,
     trusted: &HashMap<u16, TrustedIssuerKey>,
     bound_route: Option<u16>,
+    exit: bool,
 ) -> Evidence {
     let Some(text) = tap.qr.as_deref() else {
         return Evidence::Missing;
@@ -520,9 +524,14 @@ pub fn check_evidence(
     }
     let f = &p.fields;
     let route = bound_route.unwrap_or(tap.route);
-    let invalid = match validator::check_windows(f, at) {
+    let windows = if exit {
+        Ok(())
+    } else {
+        validator::check_windows(f, at)
+    };
+    let invalid = match windows {
         Err(reason) => Some(reason_code(reason)),
-        Ok(()) if f.product == Product::MonthlySingleRoute && f.route != route => {
+        Ok(()) if !exit && f.product == Product::MonthlySingleRoute && f.route != route => {
             Some("wrong_route".into())
         }
         Ok(()) if at.abs_diff(tap.at) > MAX_TAP_QR_SKEW_SECS => Some("not_fresh_at_tap".into()),
@@ -601,9 +610,10 @@ pub(crate) async fn upload_inspections(
                     qr_timestamp: None,
                     qr_counter: None,
                     qr: inspection.qr.clone(),
+                    gate: None,
                 };
                 CheckedInspection {
-                    evidence: check_evidence(&as_tap, &trusted, inspector.route),
+                    evidence: check_evidence(&as_tap, &trusted, inspector.route, false),
                     inspection,
                 }
             })
@@ -648,9 +658,16 @@ pub(crate) async fn upload_taps(
     let storage = state.storage.clone();
     let fares = state.fares.clone();
     let totals = blocking(move || {
+        // A gate's line is its route: a single-route pass for the line rides it.
+        let gate = validator.gate.as_deref().and_then(crate::fares::parse_gate);
+        let (today, _) = fares.local_day_and_month(chrono::Utc::now().timestamp() as u64);
+        let bound_route = validator
+            .route
+            .or_else(|| gate.and_then(|g| fares.gate_route(&g, &today)));
+        let exit = gate.is_some_and(|g| g.direction == GateDirection::Exit);
         // Signature checks run here, off the async workers: about 0.2 ms per tap.
         let check = |trusted: &HashMap<u16, TrustedIssuerKey>, tap: &Tap| {
-            check_evidence(tap, trusted, validator.route)
+            check_evidence(tap, trusted, bound_route, exit)
         };
         let trusted = trusted_for(&issuer, storage.as_ref(), upload.taps.iter().map(|t| &t.qr))?;
         let checked: Vec<CheckedTap> = upload
@@ -785,7 +802,12 @@ pub fn create_enrolment(
     match (route, &gate) {
         (Some(0), _) => return Err(ApiError::bad("route must be 1 or more")),
         (Some(_), None) => {}
-        (None, Some(g)) if !g.is_empty() && g.len() <= 100 => {}
+        (None, Some(g)) if crate::fares::parse_gate(g).is_some() => {}
+        (None, Some(_)) => {
+            return Err(ApiError::bad(
+                "a gate is bound as STATION:entry or STATION:exit (the fare table's station code)",
+            ))
+        }
         _ => {
             return Err(ApiError::bad(
                 "an enrolment is bound to exactly one route (a bus) or gate (a metro gate)",
@@ -815,6 +837,68 @@ pub(crate) async fn admin_validators(
     admin(&state, &headers)?;
     let storage = state.storage.clone();
     Ok(Json(blocking(move || Ok(storage.validators()?)).await?))
+}
+
+/// Entries per page of the entry feed.
+pub const ENTRY_FEED_PAGE: usize = 5_000;
+
+/// `GET /v1/transit/entries?after=N`: the metro entries still open on the network after cursor
+/// `N`, for exit gates (enrolled validators bound to a gate).
+pub(crate) async fn entry_feed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> ApiResult<EntryFeed> {
+    let gate = validator_caller(&state, &headers).await?;
+    if gate.gate.is_none() {
+        return Err(forbidden(
+            "gates_only",
+            "only metro gates read the entry feed",
+        ));
+    }
+    let cursor = match crate::query_params(raw).get("after") {
+        None => 0,
+        Some(a) => a
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad("after must be a whole number"))?,
+    };
+    let storage = state.storage.clone();
+    let fares = state.fares.clone();
+    let feed = blocking(move || {
+        let now = chrono::Utc::now().timestamp();
+        let (today, _) = fares.local_day_and_month(now.max(0) as u64);
+        Ok(storage.entry_feed(cursor, now, fares.max_journey_secs(&today), ENTRY_FEED_PAGE)?)
+    })
+    .await?;
+    Ok(Json(feed))
+}
+
+/// `POST /v1/admin/transit/journeys/settle`: settles the journeys whose time ran out now (the
+/// server also does it every minute).
+pub(crate) async fn admin_settle_journeys(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    let settled = settle_now(&state).await?;
+    Ok(Json(json!({ "settled": settled })))
+}
+
+/// Settles what is due now, a thousand journeys at a time.
+pub(crate) async fn settle_now(state: &AppState) -> Result<u32, ApiError> {
+    let storage = state.storage.clone();
+    let fares = state.fares.clone();
+    blocking(move || {
+        let mut total = 0;
+        loop {
+            let n = storage.settle_journeys(chrono::Utc::now().timestamp(), &fares)?;
+            total += n;
+            if n < 1_000 {
+                return Ok(total);
+            }
+        }
+    })
+    .await
 }
 
 /// `POST /v1/admin/transit/validators/{id}/decommission`: its token stops working at once.

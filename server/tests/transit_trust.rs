@@ -8,13 +8,14 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::{http_client, start_local, vault, ADMIN};
 use serde_json::{json, Value};
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError};
 use thudo_core::sync::protocol::{RegisterRequest, ValidatorEnrolmentRequest};
 use thudo_core::transit::backend::CredentialOrder;
+use thudo_core::transit::metro::{Gate, GateDirection};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Reason, Tap, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
@@ -146,6 +147,52 @@ impl World {
         (v, validator, enrolled.validator_id)
     }
 
+    /// An enrolled metro gate at `station` with the current feed installed.
+    async fn gate(
+        &self,
+        name: &str,
+        station: u16,
+        direction: GateDirection,
+    ) -> (Arc<Vault>, Arc<Mutex<Validator>>) {
+        let v = vault(&self.dir.path().join(name));
+        let binding = match direction {
+            GateDirection::Entry => format!("{station}:entry"),
+            GateDirection::Exit => format!("{station}:exit"),
+        };
+        let (code, _) = thudo_server::transit::create_enrolment(
+            self.state.storage().as_ref(),
+            name,
+            None,
+            Some(binding.clone()),
+            3600,
+        )
+        .unwrap();
+        let enrolled = self
+            .client
+            .enrol_validator(
+                v.clone(),
+                &ValidatorEnrolmentRequest {
+                    enrolment_code: code,
+                    device_name: name.into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(enrolled.gate, Some(binding));
+        let feed = self.client.validator_feed(v.clone()).await.unwrap();
+        let validator = Validator::open(
+            v.clone(),
+            feed.issuer_keys,
+            ValidatorConfig {
+                route: 902,
+                gate: Some(Gate { station, direction }),
+                ..ValidatorConfig::default()
+            },
+        )
+        .unwrap();
+        (v, Arc::new(Mutex::new(validator)))
+    }
+
     async fn phone_device(&self, name: &str, citizen: &str) -> Arc<Vault> {
         let v = vault(&self.dir.path().join(name));
         self.idp
@@ -245,6 +292,7 @@ async fn validators_are_enrolled_not_self_declared() {
         qr_timestamp: None,
         qr_counter: None,
         qr: None,
+        gate: None,
     };
     refused(
         w.client
@@ -300,7 +348,9 @@ async fn validators_are_enrolled_not_self_declared() {
     // The operator's rules for enrolments: bound to exactly one route or gate, bounded life.
     for bad in [
         json!({"label": "x"}),
-        json!({"label": "x", "route": 32, "gate": "G1"}),
+        json!({"label": "x", "route": 32, "gate": "201:entry"}),
+        json!({"label": "x", "gate": "L2A-CL-3"}),
+        json!({"label": "x", "gate": "201:sideways"}),
         json!({"label": "", "route": 32}),
         json!({"label": "x", "route": 32, "ttl_secs": 10_000_000}),
     ] {
@@ -312,7 +362,7 @@ async fn validators_are_enrolled_not_self_declared() {
     let (status, gate) = w
         .admin_post(
             "/v1/admin/transit/enrolments",
-            json!({"label": "Cát Linh gate 3", "gate": "L2A-CL-3"}),
+            json!({"label": "Cát Linh gate 3", "gate": "201:entry"}),
         )
         .await;
     assert_eq!(status, 200);
@@ -445,6 +495,7 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
         qr_timestamp: Some(t as u32),
         qr_counter: Some(1),
         qr,
+        gate: None,
     };
     let rogue = w
         .client
@@ -1058,4 +1109,230 @@ async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
         .await
         .unwrap_err();
     assert!(matches!(e, SyncError::Refused { status: 400, .. }), "{e:?}");
+}
+
+/// Taps `phone`'s QR at `at` on a shared validator; returns the verdict's reason.
+fn tap(v: &Arc<Mutex<Validator>>, phone: &Phone, at: u64) -> Reason {
+    v.lock()
+        .unwrap()
+        .validate(&phone.current_qr(at).unwrap().text, at)
+        .unwrap()
+        .reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metro() {
+    use thudo_core::transit::trips::RiderHistory;
+    let w = World::start().await;
+    let (phone_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (late_vault, late) = w.rider("late", VICTIM, Product::PayAsYouGo).await;
+    let (in_vault, cat_linh_in) = w.gate("cat-linh-in", 201, GateDirection::Entry).await;
+    let (out_vault, thuong_dinh_out) = w.gate("thuong-dinh-out", 205, GateDirection::Exit).await;
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let t = tomorrow_morning();
+
+    // In at Cát Linh; the entry gate uploads; the exit gate learns the entry and lets the rider
+    // out at Thượng Đình: one journey, four stations, 10,000 VND.
+    assert_eq!(tap(&cat_linh_in, &rider, t), Reason::Ok);
+    // The other rider enters too, but their exit gate is offline (it lets them out later).
+    assert_eq!(tap(&cat_linh_in, &late, t + 100), Reason::Ok);
+    let entries = w
+        .client
+        .upload_and_acknowledge(in_vault.clone(), cat_linh_in.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (entries.stored, entries.charged_vnd),
+        (2, 0),
+        "entries charge nothing"
+    );
+    let open = w
+        .client
+        .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), t + 600)
+        .await
+        .unwrap();
+    assert_eq!(open, 2);
+    assert_eq!(tap(&thuong_dinh_out, &rider, t + 600), Reason::Ok);
+    let exported = thuong_dinh_out.lock().unwrap().export_taps().unwrap();
+    let exits = w
+        .client
+        .upload_taps(out_vault.clone(), exported.clone())
+        .await
+        .unwrap();
+    assert_eq!(exits.charged_vnd, 10_000);
+    // Delivered twice: stored once, charged once.
+    let again = w
+        .client
+        .upload_taps(out_vault.clone(), exported)
+        .await
+        .unwrap();
+    assert_eq!((again.duplicates, again.charged_vnd), (1, 0));
+
+    // Two buses, then the metro again: the caps count bus and metro together.
+    for at in [t + 3_600, t + 5_400] {
+        assert!(
+            bus.validate(&rider.current_qr(at).unwrap().text, at)
+                .unwrap()
+                .accepted
+        );
+    }
+    let buses = w
+        .client
+        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(buses.charged_vnd, 16_000);
+    assert_eq!(tap(&cat_linh_in, &rider, t + 7_200), Reason::Ok);
+    w.client
+        .upload_and_acknowledge(in_vault.clone(), cat_linh_in.clone())
+        .await
+        .unwrap();
+    w.client
+        .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), t + 7_800)
+        .await
+        .unwrap();
+    assert_eq!(tap(&thuong_dinh_out, &rider, t + 7_800), Reason::Ok);
+    let capped = w
+        .client
+        .upload_and_acknowledge(out_vault.clone(), thuong_dinh_out.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        capped.charged_vnd, 4_000,
+        "10,000 + 16,000 + 4,000 = the 30,000 daily cap"
+    );
+
+    // The other rider never tapped out: when the journey time runs out the entry is charged
+    // the line's maximum fare, once however often settlement runs.
+    let fares = FarePolicy::default();
+    assert!(
+        w.storage
+            .settle_journeys((t + 100 + 7_201) as i64, &fares)
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        w.storage
+            .settle_journeys((t + 100 + 7_202) as i64, &fares)
+            .unwrap(),
+        0
+    );
+    let day = fares.local_day_and_month(t).0;
+    let charged = |v: Value| -> u64 {
+        v["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d[0] == day.as_str())
+            .map(|d| d[1].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(charged(w.charges(&late_vault).await), 15_000);
+    // Their exit gate comes back online hours later with the exit it let through (its feed
+    // was old): the journey is priced by its stations after all, 10,000 VND.
+    let (offline_vault, offline_out) = w.gate("offline-out", 205, GateDirection::Exit).await;
+    assert_eq!(tap(&offline_out, &late, t + 1_500), Reason::Ok);
+    w.client
+        .upload_and_acknowledge(offline_vault.clone(), offline_out.clone())
+        .await
+        .unwrap();
+    assert_eq!(charged(w.charges(&late_vault).await), 10_000);
+    // An exit with no entry at all waits for one, then is charged the maximum.
+    assert_eq!(tap(&offline_out, &late, t + 20_000), Reason::Ok);
+    w.client
+        .upload_and_acknowledge(offline_vault.clone(), offline_out.clone())
+        .await
+        .unwrap();
+    assert_eq!(charged(w.charges(&late_vault).await), 10_000);
+    w.storage
+        .settle_journeys((t + 20_000 + 7_201) as i64, &fares)
+        .unwrap();
+    assert_eq!(charged(w.charges(&late_vault).await), 25_000);
+
+    // The rider's phone shows the journeys with their stations, the buses, and the cap.
+    w.client
+        .sync(phone_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let history = RiderHistory::new(&phone_vault);
+    let trips = history.trips_from(&day).unwrap();
+    let summary: Vec<String> = trips
+        .iter()
+        .rev()
+        .map(|t| {
+            format!(
+                "{} {}-{} {}/{}",
+                t.mode,
+                t.from_station.as_deref().unwrap_or(""),
+                t.to_station.as_deref().unwrap_or(""),
+                t.fare_vnd,
+                t.full_fare_vnd
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "metro Cát Linh-Thượng Đình 10000/10000",
+            "bus - 8000/8000",
+            "bus - 8000/8000",
+            "metro Cát Linh-Thượng Đình 4000/10000",
+        ]
+    );
+    assert!(trips.iter().all(|t| !t.incomplete));
+    assert_eq!(trips[0].route, Some(902));
+    assert!(trips[0].exit_at.is_some());
+    assert!(history.cap(&day).unwrap().unwrap().reached());
+    w.client
+        .sync(late_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let late_trips = RiderHistory::new(&late_vault).trips_from(&day).unwrap();
+    assert_eq!(late_trips.len(), 2);
+    assert!(late_trips[0].incomplete && late_trips[0].from_station.is_none());
+    assert_eq!(late_trips[0].fare_vnd, 15_000);
+    assert!(
+        !late_trips[1].incomplete,
+        "the late exit corrected the first journey"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_complete() {
+    let w = World::start().await;
+    let (_rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (in_vault, entry) = w.gate("in", 201, GateDirection::Entry).await;
+    let (out_vault, exit) = w.gate("out", 212, GateDirection::Exit).await;
+    // Only gates read the entry feed.
+    let (bus_vault, _, _) = w.bus("bus", 32).await;
+    refused(
+        w.client.entry_feed(bus_vault.clone(), 0).await.unwrap_err(),
+        403,
+        "gates_only",
+    );
+    // The entry gate has uploaded (nothing) just now: the feed is complete up to now, and a
+    // card with no entry is refused at the exit.
+    w.client
+        .upload_and_acknowledge(in_vault.clone(), entry.clone())
+        .await
+        .unwrap();
+    let now = now();
+    w.client
+        .refresh_entries(out_vault.clone(), exit.clone(), now)
+        .await
+        .unwrap();
+    assert!(
+        exit.lock()
+            .unwrap()
+            .entry_feed_status(now)
+            .refusing_unknown_exits
+    );
+    assert_eq!(tap(&exit, &rider, now), Reason::NoEntry);
+    // A refused exit is logged, stored, and charges nothing.
+    let receipt = w
+        .client
+        .upload_and_acknowledge(out_vault.clone(), exit.clone())
+        .await
+        .unwrap();
+    assert_eq!((receipt.stored, receipt.charged_vnd), (1, 0));
 }

@@ -199,17 +199,69 @@ impl SyncClient {
         .await
     }
 
+    /// The metro entries still open on the network after `cursor`, for an exit gate.
+    pub async fn entry_feed(
+        &self,
+        vault: Arc<Vault>,
+        cursor: u64,
+    ) -> Result<super::metro::EntryFeed, SyncError> {
+        self.request(
+            vault,
+            Method::GET,
+            &format!("{API_PREFIX}/transit/entries?after={cursor}"),
+            None,
+        )
+        .await
+    }
+
+    /// Brings an exit gate's entries up to date: reads the entry feed from the gate's cursor,
+    /// a page at a time, and applies each page (durably, with the cursor) at device time
+    /// `now`. Returns how many entries are open. Call it every few seconds while online.
+    pub async fn refresh_entries(
+        &self,
+        vault: Arc<Vault>,
+        gate: Arc<Mutex<Validator>>,
+        now: u64,
+    ) -> Result<usize, SyncError> {
+        loop {
+            let cursor = gate
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry_feed_status(now)
+                .cursor;
+            let feed = self.entry_feed(vault.clone(), cursor).await?;
+            let more = feed.complete_until == 0 && !feed.entries.is_empty();
+            let g = gate.clone();
+            let open = blocking(move || {
+                g.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply_entry_feed(&feed, now)
+                    .map_err(device_side)
+            })
+            .await?;
+            if !more {
+                return Ok(open);
+            }
+        }
+    }
+
     /// Uploads a validator's taps (the device must be registered as a validator), in uploads of
     /// at most [`TAP_UPLOAD_CHUNK`]; the receipt adds them up and says up to which sequence the
     /// validator may acknowledge. A failure midway loses nothing: what was stored comes back as
-    /// duplicates next time.
+    /// duplicates next time. An empty list is sent as one empty upload (a gate's heartbeat).
     pub async fn upload_taps(
         &self,
         vault: Arc<Vault>,
         taps: Vec<super::validator::Tap>,
     ) -> Result<TapReceipt, SyncError> {
         let mut total = TapReceipt::default();
-        for chunk in taps.chunks(TAP_UPLOAD_CHUNK) {
+        // No taps still makes one (empty) upload: a gate's heartbeat.
+        let chunks: Vec<&[super::validator::Tap]> = if taps.is_empty() {
+            vec![&[]]
+        } else {
+            taps.chunks(TAP_UPLOAD_CHUNK).collect()
+        };
+        for chunk in chunks {
             let body = serde_json::to_vec(&TapUpload {
                 taps: chunk.to_vec(),
             })
@@ -285,12 +337,23 @@ impl SyncClient {
                 .export_taps()
                 .map_err(device_side)
         };
+        // A gate uploads even with nothing to send: its upload tells exit gates that every
+        // entry up to now is known (the entry feed's completeness).
+        let mut heartbeat = validator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .gate()
+            .is_some();
         loop {
             let v = validator.clone();
             let taps = blocking(move || lock(&v)).await?;
             let Some(last) = taps.last().map(|t| t.seq) else {
+                if std::mem::take(&mut heartbeat) {
+                    total.absorb(&self.upload_taps(vault.clone(), Vec::new()).await?);
+                }
                 break;
             };
+            heartbeat = false;
             let receipt = self.upload_taps(vault.clone(), taps).await?;
             let v = validator.clone();
             let up_to = receipt.acknowledged_seq;

@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod inspection;
 pub mod issuer;
+pub mod metro;
 pub mod phone;
 pub mod presentation;
 pub mod qr;

@@ -149,6 +149,11 @@ pub fn present(reason: Reason, fields: Option<&CredentialFields>, now: u64) -> P
             "Máy soát vé cần cập nhật".into(),
             "Validator needs an update".into(),
         ),
+        Reason::NoEntry => (
+            Signal::Stop,
+            "Chưa quẹt vào ga, gặp nhân viên".into(),
+            "No entry tap: see staff".into(),
+        ),
         Reason::BadFormat => (
             Signal::Stop,
             "Không đọc được mã vé".into(),

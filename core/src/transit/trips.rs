@@ -16,17 +16,31 @@ pub const CAPS: &str = "transit.cap";
 /// One ride, as the backend charged it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Trip {
-    /// `validator-id:seq`: one tap, one trip.
+    /// `validator-id:seq` for a bus ride (one tap, one trip); `journey:N` for a metro journey.
     pub id: String,
     /// The card that rode.
     pub card_id: u64,
-    /// `bus` (a validator on a route).
+    /// `bus` (a validator on a route) or `metro` (a journey between two gates).
     pub mode: String,
-    /// The route, for a bus.
+    /// The route: a bus's, or the metro line's route code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<u16>,
-    /// When (the phone's signed QR time, unix seconds).
+    /// When (the phone's signed QR time at boarding or at the entry gate, unix seconds; at the
+    /// exit gate for a journey with no entry).
     pub at: u64,
+    /// The station entered, for a metro journey (`None` when no entry tap was found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_station: Option<String>,
+    /// The station left, for a metro journey (`None` when no exit tap was found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_station: Option<String>,
+    /// When the journey ended at the exit gate (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_at: Option<u64>,
+    /// A tap is missing (no exit within the journey time, or an exit with no entry): the
+    /// journey was charged the line's maximum fare. A late tap corrects it.
+    #[serde(default)]
+    pub incomplete: bool,
     /// The local day `YYYY-MM-DD` the ride counts toward.
     pub day: String,
     /// The product used.

@@ -10,6 +10,7 @@ use super::inspection::{
     PAIRED_TAP_WINDOW_SECS,
 };
 use super::issuer::TrustedIssuerKey;
+use super::metro::{EntryFeed, Gate, GateDirection, GateEntry};
 use super::wire::{self, FormatError, Payload};
 use super::{Category, Product, TransitError};
 use crate::crypto::p256;
@@ -18,6 +19,10 @@ use crate::vault::{Vault, WriteOp};
 const TAP_COLLECTION: &str = "transit.tap";
 const STATE_COLLECTION: &str = "transit.validator";
 const INSPECTION_COLLECTION: &str = "transit.inspection";
+/// An exit gate's open entries, one record per card.
+const ENTRY_COLLECTION: &str = "transit.entry";
+/// The exit gate's entry feed position, in the state collection.
+const ENTRY_FEED_STATE: &str = "entry_feed";
 /// The next inspection number, in the state collection.
 const INSPECTION_SEQ: &str = "inspection_seq";
 
@@ -58,6 +63,9 @@ pub enum Reason {
     /// The deny list is older than the configured age and the validator is set to fail
     /// closed: it refuses everyone until it gets a fresh list.
     DenyListStale,
+    /// A metro exit gate knows of no entry for this card within the journey time, and its
+    /// entry feed is current (the rider goes to the staff gate).
+    NoEntry,
 }
 
 /// A verdict, with what the driver's screen shows.
@@ -107,6 +115,16 @@ pub struct ValidatorConfig {
     /// fail open, the default: riders are never stranded by a validator that lost its network;
     /// the backend still refuses to charge revoked cards and records them).
     pub fail_closed_when_stale: bool,
+    /// The metro gate this validator is, if it is one (`route` is then its line's route code).
+    /// `None`: a bus validator.
+    pub gate: Option<Gate>,
+    /// An exit gate refuses a card with no known entry ([`Reason::NoEntry`]) only while its
+    /// entry feed is complete up to at most this long ago; with an older feed it lets the rider
+    /// out and the backend prices the journey from the taps, so a lost link never locks riders
+    /// in. Keep it below the shortest ride between two stations.
+    pub max_entry_feed_age_secs: u32,
+    /// An entry stays open for an exit this long (the fare table's `max_journey_secs`).
+    pub max_journey_secs: u32,
 }
 
 impl Default for ValidatorConfig {
@@ -120,6 +138,9 @@ impl Default for ValidatorConfig {
             tap_batch: 64,
             max_deny_list_age_secs: 86_400,
             fail_closed_when_stale: false,
+            gate: None,
+            max_entry_feed_age_secs: 60,
+            max_journey_secs: 7_200,
         }
     }
 }
@@ -269,6 +290,9 @@ pub struct Tap {
     /// re-verifies (both signatures, validity at the QR's time) before it charges anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr: Option<String>,
+    /// The metro gate that took it (station and direction); `None` on a bus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Gate>,
 }
 
 /// The checks of a scanned payload that need no local state: the issuer key is trusted and
@@ -338,7 +362,7 @@ pub fn check_windows(f: &wire::CredentialFields, at: u64) -> Result<(), Reason> 
 
 /// Reasons as one byte in the compact tap log (the order of [`Reason`]'s variants; never
 /// renumbered).
-pub(crate) const REASON_CODES: [Reason; 16] = [
+pub(crate) const REASON_CODES: [Reason; 17] = [
     Reason::Ok,
     Reason::BadFormat,
     Reason::UnknownIssuer,
@@ -355,16 +379,20 @@ pub(crate) const REASON_CODES: [Reason; 16] = [
     Reason::Replayed,
     Reason::Passback,
     Reason::DenyListStale,
+    Reason::NoEntry,
 ];
 
 /// Format tag of a compact tap record.
 const TAP_RECORD_V1: u8 = 1;
+/// Format tag of a gate's tap record: version 1's fields, then `station u16 | direction u8`.
+const TAP_RECORD_V2: u8 = 2;
 
 impl Tap {
     /// The tap as the log stores it: `1 | seq u64 | at u64 | route u16 | accepted u8 | reason
     /// u8 | payload` (the 196 scanned bytes), 217 bytes instead of some 470 of JSON with the
     /// base45 text. Everything else (card, product, QR time and counter, the text) is derived
-    /// from the payload when read.
+    /// from the payload when read. A gate's tap is version 2: the same with the station and the
+    /// direction after the reason.
     fn to_log_bytes(&self) -> Vec<u8> {
         let payload = self
             .qr
@@ -374,13 +402,21 @@ impl Tap {
             .iter()
             .position(|r| *r == self.reason)
             .unwrap_or(0) as u8;
-        let mut b = Vec::with_capacity(21 + wire::PAYLOAD_LEN);
-        b.push(TAP_RECORD_V1);
+        let mut b = Vec::with_capacity(24 + wire::PAYLOAD_LEN);
+        b.push(if self.gate.is_some() {
+            TAP_RECORD_V2
+        } else {
+            TAP_RECORD_V1
+        });
         b.extend_from_slice(&self.seq.to_be_bytes());
         b.extend_from_slice(&self.at.to_be_bytes());
         b.extend_from_slice(&self.route.to_be_bytes());
         b.push(u8::from(self.accepted));
         b.push(reason);
+        if let Some(gate) = self.gate {
+            b.extend_from_slice(&gate.station.to_be_bytes());
+            b.push(gate.direction as u8);
+        }
         if let Some(p) = payload {
             b.extend_from_slice(&p.to_bytes());
         }
@@ -389,7 +425,8 @@ impl Tap {
 
     /// Reads a stored tap: the compact form, or JSON as earlier versions wrote it.
     fn from_log_bytes(b: &[u8]) -> Option<Tap> {
-        if b.first() != Some(&TAP_RECORD_V1) {
+        let version = *b.first()?;
+        if version != TAP_RECORD_V1 && version != TAP_RECORD_V2 {
             return serde_json::from_slice(b).ok();
         }
         let seq = u64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
@@ -397,7 +434,16 @@ impl Tap {
         let route = u16::from_be_bytes(b.get(17..19)?.try_into().ok()?);
         let accepted = *b.get(19)? == 1;
         let reason = *REASON_CODES.get(usize::from(*b.get(20)?))?;
-        let payload = match b.get(21..) {
+        let (gate, rest) = if version == TAP_RECORD_V2 {
+            let gate = Gate {
+                station: u16::from_be_bytes(b.get(21..23)?.try_into().ok()?),
+                direction: GateDirection::from_code(*b.get(23)?)?,
+            };
+            (Some(gate), 24)
+        } else {
+            (None, 21)
+        };
+        let payload = match b.get(rest..) {
             Some([]) | None => None,
             Some(bytes) => Some(Payload::decode(bytes).ok()?),
         };
@@ -412,6 +458,7 @@ impl Tap {
             qr_timestamp: payload.as_ref().map(|p| p.timestamp),
             qr_counter: payload.as_ref().map(|p| p.counter),
             qr: payload.as_ref().map(Payload::qr_text),
+            gate,
         })
     }
 }
@@ -503,6 +550,43 @@ pub struct Validator {
     /// The same, as last committed.
     stored_log: TapLogStatus,
     deny_needs_refresh: bool,
+    /// An exit gate's entries by card: the newest per card, open or used by an exit here.
+    entries: HashMap<u64, HeldEntry>,
+    /// Its feed's cursor and completeness (the entries themselves are not kept here).
+    entry_feed: EntryFeed,
+    /// Cards whose entries exits used, not yet committed: marked used with their taps.
+    consumed: Vec<u64>,
+}
+
+/// An entry as an exit gate keeps it. A used entry stays (marked) until its journey time ends,
+/// so the same entry delivered again never lets a second rider out.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct HeldEntry {
+    entry: GateEntry,
+    used: bool,
+}
+
+fn held_entry_op(held: HeldEntry) -> WriteOp {
+    WriteOp::Put {
+        collection: ENTRY_COLLECTION.into(),
+        id: held.entry.card_id.to_string(),
+        index: Vec::new(),
+        // Three numbers and a flag: serialising cannot fail.
+        body: serde_json::to_vec(&held).unwrap_or_default(),
+    }
+}
+
+/// How current an exit gate's knowledge of entries is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryFeedStatus {
+    /// The cursor to fetch from.
+    pub cursor: u64,
+    /// Entries are known up to this time (unix seconds; 0: never fetched).
+    pub complete_until: u64,
+    /// Open entries held.
+    pub open_entries: usize,
+    /// Whether exits with no known entry are refused now (the feed is recent enough).
+    pub refusing_unknown_exits: bool,
 }
 
 impl Validator {
@@ -535,8 +619,14 @@ impl Validator {
             log: TapLogStatus::default(),
             stored_log: TapLogStatus::default(),
             deny_needs_refresh: false,
+            entries: HashMap::new(),
+            entry_feed: EntryFeed::default(),
+            consumed: Vec::new(),
             config,
         };
+        if validator.is_exit_gate() {
+            validator.restore_entries()?;
+        }
         validator.set_trusted_keys(trusted)?;
         if let Some(record) = validator.vault.find(STATE_COLLECTION, "deny_list")? {
             validator.restore_deny_list(&record.body);
@@ -676,6 +766,116 @@ impl Validator {
         Ok(self.deny.version)
     }
 
+    /// The metro gate this validator is, if it is one.
+    pub fn gate(&self) -> Option<Gate> {
+        self.config.gate
+    }
+
+    fn is_exit_gate(&self) -> bool {
+        self.config
+            .gate
+            .is_some_and(|g| g.direction == GateDirection::Exit)
+    }
+
+    fn restore_entries(&mut self) -> Result<(), TransitError> {
+        if let Some(record) = self.vault.find(STATE_COLLECTION, ENTRY_FEED_STATE)? {
+            if let Ok(feed) = serde_json::from_slice::<EntryFeed>(&record.body) {
+                self.entry_feed = feed;
+            }
+        }
+        for record in self.vault.list(ENTRY_COLLECTION)? {
+            if let Ok(held) = serde_json::from_slice::<HeldEntry>(&record.body) {
+                self.entries.insert(held.entry.card_id, held);
+            }
+        }
+        Ok(())
+    }
+
+    /// An exit gate takes in the entries its backend reports (`GET /v1/transit/entries` from
+    /// [`EntryFeedStatus::cursor`]) at validator time `now`: the newest entry per card is kept
+    /// while it can still end in an exit, older ones are dropped, and the feed's position is
+    /// stored with them (one transaction). Returns how many entries are open. A feed that goes
+    /// back in time changes nothing; a validator that is no exit gate refuses it.
+    pub fn apply_entry_feed(&mut self, feed: &EntryFeed, now: u64) -> Result<usize, TransitError> {
+        if !self.is_exit_gate() {
+            return Err(super::invalid("only an exit gate keeps entries"));
+        }
+        self.flush()?;
+        let journey = u64::from(self.config.max_journey_secs);
+        let open = |e: &GateEntry| e.at.saturating_add(journey) >= now;
+        let mut changed: HashMap<u64, GateEntry> = HashMap::new();
+        for entry in feed.entries.iter().filter(|e| open(e)) {
+            let newest = self
+                .entries
+                .get(&entry.card_id)
+                .is_none_or(|held| held.entry.at < entry.at);
+            if newest && changed.get(&entry.card_id).is_none_or(|c| c.at < entry.at) {
+                changed.insert(entry.card_id, *entry);
+            }
+        }
+        let expired: Vec<u64> = self
+            .entries
+            .values()
+            .filter(|h| !open(&h.entry) && !changed.contains_key(&h.entry.card_id))
+            .map(|h| h.entry.card_id)
+            .collect();
+        let position = EntryFeed {
+            entries: Vec::new(),
+            cursor: self.entry_feed.cursor.max(feed.cursor),
+            complete_until: self.entry_feed.complete_until.max(feed.complete_until),
+        };
+        let mut ops: Vec<WriteOp> = Vec::with_capacity(changed.len() + expired.len() + 1);
+        for entry in changed.values() {
+            ops.push(held_entry_op(HeldEntry {
+                entry: *entry,
+                used: false,
+            }));
+        }
+        for card in &expired {
+            ops.push(WriteOp::Delete {
+                collection: ENTRY_COLLECTION.into(),
+                id: card.to_string(),
+            });
+        }
+        ops.push(WriteOp::Put {
+            collection: STATE_COLLECTION.into(),
+            id: ENTRY_FEED_STATE.into(),
+            index: Vec::new(),
+            body: serde_json::to_vec(&position).map_err(|e| super::invalid(e.to_string()))?,
+        });
+        self.vault.write_batch(&ops)?;
+        for card in expired {
+            self.entries.remove(&card);
+        }
+        self.entries.extend(
+            changed
+                .into_iter()
+                .map(|(card, entry)| (card, HeldEntry { entry, used: false })),
+        );
+        self.entry_feed = position;
+        Ok(self.open_entries())
+    }
+
+    /// How current the exit gate's entries are at `now`.
+    pub fn entry_feed_status(&self, now: u64) -> EntryFeedStatus {
+        EntryFeedStatus {
+            cursor: self.entry_feed.cursor,
+            complete_until: self.entry_feed.complete_until,
+            open_entries: self.open_entries(),
+            refusing_unknown_exits: self.entry_feed_current(now),
+        }
+    }
+
+    fn open_entries(&self) -> usize {
+        self.entries.values().filter(|h| !h.used).count()
+    }
+
+    fn entry_feed_current(&self, now: u64) -> bool {
+        self.entry_feed.complete_until > 0
+            && now.saturating_sub(self.entry_feed.complete_until)
+                <= u64::from(self.config.max_entry_feed_age_secs)
+    }
+
     /// Decides on one scanned text at validator time `now` (unix seconds) and returns the
     /// verdict only once its tap is durable in the log (one transaction): a verdict shown is a
     /// tap stored, whatever happens to the process next.
@@ -710,6 +910,12 @@ impl Validator {
         if !tap.accepted {
             self.log.logged_rejected = self.log.logged_rejected.saturating_sub(1);
         }
+        if let Some(i) = self.consumed.iter().position(|c| Some(*c) == tap.card_id) {
+            let card = self.consumed.swap_remove(i);
+            if let Some(held) = self.entries.get_mut(&card) {
+                held.used = false;
+            }
+        }
     }
 
     /// Decides like [`Validator::validate`] but leaves the tap in memory until [`Validator::flush`]
@@ -741,6 +947,7 @@ impl Validator {
             qr_timestamp: Some(payload.timestamp),
             qr_counter: Some(payload.counter),
             qr: Some(text.trim_end_matches(['\r', '\n']).to_owned()),
+            gate: self.config.gate,
         };
         // Numbers are never reused: the next one is stored with each commit.
         self.log.next_seq += 1;
@@ -766,9 +973,17 @@ impl Validator {
                 body: tap.to_log_bytes(),
             })
             .collect();
+        // An exit's entry is marked used in the same commit as its tap.
+        ops.extend(
+            self.consumed
+                .iter()
+                .filter_map(|card| self.entries.get(card))
+                .map(|held| held_entry_op(*held)),
+        );
         ops.push(self.log_state_op());
         self.vault.write_batch(&ops)?;
         self.pending.clear();
+        self.consumed.clear();
         self.stored_log = self.log.clone();
         Ok(())
     }
@@ -1122,12 +1337,8 @@ impl Validator {
         if let Err(reason) = check_windows(f, now) {
             return reason;
         }
-        let ts = u64::from(p.timestamp);
-        if ts + u64::from(self.config.max_age_secs) < now {
-            return Reason::Expired;
-        }
-        if ts > now + u64::from(self.config.max_future_secs) {
-            return Reason::ClockSkew;
+        if let Err(reason) = self.check_age(p, now) {
+            return reason;
         }
         if f.product == Product::MonthlySingleRoute && f.route != route {
             return Reason::WrongRoute;
@@ -1135,8 +1346,72 @@ impl Validator {
         Reason::Ok
     }
 
+    /// The rules of an exit: the phone's QR is the card's (signatures, deny list, fresh, not
+    /// replayed), and the card entered within the journey time. The pass's own windows and
+    /// route were checked at entry: a pass that ends during a ride still gets its rider out.
+    fn check_exit(&mut self, p: &Payload, now: u64) -> Reason {
+        let f = &p.fields;
+        if self.config.fail_closed_when_stale && self.deny_list_status(now).stale {
+            return Reason::DenyListStale;
+        }
+        if let Err(reason) = self.verify_signatures(p, now) {
+            return reason;
+        }
+        if self.deny_cards.contains(&f.card_id)
+            || self
+                .deny_devices
+                .contains(&DenyList::device_hash(&f.device_public_key))
+        {
+            return Reason::Revoked;
+        }
+        if let Err(reason) = self.check_age(p, now) {
+            return reason;
+        }
+        let replay_key = (f.card_id, p.timestamp, p.counter);
+        if self.replay.contains(&replay_key) {
+            return Reason::Replayed;
+        }
+        let journey = u64::from(self.config.max_journey_secs);
+        let skew = u64::from(self.config.max_future_secs);
+        let feed_current = self.entry_feed_current(now);
+        let entered = self.entries.get_mut(&f.card_id).filter(|h| {
+            !h.used
+                && h.entry.at <= now.saturating_add(skew)
+                && now <= h.entry.at.saturating_add(journey)
+        });
+        match entered {
+            Some(held) => {
+                held.used = true;
+                self.consumed.push(f.card_id);
+            }
+            // The QR is not used up: shown again once the entry is known, it lets the rider out.
+            None if feed_current => return Reason::NoEntry,
+            // Nobody is locked in by a lost link: with an old feed the rider goes out and the
+            // backend prices the journey from the taps it gets.
+            None => {}
+        }
+        self.replay.insert(now, replay_key, self.horizon());
+        self.last_accept.insert(f.card_id, now);
+        Reason::Ok
+    }
+
+    /// The QR is fresh: not older than the acceptance window, not ahead beyond the tolerance.
+    fn check_age(&self, p: &Payload, now: u64) -> Result<(), Reason> {
+        let ts = u64::from(p.timestamp);
+        if ts + u64::from(self.config.max_age_secs) < now {
+            return Err(Reason::Expired);
+        }
+        if ts > now + u64::from(self.config.max_future_secs) {
+            return Err(Reason::ClockSkew);
+        }
+        Ok(())
+    }
+
     /// Every rule of a tap: the ticket's, then replay and passback (remembered from here on).
     fn check(&mut self, p: &Payload, now: u64) -> Reason {
+        if self.is_exit_gate() {
+            return self.check_exit(p, now);
+        }
         let reason = self.check_ticket(p, now, self.config.route);
         if reason != Reason::Ok {
             return reason;
@@ -1180,6 +1455,7 @@ mod tests {
                 qr_timestamp: None,
                 qr_counter: None,
                 qr: None,
+                gate: None,
             };
             let bytes = tap.to_log_bytes();
             assert_eq!(bytes.len(), 21);

@@ -359,4 +359,74 @@ final class SyncTests: XCTestCase {
         await phone.shutdown()
         await tablet.shutdown()
     }
+
+    func testAMetroJourneyThroughTwoGatesIsPricedByItsStationsAndShowsOnThePhone() async throws {
+        guard let (url, _) = testServer() else { throw XCTSkip("run through scripts/test-swift.sh") }
+        let gateCodes = Dictionary(uniqueKeysWithValues: (ProcessInfo.processInfo.environment["THUDO_GATE_CODES"] ?? "")
+            .split(separator: " ").compactMap { pair -> (String, String)? in
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                return parts.count == 2 ? (parts[0], parts[1]) : nil
+            })
+        let client = try SyncClient(settings: settings(url))
+        let phone = try await Vault.openWithPassphrase(path: temp("metro-phone"), passphrase: "p", options: testOptions)
+        try await registerForTest(client, phone, citizenId: "001090022222", name: "Swift metro rider")
+        let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
+        _ = try await client.buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo,
+                                               category: .standard, route: 0, month: "")
+
+        // Two gates enrol with the operator's codes, bound to their stations.
+        func gate(_ binding: String, _ station: Int32, _ direction: GateDirection) async throws -> (Vault, TransitValidator) {
+            let vault = try await Vault.openWithPassphrase(path: temp(binding), passphrase: "p", options: testOptions)
+            let enrolled = try await client.enrolValidator(vault: vault, enrolmentCode: try XCTUnwrap(gateCodes[binding]),
+                                                           deviceName: "gate \(binding)")
+            XCTAssertEqual(enrolled.gate, binding)
+            let feed = try await client.validatorFeed(vault: vault)
+            let gate = try await TransitValidator.open(vault: vault, trustedKeys: feed.issuerKeys,
+                                                       config: ValidatorConfig(route: 902, gate: MetroGate(station: station, direction: direction)))
+            _ = try await gate.updateDenyList(signedList: feed.denyList)
+            return (vault, gate)
+        }
+        let (inVault, catLinhIn) = try await gate("201:entry", 201, .entry)
+        let (outVault, thuongDinhOut) = try await gate("205:exit", 205, .exit)
+
+        // The entry gate has uploaded: the exit gate's feed is complete, and a card that did not
+        // tap in is sent to the staff gate.
+        _ = try await client.uploadTaps(vault: inVault, validator: catLinhIn)
+        _ = try await client.refreshEntries(vault: outVault, gate: thuongDinhOut)
+        let feedStatus = try await thuongDinhOut.entryFeedStatus()
+        XCTAssertTrue(feedStatus.refusingUnknownExits)
+        let t = Int64(Date().timeIntervalSince1970)
+        let firstQr = try await transit.currentQrAt(nowUnix: t)
+        let refused = try thuongDinhOut.validateAt(text: firstQr.text, nowUnix: t)
+        XCTAssertEqual(refused.reason, .noEntry)
+        XCTAssertEqual(refused.presentation.lineEn, "No entry tap: see staff")
+
+        // In at Cát Linh, out at Thượng Đình 30 s later: one journey of four stations, 10,000 VND.
+        let inQr = try await transit.currentQrAt(nowUnix: t + 10)
+        XCTAssertTrue(try catLinhIn.validateAt(text: inQr.text, nowUnix: t + 10).accepted)
+        let entryTaps = try await catLinhIn.exportTaps()
+        XCTAssertEqual(entryTaps.map(\.gate), [MetroGate(station: 201, direction: .entry)])
+        let entries = try await client.uploadTaps(vault: inVault, validator: catLinhIn)
+        XCTAssertEqual(entries.chargedVnd, 0)
+        let open = try await client.refreshEntries(vault: outVault, gate: thuongDinhOut)
+        XCTAssertEqual(open, 1)
+        let outQr = try await transit.currentQrAt(nowUnix: t + 30)
+        XCTAssertTrue(try thuongDinhOut.validateAt(text: outQr.text, nowUnix: t + 30).accepted)
+        let exits = try await client.uploadTaps(vault: outVault, validator: thuongDinhOut)
+        XCTAssertEqual(exits.chargedVnd, 10_000)
+
+        _ = try await client.sync(vault: phone, library: nil, observer: nil)
+        let trips = try await RiderHistory(vault: phone).tripsFrom(fromDay: "2000-01-01")
+        XCTAssertEqual(trips.count, 1)
+        let journey = try XCTUnwrap(trips.first)
+        XCTAssertEqual(journey.mode, "metro")
+        XCTAssertEqual(journey.route, 902)
+        XCTAssertEqual(journey.fromStation, "Cát Linh")
+        XCTAssertEqual(journey.toStation, "Thượng Đình")
+        XCTAssertEqual(journey.fareVnd, 10_000)
+        XCTAssertFalse(journey.incomplete)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(journey.exitAt), journey.at)
+        client.shutdown()
+        for vault in [phone, inVault, outVault] { await vault.shutdown() }
+    }
 }

@@ -296,8 +296,22 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<(u32, u32, u64)>;
     /// The inspection statistics.
     fn inspection_stats(&self) -> Result<InspectionStats>;
-    /// Fares charged to a card, VND, per day `YYYY-MM-DD` (Hanoi time).
+    /// Fares charged to a card, VND, per day `YYYY-MM-DD` (Hanoi time): bus rides and metro
+    /// journeys.
     fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>>;
+    /// Settles the metro journeys whose time ran out at `now`: an entry with no exit, and an
+    /// exit with no entry, are charged their line's maximum fare (a late tap corrects it).
+    /// Returns how many were settled (at most 1,000 per call).
+    fn settle_journeys(&self, now: i64, fares: &FarePolicy) -> Result<u32>;
+    /// The entries still open on the network after `cursor` (at most `limit`, oldest first),
+    /// for exit gates, with the time up to which every entry gate has uploaded.
+    fn entry_feed(
+        &self,
+        cursor: u64,
+        now: i64,
+        max_journey_secs: u64,
+        limit: usize,
+    ) -> Result<thudo_core::transit::metro::EntryFeed>;
     /// Revokes cards and device keys (SHA-256 of the compressed key) from `at` on; returns the
     /// new deny-list version, always above every version published before.
     fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32>;
@@ -729,6 +743,11 @@ impl<E: Engine> Storage for SqlStorage<E> {
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
             }
+            // An entry gate's upload says the entry feed is complete up to now.
+            tx.exec(
+                "UPDATE validators SET last_upload_at = ?2 WHERE id = ?1",
+                params![&validator.id, now],
+            )?;
             Ok(totals)
         })
     }
@@ -812,14 +831,113 @@ impl<E: Engine> Storage for SqlStorage<E> {
 
     fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>> {
         self.read(|tx| {
-            tx.rows(
-                "SELECT day, CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id = ?1
-                 GROUP BY day ORDER BY day",
-                params![big(card_id)],
-            )?
-            .iter()
-            .map(|r| Ok((r.text(0)?, r.int(1)? as u64)))
-            .collect()
+            let mut days = std::collections::BTreeMap::<String, u64>::new();
+            for sql in [
+                "SELECT day, CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id = ?1 GROUP BY day",
+                "SELECT day, CAST(SUM(fare_vnd) AS BIGINT) FROM journeys WHERE card_id = ?1 GROUP BY day",
+            ] {
+                for r in tx.rows(sql, params![big(card_id)])? {
+                    *days.entry(r.text(0)?).or_default() += r.int(1)? as u64;
+                }
+            }
+            Ok(days.into_iter().collect())
+        })
+    }
+
+    fn settle_journeys(&self, now: i64, fares: &FarePolicy) -> Result<u32> {
+        let (today, _) = fares.local_day_and_month(now.max(0) as u64);
+        let cutoff = now.saturating_sub(fares.max_journey_secs(&today) as i64);
+        self.write(|tx| {
+            let due = tx.rows(
+                "SELECT id, card_id FROM journeys
+                 WHERE (status = 'open' AND entry_at < ?1) OR (status = 'no_entry' AND exit_at < ?1)
+                 ORDER BY id LIMIT 1000",
+                params![cutoff],
+            )?;
+            let mut buckets: Vec<String> = due
+                .iter()
+                .map(|r| {
+                    Ok(format!(
+                        "card-bucket:{}",
+                        r.int(1)? as u64 % CARD_LOCK_BUCKETS
+                    ))
+                })
+                .collect::<Result<_>>()?;
+            buckets.sort();
+            buckets.dedup();
+            tx.lock_all(&buckets)?;
+            let mut paid = std::collections::BTreeSet::new();
+            let mut settled = 0;
+            for r in &due {
+                let id = r.int(0)?;
+                // Read again under the card's lock: an upload may have completed it meanwhile.
+                let status = tx
+                    .row("SELECT status FROM journeys WHERE id = ?1", params![id])?
+                    .map(|r| r.text(0))
+                    .transpose()?;
+                let to = match status.as_deref() {
+                    Some("open") => "no_exit",
+                    Some("no_entry") => "no_entry_charged",
+                    _ => continue,
+                };
+                settle_journey(tx, fares, id, to, &mut paid)?;
+                settled += 1;
+            }
+            for (card, day, month) in &paid {
+                publish_caps(tx, fares, *card, day, month)?;
+            }
+            Ok(settled)
+        })
+    }
+
+    fn entry_feed(
+        &self,
+        cursor: u64,
+        now: i64,
+        max_journey_secs: u64,
+        limit: usize,
+    ) -> Result<thudo_core::transit::metro::EntryFeed> {
+        use thudo_core::transit::metro::{EntryFeed, GateEntry};
+        self.read(|tx| {
+            // Completeness first: an upload seen here committed its entries with it.
+            let complete_until = tx
+                .row(
+                    "SELECT CAST(MIN(COALESCE(last_upload_at, 0)) AS BIGINT), CAST(COUNT(*) AS BIGINT)
+                     FROM validators WHERE gate LIKE '%:entry' AND decommissioned_at IS NULL",
+                    &[],
+                )?
+                .map(|r| -> Result<i64> {
+                    Ok(if r.int(1)? == 0 { now } else { r.opt_int(0)?.unwrap_or(0) })
+                })
+                .transpose()?
+                .unwrap_or(now);
+            let rows = tx.rows(
+                "SELECT id, card_id, entry_station, entry_at FROM journeys
+                 WHERE id > ?1 AND status = 'open' AND entry_at >= ?2 ORDER BY id LIMIT ?3",
+                params![
+                    big(cursor),
+                    now.saturating_sub(max_journey_secs as i64),
+                    limit as i64
+                ],
+            )?;
+            let mut feed = EntryFeed {
+                entries: Vec::with_capacity(rows.len()),
+                cursor,
+                complete_until: complete_until.max(0) as u64,
+            };
+            for r in &rows {
+                feed.cursor = r.int(0)? as u64;
+                feed.entries.push(GateEntry {
+                    card_id: r.int(1)? as u64,
+                    station: u16::try_from(r.int(2)?).unwrap_or(0),
+                    at: r.int(3)? as u64,
+                });
+            }
+            if rows.len() >= limit {
+                // More to come: not complete until the gate has read it all.
+                feed.complete_until = 0;
+            }
+            Ok(feed)
         })
     }
 
@@ -1192,16 +1310,25 @@ fn account_of_card(tx: &mut dyn Tx, card: u64) -> Result<Option<String>> {
 
 /// What a card paid in a day and in the month, VND.
 fn paid_in(tx: &mut dyn Tx, card: u64, day: &str, month: &str) -> Result<(u64, u64)> {
-    let paid = tx.row(
-        "SELECT CAST(COALESCE(SUM(CASE WHEN day = ?2 THEN charged_vnd ELSE 0 END), 0) AS BIGINT),
-                CAST(COALESCE(SUM(charged_vnd), 0) AS BIGINT)
-         FROM taps WHERE card_id = ?1 AND month = ?3",
-        params![big(card), day, month],
-    )?;
-    Ok(match paid {
-        Some(r) => (r.int(0)? as u64, r.int(1)? as u64),
-        None => (0, 0),
-    })
+    // Bus rides are charged on their taps, metro journeys on the journey: caps count both.
+    let mut paid = (0, 0);
+    for table in ["taps", "journeys"] {
+        let column = if table == "taps" {
+            "charged_vnd"
+        } else {
+            "fare_vnd"
+        };
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN day = ?2 THEN {column} ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM({column}), 0) AS BIGINT)
+             FROM {table} WHERE card_id = ?1 AND month = ?3"
+        );
+        if let Some(r) = tx.row(&sql, params![big(card), day, month])? {
+            paid.0 += r.int(0)? as u64;
+            paid.1 += r.int(1)? as u64;
+        }
+    }
+    Ok(paid)
 }
 
 /// Publishes a record to the account holding `card`, if any.
@@ -1271,6 +1398,8 @@ fn record_tap(
     paid: &mut std::collections::BTreeSet<(u64, String, String)>,
 ) -> Result<()> {
     let t = &checked.tap;
+    // A gate's station and direction are the operator's binding, never the tap's claim.
+    let gate = validator.gate.as_deref().and_then(crate::fares::parse_gate);
     totals.highest_seq = totals.highest_seq.max(t.seq);
     let exists = tx
         .row(
@@ -1357,16 +1486,20 @@ fn record_tap(
     // Days and months from the phone's signed QR time when there is one.
     let when = scan.map_or(t.at, |s| u64::from(s.qr_timestamp));
     let (day, month) = fares.local_day_and_month(when);
-    let route = validator.route.unwrap_or(t.route);
+    let route = validator
+        .route
+        .or_else(|| gate.and_then(|g| fares.gate_route(&g, &day)))
+        .unwrap_or(t.route);
     let mut fare = 0u64;
     if let (
+        None,
         "charged",
         Some(VerifiedScan {
             card_id,
             product: Product::PayAsYouGo,
             ..
         }),
-    ) = (verdict, scan)
+    ) = (gate, verdict, scan)
     {
         let (today, this_month) = paid_in(tx, *card_id, &day, &month)?;
         fare = fares.charge(route, today, this_month);
@@ -1383,8 +1516,8 @@ fn record_tap(
         .map(|v| v.to_string());
     tx.exec(
         "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product, day, month,
-                          charged_vnd, verdict, qr_ts, qr_counter)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                          charged_vnd, verdict, qr_ts, qr_counter, station, direction)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
             &validator.id,
             big(t.seq),
@@ -1400,10 +1533,24 @@ fn record_tap(
             verdict,
             scan.map(|s| s.qr_timestamp),
             scan.map(|s| s.qr_counter),
+            gate.map(|g| g.station),
+            gate.map(|g| code_of(&g.direction)),
         ],
     )?;
     totals.stored += 1;
     totals.charged_vnd += fare;
+    if let (Some(gate), "charged", Some(s)) = (gate, verdict, scan) {
+        let tap = GateTap {
+            validator_id: &validator.id,
+            seq: t.seq,
+            gate,
+            card_id: s.card_id,
+            product: s.product,
+            at: when,
+        };
+        totals.charged_vnd += journey_tap(tx, fares, &tap, now, paid)?;
+        return Ok(());
+    }
     if let ("charged", Some(s)) = (verdict, scan) {
         let full_fare_vnd = match s.product {
             Product::PayAsYouGo => {
@@ -1418,6 +1565,10 @@ fn record_tap(
             mode: "bus".into(),
             route: Some(route),
             at: when,
+            from_station: None,
+            to_station: None,
+            exit_at: None,
+            incomplete: false,
             day: day.clone(),
             product: s.product,
             fare_vnd: fare,
@@ -1427,6 +1578,209 @@ fn record_tap(
         publish_to_card(tx, s.card_id, trips::TRIPS, &trip.id, payload)?;
     }
     Ok(())
+}
+
+/// A verified, first-use tap at a metro gate.
+struct GateTap<'a> {
+    validator_id: &'a str,
+    seq: u64,
+    gate: thudo_core::transit::metro::Gate,
+    card_id: u64,
+    product: Product,
+    /// The phone's signed QR time.
+    at: u64,
+}
+
+/// A phone's clock and a gate's may differ this much when an exit is matched to an entry.
+const JOURNEY_SKEW_SECS: u64 = 300;
+
+/// Files a gate tap into the card's journeys and prices what it completes; returns what it
+/// charged. An entry opens a journey (closing an earlier one left open at the maximum fare, or
+/// completing an exit that arrived first); an exit completes the card's latest journey entered
+/// within the journey time (correcting a maximum fare already charged), or waits as a journey
+/// with no entry. The caller holds the card's lock.
+fn journey_tap(
+    tx: &mut dyn Tx,
+    fares: &FarePolicy,
+    tap: &GateTap<'_>,
+    now: i64,
+    paid: &mut std::collections::BTreeSet<(u64, String, String)>,
+) -> Result<u64> {
+    use thudo_core::transit::metro::GateDirection;
+    // Journeys are numbered in commit order: an exit gate's cursor never skips one.
+    tx.lock("journeys")?;
+    let (day, month) = fares.local_day_and_month(tap.at);
+    let max_journey = fares.max_journey_secs(&day);
+    let (card, at) = (big(tap.card_id), big(tap.at));
+    let mut charged = 0;
+    match tap.gate.direction {
+        GateDirection::Entry => {
+            let left_open = tx.rows(
+                "SELECT id FROM journeys WHERE card_id = ?1 AND status = 'open' AND entry_at < ?2",
+                params![card.clone(), at.clone()],
+            )?;
+            for row in left_open {
+                charged += settle_journey(tx, fares, row.int(0)?, "no_exit", paid)?;
+            }
+            let waiting_exit = tx.row(
+                "SELECT id FROM journeys WHERE card_id = ?1 AND entry_at IS NULL
+                   AND status IN ('no_entry', 'no_entry_charged') AND exit_at >= ?2 AND exit_at <= ?3
+                 ORDER BY exit_at LIMIT 1",
+                params![
+                    card.clone(),
+                    big(tap.at.saturating_sub(JOURNEY_SKEW_SECS)),
+                    big(tap.at + max_journey)
+                ],
+            )?;
+            if let Some(row) = waiting_exit {
+                let id = row.int(0)?;
+                tx.exec(
+                    "UPDATE journeys SET entry_validator = ?2, entry_seq = ?3, entry_station = ?4,
+                            entry_at = ?5, day = ?6, month = ?7 WHERE id = ?1",
+                    params![
+                        id,
+                        tap.validator_id,
+                        big(tap.seq),
+                        tap.gate.station,
+                        at,
+                        &day,
+                        &month
+                    ],
+                )?;
+                charged += settle_journey(tx, fares, id, "closed", paid)?;
+            } else {
+                tx.exec(
+                    "INSERT INTO journeys(card_id, product, entry_validator, entry_seq, entry_station,
+                                          entry_at, status, day, month, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?9)",
+                    params![
+                        card,
+                        code_of(&tap.product),
+                        tap.validator_id,
+                        big(tap.seq),
+                        tap.gate.station,
+                        at,
+                        &day,
+                        &month,
+                        now
+                    ],
+                )?;
+            }
+        }
+        GateDirection::Exit => {
+            let entered = tx.row(
+                "SELECT id FROM journeys WHERE card_id = ?1 AND status IN ('open', 'no_exit')
+                   AND entry_at <= ?2 AND entry_at >= ?3
+                 ORDER BY entry_at DESC LIMIT 1",
+                params![
+                    card.clone(),
+                    big(tap.at + JOURNEY_SKEW_SECS),
+                    big(tap.at.saturating_sub(max_journey))
+                ],
+            )?;
+            if let Some(row) = entered {
+                let id = row.int(0)?;
+                tx.exec(
+                    "UPDATE journeys SET exit_validator = ?2, exit_seq = ?3, exit_station = ?4,
+                            exit_at = ?5 WHERE id = ?1",
+                    params![id, tap.validator_id, big(tap.seq), tap.gate.station, at],
+                )?;
+                charged += settle_journey(tx, fares, id, "closed", paid)?;
+            } else {
+                tx.exec(
+                    "INSERT INTO journeys(card_id, product, exit_validator, exit_seq, exit_station,
+                                          exit_at, status, day, month, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'no_entry', ?7, ?8, ?9)",
+                    params![
+                        card,
+                        code_of(&tap.product),
+                        tap.validator_id,
+                        big(tap.seq),
+                        tap.gate.station,
+                        at,
+                        &day,
+                        &month,
+                        now
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(charged)
+}
+
+/// Prices journey `id` as `status` (`closed`: by its two stations; `no_exit` or
+/// `no_entry_charged`: the maximum fare), under the caps as they stand without its own earlier
+/// charge, and publishes it to the rider as a trip. Returns the change in what it charged (a
+/// correction may lower it: then 0). The caller holds the card's lock.
+fn settle_journey(
+    tx: &mut dyn Tx,
+    fares: &FarePolicy,
+    id: i64,
+    status: &str,
+    paid: &mut std::collections::BTreeSet<(u64, String, String)>,
+) -> Result<u64> {
+    let Some(r) = tx.row(
+        "SELECT card_id, product, entry_station, entry_at, exit_station, exit_at, day, month,
+                fare_vnd FROM journeys WHERE id = ?1",
+        params![id],
+    )?
+    else {
+        return Ok(0);
+    };
+    let card = r.int(0)? as u64;
+    let product: Product = serde_json::from_value(Value::String(r.text(1)?))
+        .map_err(|e| StorageError(format!("journey {id}: {e}")))?;
+    let station =
+        |i: usize| -> Result<Option<u16>> { Ok(r.opt_int(i)?.and_then(|v| u16::try_from(v).ok())) };
+    let (entry, exit) = (station(2)?, station(4)?);
+    let (entry_at, exit_at) = (r.opt_int(3)?, r.opt_int(5)?);
+    let (day, month) = (r.text(6)?, r.text(7)?);
+    let before = r.int(8)? as u64;
+    let (full, priced) = match (status, entry, exit) {
+        ("closed", Some(a), Some(b)) => fares.metro_fare(&day, a, b),
+        (_, Some(s), None) | (_, None, Some(s)) => (fares.metro_max_fare(&day, s), false),
+        _ => (0, false),
+    };
+    // Passes ride free; the caps count what the card paid without this journey's charge.
+    let full = if product == Product::PayAsYouGo {
+        full
+    } else {
+        0
+    };
+    let (today, this_month) = paid_in(tx, card, &day, &month)?;
+    let fare = fares.capped(
+        full,
+        today.saturating_sub(before),
+        this_month.saturating_sub(before),
+    );
+    tx.exec(
+        "UPDATE journeys SET status = ?2, fare_vnd = ?3, full_fare_vnd = ?4 WHERE id = ?1",
+        params![id, status, big(fare), big(full)],
+    )?;
+    let name = |s: Option<u16>| s.and_then(|s| fares.station_name(&day, s));
+    let route = entry
+        .or(exit)
+        .and_then(|s| fares.metro.in_force(&day)?.station(s).map(|s| s.line.route));
+    let trip = trips::Trip {
+        id: format!("journey:{id}"),
+        card_id: card,
+        mode: "metro".into(),
+        route,
+        at: entry_at.or(exit_at).unwrap_or(0) as u64,
+        from_station: name(entry),
+        to_station: name(exit),
+        exit_at: exit_at.map(|t| t as u64),
+        incomplete: !priced && status != "closed" || entry.is_none() || exit.is_none(),
+        day: day.clone(),
+        product,
+        fare_vnd: fare,
+        full_fare_vnd: full,
+    };
+    let payload = serde_json::to_value(&trip).map_err(|e| StorageError(e.to_string()))?;
+    publish_to_card(tx, card, trips::TRIPS, &trip.id, payload)?;
+    paid.insert((card, day, month));
+    Ok(fare.saturating_sub(before))
 }
 
 /// Applies one new mutation in the account's scope under its collection's policy.

@@ -27,6 +27,7 @@ use super::{Result, StorageError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_base.sql"),
     include_str!("../../migrations/postgres/0002_inspections.sql"),
+    include_str!("../../migrations/postgres/0003_journeys.sql"),
 ];
 
 /// How often a transaction runs before its conflict is reported (the client then retries).

@@ -28,6 +28,7 @@ pub(crate) const SCHEMA: Schema = Schema {
         include_str!("../../migrations/sqlite/0002_trust.sql"),
         include_str!("../../migrations/sqlite/0003_nonces.sql"),
         include_str!("../../migrations/sqlite/0004_inspections.sql"),
+        include_str!("../../migrations/sqlite/0005_journeys.sql"),
     ],
     adopt_unversioned: true,
 };

@@ -22,6 +22,9 @@ class SyncTest {
     private val citizen = System.getenv("THUDO_DEMO_CITIZEN") ?: "001088012345"
     /** Single-use validator enrolment codes the test server made (route 32). */
     private val enrolmentCodes = (System.getenv("THUDO_ENROLMENT_CODES") ?: "").split(" ").filter { it.isNotBlank() }
+    /** Single-use metro gate enrolment codes by binding (`201:entry`, `205:exit`). */
+    private val gateCodes = (System.getenv("THUDO_GATE_CODES") ?: "").split(" ").filter { it.contains("=") }
+        .associate { it.substringBefore("=") to it.substringAfter("=") }
 
     private class Recorder : SyncObserver {
         val events = java.util.Collections.synchronizedList(mutableListOf<SyncProgress>())
@@ -284,5 +287,56 @@ class SyncTest {
         assertTrue(backgroundSync(client, phone) is BackgroundSyncResult.Failure)
         untrusting.shutdown()
         listOf(phone, tablet, busVault, fake, strictVault, laptop).forEach { it.shutdown(); it.close() }
+    }
+
+    @Test
+    fun `a metro journey through two gates is priced by its stations and shows on the phone`() = runBlocking<Unit> {
+        val client = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
+        val phone = Vault.openWithPassphrase(dir.resolve("metro-phone").toString(), "p", testOptions)
+        registerForTest(client, phone, "001090011111", "Kotlin metro rider")
+        val transit = TransitPhone.open(phone, null, 5)
+        client.buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "")
+
+        // Two gates enrol with the operator's codes, bound to their stations.
+        suspend fun gate(binding: String, station: Int, direction: GateDirection): Pair<Vault, TransitValidator> {
+            val vault = Vault.openWithPassphrase(dir.resolve(binding.replace(":", "-")).toString(), "p", testOptions)
+            val enrolled = client.enrolValidator(vault, gateCodes.getValue(binding), "gate $binding")
+            assertEquals(binding, enrolled.gate)
+            val feed = client.validatorFeed(vault)
+            val gate = TransitValidator.open(vault, feed.issuerKeys, ValidatorConfig(route = 902, gate = MetroGate(station, direction)))
+            gate.updateDenyList(feed.denyList.toByteArray())
+            return vault to gate
+        }
+        val (inVault, catLinhIn) = gate("201:entry", 201, GateDirection.ENTRY)
+        val (outVault, thuongDinhOut) = gate("205:exit", 205, GateDirection.EXIT)
+
+        // The entry gate has uploaded: the exit gate's feed is complete, and a card that did
+        // not tap in is sent to the staff gate.
+        client.uploadTaps(inVault, catLinhIn)
+        client.refreshEntries(outVault, thuongDinhOut)
+        assertTrue(thuongDinhOut.entryFeedStatus().refusingUnknownExits)
+        val t = System.currentTimeMillis() / 1000
+        val refused = thuongDinhOut.validateAt(transit.currentQrAt(t).text, t)
+        assertEquals(VerdictReason.NO_ENTRY, refused.reason)
+        assertEquals("No entry tap: see staff", refused.presentation.lineEn)
+
+        // In at Cát Linh, out at Thượng Đình 30 s later: one journey of four stations, 10,000 VND.
+        assertTrue(catLinhIn.validateAt(transit.currentQrAt(t + 10).text, t + 10).accepted)
+        assertEquals(MetroGate(201, GateDirection.ENTRY), catLinhIn.exportTaps().single().gate)
+        assertEquals(0L, client.uploadTaps(inVault, catLinhIn).chargedVnd)
+        assertEquals(1L, client.refreshEntries(outVault, thuongDinhOut))
+        assertTrue(thuongDinhOut.validateAt(transit.currentQrAt(t + 30).text, t + 30).accepted)
+        assertEquals(10_000L, client.uploadTaps(outVault, thuongDinhOut).chargedVnd)
+
+        client.sync(phone, null, null)
+        val journey = RiderHistory(phone).tripsFrom("2000-01-01").single()
+        assertEquals("metro" to 902, journey.mode to journey.route)
+        assertEquals("Cát Linh" to "Thượng Đình", journey.fromStation to journey.toStation)
+        assertEquals(10_000L, journey.fareVnd)
+        assertFalse(journey.incomplete)
+        assertTrue(journey.exitAt!! >= journey.at)
+        listOf(catLinhIn, thuongDinhOut).forEach { it.close() }
+        client.shutdown()
+        listOf(phone, inVault, outVault).forEach { it.shutdown(); it.close() }
     }
 }
