@@ -477,8 +477,13 @@ impl SyncClient {
     }
 
     /// Buys a product for `phone`'s device key and installs the credential on it. `month` is
-    /// `YYYY-MM` for monthly passes. A purchase is not cancellable: once asked for, it is paid
+    /// `YYYY-MM` for monthly passes. With `dependant_citizen_id`, the pass is a dependant's (a
+    /// child's, an elderly parent's: the operator records guardianship, else `not_guardian`),
+    /// on their own card with their entitlements, held on this phone beside the owner's
+    /// (`TransitPhone.currentQrFor`). A purchase is not cancellable: once asked for, it is paid
     /// for, so it runs to its end (credential installed) even if the caller stops waiting.
+    #[uniffi::method(default(dependant_citizen_id = None))]
+    #[allow(clippy::too_many_arguments)] // the order's fields, each with its own meaning
     pub async fn buy_transit_product(
         &self,
         vault: Arc<Vault>,
@@ -487,6 +492,7 @@ impl SyncClient {
         category: PassengerCategory,
         route: i32,
         month: String,
+        dependant_citizen_id: Option<String>,
     ) -> Result<CredentialPurchase, SyncError> {
         let route = crate::fit("route", route.into())
             .map_err(|reason| SyncError::InvalidArgument { reason })?;
@@ -496,6 +502,7 @@ impl SyncClient {
             route,
             device_public_key: String::new(),
             month,
+            dependant: dependant_citizen_id,
         };
         let client = self.inner.clone();
         let (vault, phone) = (vault.core(), phone.inner.clone());

@@ -530,6 +530,44 @@ impl TransitPhone {
         blocking(move || Ok(inner.credential().map(Into::into))).await
     }
 
+    /// Every credential the phone holds: the owner's first, then dependants'.
+    pub async fn credentials(&self) -> Result<Vec<CredentialInfo>, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || Ok(inner.credentials().into_iter().map(Into::into).collect())).await
+    }
+
+    /// Removes a dependant's credential (the owner's is replaced, never removed); returns
+    /// whether there was one.
+    pub async fn remove_credential(&self, card_id: i64) -> Result<bool, TransitError> {
+        let inner = self.inner.clone();
+        let card = crate::card_id_from_host(card_id);
+        blocking(move || inner.remove_credential(card).map_err(TransitError::from)).await
+    }
+
+    /// The QR of card `card_id` (the owner's or a dependant's) at device time `now_unix`.
+    pub async fn current_qr_for_at(
+        &self,
+        card_id: i64,
+        now_unix: i64,
+    ) -> Result<TransitQr, TransitError> {
+        let now_unix = arg("now_unix", now_unix)?;
+        let card = crate::card_id_from_host(card_id);
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner
+                .current_qr_for(card, now_unix)
+                .map(Into::into)
+                .map_err(TransitError::from)
+        })
+        .await
+    }
+
+    /// The QR of card `card_id` to show now (system clock): the app shows the one the rider
+    /// chose (a parent shows their own, then their child's).
+    pub async fn current_qr_for(&self, card_id: i64) -> Result<TransitQr, TransitError> {
+        self.current_qr_for_at(card_id, crate::now()).await
+    }
+
     /// Server time minus device time, learned at the last sync (seconds).
     pub async fn set_clock_offset(&self, offset_secs: i64) -> Result<(), TransitError> {
         let inner = self.inner.clone();
@@ -1096,6 +1134,8 @@ pub struct TransitTrip {
 /// Progress toward one cap.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TransitCap {
+    /// The card (null in records from before dependants).
+    pub card_id: Option<i64>,
     /// The day `YYYY-MM-DD` or the month `YYYY-MM`.
     pub period: String,
     /// Paid in it, VND.
@@ -1122,12 +1162,19 @@ impl RiderHistory {
         })
     }
 
-    /// Trips from local day `from_day` (`YYYY-MM-DD`) on, newest first.
-    pub async fn trips_from(&self, from_day: String) -> Result<Vec<TransitTrip>, TransitError> {
+    /// Trips from local day `from_day` (`YYYY-MM-DD`) on, newest first: of every card this
+    /// phone sees (its own and its dependants'), or of `card_id` only.
+    #[uniffi::method(default(card_id = None))]
+    pub async fn trips_from(
+        &self,
+        from_day: String,
+        card_id: Option<i64>,
+    ) -> Result<Vec<TransitTrip>, TransitError> {
         let vault = self.vault.clone();
+        let card = card_id.map(crate::card_id_from_host);
         blocking(move || {
             Ok(core::trips::RiderHistory::new(&vault)
-                .trips_from(&from_day)?
+                .trips_from(&from_day, card)?
                 .into_iter()
                 .map(|t| TransitTrip {
                     capped: t.capped(),
@@ -1150,14 +1197,21 @@ impl RiderHistory {
         .await
     }
 
-    /// Progress toward the cap of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`); null before
-    /// anything was paid in it.
-    pub async fn cap(&self, period: String) -> Result<Option<TransitCap>, TransitError> {
+    /// Progress toward the cap of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`) of the phone
+    /// owner's card, or of `card_id` (a dependant's); null before anything was paid in it.
+    #[uniffi::method(default(card_id = None))]
+    pub async fn cap(
+        &self,
+        period: String,
+        card_id: Option<i64>,
+    ) -> Result<Option<TransitCap>, TransitError> {
         let vault = self.vault.clone();
+        let card = card_id.map(crate::card_id_from_host);
         blocking(move || {
             Ok(core::trips::RiderHistory::new(&vault)
-                .cap(&period)?
+                .cap(&period, card)?
                 .map(|c| TransitCap {
+                    card_id: c.card_id.map(crate::card_id_to_host),
                     reached: c.reached(),
                     period: c.period,
                     paid_vnd: signed(c.paid_vnd),

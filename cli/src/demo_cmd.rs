@@ -228,6 +228,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 route: 0,
                 device_public_key: String::new(),
                 month,
+                dependant: None,
             };
             let r = client
                 .buy_and_install(phone_vault.clone(), phone.clone(), order)
@@ -323,6 +324,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 route: 0,
                 device_public_key: String::new(),
                 month: String::new(),
+                dependant: None,
             };
             client
                 .buy_and_install(rider_vault, rider.clone(), order)
@@ -396,7 +398,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 .await?;
             // Nothing to push; what comes back is the phone's own ride, charged by the backend.
             let trips = thudo_core::transit::trips::RiderHistory::new(&phone_vault)
-                .trips_from("2000-01-01")?;
+                .trips_from("2000-01-01", None)?;
             ensure!(
                 r.pushed == 0 && !trips.is_empty() && r.pulled as usize == trips.len(),
                 "unexpected traffic: {r:?}, {} trips",

@@ -1266,3 +1266,48 @@ fn an_exit_gate_checks_the_phone_but_not_the_pass_window() {
         .unwrap();
     assert!(out.accepted, "{out:?}");
 }
+
+#[test]
+fn a_phone_holds_its_owners_pass_and_dependants_and_shows_each() {
+    let mut w = world();
+    let owner = 9_704_000_000_123;
+    let child = 9_704_000_000_456;
+    let mut child_request = request(&w.phone, Product::FreePass, Category::Child, 0);
+    child_request.card_id = child;
+    let credential = w.issuer.issue(&child_request, NOW as u32).unwrap();
+    w.phone.install_credential(&credential).unwrap();
+    // Installing again replaces the card's credential, never adds a second one.
+    w.phone.install_credential(&credential).unwrap();
+    let cards = |p: &Phone| {
+        p.credentials()
+            .iter()
+            .map(|c| c.card_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cards(&w.phone), [owner, child]);
+    assert_eq!(w.phone.credential().unwrap().card_id, owner);
+    // Each card's QR is its own, and a card the phone does not hold has none.
+    let owners = w.phone.current_qr(NOW).unwrap().text;
+    let childs = w.phone.current_qr_for(child, NOW).unwrap().text;
+    assert_eq!(
+        Payload::from_qr_text(&childs).unwrap().fields.card_id,
+        child
+    );
+    assert!(matches!(
+        w.phone.current_qr_for(42, NOW),
+        Err(TransitError::NoCredential)
+    ));
+    // One validator, one phone, two riders a second apart: no passback between cards.
+    assert!(w.validator.validate(&owners, NOW).unwrap().accepted);
+    let v = w.validator.validate(&childs, NOW + 1).unwrap();
+    assert!(v.accepted, "{v:?}");
+    assert_eq!(v.category, Some(Category::Child));
+    // After a restart the phone holds the same passes in the same order.
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(cards(&reopened), [owner, child]);
+    assert!(reopened.remove_credential(owner).is_err());
+    assert!(reopened.remove_credential(child).unwrap());
+    assert!(!reopened.remove_credential(child).unwrap());
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(cards(&reopened), [owner]);
+}

@@ -708,6 +708,10 @@ pub fn app(state: AppState) -> Router {
             post(transit::admin_rotate_issuer),
         )
         .route(
+            "/v1/admin/citizens/{citizen_id}/dependants",
+            post(transit::admin_add_dependant),
+        )
+        .route(
             "/v1/admin/citizens/{citizen_id}/entitlements",
             post(transit::admin_grant_entitlement).get(transit::admin_entitlements),
         )

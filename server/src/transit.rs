@@ -290,11 +290,28 @@ pub(crate) async fn issue_credential(
     let compressed = p256::decompress(&key)
         .and_then(|k| p256::compress(&k))
         .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
+    // The rider: the buyer, or a dependant the operator recorded as theirs.
+    let (rider_account, card_id) = match order.dependant.clone() {
+        None => (device.account_id.clone(), device.card_id),
+        Some(citizen) => {
+            valid_citizen_id(&citizen)?;
+            let storage = state.storage.clone();
+            let guardian = device.account_id.clone();
+            blocking(move || Ok(storage.dependant_of(&guardian, &citizen)?))
+                .await?
+                .ok_or_else(|| {
+                    forbidden(
+                        "not_guardian",
+                        "the operator holds no guardianship of this citizen for this account",
+                    )
+                })?
+        }
+    };
     let now = chrono::Utc::now().timestamp() as u32;
     let mut lifetime_secs = 72 * 3600;
     if order.category != Category::Standard {
         let storage = state.storage.clone();
-        let (account, category) = (device.account_id.clone(), order.category);
+        let (account, category) = (rider_account.clone(), order.category);
         let entitlement = blocking(move || {
             Ok(storage.entitlement_at(&account, category, i64::from(now))?)
         })
@@ -327,7 +344,7 @@ pub(crate) async fn issue_credential(
         .price(order.product, order.category)
         .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
     let request = CredentialRequest {
-        card_id: device.card_id,
+        card_id,
         product: order.product,
         category: order.category,
         route: order.route,
@@ -360,7 +377,7 @@ pub(crate) async fn issue_credential(
     }
     let response = CredentialResponse {
         credential: hex::encode(&credential),
-        card_id: device.card_id,
+        card_id,
         price_vnd: price,
         pass_valid_from: from,
         pass_valid_until: until,
@@ -952,6 +969,32 @@ pub(crate) async fn admin_grant_entitlement(
     let storage = state.storage.clone();
     blocking(move || Ok(storage.grant_entitlement(&citizen_id, &e)?)).await?;
     Ok(Json(json!({ "granted": true })))
+}
+
+/// A dependant to record for a guardian.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DependantRequest {
+    dependant_citizen_id: String,
+}
+
+/// `POST /v1/admin/citizens/{citizen_id}/dependants`: the operator records (from the household
+/// registry) that this citizen is the guardian of a child or an elderly parent: the guardian's
+/// phones may buy and hold the dependant's passes and see their trips.
+pub(crate) async fn admin_add_dependant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+    JsonBody(body): JsonBody<DependantRequest>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    valid_citizen_id(&citizen_id)?;
+    valid_citizen_id(&body.dependant_citizen_id)?;
+    if body.dependant_citizen_id == citizen_id {
+        return Err(ApiError::bad("a citizen is not their own dependant"));
+    }
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.add_dependant(&citizen_id, &body.dependant_citizen_id)?)).await?;
+    Ok(Json(json!({ "recorded": true })))
 }
 
 /// `GET /v1/admin/citizens/{citizen_id}/entitlements`.

@@ -216,6 +216,7 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
             route: 0,
             device_public_key: thudo_core::hex::encode(&transit.device_public_key()),
             month: String::new(),
+            dependant: None,
         },
     )
     .await

@@ -154,6 +154,7 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
             route: 0,
             device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
             month: String::new(),
+            dependant: None,
         };
         let r = c.order_credential(v.clone(), &order).await.unwrap();
         phone

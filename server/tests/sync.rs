@@ -696,7 +696,7 @@ fn the_openapi_document_names_every_route() {
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
         .collect();
-    assert_eq!(routes.len(), 27, "{routes:?}");
+    assert_eq!(routes.len(), 28, "{routes:?}");
     for r in routes {
         assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
     }
@@ -766,6 +766,7 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
         route: 0,
         device_public_key: key_hex,
         month: String::new(),
+        dependant: None,
     })
     .unwrap();
     let http = http_client();

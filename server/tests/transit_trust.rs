@@ -229,6 +229,7 @@ fn order(phone: &Phone, product: Product, category: Category) -> CredentialOrder
         route: 0,
         device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
         month: String::new(),
+        dependant: None,
     }
 }
 
@@ -998,7 +999,7 @@ async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
         .await
         .unwrap();
     let history = RiderHistory::new(&phone_vault);
-    let trips = history.trips_from("2000-01-01").unwrap();
+    let trips = history.trips_from("2000-01-01", None).unwrap();
     let fares: Vec<u64> = trips.iter().rev().map(|t| t.fare_vnd).collect();
     assert_eq!(
         fares,
@@ -1008,12 +1009,12 @@ async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
     assert!(trips.iter().all(|t| t.route == Some(32) && t.mode == "bus"));
     assert!(trips[0].capped() && !trips[1].capped());
     let day = trips[0].day.clone();
-    let cap = history.cap(&day).unwrap().unwrap();
+    let cap = history.cap(&day, None).unwrap().unwrap();
     assert_eq!(
         (cap.paid_vnd, cap.cap_vnd, cap.reached()),
         (30_000, 30_000, true)
     );
-    let month = history.cap(&day[..7]).unwrap().unwrap();
+    let month = history.cap(&day[..7], None).unwrap().unwrap();
     assert_eq!((month.paid_vnd, month.reached()), (30_000, false));
     // Another rider's trips are not on this phone.
     let (other_vault, other) = w.rider("other", VICTIM, Product::PayAsYouGo).await;
@@ -1033,10 +1034,10 @@ async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
             .await
             .unwrap();
     }
-    assert_eq!(history.trips_from("2000-01-01").unwrap().len(), 4);
+    assert_eq!(history.trips_from("2000-01-01", None).unwrap().len(), 4);
     assert_eq!(
         RiderHistory::new(&other_vault)
-            .trips_from("2000-01-01")
+            .trips_from("2000-01-01", None)
             .unwrap()
             .len(),
         1
@@ -1093,7 +1094,9 @@ async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
         .sync(v.clone(), &common::collections(), None)
         .await
         .unwrap();
-    let trips = RiderHistory::new(&v).trips_from("2000-01-01").unwrap();
+    let trips = RiderHistory::new(&v)
+        .trips_from("2000-01-01", None)
+        .unwrap();
     assert_eq!(trips.len(), 1);
     assert_eq!((trips[0].product, trips[0].fare_vnd), (Product::DayPass, 0));
     // Not sold to a free rider, even one entitled (they ride on a free pass).
@@ -1255,7 +1258,7 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
         .await
         .unwrap();
     let history = RiderHistory::new(&phone_vault);
-    let trips = history.trips_from(&day).unwrap();
+    let trips = history.trips_from(&day, None).unwrap();
     let summary: Vec<String> = trips
         .iter()
         .rev()
@@ -1282,12 +1285,14 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
     assert!(trips.iter().all(|t| !t.incomplete));
     assert_eq!(trips[0].route, Some(902));
     assert!(trips[0].exit_at.is_some());
-    assert!(history.cap(&day).unwrap().unwrap().reached());
+    assert!(history.cap(&day, None).unwrap().unwrap().reached());
     w.client
         .sync(late_vault.clone(), &common::collections(), None)
         .await
         .unwrap();
-    let late_trips = RiderHistory::new(&late_vault).trips_from(&day).unwrap();
+    let late_trips = RiderHistory::new(&late_vault)
+        .trips_from(&day, None)
+        .unwrap();
     assert_eq!(late_trips.len(), 2);
     assert!(late_trips[0].incomplete && late_trips[0].from_station.is_none());
     assert_eq!(late_trips[0].fare_vnd, 15_000);
@@ -1335,4 +1340,167 @@ async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_comple
         .await
         .unwrap();
     assert_eq!((receipt.stored, receipt.charged_vnd), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and_caps() {
+    use thudo_core::transit::trips::RiderHistory;
+    const CHILD: &str = "001022012345";
+    let w = World::start().await;
+    let (parent_vault, phone) = w.rider("parent", RIDER, Product::PayAsYouGo).await;
+    let parent_card = phone.credential().unwrap().card_id;
+    let child_order = CredentialOrder {
+        dependant: Some(CHILD.into()),
+        ..order(&phone, Product::FreePass, Category::Child)
+    };
+    // Nobody buys a pass for a citizen the operator has not recorded as their dependant.
+    refused(
+        w.client
+            .order_credential(parent_vault.clone(), &child_order)
+            .await
+            .unwrap_err(),
+        403,
+        "not_guardian",
+    );
+    let path = format!("/v1/admin/citizens/{RIDER}/dependants");
+    for bad in [
+        json!({"dependant_citizen_id": RIDER}),
+        json!({"dependant_citizen_id": "12"}),
+    ] {
+        assert_eq!(w.admin_post(&path, bad).await.0, 400);
+    }
+    for _ in 0..2 {
+        let (status, _) = w
+            .admin_post(&path, json!({"dependant_citizen_id": CHILD}))
+            .await;
+        assert_eq!(status, 200, "recording it twice changes nothing");
+    }
+    // The child's free pass needs the child's entitlement, not the parent's.
+    assert!(matches!(
+        w.client
+            .order_credential(parent_vault.clone(), &child_order)
+            .await,
+        Err(SyncError::NotEntitled { .. })
+    ));
+    let t = now() as i64;
+    let (status, _) = w
+        .admin_post(
+            &format!("/v1/admin/citizens/{CHILD}/entitlements"),
+            json!({"category": "child", "valid_from": t - 86_400, "valid_until": t + 86_400 * 365, "evidence_ref": "KS-2020-0117"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let bought = w
+        .client
+        .buy_and_install(parent_vault.clone(), Arc::new(phone), child_order.clone())
+        .await
+        .unwrap();
+    // Reopened from its vault, the phone holds both passes, the owner's first.
+    let phone = Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let held: Vec<u64> = phone.credentials().iter().map(|c| c.card_id).collect();
+    assert_eq!(held, [parent_card, bought.card_id]);
+    assert_ne!(
+        parent_card, bought.card_id,
+        "the child rides on their own card"
+    );
+    // Another citizen cannot buy for the child.
+    let (stranger_vault, stranger) = w.rider("stranger", VICTIM, Product::PayAsYouGo).await;
+    refused(
+        w.client
+            .order_credential(
+                stranger_vault.clone(),
+                &CredentialOrder {
+                    dependant: Some(CHILD.into()),
+                    ..order(&stranger, Product::FreePass, Category::Child)
+                },
+            )
+            .await
+            .unwrap_err(),
+        403,
+        "not_guardian",
+    );
+
+    // Parent and child board one bus a second apart with one phone: two cards, no passback.
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let at = tomorrow_morning();
+    let parent_ride = bus
+        .validate(&phone.current_qr(at).unwrap().text, at)
+        .unwrap();
+    let child_ride = bus
+        .validate(
+            &phone.current_qr_for(bought.card_id, at + 1).unwrap().text,
+            at + 1,
+        )
+        .unwrap();
+    assert!(parent_ride.accepted && child_ride.accepted);
+    assert_eq!(child_ride.category, Some(Category::Child));
+    let receipt = w
+        .client
+        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(receipt.charged_vnd, 8_000, "the child rides free");
+
+    // The parent's phone shows both riders' trips, each on its own card, and each card's caps.
+    w.client
+        .sync(parent_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let history = RiderHistory::new(&parent_vault);
+    assert_eq!(history.trips_from("2000-01-01", None).unwrap().len(), 2);
+    let child_trips = history
+        .trips_from("2000-01-01", Some(bought.card_id))
+        .unwrap();
+    assert_eq!(child_trips.len(), 1);
+    assert_eq!(
+        (child_trips[0].product, child_trips[0].fare_vnd),
+        (Product::FreePass, 0)
+    );
+    let day = child_trips[0].day.clone();
+    let own = history.cap(&day, None).unwrap().unwrap();
+    assert_eq!((own.card_id, own.paid_vnd), (Some(parent_card), 8_000));
+    assert_eq!(history.cap(&day, Some(parent_card)).unwrap(), Some(own));
+    assert_eq!(history.cap(&day, Some(bought.card_id)).unwrap(), None);
+    // A teenage dependant pays as they go: their cap progress reaches the parent's phone under
+    // their card, apart from the parent's.
+    const TEEN: &str = "001008012345";
+    w.admin_post(&path, json!({"dependant_citizen_id": TEEN}))
+        .await;
+    let teen = w
+        .client
+        .buy_and_install(
+            parent_vault.clone(),
+            Arc::new(Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap()),
+            CredentialOrder {
+                dependant: Some(TEEN.into()),
+                ..order(&phone, Product::PayAsYouGo, Category::Standard)
+            },
+        )
+        .await
+        .unwrap();
+    let phone = Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let at = at + 600;
+    assert!(
+        bus.validate(&phone.current_qr_for(teen.card_id, at).unwrap().text, at)
+            .unwrap()
+            .accepted
+    );
+    w.client
+        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    w.client
+        .sync(parent_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let teen_cap = history.cap(&day, Some(teen.card_id)).unwrap().unwrap();
+    assert_eq!(
+        (teen_cap.card_id, teen_cap.paid_vnd),
+        (Some(teen.card_id), 8_000)
+    );
+    assert_eq!(history.cap(&day, None).unwrap().unwrap().paid_vnd, 8_000);
+    // Removing the child's pass leaves the owner's.
+    assert!(phone.remove_credential(bought.card_id).unwrap());
+    assert!(phone.remove_credential(parent_card).is_err());
+    assert_eq!(phone.credentials().len(), 2);
 }

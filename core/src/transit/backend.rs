@@ -34,6 +34,11 @@ pub struct CredentialOrder {
     /// Pass month `YYYY-MM` for monthly passes; ignored otherwise.
     #[serde(default)]
     pub month: String,
+    /// The citizen ID of a dependant (a child, an elderly parent) whose pass this is, bought
+    /// by their guardian for the guardian's phone; `None` for the buyer's own card. The
+    /// operator records guardianship; the dependant's entitlements apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependant: Option<String>,
 }
 
 /// A credential for the phone.

@@ -60,10 +60,22 @@ enum DeviceKey {
 }
 
 struct State {
-    credential: Option<([u8; CREDENTIAL_LEN], CredentialFields)>,
+    /// The credentials held, the phone owner's (the first installed) first; one per card.
+    credentials: Vec<([u8; CREDENTIAL_LEN], CredentialFields)>,
     counter: u32,
     clock_offset: i64,
-    cached: Option<TransitQr>,
+    /// The QR shown last, by card.
+    cached: std::collections::HashMap<u64, TransitQr>,
+}
+
+/// The record id of a credential: the owner's is `credential`, another rider's (a dependant's)
+/// `credential:CARD`.
+fn credential_record(primary: bool, card: u64) -> String {
+    if primary {
+        "credential".into()
+    } else {
+        format!("credential:{card}")
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -127,20 +139,25 @@ impl Phone {
             Some(r) => serde_json::from_slice(&r.body).unwrap_or_default(),
             None => Persisted::default(),
         };
-        let credential = match vault.find(COLLECTION, "credential")? {
-            Some(r) => parse_for_key(&r.body, &public_key).ok(),
-            None => None,
-        };
+        let mut credentials = Vec::new();
+        if let Some(r) = vault.find(COLLECTION, "credential")? {
+            credentials.extend(parse_for_key(&r.body, &public_key).ok());
+        }
+        for r in vault.list(COLLECTION)? {
+            if r.id.starts_with("credential:") {
+                credentials.extend(parse_for_key(&r.body, &public_key).ok());
+            }
+        }
         Ok(Phone {
             vault,
             key,
             public_key,
             options,
             state: Mutex::new(State {
-                credential,
+                credentials,
                 counter: persisted.counter,
                 clock_offset: persisted.clock_offset,
-                cached: None,
+                cached: Default::default(),
             }),
         })
     }
@@ -150,19 +167,64 @@ impl Phone {
         self.public_key
     }
 
-    /// Installs a credential received from the backend. It must bind this phone's key.
+    /// Installs a credential received from the backend. It must bind this phone's key. It
+    /// replaces the credential of the same card; the first card installed is the phone
+    /// owner's, and the phone may hold others' besides (a child's or an elderly parent's pass,
+    /// bought by their guardian), each shown with [`Phone::current_qr_for`].
     pub fn install_credential(&self, credential: &[u8]) -> Result<CredentialFields, TransitError> {
         let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
-        self.vault.put(COLLECTION, "credential", &[], &bytes)?;
         let mut state = self.lock();
-        state.credential = Some((bytes, fields.clone()));
-        state.cached = None;
+        let card = fields.card_id;
+        let at = state
+            .credentials
+            .iter()
+            .position(|(_, f)| f.card_id == card);
+        let primary = at.map_or(state.credentials.is_empty(), |i| i == 0);
+        self.vault
+            .put(COLLECTION, &credential_record(primary, card), &[], &bytes)?;
+        match at {
+            Some(i) => state.credentials[i] = (bytes, fields.clone()),
+            None => state.credentials.push((bytes, fields.clone())),
+        }
+        state.cached.remove(&card);
         Ok(fields)
     }
 
-    /// The installed credential's fields, if any.
+    /// Removes the credential of another rider's card (a dependant's); the owner's stays
+    /// until a new one replaces it. Returns whether there was one.
+    pub fn remove_credential(&self, card_id: u64) -> Result<bool, TransitError> {
+        let mut state = self.lock();
+        match state
+            .credentials
+            .iter()
+            .position(|(_, f)| f.card_id == card_id)
+        {
+            None => Ok(false),
+            Some(0) => Err(super::invalid(
+                "the phone owner's credential is replaced, not removed",
+            )),
+            Some(i) => {
+                self.vault
+                    .delete(COLLECTION, &credential_record(false, card_id))?;
+                state.credentials.remove(i);
+                state.cached.remove(&card_id);
+                Ok(true)
+            }
+        }
+    }
+
+    /// The phone owner's credential's fields, if any.
     pub fn credential(&self) -> Option<CredentialFields> {
-        self.lock().credential.as_ref().map(|(_, f)| f.clone())
+        self.lock().credentials.first().map(|(_, f)| f.clone())
+    }
+
+    /// Every credential held, the owner's first.
+    pub fn credentials(&self) -> Vec<CredentialFields> {
+        self.lock()
+            .credentials
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect()
     }
 
     /// Records the offset (server time minus device time, seconds) learned at the last sync;
@@ -170,7 +232,7 @@ impl Phone {
     pub fn set_clock_offset(&self, offset_secs: i64) -> Result<(), TransitError> {
         let mut state = self.lock();
         state.clock_offset = offset_secs;
-        state.cached = None;
+        state.cached.clear();
         self.persist(&state)
     }
 
@@ -188,18 +250,29 @@ impl Phone {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The QR to show at device time `now` (unix seconds). The same QR is returned until its
-    /// refresh time; then a new one is signed.
+    /// The phone owner's QR to show at device time `now` (unix seconds). The same QR is
+    /// returned until its refresh time; then a new one is signed.
     pub fn current_qr(&self, now: u64) -> Result<TransitQr, TransitError> {
+        let card = self.credential().ok_or(TransitError::NoCredential)?.card_id;
+        self.current_qr_for(card, now)
+    }
+
+    /// The QR of card `card_id` (the owner's or a dependant's) to show at device time `now`.
+    pub fn current_qr_for(&self, card_id: u64, now: u64) -> Result<TransitQr, TransitError> {
         let mut state = self.lock();
-        if let Some(cached) = &state.cached {
+        if let Some(cached) = state.cached.get(&card_id) {
             if now < cached.refresh_at
                 && now + u64::from(self.options.refresh_secs) >= cached.refresh_at
             {
                 return Ok(cached.clone());
             }
         }
-        let (credential, fields) = state.credential.clone().ok_or(TransitError::NoCredential)?;
+        let (credential, fields) = state
+            .credentials
+            .iter()
+            .find(|(_, f)| f.card_id == card_id)
+            .cloned()
+            .ok_or(TransitError::NoCredential)?;
         let corrected = (now as i64)
             .saturating_add(state.clock_offset)
             .clamp(0, u32::MAX as i64) as u32;
@@ -236,7 +309,7 @@ impl Phone {
             credential_expires_in: expires_in,
             expiry_warning: expires_in <= i64::from(self.options.expiry_warning_secs),
         };
-        state.cached = Some(qr.clone());
+        state.cached.insert(card_id, qr.clone());
         Ok(qr)
     }
 }

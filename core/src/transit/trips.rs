@@ -71,8 +71,12 @@ impl Document for Trip {
 /// What a card paid toward one cap.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CapProgress {
-    /// `day:YYYY-MM-DD` or `month:YYYY-MM` (one card per account).
+    /// `day:YYYY-MM-DD` or `month:YYYY-MM` for the account's own card; prefixed with
+    /// `card:CARD:` for a dependant's card on a guardian's phone.
     pub id: String,
+    /// The card (absent in records from before dependants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<u64>,
     /// The day or the month.
     pub period: String,
     /// Paid in the period, VND.
@@ -82,6 +86,16 @@ pub struct CapProgress {
 }
 
 impl CapProgress {
+    /// The record id of a day's (`YYYY-MM-DD`) or a month's (`YYYY-MM`) progress: of the
+    /// account's own card (`None`), or of a dependant's card.
+    pub fn record_id(period: &str, dependant_card: Option<u64>) -> String {
+        let kind = if period.len() == 7 { "month" } else { "day" };
+        match dependant_card {
+            None => format!("{kind}:{period}"),
+            Some(card) => format!("card:{card}:{kind}:{period}"),
+        }
+    }
+
     /// Whether further rides in the period are free.
     pub fn reached(&self) -> bool {
         self.paid_vnd >= self.cap_vnd
@@ -114,27 +128,35 @@ impl<'a> RiderHistory<'a> {
         RiderHistory { vault }
     }
 
-    /// Trips from local day `from` (`YYYY-MM-DD`) on, newest first.
-    pub fn trips_from(&self, from: &str) -> Result<Vec<Trip>, VaultError> {
+    /// Trips from local day `from` (`YYYY-MM-DD`) on, newest first: every card's the phone
+    /// sees (its own and its dependants'), or one card's.
+    pub fn trips_from(&self, from: &str, card: Option<u64>) -> Result<Vec<Trip>, VaultError> {
         let mut trips: Vec<Trip> = self
             .vault
             .list(TRIPS)?
             .iter()
             .filter_map(|r| serde_json::from_slice::<Trip>(&r.body).ok())
-            .filter(|t| t.day.as_str() >= from)
+            .filter(|t| t.day.as_str() >= from && card.is_none_or(|c| t.card_id == c))
             .collect();
         trips.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
         Ok(trips)
     }
 
-    /// Progress toward the cap of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`); `None` before
+    /// Progress toward the cap of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`) of the account's
+    /// own card (`card` `None`) or of `card` (the own card's or a dependant's); `None` before
     /// the card paid anything in it.
-    pub fn cap(&self, period: &str) -> Result<Option<CapProgress>, VaultError> {
-        let id = if period.len() == 7 {
-            format!("month:{period}")
-        } else {
-            format!("day:{period}")
-        };
-        self.vault.get_doc::<CapProgress>(&id)
+    pub fn cap(&self, period: &str, card: Option<u64>) -> Result<Option<CapProgress>, VaultError> {
+        if let Some(card) = card {
+            let dependant = self
+                .vault
+                .get_doc::<CapProgress>(&CapProgress::record_id(period, Some(card)))?;
+            if dependant.is_some() {
+                return Ok(dependant);
+            }
+        }
+        let own = self
+            .vault
+            .get_doc::<CapProgress>(&CapProgress::record_id(period, None))?;
+        Ok(own.filter(|c| card.is_none() || c.card_id == card))
     }
 }

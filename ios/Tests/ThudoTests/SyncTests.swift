@@ -429,4 +429,70 @@ final class SyncTests: XCTestCase {
         client.shutdown()
         for vault in [phone, inVault, outVault] { await vault.shutdown() }
     }
+
+    func testAParentsPhoneHoldsAChildsFreePassBesideTheirOwn() async throws {
+        guard let (url, _) = testServer() else { throw XCTSkip("run through scripts/test-swift.sh") }
+        let client = try SyncClient(settings: settings(url))
+        let parent = "001090044444"
+        let child = "001022044444"
+        let phone = try await Vault.openWithPassphrase(path: temp("parent-phone"), passphrase: "p", options: testOptions)
+        try await registerForTest(client, phone, citizenId: parent, name: "Swift parent")
+        let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
+        let own = try await client.buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo,
+                                                     category: .standard, route: 0, month: "")
+        // Not the parent's to buy until the operator records the guardianship.
+        do {
+            _ = try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .child,
+                                                   route: 0, month: "", dependantCitizenId: child)
+            XCTFail("bought a pass for someone else's child")
+        } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "not_guardian") }
+        let recorded = try await adminPost("/v1/admin/citizens/\(parent)/dependants", ["dependant_citizen_id": child])
+        XCTAssertEqual(recorded, 200)
+        let now = Int(Date().timeIntervalSince1970)
+        let granted = try await adminPost("/v1/admin/citizens/\(child)/entitlements",
+                                          ["category": "child", "valid_from": now - 86_400, "valid_until": now + 86_400 * 365,
+                                           "evidence_ref": "KS-2020-0117"])
+        XCTAssertEqual(granted, 200)
+        let childs = try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .child,
+                                                        route: 0, month: "", dependantCitizenId: child)
+        let held = try await transit.credentials()
+        XCTAssertEqual(held.map(\.cardId), [own.cardId, childs.cardId])
+
+        // One bus, one phone, two riders a second apart: both board, only the parent pays.
+        let codes = (ProcessInfo.processInfo.environment["THUDO_ENROLMENT_CODES"] ?? "").split(separator: " ").map(String.init)
+        let busVault = try await Vault.openWithPassphrase(path: temp("family-bus"), passphrase: "p", options: testOptions)
+        _ = try await client.enrolValidator(vault: busVault, enrolmentCode: codes[2], deviceName: "bus 32 rear door")
+        let feed = try await client.validatorFeed(vault: busVault)
+        let bus = try await TransitValidator.open(vault: busVault, trustedKeys: feed.issuerKeys, config: ValidatorConfig(route: 32))
+        let t = Int64(Date().timeIntervalSince1970)
+        let ownQr = try await transit.currentQrAt(nowUnix: t)
+        XCTAssertTrue(try bus.validateAt(text: ownQr.text, nowUnix: t).accepted)
+        let childQr = try await transit.currentQrForAt(cardId: childs.cardId, nowUnix: t + 1)
+        let childRide = try bus.validateAt(text: childQr.text, nowUnix: t + 1)
+        XCTAssertTrue(childRide.accepted)
+        XCTAssertEqual(childRide.category, .child)
+        let receipt = try await client.uploadTaps(vault: busVault, validator: bus)
+        XCTAssertEqual(receipt.chargedVnd, 8_000)
+
+        // The parent's phone shows each rider's trips and caps apart.
+        _ = try await client.sync(vault: phone, library: nil, observer: nil)
+        let history = RiderHistory(vault: phone)
+        let all = try await history.tripsFrom(fromDay: "2000-01-01")
+        XCTAssertEqual(all.count, 2)
+        let childTrips = try await history.tripsFrom(fromDay: "2000-01-01", cardId: childs.cardId)
+        let childTrip = try XCTUnwrap(childTrips.first)
+        XCTAssertEqual(childTrips.count, 1)
+        XCTAssertEqual(childTrip.product, .freePass)
+        XCTAssertEqual(childTrip.fareVnd, 0)
+        let ownCap = try await history.cap(period: childTrip.day)
+        XCTAssertEqual(ownCap?.paidVnd, 8_000)
+        let childCap = try await history.cap(period: childTrip.day, cardId: childs.cardId)
+        XCTAssertNil(childCap)
+        let removed = try await transit.removeCredential(cardId: childs.cardId)
+        XCTAssertTrue(removed)
+        let left = try await transit.credentials()
+        XCTAssertEqual(left.map(\.cardId), [own.cardId])
+        client.shutdown()
+        for vault in [phone, busVault] { await vault.shutdown() }
+    }
 }

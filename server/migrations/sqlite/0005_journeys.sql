@@ -13,3 +13,9 @@ CREATE TABLE journeys(
     recorded_at INTEGER NOT NULL);
 CREATE INDEX journeys_by_card ON journeys(card_id, status);
 CREATE INDEX journeys_by_status ON journeys(status, entry_at);
+-- Guardianship (from the household registry): a guardian's phones may buy and hold a
+-- dependant's passes and see their trips.
+CREATE TABLE dependants(
+    guardian_account TEXT NOT NULL, dependant_account TEXT NOT NULL, created_at INTEGER NOT NULL,
+    PRIMARY KEY(guardian_account, dependant_account));
+CREATE INDEX dependants_by_dependant ON dependants(dependant_account);

@@ -356,6 +356,16 @@ pub trait Storage: Send + Sync + 'static {
     fn grant_entitlement(&self, citizen_id: &str, entitlement: &Entitlement) -> Result<()>;
     /// A citizen's entitlements.
     fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>>;
+    /// Records that `guardian` may hold `dependant`'s passes and see their trips (creating
+    /// either account if new). Recording it twice changes nothing.
+    fn add_dependant(&self, guardian_citizen_id: &str, dependant_citizen_id: &str) -> Result<()>;
+    /// The account and card of `dependant_citizen_id`, if it is a dependant of account
+    /// `guardian_account`.
+    fn dependant_of(
+        &self,
+        guardian_account: &str,
+        dependant_citizen_id: &str,
+    ) -> Result<Option<(String, u64)>>;
     /// The entitlement of an account to `category` in force at `at`, the one lasting longest.
     fn entitlement_at(
         &self,
@@ -1238,6 +1248,37 @@ impl<E: Engine> Storage for SqlStorage<E> {
         })
     }
 
+    fn add_dependant(&self, guardian_citizen_id: &str, dependant_citizen_id: &str) -> Result<()> {
+        self.write(|tx| {
+            let guardian = account_in(tx, guardian_citizen_id)?;
+            let dependant = account_in(tx, dependant_citizen_id)?;
+            tx.exec(
+                "INSERT INTO dependants(guardian_account, dependant_account, created_at)
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![&guardian, &dependant, chrono::Utc::now().timestamp()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn dependant_of(
+        &self,
+        guardian_account: &str,
+        dependant_citizen_id: &str,
+    ) -> Result<Option<(String, u64)>> {
+        let hash = sha256(format!("thudo/citizen/{dependant_citizen_id}").as_bytes());
+        self.read(|tx| {
+            tx.row(
+                "SELECT a.id, a.card_id FROM accounts a
+                 JOIN dependants d ON d.dependant_account = a.id
+                 WHERE a.citizen_hash = ?1 AND d.guardian_account = ?2",
+                params![&hash, guardian_account],
+            )?
+            .map(|r| Ok((r.text(0)?, r.int(1)? as u64)))
+            .transpose()
+        })
+    }
+
     fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>> {
         self.write(|tx| {
             let account = account_in(tx, citizen_id)?;
@@ -1339,20 +1380,36 @@ fn publish_to_card(
     record_id: &str,
     payload: Value,
 ) -> Result<()> {
+    for account in accounts_seeing_card(tx, card)? {
+        append(
+            tx,
+            &format!("acct:{account}"),
+            &Change {
+                collection: collection.to_owned(),
+                record_id: record_id.to_owned(),
+                op: "put".into(),
+                payload: payload.clone(),
+                hlc: String::new(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The account holding `card`, then its guardians' accounts (a guardian sees a dependant's
+/// trips and caps on the phone that holds their pass).
+fn accounts_seeing_card(tx: &mut dyn Tx, card: u64) -> Result<Vec<String>> {
     let Some(account) = account_of_card(tx, card)? else {
-        return Ok(());
+        return Ok(Vec::new());
     };
-    append(
-        tx,
-        &format!("acct:{account}"),
-        &Change {
-            collection: collection.to_owned(),
-            record_id: record_id.to_owned(),
-            op: "put".into(),
-            payload,
-            hlc: String::new(),
-        },
-    )
+    let mut accounts = vec![account.clone()];
+    for r in tx.rows(
+        "SELECT guardian_account FROM dependants WHERE dependant_account = ?1 ORDER BY guardian_account",
+        params![&account],
+    )? {
+        accounts.push(r.text(0)?);
+    }
+    Ok(accounts)
 }
 
 /// Publishes a card's progress toward the day's and the month's caps to its account.
@@ -1364,23 +1421,33 @@ fn publish_caps(
     month: &str,
 ) -> Result<()> {
     let (today, this_month) = paid_in(tx, card, day, month)?;
-    for (id, period, paid_vnd, cap_vnd) in [
-        (format!("day:{day}"), day, today, fares.daily_cap_vnd),
-        (
-            format!("month:{month}"),
-            month,
-            this_month,
-            fares.monthly_cap_vnd,
-        ),
-    ] {
-        let progress = trips::CapProgress {
-            id: id.clone(),
-            period: period.to_owned(),
-            paid_vnd,
-            cap_vnd,
-        };
-        let payload = serde_json::to_value(&progress).map_err(|e| StorageError(e.to_string()))?;
-        publish_to_card(tx, card, trips::CAPS, &id, payload)?;
+    // The card's own account names a cap by its period; a guardian's by card and period.
+    for (i, account) in accounts_seeing_card(tx, card)?.iter().enumerate() {
+        for (period, paid_vnd, cap_vnd) in [
+            (day, today, fares.daily_cap_vnd),
+            (month, this_month, fares.monthly_cap_vnd),
+        ] {
+            let progress = trips::CapProgress {
+                id: trips::CapProgress::record_id(period, (i > 0).then_some(card)),
+                card_id: Some(card),
+                period: period.to_owned(),
+                paid_vnd,
+                cap_vnd,
+            };
+            let payload =
+                serde_json::to_value(&progress).map_err(|e| StorageError(e.to_string()))?;
+            append(
+                tx,
+                &format!("acct:{account}"),
+                &Change {
+                    collection: trips::CAPS.to_owned(),
+                    record_id: progress.id.clone(),
+                    op: "put".into(),
+                    payload,
+                    hlc: String::new(),
+                },
+            )?;
+        }
     }
     Ok(())
 }

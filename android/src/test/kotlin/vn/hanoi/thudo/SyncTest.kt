@@ -339,4 +339,52 @@ class SyncTest {
         client.shutdown()
         listOf(phone, inVault, outVault).forEach { it.shutdown(); it.close() }
     }
+
+    @Test
+    fun `a parent's phone holds a child's free pass beside their own, each rider on their own card`() = runBlocking<Unit> {
+        val client = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
+        val parent = "001090033333"
+        val child = "001022033333"
+        val phone = Vault.openWithPassphrase(dir.resolve("parent-phone").toString(), "p", testOptions)
+        registerForTest(client, phone, parent, "Kotlin parent")
+        val transit = TransitPhone.open(phone, null, 5)
+        val own = client.buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "")
+        // Not the parent's to buy until the operator records the guardianship.
+        val refused = assertThrows<SyncException.Refused> {
+            runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", child) }
+        }
+        assertEquals("not_guardian", refused.code)
+        assertEquals(200, adminPost("/v1/admin/citizens/$parent/dependants", """{"dependant_citizen_id":"$child"}"""))
+        val now = System.currentTimeMillis() / 1000
+        assertEquals(200, adminPost("/v1/admin/citizens/$child/entitlements",
+            """{"category":"child","valid_from":${now - 86_400},"valid_until":${now + 86_400 * 365},"evidence_ref":"KS-2020-0117"}"""))
+        val childs = client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", child)
+        assertEquals(listOf(own.cardId, childs.cardId), transit.credentials().map { it.cardId })
+
+        // One bus, one phone, two riders a second apart: both board, only the parent pays.
+        val busVault = Vault.openWithPassphrase(dir.resolve("family-bus").toString(), "p", testOptions)
+        client.enrolValidator(busVault, enrolmentCodes[1], "bus 32 rear door")
+        val feed = client.validatorFeed(busVault)
+        val bus = TransitValidator.open(busVault, feed.issuerKeys, ValidatorConfig(route = 32))
+        val t = System.currentTimeMillis() / 1000
+        assertTrue(bus.validateAt(transit.currentQrAt(t).text, t).accepted)
+        val childRide = bus.validateAt(transit.currentQrForAt(childs.cardId, t + 1).text, t + 1)
+        assertTrue(childRide.accepted)
+        assertEquals(PassengerCategory.CHILD, childRide.category)
+        assertEquals(8_000L, client.uploadTaps(busVault, bus).chargedVnd)
+
+        // The parent's phone shows each rider's trips and caps apart.
+        client.sync(phone, null, null)
+        val history = RiderHistory(phone)
+        assertEquals(2, history.tripsFrom("2000-01-01").size)
+        val childTrip = history.tripsFrom("2000-01-01", childs.cardId).single()
+        assertEquals(TransitProduct.FREE_PASS to 0L, childTrip.product to childTrip.fareVnd)
+        assertEquals(8_000L, history.cap(childTrip.day)!!.paidVnd)
+        assertEquals(null, history.cap(childTrip.day, childs.cardId))
+        assertTrue(transit.removeCredential(childs.cardId))
+        assertEquals(listOf(own.cardId), transit.credentials().map { it.cardId })
+        bus.close()
+        client.shutdown()
+        listOf(phone, busVault).forEach { it.shutdown(); it.close() }
+    }
 }
