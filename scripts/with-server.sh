@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with the reference backend on loopback (seeded with the demo citizen's content):
-# THUDO_SERVER_URL names it, THUDO_DEMO_CITIZEN the seeded citizen, THUDO_ENROLMENT_CODES three
-# single-use validator enrolment codes (route 32), THUDO_GATE_CODES one for each of two metro gates
-# ("201:entry=CODE 205:exit=CODE": Cát Linh in, Thượng Đình out), THUDO_TEST_ADMIN_TOKEN its admin
+# THUDO_SERVER_URL names it, THUDO_DEMO_CITIZEN the seeded citizen, THUDO_ENROLMENT_CODES six
+# single-use validator enrolment codes (route 32), THUDO_GATE_CODES one for each of six metro gates
+# ("201:entry=CODE 205:exit=CODE ...": Cát Linh in, Thượng Đình out, La Thành and La Khê both ways), THUDO_TEST_ADMIN_TOKEN its admin
 # token (the operator's API: guardianships, entitlements). Its identity provider is a local test one:
 # POST $THUDO_SERVER_URL/test/identity/token {citizen_id, nonce} gives an ID token. The server
 # stops afterwards.
@@ -13,8 +13,9 @@ DIR=$(mktemp -d)
 CITIZEN=001088012345
 ADMIN="test-admin-token-$RANDOM$RANDOM$RANDOM"
 target/debug/thudo-server --listen 127.0.0.1:0 --db "$DIR/server.db" \
-  --admin-token "$ADMIN" --seed-citizen "$CITIZEN" --seed-enrolments 3 \
-  --seed-gate 201:entry --seed-gate 205:exit --test-identity-provider >"$DIR/out" 2>"$DIR/err" &
+  --admin-token "$ADMIN" --seed-citizen "$CITIZEN" --seed-enrolments 6 \
+  --seed-gate 201:entry --seed-gate 205:exit --seed-gate 202:entry --seed-gate 210:exit \
+  --seed-gate 210:entry --seed-gate 202:exit --test-identity-provider >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT

@@ -1,5 +1,6 @@
 //! `thudo`: the command-line face of thudo-core, for support staff and Linux validators.
 
+mod day_cmd;
 mod demo_cmd;
 mod handbook_cmd;
 mod health_cmd;
@@ -30,6 +31,9 @@ enum Command {
     Transit(transit_cmd::TransitArgs),
     /// The whole story on this machine: backend, phone and bus validator, synced and validated.
     Demo(demo_cmd::DemoArgs),
+    /// A scripted day of the city's transit, checked end to end: a parent and a child on one
+    /// phone through metro gates and two buses, inspected, up to the daily cap.
+    Day(day_cmd::DayArgs),
     /// Validate scanned QR texts from stdin, one JSON verdict per line (a bus validator).
     Validate(transit_cmd::ValidateArgs),
 }
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Transit(args) => transit_cmd::run(args),
         Command::Validate(args) => transit_cmd::validate(args),
         Command::Demo(args) => demo_cmd::run(args),
+        Command::Day(args) => day_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

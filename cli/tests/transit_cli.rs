@@ -233,3 +233,23 @@ fn issue_show_decode_and_validate() {
     let missing = thudo(cwd, &["validate", "--trusted", "nope.json"], Some(b""));
     assert!(!missing.status.success());
 }
+
+#[test]
+fn the_scripted_day_charges_what_the_tariff_says_and_the_phone_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = thudo(dir.path(), &["day"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 13,000 + 8,000 + 8,000 + 13,000 capped to 1,000; the child rides free.
+    assert!(
+        stdout.contains("backend: parent charged 30000 VND, child 0 VND"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("metro La Khê → La Thành                1000 VND (capped)"));
+    assert!(stdout.contains("cap reached: true"));
+    assert_eq!(stdout.matches("Goodbye").count(), 4, "{stdout}");
+}

@@ -177,6 +177,25 @@ pub fn present(reason: Reason, fields: Option<&CredentialFields>, now: u64) -> P
     }
 }
 
+/// The same verdict at a metro gate: riders walk into a station or out of it, they do not
+/// board (only the lines of a let-through change).
+pub fn at_gate(p: &mut Presentation, direction: super::metro::GateDirection) {
+    use super::metro::GateDirection;
+    if p.signal == Signal::Stop {
+        return;
+    }
+    let (vi, en) = match direction {
+        GateDirection::Entry => ("Mời vào ga", "Welcome"),
+        GateDirection::Exit => ("Hẹn gặp lại", "Goodbye"),
+    };
+    p.line_vi = p.line_vi.replacen("Mời lên xe", vi, 1);
+    p.line_en = p.line_en.replacen("Welcome aboard", en, 1);
+    if direction == GateDirection::Exit && p.signal == Signal::Go {
+        p.line_vi = vi.into();
+        p.line_en = en.into();
+    }
+}
+
 /// Whole days left on a pass ending within [`WARN_DAYS`] (0: it ends today), or `None`.
 fn days_left(f: &CredentialFields, now: u64) -> Option<u64> {
     let left = u64::from(f.pass_valid_until).checked_sub(now)?;
@@ -187,6 +206,26 @@ fn days_left(f: &CredentialFields, now: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gates_speak_of_stations_not_of_boarding() {
+        use super::super::metro::GateDirection;
+        let mut entry = present(Reason::Ok, None, 0);
+        at_gate(&mut entry, GateDirection::Entry);
+        assert_eq!(
+            (entry.line_vi.as_str(), entry.line_en.as_str()),
+            ("Mời vào ga", "Welcome")
+        );
+        let mut exit = present(Reason::Ok, None, 0);
+        at_gate(&mut exit, GateDirection::Exit);
+        assert_eq!(
+            (exit.line_vi.as_str(), exit.line_en.as_str()),
+            ("Hẹn gặp lại", "Goodbye")
+        );
+        let mut refused = present(Reason::NoEntry, None, 0);
+        at_gate(&mut refused, GateDirection::Exit);
+        assert_eq!(refused.line_en, "No entry tap: see staff");
+    }
 
     #[test]
     fn every_reason_has_a_signal_a_sound_and_two_lines() {

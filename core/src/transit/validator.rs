@@ -1271,6 +1271,11 @@ impl Validator {
             Reason::DenyListStale => "Máy soát vé cần cập nhật".into(),
             _ => "Mã không hợp lệ".into(),
         };
+        let mut presentation =
+            super::presentation::present(reason, payload.map(|p| &p.fields), now);
+        if let Some(gate) = self.config.gate {
+            super::presentation::at_gate(&mut presentation, gate.direction);
+        }
         Verdict {
             accepted: reason == Reason::Ok,
             reason,
@@ -1279,7 +1284,7 @@ impl Validator {
             category,
             display,
             at: now,
-            presentation: super::presentation::present(reason, payload.map(|p| &p.fields), now),
+            presentation,
         }
     }
 

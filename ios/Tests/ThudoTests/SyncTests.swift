@@ -273,9 +273,9 @@ final class SyncTests: XCTestCase {
         } catch SyncError.Refused(_, let code, _) { XCTAssertEqual(code, "validators_only") }
 
         // The bus enrols with the operator's single-use code (the second of the test server's
-        // three; Kotlin's run has its own server), which cannot be used twice.
+        // six; Kotlin's run has its own server), which cannot be used twice.
         let codes = (ProcessInfo.processInfo.environment["THUDO_ENROLMENT_CODES"] ?? "").split(separator: " ").map(String.init)
-        XCTAssertEqual(codes.count, 3)
+        XCTAssertEqual(codes.count, 6)
         let bus = try await Vault.openWithPassphrase(path: temp("bus"), passphrase: "p", options: testOptions)
         let enrolment = try await client.enrolValidator(vault: bus, enrolmentCode: codes[1], deviceName: "bus 32 front door")
         XCTAssertEqual(enrolment.route, 32)
@@ -494,5 +494,119 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(left.map(\.cardId), [own.cardId])
         client.shutdown()
         for vault in [phone, busVault] { await vault.shutdown() }
+    }
+
+    func testTheScriptedDayAParentAndAChildThroughMetroGatesAndTwoBusesUpToTheDailyCap() async throws {
+        guard let (url, _) = testServer() else { throw XCTSkip("run through scripts/test-swift.sh") }
+        let environment = ProcessInfo.processInfo.environment
+        let codes = (environment["THUDO_ENROLMENT_CODES"] ?? "").split(separator: " ").map(String.init)
+        let gateCodes = Dictionary(uniqueKeysWithValues: (environment["THUDO_GATE_CODES"] ?? "")
+            .split(separator: " ").compactMap { pair -> (String, String)? in
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                return parts.count == 2 ? (parts[0], parts[1]) : nil
+            })
+        let client = try SyncClient(settings: settings(url))
+        let parent = "001085066666"
+        let child = "001021066666"
+        let phone = try await Vault.openWithPassphrase(path: temp("day-phone"), passphrase: "p", options: testOptions)
+        try await registerForTest(client, phone, citizenId: parent, name: "Swift day rider")
+        let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
+        let own = try await client.buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo,
+                                                     category: .standard, route: 0, month: "").cardId
+        let recorded = try await adminPost("/v1/admin/citizens/\(parent)/dependants", ["dependant_citizen_id": child])
+        XCTAssertEqual(recorded, 200)
+        let now = Int64(Date().timeIntervalSince1970)
+        let granted = try await adminPost("/v1/admin/citizens/\(child)/entitlements",
+                                          ["category": "child", "valid_from": now - 86_400, "valid_until": now + 86_400 * 365,
+                                           "evidence_ref": "KS-2021-0042"])
+        XCTAssertEqual(granted, 200)
+        let kid = try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .child,
+                                                     route: 0, month: "", dependantCitizenId: child).cardId
+
+        var vaults: [Vault] = [phone]
+        func device(_ code: String, _ name: String, _ route: Int32, _ gate: MetroGate?) async throws -> (Vault, TransitValidator) {
+            let vault = try await Vault.openWithPassphrase(path: temp(name), passphrase: "p", options: testOptions)
+            vaults.append(vault)
+            _ = try await client.enrolValidator(vault: vault, enrolmentCode: code, deviceName: name)
+            let feed = try await client.validatorFeed(vault: vault)
+            let v = try await TransitValidator.open(vault: vault, trustedKeys: feed.issuerKeys,
+                                                    config: ValidatorConfig(route: route, gate: gate))
+            _ = try await v.updateDenyList(signedList: feed.denyList)
+            return (vault, v)
+        }
+        func gate(_ binding: String, _ station: Int32, _ direction: GateDirection) async throws -> (Vault, TransitValidator) {
+            try await device(try XCTUnwrap(gateCodes[binding]), binding, 902, MetroGate(station: station, direction: direction))
+        }
+        let (laThanhInVault, laThanhIn) = try await gate("202:entry", 202, .entry)
+        let (laKheOutVault, laKheOut) = try await gate("210:exit", 210, .exit)
+        let (laKheInVault, laKheIn) = try await gate("210:entry", 210, .entry)
+        let (laThanhOutVault, laThanhOut) = try await gate("202:exit", 202, .exit)
+        let (busAVault, busA) = try await device(codes[3], "bus-a", 32, nil)
+        let (busBVault, busB) = try await device(codes[4], "bus-b", 32, nil)
+        let (inspectorVault, inspector) = try await device(codes[5], "inspector", 32, nil)
+
+        // 07:00 tomorrow in Hanoi: every ride below counts toward one local day.
+        let hanoi = now + 7 * 3600
+        let t = hanoi - hanoi % 86_400 + 86_400
+        func tap(_ card: Int64, _ v: TransitValidator, _ at: Int64) async throws {
+            let qr = try await transit.currentQrForAt(cardId: card, nowUnix: at)
+            let verdict = try v.validateAt(text: qr.text, nowUnix: at)
+            XCTAssertTrue(verdict.accepted, "\(verdict)")
+        }
+        var charged: Int64 = 0
+        func upload(_ vault: Vault, _ v: TransitValidator) async throws {
+            charged += try await client.uploadTaps(vault: vault, validator: v).chargedVnd
+        }
+        // Morning: the metro from La Thành to La Khê, both riders.
+        try await tap(own, laThanhIn, t)
+        try await tap(kid, laThanhIn, t + 2)
+        try await upload(laThanhInVault, laThanhIn)
+        _ = try await client.refreshEntries(vault: laKheOutVault, gate: laKheOut)
+        try await tap(own, laKheOut, t + 1_200)
+        try await tap(kid, laKheOut, t + 1_202)
+        try await upload(laKheOutVault, laKheOut)
+        // Two buses; an inspector on the second, paired with its validator.
+        try await tap(own, busA, t + 3_600)
+        try await tap(kid, busA, t + 3_601)
+        try await tap(own, busB, t + 7_200)
+        try await tap(kid, busB, t + 7_201)
+        let vehicle = try await busB.recentTaps(sinceUnix: t + 7_200 - 3 * 3_600)
+        for card in [own, kid] {
+            let qr = try await transit.currentQrForAt(cardId: card, nowUnix: t + 7_800)
+            let inspection = try await inspector.inspectAt(text: qr.text, nowUnix: t + 7_800, vehicleTaps: vehicle)
+            XCTAssertEqual(inspection.outcome, .valid)
+        }
+        try await upload(busAVault, busA)
+        try await upload(busBVault, busB)
+        let inspected = try await client.uploadInspections(vault: inspectorVault, inspector: inspector, cancel: nil)
+        XCTAssertEqual(inspected.stored, 2)
+        // Evening: the metro home; the parent reaches the daily cap.
+        let evening = t + 10 * 3_600
+        try await tap(own, laKheIn, evening)
+        try await tap(kid, laKheIn, evening + 2)
+        try await upload(laKheInVault, laKheIn)
+        _ = try await client.refreshEntries(vault: laThanhOutVault, gate: laThanhOut)
+        try await tap(own, laThanhOut, evening + 1_200)
+        try await tap(kid, laThanhOut, evening + 1_202)
+        try await upload(laThanhOutVault, laThanhOut)
+        // 13,000 + 8,000 + 8,000 + 13,000 capped to 1,000; the child rides free.
+        XCTAssertEqual(charged, 30_000)
+
+        _ = try await client.sync(vault: phone, library: nil, observer: nil)
+        let history = RiderHistory(vault: phone)
+        let parentTrips = Array(try await history.tripsFrom(fromDay: "2000-01-01", cardId: own).reversed())
+        XCTAssertEqual(parentTrips.map(\.fareVnd), [13_000, 8_000, 8_000, 1_000])
+        XCTAssertEqual(parentTrips.map(\.mode), ["metro", "bus", "bus", "metro"])
+        XCTAssertEqual(parentTrips.last?.fromStation, "La Khê")
+        XCTAssertEqual(parentTrips.last?.toStation, "La Thành")
+        XCTAssertEqual(parentTrips.last?.capped, true)
+        let childTrips = try await history.tripsFrom(fromDay: "2000-01-01", cardId: kid)
+        XCTAssertEqual(childTrips.count, 4)
+        XCTAssertTrue(childTrips.allSatisfy { $0.fareVnd == 0 && $0.product == .freePass })
+        let cap = try await history.cap(period: try XCTUnwrap(parentTrips.first).day)
+        XCTAssertEqual(cap?.paidVnd, 30_000)
+        XCTAssertEqual(cap?.reached, true)
+        client.shutdown()
+        for vault in vaults { await vault.shutdown() }
     }
 }

@@ -387,4 +387,90 @@ class SyncTest {
         client.shutdown()
         listOf(phone, busVault).forEach { it.shutdown(); it.close() }
     }
+
+    @Test
+    fun `the scripted day - a parent and a child through metro gates and two buses, inspected, up to the daily cap`() = runBlocking<Unit> {
+        val client = SyncClient(SyncSettings(url, 5_000L, 4, 50L, emptyList()))
+        val parent = "001085055555"
+        val child = "001021055555"
+        val phone = Vault.openWithPassphrase(dir.resolve("day-phone").toString(), "p", testOptions)
+        registerForTest(client, phone, parent, "Kotlin day rider")
+        val transit = TransitPhone.open(phone, null, 5)
+        val own = client.buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "").cardId
+        assertEquals(200, adminPost("/v1/admin/citizens/$parent/dependants", """{"dependant_citizen_id":"$child"}"""))
+        val now = System.currentTimeMillis() / 1000
+        assertEquals(200, adminPost("/v1/admin/citizens/$child/entitlements",
+            """{"category":"child","valid_from":${now - 86_400},"valid_until":${now + 86_400 * 365},"evidence_ref":"KS-2021-0042"}"""))
+        val kid = client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", child).cardId
+
+        suspend fun device(code: String, name: String, route: Int, gate: MetroGate?): Pair<Vault, TransitValidator> {
+            val vault = Vault.openWithPassphrase(dir.resolve(name).toString(), "p", testOptions)
+            client.enrolValidator(vault, code, name)
+            val feed = client.validatorFeed(vault)
+            val v = TransitValidator.open(vault, feed.issuerKeys, ValidatorConfig(route = route, gate = gate))
+            v.updateDenyList(feed.denyList.toByteArray())
+            return vault to v
+        }
+        suspend fun gate(binding: String, station: Int, direction: GateDirection) =
+            device(gateCodes.getValue(binding), binding.replace(":", "-"), 902, MetroGate(station, direction))
+        val (laThanhInVault, laThanhIn) = gate("202:entry", 202, GateDirection.ENTRY)
+        val (laKheOutVault, laKheOut) = gate("210:exit", 210, GateDirection.EXIT)
+        val (laKheInVault, laKheIn) = gate("210:entry", 210, GateDirection.ENTRY)
+        val (laThanhOutVault, laThanhOut) = gate("202:exit", 202, GateDirection.EXIT)
+        val (busAVault, busA) = device(enrolmentCodes[2], "bus-a", 32, null)
+        val (busBVault, busB) = device(enrolmentCodes[3], "bus-b", 32, null)
+        val (inspectorVault, inspector) = device(enrolmentCodes[4], "inspector", 32, null)
+
+        // 07:00 tomorrow in Hanoi: every ride below counts toward one local day.
+        val hanoi = now + 7 * 3600
+        val t = hanoi - hanoi % 86_400 + 86_400
+        suspend fun tap(card: Long, v: TransitValidator, at: Long) {
+            val verdict = v.validateAt(transit.currentQrForAt(card, at).text, at)
+            assertTrue(verdict.accepted, verdict.toString())
+        }
+        var charged = 0L
+        suspend fun upload(vault: Vault, v: TransitValidator) { charged += client.uploadTaps(vault, v).chargedVnd }
+        // Morning: the metro from La Thành to La Khê, both riders.
+        tap(own, laThanhIn, t); tap(kid, laThanhIn, t + 2)
+        upload(laThanhInVault, laThanhIn)
+        client.refreshEntries(laKheOutVault, laKheOut)
+        tap(own, laKheOut, t + 1_200); tap(kid, laKheOut, t + 1_202)
+        upload(laKheOutVault, laKheOut)
+        // Two buses; an inspector on the second, paired with its validator.
+        tap(own, busA, t + 3_600); tap(kid, busA, t + 3_601)
+        tap(own, busB, t + 7_200); tap(kid, busB, t + 7_201)
+        val vehicle = busB.recentTaps(t + 7_200 - 3 * 3_600)
+        for (card in listOf(own, kid)) {
+            val inspection = inspector.inspectAt(transit.currentQrForAt(card, t + 7_800).text, t + 7_800, vehicle)
+            assertEquals(InspectionOutcome.VALID, inspection.outcome, inspection.toString())
+        }
+        upload(busAVault, busA); upload(busBVault, busB)
+        assertEquals(2L, client.uploadInspections(inspectorVault, inspector, null).stored)
+        // Evening: the metro home; the parent reaches the daily cap.
+        val evening = t + 10 * 3_600
+        tap(own, laKheIn, evening); tap(kid, laKheIn, evening + 2)
+        upload(laKheInVault, laKheIn)
+        client.refreshEntries(laThanhOutVault, laThanhOut)
+        tap(own, laThanhOut, evening + 1_200); tap(kid, laThanhOut, evening + 1_202)
+        upload(laThanhOutVault, laThanhOut)
+        // 13,000 + 8,000 + 8,000 + 13,000 capped to 1,000; the child rides free.
+        assertEquals(30_000L, charged)
+
+        client.sync(phone, null, null)
+        val history = RiderHistory(phone)
+        val parentTrips = history.tripsFrom("2000-01-01", own).reversed()
+        assertEquals(listOf(13_000L, 8_000L, 8_000L, 1_000L), parentTrips.map { it.fareVnd })
+        assertEquals(listOf("metro", "bus", "bus", "metro"), parentTrips.map { it.mode })
+        assertEquals("La Khê" to "La Thành", parentTrips.last().fromStation to parentTrips.last().toStation)
+        assertTrue(parentTrips.last().capped)
+        val childTrips = history.tripsFrom("2000-01-01", kid)
+        assertEquals(4, childTrips.size)
+        assertTrue(childTrips.all { it.fareVnd == 0L && it.product == TransitProduct.FREE_PASS })
+        val cap = history.cap(parentTrips.first().day)!!
+        assertEquals(30_000L to true, cap.paidVnd to cap.reached)
+        listOf(laThanhIn, laKheOut, laKheIn, laThanhOut, busA, busB, inspector).forEach { it.close() }
+        client.shutdown()
+        listOf(phone, laThanhInVault, laKheOutVault, laKheInVault, laThanhOutVault, busAVault, busBVault, inspectorVault)
+            .forEach { it.shutdown(); it.close() }
+    }
 }
