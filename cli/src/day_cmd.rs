@@ -65,10 +65,7 @@ struct World {
 impl World {
     /// Enrols a validator bound to a bus route or a metro gate and installs its feed.
     async fn device(&self, name: &str, route: u16, gate: Option<Gate>) -> Result<Device> {
-        let binding = gate.map(|g| match g.direction {
-            GateDirection::Entry => format!("{}:entry", g.station),
-            GateDirection::Exit => format!("{}:exit", g.station),
-        });
+        let binding = gate.map(|g| g.to_string());
         let (code, _) = thudo_server::transit::create_enrolment(
             self.state.storage().as_ref(),
             name,

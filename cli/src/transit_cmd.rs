@@ -148,6 +148,14 @@ pub struct ValidateArgs {
     /// Seconds the same card is refused after an accept.
     #[arg(long, default_value_t = 120)]
     passback: u32,
+    /// A metro gate instead of a bus: `STATION:entry` or `STATION:exit` (the route is then the
+    /// line's route code, 902 for line 2A).
+    #[arg(long)]
+    gate: Option<thudo_core::transit::metro::Gate>,
+    /// For an exit gate: an entry feed to take in first (JSON, as `GET /v1/transit/entries`
+    /// answers it).
+    #[arg(long, requires = "gate")]
+    entries: Option<PathBuf>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -344,9 +352,16 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
         max_age_secs: args.max_age,
         max_future_secs: args.max_future,
         passback_secs: args.passback,
+        gate: args.gate,
         ..Default::default()
     };
     let mut validator = Validator::open(vault, load_trusted(&args.trusted)?, config)?;
+    if let Some(path) = &args.entries {
+        let feed: thudo_core::transit::metro::EntryFeed =
+            serde_json::from_slice(&std::fs::read(path)?)?;
+        let open = validator.apply_entry_feed(&feed, args.at.unwrap_or_else(now))?;
+        eprintln!("{open} open entries");
+    }
     if let Some(path) = &args.deny_list {
         let signed = std::fs::read(path)?;
         match validator.update_deny_list(&signed) {

@@ -195,6 +195,60 @@ fn issue_show_decode_and_validate() {
     ));
     assert!(again.contains("\"replayed\""), "{again}");
 
+    // A metro exit gate lets the card out only with its entry in the feed it was given.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        cwd.join("no-entries.json"),
+        format!(r#"{{"entries":[],"cursor":0,"complete_until":{now}}}"#),
+    )
+    .unwrap();
+    std::fs::write(
+        cwd.join("entries.json"),
+        format!(
+            r#"{{"entries":[{{"card_id":77,"station":201,"at":{}}}],"cursor":1,"complete_until":{now}}}"#,
+            now - 600
+        ),
+    )
+    .unwrap();
+    let gate = |entries: &str, dir: &str| {
+        thudo(
+            cwd,
+            &[
+                "validate",
+                "--trusted",
+                "trusted.json",
+                "--route",
+                "902",
+                "--gate",
+                "205:exit",
+                "--entries",
+                entries,
+                "--dir",
+                dir,
+            ],
+            Some(text.as_bytes()),
+        )
+    };
+    let refused = ok(gate("no-entries.json", "gate1"));
+    assert!(refused.contains("\"no_entry\""), "{refused}");
+    let out = ok(gate("entries.json", "gate2"));
+    assert!(out.contains("\"ok\"") && out.contains("Goodbye"), "{out}");
+    let sideways = thudo(
+        cwd,
+        &[
+            "validate",
+            "--trusted",
+            "trusted.json",
+            "--gate",
+            "205:sideways",
+        ],
+        Some(b""),
+    );
+    assert!(!sideways.status.success());
+
     // Bad issuance input.
     let bad = thudo(
         cwd,

@@ -7,7 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use thudo_core::transit::inspection::InspectionOutcome;
 use thudo_core::transit::issuer::TrustedIssuerKey;
+use thudo_core::transit::metro::{EntryFeed, Gate, GateDirection, MetroFares};
+use thudo_core::transit::validator::Tap;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::wire::{self, CredentialFields, Payload};
 use thudo_core::transit::{Category, Product};
@@ -21,16 +24,21 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn vector() -> HashMap<String, String> {
+    block("vector")
+}
+
+/// The `KEY=value` lines between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
+fn block(name: &str) -> HashMap<String, String> {
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../docs/protocol/transit-qr.md"
     ))
     .unwrap();
     let block = doc
-        .split("<!-- vector:begin -->")
+        .split(&format!("<!-- {name}:begin -->"))
         .nth(1)
         .unwrap()
-        .split("<!-- vector:end -->")
+        .split(&format!("<!-- {name}:end -->"))
         .next()
         .unwrap();
     block
@@ -98,4 +106,154 @@ fn documented_vector_decodes_verifies_and_is_exact() {
         validator.validate(qr, 1_790_000_041).unwrap().reason,
         Reason::Replayed
     );
+}
+
+/// The issuer key of the vector.
+fn trusted() -> TrustedIssuerKey {
+    TrustedIssuerKey {
+        key_id: 0x0102,
+        public_key: unhex(&vector()["ISSUER_PUB"]),
+        valid_from: 1_780_000_000,
+        valid_until: 1_800_000_000,
+    }
+}
+
+/// A validator over a new vault: a bus or inspector on `route`, or a gate.
+fn validator(dir: &tempfile::TempDir, name: &str, route: u16, gate: Option<Gate>) -> Validator {
+    let vault = Arc::new(
+        Vault::open(
+            &dir.path().join(name),
+            Unlock::passphrase("v"),
+            &common::fast(),
+        )
+        .unwrap(),
+    );
+    Validator::open(
+        vault,
+        vec![trusted()],
+        ValidatorConfig {
+            route,
+            gate,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The reason code a line of the block ends with (`... -> code`, or `-> outcome, code`).
+fn expected(line: &str) -> &str {
+    line.rsplit("-> ")
+        .next()
+        .unwrap()
+        .rsplit(", ")
+        .next()
+        .unwrap()
+}
+
+fn code(reason: Reason) -> String {
+    serde_json::to_value(reason)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn documented_gate_and_inspection_vectors_hold() {
+    let g = block("gate-vector");
+    let qr = vector()["QR"].clone();
+    let at = 1_790_000_040;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = |station, direction| Some(Gate { station, direction });
+
+    // An entry gate checks the pass: a route-32 pass does not ride line 2A.
+    let mut entry = validator(&dir, "entry", 902, gate(201, GateDirection::Entry));
+    assert_eq!(
+        code(entry.validate(&qr, at).unwrap().reason),
+        expected(&g["ENTRY_GATE"])
+    );
+
+    // An exit gate with the entry in its feed lets the rider out, once.
+    let mut exit = validator(&dir, "exit", 902, gate(205, GateDirection::Exit));
+    let feed: EntryFeed = serde_json::from_str(&g["EXIT_FEED"]).unwrap();
+    exit.apply_entry_feed(&feed, at).unwrap();
+    assert_eq!(
+        code(exit.validate(&qr, at).unwrap().reason),
+        expected(&g["EXIT_GATE"])
+    );
+    let taps = exit.export_taps().unwrap();
+    let documented: serde_json::Value =
+        serde_json::from_str(&g["EXIT_TAP"].replace("$QR", &qr)).unwrap();
+    assert_eq!(serde_json::to_value(&taps[0]).unwrap(), documented);
+    assert_eq!(
+        serde_json::from_value::<Tap>(documented).unwrap(),
+        taps[0],
+        "the documented upload reads back"
+    );
+    assert_eq!(
+        code(exit.validate(&qr, at + 1).unwrap().reason),
+        expected(&g["EXIT_AGAIN"])
+    );
+
+    // No entry: refused while the feed is current, let out when it is not.
+    for (name, feed_key, line_key) in [
+        ("fresh", "NO_ENTRY_FEED", "NO_ENTRY"),
+        ("stale", "STALE_FEED", "STALE"),
+    ] {
+        let mut exit = validator(&dir, name, 902, gate(205, GateDirection::Exit));
+        let feed: EntryFeed = serde_json::from_str(&g[feed_key]).unwrap();
+        exit.apply_entry_feed(&feed, at).unwrap();
+        assert_eq!(
+            code(exit.validate(&qr, at).unwrap().reason),
+            expected(&g[line_key]),
+            "{name}"
+        );
+    }
+
+    // The fare table's lookups.
+    let fares = MetroFares::hanoi();
+    let t = fares.in_force("2026-09-21").unwrap();
+    let found = format!(
+        "2026-09-21 201 -> 205 = {}, 201 -> 212 = {}, 201 -> 301 = {}, max at 205 = {}",
+        t.fare(201, 205).unwrap(),
+        t.fare(201, 212).unwrap(),
+        t.fare(201, 301).map_or("none".into(), |f| f.to_string()),
+        t.max_fare(205)
+    );
+    assert_eq!(found, g["FARE"]);
+
+    // Inspection: paired with the vehicle's taps, or not.
+    let card = 9_704_123_456_789;
+    let vehicle_tap = |card_id: u64| Tap {
+        seq: 1,
+        at: 1_790_000_035,
+        route: 32,
+        accepted: true,
+        reason: Reason::Ok,
+        card_id: Some(card_id),
+        product: None,
+        qr_timestamp: None,
+        qr_counter: None,
+        qr: None,
+        gate: None,
+    };
+    let mut inspector = validator(&dir, "inspector", 32, None);
+    let paired = inspector
+        .inspect(&qr, at, Some(&[vehicle_tap(card)]))
+        .unwrap();
+    assert_eq!(paired.outcome, InspectionOutcome::Valid);
+    assert!(
+        g["INSPECT_PAIRED"].ends_with(&format!("valid, tapped_at {}", paired.tapped_at.unwrap()))
+    );
+    let untapped = inspector
+        .inspect(&qr, at, Some(&[vehicle_tap(42)]))
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(untapped.outcome).unwrap(),
+        expected(&g["INSPECT_UNTAPPED"])
+    );
+    let mut elsewhere = validator(&dir, "elsewhere", 33, None);
+    let refused = elsewhere.inspect(&qr, at, None).unwrap();
+    assert_eq!(refused.outcome, InspectionOutcome::Invalid);
+    assert_eq!(code(refused.reason), expected(&g["INSPECT_ELSEWHERE"]));
 }

@@ -40,6 +40,34 @@ pub struct Gate {
     pub direction: GateDirection,
 }
 
+impl std::str::FromStr for Gate {
+    type Err = String;
+
+    /// A gate as the operator binds it: `STATION:entry` or `STATION:exit`.
+    fn from_str(binding: &str) -> Result<Gate, String> {
+        let bad = || format!("{binding:?} is not STATION:entry or STATION:exit");
+        let (station, direction) = binding.trim().split_once(':').ok_or_else(bad)?;
+        Ok(Gate {
+            station: station.parse().map_err(|_| bad())?,
+            direction: match direction {
+                "entry" => GateDirection::Entry,
+                "exit" => GateDirection::Exit,
+                _ => return Err(bad()),
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let direction = match self.direction {
+            GateDirection::Entry => "entry",
+            GateDirection::Exit => "exit",
+        };
+        write!(f, "{}:{direction}", self.station)
+    }
+}
+
 /// An entry a gate on the network accepted, as the backend passes it on to exit gates (after
 /// verifying the entry's scan: an exit gate trusts its backend, never another gate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +273,20 @@ mod tests {
             fares.in_force("2020-01-01").expect("oldest").effective_from,
             "2024-11-01"
         );
+    }
+
+    #[test]
+    fn gate_bindings_read_and_write_back() {
+        let gate: Gate = "201:entry".parse().expect("gate");
+        assert_eq!(gate.direction, GateDirection::Entry);
+        assert_eq!(gate.to_string(), "201:entry");
+        assert_eq!(
+            "205:exit".parse::<Gate>().map(|g| g.to_string()),
+            Ok("205:exit".into())
+        );
+        for bad in ["201", "201:sideways", "x:entry", "70000:exit", ""] {
+            assert!(bad.parse::<Gate>().is_err(), "{bad}");
+        }
     }
 
     #[test]
