@@ -122,7 +122,7 @@ fn trusted() -> TrustedIssuerKey {
 fn validator(dir: &tempfile::TempDir, name: &str, route: u16, gate: Option<Gate>) -> Validator {
     let vault = Arc::new(
         Vault::open(
-            &dir.path().join(name),
+            dir.path().join(name),
             Unlock::passphrase("v"),
             &common::fast(),
         )
