@@ -508,7 +508,24 @@ impl TransitPhone {
         self.inner.device_public_key().to_vec()
     }
 
-    /// Installs a credential from the backend; it must bind this phone's key.
+    /// Installs a dependant's credential (a child's or an elderly parent's pass on their own
+    /// card, bound to this phone's key) beside the owner's; shown with `currentQrFor`.
+    pub async fn install_dependant_credential(
+        &self,
+        credential: Vec<u8>,
+    ) -> Result<CredentialInfo, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner
+                .install_dependant_credential(&credential)
+                .map(Into::into)
+                .map_err(TransitError::from)
+        })
+        .await
+    }
+
+    /// Installs the phone owner's credential from the backend, in place of the one held; it
+    /// must bind this phone's key.
     pub async fn install_credential(
         &self,
         credential: Vec<u8>,
@@ -627,9 +644,10 @@ pub struct ValidatorConfig {
     /// up to at most this long ago (keep it below the shortest ride between two stations).
     #[uniffi(default = 60)]
     pub max_entry_feed_age_secs: i64,
-    /// An entry stays open for an exit this long (the fare table's journey time).
-    #[uniffi(default = 7200)]
-    pub max_journey_secs: i64,
+    /// How long an exit gate honours an entry (a day: past the fare table's journey time the
+    /// backend charges the maximum fare, but a slow rider is never kept in).
+    #[uniffi(default = 86400)]
+    pub entry_honoured_secs: i64,
 }
 
 /// A validator's tap log: numbers are never reused; junk is counted, not logged.
@@ -825,7 +843,7 @@ impl TransitValidator {
                 "max_entry_feed_age_secs",
                 config.max_entry_feed_age_secs,
             )?,
-            max_journey_secs: arg("max_journey_secs", config.max_journey_secs)?,
+            entry_honoured_secs: arg("entry_honoured_secs", config.entry_honoured_secs)?,
             ..Default::default()
         };
         blocking(move || {

@@ -1128,11 +1128,12 @@ fn a_metro_exit_lets_out_only_a_card_that_entered() {
             GateEntry {
                 card_id: 42,
                 station: 203,
-                at: NOW - 3 * 3600,
+                at: NOW - 25 * 3600,
             },
         ],
         cursor: 2,
         complete_until: NOW + 600,
+        now: 0,
     };
     assert_eq!(exit.apply_entry_feed(&feed, NOW + 600).unwrap(), 1);
     let out = exit
@@ -1182,6 +1183,7 @@ fn a_metro_exit_lets_out_only_a_card_that_entered() {
         }],
         cursor: 3,
         complete_until: NOW + 700,
+        now: 0,
     };
     assert_eq!(exit.apply_entry_feed(&later_entry, NOW + 659).unwrap(), 1);
     assert!(exit.validate(&refused, NOW + 660).unwrap().accepted);
@@ -1215,6 +1217,38 @@ fn a_metro_exit_lets_out_only_a_card_that_entered() {
         })));
     assert_eq!(taps.iter().filter(|t| t.accepted).count(), 3);
     drop(d2);
+
+    // The feed's age is counted on the backend's clock: a gate whose own clock is 10 minutes
+    // behind still stops refusing a minute after the entries were last complete.
+    let (_d3, mut behind) = gate(&w, 205, GateDirection::Exit);
+    let backend_now = NOW + 5_000;
+    behind
+        .apply_entry_feed(
+            &EntryFeed {
+                entries: vec![],
+                cursor: 9,
+                complete_until: backend_now - 50,
+                now: backend_now,
+            },
+            backend_now - 600,
+        )
+        .unwrap();
+    assert!(
+        behind
+            .entry_feed_status(backend_now - 600 + 10)
+            .refusing_unknown_exits
+    );
+    assert!(
+        !behind
+            .entry_feed_status(backend_now - 600 + 11)
+            .refusing_unknown_exits
+    );
+    assert!(
+        !behind
+            .entry_feed_status(backend_now - 700)
+            .refusing_unknown_exits,
+        "a clock that went back"
+    );
 }
 
 #[test]
@@ -1251,6 +1285,7 @@ fn an_exit_gate_checks_the_phone_but_not_the_pass_window() {
             }],
             cursor: 1,
             complete_until: out_at,
+            now: 0,
         },
         out_at,
     )
@@ -1275,9 +1310,11 @@ fn a_phone_holds_its_owners_pass_and_dependants_and_shows_each() {
     let mut child_request = request(&w.phone, Product::FreePass, Category::Child, 0);
     child_request.card_id = child;
     let credential = w.issuer.issue(&child_request, NOW as u32).unwrap();
-    w.phone.install_credential(&credential).unwrap();
-    // Installing again replaces the card's credential, never adds a second one.
-    w.phone.install_credential(&credential).unwrap();
+    w.phone.install_dependant_credential(&credential).unwrap();
+    // Installing again replaces the card's credential, never adds a second one; the card
+    // cannot also be the owner's.
+    w.phone.install_dependant_credential(&credential).unwrap();
+    assert!(w.phone.install_credential(&credential).is_err());
     let cards = |p: &Phone| {
         p.credentials()
             .iter()
@@ -1310,4 +1347,22 @@ fn a_phone_holds_its_owners_pass_and_dependants_and_shows_each() {
     assert!(!reopened.remove_credential(child).unwrap());
     let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
     assert_eq!(cards(&reopened), [owner]);
+
+    // A guardian whose phone holds only the child's pass: it is never taken for the owner's.
+    let (_d, fresh_vault) = vault();
+    let guardian = Phone::open(fresh_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let mut for_guardian = child_request.clone();
+    for_guardian.device_public_key = guardian.device_public_key().to_vec();
+    guardian
+        .install_dependant_credential(&w.issuer.issue(&for_guardian, NOW as u32).unwrap())
+        .unwrap();
+    assert!(guardian.credential().is_none());
+    assert!(matches!(
+        guardian.current_qr(NOW),
+        Err(TransitError::NoCredential)
+    ));
+    assert!(guardian.current_qr_for(child, NOW).is_ok());
+    let reopened = Phone::open(fresh_vault, None, PhoneOptions::default()).unwrap();
+    assert_eq!(cards(&reopened), [child]);
+    assert!(reopened.credential().is_none());
 }

@@ -125,6 +125,7 @@ fn workload(taps: usize) -> Workload {
         for chunk in taps.chunks(TAPS_PER_UPLOAD) {
             let body = serde_json::to_string(&TapUpload {
                 taps: chunk.to_vec(),
+                drained: false,
             })
             .unwrap();
             uploads.push((v, body));

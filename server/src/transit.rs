@@ -541,18 +541,19 @@ pub fn check_evidence(
     }
     let f = &p.fields;
     let route = bound_route.unwrap_or(tap.route);
-    let windows = if exit {
-        Ok(())
-    } else {
-        validator::check_windows(f, at)
-    };
-    let invalid = match windows {
-        Err(reason) => Some(reason_code(reason)),
-        Ok(()) if !exit && f.product == Product::MonthlySingleRoute && f.route != route => {
-            Some("wrong_route".into())
+    let pass = match validator::check_windows(f, at) {
+        Err(reason) => Err(reason_code(reason)),
+        Ok(()) if f.product == Product::MonthlySingleRoute && f.route != route => {
+            Err("wrong_route".into())
         }
-        Ok(()) if at.abs_diff(tap.at) > MAX_TAP_QR_SKEW_SECS => Some("not_fresh_at_tap".into()),
-        Ok(()) => None,
+        Ok(()) => Ok(()),
+    };
+    let invalid = if at.abs_diff(tap.at) > MAX_TAP_QR_SKEW_SECS {
+        Some("not_fresh_at_tap".into())
+    } else if exit {
+        None
+    } else {
+        pass.clone().err()
     };
     Evidence::Verified(VerifiedScan {
         card_id: f.card_id,
@@ -561,6 +562,7 @@ pub fn check_evidence(
         qr_counter: p.counter,
         device_key_hash: DenyList::device_hash(&f.device_public_key),
         invalid,
+        pass_valid: pass.is_ok(),
     })
 }
 
@@ -695,7 +697,7 @@ pub(crate) async fn upload_taps(
                 tap,
             })
             .collect();
-        Ok(storage.record_taps(&validator, &checked, &fares)?)
+        Ok(storage.record_taps(&validator, &checked, &fares, upload.drained)?)
     })
     .await?;
     Ok(Json(TapReceipt {
@@ -880,11 +882,14 @@ pub(crate) async fn entry_feed(
             .map_err(|_| ApiError::bad("after must be a whole number"))?,
     };
     let storage = state.storage.clone();
-    let fares = state.fares.clone();
     let feed = blocking(move || {
         let now = chrono::Utc::now().timestamp();
-        let (today, _) = fares.local_day_and_month(now.max(0) as u64);
-        Ok(storage.entry_feed(cursor, now, fares.max_journey_secs(&today), ENTRY_FEED_PAGE)?)
+        Ok(storage.entry_feed(
+            cursor,
+            now,
+            thudo_core::transit::metro::ENTRY_HONOURED_SECS,
+            ENTRY_FEED_PAGE,
+        )?)
     })
     .await?;
     Ok(Json(feed))

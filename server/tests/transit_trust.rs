@@ -1504,3 +1504,122 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     assert!(phone.remove_credential(parent_card).is_err());
     assert_eq!(phone.credentials().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_repeat() {
+    let w = World::start().await;
+    let (rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (slow_vault, slow) = w.rider("slow", VICTIM, Product::PayAsYouGo).await;
+    let (in_201, gate_in_201) = w.gate("in-201", 201, GateDirection::Entry).await;
+    let (in_201b, gate_in_201b) = w.gate("in-201-b", 201, GateDirection::Entry).await;
+    let (in_203, gate_in_203) = w.gate("in-203", 203, GateDirection::Entry).await;
+    let (out_203, gate_out_203) = w.gate("out-203", 203, GateDirection::Exit).await;
+    let (out_203b, gate_out_203b) = w.gate("out-203-b", 203, GateDirection::Exit).await;
+    let (out_212, gate_out_212) = w.gate("out-212", 212, GateDirection::Exit).await;
+    let t = tomorrow_morning();
+    let upload = |v: &Arc<Vault>, g: &Arc<Mutex<Validator>>| {
+        let (v, g) = (v.clone(), g.clone());
+        let client = &w.client;
+        async move {
+            client
+                .upload_and_acknowledge(v, g)
+                .await
+                .unwrap()
+                .charged_vnd
+        }
+    };
+    // In at Cát Linh (the first gate was slow: a second one takes the tap again 10 s later),
+    // out at Thái Hà, in again there two minutes later, out at Yên Nghĩa.
+    assert_eq!(tap(&gate_in_201, &rider, t), Reason::Ok);
+    assert_eq!(tap(&gate_in_201b, &rider, t + 10), Reason::Ok);
+    assert_eq!(tap(&gate_out_203, &rider, t + 1_200), Reason::Ok);
+    // A second exit gate lets the same journey out again (a phone passed back?).
+    assert_eq!(tap(&gate_out_203b, &rider, t + 1_230), Reason::Ok);
+    assert_eq!(tap(&gate_in_203, &rider, t + 1_320), Reason::Ok);
+    assert_eq!(tap(&gate_out_212, &rider, t + 2_700), Reason::Ok);
+    // Entry gates upload first: the second entry closes the first journey at the maximum for
+    // now, and the repeated entry is not a journey.
+    let mut charged = 0;
+    for (v, g) in [
+        (&in_201, &gate_in_201),
+        (&in_201b, &gate_in_201b),
+        (&in_203, &gate_in_203),
+    ] {
+        charged += upload(v, g).await;
+    }
+    assert_eq!(
+        charged, 15_000,
+        "the first journey, at the maximum until its exit arrives"
+    );
+    // Then the exits: each pairs with the entry before it. The first corrects the maximum to
+    // Cát Linh–Thái Hà (8,000); the repeat is recorded, never charged; the last is Thái Hà–Yên
+    // Nghĩa (14,000).
+    for (v, g) in [
+        (&out_203, &gate_out_203),
+        (&out_203b, &gate_out_203b),
+        (&out_212, &gate_out_212),
+    ] {
+        upload(v, g).await;
+    }
+    let fares = FarePolicy::default();
+    let day = fares.local_day_and_month(t).0;
+    let charged_on = |v: Value| -> u64 {
+        v["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d[0] == day.as_str())
+            .map(|d| d[1].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(charged_on(w.charges(&rider_vault).await), 8_000 + 14_000);
+    let fraud = w.admin_get("/v1/admin/transit/fraud").await;
+    assert_eq!(
+        fraud
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "repeated_exit")
+            .count(),
+        1
+    );
+    w.client
+        .sync(rider_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let trips = thudo_core::transit::trips::RiderHistory::new(&rider_vault)
+        .trips_from(&day, None)
+        .unwrap();
+    let summary: Vec<String> = trips
+        .iter()
+        .rev()
+        .map(|t| {
+            format!(
+                "{}-{} {}",
+                t.from_station.as_deref().unwrap_or(""),
+                t.to_station.as_deref().unwrap_or(""),
+                t.fare_vnd
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        ["Cát Linh-Thái Hà 8000", "Thái Hà-Yên Nghĩa 14000"]
+    );
+
+    // A rider held up for over two hours: charged the maximum once, not once for the missing
+    // exit and again for an exit with no entry.
+    let late = t + 5 * 3600;
+    assert_eq!(tap(&gate_in_201, &slow, late), Reason::Ok);
+    upload(&in_201, &gate_in_201).await;
+    w.storage
+        .settle_journeys((late + 7_201) as i64, &fares)
+        .unwrap();
+    assert_eq!(charged_on(w.charges(&slow_vault).await), 15_000);
+    assert_eq!(tap(&gate_out_212, &slow, late + 7_800), Reason::Ok);
+    upload(&out_212, &gate_out_212).await;
+    w.storage
+        .settle_journeys((late + 7_800 + 7_201) as i64, &fares)
+        .unwrap();
+    assert_eq!(charged_on(w.charges(&slow_vault).await), 15_000);
+}

@@ -70,6 +70,10 @@ pub struct ValidatorFeed {
 pub struct TapUpload {
     /// The validator's taps, as exported.
     pub taps: Vec<super::validator::Tap>,
+    /// The validator's log held nothing more when these were exported: a metro entry gate's
+    /// entries are then complete up to now (the entry feed's `complete_until`).
+    #[serde(default)]
+    pub drained: bool,
 }
 
 /// The answer to a tap upload.
@@ -259,6 +263,16 @@ impl SyncClient {
         vault: Arc<Vault>,
         taps: Vec<super::validator::Tap>,
     ) -> Result<TapReceipt, SyncError> {
+        self.upload_tap_list(vault, taps, false).await
+    }
+
+    /// [`SyncClient::upload_taps`], saying whether the log is drained with its last upload.
+    async fn upload_tap_list(
+        &self,
+        vault: Arc<Vault>,
+        taps: Vec<super::validator::Tap>,
+        drained: bool,
+    ) -> Result<TapReceipt, SyncError> {
         let mut total = TapReceipt::default();
         // No taps still makes one (empty) upload: a gate's heartbeat.
         let chunks: Vec<&[super::validator::Tap]> = if taps.is_empty() {
@@ -266,9 +280,11 @@ impl SyncClient {
         } else {
             taps.chunks(TAP_UPLOAD_CHUNK).collect()
         };
-        for chunk in chunks {
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.into_iter().enumerate() {
             let body = serde_json::to_vec(&TapUpload {
                 taps: chunk.to_vec(),
+                drained: drained && i == last,
             })
             .map_err(|e| SyncError::Protocol {
                 detail: e.to_string(),
@@ -306,7 +322,8 @@ fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
 
 impl SyncClient {
     /// Buys `order`'s product for `phone`'s device key (the order's key is set from the phone)
-    /// and installs the signed credential on the phone. The purchase is made once however often
+    /// and installs the signed credential on the phone (as the owner's, or as a dependant's
+    /// when the order names one). The purchase is made once however often
     /// its request is retried; a credential the phone refuses is reported, not installed.
     pub async fn buy_and_install(
         &self,
@@ -317,11 +334,14 @@ impl SyncClient {
         order.device_public_key = crate::hex::encode(&phone.device_public_key());
         let bought = self.order_credential(vault, &order).await?;
         let credential = unhex(&bought.credential)?;
+        let dependant = order.dependant.is_some();
         blocking(move || {
-            phone
-                .install_credential(&credential)
-                .map(|_| ())
-                .map_err(device_side)
+            let installed = if dependant {
+                phone.install_dependant_credential(&credential)
+            } else {
+                phone.install_credential(&credential)
+            };
+            installed.map(|_| ()).map_err(device_side)
         })
         .await?;
         Ok(bought)
@@ -342,24 +362,31 @@ impl SyncClient {
                 .export_taps()
                 .map_err(device_side)
         };
-        // A gate uploads even with nothing to send: its upload tells exit gates that every
-        // entry up to now is known (the entry feed's completeness).
-        let mut heartbeat = validator
+        // A gate's upload that leaves its log empty tells exit gates that every entry up to
+        // now is known (the entry feed's completeness): a gate sends one even with nothing to
+        // send.
+        let gate = validator
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .gate()
             .is_some();
+        let mut drained_sent = false;
         loop {
             let v = validator.clone();
             let taps = blocking(move || lock(&v)).await?;
             let Some(last) = taps.last().map(|t| t.seq) else {
-                if std::mem::take(&mut heartbeat) {
-                    total.absorb(&self.upload_taps(vault.clone(), Vec::new()).await?);
+                if gate && !drained_sent {
+                    total.absorb(
+                        &self
+                            .upload_tap_list(vault.clone(), Vec::new(), true)
+                            .await?,
+                    );
                 }
                 break;
             };
-            heartbeat = false;
-            let receipt = self.upload_taps(vault.clone(), taps).await?;
+            let drained = taps.len() < super::validator::TAP_EXPORT_LIMIT;
+            drained_sent = drained;
+            let receipt = self.upload_tap_list(vault.clone(), taps, drained).await?;
             let v = validator.clone();
             let up_to = receipt.acknowledged_seq;
             blocking(move || {

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 /// The table this library ships: Hanoi lines 2A and 3 (figures unconfirmed, see its `source`).
 pub const HANOI_METRO_FARES_JSON: &str = include_str!("hanoi-metro-fares.json");
 
+/// How long an exit gate honours an entry: a day. Past the fare table's journey time the
+/// backend charges the maximum fare, but a slow rider is never kept in.
+pub const ENTRY_HONOURED_SECS: u64 = 86_400;
+
 /// Which way a metro gate lets riders through. The codes are on the wire (the tap log): never
 /// reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,6 +94,10 @@ pub struct EntryFeed {
     /// Every entry gate on the network has uploaded its taps up to this time (unix seconds):
     /// an entry before it that is not in the feed did not happen.
     pub complete_until: u64,
+    /// The backend's clock when it answered (unix seconds; 0 when not given). An exit gate
+    /// measures the feed's age from it, so its own clock's error does not count.
+    #[serde(default)]
+    pub now: u64,
 }
 
 /// One station of a line.

@@ -59,22 +59,30 @@ enum DeviceKey {
     Host(Arc<dyn Signer>),
 }
 
+/// A credential held: its bytes and fields.
+type Held = ([u8; CREDENTIAL_LEN], CredentialFields);
+
 struct State {
-    /// The credentials held, the phone owner's (the first installed) first; one per card.
-    credentials: Vec<([u8; CREDENTIAL_LEN], CredentialFields)>,
+    /// The phone owner's credential.
+    owner: Option<Held>,
+    /// Dependants' credentials (a child's, an elderly parent's), one per card.
+    dependants: Vec<Held>,
     counter: u32,
     clock_offset: i64,
     /// The QR shown last, by card.
     cached: std::collections::HashMap<u64, TransitQr>,
 }
 
-/// The record id of a credential: the owner's is `credential`, another rider's (a dependant's)
-/// `credential:CARD`.
-fn credential_record(primary: bool, card: u64) -> String {
-    if primary {
-        "credential".into()
-    } else {
-        format!("credential:{card}")
+/// The record id of the owner's credential; a dependant's is `credential:CARD`.
+const OWNER_RECORD: &str = "credential";
+
+fn dependant_record(card: u64) -> String {
+    format!("credential:{card}")
+}
+
+impl State {
+    fn all(&self) -> impl Iterator<Item = &Held> {
+        self.owner.iter().chain(self.dependants.iter())
     }
 }
 
@@ -139,13 +147,19 @@ impl Phone {
             Some(r) => serde_json::from_slice(&r.body).unwrap_or_default(),
             None => Persisted::default(),
         };
-        let mut credentials = Vec::new();
-        if let Some(r) = vault.find(COLLECTION, "credential")? {
-            credentials.extend(parse_for_key(&r.body, &public_key).ok());
-        }
+        let owner = match vault.find(COLLECTION, OWNER_RECORD)? {
+            Some(r) => parse_for_key(&r.body, &public_key).ok(),
+            None => None,
+        };
+        let owner_card = owner.as_ref().map(|(_, f)| f.card_id);
+        let mut dependants: Vec<Held> = Vec::new();
         for r in vault.list(COLLECTION)? {
             if r.id.starts_with("credential:") {
-                credentials.extend(parse_for_key(&r.body, &public_key).ok());
+                dependants.extend(
+                    parse_for_key(&r.body, &public_key)
+                        .ok()
+                        .filter(|(_, f)| Some(f.card_id) != owner_card),
+                );
             }
         }
         Ok(Phone {
@@ -154,7 +168,8 @@ impl Phone {
             public_key,
             options,
             state: Mutex::new(State {
-                credentials,
+                owner,
+                dependants,
                 counter: persisted.counter,
                 clock_offset: persisted.clock_offset,
                 cached: Default::default(),
@@ -167,64 +182,82 @@ impl Phone {
         self.public_key
     }
 
-    /// Installs a credential received from the backend. It must bind this phone's key. It
-    /// replaces the credential of the same card; the first card installed is the phone
-    /// owner's, and the phone may hold others' besides (a child's or an elderly parent's pass,
-    /// bought by their guardian), each shown with [`Phone::current_qr_for`].
+    /// Installs the phone owner's credential, received from the backend (it must bind this
+    /// phone's key), in place of the one held.
     pub fn install_credential(&self, credential: &[u8]) -> Result<CredentialFields, TransitError> {
         let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
         let mut state = self.lock();
-        let card = fields.card_id;
-        let at = state
-            .credentials
+        if state
+            .dependants
             .iter()
-            .position(|(_, f)| f.card_id == card);
-        let primary = at.map_or(state.credentials.is_empty(), |i| i == 0);
+            .any(|(_, f)| f.card_id == fields.card_id)
+        {
+            return Err(super::invalid("this card is a dependant's on this phone"));
+        }
+        self.vault.put(COLLECTION, OWNER_RECORD, &[], &bytes)?;
+        if let Some((_, old)) = state.owner.replace((bytes, fields.clone())) {
+            state.cached.remove(&old.card_id);
+        }
+        Ok(fields)
+    }
+
+    /// Installs a dependant's credential (a child's or an elderly parent's pass, bought by
+    /// their guardian on the dependant's own card, bound to this phone's key), in place of
+    /// that card's one if held. Shown with [`Phone::current_qr_for`].
+    pub fn install_dependant_credential(
+        &self,
+        credential: &[u8],
+    ) -> Result<CredentialFields, TransitError> {
+        let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
+        let mut state = self.lock();
+        let card = fields.card_id;
+        if state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card) {
+            return Err(super::invalid("this card is the phone owner's"));
+        }
         self.vault
-            .put(COLLECTION, &credential_record(primary, card), &[], &bytes)?;
-        match at {
-            Some(i) => state.credentials[i] = (bytes, fields.clone()),
-            None => state.credentials.push((bytes, fields.clone())),
+            .put(COLLECTION, &dependant_record(card), &[], &bytes)?;
+        match state.dependants.iter().position(|(_, f)| f.card_id == card) {
+            Some(i) => state.dependants[i] = (bytes, fields.clone()),
+            None => state.dependants.push((bytes, fields.clone())),
         }
         state.cached.remove(&card);
         Ok(fields)
     }
 
-    /// Removes the credential of another rider's card (a dependant's); the owner's stays
-    /// until a new one replaces it. Returns whether there was one.
+    /// Removes a dependant's credential; returns whether there was one. The owner's is
+    /// replaced, never removed.
     pub fn remove_credential(&self, card_id: u64) -> Result<bool, TransitError> {
         let mut state = self.lock();
-        match state
-            .credentials
+        if state
+            .owner
+            .as_ref()
+            .is_some_and(|(_, f)| f.card_id == card_id)
+        {
+            return Err(super::invalid(
+                "the phone owner's credential is replaced, not removed",
+            ));
+        }
+        let Some(i) = state
+            .dependants
             .iter()
             .position(|(_, f)| f.card_id == card_id)
-        {
-            None => Ok(false),
-            Some(0) => Err(super::invalid(
-                "the phone owner's credential is replaced, not removed",
-            )),
-            Some(i) => {
-                self.vault
-                    .delete(COLLECTION, &credential_record(false, card_id))?;
-                state.credentials.remove(i);
-                state.cached.remove(&card_id);
-                Ok(true)
-            }
-        }
+        else {
+            return Ok(false);
+        };
+        self.vault.delete(COLLECTION, &dependant_record(card_id))?;
+        state.dependants.remove(i);
+        state.cached.remove(&card_id);
+        Ok(true)
     }
 
     /// The phone owner's credential's fields, if any.
     pub fn credential(&self) -> Option<CredentialFields> {
-        self.lock().credentials.first().map(|(_, f)| f.clone())
+        self.lock().owner.as_ref().map(|(_, f)| f.clone())
     }
 
-    /// Every credential held, the owner's first.
+    /// Every credential held: the owner's first, then dependants'.
     pub fn credentials(&self) -> Vec<CredentialFields> {
-        self.lock()
-            .credentials
-            .iter()
-            .map(|(_, f)| f.clone())
-            .collect()
+        self.lock().all().map(|(_, f)| f.clone()).collect()
     }
 
     /// Records the offset (server time minus device time, seconds) learned at the last sync;
@@ -268,8 +301,7 @@ impl Phone {
             }
         }
         let (credential, fields) = state
-            .credentials
-            .iter()
+            .all()
             .find(|(_, f)| f.card_id == card_id)
             .cloned()
             .ok_or(TransitError::NoCredential)?;

@@ -123,8 +123,9 @@ pub struct ValidatorConfig {
     /// out and the backend prices the journey from the taps, so a lost link never locks riders
     /// in. Keep it below the shortest ride between two stations.
     pub max_entry_feed_age_secs: u32,
-    /// An entry stays open for an exit this long (the fare table's `max_journey_secs`).
-    pub max_journey_secs: u32,
+    /// How long an exit gate honours an entry (default a day: past the fare table's journey
+    /// time the backend charges the maximum fare, but a slow rider is never kept in).
+    pub entry_honoured_secs: u32,
 }
 
 impl Default for ValidatorConfig {
@@ -140,7 +141,7 @@ impl Default for ValidatorConfig {
             fail_closed_when_stale: false,
             gate: None,
             max_entry_feed_age_secs: 60,
-            max_journey_secs: 7_200,
+            entry_honoured_secs: super::metro::ENTRY_HONOURED_SECS as u32,
         }
     }
 }
@@ -552,8 +553,8 @@ pub struct Validator {
     deny_needs_refresh: bool,
     /// An exit gate's entries by card: the newest per card, open or used by an exit here.
     entries: HashMap<u64, HeldEntry>,
-    /// Its feed's cursor and completeness (the entries themselves are not kept here).
-    entry_feed: EntryFeed,
+    /// Its feed's cursor and completeness.
+    entry_feed: EntryFeedPosition,
     /// Cards whose entries exits used, not yet committed: marked used with their taps.
     consumed: Vec<u64>,
 }
@@ -574,6 +575,17 @@ fn held_entry_op(held: HeldEntry) -> WriteOp {
         // Three numbers and a flag: serialising cannot fail.
         body: serde_json::to_vec(&held).unwrap_or_default(),
     }
+}
+
+/// Where an exit gate's entry feed stands, stored with its entries.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct EntryFeedPosition {
+    cursor: u64,
+    complete_until: u64,
+    /// How old the entries were complete at the last fetch, by the backend's clock.
+    lag_secs: u64,
+    /// When that fetch was taken in, by this gate's clock.
+    fetched_at: u64,
 }
 
 /// How current an exit gate's knowledge of entries is.
@@ -620,7 +632,7 @@ impl Validator {
             stored_log: TapLogStatus::default(),
             deny_needs_refresh: false,
             entries: HashMap::new(),
-            entry_feed: EntryFeed::default(),
+            entry_feed: EntryFeedPosition::default(),
             consumed: Vec::new(),
             config,
         };
@@ -779,8 +791,8 @@ impl Validator {
 
     fn restore_entries(&mut self) -> Result<(), TransitError> {
         if let Some(record) = self.vault.find(STATE_COLLECTION, ENTRY_FEED_STATE)? {
-            if let Ok(feed) = serde_json::from_slice::<EntryFeed>(&record.body) {
-                self.entry_feed = feed;
+            if let Ok(position) = serde_json::from_slice::<EntryFeedPosition>(&record.body) {
+                self.entry_feed = position;
             }
         }
         for record in self.vault.list(ENTRY_COLLECTION)? {
@@ -801,8 +813,8 @@ impl Validator {
             return Err(super::invalid("only an exit gate keeps entries"));
         }
         self.flush()?;
-        let journey = u64::from(self.config.max_journey_secs);
-        let open = |e: &GateEntry| e.at.saturating_add(journey) >= now;
+        let honoured = u64::from(self.config.entry_honoured_secs);
+        let open = |e: &GateEntry| e.at.saturating_add(honoured) >= now;
         let mut changed: HashMap<u64, GateEntry> = HashMap::new();
         for entry in feed.entries.iter().filter(|e| open(e)) {
             let newest = self
@@ -819,10 +831,21 @@ impl Validator {
             .filter(|h| !open(&h.entry) && !changed.contains_key(&h.entry.card_id))
             .map(|h| h.entry.card_id)
             .collect();
-        let position = EntryFeed {
-            entries: Vec::new(),
-            cursor: self.entry_feed.cursor.max(feed.cursor),
-            complete_until: self.entry_feed.complete_until.max(feed.complete_until),
+        // Completeness moves forward only, and its age is counted on the backend's clock
+        // (the gate's own may be off): the lag at the answer, then this gate's elapsed time.
+        let position = if feed.complete_until > self.entry_feed.complete_until {
+            let backend_now = if feed.now > 0 { feed.now } else { now };
+            EntryFeedPosition {
+                cursor: self.entry_feed.cursor.max(feed.cursor),
+                complete_until: feed.complete_until,
+                lag_secs: backend_now.saturating_sub(feed.complete_until),
+                fetched_at: now,
+            }
+        } else {
+            EntryFeedPosition {
+                cursor: self.entry_feed.cursor.max(feed.cursor),
+                ..self.entry_feed.clone()
+            }
         };
         let mut ops: Vec<WriteOp> = Vec::with_capacity(changed.len() + expired.len() + 1);
         for entry in changed.values() {
@@ -871,8 +894,12 @@ impl Validator {
     }
 
     fn entry_feed_current(&self, now: u64) -> bool {
+        // A clock that went back counts as the whole time since the fetch having passed.
+        let elapsed = now
+            .checked_sub(self.entry_feed.fetched_at)
+            .unwrap_or(u64::MAX);
         self.entry_feed.complete_until > 0
-            && now.saturating_sub(self.entry_feed.complete_until)
+            && self.entry_feed.lag_secs.saturating_add(elapsed)
                 <= u64::from(self.config.max_entry_feed_age_secs)
     }
 
@@ -1356,9 +1383,8 @@ impl Validator {
     /// route were checked at entry: a pass that ends during a ride still gets its rider out.
     fn check_exit(&mut self, p: &Payload, now: u64) -> Reason {
         let f = &p.fields;
-        if self.config.fail_closed_when_stale && self.deny_list_status(now).stale {
-            return Reason::DenyListStale;
-        }
+        // No fail-closed at an exit: a stale deny list never keeps riders in (its entries still
+        // apply).
         if let Err(reason) = self.verify_signatures(p, now) {
             return reason;
         }
@@ -1376,7 +1402,7 @@ impl Validator {
         if self.replay.contains(&replay_key) {
             return Reason::Replayed;
         }
-        let journey = u64::from(self.config.max_journey_secs);
+        let journey = u64::from(self.config.entry_honoured_secs);
         let skew = u64::from(self.config.max_future_secs);
         let feed_current = self.entry_feed_current(now);
         let entered = self.entries.get_mut(&f.card_id).filter(|h| {

@@ -34,6 +34,19 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(info.product, .monthlyAllRoutes)
         let stored = try await phone.credential()
         XCTAssertEqual(stored?.cardId, info.cardId)
+        // A dependant's pass on another card sits beside the owner's, never in its place.
+        var childRequest = request(phone)
+        childRequest.cardId = 42
+        childRequest.product = .freePass
+        childRequest.category = .child
+        let childs = try await phone.installDependantCredential(credential: try issuer.issue(request: childRequest, nowUnix: now))
+        XCTAssertEqual(childs.category, .child)
+        let held = try await phone.credentials()
+        XCTAssertEqual(held.map(\.cardId), [info.cardId, 42])
+        let owner = try await phone.credential()
+        XCTAssertEqual(owner?.cardId, info.cardId)
+        let removed = try await phone.removeCredential(cardId: 42)
+        XCTAssertTrue(removed)
         try await phone.setClockOffset(offsetSecs: 0)
 
         let qr = try await phone.currentQrAt(nowUnix: now)

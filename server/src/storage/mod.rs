@@ -121,6 +121,9 @@ pub struct VerifiedScan {
     pub device_key_hash: [u8; 32],
     /// Why the credential was not valid at the QR's time on this validator, if it was not.
     pub invalid: Option<String>,
+    /// Whether the pass itself (its windows, its route) was valid at the QR's time: `invalid`
+    /// says so too, except at an exit gate, which lets out on the phone's proof alone.
+    pub pass_valid: bool,
 }
 
 /// One uploaded tap: the validator's claim and what its evidence shows.
@@ -281,11 +284,14 @@ pub trait Storage: Send + Sync + 'static {
     /// pay-as-you-go fares under the caps, only for taps whose evidence verified, valid at the
     /// QR's time, not revoked then, and whose QR no validator used before (a second use on
     /// another validator is a suspected relay, recorded for the operator).
+    /// `drained`: the validator's log held nothing more (a metro entry gate's entries are then
+    /// complete up to now).
     fn record_taps(
         &self,
         validator: &ValidatorRecord,
         taps: &[CheckedTap],
         fares: &FarePolicy,
+        drained: bool,
     ) -> Result<TapTotals>;
     /// Stores an inspector's inspections once each (by inspector and sequence); returns how
     /// many were stored now, how many were duplicates, and the highest sequence stored.
@@ -724,6 +730,7 @@ impl<E: Engine> Storage for SqlStorage<E> {
         validator: &ValidatorRecord,
         taps: &[CheckedTap],
         fares: &FarePolicy,
+        drained: bool,
     ) -> Result<TapTotals> {
         let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
         ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
@@ -753,11 +760,13 @@ impl<E: Engine> Storage for SqlStorage<E> {
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
             }
-            // An entry gate's upload says the entry feed is complete up to now.
-            tx.exec(
-                "UPDATE validators SET last_upload_at = ?2 WHERE id = ?1",
-                params![&validator.id, now],
-            )?;
+            // An entry gate's log emptied: the entry feed is complete up to now.
+            if drained {
+                tx.exec(
+                    "UPDATE validators SET last_upload_at = ?2 WHERE id = ?1",
+                    params![&validator.id, now],
+                )?;
+            }
             Ok(totals)
         })
     }
@@ -923,7 +932,7 @@ impl<E: Engine> Storage for SqlStorage<E> {
                 .unwrap_or(now);
             let rows = tx.rows(
                 "SELECT id, card_id, entry_station, entry_at FROM journeys
-                 WHERE id > ?1 AND status = 'open' AND entry_at >= ?2 ORDER BY id LIMIT ?3",
+                 WHERE id > ?1 AND status IN ('open', 'no_exit') AND entry_at >= ?2 ORDER BY id LIMIT ?3",
                 params![
                     big(cursor),
                     now.saturating_sub(max_journey_secs as i64),
@@ -934,6 +943,7 @@ impl<E: Engine> Storage for SqlStorage<E> {
                 entries: Vec::with_capacity(rows.len()),
                 cursor,
                 complete_until: complete_until.max(0) as u64,
+                now: now.max(0) as u64,
             };
             for r in &rows {
                 feed.cursor = r.int(0)? as u64;
@@ -1613,6 +1623,7 @@ fn record_tap(
             gate,
             card_id: s.card_id,
             product: s.product,
+            pass_valid: s.pass_valid,
             at: when,
         };
         totals.charged_vnd += journey_tap(tx, fares, &tap, now, paid)?;
@@ -1654,18 +1665,29 @@ struct GateTap<'a> {
     gate: thudo_core::transit::metro::Gate,
     card_id: u64,
     product: Product,
+    /// Whether the pass was valid (windows, route) at the tap: an exit checks nothing of it.
+    pass_valid: bool,
     /// The phone's signed QR time.
     at: u64,
 }
 
-/// A phone's clock and a gate's may differ this much when an exit is matched to an entry.
-const JOURNEY_SKEW_SECS: u64 = 300;
+/// A second tap of the same card, at the same station and in the same direction, within this
+/// long is the same entry or exit (a gate slow to open, a second gate tried): never a second
+/// journey, never a second charge.
+const REPEAT_TAP_SECS: u64 = 120;
 
 /// Files a gate tap into the card's journeys and prices what it completes; returns what it
-/// charged. An entry opens a journey (closing an earlier one left open at the maximum fare, or
-/// completing an exit that arrived first); an exit completes the card's latest journey entered
-/// within the journey time (correcting a maximum fare already charged), or waits as a journey
-/// with no entry. The caller holds the card's lock.
+/// charged. Both taps of a journey carry the same phone's signed time, so an exit pairs only
+/// with an entry before it and with no other entry in between.
+///
+/// - An entry opens a journey. An earlier one left open is settled at the maximum (no exit
+///   came); an exit that arrived first (its gate uploaded before the entry gate) is completed.
+/// - An exit completes the card's latest entry if that journey is still open or was settled at
+///   the maximum (correcting it); else it waits as a journey with no entry.
+/// - A repeated tap within [`REPEAT_TAP_SECS`] is ignored; a repeated exit is recorded for the
+///   operator (one entry let out twice may be a phone passed back).
+///
+/// The caller holds the card's lock.
 fn journey_tap(
     tx: &mut dyn Tx,
     fares: &FarePolicy,
@@ -1673,15 +1695,22 @@ fn journey_tap(
     now: i64,
     paid: &mut std::collections::BTreeSet<(u64, String, String)>,
 ) -> Result<u64> {
-    use thudo_core::transit::metro::GateDirection;
-    // Journeys are numbered in commit order: an exit gate's cursor never skips one.
-    tx.lock("journeys")?;
+    use thudo_core::transit::metro::{GateDirection, ENTRY_HONOURED_SECS};
     let (day, month) = fares.local_day_and_month(tap.at);
-    let max_journey = fares.max_journey_secs(&day);
     let (card, at) = (big(tap.card_id), big(tap.at));
+    let station = i64::from(tap.gate.station);
+    let since = big(tap.at.saturating_sub(REPEAT_TAP_SECS));
     let mut charged = 0;
     match tap.gate.direction {
         GateDirection::Entry => {
+            let repeated = tx.row(
+                "SELECT 1 FROM journeys WHERE card_id = ?1 AND status = 'open' AND entry_station = ?2
+                   AND entry_at >= ?3 AND entry_at <= ?4",
+                params![card.clone(), station, since, at.clone()],
+            )?;
+            if repeated.is_some() {
+                return Ok(0);
+            }
             let left_open = tx.rows(
                 "SELECT id FROM journeys WHERE card_id = ?1 AND status = 'open' AND entry_at < ?2",
                 params![card.clone(), at.clone()],
@@ -1690,32 +1719,36 @@ fn journey_tap(
                 charged += settle_journey(tx, fares, row.int(0)?, "no_exit", paid)?;
             }
             let waiting_exit = tx.row(
-                "SELECT id FROM journeys WHERE card_id = ?1 AND entry_at IS NULL
-                   AND status IN ('no_entry', 'no_entry_charged') AND exit_at >= ?2 AND exit_at <= ?3
-                 ORDER BY exit_at LIMIT 1",
-                params![
-                    card.clone(),
-                    big(tap.at.saturating_sub(JOURNEY_SKEW_SECS)),
-                    big(tap.at + max_journey)
-                ],
+                "SELECT j.id, j.day, j.month FROM journeys j
+                 WHERE j.card_id = ?1 AND j.entry_at IS NULL
+                   AND j.status IN ('no_entry', 'no_entry_charged') AND j.exit_at >= ?2 AND j.exit_at <= ?3
+                   AND NOT EXISTS (SELECT 1 FROM journeys e WHERE e.card_id = ?1
+                                     AND e.entry_at > ?2 AND e.entry_at < j.exit_at)
+                 ORDER BY j.exit_at LIMIT 1",
+                params![card.clone(), at.clone(), big(tap.at + ENTRY_HONOURED_SECS)],
             )?;
             if let Some(row) = waiting_exit {
                 let id = row.int(0)?;
+                // The day it was charged on changes: that day's cap progress is published again.
+                paid.insert((tap.card_id, row.text(1)?, row.text(2)?));
                 tx.exec(
                     "UPDATE journeys SET entry_validator = ?2, entry_seq = ?3, entry_station = ?4,
-                            entry_at = ?5, day = ?6, month = ?7 WHERE id = ?1",
+                            entry_at = ?5, day = ?6, month = ?7, product = ?8 WHERE id = ?1",
                     params![
                         id,
                         tap.validator_id,
                         big(tap.seq),
-                        tap.gate.station,
+                        station,
                         at,
                         &day,
-                        &month
+                        &month,
+                        code_of(&tap.product)
                     ],
                 )?;
                 charged += settle_journey(tx, fares, id, "closed", paid)?;
             } else {
+                // Entries are numbered in commit order: an exit gate's cursor never skips one.
+                tx.lock("journeys")?;
                 tx.exec(
                     "INSERT INTO journeys(card_id, product, entry_validator, entry_seq, entry_station,
                                           entry_at, status, day, month, recorded_at)
@@ -1725,7 +1758,7 @@ fn journey_tap(
                         code_of(&tap.product),
                         tap.validator_id,
                         big(tap.seq),
-                        tap.gate.station,
+                        station,
                         at,
                         &day,
                         &month,
@@ -1735,35 +1768,62 @@ fn journey_tap(
             }
         }
         GateDirection::Exit => {
-            let entered = tx.row(
-                "SELECT id FROM journeys WHERE card_id = ?1 AND status IN ('open', 'no_exit')
+            let repeated = tx.row(
+                "SELECT exit_validator FROM journeys WHERE card_id = ?1 AND exit_station = ?2
+                   AND exit_at >= ?3 AND exit_at <= ?4",
+                params![card.clone(), station, since, at.clone()],
+            )?;
+            if let Some(row) = repeated {
+                if row.opt_text(0)?.as_deref() != Some(tap.validator_id) {
+                    tx.exec(
+                        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
+                         VALUES ('repeated_exit', ?1, ?2, ?3, ?4, 'one journey let out at two exit gates', ?5)",
+                        params![tap.validator_id, big(tap.seq), card, row.opt_text(0)?, now],
+                    )?;
+                }
+                return Ok(0);
+            }
+            // The card's latest entry before this exit, whatever became of it.
+            let latest = tx.row(
+                "SELECT id, status FROM journeys WHERE card_id = ?1 AND entry_at IS NOT NULL
                    AND entry_at <= ?2 AND entry_at >= ?3
-                 ORDER BY entry_at DESC LIMIT 1",
+                 ORDER BY entry_at DESC, id DESC LIMIT 1",
                 params![
                     card.clone(),
-                    big(tap.at + JOURNEY_SKEW_SECS),
-                    big(tap.at.saturating_sub(max_journey))
+                    at.clone(),
+                    big(tap.at.saturating_sub(ENTRY_HONOURED_SECS))
                 ],
             )?;
-            if let Some(row) = entered {
-                let id = row.int(0)?;
+            let open = match &latest {
+                Some(row) if matches!(row.text(1)?.as_str(), "open" | "no_exit") => {
+                    Some(row.int(0)?)
+                }
+                _ => None,
+            };
+            if let Some(id) = open {
                 tx.exec(
                     "UPDATE journeys SET exit_validator = ?2, exit_seq = ?3, exit_station = ?4,
                             exit_at = ?5 WHERE id = ?1",
-                    params![id, tap.validator_id, big(tap.seq), tap.gate.station, at],
+                    params![id, tap.validator_id, big(tap.seq), station, at],
                 )?;
                 charged += settle_journey(tx, fares, id, "closed", paid)?;
             } else {
+                // With no entry, the pass counts only if it was valid here and now.
+                let product = if tap.pass_valid {
+                    tap.product
+                } else {
+                    Product::PayAsYouGo
+                };
                 tx.exec(
                     "INSERT INTO journeys(card_id, product, exit_validator, exit_seq, exit_station,
                                           exit_at, status, day, month, recorded_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'no_entry', ?7, ?8, ?9)",
                     params![
                         card,
-                        code_of(&tap.product),
+                        code_of(&product),
                         tap.validator_id,
                         big(tap.seq),
-                        tap.gate.station,
+                        station,
                         at,
                         &day,
                         &month,
@@ -1804,8 +1864,18 @@ fn settle_journey(
     let (entry_at, exit_at) = (r.opt_int(3)?, r.opt_int(5)?);
     let (day, month) = (r.text(6)?, r.text(7)?);
     let before = r.int(8)? as u64;
+    // A journey longer than the fare table allows is charged the maximum, like one without
+    // an exit.
+    let overtime = matches!((entry_at, exit_at), (Some(a), Some(b))
+        if b.saturating_sub(a) > fares.max_journey_secs(&day) as i64);
     let (full, priced) = match (status, entry, exit) {
-        ("closed", Some(a), Some(b)) => fares.metro_fare(&day, a, b),
+        ("closed", Some(a), Some(b)) if !overtime => fares.metro_fare(&day, a, b),
+        ("closed", Some(a), Some(b)) => (
+            fares
+                .metro_max_fare(&day, a)
+                .max(fares.metro_max_fare(&day, b)),
+            false,
+        ),
         (_, Some(s), None) | (_, None, Some(s)) => (fares.metro_max_fare(&day, s), false),
         _ => (0, false),
     };
@@ -1838,7 +1908,7 @@ fn settle_journey(
         from_station: name(entry),
         to_station: name(exit),
         exit_at: exit_at.map(|t| t as u64),
-        incomplete: !priced && status != "closed" || entry.is_none() || exit.is_none(),
+        incomplete: !priced,
         day: day.clone(),
         product,
         fare_vnd: fare,

@@ -55,6 +55,12 @@ class TransitTest {
         val info = phone.installCredential(issuer.issue(request(phone), now))
         assertEquals(TransitProduct.MONTHLY_ALL_ROUTES, info.product)
         assertEquals(info.cardId, phone.credential()?.cardId)
+        // A dependant's pass on another card sits beside the owner's, never in its place.
+        val childs = phone.installDependantCredential(issuer.issue(request(phone, TransitProduct.FREE_PASS).copy(cardId = 42L, category = PassengerCategory.CHILD), now))
+        assertEquals(listOf(info.cardId, 42L), phone.credentials().map { it.cardId })
+        assertEquals(info.cardId, phone.credential()?.cardId)
+        assertEquals(PassengerCategory.CHILD, childs.category)
+        assertTrue(phone.removeCredential(42L))
         phone.setClockOffset(0L)
 
         val qr = phone.currentQrAt(now)
