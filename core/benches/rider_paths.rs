@@ -4,6 +4,8 @@
 //!   on a repeat rider (credential remembered: the phone's signature only). The decision is
 //!   timed (decode, signatures, rules, the tap queued); the tap log's commit is the same for
 //!   both and is timed apart.
+//! - **At a metro exit gate**: taking in the network's entry feed, and deciding on a rider
+//!   with their entry looked up among every open entry held.
 //! - **On the phone**: app start to the first QR on screen: open the vault with a key provider
 //!   (as the Android Keystore or the iOS Keychain unwrap it), load the credential, sign, encode
 //!   and render the QR matrix.
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::crypto::{self, AeadKey, Cipher, SecretKey, NONCE_LEN};
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
+use thudo_core::transit::metro::{EntryFeed, Gate, GateDirection, GateEntry};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::{wire, Category, Product};
@@ -150,6 +153,55 @@ fn main() {
         us(first + commit),
         us(repeat + commit),
         (repeat + commit).as_secs_f64() / (first + commit).as_secs_f64()
+    );
+
+    // At a metro exit gate: the feed of every rider's entry taken in, then each rider let out
+    // (first time at this gate: both signatures, and the entry looked up and marked used).
+    let exit_config = ValidatorConfig {
+        gate: Some(Gate {
+            station: 212,
+            direction: GateDirection::Exit,
+        }),
+        ..config.clone()
+    };
+    let feed = EntryFeed {
+        entries: (0..RIDERS)
+            .map(|i| GateEntry {
+                card_id: 1_000_000 + i as u64,
+                station: 201,
+                at: u64::from(NOW) - 600,
+            })
+            .collect(),
+        cursor: RIDERS as u64,
+        complete_until: u64::from(NOW),
+        now: u64::from(NOW),
+    };
+    let (mut take_in, mut exits) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Arc::new(Vault::open(dir.path(), Unlock::passphrase("b"), &opts).unwrap());
+        let mut gate =
+            Validator::open(vault, vec![issuer.trusted().clone()], exit_config.clone()).unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            gate.apply_entry_feed(&feed, u64::from(NOW)).unwrap(),
+            RIDERS
+        );
+        take_in.push(t.elapsed() / RIDERS as u32);
+        for (qr, _) in &riders {
+            decide(&mut gate, qr, NOW + 1, &mut exits);
+        }
+        gate.flush().unwrap();
+    }
+    let (take_in, exit) = (median(take_in), median(exits));
+    println!(
+        "exit gate: entry feed taken in ({RIDERS} entries, one commit), per entry:   {:.1} µs",
+        us(take_in)
+    );
+    println!(
+        "exit gate decision, first-time rider, entry found among {RIDERS}:         {:.1} µs  ({:.2}x a bus)",
+        us(exit),
+        exit.as_secs_f64() / first.as_secs_f64()
     );
 
     // On the phone: the first QR after the app starts.
