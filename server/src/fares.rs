@@ -60,6 +60,19 @@ impl FarePolicy {
         )
     }
 
+    /// The price of `product` for `category` bought at `now` (unix seconds): a monthly pass
+    /// for a metro line (its route code) from the metro tariff in force, everything else from
+    /// the bus tariff; `None` when it is not sold to the category.
+    pub fn price(&self, product: Product, category: Category, route: u16, now: u32) -> Option<u64> {
+        if product == Product::MonthlySingleRoute {
+            let (day, _) = self.local_day_and_month(u64::from(now));
+            if let Some(t) = self.metro.in_force(&day).filter(|t| t.is_line(route)) {
+                return t.monthly_line_pass_vnd.get(&category).copied();
+            }
+        }
+        self.tariff.price(product, category)
+    }
+
     /// The fare of one bus trip on `route`, before caps.
     pub fn bus_fare(&self, route: u16) -> u64 {
         let km = self

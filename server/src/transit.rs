@@ -340,8 +340,7 @@ pub(crate) async fn issue_credential(
     };
     let price = state
         .fares
-        .tariff
-        .price(order.product, order.category)
+        .price(order.product, order.category, order.route, now)
         .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
     let request = CredentialRequest {
         card_id,

@@ -1623,3 +1623,65 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
         .unwrap();
     assert_eq!(charged_on(w.charges(&slow_vault).await), 15_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_pass_is_priced_by_the_metro_tariff_and_rides_its_gates_free() {
+    let w = World::start().await;
+    let v = w.phone_device("rider", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let month = chrono::DateTime::from_timestamp(tomorrow_morning() as i64 + 7 * 3600, 0)
+        .unwrap()
+        .format("%Y-%m")
+        .to_string();
+    let bought = w
+        .client
+        .buy_and_install(
+            v.clone(),
+            Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap()),
+            CredentialOrder {
+                route: 902,
+                month,
+                ..order(&phone, Product::MonthlySingleRoute, Category::Standard)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(bought.price_vnd, 200_000, "line 2A's monthly pass");
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let (in_vault, gate_in) = w.gate("in", 201, GateDirection::Entry).await;
+    let (out_vault, gate_out) = w.gate("out", 212, GateDirection::Exit).await;
+    let (_, mut bus, _) = w.bus("bus", 32).await;
+    let t = tomorrow_morning();
+    assert_eq!(tap(&gate_in, &phone, t), Reason::Ok);
+    assert_eq!(tap(&gate_out, &phone, t + 1_500), Reason::Ok);
+    let on_bus = bus
+        .validate(&phone.current_qr(t + 3_600).unwrap().text, t + 3_600)
+        .unwrap();
+    assert_eq!(
+        on_bus.reason,
+        Reason::WrongRoute,
+        "a line pass is not a bus pass"
+    );
+    let mut charged = 0;
+    for (v, g) in [(&in_vault, &gate_in), (&out_vault, &gate_out)] {
+        charged += w
+            .client
+            .upload_and_acknowledge(v.clone(), g.clone())
+            .await
+            .unwrap()
+            .charged_vnd;
+    }
+    assert_eq!(charged, 0);
+    w.client
+        .sync(v.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let trips = thudo_core::transit::trips::RiderHistory::new(&v)
+        .trips_from("2000-01-01", None)
+        .unwrap();
+    assert_eq!(trips.len(), 1);
+    assert_eq!(
+        (trips[0].product, trips[0].fare_vnd, trips[0].incomplete),
+        (Product::MonthlySingleRoute, 0, false)
+    );
+}

@@ -137,6 +137,10 @@ pub struct MetroTariff {
     pub source: String,
     /// An entry with no exit within this time is charged its line's maximum fare.
     pub max_journey_secs: u32,
+    /// The monthly pass for one line (a single-route pass naming the line's route), by
+    /// category; a category not listed is not sold one.
+    #[serde(default)]
+    pub monthly_line_pass_vnd: std::collections::HashMap<super::Category, u64>,
     /// The lines.
     pub lines: Vec<LineFares>,
 }
@@ -174,6 +178,11 @@ impl MetroTariff {
             return None;
         }
         from.line.fares_vnd.get(from.index)?.get(to.index).copied()
+    }
+
+    /// Whether `route` is a metro line's route code.
+    pub fn is_line(&self, route: u16) -> bool {
+        self.lines.iter().any(|l| l.route == route)
     }
 
     /// The maximum fare charged for a journey that entered (or left) at `station`: its line's,
@@ -281,6 +290,13 @@ mod tests {
             fares.in_force("2020-01-01").expect("oldest").effective_from,
             "2024-11-01"
         );
+        assert!(t.is_line(902) && t.is_line(903) && !t.is_line(32));
+        use crate::transit::Category;
+        assert_eq!(
+            t.monthly_line_pass_vnd.get(&Category::Standard),
+            Some(&200_000)
+        );
+        assert_eq!(t.monthly_line_pass_vnd.get(&Category::Group), None);
     }
 
     #[test]
