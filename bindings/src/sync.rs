@@ -248,6 +248,11 @@ pub struct ValidatorFeed {
     pub issuer_keys: Vec<TrustedIssuerKey>,
     /// The signed deny list (pass to `TransitValidator.updateDenyList`).
     pub deny_list: crate::Bytes,
+    /// Pay-as-you-go cards that reached today's cap (pass to `TransitValidator.setCappedCards`
+    /// with `cappedUntil`: their rides today are free, and the validator says so).
+    pub capped_cards: Vec<i64>,
+    /// When today ends in Hanoi (unix seconds).
+    pub capped_until: i64,
 }
 
 /// An accepted inspection upload.
@@ -533,6 +538,12 @@ impl SyncClient {
         Ok(ValidatorFeed {
             issuer_keys: feed.issuer_keys.into_iter().map(Into::into).collect(),
             deny_list: crate::Bytes(unhex(&feed.deny_list)?),
+            capped_cards: feed
+                .capped_cards
+                .into_iter()
+                .map(crate::card_id_to_host)
+                .collect(),
+            capped_until: signed(feed.capped_until),
         })
     }
 

@@ -957,6 +957,23 @@ impl TransitValidator {
             .await
     }
 
+    /// Takes the feed's pay-as-you-go cards that reached today's cap (`ValidatorFeed.cappedCards`
+    /// until `cappedUntil`): their rides are let through in amber, "Cap reached today: this
+    /// ride is free". Informational; call it with every feed.
+    pub async fn set_capped_cards(
+        &self,
+        cards: Vec<i64>,
+        until_unix: i64,
+    ) -> Result<(), TransitError> {
+        let cards: Vec<u64> = cards.into_iter().map(crate::card_id_from_host).collect();
+        let until = arg("until_unix", until_unix.max(0))?;
+        self.run(move |v| {
+            v.set_capped_cards(&cards, until);
+            Ok(())
+        })
+        .await
+    }
+
     /// The deny list version in force.
     pub async fn deny_list_version(&self) -> Result<i64, TransitError> {
         self.run(|v| Ok(v.deny_list_version().into())).await

@@ -10,6 +10,7 @@ use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
 use thudo_core::transit::metro::{EntryFeed, Gate, GateDirection, GateEntry};
 use thudo_core::transit::phone::{Phone, PhoneOptions, Signer};
+use thudo_core::transit::presentation::Signal;
 use thudo_core::transit::validator::{DenyList, Reason, Validator, ValidatorConfig};
 use thudo_core::transit::wire::{self, Payload, PAYLOAD_LEN, QR_PREFIX, QR_TEXT_LEN};
 use thudo_core::transit::{Category, Product, TransitError};
@@ -1365,4 +1366,61 @@ fn a_phone_holds_its_owners_pass_and_dependants_and_shows_each() {
     let reopened = Phone::open(fresh_vault, None, PhoneOptions::default()).unwrap();
     assert_eq!(cards(&reopened), [child]);
     assert!(reopened.credential().is_none());
+}
+
+#[test]
+fn a_card_capped_today_is_let_through_in_amber_with_a_free_ride() {
+    let mut w = world_with(
+        Product::PayAsYouGo,
+        Category::Standard,
+        0,
+        ValidatorConfig {
+            route: 32,
+            passback_secs: 0,
+            ..Default::default()
+        },
+    );
+    let card = 9_704_000_000_123;
+    let before = w
+        .validator
+        .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+        .unwrap();
+    assert_eq!(before.presentation.line_en, "Welcome aboard");
+    // The feed says the card reached today's cap; today ends in an hour.
+    w.validator.set_capped_cards(&[card], NOW + 3_600);
+    let capped = w
+        .validator
+        .validate(&w.phone.current_qr(NOW + 60).unwrap().text, NOW + 60)
+        .unwrap();
+    assert!(capped.accepted);
+    assert_eq!(
+        (
+            capped.presentation.signal,
+            capped.presentation.line_en.as_str()
+        ),
+        (Signal::Warn, "Cap reached today: this ride is free")
+    );
+    assert_eq!(
+        capped.presentation.line_vi,
+        "Đã đủ mức trần hôm nay: miễn phí"
+    );
+    // Tomorrow it is a fare again; a refusal stays a refusal.
+    let tomorrow = w
+        .validator
+        .validate(&w.phone.current_qr(NOW + 3_700).unwrap().text, NOW + 3_700)
+        .unwrap();
+    assert_eq!(tomorrow.presentation.signal, Signal::Go);
+    let replayed = w
+        .validator
+        .validate(&w.phone.current_qr(NOW + 3_700).unwrap().text, NOW + 3_701)
+        .unwrap();
+    assert_eq!(replayed.presentation.signal, Signal::Stop);
+    // A pass holder's card in the list is not told about a cap it does not pay toward.
+    let mut pass = world();
+    pass.validator.set_capped_cards(&[card], NOW + 3_600);
+    let v = pass
+        .validator
+        .validate(&pass.phone.current_qr(NOW).unwrap().text, NOW)
+        .unwrap();
+    assert_eq!(v.presentation.signal, Signal::Go);
 }

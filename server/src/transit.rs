@@ -485,7 +485,20 @@ pub(crate) async fn validator_feed(
 ) -> ApiResult<ValidatorFeed> {
     validator_caller(&state, &headers).await?;
     let storage = state.storage.clone();
-    let (version, cards, devices) = blocking(move || Ok(storage.deny_list()?)).await?;
+    let fares = state.fares.clone();
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let (today, _) = fares.local_day_and_month(now);
+    let ((version, cards, devices), capped_cards) = blocking(move || {
+        Ok((
+            storage.deny_list()?,
+            storage.capped_cards(&today, fares.daily_cap_vnd)?,
+        ))
+    })
+    .await?;
+    // The end of today in Hanoi.
+    let local = now as i64 + state.fares.utc_offset_secs;
+    let capped_until =
+        (local - local.rem_euclid(86_400) + 86_400 - state.fares.utc_offset_secs) as u64;
     let list = DenyList {
         version,
         issued_at: chrono::Utc::now().timestamp() as u32,
@@ -505,6 +518,8 @@ pub(crate) async fn validator_feed(
     Ok(Json(ValidatorFeed {
         issuer_keys: ring.trusted_keys(list.issued_at),
         deny_list: hex::encode(&signed),
+        capped_cards,
+        capped_until,
     }))
 }
 

@@ -1300,6 +1300,12 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
         !late_trips[1].incomplete,
         "the late exit corrected the first journey"
     );
+    // Validators learn from their feed which cards ride free for the rest of the day.
+    let capped = w.storage.capped_cards(&day, 30_000).unwrap();
+    assert_eq!(capped, [rider.credential().unwrap().card_id]);
+    let feed = w.client.validator_feed(bus_vault.clone()).await.unwrap();
+    let now = now();
+    assert!(feed.capped_until > now && feed.capped_until <= now + 86_400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,13 @@ pub struct ValidatorFeed {
     pub issuer_keys: Vec<super::issuer::TrustedIssuerKey>,
     /// The signed deny list, hex.
     pub deny_list: String,
+    /// Pay-as-you-go cards that reached today's cap (Hanoi day): their rides today are free,
+    /// and validators say so. Informational: charges never depend on it.
+    #[serde(default)]
+    pub capped_cards: Vec<u64>,
+    /// When today ends in Hanoi (unix seconds): the capped cards stop being shown as such.
+    #[serde(default)]
+    pub capped_until: u64,
 }
 
 /// `POST /v1/transit/taps`.

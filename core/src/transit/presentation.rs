@@ -177,6 +177,19 @@ pub fn present(reason: Reason, fields: Option<&CredentialFields>, now: u64) -> P
     }
 }
 
+/// A let-through for a pay-as-you-go card that already reached today's cap: amber, the ride is
+/// free.
+pub fn cap_reached(p: &mut Presentation) {
+    if p.signal == Signal::Stop {
+        return;
+    }
+    p.signal = Signal::Warn;
+    p.colour = Signal::Warn.colour().to_owned();
+    p.beeps = Signal::Warn.beeps().to_vec();
+    p.line_vi = "Đã đủ mức trần hôm nay: miễn phí".into();
+    p.line_en = "Cap reached today: this ride is free".into();
+}
+
 /// The same verdict at a metro gate: riders walk into a station or out of it, they do not
 /// board (only the lines of a let-through change).
 pub fn at_gate(p: &mut Presentation, direction: super::metro::GateDirection) {

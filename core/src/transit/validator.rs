@@ -557,6 +557,8 @@ pub struct Validator {
     entry_feed: EntryFeedPosition,
     /// Cards whose entries exits used, not yet committed: marked used with their taps.
     consumed: Vec<u64>,
+    /// Pay-as-you-go cards that reached today's cap, from the feed, and when today ends.
+    capped: (HashSet<u64>, u64),
 }
 
 /// An entry as an exit gate keeps it. A used entry stays (marked) until its journey time ends,
@@ -634,6 +636,7 @@ impl Validator {
             entries: HashMap::new(),
             entry_feed: EntryFeedPosition::default(),
             consumed: Vec::new(),
+            capped: (HashSet::new(), 0),
             config,
         };
         if validator.is_exit_gate() {
@@ -702,6 +705,13 @@ impl Validator {
         self.trusted = trusted;
         self.verified.clear();
         Ok(())
+    }
+
+    /// Takes the feed's pay-as-you-go cards that reached today's cap (until `until`, the end of
+    /// the day): their let-throughs say the ride is free. Informational only, and not kept
+    /// across restarts (the next feed brings it again).
+    pub fn set_capped_cards(&mut self, cards: &[u64], until: u64) {
+        self.capped = (cards.iter().copied().collect(), until);
     }
 
     /// The deny list version in force.
@@ -1300,6 +1310,20 @@ impl Validator {
         };
         let mut presentation =
             super::presentation::present(reason, payload.map(|p| &p.fields), now);
+        let capped = payload.is_some_and(|p| {
+            p.fields.product == Product::PayAsYouGo
+                && now < self.capped.1
+                && self.capped.0.contains(&p.fields.card_id)
+        });
+        // At an exit the journey is charged, not the gate passage: the cap shows at entries.
+        if capped
+            && self
+                .config
+                .gate
+                .is_none_or(|g| g.direction == GateDirection::Entry)
+        {
+            super::presentation::cap_reached(&mut presentation);
+        }
         if let Some(gate) = self.config.gate {
             super::presentation::at_gate(&mut presentation, gate.direction);
         }

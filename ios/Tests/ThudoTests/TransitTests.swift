@@ -150,6 +150,13 @@ final class TransitTests: XCTestCase {
         let day = try validator.validateAt(text: dayQr.text, nowUnix: now + 200)
         XCTAssertEqual(day.product, .dayPass)
         XCTAssertEqual(day.presentation.signal, .go)
+        // A pay-as-you-go card the feed names as capped today: let through in amber, free.
+        _ = try await phone.installCredential(credential: try issuer.issue(request: request(phone, product: .payAsYouGo), nowUnix: now))
+        try await validator.setCappedCards(cards: [9_704_000_000_123], untilUnix: now + 3600)
+        let paygQr = try await phone.currentQrAt(nowUnix: now + 400)
+        let capped = try validator.validateAt(text: paygQr.text, nowUnix: now + 400)
+        XCTAssertEqual(capped.presentation.signal, .warn)
+        XCTAssertEqual(capped.presentation.lineEn, "Cap reached today: this ride is free")
         await phoneVault.shutdown()
         await busVault.shutdown()
     }

@@ -305,6 +305,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Fares charged to a card, VND, per day `YYYY-MM-DD` (Hanoi time): bus rides and metro
     /// journeys.
     fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>>;
+    /// The cards charged at least `cap_vnd` on local day `day` (bus rides and metro journeys),
+    /// at most 100,000.
+    fn capped_cards(&self, day: &str, cap_vnd: u64) -> Result<Vec<u64>>;
     /// Settles the metro journeys whose time ran out at `now`: an entry with no exit, and an
     /// exit with no entry, are charged their line's maximum fare (a late tap corrects it).
     /// Returns how many were settled (at most 1,000 per call).
@@ -860,6 +863,22 @@ impl<E: Engine> Storage for SqlStorage<E> {
                 }
             }
             Ok(days.into_iter().collect())
+        })
+    }
+
+    fn capped_cards(&self, day: &str, cap_vnd: u64) -> Result<Vec<u64>> {
+        self.read(|tx| {
+            tx.rows(
+                "SELECT card_id FROM (
+                     SELECT card_id, charged_vnd AS vnd FROM taps WHERE day = ?1 AND card_id IS NOT NULL
+                     UNION ALL
+                     SELECT card_id, fare_vnd AS vnd FROM journeys WHERE day = ?1
+                 ) paid GROUP BY card_id HAVING SUM(vnd) >= ?2 ORDER BY card_id LIMIT 100000",
+                params![day, big(cap_vnd)],
+            )?
+            .iter()
+            .map(|r| Ok(r.int(0)? as u64))
+            .collect()
         })
     }
 

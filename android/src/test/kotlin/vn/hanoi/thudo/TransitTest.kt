@@ -151,6 +151,10 @@ class TransitTest {
         assertTrue(verdict.accepted, verdict.toString())
         assertEquals(TransitProduct.PAY_AS_YOU_GO, verdict.product)
         assertFalse(validator.validateAt(phone.currentQrAt(now + 10L).text, now + 10L).accepted, "passback")
+        // The feed says the card reached today's cap: its next ride is let through in amber.
+        validator.setCappedCards(listOf(verdict.cardId!!), now + 3_600L)
+        val capped = validator.validateAt(phone.currentQrAt(now + 300L).text, now + 300L)
+        assertEquals(VerdictSignal.WARN to "Cap reached today: this ride is free", capped.presentation.signal to capped.presentation.lineEn)
         // Numbers that do not fit the formats' widths are refused, never wrapped.
         assertThrows<TransitException.InvalidRequest> { TransitIssuer.generate(70_000, now, now + day) }
         assertThrows<TransitException.InvalidRequest> { issuer.issue(request(phone).copy(route = -1), now) }
