@@ -87,12 +87,16 @@ enum TransitCommand {
     },
     /// Print the phone's device public key (hex); creates the key in the phone vault once.
     PhoneKey(PhoneArgs),
-    /// Install a credential (hex) on the phone.
+    /// Install a credential (hex) on the phone: the owner's, in place of the one held, or a
+    /// dependant's beside it.
     Install {
         #[command(flatten)]
         phone: PhoneArgs,
         /// The credential, hex.
         credential: String,
+        /// A dependant's pass (a child's, an elderly parent's), kept beside the owner's.
+        #[arg(long)]
+        dependant: bool,
     },
     /// Show the phone's current QR in the terminal, and optionally as PNG or SVG files.
     Show {
@@ -290,9 +294,18 @@ pub fn run(args: TransitArgs) -> Result<()> {
                 thudo_core::hex::encode(&open_phone(&phone)?.device_public_key())
             )
         }
-        TransitCommand::Install { phone, credential } => {
-            let fields = open_phone(&phone)?
-                .install_credential(&unhex(&credential).context("credential")?)?;
+        TransitCommand::Install {
+            phone,
+            credential,
+            dependant,
+        } => {
+            let phone = open_phone(&phone)?;
+            let bytes = unhex(&credential).context("credential")?;
+            let fields = if dependant {
+                phone.install_dependant_credential(&bytes)?
+            } else {
+                phone.install_credential(&bytes)?
+            };
             eprintln!(
                 "installed: card {} {} / {}, offline until {}",
                 fields.card_id,

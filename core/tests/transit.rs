@@ -1141,55 +1141,68 @@ fn a_metro_exit_lets_out_only_a_card_that_entered() {
         .validate(&w.phone.current_qr(NOW + 610).unwrap().text, NOW + 610)
         .unwrap();
     assert!(out.accepted, "{out:?}");
-    // The same card again: its entry was used, and the feed is current.
-    let again = exit
-        .validate(&w.phone.current_qr(NOW + 650).unwrap().text, NOW + 650)
-        .unwrap();
-    assert_eq!(again.reason, Reason::NoEntry);
-    assert!(!again.accepted);
-    assert_eq!(again.presentation.line_en, "No entry tap: see staff");
+    // The gate closed on the rider, who taps again: the same exit, let out again.
+    assert!(
+        exit.validate(&w.phone.current_qr(NOW + 650).unwrap().text, NOW + 650)
+            .unwrap()
+            .accepted
+    );
 
-    // After a power cut the used entry stays used and the feed position is kept.
+    // After a power cut the used entry stays used, the feed position is kept, and so is the
+    // memory of who just went out here.
     drop(exit);
     let mut exit = gate_over(&w, exit_vault.clone(), 205, GateDirection::Exit);
     let status = exit.entry_feed_status(NOW + 655);
     assert_eq!((status.cursor, status.open_entries), (2, 0));
     assert!(status.refusing_unknown_exits);
-    assert_eq!(
+    assert!(
         exit.validate(&w.phone.current_qr(NOW + 655).unwrap().text, NOW + 655)
             .unwrap()
-            .reason,
-        Reason::NoEntry
+            .accepted
     );
+    // Two minutes on, with a current feed: the entry was used, so the card is sent to staff.
+    let current = EntryFeed {
+        entries: vec![],
+        cursor: 2,
+        complete_until: NOW + 780,
+        now: NOW + 780,
+    };
+    exit.apply_entry_feed(&current, NOW + 780).unwrap();
+    let again = exit
+        .validate(&w.phone.current_qr(NOW + 781).unwrap().text, NOW + 781)
+        .unwrap();
+    assert_eq!(again.reason, Reason::NoEntry);
+    assert!(!again.accepted);
+    assert_eq!(again.presentation.line_en, "No entry tap: see staff");
     // The same feed delivered twice, or an older one, opens nothing again.
-    exit.apply_entry_feed(&feed, NOW + 656).unwrap();
-    assert_eq!(exit.entry_feed_status(NOW + 656).open_entries, 0);
+    exit.apply_entry_feed(&feed, NOW + 782).unwrap();
+    assert_eq!(exit.entry_feed_status(NOW + 782).open_entries, 0);
     assert_eq!(
-        exit.validate(&w.phone.current_qr(NOW + 657).unwrap().text, NOW + 657)
+        exit.validate(&w.phone.current_qr(NOW + 783).unwrap().text, NOW + 783)
             .unwrap()
             .reason,
         Reason::NoEntry
     );
     // A refused QR is not used up: once its entry is known, the same QR lets the rider out.
-    let refused = w.phone.current_qr(NOW + 658).unwrap().text;
+    let refused = w.phone.current_qr(NOW + 784).unwrap().text;
     assert_eq!(
-        exit.validate(&refused, NOW + 658).unwrap().reason,
+        exit.validate(&refused, NOW + 784).unwrap().reason,
         Reason::NoEntry
     );
     let later_entry = EntryFeed {
         entries: vec![GateEntry {
             card_id: card,
             station: 202,
-            at: NOW + 640,
+            at: NOW + 760,
         }],
         cursor: 3,
-        complete_until: NOW + 700,
+        complete_until: NOW + 785,
         now: 0,
     };
-    assert_eq!(exit.apply_entry_feed(&later_entry, NOW + 659).unwrap(), 1);
-    assert!(exit.validate(&refused, NOW + 660).unwrap().accepted);
+    assert_eq!(exit.apply_entry_feed(&later_entry, NOW + 785).unwrap(), 1);
+    assert!(exit.validate(&refused, NOW + 786).unwrap().accepted);
     assert_eq!(
-        exit.validate(&refused, NOW + 661).unwrap().reason,
+        exit.validate(&refused, NOW + 787).unwrap().reason,
         Reason::Replayed,
         "once used, it is used"
     );
@@ -1198,13 +1211,13 @@ fn a_metro_exit_lets_out_only_a_card_that_entered() {
         complete_until: NOW,
         ..feed.clone()
     };
-    exit.apply_entry_feed(&stale, NOW + 730).unwrap();
-    let status = exit.entry_feed_status(NOW + 730);
-    assert_eq!((status.cursor, status.complete_until), (3, NOW + 700));
+    exit.apply_entry_feed(&stale, NOW + 790).unwrap();
+    let status = exit.entry_feed_status(NOW + 790);
+    assert_eq!((status.cursor, status.complete_until), (3, NOW + 785));
 
     // A feed that has not been complete for over a minute: nobody is locked in; the tap goes
     // to the backend as an exit, which prices it.
-    let late = NOW + 700 + 61;
+    let late = NOW + 785 + 61;
     assert!(!exit.entry_feed_status(late + 100).refusing_unknown_exits);
     let let_out = exit
         .validate(&w.phone.current_qr(late + 100).unwrap().text, late + 100)
@@ -1216,7 +1229,7 @@ fn a_metro_exit_lets_out_only_a_card_that_entered() {
             station: 205,
             direction: GateDirection::Exit
         })));
-    assert_eq!(taps.iter().filter(|t| t.accepted).count(), 3);
+    assert_eq!(taps.iter().filter(|t| t.accepted).count(), 5);
     drop(d2);
 
     // The feed's age is counted on the backend's clock: a gate whose own clock is 10 minutes
@@ -1301,6 +1314,32 @@ fn an_exit_gate_checks_the_phone_but_not_the_pass_window() {
         .validate(&w.phone.current_qr(out_at + 5).unwrap().text, out_at + 5)
         .unwrap();
     assert!(out.accepted, "{out:?}");
+    // The gate closed on the rider, who taps again: let out again, not sent to the staff.
+    let again = exit
+        .validate(&w.phone.current_qr(out_at + 40).unwrap().text, out_at + 40)
+        .unwrap();
+    assert!(again.accepted, "{again:?}");
+    // A fail-closed setting never keeps riders in: exits ignore it.
+    let (_d3, strict_vault) = vault();
+    let mut strict = Validator::open(
+        strict_vault,
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig {
+            route: 902,
+            gate: Some(Gate {
+                station: 212,
+                direction: GateDirection::Exit,
+            }),
+            fail_closed_when_stale: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(strict.deny_list_status(out_at).stale);
+    let let_out = strict
+        .validate(&w.phone.current_qr(out_at + 60).unwrap().text, out_at + 60)
+        .unwrap();
+    assert!(let_out.accepted, "{let_out:?}");
 }
 
 #[test]

@@ -126,6 +126,7 @@ fn workload(taps: usize) -> Workload {
             let body = serde_json::to_string(&TapUpload {
                 taps: chunk.to_vec(),
                 drained: false,
+                exported_secs_ago: 0,
             })
             .unwrap();
             uploads.push((v, body));

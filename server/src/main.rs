@@ -31,6 +31,11 @@ struct Args {
     /// print each as `enrolment-code CODE` (test and demo servers).
     #[arg(long, default_value_t = 0)]
     seed_enrolments: u32,
+    /// The operator's metro fare table (JSON, the shape of `hanoi-metro-fares.json`: tariffs
+    /// with their effective dates, lines, stations and station-to-station fares) instead of the
+    /// one built in.
+    #[arg(long, env = "THUDO_METRO_FARES")]
+    metro_fares: Option<PathBuf>,
     /// Create a single-use enrolment code for a metro gate bound as `STATION:entry` or
     /// `STATION:exit` (repeatable) and print it as `gate-enrolment-code BINDING CODE`.
     #[arg(long)]
@@ -60,6 +65,12 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("the admin token must have at least 16 characters");
     }
     let storage = thudo_server::storage::open(&args.db)?;
+    let mut fares = FarePolicy::default();
+    if let Some(path) = &args.metro_fares {
+        fares.metro =
+            thudo_core::transit::metro::MetroFares::from_json(&std::fs::read_to_string(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     let config = match (&args.oidc_issuer, args.test_identity_provider) {
         (Some(issuer), false) => {
             let jwks_path = args
@@ -69,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
             ServerConfig {
                 storage,
                 admin_token: args.admin_token,
-                fares: FarePolicy::default(),
+                fares,
                 identity: IdentityConfig::from_jwks_json(
                     issuer,
                     args.oidc_audience.as_deref().unwrap_or_default(),
@@ -81,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         }
         (None, true) => {
             eprintln!("warning: local test identity provider: anyone can register as anyone");
-            ServerConfig::local(storage, &args.admin_token, FarePolicy::default())?.0
+            ServerConfig::local(storage, &args.admin_token, fares)?.0
         }
         _ => anyhow::bail!(
             "name the identity provider (--oidc-issuer, --oidc-audience, --oidc-jwks) \

@@ -679,6 +679,7 @@ pub(crate) async fn upload_taps(
     headers: HeaderMap,
     JsonBody(upload): JsonBody<TapUpload>,
 ) -> ApiResult<TapReceipt> {
+    let received = chrono::Utc::now().timestamp();
     let validator = validator_caller(&state, &headers).await?;
     if upload.taps.len() > 10_000 {
         return Err(ApiError::new(
@@ -711,7 +712,11 @@ pub(crate) async fn upload_taps(
                 tap,
             })
             .collect();
-        Ok(storage.record_taps(&validator, &checked, &fares, upload.drained)?)
+        // Complete up to the export, by this clock: the gate says how long it held the taps.
+        let complete_at = upload
+            .drained
+            .then(|| received - upload.exported_secs_ago.min(3_600) as i64);
+        Ok(storage.record_taps(&validator, &checked, &fares, complete_at)?)
     })
     .await?;
     Ok(Json(TapReceipt {

@@ -1691,3 +1691,68 @@ async fn a_line_pass_is_priced_by_the_metro_tariff_and_rides_its_gates_free() {
         (Product::MonthlySingleRoute, 0, false)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
+    let w = World::start().await;
+    let (rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (a, gate_a) = w.gate("in-201-a", 201, GateDirection::Entry).await;
+    let (b, gate_b) = w.gate("in-201-b", 201, GateDirection::Entry).await;
+    let (c, gate_c) = w.gate("in-204", 204, GateDirection::Entry).await;
+    let (x, gate_x) = w.gate("out-208-x", 208, GateDirection::Exit).await;
+    let (y, gate_y) = w.gate("out-208-y", 208, GateDirection::Exit).await;
+    let (z, gate_z) = w.gate("out-210", 210, GateDirection::Exit).await;
+    let t = tomorrow_morning();
+    let upload = |v: &Arc<Vault>, g: &Arc<Mutex<Validator>>| {
+        let (v, g) = (v.clone(), g.clone());
+        let client = &w.client;
+        async move { client.upload_and_acknowledge(v, g).await.unwrap() }
+    };
+    // Two entry gates at Cát Linh (the first jammed), two exit gates at Văn Quán (the first
+    // jammed): each later tap's gate uploads first.
+    assert_eq!(tap(&gate_a, &rider, t), Reason::Ok);
+    assert_eq!(tap(&gate_b, &rider, t + 20), Reason::Ok);
+    assert_eq!(tap(&gate_x, &rider, t + 1_200), Reason::Ok);
+    assert_eq!(tap(&gate_y, &rider, t + 1_220), Reason::Ok);
+    for (v, g) in [(&b, &gate_b), (&a, &gate_a), (&y, &gate_y), (&x, &gate_x)] {
+        upload(v, g).await;
+    }
+    let fares = FarePolicy::default();
+    let day = fares.local_day_and_month(t).0;
+    let charged = |v: Value| -> u64 {
+        v["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d[0] == day.as_str())
+            .map(|d| d[1].as_u64().unwrap())
+            .sum()
+    };
+    let one_journey = fares.metro_fare(&day, 201, 208).0;
+    assert_eq!(one_journey, 12_000);
+    w.storage
+        .settle_journeys((t + 1_220 + 86_400) as i64, &fares)
+        .unwrap();
+    assert_eq!(charged(w.charges(&rider_vault).await), one_journey);
+
+    // Later the rider enters at Láng, but that gate uploads only after the exit at La Khê
+    // did: the exit is Láng's, not Cát Linh's.
+    assert_eq!(tap(&gate_c, &rider, t + 7_200), Reason::Ok);
+    assert_eq!(tap(&gate_z, &rider, t + 8_400), Reason::Ok);
+    upload(&z, &gate_z).await;
+    upload(&c, &gate_c).await;
+    let second = fares.metro_fare(&day, 204, 210).0;
+    assert_eq!(
+        charged(w.charges(&rider_vault).await),
+        fares.capped(one_journey + second, 0, 0)
+    );
+    let fraud = w.admin_get("/v1/admin/transit/fraud").await;
+    assert!(
+        fraud
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["kind"] != "repeated_exit" || f["validator_id"] != f["first_validator_id"]),
+        "{fraud}"
+    );
+}

@@ -78,9 +78,13 @@ pub struct TapUpload {
     /// The validator's taps, as exported.
     pub taps: Vec<super::validator::Tap>,
     /// The validator's log held nothing more when these were exported: a metro entry gate's
-    /// entries are then complete up to now (the entry feed's `complete_until`).
+    /// entries are then complete up to the export (the entry feed's `complete_until`).
     #[serde(default)]
     pub drained: bool,
+    /// Seconds between the export and this upload's sending (the backend dates the export by
+    /// its own clock from it).
+    #[serde(default)]
+    pub exported_secs_ago: u64,
 }
 
 /// The answer to a tap upload.
@@ -270,15 +274,16 @@ impl SyncClient {
         vault: Arc<Vault>,
         taps: Vec<super::validator::Tap>,
     ) -> Result<TapReceipt, SyncError> {
-        self.upload_tap_list(vault, taps, false).await
+        self.upload_tap_list(vault, taps, None).await
     }
 
-    /// [`SyncClient::upload_taps`], saying whether the log is drained with its last upload.
+    /// [`SyncClient::upload_taps`]; with `drained_at` (when the taps were exported from a log
+    /// that held nothing more), the last upload says so.
     async fn upload_tap_list(
         &self,
         vault: Arc<Vault>,
         taps: Vec<super::validator::Tap>,
-        drained: bool,
+        drained_at: Option<std::time::Instant>,
     ) -> Result<TapReceipt, SyncError> {
         let mut total = TapReceipt::default();
         // No taps still makes one (empty) upload: a gate's heartbeat.
@@ -291,7 +296,8 @@ impl SyncClient {
         for (i, chunk) in chunks.into_iter().enumerate() {
             let body = serde_json::to_vec(&TapUpload {
                 taps: chunk.to_vec(),
-                drained: drained && i == last,
+                drained: drained_at.is_some() && i == last,
+                exported_secs_ago: drained_at.map_or(0, |t| t.elapsed().as_secs()),
             })
             .map_err(|e| SyncError::Protocol {
                 detail: e.to_string(),
@@ -381,19 +387,19 @@ impl SyncClient {
         loop {
             let v = validator.clone();
             let taps = blocking(move || lock(&v)).await?;
+            let exported = std::time::Instant::now();
             let Some(last) = taps.last().map(|t| t.seq) else {
                 if gate && !drained_sent {
-                    total.absorb(
-                        &self
-                            .upload_tap_list(vault.clone(), Vec::new(), true)
-                            .await?,
-                    );
+                    let heartbeat = self.upload_tap_list(vault.clone(), Vec::new(), Some(exported));
+                    total.absorb(&heartbeat.await?);
                 }
                 break;
             };
             let drained = taps.len() < super::validator::TAP_EXPORT_LIMIT;
             drained_sent = drained;
-            let receipt = self.upload_tap_list(vault.clone(), taps, drained).await?;
+            let receipt = self
+                .upload_tap_list(vault.clone(), taps, drained.then_some(exported))
+                .await?;
             let v = validator.clone();
             let up_to = receipt.acknowledged_seq;
             blocking(move || {

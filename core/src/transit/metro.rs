@@ -13,6 +13,10 @@ pub const HANOI_METRO_FARES_JSON: &str = include_str!("hanoi-metro-fares.json");
 /// backend charges the maximum fare, but a slow rider is never kept in.
 pub const ENTRY_HONOURED_SECS: u64 = 86_400;
 
+/// A second tap of one card at one station, in one direction, within this long is the same
+/// entry or exit (a gate slow to open, a second gate tried): one journey, one charge.
+pub const REPEAT_TAP_SECS: u64 = 120;
+
 /// Which way a metro gate lets riders through. The codes are on the wire (the tap log): never
 /// reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

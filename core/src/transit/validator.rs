@@ -1434,11 +1434,18 @@ impl Validator {
                 && h.entry.at <= now.saturating_add(skew)
                 && now <= h.entry.at.saturating_add(journey)
         });
+        // A rider this gate let out moments ago taps again (the gate closed on them): the same
+        // exit, let through again (the backend counts it once).
+        let again_here = self
+            .last_accept
+            .get(&f.card_id)
+            .is_some_and(|t| now >= *t && now - *t <= super::metro::REPEAT_TAP_SECS);
         match entered {
             Some(held) => {
                 held.used = true;
                 self.consumed.push(f.card_id);
             }
+            None if again_here => {}
             // The QR is not used up: shown again once the entry is known, it lets the rider out.
             None if feed_current => return Reason::NoEntry,
             // Nobody is locked in by a lost link: with an old feed the rider goes out and the

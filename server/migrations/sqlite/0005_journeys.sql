@@ -13,6 +13,9 @@ CREATE TABLE journeys(
     recorded_at INTEGER NOT NULL);
 CREATE INDEX journeys_by_card ON journeys(card_id, status);
 CREATE INDEX journeys_by_status ON journeys(status, entry_at);
+-- The cards that reached a day's cap, for the validator feed.
+CREATE INDEX journeys_by_day ON journeys(day, card_id);
+CREATE INDEX taps_by_day ON taps(day, card_id);
 -- Guardianship (from the household registry): a guardian's phones may buy and hold a
 -- dependant's passes and see their trips.
 CREATE TABLE dependants(

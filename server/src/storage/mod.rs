@@ -17,6 +17,7 @@ use serde_json::Value;
 use thudo_core::changes::hlc::Hlc;
 use thudo_core::changes::ConflictPolicy;
 use thudo_core::sync::protocol::{self, Change, Mutation, Outcome, PushResult};
+use thudo_core::transit::metro::REPEAT_TAP_SECS;
 use thudo_core::transit::validator::Tap;
 use thudo_core::transit::{trips, Product};
 
@@ -284,14 +285,14 @@ pub trait Storage: Send + Sync + 'static {
     /// pay-as-you-go fares under the caps, only for taps whose evidence verified, valid at the
     /// QR's time, not revoked then, and whose QR no validator used before (a second use on
     /// another validator is a suspected relay, recorded for the operator).
-    /// `drained`: the validator's log held nothing more (a metro entry gate's entries are then
-    /// complete up to now).
+    /// `complete_at`: when the validator's log held nothing more than these (a metro entry
+    /// gate's entries are complete up to then).
     fn record_taps(
         &self,
         validator: &ValidatorRecord,
         taps: &[CheckedTap],
         fares: &FarePolicy,
-        drained: bool,
+        complete_at: Option<i64>,
     ) -> Result<TapTotals>;
     /// Stores an inspector's inspections once each (by inspector and sequence); returns how
     /// many were stored now, how many were duplicates, and the highest sequence stored.
@@ -733,7 +734,7 @@ impl<E: Engine> Storage for SqlStorage<E> {
         validator: &ValidatorRecord,
         taps: &[CheckedTap],
         fares: &FarePolicy,
-        drained: bool,
+        complete_at: Option<i64>,
     ) -> Result<TapTotals> {
         let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
         ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
@@ -763,11 +764,12 @@ impl<E: Engine> Storage for SqlStorage<E> {
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
             }
-            // An entry gate's log emptied: the entry feed is complete up to now.
-            if drained {
+            // An entry gate's log emptied: the entry feed is complete up to its export.
+            if let Some(at) = complete_at {
                 tx.exec(
-                    "UPDATE validators SET last_upload_at = ?2 WHERE id = ?1",
-                    params![&validator.id, now],
+                    "UPDATE validators SET last_upload_at = ?2
+                     WHERE id = ?1 AND (last_upload_at IS NULL OR last_upload_at < ?2)",
+                    params![&validator.id, at],
                 )?;
             }
             Ok(totals)
@@ -873,7 +875,8 @@ impl<E: Engine> Storage for SqlStorage<E> {
                      SELECT card_id, charged_vnd AS vnd FROM taps WHERE day = ?1 AND card_id IS NOT NULL
                      UNION ALL
                      SELECT card_id, fare_vnd AS vnd FROM journeys WHERE day = ?1
-                 ) paid GROUP BY card_id HAVING SUM(vnd) >= ?2 ORDER BY card_id LIMIT 100000",
+                 ) paid GROUP BY card_id HAVING CAST(SUM(vnd) AS BIGINT) >= ?2
+                 ORDER BY card_id LIMIT 100000",
                 params![day, big(cap_vnd)],
             )?
             .iter()
@@ -1690,11 +1693,6 @@ struct GateTap<'a> {
     at: u64,
 }
 
-/// A second tap of the same card, at the same station and in the same direction, within this
-/// long is the same entry or exit (a gate slow to open, a second gate tried): never a second
-/// journey, never a second charge.
-const REPEAT_TAP_SECS: u64 = 120;
-
 /// Files a gate tap into the card's journeys and prices what it completes; returns what it
 /// charged. Both taps of a journey carry the same phone's signed time, so an exit pairs only
 /// with an entry before it and with no other entry in between.
@@ -1718,17 +1716,65 @@ fn journey_tap(
     let (day, month) = fares.local_day_and_month(tap.at);
     let (card, at) = (big(tap.card_id), big(tap.at));
     let station = i64::from(tap.gate.station);
+    // Gates upload in any order: a repeat may be filed before the tap it repeats.
     let since = big(tap.at.saturating_sub(REPEAT_TAP_SECS));
+    let until = big(tap.at + REPEAT_TAP_SECS);
     let mut charged = 0;
     match tap.gate.direction {
         GateDirection::Entry => {
             let repeated = tx.row(
-                "SELECT 1 FROM journeys WHERE card_id = ?1 AND status = 'open' AND entry_station = ?2
-                   AND entry_at >= ?3 AND entry_at <= ?4",
-                params![card.clone(), station, since, at.clone()],
+                "SELECT 1 FROM journeys WHERE card_id = ?1 AND entry_station = ?2
+                   AND entry_at >= ?3 AND entry_at <= ?4 AND (exit_at IS NULL OR exit_at > ?5)",
+                params![card.clone(), station, since, until, at.clone()],
             )?;
             if repeated.is_some() {
                 return Ok(0);
+            }
+            // An exit after this entry that was paired with an older entry (this entry's gate
+            // uploaded late) is this entry's: the older entry had no exit.
+            let crossed = tx.row(
+                "SELECT id, exit_validator, exit_seq, exit_station, exit_at FROM journeys
+                 WHERE card_id = ?1 AND status = 'closed' AND entry_at < ?2 AND exit_at > ?2
+                   AND exit_at <= ?3
+                 ORDER BY exit_at LIMIT 1",
+                params![card.clone(), at.clone(), big(tap.at + ENTRY_HONOURED_SECS)],
+            )?;
+            if let Some(c) = crossed {
+                let old = c.int(0)?;
+                tx.exec(
+                    "UPDATE journeys SET exit_validator = NULL, exit_seq = NULL, exit_station = NULL,
+                            exit_at = NULL WHERE id = ?1",
+                    params![old],
+                )?;
+                charged += settle_journey(tx, fares, old, "no_exit", paid)?;
+                tx.lock("journeys")?;
+                let id = tx
+                    .row(
+                        "INSERT INTO journeys(card_id, product, entry_validator, entry_seq, entry_station,
+                                              entry_at, exit_validator, exit_seq, exit_station, exit_at,
+                                              status, day, month, recorded_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open', ?11, ?12, ?13)
+                         RETURNING id",
+                        params![
+                            card,
+                            code_of(&tap.product),
+                            tap.validator_id,
+                            big(tap.seq),
+                            station,
+                            at,
+                            c.opt_text(1)?,
+                            c.opt_int(2)?,
+                            c.opt_int(3)?,
+                            c.opt_int(4)?,
+                            &day,
+                            &month,
+                            now
+                        ],
+                    )?
+                    .ok_or_else(|| StorageError("no journey id returned".into()))?
+                    .int(0)?;
+                charged += settle_journey(tx, fares, id, "closed", paid)?;
+                return Ok(charged);
             }
             let left_open = tx.rows(
                 "SELECT id FROM journeys WHERE card_id = ?1 AND status = 'open' AND entry_at < ?2",
@@ -1790,7 +1836,7 @@ fn journey_tap(
             let repeated = tx.row(
                 "SELECT exit_validator FROM journeys WHERE card_id = ?1 AND exit_station = ?2
                    AND exit_at >= ?3 AND exit_at <= ?4",
-                params![card.clone(), station, since, at.clone()],
+                params![card.clone(), station, since, until],
             )?;
             if let Some(row) = repeated {
                 if row.opt_text(0)?.as_deref() != Some(tap.validator_id) {
