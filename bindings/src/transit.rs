@@ -1232,6 +1232,17 @@ impl RiderHistory {
         .await
     }
 
+    /// Forgets, on this phone only, the trips of days before `before_day` (`YYYY-MM-DD`) and
+    /// the caps of periods that ended before it; returns how many records went. Keep what the
+    /// app shows (say, 90 days); sync does not bring them back.
+    pub async fn forget_before(&self, before_day: String) -> Result<i64, TransitError> {
+        let vault = self.vault.clone();
+        blocking(move || {
+            Ok(core::trips::RiderHistory::new(&vault).forget_before(&before_day)? as i64)
+        })
+        .await
+    }
+
     /// Progress toward the cap of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`) of the phone
     /// owner's card, or of `card_id` (a dependant's); null before anything was paid in it.
     #[uniffi::method(default(card_id = None))]

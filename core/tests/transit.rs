@@ -1463,3 +1463,46 @@ fn a_card_capped_today_is_let_through_in_amber_with_a_free_ride() {
         .unwrap();
     assert_eq!(v.presentation.signal, Signal::Go);
 }
+
+#[test]
+fn an_exit_whose_commit_fails_is_not_shown_and_does_not_use_the_entry() {
+    // The exit's tap and the entry marked used go to disk in one commit. When that commit
+    // fails (the storage goes away mid-decision), no verdict is shown, and after a restart the
+    // entry still lets the rider out.
+    let w = world_with(
+        Product::PayAsYouGo,
+        Category::Standard,
+        0,
+        ValidatorConfig::default(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let keys = common::TestProvider::new("k");
+    let open = || {
+        Arc::new(Vault::open(dir.path(), Unlock::Provider(keys.clone()), &common::fast()).unwrap())
+    };
+    let exit_vault = open();
+    let mut exit = gate_over(&w, exit_vault.clone(), 205, GateDirection::Exit);
+    let feed = EntryFeed {
+        entries: vec![GateEntry {
+            card_id: 9_704_000_000_123,
+            station: 201,
+            at: NOW,
+        }],
+        cursor: 1,
+        complete_until: NOW + 600,
+        now: NOW + 600,
+    };
+    exit.apply_entry_feed(&feed, NOW + 600).unwrap();
+    exit_vault.close();
+    let qr = w.phone.current_qr(NOW + 610).unwrap().text;
+    assert!(
+        exit.validate(&qr, NOW + 610).is_err(),
+        "no verdict without its tap on disk"
+    );
+    drop(exit);
+    let mut exit = gate_over(&w, open(), 205, GateDirection::Exit);
+    assert_eq!(exit.entry_feed_status(NOW + 611).open_entries, 1);
+    let out = exit.validate(&qr, NOW + 611).unwrap();
+    assert!(out.accepted, "the same QR, not used up: {out:?}");
+    assert_eq!(exit.export_taps().unwrap().len(), 1);
+}

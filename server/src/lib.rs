@@ -712,6 +712,10 @@ pub fn app(state: AppState) -> Router {
             post(transit::admin_add_dependant),
         )
         .route(
+            "/v1/admin/citizens/{citizen_id}/dependants/{dependant_citizen_id}",
+            axum::routing::delete(transit::admin_remove_dependant),
+        )
+        .route(
             "/v1/admin/citizens/{citizen_id}/entitlements",
             post(transit::admin_grant_entitlement).get(transit::admin_entitlements),
         )

@@ -1021,6 +1021,30 @@ pub(crate) async fn admin_add_dependant(
     Ok(Json(json!({ "recorded": true })))
 }
 
+/// `DELETE /v1/admin/citizens/{citizen_id}/dependants/{dependant_citizen_id}`: the guardianship
+/// ends (a child came of age, custody changed). The guardian buys no more of the dependant's
+/// passes and receives no more of their trips; passes already bought stop at their credential's
+/// end (at most 72 h), as they are not renewed.
+pub(crate) async fn admin_remove_dependant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((citizen_id, dependant)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    admin(&state, &headers)?;
+    valid_citizen_id(&citizen_id)?;
+    valid_citizen_id(&dependant)?;
+    let storage = state.storage.clone();
+    let removed = blocking(move || Ok(storage.remove_dependant(&citizen_id, &dependant)?)).await?;
+    if !removed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such guardianship",
+        ));
+    }
+    Ok(Json(json!({ "removed": true })))
+}
+
 /// `GET /v1/admin/citizens/{citizen_id}/entitlements`.
 pub(crate) async fn admin_entitlements(
     State(state): State<AppState>,

@@ -1035,6 +1035,26 @@ async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
             .unwrap();
     }
     assert_eq!(history.trips_from("2000-01-01", None).unwrap().len(), 4);
+    // The phone keeps what it shows: forgetting before a day removes older trips and ended
+    // caps only, and the next sync does not bring them back.
+    assert_eq!(history.forget_before(&day).unwrap(), 0);
+    let next_day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+        .unwrap()
+        .succ_opt()
+        .unwrap()
+        .to_string();
+    let month_over = next_day[..7] != day[..7];
+    assert_eq!(
+        history.forget_before(&next_day).unwrap(),
+        4 + 1 + usize::from(month_over),
+        "4 trips, the day's cap, and the month's if it ended"
+    );
+    assert_eq!(history.cap(&day[..7], None).unwrap().is_some(), !month_over);
+    w.client
+        .sync(phone_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert!(history.trips_from("2000-01-01", None).unwrap().is_empty());
     assert_eq!(
         RiderHistory::new(&other_vault)
             .trips_from("2000-01-01", None)
@@ -1505,6 +1525,58 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
         (Some(teen.card_id), 8_000)
     );
     assert_eq!(history.cap(&day, None).unwrap().unwrap().paid_vnd, 8_000);
+    // The guardianship ends (custody changed): no more of the child's passes, nor their trips.
+    let end = |who: &str| {
+        let url = w.url(&format!("/v1/admin/citizens/{RIDER}/dependants/{who}"));
+        let http = w.http.clone();
+        async move {
+            http.delete(url)
+                .bearer_auth(common::ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(end(CHILD).await, 200);
+    assert_eq!(end(CHILD).await, 404, "once");
+    assert_eq!(end("12").await, 400);
+    refused(
+        w.client
+            .order_credential(parent_vault.clone(), &child_order)
+            .await
+            .unwrap_err(),
+        403,
+        "not_guardian",
+    );
+    let before = history
+        .trips_from("2000-01-01", Some(bought.card_id))
+        .unwrap()
+        .len();
+    let at = at + 1_200;
+    assert!(
+        bus.validate(&phone.current_qr_for(bought.card_id, at).unwrap().text, at)
+            .unwrap()
+            .accepted,
+        "a pass already held rides until its credential ends"
+    );
+    w.client
+        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    w.client
+        .sync(parent_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        history
+            .trips_from("2000-01-01", Some(bought.card_id))
+            .unwrap()
+            .len(),
+        before,
+        "the child's new trips no longer reach the former guardian"
+    );
     // Removing the child's pass leaves the owner's.
     assert!(phone.remove_credential(bought.card_id).unwrap());
     assert!(phone.remove_credential(parent_card).is_err());

@@ -4,7 +4,7 @@
 //! shows them offline.
 
 use crate::changes::{Collection, CollectionSpec};
-use crate::vault::{Document, Vault, VaultError};
+use crate::vault::{Document, Vault, VaultError, WriteOp};
 
 use super::Product;
 
@@ -140,6 +140,42 @@ impl<'a> RiderHistory<'a> {
             .collect();
         trips.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
         Ok(trips)
+    }
+
+    /// Forgets, on this phone only, the trips of days before `day` (`YYYY-MM-DD`) and the cap
+    /// progress of days and months that ended before it; returns how many records went. The
+    /// app keeps what it shows (say, 90 days): the backend is not asked to delete anything, and
+    /// sync does not bring forgotten records back.
+    pub fn forget_before(&self, day: &str) -> Result<usize, VaultError> {
+        let mut ops = Vec::new();
+        for r in self.vault.list(TRIPS)? {
+            if serde_json::from_slice::<Trip>(&r.body).is_ok_and(|t| t.day.as_str() < day) {
+                ops.push(WriteOp::Delete {
+                    collection: TRIPS.into(),
+                    id: r.id,
+                });
+            }
+        }
+        let month = day.get(..7).unwrap_or(day);
+        for r in self.vault.list(CAPS)? {
+            let ended = serde_json::from_slice::<CapProgress>(&r.body).is_ok_and(|c| {
+                if c.period.len() == 7 {
+                    c.period.as_str() < month
+                } else {
+                    c.period.as_str() < day
+                }
+            });
+            if ended {
+                ops.push(WriteOp::Delete {
+                    collection: CAPS.into(),
+                    id: r.id,
+                });
+            }
+        }
+        if !ops.is_empty() {
+            self.vault.write_batch(&ops)?;
+        }
+        Ok(ops.len())
     }
 
     /// Progress toward the cap of a day (`YYYY-MM-DD`) or a month (`YYYY-MM`) of the account's

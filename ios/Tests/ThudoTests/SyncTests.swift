@@ -317,6 +317,11 @@ final class SyncTests: XCTestCase {
         XCTAssertFalse(ride.capped)
         let cap = try await RiderHistory(vault: phone).cap(period: ride.day)
         XCTAssertNil(cap, "nothing paid toward a cap on a pass")
+        // The app keeps what it shows: older trips are forgotten on the phone only.
+        let keptAll = try await RiderHistory(vault: phone).forgetBefore(beforeDay: ride.day)
+        XCTAssertEqual(keptAll, 0)
+        let forgotten = try await RiderHistory(vault: phone).forgetBefore(beforeDay: "9999-12-31")
+        XCTAssertEqual(forgotten, Int64(trips.count))
         // The same enrolled device inspects a rider: the ticket is not used, the inspection is
         // uploaded and its scan verified at the backend.
         let inspection = try await validator.inspect(text: qr.text, vehicleTaps: [])

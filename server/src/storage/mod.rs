@@ -369,6 +369,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Records that `guardian` may hold `dependant`'s passes and see their trips (creating
     /// either account if new). Recording it twice changes nothing.
     fn add_dependant(&self, guardian_citizen_id: &str, dependant_citizen_id: &str) -> Result<()>;
+    /// Ends a guardianship; false when there was none.
+    fn remove_dependant(
+        &self,
+        guardian_citizen_id: &str,
+        dependant_citizen_id: &str,
+    ) -> Result<bool>;
     /// The account and card of `dependant_citizen_id`, if it is a dependant of account
     /// `guardian_account`.
     fn dependant_of(
@@ -1290,6 +1296,23 @@ impl<E: Engine> Storage for SqlStorage<E> {
                 params![&guardian, &dependant, chrono::Utc::now().timestamp()],
             )?;
             Ok(())
+        })
+    }
+
+    fn remove_dependant(
+        &self,
+        guardian_citizen_id: &str,
+        dependant_citizen_id: &str,
+    ) -> Result<bool> {
+        let hash = |c: &str| sha256(format!("thudo/citizen/{c}").as_bytes());
+        let (guardian, dependant) = (hash(guardian_citizen_id), hash(dependant_citizen_id));
+        self.write(|tx| {
+            Ok(tx.exec(
+                "DELETE FROM dependants
+                 WHERE guardian_account = (SELECT id FROM accounts WHERE citizen_hash = ?1)
+                   AND dependant_account = (SELECT id FROM accounts WHERE citizen_hash = ?2)",
+                params![&guardian, &dependant],
+            )? > 0)
         })
     }
 

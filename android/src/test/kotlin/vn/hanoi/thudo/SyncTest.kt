@@ -259,6 +259,10 @@ class SyncTest {
         assertEquals(TransitProduct.MONTHLY_ALL_ROUTES, ride.product)
         assertEquals(0L to false, ride.fareVnd to ride.capped)
         assertEquals(null, RiderHistory(phone).cap(ride.day), "nothing paid toward a cap on a pass")
+        // The app keeps what it shows: older trips are forgotten on the phone only.
+        assertEquals(0L, RiderHistory(phone).forgetBefore(ride.day))
+        assertEquals(trips.size.toLong(), RiderHistory(phone).forgetBefore("9999-12-31"))
+        assertTrue(RiderHistory(phone).tripsFrom("2000-01-01").isEmpty())
         // The same enrolled device inspects a rider: the ticket is not used (it taps again
         // afterwards), the inspection is uploaded and its scan verified at the backend.
         val inspection = validator.inspect(transit.currentQr().text, emptyList())
