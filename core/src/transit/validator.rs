@@ -1373,6 +1373,14 @@ impl Validator {
         verify_device_signature(p, &device_key)
     }
 
+    /// Whether the deny list names the card or the phone's key.
+    fn revoked(&self, f: &wire::CredentialFields) -> bool {
+        self.deny_cards.contains(&f.card_id)
+            || self
+                .deny_devices
+                .contains(&DenyList::device_hash(&f.device_public_key))
+    }
+
     /// The rules about the ticket itself: signatures, deny list, windows, the QR's age, the
     /// route. Nothing is remembered but the verified credential.
     fn check_ticket(&mut self, p: &Payload, now: u64, route: u16) -> Reason {
@@ -1383,11 +1391,7 @@ impl Validator {
         if let Err(reason) = self.verify_signatures(p, now) {
             return reason;
         }
-        if self.deny_cards.contains(&f.card_id)
-            || self
-                .deny_devices
-                .contains(&DenyList::device_hash(&f.device_public_key))
-        {
+        if self.revoked(f) {
             return Reason::Revoked;
         }
         if let Err(reason) = check_windows(f, now) {
@@ -1412,11 +1416,7 @@ impl Validator {
         if let Err(reason) = self.verify_signatures(p, now) {
             return reason;
         }
-        if self.deny_cards.contains(&f.card_id)
-            || self
-                .deny_devices
-                .contains(&DenyList::device_hash(&f.device_public_key))
-        {
+        if self.revoked(f) {
             return Reason::Revoked;
         }
         if let Err(reason) = self.check_age(p, now) {

@@ -1716,6 +1716,68 @@ struct GateTap<'a> {
     at: u64,
 }
 
+impl GateTap<'_> {
+    fn side(&self) -> Side<'_> {
+        Side {
+            validator_id: self.validator_id,
+            seq: self.seq as i64,
+            station: i64::from(self.gate.station),
+            at: self.at as i64,
+        }
+    }
+}
+
+/// One tap of a journey: the gate's validator and sequence, the station, the phone's time.
+struct Side<'a> {
+    validator_id: &'a str,
+    seq: i64,
+    station: i64,
+    at: i64,
+}
+
+/// A journey to store.
+struct NewJourney<'a> {
+    card: u64,
+    product: Product,
+    entry: Option<Side<'a>>,
+    exit: Option<Side<'a>>,
+    status: &'a str,
+    day: &'a str,
+    month: &'a str,
+}
+
+/// Stores a journey; returns its number. Journeys are numbered in commit order (one lock until
+/// the commit), so an exit gate's entry-feed cursor never skips one.
+fn insert_journey(tx: &mut dyn Tx, j: &NewJourney<'_>, now: i64) -> Result<i64> {
+    tx.lock("journeys")?;
+    let (entry, exit) = (j.entry.as_ref(), j.exit.as_ref());
+    tx.row(
+        "INSERT INTO journeys(card_id, product, entry_validator, entry_seq, entry_station,
+                              entry_at, exit_validator, exit_seq, exit_station, exit_at,
+                              status, day, month, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         RETURNING id",
+        params![
+            big(j.card),
+            code_of(&j.product),
+            entry.map(|s| s.validator_id),
+            entry.map(|s| s.seq),
+            entry.map(|s| s.station),
+            entry.map(|s| s.at),
+            exit.map(|s| s.validator_id),
+            exit.map(|s| s.seq),
+            exit.map(|s| s.station),
+            exit.map(|s| s.at),
+            j.status,
+            j.day,
+            j.month,
+            now
+        ],
+    )?
+    .ok_or_else(|| StorageError("no journey number returned".into()))?
+    .int(0)
+}
+
 /// Files a gate tap into the card's journeys and prices what it completes; returns what it
 /// charged. Both taps of a journey carry the same phone's signed time, so an exit pairs only
 /// with an entry before it and with no other entry in between.
@@ -1770,32 +1832,23 @@ fn journey_tap(
                     params![old],
                 )?;
                 charged += settle_journey(tx, fares, old, "no_exit", paid)?;
-                tx.lock("journeys")?;
-                let id = tx
-                    .row(
-                        "INSERT INTO journeys(card_id, product, entry_validator, entry_seq, entry_station,
-                                              entry_at, exit_validator, exit_seq, exit_station, exit_at,
-                                              status, day, month, recorded_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'open', ?11, ?12, ?13)
-                         RETURNING id",
-                        params![
-                            card,
-                            code_of(&tap.product),
-                            tap.validator_id,
-                            big(tap.seq),
-                            station,
-                            at,
-                            c.opt_text(1)?,
-                            c.opt_int(2)?,
-                            c.opt_int(3)?,
-                            c.opt_int(4)?,
-                            &day,
-                            &month,
-                            now
-                        ],
-                    )?
-                    .ok_or_else(|| StorageError("no journey id returned".into()))?
-                    .int(0)?;
+                let exit_validator = c.opt_text(1)?.unwrap_or_default();
+                let exit = Side {
+                    validator_id: &exit_validator,
+                    seq: c.opt_int(2)?.unwrap_or(0),
+                    station: c.opt_int(3)?.unwrap_or(0),
+                    at: c.opt_int(4)?.unwrap_or(0),
+                };
+                let new = NewJourney {
+                    card: tap.card_id,
+                    product: tap.product,
+                    entry: Some(tap.side()),
+                    exit: Some(exit),
+                    status: "open",
+                    day: &day,
+                    month: &month,
+                };
+                let id = insert_journey(tx, &new, now)?;
                 charged += settle_journey(tx, fares, id, "closed", paid)?;
                 return Ok(charged);
             }
@@ -1835,24 +1888,16 @@ fn journey_tap(
                 )?;
                 charged += settle_journey(tx, fares, id, "closed", paid)?;
             } else {
-                // Entries are numbered in commit order: an exit gate's cursor never skips one.
-                tx.lock("journeys")?;
-                tx.exec(
-                    "INSERT INTO journeys(card_id, product, entry_validator, entry_seq, entry_station,
-                                          entry_at, status, day, month, recorded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?9)",
-                    params![
-                        card,
-                        code_of(&tap.product),
-                        tap.validator_id,
-                        big(tap.seq),
-                        station,
-                        at,
-                        &day,
-                        &month,
-                        now
-                    ],
-                )?;
+                let new = NewJourney {
+                    card: tap.card_id,
+                    product: tap.product,
+                    entry: Some(tap.side()),
+                    exit: None,
+                    status: "open",
+                    day: &day,
+                    month: &month,
+                };
+                insert_journey(tx, &new, now)?;
             }
         }
         GateDirection::Exit => {
@@ -1902,22 +1947,16 @@ fn journey_tap(
                 } else {
                     Product::PayAsYouGo
                 };
-                tx.exec(
-                    "INSERT INTO journeys(card_id, product, exit_validator, exit_seq, exit_station,
-                                          exit_at, status, day, month, recorded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'no_entry', ?7, ?8, ?9)",
-                    params![
-                        card,
-                        code_of(&product),
-                        tap.validator_id,
-                        big(tap.seq),
-                        station,
-                        at,
-                        &day,
-                        &month,
-                        now
-                    ],
-                )?;
+                let new = NewJourney {
+                    card: tap.card_id,
+                    product,
+                    entry: None,
+                    exit: Some(tap.side()),
+                    status: "no_entry",
+                    day: &day,
+                    month: &month,
+                };
+                insert_journey(tx, &new, now)?;
             }
         }
     }
