@@ -104,6 +104,17 @@ impl World {
         json_of(r).await
     }
 
+    /// What a phone's card was charged on local day `day`, VND.
+    async fn charged_on(&self, phone: &Arc<Vault>, day: &str) -> u64 {
+        self.charges(phone).await["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d[0] == day)
+            .map(|d| d[1].as_u64().unwrap())
+            .sum()
+    }
+
     fn enrolment_code(&self, route: u16) -> String {
         thudo_server::transit::create_enrolment(
             self.state.storage().as_ref(),
@@ -1241,16 +1252,7 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
         0
     );
     let day = fares.local_day_and_month(t).0;
-    let charged = |v: Value| -> u64 {
-        v["days"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d[0] == day.as_str())
-            .map(|d| d[1].as_u64().unwrap())
-            .sum()
-    };
-    assert_eq!(charged(w.charges(&late_vault).await), 15_000);
+    assert_eq!(w.charged_on(&late_vault, &day).await, 15_000);
     // Their exit gate comes back online hours later with the exit it let through (its feed
     // was old): the journey is priced by its stations after all, 10,000 VND.
     let (offline_vault, offline_out) = w.gate("offline-out", 205, GateDirection::Exit).await;
@@ -1259,18 +1261,18 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
         .upload_and_acknowledge(offline_vault.clone(), offline_out.clone())
         .await
         .unwrap();
-    assert_eq!(charged(w.charges(&late_vault).await), 10_000);
+    assert_eq!(w.charged_on(&late_vault, &day).await, 10_000);
     // An exit with no entry at all waits for one, then is charged the maximum.
     assert_eq!(tap(&offline_out, &late, t + 20_000), Reason::Ok);
     w.client
         .upload_and_acknowledge(offline_vault.clone(), offline_out.clone())
         .await
         .unwrap();
-    assert_eq!(charged(w.charges(&late_vault).await), 10_000);
+    assert_eq!(w.charged_on(&late_vault, &day).await, 10_000);
     w.storage
         .settle_journeys((t + 20_000 + 7_201) as i64, &fares)
         .unwrap();
-    assert_eq!(charged(w.charges(&late_vault).await), 25_000);
+    assert_eq!(w.charged_on(&late_vault, &day).await, 25_000);
 
     // The rider's phone shows the journeys with their stations, the buses, and the cap.
     w.client
@@ -1641,16 +1643,7 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
     }
     let fares = FarePolicy::default();
     let day = fares.local_day_and_month(t).0;
-    let charged_on = |v: Value| -> u64 {
-        v["days"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d[0] == day.as_str())
-            .map(|d| d[1].as_u64().unwrap())
-            .sum()
-    };
-    assert_eq!(charged_on(w.charges(&rider_vault).await), 8_000 + 14_000);
+    assert_eq!(w.charged_on(&rider_vault, &day).await, 8_000 + 14_000);
     let fraud = w.admin_get("/v1/admin/transit/fraud").await;
     assert_eq!(
         fraud
@@ -1693,13 +1686,13 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
     w.storage
         .settle_journeys((late + 7_201) as i64, &fares)
         .unwrap();
-    assert_eq!(charged_on(w.charges(&slow_vault).await), 15_000);
+    assert_eq!(w.charged_on(&slow_vault, &day).await, 15_000);
     assert_eq!(tap(&gate_out_212, &slow, late + 7_800), Reason::Ok);
     upload(&out_212, &gate_out_212).await;
     w.storage
         .settle_journeys((late + 7_800 + 7_201) as i64, &fares)
         .unwrap();
-    assert_eq!(charged_on(w.charges(&slow_vault).await), 15_000);
+    assert_eq!(w.charged_on(&slow_vault, &day).await, 15_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1791,21 +1784,12 @@ async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
     }
     let fares = FarePolicy::default();
     let day = fares.local_day_and_month(t).0;
-    let charged = |v: Value| -> u64 {
-        v["days"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d[0] == day.as_str())
-            .map(|d| d[1].as_u64().unwrap())
-            .sum()
-    };
     let one_journey = fares.metro_fare(&day, 201, 208).0;
     assert_eq!(one_journey, 12_000);
     w.storage
         .settle_journeys((t + 1_220 + 86_400) as i64, &fares)
         .unwrap();
-    assert_eq!(charged(w.charges(&rider_vault).await), one_journey);
+    assert_eq!(w.charged_on(&rider_vault, &day).await, one_journey);
 
     // Later the rider enters at Láng, but that gate uploads only after the exit at La Khê
     // did: the exit is Láng's, not Cát Linh's.
@@ -1815,7 +1799,7 @@ async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
     upload(&c, &gate_c).await;
     let second = fares.metro_fare(&day, 204, 210).0;
     assert_eq!(
-        charged(w.charges(&rider_vault).await),
+        w.charged_on(&rider_vault, &day).await,
         fares.capped(one_journey + second, 0, 0)
     );
     let fraud = w.admin_get("/v1/admin/transit/fraud").await;
