@@ -462,6 +462,8 @@ final class SyncTests: XCTestCase {
                                                         route: 0, month: "", dependantCitizenId: child)
         let held = try await transit.credentials()
         XCTAssertEqual(held.map(\.cardId), [own.cardId, childs.cardId])
+        let childNow = try await transit.currentQrFor(cardId: childs.cardId)
+        XCTAssertTrue(childNow.text.hasPrefix("HNT1:"), "the child's QR, now")
 
         // One bus, one phone, two riders a second apart: both board, only the parent pays.
         let codes = (ProcessInfo.processInfo.environment["THUDO_ENROLMENT_CODES"] ?? "").split(separator: " ").map(String.init)

@@ -364,6 +364,7 @@ class SyncTest {
             """{"category":"child","valid_from":${now - 86_400},"valid_until":${now + 86_400 * 365},"evidence_ref":"KS-2020-0117"}"""))
         val childs = client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", child)
         assertEquals(listOf(own.cardId, childs.cardId), transit.credentials().map { it.cardId })
+        assertTrue(transit.currentQrFor(childs.cardId).text.startsWith("HNT1:"), "the child's QR, now")
 
         // One bus, one phone, two riders a second apart: both board, only the parent pays.
         val busVault = Vault.openWithPassphrase(dir.resolve("family-bus").toString(), "p", testOptions)
