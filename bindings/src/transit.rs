@@ -478,6 +478,24 @@ pub struct TransitPhone {
     pub(crate) inner: Arc<phone::Phone>,
 }
 
+impl TransitPhone {
+    /// Installs `credential` one way or the other (owner's or dependant's), off the caller's
+    /// thread.
+    async fn install(
+        &self,
+        credential: Vec<u8>,
+        how: fn(&phone::Phone, &[u8]) -> Result<core::wire::CredentialFields, core::TransitError>,
+    ) -> Result<CredentialInfo, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            how(&inner, &credential)
+                .map(Into::into)
+                .map_err(TransitError::from)
+        })
+        .await
+    }
+}
+
 #[uniffi::export(async_runtime = "tokio")]
 impl TransitPhone {
     /// Opens the phone's transit state in `vault`. Without `signer`, the device key is made once
@@ -514,14 +532,8 @@ impl TransitPhone {
         &self,
         credential: Vec<u8>,
     ) -> Result<CredentialInfo, TransitError> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            inner
-                .install_dependant_credential(&credential)
-                .map(Into::into)
-                .map_err(TransitError::from)
-        })
-        .await
+        self.install(credential, phone::Phone::install_dependant_credential)
+            .await
     }
 
     /// Installs the phone owner's credential from the backend, in place of the one held; it
@@ -530,14 +542,8 @@ impl TransitPhone {
         &self,
         credential: Vec<u8>,
     ) -> Result<CredentialInfo, TransitError> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            inner
-                .install_credential(&credential)
-                .map(Into::into)
-                .map_err(TransitError::from)
-        })
-        .await
+        self.install(credential, phone::Phone::install_credential)
+            .await
     }
 
     /// The installed credential, if any. Async: it waits for a QR being signed (a hardware

@@ -17,7 +17,7 @@ use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::trips::RiderHistory;
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
-use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_core::vault::Vault;
 use thudo_server::fares::FarePolicy;
 use thudo_server::storage::{Entitlement, SqliteStorage, Storage};
 use thudo_server::{AppState, ServerConfig};
@@ -35,19 +35,11 @@ const CHILD: &str = "001021012345";
 
 /// Runs the day.
 pub fn run(args: DayArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(day(args))
+    crate::demo_cmd::runtime()?.block_on(day(args))
 }
 
 fn open_vault(dir: &std::path::Path) -> Result<Arc<Vault>> {
-    Ok(Arc::new(Vault::open(
-        dir,
-        Unlock::passphrase("thudo day"),
-        &VaultOptions::default(),
-    )?))
+    crate::demo_cmd::open_vault(dir, "thudo day")
 }
 
 /// A validator the operator enrolled, ready with the backend's feed.

@@ -80,7 +80,7 @@ impl SyncObserver for Progress {
     }
 }
 
-fn open_vault(dir: &std::path::Path, passphrase: &str) -> Result<Arc<Vault>> {
+pub(crate) fn open_vault(dir: &std::path::Path, passphrase: &str) -> Result<Arc<Vault>> {
     Ok(Arc::new(Vault::open(
         dir,
         Unlock::passphrase(passphrase),
@@ -94,11 +94,15 @@ fn unhex(text: &str) -> Result<Vec<u8>> {
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(story(args))
+}
+
+/// The runtime a story on loopback runs in (backend and devices in one process).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    runtime.block_on(story(args))
+        .build()?)
 }
 
 async fn story(args: DemoArgs) -> Result<()> {

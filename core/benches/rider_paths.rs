@@ -207,15 +207,19 @@ fn main() {
     // On the phone: the first QR after the app starts.
     let dir = tempfile::tempdir().unwrap();
     let keystore = Arc::new(Keystore(crypto::random_key().unwrap()));
-    {
-        let vault = Arc::new(
+    // As the app opens its vault: the platform keystore unwraps the vault's key.
+    let open = || {
+        Arc::new(
             Vault::open(
                 dir.path(),
                 Unlock::Provider(keystore.clone()),
                 &VaultOptions::default(),
             )
             .unwrap(),
-        );
+        )
+    };
+    {
+        let vault = open();
         let phone = Phone::open(vault, None, PhoneOptions::default()).unwrap();
         let credential = issuer
             .issue(
@@ -238,14 +242,7 @@ fn main() {
     let mut parts = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..30u64 {
         let t = Instant::now();
-        let vault = Arc::new(
-            Vault::open(
-                dir.path(),
-                Unlock::Provider(keystore.clone()),
-                &VaultOptions::default(),
-            )
-            .unwrap(),
-        );
+        let vault = open();
         let opened = t.elapsed();
         let phone = Phone::open(vault, None, PhoneOptions::default()).unwrap();
         let loaded = t.elapsed();

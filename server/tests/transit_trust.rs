@@ -14,7 +14,7 @@ use common::{http_client, start_local, vault, ADMIN};
 use serde_json::{json, Value};
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError};
 use thudo_core::sync::protocol::{RegisterRequest, ValidatorEnrolmentRequest};
-use thudo_core::transit::backend::CredentialOrder;
+use thudo_core::transit::backend::{CredentialOrder, TapReceipt};
 use thudo_core::transit::metro::{Gate, GateDirection};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Reason, Tap, Validator, ValidatorConfig};
@@ -102,6 +102,23 @@ impl World {
             .await
             .unwrap();
         json_of(r).await
+    }
+
+    /// Uploads a bus validator's taps (without acknowledging them).
+    async fn upload_bus(&self, vault: &Arc<Vault>, bus: &mut Validator) -> TapReceipt {
+        self.client
+            .upload_taps(vault.clone(), bus.export_taps().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Uploads a gate's taps and acknowledges them (a gate's upload also says its log is
+    /// drained).
+    async fn upload_gate(&self, vault: &Arc<Vault>, gate: &Arc<Mutex<Validator>>) -> TapReceipt {
+        self.client
+            .upload_and_acknowledge(vault.clone(), gate.clone())
+            .await
+            .unwrap()
     }
 
     /// What a phone's card was charged on local day `day`, VND.
@@ -998,11 +1015,7 @@ async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
                 .accepted
         );
     }
-    let receipt = w
-        .client
-        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
-        .await
-        .unwrap();
+    let receipt = w.upload_bus(&bus_vault, &mut bus).await;
     assert_eq!(receipt.charged_vnd, 30_000);
     // The phone syncs and holds its trips and cap progress, offline from here on.
     w.client
@@ -1035,10 +1048,7 @@ async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
             .unwrap()
             .accepted
     );
-    w.client
-        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
-        .await
-        .unwrap();
+    w.upload_bus(&bus_vault, &mut bus).await;
     for v in [&phone_vault, &other_vault] {
         w.client
             .sync(v.clone(), &common::collections(), None)
@@ -1170,11 +1180,7 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
     assert_eq!(tap(&cat_linh_in, &rider, t), Reason::Ok);
     // The other rider enters too, but their exit gate is offline (it lets them out later).
     assert_eq!(tap(&cat_linh_in, &late, t + 100), Reason::Ok);
-    let entries = w
-        .client
-        .upload_and_acknowledge(in_vault.clone(), cat_linh_in.clone())
-        .await
-        .unwrap();
+    let entries = w.upload_gate(&in_vault, &cat_linh_in).await;
     assert_eq!(
         (entries.stored, entries.charged_vnd),
         (2, 0),
@@ -1210,27 +1216,16 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
                 .accepted
         );
     }
-    let buses = w
-        .client
-        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
-        .await
-        .unwrap();
+    let buses = w.upload_bus(&bus_vault, &mut bus).await;
     assert_eq!(buses.charged_vnd, 16_000);
     assert_eq!(tap(&cat_linh_in, &rider, t + 7_200), Reason::Ok);
-    w.client
-        .upload_and_acknowledge(in_vault.clone(), cat_linh_in.clone())
-        .await
-        .unwrap();
+    w.upload_gate(&in_vault, &cat_linh_in).await;
     w.client
         .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), t + 7_800)
         .await
         .unwrap();
     assert_eq!(tap(&thuong_dinh_out, &rider, t + 7_800), Reason::Ok);
-    let capped = w
-        .client
-        .upload_and_acknowledge(out_vault.clone(), thuong_dinh_out.clone())
-        .await
-        .unwrap();
+    let capped = w.upload_gate(&out_vault, &thuong_dinh_out).await;
     assert_eq!(
         capped.charged_vnd, 4_000,
         "10,000 + 16,000 + 4,000 = the 30,000 daily cap"
@@ -1257,17 +1252,11 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
     // was old): the journey is priced by its stations after all, 10,000 VND.
     let (offline_vault, offline_out) = w.gate("offline-out", 205, GateDirection::Exit).await;
     assert_eq!(tap(&offline_out, &late, t + 1_500), Reason::Ok);
-    w.client
-        .upload_and_acknowledge(offline_vault.clone(), offline_out.clone())
-        .await
-        .unwrap();
+    w.upload_gate(&offline_vault, &offline_out).await;
     assert_eq!(w.charged_on(&late_vault, &day).await, 10_000);
     // An exit with no entry at all waits for one, then is charged the maximum.
     assert_eq!(tap(&offline_out, &late, t + 20_000), Reason::Ok);
-    w.client
-        .upload_and_acknowledge(offline_vault.clone(), offline_out.clone())
-        .await
-        .unwrap();
+    w.upload_gate(&offline_vault, &offline_out).await;
     assert_eq!(w.charged_on(&late_vault, &day).await, 10_000);
     w.storage
         .settle_journeys((t + 20_000 + 7_201) as i64, &fares)
@@ -1345,10 +1334,7 @@ async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_comple
     );
     // The entry gate has uploaded (nothing) just now: the feed is complete up to now, and a
     // card with no entry is refused at the exit.
-    w.client
-        .upload_and_acknowledge(in_vault.clone(), entry.clone())
-        .await
-        .unwrap();
+    w.upload_gate(&in_vault, &entry).await;
     let now = now();
     w.client
         .refresh_entries(out_vault.clone(), exit.clone(), now)
@@ -1362,11 +1348,7 @@ async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_comple
     );
     assert_eq!(tap(&exit, &rider, now), Reason::NoEntry);
     // A refused exit is logged, stored, and charges nothing.
-    let receipt = w
-        .client
-        .upload_and_acknowledge(out_vault.clone(), exit.clone())
-        .await
-        .unwrap();
+    let receipt = w.upload_gate(&out_vault, &exit).await;
     assert_eq!((receipt.stored, receipt.charged_vnd), (1, 0));
 }
 
@@ -1462,11 +1444,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
         .unwrap();
     assert!(parent_ride.accepted && child_ride.accepted);
     assert_eq!(child_ride.category, Some(Category::Child));
-    let receipt = w
-        .client
-        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
-        .await
-        .unwrap();
+    let receipt = w.upload_bus(&bus_vault, &mut bus).await;
     assert_eq!(receipt.charged_vnd, 8_000, "the child rides free");
 
     // The parent's phone shows both riders' trips, each on its own card, and each card's caps.
@@ -1513,10 +1491,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
             .unwrap()
             .accepted
     );
-    w.client
-        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
-        .await
-        .unwrap();
+    w.upload_bus(&bus_vault, &mut bus).await;
     w.client
         .sync(parent_vault.clone(), &common::collections(), None)
         .await
@@ -1563,10 +1538,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
             .accepted,
         "a pass already held rides until its credential ends"
     );
-    w.client
-        .upload_taps(bus_vault.clone(), bus.export_taps().unwrap())
-        .await
-        .unwrap();
+    w.upload_bus(&bus_vault, &mut bus).await;
     w.client
         .sync(parent_vault.clone(), &common::collections(), None)
         .await
@@ -1597,17 +1569,6 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
     let (out_203b, gate_out_203b) = w.gate("out-203-b", 203, GateDirection::Exit).await;
     let (out_212, gate_out_212) = w.gate("out-212", 212, GateDirection::Exit).await;
     let t = tomorrow_morning();
-    let upload = |v: &Arc<Vault>, g: &Arc<Mutex<Validator>>| {
-        let (v, g) = (v.clone(), g.clone());
-        let client = &w.client;
-        async move {
-            client
-                .upload_and_acknowledge(v, g)
-                .await
-                .unwrap()
-                .charged_vnd
-        }
-    };
     // In at Cát Linh (the first gate was slow: a second one takes the tap again 10 s later),
     // out at Thái Hà, in again there two minutes later, out at Yên Nghĩa.
     assert_eq!(tap(&gate_in_201, &rider, t), Reason::Ok);
@@ -1625,7 +1586,7 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
         (&in_201b, &gate_in_201b),
         (&in_203, &gate_in_203),
     ] {
-        charged += upload(v, g).await;
+        charged += w.upload_gate(v, g).await.charged_vnd;
     }
     assert_eq!(
         charged, 15_000,
@@ -1639,7 +1600,7 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
         (&out_203b, &gate_out_203b),
         (&out_212, &gate_out_212),
     ] {
-        upload(v, g).await;
+        w.upload_gate(v, g).await;
     }
     let fares = FarePolicy::default();
     let day = fares.local_day_and_month(t).0;
@@ -1682,13 +1643,13 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
     // exit and again for an exit with no entry.
     let late = t + 5 * 3600;
     assert_eq!(tap(&gate_in_201, &slow, late), Reason::Ok);
-    upload(&in_201, &gate_in_201).await;
+    w.upload_gate(&in_201, &gate_in_201).await;
     w.storage
         .settle_journeys((late + 7_201) as i64, &fares)
         .unwrap();
     assert_eq!(w.charged_on(&slow_vault, &day).await, 15_000);
     assert_eq!(tap(&gate_out_212, &slow, late + 7_800), Reason::Ok);
-    upload(&out_212, &gate_out_212).await;
+    w.upload_gate(&out_212, &gate_out_212).await;
     w.storage
         .settle_journeys((late + 7_800 + 7_201) as i64, &fares)
         .unwrap();
@@ -1735,12 +1696,7 @@ async fn a_line_pass_is_priced_by_the_metro_tariff_and_rides_its_gates_free() {
     );
     let mut charged = 0;
     for (v, g) in [(&in_vault, &gate_in), (&out_vault, &gate_out)] {
-        charged += w
-            .client
-            .upload_and_acknowledge(v.clone(), g.clone())
-            .await
-            .unwrap()
-            .charged_vnd;
+        charged += w.upload_gate(v, g).await.charged_vnd;
     }
     assert_eq!(charged, 0);
     w.client
@@ -1768,11 +1724,6 @@ async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
     let (y, gate_y) = w.gate("out-208-y", 208, GateDirection::Exit).await;
     let (z, gate_z) = w.gate("out-210", 210, GateDirection::Exit).await;
     let t = tomorrow_morning();
-    let upload = |v: &Arc<Vault>, g: &Arc<Mutex<Validator>>| {
-        let (v, g) = (v.clone(), g.clone());
-        let client = &w.client;
-        async move { client.upload_and_acknowledge(v, g).await.unwrap() }
-    };
     // Two entry gates at Cát Linh (the first jammed), two exit gates at Văn Quán (the first
     // jammed): each later tap's gate uploads first.
     assert_eq!(tap(&gate_a, &rider, t), Reason::Ok);
@@ -1780,7 +1731,7 @@ async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
     assert_eq!(tap(&gate_x, &rider, t + 1_200), Reason::Ok);
     assert_eq!(tap(&gate_y, &rider, t + 1_220), Reason::Ok);
     for (v, g) in [(&b, &gate_b), (&a, &gate_a), (&y, &gate_y), (&x, &gate_x)] {
-        upload(v, g).await;
+        w.upload_gate(v, g).await;
     }
     let fares = FarePolicy::default();
     let day = fares.local_day_and_month(t).0;
@@ -1795,8 +1746,8 @@ async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
     // did: the exit is Láng's, not Cát Linh's.
     assert_eq!(tap(&gate_c, &rider, t + 7_200), Reason::Ok);
     assert_eq!(tap(&gate_z, &rider, t + 8_400), Reason::Ok);
-    upload(&z, &gate_z).await;
-    upload(&c, &gate_c).await;
+    w.upload_gate(&z, &gate_z).await;
+    w.upload_gate(&c, &gate_c).await;
     let second = fares.metro_fare(&day, 204, 210).0;
     assert_eq!(
         w.charged_on(&rider_vault, &day).await,

@@ -24,6 +24,35 @@ final class SyncTests: XCTestCase {
         SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4, backoffBaseMs: 50, pinnedSpkiSha256Hex: [])
     }
 
+    /// The test server's single-use metro gate codes, by binding (`201:entry`).
+    func gateCodes() -> [String: String] {
+        Dictionary(uniqueKeysWithValues: (ProcessInfo.processInfo.environment["THUDO_GATE_CODES"] ?? "")
+            .split(separator: " ").compactMap { pair -> (String, String)? in
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                return parts.count == 2 ? (parts[0], parts[1]) : nil
+            })
+    }
+
+    /// A validator enrolled with the operator's `code`, its feed installed.
+    func enrol(_ client: SyncClient, _ code: String, _ name: String, _ route: Int32,
+               _ gate: MetroGate?) async throws -> (Vault, TransitValidator) {
+        let vault = try await Vault.openWithPassphrase(path: temp(name), passphrase: "p", options: testOptions)
+        let enrolled = try await client.enrolValidator(vault: vault, enrolmentCode: code, deviceName: name)
+        XCTAssertEqual(enrolled.gate, gate.map { "\($0.station):\($0.direction == .entry ? "entry" : "exit")" })
+        let feed = try await client.validatorFeed(vault: vault)
+        let validator = try await TransitValidator.open(vault: vault, trustedKeys: feed.issuerKeys,
+                                                        config: ValidatorConfig(route: route, gate: gate))
+        _ = try await validator.updateDenyList(signedList: feed.denyList)
+        return (vault, validator)
+    }
+
+    /// The test server's metro gate bound as `binding`, on line 2A.
+    func enrolGate(_ client: SyncClient, _ binding: String, _ station: Int32,
+                   _ direction: GateDirection) async throws -> (Vault, TransitValidator) {
+        try await enrol(client, try XCTUnwrap(gateCodes()[binding]), binding, 902,
+                        MetroGate(station: station, direction: direction))
+    }
+
     func temp(_ name: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("thudo-sync-\(name)-\(UUID().uuidString)").path
     }
@@ -367,11 +396,6 @@ final class SyncTests: XCTestCase {
 
     func testAMetroJourneyThroughTwoGatesIsPricedByItsStationsAndShowsOnThePhone() async throws {
         guard let (url, _) = testServer() else { throw XCTSkip("run through scripts/test-swift.sh") }
-        let gateCodes = Dictionary(uniqueKeysWithValues: (ProcessInfo.processInfo.environment["THUDO_GATE_CODES"] ?? "")
-            .split(separator: " ").compactMap { pair -> (String, String)? in
-                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-                return parts.count == 2 ? (parts[0], parts[1]) : nil
-            })
         let client = try SyncClient(settings: settings(url))
         let phone = try await Vault.openWithPassphrase(path: temp("metro-phone"), passphrase: "p", options: testOptions)
         try await registerForTest(client, phone, citizenId: "001090022222", name: "Swift metro rider")
@@ -380,19 +404,8 @@ final class SyncTests: XCTestCase {
                                                category: .standard, route: 0, month: "")
 
         // Two gates enrol with the operator's codes, bound to their stations.
-        func gate(_ binding: String, _ station: Int32, _ direction: GateDirection) async throws -> (Vault, TransitValidator) {
-            let vault = try await Vault.openWithPassphrase(path: temp(binding), passphrase: "p", options: testOptions)
-            let enrolled = try await client.enrolValidator(vault: vault, enrolmentCode: try XCTUnwrap(gateCodes[binding]),
-                                                           deviceName: "gate \(binding)")
-            XCTAssertEqual(enrolled.gate, binding)
-            let feed = try await client.validatorFeed(vault: vault)
-            let gate = try await TransitValidator.open(vault: vault, trustedKeys: feed.issuerKeys,
-                                                       config: ValidatorConfig(route: 902, gate: MetroGate(station: station, direction: direction)))
-            _ = try await gate.updateDenyList(signedList: feed.denyList)
-            return (vault, gate)
-        }
-        let (inVault, catLinhIn) = try await gate("201:entry", 201, .entry)
-        let (outVault, thuongDinhOut) = try await gate("205:exit", 205, .exit)
+        let (inVault, catLinhIn) = try await enrolGate(client, "201:entry", 201, .entry)
+        let (outVault, thuongDinhOut) = try await enrolGate(client, "205:exit", 205, .exit)
 
         // The entry gate has uploaded: the exit gate's feed is complete, and a card that did not
         // tap in is sent to the staff gate.
@@ -507,11 +520,6 @@ final class SyncTests: XCTestCase {
         guard let (url, _) = testServer() else { throw XCTSkip("run through scripts/test-swift.sh") }
         let environment = ProcessInfo.processInfo.environment
         let codes = (environment["THUDO_ENROLMENT_CODES"] ?? "").split(separator: " ").map(String.init)
-        let gateCodes = Dictionary(uniqueKeysWithValues: (environment["THUDO_GATE_CODES"] ?? "")
-            .split(separator: " ").compactMap { pair -> (String, String)? in
-                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-                return parts.count == 2 ? (parts[0], parts[1]) : nil
-            })
         let client = try SyncClient(settings: settings(url))
         let parent = "001085066666"
         let child = "001021066666"
@@ -530,27 +538,14 @@ final class SyncTests: XCTestCase {
         let kid = try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .child,
                                                      route: 0, month: "", dependantCitizenId: child).cardId
 
-        var vaults: [Vault] = [phone]
-        func device(_ code: String, _ name: String, _ route: Int32, _ gate: MetroGate?) async throws -> (Vault, TransitValidator) {
-            let vault = try await Vault.openWithPassphrase(path: temp(name), passphrase: "p", options: testOptions)
-            vaults.append(vault)
-            _ = try await client.enrolValidator(vault: vault, enrolmentCode: code, deviceName: name)
-            let feed = try await client.validatorFeed(vault: vault)
-            let v = try await TransitValidator.open(vault: vault, trustedKeys: feed.issuerKeys,
-                                                    config: ValidatorConfig(route: route, gate: gate))
-            _ = try await v.updateDenyList(signedList: feed.denyList)
-            return (vault, v)
-        }
-        func gate(_ binding: String, _ station: Int32, _ direction: GateDirection) async throws -> (Vault, TransitValidator) {
-            try await device(try XCTUnwrap(gateCodes[binding]), binding, 902, MetroGate(station: station, direction: direction))
-        }
-        let (laThanhInVault, laThanhIn) = try await gate("202:entry", 202, .entry)
-        let (laKheOutVault, laKheOut) = try await gate("210:exit", 210, .exit)
-        let (laKheInVault, laKheIn) = try await gate("210:entry", 210, .entry)
-        let (laThanhOutVault, laThanhOut) = try await gate("202:exit", 202, .exit)
-        let (busAVault, busA) = try await device(codes[3], "bus-a", 32, nil)
-        let (busBVault, busB) = try await device(codes[4], "bus-b", 32, nil)
-        let (inspectorVault, inspector) = try await device(codes[5], "inspector", 32, nil)
+        let (laThanhInVault, laThanhIn) = try await enrolGate(client, "202:entry", 202, .entry)
+        let (laKheOutVault, laKheOut) = try await enrolGate(client, "210:exit", 210, .exit)
+        let (laKheInVault, laKheIn) = try await enrolGate(client, "210:entry", 210, .entry)
+        let (laThanhOutVault, laThanhOut) = try await enrolGate(client, "202:exit", 202, .exit)
+        let (busAVault, busA) = try await enrol(client, codes[3], "bus-a", 32, nil)
+        let (busBVault, busB) = try await enrol(client, codes[4], "bus-b", 32, nil)
+        let (inspectorVault, inspector) = try await enrol(client, codes[5], "inspector", 32, nil)
+        let vaults = [phone, laThanhInVault, laKheOutVault, laKheInVault, laThanhOutVault, busAVault, busBVault, inspectorVault]
 
         // 07:00 tomorrow in Hanoi: every ride below counts toward one local day.
         let hanoi = now + 7 * 3600

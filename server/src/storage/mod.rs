@@ -313,13 +313,14 @@ pub trait Storage: Send + Sync + 'static {
     /// exit with no entry, are charged their line's maximum fare (a late tap corrects it).
     /// Returns how many were settled (at most 1,000 per call).
     fn settle_journeys(&self, now: i64, fares: &FarePolicy) -> Result<u32>;
-    /// The entries still open on the network after `cursor` (at most `limit`, oldest first),
-    /// for exit gates, with the time up to which every entry gate has uploaded.
+    /// The entries after `cursor` not yet paired with an exit and at most `honoured_secs` old
+    /// (at most `limit`, oldest first), for exit gates, with the time up to which every entry
+    /// gate's log was drained.
     fn entry_feed(
         &self,
         cursor: u64,
         now: i64,
-        max_journey_secs: u64,
+        honoured_secs: u64,
         limit: usize,
     ) -> Result<thudo_core::transit::metro::EntryFeed>;
     /// Revokes cards and device keys (SHA-256 of the compressed key) from `at` on; returns the
@@ -941,7 +942,7 @@ impl<E: Engine> Storage for SqlStorage<E> {
         &self,
         cursor: u64,
         now: i64,
-        max_journey_secs: u64,
+        honoured_secs: u64,
         limit: usize,
     ) -> Result<thudo_core::transit::metro::EntryFeed> {
         use thudo_core::transit::metro::{EntryFeed, GateEntry};
@@ -963,7 +964,7 @@ impl<E: Engine> Storage for SqlStorage<E> {
                  WHERE id > ?1 AND status IN ('open', 'no_exit') AND entry_at >= ?2 ORDER BY id LIMIT ?3",
                 params![
                     big(cursor),
-                    now.saturating_sub(max_journey_secs as i64),
+                    now.saturating_sub(honoured_secs as i64),
                     limit as i64
                 ],
             )?;

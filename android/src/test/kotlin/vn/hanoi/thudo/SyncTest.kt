@@ -26,6 +26,21 @@ class SyncTest {
     private val gateCodes = (System.getenv("THUDO_GATE_CODES") ?: "").split(" ").filter { it.contains("=") }
         .associate { it.substringBefore("=") to it.substringAfter("=") }
 
+    /** A validator enrolled with the operator's `code`, its feed installed. */
+    private suspend fun enrol(client: SyncClient, code: String, name: String, route: Int, gate: MetroGate?): Pair<Vault, TransitValidator> {
+        val vault = Vault.openWithPassphrase(dir.resolve(name).toString(), "p", testOptions)
+        val enrolled = client.enrolValidator(vault, code, name)
+        assertEquals(gate?.let { "${it.station}:${it.direction.name.lowercase()}" }, enrolled.gate)
+        val feed = client.validatorFeed(vault)
+        val v = TransitValidator.open(vault, feed.issuerKeys, ValidatorConfig(route = route, gate = gate))
+        v.updateDenyList(feed.denyList.toByteArray())
+        return vault to v
+    }
+
+    /** The test server's metro gate bound as `binding` (`201:entry`), on line 2A. */
+    private suspend fun enrolGate(client: SyncClient, binding: String, station: Int, direction: GateDirection) =
+        enrol(client, gateCodes.getValue(binding), binding.replace(":", "-"), 902, MetroGate(station, direction))
+
     private class Recorder : SyncObserver {
         val events = java.util.Collections.synchronizedList(mutableListOf<SyncProgress>())
         override fun onProgress(progress: SyncProgress) { events.add(progress) }
@@ -302,15 +317,8 @@ class SyncTest {
         client.buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "")
 
         // Two gates enrol with the operator's codes, bound to their stations.
-        suspend fun gate(binding: String, station: Int, direction: GateDirection): Pair<Vault, TransitValidator> {
-            val vault = Vault.openWithPassphrase(dir.resolve(binding.replace(":", "-")).toString(), "p", testOptions)
-            val enrolled = client.enrolValidator(vault, gateCodes.getValue(binding), "gate $binding")
-            assertEquals(binding, enrolled.gate)
-            val feed = client.validatorFeed(vault)
-            val gate = TransitValidator.open(vault, feed.issuerKeys, ValidatorConfig(route = 902, gate = MetroGate(station, direction)))
-            gate.updateDenyList(feed.denyList.toByteArray())
-            return vault to gate
-        }
+        suspend fun gate(binding: String, station: Int, direction: GateDirection) =
+            enrolGate(client, binding, station, direction)
         val (inVault, catLinhIn) = gate("201:entry", 201, GateDirection.ENTRY)
         val (outVault, thuongDinhOut) = gate("205:exit", 205, GateDirection.EXIT)
 
@@ -408,16 +416,9 @@ class SyncTest {
             """{"category":"child","valid_from":${now - 86_400},"valid_until":${now + 86_400 * 365},"evidence_ref":"KS-2021-0042"}"""))
         val kid = client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", child).cardId
 
-        suspend fun device(code: String, name: String, route: Int, gate: MetroGate?): Pair<Vault, TransitValidator> {
-            val vault = Vault.openWithPassphrase(dir.resolve(name).toString(), "p", testOptions)
-            client.enrolValidator(vault, code, name)
-            val feed = client.validatorFeed(vault)
-            val v = TransitValidator.open(vault, feed.issuerKeys, ValidatorConfig(route = route, gate = gate))
-            v.updateDenyList(feed.denyList.toByteArray())
-            return vault to v
-        }
+        suspend fun device(code: String, name: String, route: Int, gate: MetroGate?) = enrol(client, code, name, route, gate)
         suspend fun gate(binding: String, station: Int, direction: GateDirection) =
-            device(gateCodes.getValue(binding), binding.replace(":", "-"), 902, MetroGate(station, direction))
+            enrolGate(client, binding, station, direction)
         val (laThanhInVault, laThanhIn) = gate("202:entry", 202, GateDirection.ENTRY)
         val (laKheOutVault, laKheOut) = gate("210:exit", 210, GateDirection.EXIT)
         val (laKheInVault, laKheIn) = gate("210:entry", 210, GateDirection.ENTRY)
