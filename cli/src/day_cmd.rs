@@ -18,8 +18,10 @@ use thudo_core::transit::trips::RiderHistory;
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::Vault;
-use thudo_server::fares::FarePolicy;
-use thudo_server::storage::{Entitlement, SqliteStorage, Storage};
+use thudo_server::prelude::*;
+use thudo_server::storage::SqliteStorage;
+use thudo_server::transit::fares::FarePolicy;
+use thudo_server::transit::store::Entitlement;
 use thudo_server::{AppState, ServerConfig};
 
 /// Options of the scripted day.
@@ -58,7 +60,7 @@ impl World {
     /// Enrols a validator bound to a bus route or a metro gate and installs its feed.
     async fn device(&self, name: &str, route: u16, gate: Option<Gate>) -> Result<Device> {
         let binding = gate.map(|g| g.to_string());
-        let (code, _) = thudo_server::transit::create_enrolment(
+        let (code, _) = thudo_server::transit::validators::create_enrolment(
             self.state.storage().as_ref(),
             name,
             gate.is_none().then_some(route),
@@ -185,7 +187,10 @@ async fn day(args: DayArgs) -> Result<()> {
 
     // The parent's phone: their own card, and their child's free pass beside it.
     let phone_vault = open_vault(&dir.join("phone"))?;
-    idp.register_device(client, phone_vault.clone(), PARENT, "parent's phone")
+    client
+        .sign_in_and_register(phone_vault.clone(), "parent's phone", |n| {
+            idp.id_token(PARENT, n).map_err(|e| e.to_string())
+        })
         .await?;
     let phone = Arc::new(Phone::open(
         phone_vault.clone(),

@@ -20,9 +20,10 @@ use thudo_core::transit::qr;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
-use thudo_server::fares::FarePolicy;
+use thudo_server::publishing::seed;
 use thudo_server::storage::SqliteStorage;
-use thudo_server::{seed, AppState, ServerConfig};
+use thudo_server::transit::fares::FarePolicy;
+use thudo_server::{AppState, ServerConfig};
 
 /// Options of the demo.
 #[derive(Args)]
@@ -128,9 +129,9 @@ async fn story(args: DemoArgs) -> Result<()> {
                 FarePolicy::default(),
             )?;
             let state = AppState::new(config)?;
-            seed::publish_demo(&state, CITIZEN)?;
+            seed::publish_demo(state.storage().as_ref(), CITIZEN)?;
             // The operator's console: a single-use code bound to route 32, valid for an hour.
-            let (code, _) = thudo_server::transit::create_enrolment(
+            let (code, _) = thudo_server::transit::validators::create_enrolment(
                 state.storage().as_ref(),
                 "bus 32, front door",
                 Some(32),
@@ -156,8 +157,10 @@ async fn story(args: DemoArgs) -> Result<()> {
 
     steps
         .run("sign in (OpenID Connect) and register the phone", async {
-            let r = idp
-                .register_device(&client, phone_vault.clone(), CITIZEN, "Minh's phone")
+            let r = client
+                .sign_in_and_register(phone_vault.clone(), "Minh's phone", |n| {
+                    idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+                })
                 .await?;
             Ok(((), format!("device {}", r.device_id)))
         })
@@ -315,7 +318,10 @@ async fn story(args: DemoArgs) -> Result<()> {
     steps
         .run("a pay-as-you-go rider takes 4 trips in a day", async {
             let rider_vault = open_vault(&dir.join("rider"), "rider")?;
-            idp.register_device(&client, rider_vault.clone(), RIDER, "Lan's phone")
+            client
+                .sign_in_and_register(rider_vault.clone(), "Lan's phone", |n| {
+                    idp.id_token(RIDER, n).map_err(|e| e.to_string())
+                })
                 .await?;
             let rider = Arc::new(Phone::open(
                 rider_vault.clone(),

@@ -326,11 +326,11 @@ async fn run(
 ) -> Row {
     // The issuer keyring and the validators' enrolment codes, written before the servers start.
     let codes: Vec<String> = {
-        let storage = thudo_server::storage::open(db).unwrap();
+        let storage = thudo_server::open_storage(db).unwrap();
         storage.set_setting("issuer_keys", &w.issuer_keys).unwrap();
         (0..VALIDATORS)
             .map(|i| {
-                thudo_server::transit::create_enrolment(
+                thudo_server::transit::validators::create_enrolment(
                     storage.as_ref(),
                     &format!("bus {i}"),
                     Some(32),

@@ -14,8 +14,9 @@ use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
 use thudo_core::sync::client::{SyncClient, SyncConfig};
 use thudo_core::sync::protocol::Change;
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
-use thudo_server::fares::FarePolicy;
-use thudo_server::storage::{SqliteStorage, Storage};
+use thudo_server::prelude::*;
+use thudo_server::storage::SqliteStorage;
+use thudo_server::transit::fares::FarePolicy;
 use thudo_server::{AppState, ServerConfig};
 
 /// Peak resident memory of this process so far, KiB.
@@ -93,7 +94,7 @@ fn main() {
             let citizen = format!("00100000000{run}");
             observations(&storage, &citizen, total);
             let v = vault(&dir.path().join(format!("pull-{run}")));
-            idp.register_device(&client, v.clone(), &citizen, "bench")
+            client.sign_in_and_register(v.clone(), "bench", |n| idp.id_token(&citizen, n).map_err(|e| e.to_string()))
                 .await
                 .unwrap();
             let before = peak_rss_kib();
@@ -111,7 +112,7 @@ fn main() {
         }
 
         let v = vault(&dir.path().join("push"));
-        idp.register_device(&client, v.clone(), "001000000009", "bench")
+        client.sign_in_and_register(v.clone(), "bench", |n| idp.id_token("001000000009", n).map_err(|e| e.to_string()))
             .await
             .unwrap();
         let book = MemberHandbook::new(&v);

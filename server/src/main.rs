@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use thudo_server::fares::FarePolicy;
-use thudo_server::identity::IdentityConfig;
+use thudo_server::devices::identity::IdentityConfig;
+use thudo_server::transit::fares::FarePolicy;
 use thudo_server::{AppState, ServerConfig};
 
 /// thudo's reference backend.
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     if args.admin_token.len() < 16 {
         anyhow::bail!("the admin token must have at least 16 characters");
     }
-    let storage = thudo_server::storage::open(&args.db)?;
+    let storage = thudo_server::open_storage(&args.db)?;
     let mut fares = FarePolicy::default();
     if let Some(path) = &args.metro_fares {
         fares.metro =
@@ -101,10 +101,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let state = AppState::new(config)?;
     if let Some(citizen) = &args.seed_citizen {
-        thudo_server::seed::publish_demo(&state, citizen)?;
+        thudo_server::publishing::seed::publish_demo(state.storage().as_ref(), citizen)?;
     }
     for _ in 0..args.seed_enrolments {
-        let (code, _) = thudo_server::transit::create_enrolment(
+        let (code, _) = thudo_server::transit::validators::create_enrolment(
             state.storage().as_ref(),
             "test validator, route 32",
             Some(32),
@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
         println!("enrolment-code {code}");
     }
     for binding in &args.seed_gate {
-        let (code, _) = thudo_server::transit::create_enrolment(
+        let (code, _) = thudo_server::transit::validators::create_enrolment(
             state.storage().as_ref(),
             &format!("test gate {binding}"),
             None,

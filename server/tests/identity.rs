@@ -16,7 +16,7 @@ use thudo_core::transit::backend::CredentialOrder;
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::{Category, Product};
-use thudo_server::identity::LocalIdentityProvider;
+use thudo_server::devices::identity::LocalIdentityProvider;
 
 const CITIZEN: &str = "001088012345";
 const OTHER: &str = "001099000111";
@@ -193,16 +193,22 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     let phone = vault(&dir.path().join("phone"));
     let stolen = vault(&dir.path().join("stolen"));
     let stranger = vault(&dir.path().join("stranger"));
-    idp.register_device(&c, phone.clone(), CITIZEN, "Minh's phone")
-        .await
-        .unwrap();
-    let stolen_id = idp
-        .register_device(&c, stolen.clone(), CITIZEN, "old phone")
+    c.sign_in_and_register(phone.clone(), "Minh's phone", |n| {
+        idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap();
+    let stolen_id = c
+        .sign_in_and_register(stolen.clone(), "old phone", |n| {
+            idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
         .await
         .unwrap()
         .device_id;
-    let stranger_id = idp
-        .register_device(&c, stranger.clone(), OTHER, "someone else")
+    let stranger_id = c
+        .sign_in_and_register(stranger.clone(), "someone else", |n| {
+            idp.id_token(OTHER, n).map_err(|e| e.to_string())
+        })
         .await
         .unwrap()
         .device_id;

@@ -23,8 +23,8 @@ use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::Vault;
-use thudo_server::fares::FarePolicy;
-use thudo_server::identity::LocalIdentityProvider;
+use thudo_server::devices::identity::LocalIdentityProvider;
+use thudo_server::transit::fares::FarePolicy;
 use thudo_server::{AppState, Running, ServerConfig};
 
 const CITIZENS: usize = 4;
@@ -55,7 +55,7 @@ fn seed() -> u64 {
 }
 
 async fn instance(db: &str, idp: &LocalIdentityProvider) -> (Arc<dyn Storage>, Running) {
-    let storage = thudo_server::storage::open(db).unwrap();
+    let storage = thudo_server::open_storage(db).unwrap();
     let state = AppState::new(ServerConfig {
         storage: storage.clone(),
         admin_token: ADMIN.into(),
@@ -87,16 +87,18 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
     for ci in 0..CITIZENS {
         for di in 0..DEVICES_PER_CITIZEN {
             let v = vault(&dir.path().join(format!("c{ci}-d{di}")));
-            idp.register_device(&c, v.clone(), &citizen(ci), &format!("d{di}"))
-                .await
-                .unwrap();
+            c.sign_in_and_register(v.clone(), &format!("d{di}"), |n| {
+                idp.id_token(&citizen(ci), n).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap();
             devices.push((ci, di, v));
         }
     }
     let mut validators = Vec::new();
     for (i, route) in [32u16, 34].into_iter().enumerate() {
         let v = vault(&dir.path().join(format!("bus-{i}")));
-        let (code, _) = thudo_server::transit::create_enrolment(
+        let (code, _) = thudo_server::transit::validators::create_enrolment(
             storage.as_ref(),
             &format!("bus {route}"),
             Some(route),

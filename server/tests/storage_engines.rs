@@ -30,7 +30,7 @@ fn instances_starting_at_once_migrate_once_and_agree_on_first_values() {
     // Eight instances open one new database at the same moment.
     let opened: Vec<Arc<dyn Storage>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| thudo_server::storage::open(&db).unwrap()))
+            .map(|_| s.spawn(|| thudo_server::open_storage(&db).unwrap()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -102,7 +102,7 @@ fn a_cursor_never_passes_a_change_another_instance_commits_late() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = common::database(dir.path());
-    let storage = thudo_server::storage::open(&db).unwrap();
+    let storage = thudo_server::open_storage(&db).unwrap();
     let scope = "acct:a-late";
     // "Another instance" is in the middle of appending to the scope: it holds the scope's lock
     // (as every append does) and has inserted its change, not yet committed.
@@ -157,7 +157,7 @@ fn a_database_from_a_newer_build_is_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = common::database(dir.path());
-    drop(thudo_server::storage::open(&db).unwrap());
+    drop(thudo_server::open_storage(&db).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (client, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
@@ -172,7 +172,7 @@ fn a_database_from_a_newer_build_is_refused() {
             .await
             .unwrap();
     });
-    let err = thudo_server::storage::open(&db).err().unwrap();
+    let err = thudo_server::open_storage(&db).err().unwrap();
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
@@ -189,14 +189,14 @@ fn postgres_over_tls_verifies_the_servers_certificate() {
     assert!(!admin.is_empty() && db.starts_with("postgres"));
     // Verified against the server's CA: the whole storage works over TLS.
     let tls = format!("{db}?sslmode=verify-full&sslrootcert={ca}");
-    let storage = thudo_server::storage::open(&tls).unwrap();
+    let storage = thudo_server::open_storage(&tls).unwrap();
     storage.set_setting("over_tls", b"yes").unwrap();
     assert_eq!(
         storage.get_setting("over_tls").unwrap().as_deref(),
         Some(&b"yes"[..])
     );
     // The same server with the public roots: its certificate is not trusted, nothing connects.
-    let err = thudo_server::storage::open(&format!("{db}?sslmode=require"))
+    let err = thudo_server::open_storage(&format!("{db}?sslmode=require"))
         .err()
         .unwrap();
     assert!(err.to_string().contains("connection"), "{err}");

@@ -24,10 +24,11 @@ use thudo_core::health::records::{self, HealthBook};
 use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
 use thudo_core::sync::protocol::RegisterRequest;
 use thudo_core::vault::Vault;
-use thudo_server::fares::FarePolicy;
-use thudo_server::identity::LocalIdentityProvider;
-use thudo_server::storage::Storage;
-use thudo_server::{seed, AppState, Running, ServerConfig};
+use thudo_server::devices::identity::LocalIdentityProvider;
+use thudo_server::prelude::*;
+use thudo_server::publishing::seed;
+use thudo_server::transit::fares::FarePolicy;
+use thudo_server::{AppState, Running, ServerConfig};
 
 const CITIZEN: &str = "001088012345";
 
@@ -41,9 +42,9 @@ struct Backend {
 impl Backend {
     async fn start(dir: &Path) -> Backend {
         let db = common::database(dir);
-        let storage = thudo_server::storage::open(&db).unwrap();
+        let storage = thudo_server::open_storage(&db).unwrap();
         let state = AppState::new(server_config(storage.clone())).unwrap();
-        seed::publish_demo(&state, CITIZEN).unwrap();
+        seed::publish_demo(state.storage().as_ref(), CITIZEN).unwrap();
         let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -63,7 +64,7 @@ impl Backend {
             r.kill();
         }
         tokio::time::sleep(down).await;
-        let storage = thudo_server::storage::open(&self.db).unwrap();
+        let storage = thudo_server::open_storage(&self.db).unwrap();
         let state = AppState::new(server_config(storage.clone())).unwrap();
         self.storage = storage;
         let mut tries = 0;
@@ -118,10 +119,11 @@ fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
 }
 
 async fn register(c: &SyncClient, v: &Arc<Vault>, name: &str) {
-    idp()
-        .register_device(c, v.clone(), CITIZEN, name)
-        .await
-        .unwrap();
+    c.sign_in_and_register(v.clone(), name, |n| {
+        idp().id_token(CITIZEN, n).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap();
 }
 
 fn note(id: &str, text: &str, at: i64) -> DocumentNote {
@@ -689,9 +691,24 @@ async fn close_cancels_a_sync_waiting_on_retries() {
 #[test]
 fn the_openapi_document_names_every_route() {
     let doc: Value = serde_json::from_str(thudo_server::OPENAPI).unwrap();
-    let lib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
+    // Every concern declares its routes in its own module: read them all.
+    fn sources(dir: &std::path::Path, out: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut code = String::new();
+    sources(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut code,
+    );
     // Formatting may break `.route(` calls over lines: read the first string after each.
-    let routes: Vec<&str> = lib
+    let routes: Vec<&str> = code
         .split(".route(")
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
@@ -811,11 +828,7 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
         )
         .unwrap();
     // More changes in the old cell, so its cursor is ahead of the new cell's only change.
-    seed::publish_demo(
-        &AppState::new(server_config(storage.clone())).unwrap(),
-        CITIZEN,
-    )
-    .unwrap();
+    seed::publish_demo(storage.as_ref(), CITIZEN).unwrap();
     storage.set_cell(CITIZEN, "chi-bo-moi").unwrap();
     c.sync(phone.clone(), &common::collections(), None)
         .await

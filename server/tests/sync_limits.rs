@@ -54,12 +54,16 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     } = start_local(dir.path()).await;
     let hostile = vault(&dir.path().join("hostile"));
     let phone = vault(&dir.path().join("phone"));
-    idp.register_device(&c, hostile.clone(), CITIZEN, "hostile")
-        .await
-        .unwrap();
-    idp.register_device(&c, phone.clone(), CITIZEN, "phone")
-        .await
-        .unwrap();
+    c.sign_in_and_register(hostile.clone(), "hostile", |n| {
+        idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap();
+    c.sign_in_and_register(phone.clone(), "phone", |n| {
+        idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap();
 
     // One record over the cap is refused for good; a normal one beside it goes through.
     let book = MemberHandbook::new(&hostile);

@@ -20,9 +20,10 @@ use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Reason, Tap, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::Vault;
-use thudo_server::fares::FarePolicy;
-use thudo_server::identity::LocalIdentityProvider;
-use thudo_server::storage::{NewEnrolment, Storage};
+use thudo_server::devices::identity::LocalIdentityProvider;
+use thudo_server::prelude::*;
+use thudo_server::transit::fares::FarePolicy;
+use thudo_server::transit::store::NewEnrolment;
 use thudo_server::{AppState, Running, ServerConfig};
 
 const RIDER: &str = "001090054321";
@@ -133,7 +134,7 @@ impl World {
     }
 
     fn enrolment_code(&self, route: u16) -> String {
-        thudo_server::transit::create_enrolment(
+        thudo_server::transit::validators::create_enrolment(
             self.state.storage().as_ref(),
             &format!("bus {route}"),
             Some(route),
@@ -187,7 +188,7 @@ impl World {
             GateDirection::Entry => format!("{station}:entry"),
             GateDirection::Exit => format!("{station}:exit"),
         };
-        let (code, _) = thudo_server::transit::create_enrolment(
+        let (code, _) = thudo_server::transit::validators::create_enrolment(
             self.state.storage().as_ref(),
             name,
             None,
@@ -223,8 +224,10 @@ impl World {
 
     async fn phone_device(&self, name: &str, citizen: &str) -> Arc<Vault> {
         let v = vault(&self.dir.path().join(name));
-        self.idp
-            .register_device(&self.client, v.clone(), citizen, name)
+        self.client
+            .sign_in_and_register(v.clone(), name, |n| {
+                self.idp.id_token(citizen, n).map_err(|e| e.to_string())
+            })
             .await
             .unwrap();
         v

@@ -694,6 +694,25 @@ impl SyncClient {
         Ok(registration)
     }
 
+    /// The whole sign-in an app runs: a nonce from the backend, an ID token carrying it from
+    /// the identity provider (`id_token_for(nonce)`: the app's sign-in screen), then the
+    /// registration of this device as a phone.
+    pub async fn sign_in_and_register(
+        &self,
+        vault: Arc<Vault>,
+        device_name: &str,
+        id_token_for: impl FnOnce(&str) -> Result<String, String>,
+    ) -> Result<Registration, SyncError> {
+        let nonce = self.registration_nonce().await?.nonce;
+        let id_token = id_token_for(&nonce).map_err(|detail| SyncError::Protocol { detail })?;
+        let request = RegisterRequest {
+            id_token,
+            device_name: device_name.to_owned(),
+            role: "phone".into(),
+        };
+        self.register(vault, &request).await
+    }
+
     /// Enrols this vault's validator with an operator-issued, single-use enrolment code, and
     /// keeps its token, encrypted, in `vault` (feed and tap uploads then use it).
     pub async fn enrol_validator(

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use super::locks::{Held, Lock};
 use super::{Result, StorageError};
 
 /// A value bound to a statement or read from a row.
@@ -157,16 +158,26 @@ pub trait Tx {
     fn exec(&mut self, sql: &str, params: &[Val<'_>]) -> Result<u64>;
     /// Runs a query; returns every row.
     fn rows(&mut self, sql: &str, params: &[Val<'_>]) -> Result<Vec<Row>>;
-    /// Holds a named lock until the transaction ends: another instance's transaction asking for
-    /// the same name waits. SQLite's writers are serial already, so there it does nothing.
-    fn lock(&mut self, name: &str) -> Result<()>;
-    /// Holds several named locks, taken in an order every instance shares (so two
-    /// transactions asking for overlapping sets never wait on each other in a cycle).
-    fn lock_all(&mut self, names: &[String]) -> Result<()> {
-        for name in names {
-            self.lock(name)?;
+    /// Takes the engine's locks on `keys` (ascending, none held yet) until the transaction
+    /// ends. SQLite's writers are serial already, so there it does nothing. Stores call
+    /// [`Tx::lock`], which checks the order first.
+    fn acquire(&mut self, keys: &[i64]) -> Result<()>;
+    /// The locks this transaction holds.
+    fn held(&mut self) -> &mut Held;
+
+    /// Holds `lock` until the transaction ends: another instance's transaction asking for the
+    /// same lock waits. Refused when it ranks below a lock already held ([`Lock`]).
+    fn lock(&mut self, lock: Lock<'_>) -> Result<()> {
+        self.lock_all(&[lock])
+    }
+    /// Holds several locks, taken in rank and key order (so two transactions asking for
+    /// overlapping sets never wait on each other in a cycle).
+    fn lock_all(&mut self, locks: &[Lock<'_>]) -> Result<()> {
+        let keys = self.held().admit(locks)?;
+        if keys.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.acquire(&keys)
     }
 
     /// The first row of a query, if any.

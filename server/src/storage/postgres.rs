@@ -21,6 +21,7 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
 use super::engine::{dollar_placeholders, Engine, Row, Tx, Val};
+use super::locks::{Held, Lock};
 use super::{Result, StorageError};
 
 /// The schema's numbered steps. Append only; never edit a released step.
@@ -32,9 +33,6 @@ const MIGRATIONS: &[&str] = &[
 
 /// How often a transaction runs before its conflict is reported (the client then retries).
 const ATTEMPTS: u32 = 12;
-
-/// The lock two instances starting at once take before migrating.
-const MIGRATION_LOCK: &str = "thudo/migrations";
 
 /// Connections per instance unless the URL's `pool_max_size` says otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -207,7 +205,7 @@ impl PostgresEngine {
     fn migrate(&self) -> Result<()> {
         let latest = MIGRATIONS.len() as i64;
         self.write(&mut |tx| {
-            tx.lock(MIGRATION_LOCK)?;
+            tx.lock(Lock::Migrations)?;
             tx.exec(
                 "CREATE TABLE IF NOT EXISTS schema_migrations(version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
                 &[],
@@ -233,7 +231,7 @@ impl PostgresEngine {
             let outcome = (|| {
                 run(client.query(
                     "SELECT pg_advisory_xact_lock($1)",
-                    &[&lock_key(MIGRATION_LOCK)],
+                    &[&Lock::Migrations.key()],
                 ))?;
                 let done = run(client.query(
                     "SELECT 1 FROM schema_migrations WHERE version = $1",
@@ -339,14 +337,6 @@ fn run<F: Future>(fut: F) -> F::Output {
     futures_executor::block_on(fut)
 }
 
-/// A lock name as the 64-bit key PostgreSQL's advisory locks take.
-fn lock_key(name: &str) -> i64 {
-    let hash = super::sha256(name.as_bytes());
-    i64::from_be_bytes([
-        hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7],
-    ])
-}
-
 impl ToSql for Val<'_> {
     fn to_sql(
         &self,
@@ -378,6 +368,8 @@ struct PgTx<'c> {
     client: &'c Object,
     /// The last error was a conflict that a new attempt may not meet.
     conflict: bool,
+    /// The locks taken.
+    held: Held,
 }
 
 impl PgTx<'_> {
@@ -457,20 +449,9 @@ impl Tx for PgTx<'_> {
             .collect()
     }
 
-    fn lock(&mut self, name: &str) -> Result<()> {
-        self.rows(
-            "SELECT pg_advisory_xact_lock(?1)",
-            &[Val::Int(lock_key(name))],
-        )?;
-        Ok(())
-    }
-
-    fn lock_all(&mut self, names: &[String]) -> Result<()> {
+    fn acquire(&mut self, keys: &[i64]) -> Result<()> {
         // One round trip: the keys (numbers computed here, so nothing from outside reaches
         // the SQL text) in ascending order.
-        let mut keys: Vec<i64> = names.iter().map(|n| lock_key(n)).collect();
-        keys.sort_unstable();
-        keys.dedup();
         for chunk in keys.chunks(1000) {
             let values = chunk
                 .iter()
@@ -483,6 +464,10 @@ impl Tx for PgTx<'_> {
             run(self.client.query(&sql, &[])).map_err(|e| self.fail(e))?;
         }
         Ok(())
+    }
+
+    fn held(&mut self) -> &mut Held {
+        &mut self.held
     }
 }
 
@@ -517,6 +502,7 @@ impl Engine for PostgresEngine {
             let mut tx = PgTx {
                 client: &client,
                 conflict: false,
+                held: Held::default(),
             };
             run(client.batch_execute("BEGIN")).map_err(|e| tx.fail(e))?;
             let mut open = OpenTransaction {
@@ -551,6 +537,7 @@ impl Engine for PostgresEngine {
         work(&mut PgTx {
             client: &client,
             conflict: false,
+            held: Held::default(),
         })
     }
 
@@ -559,6 +546,7 @@ impl Engine for PostgresEngine {
         let mut tx = PgTx {
             client: &client,
             conflict: false,
+            held: Held::default(),
         };
         run(client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             .map_err(|e| tx.fail(e))?;
@@ -606,11 +594,5 @@ mod tests {
     fn database_names_are_plain() {
         assert!(create_database("postgres://u@h/postgres", "x; DROP TABLE y").is_err());
         assert!(create_database("postgres://u@h/postgres", "").is_err());
-    }
-
-    #[test]
-    fn lock_names_map_to_distinct_keys() {
-        assert_ne!(lock_key("card:1"), lock_key("card:2"));
-        assert_eq!(lock_key("deny"), lock_key("deny"));
     }
 }

@@ -10,6 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use thudo_core::schema::Schema;
 
 use super::engine::{Engine, Row, Tx, Val};
+use super::locks::Held;
 use super::{Result, StorageError};
 
 impl From<rusqlite::Error> for StorageError {
@@ -85,7 +86,7 @@ impl rusqlite::ToSql for Val<'_> {
     }
 }
 
-struct SqliteTx<'c>(&'c Connection);
+struct SqliteTx<'c>(&'c Connection, Held);
 
 impl Tx for SqliteTx<'_> {
     fn exec(&mut self, sql: &str, params: &[Val<'_>]) -> Result<u64> {
@@ -116,8 +117,12 @@ impl Tx for SqliteTx<'_> {
         Ok(out)
     }
 
-    fn lock(&mut self, _name: &str) -> Result<()> {
+    fn acquire(&mut self, _keys: &[i64]) -> Result<()> {
         Ok(())
+    }
+
+    fn held(&mut self) -> &mut Held {
+        &mut self.1
     }
 }
 
@@ -125,14 +130,14 @@ impl Engine for SqliteEngine {
     fn write<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = work(&mut SqliteTx(&tx))?;
+        let out = work(&mut SqliteTx(&tx, Held::default()))?;
         tx.commit()?;
         Ok(out)
     }
 
     fn read<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        work(&mut SqliteTx(&conn))
+        work(&mut SqliteTx(&conn, Held::default()))
     }
 
     fn snapshot<T>(&self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
@@ -140,7 +145,7 @@ impl Engine for SqliteEngine {
         // for this read transaction.
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let out = work(&mut SqliteTx(&tx))?;
+        let out = work(&mut SqliteTx(&tx, Held::default()))?;
         tx.commit()?;
         Ok(out)
     }

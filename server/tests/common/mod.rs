@@ -14,9 +14,9 @@ use axum::response::Response;
 
 use thudo_core::sync::client::{SyncClient, SyncConfig};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
-use thudo_server::fares::FarePolicy;
-use thudo_server::identity::LocalIdentityProvider;
-pub use thudo_server::storage::Storage;
+use thudo_server::devices::identity::LocalIdentityProvider;
+pub use thudo_server::prelude::*;
+use thudo_server::transit::fares::FarePolicy;
 use thudo_server::{AppState, Running, ServerConfig};
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
@@ -70,7 +70,7 @@ pub struct Local {
 }
 
 pub async fn start_local(dir: &Path) -> Local {
-    let storage = thudo_server::storage::open(&database(dir)).unwrap();
+    let storage = thudo_server::open_storage(&database(dir)).unwrap();
     let (config, idp) = ServerConfig::local(storage.clone(), ADMIN, FarePolicy::default()).unwrap();
     let state = AppState::new(config).unwrap();
     let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())

@@ -17,9 +17,6 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
-use thudo_core::sync::client::{Registration, SyncClient, SyncError};
-use thudo_core::sync::protocol::RegisterRequest;
-use thudo_core::vault::Vault;
 
 /// How long a registration nonce stays usable.
 pub const NONCE_TTL_SECS: i64 = 600;
@@ -229,33 +226,6 @@ impl LocalIdentityProvider {
             claims,
             &EncodingKey::from_ec_der(&self.pkcs8),
         )?)
-    }
-
-    /// Registers `vault`'s device for `citizen_id` through `client` as an app does with a real
-    /// provider: a nonce from the backend, an ID token carrying it, the registration.
-    pub async fn register_device(
-        &self,
-        client: &SyncClient,
-        vault: Arc<Vault>,
-        citizen_id: &str,
-        device_name: &str,
-    ) -> Result<Registration, SyncError> {
-        let nonce = client.registration_nonce().await?.nonce;
-        let id_token = self
-            .id_token(citizen_id, &nonce)
-            .map_err(|e| SyncError::Protocol {
-                detail: e.to_string(),
-            })?;
-        client
-            .register(
-                vault,
-                &RegisterRequest {
-                    id_token,
-                    device_name: device_name.to_owned(),
-                    role: "phone".into(),
-                },
-            )
-            .await
     }
 
     /// An ID token for a citizen who signed in with `nonce`, valid for five minutes.

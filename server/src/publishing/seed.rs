@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 use thudo_core::changes::hlc::Hlc;
 use thudo_core::sync::protocol::Change;
 
-use crate::AppState;
+use crate::devices::store::DeviceStore;
+use crate::sync::store::SyncStore;
 
 /// The party cell of the demo citizen.
 pub const DEMO_CELL: &str = "chi-bo-phuong-dien-bien-1";
@@ -82,8 +83,10 @@ fn change(collection: &str, item: Value) -> Change {
 
 /// Publishes the demo content for `citizen_id` (12 digits) and makes them a member of
 /// [`DEMO_CELL`].
-pub fn publish_demo(state: &AppState, citizen_id: &str) -> anyhow::Result<()> {
-    let storage = state.storage();
+pub fn publish_demo<S: SyncStore + DeviceStore + ?Sized>(
+    storage: &S,
+    citizen_id: &str,
+) -> anyhow::Result<()> {
     storage.set_cell(citizen_id, DEMO_CELL)?;
     let account = storage.account_for_citizen(citizen_id)?;
     let cell = format!("cell:{DEMO_CELL}");

@@ -1,0 +1,239 @@
+//! The application: the state every concern's routes are built from, the router that puts
+//! them together, and the server's lifecycle. The only module that knows every concern.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use thudo_core::sync::protocol::SERVER_TIME_HEADER;
+
+use crate::devices::{self, identity, DevicesState};
+use crate::http::{blocking, ApiError, ApiResult};
+use crate::operators::Operators;
+use crate::publishing::{self, PublishingState};
+use crate::storage::{PostgresStorage, SqliteStorage, StorageError};
+use crate::sync::store::SyncStore;
+use crate::sync::{self, SyncState};
+use crate::transit::fares::FarePolicy;
+use crate::transit::issuer::Issuer;
+use crate::transit::store::{deny_device_keys, TransitStore};
+use crate::transit::{self, TransitState};
+
+/// The OpenAPI document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every store the backend has: one value implements them all ([`crate::storage::SqlStorage`]
+/// on either engine).
+pub trait Storage: SyncStore + TransitStore {}
+
+impl<T: SyncStore + TransitStore> Storage for T {}
+
+/// Opens the storage a `--db` value names: a `postgres://` or `postgresql://` URL is
+/// PostgreSQL, anything else a SQLite file path.
+pub fn open_storage(db: &str) -> Result<Arc<dyn Storage>, StorageError> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStorage::connect(db)?))
+    } else {
+        Ok(Arc::new(SqliteStorage::open(Path::new(db))?))
+    }
+}
+
+/// Everything the routes need, per concern.
+#[derive(Clone)]
+pub struct AppState {
+    storage: Arc<dyn Storage>,
+    devices: DevicesState,
+    sync: SyncState,
+    publishing: PublishingState,
+    transit: TransitState,
+}
+
+/// Server settings.
+pub struct ServerConfig {
+    /// The storage.
+    pub storage: Arc<dyn Storage>,
+    /// Bearer token of the admin API (facilities, the party, the transit operator).
+    pub admin_token: String,
+    /// Fare policy.
+    pub fares: FarePolicy,
+    /// The identity provider whose ID tokens register devices.
+    pub identity: identity::IdentityConfig,
+    /// A local provider whose tokens the server mints at `POST /test/identity/token` (tests and
+    /// demos only; `None` in production, and the route is absent).
+    pub test_identity: Option<Arc<identity::LocalIdentityProvider>>,
+}
+
+impl ServerConfig {
+    /// A configuration with a fresh local identity provider, which also mints test tokens:
+    /// for tests and demos on this machine.
+    pub fn local(
+        storage: Arc<dyn Storage>,
+        admin_token: &str,
+        fares: FarePolicy,
+    ) -> anyhow::Result<(ServerConfig, Arc<identity::LocalIdentityProvider>)> {
+        let idp = identity::LocalIdentityProvider::generate("https://id.thudo.test", "thudo")?;
+        Ok((
+            ServerConfig {
+                storage,
+                admin_token: admin_token.to_owned(),
+                fares,
+                identity: idp.config(),
+                test_identity: Some(idp.clone()),
+            },
+            idp,
+        ))
+    }
+}
+
+impl AppState {
+    /// Builds the state; creates the transit issuer's first key on first start (the keyring is
+    /// kept in storage; a deployment would keep it in an HSM).
+    pub fn new(config: ServerConfig) -> anyhow::Result<AppState> {
+        let storage = config.storage;
+        let issuer = Issuer::load(storage.as_ref())?;
+        let operators = Operators::new(&config.admin_token);
+        Ok(AppState {
+            devices: DevicesState {
+                storage: storage.clone(),
+                identity: Arc::new(config.identity),
+                test_identity: config.test_identity,
+                on_revoke: deny_device_keys,
+            },
+            sync: SyncState {
+                storage: storage.clone(),
+                devices: storage.clone(),
+            },
+            publishing: PublishingState {
+                sync: storage.clone(),
+                devices: storage.clone(),
+                operators: operators.clone(),
+            },
+            transit: TransitState {
+                storage: storage.clone(),
+                issuer: Arc::new(issuer),
+                fares: Arc::new(config.fares),
+                operators,
+            },
+            storage,
+        })
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+}
+
+/// `GET /healthz`: 200 when this instance can read its database, 503 otherwise (a load
+/// balancer takes an instance that lost its database out of rotation).
+async fn healthz(State(storage): State<Arc<dyn Storage>>) -> ApiResult<Value> {
+    blocking(move || Ok(storage.get_setting("deny_version")?)).await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "wrong method for this endpoint",
+    )
+}
+
+async fn stamp_time(mut response: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&chrono::Utc::now().timestamp_millis().to_string()) {
+        response.headers_mut().insert(SERVER_TIME_HEADER, v);
+    }
+    response
+}
+
+/// The HTTP application: every concern's routes, and what applies to them all.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(state.storage.clone())
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI,
+                )
+            }),
+        )
+        .merge(devices::routes(state.devices))
+        .merge(sync::routes(state.sync))
+        .merge(publishing::routes(state.publishing))
+        .merge(transit::routes(state.transit))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .layer(axum::middleware::map_response(stamp_time))
+        // Citizens pay for mobile data: answers go gzip-compressed to clients that accept it
+        // (the sync client does; its size limit counts the decompressed bytes).
+        .layer(tower_http::compression::CompressionLayer::new())
+}
+
+/// A running server.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, finishes requests in flight, and waits.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Stops at once, dropping requests in flight (a crash, for tests).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `state` on `addr` (port 0: any free port) in the current tokio runtime.
+pub async fn start(state: AppState, addr: SocketAddr) -> anyhow::Result<Running> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Metro journeys left without an exit (or an entry) are settled every minute, on every
+    // instance (the card locks make it safe).
+    let settler_state = state.clone();
+    let settler = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            if let Err(e) = transit::journeys::settle_now(&settler_state.transit).await {
+                eprintln!("warning: settling metro journeys failed: {}", e.message());
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app(state))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+        settler.abort();
+    });
+    Ok(Running {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}

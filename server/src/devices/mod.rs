@@ -1,0 +1,191 @@
+//! Devices and identity: a citizen's phone registers with an OpenID Connect ID token and a
+//! single-use nonce ([`identity`]), receives a token, lists and revokes the account's devices.
+//! Every other concern authenticates a citizen's device here ([`authenticate`]).
+
+pub mod identity;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thudo_core::hex;
+use thudo_core::sync::protocol::{DeviceInfo, NonceResponse, RegisterRequest, RegisterResponse};
+
+use crate::http::{bearer, blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::storage::sha256;
+use store::{Device, DeviceStore, NonceOutcome, RevocationHook};
+
+/// What the devices routes need.
+#[derive(Clone)]
+pub struct DevicesState {
+    /// Accounts and devices.
+    pub storage: Arc<dyn DeviceStore>,
+    /// The identity provider whose ID tokens register devices.
+    pub identity: Arc<identity::IdentityConfig>,
+    /// A local provider minting test tokens (tests and demos only).
+    pub test_identity: Option<Arc<identity::LocalIdentityProvider>>,
+    /// What a revocation also does (transit denies the device's keys).
+    pub on_revoke: RevocationHook,
+}
+
+/// The routes: `/v1/identity/nonce`, `/v1/devices`, `/v1/devices/{id}/revoke`, and
+/// `/test/identity/token` when a local test provider is configured.
+pub fn routes(state: DevicesState) -> Router {
+    Router::new()
+        .route("/v1/identity/nonce", post(registration_nonce))
+        .route("/v1/devices", post(register).get(list_devices))
+        .route("/v1/devices/{device_id}/revoke", post(revoke_device))
+        .route("/test/identity/token", post(test_identity_token))
+        .with_state(state)
+}
+
+/// The citizen's device presenting the request's bearer token (401 otherwise).
+pub async fn authenticate(
+    storage: &Arc<dyn DeviceStore>,
+    headers: &HeaderMap,
+) -> Result<Device, ApiError> {
+    let unauthorized = || ApiError::unauthorized("missing or unknown token");
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    let hash = sha256(token.as_bytes());
+    let storage = storage.clone();
+    blocking(move || Ok(storage.device_by_token(&hash)?))
+        .await?
+        .ok_or_else(unauthorized)
+}
+
+async fn registration_nonce(State(state): State<DevicesState>) -> ApiResult<NonceResponse> {
+    let mut raw = [0u8; 16];
+    thudo_core::crypto::fill_random(&mut raw)
+        .map_err(|_| ApiError::unavailable("internal", "no randomness"))?;
+    let nonce = hex::encode(&raw);
+    let hash = sha256(nonce.as_bytes());
+    let expires_at = chrono::Utc::now().timestamp() + identity::NONCE_TTL_SECS;
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.create_nonce(&hash, expires_at)?)).await?;
+    Ok(Json(NonceResponse { nonce, expires_at }))
+}
+
+async fn register(
+    State(state): State<DevicesState>,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> ApiResult<RegisterResponse> {
+    if req.device_name.trim().is_empty()
+        || req.device_name.len() > 100
+        || has_control(&req.device_name)
+    {
+        return Err(ApiError::bad(
+            "device_name must be 1 to 100 bytes, no control characters",
+        ));
+    }
+    if req.role == "validator" {
+        // A validator is not a citizen's device: it enrols with an operator's code.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "enrolment_required",
+            "validators enrol with an operator's enrolment code (POST /v1/validators)",
+        ));
+    }
+    if req.role != "phone" {
+        return Err(ApiError::bad("role must be phone"));
+    }
+    let refused =
+        |e: identity::IdentityError| ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
+    let assertion = identity::verify(&state.identity, &req.id_token).map_err(refused)?;
+    let mut raw = [0u8; 32];
+    thudo_core::crypto::fill_random(&mut raw)
+        .map_err(|_| ApiError::unavailable("internal", "no randomness"))?;
+    let token = hex::encode(&raw);
+    let hash = sha256(token.as_bytes());
+    let storage = state.storage.clone();
+    let nonce_hash = sha256(assertion.nonce.as_bytes());
+    let registered = blocking(move || {
+        // The nonce is spent first: an ID token registers one device, once.
+        let outcome = storage.consume_nonce(&nonce_hash, chrono::Utc::now().timestamp())?;
+        Ok(match outcome {
+            NonceOutcome::Consumed => Ok(storage.register_device(
+                &assertion.citizen_id,
+                req.device_name.trim(),
+                "phone",
+                &hash,
+            )?),
+            NonceOutcome::Unknown => Err(identity::IdentityError::NonceUnknown),
+            NonceOutcome::Used => Err(identity::IdentityError::NonceUsed),
+            NonceOutcome::Expired => Err(identity::IdentityError::NonceExpired),
+        })
+    })
+    .await?;
+    let (device_id, account_id) = registered.map_err(refused)?;
+    Ok(Json(RegisterResponse {
+        device_id,
+        account_id,
+        token,
+    }))
+}
+
+async fn list_devices(
+    State(state): State<DevicesState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<DeviceInfo>> {
+    let me = authenticate(&state.storage, &headers).await?;
+    let storage = state.storage.clone();
+    let account = me.account_id.clone();
+    let devices = blocking(move || Ok(storage.devices_of(&account)?)).await?;
+    Ok(Json(
+        devices
+            .into_iter()
+            .map(|d| DeviceInfo {
+                current: d.id == me.id,
+                device_id: d.id,
+                name: d.name,
+                created_at: d.created_at,
+            })
+            .collect(),
+    ))
+}
+
+/// Revokes one of the caller's account's devices: its token stops working at once, and every
+/// transit key it bought credentials for goes on the deny list (a stolen phone rides no more).
+async fn revoke_device(
+    State(state): State<DevicesState>,
+    headers: HeaderMap,
+    Path(device_id): Path<String>,
+) -> ApiResult<Value> {
+    let me = authenticate(&state.storage, &headers).await?;
+    let (storage, also) = (state.storage.clone(), state.on_revoke);
+    let now = chrono::Utc::now().timestamp();
+    let revoked =
+        blocking(move || Ok(storage.revoke_device(&me.account_id, &device_id, now, also)?)).await?;
+    match revoked {
+        Some(keys) => Ok(Json(
+            json!({ "revoked": true, "transit_keys_denied": keys }),
+        )),
+        None => Err(ApiError::not_found("no such device on this account")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TestTokenRequest {
+    citizen_id: String,
+    nonce: String,
+}
+
+/// `POST /test/identity/token` (only with a local test provider): an ID token for a citizen.
+async fn test_identity_token(
+    State(state): State<DevicesState>,
+    JsonBody(req): JsonBody<TestTokenRequest>,
+) -> ApiResult<Value> {
+    let idp = state
+        .test_identity
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
+    valid_citizen_id(&req.citizen_id)?;
+    let token = idp
+        .id_token(&req.citizen_id, &req.nonce)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(json!({ "id_token": token })))
+}

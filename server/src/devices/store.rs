@@ -1,0 +1,248 @@
+//! Accounts, devices and their tokens, registration nonces.
+
+use thudo_core::hex;
+
+use crate::storage::engine::{big, params, Engine, Tx};
+use crate::storage::locks::Lock;
+use crate::storage::{random_bytes, sha256, Result, SqlStorage};
+
+use super::identity::NONCE_TTL_SECS;
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Device id.
+    pub id: String,
+    /// The citizen's account.
+    pub account_id: String,
+    /// `phone` or `validator`.
+    pub role: String,
+    /// The account's party cell, if a member.
+    pub cell: Option<String>,
+    /// The account's transit card number.
+    pub card_id: u64,
+}
+
+/// What became of a registration nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceOutcome {
+    /// Consumed now.
+    Consumed,
+    /// Never issued here.
+    Unknown,
+    /// Consumed before.
+    Used,
+    /// Past its time to live.
+    Expired,
+}
+
+/// One of a citizen's devices, as the citizen sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Device id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When it registered (unix seconds).
+    pub created_at: i64,
+}
+
+/// What else a device's revocation does in its transaction (transit denies the keys the
+/// device bought credentials for); returns how many keys it denied. Runs holding the device's
+/// lock.
+pub type RevocationHook = fn(&mut dyn Tx, device_id: &str, now: i64) -> Result<usize>;
+
+/// Accounts and devices.
+pub trait DeviceStore: Send + Sync + 'static {
+    /// The account of a citizen, created when new; returns its id.
+    fn account_for_citizen(&self, citizen_id: &str) -> Result<String>;
+    /// Registers a device of a citizen's account under a token hash; returns the device id and
+    /// account id.
+    fn register_device(
+        &self,
+        citizen_id: &str,
+        name: &str,
+        role: &str,
+        token_hash: &[u8; 32],
+    ) -> Result<(String, String)>;
+    /// The device holding a token.
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Device>>;
+    /// Sets the party cell of a citizen.
+    fn set_cell(&self, citizen_id: &str, cell: &str) -> Result<()>;
+    /// Stores a registration nonce (by hash) until `expires_at`.
+    fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()>;
+    /// Uses a nonce once.
+    fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome>;
+    /// The active (not revoked) devices of an account, oldest first.
+    fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>>;
+    /// Revokes a device of an account: its token stops working at once and, in the same
+    /// transaction, `also` runs (transit denies its keys). Returns what `also` returned, or
+    /// `None` when the account has no such active device.
+    fn revoke_device(
+        &self,
+        account_id: &str,
+        device_id: &str,
+        now: i64,
+        also: RevocationHook,
+    ) -> Result<Option<usize>>;
+}
+
+/// The lookup key of a citizen ID.
+pub fn citizen_hash(citizen_id: &str) -> [u8; 32] {
+    sha256(format!("thudo/citizen/{citizen_id}").as_bytes())
+}
+
+/// The account of a citizen in a transaction, created when new (with a random card number).
+pub fn account_in(tx: &mut dyn Tx, citizen_id: &str) -> Result<String> {
+    let hash = citizen_hash(citizen_id);
+    if let Some(row) = tx.row(
+        "SELECT id FROM accounts WHERE citizen_hash = ?1",
+        params![&hash],
+    )? {
+        return row.text(0);
+    }
+    let id = format!("a-{}", hex::encode(&random_bytes::<8>()?));
+    // Card numbers: random, 15 decimal digits, so they are not guessable from each other.
+    let card = u64::from_le_bytes(random_bytes::<8>()?) % 900_000_000_000_000 + 100_000_000_000_000;
+    tx.exec(
+        "INSERT INTO accounts(id, citizen_hash, cell, card_id) VALUES (?1, ?2, NULL, ?3)",
+        params![&id, &hash, big(card)],
+    )?;
+    Ok(id)
+}
+
+impl<E: Engine> DeviceStore for SqlStorage<E> {
+    fn account_for_citizen(&self, citizen_id: &str) -> Result<String> {
+        self.write(|tx| account_in(tx, citizen_id))
+    }
+
+    fn register_device(
+        &self,
+        citizen_id: &str,
+        name: &str,
+        role: &str,
+        token_hash: &[u8; 32],
+    ) -> Result<(String, String)> {
+        self.write(|tx| {
+            let account = account_in(tx, citizen_id)?;
+            let id = format!("d-{}", hex::encode(&random_bytes::<8>()?));
+            tx.exec(
+                "INSERT INTO devices(id, account_id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![&id, &account, name, role, token_hash, chrono::Utc::now().timestamp()],
+            )?;
+            Ok((id, account))
+        })
+    }
+
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Device>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT d.id, d.account_id, d.role, a.cell, a.card_id FROM devices d
+                 JOIN accounts a ON a.id = d.account_id
+                 WHERE d.token_hash = ?1 AND d.revoked_at IS NULL",
+                params![token_hash],
+            )?
+            .map(|r| {
+                Ok(Device {
+                    id: r.text(0)?,
+                    account_id: r.text(1)?,
+                    role: r.text(2)?,
+                    cell: r.opt_text(3)?,
+                    card_id: r.int(4)? as u64,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn set_cell(&self, citizen_id: &str, cell: &str) -> Result<()> {
+        self.write(|tx| {
+            let account = account_in(tx, citizen_id)?;
+            tx.exec(
+                "UPDATE accounts SET cell = ?1 WHERE id = ?2",
+                params![cell, &account],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()> {
+        self.write(|tx| {
+            // Expired nonces are dropped as new ones come: the table stays small.
+            tx.exec(
+                "DELETE FROM nonces WHERE expires_at < ?1",
+                params![expires_at - 2 * NONCE_TTL_SECS],
+            )?;
+            tx.exec(
+                "INSERT INTO nonces(hash, expires_at, used_at) VALUES (?1, ?2, NULL)",
+                params![hash, expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome> {
+        self.write(|tx| {
+            // The conditional update is the claim: of two instances consuming one nonce at
+            // once, the second waits for the first's row and then finds it used.
+            let claimed = tx.exec(
+                "UPDATE nonces SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL AND expires_at >= ?1",
+                params![now, hash],
+            )?;
+            if claimed == 1 {
+                return Ok(NonceOutcome::Consumed);
+            }
+            let row = tx.row(
+                "SELECT expires_at, used_at FROM nonces WHERE hash = ?1",
+                params![hash],
+            )?;
+            Ok(match row {
+                None => NonceOutcome::Unknown,
+                Some(r) if r.opt_int(1)?.is_some() => NonceOutcome::Used,
+                Some(_) => NonceOutcome::Expired,
+            })
+        })
+    }
+
+    fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>> {
+        self.read(|tx| {
+            tx.rows(
+                "SELECT id, name, created_at FROM devices
+                 WHERE account_id = ?1 AND revoked_at IS NULL ORDER BY created_at, rowid",
+                params![account_id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(DeviceRecord {
+                    id: r.text(0)?,
+                    name: r.text(1)?,
+                    created_at: r.int(2)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn revoke_device(
+        &self,
+        account_id: &str,
+        device_id: &str,
+        now: i64,
+        also: RevocationHook,
+    ) -> Result<Option<usize>> {
+        self.write(|tx| {
+            // The device's lock: a purchase recording a transit key for this device waits, or
+            // finished before and its key is denied here.
+            tx.lock(Lock::Device(device_id))?;
+            let n = tx.exec(
+                "UPDATE devices SET revoked_at = ?1
+                 WHERE id = ?2 AND account_id = ?3 AND revoked_at IS NULL",
+                params![now, device_id, account_id],
+            )?;
+            if n != 1 {
+                return Ok(None);
+            }
+            also(tx, device_id, now).map(Some)
+        })
+    }
+}

@@ -1,0 +1,78 @@
+//! Configuration values by key (the issuer's keyring, the deny list's version, the answers
+//! kept for retried purchases): a store every concern may use.
+
+use super::engine::{params, Engine};
+use super::locks::Lock;
+use super::{Result, SqlStorage, StorageError};
+
+/// Configuration values by key.
+pub trait SettingsStore: Send + Sync + 'static {
+    /// A configuration value.
+    fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets a configuration value.
+    fn set_setting(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Stores `value` under `key` unless the key holds a value already; returns the value
+    /// stored, so that of two instances racing to set it, both go on with the first's.
+    fn claim_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+    /// Replaces a value with `update(current)` in one transaction, one instance at a time;
+    /// returns the new value. `update` may run more than once.
+    fn update_setting(
+        &self,
+        key: &str,
+        update: &mut dyn FnMut(Option<Vec<u8>>) -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>>;
+}
+
+impl<E: Engine> SettingsStore for SqlStorage<E> {
+    fn get_setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|tx| {
+            tx.row("SELECT value FROM settings WHERE key = ?1", params![key])?
+                .map(|r| r.bytes(0))
+                .transpose()
+        })
+    }
+
+    fn set_setting(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn claim_setting(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+                params![key, value],
+            )?;
+            tx.row("SELECT value FROM settings WHERE key = ?1", params![key])?
+                .ok_or_else(|| StorageError(format!("setting {key} vanished")))?
+                .bytes(0)
+        })
+    }
+
+    fn update_setting(
+        &self,
+        key: &str,
+        update: &mut dyn FnMut(Option<Vec<u8>>) -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        self.write(|tx| {
+            tx.lock(Lock::Setting(key))?;
+            let current = tx
+                .row("SELECT value FROM settings WHERE key = ?1", params![key])?
+                .map(|r| r.bytes(0))
+                .transpose()?;
+            let value = update(current)?;
+            tx.exec(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, &value[..]],
+            )?;
+            Ok(value)
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! Sync: devices push their outbox and pull each collection's changes by scope (their
+//! account's, or their party cell's) with opaque cursors (docs/protocol/sync.md).
+
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use thudo_core::collections::spec as collection;
+use thudo_core::hex;
+use thudo_core::sync::protocol::*;
+
+use crate::devices::authenticate;
+use crate::devices::store::DeviceStore;
+use crate::http::{blocking, has_control, query_params, ApiError, ApiResult, JsonBody};
+use crate::storage::sha256;
+use store::SyncStore;
+
+/// What the sync routes need.
+#[derive(Clone)]
+pub struct SyncState {
+    /// The change log.
+    pub storage: Arc<dyn SyncStore>,
+    /// Devices, to authenticate the caller.
+    pub devices: Arc<dyn DeviceStore>,
+}
+
+/// The routes: `/v1/sync/push`, `/v1/sync/pull`.
+pub fn routes(state: SyncState) -> Router {
+    Router::new()
+        .route("/v1/sync/push", post(push))
+        .route("/v1/sync/pull", get(pull))
+        .with_state(state)
+}
+
+async fn push(
+    State(state): State<SyncState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<PushRequest>,
+) -> ApiResult<PushResponse> {
+    let device = authenticate(&state.devices, &headers).await?;
+    if req.mutations.len() > MAX_PUSH_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_PUSH_BATCH} mutations per push"),
+        ));
+    }
+    let mut keys = std::collections::HashSet::new();
+    for m in &req.mutations {
+        if m.idempotency_key.is_empty()
+            || m.idempotency_key.len() > 64
+            || has_control(&m.idempotency_key)
+        {
+            return Err(ApiError::bad(
+                "idempotency_key must be 1 to 64 characters, none a control character",
+            ));
+        }
+        if !keys.insert(m.idempotency_key.as_str()) {
+            return Err(ApiError::bad("an idempotency key repeats within the batch"));
+        }
+    }
+    let storage = state.storage.clone();
+    let results = blocking(move || Ok(storage.push(&device, &req.mutations)?)).await?;
+    Ok(Json(PushResponse { results }))
+}
+
+/// Cursors are opaque to devices: `c1.<scope tag>.<position>`. The tag names the scope the
+/// position belongs to: a member moved to another cell (or a vault registered to another
+/// citizen) presents a cursor of the old scope, and starts the new one from the beginning.
+fn scope_tag(scope: &str) -> String {
+    hex::encode(&sha256(scope.as_bytes())[..6])
+}
+
+fn make_cursor(scope: &str, position: i64) -> String {
+    format!("c1.{}.{position}", scope_tag(scope))
+}
+
+fn parse_cursor(cursor: &str, scope: &str) -> Result<i64, ApiError> {
+    if cursor.is_empty() {
+        return Ok(0);
+    }
+    let (tag, position) = cursor
+        .strip_prefix("c1.")
+        .and_then(|rest| rest.split_once('.'))
+        .ok_or_else(|| ApiError::bad("unknown cursor"))?;
+    let position = position
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| ApiError::bad("unknown cursor"))?;
+    Ok(if tag == scope_tag(scope) { position } else { 0 })
+}
+
+async fn pull(
+    State(state): State<SyncState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<PullResponse> {
+    let device = authenticate(&state.devices, &headers).await?;
+    let params = query_params(raw);
+    let name = params
+        .get("collection")
+        .ok_or_else(|| ApiError::bad("collection is required"))?;
+    let spec = collection(name)
+        .filter(|c| c.pullable)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;
+    let limit = match params.get("limit") {
+        None => 500,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PULL_PAGE).contains(l))
+            .ok_or_else(|| ApiError::bad(format!("limit must be 1 to {MAX_PULL_PAGE}")))?,
+    };
+    let scope = if spec.per_cell {
+        match &device.cell {
+            Some(cell) => format!("cell:{cell}"),
+            None => {
+                return Ok(Json(PullResponse {
+                    changes: Vec::new(),
+                    next_cursor: String::new(),
+                    has_more: false,
+                }))
+            }
+        }
+    } else {
+        format!("acct:{}", device.account_id)
+    };
+    let after = parse_cursor(
+        params.get("cursor").map(String::as_str).unwrap_or(""),
+        &scope,
+    )?;
+    let cursor_scope = scope.clone();
+    let storage = state.storage.clone();
+    let collection_name = spec.name;
+    let (changes, last, more) =
+        blocking(move || Ok(storage.pull(&scope, collection_name, after, limit)?)).await?;
+    Ok(Json(PullResponse {
+        changes,
+        next_cursor: make_cursor(&cursor_scope, last),
+        has_more: more,
+    }))
+}

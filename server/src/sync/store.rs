@@ -1,0 +1,206 @@
+//! The change log: devices' pushes applied once per idempotency key under each collection's
+//! conflict policy, pulls by scope and cursor, and what facilities, the party and transit
+//! publish to a scope.
+
+use serde_json::Value;
+use thudo_core::changes::hlc::Hlc;
+use thudo_core::changes::ConflictPolicy;
+use thudo_core::sync::protocol::{self, Change, Mutation, Outcome, PushResult};
+
+use crate::devices::store::Device;
+use crate::http::has_control;
+use crate::storage::engine::{params, Engine, Tx};
+use crate::storage::locks::Lock;
+use crate::storage::{Result, SqlStorage};
+
+/// The change log.
+pub trait SyncStore: Send + Sync + 'static {
+    /// Applies a batch of mutations from a device, exactly once per idempotency key.
+    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Vec<PushResult>>;
+    /// Changes of `collection` in `scope` after position `after`, at most `limit`; returns them,
+    /// the position of the last one, and whether more are waiting.
+    fn pull(
+        &self,
+        scope: &str,
+        collection: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<(Vec<Change>, i64, bool)>;
+    /// Publishes server changes (facilities, the party) to a scope; returns how many.
+    fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize>;
+}
+
+/// Appends to a scope's change log. The scope's lock is held from before the change takes its
+/// sequence until the transaction ends, so changes of one scope commit in sequence order.
+pub fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
+    tx.lock(Lock::Scope(scope))?;
+    tx.exec(
+        "INSERT INTO changes(scope, collection, record_id, op, payload, hlc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![scope, &c.collection, &c.record_id, &c.op, c.payload.to_string(), &c.hlc],
+    )?;
+    Ok(())
+}
+
+impl<E: Engine> SyncStore for SqlStorage<E> {
+    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Vec<PushResult>> {
+        let scope = format!("acct:{}", device.account_id);
+        self.write(|tx| {
+            // One push per account at a time: the idempotency check, the clock comparison and
+            // the append see every earlier push of the account, whichever instance took it.
+            tx.lock(Lock::Scope(&scope))?;
+            let mut results = Vec::with_capacity(mutations.len());
+            for m in mutations {
+                let seen = tx
+                    .row(
+                        "SELECT outcome FROM mutations WHERE account_id = ?1 AND idempotency_key = ?2",
+                        params![&device.account_id, &m.idempotency_key],
+                    )?
+                    .is_some();
+                let outcome = if seen {
+                    Outcome::Duplicate
+                } else {
+                    let outcome = apply_mutation(tx, &scope, m)?;
+                    let tag = match &outcome {
+                        Outcome::Applied => "applied",
+                        Outcome::Superseded => "superseded",
+                        _ => "rejected",
+                    };
+                    tx.exec(
+                        "INSERT INTO mutations(account_id, idempotency_key, outcome) VALUES (?1, ?2, ?3)",
+                        params![&device.account_id, &m.idempotency_key, tag],
+                    )?;
+                    outcome
+                };
+                results.push(PushResult {
+                    idempotency_key: m.idempotency_key.clone(),
+                    outcome,
+                });
+            }
+            Ok(results)
+        })
+    }
+
+    fn pull(
+        &self,
+        scope: &str,
+        collection: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<(Vec<Change>, i64, bool)> {
+        self.read(|tx| {
+            let rows = tx.rows(
+                "SELECT seq, record_id, op, payload, hlc FROM changes
+                 WHERE scope = ?1 AND collection = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                params![scope, collection, after, i64::from(limit) + 1],
+            )?;
+            let mut last = after;
+            let mut changes = Vec::new();
+            let mut more = false;
+            let mut bytes = 0usize;
+            for row in rows {
+                let payload = row.text(3)?;
+                // A page ends at `limit` changes or once its payloads reach the byte cap.
+                if changes.len() == limit as usize
+                    || (!changes.is_empty()
+                        && bytes + payload.len() > protocol::MAX_PULL_PAGE_BYTES)
+                {
+                    more = true;
+                    break;
+                }
+                bytes += payload.len();
+                last = row.int(0)?;
+                changes.push(Change {
+                    collection: collection.to_owned(),
+                    record_id: row.text(1)?,
+                    op: row.text(2)?,
+                    payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                    hlc: row.text(4)?,
+                });
+            }
+            Ok((changes, last, more))
+        })
+    }
+
+    fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize> {
+        self.write(|tx| {
+            for c in changes {
+                append(tx, scope, c)?;
+            }
+            Ok(changes.len())
+        })
+    }
+}
+
+/// Applies one new mutation in the account's scope under its collection's policy.
+fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome> {
+    let reject = |reason: &str| {
+        Ok(Outcome::Rejected {
+            reason: reason.to_owned(),
+        })
+    };
+    let Some(spec) = thudo_core::collections::spec(&m.collection) else {
+        return reject("unknown_collection");
+    };
+    if !spec.pushable {
+        return reject("read_only_collection");
+    }
+    if m.op != "put" && m.op != "delete" {
+        return reject("unknown_op");
+    }
+    if m.record_id.is_empty() || m.record_id.len() > 256 || has_control(&m.record_id) {
+        return reject("bad_record_id");
+    }
+    if m.hlc.len() > 128 || has_control(&m.hlc) || has_control(&m.collection) {
+        return reject("bad_clock");
+    }
+    if m.op == "put" && !m.payload.is_object() {
+        return reject("payload_not_an_object");
+    }
+    if m.payload.to_string().len() > protocol::MAX_RECORD_BYTES {
+        return reject("record_too_large");
+    }
+    // A bare resource in the health book is what a facility publishes: a device's record must
+    // come wrapped with its provenance, so no device can pass as a facility.
+    if m.op == "put" && m.collection == "health.records" && !m.payload["resource"].is_object() {
+        return reject("resource_wrapper_required");
+    }
+    if spec.policy == ConflictPolicy::LastWriterWins {
+        let Some(incoming) = Hlc::parse(&m.hlc) else {
+            return reject("missing_clock");
+        };
+        let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        if incoming.wall_ms > now_ms.saturating_add(thudo_core::changes::hlc::MAX_AHEAD_MS) {
+            return reject("clock_in_future");
+        }
+        let current = tx
+            .row(
+                "SELECT hlc FROM versions WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",
+                params![scope, &m.collection, &m.record_id],
+            )?
+            .map(|r| r.text(0))
+            .transpose()?;
+        if current
+            .and_then(|c| Hlc::parse(&c))
+            .is_some_and(|c| c >= incoming)
+        {
+            return Ok(Outcome::Superseded);
+        }
+    }
+    tx.exec(
+        "INSERT INTO versions(scope, collection, record_id, hlc) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(scope, collection, record_id) DO UPDATE SET hlc = excluded.hlc",
+        params![scope, &m.collection, &m.record_id, &m.hlc],
+    )?;
+    append(
+        tx,
+        scope,
+        &Change {
+            collection: m.collection.clone(),
+            record_id: m.record_id.clone(),
+            op: m.op.clone(),
+            payload: m.payload.clone(),
+            hlc: m.hlc.clone(),
+        },
+    )?;
+    Ok(Outcome::Applied)
+}

@@ -1,0 +1,77 @@
+//! Metro journeys on the routes: the entry feed exit gates read, and settling journeys whose
+//! time ran out (every minute on every instance, or at the operator's word).
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde_json::{json, Value};
+use thudo_core::transit::metro::EntryFeed;
+
+use super::validators::validator_caller;
+use super::TransitState;
+use crate::http::{blocking, query_params, ApiError, ApiResult};
+
+/// Entries per page of the entry feed.
+pub const ENTRY_FEED_PAGE: usize = 5_000;
+
+/// `GET /v1/transit/entries?after=N`: the metro entries still open on the network after cursor
+/// `N`, for exit gates (enrolled validators bound to a gate).
+pub(crate) async fn entry_feed(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> ApiResult<EntryFeed> {
+    let gate = validator_caller(&state, &headers).await?;
+    if gate.gate.is_none() {
+        return Err(ApiError::forbidden(
+            "gates_only",
+            "only metro gates read the entry feed",
+        ));
+    }
+    let cursor = match query_params(raw).get("after") {
+        None => 0,
+        Some(a) => a
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad("after must be a whole number"))?,
+    };
+    let storage = state.storage.clone();
+    let feed = blocking(move || {
+        let now = chrono::Utc::now().timestamp();
+        Ok(storage.entry_feed(
+            cursor,
+            now,
+            thudo_core::transit::metro::ENTRY_HONOURED_SECS,
+            ENTRY_FEED_PAGE,
+        )?)
+    })
+    .await?;
+    Ok(Json(feed))
+}
+
+/// `POST /v1/admin/transit/journeys/settle`: settles the journeys whose time ran out now (the
+/// server also does it every minute).
+pub(crate) async fn admin_settle_journeys(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    let settled = settle_now(&state).await?;
+    Ok(Json(json!({ "settled": settled })))
+}
+
+/// Settles what is due now, a thousand journeys at a time.
+pub(crate) async fn settle_now(state: &TransitState) -> Result<u32, ApiError> {
+    let storage = state.storage.clone();
+    let fares = state.fares.clone();
+    blocking(move || {
+        let mut total = 0;
+        loop {
+            let n = storage.settle_journeys(chrono::Utc::now().timestamp(), &fares)?;
+            total += n;
+            if n < 1_000 {
+                return Ok(total);
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,103 @@
+//! Transit on the backend: credential sales against entitlements, validator enrolment, the
+//! validator feed, tap and inspection upload where every tap is re-verified from the scan it
+//! carries, metro journeys, and the operator's deny list, riders and issuer keys.
+//!
+//! Routes live by concern beside their handlers; the rules are plain functions in [`rules`];
+//! what is stored is behind the traits of [`store`]; fares are the operator's data in
+//! [`fares`].
+
+pub mod credentials;
+pub mod fares;
+pub mod issuer;
+pub mod journeys;
+pub mod riders;
+pub mod rules;
+pub mod store;
+pub mod taps;
+pub mod validators;
+
+use std::sync::Arc;
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::devices::store::DeviceStore;
+use crate::operators::Operators;
+use fares::FarePolicy;
+use issuer::Issuer;
+use store::TransitStore;
+
+/// What the transit routes need.
+#[derive(Clone)]
+pub struct TransitState {
+    /// Transit's stores.
+    pub storage: Arc<dyn TransitStore>,
+    /// The issuer's keyring.
+    pub issuer: Arc<Issuer>,
+    /// The fare policy.
+    pub fares: Arc<FarePolicy>,
+    /// Who may call the operator routes.
+    pub operators: Operators,
+}
+
+impl TransitState {
+    /// The devices store, to authenticate a citizen's device.
+    pub fn devices(&self) -> Arc<dyn DeviceStore> {
+        self.storage.clone()
+    }
+}
+
+/// Transit's routes: the device's and validator's under `/v1/transit` and `/v1/validators`,
+/// the operator's under `/v1/admin/transit` and `/v1/admin/citizens/{id}/…`.
+pub fn routes(state: TransitState) -> Router {
+    Router::new()
+        .route("/v1/validators", post(validators::enrol))
+        .route(
+            "/v1/transit/credentials",
+            post(credentials::issue_credential),
+        )
+        .route("/v1/transit/feed", get(validators::validator_feed))
+        .route("/v1/transit/taps", post(taps::upload_taps))
+        .route("/v1/transit/inspections", post(taps::upload_inspections))
+        .route("/v1/transit/charges", get(taps::charges))
+        .route("/v1/transit/entries", get(journeys::entry_feed))
+        .route("/v1/admin/transit/deny", post(riders::admin_deny))
+        .route(
+            "/v1/admin/transit/enrolments",
+            post(validators::admin_create_enrolment),
+        )
+        .route(
+            "/v1/admin/transit/validators",
+            get(validators::admin_validators),
+        )
+        .route(
+            "/v1/admin/transit/validators/{id}/decommission",
+            post(validators::admin_decommission),
+        )
+        .route("/v1/admin/transit/fraud", get(taps::admin_fraud))
+        .route(
+            "/v1/admin/transit/journeys/settle",
+            post(journeys::admin_settle_journeys),
+        )
+        .route(
+            "/v1/admin/transit/inspections",
+            get(taps::admin_inspections),
+        )
+        .route(
+            "/v1/admin/transit/issuer/rotate",
+            post(issuer::admin_rotate_issuer),
+        )
+        .route(
+            "/v1/admin/citizens/{citizen_id}/dependants",
+            post(riders::admin_add_dependant),
+        )
+        .route(
+            "/v1/admin/citizens/{citizen_id}/dependants/{dependant_citizen_id}",
+            delete(riders::admin_remove_dependant),
+        )
+        .route(
+            "/v1/admin/citizens/{citizen_id}/entitlements",
+            post(riders::admin_grant_entitlement).get(riders::admin_entitlements),
+        )
+        .with_state(state)
+}

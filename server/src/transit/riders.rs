@@ -1,0 +1,145 @@
+//! The operator's rider records: the deny list, entitlements to reduced categories, and
+//! guardians' dependants.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thudo_core::crypto::p256;
+use thudo_core::hex;
+use thudo_core::transit::validator::DenyList;
+use thudo_core::transit::Category;
+
+use super::store::Entitlement;
+use super::TransitState;
+use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
+
+/// What the operator revokes: cards, phones' transit keys (SEC1 hex), or whole devices (every
+/// transit key they bought credentials for).
+#[derive(Debug, Deserialize)]
+pub(crate) struct DenyRequest {
+    #[serde(default)]
+    cards: Vec<u64>,
+    #[serde(default)]
+    device_keys: Vec<String>,
+    #[serde(default)]
+    devices: Vec<String>,
+}
+
+/// `POST /v1/admin/transit/deny`: returns the new deny-list version.
+pub(crate) async fn admin_deny(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<DenyRequest>,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    if body.cards.len() + body.device_keys.len() + body.devices.len() > 10_000 {
+        return Err(ApiError::bad("at most 10,000 entries per request"));
+    }
+    let mut hashes = Vec::new();
+    for k in &body.device_keys {
+        let compressed = hex::decode(k)
+            .filter(|k| k.len() <= 65)
+            .and_then(|k| p256::decompress(&k))
+            .and_then(|k| p256::compress(&k))
+            .ok_or_else(|| ApiError::bad(format!("device key {k} is not a P-256 point")))?;
+        hashes.push(DenyList::device_hash(&compressed));
+    }
+    let storage = state.storage.clone();
+    let version = blocking(move || {
+        for d in &body.devices {
+            hashes.extend(storage.device_keys(d)?);
+        }
+        Ok(storage.deny(&body.cards, &hashes, chrono::Utc::now().timestamp())?)
+    })
+    .await?;
+    Ok(Json(json!({ "version": version })))
+}
+
+/// `POST /v1/admin/citizens/{citizen_id}/entitlements`: grants a reduced or free category.
+pub(crate) async fn admin_grant_entitlement(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+    JsonBody(e): JsonBody<Entitlement>,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    valid_citizen_id(&citizen_id)?;
+    if e.category == Category::Standard {
+        return Err(ApiError::bad("the standard category needs no entitlement"));
+    }
+    if e.valid_until <= e.valid_from {
+        return Err(ApiError::bad("valid_until must be after valid_from"));
+    }
+    if e.evidence_ref.trim().is_empty() || e.evidence_ref.len() > 200 {
+        return Err(ApiError::bad("evidence_ref must be 1 to 200 bytes"));
+    }
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.grant_entitlement(&citizen_id, &e)?)).await?;
+    Ok(Json(json!({ "granted": true })))
+}
+
+/// A dependant to record for a guardian.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DependantRequest {
+    dependant_citizen_id: String,
+}
+
+/// `POST /v1/admin/citizens/{citizen_id}/dependants`: the operator records (from the household
+/// registry) that this citizen is the guardian of a child or an elderly parent: the guardian's
+/// phones may buy and hold the dependant's passes and see their trips.
+pub(crate) async fn admin_add_dependant(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+    JsonBody(body): JsonBody<DependantRequest>,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    valid_citizen_id(&citizen_id)?;
+    valid_citizen_id(&body.dependant_citizen_id)?;
+    if body.dependant_citizen_id == citizen_id {
+        return Err(ApiError::bad("a citizen is not their own dependant"));
+    }
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.add_dependant(&citizen_id, &body.dependant_citizen_id)?)).await?;
+    Ok(Json(json!({ "recorded": true })))
+}
+
+/// `DELETE /v1/admin/citizens/{citizen_id}/dependants/{dependant_citizen_id}`: the guardianship
+/// ends (a child came of age, custody changed). The guardian buys no more of the dependant's
+/// passes and receives no more of their trips; passes already bought stop at their credential's
+/// end (at most 72 h), as they are not renewed.
+pub(crate) async fn admin_remove_dependant(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path((citizen_id, dependant)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    valid_citizen_id(&citizen_id)?;
+    valid_citizen_id(&dependant)?;
+    let storage = state.storage.clone();
+    let removed = blocking(move || Ok(storage.remove_dependant(&citizen_id, &dependant)?)).await?;
+    if !removed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such guardianship",
+        ));
+    }
+    Ok(Json(json!({ "removed": true })))
+}
+
+/// `GET /v1/admin/citizens/{citizen_id}/entitlements`.
+pub(crate) async fn admin_entitlements(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path(citizen_id): Path<String>,
+) -> ApiResult<Vec<Entitlement>> {
+    state.operators.authorize(&headers)?;
+    valid_citizen_id(&citizen_id)?;
+    let storage = state.storage.clone();
+    Ok(Json(
+        blocking(move || Ok(storage.entitlements(&citizen_id)?)).await?,
+    ))
+}

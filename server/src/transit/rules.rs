@@ -1,0 +1,418 @@
+//! Transit's rules as plain functions over typed facts: what a scan proves, what the backend
+//! makes of a tap (its verdict and any fraud it shows), and how a metro journey is priced. The
+//! stores look the facts up and record the outcome inside their transactions; nothing here
+//! touches storage.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use thudo_core::transit::issuer::TrustedIssuerKey;
+use thudo_core::transit::validator::{self, DenyList, Tap};
+use thudo_core::transit::wire::Payload;
+use thudo_core::transit::Product;
+
+use super::fares::FarePolicy;
+
+/// How far a validator's tap time may be from the phone's signed QR time before the backend
+/// treats the scan as not fresh (a validator's default window is 45 s back, 15 s ahead; this
+/// allows for a validator clock that drifted while offline).
+pub const MAX_TAP_QR_SKEW_SECS: u64 = 600;
+/// Longest scanned text the backend looks at (a transit QR is 299 characters).
+const MAX_SCAN_LEN: usize = 1024;
+
+/// What the backend established about one uploaded tap from its evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// No scanned text came with the tap.
+    Missing,
+    /// The scanned text is not a transit QR, or a signature does not verify: the reason.
+    Forged(String),
+    /// Both signatures verify; the credential was or was not valid at the QR's time.
+    Verified(VerifiedScan),
+}
+
+/// The facts of a scan whose two signatures the backend verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedScan {
+    /// The card, from the issuer-signed credential.
+    pub card_id: u64,
+    /// The product.
+    pub product: thudo_core::transit::Product,
+    /// The phone's signed QR time.
+    pub qr_timestamp: u32,
+    /// The phone's QR counter.
+    pub qr_counter: u32,
+    /// SHA-256 of the phone's compressed key (as the deny list names devices).
+    pub device_key_hash: [u8; 32],
+    /// Why the credential was not valid at the QR's time on this validator, if it was not.
+    pub invalid: Option<String>,
+    /// Whether the pass itself (its windows, its route) was valid at the QR's time: `invalid`
+    /// says so too, except at an exit gate, which lets out on the phone's proof alone.
+    pub pass_valid: bool,
+}
+
+/// The backend's verdict on one uploaded tap (stored with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TapVerdict {
+    /// The validator refused it: nothing to charge.
+    RefusedByValidator,
+    /// Accepted with no scan to check.
+    NoEvidence,
+    /// The scan is not a transit QR or a signature does not verify.
+    Forged,
+    /// The credential was not valid at the QR's time here.
+    Invalid,
+    /// The card or the phone's key was denied at the QR's time.
+    Revoked,
+    /// The QR was used on another validator before.
+    Relayed,
+    /// The QR was used on this validator before.
+    Replayed,
+    /// A first, valid use: charged (pay-as-you-go) or ridden on a pass.
+    Charged,
+}
+
+/// A kind of fraud record for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FraudKind {
+    /// A validator accepted a tap with no scan.
+    AcceptedWithoutEvidence,
+    /// A validator accepted a scan that does not verify.
+    ForgedEvidence,
+    /// One QR accepted by two validators.
+    SuspectedRelay,
+    /// One journey let out at two exit gates.
+    RepeatedExit,
+}
+
+impl FraudKind {
+    /// As stored and served.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FraudKind::AcceptedWithoutEvidence => "accepted_without_evidence",
+            FraudKind::ForgedEvidence => "forged_evidence",
+            FraudKind::SuspectedRelay => "suspected_relay",
+            FraudKind::RepeatedExit => "repeated_exit",
+        }
+    }
+
+    /// From the stored text.
+    pub fn parse(text: &str) -> Option<FraudKind> {
+        [
+            FraudKind::AcceptedWithoutEvidence,
+            FraudKind::ForgedEvidence,
+            FraudKind::SuspectedRelay,
+            FraudKind::RepeatedExit,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+impl TapVerdict {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TapVerdict::RefusedByValidator => "refused_by_validator",
+            TapVerdict::NoEvidence => "no_evidence",
+            TapVerdict::Forged => "forged",
+            TapVerdict::Invalid => "invalid",
+            TapVerdict::Revoked => "revoked",
+            TapVerdict::Relayed => "relayed",
+            TapVerdict::Replayed => "replayed",
+            TapVerdict::Charged => "charged",
+        }
+    }
+}
+
+/// What a tap shows that the operator should look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Its kind.
+    pub kind: FraudKind,
+    /// The card, when the evidence verified.
+    pub card_id: Option<u64>,
+    /// The validator that used the QR first, for a relay.
+    pub first_validator_id: Option<String>,
+    /// Details.
+    pub detail: String,
+}
+
+/// Judges one uploaded tap. `revoked` and `first_use_by` (the validator that used this QR
+/// before, if any) are looked up for a verified scan. Only a verified, valid, unrevoked first
+/// use is [`TapVerdict::Charged`].
+pub fn judge_tap(
+    accepted: bool,
+    evidence: &Evidence,
+    revoked: bool,
+    first_use_by: Option<&str>,
+    validator_id: &str,
+) -> (TapVerdict, Option<Finding>) {
+    let finding = |kind, card_id, first: Option<&str>, detail: &str| {
+        Some(Finding {
+            kind,
+            card_id,
+            first_validator_id: first.map(str::to_owned),
+            detail: detail.to_owned(),
+        })
+    };
+    match (evidence, accepted) {
+        (_, false) => (TapVerdict::RefusedByValidator, None),
+        (Evidence::Missing, true) => (
+            TapVerdict::NoEvidence,
+            finding(
+                FraudKind::AcceptedWithoutEvidence,
+                None,
+                None,
+                "accepted with no scan",
+            ),
+        ),
+        (Evidence::Forged(why), true) => (
+            TapVerdict::Forged,
+            finding(FraudKind::ForgedEvidence, None, None, why),
+        ),
+        (Evidence::Verified(s), true) => match (&s.invalid, revoked, first_use_by) {
+            (Some(_), _, _) => (TapVerdict::Invalid, None),
+            (None, true, _) => (TapVerdict::Revoked, None),
+            (None, false, Some(first)) if first != validator_id => (
+                TapVerdict::Relayed,
+                finding(
+                    FraudKind::SuspectedRelay,
+                    Some(s.card_id),
+                    Some(first),
+                    "one QR accepted by two validators",
+                ),
+            ),
+            (None, false, Some(_)) => (TapVerdict::Replayed, None),
+            (None, false, None) => (TapVerdict::Charged, None),
+        },
+    }
+}
+
+/// What became of a metro journey (stored with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JourneyStatus {
+    /// Entered; no exit yet.
+    Open,
+    /// Entry and exit: priced by the two stations.
+    Closed,
+    /// Its time ran out with no exit: the line's maximum.
+    NoExit,
+    /// An exit with no entry yet.
+    NoEntry,
+    /// An exit whose entry never came: the line's maximum.
+    NoEntryCharged,
+}
+
+impl JourneyStatus {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JourneyStatus::Open => "open",
+            JourneyStatus::Closed => "closed",
+            JourneyStatus::NoExit => "no_exit",
+            JourneyStatus::NoEntry => "no_entry",
+            JourneyStatus::NoEntryCharged => "no_entry_charged",
+        }
+    }
+
+    /// From the stored text.
+    pub fn parse(text: &str) -> Option<JourneyStatus> {
+        [
+            JourneyStatus::Open,
+            JourneyStatus::Closed,
+            JourneyStatus::NoExit,
+            JourneyStatus::NoEntry,
+            JourneyStatus::NoEntryCharged,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// What a journey becomes when its time runs out, if anything.
+    pub fn when_time_runs_out(self) -> Option<JourneyStatus> {
+        match self {
+            JourneyStatus::Open => Some(JourneyStatus::NoExit),
+            JourneyStatus::NoEntry => Some(JourneyStatus::NoEntryCharged),
+            _ => None,
+        }
+    }
+}
+
+/// A journey's two ends as stored: stations and the phone's signed times.
+#[derive(Debug, Clone, Copy)]
+pub struct JourneyEnds {
+    /// Entry station.
+    pub entry: Option<u16>,
+    /// Exit station.
+    pub exit: Option<u16>,
+    /// Entry time.
+    pub entry_at: Option<i64>,
+    /// Exit time.
+    pub exit_at: Option<i64>,
+}
+
+/// A journey's full fare before caps as `status`, on local day `day`, and whether it was
+/// priced from two stations. A journey longer than the fare table allows is charged the
+/// maximum, like one without an exit; passes ride free.
+pub fn journey_fare(
+    fares: &FarePolicy,
+    day: &str,
+    status: JourneyStatus,
+    ends: JourneyEnds,
+    product: Product,
+) -> (u64, bool) {
+    let overtime = matches!((ends.entry_at, ends.exit_at), (Some(a), Some(b))
+        if b.saturating_sub(a) > fares.max_journey_secs(day) as i64);
+    let (full, priced) = match (status, ends.entry, ends.exit) {
+        (JourneyStatus::Closed, Some(a), Some(b)) if !overtime => fares.metro_fare(day, a, b),
+        (JourneyStatus::Closed, Some(a), Some(b)) => (
+            fares
+                .metro_max_fare(day, a)
+                .max(fares.metro_max_fare(day, b)),
+            false,
+        ),
+        (_, Some(s), None) | (_, None, Some(s)) => (fares.metro_max_fare(day, s), false),
+        _ => (0, false),
+    };
+    if product == Product::PayAsYouGo {
+        (full, priced)
+    } else {
+        (0, priced)
+    }
+}
+
+fn reason_code(reason: validator::Reason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// What a tap's scan proves, checked against the issuer keys the backend trusts. The card,
+/// product and times come from the signed scan; the validator's own fields are not used.
+/// At an exit gate the pass's windows and route are not checked: they were at the entry, and a
+/// pass that ends during a ride still gets its rider out.
+pub fn check_evidence(
+    tap: &Tap,
+    trusted: &HashMap<u16, TrustedIssuerKey>,
+    bound_route: Option<u16>,
+    exit: bool,
+) -> Evidence {
+    let Some(text) = tap.qr.as_deref() else {
+        return Evidence::Missing;
+    };
+    if text.len() > MAX_SCAN_LEN {
+        return Evidence::Forged("scan too long".into());
+    }
+    let Ok(p) = Payload::from_qr_text(text) else {
+        return Evidence::Forged("not a transit QR".into());
+    };
+    let at = u64::from(p.timestamp);
+    if let Err(reason) = validator::verify_signatures(&p, trusted, at) {
+        return Evidence::Forged(reason_code(reason));
+    }
+    let f = &p.fields;
+    let route = bound_route.unwrap_or(tap.route);
+    let pass = match validator::check_windows(f, at) {
+        Err(reason) => Err(reason_code(reason)),
+        Ok(()) if f.product == Product::MonthlySingleRoute && f.route != route => {
+            Err("wrong_route".into())
+        }
+        Ok(()) => Ok(()),
+    };
+    let invalid = if at.abs_diff(tap.at) > MAX_TAP_QR_SKEW_SECS {
+        Some("not_fresh_at_tap".into())
+    } else if exit {
+        None
+    } else {
+        pass.clone().err()
+    };
+    Evidence::Verified(VerifiedScan {
+        card_id: f.card_id,
+        product: f.product,
+        qr_timestamp: p.timestamp,
+        qr_counter: p.counter,
+        device_key_hash: DenyList::device_hash(&f.device_public_key),
+        invalid,
+        pass_valid: pass.is_ok(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(invalid: Option<&str>) -> Evidence {
+        Evidence::Verified(VerifiedScan {
+            card_id: 7,
+            product: Product::PayAsYouGo,
+            qr_timestamp: 1,
+            qr_counter: 1,
+            device_key_hash: [0; 32],
+            invalid: invalid.map(str::to_owned),
+            pass_valid: invalid.is_none(),
+        })
+    }
+
+    #[test]
+    fn only_a_verified_valid_unrevoked_first_use_is_charged() {
+        let judge =
+            |accepted, e: &Evidence, revoked, first| judge_tap(accepted, e, revoked, first, "v1");
+        assert_eq!(
+            judge(true, &verified(None), false, None),
+            (TapVerdict::Charged, None)
+        );
+        assert_eq!(
+            judge(false, &verified(None), false, None).0,
+            TapVerdict::RefusedByValidator
+        );
+        assert_eq!(
+            judge(true, &verified(Some("expired")), false, None).0,
+            TapVerdict::Invalid
+        );
+        assert_eq!(
+            judge(true, &verified(None), true, None).0,
+            TapVerdict::Revoked
+        );
+        assert_eq!(
+            judge(true, &verified(None), false, Some("v1")),
+            (TapVerdict::Replayed, None)
+        );
+        let (verdict, finding) = judge(true, &verified(None), false, Some("v2"));
+        assert_eq!(verdict, TapVerdict::Relayed);
+        let finding = finding.expect("a relay is a fraud record");
+        assert_eq!(
+            (finding.kind, finding.card_id),
+            (FraudKind::SuspectedRelay, Some(7))
+        );
+        assert_eq!(finding.first_validator_id.as_deref(), Some("v2"));
+        let (verdict, finding) = judge(true, &Evidence::Missing, false, None);
+        assert_eq!(verdict, TapVerdict::NoEvidence);
+        assert_eq!(
+            finding.map(|f| f.kind),
+            Some(FraudKind::AcceptedWithoutEvidence)
+        );
+        let (verdict, finding) = judge(true, &Evidence::Forged("bad".into()), false, None);
+        assert_eq!(verdict, TapVerdict::Forged);
+        assert_eq!(finding.map(|f| f.kind), Some(FraudKind::ForgedEvidence));
+    }
+
+    #[test]
+    fn codes_read_back() {
+        for k in [FraudKind::SuspectedRelay, FraudKind::RepeatedExit] {
+            assert_eq!(FraudKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        for s in [JourneyStatus::Open, JourneyStatus::NoEntryCharged] {
+            assert_eq!(JourneyStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(JourneyStatus::Closed.when_time_runs_out(), None);
+        assert_eq!(
+            JourneyStatus::Open.when_time_runs_out(),
+            Some(JourneyStatus::NoExit)
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! Transit's stores: validators and their enrolment, taps and inspections with their fares
+//! and fraud records, metro journeys, the deny list, and riders' entitlements and dependants.
+//! One trait per concern, each implemented once over the storage engines in its own file;
+//! the rules they apply are [`super::rules`].
+
+mod deny;
+mod journeys;
+mod riders;
+mod taps;
+mod validators;
+
+use thudo_core::transit::validator::Tap;
+
+use super::fares::FarePolicy;
+use super::rules::{Evidence, FraudKind};
+use crate::devices::store::{Device, DeviceStore};
+use crate::storage::settings::SettingsStore;
+use crate::storage::Result;
+
+pub use deny::deny_device_keys;
+
+/// An enrolled validator (a bus or a metro gate), as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ValidatorRecord {
+    /// Validator id.
+    pub id: String,
+    /// The name the validator gave itself at enrolment.
+    pub name: String,
+    /// The operator's label of the enrolment ("bus 32, front door").
+    pub label: String,
+    /// The route it is bound to (a bus), if any: fares use it, not what the validator says.
+    pub route: Option<u16>,
+    /// The gate it is bound to (a metro station gate), if any.
+    pub gate: Option<String>,
+    /// When it enrolled (unix seconds).
+    pub enrolled_at: i64,
+    /// When the operator decommissioned it; its calls are refused from then on.
+    pub decommissioned_at: Option<i64>,
+}
+
+/// An operator-issued enrolment, stored by the hash of its single-use code.
+#[derive(Debug, Clone)]
+pub struct NewEnrolment {
+    /// SHA-256 of the code.
+    pub code_hash: [u8; 32],
+    /// The operator's label.
+    pub label: String,
+    /// Route binding.
+    pub route: Option<u16>,
+    /// Gate binding.
+    pub gate: Option<String>,
+    /// Last second the code may be used.
+    pub expires_at: i64,
+}
+
+/// What became of an enrolment attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrolOutcome {
+    /// Enrolled now.
+    Enrolled(ValidatorRecord),
+    /// No such code.
+    Unknown,
+    /// The code was used already (single use).
+    Used,
+    /// The code expired.
+    Expired,
+}
+
+/// One uploaded tap: the validator's claim and what its evidence shows.
+#[derive(Debug, Clone)]
+pub struct CheckedTap {
+    /// As the validator logged it.
+    pub tap: Tap,
+    /// What the backend verified.
+    pub evidence: Evidence,
+}
+
+/// The result of storing an upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TapTotals {
+    /// Stored now.
+    pub stored: u32,
+    /// Uploaded before.
+    pub duplicates: u32,
+    /// Highest sequence stored.
+    pub highest_seq: u64,
+    /// Charged now, VND.
+    pub charged_vnd: u64,
+    /// Taps the validator accepted that the backend does not charge (no or bad evidence,
+    /// revoked, invalid, replayed, relayed).
+    pub not_charged: u32,
+}
+
+/// Something an operator should look at: evidence that a device lied or a QR was relayed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FraudRecord {
+    /// Its kind.
+    pub kind: FraudKind,
+    /// The validator that uploaded the tap.
+    pub validator_id: String,
+    /// Its tap sequence.
+    pub seq: u64,
+    /// The card, when the evidence verified.
+    pub card_id: Option<u64>,
+    /// The validator that used the QR first, for a relay.
+    pub first_validator_id: Option<String>,
+    /// Details.
+    pub detail: String,
+    /// When recorded (unix seconds).
+    pub recorded_at: i64,
+}
+
+/// An entitlement to a reduced or free passenger category, held by the backend.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entitlement {
+    /// The category.
+    pub category: thudo_core::transit::Category,
+    /// First second it applies (unix).
+    pub valid_from: i64,
+    /// Last second it applies (unix).
+    pub valid_until: i64,
+    /// Where the proof is kept (a case number, a document reference); never the document.
+    pub evidence_ref: String,
+}
+
+/// One uploaded inspection: the inspector's record and what its scan shows here.
+#[derive(Debug, Clone)]
+pub struct CheckedInspection {
+    /// As the inspector recorded it.
+    pub inspection: thudo_core::transit::inspection::Inspection,
+    /// What the backend verified of its scan (at the inspection's time).
+    pub evidence: Evidence,
+}
+
+/// Inspections for the operator's fraud statistics. The inspector's outcome is its own
+/// observation; `verified_*` counts only inspections whose scan verified here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InspectionStats {
+    /// Inspections stored.
+    pub inspections: u64,
+    /// The inspector found a valid ticket (tapped here when paired).
+    pub valid: u64,
+    /// A valid ticket that did not tap on the paired vehicle.
+    pub not_tapped: u64,
+    /// The ticket was not valid.
+    pub invalid: u64,
+    /// Not-tapped findings whose scan verified as a valid ticket here: rides not paid for.
+    pub verified_not_tapped: u64,
+    /// Findings of a valid ticket whose scan did not verify as one here (forged, missing,
+    /// invalid): to look at.
+    pub disputed: u64,
+}
+
+/// Validators: enrolment by an operator's single-use code, tokens, decommissioning.
+pub trait ValidatorStore: Send + Sync + 'static {
+    /// Stores an enrolment.
+    fn create_enrolment(&self, enrolment: &NewEnrolment) -> Result<()>;
+    /// Uses an enrolment code once: enrols a validator under `token_hash`.
+    fn enrol_validator(
+        &self,
+        code_hash: &[u8; 32],
+        name: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<EnrolOutcome>;
+    /// The validator holding a token (decommissioned ones included: the caller refuses them).
+    fn validator_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ValidatorRecord>>;
+    /// Every validator, oldest first.
+    fn validators(&self) -> Result<Vec<ValidatorRecord>>;
+    /// Decommissions a validator; false when there is none with this id.
+    fn decommission_validator(&self, id: &str, now: i64) -> Result<bool>;
+}
+
+/// Taps and inspections as uploaded, with the fares charged and fraud recorded.
+pub trait TapStore: Send + Sync + 'static {
+    /// Stores a validator's taps once each (by validator and sequence) and charges
+    /// pay-as-you-go fares under the caps, only for taps whose evidence verified, valid at the
+    /// QR's time, not revoked then, and whose QR no validator used before (a second use on
+    /// another validator is a suspected relay, recorded for the operator).
+    /// `complete_at`: when the validator's log held nothing more than these (a metro entry
+    /// gate's entries are complete up to then).
+    fn record_taps(
+        &self,
+        validator: &ValidatorRecord,
+        taps: &[CheckedTap],
+        fares: &FarePolicy,
+        complete_at: Option<i64>,
+    ) -> Result<TapTotals>;
+    /// Stores an inspector's inspections once each (by inspector and sequence); returns how
+    /// many were stored now, how many were duplicates, and the highest sequence stored.
+    fn record_inspections(
+        &self,
+        inspector: &ValidatorRecord,
+        inspections: &[CheckedInspection],
+    ) -> Result<(u32, u32, u64)>;
+    /// The inspection statistics.
+    fn inspection_stats(&self) -> Result<InspectionStats>;
+    /// Fares charged to a card, VND, per day `YYYY-MM-DD` (Hanoi time): bus rides and metro
+    /// journeys.
+    fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>>;
+    /// The cards charged at least `cap_vnd` on local day `day` (bus rides and metro journeys),
+    /// at most 100,000.
+    fn capped_cards(&self, day: &str, cap_vnd: u64) -> Result<Vec<u64>>;
+    /// Fraud records, oldest first.
+    fn fraud_records(&self) -> Result<Vec<FraudRecord>>;
+}
+
+/// Metro journeys: settled when their time runs out, fed to exit gates while open.
+pub trait JourneyStore: Send + Sync + 'static {
+    /// Settles the metro journeys whose time ran out at `now`: an entry with no exit, and an
+    /// exit with no entry, are charged their line's maximum fare (a late tap corrects it).
+    /// Returns how many were settled (at most 1,000 per call).
+    fn settle_journeys(&self, now: i64, fares: &FarePolicy) -> Result<u32>;
+    /// The entries after `cursor` not yet paired with an exit and at most `honoured_secs` old
+    /// (at most `limit`, oldest first), for exit gates, with the time up to which every entry
+    /// gate's log was drained.
+    fn entry_feed(
+        &self,
+        cursor: u64,
+        now: i64,
+        honoured_secs: u64,
+        limit: usize,
+    ) -> Result<thudo_core::transit::metro::EntryFeed>;
+}
+
+/// The deny list and the transit keys each device bought credentials for.
+pub trait DenyStore: Send + Sync + 'static {
+    /// Revokes cards and device keys (SHA-256 of the compressed key) from `at` on; returns the
+    /// new deny-list version, always above every version published before.
+    fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32>;
+    /// The deny list: version, cards, device key hashes.
+    fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)>;
+    /// Records that a device bought a credential for a transit key (so revoking the device
+    /// revokes the key). False, recording nothing, when the key is already another account's
+    /// (a phone's key is its own, and nobody may get someone else's key revoked) or the device
+    /// was revoked meanwhile.
+    fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool>;
+    /// The transit keys a device bought credentials for.
+    fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
+}
+
+/// Riders: entitlements to reduced categories and guardians' dependants.
+pub trait RiderStore: Send + Sync + 'static {
+    /// Grants a citizen an entitlement.
+    fn grant_entitlement(&self, citizen_id: &str, entitlement: &Entitlement) -> Result<()>;
+    /// A citizen's entitlements.
+    fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>>;
+    /// Records that `guardian` may hold `dependant`'s passes and see their trips (creating
+    /// either account if new). Recording it twice changes nothing.
+    fn add_dependant(&self, guardian_citizen_id: &str, dependant_citizen_id: &str) -> Result<()>;
+    /// Ends a guardianship; false when there was none.
+    fn remove_dependant(
+        &self,
+        guardian_citizen_id: &str,
+        dependant_citizen_id: &str,
+    ) -> Result<bool>;
+    /// The account and card of `dependant_citizen_id`, if it is a dependant of account
+    /// `guardian_account`.
+    fn dependant_of(
+        &self,
+        guardian_account: &str,
+        dependant_citizen_id: &str,
+    ) -> Result<Option<(String, u64)>>;
+    /// The entitlement of an account to `category` in force at `at`, the one lasting longest.
+    fn entitlement_at(
+        &self,
+        account_id: &str,
+        category: thudo_core::transit::Category,
+        at: i64,
+    ) -> Result<Option<Entitlement>>;
+}
+
+/// Everything transit's routes need from storage.
+pub trait TransitStore:
+    ValidatorStore + TapStore + JourneyStore + DenyStore + RiderStore + SettingsStore + DeviceStore
+{
+}
+
+impl<T> TransitStore for T where
+    T: ValidatorStore
+        + TapStore
+        + JourneyStore
+        + DenyStore
+        + RiderStore
+        + SettingsStore
+        + DeviceStore
+{
+}

@@ -1,0 +1,389 @@
+//! Taps and inspections as validators upload them: stored once each, judged by
+//! [`judge_tap`], charged under the caps, published to the rider as trips; fraud recorded.
+
+use std::collections::BTreeSet;
+
+use thudo_core::transit::{trips, Product};
+
+use super::super::fares::{parse_gate, FarePolicy};
+use super::super::rules::{judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan};
+use super::deny::revoked_at;
+use super::journeys::{journey_tap, GateTap};
+use super::riders::{paid_in, publish_caps, publish_to_card};
+use super::{
+    CheckedInspection, CheckedTap, FraudRecord, InspectionStats, TapStore, TapTotals,
+    ValidatorRecord,
+};
+use crate::storage::engine::{big, params, Engine, Tx};
+use crate::storage::locks::Lock;
+use crate::storage::{code_of, Result, SqlStorage, StorageError};
+
+/// The (card, local day, month) whose cap progress an upload changed.
+pub(super) type Paid = BTreeSet<(u64, String, String)>;
+
+/// Records a finding for the operator.
+pub(super) fn record_fraud(
+    tx: &mut dyn Tx,
+    f: &Finding,
+    validator_id: &str,
+    seq: u64,
+    now: i64,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            f.kind.as_str(),
+            validator_id,
+            big(seq),
+            f.card_id.map(big),
+            f.first_validator_id.as_deref(),
+            &f.detail,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+impl<E: Engine> TapStore for SqlStorage<E> {
+    fn record_taps(
+        &self,
+        validator: &ValidatorRecord,
+        taps: &[CheckedTap],
+        fares: &FarePolicy,
+        complete_at: Option<i64>,
+    ) -> Result<TapTotals> {
+        let mut ordered: Vec<&CheckedTap> = taps.iter().collect();
+        ordered.sort_by_key(|t| (t.tap.at, t.tap.seq));
+        // One upload per validator at a time (the de-duplication by sequence); the cards whose
+        // fares it may charge, by bucket (at most CARD_LOCK_BUCKETS locks however many cards
+        // it names); a gate's journeys are numbered in commit order. All before any scope's
+        // change log is appended to.
+        let mut locks = vec![Lock::Validator(&validator.id)];
+        locks.extend(taps.iter().filter_map(|t| match &t.evidence {
+            Evidence::Verified(s) => Some(Lock::Card(s.card_id)),
+            _ => None,
+        }));
+        if validator.gate.is_some() {
+            locks.push(Lock::Journeys);
+        }
+        self.write(|tx| {
+            tx.lock_all(&locks)?;
+            let mut totals = TapTotals::default();
+            let now = chrono::Utc::now().timestamp();
+            let mut paid = Paid::new();
+            for checked in &ordered {
+                record_tap(tx, validator, checked, fares, now, &mut totals, &mut paid)?;
+            }
+            // Each card's progress toward the caps it paid toward, once per upload.
+            for (card, day, month) in &paid {
+                publish_caps(tx, fares, *card, day, month)?;
+            }
+            // An entry gate's log emptied: the entry feed is complete up to its export.
+            if let Some(at) = complete_at {
+                tx.exec(
+                    "UPDATE validators SET last_upload_at = ?2
+                     WHERE id = ?1 AND (last_upload_at IS NULL OR last_upload_at < ?2)",
+                    params![&validator.id, at],
+                )?;
+            }
+            Ok(totals)
+        })
+    }
+
+    fn record_inspections(
+        &self,
+        inspector: &ValidatorRecord,
+        inspections: &[CheckedInspection],
+    ) -> Result<(u32, u32, u64)> {
+        self.write(|tx| {
+            let (mut stored, mut duplicates, mut highest) = (0, 0, 0);
+            let now = chrono::Utc::now().timestamp();
+            for c in inspections {
+                let i = &c.inspection;
+                highest = highest.max(i.seq);
+                let evidence = match &c.evidence {
+                    Evidence::Missing => "missing".to_owned(),
+                    Evidence::Forged(why) => format!("forged:{why}"),
+                    Evidence::Verified(s) => match &s.invalid {
+                        Some(why) => format!("invalid:{why}"),
+                        None if revoked_at(tx, s)? => "revoked".to_owned(),
+                        None => "valid".to_owned(),
+                    },
+                };
+                let card = match &c.evidence {
+                    Evidence::Verified(s) => Some(big(s.card_id)),
+                    _ => None,
+                };
+                let added = tx.exec(
+                    "INSERT INTO inspections(validator_id, seq, at, outcome, reason, paired, tapped_at,
+                                             card_id, evidence, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                    params![
+                        &inspector.id,
+                        big(i.seq),
+                        big(i.at),
+                        code_of(&i.outcome),
+                        code_of(&i.reason),
+                        i.paired,
+                        i.tapped_at.map(big),
+                        card,
+                        evidence,
+                        now,
+                    ],
+                )?;
+                if added == 1 {
+                    stored += 1;
+                } else {
+                    duplicates += 1;
+                }
+            }
+            Ok((stored, duplicates, highest))
+        })
+    }
+
+    fn inspection_stats(&self) -> Result<InspectionStats> {
+        self.read(|tx| {
+            let row = tx.row(
+                "SELECT CAST(COUNT(*) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'valid' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'not_tapped' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'invalid' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'not_tapped' AND evidence = 'valid' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(CASE WHEN outcome = 'valid' AND evidence <> 'valid' THEN 1 ELSE 0 END), 0) AS BIGINT)
+                 FROM inspections",
+                &[],
+            )?;
+            let n = |i: usize| -> Result<u64> {
+                Ok(row.as_ref().map_or(Ok(0), |r| r.int(i))? as u64)
+            };
+            Ok(InspectionStats {
+                inspections: n(0)?,
+                valid: n(1)?,
+                not_tapped: n(2)?,
+                invalid: n(3)?,
+                verified_not_tapped: n(4)?,
+                disputed: n(5)?,
+            })
+        })
+    }
+
+    fn charges(&self, card_id: u64) -> Result<Vec<(String, u64)>> {
+        self.read(|tx| {
+            let mut days = std::collections::BTreeMap::<String, u64>::new();
+            for sql in [
+                "SELECT day, CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id = ?1 GROUP BY day",
+                "SELECT day, CAST(SUM(fare_vnd) AS BIGINT) FROM journeys WHERE card_id = ?1 GROUP BY day",
+            ] {
+                for r in tx.rows(sql, params![big(card_id)])? {
+                    *days.entry(r.text(0)?).or_default() += r.int(1)? as u64;
+                }
+            }
+            Ok(days.into_iter().collect())
+        })
+    }
+
+    fn capped_cards(&self, day: &str, cap_vnd: u64) -> Result<Vec<u64>> {
+        self.read(|tx| {
+            tx.rows(
+                "SELECT card_id FROM (
+                     SELECT card_id, charged_vnd AS vnd FROM taps WHERE day = ?1 AND card_id IS NOT NULL
+                     UNION ALL
+                     SELECT card_id, fare_vnd AS vnd FROM journeys WHERE day = ?1
+                 ) paid GROUP BY card_id HAVING CAST(SUM(vnd) AS BIGINT) >= ?2
+                 ORDER BY card_id LIMIT 100000",
+                params![day, big(cap_vnd)],
+            )?
+            .iter()
+            .map(|r| Ok(r.int(0)? as u64))
+            .collect()
+        })
+    }
+
+    fn fraud_records(&self) -> Result<Vec<FraudRecord>> {
+        self.read(|tx| {
+            tx.rows(
+                "SELECT kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at
+                 FROM fraud ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                let kind = r.text(0)?;
+                Ok(FraudRecord {
+                    kind: FraudKind::parse(&kind)
+                        .ok_or_else(|| StorageError(format!("unknown fraud kind {kind}")))?,
+                    validator_id: r.text(1)?,
+                    seq: r.int(2)? as u64,
+                    card_id: r.opt_int(3)?.map(|c| c as u64),
+                    first_validator_id: r.opt_text(4)?,
+                    detail: r.text(5)?,
+                    recorded_at: r.int(6)?,
+                })
+            })
+            .collect()
+        })
+    }
+}
+
+/// Stores one tap and charges its fare; the caller holds the validator's and the cards' locks.
+/// A tap charged (or ridden on a pass) becomes a trip on the rider's phone; `paid` collects the
+/// (card, day, month) whose cap progress changed.
+fn record_tap(
+    tx: &mut dyn Tx,
+    validator: &ValidatorRecord,
+    checked: &CheckedTap,
+    fares: &FarePolicy,
+    now: i64,
+    totals: &mut TapTotals,
+    paid: &mut Paid,
+) -> Result<()> {
+    let t = &checked.tap;
+    // A gate's station and direction are the operator's binding, never the tap's claim.
+    let gate = validator.gate.as_deref().and_then(parse_gate);
+    totals.highest_seq = totals.highest_seq.max(t.seq);
+    let exists = tx
+        .row(
+            "SELECT 1 FROM taps WHERE validator_id = ?1 AND seq = ?2",
+            params![&validator.id, big(t.seq)],
+        )?
+        .is_some();
+    if exists {
+        totals.duplicates += 1;
+        return Ok(());
+    }
+    let scan = match &checked.evidence {
+        Evidence::Verified(s) => Some(s),
+        _ => None,
+    };
+    // The facts the rules need, looked up for a tap a validator accepted on a verified scan.
+    let (revoked, first_use_by) = match scan {
+        Some(s) if t.accepted => (
+            revoked_at(tx, s)?,
+            tx.row(
+                "SELECT validator_id FROM qr_uses WHERE card_id = ?1 AND qr_ts = ?2 AND qr_counter = ?3",
+                params![big(s.card_id), s.qr_timestamp, s.qr_counter],
+            )?
+            .map(|r| r.text(0))
+            .transpose()?,
+        ),
+        _ => (false, None),
+    };
+    let (verdict, finding) = judge_tap(
+        t.accepted,
+        &checked.evidence,
+        revoked,
+        first_use_by.as_deref(),
+        &validator.id,
+    );
+    if let Some(f) = finding {
+        record_fraud(tx, &f, &validator.id, t.seq, now)?;
+    }
+    let charged = verdict == TapVerdict::Charged;
+    if let (true, Some(s)) = (charged, scan) {
+        tx.exec(
+            "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                big(s.card_id),
+                s.qr_timestamp,
+                s.qr_counter,
+                &validator.id,
+                big(t.seq)
+            ],
+        )?;
+    }
+    // Days and months from the phone's signed QR time when there is one.
+    let when = scan.map_or(t.at, |s| u64::from(s.qr_timestamp));
+    let (day, month) = fares.local_day_and_month(when);
+    let route = validator
+        .route
+        .or_else(|| gate.and_then(|g| fares.gate_route(&g, &day)))
+        .unwrap_or(t.route);
+    let mut fare = 0u64;
+    if let (
+        None,
+        true,
+        Some(VerifiedScan {
+            card_id,
+            product: Product::PayAsYouGo,
+            ..
+        }),
+    ) = (gate, charged, scan)
+    {
+        let (today, this_month) = paid_in(tx, *card_id, &day, &month)?;
+        fare = fares.charge(route, today, this_month);
+    }
+    if t.accepted && !charged {
+        totals.not_charged += 1;
+    }
+    let reason = code_of(&t.reason);
+    let product = scan
+        .and_then(|s| serde_json::to_value(s.product).ok())
+        .map(|v| v.to_string());
+    tx.exec(
+        "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product, day, month,
+                          charged_vnd, verdict, qr_ts, qr_counter, station, direction)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            &validator.id,
+            big(t.seq),
+            big(t.at),
+            route,
+            t.accepted,
+            reason,
+            scan.map(|s| big(s.card_id)),
+            product,
+            &day,
+            &month,
+            big(fare),
+            verdict.as_str(),
+            scan.map(|s| s.qr_timestamp),
+            scan.map(|s| s.qr_counter),
+            gate.map(|g| g.station),
+            gate.map(|g| code_of(&g.direction)),
+        ],
+    )?;
+    totals.stored += 1;
+    totals.charged_vnd += fare;
+    if let (Some(gate), true, Some(s)) = (gate, charged, scan) {
+        let tap = GateTap {
+            validator_id: &validator.id,
+            seq: t.seq,
+            gate,
+            card_id: s.card_id,
+            product: s.product,
+            pass_valid: s.pass_valid,
+            at: when,
+        };
+        totals.charged_vnd += journey_tap(tx, fares, &tap, now, paid)?;
+        return Ok(());
+    }
+    if let (true, Some(s)) = (charged, scan) {
+        let full_fare_vnd = match s.product {
+            Product::PayAsYouGo => {
+                paid.insert((s.card_id, day.clone(), month.clone()));
+                fares.charge(route, 0, 0)
+            }
+            _ => 0,
+        };
+        let trip = trips::Trip {
+            id: format!("{}:{}", validator.id, t.seq),
+            card_id: s.card_id,
+            mode: "bus".into(),
+            route: Some(route),
+            at: when,
+            from_station: None,
+            to_station: None,
+            exit_at: None,
+            incomplete: false,
+            day: day.clone(),
+            product: s.product,
+            fare_vnd: fare,
+            full_fare_vnd,
+        };
+        let payload = serde_json::to_value(&trip).map_err(|e| StorageError(e.to_string()))?;
+        publish_to_card(tx, s.card_id, trips::TRIPS, &trip.id, payload)?;
+    }
+    Ok(())
+}

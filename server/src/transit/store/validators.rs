@@ -1,0 +1,120 @@
+//! Validators: enrolment codes (single use, hashed), enrolled validators and their tokens.
+
+use thudo_core::hex;
+
+use super::{EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore};
+use crate::storage::engine::{params, Engine, Row};
+use crate::storage::{random_bytes, Result, SqlStorage};
+
+const VALIDATOR_COLUMNS: &str =
+    "SELECT id, name, label, route, gate, enrolled_at, decommissioned_at FROM validators";
+
+fn validator_row(r: &Row) -> Result<ValidatorRecord> {
+    Ok(ValidatorRecord {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        label: r.text(2)?,
+        route: r.opt_int(3)?.and_then(|v| u16::try_from(v).ok()),
+        gate: r.opt_text(4)?,
+        enrolled_at: r.int(5)?,
+        decommissioned_at: r.opt_int(6)?,
+    })
+}
+
+impl<E: Engine> ValidatorStore for SqlStorage<E> {
+    fn create_enrolment(&self, e: &NewEnrolment) -> Result<()> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO enrolments(code_hash, label, route, gate, expires_at, used_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                params![
+                    &e.code_hash,
+                    &e.label,
+                    e.route,
+                    e.gate.as_ref(),
+                    e.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn enrol_validator(
+        &self,
+        code_hash: &[u8; 32],
+        name: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<EnrolOutcome> {
+        self.write(|tx| {
+            // The conditional update is the claim (single use across instances).
+            let claimed = tx.exec(
+                "UPDATE enrolments SET used_at = ?1 WHERE code_hash = ?2 AND used_at IS NULL AND expires_at >= ?1",
+                params![now, code_hash],
+            )?;
+            let Some(r) = tx.row(
+                "SELECT label, route, gate, used_at FROM enrolments WHERE code_hash = ?1",
+                params![code_hash],
+            )?
+            else {
+                return Ok(EnrolOutcome::Unknown);
+            };
+            if claimed != 1 {
+                return Ok(if r.opt_int(3)?.is_some() {
+                    EnrolOutcome::Used
+                } else {
+                    EnrolOutcome::Expired
+                });
+            }
+            let record = ValidatorRecord {
+                id: format!("v-{}", hex::encode(&random_bytes::<8>()?)),
+                name: name.to_owned(),
+                label: r.text(0)?,
+                route: r.opt_int(1)?.and_then(|v| u16::try_from(v).ok()),
+                gate: r.opt_text(2)?,
+                enrolled_at: now,
+                decommissioned_at: None,
+            };
+            tx.exec(
+                "INSERT INTO validators(id, name, label, route, gate, token_hash, enrolled_at, decommissioned_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+                params![&record.id, &record.name, &record.label, record.route, record.gate.as_ref(), token_hash, now],
+            )?;
+            Ok(EnrolOutcome::Enrolled(record))
+        })
+    }
+
+    fn validator_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ValidatorRecord>> {
+        self.read(|tx| {
+            tx.row(
+                &format!("{VALIDATOR_COLUMNS} WHERE token_hash = ?1"),
+                params![token_hash],
+            )?
+            .as_ref()
+            .map(validator_row)
+            .transpose()
+        })
+    }
+
+    fn validators(&self) -> Result<Vec<ValidatorRecord>> {
+        self.read(|tx| {
+            tx.rows(
+                &format!("{VALIDATOR_COLUMNS} ORDER BY enrolled_at, id"),
+                &[],
+            )?
+            .iter()
+            .map(validator_row)
+            .collect()
+        })
+    }
+
+    fn decommission_validator(&self, id: &str, now: i64) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.exec(
+                "UPDATE validators SET decommissioned_at = COALESCE(decommissioned_at, ?1) WHERE id = ?2",
+                params![now, id],
+            )?;
+            Ok(n == 1)
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! Tap and inspection upload: every scan verified again here ([`check_evidence`]) before the
+//! store judges and charges it; the rider's charges; the operator's fraud records and
+//! inspection statistics.
+//!
+//! Who is trusted with what (docs/security.md): a validator is enrolled by the operator and
+//! trusted to say *when and where* it saw a scan, never *what* it saw: the card, product and
+//! validity come from the issuer-signed credential and the phone-signed QR.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use thudo_core::transit::backend::{
+    InspectionReceipt, InspectionUpload, TapReceipt, TapUpload, INSPECTION_UPLOAD_CHUNK,
+};
+use thudo_core::transit::issuer::TrustedIssuerKey;
+use thudo_core::transit::metro::GateDirection;
+use thudo_core::transit::validator::{self, Tap};
+
+use super::fares::parse_gate;
+use super::issuer::{current_issuer, trusted_for};
+use super::rules::check_evidence;
+use super::store::{CheckedInspection, CheckedTap, FraudRecord, InspectionStats};
+use super::validators::validator_caller;
+use super::TransitState;
+use crate::devices::authenticate;
+use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+
+/// `POST /v1/transit/inspections`: an enrolled inspector's inspections, each scan verified
+/// again at the inspection's time. The inspector's outcome is stored as its observation; the
+/// statistics count a finding as verified only when its scan says the same.
+pub(crate) async fn upload_inspections(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    JsonBody(upload): JsonBody<InspectionUpload>,
+) -> ApiResult<InspectionReceipt> {
+    let inspector = validator_caller(&state, &headers).await?;
+    if upload.inspections.len() > INSPECTION_UPLOAD_CHUNK {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "at most 1,000 inspections per upload",
+        ));
+    }
+    let issuer = current_issuer(&state).await?;
+    let storage = state.storage.clone();
+    let (stored, duplicates, acknowledged_seq) = blocking(move || {
+        let trusted = trusted_for(
+            &issuer,
+            storage.as_ref(),
+            upload.inspections.iter().map(|i| &i.qr),
+        )?;
+        let checked: Vec<CheckedInspection> = upload
+            .inspections
+            .into_iter()
+            .map(|inspection| {
+                // The scan judged as a tap at the inspection's time and place would be.
+                let as_tap = Tap {
+                    seq: inspection.seq,
+                    at: inspection.at,
+                    // A bound inspector's route wins (check_evidence applies it); else the
+                    // paired vehicle's, as recorded.
+                    route: inspection.route.unwrap_or(0),
+                    accepted: true,
+                    reason: validator::Reason::Ok,
+                    card_id: None,
+                    product: None,
+                    qr_timestamp: None,
+                    qr_counter: None,
+                    qr: inspection.qr.clone(),
+                    gate: None,
+                };
+                CheckedInspection {
+                    evidence: check_evidence(&as_tap, &trusted, inspector.route, false),
+                    inspection,
+                }
+            })
+            .collect();
+        Ok(storage.record_inspections(&inspector, &checked)?)
+    })
+    .await?;
+    Ok(Json(InspectionReceipt {
+        stored,
+        duplicates,
+        acknowledged_seq,
+    }))
+}
+
+/// `GET /v1/admin/transit/inspections`: inspection statistics for fraud work.
+pub(crate) async fn admin_inspections(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<InspectionStats> {
+    state.operators.authorize(&headers)?;
+    let storage = state.storage.clone();
+    Ok(Json(
+        blocking(move || Ok(storage.inspection_stats()?)).await?,
+    ))
+}
+
+/// `POST /v1/transit/taps`: an enrolled validator's taps, each re-verified from its scan.
+pub(crate) async fn upload_taps(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    JsonBody(upload): JsonBody<TapUpload>,
+) -> ApiResult<TapReceipt> {
+    let received = chrono::Utc::now().timestamp();
+    let validator = validator_caller(&state, &headers).await?;
+    if upload.taps.len() > 10_000 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "at most 10,000 taps per upload",
+        ));
+    }
+    let issuer = current_issuer(&state).await?;
+    let storage = state.storage.clone();
+    let fares = state.fares.clone();
+    let totals = blocking(move || {
+        // A gate's line is its route: a single-route pass for the line rides it.
+        let gate = validator.gate.as_deref().and_then(parse_gate);
+        let (today, _) = fares.local_day_and_month(chrono::Utc::now().timestamp() as u64);
+        let bound_route = validator
+            .route
+            .or_else(|| gate.and_then(|g| fares.gate_route(&g, &today)));
+        let exit = gate.is_some_and(|g| g.direction == GateDirection::Exit);
+        // Signature checks run here, off the async workers: about 0.2 ms per tap.
+        let check = |trusted: &HashMap<u16, TrustedIssuerKey>, tap: &Tap| {
+            check_evidence(tap, trusted, bound_route, exit)
+        };
+        let trusted = trusted_for(&issuer, storage.as_ref(), upload.taps.iter().map(|t| &t.qr))?;
+        let checked: Vec<CheckedTap> = upload
+            .taps
+            .into_iter()
+            .map(|tap| CheckedTap {
+                evidence: check(&trusted, &tap),
+                tap,
+            })
+            .collect();
+        // Complete up to the export, by this clock: the gate says how long it held the taps.
+        let complete_at = upload
+            .drained
+            .then(|| received - upload.exported_secs_ago.min(3_600) as i64);
+        Ok(storage.record_taps(&validator, &checked, &fares, complete_at)?)
+    })
+    .await?;
+    Ok(Json(TapReceipt {
+        stored: totals.stored,
+        duplicates: totals.duplicates,
+        acknowledged_seq: totals.highest_seq,
+        charged_vnd: totals.charged_vnd,
+        not_charged: totals.not_charged,
+    }))
+}
+
+/// Fares charged to the caller's card, per day.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Charges {
+    /// The card.
+    pub card_id: u64,
+    /// `(day, VND)`.
+    pub days: Vec<(String, u64)>,
+}
+
+/// `GET /v1/transit/charges`.
+pub(crate) async fn charges(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<Charges> {
+    let device = authenticate(&state.devices(), &headers).await?;
+    let storage = state.storage.clone();
+    let card_id = device.card_id;
+    let days = blocking(move || Ok(storage.charges(card_id)?)).await?;
+    Ok(Json(Charges { card_id, days }))
+}
+
+/// `GET /v1/admin/transit/fraud`: suspected relays and forged evidence, oldest first.
+pub(crate) async fn admin_fraud(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<FraudRecord>> {
+    state.operators.authorize(&headers)?;
+    let storage = state.storage.clone();
+    Ok(Json(blocking(move || Ok(storage.fraud_records()?)).await?))
+}

@@ -1,0 +1,265 @@
+//! Validators: enrolment with an operator's single-use code, the caller check every
+//! validator route makes, the feed (issuer keys, the signed deny list, capped cards), and the
+//! operator's view of them.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thudo_core::hex;
+use thudo_core::sync::protocol::{ValidatorEnrolmentRequest, ValidatorEnrolmentResponse};
+use thudo_core::transit::backend::ValidatorFeed;
+use thudo_core::transit::validator::DenyList;
+
+use super::fares::parse_gate;
+use super::issuer::{current_issuer, no_signing_key};
+use super::store::{EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore};
+use super::TransitState;
+use crate::http::{bearer, blocking, has_control, random_token, ApiError, ApiResult, JsonBody};
+use crate::storage::sha256;
+
+/// Longest an enrolment code may stay usable.
+pub const MAX_ENROLMENT_TTL_SECS: i64 = 30 * 86_400;
+/// Enrolment codes last this long unless the operator says otherwise.
+pub const DEFAULT_ENROLMENT_TTL_SECS: i64 = 86_400;
+
+/// The enrolled, active validator presenting the request's token. A citizen's device token is
+/// refused (403): only enrolled validators read the feed and upload taps.
+pub(super) async fn validator_caller(
+    state: &TransitState,
+    headers: &HeaderMap,
+) -> Result<ValidatorRecord, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown token",
+        )
+    };
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    let hash = sha256(token.as_bytes());
+    let storage = state.storage.clone();
+    let (validator, is_device) = blocking(move || {
+        Ok(match storage.validator_by_token(&hash)? {
+            Some(v) => (Some(v), false),
+            None => (None, storage.device_by_token(&hash)?.is_some()),
+        })
+    })
+    .await?;
+    match validator {
+        Some(v) if v.decommissioned_at.is_none() => Ok(v),
+        Some(_) => Err(ApiError::forbidden(
+            "decommissioned",
+            "this validator was decommissioned by the operator",
+        )),
+        None if is_device => Err(ApiError::forbidden(
+            "validators_only",
+            "only enrolled validators read the feed and upload taps",
+        )),
+        None => Err(unauthorized()),
+    }
+}
+
+/// `POST /v1/validators`: a validator enrols with an operator's single-use code.
+pub(crate) async fn enrol(
+    State(state): State<TransitState>,
+    JsonBody(req): JsonBody<ValidatorEnrolmentRequest>,
+) -> ApiResult<ValidatorEnrolmentResponse> {
+    if req.device_name.trim().is_empty()
+        || req.device_name.len() > 100
+        || has_control(&req.device_name)
+    {
+        return Err(ApiError::bad(
+            "device_name must be 1 to 100 bytes, no control characters",
+        ));
+    }
+    if req.enrolment_code.is_empty() || req.enrolment_code.len() > 128 {
+        return Err(ApiError::forbidden(
+            "enrolment_unknown",
+            "no such enrolment code",
+        ));
+    }
+    let token = random_token()?;
+    let (code_hash, token_hash) = (
+        sha256(req.enrolment_code.as_bytes()),
+        sha256(token.as_bytes()),
+    );
+    let storage = state.storage.clone();
+    let name = req.device_name.trim().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let outcome =
+        blocking(move || Ok(storage.enrol_validator(&code_hash, &name, &token_hash, now)?)).await?;
+    match outcome {
+        EnrolOutcome::Enrolled(v) => Ok(Json(ValidatorEnrolmentResponse {
+            validator_id: v.id,
+            token,
+            label: v.label,
+            route: v.route,
+            gate: v.gate,
+        })),
+        EnrolOutcome::Unknown => Err(ApiError::forbidden(
+            "enrolment_unknown",
+            "no such enrolment code",
+        )),
+        EnrolOutcome::Used => Err(ApiError::forbidden(
+            "enrolment_used",
+            "this enrolment code was used already; ask the operator for a new one",
+        )),
+        EnrolOutcome::Expired => Err(ApiError::forbidden(
+            "enrolment_expired",
+            "this enrolment code expired; ask the operator for a new one",
+        )),
+    }
+}
+
+/// `GET /v1/transit/feed`: issuer keys and the signed deny list, for enrolled validators.
+pub(crate) async fn validator_feed(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<ValidatorFeed> {
+    validator_caller(&state, &headers).await?;
+    let storage = state.storage.clone();
+    let fares = state.fares.clone();
+    let now = chrono::Utc::now().timestamp().max(0) as u64;
+    let (today, _) = fares.local_day_and_month(now);
+    let ((version, cards, devices), capped_cards) = blocking(move || {
+        Ok((
+            storage.deny_list()?,
+            storage.capped_cards(&today, fares.daily_cap_vnd)?,
+        ))
+    })
+    .await?;
+    // The end of today in Hanoi.
+    let local = now as i64 + state.fares.utc_offset_secs;
+    let capped_until =
+        (local - local.rem_euclid(86_400) + 86_400 - state.fares.utc_offset_secs) as u64;
+    let list = DenyList {
+        version,
+        issued_at: chrono::Utc::now().timestamp() as u32,
+        cards,
+        devices,
+    };
+    let issuer = current_issuer(&state).await?;
+    let ring = issuer.ring();
+    let signed = ring
+        .signing_key(list.issued_at)
+        .ok_or_else(no_signing_key)?
+        .sign_deny_list(&list)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing", e.to_string()))?;
+    // Previous, current and next keys with their windows: a validator learns the next key
+    // before the first credential it signs, and keeps the previous one while its credentials
+    // are still out there.
+    Ok(Json(ValidatorFeed {
+        issuer_keys: ring.trusted_keys(list.issued_at),
+        deny_list: hex::encode(&signed),
+        capped_cards,
+        capped_until,
+    }))
+}
+
+/// An enrolment the operator creates for one validator.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnrolmentOrder {
+    label: String,
+    #[serde(default)]
+    route: Option<u16>,
+    #[serde(default)]
+    gate: Option<String>,
+    #[serde(default)]
+    ttl_secs: Option<i64>,
+}
+
+/// `POST /v1/admin/transit/enrolments`: a single-use code bound to a route or a gate.
+pub(crate) async fn admin_create_enrolment(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    JsonBody(order): JsonBody<EnrolmentOrder>,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    let storage = state.storage.clone();
+    let (label, route, gate) = (order.label.clone(), order.route, order.gate.clone());
+    let ttl = order.ttl_secs.unwrap_or(DEFAULT_ENROLMENT_TTL_SECS);
+    let (code, expires_at) = blocking(move || {
+        create_enrolment(storage.as_ref(), &order.label, order.route, order.gate, ttl)
+    })
+    .await?;
+    Ok(Json(json!({
+        "code": code, "label": label.trim(), "route": route, "gate": gate, "expires_at": expires_at
+    })))
+}
+
+/// Creates a single-use enrolment code bound to a route or a gate, usable for `ttl_secs`;
+/// returns the code (shown once, stored hashed) and its expiry. What the operator's console
+/// calls; `thudo demo` and test servers call it directly.
+pub fn create_enrolment(
+    storage: &dyn ValidatorStore,
+    label: &str,
+    route: Option<u16>,
+    gate: Option<String>,
+    ttl_secs: i64,
+) -> Result<(String, i64), ApiError> {
+    let label = label.trim().to_owned();
+    if label.is_empty() || label.len() > 100 {
+        return Err(ApiError::bad("label must be 1 to 100 bytes"));
+    }
+    let gate = gate.map(|g| g.trim().to_owned());
+    match (route, &gate) {
+        (Some(0), _) => return Err(ApiError::bad("route must be 1 or more")),
+        (Some(_), None) => {}
+        (None, Some(g)) if parse_gate(g).is_some() => {}
+        (None, Some(_)) => {
+            return Err(ApiError::bad(
+                "a gate is bound as STATION:entry or STATION:exit (the fare table's station code)",
+            ))
+        }
+        _ => {
+            return Err(ApiError::bad(
+                "an enrolment is bound to exactly one route (a bus) or gate (a metro gate)",
+            ))
+        }
+    }
+    if !(60..=MAX_ENROLMENT_TTL_SECS).contains(&ttl_secs) {
+        return Err(ApiError::bad("ttl_secs must be 60 s to 30 days"));
+    }
+    let code = random_token()?;
+    let expires_at = chrono::Utc::now().timestamp() + ttl_secs;
+    storage.create_enrolment(&NewEnrolment {
+        code_hash: sha256(code.as_bytes()),
+        label,
+        route,
+        gate,
+        expires_at,
+    })?;
+    Ok((code, expires_at))
+}
+
+/// `GET /v1/admin/transit/validators`.
+pub(crate) async fn admin_validators(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<Vec<ValidatorRecord>> {
+    state.operators.authorize(&headers)?;
+    let storage = state.storage.clone();
+    Ok(Json(blocking(move || Ok(storage.validators()?)).await?))
+}
+
+/// `POST /v1/admin/transit/validators/{id}/decommission`: its token stops working at once.
+pub(crate) async fn admin_decommission(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    let storage = state.storage.clone();
+    let now = chrono::Utc::now().timestamp();
+    let found = blocking(move || Ok(storage.decommission_validator(&id, now)?)).await?;
+    if !found {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such validator",
+        ));
+    }
+    Ok(Json(json!({ "decommissioned": true })))
+}
