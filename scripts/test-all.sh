@@ -28,8 +28,8 @@ step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "Rust tests (crash test: ${THUDO_CRASH_ROUNDS:-100} SIGKILL rounds)"
 cargo test --workspace --quiet 2>&1
-step "The backend's tests again on PostgreSQL (a throwaway cluster, installed from Debian when missing)"
-scripts/with-postgres.sh cargo test -p thudo-server --quiet 2>&1
+step "The backend's tests again on PostgreSQL (a throwaway cluster, installed from Debian when missing), with the tests only PostgreSQL can run"
+scripts/with-postgres.sh cargo test -p thudo-server --quiet -- --include-ignored 2>&1
 step "README's main job: thudo demo"
 scripts/demo.sh --no-qr
 step "Kotlin tests (JVM, generated bindings, host library)"

@@ -92,16 +92,11 @@ fn instances_starting_at_once_migrate_once_and_agree_on_first_values() {
     assert_eq!((version, cards.len()), (*sorted.last().unwrap(), 8));
 }
 
+/// PostgreSQL only: SQLite's writers are serial, so a change cannot commit out of order there.
 #[test]
+#[ignore = "needs PostgreSQL: scripts/with-postgres.sh cargo test -- --include-ignored"]
 fn a_cursor_never_passes_a_change_another_instance_commits_late() {
-    let Ok(admin) = std::env::var("THUDO_TEST_POSTGRES") else {
-        return; // SQLite's writers are serial: a change cannot commit out of order there.
-    };
-    if admin.is_empty() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let db = common::database(dir.path());
+    let db = common::postgres_database();
     let storage = thudo_server::open_storage(&db).unwrap();
     let scope = "acct:a-late";
     // "Another instance" is in the middle of appending to the scope: it holds the scope's lock
@@ -111,8 +106,7 @@ fn a_cursor_never_passes_a_change_another_instance_commits_late() {
         .block_on(tokio_postgres::connect(&db, tokio_postgres::NoTls))
         .unwrap();
     rt.spawn(connection);
-    let hash = thudo_server::storage::sha256(format!("scope:{scope}").as_bytes());
-    let key = i64::from_be_bytes(hash[..8].try_into().unwrap());
+    let key = thudo_server::storage::locks::Lock::Scope(scope).key();
     rt.block_on(async {
         client.batch_execute("BEGIN").await.unwrap();
         client
@@ -147,16 +141,11 @@ fn a_cursor_never_passes_a_change_another_instance_commits_late() {
     assert_eq!(ids, ["late", "early"], "in commit order, none skipped");
 }
 
+/// PostgreSQL's ledger (SQLite's case is in the conformance suite).
 #[test]
+#[ignore = "needs PostgreSQL: scripts/with-postgres.sh cargo test -- --include-ignored"]
 fn a_database_from_a_newer_build_is_refused() {
-    let Ok(admin) = std::env::var("THUDO_TEST_POSTGRES") else {
-        return; // SQLite's case is a unit test of the storage module.
-    };
-    if admin.is_empty() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let db = common::database(dir.path());
+    let db = common::postgres_database();
     drop(thudo_server::open_storage(&db).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -177,16 +166,11 @@ fn a_database_from_a_newer_build_is_refused() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL: scripts/with-postgres.sh cargo test -- --include-ignored"]
 fn postgres_over_tls_verifies_the_servers_certificate() {
-    let (Ok(admin), Ok(ca)) = (
-        std::env::var("THUDO_TEST_POSTGRES"),
-        std::env::var("THUDO_TEST_POSTGRES_CA"),
-    ) else {
-        return; // No PostgreSQL server with TLS here.
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let db = common::database(dir.path());
-    assert!(!admin.is_empty() && db.starts_with("postgres"));
+    let ca = std::env::var("THUDO_TEST_POSTGRES_CA")
+        .expect("THUDO_TEST_POSTGRES_CA must name the test server's CA (scripts/with-postgres.sh)");
+    let db = common::postgres_database();
     // Verified against the server's CA: the whole storage works over TLS.
     let tls = format!("{db}?sslmode=verify-full&sslrootcert={ca}");
     let storage = thudo_server::open_storage(&tls).unwrap();

@@ -49,14 +49,22 @@ pub fn http_client() -> reqwest::Client {
 /// database of its own there. The same tests run on both engines.
 pub fn database(dir: &Path) -> String {
     match std::env::var("THUDO_TEST_POSTGRES") {
-        Ok(admin) if !admin.is_empty() => {
-            let mut suffix = [0u8; 6];
-            thudo_core::crypto::fill_random(&mut suffix).unwrap();
-            let name = format!("thudo_test_{}", thudo_core::hex::encode(&suffix));
-            thudo_server::storage::create_database(&admin, &name).unwrap()
-        }
+        Ok(admin) if !admin.is_empty() => postgres_database(),
         _ => dir.join("server.db").to_string_lossy().into_owned(),
     }
+}
+
+/// A new database on the test PostgreSQL server; fails when there is none (a test that needs
+/// one is ignored unless asked for, and asked for only where the server runs).
+pub fn postgres_database() -> String {
+    let admin = std::env::var("THUDO_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("THUDO_TEST_POSTGRES must name a PostgreSQL server (scripts/with-postgres.sh)");
+    let mut suffix = [0u8; 6];
+    thudo_core::crypto::fill_random(&mut suffix).unwrap();
+    let name = format!("thudo_test_{}", thudo_core::hex::encode(&suffix));
+    thudo_server::storage::create_database(&admin, &name).unwrap()
 }
 
 /// A backend on loopback with its own database and a local identity provider.

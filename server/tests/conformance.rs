@@ -1,0 +1,582 @@
+//! One conformance suite for every store, run on both engines: each scenario below is written
+//! once over [`SqlStorage`] and instantiated for SQLite (always) and PostgreSQL (with
+//! `THUDO_TEST_POSTGRES`, under `scripts/with-postgres.sh`; without it those tests are reported
+//! as ignored, never passed). The stores' behaviour an engine must keep: identities, the change
+//! log, settings, validators, the deny list, riders, taps and journeys, the lock order, and the
+//! refusal of a newer schema. `schemas_agree` compares the two engines' tables column by
+//! column.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use serde_json::json;
+use thudo_core::sync::protocol::{Change, Mutation, Outcome};
+use thudo_core::transit::metro::{Gate, GateDirection};
+use thudo_core::transit::validator::{Reason, Tap};
+use thudo_core::transit::{Category, Product};
+use thudo_server::devices::store::{Device, NonceOutcome};
+use thudo_server::prelude::*;
+use thudo_server::storage::engine::{Engine, Tx};
+use thudo_server::storage::locks::Lock;
+use thudo_server::storage::{PostgresStorage, SqlStorage, SqliteStorage};
+use thudo_server::transit::fares::FarePolicy;
+use thudo_server::transit::rules::{Evidence, FraudKind, VerifiedScan};
+use thudo_server::transit::store::{
+    deny_device_keys, CheckedTap, EnrolOutcome, Entitlement, NewEnrolment, ValidatorRecord,
+};
+
+const CITIZEN: &str = "001090000001";
+const OTHER: &str = "001090000002";
+
+/// A fresh database on `engine`, kept until the guard drops.
+struct Fresh<E: Engine> {
+    storage: SqlStorage<E>,
+    _dir: tempfile::TempDir,
+}
+
+fn sqlite() -> Fresh<thudo_server::storage::SqliteEngine> {
+    let dir = tempfile::tempdir().unwrap();
+    Fresh {
+        storage: SqliteStorage::open(&dir.path().join("server.db")).unwrap(),
+        _dir: dir,
+    }
+}
+
+fn postgres() -> Fresh<thudo_server::storage::PostgresEngine> {
+    Fresh {
+        storage: PostgresStorage::connect(&common::postgres_database()).unwrap(),
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// Instantiates every scenario for one engine.
+macro_rules! conformance {
+    ($engine:ident, $open:ident, #[$attr:meta]) => {
+        mod $engine {
+            use super::*;
+            conformance!(@each $open, #[$attr];
+                accounts_and_devices, nonces_are_used_once, the_change_log,
+                settings_claim_and_update, validators_enrol_once, the_deny_list_only_grows,
+                riders_entitlements_and_dependants, taps_are_judged_once, gate_taps_make_journeys,
+                locks_out_of_order_are_refused);
+        }
+    };
+    (@each $open:ident, #[$attr:meta]; $($scenario:ident),*) => {
+        $(
+            #[test]
+            #[$attr]
+            fn $scenario() {
+                super::$scenario(&$open().storage);
+            }
+        )*
+    };
+}
+
+conformance!(on_sqlite, sqlite, #[cfg(all())]);
+conformance!(
+    on_postgres,
+    postgres,
+    #[ignore = "needs PostgreSQL: scripts/with-postgres.sh cargo test -- --include-ignored"]
+);
+
+fn device<E: Engine>(s: &SqlStorage<E>, citizen: &str, token: u8) -> Device {
+    s.register_device(citizen, "phone", "phone", &[token; 32])
+        .unwrap();
+    s.device_by_token(&[token; 32]).unwrap().unwrap()
+}
+
+fn accounts_and_devices<E: Engine>(s: &SqlStorage<E>) {
+    let account = s.account_for_citizen(CITIZEN).unwrap();
+    assert_eq!(
+        s.account_for_citizen(CITIZEN).unwrap(),
+        account,
+        "one account per citizen"
+    );
+    assert_ne!(s.account_for_citizen(OTHER).unwrap(), account);
+    let phone = device(s, CITIZEN, 1);
+    let old = device(s, CITIZEN, 2);
+    let stranger = device(s, OTHER, 3);
+    assert_eq!(phone.account_id, account);
+    assert_eq!(phone.card_id, old.card_id, "the account's card");
+    assert!((100_000_000_000_000..1_000_000_000_000_000).contains(&phone.card_id));
+    assert_eq!(s.device_by_token(&[9; 32]).unwrap(), None);
+    let ids: Vec<String> = s
+        .devices_of(&account)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, [phone.id.clone(), old.id.clone()], "oldest first");
+    // Revocation runs the hook in its transaction and ends the token at once.
+    fn hook(_: &mut dyn Tx, _: &str, _: i64) -> thudo_server::storage::Result<usize> {
+        Ok(7)
+    }
+    assert_eq!(
+        s.revoke_device(&account, &old.id, 10, hook).unwrap(),
+        Some(7)
+    );
+    assert_eq!(s.device_by_token(&[2; 32]).unwrap(), None);
+    assert_eq!(
+        s.revoke_device(&account, &old.id, 11, hook).unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(
+        s.revoke_device(&account, &stranger.id, 12, hook).unwrap(),
+        None,
+        "another account's device"
+    );
+    assert!(s.device_by_token(&[3; 32]).unwrap().is_some());
+    s.set_cell(CITIZEN, "cell-1").unwrap();
+    assert_eq!(
+        s.device_by_token(&[1; 32])
+            .unwrap()
+            .unwrap()
+            .cell
+            .as_deref(),
+        Some("cell-1")
+    );
+}
+
+fn nonces_are_used_once<E: Engine>(s: &SqlStorage<E>) {
+    s.create_nonce(&[1; 32], 100).unwrap();
+    s.create_nonce(&[2; 32], 50).unwrap();
+    assert_eq!(
+        s.consume_nonce(&[1; 32], 60).unwrap(),
+        NonceOutcome::Consumed
+    );
+    assert_eq!(s.consume_nonce(&[1; 32], 61).unwrap(), NonceOutcome::Used);
+    assert_eq!(
+        s.consume_nonce(&[2; 32], 60).unwrap(),
+        NonceOutcome::Expired
+    );
+    assert_eq!(
+        s.consume_nonce(&[3; 32], 60).unwrap(),
+        NonceOutcome::Unknown
+    );
+}
+
+fn mutation(key: &str, collection: &str, id: &str, hlc: &str) -> Mutation {
+    Mutation {
+        idempotency_key: key.into(),
+        seq: 1,
+        collection: collection.into(),
+        record_id: id.into(),
+        op: "put".into(),
+        payload: json!({"id": id, "text": key}),
+        hlc: hlc.into(),
+    }
+}
+
+fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
+    let phone = device(s, CITIZEN, 1);
+    let now = chrono::Utc::now().timestamp_millis();
+    let hlc = |ms: i64| format!("{ms:013}-000000-phone");
+    let first = s
+        .push(&phone, &[mutation("k1", "handbook.note", "n1", &hlc(now))])
+        .unwrap();
+    assert_eq!(first[0].outcome, Outcome::Applied);
+    let again = s
+        .push(&phone, &[mutation("k1", "handbook.note", "n1", &hlc(now))])
+        .unwrap();
+    assert_eq!(
+        again[0].outcome,
+        Outcome::Duplicate,
+        "one key, applied once"
+    );
+    let older = s
+        .push(
+            &phone,
+            &[mutation("k2", "handbook.note", "n1", &hlc(now - 1000))],
+        )
+        .unwrap();
+    assert_eq!(older[0].outcome, Outcome::Superseded, "last writer wins");
+    let unknown = s
+        .push(&phone, &[mutation("k3", "nope", "x", &hlc(now))])
+        .unwrap();
+    assert!(matches!(unknown[0].outcome, Outcome::Rejected { .. }));
+    let scope = format!("acct:{}", phone.account_id);
+    let published: Vec<Change> = (0..3)
+        .map(|i| Change {
+            collection: "handbook.note".into(),
+            record_id: format!("p{i}"),
+            op: "put".into(),
+            payload: json!({"id": i}),
+            hlc: String::new(),
+        })
+        .collect();
+    assert_eq!(s.publish(&scope, &published).unwrap(), 3);
+    let (page, cursor, more) = s.pull(&scope, "handbook.note", 0, 2).unwrap();
+    assert_eq!((page.len(), more), (2, true));
+    assert_eq!(page[0].record_id, "n1");
+    let (rest, end, more) = s.pull(&scope, "handbook.note", cursor, 10).unwrap();
+    let ids: Vec<&str> = rest.iter().map(|c| c.record_id.as_str()).collect();
+    assert_eq!((ids, more), (vec!["p1", "p2"], false));
+    let (none, same, _) = s.pull(&scope, "handbook.note", end, 10).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(same, end, "a cursor at the end stays there");
+    let (other, _, _) = s.pull("acct:someone-else", "handbook.note", 0, 10).unwrap();
+    assert!(other.is_empty(), "scopes are apart");
+}
+
+fn settings_claim_and_update<E: Engine>(s: &SqlStorage<E>) {
+    assert_eq!(s.get_setting("k").unwrap(), None);
+    assert_eq!(s.claim_setting("k", b"first").unwrap(), b"first");
+    assert_eq!(
+        s.claim_setting("k", b"second").unwrap(),
+        b"first",
+        "the first claim wins"
+    );
+    let updated = s
+        .update_setting("k", &mut |v| {
+            Ok([v.unwrap_or_default(), b"+".to_vec()].concat())
+        })
+        .unwrap();
+    assert_eq!(updated, b"first+");
+    s.set_setting("k", b"set").unwrap();
+    assert_eq!(s.get_setting("k").unwrap().as_deref(), Some(&b"set"[..]));
+}
+
+fn enrol<E: Engine>(
+    s: &SqlStorage<E>,
+    code: u8,
+    route: Option<u16>,
+    gate: Option<&str>,
+) -> ValidatorRecord {
+    s.create_enrolment(&NewEnrolment {
+        code_hash: [code; 32],
+        label: format!("validator {code}"),
+        route,
+        gate: gate.map(str::to_owned),
+        expires_at: i64::MAX / 2,
+    })
+    .unwrap();
+    match s
+        .enrol_validator(&[code; 32], "v", &[code + 100; 32], 1)
+        .unwrap()
+    {
+        EnrolOutcome::Enrolled(v) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn validators_enrol_once<E: Engine>(s: &SqlStorage<E>) {
+    let bus = enrol(s, 1, Some(32), None);
+    assert_eq!((bus.route, bus.gate.clone()), (Some(32), None));
+    assert_eq!(
+        s.enrol_validator(&[1; 32], "again", &[50; 32], 2).unwrap(),
+        EnrolOutcome::Used
+    );
+    assert_eq!(
+        s.enrol_validator(&[2; 32], "x", &[51; 32], 2).unwrap(),
+        EnrolOutcome::Unknown
+    );
+    s.create_enrolment(&NewEnrolment {
+        code_hash: [3; 32],
+        label: "late".into(),
+        route: Some(1),
+        gate: None,
+        expires_at: 10,
+    })
+    .unwrap();
+    assert_eq!(
+        s.enrol_validator(&[3; 32], "x", &[52; 32], 11).unwrap(),
+        EnrolOutcome::Expired
+    );
+    assert_eq!(s.validator_by_token(&[101; 32]).unwrap(), Some(bus.clone()));
+    assert_eq!(s.validators().unwrap(), [bus.clone()]);
+    assert!(s.decommission_validator(&bus.id, 5).unwrap());
+    assert!(!s.decommission_validator("v-none", 5).unwrap());
+    let after = s.validator_by_token(&[101; 32]).unwrap().unwrap();
+    assert_eq!(after.decommissioned_at, Some(5));
+}
+
+fn the_deny_list_only_grows<E: Engine>(s: &SqlStorage<E>) {
+    let (v0, cards, keys) = s.deny_list().unwrap();
+    assert_eq!((v0, cards.len(), keys.len()), (1, 0, 0), "version 1, empty");
+    let v1 = s.deny(&[42], &[[7; 32]], 100).unwrap();
+    let v2 = s.deny(&[], &[], 101).unwrap();
+    assert!(v0 < v1 && v1 < v2, "strictly increasing");
+    let (v, cards, keys) = s.deny_list().unwrap();
+    assert_eq!((v, cards, keys), (v2, vec![42], vec![[7; 32]]));
+    // A transit key is one account's: another's claim is refused.
+    let mine = device(s, CITIZEN, 1);
+    let theirs = device(s, OTHER, 2);
+    assert!(s.record_device_key(&mine, &[8; 32]).unwrap());
+    assert!(s.record_device_key(&mine, &[8; 32]).unwrap(), "again: fine");
+    assert!(!s.record_device_key(&theirs, &[8; 32]).unwrap());
+    assert_eq!(s.device_keys(&mine.id).unwrap(), [[8; 32]]);
+    // Revoking the device denies its key, under a new version.
+    assert_eq!(
+        s.revoke_device(&mine.account_id, &mine.id, 200, deny_device_keys)
+            .unwrap(),
+        Some(1)
+    );
+    let (v3, _, keys) = s.deny_list().unwrap();
+    assert!(v3 > v2);
+    assert!(keys.contains(&[8; 32]));
+    assert!(
+        !s.record_device_key(&mine, &[9; 32]).unwrap(),
+        "a revoked device records nothing"
+    );
+}
+
+fn riders_entitlements_and_dependants<E: Engine>(s: &SqlStorage<E>) {
+    let grant = |from, until| Entitlement {
+        category: Category::Priority,
+        valid_from: from,
+        valid_until: until,
+        evidence_ref: "case-1".into(),
+    };
+    s.grant_entitlement(CITIZEN, &grant(0, 100)).unwrap();
+    s.grant_entitlement(CITIZEN, &grant(50, 500)).unwrap();
+    let account = s.account_for_citizen(CITIZEN).unwrap();
+    let at = |t| s.entitlement_at(&account, Category::Priority, t).unwrap();
+    assert_eq!(
+        at(60).map(|e| e.valid_until),
+        Some(500),
+        "the longest in force"
+    );
+    assert_eq!(at(600), None);
+    assert_eq!(
+        s.entitlement_at(&account, Category::Child, 60).unwrap(),
+        None
+    );
+    assert_eq!(s.entitlements(CITIZEN).unwrap().len(), 2);
+    s.add_dependant(CITIZEN, OTHER).unwrap();
+    s.add_dependant(CITIZEN, OTHER).unwrap();
+    let (dependant, card) = s.dependant_of(&account, OTHER).unwrap().unwrap();
+    assert_eq!(dependant, s.account_for_citizen(OTHER).unwrap());
+    assert!(card > 0);
+    let other = s.account_for_citizen(OTHER).unwrap();
+    assert_eq!(
+        s.dependant_of(&other, CITIZEN).unwrap(),
+        None,
+        "not the other way"
+    );
+    assert!(s.remove_dependant(CITIZEN, OTHER).unwrap());
+    assert!(!s.remove_dependant(CITIZEN, OTHER).unwrap());
+    assert_eq!(s.dependant_of(&account, OTHER).unwrap(), None);
+}
+
+/// A tap whose scan verified (the stores trust the evidence they are given).
+fn tap(seq: u64, at: u64, card: u64, counter: u32, gate: Option<Gate>) -> CheckedTap {
+    CheckedTap {
+        tap: Tap {
+            seq,
+            at,
+            route: 32,
+            accepted: true,
+            reason: Reason::Ok,
+            card_id: Some(card),
+            product: Some(Product::PayAsYouGo),
+            qr_timestamp: Some(at as u32),
+            qr_counter: Some(counter),
+            qr: None,
+            gate,
+        },
+        evidence: Evidence::Verified(VerifiedScan {
+            card_id: card,
+            product: Product::PayAsYouGo,
+            qr_timestamp: at as u32,
+            qr_counter: counter,
+            device_key_hash: [1; 32],
+            invalid: None,
+            pass_valid: true,
+        }),
+    }
+}
+
+fn taps_are_judged_once<E: Engine>(s: &SqlStorage<E>) {
+    let fares = FarePolicy::default();
+    let card = device(s, CITIZEN, 1).card_id;
+    let bus = enrol(s, 1, Some(32), None);
+    let other_bus = enrol(s, 2, Some(33), None);
+    let at = chrono::Utc::now().timestamp() as u64 - 60;
+    let upload = [tap(1, at, card, 1, None), tap(2, at + 30, card, 2, None)];
+    let first = s.record_taps(&bus, &upload, &fares, None).unwrap();
+    assert_eq!(
+        (first.stored, first.duplicates, first.highest_seq),
+        (2, 0, 2)
+    );
+    assert!(first.charged_vnd > 0);
+    let again = s.record_taps(&bus, &upload, &fares, None).unwrap();
+    assert_eq!(
+        (again.stored, again.duplicates, again.charged_vnd),
+        (0, 2, 0)
+    );
+    // The same QR on another validator: a suspected relay, not charged.
+    let relayed = s
+        .record_taps(&other_bus, &[tap(1, at, card, 1, None)], &fares, None)
+        .unwrap();
+    assert_eq!(
+        (relayed.stored, relayed.not_charged, relayed.charged_vnd),
+        (1, 1, 0)
+    );
+    let mut missing = tap(2, at, card, 9, None);
+    missing.evidence = Evidence::Missing;
+    s.record_taps(&other_bus, &[missing], &fares, None).unwrap();
+    let kinds: Vec<FraudKind> = s.fraud_records().unwrap().iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            FraudKind::SuspectedRelay,
+            FraudKind::AcceptedWithoutEvidence
+        ]
+    );
+    let charged: u64 = s.charges(card).unwrap().iter().map(|(_, v)| v).sum();
+    assert_eq!(charged, first.charged_vnd);
+    let (day, _) = fares.local_day_and_month(at);
+    assert_eq!(s.capped_cards(&day, 1).unwrap(), [card]);
+    assert!(s.capped_cards(&day, charged + 1).unwrap().is_empty());
+}
+
+fn gate_taps_make_journeys<E: Engine>(s: &SqlStorage<E>) {
+    let fares = FarePolicy::default();
+    let card = device(s, CITIZEN, 1).card_id;
+    let other = device(s, OTHER, 2).card_id;
+    let entry = enrol(s, 1, None, Some("201:entry"));
+    let exit = enrol(s, 2, None, Some("205:exit"));
+    let gate = |station, direction| Some(Gate { station, direction });
+    let now = chrono::Utc::now().timestamp() as u64;
+    let at = now - 600;
+    s.record_taps(
+        &entry,
+        &[
+            tap(1, at, card, 1, gate(201, GateDirection::Entry)),
+            tap(2, at, other, 1, gate(201, GateDirection::Entry)),
+        ],
+        &fares,
+        Some(now as i64),
+    )
+    .unwrap();
+    let feed = s.entry_feed(0, now as i64, 86_400, 100).unwrap();
+    assert_eq!(feed.entries.len(), 2);
+    assert!(feed.complete_until > 0);
+    let exited = s
+        .record_taps(
+            &exit,
+            &[tap(1, at + 900, card, 2, gate(205, GateDirection::Exit))],
+            &fares,
+            None,
+        )
+        .unwrap();
+    assert!(exited.charged_vnd > 0, "the journey is priced at the exit");
+    let feed = s.entry_feed(0, now as i64, 86_400, 100).unwrap();
+    let open: Vec<u64> = feed.entries.iter().map(|e| e.card_id).collect();
+    assert_eq!(open, [other], "only the journey still open");
+    // Three hours on, the other card's journey is settled at the line's maximum.
+    assert_eq!(s.settle_journeys(now as i64 + 3 * 3600, &fares).unwrap(), 1);
+    assert_eq!(
+        s.settle_journeys(now as i64 + 3 * 3600, &fares).unwrap(),
+        0,
+        "once"
+    );
+    let charged: u64 = s.charges(other).unwrap().iter().map(|(_, v)| v).sum();
+    assert_eq!(charged, 15_000);
+}
+
+fn locks_out_of_order_are_refused<E: Engine>(s: &SqlStorage<E>) {
+    let err = s
+        .write(|tx| {
+            tx.lock(Lock::Scope("acct:a"))?;
+            tx.lock(Lock::Deny)
+        })
+        .unwrap_err();
+    assert!(err.0.contains("lock order"), "{err}");
+    s.write(|tx| tx.lock_all(&[Lock::Deny, Lock::Card(1), Lock::Card(2), Lock::Scope("a")]))
+        .unwrap();
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/with-postgres.sh cargo test -- --include-ignored"]
+fn schemas_agree() {
+    let lite = sqlite();
+    let pg = postgres();
+    let sqlite_tables = lite
+        .storage
+        .read(|tx| {
+            let mut out = Vec::new();
+            for t in tx.rows(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                &[],
+            )? {
+                let table = t.text(0)?;
+                for c in tx.rows(&format!("PRAGMA table_info({table})"), &[])? {
+                    // cid, name, type, notnull, default, pk
+                    out.push(column(&table, &c.text(1)?, &c.text(2)?, c.int(3)? != 0 || c.int(5)? > 0));
+                }
+            }
+            Ok(out)
+        })
+        .unwrap();
+    let pg_tables = pg
+        .storage
+        .read(|tx| {
+            tx.rows(
+                "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
+                 FROM information_schema.columns
+                 WHERE table_schema = 'public' AND table_name <> 'schema_migrations'
+                 ORDER BY table_name, ordinal_position",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(column(
+                    &r.text(0)?,
+                    &r.text(1)?,
+                    &r.text(2)?,
+                    r.text(3)? == "NO",
+                ))
+            })
+            .collect::<thudo_server::storage::Result<Vec<_>>>()
+        })
+        .unwrap();
+    let mut a: Vec<_> = sqlite_tables
+        .into_iter()
+        .filter(|c| c.0 != "sqlite_sequence")
+        .collect();
+    // PostgreSQL spells out SQLite's implicit rowid where a query orders by it.
+    let mut b: Vec<_> = pg_tables.into_iter().filter(|c| c.1 != "rowid").collect();
+    a.sort();
+    b.sort();
+    assert!(a.len() > 80, "every table read: {}", a.len());
+    let only = |x: &[(String, String, String, bool)], y: &[(String, String, String, bool)]| {
+        x.iter()
+            .filter(|c| !y.contains(c))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        (only(&a, &b), only(&b, &a)),
+        (vec![], vec![]),
+        "columns only on SQLite, only on PostgreSQL"
+    );
+}
+
+/// A column as both engines can say it: table, name, type family, whether it takes no NULL
+/// (a SQLite primary key column counts as not null, as PostgreSQL's always is).
+fn column(table: &str, name: &str, ty: &str, not_null: bool) -> (String, String, String, bool) {
+    let ty = ty.to_ascii_lowercase();
+    let family = if ty.contains("int") {
+        "integer"
+    } else if ty.contains("blob") || ty.contains("bytea") {
+        "bytes"
+    } else {
+        "text"
+    };
+    (table.into(), name.into(), family.into(), not_null)
+}
+
+#[test]
+fn a_newer_database_is_refused_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    drop(SqliteStorage::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = SqliteStorage::open(&path).err().unwrap();
+    assert!(err.0.contains("newer"), "{err}");
+}
