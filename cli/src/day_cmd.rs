@@ -139,7 +139,10 @@ fn tomorrow_seven() -> u64 {
 async fn day(args: DayArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("thudo-day-").tempdir()?;
     let dir = tmp.path().to_owned();
-    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&dir.join("server.db"))?);
+    let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(
+        &dir.join("server.db"),
+        thudo_server::SCHEMA,
+    )?);
     let fares = FarePolicy::default();
     let (config, idp) = ServerConfig::local(
         storage.clone(),

@@ -121,7 +121,10 @@ async fn story(args: DemoArgs) -> Result<()> {
 
     let (server, enrolment_code, idp) = steps
         .run("start the backend; the operator enrols a bus", async {
-            let storage = Arc::new(SqliteStorage::open(&dir.join("server.db"))?);
+            let storage = Arc::new(SqliteStorage::open(
+                &dir.join("server.db"),
+                thudo_server::SCHEMA,
+            )?);
             // A local OpenID Connect provider stands in for VNeID: its key is the demo's.
             let (config, idp) = ServerConfig::local(
                 storage,

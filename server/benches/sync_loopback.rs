@@ -80,7 +80,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db")).unwrap());
+        let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db"), thudo_server::SCHEMA).unwrap());
         let (config, idp) =
             ServerConfig::local(storage.clone(), "bench-admin-token-000000", FarePolicy::default())
                 .unwrap();

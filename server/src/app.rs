@@ -17,6 +17,7 @@ use crate::devices::{self, identity, DevicesState};
 use crate::http::{blocking, ApiError, ApiResult};
 use crate::operators::Operators;
 use crate::publishing::{self, PublishingState};
+use crate::storage::migrations::ConcernSchema;
 use crate::storage::{PostgresStorage, SqliteStorage, StorageError};
 use crate::sync::store::SyncStore;
 use crate::sync::{self, SyncState};
@@ -28,6 +29,14 @@ use crate::transit::{self, TransitState};
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
+/// The schema: every concern's steps, in the order their tables depend on each other.
+pub const SCHEMA: &[ConcernSchema] = &[
+    crate::storage::settings::SCHEMA,
+    crate::devices::store::SCHEMA,
+    crate::sync::store::SCHEMA,
+    crate::transit::store::SCHEMA,
+];
+
 /// Every store the backend has: one value implements them all ([`crate::storage::SqlStorage`]
 /// on either engine).
 pub trait Storage: SyncStore + TransitStore {}
@@ -38,9 +47,9 @@ impl<T: SyncStore + TransitStore> Storage for T {}
 /// PostgreSQL, anything else a SQLite file path.
 pub fn open_storage(db: &str) -> Result<Arc<dyn Storage>, StorageError> {
     if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStorage::connect(db)?))
+        Ok(Arc::new(PostgresStorage::connect(db, SCHEMA)?))
     } else {
-        Ok(Arc::new(SqliteStorage::open(Path::new(db))?))
+        Ok(Arc::new(SqliteStorage::open(Path::new(db), SCHEMA)?))
     }
 }
 

@@ -25,7 +25,9 @@ pub mod storage;
 pub mod sync;
 pub mod transit;
 
-pub use app::{app, open_storage, start, AppState, Running, ServerConfig, Storage, OPENAPI};
+pub use app::{
+    app, open_storage, start, AppState, Running, ServerConfig, Storage, OPENAPI, SCHEMA,
+};
 pub use http::ApiError;
 
 /// Every store trait, for callers that hold a [`Storage`]: `use thudo_server::prelude::*;`.

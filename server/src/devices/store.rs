@@ -4,6 +4,7 @@ use thudo_core::hex;
 
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;
+use crate::storage::migrations::ConcernSchema;
 use crate::storage::{random_bytes, sha256, Result, SqlStorage};
 
 use super::identity::NONCE_TTL_SECS;
@@ -51,6 +52,13 @@ pub struct DeviceRecord {
 /// device bought credentials for); returns how many keys it denied. Runs holding the device's
 /// lock.
 pub type RevocationHook = fn(&mut dyn Tx, device_id: &str, now: i64) -> Result<usize>;
+
+/// The devices tables.
+pub const SCHEMA: ConcernSchema = ConcernSchema {
+    concern: "devices",
+    sqlite: &[include_str!("schema/sqlite/0001_base.sql")],
+    postgres: &[include_str!("schema/postgres/0001_base.sql")],
+};
 
 /// Accounts and devices.
 pub trait DeviceStore: Send + Sync + 'static {

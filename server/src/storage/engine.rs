@@ -158,6 +158,8 @@ pub trait Tx {
     fn exec(&mut self, sql: &str, params: &[Val<'_>]) -> Result<u64>;
     /// Runs a query; returns every row.
     fn rows(&mut self, sql: &str, params: &[Val<'_>]) -> Result<Vec<Row>>;
+    /// Runs several statements without parameters (a schema step).
+    fn batch(&mut self, sql: &str) -> Result<()>;
     /// Takes the engine's locks on `keys` (ascending, none held yet) until the transaction
     /// ends. SQLite's writers are serial already, so there it does nothing. Stores call
     /// [`Tx::lock`], which checks the order first.

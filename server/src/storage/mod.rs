@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod locks;
+pub mod migrations;
 mod postgres;
 pub mod settings;
 mod sqlite;
@@ -18,6 +19,7 @@ use std::path::Path;
 use ring::digest;
 
 use engine::{Engine, Tx};
+use migrations::{ConcernSchema, Dialect};
 
 pub use postgres::{create_database, PostgresEngine, DEFAULT_POOL_SIZE};
 pub use sqlite::SqliteEngine;
@@ -58,20 +60,21 @@ pub type SqliteStorage = SqlStorage<SqliteEngine>;
 pub type PostgresStorage = SqlStorage<PostgresEngine>;
 
 impl SqliteStorage {
-    /// Opens (creating) the database at `path`.
-    pub fn open(path: &Path) -> Result<SqliteStorage> {
-        Ok(SqlStorage {
-            engine: SqliteEngine::open(path)?,
-        })
+    /// Opens (creating) the database at `path` and brings it up to `schema` (the
+    /// application's: `thudo_server::SCHEMA`).
+    pub fn open(path: &Path, schema: &[ConcernSchema]) -> Result<SqliteStorage> {
+        let engine = SqliteEngine::open(path)?;
+        migrations::migrate(&engine, schema, Dialect::Sqlite)?;
+        Ok(SqlStorage { engine })
     }
 }
 
 impl PostgresStorage {
-    /// Connects to the database at `url` and brings its schema up to date.
-    pub fn connect(url: &str) -> Result<PostgresStorage> {
-        Ok(SqlStorage {
-            engine: PostgresEngine::open(url)?,
-        })
+    /// Connects to the database at `url` and brings it up to `schema`.
+    pub fn connect(url: &str, schema: &[ConcernSchema]) -> Result<PostgresStorage> {
+        let engine = PostgresEngine::open(url)?;
+        migrations::migrate(&engine, schema, Dialect::Postgres)?;
+        Ok(SqlStorage { engine })
     }
 }
 
@@ -95,73 +98,5 @@ impl<E: Engine> SqlStorage<E> {
     /// Runs `work` as reads that all see one snapshot.
     pub fn snapshot<T>(&self, mut work: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         self.engine.snapshot(&mut work)
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests fail by panicking
-mod migration_tests {
-    use super::settings::SettingsStore;
-    use super::*;
-    use rusqlite::Connection;
-
-    /// A database file as an earlier server left it: base tables only (made before versioning)
-    /// or at version 2, with one account in it.
-    fn earlier(path: &Path, steps: &[&str], version: u32) {
-        let conn = Connection::open(path).unwrap();
-        for step in steps {
-            conn.execute_batch(step).unwrap();
-        }
-        conn.execute(
-            "INSERT INTO accounts(id, citizen_hash, cell, card_id) VALUES ('a1', x'01', NULL, 7)",
-            [],
-        )
-        .unwrap();
-        conn.pragma_update(None, "user_version", version).unwrap();
-    }
-
-    #[test]
-    fn each_earlier_version_is_brought_up_to_date_with_its_data() {
-        let steps = sqlite::SCHEMA.steps;
-        for (steps, version) in [(&steps[..1], 0u32), (&steps[..2], 2)] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("server.db");
-            earlier(&path, steps, version);
-            let storage = SqliteStorage::open(&path).unwrap();
-            // The data is there and the newest tables work.
-            let deny_version = storage.get_setting("deny_version").unwrap();
-            assert_eq!(deny_version.as_deref(), Some(&b"1"[..]), "from {version}");
-            storage
-                .write(|tx| {
-                    tx.exec(
-                        "INSERT INTO nonces(hash, expires_at, used_at) VALUES (?1, 1, NULL)",
-                        &[engine::Val::Bytes(vec![9; 32].into())],
-                    )
-                })
-                .unwrap();
-            drop(storage);
-            let conn = Connection::open(&path).unwrap();
-            let kept: String = conn
-                .query_row("SELECT id FROM accounts", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(kept, "a1");
-            assert_eq!(
-                thudo_core::schema::version(&conn).unwrap(),
-                sqlite::SCHEMA.latest()
-            );
-        }
-    }
-
-    #[test]
-    fn a_database_from_a_newer_server_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("server.db");
-        drop(SqliteStorage::open(&path).unwrap());
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 9)
-            .unwrap();
-        let err = SqliteStorage::open(&path).err().unwrap();
-        assert!(err.0.contains("newer"), "{err:?}");
     }
 }

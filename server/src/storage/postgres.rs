@@ -24,11 +24,14 @@ use super::engine::{dollar_placeholders, Engine, Row, Tx, Val};
 use super::locks::{Held, Lock};
 use super::{Result, StorageError};
 
-/// The schema's numbered steps. Append only; never edit a released step.
+/// The legacy list, frozen: databases made before the concerns kept their own steps are
+/// brought to its end; its last step makes the concerns' ledger ([`super::migrations`]), and
+/// a new database starts there.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_base.sql"),
-    include_str!("../../migrations/postgres/0002_inspections.sql"),
-    include_str!("../../migrations/postgres/0003_journeys.sql"),
+    include_str!("legacy/postgres/0001_base.sql"),
+    include_str!("legacy/postgres/0002_inspections.sql"),
+    include_str!("legacy/postgres/0003_journeys.sql"),
+    include_str!("legacy/postgres/0004_concern_ledgers.sql"),
 ];
 
 /// How often a transaction runs before its conflict is reported (the client then retries).
@@ -220,6 +223,20 @@ impl PostgresEngine {
                 return Err(StorageError(format!(
                     "the thudo backend database is at schema version {found}, newer than this build's {latest}"
                 )));
+            }
+            let tables = tx.row(
+                "SELECT 1 FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'accounts'",
+                &[],
+            )?;
+            if found == 0 && tables.is_none() {
+                // A new database skips the legacy list: the concerns' steps make its tables.
+                for version in 1..latest {
+                    tx.exec(
+                        "INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)",
+                        &[Val::Int(version), Val::Int(chrono::Utc::now().timestamp())],
+                    )?;
+                }
             }
             Ok(())
         })?;
@@ -447,6 +464,10 @@ impl Tx for PgTx<'_> {
                     .map_err(StorageError)
             })
             .collect()
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        run(self.client.batch_execute(sql)).map_err(|e| self.fail(e))
     }
 
     fn acquire(&mut self, keys: &[i64]) -> Result<()> {

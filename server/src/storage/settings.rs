@@ -3,7 +3,15 @@
 
 use super::engine::{params, Engine};
 use super::locks::Lock;
+use super::migrations::ConcernSchema;
 use super::{Result, SqlStorage, StorageError};
+
+/// The settings table.
+pub const SCHEMA: ConcernSchema = ConcernSchema {
+    concern: "settings",
+    sqlite: &[include_str!("schema/sqlite/0001_base.sql")],
+    postgres: &[include_str!("schema/postgres/0001_base.sql")],
+};
 
 /// Configuration values by key.
 pub trait SettingsStore: Send + Sync + 'static {

@@ -19,17 +19,20 @@ impl From<rusqlite::Error> for StorageError {
     }
 }
 
-/// The backend's SQLite schema, on the path every SQLite file of the project shares
-/// (`thudo_core::schema`). Step 1 (the base tables) is idempotent: files made before
+/// The backend's legacy SQLite list, on the path every SQLite file of the project shares
+/// (`thudo_core::schema`), frozen: files made before the concerns kept their own steps are
+/// brought to its end; its last step makes the concerns' ledger ([`super::migrations`]), and
+/// a new file starts there. Step 1 (the base tables) is idempotent: files made before
 /// versioning hold exactly those tables.
-pub(crate) const SCHEMA: Schema = Schema {
+pub(crate) const LEGACY: Schema = Schema {
     name: "thudo backend database",
     steps: &[
-        include_str!("../../migrations/sqlite/0001_base.sql"),
-        include_str!("../../migrations/sqlite/0002_trust.sql"),
-        include_str!("../../migrations/sqlite/0003_nonces.sql"),
-        include_str!("../../migrations/sqlite/0004_inspections.sql"),
-        include_str!("../../migrations/sqlite/0005_journeys.sql"),
+        include_str!("legacy/sqlite/0001_base.sql"),
+        include_str!("legacy/sqlite/0002_trust.sql"),
+        include_str!("legacy/sqlite/0003_nonces.sql"),
+        include_str!("legacy/sqlite/0004_inspections.sql"),
+        include_str!("legacy/sqlite/0005_journeys.sql"),
+        include_str!("legacy/sqlite/0006_concern_ledgers.sql"),
     ],
     adopt_unversioned: true,
 };
@@ -60,13 +63,24 @@ impl SqliteEngine {
         let mut conn = Connection::open(path)?;
         // Before anything that locks: other processes may be opening the same file.
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        SCHEMA
+        LEGACY
             .refuse_newer(&conn)
             .map_err(|e| StorageError(e.to_string()))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )?;
-        SCHEMA
+        {
+            // A new file skips the legacy list: the concerns' steps make its tables.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tables: u32 =
+                tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+            if tables == 0 && thudo_core::schema::version(&tx).ok() == Some(0) {
+                tx.execute_batch(LEGACY.steps[LEGACY.steps.len() - 1])?;
+                tx.pragma_update(None, "user_version", LEGACY.latest())?;
+            }
+            tx.commit()?;
+        }
+        LEGACY
             .migrate(&mut conn)
             .map_err(|e| StorageError(e.to_string()))?;
         Ok(SqliteEngine {
@@ -115,6 +129,10 @@ impl Tx for SqliteTx<'_> {
             out.push(Row(row));
         }
         Ok(out)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.0.execute_batch(sql)?)
     }
 
     fn acquire(&mut self, _keys: &[i64]) -> Result<()> {

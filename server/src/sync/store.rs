@@ -11,7 +11,15 @@ use crate::devices::store::Device;
 use crate::http::has_control;
 use crate::storage::engine::{params, Engine, Tx};
 use crate::storage::locks::Lock;
+use crate::storage::migrations::ConcernSchema;
 use crate::storage::{Result, SqlStorage};
+
+/// The sync tables.
+pub const SCHEMA: ConcernSchema = ConcernSchema {
+    concern: "sync",
+    sqlite: &[include_str!("schema/sqlite/0001_base.sql")],
+    postgres: &[include_str!("schema/postgres/0001_base.sql")],
+};
 
 /// The change log.
 pub trait SyncStore: Send + Sync + 'static {

@@ -14,6 +14,7 @@ use thudo_core::transit::validator::Tap;
 use super::fares::FarePolicy;
 use super::rules::{Evidence, FraudKind};
 use crate::devices::store::{Device, DeviceStore};
+use crate::storage::migrations::ConcernSchema;
 use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
 
@@ -150,6 +151,13 @@ pub struct InspectionStats {
     /// invalid): to look at.
     pub disputed: u64,
 }
+
+/// The transit tables.
+pub const SCHEMA: ConcernSchema = ConcernSchema {
+    concern: "transit",
+    sqlite: &[include_str!("../schema/sqlite/0001_base.sql")],
+    postgres: &[include_str!("../schema/postgres/0001_base.sql")],
+};
 
 /// Validators: enrolment by an operator's single-use code, tokens, decommissioning.
 pub trait ValidatorStore: Send + Sync + 'static {
