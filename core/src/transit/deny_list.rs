@@ -1,4 +1,5 @@
-//! The signed deny list of revoked cards and devices, and its byte codec.
+//! The signed deny list of revoked cards and devices, its byte codec, and how current a
+//! validator's list is.
 //!
 //! A leaf of the transit modules (it imports none of them): the issuer encodes and signs a list,
 //! the validator decodes, verifies and enforces it, and neither goes through the other.
@@ -83,4 +84,20 @@ impl DenyList {
             at,
         ))
     }
+}
+
+/// How current the validator's deny list is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyListStatus {
+    /// Version in force (0: none yet).
+    pub version: u32,
+    /// When the backend issued it (unix seconds; 0: none yet).
+    pub issued_at: u32,
+    /// Seconds since it was issued, at the time asked.
+    pub age_secs: u64,
+    /// Older than `max_deny_list_age_secs`, or none installed.
+    pub stale: bool,
+    /// The list on disk is signed by a key no longer trusted here (the issuer rotated keys):
+    /// its entries still apply, and a fresh list should be fetched.
+    pub needs_refresh: bool,
 }

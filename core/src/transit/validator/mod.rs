@@ -1,22 +1,23 @@
 //! The bus validator: accepts or rejects a scanned QR offline, and keeps a durable tap log.
 //!
-//! This module holds the [`Validator`] itself: its settings, opening it over a vault (the deny
-//! list, the replay and passback memory restored), and the path of a scan from decision to a
-//! durable tap. The rest is split by concern:
+//! This module holds the [`Validator`] itself: its settings, opening it over a vault (the trusted
+//! keys, the deny list, the replay and passback memory restored), and the path of a scan from
+//! decision to a durable tap. The rest is split by concern, in two kinds of module:
 //!
-//! - `verdict`: the [`Verdict`] and how it is built for the driver's screen;
-//! - `rules`: the decision, rule by rule;
-//! - `signatures`: issuer keys, signatures, the credential's windows, verified credentials;
-//! - `revocation`: installing, restoring and checking the deny list;
-//! - `replay`: the memory of used QRs;
-//! - `entries`: an exit gate's entry feed;
-//! - `tap_log`: the [`Tap`] and its stored record; `tap_store`: the log in the vault;
-//!   `export`: upload and acknowledgement;
-//! - `inspect`: inspecting a ticket without using it.
+//! - what the validator is made of, importing nothing from this module: `verdict` (the
+//!   [`Verdict`]), `signatures` (signature and credential checks, verified credentials),
+//!   `replay` (the memory of used QRs), `entries` (what an exit gate keeps of entries),
+//!   `tap_log` (the [`Tap`] and its stored record);
+//! - what it does, each an `impl Validator` that nothing else imports: `rules` (the decision),
+//!   `revocation` (installing, restoring and checking the deny list), `entry_feed` (taking in
+//!   an exit gate's entries), `tap_store` (the tap log in the vault), `export` (upload and
+//!   acknowledgement), `inspect` (inspecting a ticket without using it).
 //!
-//! [`Reason`] and [`DenyList`] live in leaf modules of `transit` and are re-exported here.
+//! [`Reason`] and [`DenyList`] live in leaf modules of `transit` and are re-exported here, as
+//! are the public items of the modules above: every path of this module is as it was.
 
 mod entries;
+mod entry_feed;
 mod export;
 mod inspect;
 mod replay;
@@ -30,10 +31,9 @@ mod verdict;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-pub use super::deny_list::DenyList;
+pub use super::deny_list::{DenyList, DenyListStatus};
 pub use super::reason::Reason;
 pub use entries::EntryFeedStatus;
-pub use revocation::DenyListStatus;
 pub use signatures::{check_windows, verify_signatures, VERIFIED_CREDENTIALS};
 pub use tap_log::{Tap, TapLogStatus, MAX_LOGGED_REJECTED, TAP_EXPORT_LIMIT};
 pub use verdict::Verdict;
@@ -41,6 +41,7 @@ pub use verdict::Verdict;
 use super::issuer::TrustedIssuerKey;
 use super::metro::{Gate, GateDirection};
 use super::TransitError;
+use crate::crypto::p256;
 use crate::vault::Vault;
 use entries::{EntryFeedPosition, HeldEntry};
 use replay::ReplayCache;
@@ -215,6 +216,27 @@ impl Validator {
             }
         }
         Ok(validator)
+    }
+
+    /// Replaces the trusted issuer keys (each must be an uncompressed P-256 point).
+    pub fn set_trusted_keys(&mut self, keys: Vec<TrustedIssuerKey>) -> Result<(), TransitError> {
+        let mut trusted = HashMap::new();
+        for key in keys {
+            if p256::decompress(&key.public_key).as_ref().map(|k| &k[..])
+                != Some(&key.public_key[..])
+            {
+                return Err(TransitError::InvalidSignedData {
+                    reason: format!(
+                        "issuer key {} is not an uncompressed P-256 point",
+                        key.key_id
+                    ),
+                });
+            }
+            trusted.insert(key.key_id, key);
+        }
+        self.trusted = trusted;
+        self.verified.clear();
+        Ok(())
     }
 
     fn horizon(&self) -> u64 {

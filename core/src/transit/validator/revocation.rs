@@ -3,25 +3,9 @@
 
 use super::{Validator, STATE_COLLECTION};
 use crate::crypto::p256;
-use crate::transit::deny_list::DenyList;
+use crate::transit::deny_list::{DenyList, DenyListStatus};
 use crate::transit::wire;
 use crate::transit::TransitError;
-
-/// How current the validator's deny list is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DenyListStatus {
-    /// Version in force (0: none yet).
-    pub version: u32,
-    /// When the backend issued it (unix seconds; 0: none yet).
-    pub issued_at: u32,
-    /// Seconds since it was issued, at the time asked.
-    pub age_secs: u64,
-    /// Older than `max_deny_list_age_secs`, or none installed.
-    pub stale: bool,
-    /// The list on disk is signed by a key no longer trusted here (the issuer rotated keys):
-    /// its entries still apply, and a fresh list should be fetched.
-    pub needs_refresh: bool,
-}
 
 impl Validator {
     /// The deny list version in force.

@@ -1,10 +1,14 @@
-//! The rule engine: the decision on one scan. The ticket's rules (signatures, deny list,
-//! windows, the QR's age, the route), then replay and passback on a bus or at an entry gate, or
-//! the rules of an exit (the card entered) at an exit gate.
+//! The rule engine: the decision on one scan. The ticket's rules (signatures, with the issuer's
+//! checked once per credential, deny list, windows, the QR's age, the route), then replay and
+//! passback on a bus or at an entry gate, or the rules of an exit (the card entered) at an exit
+//! gate; and the verdict built from the reason.
 
-use super::signatures::check_windows;
+use super::signatures::{
+    check_windows, issuer_key_in_force, verify_device_signature, verify_issuer_signature,
+};
 use super::verdict::Verdict;
 use super::Validator;
+use crate::transit::metro::GateDirection;
 use crate::transit::reason::Reason;
 use crate::transit::wire::{FormatError, Payload};
 use crate::transit::Product;
@@ -145,5 +149,71 @@ impl Validator {
             self.last_accept.retain(|_, t| *t >= limit);
         }
         Reason::Ok
+    }
+
+    fn reject(&self, reason: Reason, payload: Option<&Payload>, now: u64) -> Verdict {
+        let (card_id, product, category) = match payload {
+            Some(p) => (
+                Some(p.fields.card_id),
+                Some(p.fields.product),
+                Some(p.fields.category),
+            ),
+            None => (None, None, None),
+        };
+        let display = match reason {
+            Reason::Ok => "Hợp lệ".to_string(),
+            Reason::Replayed | Reason::Passback => "Mã đã được sử dụng".into(),
+            Reason::Expired | Reason::CredentialExpired => "Mã đã hết hạn".into(),
+            Reason::PassExpired => "Vé đã hết hạn".into(),
+            Reason::NotYetValid => "Vé chưa có hiệu lực".into(),
+            Reason::WrongRoute => "Vé không dùng cho tuyến này".into(),
+            Reason::Revoked => "Vé đã bị khóa".into(),
+            Reason::ClockSkew => "Giờ trên điện thoại không đúng".into(),
+            Reason::DenyListStale => "Máy soát vé cần cập nhật".into(),
+            _ => "Mã không hợp lệ".into(),
+        };
+        let mut presentation =
+            crate::transit::presentation::present(reason, payload.map(|p| &p.fields), now);
+        let capped = payload.is_some_and(|p| {
+            p.fields.product == Product::PayAsYouGo
+                && now < self.capped.1
+                && self.capped.0.contains(&p.fields.card_id)
+        });
+        // At an exit the journey is charged, not the gate passage: the cap shows at entries.
+        if capped
+            && self
+                .config
+                .gate
+                .is_none_or(|g| g.direction == GateDirection::Entry)
+        {
+            crate::transit::presentation::cap_reached(&mut presentation);
+        }
+        if let Some(gate) = self.config.gate {
+            crate::transit::presentation::at_gate(&mut presentation, gate.direction);
+        }
+        Verdict {
+            accepted: reason == Reason::Ok,
+            reason,
+            card_id,
+            product,
+            category,
+            display,
+            at: now,
+            presentation,
+        }
+    }
+
+    /// [`verify_signatures`], with the issuer's signature checked once per credential.
+    fn verify_signatures(&mut self, p: &Payload, now: u64) -> Result<(), Reason> {
+        if let Some(device_key) = self.verified.device_key(&p.credential) {
+            // Known credential: its issuer key must still be trusted and in its window.
+            issuer_key_in_force(p, &self.trusted, now)?;
+            return verify_device_signature(p, device_key);
+        }
+        let device_key = verify_issuer_signature(p, &self.trusted, now)?;
+        // Remembered once the issuer's signature holds, whatever the phone's: a forged QR
+        // over a real credential costs one check the next time too.
+        self.verified.insert(p.credential, device_key);
+        verify_device_signature(p, &device_key)
     }
 }

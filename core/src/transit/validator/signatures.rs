@@ -1,15 +1,14 @@
-//! Signature and credential checks: the trusted issuer keys, both signatures of a scanned QR,
-//! the credential's own windows, and the credentials already verified (so a rider seen again
-//! costs one signature check, not two).
+//! Signature and credential checks: an issuer key trusted and in force, both signatures of a
+//! scanned QR, the credential's own windows, and the memory of credentials already verified (so
+//! a rider seen again costs one signature check, not two). No state of the validator: the
+//! backend runs the same checks on uploaded taps.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::Validator;
 use crate::crypto::p256;
 use crate::transit::issuer::TrustedIssuerKey;
 use crate::transit::reason::Reason;
 use crate::transit::wire::{self, Payload};
-use crate::transit::TransitError;
 
 /// The checks of a scanned payload that need no local state: the issuer key is trusted and
 /// within its window at `at`, and both signatures verify. The validator runs them on every scan;
@@ -25,7 +24,7 @@ pub fn verify_signatures(
 
 /// The issuer's signature over the credential, by a trusted key in its window at `at`; returns
 /// the credential's device key, decompressed.
-fn verify_issuer_signature(
+pub(super) fn verify_issuer_signature(
     p: &Payload,
     trusted: &HashMap<u16, TrustedIssuerKey>,
     at: u64,
@@ -39,7 +38,7 @@ fn verify_issuer_signature(
 }
 
 /// The trusted issuer key the credential names, if it is in its window at `at`.
-fn issuer_key_in_force<'k>(
+pub(super) fn issuer_key_in_force<'k>(
     p: &Payload,
     trusted: &'k HashMap<u16, TrustedIssuerKey>,
     at: u64,
@@ -54,7 +53,7 @@ fn issuer_key_in_force<'k>(
 }
 
 /// The phone's signature over this QR, by the credential's device key.
-fn verify_device_signature(p: &Payload, device_key: &[u8]) -> Result<(), Reason> {
+pub(super) fn verify_device_signature(p: &Payload, device_key: &[u8]) -> Result<(), Reason> {
     let tap_message = wire::tap_message(&p.credential, p.timestamp, p.counter);
     if !p256::verify(device_key, &tap_message, &p.device_signature) {
         return Err(Reason::BadDeviceSignature);
@@ -91,14 +90,14 @@ pub(super) struct VerifiedCredentials {
 }
 
 impl VerifiedCredentials {
-    fn device_key(
+    pub(super) fn device_key(
         &self,
         credential: &[u8; wire::CREDENTIAL_LEN],
     ) -> Option<&[u8; p256::UNCOMPRESSED_KEY_LEN]> {
         self.device_keys.get(credential)
     }
 
-    fn insert(
+    pub(super) fn insert(
         &mut self,
         credential: [u8; wire::CREDENTIAL_LEN],
         device_key: [u8; p256::UNCOMPRESSED_KEY_LEN],
@@ -116,42 +115,5 @@ impl VerifiedCredentials {
     pub(super) fn clear(&mut self) {
         self.device_keys.clear();
         self.order.clear();
-    }
-}
-
-impl Validator {
-    /// Replaces the trusted issuer keys (each must be an uncompressed P-256 point).
-    pub fn set_trusted_keys(&mut self, keys: Vec<TrustedIssuerKey>) -> Result<(), TransitError> {
-        let mut trusted = HashMap::new();
-        for key in keys {
-            if p256::decompress(&key.public_key).as_ref().map(|k| &k[..])
-                != Some(&key.public_key[..])
-            {
-                return Err(TransitError::InvalidSignedData {
-                    reason: format!(
-                        "issuer key {} is not an uncompressed P-256 point",
-                        key.key_id
-                    ),
-                });
-            }
-            trusted.insert(key.key_id, key);
-        }
-        self.trusted = trusted;
-        self.verified.clear();
-        Ok(())
-    }
-
-    /// [`verify_signatures`], with the issuer's signature checked once per credential.
-    pub(super) fn verify_signatures(&mut self, p: &Payload, now: u64) -> Result<(), Reason> {
-        if let Some(device_key) = self.verified.device_key(&p.credential) {
-            // Known credential: its issuer key must still be trusted and in its window.
-            issuer_key_in_force(p, &self.trusted, now)?;
-            return verify_device_signature(p, device_key);
-        }
-        let device_key = verify_issuer_signature(p, &self.trusted, now)?;
-        // Remembered once the issuer's signature holds, whatever the phone's: a forged QR
-        // over a real credential costs one check the next time too.
-        self.verified.insert(p.credential, device_key);
-        verify_device_signature(p, &device_key)
     }
 }
