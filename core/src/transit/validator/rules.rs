@@ -203,7 +203,8 @@ impl Validator {
         }
     }
 
-    /// [`verify_signatures`], with the issuer's signature checked once per credential.
+    /// [`verify_signatures`](super::signatures::verify_signatures), with the issuer's signature
+    /// checked once per credential.
     fn verify_signatures(&mut self, p: &Payload, now: u64) -> Result<(), Reason> {
         if let Some(device_key) = self.verified.device_key(&p.credential) {
             // Known credential: its issuer key must still be trusted and in its window.
