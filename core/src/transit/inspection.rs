@@ -6,7 +6,7 @@
 //! fraud statistics and uploaded like taps.
 
 use super::presentation::{self, Presentation, Signal};
-use super::validator::Reason;
+use super::reason::Reason;
 use super::{Category, Product};
 
 /// A tap on the paired vehicle counts for this long before the inspection.

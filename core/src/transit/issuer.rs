@@ -1,6 +1,6 @@
 //! The issuer: signs credentials and deny lists. Run by the backend; usable from Rust tests.
 
-use super::validator::DenyList;
+use super::deny_list::DenyList;
 use super::wire::{self, CredentialFields, CREDENTIAL_LEN};
 use super::{invalid, Category, Product, TransitError};
 use crate::crypto::p256::{self, SoftwareKey};

@@ -9,12 +9,14 @@
 //! sync engine.
 
 pub mod backend;
+mod deny_list;
 pub mod inspection;
 pub mod issuer;
 pub mod metro;
 pub mod phone;
 pub mod presentation;
 pub mod qr;
+mod reason;
 pub mod tariff;
 pub mod trips;
 pub mod validator;

@@ -6,7 +6,7 @@
 //! the rider in, but tell them something: the pass ends within [`WARN_DAYS`] days), **stop**
 //! (red, one long low tone).
 
-use super::validator::Reason;
+use super::reason::Reason;
 use super::wire::CredentialFields;
 
 /// A pass ending within this many days is let in with a warning.
@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn every_reason_has_a_signal_a_sound_and_two_lines() {
-        for reason in super::super::validator::REASON_CODES {
+        for reason in super::super::reason::REASON_CODES {
             let p = present(reason, None, 0);
             assert_eq!(p.signal == Signal::Stop, reason != Reason::Ok, "{reason:?}");
             assert!(!p.line_vi.is_empty() && !p.line_en.is_empty());

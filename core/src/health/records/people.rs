@@ -1,0 +1,199 @@
+//! A person's profile and health-insurance card as the app edits them, stored as a FHIR
+//! Patient (the CCCD an identifier) and a Coverage (the BHYT card).
+
+use serde_json::{json, Value};
+
+use super::identity::identifiers;
+use super::{
+    invalid, put, random_id, HealthBook, HealthError, HealthRecord, Provenance, Source, SYNCED,
+};
+use crate::changes::outbox;
+use crate::health::fhir::{self, Kind};
+use crate::health::schedule;
+use crate::vault::Document;
+
+/// A person's profile and health-insurance card, as the app edits it; stored as a FHIR Patient
+/// (with the CCCD as an identifier) and a Coverage (the BHYT card).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// Patient id; empty to create a new person.
+    pub id: String,
+    /// Full name as written.
+    pub full_name: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// `male`, `female`, `other` or `unknown`.
+    pub gender: String,
+    /// Citizen ID (CCCD), 12 digits, or empty (children may have none).
+    pub citizen_id: String,
+    /// The health-insurance card, if any.
+    pub insurance: Option<Insurance>,
+}
+
+/// A BHYT card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insurance {
+    /// Card number.
+    pub number: String,
+    /// First valid day, `YYYY-MM-DD`.
+    pub valid_from: String,
+    /// Last valid day, `YYYY-MM-DD` (empty when open-ended).
+    pub valid_to: String,
+    /// The registered primary-care facility.
+    pub facility: String,
+}
+
+impl HealthBook<'_> {
+    /// Creates or updates a person (Patient) and their insurance card (Coverage); returns the
+    /// person id. Fields the app does not edit stay as they were.
+    pub fn save_person(&self, person: &Person, now: u64) -> Result<String, HealthError> {
+        if person.full_name.trim().is_empty() {
+            return Err(invalid("full_name", "is required"));
+        }
+        let born = schedule::parse_date(&person.birth_date)
+            .ok_or_else(|| invalid("birth_date", "expected YYYY-MM-DD"))?;
+        if !matches!(
+            person.gender.as_str(),
+            "male" | "female" | "other" | "unknown"
+        ) {
+            return Err(invalid("gender", "male, female, other or unknown"));
+        }
+        if !person.citizen_id.is_empty()
+            && (person.citizen_id.len() != 12
+                || !person.citizen_id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid("citizen_id", "a CCCD number has 12 digits"));
+        }
+        if let Some(card) = &person.insurance {
+            if card.number.trim().is_empty() {
+                return Err(invalid("insurance.number", "is required"));
+            }
+            let from = schedule::parse_date(&card.valid_from)
+                .ok_or_else(|| invalid("insurance.valid_from", "expected YYYY-MM-DD"))?;
+            if !card.valid_to.is_empty() {
+                let to = schedule::parse_date(&card.valid_to)
+                    .ok_or_else(|| invalid("insurance.valid_to", "expected YYYY-MM-DD"))?;
+                if to < from {
+                    return Err(invalid("insurance.valid_to", "is before valid_from"));
+                }
+            }
+        }
+        let id = match person.id.as_str() {
+            "" => random_id()?,
+            id if fhir::is_valid_id(id) => id.to_owned(),
+            _ => return Err(invalid("id", "not a valid FHIR id")),
+        };
+        let key = format!("Patient/{id}");
+        self.vault.transaction(|tx| {
+            let existing = tx.get_doc::<HealthRecord>(&key)?;
+            if existing.is_none() && !person.id.is_empty() {
+                return Err(HealthError::NotFound {
+                    what: format!("person {id}"),
+                });
+            }
+            let mut patient = existing
+                .map(|r| r.resource)
+                .unwrap_or_else(|| json!({"resourceType": "Patient", "id": id}));
+            patient["name"] = json!([{"text": person.full_name.trim()}]);
+            patient["birthDate"] = json!(born.to_string());
+            patient["gender"] = json!(person.gender);
+            let mut ids: Vec<Value> = patient["identifier"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| i["system"] != fhir::CCCD_SYSTEM)
+                .collect();
+            if !person.citizen_id.is_empty() {
+                ids.push(json!({"system": fhir::CCCD_SYSTEM, "value": person.citizen_id}));
+            }
+            patient["identifier"] = Value::Array(ids);
+            let record = self.record(patient, Provenance::of(Source::Entered), now)?;
+            put(tx, &record, true, now)?;
+            let coverage_key = format!("Coverage/bhyt-{id}");
+            match &person.insurance {
+                Some(card) => {
+                    let mut coverage = tx
+                        .get_doc::<HealthRecord>(&coverage_key)?
+                        .map(|r| r.resource)
+                        .unwrap_or_else(|| {
+                            json!({"resourceType": "Coverage", "id": format!("bhyt-{id}"), "status": "active"})
+                        });
+                    coverage["beneficiary"] = json!({"reference": key});
+                    coverage["subscriberId"] = json!(card.number);
+                    coverage["identifier"] =
+                        json!([{"system": fhir::BHYT_SYSTEM, "value": card.number}]);
+                    let mut period = json!({"start": card.valid_from});
+                    if !card.valid_to.is_empty() {
+                        period["end"] = json!(card.valid_to);
+                    }
+                    coverage["period"] = period;
+                    coverage["payor"] = json!([{"display": "Bảo hiểm xã hội Việt Nam"}]);
+                    if card.facility.is_empty() {
+                        if let Some(c) = coverage.as_object_mut() {
+                            c.remove("class");
+                        }
+                    } else {
+                        coverage["class"] = json!([{
+                            "type": {"text": "registered primary care facility"},
+                            "value": card.facility,
+                        }]);
+                    }
+                    let record = self.record(coverage, Provenance::of(Source::Entered), now)?;
+                    put(tx, &record, true, now)?;
+                }
+                None => {
+                    if tx.delete(HealthRecord::COLLECTION, &coverage_key)? {
+                        outbox::enqueue(
+            tx,
+            &SYNCED,
+                            &coverage_key,
+                            "delete",
+                            Value::Null,
+                            now,
+                        )?;
+                    }
+                }
+            }
+            Ok(id)
+        })
+    }
+
+    /// A person and their insurance card.
+    pub fn person(&self, id: &str) -> Result<Option<Person>, HealthError> {
+        let Some(patient) = self
+            .vault
+            .get_doc::<HealthRecord>(&format!("Patient/{id}"))?
+        else {
+            return Ok(None);
+        };
+        let coverage = self
+            .records(id, Some(Kind::Coverage), None, None)?
+            .into_iter()
+            .next();
+        let p = &patient.resource;
+        let text = |v: &Value, path: &str| {
+            v.pointer(path)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        Ok(Some(Person {
+            id: id.to_owned(),
+            full_name: fhir::patient_name(p),
+            birth_date: text(p, "/birthDate"),
+            gender: text(p, "/gender"),
+            citizen_id: identifiers(p)
+                .into_iter()
+                .find(|(s, _)| s == fhir::CCCD_SYSTEM)
+                .map(|(_, v)| v)
+                .unwrap_or_default(),
+            insurance: coverage.map(|c| Insurance {
+                number: text(&c.resource, "/subscriberId"),
+                valid_from: text(&c.resource, "/period/start"),
+                valid_to: text(&c.resource, "/period/end"),
+                facility: text(&c.resource, "/class/0/value"),
+            }),
+        }))
+    }
+}

@@ -1,0 +1,53 @@
+//! Where a record came from: entered here, imported from a bundle or a verified health card,
+//! published by a facility, or another device's claim.
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Entered on this device.
+    Entered,
+    /// Imported from a FHIR bundle (not signed).
+    FhirImport,
+    /// Imported from a SMART Health Card whose signature verified.
+    HealthCard,
+    /// Published by a facility through the backend.
+    Server,
+    /// Entered or imported on another device of the citizen, and not verified here: a claim,
+    /// never shown as verified (a health card claim whose card does not verify lands here).
+    OtherDevice,
+}
+
+/// Where a record came from and, for a health card, who signed it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// The source.
+    pub source: Source,
+    /// The card's issuer (`iss`).
+    pub issuer: Option<String>,
+    /// The card's signing key id.
+    pub kid: Option<String>,
+    /// When the card was verified (unix seconds).
+    pub verified_at: Option<i64>,
+    /// The signed card itself (compact JWS), for a health-card record: the evidence another
+    /// device of the citizen re-verifies against its own trust store when it pulls the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<String>,
+    /// Which entry of the card's bundle this record is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_entry: Option<u32>,
+}
+
+impl Provenance {
+    /// Provenance without a signer.
+    pub fn of(source: Source) -> Provenance {
+        Provenance {
+            source,
+            issuer: None,
+            kid: None,
+            verified_at: None,
+            card: None,
+            card_entry: None,
+        }
+    }
+}

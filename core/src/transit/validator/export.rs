@@ -1,0 +1,99 @@
+//! Export of the tap log for upload: the oldest taps not yet acknowledged, page by page, and
+//! their acknowledgement (taps still inside the replay and passback windows stay on disk).
+
+use super::tap_log::{Tap, TapLogStatus, TAP_EXPORT_LIMIT};
+use super::{Validator, TAP_COLLECTION, TAP_PAGE};
+use crate::transit::inspection::PAIRED_TAP_WINDOW_SECS;
+use crate::transit::TransitError;
+use crate::vault::WriteOp;
+
+impl Validator {
+    /// The tap log's numbers and counters.
+    pub fn tap_log_status(&self) -> TapLogStatus {
+        self.log.clone()
+    }
+
+    /// The oldest taps not yet acknowledged, at most [`TAP_EXPORT_LIMIT`] (flushes first). The
+    /// log is read page by page; upload, acknowledge, and call again until it is empty.
+    pub fn export_taps(&mut self) -> Result<Vec<Tap>, TransitError> {
+        self.export_taps_up_to(TAP_EXPORT_LIMIT)
+    }
+
+    /// Like [`Validator::export_taps`], at most `limit` taps.
+    pub fn export_taps_up_to(&mut self, limit: usize) -> Result<Vec<Tap>, TransitError> {
+        self.flush()?;
+        let mut taps = Vec::new();
+        let mut position = 0;
+        while taps.len() < limit {
+            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            position = *last;
+            taps.extend(
+                page.iter()
+                    .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+                    .filter(|t| t.seq > self.log.acked_seq)
+                    .take(limit - taps.len()),
+            );
+        }
+        Ok(taps)
+    }
+
+    /// Records that the backend stored every tap up to and including `up_to_seq`; returns how
+    /// many logged taps that newly acknowledges. Acknowledged taps are deleted, except those
+    /// still inside the replay and passback windows: they stay on disk so that a reboot right
+    /// after an upload still refuses a replayed QR.
+    pub fn acknowledge_taps(&mut self, up_to_seq: u64) -> Result<usize, TransitError> {
+        self.flush()?;
+        let up_to = up_to_seq.min(self.log.next_seq.saturating_sub(1));
+        let newest_at = self
+            .vault
+            .list_page_rev(TAP_COLLECTION, i64::MAX, 1)?
+            .first()
+            .and_then(|(_, r)| Tap::from_log_bytes(&r.body))
+            .map_or(0, |t| t.at);
+        // Acknowledged taps stay while they matter to replay and passback, and for an
+        // inspector pairing with this vehicle (its recent taps).
+        let window = self.window().max(PAIRED_TAP_WINDOW_SECS);
+        let mut acknowledged = 0;
+        let mut position = 0;
+        loop {
+            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            position = *last;
+            let mut ops = Vec::new();
+            let mut done = false;
+            for tap in page
+                .iter()
+                .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+            {
+                if tap.seq > up_to {
+                    done = true;
+                    break;
+                }
+                if tap.seq > self.log.acked_seq {
+                    acknowledged += 1;
+                }
+                if tap.at + window < newest_at {
+                    ops.push(WriteOp::Delete {
+                        collection: TAP_COLLECTION.into(),
+                        id: format!("{:016}", tap.seq),
+                    });
+                }
+            }
+            self.vault.write_batch(&ops)?;
+            if done {
+                break;
+            }
+        }
+        if up_to > self.log.acked_seq {
+            self.log.acked_seq = up_to;
+            self.log.logged_rejected = 0;
+        }
+        self.flush()?;
+        Ok(acknowledged)
+    }
+}

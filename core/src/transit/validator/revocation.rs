@@ -1,0 +1,92 @@
+//! The validator's side of the deny list: installing a signed list, restoring the stored one
+//! (even after a key rotation), how current it is, and whether it names a ticket.
+
+use super::{Validator, STATE_COLLECTION};
+use crate::crypto::p256;
+use crate::transit::deny_list::{DenyList, DenyListStatus};
+use crate::transit::wire;
+use crate::transit::TransitError;
+
+impl Validator {
+    /// The deny list version in force.
+    pub fn deny_list_version(&self) -> u32 {
+        self.deny.version
+    }
+
+    /// How current the deny list is at `now` (unix seconds).
+    pub fn deny_list_status(&self, now: u64) -> DenyListStatus {
+        let age_secs = now.saturating_sub(u64::from(self.deny.issued_at));
+        let max = u64::from(self.config.max_deny_list_age_secs);
+        DenyListStatus {
+            version: self.deny.version,
+            issued_at: self.deny.issued_at,
+            age_secs,
+            stale: self.deny.version == 0 || (max > 0 && age_secs > max),
+            needs_refresh: self.deny_needs_refresh,
+        }
+    }
+
+    /// The list stored at the last update. It was verified when installed and sits in the
+    /// authenticated vault, so its entries and version floor still hold when its signing key
+    /// is no longer trusted (a key rotation): the validator starts, keeps enforcing it, and
+    /// reports that it needs a fresh list. A key rotation never bricks a validator.
+    pub(super) fn restore_deny_list(&mut self, signed: &[u8]) {
+        if self.apply_deny_list(signed, false).is_ok() {
+            return;
+        }
+        self.deny_needs_refresh = true;
+        if let Some((list, _, _)) = DenyList::decode(signed) {
+            self.deny_cards = list.cards.iter().copied().collect();
+            self.deny_devices = list.devices.iter().copied().collect();
+            self.deny = list;
+        }
+    }
+
+    /// Installs a signed deny list if its signature verifies with a trusted issuer key and its
+    /// version is newer than the current one. The swap is atomic: a bad list changes nothing.
+    pub fn update_deny_list(&mut self, signed: &[u8]) -> Result<u32, TransitError> {
+        self.apply_deny_list(signed, true)
+    }
+
+    fn apply_deny_list(&mut self, signed: &[u8], persist: bool) -> Result<u32, TransitError> {
+        let bad = |reason: &str| TransitError::InvalidSignedData {
+            reason: reason.into(),
+        };
+        let (list, key_id, body_len) =
+            DenyList::decode(signed).ok_or_else(|| bad("malformed deny list"))?;
+        if signed.len() != body_len + 64 {
+            return Err(bad("malformed deny list"));
+        }
+        let key = self
+            .trusted
+            .get(&key_id)
+            .ok_or_else(|| bad("deny list signed by an unknown key"))?;
+        let message = [DenyList::TAG, &signed[..body_len]].concat();
+        if !p256::verify(&key.public_key, &message, &signed[body_len..]) {
+            return Err(bad("deny list signature does not verify"));
+        }
+        if persist && list.version <= self.deny.version {
+            return Err(bad(&format!(
+                "deny list version {} is not newer than {}",
+                list.version, self.deny.version
+            )));
+        }
+        if persist {
+            self.vault.put(STATE_COLLECTION, "deny_list", &[], signed)?;
+        }
+        self.deny_cards = list.cards.iter().copied().collect();
+        self.deny_devices = list.devices.iter().copied().collect();
+        self.deny = list;
+        self.deny_needs_refresh = false;
+        self.verified.clear();
+        Ok(self.deny.version)
+    }
+
+    /// Whether the deny list names the card or the phone's key.
+    pub(super) fn revoked(&self, f: &wire::CredentialFields) -> bool {
+        self.deny_cards.contains(&f.card_id)
+            || self
+                .deny_devices
+                .contains(&DenyList::device_hash(&f.device_public_key))
+    }
+}

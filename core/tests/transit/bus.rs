@@ -1,0 +1,209 @@
+//! A bus validator's rules (passback, route, the pass's windows) and its tap log: durable,
+//! restoring the replay memory, bounded against junk.
+
+use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
+use thudo_core::transit::{Category, Product, TransitError};
+
+use crate::world::{request, world, world_with, DAY, NOW};
+
+#[test]
+fn passback_route_and_validity_rules() {
+    let mut w = world();
+    let first = w.phone.current_qr(NOW).unwrap();
+    assert!(w.validator.validate(&first.text, NOW).unwrap().accepted);
+    let second = w.phone.current_qr(NOW + 30).unwrap();
+    assert_ne!(first.text, second.text);
+    assert_eq!(
+        w.validator.validate(&second.text, NOW + 30).unwrap().reason,
+        Reason::Passback
+    );
+    let later = w.phone.current_qr(NOW + 130).unwrap();
+    assert!(
+        w.validator
+            .validate(&later.text, NOW + 130)
+            .unwrap()
+            .accepted
+    );
+
+    // Single-route pass on route 32, validator on route 32 then on route 18.
+    let mut w = world_with(
+        Product::MonthlySingleRoute,
+        Category::Priority,
+        32,
+        ValidatorConfig {
+            route: 32,
+            ..Default::default()
+        },
+    );
+    assert!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .accepted
+    );
+    let mut w = world_with(
+        Product::MonthlySingleRoute,
+        Category::Priority,
+        32,
+        ValidatorConfig {
+            route: 18,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .reason,
+        Reason::WrongRoute
+    );
+
+    // Free riders ride everywhere.
+    let mut w = world_with(
+        Product::FreePass,
+        Category::Elderly,
+        0,
+        ValidatorConfig {
+            route: 5,
+            ..Default::default()
+        },
+    );
+    let v = w
+        .validator
+        .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+        .unwrap();
+    assert!(v.accepted);
+    assert!(v.display.contains("Người cao tuổi"));
+
+    // Pass not yet valid / ended; credential expired.
+    let mut w = world();
+    let mut req = request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0);
+    req.pass_valid_from = NOW as u32 + 100;
+    w.phone
+        .install_credential(&w.issuer.issue(&req, NOW as u32).unwrap())
+        .unwrap();
+    assert_eq!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .reason,
+        Reason::NotYetValid
+    );
+    req.pass_valid_from = NOW as u32 - 100;
+    req.pass_valid_until = NOW as u32 - 1;
+    w.phone
+        .install_credential(&w.issuer.issue(&req, NOW as u32).unwrap())
+        .unwrap();
+    assert_eq!(
+        w.validator
+            .validate(&w.phone.current_qr(NOW + 5).unwrap().text, NOW + 5)
+            .unwrap()
+            .reason,
+        Reason::PassExpired
+    );
+    req.pass_valid_until = NOW as u32 + DAY;
+    req.lifetime_secs = 60;
+    w.phone
+        .install_credential(&w.issuer.issue(&req, NOW as u32).unwrap())
+        .unwrap();
+    let qr = w.phone.current_qr(NOW + 50).unwrap();
+    assert_eq!(
+        w.validator.validate(&qr.text, NOW + 61).unwrap().reason,
+        Reason::CredentialExpired
+    );
+    assert!(matches!(
+        w.phone.current_qr(NOW + 61),
+        Err(TransitError::CredentialExpired { .. })
+    ));
+}
+
+#[test]
+fn tap_log_is_durable_and_restores_replay_memory() {
+    let mut w = world();
+    let qr = w.phone.current_qr(NOW).unwrap();
+    // `validate` returns once the tap is committed: no flush needed before a crash.
+    assert!(w.validator.validate(&qr.text, NOW).unwrap().accepted);
+    w.validator.validate("garbage", NOW).unwrap();
+    let reopen = || {
+        Validator::open(
+            w.validator_vault.clone(),
+            vec![w.issuer.trusted().clone()],
+            ValidatorConfig::default(),
+        )
+        .unwrap()
+    };
+    // A reboot: replay and passback memory come back from the tap log.
+    let mut again = reopen();
+    assert_eq!(
+        again.validate(&qr.text, NOW + 5).unwrap().reason,
+        Reason::Replayed
+    );
+    let taps = again.export_taps().unwrap();
+    assert_eq!(taps.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2]);
+    assert!(taps[0].accepted);
+    assert_eq!(taps[1].reason, Reason::Replayed);
+    // The unreadable scan is counted, not logged.
+    assert_eq!(again.tap_log_status().unreadable_scans, 1);
+    assert_eq!(again.acknowledge_taps(1).unwrap(), 1);
+    assert_eq!(again.export_taps().unwrap().len(), 1);
+    // Everything acknowledged, then a reboot: numbering goes on (the backend would drop a
+    // reused number as a duplicate), and the QR seconds ago is still a replay.
+    assert_eq!(again.acknowledge_taps(2).unwrap(), 1);
+    assert!(again.export_taps().unwrap().is_empty());
+    drop(again);
+    let mut third = reopen();
+    assert_eq!(third.tap_log_status().next_seq, 3);
+    assert_eq!(
+        third.validate(&qr.text, NOW + 10).unwrap().reason,
+        Reason::Replayed
+    );
+    assert_eq!(third.export_taps().unwrap()[0].seq, 3);
+    // Long after the window (and the 3 hours kept for inspectors pairing with this
+    // vehicle), acknowledged taps leave the disk.
+    let later = w.phone.current_qr(NOW + 4 * 3600).unwrap();
+    assert!(
+        third
+            .validate(&later.text, NOW + 4 * 3600)
+            .unwrap()
+            .accepted
+    );
+    third.acknowledge_taps(4).unwrap();
+    assert_eq!(w.validator_vault.count("transit.tap").unwrap(), 1);
+    // Card ids in the tap log are encrypted at rest.
+    let db = std::fs::read(thudo_core::vault::database_path(w._dirs[1].path())).unwrap();
+    assert!(!db.windows(13).any(|win| win == b"9704000000123"));
+}
+
+#[test]
+fn junk_scans_are_counted_and_rejected_taps_are_bounded() {
+    let mut w = world();
+    for i in 0..3_000 {
+        w.validator
+            .validate_deferred(&format!("HNT1:junk{i}"), NOW)
+            .unwrap();
+    }
+    w.validator.flush().unwrap();
+    assert_eq!(w.validator_vault.count("transit.tap").unwrap(), 0);
+    assert_eq!(w.validator.tap_log_status().unreadable_scans, 3_000);
+    // Readable but refused scans are evidence, logged up to a bound between uploads.
+    let qr = w.phone.current_qr(NOW).unwrap();
+    let stale = NOW + 3_600; // every scan below is an expired QR
+    let limit = thudo_core::transit::validator::MAX_LOGGED_REJECTED;
+    for _ in 0..limit + 25 {
+        w.validator.validate_deferred(&qr.text, stale).unwrap();
+    }
+    w.validator.flush().unwrap();
+    assert_eq!(w.validator_vault.count("transit.tap").unwrap(), limit);
+    let status = w.validator.tap_log_status();
+    assert_eq!(status.rejected_not_logged, 25);
+    // Export reads the log a page at a time, an upload's worth.
+    assert_eq!(
+        w.validator.export_taps().unwrap().len(),
+        thudo_core::transit::validator::TAP_EXPORT_LIMIT
+    );
+    // After an upload, rejected taps are logged again; an accepted tap always is.
+    w.validator.acknowledge_taps(status.next_seq - 1).unwrap();
+    let fresh = w.phone.current_qr(stale).unwrap();
+    assert!(w.validator.validate(&fresh.text, stale).unwrap().accepted);
+    assert_eq!(w.validator.export_taps().unwrap().len(), 1);
+}

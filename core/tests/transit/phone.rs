@@ -1,0 +1,179 @@
+//! The phone: QR refresh, counter, clock offset, expiry, a host signer, and the passes of its
+//! owner and dependants.
+
+use std::sync::Arc;
+
+use thudo_core::crypto::p256::SoftwareKey;
+use thudo_core::transit::phone::{Phone, PhoneOptions, Signer};
+use thudo_core::transit::validator::{Validator, ValidatorConfig};
+use thudo_core::transit::wire::Payload;
+use thudo_core::transit::{Category, Product, TransitError};
+
+use crate::world::{request, vault, world, NOW};
+
+struct HostSigner(SoftwareKey);
+
+impl Signer for HostSigner {
+    fn public_key(&self) -> Result<Vec<u8>, String> {
+        Ok(self.0.public_key().to_vec())
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        // Keystores return DER.
+        let raw = self.0.sign(message).ok_or("sign failed")?;
+        Ok(p256::ecdsa::Signature::from_slice(&raw)
+            .unwrap()
+            .to_der()
+            .as_bytes()
+            .to_vec())
+    }
+}
+
+#[test]
+fn phone_refresh_counter_offset_expiry_and_host_signer() {
+    let w = world();
+    let a = w.phone.current_qr(NOW).unwrap();
+    let b = w.phone.current_qr(NOW + 2).unwrap();
+    assert_eq!(a.text, b.text, "same QR within the refresh period");
+    let c = w.phone.current_qr(NOW + 5).unwrap();
+    assert_ne!(a.text, c.text);
+    let pa = Payload::from_qr_text(&a.text).unwrap();
+    let pc = Payload::from_qr_text(&c.text).unwrap();
+    assert_eq!(pc.counter, pa.counter + 1);
+    // The counter survives a restart.
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(reopened.device_public_key(), w.phone.device_public_key());
+    let d = Payload::from_qr_text(&reopened.current_qr(NOW + 10).unwrap().text).unwrap();
+    assert!(d.counter > pc.counter);
+    // Clock offset learned at sync corrects the timestamp.
+    reopened.set_clock_offset(-7).unwrap();
+    let e = Payload::from_qr_text(&reopened.current_qr(NOW + 20).unwrap().text).unwrap();
+    assert_eq!(u64::from(e.timestamp), NOW + 13);
+    // Expiry warning within 6 h of not-after.
+    let late = reopened.current_qr(NOW + 70 * 3600).unwrap();
+    assert!(late.expiry_warning);
+    assert!(!c.expiry_warning);
+
+    // Errors: no credential, credential of another device, garbage.
+    let (_d, v) = vault();
+    let fresh = Phone::open(v, None, PhoneOptions::default()).unwrap();
+    assert!(matches!(
+        fresh.current_qr(NOW),
+        Err(TransitError::NoCredential)
+    ));
+    let foreign = w
+        .issuer
+        .issue(
+            &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
+            NOW as u32,
+        )
+        .unwrap();
+    assert!(matches!(
+        fresh.install_credential(&foreign),
+        Err(TransitError::InvalidCredential { .. })
+    ));
+    assert!(matches!(
+        fresh.install_credential(&[1, 2, 3]),
+        Err(TransitError::InvalidCredential { .. })
+    ));
+    assert!(Phone::open(
+        w.phone_vault.clone(),
+        None,
+        PhoneOptions {
+            refresh_secs: 0,
+            ..Default::default()
+        }
+    )
+    .is_err());
+
+    // A host signer (DER signatures) works end to end.
+    let (_d, v) = vault();
+    let (key, _) = SoftwareKey::generate().unwrap();
+    let phone = Phone::open(v, Some(Arc::new(HostSigner(key))), PhoneOptions::default()).unwrap();
+    phone
+        .install_credential(
+            &w.issuer
+                .issue(
+                    &request(&phone, Product::PayAsYouGo, Category::Standard, 0),
+                    NOW as u32,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+    let mut validator = Validator::open(
+        vault().1,
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig::default(),
+    )
+    .unwrap();
+    assert!(
+        validator
+            .validate(&phone.current_qr(NOW).unwrap().text, NOW)
+            .unwrap()
+            .accepted
+    );
+}
+
+#[test]
+fn a_phone_holds_its_owners_pass_and_dependants_and_shows_each() {
+    let mut w = world();
+    let owner = 9_704_000_000_123;
+    let child = 9_704_000_000_456;
+    let mut child_request = request(&w.phone, Product::FreePass, Category::Child, 0);
+    child_request.card_id = child;
+    let credential = w.issuer.issue(&child_request, NOW as u32).unwrap();
+    w.phone.install_dependant_credential(&credential).unwrap();
+    // Installing again replaces the card's credential, never adds a second one; the card
+    // cannot also be the owner's.
+    w.phone.install_dependant_credential(&credential).unwrap();
+    assert!(w.phone.install_credential(&credential).is_err());
+    let cards = |p: &Phone| {
+        p.credentials()
+            .iter()
+            .map(|c| c.card_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cards(&w.phone), [owner, child]);
+    assert_eq!(w.phone.credential().unwrap().card_id, owner);
+    // Each card's QR is its own, and a card the phone does not hold has none.
+    let owners = w.phone.current_qr(NOW).unwrap().text;
+    let childs = w.phone.current_qr_for(child, NOW).unwrap().text;
+    assert_eq!(
+        Payload::from_qr_text(&childs).unwrap().fields.card_id,
+        child
+    );
+    assert!(matches!(
+        w.phone.current_qr_for(42, NOW),
+        Err(TransitError::NoCredential)
+    ));
+    // One validator, one phone, two riders a second apart: no passback between cards.
+    assert!(w.validator.validate(&owners, NOW).unwrap().accepted);
+    let v = w.validator.validate(&childs, NOW + 1).unwrap();
+    assert!(v.accepted, "{v:?}");
+    assert_eq!(v.category, Some(Category::Child));
+    // After a restart the phone holds the same passes in the same order.
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(cards(&reopened), [owner, child]);
+    assert!(reopened.remove_credential(owner).is_err());
+    assert!(reopened.remove_credential(child).unwrap());
+    assert!(!reopened.remove_credential(child).unwrap());
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(cards(&reopened), [owner]);
+
+    // A guardian whose phone holds only the child's pass: it is never taken for the owner's.
+    let (_d, fresh_vault) = vault();
+    let guardian = Phone::open(fresh_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let mut for_guardian = child_request.clone();
+    for_guardian.device_public_key = guardian.device_public_key().to_vec();
+    guardian
+        .install_dependant_credential(&w.issuer.issue(&for_guardian, NOW as u32).unwrap())
+        .unwrap();
+    assert!(guardian.credential().is_none());
+    assert!(matches!(
+        guardian.current_qr(NOW),
+        Err(TransitError::NoCredential)
+    ));
+    assert!(guardian.current_qr_for(child, NOW).is_ok());
+    let reopened = Phone::open(fresh_vault, None, PhoneOptions::default()).unwrap();
+    assert_eq!(cards(&reopened), [child]);
+    assert!(reopened.credential().is_none());
+}
