@@ -1,0 +1,104 @@
+//! Inspections are recorded once and counted from their evidence.
+
+use super::world::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
+    use thudo_core::transit::inspection::InspectionOutcome;
+    let w = World::start().await;
+    let (_, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (_, dodger) = w.rider("dodger", VICTIM, Product::PayAsYouGo).await;
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let (inspector_vault, inspector, _) = w.bus("inspector", 32).await;
+    let t = tomorrow_morning();
+    // The rider taps on the bus; the dodger does not.
+    assert!(
+        bus.validate(&rider.current_qr(t).unwrap().text, t)
+            .unwrap()
+            .accepted
+    );
+    let bus_taps = bus.export_taps().unwrap();
+    let inspector = Arc::new(std::sync::Mutex::new(inspector));
+    let at = t + 300;
+    let (found, missed) = {
+        let mut i = inspector.lock().unwrap();
+        let found = i
+            .inspect(&rider.current_qr(at).unwrap().text, at, Some(&bus_taps))
+            .unwrap();
+        let missed = i
+            .inspect(&dodger.current_qr(at).unwrap().text, at, Some(&bus_taps))
+            .unwrap();
+        (found, missed)
+    };
+    assert_eq!(found.outcome, InspectionOutcome::Valid);
+    assert_eq!(missed.outcome, InspectionOutcome::NotTapped);
+    // The inspection used nothing: the dodger can still tap on the bus.
+    assert!(
+        bus.validate(&dodger.current_qr(at + 5).unwrap().text, at + 5)
+            .unwrap()
+            .accepted
+    );
+
+    let receipt = w
+        .client
+        .upload_inspections(inspector_vault.clone(), inspector.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (receipt.stored, receipt.duplicates, receipt.acknowledged_seq),
+        (2, 0, 2)
+    );
+    assert!(inspector
+        .lock()
+        .unwrap()
+        .export_inspections()
+        .unwrap()
+        .is_empty());
+
+    // The same inspection again, and a made-up "valid ticket" with no real scan behind it.
+    let token = SyncClient::registration(&inspector_vault)
+        .unwrap()
+        .unwrap()
+        .token;
+    let mut forged = found.clone();
+    forged.seq = 3;
+    forged.qr = Some("HNT1:NOTATICKET".into());
+    let r = w
+        .http
+        .post(w.url("/v1/transit/inspections"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"inspections": [found, forged]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let receipt = json_of(r).await;
+    assert_eq!(
+        (receipt["stored"].as_u64(), receipt["duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
+    // A phone is not an inspector.
+    let phone = w.phone_device("p2", RIDER).await;
+    let phone_token = SyncClient::registration(&phone).unwrap().unwrap().token;
+    let r = w
+        .http
+        .post(w.url("/v1/transit/inspections"))
+        .bearer_auth(&phone_token)
+        .header("content-type", "application/json")
+        .body(json!({"inspections": []}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let stats = w.admin_get("/v1/admin/transit/inspections").await;
+    assert_eq!(stats["inspections"], 3);
+    assert_eq!(
+        (stats["valid"].as_u64(), stats["not_tapped"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(stats["verified_not_tapped"], 1, "{stats}");
+    assert_eq!(stats["disputed"], 1, "the made-up finding: {stats}");
+    drop(bus_vault);
+}

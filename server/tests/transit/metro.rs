@@ -1,0 +1,399 @@
+//! Metro gates and journeys: priced by stations, exits refused while the feed is complete,
+//! each exit paired with the entry before it, line passes, gates uploading in any order.
+
+use super::world::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metro() {
+    use thudo_core::transit::trips::RiderHistory;
+    let w = World::start().await;
+    let (phone_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (late_vault, late) = w.rider("late", VICTIM, Product::PayAsYouGo).await;
+    let (in_vault, cat_linh_in) = w.gate("cat-linh-in", 201, GateDirection::Entry).await;
+    let (out_vault, thuong_dinh_out) = w.gate("thuong-dinh-out", 205, GateDirection::Exit).await;
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let t = tomorrow_morning();
+
+    // In at Cát Linh; the entry gate uploads; the exit gate learns the entry and lets the rider
+    // out at Thượng Đình: one journey, four stations, 10,000 VND.
+    assert_eq!(tap(&cat_linh_in, &rider, t), Reason::Ok);
+    // The other rider enters too, but their exit gate is offline (it lets them out later).
+    assert_eq!(tap(&cat_linh_in, &late, t + 100), Reason::Ok);
+    let entries = w.upload_gate(&in_vault, &cat_linh_in).await;
+    assert_eq!(
+        (entries.stored, entries.charged_vnd),
+        (2, 0),
+        "entries charge nothing"
+    );
+    let open = w
+        .client
+        .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), t + 600)
+        .await
+        .unwrap();
+    assert_eq!(open, 2);
+    assert_eq!(tap(&thuong_dinh_out, &rider, t + 600), Reason::Ok);
+    let exported = thuong_dinh_out.lock().unwrap().export_taps().unwrap();
+    let exits = w
+        .client
+        .upload_taps(out_vault.clone(), exported.clone())
+        .await
+        .unwrap();
+    assert_eq!(exits.charged_vnd, 10_000);
+    // Delivered twice: stored once, charged once.
+    let again = w
+        .client
+        .upload_taps(out_vault.clone(), exported)
+        .await
+        .unwrap();
+    assert_eq!((again.duplicates, again.charged_vnd), (1, 0));
+
+    // Two buses, then the metro again: the caps count bus and metro together.
+    for at in [t + 3_600, t + 5_400] {
+        assert!(
+            bus.validate(&rider.current_qr(at).unwrap().text, at)
+                .unwrap()
+                .accepted
+        );
+    }
+    let buses = w.upload_bus(&bus_vault, &mut bus).await;
+    assert_eq!(buses.charged_vnd, 16_000);
+    assert_eq!(tap(&cat_linh_in, &rider, t + 7_200), Reason::Ok);
+    w.upload_gate(&in_vault, &cat_linh_in).await;
+    w.client
+        .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), t + 7_800)
+        .await
+        .unwrap();
+    assert_eq!(tap(&thuong_dinh_out, &rider, t + 7_800), Reason::Ok);
+    let capped = w.upload_gate(&out_vault, &thuong_dinh_out).await;
+    assert_eq!(
+        capped.charged_vnd, 4_000,
+        "10,000 + 16,000 + 4,000 = the 30,000 daily cap"
+    );
+
+    // The other rider never tapped out: when the journey time runs out the entry is charged
+    // the line's maximum fare, once however often settlement runs.
+    let fares = FarePolicy::default();
+    assert!(
+        w.storage
+            .settle_journeys((t + 100 + 7_201) as i64, &fares)
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        w.storage
+            .settle_journeys((t + 100 + 7_202) as i64, &fares)
+            .unwrap(),
+        0
+    );
+    let day = fares.local_day_and_month(t).0;
+    assert_eq!(w.charged_on(&late_vault, &day).await, 15_000);
+    // Their exit gate comes back online hours later with the exit it let through (its feed
+    // was old): the journey is priced by its stations after all, 10,000 VND.
+    let (offline_vault, offline_out) = w.gate("offline-out", 205, GateDirection::Exit).await;
+    assert_eq!(tap(&offline_out, &late, t + 1_500), Reason::Ok);
+    w.upload_gate(&offline_vault, &offline_out).await;
+    assert_eq!(w.charged_on(&late_vault, &day).await, 10_000);
+    // An exit with no entry at all waits for one, then is charged the maximum.
+    assert_eq!(tap(&offline_out, &late, t + 20_000), Reason::Ok);
+    w.upload_gate(&offline_vault, &offline_out).await;
+    assert_eq!(w.charged_on(&late_vault, &day).await, 10_000);
+    w.storage
+        .settle_journeys((t + 20_000 + 7_201) as i64, &fares)
+        .unwrap();
+    assert_eq!(w.charged_on(&late_vault, &day).await, 25_000);
+
+    // The rider's phone shows the journeys with their stations, the buses, and the cap.
+    w.client
+        .sync(phone_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let history = RiderHistory::new(&phone_vault);
+    let trips = history.trips_from(&day, None).unwrap();
+    let summary: Vec<String> = trips
+        .iter()
+        .rev()
+        .map(|t| {
+            format!(
+                "{} {}-{} {}/{}",
+                t.mode,
+                t.from_station.as_deref().unwrap_or(""),
+                t.to_station.as_deref().unwrap_or(""),
+                t.fare_vnd,
+                t.full_fare_vnd
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "metro Cát Linh-Thượng Đình 10000/10000",
+            "bus - 8000/8000",
+            "bus - 8000/8000",
+            "metro Cát Linh-Thượng Đình 4000/10000",
+        ]
+    );
+    assert!(trips.iter().all(|t| !t.incomplete));
+    assert_eq!(trips[0].route, Some(902));
+    assert!(trips[0].exit_at.is_some());
+    assert!(history.cap(&day, None).unwrap().unwrap().reached());
+    w.client
+        .sync(late_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let late_trips = RiderHistory::new(&late_vault)
+        .trips_from(&day, None)
+        .unwrap();
+    assert_eq!(late_trips.len(), 2);
+    assert!(late_trips[0].incomplete && late_trips[0].from_station.is_none());
+    assert_eq!(late_trips[0].fare_vnd, 15_000);
+    assert!(
+        !late_trips[1].incomplete,
+        "the late exit corrected the first journey"
+    );
+    // Validators learn from their feed which cards ride free for the rest of the day.
+    let capped = w.storage.capped_cards(&day, 30_000).unwrap();
+    assert_eq!(capped, [rider.credential().unwrap().card_id]);
+    let feed = w.client.validator_feed(bus_vault.clone()).await.unwrap();
+    let now = now();
+    assert!(feed.capped_until > now && feed.capped_until <= now + 86_400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_complete() {
+    let w = World::start().await;
+    let (_rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (in_vault, entry) = w.gate("in", 201, GateDirection::Entry).await;
+    let (out_vault, exit) = w.gate("out", 212, GateDirection::Exit).await;
+    // Only gates read the entry feed.
+    let (bus_vault, _, _) = w.bus("bus", 32).await;
+    refused(
+        w.client.entry_feed(bus_vault.clone(), 0).await.unwrap_err(),
+        403,
+        "gates_only",
+    );
+    // The entry gate has uploaded (nothing) just now: the feed is complete up to now, and a
+    // card with no entry is refused at the exit.
+    w.upload_gate(&in_vault, &entry).await;
+    let now = now();
+    w.client
+        .refresh_entries(out_vault.clone(), exit.clone(), now)
+        .await
+        .unwrap();
+    assert!(
+        exit.lock()
+            .unwrap()
+            .entry_feed_status(now)
+            .refusing_unknown_exits
+    );
+    assert_eq!(tap(&exit, &rider, now), Reason::NoEntry);
+    // A refused exit is logged, stored, and charges nothing.
+    let receipt = w.upload_gate(&out_vault, &exit).await;
+    assert_eq!((receipt.stored, receipt.charged_vnd), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_repeat() {
+    let w = World::start().await;
+    let (rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (slow_vault, slow) = w.rider("slow", VICTIM, Product::PayAsYouGo).await;
+    let (in_201, gate_in_201) = w.gate("in-201", 201, GateDirection::Entry).await;
+    let (in_201b, gate_in_201b) = w.gate("in-201-b", 201, GateDirection::Entry).await;
+    let (in_203, gate_in_203) = w.gate("in-203", 203, GateDirection::Entry).await;
+    let (out_203, gate_out_203) = w.gate("out-203", 203, GateDirection::Exit).await;
+    let (out_203b, gate_out_203b) = w.gate("out-203-b", 203, GateDirection::Exit).await;
+    let (out_212, gate_out_212) = w.gate("out-212", 212, GateDirection::Exit).await;
+    let t = tomorrow_morning();
+    // In at Cát Linh (the first gate was slow: a second one takes the tap again 10 s later),
+    // out at Thái Hà, in again there two minutes later, out at Yên Nghĩa.
+    assert_eq!(tap(&gate_in_201, &rider, t), Reason::Ok);
+    assert_eq!(tap(&gate_in_201b, &rider, t + 10), Reason::Ok);
+    assert_eq!(tap(&gate_out_203, &rider, t + 1_200), Reason::Ok);
+    // A second exit gate lets the same journey out again (a phone passed back?).
+    assert_eq!(tap(&gate_out_203b, &rider, t + 1_230), Reason::Ok);
+    assert_eq!(tap(&gate_in_203, &rider, t + 1_320), Reason::Ok);
+    assert_eq!(tap(&gate_out_212, &rider, t + 2_700), Reason::Ok);
+    // Entry gates upload first: the second entry closes the first journey at the maximum for
+    // now, and the repeated entry is not a journey.
+    let mut charged = 0;
+    for (v, g) in [
+        (&in_201, &gate_in_201),
+        (&in_201b, &gate_in_201b),
+        (&in_203, &gate_in_203),
+    ] {
+        charged += w.upload_gate(v, g).await.charged_vnd;
+    }
+    assert_eq!(
+        charged, 15_000,
+        "the first journey, at the maximum until its exit arrives"
+    );
+    // Then the exits: each pairs with the entry before it. The first corrects the maximum to
+    // Cát Linh–Thái Hà (8,000); the repeat is recorded, never charged; the last is Thái Hà–Yên
+    // Nghĩa (14,000).
+    for (v, g) in [
+        (&out_203, &gate_out_203),
+        (&out_203b, &gate_out_203b),
+        (&out_212, &gate_out_212),
+    ] {
+        w.upload_gate(v, g).await;
+    }
+    let fares = FarePolicy::default();
+    let day = fares.local_day_and_month(t).0;
+    assert_eq!(w.charged_on(&rider_vault, &day).await, 8_000 + 14_000);
+    let fraud = w.admin_get("/v1/admin/transit/fraud").await;
+    assert_eq!(
+        fraud
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "repeated_exit")
+            .count(),
+        1
+    );
+    w.client
+        .sync(rider_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let trips = thudo_core::transit::trips::RiderHistory::new(&rider_vault)
+        .trips_from(&day, None)
+        .unwrap();
+    let summary: Vec<String> = trips
+        .iter()
+        .rev()
+        .map(|t| {
+            format!(
+                "{}-{} {}",
+                t.from_station.as_deref().unwrap_or(""),
+                t.to_station.as_deref().unwrap_or(""),
+                t.fare_vnd
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        ["Cát Linh-Thái Hà 8000", "Thái Hà-Yên Nghĩa 14000"]
+    );
+
+    // A rider held up for over two hours: charged the maximum once, not once for the missing
+    // exit and again for an exit with no entry.
+    let late = t + 5 * 3600;
+    assert_eq!(tap(&gate_in_201, &slow, late), Reason::Ok);
+    w.upload_gate(&in_201, &gate_in_201).await;
+    w.storage
+        .settle_journeys((late + 7_201) as i64, &fares)
+        .unwrap();
+    assert_eq!(w.charged_on(&slow_vault, &day).await, 15_000);
+    assert_eq!(tap(&gate_out_212, &slow, late + 7_800), Reason::Ok);
+    w.upload_gate(&out_212, &gate_out_212).await;
+    w.storage
+        .settle_journeys((late + 7_800 + 7_201) as i64, &fares)
+        .unwrap();
+    assert_eq!(w.charged_on(&slow_vault, &day).await, 15_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_pass_is_priced_by_the_metro_tariff_and_rides_its_gates_free() {
+    let w = World::start().await;
+    let v = w.phone_device("rider", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let month = chrono::DateTime::from_timestamp(tomorrow_morning() as i64 + 7 * 3600, 0)
+        .unwrap()
+        .format("%Y-%m")
+        .to_string();
+    let bought = w
+        .client
+        .buy_and_install(
+            v.clone(),
+            Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap()),
+            CredentialOrder {
+                route: 902,
+                month,
+                ..order(&phone, Product::MonthlySingleRoute, Category::Standard)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(bought.price_vnd, 200_000, "line 2A's monthly pass");
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let (in_vault, gate_in) = w.gate("in", 201, GateDirection::Entry).await;
+    let (out_vault, gate_out) = w.gate("out", 212, GateDirection::Exit).await;
+    let (_, mut bus, _) = w.bus("bus", 32).await;
+    let t = tomorrow_morning();
+    assert_eq!(tap(&gate_in, &phone, t), Reason::Ok);
+    assert_eq!(tap(&gate_out, &phone, t + 1_500), Reason::Ok);
+    let on_bus = bus
+        .validate(&phone.current_qr(t + 3_600).unwrap().text, t + 3_600)
+        .unwrap();
+    assert_eq!(
+        on_bus.reason,
+        Reason::WrongRoute,
+        "a line pass is not a bus pass"
+    );
+    let mut charged = 0;
+    for (v, g) in [(&in_vault, &gate_in), (&out_vault, &gate_out)] {
+        charged += w.upload_gate(v, g).await.charged_vnd;
+    }
+    assert_eq!(charged, 0);
+    w.client
+        .sync(v.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let trips = thudo_core::transit::trips::RiderHistory::new(&v)
+        .trips_from("2000-01-01", None)
+        .unwrap();
+    assert_eq!(trips.len(), 1);
+    assert_eq!(
+        (trips[0].product, trips[0].fare_vnd, trips[0].incomplete),
+        (Product::MonthlySingleRoute, 0, false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
+    let w = World::start().await;
+    let (rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (a, gate_a) = w.gate("in-201-a", 201, GateDirection::Entry).await;
+    let (b, gate_b) = w.gate("in-201-b", 201, GateDirection::Entry).await;
+    let (c, gate_c) = w.gate("in-204", 204, GateDirection::Entry).await;
+    let (x, gate_x) = w.gate("out-208-x", 208, GateDirection::Exit).await;
+    let (y, gate_y) = w.gate("out-208-y", 208, GateDirection::Exit).await;
+    let (z, gate_z) = w.gate("out-210", 210, GateDirection::Exit).await;
+    let t = tomorrow_morning();
+    // Two entry gates at Cát Linh (the first jammed), two exit gates at Văn Quán (the first
+    // jammed): each later tap's gate uploads first.
+    assert_eq!(tap(&gate_a, &rider, t), Reason::Ok);
+    assert_eq!(tap(&gate_b, &rider, t + 20), Reason::Ok);
+    assert_eq!(tap(&gate_x, &rider, t + 1_200), Reason::Ok);
+    assert_eq!(tap(&gate_y, &rider, t + 1_220), Reason::Ok);
+    for (v, g) in [(&b, &gate_b), (&a, &gate_a), (&y, &gate_y), (&x, &gate_x)] {
+        w.upload_gate(v, g).await;
+    }
+    let fares = FarePolicy::default();
+    let day = fares.local_day_and_month(t).0;
+    let one_journey = fares.metro_fare(&day, 201, 208).0;
+    assert_eq!(one_journey, 12_000);
+    w.storage
+        .settle_journeys((t + 1_220 + 86_400) as i64, &fares)
+        .unwrap();
+    assert_eq!(w.charged_on(&rider_vault, &day).await, one_journey);
+
+    // Later the rider enters at Láng, but that gate uploads only after the exit at La Khê
+    // did: the exit is Láng's, not Cát Linh's.
+    assert_eq!(tap(&gate_c, &rider, t + 7_200), Reason::Ok);
+    assert_eq!(tap(&gate_z, &rider, t + 8_400), Reason::Ok);
+    w.upload_gate(&z, &gate_z).await;
+    w.upload_gate(&c, &gate_c).await;
+    let second = fares.metro_fare(&day, 204, 210).0;
+    assert_eq!(
+        w.charged_on(&rider_vault, &day).await,
+        fares.capped(one_journey + second, 0, 0)
+    );
+    let fraud = w.admin_get("/v1/admin/transit/fraud").await;
+    assert!(
+        fraud
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["kind"] != "repeated_exit" || f["validator_id"] != f["first_validator_id"]),
+        "{fraud}"
+    );
+}

@@ -1,0 +1,366 @@
+//! What a rider sees and holds: trips and caps on the phone, a day pass, a guardian's
+//! pass for a dependant.
+
+use super::world::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_riders_phone_shows_its_trips_and_how_close_it_is_to_the_caps() {
+    use thudo_core::transit::trips::RiderHistory;
+    let w = World::start().await;
+    let (phone_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    // Four rides in one Hanoi morning: 8,000 VND each until the 30,000 daily cap.
+    let t = tomorrow_morning();
+    for ride in 0..4u64 {
+        let at = t + ride * 1_800;
+        assert!(
+            bus.validate(&rider.current_qr(at).unwrap().text, at)
+                .unwrap()
+                .accepted
+        );
+    }
+    let receipt = w.upload_bus(&bus_vault, &mut bus).await;
+    assert_eq!(receipt.charged_vnd, 30_000);
+    // The phone syncs and holds its trips and cap progress, offline from here on.
+    w.client
+        .sync(phone_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let history = RiderHistory::new(&phone_vault);
+    let trips = history.trips_from("2000-01-01", None).unwrap();
+    let fares: Vec<u64> = trips.iter().rev().map(|t| t.fare_vnd).collect();
+    assert_eq!(
+        fares,
+        [8_000, 8_000, 8_000, 6_000],
+        "newest first, reversed here"
+    );
+    assert!(trips.iter().all(|t| t.route == Some(32) && t.mode == "bus"));
+    assert!(trips[0].capped() && !trips[1].capped());
+    let day = trips[0].day.clone();
+    let cap = history.cap(&day, None).unwrap().unwrap();
+    assert_eq!(
+        (cap.paid_vnd, cap.cap_vnd, cap.reached()),
+        (30_000, 30_000, true)
+    );
+    let month = history.cap(&day[..7], None).unwrap().unwrap();
+    assert_eq!((month.paid_vnd, month.reached()), (30_000, false));
+    // Another rider's trips are not on this phone.
+    let (other_vault, other) = w.rider("other", VICTIM, Product::PayAsYouGo).await;
+    let at = t + 4 * 1_800;
+    assert!(
+        bus.validate(&other.current_qr(at).unwrap().text, at)
+            .unwrap()
+            .accepted
+    );
+    w.upload_bus(&bus_vault, &mut bus).await;
+    for v in [&phone_vault, &other_vault] {
+        w.client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(history.trips_from("2000-01-01", None).unwrap().len(), 4);
+    // The phone keeps what it shows: forgetting before a day removes older trips and ended
+    // caps only, and the next sync does not bring them back.
+    assert_eq!(history.forget_before(&day).unwrap(), 0);
+    let next_day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+        .unwrap()
+        .succ_opt()
+        .unwrap()
+        .to_string();
+    let month_over = next_day[..7] != day[..7];
+    assert_eq!(
+        history.forget_before(&next_day).unwrap(),
+        4 + 1 + usize::from(month_over),
+        "4 trips, the day's cap, and the month's if it ended"
+    );
+    assert_eq!(history.cap(&day[..7], None).unwrap().is_some(), !month_over);
+    w.client
+        .sync(phone_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert!(history.trips_from("2000-01-01", None).unwrap().is_empty());
+    assert_eq!(
+        RiderHistory::new(&other_vault)
+            .trips_from("2000-01-01", None)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
+    use thudo_core::transit::presentation::Signal;
+    use thudo_core::transit::trips::RiderHistory;
+    let w = World::start().await;
+    let v = w.phone_device("day", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let bought = w
+        .client
+        .order_credential(
+            v.clone(),
+            &order(&phone, Product::DayPass, Category::Standard),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bought.price_vnd, 30_000);
+    // The pass window is today in Hanoi: midnight to midnight, local time.
+    let from = u64::from(bought.pass_valid_from);
+    assert_eq!((from + 7 * 3600) % 86_400, 0, "starts at 00:00 Hanoi");
+    assert_eq!(u64::from(bought.pass_valid_until), from + 86_399);
+    assert!((from..=from + 86_399).contains(&now()));
+    phone
+        .install_credential(&thudo_core::hex::decode(&bought.credential).unwrap())
+        .unwrap();
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let t = now();
+    let verdict = bus.validate(&phone.current_qr(t).unwrap().text, t).unwrap();
+    assert!(verdict.accepted);
+    assert_eq!(verdict.product, Some(Product::DayPass));
+    assert_eq!(
+        verdict.presentation.signal,
+        Signal::Go,
+        "no warning on its own day"
+    );
+    // Tomorrow it is refused.
+    let tomorrow = u64::from(bought.pass_valid_until) + 60;
+    let late = bus
+        .validate(&phone.current_qr(tomorrow).unwrap().text, tomorrow)
+        .unwrap();
+    assert_eq!(late.reason, Reason::PassExpired);
+    let receipt = w
+        .client
+        .upload_taps(bus_vault, bus.export_taps().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(receipt.charged_vnd, 0);
+    w.client
+        .sync(v.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let trips = RiderHistory::new(&v)
+        .trips_from("2000-01-01", None)
+        .unwrap();
+    assert_eq!(trips.len(), 1);
+    assert_eq!((trips[0].product, trips[0].fare_vnd), (Product::DayPass, 0));
+    // Not sold to a free rider, even one entitled (they ride on a free pass).
+    let elderly = w.phone_device("elderly", VICTIM).await;
+    let t = now() as i64;
+    let path = format!("/v1/admin/citizens/{VICTIM}/entitlements");
+    let grant = json!({"category": "elderly", "valid_from": t - 86_400, "valid_until": t + 86_400,
+        "evidence_ref": "HS-2026-0043"});
+    assert_eq!(w.admin_post(&path, grant).await.0, 200);
+    let e = w
+        .client
+        .order_credential(elderly, &order(&phone, Product::DayPass, Category::Elderly))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SyncError::Refused { status: 400, .. }), "{e:?}");
+}
+
+/// Taps `phone`'s QR at `at` on a shared validator; returns the verdict's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and_caps() {
+    use thudo_core::transit::trips::RiderHistory;
+    const CHILD: &str = "001022012345";
+    let w = World::start().await;
+    let (parent_vault, phone) = w.rider("parent", RIDER, Product::PayAsYouGo).await;
+    let parent_card = phone.credential().unwrap().card_id;
+    let child_order = CredentialOrder {
+        dependant: Some(CHILD.into()),
+        ..order(&phone, Product::FreePass, Category::Child)
+    };
+    // Nobody buys a pass for a citizen the operator has not recorded as their dependant.
+    refused(
+        w.client
+            .order_credential(parent_vault.clone(), &child_order)
+            .await
+            .unwrap_err(),
+        403,
+        "not_guardian",
+    );
+    let path = format!("/v1/admin/citizens/{RIDER}/dependants");
+    for bad in [
+        json!({"dependant_citizen_id": RIDER}),
+        json!({"dependant_citizen_id": "12"}),
+    ] {
+        assert_eq!(w.admin_post(&path, bad).await.0, 400);
+    }
+    for _ in 0..2 {
+        let (status, _) = w
+            .admin_post(&path, json!({"dependant_citizen_id": CHILD}))
+            .await;
+        assert_eq!(status, 200, "recording it twice changes nothing");
+    }
+    // The child's free pass needs the child's entitlement, not the parent's.
+    assert!(matches!(
+        w.client
+            .order_credential(parent_vault.clone(), &child_order)
+            .await,
+        Err(SyncError::NotEntitled { .. })
+    ));
+    let t = now() as i64;
+    let (status, _) = w
+        .admin_post(
+            &format!("/v1/admin/citizens/{CHILD}/entitlements"),
+            json!({"category": "child", "valid_from": t - 86_400, "valid_until": t + 86_400 * 365, "evidence_ref": "KS-2020-0117"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let bought = w
+        .client
+        .buy_and_install(parent_vault.clone(), Arc::new(phone), child_order.clone())
+        .await
+        .unwrap();
+    // Reopened from its vault, the phone holds both passes, the owner's first.
+    let phone = Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let held: Vec<u64> = phone.credentials().iter().map(|c| c.card_id).collect();
+    assert_eq!(held, [parent_card, bought.card_id]);
+    assert_ne!(
+        parent_card, bought.card_id,
+        "the child rides on their own card"
+    );
+    // Another citizen cannot buy for the child.
+    let (stranger_vault, stranger) = w.rider("stranger", VICTIM, Product::PayAsYouGo).await;
+    refused(
+        w.client
+            .order_credential(
+                stranger_vault.clone(),
+                &CredentialOrder {
+                    dependant: Some(CHILD.into()),
+                    ..order(&stranger, Product::FreePass, Category::Child)
+                },
+            )
+            .await
+            .unwrap_err(),
+        403,
+        "not_guardian",
+    );
+
+    // Parent and child board one bus a second apart with one phone: two cards, no passback.
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let at = tomorrow_morning();
+    let parent_ride = bus
+        .validate(&phone.current_qr(at).unwrap().text, at)
+        .unwrap();
+    let child_ride = bus
+        .validate(
+            &phone.current_qr_for(bought.card_id, at + 1).unwrap().text,
+            at + 1,
+        )
+        .unwrap();
+    assert!(parent_ride.accepted && child_ride.accepted);
+    assert_eq!(child_ride.category, Some(Category::Child));
+    let receipt = w.upload_bus(&bus_vault, &mut bus).await;
+    assert_eq!(receipt.charged_vnd, 8_000, "the child rides free");
+
+    // The parent's phone shows both riders' trips, each on its own card, and each card's caps.
+    w.client
+        .sync(parent_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let history = RiderHistory::new(&parent_vault);
+    assert_eq!(history.trips_from("2000-01-01", None).unwrap().len(), 2);
+    let child_trips = history
+        .trips_from("2000-01-01", Some(bought.card_id))
+        .unwrap();
+    assert_eq!(child_trips.len(), 1);
+    assert_eq!(
+        (child_trips[0].product, child_trips[0].fare_vnd),
+        (Product::FreePass, 0)
+    );
+    let day = child_trips[0].day.clone();
+    let own = history.cap(&day, None).unwrap().unwrap();
+    assert_eq!((own.card_id, own.paid_vnd), (Some(parent_card), 8_000));
+    assert_eq!(history.cap(&day, Some(parent_card)).unwrap(), Some(own));
+    assert_eq!(history.cap(&day, Some(bought.card_id)).unwrap(), None);
+    // A teenage dependant pays as they go: their cap progress reaches the parent's phone under
+    // their card, apart from the parent's.
+    const TEEN: &str = "001008012345";
+    w.admin_post(&path, json!({"dependant_citizen_id": TEEN}))
+        .await;
+    let teen = w
+        .client
+        .buy_and_install(
+            parent_vault.clone(),
+            Arc::new(Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap()),
+            CredentialOrder {
+                dependant: Some(TEEN.into()),
+                ..order(&phone, Product::PayAsYouGo, Category::Standard)
+            },
+        )
+        .await
+        .unwrap();
+    let phone = Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let at = at + 600;
+    assert!(
+        bus.validate(&phone.current_qr_for(teen.card_id, at).unwrap().text, at)
+            .unwrap()
+            .accepted
+    );
+    w.upload_bus(&bus_vault, &mut bus).await;
+    w.client
+        .sync(parent_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let teen_cap = history.cap(&day, Some(teen.card_id)).unwrap().unwrap();
+    assert_eq!(
+        (teen_cap.card_id, teen_cap.paid_vnd),
+        (Some(teen.card_id), 8_000)
+    );
+    assert_eq!(history.cap(&day, None).unwrap().unwrap().paid_vnd, 8_000);
+    // The guardianship ends (custody changed): no more of the child's passes, nor their trips.
+    let end = |who: &str| {
+        let url = w.url(&format!("/v1/admin/citizens/{RIDER}/dependants/{who}"));
+        let http = w.http.clone();
+        async move {
+            http.delete(url)
+                .bearer_auth(common::ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(end(CHILD).await, 200);
+    assert_eq!(end(CHILD).await, 404, "once");
+    assert_eq!(end("12").await, 400);
+    refused(
+        w.client
+            .order_credential(parent_vault.clone(), &child_order)
+            .await
+            .unwrap_err(),
+        403,
+        "not_guardian",
+    );
+    let before = history
+        .trips_from("2000-01-01", Some(bought.card_id))
+        .unwrap()
+        .len();
+    let at = at + 1_200;
+    assert!(
+        bus.validate(&phone.current_qr_for(bought.card_id, at).unwrap().text, at)
+            .unwrap()
+            .accepted,
+        "a pass already held rides until its credential ends"
+    );
+    w.upload_bus(&bus_vault, &mut bus).await;
+    w.client
+        .sync(parent_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        history
+            .trips_from("2000-01-01", Some(bought.card_id))
+            .unwrap()
+            .len(),
+        before,
+        "the child's new trips no longer reach the former guardian"
+    );
+    // Removing the child's pass leaves the owner's.
+    assert!(phone.remove_credential(bought.card_id).unwrap());
+    assert!(phone.remove_credential(parent_card).is_err());
+    assert_eq!(phone.credentials().len(), 2);
+}

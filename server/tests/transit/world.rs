@@ -1,0 +1,293 @@
+//! The world the transit tests run in: a backend on loopback, riders' phones, validators and
+//! gates, and the helpers every scenario uses.
+#![allow(dead_code)]
+
+pub use std::sync::{Arc, Mutex};
+
+pub(crate) use crate::common;
+pub use crate::common::{http_client, start_local, vault, ADMIN};
+pub use serde_json::{json, Value};
+pub use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError};
+pub use thudo_core::sync::protocol::{RegisterRequest, ValidatorEnrolmentRequest};
+pub use thudo_core::transit::backend::{CredentialOrder, TapReceipt};
+pub use thudo_core::transit::metro::{Gate, GateDirection};
+pub use thudo_core::transit::phone::{Phone, PhoneOptions};
+pub use thudo_core::transit::validator::{Reason, Tap, Validator, ValidatorConfig};
+pub use thudo_core::transit::{Category, Product};
+pub use thudo_core::vault::Vault;
+pub use thudo_server::devices::identity::LocalIdentityProvider;
+pub use thudo_server::prelude::*;
+pub use thudo_server::transit::fares::FarePolicy;
+pub use thudo_server::transit::store::NewEnrolment;
+pub use thudo_server::{AppState, Running, ServerConfig};
+
+pub const RIDER: &str = "001090054321";
+pub const VICTIM: &str = "001090099999";
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub storage: Arc<dyn Storage>,
+    pub state: AppState,
+    pub running: Running,
+    pub client: SyncClient,
+    pub http: reqwest::Client,
+    pub idp: Arc<LocalIdentityProvider>,
+}
+
+impl World {
+    pub async fn start() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let common::Local {
+            storage,
+            state,
+            running,
+            idp,
+            client,
+            ..
+        } = start_local(dir.path()).await;
+        let http = http_client();
+        World {
+            dir,
+            storage,
+            state,
+            running,
+            client,
+            http,
+            idp,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.addr)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, json_of(r).await)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        json_of(r).await
+    }
+
+    /// What a phone's device sees at `/v1/transit/charges`.
+    pub async fn charges(&self, phone: &Arc<Vault>) -> Value {
+        let token = SyncClient::registration(phone).unwrap().unwrap().token;
+        let r = self
+            .http
+            .get(self.url("/v1/transit/charges"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        json_of(r).await
+    }
+
+    /// Uploads a bus validator's taps (without acknowledging them).
+    pub async fn upload_bus(&self, vault: &Arc<Vault>, bus: &mut Validator) -> TapReceipt {
+        self.client
+            .upload_taps(vault.clone(), bus.export_taps().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Uploads a gate's taps and acknowledges them (a gate's upload also says its log is
+    /// drained).
+    pub async fn upload_gate(
+        &self,
+        vault: &Arc<Vault>,
+        gate: &Arc<Mutex<Validator>>,
+    ) -> TapReceipt {
+        self.client
+            .upload_and_acknowledge(vault.clone(), gate.clone())
+            .await
+            .unwrap()
+    }
+
+    /// What a phone's card was charged on local day `day`, VND.
+    pub async fn charged_on(&self, phone: &Arc<Vault>, day: &str) -> u64 {
+        self.charges(phone).await["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d[0] == day)
+            .map(|d| d[1].as_u64().unwrap())
+            .sum()
+    }
+
+    pub fn enrolment_code(&self, route: u16) -> String {
+        thudo_server::transit::validators::create_enrolment(
+            self.state.storage().as_ref(),
+            &format!("bus {route}"),
+            Some(route),
+            None,
+            3600,
+        )
+        .unwrap()
+        .0
+    }
+
+    /// An enrolled validator on `route` with the current feed installed.
+    pub async fn bus(&self, name: &str, route: u16) -> (Arc<Vault>, Validator, String) {
+        let v = vault(&self.dir.path().join(name));
+        let enrolled = self
+            .client
+            .enrol_validator(
+                v.clone(),
+                &ValidatorEnrolmentRequest {
+                    enrolment_code: self.enrolment_code(route),
+                    device_name: name.into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(enrolled.route, Some(route));
+        let feed = self.client.validator_feed(v.clone()).await.unwrap();
+        let mut validator = Validator::open(
+            v.clone(),
+            feed.issuer_keys,
+            ValidatorConfig {
+                route,
+                ..ValidatorConfig::default()
+            },
+        )
+        .unwrap();
+        validator
+            .update_deny_list(&thudo_core::hex::decode(&feed.deny_list).unwrap())
+            .unwrap();
+        (v, validator, enrolled.validator_id)
+    }
+
+    /// An enrolled metro gate at `station` with the current feed installed.
+    pub async fn gate(
+        &self,
+        name: &str,
+        station: u16,
+        direction: GateDirection,
+    ) -> (Arc<Vault>, Arc<Mutex<Validator>>) {
+        let v = vault(&self.dir.path().join(name));
+        let binding = match direction {
+            GateDirection::Entry => format!("{station}:entry"),
+            GateDirection::Exit => format!("{station}:exit"),
+        };
+        let (code, _) = thudo_server::transit::validators::create_enrolment(
+            self.state.storage().as_ref(),
+            name,
+            None,
+            Some(binding.clone()),
+            3600,
+        )
+        .unwrap();
+        let enrolled = self
+            .client
+            .enrol_validator(
+                v.clone(),
+                &ValidatorEnrolmentRequest {
+                    enrolment_code: code,
+                    device_name: name.into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(enrolled.gate, Some(binding));
+        let feed = self.client.validator_feed(v.clone()).await.unwrap();
+        let validator = Validator::open(
+            v.clone(),
+            feed.issuer_keys,
+            ValidatorConfig {
+                route: 902,
+                gate: Some(Gate { station, direction }),
+                ..ValidatorConfig::default()
+            },
+        )
+        .unwrap();
+        (v, Arc::new(Mutex::new(validator)))
+    }
+
+    pub async fn phone_device(&self, name: &str, citizen: &str) -> Arc<Vault> {
+        let v = vault(&self.dir.path().join(name));
+        self.client
+            .sign_in_and_register(v.clone(), name, |n| {
+                self.idp.id_token(citizen, n).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap();
+        v
+    }
+
+    /// A registered phone holding a credential for `product`.
+    pub async fn rider(&self, name: &str, citizen: &str, product: Product) -> (Arc<Vault>, Phone) {
+        let v = self.phone_device(name, citizen).await;
+        let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+        let r = self
+            .client
+            .order_credential(v.clone(), &order(&phone, product, Category::Standard))
+            .await
+            .unwrap();
+        phone
+            .install_credential(&thudo_core::hex::decode(&r.credential).unwrap())
+            .unwrap();
+        (v, phone)
+    }
+}
+
+pub async fn json_of(r: reqwest::Response) -> Value {
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null)
+}
+
+pub fn order(phone: &Phone, product: Product, category: Category) -> CredentialOrder {
+    CredentialOrder {
+        product,
+        category,
+        route: 0,
+        device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
+        month: String::new(),
+        dependant: None,
+    }
+}
+
+pub fn now() -> u64 {
+    chrono::Utc::now().timestamp() as u64
+}
+
+/// 07:00 tomorrow in Hanoi: later taps of a test stay on one Hanoi day and inside the
+/// credential's 72 hours.
+pub fn tomorrow_morning() -> u64 {
+    let hanoi = now() + 7 * 3600;
+    let midnight = hanoi - hanoi % 86_400 + 86_400;
+    midnight - 7 * 3600 + 7 * 3600
+}
+
+pub fn refused(e: SyncError, status: u16, code: &str) {
+    match e {
+        SyncError::Refused {
+            status: s, code: c, ..
+        } => assert_eq!((s, c.as_str()), (status, code)),
+        other => panic!("expected {status} {code}, got {other:?}"),
+    }
+}
+
+pub fn tap(v: &Arc<Mutex<Validator>>, phone: &Phone, at: u64) -> Reason {
+    v.lock()
+        .unwrap()
+        .validate(&phone.current_qr(at).unwrap().text, at)
+        .unwrap()
+        .reason
+}
