@@ -675,7 +675,17 @@ impl From<thudo_core::vault::VaultError> for HandbookError {
     }
 }
 
-crate::error_api!(HandbookError, "handbook", retryable: [Locked]);
+crate::error_api!(HandbookError, {
+        Invalid => ("handbook.invalid", false),
+        NoRule => ("handbook.no_rule", false),
+        NotFound => ("handbook.not_found", false),
+        WrongState => ("handbook.wrong_state", false),
+        Closed => ("handbook.closed", false),
+        Locked => ("handbook.locked", true),
+        Storage => ("handbook.storage", false),
+        NewerSchema => ("handbook.newer_schema", false),
+        Internal => ("handbook.internal", false),
+});
 
 fn invalid(reason: String) -> HandbookError {
     HandbookError::Invalid { reason }

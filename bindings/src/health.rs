@@ -292,6 +292,21 @@ pub fn vaccination_schedule(
         .collect())
 }
 
-crate::error_api!(HealthCardError, "health_card", retryable: []);
+crate::error_api!(HealthCardError, {
+        BadQr => ("health_card.bad_qr", false),
+        BadChunks => ("health_card.bad_chunks", false),
+        Malformed => ("health_card.malformed", false),
+        BadHeader => ("health_card.bad_header", false),
+        UnknownKey => ("health_card.unknown_key", false),
+        DerSignature => ("health_card.der_signature", false),
+        BadSignature => ("health_card.bad_signature", false),
+        BadPayload => ("health_card.bad_payload", false),
+        NotYetValid => ("health_card.not_yet_valid", false),
+        Expired => ("health_card.expired", false),
+        Revoked => ("health_card.revoked", false),
+        BadTrustData => ("health_card.bad_trust_data", false),
+});
 
-crate::error_api!(ScheduleError, "schedule", retryable: []);
+crate::error_api!(ScheduleError, {
+        InvalidDate => ("schedule.invalid_date", false),
+});

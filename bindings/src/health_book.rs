@@ -511,4 +511,13 @@ impl From<thudo_core::vault::VaultError> for HealthBookError {
     }
 }
 
-crate::error_api!(HealthBookError, "health_book", retryable: [Locked]);
+crate::error_api!(HealthBookError, {
+        InvalidFhir => ("health_book.invalid_fhir", false),
+        Invalid => ("health_book.invalid", false),
+        NotFound => ("health_book.not_found", false),
+        CardRefused => ("health_book.card_refused", false),
+        Closed => ("health_book.closed", false),
+        Locked => ("health_book.locked", true),
+        Storage => ("health_book.storage", false),
+        Internal => ("health_book.internal", false),
+});

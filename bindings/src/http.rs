@@ -63,7 +63,10 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for HttpError {
     }
 }
 
-crate::error_api!(HttpError, "http", retryable: [Failed]);
+crate::error_api!(HttpError, {
+        Failed => ("http.failed", true),
+        TooLarge => ("http.too_large", false),
+});
 
 /// An HTTP client the app gives (OkHttp, URLSession): it sends one request and returns the
 /// whole response, blocking its caller (a library thread set aside for it, never the main

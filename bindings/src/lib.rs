@@ -96,54 +96,45 @@ pub struct Bytes(pub Vec<u8>);
 
 uniffi::custom_newtype!(Bytes, Vec<u8>);
 
-/// The stable code of an error: `domain.variant_in_snake_case`, from the variant's name.
-pub(crate) fn error_code(domain: &str, error: &impl std::fmt::Debug) -> String {
-    let debug = format!("{error:?}");
-    let variant = debug
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .next()
-        .unwrap_or_default();
-    let mut code = String::with_capacity(domain.len() + variant.len() + 4);
-    code.push_str(domain);
-    code.push('.');
-    for (i, c) in variant.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                code.push('_');
-            }
-            code.push(c.to_ascii_lowercase());
-        } else {
-            code.push(c);
-        }
-    }
-    code
-}
-
 /// Gives an FFI error its host-facing API: `code()` (stable, for the app's own localised text)
 /// and `isRetryable()` (whether trying again later can help). Its message is its `Display`.
+/// Codes and retry rules come from the explicit table given here (one row per variant), never
+/// from the variants' names: renaming a variant cannot change a published code, a new variant
+/// does not compile without its row, `bindings/error-codes.txt` lists every code published and
+/// docs/errors.md every code with its retry rule (tests compare them).
 macro_rules! error_api {
-    ($error:ident, $domain:literal, retryable: [$($variant:ident),*]) => {
+    ($error:ident, {$($variant:ident => ($code:literal, $retryable:literal)),* $(,)?}) => {
         #[uniffi::export]
         impl $error {
-            /// A stable code for this failure, `domain.variant` (for example `vault.wrong_key`):
-            /// map it to the app's own localised text. Codes are never reused; new ones may be
-            /// added.
+            /// A stable code for this failure, `domain.kind` (for example `vault.wrong_key`):
+            /// map it to the app's own localised text. Codes are never changed or reused; new
+            /// ones may be added.
             pub fn code(&self) -> String {
-                crate::error_code($domain, self)
+                self.code_and_retry().0.to_owned()
             }
 
             /// Whether the same call can succeed later without the app changing anything (after
             /// the user unlocks the device, when the network is back): schedule a retry.
             /// Otherwise the app must act (sign in again, ask for another key, update).
             pub fn is_retryable(&self) -> bool {
-                #[allow(unused_variables)]
-                let retryable = false;
-                $(let retryable = retryable || matches!(self, $error::$variant { .. });)*
-                retryable
+                self.code_and_retry().1
+            }
+        }
+
+        impl $error {
+            /// Every code of this type with its retry rule, in its table's order.
+            #[allow(dead_code)]
+            pub(crate) const CODES: &'static [(&'static str, bool)] = &[$(($code, $retryable)),*];
+
+            fn code_and_retry(&self) -> (&'static str, bool) {
+                match self {
+                    $($error::$variant { .. } => ($code, $retryable),)*
+                }
             }
         }
     };
 }
+
 pub(crate) use error_api;
 
 /// A failure of the library itself (a bug), carried to the error type of the call.
@@ -171,7 +162,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_codes_are_the_domain_and_the_variant_in_snake_case() {
+    fn error_codes_and_retry_rules() {
         let lost = VaultError::KeyLost {
             reason: "no key".into(),
         };
@@ -193,6 +184,43 @@ mod tests {
         assert!(!card.is_retryable());
         // The message is the sentence, never a dump of the fields.
         assert_eq!(lost.to_string(), "the vault's key is gone: no key");
+    }
+
+    #[test]
+    fn error_codes_are_the_published_list() {
+        let mut table: Vec<(&str, bool)> = [
+            VaultError::CODES,
+            KeyProviderError::CODES,
+            SyncError::CODES,
+            HttpError::CODES,
+            TransitError::CODES,
+            SignerError::CODES,
+            HandbookError::CODES,
+            HealthCardError::CODES,
+            ScheduleError::CODES,
+            HealthBookError::CODES,
+        ]
+        .concat();
+        table.sort_unstable();
+        let codes: Vec<&str> = table.iter().map(|(c, _)| *c).collect();
+        let published: Vec<&str> = include_str!("../error-codes.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert_eq!(codes, published, "a published code changed, vanished or was added unlisted");
+        let mut unique = codes.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), codes.len(), "a code is used twice");
+        // docs/errors.md gives each code with the same retry rule.
+        let doc = include_str!("../../docs/errors.md");
+        for (code, retryable) in table {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{code}` |")))
+                .unwrap_or_else(|| panic!("docs/errors.md has no row for {code}"));
+            let said = row.split('|').nth(2).unwrap_or_default().trim();
+            assert_eq!(said == "yes", retryable, "docs/errors.md: retry of {code}: {row}");
+        }
     }
 
     #[test]

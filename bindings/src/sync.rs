@@ -629,7 +629,22 @@ impl From<thudo_core::vault::VaultError> for SyncError {
     }
 }
 
-crate::error_api!(SyncError, "sync", retryable: [Unavailable, Cancelled, Locked, Protocol, Storage]);
+crate::error_api!(SyncError, {
+        InsecureUrl => ("sync.insecure_url", false),
+        NotRegistered => ("sync.not_registered", false),
+        Unauthorized => ("sync.unauthorized", false),
+        Unavailable => ("sync.unavailable", true),
+        Refused => ("sync.refused", false),
+        NotEntitled => ("sync.not_entitled", false),
+        Protocol => ("sync.protocol", true),
+        Cancelled => ("sync.cancelled", true),
+        ShutDown => ("sync.shut_down", false),
+        InvalidArgument => ("sync.invalid_argument", false),
+        Closed => ("sync.closed", false),
+        Locked => ("sync.locked", true),
+        Storage => ("sync.storage", true),
+        Internal => ("sync.internal", false),
+});
 
 /// Stops one long call (`sync`, `uploadTaps`, `validatorFeed`) without touching the client: call
 /// `cancel()` (from any thread), or make it with a time budget that fires by itself (a

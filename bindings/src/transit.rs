@@ -1133,9 +1133,22 @@ impl From<thudo_core::vault::VaultError> for TransitError {
     }
 }
 
-crate::error_api!(TransitError, "transit", retryable: [Locked, Signer]);
+crate::error_api!(TransitError, {
+        InvalidRequest => ("transit.invalid_request", false),
+        NoCredential => ("transit.no_credential", false),
+        CredentialExpired => ("transit.credential_expired", false),
+        InvalidCredential => ("transit.invalid_credential", false),
+        InvalidSignedData => ("transit.invalid_signed_data", false),
+        Signer => ("transit.signer", true),
+        Closed => ("transit.closed", false),
+        Locked => ("transit.locked", true),
+        Storage => ("transit.storage", false),
+        Internal => ("transit.internal", false),
+});
 
-crate::error_api!(SignerError, "signer", retryable: []);
+crate::error_api!(SignerError, {
+        Failed => ("signer.failed", false),
+});
 
 /// One ride as the backend charged it, kept on the phone.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]

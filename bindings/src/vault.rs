@@ -573,6 +573,23 @@ pub fn vault_schema_version() -> i64 {
     core::SCHEMA_VERSION.into()
 }
 
-crate::error_api!(VaultError, "vault", retryable: [KeyUnavailable, Io]);
+crate::error_api!(VaultError, {
+        WrongKey => ("vault.wrong_key", false),
+        KeyUnavailable => ("vault.key_unavailable", true),
+        KeyLost => ("vault.key_lost", false),
+        CorruptRecord => ("vault.corrupt_record", false),
+        CorruptStore => ("vault.corrupt_store", false),
+        NewerSchema => ("vault.newer_schema", false),
+        NotFound => ("vault.not_found", false),
+        Closed => ("vault.closed", false),
+        InvalidArgument => ("vault.invalid_argument", false),
+        InvalidBackup => ("vault.invalid_backup", false),
+        Io => ("vault.io", true),
+        Internal => ("vault.internal", false),
+});
 
-crate::error_api!(KeyProviderError, "key_provider", retryable: [Unavailable]);
+crate::error_api!(KeyProviderError, {
+        WrongKey => ("key_provider.wrong_key", false),
+        Unavailable => ("key_provider.unavailable", true),
+        Gone => ("key_provider.gone", false),
+});
