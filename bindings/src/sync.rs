@@ -14,6 +14,7 @@ use crate::health::HealthCardVerifier;
 use crate::transit::{TransitPhone, TransitValidator, TrustedIssuerKey};
 use crate::vault::Vault;
 use crate::{signed, Internal};
+use thudo_core::transit::backend::TransitClient;
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 
 /// Why a sync call failed. After any of these, what was acknowledged is out of the outbox and
@@ -111,9 +112,9 @@ impl From<Internal> for SyncError {
     }
 }
 
-impl From<core::SyncError> for SyncError {
-    fn from(e: core::SyncError) -> Self {
-        use core::SyncError as E;
+impl From<core::BackendError> for SyncError {
+    fn from(e: core::BackendError) -> Self {
+        use core::BackendError as E;
         match e {
             E::InsecureUrl { url, reason } => SyncError::InsecureUrl { url, reason },
             E::NotRegistered => SyncError::NotRegistered,
@@ -330,7 +331,7 @@ fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
 /// calls in flight (Kotlin's `close()` frees the handle).
 #[derive(uniffi::Object)]
 pub struct SyncClient {
-    inner: Arc<core::SyncClient>,
+    inner: Arc<core::BackendClient>,
     /// The health-card trust pulled records are verified against (see `trust_health_cards`).
     health_trust: std::sync::RwLock<Option<Arc<thudo_core::health::shc::TrustStore>>>,
 }
@@ -343,7 +344,7 @@ impl SyncClient {
         let c = config(&settings)?;
         Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
-            inner: Arc::new(core::SyncClient::new(c)?),
+            inner: Arc::new(core::BackendClient::new(c)?),
         }))
     }
 
@@ -366,7 +367,7 @@ impl SyncClient {
         let transport = Arc::new(crate::http::Foreign(http));
         Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
-            inner: Arc::new(core::SyncClient::with_transport(c, transport)?),
+            inner: Arc::new(core::BackendClient::with_transport(c, transport)?),
         }))
     }
 
@@ -449,7 +450,7 @@ impl SyncClient {
     /// Whether this vault's device is registered.
     pub async fn is_registered(&self, vault: Arc<Vault>) -> Result<bool, SyncError> {
         let v = vault.core();
-        crate::blocking(move || Ok(core::SyncClient::registration(&v)?.is_some())).await
+        crate::blocking(move || Ok(core::BackendClient::registration(&v)?.is_some())).await
     }
 
     /// Pushes the outbox, then pulls every collection (library documents into `library` when
@@ -511,11 +512,15 @@ impl SyncClient {
         };
         let client = self.inner.clone();
         let (vault, phone) = (vault.core(), phone.inner.clone());
-        let r = tokio::spawn(async move { client.buy_and_install(vault, phone, order).await })
-            .await
-            .map_err(|e| SyncError::Internal {
-                reason: format!("the purchase task failed: {e}"),
-            })??;
+        let r = tokio::spawn(async move {
+            TransitClient::new(&client)
+                .buy_and_install(vault, phone, order)
+                .await
+        })
+        .await
+        .map_err(|e| SyncError::Internal {
+            reason: format!("the purchase task failed: {e}"),
+        })??;
         Ok(CredentialPurchase {
             card_id: crate::card_id_to_host(r.card_id),
             price_vnd: signed(r.price_vnd),
@@ -533,7 +538,7 @@ impl SyncClient {
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<ValidatorFeed, SyncError> {
         let feed = guard(cancel)
-            .run(self.inner.validator_feed(vault.core()))
+            .run(TransitClient::new(&self.inner).validator_feed(vault.core()))
             .await?;
         Ok(ValidatorFeed {
             issuer_keys: feed.issuer_keys.into_iter().map(Into::into).collect(),
@@ -559,8 +564,7 @@ impl SyncClient {
         validator: Arc<TransitValidator>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<TapUploadReceipt, SyncError> {
-        let upload = self
-            .inner
+        let upload = TransitClient::new(&self.inner)
             .upload_and_acknowledge(vault.core(), validator.inner.clone());
         Ok(guard(cancel).run(upload).await?.into())
     }
@@ -577,9 +581,11 @@ impl SyncClient {
         gate: Arc<TransitValidator>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<i64, SyncError> {
-        let refresh =
-            self.inner
-                .refresh_entries(vault.core(), gate.inner.clone(), crate::unix_now());
+        let refresh = TransitClient::new(&self.inner).refresh_entries(
+            vault.core(),
+            gate.inner.clone(),
+            crate::unix_now(),
+        );
         Ok(guard(cancel).run(refresh).await? as i64)
     }
 
@@ -591,8 +597,7 @@ impl SyncClient {
         inspector: Arc<TransitValidator>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<InspectionUploadReceipt, SyncError> {
-        let upload = self
-            .inner
+        let upload = TransitClient::new(&self.inner)
             .upload_inspections(vault.core(), inspector.inner.clone());
         let r = guard(cancel).run(upload).await?;
         Ok(InspectionUploadReceipt {
@@ -690,8 +695,8 @@ fn guard(token: Option<Arc<CancelToken>>) -> core::Cancel {
 }
 
 /// The core configuration of `settings`.
-fn config(settings: &SyncSettings) -> Result<core::SyncConfig, SyncError> {
-    let mut c = core::SyncConfig::new(&settings.base_url);
+fn config(settings: &SyncSettings) -> Result<core::BackendConfig, SyncError> {
+    let mut c = core::BackendConfig::new(&settings.base_url);
     if let Some(ms) = settings.request_timeout_ms {
         c.request_timeout = Duration::from_millis(ms.max(1) as u64);
     }

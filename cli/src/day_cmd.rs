@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use clap::Args;
-use thudo_core::sync::client::{SyncClient, SyncConfig};
+use thudo_core::sync::client::{BackendClient, BackendConfig};
 use thudo_core::sync::protocol::ValidatorEnrolmentRequest;
 use thudo_core::transit::backend::CredentialOrder;
+use thudo_core::transit::backend::TransitClient;
 use thudo_core::transit::inspection::InspectionOutcome;
 use thudo_core::transit::metro::{Gate, GateDirection};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
@@ -53,7 +54,7 @@ struct Device {
 struct World {
     dir: std::path::PathBuf,
     state: AppState,
-    client: SyncClient,
+    client: BackendClient,
 }
 
 impl World {
@@ -78,7 +79,9 @@ impl World {
                 },
             )
             .await?;
-        let feed = self.client.validator_feed(vault.clone()).await?;
+        let feed = TransitClient::new(&self.client)
+            .validator_feed(vault.clone())
+            .await?;
         let mut validator = Validator::open(
             vault.clone(),
             feed.issuer_keys,
@@ -97,8 +100,7 @@ impl World {
     }
 
     async fn upload(&self, device: &Device) -> Result<u64> {
-        let receipt = self
-            .client
+        let receipt = TransitClient::new(&self.client)
             .upload_and_acknowledge(device.vault.clone(), device.validator.clone())
             .await?;
         Ok(receipt.charged_vnd)
@@ -154,7 +156,7 @@ async fn day(args: DayArgs) -> Result<()> {
     let world = World {
         dir: dir.clone(),
         state,
-        client: SyncClient::new(SyncConfig::new(&format!("http://{}", server.addr)))?,
+        client: BackendClient::new(BackendConfig::new(&format!("http://{}", server.addr)))?,
     };
     let client = &world.client;
 
@@ -208,14 +210,14 @@ async fn day(args: DayArgs) -> Result<()> {
         month: String::new(),
         dependant: dependant.map(str::to_owned),
     };
-    let own = client
+    let own = TransitClient::new(client)
         .buy_and_install(
             phone_vault.clone(),
             phone.clone(),
             order(Product::PayAsYouGo, Category::Standard, None),
         )
         .await?;
-    let childs = client
+    let childs = TransitClient::new(client)
         .buy_and_install(
             phone_vault.clone(),
             phone.clone(),
@@ -245,7 +247,7 @@ async fn day(args: DayArgs) -> Result<()> {
         "metro 2A La Thành, gate in",
     )?;
     world.upload(&la_thanh_in).await?;
-    client
+    TransitClient::new(client)
         .refresh_entries(la_khe_out.vault.clone(), la_khe_out.validator.clone(), t)
         .await?;
     tap(
@@ -296,7 +298,7 @@ async fn day(args: DayArgs) -> Result<()> {
     }
     world.upload(&bus_32).await?;
     world.upload(&bus_86).await?;
-    client
+    TransitClient::new(client)
         .upload_inspections(inspector.vault.clone(), inspector.validator.clone())
         .await?;
     // Evening: the metro home, La Khê to La Thành; the parent reaches the daily cap.
@@ -318,7 +320,7 @@ async fn day(args: DayArgs) -> Result<()> {
         "metro 2A La Khê, gate in",
     )?;
     world.upload(&la_khe_in).await?;
-    client
+    TransitClient::new(client)
         .refresh_entries(
             la_thanh_out.vault.clone(),
             la_thanh_out.validator.clone(),

@@ -12,9 +12,10 @@ use clap::Args;
 use thudo_core::handbook::library::Library;
 use thudo_core::health::fhir::Kind;
 use thudo_core::health::records::HealthBook;
-use thudo_core::sync::client::{SyncClient, SyncConfig, SyncEvent, SyncObserver};
+use thudo_core::sync::client::{BackendClient, BackendConfig, SyncEvent, SyncObserver};
 use thudo_core::sync::protocol::ValidatorEnrolmentRequest;
 use thudo_core::transit::backend::CredentialOrder;
+use thudo_core::transit::backend::TransitClient;
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::qr;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
@@ -148,7 +149,7 @@ async fn story(args: DemoArgs) -> Result<()> {
         })
         .await?;
     let url = format!("http://{}", server.addr);
-    let client = Arc::new(SyncClient::new(SyncConfig::new(&url))?);
+    let client = Arc::new(BackendClient::new(BackendConfig::new(&url))?);
 
     let phone_vault = steps
         .run("citizen's phone: encrypted vault (PBKDF2 600,000)", async {
@@ -240,7 +241,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 month,
                 dependant: None,
             };
-            let r = client
+            let r = TransitClient::new(&client)
                 .buy_and_install(phone_vault.clone(), phone.clone(), order)
                 .await?;
             if let Some(offset) = report.clock_offset_ms {
@@ -276,7 +277,9 @@ async fn story(args: DemoArgs) -> Result<()> {
                     },
                 )
                 .await?;
-            let feed = client.validator_feed(validator_vault.clone()).await?;
+            let feed = TransitClient::new(&client)
+                .validator_feed(validator_vault.clone())
+                .await?;
             let mut v = Validator::open(
                 validator_vault.clone(),
                 feed.issuer_keys.clone(),
@@ -339,7 +342,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 month: String::new(),
                 dependant: None,
             };
-            client
+            TransitClient::new(&client)
                 .buy_and_install(rider_vault, rider.clone(), order)
                 .await?;
             // Four trips within one Vietnamese day (UTC+7), where the daily cap applies: today
@@ -374,7 +377,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 .tap_log_status();
             // Taps waiting for the backend (numbers start at 1).
             let count = log.next_seq.saturating_sub(1 + log.acked_seq) as usize;
-            let receipt = client
+            let receipt = TransitClient::new(&client)
                 .upload_and_acknowledge(validator_vault.clone(), validator.clone())
                 .await?;
             ensure!(

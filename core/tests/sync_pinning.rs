@@ -4,7 +4,7 @@
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use thudo_core::sync::client::{server_verifier, spki_sha256, SyncClient, SyncConfig};
+use thudo_core::sync::client::{server_verifier, spki_sha256, BackendClient, BackendConfig};
 
 struct Pki {
     ca: Vec<u8>,
@@ -70,8 +70,8 @@ fn pins_accept_only_the_pinned_key_and_never_skip_chain_validation() {
 #[test]
 fn a_client_with_pins_builds() {
     let p = pki();
-    let mut config = SyncConfig::new("https://api.thudo.test");
+    let mut config = BackendConfig::new("https://api.thudo.test");
     config.pinned_spki_sha256 = vec![spki_sha256(&p.leaf).unwrap()];
     config.extra_roots_der = vec![p.ca];
-    assert!(SyncClient::new(config).is_ok());
+    assert!(BackendClient::new(config).is_ok());
 }

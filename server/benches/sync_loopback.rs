@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
-use thudo_core::sync::client::{SyncClient, SyncConfig};
+use thudo_core::sync::client::{BackendClient, BackendConfig};
 use thudo_core::sync::protocol::Change;
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::prelude::*;
@@ -89,7 +89,7 @@ fn main() {
             .await
             .unwrap();
         let url = format!("http://{}", server.addr);
-        let client = SyncClient::new(SyncConfig::new(&url)).unwrap();
+        let client = BackendClient::new(BackendConfig::new(&url)).unwrap();
         for (run, total) in [(1, 10_000usize), (2, 20_000)] {
             let citizen = format!("00100000000{run}");
             observations(&storage, &citizen, total);

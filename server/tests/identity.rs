@@ -10,9 +10,10 @@ mod common;
 
 use common::{http_client, start_local, vault};
 use serde_json::{json, Value};
-use thudo_core::sync::client::{SyncClient, SyncError};
+use thudo_core::sync::client::{BackendClient, BackendError};
 use thudo_core::sync::protocol::RegisterRequest;
 use thudo_core::transit::backend::CredentialOrder;
+use thudo_core::transit::backend::TransitClient;
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::{Category, Product};
@@ -21,9 +22,9 @@ use thudo_server::devices::identity::LocalIdentityProvider;
 const CITIZEN: &str = "001088012345";
 const OTHER: &str = "001099000111";
 
-fn refused_with(r: Result<impl std::fmt::Debug, SyncError>, code: &str) {
+fn refused_with(r: Result<impl std::fmt::Debug, BackendError>, code: &str) {
     match r {
-        Err(SyncError::Refused {
+        Err(BackendError::Refused {
             status: 403,
             code: c,
             ..
@@ -163,7 +164,7 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
         "identity_no_citizen",
     );
     assert!(
-        SyncClient::registration(&v).unwrap().is_none(),
+        BackendClient::registration(&v).unwrap().is_none(),
         "nothing stored"
     );
 
@@ -176,7 +177,7 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
         c.register(second.clone(), &request(token)).await,
         "nonce_used",
     );
-    assert!(SyncClient::registration(&second).unwrap().is_none());
+    assert!(BackendClient::registration(&second).unwrap().is_none());
     running.stop().await;
 }
 
@@ -214,19 +215,20 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
         .device_id;
     // The soon-stolen phone holds a pay-as-you-go credential.
     let transit = Phone::open(stolen.clone(), None, PhoneOptions::default()).unwrap();
-    c.order_credential(
-        stolen.clone(),
-        &CredentialOrder {
-            product: Product::PayAsYouGo,
-            category: Category::Standard,
-            route: 0,
-            device_public_key: thudo_core::hex::encode(&transit.device_public_key()),
-            month: String::new(),
-            dependant: None,
-        },
-    )
-    .await
-    .unwrap();
+    TransitClient::new(&c)
+        .order_credential(
+            stolen.clone(),
+            &CredentialOrder {
+                product: Product::PayAsYouGo,
+                category: Category::Standard,
+                route: 0,
+                device_public_key: thudo_core::hex::encode(&transit.device_public_key()),
+                month: String::new(),
+                dependant: None,
+            },
+        )
+        .await
+        .unwrap();
 
     let devices = c.devices(phone.clone()).await.unwrap();
     let names: Vec<(&str, bool)> = devices
@@ -238,7 +240,7 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     for id in [stranger_id.as_str(), "d-0000000000000000"] {
         assert!(matches!(
             c.revoke_device(phone.clone(), id).await,
-            Err(SyncError::Refused { status: 404, .. })
+            Err(BackendError::Refused { status: 404, .. })
         ));
     }
     c.sync(stranger.clone(), &common::collections(), None)
@@ -248,11 +250,11 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     c.revoke_device(phone.clone(), &stolen_id).await.unwrap();
     assert!(matches!(
         c.sync(stolen.clone(), &common::collections(), None).await,
-        Err(SyncError::Unauthorized)
+        Err(BackendError::Unauthorized)
     ));
     assert!(matches!(
         c.revoke_device(phone.clone(), &stolen_id).await,
-        Err(SyncError::Refused { status: 404, .. })
+        Err(BackendError::Refused { status: 404, .. })
     ));
     assert_eq!(c.devices(phone.clone()).await.unwrap().len(), 1);
     // Its transit key is on the deny list validators get.

@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use common::{start_proxy_to, vault, Storage, ADMIN};
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
-use thudo_core::sync::client::{SyncClient, SyncConfig};
+use thudo_core::sync::client::{BackendClient, BackendConfig};
 use thudo_core::sync::protocol::ValidatorEnrolmentRequest;
 use thudo_core::transit::backend::CredentialOrder;
+use thudo_core::transit::backend::TransitClient;
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
@@ -33,15 +34,15 @@ const ROUNDS: usize = 3;
 const NOTES_PER_ROUND: usize = 6;
 const RIDES: usize = 5;
 
-fn client(url: &str) -> SyncClient {
-    let mut c = SyncConfig::new(url);
+fn client(url: &str) -> BackendClient {
+    let mut c = BackendConfig::new(url);
     c.request_timeout = Duration::from_secs(5);
     c.backoff_base = Duration::from_millis(5);
     c.backoff_max = Duration::from_millis(200);
     c.max_attempts = 30;
     c.push_batch = 4;
     c.page_size = 5;
-    SyncClient::new(c).unwrap()
+    BackendClient::new(c).unwrap()
 }
 
 fn citizen(i: usize) -> String {
@@ -158,7 +159,10 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
             month: String::new(),
             dependant: None,
         };
-        let r = c.order_credential(v.clone(), &order).await.unwrap();
+        let r = TransitClient::new(&c)
+            .order_credential(v.clone(), &order)
+            .await
+            .unwrap();
         phone
             .install_credential(&thudo_core::hex::decode(&r.credential).unwrap())
             .unwrap();
@@ -168,7 +172,10 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
     // Each rider rides five times in one Hanoi day, alternating buses, ten minutes apart.
     let mut buses = Vec::new();
     for (v, route) in &validators {
-        let feed = c.validator_feed(v.clone()).await.unwrap();
+        let feed = TransitClient::new(&c)
+            .validator_feed(v.clone())
+            .await
+            .unwrap();
         let mut bus = Validator::open(
             v.clone(),
             feed.issuer_keys,
@@ -212,14 +219,14 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
     );
     let uploads = exported.iter().cloned().map(|(v, taps)| {
         let c = &c;
-        async move { c.upload_taps(v.clone(), taps).await }
+        async move { TransitClient::new(c).upload_taps(v.clone(), taps).await }
     });
     for receipt in futures_util::future::join_all(uploads).await {
         receipt.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
     // And once more, as a validator that never saw its acknowledgement would.
     for (v, taps) in exported {
-        let again = c.upload_taps(v, taps).await;
+        let again = TransitClient::new(&c).upload_taps(v, taps).await;
         let again = again.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(again.charged_vnd, 0, "seed {seed}: nothing charged twice");
     }

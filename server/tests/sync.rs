@@ -21,7 +21,9 @@ use thudo_core::handbook::library::Library;
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
 use thudo_core::health::fhir::Kind;
 use thudo_core::health::records::{self, HealthBook};
-use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
+use thudo_core::sync::client::{
+    BackendClient, BackendConfig, BackendError, SyncEvent, SyncObserver,
+};
 use thudo_core::sync::protocol::RegisterRequest;
 use thudo_core::vault::Vault;
 use thudo_server::devices::identity::LocalIdentityProvider;
@@ -90,15 +92,15 @@ impl Backend {
     }
 }
 
-fn client(url: &str) -> SyncClient {
-    let mut c = SyncConfig::new(url);
+fn client(url: &str) -> BackendClient {
+    let mut c = BackendConfig::new(url);
     c.request_timeout = Duration::from_millis(600);
     c.backoff_base = Duration::from_millis(10);
     c.backoff_max = Duration::from_millis(1500);
     c.max_attempts = 12;
     c.push_batch = 7;
     c.page_size = 3;
-    SyncClient::new(c).unwrap()
+    BackendClient::new(c).unwrap()
 }
 
 /// The test identity provider of every backend in this file (its key is the test's).
@@ -118,7 +120,7 @@ fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
     }
 }
 
-async fn register(c: &SyncClient, v: &Arc<Vault>, name: &str) {
+async fn register(c: &BackendClient, v: &Arc<Vault>, name: &str) {
     c.sign_in_and_register(v.clone(), name, |n| {
         idp().id_token(CITIZEN, n).map_err(|e| e.to_string())
     })
@@ -310,10 +312,10 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
 
     // A week offline: the phone cannot reach the server at all.
     let offline = {
-        let mut cfg = SyncConfig::new("http://127.0.0.1:9");
+        let mut cfg = BackendConfig::new("http://127.0.0.1:9");
         cfg.max_attempts = 2;
         cfg.backoff_base = Duration::from_millis(5);
-        SyncClient::new(cfg).unwrap()
+        BackendClient::new(cfg).unwrap()
     };
     // The offline client needs the registration too: it shares the phone's vault.
     let day: i64 = 86_400;
@@ -340,7 +342,7 @@ async fn a_week_offline_then_everything_syncs_and_two_devices_converge() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, SyncError::Unavailable { attempts: 2, .. }),
+            matches!(err, BackendError::Unavailable { attempts: 2, .. }),
             "{err:?}"
         );
     }
@@ -518,7 +520,7 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
     let device = vault(&dir.path().join("phone"));
     let c = client(&base);
     register(&c, &device, "phone").await;
-    let token = SyncClient::registration(&device).unwrap().unwrap().token;
+    let token = BackendClient::registration(&device).unwrap().unwrap().token;
     let bad_auth: Vec<(&str, &str, &str, u16)> = vec![
         ("GET", "/v1/sync/pull?collection=nope", "", 404),
         ("GET", "/v1/sync/pull", "", 400),
@@ -630,7 +632,7 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
     let unregistered = vault(&dir.path().join("other"));
     assert!(matches!(
         c.sync(unregistered, &common::collections(), None).await,
-        Err(SyncError::NotRegistered)
+        Err(BackendError::NotRegistered)
     ));
     let bad = c
         .register(
@@ -643,7 +645,7 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
         )
         .await;
     assert!(
-        matches!(&bad, Err(SyncError::Refused { status: 403, code, .. }) if code == "identity_invalid"),
+        matches!(&bad, Err(BackendError::Refused { status: 403, code, .. }) if code == "identity_invalid"),
         "{bad:?}"
     );
     // The OpenAPI document is served.
@@ -663,10 +665,10 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_cancels_a_sync_waiting_on_retries() {
-    let mut cfg = SyncConfig::new("http://127.0.0.1:9");
+    let mut cfg = BackendConfig::new("http://127.0.0.1:9");
     cfg.max_attempts = 100;
     cfg.backoff_base = Duration::from_millis(200);
-    let c = Arc::new(SyncClient::new(cfg).unwrap());
+    let c = Arc::new(BackendClient::new(cfg).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let device = vault(dir.path());
     device
@@ -684,7 +686,10 @@ async fn close_cancels_a_sync_waiting_on_retries() {
     let started = std::time::Instant::now();
     c.close();
     let result = task.await.unwrap();
-    assert!(matches!(result, Err(SyncError::ClientClosed)), "{result:?}");
+    assert!(
+        matches!(result, Err(BackendError::ClientClosed)),
+        "{result:?}"
+    );
     assert!(started.elapsed() < Duration::from_millis(200));
 }
 
@@ -769,7 +774,7 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     let c = client(&base);
     let phone = vault(&dir.path().join("phone"));
     register(&c, &phone, "phone").await;
-    let token = SyncClient::registration(&phone).unwrap().unwrap().token;
+    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
     let key_hex: String = thudo_core::crypto::p256::SoftwareKey::generate()
         .unwrap()
         .0

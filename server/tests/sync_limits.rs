@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use axum::routing::get;
 use common::{http_client, start_local, vault};
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
-use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError, SyncEvent, SyncObserver};
+use thudo_core::sync::client::{
+    BackendClient, BackendConfig, BackendError, SyncEvent, SyncObserver,
+};
 use thudo_core::sync::protocol::{MAX_PULL_PAGE_BYTES, MAX_RECORD_BYTES};
 
 const CITIZEN: &str = "001088012345";
@@ -78,7 +80,10 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
 
     // A bare FHIR resource is what a facility publishes: a device pushing one is refused, so
     // no device's record can pass as a facility's on the other phones.
-    let token = SyncClient::registration(&hostile).unwrap().unwrap().token;
+    let token = BackendClient::registration(&hostile)
+        .unwrap()
+        .unwrap()
+        .token;
     let http = http_client();
     let body = serde_json::json!({"mutations": [{"idempotency_key": "bare-1", "seq": 1,
         "collection": "health.records", "record_id": "Immunization/fake", "op": "put",
@@ -150,11 +155,13 @@ async fn pull_is_refused_for_its_size(app: axum::Router) {
         token: "t".into(),
     })
     .unwrap();
-    let mut config = SyncConfig::new(&format!("http://{addr}"));
+    let mut config = BackendConfig::new(&format!("http://{addr}"));
     config.max_attempts = 1;
-    let c = SyncClient::new(config).unwrap();
+    let c = BackendClient::new(config).unwrap();
     match c.sync(v, &common::collections(), None).await {
-        Err(SyncError::Protocol { detail }) => assert!(detail.contains("larger than"), "{detail}"),
+        Err(BackendError::Protocol { detail }) => {
+            assert!(detail.contains("larger than"), "{detail}")
+        }
         other => panic!("expected a refused response, got {other:?}"),
     }
 }

@@ -26,7 +26,7 @@ use protocol::*;
 
 /// How the client talks to the backend.
 #[derive(Debug, Clone)]
-pub struct SyncConfig {
+pub struct BackendConfig {
     /// `https://...`, or `http://` to a loopback address only.
     pub base_url: String,
     /// Limit for one request, connection included.
@@ -53,11 +53,11 @@ pub struct SyncConfig {
     pub max_response_bytes: usize,
 }
 
-impl SyncConfig {
+impl BackendConfig {
     /// Defaults for `base_url`: 20 s requests, 500-change pages, 200-mutation pushes, 6
     /// attempts, backoff 0.5 s to 60 s.
-    pub fn new(base_url: &str) -> SyncConfig {
-        SyncConfig {
+    pub fn new(base_url: &str) -> BackendConfig {
+        BackendConfig {
             base_url: base_url.trim_end_matches('/').to_owned(),
             request_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(10),
@@ -76,7 +76,7 @@ impl SyncConfig {
 /// Why a sync stopped. After any of these the device's data is consistent: what was
 /// acknowledged is out of the outbox, what was pulled is applied with its cursor.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SyncError {
+pub enum BackendError {
     /// The URL is not `https`, or `http` to a host that is not loopback.
     #[error("insecure or invalid server URL {url}: {reason}")]
     InsecureUrl {
@@ -126,7 +126,7 @@ pub enum SyncError {
     /// applied stays; the rest goes next time.
     #[error("sync cancelled")]
     Cancelled,
-    /// The client was closed ([`SyncClient::close`]): it refuses every call from then on.
+    /// The client was closed ([`BackendClient::close`]): it refuses every call from then on.
     #[error("sync client closed")]
     ClientClosed,
     /// The vault failed (or was closed).
@@ -198,82 +198,32 @@ impl Cancel {
         }
     }
 
-    /// Runs `work` until it ends or this fires, whichever is first ([`SyncError::Cancelled`]).
+    /// Runs `work` until it ends or this fires, whichever is first ([`BackendError::Cancelled`]).
     pub async fn run<T>(
         &self,
-        work: impl std::future::Future<Output = Result<T, SyncError>>,
-    ) -> Result<T, SyncError> {
+        work: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         if self.is_cancelled() {
-            return Err(SyncError::Cancelled);
+            return Err(BackendError::Cancelled);
         }
         tokio::select! {
             biased;
-            _ = self.cancelled() => Err(SyncError::Cancelled),
+            _ = self.cancelled() => Err(BackendError::Cancelled),
             r = work => r,
         }
     }
 }
 
-/// Progress, for a foreign observer.
+/// A backend call that failed and will be tried again after a delay: what an operation's
+/// progress observer hears (sync turns it into `SyncEvent::Retrying`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncEvent {
-    /// Mutations pushed so far, of those pending at the start.
-    Pushed {
-        /// Acknowledged so far.
-        done: i64,
-        /// Pending at the start.
-        total: i64,
-    },
-    /// Changes pulled so far in a collection.
-    Pulled {
-        /// The collection.
-        collection: String,
-        /// Received so far.
-        received: i64,
-    },
-    /// A request failed and will be retried after a delay.
-    Retrying {
-        /// The attempt that failed (1-based).
-        attempt: i64,
-        /// Delay before the next, ms.
-        delay_ms: i64,
-        /// What failed.
-        reason: String,
-    },
-}
-
-/// Receives progress. Called on the sync's task; must return quickly and must not call back
-/// into the sync client.
-pub trait SyncObserver: Send + Sync {
-    /// One progress event.
-    fn on_event(&self, event: &SyncEvent);
-}
-
-/// What one sync did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncReport {
-    /// Mutations acknowledged as applied.
-    pub pushed: i64,
-    /// Mutations the server had already applied (an earlier delivery).
-    pub duplicates: i64,
-    /// Mutations older than the server's copy (last-writer-wins).
-    pub superseded_on_server: i64,
-    /// Mutations refused for good (kept in `sync.rejected`).
-    pub rejected: i64,
-    /// Changes received.
-    pub pulled: i64,
-    /// Changes applied.
-    pub applied: i64,
-    /// Changes older than the local copy.
-    pub superseded_locally: i64,
-    /// Changes of unknown collections or unreadable payloads.
-    pub skipped: i64,
-    /// Failed requests that were retried.
-    pub retries: i64,
-    /// Server clock minus device clock, ms (from the fastest exchange).
-    pub clock_offset_ms: Option<i64>,
-    /// Wall time of the sync, ms.
-    pub elapsed_ms: i64,
+pub struct Retry {
+    /// The attempt that failed (1-based).
+    pub attempt: i64,
+    /// Delay before the next, ms.
+    pub delay_ms: i64,
+    /// What failed.
+    pub reason: String,
 }
 
 /// The device's registration, kept encrypted in the vault.
@@ -294,11 +244,11 @@ impl Document for Registration {
     }
 }
 
-/// The sync client. One per server; share it (`Arc`) and call [`SyncClient::sync`] whenever a
-/// network appears. [`SyncClient::close`] cancels work in flight.
-pub struct SyncClient {
+/// The sync client. One per server; share it (`Arc`) and call [`BackendClient::sync`] whenever a
+/// network appears. [`BackendClient::close`] cancels work in flight.
+pub struct BackendClient {
     transport: Arc<dyn HttpTransport>,
-    pub(crate) config: SyncConfig,
+    pub(crate) config: BackendConfig,
     cancel: watch::Sender<bool>,
 }
 
@@ -311,8 +261,8 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Checks the URL: `https`, or `http` to loopback.
-fn check_url(url: &str) -> Result<(), SyncError> {
-    let bad = |reason: &str| SyncError::InsecureUrl {
+fn check_url(url: &str) -> Result<(), BackendError> {
+    let bad = |reason: &str| BackendError::InsecureUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
@@ -356,10 +306,14 @@ fn retry_after(value: Option<&str>) -> Option<Duration> {
     Some(Duration::from_millis(wait.max(0) as u64))
 }
 
-/// One logical operation's bookkeeping: its observer, what it did, the best round trip seen.
+/// One logical operation's bookkeeping: who hears of its retries, how many there were, the
+/// clock offset from its best round trip.
 pub(crate) struct Run<'a> {
-    observer: Option<&'a dyn SyncObserver>,
-    pub(crate) report: SyncReport,
+    on_retry: Option<&'a (dyn Fn(&Retry) + Sync)>,
+    /// Failed requests that were retried.
+    pub(crate) retries: i64,
+    /// Server clock minus device clock, ms, from the fastest exchange.
+    pub(crate) clock_offset_ms: Option<i64>,
     best_rtt_ms: Option<i64>,
     /// Sent as `Idempotency-Key` on every attempt of one logical request, so a retried purchase
     /// whose first answer was lost is not made twice.
@@ -367,39 +321,41 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    pub(crate) fn new(observer: Option<&'a dyn SyncObserver>) -> Self {
+    pub(crate) fn new(on_retry: Option<&'a (dyn Fn(&Retry) + Sync)>) -> Self {
         Run {
-            observer,
-            report: SyncReport::default(),
+            on_retry,
+            retries: 0,
+            clock_offset_ms: None,
             best_rtt_ms: None,
             idempotency_key: None,
         }
     }
 
-    pub(crate) fn event(&self, e: SyncEvent) {
-        if let Some(o) = self.observer {
-            o.on_event(&e);
+    fn retrying(&mut self, retry: Retry) {
+        self.retries += 1;
+        if let Some(hear) = self.on_retry {
+            hear(&retry);
         }
     }
 }
 
 /// Runs blocking vault work off the async executor.
 pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
-) -> Result<T, SyncError> {
+    work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| SyncError::Protocol {
+        .map_err(|e| BackendError::Protocol {
             detail: format!("background work failed: {e}"),
         })?
 }
 
-impl SyncClient {
+impl BackendClient {
     /// A client for `config.base_url`. Refuses insecure URLs.
-    pub fn new(config: SyncConfig) -> Result<SyncClient, SyncError> {
+    pub fn new(config: BackendConfig) -> Result<BackendClient, BackendError> {
         check_url(&config.base_url)?;
         let tls = tls_config(&config.pinned_spki_sha256, &config.extra_roots_der).map_err(|e| {
-            SyncError::InsecureUrl {
+            BackendError::InsecureUrl {
                 url: config.base_url.clone(),
                 reason: e,
             }
@@ -410,7 +366,7 @@ impl SyncClient {
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| SyncError::InsecureUrl {
+            .map_err(|e| BackendError::InsecureUrl {
                 url: config.base_url.clone(),
                 reason: e.to_string(),
             })?;
@@ -421,12 +377,12 @@ impl SyncClient {
     /// insecure URLs. The configuration's pins and extra roots are then the transport's business:
     /// this client does not see the connection.
     pub fn with_transport(
-        config: SyncConfig,
+        config: BackendConfig,
         transport: Arc<dyn HttpTransport>,
-    ) -> Result<SyncClient, SyncError> {
+    ) -> Result<BackendClient, BackendError> {
         check_url(&config.base_url)?;
         let (cancel, _) = watch::channel(false);
-        Ok(SyncClient {
+        Ok(BackendClient {
             transport,
             config,
             cancel,
@@ -434,23 +390,23 @@ impl SyncClient {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &SyncConfig {
+    pub fn config(&self) -> &BackendConfig {
         &self.config
     }
 
-    /// Cancels work in flight and refuses later calls with [`SyncError::ClientClosed`].
+    /// Cancels work in flight and refuses later calls with [`BackendError::ClientClosed`].
     pub fn close(&self) {
         self.cancel.send_replace(true);
     }
 
-    /// Whether [`SyncClient::close`] was called.
+    /// Whether [`BackendClient::close`] was called.
     pub fn is_closed(&self) -> bool {
         *self.cancel.borrow()
     }
 
-    pub(crate) fn check_open(&self) -> Result<(), SyncError> {
+    pub(crate) fn check_open(&self) -> Result<(), BackendError> {
         if self.is_closed() {
-            Err(SyncError::ClientClosed)
+            Err(BackendError::ClientClosed)
         } else {
             Ok(())
         }
@@ -481,7 +437,7 @@ impl SyncClient {
         token: Option<&str>,
         body: Option<&[u8]>,
         run: &mut Run<'_>,
-    ) -> Result<Attempt<T>, SyncError> {
+    ) -> Result<Attempt<T>, BackendError> {
         let mut headers = Vec::with_capacity(3);
         if let Some(t) = token {
             headers.push((AUTHORIZATION.as_str().to_owned(), format!("Bearer {t}")));
@@ -508,7 +464,7 @@ impl SyncClient {
         let response = match self.transport.send(request, limit).await {
             Ok(r) if r.body.len() <= limit => r,
             Ok(_) | Err(HttpFailure::TooLarge) => {
-                return Err(SyncError::Protocol {
+                return Err(BackendError::Protocol {
                     detail: format!("response larger than {limit} bytes"),
                 })
             }
@@ -519,7 +475,7 @@ impl SyncClient {
                 })
             }
         };
-        let status = StatusCode::from_u16(response.status).map_err(|_| SyncError::Protocol {
+        let status = StatusCode::from_u16(response.status).map_err(|_| BackendError::Protocol {
             detail: format!("HTTP status {} is not a status", response.status),
         })?;
         let server_time = response.header(SERVER_TIME_HEADER).map(str::to_owned);
@@ -529,7 +485,7 @@ impl SyncClient {
         if let Some(server_ms) = server_time.and_then(|v| v.parse::<i64>().ok()) {
             if run.best_rtt_ms.is_none_or(|best| rtt < best) {
                 run.best_rtt_ms = Some(rtt);
-                run.report.clock_offset_ms = Some(server_ms - (sent_wall + rtt / 2));
+                run.clock_offset_ms = Some(server_ms - (sent_wall + rtt / 2));
             }
         }
         if status.is_success() {
@@ -551,15 +507,15 @@ impl SyncClient {
             });
         }
         if status == StatusCode::UNAUTHORIZED {
-            return Err(SyncError::Unauthorized);
+            return Err(BackendError::Unauthorized);
         }
         let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
         if let Some(b) = body.as_ref().filter(|b| b.error == "not_entitled") {
-            return Err(SyncError::NotEntitled {
+            return Err(BackendError::NotEntitled {
                 message: b.message.clone(),
             });
         }
-        Err(SyncError::Refused {
+        Err(BackendError::Refused {
             status: status.as_u16(),
             code: body
                 .as_ref()
@@ -577,21 +533,21 @@ impl SyncClient {
         token: Option<&str>,
         body: Option<Vec<u8>>,
         run: &mut Run<'_>,
-    ) -> Result<T, SyncError> {
+    ) -> Result<T, BackendError> {
         let url = format!("{}{}", self.config.base_url, path);
         let max = self.config.max_attempts.max(1);
         for attempt in 1..=max {
             self.check_open()?;
             let outcome = tokio::select! {
                 r = self.attempt::<T>(&method, &url, token, body.as_deref(), run) => r?,
-                _ = self.cancelled() => return Err(SyncError::ClientClosed),
+                _ = self.cancelled() => return Err(BackendError::ClientClosed),
             };
             let (reason, after) = match outcome {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Retry { reason, after } => (reason, after),
             };
             if attempt == max {
-                return Err(SyncError::Unavailable {
+                return Err(BackendError::Unavailable {
                     attempts: attempt,
                     last: reason,
                 });
@@ -602,18 +558,17 @@ impl SyncClient {
             // The reason is not logged: transport errors name the URL (cursors, device ids) and
             // parse errors may quote the response.
             log::warn!(attempt = attempt, delay_ms = delay.as_millis() as u64; "backend call failed, retrying");
-            run.report.retries += 1;
-            run.event(SyncEvent::Retrying {
+            run.retrying(Retry {
                 attempt: i64::from(attempt),
                 delay_ms: delay.as_millis() as i64,
                 reason,
             });
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.cancelled() => return Err(SyncError::ClientClosed),
+                _ = self.cancelled() => return Err(BackendError::ClientClosed),
             }
         }
-        Err(SyncError::Unavailable {
+        Err(BackendError::Unavailable {
             attempts: max,
             last: "no attempt made".into(),
         })
@@ -621,7 +576,7 @@ impl SyncClient {
 
     /// A single-use nonce for the identity provider's sign-in: the app passes it to the
     /// provider's authorization request and registers with the ID token that carries it.
-    pub async fn registration_nonce(&self) -> Result<NonceResponse, SyncError> {
+    pub async fn registration_nonce(&self) -> Result<NonceResponse, BackendError> {
         self.post_without_token("identity/nonce", &serde_json::json!({}))
             .await
     }
@@ -631,8 +586,8 @@ impl SyncClient {
         &self,
         path: &str,
         body: &impl Serialize,
-    ) -> Result<T, SyncError> {
-        let body = serde_json::to_vec(body).map_err(|e| SyncError::Protocol {
+    ) -> Result<T, BackendError> {
+        let body = serde_json::to_vec(body).map_err(|e| BackendError::Protocol {
             detail: e.to_string(),
         })?;
         self.call(
@@ -646,21 +601,25 @@ impl SyncClient {
     }
 
     /// The citizen's active devices, as the backend knows them.
-    pub async fn devices(&self, vault: Arc<Vault>) -> Result<Vec<DeviceInfo>, SyncError> {
+    pub async fn devices(&self, vault: Arc<Vault>) -> Result<Vec<DeviceInfo>, BackendError> {
         self.request(vault, Method::GET, &format!("{API_PREFIX}/devices"), None)
             .await
     }
 
     /// Revokes one of the citizen's devices (a lost or stolen phone): its token stops working at
     /// once and its transit keys are denied.
-    pub async fn revoke_device(&self, vault: Arc<Vault>, device_id: &str) -> Result<(), SyncError> {
+    pub async fn revoke_device(
+        &self,
+        vault: Arc<Vault>,
+        device_id: &str,
+    ) -> Result<(), BackendError> {
         if device_id.is_empty()
             || device_id.len() > 64
             || !device_id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(SyncError::Refused {
+            return Err(BackendError::Refused {
                 status: 404,
                 code: "not_found".into(),
                 message: "no such device on this account".into(),
@@ -682,7 +641,7 @@ impl SyncClient {
         &self,
         vault: Arc<Vault>,
         request: &RegisterRequest,
-    ) -> Result<Registration, SyncError> {
+    ) -> Result<Registration, BackendError> {
         let r: RegisterResponse = self.post_without_token("devices", request).await?;
         let registration = Registration {
             device_id: r.device_id,
@@ -702,9 +661,9 @@ impl SyncClient {
         vault: Arc<Vault>,
         device_name: &str,
         id_token_for: impl FnOnce(&str) -> Result<String, String>,
-    ) -> Result<Registration, SyncError> {
+    ) -> Result<Registration, BackendError> {
         let nonce = self.registration_nonce().await?.nonce;
-        let id_token = id_token_for(&nonce).map_err(|detail| SyncError::Protocol { detail })?;
+        let id_token = id_token_for(&nonce).map_err(|detail| BackendError::Protocol { detail })?;
         let request = RegisterRequest {
             id_token,
             device_name: device_name.to_owned(),
@@ -719,7 +678,7 @@ impl SyncClient {
         &self,
         vault: Arc<Vault>,
         request: &ValidatorEnrolmentRequest,
-    ) -> Result<ValidatorEnrolmentResponse, SyncError> {
+    ) -> Result<ValidatorEnrolmentResponse, BackendError> {
         let r: ValidatorEnrolmentResponse = self.post_without_token("validators", request).await?;
         let registration = Registration {
             device_id: r.validator_id.clone(),
@@ -731,7 +690,7 @@ impl SyncClient {
     }
 
     /// The registration stored in `vault`, if any.
-    pub fn registration(vault: &Vault) -> Result<Option<Registration>, SyncError> {
+    pub fn registration(vault: &Vault) -> Result<Option<Registration>, BackendError> {
         Ok(vault.get_doc::<Registration>("device")?)
     }
 
@@ -742,14 +701,14 @@ impl SyncClient {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<T, SyncError> {
+    ) -> Result<T, BackendError> {
         let reg = blocking(move || Self::registration(&vault))
             .await?
-            .ok_or(SyncError::NotRegistered)?;
+            .ok_or(BackendError::NotRegistered)?;
         let mut run = Run::new(None);
         if method == Method::POST {
             run.idempotency_key =
-                Some(crate::hex::random(16).map_err(|_| SyncError::Protocol {
+                Some(crate::hex::random(16).map_err(|_| BackendError::Protocol {
                     detail: "no randomness".into(),
                 })?);
         }
@@ -780,7 +739,7 @@ mod tests {
             "",
         ] {
             assert!(
-                matches!(check_url(bad), Err(SyncError::InsecureUrl { .. })),
+                matches!(check_url(bad), Err(BackendError::InsecureUrl { .. })),
                 "{bad}"
             );
         }
@@ -800,10 +759,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_stays_under_the_cap() {
-        let mut config = SyncConfig::new("http://127.0.0.1:1");
+        let mut config = BackendConfig::new("http://127.0.0.1:1");
         config.backoff_base = Duration::from_millis(100);
         config.backoff_max = Duration::from_secs(2);
-        let client = SyncClient::new(config).unwrap_or_else(|_| unreachable!());
+        let client = BackendClient::new(config).unwrap_or_else(|_| unreachable!());
         for attempt in 1..=10 {
             let d = client.backoff(attempt);
             let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(2));
@@ -823,7 +782,7 @@ mod tests {
         runtime().block_on(async {
             let pending = || async {
                 tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok::<_, SyncError>(1)
+                Ok::<_, BackendError>(1)
             };
             // Fired by hand from elsewhere while the work waits.
             let cancel = Cancel::new();
@@ -833,20 +792,20 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 firing.cancel();
             });
-            assert!(matches!(r, Err(SyncError::Cancelled)));
+            assert!(matches!(r, Err(BackendError::Cancelled)));
             assert!(started.elapsed() < Duration::from_secs(5));
             assert!(cancel.is_cancelled());
             // Once fired, work does not even start.
             assert!(matches!(
-                cancel.run(async { Ok::<_, SyncError>(2) }).await,
-                Err(SyncError::Cancelled)
+                cancel.run(async { Ok::<_, BackendError>(2) }).await,
+                Err(BackendError::Cancelled)
             ));
             // A deadline fires by itself; work that ends first is not touched.
             let budget = Cancel::with_timeout(Duration::from_millis(30));
             assert_eq!(budget.run(async { Ok(3) }).await.unwrap(), 3);
             assert!(matches!(
                 budget.run(pending()).await,
-                Err(SyncError::Cancelled)
+                Err(BackendError::Cancelled)
             ));
             assert!(budget.is_cancelled());
             // A new cancel is independent of a fired one.

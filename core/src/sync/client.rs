@@ -18,10 +18,10 @@ use crate::net::protocol::*;
 use crate::net::{blocking, now_secs, Run};
 use crate::vault::{Document, Vault, VaultError};
 
+pub use super::events::{SyncEvent, SyncObserver, SyncReport};
 pub use crate::net::{
-    server_verifier, spki_sha256, tls_config, Cancel, HttpFailure, HttpFuture, HttpRequest,
-    HttpResponse, HttpTransport, Registration, SyncClient, SyncConfig, SyncError, SyncEvent,
-    SyncObserver, SyncReport,
+    server_verifier, spki_sha256, tls_config, BackendClient, BackendConfig, BackendError, Cancel,
+    HttpFailure, HttpFuture, HttpRequest, HttpResponse, HttpTransport, Registration, Retry,
 };
 
 /// A rejected mutation, kept for support.
@@ -40,7 +40,21 @@ impl Document for RejectedMutation {
     }
 }
 
-impl SyncClient {
+/// A sync's observer and the report it builds.
+struct Progress<'a> {
+    observer: Option<&'a dyn SyncObserver>,
+    report: SyncReport,
+}
+
+impl Progress<'_> {
+    fn event(&self, e: SyncEvent) {
+        if let Some(o) = self.observer {
+            o.on_event(&e);
+        }
+    }
+}
+
+impl BackendClient {
     /// Pushes the outbox, then pulls every pullable collection of `collections` (one stored
     /// nowhere on this device is skipped; see `crate::collections::registry`). Returns what
     /// happened; on error, what was done stays done.
@@ -49,22 +63,39 @@ impl SyncClient {
         vault: Arc<Vault>,
         collections: &Registry,
         observer: Option<&dyn SyncObserver>,
-    ) -> Result<SyncReport, SyncError> {
+    ) -> Result<SyncReport, BackendError> {
         self.check_open()?;
         let started = Instant::now();
         let v = vault.clone();
         let reg = blocking(move || Self::registration(&v))
             .await?
-            .ok_or(SyncError::NotRegistered)?;
-        let mut run = Run::new(observer);
-        self.push(&vault, &reg, &mut run).await?;
+            .ok_or(BackendError::NotRegistered)?;
+        let on_retry = |r: &Retry| {
+            if let Some(o) = observer {
+                o.on_event(&SyncEvent::Retrying {
+                    attempt: r.attempt,
+                    delay_ms: r.delay_ms,
+                    reason: r.reason.clone(),
+                });
+            }
+        };
+        let mut run = Run::new(Some(&on_retry));
+        let mut progress = Progress {
+            observer,
+            report: SyncReport::default(),
+        };
+        self.push(&vault, &reg, &mut run, &mut progress).await?;
         for collection in collections.iter().filter(|c| c.spec.pullable) {
             if matches!(collection.apply, Apply::Nowhere) {
                 continue;
             }
-            self.pull(&vault, collection, &reg, &mut run).await?;
+            self.pull(&vault, collection, &reg, &mut run, &mut progress)
+                .await?;
         }
-        if let Some(offset) = run.report.clock_offset_ms {
+        let mut report = progress.report;
+        report.retries = run.retries;
+        report.clock_offset_ms = run.clock_offset_ms;
+        if let Some(offset) = report.clock_offset_ms {
             let v = vault.clone();
             blocking(move || {
                 Ok(v.put(
@@ -76,15 +107,15 @@ impl SyncClient {
             })
             .await?;
         }
-        run.report.elapsed_ms = started.elapsed().as_millis() as i64;
-        let r = &run.report;
+        report.elapsed_ms = started.elapsed().as_millis() as i64;
+        let r = &report;
         log::info!(
             pushed = r.pushed, duplicates = r.duplicates, rejected = r.rejected,
             pulled = r.pulled, applied = r.applied, skipped = r.skipped, retries = r.retries,
             elapsed_ms = r.elapsed_ms;
             "sync done"
         );
-        Ok(run.report)
+        Ok(report)
     }
 
     async fn push(
@@ -92,7 +123,8 @@ impl SyncClient {
         vault: &Arc<Vault>,
         reg: &Registration,
         run: &mut Run<'_>,
-    ) -> Result<(), SyncError> {
+        progress: &mut Progress<'_>,
+    ) -> Result<(), BackendError> {
         let v = vault.clone();
         let total = blocking(move || Ok(v.count(OutboxEntry::COLLECTION)? as i64)).await?;
         let mut done = 0i64;
@@ -132,7 +164,7 @@ impl SyncClient {
                     })
                     .collect(),
             };
-            let body = serde_json::to_vec(&request).map_err(|e| SyncError::Protocol {
+            let body = serde_json::to_vec(&request).map_err(|e| BackendError::Protocol {
                 detail: e.to_string(),
             })?;
             let response: PushResponse = self
@@ -151,16 +183,16 @@ impl SyncClient {
                     .zip(&batch)
                     .any(|(r, e)| r.idempotency_key != e.idempotency_key)
             {
-                return Err(SyncError::Protocol {
+                return Err(BackendError::Protocol {
                     detail: "push results do not match the batch".into(),
                 });
             }
             for r in &response.results {
                 match &r.outcome {
-                    Outcome::Applied => run.report.pushed += 1,
-                    Outcome::Duplicate => run.report.duplicates += 1,
-                    Outcome::Superseded => run.report.superseded_on_server += 1,
-                    Outcome::Rejected { .. } => run.report.rejected += 1,
+                    Outcome::Applied => progress.report.pushed += 1,
+                    Outcome::Duplicate => progress.report.duplicates += 1,
+                    Outcome::Superseded => progress.report.superseded_on_server += 1,
+                    Outcome::Rejected { .. } => progress.report.rejected += 1,
                 }
             }
             for (r, e) in response.results.iter().zip(&batch) {
@@ -186,7 +218,7 @@ impl SyncClient {
             })
             .await?;
             done += request.mutations.len() as i64;
-            run.event(SyncEvent::Pushed {
+            progress.event(SyncEvent::Pushed {
                 done,
                 total: total.max(done),
             });
@@ -199,7 +231,8 @@ impl SyncClient {
         collection: &Collection,
         reg: &Registration,
         run: &mut Run<'_>,
-    ) -> Result<(), SyncError> {
+        progress: &mut Progress<'_>,
+    ) -> Result<(), BackendError> {
         let name = collection.spec.name;
         let cursor_key = format!("cursor:{name}");
         let v = vault.clone();
@@ -221,7 +254,7 @@ impl SyncClient {
                 .call(Method::GET, &path, Some(&reg.token), None, run)
                 .await?;
             if page.changes.iter().any(|c| c.collection != name) {
-                return Err(SyncError::Protocol {
+                return Err(BackendError::Protocol {
                     detail: format!("a page of {name} holds another collection"),
                 });
             }
@@ -234,7 +267,7 @@ impl SyncClient {
             let applied: Applied = blocking(move || {
                 // A store outside the vault applies first (idempotently); the cursor moves
                 // with the vault's part, so a crash in between pulls the page again.
-                let outside = apply::apply_outside(&this, &changes).map_err(SyncError::Store)?;
+                let outside = apply::apply_outside(&this, &changes).map_err(BackendError::Store)?;
                 let inside = v.transaction(|tx| {
                     let a = apply::apply_changes(tx, &this, &changes, now_secs())?;
                     tx.put(STATE_COLLECTION, &key, &[], next.as_bytes())?;
@@ -248,12 +281,12 @@ impl SyncClient {
             })
             .await?;
             log::debug!(collection = name, changes = n, applied = applied.applied; "pulled a page");
-            run.report.pulled += n as i64;
-            run.report.applied += applied.applied as i64;
-            run.report.superseded_locally += applied.superseded as i64;
-            run.report.skipped += applied.skipped as i64;
+            progress.report.pulled += n as i64;
+            progress.report.applied += applied.applied as i64;
+            progress.report.superseded_locally += applied.superseded as i64;
+            progress.report.skipped += applied.skipped as i64;
             received += n as i64;
-            run.event(SyncEvent::Pulled {
+            progress.event(SyncEvent::Pulled {
                 collection: name.to_owned(),
                 received,
             });
@@ -261,7 +294,7 @@ impl SyncClient {
                 return Ok(());
             }
             if page.next_cursor == cursor {
-                return Err(SyncError::Protocol {
+                return Err(BackendError::Protocol {
                     detail: "the server said more but did not move the cursor".into(),
                 });
             }

@@ -13,7 +13,7 @@ use super::validator::Validator;
 use super::TransitError;
 use super::{Category, Product};
 use crate::net::protocol::API_PREFIX;
-use crate::net::{blocking, SyncClient, SyncError};
+use crate::net::{blocking, BackendClient, BackendError};
 use crate::vault::Vault;
 
 /// Taps per upload (the server takes at most 10,000).
@@ -136,15 +136,30 @@ pub struct InspectionReceipt {
 /// Inspections per upload request.
 pub const INSPECTION_UPLOAD_CHUNK: usize = 1_000;
 
-impl SyncClient {
+/// Transit's calls to the backend: purchases, the validator feed and the entry feed, tap and
+/// inspection uploads. A view of a [`BackendClient`] (its connection, retries and cancellation),
+/// cheap to make for each call: `TransitClient::new(&client).upload_taps(...)`.
+#[derive(Clone, Copy)]
+pub struct TransitClient<'a> {
+    backend: &'a BackendClient,
+}
+
+impl<'a> TransitClient<'a> {
+    /// Transit's calls over `backend`.
+    pub fn new(backend: &'a BackendClient) -> TransitClient<'a> {
+        TransitClient { backend }
+    }
+}
+
+impl TransitClient<'_> {
     /// Uploads the inspections `inspector` recorded (the device must be enrolled like a
     /// validator) and acknowledges what the backend stored, until none is left; returns the
     /// sum of the receipts. A failure midway loses nothing.
     pub async fn upload_inspections(
-        &self,
+        self,
         vault: Arc<Vault>,
         inspector: Arc<Mutex<Validator>>,
-    ) -> Result<InspectionReceipt, SyncError> {
+    ) -> Result<InspectionReceipt, BackendError> {
         let v = inspector.clone();
         let all = blocking(move || {
             v.lock()
@@ -158,10 +173,11 @@ impl SyncClient {
             let body = serde_json::to_vec(&InspectionUpload {
                 inspections: chunk.to_vec(),
             })
-            .map_err(|e| SyncError::Protocol {
+            .map_err(|e| BackendError::Protocol {
                 detail: e.to_string(),
             })?;
             let receipt: InspectionReceipt = self
+                .backend
                 .request(
                     vault.clone(),
                     Method::POST,
@@ -192,57 +208,60 @@ impl SyncClient {
 
     /// Buys a transit product for this device's phone key; returns the signed credential.
     pub async fn order_credential(
-        &self,
+        self,
         vault: Arc<Vault>,
         order: &CredentialOrder,
-    ) -> Result<CredentialResponse, SyncError> {
-        let body = serde_json::to_vec(order).map_err(|e| SyncError::Protocol {
+    ) -> Result<CredentialResponse, BackendError> {
+        let body = serde_json::to_vec(order).map_err(|e| BackendError::Protocol {
             detail: e.to_string(),
         })?;
-        self.request(
-            vault,
-            Method::POST,
-            &format!("{API_PREFIX}/transit/credentials"),
-            Some(body),
-        )
-        .await
+        self.backend
+            .request(
+                vault,
+                Method::POST,
+                &format!("{API_PREFIX}/transit/credentials"),
+                Some(body),
+            )
+            .await
     }
 
     /// What an offline validator needs: issuer keys and the signed deny list.
-    pub async fn validator_feed(&self, vault: Arc<Vault>) -> Result<ValidatorFeed, SyncError> {
-        self.request(
-            vault,
-            Method::GET,
-            &format!("{API_PREFIX}/transit/feed"),
-            None,
-        )
-        .await
+    pub async fn validator_feed(self, vault: Arc<Vault>) -> Result<ValidatorFeed, BackendError> {
+        self.backend
+            .request(
+                vault,
+                Method::GET,
+                &format!("{API_PREFIX}/transit/feed"),
+                None,
+            )
+            .await
     }
 
     /// The metro entries still open on the network after `cursor`, for an exit gate.
     pub async fn entry_feed(
-        &self,
+        self,
         vault: Arc<Vault>,
         cursor: u64,
-    ) -> Result<super::metro::EntryFeed, SyncError> {
-        self.request(
-            vault,
-            Method::GET,
-            &format!("{API_PREFIX}/transit/entries?after={cursor}"),
-            None,
-        )
-        .await
+    ) -> Result<super::metro::EntryFeed, BackendError> {
+        self.backend
+            .request(
+                vault,
+                Method::GET,
+                &format!("{API_PREFIX}/transit/entries?after={cursor}"),
+                None,
+            )
+            .await
     }
 
     /// Brings an exit gate's entries up to date: reads the entry feed from the gate's cursor,
     /// a page at a time, and applies each page (durably, with the cursor) at device time
     /// `now`. Returns how many entries are open. Call it every few seconds while online.
     pub async fn refresh_entries(
-        &self,
+        self,
         vault: Arc<Vault>,
         gate: Arc<Mutex<Validator>>,
         now: u64,
-    ) -> Result<usize, SyncError> {
+    ) -> Result<usize, BackendError> {
         loop {
             let cursor = gate
                 .lock()
@@ -270,21 +289,21 @@ impl SyncClient {
     /// validator may acknowledge. A failure midway loses nothing: what was stored comes back as
     /// duplicates next time. An empty list is sent as one empty upload (a gate's heartbeat).
     pub async fn upload_taps(
-        &self,
+        self,
         vault: Arc<Vault>,
         taps: Vec<super::validator::Tap>,
-    ) -> Result<TapReceipt, SyncError> {
+    ) -> Result<TapReceipt, BackendError> {
         self.upload_tap_list(vault, taps, None).await
     }
 
-    /// [`SyncClient::upload_taps`]; with `drained_at` (when the taps were exported from a log
+    /// [`BackendClient::upload_taps`]; with `drained_at` (when the taps were exported from a log
     /// that held nothing more), the last upload says so.
     async fn upload_tap_list(
-        &self,
+        self,
         vault: Arc<Vault>,
         taps: Vec<super::validator::Tap>,
         drained_at: Option<std::time::Instant>,
-    ) -> Result<TapReceipt, SyncError> {
+    ) -> Result<TapReceipt, BackendError> {
         let mut total = TapReceipt::default();
         // No taps still makes one (empty) upload: a gate's heartbeat.
         let chunks: Vec<&[super::validator::Tap]> = if taps.is_empty() {
@@ -299,10 +318,11 @@ impl SyncClient {
                 drained: drained_at.is_some() && i == last,
                 exported_secs_ago: drained_at.map_or(0, |t| t.elapsed().as_secs()),
             })
-            .map_err(|e| SyncError::Protocol {
+            .map_err(|e| BackendError::Protocol {
                 detail: e.to_string(),
             })?;
             let r: TapReceipt = self
+                .backend
                 .request(
                     vault.clone(),
                     Method::POST,
@@ -318,32 +338,32 @@ impl SyncClient {
 
 /// A transit failure met while finishing a backend call on the device: the vault's own, or
 /// what the backend sent that this device cannot use.
-fn device_side(e: TransitError) -> SyncError {
+fn device_side(e: TransitError) -> BackendError {
     match e {
-        TransitError::Vault(v) => SyncError::Vault(v),
-        other => SyncError::Protocol {
+        TransitError::Vault(v) => BackendError::Vault(v),
+        other => BackendError::Protocol {
             detail: other.to_string(),
         },
     }
 }
 
-fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
-    crate::hex::decode(text).ok_or_else(|| SyncError::Protocol {
+fn unhex(text: &str) -> Result<Vec<u8>, BackendError> {
+    crate::hex::decode(text).ok_or_else(|| BackendError::Protocol {
         detail: "the backend sent a credential that is not hex".into(),
     })
 }
 
-impl SyncClient {
+impl TransitClient<'_> {
     /// Buys `order`'s product for `phone`'s device key (the order's key is set from the phone)
     /// and installs the signed credential on the phone (as the owner's, or as a dependant's
     /// when the order names one). The purchase is made once however often
     /// its request is retried; a credential the phone refuses is reported, not installed.
     pub async fn buy_and_install(
-        &self,
+        self,
         vault: Arc<Vault>,
         phone: Arc<Phone>,
         mut order: CredentialOrder,
-    ) -> Result<CredentialResponse, SyncError> {
+    ) -> Result<CredentialResponse, BackendError> {
         order.device_public_key = crate::hex::encode(&phone.device_public_key());
         let bought = self.order_credential(vault, &order).await?;
         let credential = unhex(&bought.credential)?;
@@ -364,10 +384,10 @@ impl SyncClient {
     /// acknowledges what the backend stored after each, until the log is empty; returns the
     /// sum of the receipts. A failure midway loses nothing: the rest goes next time.
     pub async fn upload_and_acknowledge(
-        &self,
+        self,
         vault: Arc<Vault>,
         validator: Arc<Mutex<Validator>>,
-    ) -> Result<TapReceipt, SyncError> {
+    ) -> Result<TapReceipt, BackendError> {
         let mut total = TapReceipt::default();
         let lock = |v: &Mutex<Validator>| {
             v.lock()

@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 
-use thudo_core::sync::client::{SyncClient, SyncConfig};
+use thudo_core::sync::client::{BackendClient, BackendConfig};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::devices::identity::LocalIdentityProvider;
 pub use thudo_server::prelude::*;
@@ -73,7 +73,7 @@ pub struct Local {
     pub state: AppState,
     pub running: Running,
     pub idp: Arc<LocalIdentityProvider>,
-    pub client: SyncClient,
+    pub client: BackendClient,
     pub url: String,
 }
 
@@ -85,7 +85,7 @@ pub async fn start_local(dir: &Path) -> Local {
         .await
         .unwrap();
     let url = format!("http://{}", running.addr);
-    let client = SyncClient::new(SyncConfig::new(&url)).unwrap();
+    let client = BackendClient::new(BackendConfig::new(&url)).unwrap();
     Local {
         storage,
         state,

@@ -40,7 +40,7 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
     );
 
     let receipt = w
-        .client
+        .transit()
         .upload_inspections(inspector_vault.clone(), inspector.clone())
         .await
         .unwrap();
@@ -56,7 +56,7 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
         .is_empty());
 
     // The same inspection again, and a made-up "valid ticket" with no real scan behind it.
-    let token = SyncClient::registration(&inspector_vault)
+    let token = BackendClient::registration(&inspector_vault)
         .unwrap()
         .unwrap()
         .token;
@@ -80,7 +80,7 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
     );
     // A phone is not an inspector.
     let phone = w.phone_device("p2", RIDER).await;
-    let phone_token = SyncClient::registration(&phone).unwrap().unwrap().token;
+    let phone_token = BackendClient::registration(&phone).unwrap().unwrap().token;
     let r = w
         .http
         .post(w.url("/v1/transit/inspections"))

@@ -26,7 +26,7 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
         "entries charge nothing"
     );
     let open = w
-        .client
+        .transit()
         .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), t + 600)
         .await
         .unwrap();
@@ -34,14 +34,14 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
     assert_eq!(tap(&thuong_dinh_out, &rider, t + 600), Reason::Ok);
     let exported = thuong_dinh_out.lock().unwrap().export_taps().unwrap();
     let exits = w
-        .client
+        .transit()
         .upload_taps(out_vault.clone(), exported.clone())
         .await
         .unwrap();
     assert_eq!(exits.charged_vnd, 10_000);
     // Delivered twice: stored once, charged once.
     let again = w
-        .client
+        .transit()
         .upload_taps(out_vault.clone(), exported)
         .await
         .unwrap();
@@ -59,7 +59,7 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
     assert_eq!(buses.charged_vnd, 16_000);
     assert_eq!(tap(&cat_linh_in, &rider, t + 7_200), Reason::Ok);
     w.upload_gate(&in_vault, &cat_linh_in).await;
-    w.client
+    w.transit()
         .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), t + 7_800)
         .await
         .unwrap();
@@ -153,7 +153,7 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
     // Validators learn from their feed which cards ride free for the rest of the day.
     let capped = w.storage.capped_cards(&day, 30_000).unwrap();
     assert_eq!(capped, [rider.credential().unwrap().card_id]);
-    let feed = w.client.validator_feed(bus_vault.clone()).await.unwrap();
+    let feed = w.transit().validator_feed(bus_vault.clone()).await.unwrap();
     let now = now();
     assert!(feed.capped_until > now && feed.capped_until <= now + 86_400);
 }
@@ -167,7 +167,10 @@ async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_comple
     // Only gates read the entry feed.
     let (bus_vault, _, _) = w.bus("bus", 32).await;
     refused(
-        w.client.entry_feed(bus_vault.clone(), 0).await.unwrap_err(),
+        w.transit()
+            .entry_feed(bus_vault.clone(), 0)
+            .await
+            .unwrap_err(),
         403,
         "gates_only",
     );
@@ -175,7 +178,7 @@ async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_comple
     // card with no entry is refused at the exit.
     w.upload_gate(&in_vault, &entry).await;
     let now = now();
-    w.client
+    w.transit()
         .refresh_entries(out_vault.clone(), exit.clone(), now)
         .await
         .unwrap();
@@ -300,7 +303,7 @@ async fn a_line_pass_is_priced_by_the_metro_tariff_and_rides_its_gates_free() {
         .format("%Y-%m")
         .to_string();
     let bought = w
-        .client
+        .transit()
         .buy_and_install(
             v.clone(),
             Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap()),

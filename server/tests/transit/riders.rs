@@ -97,7 +97,7 @@ async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
     let v = w.phone_device("day", RIDER).await;
     let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
     let bought = w
-        .client
+        .transit()
         .order_credential(
             v.clone(),
             &order(&phone, Product::DayPass, Category::Standard),
@@ -130,7 +130,7 @@ async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
         .unwrap();
     assert_eq!(late.reason, Reason::PassExpired);
     let receipt = w
-        .client
+        .transit()
         .upload_taps(bus_vault, bus.export_taps().unwrap())
         .await
         .unwrap();
@@ -152,11 +152,14 @@ async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
         "evidence_ref": "HS-2026-0043"});
     assert_eq!(w.admin_post(&path, grant).await.0, 200);
     let e = w
-        .client
+        .transit()
         .order_credential(elderly, &order(&phone, Product::DayPass, Category::Elderly))
         .await
         .unwrap_err();
-    assert!(matches!(e, SyncError::Refused { status: 400, .. }), "{e:?}");
+    assert!(
+        matches!(e, BackendError::Refused { status: 400, .. }),
+        "{e:?}"
+    );
 }
 
 /// Taps `phone`'s QR at `at` on a shared validator; returns the verdict's reason.
@@ -173,7 +176,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     };
     // Nobody buys a pass for a citizen the operator has not recorded as their dependant.
     refused(
-        w.client
+        w.transit()
             .order_credential(parent_vault.clone(), &child_order)
             .await
             .unwrap_err(),
@@ -195,10 +198,10 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     }
     // The child's free pass needs the child's entitlement, not the parent's.
     assert!(matches!(
-        w.client
+        w.transit()
             .order_credential(parent_vault.clone(), &child_order)
             .await,
-        Err(SyncError::NotEntitled { .. })
+        Err(BackendError::NotEntitled { .. })
     ));
     let t = now() as i64;
     let (status, _) = w
@@ -209,7 +212,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
         .await;
     assert_eq!(status, 200);
     let bought = w
-        .client
+        .transit()
         .buy_and_install(parent_vault.clone(), Arc::new(phone), child_order.clone())
         .await
         .unwrap();
@@ -224,7 +227,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     // Another citizen cannot buy for the child.
     let (stranger_vault, stranger) = w.rider("stranger", VICTIM, Product::PayAsYouGo).await;
     refused(
-        w.client
+        w.transit()
             .order_credential(
                 stranger_vault.clone(),
                 &CredentialOrder {
@@ -281,7 +284,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     w.admin_post(&path, json!({"dependant_citizen_id": TEEN}))
         .await;
     let teen = w
-        .client
+        .transit()
         .buy_and_install(
             parent_vault.clone(),
             Arc::new(Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap()),
@@ -328,7 +331,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     assert_eq!(end(CHILD).await, 404, "once");
     assert_eq!(end("12").await, 400);
     refused(
-        w.client
+        w.transit()
             .order_credential(parent_vault.clone(), &child_order)
             .await
             .unwrap_err(),

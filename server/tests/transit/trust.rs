@@ -28,7 +28,7 @@ async fn validators_are_enrolled_not_self_declared() {
     // A registered phone can neither read the feed nor upload taps.
     let phone = w.phone_device("phone", RIDER).await;
     refused(
-        w.client.validator_feed(phone.clone()).await.unwrap_err(),
+        w.transit().validator_feed(phone.clone()).await.unwrap_err(),
         403,
         "validators_only",
     );
@@ -46,7 +46,7 @@ async fn validators_are_enrolled_not_self_declared() {
         gate: None,
     };
     refused(
-        w.client
+        w.transit()
             .upload_taps(phone.clone(), vec![tap.clone()])
             .await
             .unwrap_err(),
@@ -128,7 +128,7 @@ async fn validators_are_enrolled_not_self_declared() {
         .iter()
         .any(|v| v["id"] == id.as_str() && v["route"] == 32));
     validator.validate("not a ticket", now()).unwrap();
-    w.client
+    w.transit()
         .upload_taps(bus.clone(), validator.export_taps().unwrap())
         .await
         .unwrap();
@@ -140,12 +140,12 @@ async fn validators_are_enrolled_not_self_declared() {
         .await;
     assert_eq!(status, 200);
     refused(
-        w.client.validator_feed(bus.clone()).await.unwrap_err(),
+        w.transit().validator_feed(bus.clone()).await.unwrap_err(),
         403,
         "decommissioned",
     );
     refused(
-        w.client.upload_taps(bus, vec![tap]).await.unwrap_err(),
+        w.transit().upload_taps(bus, vec![tap]).await.unwrap_err(),
         403,
         "decommissioned",
     );
@@ -189,7 +189,7 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
         "every scan carries its evidence"
     );
     let receipt = w
-        .client
+        .transit()
         .upload_taps(bus_a.clone(), taps.clone())
         .await
         .unwrap();
@@ -198,13 +198,13 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
         (5, 30_000, 0)
     );
     // The same upload again (a lost receipt): stored once, charged once.
-    let again = w.client.upload_taps(bus_a.clone(), taps).await.unwrap();
+    let again = w.transit().upload_taps(bus_a.clone(), taps).await.unwrap();
     assert_eq!(
         (again.stored, again.duplicates, again.charged_vnd),
         (0, 5, 0)
     );
     let from_b = w
-        .client
+        .transit()
         .upload_taps(bus_b.clone(), b.export_taps().unwrap())
         .await
         .unwrap();
@@ -221,7 +221,7 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
     // rider's scan relabelled as the victim's card, and with a forged scan. None charges the
     // victim; the forged and evidence-free ones are recorded for the operator.
     let victim_card = w
-        .client
+        .transit()
         .order_credential(
             victim_vault.clone(),
             &order(&victim, Product::PayAsYouGo, Category::Standard),
@@ -249,7 +249,7 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
         gate: None,
     };
     let rogue = w
-        .client
+        .transit()
         .upload_taps(
             bus_b.clone(),
             vec![
@@ -265,7 +265,7 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
         (3, 0, 3)
     );
     let relabelled = w
-        .client
+        .transit()
         .upload_taps(bus_b.clone(), vec![claim(103, Some(genuine))])
         .await
         .unwrap();
@@ -311,7 +311,7 @@ async fn revocations_reach_validators_in_newer_lists_and_stop_charges() {
     // The rider's card is revoked: the very first publication is a newer version than the one
     // validators hold, so the validator takes it.
     let card = w
-        .client
+        .transit()
         .order_credential(
             rider_vault.clone(),
             &order(&rider, Product::PayAsYouGo, Category::Standard),
@@ -324,7 +324,7 @@ async fn revocations_reach_validators_in_newer_lists_and_stop_charges() {
         .await;
     assert_eq!((status, v["version"].as_u64()), (200, Some(2)));
     // A stolen phone: revoking the device revokes every transit key it bought credentials for.
-    let stolen_device = SyncClient::registration(&thief_vault)
+    let stolen_device = BackendClient::registration(&thief_vault)
         .unwrap()
         .unwrap()
         .device_id;
@@ -340,7 +340,7 @@ async fn revocations_reach_validators_in_newer_lists_and_stop_charges() {
         .await;
     assert_eq!(status, 400);
 
-    let feed = w.client.validator_feed(bus.clone()).await.unwrap();
+    let feed = w.transit().validator_feed(bus.clone()).await.unwrap();
     let signed = thudo_core::hex::decode(&feed.deny_list).unwrap();
     assert_eq!(validator.update_deny_list(&signed).unwrap(), 3);
     assert!(
@@ -392,13 +392,13 @@ async fn revocations_reach_validators_in_newer_lists_and_stop_charges() {
             .accepted
     );
     let r = w
-        .client
+        .transit()
         .upload_taps(old_bus, old.export_taps().unwrap())
         .await
         .unwrap();
     assert_eq!((r.charged_vnd, r.not_charged), (0, 1));
     let r = w
-        .client
+        .transit()
         .upload_taps(bus, validator.export_taps().unwrap())
         .await
         .unwrap();
@@ -415,22 +415,22 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
     let free = order(&phone, Product::FreePass, Category::Elderly);
     let e = w
-        .client
+        .transit()
         .order_credential(v.clone(), &free)
         .await
         .unwrap_err();
-    assert!(matches!(e, SyncError::NotEntitled { .. }), "{e:?}");
+    assert!(matches!(e, BackendError::NotEntitled { .. }), "{e:?}");
     let mut half = order(&phone, Product::MonthlyAllRoutes, Category::Priority);
     half.month = "2026-12".into();
     assert!(matches!(
-        w.client.order_credential(v.clone(), &half).await,
-        Err(SyncError::NotEntitled { .. })
+        w.transit().order_credential(v.clone(), &half).await,
+        Err(BackendError::NotEntitled { .. })
     ));
     // Standard is self-service.
     let mut standard = half.clone();
     standard.category = Category::Standard;
     assert_eq!(
-        w.client
+        w.transit()
             .order_credential(v.clone(), &standard)
             .await
             .unwrap()
@@ -449,8 +449,8 @@ async fn reduced_and_free_categories_need_an_entitlement() {
         200
     );
     assert!(matches!(
-        w.client.order_credential(v.clone(), &free).await,
-        Err(SyncError::NotEntitled { .. })
+        w.transit().order_credential(v.clone(), &free).await,
+        Err(BackendError::NotEntitled { .. })
     ));
     for bad in [
         grant("standard", t, t + 10),
@@ -467,7 +467,11 @@ async fn reduced_and_free_categories_need_an_entitlement() {
             .0,
         200
     );
-    let r = w.client.order_credential(v.clone(), &free).await.unwrap();
+    let r = w
+        .transit()
+        .order_credential(v.clone(), &free)
+        .await
+        .unwrap();
     assert_eq!(r.price_vnd, 0);
     let fields = phone
         .install_credential(&thudo_core::hex::decode(&r.credential).unwrap())
@@ -476,8 +480,8 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     assert!(i64::from(fields.not_after) <= t + 7200 + 5);
     // The entitlement covers elderly only, not priority.
     assert!(matches!(
-        w.client.order_credential(v.clone(), &half).await,
-        Err(SyncError::NotEntitled { .. })
+        w.transit().order_credential(v.clone(), &half).await,
+        Err(BackendError::NotEntitled { .. })
     ));
     let listed = w.admin_get(&path).await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
@@ -528,7 +532,7 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
     // New credentials carry key 2; a validator that has not fetched the feed refuses them,
     // one that has accepts them and takes the list key 2 signed.
     let fresh = w
-        .client
+        .transit()
         .order_credential(
             rider_vault.clone(),
             &order(&rider, Product::PayAsYouGo, Category::Standard),
@@ -544,7 +548,7 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
         validator.validate(&qr, t).unwrap().reason,
         Reason::UnknownIssuer
     );
-    let feed = w.client.validator_feed(bus.clone()).await.unwrap();
+    let feed = w.transit().validator_feed(bus.clone()).await.unwrap();
     assert_eq!(feed.issuer_keys.len(), 2);
     validator.set_trusted_keys(feed.issuer_keys).unwrap();
     assert_eq!(
@@ -558,7 +562,7 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
     assert!(validator.validate(&qr, t + 60).unwrap().accepted);
     // Both the key-1 tap and the key-2 tap verify at the backend and are charged.
     let receipt = w
-        .client
+        .transit()
         .upload_taps(bus, validator.export_taps().unwrap())
         .await
         .unwrap();
@@ -575,7 +579,7 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
     let running = thudo_server::start(restarted, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
-    let c = SyncClient::new(SyncConfig::new(&format!("http://{}", running.addr))).unwrap();
+    let c = BackendClient::new(BackendConfig::new(&format!("http://{}", running.addr))).unwrap();
     let v = vault(&w.dir.path().join("bus-2"));
     c.enrol_validator(
         v.clone(),
@@ -586,7 +590,15 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
     )
     .await
     .unwrap();
-    assert_eq!(c.validator_feed(v).await.unwrap().issuer_keys.len(), 2);
+    assert_eq!(
+        TransitClient::new(&c)
+            .validator_feed(v)
+            .await
+            .unwrap()
+            .issuer_keys
+            .len(),
+        2
+    );
     running.stop().await;
 }
 
@@ -598,7 +610,7 @@ async fn nobody_can_claim_another_riders_transit_key() {
     let (_victim_vault, victim) = w.rider("victim", VICTIM, Product::PayAsYouGo).await;
     let attacker = w.phone_device("attacker", RIDER).await;
     let e = w
-        .client
+        .transit()
         .order_credential(
             attacker.clone(),
             &order(&victim, Product::PayAsYouGo, Category::Standard),
@@ -606,7 +618,7 @@ async fn nobody_can_claim_another_riders_transit_key() {
         .await
         .unwrap_err();
     refused(e, 403, "device_key_taken");
-    let attacker_id = SyncClient::registration(&attacker)
+    let attacker_id = BackendClient::registration(&attacker)
         .unwrap()
         .unwrap()
         .device_id;

@@ -7,9 +7,9 @@ pub use std::sync::{Arc, Mutex};
 pub(crate) use crate::common;
 pub use crate::common::{http_client, start_local, vault, ADMIN};
 pub use serde_json::{json, Value};
-pub use thudo_core::sync::client::{SyncClient, SyncConfig, SyncError};
+pub use thudo_core::sync::client::{BackendClient, BackendConfig, BackendError};
 pub use thudo_core::sync::protocol::{RegisterRequest, ValidatorEnrolmentRequest};
-pub use thudo_core::transit::backend::{CredentialOrder, TapReceipt};
+pub use thudo_core::transit::backend::{CredentialOrder, TapReceipt, TransitClient};
 pub use thudo_core::transit::metro::{Gate, GateDirection};
 pub use thudo_core::transit::phone::{Phone, PhoneOptions};
 pub use thudo_core::transit::validator::{Reason, Tap, Validator, ValidatorConfig};
@@ -29,12 +29,17 @@ pub struct World {
     pub storage: Arc<dyn Storage>,
     pub state: AppState,
     pub running: Running,
-    pub client: SyncClient,
+    pub client: BackendClient,
     pub http: reqwest::Client,
     pub idp: Arc<LocalIdentityProvider>,
 }
 
 impl World {
+    /// Transit's calls over the world's client.
+    pub fn transit(&self) -> TransitClient<'_> {
+        TransitClient::new(&self.client)
+    }
+
     pub async fn start() -> World {
         let dir = tempfile::tempdir().unwrap();
         let common::Local {
@@ -89,7 +94,7 @@ impl World {
 
     /// What a phone's device sees at `/v1/transit/charges`.
     pub async fn charges(&self, phone: &Arc<Vault>) -> Value {
-        let token = SyncClient::registration(phone).unwrap().unwrap().token;
+        let token = BackendClient::registration(phone).unwrap().unwrap().token;
         let r = self
             .http
             .get(self.url("/v1/transit/charges"))
@@ -102,7 +107,7 @@ impl World {
 
     /// Uploads a bus validator's taps (without acknowledging them).
     pub async fn upload_bus(&self, vault: &Arc<Vault>, bus: &mut Validator) -> TapReceipt {
-        self.client
+        self.transit()
             .upload_taps(vault.clone(), bus.export_taps().unwrap())
             .await
             .unwrap()
@@ -115,7 +120,7 @@ impl World {
         vault: &Arc<Vault>,
         gate: &Arc<Mutex<Validator>>,
     ) -> TapReceipt {
-        self.client
+        self.transit()
             .upload_and_acknowledge(vault.clone(), gate.clone())
             .await
             .unwrap()
@@ -159,7 +164,7 @@ impl World {
             .await
             .unwrap();
         assert_eq!(enrolled.route, Some(route));
-        let feed = self.client.validator_feed(v.clone()).await.unwrap();
+        let feed = self.transit().validator_feed(v.clone()).await.unwrap();
         let mut validator = Validator::open(
             v.clone(),
             feed.issuer_keys,
@@ -207,7 +212,7 @@ impl World {
             .await
             .unwrap();
         assert_eq!(enrolled.gate, Some(binding));
-        let feed = self.client.validator_feed(v.clone()).await.unwrap();
+        let feed = self.transit().validator_feed(v.clone()).await.unwrap();
         let validator = Validator::open(
             v.clone(),
             feed.issuer_keys,
@@ -237,7 +242,7 @@ impl World {
         let v = self.phone_device(name, citizen).await;
         let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
         let r = self
-            .client
+            .transit()
             .order_credential(v.clone(), &order(&phone, product, Category::Standard))
             .await
             .unwrap();
@@ -275,9 +280,9 @@ pub fn tomorrow_morning() -> u64 {
     midnight - 7 * 3600 + 7 * 3600
 }
 
-pub fn refused(e: SyncError, status: u16, code: &str) {
+pub fn refused(e: BackendError, status: u16, code: &str) {
     match e {
-        SyncError::Refused {
+        BackendError::Refused {
             status: s, code: c, ..
         } => assert_eq!((s, c.as_str()), (status, code)),
         other => panic!("expected {status} {code}, got {other:?}"),
