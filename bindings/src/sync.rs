@@ -509,6 +509,8 @@ impl SyncClient {
             device_public_key: String::new(),
             month,
             dependant: dependant_citizen_id,
+            signed_at: 0,
+            proof: String::new(),
         };
         let client = self.inner.clone();
         let (vault, phone) = (vault.core(), phone.inner.clone());

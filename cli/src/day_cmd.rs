@@ -209,6 +209,8 @@ async fn day(args: DayArgs) -> Result<()> {
         device_public_key: String::new(),
         month: String::new(),
         dependant: dependant.map(str::to_owned),
+        signed_at: 0,
+        proof: String::new(),
     };
     let own = TransitClient::new(client)
         .buy_and_install(

@@ -240,6 +240,8 @@ async fn story(args: DemoArgs) -> Result<()> {
                 device_public_key: String::new(),
                 month,
                 dependant: None,
+                signed_at: 0,
+                proof: String::new(),
             };
             let r = TransitClient::new(&client)
                 .buy_and_install(phone_vault.clone(), phone.clone(), order)
@@ -341,6 +343,8 @@ async fn story(args: DemoArgs) -> Result<()> {
                 device_public_key: String::new(),
                 month: String::new(),
                 dependant: None,
+                signed_at: 0,
+                proof: String::new(),
             };
             TransitClient::new(&client)
                 .buy_and_install(rider_vault, rider.clone(), order)

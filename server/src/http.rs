@@ -18,6 +18,7 @@ use crate::storage::StorageError;
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,6 +29,7 @@ impl ApiError {
                 error: error.to_owned(),
                 message: message.into(),
             },
+            retry_after: None,
         }
     }
 
@@ -38,7 +40,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -91,6 +99,12 @@ impl ApiError {
     /// A 401: no credential, or one nobody issued.
     pub(crate) fn unauthorized(message: &str) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// The same error, saying when to try again (`Retry-After`, seconds).
+    pub(crate) fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// A 503 for a failure the client may retry.

@@ -22,7 +22,8 @@ use thudo_server::storage::{PostgresStorage, SqlStorage, SqliteStorage};
 use thudo_server::transit::fares::FarePolicy;
 use thudo_server::transit::rules::{Evidence, FraudKind, VerifiedScan};
 use thudo_server::transit::store::{
-    deny_device_keys, CheckedTap, EnrolOutcome, Entitlement, NewEnrolment, ValidatorRecord,
+    deny_device_keys, CheckedTap, EnrolOutcome, Entitlement, IssueOutcome, IssuedCredential,
+    NewEnrolment, ValidatorRecord, DENY_MARGIN_SECS, MAX_LIVE_KEYS_PER_DEVICE, MAX_ORDERS_PER_HOUR,
 };
 
 const CITIZEN: &str = "001090000001";
@@ -59,7 +60,9 @@ macro_rules! conformance {
                 accounts_and_devices, nonces_are_used_once, the_change_log,
                 settings_claim_and_update, validators_enrol_once, the_deny_list_only_grows,
                 riders_entitlements_and_dependants, taps_are_judged_once, gate_taps_make_journeys,
-                locks_out_of_order_are_refused);
+                locks_out_of_order_are_refused,
+                a_device_holds_few_keys_and_an_account_orders_within_limits,
+                the_deny_list_stays_bounded_over_a_year);
         }
     };
     (@each $open:ident, #[$attr:meta]; $($scenario:ident),*) => {
@@ -292,33 +295,176 @@ fn validators_enrol_once<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(after.decommissioned_at, Some(5));
 }
 
+/// A credential for `key` on `card`, issued at `now` for 72 hours, its pass ending at `pass`.
+fn issued(key: u8, card: u64, now: i64, pass: i64) -> IssuedCredential {
+    IssuedCredential {
+        key_hash: [key; 32],
+        card_id: card,
+        product: Product::PayAsYouGo,
+        pass_until: pass,
+        not_after: now + 72 * 3600,
+    }
+}
+
 fn the_deny_list_only_grows<E: Engine>(s: &SqlStorage<E>) {
-    let (v0, cards, keys) = s.deny_list().unwrap();
+    let now = 1_000_000;
+    let (v0, cards, keys) = s.deny_list(now).unwrap();
     assert_eq!((v0, cards.len(), keys.len()), (1, 0, 0), "version 1, empty");
-    let v1 = s.deny(&[42], &[[7; 32]], 100).unwrap();
-    let v2 = s.deny(&[], &[], 101).unwrap();
+    let v1 = s.deny(&[42], &[[7; 32]], now).unwrap();
+    let v2 = s.deny(&[], &[], now + 1).unwrap();
     assert!(v0 < v1 && v1 < v2, "strictly increasing");
-    let (v, cards, keys) = s.deny_list().unwrap();
+    let (v, cards, keys) = s.deny_list(now + 2).unwrap();
     assert_eq!((v, cards, keys), (v2, vec![42], vec![[7; 32]]));
     // A transit key is one account's: another's claim is refused.
     let mine = device(s, CITIZEN, 1);
     let theirs = device(s, OTHER, 2);
-    assert!(s.record_device_key(&mine, &[8; 32]).unwrap());
-    assert!(s.record_device_key(&mine, &[8; 32]).unwrap(), "again: fine");
-    assert!(!s.record_device_key(&theirs, &[8; 32]).unwrap());
-    assert_eq!(s.device_keys(&mine.id).unwrap(), [[8; 32]]);
-    // Revoking the device denies its key, under a new version.
+    let record = |d: &Device, key: u8, at: i64| {
+        s.record_credential(d, &issued(key, d.card_id, at, at + 86_400), at)
+            .unwrap()
+    };
+    assert_eq!(record(&mine, 8, now), IssueOutcome::Recorded);
     assert_eq!(
-        s.revoke_device(&mine.account_id, &mine.id, 200, deny_device_keys)
+        record(&mine, 8, now + 10),
+        IssueOutcome::Recorded,
+        "a renewal"
+    );
+    assert_eq!(record(&theirs, 8, now), IssueOutcome::KeyTaken);
+    assert_eq!(record(&theirs, 7, now), IssueOutcome::KeyDenied);
+    assert_eq!(s.device_keys(&mine.id).unwrap(), [[8; 32]]);
+    // Revoking the device denies its key, under a new version, while its credential lasts.
+    assert_eq!(
+        s.revoke_device(&mine.account_id, &mine.id, now + 20, deny_device_keys)
             .unwrap(),
         Some(1)
     );
-    let (v3, _, keys) = s.deny_list().unwrap();
+    let (v3, _, keys) = s.deny_list(now + 30).unwrap();
     assert!(v3 > v2);
     assert!(keys.contains(&[8; 32]));
+    assert_eq!(record(&mine, 9, now + 40), IssueOutcome::DeviceRevoked);
+    // Once every credential it could hold has ended (and the margin), the key leaves the list
+    // but stays denied for new purchases.
+    let gone = now + 20 + 72 * 3600 + DENY_MARGIN_SECS + 1;
+    let (_, cards, keys) = s.deny_list(gone).unwrap();
+    assert!(!keys.contains(&[8; 32]), "{keys:?}");
     assert!(
-        !s.record_device_key(&mine, &[9; 32]).unwrap(),
-        "a revoked device records nothing"
+        cards.is_empty(),
+        "card 42 held nothing: it leaves after a lifetime"
+    );
+    let other = device(s, OTHER, 3);
+    assert_eq!(record(&other, 8, gone), IssueOutcome::KeyTaken);
+    assert_eq!(record(&other, 7, gone), IssueOutcome::KeyDenied);
+}
+
+fn a_device_holds_few_keys_and_an_account_orders_within_limits<E: Engine>(s: &SqlStorage<E>) {
+    let now = 2_000_000;
+    let phone = device(s, CITIZEN, 1);
+    for key in 0..MAX_LIVE_KEYS_PER_DEVICE as u8 {
+        let c = issued(key, phone.card_id, now, now + 86_400);
+        assert_eq!(
+            s.record_credential(&phone, &c, now).unwrap(),
+            IssueOutcome::Recorded
+        );
+    }
+    let one_more = issued(99, phone.card_id, now, now + 86_400);
+    assert_eq!(
+        s.record_credential(&phone, &one_more, now).unwrap(),
+        IssueOutcome::TooManyKeys
+    );
+    // Renewing a key it holds is fine; once the old credentials end, a new key is too.
+    let renewal = issued(0, phone.card_id, now + 60, now + 86_400);
+    assert_eq!(
+        s.record_credential(&phone, &renewal, now + 60).unwrap(),
+        IssueOutcome::Recorded
+    );
+    let later = now + 73 * 3600;
+    let fresh = issued(99, phone.card_id, later, later + 86_400);
+    assert_eq!(
+        s.record_credential(&phone, &fresh, later).unwrap(),
+        IssueOutcome::Recorded
+    );
+    // An hour's orders from one account are bounded.
+    let mut outcome = IssueOutcome::Recorded;
+    for i in 0..=MAX_ORDERS_PER_HOUR {
+        outcome = s
+            .record_credential(
+                &phone,
+                &issued(99, phone.card_id, later + i as i64, later),
+                later + i as i64,
+            )
+            .unwrap();
+    }
+    assert_eq!(outcome, IssueOutcome::TooManyOrders);
+    let next_hour = later + 3_700;
+    let c = issued(99, phone.card_id, next_hour, next_hour);
+    assert_eq!(
+        s.record_credential(&phone, &c, next_hour).unwrap(),
+        IssueOutcome::Recorded
+    );
+    // A denied card buys nothing more, and leaves the list after its passes end.
+    s.deny(&[phone.card_id], &[], next_hour).unwrap();
+    let c = issued(99, phone.card_id, next_hour + 1, next_hour + 1);
+    assert_eq!(
+        s.record_credential(&phone, &c, next_hour + 1).unwrap(),
+        IssueOutcome::CardDenied
+    );
+    let pass_end = now + 86_400;
+    let listed = |t| s.deny_list(t).unwrap().1.contains(&phone.card_id);
+    assert!(listed(next_hour + 72 * 3600));
+    assert!(!listed(
+        pass_end.max(next_hour + 72 * 3600) + DENY_MARGIN_SECS + 1
+    ));
+}
+
+/// A year of revocations at a steady rate: the list holds only what can still ride, so its
+/// size is bounded by the rate times a credential's lifetime and the margin, whatever the
+/// year's total. (docs/performance.md gives the figure at the city's rate.)
+fn the_deny_list_stays_bounded_over_a_year<E: Engine>(s: &SqlStorage<E>) {
+    const PER_DAY: i64 = 4;
+    let start = 10_000_000;
+    let mut largest = 0;
+    for day in 0..365 {
+        let t = start + day * 86_400;
+        for n in 0..PER_DAY {
+            let citizen = format!("{:012}", 500_000_000 + day * PER_DAY + n);
+            s.register_device(&citizen, "p", "phone", &{
+                let mut token = [0u8; 32];
+                token[..8].copy_from_slice(&(day * PER_DAY + n).to_le_bytes());
+                token[31] = 0xEE;
+                token
+            })
+            .unwrap();
+            let account = s.account_for_citizen(&citizen).unwrap();
+            let d = s.devices_of(&account).unwrap().remove(0);
+            let device = Device {
+                id: d.id.clone(),
+                account_id: account.clone(),
+                role: "phone".into(),
+                cell: None,
+                card_id: 0,
+            };
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(day * PER_DAY + n).to_be_bytes());
+            let c = IssuedCredential {
+                key_hash: key,
+                card_id: 1,
+                product: Product::PayAsYouGo,
+                pass_until: t,
+                not_after: t + 72 * 3600,
+            };
+            assert_eq!(
+                s.record_credential(&device, &c, t).unwrap(),
+                IssueOutcome::Recorded
+            );
+            s.revoke_device(&account, &d.id, t, deny_device_keys)
+                .unwrap();
+        }
+        largest = largest.max(s.deny_list(t).unwrap().2.len() as i64);
+    }
+    let bound = PER_DAY * ((72 * 3600 + DENY_MARGIN_SECS + 86_399) / 86_400) + PER_DAY;
+    assert!(largest <= bound, "{largest} entries, bound {bound}");
+    assert!(
+        largest >= PER_DAY * 3,
+        "the list holds what can still ride: {largest}"
     );
 }
 

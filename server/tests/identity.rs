@@ -225,7 +225,11 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
                 device_public_key: thudo_core::hex::encode(&transit.device_public_key()),
                 month: String::new(),
                 dependant: None,
-            },
+                signed_at: 0,
+                proof: String::new(),
+            }
+            .signed_by(&transit, chrono::Utc::now().timestamp() as u64)
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -258,7 +262,7 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     ));
     assert_eq!(c.devices(phone.clone()).await.unwrap().len(), 1);
     // Its transit key is on the deny list validators get.
-    let (version, _, devices) = storage.deny_list().unwrap();
+    let (version, _, devices) = storage.deny_list(chrono::Utc::now().timestamp()).unwrap();
     assert_eq!(version, 2);
     assert_eq!(
         devices,

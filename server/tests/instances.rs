@@ -158,7 +158,11 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
             device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
             month: String::new(),
             dependant: None,
-        };
+            signed_at: 0,
+            proof: String::new(),
+        }
+        .signed_by(&phone, chrono::Utc::now().timestamp() as u64)
+        .unwrap();
         let r = TransitClient::new(&c)
             .order_credential(v.clone(), &order)
             .await

@@ -88,7 +88,7 @@ fn instances_starting_at_once_migrate_once_and_agree_on_first_values() {
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(sorted.len(), 8, "{versions:?}");
-    let (version, cards, _) = opened[0].deny_list().unwrap();
+    let (version, cards, _) = opened[0].deny_list(0).unwrap();
     assert_eq!((version, cards.len()), (*sorted.last().unwrap(), 8));
 }
 

@@ -775,22 +775,19 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     let phone = vault(&dir.path().join("phone"));
     register(&c, &phone, "phone").await;
     let token = BackendClient::registration(&phone).unwrap().unwrap().token;
-    let key_hex: String = thudo_core::crypto::p256::SoftwareKey::generate()
-        .unwrap()
-        .0
-        .public_key()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let order = serde_json::to_string(&CredentialOrder {
+    let key = thudo_core::crypto::p256::SoftwareKey::generate().unwrap().0;
+    let mut order = CredentialOrder {
         product: Product::PayAsYouGo,
         category: Category::Standard,
         route: 0,
-        device_public_key: key_hex,
+        device_public_key: thudo_core::hex::encode(key.public_key()),
         month: String::new(),
         dependant: None,
-    })
-    .unwrap();
+        signed_at: chrono::Utc::now().timestamp() as u64,
+        proof: String::new(),
+    };
+    order.proof = thudo_core::hex::encode(&key.sign(&order.proof_message()).unwrap());
+    let order = serde_json::to_string(&order).unwrap();
     let http = http_client();
     let buy = |key: &'static str| {
         let req = http

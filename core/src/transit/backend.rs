@@ -39,6 +39,47 @@ pub struct CredentialOrder {
     /// operator records guardianship; the dependant's entitlements apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependant: Option<String>,
+    /// When the phone signed `proof`, unix seconds on the backend's clock as the phone knows
+    /// it: the backend accepts a proof [`ORDER_PROOF_WINDOW_SECS`] either side of its time.
+    #[serde(default)]
+    pub signed_at: u64,
+    /// The phone's signature (P-256, raw r||s, hex) over [`CredentialOrder::proof_message`]
+    /// with the key the order names: proof that the buyer holds it, so nobody can have
+    /// credentials issued (and then denied) for keys that are not theirs or do not exist.
+    #[serde(default)]
+    pub proof: String,
+}
+
+/// How far an order's `signed_at` may be from the backend's clock.
+pub const ORDER_PROOF_WINDOW_SECS: u64 = 600;
+
+impl CredentialOrder {
+    /// The bytes a phone signs to prove it holds `device_public_key`: the order tag, then each
+    /// field the order asks for, one per line, then `signed_at`.
+    pub fn proof_message(&self) -> Vec<u8> {
+        let mut m = crate::transit::wire::ORDER_TAG.to_vec();
+        let fields = format!(
+            "\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+            self.product as u8,
+            self.category as u8,
+            self.route,
+            self.month,
+            self.dependant.as_deref().unwrap_or(""),
+            self.device_public_key.to_ascii_lowercase(),
+            self.signed_at
+        );
+        m.extend_from_slice(fields.as_bytes());
+        m
+    }
+
+    /// This order for `phone`'s key, signed by it at device time `now` (corrected by the
+    /// phone's clock offset).
+    pub fn signed_by(mut self, phone: &Phone, now: u64) -> Result<CredentialOrder, TransitError> {
+        self.device_public_key = crate::hex::encode(&phone.device_public_key());
+        self.signed_at = phone.corrected_now(now);
+        self.proof = crate::hex::encode(&phone.prove_order(&self.proof_message())?);
+        Ok(self)
+    }
 }
 
 /// A credential for the phone.
@@ -362,9 +403,11 @@ impl TransitClient<'_> {
         self,
         vault: Arc<Vault>,
         phone: Arc<Phone>,
-        mut order: CredentialOrder,
+        order: CredentialOrder,
     ) -> Result<CredentialResponse, BackendError> {
-        order.device_public_key = crate::hex::encode(&phone.device_public_key());
+        let order = order
+            .signed_by(&phone, crate::net::now_secs())
+            .map_err(device_side)?;
         let bought = self.order_credential(vault, &order).await?;
         let credential = unhex(&bought.credential)?;
         let dependant = order.dependant.is_some();

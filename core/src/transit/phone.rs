@@ -283,6 +283,36 @@ impl Phone {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Signs an order's proof of possession (`message` starts with [`wire::ORDER_TAG`], so it
+    /// can never be taken for a QR's signature); raw r||s.
+    pub fn prove_order(&self, message: &[u8]) -> Result<[u8; 64], TransitError> {
+        if !message.starts_with(wire::ORDER_TAG) {
+            return Err(super::invalid("an order proof starts with the order tag"));
+        }
+        self.sign(message)
+    }
+
+    /// `now` on the backend's clock, as learned at the last sync (`set_clock_offset`).
+    pub fn corrected_now(&self, now: u64) -> u64 {
+        (now as i64).saturating_add(self.lock().clock_offset).max(0) as u64
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], TransitError> {
+        match &self.key {
+            DeviceKey::Software(key) => key.sign(message).ok_or_else(|| TransitError::Signer {
+                reason: "signing failed".into(),
+            }),
+            DeviceKey::Host(signer) => {
+                let sig = signer
+                    .sign(message)
+                    .map_err(|reason| TransitError::Signer { reason })?;
+                p256::to_raw_signature(&sig).ok_or_else(|| TransitError::Signer {
+                    reason: "the signer returned a malformed signature".into(),
+                })
+            }
+        }
+    }
+
     /// The phone owner's QR to show at device time `now` (unix seconds). The same QR is
     /// returned until its refresh time; then a new one is signed.
     pub fn current_qr(&self, now: u64) -> Result<TransitQr, TransitError> {
@@ -317,19 +347,7 @@ impl Phone {
         // The counter is stored before the QR is shown, so a restart never reuses one.
         self.persist(&state)?;
         let message = wire::tap_message(&credential, corrected, state.counter);
-        let signature = match &self.key {
-            DeviceKey::Software(key) => key.sign(&message).ok_or_else(|| TransitError::Signer {
-                reason: "signing failed".into(),
-            })?,
-            DeviceKey::Host(signer) => {
-                let sig = signer
-                    .sign(&message)
-                    .map_err(|reason| TransitError::Signer { reason })?;
-                p256::to_raw_signature(&sig).ok_or_else(|| TransitError::Signer {
-                    reason: "the signer returned a malformed signature".into(),
-                })?
-            }
-        };
+        let signature = self.sign(&message)?;
         let text = wire::qr_text(&credential, corrected, state.counter, &signature);
         let image = qr::render(&text).map_err(super::invalid)?;
         let expires_in = i64::from(fields.not_after) - i64::from(corrected);

@@ -7,12 +7,13 @@ use axum::Json;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
 use thudo_core::sync::protocol::IDEMPOTENCY_KEY_HEADER;
-use thudo_core::transit::backend::{CredentialOrder, CredentialResponse};
+use thudo_core::transit::backend::{CredentialOrder, CredentialResponse, ORDER_PROOF_WINDOW_SECS};
 use thudo_core::transit::issuer::CredentialRequest;
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::{Category, Product};
 
 use super::issuer::{current_issuer, no_signing_key};
+use super::store::{IssueOutcome, IssuedCredential};
 use super::TransitState;
 use crate::devices::authenticate;
 use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
@@ -73,9 +74,11 @@ pub(crate) async fn issue_credential(
     let key = hex::decode(&order.device_public_key)
         .filter(|k| k.len() <= 65)
         .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
-    let compressed = p256::decompress(&key)
-        .and_then(|k| p256::compress(&k))
+    let uncompressed = p256::decompress(&key)
         .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
+    let compressed = p256::compress(&uncompressed)
+        .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
+    check_proof(&order, &uncompressed, chrono::Utc::now().timestamp())?;
     // The rider: the buyer, or a dependant the operator recorded as theirs.
     let (rider_account, card_id) = match order.dependant.clone() {
         None => (device.account_id.clone(), device.card_id),
@@ -146,20 +149,20 @@ pub(crate) async fn issue_credential(
             .issue(&request, now)
             .map_err(|e| ApiError::bad(e.to_string()))?
     };
-    // Remember which transit key this device holds, so revoking the device revokes the key;
-    // a key another account already holds is refused (nobody gets someone else's key denied).
+    // Remember which transit key this device holds and until when (revoking the device
+    // revokes the key; the deny list keeps it while this credential lasts), within the limits.
+    let issued = IssuedCredential {
+        key_hash: DenyList::device_hash(&compressed),
+        card_id,
+        product: order.product,
+        pass_until: i64::from(until),
+        not_after: i64::from(now.saturating_add(lifetime_secs)),
+    };
     let storage = state.storage.clone();
     let holder = device.clone();
-    let recorded = blocking(move || {
-        Ok(storage.record_device_key(&holder, &DenyList::device_hash(&compressed))?)
-    })
-    .await?;
-    if !recorded {
-        return Err(ApiError::forbidden(
-            "device_key_taken",
-            "this transit key belongs to another account's phone",
-        ));
-    }
+    let outcome =
+        blocking(move || Ok(storage.record_credential(&holder, &issued, i64::from(now))?)).await?;
+    refuse_unless_recorded(outcome)?;
     let response = CredentialResponse {
         credential: hex::encode(&credential),
         card_id,
@@ -179,4 +182,58 @@ pub(crate) async fn issue_credential(
         return Ok(Json(first));
     }
     Ok(Json(response))
+}
+
+/// Checks the order's proof that the buyer holds the key it names: the key's signature over
+/// the order, made within [`ORDER_PROOF_WINDOW_SECS`] of `now`.
+fn check_proof(order: &CredentialOrder, key: &[u8], now: i64) -> Result<(), ApiError> {
+    if order.proof.is_empty() {
+        return Err(ApiError::forbidden(
+            "proof_required",
+            "an order carries the phone key's signature over it (proof)",
+        ));
+    }
+    let fresh = (now - order.signed_at.min(i64::MAX as u64) as i64).unsigned_abs()
+        <= ORDER_PROOF_WINDOW_SECS;
+    if !fresh {
+        return Err(ApiError::forbidden(
+            "stale_proof",
+            "the order's proof was signed too far from the backend's time",
+        ));
+    }
+    let signature = hex::decode(&order.proof).filter(|s| s.len() == 64);
+    match signature {
+        Some(sig) if p256::verify(key, &order.proof_message(), &sig) => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "bad_proof",
+            "the order's proof is not the named key's signature over it",
+        )),
+    }
+}
+
+/// Refuses a credential the store did not record (it is then never handed out).
+fn refuse_unless_recorded(outcome: IssueOutcome) -> Result<(), ApiError> {
+    let (code, message) = match outcome {
+        IssueOutcome::Recorded => return Ok(()),
+        IssueOutcome::DeviceRevoked => ("device_revoked", "this device was revoked"),
+        IssueOutcome::KeyTaken => (
+            "device_key_taken",
+            "this transit key belongs to another account's phone",
+        ),
+        IssueOutcome::KeyDenied => ("device_key_denied", "this transit key is denied"),
+        IssueOutcome::CardDenied => ("card_denied", "this card is denied"),
+        IssueOutcome::TooManyKeys => (
+            "too_many_keys",
+            "this device holds the most transit keys with live credentials a device may",
+        ),
+        IssueOutcome::TooManyOrders => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_orders",
+                "too many credentials ordered in the last hour",
+            )
+            .retry_after(600))
+        }
+    };
+    Err(ApiError::forbidden(code, message))
 }

@@ -125,7 +125,7 @@ pub(crate) async fn validator_feed(
     let (today, _) = fares.local_day_and_month(now);
     let ((version, cards, devices), capped_cards) = blocking(move || {
         Ok((
-            storage.deny_list()?,
+            storage.deny_list(now as i64)?,
             storage.capped_cards(&today, fares.daily_cap_vnd)?,
         ))
     })

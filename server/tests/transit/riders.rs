@@ -173,7 +173,9 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     let child_order = CredentialOrder {
         dependant: Some(CHILD.into()),
         ..order(&phone, Product::FreePass, Category::Child)
-    };
+    }
+    .signed_by(&phone, now())
+    .unwrap();
     // Nobody buys a pass for a citizen the operator has not recorded as their dependant.
     refused(
         w.transit()
@@ -233,7 +235,9 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
                 &CredentialOrder {
                     dependant: Some(CHILD.into()),
                     ..order(&stranger, Product::FreePass, Category::Child)
-                },
+                }
+                .signed_by(&stranger, now())
+                .unwrap(),
             )
             .await
             .unwrap_err(),

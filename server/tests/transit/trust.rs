@@ -422,6 +422,7 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     assert!(matches!(e, BackendError::NotEntitled { .. }), "{e:?}");
     let mut half = order(&phone, Product::MonthlyAllRoutes, Category::Priority);
     half.month = "2026-12".into();
+    let half = half.signed_by(&phone, now()).unwrap();
     assert!(matches!(
         w.transit().order_credential(v.clone(), &half).await,
         Err(BackendError::NotEntitled { .. })
@@ -429,6 +430,7 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     // Standard is self-service.
     let mut standard = half.clone();
     standard.category = Category::Standard;
+    let standard = standard.signed_by(&phone, now()).unwrap();
     assert_eq!(
         w.transit()
             .order_credential(v.clone(), &standard)
@@ -625,9 +627,98 @@ async fn nobody_can_claim_another_riders_transit_key() {
     let (_, v) = w
         .admin_post("/v1/admin/transit/deny", json!({"devices": [attacker_id]}))
         .await;
-    let (_, _, devices) = w.storage.deny_list().unwrap();
+    let (_, _, devices) = w.storage.deny_list(chrono::Utc::now().timestamp()).unwrap();
     assert!(
         devices.is_empty(),
         "version {v}: the victim's key stays off the list"
     );
+}
+
+/// An order names a key only with that key's signature over it, fresh; one device holds a few
+/// live keys and one account orders a bounded number an hour: a flood of made-up keys (which
+/// revoking the device would put on every validator's deny list) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_prove_their_key_and_a_flood_of_keys_is_refused() {
+    use thudo_core::crypto::p256::SoftwareKey;
+    let w = World::start().await;
+    let v = w.phone_device("flooder", RIDER).await;
+    let token = BackendClient::registration(&v).unwrap().unwrap().token;
+    let keyed = |key: &SoftwareKey, signed_at: u64| {
+        let mut o = CredentialOrder {
+            product: Product::PayAsYouGo,
+            category: Category::Standard,
+            route: 0,
+            device_public_key: thudo_core::hex::encode(key.public_key()),
+            month: String::new(),
+            dependant: None,
+            signed_at,
+            proof: String::new(),
+        };
+        o.proof = thudo_core::hex::encode(&key.sign(&o.proof_message()).unwrap());
+        o
+    };
+    let post = |order: CredentialOrder| {
+        let req = w
+            .http
+            .post(w.url("/v1/transit/credentials"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&order).unwrap());
+        async move {
+            let r = req.send().await.unwrap();
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), json_of(r).await, retry_after)
+        }
+    };
+    let key = SoftwareKey::generate().unwrap().0;
+    let other = SoftwareKey::generate().unwrap().0;
+    // No proof, another key's proof, a proof of another order, a stale proof: refused.
+    let mut unproven = keyed(&key, now());
+    unproven.proof.clear();
+    let mut forged = keyed(&other, now());
+    forged.device_public_key = thudo_core::hex::encode(key.public_key());
+    let mut altered = keyed(&key, now());
+    altered.product = Product::FreePass;
+    let stale = keyed(&key, now() - 3_600);
+    for (order, code) in [
+        (unproven, "proof_required"),
+        (forged, "bad_proof"),
+        (altered, "bad_proof"),
+        (stale, "stale_proof"),
+    ] {
+        let (status, body, _) = post(order).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some(code)));
+    }
+    // Made-up keys, each properly proven: the device's limit of live keys holds.
+    let keys: Vec<SoftwareKey> = (0..4).map(|_| SoftwareKey::generate().unwrap().0).collect();
+    for k in &keys[..3] {
+        assert_eq!(post(keyed(k, now())).await.0, 200);
+    }
+    let (status, body, _) = post(keyed(&keys[3], now())).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("too_many_keys"))
+    );
+    // Renewals of a key it holds go on, up to the account's orders an hour, then 429 with a
+    // time to retry (the client honours Retry-After).
+    let mut last = (200, Value::Null, None);
+    for _ in 0..20 {
+        last = post(keyed(&keys[0], now())).await;
+        if last.0 != 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        (last.0, last.1["error"].as_str(), last.2.as_deref()),
+        (429, Some("too_many_orders"), Some("600"))
+    );
+    // What the device holds is on its revocation's deny list, and nothing more.
+    let device = BackendClient::registration(&v).unwrap().unwrap().device_id;
+    w.admin_post("/v1/admin/transit/deny", json!({"devices": [device]}))
+        .await;
+    let (_, _, listed) = w.storage.deny_list(now() as i64).unwrap();
+    assert_eq!(listed.len(), 3);
 }

@@ -262,10 +262,14 @@ pub fn order(phone: &Phone, product: Product, category: Category) -> CredentialO
         product,
         category,
         route: 0,
-        device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
+        device_public_key: String::new(),
         month: String::new(),
         dependant: None,
+        signed_at: 0,
+        proof: String::new(),
     }
+    .signed_by(phone, now())
+    .unwrap()
 }
 
 pub fn now() -> u64 {

@@ -4,11 +4,14 @@
 use thudo_core::hex;
 
 use super::super::rules::VerifiedScan;
-use super::DenyStore;
+use super::{
+    deny_until, DenyStore, IssueOutcome, IssuedCredential, MAX_LIVE_KEYS_PER_DEVICE,
+    MAX_ORDERS_PER_HOUR,
+};
 use crate::devices::store::Device;
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;
-use crate::storage::{Result, SqlStorage};
+use crate::storage::{code_of, Result, SqlStorage};
 
 /// The deny-list version as stored.
 fn stored_deny_version(tx: &mut dyn Tx) -> Result<u32> {
@@ -49,15 +52,56 @@ pub(super) fn revoked_at(tx: &mut dyn Tx, s: &VerifiedScan) -> Result<bool> {
 /// A device's revocation denies every transit key it bought credentials for, in the same
 /// transaction ([`crate::devices::store::RevocationHook`]); returns how many.
 pub fn deny_device_keys(tx: &mut dyn Tx, device_id: &str, now: i64) -> Result<usize> {
-    let denied = tx.exec(
-        "INSERT INTO deny_devices(key_hash, denied_at)
-         SELECT key_hash, ?1 FROM device_keys WHERE device_id = ?2 ON CONFLICT DO NOTHING",
-        params![now, device_id],
-    )?;
+    let keys: Vec<[u8; 32]> = tx
+        .rows(
+            "SELECT key_hash FROM device_keys WHERE device_id = ?1",
+            params![device_id],
+        )?
+        .iter()
+        .filter_map(|r| r.hash(0).transpose())
+        .collect::<Result<_>>()?;
+    let mut denied = 0;
+    for key in &keys {
+        denied += deny_key(tx, key, now)?;
+    }
     if denied > 0 {
         bump_deny_version(tx)?;
     }
-    Ok(denied as usize)
+    Ok(denied)
+}
+
+/// Denies one key from `at` until nothing issued for it can ride; 1 when newly denied.
+fn deny_key(tx: &mut dyn Tx, key: &[u8; 32], at: i64) -> Result<usize> {
+    let last = tx
+        .row(
+            "SELECT CAST(MAX(not_after) AS BIGINT) FROM credentials WHERE key_hash = ?1",
+            params![key],
+        )?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten();
+    Ok(tx.exec(
+        "INSERT INTO deny_devices(key_hash, denied_at, until) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        params![key, at, deny_until(last, at)],
+    )? as usize)
+}
+
+/// Denies one card from `at` until its credentials have ended (none is issued for it again, so
+/// nothing rides on it after: a pass longer than its credential needs renewals); 1 when new.
+fn deny_card(tx: &mut dyn Tx, card: u64, at: i64) -> Result<usize> {
+    let last = tx
+        .row(
+            "SELECT CAST(MAX(not_after) AS BIGINT) FROM credentials WHERE card_id = ?1",
+            params![big(card)],
+        )?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten();
+    Ok(tx.exec(
+        "INSERT INTO deny_cards(card_id, denied_at, until) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![big(card), at, deny_until(last, at)],
+    )? as usize)
 }
 
 impl<E: Engine> DenyStore for SqlStorage<E> {
@@ -65,33 +109,33 @@ impl<E: Engine> DenyStore for SqlStorage<E> {
         self.write(|tx| {
             let version = bump_deny_version(tx)?;
             for c in cards {
-                tx.exec(
-                    "INSERT INTO deny_cards(card_id, denied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    params![big(*c), at],
-                )?;
+                deny_card(tx, *c, at)?;
             }
             for h in device_key_hashes {
-                tx.exec(
-                    "INSERT INTO deny_devices(key_hash, denied_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    params![h, at],
-                )?;
+                deny_key(tx, h, at)?;
             }
             Ok(version)
         })
     }
 
-    fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)> {
+    fn deny_list(&self, now: i64) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)> {
         // One snapshot: the version and the entries it names are read together, and no writer
         // (nor another validator's feed) waits on it.
         self.snapshot(|tx| {
             let version = stored_deny_version(tx)?;
             let cards = tx
-                .rows("SELECT card_id FROM deny_cards ORDER BY card_id", &[])?
+                .rows(
+                    "SELECT card_id FROM deny_cards WHERE until IS NULL OR until >= ?1 ORDER BY card_id",
+                    params![now],
+                )?
                 .iter()
                 .map(|r| Ok(r.int(0)? as u64))
                 .collect::<Result<_>>()?;
             let devices = tx
-                .rows("SELECT key_hash FROM deny_devices ORDER BY key_hash", &[])?
+                .rows(
+                    "SELECT key_hash FROM deny_devices WHERE until IS NULL OR until >= ?1 ORDER BY key_hash",
+                    params![now],
+                )?
                 .iter()
                 .filter_map(|r| r.hash(0).transpose())
                 .collect::<Result<_>>()?;
@@ -99,36 +143,86 @@ impl<E: Engine> DenyStore for SqlStorage<E> {
         })
     }
 
-    fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool> {
+    fn record_credential(
+        &self,
+        device: &Device,
+        issued: &IssuedCredential,
+        now: i64,
+    ) -> Result<IssueOutcome> {
+        let key_hex = hex::encode(&issued.key_hash);
         self.write(|tx| {
-            // A revocation of this device in flight finishes first (and this then sees it).
-            tx.lock(Lock::Device(&device.id))?;
-            // Two accounts claiming one key at once: one waits and then sees the other's claim.
-            tx.lock(Lock::DeviceKey(&hex::encode(key_hash)))?;
-            let active = tx
-                .row(
-                    "SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL",
-                    params![&device.id],
-                )?
-                .is_some();
-            if !active {
-                return Ok(false);
+            // A revocation of this device in flight finishes first (and this then sees it);
+            // two accounts claiming one key at once: one waits and then sees the other's claim.
+            tx.lock_all(&[Lock::Device(&device.id), Lock::DeviceKey(&key_hex)])?;
+            let key = &issued.key_hash;
+            let exists = |tx: &mut dyn Tx, sql: &str, p: &[crate::storage::engine::Val<'_>]| {
+                Ok::<bool, crate::storage::StorageError>(tx.row(sql, p)?.is_some())
+            };
+            if !exists(
+                tx,
+                "SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL",
+                params![&device.id],
+            )? {
+                return Ok(IssueOutcome::DeviceRevoked);
             }
-            let other_account = tx
-                .row(
-                    "SELECT 1 FROM device_keys k JOIN devices d ON d.id = k.device_id
-                     WHERE k.key_hash = ?1 AND d.account_id <> ?2",
-                    params![key_hash, &device.account_id],
+            if exists(
+                tx,
+                "SELECT 1 FROM device_keys k JOIN devices d ON d.id = k.device_id
+                 WHERE k.key_hash = ?1 AND d.account_id <> ?2",
+                params![key, &device.account_id],
+            )? {
+                return Ok(IssueOutcome::KeyTaken);
+            }
+            if exists(tx, "SELECT 1 FROM deny_devices WHERE key_hash = ?1", params![key])? {
+                return Ok(IssueOutcome::KeyDenied);
+            }
+            if exists(
+                tx,
+                "SELECT 1 FROM deny_cards WHERE card_id = ?1",
+                params![big(issued.card_id)],
+            )? {
+                return Ok(IssueOutcome::CardDenied);
+            }
+            let live_keys = tx
+                .rows(
+                    "SELECT DISTINCT key_hash FROM credentials
+                     WHERE device_id = ?1 AND not_after >= ?2 AND key_hash <> ?3",
+                    params![&device.id, now, key],
                 )?
-                .is_some();
-            if other_account {
-                return Ok(false);
+                .len();
+            if live_keys >= MAX_LIVE_KEYS_PER_DEVICE {
+                return Ok(IssueOutcome::TooManyKeys);
+            }
+            let orders = tx
+                .row(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM credentials
+                     WHERE account_id = ?1 AND issued_at > ?2",
+                    params![&device.account_id, now - 3_600],
+                )?
+                .map_or(Ok(0), |r| r.int(0))?;
+            if orders >= MAX_ORDERS_PER_HOUR as i64 {
+                return Ok(IssueOutcome::TooManyOrders);
             }
             tx.exec(
                 "INSERT INTO device_keys(device_id, key_hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![&device.id, key_hash],
+                params![&device.id, key],
             )?;
-            Ok(true)
+            tx.exec(
+                "INSERT INTO credentials(account_id, device_id, key_hash, card_id, product,
+                                         pass_until, not_after, issued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    &device.account_id,
+                    &device.id,
+                    key,
+                    big(issued.card_id),
+                    code_of(&issued.product),
+                    issued.pass_until,
+                    issued.not_after,
+                    now
+                ],
+            )?;
+            Ok(IssueOutcome::Recorded)
         })
     }
 

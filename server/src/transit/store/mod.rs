@@ -155,8 +155,14 @@ pub struct InspectionStats {
 /// The transit tables.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
     concern: "transit",
-    sqlite: &[include_str!("../schema/sqlite/0001_base.sql")],
-    postgres: &[include_str!("../schema/postgres/0001_base.sql")],
+    sqlite: &[
+        include_str!("../schema/sqlite/0001_base.sql"),
+        include_str!("../schema/sqlite/0002_credentials.sql"),
+    ],
+    postgres: &[
+        include_str!("../schema/postgres/0001_base.sql"),
+        include_str!("../schema/postgres/0002_credentials.sql"),
+    ],
 };
 
 /// Validators: enrolment by an operator's single-use code, tokens, decommissioning.
@@ -231,20 +237,80 @@ pub trait JourneyStore: Send + Sync + 'static {
     ) -> Result<thudo_core::transit::metro::EntryFeed>;
 }
 
-/// The deny list and the transit keys each device bought credentials for.
+/// The deny list, and the credentials issued (which key and card each binds, until when).
 pub trait DenyStore: Send + Sync + 'static {
     /// Revokes cards and device keys (SHA-256 of the compressed key) from `at` on; returns the
-    /// new deny-list version, always above every version published before.
+    /// new deny-list version, always above every version published before. Each entry is
+    /// listed until nothing it could hold can still ride ([`deny_until`]).
     fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32>;
-    /// The deny list: version, cards, device key hashes.
-    fn deny_list(&self) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)>;
-    /// Records that a device bought a credential for a transit key (so revoking the device
-    /// revokes the key). False, recording nothing, when the key is already another account's
-    /// (a phone's key is its own, and nobody may get someone else's key revoked) or the device
-    /// was revoked meanwhile.
-    fn record_device_key(&self, device: &Device, key_hash: &[u8; 32]) -> Result<bool>;
+    /// The deny list at `now`: version, cards, device key hashes (entries whose credentials
+    /// and passes have all ended are no longer listed; they stay denied for new purchases).
+    fn deny_list(&self, now: i64) -> Result<(u32, Vec<u64>, Vec<[u8; 32]>)>;
+    /// Records a credential issued to `device`, within the limits: the key is the device's
+    /// own (no other account's, not denied), the card is not denied, the device holds at most
+    /// [`MAX_LIVE_KEYS_PER_DEVICE`] keys with a live credential, and the account ordered at
+    /// most [`MAX_ORDERS_PER_HOUR`] credentials in the last hour. Nothing is recorded when a
+    /// limit refuses it.
+    fn record_credential(
+        &self,
+        device: &Device,
+        issued: &IssuedCredential,
+        now: i64,
+    ) -> Result<IssueOutcome>;
     /// The transit keys a device bought credentials for.
     fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
+}
+
+/// Keys with a live credential one device may hold (a new phone key, a key rotation).
+pub const MAX_LIVE_KEYS_PER_DEVICE: usize = 3;
+/// Credentials one account may order in an hour (retries of one order are not orders).
+pub const MAX_ORDERS_PER_HOUR: usize = 20;
+/// How long a denied entry stays listed after the last credential or pass it could hold ends:
+/// a validator whose clock lags still refuses it.
+pub const DENY_MARGIN_SECS: i64 = 3_600;
+
+/// Until when a denied entry is listed: the end of the last credential issued for the key or
+/// card (none is issued after the denial, so nothing rides on it later), and at least a whole
+/// credential lifetime after the denial (a purchase that checked just before it may still be
+/// issued), plus [`DENY_MARGIN_SECS`]. A list therefore holds at most a credential lifetime and
+/// the margin (73 h) of denials.
+pub fn deny_until(last_end: Option<i64>, at: i64) -> i64 {
+    let lifetime = i64::from(thudo_core::transit::issuer::MAX_CREDENTIAL_LIFETIME_SECS);
+    last_end.unwrap_or(0).max(at + lifetime) + DENY_MARGIN_SECS
+}
+
+/// A credential as issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCredential {
+    /// SHA-256 of the phone's compressed key.
+    pub key_hash: [u8; 32],
+    /// The card it rides on.
+    pub card_id: u64,
+    /// The product.
+    pub product: thudo_core::transit::Product,
+    /// The pass's last second.
+    pub pass_until: i64,
+    /// The credential's last second.
+    pub not_after: i64,
+}
+
+/// What became of a credential to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Recorded: it may be handed out.
+    Recorded,
+    /// The device was revoked meanwhile.
+    DeviceRevoked,
+    /// Another account's phone holds this key.
+    KeyTaken,
+    /// The key is on the deny list.
+    KeyDenied,
+    /// The card is on the deny list.
+    CardDenied,
+    /// The device holds [`MAX_LIVE_KEYS_PER_DEVICE`] other live keys.
+    TooManyKeys,
+    /// The account ordered [`MAX_ORDERS_PER_HOUR`] credentials in the last hour.
+    TooManyOrders,
 }
 
 /// Riders: entitlements to reduced categories and guardians' dependants.
