@@ -36,7 +36,7 @@ pub mod prelude {
     pub use crate::storage::settings::SettingsStore;
     pub use crate::sync::store::SyncStore;
     pub use crate::transit::store::{
-        DenyStore, JourneyStore, RiderStore, TapStore, TransitStore, ValidatorStore,
+        CredentialStore, JourneyStore, RiderStore, TapStore, TransitStore, ValidatorStore,
     };
     pub use crate::Storage;
 }

@@ -319,7 +319,7 @@ fn the_deny_list_only_grows<E: Engine>(s: &SqlStorage<E>) {
     let mine = device(s, CITIZEN, 1);
     let theirs = device(s, OTHER, 2);
     let record = |d: &Device, key: u8, at: i64| {
-        s.record_credential(d, &issued(key, d.card_id, at, at + 86_400), at)
+        s.record_credential(d, &issued(key, d.card_id, at, at + 86_400), None, at)
             .unwrap()
     };
     assert_eq!(record(&mine, 8, now), IssueOutcome::Recorded);
@@ -361,25 +361,26 @@ fn a_device_holds_few_keys_and_an_account_orders_within_limits<E: Engine>(s: &Sq
     for key in 0..MAX_LIVE_KEYS_PER_DEVICE as u8 {
         let c = issued(key, phone.card_id, now, now + 86_400);
         assert_eq!(
-            s.record_credential(&phone, &c, now).unwrap(),
+            s.record_credential(&phone, &c, None, now).unwrap(),
             IssueOutcome::Recorded
         );
     }
     let one_more = issued(99, phone.card_id, now, now + 86_400);
     assert_eq!(
-        s.record_credential(&phone, &one_more, now).unwrap(),
+        s.record_credential(&phone, &one_more, None, now).unwrap(),
         IssueOutcome::TooManyKeys
     );
     // Renewing a key it holds is fine; once the old credentials end, a new key is too.
     let renewal = issued(0, phone.card_id, now + 60, now + 86_400);
     assert_eq!(
-        s.record_credential(&phone, &renewal, now + 60).unwrap(),
+        s.record_credential(&phone, &renewal, None, now + 60)
+            .unwrap(),
         IssueOutcome::Recorded
     );
     let later = now + 73 * 3600;
     let fresh = issued(99, phone.card_id, later, later + 86_400);
     assert_eq!(
-        s.record_credential(&phone, &fresh, later).unwrap(),
+        s.record_credential(&phone, &fresh, None, later).unwrap(),
         IssueOutcome::Recorded
     );
     // An hour's orders from one account are bounded.
@@ -389,6 +390,7 @@ fn a_device_holds_few_keys_and_an_account_orders_within_limits<E: Engine>(s: &Sq
             .record_credential(
                 &phone,
                 &issued(99, phone.card_id, later + i as i64, later),
+                None,
                 later + i as i64,
             )
             .unwrap();
@@ -397,14 +399,15 @@ fn a_device_holds_few_keys_and_an_account_orders_within_limits<E: Engine>(s: &Sq
     let next_hour = later + 3_700;
     let c = issued(99, phone.card_id, next_hour, next_hour);
     assert_eq!(
-        s.record_credential(&phone, &c, next_hour).unwrap(),
+        s.record_credential(&phone, &c, None, next_hour).unwrap(),
         IssueOutcome::Recorded
     );
     // A denied card buys nothing more, and leaves the list after its passes end.
     s.deny(&[phone.card_id], &[], next_hour).unwrap();
     let c = issued(99, phone.card_id, next_hour + 1, next_hour + 1);
     assert_eq!(
-        s.record_credential(&phone, &c, next_hour + 1).unwrap(),
+        s.record_credential(&phone, &c, None, next_hour + 1)
+            .unwrap(),
         IssueOutcome::CardDenied
     );
     let pass_end = now + 86_400;
@@ -452,7 +455,7 @@ fn the_deny_list_stays_bounded_over_a_year<E: Engine>(s: &SqlStorage<E>) {
                 not_after: t + 72 * 3600,
             };
             assert_eq!(
-                s.record_credential(&device, &c, t).unwrap(),
+                s.record_credential(&device, &c, None, t).unwrap(),
                 IssueOutcome::Recorded
             );
             s.revoke_device(&account, &d.id, t, deny_device_keys)

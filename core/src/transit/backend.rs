@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::phone::Phone;
 use super::validator::Validator;
+use super::wire::CredentialFields;
 use super::TransitError;
 use super::{Category, Product};
 use crate::net::protocol::API_PREFIX;
@@ -80,6 +81,46 @@ impl CredentialOrder {
         self.proof = crate::hex::encode(&phone.prove_order(&self.proof_message())?);
         Ok(self)
     }
+}
+
+/// `POST /v1/transit/credentials/renew`: a fresh credential for a pass the phone holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalRequest {
+    /// The credential held (hex), expired or not: the issuer's statement of the pass.
+    pub credential: String,
+    /// When the phone signed `proof` (the backend's clock as the phone knows it).
+    pub signed_at: u64,
+    /// The credential's key's signature (raw r||s, hex) over [`RenewalRequest::proof_message`].
+    pub proof: String,
+}
+
+impl RenewalRequest {
+    /// The renewal tag, then the credential in lower-case hex and `signed_at`, one per line.
+    pub fn proof_message(&self) -> Vec<u8> {
+        let mut m = crate::transit::wire::RENEW_TAG.to_vec();
+        m.extend_from_slice(
+            format!(
+                "\n{}\n{}",
+                self.credential.to_ascii_lowercase(),
+                self.signed_at
+            )
+            .as_bytes(),
+        );
+        m
+    }
+}
+
+/// Renew a credential this long before it ends: earlier than the phone's expiry warning
+/// (a day), so a rider who syncs daily never sees one.
+pub const RENEW_BEFORE_SECS: u64 = 48 * 3600;
+
+/// What became of one credential's renewal.
+#[derive(Debug)]
+pub struct Renewal {
+    /// The card whose credential it was.
+    pub card_id: u64,
+    /// The new credential's fields, or why the backend would not renew it.
+    pub outcome: Result<CredentialFields, BackendError>,
 }
 
 /// A credential for the phone.
@@ -421,6 +462,70 @@ impl TransitClient<'_> {
         })
         .await?;
         Ok(bought)
+    }
+
+    /// Renews the credential `phone` holds for `card_id` (free, while its pass holds) and
+    /// installs the new one; returns its fields. Refused with a typed error once the pass has
+    /// ended (`pass_ended`), was cancelled, or its entitlement or guardianship was withdrawn,
+    /// or for a revoked device.
+    pub async fn renew(
+        self,
+        vault: Arc<Vault>,
+        phone: Arc<Phone>,
+        card_id: u64,
+    ) -> Result<CredentialFields, BackendError> {
+        let (held, _, owner) = phone
+            .held_credential(card_id)
+            .ok_or_else(|| device_side(TransitError::NoCredential))?;
+        let mut request = RenewalRequest {
+            credential: crate::hex::encode(&held),
+            signed_at: phone.corrected_now(crate::net::now_secs()),
+            proof: String::new(),
+        };
+        let proof = phone
+            .prove_order(&request.proof_message())
+            .map_err(device_side)?;
+        request.proof = crate::hex::encode(&proof);
+        let body = serde_json::to_vec(&request).map_err(|e| BackendError::Protocol {
+            detail: e.to_string(),
+        })?;
+        let renewed: CredentialResponse = self
+            .backend
+            .request(
+                vault,
+                Method::POST,
+                &format!("{API_PREFIX}/transit/credentials/renew"),
+                Some(body),
+            )
+            .await?;
+        let credential = unhex(&renewed.credential)?;
+        blocking(move || {
+            if owner {
+                phone.install_credential(&credential)
+            } else {
+                phone.install_dependant_credential(&credential)
+            }
+            .map_err(device_side)
+        })
+        .await
+    }
+
+    /// Renews every credential `phone` holds that ends within [`RENEW_BEFORE_SECS`] of `now`
+    /// (one call for the app, after each sync); returns what became of each. A refused
+    /// renewal leaves the credential as it was; the others go on.
+    pub async fn renew_due(self, vault: Arc<Vault>, phone: Arc<Phone>, now: u64) -> Vec<Renewal> {
+        let due: Vec<u64> = phone
+            .credentials()
+            .into_iter()
+            .filter(|f| u64::from(f.not_after) < now.saturating_add(RENEW_BEFORE_SECS))
+            .map(|f| f.card_id)
+            .collect();
+        let mut renewals = Vec::with_capacity(due.len());
+        for card_id in due {
+            let outcome = self.renew(vault.clone(), phone.clone(), card_id).await;
+            renewals.push(Renewal { card_id, outcome });
+        }
+        renewals
     }
 
     /// Uploads `validator`'s tap log an upload at a time (read page by page, never whole) and

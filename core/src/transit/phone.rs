@@ -283,13 +283,31 @@ impl Phone {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Signs an order's proof of possession (`message` starts with [`wire::ORDER_TAG`], so it
-    /// can never be taken for a QR's signature); raw r||s.
+    /// Signs a proof of possession of the device key for the backend: an order's or a
+    /// renewal's (`message` starts with [`wire::ORDER_TAG`] or [`wire::RENEW_TAG`], so it can
+    /// never be taken for a QR's signature); raw r||s.
     pub fn prove_order(&self, message: &[u8]) -> Result<[u8; 64], TransitError> {
-        if !message.starts_with(wire::ORDER_TAG) {
-            return Err(super::invalid("an order proof starts with the order tag"));
+        if !message.starts_with(wire::ORDER_TAG) && !message.starts_with(wire::RENEW_TAG) {
+            return Err(super::invalid(
+                "a proof starts with the order or renewal tag",
+            ));
         }
         self.sign(message)
+    }
+
+    /// The credential held for `card_id` (the owner's or a dependant's): its bytes, its
+    /// fields, and whether it is the owner's.
+    pub fn held_credential(&self, card_id: u64) -> Option<(Vec<u8>, CredentialFields, bool)> {
+        let state = self.lock();
+        let owner = state
+            .owner
+            .as_ref()
+            .is_some_and(|(_, f)| f.card_id == card_id);
+        let held = state
+            .all()
+            .find(|(_, f)| f.card_id == card_id)
+            .map(|(b, f)| (b.to_vec(), f.clone(), owner));
+        held
     }
 
     /// `now` on the backend's clock, as learned at the last sync (`set_clock_offset`).

@@ -28,6 +28,8 @@ pub const CREDENTIAL_TAG: &[u8] = b"thudo/transit/credential/v1";
 pub const TAP_TAG: &[u8] = b"thudo/transit/tap/v1";
 /// Domain tag of the device's proof that it holds the key an order names (never a QR).
 pub const ORDER_TAG: &[u8] = b"thudo/transit/order/v1";
+/// Domain tag of the device's proof that it still holds the key of a credential to renew.
+pub const RENEW_TAG: &[u8] = b"thudo/transit/renew/v1";
 /// Bytes of the signed part of a credential.
 pub const CREDENTIAL_BODY_LEN: usize = 60;
 /// Bytes of a whole credential.

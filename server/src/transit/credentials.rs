@@ -1,5 +1,6 @@
-//! Credential sales: a product for the caller's card (or a dependant's), in a category the
-//! rider is entitled to, bound to the phone's transit key.
+//! Credential sales and renewals: a pass for the caller's card (or a dependant's), in a
+//! category the rider is entitled to, bound to the phone's transit key proven by its
+//! signature; then, while the pass holds, fresh credentials for it, free.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -7,15 +8,21 @@ use axum::Json;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
 use thudo_core::sync::protocol::IDEMPOTENCY_KEY_HEADER;
-use thudo_core::transit::backend::{CredentialOrder, CredentialResponse, ORDER_PROOF_WINDOW_SECS};
-use thudo_core::transit::issuer::CredentialRequest;
+use thudo_core::transit::backend::{
+    CredentialOrder, CredentialResponse, RenewalRequest, ORDER_PROOF_WINDOW_SECS,
+};
+use thudo_core::transit::issuer::{CredentialRequest, TrustedIssuerKey};
 use thudo_core::transit::validator::DenyList;
+use thudo_core::transit::wire::{
+    credential_message, CredentialFields, CREDENTIAL_BODY_LEN, CREDENTIAL_LEN,
+};
 use thudo_core::transit::{Category, Product};
 
 use super::issuer::{current_issuer, no_signing_key};
-use super::store::{IssueOutcome, IssuedCredential};
+use super::store::{IssueOutcome, IssuedCredential, Pass};
 use super::TransitState;
 use crate::devices::authenticate;
+use crate::devices::store::Device;
 use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
 
 fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
@@ -76,9 +83,13 @@ pub(crate) async fn issue_credential(
         .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
     let uncompressed = p256::decompress(&key)
         .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
-    let compressed = p256::compress(&uncompressed)
-        .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
-    check_proof(&order, &uncompressed, chrono::Utc::now().timestamp())?;
+    check_signed(
+        &order.proof,
+        order.signed_at,
+        &uncompressed,
+        &order.proof_message(),
+        chrono::Utc::now().timestamp(),
+    )?;
     // The rider: the buyer, or a dependant the operator recorded as theirs.
     let (rider_account, card_id) = match order.dependant.clone() {
         None => (device.account_id.clone(), device.card_id),
@@ -97,27 +108,7 @@ pub(crate) async fn issue_credential(
         }
     };
     let now = chrono::Utc::now().timestamp() as u32;
-    let mut lifetime_secs = 72 * 3600;
-    if order.category != Category::Standard {
-        let storage = state.storage.clone();
-        let (account, category) = (rider_account.clone(), order.category);
-        let entitlement = blocking(move || {
-            Ok(storage.entitlement_at(&account, category, i64::from(now))?)
-        })
-        .await?
-        .ok_or_else(|| {
-            ApiError::forbidden(
-                "not_entitled",
-                &format!(
-                    "the {} category needs an entitlement the operator holds for this citizen; none is in force",
-                    order.category.label()
-                ),
-            )
-        })?;
-        // The credential ends with the entitlement: an expired entitlement stops renewing.
-        let left = entitlement.valid_until.saturating_sub(i64::from(now));
-        lifetime_secs = lifetime_secs.min(u32::try_from(left).unwrap_or(u32::MAX).max(1));
-    }
+    let lifetime_secs = lifetime(&state, &rider_account, order.category, now).await?;
     let (from, until) = match order.product {
         Product::MonthlySingleRoute | Product::MonthlyAllRoutes => {
             month_window(&order.month, state.fares.utc_offset_secs)
@@ -141,28 +132,15 @@ pub(crate) async fn issue_credential(
         device_public_key: key,
         lifetime_secs,
     };
-    let issuer = current_issuer(&state).await?;
-    let credential = {
-        let ring = issuer.ring();
-        ring.signing_key(now)
-            .ok_or_else(no_signing_key)?
-            .issue(&request, now)
-            .map_err(|e| ApiError::bad(e.to_string()))?
-    };
-    // Remember which transit key this device holds and until when (revoking the device
-    // revokes the key; the deny list keeps it while this credential lasts), within the limits.
-    let issued = IssuedCredential {
-        key_hash: DenyList::device_hash(&compressed),
+    let pass = Pass {
         card_id,
         product: order.product,
-        pass_until: i64::from(until),
-        not_after: i64::from(now.saturating_add(lifetime_secs)),
+        category: order.category,
+        route: order.route,
+        valid_from: i64::from(from),
+        valid_until: i64::from(until),
     };
-    let storage = state.storage.clone();
-    let holder = device.clone();
-    let outcome =
-        blocking(move || Ok(storage.record_credential(&holder, &issued, i64::from(now))?)).await?;
-    refuse_unless_recorded(outcome)?;
+    let credential = issue_and_record(&state, &device, &request, Some(pass), now).await?;
     let response = CredentialResponse {
         credential: hex::encode(&credential),
         card_id,
@@ -184,31 +162,51 @@ pub(crate) async fn issue_credential(
     Ok(Json(response))
 }
 
-/// Checks the order's proof that the buyer holds the key it names: the key's signature over
-/// the order, made within [`ORDER_PROOF_WINDOW_SECS`] of `now`.
-fn check_proof(order: &CredentialOrder, key: &[u8], now: i64) -> Result<(), ApiError> {
-    if order.proof.is_empty() {
+/// Checks a request's proof that the caller holds `key`: its signature (`proof`, hex) over
+/// `message`, made (`signed_at`) within [`ORDER_PROOF_WINDOW_SECS`] of `now`.
+fn check_signed(
+    proof: &str,
+    signed_at: u64,
+    key: &[u8],
+    message: &[u8],
+    now: i64,
+) -> Result<(), ApiError> {
+    if proof.is_empty() {
         return Err(ApiError::forbidden(
             "proof_required",
-            "an order carries the phone key's signature over it (proof)",
+            "the request carries the phone key's signature over it (proof)",
         ));
     }
-    let fresh = (now - order.signed_at.min(i64::MAX as u64) as i64).unsigned_abs()
-        <= ORDER_PROOF_WINDOW_SECS;
+    let fresh =
+        (now - signed_at.min(i64::MAX as u64) as i64).unsigned_abs() <= ORDER_PROOF_WINDOW_SECS;
     if !fresh {
         return Err(ApiError::forbidden(
             "stale_proof",
-            "the order's proof was signed too far from the backend's time",
+            "the proof was signed too far from the backend's time",
         ));
     }
-    let signature = hex::decode(&order.proof).filter(|s| s.len() == 64);
-    match signature {
-        Some(sig) if p256::verify(key, &order.proof_message(), &sig) => Ok(()),
+    match hex::decode(proof).filter(|s| s.len() == 64) {
+        Some(sig) if p256::verify(key, message, &sig) => Ok(()),
         _ => Err(ApiError::forbidden(
             "bad_proof",
-            "the order's proof is not the named key's signature over it",
+            "the proof is not the key's signature over the request",
         )),
     }
+}
+
+/// The fields of a credential the issuer signed (any key of the keyring: renewing needs its
+/// authenticity, not its window), or `None`.
+fn verified_credential(
+    bytes: &[u8],
+    trusted: &std::collections::HashMap<u16, TrustedIssuerKey>,
+) -> Option<CredentialFields> {
+    if bytes.len() != CREDENTIAL_LEN {
+        return None;
+    }
+    let (body, signature) = bytes.split_at(CREDENTIAL_BODY_LEN);
+    let fields = CredentialFields::decode(body).ok()?;
+    let key = trusted.get(&fields.issuer_key_id)?;
+    p256::verify(&key.public_key, &credential_message(body), signature).then_some(fields)
 }
 
 /// Refuses a credential the store did not record (it is then never handed out).
@@ -236,4 +234,152 @@ fn refuse_unless_recorded(outcome: IssueOutcome) -> Result<(), ApiError> {
         }
     };
     Err(ApiError::forbidden(code, message))
+}
+
+/// How long a credential for `category` may last from `now`: 72 h, and no longer than the
+/// rider's entitlement to a category other than standard (403 `not_entitled` without one), so
+/// an expired entitlement stops renewing.
+async fn lifetime(
+    state: &TransitState,
+    rider_account: &str,
+    category: Category,
+    now: u32,
+) -> Result<u32, ApiError> {
+    let lifetime_secs = thudo_core::transit::issuer::MAX_CREDENTIAL_LIFETIME_SECS;
+    if category == Category::Standard {
+        return Ok(lifetime_secs);
+    }
+    let storage = state.storage.clone();
+    let account = rider_account.to_owned();
+    let entitlement =
+        blocking(move || Ok(storage.entitlement_at(&account, category, i64::from(now))?))
+            .await?
+            .ok_or_else(|| {
+                ApiError::forbidden(
+                    "not_entitled",
+                    &format!(
+                        "the {} category needs an entitlement the operator holds for this citizen; none is in force",
+                        category.label()
+                    ),
+                )
+            })?;
+    let left = entitlement.valid_until.saturating_sub(i64::from(now));
+    Ok(lifetime_secs.min(u32::try_from(left).unwrap_or(u32::MAX).max(1)))
+}
+
+/// Signs the credential `request` asks for and records it (opening `new_pass` with it) within
+/// the limits; returns it. A credential the store refuses is never handed out.
+async fn issue_and_record(
+    state: &TransitState,
+    device: &Device,
+    request: &CredentialRequest,
+    new_pass: Option<Pass>,
+    now: u32,
+) -> Result<Vec<u8>, ApiError> {
+    let issuer = current_issuer(state).await?;
+    let credential = {
+        let ring = issuer.ring();
+        ring.signing_key(now)
+            .ok_or_else(no_signing_key)?
+            .issue(request, now)
+            .map_err(|e| ApiError::bad(e.to_string()))?
+    };
+    let compressed = p256::decompress(&request.device_public_key)
+        .and_then(|k| p256::compress(&k))
+        .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
+    // Which transit key this device holds and until when (revoking the device revokes the
+    // key; the deny list keeps it while this credential lasts).
+    let issued = IssuedCredential {
+        key_hash: DenyList::device_hash(&compressed),
+        card_id: request.card_id,
+        product: request.product,
+        pass_until: i64::from(request.pass_valid_until),
+        not_after: i64::from(now.saturating_add(request.lifetime_secs)),
+    };
+    let storage = state.storage.clone();
+    let holder = device.clone();
+    let outcome = blocking(move || {
+        Ok(storage.record_credential(&holder, &issued, new_pass.as_ref(), i64::from(now))?)
+    })
+    .await?;
+    refuse_unless_recorded(outcome)?;
+    Ok(credential.to_vec())
+}
+
+/// `POST /v1/transit/credentials/renew`: a fresh credential for a pass the phone holds, free,
+/// while the pass holds. The phone presents its credential (expired or not: it is the issuer's
+/// statement of the pass) and proves it still holds its key; the pass must have been sold, be
+/// neither ended nor cancelled, be the caller's card or a dependant's, and its category's
+/// entitlement must still be in force.
+pub(crate) async fn renew_credential(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<RenewalRequest>,
+) -> ApiResult<CredentialResponse> {
+    let device = authenticate(&state.devices(), &headers).await?;
+    let now = chrono::Utc::now().timestamp();
+    let issuer = current_issuer(&state).await?;
+    let fields = hex::decode(&req.credential)
+        .and_then(|bytes| verified_credential(&bytes, &issuer.trusted()))
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "bad_credential",
+                "the credential is not one the issuer signed",
+            )
+        })?;
+    let key = p256::decompress(&fields.device_public_key).ok_or_else(|| {
+        ApiError::forbidden("bad_credential", "the credential's key is not a point")
+    })?;
+    check_signed(&req.proof, req.signed_at, &key, &req.proof_message(), now)?;
+    let storage = state.storage.clone();
+    let (account, card) = (device.account_id.clone(), fields.card_id);
+    let rider = blocking(move || Ok(storage.rider_of_card(&account, card)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "not_guardian",
+                "this card is neither the account's nor a dependant's it holds",
+            )
+        })?;
+    let terms = Pass {
+        card_id: fields.card_id,
+        product: fields.product,
+        category: fields.category,
+        route: fields.route,
+        valid_from: i64::from(fields.pass_valid_from),
+        valid_until: i64::from(fields.pass_valid_until),
+    };
+    let storage = state.storage.clone();
+    let lookup = terms.clone();
+    let pass = blocking(move || Ok(storage.pass_for(&lookup)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such pass was sold"))?;
+    if pass.cancelled_at.is_some() {
+        return Err(ApiError::forbidden(
+            "pass_cancelled",
+            "the pass was cancelled",
+        ));
+    }
+    if now > terms.valid_until {
+        return Err(ApiError::forbidden("pass_ended", "the pass has ended"));
+    }
+    let now = now as u32;
+    let request = CredentialRequest {
+        card_id: fields.card_id,
+        product: fields.product,
+        category: fields.category,
+        route: fields.route,
+        pass_valid_from: fields.pass_valid_from,
+        pass_valid_until: fields.pass_valid_until,
+        device_public_key: key.to_vec(),
+        lifetime_secs: lifetime(&state, &rider, fields.category, now).await?,
+    };
+    let credential = issue_and_record(&state, &device, &request, None, now).await?;
+    Ok(Json(CredentialResponse {
+        credential: hex::encode(&credential),
+        card_id: fields.card_id,
+        price_vnd: 0,
+        pass_valid_from: fields.pass_valid_from,
+        pass_valid_until: fields.pass_valid_until,
+    }))
 }

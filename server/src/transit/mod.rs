@@ -56,6 +56,10 @@ pub fn routes(state: TransitState) -> Router {
             "/v1/transit/credentials",
             post(credentials::issue_credential),
         )
+        .route(
+            "/v1/transit/credentials/renew",
+            post(credentials::renew_credential),
+        )
         .route("/v1/transit/feed", get(validators::validator_feed))
         .route("/v1/transit/taps", post(taps::upload_taps))
         .route("/v1/transit/inspections", post(taps::upload_inspections))

@@ -3,7 +3,7 @@
 //! One trait per concern, each implemented once over the storage engines in its own file;
 //! the rules they apply are [`super::rules`].
 
-mod deny;
+mod credentials;
 mod journeys;
 mod riders;
 mod taps;
@@ -18,7 +18,7 @@ use crate::storage::migrations::ConcernSchema;
 use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
 
-pub use deny::deny_device_keys;
+pub use credentials::deny_device_keys;
 
 /// An enrolled validator (a bus or a metro gate), as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -157,11 +157,11 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
     concern: "transit",
     sqlite: &[
         include_str!("../schema/sqlite/0001_base.sql"),
-        include_str!("../schema/sqlite/0002_credentials.sql"),
+        include_str!("../schema/sqlite/0002_passes_and_credentials.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
-        include_str!("../schema/postgres/0002_credentials.sql"),
+        include_str!("../schema/postgres/0002_passes_and_credentials.sql"),
     ],
 };
 
@@ -237,8 +237,9 @@ pub trait JourneyStore: Send + Sync + 'static {
     ) -> Result<thudo_core::transit::metro::EntryFeed>;
 }
 
-/// The deny list, and the credentials issued (which key and card each binds, until when).
-pub trait DenyStore: Send + Sync + 'static {
+/// Passes sold, the credentials issued for them (which key and card each binds, until when),
+/// and the deny list.
+pub trait CredentialStore: Send + Sync + 'static {
     /// Revokes cards and device keys (SHA-256 of the compressed key) from `at` on; returns the
     /// new deny-list version, always above every version published before. Each entry is
     /// listed until nothing it could hold can still ride ([`deny_until`]).
@@ -255,8 +256,15 @@ pub trait DenyStore: Send + Sync + 'static {
         &self,
         device: &Device,
         issued: &IssuedCredential,
+        new_pass: Option<&Pass>,
         now: i64,
     ) -> Result<IssueOutcome>;
+    /// The pass whose terms a credential carries (its card, product, category, route and
+    /// window), if one was sold.
+    fn pass_for(&self, terms: &Pass) -> Result<Option<PassRecord>>;
+    /// The account riding on `card_id` if `account_id` may hold its passes: the account's own
+    /// card, or a dependant's whose guardianship the operator recorded.
+    fn rider_of_card(&self, account_id: &str, card_id: u64) -> Result<Option<String>>;
     /// The transit keys a device bought credentials for.
     fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
 }
@@ -292,6 +300,34 @@ pub struct IssuedCredential {
     pub pass_until: i64,
     /// The credential's last second.
     pub not_after: i64,
+}
+
+/// A pass's terms: what was sold, to whom, for when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// The card it rides on.
+    pub card_id: u64,
+    /// The product.
+    pub product: thudo_core::transit::Product,
+    /// The passenger category.
+    pub category: thudo_core::transit::Category,
+    /// The route of a single-route pass; 0 otherwise.
+    pub route: u16,
+    /// First second it is valid.
+    pub valid_from: i64,
+    /// Last second it is valid.
+    pub valid_until: i64,
+}
+
+/// A pass as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassRecord {
+    /// Its id.
+    pub id: String,
+    /// The account that bought it.
+    pub account_id: String,
+    /// When it was cancelled (a refund), if it was.
+    pub cancelled_at: Option<i64>,
 }
 
 /// What became of a credential to record.
@@ -346,7 +382,13 @@ pub trait RiderStore: Send + Sync + 'static {
 
 /// Everything transit's routes need from storage.
 pub trait TransitStore:
-    ValidatorStore + TapStore + JourneyStore + DenyStore + RiderStore + SettingsStore + DeviceStore
+    ValidatorStore
+    + TapStore
+    + JourneyStore
+    + CredentialStore
+    + RiderStore
+    + SettingsStore
+    + DeviceStore
 {
 }
 
@@ -354,7 +396,7 @@ impl<T> TransitStore for T where
     T: ValidatorStore
         + TapStore
         + JourneyStore
-        + DenyStore
+        + CredentialStore
         + RiderStore
         + SettingsStore
         + DeviceStore

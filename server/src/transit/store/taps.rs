@@ -7,7 +7,7 @@ use thudo_core::transit::{trips, Product};
 
 use super::super::fares::{parse_gate, FarePolicy};
 use super::super::rules::{judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan};
-use super::deny::revoked_at;
+use super::credentials::revoked_at;
 use super::journeys::{journey_tap, GateTap};
 use super::riders::{paid_in, publish_caps, publish_to_card};
 use super::{

@@ -1,17 +1,17 @@
 //! The deny list (cards and device keys, each from a time on, under a strictly increasing
-//! version) and the transit keys each device bought credentials for.
+//! version), the passes sold and the credentials issued for them.
 
 use thudo_core::hex;
 
 use super::super::rules::VerifiedScan;
 use super::{
-    deny_until, DenyStore, IssueOutcome, IssuedCredential, MAX_LIVE_KEYS_PER_DEVICE,
-    MAX_ORDERS_PER_HOUR,
+    deny_until, CredentialStore, IssueOutcome, IssuedCredential, Pass, PassRecord,
+    MAX_LIVE_KEYS_PER_DEVICE, MAX_ORDERS_PER_HOUR,
 };
 use crate::devices::store::Device;
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;
-use crate::storage::{code_of, Result, SqlStorage};
+use crate::storage::{code_of, random_bytes, Result, SqlStorage};
 
 /// The deny-list version as stored.
 fn stored_deny_version(tx: &mut dyn Tx) -> Result<u32> {
@@ -104,7 +104,7 @@ fn deny_card(tx: &mut dyn Tx, card: u64, at: i64) -> Result<usize> {
     )? as usize)
 }
 
-impl<E: Engine> DenyStore for SqlStorage<E> {
+impl<E: Engine> CredentialStore for SqlStorage<E> {
     fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32> {
         self.write(|tx| {
             let version = bump_deny_version(tx)?;
@@ -147,6 +147,7 @@ impl<E: Engine> DenyStore for SqlStorage<E> {
         &self,
         device: &Device,
         issued: &IssuedCredential,
+        new_pass: Option<&Pass>,
         now: i64,
     ) -> Result<IssueOutcome> {
         let key_hex = hex::encode(&issued.key_hash);
@@ -203,6 +204,24 @@ impl<E: Engine> DenyStore for SqlStorage<E> {
             if orders >= MAX_ORDERS_PER_HOUR as i64 {
                 return Ok(IssueOutcome::TooManyOrders);
             }
+            if let Some(pass) = new_pass {
+                tx.exec(
+                    "INSERT INTO passes(id, account_id, card_id, product, category, route,
+                                        valid_from, valid_until, cancelled_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+                    params![
+                        format!("p-{}", hex::encode(&random_bytes::<8>()?)),
+                        &device.account_id,
+                        big(pass.card_id),
+                        code_of(&pass.product),
+                        pass.category as u8,
+                        pass.route,
+                        pass.valid_from,
+                        pass.valid_until,
+                        now
+                    ],
+                )?;
+            }
             tx.exec(
                 "INSERT INTO device_keys(device_id, key_hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![&device.id, key],
@@ -223,6 +242,46 @@ impl<E: Engine> DenyStore for SqlStorage<E> {
                 ],
             )?;
             Ok(IssueOutcome::Recorded)
+        })
+    }
+
+    fn pass_for(&self, terms: &Pass) -> Result<Option<PassRecord>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT id, account_id, cancelled_at FROM passes
+                 WHERE card_id = ?1 AND product = ?2 AND category = ?3 AND route = ?4
+                   AND valid_from = ?5 AND valid_until = ?6
+                 ORDER BY cancelled_at IS NOT NULL, created_at LIMIT 1",
+                params![
+                    big(terms.card_id),
+                    code_of(&terms.product),
+                    terms.category as u8,
+                    terms.route,
+                    terms.valid_from,
+                    terms.valid_until
+                ],
+            )?
+            .map(|r| {
+                Ok(PassRecord {
+                    id: r.text(0)?,
+                    account_id: r.text(1)?,
+                    cancelled_at: r.opt_int(2)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn rider_of_card(&self, account_id: &str, card_id: u64) -> Result<Option<String>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT a.id FROM accounts a WHERE a.card_id = ?1 AND (a.id = ?2 OR EXISTS (
+                     SELECT 1 FROM dependants d
+                     WHERE d.guardian_account = ?2 AND d.dependant_account = a.id))",
+                params![big(card_id), account_id],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
         })
     }
 
