@@ -207,7 +207,10 @@ mod tests {
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .collect();
-        assert_eq!(codes, published, "a published code changed, vanished or was added unlisted");
+        assert_eq!(
+            codes, published,
+            "a published code changed, vanished or was added unlisted"
+        );
         let mut unique = codes.clone();
         unique.dedup();
         assert_eq!(unique.len(), codes.len(), "a code is used twice");
@@ -219,7 +222,11 @@ mod tests {
                 .find(|l| l.starts_with(&format!("| `{code}` |")))
                 .unwrap_or_else(|| panic!("docs/errors.md has no row for {code}"));
             let said = row.split('|').nth(2).unwrap_or_default().trim();
-            assert_eq!(said == "yes", retryable, "docs/errors.md: retry of {code}: {row}");
+            assert_eq!(
+                said == "yes",
+                retryable,
+                "docs/errors.md: retry of {code}: {row}"
+            );
         }
     }
 
