@@ -30,6 +30,7 @@ trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
 # The sync tests talk to the reference backend on loopback (the root shares the network).
 scripts/with-server.sh sh -c 'chroot "$0" /usr/bin/env LD_LIBRARY_PATH=/w/lib HOME=/tmp THUDO_FIXTURES=/w/fixtures/shc \
   THUDO_SERVER_URL="$THUDO_SERVER_URL" THUDO_DEMO_CITIZEN="$THUDO_DEMO_CITIZEN" \
+  THUDO_ENROLMENT_CODES="$THUDO_ENROLMENT_CODES" THUDO_GATE_CODES="$THUDO_GATE_CODES" \
   /bin/sh -c "cd /w/pkg && swift test --disable-swift-testing -Xlinker -L/w/lib 2>&1 \
     && echo \"==> the sample program (ios/Samples/CitizenDay), with Swift on Linux\" \
     && swift run -Xlinker -L/w/lib CitizenDay 2>&1"' "$ROOT"

@@ -4,7 +4,9 @@
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use thudo_core::sync::client::{server_verifier, spki_sha256, BackendClient, BackendConfig};
+use thudo_core::sync::client::{
+    server_verifier, spki_sha256, BackendClient, BackendConfig, BackendError,
+};
 
 struct Pki {
     ca: Vec<u8>,
@@ -68,10 +70,19 @@ fn pins_accept_only_the_pinned_key_and_never_skip_chain_validation() {
 }
 
 #[test]
-fn a_client_with_pins_builds() {
+fn a_client_with_pins_builds_and_one_with_a_junk_root_does_not() {
     let p = pki();
     let mut config = BackendConfig::new("https://api.thudo.test");
     config.pinned_spki_sha256 = vec![spki_sha256(&p.leaf).unwrap()];
     config.extra_roots_der = vec![p.ca];
-    assert!(BackendClient::new(config).is_ok());
+    BackendClient::new(config.clone()).unwrap();
+    config.extra_roots_der = vec![b"junk".to_vec()];
+    match BackendClient::new(config) {
+        Err(BackendError::InsecureUrl { url, reason }) => {
+            assert_eq!(url, "https://api.thudo.test");
+            assert!(!reason.is_empty());
+        }
+        Err(other) => panic!("expected InsecureUrl, got {other:?}"),
+        Ok(_) => panic!("a junk root was accepted"),
+    }
 }

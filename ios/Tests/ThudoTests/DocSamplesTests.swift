@@ -26,6 +26,7 @@ final class DocSamplesTests: XCTestCase {
         // Errors are typed, one case per failure.
         do {
             _ = try await vault.get(collection: "notes", id: "")
+            XCTFail("an empty id was accepted")
         } catch VaultError.InvalidArgument(let reason) {
             print("refused: \(reason)")
         }
@@ -53,10 +54,13 @@ final class DocSamplesTests: XCTestCase {
             cardId: 7, product: .payAsYouGo, category: .standard, route: 0, passValidFrom: 1_000_000_000,
             passValidUntil: 4_000_000_000, devicePublicKey: phone.devicePublicKey(), lifetimeSecs: 3600), nowUnix: now))
 
+        var shown: TransitQr?
         for try await qr in phone.qrSequence(refreshSecs: 5) {
-            XCTAssertEqual(Int(qr.size) * Int(qr.size), qr.modules.count)
+            shown = qr
             break
         }
+        let qr = try XCTUnwrap(shown, "the sequence ended without a QR")
+        XCTAssertEqual(Int(qr.size) * Int(qr.size), qr.modules.count)
         await vault.shutdown()
     }
 }

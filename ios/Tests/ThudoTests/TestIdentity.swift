@@ -30,30 +30,8 @@ func testIdToken(citizenId: String, nonce: String) async throws -> String {
 }
 
 /// Registers `vault` for `citizenId` the way an app does: nonce, sign-in, registration.
-func registerForTest(_ client: SyncClient, _ vault: Vault, citizenId: String, name: String) async throws {
+@discardableResult
+func registerForTest(_ client: SyncClient, _ vault: Vault, citizenId: String, name: String) async throws -> String {
     let nonce = try await client.registrationNonce()
-    _ = try await client.register(vault: vault, idToken: try await testIdToken(citizenId: citizenId, nonce: nonce), deviceName: name)
-}
-
-/// What the operator does through the backend's admin API (here: the test server's), such as
-/// recording a guardianship from the household registry or an entitlement from the population
-/// registry. Returns the HTTP status.
-func adminPost(_ path: String, _ body: [String: Any]) async throws -> Int {
-    let environment = ProcessInfo.processInfo.environment
-    guard let base = environment["THUDO_SERVER_URL"], let token = environment["THUDO_TEST_ADMIN_TOKEN"],
-          let url = URL(string: base + path) else {
-        throw NSError(domain: "thudo-test", code: 1, userInfo: [NSLocalizedDescriptionKey: "no THUDO_SERVER_URL or THUDO_TEST_ADMIN_TOKEN"])
-    }
-    var request = URLRequest(url: url)
-    request.httpMethod = "POST"
-    request.setValue("application/json", forHTTPHeaderField: "content-type")
-    request.setValue("Bearer \(token)", forHTTPHeaderField: "authorization")
-    request.httpBody = try JSONSerialization.data(withJSONObject: body)
-    return try await withCheckedThrowingContinuation { continuation in
-        URLSession.shared.dataTask(with: request) { _, response, error in
-            if let error { continuation.resume(throwing: error) } else {
-                continuation.resume(returning: (response as? HTTPURLResponse)?.statusCode ?? 0)
-            }
-        }.resume()
-    }
+    return try await client.register(vault: vault, idToken: try await testIdToken(citizenId: citizenId, nonce: nonce), deviceName: name)
 }

@@ -5,6 +5,7 @@ import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Assertions.fail
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
 import org.junit.jupiter.api.io.TempDir
@@ -35,6 +36,7 @@ class DocSamplesTest {
         // Errors are typed exceptions, one class per case.
         try {
             vault.get("notes", "")
+            fail<Unit>("an empty id was accepted")
         } catch (e: VaultException.InvalidArgument) {
             println("refused: ${e.message}")
         }

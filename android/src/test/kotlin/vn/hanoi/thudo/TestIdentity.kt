@@ -23,19 +23,3 @@ fun testIdToken(citizenId: String, nonce: String): String {
 /** Registers `vault` for `citizenId` the way an app does: nonce, sign-in, registration. */
 suspend fun registerForTest(client: SyncClient, vault: Vault, citizenId: String, name: String): String =
     client.register(vault, testIdToken(citizenId, client.registrationNonce()), name)
-
-/**
- * What the operator does through the backend's admin API (here: the test server's), such as
- * recording a guardianship from the household registry or an entitlement from the population
- * registry. Returns the HTTP status.
- */
-fun adminPost(path: String, json: String): Int {
-    val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh (THUDO_SERVER_URL)")
-    val token = System.getenv("THUDO_TEST_ADMIN_TOKEN") ?: error("run through scripts/test-kotlin.sh (THUDO_TEST_ADMIN_TOKEN)")
-    val request = HttpRequest.newBuilder(URI.create("$url$path"))
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer $token")
-        .POST(HttpRequest.BodyPublishers.ofString(json))
-        .build()
-    return HttpClient.newHttpClient().send(request, HttpResponse.BodyHandlers.ofString()).statusCode()
-}
