@@ -531,6 +531,50 @@ impl SyncClient {
         })
     }
 
+    /// Renews, free, every credential `phone` holds that ends within `within_secs` (48 hours
+    /// by default; the owner's and dependants'), while their passes hold: call it after each
+    /// sync, and a rider who is online at least every three days never sees a credential end.
+    /// Returns what became of each; a refused renewal (the pass ended, its entitlement or
+    /// guardianship was withdrawn) leaves that credential as it was and carries the server's
+    /// code (`pass_ended`, ...).
+    #[uniffi::method(default(within_secs = 172800, cancel = None))]
+    pub async fn renew_credentials(
+        &self,
+        vault: Arc<Vault>,
+        phone: Arc<TransitPhone>,
+        within_secs: i64,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<Vec<CredentialRenewal>, SyncError> {
+        let within: u64 = crate::fit("within_secs", within_secs)
+            .map_err(|reason| SyncError::InvalidArgument { reason })?;
+        let (vault, phone) = (vault.core(), phone.inner.clone());
+        let renewals = guard(cancel)
+            .run(async {
+                Ok(TransitClient::new(&self.inner)
+                    .renew_due(vault, phone, crate::unix_now(), within)
+                    .await)
+            })
+            .await?;
+        Ok(renewals
+            .into_iter()
+            .map(|r| {
+                let (not_after, refused) = match r.outcome {
+                    Ok(fields) => (Some(i64::from(fields.not_after)), None),
+                    Err(core::BackendError::Refused { code, .. }) => (None, Some(code)),
+                    Err(core::BackendError::NotEntitled { .. }) => {
+                        (None, Some("not_entitled".to_owned()))
+                    }
+                    Err(e) => (None, Some(SyncError::from(e).code())),
+                };
+                CredentialRenewal {
+                    card_id: crate::card_id_to_host(r.card_id),
+                    not_after,
+                    refused,
+                }
+            })
+            .collect())
+    }
+
     /// Issuer keys and the signed deny list for an offline validator. `cancel` stops the call
     /// alone.
     #[uniffi::method(default(cancel = None))]
@@ -652,6 +696,19 @@ crate::error_api!(SyncError, {
         Storage => ("sync.storage", true),
         Internal => ("sync.internal", false),
 });
+
+/// What became of one credential's renewal (`SyncClient.renewCredentials`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CredentialRenewal {
+    /// The card whose credential it was.
+    pub card_id: i64,
+    /// The new credential's last second (unix), when renewed.
+    pub not_after: Option<i64>,
+    /// Why it was not renewed, when it was not: the server's code when it refused
+    /// (`pass_ended`, `pass_cancelled`, `not_entitled`, `not_guardian`), else the library's
+    /// (`sync.unavailable`, ...).
+    pub refused: Option<String>,
+}
 
 /// Stops one long call (`sync`, `uploadTaps`, `validatorFeed`) without touching the client: call
 /// `cancel()` (from any thread), or make it with a time budget that fires by itself (a

@@ -252,6 +252,19 @@ async fn story(args: DemoArgs) -> Result<()> {
             Ok(((), format!("{} VND, card {}", r.price_vnd, r.card_id)))
         })
         .await?;
+    steps
+        .run("renew the pass's credential (free, as sync does)", async {
+            let card = phone
+                .credential()
+                .ok_or_else(|| anyhow!("no credential"))?
+                .card_id;
+            let renewed = TransitClient::new(&client)
+                .renew(phone_vault.clone(), phone.clone(), card)
+                .await?;
+            let hours = (i64::from(renewed.not_after) - crate::transit_cmd::now() as i64) / 3600;
+            Ok(((), format!("0 VND, rides offline {hours} h more")))
+        })
+        .await?;
 
     let now = crate::transit_cmd::now();
     let qr_text = steps

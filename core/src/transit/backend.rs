@@ -510,14 +510,21 @@ impl TransitClient<'_> {
         .await
     }
 
-    /// Renews every credential `phone` holds that ends within [`RENEW_BEFORE_SECS`] of `now`
-    /// (one call for the app, after each sync); returns what became of each. A refused
-    /// renewal leaves the credential as it was; the others go on.
-    pub async fn renew_due(self, vault: Arc<Vault>, phone: Arc<Phone>, now: u64) -> Vec<Renewal> {
+    /// Renews every credential `phone` holds that ends within `within_secs` of `now`
+    /// ([`RENEW_BEFORE_SECS`] unless the app says otherwise; one call for the app, after each
+    /// sync); returns what became of each. A refused renewal leaves the credential as it was;
+    /// the others go on.
+    pub async fn renew_due(
+        self,
+        vault: Arc<Vault>,
+        phone: Arc<Phone>,
+        now: u64,
+        within_secs: u64,
+    ) -> Vec<Renewal> {
         let due: Vec<u64> = phone
             .credentials()
             .into_iter()
-            .filter(|f| u64::from(f.not_after) < now.saturating_add(RENEW_BEFORE_SECS))
+            .filter(|f| u64::from(f.not_after) < now.saturating_add(within_secs))
             .map(|f| f.card_id)
             .collect();
         let mut renewals = Vec::with_capacity(due.len());

@@ -266,6 +266,15 @@ final class SyncTests: XCTestCase {
         let held = try await transit.credentials()
         XCTAssertEqual(held.map(\.cardId), [pass.cardId])
         XCTAssertEqual(held.map(\.product), [.monthlyAllRoutes])
+        // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
+        // credential is renewed free and installed.
+        let none = try await client.renewCredentials(vault: phone, phone: transit)
+        XCTAssertEqual(none, [])
+        let renewed = try await client.renewCredentials(vault: phone, phone: transit, withinSecs: 4 * 86_400)
+        XCTAssertEqual(renewed.map(\.cardId), [pass.cardId])
+        XCTAssertNil(renewed.first?.refused)
+        let heldNow = try await transit.credentials()
+        XCTAssertEqual(renewed.first?.notAfter, heldNow.first?.notAfter)
 
         let notEntitled = await thrown {
             try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .elderly, route: 0, month: "")

@@ -19,6 +19,7 @@ use thudo_core::transit::wire::{
 use thudo_core::transit::{Category, Product};
 
 use super::issuer::{current_issuer, no_signing_key};
+use super::rules::renewal_refusal;
 use super::store::{IssueOutcome, IssuedCredential, Pass};
 use super::TransitState;
 use crate::devices::authenticate;
@@ -118,6 +119,9 @@ pub(crate) async fn issue_credential(
         Product::DayPass => day_window(now, state.fares.utc_offset_secs)
             .ok_or_else(|| ApiError::bad("no day pass can be sold at this time"))?,
     };
+    if i64::from(until) < i64::from(now) {
+        return Err(ApiError::bad("this pass has already ended"));
+    }
     let price = state
         .fares
         .price(order.product, order.category, order.route, now)

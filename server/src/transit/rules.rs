@@ -191,6 +191,49 @@ pub fn judge_tap(
     }
 }
 
+/// Why a pass's credential is not renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalRefusal {
+    /// The pass's window has ended.
+    Ended,
+    /// The pass was cancelled (refunded).
+    Cancelled,
+}
+
+impl RenewalRefusal {
+    /// The error code the phone gets.
+    pub fn code(self) -> &'static str {
+        match self {
+            RenewalRefusal::Ended => "pass_ended",
+            RenewalRefusal::Cancelled => "pass_cancelled",
+        }
+    }
+
+    /// The message.
+    pub fn message(self) -> &'static str {
+        match self {
+            RenewalRefusal::Ended => "the pass has ended: buy a new one",
+            RenewalRefusal::Cancelled => "the pass was cancelled",
+        }
+    }
+}
+
+/// Whether a pass valid until `valid_until` (and cancelled at `cancelled_at`, if it was) may
+/// have its credential renewed at `now`.
+pub fn renewal_refusal(
+    valid_until: i64,
+    cancelled_at: Option<i64>,
+    now: i64,
+) -> Option<RenewalRefusal> {
+    if cancelled_at.is_some_and(|at| at <= now) {
+        Some(RenewalRefusal::Cancelled)
+    } else if now > valid_until {
+        Some(RenewalRefusal::Ended)
+    } else {
+        None
+    }
+}
+
 /// What became of a metro journey (stored with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JourneyStatus {
@@ -398,6 +441,19 @@ mod tests {
         let (verdict, finding) = judge(true, &Evidence::Forged("bad".into()), false, None);
         assert_eq!(verdict, TapVerdict::Forged);
         assert_eq!(finding.map(|f| f.kind), Some(FraudKind::ForgedEvidence));
+    }
+
+    #[test]
+    fn a_pass_renews_until_it_ends_or_is_cancelled() {
+        assert_eq!(renewal_refusal(200, None, 150), None);
+        assert_eq!(renewal_refusal(200, None, 200), None, "its last second");
+        assert_eq!(renewal_refusal(200, None, 201), Some(RenewalRefusal::Ended));
+        assert_eq!(renewal_refusal(200, Some(160), 159), None);
+        assert_eq!(
+            renewal_refusal(200, Some(160), 160),
+            Some(RenewalRefusal::Cancelled)
+        );
+        assert_eq!(RenewalRefusal::Ended.code(), "pass_ended");
     }
 
     #[test]

@@ -371,3 +371,130 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     assert!(phone.remove_credential(parent_card).is_err());
     assert_eq!(phone.credentials().len(), 2);
 }
+
+/// A pass is bought once and its credential renewed free while the pass holds: never after its
+/// entitlement ends, for a revoked device, for a forged credential, or for another account
+/// replaying the rider's request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_renews_its_credential_free_while_it_holds_and_never_after() {
+    use thudo_core::transit::backend::{RenewalRequest, RENEW_BEFORE_SECS};
+    let w = World::start().await;
+    let (v, phone) = w.rider("renewer", RIDER, Product::PayAsYouGo).await;
+    let phone = Arc::new(phone);
+    let before = phone.credential().unwrap();
+    let renewed = w
+        .transit()
+        .renew(v.clone(), phone.clone(), before.card_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (renewed.card_id, renewed.product, renewed.pass_valid_until),
+        (before.card_id, before.product, before.pass_valid_until),
+        "the same pass"
+    );
+    assert!(renewed.not_after >= before.not_after);
+    assert_eq!(phone.credential().unwrap(), renewed, "installed");
+    // Nothing due while the credential has more than 48 h; due within them.
+    assert!(w
+        .transit()
+        .renew_due(v.clone(), phone.clone(), now(), RENEW_BEFORE_SECS)
+        .await
+        .is_empty());
+    let due = w
+        .transit()
+        .renew_due(
+            v.clone(),
+            phone.clone(),
+            now() + 30 * 3600,
+            RENEW_BEFORE_SECS,
+        )
+        .await;
+    assert_eq!(due.len(), 1);
+    assert!(due[0].outcome.is_ok(), "{:?}", due[0].outcome);
+
+    // A forged credential (a changed byte) and another account replaying the rider's signed
+    // request are refused.
+    let (held, _, _) = phone.held_credential(before.card_id).unwrap();
+    let signed = |credential: &[u8]| {
+        let mut r = RenewalRequest {
+            credential: thudo_core::hex::encode(credential),
+            signed_at: now(),
+            proof: String::new(),
+        };
+        r.proof = thudo_core::hex::encode(&phone.prove_order(&r.proof_message()).unwrap());
+        r
+    };
+    let post = |vault: Arc<Vault>, request: RenewalRequest| {
+        let token = BackendClient::registration(&vault).unwrap().unwrap().token;
+        let req = w
+            .http
+            .post(w.url("/v1/transit/credentials/renew"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&request).unwrap());
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), json_of(r).await["error"].clone())
+        }
+    };
+    let mut forged = held.clone();
+    forged[5] ^= 1;
+    assert_eq!(
+        post(v.clone(), signed(&forged)).await,
+        (403, json!("bad_credential"))
+    );
+    let thief = w.phone_device("thief", VICTIM).await;
+    assert_eq!(
+        post(thief.clone(), signed(&held)).await,
+        (403, json!("not_guardian"))
+    );
+
+    // A revoked device renews nothing.
+    let second = w.phone_device("second", RIDER).await;
+    let device = BackendClient::registration(&v).unwrap().unwrap().device_id;
+    w.client.revoke_device(second, &device).await.unwrap();
+    let e = w
+        .transit()
+        .renew(v.clone(), phone.clone(), before.card_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::Unauthorized), "{e:?}");
+}
+
+/// A reduced category's pass renews only while its entitlement is in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reduced_pass_stops_renewing_when_its_entitlement_ends() {
+    let w = World::start().await;
+    let v = w.phone_device("student", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let t = now() as i64;
+    let (status, _) = w
+        .admin_post(
+            &format!("/v1/admin/citizens/{RIDER}/entitlements"),
+            json!({"category": "priority", "valid_from": t - 60, "valid_until": t + 3,
+                   "evidence_ref": "case-7"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let bought = w
+        .transit()
+        .buy_and_install(
+            v.clone(),
+            phone.clone(),
+            order(&phone, Product::PayAsYouGo, Category::Priority),
+        )
+        .await
+        .unwrap();
+    let credential = phone.credential().unwrap();
+    assert!(
+        i64::from(credential.not_after) <= t + 4,
+        "no longer than the entitlement"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let e = w
+        .transit()
+        .renew(v.clone(), phone.clone(), bought.card_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::NotEntitled { .. }), "{e:?}");
+}

@@ -216,6 +216,13 @@ class SyncTest {
         assertTrue(pass.passValidFrom < pass.passValidUntil, pass.toString())
         val held = transit.credentials().single()
         assertEquals(pass.cardId to TransitProduct.MONTHLY_ALL_ROUTES, held.cardId to held.product)
+        // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
+        // credential is renewed free and installed.
+        assertEquals(emptyList<CredentialRenewal>(), client.renewCredentials(phone, transit))
+        val renewed = client.renewCredentials(phone, transit, 4 * 86_400L).single()
+        assertEquals(pass.cardId, renewed.cardId)
+        assertNull(renewed.refused)
+        assertEquals(renewed.notAfter, transit.credentials().single().notAfter)
 
         val notEntitled = assertThrows<SyncException.NotEntitled> {
             runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.ELDERLY, 0, "") }
