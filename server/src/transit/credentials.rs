@@ -358,14 +358,8 @@ pub(crate) async fn renew_credential(
     let pass = blocking(move || Ok(storage.pass_for(&lookup)?))
         .await?
         .ok_or_else(|| ApiError::not_found("no such pass was sold"))?;
-    if pass.cancelled_at.is_some() {
-        return Err(ApiError::forbidden(
-            "pass_cancelled",
-            "the pass was cancelled",
-        ));
-    }
-    if now > terms.valid_until {
-        return Err(ApiError::forbidden("pass_ended", "the pass has ended"));
+    if let Some(refusal) = renewal_refusal(terms.valid_until, pass.cancelled_at, now) {
+        return Err(ApiError::forbidden(refusal.code(), refusal.message()));
     }
     let now = now as u32;
     let request = CredentialRequest {
