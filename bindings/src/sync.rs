@@ -503,14 +503,10 @@ impl SyncClient {
         let route = crate::fit("route", route.into())
             .map_err(|reason| SyncError::InvalidArgument { reason })?;
         let order = thudo_core::transit::backend::CredentialOrder {
-            product,
-            category,
             route,
-            device_public_key: String::new(),
             month,
             dependant: dependant_citizen_id,
-            signed_at: 0,
-            proof: String::new(),
+            ..thudo_core::transit::backend::CredentialOrder::new(product, category)
         };
         let client = self.inner.clone();
         let (vault, phone) = (vault.core(), phone.inner.clone());

@@ -203,14 +203,8 @@ async fn day(args: DayArgs) -> Result<()> {
         PhoneOptions::default(),
     )?);
     let order = |product, category, dependant: Option<&str>| CredentialOrder {
-        product,
-        category,
-        route: 0,
-        device_public_key: String::new(),
-        month: String::new(),
         dependant: dependant.map(str::to_owned),
-        signed_at: 0,
-        proof: String::new(),
+        ..CredentialOrder::new(product, category)
     };
     let own = TransitClient::new(client)
         .buy_and_install(

@@ -234,14 +234,8 @@ async fn story(args: DemoArgs) -> Result<()> {
                 .format("%Y-%m")
                 .to_string();
             let order = CredentialOrder {
-                product: Product::MonthlyAllRoutes,
-                category: Category::Standard,
-                route: 0,
-                device_public_key: String::new(),
                 month,
-                dependant: None,
-                signed_at: 0,
-                proof: String::new(),
+                ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
             };
             let r = TransitClient::new(&client)
                 .buy_and_install(phone_vault.clone(), phone.clone(), order)
@@ -349,16 +343,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 None,
                 PhoneOptions::default(),
             )?);
-            let order = CredentialOrder {
-                product: Product::PayAsYouGo,
-                category: Category::Standard,
-                route: 0,
-                device_public_key: String::new(),
-                month: String::new(),
-                dependant: None,
-                signed_at: 0,
-                proof: String::new(),
-            };
+            let order = CredentialOrder::new(Product::PayAsYouGo, Category::Standard);
             TransitClient::new(&client)
                 .buy_and_install(rider_vault, rider.clone(), order)
                 .await?;

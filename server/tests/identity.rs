@@ -218,18 +218,9 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     TransitClient::new(&c)
         .order_credential(
             stolen.clone(),
-            &CredentialOrder {
-                product: Product::PayAsYouGo,
-                category: Category::Standard,
-                route: 0,
-                device_public_key: thudo_core::hex::encode(&transit.device_public_key()),
-                month: String::new(),
-                dependant: None,
-                signed_at: 0,
-                proof: String::new(),
-            }
-            .signed_by(&transit, chrono::Utc::now().timestamp() as u64)
-            .unwrap(),
+            &CredentialOrder::new(Product::PayAsYouGo, Category::Standard)
+                .signed_by(&transit, chrono::Utc::now().timestamp() as u64)
+                .unwrap(),
         )
         .await
         .unwrap();

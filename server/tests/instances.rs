@@ -151,18 +151,9 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
     let mut riders = Vec::new();
     for (ci, _, v) in devices.iter().filter(|(_, di, _)| *di == 0) {
         let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
-        let order = CredentialOrder {
-            product: Product::PayAsYouGo,
-            category: Category::Standard,
-            route: 0,
-            device_public_key: thudo_core::hex::encode(&phone.device_public_key()),
-            month: String::new(),
-            dependant: None,
-            signed_at: 0,
-            proof: String::new(),
-        }
-        .signed_by(&phone, chrono::Utc::now().timestamp() as u64)
-        .unwrap();
+        let order = CredentialOrder::new(Product::PayAsYouGo, Category::Standard)
+            .signed_by(&phone, chrono::Utc::now().timestamp() as u64)
+            .unwrap();
         let r = TransitClient::new(&c)
             .order_credential(v.clone(), &order)
             .await

@@ -776,17 +776,8 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     register(&c, &phone, "phone").await;
     let token = BackendClient::registration(&phone).unwrap().unwrap().token;
     let key = thudo_core::crypto::p256::SoftwareKey::generate().unwrap().0;
-    let mut order = CredentialOrder {
-        product: Product::PayAsYouGo,
-        category: Category::Standard,
-        route: 0,
-        device_public_key: thudo_core::hex::encode(key.public_key()),
-        month: String::new(),
-        dependant: None,
-        signed_at: chrono::Utc::now().timestamp() as u64,
-        proof: String::new(),
-    };
-    order.proof = thudo_core::hex::encode(&key.sign(&order.proof_message()).unwrap());
+    let order = CredentialOrder::new(Product::PayAsYouGo, Category::Standard)
+        .signed_with(&key, chrono::Utc::now().timestamp() as u64);
     let order = serde_json::to_string(&order).unwrap();
     let http = http_client();
     let buy = |key: &'static str| {

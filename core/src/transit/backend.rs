@@ -55,6 +55,37 @@ pub struct CredentialOrder {
 pub const ORDER_PROOF_WINDOW_SECS: u64 = 600;
 
 impl CredentialOrder {
+    /// An order for `product` in `category`, for no route, month or dependant, not yet signed
+    /// ([`CredentialOrder::signed_by`]; buying signs it).
+    pub fn new(product: Product, category: Category) -> CredentialOrder {
+        CredentialOrder {
+            product,
+            category,
+            route: 0,
+            device_public_key: String::new(),
+            month: String::new(),
+            dependant: None,
+            signed_at: 0,
+            proof: String::new(),
+        }
+    }
+
+    /// This order for the software key `key` (tests and tools holding a raw key), signed at
+    /// `signed_at`.
+    pub fn signed_with(
+        mut self,
+        key: &crate::crypto::p256::SoftwareKey,
+        signed_at: u64,
+    ) -> CredentialOrder {
+        self.device_public_key = crate::hex::encode(key.public_key());
+        self.signed_at = signed_at;
+        self.proof = key
+            .sign(&self.proof_message())
+            .map(|sig| crate::hex::encode(&sig))
+            .unwrap_or_default();
+        self
+    }
+
     /// The bytes a phone signs to prove it holds `device_public_key`: the order tag, then each
     /// field the order asks for, one per line, then `signed_at`.
     pub fn proof_message(&self) -> Vec<u8> {

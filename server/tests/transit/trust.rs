@@ -644,18 +644,7 @@ async fn orders_prove_their_key_and_a_flood_of_keys_is_refused() {
     let v = w.phone_device("flooder", RIDER).await;
     let token = BackendClient::registration(&v).unwrap().unwrap().token;
     let keyed = |key: &SoftwareKey, signed_at: u64| {
-        let mut o = CredentialOrder {
-            product: Product::PayAsYouGo,
-            category: Category::Standard,
-            route: 0,
-            device_public_key: thudo_core::hex::encode(key.public_key()),
-            month: String::new(),
-            dependant: None,
-            signed_at,
-            proof: String::new(),
-        };
-        o.proof = thudo_core::hex::encode(&key.sign(&o.proof_message()).unwrap());
-        o
+        CredentialOrder::new(Product::PayAsYouGo, Category::Standard).signed_with(key, signed_at)
     };
     let post = |order: CredentialOrder| {
         let req = w

@@ -258,18 +258,9 @@ pub async fn json_of(r: reqwest::Response) -> Value {
 }
 
 pub fn order(phone: &Phone, product: Product, category: Category) -> CredentialOrder {
-    CredentialOrder {
-        product,
-        category,
-        route: 0,
-        device_public_key: String::new(),
-        month: String::new(),
-        dependant: None,
-        signed_at: 0,
-        proof: String::new(),
-    }
-    .signed_by(phone, now())
-    .unwrap()
+    CredentialOrder::new(product, category)
+        .signed_by(phone, now())
+        .unwrap()
 }
 
 pub fn now() -> u64 {
