@@ -113,7 +113,7 @@ async fn story(args: DemoArgs) -> Result<()> {
     let mut steps = Steps {
         rows: Vec::new(),
         started: Instant::now(),
-        total: 13,
+        total: 14,
     };
     eprintln!(
         "thudo demo: everything below runs on this machine, in {}",
