@@ -85,7 +85,15 @@ pub enum FraudKind {
     SuspectedRelay,
     /// One journey let out at two exit gates.
     RepeatedExit,
+    /// One card let in while it was inside already, or at two gates of one station at once.
+    DoubleEntry,
+    /// One card on two vehicles at once (two buses within [`MIN_TRAVEL_SECS`]).
+    ImpossibleTravel,
 }
+
+/// The least time between two rides of one person on two vehicles: alighting and boarding
+/// another takes longer than this.
+pub const MIN_TRAVEL_SECS: u64 = 60;
 
 impl FraudKind {
     /// As stored and served.
@@ -95,6 +103,8 @@ impl FraudKind {
             FraudKind::ForgedEvidence => "forged_evidence",
             FraudKind::SuspectedRelay => "suspected_relay",
             FraudKind::RepeatedExit => "repeated_exit",
+            FraudKind::DoubleEntry => "double_entry",
+            FraudKind::ImpossibleTravel => "impossible_travel",
         }
     }
 
@@ -105,6 +115,8 @@ impl FraudKind {
             FraudKind::ForgedEvidence,
             FraudKind::SuspectedRelay,
             FraudKind::RepeatedExit,
+            FraudKind::DoubleEntry,
+            FraudKind::ImpossibleTravel,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -458,7 +470,12 @@ mod tests {
 
     #[test]
     fn codes_read_back() {
-        for k in [FraudKind::SuspectedRelay, FraudKind::RepeatedExit] {
+        for k in [
+            FraudKind::SuspectedRelay,
+            FraudKind::RepeatedExit,
+            FraudKind::DoubleEntry,
+            FraudKind::ImpossibleTravel,
+        ] {
             assert_eq!(FraudKind::parse(k.as_str()), Some(k));
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }

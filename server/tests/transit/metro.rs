@@ -400,3 +400,74 @@ async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
         "{fraud}"
     );
 }
+
+/// Shared tickets become fraud records with their evidence: one pay-as-you-go card let in at
+/// two gates of a station ten seconds apart (one fare), then at another station while inside;
+/// a day pass's successive QRs on two buses twenty seconds apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_let_in_twice_and_a_pass_on_two_buses_at_once_are_fraud_records() {
+    use thudo_server::transit::rules::FraudKind;
+    let w = World::start().await;
+    let (_, phone) = w.rider("sharer", RIDER, Product::PayAsYouGo).await;
+    let (a_vault, gate_a) = w.gate("cat-linh-a", 201, GateDirection::Entry).await;
+    let (b_vault, gate_b) = w.gate("cat-linh-b", 201, GateDirection::Entry).await;
+    let (c_vault, gate_c) = w.gate("lang-in", 204, GateDirection::Entry).await;
+    let t = tomorrow_morning();
+    assert_eq!(tap(&gate_a, &phone, t), Reason::Ok);
+    assert_eq!(
+        tap(&gate_b, &phone, t + 10),
+        Reason::Ok,
+        "each gate decides alone"
+    );
+    assert_eq!(tap(&gate_c, &phone, t + 600), Reason::Ok);
+    for (v, g) in [
+        (&a_vault, &gate_a),
+        (&b_vault, &gate_b),
+        (&c_vault, &gate_c),
+    ] {
+        w.upload_gate(v, g).await;
+    }
+    let card = phone.credential().unwrap().card_id;
+    let records = w.storage.fraud_records().unwrap();
+    let entries: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == FraudKind::DoubleEntry)
+        .collect();
+    assert_eq!(entries.len(), 2, "{records:#?}");
+    assert!(entries.iter().all(|r| r.card_id == Some(card)));
+    assert!(
+        entries[0].detail.contains("two gates") && entries[1].detail.contains("while inside"),
+        "{entries:#?}"
+    );
+
+    // A day pass shown on two buses twenty seconds apart.
+    let (_, day) = w.rider("day-sharer", VICTIM, Product::DayPass).await;
+    let (bus_a_vault, mut bus_a, _) = w.bus("bus-a", 32).await;
+    let (bus_b_vault, mut bus_b, _) = w.bus("bus-b", 33).await;
+    // Within today's pass, a minute clear of its end.
+    let at = now().min(u64::from(day.credential().unwrap().pass_valid_until) - 60);
+    assert!(
+        bus_a
+            .validate(&day.current_qr(at).unwrap().text, at)
+            .unwrap()
+            .accepted
+    );
+    let later = at + 20;
+    assert!(
+        bus_b
+            .validate(&day.current_qr(later).unwrap().text, later)
+            .unwrap()
+            .accepted
+    );
+    w.upload_bus(&bus_a_vault, &mut bus_a).await;
+    w.upload_bus(&bus_b_vault, &mut bus_b).await;
+    let travel: Vec<_> = w
+        .storage
+        .fraud_records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == FraudKind::ImpossibleTravel)
+        .collect();
+    assert_eq!(travel.len(), 1, "{travel:#?}");
+    assert_eq!(travel[0].card_id, Some(day.credential().unwrap().card_id));
+}

@@ -216,11 +216,26 @@ pub(super) fn journey_tap(
     match tap.gate.direction {
         GateDirection::Entry => {
             let repeated = tx.row(
-                "SELECT 1 FROM journeys WHERE card_id = ?1 AND entry_station = ?2
+                "SELECT entry_validator, entry_at FROM journeys WHERE card_id = ?1 AND entry_station = ?2
                    AND entry_at >= ?3 AND entry_at <= ?4 AND (exit_at IS NULL OR exit_at > ?5)",
                 params![card.clone(), station, since, until, at.clone()],
             )?;
-            if repeated.is_some() {
+            if let Some(row) = repeated {
+                // Again at the same gate: one rider tapping twice. At another gate of the
+                // station: the card let two people in.
+                let first = row.opt_text(0)?;
+                if first.as_deref() != Some(tap.validator_id) {
+                    let finding = Finding {
+                        kind: FraudKind::DoubleEntry,
+                        card_id: Some(tap.card_id),
+                        detail: format!(
+                            "let in at two gates of station {station}, {} s apart",
+                            (row.opt_int(1)?.unwrap_or(0) - tap.at as i64).abs()
+                        ),
+                        first_validator_id: first,
+                    };
+                    record_fraud(tx, &finding, tap.validator_id, tap.seq, now)?;
+                }
                 return Ok(0);
             }
             // An exit after this entry that was paired with an older entry (this entry's gate
@@ -261,10 +276,27 @@ pub(super) fn journey_tap(
                 return Ok(charged);
             }
             let left_open = tx.rows(
-                "SELECT id FROM journeys WHERE card_id = ?1 AND status = 'open' AND entry_at < ?2",
+                "SELECT id, entry_validator, entry_station, entry_at FROM journeys
+                 WHERE card_id = ?1 AND status = 'open' AND entry_at < ?2",
                 params![card.clone(), at.clone()],
             )?;
             for row in left_open {
+                // Let in again while still inside (within a journey's time): to look at (an
+                // exit gate may also not have uploaded yet); the open entry is charged the
+                // maximum as a journey with no exit.
+                let (entered, since) = (row.opt_int(2)?.unwrap_or(0), row.opt_int(3)?.unwrap_or(0));
+                if tap.at as i64 - since <= fares.max_journey_secs(&day) as i64 {
+                    let finding = Finding {
+                        kind: FraudKind::DoubleEntry,
+                        card_id: Some(tap.card_id),
+                        first_validator_id: row.opt_text(1)?,
+                        detail: format!(
+                            "let in at station {station} while inside since station {entered}, {} s before",
+                            tap.at as i64 - since
+                        ),
+                    };
+                    record_fraud(tx, &finding, tap.validator_id, tap.seq, now)?;
+                }
                 charged += settle_journey(tx, fares, row.int(0)?, JourneyStatus::NoExit, paid)?;
             }
             let waiting_exit = tx.row(

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use thudo_core::transit::{trips, Product};
 
 use super::super::fares::{parse_gate, FarePolicy};
-use super::super::rules::{judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan};
+use super::super::rules::{
+    judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan, MIN_TRAVEL_SECS,
+};
 use super::credentials::revoked_at;
 use super::journeys::{journey_tap, GateTap};
 use super::riders::{paid_in, publish_caps, publish_to_card};
@@ -280,6 +282,35 @@ fn record_tap(
         record_fraud(tx, &f, &validator.id, t.seq, now)?;
     }
     let charged = verdict == TapVerdict::Charged;
+    if let (true, Some(s), None) = (charged, scan, gate) {
+        // One card on another bus at the same moment: a pass carrying several people.
+        let ts = i64::from(s.qr_timestamp);
+        let other = tx.row(
+            "SELECT q.validator_id, q.qr_ts FROM qr_uses q JOIN validators v ON v.id = q.validator_id
+             WHERE q.card_id = ?1 AND q.validator_id <> ?2 AND v.gate IS NULL
+               AND q.qr_ts >= ?3 AND q.qr_ts <= ?4
+             ORDER BY q.qr_ts LIMIT 1",
+            params![
+                big(s.card_id),
+                &validator.id,
+                ts - MIN_TRAVEL_SECS as i64,
+                ts + MIN_TRAVEL_SECS as i64
+            ],
+        )?;
+        if let Some(r) = other {
+            let finding = Finding {
+                kind: FraudKind::ImpossibleTravel,
+                card_id: Some(s.card_id),
+                first_validator_id: Some(r.text(0)?),
+                detail: format!(
+                    "on two buses {} s apart (QR times {} and {ts})",
+                    (r.int(1)? - ts).abs(),
+                    r.int(1)?
+                ),
+            };
+            record_fraud(tx, &finding, &validator.id, t.seq, now)?;
+        }
+    }
     if let (true, Some(s)) = (charged, scan) {
         tx.exec(
             "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)
