@@ -15,6 +15,7 @@ mod http;
 mod logging;
 mod sync;
 mod transit;
+mod transit_client;
 mod vault;
 
 pub use handbook::*;
@@ -24,6 +25,7 @@ pub use http::*;
 pub use logging::*;
 pub use sync::*;
 pub use transit::*;
+pub use transit_client::*;
 pub use vault::*;
 
 uniffi::setup_scaffolding!();

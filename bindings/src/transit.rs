@@ -884,7 +884,7 @@ impl TransitValidator {
     /// every rule about the ticket, no replay or passback, no tap logged. With `vehicle_taps`
     /// (the vehicle's `recentTaps`) the route is the vehicle's and a valid ticket that did not
     /// tap there in the last 3 hours is `NOT_TAPPED`. A readable scan's inspection is recorded
-    /// durably for `SyncClient.uploadInspections` before it returns.
+    /// durably for `TransitClient.uploadInspections` before it returns.
     pub async fn inspect_at(
         &self,
         text: String,
@@ -1000,7 +1000,7 @@ impl TransitValidator {
     }
 
     /// How current this exit gate's knowledge of entries is now (system clock); keep it
-    /// current with `SyncClient.refreshEntries`.
+    /// current with `TransitClient.refreshEntries`.
     pub async fn entry_feed_status(&self) -> Result<EntryFeedStatus, TransitError> {
         self.run(|v| {
             let s = v.entry_feed_status(unix_now());

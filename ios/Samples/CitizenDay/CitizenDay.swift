@@ -60,7 +60,7 @@ struct CitizenDay {
 
         let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
         let month = String(ISO8601DateFormatter().string(from: Date()).prefix(7))
-        let pass = try await sync.buyTransitProduct(vault: vault, phone: phone, product: .monthlyAllRoutes, category: .standard, route: 0, month: month)
+        let pass = try await TransitClient(client: sync).buyTransitProduct(vault: vault, phone: phone, product: .monthlyAllRoutes, category: .standard, route: 0, month: month)
         let qr = try await phone.currentQr()
         print("transit: card \(pass.cardId), \(pass.priceVnd) VND, QR version \(qr.version) (\(qr.size)x\(qr.size))")
 

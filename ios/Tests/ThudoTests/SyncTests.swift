@@ -63,7 +63,7 @@ final class SyncTests: XCTestCase {
     func validator(_ client: SyncClient, _ code: String, _ config: ValidatorConfig) async throws -> (Vault, TransitValidator) {
         let vault = try await vault("validator")
         _ = try await client.enrolValidator(vault: vault, enrolmentCode: code, deviceName: "validator")
-        let feed = try await client.validatorFeed(vault: vault)
+        let feed = try await TransitClient(client: client).validatorFeed(vault: vault)
         let validator = try await TransitValidator.open(vault: vault, trustedKeys: feed.issuerKeys, config: config)
         _ = try await validator.updateDenyList(signedList: feed.denyList)
         return (vault, validator)
@@ -259,7 +259,7 @@ final class SyncTests: XCTestCase {
         formatter.dateFormat = "yyyy-MM"
         formatter.timeZone = TimeZone(secondsFromGMT: 7 * 3600)
         let month = formatter.string(from: Date())
-        let pass = try await client.buyTransitProduct(vault: phone, phone: transit, product: .monthlyAllRoutes,
+        let pass = try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .monthlyAllRoutes,
                                                       category: .standard, route: 0, month: month)
         XCTAssertEqual(pass.priceVnd, 280_000)
         XCTAssertLessThan(pass.passValidFrom, pass.passValidUntil)
@@ -268,27 +268,27 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(held.map(\.product), [.monthlyAllRoutes])
         // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
         // credential is renewed free and installed.
-        let none = try await client.renewCredentials(vault: phone, phone: transit)
+        let none = try await TransitClient(client: client).renewCredentials(vault: phone, phone: transit)
         XCTAssertEqual(none, [])
-        let renewed = try await client.renewCredentials(vault: phone, phone: transit, withinSecs: 4 * 86_400)
+        let renewed = try await TransitClient(client: client).renewCredentials(vault: phone, phone: transit, withinSecs: 4 * 86_400)
         XCTAssertEqual(renewed.map(\.cardId), [pass.cardId])
         XCTAssertNil(renewed.first?.refused)
         let heldNow = try await transit.credentials()
         XCTAssertEqual(renewed.first?.notAfter, heldNow.first?.notAfter)
 
         let notEntitled = await thrown {
-            try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .elderly, route: 0, month: "")
+            try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .elderly, route: 0, month: "")
         }
         XCTAssertEqual((notEntitled as? SyncError)?.code(), "sync.not_entitled")
         // The dependant's citizen ID reaches the backend: a pass for someone else's child is refused.
         let notGuardian = await refusal {
-            try await client.buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .child, route: 0,
+            try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .child, route: 0,
                                                month: "", dependantCitizenId: "001022080002")
         }
         XCTAssertEqual(notGuardian, "not_guardian")
         // A route that does not fit the credential's 16 bits is refused before any request.
         let wide = await thrown {
-            try await client.buyTransitProduct(vault: phone, phone: transit, product: .monthlySingleRoute, category: .standard,
+            try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .monthlySingleRoute, category: .standard,
                                                route: 70_000, month: month)
         }
         XCTAssertEqual((wide as? SyncError)?.code(), "sync.invalid_argument")
@@ -306,7 +306,7 @@ final class SyncTests: XCTestCase {
         let client = try client()
         let phone = try await registered(client, "rider", "001090080003")
         let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
-        let card = try await client.buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo, category: .standard,
+        let card = try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo, category: .standard,
                                                       route: 0, month: "").cardId
 
         let busVault = try await vault("bus")
@@ -318,9 +318,9 @@ final class SyncTests: XCTestCase {
         let copy = try await vault("copy")
         let used = await refusal { try await client.enrolValidator(vault: copy, enrolmentCode: code, deviceName: "copy") }
         XCTAssertEqual(used, "enrolment_used")
-        let notValidator = await refusal { try await client.validatorFeed(vault: phone) }
+        let notValidator = await refusal { try await TransitClient(client: client).validatorFeed(vault: phone) }
         XCTAssertEqual(notValidator, "validators_only")
-        let feed = try await client.validatorFeed(vault: busVault)
+        let feed = try await TransitClient(client: client).validatorFeed(vault: busVault)
         XCTAssertFalse(feed.issuerKeys.isEmpty || feed.denyList.isEmpty, "\(feed)")
 
         // Fail closed without a current deny list.
@@ -340,7 +340,7 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(verdict.accepted)
         XCTAssertEqual(verdict.cardId, card)
         XCTAssertEqual(verdict.product, .payAsYouGo)
-        let receipt = try await client.uploadTaps(vault: busVault, validator: bus)
+        let receipt = try await TransitClient(client: client).uploadTaps(vault: busVault, validator: bus)
         let acked = try await bus.tapLogStatus().ackedSeq
         XCTAssertEqual(receipt, TapUploadReceipt(stored: 1, duplicates: 0, acknowledgedSeq: acked, chargedVnd: 8_000, notCharged: 0))
 
@@ -350,7 +350,7 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(inspection.paired)
         let pending = try await bus.exportInspections()
         XCTAssertEqual(pending.map(\.seq), [inspection.seq])
-        let inspected = try await client.uploadInspections(vault: busVault, inspector: bus, cancel: nil)
+        let inspected = try await TransitClient(client: client).uploadInspections(vault: busVault, inspector: bus, cancel: nil)
         XCTAssertEqual(inspected, InspectionUploadReceipt(stored: 1, duplicates: 0, acknowledgedSeq: inspection.seq))
 
         // The rider's history: a trip, optional fields, a cap.
@@ -388,14 +388,14 @@ final class SyncTests: XCTestCase {
         let client = try client()
         let phone = try await registered(client, "metro", "001090080004")
         let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
-        _ = try await client.buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo, category: .standard, route: 0, month: "")
+        _ = try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo, category: .standard, route: 0, month: "")
         let entryGate = MetroGate(station: 201, direction: .entry)
         let (inVault, entry) = try await validator(client, try gateCode("201:entry"), ValidatorConfig(route: 902, gate: entryGate))
         let (outVault, exit) = try await validator(client, try gateCode("205:exit"),
                                                    ValidatorConfig(route: 902, gate: MetroGate(station: 205, direction: .exit)))
-        let nothing = try await client.uploadTaps(vault: inVault, validator: entry)
+        let nothing = try await TransitClient(client: client).uploadTaps(vault: inVault, validator: entry)
         XCTAssertEqual(nothing.stored, 0)
-        let none = try await client.refreshEntries(vault: outVault, gate: exit)
+        let none = try await TransitClient(client: client).refreshEntries(vault: outVault, gate: exit)
         XCTAssertEqual(none, 0)
         let empty = try await exit.entryFeedStatus()
         XCTAssertTrue(empty.refusingUnknownExits && empty.completeUntil > 0 && empty.openEntries == 0, "\(empty)")
@@ -408,9 +408,9 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(try entry.validateAt(text: entering.text, nowUnix: t + 10).accepted)
         let taps = try await entry.exportTaps()
         XCTAssertEqual(taps.map(\.gate), [entryGate])
-        let uploaded = try await client.uploadTaps(vault: inVault, validator: entry)
+        let uploaded = try await TransitClient(client: client).uploadTaps(vault: inVault, validator: entry)
         XCTAssertEqual(uploaded.stored, 1)
-        let open = try await client.refreshEntries(vault: outVault, gate: exit)
+        let open = try await TransitClient(client: client).refreshEntries(vault: outVault, gate: exit)
         XCTAssertEqual(open, 1)
         let status = try await exit.entryFeedStatus()
         XCTAssertEqual(status.openEntries, 1)

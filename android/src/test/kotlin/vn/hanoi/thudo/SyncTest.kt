@@ -52,7 +52,7 @@ class SyncTest {
     private suspend fun validator(client: SyncClient, code: String, config: ValidatorConfig): Pair<Vault, TransitValidator> {
         val vault = vault("validator-$code")
         client.enrolValidator(vault, code, "validator")
-        val feed = client.validatorFeed(vault)
+        val feed = TransitClient(client).validatorFeed(vault)
         return vault to TransitValidator.open(vault, feed.issuerKeys, config).also { it.updateDenyList(feed.denyList.toByteArray()) }
     }
 
@@ -211,31 +211,31 @@ class SyncTest {
         val phone = registered(client, "buyer", "001090070002")
         val transit = TransitPhone.open(phone, null, 5)
         val month = LocalDate.now(ZoneOffset.ofHours(7)).toString().substring(0, 7)
-        val pass = client.buyTransitProduct(phone, transit, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, month)
+        val pass = TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, month)
         assertEquals(280_000L, pass.priceVnd)
         assertTrue(pass.passValidFrom < pass.passValidUntil, pass.toString())
         val held = transit.credentials().single()
         assertEquals(pass.cardId to TransitProduct.MONTHLY_ALL_ROUTES, held.cardId to held.product)
         // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
         // credential is renewed free and installed.
-        assertEquals(emptyList<CredentialRenewal>(), client.renewCredentials(phone, transit))
-        val renewed = client.renewCredentials(phone, transit, 4 * 86_400L).single()
+        assertEquals(emptyList<CredentialRenewal>(), TransitClient(client).renewCredentials(phone, transit))
+        val renewed = TransitClient(client).renewCredentials(phone, transit, 4 * 86_400L).single()
         assertEquals(pass.cardId, renewed.cardId)
         assertNull(renewed.refused)
         assertEquals(renewed.notAfter, transit.credentials().single().notAfter)
 
         val notEntitled = assertThrows<SyncException.NotEntitled> {
-            runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.ELDERLY, 0, "") }
+            runBlocking { TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.ELDERLY, 0, "") }
         }
         assertEquals("sync.not_entitled", notEntitled.code())
         // The dependant's citizen ID reaches the backend: a pass for someone else's child is refused.
         val notGuardian = assertThrows<SyncException.Refused> {
-            runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", "001022070002") }
+            runBlocking { TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", "001022070002") }
         }
         assertEquals("not_guardian", notGuardian.code)
         // A route that does not fit the credential's 16 bits is refused before any request.
         assertThrows<SyncException.InvalidArgument> {
-            runBlocking { client.buyTransitProduct(phone, transit, TransitProduct.MONTHLY_SINGLE_ROUTE, PassengerCategory.STANDARD, 70_000, month) }
+            runBlocking { TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.MONTHLY_SINGLE_ROUTE, PassengerCategory.STANDARD, 70_000, month) }
         }
 
         val now = System.currentTimeMillis() / 1000
@@ -250,15 +250,15 @@ class SyncTest {
         val client = client()
         val phone = registered(client, "rider", "001090070003")
         val transit = TransitPhone.open(phone, null, 5)
-        val card = client.buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "").cardId
+        val card = TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "").cardId
 
         val busVault = vault("bus")
         val enrolment = client.enrolValidator(busVault, busCodes[0], "bus 32 front door")
         assertEquals(32 to null, enrolment.route to enrolment.gate)
         assertTrue(enrolment.validatorId.isNotEmpty())
         assertEquals("enrolment_used", assertThrows<SyncException.Refused> { runBlocking { client.enrolValidator(vault("copy"), busCodes[0], "copy") } }.code)
-        assertEquals("validators_only", assertThrows<SyncException.Refused> { runBlocking { client.validatorFeed(phone) } }.code)
-        val feed = client.validatorFeed(busVault)
+        assertEquals("validators_only", assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).validatorFeed(phone) } }.code)
+        val feed = TransitClient(client).validatorFeed(busVault)
         assertTrue(feed.issuerKeys.isNotEmpty() && feed.denyList.toByteArray().isNotEmpty(), feed.toString())
 
         // Fail closed without a current deny list.
@@ -273,14 +273,14 @@ class SyncTest {
         val qr = transit.currentQr().text
         val verdict = bus.validate(qr)
         assertEquals(Triple(true, card, TransitProduct.PAY_AS_YOU_GO), Triple(verdict.accepted, verdict.cardId, verdict.product))
-        val receipt = client.uploadTaps(busVault, bus)
+        val receipt = TransitClient(client).uploadTaps(busVault, bus)
         assertEquals(TapUploadReceipt(1, 0, bus.tapLogStatus().ackedSeq, 8_000, 0), receipt)
 
         // An inspection paired with the bus's taps, then uploaded.
         val inspection = bus.inspect(qr, bus.recentTaps(System.currentTimeMillis() / 1000 - 3_600))
         assertEquals(InspectionOutcome.VALID to true, inspection.outcome to inspection.paired)
         assertEquals(listOf(inspection.seq), bus.exportInspections().map { it.seq })
-        assertEquals(InspectionUploadReceipt(1, 0, inspection.seq), client.uploadInspections(busVault, bus, null))
+        assertEquals(InspectionUploadReceipt(1, 0, inspection.seq), TransitClient(client).uploadInspections(busVault, bus, null))
 
         // The rider's history: a trip, optional fields, a cap.
         client.sync(phone)
@@ -303,12 +303,12 @@ class SyncTest {
         val client = client()
         val phone = registered(client, "metro", "001090070004")
         val transit = TransitPhone.open(phone, null, 5)
-        client.buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "")
+        TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "")
         val entryGate = MetroGate(201, GateDirection.ENTRY)
         val (inVault, entry) = validator(client, gateCodes.getValue("201:entry"), ValidatorConfig(route = 902, gate = entryGate))
         val (outVault, exit) = validator(client, gateCodes.getValue("205:exit"), ValidatorConfig(route = 902, gate = MetroGate(205, GateDirection.EXIT)))
-        assertEquals(0L, client.uploadTaps(inVault, entry).stored)
-        assertEquals(0L, client.refreshEntries(outVault, exit))
+        assertEquals(0L, TransitClient(client).uploadTaps(inVault, entry).stored)
+        assertEquals(0L, TransitClient(client).refreshEntries(outVault, exit))
         val empty = exit.entryFeedStatus()
         assertTrue(empty.refusingUnknownExits && empty.completeUntil > 0L && empty.openEntries == 0L, empty.toString())
 
@@ -317,8 +317,8 @@ class SyncTest {
         assertEquals(VerdictReason.NO_ENTRY to "No entry tap: see staff", refused.reason to refused.presentation.lineEn)
         assertTrue(entry.validateAt(transit.currentQrAt(t + 10).text, t + 10).accepted)
         assertEquals(entryGate, entry.exportTaps().single().gate)
-        assertEquals(1L, client.uploadTaps(inVault, entry).stored)
-        assertEquals(1L, client.refreshEntries(outVault, exit))
+        assertEquals(1L, TransitClient(client).uploadTaps(inVault, entry).stored)
+        assertEquals(1L, TransitClient(client).refreshEntries(outVault, exit))
         assertEquals(1L, exit.entryFeedStatus().openEntries)
     }
 

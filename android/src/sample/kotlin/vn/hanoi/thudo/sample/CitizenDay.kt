@@ -18,6 +18,7 @@ import vn.hanoi.thudo.MemberHandbook
 import vn.hanoi.thudo.PassengerCategory
 import vn.hanoi.thudo.SyncClient
 import vn.hanoi.thudo.SyncSettings
+import vn.hanoi.thudo.TransitClient
 import vn.hanoi.thudo.TransitPhone
 import vn.hanoi.thudo.TransitProduct
 import vn.hanoi.thudo.Vault
@@ -57,7 +58,7 @@ fun main(): Unit = runBlocking {
     println("health book: ${health.size} people, ${health.sumOf { HealthBook(vault).records(it.personId, null, null, null).size }} records")
 
     val phone = TransitPhone.open(vault, null, 5)
-    val pass = sync.buyTransitProduct(vault, phone, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, YearMonth.now().toString())
+    val pass = TransitClient(sync).buyTransitProduct(vault, phone, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, YearMonth.now().toString())
     val qr = phone.currentQr()
     println("transit: card ${pass.cardId}, ${pass.priceVnd} VND, QR version ${qr.version} (${qr.size}x${qr.size})")
 

@@ -1,0 +1,216 @@
+//! Transit's calls to the backend as their own object: a purchase and renewals for a phone,
+//! the validator feed and the entry feed for validators and gates, tap and inspection uploads.
+//! It shares a `SyncClient`'s connection, retries and shutdown.
+
+use std::sync::Arc;
+
+use thudo_core::sync::client as core;
+use thudo_core::transit::backend::TransitClient as CoreTransit;
+
+use crate::signed;
+use crate::sync::{
+    guard, unhex, CancelToken, CredentialPurchase, InspectionUploadReceipt, SyncClient, SyncError,
+    TapUploadReceipt, ValidatorFeed,
+};
+use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
+
+use crate::transit::{TransitPhone, TransitValidator};
+use crate::vault::Vault;
+
+/// What became of one credential's renewal (`TransitClient.renewCredentials`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CredentialRenewal {
+    /// The card whose credential it was.
+    pub card_id: i64,
+    /// The new credential's last second (unix), when renewed.
+    pub not_after: Option<i64>,
+    /// Why it was not renewed, when it was not: the server's code when it refused
+    /// (`pass_ended`, `pass_cancelled`, `not_entitled`, `not_guardian`), else the library's
+    /// (`sync.unavailable`, ...).
+    pub refused: Option<String>,
+}
+
+/// Transit's calls over a [`SyncClient`]'s connection (made with `TransitClient(syncClient)`):
+/// what a rider's phone, a validator, a gate and an inspector ask of the backend.
+#[derive(uniffi::Object)]
+pub struct TransitClient {
+    inner: Arc<core::BackendClient>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl TransitClient {
+    /// Transit's calls over `client`'s connection (its shutdown stops them too).
+    #[uniffi::constructor]
+    pub fn new(client: Arc<SyncClient>) -> Arc<Self> {
+        Arc::new(TransitClient {
+            inner: client.inner.clone(),
+        })
+    }
+
+    /// Buys a product for `phone`'s device key and installs the credential on it. `month` is
+    /// `YYYY-MM` for monthly passes. With `dependant_citizen_id`, the pass is a dependant's (a
+    /// child's, an elderly parent's: the operator records guardianship, else `not_guardian`),
+    /// on their own card with their entitlements, held on this phone beside the owner's
+    /// (`TransitPhone.currentQrFor`). A purchase is not cancellable: once asked for, it is paid
+    /// for, so it runs to its end (credential installed) even if the caller stops waiting.
+    #[uniffi::method(default(dependant_citizen_id = None))]
+    #[allow(clippy::too_many_arguments)] // the order's fields, each with its own meaning
+    pub async fn buy_transit_product(
+        &self,
+        vault: Arc<Vault>,
+        phone: Arc<TransitPhone>,
+        product: TransitProduct,
+        category: PassengerCategory,
+        route: i32,
+        month: String,
+        dependant_citizen_id: Option<String>,
+    ) -> Result<CredentialPurchase, SyncError> {
+        let route = crate::fit("route", route.into())
+            .map_err(|reason| SyncError::InvalidArgument { reason })?;
+        let order = thudo_core::transit::backend::CredentialOrder {
+            route,
+            month,
+            dependant: dependant_citizen_id,
+            ..thudo_core::transit::backend::CredentialOrder::new(product, category)
+        };
+        let client = self.inner.clone();
+        let (vault, phone) = (vault.core(), phone.inner.clone());
+        let r = tokio::spawn(async move {
+            CoreTransit::new(&client)
+                .buy_and_install(vault, phone, order)
+                .await
+        })
+        .await
+        .map_err(|e| SyncError::Internal {
+            reason: format!("the purchase task failed: {e}"),
+        })??;
+        Ok(CredentialPurchase {
+            card_id: crate::card_id_to_host(r.card_id),
+            price_vnd: signed(r.price_vnd),
+            pass_valid_from: r.pass_valid_from.into(),
+            pass_valid_until: r.pass_valid_until.into(),
+        })
+    }
+
+    /// Renews, free, every credential `phone` holds that ends within `within_secs` (48 hours
+    /// by default; the owner's and dependants'), while their passes hold: call it after each
+    /// sync, and a rider who is online at least every three days never sees a credential end.
+    /// Returns what became of each; a refused renewal (the pass ended, its entitlement or
+    /// guardianship was withdrawn) leaves that credential as it was and carries the server's
+    /// code (`pass_ended`, ...).
+    #[uniffi::method(default(within_secs = 172800, cancel = None))]
+    pub async fn renew_credentials(
+        &self,
+        vault: Arc<Vault>,
+        phone: Arc<TransitPhone>,
+        within_secs: i64,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<Vec<CredentialRenewal>, SyncError> {
+        let within: u64 = crate::fit("within_secs", within_secs)
+            .map_err(|reason| SyncError::InvalidArgument { reason })?;
+        let (vault, phone) = (vault.core(), phone.inner.clone());
+        let renewals = guard(cancel)
+            .run(async {
+                Ok(CoreTransit::new(&self.inner)
+                    .renew_due(vault, phone, crate::unix_now(), within)
+                    .await)
+            })
+            .await?;
+        Ok(renewals
+            .into_iter()
+            .map(|r| {
+                let (not_after, refused) = match r.outcome {
+                    Ok(fields) => (Some(i64::from(fields.not_after)), None),
+                    Err(core::BackendError::Refused { code, .. }) => (None, Some(code)),
+                    Err(core::BackendError::NotEntitled { .. }) => {
+                        (None, Some("not_entitled".to_owned()))
+                    }
+                    Err(e) => (None, Some(SyncError::from(e).code())),
+                };
+                CredentialRenewal {
+                    card_id: crate::card_id_to_host(r.card_id),
+                    not_after,
+                    refused,
+                }
+            })
+            .collect())
+    }
+
+    /// Issuer keys and the signed deny list for an offline validator. `cancel` stops the call
+    /// alone.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn validator_feed(
+        &self,
+        vault: Arc<Vault>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<ValidatorFeed, SyncError> {
+        let feed = guard(cancel)
+            .run(CoreTransit::new(&self.inner).validator_feed(vault.core()))
+            .await?;
+        Ok(ValidatorFeed {
+            issuer_keys: feed.issuer_keys.into_iter().map(Into::into).collect(),
+            deny_list: crate::Bytes(unhex(&feed.deny_list)?),
+            capped_cards: feed
+                .capped_cards
+                .into_iter()
+                .map(crate::card_id_to_host)
+                .collect(),
+            capped_until: signed(feed.capped_until),
+        })
+    }
+
+    /// Uploads the validator's tap log an upload's worth at a time (the log is read page by
+    /// page, never whole) and acknowledges what the server stored after each; stops when the
+    /// log is empty. A failure midway loses nothing: the rest goes next time. `cancel` stops
+    /// the upload alone; taps the server stored but this validator did not yet acknowledge are
+    /// sent again next time and counted as duplicates.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn upload_taps(
+        &self,
+        vault: Arc<Vault>,
+        validator: Arc<TransitValidator>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<TapUploadReceipt, SyncError> {
+        let upload = CoreTransit::new(&self.inner)
+            .upload_and_acknowledge(vault.core(), validator.inner.clone());
+        Ok(guard(cancel).run(upload).await?.into())
+    }
+
+    /// Brings an exit gate's entries up to date from the backend's entry feed (the entries
+    /// accepted at every gate of the network, each verified there): call it every few seconds
+    /// while online. Returns how many entries are open. Entry gates need no such call, but
+    /// should `uploadTaps` every few seconds, even with nothing to send: their uploads tell exit
+    /// gates that the feed is complete.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn refresh_entries(
+        &self,
+        vault: Arc<Vault>,
+        gate: Arc<TransitValidator>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<i64, SyncError> {
+        let refresh = CoreTransit::new(&self.inner).refresh_entries(
+            vault.core(),
+            gate.inner.clone(),
+            crate::unix_now(),
+        );
+        Ok(guard(cancel).run(refresh).await? as i64)
+    }
+
+    /// Uploads the inspections `inspector` recorded (the device enrolled like a validator)
+    /// and acknowledges what the backend stored; the backend verifies each scan again.
+    pub async fn upload_inspections(
+        &self,
+        vault: Arc<Vault>,
+        inspector: Arc<TransitValidator>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<InspectionUploadReceipt, SyncError> {
+        let upload =
+            CoreTransit::new(&self.inner).upload_inspections(vault.core(), inspector.inner.clone());
+        let r = guard(cancel).run(upload).await?;
+        Ok(InspectionUploadReceipt {
+            stored: r.stored.into(),
+            duplicates: r.duplicates.into(),
+            acknowledged_seq: signed(r.acknowledged_seq),
+        })
+    }
+}
