@@ -103,6 +103,12 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
         ("aud", json!("another-app")),
         ("exp", json!(now - 3600)),
         ("iat", json!(now + 3600)),
+        // A time claim written as a string must not be taken as absent (CVE-2026-25537 in
+        // jsonwebtoken before 10.3): an expired token, and one not valid for an hour yet.
+        ("exp", json!((now - 3600).to_string())),
+        ("nbf", json!((now + 3600).to_string())),
+        ("nbf", json!(now + 3600)),
+        ("iat", json!(now.to_string())),
     ] {
         let mut forged = claims(&nonce().await);
         forged[field] = value;
