@@ -12,6 +12,7 @@ use thudo_core::transit::wire::Payload;
 use thudo_core::transit::Product;
 
 use super::fares::FarePolicy;
+use crate::storage::code_of;
 
 /// How far a validator's tap time may be from the phone's signed QR time before the backend
 /// treats the scan as not fresh (a validator's default window is 45 s back, 15 s ahead; this
@@ -339,13 +340,6 @@ pub fn journey_fare(
     }
 }
 
-fn reason_code(reason: validator::Reason) -> String {
-    serde_json::to_value(reason)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// What a tap's scan proves, checked against the issuer keys the backend trusts. The card,
 /// product and times come from the signed scan; the validator's own fields are not used.
 /// At an exit gate the pass's windows and route are not checked: they were at the entry, and a
@@ -367,12 +361,12 @@ pub fn check_evidence(
     };
     let at = u64::from(p.timestamp);
     if let Err(reason) = validator::verify_signatures(&p, trusted, at) {
-        return Evidence::Forged(reason_code(reason));
+        return Evidence::Forged(code_of(&reason));
     }
     let f = &p.fields;
     let route = bound_route.unwrap_or(tap.route);
     let pass = match validator::check_windows(f, at) {
-        Err(reason) => Err(reason_code(reason)),
+        Err(reason) => Err(code_of(&reason)),
         Ok(()) if f.product == Product::MonthlySingleRoute && f.route != route => {
             Err("wrong_route".into())
         }
