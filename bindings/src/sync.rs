@@ -227,19 +227,6 @@ pub struct SyncReport {
     pub elapsed_ms: i64,
 }
 
-/// A bought transit product.
-#[derive(Debug, Clone, uniffi::Record)]
-pub struct CredentialPurchase {
-    /// The card number.
-    pub card_id: i64,
-    /// Price, VND.
-    pub price_vnd: i64,
-    /// Pass validity, unix seconds.
-    pub pass_valid_from: i64,
-    /// Pass validity, unix seconds.
-    pub pass_valid_until: i64,
-}
-
 /// What an offline validator needs from the backend.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ValidatorFeed {

@@ -9,13 +9,82 @@ use thudo_core::transit::backend::TransitClient as CoreTransit;
 
 use crate::signed;
 use crate::sync::{
-    guard, unhex, CancelToken, CredentialPurchase, InspectionUploadReceipt, SyncClient, SyncError,
-    TapUploadReceipt, ValidatorFeed,
+    guard, unhex, CancelToken, InspectionUploadReceipt, SyncClient, SyncError, TapUploadReceipt,
+    ValidatorFeed,
 };
+use crate::transit::CredentialInfo;
+use thudo_core::transit::backend::{OrderResponse, OrderStatus as TransitOrderStatus};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 
 use crate::transit::{TransitPhone, TransitValidator};
 use crate::vault::Vault;
+
+/// Where a transit order stands (core's type, carried as it is).
+#[uniffi::remote(Enum)]
+pub enum TransitOrderStatus {
+    /// Waiting for the payment: open `paymentUrl`, then `collectTransitOrder`.
+    AwaitingPayment,
+    /// Paid (or free): the credential is collected (or the credit is on the card).
+    Paid,
+    /// The payment failed: order again.
+    Failed,
+    /// The buyer cancelled the payment.
+    Cancelled,
+    /// Refunded: the pass is cancelled.
+    Refunded,
+}
+
+/// A transit order: a pass or prepaid credit, with its price and where to pay.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TransitOrder {
+    /// The order's id (give it to `collectTransitOrder` and `transitOrder`).
+    pub order_id: String,
+    /// Where it stands.
+    pub status: TransitOrderStatus,
+    /// The price, VND.
+    pub price_vnd: i64,
+    /// The payment provider's checkout to open for the buyer; empty once paid.
+    pub payment_url: String,
+    /// The card it is for.
+    pub card_id: i64,
+    /// Pass validity (0 for a top-up), unix seconds.
+    pub pass_valid_from: i64,
+    /// Pass validity (0 for a top-up), unix seconds.
+    pub pass_valid_until: i64,
+    /// When the provider stops taking payment (unix seconds).
+    pub expires_at: i64,
+    /// The credential installed, when the order was paid at once (a free product).
+    pub credential: Option<CredentialInfo>,
+}
+
+impl TransitOrder {
+    fn from_core(o: OrderResponse, credential: Option<CredentialInfo>) -> Self {
+        TransitOrder {
+            order_id: o.order_id,
+            status: o.status,
+            price_vnd: signed(o.price_vnd),
+            payment_url: o.payment_url,
+            card_id: crate::card_id_to_host(o.card_id),
+            pass_valid_from: o.pass_valid_from.into(),
+            pass_valid_until: o.pass_valid_until.into(),
+            expires_at: signed(o.expires_at),
+            credential,
+        }
+    }
+}
+
+/// A card's prepaid balance for pay-as-you-go fares.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TransitBalance {
+    /// The card.
+    pub card_id: i64,
+    /// Credit bought minus fares charged, VND (negative: owed).
+    pub balance_vnd: i64,
+    /// How far below zero it may go before the card is denied, VND.
+    pub credit_limit_vnd: i64,
+    /// Denied for the balance owed: a top-up lifts it.
+    pub denied: bool,
+}
 
 /// What became of one credential's renewal (`TransitClient.renewCredentials`).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -47,12 +116,13 @@ impl TransitClient {
         })
     }
 
-    /// Buys a product for `phone`'s device key and installs the credential on it. `month` is
-    /// `YYYY-MM` for monthly passes. With `dependant_citizen_id`, the pass is a dependant's (a
-    /// child's, an elderly parent's: the operator records guardianship, else `not_guardian`),
-    /// on their own card with their entitlements, held on this phone beside the owner's
-    /// (`TransitPhone.currentQrFor`). A purchase is not cancellable: once asked for, it is paid
-    /// for, so it runs to its end (credential installed) even if the caller stops waiting.
+    /// Orders a product for `phone`'s device key. `month` is `YYYY-MM` for monthly passes.
+    /// With `dependant_citizen_id`, the pass is a dependant's (a child's, an elderly parent's:
+    /// the operator records guardianship, else `not_guardian`), on their own card with their
+    /// entitlements, held on this phone beside the owner's (`TransitPhone.currentQrFor`).
+    /// A free product is paid at once and its credential installed (`credential`); otherwise
+    /// the app opens `paymentUrl` for the buyer and then calls `collectTransitOrder`. An order
+    /// is not cancellable: once asked for, it runs to its end even if the caller stops waiting.
     #[uniffi::method(default(dependant_citizen_id = None))]
     #[allow(clippy::too_many_arguments)] // the order's fields, each with its own meaning
     pub async fn buy_transit_product(
@@ -64,7 +134,7 @@ impl TransitClient {
         route: i32,
         month: String,
         dependant_citizen_id: Option<String>,
-    ) -> Result<CredentialPurchase, SyncError> {
+    ) -> Result<TransitOrder, SyncError> {
         let route = crate::fit("route", route.into())
             .map_err(|reason| SyncError::InvalidArgument { reason })?;
         let order = thudo_core::transit::backend::CredentialOrder {
@@ -84,11 +154,78 @@ impl TransitClient {
         .map_err(|e| SyncError::Internal {
             reason: format!("the purchase task failed: {e}"),
         })??;
-        Ok(CredentialPurchase {
-            card_id: crate::card_id_to_host(r.card_id),
-            price_vnd: signed(r.price_vnd),
-            pass_valid_from: r.pass_valid_from.into(),
-            pass_valid_until: r.pass_valid_until.into(),
+        Ok(TransitOrder::from_core(
+            r.order,
+            r.credential.map(Into::into),
+        ))
+    }
+
+    /// Collects paid order `order_id`'s credential and installs it on `phone` (the phone that
+    /// ordered it); the same credential however often it is called. Refused with the server's
+    /// code in `SyncError.Refused`: `payment_pending` (retryable: the provider has not
+    /// confirmed yet), `payment_failed`, `order_expired`, `pass_cancelled`.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn collect_transit_order(
+        &self,
+        vault: Arc<Vault>,
+        phone: Arc<TransitPhone>,
+        order_id: String,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<CredentialInfo, SyncError> {
+        let (vault, phone) = (vault.core(), phone.inner.clone());
+        let collect = CoreTransit::new(&self.inner).collect_and_install(vault, phone, &order_id);
+        Ok(guard(cancel).run(collect).await?.into())
+    }
+
+    /// Where order `order_id` stands (its status after the buyer paid).
+    #[uniffi::method(default(cancel = None))]
+    pub async fn transit_order(
+        &self,
+        vault: Arc<Vault>,
+        order_id: String,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<TransitOrder, SyncError> {
+        let order = CoreTransit::new(&self.inner).order_status(vault.core(), &order_id);
+        Ok(TransitOrder::from_core(
+            guard(cancel).run(order).await?,
+            None,
+        ))
+    }
+
+    /// Orders `amount_vnd` (10,000 to 2,000,000) of prepaid credit for pay-as-you-go fares on
+    /// this account's card; paid like any order (`paymentUrl`). Once paid, a card denied for
+    /// the balance it owed is lifted on the next deny list.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn top_up(
+        &self,
+        vault: Arc<Vault>,
+        amount_vnd: i64,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<TransitOrder, SyncError> {
+        let amount: u64 = crate::fit("amount_vnd", amount_vnd)
+            .map_err(|reason| SyncError::InvalidArgument { reason })?;
+        let order = CoreTransit::new(&self.inner).top_up(vault.core(), amount);
+        Ok(TransitOrder::from_core(
+            guard(cancel).run(order).await?,
+            None,
+        ))
+    }
+
+    /// This account's prepaid balance.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn transit_balance(
+        &self,
+        vault: Arc<Vault>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<TransitBalance, SyncError> {
+        let b = guard(cancel)
+            .run(CoreTransit::new(&self.inner).balance(vault.core()))
+            .await?;
+        Ok(TransitBalance {
+            card_id: crate::card_id_to_host(b.card_id),
+            balance_vnd: b.balance_vnd,
+            credit_limit_vnd: signed(b.credit_limit_vnd),
+            denied: b.denied,
         })
     }
 

@@ -151,6 +151,11 @@ async fn day(args: DayArgs) -> Result<()> {
         "thudo-day-admin-token-not-secret",
         fares.clone(),
     )?;
+    // The sandbox gateway pays every order as it is made.
+    let config = ServerConfig {
+        payments: thudo_server::transit::sales::Payments::sandbox(true),
+        ..config
+    };
     let state = AppState::new(config)?;
     let server = thudo_server::start(state.clone(), "127.0.0.1:0".parse()?).await?;
     let world = World {
@@ -220,7 +225,11 @@ async fn day(args: DayArgs) -> Result<()> {
             order(Product::FreePass, Category::Child, Some(CHILD)),
         )
         .await?;
-    let (parent, child) = (own.card_id, childs.card_id);
+    let (parent, child) = (own.order.card_id, childs.order.card_id);
+    // The parent's pay-as-you-go fares come out of prepaid credit.
+    TransitClient::new(client)
+        .top_up(phone_vault.clone(), 100_000)
+        .await?;
 
     let t = tomorrow_seven();
     println!("thudo day: one phone, two riders (a parent pays as they go; a child rides free)");

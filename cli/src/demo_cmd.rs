@@ -21,6 +21,7 @@ use thudo_core::transit::qr;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::payments::vnpay::SandboxOutcome;
 use thudo_server::publishing::seed;
 use thudo_server::storage::SqliteStorage;
 use thudo_server::transit::fares::FarePolicy;
@@ -113,14 +114,14 @@ async fn story(args: DemoArgs) -> Result<()> {
     let mut steps = Steps {
         rows: Vec::new(),
         started: Instant::now(),
-        total: 14,
+        total: 16,
     };
     eprintln!(
         "thudo demo: everything below runs on this machine, in {}",
         dir.display()
     );
 
-    let (server, enrolment_code, idp) = steps
+    let (server, enrolment_code, idp, backend) = steps
         .run("start the backend; the operator enrols a bus", async {
             let storage = Arc::new(SqliteStorage::open(
                 &dir.join("server.db"),
@@ -133,6 +134,7 @@ async fn story(args: DemoArgs) -> Result<()> {
                 FarePolicy::default(),
             )?;
             let state = AppState::new(config)?;
+            let operator = state.clone();
             seed::publish_demo(state.storage().as_ref(), CITIZEN)?;
             // The operator's console: a single-use code bound to route 32, valid for an hour.
             let (code, _) = thudo_server::transit::validators::create_enrolment(
@@ -145,7 +147,7 @@ async fn story(args: DemoArgs) -> Result<()> {
             .map_err(|e| anyhow!("enrolment: {e:?}"))?;
             let running = thudo_server::start(state, "127.0.0.1:0".parse()?).await?;
             let note = format!("http://{}; enrolment code for route 32", running.addr);
-            Ok(((running, code, idp), note))
+            Ok(((running, code, idp, operator), note))
         })
         .await?;
     let url = format!("http://{}", server.addr);
@@ -225,8 +227,8 @@ async fn story(args: DemoArgs) -> Result<()> {
         None,
         PhoneOptions::default(),
     )?);
-    steps
-        .run("buy a monthly pass (all routes)", async {
+    let order_id = steps
+        .run("order a monthly pass (all routes)", async {
             let month = chrono::Utc::now()
                 .with_timezone(
                     &chrono::FixedOffset::east_opt(7 * 3600).ok_or_else(|| anyhow!("tz"))?,
@@ -240,10 +242,30 @@ async fn story(args: DemoArgs) -> Result<()> {
             let r = TransitClient::new(&client)
                 .buy_and_install(phone_vault.clone(), phone.clone(), order)
                 .await?;
+            let o = r.order;
+            let note = format!("{} VND, {:?}: pay at the provider", o.price_vnd, o.status);
+            Ok((o.order_id, note))
+        })
+        .await?;
+    steps
+        .run("pay (sandbox VNPAY: a signed notification)", async {
+            let ack = backend
+                .settle_in_sandbox(&order_id, SandboxOutcome::Pay)
+                .await
+                .map_err(|e| anyhow!("{}", e.message()))?
+                .ok_or_else(|| anyhow!("no sandbox"))?;
+            Ok(((), format!("the server answered {ack:?}")))
+        })
+        .await?;
+    steps
+        .run("collect the pass's credential", async {
+            let f = TransitClient::new(&client)
+                .collect_and_install(phone_vault.clone(), phone.clone(), &order_id)
+                .await?;
             if let Some(offset) = report.clock_offset_ms {
                 phone.set_clock_offset(offset / 1000)?;
             }
-            Ok(((), format!("{} VND, card {}", r.price_vnd, r.card_id)))
+            Ok(((), format!("card {}", f.card_id)))
         })
         .await?;
     steps

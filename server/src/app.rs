@@ -23,6 +23,7 @@ use crate::sync::store::SyncStore;
 use crate::sync::{self, SyncState};
 use crate::transit::fares::FarePolicy;
 use crate::transit::issuer::Issuer;
+use crate::transit::sales::Payments;
 use crate::transit::store::{deny_device_keys, TransitStore};
 use crate::transit::{self, TransitState};
 
@@ -76,6 +77,8 @@ pub struct ServerConfig {
     /// A local provider whose tokens the server mints at `POST /test/identity/token` (tests and
     /// demos only; `None` in production, and the route is absent).
     pub test_identity: Option<Arc<identity::LocalIdentityProvider>>,
+    /// The payment provider (a sandbox with its gateway for tests and demos).
+    pub payments: Payments,
 }
 
 impl ServerConfig {
@@ -94,6 +97,7 @@ impl ServerConfig {
                 fares,
                 identity: idp.config(),
                 test_identity: Some(idp.clone()),
+                payments: Payments::sandbox(false),
             },
             idp,
         ))
@@ -128,6 +132,7 @@ impl AppState {
                 issuer: Arc::new(issuer),
                 fares: Arc::new(config.fares),
                 operators,
+                payments: config.payments,
             },
             storage,
         })
@@ -136,6 +141,16 @@ impl AppState {
     /// The storage.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// Settles an order through the sandbox gateway (a test or demo server): it notifies this
+    /// server as the provider would. `None` without a sandbox or such an order.
+    pub async fn settle_in_sandbox(
+        &self,
+        order_id: &str,
+        outcome: crate::payments::vnpay::SandboxOutcome,
+    ) -> Result<Option<crate::payments::Acknowledgement>, ApiError> {
+        transit::sales::settle_in_sandbox(&self.transit, order_id, outcome).await
     }
 }
 

@@ -20,6 +20,7 @@ pub mod app;
 pub mod devices;
 pub mod http;
 pub mod operators;
+pub mod payments;
 pub mod publishing;
 pub mod storage;
 pub mod sync;
@@ -36,7 +37,8 @@ pub mod prelude {
     pub use crate::storage::settings::SettingsStore;
     pub use crate::sync::store::SyncStore;
     pub use crate::transit::store::{
-        CredentialStore, JourneyStore, RiderStore, TapStore, TransitStore, ValidatorStore,
+        CredentialStore, JourneyStore, RiderStore, SalesStore, TapStore, TransitStore,
+        ValidatorStore,
     };
     pub use crate::Storage;
 }

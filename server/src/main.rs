@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use thudo_server::devices::identity::IdentityConfig;
 use thudo_server::transit::fares::FarePolicy;
+use thudo_server::transit::sales::Payments;
 use thudo_server::{AppState, ServerConfig};
 
 /// thudo's reference backend.
@@ -56,6 +57,23 @@ struct Args {
     /// `POST /test/identity/token`. For tests and demos only.
     #[arg(long, conflicts_with = "oidc_issuer")]
     test_identity_provider: bool,
+    /// The merchant's VNPAY terminal code (`vnp_TmnCode`); with `--vnpay-secret-file` and
+    /// `--vnpay-pay-url`. Notifications (IPN) are read at `/v1/payments/vnpay/notify`.
+    #[arg(long, requires_all = ["vnpay_secret_file", "vnpay_pay_url"])]
+    vnpay_tmn_code: Option<String>,
+    /// A file holding the merchant's VNPAY hash secret.
+    #[arg(long)]
+    vnpay_secret_file: Option<PathBuf>,
+    /// VNPAY's payment page (`.../paymentv2/vpcpay.html`).
+    #[arg(long)]
+    vnpay_pay_url: Option<String>,
+    /// Where the buyer's browser returns after paying (the app's page; it proves nothing).
+    #[arg(long, default_value = "https://thudo.invalid/paid")]
+    vnpay_return_url: String,
+    /// Instead of a real provider: a sandbox gateway that pays every order as soon as it is
+    /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only.
+    #[arg(long, conflicts_with = "vnpay_tmn_code")]
+    sandbox_payments: bool,
 }
 
 #[tokio::main]
@@ -71,6 +89,33 @@ async fn main() -> anyhow::Result<()> {
             thudo_core::transit::metro::MetroFares::from_json(&std::fs::read_to_string(path)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
+    let payments = match (&args.vnpay_tmn_code, args.sandbox_payments) {
+        (Some(tmn_code), false) => {
+            let secret_path = args
+                .vnpay_secret_file
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--vnpay-secret-file is required"))?;
+            let secret = zeroize::Zeroizing::new(std::fs::read_to_string(secret_path)?);
+            Payments {
+                provider: std::sync::Arc::new(thudo_server::payments::vnpay::Vnpay::new(
+                    tmn_code,
+                    secret.trim().as_bytes(),
+                    args.vnpay_pay_url.as_deref().unwrap_or_default(),
+                    &args.vnpay_return_url,
+                )),
+                sandbox: None,
+                auto_pay: false,
+            }
+        }
+        (None, true) => {
+            eprintln!("warning: sandbox payments: every order is paid without money");
+            Payments::sandbox(true)
+        }
+        _ => anyhow::bail!(
+            "name the payment provider (--vnpay-tmn-code, --vnpay-secret-file, --vnpay-pay-url) \
+             or run with --sandbox-payments"
+        ),
+    };
     let config = match (&args.oidc_issuer, args.test_identity_provider) {
         (Some(issuer), false) => {
             let jwks_path = args
@@ -88,11 +133,15 @@ async fn main() -> anyhow::Result<()> {
                     &args.oidc_citizen_claim,
                 )?,
                 test_identity: None,
+                payments,
             }
         }
         (None, true) => {
             eprintln!("warning: local test identity provider: anyone can register as anyone");
-            ServerConfig::local(storage, &args.admin_token, fares)?.0
+            ServerConfig {
+                payments,
+                ..ServerConfig::local(storage, &args.admin_token, fares)?.0
+            }
         }
         _ => anyhow::bail!(
             "name the identity provider (--oidc-issuer, --oidc-audience, --oidc-jwks) \

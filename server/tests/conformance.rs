@@ -62,7 +62,7 @@ macro_rules! conformance {
                 riders_entitlements_and_dependants, taps_are_judged_once, gate_taps_make_journeys,
                 locks_out_of_order_are_refused,
                 a_device_holds_few_keys_and_an_account_orders_within_limits,
-                the_deny_list_stays_bounded_over_a_year);
+                the_deny_list_stays_bounded_over_a_year, sales_are_paid_once_and_add_up);
         }
     };
     (@each $open:ident, #[$attr:meta]; $($scenario:ident),*) => {
@@ -579,6 +579,140 @@ fn taps_are_judged_once<E: Engine>(s: &SqlStorage<E>) {
     let (day, _) = fares.local_day_and_month(at);
     assert_eq!(s.capped_cards(&day, 1).unwrap(), [card]);
     assert!(s.capped_cards(&day, charged + 1).unwrap().is_empty());
+}
+
+fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
+    use thudo_server::payments::{Notification, PaymentResult};
+    use thudo_server::transit::store::{
+        NewOrder, OrderAdmission, OrderPurpose, OrderStatus, Pass, PaymentRecord,
+    };
+    let d = device(s, CITIZEN, 1);
+    let now = chrono::Utc::now().timestamp();
+    let day = "2026-12-05";
+    let pass = Pass {
+        card_id: d.card_id,
+        product: Product::MonthlyAllRoutes,
+        category: Category::Standard,
+        route: 0,
+        valid_from: now - 60,
+        valid_until: now + 86_400,
+    };
+    let order = |id: &str, purpose: OrderPurpose, amount: u64| NewOrder {
+        id: id.into(),
+        account_id: d.account_id.clone(),
+        device_id: d.id.clone(),
+        purpose,
+        card_id: d.card_id,
+        pass: (purpose == OrderPurpose::Pass).then(|| pass.clone()),
+        device_key: Some(vec![4; 65]),
+        dependant: false,
+        amount_vnd: amount,
+        provider: "vnpay".into(),
+        created_at: now,
+        expires_at: now + 900,
+    };
+    let paid = |id: &str, amount: u64, reference: &str| Notification {
+        order_id: id.into(),
+        amount_vnd: amount,
+        result: PaymentResult::Paid,
+        provider_ref: reference.into(),
+    };
+    let pass_order = order("o-pass", OrderPurpose::Pass, 280_000);
+    assert_eq!(
+        s.create_order(&pass_order, day).unwrap(),
+        OrderAdmission::Admitted(OrderStatus::AwaitingPayment)
+    );
+    assert!(
+        s.pass_for(&pass).unwrap().is_none(),
+        "no pass before payment"
+    );
+    assert_eq!(
+        s.record_payment(&paid("o-pass", 1, "t1"), now, day)
+            .unwrap(),
+        PaymentRecord::WrongAmount
+    );
+    assert_eq!(
+        s.record_payment(&paid("o-none", 1, "t1"), now, day)
+            .unwrap(),
+        PaymentRecord::UnknownOrder
+    );
+    assert!(matches!(
+        s.record_payment(&paid("o-pass", 280_000, "t1"), now, day)
+            .unwrap(),
+        PaymentRecord::Recorded {
+            status: OrderStatus::Paid,
+            ..
+        }
+    ));
+    assert_eq!(
+        s.record_payment(&paid("o-pass", 280_000, "t1"), now, day)
+            .unwrap(),
+        PaymentRecord::AlreadyRecorded
+    );
+    assert!(s.pass_for(&pass).unwrap().is_some());
+    let stored = s.order("o-pass").unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.order),
+        (OrderStatus::Paid, pass_order)
+    );
+    assert_eq!(s.keep_credential("o-pass", b"first").unwrap(), b"first");
+    assert_eq!(s.keep_credential("o-pass", b"second").unwrap(), b"first");
+    // A top-up credits the card; fares and the credit limit deny and lift it.
+    let top_up = order("o-top", OrderPurpose::TopUp, 10_000);
+    s.create_order(&top_up, day).unwrap();
+    assert_eq!(
+        s.record_payment(&paid("o-top", 10_000, "t2"), now, day)
+            .unwrap(),
+        PaymentRecord::Recorded {
+            status: OrderStatus::Paid,
+            credited_card: Some(d.card_id)
+        }
+    );
+    assert_eq!(s.balance(d.card_id).unwrap(), 10_000);
+    let bus = enrol(s, 1, Some(32), None);
+    let fares = FarePolicy::default();
+    let at = chrono::Utc::now().timestamp() as u64 - 600;
+    let taps: Vec<CheckedTap> = (1..=4)
+        .map(|i| tap(i, at + i * 60, d.card_id, i as u32, None))
+        .collect();
+    let charged = s.record_taps(&bus, &taps, &fares, None).unwrap();
+    assert_eq!(charged.paid_cards, [d.card_id]);
+    assert_eq!(
+        s.balance(d.card_id).unwrap(),
+        10_000 - charged.charged_vnd as i64
+    );
+    let version = s.deny_list(now).unwrap().0;
+    let limit = charged.charged_vnd - 10_000 - 1;
+    assert!(
+        s.enforce_balances(&[d.card_id], limit, now)
+            .unwrap()
+            .unwrap()
+            > version
+    );
+    assert!(s.balance_denied(d.card_id).unwrap());
+    assert!(s.deny_list(now).unwrap().1.contains(&d.card_id));
+    assert_eq!(s.enforce_balances(&[d.card_id], limit, now).unwrap(), None);
+    assert!(s
+        .enforce_balances(&[d.card_id], limit + 1, now)
+        .unwrap()
+        .is_some());
+    assert!(!s.deny_list(now).unwrap().1.contains(&d.card_id));
+    // Refunded: the pass is cancelled; the reconciliation adds up to the ledger.
+    assert_eq!(
+        s.refund("o-pass", now, day).unwrap(),
+        Some(OrderStatus::Refunded)
+    );
+    assert_eq!(s.refund("o-none", now, day).unwrap(), None);
+    assert!(s.pass_for(&pass).unwrap().unwrap().cancelled_at.is_some());
+    let ledger = s.ledger(day).unwrap();
+    let entries: Vec<&str> = ledger.iter().map(|e| e.entry.as_str()).collect();
+    assert_eq!(entries, ["order", "payment", "order", "payment", "refund"]);
+    let rec = s.reconciliation(day).unwrap();
+    assert_eq!(
+        (rec.sales_vnd, rec.refunds_vnd, rec.ordered_vnd),
+        (290_000, 280_000, 290_000)
+    );
+    assert_eq!(rec.lines.len(), 2);
 }
 
 fn gate_taps_make_journeys<E: Engine>(s: &SqlStorage<E>) {

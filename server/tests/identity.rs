@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 use thudo_core::sync::client::{BackendClient, BackendError};
 use thudo_core::sync::protocol::RegisterRequest;
 use thudo_core::transit::backend::CredentialOrder;
-use thudo_core::transit::backend::TransitClient;
 use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::{Category, Product};
@@ -221,15 +220,15 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
         .device_id;
     // The soon-stolen phone holds a pay-as-you-go credential.
     let transit = Phone::open(stolen.clone(), None, PhoneOptions::default()).unwrap();
-    TransitClient::new(&c)
-        .order_credential(
-            stolen.clone(),
-            &CredentialOrder::new(Product::PayAsYouGo, Category::Standard)
-                .signed_by(&transit, chrono::Utc::now().timestamp() as u64)
-                .unwrap(),
-        )
-        .await
-        .unwrap();
+    common::buy(
+        &c,
+        stolen.clone(),
+        &CredentialOrder::new(Product::PayAsYouGo, Category::Standard)
+            .signed_by(&transit, chrono::Utc::now().timestamp() as u64)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
 
     let devices = c.devices(phone.clone()).await.unwrap();
     let names: Vec<(&str, bool)> = devices

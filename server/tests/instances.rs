@@ -26,6 +26,7 @@ use thudo_core::transit::{Category, Product};
 use thudo_core::vault::Vault;
 use thudo_server::devices::identity::LocalIdentityProvider;
 use thudo_server::transit::fares::FarePolicy;
+use thudo_server::transit::sales::Payments;
 use thudo_server::{AppState, Running, ServerConfig};
 
 const CITIZENS: usize = 4;
@@ -55,7 +56,11 @@ fn seed() -> u64 {
     u64::from_le_bytes(b)
 }
 
-async fn instance(db: &str, idp: &LocalIdentityProvider) -> (Arc<dyn Storage>, Running) {
+async fn instance(
+    db: &str,
+    idp: &LocalIdentityProvider,
+    payments: &Payments,
+) -> (Arc<dyn Storage>, Running) {
     let storage = thudo_server::open_storage(db).unwrap();
     let state = AppState::new(ServerConfig {
         storage: storage.clone(),
@@ -63,6 +68,7 @@ async fn instance(db: &str, idp: &LocalIdentityProvider) -> (Arc<dyn Storage>, R
         fares: FarePolicy::default(),
         identity: idp.config(),
         test_identity: None,
+        payments: payments.clone(),
     })
     .unwrap();
     let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
@@ -77,7 +83,12 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
     let db = common::database(dir.path());
     let idp = LocalIdentityProvider::generate("https://id.thudo.test", "thudo").unwrap();
     // Both instances start on the new database at once: one issuer keyring for both.
-    let ((storage, a), (_, b)) = tokio::join!(instance(&db, &idp), instance(&db, &idp));
+    // One provider for both instances: a notification may reach either.
+    let payments = Payments::sandbox(false);
+    let ((storage, a), (_, b)) = tokio::join!(
+        instance(&db, &idp, &payments),
+        instance(&db, &idp, &payments)
+    );
     let seed = seed();
     let (url, proxy) = start_proxy_to(&[a.addr, b.addr], seed).await;
     let c = client(&url);
@@ -154,8 +165,12 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
         let order = CredentialOrder::new(Product::PayAsYouGo, Category::Standard)
             .signed_by(&phone, chrono::Utc::now().timestamp() as u64)
             .unwrap();
+        let placed = TransitClient::new(&c)
+            .order(v.clone(), &order)
+            .await
+            .unwrap();
         let r = TransitClient::new(&c)
-            .order_credential(v.clone(), &order)
+            .collect(v.clone(), &placed.order_id)
             .await
             .unwrap();
         phone

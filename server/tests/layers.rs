@@ -8,7 +8,7 @@ use std::path::Path;
 /// Top-level modules by layer, lowest first; modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     &["storage"],
-    &["http"],
+    &["http", "payments"],
     &["devices", "operators"],
     &["sync"],
     &["publishing", "transit"],

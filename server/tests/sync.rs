@@ -117,6 +117,7 @@ fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
         fares: FarePolicy::default(),
         identity: idp().config(),
         test_identity: None,
+        payments: thudo_server::transit::sales::Payments::sandbox(false),
     }
 }
 
@@ -550,7 +551,7 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
         ),
         (
             "POST",
-            "/v1/transit/credentials",
+            "/v1/transit/orders",
             r#"{"product":"monthly_all_routes","category":"standard","device_public_key":"zz","month":"2026-12"}"#,
             400,
         ),
@@ -718,7 +719,7 @@ fn the_openapi_document_names_every_route() {
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
         .collect();
-    assert_eq!(routes.len(), 30, "{routes:?}");
+    assert_eq!(routes.len(), 39, "{routes:?}");
     for r in routes {
         assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
     }
@@ -782,7 +783,7 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     let http = http_client();
     let buy = |key: &'static str| {
         let req = http
-            .post(format!("{base}/v1/transit/credentials"))
+            .post(format!("{base}/v1/transit/orders"))
             .header("authorization", format!("Bearer {token}"))
             .header("idempotency-key", key)
             .body(order.clone());

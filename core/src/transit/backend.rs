@@ -20,7 +20,7 @@ use crate::vault::Vault;
 /// Taps per upload (the server takes at most 10,000).
 pub const TAP_UPLOAD_CHUNK: usize = 5_000;
 
-/// `POST /v1/transit/credentials`: buy a product and get a credential for this phone.
+/// `POST /v1/transit/orders`: order a product, with a credential for this phone once paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialOrder {
     /// Product.
@@ -167,6 +167,88 @@ pub struct CredentialResponse {
     pub pass_valid_from: u32,
     /// Pass validity, unix seconds.
     pub pass_valid_until: u32,
+    /// Whether it is a dependant's credential (held beside the owner's).
+    #[serde(default)]
+    pub dependant: bool,
+}
+
+/// Where a sales order stands (`OrderResponse::status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Waiting for the payment provider: open `payment_url`, then collect.
+    AwaitingPayment,
+    /// Paid (or free): collect the credential, or the credit is on the card.
+    Paid,
+    /// The payment failed: order again.
+    Failed,
+    /// The buyer cancelled the payment.
+    Cancelled,
+    /// Refunded: the pass is cancelled.
+    Refunded,
+}
+
+/// `POST /v1/transit/orders` and `POST /v1/transit/topups`: an order with its price; the pass
+/// (or credit) exists once the payment provider confirms it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderResponse {
+    /// The order's id (also the payment provider's order reference).
+    pub order_id: String,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// The price, VND.
+    pub price_vnd: u64,
+    /// Where the buyer pays (the provider's checkout); empty once paid or at no price.
+    #[serde(default)]
+    pub payment_url: String,
+    /// The card it is for.
+    pub card_id: u64,
+    /// The pass's validity (0 for a top-up), unix seconds.
+    #[serde(default)]
+    pub pass_valid_from: u32,
+    /// The pass's validity (0 for a top-up), unix seconds.
+    #[serde(default)]
+    pub pass_valid_until: u32,
+    /// Whether the pass is a dependant's, held on the buyer's phone.
+    #[serde(default)]
+    pub dependant: bool,
+    /// When the provider stops taking payment for it (unix seconds).
+    #[serde(default)]
+    pub expires_at: u64,
+}
+
+/// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUpRequest {
+    /// VND, between [`MIN_TOP_UP_VND`] and [`MAX_TOP_UP_VND`].
+    pub amount_vnd: u64,
+}
+
+/// The smallest top-up, VND.
+pub const MIN_TOP_UP_VND: u64 = 10_000;
+/// The largest top-up, VND.
+pub const MAX_TOP_UP_VND: u64 = 2_000_000;
+
+/// `GET /v1/transit/balance`: the caller's prepaid balance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceResponse {
+    /// The card.
+    pub card_id: u64,
+    /// Credit bought minus fares charged, VND (negative: owed).
+    pub balance_vnd: i64,
+    /// How far below zero the balance may go before the card is denied, VND.
+    pub credit_limit_vnd: u64,
+    /// Whether the card is denied for the balance owed (a top-up lifts it).
+    pub denied: bool,
+}
+
+/// What a purchase made: the order, and the installed credential's fields once it was paid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// The order as the backend answered it.
+    pub order: OrderResponse,
+    /// The credential installed, when the order was paid at once.
+    pub credential: Option<CredentialFields>,
 }
 
 /// `GET /v1/transit/feed`: what an offline validator needs.
@@ -319,12 +401,14 @@ impl TransitClient<'_> {
         Ok(total)
     }
 
-    /// Buys a transit product for this device's phone key; returns the signed credential.
-    pub async fn order_credential(
+    /// Orders a transit product for this device's phone key (the order must be signed: see
+    /// [`CredentialOrder::signed_by`]); returns its price, status and where to pay. Retried
+    /// with the same idempotency key, it is the same order.
+    pub async fn order(
         self,
         vault: Arc<Vault>,
         order: &CredentialOrder,
-    ) -> Result<CredentialResponse, BackendError> {
+    ) -> Result<OrderResponse, BackendError> {
         let body = serde_json::to_vec(order).map_err(|e| BackendError::Protocol {
             detail: e.to_string(),
         })?;
@@ -332,8 +416,79 @@ impl TransitClient<'_> {
             .request(
                 vault,
                 Method::POST,
-                &format!("{API_PREFIX}/transit/credentials"),
+                &format!("{API_PREFIX}/transit/orders"),
                 Some(body),
+            )
+            .await
+    }
+
+    /// Where order `order_id` stands (after the buyer paid, or to show its status).
+    pub async fn order_status(
+        self,
+        vault: Arc<Vault>,
+        order_id: &str,
+    ) -> Result<OrderResponse, BackendError> {
+        self.backend
+            .request(
+                vault,
+                Method::GET,
+                &format!("{API_PREFIX}/transit/orders/{}", path_segment(order_id)?),
+                None,
+            )
+            .await
+    }
+
+    /// The credential of paid order `order_id` (the same one however often it is asked for);
+    /// refused with `payment_pending` (retry soon), `payment_failed`, `order_expired` or
+    /// `pass_cancelled`.
+    pub async fn collect(
+        self,
+        vault: Arc<Vault>,
+        order_id: &str,
+    ) -> Result<CredentialResponse, BackendError> {
+        self.backend
+            .request(
+                vault,
+                Method::POST,
+                &format!(
+                    "{API_PREFIX}/transit/orders/{}/credential",
+                    path_segment(order_id)?
+                ),
+                Some(b"{}".to_vec()),
+            )
+            .await
+    }
+
+    /// Orders `amount_vnd` of prepaid credit for pay-as-you-go fares on this account's card;
+    /// paid like any order.
+    pub async fn top_up(
+        self,
+        vault: Arc<Vault>,
+        amount_vnd: u64,
+    ) -> Result<OrderResponse, BackendError> {
+        let body = serde_json::to_vec(&TopUpRequest { amount_vnd }).map_err(|e| {
+            BackendError::Protocol {
+                detail: e.to_string(),
+            }
+        })?;
+        self.backend
+            .request(
+                vault,
+                Method::POST,
+                &format!("{API_PREFIX}/transit/topups"),
+                Some(body),
+            )
+            .await
+    }
+
+    /// This account's prepaid balance.
+    pub async fn balance(self, vault: Arc<Vault>) -> Result<BalanceResponse, BackendError> {
+        self.backend
+            .request(
+                vault,
+                Method::GET,
+                &format!("{API_PREFIX}/transit/balance"),
+                None,
             )
             .await
     }
@@ -460,6 +615,23 @@ fn device_side(e: TransitError) -> BackendError {
     }
 }
 
+/// An id as one URL path segment, or a protocol error for one that cannot be (a slash, a
+/// query).
+fn path_segment(id: &str) -> Result<&str, BackendError> {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(id)
+    } else {
+        Err(BackendError::Protocol {
+            detail: format!("{id:?} is not an order id"),
+        })
+    }
+}
+
 fn unhex(text: &str) -> Result<Vec<u8>, BackendError> {
     crate::hex::decode(text).ok_or_else(|| BackendError::Protocol {
         detail: "the backend sent a credential that is not hex".into(),
@@ -467,32 +639,55 @@ fn unhex(text: &str) -> Result<Vec<u8>, BackendError> {
 }
 
 impl TransitClient<'_> {
-    /// Buys `order`'s product for `phone`'s device key (the order's key is set from the phone)
-    /// and installs the signed credential on the phone (as the owner's, or as a dependant's
-    /// when the order names one). The purchase is made once however often
-    /// its request is retried; a credential the phone refuses is reported, not installed.
+    /// Orders `order`'s product for `phone`'s device key (the order is signed by the phone)
+    /// and, when it is paid at once (a free product, a stored payment method), collects and
+    /// installs its credential (as the owner's, or as a dependant's when the order names one).
+    /// Otherwise the buyer pays at the answer's `payment_url` and the app calls
+    /// [`TransitClient::collect_and_install`]. The order is made once however often its
+    /// request is retried.
     pub async fn buy_and_install(
         self,
         vault: Arc<Vault>,
         phone: Arc<Phone>,
         order: CredentialOrder,
-    ) -> Result<CredentialResponse, BackendError> {
+    ) -> Result<Purchase, BackendError> {
         let order = order
             .signed_by(&phone, crate::net::now_secs())
             .map_err(device_side)?;
-        let bought = self.order_credential(vault, &order).await?;
+        let placed = self.order(vault.clone(), &order).await?;
+        let credential = match placed.status {
+            OrderStatus::Paid => Some(
+                self.collect_and_install(vault, phone, &placed.order_id)
+                    .await?,
+            ),
+            _ => None,
+        };
+        Ok(Purchase {
+            order: placed,
+            credential,
+        })
+    }
+
+    /// Collects paid order `order_id`'s credential and installs it on `phone` (beside the
+    /// owner's when it is a dependant's); returns its fields. A credential the phone refuses
+    /// is reported, not installed.
+    pub async fn collect_and_install(
+        self,
+        vault: Arc<Vault>,
+        phone: Arc<Phone>,
+        order_id: &str,
+    ) -> Result<CredentialFields, BackendError> {
+        let bought = self.collect(vault, order_id).await?;
         let credential = unhex(&bought.credential)?;
-        let dependant = order.dependant.is_some();
         blocking(move || {
-            let installed = if dependant {
+            if bought.dependant {
                 phone.install_dependant_credential(&credential)
             } else {
                 phone.install_credential(&credential)
-            };
-            installed.map(|_| ()).map_err(device_side)
+            }
+            .map_err(device_side)
         })
-        .await?;
-        Ok(bought)
+        .await
     }
 
     /// Renews the credential `phone` holds for `card_id` (free, while its pass holds) and

@@ -24,6 +24,8 @@ pub enum Lock<'a> {
     Migrations,
     /// One validator's uploads (de-duplication by sequence).
     Validator(&'a str),
+    /// One sales order: its payment recorded once, its credential handed out once.
+    Order(&'a str),
     /// One device: its revocation, and the transit keys recorded for it.
     Device(&'a str),
     /// One transit key (SHA-256 of the compressed key, hex): two accounts claiming it.
@@ -46,13 +48,14 @@ impl Lock<'_> {
         match self {
             Lock::Migrations => 0,
             Lock::Validator(_) => 1,
-            Lock::Device(_) => 2,
-            Lock::DeviceKey(_) => 3,
-            Lock::Card(_) => 4,
-            Lock::Journeys => 5,
-            Lock::Deny => 6,
-            Lock::Scope(_) => 7,
-            Lock::Setting(_) => 8,
+            Lock::Order(_) => 2,
+            Lock::Device(_) => 3,
+            Lock::DeviceKey(_) => 4,
+            Lock::Card(_) => 5,
+            Lock::Journeys => 6,
+            Lock::Deny => 7,
+            Lock::Scope(_) => 8,
+            Lock::Setting(_) => 9,
         }
     }
 
@@ -61,6 +64,7 @@ impl Lock<'_> {
         match self {
             Lock::Migrations => "thudo/migrations".into(),
             Lock::Validator(id) => format!("validator:{id}"),
+            Lock::Order(id) => format!("order:{id}"),
             Lock::Device(id) => format!("device:{id}"),
             Lock::DeviceKey(hash) => format!("device-key:{hash}"),
             Lock::Card(card) => format!("card-bucket:{}", card % CARD_LOCK_BUCKETS),

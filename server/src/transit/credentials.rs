@@ -1,22 +1,19 @@
-//! Credential sales and renewals: a pass for the caller's card (or a dependant's), in a
-//! category the rider is entitled to, bound to the phone's transit key proven by its
-//! signature; then, while the pass holds, fresh credentials for it, free.
+//! Credentials: issuing one for a pass (bound to the phone's transit key, proven by its
+//! signature) within the limits, and, while the pass holds, renewing it, free. Passes are
+//! sold in [`super::sales`].
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
-use thudo_core::sync::protocol::IDEMPOTENCY_KEY_HEADER;
-use thudo_core::transit::backend::{
-    CredentialOrder, CredentialResponse, RenewalRequest, ORDER_PROOF_WINDOW_SECS,
-};
+use thudo_core::transit::backend::{CredentialResponse, RenewalRequest, ORDER_PROOF_WINDOW_SECS};
 use thudo_core::transit::issuer::{CredentialRequest, TrustedIssuerKey};
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::wire::{
     credential_message, CredentialFields, CREDENTIAL_BODY_LEN, CREDENTIAL_LEN,
 };
-use thudo_core::transit::{Category, Product};
+use thudo_core::transit::Category;
 
 use super::issuer::{current_issuer, no_signing_key};
 use super::rules::renewal_refusal;
@@ -24,9 +21,9 @@ use super::store::{IssueOutcome, IssuedCredential, Pass};
 use super::TransitState;
 use crate::devices::authenticate;
 use crate::devices::store::Device;
-use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, ApiError, ApiResult, JsonBody};
 
-fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
+pub(super) fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
     let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
     let next = first.checked_add_months(chrono::Months::new(1))?;
     let start = first.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - utc_offset;
@@ -35,7 +32,7 @@ fn month_window(month: &str, utc_offset: i64) -> Option<(u32, u32)> {
 }
 
 /// The local day (Hanoi) holding unix time `now`: its first and last second.
-fn day_window(now: u32, utc_offset: i64) -> Option<(u32, u32)> {
+pub(super) fn day_window(now: u32, utc_offset: i64) -> Option<(u32, u32)> {
     let local = i64::from(now) + utc_offset;
     let start = local - local.rem_euclid(86_400) - utc_offset;
     Some((
@@ -44,131 +41,9 @@ fn day_window(now: u32, utc_offset: i64) -> Option<(u32, u32)> {
     ))
 }
 
-/// `POST /v1/transit/credentials`: sells a product to the caller's card. A category other than
-/// standard needs an entitlement in force now; the credential then lasts no longer than it.
-pub(crate) async fn issue_credential(
-    State(state): State<TransitState>,
-    headers: HeaderMap,
-    JsonBody(order): JsonBody<CredentialOrder>,
-) -> ApiResult<CredentialResponse> {
-    let device = authenticate(&state.devices(), &headers).await?;
-    // A retried purchase (its first answer lost) gets the first answer again.
-    let replay_key = match headers
-        .get(IDEMPOTENCY_KEY_HEADER)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => None,
-        Some(k)
-            if (1..=64).contains(&k.len())
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
-        {
-            Some(format!("idem:credential:{}:{k}", device.id))
-        }
-        Some(_) => {
-            return Err(ApiError::bad(
-                "idempotency-key must be 1 to 64 letters, digits or '-'",
-            ))
-        }
-    };
-    if let Some(k) = replay_key.clone() {
-        let storage = state.storage.clone();
-        if let Some(stored) = blocking(move || Ok(storage.get_setting(&k)?)).await? {
-            let earlier: CredentialResponse = serde_json::from_slice(&stored).map_err(|e| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
-            })?;
-            return Ok(Json(earlier));
-        }
-    }
-    let key = hex::decode(&order.device_public_key)
-        .filter(|k| k.len() <= 65)
-        .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
-    let uncompressed = p256::decompress(&key)
-        .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
-    check_signed(
-        &order.proof,
-        order.signed_at,
-        &uncompressed,
-        &order.proof_message(),
-        chrono::Utc::now().timestamp(),
-    )?;
-    // The rider: the buyer, or a dependant the operator recorded as theirs.
-    let (rider_account, card_id) = match order.dependant.clone() {
-        None => (device.account_id.clone(), device.card_id),
-        Some(citizen) => {
-            valid_citizen_id(&citizen)?;
-            let storage = state.storage.clone();
-            let guardian = device.account_id.clone();
-            blocking(move || Ok(storage.dependant_of(&guardian, &citizen)?))
-                .await?
-                .ok_or_else(|| {
-                    ApiError::forbidden(
-                        "not_guardian",
-                        "the operator holds no guardianship of this citizen for this account",
-                    )
-                })?
-        }
-    };
-    let now = chrono::Utc::now().timestamp() as u32;
-    let lifetime_secs = lifetime(&state, &rider_account, order.category, now).await?;
-    let (from, until) = match order.product {
-        Product::MonthlySingleRoute | Product::MonthlyAllRoutes => {
-            month_window(&order.month, state.fares.utc_offset_secs)
-                .ok_or_else(|| ApiError::bad("month must be YYYY-MM"))?
-        }
-        Product::PayAsYouGo | Product::FreePass => (now - 60, now + 365 * 86_400),
-        Product::DayPass => day_window(now, state.fares.utc_offset_secs)
-            .ok_or_else(|| ApiError::bad("no day pass can be sold at this time"))?,
-    };
-    if i64::from(until) < i64::from(now) {
-        return Err(ApiError::bad("this pass has already ended"));
-    }
-    let price = state
-        .fares
-        .price(order.product, order.category, order.route, now)
-        .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
-    let request = CredentialRequest {
-        card_id,
-        product: order.product,
-        category: order.category,
-        route: order.route,
-        pass_valid_from: from,
-        pass_valid_until: until,
-        device_public_key: key,
-        lifetime_secs,
-    };
-    let pass = Pass {
-        card_id,
-        product: order.product,
-        category: order.category,
-        route: order.route,
-        valid_from: i64::from(from),
-        valid_until: i64::from(until),
-    };
-    let credential = issue_and_record(&state, &device, &request, Some(pass), now).await?;
-    let response = CredentialResponse {
-        credential: hex::encode(&credential),
-        card_id,
-        price_vnd: price,
-        pass_valid_from: from,
-        pass_valid_until: until,
-    };
-    if let Some(k) = replay_key {
-        // Two instances serving one purchase's retries at once: both answer with the first
-        // answer stored (the other credential is never handed out).
-        let storage = state.storage.clone();
-        let body = serde_json::to_vec(&response).unwrap_or_default();
-        let stored = blocking(move || Ok(storage.claim_setting(&k, &body)?)).await?;
-        let first: CredentialResponse = serde_json::from_slice(&stored).map_err(|e| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
-        })?;
-        return Ok(Json(first));
-    }
-    Ok(Json(response))
-}
-
 /// Checks a request's proof that the caller holds `key`: its signature (`proof`, hex) over
 /// `message`, made (`signed_at`) within [`ORDER_PROOF_WINDOW_SECS`] of `now`.
-fn check_signed(
+pub(super) fn check_signed(
     proof: &str,
     signed_at: u64,
     key: &[u8],
@@ -243,7 +118,7 @@ fn refuse_unless_recorded(outcome: IssueOutcome) -> Result<(), ApiError> {
 /// How long a credential for `category` may last from `now`: 72 h, and no longer than the
 /// rider's entitlement to a category other than standard (403 `not_entitled` without one), so
 /// an expired entitlement stops renewing.
-async fn lifetime(
+pub(super) async fn lifetime(
     state: &TransitState,
     rider_account: &str,
     category: Category,
@@ -273,7 +148,7 @@ async fn lifetime(
 
 /// Signs the credential `request` asks for and records it (opening `new_pass` with it) within
 /// the limits; returns it. A credential the store refuses is never handed out.
-async fn issue_and_record(
+pub(super) async fn issue_and_record(
     state: &TransitState,
     device: &Device,
     request: &CredentialRequest,
@@ -379,5 +254,6 @@ pub(crate) async fn renew_credential(
         price_vnd: 0,
         pass_valid_from: fields.pass_valid_from,
         pass_valid_until: fields.pass_valid_until,
+        dependant: rider != device.account_id,
     }))
 }

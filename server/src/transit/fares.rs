@@ -25,6 +25,10 @@ pub struct FarePolicy {
     pub utc_offset_secs: i64,
     /// Metro station-to-station fares. Caps count bus rides and metro journeys together.
     pub metro: MetroFares,
+    /// How far below zero a prepaid balance may go before the card is denied, VND: validators
+    /// are offline and let a rider through on the list they hold, so a balance can go below
+    /// zero by the rides taken until the next list; two bus rides by default.
+    pub credit_limit_vnd: u64,
 }
 
 impl Default for FarePolicy {
@@ -41,6 +45,7 @@ impl Default for FarePolicy {
             monthly_cap_vnd,
             utc_offset_secs: 7 * 3600,
             metro: MetroFares::hanoi(),
+            credit_limit_vnd: 20_000,
         }
     }
 }

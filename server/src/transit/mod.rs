@@ -12,6 +12,7 @@ pub mod issuer;
 pub mod journeys;
 pub mod riders;
 pub mod rules;
+pub mod sales;
 pub mod store;
 pub mod taps;
 pub mod validators;
@@ -38,6 +39,8 @@ pub struct TransitState {
     pub fares: Arc<FarePolicy>,
     /// Who may call the operator routes.
     pub operators: Operators,
+    /// The payment provider orders are paid through.
+    pub payments: sales::Payments,
 }
 
 impl TransitState {
@@ -52,9 +55,27 @@ impl TransitState {
 pub fn routes(state: TransitState) -> Router {
     Router::new()
         .route("/v1/validators", post(validators::enrol))
+        .route("/v1/transit/orders", post(sales::create_order))
+        .route("/v1/transit/orders/{id}", get(sales::get_order))
         .route(
-            "/v1/transit/credentials",
-            post(credentials::issue_credential),
+            "/v1/transit/orders/{id}/credential",
+            post(sales::collect_credential),
+        )
+        .route("/v1/transit/topups", post(sales::create_top_up))
+        .route("/v1/transit/balance", get(sales::balance))
+        .route(
+            "/v1/payments/{provider}/notify",
+            get(sales::provider_notification),
+        )
+        .route("/test/payments/{order}", post(sales::sandbox_settle))
+        .route(
+            "/v1/admin/transit/reconciliation",
+            get(sales::admin_reconciliation),
+        )
+        .route("/v1/admin/transit/ledger", get(sales::admin_ledger))
+        .route(
+            "/v1/admin/transit/orders/{id}/refund",
+            post(sales::admin_refund),
         )
         .route(
             "/v1/transit/credentials/renew",

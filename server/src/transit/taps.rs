@@ -143,7 +143,11 @@ pub(crate) async fn upload_taps(
         let complete_at = upload
             .drained
             .then(|| received - upload.exported_secs_ago.min(3_600) as i64);
-        Ok(storage.record_taps(&validator, &checked, &fares, complete_at)?)
+        let totals = storage.record_taps(&validator, &checked, &fares, complete_at)?;
+        // Cards now owing more than their credit are denied on the next list. A failure
+        // here loses nothing: the card's next charge or top-up checks again.
+        let _ = storage.enforce_balances(&totals.paid_cards, fares.credit_limit_vnd, received);
+        Ok(totals)
     })
     .await?;
     Ok(Json(TapReceipt {

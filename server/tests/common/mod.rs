@@ -12,11 +12,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 
+use thudo_core::sync::client::BackendError;
 use thudo_core::sync::client::{BackendClient, BackendConfig};
+use thudo_core::transit::backend::{CredentialOrder, CredentialResponse, TransitClient};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::devices::identity::LocalIdentityProvider;
 pub use thudo_server::prelude::*;
 use thudo_server::transit::fares::FarePolicy;
+use thudo_server::transit::sales::Payments;
 use thudo_server::{AppState, Running, ServerConfig};
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
@@ -77,10 +80,16 @@ pub struct Local {
     pub url: String,
 }
 
+/// [`start_local_with`] a sandbox that pays every order as it is made (scenarios about what a
+/// pass does, not how it is paid).
 pub async fn start_local(dir: &Path) -> Local {
+    start_local_with(dir, Payments::sandbox(true)).await
+}
+
+pub async fn start_local_with(dir: &Path, payments: Payments) -> Local {
     let storage = thudo_server::open_storage(&database(dir)).unwrap();
     let (config, idp) = ServerConfig::local(storage.clone(), ADMIN, FarePolicy::default()).unwrap();
-    let state = AppState::new(config).unwrap();
+    let state = AppState::new(ServerConfig { payments, ..config }).unwrap();
     let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -94,6 +103,19 @@ pub async fn start_local(dir: &Path) -> Local {
         client,
         url,
     }
+}
+
+/// Orders `order` and collects its credential (paid at once: a free product, or a server whose
+/// sandbox pays every order).
+#[allow(dead_code)]
+pub async fn buy(
+    c: &BackendClient,
+    v: Arc<Vault>,
+    order: &CredentialOrder,
+) -> Result<CredentialResponse, BackendError> {
+    let transit = TransitClient::new(c);
+    let placed = transit.order(v.clone(), order).await?;
+    transit.collect(v, &placed.order_id).await
 }
 
 /// Every synced collection, stored in the vault only (no document library, no health-card trust).

@@ -10,6 +10,7 @@
 mod common;
 mod inspection;
 mod metro;
+mod payments;
 mod riders;
 mod trust;
 mod world;

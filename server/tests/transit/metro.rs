@@ -315,7 +315,7 @@ async fn a_line_pass_is_priced_by_the_metro_tariff_and_rides_its_gates_free() {
         )
         .await
         .unwrap();
-    assert_eq!(bought.price_vnd, 200_000, "line 2A's monthly pass");
+    assert_eq!(bought.order.price_vnd, 200_000, "line 2A's monthly pass");
     let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
     let (in_vault, gate_in) = w.gate("in", 201, GateDirection::Entry).await;
     let (out_vault, gate_out) = w.gate("out", 212, GateDirection::Exit).await;

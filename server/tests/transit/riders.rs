@@ -96,14 +96,13 @@ async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
     let w = World::start().await;
     let v = w.phone_device("day", RIDER).await;
     let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
-    let bought = w
-        .transit()
-        .order_credential(
-            v.clone(),
-            &order(&phone, Product::DayPass, Category::Standard),
-        )
-        .await
-        .unwrap();
+    let bought = common::buy(
+        &w.client,
+        v.clone(),
+        &order(&phone, Product::DayPass, Category::Standard),
+    )
+    .await
+    .unwrap();
     assert_eq!(bought.price_vnd, 30_000);
     // The pass window is today in Hanoi: midnight to midnight, local time.
     let from = u64::from(bought.pass_valid_from);
@@ -151,11 +150,13 @@ async fn a_day_pass_rides_free_all_day_and_ends_at_midnight_in_hanoi() {
     let grant = json!({"category": "elderly", "valid_from": t - 86_400, "valid_until": t + 86_400,
         "evidence_ref": "HS-2026-0043"});
     assert_eq!(w.admin_post(&path, grant).await.0, 200);
-    let e = w
-        .transit()
-        .order_credential(elderly, &order(&phone, Product::DayPass, Category::Elderly))
-        .await
-        .unwrap_err();
+    let e = common::buy(
+        &w.client,
+        elderly,
+        &order(&phone, Product::DayPass, Category::Elderly),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(e, BackendError::Refused { status: 400, .. }),
         "{e:?}"
@@ -178,8 +179,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     .unwrap();
     // Nobody buys a pass for a citizen the operator has not recorded as their dependant.
     refused(
-        w.transit()
-            .order_credential(parent_vault.clone(), &child_order)
+        common::buy(&w.client, parent_vault.clone(), &child_order)
             .await
             .unwrap_err(),
         403,
@@ -200,9 +200,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     }
     // The child's free pass needs the child's entitlement, not the parent's.
     assert!(matches!(
-        w.transit()
-            .order_credential(parent_vault.clone(), &child_order)
-            .await,
+        common::buy(&w.client, parent_vault.clone(), &child_order).await,
         Err(BackendError::NotEntitled { .. })
     ));
     let t = now() as i64;
@@ -221,26 +219,26 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     // Reopened from its vault, the phone holds both passes, the owner's first.
     let phone = Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap();
     let held: Vec<u64> = phone.credentials().iter().map(|c| c.card_id).collect();
-    assert_eq!(held, [parent_card, bought.card_id]);
+    assert_eq!(held, [parent_card, bought.order.card_id]);
     assert_ne!(
-        parent_card, bought.card_id,
+        parent_card, bought.order.card_id,
         "the child rides on their own card"
     );
     // Another citizen cannot buy for the child.
     let (stranger_vault, stranger) = w.rider("stranger", VICTIM, Product::PayAsYouGo).await;
     refused(
-        w.transit()
-            .order_credential(
-                stranger_vault.clone(),
-                &CredentialOrder {
-                    dependant: Some(CHILD.into()),
-                    ..order(&stranger, Product::FreePass, Category::Child)
-                }
-                .signed_by(&stranger, now())
-                .unwrap(),
-            )
-            .await
-            .unwrap_err(),
+        common::buy(
+            &w.client,
+            stranger_vault.clone(),
+            &CredentialOrder {
+                dependant: Some(CHILD.into()),
+                ..order(&stranger, Product::FreePass, Category::Child)
+            }
+            .signed_by(&stranger, now())
+            .unwrap(),
+        )
+        .await
+        .unwrap_err(),
         403,
         "not_guardian",
     );
@@ -253,7 +251,10 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
         .unwrap();
     let child_ride = bus
         .validate(
-            &phone.current_qr_for(bought.card_id, at + 1).unwrap().text,
+            &phone
+                .current_qr_for(bought.order.card_id, at + 1)
+                .unwrap()
+                .text,
             at + 1,
         )
         .unwrap();
@@ -270,7 +271,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     let history = RiderHistory::new(&parent_vault);
     assert_eq!(history.trips_from("2000-01-01", None).unwrap().len(), 2);
     let child_trips = history
-        .trips_from("2000-01-01", Some(bought.card_id))
+        .trips_from("2000-01-01", Some(bought.order.card_id))
         .unwrap();
     assert_eq!(child_trips.len(), 1);
     assert_eq!(
@@ -281,7 +282,7 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     let own = history.cap(&day, None).unwrap().unwrap();
     assert_eq!((own.card_id, own.paid_vnd), (Some(parent_card), 8_000));
     assert_eq!(history.cap(&day, Some(parent_card)).unwrap(), Some(own));
-    assert_eq!(history.cap(&day, Some(bought.card_id)).unwrap(), None);
+    assert_eq!(history.cap(&day, Some(bought.order.card_id)).unwrap(), None);
     // A teenage dependant pays as they go: their cap progress reaches the parent's phone under
     // their card, apart from the parent's.
     const TEEN: &str = "001008012345";
@@ -302,19 +303,25 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     let phone = Phone::open(parent_vault.clone(), None, PhoneOptions::default()).unwrap();
     let at = at + 600;
     assert!(
-        bus.validate(&phone.current_qr_for(teen.card_id, at).unwrap().text, at)
-            .unwrap()
-            .accepted
+        bus.validate(
+            &phone.current_qr_for(teen.order.card_id, at).unwrap().text,
+            at
+        )
+        .unwrap()
+        .accepted
     );
     w.upload_bus(&bus_vault, &mut bus).await;
     w.client
         .sync(parent_vault.clone(), &common::collections(), None)
         .await
         .unwrap();
-    let teen_cap = history.cap(&day, Some(teen.card_id)).unwrap().unwrap();
+    let teen_cap = history
+        .cap(&day, Some(teen.order.card_id))
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (teen_cap.card_id, teen_cap.paid_vnd),
-        (Some(teen.card_id), 8_000)
+        (Some(teen.order.card_id), 8_000)
     );
     assert_eq!(history.cap(&day, None).unwrap().unwrap().paid_vnd, 8_000);
     // The guardianship ends (custody changed): no more of the child's passes, nor their trips.
@@ -335,22 +342,24 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     assert_eq!(end(CHILD).await, 404, "once");
     assert_eq!(end("12").await, 400);
     refused(
-        w.transit()
-            .order_credential(parent_vault.clone(), &child_order)
+        common::buy(&w.client, parent_vault.clone(), &child_order)
             .await
             .unwrap_err(),
         403,
         "not_guardian",
     );
     let before = history
-        .trips_from("2000-01-01", Some(bought.card_id))
+        .trips_from("2000-01-01", Some(bought.order.card_id))
         .unwrap()
         .len();
     let at = at + 1_200;
     assert!(
-        bus.validate(&phone.current_qr_for(bought.card_id, at).unwrap().text, at)
-            .unwrap()
-            .accepted,
+        bus.validate(
+            &phone.current_qr_for(bought.order.card_id, at).unwrap().text,
+            at
+        )
+        .unwrap()
+        .accepted,
         "a pass already held rides until its credential ends"
     );
     w.upload_bus(&bus_vault, &mut bus).await;
@@ -360,14 +369,14 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
         .unwrap();
     assert_eq!(
         history
-            .trips_from("2000-01-01", Some(bought.card_id))
+            .trips_from("2000-01-01", Some(bought.order.card_id))
             .unwrap()
             .len(),
         before,
         "the child's new trips no longer reach the former guardian"
     );
     // Removing the child's pass leaves the owner's.
-    assert!(phone.remove_credential(bought.card_id).unwrap());
+    assert!(phone.remove_credential(bought.order.card_id).unwrap());
     assert!(phone.remove_credential(parent_card).is_err());
     assert_eq!(phone.credentials().len(), 2);
 }
@@ -493,7 +502,7 @@ async fn a_reduced_pass_stops_renewing_when_its_entitlement_ends() {
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let e = w
         .transit()
-        .renew(v.clone(), phone.clone(), bought.card_id)
+        .renew(v.clone(), phone.clone(), bought.order.card_id)
         .await
         .unwrap_err();
     assert!(matches!(e, BackendError::NotEntitled { .. }), "{e:?}");

@@ -220,15 +220,14 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
     // A rogue validator's claims: an accepted tap for the victim's card with no scan, with the
     // rider's scan relabelled as the victim's card, and with a forged scan. None charges the
     // victim; the forged and evidence-free ones are recorded for the operator.
-    let victim_card = w
-        .transit()
-        .order_credential(
-            victim_vault.clone(),
-            &order(&victim, Product::PayAsYouGo, Category::Standard),
-        )
-        .await
-        .unwrap()
-        .card_id;
+    let victim_card = common::buy(
+        &w.client,
+        victim_vault.clone(),
+        &order(&victim, Product::PayAsYouGo, Category::Standard),
+    )
+    .await
+    .unwrap()
+    .card_id;
     let t = t0 + 6 * 3600;
     let genuine = rider.current_qr(t).unwrap().text;
     let mut forged = genuine.clone().into_bytes();
@@ -310,15 +309,14 @@ async fn revocations_reach_validators_in_newer_lists_and_stop_charges() {
 
     // The rider's card is revoked: the very first publication is a newer version than the one
     // validators hold, so the validator takes it.
-    let card = w
-        .transit()
-        .order_credential(
-            rider_vault.clone(),
-            &order(&rider, Product::PayAsYouGo, Category::Standard),
-        )
-        .await
-        .unwrap()
-        .card_id;
+    let card = common::buy(
+        &w.client,
+        rider_vault.clone(),
+        &order(&rider, Product::PayAsYouGo, Category::Standard),
+    )
+    .await
+    .unwrap()
+    .card_id;
     let (status, v) = w
         .admin_post("/v1/admin/transit/deny", json!({"cards": [card]}))
         .await;
@@ -414,17 +412,13 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     let v = w.phone_device("grandma", RIDER).await;
     let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
     let free = order(&phone, Product::FreePass, Category::Elderly);
-    let e = w
-        .transit()
-        .order_credential(v.clone(), &free)
-        .await
-        .unwrap_err();
+    let e = common::buy(&w.client, v.clone(), &free).await.unwrap_err();
     assert!(matches!(e, BackendError::NotEntitled { .. }), "{e:?}");
     let mut half = order(&phone, Product::MonthlyAllRoutes, Category::Priority);
     half.month = "2026-12".into();
     let half = half.signed_by(&phone, now()).unwrap();
     assert!(matches!(
-        w.transit().order_credential(v.clone(), &half).await,
+        common::buy(&w.client, v.clone(), &half).await,
         Err(BackendError::NotEntitled { .. })
     ));
     // Standard is self-service.
@@ -432,8 +426,7 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     standard.category = Category::Standard;
     let standard = standard.signed_by(&phone, now()).unwrap();
     assert_eq!(
-        w.transit()
-            .order_credential(v.clone(), &standard)
+        common::buy(&w.client, v.clone(), &standard)
             .await
             .unwrap()
             .price_vnd,
@@ -451,7 +444,7 @@ async fn reduced_and_free_categories_need_an_entitlement() {
         200
     );
     assert!(matches!(
-        w.transit().order_credential(v.clone(), &free).await,
+        common::buy(&w.client, v.clone(), &free).await,
         Err(BackendError::NotEntitled { .. })
     ));
     for bad in [
@@ -469,11 +462,7 @@ async fn reduced_and_free_categories_need_an_entitlement() {
             .0,
         200
     );
-    let r = w
-        .transit()
-        .order_credential(v.clone(), &free)
-        .await
-        .unwrap();
+    let r = common::buy(&w.client, v.clone(), &free).await.unwrap();
     assert_eq!(r.price_vnd, 0);
     let fields = phone
         .install_credential(&thudo_core::hex::decode(&r.credential).unwrap())
@@ -482,7 +471,7 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     assert!(i64::from(fields.not_after) <= t + 7200 + 5);
     // The entitlement covers elderly only, not priority.
     assert!(matches!(
-        w.transit().order_credential(v.clone(), &half).await,
+        common::buy(&w.client, v.clone(), &half).await,
         Err(BackendError::NotEntitled { .. })
     ));
     let listed = w.admin_get(&path).await;
@@ -533,14 +522,13 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
 
     // New credentials carry key 2; a validator that has not fetched the feed refuses them,
     // one that has accepts them and takes the list key 2 signed.
-    let fresh = w
-        .transit()
-        .order_credential(
-            rider_vault.clone(),
-            &order(&rider, Product::PayAsYouGo, Category::Standard),
-        )
-        .await
-        .unwrap();
+    let fresh = common::buy(
+        &w.client,
+        rider_vault.clone(),
+        &order(&rider, Product::PayAsYouGo, Category::Standard),
+    )
+    .await
+    .unwrap();
     rider
         .install_credential(&thudo_core::hex::decode(&fresh.credential).unwrap())
         .unwrap();
@@ -576,6 +564,7 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
         fares: FarePolicy::default(),
         identity: w.idp.config(),
         test_identity: None,
+        payments: thudo_server::transit::sales::Payments::sandbox(true),
     })
     .unwrap();
     let running = thudo_server::start(restarted, "127.0.0.1:0".parse().unwrap())
@@ -611,14 +600,13 @@ async fn nobody_can_claim_another_riders_transit_key() {
     let w = World::start().await;
     let (_victim_vault, victim) = w.rider("victim", VICTIM, Product::PayAsYouGo).await;
     let attacker = w.phone_device("attacker", RIDER).await;
-    let e = w
-        .transit()
-        .order_credential(
-            attacker.clone(),
-            &order(&victim, Product::PayAsYouGo, Category::Standard),
-        )
-        .await
-        .unwrap_err();
+    let e = common::buy(
+        &w.client,
+        attacker.clone(),
+        &order(&victim, Product::PayAsYouGo, Category::Standard),
+    )
+    .await
+    .unwrap_err();
     refused(e, 403, "device_key_taken");
     let attacker_id = BackendClient::registration(&attacker)
         .unwrap()
@@ -646,20 +634,36 @@ async fn orders_prove_their_key_and_a_flood_of_keys_is_refused() {
     let keyed = |key: &SoftwareKey, signed_at: u64| {
         CredentialOrder::new(Product::PayAsYouGo, Category::Standard).signed_with(key, signed_at)
     };
+    // An order, and (when it was taken: these are free) the collection of its credential.
     let post = |order: CredentialOrder| {
         let req = w
             .http
-            .post(w.url("/v1/transit/credentials"))
+            .post(w.url("/v1/transit/orders"))
             .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(serde_json::to_vec(&order).unwrap());
+        let (http, token) = (w.http.clone(), token.clone());
+        let base = w.url("");
         async move {
-            let r = req.send().await.unwrap();
-            let retry_after = r
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-            (r.status().as_u16(), json_of(r).await, retry_after)
+            let answer = |r: reqwest::Response| async move {
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (r.status().as_u16(), json_of(r).await, retry_after)
+            };
+            let ordered = answer(req.send().await.unwrap()).await;
+            if ordered.0 != 200 {
+                return ordered;
+            }
+            let id = ordered.1["order_id"].as_str().unwrap().to_owned();
+            let collect = http
+                .post(format!("{base}/v1/transit/orders/{id}/credential"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            answer(collect).await
         }
     };
     let key = SoftwareKey::generate().unwrap().0;

@@ -5,7 +5,7 @@
 pub use std::sync::{Arc, Mutex};
 
 pub(crate) use crate::common;
-pub use crate::common::{http_client, start_local, vault, ADMIN};
+pub use crate::common::{http_client, vault, ADMIN};
 pub use serde_json::{json, Value};
 pub use thudo_core::sync::client::{BackendClient, BackendConfig, BackendError};
 pub use thudo_core::sync::protocol::{RegisterRequest, ValidatorEnrolmentRequest};
@@ -41,6 +41,11 @@ impl World {
     }
 
     pub async fn start() -> World {
+        World::start_with(thudo_server::transit::sales::Payments::sandbox(true)).await
+    }
+
+    /// A world whose orders are paid through `payments`.
+    pub async fn start_with(payments: thudo_server::transit::sales::Payments) -> World {
         let dir = tempfile::tempdir().unwrap();
         let common::Local {
             storage,
@@ -49,7 +54,7 @@ impl World {
             idp,
             client,
             ..
-        } = start_local(dir.path()).await;
+        } = common::start_local_with(dir.path(), payments).await;
         let http = http_client();
         World {
             dir,
@@ -241,11 +246,13 @@ impl World {
     pub async fn rider(&self, name: &str, citizen: &str, product: Product) -> (Arc<Vault>, Phone) {
         let v = self.phone_device(name, citizen).await;
         let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
-        let r = self
-            .transit()
-            .order_credential(v.clone(), &order(&phone, product, Category::Standard))
-            .await
-            .unwrap();
+        let r = common::buy(
+            &self.client,
+            v.clone(),
+            &order(&phone, product, Category::Standard),
+        )
+        .await
+        .unwrap();
         phone
             .install_credential(&thudo_core::hex::decode(&r.credential).unwrap())
             .unwrap();

@@ -34,11 +34,12 @@ pub(super) fn bump_deny_version(tx: &mut dyn Tx) -> Result<u32> {
     Ok(version)
 }
 
-/// Whether a verified scan's card or device key was on the deny list at the QR's time.
+/// Whether a verified scan's card or device key was on the deny list at the QR's time (a card
+/// denied for the balance it owes still pays its fares: its debt grows until it tops up).
 pub(super) fn revoked_at(tx: &mut dyn Tx, s: &VerifiedScan) -> Result<bool> {
     Ok(tx
         .row(
-            "SELECT 1 FROM deny_cards WHERE card_id = ?1 AND denied_at <= ?2
+            "SELECT 1 FROM deny_cards WHERE card_id = ?1 AND denied_at <= ?2 AND reason IS NULL
              UNION SELECT 1 FROM deny_devices WHERE key_hash = ?3 AND denied_at <= ?2",
             params![
                 big(s.card_id),
@@ -89,7 +90,12 @@ fn deny_key(tx: &mut dyn Tx, key: &[u8; 32], at: i64) -> Result<usize> {
 
 /// Denies one card from `at` until its credentials have ended (none is issued for it again, so
 /// nothing rides on it after: a pass longer than its credential needs renewals); 1 when new.
-fn deny_card(tx: &mut dyn Tx, card: u64, at: i64) -> Result<usize> {
+pub(super) fn deny_card(
+    tx: &mut dyn Tx,
+    card: u64,
+    at: i64,
+    reason: Option<&str>,
+) -> Result<usize> {
     let last = tx
         .row(
             "SELECT CAST(MAX(not_after) AS BIGINT) FROM credentials WHERE card_id = ?1",
@@ -99,9 +105,37 @@ fn deny_card(tx: &mut dyn Tx, card: u64, at: i64) -> Result<usize> {
         .transpose()?
         .flatten();
     Ok(tx.exec(
-        "INSERT INTO deny_cards(card_id, denied_at, until) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        params![big(card), at, deny_until(last, at)],
+        "INSERT INTO deny_cards(card_id, denied_at, until, reason) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO NOTHING",
+        params![big(card), at, deny_until(last, at), reason],
     )? as usize)
+}
+
+/// Opens a pass sold to `account_id`; returns its id.
+pub(super) fn insert_pass(
+    tx: &mut dyn Tx,
+    account_id: &str,
+    pass: &Pass,
+    now: i64,
+) -> Result<String> {
+    let id = format!("p-{}", hex::encode(&random_bytes::<8>()?));
+    tx.exec(
+        "INSERT INTO passes(id, account_id, card_id, product, category, route,
+                            valid_from, valid_until, cancelled_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
+        params![
+            &id,
+            account_id,
+            big(pass.card_id),
+            code_of(&pass.product),
+            pass.category as u8,
+            pass.route,
+            pass.valid_from,
+            pass.valid_until,
+            now
+        ],
+    )?;
+    Ok(id)
 }
 
 impl<E: Engine> CredentialStore for SqlStorage<E> {
@@ -109,7 +143,7 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
         self.write(|tx| {
             let version = bump_deny_version(tx)?;
             for c in cards {
-                deny_card(tx, *c, at)?;
+                deny_card(tx, *c, at, None)?;
             }
             for h in device_key_hashes {
                 deny_key(tx, h, at)?;
@@ -205,22 +239,7 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
                 return Ok(IssueOutcome::TooManyOrders);
             }
             if let Some(pass) = new_pass {
-                tx.exec(
-                    "INSERT INTO passes(id, account_id, card_id, product, category, route,
-                                        valid_from, valid_until, cancelled_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
-                    params![
-                        format!("p-{}", hex::encode(&random_bytes::<8>()?)),
-                        &device.account_id,
-                        big(pass.card_id),
-                        code_of(&pass.product),
-                        pass.category as u8,
-                        pass.route,
-                        pass.valid_from,
-                        pass.valid_until,
-                        now
-                    ],
-                )?;
+                insert_pass(tx, &device.account_id, pass, now)?;
             }
             tx.exec(
                 "INSERT INTO device_keys(device_id, key_hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING",

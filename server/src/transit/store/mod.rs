@@ -6,6 +6,7 @@
 mod credentials;
 mod journeys;
 mod riders;
+mod sales;
 mod taps;
 mod validators;
 
@@ -90,6 +91,8 @@ pub struct TapTotals {
     /// Taps the validator accepted that the backend does not charge (no or bad evidence,
     /// revoked, invalid, replayed, relayed).
     pub not_charged: u32,
+    /// The pay-as-you-go cards charged now (their prepaid balances to check).
+    pub paid_cards: Vec<u64>,
 }
 
 /// Something an operator should look at: evidence that a device lied or a QR was relayed.
@@ -158,10 +161,12 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
     sqlite: &[
         include_str!("../schema/sqlite/0001_base.sql"),
         include_str!("../schema/sqlite/0002_passes_and_credentials.sql"),
+        include_str!("../schema/sqlite/0003_sales.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
         include_str!("../schema/postgres/0002_passes_and_credentials.sql"),
+        include_str!("../schema/postgres/0003_sales.sql"),
     ],
 };
 
@@ -380,6 +385,217 @@ pub trait RiderStore: Send + Sync + 'static {
     ) -> Result<Option<Entitlement>>;
 }
 
+/// What an order buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderPurpose {
+    /// A pass (its terms are the order's).
+    Pass,
+    /// Prepaid credit for pay-as-you-go fares on the order's card.
+    TopUp,
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Waiting for the provider's notification.
+    AwaitingPayment,
+    /// Paid: the pass exists (or the credit was added).
+    Paid,
+    /// The provider reported a failed payment (the buyer may order again).
+    Failed,
+    /// The buyer cancelled at the provider.
+    Cancelled,
+    /// Paid and then refunded by the operator: the pass is cancelled.
+    Refunded,
+}
+
+/// An order as made: what is bought, for whom, at what price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    /// Its id (the provider's order reference).
+    pub id: String,
+    /// The buyer's account.
+    pub account_id: String,
+    /// The buyer's device (the only one that collects the credential).
+    pub device_id: String,
+    /// What it buys.
+    pub purpose: OrderPurpose,
+    /// The card the pass rides on, or the credit is for.
+    pub card_id: u64,
+    /// The pass's terms, for a pass.
+    pub pass: Option<Pass>,
+    /// The phone key (uncompressed SEC1) its credential binds, for a pass.
+    pub device_key: Option<Vec<u8>>,
+    /// Whether the pass is a dependant's, held on the buyer's phone.
+    pub dependant: bool,
+    /// The price, VND (0: confirmed at once, with no provider).
+    pub amount_vnd: u64,
+    /// The payment provider's name.
+    pub provider: String,
+    /// When it was made (unix seconds).
+    pub created_at: i64,
+    /// When the checkout ends (unix seconds).
+    pub expires_at: i64,
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// As made.
+    pub order: NewOrder,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// The provider's transaction reference of its payment.
+    pub provider_ref: Option<String>,
+    /// The credential handed out for it (the first one; a retried collection gets it again).
+    pub credential: Option<Vec<u8>>,
+}
+
+/// Whether an order was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderAdmission {
+    /// Stored, awaiting payment; or, at no price, paid at once.
+    Admitted(OrderStatus),
+    /// The account made [`MAX_ORDERS_PER_HOUR`] orders in the last hour.
+    TooManyOrders,
+    /// The card is denied (by the operator, or owing more than the credit limit: a top-up
+    /// lifts that).
+    CardDenied {
+        /// Why: `None` by the operator, `Some("balance")` for a balance owed.
+        reason: Option<String>,
+    },
+}
+
+/// What became of a provider's notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentRecord {
+    /// Recorded now: a payment (the pass exists, or the credit was added), a failure or a
+    /// cancellation. `refund_due`: paid for a pass that had ended (a late payment) or for
+    /// an order already paid (paid twice): recorded, with its refund.
+    Recorded {
+        /// The order's status now.
+        status: OrderStatus,
+        /// The card whose balance changed (a top-up), to lift its denial.
+        credited_card: Option<u64>,
+    },
+    /// This outcome (this provider transaction) was recorded before: nothing changed.
+    AlreadyRecorded,
+    /// No such order.
+    UnknownOrder,
+    /// Not the order's amount: nothing recorded.
+    WrongAmount,
+}
+
+/// One ledger entry: the ledger is appended to, never changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerEntry {
+    /// When (unix seconds).
+    pub at: i64,
+    /// The local day (Hanoi) it counts on, `YYYY-MM-DD`.
+    pub day: String,
+    /// `order`, `payment`, `payment_failed`, `payment_cancelled`, `refund`.
+    pub entry: String,
+    /// The order.
+    pub order_id: String,
+    /// What the order buys.
+    pub purpose: OrderPurpose,
+    /// The card.
+    pub card_id: u64,
+    /// The product, for a pass.
+    pub product: Option<thudo_core::transit::Product>,
+    /// The category, for a pass.
+    pub category: Option<thudo_core::transit::Category>,
+    /// VND: the price for an order, the amount taken for a payment, the amount returned for a
+    /// refund, 0 for a failure or cancellation.
+    pub amount_vnd: u64,
+    /// The provider's transaction reference.
+    pub provider_ref: Option<String>,
+}
+
+/// One line of a day's reconciliation: one product (or top-ups) and category.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReconciliationLine {
+    /// `monthly_all_routes`, ..., `top_up`; `pay_as_you_go` for fares charged.
+    pub product: String,
+    /// The passenger category (none for top-ups and fares: fares do not depend on it).
+    pub category: Option<thudo_core::transit::Category>,
+    /// Payments taken.
+    pub sales: u64,
+    /// Their sum, VND.
+    pub sales_vnd: u64,
+    /// Refunds made.
+    pub refunds: u64,
+    /// Their sum, VND.
+    pub refunds_vnd: u64,
+    /// Pay-as-you-go fares charged (bus rides and metro journeys).
+    pub charges: u64,
+    /// Their sum, VND.
+    pub charged_vnd: u64,
+}
+
+/// A day's sales, refunds and fares, by product and category, with the ledger's own sums.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reconciliation {
+    /// The local day, `YYYY-MM-DD`.
+    pub day: String,
+    /// One line per product and category with anything that day.
+    pub lines: Vec<ReconciliationLine>,
+    /// Sum of the lines' sales, VND.
+    pub sales_vnd: u64,
+    /// Sum of the lines' refunds, VND.
+    pub refunds_vnd: u64,
+    /// Sum of the lines' fares, VND.
+    pub charged_vnd: u64,
+    /// Orders made that day and their value, VND (paid or not).
+    pub orders: u64,
+    /// Their value, VND.
+    pub ordered_vnd: u64,
+    /// Payments that failed or were cancelled that day.
+    pub unpaid: u64,
+}
+
+/// Sales: orders with a price, the provider's confirmations, refunds, prepaid balances and the
+/// ledger they all write to.
+pub trait SalesStore: Send + Sync + 'static {
+    /// Stores an order (and its ledger entry) within the limits; one at no price is paid at
+    /// once (its pass made).
+    fn create_order(&self, order: &NewOrder, day: &str) -> Result<OrderAdmission>;
+    /// An order.
+    fn order(&self, id: &str) -> Result<Option<OrderRecord>>;
+    /// Records a provider's notification once: a payment of the order's amount makes its pass
+    /// (or adds its credit), a failure or cancellation is noted; the same transaction sent
+    /// again changes nothing.
+    fn record_payment(
+        &self,
+        notification: &crate::payments::Notification,
+        now: i64,
+        day: &str,
+    ) -> Result<PaymentRecord>;
+    /// Keeps the first credential handed out for a paid order; returns the one kept.
+    fn keep_credential(&self, order_id: &str, credential: &[u8]) -> Result<Vec<u8>>;
+    /// Refunds a paid pass order: the pass is cancelled (its renewals refused), the refund
+    /// entered. `None` when there is no such paid order.
+    fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>>;
+    /// A card's prepaid balance, VND: credit bought minus fares charged (negative: owed).
+    fn balance(&self, card_id: u64) -> Result<i64>;
+    /// Whether the card is denied for the balance it owes.
+    fn balance_denied(&self, card_id: u64) -> Result<bool>;
+    /// Denies each of `cards` owing more than `credit_limit_vnd` and lifts the balance denial
+    /// of each that no longer does; returns the new deny-list version if it changed.
+    fn enforce_balances(
+        &self,
+        cards: &[u64],
+        credit_limit_vnd: u64,
+        now: i64,
+    ) -> Result<Option<u32>>;
+    /// The ledger's entries of local day `day`, oldest first.
+    fn ledger(&self, day: &str) -> Result<Vec<LedgerEntry>>;
+    /// Local day `day`'s reconciliation.
+    fn reconciliation(&self, day: &str) -> Result<Reconciliation>;
+}
+
 /// Everything transit's routes need from storage.
 pub trait TransitStore:
     ValidatorStore
@@ -387,6 +603,7 @@ pub trait TransitStore:
     + JourneyStore
     + CredentialStore
     + RiderStore
+    + SalesStore
     + SettingsStore
     + DeviceStore
 {
@@ -398,6 +615,7 @@ impl<T> TransitStore for T where
         + JourneyStore
         + CredentialStore
         + RiderStore
+        + SalesStore
         + SettingsStore
         + DeviceStore
 {

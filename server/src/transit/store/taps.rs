@@ -81,6 +81,8 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
             }
+            let cards: BTreeSet<u64> = paid.iter().map(|(card, _, _)| *card).collect();
+            totals.paid_cards = cards.into_iter().collect();
             // An entry gate's log emptied: the entry feed is complete up to its export.
             if let Some(at) = complete_at {
                 tx.exec(

@@ -1,0 +1,452 @@
+//! VNPAY's API 2.1.0, the merchant's side ([`Vnpay`]) and, for tests and the demo, the
+//! gateway's side ([`Sandbox`]).
+//!
+//! Signing: the `vnp_` parameters except `vnp_SecureHash` and `vnp_SecureHashType`, sorted by
+//! name, form-encoded (`key=value` joined by `&`, spaces as `+`), HMAC-SHA512 under the
+//! merchant's secret, hex. Amounts are VND × 100; dates `yyyyMMddHHmmss` in Hanoi time.
+
+use ring::hmac;
+use zeroize::Zeroizing;
+
+use super::{
+    Acknowledgement, Checkout, Notification, NotificationError, PaymentProvider, PaymentResult,
+};
+
+/// Hanoi's offset from UTC: VNPAY's dates are local.
+const UTC_OFFSET_SECS: i64 = 7 * 3600;
+/// Longest notification read (a real one is under 1 KB).
+const MAX_NOTIFICATION_LEN: usize = 4_096;
+
+/// A merchant's VNPAY terminal.
+pub struct Vnpay {
+    tmn_code: String,
+    key: hmac::Key,
+    pay_url: String,
+    return_url: String,
+}
+
+impl Vnpay {
+    /// The terminal `tmn_code` signing with `secret`; buyers pay at `pay_url` and come back to
+    /// `return_url` (the app's page; it proves nothing: only the notification is trusted).
+    pub fn new(tmn_code: &str, secret: &[u8], pay_url: &str, return_url: &str) -> Vnpay {
+        let secret = Zeroizing::new(secret.to_vec());
+        Vnpay {
+            tmn_code: tmn_code.to_owned(),
+            key: hmac::Key::new(hmac::HMAC_SHA512, &secret),
+            pay_url: pay_url.to_owned(),
+            return_url: return_url.to_owned(),
+        }
+    }
+}
+
+/// The signed text of `params` (sorted, form-encoded), leaving out the signature's own fields.
+fn signed_text(params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "vnp_SecureHash" && k != "vnp_SecureHashType")
+        .collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut text = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in sorted {
+        text.append_pair(k, v);
+    }
+    text.finish()
+}
+
+fn sign(key: &hmac::Key, params: &[(String, String)]) -> String {
+    thudo_core::hex::encode(hmac::sign(key, signed_text(params).as_bytes()).as_ref())
+}
+
+/// Checks `params`' `vnp_SecureHash` in constant time; returns the parameters by name (each
+/// once: a name given twice is refused, so nobody can sign one value and have another read).
+fn verified(
+    key: &hmac::Key,
+    query: &str,
+) -> Result<std::collections::BTreeMap<String, String>, NotificationError> {
+    if query.len() > MAX_NOTIFICATION_LEN {
+        return Err(NotificationError::Malformed("too long".into()));
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut by_name = std::collections::BTreeMap::new();
+    for (k, v) in &params {
+        if by_name.insert(k.clone(), v.clone()).is_some() {
+            return Err(NotificationError::Malformed(format!("{k} given twice")));
+        }
+    }
+    let signature = by_name
+        .get("vnp_SecureHash")
+        .and_then(|s| thudo_core::hex::decode(s))
+        .ok_or(NotificationError::BadSignature)?;
+    hmac::verify(key, signed_text(&params).as_bytes(), &signature)
+        .map_err(|_| NotificationError::BadSignature)?;
+    Ok(by_name)
+}
+
+fn field<'a>(
+    params: &'a std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Result<&'a str, NotificationError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .ok_or_else(|| NotificationError::Malformed(format!("no {name}")))
+}
+
+/// VNPAY's amount (VND × 100) as VND; `None` unless whole and in range.
+fn amount_vnd(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 15 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hundredths: u64 = text.parse().ok()?;
+    (hundredths % 100 == 0).then_some(hundredths / 100)
+}
+
+/// A unix time as VNPAY writes dates: `yyyyMMddHHmmss`, Hanoi time.
+fn vnpay_date(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix.saturating_add(UTC_OFFSET_SECS), 0)
+        .unwrap_or_default()
+        .naive_utc()
+        .format("%Y%m%d%H%M%S")
+        .to_string()
+}
+
+fn pairs(items: &[(&str, String)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+impl PaymentProvider for Vnpay {
+    fn name(&self) -> &'static str {
+        "vnpay"
+    }
+
+    fn checkout_url(&self, c: &Checkout<'_>) -> String {
+        let mut params = pairs(&[
+            ("vnp_Version", "2.1.0".into()),
+            ("vnp_Command", "pay".into()),
+            ("vnp_TmnCode", self.tmn_code.clone()),
+            ("vnp_Amount", (c.amount_vnd.saturating_mul(100)).to_string()),
+            ("vnp_CurrCode", "VND".into()),
+            ("vnp_TxnRef", c.order_id.to_owned()),
+            ("vnp_OrderInfo", c.description.to_owned()),
+            ("vnp_OrderType", "other".into()),
+            ("vnp_Locale", "vn".into()),
+            ("vnp_ReturnUrl", self.return_url.clone()),
+            ("vnp_IpAddr", "127.0.0.1".into()),
+            ("vnp_CreateDate", vnpay_date(c.created_at)),
+            ("vnp_ExpireDate", vnpay_date(c.expires_at)),
+        ]);
+        let signature = sign(&self.key, &params);
+        params.push(("vnp_SecureHash".into(), signature));
+        let mut url = form_urlencoded::Serializer::new(String::new());
+        url.extend_pairs(params.iter());
+        format!("{}?{}", self.pay_url, url.finish())
+    }
+
+    fn read_notification(&self, query: &str) -> Result<Notification, NotificationError> {
+        let params = verified(&self.key, query)?;
+        if field(&params, "vnp_TmnCode")? != self.tmn_code {
+            return Err(NotificationError::Malformed(
+                "for another terminal".to_owned(),
+            ));
+        }
+        let amount = field(&params, "vnp_Amount")?;
+        let amount_vnd = amount_vnd(amount)
+            .ok_or_else(|| NotificationError::Malformed(format!("amount {amount}")))?;
+        let response = field(&params, "vnp_ResponseCode")?;
+        // Paid only when both the payment's and the transaction's status say so.
+        let status = params
+            .get("vnp_TransactionStatus")
+            .map_or(response, String::as_str);
+        let result = match (response, status) {
+            ("00", "00") => PaymentResult::Paid,
+            ("24", _) => PaymentResult::Cancelled,
+            (code, _) => PaymentResult::Failed {
+                code: code.chars().take(8).collect(),
+            },
+        };
+        Ok(Notification {
+            order_id: field(&params, "vnp_TxnRef")?.to_owned(),
+            amount_vnd,
+            result,
+            provider_ref: params
+                .get("vnp_TransactionNo")
+                .map(|s| s.chars().take(32).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn acknowledge(&self, ack: Acknowledgement) -> serde_json::Value {
+        let (code, message) = match ack {
+            Acknowledgement::Recorded => ("00", "Confirm Success"),
+            Acknowledgement::AlreadyRecorded => ("02", "Order already confirmed"),
+            Acknowledgement::UnknownOrder => ("01", "Order not found"),
+            Acknowledgement::WrongAmount => ("04", "Invalid amount"),
+            Acknowledgement::BadSignature => ("97", "Invalid signature"),
+            Acknowledgement::Error => ("99", "Unknown error"),
+        };
+        serde_json::json!({ "RspCode": code, "Message": message })
+    }
+}
+
+/// How a sandbox payment ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxOutcome {
+    /// The buyer pays.
+    Pay,
+    /// The bank declines (VNPAY code 51: insufficient funds).
+    Decline,
+    /// The buyer cancels (VNPAY code 24).
+    Cancel,
+}
+
+/// The gateway's side of the protocol, for tests and the demo: it reads a checkout URL as
+/// VNPAY does (refusing one not signed by the merchant) and signs the notification VNPAY
+/// would send. It holds the merchant's secret, as the real gateway does.
+pub struct Sandbox {
+    tmn_code: String,
+    key: hmac::Key,
+    transactions: std::sync::atomic::AtomicU64,
+}
+
+/// A sandbox terminal code.
+pub const SANDBOX_TMN_CODE: &str = "THUDO001";
+
+impl Sandbox {
+    /// A sandbox terminal and the merchant's provider for it, sharing a fresh random secret;
+    /// buyers "pay" at `pay_url`.
+    pub fn pair(pay_url: &str, return_url: &str) -> (std::sync::Arc<Sandbox>, Vnpay) {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut *secret);
+        let hexed = Zeroizing::new(thudo_core::hex::encode(&*secret));
+        (
+            std::sync::Arc::new(Sandbox::new(SANDBOX_TMN_CODE, hexed.as_bytes())),
+            Vnpay::new(SANDBOX_TMN_CODE, hexed.as_bytes(), pay_url, return_url),
+        )
+    }
+
+    /// The gateway for terminal `tmn_code` with the merchant's `secret`.
+    pub fn new(tmn_code: &str, secret: &[u8]) -> Sandbox {
+        Sandbox {
+            tmn_code: tmn_code.to_owned(),
+            key: hmac::Key::new(hmac::HMAC_SHA512, secret),
+            transactions: std::sync::atomic::AtomicU64::new(14_000_000),
+        }
+    }
+
+    /// Reads a checkout URL (or its query) as the gateway does: its order and amount (VND),
+    /// once its signature checks.
+    pub fn read_checkout(&self, url: &str) -> Result<(String, u64), NotificationError> {
+        let query = url.split_once('?').map_or(url, |(_, q)| q);
+        let params = verified(&self.key, query)?;
+        let amount = field(&params, "vnp_Amount")?;
+        Ok((
+            field(&params, "vnp_TxnRef")?.to_owned(),
+            amount_vnd(amount)
+                .ok_or_else(|| NotificationError::Malformed(format!("amount {amount}")))?,
+        ))
+    }
+
+    /// The notification's query string for `order_id`, `amount_vnd` and `outcome` at `now`,
+    /// signed as the gateway signs it.
+    pub fn notification(
+        &self,
+        order_id: &str,
+        amount_vnd: u64,
+        outcome: SandboxOutcome,
+        now: i64,
+    ) -> String {
+        let (response, status) = match outcome {
+            SandboxOutcome::Pay => ("00", "00"),
+            SandboxOutcome::Decline => ("51", "02"),
+            SandboxOutcome::Cancel => ("24", "02"),
+        };
+        let number = self
+            .transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let params = pairs(&[
+            ("vnp_TmnCode", self.tmn_code.clone()),
+            ("vnp_Amount", amount_vnd.saturating_mul(100).to_string()),
+            ("vnp_BankCode", "NCB".into()),
+            ("vnp_CardType", "ATM".into()),
+            ("vnp_OrderInfo", format!("Thanh toan don hang {order_id}")),
+            ("vnp_PayDate", vnpay_date(now)),
+            ("vnp_ResponseCode", response.into()),
+            ("vnp_TransactionNo", number.to_string()),
+            ("vnp_TransactionStatus", status.into()),
+            ("vnp_TxnRef", order_id.to_owned()),
+        ]);
+        self.signed_query(params)
+    }
+
+    /// `params` with the gateway's signature, as a query string (tests alter a signed one).
+    pub fn signed_query(&self, mut params: Vec<(String, String)>) -> String {
+        let signature = sign(&self.key, &params);
+        params.push(("vnp_SecureHash".into(), signature));
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.extend_pairs(params.iter());
+        q.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SECRET: &[u8] = b"THUDOSANDBOXSECRETKEY0123456789AB";
+
+    fn provider() -> Vnpay {
+        Vnpay::new(
+            "THUDO001",
+            SECRET,
+            "https://pay.example/vpcpay.html",
+            "https://app.example/paid",
+        )
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha512_over_the_sorted_form_encoded_parameters() {
+        // Computed independently (Python's hmac and urllib.parse.quote_plus) from the
+        // integration guide's recipe: this is what a gateway would send.
+        let query = "vnp_Amount=28000000&vnp_BankCode=NCB&vnp_OrderInfo=Ve+thang+tuyen+32+2026-12\
+                     &vnp_PayDate=20261205190000&vnp_ResponseCode=00&vnp_TmnCode=THUDO001\
+                     &vnp_TransactionNo=14000001&vnp_TransactionStatus=00&vnp_TxnRef=ord-abc\
+                     &vnp_SecureHash=a04a217379053964951b1f95fb440750ae4f0924a3102e1ff177c3fa32ed0c02\
+                     2b0873675782c6f7ae390c20a27658a6916a05adb5365adda3f7935eab0bcb58";
+        let n = provider().read_notification(query).unwrap();
+        assert_eq!(n.order_id, "ord-abc");
+        assert_eq!(n.amount_vnd, 280_000);
+        assert_eq!(n.result, PaymentResult::Paid);
+        assert_eq!(n.provider_ref, "14000001");
+        // Parameters in another order read the same; an upper-case hash is the same hash.
+        let shuffled = "vnp_TxnRef=ord-abc&vnp_SecureHash=A04A217379053964951B1F95FB440750AE4F0924A3102E1FF177C3FA32ED0C022B0873675782C6F7AE390C20A27658A6916A05ADB5365ADDA3F7935EAB0BCB58\
+                        &vnp_Amount=28000000&vnp_BankCode=NCB&vnp_OrderInfo=Ve+thang+tuyen+32+2026-12\
+                        &vnp_PayDate=20261205190000&vnp_ResponseCode=00&vnp_TmnCode=THUDO001\
+                        &vnp_TransactionNo=14000001&vnp_TransactionStatus=00";
+        assert_eq!(provider().read_notification(shuffled).unwrap(), n);
+        // One character of the amount changed: refused.
+        let altered = query.replace("vnp_Amount=28000000", "vnp_Amount=28000100");
+        assert_eq!(
+            provider().read_notification(&altered),
+            Err(NotificationError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn forged_duplicated_truncated_and_foreign_notifications_are_refused() {
+        let sandbox = Sandbox::new("THUDO001", SECRET);
+        let vnpay = provider();
+        let good = sandbox.notification("ord-1", 30_000, SandboxOutcome::Pay, 1_800_000_000);
+        assert!(vnpay.read_notification(&good).is_ok());
+        // Another merchant's secret.
+        let forger = Sandbox::new("THUDO001", b"a guess");
+        let forged = forger.notification("ord-1", 30_000, SandboxOutcome::Pay, 1_800_000_000);
+        assert_eq!(
+            vnpay.read_notification(&forged),
+            Err(NotificationError::BadSignature)
+        );
+        // A second amount appended after the signed one.
+        let doubled = format!("{good}&vnp_Amount=100");
+        assert!(matches!(
+            vnpay.read_notification(&doubled),
+            Err(NotificationError::Malformed(_))
+        ));
+        // Cut short, unsigned, empty, oversized.
+        assert!(vnpay.read_notification(&good[..good.len() / 2]).is_err());
+        assert_eq!(
+            vnpay.read_notification("vnp_TxnRef=ord-1&vnp_Amount=3000000"),
+            Err(NotificationError::BadSignature)
+        );
+        assert!(vnpay.read_notification("").is_err());
+        assert!(vnpay.read_notification(&"a=b&".repeat(2_000)).is_err());
+        // Signed, but for another terminal.
+        let other = Sandbox::new("OTHER001", SECRET);
+        let foreign = other.notification("ord-1", 30_000, SandboxOutcome::Pay, 1_800_000_000);
+        assert!(matches!(
+            vnpay.read_notification(&foreign),
+            Err(NotificationError::Malformed(_))
+        ));
+        // A fraction of a dong is no amount this merchant charged.
+        let params = pairs(&[
+            ("vnp_TmnCode", "THUDO001".into()),
+            ("vnp_Amount", "3000050".into()),
+            ("vnp_ResponseCode", "00".into()),
+            ("vnp_TxnRef", "ord-1".into()),
+        ]);
+        assert!(matches!(
+            vnpay.read_notification(&sandbox.signed_query(params)),
+            Err(NotificationError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn declines_and_cancellations_read_as_such() {
+        let sandbox = Sandbox::new("THUDO001", SECRET);
+        let vnpay = provider();
+        let declined = sandbox.notification("o", 1_000, SandboxOutcome::Decline, 1_800_000_000);
+        assert_eq!(
+            vnpay.read_notification(&declined).unwrap().result,
+            PaymentResult::Failed { code: "51".into() }
+        );
+        let cancelled = sandbox.notification("o", 1_000, SandboxOutcome::Cancel, 1_800_000_000);
+        assert_eq!(
+            vnpay.read_notification(&cancelled).unwrap().result,
+            PaymentResult::Cancelled
+        );
+        // A success code with a failed transaction status is not a payment.
+        let params = pairs(&[
+            ("vnp_TmnCode", "THUDO001".into()),
+            ("vnp_Amount", "100000".into()),
+            ("vnp_ResponseCode", "00".into()),
+            ("vnp_TransactionStatus", "02".into()),
+            ("vnp_TxnRef", "o".into()),
+        ]);
+        assert!(matches!(
+            vnpay
+                .read_notification(&sandbox.signed_query(params))
+                .unwrap()
+                .result,
+            PaymentResult::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn a_checkout_url_is_signed_and_read_back_by_the_gateway() {
+        let vnpay = provider();
+        let url = vnpay.checkout_url(&Checkout {
+            order_id: "ord-7",
+            amount_vnd: 140_000,
+            description: "Ve thang 2026-12",
+            created_at: 1_796_464_800,
+            expires_at: 1_796_465_700,
+        });
+        assert!(url.starts_with("https://pay.example/vpcpay.html?"));
+        assert!(url.contains("vnp_Amount=14000000"));
+        assert!(url.contains("vnp_Version=2.1.0"));
+        assert!(url.contains("vnp_OrderInfo=Ve+thang+2026-12"));
+        let sandbox = Sandbox::new("THUDO001", SECRET);
+        assert_eq!(
+            sandbox.read_checkout(&url).unwrap(),
+            ("ord-7".to_owned(), 140_000)
+        );
+        let cheaper = url.replace("vnp_Amount=14000000", "vnp_Amount=100");
+        assert_eq!(
+            sandbox.read_checkout(&cheaper),
+            Err(NotificationError::BadSignature)
+        );
+        assert_eq!(
+            vnpay.acknowledge(Acknowledgement::Recorded)["RspCode"],
+            "00"
+        );
+        assert_eq!(
+            vnpay.acknowledge(Acknowledgement::BadSignature)["RspCode"],
+            "97"
+        );
+        assert_eq!(vnpay_date(1_796_464_800), "20261205170000");
+    }
+}

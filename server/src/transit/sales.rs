@@ -1,0 +1,563 @@
+//! Sales: an order with a price, paid through the payment provider; the pass (or prepaid
+//! credit) exists once the provider's signed notification confirms the payment, and the
+//! credential binding it to the phone is collected after. Every order, payment, failure and
+//! refund is a ledger entry; the operator reads each day's reconciliation.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+use thudo_core::crypto::p256;
+use thudo_core::hex;
+use thudo_core::sync::protocol::IDEMPOTENCY_KEY_HEADER;
+use thudo_core::transit::backend::{
+    BalanceResponse, CredentialOrder, CredentialResponse, OrderResponse, OrderStatus as WireStatus,
+    TopUpRequest, MAX_TOP_UP_VND, MIN_TOP_UP_VND,
+};
+use thudo_core::transit::issuer::CredentialRequest;
+use thudo_core::transit::Product;
+
+use super::credentials::{check_signed, day_window, issue_and_record, lifetime, month_window};
+use super::store::{
+    NewOrder, OrderAdmission, OrderPurpose, OrderRecord, OrderStatus, Pass, PaymentRecord,
+};
+use super::TransitState;
+use crate::devices::authenticate;
+use crate::devices::store::Device;
+use crate::http::JsonBody;
+use crate::http::{blocking, query_params, random_token, valid_citizen_id, ApiError, ApiResult};
+use crate::payments::vnpay::{Sandbox, SandboxOutcome};
+use crate::payments::{Acknowledgement, Checkout, NotificationError, PaymentProvider};
+use crate::storage::sha256;
+
+/// How long the provider takes payment for an order.
+pub const PAYMENT_WINDOW_SECS: i64 = 15 * 60;
+
+/// The payment provider and, on a test or demo server, the sandbox gateway.
+#[derive(Clone)]
+pub struct Payments {
+    /// The provider buyers pay through.
+    pub provider: Arc<dyn PaymentProvider>,
+    /// The sandbox gateway holding the provider's secret: present only on a test or demo
+    /// server, where `POST /test/payments/{order}` pays (or declines) an order through it.
+    pub sandbox: Option<Arc<Sandbox>>,
+    /// Pay every order through the sandbox as soon as it is made (the demo, app tests).
+    pub auto_pay: bool,
+}
+
+impl Payments {
+    /// A sandbox provider and its gateway (`auto_pay`: orders are paid when made).
+    pub fn sandbox(auto_pay: bool) -> Payments {
+        let (sandbox, provider) = Sandbox::pair(
+            "https://sandbox.thudo.test/paymentv2/vpcpay.html",
+            "https://thudo.test/paid",
+        );
+        Payments {
+            provider: Arc::new(provider),
+            sandbox: Some(sandbox),
+            auto_pay,
+        }
+    }
+}
+
+fn status_on_wire(status: OrderStatus) -> WireStatus {
+    match status {
+        OrderStatus::AwaitingPayment => WireStatus::AwaitingPayment,
+        OrderStatus::Paid => WireStatus::Paid,
+        OrderStatus::Failed => WireStatus::Failed,
+        OrderStatus::Cancelled => WireStatus::Cancelled,
+        OrderStatus::Refunded => WireStatus::Refunded,
+    }
+}
+
+/// A retried order (its first answer lost, an `Idempotency-Key` sent again) is the same order.
+fn order_id(device: &Device, headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => Ok(format!("o-{}", &random_token()?[..24])),
+        Some(k)
+            if (1..=64).contains(&k.len())
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            let digest = sha256(format!("{}\n{k}", device.id).as_bytes());
+            Ok(format!("o-{}", &hex::encode(&digest)[..24]))
+        }
+        Some(_) => Err(ApiError::bad(
+            "idempotency-key must be 1 to 64 letters, digits or '-'",
+        )),
+    }
+}
+
+/// The state's local day of `now`.
+fn day_of(state: &TransitState, now: i64) -> String {
+    state.fares.local_day_and_month(now.max(0) as u64).0
+}
+
+/// An order as the buyer sees it.
+fn response(state: &TransitState, record: &OrderRecord) -> OrderResponse {
+    let o = &record.order;
+    let payment_url = if record.status == OrderStatus::AwaitingPayment {
+        let description = match &o.pass {
+            Some(p) => format!("Thudo {} {}", crate::storage::code_of(&p.product), o.id),
+            None => format!("Thudo top up {}", o.id),
+        };
+        state.payments.provider.checkout_url(&Checkout {
+            order_id: &o.id,
+            amount_vnd: o.amount_vnd,
+            description: &description,
+            created_at: o.created_at,
+            expires_at: o.expires_at,
+        })
+    } else {
+        String::new()
+    };
+    OrderResponse {
+        order_id: o.id.clone(),
+        status: status_on_wire(record.status),
+        price_vnd: o.amount_vnd,
+        payment_url,
+        card_id: o.card_id,
+        pass_valid_from: o.pass.as_ref().map_or(0, |p| p.valid_from as u32),
+        pass_valid_until: o.pass.as_ref().map_or(0, |p| p.valid_until as u32),
+        dependant: o.dependant,
+        expires_at: o.expires_at.max(0) as u64,
+    }
+}
+
+/// Stores `order` (or finds it, for a retry) and, on a sandbox that pays at once, pays it.
+async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse> {
+    let storage = state.storage.clone();
+    let id = order.id.clone();
+    let day = day_of(state, order.created_at);
+    let existing = blocking(move || Ok(storage.order(&id)?)).await?;
+    let record = match existing {
+        Some(earlier) if earlier.order.account_id == order.account_id => earlier,
+        Some(_) => return Err(ApiError::bad("this order id is taken")),
+        None => {
+            let storage = state.storage.clone();
+            let made = order.clone();
+            let admission = blocking(move || Ok(storage.create_order(&made, &day)?)).await?;
+            match admission {
+                OrderAdmission::Admitted(_) => {}
+                OrderAdmission::TooManyOrders => {
+                    return Err(ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_orders",
+                        "too many orders in the last hour",
+                    )
+                    .retry_after(600))
+                }
+                OrderAdmission::CardDenied { reason: Some(_) } => {
+                    return Err(ApiError::forbidden(
+                        "balance_owed",
+                        "this card owes more than its credit: top it up first",
+                    ))
+                }
+                OrderAdmission::CardDenied { reason: None } => {
+                    return Err(ApiError::forbidden("card_denied", "this card is denied"))
+                }
+            }
+            if state.payments.auto_pay {
+                if let Some(sandbox) = state.payments.sandbox.clone() {
+                    let now = chrono::Utc::now().timestamp();
+                    let query =
+                        sandbox.notification(&order.id, order.amount_vnd, SandboxOutcome::Pay, now);
+                    notify(state, &query).await;
+                }
+            }
+            let storage = state.storage.clone();
+            let id = order.id.clone();
+            blocking(move || Ok(storage.order(&id)?))
+                .await?
+                .ok_or_else(|| ApiError::unavailable("storage", "the order vanished"))?
+        }
+    };
+    Ok(Json(response(state, &record)))
+}
+
+/// `POST /v1/transit/orders`: orders a product for the caller's card (or a dependant's), in a
+/// category the rider is entitled to, bound to the phone key its signature proves. Answers
+/// with the price and where to pay; once paid, the credential is collected.
+pub(crate) async fn create_order(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    JsonBody(order): JsonBody<CredentialOrder>,
+) -> ApiResult<OrderResponse> {
+    let device = authenticate(&state.devices(), &headers).await?;
+    let id = order_id(&device, &headers)?;
+    let key = hex::decode(&order.device_public_key)
+        .filter(|k| k.len() <= 65)
+        .ok_or_else(|| ApiError::bad("device_public_key must be hex"))?;
+    let uncompressed = p256::decompress(&key)
+        .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 point"))?;
+    let now = chrono::Utc::now().timestamp();
+    check_signed(
+        &order.proof,
+        order.signed_at,
+        &uncompressed,
+        &order.proof_message(),
+        now,
+    )?;
+    // The rider: the buyer, or a dependant the operator recorded as theirs.
+    let (rider_account, card_id) = match order.dependant.clone() {
+        None => (device.account_id.clone(), device.card_id),
+        Some(citizen) => {
+            valid_citizen_id(&citizen)?;
+            let storage = state.storage.clone();
+            let guardian = device.account_id.clone();
+            blocking(move || Ok(storage.dependant_of(&guardian, &citizen)?))
+                .await?
+                .ok_or_else(|| {
+                    ApiError::forbidden(
+                        "not_guardian",
+                        "the operator holds no guardianship of this citizen for this account",
+                    )
+                })?
+        }
+    };
+    let now32 = now as u32;
+    // Entitled now (else 403 not_entitled), as it must be when the credential is collected.
+    lifetime(&state, &rider_account, order.category, now32).await?;
+    let (from, until) = match order.product {
+        Product::MonthlySingleRoute | Product::MonthlyAllRoutes => {
+            month_window(&order.month, state.fares.utc_offset_secs)
+                .ok_or_else(|| ApiError::bad("month must be YYYY-MM"))?
+        }
+        Product::PayAsYouGo | Product::FreePass => (now32 - 60, now32 + 365 * 86_400),
+        Product::DayPass => day_window(now32, state.fares.utc_offset_secs)
+            .ok_or_else(|| ApiError::bad("no day pass can be sold at this time"))?,
+    };
+    if i64::from(until) < now {
+        return Err(ApiError::bad("this pass has already ended"));
+    }
+    let price = state
+        .fares
+        .price(order.product, order.category, order.route, now32)
+        .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
+    let placed = NewOrder {
+        id,
+        account_id: device.account_id.clone(),
+        device_id: device.id.clone(),
+        purpose: OrderPurpose::Pass,
+        card_id,
+        pass: Some(Pass {
+            card_id,
+            product: order.product,
+            category: order.category,
+            route: order.route,
+            valid_from: i64::from(from),
+            valid_until: i64::from(until),
+        }),
+        device_key: Some(uncompressed.to_vec()),
+        dependant: order.dependant.is_some(),
+        amount_vnd: price,
+        provider: state.payments.provider.name().to_owned(),
+        created_at: now,
+        expires_at: now + PAYMENT_WINDOW_SECS,
+    };
+    place(&state, placed).await
+}
+
+/// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card,
+/// paid like any order; a card denied for the balance it owes is lifted once paid.
+pub(crate) async fn create_top_up(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TopUpRequest>,
+) -> ApiResult<OrderResponse> {
+    let device = authenticate(&state.devices(), &headers).await?;
+    if !(MIN_TOP_UP_VND..=MAX_TOP_UP_VND).contains(&req.amount_vnd) {
+        return Err(ApiError::bad(format!(
+            "a top-up is {MIN_TOP_UP_VND} to {MAX_TOP_UP_VND} VND"
+        )));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let placed = NewOrder {
+        id: order_id(&device, &headers)?,
+        account_id: device.account_id.clone(),
+        device_id: device.id.clone(),
+        purpose: OrderPurpose::TopUp,
+        card_id: device.card_id,
+        pass: None,
+        device_key: None,
+        dependant: false,
+        amount_vnd: req.amount_vnd,
+        provider: state.payments.provider.name().to_owned(),
+        created_at: now,
+        expires_at: now + PAYMENT_WINDOW_SECS,
+    };
+    place(&state, placed).await
+}
+
+/// The caller's order, or 404 (another account's orders do not exist for it).
+async fn own_order(
+    state: &TransitState,
+    device: &Device,
+    id: String,
+) -> Result<OrderRecord, ApiError> {
+    let storage = state.storage.clone();
+    blocking(move || Ok(storage.order(&id)?))
+        .await?
+        .filter(|o| o.order.account_id == device.account_id)
+        .ok_or_else(|| ApiError::not_found("no such order"))
+}
+
+/// `GET /v1/transit/orders/{id}`: where the caller's order stands.
+pub(crate) async fn get_order(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<OrderResponse> {
+    let device = authenticate(&state.devices(), &headers).await?;
+    let record = own_order(&state, &device, id).await?;
+    Ok(Json(response(&state, &record)))
+}
+
+/// `POST /v1/transit/orders/{id}/credential`: the credential of a paid pass order, for the
+/// phone that ordered it (the same one however often it is asked for).
+pub(crate) async fn collect_credential(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<CredentialResponse> {
+    let device = authenticate(&state.devices(), &headers).await?;
+    let record = own_order(&state, &device, id).await?;
+    let order = &record.order;
+    if order.device_id != device.id {
+        return Err(ApiError::forbidden(
+            "other_device",
+            "the credential is collected by the phone that ordered it",
+        ));
+    }
+    let (Some(pass), Some(key)) = (order.pass.clone(), order.device_key.clone()) else {
+        return Err(ApiError::bad("a top-up has no credential"));
+    };
+    let now = chrono::Utc::now().timestamp();
+    match record.status {
+        OrderStatus::Paid => {}
+        OrderStatus::AwaitingPayment if now > order.expires_at => {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "order_expired",
+                "the order was not paid in time: order again",
+            ))
+        }
+        OrderStatus::AwaitingPayment => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "payment_pending",
+                "the payment is not confirmed yet",
+            )
+            .retry_after(5))
+        }
+        OrderStatus::Failed | OrderStatus::Cancelled => {
+            return Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_failed",
+                "the payment failed or was cancelled: order again",
+            ))
+        }
+        OrderStatus::Refunded => {
+            return Err(ApiError::forbidden(
+                "pass_cancelled",
+                "the order was refunded and its pass cancelled",
+            ))
+        }
+    }
+    let answer = |credential: &[u8]| CredentialResponse {
+        credential: hex::encode(credential),
+        card_id: pass.card_id,
+        price_vnd: order.amount_vnd,
+        pass_valid_from: pass.valid_from as u32,
+        pass_valid_until: pass.valid_until as u32,
+        dependant: order.dependant,
+    };
+    if let Some(credential) = &record.credential {
+        return Ok(Json(answer(credential)));
+    }
+    let storage = state.storage.clone();
+    let (account, card) = (order.account_id.clone(), pass.card_id);
+    let rider = blocking(move || Ok(storage.rider_of_card(&account, card)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "not_guardian",
+                "the guardianship of this card was withdrawn",
+            )
+        })?;
+    let now32 = now as u32;
+    let request = CredentialRequest {
+        card_id: pass.card_id,
+        product: pass.product,
+        category: pass.category,
+        route: pass.route,
+        pass_valid_from: pass.valid_from as u32,
+        pass_valid_until: pass.valid_until as u32,
+        device_public_key: key,
+        lifetime_secs: lifetime(&state, &rider, pass.category, now32).await?,
+    };
+    let credential = issue_and_record(&state, &device, &request, None, now32).await?;
+    let storage = state.storage.clone();
+    let id = order.id.clone();
+    let kept = blocking(move || Ok(storage.keep_credential(&id, &credential)?)).await?;
+    Ok(Json(answer(&kept)))
+}
+
+/// Reads and records a provider's notification; returns what to answer it.
+async fn notify(state: &TransitState, query: &str) -> Acknowledgement {
+    let notification = match state.payments.provider.read_notification(query) {
+        Ok(n) => n,
+        Err(NotificationError::BadSignature) => return Acknowledgement::BadSignature,
+        Err(NotificationError::Malformed(_)) => return Acknowledgement::Error,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let day = day_of(state, now);
+    let storage = state.storage.clone();
+    let recorded = blocking(move || Ok(storage.record_payment(&notification, now, &day)?)).await;
+    match recorded {
+        Ok(PaymentRecord::Recorded { credited_card, .. }) => {
+            if let Some(card) = credited_card {
+                // A top-up lifts a denial for the balance owed; if this fails, the next
+                // upload that charges the card or the next top-up lifts it.
+                let storage = state.storage.clone();
+                let limit = state.fares.credit_limit_vnd;
+                let _ = blocking(move || Ok(storage.enforce_balances(&[card], limit, now)?)).await;
+            }
+            Acknowledgement::Recorded
+        }
+        Ok(PaymentRecord::AlreadyRecorded) => Acknowledgement::AlreadyRecorded,
+        Ok(PaymentRecord::UnknownOrder) => Acknowledgement::UnknownOrder,
+        Ok(PaymentRecord::WrongAmount) => Acknowledgement::WrongAmount,
+        // The provider retries a notification answered with an error.
+        Err(_) => Acknowledgement::Error,
+    }
+}
+
+/// `GET /v1/payments/{provider}/notify`: the provider's server-to-server notification (its
+/// signature is its authentication). Always 200 with the body the provider expects.
+pub(crate) async fn provider_notification(
+    State(state): State<TransitState>,
+    Path(provider): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    if provider != state.payments.provider.name() {
+        return Err(ApiError::not_found("no such payment provider"));
+    }
+    let ack = notify(&state, query.as_deref().unwrap_or("")).await;
+    Ok(Json(state.payments.provider.acknowledge(ack)))
+}
+
+/// Settles order `order_id` through the sandbox gateway as the buyer chose: the gateway signs
+/// its notification and this server reads and records it as it would the provider's. `None`
+/// without a sandbox or such an order.
+pub async fn settle_in_sandbox(
+    state: &TransitState,
+    order_id: &str,
+    outcome: SandboxOutcome,
+) -> Result<Option<Acknowledgement>, ApiError> {
+    let Some(sandbox) = state.payments.sandbox.clone() else {
+        return Ok(None);
+    };
+    let storage = state.storage.clone();
+    let lookup = order_id.to_owned();
+    let Some(order) = blocking(move || Ok(storage.order(&lookup)?)).await? else {
+        return Ok(None);
+    };
+    let now = chrono::Utc::now().timestamp();
+    let query = sandbox.notification(order_id, order.order.amount_vnd, outcome, now);
+    Ok(Some(notify(state, &query).await))
+}
+
+/// `POST /test/payments/{order}?outcome=pay|decline|cancel` (a test or demo server only): the
+/// sandbox gateway settles the order as the buyer chose and notifies this server, as the
+/// provider would; answers with the provider's acknowledgement.
+pub(crate) async fn sandbox_settle(
+    State(state): State<TransitState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let outcome = match query_params(query).get("outcome").map(String::as_str) {
+        None | Some("pay") => SandboxOutcome::Pay,
+        Some("decline") => SandboxOutcome::Decline,
+        Some("cancel") => SandboxOutcome::Cancel,
+        Some(_) => return Err(ApiError::bad("outcome is pay, decline or cancel")),
+    };
+    let ack = settle_in_sandbox(&state, &id, outcome)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no sandbox or no such order"))?;
+    Ok(Json(state.payments.provider.acknowledge(ack)))
+}
+
+/// `GET /v1/transit/balance`: the caller's prepaid balance.
+pub(crate) async fn balance(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<BalanceResponse> {
+    let device = authenticate(&state.devices(), &headers).await?;
+    let storage = state.storage.clone();
+    let card = device.card_id;
+    let (balance_vnd, denied) =
+        blocking(move || Ok((storage.balance(card)?, storage.balance_denied(card)?))).await?;
+    Ok(Json(BalanceResponse {
+        card_id: card,
+        balance_vnd,
+        credit_limit_vnd: state.fares.credit_limit_vnd,
+        denied,
+    }))
+}
+
+fn day_param(state: &TransitState, query: Option<String>) -> Result<String, ApiError> {
+    match query_params(query).get("day") {
+        Some(day) if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok() => Ok(day.clone()),
+        Some(_) => Err(ApiError::bad("day must be YYYY-MM-DD")),
+        None => Ok(day_of(state, chrono::Utc::now().timestamp())),
+    }
+}
+
+/// `GET /v1/admin/transit/reconciliation?day=YYYY-MM-DD` (today by default, Hanoi time).
+pub(crate) async fn admin_reconciliation(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<super::store::Reconciliation> {
+    state.operators.authorize(&headers)?;
+    let day = day_param(&state, query)?;
+    let storage = state.storage.clone();
+    Ok(Json(
+        blocking(move || Ok(storage.reconciliation(&day)?)).await?,
+    ))
+}
+
+/// `GET /v1/admin/transit/ledger?day=YYYY-MM-DD`: the ledger's entries of a day.
+pub(crate) async fn admin_ledger(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    let day = day_param(&state, query)?;
+    let storage = state.storage.clone();
+    let entries = blocking(move || Ok(storage.ledger(&day)?)).await?;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+/// `POST /v1/admin/transit/orders/{id}/refund`: refunds a paid pass order; its pass is
+/// cancelled (renewals refused; the credential held rides until it ends, at most 72 h).
+pub(crate) async fn admin_refund(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Value> {
+    state.operators.authorize(&headers)?;
+    let now = chrono::Utc::now().timestamp();
+    let day = day_of(&state, now);
+    let storage = state.storage.clone();
+    let status = blocking(move || Ok(storage.refund(&id, now, &day)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no paid order with this id"))?;
+    Ok(Json(json!({ "status": status })))
+}

@@ -1,0 +1,542 @@
+//! Orders, their payments and refunds, prepaid balances, and the ledger they all append to.
+
+use serde_json::Value;
+use thudo_core::transit::{Category, Product};
+
+use super::credentials::{bump_deny_version, deny_card, insert_pass};
+use super::{
+    LedgerEntry, NewOrder, OrderAdmission, OrderPurpose, OrderRecord, OrderStatus, Pass,
+    PaymentRecord, Reconciliation, ReconciliationLine, SalesStore, MAX_ORDERS_PER_HOUR,
+};
+use crate::payments::{Notification, PaymentResult};
+use crate::storage::engine::{big, params, Engine, Row, Tx};
+use crate::storage::locks::Lock;
+use crate::storage::{code_of, Result, SqlStorage, StorageError};
+
+const ORDER_COLUMNS: &str = "id, account_id, device_id, purpose, card_id, product, category, route,
+     valid_from, valid_until, device_key, dependant, amount_vnd, provider, created_at,
+     expires_at, status, provider_ref, credential";
+
+fn parse<T: serde::de::DeserializeOwned>(text: String) -> Result<T> {
+    serde_json::from_value(Value::String(text.clone()))
+        .map_err(|_| StorageError(format!("unknown stored value {text}")))
+}
+
+fn category(code: i64) -> Result<Category> {
+    u8::try_from(code)
+        .ok()
+        .and_then(Category::from_code)
+        .ok_or_else(|| StorageError(format!("unknown category {code}")))
+}
+
+fn order_of(r: &Row) -> Result<OrderRecord> {
+    let purpose: OrderPurpose = parse(r.text(3)?)?;
+    let pass = match (purpose, r.opt_text(5)?) {
+        (OrderPurpose::Pass, Some(product)) => Some(Pass {
+            card_id: r.int(4)? as u64,
+            product: parse::<Product>(product)?,
+            category: category(r.int(6)?)?,
+            route: u16::try_from(r.int(7)?).unwrap_or(0),
+            valid_from: r.int(8)?,
+            valid_until: r.int(9)?,
+        }),
+        _ => None,
+    };
+    let bytes = |i: usize| -> Result<Option<Vec<u8>>> {
+        match r.0.get(i) {
+            Some(crate::storage::engine::Val::Null) | None => Ok(None),
+            Some(_) => r.bytes(i).map(Some),
+        }
+    };
+    Ok(OrderRecord {
+        order: NewOrder {
+            id: r.text(0)?,
+            account_id: r.text(1)?,
+            device_id: r.text(2)?,
+            purpose,
+            card_id: r.int(4)? as u64,
+            pass,
+            device_key: bytes(10)?,
+            dependant: r.int(11)? != 0,
+            amount_vnd: r.int(12)? as u64,
+            provider: r.text(13)?,
+            created_at: r.int(14)?,
+            expires_at: r.int(15)?,
+        },
+        status: parse(r.text(16)?)?,
+        provider_ref: r.opt_text(17)?,
+        credential: bytes(18)?,
+    })
+}
+
+fn load_order(tx: &mut dyn Tx, id: &str) -> Result<Option<OrderRecord>> {
+    tx.row(
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"),
+        params![id],
+    )?
+    .map(|r| order_of(&r))
+    .transpose()
+}
+
+/// Appends one entry to the ledger.
+fn enter(
+    tx: &mut dyn Tx,
+    order: &NewOrder,
+    entry: &str,
+    amount_vnd: u64,
+    provider_ref: Option<&str>,
+    at: i64,
+    day: &str,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO ledger(at, day, entry, order_id, purpose, card_id, product, category,
+                            amount_vnd, provider_ref)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            at,
+            day,
+            entry,
+            &order.id,
+            code_of(&order.purpose),
+            big(order.card_id),
+            order.pass.as_ref().map(|p| code_of(&p.product)),
+            order.pass.as_ref().map(|p| p.category as u8),
+            big(amount_vnd),
+            provider_ref
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks an order paid and makes what it bought (a pass; a top-up's credit is its ledger
+/// entry).
+fn settle_paid(
+    tx: &mut dyn Tx,
+    order: &NewOrder,
+    provider_ref: Option<&str>,
+    now: i64,
+    day: &str,
+) -> Result<()> {
+    let pass_id = match &order.pass {
+        Some(pass) => Some(insert_pass(tx, &order.account_id, pass, now)?),
+        None => None,
+    };
+    tx.exec(
+        "UPDATE orders SET status = 'paid', provider_ref = ?2, settled_at = ?3, pass_id = ?4
+         WHERE id = ?1",
+        params![&order.id, provider_ref, now, pass_id],
+    )?;
+    enter(
+        tx,
+        order,
+        "payment",
+        order.amount_vnd,
+        provider_ref,
+        now,
+        day,
+    )
+}
+
+/// Credit bought minus fares charged, VND.
+fn balance_of(tx: &mut dyn Tx, card: u64) -> Result<i64> {
+    let sum = |tx: &mut dyn Tx, sql: &str| -> Result<i64> {
+        Ok(tx
+            .row(sql, params![big(card)])?
+            .map(|r| r.opt_int(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0))
+    };
+    let bought = sum(
+        tx,
+        "SELECT CAST(SUM(CASE entry WHEN 'payment' THEN amount_vnd ELSE -amount_vnd END) AS BIGINT)
+         FROM ledger WHERE card_id = ?1 AND purpose = 'top_up' AND entry IN ('payment', 'refund')",
+    )?;
+    let rides = sum(
+        tx,
+        "SELECT CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id = ?1",
+    )?;
+    let journeys = sum(
+        tx,
+        "SELECT CAST(SUM(fare_vnd) AS BIGINT) FROM journeys WHERE card_id = ?1",
+    )?;
+    Ok(bought - rides - journeys)
+}
+
+fn denial_reason(tx: &mut dyn Tx, card: u64) -> Result<Option<Option<String>>> {
+    tx.row(
+        "SELECT reason FROM deny_cards WHERE card_id = ?1",
+        params![big(card)],
+    )?
+    .map(|r| r.opt_text(0))
+    .transpose()
+}
+
+impl<E: Engine> SalesStore for SqlStorage<E> {
+    fn create_order(&self, order: &NewOrder, day: &str) -> Result<OrderAdmission> {
+        self.write(|tx| {
+            tx.lock(Lock::Order(&order.id))?;
+            let recent = tx
+                .row(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM orders
+                     WHERE account_id = ?1 AND created_at > ?2",
+                    params![&order.account_id, order.created_at - 3_600],
+                )?
+                .map_or(Ok(0), |r| r.int(0))?;
+            if recent >= MAX_ORDERS_PER_HOUR as i64 {
+                return Ok(OrderAdmission::TooManyOrders);
+            }
+            // A card owing more than its credit buys nothing but credit; a card the operator
+            // denied buys nothing.
+            match (denial_reason(tx, order.card_id)?, order.purpose) {
+                (None, _) => {}
+                (Some(Some(reason)), OrderPurpose::TopUp) if reason == "balance" => {}
+                (Some(reason), _) => return Ok(OrderAdmission::CardDenied { reason }),
+            }
+            let pass = order.pass.as_ref();
+            tx.exec(
+                &format!(
+                    "INSERT INTO orders({ORDER_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                             ?16, 'awaiting_payment', NULL, NULL)"
+                ),
+                params![
+                    &order.id,
+                    &order.account_id,
+                    &order.device_id,
+                    code_of(&order.purpose),
+                    big(order.card_id),
+                    pass.map(|p| code_of(&p.product)),
+                    pass.map(|p| p.category as u8),
+                    pass.map(|p| p.route),
+                    pass.map(|p| p.valid_from),
+                    pass.map(|p| p.valid_until),
+                    order.device_key.clone(),
+                    order.dependant,
+                    big(order.amount_vnd),
+                    &order.provider,
+                    order.created_at,
+                    order.expires_at
+                ],
+            )?;
+            enter(
+                tx,
+                order,
+                "order",
+                order.amount_vnd,
+                None,
+                order.created_at,
+                day,
+            )?;
+            if order.amount_vnd == 0 {
+                settle_paid(tx, order, None, order.created_at, day)?;
+                return Ok(OrderAdmission::Admitted(OrderStatus::Paid));
+            }
+            Ok(OrderAdmission::Admitted(OrderStatus::AwaitingPayment))
+        })
+    }
+
+    fn order(&self, id: &str) -> Result<Option<OrderRecord>> {
+        self.read(|tx| load_order(tx, id))
+    }
+
+    fn record_payment(&self, n: &Notification, now: i64, day: &str) -> Result<PaymentRecord> {
+        self.write(|tx| {
+            tx.lock(Lock::Order(&n.order_id))?;
+            let Some(record) = load_order(tx, &n.order_id)? else {
+                return Ok(PaymentRecord::UnknownOrder);
+            };
+            let order = &record.order;
+            if n.amount_vnd != order.amount_vnd {
+                return Ok(PaymentRecord::WrongAmount);
+            }
+            let provider_ref = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
+            if let Some(reference) = provider_ref {
+                let seen = tx
+                    .row(
+                        "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2",
+                        params![&order.id, reference],
+                    )?
+                    .is_some();
+                if seen {
+                    return Ok(PaymentRecord::AlreadyRecorded);
+                }
+            }
+            let open = matches!(
+                record.status,
+                OrderStatus::AwaitingPayment | OrderStatus::Failed | OrderStatus::Cancelled
+            );
+            let credited_card = (order.purpose == OrderPurpose::TopUp).then_some(order.card_id);
+            match (&n.result, open) {
+                (PaymentResult::Paid, true) => {
+                    // Paid after the pass ended (a notification that came too late to ride
+                    // on): the money goes back.
+                    if order.pass.as_ref().is_some_and(|p| p.valid_until < now) {
+                        enter(
+                            tx,
+                            order,
+                            "payment",
+                            order.amount_vnd,
+                            provider_ref,
+                            now,
+                            day,
+                        )?;
+                        enter(
+                            tx,
+                            order,
+                            "refund",
+                            order.amount_vnd,
+                            provider_ref,
+                            now,
+                            day,
+                        )?;
+                        tx.exec(
+                            "UPDATE orders SET status = 'refunded', provider_ref = ?2,
+                                    settled_at = ?3 WHERE id = ?1",
+                            params![&order.id, provider_ref, now],
+                        )?;
+                        return Ok(PaymentRecord::Recorded {
+                            status: OrderStatus::Refunded,
+                            credited_card: None,
+                        });
+                    }
+                    settle_paid(tx, order, provider_ref, now, day)?;
+                    Ok(PaymentRecord::Recorded {
+                        status: OrderStatus::Paid,
+                        credited_card,
+                    })
+                }
+                (PaymentResult::Paid, false) => {
+                    if provider_ref.is_none() {
+                        return Ok(PaymentRecord::AlreadyRecorded);
+                    }
+                    // The same order paid twice: the second payment is recorded and returned.
+                    enter(
+                        tx,
+                        order,
+                        "payment",
+                        order.amount_vnd,
+                        provider_ref,
+                        now,
+                        day,
+                    )?;
+                    enter(
+                        tx,
+                        order,
+                        "refund",
+                        order.amount_vnd,
+                        provider_ref,
+                        now,
+                        day,
+                    )?;
+                    Ok(PaymentRecord::Recorded {
+                        status: record.status,
+                        credited_card: None,
+                    })
+                }
+                (failed, true) => {
+                    let (status, entry) = match failed {
+                        PaymentResult::Cancelled => ("cancelled", "payment_cancelled"),
+                        _ => ("failed", "payment_failed"),
+                    };
+                    tx.exec(
+                        "UPDATE orders SET status = ?2, provider_ref = ?3, settled_at = ?4
+                         WHERE id = ?1",
+                        params![&order.id, status, provider_ref, now],
+                    )?;
+                    enter(tx, order, entry, 0, provider_ref, now, day)?;
+                    Ok(PaymentRecord::Recorded {
+                        status: parse(status.to_owned())?,
+                        credited_card: None,
+                    })
+                }
+                // A failure reported after the payment changes nothing.
+                (_, false) => Ok(PaymentRecord::AlreadyRecorded),
+            }
+        })
+    }
+
+    fn keep_credential(&self, order_id: &str, credential: &[u8]) -> Result<Vec<u8>> {
+        self.write(|tx| {
+            tx.lock(Lock::Order(order_id))?;
+            tx.exec(
+                "UPDATE orders SET credential = ?2 WHERE id = ?1 AND credential IS NULL",
+                params![order_id, credential],
+            )?;
+            load_order(tx, order_id)?
+                .and_then(|o| o.credential)
+                .ok_or_else(|| StorageError(format!("order {order_id} vanished")))
+        })
+    }
+
+    fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>> {
+        self.write(|tx| {
+            tx.lock(Lock::Order(order_id))?;
+            let Some(record) = load_order(tx, order_id)? else {
+                return Ok(None);
+            };
+            match record.status {
+                OrderStatus::Paid => {}
+                OrderStatus::Refunded => return Ok(Some(OrderStatus::Refunded)),
+                _ => return Ok(None),
+            }
+            let order = &record.order;
+            tx.exec(
+                "UPDATE passes SET cancelled_at = ?2 WHERE id = (SELECT pass_id FROM orders WHERE id = ?1)
+                   AND cancelled_at IS NULL",
+                params![order_id, now],
+            )?;
+            tx.exec(
+                "UPDATE orders SET status = 'refunded' WHERE id = ?1",
+                params![order_id],
+            )?;
+            let reference = record.provider_ref.as_deref();
+            enter(tx, order, "refund", order.amount_vnd, reference, now, day)?;
+            Ok(Some(OrderStatus::Refunded))
+        })
+    }
+
+    fn balance(&self, card_id: u64) -> Result<i64> {
+        self.read(|tx| balance_of(tx, card_id))
+    }
+
+    fn balance_denied(&self, card_id: u64) -> Result<bool> {
+        self.read(|tx| Ok(denial_reason(tx, card_id)?.flatten().as_deref() == Some("balance")))
+    }
+
+    fn enforce_balances(
+        &self,
+        cards: &[u64],
+        credit_limit_vnd: u64,
+        now: i64,
+    ) -> Result<Option<u32>> {
+        if cards.is_empty() {
+            return Ok(None);
+        }
+        let locks: Vec<Lock<'_>> = cards.iter().map(|c| Lock::Card(*c)).collect();
+        self.write(|tx| {
+            tx.lock_all(&locks)?;
+            let floor = -i64::try_from(credit_limit_vnd).unwrap_or(i64::MAX);
+            let mut changed = false;
+            for card in cards {
+                let owing = balance_of(tx, *card)? < floor;
+                match denial_reason(tx, *card)? {
+                    None if owing => changed |= deny_card(tx, *card, now, Some("balance"))? > 0,
+                    Some(Some(reason)) if reason == "balance" && !owing => {
+                        changed |= tx.exec(
+                            "DELETE FROM deny_cards WHERE card_id = ?1 AND reason = 'balance'",
+                            params![big(*card)],
+                        )? > 0;
+                    }
+                    _ => {}
+                }
+            }
+            if changed {
+                return Ok(Some(bump_deny_version(tx)?));
+            }
+            Ok(None)
+        })
+    }
+
+    fn ledger(&self, day: &str) -> Result<Vec<LedgerEntry>> {
+        self.read(|tx| {
+            tx.rows(
+                "SELECT at, day, entry, order_id, purpose, card_id, product, category, amount_vnd,
+                        provider_ref
+                 FROM ledger WHERE day = ?1 ORDER BY id",
+                params![day],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(LedgerEntry {
+                    at: r.int(0)?,
+                    day: r.text(1)?,
+                    entry: r.text(2)?,
+                    order_id: r.text(3)?,
+                    purpose: parse(r.text(4)?)?,
+                    card_id: r.int(5)? as u64,
+                    product: r.opt_text(6)?.map(parse).transpose()?,
+                    category: r.opt_int(7)?.map(category).transpose()?,
+                    amount_vnd: r.int(8)? as u64,
+                    provider_ref: r.opt_text(9)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn reconciliation(&self, day: &str) -> Result<Reconciliation> {
+        self.snapshot(|tx| {
+            let mut lines =
+                std::collections::BTreeMap::<(String, Option<u8>), ReconciliationLine>::new();
+            let mut rec = Reconciliation {
+                day: day.to_owned(),
+                ..Default::default()
+            };
+            for r in tx.rows(
+                "SELECT entry, purpose, product, category, CAST(COUNT(*) AS BIGINT),
+                        CAST(SUM(amount_vnd) AS BIGINT)
+                 FROM ledger WHERE day = ?1 GROUP BY entry, purpose, product, category",
+                params![day],
+            )? {
+                let (count, vnd) = (r.int(4)? as u64, r.int(5)? as u64);
+                let product = match r.text(1)?.as_str() {
+                    "top_up" => "top_up".to_owned(),
+                    _ => r.opt_text(2)?.unwrap_or_default(),
+                };
+                let cat = r.opt_int(3)?.and_then(|c| u8::try_from(c).ok());
+                let line = || ReconciliationLine {
+                    product: product.clone(),
+                    category: cat.and_then(Category::from_code),
+                    ..Default::default()
+                };
+                match r.text(0)?.as_str() {
+                    "order" => {
+                        rec.orders += count;
+                        rec.ordered_vnd += vnd;
+                    }
+                    "payment" => {
+                        let l = lines.entry((product.clone(), cat)).or_insert_with(line);
+                        l.sales += count;
+                        l.sales_vnd += vnd;
+                    }
+                    "refund" => {
+                        let l = lines.entry((product.clone(), cat)).or_insert_with(line);
+                        l.refunds += count;
+                        l.refunds_vnd += vnd;
+                    }
+                    _ => rec.unpaid += count,
+                }
+            }
+            let mut fares = ReconciliationLine {
+                product: code_of(&Product::PayAsYouGo),
+                ..Default::default()
+            };
+            for sql in [
+                "SELECT CAST(COUNT(*) AS BIGINT), CAST(SUM(charged_vnd) AS BIGINT) FROM taps
+                 WHERE day = ?1 AND charged_vnd > 0",
+                "SELECT CAST(COUNT(*) AS BIGINT), CAST(SUM(fare_vnd) AS BIGINT) FROM journeys
+                 WHERE day = ?1 AND fare_vnd > 0",
+            ] {
+                if let Some(r) = tx.row(sql, params![day])? {
+                    fares.charges += r.int(0)? as u64;
+                    fares.charged_vnd += r.opt_int(1)?.unwrap_or(0) as u64;
+                }
+            }
+            if fares.charges > 0 {
+                let key = (fares.product.clone(), None);
+                let l = lines.entry(key).or_insert_with(|| ReconciliationLine {
+                    product: fares.product.clone(),
+                    ..Default::default()
+                });
+                l.charges = fares.charges;
+                l.charged_vnd = fares.charged_vnd;
+            }
+            rec.lines = lines.into_values().collect();
+            rec.sales_vnd = rec.lines.iter().map(|l| l.sales_vnd).sum();
+            rec.refunds_vnd = rec.lines.iter().map(|l| l.refunds_vnd).sum();
+            rec.charged_vnd = rec.lines.iter().map(|l| l.charged_vnd).sum();
+            Ok(rec)
+        })
+    }
+}

@@ -1,0 +1,442 @@
+//! Sales through the payment provider: a pass exists only once the provider's signed
+//! notification confirms its payment; forged, tampered, replayed, duplicated, declined and
+//! late notifications change nothing they should not; the ledger and the day's reconciliation
+//! add up; a prepaid balance owed past the credit limit denies the card until a top-up.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use thudo_core::transit::backend::{CredentialOrder, OrderStatus};
+use thudo_core::transit::phone::{Phone, PhoneOptions};
+use thudo_core::transit::{Category, Product};
+use thudo_server::payments::vnpay::{Sandbox, SandboxOutcome};
+use thudo_server::transit::sales::Payments;
+use thudo_server::transit::store::{NewOrder, OrderPurpose, Pass, PaymentRecord};
+
+use crate::world::*;
+
+/// A world whose orders wait for the provider, with the gateway's side in the test's hands.
+async fn paying_world() -> (World, Arc<Sandbox>) {
+    let (sandbox, provider) =
+        Sandbox::pair("https://pay.test/vpcpay.html", "https://app.test/paid");
+    let w = World::start_with(Payments {
+        provider: Arc::new(provider),
+        sandbox: Some(sandbox.clone()),
+        auto_pay: false,
+    })
+    .await;
+    (w, sandbox)
+}
+
+/// The provider's notification as it reaches the server; returns its `RspCode`.
+async fn notify(w: &World, query: &str) -> String {
+    let r = w
+        .http
+        .get(w.url(&format!("/v1/payments/vnpay/notify?{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "a provider is always answered 200"
+    );
+    json_of(r).await["RspCode"].as_str().unwrap().to_owned()
+}
+
+fn this_month() -> String {
+    chrono::DateTime::from_timestamp(now() as i64 + 7 * 3600, 0)
+        .unwrap()
+        .format("%Y-%m")
+        .to_string()
+}
+
+fn today() -> String {
+    chrono::DateTime::from_timestamp(now() as i64 + 7 * 3600, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn monthly(phone: &Phone) -> CredentialOrder {
+    CredentialOrder {
+        month: this_month(),
+        ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
+    }
+    .signed_by(phone, now())
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
+    let (w, sandbox) = paying_world().await;
+    let v = w.phone_device("buyer", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let bought = w
+        .transit()
+        .buy_and_install(v.clone(), phone.clone(), monthly(&phone))
+        .await
+        .unwrap();
+    let order = bought.order;
+    assert_eq!(order.status, OrderStatus::AwaitingPayment);
+    assert_eq!(order.price_vnd, 280_000);
+    assert!(bought.credential.is_none() && phone.credential().is_none());
+    // The checkout is signed for the gateway, at the price in hundredths of a dong.
+    assert_eq!(
+        sandbox.read_checkout(&order.payment_url).unwrap(),
+        (order.order_id.clone(), 280_000)
+    );
+    let id = order.order_id.clone();
+    // Not paid yet: nothing to collect (retry soon).
+    refused(
+        w.transit().collect(v.clone(), &id).await.unwrap_err(),
+        409,
+        "payment_pending",
+    );
+
+    // Forged: another secret; the right secret over a changed amount; the gateway's
+    // signature over too little; an order that does not exist.
+    let forger = Sandbox::new(thudo_server::payments::vnpay::SANDBOX_TMN_CODE, b"guessed");
+    assert_eq!(
+        notify(
+            &w,
+            &forger.notification(&id, 280_000, SandboxOutcome::Pay, now() as i64)
+        )
+        .await,
+        "97"
+    );
+    let genuine = sandbox.notification(&id, 280_000, SandboxOutcome::Pay, now() as i64);
+    let tampered = genuine.replace("vnp_Amount=28000000", "vnp_Amount=100");
+    assert_eq!(notify(&w, &tampered).await, "97");
+    assert_eq!(
+        notify(
+            &w,
+            &sandbox.notification(&id, 1, SandboxOutcome::Pay, now() as i64)
+        )
+        .await,
+        "04"
+    );
+    assert_eq!(
+        notify(
+            &w,
+            &sandbox.notification("o-none", 280_000, SandboxOutcome::Pay, now() as i64)
+        )
+        .await,
+        "01"
+    );
+    assert_eq!(notify(&w, "").await, "97");
+    assert_eq!(notify(&w, &genuine[..genuine.len() / 2]).await, "97");
+    refused(
+        w.transit().collect(v.clone(), &id).await.unwrap_err(),
+        409,
+        "payment_pending",
+    );
+
+    // Declined at the bank: the order failed; then paid on a second try.
+    let declined = sandbox.notification(&id, 280_000, SandboxOutcome::Decline, now() as i64);
+    assert_eq!(notify(&w, &declined).await, "00");
+    refused(
+        w.transit().collect(v.clone(), &id).await.unwrap_err(),
+        402,
+        "payment_failed",
+    );
+    assert_eq!(notify(&w, &genuine).await, "00");
+    // Replayed, and a decline reported after the payment: nothing changes.
+    assert_eq!(notify(&w, &genuine).await, "02");
+    assert_eq!(notify(&w, &declined).await, "02");
+    let late_decline = sandbox.notification(&id, 280_000, SandboxOutcome::Decline, now() as i64);
+    assert_eq!(notify(&w, &late_decline).await, "02");
+    assert_eq!(
+        w.transit()
+            .order_status(v.clone(), &id)
+            .await
+            .unwrap()
+            .status,
+        OrderStatus::Paid
+    );
+
+    // Collected twice: one credential, installed.
+    let fields = w
+        .transit()
+        .collect_and_install(v.clone(), phone.clone(), &id)
+        .await
+        .unwrap();
+    assert_eq!(fields.product, Product::MonthlyAllRoutes);
+    let first = w.transit().collect(v.clone(), &id).await.unwrap();
+    let again = w.transit().collect(v.clone(), &id).await.unwrap();
+    assert_eq!(first.credential, again.credential);
+    // Another account cannot see or collect it.
+    let other = w.phone_device("stranger", VICTIM).await;
+    refused(
+        w.transit().collect(other.clone(), &id).await.unwrap_err(),
+        404,
+        "not_found",
+    );
+
+    // Paid a second time by mistake (another provider transaction): recorded and returned.
+    let twice = sandbox.notification(&id, 280_000, SandboxOutcome::Pay, now() as i64);
+    assert_eq!(notify(&w, &twice).await, "00");
+
+    // The ledger: the order, one failure, two payments, one refund; the reconciliation adds
+    // up to it.
+    let day = today();
+    let ledger = w
+        .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
+        .await;
+    let entries: Vec<(&str, u64)> = ledger["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["order_id"] == id.as_str())
+        .map(|e| {
+            (
+                e["entry"].as_str().unwrap(),
+                e["amount_vnd"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("order", 280_000),
+            ("payment_failed", 0),
+            ("payment", 280_000),
+            ("payment", 280_000),
+            ("refund", 280_000)
+        ]
+    );
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
+        .await;
+    assert_adds_up(&ledger, &rec);
+    let line = rec["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["product"] == "monthly_all_routes")
+        .unwrap();
+    assert_eq!(
+        (&line["sales"], &line["sales_vnd"], &line["refunds_vnd"]),
+        (
+            &Value::from(2),
+            &Value::from(560_000),
+            &Value::from(280_000)
+        )
+    );
+    assert_eq!(rec["unpaid"], 1);
+
+    // Refunded by the operator: the pass is cancelled, its renewal refused.
+    let (status, body) = w
+        .admin_post(
+            &format!("/v1/admin/transit/orders/{id}/refund"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!((status, &body["status"]), (200, &Value::from("refunded")));
+    refused(
+        w.transit()
+            .renew(v.clone(), phone.clone(), fields.card_id)
+            .await
+            .unwrap_err(),
+        403,
+        "pass_cancelled",
+    );
+    refused(
+        w.transit().collect(v.clone(), &id).await.unwrap_err(),
+        403,
+        "pass_cancelled",
+    );
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
+        .await;
+    let ledger = w
+        .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
+        .await;
+    assert_adds_up(&ledger, &rec);
+    assert_eq!(rec["refunds_vnd"], 560_000);
+}
+
+/// The reconciliation's sums are the ledger's.
+fn assert_adds_up(ledger: &Value, rec: &Value) {
+    let sum = |entry: &str| -> u64 {
+        ledger["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["entry"] == entry)
+            .map(|e| e["amount_vnd"].as_u64().unwrap())
+            .sum()
+    };
+    let lines = |field: &str| -> u64 {
+        rec["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l[field].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(rec["sales_vnd"].as_u64().unwrap(), sum("payment"));
+    assert_eq!(lines("sales_vnd"), sum("payment"));
+    assert_eq!(rec["refunds_vnd"].as_u64().unwrap(), sum("refund"));
+    assert_eq!(lines("refunds_vnd"), sum("refund"));
+    assert_eq!(rec["ordered_vnd"].as_u64().unwrap(), sum("order"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_delivered_twice_at_once_makes_one_pass_and_a_late_one_is_refunded() {
+    let (w, sandbox) = paying_world().await;
+    let v = w.phone_device("buyer", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let order = w
+        .transit()
+        .order(v.clone(), &monthly(&phone))
+        .await
+        .unwrap();
+    let paid = sandbox.notification(&order.order_id, 280_000, SandboxOutcome::Pay, now() as i64);
+    let (a, b) = tokio::join!(notify(&w, &paid), notify(&w, &paid));
+    let mut answers = [a, b];
+    answers.sort();
+    assert_eq!(answers, ["00".to_owned(), "02".to_owned()]);
+    let payments = w
+        .storage
+        .ledger(&today())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.order_id == order.order_id && e.entry == "payment")
+        .count();
+    assert_eq!(payments, 1);
+
+    // A payment whose notification arrives after the pass it bought ended (the provider's
+    // retries took that long): recorded, and its refund with it; no pass.
+    let t = now() as i64;
+    let late = NewOrder {
+        id: "o-late-day-pass".into(),
+        account_id: "a-late".into(),
+        device_id: "d-late".into(),
+        purpose: OrderPurpose::Pass,
+        card_id: 9_704_000_000_777,
+        pass: Some(Pass {
+            card_id: 9_704_000_000_777,
+            product: Product::DayPass,
+            category: Category::Standard,
+            route: 0,
+            valid_from: t - 2 * 86_400,
+            valid_until: t - 86_400,
+        }),
+        device_key: None,
+        dependant: false,
+        amount_vnd: 30_000,
+        provider: "vnpay".into(),
+        created_at: t - 2 * 86_400,
+        expires_at: t - 2 * 86_400 + 900,
+    };
+    w.storage.create_order(&late, &today()).unwrap();
+    let query = sandbox.notification(&late.id, 30_000, SandboxOutcome::Pay, t);
+    assert_eq!(notify(&w, &query).await, "00");
+    let stored = w.storage.order(&late.id).unwrap().unwrap();
+    assert_eq!(
+        stored.status,
+        thudo_server::transit::store::OrderStatus::Refunded
+    );
+    let n = w
+        .state
+        .storage()
+        .record_payment(
+            &thudo_server::payments::Notification {
+                order_id: late.id.clone(),
+                amount_vnd: 30_000,
+                result: thudo_server::payments::PaymentResult::Paid,
+                provider_ref: String::new(),
+            },
+            t,
+            &today(),
+        )
+        .unwrap();
+    assert_eq!(n, PaymentRecord::AlreadyRecorded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_owing_more_than_its_credit_is_denied_until_a_top_up() {
+    let (w, sandbox) = paying_world().await;
+    let (v, phone) = w.rider("payg", RIDER, Product::PayAsYouGo).await;
+    let card = phone.credential().unwrap().card_id;
+    let (bus_vault, mut bus, _) = w.bus("bus-32", 32).await;
+    let at = tomorrow_morning();
+    for ride in 0..4u64 {
+        let t = at + ride * 600;
+        let verdict = bus.validate(&phone.current_qr(t).unwrap().text, t).unwrap();
+        assert!(verdict.accepted, "{verdict:?}");
+    }
+    let receipt = w.upload_bus(&bus_vault, &mut bus).await;
+    assert!(receipt.charged_vnd > 20_000, "{receipt:?}");
+    let balance = w.transit().balance(v.clone()).await.unwrap();
+    assert_eq!(balance.balance_vnd, -(receipt.charged_vnd as i64));
+    assert!(balance.denied);
+    // The next list names the card: validators refuse it.
+    let feed = w.transit().validator_feed(bus_vault.clone()).await.unwrap();
+    bus.update_deny_list(&thudo_core::hex::decode(&feed.deny_list).unwrap())
+        .unwrap();
+    let t = at + 3_600;
+    let verdict = bus.validate(&phone.current_qr(t).unwrap().text, t).unwrap();
+    assert_eq!(
+        verdict.reason,
+        thudo_core::transit::validator::Reason::Revoked
+    );
+    // It buys nothing but credit; out-of-range top-ups are refused.
+    let phone_key = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    refused(
+        w.transit()
+            .order(v.clone(), &monthly(&phone_key))
+            .await
+            .unwrap_err(),
+        403,
+        "balance_owed",
+    );
+    for bad in [0, 9_999, 2_000_001] {
+        refused(
+            w.transit().top_up(v.clone(), bad).await.unwrap_err(),
+            400,
+            "bad_request",
+        );
+    }
+    let top_up = w.transit().top_up(v.clone(), 50_000).await.unwrap();
+    assert_eq!(top_up.status, OrderStatus::AwaitingPayment);
+    // A top-up has no credential.
+    assert!(w
+        .transit()
+        .collect(v.clone(), &top_up.order_id)
+        .await
+        .is_err());
+    assert!(
+        w.transit().balance(v.clone()).await.unwrap().denied,
+        "not paid yet"
+    );
+    let paid = sandbox.notification(&top_up.order_id, 50_000, SandboxOutcome::Pay, now() as i64);
+    assert_eq!(notify(&w, &paid).await, "00");
+    let balance = w.transit().balance(v.clone()).await.unwrap();
+    assert_eq!(
+        (balance.balance_vnd, balance.denied),
+        (50_000 - receipt.charged_vnd as i64, false)
+    );
+    let lifted = w.transit().validator_feed(bus_vault.clone()).await.unwrap();
+    assert_ne!(lifted.deny_list, feed.deny_list);
+    bus.update_deny_list(&thudo_core::hex::decode(&lifted.deny_list).unwrap())
+        .unwrap();
+    let t = at + 7_200;
+    assert!(
+        bus.validate(&phone.current_qr(t).unwrap().text, t)
+            .unwrap()
+            .accepted
+    );
+    assert_eq!(card, balance.card_id);
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={}", today()))
+        .await;
+    let top_ups = rec["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["product"] == "top_up")
+        .unwrap();
+    assert_eq!(top_ups["sales_vnd"], 50_000);
+}
