@@ -61,6 +61,11 @@ struct CitizenDay {
         let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
         let month = String(ISO8601DateFormatter().string(from: Date()).prefix(7))
         let pass = try await TransitClient(client: sync).buyTransitProduct(vault: vault, phone: phone, product: .monthlyAllRoutes, category: .standard, route: 0, month: month)
+        if pass.status == .awaitingPayment {
+            // A real app opens pass.paymentUrl for the buyer, then collects once the provider confirms.
+            print("pay at \(pass.paymentUrl)")
+            _ = try await TransitClient(client: sync).collectTransitOrder(vault: vault, phone: phone, orderId: pass.orderId)
+        }
         let qr = try await phone.currentQr()
         print("transit: card \(pass.cardId), \(pass.priceVnd) VND, QR version \(qr.version) (\(qr.size)x\(qr.size))")
 

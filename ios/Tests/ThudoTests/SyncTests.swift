@@ -261,11 +261,25 @@ final class SyncTests: XCTestCase {
         let month = formatter.string(from: Date())
         let pass = try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .monthlyAllRoutes,
                                                       category: .standard, route: 0, month: month)
+        // The test server's sandbox gateway pays every order as it is made: the credential comes
+        // with the order.
         XCTAssertEqual(pass.priceVnd, 280_000)
+        XCTAssertEqual(pass.status, .paid)
         XCTAssertLessThan(pass.passValidFrom, pass.passValidUntil)
+        XCTAssertEqual(pass.paymentUrl, "")
         let held = try await transit.credentials()
         XCTAssertEqual(held.map(\.cardId), [pass.cardId])
         XCTAssertEqual(held.map(\.product), [.monthlyAllRoutes])
+        XCTAssertEqual(pass.credential?.notAfter, held.first?.notAfter)
+        // Collected again: the same credential; the order's status; nobody else's order.
+        let collected = try await TransitClient(client: client).collectTransitOrder(vault: phone, phone: transit, orderId: pass.orderId)
+        XCTAssertEqual(collected.notAfter, held.first?.notAfter)
+        let status = try await TransitClient(client: client).transitOrder(vault: phone, orderId: pass.orderId)
+        XCTAssertEqual(status.status, .paid)
+        let nobody = await refusal {
+            try await TransitClient(client: client).collectTransitOrder(vault: phone, phone: transit, orderId: "o-nobody")
+        }
+        XCTAssertEqual(nobody, "not_found")
         // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
         // credential is renewed free and installed.
         let none = try await TransitClient(client: client).renewCredentials(vault: phone, phone: transit)
@@ -308,6 +322,15 @@ final class SyncTests: XCTestCase {
         let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
         let card = try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo, category: .standard,
                                                       route: 0, month: "").cardId
+        // Pay-as-you-go fares come out of prepaid credit.
+        let topUp = try await TransitClient(client: client).topUp(vault: phone, amountVnd: 50_000)
+        XCTAssertEqual(topUp.status, .paid)
+        XCTAssertEqual(topUp.priceVnd, 50_000)
+        XCTAssertNil(topUp.credential)
+        let balance = try await TransitClient(client: client).transitBalance(vault: phone)
+        XCTAssertEqual(balance, TransitBalance(cardId: card, balanceVnd: 50_000, creditLimitVnd: 20_000, denied: false))
+        let tooSmall = await refusal { try await TransitClient(client: client).topUp(vault: phone, amountVnd: 5) }
+        XCTAssertEqual(tooSmall, "bad_request")
 
         let busVault = try await vault("bus")
         let code = try XCTUnwrap(busCodes.first, "run through scripts/test-swift.sh (THUDO_ENROLMENT_CODES)")
@@ -343,6 +366,8 @@ final class SyncTests: XCTestCase {
         let receipt = try await TransitClient(client: client).uploadTaps(vault: busVault, validator: bus)
         let acked = try await bus.tapLogStatus().ackedSeq
         XCTAssertEqual(receipt, TapUploadReceipt(stored: 1, duplicates: 0, acknowledgedSeq: acked, chargedVnd: 8_000, notCharged: 0))
+        let afterRide = try await TransitClient(client: client).transitBalance(vault: phone)
+        XCTAssertEqual(afterRide.balanceVnd, 42_000)
 
         // An inspection paired with the bus's taps, then uploaded.
         let inspection = try await bus.inspect(text: qr, vehicleTaps: try await bus.recentTaps(sinceUnix: now() - 3_600))

@@ -212,10 +212,17 @@ class SyncTest {
         val transit = TransitPhone.open(phone, null, 5)
         val month = LocalDate.now(ZoneOffset.ofHours(7)).toString().substring(0, 7)
         val pass = TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, month)
-        assertEquals(280_000L, pass.priceVnd)
-        assertTrue(pass.passValidFrom < pass.passValidUntil, pass.toString())
+        // The test server's sandbox gateway pays every order as it is made: the credential comes
+        // with the order.
+        assertEquals(280_000L to TransitOrderStatus.PAID, pass.priceVnd to pass.status)
+        assertTrue(pass.passValidFrom < pass.passValidUntil && pass.paymentUrl.isEmpty(), pass.toString())
         val held = transit.credentials().single()
         assertEquals(pass.cardId to TransitProduct.MONTHLY_ALL_ROUTES, held.cardId to held.product)
+        assertEquals(held, pass.credential)
+        // Collected again: the same credential; the order's status; nobody else's order.
+        assertEquals(held, TransitClient(client).collectTransitOrder(phone, transit, pass.orderId))
+        assertEquals(TransitOrderStatus.PAID, TransitClient(client).transitOrder(phone, pass.orderId).status)
+        assertEquals("not_found", assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).collectTransitOrder(phone, transit, "o-nobody") } }.code)
         // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
         // credential is renewed free and installed.
         assertEquals(emptyList<CredentialRenewal>(), TransitClient(client).renewCredentials(phone, transit))
@@ -251,6 +258,12 @@ class SyncTest {
         val phone = registered(client, "rider", "001090070003")
         val transit = TransitPhone.open(phone, null, 5)
         val card = TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "").cardId
+        // Pay-as-you-go fares come out of prepaid credit.
+        val topUp = TransitClient(client).topUp(phone, 50_000L)
+        assertEquals(Triple(TransitOrderStatus.PAID, 50_000L, null), Triple(topUp.status, topUp.priceVnd, topUp.credential))
+        assertEquals(TransitBalance(card, 50_000L, 20_000L, false), TransitClient(client).transitBalance(phone))
+        assertThrows<SyncException.InvalidArgument> { runBlocking { TransitClient(client).topUp(phone, -1L) } }
+        assertEquals("bad_request", assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).topUp(phone, 5L) } }.code)
 
         val busVault = vault("bus")
         val enrolment = client.enrolValidator(busVault, busCodes[0], "bus 32 front door")
@@ -275,6 +288,7 @@ class SyncTest {
         assertEquals(Triple(true, card, TransitProduct.PAY_AS_YOU_GO), Triple(verdict.accepted, verdict.cardId, verdict.product))
         val receipt = TransitClient(client).uploadTaps(busVault, bus)
         assertEquals(TapUploadReceipt(1, 0, bus.tapLogStatus().ackedSeq, 8_000, 0), receipt)
+        assertEquals(42_000L, TransitClient(client).transitBalance(phone).balanceVnd)
 
         // An inspection paired with the bus's taps, then uploaded.
         val inspection = bus.inspect(qr, bus.recentTaps(System.currentTimeMillis() / 1000 - 3_600))

@@ -19,6 +19,7 @@ import vn.hanoi.thudo.PassengerCategory
 import vn.hanoi.thudo.SyncClient
 import vn.hanoi.thudo.SyncSettings
 import vn.hanoi.thudo.TransitClient
+import vn.hanoi.thudo.TransitOrderStatus
 import vn.hanoi.thudo.TransitPhone
 import vn.hanoi.thudo.TransitProduct
 import vn.hanoi.thudo.Vault
@@ -59,6 +60,11 @@ fun main(): Unit = runBlocking {
 
     val phone = TransitPhone.open(vault, null, 5)
     val pass = TransitClient(sync).buyTransitProduct(vault, phone, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, YearMonth.now().toString())
+    if (pass.status == TransitOrderStatus.AWAITING_PAYMENT) {
+        // A real app opens pass.paymentUrl for the buyer, then collects once the provider confirms.
+        println("pay at ${pass.paymentUrl}")
+        TransitClient(sync).collectTransitOrder(vault, phone, pass.orderId)
+    }
     val qr = phone.currentQr()
     println("transit: card ${pass.cardId}, ${pass.priceVnd} VND, QR version ${qr.version} (${qr.size}x${qr.size})")
 
