@@ -266,6 +266,9 @@ pub struct TapUploadReceipt {
     /// Taps this validator accepted that the backend did not charge (no or forged evidence,
     /// revoked or invalid at the QR's time, a QR already used on this or another validator).
     pub not_charged: i64,
+    /// Fares the server holds for every tap sent, VND: charged now or by an earlier upload of
+    /// the same taps (an upload retried after its answer was lost reports them again).
+    pub stored_charged_vnd: i64,
 }
 
 impl From<TapReceipt> for TapUploadReceipt {
@@ -276,6 +279,7 @@ impl From<TapReceipt> for TapUploadReceipt {
             acknowledged_seq: signed(r.acknowledged_seq),
             charged_vnd: signed(r.charged_vnd),
             not_charged: r.not_charged.into(),
+            stored_charged_vnd: signed(r.stored_charged_vnd),
         }
     }
 }

@@ -555,6 +555,22 @@ fn taps_are_judged_once<E: Engine>(s: &SqlStorage<E>) {
         (again.stored, again.duplicates, again.charged_vnd),
         (0, 2, 0)
     );
+    // A retried upload (its answer lost) reports what the first stored for each tap.
+    assert_eq!(again.stored_charged_vnd, first.charged_vnd);
+    assert_eq!(again.outcomes.len(), 2);
+    assert!(again.outcomes.iter().all(|o| o.duplicate));
+    assert_eq!(
+        again
+            .outcomes
+            .iter()
+            .map(|o| o.charged_vnd)
+            .collect::<Vec<_>>(),
+        first
+            .outcomes
+            .iter()
+            .map(|o| o.charged_vnd)
+            .collect::<Vec<_>>()
+    );
     // The same QR on another validator: a suspected relay, not charged.
     let relayed = s
         .record_taps(&other_bus, &[tap(1, at, card, 1, None)], &fares, None)
@@ -746,6 +762,19 @@ fn gate_taps_make_journeys<E: Engine>(s: &SqlStorage<E>) {
         )
         .unwrap();
     assert!(exited.charged_vnd > 0, "the journey is priced at the exit");
+    // The exit uploaded again: its journey's fare is what is stored for it.
+    let again = s
+        .record_taps(
+            &exit,
+            &[tap(1, at + 900, card, 2, gate(205, GateDirection::Exit))],
+            &fares,
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        (again.charged_vnd, again.stored_charged_vnd),
+        (0, exited.charged_vnd)
+    );
     let feed = s.entry_feed(0, now as i64, 86_400, 100).unwrap();
     let open: Vec<u64> = feed.entries.iter().map(|e| e.card_id).collect();
     assert_eq!(open, [other], "only the journey still open");

@@ -231,14 +231,39 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
         let c = &c;
         async move { TransitClient::new(c).upload_taps(v.clone(), taps).await }
     });
+    let mut first_fares = Vec::new();
     for receipt in futures_util::future::join_all(uploads).await {
-        receipt.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let receipt = receipt.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        // Some answers were lost to the balancer and the client retried: whatever the retry
+        // found stored is reported as if charged by the first.
+        assert_eq!(
+            receipt.stored_charged_vnd,
+            receipt.taps.iter().map(|t| t.charged_vnd).sum::<u64>()
+        );
+        first_fares.push(receipt.stored_charged_vnd);
     }
-    // And once more, as a validator that never saw its acknowledgement would.
-    for (v, taps) in exported {
+    let all_fares: u64 = expected.iter().map(|(_, fare)| fare).sum();
+    assert_eq!(
+        first_fares.iter().sum::<u64>(),
+        all_fares,
+        "seed {seed}: receipts add up"
+    );
+    // And once more, as a validator that never saw its acknowledgement would: nothing charged
+    // twice, and the receipt says what is stored for each tap.
+    for ((v, taps), first) in exported.into_iter().zip(first_fares) {
+        let sent = taps.len();
         let again = TransitClient::new(&c).upload_taps(v, taps).await;
         let again = again.unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         assert_eq!(again.charged_vnd, 0, "seed {seed}: nothing charged twice");
+        assert_eq!(
+            again.stored_charged_vnd, first,
+            "seed {seed}: what is stored"
+        );
+        assert_eq!(again.taps.len(), sent);
+        assert!(again
+            .taps
+            .iter()
+            .all(|t| t.duplicate && t.verdict == "charged"));
     }
 
     // A last sync of each device without faults: everything converges.

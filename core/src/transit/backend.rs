@@ -297,6 +297,27 @@ pub struct TapReceipt {
     /// revoked or invalid at the QR's time, or a QR already used (replayed or relayed).
     #[serde(default)]
     pub not_charged: u32,
+    /// Fares stored for every tap of the upload, VND: those charged now and those an earlier
+    /// upload of the same taps charged (a retry whose first answer was lost reports what the
+    /// first would have).
+    #[serde(default)]
+    pub stored_charged_vnd: u64,
+    /// What is stored for each tap of the upload, duplicates included, in upload order.
+    #[serde(default)]
+    pub taps: Vec<TapOutcome>,
+}
+
+/// What the backend holds for one uploaded tap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapOutcome {
+    /// The tap's sequence number on its validator.
+    pub seq: u64,
+    /// The backend's verdict on it (`charged`, `refused_by_validator`, `replayed`, ...).
+    pub verdict: String,
+    /// The fare stored for it, VND (a metro exit: its journey's fare).
+    pub charged_vnd: u64,
+    /// Stored by an earlier upload.
+    pub duplicate: bool,
 }
 
 impl TapReceipt {
@@ -307,6 +328,8 @@ impl TapReceipt {
         self.acknowledged_seq = self.acknowledged_seq.max(other.acknowledged_seq);
         self.charged_vnd += other.charged_vnd;
         self.not_charged += other.not_charged;
+        self.stored_charged_vnd += other.stored_charged_vnd;
+        self.taps.extend(other.taps.iter().cloned());
     }
 }
 
@@ -803,6 +826,11 @@ impl TransitClient<'_> {
                 .await?;
             let v = validator.clone();
             let up_to = receipt.acknowledged_seq;
+            // The sum keeps the totals only: a log drained after days offline holds many taps.
+            let receipt = TapReceipt {
+                taps: Vec::new(),
+                ..receipt
+            };
             blocking(move || {
                 v.lock()
                     .unwrap_or_else(|e| e.into_inner())

@@ -365,7 +365,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(verdict.product, .payAsYouGo)
         let receipt = try await TransitClient(client: client).uploadTaps(vault: busVault, validator: bus)
         let acked = try await bus.tapLogStatus().ackedSeq
-        XCTAssertEqual(receipt, TapUploadReceipt(stored: 1, duplicates: 0, acknowledgedSeq: acked, chargedVnd: 8_000, notCharged: 0))
+        XCTAssertEqual(receipt, TapUploadReceipt(stored: 1, duplicates: 0, acknowledgedSeq: acked, chargedVnd: 8_000, notCharged: 0, storedChargedVnd: 8_000))
         let afterRide = try await TransitClient(client: client).transitBalance(vault: phone)
         XCTAssertEqual(afterRide.balanceVnd, 42_000)
 

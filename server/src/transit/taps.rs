@@ -156,6 +156,8 @@ pub(crate) async fn upload_taps(
         acknowledged_seq: totals.highest_seq,
         charged_vnd: totals.charged_vnd,
         not_charged: totals.not_charged,
+        stored_charged_vnd: totals.stored_charged_vnd,
+        taps: totals.outcomes,
     }))
 }
 

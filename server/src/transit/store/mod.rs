@@ -93,6 +93,10 @@ pub struct TapTotals {
     pub not_charged: u32,
     /// The pay-as-you-go cards charged now (their prepaid balances to check).
     pub paid_cards: Vec<u64>,
+    /// Fares stored for every tap of the upload, charged now or before, VND.
+    pub stored_charged_vnd: u64,
+    /// What is stored for each tap, in the order stored.
+    pub outcomes: Vec<thudo_core::transit::backend::TapOutcome>,
 }
 
 /// Something an operator should look at: evidence that a device lied or a QR was relayed.

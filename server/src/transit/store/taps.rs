@@ -12,6 +12,8 @@ use super::super::rules::{
 use super::credentials::revoked_at;
 use super::journeys::{journey_tap, GateTap};
 use super::riders::{paid_in, publish_caps, publish_to_card};
+use thudo_core::transit::backend::TapOutcome;
+
 use super::{
     CheckedInspection, CheckedTap, FraudRecord, InspectionStats, TapStore, TapTotals,
     ValidatorRecord,
@@ -254,6 +256,23 @@ fn record_tap(
         .is_some();
     if exists {
         totals.duplicates += 1;
+        // What the first upload stored: a retry whose answer was lost reports it again.
+        let stored = tx.row(
+            "SELECT t.verdict, CAST(t.charged_vnd + COALESCE((SELECT SUM(j.fare_vnd) FROM journeys j
+                     WHERE j.exit_validator = t.validator_id AND j.exit_seq = t.seq), 0) AS BIGINT)
+             FROM taps t WHERE t.validator_id = ?1 AND t.seq = ?2",
+            params![&validator.id, big(t.seq)],
+        )?;
+        if let Some(r) = stored {
+            let charged = r.int(1)? as u64;
+            totals.stored_charged_vnd += charged;
+            totals.outcomes.push(TapOutcome {
+                seq: t.seq,
+                verdict: r.text(0)?,
+                charged_vnd: charged,
+                duplicate: true,
+            });
+        }
         return Ok(());
     }
     let scan = match &checked.evidence {
@@ -379,6 +398,15 @@ fn record_tap(
     )?;
     totals.stored += 1;
     totals.charged_vnd += fare;
+    if gate.is_none() || !charged || scan.is_none() {
+        totals.stored_charged_vnd += fare;
+        totals.outcomes.push(TapOutcome {
+            seq: t.seq,
+            verdict: verdict.as_str().to_owned(),
+            charged_vnd: fare,
+            duplicate: false,
+        });
+    }
     if let (Some(gate), true, Some(s)) = (gate, charged, scan) {
         let tap = GateTap {
             validator_id: &validator.id,
@@ -389,7 +417,15 @@ fn record_tap(
             pass_valid: s.pass_valid,
             at: when,
         };
-        totals.charged_vnd += journey_tap(tx, fares, &tap, now, paid)?;
+        let journey_fare = journey_tap(tx, fares, &tap, now, paid)?;
+        totals.charged_vnd += journey_fare;
+        totals.stored_charged_vnd += journey_fare;
+        totals.outcomes.push(TapOutcome {
+            seq: t.seq,
+            verdict: verdict.as_str().to_owned(),
+            charged_vnd: journey_fare,
+            duplicate: false,
+        });
         return Ok(());
     }
     if let (true, Some(s)) = (charged, scan) {

@@ -287,7 +287,7 @@ class SyncTest {
         val verdict = bus.validate(qr)
         assertEquals(Triple(true, card, TransitProduct.PAY_AS_YOU_GO), Triple(verdict.accepted, verdict.cardId, verdict.product))
         val receipt = TransitClient(client).uploadTaps(busVault, bus)
-        assertEquals(TapUploadReceipt(1, 0, bus.tapLogStatus().ackedSeq, 8_000, 0), receipt)
+        assertEquals(TapUploadReceipt(1, 0, bus.tapLogStatus().ackedSeq, 8_000, 0, 8_000), receipt)
         assertEquals(42_000L, TransitClient(client).transitBalance(phone).balanceVnd)
 
         // An inspection paired with the bus's taps, then uploaded.
