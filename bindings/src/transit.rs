@@ -109,8 +109,11 @@ pub enum TransitProduct {
     PayAsYouGo,
     /// Free travel.
     FreePass,
-    /// Unlimited rides on one local day.
+    /// Unlimited rides on one local day: on the line it names, or everywhere when it names
+    /// none.
     DayPass,
+    /// Unlimited rides on the metro line it names for seven local days.
+    WeekPass,
 }
 
 /// Who rides (core's type, carried as it is).

@@ -27,6 +27,7 @@ enum ProductArg {
     PayAsYouGo,
     FreePass,
     DayPass,
+    WeekPass,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -269,6 +270,7 @@ pub fn run(args: TransitArgs) -> Result<()> {
                     ProductArg::PayAsYouGo => Product::PayAsYouGo,
                     ProductArg::FreePass => Product::FreePass,
                     ProductArg::DayPass => Product::DayPass,
+                    ProductArg::WeekPass => Product::WeekPass,
                 },
                 category: match category {
                     CategoryArg::Standard => Category::Standard,

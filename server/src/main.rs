@@ -37,6 +37,14 @@ struct Args {
     /// one built in.
     #[arg(long, env = "THUDO_METRO_FARES")]
     metro_fares: Option<PathBuf>,
+    /// The operator's tariff (JSON, the shape of `hanoi-tariff.json`: bus fares, pass prices,
+    /// which product rides which mode and route, the network day pass) instead of the one
+    /// built in.
+    #[arg(long, env = "THUDO_TARIFF")]
+    tariff: Option<PathBuf>,
+    /// How far below zero a prepaid balance may go before its card is denied, VND.
+    #[arg(long, default_value_t = 20_000)]
+    credit_limit_vnd: u64,
     /// Create a single-use enrolment code for a metro gate bound as `STATION:entry` or
     /// `STATION:exit` (repeatable) and print it as `gate-enrolment-code BINDING CODE`.
     #[arg(long)]
@@ -89,6 +97,12 @@ async fn main() -> anyhow::Result<()> {
             thudo_core::transit::metro::MetroFares::from_json(&std::fs::read_to_string(path)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
+    if let Some(path) = &args.tariff {
+        fares.tariff =
+            thudo_core::transit::tariff::Tariff::from_json(&std::fs::read_to_string(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    fares.credit_limit_vnd = args.credit_limit_vnd;
     let payments = match (&args.vnpay_tmn_code, args.sandbox_payments) {
         (Some(tmn_code), false) => {
             let secret_path = args

@@ -117,12 +117,14 @@ impl IssuerKey {
             (_, true) => return Err(invalid("free-rider categories get a free pass")),
             _ => {}
         }
-        match (req.product, req.route) {
-            (Product::MonthlySingleRoute, 0) => {
-                return Err(invalid("a single-route pass needs a route"))
-            }
-            (Product::MonthlySingleRoute, _) | (_, 0) => {}
-            _ => return Err(invalid("only a single-route pass names a route")),
+        // A single-route pass (or a line's ticket) names its route, never 0; an all-routes
+        // product names none (the shipped tariff's rules).
+        if !super::tariff::shipped().may_name(req.product, req.route) {
+            return Err(invalid(if req.route == 0 {
+                "this product names the route it rides"
+            } else {
+                "this product names no route"
+            }));
         }
         if req.pass_valid_until <= req.pass_valid_from {
             return Err(invalid("pass validity ends before it starts"));

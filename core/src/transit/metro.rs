@@ -128,6 +128,14 @@ pub struct LineFares {
     /// `fares_vnd[i][j]`: a journey from station `i` to station `j` (same order as `stations`);
     /// the diagonal is the fare for leaving where one entered.
     pub fares_vnd: Vec<Vec<u64>>,
+    /// The line's day ticket (unlimited rides on the line for one local day), VND; `None`: not
+    /// sold.
+    #[serde(default)]
+    pub day_ticket_vnd: Option<u64>,
+    /// The line's week ticket (seven local days), VND; `None`: not sold (its price is not
+    /// confirmed).
+    #[serde(default)]
+    pub week_ticket_vnd: Option<u64>,
 }
 
 /// The fares in force from one day.
@@ -186,7 +194,12 @@ impl MetroTariff {
 
     /// Whether `route` is a metro line's route code.
     pub fn is_line(&self, route: u16) -> bool {
-        self.lines.iter().any(|l| l.route == route)
+        self.line(route).is_some()
+    }
+
+    /// The line whose route code is `route`.
+    pub fn line(&self, route: u16) -> Option<&LineFares> {
+        self.lines.iter().find(|l| l.route == route)
     }
 
     /// The maximum fare charged for a journey that entered (or left) at `station`: its line's,
@@ -300,7 +313,15 @@ mod tests {
             t.monthly_line_pass_vnd.get(&Category::Standard),
             Some(&200_000)
         );
-        assert_eq!(t.monthly_line_pass_vnd.get(&Category::Group), None);
+        // Line 2A's group monthly pass (30 people or more).
+        assert_eq!(
+            t.monthly_line_pass_vnd.get(&Category::Group),
+            Some(&140_000)
+        );
+        // Day tickets per line as sold; the week ticket's price is not confirmed: not sold.
+        let day = |route| t.line(route).and_then(|l| l.day_ticket_vnd);
+        assert_eq!((day(902), day(903)), (Some(30_000), Some(24_000)));
+        assert!(t.lines.iter().all(|l| l.week_ticket_vnd.is_none()));
     }
 
     #[test]

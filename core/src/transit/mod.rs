@@ -36,8 +36,11 @@ pub enum Product {
     PayAsYouGo = 3,
     /// Free travel for a free-rider category.
     FreePass = 4,
-    /// Unlimited rides on one local day (the credential's pass window is that day).
+    /// Unlimited rides on one local day (the credential's pass window is that day): on the
+    /// line it names (a metro line's day ticket), or network-wide when it names none.
     DayPass = 5,
+    /// Unlimited rides on the metro line it names for seven local days.
+    WeekPass = 6,
 }
 
 impl Product {
@@ -49,6 +52,7 @@ impl Product {
             3 => Product::PayAsYouGo,
             4 => Product::FreePass,
             5 => Product::DayPass,
+            6 => Product::WeekPass,
             _ => return None,
         })
     }
@@ -61,6 +65,7 @@ impl Product {
             Product::PayAsYouGo => "Trả theo lượt",
             Product::FreePass => "Miễn phí",
             Product::DayPass => "Vé ngày",
+            Product::WeekPass => "Vé tuần",
         }
     }
 }

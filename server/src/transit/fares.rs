@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use thudo_core::transit::metro::{Gate, MetroFares};
-use thudo_core::transit::tariff::{Tariff, HANOI_2024};
+use thudo_core::transit::tariff::Tariff;
 use thudo_core::transit::{Category, Product};
 
 /// How taps become charges. Caps are operator data: the monthly cap is the standard all-routes
@@ -33,7 +33,7 @@ pub struct FarePolicy {
 
 impl Default for FarePolicy {
     fn default() -> Self {
-        let tariff = HANOI_2024;
+        let tariff = Tariff::hanoi();
         let monthly_cap_vnd = tariff
             .price(Product::MonthlyAllRoutes, Category::Standard)
             .unwrap_or(280_000);
@@ -65,17 +65,34 @@ impl FarePolicy {
         )
     }
 
-    /// The price of `product` for `category` bought at `now` (unix seconds): a monthly pass
-    /// for a metro line (its route code) from the metro tariff in force, everything else from
-    /// the bus tariff; `None` when it is not sold to the category.
+    /// The price of `product` naming `route` for `category` bought at `now` (unix seconds), or
+    /// `None` when it is not sold: a metro line's monthly pass, day and week tickets (naming the
+    /// line's route code) from the metro table in force; everything else from the tariff. A
+    /// product that must name its route and names none (or names one it must not) is not sold.
     pub fn price(&self, product: Product, category: Category, route: u16, now: u32) -> Option<u64> {
-        if product == Product::MonthlySingleRoute {
-            let (day, _) = self.local_day_and_month(u64::from(now));
-            if let Some(t) = self.metro.in_force(&day).filter(|t| t.is_line(route)) {
-                return t.monthly_line_pass_vnd.get(&category).copied();
-            }
+        if !self.tariff.may_name(product, route) {
+            return None;
         }
-        self.tariff.price(product, category)
+        let (day, _) = self.local_day_and_month(u64::from(now));
+        let line = self
+            .metro
+            .in_force(&day)
+            .and_then(|t| Some((t, t.line(route)?)));
+        match (product, line) {
+            (Product::MonthlySingleRoute, Some((t, _))) => {
+                t.monthly_line_pass_vnd.get(&category).copied()
+            }
+            // A line's tickets are sold at full price only (no category has its own).
+            (Product::DayPass, Some((_, l))) => {
+                l.day_ticket_vnd.filter(|_| category == Category::Standard)
+            }
+            (Product::WeekPass, Some((_, l))) => {
+                l.week_ticket_vnd.filter(|_| category == Category::Standard)
+            }
+            // Day and week tickets naming a route that is no line are not sold.
+            (Product::DayPass | Product::WeekPass, None) if route != 0 => None,
+            _ => self.tariff.price(product, category),
+        }
     }
 
     /// The fare of one bus trip on `route`, before caps.
@@ -144,4 +161,56 @@ impl FarePolicy {
 /// A validator's gate binding as the operator writes it: `STATION:entry` or `STATION:exit`.
 pub fn parse_gate(binding: &str) -> Option<Gate> {
     binding.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_operator_prices_its_week_ticket_as_data() {
+        let mut policy = FarePolicy::default();
+        let now = 1_796_464_800; // 2026-12-05 in Hanoi
+        assert_eq!(
+            policy.price(Product::WeekPass, Category::Standard, 902, now),
+            None
+        );
+        for tariff in &mut policy.metro.tariffs {
+            for line in &mut tariff.lines {
+                line.week_ticket_vnd = Some(100_000);
+            }
+        }
+        assert_eq!(
+            policy.price(Product::WeekPass, Category::Standard, 903, now),
+            Some(100_000)
+        );
+        // Full price only; never on a bus route or naming no line.
+        assert_eq!(
+            policy.price(Product::WeekPass, Category::Priority, 903, now),
+            None
+        );
+        assert_eq!(
+            policy.price(Product::WeekPass, Category::Standard, 32, now),
+            None
+        );
+        assert_eq!(
+            policy.price(Product::WeekPass, Category::Standard, 0, now),
+            None
+        );
+        // The network day pass is city policy: sold at the tariff's price while it sets one.
+        assert_eq!(
+            policy.price(Product::DayPass, Category::Standard, 0, now),
+            Some(30_000)
+        );
+        policy.tariff.network_day_pass.prices.clear();
+        assert_eq!(
+            policy.price(Product::DayPass, Category::Standard, 0, now),
+            None
+        );
+        assert_eq!(
+            policy.price(Product::DayPass, Category::Standard, 902, now),
+            Some(30_000)
+        );
+    }
 }

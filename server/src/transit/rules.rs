@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use thudo_core::transit::issuer::TrustedIssuerKey;
+use thudo_core::transit::tariff::{Mode, Tariff};
 use thudo_core::transit::validator::{self, DenyList, Tap};
 use thudo_core::transit::wire::Payload;
 use thudo_core::transit::Product;
@@ -342,6 +343,7 @@ pub fn journey_fare(
 
 /// What a tap's scan proves, checked against the issuer keys the backend trusts. The card,
 /// product and times come from the signed scan; the validator's own fields are not used.
+/// `mode` is the validator's as the operator bound it (a gate: the metro), never its claim.
 /// At an exit gate the pass's windows and route are not checked: they were at the entry, and a
 /// pass that ends during a ride still gets its rider out.
 pub fn check_evidence(
@@ -349,6 +351,8 @@ pub fn check_evidence(
     trusted: &HashMap<u16, TrustedIssuerKey>,
     bound_route: Option<u16>,
     exit: bool,
+    tariff: &Tariff,
+    mode: Mode,
 ) -> Evidence {
     let Some(text) = tap.qr.as_deref() else {
         return Evidence::Missing;
@@ -367,9 +371,7 @@ pub fn check_evidence(
     let route = bound_route.unwrap_or(tap.route);
     let pass = match validator::check_windows(f, at) {
         Err(reason) => Err(code_of(&reason)),
-        Ok(()) if f.product == Product::MonthlySingleRoute && f.route != route => {
-            Err("wrong_route".into())
-        }
+        Ok(()) if !tariff.rides(f.product, f.route, mode, route) => Err("wrong_route".into()),
         Ok(()) => Ok(()),
     };
     let invalid = if at.abs_diff(tap.at) > MAX_TAP_QR_SKEW_SECS {

@@ -230,7 +230,17 @@ pub(crate) async fn create_order(
         Product::PayAsYouGo | Product::FreePass => (now32 - 60, now32 + 365 * 86_400),
         Product::DayPass => day_window(now32, state.fares.utc_offset_secs)
             .ok_or_else(|| ApiError::bad("no day pass can be sold at this time"))?,
+        Product::WeekPass => day_window(now32, state.fares.utc_offset_secs)
+            .map(|(from, until)| (from, until + 6 * 86_400))
+            .ok_or_else(|| ApiError::bad("no week ticket can be sold at this time"))?,
     };
+    if !state.fares.tariff.may_name(order.product, order.route) {
+        return Err(ApiError::bad(if order.route == 0 {
+            "this product names the route it rides"
+        } else {
+            "this product names no route"
+        }));
+    }
     if i64::from(until) < now {
         return Err(ApiError::bad("this pass has already ended"));
     }

@@ -17,6 +17,7 @@ use thudo_core::transit::backend::{
 };
 use thudo_core::transit::issuer::TrustedIssuerKey;
 use thudo_core::transit::metro::GateDirection;
+use thudo_core::transit::tariff::Mode;
 use thudo_core::transit::validator::{self, Tap};
 
 use super::fares::parse_gate;
@@ -73,7 +74,14 @@ pub(crate) async fn upload_inspections(
                     gate: None,
                 };
                 CheckedInspection {
-                    evidence: check_evidence(&as_tap, &trusted, inspector.route, false),
+                    evidence: check_evidence(
+                        &as_tap,
+                        &trusted,
+                        inspector.route,
+                        false,
+                        &state.fares.tariff,
+                        mode_of(&state.fares, inspector.route.unwrap_or(as_tap.route)),
+                    ),
                     inspection,
                 }
             })
@@ -127,8 +135,13 @@ pub(crate) async fn upload_taps(
             .or_else(|| gate.and_then(|g| fares.gate_route(&g, &today)));
         let exit = gate.is_some_and(|g| g.direction == GateDirection::Exit);
         // Signature checks run here, off the async workers: about 0.2 ms per tap.
+        let mode = if gate.is_some() {
+            Mode::Metro
+        } else {
+            Mode::Bus
+        };
         let check = |trusted: &HashMap<u16, TrustedIssuerKey>, tap: &Tap| {
-            check_evidence(tap, trusted, bound_route, exit)
+            check_evidence(tap, trusted, bound_route, exit, &fares.tariff, mode)
         };
         let trusted = trusted_for(&issuer, storage.as_ref(), upload.taps.iter().map(|t| &t.qr))?;
         let checked: Vec<CheckedTap> = upload
@@ -190,4 +203,13 @@ pub(crate) async fn admin_fraud(
     state.operators.authorize(&headers)?;
     let storage = state.storage.clone();
     Ok(Json(blocking(move || Ok(storage.fraud_records()?)).await?))
+}
+
+/// The mode of an inspection on `route`: the metro on a metro line's route code, else a bus.
+fn mode_of(fares: &super::fares::FarePolicy, route: u16) -> Mode {
+    let (today, _) = fares.local_day_and_month(chrono::Utc::now().timestamp() as u64);
+    match fares.metro.in_force(&today) {
+        Some(t) if t.is_line(route) => Mode::Metro,
+        _ => Mode::Bus,
+    }
 }

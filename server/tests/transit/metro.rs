@@ -471,3 +471,59 @@ async fn a_card_let_in_twice_and_a_pass_on_two_buses_at_once_are_fraud_records()
     assert_eq!(travel.len(), 1, "{travel:#?}");
     assert_eq!(travel[0].card_id, Some(day.credential().unwrap().card_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_tickets_are_sold_as_priced_and_ride_their_line_only() {
+    let w = World::start().await;
+    let v = w.phone_device("day-tripper", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let line = |product, route| {
+        CredentialOrder {
+            route,
+            ..CredentialOrder::new(product, Category::Standard)
+        }
+        .signed_by(&phone, now())
+        .unwrap()
+    };
+    // Priced per line from the metro table: 2A 30,000 VND, line 3 24,000 VND.
+    let two_a = w
+        .transit()
+        .order(v.clone(), &line(Product::DayPass, 902))
+        .await
+        .unwrap();
+    assert_eq!(two_a.price_vnd, 30_000);
+    let three = w
+        .transit()
+        .order(v.clone(), &line(Product::DayPass, 903))
+        .await
+        .unwrap();
+    assert_eq!(three.price_vnd, 24_000);
+    // Not sold: the week ticket (its price is unconfirmed), a day ticket for a bus route, a
+    // single-route pass naming no route, an all-routes pass naming one.
+    for (product, route) in [
+        (Product::WeekPass, 902),
+        (Product::DayPass, 32),
+        (Product::MonthlySingleRoute, 0),
+        (Product::MonthlyAllRoutes, 32),
+    ] {
+        let e = w
+            .transit()
+            .order(v.clone(), &line(product, route))
+            .await
+            .unwrap_err();
+        refused(e, 400, "bad_request");
+    }
+    // Line 2A's day ticket rides line 2A's gates, not a bus.
+    let fields = w
+        .transit()
+        .collect_and_install(v.clone(), phone.clone(), &two_a.order_id)
+        .await
+        .unwrap();
+    assert_eq!((fields.product, fields.route), (Product::DayPass, 902));
+    let (_, gate_in) = w.gate("in", 201, GateDirection::Entry).await;
+    let t = now();
+    assert_eq!(tap(&gate_in, &phone, t), Reason::Ok);
+    let (_, mut bus, _) = w.bus("bus", 32).await;
+    let on_bus = bus.validate(&phone.current_qr(t).unwrap().text, t).unwrap();
+    assert_eq!(on_bus.reason, Reason::WrongRoute);
+}

@@ -91,6 +91,9 @@ pub struct ValidatorConfig {
     /// How long an exit gate honours an entry (default a day: past the fare table's journey
     /// time the backend charges the maximum fare, but a slow rider is never kept in).
     pub entry_honoured_secs: u32,
+    /// Which product rides which mode and route: the operator's tariff (the one shipped
+    /// with the library by default).
+    pub tariff: Arc<super::tariff::Tariff>,
 }
 
 impl Default for ValidatorConfig {
@@ -107,6 +110,7 @@ impl Default for ValidatorConfig {
             gate: None,
             max_entry_feed_age_secs: 60,
             entry_honoured_secs: super::metro::ENTRY_HONOURED_SECS as u32,
+            tariff: Arc::new(super::tariff::shipped().clone()),
         }
     }
 }

@@ -10,6 +10,7 @@ use super::verdict::Verdict;
 use super::Validator;
 use crate::transit::metro::GateDirection;
 use crate::transit::reason::Reason;
+use crate::transit::tariff::Mode;
 use crate::transit::wire::{FormatError, Payload};
 use crate::transit::Product;
 
@@ -53,7 +54,12 @@ impl Validator {
         if let Err(reason) = self.check_age(p, now) {
             return reason;
         }
-        if f.product == Product::MonthlySingleRoute && f.route != route {
+        let mode = if self.config.gate.is_some() {
+            Mode::Metro
+        } else {
+            Mode::Bus
+        };
+        if !self.config.tariff.rides(f.product, f.route, mode, route) {
             return Reason::WrongRoute;
         }
         Reason::Ok
