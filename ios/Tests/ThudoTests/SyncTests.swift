@@ -175,9 +175,26 @@ final class SyncTests: XCTestCase {
             return XCTFail("an expired budget should ask for a retry")
         }
         XCTAssertEqual(reason, "cancelled")
-        guard case .success(let report) = await backgroundSync(client: client, vault: phone) else { return XCTFail("expected success") }
+        guard case .success(let report, let none) = await backgroundSync(client: client, vault: phone) else { return XCTFail("expected success") }
         XCTAssertEqual(report.pushed, 0)
         XCTAssertEqual(report.rejected, 0)
+        XCTAssertEqual(none, [])
+        // With the rider's phone: credentials due are renewed after the sync (none is due within
+        // 48 h of a fresh purchase; within four days, the one held is).
+        let transit = try await TransitPhone.open(vault: phone, signer: nil, refreshSecs: 5)
+        _ = try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .payAsYouGo, category: .standard,
+                                                                       route: 0, month: "")
+        guard case .success(_, let nothingDue) = await backgroundSync(client: client, vault: phone, transitPhone: transit) else {
+            return XCTFail("expected success")
+        }
+        XCTAssertEqual(nothingDue, [])
+        guard case .success(_, let renewed) = await backgroundSync(client: client, vault: phone, transitPhone: transit,
+                                                                   renewWithinSecs: 4 * 86_400) else {
+            return XCTFail("expected success")
+        }
+        let held = try await transit.credentials()
+        XCTAssertEqual(renewed.map(\.notAfter), held.map(\.notAfter))
+        XCTAssertEqual(renewed.map(\.refused), [nil])
     }
 
     func testSyncOverURLSessionThePlatformsHttpStack() async throws {

@@ -2,8 +2,9 @@ import Foundation
 
 /// What a background task should do after `backgroundSync`.
 public enum BackgroundSyncResult: Sendable {
-    /// Synced: `task.setTaskCompleted(success: true)`.
-    case success(SyncReport)
+    /// Synced: `task.setTaskCompleted(success: true)`. `renewals`: what became of each transit
+    /// credential due for renewal (empty without a phone, or when none was due).
+    case success(SyncReport, renewals: [CredentialRenewal])
     /// Try again at the next opportunity (offline, out of time, device locked): schedule the
     /// next refresh and complete the task with `success: false`.
     case retry(String)
@@ -18,12 +19,17 @@ public let backgroundRefreshBudgetMs: Int64 = 25_000
 /// and sorts any failure into retry-later or give-up. Nothing is lost either way. Cancel
 /// `token` from the task's expiration handler to stop at once; the client stays usable.
 ///
+/// With `transitPhone`, it then renews, free, every transit credential ending within
+/// `renewWithinSecs` (48 hours by default, before the phone's one-day expiry warning), so a rider
+/// whose phone syncs at least every three days never sees a credential end while the pass holds;
+/// a refused renewal (the pass ended) is reported in `renewals`.
+///
 /// ```swift
 /// BGTaskScheduler.shared.register(forTaskWithIdentifier: "vn.hanoi.thudo.sync", using: nil) { task in
 ///     let token = CancelToken.withTimeoutMs(budgetMs: backgroundRefreshBudgetMs)
 ///     task.expirationHandler = { token.cancel() }
 ///     Task {
-///         let result = await backgroundSync(client: App.sync, vault: App.vault, token: token)
+///         let result = await backgroundSync(client: App.sync, vault: App.vault, token: token, transitPhone: App.transit)
 ///         if case .success = result { task.setTaskCompleted(success: true) } else { task.setTaskCompleted(success: false) }
 ///     }
 /// }
@@ -33,10 +39,18 @@ public func backgroundSync(
     vault: Vault,
     library: HandbookLibrary? = nil,
     observer: SyncObserver? = nil,
-    token: CancelToken = CancelToken.withTimeoutMs(budgetMs: backgroundRefreshBudgetMs)
+    token: CancelToken = CancelToken.withTimeoutMs(budgetMs: backgroundRefreshBudgetMs),
+    transitPhone: TransitPhone? = nil,
+    renewWithinSecs: Int64 = 172_800
 ) async -> BackgroundSyncResult {
     do {
-        return .success(try await client.sync(vault: vault, library: library, observer: observer, cancel: token))
+        let report = try await client.sync(vault: vault, library: library, observer: observer, cancel: token)
+        var renewals: [CredentialRenewal] = []
+        if let phone = transitPhone {
+            renewals = try await TransitClient(client: client).renewCredentials(
+                vault: vault, phone: phone, withinSecs: renewWithinSecs, cancel: token)
+        }
+        return .success(report, renewals: renewals)
     } catch let error as SyncError {
         // Closed: the app shut the vault meanwhile; the next run opens it again.
         if error.isRetryable() { return .retry(error.localizedDescription) }

@@ -2,8 +2,11 @@ package vn.hanoi.thudo
 
 /** What a background job should do after [backgroundSync]: WorkManager's three outcomes. */
 sealed class BackgroundSyncResult {
-    /** Synced; `Result.success()`. */
-    data class Success(val report: SyncReport) : BackgroundSyncResult()
+    /**
+     * Synced; `Result.success()`. [renewals]: what became of each transit credential due for
+     * renewal (empty without a phone, or when none was due).
+     */
+    data class Success(val report: SyncReport, val renewals: List<CredentialRenewal> = emptyList()) : BackgroundSyncResult()
 
     /** Try again later with the job's backoff (offline, server busy, cancelled); `Result.retry()`. */
     data class Retry(val reason: String) : BackgroundSyncResult()
@@ -17,12 +20,17 @@ sealed class BackgroundSyncResult {
  * service): pushes the outbox and pulls everything, and sorts any failure into retry-later or
  * give-up. Nothing is lost either way: the outbox stays until the server acknowledges it.
  *
+ * With [transitPhone], it then renews, free, every transit credential ending within
+ * [renewWithinSecs] (48 hours by default, before the phone's one-day expiry warning), so a rider
+ * whose phone syncs at least every three days never sees a credential end while the pass holds;
+ * a refused renewal (the pass ended) is reported in [BackgroundSyncResult.Success.renewals].
+ *
  * The sync stops by itself after [budgetMs] (default 9 minutes, inside WorkManager's 10) and
  * asks for a retry; cancelling the worker's coroutine stops it at once. The client stays usable.
  *
  * ```kotlin
  * class ThudoSyncWorker(ctx: Context, params: WorkerParameters) : CoroutineWorker(ctx, params) {
- *     override suspend fun doWork(): Result = when (backgroundSync(App.sync, App.vault, App.library)) {
+ *     override suspend fun doWork(): Result = when (backgroundSync(App.sync, App.vault, App.library, transitPhone = App.transit)) {
  *         is BackgroundSyncResult.Success -> Result.success()
  *         is BackgroundSyncResult.Retry -> Result.retry()
  *         is BackgroundSyncResult.Failure -> Result.failure()
@@ -36,8 +44,13 @@ suspend fun backgroundSync(
     library: HandbookLibrary? = null,
     observer: SyncObserver? = null,
     budgetMs: Long = WORK_MANAGER_BUDGET_MS,
+    transitPhone: TransitPhone? = null,
+    renewWithinSecs: Long = 172_800L,
 ): BackgroundSyncResult = try {
-    BackgroundSyncResult.Success(client.sync(vault, library, observer, CancelToken.withTimeoutMs(budgetMs)))
+    val token = CancelToken.withTimeoutMs(budgetMs)
+    val report = client.sync(vault, library, observer, token)
+    val renewals = transitPhone?.let { TransitClient(client).renewCredentials(vault, it, renewWithinSecs, token) }
+    BackgroundSyncResult.Success(report, renewals.orEmpty())
 } catch (e: SyncException) {
     // Closed: the app shut the vault meanwhile; the next run opens it again.
     if (e.isRetryable() || e is SyncException.Closed) BackgroundSyncResult.Retry(e.toString())

@@ -168,6 +168,15 @@ class HelpersTest {
         assertEquals(BackgroundSyncResult.Retry("cancelled"), backgroundSync(client, vault, budgetMs = 0))
         val again = backgroundSync(client, vault)
         assertTrue(again is BackgroundSyncResult.Success && again.report.pushed == 0L && again.report.rejected == 0L, again.toString())
+        // With the rider's phone: credentials due are renewed after the sync (none is due within
+        // 48 h of a fresh purchase; within four days, the one held is).
+        val phone = TransitPhone.open(vault, null, 5)
+        TransitClient(client).buyTransitProduct(vault, phone, TransitProduct.PAY_AS_YOU_GO, PassengerCategory.STANDARD, 0, "")
+        val nothingDue = backgroundSync(client, vault, transitPhone = phone)
+        assertEquals(emptyList<CredentialRenewal>(), (nothingDue as BackgroundSyncResult.Success).renewals)
+        val renewed = backgroundSync(client, vault, transitPhone = phone, renewWithinSecs = 4 * 86_400L)
+        val renewal = (renewed as BackgroundSyncResult.Success).renewals.single()
+        assertEquals(null to phone.credentials().single().notAfter, renewal.refused to renewal.notAfter)
         vault.shutdown()
     }
 }
