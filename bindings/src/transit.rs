@@ -1203,6 +1203,27 @@ pub struct TransitCap {
     pub reached: bool,
 }
 
+/// What the operator told the rider about a flagged ride (a shared ticket, a card let in
+/// twice, a dependant's ticket ridden without its holder).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TransitNotice {
+    /// The operator's record of it (`fraud:N`).
+    pub id: String,
+    /// The card it is about.
+    pub card_id: i64,
+    /// What was found: `double_entry`, `repeated_exit`, `impossible_travel`,
+    /// `dependant_alone`, ...
+    pub kind: String,
+    /// When (unix seconds).
+    pub at: i64,
+    /// A penalty fare charged for it, VND (0 for a warning).
+    pub penalty_vnd: i64,
+    /// What the rider reads, in Vietnamese.
+    pub message_vi: String,
+    /// The same in English.
+    pub message_en: String,
+}
+
 /// The rider's trips and cap progress, as sync brought them (available offline).
 #[derive(uniffi::Object)]
 pub struct RiderHistory {
@@ -1248,6 +1269,28 @@ impl RiderHistory {
                     product: t.product,
                     fare_vnd: signed(t.fare_vnd),
                     full_fare_vnd: signed(t.full_fare_vnd),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// The operator's notices about the cards this phone holds (warnings, penalty fares),
+    /// newest first.
+    pub async fn notices(&self) -> Result<Vec<TransitNotice>, TransitError> {
+        let vault = self.vault.clone();
+        blocking(move || {
+            Ok(core::trips::RiderHistory::new(&vault)
+                .notices()?
+                .into_iter()
+                .map(|n| TransitNotice {
+                    id: n.id,
+                    card_id: crate::card_id_to_host(n.card_id),
+                    kind: n.kind,
+                    at: signed(n.at),
+                    penalty_vnd: signed(n.penalty_vnd),
+                    message_vi: n.message_vi,
+                    message_en: n.message_en,
                 })
                 .collect())
         })

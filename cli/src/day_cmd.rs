@@ -168,7 +168,7 @@ async fn day(args: DayArgs) -> Result<()> {
     // The operator: guardianship from the household registry, the child's entitlement from the
     // population registry; buses, metro gates and an inspector enrolled.
     let now = chrono::Utc::now().timestamp();
-    storage.add_dependant(PARENT, CHILD)?;
+    storage.add_dependant(PARENT, CHILD, false)?;
     storage.grant_entitlement(
         CHILD,
         &Entitlement {

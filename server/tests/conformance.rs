@@ -62,7 +62,8 @@ macro_rules! conformance {
                 riders_entitlements_and_dependants, taps_are_judged_once, gate_taps_make_journeys,
                 locks_out_of_order_are_refused,
                 a_device_holds_few_keys_and_an_account_orders_within_limits,
-                the_deny_list_stays_bounded_over_a_year, sales_are_paid_once_and_add_up);
+                the_deny_list_stays_bounded_over_a_year, sales_are_paid_once_and_add_up,
+                the_operators_fraud_policy_is_applied_once);
         }
     };
     (@each $open:ident, #[$attr:meta]; $($scenario:ident),*) => {
@@ -493,8 +494,8 @@ fn riders_entitlements_and_dependants<E: Engine>(s: &SqlStorage<E>) {
         None
     );
     assert_eq!(s.entitlements(CITIZEN).unwrap().len(), 2);
-    s.add_dependant(CITIZEN, OTHER).unwrap();
-    s.add_dependant(CITIZEN, OTHER).unwrap();
+    s.add_dependant(CITIZEN, OTHER, false).unwrap();
+    s.add_dependant(CITIZEN, OTHER, false).unwrap();
     let (dependant, card) = s.dependant_of(&account, OTHER).unwrap().unwrap();
     assert_eq!(dependant, s.account_for_citizen(OTHER).unwrap());
     assert!(card > 0);
@@ -729,6 +730,55 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         (290_000, 280_000, 290_000)
     );
     assert_eq!(rec.lines.len(), 2);
+}
+
+fn the_operators_fraud_policy_is_applied_once<E: Engine>(s: &SqlStorage<E>) {
+    use thudo_server::transit::rules::FraudAction;
+    let card = device(s, CITIZEN, 1).card_id;
+    let (one, two) = (enrol(s, 1, Some(32), None), enrol(s, 2, Some(33), None));
+    let mut fares = FarePolicy::default();
+    fares.fraud_policy.0.insert(
+        FraudKind::ImpossibleTravel,
+        FraudAction::Fare { vnd: 50_000 },
+    );
+    let at = chrono::Utc::now().timestamp() as u64 - 600;
+    // One card on two buses 30 s apart: a shared pass.
+    s.record_taps(&one, &[tap(1, at, card, 1, None)], &fares, None)
+        .unwrap();
+    s.record_taps(&two, &[tap(1, at + 30, card, 2, None)], &fares, None)
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let charged_before: u64 = s.charges(card).unwrap().iter().map(|(_, v)| v).sum();
+    let fined = s.act_on_fraud(&fares, now).unwrap();
+    assert_eq!((fined.acted, fined.fined, fined.denied), (1, 1, 0));
+    let charged: u64 = s.charges(card).unwrap().iter().map(|(_, v)| v).sum();
+    assert_eq!(
+        charged,
+        charged_before + 50_000,
+        "the penalty counts with the fares"
+    );
+    assert_eq!(s.act_on_fraud(&fares, now).unwrap().acted, 0, "once");
+    let (day, _) = fares.local_day_and_month(at);
+    let penalty = s
+        .reconciliation(&day)
+        .unwrap()
+        .lines
+        .into_iter()
+        .find(|l| l.product == "penalty")
+        .unwrap();
+    assert_eq!((penalty.charges, penalty.charged_vnd), (1, 50_000));
+    // The operator now denies such cards: the next record denies the card.
+    fares
+        .fraud_policy
+        .0
+        .insert(FraudKind::ImpossibleTravel, FraudAction::Deny);
+    let version = s.deny_list(now).unwrap().0;
+    s.record_taps(&one, &[tap(2, at + 60, card, 3, None)], &fares, None)
+        .unwrap();
+    let denied = s.act_on_fraud(&fares, now).unwrap();
+    assert_eq!((denied.acted, denied.denied), (1, 1));
+    assert!(denied.deny_version.unwrap() > version);
+    assert!(s.deny_list(now).unwrap().1.contains(&card));
 }
 
 fn gate_taps_make_journeys<E: Engine>(s: &SqlStorage<E>) {

@@ -12,6 +12,36 @@ use super::Product;
 pub const TRIPS: &str = "transit.trip";
 /// The collection of cap progress records.
 pub const CAPS: &str = "transit.cap";
+/// The collection of the operator's notices about a card's rides.
+pub const NOTICES: &str = "transit.notice";
+
+/// What the operator tells a rider about a ride its checks flagged (a shared ticket, a card let
+/// in twice): a warning, or the penalty fare charged for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransitNotice {
+    /// `fraud:N`, the operator's record of it.
+    pub id: String,
+    /// The card it is about.
+    pub card_id: u64,
+    /// What was found: `double_entry`, `repeated_exit`, `impossible_travel`,
+    /// `dependant_alone`, ...
+    pub kind: String,
+    /// When it was found (unix seconds).
+    pub at: u64,
+    /// A penalty fare charged for it, VND (0 for a warning).
+    pub penalty_vnd: u64,
+    /// What the rider reads, in Vietnamese.
+    pub message_vi: String,
+    /// The same in English.
+    pub message_en: String,
+}
+
+impl Document for TransitNotice {
+    const COLLECTION: &'static str = NOTICES;
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+}
 
 /// One ride, as the backend charged it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -114,6 +144,7 @@ pub fn synced() -> Vec<Collection> {
     vec![
         Collection::of_documents::<Trip>(CollectionSpec::published_to_account(TRIPS)),
         Collection::of_documents::<CapProgress>(CollectionSpec::published_to_account(CAPS)),
+        Collection::of_documents::<TransitNotice>(CollectionSpec::published_to_account(NOTICES)),
     ]
 }
 
@@ -140,6 +171,18 @@ impl<'a> RiderHistory<'a> {
             .collect();
         trips.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
         Ok(trips)
+    }
+
+    /// The operator's notices about the cards the phone holds, newest first.
+    pub fn notices(&self) -> Result<Vec<TransitNotice>, VaultError> {
+        let mut notices: Vec<TransitNotice> = self
+            .vault
+            .list(NOTICES)?
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<TransitNotice>(&r.body).ok())
+            .collect();
+        notices.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| b.id.cmp(&a.id)));
+        Ok(notices)
     }
 
     /// Forgets, on this phone only, the trips of days before `day` (`YYYY-MM-DD`) and the cap

@@ -424,6 +424,27 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(forgotten, 3, "the trip, the day's and the month's cap progress")
         let forgottenCap = try await history.cap(period: trip.day)
         XCTAssertNil(forgottenCap)
+
+        // The same card on a second bus moments later: one pass carrying two people. The
+        // operator's policy warns, and the warning reaches the phone.
+        let noNotices = try await history.notices()
+        XCTAssertEqual(noNotices, [])
+        let bus2Vault = try await vault("bus2")
+        _ = try await client.enrolValidator(vault: bus2Vault, enrolmentCode: busCodes[1], deviceName: "bus 32 rear door")
+        let feed2 = try await TransitClient(client: client).validatorFeed(vault: bus2Vault)
+        let bus2 = try await TransitValidator.open(vault: bus2Vault, trustedKeys: feed2.issuerKeys, config: ValidatorConfig(route: 32))
+        _ = try await bus2.updateDenyList(signedList: feed2.denyList)
+        // A fresh QR (the one on screen would be the same QR twice: a relay, not two riders).
+        let later = now() + 10
+        let fresh = try await transit.currentQrAt(nowUnix: later)
+        XCTAssertTrue(try bus2.validateAt(text: fresh.text, nowUnix: later).accepted)
+        _ = try await TransitClient(client: client).uploadTaps(vault: bus2Vault, validator: bus2)
+        _ = try await client.sync(vault: phone)
+        let notices = try await history.notices()
+        XCTAssertEqual(notices.map(\.cardId), [card])
+        XCTAssertEqual(notices.map(\.kind), ["impossible_travel"])
+        XCTAssertEqual(notices.map(\.penaltyVnd), [0])
+        XCTAssertTrue(notices.first?.messageEn.contains("two vehicles") ?? false)
     }
 
     func testMetroGatesCarryTheirStationAndDirectionAndAnExitGateRefreshesItsEntries() async throws {

@@ -29,6 +29,8 @@ pub struct FarePolicy {
     /// are offline and let a rider through on the list they hold, so a balance can go below
     /// zero by the rides taken until the next list; two bus rides by default.
     pub credit_limit_vnd: u64,
+    /// What follows each kind of fraud record (warning, penalty fare, denial).
+    pub fraud_policy: super::rules::FraudPolicy,
 }
 
 impl Default for FarePolicy {
@@ -46,6 +48,7 @@ impl Default for FarePolicy {
             utc_offset_secs: 7 * 3600,
             metro: MetroFares::hanoi(),
             credit_limit_vnd: 20_000,
+            fraud_policy: super::rules::FraudPolicy::default(),
         }
     }
 }

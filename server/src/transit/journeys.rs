@@ -59,7 +59,8 @@ pub(crate) async fn admin_settle_journeys(
     Ok(Json(json!({ "settled": settled })))
 }
 
-/// Settles what is due now, a thousand journeys at a time.
+/// Settles what is due now, a thousand journeys at a time, then acts on fraud records not acted
+/// on yet.
 pub(crate) async fn settle_now(state: &TransitState) -> Result<u32, ApiError> {
     let storage = state.storage.clone();
     let fares = state.fares.clone();
@@ -69,6 +70,9 @@ pub(crate) async fn settle_now(state: &TransitState) -> Result<u32, ApiError> {
             let n = storage.settle_journeys(chrono::Utc::now().timestamp(), &fares)?;
             total += n;
             if n < 1_000 {
+                // Settling finds fraud too (an entry with no exit after a second entry): act on
+                // what the policy says follows.
+                storage.act_on_fraud(&fares, chrono::Utc::now().timestamp())?;
                 return Ok(total);
             }
         }

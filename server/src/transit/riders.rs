@@ -84,6 +84,10 @@ pub(crate) async fn admin_grant_entitlement(
 #[derive(Debug, Deserialize)]
 pub(crate) struct DependantRequest {
     dependant_citizen_id: String,
+    /// The dependant may ride on the guardian's phone without the guardian (an older child
+    /// going to school): their rides alone are not `dependant_alone` records.
+    #[serde(default)]
+    travels_alone: bool,
 }
 
 /// `POST /v1/admin/citizens/{citizen_id}/dependants`: the operator records (from the household
@@ -102,7 +106,10 @@ pub(crate) async fn admin_add_dependant(
         return Err(ApiError::bad("a citizen is not their own dependant"));
     }
     let storage = state.storage.clone();
-    blocking(move || Ok(storage.add_dependant(&citizen_id, &body.dependant_citizen_id)?)).await?;
+    blocking(move || {
+        Ok(storage.add_dependant(&citizen_id, &body.dependant_citizen_id, body.travels_alone)?)
+    })
+    .await?;
     Ok(Json(json!({ "recorded": true })))
 }
 

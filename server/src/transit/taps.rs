@@ -160,6 +160,9 @@ pub(crate) async fn upload_taps(
         // Cards now owing more than their credit are denied on the next list. A failure
         // here loses nothing: the card's next charge or top-up checks again.
         let _ = storage.enforce_balances(&totals.paid_cards, fares.credit_limit_vnd, received);
+        // What the operator's policy says follows this upload's fraud records (and any left
+        // from before): the next upload or settlement retries what fails here.
+        let _ = storage.act_on_fraud(&fares, received);
         Ok(totals)
     })
     .await?;

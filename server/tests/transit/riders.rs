@@ -507,3 +507,91 @@ async fn a_reduced_pass_stops_renewing_when_its_entitlement_ends() {
         .unwrap_err();
     assert!(matches!(e, BackendError::NotEntitled { .. }), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
+    use thudo_core::transit::trips::RiderHistory;
+    const CHILD: &str = "001022054321";
+    let w = World::start().await;
+    let (parent_vault, phone) = w.rider("parent", RIDER, Product::PayAsYouGo).await;
+    let path = format!("/v1/admin/citizens/{RIDER}/dependants");
+    w.admin_post(&path, json!({"dependant_citizen_id": CHILD}))
+        .await;
+    let t = now() as i64;
+    w.admin_post(
+        &format!("/v1/admin/citizens/{CHILD}/entitlements"),
+        json!({"category": "child", "valid_from": t - 86_400, "valid_until": t + 86_400 * 365, "evidence_ref": "KS-2020-0118"}),
+    )
+    .await;
+    let phone = Arc::new(phone);
+    let child = w
+        .transit()
+        .buy_and_install(
+            parent_vault.clone(),
+            phone.clone(),
+            CredentialOrder {
+                dependant: Some(CHILD.into()),
+                ..CredentialOrder::new(Product::FreePass, Category::Child)
+            },
+        )
+        .await
+        .unwrap()
+        .order
+        .card_id;
+    let ride = |bus: &mut thudo_core::transit::validator::Validator, card: Option<u64>, at: u64| {
+        let qr = match card {
+            Some(c) => phone.current_qr_for(c, at).unwrap(),
+            None => phone.current_qr(at).unwrap(),
+        };
+        assert!(bus.validate(&qr.text, at).unwrap().accepted);
+    };
+    let at = tomorrow_morning();
+    // Together: the child taps first, the parent 40 s later, on one bus.
+    let (v1, mut together, _) = w.bus("together", 32).await;
+    ride(&mut together, Some(child), at);
+    ride(&mut together, None, at + 40);
+    w.upload_bus(&v1, &mut together).await;
+    let alone_records = |w: &World| {
+        w.storage
+            .fraud_records()
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.kind == thudo_server::transit::rules::FraudKind::DependantAlone)
+            .collect::<Vec<_>>()
+    };
+    assert!(alone_records(&w).is_empty());
+    // Alone on another bus an hour later: a record, and a warning on the parent's phone.
+    let (v2, mut alone, v2_id) = w.bus("alone", 32).await;
+    ride(&mut alone, Some(child), at + 3_600);
+    w.upload_bus(&v2, &mut alone).await;
+    let records = alone_records(&w);
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].card_id, records[0].validator_id.as_str()),
+        (Some(child), v2_id.as_str())
+    );
+    w.client
+        .sync(parent_vault.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let notices = RiderHistory::new(&parent_vault).notices().unwrap();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (
+            notices[0].card_id,
+            notices[0].kind.as_str(),
+            notices[0].penalty_vnd
+        ),
+        (child, "dependant_alone", 0)
+    );
+    assert!(notices[0].message_en.contains("without its holder"));
+    // The operator records that the child travels alone (to school): no more records.
+    w.admin_post(
+        &path,
+        json!({"dependant_citizen_id": CHILD, "travels_alone": true}),
+    )
+    .await;
+    ride(&mut alone, Some(child), at + 7_200);
+    w.upload_bus(&v2, &mut alone).await;
+    assert_eq!(alone_records(&w).len(), 1);
+}

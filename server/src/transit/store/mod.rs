@@ -4,6 +4,7 @@
 //! the rules they apply are [`super::rules`].
 
 mod credentials;
+mod fraud;
 mod journeys;
 mod riders;
 mod sales;
@@ -166,11 +167,13 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0001_base.sql"),
         include_str!("../schema/sqlite/0002_passes_and_credentials.sql"),
         include_str!("../schema/sqlite/0003_sales.sql"),
+        include_str!("../schema/sqlite/0004_fraud_policy.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
         include_str!("../schema/postgres/0002_passes_and_credentials.sql"),
         include_str!("../schema/postgres/0003_sales.sql"),
+        include_str!("../schema/postgres/0004_fraud_policy.sql"),
     ],
 };
 
@@ -226,6 +229,25 @@ pub trait TapStore: Send + Sync + 'static {
     fn capped_cards(&self, day: &str, cap_vnd: u64) -> Result<Vec<u64>>;
     /// Fraud records, oldest first.
     fn fraud_records(&self) -> Result<Vec<FraudRecord>>;
+    /// Acts on the fraud records not acted on yet (at most 1,000, oldest first) as the
+    /// operator's policy says: a warning or a penalty fare published to the rider's phone, the
+    /// card denied; each record is acted on once, on whichever instance gets it first.
+    fn act_on_fraud(&self, fares: &FarePolicy, now: i64) -> Result<FraudActions>;
+}
+
+/// What [`TapStore::act_on_fraud`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FraudActions {
+    /// Records acted on.
+    pub acted: u32,
+    /// Warnings published.
+    pub warned: u32,
+    /// Penalty fares charged.
+    pub fined: u32,
+    /// Cards denied.
+    pub denied: u32,
+    /// The new deny-list version, if a card was denied.
+    pub deny_version: Option<u32>,
 }
 
 /// Metro journeys: settled when their time runs out, fed to exit gates while open.
@@ -365,8 +387,15 @@ pub trait RiderStore: Send + Sync + 'static {
     /// A citizen's entitlements.
     fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>>;
     /// Records that `guardian` may hold `dependant`'s passes and see their trips (creating
-    /// either account if new). Recording it twice changes nothing.
-    fn add_dependant(&self, guardian_citizen_id: &str, dependant_citizen_id: &str) -> Result<()>;
+    /// either account if new); `travels_alone`: the dependant may ride on the guardian's phone
+    /// without the guardian (else a ride alone is a `dependant_alone` record). Recording it
+    /// again updates `travels_alone` only.
+    fn add_dependant(
+        &self,
+        guardian_citizen_id: &str,
+        dependant_citizen_id: &str,
+        travels_alone: bool,
+    ) -> Result<()>;
     /// Ends a guardianship; false when there was none.
     fn remove_dependant(
         &self,

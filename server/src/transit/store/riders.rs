@@ -153,14 +153,27 @@ impl<E: Engine> RiderStore for SqlStorage<E> {
         })
     }
 
-    fn add_dependant(&self, guardian_citizen_id: &str, dependant_citizen_id: &str) -> Result<()> {
+    fn add_dependant(
+        &self,
+        guardian_citizen_id: &str,
+        dependant_citizen_id: &str,
+        travels_alone: bool,
+    ) -> Result<()> {
         self.write(|tx| {
             let guardian = account_in(tx, guardian_citizen_id)?;
             let dependant = account_in(tx, dependant_citizen_id)?;
             tx.exec(
-                "INSERT INTO dependants(guardian_account, dependant_account, created_at)
-                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![&guardian, &dependant, chrono::Utc::now().timestamp()],
+                "INSERT INTO dependants(guardian_account, dependant_account, created_at,
+                                        travels_alone)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (guardian_account, dependant_account)
+                 DO UPDATE SET travels_alone = excluded.travels_alone",
+                params![
+                    &guardian,
+                    &dependant,
+                    chrono::Utc::now().timestamp(),
+                    travels_alone
+                ],
             )?;
             Ok(())
         })

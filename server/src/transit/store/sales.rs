@@ -160,7 +160,11 @@ fn balance_of(tx: &mut dyn Tx, card: u64) -> Result<i64> {
         tx,
         "SELECT CAST(SUM(fare_vnd) AS BIGINT) FROM journeys WHERE card_id = ?1",
     )?;
-    Ok(bought - rides - journeys)
+    let penalties = sum(
+        tx,
+        "SELECT CAST(SUM(amount_vnd) AS BIGINT) FROM penalties WHERE card_id = ?1",
+    )?;
+    Ok(bought - rides - journeys - penalties)
 }
 
 fn denial_reason(tx: &mut dyn Tx, card: u64) -> Result<Option<Option<String>>> {
@@ -531,6 +535,24 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                 });
                 l.charges = fares.charges;
                 l.charged_vnd = fares.charged_vnd;
+            }
+            if let Some(r) = tx.row(
+                "SELECT CAST(COUNT(*) AS BIGINT), CAST(SUM(amount_vnd) AS BIGINT) FROM penalties
+                 WHERE day = ?1",
+                params![day],
+            )? {
+                let count = r.int(0)? as u64;
+                if count > 0 {
+                    lines.insert(
+                        ("penalty".to_owned(), None),
+                        ReconciliationLine {
+                            product: "penalty".to_owned(),
+                            charges: count,
+                            charged_vnd: r.opt_int(1)?.unwrap_or(0) as u64,
+                            ..Default::default()
+                        },
+                    );
+                }
             }
             rec.lines = lines.into_values().collect();
             rec.sales_vnd = rec.lines.iter().map(|l| l.sales_vnd).sum();

@@ -14,8 +14,9 @@ use super::journeys::{journey_tap, GateTap};
 use super::riders::{paid_in, publish_caps, publish_to_card};
 use thudo_core::transit::backend::TapOutcome;
 
+use super::fraud::{check_travelling_together, RideToCheck};
 use super::{
-    CheckedInspection, CheckedTap, FraudRecord, InspectionStats, TapStore, TapTotals,
+    CheckedInspection, CheckedTap, FraudActions, FraudRecord, InspectionStats, TapStore, TapTotals,
     ValidatorRecord,
 };
 use crate::storage::engine::{big, params, Engine, Tx};
@@ -24,6 +25,13 @@ use crate::storage::{code_of, Result, SqlStorage, StorageError};
 
 /// The (card, local day, month) whose cap progress an upload changed.
 pub(super) type Paid = BTreeSet<(u64, String, String)>;
+
+/// What storing an upload's taps has added up so far.
+struct Taken<'a> {
+    totals: &'a mut TapTotals,
+    paid: &'a mut Paid,
+    rides: &'a mut Vec<RideToCheck>,
+}
 
 /// Records a finding for the operator.
 pub(super) fn record_fraud(
@@ -76,9 +84,18 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             let mut totals = TapTotals::default();
             let now = chrono::Utc::now().timestamp();
             let mut paid = Paid::new();
+            let mut rides = Vec::new();
             for checked in &ordered {
-                record_tap(tx, validator, checked, fares, now, &mut totals, &mut paid)?;
+                let mut taken = Taken {
+                    totals: &mut totals,
+                    paid: &mut paid,
+                    rides: &mut rides,
+                };
+                record_tap(tx, validator, checked, fares, now, &mut taken)?;
             }
+            // With the whole upload stored: a dependant's ride with its holder's tap just after
+            // is travelling together.
+            check_travelling_together(tx, &validator.id, &rides, now)?;
             // Each card's progress toward the caps it paid toward, once per upload.
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
@@ -180,6 +197,7 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             for sql in [
                 "SELECT day, CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id = ?1 GROUP BY day",
                 "SELECT day, CAST(SUM(fare_vnd) AS BIGINT) FROM journeys WHERE card_id = ?1 GROUP BY day",
+                "SELECT day, CAST(SUM(amount_vnd) AS BIGINT) FROM penalties WHERE card_id = ?1 GROUP BY day",
             ] {
                 for r in tx.rows(sql, params![big(card_id)])? {
                     *days.entry(r.text(0)?).or_default() += r.int(1)? as u64;
@@ -204,6 +222,10 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             .map(|r| Ok(r.int(0)? as u64))
             .collect()
         })
+    }
+
+    fn act_on_fraud(&self, fares: &FarePolicy, now: i64) -> Result<FraudActions> {
+        self.write(|tx| super::fraud::act_on_fraud(tx, fares, now))
     }
 
     fn fraud_records(&self) -> Result<Vec<FraudRecord>> {
@@ -241,9 +263,9 @@ fn record_tap(
     checked: &CheckedTap,
     fares: &FarePolicy,
     now: i64,
-    totals: &mut TapTotals,
-    paid: &mut Paid,
+    taken: &mut Taken<'_>,
 ) -> Result<()> {
+    let (totals, paid) = (&mut *taken.totals, &mut *taken.paid);
     let t = &checked.tap;
     // A gate's station and direction are the operator's binding, never the tap's claim.
     let gate = validator.gate.as_deref().and_then(parse_gate);
@@ -303,6 +325,18 @@ fn record_tap(
         record_fraud(tx, &f, &validator.id, t.seq, now)?;
     }
     let charged = verdict == TapVerdict::Charged;
+    // A ride boarded (a bus, an entry gate): whether a dependant's ticket travelled with its
+    // holder is checked once the upload is stored.
+    if let (true, Some(s)) = (charged, scan) {
+        if gate.is_none_or(|g| g.direction == thudo_core::transit::metro::GateDirection::Entry) {
+            taken.rides.push(RideToCheck {
+                seq: t.seq,
+                card_id: s.card_id,
+                device_key_hash: s.device_key_hash,
+                qr_timestamp: s.qr_timestamp,
+            });
+        }
+    }
     if let (true, Some(s), None) = (charged, scan, gate) {
         // One card on another bus at the same moment: a pass carrying several people.
         let ts = i64::from(s.qr_timestamp);

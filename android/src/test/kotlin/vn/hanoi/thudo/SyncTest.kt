@@ -310,6 +310,19 @@ class SyncTest {
         assertEquals(0L, history.forgetBefore(trip.day))
         assertEquals(3L, history.forgetBefore("9999-12-31"), "the trip, the day's and the month's cap progress")
         assertNull(history.cap(trip.day))
+
+        // The same card on a second bus moments later: one pass carrying two people. The
+        // operator's policy warns, and the warning reaches the phone.
+        assertEquals(emptyList<TransitNotice>(), history.notices())
+        val (bus2Vault, bus2) = validator(client, busCodes[1], ValidatorConfig(route = 32))
+        // A fresh QR (the one on screen would be the same QR twice: a relay, not two riders).
+        val later = System.currentTimeMillis() / 1000 + 10
+        assertTrue(bus2.validateAt(transit.currentQrAt(later).text, later).accepted)
+        TransitClient(client).uploadTaps(bus2Vault, bus2)
+        client.sync(phone)
+        val notice = history.notices().single()
+        assertEquals(listOf(card, "impossible_travel", 0L), listOf(notice.cardId, notice.kind, notice.penaltyVnd))
+        assertTrue(notice.messageEn.contains("two vehicles") && notice.id.startsWith("fraud:"), notice.toString())
     }
 
     @Test

@@ -1,0 +1,12 @@
+-- What a fraud record led to under the operator's policy (NULL: not acted on yet; records from
+-- before this step are left as recorded), penalty fares charged for it, and dependants the
+-- operator allows to travel alone on their guardian's phone.
+ALTER TABLE fraud ADD COLUMN action TEXT;
+UPDATE fraud SET action = 'record';
+CREATE INDEX fraud_unacted ON fraud(id) WHERE action IS NULL;
+CREATE TABLE penalties(
+    fraud_id BIGINT PRIMARY KEY, card_id BIGINT NOT NULL, day TEXT NOT NULL,
+    amount_vnd BIGINT NOT NULL, at BIGINT NOT NULL);
+CREATE INDEX penalties_by_card ON penalties(card_id);
+CREATE INDEX penalties_by_day ON penalties(day);
+ALTER TABLE dependants ADD COLUMN travels_alone BIGINT NOT NULL DEFAULT 0;

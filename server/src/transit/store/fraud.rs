@@ -1,0 +1,155 @@
+//! What follows a fraud record: a dependant's ride without its holder found after an upload,
+//! and the operator's policy applied to records not acted on yet (a notice to the rider, a
+//! penalty fare, a denial).
+
+use thudo_core::transit::trips::{TransitNotice, NOTICES};
+
+use super::super::fares::FarePolicy;
+use super::super::rules::{notice_text, Finding, FraudAction, FraudKind, TRAVEL_TOGETHER_SECS};
+use super::credentials::{bump_deny_version, deny_card};
+use super::riders::publish_to_card;
+use super::taps::record_fraud;
+use super::FraudActions;
+use crate::storage::engine::{big, params, Tx};
+use crate::storage::locks::Lock;
+use crate::storage::{Result, StorageError};
+
+/// A charged tap on a bus or at an entry gate, to check for a dependant riding alone once the
+/// whole upload is stored (the holder may have tapped just after).
+#[derive(Debug, Clone)]
+pub(super) struct RideToCheck {
+    pub(super) seq: u64,
+    pub(super) card_id: u64,
+    pub(super) device_key_hash: [u8; 32],
+    pub(super) qr_timestamp: u32,
+}
+
+/// Records `dependant_alone` for each ride of a dependant's ticket (its card is not the card of
+/// the account whose phone holds the key) with no accepted tap of the holder's own card on the
+/// same validator within [`TRAVEL_TOGETHER_SECS`], unless the operator recorded that the
+/// dependant travels alone.
+pub(super) fn check_travelling_together(
+    tx: &mut dyn Tx,
+    validator_id: &str,
+    rides: &[RideToCheck],
+    now: i64,
+) -> Result<()> {
+    for ride in rides {
+        let holder = tx.row(
+            "SELECT a.card_id, a.id FROM device_keys k JOIN devices d ON d.id = k.device_id
+             JOIN accounts a ON a.id = d.account_id WHERE k.key_hash = ?1 LIMIT 1",
+            params![&ride.device_key_hash],
+        )?;
+        let Some(holder) = holder else { continue };
+        let (holder_card, holder_account) = (holder.int(0)? as u64, holder.text(1)?);
+        if holder_card == ride.card_id {
+            continue;
+        }
+        let alone_allowed = tx
+            .row(
+                "SELECT 1 FROM dependants d JOIN accounts a ON a.id = d.dependant_account
+                 WHERE d.guardian_account = ?1 AND a.card_id = ?2 AND d.travels_alone = 1",
+                params![&holder_account, big(ride.card_id)],
+            )?
+            .is_some();
+        if alone_allowed {
+            continue;
+        }
+        let ts = i64::from(ride.qr_timestamp);
+        let window = TRAVEL_TOGETHER_SECS as i64;
+        let together = tx
+            .row(
+                "SELECT 1 FROM taps WHERE validator_id = ?1 AND card_id = ?2 AND accepted = 1
+                   AND qr_ts >= ?3 AND qr_ts <= ?4",
+                params![validator_id, big(holder_card), ts - window, ts + window],
+            )?
+            .is_some();
+        if !together {
+            let finding = Finding {
+                kind: FraudKind::DependantAlone,
+                card_id: Some(ride.card_id),
+                first_validator_id: None,
+                detail: format!(
+                    "no tap of the holder's card {holder_card} on this validator within {window} s of QR time {ts}"
+                ),
+            };
+            record_fraud(tx, &finding, validator_id, ride.seq, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`super::TapStore::act_on_fraud`] inside one transaction.
+pub(super) fn act_on_fraud(tx: &mut dyn Tx, fares: &FarePolicy, now: i64) -> Result<FraudActions> {
+    let rows = tx.rows(
+        "SELECT id, kind, card_id, recorded_at FROM fraud WHERE action IS NULL ORDER BY id LIMIT 1000",
+        &[],
+    )?;
+    let mut pending = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let kind = r.text(1)?;
+        let kind = FraudKind::parse(&kind)
+            .ok_or_else(|| StorageError(format!("unknown fraud kind {kind}")))?;
+        let card = r.opt_int(2)?.map(|c| c as u64);
+        pending.push((r.int(0)?, kind, card, r.int(3)?));
+    }
+    // The cards charged or denied, then the deny list, then each rider's change log.
+    let cards: Vec<Lock<'_>> = pending
+        .iter()
+        .filter_map(|(_, _, card, _)| card.map(Lock::Card))
+        .collect();
+    tx.lock_all(&cards)?;
+    let mut done = FraudActions::default();
+    let mut notices = Vec::new();
+    for (id, kind, card, at) in pending {
+        let action = fares.fraud_policy.action(kind, card);
+        // Claimed once: another instance acting on the same record finds it taken.
+        let claimed = tx.exec(
+            "UPDATE fraud SET action = ?2 WHERE id = ?1 AND action IS NULL",
+            params![id, action.as_str()],
+        )?;
+        let (Some(card), 1) = (card, claimed) else {
+            continue;
+        };
+        done.acted += 1;
+        let penalty = match action {
+            FraudAction::Record => continue,
+            FraudAction::Warn => {
+                done.warned += 1;
+                0
+            }
+            FraudAction::Fare { vnd } => {
+                let (day, _) = fares.local_day_and_month(at.max(0) as u64);
+                tx.exec(
+                    "INSERT INTO penalties(fraud_id, card_id, day, amount_vnd, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, big(card), day, big(vnd), now],
+                )?;
+                done.fined += 1;
+                vnd
+            }
+            FraudAction::Deny => {
+                done.denied += deny_card(tx, card, now, None)? as u32;
+                0
+            }
+        };
+        let (message_vi, message_en) = notice_text(kind, action);
+        notices.push(TransitNotice {
+            id: format!("fraud:{id}"),
+            card_id: card,
+            kind: kind.as_str().to_owned(),
+            at: at.max(0) as u64,
+            penalty_vnd: penalty,
+            message_vi,
+            message_en,
+        });
+    }
+    if done.denied > 0 {
+        done.deny_version = Some(bump_deny_version(tx)?);
+    }
+    for notice in notices {
+        let payload = serde_json::to_value(&notice).map_err(|e| StorageError(e.to_string()))?;
+        publish_to_card(tx, notice.card_id, NOTICES, &notice.id, payload)?;
+    }
+    Ok(done)
+}
