@@ -13,3 +13,4 @@ mod metro;
 mod phone;
 mod qr;
 mod trust;
+mod vendor;
