@@ -8,6 +8,7 @@ use super::super::fares::FarePolicy;
 use super::super::rules::{notice_text, Finding, FraudAction, FraudKind, TRAVEL_TOGETHER_SECS};
 use super::credentials::{bump_deny_version, deny_card};
 use super::riders::publish_to_card;
+use super::tap_facts::UploadFacts;
 use super::taps::record_fraud;
 use super::FraudActions;
 use crate::storage::engine::{big, params, Tx};
@@ -32,16 +33,14 @@ pub(super) fn check_travelling_together(
     tx: &mut dyn Tx,
     validator_id: &str,
     rides: &[RideToCheck],
+    facts: &UploadFacts,
     now: i64,
 ) -> Result<()> {
     for ride in rides {
-        let holder = tx.row(
-            "SELECT a.card_id, a.id FROM device_keys k JOIN devices d ON d.id = k.device_id
-             JOIN accounts a ON a.id = d.account_id WHERE k.key_hash = ?1 LIMIT 1",
-            params![&ride.device_key_hash],
-        )?;
-        let Some(holder) = holder else { continue };
-        let (holder_card, holder_account) = (holder.int(0)? as u64, holder.text(1)?);
+        let Some((holder_card, holder_account)) = facts.holder(&ride.device_key_hash) else {
+            continue;
+        };
+        let holder_card = *holder_card;
         if holder_card == ride.card_id {
             continue;
         }
@@ -49,7 +48,7 @@ pub(super) fn check_travelling_together(
             .row(
                 "SELECT 1 FROM dependants d JOIN accounts a ON a.id = d.dependant_account
                  WHERE d.guardian_account = ?1 AND a.card_id = ?2 AND d.travels_alone = 1",
-                params![&holder_account, big(ride.card_id)],
+                params![holder_account, big(ride.card_id)],
             )?
             .is_some();
         if alone_allowed {

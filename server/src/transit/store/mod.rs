@@ -8,6 +8,7 @@ mod fraud;
 mod journeys;
 mod riders;
 mod sales;
+mod tap_facts;
 mod taps;
 mod validators;
 

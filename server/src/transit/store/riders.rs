@@ -68,7 +68,19 @@ pub(super) fn publish_to_card(
     record_id: &str,
     payload: Value,
 ) -> Result<()> {
-    for account in accounts_seeing_card(tx, card)? {
+    let accounts = accounts_seeing_card(tx, card)?;
+    publish_to_accounts(tx, &accounts, collection, record_id, payload)
+}
+
+/// [`publish_to_card`] to the accounts that see the card, known already.
+pub(super) fn publish_to_accounts(
+    tx: &mut dyn Tx,
+    accounts: &[String],
+    collection: &str,
+    record_id: &str,
+    payload: Value,
+) -> Result<()> {
+    for account in accounts {
         append(
             tx,
             &format!("acct:{account}"),

@@ -6,12 +6,11 @@ use std::collections::BTreeSet;
 use thudo_core::transit::{trips, Product};
 
 use super::super::fares::{parse_gate, FarePolicy};
-use super::super::rules::{
-    judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan, MIN_TRAVEL_SECS,
-};
+use super::super::rules::{judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan};
 use super::credentials::revoked_at;
 use super::journeys::{journey_tap, GateTap};
-use super::riders::{paid_in, publish_caps, publish_to_card};
+use super::riders::{publish_caps, publish_to_accounts};
+use super::tap_facts::{PendingRows, UploadFacts};
 use thudo_core::transit::backend::TapOutcome;
 
 use super::fraud::{check_travelling_together, RideToCheck};
@@ -19,7 +18,7 @@ use super::{
     CheckedInspection, CheckedTap, FraudActions, FraudRecord, InspectionStats, TapStore, TapTotals,
     ValidatorRecord,
 };
-use crate::storage::engine::{big, params, Engine, Tx};
+use crate::storage::engine::{big, params, Engine, Tx, Val};
 use crate::storage::locks::Lock;
 use crate::storage::{code_of, Result, SqlStorage, StorageError};
 
@@ -31,6 +30,9 @@ struct Taken<'a> {
     totals: &'a mut TapTotals,
     paid: &'a mut Paid,
     rides: &'a mut Vec<RideToCheck>,
+    facts: &'a mut UploadFacts,
+    taps: &'a mut PendingRows,
+    qr_uses: &'a mut PendingRows,
 }
 
 /// Records a finding for the operator.
@@ -85,17 +87,33 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             let now = chrono::Utc::now().timestamp();
             let mut paid = Paid::new();
             let mut rides = Vec::new();
+            let mut facts = UploadFacts::load(tx, &validator.id, &ordered, fares)?;
+            let mut taps = PendingRows::new(
+                "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product,
+                                  day, month, charged_vnd, verdict, qr_ts, qr_counter, station,
+                                  direction)",
+                16,
+            );
+            let mut qr_uses = PendingRows::new(
+                "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)",
+                5,
+            );
             for checked in &ordered {
                 let mut taken = Taken {
                     totals: &mut totals,
                     paid: &mut paid,
                     rides: &mut rides,
+                    facts: &mut facts,
+                    taps: &mut taps,
+                    qr_uses: &mut qr_uses,
                 };
                 record_tap(tx, validator, checked, fares, now, &mut taken)?;
             }
+            taps.flush(tx)?;
+            qr_uses.flush(tx)?;
             // With the whole upload stored: a dependant's ride with its holder's tap just after
             // is travelling together.
-            check_travelling_together(tx, &validator.id, &rides, now)?;
+            check_travelling_together(tx, &validator.id, &rides, &facts, now)?;
             // Each card's progress toward the caps it paid toward, once per upload.
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
@@ -265,18 +283,12 @@ fn record_tap(
     now: i64,
     taken: &mut Taken<'_>,
 ) -> Result<()> {
-    let (totals, paid) = (&mut *taken.totals, &mut *taken.paid);
     let t = &checked.tap;
+    let totals = &mut *taken.totals;
     // A gate's station and direction are the operator's binding, never the tap's claim.
     let gate = validator.gate.as_deref().and_then(parse_gate);
     totals.highest_seq = totals.highest_seq.max(t.seq);
-    let exists = tx
-        .row(
-            "SELECT 1 FROM taps WHERE validator_id = ?1 AND seq = ?2",
-            params![&validator.id, big(t.seq)],
-        )?
-        .is_some();
-    if exists {
+    if taken.facts.is_stored(t.seq) {
         totals.duplicates += 1;
         // What the first upload stored: a retry whose answer was lost reports it again.
         let stored = tx.row(
@@ -304,13 +316,8 @@ fn record_tap(
     // The facts the rules need, looked up for a tap a validator accepted on a verified scan.
     let (revoked, first_use_by) = match scan {
         Some(s) if t.accepted => (
-            revoked_at(tx, s)?,
-            tx.row(
-                "SELECT validator_id FROM qr_uses WHERE card_id = ?1 AND qr_ts = ?2 AND qr_counter = ?3",
-                params![big(s.card_id), s.qr_timestamp, s.qr_counter],
-            )?
-            .map(|r| r.text(0))
-            .transpose()?,
+            taken.facts.revoked(s),
+            taken.facts.first_use_by(s).map(str::to_owned),
         ),
         _ => (false, None),
     };
@@ -340,44 +347,28 @@ fn record_tap(
     if let (true, Some(s), None) = (charged, scan, gate) {
         // One card on another bus at the same moment: a pass carrying several people.
         let ts = i64::from(s.qr_timestamp);
-        let other = tx.row(
-            "SELECT q.validator_id, q.qr_ts FROM qr_uses q JOIN validators v ON v.id = q.validator_id
-             WHERE q.card_id = ?1 AND q.validator_id <> ?2 AND v.gate IS NULL
-               AND q.qr_ts >= ?3 AND q.qr_ts <= ?4
-             ORDER BY q.qr_ts LIMIT 1",
-            params![
-                big(s.card_id),
-                &validator.id,
-                ts - MIN_TRAVEL_SECS as i64,
-                ts + MIN_TRAVEL_SECS as i64
-            ],
-        )?;
-        if let Some(r) = other {
+        if let Some((other, other_ts)) = taken.facts.other_bus_near(s, &validator.id) {
             let finding = Finding {
                 kind: FraudKind::ImpossibleTravel,
                 card_id: Some(s.card_id),
-                first_validator_id: Some(r.text(0)?),
+                first_validator_id: Some(other),
                 detail: format!(
-                    "on two buses {} s apart (QR times {} and {ts})",
-                    (r.int(1)? - ts).abs(),
-                    r.int(1)?
+                    "on two buses {} s apart (QR times {other_ts} and {ts})",
+                    (other_ts - ts).abs()
                 ),
             };
             record_fraud(tx, &finding, &validator.id, t.seq, now)?;
         }
     }
     if let (true, Some(s)) = (charged, scan) {
-        tx.exec(
-            "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                big(s.card_id),
-                s.qr_timestamp,
-                s.qr_counter,
-                &validator.id,
-                big(t.seq)
-            ],
-        )?;
+        taken.qr_uses.push(vec![
+            big(s.card_id),
+            s.qr_timestamp.into(),
+            s.qr_counter.into(),
+            validator.id.clone().into(),
+            big(t.seq),
+        ]);
+        taken.facts.used(s, &validator.id, gate.is_none());
     }
     // Days and months from the phone's signed QR time when there is one.
     let when = scan.map_or(t.at, |s| u64::from(s.qr_timestamp));
@@ -397,8 +388,9 @@ fn record_tap(
         }),
     ) = (gate, charged, scan)
     {
-        let (today, this_month) = paid_in(tx, *card_id, &day, &month)?;
+        let (today, this_month) = taken.facts.paid_in(*card_id, &day, &month);
         fare = fares.charge(route, today, this_month);
+        taken.facts.charged(*card_id, &day, &month, fare);
     }
     if t.accepted && !charged {
         totals.not_charged += 1;
@@ -407,29 +399,26 @@ fn record_tap(
     let product = scan
         .and_then(|s| serde_json::to_value(s.product).ok())
         .map(|v| v.to_string());
-    tx.exec(
-        "INSERT INTO taps(validator_id, seq, at, route, accepted, reason, card_id, product, day, month,
-                          charged_vnd, verdict, qr_ts, qr_counter, station, direction)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        params![
-            &validator.id,
-            big(t.seq),
-            big(t.at),
-            route,
-            t.accepted,
-            reason,
-            scan.map(|s| big(s.card_id)),
-            product,
-            &day,
-            &month,
-            big(fare),
-            verdict.as_str(),
-            scan.map(|s| s.qr_timestamp),
-            scan.map(|s| s.qr_counter),
-            gate.map(|g| g.station),
-            gate.map(|g| code_of(&g.direction)),
-        ],
-    )?;
+    taken.taps.push(vec![
+        validator.id.clone().into(),
+        big(t.seq),
+        big(t.at),
+        route.into(),
+        t.accepted.into(),
+        reason.into(),
+        scan.map(|s| big(s.card_id)).unwrap_or(Val::Null),
+        product.into(),
+        day.clone().into(),
+        month.clone().into(),
+        big(fare),
+        verdict.as_str().into(),
+        scan.map(|s| s.qr_timestamp).into(),
+        scan.map(|s| s.qr_counter).into(),
+        gate.map(|g| g.station).into(),
+        gate.map(|g| code_of(&g.direction)).into(),
+    ]);
+    taken.facts.stored(t.seq);
+    let (totals, paid) = (&mut *taken.totals, &mut *taken.paid);
     totals.stored += 1;
     totals.charged_vnd += fare;
     if gate.is_none() || !charged || scan.is_none() {
@@ -486,7 +475,8 @@ fn record_tap(
             full_fare_vnd,
         };
         let payload = serde_json::to_value(&trip).map_err(|e| StorageError(e.to_string()))?;
-        publish_to_card(tx, s.card_id, trips::TRIPS, &trip.id, payload)?;
+        let accounts = taken.facts.seeing(s.card_id).to_vec();
+        publish_to_accounts(tx, &accounts, trips::TRIPS, &trip.id, payload)?;
     }
     Ok(())
 }

@@ -10,3 +10,5 @@ CREATE TABLE penalties(
 CREATE INDEX penalties_by_card ON penalties(card_id);
 CREATE INDEX penalties_by_day ON penalties(day);
 ALTER TABLE dependants ADD COLUMN travels_alone BIGINT NOT NULL DEFAULT 0;
+-- Transit keys are looked up by their hash (the key claimed by one account; whose phone holds it).
+CREATE INDEX device_keys_by_key ON device_keys(key_hash);

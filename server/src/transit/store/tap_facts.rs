@@ -1,0 +1,345 @@
+//! What storing an upload needs to know, read in a few statements for the whole upload (not a
+//! few per tap: on PostgreSQL each statement is a round trip), and kept current as the upload's
+//! own taps are stored: which sequences are stored, which cards and keys were denied and when,
+//! which QRs were used where, what each card paid per day and month, and who sees each card.
+
+use std::collections::{HashMap, HashSet};
+
+use super::super::fares::FarePolicy;
+use super::super::rules::{Evidence, VerifiedScan, MIN_TRAVEL_SECS};
+use super::CheckedTap;
+use crate::storage::engine::{big, Row, Tx, Val};
+use crate::storage::Result;
+
+/// Values per statement in an `IN (...)` list: within SQLite's and PostgreSQL's limits.
+const IN_CHUNK: usize = 1_000;
+
+/// Runs `sql` (with `{in}` where the list goes, after `fixed` parameters) once per chunk of
+/// `values`; returns every row.
+fn rows_in(tx: &mut dyn Tx, sql: &str, fixed: &[Val<'_>], values: &[Val<'_>]) -> Result<Vec<Row>> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(IN_CHUNK) {
+        let list: Vec<String> = (0..chunk.len())
+            .map(|i| format!("?{}", fixed.len() + i + 1))
+            .collect();
+        let params: Vec<Val<'_>> = fixed.iter().chain(chunk.iter()).cloned().collect();
+        out.extend(tx.rows(&sql.replace("{in}", &list.join(", ")), &params)?);
+    }
+    Ok(out)
+}
+
+/// Rows to insert into one table, written together (a statement per few hundred rows instead of
+/// one per row).
+#[derive(Debug)]
+pub(super) struct PendingRows {
+    insert: &'static str,
+    columns: usize,
+    values: Vec<Val<'static>>,
+}
+
+impl PendingRows {
+    /// Rows for `insert` (`INSERT INTO t(a, b, ...)`, `columns` of them).
+    pub(super) fn new(insert: &'static str, columns: usize) -> PendingRows {
+        PendingRows {
+            insert,
+            columns,
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds one row (`columns` values).
+    pub(super) fn push(&mut self, row: Vec<Val<'static>>) {
+        debug_assert_eq!(row.len(), self.columns);
+        self.values.extend(row);
+    }
+
+    /// Writes the rows held, then holds none.
+    pub(super) fn flush(&mut self, tx: &mut dyn Tx) -> Result<()> {
+        // At most 8,000 parameters a statement.
+        let per_statement = (8_000 / self.columns).max(1);
+        for rows in self.values.chunks(per_statement * self.columns) {
+            let tuples: Vec<String> = rows
+                .chunks(self.columns)
+                .enumerate()
+                .map(|(r, _)| {
+                    let cells: Vec<String> = (0..self.columns)
+                        .map(|c| format!("?{}", r * self.columns + c + 1))
+                        .collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            tx.exec(
+                &format!("{} VALUES {}", self.insert, tuples.join(", ")),
+                rows,
+            )?;
+        }
+        self.values.clear();
+        Ok(())
+    }
+}
+
+/// One QR use on a validator without a gate (a bus).
+#[derive(Debug, Clone)]
+struct BusUse {
+    qr_ts: i64,
+    validator_id: String,
+}
+
+/// The facts an upload's taps are judged and charged on.
+#[derive(Debug, Default)]
+pub(super) struct UploadFacts {
+    stored: HashSet<u64>,
+    denied_cards: HashMap<u64, i64>,
+    denied_keys: HashMap<[u8; 32], i64>,
+    first_use: HashMap<(u64, u32, u32), String>,
+    bus_uses: HashMap<u64, Vec<BusUse>>,
+    paid_day: HashMap<(u64, String), u64>,
+    paid_month: HashMap<(u64, String), u64>,
+    seeing: HashMap<u64, Vec<String>>,
+    holders: HashMap<[u8; 32], (u64, String)>,
+}
+
+impl UploadFacts {
+    /// Reads the facts for `taps` of validator `validator_id`.
+    pub(super) fn load(
+        tx: &mut dyn Tx,
+        validator_id: &str,
+        taps: &[&CheckedTap],
+        fares: &FarePolicy,
+    ) -> Result<UploadFacts> {
+        let mut facts = UploadFacts::default();
+        let scans: Vec<&VerifiedScan> = taps
+            .iter()
+            .filter_map(|t| match &t.evidence {
+                Evidence::Verified(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        if let (Some(low), Some(high)) = (
+            taps.iter().map(|t| t.tap.seq).min(),
+            taps.iter().map(|t| t.tap.seq).max(),
+        ) {
+            for r in tx.rows(
+                "SELECT seq FROM taps WHERE validator_id = ?1 AND seq >= ?2 AND seq <= ?3",
+                &[validator_id.into(), big(low), big(high)],
+            )? {
+                facts.stored.insert(r.int(0)? as u64);
+            }
+        }
+        if scans.is_empty() {
+            return Ok(facts);
+        }
+        let mut cards: Vec<u64> = scans.iter().map(|s| s.card_id).collect();
+        cards.sort_unstable();
+        cards.dedup();
+        let card_vals: Vec<Val<'_>> = cards.iter().map(|c| big(*c)).collect();
+        let mut keys: Vec<[u8; 32]> = scans.iter().map(|s| s.device_key_hash).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let key_vals: Vec<Val<'_>> = keys.iter().map(|k| Val::from(&k[..])).collect();
+
+        // Denied by the operator (a balance owed still pays its fares), from when.
+        for r in rows_in(
+            tx,
+            "SELECT card_id, denied_at FROM deny_cards WHERE reason IS NULL AND card_id IN ({in})",
+            &[],
+            &card_vals,
+        )? {
+            facts.denied_cards.insert(r.int(0)? as u64, r.int(1)?);
+        }
+        for r in rows_in(
+            tx,
+            "SELECT key_hash, denied_at FROM deny_devices WHERE key_hash IN ({in})",
+            &[],
+            &key_vals,
+        )? {
+            if let Some(key) = r.hash(0)? {
+                facts.denied_keys.insert(key, r.int(1)?);
+            }
+        }
+        // QR uses around the upload's times: first uses, and rides on other buses.
+        let window = MIN_TRAVEL_SECS as i64;
+        let low = scans
+            .iter()
+            .map(|s| i64::from(s.qr_timestamp))
+            .min()
+            .unwrap_or(0)
+            - window;
+        let high = scans
+            .iter()
+            .map(|s| i64::from(s.qr_timestamp))
+            .max()
+            .unwrap_or(0)
+            + window;
+        for r in rows_in(
+            tx,
+            "SELECT q.card_id, q.qr_ts, q.qr_counter, q.validator_id,
+                    CASE WHEN v.gate IS NULL THEN 1 ELSE 0 END
+             FROM qr_uses q LEFT JOIN validators v ON v.id = q.validator_id
+             WHERE q.qr_ts >= ?1 AND q.qr_ts <= ?2 AND q.card_id IN ({in})",
+            &[low.into(), high.into()],
+            &card_vals,
+        )? {
+            let (card, ts, counter) = (r.int(0)? as u64, r.int(1)?, r.int(2)?);
+            let validator = r.text(3)?;
+            facts
+                .first_use
+                .insert((card, ts as u32, counter as u32), validator.clone());
+            if r.int(4)? == 1 {
+                facts.bus_uses.entry(card).or_default().push(BusUse {
+                    qr_ts: ts,
+                    validator_id: validator,
+                });
+            }
+        }
+        // What each card paid in the upload's days and months.
+        let mut months: Vec<String> = scans
+            .iter()
+            .map(|s| fares.local_day_and_month(u64::from(s.qr_timestamp)).1)
+            .collect();
+        months.sort_unstable();
+        months.dedup();
+        for month in &months {
+            for (table, column) in [("taps", "charged_vnd"), ("journeys", "fare_vnd")] {
+                let sql = format!(
+                    "SELECT card_id, day, CAST(SUM({column}) AS BIGINT) FROM {table}
+                     WHERE month = ?1 AND card_id IN ({{in}}) GROUP BY card_id, day"
+                );
+                for r in rows_in(tx, &sql, &[month.as_str().into()], &card_vals)? {
+                    let (card, day, vnd) = (r.int(0)? as u64, r.text(1)?, r.int(2)? as u64);
+                    *facts.paid_day.entry((card, day)).or_default() += vnd;
+                    *facts.paid_month.entry((card, month.clone())).or_default() += vnd;
+                }
+            }
+        }
+        // Who sees each card's rides: its account, then its guardians'.
+        let mut account_of = HashMap::new();
+        for r in rows_in(
+            tx,
+            "SELECT card_id, id FROM accounts WHERE card_id IN ({in})",
+            &[],
+            &card_vals,
+        )? {
+            let (card, account) = (r.int(0)? as u64, r.text(1)?);
+            account_of.insert(account.clone(), card);
+            facts.seeing.insert(card, vec![account]);
+        }
+        for r in rows_in(
+            tx,
+            "SELECT a.card_id, d.guardian_account FROM dependants d
+             JOIN accounts a ON a.id = d.dependant_account
+             WHERE a.card_id IN ({in}) ORDER BY a.card_id, d.guardian_account",
+            &[],
+            &card_vals,
+        )? {
+            facts
+                .seeing
+                .entry(r.int(0)? as u64)
+                .or_default()
+                .push(r.text(1)?);
+        }
+        // Whose phone holds each key (its account's own card).
+        for r in rows_in(
+            tx,
+            "SELECT k.key_hash, a.card_id, a.id FROM device_keys k
+             JOIN devices d ON d.id = k.device_id JOIN accounts a ON a.id = d.account_id
+             WHERE k.key_hash IN ({in})",
+            &[],
+            &key_vals,
+        )? {
+            if let Some(key) = r.hash(0)? {
+                facts
+                    .holders
+                    .entry(key)
+                    .or_insert((r.int(1)? as u64, r.text(2)?));
+            }
+        }
+        Ok(facts)
+    }
+
+    /// Whether this validator's tap `seq` is stored (by an earlier upload, or earlier in this).
+    pub(super) fn is_stored(&self, seq: u64) -> bool {
+        self.stored.contains(&seq)
+    }
+
+    /// Notes that tap `seq` is stored now.
+    pub(super) fn stored(&mut self, seq: u64) {
+        self.stored.insert(seq);
+    }
+
+    /// Whether the scan's card or key was denied by the operator at the QR's time.
+    pub(super) fn revoked(&self, s: &VerifiedScan) -> bool {
+        let at = i64::from(s.qr_timestamp);
+        self.denied_cards.get(&s.card_id).is_some_and(|d| *d <= at)
+            || self
+                .denied_keys
+                .get(&s.device_key_hash)
+                .is_some_and(|d| *d <= at)
+    }
+
+    /// The validator that used this QR first, if one did.
+    pub(super) fn first_use_by(&self, s: &VerifiedScan) -> Option<&str> {
+        self.first_use
+            .get(&(s.card_id, s.qr_timestamp, s.qr_counter))
+            .map(String::as_str)
+    }
+
+    /// A use of the card on another bus within [`MIN_TRAVEL_SECS`] of `s`: (validator, QR time).
+    pub(super) fn other_bus_near(
+        &self,
+        s: &VerifiedScan,
+        validator_id: &str,
+    ) -> Option<(String, i64)> {
+        let ts = i64::from(s.qr_timestamp);
+        let window = MIN_TRAVEL_SECS as i64;
+        self.bus_uses
+            .get(&s.card_id)?
+            .iter()
+            .filter(|u| u.validator_id != validator_id && (u.qr_ts - ts).abs() <= window)
+            .min_by_key(|u| u.qr_ts)
+            .map(|u| (u.validator_id.clone(), u.qr_ts))
+    }
+
+    /// Notes a QR used now on `validator_id` (a bus when `bus`).
+    pub(super) fn used(&mut self, s: &VerifiedScan, validator_id: &str, bus: bool) {
+        self.first_use
+            .entry((s.card_id, s.qr_timestamp, s.qr_counter))
+            .or_insert_with(|| validator_id.to_owned());
+        if bus {
+            self.bus_uses.entry(s.card_id).or_default().push(BusUse {
+                qr_ts: i64::from(s.qr_timestamp),
+                validator_id: validator_id.to_owned(),
+            });
+        }
+    }
+
+    /// What `card` paid on `day` and in `month`, VND.
+    pub(super) fn paid_in(&self, card: u64, day: &str, month: &str) -> (u64, u64) {
+        (
+            self.paid_day
+                .get(&(card, day.to_owned()))
+                .copied()
+                .unwrap_or(0),
+            self.paid_month
+                .get(&(card, month.to_owned()))
+                .copied()
+                .unwrap_or(0),
+        )
+    }
+
+    /// Notes a fare charged now.
+    pub(super) fn charged(&mut self, card: u64, day: &str, month: &str, vnd: u64) {
+        *self.paid_day.entry((card, day.to_owned())).or_default() += vnd;
+        *self.paid_month.entry((card, month.to_owned())).or_default() += vnd;
+    }
+
+    /// The accounts that see `card`'s rides: its own, then its guardians'.
+    pub(super) fn seeing(&self, card: u64) -> &[String] {
+        self.seeing.get(&card).map_or(&[], Vec::as_slice)
+    }
+
+    /// The card and account of the phone holding `key`, if a device recorded it.
+    pub(super) fn holder(&self, key: &[u8; 32]) -> Option<&(u64, String)> {
+        self.holders.get(key)
+    }
+}
