@@ -170,6 +170,7 @@ impl Server {
                 "--admin-token",
                 ADMIN,
                 "--test-identity-provider",
+                "--sandbox-payments",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -484,6 +485,45 @@ async fn run(
     }
 }
 
+/// The most taps per second this machine can take in: two P-256 verifications each (the
+/// issuer's over the credential, the phone's over the QR), on every core, for three seconds.
+fn verification_limit() -> (f64, usize) {
+    let (issuer, _) = SoftwareKey::generate().unwrap();
+    let (phone, _) = SoftwareKey::generate().unwrap();
+    let credential = b"thudo/transit/credential/v1 a credential's 60 bytes, signed".to_vec();
+    let tap = b"thudo/transit/tap/v1 a QR's 132 bytes, signed by the phone".to_vec();
+    let (issuer_sig, phone_sig) = (issuer.sign(&credential).unwrap(), phone.sign(&tap).unwrap());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let window = Duration::from_secs(3);
+    let deadline = Instant::now() + window;
+    let verified: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        assert!(
+                            thudo_core::crypto::p256::verify(
+                                issuer.public_key(),
+                                &credential,
+                                &issuer_sig
+                            ) && thudo_core::crypto::p256::verify(
+                                phone.public_key(),
+                                &tap,
+                                &phone_sig
+                            )
+                        );
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    (verified as f64 / window.as_secs_f64(), threads)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
@@ -499,6 +539,10 @@ async fn main() {
         "workload: {taps} taps by {RIDERS} riders on {VALIDATORS} validators, {} uploads, signed in {:.1} s",
         w.uploads.len(),
         started.elapsed().as_secs_f64()
+    );
+    let (limit, threads) = verification_limit();
+    println!(
+        "verification limit: {limit:.0} taps/s (two P-256 verifications each, {threads} threads, nothing else running)"
     );
     let dir = tempfile::tempdir().unwrap();
     let postgres = std::env::var("THUDO_TEST_POSTGRES")
@@ -523,11 +567,11 @@ async fn main() {
         }
     }
     println!();
-    println!("| engine | instances | devices | requests/s | p50 ms | p99 ms | taps | taps/s | upload p50 ms | upload p99 ms | charged VND | server peak MiB | bytes/record (plain → gzip) |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| engine | instances | devices | requests/s | p50 ms | p99 ms | taps | taps/s | of the verification limit | upload p50 ms | upload p99 ms | charged VND | server peak MiB | bytes/record (plain → gzip) |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in rows {
         println!(
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} → {:.0} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | 1/{:.1} | {} | {} | {} | {} | {:.0} → {:.0} |",
             r.engine,
             r.instances,
             r.devices,
@@ -536,6 +580,7 @@ async fn main() {
             ms(r.p99),
             r.taps,
             r.taps as f64 / r.tap_secs,
+            limit / (r.taps as f64 / r.tap_secs),
             ms(r.upload_p50),
             ms(r.upload_p99),
             r.charged_vnd,

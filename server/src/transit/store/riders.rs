@@ -120,9 +120,25 @@ pub(super) fn publish_caps(
     day: &str,
     month: &str,
 ) -> Result<()> {
-    let (today, this_month) = paid_in(tx, card, day, month)?;
+    let accounts = accounts_seeing_card(tx, card)?;
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let paid = paid_in(tx, card, day, month)?;
+    publish_caps_to(tx, fares, card, (day, month), paid, &accounts)
+}
+
+/// [`publish_caps`] with what the card paid in the day and the month, and who sees it, known.
+pub(super) fn publish_caps_to(
+    tx: &mut dyn Tx,
+    fares: &FarePolicy,
+    card: u64,
+    (day, month): (&str, &str),
+    (today, this_month): (u64, u64),
+    accounts: &[String],
+) -> Result<()> {
     // The card's own account names a cap by its period; a guardian's by card and period.
-    for (i, account) in accounts_seeing_card(tx, card)?.iter().enumerate() {
+    for (i, account) in accounts.iter().enumerate() {
         for (period, paid_vnd, cap_vnd) in [
             (day, today, fares.daily_cap_vnd),
             (month, this_month, fares.monthly_cap_vnd),

@@ -4,12 +4,13 @@ use serde_json::Value;
 use thudo_core::transit::{Category, Product};
 
 use super::credentials::{bump_deny_version, deny_card, insert_pass};
+use super::tap_facts::rows_in;
 use super::{
     LedgerEntry, NewOrder, OrderAdmission, OrderPurpose, OrderRecord, OrderStatus, Pass,
     PaymentRecord, Reconciliation, ReconciliationLine, SalesStore, MAX_ORDERS_PER_HOUR,
 };
 use crate::payments::{Notification, PaymentResult};
-use crate::storage::engine::{big, params, Engine, Row, Tx};
+use crate::storage::engine::{big, params, Engine, Row, Tx, Val};
 use crate::storage::locks::Lock;
 use crate::storage::{code_of, Result, SqlStorage, StorageError};
 
@@ -137,34 +138,43 @@ fn settle_paid(
     )
 }
 
-/// Credit bought minus fares charged, VND.
+/// Each card's credit bought minus fares and penalties charged, VND, a few statements for all.
+fn balances_of(tx: &mut dyn Tx, cards: &[u64]) -> Result<std::collections::HashMap<u64, i64>> {
+    let values: Vec<Val<'_>> = cards.iter().map(|c| big(*c)).collect();
+    let mut balances = std::collections::HashMap::new();
+    for (sql, sign) in [
+        (
+            "SELECT card_id, CAST(SUM(CASE entry WHEN 'payment' THEN amount_vnd ELSE -amount_vnd END) AS BIGINT)
+             FROM ledger WHERE purpose = 'top_up' AND entry IN ('payment', 'refund')
+               AND card_id IN ({in}) GROUP BY card_id",
+            1,
+        ),
+        (
+            "SELECT card_id, CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id IN ({in})
+             GROUP BY card_id",
+            -1,
+        ),
+        (
+            "SELECT card_id, CAST(SUM(fare_vnd) AS BIGINT) FROM journeys WHERE card_id IN ({in})
+             GROUP BY card_id",
+            -1,
+        ),
+        (
+            "SELECT card_id, CAST(SUM(amount_vnd) AS BIGINT) FROM penalties WHERE card_id IN ({in})
+             GROUP BY card_id",
+            -1,
+        ),
+    ] {
+        for r in rows_in(tx, sql, &[], &values)? {
+            *balances.entry(r.int(0)? as u64).or_insert(0) += sign * r.opt_int(1)?.unwrap_or(0);
+        }
+    }
+    Ok(balances)
+}
+
+/// Credit bought minus fares and penalties charged, VND.
 fn balance_of(tx: &mut dyn Tx, card: u64) -> Result<i64> {
-    let sum = |tx: &mut dyn Tx, sql: &str| -> Result<i64> {
-        Ok(tx
-            .row(sql, params![big(card)])?
-            .map(|r| r.opt_int(0))
-            .transpose()?
-            .flatten()
-            .unwrap_or(0))
-    };
-    let bought = sum(
-        tx,
-        "SELECT CAST(SUM(CASE entry WHEN 'payment' THEN amount_vnd ELSE -amount_vnd END) AS BIGINT)
-         FROM ledger WHERE card_id = ?1 AND purpose = 'top_up' AND entry IN ('payment', 'refund')",
-    )?;
-    let rides = sum(
-        tx,
-        "SELECT CAST(SUM(charged_vnd) AS BIGINT) FROM taps WHERE card_id = ?1",
-    )?;
-    let journeys = sum(
-        tx,
-        "SELECT CAST(SUM(fare_vnd) AS BIGINT) FROM journeys WHERE card_id = ?1",
-    )?;
-    let penalties = sum(
-        tx,
-        "SELECT CAST(SUM(amount_vnd) AS BIGINT) FROM penalties WHERE card_id = ?1",
-    )?;
-    Ok(bought - rides - journeys - penalties)
+    Ok(balances_of(tx, &[card])?.get(&card).copied().unwrap_or(0))
 }
 
 fn denial_reason(tx: &mut dyn Tx, card: u64) -> Result<Option<Option<String>>> {
@@ -421,10 +431,21 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         self.write(|tx| {
             tx.lock_all(&locks)?;
             let floor = -i64::try_from(credit_limit_vnd).unwrap_or(i64::MAX);
+            let balances = balances_of(tx, cards)?;
+            let values: Vec<Val<'_>> = cards.iter().map(|c| big(*c)).collect();
+            let mut reasons = std::collections::HashMap::new();
+            for r in rows_in(
+                tx,
+                "SELECT card_id, reason FROM deny_cards WHERE card_id IN ({in})",
+                &[],
+                &values,
+            )? {
+                reasons.insert(r.int(0)? as u64, r.opt_text(1)?);
+            }
             let mut changed = false;
             for card in cards {
-                let owing = balance_of(tx, *card)? < floor;
-                match denial_reason(tx, *card)? {
+                let owing = balances.get(card).copied().unwrap_or(0) < floor;
+                match reasons.get(card) {
                     None if owing => changed |= deny_card(tx, *card, now, Some("balance"))? > 0,
                     Some(Some(reason)) if reason == "balance" && !owing => {
                         changed |= tx.exec(

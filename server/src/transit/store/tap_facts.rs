@@ -16,7 +16,12 @@ const IN_CHUNK: usize = 1_000;
 
 /// Runs `sql` (with `{in}` where the list goes, after `fixed` parameters) once per chunk of
 /// `values`; returns every row.
-fn rows_in(tx: &mut dyn Tx, sql: &str, fixed: &[Val<'_>], values: &[Val<'_>]) -> Result<Vec<Row>> {
+pub(super) fn rows_in(
+    tx: &mut dyn Tx,
+    sql: &str,
+    fixed: &[Val<'_>],
+    values: &[Val<'_>],
+) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     for chunk in values.chunks(IN_CHUNK) {
         let list: Vec<String> = (0..chunk.len())

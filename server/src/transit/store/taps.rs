@@ -9,7 +9,7 @@ use super::super::fares::{parse_gate, FarePolicy};
 use super::super::rules::{judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan};
 use super::credentials::revoked_at;
 use super::journeys::{journey_tap, GateTap};
-use super::riders::{publish_caps, publish_to_accounts};
+use super::riders::{publish_caps, publish_caps_to, publish_to_accounts};
 use super::tap_facts::{PendingRows, UploadFacts};
 use thudo_core::transit::backend::TapOutcome;
 
@@ -116,7 +116,14 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             check_travelling_together(tx, &validator.id, &rides, &facts, now)?;
             // Each card's progress toward the caps it paid toward, once per upload.
             for (card, day, month) in &paid {
-                publish_caps(tx, fares, *card, day, month)?;
+                if validator.gate.is_some() {
+                    // A gate's charges are its journeys': read them back.
+                    publish_caps(tx, fares, *card, day, month)?;
+                } else if !facts.seeing(*card).is_empty() {
+                    let accounts = facts.seeing(*card).to_vec();
+                    let paid = facts.paid_in(*card, day, month);
+                    publish_caps_to(tx, fares, *card, (day, month), paid, &accounts)?;
+                }
             }
             let cards: BTreeSet<u64> = paid.iter().map(|(card, _, _)| *card).collect();
             totals.paid_cards = cards.into_iter().collect();
