@@ -440,3 +440,39 @@ async fn a_card_owing_more_than_its_credit_is_denied_until_a_top_up() {
         .unwrap();
     assert_eq!(top_ups["sales_vnd"], 50_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_retried_with_its_key_is_one_order_even_at_once() {
+    let (w, _) = paying_world().await;
+    let v = w.phone_device("buyer", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let token = thudo_core::sync::client::BackendClient::registration(&v)
+        .unwrap()
+        .unwrap()
+        .token;
+    let body = serde_json::to_vec(&monthly(&phone)).unwrap();
+    let send = |key: &'static str| {
+        let req = w
+            .http
+            .post(w.url("/v1/transit/orders"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        async move { json_of(req.send().await.unwrap()).await }
+    };
+    let (a, b) = tokio::join!(send("order-1"), send("order-1"));
+    assert_eq!(a["order_id"], b["order_id"]);
+    let again = send("order-1").await;
+    assert_eq!(again["order_id"], a["order_id"]);
+    let other = send("order-2").await;
+    assert_ne!(other["order_id"], a["order_id"]);
+    let orders = w
+        .storage
+        .ledger(&today())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.entry == "order")
+        .count();
+    assert_eq!(orders, 2, "two keys, two orders");
+}

@@ -190,6 +190,10 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
     fn create_order(&self, order: &NewOrder, day: &str) -> Result<OrderAdmission> {
         self.write(|tx| {
             tx.lock(Lock::Order(&order.id))?;
+            // The same order made twice at once (a retry racing its first try): one order.
+            if let Some(existing) = load_order(tx, &order.id)? {
+                return Ok(OrderAdmission::Admitted(existing.status));
+            }
             let recent = tx
                 .row(
                     "SELECT CAST(COUNT(*) AS BIGINT) FROM orders
