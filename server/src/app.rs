@@ -182,6 +182,10 @@ async fn stamp_time(mut response: Response) -> Response {
 
 /// The HTTP application: every concern's routes, and what applies to them all.
 pub fn app(state: AppState) -> Router {
+    let gate = crate::gate::GateState {
+        tokens: state.transit.storage.clone(),
+        operators: state.transit.operators.clone(),
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .with_state(state.storage.clone())
@@ -200,7 +204,15 @@ pub fn app(state: AppState) -> Router {
         .merge(transit::routes(state.transit))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::gate::LARGE_BODY,
+        ))
+        // Credentials before bodies, each route's body limit, and JSON for every refusal.
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            crate::gate::admit,
+        ))
+        .layer(axum::middleware::map_response(crate::gate::json_errors))
         .layer(axum::middleware::map_response(stamp_time))
         // Citizens pay for mobile data: answers go gzip-compressed to clients that accept it
         // (the sync client does; its size limit counts the decompressed bytes).

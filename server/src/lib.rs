@@ -18,6 +18,7 @@
 
 pub mod app;
 pub mod devices;
+pub mod gate;
 pub mod http;
 pub mod operators;
 pub mod payments;

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["devices", "operators"],
     &["sync"],
     &["publishing", "transit"],
+    &["gate"],
     &["app"],
     &["lib", "main"],
 ];

@@ -483,7 +483,9 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
             401,
         ),
         ("GET", "/v1/nothing", None, "", 404),
-        ("DELETE", "/v1/devices", None, "", 405),
+        // Credentials first: an anonymous caller learns nothing of the route's methods.
+        ("DELETE", "/v1/devices", None, "", 401),
+        ("DELETE", "/v1/devices", Some("nope"), "", 401),
         (
             "POST",
             "/v1/admin/transit/deny",

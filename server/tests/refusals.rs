@@ -1,0 +1,132 @@
+//! Refused early: a request's credential is checked before its body is read, a body over its
+//! route's limit is refused before it is parsed, an array is never read as an object, and every
+//! refusal, the framework's own included, is the JSON error shape.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http_client, start_local, vault, ADMIN};
+use serde_json::{json, Value};
+use thudo_core::sync::client::BackendClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CITIZEN: &str = "001088012345";
+
+/// Sends headers announcing `length` body bytes and only a few of them; returns the status line
+/// the server answers with, if it answers within 3 s without the rest.
+async fn status_before_body(
+    addr: std::net::SocketAddr,
+    head: &str,
+    length: usize,
+) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{head}\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{\"mut"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&answer[..read]).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_checked_before_bodies_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let addr = local.running.addr;
+    // 16 MiB announced, a few bytes sent: anonymous and forged callers are refused at once.
+    for head in [
+        "POST /v1/sync/push HTTP/1.1".to_owned(),
+        "POST /v1/transit/taps HTTP/1.1\r\nauthorization: Bearer forged".to_owned(),
+        "POST /v1/admin/citizens/001088012345/health HTTP/1.1\r\nauthorization: Bearer forged"
+            .to_owned(),
+    ] {
+        let status = status_before_body(addr, &head, 16 << 20).await;
+        assert_eq!(
+            status.as_deref(),
+            Some("HTTP/1.1 401 Unauthorized"),
+            "{head}"
+        );
+    }
+    // A registered device announcing more than a small route takes: refused before reading.
+    let phone = vault(&dir.path().join("phone"));
+    local
+        .client
+        .sign_in_and_register(phone.clone(), "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
+    let head = format!("POST /v1/transit/orders HTTP/1.1\r\nauthorization: Bearer {token}");
+    let status = status_before_body(addr, &head, 1 << 20).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 413 Payload Too Large"));
+    // The same sent without a length is cut at the limit.
+    let http = http_client();
+    let r = http
+        .post(format!("{}/v1/transit/orders", local.url))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\":\"{}\"}}", "x".repeat(100 << 10)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(common_error(r).await, "too_large");
+    // Anonymous registration bodies are small too.
+    let r = http
+        .post(format!("{}/v1/devices", local.url))
+        .header("content-type", "application/json")
+        .body(format!("{{\"id_token\":\"{}\"}}", "x".repeat(100 << 10)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+}
+
+async fn common_error(r: reqwest::Response) -> String {
+    let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).expect("a JSON error body");
+    v["error"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrays_are_not_objects_and_every_refusal_is_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let post = |path: &str, body: String| {
+        http.post(format!("{}{path}", local.url))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let version = local.storage.deny_list(0).unwrap().0;
+    // An array where an object is expected: refused, nothing published.
+    let r = post("/v1/admin/transit/deny", json!([[1], [], []]).to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(common_error(r).await, "bad_request");
+    assert_eq!(local.storage.deny_list(0).unwrap().0, version);
+    let r = post(
+        &format!("/v1/admin/citizens/{CITIZEN}/cell"),
+        json!(["c1"]).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // A path that does not decode: a JSON error all the same.
+    let r = post("/v1/admin/citizens/%FF%FE/entitlements", "{}".into())
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(common_error(r).await, "bad_request");
+}
