@@ -44,6 +44,37 @@ pub trait Storage: SyncStore + TransitStore {}
 
 impl<T: SyncStore + TransitStore> Storage for T {}
 
+/// Opens the storage `db` names ([`open_storage`]), waiting for a database that is not up yet:
+/// tries again after 1, 2, 4 ... s (at most 30 s apart) for up to `patience`, telling each
+/// failure on stderr. A database that refuses the schema (a newer one) is not waited for.
+pub async fn open_storage_waiting(
+    db: &str,
+    patience: std::time::Duration,
+) -> Result<Arc<dyn Storage>, StorageError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        let target = db.to_owned();
+        let opened = tokio::task::spawn_blocking(move || open_storage(&target))
+            .await
+            .map_err(|e| StorageError(e.to_string()))?;
+        match opened {
+            Ok(storage) => return Ok(storage),
+            Err(e) if e.0.contains("newer") || started.elapsed() + pause > patience => {
+                return Err(e)
+            }
+            Err(e) => {
+                eprintln!(
+                    "the database is not ready ({e}); trying again in {} s",
+                    pause.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
+
 /// Opens the storage a `--db` value names: a `postgres://` or `postgresql://` URL is
 /// PostgreSQL, anything else a SQLite file path.
 pub fn open_storage(db: &str) -> Result<Arc<dyn Storage>, StorageError> {
@@ -154,10 +185,12 @@ impl AppState {
     }
 }
 
-/// `GET /healthz`: 200 when this instance can read its database, 503 otherwise (a load
-/// balancer takes an instance that lost its database out of rotation).
+/// `GET /healthz`: 200 when this instance can write to its database, 503 otherwise (a load
+/// balancer takes an instance that lost its database, or whose disk is full, out of rotation).
+/// The write is one small setting, replaced each time.
 async fn healthz(State(storage): State<Arc<dyn Storage>>) -> ApiResult<Value> {
-    blocking(move || Ok(storage.get_setting("deny_version")?)).await?;
+    let now = chrono::Utc::now().timestamp().to_string();
+    blocking(move || Ok(storage.set_setting("healthz", now.as_bytes())?)).await?;
     Ok(Json(json!({"status": "ok"})))
 }
 

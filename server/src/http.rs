@@ -50,9 +50,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Seconds a client waits before retrying after the database failed.
+pub const STORAGE_RETRY_SECS: u64 = 2;
+
 impl From<StorageError> for ApiError {
+    /// A 503 saying when to retry and nothing of the database's own words (they stay in the
+    /// operator's log).
     fn from(e: StorageError) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+        eprintln!("storage error: {e}");
+        ApiError::unavailable("storage", "the database is unavailable; retry later")
+            .retry_after(STORAGE_RETRY_SECS)
     }
 }
 

@@ -21,6 +21,10 @@ struct Args {
     /// 16) that several instances may share. The schema is migrated at start-up.
     #[arg(long, env = "THUDO_DB", default_value = "thudo-server.db")]
     db: String,
+    /// How long to wait at start for a database that is not up yet (seconds; retried with
+    /// backoff), before giving up.
+    #[arg(long, default_value_t = 120)]
+    db_wait_secs: u64,
     /// Bearer token of the admin API.
     #[arg(long, env = "THUDO_ADMIN_TOKEN")]
     admin_token: String,
@@ -90,7 +94,11 @@ async fn main() -> anyhow::Result<()> {
     if args.admin_token.len() < 16 {
         anyhow::bail!("the admin token must have at least 16 characters");
     }
-    let storage = thudo_server::open_storage(&args.db)?;
+    let storage = thudo_server::app::open_storage_waiting(
+        &args.db,
+        std::time::Duration::from_secs(args.db_wait_secs),
+    )
+    .await?;
     let mut fares = FarePolicy::default();
     if let Some(path) = &args.metro_fares {
         fares.metro =

@@ -179,9 +179,9 @@ pub(super) async fn current_issuer(
     if issuer.stale() {
         let (storage, fresh) = (state.storage.clone(), issuer.clone());
         blocking(move || {
-            fresh.refresh(storage.as_ref(), false).map_err(|e| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
-            })
+            fresh
+                .refresh(storage.as_ref(), false)
+                .map_err(|e| ApiError::from(crate::storage::StorageError(e.to_string())))
         })
         .await?;
     }
@@ -213,7 +213,7 @@ pub(super) fn trusted_for<'a>(
     }
     issuer
         .refresh(storage, true)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()))?;
+        .map_err(|e| ApiError::from(crate::storage::StorageError(e.to_string())))?;
     Ok(issuer.trusted())
 }
 
@@ -266,9 +266,7 @@ pub(crate) async fn admin_rotate_issuer(
     let storage = state.storage.clone();
     let issuer = state.issuer.clone();
     blocking(move || {
-        let failed = |e: anyhow::Error| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
-        };
+        let failed = |e: anyhow::Error| ApiError::from(crate::storage::StorageError(e.to_string()));
         let now = chrono::Utc::now().timestamp() as u32;
         // Read, change and write in one transaction, one rotation at a time on every instance.
         let mut refused = None;
