@@ -15,7 +15,7 @@ ADMIN="test-admin-token-$RANDOM$RANDOM$RANDOM"
 target/debug/thudo-server --listen 127.0.0.1:0 --db "$DIR/server.db" \
   --admin-token "$ADMIN" --seed-citizen "$CITIZEN" --seed-enrolments 6 \
   --seed-gate 201:entry --seed-gate 205:exit --seed-gate 202:entry --seed-gate 210:exit \
-  --seed-gate 210:entry --seed-gate 202:exit --test-identity-provider --sandbox-payments >"$DIR/out" 2>"$DIR/err" &
+  --seed-gate 210:entry --seed-gate 202:exit --test-identity-provider --sandbox-payments --no-rate-limits >"$DIR/out" 2>"$DIR/err" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT

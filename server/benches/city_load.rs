@@ -171,6 +171,7 @@ impl Server {
                 ADMIN,
                 "--test-identity-provider",
                 "--sandbox-payments",
+                "--no-rate-limits",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

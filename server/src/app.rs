@@ -93,6 +93,7 @@ pub struct AppState {
     sync: SyncState,
     publishing: PublishingState,
     transit: TransitState,
+    limits: Arc<crate::gate::RateLimits>,
 }
 
 /// Server settings.
@@ -110,6 +111,8 @@ pub struct ServerConfig {
     pub test_identity: Option<Arc<identity::LocalIdentityProvider>>,
     /// The payment provider (a sandbox with its gateway for tests and demos).
     pub payments: Payments,
+    /// Requests each caller may make, per instance.
+    pub limits: crate::gate::RateLimits,
 }
 
 impl ServerConfig {
@@ -129,6 +132,8 @@ impl ServerConfig {
                 identity: idp.config(),
                 test_identity: Some(idp.clone()),
                 payments: Payments::sandbox(false),
+                // Tests and demos drive many devices from one address.
+                limits: crate::gate::RateLimits::off(),
             },
             idp,
         ))
@@ -165,6 +170,7 @@ impl AppState {
                 operators,
                 payments: config.payments,
             },
+            limits: Arc::new(config.limits),
             storage,
         })
     }
@@ -218,6 +224,7 @@ pub fn app(state: AppState) -> Router {
     let gate = crate::gate::GateState {
         tokens: state.transit.storage.clone(),
         operators: state.transit.operators.clone(),
+        limits: state.limits.clone(),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -293,7 +300,8 @@ pub async fn start(state: AppState, addr: SocketAddr) -> anyhow::Result<Running>
         }
     });
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app(state))
+        let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })

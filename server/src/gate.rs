@@ -1,7 +1,9 @@
-//! What every request meets before any handler reads it: its credential is checked before its
-//! body is read (an anonymous client costs the server a header's worth of work), its body is
-//! refused past its route's limit before it is parsed, and every refusal, the framework's own
-//! included (a malformed path, an unsupported media type), is the JSON error shape.
+//! What every request meets before any handler reads it: its rate is limited (per address for
+//! anonymous routes, per credential for the rest, tighter for orders), its credential is
+//! checked before its body is read (an anonymous client costs the server a header's worth of
+//! work), its body is refused past its route's limit before it is parsed, and every refusal,
+//! the framework's own included (a malformed path, an unsupported media type), is the JSON
+//! error shape.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,6 +26,108 @@ pub struct GateState {
     pub tokens: Arc<dyn TransitStore>,
     /// Operators' credentials.
     pub operators: Operators,
+    /// The rate limits (per instance).
+    pub limits: Arc<RateLimits>,
+}
+
+type Keyed<K> = governor::DefaultKeyedRateLimiter<K>;
+
+/// Requests each caller may make, per instance: a burst, then a steady rate. Behind a balancer
+/// with `n` instances a caller gets up to `n` times these.
+pub struct RateLimits {
+    /// Anonymous routes (nonce, registration, enrolment, a provider's notification), per
+    /// address.
+    per_address: Option<Keyed<std::net::IpAddr>>,
+    /// Device and validator routes, per token.
+    per_token: Option<Keyed<[u8; 32]>>,
+    /// Orders and top-ups, per token.
+    orders: Option<Keyed<[u8; 32]>>,
+}
+
+/// One limit: `per_second` steadily, bursts of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests a second, steadily.
+    pub per_second: u32,
+    /// Requests at once.
+    pub burst: u32,
+}
+
+impl Rate {
+    fn limiter<K: std::hash::Hash + Eq + Clone>(self) -> Option<Keyed<K>> {
+        let per_second = std::num::NonZeroU32::new(self.per_second)?;
+        let burst = std::num::NonZeroU32::new(self.burst.max(1))?;
+        Some(governor::RateLimiter::keyed(
+            governor::Quota::per_second(per_second).allow_burst(burst),
+        ))
+    }
+}
+
+/// Anonymous requests per address: a phone registers with two (a nonce, then registration).
+pub const ANONYMOUS_RATE: Rate = Rate {
+    per_second: 5,
+    burst: 20,
+};
+/// Requests per device or validator token: a sync is a few dozen pages, a validator uploads
+/// every few seconds.
+pub const HOLDER_RATE: Rate = Rate {
+    per_second: 20,
+    burst: 200,
+};
+/// Orders and top-ups per token (and at most 20 orders an hour per account, in storage).
+pub const ORDER_RATE: Rate = Rate {
+    per_second: 1,
+    burst: 10,
+};
+
+impl Default for RateLimits {
+    /// [`ANONYMOUS_RATE`], [`HOLDER_RATE`], [`ORDER_RATE`].
+    fn default() -> Self {
+        RateLimits::new(ANONYMOUS_RATE, HOLDER_RATE, ORDER_RATE)
+    }
+}
+
+impl RateLimits {
+    /// These limits (a rate of 0 per second: none).
+    pub fn new(anonymous: Rate, holder: Rate, orders: Rate) -> RateLimits {
+        RateLimits {
+            per_address: anonymous.limiter(),
+            per_token: holder.limiter(),
+            orders: orders.limiter(),
+        }
+    }
+
+    /// No limits (tests and demos that drive a whole city from one address).
+    pub fn off() -> RateLimits {
+        let none = Rate {
+            per_second: 0,
+            burst: 0,
+        };
+        RateLimits::new(none, none, none)
+    }
+}
+
+/// Checks `key` against `limiter`; the seconds to wait when over it.
+fn over<K: std::hash::Hash + Eq + Clone>(limiter: &Option<Keyed<K>>, key: &K) -> Option<u64> {
+    use governor::clock::{Clock, DefaultClock};
+    let limiter = limiter.as_ref()?;
+    // Forget callers long quiet, so a flood of addresses cannot grow the table for ever.
+    if limiter.len() > 100_000 {
+        limiter.retain_recent();
+    }
+    let not_until = limiter.check_key(key).err()?;
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    Some(wait.as_secs() + 1)
+}
+
+fn rate_limited(secs: u64) -> Response {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests: slow down",
+    )
+    .retry_after(secs)
+    .into_response()
 }
 
 /// Whose credential a route needs.
@@ -78,8 +182,17 @@ fn body_limit(path: &str) -> usize {
 /// Checks the caller's credential, then the body's size, before anything reads the body.
 pub async fn admit(State(state): State<GateState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    let address = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     match caller(req.method(), &path) {
-        Caller::Anyone => {}
+        Caller::Anyone if path == "/healthz" || path == "/openapi.json" => {}
+        Caller::Anyone => {
+            if let Some(wait) = address.and_then(|a| over(&state.limits.per_address, &a)) {
+                return rate_limited(wait);
+            }
+        }
         Caller::Operator => {
             if let Err(e) = state.operators.authorize(req.headers()) {
                 return e.into_response();
@@ -92,6 +205,18 @@ pub async fn admit(State(state): State<GateState>, req: Request, next: Next) -> 
                 return unauthorized();
             };
             let hash = sha256(token.as_bytes());
+            // Counted before the lookup: a flood of made-up tokens is limited too.
+            if let Some(wait) = over(&state.limits.per_token, &hash) {
+                return rate_limited(wait);
+            }
+            let ordering = req.method() == Method::POST
+                && (path == "/v1/transit/orders" || path == "/v1/transit/topups");
+            if let Some(wait) = ordering
+                .then(|| over(&state.limits.orders, &hash))
+                .flatten()
+            {
+                return rate_limited(wait);
+            }
             let storage = state.tokens.clone();
             let known = blocking(move || {
                 Ok(storage.device_by_token(&hash)?.is_some()
@@ -100,7 +225,11 @@ pub async fn admit(State(state): State<GateState>, req: Request, next: Next) -> 
             .await;
             match known {
                 Ok(true) => {}
-                Ok(false) => return unauthorized(),
+                // Made-up tokens are each new to the per-token limit: their address pays.
+                Ok(false) => match address.and_then(|a| over(&state.limits.per_address, &a)) {
+                    Some(wait) => return rate_limited(wait),
+                    None => return unauthorized(),
+                },
                 Err(e) => return e.into_response(),
             }
         }

@@ -86,6 +86,19 @@ struct Args {
     /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only.
     #[arg(long, conflicts_with = "vnpay_tmn_code")]
     sandbox_payments: bool,
+    /// No rate limits (a load test or a test suite driving many devices from one address).
+    /// Otherwise, per instance: 5 anonymous requests a second per address (bursts of 20), 20 a
+    /// second per device or validator token (bursts of 200), 1 order a second (bursts of 10).
+    #[arg(long)]
+    no_rate_limits: bool,
+}
+
+fn rate_limits(args: &Args) -> thudo_server::gate::RateLimits {
+    if args.no_rate_limits {
+        thudo_server::gate::RateLimits::off()
+    } else {
+        thudo_server::gate::RateLimits::default()
+    }
 }
 
 #[tokio::main]
@@ -111,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     fares.credit_limit_vnd = args.credit_limit_vnd;
+    let limits = rate_limits(&args);
     let payments = match (&args.vnpay_tmn_code, args.sandbox_payments) {
         (Some(tmn_code), false) => {
             let secret_path = args
@@ -156,12 +170,14 @@ async fn main() -> anyhow::Result<()> {
                 )?,
                 test_identity: None,
                 payments,
+                limits,
             }
         }
         (None, true) => {
             eprintln!("warning: local test identity provider: anyone can register as anyone");
             ServerConfig {
                 payments,
+                limits,
                 ..ServerConfig::local(storage, &args.admin_token, fares)?.0
             }
         }

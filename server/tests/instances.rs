@@ -69,6 +69,7 @@ async fn instance(
         identity: idp.config(),
         test_identity: None,
         payments: payments.clone(),
+        limits: thudo_server::gate::RateLimits::off(),
     })
     .unwrap();
     let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())

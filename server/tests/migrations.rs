@@ -259,3 +259,41 @@ fn a_legacy_postgres_database_is_adopted() {
     assert_eq!(ledger, every_step());
     assert_eq!(accounts, 1);
 }
+
+#[test]
+fn lookups_on_every_request_path_use_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    SqliteStorage::open(&path, SCHEMA).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    for (sql, index) in [
+        (
+            "DELETE FROM nonces WHERE expires_at < 1",
+            "nonces_by_expiry",
+        ),
+        (
+            "SELECT 1 FROM device_keys WHERE key_hash = x'00'",
+            "device_keys_by_key",
+        ),
+        (
+            "SELECT 1 FROM fraud WHERE action IS NULL ORDER BY id",
+            "fraud_unacted",
+        ),
+        (
+            "SELECT 1 FROM orders WHERE account_id = 'a' AND created_at > 1",
+            "orders_by_account",
+        ),
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains(index)),
+            "{sql}: {plan:?}"
+        );
+    }
+}

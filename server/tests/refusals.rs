@@ -130,3 +130,99 @@ async fn arrays_are_not_objects_and_every_refusal_is_json() {
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(common_error(r).await, "bad_request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_past_their_rate_are_told_when_to_come_back() {
+    use thudo_server::gate::{Rate, RateLimits};
+    use thudo_server::transit::fares::FarePolicy;
+    use thudo_server::{AppState, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
+    let (config, idp) = ServerConfig::local(storage, ADMIN, FarePolicy::default()).unwrap();
+    let rate = |per_second, burst| Rate { per_second, burst };
+    let config = ServerConfig {
+        limits: RateLimits::new(rate(1, 6), rate(1, 5), rate(1, 2)),
+        ..config
+    };
+    let running = thudo_server::start(
+        AppState::new(config).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", running.addr);
+    let http = http_client();
+    // Anonymous: nonces from one address, a burst of 6, then 429 with a time to come back.
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let r = http
+            .post(format!("{url}/v1/identity/nonce"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status().as_u16() == 429 {
+            retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(common_error(r).await, "rate_limited");
+        }
+    }
+    assert_eq!(&statuses[..6], &[200; 6]);
+    assert_eq!(statuses[7], 429);
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() >= 1);
+    // Once the address's allowance refills, a device registers; then its token has its rate,
+    // and orders a tighter one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let phone = vault(&dir.path().join("phone"));
+    let client = thudo_core::sync::client::BackendClient::new(
+        thudo_core::sync::client::BackendConfig::new(&url),
+    )
+    .unwrap();
+    client
+        .sign_in_and_register(phone.clone(), "phone", |n| {
+            idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
+    let order = |key: &str| {
+        http.post(format!("{url}/v1/transit/topups"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body("{\"amount_vnd\":50000}")
+            .send()
+    };
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        codes.push(order(&format!("k{i}")).await.unwrap().status().as_u16());
+    }
+    assert_eq!(
+        codes,
+        [200, 200, 429, 429],
+        "two orders at once, then one a second"
+    );
+    // Made-up tokens each look new: their address pays for them.
+    let mut forged = Vec::new();
+    for i in 0..10 {
+        let r = http
+            .get(format!("{url}/v1/sync/pull?collection=handbook.note"))
+            .bearer_auth(format!("forged-{i}"))
+            .send()
+            .await
+            .unwrap();
+        forged.push(r.status().as_u16());
+    }
+    assert!(
+        forged.contains(&401) && forged.ends_with(&[429]),
+        "{forged:?}"
+    );
+    // Past the wait, the device is served again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(order("k9").await.unwrap().status().as_u16(), 200);
+}

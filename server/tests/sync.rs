@@ -118,6 +118,7 @@ fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
         identity: idp().config(),
         test_identity: None,
         payments: thudo_server::transit::sales::Payments::sandbox(false),
+        limits: thudo_server::gate::RateLimits::off(),
     }
 }
 

@@ -56,8 +56,14 @@ pub type RevocationHook = fn(&mut dyn Tx, device_id: &str, now: i64) -> Result<u
 /// The devices tables.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
     concern: "devices",
-    sqlite: &[include_str!("schema/sqlite/0001_base.sql")],
-    postgres: &[include_str!("schema/postgres/0001_base.sql")],
+    sqlite: &[
+        include_str!("schema/sqlite/0001_base.sql"),
+        include_str!("schema/sqlite/0002_nonce_expiry.sql"),
+    ],
+    postgres: &[
+        include_str!("schema/postgres/0001_base.sql"),
+        include_str!("schema/postgres/0002_nonce_expiry.sql"),
+    ],
 };
 
 /// Accounts and devices.
