@@ -41,6 +41,8 @@ pub struct RateLimits {
     per_token: Option<Keyed<[u8; 32]>>,
     /// Orders and top-ups, per token.
     orders: Option<Keyed<[u8; 32]>>,
+    /// Addresses that sent too many tokens nobody holds, until when: refused before a lookup.
+    blocked: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
 }
 
 /// One limit: `per_second` steadily, bursts of `burst`.
@@ -93,6 +95,7 @@ impl RateLimits {
             per_address: anonymous.limiter(),
             per_token: holder.limiter(),
             orders: orders.limiter(),
+            blocked: Default::default(),
         }
     }
 
@@ -117,6 +120,30 @@ fn over<K: std::hash::Hash + Eq + Clone>(limiter: &Option<Keyed<K>>, key: &K) ->
     let not_until = limiter.check_key(key).err()?;
     let wait = not_until.wait_time_from(DefaultClock::default().now());
     Some(wait.as_secs() + 1)
+}
+
+impl RateLimits {
+    /// Seconds `address` must still wait after sending too many unknown tokens.
+    fn blocked_for(&self, address: Option<std::net::IpAddr>) -> Option<u64> {
+        let address = address?;
+        let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let until = blocked.get(&address)?;
+        let left = until.checked_duration_since(std::time::Instant::now())?;
+        Some(left.as_secs() + 1)
+    }
+
+    /// Counts a token nobody holds against `address`; the seconds to wait when over.
+    fn unknown_token_from(&self, address: Option<std::net::IpAddr>) -> Option<u64> {
+        let address = address?;
+        let wait = over(&self.per_address, &address)?;
+        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if blocked.len() > 100_000 {
+            blocked.retain(|_, until| *until > now);
+        }
+        blocked.insert(address, now + std::time::Duration::from_secs(wait));
+        Some(wait)
+    }
 }
 
 fn rate_limited(secs: u64) -> Response {
@@ -208,19 +235,11 @@ pub async fn admit(State(state): State<GateState>, req: Request, next: Next) -> 
             let Some(token) = bearer(req.headers()) else {
                 return unauthorized();
             };
+            // An address that sent too many tokens nobody holds waits, without a lookup.
+            if let Some(wait) = state.limits.blocked_for(address) {
+                return rate_limited(wait);
+            }
             let hash = sha256(token.as_bytes());
-            // Counted before the lookup: a flood of made-up tokens is limited too.
-            if let Some(wait) = over(&state.limits.per_token, &hash) {
-                return rate_limited(wait);
-            }
-            let ordering = req.method() == Method::POST
-                && (path == "/v1/transit/orders" || path == "/v1/transit/topups");
-            if let Some(wait) = ordering
-                .then(|| over(&state.limits.orders, &hash))
-                .flatten()
-            {
-                return rate_limited(wait);
-            }
             let storage = state.tokens.clone();
             let known = blocking(move || {
                 Ok(storage.device_by_token(&hash)?.is_some()
@@ -228,9 +247,23 @@ pub async fn admit(State(state): State<GateState>, req: Request, next: Next) -> 
             })
             .await;
             match known {
-                Ok(true) => {}
-                // Made-up tokens are each new to the per-token limit: their address pays.
-                Ok(false) => match address.and_then(|a| over(&state.limits.per_address, &a)) {
+                Ok(true) => {
+                    // Only tokens someone holds have a rate of their own (made-up ones would
+                    // each be new to it).
+                    if let Some(wait) = over(&state.limits.per_token, &hash) {
+                        return rate_limited(wait);
+                    }
+                    let ordering = req.method() == Method::POST
+                        && (path == "/v1/transit/orders" || path == "/v1/transit/topups");
+                    if let Some(wait) = ordering
+                        .then(|| over(&state.limits.orders, &hash))
+                        .flatten()
+                    {
+                        return rate_limited(wait);
+                    }
+                }
+                // Made-up tokens count against their address.
+                Ok(false) => match state.limits.unknown_token_from(address) {
                     Some(wait) => return rate_limited(wait),
                     None => return unauthorized(),
                 },

@@ -644,17 +644,17 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         "no pass before payment"
     );
     assert_eq!(
-        s.record_payment(&paid("o-pass", 1, "t1"), now, day)
+        s.record_payment(&paid("o-pass", 1, "t1"), 20_000, now, day)
             .unwrap(),
         PaymentRecord::WrongAmount
     );
     assert_eq!(
-        s.record_payment(&paid("o-none", 1, "t1"), now, day)
+        s.record_payment(&paid("o-none", 1, "t1"), 20_000, now, day)
             .unwrap(),
         PaymentRecord::UnknownOrder
     );
     assert!(matches!(
-        s.record_payment(&paid("o-pass", 280_000, "t1"), now, day)
+        s.record_payment(&paid("o-pass", 280_000, "t1"), 20_000, now, day)
             .unwrap(),
         PaymentRecord::Recorded {
             status: OrderStatus::Paid,
@@ -662,7 +662,7 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         }
     ));
     assert_eq!(
-        s.record_payment(&paid("o-pass", 280_000, "t1"), now, day)
+        s.record_payment(&paid("o-pass", 280_000, "t1"), 20_000, now, day)
             .unwrap(),
         PaymentRecord::AlreadyRecorded
     );
@@ -672,17 +672,22 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         (stored.status, stored.order),
         (OrderStatus::Paid, pass_order)
     );
-    assert_eq!(s.keep_credential("o-pass", b"first").unwrap(), b"first");
-    assert_eq!(s.keep_credential("o-pass", b"second").unwrap(), b"first");
+    assert_eq!(
+        s.keep_credential("o-pass", b"first").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    assert_eq!(
+        s.keep_credential("o-pass", b"second").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
     // A top-up credits the card; fares and the credit limit deny and lift it.
     let top_up = order("o-top", OrderPurpose::TopUp, 10_000);
     s.create_order(&top_up, day).unwrap();
     assert_eq!(
-        s.record_payment(&paid("o-top", 10_000, "t2"), now, day)
+        s.record_payment(&paid("o-top", 10_000, "t2"), 20_000, now, day)
             .unwrap(),
         PaymentRecord::Recorded {
-            status: OrderStatus::Paid,
-            credited_card: Some(d.card_id)
+            status: OrderStatus::Paid
         }
     );
     assert_eq!(s.balance(d.card_id).unwrap(), 10_000);
@@ -730,6 +735,18 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         (290_000, 280_000, 290_000)
     );
     assert_eq!(rec.lines.len(), 2);
+    // Refunded: no credential is handed out for it any more.
+    assert_eq!(s.keep_credential("o-pass", b"third").unwrap(), None);
+    // The operator denies the card while it owes: lifting the balance denial (a top-up) leaves
+    // the operator's.
+    assert!(s
+        .enforce_balances(&[d.card_id], limit, now)
+        .unwrap()
+        .is_some());
+    assert!(s.deny(&[d.card_id], &[], now).unwrap() > 0);
+    assert!(!s.balance_denied(d.card_id).unwrap());
+    s.enforce_balances(&[d.card_id], limit + 1, now).unwrap();
+    assert!(s.deny_list(now).unwrap().1.contains(&d.card_id));
 }
 
 fn the_operators_fraud_policy_is_applied_once<E: Engine>(s: &SqlStorage<E>) {

@@ -43,7 +43,9 @@ impl Vnpay {
 fn signed_text(params: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = params
         .iter()
-        .filter(|(k, _)| k != "vnp_SecureHash" && k != "vnp_SecureHashType")
+        .filter(|(k, _)| {
+            k.starts_with("vnp_") && k != "vnp_SecureHash" && k != "vnp_SecureHashType"
+        })
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut text = form_urlencoded::Serializer::new(String::new());
@@ -363,6 +365,10 @@ mod tests {
             Err(NotificationError::BadSignature)
         );
         assert!(vnpay.read_notification("").is_err());
+        // A parameter of the merchant's own on the IPN URL is not part of what VNPAY signs.
+        assert!(vnpay
+            .read_notification(&format!("{good}&instance=a"))
+            .is_ok());
         assert!(vnpay.read_notification(&"a=b&".repeat(2_000)).is_err());
         // Signed, but for another terminal.
         let other = Sandbox::new("OTHER001", SECRET);

@@ -413,7 +413,14 @@ pub(crate) async fn collect_credential(
     let credential = issue_and_record(&state, &device, &request, None, now32).await?;
     let storage = state.storage.clone();
     let id = order.id.clone();
-    let kept = blocking(move || Ok(storage.keep_credential(&id, &credential)?)).await?;
+    let kept = blocking(move || Ok(storage.keep_credential(&id, &credential)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "pass_cancelled",
+                "the order was refunded and its pass cancelled",
+            )
+        })?;
     Ok(Json(answer(&kept)))
 }
 
@@ -427,18 +434,11 @@ async fn notify(state: &TransitState, query: &str) -> Acknowledgement {
     let now = chrono::Utc::now().timestamp();
     let day = day_of(state, now);
     let storage = state.storage.clone();
-    let recorded = blocking(move || Ok(storage.record_payment(&notification, now, &day)?)).await;
+    let limit = state.fares.credit_limit_vnd;
+    let recorded =
+        blocking(move || Ok(storage.record_payment(&notification, limit, now, &day)?)).await;
     match recorded {
-        Ok(PaymentRecord::Recorded { credited_card, .. }) => {
-            if let Some(card) = credited_card {
-                // A top-up lifts a denial for the balance owed; if this fails, the next
-                // upload that charges the card or the next top-up lifts it.
-                let storage = state.storage.clone();
-                let limit = state.fares.credit_limit_vnd;
-                let _ = blocking(move || Ok(storage.enforce_balances(&[card], limit, now)?)).await;
-            }
-            Acknowledgement::Recorded
-        }
+        Ok(PaymentRecord::Recorded { .. }) => Acknowledgement::Recorded,
         Ok(PaymentRecord::AlreadyRecorded) => Acknowledgement::AlreadyRecorded,
         Ok(PaymentRecord::UnknownOrder) => Acknowledgement::UnknownOrder,
         Ok(PaymentRecord::WrongAmount) => Acknowledgement::WrongAmount,

@@ -348,6 +348,7 @@ async fn a_notification_delivered_twice_at_once_makes_one_pass_and_a_late_one_is
                 result: thudo_server::payments::PaymentResult::Paid,
                 provider_ref: String::new(),
             },
+            20_000,
             t,
             &today(),
         )

@@ -104,10 +104,20 @@ pub(super) fn deny_card(
         .map(|r| r.opt_int(0))
         .transpose()?
         .flatten();
+    if reason.is_some() {
+        return Ok(tx.exec(
+            "INSERT INTO deny_cards(card_id, denied_at, until, reason) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+            params![big(card), at, deny_until(last, at), reason],
+        )? as usize);
+    }
+    // The operator's denial (or its policy's) stands over a denial for a balance owed: a
+    // top-up, which lifts only the latter, must not lift it.
     Ok(tx.exec(
-        "INSERT INTO deny_cards(card_id, denied_at, until, reason) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT DO NOTHING",
-        params![big(card), at, deny_until(last, at), reason],
+        "INSERT INTO deny_cards(card_id, denied_at, until, reason) VALUES (?1, ?2, ?3, NULL)
+         ON CONFLICT (card_id) DO UPDATE SET reason = NULL, until = excluded.until
+         WHERE deny_cards.reason IS NOT NULL",
+        params![big(card), at, deny_until(last, at)],
     )? as usize)
 }
 

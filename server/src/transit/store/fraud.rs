@@ -8,6 +8,7 @@ use super::super::fares::FarePolicy;
 use super::super::rules::{notice_text, Finding, FraudAction, FraudKind, TRAVEL_TOGETHER_SECS};
 use super::credentials::{bump_deny_version, deny_card};
 use super::riders::publish_to_card;
+use super::sales::enforce_in;
 use super::tap_facts::UploadFacts;
 use super::taps::record_fraud;
 use super::FraudActions;
@@ -143,7 +144,14 @@ pub(super) fn act_on_fraud(tx: &mut dyn Tx, fares: &FarePolicy, now: i64) -> Res
             message_en,
         });
     }
-    if done.denied > 0 {
+    // A penalty lowers a prepaid balance: a card owing past its credit is denied with it.
+    let fined: Vec<u64> = notices
+        .iter()
+        .filter(|n| n.penalty_vnd > 0)
+        .map(|n| n.card_id)
+        .collect();
+    let owing = !fined.is_empty() && enforce_in(tx, &fined, fares.credit_limit_vnd, now)?;
+    if done.denied > 0 || owing {
         done.deny_version = Some(bump_deny_version(tx)?);
     }
     for notice in notices {

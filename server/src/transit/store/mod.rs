@@ -511,8 +511,6 @@ pub enum PaymentRecord {
     Recorded {
         /// The order's status now.
         status: OrderStatus,
-        /// The card whose balance changed (a top-up), to lift its denial.
-        credited_card: Option<u64>,
     },
     /// This outcome (this provider transaction) was recorded before: nothing changed.
     AlreadyRecorded,
@@ -599,16 +597,19 @@ pub trait SalesStore: Send + Sync + 'static {
     /// An order.
     fn order(&self, id: &str) -> Result<Option<OrderRecord>>;
     /// Records a provider's notification once: a payment of the order's amount makes its pass
-    /// (or adds its credit), a failure or cancellation is noted; the same transaction sent
+    /// (or adds its credit, lifting a denial for the balance owed past `credit_limit_vnd` in
+    /// the same transaction), a failure or cancellation is noted; the same transaction sent
     /// again changes nothing.
     fn record_payment(
         &self,
         notification: &crate::payments::Notification,
+        credit_limit_vnd: u64,
         now: i64,
         day: &str,
     ) -> Result<PaymentRecord>;
-    /// Keeps the first credential handed out for a paid order; returns the one kept.
-    fn keep_credential(&self, order_id: &str, credential: &[u8]) -> Result<Vec<u8>>;
+    /// Keeps the first credential handed out for a paid order; returns the one kept, or `None`
+    /// when the order is no longer paid (refunded meanwhile).
+    fn keep_credential(&self, order_id: &str, credential: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Refunds a paid pass order: the pass is cancelled (its renewals refused), the refund
     /// entered. `None` when there is no such paid order.
     fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>>;

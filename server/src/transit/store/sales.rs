@@ -177,6 +177,44 @@ fn balance_of(tx: &mut dyn Tx, card: u64) -> Result<i64> {
     Ok(balances_of(tx, &[card])?.get(&card).copied().unwrap_or(0))
 }
 
+/// Denies each of `cards` owing more than `credit_limit_vnd` and lifts the balance denial of
+/// each that no longer does, inside the caller's transaction (which holds the cards' locks and
+/// publishes a new deny-list version when this returns true).
+pub(super) fn enforce_in(
+    tx: &mut dyn Tx,
+    cards: &[u64],
+    credit_limit_vnd: u64,
+    now: i64,
+) -> Result<bool> {
+    let floor = -i64::try_from(credit_limit_vnd).unwrap_or(i64::MAX);
+    let balances = balances_of(tx, cards)?;
+    let values: Vec<Val<'_>> = cards.iter().map(|c| big(*c)).collect();
+    let mut reasons = std::collections::HashMap::new();
+    for r in rows_in(
+        tx,
+        "SELECT card_id, reason FROM deny_cards WHERE card_id IN ({in})",
+        &[],
+        &values,
+    )? {
+        reasons.insert(r.int(0)? as u64, r.opt_text(1)?);
+    }
+    let mut changed = false;
+    for card in cards {
+        let owing = balances.get(card).copied().unwrap_or(0) < floor;
+        match reasons.get(card) {
+            None if owing => changed |= deny_card(tx, *card, now, Some("balance"))? > 0,
+            Some(Some(reason)) if reason == "balance" && !owing => {
+                changed |= tx.exec(
+                    "DELETE FROM deny_cards WHERE card_id = ?1 AND reason = 'balance'",
+                    params![big(*card)],
+                )? > 0;
+            }
+            _ => {}
+        }
+    }
+    Ok(changed)
+}
+
 fn denial_reason(tx: &mut dyn Tx, card: u64) -> Result<Option<Option<String>>> {
     tx.row(
         "SELECT reason FROM deny_cards WHERE card_id = ?1",
@@ -258,7 +296,13 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         self.read(|tx| load_order(tx, id))
     }
 
-    fn record_payment(&self, n: &Notification, now: i64, day: &str) -> Result<PaymentRecord> {
+    fn record_payment(
+        &self,
+        n: &Notification,
+        credit_limit_vnd: u64,
+        now: i64,
+        day: &str,
+    ) -> Result<PaymentRecord> {
         self.write(|tx| {
             tx.lock(Lock::Order(&n.order_id))?;
             let Some(record) = load_order(tx, &n.order_id)? else {
@@ -284,7 +328,6 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                 record.status,
                 OrderStatus::AwaitingPayment | OrderStatus::Failed | OrderStatus::Cancelled
             );
-            let credited_card = (order.purpose == OrderPurpose::TopUp).then_some(order.card_id);
             match (&n.result, open) {
                 (PaymentResult::Paid, true) => {
                     // Paid after the pass ended (a notification that came too late to ride
@@ -315,13 +358,18 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         )?;
                         return Ok(PaymentRecord::Recorded {
                             status: OrderStatus::Refunded,
-                            credited_card: None,
                         });
                     }
                     settle_paid(tx, order, provider_ref, now, day)?;
+                    // Credit lifts a denial for the balance owed, in the same transaction.
+                    if order.purpose == OrderPurpose::TopUp {
+                        tx.lock(Lock::Card(order.card_id))?;
+                        if enforce_in(tx, &[order.card_id], credit_limit_vnd, now)? {
+                            bump_deny_version(tx)?;
+                        }
+                    }
                     Ok(PaymentRecord::Recorded {
                         status: OrderStatus::Paid,
-                        credited_card,
                     })
                 }
                 (PaymentResult::Paid, false) => {
@@ -349,7 +397,6 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     )?;
                     Ok(PaymentRecord::Recorded {
                         status: record.status,
-                        credited_card: None,
                     })
                 }
                 (failed, true) => {
@@ -357,6 +404,14 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         PaymentResult::Cancelled => ("cancelled", "payment_cancelled"),
                         _ => ("failed", "payment_failed"),
                     };
+                    // The same failure sent again with no transaction reference: once.
+                    let again = matches!(
+                        (record.status, status),
+                        (OrderStatus::Failed, "failed") | (OrderStatus::Cancelled, "cancelled")
+                    );
+                    if again && provider_ref.is_none() {
+                        return Ok(PaymentRecord::AlreadyRecorded);
+                    }
                     tx.exec(
                         "UPDATE orders SET status = ?2, provider_ref = ?3, settled_at = ?4
                          WHERE id = ?1",
@@ -365,7 +420,6 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     enter(tx, order, entry, 0, provider_ref, now, day)?;
                     Ok(PaymentRecord::Recorded {
                         status: parse(status.to_owned())?,
-                        credited_card: None,
                     })
                 }
                 // A failure reported after the payment changes nothing.
@@ -374,16 +428,18 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         })
     }
 
-    fn keep_credential(&self, order_id: &str, credential: &[u8]) -> Result<Vec<u8>> {
+    fn keep_credential(&self, order_id: &str, credential: &[u8]) -> Result<Option<Vec<u8>>> {
         self.write(|tx| {
             tx.lock(Lock::Order(order_id))?;
+            // Refunded meanwhile: nothing is handed out.
             tx.exec(
-                "UPDATE orders SET credential = ?2 WHERE id = ?1 AND credential IS NULL",
+                "UPDATE orders SET credential = ?2
+                 WHERE id = ?1 AND credential IS NULL AND status = 'paid'",
                 params![order_id, credential],
             )?;
-            load_order(tx, order_id)?
-                .and_then(|o| o.credential)
-                .ok_or_else(|| StorageError(format!("order {order_id} vanished")))
+            Ok(load_order(tx, order_id)?
+                .filter(|o| o.status == OrderStatus::Paid)
+                .and_then(|o| o.credential))
         })
     }
 
@@ -434,33 +490,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         let locks: Vec<Lock<'_>> = cards.iter().map(|c| Lock::Card(*c)).collect();
         self.write(|tx| {
             tx.lock_all(&locks)?;
-            let floor = -i64::try_from(credit_limit_vnd).unwrap_or(i64::MAX);
-            let balances = balances_of(tx, cards)?;
-            let values: Vec<Val<'_>> = cards.iter().map(|c| big(*c)).collect();
-            let mut reasons = std::collections::HashMap::new();
-            for r in rows_in(
-                tx,
-                "SELECT card_id, reason FROM deny_cards WHERE card_id IN ({in})",
-                &[],
-                &values,
-            )? {
-                reasons.insert(r.int(0)? as u64, r.opt_text(1)?);
-            }
-            let mut changed = false;
-            for card in cards {
-                let owing = balances.get(card).copied().unwrap_or(0) < floor;
-                match reasons.get(card) {
-                    None if owing => changed |= deny_card(tx, *card, now, Some("balance"))? > 0,
-                    Some(Some(reason)) if reason == "balance" && !owing => {
-                        changed |= tx.exec(
-                            "DELETE FROM deny_cards WHERE card_id = ?1 AND reason = 'balance'",
-                            params![big(*card)],
-                        )? > 0;
-                    }
-                    _ => {}
-                }
-            }
-            if changed {
+            if enforce_in(tx, cards, credit_limit_vnd, now)? {
                 return Ok(Some(bump_deny_version(tx)?));
             }
             Ok(None)
