@@ -514,6 +514,11 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
     const CHILD: &str = "001022054321";
     let w = World::start().await;
     let (parent_vault, phone) = w.rider("parent", RIDER, Product::PayAsYouGo).await;
+    // The parent's fares come out of prepaid credit (this server's sandbox pays at once).
+    w.transit()
+        .top_up(parent_vault.clone(), 200_000)
+        .await
+        .unwrap();
     let path = format!("/v1/admin/citizens/{RIDER}/dependants");
     w.admin_post(&path, json!({"dependant_citizen_id": CHILD}))
         .await;
@@ -550,7 +555,7 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
     let (v1, mut together, _) = w.bus("together", 32).await;
     ride(&mut together, Some(child), at);
     ride(&mut together, None, at + 40);
-    w.upload_bus(&v1, &mut together).await;
+    w.upload_bus_drained(&v1, &mut together).await;
     let alone_records = |w: &World| {
         w.storage
             .fraud_records()
@@ -560,10 +565,34 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
             .collect::<Vec<_>>()
     };
     assert!(alone_records(&w).is_empty());
-    // Alone on another bus an hour later: a record, and a warning on the parent's phone.
+    // Together across two uploads: the child taps just before the bus uploads, the parent
+    // just after. Not judged until the bus's log is known past the window, then fine.
+    let (v3, mut split, _) = w.bus("split", 32).await;
+    ride(&mut split, Some(child), at + 1_800);
+    w.upload_bus(&v3, &mut split).await;
+    ride(&mut split, None, at + 1_830);
+    w.upload_bus_drained(&v3, &mut split).await;
+    // The parent rides again ten minutes later: the log is known past the pair's window.
+    ride(&mut split, None, at + 2_430);
+    w.upload_bus_drained(&v3, &mut split).await;
+    assert!(alone_records(&w).is_empty());
+    // Alone on another bus an hour later: a record once the log is complete, and a warning on
+    // the parent's phone.
     let (v2, mut alone, v2_id) = w.bus("alone", 32).await;
     ride(&mut alone, Some(child), at + 3_600);
     w.upload_bus(&v2, &mut alone).await;
+    assert!(
+        alone_records(&w).is_empty(),
+        "not judged before the log is complete"
+    );
+    let _ = w.upload_bus_drained(&v2, &mut alone).await;
+    assert!(
+        alone_records(&w).is_empty(),
+        "nor before the window has passed"
+    );
+    // The parent boards this bus ten minutes later, alone: the child's window is past.
+    ride(&mut alone, None, at + 4_200);
+    let _ = w.upload_bus_drained(&v2, &mut alone).await;
     let records = alone_records(&w);
     assert_eq!(records.len(), 1);
     assert_eq!(
@@ -592,6 +621,7 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
     )
     .await;
     ride(&mut alone, Some(child), at + 7_200);
-    w.upload_bus(&v2, &mut alone).await;
+    ride(&mut alone, None, at + 7_800);
+    w.upload_bus_drained(&v2, &mut alone).await;
     assert_eq!(alone_records(&w).len(), 1);
 }

@@ -118,6 +118,28 @@ impl World {
             .unwrap()
     }
 
+    /// Uploads a bus validator's whole log as a drained upload (the validator held nothing
+    /// more): what the backend judges once a log is known complete is judged now.
+    pub async fn upload_bus_drained(&self, vault: &Arc<Vault>, bus: &mut Validator) -> TapReceipt {
+        let token = BackendClient::registration(vault).unwrap().unwrap().token;
+        let upload = thudo_core::transit::backend::TapUpload {
+            taps: bus.export_taps().unwrap(),
+            drained: true,
+            exported_secs_ago: 0,
+        };
+        let r = self
+            .http
+            .post(self.url("/v1/transit/taps"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&upload).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+    }
+
     /// Uploads a gate's taps and acknowledges them (a gate's upload also says its log is
     /// drained).
     pub async fn upload_gate(

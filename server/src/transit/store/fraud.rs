@@ -26,23 +26,21 @@ pub(super) struct RideToCheck {
     pub(super) qr_timestamp: u32,
 }
 
-/// Records `dependant_alone` for each ride of a dependant's ticket (its card is not the card of
-/// the account whose phone holds the key) with no accepted tap of the holder's own card on the
-/// same validator within [`TRAVEL_TOGETHER_SECS`], unless the operator recorded that the
-/// dependant travels alone.
-pub(super) fn check_travelling_together(
+/// Marks, on its stored tap, each ride of a dependant's ticket (its card is not the card of the
+/// account whose phone holds the key, and the operator did not record that the dependant
+/// travels alone) to be judged once this validator's log is known past its window: the holder
+/// may tap just after, in a later upload.
+pub(super) fn mark_dependant_rides(
     tx: &mut dyn Tx,
     validator_id: &str,
     rides: &[RideToCheck],
     facts: &UploadFacts,
-    now: i64,
 ) -> Result<()> {
     for ride in rides {
         let Some((holder_card, holder_account)) = facts.holder(&ride.device_key_hash) else {
             continue;
         };
-        let holder_card = *holder_card;
-        if holder_card == ride.card_id {
+        if *holder_card == ride.card_id {
             continue;
         }
         let alone_allowed = tx
@@ -55,26 +53,58 @@ pub(super) fn check_travelling_together(
         if alone_allowed {
             continue;
         }
-        let ts = i64::from(ride.qr_timestamp);
-        let window = TRAVEL_TOGETHER_SECS as i64;
+        // Past the window, and past a phone clock off by up to a minute.
+        let due = i64::from(ride.qr_timestamp) + TRAVEL_TOGETHER_SECS as i64 + 60;
+        tx.exec(
+            "UPDATE taps SET together_with = ?3, together_due = ?4
+             WHERE validator_id = ?1 AND seq = ?2",
+            params![validator_id, big(ride.seq), big(*holder_card), due],
+        )?;
+    }
+    Ok(())
+}
+
+/// Judges this validator's marked rides whose window its log is known to be complete past
+/// (`complete_until`: the export of an upload that drained it), or that are an hour old (a
+/// validator that never drains): a ride with no accepted tap of the holder's card on the same
+/// validator within [`TRAVEL_TOGETHER_SECS`] is a `dependant_alone` record.
+pub(super) fn judge_dependant_rides(
+    tx: &mut dyn Tx,
+    validator_id: &str,
+    complete_until: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    let cutoff = complete_until.unwrap_or(i64::MIN).max(now - 3_600);
+    let due = tx.rows(
+        "SELECT seq, card_id, qr_ts, together_with FROM taps
+         WHERE validator_id = ?1 AND together_due IS NOT NULL AND together_due <= ?2",
+        params![validator_id, cutoff],
+    )?;
+    let window = TRAVEL_TOGETHER_SECS as i64;
+    for r in due {
+        let (seq, card, ts, holder_card) = (r.int(0)?, r.int(1)?, r.int(2)?, r.int(3)?);
         let together = tx
             .row(
                 "SELECT 1 FROM taps WHERE validator_id = ?1 AND card_id = ?2 AND accepted = 1
                    AND qr_ts >= ?3 AND qr_ts <= ?4",
-                params![validator_id, big(holder_card), ts - window, ts + window],
+                params![validator_id, holder_card, ts - window, ts + window],
             )?
             .is_some();
         if !together {
             let finding = Finding {
                 kind: FraudKind::DependantAlone,
-                card_id: Some(ride.card_id),
+                card_id: Some(card as u64),
                 first_validator_id: None,
                 detail: format!(
                     "no tap of the holder's card {holder_card} on this validator within {window} s of QR time {ts}"
                 ),
             };
-            record_fraud(tx, &finding, validator_id, ride.seq, now)?;
+            record_fraud(tx, &finding, validator_id, seq as u64, now)?;
         }
+        tx.exec(
+            "UPDATE taps SET together_due = NULL WHERE validator_id = ?1 AND seq = ?2",
+            params![validator_id, seq],
+        )?;
     }
     Ok(())
 }

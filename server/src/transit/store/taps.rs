@@ -13,7 +13,7 @@ use super::riders::{publish_caps, publish_caps_to, publish_to_accounts};
 use super::tap_facts::{PendingRows, UploadFacts};
 use thudo_core::transit::backend::TapOutcome;
 
-use super::fraud::{check_travelling_together, RideToCheck};
+use super::fraud::{judge_dependant_rides, mark_dependant_rides, RideToCheck};
 use super::{
     CheckedInspection, CheckedTap, FraudActions, FraudRecord, InspectionStats, TapStore, TapTotals,
     ValidatorRecord,
@@ -113,7 +113,14 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             qr_uses.flush(tx)?;
             // With the whole upload stored: a dependant's ride with its holder's tap just after
             // is travelling together.
-            check_travelling_together(tx, &validator.id, &rides, &facts, now)?;
+            mark_dependant_rides(tx, &validator.id, &rides, &facts)?;
+            // A drained log is complete up to its export, which is no earlier than its last
+            // tap by the validator's clock (the clock the phones' QR times are checked against).
+            let known_until = complete_at.map(|at| {
+                let last_tap = ordered.iter().map(|t| t.tap.at as i64).max().unwrap_or(at);
+                at.max(last_tap)
+            });
+            judge_dependant_rides(tx, &validator.id, known_until, now)?;
             // Each card's progress toward the caps it paid toward, once per upload.
             for (card, day, month) in &paid {
                 if validator.gate.is_some() {

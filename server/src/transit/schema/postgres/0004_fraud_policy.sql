@@ -12,3 +12,8 @@ CREATE INDEX penalties_by_day ON penalties(day);
 ALTER TABLE dependants ADD COLUMN travels_alone BIGINT NOT NULL DEFAULT 0;
 -- Transit keys are looked up by their hash (the key claimed by one account; whose phone holds it).
 CREATE INDEX device_keys_by_key ON device_keys(key_hash);
+-- A dependant's ride waits to be judged until its validator's log is known past its window
+-- (the holder may tap just after, in a later upload): the holder's card, and when.
+ALTER TABLE taps ADD COLUMN together_with BIGINT;
+ALTER TABLE taps ADD COLUMN together_due BIGINT;
+CREATE INDEX taps_together_due ON taps(validator_id, together_due) WHERE together_due IS NOT NULL;
