@@ -27,25 +27,8 @@ fn vector() -> HashMap<String, String> {
     block("vector")
 }
 
-/// The `KEY=value` lines between `<!-- NAME:begin -->` and `<!-- NAME:end -->`.
-fn block(name: &str) -> HashMap<String, String> {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/protocol/transit-qr.md"
-    ))
-    .unwrap();
-    let block = doc
-        .split(&format!("<!-- {name}:begin -->"))
-        .nth(1)
-        .unwrap()
-        .split(&format!("<!-- {name}:end -->"))
-        .next()
-        .unwrap();
-    block
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+fn block(name: &str) -> std::collections::HashMap<String, String> {
+    crate::common::transit_doc_block(name)
 }
 
 #[test]

@@ -82,3 +82,25 @@ pub fn idx(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(f, v)| (f.to_string(), v.to_string()))
         .collect()
 }
+
+/// The `KEY=value` lines between `<!-- NAME:begin -->` and `<!-- NAME:end -->` of
+/// docs/protocol/transit-qr.md (its test vectors).
+pub fn transit_doc_block(name: &str) -> std::collections::HashMap<String, String> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/protocol/transit-qr.md"
+    ))
+    .unwrap();
+    let block = doc
+        .split(&format!("<!-- {name}:begin -->"))
+        .nth(1)
+        .unwrap()
+        .split(&format!("<!-- {name}:end -->"))
+        .next()
+        .unwrap();
+    block
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}

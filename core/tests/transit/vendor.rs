@@ -12,25 +12,8 @@ use crate::world::*;
 
 const T: u64 = NOW + 40;
 
-/// The `KEY=value` lines of the document's block `name`.
 fn block(name: &str) -> std::collections::HashMap<String, String> {
-    let doc = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/protocol/transit-qr.md"
-    ))
-    .unwrap();
-    let inner = doc
-        .split(&format!("<!-- {name}:begin -->"))
-        .nth(1)
-        .unwrap()
-        .split(&format!("<!-- {name}:end -->"))
-        .next()
-        .unwrap();
-    inner
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
+    crate::common::transit_doc_block(name)
 }
 
 fn code(reason: Reason) -> String {

@@ -109,6 +109,26 @@ fn enter(
     Ok(())
 }
 
+/// Enters a payment that is not kept (paid twice, or too late to ride) with its refund.
+fn enter_returned(
+    tx: &mut dyn Tx,
+    order: &NewOrder,
+    provider_ref: Option<&str>,
+    at: i64,
+    day: &str,
+) -> Result<()> {
+    enter(
+        tx,
+        order,
+        "payment",
+        order.amount_vnd,
+        provider_ref,
+        at,
+        day,
+    )?;
+    enter(tx, order, "refund", order.amount_vnd, provider_ref, at, day)
+}
+
 /// Marks an order paid and makes what it bought (a pass; a top-up's credit is its ledger
 /// entry).
 fn settle_paid(
@@ -333,24 +353,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     // Paid after the pass ended (a notification that came too late to ride
                     // on): the money goes back.
                     if order.pass.as_ref().is_some_and(|p| p.valid_until < now) {
-                        enter(
-                            tx,
-                            order,
-                            "payment",
-                            order.amount_vnd,
-                            provider_ref,
-                            now,
-                            day,
-                        )?;
-                        enter(
-                            tx,
-                            order,
-                            "refund",
-                            order.amount_vnd,
-                            provider_ref,
-                            now,
-                            day,
-                        )?;
+                        enter_returned(tx, order, provider_ref, now, day)?;
                         tx.exec(
                             "UPDATE orders SET status = 'refunded', provider_ref = ?2,
                                     settled_at = ?3 WHERE id = ?1",
@@ -377,24 +380,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         return Ok(PaymentRecord::AlreadyRecorded);
                     }
                     // The same order paid twice: the second payment is recorded and returned.
-                    enter(
-                        tx,
-                        order,
-                        "payment",
-                        order.amount_vnd,
-                        provider_ref,
-                        now,
-                        day,
-                    )?;
-                    enter(
-                        tx,
-                        order,
-                        "refund",
-                        order.amount_vnd,
-                        provider_ref,
-                        now,
-                        day,
-                    )?;
+                    enter_returned(tx, order, provider_ref, now, day)?;
                     Ok(PaymentRecord::Recorded {
                         status: record.status,
                     })
