@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use clap::Args;
+use serde_json::json;
 use thudo_core::sync::client::{BackendClient, BackendConfig};
 use thudo_core::sync::protocol::ValidatorEnrolmentRequest;
 use thudo_core::transit::backend::CredentialOrder;
@@ -19,10 +20,13 @@ use thudo_core::transit::trips::RiderHistory;
 use thudo_core::transit::validator::{Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::Vault;
+use thudo_server::operators::Role;
 use thudo_server::prelude::*;
 use thudo_server::storage::SqliteStorage;
 use thudo_server::transit::fares::FarePolicy;
 use thudo_server::transit::store::Entitlement;
+
+use crate::console::Console;
 use thudo_server::{AppState, ServerConfig};
 
 /// Options of the scripted day.
@@ -53,22 +57,29 @@ struct Device {
 
 struct World {
     dir: std::path::PathBuf,
-    state: AppState,
     client: BackendClient,
+    /// The transit operator's console.
+    transit: Console,
 }
 
 impl World {
     /// Enrols a validator bound to a bus route or a metro gate and installs its feed.
     async fn device(&self, name: &str, route: u16, gate: Option<Gate>) -> Result<Device> {
         let binding = gate.map(|g| g.to_string());
-        let (code, _) = thudo_server::transit::validators::create_enrolment(
-            self.state.storage().as_ref(),
-            name,
-            gate.is_none().then_some(route),
-            binding,
-            3600,
-        )
-        .map_err(|e| anyhow!("enrolment: {e:?}"))?;
+        let enrolment = self
+            .transit
+            .post(
+                "/v1/admin/transit/enrolments",
+                &json!({
+                    "label": name, "route": gate.is_none().then_some(route), "gate": binding,
+                    "ttl_secs": 3600,
+                }),
+            )
+            .await?;
+        let code = enrolment["code"]
+            .as_str()
+            .ok_or_else(|| anyhow!("enrolment: no code"))?
+            .to_owned();
         let vault = open_vault(&self.dir.join(name))?;
         self.client
             .enrol_validator(
@@ -146,11 +157,7 @@ async fn day(args: DayArgs) -> Result<()> {
         thudo_server::SCHEMA,
     )?);
     let fares = FarePolicy::default();
-    let (config, idp) = ServerConfig::local(
-        storage.clone(),
-        "thudo-day-admin-token-not-secret",
-        fares.clone(),
-    )?;
+    let (config, idp) = ServerConfig::local(storage.clone(), fares.clone())?;
     // The sandbox gateway pays every order as it is made.
     let config = ServerConfig {
         payments: thudo_server::transit::sales::Payments::sandbox(true),
@@ -158,26 +165,38 @@ async fn day(args: DayArgs) -> Result<()> {
     };
     let state = AppState::new(config)?;
     let server = thudo_server::start(state.clone(), "127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}", server.addr);
     let world = World {
         dir: dir.clone(),
-        state,
-        client: BackendClient::new(BackendConfig::new(&format!("http://{}", server.addr)))?,
+        client: BackendClient::new(BackendConfig::new(&url))?,
+        transit: Console::sign_in(&url, &idp, Role::TransitOperator, "hanoi-metro")?,
     };
+    // Each operator holds its own role only: the registry records guardianship, the transit
+    // operator grants categories and enrols validators.
+    let registry = Console::sign_in(&url, &idp, Role::CivilRegistry, "hn-ho-tich")?;
     let client = &world.client;
 
     // The operator: guardianship from the household registry, the child's entitlement from the
     // population registry; buses, metro gates and an inspector enrolled.
     let now = chrono::Utc::now().timestamp();
-    storage.add_dependant(PARENT, CHILD, false)?;
-    storage.grant_entitlement(
-        CHILD,
-        &Entitlement {
-            category: Category::Child,
-            valid_from: now - 86_400,
-            valid_until: now + 365 * 86_400,
-            evidence_ref: "KS-2021-0042".into(),
-        },
-    )?;
+    registry
+        .post(
+            &format!("/v1/admin/citizens/{PARENT}/dependants"),
+            &json!({"dependant_citizen_id": CHILD, "evidence_ref": "SHK-0108-2021"}),
+        )
+        .await?;
+    world
+        .transit
+        .post(
+            &format!("/v1/admin/citizens/{CHILD}/entitlements"),
+            &serde_json::to_value(Entitlement {
+                category: Category::Child,
+                valid_from: now - 86_400,
+                valid_until: now + 365 * 86_400,
+                evidence_ref: "KS-2021-0042".into(),
+            })?,
+        )
+        .await?;
     let gate = |station, direction| Some(Gate { station, direction });
     let la_thanh_in = world
         .device("la-thanh-in", 902, gate(202, GateDirection::Entry))
@@ -418,6 +437,14 @@ async fn day(args: DayArgs) -> Result<()> {
     );
     ensure!(cap.reached(), "the parent's cap");
 
+    // The auditor reads the trail of every operator action of the day, and checks its seals.
+    let auditor = Console::sign_in(&url, &idp, Role::Auditor, "hn-thanh-tra")?;
+    let trail = auditor.get("/v1/admin/audit/verify").await?;
+    println!(
+        "audit trail: {} entries (every operator action), seals verified: {}",
+        trail["entries"], trail["verified"]
+    );
+    ensure!(trail["verified"] == true, "the audit trail: {trail}");
     server.stop().await;
     client.close();
     if args.keep {

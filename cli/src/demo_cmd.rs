@@ -21,11 +21,14 @@ use thudo_core::transit::qr;
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
+use thudo_server::operators::Role;
 use thudo_server::payments::vnpay::SandboxOutcome;
 use thudo_server::publishing::seed;
 use thudo_server::storage::SqliteStorage;
 use thudo_server::transit::fares::FarePolicy;
 use thudo_server::{AppState, ServerConfig};
+
+use crate::console::Console;
 
 /// Options of the demo.
 #[derive(Args)]
@@ -128,25 +131,36 @@ async fn story(args: DemoArgs) -> Result<()> {
                 thudo_server::SCHEMA,
             )?);
             // A local OpenID Connect provider stands in for VNeID: its key is the demo's.
-            let (config, idp) = ServerConfig::local(
-                storage,
-                &thudo_core::hex::encode(&rand_bytes()?),
-                FarePolicy::default(),
-            )?;
+            let (config, idp) = ServerConfig::local(storage, FarePolicy::default())?;
             let state = AppState::new(config)?;
             let operator = state.clone();
-            seed::publish_demo(state.storage().as_ref(), CITIZEN)?;
-            // The operator's console: a single-use code bound to route 32, valid for an hour.
-            let (code, _) = thudo_server::transit::validators::create_enrolment(
+            seed::publish_demo(
                 state.storage().as_ref(),
-                "bus 32, front door",
-                Some(32),
-                None,
-                3600,
-            )
-            .map_err(|e| anyhow!("enrolment: {e:?}"))?;
+                &state.secrets().citizen(CITIZEN),
+            )?;
             let running = thudo_server::start(state, "127.0.0.1:0".parse()?).await?;
-            let note = format!("http://{}; enrolment code for route 32", running.addr);
+            // The transit operator's console, signed in with its role only: a single-use code
+            // bound to route 32, valid for an hour.
+            let console = Console::sign_in(
+                &format!("http://{}", running.addr),
+                &idp,
+                Role::TransitOperator,
+                "hanoi-metro",
+            )?;
+            let enrolment = console
+                .post(
+                    "/v1/admin/transit/enrolments",
+                    &serde_json::json!({"label": "bus 32, front door", "route": 32, "ttl_secs": 3600}),
+                )
+                .await?;
+            let code = enrolment["code"]
+                .as_str()
+                .ok_or_else(|| anyhow!("enrolment: no code"))?
+                .to_owned();
+            let note = format!(
+                "http://{}; the transit operator's enrolment code for route 32",
+                running.addr
+            );
             Ok(((running, code, idp, operator), note))
         })
         .await?;
@@ -476,10 +490,4 @@ async fn story(args: DemoArgs) -> Result<()> {
         println!("kept {}", kept.display());
     }
     Ok(())
-}
-
-fn rand_bytes() -> Result<[u8; 24]> {
-    let mut b = [0u8; 24];
-    thudo_core::crypto::fill_random(&mut b).map_err(|_| anyhow!("no randomness"))?;
-    Ok(b)
 }

@@ -1,5 +1,6 @@
 //! `thudo`: the command-line face of thudo-core, for support staff and Linux validators.
 
+mod console;
 mod day_cmd;
 mod demo_cmd;
 mod handbook_cmd;

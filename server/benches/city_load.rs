@@ -29,7 +29,6 @@ use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
 use thudo_core::transit::validator::{Reason, Tap};
 use thudo_core::transit::{wire, Category, Product};
 
-const ADMIN: &str = "load-admin-token-0123456789";
 const VALIDATORS: usize = 100;
 const RIDERS: usize = 20_000;
 const TAPS_PER_UPLOAD: usize = 1_000;
@@ -167,8 +166,6 @@ impl Server {
                 "127.0.0.1:0",
                 "--db",
                 db,
-                "--admin-token",
-                ADMIN,
                 "--test-identity-provider",
                 "--sandbox-payments",
                 "--no-rate-limits",

@@ -48,7 +48,9 @@ fn vault(dir: &std::path::Path) -> Arc<Vault> {
 /// Publishes `n` Observations for a citizen, 500 at a time (so that publishing does not raise
 /// the process's peak memory above what the pull needs).
 fn observations(storage: &SqliteStorage, citizen: &str, n: usize) {
-    let account = storage.account_for_citizen(citizen).unwrap();
+    let account = storage
+        .account_for_citizen(&thudo_server::secrets::ServerSecrets::local().citizen(citizen))
+        .unwrap();
     for start in (0..n).step_by(500) {
         let changes: Vec<Change> = (start..(start + 500).min(n))
             .map(|i| {
@@ -82,7 +84,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(SqliteStorage::open(&dir.path().join("server.db"), thudo_server::SCHEMA).unwrap());
         let (config, idp) =
-            ServerConfig::local(storage.clone(), "bench-admin-token-000000", FarePolicy::default())
+            ServerConfig::local(storage.clone(), FarePolicy::default())
                 .unwrap();
         let state = AppState::new(config).unwrap();
         let server = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())

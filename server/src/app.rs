@@ -15,8 +15,10 @@ use thudo_core::sync::protocol::SERVER_TIME_HEADER;
 
 use crate::devices::{self, identity, DevicesState};
 use crate::http::{blocking, ApiError, ApiResult};
+use crate::operators::audit::{self, AuditState, AuditStore};
 use crate::operators::Operators;
 use crate::publishing::{self, PublishingState};
+use crate::secrets::ServerSecrets;
 use crate::storage::migrations::ConcernSchema;
 use crate::storage::{PostgresStorage, SqliteStorage, StorageError};
 use crate::sync::store::SyncStore;
@@ -36,13 +38,14 @@ pub const SCHEMA: &[ConcernSchema] = &[
     crate::devices::store::SCHEMA,
     crate::sync::store::SCHEMA,
     crate::transit::store::SCHEMA,
+    crate::operators::audit::SCHEMA,
 ];
 
 /// Every store the backend has: one value implements them all ([`crate::storage::SqlStorage`]
 /// on either engine).
-pub trait Storage: SyncStore + TransitStore {}
+pub trait Storage: SyncStore + TransitStore + AuditStore {}
 
-impl<T: SyncStore + TransitStore> Storage for T {}
+impl<T: SyncStore + TransitStore + AuditStore> Storage for T {}
 
 /// Opens the storage `db` names ([`open_storage`]), waiting for a database that is not up yet:
 /// tries again after 1, 2, 4 ... s (at most 30 s apart) for up to `patience`, telling each
@@ -93,6 +96,7 @@ pub struct AppState {
     sync: SyncState,
     publishing: PublishingState,
     transit: TransitState,
+    operators: Operators,
     limits: Arc<crate::gate::RateLimits>,
 }
 
@@ -100,8 +104,8 @@ pub struct AppState {
 pub struct ServerConfig {
     /// The storage.
     pub storage: Arc<dyn Storage>,
-    /// Bearer token of the admin API (facilities, the party, the transit operator).
-    pub admin_token: String,
+    /// The staff identity provider whose access tokens name operators and their roles.
+    pub operators: Operators,
     /// Fare policy.
     pub fares: FarePolicy,
     /// The identity provider whose ID tokens register devices.
@@ -113,27 +117,29 @@ pub struct ServerConfig {
     pub payments: Payments,
     /// Requests each caller may make, per instance.
     pub limits: crate::gate::RateLimits,
+    /// The secrets kept outside the database (citizen-ID keys, the audit seal).
+    pub secrets: Arc<ServerSecrets>,
 }
 
 impl ServerConfig {
-    /// A configuration with a fresh local identity provider, which also mints test tokens:
-    /// for tests and demos on this machine.
+    /// A configuration with a fresh local identity provider, which also mints test tokens
+    /// (citizens' ID tokens and operators' access tokens): for tests and demos on this machine.
     pub fn local(
         storage: Arc<dyn Storage>,
-        admin_token: &str,
         fares: FarePolicy,
     ) -> anyhow::Result<(ServerConfig, Arc<identity::LocalIdentityProvider>)> {
         let idp = identity::LocalIdentityProvider::generate("https://id.thudo.test", "thudo")?;
         Ok((
             ServerConfig {
                 storage,
-                admin_token: admin_token.to_owned(),
+                operators: idp.operators(),
                 fares,
                 identity: idp.config(),
                 test_identity: Some(idp.clone()),
                 payments: Payments::sandbox(false),
                 // Tests and demos drive many devices from one address.
                 limits: crate::gate::RateLimits::off(),
+                secrets: Arc::new(ServerSecrets::local()),
             },
             idp,
         ))
@@ -146,13 +152,21 @@ impl AppState {
     pub fn new(config: ServerConfig) -> anyhow::Result<AppState> {
         let storage = config.storage;
         let issuer = Issuer::load(storage.as_ref())?;
-        let operators = Operators::new(&config.admin_token);
+        let operators = config.operators;
+        let secrets = config.secrets;
+        // Rows from before keying (or from before a rotation) are brought up to the
+        // configured secrets; a database keyed with other secrets is refused.
+        let rekeyed = storage.rekey_citizens(&secrets)?;
+        if rekeyed > 0 {
+            eprintln!("keyed {rekeyed} citizen IDs with the configured secrets");
+        }
         Ok(AppState {
             devices: DevicesState {
                 storage: storage.clone(),
                 identity: Arc::new(config.identity),
                 test_identity: config.test_identity,
                 on_revoke: deny_device_keys,
+                secrets: secrets.clone(),
             },
             sync: SyncState {
                 storage: storage.clone(),
@@ -161,15 +175,16 @@ impl AppState {
             publishing: PublishingState {
                 sync: storage.clone(),
                 devices: storage.clone(),
-                operators: operators.clone(),
+                secrets: secrets.clone(),
             },
             transit: TransitState {
                 storage: storage.clone(),
                 issuer: Arc::new(issuer),
                 fares: Arc::new(config.fares),
-                operators,
                 payments: config.payments,
+                secrets,
             },
+            operators,
             limits: Arc::new(config.limits),
             storage,
         })
@@ -178,6 +193,11 @@ impl AppState {
     /// The storage.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The secrets citizen IDs are looked up under.
+    pub fn secrets(&self) -> &Arc<ServerSecrets> {
+        &self.transit.secrets
     }
 
     /// Settles an order through the sandbox gateway (a test or demo server): it notifies this
@@ -223,8 +243,12 @@ async fn stamp_time(mut response: Response) -> Response {
 pub fn app(state: AppState) -> Router {
     let gate = crate::gate::GateState {
         tokens: state.transit.storage.clone(),
-        operators: state.transit.operators.clone(),
+        operators: state.operators.clone(),
         limits: state.limits.clone(),
+    };
+    let audit = AuditState {
+        store: state.storage.clone(),
+        secrets: state.transit.secrets.clone(),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -242,11 +266,19 @@ pub fn app(state: AppState) -> Router {
         .merge(sync::routes(state.sync))
         .merge(publishing::routes(state.publishing))
         .merge(transit::routes(state.transit))
+        .merge(
+            Router::new()
+                .route("/v1/admin/audit", get(audit::read_trail))
+                .route("/v1/admin/audit/verify", get(audit::verify_trail))
+                .with_state(audit.clone()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::gate::LARGE_BODY,
         ))
+        // Every operator request in the trail (the gate, outside it, named the operator).
+        .layer(axum::middleware::from_fn_with_state(audit, audit::audited))
         // Credentials before bodies, each route's body limit, and JSON for every refusal.
         .layer(axum::middleware::from_fn_with_state(
             gate,

@@ -206,7 +206,7 @@ fn body_limit(path: &str) -> usize {
 }
 
 /// Checks the caller's credential, then the body's size, before anything reads the body.
-pub async fn admit(State(state): State<GateState>, req: Request, next: Next) -> Response {
+pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let address = req
         .extensions()
@@ -225,8 +225,21 @@ pub async fn admit(State(state): State<GateState>, req: Request, next: Next) -> 
             }
         }
         Caller::Operator => {
-            if let Err(e) = state.operators.authorize(req.headers()) {
-                return e.into_response();
+            if let Some(wait) = state.limits.blocked_for(address) {
+                return rate_limited(wait);
+            }
+            match state.operators.verify(req.headers()).await {
+                // The route reads the operator (role, organisation) from here.
+                Ok(operator) => {
+                    req.extensions_mut().insert(operator);
+                }
+                // A refused token counts against its address, as a made-up device token does.
+                Err(e) => {
+                    return match state.limits.unknown_token_from(address) {
+                        Some(wait) => rate_limited(wait),
+                        None => e.into_response(),
+                    }
+                }
             }
         }
         Caller::Holder => {

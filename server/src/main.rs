@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use thudo_server::devices::identity::IdentityConfig;
+use thudo_server::jwt::JwksSource;
+use thudo_server::operators::Operators;
+use thudo_server::secrets::ServerSecrets;
 use thudo_server::transit::fares::FarePolicy;
 use thudo_server::transit::sales::Payments;
 use thudo_server::{AppState, ServerConfig};
@@ -25,9 +28,6 @@ struct Args {
     /// backoff), before giving up.
     #[arg(long, default_value_t = 120)]
     db_wait_secs: u64,
-    /// Bearer token of the admin API.
-    #[arg(long, env = "THUDO_ADMIN_TOKEN")]
-    admin_token: String,
     /// Publish demo content (handbook documents, a meeting, health records) for this citizen
     /// ID and party cell, then serve.
     #[arg(long)]
@@ -54,20 +54,39 @@ struct Args {
     #[arg(long)]
     seed_gate: Vec<String>,
     /// The OpenID Connect provider whose ID tokens register devices: its issuer (`iss`).
-    #[arg(long, requires_all = ["oidc_audience", "oidc_jwks"])]
+    #[arg(long, requires = "oidc_audience")]
     oidc_issuer: Option<String>,
     /// This backend's client id at the provider (`aud`).
     #[arg(long)]
     oidc_audience: Option<String>,
-    /// The provider's JWKS document (a file, as served at its `jwks_uri`).
-    #[arg(long)]
+    /// The provider's JWKS document (a file, as served at its `jwks_uri`); or
+    /// `--oidc-jwks-uri`.
+    #[arg(long, conflicts_with = "oidc_jwks_uri")]
     oidc_jwks: Option<PathBuf>,
+    /// The provider's `jwks_uri`: its keys are fetched at start and kept current (a rotation
+    /// is picked up when a token names a new key).
+    #[arg(long)]
+    oidc_jwks_uri: Option<String>,
+    /// The staff identity provider whose access tokens name operators (claims `sub`,
+    /// `thudo_role`, `thudo_org`): its issuer.
+    #[arg(long, requires = "operator_audience")]
+    operator_issuer: Option<String>,
+    /// This backend's audience at the staff provider.
+    #[arg(long)]
+    operator_audience: Option<String>,
+    /// The staff provider's JWKS document (a file); or `--operator-jwks-uri`.
+    #[arg(long, conflicts_with = "operator_jwks_uri")]
+    operator_jwks: Option<PathBuf>,
+    /// The staff provider's `jwks_uri`, kept current as `--oidc-jwks-uri` is.
+    #[arg(long)]
+    operator_jwks_uri: Option<String>,
     /// The ID token claim that carries the 12-digit citizen ID.
     #[arg(long, default_value = "citizen_id")]
     oidc_citizen_claim: String,
-    /// Instead of a real provider: a local one on this machine that mints ID tokens at
-    /// `POST /test/identity/token`. For tests and demos only.
-    #[arg(long, conflicts_with = "oidc_issuer")]
+    /// Instead of real providers: a local one on this machine that mints citizens' ID tokens
+    /// at `POST /test/identity/token` and operators' access tokens at
+    /// `POST /test/identity/operator-token`. For tests and demos only.
+    #[arg(long, conflicts_with_all = ["oidc_issuer", "operator_issuer"])]
     test_identity_provider: bool,
     /// The merchant's VNPAY terminal code (`vnp_TmnCode`); with `--vnpay-secret-file` and
     /// `--vnpay-pay-url`. Notifications (IPN) are read at `/v1/payments/vnpay/notify`.
@@ -86,6 +105,12 @@ struct Args {
     /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only.
     #[arg(long, conflicts_with = "vnpay_tmn_code")]
     sandbox_payments: bool,
+    /// The secrets file: one secret per line (64 hex digits from a random generator, say
+    /// `openssl rand -hex 32`), oldest first. Citizen IDs are stored under keys derived from
+    /// them and the audit trail is sealed with them; a rotation appends a line (never remove
+    /// one). Required, except with `--test-identity-provider` (a public test secret).
+    #[arg(long, env = "THUDO_SECRETS_FILE")]
+    secrets_file: Option<PathBuf>,
     /// No rate limits (a load test or a test suite driving many devices from one address).
     /// Otherwise, per instance: 5 anonymous requests a second per address (bursts of 20), 20 a
     /// second per device or validator token (bursts of 200), 1 order a second (bursts of 10).
@@ -104,9 +129,6 @@ fn rate_limits(args: &Args) -> thudo_server::gate::RateLimits {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.admin_token.len() < 16 {
-        anyhow::bail!("the admin token must have at least 16 characters");
-    }
     let storage = thudo_server::app::open_storage_waiting(
         &args.db,
         std::time::Duration::from_secs(args.db_wait_secs),
@@ -125,6 +147,12 @@ async fn main() -> anyhow::Result<()> {
     }
     fares.credit_limit_vnd = args.credit_limit_vnd;
     let limits = rate_limits(&args);
+    let secrets = match &args.secrets_file {
+        Some(path) => Some(std::sync::Arc::new(ServerSecrets::from_file_text(
+            &zeroize::Zeroizing::new(std::fs::read_to_string(path)?),
+        )?)),
+        None => None,
+    };
     let payments = match (&args.vnpay_tmn_code, args.sandbox_payments) {
         (Some(tmn_code), false) => {
             let secret_path = args
@@ -152,43 +180,77 @@ async fn main() -> anyhow::Result<()> {
              or run with --sandbox-payments"
         ),
     };
-    let config = match (&args.oidc_issuer, args.test_identity_provider) {
-        (Some(issuer), false) => {
-            let jwks_path = args
-                .oidc_jwks
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("--oidc-jwks is required"))?;
+    let config = match (
+        &args.oidc_issuer,
+        &args.operator_issuer,
+        args.test_identity_provider,
+    ) {
+        (Some(issuer), Some(operator_issuer), false) => {
+            let keys = |file: &Option<PathBuf>, uri: &Option<String>, flag: &str| {
+                let (file, uri) = (file.clone(), uri.clone());
+                let flag = flag.to_owned();
+                async move {
+                    match (file, uri) {
+                        (Some(path), None) => Ok(JwksSource::fixed(serde_json::from_str(
+                            &std::fs::read_to_string(&path)?,
+                        )?)),
+                        (None, Some(uri)) => JwksSource::fetched(&uri).await,
+                        _ => anyhow::bail!("--{flag} or --{flag}-uri is required"),
+                    }
+                }
+            };
+            let citizen_keys = keys(&args.oidc_jwks, &args.oidc_jwks_uri, "oidc-jwks").await?;
+            let operator_keys = keys(
+                &args.operator_jwks,
+                &args.operator_jwks_uri,
+                "operator-jwks",
+            )
+            .await?;
             ServerConfig {
                 storage,
-                admin_token: args.admin_token,
+                operators: Operators::new(
+                    operator_issuer,
+                    args.operator_audience.as_deref().unwrap_or_default(),
+                    operator_keys,
+                ),
                 fares,
-                identity: IdentityConfig::from_jwks_json(
-                    issuer,
-                    args.oidc_audience.as_deref().unwrap_or_default(),
-                    &std::fs::read_to_string(jwks_path)?,
-                    &args.oidc_citizen_claim,
-                )?,
+                identity: IdentityConfig {
+                    issuer: issuer.clone(),
+                    audience: args.oidc_audience.clone().unwrap_or_default(),
+                    keys: citizen_keys,
+                    citizen_claim: args.oidc_citizen_claim.clone(),
+                },
                 test_identity: None,
                 payments,
                 limits,
+                secrets: secrets.ok_or_else(|| anyhow::anyhow!("--secrets-file is required"))?,
             }
         }
-        (None, true) => {
-            eprintln!("warning: local test identity provider: anyone can register as anyone");
+        (None, None, true) => {
+            eprintln!(
+                "warning: local test identity provider: anyone can register as anyone, and be \
+                 any operator"
+            );
+            let local = ServerConfig::local(storage, fares)?.0;
             ServerConfig {
                 payments,
                 limits,
-                ..ServerConfig::local(storage, &args.admin_token, fares)?.0
+                secrets: secrets.unwrap_or(local.secrets.clone()),
+                ..local
             }
         }
         _ => anyhow::bail!(
-            "name the identity provider (--oidc-issuer, --oidc-audience, --oidc-jwks) \
-             or run with --test-identity-provider"
+            "name the citizens' identity provider (--oidc-issuer, --oidc-audience, --oidc-jwks \
+             or --oidc-jwks-uri) and the operators' (--operator-issuer, --operator-audience, \
+             --operator-jwks or --operator-jwks-uri), or run with --test-identity-provider"
         ),
     };
     let state = AppState::new(config)?;
     if let Some(citizen) = &args.seed_citizen {
-        thudo_server::publishing::seed::publish_demo(state.storage().as_ref(), citizen)?;
+        thudo_server::publishing::seed::publish_demo(
+            state.storage().as_ref(),
+            &state.secrets().citizen(citizen),
+        )?;
     }
     for _ in 0..args.seed_enrolments {
         let (code, _) = thudo_server::transit::validators::create_enrolment(

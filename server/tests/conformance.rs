@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
+use common::citizen_key;
 
 use serde_json::json;
 use thudo_core::sync::protocol::{Change, Mutation, Outcome};
@@ -85,19 +86,19 @@ conformance!(
 );
 
 fn device<E: Engine>(s: &SqlStorage<E>, citizen: &str, token: u8) -> Device {
-    s.register_device(citizen, "phone", "phone", &[token; 32])
+    s.register_device(&citizen_key(citizen), "phone", "phone", &[token; 32])
         .unwrap();
     s.device_by_token(&[token; 32]).unwrap().unwrap()
 }
 
 fn accounts_and_devices<E: Engine>(s: &SqlStorage<E>) {
-    let account = s.account_for_citizen(CITIZEN).unwrap();
+    let account = s.account_for_citizen(&citizen_key(CITIZEN)).unwrap();
     assert_eq!(
-        s.account_for_citizen(CITIZEN).unwrap(),
+        s.account_for_citizen(&citizen_key(CITIZEN)).unwrap(),
         account,
         "one account per citizen"
     );
-    assert_ne!(s.account_for_citizen(OTHER).unwrap(), account);
+    assert_ne!(s.account_for_citizen(&citizen_key(OTHER)).unwrap(), account);
     let phone = device(s, CITIZEN, 1);
     let old = device(s, CITIZEN, 2);
     let stranger = device(s, OTHER, 3);
@@ -132,7 +133,7 @@ fn accounts_and_devices<E: Engine>(s: &SqlStorage<E>) {
         "another account's device"
     );
     assert!(s.device_by_token(&[3; 32]).unwrap().is_some());
-    s.set_cell(CITIZEN, "cell-1").unwrap();
+    s.set_cell(&citizen_key(CITIZEN), "cell-1").unwrap();
     assert_eq!(
         s.device_by_token(&[1; 32])
             .unwrap()
@@ -430,14 +431,14 @@ fn the_deny_list_stays_bounded_over_a_year<E: Engine>(s: &SqlStorage<E>) {
         let t = start + day * 86_400;
         for n in 0..PER_DAY {
             let citizen = format!("{:012}", 500_000_000 + day * PER_DAY + n);
-            s.register_device(&citizen, "p", "phone", &{
+            s.register_device(&citizen_key(&citizen), "p", "phone", &{
                 let mut token = [0u8; 32];
                 token[..8].copy_from_slice(&(day * PER_DAY + n).to_le_bytes());
                 token[31] = 0xEE;
                 token
             })
             .unwrap();
-            let account = s.account_for_citizen(&citizen).unwrap();
+            let account = s.account_for_citizen(&citizen_key(&citizen)).unwrap();
             let d = s.devices_of(&account).unwrap().remove(0);
             let device = Device {
                 id: d.id.clone(),
@@ -479,9 +480,11 @@ fn riders_entitlements_and_dependants<E: Engine>(s: &SqlStorage<E>) {
         valid_until: until,
         evidence_ref: "case-1".into(),
     };
-    s.grant_entitlement(CITIZEN, &grant(0, 100)).unwrap();
-    s.grant_entitlement(CITIZEN, &grant(50, 500)).unwrap();
-    let account = s.account_for_citizen(CITIZEN).unwrap();
+    s.grant_entitlement(&citizen_key(CITIZEN), &grant(0, 100))
+        .unwrap();
+    s.grant_entitlement(&citizen_key(CITIZEN), &grant(50, 500))
+        .unwrap();
+    let account = s.account_for_citizen(&citizen_key(CITIZEN)).unwrap();
     let at = |t| s.entitlement_at(&account, Category::Priority, t).unwrap();
     assert_eq!(
         at(60).map(|e| e.valid_until),
@@ -493,21 +496,33 @@ fn riders_entitlements_and_dependants<E: Engine>(s: &SqlStorage<E>) {
         s.entitlement_at(&account, Category::Child, 60).unwrap(),
         None
     );
-    assert_eq!(s.entitlements(CITIZEN).unwrap().len(), 2);
-    s.add_dependant(CITIZEN, OTHER, false).unwrap();
-    s.add_dependant(CITIZEN, OTHER, false).unwrap();
-    let (dependant, card) = s.dependant_of(&account, OTHER).unwrap().unwrap();
-    assert_eq!(dependant, s.account_for_citizen(OTHER).unwrap());
-    assert!(card > 0);
-    let other = s.account_for_citizen(OTHER).unwrap();
+    assert_eq!(s.entitlements(&citizen_key(CITIZEN)).unwrap().len(), 2);
+    s.add_dependant(&citizen_key(CITIZEN), &citizen_key(OTHER), false)
+        .unwrap();
+    s.add_dependant(&citizen_key(CITIZEN), &citizen_key(OTHER), false)
+        .unwrap();
+    let (dependant, card) = s
+        .dependant_of(&account, &citizen_key(OTHER))
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        s.dependant_of(&other, CITIZEN).unwrap(),
+        dependant,
+        s.account_for_citizen(&citizen_key(OTHER)).unwrap()
+    );
+    assert!(card > 0);
+    let other = s.account_for_citizen(&citizen_key(OTHER)).unwrap();
+    assert_eq!(
+        s.dependant_of(&other, &citizen_key(CITIZEN)).unwrap(),
         None,
         "not the other way"
     );
-    assert!(s.remove_dependant(CITIZEN, OTHER).unwrap());
-    assert!(!s.remove_dependant(CITIZEN, OTHER).unwrap());
-    assert_eq!(s.dependant_of(&account, OTHER).unwrap(), None);
+    assert!(s
+        .remove_dependant(&citizen_key(CITIZEN), &citizen_key(OTHER))
+        .unwrap());
+    assert!(!s
+        .remove_dependant(&citizen_key(CITIZEN), &citizen_key(OTHER))
+        .unwrap());
+    assert_eq!(s.dependant_of(&account, &citizen_key(OTHER)).unwrap(), None);
 }
 
 /// A tap whose scan verified (the stores trust the evidence they are given).

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{start_proxy_to, vault, Storage, ADMIN};
+use common::{start_proxy_to, vault, Storage};
 use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
 use thudo_core::sync::client::{BackendClient, BackendConfig};
 use thudo_core::sync::protocol::ValidatorEnrolmentRequest;
@@ -64,7 +64,8 @@ async fn instance(
     let storage = thudo_server::open_storage(db).unwrap();
     let state = AppState::new(ServerConfig {
         storage: storage.clone(),
-        admin_token: ADMIN.into(),
+        operators: idp.operators(),
+        secrets: std::sync::Arc::new(thudo_server::secrets::ServerSecrets::local()),
         fares: FarePolicy::default(),
         identity: idp.config(),
         test_identity: None,
@@ -286,7 +287,11 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
     let per_citizen = DEVICES_PER_CITIZEN * ROUNDS * NOTES_PER_ROUND;
     for ci in 0..CITIZENS {
         // The server holds each note once.
-        let account = storage.account_for_citizen(&citizen(ci)).unwrap();
+        let account = storage
+            .account_for_citizen(
+                &thudo_server::secrets::ServerSecrets::local().citizen(&citizen(ci)),
+            )
+            .unwrap();
         let (changes, _, more) = storage
             .pull(&format!("acct:{account}"), "handbook.note", 0, 100_000)
             .unwrap();

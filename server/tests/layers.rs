@@ -8,8 +8,9 @@ use std::path::Path;
 /// Top-level modules by layer, lowest first; modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     &["storage"],
-    &["http", "payments"],
-    &["devices", "operators"],
+    &["http", "payments", "secrets", "jwt"],
+    &["operators"],
+    &["devices"],
     &["sync"],
     &["publishing", "transit"],
     &["gate"],

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{http_client, ADMIN};
+use common::http_client;
 use thudo_server::transit::fares::FarePolicy;
 use thudo_server::{AppState, ServerConfig};
 
@@ -18,7 +18,7 @@ async fn a_database_that_cannot_write_is_a_503_with_a_retry_time_and_no_driver_t
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("server.db");
     let storage = thudo_server::open_storage(&file.to_string_lossy()).unwrap();
-    let (config, _) = ServerConfig::local(storage, ADMIN, FarePolicy::default()).unwrap();
+    let (config, _) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
     let running = thudo_server::start(
         AppState::new(config).unwrap(),
         "127.0.0.1:0".parse().unwrap(),

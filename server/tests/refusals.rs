@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http_client, start_local, vault, ADMIN};
+use common::{http_client, operator, start_local, vault, Role};
 use serde_json::{json, Value};
 use thudo_core::sync::client::BackendClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -110,9 +110,18 @@ async fn arrays_are_not_objects_and_every_refusal_is_json() {
     let dir = tempfile::tempdir().unwrap();
     let local = start_local(dir.path()).await;
     let http = http_client();
+    let (transit, party) = (
+        operator(&local.idp, Role::TransitOperator),
+        operator(&local.idp, Role::PartyOrganisation),
+    );
     let post = |path: &str, body: String| {
+        let token = if path.ends_with("/cell") {
+            &party
+        } else {
+            &transit
+        };
         http.post(format!("{}{path}", local.url))
-            .bearer_auth(ADMIN)
+            .bearer_auth(token)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -147,7 +156,7 @@ async fn callers_past_their_rate_are_told_when_to_come_back() {
     use thudo_server::{AppState, ServerConfig};
     let dir = tempfile::tempdir().unwrap();
     let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
-    let (config, idp) = ServerConfig::local(storage, ADMIN, FarePolicy::default()).unwrap();
+    let (config, idp) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
     let rate = |per_second, burst| Rate { per_second, burst };
     let config = ServerConfig {
         limits: RateLimits::new(rate(1, 6), rate(1, 5), rate(1, 2)),

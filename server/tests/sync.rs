@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{http_client, start_proxy, vault, Fault, ADMIN};
+use common::{citizen_key, http_client, operator, start_proxy, vault, Fault, Role};
 use serde_json::{json, Value};
 use thudo_core::changes::outbox;
 use thudo_core::handbook::library::Library;
@@ -46,7 +46,7 @@ impl Backend {
         let db = common::database(dir);
         let storage = thudo_server::open_storage(&db).unwrap();
         let state = AppState::new(server_config(storage.clone())).unwrap();
-        seed::publish_demo(state.storage().as_ref(), CITIZEN).unwrap();
+        seed::publish_demo(state.storage().as_ref(), &citizen_key(CITIZEN)).unwrap();
         let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -84,7 +84,10 @@ impl Backend {
 
     /// Every change the server holds for the citizen's account in a collection.
     fn account_changes(&self, collection: &str) -> Vec<thudo_core::sync::protocol::Change> {
-        let account = self.storage.account_for_citizen(CITIZEN).unwrap();
+        let account = self
+            .storage
+            .account_for_citizen(&citizen_key(CITIZEN))
+            .unwrap();
         self.storage
             .pull(&format!("acct:{account}"), collection, 0, 1_000_000)
             .unwrap()
@@ -113,7 +116,8 @@ fn idp() -> Arc<LocalIdentityProvider> {
 fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
     ServerConfig {
         storage,
-        admin_token: ADMIN.into(),
+        operators: idp().operators(),
+        secrets: std::sync::Arc::new(thudo_server::secrets::ServerSecrets::local()),
         fares: FarePolicy::default(),
         identity: idp().config(),
         test_identity: None,
@@ -422,6 +426,10 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
     let backend = Backend::start(dir.path()).await;
     let base = format!("http://{}", backend.addr);
     let http = http_client();
+    let (facility, party) = (
+        operator(&idp(), Role::HealthFacility),
+        operator(&idp(), Role::PartyOrganisation),
+    );
     let cases: Vec<(&str, &str, Option<&str>, &str, u16)> = vec![
         ("POST", "/v1/devices", None, "{", 400),
         ("POST", "/v1/devices", None, "[]", 400),
@@ -497,14 +505,14 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
         (
             "POST",
             "/v1/admin/citizens/001088012345/health",
-            Some(ADMIN),
+            Some(facility.as_str()),
             r#"{"resources":[{"id":"x"}]}"#,
             400,
         ),
         (
             "POST",
-            "/v1/admin/cells/c1/health.records",
-            Some(ADMIN),
+            "/v1/admin/cells/hn.c1/health.records",
+            Some(party.as_str()),
             r#"{"items":[]}"#,
             404,
         ),
@@ -722,7 +730,7 @@ fn the_openapi_document_names_every_route() {
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
         .collect();
-    assert_eq!(routes.len(), 39, "{routes:?}");
+    assert_eq!(routes.len(), 42, "{routes:?}");
     for r in routes {
         assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
     }
@@ -814,7 +822,7 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
     let storage = backend.storage.clone();
     storage
         .publish(
-            "cell:chi-bo-moi",
+            "cell:hn.chi-bo-moi",
             &[thudo_core::sync::protocol::Change {
                 collection: "handbook.meeting".into(),
                 record_id: "moi-1".into(),
@@ -825,8 +833,10 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
         )
         .unwrap();
     // More changes in the old cell, so its cursor is ahead of the new cell's only change.
-    seed::publish_demo(storage.as_ref(), CITIZEN).unwrap();
-    storage.set_cell(CITIZEN, "chi-bo-moi").unwrap();
+    seed::publish_demo(storage.as_ref(), &citizen_key(CITIZEN)).unwrap();
+    storage
+        .set_cell(&citizen_key(CITIZEN), "hn.chi-bo-moi")
+        .unwrap();
     c.sync(phone.clone(), &common::collections(), None)
         .await
         .unwrap();

@@ -11,17 +11,20 @@
 
 use std::sync::Arc;
 
+use crate::jwt::{verify_jws, JwksSource};
+
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters, Jwk, JwkSet,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 
+/// The audience of operators' tokens from the local test provider.
+pub const OPERATOR_AUDIENCE: &str = "thudo-operators";
+
 /// How long a registration nonce stays usable.
 pub const NONCE_TTL_SECS: i64 = 600;
-/// Clock skew allowed on `exp`, `nbf` and `iat`.
-const LEEWAY_SECS: u64 = 60;
 
 /// The identity provider the backend trusts.
 #[derive(Clone)]
@@ -31,7 +34,7 @@ pub struct IdentityConfig {
     /// This backend's client id at the provider (`aud`).
     pub audience: String,
     /// The provider's signing keys.
-    pub jwks: JwkSet,
+    pub keys: JwksSource,
     /// The claim that carries the 12-digit citizen ID.
     pub citizen_claim: String,
 }
@@ -53,7 +56,26 @@ impl IdentityConfig {
         Ok(IdentityConfig {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
-            jwks,
+            keys: JwksSource::fixed(jwks),
+            citizen_claim: citizen_claim.to_owned(),
+        })
+    }
+
+    /// A provider whose keys are fetched from its `jwks_uri` and kept current.
+    pub async fn from_jwks_uri(
+        issuer: &str,
+        audience: &str,
+        jwks_uri: &str,
+        citizen_claim: &str,
+    ) -> anyhow::Result<IdentityConfig> {
+        anyhow::ensure!(
+            !issuer.is_empty() && !audience.is_empty(),
+            "issuer and audience are required"
+        );
+        Ok(IdentityConfig {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            keys: JwksSource::fetched(jwks_uri).await?,
             citizen_claim: citizen_claim.to_owned(),
         })
     }
@@ -103,53 +125,20 @@ pub struct Assertion {
 
 /// Verifies an ID token's signature and claims (not the nonce's freshness: the caller consumes
 /// it in storage).
-pub fn verify(config: &IdentityConfig, token: &str) -> Result<Assertion, IdentityError> {
-    let invalid = |e: &dyn std::fmt::Display| IdentityError::Invalid(e.to_string());
-    if token.len() > 16 * 1024 {
-        return Err(IdentityError::Invalid("token too long".into()));
-    }
-    let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(&e))?;
-    let kid = header
-        .kid
-        .as_deref()
-        .ok_or_else(|| IdentityError::Invalid("no kid".into()))?;
-    let jwk = config
-        .jwks
-        .find(kid)
-        .ok_or_else(|| IdentityError::Invalid(format!("unknown key {kid}")))?;
-    // The algorithm follows the key, never the token's header alone (no alg confusion).
-    let alg = match &jwk.algorithm {
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
-        AlgorithmParameters::RSA(_) => Algorithm::RS256,
-        _ => return Err(IdentityError::Invalid("unsupported key type".into())),
-    };
-    if header.alg != alg {
-        return Err(IdentityError::Invalid(format!(
-            "algorithm {:?} does not match key {kid}",
-            header.alg
-        )));
-    }
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid(&e))?;
-    let mut validation = Validation::new(alg);
-    validation.set_issuer(&[&config.issuer]);
-    validation.set_audience(&[&config.audience]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "iat"]);
-    validation.leeway = LEEWAY_SECS;
-    validation.validate_nbf = true;
-    let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| invalid(&e))?;
-    let now = chrono::Utc::now().timestamp();
-    if data.claims["iat"]
-        .as_i64()
-        .is_none_or(|iat| iat > now + LEEWAY_SECS as i64)
-    {
-        return Err(IdentityError::Invalid("issued in the future".into()));
-    }
-    let nonce = data.claims["nonce"]
+pub async fn verify(config: &IdentityConfig, token: &str) -> Result<Assertion, IdentityError> {
+    let claims = config
+        .keys
+        .verify_with(token, |jwks| {
+            verify_jws(jwks, &config.issuer, &config.audience, token)
+        })
+        .await
+        .map_err(IdentityError::Invalid)?;
+    let nonce = claims["nonce"]
         .as_str()
         .filter(|n| !n.is_empty() && n.len() <= 128)
         .ok_or(IdentityError::NonceUnknown)?
         .to_owned();
-    let citizen_id = data.claims[config.citizen_claim.as_str()]
+    let citizen_id = claims[config.citizen_claim.as_str()]
         .as_str()
         .filter(|c| c.len() == 12 && c.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| IdentityError::NoCitizen(config.citizen_claim.clone()))?
@@ -205,16 +194,40 @@ impl LocalIdentityProvider {
         IdentityConfig {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
-            jwks: JwkSet {
-                keys: vec![self.jwk.clone()],
-            },
+            keys: JwksSource::fixed(self.jwks()),
             citizen_claim: "citizen_id".into(),
         }
     }
 
     /// The provider's JWKS document.
     pub fn jwks_json(&self) -> String {
-        serde_json::to_string(&self.config().jwks).unwrap_or_default()
+        serde_json::to_string(&self.jwks()).unwrap_or_default()
+    }
+
+    /// The provider's keys.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![self.jwk.clone()],
+        }
+    }
+
+    /// The operators' configuration for this provider (audience [`OPERATOR_AUDIENCE`]).
+    pub fn operators(&self) -> crate::operators::Operators {
+        crate::operators::Operators::fixed(&self.issuer, OPERATOR_AUDIENCE, self.jwks())
+    }
+
+    /// An operator's access token, valid for ten minutes: `role` for `organisation`.
+    pub fn operator_token(
+        &self,
+        role: crate::operators::Role,
+        organisation: &str,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&json!({
+            "iss": self.issuer, "aud": OPERATOR_AUDIENCE,
+            "sub": format!("local-{}-{organisation}", role.code()),
+            "thudo_role": role.code(), "thudo_org": organisation, "iat": now, "exp": now + 600,
+        }))
     }
 
     /// Signs `claims` as this provider's key (any claims: tests forge with it).

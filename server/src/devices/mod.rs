@@ -31,6 +31,8 @@ pub struct DevicesState {
     pub test_identity: Option<Arc<identity::LocalIdentityProvider>>,
     /// What a revocation also does (transit denies the device's keys).
     pub on_revoke: RevocationHook,
+    /// The keys citizen IDs are looked up under.
+    pub secrets: Arc<crate::secrets::ServerSecrets>,
 }
 
 /// The routes: `/v1/identity/nonce`, `/v1/devices`, `/v1/devices/{id}/revoke`, and
@@ -41,6 +43,7 @@ pub fn routes(state: DevicesState) -> Router {
         .route("/v1/devices", post(register).get(list_devices))
         .route("/v1/devices/{device_id}/revoke", post(revoke_device))
         .route("/test/identity/token", post(test_identity_token))
+        .route("/test/identity/operator-token", post(test_operator_token))
         .with_state(state)
 }
 
@@ -95,7 +98,9 @@ async fn register(
     }
     let refused =
         |e: identity::IdentityError| ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
-    let assertion = identity::verify(&state.identity, &req.id_token).map_err(refused)?;
+    let assertion = identity::verify(&state.identity, &req.id_token)
+        .await
+        .map_err(refused)?;
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
         .map_err(|_| ApiError::unavailable("internal", "no randomness"))?;
@@ -103,16 +108,14 @@ async fn register(
     let hash = sha256(token.as_bytes());
     let storage = state.storage.clone();
     let nonce_hash = sha256(assertion.nonce.as_bytes());
+    let citizen = state.secrets.citizen(&assertion.citizen_id);
     let registered = blocking(move || {
         // The nonce is spent first: an ID token registers one device, once.
         let outcome = storage.consume_nonce(&nonce_hash, chrono::Utc::now().timestamp())?;
         Ok(match outcome {
-            NonceOutcome::Consumed => Ok(storage.register_device(
-                &assertion.citizen_id,
-                req.device_name.trim(),
-                "phone",
-                &hash,
-            )?),
+            NonceOutcome::Consumed => {
+                Ok(storage.register_device(&citizen, req.device_name.trim(), "phone", &hash)?)
+            }
             NonceOutcome::Unknown => Err(identity::IdentityError::NonceUnknown),
             NonceOutcome::Used => Err(identity::IdentityError::NonceUsed),
             NonceOutcome::Expired => Err(identity::IdentityError::NonceExpired),
@@ -188,4 +191,26 @@ async fn test_identity_token(
         .id_token(&req.citizen_id, &req.nonce)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(json!({ "id_token": token })))
+}
+
+#[derive(Debug, Deserialize)]
+struct TestOperatorRequest {
+    role: crate::operators::Role,
+    organisation: String,
+}
+
+/// `POST /test/identity/operator-token` (only with a local test provider): an operator's
+/// access token for a role and organisation.
+async fn test_operator_token(
+    State(state): State<DevicesState>,
+    JsonBody(req): JsonBody<TestOperatorRequest>,
+) -> ApiResult<Value> {
+    let idp = state
+        .test_identity
+        .clone()
+        .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
+    let token = idp
+        .operator_token(req.role, &req.organisation)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(json!({ "access_token": token })))
 }

@@ -2,10 +2,11 @@
 
 use thudo_core::hex;
 
+use crate::secrets::{CitizenKey, ServerSecrets};
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;
 use crate::storage::migrations::ConcernSchema;
-use crate::storage::{random_bytes, sha256, Result, SqlStorage};
+use crate::storage::{random_bytes, Result, SqlStorage, StorageError};
 
 use super::identity::NONCE_TTL_SECS;
 
@@ -69,12 +70,12 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
 /// Accounts and devices.
 pub trait DeviceStore: Send + Sync + 'static {
     /// The account of a citizen, created when new; returns its id.
-    fn account_for_citizen(&self, citizen_id: &str) -> Result<String>;
+    fn account_for_citizen(&self, citizen: &CitizenKey) -> Result<String>;
     /// Registers a device of a citizen's account under a token hash; returns the device id and
     /// account id.
     fn register_device(
         &self,
-        citizen_id: &str,
+        citizen: &CitizenKey,
         name: &str,
         role: &str,
         token_hash: &[u8; 32],
@@ -82,7 +83,21 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// The device holding a token.
     fn device_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Device>>;
     /// Sets the party cell of a citizen.
-    fn set_cell(&self, citizen_id: &str, cell: &str) -> Result<()>;
+    fn set_cell(&self, citizen: &CitizenKey, cell: &str) -> Result<()> {
+        self.move_to_cell(citizen, cell, &|_| true).map(|_| ())
+    }
+    /// Brings the stored citizen keys up to every secret of `secrets` (rows from before
+    /// keying, or keyed with fewer secrets); returns how many rows were rekeyed. Refused when
+    /// the database was keyed with secrets `secrets` does not begin with.
+    fn rekey_citizens(&self, secrets: &ServerSecrets) -> Result<usize>;
+    /// Moves a citizen to `cell` when `may_leave` allows their current cell (`None`: in no
+    /// cell yet); whether they moved.
+    fn move_to_cell(
+        &self,
+        citizen: &CitizenKey,
+        cell: &str,
+        may_leave: &(dyn Fn(Option<&str>) -> bool + Sync),
+    ) -> Result<bool>;
     /// Stores a registration nonce (by hash) until `expires_at`.
     fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()>;
     /// Uses a nonce once.
@@ -101,17 +116,12 @@ pub trait DeviceStore: Send + Sync + 'static {
     ) -> Result<Option<usize>>;
 }
 
-/// The lookup key of a citizen ID.
-pub fn citizen_hash(citizen_id: &str) -> [u8; 32] {
-    sha256(format!("thudo/citizen/{citizen_id}").as_bytes())
-}
-
 /// The account of a citizen in a transaction, created when new (with a random card number).
-pub fn account_in(tx: &mut dyn Tx, citizen_id: &str) -> Result<String> {
-    let hash = citizen_hash(citizen_id);
+pub fn account_in(tx: &mut dyn Tx, citizen: &CitizenKey) -> Result<String> {
+    let hash = citizen.as_bytes();
     if let Some(row) = tx.row(
         "SELECT id FROM accounts WHERE citizen_hash = ?1",
-        params![&hash],
+        params![hash],
     )? {
         return row.text(0);
     }
@@ -120,25 +130,71 @@ pub fn account_in(tx: &mut dyn Tx, citizen_id: &str) -> Result<String> {
     let card = u64::from_le_bytes(random_bytes::<8>()?) % 900_000_000_000_000 + 100_000_000_000_000;
     tx.exec(
         "INSERT INTO accounts(id, citizen_hash, cell, card_id) VALUES (?1, ?2, NULL, ?3)",
-        params![&id, &hash, big(card)],
+        params![&id, hash, big(card)],
     )?;
     Ok(id)
 }
 
+/// The setting that lists the fingerprints of the secrets citizen keys are under.
+const CITIZEN_KEYS_SETTING: &str = "citizen_keys";
+
 impl<E: Engine> DeviceStore for SqlStorage<E> {
-    fn account_for_citizen(&self, citizen_id: &str) -> Result<String> {
-        self.write(|tx| account_in(tx, citizen_id))
+    fn rekey_citizens(&self, secrets: &ServerSecrets) -> Result<usize> {
+        let wanted = secrets.fingerprints();
+        self.write(|tx| {
+            tx.lock(Lock::Setting(CITIZEN_KEYS_SETTING))?;
+            let applied: Vec<String> = match tx.row(
+                "SELECT value FROM settings WHERE key = ?1",
+                params![CITIZEN_KEYS_SETTING],
+            )? {
+                Some(row) => serde_json::from_slice(&row.bytes(0)?)
+                    .map_err(|e| StorageError(format!("setting {CITIZEN_KEYS_SETTING}: {e}")))?,
+                None => Vec::new(),
+            };
+            if !wanted.starts_with(&applied) {
+                return Err(StorageError(
+                    "the database's citizen IDs are keyed with other secrets than the \
+                     configured ones (a secrets file may only gain lines)"
+                        .into(),
+                ));
+            }
+            if applied.len() == wanted.len() {
+                return Ok(0);
+            }
+            let rows = tx.rows("SELECT id, citizen_hash FROM accounts", params![])?;
+            for row in &rows {
+                let stored = row
+                    .hash(1)?
+                    .ok_or_else(|| StorageError("a citizen key is not 32 bytes".into()))?;
+                let rekeyed = secrets.rekey(applied.len(), &stored);
+                tx.exec(
+                    "UPDATE accounts SET citizen_hash = ?1 WHERE id = ?2",
+                    params![&rekeyed, &row.text(0)?],
+                )?;
+            }
+            let value = serde_json::to_vec(&wanted).map_err(|e| StorageError(e.to_string()))?;
+            tx.exec(
+                "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![CITIZEN_KEYS_SETTING, value],
+            )?;
+            Ok(rows.len())
+        })
+    }
+
+    fn account_for_citizen(&self, citizen: &CitizenKey) -> Result<String> {
+        self.write(|tx| account_in(tx, citizen))
     }
 
     fn register_device(
         &self,
-        citizen_id: &str,
+        citizen: &CitizenKey,
         name: &str,
         role: &str,
         token_hash: &[u8; 32],
     ) -> Result<(String, String)> {
         self.write(|tx| {
-            let account = account_in(tx, citizen_id)?;
+            let account = account_in(tx, citizen)?;
             let id = format!("d-{}", hex::encode(&random_bytes::<8>()?));
             tx.exec(
                 "INSERT INTO devices(id, account_id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -169,14 +225,27 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
         })
     }
 
-    fn set_cell(&self, citizen_id: &str, cell: &str) -> Result<()> {
+    fn move_to_cell(
+        &self,
+        citizen: &CitizenKey,
+        cell: &str,
+        may_leave: &(dyn Fn(Option<&str>) -> bool + Sync),
+    ) -> Result<bool> {
         self.write(|tx| {
-            let account = account_in(tx, citizen_id)?;
+            let account = account_in(tx, citizen)?;
+            let current = tx
+                .row("SELECT cell FROM accounts WHERE id = ?1", params![&account])?
+                .map(|r| r.opt_text(0))
+                .transpose()?
+                .flatten();
+            if !may_leave(current.as_deref()) {
+                return Ok(false);
+            }
             tx.exec(
                 "UPDATE accounts SET cell = ?1 WHERE id = ?2",
                 params![cell, &account],
             )?;
-            Ok(())
+            Ok(true)
         })
     }
 

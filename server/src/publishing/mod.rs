@@ -7,7 +7,7 @@ pub mod seed;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -18,8 +18,8 @@ use thudo_core::sync::protocol::{Change, MAX_RECORD_BYTES};
 
 use crate::devices::store::DeviceStore;
 use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
-use crate::operators::Operators;
-use crate::sync::store::SyncStore;
+use crate::operators::{Operator, Role};
+use crate::sync::store::{Published, SyncStore};
 
 /// What the publishing routes need.
 #[derive(Clone)]
@@ -28,8 +28,8 @@ pub struct PublishingState {
     pub sync: Arc<dyn SyncStore>,
     /// Accounts (a citizen's account, a member's cell).
     pub devices: Arc<dyn DeviceStore>,
-    /// Who may publish.
-    pub operators: Operators,
+    /// The keys citizen IDs are looked up under.
+    pub secrets: Arc<crate::secrets::ServerSecrets>,
 }
 
 /// The routes under `/v1/admin/citizens/{id}/health`, `…/cell` and `/v1/admin/cells/…`.
@@ -45,6 +45,30 @@ pub fn routes(state: PublishingState) -> Router {
             post(admin_cell_content),
         )
         .with_state(state)
+}
+
+/// A cell's id: a party organisation's dotted path (`hn.ba-dinh.dien-bien.chi-bo-1`).
+fn valid_cell(cell: &str) -> Result<String, ApiError> {
+    let cell = cell.trim();
+    let fits = !cell.is_empty()
+        && cell.len() <= 100
+        && cell
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+    if fits {
+        Ok(cell.to_owned())
+    } else {
+        Err(ApiError::bad(
+            "a cell is 1 to 100 lower-case letters, digits, '-', '_' and '.'",
+        ))
+    }
+}
+
+fn not_governed(cell: &str) -> ApiError {
+    ApiError::forbidden(
+        "not_governed",
+        &format!("cell {cell} is not one of this organisation's"),
+    )
 }
 
 /// Published records obey the same cap as pushed ones: every device must be able to hold them.
@@ -71,17 +95,21 @@ struct HealthPublish {
 
 async fn admin_health(
     State(state): State<PublishingState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(citizen_id): Path<String>,
     JsonBody(body): JsonBody<HealthPublish>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::HealthFacility])?;
     valid_citizen_id(&citizen_id)?;
+    let citizen = state.secrets.citizen(&citizen_id);
+    // Every record says which facility published it; none may claim another.
+    let source = format!("urn:thudo:facility:{}", operator.organisation);
     let mut changes = Vec::with_capacity(body.resources.len());
-    for (i, r) in body.resources.into_iter().enumerate() {
+    for (i, mut r) in body.resources.into_iter().enumerate() {
         let key = thudo_core::health::fhir::key_of(&r).ok_or_else(|| {
             ApiError::bad(format!("resource {i} needs resourceType and a valid id"))
         })?;
+        stamp_source(i, &mut r, &source)?;
         record_fits(i, &r)?;
         changes.push(Change {
             collection: "health.records".into(),
@@ -93,11 +121,39 @@ async fn admin_health(
     }
     let (devices, sync) = (state.devices.clone(), state.sync.clone());
     let published = blocking(move || {
-        let account = devices.account_for_citizen(&citizen_id)?;
-        Ok(sync.publish(&format!("acct:{account}"), &changes)?)
+        let account = devices.account_for_citizen(&citizen)?;
+        Ok(sync.publish_as(&format!("acct:{account}"), &changes, &source)?)
     })
     .await?;
-    Ok(Json(json!({ "published": published })))
+    match published {
+        Published::Published(n) => Ok(Json(json!({ "published": n }))),
+        Published::NotYours(record) => Err(ApiError::forbidden(
+            "not_yours",
+            &format!("{record} was published by another facility: nothing was published"),
+        )),
+    }
+}
+
+/// Sets a resource's `meta.source` to the publishing facility; refused when it names another.
+fn stamp_source(index: usize, resource: &mut Value, source: &str) -> Result<(), ApiError> {
+    let Some(object) = resource.as_object_mut() else {
+        return Err(ApiError::bad(format!("resource {index} is not an object")));
+    };
+    let meta = object
+        .entry("meta")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad(format!("resource {index}'s meta is not an object")))?;
+    match meta.get("source").and_then(Value::as_str) {
+        Some(named) if named != source => Err(ApiError::forbidden(
+            "not_yours",
+            &format!("resource {index} names another source ({named}): a facility publishes only as itself"),
+        )),
+        _ => {
+            meta.insert("source".into(), Value::String(source.to_owned()));
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,17 +163,32 @@ struct CellMembership {
 
 async fn admin_cell_member(
     State(state): State<PublishingState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(citizen_id): Path<String>,
     JsonBody(body): JsonBody<CellMembership>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::PartyOrganisation])?;
     valid_citizen_id(&citizen_id)?;
-    if body.cell.trim().is_empty() || body.cell.len() > 100 {
-        return Err(ApiError::bad("cell must be 1 to 100 bytes"));
+    let citizen = state.secrets.citizen(&citizen_id);
+    let cell = valid_cell(&body.cell)?;
+    if !operator.governs_cell(&cell) {
+        return Err(not_governed(&cell));
     }
     let storage = state.devices.clone();
-    blocking(move || Ok(storage.set_cell(&citizen_id, body.cell.trim())?)).await?;
+    // A member moves between cells of one organisation; a transfer from another goes through
+    // an organisation governing both.
+    let moved = blocking(move || {
+        Ok(storage.move_to_cell(&citizen, &cell, &|current| {
+            current.is_none_or(|c| operator.governs_cell(c))
+        })?)
+    })
+    .await?;
+    if !moved {
+        return Err(ApiError::forbidden(
+            "not_governed",
+            "the member belongs to a cell of another organisation",
+        ));
+    }
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -128,11 +199,15 @@ struct CellPublish {
 
 async fn admin_cell_content(
     State(state): State<PublishingState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path((cell, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<CellPublish>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::PartyOrganisation])?;
+    let cell = valid_cell(&cell)?;
+    if !operator.governs_cell(&cell) {
+        return Err(not_governed(&cell));
+    }
     let spec = collection(&name)
         .filter(|c| c.per_cell)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;

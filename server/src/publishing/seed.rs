@@ -5,10 +5,11 @@ use thudo_core::changes::hlc::Hlc;
 use thudo_core::sync::protocol::Change;
 
 use crate::devices::store::DeviceStore;
+use crate::secrets::CitizenKey;
 use crate::sync::store::SyncStore;
 
 /// The party cell of the demo citizen.
-pub const DEMO_CELL: &str = "chi-bo-phuong-dien-bien-1";
+pub const DEMO_CELL: &str = "hn.ba-dinh.dien-bien.chi-bo-1";
 
 /// Library documents (public content).
 pub fn documents() -> Vec<Value> {
@@ -81,14 +82,13 @@ fn change(collection: &str, item: Value) -> Change {
     }
 }
 
-/// Publishes the demo content for `citizen_id` (12 digits) and makes them a member of
-/// [`DEMO_CELL`].
+/// Publishes the demo content for a citizen and makes them a member of [`DEMO_CELL`].
 pub fn publish_demo<S: SyncStore + DeviceStore + ?Sized>(
     storage: &S,
-    citizen_id: &str,
+    citizen: &CitizenKey,
 ) -> anyhow::Result<()> {
-    storage.set_cell(citizen_id, DEMO_CELL)?;
-    let account = storage.account_for_citizen(citizen_id)?;
+    storage.set_cell(citizen, DEMO_CELL)?;
+    let account = storage.account_for_citizen(citizen)?;
     let cell = format!("cell:{DEMO_CELL}");
     let docs: Vec<Change> = documents()
         .into_iter()

@@ -40,6 +40,8 @@ pub enum Lock<'a> {
     Scope(&'a str),
     /// One setting read and replaced in a transaction.
     Setting(&'a str),
+    /// The audit trail's end: entries are sealed one after another.
+    Audit,
 }
 
 impl Lock<'_> {
@@ -56,6 +58,7 @@ impl Lock<'_> {
             Lock::Deny => 7,
             Lock::Scope(_) => 8,
             Lock::Setting(_) => 9,
+            Lock::Audit => 10,
         }
     }
 
@@ -72,6 +75,7 @@ impl Lock<'_> {
             Lock::Deny => "deny".into(),
             Lock::Scope(scope) => format!("scope:{scope}"),
             Lock::Setting(key) => format!("setting:{key}"),
+            Lock::Audit => "audit".into(),
         }
     }
 

@@ -37,6 +37,10 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The concerns whose first step the legacy list made (a concern added since starts from its
+/// own first step on a legacy database).
+const LEGACY_CONCERNS: &[&str] = &["settings", "devices", "sync", "transit"];
+
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_steps(
     concern TEXT NOT NULL, step BIGINT NOT NULL, applied_at BIGINT NOT NULL,
     PRIMARY KEY(concern, step))";
@@ -66,7 +70,7 @@ pub(crate) fn migrate<E: Engine>(
         // A legacy database: its tables are every concern's first step.
         let legacy = applied.is_empty() && table_exists(tx, dialect, "accounts")?;
         if legacy {
-            for s in schema {
+            for s in schema.iter().filter(|s| LEGACY_CONCERNS.contains(&s.concern)) {
                 record(tx, s.concern, 1)?;
             }
         }

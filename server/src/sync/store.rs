@@ -17,8 +17,14 @@ use crate::storage::{Result, SqlStorage};
 /// The sync tables.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
     concern: "sync",
-    sqlite: &[include_str!("schema/sqlite/0001_base.sql")],
-    postgres: &[include_str!("schema/postgres/0001_base.sql")],
+    sqlite: &[
+        include_str!("schema/sqlite/0001_base.sql"),
+        include_str!("schema/sqlite/0002_publishers.sql"),
+    ],
+    postgres: &[
+        include_str!("schema/postgres/0001_base.sql"),
+        include_str!("schema/postgres/0002_publishers.sql"),
+    ],
 };
 
 /// The change log.
@@ -36,6 +42,18 @@ pub trait SyncStore: Send + Sync + 'static {
     ) -> Result<(Vec<Change>, i64, bool)>;
     /// Publishes server changes (facilities, the party) to a scope; returns how many.
     fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize>;
+    /// Publishes as `publisher` (a facility): all or nothing, and nothing when a record was
+    /// published by another publisher before ([`Published::NotYours`]).
+    fn publish_as(&self, scope: &str, changes: &[Change], publisher: &str) -> Result<Published>;
+}
+
+/// What [`SyncStore::publish_as`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Published {
+    /// This many changes published.
+    Published(usize),
+    /// This record (`collection/record_id`) is another publisher's: nothing was published.
+    NotYours(String),
 }
 
 /// Appends to a scope's change log. The scope's lock is held from before the change takes its
@@ -135,6 +153,37 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                 append(tx, scope, c)?;
             }
             Ok(changes.len())
+        })
+    }
+
+    fn publish_as(&self, scope: &str, changes: &[Change], publisher: &str) -> Result<Published> {
+        self.write(|tx| {
+            // Checked before anything is written, under the scope's lock: all or nothing.
+            tx.lock(Lock::Scope(scope))?;
+            for c in changes {
+                let owner = tx.row(
+                    "SELECT publisher FROM publishers
+                     WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",
+                    params![scope, &c.collection, &c.record_id],
+                )?;
+                if let Some(owner) = owner {
+                    if owner.text(0)? != publisher {
+                        return Ok(Published::NotYours(format!(
+                            "{}/{}",
+                            c.collection, c.record_id
+                        )));
+                    }
+                }
+            }
+            for c in changes {
+                tx.exec(
+                    "INSERT INTO publishers(scope, collection, record_id, publisher)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    params![scope, &c.collection, &c.record_id, publisher],
+                )?;
+                append(tx, scope, c)?;
+            }
+            Ok(Published::Published(changes.len()))
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use thudo_core::hex;
@@ -14,6 +14,7 @@ use thudo_core::transit::wire::Payload;
 
 use super::TransitState;
 use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
 use crate::storage::settings::SettingsStore;
 use crate::storage::StorageError;
 
@@ -238,10 +239,10 @@ pub(crate) struct RotationOrder {
 /// validators will get it.
 pub(crate) async fn admin_rotate_issuer(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     JsonBody(order): JsonBody<RotationOrder>,
 ) -> ApiResult<Vec<TrustedIssuerKey>> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator])?;
     let min_retire = thudo_core::transit::issuer::MAX_CREDENTIAL_LIFETIME_SECS;
     if order
         .retire_previous_after_secs

@@ -10,6 +10,7 @@ use thudo_core::transit::metro::EntryFeed;
 use super::validators::validator_caller;
 use super::TransitState;
 use crate::http::{blocking, query_params, ApiError, ApiResult};
+use crate::operators::{Operator, Role};
 
 /// Entries per page of the entry feed.
 pub const ENTRY_FEED_PAGE: usize = 5_000;
@@ -52,9 +53,9 @@ pub(crate) async fn entry_feed(
 /// server also does it every minute).
 pub(crate) async fn admin_settle_journeys(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator])?;
     let settled = settle_now(&state).await?;
     Ok(Json(json!({ "settled": settled })))
 }

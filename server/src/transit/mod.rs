@@ -23,7 +23,6 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::devices::store::DeviceStore;
-use crate::operators::Operators;
 use fares::FarePolicy;
 use issuer::Issuer;
 use store::TransitStore;
@@ -37,10 +36,10 @@ pub struct TransitState {
     pub issuer: Arc<Issuer>,
     /// The fare policy.
     pub fares: Arc<FarePolicy>,
-    /// Who may call the operator routes.
-    pub operators: Operators,
     /// The payment provider orders are paid through.
     pub payments: sales::Payments,
+    /// The keys citizen IDs are looked up under.
+    pub secrets: Arc<crate::secrets::ServerSecrets>,
 }
 
 impl TransitState {

@@ -1,8 +1,8 @@
 //! The operator's rider records: the deny list, entitlements to reduced categories, and
 //! guardians' dependants.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use thudo_core::transit::Category;
 use super::store::Entitlement;
 use super::TransitState;
 use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
 
 /// What the operator revokes: cards, phones' transit keys (SEC1 hex), or whole devices (every
 /// transit key they bought credentials for).
@@ -30,10 +31,10 @@ pub(crate) struct DenyRequest {
 /// `POST /v1/admin/transit/deny`: returns the new deny-list version.
 pub(crate) async fn admin_deny(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     JsonBody(body): JsonBody<DenyRequest>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator])?;
     if body.cards.len() + body.device_keys.len() + body.devices.len() > 10_000 {
         return Err(ApiError::bad("at most 10,000 entries per request"));
     }
@@ -60,12 +61,13 @@ pub(crate) async fn admin_deny(
 /// `POST /v1/admin/citizens/{citizen_id}/entitlements`: grants a reduced or free category.
 pub(crate) async fn admin_grant_entitlement(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(citizen_id): Path<String>,
     JsonBody(e): JsonBody<Entitlement>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator])?;
     valid_citizen_id(&citizen_id)?;
+    let citizen = state.secrets.citizen(&citizen_id);
     if e.category == Category::Standard {
         return Err(ApiError::bad("the standard category needs no entitlement"));
     }
@@ -76,14 +78,34 @@ pub(crate) async fn admin_grant_entitlement(
         return Err(ApiError::bad("evidence_ref must be 1 to 200 bytes"));
     }
     let storage = state.storage.clone();
-    blocking(move || Ok(storage.grant_entitlement(&citizen_id, &e)?)).await?;
+    blocking(move || Ok(storage.grant_entitlement(&citizen, &e)?)).await?;
     Ok(Json(json!({ "granted": true })))
+}
+
+/// The registry's reference for a guardianship's end.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EvidenceQuery {
+    #[serde(default)]
+    evidence_ref: String,
+}
+
+/// An evidence reference: 1 to 200 bytes, no control characters.
+fn valid_evidence(evidence_ref: &str) -> Result<String, ApiError> {
+    let evidence_ref = evidence_ref.trim();
+    if evidence_ref.is_empty() || evidence_ref.len() > 200 || crate::http::has_control(evidence_ref)
+    {
+        return Err(ApiError::bad("evidence_ref must be 1 to 200 bytes"));
+    }
+    Ok(evidence_ref.to_owned())
 }
 
 /// A dependant to record for a guardian.
 #[derive(Debug, Deserialize)]
 pub(crate) struct DependantRequest {
     dependant_citizen_id: String,
+    /// The registry's reference for the guardianship (a household book entry, a court
+    /// decision): kept in the audit trail.
+    evidence_ref: String,
     /// The dependant may ride on the guardian's phone without the guardian (an older child
     /// going to school): their rides alone are not `dependant_alone` records.
     #[serde(default)]
@@ -95,22 +117,26 @@ pub(crate) struct DependantRequest {
 /// phones may buy and hold the dependant's passes and see their trips.
 pub(crate) async fn admin_add_dependant(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(citizen_id): Path<String>,
     JsonBody(body): JsonBody<DependantRequest>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::CivilRegistry])?;
     valid_citizen_id(&citizen_id)?;
     valid_citizen_id(&body.dependant_citizen_id)?;
     if body.dependant_citizen_id == citizen_id {
         return Err(ApiError::bad("a citizen is not their own dependant"));
     }
+    let evidence_ref = valid_evidence(&body.evidence_ref)?;
+    let (guardian, dependant) = (
+        state.secrets.citizen(&citizen_id),
+        state.secrets.citizen(&body.dependant_citizen_id),
+    );
     let storage = state.storage.clone();
-    blocking(move || {
-        Ok(storage.add_dependant(&citizen_id, &body.dependant_citizen_id, body.travels_alone)?)
-    })
-    .await?;
-    Ok(Json(json!({ "recorded": true })))
+    blocking(move || Ok(storage.add_dependant(&guardian, &dependant, body.travels_alone)?)).await?;
+    Ok(Json(
+        json!({ "recorded": true, "evidence_ref": evidence_ref }),
+    ))
 }
 
 /// `DELETE /v1/admin/citizens/{citizen_id}/dependants/{dependant_citizen_id}`: the guardianship
@@ -119,14 +145,20 @@ pub(crate) async fn admin_add_dependant(
 /// end (at most 72 h), as they are not renewed.
 pub(crate) async fn admin_remove_dependant(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path((citizen_id, dependant)): Path<(String, String)>,
+    Query(evidence): Query<EvidenceQuery>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::CivilRegistry])?;
     valid_citizen_id(&citizen_id)?;
     valid_citizen_id(&dependant)?;
+    let evidence_ref = valid_evidence(&evidence.evidence_ref)?;
+    let (guardian, dependant) = (
+        state.secrets.citizen(&citizen_id),
+        state.secrets.citizen(&dependant),
+    );
     let storage = state.storage.clone();
-    let removed = blocking(move || Ok(storage.remove_dependant(&citizen_id, &dependant)?)).await?;
+    let removed = blocking(move || Ok(storage.remove_dependant(&guardian, &dependant)?)).await?;
     if !removed {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -134,19 +166,22 @@ pub(crate) async fn admin_remove_dependant(
             "no such guardianship",
         ));
     }
-    Ok(Json(json!({ "removed": true })))
+    Ok(Json(
+        json!({ "removed": true, "evidence_ref": evidence_ref }),
+    ))
 }
 
 /// `GET /v1/admin/citizens/{citizen_id}/entitlements`.
 pub(crate) async fn admin_entitlements(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(citizen_id): Path<String>,
 ) -> ApiResult<Vec<Entitlement>> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator, Role::Auditor])?;
     valid_citizen_id(&citizen_id)?;
+    let citizen = state.secrets.citizen(&citizen_id);
     let storage = state.storage.clone();
     Ok(Json(
-        blocking(move || Ok(storage.entitlements(&citizen_id)?)).await?,
+        blocking(move || Ok(storage.entitlements(&citizen)?)).await?,
     ))
 }

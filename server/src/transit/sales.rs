@@ -28,6 +28,7 @@ use crate::devices::authenticate;
 use crate::devices::store::Device;
 use crate::http::JsonBody;
 use crate::http::{blocking, query_params, random_token, valid_citizen_id, ApiError, ApiResult};
+use crate::operators::{Operator, Role};
 use crate::payments::vnpay::{Sandbox, SandboxOutcome};
 use crate::payments::{Acknowledgement, Checkout, NotificationError, PaymentProvider};
 use crate::storage::sha256;
@@ -207,6 +208,7 @@ pub(crate) async fn create_order(
         None => (device.account_id.clone(), device.card_id),
         Some(citizen) => {
             valid_citizen_id(&citizen)?;
+            let citizen = state.secrets.citizen(&citizen);
             let storage = state.storage.clone();
             let guardian = device.account_id.clone();
             blocking(move || Ok(storage.dependant_of(&guardian, &citizen)?))
@@ -531,10 +533,10 @@ fn day_param(state: &TransitState, query: Option<String>) -> Result<String, ApiE
 /// `GET /v1/admin/transit/reconciliation?day=YYYY-MM-DD` (today by default, Hanoi time).
 pub(crate) async fn admin_reconciliation(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     RawQuery(query): RawQuery,
 ) -> ApiResult<super::store::Reconciliation> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator, Role::Auditor])?;
     let day = day_param(&state, query)?;
     let storage = state.storage.clone();
     Ok(Json(
@@ -545,10 +547,10 @@ pub(crate) async fn admin_reconciliation(
 /// `GET /v1/admin/transit/ledger?day=YYYY-MM-DD`: the ledger's entries of a day.
 pub(crate) async fn admin_ledger(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator, Role::Auditor])?;
     let day = day_param(&state, query)?;
     let storage = state.storage.clone();
     let entries = blocking(move || Ok(storage.ledger(&day)?)).await?;
@@ -559,10 +561,10 @@ pub(crate) async fn admin_ledger(
 /// cancelled (renewals refused; the credential held rides until it ends, at most 72 h).
 pub(crate) async fn admin_refund(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator])?;
     let now = chrono::Utc::now().timestamp();
     let day = day_of(&state, now);
     let storage = state.storage.clone();

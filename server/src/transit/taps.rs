@@ -28,6 +28,7 @@ use super::validators::validator_caller;
 use super::TransitState;
 use crate::devices::authenticate;
 use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
 
 /// `POST /v1/transit/inspections`: an enrolled inspector's inspections, each scan verified
 /// again at the inspection's time. The inspector's outcome is stored as its observation; the
@@ -99,9 +100,9 @@ pub(crate) async fn upload_inspections(
 /// `GET /v1/admin/transit/inspections`: inspection statistics for fraud work.
 pub(crate) async fn admin_inspections(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
 ) -> ApiResult<InspectionStats> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator, Role::Auditor])?;
     let storage = state.storage.clone();
     Ok(Json(
         blocking(move || Ok(storage.inspection_stats()?)).await?,
@@ -201,9 +202,9 @@ pub(crate) async fn charges(
 /// `GET /v1/admin/transit/fraud`: suspected relays and forged evidence, oldest first.
 pub(crate) async fn admin_fraud(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
 ) -> ApiResult<Vec<FraudRecord>> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator, Role::Auditor])?;
     let storage = state.storage.clone();
     Ok(Json(blocking(move || Ok(storage.fraud_records()?)).await?))
 }

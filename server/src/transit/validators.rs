@@ -17,6 +17,7 @@ use super::issuer::{current_issuer, no_signing_key};
 use super::store::{EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore};
 use super::TransitState;
 use crate::http::{bearer, blocking, has_control, random_token, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
 use crate::storage::sha256;
 
 /// Longest an enrolment code may stay usable.
@@ -173,10 +174,10 @@ pub(crate) struct EnrolmentOrder {
 /// `POST /v1/admin/transit/enrolments`: a single-use code bound to a route or a gate.
 pub(crate) async fn admin_create_enrolment(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     JsonBody(order): JsonBody<EnrolmentOrder>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator])?;
     let storage = state.storage.clone();
     let (label, route, gate) = (order.label.clone(), order.route, order.gate.clone());
     let ttl = order.ttl_secs.unwrap_or(DEFAULT_ENROLMENT_TTL_SECS);
@@ -237,9 +238,9 @@ pub fn create_enrolment(
 /// `GET /v1/admin/transit/validators`.
 pub(crate) async fn admin_validators(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
 ) -> ApiResult<Vec<ValidatorRecord>> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator, Role::Auditor])?;
     let storage = state.storage.clone();
     Ok(Json(blocking(move || Ok(storage.validators()?)).await?))
 }
@@ -247,10 +248,10 @@ pub(crate) async fn admin_validators(
 /// `POST /v1/admin/transit/validators/{id}/decommission`: its token stops working at once.
 pub(crate) async fn admin_decommission(
     State(state): State<TransitState>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<String>,
 ) -> ApiResult<Value> {
-    state.operators.authorize(&headers)?;
+    operator.require(&[Role::TransitOperator])?;
     let storage = state.storage.clone();
     let now = chrono::Utc::now().timestamp();
     let found = blocking(move || Ok(storage.decommission_validator(&id, now)?)).await?;

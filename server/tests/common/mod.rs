@@ -17,12 +17,34 @@ use thudo_core::sync::client::{BackendClient, BackendConfig};
 use thudo_core::transit::backend::{CredentialOrder, CredentialResponse, TransitClient};
 use thudo_core::vault::{Unlock, Vault, VaultOptions};
 use thudo_server::devices::identity::LocalIdentityProvider;
+pub use thudo_server::operators::Role;
 pub use thudo_server::prelude::*;
 use thudo_server::transit::fares::FarePolicy;
 use thudo_server::transit::sales::Payments;
 use thudo_server::{AppState, Running, ServerConfig};
 
-pub const ADMIN: &str = "test-admin-token-0123456789";
+/// The organisation each role acts for in tests (the party's city committee governs every
+/// `hn.…` cell).
+pub fn organisation_of(role: Role) -> &'static str {
+    match role {
+        Role::TransitOperator => "hanoi-metro",
+        Role::HealthFacility => "bv-bach-mai",
+        Role::PartyOrganisation => "hn",
+        Role::CivilRegistry => "hn-ho-tich",
+        Role::AccountSupport => "thudo-support",
+        Role::Auditor => "hn-thanh-tra",
+    }
+}
+
+/// A citizen ID's lookup key under the test secrets.
+pub fn citizen_key(citizen_id: &str) -> thudo_server::secrets::CitizenKey {
+    thudo_server::secrets::ServerSecrets::local().citizen(citizen_id)
+}
+
+/// An operator's access token from the test provider: `role` for its test organisation.
+pub fn operator(idp: &LocalIdentityProvider, role: Role) -> String {
+    idp.operator_token(role, organisation_of(role)).unwrap()
+}
 
 /// A device vault with the cheapest key derivation allowed.
 pub fn vault(dir: &Path) -> Arc<Vault> {
@@ -86,9 +108,18 @@ pub async fn start_local(dir: &Path) -> Local {
     start_local_with(dir, Payments::sandbox(true)).await
 }
 
+/// [`start_local`] on a database the caller chose (to read it behind the server's back).
+pub async fn start_on(_dir: &Path, db: &str) -> Local {
+    start_local_on(db, Payments::sandbox(true)).await
+}
+
 pub async fn start_local_with(dir: &Path, payments: Payments) -> Local {
-    let storage = thudo_server::open_storage(&database(dir)).unwrap();
-    let (config, idp) = ServerConfig::local(storage.clone(), ADMIN, FarePolicy::default()).unwrap();
+    start_local_on(&database(dir), payments).await
+}
+
+async fn start_local_on(db: &str, payments: Payments) -> Local {
+    let storage = thudo_server::open_storage(db).unwrap();
+    let (config, idp) = ServerConfig::local(storage.clone(), FarePolicy::default()).unwrap();
     let state = AppState::new(ServerConfig { payments, ..config }).unwrap();
     let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
         .await

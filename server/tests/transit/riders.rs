@@ -187,14 +187,20 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     );
     let path = format!("/v1/admin/citizens/{RIDER}/dependants");
     for bad in [
-        json!({"dependant_citizen_id": RIDER}),
-        json!({"dependant_citizen_id": "12"}),
+        json!({"dependant_citizen_id": RIDER, "evidence_ref": "SHK-0142"}),
+        json!({"dependant_citizen_id": "12", "evidence_ref": "SHK-0142"}),
+        // The registry's evidence is not optional.
+        json!({"dependant_citizen_id": CHILD}),
+        json!({"dependant_citizen_id": CHILD, "evidence_ref": " "}),
     ] {
         assert_eq!(w.admin_post(&path, bad).await.0, 400);
     }
     for _ in 0..2 {
         let (status, _) = w
-            .admin_post(&path, json!({"dependant_citizen_id": CHILD}))
+            .admin_post(
+                &path,
+                json!({"dependant_citizen_id": CHILD, "evidence_ref": "SHK-0142"}),
+            )
             .await;
         assert_eq!(status, 200, "recording it twice changes nothing");
     }
@@ -286,8 +292,11 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     // A teenage dependant pays as they go: their cap progress reaches the parent's phone under
     // their card, apart from the parent's.
     const TEEN: &str = "001008012345";
-    w.admin_post(&path, json!({"dependant_citizen_id": TEEN}))
-        .await;
+    w.admin_post(
+        &path,
+        json!({"dependant_citizen_id": TEEN, "evidence_ref": "SHK-0142"}),
+    )
+    .await;
     let teen = w
         .transit()
         .buy_and_install(
@@ -326,11 +335,12 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     assert_eq!(history.cap(&day, None).unwrap().unwrap().paid_vnd, 8_000);
     // The guardianship ends (custody changed): no more of the child's passes, nor their trips.
     let end = |who: &str| {
-        let url = w.url(&format!("/v1/admin/citizens/{RIDER}/dependants/{who}"));
-        let http = w.http.clone();
+        let path = format!("/v1/admin/citizens/{RIDER}/dependants/{who}");
+        let url = w.url(&format!("{path}?evidence_ref=QD-2026-77"));
+        let (http, token) = (w.http.clone(), w.operator_for(&path));
         async move {
             http.delete(url)
-                .bearer_auth(common::ADMIN)
+                .bearer_auth(token)
                 .send()
                 .await
                 .unwrap()
@@ -520,8 +530,11 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
         .await
         .unwrap();
     let path = format!("/v1/admin/citizens/{RIDER}/dependants");
-    w.admin_post(&path, json!({"dependant_citizen_id": CHILD}))
-        .await;
+    w.admin_post(
+        &path,
+        json!({"dependant_citizen_id": CHILD, "evidence_ref": "SHK-0142"}),
+    )
+    .await;
     let t = now() as i64;
     w.admin_post(
         &format!("/v1/admin/citizens/{CHILD}/entitlements"),
@@ -617,7 +630,7 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
     // The operator records that the child travels alone (to school): no more records.
     w.admin_post(
         &path,
-        json!({"dependant_citizen_id": CHILD, "travels_alone": true}),
+        json!({"dependant_citizen_id": CHILD, "travels_alone": true, "evidence_ref": "SHK-0142"}),
     )
     .await;
     ride(&mut alone, Some(child), at + 7_200);

@@ -560,7 +560,8 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
     // The keyring survives a restart of the server.
     let restarted = AppState::new(ServerConfig {
         storage: w.storage.clone(),
-        admin_token: ADMIN.into(),
+        operators: w.idp.operators(),
+        secrets: std::sync::Arc::new(thudo_server::secrets::ServerSecrets::local()),
         fares: FarePolicy::default(),
         identity: w.idp.config(),
         test_identity: None,

@@ -5,7 +5,7 @@
 pub use std::sync::{Arc, Mutex};
 
 pub(crate) use crate::common;
-pub use crate::common::{http_client, vault, ADMIN};
+pub use crate::common::{http_client, operator, vault, Role};
 pub use serde_json::{json, Value};
 pub use thudo_core::sync::client::{BackendClient, BackendConfig, BackendError};
 pub use thudo_core::sync::protocol::{RegisterRequest, ValidatorEnrolmentRequest};
@@ -71,11 +71,31 @@ impl World {
         format!("http://{}{path}", self.running.addr)
     }
 
+    /// The role whose power a path is (the operator the scenario acts as).
+    pub fn role_for(path: &str) -> Role {
+        if path.contains("/dependants") {
+            Role::CivilRegistry
+        } else if path.starts_with("/v1/admin/audit") {
+            Role::Auditor
+        } else if path.ends_with("/health") {
+            Role::HealthFacility
+        } else if path.ends_with("/cell") || path.starts_with("/v1/admin/cells/") {
+            Role::PartyOrganisation
+        } else {
+            Role::TransitOperator
+        }
+    }
+
+    /// The token of the operator whose power `path` is.
+    pub fn operator_for(&self, path: &str) -> String {
+        operator(&self.idp, World::role_for(path))
+    }
+
     pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
             .post(self.url(path))
-            .bearer_auth(ADMIN)
+            .bearer_auth(self.operator_for(path))
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
@@ -89,7 +109,7 @@ impl World {
         let r = self
             .http
             .get(self.url(path))
-            .bearer_auth(ADMIN)
+            .bearer_auth(self.operator_for(path))
             .send()
             .await
             .unwrap();

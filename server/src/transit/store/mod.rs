@@ -17,6 +17,7 @@ use thudo_core::transit::validator::Tap;
 use super::fares::FarePolicy;
 use super::rules::{Evidence, FraudKind};
 use crate::devices::store::{Device, DeviceStore};
+use crate::secrets::CitizenKey;
 use crate::storage::migrations::ConcernSchema;
 use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
@@ -384,31 +385,27 @@ pub enum IssueOutcome {
 /// Riders: entitlements to reduced categories and guardians' dependants.
 pub trait RiderStore: Send + Sync + 'static {
     /// Grants a citizen an entitlement.
-    fn grant_entitlement(&self, citizen_id: &str, entitlement: &Entitlement) -> Result<()>;
+    fn grant_entitlement(&self, citizen: &CitizenKey, entitlement: &Entitlement) -> Result<()>;
     /// A citizen's entitlements.
-    fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>>;
+    fn entitlements(&self, citizen: &CitizenKey) -> Result<Vec<Entitlement>>;
     /// Records that `guardian` may hold `dependant`'s passes and see their trips (creating
     /// either account if new); `travels_alone`: the dependant may ride on the guardian's phone
     /// without the guardian (else a ride alone is a `dependant_alone` record). Recording it
     /// again updates `travels_alone` only.
     fn add_dependant(
         &self,
-        guardian_citizen_id: &str,
-        dependant_citizen_id: &str,
+        guardian: &CitizenKey,
+        dependant: &CitizenKey,
         travels_alone: bool,
     ) -> Result<()>;
     /// Ends a guardianship; false when there was none.
-    fn remove_dependant(
-        &self,
-        guardian_citizen_id: &str,
-        dependant_citizen_id: &str,
-    ) -> Result<bool>;
+    fn remove_dependant(&self, guardian: &CitizenKey, dependant: &CitizenKey) -> Result<bool>;
     /// The account and card of `dependant_citizen_id`, if it is a dependant of account
     /// `guardian_account`.
     fn dependant_of(
         &self,
         guardian_account: &str,
-        dependant_citizen_id: &str,
+        dependant: &CitizenKey,
     ) -> Result<Option<(String, u64)>>;
     /// The entitlement of an account to `category` in force at `at`, the one lasting longest.
     fn entitlement_at(

@@ -3,11 +3,12 @@
 
 use serde_json::Value;
 use thudo_core::sync::protocol::Change;
-use thudo_core::transit::trips;
+use thudo_core::transit::trips::{self, TransitNotice, NOTICES};
 
 use super::super::fares::FarePolicy;
 use super::{Entitlement, RiderStore};
-use crate::devices::store::{account_in, citizen_hash};
+use crate::devices::store::account_in;
+use crate::secrets::CitizenKey;
 use crate::storage::engine::{big, params, Engine, Row, Tx};
 use crate::storage::{Result, SqlStorage, StorageError};
 use crate::sync::store::append;
@@ -168,10 +169,52 @@ pub(super) fn publish_caps_to(
     Ok(())
 }
 
+/// Tells the dependant's own phones (an adult's: an elderly parent's) that a guardian was
+/// recorded for them, or is no more: another account now buys their passes and sees their
+/// trips, or stopped to.
+fn tell_dependant(tx: &mut dyn Tx, guardian: &str, dependant: &str, added: bool) -> Result<()> {
+    let Some(card) = tx.row(
+        "SELECT card_id FROM accounts WHERE id = ?1",
+        params![dependant],
+    )?
+    else {
+        return Ok(());
+    };
+    let at = chrono::Utc::now().timestamp();
+    let (kind, vi, en) = if added {
+        (
+            "guardian_added",
+            "Một người giám hộ đã được ghi nhận cho bạn: điện thoại của họ có thể mua vé cho bạn \
+             và xem các chuyến đi của bạn. Nếu bạn không đồng ý, hãy liên hệ cơ quan hộ tịch.",
+            "A guardian was recorded for you: their phones may buy your passes and see your \
+             trips. If you did not agree to this, contact the civil registry.",
+        )
+    } else {
+        (
+            "guardian_removed",
+            "Người giám hộ của bạn không còn được ghi nhận: họ không mua vé cho bạn và không xem \
+             các chuyến đi của bạn nữa.",
+            "Your guardian is no longer recorded: they no longer buy your passes or see your \
+             trips.",
+        )
+    };
+    let notice = TransitNotice {
+        id: format!("{kind}:{guardian}:{at}"),
+        card_id: card.int(0)? as u64,
+        kind: kind.to_owned(),
+        at: at.max(0) as u64,
+        penalty_vnd: 0,
+        message_vi: vi.to_owned(),
+        message_en: en.to_owned(),
+    };
+    let payload = serde_json::to_value(&notice).map_err(|e| StorageError(e.to_string()))?;
+    publish_to_accounts(tx, &[dependant.to_owned()], NOTICES, &notice.id, payload)
+}
+
 impl<E: Engine> RiderStore for SqlStorage<E> {
-    fn grant_entitlement(&self, citizen_id: &str, e: &Entitlement) -> Result<()> {
+    fn grant_entitlement(&self, citizen: &CitizenKey, e: &Entitlement) -> Result<()> {
         self.write(|tx| {
-            let account = account_in(tx, citizen_id)?;
+            let account = account_in(tx, citizen)?;
             tx.exec(
                 "INSERT INTO entitlements(account_id, category, valid_from, valid_until, evidence_ref, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -183,13 +226,13 @@ impl<E: Engine> RiderStore for SqlStorage<E> {
 
     fn add_dependant(
         &self,
-        guardian_citizen_id: &str,
-        dependant_citizen_id: &str,
+        guardian: &CitizenKey,
+        dependant: &CitizenKey,
         travels_alone: bool,
     ) -> Result<()> {
         self.write(|tx| {
-            let guardian = account_in(tx, guardian_citizen_id)?;
-            let dependant = account_in(tx, dependant_citizen_id)?;
+            let guardian = account_in(tx, guardian)?;
+            let dependant = account_in(tx, dependant)?;
             tx.exec(
                 "INSERT INTO dependants(guardian_account, dependant_account, created_at,
                                         travels_alone)
@@ -203,48 +246,56 @@ impl<E: Engine> RiderStore for SqlStorage<E> {
                     travels_alone
                 ],
             )?;
-            Ok(())
+            tell_dependant(tx, &guardian, &dependant, true)
         })
     }
 
-    fn remove_dependant(
-        &self,
-        guardian_citizen_id: &str,
-        dependant_citizen_id: &str,
-    ) -> Result<bool> {
-        let hash = citizen_hash;
-        let (guardian, dependant) = (hash(guardian_citizen_id), hash(dependant_citizen_id));
+    fn remove_dependant(&self, guardian: &CitizenKey, dependant: &CitizenKey) -> Result<bool> {
         self.write(|tx| {
-            Ok(tx.exec(
-                "DELETE FROM dependants
-                 WHERE guardian_account = (SELECT id FROM accounts WHERE citizen_hash = ?1)
-                   AND dependant_account = (SELECT id FROM accounts WHERE citizen_hash = ?2)",
+            let account = |tx: &mut dyn Tx, key: &CitizenKey| -> Result<Option<String>> {
+                tx.row(
+                    "SELECT id FROM accounts WHERE citizen_hash = ?1",
+                    params![key.as_bytes()],
+                )?
+                .map(|r| r.text(0))
+                .transpose()
+            };
+            let (Some(guardian), Some(dependant)) =
+                (account(tx, guardian)?, account(tx, dependant)?)
+            else {
+                return Ok(false);
+            };
+            let removed = tx.exec(
+                "DELETE FROM dependants WHERE guardian_account = ?1 AND dependant_account = ?2",
                 params![&guardian, &dependant],
-            )? > 0)
+            )? > 0;
+            if removed {
+                tell_dependant(tx, &guardian, &dependant, false)?;
+            }
+            Ok(removed)
         })
     }
 
     fn dependant_of(
         &self,
         guardian_account: &str,
-        dependant_citizen_id: &str,
+        dependant: &CitizenKey,
     ) -> Result<Option<(String, u64)>> {
-        let hash = citizen_hash(dependant_citizen_id);
         self.read(|tx| {
             tx.row(
                 "SELECT a.id, a.card_id FROM accounts a
                  JOIN dependants d ON d.dependant_account = a.id
                  WHERE a.citizen_hash = ?1 AND d.guardian_account = ?2",
-                params![&hash, guardian_account],
+                params![dependant.as_bytes(), guardian_account],
             )?
             .map(|r| Ok((r.text(0)?, r.int(1)? as u64)))
             .transpose()
         })
     }
 
-    fn entitlements(&self, citizen_id: &str) -> Result<Vec<Entitlement>> {
+    fn entitlements(&self, citizen: &CitizenKey) -> Result<Vec<Entitlement>> {
         self.write(|tx| {
-            let account = account_in(tx, citizen_id)?;
+            let account = account_in(tx, citizen)?;
             let rows = tx.rows(
                 "SELECT category, valid_from, valid_until, evidence_ref FROM entitlements
                  WHERE account_id = ?1 ORDER BY valid_from",

@@ -1,0 +1,441 @@
+//! The audit trail: every operator request, who made it (subject, role, organisation), what it
+//! asked (method, route, the path's parameters with citizen IDs keyed, a digest of the body),
+//! when, and what came of it (status and, for a change, the answer: a deny-list version, a
+//! count published).
+//!
+//! A change is entered twice: its intent before it runs and its outcome after, so an action
+//! cut short by a crash still shows, as an intent with no outcome. A read is entered once,
+//! after it ran.
+//!
+//! The trail is tamper-evident: each entry carries an HMAC, under a key derived from the
+//! server's secrets (outside the database), over the entry before's HMAC and its own fields.
+//! Whoever can write the database but does not hold the secrets can neither edit, insert nor
+//! remove an entry without the chain breaking at it; removing the newest entries is caught
+//! against a head the auditor kept (every answer gives the head).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::extract::{MatchedPath, Query, RawPathParams, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{Operator, Role};
+use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult};
+use crate::secrets::ServerSecrets;
+use crate::storage::engine::{params, Engine, Row};
+use crate::storage::locks::Lock;
+use crate::storage::migrations::ConcernSchema;
+use crate::storage::{sha256, Result, SqlStorage, StorageError};
+
+/// The audit trail's table.
+pub const SCHEMA: ConcernSchema = ConcernSchema {
+    concern: "operators",
+    sqlite: &[include_str!("schema/sqlite/0001_audit.sql")],
+    postgres: &[include_str!("schema/postgres/0001_audit.sql")],
+};
+
+/// An entry to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    /// Who.
+    pub subject: String,
+    /// In which role.
+    pub role: String,
+    /// For which organisation.
+    pub organisation: String,
+    /// What: the method and the route (`POST /v1/admin/transit/deny`).
+    pub action: String,
+    /// On what: the path's parameters, citizen IDs keyed (`citizen_id=c:…`).
+    pub target: String,
+    /// The intent an outcome belongs to.
+    pub refers_to: Option<u64>,
+    /// The request's digest (an intent) or its status and effect (an outcome), as JSON.
+    pub detail: Value,
+}
+
+/// An entry of the trail, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its place (1, 2, 3 …: a gap is a removed entry).
+    pub seq: u64,
+    /// When (unix seconds).
+    pub at: i64,
+    /// Who.
+    pub subject: String,
+    /// In which role.
+    pub role: String,
+    /// For which organisation.
+    pub organisation: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: String,
+    /// The intent this outcome belongs to.
+    pub refers_to: Option<u64>,
+    /// Digest, or status and effect.
+    pub detail: String,
+    /// The secret it was sealed with (from 0, oldest first).
+    pub key_number: u32,
+    /// Its seal, hex.
+    pub mac: String,
+}
+
+/// The trail's store.
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends an entry sealed under `secrets`' newest key; returns its place.
+    fn append_audit(&self, entry: &NewEntry, secrets: &ServerSecrets) -> Result<u64>;
+    /// At most `limit` entries after place `after`, in order.
+    fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<Entry>>;
+}
+
+/// The text an entry's seal covers, after the seal before it.
+fn sealed_text(seq: u64, at: i64, e: &NewEntry, detail: &str) -> String {
+    json!([
+        seq,
+        at,
+        e.subject,
+        e.role,
+        e.organisation,
+        e.action,
+        e.target,
+        e.refers_to,
+        detail
+    ])
+    .to_string()
+}
+
+fn seal(key: &hmac::Key, previous: &[u8], text: &str) -> Vec<u8> {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(previous);
+    ctx.update(text.as_bytes());
+    ctx.sign().as_ref().to_vec()
+}
+
+impl<E: Engine> AuditStore for SqlStorage<E> {
+    fn append_audit(&self, entry: &NewEntry, secrets: &ServerSecrets) -> Result<u64> {
+        let detail = entry.detail.to_string();
+        let at = chrono::Utc::now().timestamp();
+        let (key_number, key) = secrets.audit_key();
+        self.write(|tx| {
+            // One chain for every instance: appends take turns.
+            tx.lock(Lock::Audit)?;
+            let last = tx.row(
+                "SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1",
+                params![],
+            )?;
+            let (seq, previous) = match last {
+                Some(r) => (r.int(0)? as u64 + 1, r.bytes(1)?),
+                None => (1, vec![0u8; 32]),
+            };
+            let mac = seal(key, &previous, &sealed_text(seq, at, entry, &detail));
+            tx.exec(
+                "INSERT INTO audit_log(seq, at, subject, role, organisation, action, target,
+                                       refers_to, detail, key_number, mac)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    seq as i64,
+                    at,
+                    &entry.subject,
+                    &entry.role,
+                    &entry.organisation,
+                    &entry.action,
+                    &entry.target,
+                    entry.refers_to.map(|s| s as i64),
+                    &detail,
+                    key_number as i64,
+                    mac
+                ],
+            )?;
+            Ok(seq)
+        })
+    }
+
+    fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<Entry>> {
+        self.read(|tx| {
+            tx.rows(
+                "SELECT seq, at, subject, role, organisation, action, target, refers_to, detail,
+                        key_number, mac
+                 FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                params![after as i64, limit],
+            )?
+            .iter()
+            .map(entry_row)
+            .collect()
+        })
+    }
+}
+
+fn entry_row(r: &Row) -> Result<Entry> {
+    Ok(Entry {
+        seq: r.int(0)? as u64,
+        at: r.int(1)?,
+        subject: r.text(2)?,
+        role: r.text(3)?,
+        organisation: r.text(4)?,
+        action: r.text(5)?,
+        target: r.text(6)?,
+        refers_to: r.opt_int(7)?.map(|s| s as u64),
+        detail: r.text(8)?,
+        key_number: u32::try_from(r.int(9)?).map_err(|e| StorageError(e.to_string()))?,
+        mac: thudo_core::hex::encode(&r.bytes(10)?),
+    })
+}
+
+/// Checks entries that follow one with seal `previous` (hex; `None`: the trail's start) and
+/// place `previous_seq`: the first entry whose place or seal is wrong, if any.
+pub fn first_broken(
+    entries: &[Entry],
+    previous_seq: u64,
+    previous: Option<&str>,
+    secrets: &ServerSecrets,
+) -> Option<u64> {
+    let mut previous = match previous {
+        Some(hex) => thudo_core::hex::decode(hex)?,
+        None => vec![0u8; 32],
+    };
+    for (expected_seq, e) in (previous_seq + 1..).zip(entries) {
+        let Some(key) = secrets.audit_key_of(e.key_number as usize) else {
+            return Some(e.seq);
+        };
+        // The detail is sealed as stored (its text), not as re-serialised.
+        let new = NewEntry {
+            subject: e.subject.clone(),
+            role: e.role.clone(),
+            organisation: e.organisation.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            refers_to: e.refers_to,
+            detail: Value::Null,
+        };
+        let text = sealed_text(e.seq, e.at, &new, &e.detail);
+        let Some(mac) = thudo_core::hex::decode(&e.mac) else {
+            return Some(e.seq);
+        };
+        let ok = e.seq == expected_seq
+            && hmac::verify(key, &[&previous[..], text.as_bytes()].concat(), &mac).is_ok();
+        if !ok {
+            return Some(e.seq);
+        }
+        previous = mac;
+    }
+    None
+}
+
+/// What the audit middleware and routes need.
+#[derive(Clone)]
+pub struct AuditState {
+    /// The trail.
+    pub store: Arc<dyn AuditStore>,
+    /// The secrets the trail is sealed with (and citizen IDs keyed with).
+    pub secrets: Arc<ServerSecrets>,
+}
+
+/// Path parameters that name a citizen: entered keyed, never as the number.
+const CITIZEN_PARAMS: &[&str] = &["citizen_id", "dependant_citizen_id"];
+
+/// How the trail names a citizen: their lookup key, shortened (`c:` and 32 hex digits).
+fn citizen_ref(secrets: &ServerSecrets, citizen_id: &str) -> String {
+    let key = secrets.citizen(citizen_id);
+    format!("c:{}", thudo_core::hex::encode(&key.as_bytes()[..16]))
+}
+
+/// The largest effect entered (a change's answer is a few fields).
+const MAX_EFFECT_BYTES: usize = 2_048;
+
+/// Enters every operator request in the trail: a change's intent before it runs and its
+/// outcome after; a read once, after. A request the trail cannot take is refused (503): no
+/// operator action goes unrecorded.
+pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) -> Response {
+    let Some(operator) = req.extensions().get::<Operator>().cloned() else {
+        return next.run(req).await;
+    };
+    let (mut parts, body) = req.into_parts();
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::bad("unreadable body").into_response();
+    };
+    // The path's parameters, and a citizen the body names (a guardian's dependant).
+    let params = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok();
+    let named: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let in_body = CITIZEN_PARAMS.iter().filter_map(|name| {
+        let value = named.as_ref()?.get(*name)?.as_str()?;
+        Some((*name, value))
+    });
+    let target = params
+        .iter()
+        .flat_map(|p| p.iter())
+        .chain(in_body)
+        .map(|(name, value)| {
+            if CITIZEN_PARAMS.contains(&name) {
+                format!("{name}={}", citizen_ref(&audit.secrets, value))
+            } else {
+                format!("{name}={value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let change = parts.method != Method::GET;
+    let mut entry = NewEntry {
+        subject: operator.subject.clone(),
+        role: operator.role.code().to_owned(),
+        organisation: operator.organisation.clone(),
+        action: format!("{} {route}", parts.method),
+        target,
+        refers_to: None,
+        detail: json!({
+            "body_sha256": thudo_core::hex::encode(&sha256(&bytes)),
+            "body_bytes": bytes.len(),
+            "query": parts.uri.query().unwrap_or(""),
+        }),
+    };
+    if change {
+        match append(&audit, entry.clone()).await {
+            Ok(seq) => entry.refers_to = Some(seq),
+            Err(e) => return e.into_response(),
+        }
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let status = response.status().as_u16();
+    let (response_parts, body) = response.into_parts();
+    let Ok(answer) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::unavailable("internal", "unreadable answer").into_response();
+    };
+    entry.detail = if change {
+        let effect = serde_json::from_slice::<Value>(&answer)
+            .ok()
+            .filter(|_| answer.len() <= MAX_EFFECT_BYTES)
+            .unwrap_or_else(|| json!({ "bytes": answer.len() }));
+        json!({ "status": status, "effect": effect })
+    } else {
+        // A read's answer is personal data: only its size is entered.
+        json!({ "status": status, "bytes": answer.len(), "request": entry.detail })
+    };
+    if let Err(e) = append(&audit, entry).await {
+        // The change stands (its intent is entered); a read is not answered unrecorded.
+        if !change {
+            return e.into_response();
+        }
+    }
+    Response::from_parts(response_parts, Body::from(answer))
+}
+
+async fn append(audit: &AuditState, entry: NewEntry) -> std::result::Result<u64, ApiError> {
+    let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
+    blocking(move || Ok(store.append_audit(&entry, &secrets)?)).await
+}
+
+/// A page of the trail.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Entries after this place (0: from the start).
+    #[serde(default)]
+    after: u64,
+    /// At most this many (1 to 1,000; 100 by default).
+    limit: Option<u32>,
+    /// Only entries about this citizen (12 digits).
+    citizen_id: Option<String>,
+}
+
+/// `GET /v1/admin/audit` (auditors): a page of the trail, checked: `broken_at` is the first
+/// entry of the page whose place or seal is wrong (the page is checked from the entry before
+/// it, which an earlier page checked). `head` is the page's last entry, to keep.
+pub async fn read_trail(
+    State(audit): State<AuditState>,
+    operator: Operator,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Value> {
+    operator.require(&[Role::Auditor])?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let citizen = match &q.citizen_id {
+        Some(id) => {
+            valid_citizen_id(id)?;
+            Some(format!("={}", citizen_ref(&audit.secrets, id)))
+        }
+        None => None,
+    };
+    let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
+    let after = q.after;
+    let (entries, broken_at) = blocking(move || {
+        let before = match after {
+            0 => None,
+            n => store.audit_entries(n - 1, 1)?.into_iter().next(),
+        };
+        if after > 0 && before.as_ref().is_none_or(|b| b.seq != after) {
+            return Ok((Vec::new(), Some(after)));
+        }
+        let entries = store.audit_entries(after, limit)?;
+        let broken = first_broken(
+            &entries,
+            after,
+            before.as_ref().map(|b| b.mac.as_str()),
+            &secrets,
+        );
+        Ok((entries, broken))
+    })
+    .await?;
+    let head = entries
+        .last()
+        .map(|e| json!({ "seq": e.seq, "mac": e.mac }));
+    let next = (entries.len() as u32 == limit).then(|| entries.last().map(|e| e.seq));
+    let shown: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            citizen
+                .as_ref()
+                .is_none_or(|c| e.target.contains(c.as_str()))
+        })
+        .collect();
+    Ok(Json(json!({
+        "entries": shown,
+        "verified": broken_at.is_none(),
+        "broken_at": broken_at,
+        "head": head,
+        "next_after": next.flatten(),
+    })))
+}
+
+/// `GET /v1/admin/audit/verify` (auditors): checks the whole trail from its start.
+pub async fn verify_trail(State(audit): State<AuditState>, operator: Operator) -> ApiResult<Value> {
+    operator.require(&[Role::Auditor])?;
+    let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
+    let (count, broken_at, head) = blocking(move || {
+        let (mut after, mut previous, mut count) = (0u64, None::<String>, 0u64);
+        loop {
+            let page = store.audit_entries(after, 1_000)?;
+            if let Some(seq) = first_broken(&page, after, previous.as_deref(), &secrets) {
+                return Ok((count, Some(seq), None));
+            }
+            let Some(last) = page.last() else {
+                return Ok((
+                    count,
+                    None,
+                    previous.map(|mac| json!({ "seq": after, "mac": mac })),
+                ));
+            };
+            count += page.len() as u64;
+            after = last.seq;
+            previous = Some(last.mac.clone());
+        }
+    })
+    .await?;
+    Ok(Json(json!({
+        "entries": count,
+        "verified": broken_at.is_none(),
+        "broken_at": broken_at,
+        "head": head,
+    })))
+}

@@ -1,0 +1,633 @@
+//! Operators hold only their own power. Every operator route is tried by every role and by no
+//! credential; a clinic cannot make itself a stranger's guardian, nor publish as another
+//! clinic; a party organisation acts on its own cells only; every action lands in a sealed
+//! audit trail that shows an edited or removed row; citizen IDs cannot be read back from the
+//! database file. Each runs against the real server, on SQLite and (with
+//! `THUDO_TEST_POSTGRES`) on PostgreSQL.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::{citizen_key, http_client, operator, start_local, vault, Role};
+use serde_json::{json, Value};
+use thudo_server::devices::identity::LocalIdentityProvider;
+
+const CITIZEN: &str = "001088012345";
+const PARENT: &str = "001066000222";
+
+/// Every operator route: method, path, body, and the roles that may call it.
+fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
+    use Role::*;
+    let c = CITIZEN;
+    let reads = |r: Role| vec![r, Auditor];
+    vec![
+        (
+            "POST",
+            "/v1/admin/transit/deny".into(),
+            json!({"cards": [123]}),
+            vec![TransitOperator],
+        ),
+        (
+            "POST",
+            "/v1/admin/transit/enrolments".into(),
+            json!({"label": "bus", "route": 32}),
+            vec![TransitOperator],
+        ),
+        (
+            "GET",
+            "/v1/admin/transit/validators".into(),
+            Value::Null,
+            reads(TransitOperator),
+        ),
+        (
+            "POST",
+            "/v1/admin/transit/validators/v-nope/decommission".into(),
+            json!({}),
+            vec![TransitOperator],
+        ),
+        (
+            "GET",
+            "/v1/admin/transit/fraud".into(),
+            Value::Null,
+            reads(TransitOperator),
+        ),
+        (
+            "POST",
+            "/v1/admin/transit/journeys/settle".into(),
+            json!({}),
+            vec![TransitOperator],
+        ),
+        (
+            "GET",
+            "/v1/admin/transit/inspections".into(),
+            Value::Null,
+            reads(TransitOperator),
+        ),
+        (
+            "POST",
+            "/v1/admin/transit/issuer/rotate".into(),
+            json!({"starts_in_secs": 86_400}),
+            vec![TransitOperator],
+        ),
+        (
+            "GET",
+            "/v1/admin/transit/reconciliation".into(),
+            Value::Null,
+            reads(TransitOperator),
+        ),
+        (
+            "GET",
+            "/v1/admin/transit/ledger".into(),
+            Value::Null,
+            reads(TransitOperator),
+        ),
+        (
+            "POST",
+            "/v1/admin/transit/orders/o-nope/refund".into(),
+            json!({}),
+            vec![TransitOperator],
+        ),
+        (
+            "POST",
+            format!("/v1/admin/citizens/{c}/entitlements"),
+            json!({"category": "elderly", "valid_from": 0, "valid_until": 4_000_000_000i64,
+                   "evidence_ref": "CCCD-60"}),
+            vec![TransitOperator],
+        ),
+        (
+            "GET",
+            format!("/v1/admin/citizens/{c}/entitlements"),
+            Value::Null,
+            reads(TransitOperator),
+        ),
+        (
+            "POST",
+            format!("/v1/admin/citizens/{PARENT}/dependants"),
+            json!({"dependant_citizen_id": c, "evidence_ref": "SHK-0142"}),
+            vec![CivilRegistry],
+        ),
+        (
+            "DELETE",
+            format!("/v1/admin/citizens/{PARENT}/dependants/{c}?evidence_ref=QD-7"),
+            Value::Null,
+            vec![CivilRegistry],
+        ),
+        (
+            "POST",
+            format!("/v1/admin/citizens/{c}/health"),
+            json!({"resources": [{"resourceType": "Immunization", "id": "imm-1"}]}),
+            vec![HealthFacility],
+        ),
+        (
+            "POST",
+            format!("/v1/admin/citizens/{c}/cell"),
+            json!({"cell": "hn.ba-dinh.chi-bo-1"}),
+            vec![PartyOrganisation],
+        ),
+        (
+            "POST",
+            "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.documents".into(),
+            json!({"items": [{"id": "nq-1", "title": "Nghị quyết"}]}),
+            vec![PartyOrganisation],
+        ),
+        ("GET", "/v1/admin/audit".into(), Value::Null, vec![Auditor]),
+        (
+            "GET",
+            "/v1/admin/audit/verify".into(),
+            Value::Null,
+            vec![Auditor],
+        ),
+    ]
+}
+
+async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut req = http.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if !body.is_null() {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_and_no_credential_on_every_operator_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let mut matrix = Vec::new();
+    for (method, path, body, allowed) in routes() {
+        let (status, answer) = call(&http, &local.url, method, &path, &body, None).await;
+        assert_eq!(
+            status, 401,
+            "{method} {path} without a credential: {answer}"
+        );
+        let mut row = format!("{method} {path}:");
+        for role in Role::ALL {
+            let token = operator(&local.idp, role);
+            let (status, answer) =
+                call(&http, &local.url, method, &path, &body, Some(&token)).await;
+            if allowed.contains(&role) {
+                assert!(
+                    status == 200 || status == 404,
+                    "{role:?} may {method} {path}: {status} {answer}"
+                );
+            } else {
+                assert_eq!(status, 403, "{role:?} may not {method} {path}: {answer}");
+                assert_eq!(answer["error"], "forbidden");
+            }
+            row.push_str(&format!(" {}={status}", role.code()));
+        }
+        matrix.push(row);
+    }
+    // The matrix, for the record (cargo test -- --nocapture).
+    println!("{}", matrix.join("\n"));
+    // Every refusal and every action is in the trail, and the trail holds together.
+    let auditor = operator(&local.idp, Role::Auditor);
+    let (_, verified) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/audit/verify",
+        &Value::Null,
+        Some(&auditor),
+    )
+    .await;
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert!(verified["entries"].as_u64().unwrap() > routes().len() as u64 * 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_that_are_not_an_operators_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let now = chrono::Utc::now().timestamp();
+    let path = "/v1/admin/transit/fraud";
+    let claims = |role: &str| {
+        json!({"iss": "https://id.thudo.test", "aud": "thudo-operators", "sub": "clerk-7",
+               "thudo_role": role, "thudo_org": "hanoi-metro", "iat": now, "exp": now + 600})
+    };
+    let forger = LocalIdentityProvider::generate("https://id.thudo.test", "thudo").unwrap();
+    let mut cases: Vec<(&str, String)> = vec![
+        (
+            "another provider's key",
+            forger.operator_token(Role::TransitOperator, "x").unwrap(),
+        ),
+        // A citizen's ID token is for registering a phone, not for the operator routes.
+        (
+            "a citizen's ID token",
+            local.idp.id_token(CITIZEN, "n").unwrap(),
+        ),
+        (
+            "an unknown role",
+            local.idp.sign(&claims("superuser")).unwrap(),
+        ),
+        ("valid for a day", {
+            let mut c = claims("transit_operator");
+            c["exp"] = json!(now + 86_400);
+            local.idp.sign(&c).unwrap()
+        }),
+        ("expired", {
+            let mut c = claims("transit_operator");
+            c["exp"] = json!(now - 600);
+            c["iat"] = json!(now - 1200);
+            local.idp.sign(&c).unwrap()
+        }),
+        ("an expiry written as a string", {
+            let mut c = claims("transit_operator");
+            c["exp"] = json!((now - 600).to_string());
+            local.idp.sign(&c).unwrap()
+        }),
+        ("no organisation", {
+            let mut c = claims("transit_operator");
+            c.as_object_mut().unwrap().remove("thudo_org");
+            local.idp.sign(&c).unwrap()
+        }),
+    ];
+    cases.push(("not a token", "admin".into()));
+    for (what, token) in cases {
+        let (status, answer) =
+            call(&http, &local.url, "GET", path, &Value::Null, Some(&token)).await;
+        assert_eq!(status, 401, "{what}: {answer}");
+    }
+    let good = local.idp.sign(&claims("transit_operator")).unwrap();
+    let (status, _) = call(&http, &local.url, "GET", path, &Value::Null, Some(&good)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_act_only_within_their_organisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let post = |token: String, path: String, body: Value| {
+        let (http, base) = (http.clone(), local.url.clone());
+        async move { call(&http, &base, "POST", &path, &body, Some(&token)).await }
+    };
+    // A clinic cannot record itself, or anyone, as a stranger's guardian.
+    let clinic = operator(&local.idp, Role::HealthFacility);
+    let (status, _) = post(
+        clinic.clone(),
+        format!("/v1/admin/citizens/{PARENT}/dependants"),
+        json!({"dependant_citizen_id": CITIZEN, "evidence_ref": "forged"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // A facility publishes as itself: its records say so, and naming another is refused.
+    let health = format!("/v1/admin/citizens/{CITIZEN}/health");
+    let record = |source: Option<&str>| {
+        let mut r = json!({"resourceType": "Immunization", "id": "imm-9", "status": "completed"});
+        if let Some(s) = source {
+            r["meta"] = json!({"source": s});
+        }
+        json!({"resources": [r]})
+    };
+    let (status, answer) = post(
+        clinic.clone(),
+        health.clone(),
+        record(Some("urn:thudo:facility:bv-viet-duc")),
+    )
+    .await;
+    assert_eq!((status, answer["error"].as_str()), (403, Some("not_yours")));
+    let (status, _) = post(clinic.clone(), health.clone(), record(None)).await;
+    assert_eq!(status, 200);
+    // Another facility cannot replace that record, not even under its own name.
+    let other = local
+        .idp
+        .operator_token(Role::HealthFacility, "bv-viet-duc")
+        .unwrap();
+    let (status, answer) = post(other, health.clone(), record(None)).await;
+    assert_eq!((status, answer["error"].as_str()), (403, Some("not_yours")));
+    let (status, _) = post(clinic, health, record(None)).await;
+    assert_eq!(status, 200, "the facility itself may correct it");
+    // The citizen's phone sees the record as the first facility's.
+    let v = vault(&dir.path().join("phone"));
+    local
+        .client
+        .sign_in_and_register(v.clone(), "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    local
+        .client
+        .sync(v.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let book = thudo_core::health::records::HealthBook::new(&v);
+    let kept = book
+        .get("Immunization/imm-9")
+        .unwrap()
+        .unwrap()
+        .resource
+        .to_string();
+    assert!(kept.contains("urn:thudo:facility:bv-bach-mai"), "{kept}");
+    assert!(!kept.contains("bv-viet-duc"), "{kept}");
+
+    // A party organisation sets members and content in its own cells only.
+    let ward = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.ba-dinh")
+        .unwrap();
+    let other_ward = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.hoan-kiem")
+        .unwrap();
+    let cell = format!("/v1/admin/citizens/{CITIZEN}/cell");
+    let (status, _) = post(
+        ward.clone(),
+        cell.clone(),
+        json!({"cell": "hn.ba-dinh.chi-bo-1"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // `hn.ba-dinhx` is not below `hn.ba-dinh`.
+    let (status, _) = post(
+        ward.clone(),
+        cell.clone(),
+        json!({"cell": "hn.ba-dinhx.chi-bo-1"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Another ward can neither take the member nor publish to the member's cell.
+    let (status, answer) = post(
+        other_ward.clone(),
+        cell.clone(),
+        json!({"cell": "hn.hoan-kiem.chi-bo-2"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("not_governed"))
+    );
+    let (status, _) = post(
+        other_ward,
+        "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.documents".into(),
+        json!({"items": [{"id": "fake", "title": "Thông báo giả"}]}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The city's committee governs both: a transfer goes through it.
+    let city = operator(&local.idp, Role::PartyOrganisation);
+    let (status, _) = post(city, cell, json!({"cell": "hn.hoan-kiem.chi-bo-2"})).await;
+    assert_eq!(status, 200);
+}
+
+/// Runs SQL on the test's database directly, as someone holding the database but not the
+/// server's secrets would.
+fn tamper(db: &str, sql: &str) {
+    if db.starts_with("postgres") {
+        let s = thudo_server::storage::PostgresStorage::connect(db, thudo_server::SCHEMA).unwrap();
+        s.write(|tx| tx.batch(sql)).unwrap();
+    } else {
+        let s = thudo_server::storage::SqliteStorage::open(
+            std::path::Path::new(db),
+            thudo_server::SCHEMA,
+        )
+        .unwrap();
+        s.write(|tx| tx.batch(sql)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_shows_who_did_what_and_any_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = common::start_on(dir.path(), &db).await;
+    let http = http_client();
+    let registry = operator(&local.idp, Role::CivilRegistry);
+    let auditor = operator(&local.idp, Role::Auditor);
+    // The adult dependant (an elderly parent) has a phone of their own.
+    let parent_phone = vault(&dir.path().join("parent"));
+    local
+        .client
+        .sign_in_and_register(parent_phone.clone(), "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (status, answer) = call(
+        &http,
+        &local.url,
+        "POST",
+        &format!("/v1/admin/citizens/{PARENT}/dependants"),
+        &json!({"dependant_citizen_id": CITIZEN, "evidence_ref": "SHK-0142"}),
+        Some(&registry),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    // A refusal is entered too.
+    let transit = operator(&local.idp, Role::TransitOperator);
+    let (status, _) = call(
+        &http,
+        &local.url,
+        "POST",
+        &format!("/v1/admin/citizens/{PARENT}/dependants"),
+        &json!({"dependant_citizen_id": CITIZEN, "evidence_ref": "x"}),
+        Some(&transit),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The dependant's own phone is told.
+    local
+        .client
+        .sync(parent_phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let notices = thudo_core::transit::trips::RiderHistory::new(&parent_phone)
+        .notices()
+        .unwrap();
+    assert!(
+        notices.iter().any(|n| n.kind == "guardian_added"),
+        "{notices:?}"
+    );
+
+    let (_, page) = call(
+        &http,
+        &local.url,
+        "GET",
+        &format!("/v1/admin/audit?citizen_id={CITIZEN}"),
+        &Value::Null,
+        Some(&auditor),
+    )
+    .await;
+    assert_eq!(page["verified"], true, "{page}");
+    let entries = page["entries"].as_array().unwrap();
+    // Intent and outcome of the guardianship, and the refused attempt's two.
+    assert_eq!(entries.len(), 4, "{page}");
+    let outcome = &entries[1];
+    assert_eq!(outcome["role"], "civil_registry");
+    assert_eq!(outcome["organisation"], "hn-ho-tich");
+    assert_eq!(
+        outcome["action"],
+        "POST /v1/admin/citizens/{citizen_id}/dependants"
+    );
+    assert_eq!(outcome["refers_to"], entries[0]["seq"]);
+    let detail: Value = serde_json::from_str(outcome["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["status"], 200);
+    assert_eq!(detail["effect"]["evidence_ref"], "SHK-0142");
+    let refused: Value = serde_json::from_str(entries[3]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (refused["status"].as_u64(), entries[3]["role"].as_str()),
+        (Some(403), Some("transit_operator"))
+    );
+    // No citizen ID in the trail: keyed, as in every table.
+    let raw = page.to_string();
+    assert!(!raw.contains(CITIZEN) && !raw.contains(PARENT), "{raw}");
+
+    // Someone with the database but not the secrets edits who did it: the chain breaks there.
+    let verify = || {
+        let (http, url, auditor) = (http.clone(), local.url.clone(), auditor.clone());
+        async move {
+            call(
+                &http,
+                &url,
+                "GET",
+                "/v1/admin/audit/verify",
+                &Value::Null,
+                Some(&auditor),
+            )
+            .await
+            .1
+        }
+    };
+    let before = verify().await;
+    assert_eq!(before["verified"], true, "{before}");
+    let seq = entries[1]["seq"].as_u64().unwrap();
+    tamper(
+        &db,
+        &format!("UPDATE audit_log SET organisation = 'bv-bach-mai' WHERE seq = {seq}"),
+    );
+    let after = verify().await;
+    assert_eq!(
+        (after["verified"].as_bool(), after["broken_at"].as_u64()),
+        (Some(false), Some(seq))
+    );
+    // Put back, the chain holds again; a removed row breaks it at the next place.
+    tamper(
+        &db,
+        &format!("UPDATE audit_log SET organisation = 'hn-ho-tich' WHERE seq = {seq}"),
+    );
+    assert_eq!(verify().await["verified"], true);
+    tamper(&db, &format!("DELETE FROM audit_log WHERE seq = {seq}"));
+    let after = verify().await;
+    assert_eq!(after["broken_at"].as_u64(), Some(seq + 1), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_alone_gives_no_citizen_id_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("server.db").to_string_lossy().into_owned();
+    let local = common::start_on(dir.path(), &db).await;
+    let v = vault(&dir.path().join("phone"));
+    local
+        .client
+        .sign_in_and_register(v, "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    local.running.stop().await;
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: Vec<Vec<u8>> = conn
+        .prepare("SELECT citizen_hash FROM accounts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 1);
+    // The attack that recovered an ID in under a second: hash every candidate of the
+    // number's known structure (here the 100,000 around the real one, which contains it) and
+    // look for it. Against the unkeyed hash it finds the ID; against the stored key, nothing.
+    let unkeyed =
+        |id: &str| thudo_server::storage::sha256(format!("thudo/citizen/{id}").as_bytes());
+    let base: u64 = CITIZEN.parse().unwrap();
+    let candidates = (base - 50_000..base + 50_000).map(|n| format!("{n:012}"));
+    let mut found_unkeyed = 0;
+    for id in candidates {
+        let h = unkeyed(&id);
+        assert!(!stored.iter().any(|s| s[..] == h[..]), "{id} recovered");
+        found_unkeyed += usize::from(h == unkeyed(CITIZEN));
+    }
+    assert_eq!(found_unkeyed, 1, "the search space holds the ID");
+    // Nor is the number anywhere in the file.
+    let bytes = std::fs::read(&db).unwrap();
+    assert!(!bytes.windows(12).any(|w| w == CITIZEN.as_bytes()));
+    // The server, holding the secret, still finds the account.
+    assert_eq!(stored[0], citizen_key(CITIZEN).as_bytes().to_vec());
+}
+
+// Not on the async runtime: the storage is opened and used synchronously throughout.
+#[test]
+fn rows_from_before_keying_and_a_rotation_are_rekeyed_and_other_secrets_refused() {
+    use thudo_server::secrets::ServerSecrets;
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    // A database from before keying: the account's key is the plain SHA-256.
+    let legacy = thudo_server::storage::sha256(format!("thudo/citizen/{CITIZEN}").as_bytes());
+    tamper(
+        &db,
+        &format!(
+            "INSERT INTO accounts(id, citizen_hash, cell, card_id) \
+             VALUES ('a-legacy', {}, NULL, 123456789012345)",
+            if db.starts_with("postgres") {
+                format!("'\\x{}'", thudo_core::hex::encode(&legacy))
+            } else {
+                format!("X'{}'", thudo_core::hex::encode(&legacy))
+            }
+        ),
+    );
+    let start = |secrets: ServerSecrets| {
+        let storage = thudo_server::open_storage(&db).unwrap();
+        let (config, _) = thudo_server::ServerConfig::local(
+            storage.clone(),
+            thudo_server::transit::fares::FarePolicy::default(),
+        )
+        .unwrap();
+        thudo_server::AppState::new(thudo_server::ServerConfig {
+            secrets: std::sync::Arc::new(secrets),
+            ..config
+        })
+        .map(|_| storage)
+    };
+    let one = || ServerSecrets::from_file_text(&"11".repeat(32)).unwrap();
+    let two = || {
+        ServerSecrets::from_file_text(&format!("{}\n{}", "11".repeat(32), "22".repeat(32))).unwrap()
+    };
+    let storage = start(one()).unwrap();
+    assert_eq!(
+        storage
+            .account_for_citizen(&one().citizen(CITIZEN))
+            .unwrap(),
+        "a-legacy",
+        "migrated in place"
+    );
+    // A rotation adds a layer without knowing any ID.
+    let storage = start(two()).unwrap();
+    assert_eq!(
+        storage
+            .account_for_citizen(&two().citizen(CITIZEN))
+            .unwrap(),
+        "a-legacy"
+    );
+    // Other secrets, or the rotation undone, are refused at start.
+    assert!(start(ServerSecrets::from_file_text(&"33".repeat(32)).unwrap()).is_err());
+    assert!(start(one()).is_err());
+}
