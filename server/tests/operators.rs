@@ -131,6 +131,12 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
             json!({"items": [{"id": "nq-1", "title": "Nghị quyết"}]}),
             vec![PartyOrganisation],
         ),
+        (
+            "POST",
+            "/v1/admin/devices/d-nope/revoke".into(),
+            json!({}),
+            vec![AccountSupport],
+        ),
         ("GET", "/v1/admin/audit".into(), Value::Null, vec![Auditor]),
         (
             "GET",
@@ -630,4 +636,45 @@ fn rows_from_before_keying_and_a_rotation_are_rekeyed_and_other_secrets_refused(
     // Other secrets, or the rotation undone, are refused at start.
     assert!(start(ServerSecrets::from_file_text(&"33".repeat(32)).unwrap()).is_err());
     assert!(start(one()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_support_ends_a_stolen_phones_session_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let stolen = vault(&dir.path().join("stolen"));
+    let registered = local
+        .client
+        .sign_in_and_register(stolen.clone(), "stolen phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    local
+        .client
+        .sync(stolen.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let http = http_client();
+    let path = format!("/v1/admin/devices/{}/revoke", registered.device_id);
+    let support = operator(&local.idp, Role::AccountSupport);
+    let (status, answer) = call(&http, &local.url, "POST", &path, &json!({}), Some(&support)).await;
+    assert_eq!(
+        (status, answer["revoked"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    // Its token works no more: the thief's next sync is refused.
+    let err = local
+        .client
+        .sync(stolen, &common::collections(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, thudo_core::sync::client::BackendError::Unauthorized),
+        "{err:?}"
+    );
+    // Once is enough; a second time finds nothing to end.
+    let (status, _) = call(&http, &local.url, "POST", &path, &json!({}), Some(&support)).await;
+    assert_eq!(status, 404);
 }

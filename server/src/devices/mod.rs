@@ -17,6 +17,7 @@ use thudo_core::hex;
 use thudo_core::sync::protocol::{DeviceInfo, NonceResponse, RegisterRequest, RegisterResponse};
 
 use crate::http::{bearer, blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
 use crate::storage::sha256;
 use store::{Device, DeviceStore, NonceOutcome, RevocationHook};
 
@@ -42,6 +43,10 @@ pub fn routes(state: DevicesState) -> Router {
         .route("/v1/identity/nonce", post(registration_nonce))
         .route("/v1/devices", post(register).get(list_devices))
         .route("/v1/devices/{device_id}/revoke", post(revoke_device))
+        .route(
+            "/v1/admin/devices/{device_id}/revoke",
+            post(support_revokes_device),
+        )
         .route("/test/identity/token", post(test_identity_token))
         .route("/test/identity/operator-token", post(test_operator_token))
         .with_state(state)
@@ -168,6 +173,36 @@ async fn revoke_device(
             json!({ "revoked": true, "transit_keys_denied": keys }),
         )),
         None => Err(ApiError::not_found("no such device on this account")),
+    }
+}
+
+/// `POST /v1/admin/devices/{device_id}/revoke` (account support, at a citizen's request made
+/// in person or through the identity provider): ends a lost or stolen phone's session at once,
+/// as the citizen could from another of their devices: its token stops working and its transit
+/// keys are denied.
+async fn support_revokes_device(
+    State(state): State<DevicesState>,
+    operator: Operator,
+    Path(device_id): Path<String>,
+) -> ApiResult<Value> {
+    operator.require(&[Role::AccountSupport])?;
+    if device_id.is_empty() || device_id.len() > 64 {
+        return Err(ApiError::bad("device_id must be 1 to 64 bytes"));
+    }
+    let (storage, also) = (state.storage.clone(), state.on_revoke);
+    let now = chrono::Utc::now().timestamp();
+    let revoked = blocking(move || {
+        let Some(account) = storage.account_of_device(&device_id)? else {
+            return Ok(None);
+        };
+        Ok(storage.revoke_device(&account, &device_id, now, also)?)
+    })
+    .await?;
+    match revoked {
+        Some(keys) => Ok(Json(
+            json!({ "revoked": true, "transit_keys_denied": keys }),
+        )),
+        None => Err(ApiError::not_found("no such device, or revoked already")),
     }
 }
 

@@ -114,6 +114,8 @@ pub trait DeviceStore: Send + Sync + 'static {
         now: i64,
         also: RevocationHook,
     ) -> Result<Option<usize>>;
+    /// The account a device belongs to.
+    fn account_of_device(&self, device_id: &str) -> Result<Option<String>>;
 }
 
 /// The account of a citizen in a transaction, created when new (with a random card number).
@@ -303,6 +305,17 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
                 })
             })
             .collect()
+        })
+    }
+
+    fn account_of_device(&self, device_id: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT account_id FROM devices WHERE id = ?1",
+                params![device_id],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
         })
     }
 
