@@ -86,7 +86,8 @@ struct JwksInner {
 struct Fetched {
     keys: Arc<JwkSet>,
     fresh_until: std::time::Instant,
-    last_attempt: Option<std::time::Instant>,
+    /// The last fetch for a key id not held (they are limited to one a minute).
+    last_unknown_fetch: Option<std::time::Instant>,
 }
 
 /// How long fetched keys are kept when the provider says nothing.
@@ -107,7 +108,7 @@ impl JwksSource {
                 state: std::sync::RwLock::new(Fetched {
                     keys: Arc::new(jwks),
                     fresh_until: std::time::Instant::now() + JWKS_DEFAULT_AGE,
-                    last_attempt: None,
+                    last_unknown_fetch: None,
                 }),
                 refreshing: tokio::sync::Mutex::new(()),
             }),
@@ -143,7 +144,7 @@ impl JwksSource {
                 state: std::sync::RwLock::new(Fetched {
                     keys: Arc::new(keys),
                     fresh_until: std::time::Instant::now() + age,
-                    last_attempt: Some(std::time::Instant::now()),
+                    last_unknown_fetch: None,
                 }),
                 refreshing: tokio::sync::Mutex::new(()),
             }),
@@ -169,40 +170,43 @@ impl JwksSource {
         if self.inner.fetch.is_some() && self.read().fresh_until <= std::time::Instant::now() {
             self.refresh(false).await;
         }
-        let keys = self.current();
         let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-        if kid.is_some_and(|kid| keys.find(&kid).is_none()) && self.refresh(true).await {
-            return check(&self.current());
+        if kid.is_some_and(|kid| self.current().find(&kid).is_none()) {
+            self.refresh(true).await;
         }
-        check(&keys)
+        // The keys as they are now (another request may have fetched them meanwhile).
+        check(&self.current())
     }
 
-    /// Fetches the keys again (for an unknown key: not within [`JWKS_RETRY`] of the last
-    /// try). Whether new keys were installed.
-    async fn refresh(&self, unknown_key: bool) -> bool {
+    /// Fetches the keys again: when stale (unless another request just did), or for a key id
+    /// not held (at most once every [`JWKS_RETRY`]).
+    async fn refresh(&self, unknown_key: bool) {
         let Some((client, uri)) = &self.inner.fetch else {
-            return false;
+            return;
         };
         let _one_at_a_time = self.inner.refreshing.lock().await;
         let now = std::time::Instant::now();
         {
-            let state = self.read();
-            let recent = state
-                .last_attempt
-                .is_some_and(|t| now.duration_since(t) < JWKS_RETRY);
-            // Another request refreshed while this one waited, or one just tried.
-            if recent && (unknown_key || state.fresh_until > now) {
-                return false;
+            let mut state = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
+            if unknown_key {
+                if state
+                    .last_unknown_fetch
+                    .is_some_and(|t| now.duration_since(t) < JWKS_RETRY)
+                {
+                    return;
+                }
+                state.last_unknown_fetch = Some(now);
+            } else if state.fresh_until > now {
+                // Another request refreshed while this one waited.
+                return;
             }
         }
         let fetched = fetch_jwks(client, uri).await;
         let mut state = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
-        state.last_attempt = Some(now);
         match fetched {
             Ok((keys, age)) => {
                 state.keys = Arc::new(keys);
                 state.fresh_until = now + age;
-                true
             }
             Err(e) => {
                 eprintln!(
@@ -210,7 +214,6 @@ impl JwksSource {
                 );
                 // Try again at the next stale check, a minute on.
                 state.fresh_until = now + JWKS_RETRY;
-                false
             }
         }
     }

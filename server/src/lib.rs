@@ -37,6 +37,7 @@ pub use http::ApiError;
 /// Every store trait, for callers that hold a [`Storage`]: `use thudo_server::prelude::*;`.
 pub mod prelude {
     pub use crate::devices::store::DeviceStore;
+    pub use crate::operators::audit::AuditStore;
     pub use crate::storage::settings::SettingsStore;
     pub use crate::sync::store::SyncStore;
     pub use crate::transit::store::{

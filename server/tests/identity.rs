@@ -266,3 +266,86 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_key_rotation_is_picked_up_from_its_jwks_uri() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use thudo_server::devices::identity::IdentityConfig;
+    let issuer = "https://id.thudo.test";
+    let first = LocalIdentityProvider::generate(issuer, "thudo").unwrap();
+    let second = LocalIdentityProvider::generate(issuer, "thudo").unwrap();
+    // The provider's jwks_uri, serving the keys it holds now, to be kept for an hour.
+    let served = Arc::new(Mutex::new(first.jwks_json()));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let jwks = {
+        let (served, fetches) = (served.clone(), fetches.clone());
+        axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                async move { ([("cache-control", "public, max-age=3600")], body) }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, jwks).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
+    let (config, _) = thudo_server::ServerConfig::local(
+        storage,
+        thudo_server::transit::fares::FarePolicy::default(),
+    )
+    .unwrap();
+    let identity = IdentityConfig::from_jwks_uri(issuer, "thudo", &uri, "citizen_id")
+        .await
+        .unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start");
+    let state = thudo_server::AppState::new(thudo_server::ServerConfig {
+        identity,
+        test_identity: None,
+        ..config
+    })
+    .unwrap();
+    let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let c = Arc::new(
+        BackendClient::new(thudo_core::sync::client::BackendConfig::new(&format!(
+            "http://{}",
+            running.addr
+        )))
+        .unwrap(),
+    );
+    let register = |idp: &Arc<LocalIdentityProvider>, name: &str| {
+        let (c, idp, v) = (c.clone(), idp.clone(), vault(&dir.path().join(name)));
+        async move {
+            c.sign_in_and_register(v, "phone", |n| {
+                idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+            })
+            .await
+        }
+    };
+    register(&first, "a").await.unwrap();
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "known keys are not fetched again"
+    );
+    // The provider rotates: its new key signs, and the backend learns it from the jwks_uri at
+    // the first token that names it.
+    *served.lock().unwrap() = second.jwks_json();
+    register(&second, "b").await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    // Made-up key ids do not make the backend hammer the provider: within the minute, no
+    // fetch, and the token is refused.
+    let forger = LocalIdentityProvider::generate(issuer, "thudo").unwrap();
+    refused_with(register(&forger, "c").await, "identity_invalid");
+    // The retired key is no longer trusted either.
+    refused_with(register(&first, "d").await, "identity_invalid");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    running.stop().await;
+}

@@ -678,3 +678,66 @@ async fn account_support_ends_a_stolen_phones_session_at_once() {
     let (status, _) = call(&http, &local.url, "POST", &path, &json!({}), Some(&support)).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_cut_short_shows_as_an_intent_without_an_outcome() {
+    use thudo_server::operators::audit::NewEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let transit = operator(&local.idp, Role::TransitOperator);
+    let auditor = operator(&local.idp, Role::Auditor);
+    let deny = |token: String| {
+        let (http, url) = (http.clone(), local.url.clone());
+        async move {
+            call(
+                &http,
+                &url,
+                "POST",
+                "/v1/admin/transit/deny",
+                &json!({"cards": [123]}),
+                Some(&token),
+            )
+            .await
+        }
+    };
+    assert_eq!(deny(transit.clone()).await.0, 200);
+    // The process dies after the gate entered a change's intent and before its outcome: what
+    // the trail holds then is the intent alone (entered as the middleware enters it).
+    let storage = local.storage.clone();
+    let cut = tokio::task::spawn_blocking(move || {
+        storage
+            .append_audit(
+                &NewEntry {
+                    subject: "clerk-9".into(),
+                    role: "transit_operator".into(),
+                    organisation: "hanoi-metro".into(),
+                    action: "POST /v1/admin/transit/deny".into(),
+                    target: String::new(),
+                    refers_to: None,
+                    detail: json!({"body_sha256": "00", "body_bytes": 2, "query": ""}),
+                },
+                &thudo_server::secrets::ServerSecrets::local(),
+            )
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    // The server goes on (restarted, as it were): the next action chains on after it.
+    assert_eq!(deny(transit).await.0, 200);
+    let (_, verified) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/audit/verify",
+        &Value::Null,
+        Some(&auditor),
+    )
+    .await;
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert_eq!(verified["unfinished"], json!([cut]), "{verified}");
+    assert_eq!(
+        verified["entries"], 5,
+        "two changes of two entries each, and the cut one"
+    );
+}

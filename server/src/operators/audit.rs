@@ -95,18 +95,19 @@ pub trait AuditStore: Send + Sync + 'static {
     fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<Entry>>;
 }
 
-/// The text an entry's seal covers, after the seal before it.
-fn sealed_text(seq: u64, at: i64, e: &NewEntry, detail: &str) -> String {
+/// The text an entry's seal covers, after the seal before it: every field but the seal (the
+/// detail as stored, not as re-serialised).
+fn sealed_text(e: &Entry) -> String {
     json!([
-        seq,
-        at,
+        e.seq,
+        e.at,
         e.subject,
         e.role,
         e.organisation,
         e.action,
         e.target,
         e.refers_to,
-        detail
+        e.detail
     ])
     .to_string()
 }
@@ -120,7 +121,6 @@ fn seal(key: &hmac::Key, previous: &[u8], text: &str) -> Vec<u8> {
 
 impl<E: Engine> AuditStore for SqlStorage<E> {
     fn append_audit(&self, entry: &NewEntry, secrets: &ServerSecrets) -> Result<u64> {
-        let detail = entry.detail.to_string();
         let at = chrono::Utc::now().timestamp();
         let (key_number, key) = secrets.audit_key();
         self.write(|tx| {
@@ -134,7 +134,20 @@ impl<E: Engine> AuditStore for SqlStorage<E> {
                 Some(r) => (r.int(0)? as u64 + 1, r.bytes(1)?),
                 None => (1, vec![0u8; 32]),
             };
-            let mac = seal(key, &previous, &sealed_text(seq, at, entry, &detail));
+            let sealed = Entry {
+                seq,
+                at,
+                subject: entry.subject.clone(),
+                role: entry.role.clone(),
+                organisation: entry.organisation.clone(),
+                action: entry.action.clone(),
+                target: entry.target.clone(),
+                refers_to: entry.refers_to,
+                detail: entry.detail.to_string(),
+                key_number: key_number as u32,
+                mac: String::new(),
+            };
+            let mac = seal(key, &previous, &sealed_text(&sealed));
             tx.exec(
                 "INSERT INTO audit_log(seq, at, subject, role, organisation, action, target,
                                        refers_to, detail, key_number, mac)
@@ -142,13 +155,13 @@ impl<E: Engine> AuditStore for SqlStorage<E> {
                 params![
                     seq as i64,
                     at,
-                    &entry.subject,
-                    &entry.role,
-                    &entry.organisation,
-                    &entry.action,
-                    &entry.target,
-                    entry.refers_to.map(|s| s as i64),
-                    &detail,
+                    &sealed.subject,
+                    &sealed.role,
+                    &sealed.organisation,
+                    &sealed.action,
+                    &sealed.target,
+                    sealed.refers_to.map(|s| s as i64),
+                    &sealed.detail,
                     key_number as i64,
                     mac
                 ],
@@ -204,17 +217,7 @@ pub fn first_broken(
         let Some(key) = secrets.audit_key_of(e.key_number as usize) else {
             return Some(e.seq);
         };
-        // The detail is sealed as stored (its text), not as re-serialised.
-        let new = NewEntry {
-            subject: e.subject.clone(),
-            role: e.role.clone(),
-            organisation: e.organisation.clone(),
-            action: e.action.clone(),
-            target: e.target.clone(),
-            refers_to: e.refers_to,
-            detail: Value::Null,
-        };
-        let text = sealed_text(e.seq, e.at, &new, &e.detail);
+        let text = sealed_text(e);
         let Some(mac) = thudo_core::hex::decode(&e.mac) else {
             return Some(e.seq);
         };
@@ -408,24 +411,37 @@ pub async fn read_trail(
     })))
 }
 
-/// `GET /v1/admin/audit/verify` (auditors): checks the whole trail from its start.
+/// `GET /v1/admin/audit/verify` (auditors): checks the whole trail from its start, and lists
+/// the changes entered as an intent with no outcome (`unfinished`: cut short by a crash, or
+/// running as the trail was read).
 pub async fn verify_trail(State(audit): State<AuditState>, operator: Operator) -> ApiResult<Value> {
     operator.require(&[Role::Auditor])?;
     let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
-    let (count, broken_at, head) = blocking(move || {
+    let (count, broken_at, head, unfinished) = blocking(move || {
         let (mut after, mut previous, mut count) = (0u64, None::<String>, 0u64);
+        // Changes entered as an intent and never as an outcome: cut short (a crash), or still
+        // running.
+        let mut unfinished = std::collections::BTreeSet::new();
         loop {
             let page = store.audit_entries(after, 1_000)?;
             if let Some(seq) = first_broken(&page, after, previous.as_deref(), &secrets) {
-                return Ok((count, Some(seq), None));
+                return Ok((count, Some(seq), None, unfinished));
             }
             let Some(last) = page.last() else {
-                return Ok((
-                    count,
-                    None,
-                    previous.map(|mac| json!({ "seq": after, "mac": mac })),
-                ));
+                let head = previous.map(|mac| json!({ "seq": after, "mac": mac }));
+                return Ok((count, None, head, unfinished));
             };
+            for e in &page {
+                match e.refers_to {
+                    Some(intent) => {
+                        unfinished.remove(&intent);
+                    }
+                    None if !e.action.starts_with("GET ") => {
+                        unfinished.insert(e.seq);
+                    }
+                    None => {}
+                }
+            }
             count += page.len() as u64;
             after = last.seq;
             previous = Some(last.mac.clone());
@@ -437,5 +453,6 @@ pub async fn verify_trail(State(audit): State<AuditState>, operator: Operator) -
         "verified": broken_at.is_none(),
         "broken_at": broken_at,
         "head": head,
+        "unfinished": unfinished,
     })))
 }
