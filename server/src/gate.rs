@@ -256,7 +256,9 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
             let storage = state.tokens.clone();
             let known = blocking(move || {
                 Ok(storage.device_by_token(&hash)?.is_some()
-                    || storage.validator_by_token(&hash)?.is_some())
+                    || storage
+                        .validator_by_token(&hash, chrono::Utc::now().timestamp())?
+                        .is_some())
             })
             .await;
             match known {

@@ -289,11 +289,14 @@ fn validators_enrol_once<E: Engine>(s: &SqlStorage<E>) {
         s.enrol_validator(&[3; 32], "x", &[52; 32], 11).unwrap(),
         EnrolOutcome::Expired
     );
-    assert_eq!(s.validator_by_token(&[101; 32]).unwrap(), Some(bus.clone()));
+    assert_eq!(
+        s.validator_by_token(&[101; 32], 6).unwrap(),
+        Some(bus.clone())
+    );
     assert_eq!(s.validators().unwrap(), std::slice::from_ref(&bus));
     assert!(s.decommission_validator(&bus.id, 5).unwrap());
     assert!(!s.decommission_validator("v-none", 5).unwrap());
-    let after = s.validator_by_token(&[101; 32]).unwrap().unwrap();
+    let after = s.validator_by_token(&[101; 32], 6).unwrap().unwrap();
     assert_eq!(after.decommissioned_at, Some(5));
 }
 

@@ -688,6 +688,7 @@ async fn close_cancels_a_sync_waiting_on_retries() {
             device_id: "d".into(),
             account_id: "a".into(),
             token: "t".into(),
+            token_expires_at: None,
         })
         .unwrap();
     let task = {
@@ -730,7 +731,7 @@ fn the_openapi_document_names_every_route() {
         .skip(1)
         .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
         .collect();
-    assert_eq!(routes.len(), 43, "{routes:?}");
+    assert_eq!(routes.len(), 44, "{routes:?}");
     for r in routes {
         assert!(doc["paths"][r].is_object(), "{r} missing from openapi.json");
     }

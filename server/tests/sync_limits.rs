@@ -153,6 +153,7 @@ async fn pull_is_refused_for_its_size(app: axum::Router) {
         device_id: "d".into(),
         account_id: "a".into(),
         token: "t".into(),
+        token_expires_at: None,
     })
     .unwrap();
     let mut config = BackendConfig::new(&format!("http://{addr}"));

@@ -235,6 +235,9 @@ pub struct Registration {
     pub account_id: String,
     /// Bearer token.
     pub token: String,
+    /// When the token expires (unix seconds), for a validator's: it is renewed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<u64>,
 }
 
 impl Document for Registration {
@@ -647,6 +650,7 @@ impl BackendClient {
             device_id: r.device_id,
             account_id: r.account_id,
             token: r.token,
+            token_expires_at: None,
         };
         let stored = registration.clone();
         blocking(move || Ok(vault.put_doc(&stored)?)).await?;
@@ -684,6 +688,7 @@ impl BackendClient {
             device_id: r.validator_id.clone(),
             account_id: String::new(),
             token: r.token.clone(),
+            token_expires_at: r.token_expires_at,
         };
         blocking(move || Ok(vault.put_doc(&registration)?)).await?;
         Ok(r)

@@ -93,6 +93,20 @@ pub struct ValidatorEnrolmentResponse {
     pub route: Option<u16>,
     /// The gate it is bound to, if a metro gate.
     pub gate: Option<String>,
+    /// When the token expires (unix seconds); the validator renews it before
+    /// ([`ValidatorTokenResponse`]). Absent from servers whose tokens do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<u64>,
+}
+
+/// `POST /v1/transit/validators/token`: a validator's new token, in exchange for the one it
+/// presented (which stays honoured for a few days, so a lost answer is no lock-out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorTokenResponse {
+    /// The new bearer token. Shown once; the server keeps only its hash.
+    pub token: String,
+    /// When it expires (unix seconds).
+    pub expires_at: u64,
 }
 
 /// One local change, as pushed.

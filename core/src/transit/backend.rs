@@ -17,6 +17,10 @@ use crate::net::protocol::API_PREFIX;
 use crate::net::{blocking, BackendClient, BackendError};
 use crate::vault::Vault;
 
+/// A validator renews its token when it expires within this (a week: validators fetch their
+/// feed every few minutes while online, and may be offline for days).
+pub const VALIDATOR_TOKEN_RENEW_WITHIN_SECS: u64 = 7 * 86_400;
+
 /// Taps per upload (the server takes at most 10,000).
 pub const TAP_UPLOAD_CHUNK: usize = 5_000;
 
@@ -516,8 +520,10 @@ impl TransitClient<'_> {
             .await
     }
 
-    /// What an offline validator needs: issuer keys and the signed deny list.
+    /// What an offline validator needs: issuer keys and the signed deny list. A validator
+    /// whose token expires within [`VALIDATOR_TOKEN_RENEW_WITHIN_SECS`] renews it first.
     pub async fn validator_feed(self, vault: Arc<Vault>) -> Result<ValidatorFeed, BackendError> {
+        self.renew_validator_token_if_due(vault.clone()).await?;
         self.backend
             .request(
                 vault,
@@ -526,6 +532,40 @@ impl TransitClient<'_> {
                 None,
             )
             .await
+    }
+
+    /// Renews the validator's token when it expires soon (or its expiry is not known). The new
+    /// token is stored before it is used; the backend honours the old one for days after, so a
+    /// lost answer or a crash before the store costs nothing: the next call renews again.
+    async fn renew_validator_token_if_due(&self, vault: Arc<Vault>) -> Result<(), BackendError> {
+        let v = vault.clone();
+        let registration = blocking(move || BackendClient::registration(&v))
+            .await?
+            .ok_or(BackendError::NotRegistered)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if registration
+            .token_expires_at
+            .is_some_and(|t| t > now + VALIDATOR_TOKEN_RENEW_WITHIN_SECS)
+        {
+            return Ok(());
+        }
+        let renewed: crate::net::protocol::ValidatorTokenResponse = self
+            .backend
+            .request(
+                vault.clone(),
+                Method::POST,
+                &format!("{API_PREFIX}/transit/validators/token"),
+                None,
+            )
+            .await?;
+        let stored = crate::net::Registration {
+            token: renewed.token,
+            token_expires_at: Some(renewed.expires_at),
+            ..registration
+        };
+        blocking(move || Ok(vault.put_doc(&stored)?)).await
     }
 
     /// The metro entries still open on the network after `cursor`, for an exit gate.

@@ -81,6 +81,10 @@ pub fn routes(state: TransitState) -> Router {
             post(credentials::renew_credential),
         )
         .route("/v1/transit/feed", get(validators::validator_feed))
+        .route(
+            "/v1/transit/validators/token",
+            post(validators::renew_token),
+        )
         .route("/v1/transit/taps", post(taps::upload_taps))
         .route("/v1/transit/inspections", post(taps::upload_inspections))
         .route("/v1/transit/charges", get(taps::charges))

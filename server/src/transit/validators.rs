@@ -8,13 +8,17 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::hex;
-use thudo_core::sync::protocol::{ValidatorEnrolmentRequest, ValidatorEnrolmentResponse};
+use thudo_core::sync::protocol::{
+    ValidatorEnrolmentRequest, ValidatorEnrolmentResponse, ValidatorTokenResponse,
+};
 use thudo_core::transit::backend::ValidatorFeed;
 use thudo_core::transit::validator::DenyList;
 
 use super::fares::parse_gate;
 use super::issuer::{current_issuer, no_signing_key};
-use super::store::{EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore};
+use super::store::{
+    EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore, VALIDATOR_TOKEN_SECS,
+};
 use super::TransitState;
 use crate::http::{bearer, blocking, has_control, random_token, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
@@ -42,10 +46,12 @@ pub(super) async fn validator_caller(
     let hash = sha256(token.as_bytes());
     let storage = state.storage.clone();
     let (validator, is_device) = blocking(move || {
-        Ok(match storage.validator_by_token(&hash)? {
-            Some(v) => (Some(v), false),
-            None => (None, storage.device_by_token(&hash)?.is_some()),
-        })
+        Ok(
+            match storage.validator_by_token(&hash, chrono::Utc::now().timestamp())? {
+                Some(v) => (Some(v), false),
+                None => (None, storage.device_by_token(&hash)?.is_some()),
+            },
+        )
     })
     .await?;
     match validator {
@@ -98,6 +104,7 @@ pub(crate) async fn enrol(
             label: v.label,
             route: v.route,
             gate: v.gate,
+            token_expires_at: Some((now + VALIDATOR_TOKEN_SECS).max(0) as u64),
         })),
         EnrolOutcome::Unknown => Err(ApiError::forbidden(
             "enrolment_unknown",
@@ -112,6 +119,32 @@ pub(crate) async fn enrol(
             "this enrolment code expired; ask the operator for a new one",
         )),
     }
+}
+
+/// `POST /v1/transit/validators/token`: an enrolled validator exchanges its token for a new
+/// one, valid [`VALIDATOR_TOKEN_SECS`]; the one presented stays honoured a while (see
+/// [`ValidatorStore::renew_validator_token`]). A stolen validator token thus lapses on its own.
+pub(crate) async fn renew_token(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<ValidatorTokenResponse> {
+    validator_caller(&state, &headers).await?;
+    let presented = sha256(bearer(&headers).unwrap_or_default().as_bytes());
+    let token = random_token()?;
+    let new = sha256(token.as_bytes());
+    let now = chrono::Utc::now().timestamp();
+    let expires_at = now + VALIDATOR_TOKEN_SECS;
+    let storage = state.storage.clone();
+    let renewed =
+        blocking(move || Ok(storage.renew_validator_token(&presented, &new, expires_at, now)?))
+            .await?;
+    if !renewed {
+        return Err(ApiError::unauthorized("missing or unknown token"));
+    }
+    Ok(Json(ValidatorTokenResponse {
+        token,
+        expires_at: expires_at.max(0) as u64,
+    }))
 }
 
 /// `GET /v1/transit/feed`: issuer keys and the signed deny list, for enrolled validators.

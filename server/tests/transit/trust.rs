@@ -717,3 +717,90 @@ async fn orders_prove_their_key_and_a_flood_of_keys_is_refused() {
     let (_, _, listed) = w.storage.deny_list(now() as i64).unwrap();
     assert_eq!(listed.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validator_tokens_expire_and_renew_without_a_lock_out() {
+    let w = World::start().await;
+    let (bus_vault, _, _) = w.bus("bus", 32).await;
+    let registration = || BackendClient::registration(&bus_vault).unwrap().unwrap();
+    let enrolled = registration();
+    let now = now();
+    let expires = enrolled.token_expires_at.unwrap();
+    assert!(expires > now + 29 * 86_400 && expires <= now + 30 * 86_400 + 60);
+    let http = w.http.clone();
+    let feed = |token: String| {
+        let (http, url) = (http.clone(), w.url("/v1/transit/feed"));
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let renew = |token: String| {
+        let (http, url) = (http.clone(), w.url("/v1/transit/validators/token"));
+        async move {
+            let r = http.post(url).bearer_auth(token).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            (
+                status,
+                body["token"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    let old = enrolled.token.clone();
+    // A renewal whose answer is lost (the validator never stores t1) ...
+    let (status, t1) = renew(old.clone()).await;
+    assert_eq!(status, 200);
+    // ... is no lock-out: the old token is still honoured, and renewing with it again
+    // replaces the token that never arrived.
+    assert_eq!(feed(old.clone()).await, 200);
+    let (status, t2) = renew(old.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(feed(t1.clone()).await, 401, "the lost token is replaced");
+    assert_eq!(
+        (feed(t2.clone()).await, feed(old.clone()).await),
+        (200, 200)
+    );
+    // Renewed again with the new token, the oldest one lapses at once.
+    let (status, t3) = renew(t2.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(feed(old.clone()).await, 401);
+    assert_eq!((feed(t2.clone()).await, feed(t3.clone()).await), (200, 200));
+    // Nobody renews with a token it does not hold.
+    assert_eq!(renew("made-up".into()).await.0, 401);
+    assert_eq!(renew(t1).await.0, 401);
+
+    // The validator renews by itself when its token nears its end: its feed fetch does it.
+    let due = thudo_core::sync::client::Registration {
+        token: t3.clone(),
+        token_expires_at: Some(now + 86_400),
+        ..registration()
+    };
+    bus_vault.put_doc(&due).unwrap();
+    w.transit().validator_feed(bus_vault.clone()).await.unwrap();
+    let renewed = registration();
+    assert_ne!(renewed.token, t3);
+    assert!(renewed.token_expires_at.unwrap() > now + 29 * 86_400);
+    // And not again while it is far from its end.
+    w.transit().validator_feed(bus_vault.clone()).await.unwrap();
+    assert_eq!(registration().token, renewed.token);
+
+    // A token past its end is refused (renewed here into one already expired).
+    let expired = "expired-token-0123456789";
+    assert!(w
+        .storage
+        .renew_validator_token(
+            &thudo_server::storage::sha256(renewed.token.as_bytes()),
+            &thudo_server::storage::sha256(expired.as_bytes()),
+            now as i64 - 1,
+            now as i64,
+        )
+        .unwrap());
+    assert_eq!(feed(expired.into()).await, 401);
+    assert_eq!(renew(expired.into()).await.0, 401);
+}

@@ -43,6 +43,12 @@ pub struct ValidatorRecord {
     pub decommissioned_at: Option<i64>,
 }
 
+/// How long a validator's token is valid: it renews well before (its feed fetch does).
+pub const VALIDATOR_TOKEN_SECS: i64 = 30 * 86_400;
+/// How long a renewed token stays honoured after its renewal (a lost answer, a validator that
+/// died before storing the new token, offline for days).
+pub const VALIDATOR_TOKEN_GRACE_SECS: i64 = 7 * 86_400;
+
 /// An operator-issued enrolment, stored by the hash of its single-use code.
 #[derive(Debug, Clone)]
 pub struct NewEnrolment {
@@ -170,12 +176,14 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0002_passes_and_credentials.sql"),
         include_str!("../schema/sqlite/0003_sales.sql"),
         include_str!("../schema/sqlite/0004_fraud_policy.sql"),
+        include_str!("../schema/sqlite/0005_validator_tokens.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
         include_str!("../schema/postgres/0002_passes_and_credentials.sql"),
         include_str!("../schema/postgres/0003_sales.sql"),
         include_str!("../schema/postgres/0004_fraud_policy.sql"),
+        include_str!("../schema/postgres/0005_validator_tokens.sql"),
     ],
 };
 
@@ -191,8 +199,24 @@ pub trait ValidatorStore: Send + Sync + 'static {
         token_hash: &[u8; 32],
         now: i64,
     ) -> Result<EnrolOutcome>;
-    /// The validator holding a token (decommissioned ones included: the caller refuses them).
-    fn validator_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ValidatorRecord>>;
+    /// The validator holding a token at `now` (its current one before it expires, or the one
+    /// it replaced within its grace; decommissioned ones included: the caller refuses them).
+    fn validator_by_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<ValidatorRecord>>;
+    /// Replaces the token a validator presented (`presented`, its current one or the one it
+    /// replaced) with `new`, valid until `expires_at`. The current one, if presented, stays
+    /// honoured for [`VALIDATOR_TOKEN_GRACE_SECS`]; if the replaced one was presented (the
+    /// answer to an earlier renewal was lost), it keeps its grace. Whether a token was renewed.
+    fn renew_validator_token(
+        &self,
+        presented: &[u8; 32],
+        new: &[u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool>;
     /// Every validator, oldest first.
     fn validators(&self) -> Result<Vec<ValidatorRecord>>;
     /// Decommissions a validator; false when there is none with this id.

@@ -2,7 +2,10 @@
 
 use thudo_core::hex;
 
-use super::{EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore};
+use super::{
+    EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore, VALIDATOR_TOKEN_GRACE_SECS,
+    VALIDATOR_TOKEN_SECS,
+};
 use crate::storage::engine::{params, Engine, Row};
 use crate::storage::{random_bytes, Result, SqlStorage};
 
@@ -76,23 +79,67 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
                 decommissioned_at: None,
             };
             tx.exec(
-                "INSERT INTO validators(id, name, label, route, gate, token_hash, enrolled_at, decommissioned_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-                params![&record.id, &record.name, &record.label, record.route, record.gate.as_ref(), token_hash, now],
+                "INSERT INTO validators(id, name, label, route, gate, token_hash, enrolled_at,
+                                        decommissioned_at, token_expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
+                params![&record.id, &record.name, &record.label, record.route, record.gate.as_ref(), token_hash, now, now + VALIDATOR_TOKEN_SECS],
             )?;
             Ok(EnrolOutcome::Enrolled(record))
         })
     }
 
-    fn validator_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<ValidatorRecord>> {
+    fn validator_by_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> Result<Option<ValidatorRecord>> {
         self.read(|tx| {
             tx.row(
-                &format!("{VALIDATOR_COLUMNS} WHERE token_hash = ?1"),
-                params![token_hash],
+                &format!(
+                    "{VALIDATOR_COLUMNS}
+                     WHERE (token_hash = ?1 AND token_expires_at > ?2)
+                        OR (previous_token_hash = ?1 AND previous_valid_until > ?2)"
+                ),
+                params![token_hash, now],
             )?
             .as_ref()
             .map(validator_row)
             .transpose()
+        })
+    }
+
+    fn renew_validator_token(
+        &self,
+        presented: &[u8; 32],
+        new: &[u8; 32],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            // Presenting the current token: it becomes the previous one, honoured a while.
+            let renewed = tx.exec(
+                "UPDATE validators SET previous_token_hash = token_hash,
+                        previous_valid_until = ?3, token_hash = ?2, token_expires_at = ?4
+                 WHERE token_hash = ?1 AND token_expires_at > ?5 AND decommissioned_at IS NULL",
+                params![
+                    presented,
+                    new,
+                    now + VALIDATOR_TOKEN_GRACE_SECS,
+                    expires_at,
+                    now
+                ],
+            )?;
+            if renewed == 1 {
+                return Ok(true);
+            }
+            // Presenting the previous one: the new token it was given never arrived; replace
+            // that one, and the previous keeps the grace it had.
+            Ok(tx.exec(
+                "UPDATE validators SET token_hash = ?2, token_expires_at = ?3
+                 WHERE previous_token_hash = ?1 AND previous_valid_until > ?4
+                   AND decommissioned_at IS NULL",
+                params![presented, new, expires_at, now],
+            )? == 1)
         })
     }
 
