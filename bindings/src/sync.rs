@@ -361,8 +361,8 @@ impl SyncClient {
     }
 
     /// A single-use nonce (valid 10 minutes) for the citizen's sign-in at the identity
-    /// provider (VNeID): pass it to the provider's authorization request, then `register` with
-    /// the ID token it returns.
+    /// provider (VNeID): pass it to the provider's authorization request, then `register` (or
+    /// `revokeDevice`) with the ID token it returns.
     pub async fn registration_nonce(&self) -> Result<String, SyncError> {
         Ok(self.inner.registration_nonce().await?.nonce)
     }
@@ -403,14 +403,20 @@ impl SyncClient {
             .collect())
     }
 
-    /// Revokes one of the citizen's devices (lost or stolen): its token stops working at once
-    /// and its transit keys go on the validators' deny list.
+    /// Revokes one of the citizen's devices (lost or stolen): its token stops working at once,
+    /// its transit keys go on the validators' deny list, and the account's other devices get a
+    /// `device_revoked` notice. Takes a fresh sign-in: `id_token` from the identity provider
+    /// for a nonce from `registrationNonce()` (an unlocked phone alone revokes nothing).
     pub async fn revoke_device(
         &self,
         vault: Arc<Vault>,
         device_id: String,
+        id_token: String,
     ) -> Result<(), SyncError> {
-        Ok(self.inner.revoke_device(vault.core(), &device_id).await?)
+        Ok(self
+            .inner
+            .revoke_device(vault.core(), &device_id, &id_token)
+            .await?)
     }
 
     /// Enrols this vault as a validator with the operator's single-use `enrolment_code`; the

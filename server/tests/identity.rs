@@ -211,6 +211,11 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
         .await
         .unwrap()
         .device_id;
+    // A fresh sign-in of the citizen, as revoking a device takes.
+    let fresh = || async {
+        idp.id_token(CITIZEN, &c.registration_nonce().await.unwrap().nonce)
+            .unwrap()
+    };
     let stranger_id = c
         .sign_in_and_register(stranger.clone(), "someone else", |n| {
             idp.id_token(OTHER, n).map_err(|e| e.to_string())
@@ -239,7 +244,7 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
     // Another citizen's device is not this citizen's to revoke, nor an unknown id.
     for id in [stranger_id.as_str(), "d-0000000000000000"] {
         assert!(matches!(
-            c.revoke_device(phone.clone(), id).await,
+            c.revoke_device(phone.clone(), id, &fresh().await).await,
             Err(BackendError::Refused { status: 404, .. })
         ));
     }
@@ -247,15 +252,50 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
         .await
         .unwrap();
 
-    c.revoke_device(phone.clone(), &stolen_id).await.unwrap();
+    // The session alone revokes nothing (a thief with the unlocked phone has it): a fresh
+    // sign-in is needed, of this account's citizen, its nonce spent once.
+    refused_with(
+        c.revoke_device(phone.clone(), &stolen_id, "not.a.token")
+            .await,
+        "identity_invalid",
+    );
+    let strangers = idp
+        .id_token(OTHER, &c.registration_nonce().await.unwrap().nonce)
+        .unwrap();
+    refused_with(
+        c.revoke_device(phone.clone(), &stolen_id, &strangers).await,
+        "identity_mismatch",
+    );
+    let proof = fresh().await;
+    c.revoke_device(phone.clone(), &stolen_id, &proof)
+        .await
+        .unwrap();
     assert!(matches!(
         c.sync(stolen.clone(), &common::collections(), None).await,
         Err(BackendError::Unauthorized)
     ));
+    refused_with(
+        c.revoke_device(phone.clone(), &stolen_id, &proof).await,
+        "nonce_used",
+    );
     assert!(matches!(
-        c.revoke_device(phone.clone(), &stolen_id).await,
+        c.revoke_device(phone.clone(), &stolen_id, &fresh().await)
+            .await,
         Err(BackendError::Refused { status: 404, .. })
     ));
+    // The account's other devices are told.
+    c.sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let notices = thudo_core::transit::trips::RiderHistory::new(&phone)
+        .notices()
+        .unwrap();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.kind == "device_revoked" && n.message_en.contains("old phone")),
+        "{notices:?}"
+    );
     assert_eq!(c.devices(phone.clone()).await.unwrap().len(), 1);
     // Its transit key is on the deny list validators get.
     let (version, _, devices) = storage.deny_list(chrono::Utc::now().timestamp()).unwrap();

@@ -578,7 +578,8 @@ impl BackendClient {
     }
 
     /// A single-use nonce for the identity provider's sign-in: the app passes it to the
-    /// provider's authorization request and registers with the ID token that carries it.
+    /// provider's authorization request and registers (or revokes a device) with the ID token
+    /// that carries it.
     pub async fn registration_nonce(&self) -> Result<NonceResponse, BackendError> {
         self.post_without_token("identity/nonce", &serde_json::json!({}))
             .await
@@ -610,11 +611,15 @@ impl BackendClient {
     }
 
     /// Revokes one of the citizen's devices (a lost or stolen phone): its token stops working at
-    /// once and its transit keys are denied.
+    /// once, its transit keys are denied, and the account's other devices are told. It takes a
+    /// fresh sign-in of the account's citizen (`id_token`, carrying a nonce from
+    /// [`BackendClient::registration_nonce`]): a thief holding an unlocked phone has its
+    /// session, not the citizen's identity.
     pub async fn revoke_device(
         &self,
         vault: Arc<Vault>,
         device_id: &str,
+        id_token: &str,
     ) -> Result<(), BackendError> {
         if device_id.is_empty()
             || device_id.len() > 64
@@ -633,7 +638,13 @@ impl BackendClient {
                 vault,
                 Method::POST,
                 &format!("{API_PREFIX}/devices/{device_id}/revoke"),
-                Some(b"{}".to_vec()),
+                Some(
+                    serde_json::to_vec(&serde_json::json!({ "id_token": id_token })).map_err(
+                        |e| BackendError::Protocol {
+                            detail: e.to_string(),
+                        },
+                    )?,
+                ),
             )
             .await?;
         Ok(())

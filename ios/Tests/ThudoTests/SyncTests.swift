@@ -112,7 +112,13 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(devices.map(\.current), [true, false])
         let t = now()
         XCTAssertTrue(devices.allSatisfy { (t - 600...t + 60).contains($0.createdAt) }, "\(devices)")
-        try await client.revokeDevice(vault: phone, deviceId: tabletId)
+        // Revoking takes a fresh sign-in of the citizen, its nonce spent once.
+        let proof = try await testIdToken(citizenId: "001090080001", nonce: try await client.registrationNonce())
+        let unproven = await refusal { try await client.revokeDevice(vault: phone, deviceId: tabletId, idToken: "not.a.token") }
+        XCTAssertEqual(unproven, "identity_invalid")
+        try await client.revokeDevice(vault: phone, deviceId: tabletId, idToken: proof)
+        let replayedProof = await refusal { try await client.revokeDevice(vault: phone, deviceId: tabletId, idToken: proof) }
+        XCTAssertEqual(replayedProof, "nonce_used")
         let revoked = await thrown { try await client.sync(vault: tablet) }
         XCTAssertEqual((revoked as? SyncError)?.code(), "sync.unauthorized")
         let left = try await client.devices(vault: phone)

@@ -18,6 +18,7 @@ use thudo_core::sync::protocol::{DeviceInfo, NonceResponse, RegisterRequest, Reg
 
 use crate::http::{bearer, blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
+use crate::secrets::CitizenKey;
 use crate::storage::sha256;
 use store::{Device, DeviceStore, NonceOutcome, RevocationHook};
 
@@ -78,6 +79,27 @@ async fn registration_nonce(State(state): State<DevicesState>) -> ApiResult<Nonc
     Ok(Json(NonceResponse { nonce, expires_at }))
 }
 
+/// Verifies a fresh sign-in: an ID token of the configured provider carrying a nonce this
+/// backend issued, which it spends (one token, one use). The citizen it proves, keyed.
+async fn prove_identity(state: &DevicesState, id_token: &str) -> Result<CitizenKey, ApiError> {
+    let refused =
+        |e: identity::IdentityError| ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
+    let assertion = identity::verify(&state.identity, id_token)
+        .await
+        .map_err(refused)?;
+    let storage = state.storage.clone();
+    let nonce_hash = sha256(assertion.nonce.as_bytes());
+    let outcome =
+        blocking(move || Ok(storage.consume_nonce(&nonce_hash, chrono::Utc::now().timestamp())?))
+            .await?;
+    match outcome {
+        NonceOutcome::Consumed => Ok(state.secrets.citizen(&assertion.citizen_id)),
+        NonceOutcome::Unknown => Err(refused(identity::IdentityError::NonceUnknown)),
+        NonceOutcome::Used => Err(refused(identity::IdentityError::NonceUsed)),
+        NonceOutcome::Expired => Err(refused(identity::IdentityError::NonceExpired)),
+    }
+}
+
 async fn register(
     State(state): State<DevicesState>,
     JsonBody(req): JsonBody<RegisterRequest>,
@@ -101,33 +123,18 @@ async fn register(
     if req.role != "phone" {
         return Err(ApiError::bad("role must be phone"));
     }
-    let refused =
-        |e: identity::IdentityError| ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
-    let assertion = identity::verify(&state.identity, &req.id_token)
-        .await
-        .map_err(refused)?;
+    // The nonce is spent first: an ID token registers one device, once.
+    let citizen = prove_identity(&state, &req.id_token).await?;
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
         .map_err(|_| ApiError::unavailable("internal", "no randomness"))?;
     let token = hex::encode(&raw);
     let hash = sha256(token.as_bytes());
     let storage = state.storage.clone();
-    let nonce_hash = sha256(assertion.nonce.as_bytes());
-    let citizen = state.secrets.citizen(&assertion.citizen_id);
-    let registered = blocking(move || {
-        // The nonce is spent first: an ID token registers one device, once.
-        let outcome = storage.consume_nonce(&nonce_hash, chrono::Utc::now().timestamp())?;
-        Ok(match outcome {
-            NonceOutcome::Consumed => {
-                Ok(storage.register_device(&citizen, req.device_name.trim(), "phone", &hash)?)
-            }
-            NonceOutcome::Unknown => Err(identity::IdentityError::NonceUnknown),
-            NonceOutcome::Used => Err(identity::IdentityError::NonceUsed),
-            NonceOutcome::Expired => Err(identity::IdentityError::NonceExpired),
-        })
+    let (device_id, account_id) = blocking(move || {
+        Ok(storage.register_device(&citizen, req.device_name.trim(), "phone", &hash)?)
     })
     .await?;
-    let (device_id, account_id) = registered.map_err(refused)?;
     Ok(Json(RegisterResponse {
         device_id,
         account_id,
@@ -156,14 +163,32 @@ async fn list_devices(
     ))
 }
 
+/// What revoking a device takes: a fresh sign-in of the account's citizen.
+#[derive(Debug, Deserialize)]
+struct RevokeRequest {
+    id_token: String,
+}
+
 /// Revokes one of the caller's account's devices: its token stops working at once, and every
 /// transit key it bought credentials for goes on the deny list (a stolen phone rides no more).
+/// A session alone is not enough (a thief holding an unlocked phone has one): the citizen signs
+/// in again at the identity provider, with a nonce from this backend.
 async fn revoke_device(
     State(state): State<DevicesState>,
     headers: HeaderMap,
     Path(device_id): Path<String>,
+    JsonBody(req): JsonBody<RevokeRequest>,
 ) -> ApiResult<Value> {
     let me = authenticate(&state.storage, &headers).await?;
+    let citizen = prove_identity(&state, &req.id_token).await?;
+    let (storage, account) = (state.storage.clone(), me.account_id.clone());
+    let same = blocking(move || Ok(storage.account_for_citizen(&citizen)? == account)).await?;
+    if !same {
+        return Err(ApiError::forbidden(
+            "identity_mismatch",
+            "the sign-in is another citizen's, not this account's",
+        ));
+    }
     let (storage, also) = (state.storage.clone(), state.on_revoke);
     let now = chrono::Utc::now().timestamp();
     let revoked =

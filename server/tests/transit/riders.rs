@@ -471,7 +471,14 @@ async fn a_pass_renews_its_credential_free_while_it_holds_and_never_after() {
     // A revoked device renews nothing.
     let second = w.phone_device("second", RIDER).await;
     let device = BackendClient::registration(&v).unwrap().unwrap().device_id;
-    w.client.revoke_device(second, &device).await.unwrap();
+    let proof = w
+        .idp
+        .id_token(RIDER, &w.client.registration_nonce().await.unwrap().nonce)
+        .unwrap();
+    w.client
+        .revoke_device(second, &device, &proof)
+        .await
+        .unwrap();
     let e = w
         .transit()
         .renew(v.clone(), phone.clone(), before.card_id)

@@ -11,7 +11,7 @@ use super::{
 use crate::devices::store::Device;
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;
-use crate::storage::{code_of, random_bytes, Result, SqlStorage};
+use crate::storage::{code_of, random_bytes, Result, SqlStorage, StorageError};
 
 /// The deny-list version as stored.
 fn stored_deny_version(tx: &mut dyn Tx) -> Result<u32> {
@@ -68,7 +68,45 @@ pub fn deny_device_keys(tx: &mut dyn Tx, device_id: &str, now: i64) -> Result<us
     if denied > 0 {
         bump_deny_version(tx)?;
     }
+    tell_account(tx, device_id, now)?;
     Ok(denied)
+}
+
+/// Tells the account's devices that one of them was revoked (a citizen who did not do it
+/// learns that someone did, on every phone still signed in).
+fn tell_account(tx: &mut dyn Tx, device_id: &str, now: i64) -> Result<()> {
+    let Some(row) = tx.row(
+        "SELECT d.account_id, d.name, a.card_id FROM devices d
+         JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1",
+        params![device_id],
+    )?
+    else {
+        return Ok(());
+    };
+    let (account, name) = (row.text(0)?, row.text(1)?);
+    let notice = thudo_core::transit::trips::TransitNotice {
+        id: format!("device_revoked:{device_id}"),
+        card_id: row.int(2)? as u64,
+        kind: "device_revoked".into(),
+        at: now.max(0) as u64,
+        penalty_vnd: 0,
+        message_vi: format!(
+            "Thiết bị \u{201c}{name}\u{201d} đã bị thu hồi: nó không còn dùng được tài khoản và vé \
+             của bạn. Nếu không phải bạn làm, hãy đăng nhập lại và liên hệ hỗ trợ."
+        ),
+        message_en: format!(
+            "The device \u{201c}{name}\u{201d} was revoked: it can no longer use your account or \
+             passes. If you did not do this, sign in again and contact support."
+        ),
+    };
+    let payload = serde_json::to_value(&notice).map_err(|e| StorageError(e.to_string()))?;
+    super::riders::publish_to_accounts(
+        tx,
+        &[account],
+        thudo_core::transit::trips::NOTICES,
+        &notice.id,
+        payload,
+    )
 }
 
 /// Denies one key from `at` until nothing issued for it can ride; 1 when newly denied.

@@ -81,7 +81,11 @@ class SyncTest {
         assertEquals(listOf(Triple(phoneId, "phone", true), Triple(tabletId, "tablet", false)), devices.map { Triple(it.deviceId, it.name, it.current) })
         val now = System.currentTimeMillis() / 1000
         assertTrue(devices.all { it.createdAt in now - 600..now + 60 }, devices.toString())
-        client.revokeDevice(phone, tabletId)
+        // Revoking takes a fresh sign-in of the citizen, its nonce spent once.
+        val proof = testIdToken("001090070001", client.registrationNonce())
+        assertEquals("identity_invalid", assertThrows<SyncException.Refused> { runBlocking { client.revokeDevice(phone, tabletId, "not.a.token") } }.code)
+        client.revokeDevice(phone, tabletId, proof)
+        assertEquals("nonce_used", assertThrows<SyncException.Refused> { runBlocking { client.revokeDevice(phone, tabletId, proof) } }.code)
         assertEquals("sync.unauthorized", assertThrows<SyncException.Unauthorized> { runBlocking { client.sync(tablet) } }.code())
         assertEquals(listOf(phoneId), client.devices(phone).map { it.deviceId })
 
