@@ -43,6 +43,9 @@ pub struct RateLimits {
     orders: Option<Keyed<[u8; 32]>>,
     /// Addresses that sent too many tokens nobody holds, until when: refused before a lookup.
     blocked: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
+    /// The balancers in front: a connection from one of them is counted against the client
+    /// its `X-Forwarded-For` names, not against the balancer.
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// One limit: `per_second` steadily, bursts of `burst`.
@@ -96,7 +99,46 @@ impl RateLimits {
             per_token: holder.limiter(),
             orders: orders.limiter(),
             blocked: Default::default(),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// These limits, behind the balancers at `proxies`: a request they pass on is counted
+    /// against the client address they add to `X-Forwarded-For`. Nobody else's header is
+    /// believed (a client cannot escape its limit by writing one).
+    pub fn behind(mut self, proxies: Vec<std::net::IpAddr>) -> RateLimits {
+        self.trusted_proxies = proxies;
+        self
+    }
+
+    /// The address a request is counted against: the peer, or, from a trusted balancer, the
+    /// nearest address in `X-Forwarded-For` that is not one of the balancers.
+    fn client_address(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        let peer = peer?;
+        if !self.trusted_proxies.contains(&peer) {
+            return Some(peer);
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        // Read from the right: the balancer appended the address it saw; anything to its left
+        // was written by the client and proves nothing.
+        forwarded
+            .iter()
+            .rev()
+            .map(|a| a.parse::<std::net::IpAddr>())
+            .take_while(Result::is_ok)
+            .filter_map(Result::ok)
+            .find(|a| !self.trusted_proxies.contains(a))
+            .or(Some(peer))
     }
 
     /// No limits (tests and demos that drive a whole city from one address).
@@ -208,10 +250,11 @@ fn body_limit(path: &str) -> usize {
 /// Checks the caller's credential, then the body's size, before anything reads the body.
 pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let address = req
+    let peer = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
+    let address = state.limits.client_address(peer, req.headers());
     match caller(req.method(), &path) {
         // The payment provider notifies from a few addresses at the city's pace of sales; its
         // signature, checked first, is a hash: not worth limiting.

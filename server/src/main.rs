@@ -116,13 +116,18 @@ struct Args {
     /// second per device or validator token (bursts of 200), 1 order a second (bursts of 10).
     #[arg(long)]
     no_rate_limits: bool,
+    /// A load balancer in front of this instance (repeatable): requests from it are counted
+    /// against the client address it appends to `X-Forwarded-For`. Without it, every client
+    /// behind a balancer shares the balancer's allowance.
+    #[arg(long)]
+    trusted_proxy: Vec<std::net::IpAddr>,
 }
 
 fn rate_limits(args: &Args) -> thudo_server::gate::RateLimits {
     if args.no_rate_limits {
         thudo_server::gate::RateLimits::off()
     } else {
-        thudo_server::gate::RateLimits::default()
+        thudo_server::gate::RateLimits::default().behind(args.trusted_proxy.clone())
     }
 }
 

@@ -254,3 +254,64 @@ async fn callers_past_their_rate_are_told_when_to_come_back() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(order("k9").await.unwrap().status().as_u16(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_balancer_each_client_has_its_own_rate_and_none_can_forge_one() {
+    use thudo_server::gate::{Rate, RateLimits};
+    use thudo_server::transit::fares::FarePolicy;
+    use thudo_server::{AppState, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let rate = |per_second, burst| Rate { per_second, burst };
+    let start = |proxies: Vec<std::net::IpAddr>, name: &str| {
+        let storage =
+            thudo_server::open_storage(&common::database(&dir.path().join(name))).unwrap();
+        let (config, _) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
+        let limits = RateLimits::new(rate(1, 2), rate(1, 5), rate(1, 2)).behind(proxies);
+        AppState::new(ServerConfig { limits, ..config }).unwrap()
+    };
+    std::fs::create_dir_all(dir.path().join("a")).unwrap();
+    std::fs::create_dir_all(dir.path().join("b")).unwrap();
+    let http = http_client();
+    let nonce = |url: String, forwarded: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{url}/v1/identity/nonce"))
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Behind a balancer on loopback: each client address it names has its own allowance.
+    let behind = thudo_server::start(
+        start(vec!["127.0.0.1".parse().unwrap()], "a"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", behind.addr);
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(nonce(url.clone(), "10.0.0.1").await);
+    }
+    assert_eq!(first, [200, 200, 429]);
+    assert_eq!(nonce(url.clone(), "10.0.0.2").await, 200, "another client");
+    // A client that writes its own header gets nothing for it: the balancer's appended
+    // address (the rightmost) is the one counted.
+    assert_eq!(nonce(url.clone(), "10.0.0.7, 10.0.0.1").await, 429);
+    // Garbage stops the reading: counted against the balancer (its own allowance).
+    assert_eq!(nonce(url.clone(), "not-an-address").await, 200);
+
+    // Without a trusted balancer the header is nobody's word: every request is the peer's.
+    let direct = thudo_server::start(start(Vec::new(), "b"), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", direct.addr);
+    let mut spoofed = Vec::new();
+    for forwarded in ["10.1.0.1", "10.1.0.2", "10.1.0.3"] {
+        spoofed.push(nonce(url.clone(), forwarded).await);
+    }
+    assert_eq!(spoofed, [200, 200, 429]);
+}
