@@ -474,6 +474,18 @@ async fn the_audit_trail_shows_who_did_what_and_any_edit() {
     )
     .await;
     assert_eq!(page["verified"], true, "{page}");
+    for bad in ["limit=0", "limit=1001", "citizen_id=12", "after=-1"] {
+        let (status, _) = call(
+            &http,
+            &local.url,
+            "GET",
+            &format!("/v1/admin/audit?{bad}"),
+            &Value::Null,
+            Some(&auditor),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}");
+    }
     let entries = page["entries"].as_array().unwrap();
     // Intent and outcome of the guardianship, and the refused attempt's two.
     assert_eq!(entries.len(), 4, "{page}");

@@ -362,7 +362,10 @@ pub async fn read_trail(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Value> {
     operator.require(&[Role::Auditor])?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::bad("limit must be 1 to 1,000"));
+    }
     let citizen = match &q.citizen_id {
         Some(id) => {
             valid_citizen_id(id)?;
