@@ -362,9 +362,17 @@ impl SyncClient {
 
     /// A single-use nonce (valid 10 minutes) for the citizen's sign-in at the identity
     /// provider (VNeID): pass it to the provider's authorization request, then `register` (or
-    /// `revokeDevice`) with the ID token it returns.
-    pub async fn registration_nonce(&self) -> Result<String, SyncError> {
-        Ok(self.inner.registration_nonce().await?.nonce)
+    /// `revokeDevice`) with the ID token it returns. Like every call that waits on the
+    /// network, it takes a `cancel` token (the user leaves the screen; a time budget).
+    #[uniffi::method(default(cancel = None))]
+    pub async fn registration_nonce(
+        &self,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<String, SyncError> {
+        Ok(guard(cancel)
+            .run(self.inner.registration_nonce())
+            .await?
+            .nonce)
     }
 
     /// Registers this vault's device with the ID token of the citizen's sign-in (carrying a
@@ -373,25 +381,34 @@ impl SyncClient {
     /// used or expired, is `Refused` with code `identity_invalid`, `nonce_unknown`,
     /// `nonce_used` or `nonce_expired`: sign in again. Validators do not register: they enrol
     /// (`enrolValidator`).
+    #[uniffi::method(default(cancel = None))]
     pub async fn register(
         &self,
         vault: Arc<Vault>,
         id_token: String,
         device_name: String,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<String, SyncError> {
         let request = protocol::RegisterRequest {
             id_token,
             device_name,
             role: "phone".into(),
         };
-        Ok(self.inner.register(vault.core(), &request).await?.device_id)
+        Ok(guard(cancel)
+            .run(self.inner.register(vault.core(), &request))
+            .await?
+            .device_id)
     }
 
     /// The citizen's active devices (this one marked `current`).
-    pub async fn devices(&self, vault: Arc<Vault>) -> Result<Vec<DeviceInfo>, SyncError> {
-        Ok(self
-            .inner
-            .devices(vault.core())
+    #[uniffi::method(default(cancel = None))]
+    pub async fn devices(
+        &self,
+        vault: Arc<Vault>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<Vec<DeviceInfo>, SyncError> {
+        Ok(guard(cancel)
+            .run(self.inner.devices(vault.core()))
             .await?
             .into_iter()
             .map(|d| DeviceInfo {
@@ -407,15 +424,19 @@ impl SyncClient {
     /// its transit keys go on the validators' deny list, and the account's other devices get a
     /// `device_revoked` notice. Takes a fresh sign-in: `id_token` from the identity provider
     /// for a nonce from `registrationNonce()` (an unlocked phone alone revokes nothing).
+    #[uniffi::method(default(cancel = None))]
     pub async fn revoke_device(
         &self,
         vault: Arc<Vault>,
         device_id: String,
         id_token: String,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<(), SyncError> {
-        Ok(self
-            .inner
-            .revoke_device(vault.core(), &device_id, &id_token)
+        Ok(guard(cancel)
+            .run(
+                self.inner
+                    .revoke_device(vault.core(), &device_id, &id_token),
+            )
             .await?)
     }
 
@@ -423,17 +444,21 @@ impl SyncClient {
     /// token is kept encrypted in the vault for the feed and tap uploads. A used, expired or
     /// unknown code is `Refused` with code `enrolment_used`, `enrolment_expired` or
     /// `enrolment_unknown`.
+    #[uniffi::method(default(cancel = None))]
     pub async fn enrol_validator(
         &self,
         vault: Arc<Vault>,
         enrolment_code: String,
         device_name: String,
+        cancel: Option<Arc<CancelToken>>,
     ) -> Result<ValidatorEnrolment, SyncError> {
         let request = protocol::ValidatorEnrolmentRequest {
             enrolment_code,
             device_name,
         };
-        let r = self.inner.enrol_validator(vault.core(), &request).await?;
+        let r = guard(cancel)
+            .run(self.inner.enrol_validator(vault.core(), &request))
+            .await?;
         Ok(ValidatorEnrolment {
             validator_id: r.validator_id,
             label: r.label,

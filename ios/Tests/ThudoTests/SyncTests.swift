@@ -175,6 +175,22 @@ final class SyncTests: XCTestCase {
         // A time budget fires by itself.
         let budget = await thrown { try await client.sync(vault: phone, cancel: CancelToken.withTimeoutMs(budgetMs: 0)) }
         XCTAssertEqual((budget as? SyncError)?.code(), "sync.cancelled")
+        // Every call that waits on the network takes a token: sign-in, devices, revocation, enrolment.
+        let fired = CancelToken()
+        fired.cancel()
+        let calls: [() async throws -> Void] = [
+            { _ = try await client.registrationNonce(cancel: fired) },
+            { _ = try await client.register(vault: phone, idToken: "x.y.z", deviceName: "phone", cancel: fired) },
+            { _ = try await client.devices(vault: phone, cancel: fired) },
+            { try await client.revokeDevice(vault: phone, deviceId: "d-1", idToken: "x.y.z", cancel: fired) },
+            { _ = try await client.enrolValidator(vault: phone, enrolmentCode: "code", deviceName: "gate", cancel: fired) },
+        ]
+        for call in calls {
+            let stopped = await thrown { try await call() }
+            XCTAssertEqual((stopped as? SyncError)?.code(), "sync.cancelled")
+        }
+        let left = try await client.devices(vault: phone)
+        XCTAssertTrue(left.contains { $0.current }, "nothing was revoked, and the client goes on")
 
         // The background helper: out of time is a retry, and the client goes on afterwards.
         guard case .retry(let reason) = await backgroundSync(client: client, vault: phone, token: CancelToken.withTimeoutMs(budgetMs: 0)) else {

@@ -131,6 +131,14 @@ class SyncTest {
         assertEquals("57-NQ/TW", library.search("nghi quyet khoa hoc", 5).first().number, "the library is whole")
         // A time budget fires by itself.
         assertThrows<SyncException.Cancelled> { runBlocking { client.sync(phone, null, null, CancelToken.withTimeoutMs(0L)) } }
+        // Every call that waits on the network takes a token: sign-in, devices, revocation, enrolment.
+        val fired = CancelToken().also { it.cancel() }
+        assertThrows<SyncException.Cancelled> { runBlocking { client.registrationNonce(fired) } }
+        assertThrows<SyncException.Cancelled> { runBlocking { client.register(phone, "x.y.z", "phone", fired) } }
+        assertThrows<SyncException.Cancelled> { runBlocking { client.devices(phone, fired) } }
+        assertThrows<SyncException.Cancelled> { runBlocking { client.revokeDevice(phone, "d-1", "x.y.z", fired) } }
+        assertThrows<SyncException.Cancelled> { runBlocking { client.enrolValidator(phone, "code", "gate", fired) } }
+        assertTrue(client.devices(phone).any { it.current }, "nothing was revoked, and the client goes on")
 
         // Cancelling the coroutine stops the call too, and the client is still usable.
         val tablet = registered(client, "cancel-tablet", citizen)
