@@ -191,6 +191,17 @@ final class SyncTests: XCTestCase {
         }
         let left = try await client.devices(vault: phone)
         XCTAssertTrue(left.contains { $0.current }, "nothing was revoked, and the client goes on")
+        // A Task's cancellation reaches the calls through `withCancelToken`.
+        let looping = Task {
+            try await withCancelToken { token -> Int in
+                for _ in 0..<100_000 { _ = try await client.devices(vault: phone, cancel: token) }
+                return 0
+            }
+        }
+        try await Task.sleep(nanoseconds: 100_000_000)
+        looping.cancel()
+        guard case .failure(let stoppedByTask) = await looping.result else { return XCTFail("the loop ran to its end") }
+        XCTAssertEqual((stoppedByTask as? SyncError)?.code(), "sync.cancelled")
 
         // The background helper: out of time is a retry, and the client goes on afterwards.
         guard case .retry(let reason) = await backgroundSync(client: client, vault: phone, token: CancelToken.withTimeoutMs(budgetMs: 0)) else {
