@@ -1,7 +1,9 @@
-//! The health book for Kotlin and Swift: SMART Health Card verification.
+//! The health book for Kotlin and Swift: SMART Health Card and vaccine passport (EU DCC)
+//! verification.
 
 use std::sync::{Arc, Mutex};
 
+use thudo_core::health::dcc::{self, CertificateKind};
 use thudo_core::health::shc;
 
 /// Why a health card was refused (or trust data was bad).
@@ -68,12 +70,96 @@ pub enum HealthCardError {
         /// The card's rid.
         rid: String,
     },
-    /// A JWKS or CRL was malformed.
+    /// A JWKS, CRL or signer certificate was malformed.
     #[error("bad trust data: {detail}")]
     BadTrustData {
         /// What was wrong.
         detail: String,
     },
+    /// The signer may not sign this certificate: its key usage excludes the certificate's kind,
+    /// or it was not valid (vaccine passports).
+    #[error("signer not allowed: {detail}")]
+    SignerNotAllowed {
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl From<dcc::DccError> for HealthCardError {
+    fn from(e: dcc::DccError) -> Self {
+        use dcc::DccError as E;
+        let detail = e.to_string();
+        match e {
+            E::BadPrefix { .. } => HealthCardError::BadQr { detail },
+            E::Base45 | E::Inflate { .. } | E::Cose { .. } | E::Cwt { .. } => {
+                HealthCardError::Malformed { detail }
+            }
+            E::UnsupportedAlgorithm { .. } => HealthCardError::BadHeader { detail },
+            E::UnknownKey { kid } => HealthCardError::UnknownKey { kid },
+            E::BadSignature => HealthCardError::BadSignature,
+            E::KeyUsage { .. } | E::SignerNotValid { .. } => {
+                HealthCardError::SignerNotAllowed { detail }
+            }
+            E::Schema { .. } => HealthCardError::BadPayload { detail },
+            E::NotYetValid { issued_at } => HealthCardError::NotYetValid { nbf: issued_at },
+            E::Expired { expires_at } => HealthCardError::Expired { exp: expires_at },
+            E::BadTrustData { detail } => HealthCardError::BadTrustData { detail },
+        }
+    }
+}
+
+/// What a vaccine passport attests (core's type, carried as it is).
+#[uniffi::remote(Enum)]
+pub enum CertificateKind {
+    /// A vaccination.
+    Vaccination,
+    /// A test.
+    Test,
+    /// A recovery.
+    Recovery,
+}
+
+/// A verified EU Digital COVID Certificate (vaccine passport).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VerifiedVaccinePassport {
+    /// What it attests.
+    pub kind: CertificateKind,
+    /// The signer's country.
+    pub country: String,
+    /// The certificate identifier (UVCI).
+    pub certificate_id: String,
+    /// The signer's key id (base64).
+    pub kid: String,
+    /// Issued (seconds since the epoch), when the certificate says.
+    pub issued_at: Option<i64>,
+    /// Expiry (seconds since the epoch), when the certificate says.
+    pub expires_at: Option<i64>,
+    /// Whether it had expired at verification (only `authenticateVaccinePassport` returns one).
+    pub expired: bool,
+    /// The certificate's schema version.
+    pub version: String,
+    /// The certificate (`nam`, `dob`, `v`/`t`/`r`) as JSON.
+    pub certificate_json: String,
+    /// The certificate as a FHIR Bundle (Patient and records), as the health book imports it.
+    pub fhir_bundle_json: String,
+}
+
+impl From<dcc::VerifiedDcc> for VerifiedVaccinePassport {
+    fn from(c: dcc::VerifiedDcc) -> Self {
+        let fhir_bundle_json = dcc::fhir::bundle(&c).to_string();
+        VerifiedVaccinePassport {
+            kind: c.kind,
+            country: c.country,
+            certificate_id: c.certificate_id,
+            kid: c.kid,
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
+            expired: c.expired,
+            version: c.version,
+            certificate_json: c.certificate.to_string(),
+            fhir_bundle_json,
+        }
+    }
 }
 
 impl From<shc::ShcError> for HealthCardError {
@@ -184,6 +270,45 @@ impl HealthCardVerifier {
         now_unix: i64,
     ) -> Result<VerifiedHealthCard, HealthCardError> {
         Ok(shc::verify(&jws, &self.trust(), now_unix)?.into())
+    }
+
+    /// Trusts an EU DCC Document Signer Certificate (base64 DER, as trust lists carry it) for
+    /// `country` (default: the certificate's own); returns its key id (base64).
+    #[uniffi::method(default(country = None))]
+    pub fn add_dcc_signer(
+        &self,
+        certificate_base64: String,
+        country: Option<String>,
+    ) -> Result<String, HealthCardError> {
+        let kid = self
+            .trust()
+            .dcc
+            .add_base64(&certificate_base64, country.as_deref())?;
+        Ok(dcc::kid_text(&kid))
+    }
+
+    /// Verifies a vaccine passport (EU DCC) from its `HC1:` QR text at `now_unix`, as a
+    /// verifier at a border would: signature, signer's key usage and validity, schema, and
+    /// the certificate current.
+    pub fn verify_vaccine_passport(
+        &self,
+        qr_text: String,
+        now_unix: i64,
+    ) -> Result<VerifiedVaccinePassport, HealthCardError> {
+        let trust = self.trust().dcc.clone();
+        Ok(dcc::verify(&qr_text, &trust, now_unix)?.into())
+    }
+
+    /// [`HealthCardVerifier::verify_vaccine_passport`] without requiring the certificate or its
+    /// signer to be current: an authentic certificate that has expired is returned with
+    /// `expired` set (a vaccination record stays true).
+    pub fn authenticate_vaccine_passport(
+        &self,
+        qr_text: String,
+        now_unix: i64,
+    ) -> Result<VerifiedVaccinePassport, HealthCardError> {
+        let trust = self.trust().dcc.clone();
+        Ok(dcc::authenticate(&qr_text, &trust, now_unix)?.into())
     }
 
     /// The JWS cards inside a `.smart-health-card` file.
@@ -305,6 +430,7 @@ crate::error_api!(HealthCardError, {
         Expired => ("health_card.expired", false),
         Revoked => ("health_card.revoked", false),
         BadTrustData => ("health_card.bad_trust_data", false),
+        SignerNotAllowed => ("health_card.signer_not_allowed", false),
 });
 
 crate::error_api!(ScheduleError, {

@@ -9,7 +9,7 @@ use thudo_core::health::records::{
     EntryStatus as HealthEntryStatus, Insurance as HealthInsurance, Person as HealthPerson,
     Source as RecordSource,
 };
-use thudo_core::health::{fhir, records, schedule, shc};
+use thudo_core::health::{dcc, fhir, records, schedule, shc};
 
 use crate::health::{DoseStatus, HealthCardVerifier};
 use crate::{blocking, signed, unix_now, Internal};
@@ -86,6 +86,15 @@ impl From<shc::ShcError> for HealthBookError {
     }
 }
 
+impl From<dcc::DccError> for HealthBookError {
+    fn from(e: dcc::DccError) -> Self {
+        HealthBookError::CardRefused {
+            reason: e.reason_code(),
+            detail: e.to_string(),
+        }
+    }
+}
+
 impl From<records::HealthError> for HealthBookError {
     fn from(e: records::HealthError) -> Self {
         use records::HealthError as E;
@@ -94,6 +103,7 @@ impl From<records::HealthError> for HealthBookError {
                 detail: f.to_string(),
             },
             E::Card(c) => c.into(),
+            E::Certificate(c) => c.into(),
             E::Invalid { field, reason } => HealthBookError::Invalid { field, reason },
             E::NotFound { what } => HealthBookError::NotFound { what },
             E::Vault(v) => v.into(),
@@ -161,6 +171,10 @@ pub struct RecordProvenance {
     pub kid: Option<String>,
     /// When the card was verified (unix seconds).
     pub verified_at: Option<i64>,
+    /// For a vaccine passport (EU DCC): the signer's country.
+    pub country: Option<String>,
+    /// For a vaccine passport (EU DCC): the certificate identifier (UVCI).
+    pub certificate_id: Option<String>,
 }
 
 /// One record: the FHIR resource and what an app lists.
@@ -221,6 +235,8 @@ impl From<records::HealthRecord> for HealthEntry {
                 issuer: p.issuer,
                 kid: p.kid,
                 verified_at: p.verified_at,
+                country: p.country,
+                certificate_id: p.certificate_id,
             },
             resource_json: r.resource.to_string(),
             resource_type: r.resource_type,
@@ -416,12 +432,31 @@ impl HealthBook {
         now_unix: Option<i64>,
     ) -> Result<HealthImport, HealthBookError> {
         let now = optional_now(now_unix);
-        self.run(move |b| {
-            let trust = verifier.trust();
-            b.verify_and_import_card(&jws, &trust, now, into_person.as_deref())
-        })
-        .await
-        .map(Into::into)
+        let trust = verifier.trust().clone();
+        self.run(move |b| b.verify_and_import_card(&jws, &trust, now, into_person.as_deref()))
+            .await
+            .map(Into::into)
+    }
+
+    /// Verifies an EU Digital COVID Certificate (a vaccine passport) from its `HC1:` QR text
+    /// with `verifier`'s trusted signers at `now_unix` (default: now) and imports it with its
+    /// provenance (country, key id, certificate id). An authentic certificate that has expired
+    /// is imported (a vaccination stays true); one that fails any other check is refused with
+    /// `CardRefused` and nothing is stored.
+    #[uniffi::method(default(into_person = None, now_unix = None))]
+    pub async fn import_vaccine_passport(
+        &self,
+        verifier: Arc<HealthCardVerifier>,
+        qr_text: String,
+        into_person: Option<String>,
+        now_unix: Option<i64>,
+    ) -> Result<HealthImport, HealthBookError> {
+        let now = optional_now(now_unix);
+        // A copy of the trust, so no verifier call waits on this import's commit.
+        let trust = verifier.trust().clone();
+        self.run(move |b| b.verify_and_import_dcc(&qr_text, &trust, now, into_person.as_deref()))
+            .await
+            .map(Into::into)
     }
 
     /// Stores one FHIR resource entered on this device (an id is given when it has none) and

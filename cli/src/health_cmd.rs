@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use thudo_core::health::dcc;
 use thudo_core::health::shc::{self, TrustStore};
 
 /// Arguments of `thudo health`.
@@ -34,16 +35,114 @@ enum HealthCommand {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Verify EU Digital COVID Certificates (vaccine passports) offline; one JSON verdict per
+    /// `HC1:` text (one per line of each input file) on stdout.
+    VerifyDcc {
+        /// Trusted Document Signer Certificates: files of PEM, base64 or DER (repeatable).
+        #[arg(long = "dsc", value_name = "FILE", required = true)]
+        dsc: Vec<PathBuf>,
+        /// Verification time (unix seconds) instead of the system clock.
+        #[arg(long)]
+        at: Option<i64>,
+        /// Accept an authentic certificate that has expired (as the health book imports it),
+        /// reporting `"expired": true`, instead of refusing it.
+        #[arg(long)]
+        historic: bool,
+        /// Files of `HC1:` texts.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+fn now_or(at: Option<i64>) -> i64 {
+    at.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// A certificate file as DER: PEM, base64 or DER itself.
+fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>> {
+    use base64::Engine;
+    if bytes.first() == Some(&0x30) {
+        return Ok(bytes.to_vec());
+    }
+    let text = std::str::from_utf8(bytes).context("neither DER nor text")?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.split_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .context("neither DER, PEM nor base64")
+}
+
+fn verify_dcc(dsc: &[PathBuf], at: Option<i64>, historic: bool, inputs: &[PathBuf]) -> Result<()> {
+    let mut signers = dcc::SignerList::new();
+    for file in dsc {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        signers
+            .add_der(&certificate_der(&bytes)?, None)
+            .with_context(|| format!("loading {}", file.display()))?;
+    }
+    let now = now_or(at);
+    let mut failures = 0;
+    for path in inputs {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (n, line) in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let label = format!("{}:{}", path.display(), n + 1);
+            let verdict = if historic {
+                dcc::authenticate(line, &signers, now)
+            } else {
+                dcc::verify(line, &signers, now)
+            };
+            let out = match verdict {
+                Ok(c) => serde_json::json!({"input": label, "verified": true, "kind": c.kind,
+                    "country": c.country, "kid": c.kid, "certificate_id": c.certificate_id,
+                    "issued_at": c.issued_at, "expires_at": c.expires_at, "expired": c.expired,
+                    "version": c.version}),
+                Err(e) => {
+                    failures += 1;
+                    let mut v = serde_json::to_value(&e)?;
+                    v["input"] = label.into();
+                    v["verified"] = false.into();
+                    v
+                }
+            };
+            println!("{out}");
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} certificate(s) refused");
+    }
+    Ok(())
 }
 
 /// Runs `thudo health ...`; exits non-zero when any card fails.
 pub fn run(args: HealthArgs) -> Result<()> {
-    let HealthCommand::VerifyShc {
-        jwks,
-        crl,
-        at,
-        inputs,
-    } = args.command;
+    let (jwks, crl, at, inputs) = match args.command {
+        HealthCommand::VerifyShc {
+            jwks,
+            crl,
+            at,
+            inputs,
+        } => (jwks, crl, at, inputs),
+        HealthCommand::VerifyDcc {
+            dsc,
+            at,
+            historic,
+            inputs,
+        } => return verify_dcc(&dsc, at, historic, &inputs),
+    };
     let mut trust = TrustStore::new();
     for spec in &jwks {
         let Some((iss, file)) = spec.split_once('=') else {
@@ -58,12 +157,7 @@ pub fn run(args: HealthArgs) -> Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?,
         )?;
     }
-    let now = at.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    });
+    let now = now_or(at);
     // Each card: a label and its JWS (or the reason it has none).
     let mut cards: Vec<(String, Result<String, shc::ShcError>)> = Vec::new();
     let mut chunked: Vec<(String, String)> = Vec::new();

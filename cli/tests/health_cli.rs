@@ -76,3 +76,60 @@ fn verifies_examples_and_reports_a_tampered_card() {
         .unwrap()
         .contains("\"not_yet_valid\""));
 }
+
+/// A case of the EU DCC test data: its QR text and signer certificate (base64 DER).
+fn dcc_case(folder: &str, file: &str) -> (String, String) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../core/tests/data/dcc/{folder}.json"));
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let c = cases.iter().find(|c| c["FILE"] == file).unwrap();
+    (
+        c["PREFIX"].as_str().unwrap().to_owned(),
+        c["TESTCTX"]["CERTIFICATE"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn verify_dcc_reports_each_passport_and_keeps_expired_ones_only_as_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (german, signer) = dcc_case("DE", "DE/2DCode/raw/1.json");
+    let (forged, forged_signer) = dcc_case("common", "common/2DCode/raw/CO5.json");
+    // A PEM file and a base64 file.
+    let pem = format!("-----BEGIN CERTIFICATE-----\n{signer}\n-----END CERTIFICATE-----\n");
+    std::fs::write(tmp.path().join("de.pem"), pem).unwrap();
+    std::fs::write(tmp.path().join("other.b64"), forged_signer).unwrap();
+    std::fs::write(tmp.path().join("qr.txt"), format!("{german}\n{forged}\nHC2:X\n")).unwrap();
+    let run = |at: &str, historic: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_thudo"));
+        cmd.args(["health", "verify-dcc", "--at", at])
+            .arg("--dsc")
+            .arg(tmp.path().join("de.pem"))
+            .arg("--dsc")
+            .arg(tmp.path().join("other.b64"))
+            .arg(tmp.path().join("qr.txt"));
+        if historic {
+            cmd.arg("--historic");
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "a refused passport fails the run");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let v = run("1622570400", false);
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[0]["verified"], true);
+    assert_eq!(v[0]["kind"], "vaccination");
+    assert_eq!(v[0]["country"], "DE");
+    assert_eq!(v[1]["reason"], "bad_signature");
+    assert_eq!(v[2]["reason"], "bad_prefix");
+    // Five years on: refused at a border, authentic as history.
+    let later = (1_622_570_400i64 + 5 * 365 * 86_400).to_string();
+    assert_eq!(run(&later, false)[0]["verified"], false);
+    let history = run(&later, true);
+    assert_eq!(history[0]["verified"], true);
+    assert_eq!(history[0]["expired"], true);
+}

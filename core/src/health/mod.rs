@@ -7,6 +7,7 @@
 //! ([`crate::changes`]), the cryptography ([`crate::crypto`], for ES256). Never calls another
 //! domain or the sync engine.
 
+pub mod dcc;
 pub mod fhir;
 pub mod records;
 pub mod schedule;

@@ -125,12 +125,15 @@ impl ShcError {
     }
 }
 
-/// Trusted issuers' keys (from their `/.well-known/jwks.json`) and revocation lists, loaded
-/// offline.
+/// Whom the health book trusts, loaded offline: SMART Health Card issuers' keys (from their
+/// `/.well-known/jwks.json`) and revocation lists, and the Document Signer Certificates of EU
+/// Digital COVID Certificates ([`crate::health::dcc`]).
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
     keys: HashMap<String, TrustedKey>,
     revoked: HashMap<String, HashMap<String, Option<i64>>>,
+    /// The EU DCC signers.
+    pub dcc: crate::health::dcc::SignerList,
 }
 
 /// The RFC 7638 thumbprint of a P-256 JWK: the `kid` SMART Health Cards require.

@@ -10,6 +10,7 @@ use super::identity::{
     different_people, fingerprint, identity_text, merge_patient, same_person, short_hash, suffixed,
 };
 use super::{invalid, put, validate, HealthBook, HealthError, HealthRecord, Provenance, Source};
+use crate::health::dcc::{self, VerifiedDcc};
 use crate::health::fhir::{self, FhirError, Kind};
 use crate::health::shc::{self, TrustStore, VerifiedCard};
 
@@ -212,6 +213,8 @@ impl HealthBook<'_> {
             verified_at: Some(card.verified_at),
             card: Some(jws.to_owned()),
             card_entry: None,
+            country: None,
+            certificate_id: None,
         };
         self.import_resources(
             resources.into_iter().enumerate().collect(),
@@ -221,6 +224,56 @@ impl HealthBook<'_> {
             ImportMode::AllOrNothing,
             now,
         )
+    }
+
+    /// Imports an authenticated EU Digital COVID Certificate (see [`dcc::authenticate`]) with its
+    /// provenance: signer country, key id, certificate id (UVCI) and time of verification. The
+    /// records' ids come from the UVCI, so importing it again replaces rather than duplicates.
+    /// An expired certificate is imported (a vaccination stays true); it is stored whole or not
+    /// at all.
+    pub fn import_dcc(
+        &self,
+        certificate: &VerifiedDcc,
+        qr_text: &str,
+        into_person: Option<&str>,
+        now: u64,
+    ) -> Result<ImportSummary, HealthError> {
+        let resources = fhir::resources_of_bundle(dcc::fhir::bundle(certificate), qr_text)?;
+        let provenance = Provenance {
+            source: Source::HealthCard,
+            issuer: certificate
+                .issuer
+                .clone()
+                .or_else(|| Some(certificate.country.clone())),
+            kid: Some(certificate.kid.clone()),
+            verified_at: Some(certificate.verified_at),
+            card: Some(qr_text.trim().to_owned()),
+            card_entry: None,
+            country: Some(certificate.country.clone()),
+            certificate_id: Some(certificate.certificate_id.clone()),
+        };
+        self.import_resources(
+            resources.into_iter().enumerate().collect(),
+            Vec::new(),
+            provenance,
+            into_person,
+            ImportMode::AllOrNothing,
+            now,
+        )
+    }
+
+    /// Authenticates an EU DCC `HC1:` text against `trust`'s signers at `now_unix` and imports
+    /// it; a certificate that fails any check but its expiry is not imported and its reason is
+    /// returned.
+    pub fn verify_and_import_dcc(
+        &self,
+        qr_text: &str,
+        trust: &TrustStore,
+        now_unix: i64,
+        into_person: Option<&str>,
+    ) -> Result<ImportSummary, HealthError> {
+        let certificate = dcc::authenticate(qr_text, &trust.dcc, now_unix)?;
+        self.import_dcc(&certificate, qr_text, into_person, now_unix.max(0) as u64)
     }
 
     /// Verifies a card (compact JWS) against `trust` at `now_unix` and imports it; a card that

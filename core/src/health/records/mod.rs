@@ -40,6 +40,9 @@ pub enum HealthError {
     /// The health card failed verification.
     #[error(transparent)]
     Card(#[from] ShcError),
+    /// An EU Digital COVID Certificate that failed verification.
+    #[error(transparent)]
+    Certificate(#[from] crate::health::dcc::DccError),
     /// A field was rejected.
     #[error("invalid {field}: {reason}")]
     Invalid {

@@ -9,7 +9,8 @@ pub enum Source {
     Entered,
     /// Imported from a FHIR bundle (not signed).
     FhirImport,
-    /// Imported from a SMART Health Card whose signature verified.
+    /// Imported from a signed health card whose signature verified: a SMART Health Card or an
+    /// EU Digital COVID Certificate (a vaccine passport).
     HealthCard,
     /// Published by a facility through the backend.
     Server,
@@ -29,13 +30,20 @@ pub struct Provenance {
     pub kid: Option<String>,
     /// When the card was verified (unix seconds).
     pub verified_at: Option<i64>,
-    /// The signed card itself (compact JWS), for a health-card record: the evidence another
-    /// device of the citizen re-verifies against its own trust store when it pulls the record.
+    /// The signed card itself (a compact JWS, or an EU DCC's `HC1:` text), for a health-card
+    /// record: the evidence another device of the citizen re-verifies against its own trust
+    /// store when it pulls the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card: Option<String>,
     /// Which entry of the card's bundle this record is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_entry: Option<u32>,
+    /// For an EU DCC: the signer's country.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// For an EU DCC: the certificate identifier (UVCI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
 }
 
 impl Provenance {
@@ -48,6 +56,8 @@ impl Provenance {
             verified_at: None,
             card: None,
             card_entry: None,
+            country: None,
+            certificate_id: None,
         }
     }
 }

@@ -7,9 +7,42 @@ use serde_json::Value;
 use super::identity::{fingerprint, same_person};
 use super::{validate, HealthError, HealthRecord, Provenance, Source, SYNCED};
 use crate::changes::Collection;
+use crate::health::dcc;
 use crate::health::fhir;
 use crate::health::shc::{self, TrustStore};
 use crate::vault::VaultTx;
+
+/// A signed card verified again here: what its provenance names and the bundle it carries.
+struct Reverified {
+    issuer: String,
+    kid: String,
+    country: Option<String>,
+    certificate_id: Option<String>,
+    bundle: Value,
+}
+
+/// Verifies a card another device imported: a SMART Health Card (JWS) or an EU DCC (`HC1:`,
+/// authenticated: a vaccination certificate stays evidence after its expiry).
+fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reverified> {
+    if card.starts_with("HC1:") {
+        let c = dcc::authenticate(card, &trust.dcc, at).ok()?;
+        return Some(Reverified {
+            issuer: c.issuer.clone().unwrap_or_else(|| c.country.clone()),
+            kid: c.kid.clone(),
+            country: Some(c.country.clone()),
+            certificate_id: Some(c.certificate_id.clone()),
+            bundle: dcc::fhir::bundle(&c),
+        });
+    }
+    let c = shc::verify(card, trust, at).ok()?;
+    Some(Reverified {
+        issuer: c.issuer,
+        kid: c.kid,
+        country: None,
+        certificate_id: None,
+        bundle: c.fhir_bundle,
+    })
+}
 
 /// The provenance a pulled, device-pushed record earns here: a health-card claim is kept only
 /// if its card verifies against `trust` and the record is the card's entry it says it is; our
@@ -28,9 +61,9 @@ fn earned_provenance(
         {
             // Verified as of the time the other device says it verified, never later than now.
             let at = claim.verified_at.unwrap_or(now as i64).min(now as i64);
-            if let Ok(card) = shc::verify(jws, trust, at) {
+            if let Some(card) = reverify(jws, trust, at) {
                 let entries =
-                    fhir::resources_of_bundle(card.fhir_bundle.clone(), jws).unwrap_or_default();
+                    fhir::resources_of_bundle(card.bundle.clone(), jws).unwrap_or_default();
                 let same_content = entries
                     .get(entry as usize)
                     .is_some_and(|e| fingerprint(e) == fingerprint(resource));
@@ -59,6 +92,8 @@ fn earned_provenance(
                         verified_at: Some(at),
                         card: Some(jws.clone()),
                         card_entry: Some(entry),
+                        country: card.country,
+                        certificate_id: card.certificate_id,
                     });
                 }
             }

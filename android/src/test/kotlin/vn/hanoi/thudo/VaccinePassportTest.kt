@@ -1,0 +1,87 @@
+package vn.hanoi.thudo
+
+import java.io.File
+import java.nio.file.Path
+import kotlinx.coroutines.runBlocking
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+
+/** Vaccine passports (EU DCC) from the official test data in core/tests/data/dcc. */
+class VaccinePassportTest {
+    @TempDir
+    lateinit var dir: Path
+
+    private val data = File(System.getProperty("thudo.fixtures") ?: "../core/tests/data/shc", "../dcc")
+
+    /** A case's QR text and signer certificate (the files list cases sorted by name). */
+    private fun case(folder: String, file: String): Pair<String, String> {
+        val text = File(data, "$folder.json").readText()
+        val at = text.indexOf("\"FILE\": \"$file\"")
+        val start = text.lastIndexOf("\"CBOR\"", at).coerceAtLeast(text.lastIndexOf("{", at))
+        val body = text.substring(start, text.indexOf("\"VALIDATIONCLOCK\"", at))
+        fun field(name: String) = Regex("\"$name\": \"([^\"]+)\"").find(body)!!.groupValues[1]
+        return field("PREFIX") to field("CERTIFICATE")
+    }
+
+    private val german = case("DE", "DE/2DCode/raw/1.json")
+    private val clock = 1_622_570_400L // 2021-06-01T18:00:00Z, the case's validation clock
+
+    @Test
+    fun `verify a passport, refuse a forged or unknown one, keep an expired one as history`() {
+        val (qr, certificate) = german
+        val v = HealthCardVerifier()
+        assertEquals(12, v.addDccSigner(certificate).length) // 8 bytes, base64
+        val passport = v.verifyVaccinePassport(qr, clock)
+        assertEquals(CertificateKind.VACCINATION, passport.kind)
+        assertEquals("DE", passport.country)
+        assertEquals("URN:UVCI:01DE/IZ12345A/5CWLU12RNOB9RXSEOP6FG8#W", passport.certificateId)
+        assertFalse(passport.expired)
+        assertTrue(passport.fhirBundleJson.contains("\"Immunization\""))
+
+        assertThrows<HealthCardException.UnknownKey> { HealthCardVerifier().verifyVaccinePassport(qr, clock) }
+        val (forged, forgedSigner) = case("common", "common/2DCode/raw/CO5.json")
+        val other = HealthCardVerifier().apply { addDccSigner(forgedSigner) }
+        assertThrows<HealthCardException.BadSignature> { other.verifyVaccinePassport(forged, clock) }
+        assertThrows<HealthCardException.BadQr> { v.verifyVaccinePassport("HC2:" + qr.drop(4), clock) }
+        assertThrows<HealthCardException.Malformed> { v.verifyVaccinePassport(qr.dropLast(20), clock) }
+        assertThrows<HealthCardException.BadTrustData> { v.addDccSigner("not a certificate") }
+
+        val years = clock + 5L * 365 * 86_400
+        val refused = runCatching { v.verifyVaccinePassport(qr, years) }.exceptionOrNull()
+        assertTrue(refused is HealthCardException.Expired || refused is HealthCardException.SignerNotAllowed, "$refused")
+        assertTrue(v.authenticateVaccinePassport(qr, years).expired)
+    }
+
+    @Test
+    fun `import a passport into the book once, with its provenance`() = runBlocking<Unit> {
+        val (qr, certificate) = german
+        Vault.openWithPassphrase(dir.resolve("health").toString(), "p", testOptions).use { vault ->
+            val book = HealthBook(vault)
+            val v = HealthCardVerifier().apply { addDccSigner(certificate, "DE") }
+            val now = clock + 5L * 365 * 86_400 // long expired: the vaccination stays true
+            val imported = book.importVaccinePassport(v, qr, null, now)
+            assertEquals(1L, imported.byType["Immunization"])
+            val person = imported.people.single()
+            val shot = book.records(person, HealthKind.IMMUNIZATION, null, null).single()
+            assertEquals(RecordSource.HEALTH_CARD, shot.provenance.source)
+            assertEquals("DE", shot.provenance.country)
+            assertEquals("URN:UVCI:01DE/IZ12345A/5CWLU12RNOB9RXSEOP6FG8#W", shot.provenance.certificateId)
+            assertEquals("2021-05-29", shot.date)
+            // Scanned twice: the same records.
+            book.importVaccinePassport(v, qr, null, now)
+            assertEquals(1, book.records(person, HealthKind.IMMUNIZATION, null, null).size)
+            // A forged passport adds nothing.
+            val (forged, forgedSigner) = case("common", "common/2DCode/raw/CO5.json")
+            v.addDccSigner(forgedSigner)
+            val refused = assertThrows<HealthBookException.CardRefused> {
+                runBlocking { book.importVaccinePassport(v, forged, person, now) }
+            }
+            assertEquals("bad_signature", refused.reason)
+            assertEquals(1, book.people().size)
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import XCTest
+
+@testable import Thudo
+
+/// Vaccine passports (EU DCC) from the official test data in core/tests/data/dcc.
+final class VaccinePassportTests: XCTestCase {
+    /// A case's QR text and signer certificate, from its country file (scripts/test-swift.sh
+    /// copies core/tests/data/dcc beside the health-card examples).
+    func testCase(_ folder: String, _ file: String) throws -> (qr: String, certificate: String) {
+        let dir = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
+        let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/../dcc/" + folder + ".json"))
+        let cases = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        let found = try XCTUnwrap(cases.first { $0["FILE"] as? String == file })
+        let context = try XCTUnwrap(found["TESTCTX"] as? [String: Any])
+        return (try XCTUnwrap(found["PREFIX"] as? String), try XCTUnwrap(context["CERTIFICATE"] as? String))
+    }
+
+    /// 2021-06-01T18:00:00Z, the German case's validation clock.
+    let clock: Int64 = 1_622_570_400
+
+    func testVerifyRefuseForgedAndKeepExpiredAsHistory() throws {
+        let german = try testCase("DE", "DE/2DCode/raw/1.json")
+        let v = HealthCardVerifier()
+        XCTAssertEqual(try v.addDccSigner(certificateBase64: german.certificate).count, 12)
+        let passport = try v.verifyVaccinePassport(qrText: german.qr, nowUnix: clock)
+        XCTAssertEqual(passport.kind, .vaccination)
+        XCTAssertEqual(passport.country, "DE")
+        XCTAssertEqual(passport.certificateId, "URN:UVCI:01DE/IZ12345A/5CWLU12RNOB9RXSEOP6FG8#W")
+        XCTAssertFalse(passport.expired)
+        XCTAssertTrue(passport.fhirBundleJson.contains("\"Immunization\""))
+
+        XCTAssertThrowsError(try HealthCardVerifier().verifyVaccinePassport(qrText: german.qr, nowUnix: clock)) { error in
+            guard case HealthCardError.UnknownKey = error else { return XCTFail("\(error)") }
+        }
+        let forged = try testCase("common", "common/2DCode/raw/CO5.json")
+        let other = HealthCardVerifier()
+        _ = try other.addDccSigner(certificateBase64: forged.certificate)
+        XCTAssertThrowsError(try other.verifyVaccinePassport(qrText: forged.qr, nowUnix: clock)) { error in
+            guard case HealthCardError.BadSignature = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try v.verifyVaccinePassport(qrText: "HC2:" + german.qr.dropFirst(4), nowUnix: clock)) { error in
+            guard case HealthCardError.BadQr = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try v.addDccSigner(certificateBase64: "not a certificate")) { error in
+            guard case HealthCardError.BadTrustData = error else { return XCTFail("\(error)") }
+        }
+        let years = clock + 5 * 365 * 86_400
+        XCTAssertThrowsError(try v.verifyVaccinePassport(qrText: german.qr, nowUnix: years))
+        XCTAssertTrue(try v.authenticateVaccinePassport(qrText: german.qr, nowUnix: years).expired)
+    }
+
+    func testImportOnceWithProvenance() async throws {
+        let german = try testCase("DE", "DE/2DCode/raw/1.json")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let book = HealthBook(vault: vault)
+        let v = HealthCardVerifier()
+        _ = try v.addDccSigner(certificateBase64: german.certificate, country: "DE")
+        let now = clock + 5 * 365 * 86_400 // long expired: the vaccination stays true
+        let imported = try await book.importVaccinePassport(verifier: v, qrText: german.qr, nowUnix: now)
+        XCTAssertEqual(imported.byType["Immunization"], 1)
+        let person = try XCTUnwrap(imported.people.first)
+        let shots = try await book.records(personId: person, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(shots.count, 1)
+        XCTAssertEqual(shots[0].provenance.source, .healthCard)
+        XCTAssertEqual(shots[0].provenance.country, "DE")
+        XCTAssertEqual(shots[0].provenance.certificateId, "URN:UVCI:01DE/IZ12345A/5CWLU12RNOB9RXSEOP6FG8#W")
+        _ = try await book.importVaccinePassport(verifier: v, qrText: german.qr, nowUnix: now)
+        let again = try await book.records(personId: person, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(again.count, 1)
+        let forged = try testCase("common", "common/2DCode/raw/CO5.json")
+        _ = try v.addDccSigner(certificateBase64: forged.certificate)
+        do {
+            _ = try await book.importVaccinePassport(verifier: v, qrText: forged.qr, intoPerson: person, nowUnix: now)
+            XCTFail("a forged passport was imported")
+        } catch HealthBookError.CardRefused(let reason, _) {
+            XCTAssertEqual(reason, "bad_signature")
+        }
+        let people = try await book.people()
+        XCTAssertEqual(people.count, 1)
+    }
+}
