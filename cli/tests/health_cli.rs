@@ -99,7 +99,11 @@ fn verify_dcc_reports_each_passport_and_keeps_expired_ones_only_as_history() {
     let pem = format!("-----BEGIN CERTIFICATE-----\n{signer}\n-----END CERTIFICATE-----\n");
     std::fs::write(tmp.path().join("de.pem"), pem).unwrap();
     std::fs::write(tmp.path().join("other.b64"), forged_signer).unwrap();
-    std::fs::write(tmp.path().join("qr.txt"), format!("{german}\n{forged}\nHC2:X\n")).unwrap();
+    std::fs::write(
+        tmp.path().join("qr.txt"),
+        format!("{german}\n{forged}\nHC2:X\n"),
+    )
+    .unwrap();
     let run = |at: &str, historic: bool| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_thudo"));
         cmd.args(["health", "verify-dcc", "--at", at])
