@@ -847,3 +847,98 @@ fn two_sources_reusing_plain_ids_for_different_people_do_not_overwrite_each_othe
     assert_eq!(binh.len(), 1);
     assert_eq!(binh[0].summary().value.as_deref(), Some("7.0"));
 }
+
+#[test]
+fn no_import_or_edit_replaces_or_moves_another_persons_record() {
+    let (_d, v) = vault();
+    let book = HealthBook::new(&v);
+    let person = |name: &str, born: &str| {
+        book.save_person(
+            &Person {
+                id: String::new(),
+                full_name: name.into(),
+                birth_date: born.into(),
+                gender: "other".into(),
+                citizen_id: String::new(),
+                insurance: None,
+            },
+            1,
+        )
+        .unwrap()
+    };
+    let (an, binh) = (
+        person("Nguyễn Văn An", "1980-01-01"),
+        person("Trần Thị Bình", "1990-02-02"),
+    );
+    let shot = |value: &str, subject: Option<&str>| {
+        let mut r = json!({"resourceType": "Immunization", "id": "shot-1", "status": "completed",
+            "vaccineCode": {"text": value}, "occurrenceDateTime": "2026-10-01"});
+        if let Some(s) = subject {
+            r["patient"] = json!({"reference": format!("Patient/{s}")});
+        }
+        json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r}]})
+            .to_string()
+    };
+    book.import_bundle(&shot("An's vaccine", Some(&an)), None, 2)
+        .unwrap();
+    let ans = || {
+        book.records(&an, Some(Kind::Immunization), None, None)
+            .unwrap()
+    };
+    let original = ans()[0].clone();
+
+    // A bundle whose entry names no patient, imported into Bình: kept apart, reported.
+    let s = book
+        .import_bundle(&shot("Bình's vaccine", None), Some(&binh), 3)
+        .unwrap();
+    assert_eq!(s.stored, 1);
+    assert_ne!(s.entries[0].key, "Immunization/shot-1");
+    assert!(
+        s.entries[0].reason.contains("kept apart"),
+        "{:?}",
+        s.entries[0]
+    );
+    assert_eq!(ans(), vec![original.clone()], "An's record untouched");
+    let binhs = book
+        .records(&binh, Some(Kind::Immunization), None, None)
+        .unwrap();
+    assert_eq!(binhs.len(), 1);
+    assert_eq!(binhs[0].summary().title, "Bình's vaccine");
+    // Imported again: the same record, replaced, not a third.
+    book.import_bundle(&shot("Bình's vaccine", None), Some(&binh), 4)
+        .unwrap();
+    assert_eq!(
+        book.records(&binh, Some(Kind::Immunization), None, None)
+            .unwrap()
+            .len(),
+        1
+    );
+    // Naming Bình outright: the same.
+    book.import_bundle(&shot("Bình's other", Some(&binh)), None, 5)
+        .unwrap();
+    assert_eq!(ans(), vec![original.clone()]);
+    // A shared resource under the same id as a person's record does not replace it either.
+    let shared = json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource":
+        {"resourceType": "Medication", "id": "shot-1", "code": {"text": "Paracetamol"}}}]});
+    book.import_bundle(&shared.to_string(), None, 6).unwrap();
+    let med = json!({"resourceType": "Bundle", "type": "collection", "entry": [{"resource":
+        {"resourceType": "Immunization", "id": "shot-1", "status": "completed",
+         "vaccineCode": {"text": "x"}, "occurrenceDateTime": "2026-10-02"}}]});
+    book.import_bundle(&med.to_string(), Some(&binh), 7)
+        .unwrap();
+    assert_eq!(ans(), vec![original.clone()]);
+
+    // An edit does not move An's record to Bình.
+    let mut moved = original.resource.clone();
+    moved["patient"]["reference"] = json!(format!("Patient/{binh}"));
+    assert!(matches!(
+        book.put_resource(&moved.to_string(), 8),
+        Err(HealthError::Invalid { .. })
+    ));
+    assert_eq!(ans(), vec![original.clone()]);
+    // An edit of An's record for An is fine.
+    let mut edited = original.resource.clone();
+    edited["vaccineCode"]["text"] = json!("An's vaccine, corrected");
+    book.put_resource(&edited.to_string(), 9).unwrap();
+    assert_eq!(ans()[0].summary().title, "An's vaccine, corrected");
+}

@@ -444,13 +444,23 @@ impl HealthBook<'_> {
                 }
                 let mut probe = r.clone();
                 fhir::rewrite_references(&mut probe, &|old| renames.get(old).cloned());
-                let person = fhir::person_of(&probe).unwrap_or_default();
+                // The person the record will be filed under, as `place` will file it (a record
+                // that names no one goes to the chosen person).
+                let rtype = fhir::resource_type(&probe).unwrap_or("").to_owned();
+                let person = place(
+                    &probe,
+                    &rtype,
+                    fallback.as_deref(),
+                    into_person.is_some(),
+                    &person_exists,
+                )
+                .unwrap_or_default();
                 if let Some(existing) = tx.get_doc::<HealthRecord>(&key)? {
-                    let suffix = if !existing.person.is_empty()
-                        && !person.is_empty()
-                        && existing.person != person
-                    {
+                    let suffix = if existing.person != person && !person.is_empty() {
                         Some(short_hash(&person))
+                    } else if existing.person != person {
+                        // Shared here, someone's record there.
+                        Some(short_hash(&fingerprint(r).to_string()))
                     } else if existing.person.is_empty()
                         && person.is_empty()
                         && fingerprint(&existing.resource) != fingerprint(r)
@@ -468,6 +478,11 @@ impl HealthBook<'_> {
                     }
                 }
             }
+            // New key -> the key the bundle gave, to report each collision.
+            let moved_from: HashMap<String, String> = rekeyed
+                .iter()
+                .map(|(old, new)| (new.clone(), old.clone()))
+                .collect();
             let mut stored_keys: std::collections::HashSet<String> = Default::default();
             let mut pending_refs: Vec<(String, String, bool)> = Vec::new();
             for (mut r, index) in kept.iter().cloned().zip(entries.iter().copied()) {
@@ -543,7 +558,13 @@ impl HealthBook<'_> {
                         EntryStatus::Stored
                     },
                     person: record.person.clone(),
-                    reason: String::new(),
+                    reason: match moved_from.get(&record.key) {
+                        Some(old) => format!(
+                            "{old} is another record in the book: kept apart as {}",
+                            record.key
+                        ),
+                        None => String::new(),
+                    },
                 });
                 let mut refs = Vec::new();
                 fhir::all_references(&record.resource, &mut refs);

@@ -184,7 +184,7 @@ impl<'a> HealthBook<'a> {
 
     /// Stores one resource entered on this device (a new id is given when it has none) and
     /// queues it for upload; returns its `Type/id`. A clinical record must reference a person
-    /// already in the book.
+    /// already in the book; a record of another person is never moved by an edit.
     pub fn put_resource(&self, resource_json: &str, now: u64) -> Result<String, HealthError> {
         let mut resource: Value =
             serde_json::from_str(resource_json).map_err(|e| FhirError::NotJson {
@@ -209,6 +209,15 @@ impl<'a> HealthBook<'a> {
                     return Err(HealthError::NotFound {
                         what: format!("person {}", record.person),
                     });
+                }
+            }
+            // An edit never moves a record to another person (delete it and enter it again).
+            if let Some(existing) = tx.get_doc::<HealthRecord>(&record.key)? {
+                if existing.person != record.person {
+                    return Err(invalid(
+                        "subject",
+                        format!("{} is another person's record: it is not moved", record.key),
+                    ));
                 }
             }
             put(tx, &record, true, now)
