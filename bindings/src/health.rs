@@ -322,7 +322,7 @@ use thudo_core::health::schedule::{self, DoseState};
 /// A recorded immunization, for the schedule.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct GivenDose {
-    /// Vaccine code (HepB, BCG, DPT-HepB-Hib, OPV, IPV, Measles, JE, DPT, MR, DT).
+    /// Vaccine code (HepB, BCG, DPT-HepB-Hib, OPV, IPV, Measles, JE, DPT, MR, Td, DT, Rota).
     pub vaccine: String,
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -386,13 +386,15 @@ fn date(value: &str) -> Result<schedule::NaiveDate, ScheduleError> {
     })
 }
 
-/// Each dose of Vietnam's childhood schedule (VN-EPI-2024) for a child born on `birth_date`,
-/// with the doses given, on `today` (all `YYYY-MM-DD`).
-#[uniffi::export]
+/// Each dose of Vietnam's childhood schedule (the current version, VN-EPI-2024) for a child
+/// born on `birth_date`, with the doses given, on `today` (all `YYYY-MM-DD`); with `rotavirus`
+/// where the programme gives it (regional).
+#[uniffi::export(default(rotavirus = false))]
 pub fn vaccination_schedule(
     birth_date: String,
     given: Vec<GivenDose>,
     today: String,
+    rotavirus: bool,
 ) -> Result<Vec<DoseStatus>, ScheduleError> {
     let birth = date(&birth_date)?;
     let today = date(&today)?;
@@ -410,8 +412,10 @@ pub fn vaccination_schedule(
             value: today.to_string(),
         });
     }
-    Ok(schedule::VN_EPI_2024
-        .status(birth, &given, today)
+    let regional: &'static [schedule::ScheduledDose] =
+        if rotavirus { schedule::ROTAVIRUS } else { &[] };
+    Ok(schedule::CURRENT
+        .status_with(regional, birth, &given, today)
         .into_iter()
         .map(DoseStatus::from)
         .collect())

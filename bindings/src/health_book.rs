@@ -519,18 +519,21 @@ impl HealthBook {
             .await
     }
 
-    /// The childhood schedule (VN-EPI-2024) for a person on `today` (`YYYY-MM-DD`), from their
-    /// date of birth and stored immunizations.
+    /// The childhood schedule (the current version, VN-EPI-2024) for a person on `today`
+    /// (`YYYY-MM-DD`), from their date of birth and stored immunizations; with `rotavirus`
+    /// where the programme gives it (a regional vaccine: the app knows the family's province).
+    #[uniffi::method(default(rotavirus = false))]
     pub async fn vaccination_schedule(
         &self,
         person_id: String,
         today: String,
+        rotavirus: bool,
     ) -> Result<Vec<DoseStatus>, HealthBookError> {
         let day = schedule::parse_date(&today).ok_or_else(|| HealthBookError::Invalid {
             field: "today".into(),
             reason: "expected YYYY-MM-DD".into(),
         })?;
-        self.run(move |b| b.schedule(&person_id, day))
+        self.run(move |b| b.schedule(&person_id, day, rotavirus))
             .await
             .map(|doses| doses.into_iter().map(DoseStatus::from).collect())
     }

@@ -563,7 +563,7 @@ fn people_with_insurance_and_the_schedule_from_stored_immunizations() {
     });
     book.put_resource(&not_done.to_string(), 21).unwrap();
     let today = NaiveDate::from_ymd_opt(2026, 5, 20).unwrap();
-    let status = book.schedule(&id, today).unwrap();
+    let status = book.schedule(&id, today, false).unwrap();
     let state = |v: &str, d: u32| {
         status
             .iter()
@@ -582,11 +582,11 @@ fn people_with_insurance_and_the_schedule_from_stored_immunizations() {
     );
     assert_eq!(state("IPV", 1), DoseState::Upcoming);
     assert!(matches!(
-        book.schedule(&id, NaiveDate::from_ymd_opt(2025, 1, 1).unwrap()),
+        book.schedule(&id, NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), false),
         Err(HealthError::Invalid { .. })
     ));
     assert!(matches!(
-        book.schedule("nobody", today),
+        book.schedule("nobody", today, false),
         Err(HealthError::NotFound { .. })
     ));
 }

@@ -1,5 +1,10 @@
 //! Vietnam's routine childhood immunization schedule (Expanded Programme on Immunization), as
-//! versioned data, and the status of each dose for a child.
+//! versioned, dated and sourced data, and the status of each dose for a child.
+//!
+//! The versions: [`VN_EPI_2022`] (the second injected polio dose at 9 months: Hanoi from
+//! November 2022, the whole country from 2023) and [`VN_EPI_2024`] (Circular 10/2024/TT-BYT:
+//! the 7-year booster is Td), which is [`CURRENT`]. Rotavirus is regional ([`ROTAVIRUS`]:
+//! 32 provinces from late 2024, 9 more in 2025), added for a child only where it is given.
 
 pub use chrono::NaiveDate;
 use chrono::{Days, Months};
@@ -39,6 +44,10 @@ pub struct ScheduledDose {
 pub struct Schedule {
     /// Version name.
     pub version: &'static str,
+    /// From when it applies (`YYYY-MM`, or `YYYY` where the month is not confirmed).
+    pub dated: &'static str,
+    /// Where it comes from.
+    pub source: &'static str,
     /// The doses.
     pub doses: &'static [ScheduledDose],
 }
@@ -58,39 +67,70 @@ const fn age(
     }
 }
 
-/// The routine schedule (Circular 10/2024/TT-BYT and earlier decisions). Rotavirus is left out
-/// until its ages are confirmed.
+const fn after_previous(
+    vaccine: &'static str,
+    dose: u32,
+    days: u64,
+    grace_days: u64,
+) -> ScheduledDose {
+    ScheduledDose {
+        vaccine,
+        dose,
+        due: DueRule::AfterPrevious { days },
+        grace_days,
+    }
+}
+
+/// The doses every version shares, from birth to 18 months.
+macro_rules! infancy {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            age("HepB", 1, 0, 0, 1), // birth dose within 24 h
+            age("BCG", 1, 0, 0, 30), // within the first month
+            age("DPT-HepB-Hib", 1, 2, 0, 30),
+            age("DPT-HepB-Hib", 2, 3, 0, 30),
+            age("DPT-HepB-Hib", 3, 4, 0, 30),
+            age("OPV", 1, 2, 0, 30),
+            age("OPV", 2, 3, 0, 30),
+            age("OPV", 3, 4, 0, 30),
+            age("IPV", 1, 5, 0, 30),
+            age("IPV", 2, 9, 0, 30),
+            age("Measles", 1, 9, 0, 30),
+            age("JE", 1, 12, 0, 30),
+            after_previous("JE", 2, 7, 7), // 1-2 weeks after the first
+            after_previous("JE", 3, 365, 30), // a year after the second
+            age("DPT", 4, 18, 0, 30),
+            age("MR", 1, 18, 0, 30),
+            $($extra),*
+        ]
+    };
+}
+
+/// The schedule with the second injected polio dose at 9 months and DT at 7 years.
+pub const VN_EPI_2022: Schedule = Schedule {
+    version: "VN-EPI-2022",
+    dated: "2022-11",
+    source: "Expanded Programme on Immunization: IPV dose 2 at 9 months, Hanoi from November \
+             2022, nationwide from 2023; earlier decisions for the rest",
+    doses: infancy![age("DT", 1, 84, 0, 365)],
+};
+
+/// The schedule of Circular 10/2024/TT-BYT: the 7-year booster is Td (low-dose diphtheria);
+/// a DT dose given instead still counts.
 pub const VN_EPI_2024: Schedule = Schedule {
     version: "VN-EPI-2024",
-    doses: &[
-        age("HepB", 1, 0, 0, 1), // birth dose within 24 h
-        age("BCG", 1, 0, 0, 30), // within the first month
-        age("DPT-HepB-Hib", 1, 2, 0, 30),
-        age("DPT-HepB-Hib", 2, 3, 0, 30),
-        age("DPT-HepB-Hib", 3, 4, 0, 30),
-        age("OPV", 1, 2, 0, 30),
-        age("OPV", 2, 3, 0, 30),
-        age("OPV", 3, 4, 0, 30),
-        age("IPV", 1, 5, 0, 30),
-        age("Measles", 1, 9, 0, 30),
-        age("JE", 1, 12, 0, 30),
-        ScheduledDose {
-            vaccine: "JE",
-            dose: 2,
-            due: DueRule::AfterPrevious { days: 7 },
-            grace_days: 7,
-        },
-        ScheduledDose {
-            vaccine: "JE",
-            dose: 3,
-            due: DueRule::AfterPrevious { days: 365 },
-            grace_days: 30,
-        },
-        age("DPT", 4, 18, 0, 30),
-        age("MR", 1, 18, 0, 30),
-        age("DT", 1, 84, 0, 365),
-    ],
+    dated: "2024",
+    source: "Circular 10/2024/TT-BYT (Ministry of Health), with the IPV dose 2 of VN-EPI-2022",
+    doses: infancy![age("Td", 1, 84, 0, 365)],
 };
+
+/// The schedule a child is checked against today.
+pub const CURRENT: Schedule = VN_EPI_2024;
+
+/// Rotavirus, where the programme gives it (32 provinces from late 2024, 9 more in 2025). The
+/// ages are an assumption, not yet confirmed against the ministry's text: two oral doses at 2
+/// and 3 months, as the domestic vaccine is given.
+pub const ROTAVIRUS: &[ScheduledDose] = &[age("Rota", 1, 2, 0, 30), age("Rota", 2, 3, 0, 30)];
 
 /// A recorded immunization.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +170,16 @@ pub struct DoseStatus {
     pub given_on: Option<NaiveDate>,
 }
 
+/// Whether a dose given as `given` counts as a dose of `scheduled`.
+fn counts_as(given: &str, scheduled: &str) -> bool {
+    given.eq_ignore_ascii_case(scheduled)
+        // The combination counts toward the DPT booster's numbering.
+        || (scheduled == "DPT" && given.eq_ignore_ascii_case("DPT-HepB-Hib"))
+        // A DT booster given where Td is scheduled (and the other way) is the same booster.
+        || (scheduled == "Td" && given.eq_ignore_ascii_case("DT"))
+        || (scheduled == "DT" && given.eq_ignore_ascii_case("Td"))
+}
+
 impl Schedule {
     /// Each dose's state for a child born on `birth`, with the doses `given`, on `today`.
     /// Recorded doses of a vaccine fill its doses in date order; doses given under the DPT-HepB-Hib
@@ -140,20 +190,28 @@ impl Schedule {
         given: &[GivenDose],
         today: NaiveDate,
     ) -> Vec<DoseStatus> {
+        self.status_with(&[], birth, given, today)
+    }
+
+    /// [`Schedule::status`] with regional doses added (see [`ROTAVIRUS`]).
+    pub fn status_with(
+        &self,
+        regional: &'static [ScheduledDose],
+        birth: NaiveDate,
+        given: &[GivenDose],
+        today: NaiveDate,
+    ) -> Vec<DoseStatus> {
         let given_of = |vaccine: &str| {
             let mut dates: Vec<NaiveDate> = given
                 .iter()
-                .filter(|g| {
-                    g.vaccine.eq_ignore_ascii_case(vaccine)
-                        || (vaccine == "DPT" && g.vaccine.eq_ignore_ascii_case("DPT-HepB-Hib"))
-                })
+                .filter(|g| counts_as(&g.vaccine, vaccine))
                 .map(|g| g.date)
                 .collect();
             dates.sort();
             dates
         };
-        let mut out: Vec<DoseStatus> = Vec::with_capacity(self.doses.len());
-        for d in self.doses {
+        let mut out: Vec<DoseStatus> = Vec::with_capacity(self.doses.len() + regional.len());
+        for d in self.doses.iter().chain(regional) {
             let dates = given_of(d.vaccine);
             let given_on = dates.get(d.dose as usize - 1).copied();
             let due_on = match d.due {
@@ -216,6 +274,8 @@ pub fn vaccine_for(system: &str, code: &str) -> Option<&'static str> {
         "DPT",
         "MR",
         "DT",
+        "Td",
+        "Rota",
     ];
     match system {
         EPI_VACCINE_SYSTEM => EPI.iter().find(|v| v.eq_ignore_ascii_case(code)).copied(),
@@ -230,6 +290,10 @@ pub fn vaccine_for(system: &str, code: &str) -> Option<&'static str> {
             "1" | "20" | "106" | "107" => "DPT",
             "4" => "MR",
             "28" => "DT",
+            // Td, adsorbed (preservative-free, unspecified formulation, and the two others).
+            "9" | "113" | "138" | "139" => "Td",
+            // Rotavirus: pentavalent, monovalent, unspecified.
+            "116" | "119" | "122" => "Rota",
             _ => return None,
         }),
         _ => None,

@@ -37,6 +37,8 @@ final class HealthBookTests: XCTestCase {
         XCTAssertEqual(state("HepB", 1), .done)
         XCTAssertEqual(state("BCG", 1), .overdue)
         XCTAssertEqual(state("DPT-HepB-Hib", 1), .due)
+        let withRota = try await book.vaccinationSchedule(personId: child, today: "2026-03-20", rotavirus: true)
+        XCTAssertEqual(withRota.first { $0.vaccine == "Rota" && $0.dose == 1 }?.state, .due)
 
         do {
             _ = try await book.importCardQr(verifier: HealthCardVerifier(), qrTexts: [try read("example-00-f-qr-code-numeric-value-0.txt")],

@@ -55,4 +55,14 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(state("Measles", 1), .upcoming)
         XCTAssertThrowsError(try vaccinationSchedule(birthDate: "2026-01-15", given: [], today: "2025-01-01"))
     }
+
+    func testSecondIpvTdAtSevenAndRotavirusWhereGiven() throws {
+        let at9Months = try vaccinationSchedule(birthDate: "2026-01-15", given: [], today: "2026-10-20")
+        XCTAssertEqual(at9Months.first { $0.vaccine == "IPV" && $0.dose == 2 }?.state, .due)
+        XCTAssertNil(at9Months.first { $0.vaccine == "Rota" })
+        let withRota = try vaccinationSchedule(birthDate: "2026-01-15", given: [], today: "2026-03-20", rotavirus: true)
+        XCTAssertEqual(withRota.first { $0.vaccine == "Rota" && $0.dose == 1 }?.state, .due)
+        let at7 = try vaccinationSchedule(birthDate: "2018-01-15", given: [GivenDose(vaccine: "DT", date: "2025-01-20")], today: "2025-02-01")
+        XCTAssertEqual(at7.first { $0.vaccine == "Td" }?.state, .done)
+    }
 }

@@ -37,9 +37,14 @@ impl HealthBook<'_> {
         Ok(out)
     }
 
-    /// The childhood schedule for a person on `today`, from their date of birth and recorded
-    /// immunizations.
-    pub fn schedule(&self, person: &str, today: NaiveDate) -> Result<Vec<DoseStatus>, HealthError> {
+    /// The childhood schedule ([`schedule::CURRENT`]) for a person on `today`, from their date
+    /// of birth and recorded immunizations; with `rotavirus`, where the programme gives it.
+    pub fn schedule(
+        &self,
+        person: &str,
+        today: NaiveDate,
+        rotavirus: bool,
+    ) -> Result<Vec<DoseStatus>, HealthError> {
         let patient =
             self.get(&format!("Patient/{person}"))?
                 .ok_or_else(|| HealthError::NotFound {
@@ -56,6 +61,8 @@ impl HealthBook<'_> {
             return Err(invalid("today", "is before the date of birth"));
         }
         let given = self.given_doses(person)?;
-        Ok(schedule::VN_EPI_2024.status(birth, &given, today))
+        let regional: &'static [schedule::ScheduledDose] =
+            if rotavirus { schedule::ROTAVIRUS } else { &[] };
+        Ok(schedule::CURRENT.status_with(regional, birth, &given, today))
     }
 }

@@ -48,6 +48,8 @@ class HealthBookTest {
             assertEquals(DoseState.DONE, state("HepB", 1))
             assertEquals(DoseState.DUE, state("DPT-HepB-Hib", 1))
             assertEquals(DoseState.UPCOMING, state("Measles", 1))
+            val withRota = book.vaccinationSchedule(child, "2026-03-20", rotavirus = true)
+            assertEquals(DoseState.DUE, withRota.first { it.vaccine == "Rota" && it.dose == 1 }.state)
 
             assertEquals(listOf(child), book.people().map { it.personId })
             val first = book.record(shots[0].key)!!

@@ -60,4 +60,15 @@ class ScheduleTest {
         assertEquals("2026-04-15", schedule.first { it.vaccine == "OPV" && it.dose == 2 }.dueOn)
         assertThrows<ScheduleException.InvalidDate> { vaccinationSchedule("15/01/2026", emptyList(), "2026-04-16") }
     }
+
+    @Test
+    fun `the current schedule has the second IPV dose, Td at seven, and rotavirus where given`() {
+        val at9Months = vaccinationSchedule("2026-01-15", emptyList(), "2026-10-20")
+        assertEquals(DoseState.DUE, at9Months.first { it.vaccine == "IPV" && it.dose == 2 }.state)
+        assertEquals(null, at9Months.firstOrNull { it.vaccine == "Rota" })
+        val withRota = vaccinationSchedule("2026-01-15", emptyList(), "2026-03-20", rotavirus = true)
+        assertEquals(DoseState.DUE, withRota.first { it.vaccine == "Rota" && it.dose == 1 }.state)
+        val at7 = vaccinationSchedule("2018-01-15", listOf(GivenDose("DT", "2025-01-20")), "2025-02-01")
+        assertEquals(DoseState.DONE, at7.first { it.vaccine == "Td" }.state)
+    }
 }
