@@ -17,7 +17,7 @@ W="$ROOT/w"
 mkdir -p "$W/lib" "$W/pkg/ios"
 cp "$LIB" "$W/lib/"
 # The health-card test fixtures (public SMART Health Card examples kept in the repository).
-rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r core/tests/data/shc "$W/fixtures/shc"; cp -r core/tests/data/fhir "$W/fixtures/fhir"; cp -r core/tests/data/dcc "$W/fixtures/dcc"
+rm -rf "$W/fixtures"; mkdir -p "$W/fixtures"; cp -r core/tests/data/shc "$W/fixtures/shc"; cp -r core/tests/data/fhir "$W/fixtures/fhir"; cp -r core/tests/data/dcc "$W/fixtures/dcc"; cp -r core/tests/data/ddcc "$W/fixtures/ddcc"
 # Copy the package (Package.swift at the top, ios/) but keep SwiftPM's .build cache inside the
 # root between runs; remove the previous copy's sources first, so a file deleted here does not
 # linger there.

@@ -440,3 +440,83 @@ crate::error_api!(HealthCardError, {
 crate::error_api!(ScheduleError, {
         InvalidDate => ("schedule.invalid_date", false),
 });
+
+use thudo_core::health::ddcc::{Coding as DdccCoding, Vaccination as DdccVaccination};
+
+/// A code of the WHO DDCC core data set (core's type, carried as it is).
+#[uniffi::remote(Record)]
+pub struct DdccCoding {
+    /// The code system (may be empty when only a display is given).
+    pub system: String,
+    /// The code (may be empty when only a display is given).
+    pub code: String,
+    /// The text shown for it.
+    pub display: Option<String>,
+}
+
+/// One vaccination of the WHO DDCC:VS core data set, with its person (core's type, carried as
+/// it is).
+#[uniffi::remote(Record)]
+pub struct DdccVaccination {
+    /// The person's full name.
+    pub name: String,
+    /// Date of birth.
+    pub birth_date: Option<String>,
+    /// The person's identifier.
+    pub identifier: Option<String>,
+    /// Sex.
+    pub sex: Option<String>,
+    /// The vaccine or prophylaxis.
+    pub vaccine: Option<DdccCoding>,
+    /// The brand.
+    pub brand: Option<DdccCoding>,
+    /// The manufacturer.
+    pub manufacturer: Option<DdccCoding>,
+    /// The market authorization holder.
+    pub ma_holder: Option<DdccCoding>,
+    /// The lot number.
+    pub lot: Option<String>,
+    /// When it was given.
+    pub date: Option<String>,
+    /// From when it counts.
+    pub valid_from: Option<String>,
+    /// The dose number.
+    pub dose: Option<u32>,
+    /// The total doses of the series.
+    pub total_doses: Option<u32>,
+    /// The country of vaccination.
+    pub country: Option<DdccCoding>,
+    /// The administering centre.
+    pub centre: Option<String>,
+    /// The health worker's identifier.
+    pub practitioner: Option<String>,
+    /// The disease or agent targeted.
+    pub disease: Option<DdccCoding>,
+    /// When the next dose is due.
+    pub next_dose: Option<String>,
+    /// The certificate's issuer.
+    pub issuer: Option<String>,
+    /// The health certificate identifier (HCID).
+    pub certificate_id: Option<String>,
+}
+
+/// Reads every vaccination of a FHIR bundle as the WHO DDCC:VS core data set, leniently (ids
+/// that are not FHIR ids, references written as `{"id": ...}`, no fullUrls).
+#[uniffi::export]
+pub fn ddcc_from_fhir(
+    bundle_json: String,
+) -> Result<Vec<DdccVaccination>, crate::health_book::HealthBookError> {
+    thudo_core::health::ddcc::from_fhir(&bundle_json).map_err(|e| {
+        crate::health_book::HealthBookError::InvalidFhir {
+            detail: e.to_string(),
+        }
+    })
+}
+
+/// The vaccinations as a FHIR `collection` Bundle (Patient, Immunization, and an
+/// ImmunizationRecommendation for a next dose), as the WHO's guide maps the data set; import it
+/// with `HealthBook.importBundle`.
+#[uniffi::export]
+pub fn ddcc_to_fhir(vaccinations: Vec<DdccVaccination>) -> String {
+    thudo_core::health::ddcc::to_fhir(&vaccinations).to_string()
+}

@@ -292,6 +292,10 @@ pub struct HealthImport {
     /// Facts about a matched person on which the bundle and the book disagree, kept as the
     /// book had them.
     pub conflicts: Vec<String>,
+    /// Every liberty taken to keep a record as the bundle wrote it (an id that is not a FHIR id
+    /// repaired, a reference written as `{"id": ...}`, a record naming no patient filed under
+    /// the bundle's only one).
+    pub liberties: Vec<String>,
 }
 
 impl From<records::ImportSummary> for HealthImport {
@@ -315,6 +319,7 @@ impl From<records::ImportSummary> for HealthImport {
                 .collect(),
             unresolved: s.unresolved,
             conflicts: s.conflicts,
+            liberties: s.liberties,
         }
     }
 }

@@ -392,12 +392,12 @@ fn a_newer_address_is_kept_and_a_conflict_is_surfaced() {
 fn a_bad_entry_is_refused_alone_unless_others_need_it() {
     let (_d, v) = vault();
     let book = HealthBook::new(&v);
-    let obs = |id: &str| {
+    let obs = |id: Value| {
         json!({"resourceType": "Observation", "id": id, "status": "final", "subject": subject(),
                "code": {"text": "x"}})
     };
-    // One bad id among good entries: the rest is kept, the bad one named.
-    let text = bundle(vec![patient(), obs("bad id!"), obs("good")]);
+    // One unreadable id (a number) among good entries: the rest is kept, the bad one named.
+    let text = bundle(vec![patient(), obs(json!(42)), obs(json!("good"))]);
     let s = book.import_bundle(&text, None, 1).unwrap();
     assert_eq!((s.stored, s.refused), (2, 1));
     assert_eq!(
@@ -415,16 +415,16 @@ fn a_bad_entry_is_refused_alone_unless_others_need_it() {
     assert!(strict.people().unwrap().is_empty());
     // A bad Patient refuses the whole bundle.
     let mut bad_patient = patient();
-    bad_patient["id"] = json!("no good!");
+    bad_patient["id"] = json!(["no good"]);
     assert!(strict
-        .import_bundle(&bundle(vec![bad_patient, obs("o9")]), None, 1)
+        .import_bundle(&bundle(vec![bad_patient, obs(json!("o9"))]), None, 1)
         .is_err());
     assert!(strict.people().unwrap().is_empty());
     // So does a bad entry that a good one points to.
     let needed = json!({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": patient()},
         {"fullUrl": "urn:uuid:e0000000-0000-4000-8000-000000000001",
-         "resource": {"resourceType": "Medication", "id": "bad id!"}},
+         "resource": {"resourceType": "Medication", "id": 42}},
         {"resource": {"resourceType": "MedicationStatement", "id": "ms", "status": "active",
                       "subject": subject(),
                       "medicationReference": {"reference": "urn:uuid:e0000000-0000-4000-8000-000000000001"}}}]});
@@ -516,7 +516,7 @@ fn a_document_listing_a_bad_entry_is_imported_without_it() {
                                    {"reference": "urn:uuid:f0000000-0000-4000-8000-000000000004"}]}]}},
         {"fullUrl": "urn:uuid:f0000000-0000-4000-8000-000000000002", "resource": patient()},
         {"fullUrl": "urn:uuid:f0000000-0000-4000-8000-000000000003", "resource": {
-            "resourceType": "Observation", "id": "bad id!", "status": "final", "subject": subject()}},
+            "resourceType": "Observation", "id": 42, "status": "final", "subject": subject()}},
         {"fullUrl": "urn:uuid:f0000000-0000-4000-8000-000000000004", "resource": {
             "resourceType": "Observation", "id": "good", "status": "final", "subject": subject(),
             "code": {"text": "Glucose"}}}

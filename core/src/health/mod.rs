@@ -8,6 +8,7 @@
 //! domain or the sync engine.
 
 pub mod dcc;
+pub mod ddcc;
 pub mod fhir;
 pub mod records;
 pub mod schedule;

@@ -90,7 +90,7 @@ final class HealthBookTests: XCTestCase {
         let bundle = """
             {"resourceType":"Bundle","type":"collection","entry":[
             {"resource":{"resourceType":"Patient","id":"k1","name":[{"text":"Lê Hoa"}],"birthDate":"2001-02-03"}},
-            {"resource":{"resourceType":"Observation","id":"bad id!","status":"final","subject":{"reference":"Patient/k1"}}}]}
+            {"resource":{"resourceType":"Observation","id":42,"status":"final","subject":{"reference":"Patient/k1"}}}]}
             """
         let partial = try await book.importBundle(bundleJson: bundle)
         XCTAssertEqual(partial.refused, 1)

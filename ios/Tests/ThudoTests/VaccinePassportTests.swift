@@ -80,4 +80,30 @@ final class VaccinePassportTests: XCTestCase {
         let people = try await book.people()
         XCTAssertEqual(people.count, 1)
     }
+
+    func testDdccCoreDataSetReadsWhoBundlesAndWritesBack() async throws {
+        let dir = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
+        let who = { (name: String) in try String(contentsOfFile: dir + "/../ddcc/" + name, encoding: .utf8) }
+        let read = try ddccFromFhir(bundleJson: try who("WHOQR1FHIRBundle.json"))
+        XCTAssertEqual(read.count, 1)
+        var v = read[0]
+        XCTAssertEqual(v.name, "Eddie Murphy")
+        XCTAssertEqual(v.lot, "PT123F")
+        XCTAssertEqual(v.country?.code, "USA")
+        XCTAssertEqual(v.validFrom, "2021-07-22")
+        XCTAssertThrowsError(try ddccFromFhir(bundleJson: "{")) { error in
+            guard case HealthBookError.InvalidFhir = error else { return XCTFail("\(error)") }
+        }
+        v.name = "Nguyễn Thị Lan"
+        v.certificateId = "VN-HCID-0001"
+        XCTAssertEqual(try ddccFromFhir(bundleJson: ddccToFhir(vaccinations: [v])), [v])
+
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let book = HealthBook(vault: vault)
+        let imported = try await book.importBundle(bundleJson: try who("SHCQR1FHIRBundle.json"))
+        XCTAssertEqual(imported.refused, 0)
+        XCTAssertEqual(imported.byType["Immunization"], 2)
+        XCTAssertTrue(imported.liberties.contains { $0.contains("resource:0") }, "\(imported.liberties)")
+    }
 }

@@ -21,6 +21,10 @@ pub struct BundleEntries {
     /// `(entry index, fullUrl)` of the refused entries that other entries reference, or that
     /// are Patients: without them the rest cannot be filed safely.
     pub needed: Vec<(usize, String)>,
+    /// Every liberty taken to read the bundle as it was written: an id that is not a FHIR id
+    /// replaced, a reference written as `{"id": ...}` read as a reference. Nothing is changed
+    /// silently.
+    pub liberties: Vec<String>,
 }
 
 /// Reads a Bundle into resources that all have an id, with references between entries
@@ -92,8 +96,22 @@ pub fn bundle_entries(bundle: Value, id_seed: &str) -> Result<BundleEntries, Fhi
         }
         let read = read_entry(entry, index, &seed);
         match read {
-            Ok(resource) => {
-                let key = key_of(&resource).unwrap_or_default();
+            Ok((mut resource, repaired)) => {
+                let mut key = key_of(&resource).unwrap_or_default();
+                if repaired.is_some() && taken.contains_key(&key) {
+                    // The repaired id is another entry's: a generated one instead.
+                    resource["id"] = Value::String(format!("{seed}-{index}"));
+                    key = key_of(&resource).unwrap_or_default();
+                }
+                if let Some(old) = repaired {
+                    let rtype = resource_type(&resource).unwrap_or_default();
+                    out.liberties.push(format!(
+                        "entry {index}: {rtype} id {old:?} is not a FHIR id: read as {key}"
+                    ));
+                    // References name it as `Type/old`, or (health-card style) `old` alone.
+                    renames.insert(format!("{rtype}/{old}"), key.clone());
+                    renames.entry(old).or_insert_with(|| key.clone());
+                }
                 if let Some(previous) = taken.insert(key.clone(), index) {
                     return Err(FhirError::BadResource {
                         index,
@@ -118,7 +136,17 @@ pub fn bundle_entries(bundle: Value, id_seed: &str) -> Result<BundleEntries, Fhi
         }
     }
     let mut referenced = std::collections::HashSet::new();
-    for (_, resource) in &mut out.resources {
+    let keys: std::collections::HashSet<String> = out
+        .resources
+        .iter()
+        .filter_map(|(_, r)| key_of(r))
+        .collect();
+    for (index, resource) in &mut out.resources {
+        for (field, written) in id_references(resource, &keys) {
+            out.liberties.push(format!(
+                "entry {index}: {field} written as {{\"id\": {written:?}}}: read as a reference"
+            ));
+        }
         rewrite_references(resource, &|r| renames.get(r).cloned());
         // A document's or a list's mention is no dependency: without the entry it lists one
         // thing fewer (the loss is reported), while a record pointing at it would be wrong.
@@ -142,8 +170,87 @@ pub fn is_listing(resource: &Value) -> bool {
     matches!(resource_type(resource), Some("Composition" | "List"))
 }
 
-/// One entry's resource with its id, or why it cannot be read.
-fn read_entry(entry: &Value, index: usize, seed: &str) -> Result<Value, String> {
+/// Fields that hold a reference to a patient when one is written as `{"id": "x"}`.
+const PATIENT_FIELDS: &[&str] = &["subject", "patient", "beneficiary"];
+
+/// Rewrites references written as `{"id": "Type/id"}` (anywhere) or `{"id": "id"}` (in a
+/// patient field, naming a Patient of the bundle) as `{"reference": "Type/id"}`; returns each
+/// `(field, id as written)`. An element's own `id` beside other content is left alone.
+fn id_references(
+    resource: &mut Value,
+    keys: &std::collections::HashSet<String>,
+) -> Vec<(String, String)> {
+    fn walk(
+        value: &mut Value,
+        field: &str,
+        keys: &std::collections::HashSet<String>,
+        out: &mut Vec<(String, String)>,
+    ) {
+        match value {
+            Value::Object(map) => {
+                let only_id = map.contains_key("id")
+                    && !map.contains_key("reference")
+                    && map
+                        .keys()
+                        .all(|k| matches!(k.as_str(), "id" | "display" | "type"));
+                if only_id {
+                    if let Some(id) = map.get("id").and_then(Value::as_str).map(str::to_owned) {
+                        let target = if id.contains('/') && keys.contains(&id) {
+                            Some(id.clone())
+                        } else if PATIENT_FIELDS.contains(&field)
+                            && keys.contains(&format!("Patient/{id}"))
+                        {
+                            Some(format!("Patient/{id}"))
+                        } else {
+                            None
+                        };
+                        if let Some(target) = target {
+                            map.remove("id");
+                            map.insert("reference".into(), Value::String(target));
+                            out.push((field.to_owned(), id));
+                            return;
+                        }
+                    }
+                }
+                for (name, child) in map.iter_mut() {
+                    walk(child, name, keys, out);
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, field, keys, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Value::Object(map) = resource {
+        for (name, child) in map.iter_mut() {
+            // The resource's own id and meta are not references.
+            if name != "id" && name != "meta" {
+                walk(child, name, keys, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// An id made valid: characters FHIR ids do not allow become `-`, at most 64 kept.
+fn repaired_id(id: &str) -> Option<String> {
+    let fixed: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    is_valid_id(&fixed).then_some(fixed)
+}
+
+/// One entry's resource with its id (and the id as written, when it had to be repaired), or
+/// why it cannot be read.
+fn read_entry(entry: &Value, index: usize, seed: &str) -> Result<(Value, Option<String>), String> {
     let mut resource = entry
         .get("resource")
         .cloned()
@@ -158,16 +265,23 @@ fn read_entry(entry: &Value, index: usize, seed: &str) -> Result<Value, String> 
         return Err("nested bundles are not imported".into());
     }
     let full_url = entry.get("fullUrl").and_then(Value::as_str);
+    let mut repaired = None;
     let id = match resource.get("id") {
         Some(Value::String(id)) if is_valid_id(id) => id.clone(),
-        Some(_) => return Err("id is not a valid FHIR id".into()),
+        // An id FHIR does not allow (`resource:0`, spaces, too long) is repaired, not refused:
+        // the record is kept and the liberty reported.
+        Some(Value::String(id)) => {
+            repaired = Some(id.clone());
+            repaired_id(id).unwrap_or_else(|| format!("{seed}-{index}"))
+        }
+        Some(_) => return Err("id is not a string".into()),
         None => match full_url.and_then(|u| u.strip_prefix("urn:uuid:")) {
             Some(uuid) if is_valid_id(uuid) => uuid.to_owned(),
             _ => format!("{seed}-{index}"),
         },
     };
     resource["id"] = Value::String(id);
-    Ok(resource)
+    Ok((resource, repaired))
 }
 
 fn hex_prefix(data: &[u8], bytes: usize) -> String {

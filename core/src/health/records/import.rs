@@ -77,6 +77,10 @@ pub struct ImportSummary {
     /// Facts about a matched person on which the bundle and the book disagree, kept as the book
     /// had them (lists such as addresses and phones are merged instead).
     pub conflicts: Vec<String>,
+    /// Every liberty taken to keep a record of a bundle as it was written (an id that is not a
+    /// FHIR id repaired, a reference written as `{"id": ...}`, a record naming no patient filed
+    /// under the bundle's only one).
+    pub liberties: Vec<String>,
 }
 
 /// The person a record is filed under ("" for a shared resource), or why it cannot be.
@@ -85,6 +89,7 @@ fn place(
     rtype: &str,
     fallback: Option<&str>,
     chosen: bool,
+    linked: bool,
     person_exists: &dyn Fn(&str) -> bool,
 ) -> Result<String, HealthError> {
     if rtype == "Patient" {
@@ -101,7 +106,10 @@ fn place(
         )),
         None if SHARED_TYPES.contains(&rtype) && !names_someone => Ok(String::new()),
         None => match fallback {
-            Some(p) if chosen || Kind::of(rtype) == Kind::Other => Ok(p.to_owned()),
+            // The chosen person; or the bundle's only patient, for a record the bundle itself
+            // ties to that patient (another of their records references it: the caller reports
+            // the liberty). A record linked to no one is never guessed into a book.
+            Some(p) if chosen || linked || Kind::of(rtype) == Kind::Other => Ok(p.to_owned()),
             None if Kind::of(rtype) == Kind::Other && !names_someone => Ok(String::new()),
             _ => Err(invalid(
                 "subject",
@@ -184,14 +192,18 @@ impl HealthBook<'_> {
                 .into());
             }
         }
-        self.import_resources(
+        let mut summary = self.import_resources(
             read.resources,
             read.refused,
             Provenance::of(Source::FhirImport),
             into_person,
             mode,
             now,
-        )
+        )?;
+        let mut liberties = read.liberties;
+        liberties.append(&mut summary.liberties);
+        summary.liberties = liberties;
+        Ok(summary)
     }
 
     /// Imports a verified SMART Health Card (see [`shc::verify`]) with its provenance:
@@ -435,6 +447,17 @@ impl HealthBook<'_> {
                 let key = format!("Patient/{id}");
                 known.iter().any(|k| k.key == key) || imported_people.contains(&key)
             };
+            // Records that a record naming someone references: the bundle ties them to that
+            // person even when they name no one themselves.
+            let linked: std::collections::HashSet<String> = kept
+                .iter()
+                .filter(|r| fhir::person_of(r).is_some())
+                .flat_map(|r| {
+                    let mut refs = Vec::new();
+                    fhir::references(r, &mut refs);
+                    refs
+                })
+                .collect();
             // A record whose id is already taken by another person's record (two sources reusing
             // a plain id) gets its own id, stable for re-imports.
             for r in &kept {
@@ -452,6 +475,7 @@ impl HealthBook<'_> {
                     &rtype,
                     fallback.as_deref(),
                     into_person.is_some(),
+                    linked.contains(&key),
                     &person_exists,
                 )
                 .unwrap_or_default();
@@ -487,6 +511,7 @@ impl HealthBook<'_> {
             let mut pending_refs: Vec<(String, String, bool)> = Vec::new();
             for (mut r, index) in kept.iter().cloned().zip(entries.iter().copied()) {
                 let key = fhir::key_of(&r).unwrap_or_default();
+                let original_key = key.clone();
                 if let Some(new_key) = rekeyed.get(&key) {
                     let new_id = new_key
                         .split_once('/')
@@ -517,11 +542,27 @@ impl HealthBook<'_> {
                         &rtype,
                         fallback.as_deref(),
                         into_person.is_some(),
+                        linked.contains(&original_key),
                         &person_exists,
                     )
                 });
                 let person = match placed {
-                    Ok(person) => person,
+                    Ok(person) => {
+                        let names_no_one = fhir::person_of(&r).is_none();
+                        if names_no_one
+                            && into_person.is_none()
+                            && !person.is_empty()
+                            && rtype != "Patient"
+                            && Kind::of(&rtype) != Kind::Other
+                        {
+                            summary.liberties.push(format!(
+                                "entry {index}: {} names no patient: filed under \
+                                 Patient/{person}, whose records reference it",
+                                fhir::key_of(&r).unwrap_or_default()
+                            ));
+                        }
+                        person
+                    }
                     Err(e) if mode == ImportMode::AllOrNothing || rtype == "Patient" => {
                         return Err(e)
                     }

@@ -93,7 +93,7 @@ class HealthBookTest {
             // A bad entry is refused alone, with its index; or the whole bundle when asked.
             val bundle = """{"resourceType":"Bundle","type":"collection","entry":[
                 {"resource":{"resourceType":"Patient","id":"k1","name":[{"text":"Lê Hoa"}],"birthDate":"2001-02-03"}},
-                {"resource":{"resourceType":"Observation","id":"bad id!","status":"final","subject":{"reference":"Patient/k1"}}}]}"""
+                {"resource":{"resourceType":"Observation","id":42,"status":"final","subject":{"reference":"Patient/k1"}}}]}"""
             val partial = book.importBundle(bundle)
             assertEquals(1L, partial.refused)
             assertEquals(HealthEntryStatus.REFUSED, partial.entries[1].status)

@@ -84,4 +84,29 @@ class VaccinePassportTest {
             assertEquals(1, book.people().size)
         }
     }
+
+    private val who = File(System.getProperty("thudo.fixtures") ?: "../core/tests/data/shc", "../ddcc")
+
+    @Test
+    fun `the WHO DDCC core data set reads from the WHO's bundles and writes back`() = runBlocking<Unit> {
+        val read = ddccFromFhir(File(who, "WHOQR1FHIRBundle.json").readText())
+        val v = read.single()
+        assertEquals("Eddie Murphy", v.name)
+        assertEquals("PT123F", v.lot)
+        assertEquals("USA", v.country!!.code)
+        assertEquals("2021-07-22", v.validFrom)
+        assertThrows<HealthBookException.InvalidFhir> { ddccFromFhir("{") }
+        // Written out and read back, the same record.
+        val mine = v.copy(name = "Nguyễn Thị Lan", certificateId = "VN-HCID-0001")
+        assertEquals(listOf(mine), ddccFromFhir(ddccToFhir(listOf(mine))))
+
+        // The WHO's health-card example (ids like resource:0) imports whole, liberties said.
+        Vault.openWithPassphrase(dir.resolve("ddcc").toString(), "p", testOptions).use { vault ->
+            val book = HealthBook(vault)
+            val imported = book.importBundle(File(who, "SHCQR1FHIRBundle.json").readText())
+            assertEquals(0L, imported.refused)
+            assertEquals(2L, imported.byType["Immunization"])
+            assertTrue(imported.liberties.any { it.contains("resource:0") }, "${imported.liberties}")
+        }
+    }
 }
