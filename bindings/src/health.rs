@@ -229,6 +229,12 @@ pub struct HealthCardVerifier {
 }
 
 impl HealthCardVerifier {
+    pub(crate) fn with_trust(trust: shc::TrustStore) -> Arc<Self> {
+        Arc::new(HealthCardVerifier {
+            trust: Mutex::new(trust),
+        })
+    }
+
     pub(crate) fn trust(&self) -> std::sync::MutexGuard<'_, shc::TrustStore> {
         self.trust.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -9,7 +9,7 @@ use thudo_core::health::records::{
     EntryStatus as HealthEntryStatus, Insurance as HealthInsurance, Person as HealthPerson,
     Source as RecordSource,
 };
-use thudo_core::health::{dcc, fhir, records, schedule, shc};
+use thudo_core::health::{dcc, fhir, records, schedule, shc, trust_bundle};
 
 use crate::health::{DoseStatus, HealthCardVerifier};
 use crate::{blocking, signed, unix_now, Internal};
@@ -43,6 +43,14 @@ pub enum HealthBookError {
     CardRefused {
         /// The reason code, as `thudo health verify-shc` prints it (`bad_signature`,
         /// `unknown_key`, `not_yet_valid`, `revoked`, ...).
+        reason: String,
+        /// The message.
+        detail: String,
+    },
+    /// A health trust bundle was refused and the installed one kept.
+    #[error("trust bundle refused ({reason}): {detail}")]
+    TrustBundleRefused {
+        /// `bad_signature`, `rollback`, `expired` or `malformed`.
         reason: String,
         /// The message.
         detail: String,
@@ -86,6 +94,26 @@ impl From<shc::ShcError> for HealthBookError {
     }
 }
 
+impl From<trust_bundle::TrustBundleError> for HealthBookError {
+    fn from(e: trust_bundle::TrustBundleError) -> Self {
+        use trust_bundle::TrustBundleError as E;
+        let reason = match &e {
+            E::Vault(_) => match e {
+                E::Vault(v) => return v.into(),
+                _ => "malformed",
+            },
+            E::Malformed { .. } => "malformed",
+            E::BadSignature => "bad_signature",
+            E::Rollback { .. } => "rollback",
+            E::Expired { .. } => "expired",
+        };
+        HealthBookError::TrustBundleRefused {
+            reason: reason.into(),
+            detail: e.to_string(),
+        }
+    }
+}
+
 impl From<dcc::DccError> for HealthBookError {
     fn from(e: dcc::DccError) -> Self {
         HealthBookError::CardRefused {
@@ -107,6 +135,34 @@ impl From<records::HealthError> for HealthBookError {
             E::Invalid { field, reason } => HealthBookError::Invalid { field, reason },
             E::NotFound { what } => HealthBookError::NotFound { what },
             E::Vault(v) => v.into(),
+        }
+    }
+}
+
+/// Where a device's health trust stands.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct HealthTrustStatus {
+    /// The installed bundle's version.
+    pub version: i64,
+    /// When it was published (unix seconds).
+    pub issued_at: i64,
+    /// When it goes stale.
+    pub expires_at: i64,
+    /// When this device installed it.
+    pub installed_at: i64,
+    /// Past its expiry: verification goes on with it; tell the user the list may be out of
+    /// date.
+    pub stale: bool,
+}
+
+impl From<trust_bundle::TrustStatus> for HealthTrustStatus {
+    fn from(s: trust_bundle::TrustStatus) -> Self {
+        HealthTrustStatus {
+            version: i64::try_from(s.version).unwrap_or(i64::MAX),
+            issued_at: s.issued_at,
+            expires_at: s.expires_at,
+            installed_at: s.installed_at,
+            stale: s.stale,
         }
     }
 }
@@ -175,6 +231,10 @@ pub struct RecordProvenance {
     pub country: Option<String>,
     /// For a vaccine passport (EU DCC): the certificate identifier (UVCI).
     pub certificate_id: Option<String>,
+    /// For a verified card, whether its signer is still in the installed trust bundle:
+    /// `false` once the issuer or signer has left the list (show that instead of "verified");
+    /// `null` for other records, or when no bundle is installed.
+    pub signer_trusted: Option<bool>,
 }
 
 /// One record: the FHIR resource and what an app lists.
@@ -212,6 +272,23 @@ pub struct HealthEntry {
     pub resource_json: String,
 }
 
+/// Entries with their signer checked against the installed trust bundle (if any).
+fn entries_with_trust(
+    book: &records::HealthBook<'_>,
+    records: Vec<records::HealthRecord>,
+) -> Result<Vec<HealthEntry>, records::HealthError> {
+    let trust = trust_bundle::installed_trust(book.vault()).unwrap_or_default();
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            let trusted = trust.as_ref().and_then(|t| r.provenance.signer_trusted(t));
+            let mut entry = HealthEntry::from(r);
+            entry.provenance.signer_trusted = trusted;
+            entry
+        })
+        .collect())
+}
+
 impl From<records::HealthRecord> for HealthEntry {
     fn from(r: records::HealthRecord) -> Self {
         let s = r.summary();
@@ -237,6 +314,7 @@ impl From<records::HealthRecord> for HealthEntry {
                 verified_at: p.verified_at,
                 country: p.country,
                 certificate_id: p.certificate_id,
+                signer_trusted: None,
             },
             resource_json: r.resource.to_string(),
             resource_type: r.resource_type,
@@ -464,6 +542,50 @@ impl HealthBook {
             .map(Into::into)
     }
 
+    /// Installs a health trust bundle (a compact JWS from the backend's
+    /// `/v1/health/trust-bundle`, which `SyncClient.sync` fetches itself when its settings name
+    /// a `healthTrustKey`): signed by `trustKey` (the trust-list public key the app is built
+    /// with, base64), not expired, newer than the installed one. The installed one offered again
+    /// changes nothing; an older one is refused with `TrustBundleRefused(rollback)`.
+    #[uniffi::method(default(now_unix = None))]
+    pub async fn install_trust_bundle(
+        &self,
+        bundle: String,
+        trust_key: String,
+        now_unix: Option<i64>,
+    ) -> Result<HealthTrustStatus, HealthBookError> {
+        let anchor =
+            trust_bundle::parse_anchor(&trust_key).ok_or_else(|| HealthBookError::Invalid {
+                field: "trust_key".into(),
+                reason: "not a base64 P-256 public key".into(),
+            })?;
+        let now = optional_now(now_unix);
+        let vault = self.vault.clone();
+        blocking(move || Ok(trust_bundle::install(&vault, &bundle, &anchor, now)?.into())).await
+    }
+
+    /// The installed trust bundle's version, dates and staleness (`null` before the first).
+    #[uniffi::method(default(now_unix = None))]
+    pub async fn trust_status(
+        &self,
+        now_unix: Option<i64>,
+    ) -> Result<Option<HealthTrustStatus>, HealthBookError> {
+        let now = optional_now(now_unix);
+        let vault = self.vault.clone();
+        blocking(move || Ok(trust_bundle::status(&vault, now)?.map(Into::into))).await
+    }
+
+    /// A verifier holding the installed trust bundle's issuers and signers (an empty one before
+    /// the first bundle): health cards and vaccine passports verify with no app code.
+    pub async fn trusted_verifier(&self) -> Result<Arc<HealthCardVerifier>, HealthBookError> {
+        let vault = self.vault.clone();
+        let trust = blocking(move || -> Result<_, HealthBookError> {
+            Ok(trust_bundle::installed_trust(&vault)?)
+        })
+        .await?;
+        Ok(HealthCardVerifier::with_trust(trust.unwrap_or_default()))
+    }
+
     /// Stores one FHIR resource entered on this device (an id is given when it has none) and
     /// queues it for upload; returns its `Type/id`.
     pub async fn put_resource(&self, resource_json: String) -> Result<String, HealthBookError> {
@@ -484,8 +606,8 @@ impl HealthBook {
     /// Everyone in the book, by name.
     pub async fn people(&self) -> Result<Vec<HealthEntry>, HealthBookError> {
         self.run(|b| {
-            b.people()
-                .map(|ps| ps.into_iter().map(Into::into).collect())
+            let people = b.people()?;
+            entries_with_trust(&b, people)
         })
         .await
     }
@@ -500,16 +622,19 @@ impl HealthBook {
         to: Option<String>,
     ) -> Result<Vec<HealthEntry>, HealthBookError> {
         self.run(move |b| {
-            b.records(&person_id, kind, from.as_deref(), to.as_deref())
-                .map(|rs| rs.into_iter().map(Into::into).collect())
+            let found = b.records(&person_id, kind, from.as_deref(), to.as_deref())?;
+            entries_with_trust(&b, found)
         })
         .await
     }
 
     /// A record by `Type/id`.
     pub async fn record(&self, key: String) -> Result<Option<HealthEntry>, HealthBookError> {
-        self.run(move |b| b.get(&key).map(|r| r.map(Into::into)))
-            .await
+        self.run(move |b| {
+            let found = b.get(&key)?;
+            Ok(entries_with_trust(&b, found.into_iter().collect())?.pop())
+        })
+        .await
     }
 
     /// Deletes a record; false when there was none.
@@ -559,6 +684,7 @@ crate::error_api!(HealthBookError, {
         Invalid => ("health_book.invalid", false),
         NotFound => ("health_book.not_found", false),
         CardRefused => ("health_book.card_refused", false),
+        TrustBundleRefused => ("health_book.trust_bundle_refused", false),
         Closed => ("health_book.closed", false),
         Locked => ("health_book.locked", true),
         Storage => ("health_book.storage", false),

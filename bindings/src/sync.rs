@@ -14,6 +14,7 @@ use crate::health::HealthCardVerifier;
 use crate::transit::TrustedIssuerKey;
 use crate::vault::Vault;
 use crate::{signed, Internal};
+use thudo_core::health::trust_bundle;
 
 /// Why a sync call failed. After any of these, what was acknowledged is out of the outbox and
 /// what was pulled is applied: nothing is lost or applied twice.
@@ -154,6 +155,12 @@ pub struct SyncSettings {
     /// SHA-256 of the server's SubjectPublicKeyInfo, hex: when given, the certificate must carry
     /// one of these keys.
     pub pinned_spki_sha256_hex: Vec<String>,
+    /// The health trust-list public key the app is built with (base64 P-256 point, from the
+    /// operator's `GET /v1/admin/health/trust-bundle`). When given, every `sync` fetches the
+    /// published trust bundle, installs it if it is newer and signed by this key, and checks
+    /// pulled health-card records against it: verifiers need no app code.
+    #[uniffi(default = None)]
+    pub health_trust_key: Option<String>,
 }
 
 /// Sync progress (core's type, carried as it is).
@@ -323,6 +330,20 @@ pub struct SyncClient {
     pub(crate) inner: Arc<core::BackendClient>,
     /// The health-card trust pulled records are verified against (see `trust_health_cards`).
     health_trust: std::sync::RwLock<Option<Arc<thudo_core::health::shc::TrustStore>>>,
+    /// The trust-list key health trust bundles must be signed with (`SyncSettings`).
+    health_trust_key: Option<[u8; 65]>,
+}
+
+fn trust_key(settings: &SyncSettings) -> Result<Option<[u8; 65]>, SyncError> {
+    settings
+        .health_trust_key
+        .as_deref()
+        .map(|k| {
+            trust_bundle::parse_anchor(k).ok_or_else(|| SyncError::InvalidArgument {
+                reason: "healthTrustKey is not a base64 P-256 public key".into(),
+            })
+        })
+        .transpose()
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -333,6 +354,7 @@ impl SyncClient {
         let c = config(&settings)?;
         Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
+            health_trust_key: trust_key(&settings)?,
             inner: Arc::new(core::BackendClient::new(c)?),
         }))
     }
@@ -356,6 +378,7 @@ impl SyncClient {
         let transport = Arc::new(crate::http::Foreign(http));
         Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
+            health_trust_key: trust_key(&settings)?,
             inner: Arc::new(core::BackendClient::with_transport(c, transport)?),
         }))
     }
@@ -486,13 +509,38 @@ impl SyncClient {
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<SyncReport, SyncError> {
         let forward = observer.map(Forward);
+        if let Some(anchor) = self.health_trust_key {
+            // A refused or unreachable bundle leaves the installed one in force; the sync goes
+            // on (`refreshHealthTrust` says why, `HealthBook.trustStatus` how old it is).
+            let refresh = trust_bundle::refresh(&self.inner, vault.core(), anchor, now_secs());
+            if let Err(e) = guard(cancel.clone())
+                .run(async { Ok(refresh.await) })
+                .await?
+            {
+                log::warn!(reason = e.to_string().as_str(); "health trust bundle not installed");
+            }
+        }
+        let explicit = self
+            .health_trust
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let health_trust = match explicit {
+            Some(t) => Some(t),
+            None => {
+                let v = vault.core();
+                crate::blocking(move || -> Result<_, SyncError> {
+                    Ok(trust_bundle::installed_trust(&v)
+                        .ok()
+                        .flatten()
+                        .map(Arc::new))
+                })
+                .await?
+            }
+        };
         let collections = thudo_core::collections::registry(thudo_core::collections::Stores {
             library: library.map(|l| l.inner.clone()),
-            health_trust: self
-                .health_trust
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            health_trust,
         });
         let sync = self.inner.sync(
             vault.core(),
@@ -500,6 +548,31 @@ impl SyncClient {
             forward.as_ref().map(|f| f as &dyn core::SyncObserver),
         );
         Ok(guard(cancel).run(sync).await?)
+    }
+
+    /// Fetches the published health trust bundle and installs it (see `SyncSettings.healthTrustKey`,
+    /// which it needs); returns the installed bundle's status, `null` when none is published.
+    /// A refused bundle (not signed by the key, older than the installed one, expired) is
+    /// `Protocol` with the reason, and the installed one stays.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn refresh_health_trust(
+        &self,
+        vault: Arc<Vault>,
+        cancel: Option<Arc<CancelToken>>,
+    ) -> Result<Option<crate::health_book::HealthTrustStatus>, SyncError> {
+        let anchor = self
+            .health_trust_key
+            .ok_or_else(|| SyncError::InvalidArgument {
+                reason: "the settings name no healthTrustKey".into(),
+            })?;
+        let refresh = trust_bundle::refresh(&self.inner, vault.core(), anchor, now_secs());
+        match guard(cancel).run(async { Ok(refresh.await) }).await? {
+            Ok(status) => Ok(status.map(Into::into)),
+            Err(trust_bundle::RefreshError::Backend(e)) => Err(e.into()),
+            Err(trust_bundle::RefreshError::Bundle(e)) => Err(SyncError::Protocol {
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// Trusts `verifier`'s health-card issuers for records pulled from the citizen's other
@@ -615,4 +688,8 @@ fn config(settings: &SyncSettings) -> Result<core::BackendConfig, SyncError> {
         c.pinned_spki_sha256.push(a);
     }
     Ok(c)
+}
+
+fn now_secs() -> i64 {
+    crate::unix_now() as i64
 }

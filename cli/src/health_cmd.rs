@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use thudo_core::health::dcc;
 use thudo_core::health::shc::{self, TrustStore};
+use thudo_core::health::{dcc, trust_bundle};
 
 /// Arguments of `thudo health`.
 #[derive(Args)]
@@ -23,8 +23,14 @@ enum HealthCommand {
     /// `.smart-health-card` file.
     VerifyShc {
         /// Trusted issuer keys as ISSUER_URL=JWKS_FILE (repeatable).
-        #[arg(long = "jwks", value_name = "ISS=FILE", required = true)]
+        #[arg(
+            long = "jwks",
+            value_name = "ISS=FILE",
+            required_unless_present = "trust_bundle"
+        )]
         jwks: Vec<String>,
+        #[command(flatten)]
+        bundle: BundleArgs,
         /// Revocation lists (repeatable).
         #[arg(long = "crl")]
         crl: Vec<PathBuf>,
@@ -39,8 +45,14 @@ enum HealthCommand {
     /// `HC1:` text (one per line of each input file) on stdout.
     VerifyDcc {
         /// Trusted Document Signer Certificates: files of PEM, base64 or DER (repeatable).
-        #[arg(long = "dsc", value_name = "FILE", required = true)]
+        #[arg(
+            long = "dsc",
+            value_name = "FILE",
+            required_unless_present = "trust_bundle"
+        )]
         dsc: Vec<PathBuf>,
+        #[command(flatten)]
+        bundle: BundleArgs,
         /// Verification time (unix seconds) instead of the system clock.
         #[arg(long)]
         at: Option<i64>,
@@ -52,6 +64,39 @@ enum HealthCommand {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+}
+
+/// Trust from a health trust bundle, as a device installs it.
+#[derive(Args)]
+struct BundleArgs {
+    /// A health trust bundle (the compact JWS the backend publishes), checked with --trust-key.
+    #[arg(long = "trust-bundle", value_name = "FILE", requires = "trust_key")]
+    trust_bundle: Option<PathBuf>,
+    /// The trust-list public key the bundle must be signed with (base64).
+    #[arg(long = "trust-key", value_name = "BASE64")]
+    trust_key: Option<String>,
+}
+
+impl BundleArgs {
+    /// The bundle's trust store, checked as a device checks it (signature, content); a stale
+    /// bundle is used, with a warning on stderr.
+    fn load(&self, now: i64) -> Result<Option<TrustStore>> {
+        let (Some(file), Some(key)) = (&self.trust_bundle, &self.trust_key) else {
+            return Ok(None);
+        };
+        let anchor =
+            trust_bundle::parse_anchor(key).context("--trust-key is not a base64 P-256 key")?;
+        let jws =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let bundle = trust_bundle::open(&jws, &anchor)?;
+        if bundle.expires_at < now {
+            eprintln!(
+                "warning: trust bundle {} expired at {}: the list may be out of date",
+                bundle.version, bundle.expires_at
+            );
+        }
+        Ok(Some(bundle.trust_store()?))
+    }
 }
 
 fn now_or(at: Option<i64>) -> i64 {
@@ -80,15 +125,21 @@ fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>> {
         .context("neither DER, PEM nor base64")
 }
 
-fn verify_dcc(dsc: &[PathBuf], at: Option<i64>, historic: bool, inputs: &[PathBuf]) -> Result<()> {
-    let mut signers = dcc::SignerList::new();
+fn verify_dcc(
+    dsc: &[PathBuf],
+    bundle: &BundleArgs,
+    at: Option<i64>,
+    historic: bool,
+    inputs: &[PathBuf],
+) -> Result<()> {
+    let now = now_or(at);
+    let mut signers = bundle.load(now)?.map(|t| t.dcc).unwrap_or_default();
     for file in dsc {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         signers
             .add_der(&certificate_der(&bytes)?, None)
             .with_context(|| format!("loading {}", file.display()))?;
     }
-    let now = now_or(at);
     let mut failures = 0;
     for path in inputs {
         let text =
@@ -129,21 +180,23 @@ fn verify_dcc(dsc: &[PathBuf], at: Option<i64>, historic: bool, inputs: &[PathBu
 
 /// Runs `thudo health ...`; exits non-zero when any card fails.
 pub fn run(args: HealthArgs) -> Result<()> {
-    let (jwks, crl, at, inputs) = match args.command {
+    let (jwks, crl, bundle, at, inputs) = match args.command {
         HealthCommand::VerifyShc {
             jwks,
             crl,
+            bundle,
             at,
             inputs,
-        } => (jwks, crl, at, inputs),
+        } => (jwks, crl, bundle, at, inputs),
         HealthCommand::VerifyDcc {
             dsc,
+            bundle,
             at,
             historic,
             inputs,
-        } => return verify_dcc(&dsc, at, historic, &inputs),
+        } => return verify_dcc(&dsc, &bundle, at, historic, &inputs),
     };
-    let mut trust = TrustStore::new();
+    let mut trust = bundle.load(now_or(at))?.unwrap_or_default();
     for spec in &jwks {
         let Some((iss, file)) = spec.split_once('=') else {
             bail!("--jwks takes ISSUER_URL=FILE, got {spec:?}")

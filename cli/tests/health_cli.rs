@@ -137,3 +137,77 @@ fn verify_dcc_reports_each_passport_and_keeps_expired_ones_only_as_history() {
     assert_eq!(history[0]["verified"], true);
     assert_eq!(history[0]["expired"], true);
 }
+
+#[test]
+fn both_verifiers_take_their_trust_from_a_signed_bundle() {
+    use base64::Engine;
+    use thudo_core::health::trust_bundle::{CardIssuer, PassportSigner, TrustBundle};
+    let tmp = tempfile::tempdir().unwrap();
+    let (german, signer) = dcc_case("DE", "DE/2DCode/raw/1.json");
+    let bundle = TrustBundle {
+        version: 3,
+        issued_at: 1_600_000_000,
+        expires_at: 1_900_000_000,
+        card_issuers: vec![CardIssuer {
+            iss: "https://spec.smarthealth.cards/examples/issuer".into(),
+            jwks: serde_json::from_str(
+                &std::fs::read_to_string(fixtures().join("issuer/jwks.json")).unwrap(),
+            )
+            .unwrap(),
+            crls: Vec::new(),
+        }],
+        passport_signers: vec![PassportSigner {
+            country: "DE".into(),
+            certificate: signer,
+        }],
+    };
+    let key = thudo_core::crypto::p256::SoftwareKey::generate().unwrap().0;
+    let b64 = |k: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);
+    std::fs::write(tmp.path().join("trust.jws"), bundle.sign(&key).unwrap()).unwrap();
+    std::fs::write(tmp.path().join("qr.txt"), &german).unwrap();
+    let run = |command: &str, at: &str, input: PathBuf, trust_key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_thudo"))
+            .args(["health", command, "--at", at, "--trust-bundle"])
+            .arg(tmp.path().join("trust.jws"))
+            .args(["--trust-key", trust_key])
+            .arg(input)
+            .output()
+            .unwrap()
+    };
+    let good = b64(key.public_key());
+    let card = run(
+        "verify-shc",
+        "1790000000",
+        fixtures().join("example-00-d-jws.txt"),
+        &good,
+    );
+    assert!(
+        card.status.success(),
+        "{}",
+        String::from_utf8_lossy(&card.stderr)
+    );
+    let passport = run("verify-dcc", "1622570400", tmp.path().join("qr.txt"), &good);
+    assert!(
+        passport.status.success(),
+        "{}",
+        String::from_utf8_lossy(&passport.stderr)
+    );
+    // A bundle not signed by the configured key is refused before any verification.
+    let other = thudo_core::crypto::p256::SoftwareKey::generate().unwrap().0;
+    let forged = run(
+        "verify-dcc",
+        "1622570400",
+        tmp.path().join("qr.txt"),
+        &b64(other.public_key()),
+    );
+    assert!(!forged.status.success());
+    assert!(String::from_utf8_lossy(&forged.stderr).contains("not signed"));
+    // A stale bundle is used, with a warning.
+    let stale = run(
+        "verify-shc",
+        "1950000000",
+        fixtures().join("example-00-d-jws.txt"),
+        &good,
+    );
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("out of date"));
+}

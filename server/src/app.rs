@@ -176,6 +176,7 @@ impl AppState {
                 sync: storage.clone(),
                 devices: storage.clone(),
                 secrets: secrets.clone(),
+                settings: storage.clone(),
             },
             transit: TransitState {
                 storage: storage.clone(),

@@ -219,7 +219,8 @@ fn caller(method: &Method, path: &str) -> Caller {
         (_, p)
             if p.starts_with("/v1/sync/")
                 || p.starts_with("/v1/devices")
-                || p.starts_with("/v1/transit/") =>
+                || p.starts_with("/v1/transit/")
+                || p.starts_with("/v1/health/") =>
         {
             Caller::Holder
         }
@@ -239,7 +240,8 @@ fn body_limit(path: &str) -> usize {
         || path == "/v1/transit/taps"
         || path == "/v1/transit/inspections"
         || (path.starts_with("/v1/admin/citizens/") && path.ends_with("/health"))
-        || path.starts_with("/v1/admin/cells/");
+        || path.starts_with("/v1/admin/cells/")
+        || path == "/v1/admin/health/trust-bundle";
     if large {
         LARGE_BODY
     } else {

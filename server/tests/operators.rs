@@ -137,6 +137,18 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
             json!({}),
             vec![AccountSupport],
         ),
+        (
+            "POST",
+            "/v1/admin/health/trust-bundle".into(),
+            json!({"card_issuers": [], "passport_signers": [], "valid_days": 7}),
+            vec![HealthAuthority],
+        ),
+        (
+            "GET",
+            "/v1/admin/health/trust-bundle".into(),
+            Value::Null,
+            reads(HealthAuthority),
+        ),
         ("GET", "/v1/admin/audit".into(), Value::Null, vec![Auditor]),
         (
             "GET",
@@ -752,4 +764,122 @@ async fn an_action_cut_short_shows_as_an_intent_without_an_outcome() {
         verified["entries"], 5,
         "two changes of two entries each, and the cut one"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_authority_publishes_trust_that_devices_install_and_never_roll_back() {
+    use thudo_core::health::trust_bundle;
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let authority = operator(&local.idp, Role::HealthAuthority);
+    let jwks: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../core/tests/data/shc/issuer/jwks.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let issuer = json!({"iss": "https://spec.smarthealth.cards/examples/issuer", "jwks": jwks});
+    let publish = |body: Value| {
+        let (http, url, token) = (http.clone(), local.url.clone(), authority.clone());
+        async move {
+            call(
+                &http,
+                &url,
+                "POST",
+                "/v1/admin/health/trust-bundle",
+                &body,
+                Some(&token),
+            )
+            .await
+        }
+    };
+    // Content that does not load is refused and nothing is published.
+    let mut bad = issuer.clone();
+    bad["jwks"]["keys"][0]["kid"] = json!("forged");
+    let (status, answer) = publish(json!({"card_issuers": [bad]})).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = publish(json!({"card_issuers": [], "valid_days": 365})).await;
+    assert_eq!(status, 400, "{answer}");
+    // A device asks before anything is published: nothing, not an error.
+    let phone = vault(&dir.path().join("phone"));
+    local
+        .client
+        .sign_in_and_register(phone.clone(), "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (_, published) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    let key = trust_bundle::parse_anchor(published["public_key"].as_str().unwrap()).unwrap();
+    assert!(trust_bundle::refresh(
+        &local.client,
+        phone.clone(),
+        key,
+        chrono::Utc::now().timestamp()
+    )
+    .await
+    .unwrap()
+    .is_none());
+    // Published with the issuer, then without it: the device follows.
+    let (status, first) = publish(json!({"card_issuers": [issuer], "valid_days": 7})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["card_issuers"], 1);
+    let (_, with_issuer) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let s = trust_bundle::refresh(&local.client, phone.clone(), key, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.version, first["version"].as_u64().unwrap());
+    assert!(!s.stale);
+    let trust = trust_bundle::installed_trust(&phone).unwrap().unwrap();
+    assert!(trust
+        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
+        .is_some());
+    let (status, second) = publish(json!({"card_issuers": []})).await;
+    assert_eq!(status, 200, "{second}");
+    assert!(second["version"].as_u64() > first["version"].as_u64());
+    trust_bundle::refresh(&local.client, phone.clone(), key, now)
+        .await
+        .unwrap();
+    let trust = trust_bundle::installed_trust(&phone).unwrap().unwrap();
+    assert!(trust
+        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
+        .is_none());
+    // The older bundle, replayed to the device, is refused.
+    let old = with_issuer["bundle"].as_str().unwrap();
+    assert!(matches!(
+        trust_bundle::install(&phone, old, &key, now),
+        Err(trust_bundle::TrustBundleError::Rollback { .. })
+    ));
+    // Only a registered device fetches it.
+    let (status, _) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/health/trust-bundle",
+        &Value::Null,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
 }

@@ -199,6 +199,11 @@ impl TrustStore {
         Ok(added)
     }
 
+    /// The issuer that owns key `kid`, if this store trusts it.
+    pub fn issuer_of(&self, kid: &str) -> Option<&str> {
+        self.keys.get(kid).map(|k| k.issuer.as_str())
+    }
+
     /// Loads a revocation list (`{kid, method: "rid", rids: [...]}`); `rid.timestamp` entries
     /// revoke cards issued (nbf) before that time.
     pub fn add_crl(&mut self, crl: &str) -> Result<usize, ShcError> {

@@ -106,4 +106,54 @@ final class VaccinePassportTests: XCTestCase {
         XCTAssertEqual(imported.byType["Immunization"], 2)
         XCTAssertTrue(imported.liberties.contains { $0.contains("resource:0") }, "\(imported.liberties)")
     }
+
+    func testTrustBundlesArriveBySyncNeverRollBackAndRemovalShows() async throws {
+        let url = try XCTUnwrap(ProcessInfo.processInfo.environment["THUDO_SERVER_URL"])
+        let dir = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
+        let jwks = try String(contentsOfFile: dir + "/issuer/jwks.json", encoding: .utf8)
+        let issuer = "{\"iss\":\"https://spec.smarthealth.cards/examples/issuer\",\"jwks\":\(jwks)}"
+        let first = try await publishTestTrustBundle("{\"card_issuers\":[\(issuer)],\"valid_days\":7}")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let book = HealthBook(vault: vault)
+        let none = try await book.trustStatus()
+        XCTAssertNil(none)
+        let client = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: 5_000, maxAttempts: 4, backoffBaseMs: 20,
+                                                           pinnedSpkiSha256Hex: [], healthTrustKey: first.key))
+        try await registerForTest(client, vault, citizenId: "001088077002", name: "phone")
+        _ = try await client.sync(vault: vault)
+        let status = try await XCTUnwrapAsync(try await book.trustStatus())
+        XCTAssertGreaterThanOrEqual(status.version, first.version)
+        XCTAssertFalse(status.stale)
+        let later = try await book.trustStatus(nowUnix: status.expiresAt + 1)
+        XCTAssertEqual(later?.stale, true)
+        let card = try String(contentsOfFile: dir + "/example-00-d-jws.txt", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let verifier = try await book.trustedVerifier()
+        _ = try verifier.verifyJws(jws: card, nowUnix: 1_790_000_000)
+        let imported = try await book.importCardJws(verifier: verifier, jws: card, intoPerson: nil, nowUnix: 1_790_000_000)
+        let person = try XCTUnwrap(imported.people.first)
+        let before = try await book.records(personId: person, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(before.first?.provenance.signerTrusted, true)
+
+        let second = try await publishTestTrustBundle("{\"card_issuers\":[]}")
+        let refreshed = try await client.refreshHealthTrust(vault: vault)
+        XCTAssertEqual(refreshed?.version, second.version)
+        let after = try await book.records(personId: person, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(after.first?.provenance.signerTrusted, false)
+        let emptied = try await book.trustedVerifier()
+        XCTAssertThrowsError(try emptied.verifyJws(jws: card, nowUnix: 1_790_000_000)) { error in
+            guard case HealthCardError.UnknownKey = error else { return XCTFail("\(error)") }
+        }
+        do {
+            _ = try await book.installTrustBundle(bundle: "a.b.c", trustKey: first.key)
+            XCTFail("a malformed bundle was installed")
+        } catch HealthBookError.TrustBundleRefused(let reason, _) {
+            XCTAssertEqual(reason, "malformed")
+        }
+    }
+}
+
+/// `XCTUnwrap` for an async expression's result.
+func XCTUnwrapAsync<T>(_ value: T?, file: StaticString = #filePath, line: UInt = #line) async throws -> T {
+    try XCTUnwrap(value, file: file, line: line)
 }

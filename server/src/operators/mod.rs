@@ -35,17 +35,21 @@ pub enum Role {
     AccountSupport,
     /// Reads what the others read, and the audit trail; changes nothing.
     Auditor,
+    /// Publishes the health trust bundle: whom devices trust to sign health cards and vaccine
+    /// passports.
+    HealthAuthority,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::TransitOperator,
         Role::HealthFacility,
         Role::PartyOrganisation,
         Role::CivilRegistry,
         Role::AccountSupport,
         Role::Auditor,
+        Role::HealthAuthority,
     ];
 
     /// The claim's value (`transit_operator`, …).
@@ -57,6 +61,7 @@ impl Role {
             Role::CivilRegistry => "civil_registry",
             Role::AccountSupport => "account_support",
             Role::Auditor => "auditor",
+            Role::HealthAuthority => "health_authority",
         }
     }
 

@@ -3,12 +3,13 @@
 //! cell. Every route is an operator's.
 
 pub mod seed;
+mod trust;
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -30,6 +31,8 @@ pub struct PublishingState {
     pub devices: Arc<dyn DeviceStore>,
     /// The keys citizen IDs are looked up under.
     pub secrets: Arc<crate::secrets::ServerSecrets>,
+    /// The health trust bundle and its signing key.
+    pub settings: Arc<dyn crate::storage::settings::SettingsStore>,
 }
 
 /// The routes under `/v1/admin/citizens/{id}/health`, `…/cell` and `/v1/admin/cells/…`.
@@ -44,6 +47,11 @@ pub fn routes(state: PublishingState) -> Router {
             "/v1/admin/cells/{cell}/{collection}",
             post(admin_cell_content),
         )
+        .route(
+            "/v1/admin/health/trust-bundle",
+            post(trust::publish).get(trust::published),
+        )
+        .route("/v1/health/trust-bundle", get(trust::for_device))
         .with_state(state)
 }
 

@@ -33,6 +33,7 @@ pub fn organisation_of(role: Role) -> &'static str {
         Role::CivilRegistry => "hn-ho-tich",
         Role::AccountSupport => "thudo-support",
         Role::Auditor => "hn-thanh-tra",
+        Role::HealthAuthority => "byt",
     }
 }
 

@@ -127,6 +127,13 @@ pub struct HealthBook<'a> {
     vault: &'a Vault,
 }
 
+impl<'a> HealthBook<'a> {
+    /// The vault the book lives in.
+    pub fn vault(&self) -> &'a Vault {
+        self.vault
+    }
+}
+
 fn random_id() -> Result<String, HealthError> {
     crate::hex::random(16).map_err(|_| {
         VaultError::Io {

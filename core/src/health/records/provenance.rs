@@ -61,3 +61,23 @@ impl Provenance {
         }
     }
 }
+
+impl Provenance {
+    /// Whether the signer of a health-card record is still trusted by `trust` (the installed
+    /// trust bundle): `None` for a record that is not a verified card's; `Some(false)` once its
+    /// issuer or signer has left the list, which an app shows instead of "verified".
+    pub fn signer_trusted(&self, trust: &crate::health::shc::TrustStore) -> Option<bool> {
+        if self.source != Source::HealthCard {
+            return None;
+        }
+        let kid = self.kid.as_deref()?;
+        Some(if self.certificate_id.is_some() {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(kid)
+                .is_ok_and(|k| !trust.dcc.by_kid(&k).is_empty())
+        } else {
+            trust.issuer_of(kid).is_some() && trust.issuer_of(kid) == self.issuer.as_deref()
+        })
+    }
+}

@@ -109,4 +109,42 @@ class VaccinePassportTest {
             assertTrue(imported.liberties.any { it.contains("resource:0") }, "${imported.liberties}")
         }
     }
+
+    @Test
+    fun `trust bundles arrive by sync, never roll back, and a removed issuer shows`() = runBlocking<Unit> {
+        val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh")
+        val shc = File(System.getProperty("thudo.fixtures") ?: "../core/tests/data/shc")
+        val issuer = """{"iss":"https://spec.smarthealth.cards/examples/issuer","jwks":${File(shc, "issuer/jwks.json").readText()}}"""
+        val (key, first) = publishTestTrustBundle("""{"card_issuers":[$issuer],"valid_days":7}""")
+        Vault.openWithPassphrase(dir.resolve("trust").toString(), "p", testOptions).use { vault ->
+            val book = HealthBook(vault)
+            assertEquals(null, book.trustStatus())
+            val client = SyncClient(SyncSettings(url, 5_000L, 4, 20L, emptyList(), healthTrustKey = key))
+            registerForTest(client, vault, "001088077001", "phone")
+            client.sync(vault)
+            val status = book.trustStatus()!!
+            assertTrue(status.version >= first)
+            assertFalse(status.stale)
+            assertTrue(book.trustStatus(status.expiresAt + 1)!!.stale)
+            // The verifier holds the bundle's issuers: the example card verifies with no app code.
+            val verifier = book.trustedVerifier()
+            val card = File(shc, "example-00-d-jws.txt").readText().trim()
+            verifier.verifyJws(card, 1_790_000_000L)
+            val imported = book.importCardJws(verifier, card, null, 1_790_000_000L)
+            val person = imported.people.single()
+            assertEquals(true, book.records(person, HealthKind.IMMUNIZATION, null, null).first().provenance.signerTrusted)
+
+            // The issuer leaves the list: the record says so, the verifier no longer trusts it.
+            val (_, second) = publishTestTrustBundle("""{"card_issuers":[]}""")
+            assertEquals(second, client.refreshHealthTrust(vault)!!.version)
+            assertEquals(false, book.records(person, HealthKind.IMMUNIZATION, null, null).first().provenance.signerTrusted)
+            assertThrows<HealthCardException.UnknownKey> { book.trustedVerifier().verifyJws(card, 1_790_000_000L) }
+            assertThrows<HealthBookException.Invalid> { runBlocking { book.installTrustBundle("x.y.z", "not a key") } }
+            val refused = assertThrows<HealthBookException.TrustBundleRefused> { runBlocking { book.installTrustBundle("a.b.c", key) } }
+            assertEquals("malformed", refused.reason)
+            assertThrows<SyncException.InvalidArgument> {
+                runBlocking { SyncClient(SyncSettings(url, null, null, null, emptyList())).refreshHealthTrust(vault) }
+            }
+        }
+    }
 }

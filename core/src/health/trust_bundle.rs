@@ -1,0 +1,338 @@
+//! The health trust bundle: whom a device trusts to sign health cards and vaccine passports,
+//! published by the backend, signed, versioned and dated, installed on the device.
+//!
+//! A bundle is a compact JWS (ES256, `typ` [`JWS_TYPE`]) over [`TrustBundle`]: the SMART Health
+//! Card issuers with their JWKS and revocation lists, and the EU DCC Document Signer
+//! Certificates. The device checks it against the trust-list key the app was built with (never
+//! one the network offers), refuses a bundle older than the one it holds (a rollback would
+//! bring back a removed issuer) and keeps the newest in the vault. A bundle past its expiry is
+//! still used (a stale list beats none) but reported stale, so the app can say so.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::shc::TrustStore;
+use crate::crypto::p256;
+use crate::vault::{Document, Vault, VaultError};
+
+/// The JWS `typ` of a trust bundle: a JWS signed for another purpose is not a bundle.
+pub const JWS_TYPE: &str = "thudo-health-trust+jws";
+/// Largest bundle accepted (a national list is tens of KB).
+pub const MAX_BUNDLE: usize = 2 * 1024 * 1024;
+
+/// A SMART Health Card issuer as the bundle carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardIssuer {
+    /// The issuer's `iss` URL.
+    pub iss: String,
+    /// Its JWKS document.
+    pub jwks: Value,
+    /// Its revocation lists (`{kid, method: "rid", rids}`).
+    #[serde(default)]
+    pub crls: Vec<Value>,
+}
+
+/// An EU DCC Document Signer Certificate as the bundle carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PassportSigner {
+    /// The country it signs for.
+    pub country: String,
+    /// The certificate, base64 DER.
+    pub certificate: String,
+}
+
+/// The bundle's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustBundle {
+    /// Grows with every publication; a device never installs a lower one.
+    pub version: u64,
+    /// When it was published (seconds since the epoch).
+    pub issued_at: i64,
+    /// When it goes stale (seconds since the epoch).
+    pub expires_at: i64,
+    /// Health-card issuers.
+    #[serde(default)]
+    pub card_issuers: Vec<CardIssuer>,
+    /// Vaccine-passport signers.
+    #[serde(default)]
+    pub passport_signers: Vec<PassportSigner>,
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustBundleError {
+    /// Not a compact JWS of a bundle, too large, or its content does not load.
+    #[error("malformed trust bundle: {detail}")]
+    Malformed {
+        /// What was wrong.
+        detail: String,
+    },
+    /// Not signed by the trust-list key.
+    #[error("the trust bundle is not signed by the trust-list key")]
+    BadSignature,
+    /// Older than the installed one, or the same version with other content.
+    #[error("trust bundle {offered} is older than the installed {installed}")]
+    Rollback {
+        /// The installed version.
+        installed: u64,
+        /// The version offered.
+        offered: u64,
+    },
+    /// Already expired when offered (a fresh one is never older than the installed one).
+    #[error("the trust bundle expired at {expires_at}")]
+    Expired {
+        /// Seconds since the epoch.
+        expires_at: i64,
+    },
+    /// The vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+fn malformed(detail: impl Into<String>) -> TrustBundleError {
+    TrustBundleError::Malformed {
+        detail: detail.into(),
+    }
+}
+
+impl TrustBundle {
+    /// The trust store the verifiers use: every issuer's keys and revocation lists, every
+    /// signer certificate. A bundle whose content does not load is refused whole.
+    pub fn trust_store(&self) -> Result<TrustStore, TrustBundleError> {
+        let mut store = TrustStore::new();
+        for issuer in &self.card_issuers {
+            store
+                .add_jwks(&issuer.iss, &issuer.jwks.to_string())
+                .map_err(|e| malformed(format!("issuer {}: {e}", issuer.iss)))?;
+            for crl in &issuer.crls {
+                store
+                    .add_crl(&crl.to_string())
+                    .map_err(|e| malformed(format!("issuer {}: {e}", issuer.iss)))?;
+            }
+        }
+        for signer in &self.passport_signers {
+            store
+                .dcc
+                .add_base64(&signer.certificate, Some(&signer.country))
+                .map_err(|e| malformed(format!("signer for {}: {e}", signer.country)))?;
+        }
+        Ok(store)
+    }
+
+    /// Signs the bundle with the trust-list key (the backend's side).
+    pub fn sign(&self, key: &p256::SoftwareKey) -> Result<String, TrustBundleError> {
+        let header = serde_json::json!({ "alg": "ES256", "typ": JWS_TYPE });
+        let payload = serde_json::to_vec(self).map_err(|e| malformed(e.to_string()))?;
+        let signed = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = key
+            .sign(signed.as_bytes())
+            .ok_or_else(|| malformed("signing failed"))?;
+        Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
+}
+
+/// A trust-list public key as apps configure it: base64 (standard or URL-safe) of the P-256
+/// point, compressed or not.
+pub fn parse_anchor(text: &str) -> Option<[u8; p256::UNCOMPRESSED_KEY_LEN]> {
+    let text = text.trim();
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(text))
+        .ok()?;
+    p256::decompress(&bytes)
+}
+
+/// Checks a bundle's signature with `anchor` (the trust-list key the app was built with) and
+/// reads it. Expiry is not checked here (see [`install`]).
+pub fn open(jws: &str, anchor: &[u8]) -> Result<TrustBundle, TrustBundleError> {
+    let jws = jws.trim();
+    if jws.len() > MAX_BUNDLE {
+        return Err(malformed(format!("larger than {MAX_BUNDLE} bytes")));
+    }
+    let parts: Vec<&str> = jws.split('.').collect();
+    let [header, payload, signature] = parts[..] else {
+        return Err(malformed("a compact JWS has three parts"));
+    };
+    let header: Value = URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or_else(|| malformed("the header is not base64url JSON"))?;
+    if header["alg"] != "ES256" || header["typ"] != JWS_TYPE {
+        return Err(malformed(format!(
+            "the header must be ES256 and {JWS_TYPE}"
+        )));
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| malformed("the signature is not base64url"))?;
+    let signed = &jws[..jws.len() - parts[2].len() - 1];
+    if !p256::verify(anchor, signed.as_bytes(), &signature) {
+        return Err(TrustBundleError::BadSignature);
+    }
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| malformed("the payload is not base64url"))?;
+    serde_json::from_slice(&payload).map_err(|e| malformed(format!("not a trust bundle: {e}")))
+}
+
+/// The installed bundle, as the vault keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Installed {
+    /// The signed bundle as received (checked again when read).
+    pub jws: String,
+    /// Its version.
+    pub version: u64,
+    /// When it was published.
+    pub issued_at: i64,
+    /// When it goes stale.
+    pub expires_at: i64,
+    /// When this device installed it.
+    pub installed_at: i64,
+}
+
+impl Document for Installed {
+    const COLLECTION: &'static str = "health.trust_bundle";
+    fn id(&self) -> String {
+        "installed".into()
+    }
+}
+
+/// Where a device's trust stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustStatus {
+    /// The installed version.
+    pub version: u64,
+    /// When it was published.
+    pub issued_at: i64,
+    /// When it goes stale.
+    pub expires_at: i64,
+    /// When this device installed it.
+    pub installed_at: i64,
+    /// Whether it is past its expiry: verification goes on with it, and the app should say
+    /// the list may be out of date.
+    pub stale: bool,
+}
+
+impl Installed {
+    fn status(&self, now: i64) -> TrustStatus {
+        TrustStatus {
+            version: self.version,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            installed_at: self.installed_at,
+            stale: now > self.expires_at,
+        }
+    }
+}
+
+/// Verifies and installs a bundle: signed by `anchor`, not expired, its content loadable, and
+/// newer than the installed one. The installed version offered again (a retry, a second
+/// delivery) changes nothing; an older one, or the same version with other content, is a
+/// [`TrustBundleError::Rollback`].
+pub fn install(
+    vault: &Vault,
+    jws: &str,
+    anchor: &[u8],
+    now: i64,
+) -> Result<TrustStatus, TrustBundleError> {
+    let bundle = open(jws, anchor)?;
+    bundle.trust_store()?;
+    if bundle.expires_at < now {
+        return Err(TrustBundleError::Expired {
+            expires_at: bundle.expires_at,
+        });
+    }
+    let jws = jws.trim().to_owned();
+    vault.transaction(|tx| {
+        if let Some(current) = tx.get_doc::<Installed>("installed")? {
+            if current.version > bundle.version
+                || (current.version == bundle.version && current.jws != jws)
+            {
+                return Err(TrustBundleError::Rollback {
+                    installed: current.version,
+                    offered: bundle.version,
+                });
+            }
+            if current.version == bundle.version {
+                return Ok(current.status(now));
+            }
+        }
+        let installed = Installed {
+            jws: jws.clone(),
+            version: bundle.version,
+            issued_at: bundle.issued_at,
+            expires_at: bundle.expires_at,
+            installed_at: now,
+        };
+        tx.put_doc(&installed)?;
+        Ok(installed.status(now))
+    })
+}
+
+/// The installed bundle's status, if one is installed.
+pub fn status(vault: &Vault, now: i64) -> Result<Option<TrustStatus>, TrustBundleError> {
+    Ok(vault
+        .get_doc::<Installed>("installed")?
+        .map(|i| i.status(now)))
+}
+
+/// The trust store of the installed bundle, if one is installed. The bundle was checked when
+/// installed; the vault is encrypted and authenticated, so it is read as stored.
+pub fn installed_trust(vault: &Vault) -> Result<Option<TrustStore>, TrustBundleError> {
+    let Some(installed) = vault.get_doc::<Installed>("installed")? else {
+        return Ok(None);
+    };
+    let payload = installed
+        .jws
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .ok_or_else(|| malformed("the installed bundle is unreadable"))?;
+    let bundle: TrustBundle =
+        serde_json::from_slice(&payload).map_err(|e| malformed(e.to_string()))?;
+    Ok(Some(bundle.trust_store()?))
+}
+
+/// Why a refresh did not install a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The backend could not be reached or refused the call.
+    #[error(transparent)]
+    Backend(#[from] crate::net::BackendError),
+    /// The bundle it gave was refused; the installed one stays.
+    #[error(transparent)]
+    Bundle(#[from] TrustBundleError),
+}
+
+/// Fetches the published bundle (`GET /v1/health/trust-bundle`, as the registered device) and
+/// installs it (see [`install`]). `None` when nothing is published yet.
+pub async fn refresh(
+    client: &crate::net::BackendClient,
+    vault: std::sync::Arc<Vault>,
+    anchor: [u8; p256::UNCOMPRESSED_KEY_LEN],
+    now: i64,
+) -> Result<Option<TrustStatus>, RefreshError> {
+    #[derive(Deserialize)]
+    struct Published {
+        bundle: String,
+    }
+    let path = format!("{}/health/trust-bundle", crate::net::protocol::API_PREFIX);
+    let published: Published = match client
+        .request(vault.clone(), reqwest::Method::GET, &path, None)
+        .await
+    {
+        Ok(p) => p,
+        Err(crate::net::BackendError::Refused { status: 404, .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let installed =
+        crate::net::blocking(move || Ok(install(&vault, &published.bundle, &anchor, now))).await?;
+    Ok(Some(installed?))
+}

@@ -1,0 +1,217 @@
+//! The health trust bundle as an attacker would offer it (forged, tampered, truncated,
+//! oversized, rolled back, expired, delivered twice) and as time passes (stale, an issuer
+//! removed): a device installs only what the trust-list key signed, never goes back, and shows
+//! a record whose signer left the list as such.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+mod common;
+
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+use thudo_core::crypto::p256::SoftwareKey;
+use thudo_core::health::records::HealthBook;
+use thudo_core::health::trust_bundle::{
+    self, CardIssuer, PassportSigner, TrustBundle, TrustBundleError,
+};
+use thudo_core::vault::Vault;
+
+const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
+const NOW: i64 = 1_790_000_000;
+
+fn data(path: &str) -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(path),
+    )
+    .unwrap()
+}
+
+fn issuer() -> CardIssuer {
+    CardIssuer {
+        iss: ISSUER.into(),
+        jwks: serde_json::from_str(&data("shc/issuer/jwks.json")).unwrap(),
+        crls: Vec::new(),
+    }
+}
+
+fn german_signer() -> PassportSigner {
+    let cases: Vec<Value> = serde_json::from_str(&data("dcc/DE.json")).unwrap();
+    PassportSigner {
+        country: "DE".into(),
+        certificate: cases[0]["TESTCTX"]["CERTIFICATE"].as_str().unwrap().into(),
+    }
+}
+
+fn bundle(version: u64, card_issuers: Vec<CardIssuer>) -> TrustBundle {
+    TrustBundle {
+        version,
+        issued_at: NOW - 60,
+        expires_at: NOW + 7 * 86_400,
+        card_issuers,
+        passport_signers: vec![german_signer()],
+    }
+}
+
+fn key() -> SoftwareKey {
+    SoftwareKey::generate().unwrap().0
+}
+
+fn vault() -> (tempfile::TempDir, Vault) {
+    let dir = tempfile::tempdir().unwrap();
+    let v = common::open_pass(dir.path(), "pass").unwrap();
+    (dir, v)
+}
+
+#[test]
+fn a_signed_bundle_installs_and_the_verifiers_use_it() {
+    let k = key();
+    let (_d, v) = vault();
+    assert!(trust_bundle::status(&v, NOW).unwrap().is_none());
+    let jws = bundle(5, vec![issuer()]).sign(&k).unwrap();
+    let s = trust_bundle::install(&v, &jws, k.public_key(), NOW).unwrap();
+    assert_eq!((s.version, s.stale, s.installed_at), (5, false, NOW));
+    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    // The example health card and the German vaccine passport verify with it alone.
+    let card = thudo_core::health::shc::verify(&data("shc/example-00-d-jws.txt"), &trust, NOW);
+    assert!(card.is_ok(), "{card:?}");
+    assert_eq!(trust.dcc.len(), 1);
+    // Delivered twice: nothing changes.
+    let again = trust_bundle::install(&v, &jws, k.public_key(), NOW + 10).unwrap();
+    assert_eq!(again.installed_at, NOW);
+    // Stale once past its expiry, and still used.
+    let later = NOW + 8 * 86_400;
+    assert!(trust_bundle::status(&v, later).unwrap().unwrap().stale);
+    assert!(trust_bundle::installed_trust(&v).unwrap().is_some());
+}
+
+#[test]
+fn forged_tampered_truncated_and_oversized_bundles_are_refused() {
+    let k = key();
+    let (_d, v) = vault();
+    let good = bundle(5, vec![issuer()]).sign(&k).unwrap();
+    trust_bundle::install(&v, &good, k.public_key(), NOW).unwrap();
+    // Signed by another key (the network's, an attacker's).
+    let forged = bundle(9, Vec::new()).sign(&key()).unwrap();
+    assert!(matches!(
+        trust_bundle::install(&v, &forged, k.public_key(), NOW),
+        Err(TrustBundleError::BadSignature)
+    ));
+    // The payload swapped under a genuine signature: a newer version that drops the issuer.
+    let parts: Vec<&str> = good.split('.').collect();
+    let swapped = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&bundle(9, Vec::new())).unwrap());
+    let tampered = format!("{}.{swapped}.{}", parts[0], parts[2]);
+    assert!(matches!(
+        trust_bundle::install(&v, &tampered, k.public_key(), NOW),
+        Err(TrustBundleError::BadSignature)
+    ));
+    // Every truncation fails, none panics.
+    for end in 0..good.len() {
+        assert!(trust_bundle::install(&v, &good[..end], k.public_key(), NOW).is_err());
+    }
+    // Too large, not a JWS, another JWS type.
+    let huge = "a".repeat(trust_bundle::MAX_BUNDLE + 1);
+    for bad in [huge.as_str(), "", "a.b", "not a bundle"] {
+        assert!(matches!(
+            trust_bundle::install(&v, bad, k.public_key(), NOW),
+            Err(TrustBundleError::Malformed { .. })
+        ));
+    }
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","typ":"JWT"}"#);
+    let other_type = format!("{header}.{}.{}", parts[1], parts[2]);
+    assert!(matches!(
+        trust_bundle::install(&v, &other_type, k.public_key(), NOW),
+        Err(TrustBundleError::Malformed { .. })
+    ));
+    // Content that does not load is refused whole.
+    let mut broken = issuer();
+    broken.jwks["keys"][0]["kid"] = Value::String("not-the-thumbprint".into());
+    let jws = bundle(9, vec![broken]).sign(&k).unwrap();
+    assert!(matches!(
+        trust_bundle::install(&v, &jws, k.public_key(), NOW),
+        Err(TrustBundleError::Malformed { .. })
+    ));
+    // Through it all, version 5 stayed installed.
+    assert_eq!(trust_bundle::status(&v, NOW).unwrap().unwrap().version, 5);
+}
+
+#[test]
+fn a_rollback_or_an_expired_bundle_is_refused() {
+    let k = key();
+    let (_d, v) = vault();
+    let v5 = bundle(5, vec![issuer()]).sign(&k).unwrap();
+    let v6 = bundle(6, Vec::new()).sign(&k).unwrap();
+    trust_bundle::install(&v, &v6, k.public_key(), NOW).unwrap();
+    // The older bundle that still trusted the removed issuer.
+    assert!(matches!(
+        trust_bundle::install(&v, &v5, k.public_key(), NOW),
+        Err(TrustBundleError::Rollback {
+            installed: 6,
+            offered: 5
+        })
+    ));
+    // The same version with other content.
+    let other6 = bundle(6, vec![issuer()]).sign(&k).unwrap();
+    assert!(matches!(
+        trust_bundle::install(&v, &other6, k.public_key(), NOW),
+        Err(TrustBundleError::Rollback { .. })
+    ));
+    // A newer bundle that has already expired.
+    let mut old = bundle(7, vec![issuer()]);
+    old.expires_at = NOW - 1;
+    assert!(matches!(
+        trust_bundle::install(&v, &old.sign(&k).unwrap(), k.public_key(), NOW),
+        Err(TrustBundleError::Expired { .. })
+    ));
+    assert_eq!(trust_bundle::status(&v, NOW).unwrap().unwrap().version, 6);
+}
+
+#[test]
+fn a_record_whose_issuer_left_the_list_is_shown_as_such() {
+    let k = key();
+    let (_d, v) = vault();
+    trust_bundle::install(
+        &v,
+        &bundle(5, vec![issuer()]).sign(&k).unwrap(),
+        k.public_key(),
+        NOW,
+    )
+    .unwrap();
+    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    let book = HealthBook::new(&v);
+    let s = book
+        .verify_and_import_card(&data("shc/example-00-d-jws.txt"), &trust, NOW, None)
+        .unwrap();
+    let shots = book
+        .records(
+            &s.people[0],
+            Some(thudo_core::health::fhir::Kind::Immunization),
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(shots[0].provenance.signer_trusted(&trust), Some(true));
+    // The issuer leaves the list.
+    trust_bundle::install(
+        &v,
+        &bundle(6, Vec::new()).sign(&k).unwrap(),
+        k.public_key(),
+        NOW,
+    )
+    .unwrap();
+    let now_trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    assert_eq!(shots[0].provenance.signer_trusted(&now_trust), Some(false));
+    // Records not from a card carry no such flag.
+    let patient = book
+        .get(&format!("Patient/{}", s.people[0]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(patient.provenance.signer_trusted(&now_trust), Some(false));
+    let entered =
+        thudo_core::health::records::Provenance::of(thudo_core::health::records::Source::Entered);
+    assert_eq!(entered.signer_trusted(&now_trust), None);
+}

@@ -1,0 +1,162 @@
+//! The health trust bundle: the health authority publishes whom devices trust to sign health
+//! cards and vaccine passports with one call; the backend checks the content, numbers it,
+//! dates it and signs it with the trust-list key; devices fetch it on sync and install it
+//! (thudo_core::health::trust_bundle).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thudo_core::crypto::p256::SoftwareKey;
+use thudo_core::health::trust_bundle::{CardIssuer, PassportSigner, TrustBundle};
+use thudo_core::hex;
+
+use super::PublishingState;
+use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
+use crate::storage::settings::SettingsStore;
+
+/// Where the signed bundle is kept.
+const BUNDLE_SETTING: &str = "health_trust_bundle";
+/// Where the trust-list key is kept (PKCS#8; a deployment keeps it in an HSM).
+const KEY_SETTING: &str = "health_trust_key";
+/// The longest a bundle may stay fresh: devices must come back for removals.
+const MAX_VALID_DAYS: u32 = 90;
+
+/// The trust-list key, made on first use. Of several instances, every one goes on with the key
+/// the first stored.
+fn trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, ApiError> {
+    let internal = |what: &str| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("trust-list key: {what}"),
+        )
+    };
+    let stored = match settings.get_setting(KEY_SETTING)? {
+        Some(hex_pkcs8) => hex_pkcs8,
+        None => {
+            let (_, pkcs8) = SoftwareKey::generate().ok_or_else(|| internal("no randomness"))?;
+            settings.claim_setting(KEY_SETTING, hex::encode(&pkcs8).as_bytes())?
+        }
+    };
+    let pkcs8 = std::str::from_utf8(&stored)
+        .ok()
+        .and_then(hex::decode)
+        .ok_or_else(|| internal("unreadable"))?;
+    SoftwareKey::from_pkcs8(&pkcs8).ok_or_else(|| internal("not a P-256 key"))
+}
+
+/// What the health authority sends.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PublishRequest {
+    #[serde(default)]
+    card_issuers: Vec<CardIssuer>,
+    #[serde(default)]
+    passport_signers: Vec<PassportSigner>,
+    /// Days until devices should call it stale (1 to 90, default 7).
+    #[serde(default)]
+    valid_days: Option<u32>,
+}
+
+/// `POST /v1/admin/health/trust-bundle` (health authority): replaces the published bundle.
+/// Content that does not load (a JWKS key whose kid is not its thumbprint, a certificate that
+/// is not one) is refused whole and nothing is published.
+pub(super) async fn publish(
+    State(state): State<PublishingState>,
+    operator: Operator,
+    JsonBody(req): JsonBody<PublishRequest>,
+) -> ApiResult<Value> {
+    operator.require(&[Role::HealthAuthority])?;
+    let days = req.valid_days.unwrap_or(7);
+    if !(1..=MAX_VALID_DAYS).contains(&days) {
+        return Err(ApiError::bad(format!(
+            "valid_days is 1 to {MAX_VALID_DAYS}"
+        )));
+    }
+    let settings = state.settings.clone();
+    blocking(move || {
+        let now = chrono::Utc::now().timestamp();
+        let previous = settings
+            .get_setting(BUNDLE_SETTING)?
+            .and_then(|jws| String::from_utf8(jws).ok())
+            .and_then(|jws| {
+                let payload = jws.split('.').nth(1)?.to_owned();
+                let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+                serde_json::from_slice::<TrustBundle>(&bytes).ok()
+            })
+            .map(|b| b.version)
+            .unwrap_or(0);
+        let bundle = TrustBundle {
+            // Grows with every publication, and with time (two instances publishing at once
+            // still give distinct versions unless within the same second).
+            version: (previous + 1).max(now.max(0) as u64),
+            issued_at: now,
+            expires_at: now + i64::from(days) * 86_400,
+            card_issuers: req.card_issuers,
+            passport_signers: req.passport_signers,
+        };
+        bundle
+            .trust_store()
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        let key = trust_key(settings.as_ref())?;
+        let jws = bundle
+            .sign(&key)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        settings.set_setting(BUNDLE_SETTING, jws.as_bytes())?;
+        Ok(Json(json!({
+            "version": bundle.version,
+            "issued_at": bundle.issued_at,
+            "expires_at": bundle.expires_at,
+            "card_issuers": bundle.card_issuers.len(),
+            "passport_signers": bundle.passport_signers.len(),
+            "public_key": URL_SAFE_NO_PAD.encode(key.public_key()),
+        })))
+    })
+    .await
+}
+
+/// `GET /v1/admin/health/trust-bundle` (health authority, auditor): the published bundle and
+/// the trust-list public key, which apps are built with.
+pub(super) async fn published(
+    State(state): State<PublishingState>,
+    operator: Operator,
+) -> ApiResult<Value> {
+    operator.require(&[Role::HealthAuthority, Role::Auditor])?;
+    let settings = state.settings.clone();
+    blocking(move || {
+        let key = trust_key(settings.as_ref())?;
+        let bundle = settings
+            .get_setting(BUNDLE_SETTING)?
+            .and_then(|b| String::from_utf8(b).ok());
+        Ok(Json(json!({
+            "bundle": bundle,
+            "public_key": URL_SAFE_NO_PAD.encode(key.public_key()),
+        })))
+    })
+    .await
+}
+
+/// `GET /v1/health/trust-bundle` (a registered device): the published bundle, 404 before the
+/// first publication.
+pub(super) async fn for_device(
+    State(state): State<PublishingState>,
+    headers: HeaderMap,
+) -> ApiResult<Value> {
+    crate::devices::authenticate(&state.devices, &headers).await?;
+    let settings: Arc<dyn SettingsStore> = state.settings.clone();
+    blocking(move || {
+        let bundle = settings
+            .get_setting(BUNDLE_SETTING)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::not_found("no trust bundle is published yet"))?;
+        Ok(Json(json!({ "bundle": bundle })))
+    })
+    .await
+}
