@@ -101,6 +101,9 @@ impl From<dcc::DccError> for HealthCardError {
                 HealthCardError::SignerNotAllowed { detail }
             }
             E::Schema { .. } => HealthCardError::BadPayload { detail },
+            E::Revoked { certificate_id } => HealthCardError::Revoked {
+                rid: certificate_id,
+            },
             E::NotYetValid { issued_at } => HealthCardError::NotYetValid { nbf: issued_at },
             E::Expired { expires_at } => HealthCardError::Expired { exp: expires_at },
             E::BadTrustData { detail } => HealthCardError::BadTrustData { detail },

@@ -54,6 +54,7 @@ fn bundle(version: u64, card_issuers: Vec<CardIssuer>) -> TrustBundle {
         expires_at: NOW + 7 * 86_400,
         card_issuers,
         passport_signers: vec![german_signer()],
+        passport_revocations: Vec::new(),
     }
 }
 
@@ -214,4 +215,48 @@ fn a_record_whose_issuer_left_the_list_is_shown_as_such() {
     let entered =
         thudo_core::health::records::Provenance::of(thudo_core::health::records::Source::Entered);
     assert_eq!(entered.signer_trusted(&now_trust), None);
+}
+
+#[test]
+fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
+    let k = key();
+    let (_d, v) = vault();
+    let cases: Vec<Value> = serde_json::from_str(&data("dcc/DE.json")).unwrap();
+    let qr = cases[0]["PREFIX"].as_str().unwrap();
+    let clock = 1_622_570_400; // the case's validation clock
+    let uvci = "URN:UVCI:01DE/IZ12345A/5CWLU12RNOB9RXSEOP6FG8#W";
+    let mut b = bundle(5, Vec::new());
+    b.issued_at = clock - 60;
+    b.expires_at = clock + 86_400;
+    trust_bundle::install(&v, &b.sign(&k).unwrap(), k.public_key(), clock).unwrap();
+    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    assert!(thudo_core::health::dcc::verify(qr, &trust.dcc, clock).is_ok());
+    // The next bundle revokes it (hex of SHA-256 of the UVCI).
+    let mut revoking = b.clone();
+    revoking.version = 6;
+    revoking.passport_revocations = vec![thudo_core::hex::encode(
+        &thudo_core::health::dcc::uvci_hash(uvci),
+    )];
+    trust_bundle::install(&v, &revoking.sign(&k).unwrap(), k.public_key(), clock).unwrap();
+    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    for result in [
+        thudo_core::health::dcc::verify(qr, &trust.dcc, clock),
+        thudo_core::health::dcc::authenticate(qr, &trust.dcc, clock),
+    ] {
+        assert!(
+            matches!(result, Err(thudo_core::health::dcc::DccError::Revoked { ref certificate_id }) if certificate_id == uvci),
+            "{result:?}"
+        );
+    }
+    assert!(HealthBook::new(&v)
+        .verify_and_import_dcc(qr, &trust, clock, None)
+        .is_err());
+    // A revocation entry that is not a hash makes the bundle unloadable.
+    let mut broken = b.clone();
+    broken.version = 7;
+    broken.passport_revocations = vec!["not a hash".into()];
+    assert!(matches!(
+        trust_bundle::install(&v, &broken.sign(&k).unwrap(), k.public_key(), clock),
+        Err(TrustBundleError::Malformed { .. })
+    ));
 }

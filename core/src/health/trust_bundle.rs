@@ -58,6 +58,9 @@ pub struct TrustBundle {
     /// Vaccine-passport signers.
     #[serde(default)]
     pub passport_signers: Vec<PassportSigner>,
+    /// Revoked vaccine passports: SHA-256 of each UVCI, hex or base64.
+    #[serde(default)]
+    pub passport_revocations: Vec<String>,
 }
 
 /// Why a bundle was refused.
@@ -118,6 +121,10 @@ impl TrustBundle {
                 .add_base64(&signer.certificate, Some(&signer.country))
                 .map_err(|e| malformed(format!("signer for {}: {e}", signer.country)))?;
         }
+        store
+            .dcc
+            .revoke_hashes(&self.passport_revocations)
+            .map_err(|e| malformed(format!("passport revocations: {e}")))?;
         Ok(store)
     }
 

@@ -60,6 +60,9 @@ pub(super) struct PublishRequest {
     card_issuers: Vec<CardIssuer>,
     #[serde(default)]
     passport_signers: Vec<PassportSigner>,
+    /// Revoked vaccine passports: SHA-256 of each UVCI (hex or base64).
+    #[serde(default)]
+    passport_revocations: Vec<String>,
     /// Days until devices should call it stale (1 to 90, default 7).
     #[serde(default)]
     valid_days: Option<u32>,
@@ -101,6 +104,7 @@ pub(super) async fn publish(
             expires_at: now + i64::from(days) * 86_400,
             card_issuers: req.card_issuers,
             passport_signers: req.passport_signers,
+            passport_revocations: req.passport_revocations,
         };
         bundle
             .trust_store()
@@ -116,6 +120,7 @@ pub(super) async fn publish(
             "expires_at": bundle.expires_at,
             "card_issuers": bundle.card_issuers.len(),
             "passport_signers": bundle.passport_signers.len(),
+            "passport_revocations": bundle.passport_revocations.len(),
             "public_key": URL_SAFE_NO_PAD.encode(key.public_key()),
         })))
     })

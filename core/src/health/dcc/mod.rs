@@ -17,7 +17,7 @@ use coset::{
 };
 use serde_json::Value;
 
-pub use signers::{key_id, Signer, SignerKey, SignerList};
+pub use signers::{key_id, uvci_hash, Signer, SignerKey, SignerList};
 
 /// Largest QR text accepted: a QR code holds at most 4,296 alphanumeric characters.
 const MAX_QR_TEXT: usize = 8 * 1024;
@@ -118,6 +118,12 @@ pub enum DccError {
     Schema {
         /// What was wrong.
         detail: String,
+    },
+    /// On a revocation list (by the hash of its UVCI).
+    #[error("revoked ({certificate_id})")]
+    Revoked {
+        /// The certificate identifier.
+        certificate_id: String,
     },
     /// Issued in the future.
     #[error("issued in the future ({issued_at})")]
@@ -478,6 +484,18 @@ pub fn authenticate(
         detail: "the certificate must hold exactly one of v, t, r".into(),
     })?;
     let entry = &decoded.certificate[kind.key()][0];
+    // Every entry's UVCI is checked: a series certificate lists several.
+    if let Some(revoked) = decoded.certificate[kind.key()]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["ci"].as_str())
+        .find(|ci| signers.is_revoked(ci))
+    {
+        return Err(DccError::Revoked {
+            certificate_id: revoked.to_owned(),
+        });
+    }
     let signer_expired = signer.not_after < now;
     let expired = signer_expired || decoded.expires_at.is_some_and(|e| e < now);
     Ok(VerifiedDcc {

@@ -219,6 +219,15 @@ pub fn key_id(der: &[u8]) -> [u8; 8] {
 #[derive(Debug, Clone, Default)]
 pub struct SignerList {
     by_kid: HashMap<[u8; 8], Vec<Signer>>,
+    /// Revoked certificates, by the SHA-256 of their UVCI (the EU scheme's `UCI` hash).
+    revoked: std::collections::HashSet<[u8; 32]>,
+}
+
+/// The revocation hash of a certificate identifier: SHA-256 of the UVCI as written.
+pub fn uvci_hash(uvci: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, uvci.as_bytes()).as_ref());
+    out
 }
 
 impl SignerList {
@@ -261,6 +270,35 @@ impl SignerList {
             .and_then(|k| self.by_kid.get(&k))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// Revokes certificates by their UVCI hashes (hex or base64 of SHA-256 of the UVCI, as
+    /// revocation lists carry them); returns how many were added.
+    pub fn revoke_hashes(&mut self, hashes: &[String]) -> Result<usize, DccError> {
+        use base64::Engine;
+        let mut added = 0;
+        for h in hashes {
+            let bytes = crate::hex::decode(h)
+                .filter(|b| b.len() == 32)
+                .or_else(|| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(h)
+                        .ok()
+                        .filter(|b| b.len() == 32)
+                })
+                .ok_or_else(|| DccError::BadTrustData {
+                    detail: format!("{h:?} is not a SHA-256 hash in hex or base64"),
+                })?;
+            let mut key = [0u8; 32];
+            key.copy_from_slice(&bytes);
+            added += usize::from(self.revoked.insert(key));
+        }
+        Ok(added)
+    }
+
+    /// Whether the certificate with this UVCI is revoked.
+    pub fn is_revoked(&self, uvci: &str) -> bool {
+        self.revoked.contains(&uvci_hash(uvci))
     }
 
     /// How many certificates the list holds.
