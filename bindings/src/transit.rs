@@ -27,6 +27,15 @@ pub enum TransitError {
     /// No credential is installed on this phone.
     #[error("no credential installed")]
     NoCredential,
+    /// The device key the held credentials bind is gone (a reset keystore, a restored backup):
+    /// these cards' credentials can no longer be shown, and nothing was replaced. Call
+    /// `discardLostTransitCredentials(vault, signer)`, open the phone again, and order or
+    /// restore the passes for the new key.
+    #[error("device key lost; credentials of cards {cards:?} can no longer be shown")]
+    KeyLost {
+        /// The cards whose credentials bind the lost key.
+        cards: Vec<i64>,
+    },
     /// The credential expired; go online to refresh it.
     #[error("credential expired at {not_after}")]
     CredentialExpired {
@@ -81,6 +90,9 @@ impl From<core::TransitError> for TransitError {
         match err {
             E::InvalidRequest { reason } => TransitError::InvalidRequest { reason },
             E::NoCredential => TransitError::NoCredential,
+            E::KeyLost { cards } => TransitError::KeyLost {
+                cards: cards.into_iter().map(crate::card_id_to_host).collect(),
+            },
             E::CredentialExpired { not_after } => TransitError::CredentialExpired {
                 not_after: not_after.into(),
             },
@@ -473,6 +485,27 @@ impl phone::Signer for ForeignSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         self.0.sign(message.to_vec()).map_err(|e| e.to_string())
     }
+}
+
+/// After `TransitError.KeyLost`: removes the credentials bound to the lost key from `vault`
+/// (the ones `signer`, or without one the vault's own key, cannot show) and returns their
+/// cards; then open the phone again. The passes stay with the backend.
+#[uniffi::export(async_runtime = "tokio")]
+pub async fn discard_lost_transit_credentials(
+    vault: Arc<Vault>,
+    signer: Option<Arc<dyn TransitSigner>>,
+) -> Result<Vec<i64>, TransitError> {
+    let core_vault = vault.core();
+    blocking(move || {
+        let signer = signer.map(ForeignSigner);
+        phone::discard_lost_credentials(
+            &core_vault,
+            signer.as_ref().map(|s| s as &dyn phone::Signer),
+        )
+        .map(|cards| cards.into_iter().map(crate::card_id_to_host).collect())
+        .map_err(TransitError::from)
+    })
+    .await
 }
 
 /// The citizen's phone: shows a fresh signed QR every refresh period, offline.
@@ -1139,6 +1172,7 @@ impl From<thudo_core::vault::VaultError> for TransitError {
 crate::error_api!(TransitError, {
         InvalidRequest => ("transit.invalid_request", false),
         NoCredential => ("transit.no_credential", false),
+        KeyLost => ("transit.key_lost", false),
         CredentialExpired => ("transit.credential_expired", false),
         InvalidCredential => ("transit.invalid_credential", false),
         InvalidSignedData => ("transit.invalid_signed_data", false),

@@ -147,6 +147,14 @@ pub enum TransitError {
     /// The phone holds no credential yet.
     #[error("no credential installed")]
     NoCredential,
+    /// The device key the held credentials bind is gone (a reset keystore, a restored
+    /// backup): these cards' credentials can no longer be shown. Nothing was replaced: discard
+    /// them (`discard_lost_credentials`) and order or restore the passes for the new key.
+    #[error("the device key is lost; credentials of cards {cards:?} can no longer be shown")]
+    KeyLost {
+        /// The cards whose credentials bind the lost key.
+        cards: Vec<u64>,
+    },
     /// The credential has expired; the phone must go online to refresh it.
     #[error("the credential expired at {not_after} (unix time)")]
     CredentialExpired {

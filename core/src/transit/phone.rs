@@ -131,6 +131,12 @@ impl Phone {
                         }
                     })?,
                     None => {
+                        // A first key, unless credentials are held: then the key they bind
+                        // is gone, and a new one must not silently orphan them.
+                        let orphaned = lost_credentials(&vault, None)?;
+                        if !orphaned.is_empty() {
+                            return Err(TransitError::KeyLost { cards: orphaned });
+                        }
                         let (key, pkcs8) =
                             SoftwareKey::generate().ok_or_else(|| TransitError::Signer {
                                 reason: "key generation failed".into(),
@@ -143,6 +149,12 @@ impl Phone {
                 (DeviceKey::Software(Box::new(key)), public)
             }
         };
+        // Credentials held for another key: the host's key was replaced (a reset keystore, a
+        // restored backup), so they can never be shown. Said, not hidden.
+        let orphaned = lost_credentials(&vault, Some(&public_key))?;
+        if !orphaned.is_empty() {
+            return Err(TransitError::KeyLost { cards: orphaned });
+        }
         let persisted: Persisted = match vault.find(COLLECTION, "state")? {
             Some(r) => serde_json::from_slice(&r.body).unwrap_or_default(),
             None => Persisted::default(),
@@ -380,6 +392,75 @@ impl Phone {
         state.cached.insert(card_id, qr.clone());
         Ok(qr)
     }
+}
+
+/// The cards whose stored credentials bind another key than `key` (every stored credential
+/// when there is no key).
+fn lost_credentials(vault: &Vault, key: Option<&[u8; 33]>) -> Result<Vec<u64>, TransitError> {
+    let mut cards = Vec::new();
+    for r in vault.list(COLLECTION)? {
+        if r.id != OWNER_RECORD && !r.id.starts_with("credential:") {
+            continue;
+        }
+        let Ok(bytes) = <[u8; CREDENTIAL_LEN]>::try_from(r.body.as_slice()) else {
+            continue;
+        };
+        if let Ok(fields) = CredentialFields::decode(&bytes) {
+            if key.is_none_or(|k| &fields.device_public_key != k)
+                && !cards.contains(&fields.card_id)
+            {
+                cards.push(fields.card_id);
+            }
+        }
+    }
+    Ok(cards)
+}
+
+/// Removes the credentials that bind another key than the one `signer` (or, without one, the
+/// vault's software key) holds, after [`TransitError::KeyLost`]; returns their cards. The
+/// passes themselves stay with the backend: order or restore them for the new key.
+pub fn discard_lost_credentials(
+    vault: &Vault,
+    signer: Option<&dyn Signer>,
+) -> Result<Vec<u64>, TransitError> {
+    let key: Option<[u8; 33]> = match signer {
+        Some(signer) => {
+            let raw = signer
+                .public_key()
+                .map_err(|reason| TransitError::Signer { reason })?;
+            let full = p256::decompress(&raw).ok_or_else(|| TransitError::Signer {
+                reason: "the signer's public key is not P-256".into(),
+            })?;
+            p256::compress(&full)
+        }
+        None => match vault.find(COLLECTION, "device_key")? {
+            Some(record) => {
+                SoftwareKey::from_pkcs8(&record.body).map(|k| k.compressed_public_key())
+            }
+            None => None,
+        },
+    };
+    let lost = lost_credentials(vault, key.as_ref())?;
+    let mut ids = Vec::new();
+    for r in vault.list(COLLECTION)? {
+        if r.id != OWNER_RECORD && !r.id.starts_with("credential:") {
+            continue;
+        }
+        let binds_lost = <[u8; CREDENTIAL_LEN]>::try_from(r.body.as_slice())
+            .ok()
+            .and_then(|b| CredentialFields::decode(&b).ok())
+            .is_some_and(|f| key.is_none_or(|k| f.device_public_key != k));
+        if binds_lost {
+            ids.push(r.id);
+        }
+    }
+    vault.transaction(|tx| {
+        for id in &ids {
+            tx.delete(COLLECTION, id)?;
+        }
+        Ok::<_, TransitError>(())
+    })?;
+    Ok(lost)
 }
 
 fn parse_for_key(

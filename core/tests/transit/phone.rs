@@ -181,3 +181,61 @@ fn a_phone_holds_its_owners_pass_and_dependants_and_shows_each() {
     assert_eq!(cards(&reopened), [child]);
     assert!(reopened.credential().is_none());
 }
+
+#[test]
+fn a_lost_device_key_is_reported_with_its_cards_never_silently_replaced() {
+    let w = world();
+    let card = w.phone.credential().unwrap().card_id;
+    // The software key's record is gone (a restore of part of the vault, a bug elsewhere).
+    let v = w.phone_vault.clone();
+    assert!(v.delete("transit.phone", "device_key").unwrap());
+    for _ in 0..2 {
+        match Phone::open(v.clone(), None, PhoneOptions::default()) {
+            Err(TransitError::KeyLost { cards }) => assert_eq!(cards, [card]),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+    assert!(
+        v.find("transit.phone", "device_key").unwrap().is_none(),
+        "no key made behind the user's back"
+    );
+    // The app discards what can no longer be shown, then the phone opens with a new key.
+    assert_eq!(
+        thudo_core::transit::phone::discard_lost_credentials(&v, None).unwrap(),
+        [card]
+    );
+    let fresh = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    assert!(matches!(
+        fresh.current_qr(NOW),
+        Err(TransitError::NoCredential)
+    ));
+    assert_ne!(fresh.device_public_key(), w.phone.device_public_key());
+
+    // A host keystore reset: its new key does not bind the held credential.
+    let (_d, hv) = vault();
+    let old = Arc::new(HostSigner(SoftwareKey::generate().unwrap().0));
+    let phone = Phone::open(hv.clone(), Some(old), PhoneOptions::default()).unwrap();
+    let held = phone
+        .install_credential(
+            &w.issuer
+                .issue(
+                    &request(&phone, Product::PayAsYouGo, Category::Standard, 0),
+                    NOW as u32,
+                )
+                .unwrap(),
+        )
+        .unwrap()
+        .card_id;
+    drop(phone);
+    let new = HostSigner(SoftwareKey::generate().unwrap().0);
+    let new = Arc::new(new);
+    match Phone::open(hv.clone(), Some(new.clone()), PhoneOptions::default()) {
+        Err(TransitError::KeyLost { cards }) => assert_eq!(cards, [held]),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert_eq!(
+        thudo_core::transit::phone::discard_lost_credentials(&hv, Some(new.as_ref())).unwrap(),
+        [held]
+    );
+    assert!(Phone::open(hv, Some(new), PhoneOptions::default()).is_ok());
+}

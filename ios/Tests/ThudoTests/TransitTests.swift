@@ -122,6 +122,32 @@ final class TransitTests: XCTestCase {
         await busVault.shutdown()
     }
 
+    func testALostDeviceKeyIsKeyLostWithTheCardsNeverASilentNewKey() async throws {
+        let issuer = try TransitIssuer.generate(keyId: 7, validFrom: now - day, validUntil: now + 365 * day)
+        let vault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("keylost").path,
+                                                        provider: PadKeyProvider(id: "k"), options: testOptions)
+        let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
+        let card = try await phone.installCredential(credential: try issuer.issue(request: request(phone), nowUnix: now)).cardId
+        // The device key's record is gone (a partial restore): no new key behind the user's back.
+        let deleted = try await vault.delete(collection: "transit.phone", id: "device_key")
+        XCTAssertTrue(deleted)
+        do {
+            _ = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
+            XCTFail("a new key was made silently")
+        } catch let error as TransitError {
+            guard case .KeyLost(let cards) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(cards, [card])
+            XCTAssertEqual(error.code(), "transit.key_lost")
+        }
+        let discarded = try await discardLostTransitCredentials(vault: vault, signer: nil)
+        XCTAssertEqual(discarded, [card])
+        let reopened = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
+        do {
+            _ = try await reopened.currentQrAt(nowUnix: now)
+            XCTFail("no credential should be left")
+        } catch TransitError.NoCredential {}
+    }
+
     func testAPassEndingInTwoDaysIsLetInWithAnAmberWarning() async throws {
         let issuer = try TransitIssuer.generate(keyId: 7, validFrom: now - day, validUntil: now + 365 * day)
         let phoneVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("phone-w").path,

@@ -165,6 +165,23 @@ class TransitTest {
     }
 
     @Test
+    fun `a keystore reset is KeyLost with the cards, never a silent new key`() = runBlocking<Unit> {
+        val issuer = TransitIssuer.generate(1, now - day, now + day)
+        val vault = Vault.openWithPassphrase(dir.resolve("keylost").toString(), "p", testOptions)
+        val phone = TransitPhone.open(vault, JcaSigner(), 10)
+        val card = phone.installCredential(issuer.issue(request(phone), now)).cardId
+        // The platform key is gone; the app makes a new one.
+        val fresh = JcaSigner()
+        val lost = assertThrows<TransitException.KeyLost> { runBlocking { TransitPhone.open(vault, fresh, 10) } }
+        assertEquals(listOf(card), lost.cards)
+        assertEquals("transit.key_lost", lost.code())
+        assertEquals(listOf(card), discardLostTransitCredentials(vault, fresh))
+        val reopened = TransitPhone.open(vault, fresh, 10)
+        assertThrows<TransitException.NoCredential> { runBlocking { reopened.currentQrAt(now) } }
+        vault.shutdown()
+    }
+
+    @Test
     fun `a pass ending in two days is let in with an amber warning`() = runBlocking<Unit> {
         val issuer = TransitIssuer.generate(7, now - day, now + 365 * day)
         val phoneVault = Vault.openWithKeyProvider(dir.resolve("phone-w").toString(), AesKeyProvider("p"), testOptions)
