@@ -51,6 +51,25 @@ pub enum HandbookError {
         /// What the platform said.
         reason: String,
     },
+    /// The vault's key is gone for good (the platform deleted it, a restore to another
+    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
+    #[error("vault key lost: {reason}")]
+    KeyLost {
+        /// What the platform said.
+        reason: String,
+    },
+    /// The vault's files are damaged beyond one record (restore a backup).
+    #[error("vault store corrupt: {reason}")]
+    CorruptStore {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The disk failed (full, read-only, removed): retry when there is room.
+    #[error("disk: {reason}")]
+    Io {
+        /// What the system said.
+        reason: String,
+    },
     /// Storage failed.
     #[error("storage: {reason}")]
     Storage {
@@ -670,6 +689,13 @@ impl From<thudo_core::vault::VaultError> for HandbookError {
         match crate::vault_fault(e) {
             crate::VaultFault::Closed => HandbookError::Closed,
             crate::VaultFault::Locked(reason) => HandbookError::Locked { reason },
+            crate::VaultFault::KeyLost(reason) => HandbookError::KeyLost { reason },
+            crate::VaultFault::CorruptStore(reason) => HandbookError::CorruptStore { reason },
+            crate::VaultFault::NewerSchema(found, supported) => HandbookError::NewerSchema {
+                found: found.into(),
+                supported: supported.into(),
+            },
+            crate::VaultFault::Io(reason) => HandbookError::Io { reason },
             crate::VaultFault::Other(reason) => HandbookError::Storage { reason },
         }
     }
@@ -682,6 +708,9 @@ crate::error_api!(HandbookError, {
         WrongState => ("handbook.wrong_state", false),
         Closed => ("handbook.closed", false),
         Locked => ("handbook.locked", true),
+        KeyLost => ("handbook.key_lost", false),
+        CorruptStore => ("handbook.corrupt_store", false),
+        Io => ("handbook.io", true),
         Storage => ("handbook.storage", false),
         NewerSchema => ("handbook.newer_schema", false),
         Internal => ("handbook.internal", false),

@@ -65,6 +65,33 @@ pub enum HealthBookError {
         /// What the platform said.
         reason: String,
     },
+    /// The vault's key is gone for good (the platform deleted it, a restore to another
+    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
+    #[error("vault key lost: {reason}")]
+    KeyLost {
+        /// What the platform said.
+        reason: String,
+    },
+    /// The vault's files are damaged beyond one record (restore a backup).
+    #[error("vault store corrupt: {reason}")]
+    CorruptStore {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The vault was written by a newer version of the library: update the app.
+    #[error("the vault is at schema {found}, newer than this build's {supported}")]
+    NewerSchema {
+        /// The vault's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The disk failed (full, read-only, removed): retry when there is room.
+    #[error("disk: {reason}")]
+    Io {
+        /// What the system said.
+        reason: String,
+    },
     /// Storage failed (closed vault, disk).
     #[error("storage: {reason}")]
     Storage {
@@ -674,6 +701,13 @@ impl From<thudo_core::vault::VaultError> for HealthBookError {
         match crate::vault_fault(e) {
             crate::VaultFault::Closed => HealthBookError::Closed,
             crate::VaultFault::Locked(reason) => HealthBookError::Locked { reason },
+            crate::VaultFault::KeyLost(reason) => HealthBookError::KeyLost { reason },
+            crate::VaultFault::CorruptStore(reason) => HealthBookError::CorruptStore { reason },
+            crate::VaultFault::NewerSchema(found, supported) => HealthBookError::NewerSchema {
+                found: found.into(),
+                supported: supported.into(),
+            },
+            crate::VaultFault::Io(reason) => HealthBookError::Io { reason },
             crate::VaultFault::Other(reason) => HealthBookError::Storage { reason },
         }
     }
@@ -687,6 +721,10 @@ crate::error_api!(HealthBookError, {
         TrustBundleRefused => ("health_book.trust_bundle_refused", false),
         Closed => ("health_book.closed", false),
         Locked => ("health_book.locked", true),
+        KeyLost => ("health_book.key_lost", false),
+        CorruptStore => ("health_book.corrupt_store", false),
+        NewerSchema => ("health_book.newer_schema", false),
+        Io => ("health_book.io", true),
         Storage => ("health_book.storage", false),
         Internal => ("health_book.internal", false),
 });

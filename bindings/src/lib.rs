@@ -147,6 +147,10 @@ pub(crate) struct Internal(pub String);
 pub(crate) enum VaultFault {
     Closed,
     Locked(String),
+    KeyLost(String),
+    CorruptStore(String),
+    NewerSchema(u32, u32),
+    Io(String),
     Other(String),
 }
 
@@ -155,6 +159,10 @@ pub(crate) fn vault_fault(e: thudo_core::vault::VaultError) -> VaultFault {
     match e {
         E::Closed => VaultFault::Closed,
         E::KeyUnavailable { reason } => VaultFault::Locked(reason),
+        E::KeyLost { reason } => VaultFault::KeyLost(reason),
+        E::CorruptStore { reason } => VaultFault::CorruptStore(reason),
+        E::NewerSchema { found, supported } => VaultFault::NewerSchema(found, supported),
+        E::Io { reason } => VaultFault::Io(reason),
         other => VaultFault::Other(other.to_string()),
     }
 }
@@ -229,6 +237,74 @@ mod tests {
                 retryable,
                 "docs/errors.md: retry of {code}: {row}"
             );
+        }
+    }
+
+    #[test]
+    fn the_vaults_own_faults_are_their_own_case_in_every_domain() {
+        use thudo_core::vault::VaultError as V;
+        let faults = || {
+            vec![
+                V::KeyLost { reason: "k".into() },
+                V::CorruptStore { reason: "c".into() },
+                V::NewerSchema {
+                    found: 9,
+                    supported: 3,
+                },
+                V::Io { reason: "i".into() },
+                V::Closed,
+                V::KeyUnavailable { reason: "l".into() },
+                V::InvalidArgument { reason: "s".into() },
+            ]
+        };
+        let want = [
+            ("key_lost", false),
+            ("corrupt_store", false),
+            ("newer_schema", false),
+            ("io", true),
+            ("closed", false),
+            ("locked", true),
+            ("storage", false),
+        ];
+        let codes: Vec<Vec<(String, bool)>> = vec![
+            faults()
+                .into_iter()
+                .map(|v| {
+                    let e = crate::health_book::HealthBookError::from(v);
+                    (e.code(), e.is_retryable())
+                })
+                .collect(),
+            faults()
+                .into_iter()
+                .map(|v| {
+                    let e = crate::sync::SyncError::from(v);
+                    (e.code(), e.is_retryable())
+                })
+                .collect(),
+            faults()
+                .into_iter()
+                .map(|v| {
+                    let e = crate::transit::TransitError::from(v);
+                    (e.code(), e.is_retryable())
+                })
+                .collect(),
+            faults()
+                .into_iter()
+                .map(|v| {
+                    let e = crate::handbook::HandbookError::from(v);
+                    (e.code(), e.is_retryable())
+                })
+                .collect(),
+        ];
+        for (domain, got) in ["health_book", "sync", "transit", "handbook"]
+            .iter()
+            .zip(codes)
+        {
+            let expected: Vec<(String, bool)> = want
+                .iter()
+                .map(|(k, r)| (format!("{domain}.{k}"), *r))
+                .collect();
+            assert_eq!(got, expected, "{domain}");
         }
     }
 

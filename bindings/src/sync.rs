@@ -90,6 +90,33 @@ pub enum SyncError {
         /// What the platform said.
         reason: String,
     },
+    /// The vault's key is gone for good (the platform deleted it, a restore to another
+    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
+    #[error("vault key lost: {reason}")]
+    KeyLost {
+        /// What the platform said.
+        reason: String,
+    },
+    /// The vault's files are damaged beyond one record (restore a backup).
+    #[error("vault store corrupt: {reason}")]
+    CorruptStore {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The vault was written by a newer version of the library: update the app.
+    #[error("the vault is at schema {found}, newer than this build's {supported}")]
+    NewerSchema {
+        /// The vault's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The disk failed (full, read-only, removed): retry when there is room.
+    #[error("disk: {reason}")]
+    Io {
+        /// What the system said.
+        reason: String,
+    },
     /// Storage (vault, library, transit state) failed: often for a while (disk full, file
     /// busy), so worth a retry; a damaged store fails again and says so.
     #[error("storage: {reason}")]
@@ -597,6 +624,13 @@ impl From<thudo_core::vault::VaultError> for SyncError {
         match crate::vault_fault(e) {
             crate::VaultFault::Closed => SyncError::Closed,
             crate::VaultFault::Locked(reason) => SyncError::Locked { reason },
+            crate::VaultFault::KeyLost(reason) => SyncError::KeyLost { reason },
+            crate::VaultFault::CorruptStore(reason) => SyncError::CorruptStore { reason },
+            crate::VaultFault::NewerSchema(found, supported) => SyncError::NewerSchema {
+                found: found.into(),
+                supported: supported.into(),
+            },
+            crate::VaultFault::Io(reason) => SyncError::Io { reason },
             crate::VaultFault::Other(reason) => SyncError::Storage { reason },
         }
     }
@@ -615,7 +649,11 @@ crate::error_api!(SyncError, {
         InvalidArgument => ("sync.invalid_argument", false),
         Closed => ("sync.closed", false),
         Locked => ("sync.locked", true),
-        Storage => ("sync.storage", true),
+        KeyLost => ("sync.key_lost", false),
+        CorruptStore => ("sync.corrupt_store", false),
+        NewerSchema => ("sync.newer_schema", false),
+        Io => ("sync.io", true),
+        Storage => ("sync.storage", false),
         Internal => ("sync.internal", false),
 });
 

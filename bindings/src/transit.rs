@@ -27,12 +27,12 @@ pub enum TransitError {
     /// No credential is installed on this phone.
     #[error("no credential installed")]
     NoCredential,
-    /// The device key the held credentials bind is gone (a reset keystore, a restored backup):
+    /// The transit signer's key the held credentials bind is gone (a reset keystore, a restored backup):
     /// these cards' credentials can no longer be shown, and nothing was replaced. Call
     /// `discardLostTransitCredentials(vault, signer)`, open the phone again, and order or
     /// restore the passes for the new key.
     #[error("device key lost; credentials of cards {cards:?} can no longer be shown")]
-    KeyLost {
+    SignerKeyLost {
         /// The cards whose credentials bind the lost key.
         cards: Vec<i64>,
     },
@@ -70,6 +70,33 @@ pub enum TransitError {
         /// What the platform said.
         reason: String,
     },
+    /// The vault's key is gone for good (the platform deleted it, a restore to another
+    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
+    #[error("vault key lost: {reason}")]
+    KeyLost {
+        /// What the platform said.
+        reason: String,
+    },
+    /// The vault's files are damaged beyond one record (restore a backup).
+    #[error("vault store corrupt: {reason}")]
+    CorruptStore {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The vault was written by a newer version of the library: update the app.
+    #[error("the vault is at schema {found}, newer than this build's {supported}")]
+    NewerSchema {
+        /// The vault's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The disk failed (full, read-only, removed): retry when there is room.
+    #[error("disk: {reason}")]
+    Io {
+        /// What the system said.
+        reason: String,
+    },
     /// The vault failed (closed, I/O, ...).
     #[error("storage: {reason}")]
     Storage {
@@ -90,7 +117,7 @@ impl From<core::TransitError> for TransitError {
         match err {
             E::InvalidRequest { reason } => TransitError::InvalidRequest { reason },
             E::NoCredential => TransitError::NoCredential,
-            E::KeyLost { cards } => TransitError::KeyLost {
+            E::KeyLost { cards } => TransitError::SignerKeyLost {
                 cards: cards.into_iter().map(crate::card_id_to_host).collect(),
             },
             E::CredentialExpired { not_after } => TransitError::CredentialExpired {
@@ -487,7 +514,7 @@ impl phone::Signer for ForeignSigner {
     }
 }
 
-/// After `TransitError.KeyLost`: removes the credentials bound to the lost key from `vault`
+/// After `TransitError.SignerKeyLost`: removes the credentials bound to the lost key from `vault`
 /// (the ones `signer`, or without one the vault's own key, cannot show) and returns their
 /// cards; then open the phone again. The passes stay with the backend.
 #[uniffi::export(async_runtime = "tokio")]
@@ -1164,6 +1191,13 @@ impl From<thudo_core::vault::VaultError> for TransitError {
         match crate::vault_fault(e) {
             crate::VaultFault::Closed => TransitError::Closed,
             crate::VaultFault::Locked(reason) => TransitError::Locked { reason },
+            crate::VaultFault::KeyLost(reason) => TransitError::KeyLost { reason },
+            crate::VaultFault::CorruptStore(reason) => TransitError::CorruptStore { reason },
+            crate::VaultFault::NewerSchema(found, supported) => TransitError::NewerSchema {
+                found: found.into(),
+                supported: supported.into(),
+            },
+            crate::VaultFault::Io(reason) => TransitError::Io { reason },
             crate::VaultFault::Other(reason) => TransitError::Storage { reason },
         }
     }
@@ -1172,13 +1206,17 @@ impl From<thudo_core::vault::VaultError> for TransitError {
 crate::error_api!(TransitError, {
         InvalidRequest => ("transit.invalid_request", false),
         NoCredential => ("transit.no_credential", false),
-        KeyLost => ("transit.key_lost", false),
+        SignerKeyLost => ("transit.signer_key_lost", false),
         CredentialExpired => ("transit.credential_expired", false),
         InvalidCredential => ("transit.invalid_credential", false),
         InvalidSignedData => ("transit.invalid_signed_data", false),
         Signer => ("transit.signer", true),
         Closed => ("transit.closed", false),
         Locked => ("transit.locked", true),
+        KeyLost => ("transit.key_lost", false),
+        CorruptStore => ("transit.corrupt_store", false),
+        NewerSchema => ("transit.newer_schema", false),
+        Io => ("transit.io", true),
         Storage => ("transit.storage", false),
         Internal => ("transit.internal", false),
 });

@@ -16,12 +16,20 @@ final class ErrorsTests: XCTestCase {
             describe(TransitError.NoCredential) { ($0.code(), $0.isRetryable()) },
             describe(SignerError.Failed(reason: "user cancelled")) { ($0.code(), $0.isRetryable()) },
             describe(HttpError.Failed(reason: "connection refused")) { ($0.code(), $0.isRetryable()) },
+            // The vault's own faults are their own cases in every domain, one retry rule each.
+            describe(HealthBookError.Io(reason: "disk full")) { ($0.code(), $0.isRetryable()) },
+            describe(SyncError.KeyLost(reason: "key deleted")) { ($0.code(), $0.isRetryable()) },
+            describe(TransitError.NewerSchema(found: 9, supported: 3)) { ($0.code(), $0.isRetryable()) },
+            describe(HandbookError.CorruptStore(reason: "bad page")) { ($0.code(), $0.isRetryable()) },
+            describe(SyncError.Storage(reason: "a record")) { ($0.code(), $0.isRetryable()) },
         ].map { ($0.code, $0.expectedCode, $0.retryable, $0.message) }
         let expected: [(String, Bool)] = [
             ("vault.key_unavailable", true), ("key_provider.gone", false), ("sync.not_registered", false),
             ("handbook.locked", true), ("health_book.invalid_fhir", false), ("health_card.bad_signature", false),
             ("schedule.invalid_date", false), ("transit.no_credential", false), ("signer.failed", false),
             ("http.failed", true),
+            ("health_book.io", true), ("sync.key_lost", false), ("transit.newer_schema", false),
+            ("handbook.corrupt_store", false), ("sync.storage", false),
         ]
         XCTAssertEqual(cases.count, expected.count)
         for ((code, _, retryable, message), (expectedCode, expectedRetry)) in zip(cases, expected) {

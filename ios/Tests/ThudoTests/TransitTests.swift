@@ -135,9 +135,9 @@ final class TransitTests: XCTestCase {
             _ = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
             XCTFail("a new key was made silently")
         } catch let error as TransitError {
-            guard case .KeyLost(let cards) = error else { return XCTFail("\(error)") }
+            guard case .SignerKeyLost(let cards) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(cards, [card])
-            XCTAssertEqual(error.code(), "transit.key_lost")
+            XCTAssertEqual(error.code(), "transit.signer_key_lost")
         }
         let discarded = try await discardLostTransitCredentials(vault: vault, signer: nil)
         XCTAssertEqual(discarded, [card])

@@ -18,6 +18,12 @@ class ErrorsTest {
             Triple(TransitException.NoCredential(), "transit.no_credential", false),
             Triple(SignerException.Failed("user cancelled"), "signer.failed", false),
             Triple(HttpException.Failed("connection refused"), "http.failed", true),
+            // The vault's own faults are their own cases in every domain, one retry rule each.
+            Triple(HealthBookException.Io("disk full"), "health_book.io", true),
+            Triple(SyncException.KeyLost("key deleted"), "sync.key_lost", false),
+            Triple(TransitException.NewerSchema(9, 3), "transit.newer_schema", false),
+            Triple(HandbookException.CorruptStore("bad page"), "handbook.corrupt_store", false),
+            Triple(SyncException.Storage("a record"), "sync.storage", false),
         )
         for ((error, code, retryable) in cases) {
             val (actualCode, actualRetry) = when (error) {

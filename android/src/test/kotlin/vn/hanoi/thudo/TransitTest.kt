@@ -172,9 +172,9 @@ class TransitTest {
         val card = phone.installCredential(issuer.issue(request(phone), now)).cardId
         // The platform key is gone; the app makes a new one.
         val fresh = JcaSigner()
-        val lost = assertThrows<TransitException.KeyLost> { runBlocking { TransitPhone.open(vault, fresh, 10) } }
+        val lost = assertThrows<TransitException.SignerKeyLost> { runBlocking { TransitPhone.open(vault, fresh, 10) } }
         assertEquals(listOf(card), lost.cards)
-        assertEquals("transit.key_lost", lost.code())
+        assertEquals("transit.signer_key_lost", lost.code())
         assertEquals(listOf(card), discardLostTransitCredentials(vault, fresh))
         val reopened = TransitPhone.open(vault, fresh, 10)
         assertThrows<TransitException.NoCredential> { runBlocking { reopened.currentQrAt(now) } }
