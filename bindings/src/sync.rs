@@ -117,8 +117,17 @@ pub enum SyncError {
         /// What the system said.
         reason: String,
     },
-    /// Storage (vault, library, transit state) failed: often for a while (disk full, file
-    /// busy), so worth a retry; a damaged store fails again and says so.
+    /// A health trust bundle was refused (not signed by the app's key, older than the installed
+    /// one, expired, malformed); the installed one stays.
+    #[error("trust bundle refused ({reason}): {detail}")]
+    TrustBundleRefused {
+        /// `bad_signature`, `rollback`, `expired` or `malformed`.
+        reason: String,
+        /// The message.
+        detail: String,
+    },
+    /// Storage failed for a reason a retry does not mend (a damaged record, a bad argument);
+    /// a full or busy disk is `Io`.
     #[error("storage: {reason}")]
     Storage {
         /// Why.
@@ -163,7 +172,8 @@ impl From<core::BackendError> for SyncError {
             E::Cancelled => SyncError::Cancelled,
             E::ClientClosed => SyncError::ShutDown,
             E::Vault(v) => v.into(),
-            E::Store(reason) => SyncError::Storage { reason },
+            // The document library's file: a full or busy disk, mostly.
+            E::Store(reason) => SyncError::Io { reason },
         }
     }
 }
@@ -580,7 +590,7 @@ impl SyncClient {
     /// Fetches the published health trust bundle and installs it (see `SyncSettings.healthTrustKey`,
     /// which it needs); returns the installed bundle's status, `null` when none is published.
     /// A refused bundle (not signed by the key, older than the installed one, expired) is
-    /// `Protocol` with the reason, and the installed one stays.
+    /// `TrustBundleRefused` with the reason, and the installed one stays.
     #[uniffi::method(default(cancel = None))]
     pub async fn refresh_health_trust(
         &self,
@@ -596,9 +606,20 @@ impl SyncClient {
         match guard(cancel).run(async { Ok(refresh.await) }).await? {
             Ok(status) => Ok(status.map(Into::into)),
             Err(trust_bundle::RefreshError::Backend(e)) => Err(e.into()),
-            Err(trust_bundle::RefreshError::Bundle(e)) => Err(SyncError::Protocol {
-                detail: e.to_string(),
-            }),
+            Err(trust_bundle::RefreshError::Bundle(e)) => {
+                use trust_bundle::TrustBundleError as T;
+                let reason = match e {
+                    T::Vault(v) => return Err(v.into()),
+                    T::Malformed { .. } => "malformed",
+                    T::BadSignature => "bad_signature",
+                    T::Rollback { .. } => "rollback",
+                    T::Expired { .. } => "expired",
+                };
+                Err(SyncError::TrustBundleRefused {
+                    reason: reason.into(),
+                    detail: e.to_string(),
+                })
+            }
         }
     }
 
@@ -653,6 +674,7 @@ crate::error_api!(SyncError, {
         CorruptStore => ("sync.corrupt_store", false),
         NewerSchema => ("sync.newer_schema", false),
         Io => ("sync.io", true),
+        TrustBundleRefused => ("sync.trust_bundle_refused", false),
         Storage => ("sync.storage", false),
         Internal => ("sync.internal", false),
 });

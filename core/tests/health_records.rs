@@ -940,3 +940,109 @@ fn no_import_or_edit_replaces_or_moves_another_persons_record() {
     book.put_resource(&edited.to_string(), 9).unwrap();
     assert_eq!(ans()[0].summary().title, "An's vaccine, corrected");
 }
+
+#[test]
+fn a_verified_record_is_never_replaced_by_an_unsigned_one_and_imports_stay_with_their_person() {
+    let (_d, v) = vault();
+    let book = HealthBook::new(&v);
+    // A verified card's Immunization.
+    let card = book
+        .verify_and_import_card(&shc_fixture("example-00-d-jws.txt"), &trust(), NOW, None)
+        .unwrap();
+    let person = card.people[0].clone();
+    let shots = book
+        .records(&person, Some(Kind::Immunization), None, None)
+        .unwrap();
+    let genuine = shots[0].clone();
+    assert_eq!(genuine.provenance.source, Source::HealthCard);
+    // A plain bundle reusing its id and person, with other content: kept beside, not over.
+    let mut forged = genuine.resource.clone();
+    forged["lotNumber"] = json!("FORGED");
+    let bundle = json!({"resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": forged}]});
+    let s = book.import_bundle(&bundle.to_string(), None, 2).unwrap();
+    assert_ne!(s.entries[0].key, genuine.key, "{:?}", s.entries);
+    assert!(s.entries[0].reason.contains("kept apart"));
+    let still = book.get(&genuine.key).unwrap().unwrap();
+    assert_eq!(still.resource, genuine.resource);
+    assert_eq!(still.provenance.source, Source::HealthCard);
+    // Imported into another person, a record that names the card's person is refused.
+    let other = book
+        .save_person(
+            &Person {
+                id: String::new(),
+                full_name: "Người Khác".into(),
+                birth_date: "2001-01-01".into(),
+                gender: "other".into(),
+                citizen_id: String::new(),
+                insurance: None,
+            },
+            3,
+        )
+        .unwrap();
+    // (The bundle's own Patient becomes the chosen person; its aimed entry names the card's.)
+    let mut aimed = genuine.resource.clone();
+    aimed["id"] = json!("aimed");
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "self", "name": [{"text": "Người Khác"}]}},
+        {"resource": aimed}]});
+    let s = book
+        .import_bundle(&bundle.to_string(), Some(&other), 4)
+        .unwrap();
+    assert_eq!(s.refused, 1, "{:?}", s.entries);
+    assert!(
+        s.entries[1].reason.contains("into another person"),
+        "{:?}",
+        s.entries
+    );
+    assert!(book.get("Immunization/aimed").unwrap().is_none());
+}
+
+#[test]
+fn a_record_naming_no_one_is_filed_only_where_every_reference_to_it_comes_from() {
+    let (_d, v) = vault();
+    let book = HealthBook::new(&v);
+    let existing = book
+        .save_person(
+            &Person {
+                id: String::new(),
+                full_name: "Trần B".into(),
+                birth_date: "1990-01-01".into(),
+                gender: "other".into(),
+                citizen_id: String::new(),
+                insurance: None,
+            },
+            1,
+        )
+        .unwrap();
+    // Patient A is the bundle's; O1 is B's and points at O2, which names no one.
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "a", "name": [{"text": "Lê A"}], "birthDate": "1980-02-02"}},
+        {"resource": {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": format!("Patient/{existing}")},
+                      "hasMember": [{"reference": "Observation/o2"}]}},
+        {"resource": {"resourceType": "Observation", "id": "o2", "status": "final", "code": {"text": "y"}}}
+    ]});
+    // O2 is not A's: not filed under A; and B's O1 needs it, so nothing is stored.
+    match book.import_bundle(&bundle.to_string(), None, 2) {
+        Err(HealthError::Fhir(FhirError::BadResource { index, detail })) => {
+            assert_eq!(index, 2);
+            assert!(detail.contains("names no patient"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(book.get("Observation/o2").unwrap().is_none());
+    assert!(book.get("Observation/o1").unwrap().is_none());
+    // Referenced from A's own record instead, O2 is A's.
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "a", "name": [{"text": "Lê A"}], "birthDate": "1980-02-02"}},
+        {"resource": {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+                      "subject": {"reference": "Patient/a"},
+                      "hasMember": [{"reference": "Observation/o2"}]}},
+        {"resource": {"resourceType": "Observation", "id": "o2", "status": "final", "code": {"text": "y"}}}
+    ]});
+    let s = book.import_bundle(&bundle.to_string(), None, 3).unwrap();
+    assert_eq!(s.refused, 0);
+    assert_eq!(book.get("Observation/o2").unwrap().unwrap().person, "a");
+    assert_eq!(s.liberties.len(), 1, "{:?}", s.liberties);
+}

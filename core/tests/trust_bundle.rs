@@ -231,6 +231,20 @@ fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
     trust_bundle::install(&v, &b.sign(&k).unwrap(), k.public_key(), clock).unwrap();
     let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
     assert!(thudo_core::health::dcc::verify(qr, &trust.dcc, clock).is_ok());
+    // Imported while valid: shown as trusted until the revocation arrives.
+    let (_e, book_vault) = vault();
+    let book = HealthBook::new(&book_vault);
+    let imported = book.verify_and_import_dcc(qr, &trust, clock, None).unwrap();
+    let shot = book
+        .records(
+            &imported.people[0],
+            Some(thudo_core::health::fhir::Kind::Immunization),
+            None,
+            None,
+        )
+        .unwrap()
+        .remove(0);
+    assert_eq!(shot.provenance.signer_trusted(&trust), Some(true));
     // The next bundle revokes it (hex of SHA-256 of the UVCI).
     let mut revoking = b.clone();
     revoking.version = 6;
@@ -251,6 +265,11 @@ fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
     assert!(HealthBook::new(&v)
         .verify_and_import_dcc(qr, &trust, clock, None)
         .is_err());
+    assert_eq!(
+        shot.provenance.signer_trusted(&trust),
+        Some(false),
+        "revoked since"
+    );
     // A revocation entry that is not a hash makes the bundle unloadable.
     let mut broken = b.clone();
     broken.version = 7;

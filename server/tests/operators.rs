@@ -883,3 +883,81 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
     .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_bundles_published_at_once_get_distinct_versions_and_none_outgrows_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let authority = operator(&local.idp, Role::HealthAuthority);
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        let (http, url, token) = (http.clone(), local.url.clone(), authority.clone());
+        calls.push(tokio::spawn(async move {
+            call(
+                &http,
+                &url,
+                "POST",
+                "/v1/admin/health/trust-bundle",
+                &json!({}),
+                Some(&token),
+            )
+            .await
+        }));
+    }
+    let mut versions = Vec::new();
+    for c in calls {
+        let (status, answer) = c.await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        versions.push(answer["version"].as_u64().unwrap());
+    }
+    let mut distinct = versions.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), versions.len(), "{versions:?}");
+    let (_, published) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    let bundle = published["bundle"].as_str().unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        bundle.split('.').nth(1).unwrap(),
+    )
+    .unwrap();
+    let stored: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        stored["version"].as_u64(),
+        distinct.last().copied(),
+        "the last is the highest"
+    );
+    // A bundle larger than devices accept is refused, and the published one stays.
+    let hashes: Vec<String> = (0..30_000u32)
+        .map(|i| thudo_core::hex::encode(&thudo_core::health::dcc::uvci_hash(&i.to_string())))
+        .collect();
+    let (status, answer) = call(
+        &http,
+        &local.url,
+        "POST",
+        "/v1/admin/health/trust-bundle",
+        &json!({"passport_revocations": hashes}),
+        Some(&authority),
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+    let (_, after) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    assert_eq!(after["bundle"], published["bundle"]);
+}

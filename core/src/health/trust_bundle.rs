@@ -192,7 +192,8 @@ pub fn open(jws: &str, anchor: &[u8]) -> Result<TrustBundle, TrustBundleError> {
 /// The installed bundle, as the vault keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Installed {
-    /// The signed bundle as received (checked again when read).
+    /// The signed bundle as received (checked when installed; the vault authenticates it
+    /// since).
     pub jws: String,
     /// Its version.
     pub version: u64,

@@ -433,30 +433,34 @@ pub fn discard_lost_credentials(
             })?;
             p256::compress(&full)
         }
+        // The vault's own key; none when the software key itself was lost (then every held
+        // credential is). An unreadable one is an error, not taken for none. Pass the same
+        // signer the phone opens with.
         None => match vault.find(COLLECTION, "device_key")? {
-            Some(record) => {
-                SoftwareKey::from_pkcs8(&record.body).map(|k| k.compressed_public_key())
-            }
+            Some(record) => Some(
+                SoftwareKey::from_pkcs8(&record.body)
+                    .map(|k| k.compressed_public_key())
+                    .ok_or_else(|| TransitError::InvalidCredential {
+                        reason: "stored device key is unreadable".into(),
+                    })?,
+            ),
             None => None,
         },
     };
     let lost = lost_credentials(vault, key.as_ref())?;
-    let mut ids = Vec::new();
-    for r in vault.list(COLLECTION)? {
-        if r.id != OWNER_RECORD && !r.id.starts_with("credential:") {
-            continue;
-        }
-        let binds_lost = <[u8; CREDENTIAL_LEN]>::try_from(r.body.as_slice())
-            .ok()
-            .and_then(|b| CredentialFields::decode(&b).ok())
-            .is_some_and(|f| key.is_none_or(|k| f.device_public_key != k));
-        if binds_lost {
-            ids.push(r.id);
-        }
-    }
+    // Listed and deleted in one transaction: a credential installed meanwhile is not lost.
     vault.transaction(|tx| {
-        for id in &ids {
-            tx.delete(COLLECTION, id)?;
+        for r in tx.list(COLLECTION)? {
+            if r.id != OWNER_RECORD && !r.id.starts_with("credential:") {
+                continue;
+            }
+            let binds_lost = <[u8; CREDENTIAL_LEN]>::try_from(r.body.as_slice())
+                .ok()
+                .and_then(|b| CredentialFields::decode(&b).ok())
+                .is_some_and(|f| key.is_none_or(|k| f.device_public_key != k));
+            if binds_lost {
+                tx.delete(COLLECTION, &r.id)?;
+            }
         }
         Ok::<_, TransitError>(())
     })?;

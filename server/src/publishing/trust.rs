@@ -13,7 +13,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::crypto::p256::SoftwareKey;
-use thudo_core::health::trust_bundle::{CardIssuer, PassportSigner, TrustBundle};
+use thudo_core::health::trust_bundle::{CardIssuer, PassportSigner, TrustBundle, MAX_BUNDLE};
 use thudo_core::hex;
 
 use super::PublishingState;
@@ -86,34 +86,63 @@ pub(super) async fn publish(
     let settings = state.settings.clone();
     blocking(move || {
         let now = chrono::Utc::now().timestamp();
-        let previous = settings
-            .get_setting(BUNDLE_SETTING)?
-            .and_then(|jws| String::from_utf8(jws).ok())
-            .and_then(|jws| {
-                let payload = jws.split('.').nth(1)?.to_owned();
-                let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-                serde_json::from_slice::<TrustBundle>(&bytes).ok()
-            })
-            .map(|b| b.version)
-            .unwrap_or(0);
-        let bundle = TrustBundle {
-            // Grows with every publication, and with time (two instances publishing at once
-            // still give distinct versions unless within the same second).
-            version: (previous + 1).max(now.max(0) as u64),
-            issued_at: now,
-            expires_at: now + i64::from(days) * 86_400,
-            card_issuers: req.card_issuers,
-            passport_signers: req.passport_signers,
-            passport_revocations: req.passport_revocations,
-        };
-        bundle
-            .trust_store()
-            .map_err(|e| ApiError::bad(e.to_string()))?;
         let key = trust_key(settings.as_ref())?;
-        let jws = bundle
-            .sign(&key)
-            .map_err(|e| ApiError::bad(e.to_string()))?;
-        settings.set_setting(BUNDLE_SETTING, jws.as_bytes())?;
+        let mut refusal: Option<ApiError> = None;
+        let mut published: Option<TrustBundle> = None;
+        // Numbered, signed and stored in one transaction, one instance at a time: two
+        // publications never share a version, and a later one never gets a lower one.
+        let result = settings.update_setting(BUNDLE_SETTING, &mut |current| {
+            let previous = current
+                .as_deref()
+                .and_then(|jws| std::str::from_utf8(jws).ok())
+                .and_then(|jws| {
+                    let bytes = URL_SAFE_NO_PAD.decode(jws.split('.').nth(1)?).ok()?;
+                    serde_json::from_slice::<TrustBundle>(&bytes).ok()
+                })
+                .map(|b| b.version)
+                .unwrap_or(0);
+            let bundle = TrustBundle {
+                // Grows with every publication, and with time.
+                version: (previous + 1).max(now.max(0) as u64),
+                issued_at: now,
+                expires_at: now + i64::from(days) * 86_400,
+                card_issuers: req.card_issuers.clone(),
+                passport_signers: req.passport_signers.clone(),
+                passport_revocations: req.passport_revocations.clone(),
+            };
+            let signed = bundle
+                .trust_store()
+                .and_then(|_| bundle.sign(&key))
+                .map_err(|e| ApiError::bad(e.to_string()))
+                .and_then(|jws| {
+                    // Devices refuse larger bundles: one they cannot install is not published.
+                    if jws.len() > MAX_BUNDLE {
+                        Err(ApiError::new(
+                            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "too_large",
+                            format!("the signed bundle is larger than {MAX_BUNDLE} bytes"),
+                        ))
+                    } else {
+                        Ok(jws)
+                    }
+                });
+            match signed {
+                Ok(jws) => {
+                    published = Some(bundle);
+                    Ok(jws.into_bytes())
+                }
+                Err(e) => {
+                    refusal = Some(e);
+                    // Leave the stored bundle as it was.
+                    current.ok_or_else(|| crate::storage::StorageError("refused".into()))
+                }
+            }
+        });
+        if let Some(e) = refusal {
+            return Err(e);
+        }
+        result?;
+        let bundle = published.ok_or_else(|| ApiError::bad("nothing was published"))?;
         Ok(Json(json!({
             "version": bundle.version,
             "issued_at": bundle.issued_at,

@@ -99,6 +99,12 @@ fn place(
         .iter()
         .any(|f| r.get(f).is_some());
     match fhir::person_of(r) {
+        // Imported into a chosen person, a record about someone else in the book does not
+        // belong to this import.
+        Some(p) if chosen && fallback.is_some_and(|f| f != p) => Err(invalid(
+            "subject",
+            format!("names Patient/{p}, but the import is into another person"),
+        )),
         Some(p) if person_exists(&p) => Ok(p),
         Some(p) => Err(invalid(
             "subject",
@@ -447,17 +453,33 @@ impl HealthBook<'_> {
                 let key = format!("Patient/{id}");
                 known.iter().any(|k| k.key == key) || imported_people.contains(&key)
             };
-            // Records that a record naming someone references: the bundle ties them to that
-            // person even when they name no one themselves.
-            let linked: std::collections::HashSet<String> = kept
-                .iter()
-                .filter(|r| fhir::person_of(r).is_some())
-                .flat_map(|r| {
+            // Records that a record naming someone references, with whom those records name:
+            // the bundle ties a record to a person only when every reference to it comes from
+            // that person's records.
+            let person_after_renames = |p: String| {
+                renames
+                    .get(&format!("Patient/{p}"))
+                    .and_then(|k| k.strip_prefix("Patient/"))
+                    .map(str::to_owned)
+                    .unwrap_or(p)
+            };
+            let mut linked_to: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+            for r in &kept {
+                if let Some(p) = fhir::person_of(r) {
                     let mut refs = Vec::new();
                     fhir::references(r, &mut refs);
-                    refs
+                    let p = person_after_renames(p);
+                    for target in refs {
+                        linked_to.entry(target).or_default().insert(p.clone());
+                    }
+                }
+            }
+            let linked = |key: &str| {
+                linked_to.get(key).is_some_and(|people| {
+                    people.len() == 1
+                        && people.iter().next().map(String::as_str) == fallback.as_deref()
                 })
-                .collect();
+            };
             // A record whose id is already taken by another person's record (two sources reusing
             // a plain id) gets its own id, stable for re-imports.
             for r in &kept {
@@ -475,12 +497,23 @@ impl HealthBook<'_> {
                     &rtype,
                     fallback.as_deref(),
                     into_person.is_some(),
-                    linked.contains(&key),
+                    linked(&key),
                     &person_exists,
                 )
                 .unwrap_or_default();
                 if let Some(existing) = tx.get_doc::<HealthRecord>(&key)? {
-                    let suffix = if existing.person != person && !person.is_empty() {
+                    // A verified record (a signed card's, a facility's) is never replaced by an
+                    // unsigned one: the new one is kept beside it.
+                    let verified = matches!(
+                        existing.provenance.source,
+                        Source::HealthCard | Source::Server
+                    );
+                    let suffix = if verified
+                        && provenance.source != existing.provenance.source
+                        && fingerprint(&existing.resource) != fingerprint(r)
+                    {
+                        Some(short_hash(&format!("{person}|{}", fingerprint(r))))
+                    } else if existing.person != person && !person.is_empty() {
                         Some(short_hash(&person))
                     } else if existing.person != person {
                         // Shared here, someone's record there.
@@ -496,7 +529,20 @@ impl HealthBook<'_> {
                         None
                     };
                     if let Some(suffix) = suffix {
-                        let new_key = suffixed(&key, &suffix);
+                        // The new key may itself be taken by someone else's record: another.
+                        let mut new_key = suffixed(&key, &suffix);
+                        for n in 1..=16 {
+                            match tx.get_doc::<HealthRecord>(&new_key)? {
+                                // Ours: this person's, from this kind of source (a re-import).
+                                Some(taken)
+                                    if taken.person != person
+                                        || taken.provenance.source != provenance.source =>
+                                {
+                                    new_key = suffixed(&key, &format!("{suffix}{n}"));
+                                }
+                                _ => break,
+                            }
+                        }
                         rekeyed.insert(key.clone(), new_key.clone());
                         renames.insert(key, new_key);
                     }
@@ -542,7 +588,7 @@ impl HealthBook<'_> {
                         &rtype,
                         fallback.as_deref(),
                         into_person.is_some(),
-                        linked.contains(&original_key),
+                        linked(&original_key),
                         &person_exists,
                     )
                 });

@@ -71,11 +71,13 @@ impl Provenance {
             return None;
         }
         let kid = self.kid.as_deref()?;
-        Some(if self.certificate_id.is_some() {
+        Some(if let Some(uvci) = &self.certificate_id {
             use base64::Engine;
+            // Still listed, and not revoked since.
             base64::engine::general_purpose::STANDARD
                 .decode(kid)
                 .is_ok_and(|k| !trust.dcc.by_kid(&k).is_empty())
+                && !trust.dcc.is_revoked(uvci)
         } else {
             trust.issuer_of(kid).is_some() && trust.issuer_of(kid) == self.issuer.as_deref()
         })
