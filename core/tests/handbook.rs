@@ -373,3 +373,27 @@ fn ledger_flags_unpaid_months() {
         [ym("2026-03"), ym("2026-05")]
     );
 }
+
+#[test]
+fn queries_typed_in_telex_or_vni_without_marks_find_what_they_mean() {
+    let (_d, lib) = library();
+    let meant = ids(&lib.search("nghi quyet 57", 10).unwrap())
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    for typed in ["nghij quyeets 57", "nghi5 quye6t1 57", "NGHIJ QUYEETS 57"] {
+        let hits = lib.search(typed, 10).unwrap();
+        assert_eq!(ids(&hits)[0], "nq57", "{typed}");
+        for id in &meant {
+            assert!(ids(&hits).contains(&id.as_str()), "{typed}: {id}");
+        }
+    }
+    // As the user types: "ddangr phis" and its prefix "ddangr ph" find party fees.
+    assert_eq!(ids(&lib.search("ddangr phis", 10).unwrap())[0], "qd01");
+    assert_eq!(ids(&lib.search("ddangr ph", 10).unwrap())[0], "qd01");
+    // The snippet marks the words meant.
+    let hit = &lib.search("baor hieemr xax hooij", 1).unwrap()[0];
+    assert!(hit.snippet.contains("<mark>bảo</mark>"), "{}", hit.snippet);
+    // A query with no such keys is unchanged: nothing spurious comes back.
+    assert!(lib.search("zzzqqq", 10).unwrap().is_empty());
+}

@@ -63,6 +63,52 @@ pub fn has_marks(text: &str) -> bool {
         .any(|c| fold_char(c) != c.to_lowercase().next().unwrap_or(c))
 }
 
+/// What a folded term reads as when it was typed with a Vietnamese input method that did not
+/// turn the keys into marks: Telex (`nghij` for nghị, `quyeets` for quyết, `dduwowngf` for
+/// đường) or VNI (`nghi5`, `quye6t1`). `None` when the term has no such keys. A Vietnamese word
+/// never ends in `s f r x j z`, nor has them after its vowel, so removing them there cannot turn
+/// a real word into another.
+pub fn typed_without_marks(term: &str) -> Option<String> {
+    const VOWELS: &[char] = &['a', 'e', 'i', 'o', 'u', 'y'];
+    if term.chars().count() < 3
+        || !term.is_ascii()
+        || !term.chars().any(|c| c.is_ascii_alphabetic())
+    {
+        return None;
+    }
+    // VNI: digits typed after letters are marks.
+    let starts_alpha = term.starts_with(|c: char| c.is_ascii_alphabetic());
+    let mut word: String = if starts_alpha {
+        term.chars().filter(|c| !c.is_ascii_digit()).collect()
+    } else {
+        term.to_owned()
+    };
+    // Telex tone keys after the first vowel.
+    if let Some(first_vowel) = word.find(VOWELS) {
+        let (head, tail) = word.split_at(first_vowel);
+        let tail: String = tail
+            .chars()
+            .filter(|c| !matches!(c, 's' | 'f' | 'r' | 'x' | 'j' | 'z'))
+            .collect();
+        word = format!("{head}{tail}");
+    }
+    // Telex vowel and consonant keys: aa â, aw ă, ee ê, oo ô, ow ơ, uw ư, w ư, dd đ.
+    for (typed, letter) in [
+        ("uow", "uo"),
+        ("aa", "a"),
+        ("aw", "a"),
+        ("ee", "e"),
+        ("oo", "o"),
+        ("ow", "o"),
+        ("uw", "u"),
+        ("dd", "d"),
+        ("w", "u"),
+    ] {
+        word = word.replace(typed, letter);
+    }
+    (word != term && !word.is_empty()).then_some(word)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +125,30 @@ mod tests {
         assert!(has_marks("đảng"));
         assert!(!has_marks("nghi quyet 57"));
         assert_eq!(terms("  57-NQ/TW, nghị "), ["57", "NQ", "TW", "nghị"]);
+    }
+
+    #[test]
+    fn telex_and_vni_keys_read_as_the_word_meant() {
+        for (typed, meant) in [
+            ("nghij", "nghi"),
+            ("quyeets", "quyet"),
+            ("quyeest", "quyet"),
+            ("dduwowngf", "duong"),
+            ("ddangr", "dang"),
+            ("phis", "phi"),
+            ("nghi5", "nghi"),
+            ("quye6t1", "quyet"),
+            ("thoong", "thong"),
+        ] {
+            assert_eq!(
+                typed_without_marks(typed).as_deref(),
+                Some(meant),
+                "{typed}"
+            );
+        }
+        // Plain words, numbers and short terms have no variant.
+        for plain in ["nghi", "quyet", "57", "tw", "dang", "sang", "xa", "truong"] {
+            assert_eq!(typed_without_marks(plain), None, "{plain}");
+        }
     }
 }

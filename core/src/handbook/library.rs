@@ -359,15 +359,25 @@ impl Library {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                if prefix_last && i + 1 == folded_terms.len() {
-                    format!("\"{t}\"*")
+                let star = if prefix_last && i + 1 == folded_terms.len() {
+                    "*"
                 } else {
-                    format!("\"{t}\"")
+                    ""
+                };
+                // A term typed in Telex or VNI without marks matches the word it means too.
+                match fold::typed_without_marks(t) {
+                    Some(meant) => format!("(\"{t}\"{star} OR \"{meant}\"{star})"),
+                    None => format!("\"{t}\"{star}"),
                 }
             })
             .collect::<Vec<_>>()
-            .join(" ");
+            .join(" AND ");
         let accented_terms = fold::has_marks(query).then(|| fold::terms(&fold::lower(query)));
+        // Snippets mark the words meant by Telex or VNI terms too.
+        let snippet_terms: Vec<String> = folded_terms
+            .iter()
+            .flat_map(|t| std::iter::once(t.clone()).chain(fold::typed_without_marks(t)))
+            .collect();
         let folded_number = fold::fold(query.trim());
 
         let conn = self.lock();
@@ -425,7 +435,7 @@ impl Library {
         hits.into_iter()
             .map(|(rowid, mut hit)| {
                 let text: String = body.query_row([rowid], |r| r.get(0))?;
-                hit.snippet = snippet(&text, &folded_terms);
+                hit.snippet = snippet(&text, &snippet_terms);
                 Ok(hit)
             })
             .collect()

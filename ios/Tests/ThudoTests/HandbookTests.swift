@@ -19,6 +19,11 @@ final class HandbookTests: XCTestCase {
         let fee = try await library.search(query: "ĐANG PHI", limit: 10)
         XCTAssertEqual(fee.first?.id, "qd01")
         XCTAssertTrue(fee.first?.snippet.contains("<mark>") ?? false)
+        // Typed in Telex or VNI with the marks left as keys.
+        let telex = try await library.search(query: "nghij quyeets 57", limit: 10)
+        XCTAssertEqual(telex.first?.id, "nq57")
+        let vni = try await library.search(query: "ddangr phi1", limit: 10)
+        XCTAssertEqual(vni.first?.id, "qd01")
         do {
             _ = try await library.search(query: String(repeating: "a", count: 300), limit: 10)
             XCTFail("expected Invalid")

@@ -23,6 +23,9 @@ class HandbookTest {
         ))
         assertEquals("nq57", library.search("nghi quyet 57", 10).first().id)
         assertEquals("qd01", library.search("dang phi", 10).first().id)
+        // Typed in Telex or VNI with the marks left as keys.
+        assertEquals("nq57", library.search("nghij quyeets 57", 10).first().id)
+        assertEquals("qd01", library.search("ddangr phi1", 10).first().id)
         assertEquals("qd01", library.search("01-QĐ/TW", 10).first().id)
         // A document the cell withdraws: gone from search.
         assertTrue(library.remove("nq57"))
