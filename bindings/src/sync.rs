@@ -193,9 +193,10 @@ pub struct SyncSettings {
     /// one of these keys.
     pub pinned_spki_sha256_hex: Vec<String>,
     /// The health trust-list public key the app is built with (base64 P-256 point, from the
-    /// operator's `GET /v1/admin/health/trust-bundle`). When given, every `sync` fetches the
-    /// published trust bundle, installs it if it is newer and signed by this key, and checks
-    /// pulled health-card records against it: verifiers need no app code.
+    /// operator's `GET /v1/admin/health/trust-bundle`). When given, `sync` fetches the
+    /// published trust bundle (at most every 6 hours; `refreshHealthTrust` at once), installs
+    /// it if it is newer and signed by this key, and checks pulled health-card records against
+    /// it: verifiers need no app code.
     #[uniffi(default = None)]
     pub health_trust_key: Option<String>,
 }
@@ -369,7 +370,13 @@ pub struct SyncClient {
     health_trust: std::sync::RwLock<Option<Arc<thudo_core::health::shc::TrustStore>>>,
     /// The trust-list key health trust bundles must be signed with (`SyncSettings`).
     health_trust_key: Option<[u8; 65]>,
+    /// When `sync` last asked for the trust bundle (unix seconds): a bundle is up to 2 MB, and
+    /// citizens pay for their data, so syncs ask at most every [`TRUST_CHECK_SECS`].
+    trust_checked_at: std::sync::Mutex<Option<i64>>,
 }
+
+/// How often `sync` asks for the health trust bundle (`refreshHealthTrust` asks at once).
+const TRUST_CHECK_SECS: i64 = 6 * 3600;
 
 fn trust_key(settings: &SyncSettings) -> Result<Option<[u8; 65]>, SyncError> {
     settings
@@ -392,6 +399,7 @@ impl SyncClient {
         Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
             health_trust_key: trust_key(&settings)?,
+            trust_checked_at: std::sync::Mutex::new(None),
             inner: Arc::new(core::BackendClient::new(c)?),
         }))
     }
@@ -416,6 +424,7 @@ impl SyncClient {
         Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
             health_trust_key: trust_key(&settings)?,
+            trust_checked_at: std::sync::Mutex::new(None),
             inner: Arc::new(core::BackendClient::with_transport(c, transport)?),
         }))
     }
@@ -546,15 +555,29 @@ impl SyncClient {
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<SyncReport, SyncError> {
         let forward = observer.map(Forward);
-        if let Some(anchor) = self.health_trust_key {
-            // A refused or unreachable bundle leaves the installed one in force; the sync goes
-            // on (`refreshHealthTrust` says why, `HealthBook.trustStatus` how old it is).
-            let refresh = trust_bundle::refresh(&self.inner, vault.core(), anchor, now_secs());
-            if let Err(e) = guard(cancel.clone())
+        let now = now_secs();
+        let due = self
+            .trust_checked_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|at| now - at >= TRUST_CHECK_SECS || now < at);
+        if let (Some(anchor), true) = (self.health_trust_key, due) {
+            // A refused or unreachable bundle leaves the installed one in force and the sync
+            // goes on (`refreshHealthTrust` says why, `HealthBook.trustStatus` how old it is).
+            let refresh = trust_bundle::refresh(&self.inner, vault.core(), anchor, now);
+            let outcome = guard(cancel.clone())
                 .run(async { Ok(refresh.await) })
-                .await?
-            {
+                .await?;
+            if let Err(e) = &outcome {
                 log::warn!(reason = e.to_string().as_str(); "health trust bundle not installed");
+            }
+            // Asked and answered (installed, or refused: asking again soon gives the same):
+            // the next syncs wait. A network failure is asked again at the next sync.
+            if !matches!(outcome, Err(trust_bundle::RefreshError::Backend(_))) {
+                *self
+                    .trust_checked_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(now);
             }
         }
         let explicit = self
