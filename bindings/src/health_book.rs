@@ -304,7 +304,16 @@ fn entries_with_trust(
     book: &records::HealthBook<'_>,
     records: Vec<records::HealthRecord>,
 ) -> Result<Vec<HealthEntry>, records::HealthError> {
-    let trust = trust_bundle::installed_trust(book.vault()).unwrap_or_default();
+    // Loading the bundle parses every issuer key and certificate: only when a card's record
+    // is listed.
+    let any_card = records
+        .iter()
+        .any(|r| r.provenance.source == records::Source::HealthCard);
+    let trust = if any_card {
+        trust_bundle::installed_trust(book.vault()).unwrap_or_default()
+    } else {
+        None
+    };
     Ok(records
         .into_iter()
         .map(|r| {

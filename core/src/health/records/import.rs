@@ -234,6 +234,17 @@ impl HealthBook<'_> {
             country: None,
             certificate_id: None,
         };
+        self.import_signed(resources, provenance, into_person, now)
+    }
+
+    /// A signed card's resources, stored whole or not at all under its provenance.
+    fn import_signed(
+        &self,
+        resources: Vec<Value>,
+        provenance: Provenance,
+        into_person: Option<&str>,
+        now: u64,
+    ) -> Result<ImportSummary, HealthError> {
         self.import_resources(
             resources.into_iter().enumerate().collect(),
             Vec::new(),
@@ -270,14 +281,7 @@ impl HealthBook<'_> {
             country: Some(certificate.country.clone()),
             certificate_id: Some(certificate.certificate_id.clone()),
         };
-        self.import_resources(
-            resources.into_iter().enumerate().collect(),
-            Vec::new(),
-            provenance,
-            into_person,
-            ImportMode::AllOrNothing,
-            now,
-        )
+        self.import_signed(resources, provenance, into_person, now)
     }
 
     /// Authenticates an EU DCC `HC1:` text against `trust`'s signers at `now_unix` and imports
