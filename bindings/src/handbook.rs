@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use thudo_core::handbook::fees::{self, FeeBasis};
+use thudo_core::handbook::fees::{self, FeeBasis, WageRegion};
 use thudo_core::handbook::library::{
     self, LibraryDocument as PartyDocument, SearchHit as DocumentHit,
 };
@@ -229,14 +229,35 @@ impl HandbookLibrary {
 /// What a member's fee is computed from (core's type, carried as it is).
 #[uniffi::remote(Enum)]
 pub enum FeeBasis {
-    /// Social-insurance salary of the previous month (1%).
+    /// Public body or armed forces: salary plus allowances (342-QĐ/TW), social-insurance
+    /// salary (01-QĐ/TW); 1%.
     SocialInsuranceSalary,
-    /// Sick or maternity benefit (1%).
+    /// Enterprise: payroll wages (342-QĐ/TW), social-insurance salary (01-QĐ/TW); 1%.
+    EnterpriseWage,
+    /// Sick or maternity benefit (1%, 01-QĐ/TW only).
     SickOrMaternityBenefit,
     /// Pension (0.5%).
     Pension,
     /// Student (fixed).
     Student,
+    /// Neither social insurance nor a pension: an amount the cell set (342-QĐ/TW), a share of
+    /// the regional minimum wage (01-QĐ/TW).
+    OtherIncome,
+    /// Abroad: a share of the living allowance, or a fixed amount.
+    Abroad,
+}
+
+/// A regional minimum-wage region (core's type, carried as it is).
+#[uniffi::remote(Enum)]
+pub enum WageRegion {
+    /// Region I (Hanoi's inner districts).
+    I,
+    /// Region II.
+    II,
+    /// Region III.
+    III,
+    /// Region IV.
+    IV,
 }
 
 /// An exemption or reduction.
@@ -255,6 +276,38 @@ pub enum FeeRelief {
     },
 }
 
+/// A member's situation for fee purposes. Only `basis` is always needed; the rest is what the
+/// basis names.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FeeSituation {
+    /// The basis.
+    pub basis: FeeBasis,
+    /// Salary, wage, benefit, pension or living allowance (VND); 0 for bases without one.
+    #[uniffi(default = 0)]
+    pub income_vnd: i64,
+    /// Past working age (changes the other-income rate).
+    #[uniffi(default = false)]
+    pub past_working_age: bool,
+    /// Where the cell sits (for a share of the regional minimum wage).
+    #[uniffi(default = None)]
+    pub region: Option<WageRegion>,
+    /// The monthly amount the cell set, for bases that take one (VND).
+    #[uniffi(default = None)]
+    pub set_amount_vnd: Option<i64>,
+    /// An exemption or reduction.
+    #[uniffi(default = None)]
+    pub relief: Option<FeeRelief>,
+}
+
+/// A member's situation from a month on, for a statement over many months.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FeePeriod {
+    /// First month, `YYYY-MM`.
+    pub since_month: String,
+    /// The situation.
+    pub situation: FeeSituation,
+}
+
 /// A computed monthly fee.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct FeeAssessment {
@@ -262,6 +315,15 @@ pub struct FeeAssessment {
     pub month: String,
     /// Regulation applied.
     pub regulation: String,
+    /// The basis charged (absent for entries recorded before bases were named).
+    #[uniffi(default = None)]
+    pub basis: Option<FeeBasis>,
+    /// The rule applied, in words (with the minimum wage and its decree where one is used).
+    #[uniffi(default = "")]
+    pub rule: String,
+    /// Whether the rule is confirmed against the official text (false: an assumption).
+    #[uniffi(default = false)]
+    pub rule_confirmed: bool,
     /// Before relief (VND).
     pub base_vnd: i64,
     /// Percent taken off.
@@ -270,17 +332,17 @@ pub struct FeeAssessment {
     pub due_vnd: i64,
 }
 
-/// The party fee for `month` (`YYYY-MM`) under the regulations in force (01-QĐ/TW from
-/// February 2026).
-#[uniffi::export]
-pub fn compute_party_fee(
-    basis: FeeBasis,
-    income_vnd: i64,
-    month: String,
-    relief: Option<FeeRelief>,
-) -> Result<FeeAssessment, HandbookError> {
-    let rules = fees::FeeRules::new(vec![fees::FeeRules::regulation_01_2026()])?;
-    let relief = match relief {
+/// Fees month by month over a run of months.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FeeStatement {
+    /// One assessment a month, in order.
+    pub months: Vec<FeeAssessment>,
+    /// Sum due (VND).
+    pub total_due_vnd: i64,
+}
+
+fn core_situation(s: FeeSituation) -> Result<fees::FeeSituation, HandbookError> {
+    let relief = match s.relief {
         None => None,
         Some(FeeRelief::Exempt) => Some(fees::Relief::Exempt),
         Some(FeeRelief::Reduction {
@@ -293,18 +355,74 @@ pub fn compute_party_fee(
             months: fit("months", months.into()).map_err(invalid)?,
         }),
     };
-    let situation = fees::FeeSituation {
-        basis,
-        income_vnd: fit("income_vnd", income_vnd).map_err(invalid)?,
+    Ok(fees::FeeSituation {
+        basis: s.basis,
+        income_vnd: fit("income_vnd", s.income_vnd).map_err(invalid)?,
         relief,
-    };
-    let a = rules.assess(&situation, fees::YearMonth::parse(&month)?)?;
-    Ok(FeeAssessment {
+        past_working_age: s.past_working_age,
+        region: s.region,
+        set_amount_vnd: s
+            .set_amount_vnd
+            .map(|v| fit("set_amount_vnd", v))
+            .transpose()
+            .map_err(invalid)?,
+    })
+}
+
+fn ffi_assessment(a: fees::Assessment) -> FeeAssessment {
+    FeeAssessment {
         month: a.month.to_string(),
         regulation: a.regulation,
+        basis: a.basis,
+        rule: a.rule,
+        rule_confirmed: a.rule_confirmed,
         base_vnd: signed(a.base_vnd),
         relief_percent: a.relief_percent.into(),
         due_vnd: signed(a.due_vnd),
+    }
+}
+
+/// The party fee for `month` (`YYYY-MM`) under the regulation in force that month: Decision
+/// 342-QĐ/TW from April 2011, Regulation 01-QĐ/TW from February 2026 (its minimum-wage shares
+/// step up in January 2028).
+#[uniffi::export]
+pub fn compute_party_fee(
+    situation: FeeSituation,
+    month: String,
+) -> Result<FeeAssessment, HandbookError> {
+    let situation = core_situation(situation)?;
+    let rules = fees::FeeRules::official()?;
+    Ok(ffi_assessment(
+        rules.assess(&situation, fees::YearMonth::parse(&month)?)?,
+    ))
+}
+
+/// The party fee for every month from `from_month` to `to_month` (`YYYY-MM`, both included),
+/// each month under its regulation and the period of `periods` it falls in: arrears, or a
+/// member's history across the 2026 change of regulation. At most 1,200 months.
+#[uniffi::export]
+pub fn compute_party_fee_statement(
+    periods: Vec<FeePeriod>,
+    from_month: String,
+    to_month: String,
+) -> Result<FeeStatement, HandbookError> {
+    let periods = periods
+        .into_iter()
+        .map(|p| {
+            Ok(fees::FeePeriod {
+                since: fees::YearMonth::parse(&p.since_month)?,
+                situation: core_situation(p.situation)?,
+            })
+        })
+        .collect::<Result<Vec<_>, HandbookError>>()?;
+    let statement = fees::FeeRules::official()?.statement(
+        &periods,
+        fees::YearMonth::parse(&from_month)?,
+        fees::YearMonth::parse(&to_month)?,
+    )?;
+    Ok(FeeStatement {
+        months: statement.months.into_iter().map(ffi_assessment).collect(),
+        total_due_vnd: signed(statement.total_due_vnd),
     })
 }
 
@@ -637,6 +755,9 @@ impl MemberHandbook {
             let a = fees::Assessment {
                 month: fees::YearMonth::parse(&assessment.month)?,
                 regulation: assessment.regulation,
+                basis: assessment.basis,
+                rule: assessment.rule,
+                rule_confirmed: assessment.rule_confirmed,
                 base_vnd: fit("base_vnd", assessment.base_vnd).map_err(invalid)?,
                 relief_percent: fit("relief_percent", assessment.relief_percent.into())
                     .map_err(invalid)?,

@@ -13,6 +13,7 @@ mod health;
 mod health_book;
 mod http;
 mod logging;
+mod reminders;
 mod sync;
 mod transit;
 mod transit_client;

@@ -309,7 +309,7 @@ impl From<WriteOp> for core::WriteOp {
 /// never block the caller's thread. Call `close()` when done; Kotlin's `use {}` also frees it.
 #[derive(uniffi::Object)]
 pub struct Vault {
-    inner: Arc<core::Vault>,
+    pub(crate) inner: Arc<core::Vault>,
 }
 
 impl Vault {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use thudo_core::handbook::fees::{FeeBasis, FeeRules, FeeSituation, Relief, YearMonth};
+use thudo_core::handbook::fees::{
+    FeeBasis, FeePeriod, FeeRules, FeeSituation, Relief, WageRegion, YearMonth,
+};
 use thudo_core::handbook::library::{Library, LibraryDocument};
 
 /// Arguments of `thudo handbook`.
@@ -16,10 +18,28 @@ pub struct HandbookArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BasisArg {
+    /// Public body or armed forces: salary (plus allowances before 2026).
     Salary,
+    /// Enterprise: payroll wages (before 2026), social-insurance salary (after).
+    Enterprise,
+    /// Sick or maternity benefit (from February 2026).
     Benefit,
+    /// Pension.
     Pension,
+    /// Student.
     Student,
+    /// Neither social insurance nor a pension (farmers, the self-employed).
+    Other,
+    /// Living abroad.
+    Abroad,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RegionArg {
+    I,
+    Ii,
+    Iii,
+    Iv,
 }
 
 #[derive(Subcommand)]
@@ -43,17 +63,31 @@ enum HandbookCommand {
         /// The JSON file.
         file: PathBuf,
     },
-    /// Compute a monthly party fee under the regulations in force.
+    /// Compute the party fee for a month, or for every month of a range (arrears), under the
+    /// regulation in force each month (342-QĐ/TW from 2011-04, 01-QĐ/TW from 2026-02); one
+    /// JSON line a month naming the regulation, basis and rule, then the total for a range.
     Fee {
         /// What the fee is computed from.
         #[arg(long, value_enum)]
         basis: BasisArg,
-        /// The income the basis names (VND; ignored for students).
+        /// The income the basis names: salary, wage, benefit, pension or living allowance (VND).
         #[arg(long, default_value_t = 0)]
         income: u64,
-        /// The month, YYYY-MM.
+        /// The month, YYYY-MM (or the first month of a range, with --to).
         #[arg(long)]
         month: String,
+        /// The last month of a range, YYYY-MM.
+        #[arg(long)]
+        to: Option<String>,
+        /// Past working age.
+        #[arg(long)]
+        past_working_age: bool,
+        /// The minimum-wage region where the cell sits (I to IV; Hanoi's inner districts are I).
+        #[arg(long, value_enum)]
+        region: Option<RegionArg>,
+        /// The monthly amount the cell set (VND), for bases that take one.
+        #[arg(long)]
+        set_amount: Option<u64>,
         /// Exempt from fees.
         #[arg(long)]
         exempt: bool,
@@ -85,6 +119,10 @@ pub fn run(args: HandbookArgs) -> Result<()> {
             basis,
             income,
             month,
+            to,
+            past_working_age,
+            region,
+            set_amount,
             exempt,
             reduction,
         } => {
@@ -106,18 +144,46 @@ pub fn run(args: HandbookArgs) -> Result<()> {
             let situation = FeeSituation {
                 basis: match basis {
                     BasisArg::Salary => FeeBasis::SocialInsuranceSalary,
+                    BasisArg::Enterprise => FeeBasis::EnterpriseWage,
                     BasisArg::Benefit => FeeBasis::SickOrMaternityBenefit,
                     BasisArg::Pension => FeeBasis::Pension,
                     BasisArg::Student => FeeBasis::Student,
+                    BasisArg::Other => FeeBasis::OtherIncome,
+                    BasisArg::Abroad => FeeBasis::Abroad,
                 },
                 income_vnd: income,
                 relief,
+                past_working_age,
+                region: region.map(|r| match r {
+                    RegionArg::I => WageRegion::I,
+                    RegionArg::Ii => WageRegion::II,
+                    RegionArg::Iii => WageRegion::III,
+                    RegionArg::Iv => WageRegion::IV,
+                }),
+                set_amount_vnd: set_amount,
             };
-            let rules = FeeRules::new(vec![FeeRules::regulation_01_2026()])?;
-            println!(
-                "{}",
-                serde_json::to_string(&rules.assess(&situation, YearMonth::parse(&month)?)?)?
-            );
+            let rules = FeeRules::official()?;
+            let from = YearMonth::parse(&month)?;
+            match to {
+                None => println!(
+                    "{}",
+                    serde_json::to_string(&rules.assess(&situation, from)?)?
+                ),
+                Some(to) => {
+                    let period = FeePeriod {
+                        since: from,
+                        situation,
+                    };
+                    let statement = rules.statement(&[period], from, YearMonth::parse(&to)?)?;
+                    for month in &statement.months {
+                        println!("{}", serde_json::to_string(month)?);
+                    }
+                    println!(
+                        "{}",
+                        serde_json::json!({ "total_due_vnd": statement.total_due_vnd })
+                    );
+                }
+            }
         }
     }
     Ok(())

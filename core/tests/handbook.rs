@@ -5,8 +5,7 @@
 mod common;
 
 use thudo_core::handbook::fees::{
-    Assessment, FeeBasis, FeeError, FeeLedger, FeeRule, FeeRules, FeeSchedule, FeeSituation,
-    Relief, YearMonth,
+    Assessment, FeeBasis, FeeError, FeeLedger, FeeRules, FeeSituation, Relief, YearMonth,
 };
 use thudo_core::handbook::library::{Library, LibraryDocument, LibraryError};
 use thudo_core::vault::{Unlock, Vault};
@@ -164,28 +163,11 @@ fn ym(s: &str) -> YearMonth {
 }
 
 fn rules() -> FeeRules {
-    // A made-up earlier regulation, to test the change on the effective month.
-    let older = FeeSchedule {
-        regulation: "342-QĐ/TW".into(),
-        effective_from: ym("2010-01"),
-        rules: vec![
-            (
-                FeeBasis::SocialInsuranceSalary,
-                FeeRule::Percent { basis_points: 100 },
-            ),
-            (FeeBasis::Pension, FeeRule::Percent { basis_points: 50 }),
-            (FeeBasis::Student, FeeRule::Fixed { vnd: 2_000 }),
-        ],
-    };
-    FeeRules::new(vec![FeeRules::regulation_01_2026(), older]).unwrap()
+    FeeRules::official().unwrap().clone()
 }
 
 fn situation(basis: FeeBasis, income: u64) -> FeeSituation {
-    FeeSituation {
-        basis,
-        income_vnd: income,
-        relief: None,
-    }
+    FeeSituation::new(basis, income)
 }
 
 #[test]
@@ -245,9 +227,8 @@ fn fee_rules_each_basis_and_effective_date() {
 fn exemptions_and_reductions() {
     let r = rules();
     let salary = |relief| FeeSituation {
-        basis: FeeBasis::SocialInsuranceSalary,
-        income_vnd: 10_000_000,
         relief: Some(relief),
+        ..FeeSituation::new(FeeBasis::SocialInsuranceSalary, 10_000_000)
     };
     assert_eq!(
         r.assess(&salary(Relief::Exempt), ym("2026-05"))
@@ -313,10 +294,13 @@ fn exemptions_and_reductions() {
     for bad in ["2026-13", "2026-00", "26-1", "abc", "2026/05", ""] {
         assert!(YearMonth::parse(bad).is_err(), "{bad}");
     }
-    let dup = FeeRules::new(vec![
-        FeeRules::regulation_01_2026(),
-        FeeRules::regulation_01_2026(),
-    ]);
+    let dup = FeeRules::new(
+        vec![
+            FeeRules::regulation_01_2026().unwrap(),
+            FeeRules::regulation_01_2026().unwrap(),
+        ],
+        vec![],
+    );
     assert!(dup.is_err());
 }
 
@@ -396,4 +380,67 @@ fn queries_typed_in_telex_or_vni_without_marks_find_what_they_mean() {
     assert!(hit.snippet.contains("<mark>bảo</mark>"), "{}", hit.snippet);
     // A query with no such keys is unchanged: nothing spurious comes back.
     assert!(lib.search("zzzqqq", 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_query_with_a_typo_still_finds_the_document_below_exact_matches() {
+    let (dir, lib) = library();
+    // A swapped, a missing, an extra and a wrong letter.
+    for typed in [
+        "nghi quyte 57",
+        "ngh quyet 57",
+        "nghii quyet 57",
+        "nghi quyet 57 khoq hoc",
+    ] {
+        let hits = lib.search(typed, 10).unwrap();
+        assert_eq!(ids(&hits).first(), Some(&"nq57"), "{typed}");
+        assert!(
+            hits[0].score < 0.0,
+            "{typed}: a corrected match ranks below exact ones"
+        );
+    }
+    // Two edits in a long word; the snippet marks the word meant.
+    let hit = &lib.search("chuyenn dooi", 5).unwrap()[0];
+    assert_eq!(hit.id, "nq57");
+    assert!(
+        hit.snippet.contains("<mark>chuyển</mark>"),
+        "{}",
+        hit.snippet
+    );
+    assert_eq!(
+        ids(&lib.search("sangtao", 5).unwrap()),
+        Vec::<&str>::new(),
+        "three edits"
+    );
+    // Exact matches of the page come first; a typo is only corrected when no document holds
+    // the word as typed.
+    let exact = lib.search("dang phi", 10).unwrap();
+    assert!(exact.iter().all(|h| h.score > 0.0));
+    // Numbers and words of one or two letters are never corrected.
+    assert!(lib.search("58-NQ/TW", 10).unwrap().is_empty());
+    assert!(lib.search("nghi quyet 75", 10).unwrap().is_empty());
+    // The vocabulary follows the documents: a word gone from the library is no correction.
+    assert!(!lib.search("tuong", 5).unwrap().is_empty()); // tư tưởng, in kl01
+    assert_eq!(ids(&lib.search("tuongg", 5).unwrap()), ["kl01"]);
+    lib.remove("kl01").unwrap();
+    assert!(lib.search("tuongg", 5).unwrap().is_empty());
+    lib.upsert(&[doc("kl01", "01-KL/TW", "Kết luận", "Tư tưởng Hồ Chí Minh.")])
+        .unwrap();
+    assert_eq!(ids(&lib.search("tuongg", 5).unwrap()), ["kl01"]);
+    // Replacing a document drops its old words.
+    lib.upsert(&[doc("kl01", "01-KL/TW", "Kết luận", "Phong cách.")])
+        .unwrap();
+    assert!(lib.search("tuongg", 5).unwrap().is_empty());
+    // A library from before the vocabulary existed gets one when opened.
+    drop(lib);
+    let path = dir.path().join("library.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("DELETE FROM vocabulary", [])
+        .unwrap();
+    let lib = Library::open(&path).unwrap();
+    assert_eq!(
+        ids(&lib.search("nghi quyte 57", 10).unwrap()).first(),
+        Some(&"nq57")
+    );
 }

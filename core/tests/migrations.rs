@@ -44,7 +44,30 @@ fn a_library_made_before_versioning_is_adopted_with_its_documents() {
     assert!(!library.search("cung co to chuc", 5).unwrap().is_empty());
     drop(library);
     let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::version(&conn).unwrap(), 1);
+    assert_eq!(schema::version(&conn).unwrap(), 2);
+}
+
+#[test]
+fn a_library_from_before_typo_correction_gets_its_vocabulary() {
+    let (_dir, path) = library_with_a_document();
+    {
+        // Version 1: no vocabulary table.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE vocabulary; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let library = Library::open(&path).unwrap();
+    assert_eq!(
+        library.vocabulary_size().unwrap(),
+        23,
+        "3 in the number, 11 in the title, 9 more in the body"
+    );
+    let hits = library.search("cung co to chuk", 5).unwrap();
+    assert_eq!(hits.first().map(|h| h.id.as_str()), Some("nq21"));
+    assert!(hits[0].score < 0.0, "a corrected match");
+    drop(library);
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(schema::version(&conn).unwrap(), 2);
 }
 
 #[test]
@@ -59,7 +82,7 @@ fn a_library_from_a_newer_build_is_refused_untouched() {
     let before = std::fs::read(&path).unwrap();
     match Library::open(&path) {
         Err(LibraryError::NewerSchema { found, supported }) => {
-            assert_eq!((found, supported), (7, 1));
+            assert_eq!((found, supported), (7, 2));
         }
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("a newer library was opened"),

@@ -5,7 +5,14 @@
 //! FTS5 for candidates (BM25, title weighted above body), then ranks: the document number typed
 //! exactly first, then documents whose title holds every term, then, when the user typed
 //! accents, documents that contain the terms with exactly those accents.
+//!
+//! A term no document holds (neither as typed nor read as Telex or VNI) is taken for a typo:
+//! it is replaced by the library's words within one edit of it (two for words of eight or more
+//! letters; a missing, extra, wrong or swapped letter each count one), most common first, and
+//! those matches rank below every exact one. The words come from `vocabulary`, kept with the
+//! documents in the same transactions.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -122,7 +129,7 @@ impl From<rusqlite::Error> for LibraryError {
 /// versioning hold exactly these tables.
 const SCHEMA: Schema = Schema {
     name: "thudo document library",
-    steps: &[STEP_1],
+    steps: &[STEP_1, STEP_2],
     adopt_unversioned: true,
 };
 
@@ -144,7 +151,20 @@ CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5(
 );
 "#;
 
+/// Every folded word of the library with the number of documents holding it: the words a typo
+/// is corrected to. Filled from the documents on open when empty (files from before step 2).
+const STEP_2: &str = r#"
+CREATE TABLE IF NOT EXISTS vocabulary (
+    term TEXT PRIMARY KEY,
+    docs INTEGER NOT NULL
+) WITHOUT ROWID;
+"#;
+
 const CANDIDATES: usize = 100;
+/// Corrections tried per mistyped term.
+const MAX_CORRECTIONS: usize = 8;
+/// How far below exact matches a match through a corrected typo ranks.
+const TYPO_PENALTY: f64 = 10_000.0;
 /// Candidates checked for exact accents (each check reads the document's text).
 const ACCENT_CHECKS: usize = 40;
 const MAX_QUERY_LEN: usize = 256;
@@ -203,6 +223,27 @@ impl OutsideStore for Library {
 pub struct Library {
     conn: Mutex<Connection>,
     observers: ChangeObservers,
+    /// The vocabulary by length, read once after each change, for typo correction.
+    vocabulary: Mutex<Option<Arc<Vocabulary>>>,
+}
+
+/// The library's words bucketed by length in characters, each with its document count and
+/// its letter mask.
+struct Vocabulary {
+    by_len: Vec<Vec<(String, i64, u32)>>,
+}
+
+/// Which letters a word holds, one bit each (other characters share the top bits). One edit
+/// changes at most two bits, so words whose masks differ in more than `2 * max` bits are more
+/// than `max` edits apart and need no distance computed.
+fn letter_mask(word: &str) -> u32 {
+    word.chars().fold(0, |mask, c| {
+        let bit = match c {
+            'a'..='z' => c as u32 - 'a' as u32,
+            _ => 26 + c as u32 % 6,
+        };
+        mask | 1 << bit
+    })
 }
 
 impl Library {
@@ -218,9 +259,11 @@ impl Library {
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
         SCHEMA.migrate(&mut conn)?;
+        fill_vocabulary(&mut conn)?;
         Ok(Library {
             conn: Mutex::new(conn),
             observers: ChangeObservers::default(),
+            vocabulary: Mutex::new(None),
         })
     }
 
@@ -236,6 +279,7 @@ impl Library {
     }
 
     fn changed(&self) {
+        *self.vocabulary.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.observers.notify(&[SYNCED.name.to_owned()]);
     }
 
@@ -248,6 +292,7 @@ impl Library {
         docs.iter().try_for_each(LibraryDocument::validate)?;
         let mut conn = self.lock();
         let tx = conn.transaction()?;
+        let mut counts = HashMap::new();
         for d in docs {
             let old: Option<i64> = tx
                 .query_row(
@@ -257,7 +302,7 @@ impl Library {
                 )
                 .optional()?;
             if let Some(rowid) = old {
-                delete_row(&tx, rowid)?;
+                delete_row(&tx, rowid, &mut counts)?;
             }
             tx.execute(
                 "INSERT INTO documents (doc_id, number, issuer, issued_on, kind, title, body)
@@ -273,6 +318,9 @@ impl Library {
                 ],
             )?;
             let rowid = tx.last_insert_rowid();
+            for term in words_of(&d.number, &d.title, &d.body) {
+                *counts.entry(term).or_insert(0) += 1;
+            }
             tx.execute(
                 "INSERT INTO documents_fts (rowid, number, title, body) VALUES (?1, ?2, ?3, ?4)",
                 params![
@@ -283,6 +331,7 @@ impl Library {
                 ],
             )?;
         }
+        count_words(&tx, counts)?;
         tx.commit()?;
         drop(conn);
         log::debug!(documents = docs.len(); "library documents stored");
@@ -302,7 +351,9 @@ impl Library {
             })
             .optional()?;
         if let Some(rowid) = rowid {
-            delete_row(&tx, rowid)?;
+            let mut counts = HashMap::new();
+            delete_row(&tx, rowid, &mut counts)?;
+            count_words(&tx, counts)?;
         }
         tx.commit()?;
         drop(conn);
@@ -334,6 +385,14 @@ impl Library {
             .optional()?)
     }
 
+    /// How many distinct words (folded) the library holds: the words typos are corrected to.
+    pub fn vocabulary_size(&self) -> Result<u64, LibraryError> {
+        let n: i64 = self
+            .lock()
+            .query_row("SELECT count(*) FROM vocabulary", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// How many documents the library holds.
     pub fn count(&self) -> Result<u64, LibraryError> {
         let n: i64 = self
@@ -355,42 +414,56 @@ impl Library {
             return Ok(Vec::new());
         }
         let prefix_last = !query.ends_with(char::is_whitespace);
+        let is_prefix = |i: usize| prefix_last && i + 1 == folded_terms.len();
+        let clause = |i: usize, t: &String| {
+            let star = if is_prefix(i) { "*" } else { "" };
+            // A term typed in Telex or VNI without marks matches the word it means too.
+            match fold::typed_without_marks(t) {
+                Some(meant) => format!("(\"{t}\"{star} OR \"{meant}\"{star})"),
+                None => format!("\"{t}\"{star}"),
+            }
+        };
         let fts_query = folded_terms
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                let star = if prefix_last && i + 1 == folded_terms.len() {
-                    "*"
-                } else {
-                    ""
-                };
-                // A term typed in Telex or VNI without marks matches the word it means too.
-                match fold::typed_without_marks(t) {
-                    Some(meant) => format!("(\"{t}\"{star} OR \"{meant}\"{star})"),
-                    None => format!("\"{t}\"{star}"),
-                }
-            })
+            .map(|(i, t)| clause(i, t))
             .collect::<Vec<_>>()
             .join(" AND ");
         let accented_terms = fold::has_marks(query).then(|| fold::terms(&fold::lower(query)));
         // Snippets mark the words meant by Telex or VNI terms too.
-        let snippet_terms: Vec<String> = folded_terms
+        let mut snippet_terms: Vec<String> = folded_terms
             .iter()
             .flat_map(|t| std::iter::once(t.clone()).chain(fold::typed_without_marks(t)))
             .collect();
         let folded_number = fold::fold(query.trim());
 
         let conn = self.lock();
-        // Stage 1: number and title matches (short columns, few rows to score).
-        let mut candidates = ranked(&conn, &format!("{{number title}} : ({fts_query})"), 100.0)?;
-        // Stage 2: bodies, only when titles do not fill the page.
+        let mut candidates = Vec::new();
+        two_stages(&conn, &fts_query, limit, 0.0, &mut candidates)?;
+        // Stage 3: typos, when exact matches do not fill the page.
         if candidates.len() < limit {
-            let seen: std::collections::HashSet<i64> = candidates.iter().map(|c| c.0).collect();
-            candidates.extend(
-                ranked(&conn, &fts_query, 0.0)?
-                    .into_iter()
-                    .filter(|c| !seen.contains(&c.0)),
-            );
+            let corrected = self.corrections(&conn, &folded_terms, prefix_last)?;
+            if let Some(corrected) = corrected {
+                let fuzzy_query = folded_terms
+                    .iter()
+                    .zip(&corrected)
+                    .enumerate()
+                    .map(|(i, (t, fixes))| match fixes {
+                        None => clause(i, t),
+                        Some(fixes) => format!(
+                            "({})",
+                            fixes
+                                .iter()
+                                .map(|f| format!("\"{f}\""))
+                                .collect::<Vec<_>>()
+                                .join(" OR ")
+                        ),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                two_stages(&conn, &fuzzy_query, limit, -TYPO_PENALTY, &mut candidates)?;
+                snippet_terms.extend(corrected.into_iter().flatten().flatten());
+            }
         }
         if let Some(accented) = &accented_terms {
             // Exact accents: every typed term is a whole word of the title or body as written.
@@ -442,6 +515,188 @@ impl Library {
     }
 }
 
+impl Library {
+    /// For each term, the words it is corrected to when no document holds it (`None` for a
+    /// term found as typed); `None` overall when no term needs correcting or one cannot be.
+    #[allow(clippy::type_complexity)]
+    fn corrections(
+        &self,
+        conn: &Connection,
+        terms: &[String],
+        prefix_last: bool,
+    ) -> Result<Option<Vec<Option<Vec<String>>>>, LibraryError> {
+        let mut exact = conn.prepare_cached("SELECT 1 FROM vocabulary WHERE term = ?1")?;
+        let mut first_after = conn
+            .prepare_cached("SELECT term FROM vocabulary WHERE term >= ?1 ORDER BY term LIMIT 1")?;
+        let mut known = |word: &str, prefix: bool| -> Result<bool, LibraryError> {
+            Ok(if prefix {
+                first_after
+                    .query_row([word], |r| r.get::<_, String>(0))
+                    .optional()?
+                    .is_some_and(|t| t.starts_with(word))
+            } else {
+                exact.exists([word])?
+            })
+        };
+        let mut out = Vec::with_capacity(terms.len());
+        let mut any = false;
+        for (i, term) in terms.iter().enumerate() {
+            let prefix = prefix_last && i + 1 == terms.len();
+            let reading = fold::typed_without_marks(term);
+            if known(term, prefix)? || reading.as_deref().map_or(Ok(false), |r| known(r, prefix))? {
+                out.push(None);
+                continue;
+            }
+            let fixes = self.vocabulary(conn)?.near(term);
+            if fixes.is_empty() {
+                return Ok(None);
+            }
+            any = true;
+            out.push(Some(fixes));
+        }
+        Ok(any.then_some(out))
+    }
+
+    fn vocabulary(&self, conn: &Connection) -> Result<Arc<Vocabulary>, LibraryError> {
+        let mut cached = self.vocabulary.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = cached.as_ref() {
+            return Ok(v.clone());
+        }
+        let mut by_len: Vec<Vec<(String, i64, u32)>> = Vec::new();
+        let mut rows = conn.prepare("SELECT term, docs FROM vocabulary")?;
+        for row in rows.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+            let (term, docs) = row?;
+            let len = term.chars().count();
+            if by_len.len() <= len {
+                by_len.resize_with(len + 1, Vec::new);
+            }
+            let mask = letter_mask(&term);
+            by_len[len].push((term, docs, mask));
+        }
+        let v = Arc::new(Vocabulary { by_len });
+        *cached = Some(v.clone());
+        Ok(v)
+    }
+}
+
+impl Vocabulary {
+    /// The words within one edit of `term` (two for 8+ characters), most documents first.
+    /// Numbers and words under three characters are never corrected: a different number is a
+    /// different document, and short words have too many neighbours.
+    fn near(&self, term: &str) -> Vec<String> {
+        let len = term.chars().count();
+        if len < 3 || term.chars().all(|c| c.is_ascii_digit()) {
+            return Vec::new();
+        }
+        let max = if len >= 8 { 2 } else { 1 };
+        let mask = letter_mask(term);
+        let mut found: Vec<(usize, i64, &str)> = Vec::new();
+        for bucket in self
+            .by_len
+            .iter()
+            .take(len + max + 1)
+            .skip(len.saturating_sub(max))
+        {
+            for (word, docs, word_mask) in bucket {
+                if (mask ^ word_mask).count_ones() as usize > 2 * max {
+                    continue;
+                }
+                let d = strsim::osa_distance(term, word);
+                if d <= max {
+                    found.push((d, *docs, word));
+                }
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+        found
+            .into_iter()
+            .take(MAX_CORRECTIONS)
+            .map(|(_, _, w)| w.to_owned())
+            .collect()
+    }
+}
+
+/// Titles and numbers first (short columns, few rows to score), then bodies when titles do not
+/// fill the page; matches already in `out` are not repeated.
+fn two_stages(
+    conn: &Connection,
+    fts_query: &str,
+    limit: usize,
+    bonus: f64,
+    out: &mut Vec<(i64, f64)>,
+) -> Result<(), LibraryError> {
+    let mut seen: HashSet<i64> = out.iter().map(|c| c.0).collect();
+    let before = out.len();
+    for (query, stage_bonus) in [
+        (format!("{{number title}} : ({fts_query})"), 100.0),
+        (fts_query.to_owned(), 0.0),
+    ] {
+        if out.len() - before >= limit {
+            break;
+        }
+        for c in ranked(conn, &query, bonus + stage_bonus)? {
+            if seen.insert(c.0) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The distinct folded words of a document, as the index splits them.
+fn words_of(number: &str, title: &str, body: &str) -> HashSet<String> {
+    [number, title, body]
+        .iter()
+        .flat_map(|text| fold::terms(&fold::fold(text)))
+        .collect()
+}
+
+/// Adds per-word document counts to `vocabulary`, dropping words no document holds any more.
+fn count_words(tx: &Connection, counts: HashMap<String, i64>) -> Result<(), LibraryError> {
+    let mut add = tx.prepare_cached(
+        "INSERT INTO vocabulary (term, docs) VALUES (?1, ?2)
+         ON CONFLICT (term) DO UPDATE SET docs = docs + excluded.docs",
+    )?;
+    let mut drop_unused =
+        tx.prepare_cached("DELETE FROM vocabulary WHERE term = ?1 AND docs <= 0")?;
+    for (term, n) in counts {
+        if n != 0 {
+            add.execute(params![term, n])?;
+        }
+        if n < 0 {
+            drop_unused.execute([term])?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills an empty vocabulary from the documents (a library made before it existed), in one
+/// transaction: a crash leaves it empty, to be filled on the next open.
+fn fill_vocabulary(conn: &mut Connection) -> Result<(), LibraryError> {
+    let has_words: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM vocabulary)", [], |r| r.get(0))?;
+    let has_documents: bool =
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM documents)", [], |r| r.get(0))?;
+    if has_words || !has_documents {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    {
+        let mut rows = tx.prepare("SELECT number, title, body FROM documents")?;
+        let mut rows = rows.query([])?;
+        while let Some(r) = rows.next()? {
+            let (number, title, body): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            for term in words_of(&number, &title, &body) {
+                *counts.entry(term).or_insert(0) += 1;
+            }
+        }
+    }
+    count_words(&tx, counts)?;
+    tx.commit()?;
+    Ok(())
+}
+
 /// Up to 100 (rowid, score) matches of an FTS5 query, best first; `bonus` is added to each.
 fn ranked(conn: &Connection, fts_query: &str, bonus: f64) -> Result<Vec<(i64, f64)>, LibraryError> {
     let sql = "SELECT rowid, bm25(documents_fts, 20.0, 8.0, 1.0) FROM documents_fts
@@ -467,7 +722,19 @@ fn has_all_words(text: &str, terms: &[String]) -> bool {
     })
 }
 
-fn delete_row(tx: &Connection, rowid: i64) -> Result<(), LibraryError> {
+fn delete_row(
+    tx: &Connection,
+    rowid: i64,
+    counts: &mut HashMap<String, i64>,
+) -> Result<(), LibraryError> {
+    let (number, title, body): (String, String, String) = tx.query_row(
+        "SELECT number, title, body FROM documents WHERE rowid = ?1",
+        [rowid],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    for term in words_of(&number, &title, &body) {
+        *counts.entry(term).or_insert(0) -= 1;
+    }
     tx.execute("DELETE FROM documents_fts WHERE rowid = ?1", [rowid])?;
     tx.execute("DELETE FROM documents WHERE rowid = ?1", [rowid])?;
     Ok(())

@@ -168,6 +168,9 @@ pub struct DoseStatus {
     pub due_on: Option<NaiveDate>,
     /// Date given, when done.
     pub given_on: Option<NaiveDate>,
+    /// The first day it counts as overdue (after the due date and its grace period), when
+    /// the due date is known.
+    pub overdue_from: Option<NaiveDate>,
 }
 
 /// Whether a dose given as `given` counts as a dose of `scheduled`.
@@ -228,12 +231,14 @@ impl Schedule {
                     }
                 }
             };
+            let overdue_from =
+                due_on.and_then(|due| due.checked_add_days(Days::new(d.grace_days + 1)));
             let state = match (given_on, due_on) {
                 (Some(_), _) => DoseState::Done,
                 (None, None) => DoseState::Upcoming,
                 (None, Some(due)) if today < due => DoseState::Upcoming,
-                (None, Some(due)) => match due.checked_add_days(Days::new(d.grace_days)) {
-                    Some(limit) if today > limit => DoseState::Overdue,
+                (None, Some(_)) => match overdue_from {
+                    Some(overdue) if today >= overdue => DoseState::Overdue,
                     _ => DoseState::Due,
                 },
             };
@@ -243,6 +248,7 @@ impl Schedule {
                 state,
                 due_on,
                 given_on,
+                overdue_from,
             });
         }
         out

@@ -24,6 +24,10 @@ final class HandbookTests: XCTestCase {
         XCTAssertEqual(telex.first?.id, "nq57")
         let vni = try await library.search(query: "ddangr phi1", limit: 10)
         XCTAssertEqual(vni.first?.id, "qd01")
+        // A typo (swapped letters): found, ranked below any exact match.
+        let typo = try await library.search(query: "dnag phi", limit: 10)
+        XCTAssertEqual(typo.first?.id, "qd01")
+        XCTAssertLessThan(typo.first?.score ?? 1, 0)
         do {
             _ = try await library.search(query: String(repeating: "a", count: 300), limit: 10)
             XCTFail("expected Invalid")
@@ -31,14 +35,40 @@ final class HandbookTests: XCTestCase {
     }
 
     func testPartyFee() throws {
-        XCTAssertEqual(try computePartyFee(basis: .socialInsuranceSalary, incomeVnd: 12_345_678, month: "2026-03", relief: nil).dueVnd, 123_456)
-        XCTAssertEqual(try computePartyFee(basis: .pension, incomeVnd: 7_000_000, month: "2026-03", relief: nil).dueVnd, 35_000)
-        XCTAssertEqual(try computePartyFee(basis: .student, incomeVnd: 0, month: "2026-03", relief: nil).dueVnd, 5_000)
-        let reduced = try computePartyFee(basis: .socialInsuranceSalary, incomeVnd: 10_000_000, month: "2026-06",
-                                          relief: .reduction(percent: 70, fromMonth: "2026-05", months: 12))
+        XCTAssertEqual(try computePartyFee(situation: FeeSituation(basis: .socialInsuranceSalary, incomeVnd: 12_345_678), month: "2026-03").dueVnd, 123_456)
+        XCTAssertEqual(try computePartyFee(situation: FeeSituation(basis: .pension, incomeVnd: 7_000_000), month: "2026-03").dueVnd, 35_000)
+        XCTAssertEqual(try computePartyFee(situation: FeeSituation(basis: .student), month: "2026-03").dueVnd, 5_000)
+        let reduced = try computePartyFee(
+            situation: FeeSituation(basis: .socialInsuranceSalary, incomeVnd: 10_000_000,
+                                    relief: .reduction(percent: 70, fromMonth: "2026-05", months: 12)),
+            month: "2026-06")
         XCTAssertEqual(reduced.dueVnd, 30_000)
-        XCTAssertThrowsError(try computePartyFee(basis: .student, incomeVnd: 0, month: "2025-12", relief: nil)) { error in
+        // Before February 2026: Decision 342-QĐ/TW.
+        let old = try computePartyFee(situation: FeeSituation(basis: .enterpriseWage, incomeVnd: 8_500_000), month: "2015-03")
+        XCTAssertEqual(old.dueVnd, 85_000)
+        XCTAssertEqual(old.regulation, "342-QĐ/TW")
+        XCTAssertEqual(old.basis, .enterpriseWage)
+        // A farmer in region IV past working age: a share of the regional minimum wage.
+        let farmer = FeeSituation(basis: .otherIncome, pastWorkingAge: true, region: .iv, setAmountVnd: 10_000)
+        XCTAssertEqual(try computePartyFee(situation: farmer, month: "2027-12").dueVnd, 7_400)
+        XCTAssertEqual(try computePartyFee(situation: farmer, month: "2028-01").dueVnd, 11_100)
+        XCTAssertEqual(try computePartyFee(situation: farmer, month: "2025-01").dueVnd, 5_000)
+        XCTAssertTrue(try computePartyFee(situation: farmer, month: "2027-12").rule.contains("293/2025/NĐ-CP"))
+        let abroad = try computePartyFee(situation: FeeSituation(basis: .abroad, incomeVnd: 25_000_000), month: "2026-06")
+        XCTAssertEqual(abroad.dueVnd, 250_000)
+        // Arrears across the change of regulation.
+        let statement = try computePartyFeeStatement(
+            periods: [FeePeriod(sinceMonth: "2020-01", situation: farmer)], fromMonth: "2026-01", toMonth: "2026-02")
+        XCTAssertEqual(statement.months.map { $0.dueVnd }, [5_000, 7_400])
+        XCTAssertEqual(statement.totalDueVnd, 12_400)
+        XCTAssertThrowsError(try computePartyFee(situation: FeeSituation(basis: .student), month: "2011-03")) { error in
             guard case HandbookError.NoRule = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try computePartyFee(situation: FeeSituation(basis: .otherIncome), month: "2026-03")) { error in
+            guard case HandbookError.Invalid = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try computePartyFeeStatement(periods: [], fromMonth: "2026-01", toMonth: "2026-02")) { error in
+            guard case HandbookError.Invalid = error else { return XCTFail("\(error)") }
         }
     }
 
@@ -84,7 +114,7 @@ final class HandbookTests: XCTestCase {
         XCTAssertEqual(profile?.fullName, "Nguyễn Văn An")
 
         for month in ["2026-03", "2026-04", "2026-05"] {
-            try await handbook.recordFeeAssessment(assessment: try computePartyFee(basis: .pension, incomeVnd: 6_000_000, month: month, relief: nil))
+            try await handbook.recordFeeAssessment(assessment: try computePartyFee(situation: FeeSituation(basis: .pension, incomeVnd: 6_000_000), month: month))
         }
         try await handbook.recordFeePayment(month: "2026-03", amountVnd: 30_000)
         let standing = try await handbook.feeStanding(year: 2026)

@@ -26,6 +26,13 @@ extension Vault {
     public func changes(_ collections: [String] = []) -> AsyncStream<[String]> {
         Thudo.changes { self.observe(collections: collections, listener: $0) }
     }
+
+    /// `["reminders"]` after every committed change that may change `upcomingReminders` (a
+    /// meeting, a fee payment, a person or immunization, a transit credential): list them again
+    /// and reschedule the local notifications.
+    public func reminderChanges() -> AsyncStream<[String]> {
+        Thudo.changes { observeReminders(vault: self, listener: $0) }
+    }
 }
 
 extension HandbookLibrary {

@@ -21,6 +21,13 @@ import kotlinx.coroutines.flow.flow
 fun Vault.changes(vararg collections: String): Flow<List<String>> =
     changesOf { listener -> observe(collections.toList(), listener) }
 
+/**
+ * Emits `["reminders"]` after every committed change that may change [upcomingReminders] (a
+ * meeting, a fee payment, a person or immunization, a transit credential): list them again and
+ * reschedule the local notifications.
+ */
+fun Vault.reminderChanges(): Flow<List<String>> = changesOf { listener -> observeReminders(this, listener) }
+
 /** The changes to the library's documents (upserts, removals, documents pulled by sync). */
 fun HandbookLibrary.changes(): Flow<List<String>> = changesOf { listener -> observe(listener) }
 

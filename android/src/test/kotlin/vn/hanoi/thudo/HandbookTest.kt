@@ -26,6 +26,11 @@ class HandbookTest {
         // Typed in Telex or VNI with the marks left as keys.
         assertEquals("nq57", library.search("nghij quyeets 57", 10).first().id)
         assertEquals("qd01", library.search("ddangr phi1", 10).first().id)
+        // A typo (swapped letters, a missing one): found, ranked below any exact match.
+        val typo = library.search("nghi quyte 57", 10).first()
+        assertEquals("nq57", typo.id)
+        assertTrue(typo.score < 0.0)
+        assertEquals("qd01", library.search("dnag phi", 10).first().id)
         assertEquals("qd01", library.search("01-QĐ/TW", 10).first().id)
         // A document the cell withdraws: gone from search.
         assertTrue(library.remove("nq57"))
@@ -39,16 +44,41 @@ class HandbookTest {
     }
 
     @Test
-    fun `party fee from the 2026 regulation`() {
-        assertEquals(123_456L, computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 12_345_678L, "2026-03", null).dueVnd)
-        assertEquals(35_000L, computePartyFee(FeeBasis.PENSION, 7_000_000L, "2026-03", null).dueVnd)
-        assertEquals(5_000L, computePartyFee(FeeBasis.STUDENT, 0L, "2026-03", null).dueVnd)
-        val reduced = computePartyFee(FeeBasis.SOCIAL_INSURANCE_SALARY, 10_000_000L, "2026-06", FeeRelief.Reduction(50, "2026-05", 12))
+    fun `party fee for any month under the regulation in force`() {
+        assertEquals(123_456L, computePartyFee(FeeSituation(FeeBasis.SOCIAL_INSURANCE_SALARY, incomeVnd = 12_345_678L), "2026-03").dueVnd)
+        assertEquals(35_000L, computePartyFee(FeeSituation(FeeBasis.PENSION, incomeVnd = 7_000_000L), "2026-03").dueVnd)
+        assertEquals(5_000L, computePartyFee(FeeSituation(FeeBasis.STUDENT), "2026-03").dueVnd)
+        val reduced = computePartyFee(
+            FeeSituation(FeeBasis.SOCIAL_INSURANCE_SALARY, incomeVnd = 10_000_000L, relief = FeeRelief.Reduction(50, "2026-05", 12)), "2026-06")
         assertEquals(50_000L, reduced.dueVnd)
-        assertEquals(0L, computePartyFee(FeeBasis.PENSION, 9_000_000L, "2026-06", FeeRelief.Exempt).dueVnd)
-        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.STUDENT, 0L, "2026-13", null) }
-        assertThrows<HandbookException.NoRule> { computePartyFee(FeeBasis.STUDENT, 0L, "2025-12", null) }
-        assertThrows<HandbookException.Invalid> { computePartyFee(FeeBasis.PENSION, 1L, "2026-06", FeeRelief.Reduction(40, "2026-05", 3)) }
+        assertEquals(0L, computePartyFee(FeeSituation(FeeBasis.PENSION, incomeVnd = 9_000_000L, relief = FeeRelief.Exempt), "2026-06").dueVnd)
+        // Before February 2026: Decision 342-QĐ/TW, salary plus allowances.
+        val old = computePartyFee(FeeSituation(FeeBasis.SOCIAL_INSURANCE_SALARY, incomeVnd = 3_784_600L), "2019-08")
+        assertEquals(37_846L, old.dueVnd)
+        assertEquals("342-QĐ/TW", old.regulation)
+        assertEquals(FeeBasis.SOCIAL_INSURANCE_SALARY, old.basis)
+        assertTrue(old.ruleConfirmed && old.rule.contains("allowances"))
+        // A farmer in region I: a share of the regional minimum wage, past working age less.
+        val farmer = FeeSituation(FeeBasis.OTHER_INCOME, region = WageRegion.I, setAmountVnd = 10_000L)
+        assertEquals(15_930L, computePartyFee(farmer, "2026-03").dueVnd)
+        assertEquals(10_620L, computePartyFee(farmer.copy(pastWorkingAge = true), "2026-03").dueVnd)
+        assertEquals(26_550L, computePartyFee(farmer, "2028-01").dueVnd)
+        assertEquals(5_000L, computePartyFee(farmer.copy(pastWorkingAge = true), "2018-05").dueVnd)
+        assertEquals(100_000L, computePartyFee(FeeSituation(FeeBasis.ABROAD, setAmountVnd = 100_000L), "2026-06").dueVnd)
+        // Arrears across the change of regulation, month by month.
+        val statement = computePartyFeeStatement(listOf(FeePeriod("2020-01", farmer)), "2025-12", "2026-02")
+        assertEquals(listOf(10_000L, 10_000L, 15_930L), statement.months.map { it.dueVnd })
+        assertEquals(listOf("342-QĐ/TW", "342-QĐ/TW", "01-QĐ/TW"), statement.months.map { it.regulation })
+        assertEquals(35_930L, statement.totalDueVnd)
+        assertThrows<HandbookException.Invalid> { computePartyFee(FeeSituation(FeeBasis.STUDENT), "2026-13") }
+        assertThrows<HandbookException.NoRule> { computePartyFee(FeeSituation(FeeBasis.STUDENT), "2011-03") }
+        assertThrows<HandbookException.NoRule> { computePartyFee(FeeSituation(FeeBasis.SICK_OR_MATERNITY_BENEFIT, incomeVnd = 1L), "2025-12") }
+        assertThrows<HandbookException.Invalid> { computePartyFee(FeeSituation(FeeBasis.OTHER_INCOME), "2026-03") }
+        assertThrows<HandbookException.Invalid> { computePartyFee(FeeSituation(FeeBasis.ABROAD, setAmountVnd = 500_000L), "2026-03") }
+        assertThrows<HandbookException.Invalid> {
+            computePartyFee(FeeSituation(FeeBasis.PENSION, incomeVnd = 1L, relief = FeeRelief.Reduction(40, "2026-05", 3)), "2026-06")
+        }
+        assertThrows<HandbookException.Invalid> { computePartyFeeStatement(listOf(FeePeriod("2026-01", farmer)), "2025-12", "2026-02") }
     }
 
     @Test
@@ -83,7 +113,7 @@ class HandbookTest {
         assertEquals("Nguyễn Văn An", handbook.profile()?.fullName)
 
         for (m in listOf("2026-03", "2026-04", "2026-05")) {
-            handbook.recordFeeAssessment(computePartyFee(FeeBasis.PENSION, 6_000_000L, m, null))
+            handbook.recordFeeAssessment(computePartyFee(FeeSituation(FeeBasis.PENSION, incomeVnd = 6_000_000L), m))
         }
         handbook.recordFeePayment("2026-03", 30_000L)
         assertEquals(listOf("2026-04", "2026-05"), handbook.feeStanding(2026).unpaid)

@@ -1,0 +1,661 @@
+//! Party fees for every month since April 2011: Decision 342-QĐ/TW until January 2026 and
+//! Regulation 01-QĐ/TW from February 2026 (with its 2028 step), and the regional minimum wages
+//! one of its bases needs. The regulations are data (`regulations.json`, each rule with its
+//! source and whether it is confirmed), so a new regulation or wage decree is a data change.
+//! Money is integer VND.
+
+mod ledger;
+
+pub use ledger::{FeeLedger, LedgerEntry, YearStanding};
+
+use crate::vault::VaultError;
+use std::sync::OnceLock;
+
+/// A calendar month, `YYYY-MM` in JSON.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct YearMonth {
+    /// Year.
+    pub year: u16,
+    /// Month, 1-12.
+    pub month: u8,
+}
+
+impl YearMonth {
+    /// A month, if `month` is 1-12.
+    pub fn new(year: u16, month: u8) -> Result<Self, FeeError> {
+        if !(1..=12).contains(&month) || year < 1930 {
+            return Err(FeeError::Invalid {
+                reason: format!("no such month {year}-{month}"),
+            });
+        }
+        Ok(YearMonth { year, month })
+    }
+
+    /// Parses `YYYY-MM`.
+    pub fn parse(text: &str) -> Result<Self, FeeError> {
+        let bad = || FeeError::Invalid {
+            reason: format!("expected YYYY-MM, got {text:?}"),
+        };
+        let (y, m) = text.split_once('-').ok_or_else(bad)?;
+        YearMonth::new(y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?)
+    }
+
+    /// The number of months from `self` to `later` (0 when `later` is not after `self`).
+    pub fn months_until(self, later: YearMonth) -> u32 {
+        later.index().saturating_sub(self.index())
+    }
+
+    fn index(self) -> u32 {
+        u32::from(self.year) * 12 + u32::from(self.month - 1)
+    }
+
+    /// The month `n` months later.
+    pub fn plus(self, n: u32) -> YearMonth {
+        let index = u32::from(self.year) * 12 + u32::from(self.month - 1) + n;
+        YearMonth {
+            year: (index / 12) as u16,
+            month: (index % 12) as u8 + 1,
+        }
+    }
+}
+
+impl TryFrom<String> for YearMonth {
+    type Error = FeeError;
+    fn try_from(text: String) -> Result<Self, FeeError> {
+        YearMonth::parse(&text)
+    }
+}
+
+impl From<YearMonth> for String {
+    fn from(m: YearMonth) -> String {
+        m.to_string()
+    }
+}
+
+impl std::fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// What a member's fee is computed from. A member keeps one basis across a change of
+/// regulation; each regulation says what it charges for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeBasis {
+    /// Works in a public body or the armed forces, under compulsory social insurance: salary
+    /// plus allowances (342-QĐ/TW), the previous month's social-insurance salary (01-QĐ/TW).
+    SocialInsuranceSalary,
+    /// Works in an enterprise: wages from the payroll fund (342-QĐ/TW), the social-insurance
+    /// salary (01-QĐ/TW).
+    EnterpriseWage,
+    /// On sick or maternity leave: the benefit (01-QĐ/TW only).
+    SickOrMaternityBenefit,
+    /// Pensioner: the pension.
+    Pension,
+    /// Student: a fixed amount.
+    Student,
+    /// Neither social insurance nor a pension (farmers, the self-employed, others): an amount
+    /// set by the cell (342-QĐ/TW), a share of the regional minimum wage (01-QĐ/TW).
+    OtherIncome,
+    /// Lives abroad: a share of the living allowance, or a fixed amount.
+    Abroad,
+}
+
+/// Which members a rule line is for, when the regulation tells them apart by age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgeGroup {
+    /// Of working age.
+    Working,
+    /// Past working age.
+    PastWorking,
+}
+
+/// A regional minimum-wage region (vùng I to IV), where the member's cell sits. Hanoi's inner
+/// districts are region I.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum WageRegion {
+    /// Region I.
+    I,
+    /// Region II.
+    II,
+    /// Region III.
+    III,
+    /// Region IV.
+    IV,
+}
+
+impl WageRegion {
+    fn index(self) -> usize {
+        match self {
+            WageRegion::I => 0,
+            WageRegion::II => 1,
+            WageRegion::III => 2,
+            WageRegion::IV => 3,
+        }
+    }
+}
+
+/// How the fee follows from the basis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeRule {
+    /// A share of the income the basis names, in basis points (100 = 1%).
+    Percent {
+        /// Basis points.
+        basis_points: u32,
+    },
+    /// A fixed monthly amount.
+    Fixed {
+        /// VND per month.
+        vnd: u64,
+    },
+    /// An amount the cell sets within bounds; the member pays `share_percent` of it.
+    SetByCell {
+        /// Least the cell may set.
+        min_vnd: u64,
+        /// Most the cell may set.
+        max_vnd: u64,
+        /// Share of the set amount paid (50 past working age under 342-QĐ/TW).
+        share_percent: u8,
+    },
+    /// A share of the regional minimum wage in force on the month's first day.
+    MinimumWageShare {
+        /// Basis points.
+        basis_points: u32,
+    },
+    /// A share of the income when there is one, otherwise an amount set within bounds.
+    PercentOrSetByCell {
+        /// Basis points of the income.
+        basis_points: u32,
+        /// Least fixed amount.
+        min_vnd: u64,
+        /// Most fixed amount.
+        max_vnd: u64,
+    },
+}
+
+/// One rule of a regulation: for whom, how much, in words, and whether the text was confirmed
+/// against the official regulation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuleLine {
+    /// The basis it charges.
+    pub basis: FeeBasis,
+    /// The age group, when the regulation tells them apart.
+    #[serde(default)]
+    pub age: Option<AgeGroup>,
+    /// The rule.
+    pub rule: FeeRule,
+    /// The rule in words, shown with the fee.
+    pub text: String,
+    /// Whether the rule is confirmed against the official text (false: an assumption).
+    pub confirmed: bool,
+}
+
+/// How an amount is rounded: down to a multiple of `step_vnd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rounding {
+    /// The step (1 = to the VND).
+    pub step_vnd: u64,
+    /// Whether confirmed against the official text.
+    pub confirmed: bool,
+}
+
+/// The rules of one regulation, in force from a month until the next schedule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeeSchedule {
+    /// The regulation, such as `01-QĐ/TW`.
+    pub regulation: String,
+    /// First month in force.
+    pub effective_from: YearMonth,
+    /// Where the rules come from.
+    #[serde(default)]
+    pub source: String,
+    /// How amounts are rounded.
+    pub rounding: Rounding,
+    /// The rules.
+    pub rules: Vec<RuleLine>,
+}
+
+/// The regional minimum wages a decree sets, from a month on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MinimumWage {
+    /// The decree, such as `293/2025/NĐ-CP`.
+    pub decree: String,
+    /// First month in force.
+    pub effective_from: YearMonth,
+    /// VND a month for regions I to IV.
+    pub region_vnd: [u64; 4],
+}
+
+/// Why a member pays less or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Relief {
+    /// Exempt (for example 50 or more years of membership, a poor or near-poor household).
+    Exempt,
+    /// A reduction of 30, 50 or 70% for up to 12 months from `from`.
+    Reduction {
+        /// 30, 50 or 70.
+        percent: u8,
+        /// First month reduced.
+        from: YearMonth,
+        /// Months reduced, 1-12.
+        months: u8,
+    },
+}
+
+/// A member's situation for one month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeSituation {
+    /// The basis.
+    pub basis: FeeBasis,
+    /// The income the basis names (VND): salary, wage, benefit, pension or living allowance.
+    pub income_vnd: u64,
+    /// An exemption or reduction, if granted.
+    pub relief: Option<Relief>,
+    /// Past working age (matters for [`FeeBasis::OtherIncome`]).
+    pub past_working_age: bool,
+    /// Where the member's cell sits (needed for a minimum-wage share).
+    pub region: Option<WageRegion>,
+    /// The amount the cell set, for rules that take one (working-age amount).
+    pub set_amount_vnd: Option<u64>,
+}
+
+impl FeeSituation {
+    /// A member of working age on `basis` with `income_vnd`, no relief, no region, no amount.
+    pub fn new(basis: FeeBasis, income_vnd: u64) -> Self {
+        FeeSituation {
+            basis,
+            income_vnd,
+            relief: None,
+            past_working_age: false,
+            region: None,
+            set_amount_vnd: None,
+        }
+    }
+}
+
+/// A member's situation from a month until the next period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeePeriod {
+    /// First month of the period.
+    pub since: YearMonth,
+    /// The situation.
+    pub situation: FeeSituation,
+}
+
+/// The fee due for a month, with the rule that gave it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Assessment {
+    /// The month.
+    pub month: YearMonth,
+    /// The regulation applied.
+    pub regulation: String,
+    /// The basis charged (absent in entries recorded before bases were named).
+    #[serde(default)]
+    pub basis: Option<FeeBasis>,
+    /// The rule applied, in words.
+    #[serde(default)]
+    pub rule: String,
+    /// Whether the rule is confirmed against the official text.
+    #[serde(default)]
+    pub rule_confirmed: bool,
+    /// Before relief.
+    pub base_vnd: u64,
+    /// Percent taken off (100 when exempt).
+    pub relief_percent: u8,
+    /// Due.
+    pub due_vnd: u64,
+}
+
+/// Fees over a run of months.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FeeStatement {
+    /// One assessment a month, in order.
+    pub months: Vec<Assessment>,
+    /// Sum due.
+    pub total_due_vnd: u64,
+}
+
+/// Errors of the fee engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeeError {
+    /// Bad input.
+    #[error("invalid: {reason}")]
+    Invalid {
+        /// What was wrong.
+        reason: String,
+    },
+    /// No regulation in force for the month, or none covering the basis.
+    #[error("no fee rule for {what}")]
+    NoRule {
+        /// What had no rule.
+        what: String,
+    },
+    /// A payment for a month that has no assessment.
+    #[error("month {month} has not been assessed")]
+    NotAssessed {
+        /// The month.
+        month: String,
+    },
+    /// The vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+fn invalid(reason: impl Into<String>) -> FeeError {
+    FeeError::Invalid {
+        reason: reason.into(),
+    }
+}
+
+/// Longest run of months one statement covers (a century of membership).
+pub const MAX_STATEMENT_MONTHS: u32 = 1_200;
+
+/// The regulations and minimum wages in force over time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeeRules {
+    schedules: Vec<FeeSchedule>,
+    #[serde(default)]
+    minimum_wages: Vec<MinimumWage>,
+}
+
+impl FeeRules {
+    /// Rules from schedules and minimum wages (any order; effective months must differ).
+    pub fn new(
+        mut schedules: Vec<FeeSchedule>,
+        mut minimum_wages: Vec<MinimumWage>,
+    ) -> Result<Self, FeeError> {
+        schedules.sort_by_key(|s| s.effective_from);
+        minimum_wages.sort_by_key(|w| w.effective_from);
+        if schedules
+            .windows(2)
+            .any(|w| w[0].effective_from == w[1].effective_from)
+            || minimum_wages
+                .windows(2)
+                .any(|w| w[0].effective_from == w[1].effective_from)
+        {
+            return Err(invalid("two schedules start in the same month"));
+        }
+        for schedule in &schedules {
+            if schedule.rounding.step_vnd == 0 {
+                return Err(invalid(format!(
+                    "{} rounds to a step of 0",
+                    schedule.regulation
+                )));
+            }
+            for line in &schedule.rules {
+                let bad = match line.rule {
+                    FeeRule::SetByCell {
+                        min_vnd,
+                        max_vnd,
+                        share_percent,
+                    } => min_vnd > max_vnd || share_percent > 100,
+                    FeeRule::PercentOrSetByCell {
+                        min_vnd, max_vnd, ..
+                    } => min_vnd > max_vnd,
+                    _ => false,
+                };
+                if bad {
+                    return Err(invalid(format!(
+                        "{}: {:?} has bounds the wrong way round",
+                        schedule.regulation, line.basis
+                    )));
+                }
+            }
+        }
+        Ok(FeeRules {
+            schedules,
+            minimum_wages,
+        })
+    }
+
+    /// Rules from their JSON form (the form of the shipped `regulations.json`).
+    pub fn from_json(json: &[u8]) -> Result<Self, FeeError> {
+        let rules: FeeRules = serde_json::from_slice(json)
+            .map_err(|e| invalid(format!("fee rules do not parse: {e}")))?;
+        FeeRules::new(rules.schedules, rules.minimum_wages)
+    }
+
+    /// The regulations shipped with the library: 342-QĐ/TW from April 2011, 01-QĐ/TW from
+    /// February 2026 with its January 2028 step, and the regional minimum wages from July 2022.
+    pub fn official() -> Result<&'static FeeRules, FeeError> {
+        static OFFICIAL: OnceLock<Result<FeeRules, FeeError>> = OnceLock::new();
+        OFFICIAL
+            .get_or_init(|| FeeRules::from_json(include_bytes!("regulations.json")))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Regulation 01-QĐ/TW as first in force (February 2026).
+    pub fn regulation_01_2026() -> Result<FeeSchedule, FeeError> {
+        let official = FeeRules::official()?;
+        official
+            .schedules
+            .iter()
+            .find(|s| s.regulation == "01-QĐ/TW")
+            .cloned()
+            .ok_or_else(|| FeeError::NoRule {
+                what: "01-QĐ/TW".into(),
+            })
+    }
+
+    /// The schedules, oldest first.
+    pub fn schedules(&self) -> &[FeeSchedule] {
+        &self.schedules
+    }
+
+    /// The schedule in force in `month`.
+    pub fn schedule_for(&self, month: YearMonth) -> Option<&FeeSchedule> {
+        self.schedules
+            .iter()
+            .rev()
+            .find(|s| s.effective_from <= month)
+    }
+
+    /// The regional minimum wage in force in `month` for `region`, with its decree.
+    pub fn minimum_wage(&self, region: WageRegion, month: YearMonth) -> Option<(&str, u64)> {
+        self.minimum_wages
+            .iter()
+            .rev()
+            .find(|w| w.effective_from <= month)
+            .map(|w| (w.decree.as_str(), w.region_vnd[region.index()]))
+    }
+
+    /// The fee due for `month`.
+    pub fn assess(
+        &self,
+        situation: &FeeSituation,
+        month: YearMonth,
+    ) -> Result<Assessment, FeeError> {
+        let schedule = self.schedule_for(month).ok_or_else(|| FeeError::NoRule {
+            what: format!(
+                "month {month} (the earliest regulation modelled starts {})",
+                self.schedules
+                    .first()
+                    .map_or("nowhere".into(), |s| s.effective_from.to_string())
+            ),
+        })?;
+        let age = if situation.past_working_age {
+            AgeGroup::PastWorking
+        } else {
+            AgeGroup::Working
+        };
+        let line = schedule
+            .rules
+            .iter()
+            .find(|l| l.basis == situation.basis && l.age.is_none_or(|a| a == age))
+            .ok_or_else(|| FeeError::NoRule {
+                what: format!(
+                    "{:?} under {} (month {month})",
+                    situation.basis, schedule.regulation
+                ),
+            })?;
+        let raw = self.amount(line, situation, month)?;
+        let step = schedule.rounding.step_vnd;
+        let base_vnd = raw / step * step;
+        let relief_percent = relief_percent(situation.relief, month)?;
+        let due_vnd = base_vnd * u64::from(100 - relief_percent) / 100 / step * step;
+        let mut rule = line.text.clone();
+        if let FeeRule::MinimumWageShare { .. } = line.rule {
+            if let Some((decree, wage)) = situation
+                .region
+                .and_then(|region| self.minimum_wage(region, month))
+            {
+                rule = format!("{rule}: {wage} VND under {decree}");
+            }
+        }
+        Ok(Assessment {
+            month,
+            regulation: schedule.regulation.clone(),
+            basis: Some(situation.basis),
+            rule,
+            rule_confirmed: line.confirmed,
+            base_vnd,
+            relief_percent,
+            due_vnd,
+        })
+    }
+
+    fn amount(
+        &self,
+        line: &RuleLine,
+        situation: &FeeSituation,
+        month: YearMonth,
+    ) -> Result<u64, FeeError> {
+        let percent_of_income = |basis_points: u32| {
+            if situation.income_vnd == 0 {
+                return Err(invalid(format!(
+                    "{:?} needs the income it names",
+                    situation.basis
+                )));
+            }
+            Ok(situation.income_vnd.saturating_mul(u64::from(basis_points)) / 10_000)
+        };
+        let set_amount = |min_vnd: u64, max_vnd: u64| match situation.set_amount_vnd {
+            None => Err(invalid(format!(
+                "{:?} needs the amount the cell set ({min_vnd}-{max_vnd} VND)",
+                situation.basis
+            ))),
+            Some(amount) if !(min_vnd..=max_vnd).contains(&amount) => Err(invalid(format!(
+                "the amount set must be {min_vnd}-{max_vnd} VND, not {amount}"
+            ))),
+            Some(amount) => Ok(amount),
+        };
+        match line.rule {
+            FeeRule::Percent { basis_points } => percent_of_income(basis_points),
+            FeeRule::Fixed { vnd } => Ok(vnd),
+            FeeRule::SetByCell {
+                min_vnd,
+                max_vnd,
+                share_percent,
+            } => Ok(set_amount(min_vnd, max_vnd)? * u64::from(share_percent) / 100),
+            FeeRule::MinimumWageShare { basis_points } => {
+                let region = situation.region.ok_or_else(|| {
+                    invalid("a share of the minimum wage needs the cell's wage region")
+                })?;
+                let (_, wage) =
+                    self.minimum_wage(region, month)
+                        .ok_or_else(|| FeeError::NoRule {
+                            what: format!("the regional minimum wage in {month}"),
+                        })?;
+                Ok(wage * u64::from(basis_points) / 10_000)
+            }
+            FeeRule::PercentOrSetByCell {
+                basis_points,
+                min_vnd,
+                max_vnd,
+            } => match (situation.income_vnd, situation.set_amount_vnd) {
+                (0, _) => set_amount(min_vnd, max_vnd),
+                (_, None) => percent_of_income(basis_points),
+                (_, Some(_)) => Err(invalid(
+                    "give either the living allowance or the fixed amount, not both",
+                )),
+            },
+        }
+    }
+
+    /// The fee due for every month from `from` to `to` (both included), each month under the
+    /// regulation and the member's situation of that month: arrears and a member's history
+    /// across the 2026 change of regulation. `periods` must start no later than `from`, each
+    /// later than the one before.
+    pub fn statement(
+        &self,
+        periods: &[FeePeriod],
+        from: YearMonth,
+        to: YearMonth,
+    ) -> Result<FeeStatement, FeeError> {
+        if to < from {
+            return Err(invalid(format!("{to} is before {from}")));
+        }
+        if from.months_until(to) >= MAX_STATEMENT_MONTHS {
+            return Err(invalid(format!(
+                "a statement covers at most {MAX_STATEMENT_MONTHS} months"
+            )));
+        }
+        if periods.windows(2).any(|w| w[1].since <= w[0].since) {
+            return Err(invalid("periods must be in order, each starting later"));
+        }
+        let mut months = Vec::new();
+        let mut total_due_vnd = 0u64;
+        for n in 0..=from.months_until(to) {
+            let month = from.plus(n);
+            let period = periods
+                .iter()
+                .rev()
+                .find(|p| p.since <= month)
+                .ok_or_else(|| invalid(format!("no situation given for {month}")))?;
+            let assessment = self.assess(&period.situation, month)?;
+            total_due_vnd = total_due_vnd.saturating_add(assessment.due_vnd);
+            months.push(assessment);
+        }
+        Ok(FeeStatement {
+            months,
+            total_due_vnd,
+        })
+    }
+}
+
+fn relief_percent(relief: Option<Relief>, month: YearMonth) -> Result<u8, FeeError> {
+    Ok(match relief {
+        None => 0,
+        Some(Relief::Exempt) => 100,
+        Some(Relief::Reduction {
+            percent,
+            from,
+            months,
+        }) => {
+            if ![30, 50, 70].contains(&percent) {
+                return Err(invalid("a reduction is 30, 50 or 70%"));
+            }
+            if !(1..=12).contains(&months) {
+                return Err(invalid("a reduction lasts 1 to 12 months"));
+            }
+            if from <= month && month < from.plus(u32::from(months)) {
+                percent
+            } else {
+                0
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_regulations_parse() {
+        let rules = FeeRules::official().expect("regulations.json parses");
+        assert_eq!(rules.schedules().len(), 3);
+        let m = YearMonth::new(2026, 3).unwrap();
+        assert_eq!(
+            rules.minimum_wage(WageRegion::I, m),
+            Some(("293/2025/NĐ-CP", 5_310_000))
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! Party fees for every month since April 2011: the sourced vectors in `data/fees/`, and
+//! statements across the 2026 change of regulation.
+
+#![allow(clippy::unwrap_used)] // tests fail by panicking
+
+use serde::Deserialize;
+use thudo_core::handbook::fees::{
+    FeeBasis, FeeError, FeePeriod, FeeRules, FeeSituation, Relief, WageRegion, YearMonth,
+};
+
+#[derive(Deserialize)]
+struct Vectors {
+    vectors: Vec<Vector>,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    name: String,
+    month: String,
+    basis: FeeBasis,
+    #[serde(default)]
+    income_vnd: u64,
+    #[serde(default)]
+    set_amount_vnd: Option<u64>,
+    #[serde(default)]
+    past_working_age: bool,
+    #[serde(default)]
+    region: Option<WageRegion>,
+    #[serde(default)]
+    relief: Option<String>,
+    #[serde(default)]
+    regulation: Option<String>,
+    #[serde(default)]
+    due_vnd: Option<u64>,
+    #[serde(default)]
+    rule_confirmed: Option<bool>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn ym(s: &str) -> YearMonth {
+    YearMonth::parse(s).unwrap()
+}
+
+fn relief(spec: &str) -> Relief {
+    match spec.split(':').collect::<Vec<_>>()[..] {
+        ["exempt"] => Relief::Exempt,
+        ["reduction", percent, from, months] => Relief::Reduction {
+            percent: percent.parse().unwrap(),
+            from: ym(from),
+            months: months.parse().unwrap(),
+        },
+        _ => panic!("bad relief {spec}"),
+    }
+}
+
+#[test]
+fn every_sourced_vector_holds() {
+    let vectors: Vectors = serde_json::from_str(include_str!("data/fees/vectors.json")).unwrap();
+    let rules = FeeRules::official().unwrap();
+    let mut bases = std::collections::HashSet::new();
+    for v in &vectors.vectors {
+        let situation = FeeSituation {
+            basis: v.basis,
+            income_vnd: v.income_vnd,
+            relief: v.relief.as_deref().map(relief),
+            past_working_age: v.past_working_age,
+            region: v.region,
+            set_amount_vnd: v.set_amount_vnd,
+        };
+        let got = rules.assess(&situation, ym(&v.month));
+        match (&v.error, got) {
+            (Some(kind), Err(e)) => {
+                let matches = match kind.as_str() {
+                    "no_rule" => matches!(e, FeeError::NoRule { .. }),
+                    "invalid" => matches!(e, FeeError::Invalid { .. }),
+                    other => panic!("unknown error kind {other}"),
+                };
+                assert!(matches, "{}: expected {kind}, got {e}", v.name);
+            }
+            (None, Ok(a)) => {
+                bases.insert((a.regulation.clone(), v.basis));
+                assert_eq!(Some(a.due_vnd), v.due_vnd, "{}", v.name);
+                assert_eq!(Some(&a.regulation), v.regulation.as_ref(), "{}", v.name);
+                assert_eq!(a.basis, Some(v.basis), "{}", v.name);
+                assert!(!a.rule.is_empty(), "{}: the rule is named", v.name);
+                assert_eq!(
+                    a.rule_confirmed,
+                    v.rule_confirmed.unwrap_or(true),
+                    "{}",
+                    v.name
+                );
+            }
+            (want, got) => panic!("{}: expected {want:?}, got {got:?}", v.name),
+        }
+    }
+    // Every basis each regulation charges has a passing vector.
+    for schedule in rules.schedules().iter().take(2) {
+        for line in &schedule.rules {
+            assert!(
+                bases.contains(&(schedule.regulation.clone(), line.basis)),
+                "no vector for {:?} under {}",
+                line.basis,
+                schedule.regulation
+            );
+        }
+    }
+}
+
+#[test]
+fn a_minimum_wage_share_names_the_wage_and_its_decree() {
+    let rules = FeeRules::official().unwrap();
+    let situation = FeeSituation {
+        region: Some(WageRegion::I),
+        ..FeeSituation::new(FeeBasis::OtherIncome, 0)
+    };
+    let a = rules.assess(&situation, ym("2026-06")).unwrap();
+    assert!(
+        a.rule.contains("5310000 VND under 293/2025/NĐ-CP"),
+        "{}",
+        a.rule
+    );
+    // Before the earliest wage decree modelled there is no wage to take a share of; the
+    // regulation that needs one starts later anyway.
+    assert!(rules.minimum_wage(WageRegion::I, ym("2022-06")).is_none());
+    assert_eq!(
+        rules.minimum_wage(WageRegion::IV, ym("2024-07")),
+        Some(("74/2024/NĐ-CP", 3_450_000))
+    );
+}
+
+#[test]
+fn arrears_cross_the_change_of_regulation_month_by_month() {
+    let rules = FeeRules::official().unwrap();
+    // A farmer in an inner district whose cell set 10,000 VND, who turns past working age in
+    // March 2026.
+    let farmer = FeeSituation {
+        region: Some(WageRegion::I),
+        set_amount_vnd: Some(10_000),
+        ..FeeSituation::new(FeeBasis::OtherIncome, 0)
+    };
+    let periods = [
+        FeePeriod {
+            since: ym("2020-01"),
+            situation: farmer.clone(),
+        },
+        FeePeriod {
+            since: ym("2026-03"),
+            situation: FeeSituation {
+                past_working_age: true,
+                ..farmer
+            },
+        },
+    ];
+    let s = rules
+        .statement(&periods, ym("2025-11"), ym("2026-04"))
+        .unwrap();
+    let dues: Vec<(String, &str, u64)> = s
+        .months
+        .iter()
+        .map(|a| (a.month.to_string(), a.regulation.as_str(), a.due_vnd))
+        .collect();
+    assert_eq!(
+        dues,
+        [
+            ("2025-11".into(), "342-QĐ/TW", 10_000),
+            ("2025-12".into(), "342-QĐ/TW", 10_000),
+            ("2026-01".into(), "342-QĐ/TW", 10_000),
+            ("2026-02".into(), "01-QĐ/TW", 15_930),
+            ("2026-03".into(), "01-QĐ/TW", 10_620),
+            ("2026-04".into(), "01-QĐ/TW", 10_620),
+        ]
+    );
+    assert_eq!(s.total_due_vnd, 30_000 + 15_930 + 2 * 10_620);
+
+    // A whole membership since 2011 is one statement.
+    let pension = [FeePeriod {
+        since: ym("2011-04"),
+        situation: FeeSituation::new(FeeBasis::Pension, 4_000_000),
+    }];
+    let all = rules
+        .statement(&pension, ym("2011-04"), ym("2030-12"))
+        .unwrap();
+    assert_eq!(all.months.len(), 237);
+    assert_eq!(all.total_due_vnd, 237 * 20_000);
+}
+
+#[test]
+fn statements_refuse_what_they_cannot_answer() {
+    let rules = FeeRules::official().unwrap();
+    let p = |since: &str| FeePeriod {
+        since: ym(since),
+        situation: FeeSituation::new(FeeBasis::Pension, 4_000_000),
+    };
+    let invalid = |r: Result<_, FeeError>| matches!(r, Err(FeeError::Invalid { .. }));
+    assert!(invalid(rules.statement(
+        &[p("2020-01")],
+        ym("2021-01"),
+        ym("2020-12")
+    )));
+    assert!(invalid(rules.statement(
+        &[p("2020-01")],
+        ym("2019-12"),
+        ym("2020-02")
+    )));
+    assert!(invalid(rules.statement(
+        &[p("2021-01"), p("2020-01")],
+        ym("2021-01"),
+        ym("2021-02")
+    )));
+    assert!(invalid(rules.statement(
+        &[p("2020-01"), p("2020-01")],
+        ym("2021-01"),
+        ym("2021-02")
+    )));
+    assert!(invalid(rules.statement(
+        &[p("1930-01")],
+        ym("1930-01"),
+        ym("2050-01")
+    )));
+    assert!(matches!(
+        rules.statement(&[p("2010-01")], ym("2011-02"), ym("2011-05")),
+        Err(FeeError::NoRule { .. })
+    ));
+}
+
+#[test]
+fn rules_as_data_are_checked_when_loaded() {
+    let json = include_str!("../src/handbook/fees/regulations.json");
+    assert!(FeeRules::from_json(json.as_bytes()).is_ok());
+    let reversed = json.replacen(
+        "\"min_vnd\": 2000, \"max_vnd\": 30000",
+        "\"min_vnd\": 30000, \"max_vnd\": 2000",
+        1,
+    );
+    assert!(matches!(
+        FeeRules::from_json(reversed.as_bytes()),
+        Err(FeeError::Invalid { .. })
+    ));
+    let zero_step = json.replacen("\"step_vnd\": 1", "\"step_vnd\": 0", 1);
+    assert!(FeeRules::from_json(zero_step.as_bytes()).is_err());
+    assert!(FeeRules::from_json(b"{\"schedules\": 5}").is_err());
+    assert!(FeeRules::from_json(&json.as_bytes()[..json.len() / 2]).is_err());
+}
