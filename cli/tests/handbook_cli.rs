@@ -65,13 +65,59 @@ fn import_search_and_fee() {
         serde_json::from_slice::<serde_json::Value>(&cut.stdout).unwrap()["due_vnd"],
         50_000
     );
+    // Any month since April 2011, with the regulation, basis and rule named; a range is
+    // assessed month by month across the 2026 change, then totalled.
+    let old = thudo(
+        tmp.path(),
+        &[
+            "handbook", "fee", "--basis", "student", "--month", "2020-01",
+        ],
+    );
+    let old: serde_json::Value = serde_json::from_slice(&old.stdout).unwrap();
+    assert_eq!(old["due_vnd"], 2_000);
+    assert_eq!(old["regulation"], "342-QĐ/TW");
+    assert_eq!(old["basis"], "student");
+    let range = thudo(
+        tmp.path(),
+        &[
+            "handbook",
+            "fee",
+            "--basis",
+            "other",
+            "--region",
+            "i",
+            "--set-amount",
+            "10000",
+            "--month",
+            "2026-01",
+            "--to",
+            "2026-02",
+        ],
+    );
+    assert!(range.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(range.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["due_vnd"], 10_000);
+    assert_eq!(lines[1]["due_vnd"], 15_930);
+    assert!(lines[1]["rule"]
+        .as_str()
+        .unwrap()
+        .contains("293/2025/NĐ-CP"));
+    assert_eq!(lines[2]["total_due_vnd"], 25_930);
     for bad in [
         vec![
             "handbook", "fee", "--basis", "student", "--month", "2026-13",
         ],
+        // Before Decision 342-QĐ/TW was in force (April 2011).
         vec![
-            "handbook", "fee", "--basis", "student", "--month", "2020-01",
+            "handbook", "fee", "--basis", "student", "--month", "2011-03",
         ],
+        // A share of the minimum wage needs the cell's region.
+        vec!["handbook", "fee", "--basis", "other", "--month", "2026-03"],
         vec![
             "handbook",
             "fee",
