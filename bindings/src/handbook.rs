@@ -85,6 +85,14 @@ pub enum HandbookError {
         /// The newest this build knows.
         supported: i64,
     },
+    /// A meeting QR or check-in was refused (see `CheckInRefusal`).
+    #[error("check-in refused ({refusal:?}): {reason}")]
+    CheckInRefused {
+        /// Why, for the app to say.
+        refusal: crate::attendance::CheckInRefusal,
+        /// In words.
+        reason: String,
+    },
     /// A bug in the library.
     #[error("internal error: {reason}")]
     Internal {
@@ -495,6 +503,13 @@ pub struct Meeting {
     pub topic: String,
     /// Documents to read beforehand.
     pub document_ids: Vec<String>,
+    /// The cell it belongs to (set by the backend when it publishes it).
+    #[uniffi(default = None)]
+    pub cell: Option<String>,
+    /// The backend's attendance key for signed check-ins (set by the backend when it
+    /// publishes it; opaque to apps).
+    #[uniffi(default = None)]
+    pub attendance_key: Option<String>,
 }
 
 /// Attendance at a meeting (core's type, carried as it is).
@@ -628,7 +643,7 @@ pub struct ProcedureInfo {
 /// queued for sync in the same transaction.
 #[derive(uniffi::Object)]
 pub struct MemberHandbook {
-    vault: Arc<thudo_core::vault::Vault>,
+    pub(crate) vault: Arc<thudo_core::vault::Vault>,
 }
 
 impl MemberHandbook {
@@ -834,6 +849,7 @@ crate::error_api!(HandbookError, {
         Io => ("handbook.io", true),
         Storage => ("handbook.storage", false),
         NewerSchema => ("handbook.newer_schema", false),
+        CheckInRefused => ("handbook.check_in_refused", false),
         Internal => ("handbook.internal", false),
 });
 

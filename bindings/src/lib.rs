@@ -8,6 +8,7 @@
 //! generate --library <libthudo_ffi.so> --language kotlin|swift --out-dir <dir>` (see
 //! `scripts/bindings.sh`).
 
+mod attendance;
 mod handbook;
 mod health;
 mod health_book;

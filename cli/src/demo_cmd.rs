@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Result};
 use clap::Args;
+use thudo_core::handbook::attendance::{CheckIns, MeetingSecretary};
+use thudo_core::handbook::backend::HandbookClient;
 use thudo_core::handbook::library::Library;
 use thudo_core::health::fhir::Kind;
 use thudo_core::health::records::HealthBook;
@@ -43,6 +45,8 @@ pub struct DemoArgs {
 
 const CITIZEN: &str = "001088012345";
 const RIDER: &str = "001090054321";
+/// The secretary of the demo citizen's party cell.
+const SECRETARY: &str = "001075011111";
 
 struct Steps {
     rows: Vec<(String, Duration, String)>,
@@ -117,7 +121,7 @@ async fn story(args: DemoArgs) -> Result<()> {
     let mut steps = Steps {
         rows: Vec::new(),
         started: Instant::now(),
-        total: 16,
+        total: 19,
     };
     eprintln!(
         "thudo demo: everything below runs on this machine, in {}",
@@ -231,6 +235,110 @@ async fn story(args: DemoArgs) -> Result<()> {
                     "{} records; allergy: {}",
                     records.len(),
                     allergy.summary().title
+                ),
+            ))
+        })
+        .await?;
+
+    // The cell meeting: the secretary's phone shows a signed QR, Minh's phone checks in.
+    let secretary_vault = steps
+        .run(
+            "the cell secretary's phone gets today's meeting credential",
+            async {
+                let party = Console::sign_in(&url, &idp, Role::PartyOrganisation, "hn")?;
+                let today = chrono::Utc::now()
+                    .with_timezone(
+                        &chrono::FixedOffset::east_opt(7 * 3600).ok_or_else(|| anyhow!("tz"))?,
+                    )
+                    .format("%Y-%m-%d")
+                    .to_string();
+                let cell = seed::DEMO_CELL;
+                party
+                    .post(
+                        &format!("/v1/admin/citizens/{SECRETARY}/cell"),
+                        &serde_json::json!({ "cell": cell }),
+                    )
+                    .await?;
+                party
+                    .post(
+                        &format!("/v1/admin/cells/{cell}/handbook.meeting"),
+                        &serde_json::json!({"items": [{"id": "sh-today", "date": today,
+                        "topic": "Sinh hoạt chi bộ thường kỳ", "document_ids": ["nq-57-2024"]}]}),
+                    )
+                    .await?;
+                party
+                    .post(
+                        &format!("/v1/admin/cells/{cell}/secretary"),
+                        &serde_json::json!({ "citizen_id": SECRETARY }),
+                    )
+                    .await?;
+                let v = open_vault(&dir.join("secretary"), "mật khẩu của bí thư")?;
+                client
+                    .sign_in_and_register(v.clone(), "secretary's phone", |n| {
+                        idp.id_token(SECRETARY, n).map_err(|e| e.to_string())
+                    })
+                    .await?;
+                let window = HandbookClient::new(&client)
+                    .fetch_meeting_credential(v.clone(), "sh-today")
+                    .await?;
+                Ok((
+                    v,
+                    format!(
+                        "open {} h, signed by the backend",
+                        (window.closes - window.opens + 1) / 3600
+                    ),
+                ))
+            },
+        )
+        .await?;
+    steps
+        .run("signed check-in between two phones, offline", async {
+            client
+                .sync(
+                    phone_vault.clone(),
+                    &thudo_core::collections::registry(Default::default()),
+                    None,
+                )
+                .await?;
+            let now = crate::transit_cmd::now() as u32;
+            let qr = MeetingSecretary::new(&secretary_vault).qr("sh-today", now)?;
+            let check_in = CheckIns::new(&phone_vault).scan(&qr, now + 2)?;
+            Ok((
+                (),
+                format!(
+                    "{} characters shown, countersigned, {:?}",
+                    qr.len(),
+                    check_in.status
+                ),
+            ))
+        })
+        .await?;
+    steps
+        .run("upload the check-in; the cell counts it verified", async {
+            let report = HandbookClient::new(&client)
+                .upload_check_ins(phone_vault.clone())
+                .await?;
+            ensure!(report.accepted == 1, "not counted: {report:?}");
+            // The attendance recorded with the check-in goes up with the next sync.
+            client
+                .sync(
+                    phone_vault.clone(),
+                    &thudo_core::collections::registry(Default::default()),
+                    None,
+                )
+                .await?;
+            let party = Console::sign_in(&url, &idp, Role::PartyOrganisation, "hn")?;
+            let counts = party
+                .get(&format!(
+                    "/v1/admin/cells/{}/meetings/sh-today/attendance",
+                    seed::DEMO_CELL
+                ))
+                .await?;
+            Ok((
+                (),
+                format!(
+                    "verified {}, declared present {}",
+                    counts["verified"], counts["declared_present"]
                 ),
             ))
         })

@@ -30,8 +30,10 @@ fn a_demo_run_logs_no_personal_data() {
     for secret in [
         "001088012345",
         "001090054321",
+        "001075011111",
         "Nguyễn Văn Minh",
         "mật khẩu của Minh",
+        "mật khẩu của bí thư",
         "bus 32 validator key",
         "Bearer",
     ] {

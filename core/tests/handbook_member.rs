@@ -138,12 +138,16 @@ fn notes_meetings_attendance_and_notices() {
             date: "2026-12-05".into(),
             topic: "Học tập Nghị quyết 57".into(),
             document_ids: vec!["nq57".into()],
+            cell: None,
+            attendance_key: None,
         },
         Meeting {
             id: "m11".into(),
             date: "2026-11-05".into(),
             topic: "Thu đảng phí".into(),
             document_ids: vec![],
+            cell: None,
+            attendance_key: None,
         },
     ])
     .unwrap();
@@ -152,7 +156,9 @@ fn notes_meetings_attendance_and_notices() {
             id: "bad".into(),
             date: "5/12".into(),
             topic: "x".into(),
-            document_ids: vec![]
+            document_ids: vec![],
+            cell: None,
+            attendance_key: None,
         }])
         .is_err());
     assert_eq!(

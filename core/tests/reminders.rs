@@ -88,18 +88,24 @@ fn home() -> Home {
                 date: "2026-09-10".into(),
                 topic: "Tháng 9".into(),
                 document_ids: vec![],
+                cell: None,
+                attendance_key: None,
             },
             Meeting {
                 id: "m-oct".into(),
                 date: "2026-10-05".into(),
                 topic: "Học tập Nghị quyết 57".into(),
                 document_ids: vec![],
+                cell: None,
+                attendance_key: None,
             },
             Meeting {
                 id: "m-nov".into(),
                 date: "2026-11-05".into(),
                 topic: "Tháng 11".into(),
                 document_ids: vec![],
+                cell: None,
+                attendance_key: None,
             },
         ])
         .unwrap();

@@ -13,6 +13,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use thudo_core::sync::protocol::SERVER_TIME_HEADER;
 
+use crate::attendance::store::AttendanceStore;
+use crate::attendance::{self, AttendanceState};
 use crate::devices::{self, identity, DevicesState};
 use crate::http::{blocking, ApiError, ApiResult};
 use crate::operators::audit::{self, AuditState, AuditStore};
@@ -39,13 +41,14 @@ pub const SCHEMA: &[ConcernSchema] = &[
     crate::sync::store::SCHEMA,
     crate::transit::store::SCHEMA,
     crate::operators::audit::SCHEMA,
+    crate::attendance::store::SCHEMA,
 ];
 
 /// Every store the backend has: one value implements them all ([`crate::storage::SqlStorage`]
 /// on either engine).
-pub trait Storage: SyncStore + TransitStore + AuditStore {}
+pub trait Storage: SyncStore + TransitStore + AuditStore + AttendanceStore {}
 
-impl<T: SyncStore + TransitStore + AuditStore> Storage for T {}
+impl<T: SyncStore + TransitStore + AuditStore + AttendanceStore> Storage for T {}
 
 /// Opens the storage `db` names ([`open_storage`]), waiting for a database that is not up yet:
 /// tries again after 1, 2, 4 ... s (at most 30 s apart) for up to `patience`, telling each
@@ -95,6 +98,7 @@ pub struct AppState {
     devices: DevicesState,
     sync: SyncState,
     publishing: PublishingState,
+    attendance: AttendanceState,
     transit: TransitState,
     operators: Operators,
     limits: Arc<crate::gate::RateLimits>,
@@ -171,6 +175,12 @@ impl AppState {
             sync: SyncState {
                 storage: storage.clone(),
                 devices: storage.clone(),
+            },
+            attendance: AttendanceState {
+                store: storage.clone(),
+                devices: storage.clone(),
+                settings: storage.clone(),
+                secrets: secrets.clone(),
             },
             publishing: PublishingState {
                 sync: storage.clone(),
@@ -266,6 +276,7 @@ pub fn app(state: AppState) -> Router {
         .merge(devices::routes(state.devices))
         .merge(sync::routes(state.sync))
         .merge(publishing::routes(state.publishing))
+        .merge(attendance::routes(state.attendance))
         .merge(transit::routes(state.transit))
         .merge(
             Router::new()

@@ -220,7 +220,8 @@ fn caller(method: &Method, path: &str) -> Caller {
             if p.starts_with("/v1/sync/")
                 || p.starts_with("/v1/devices")
                 || p.starts_with("/v1/transit/")
-                || p.starts_with("/v1/health/") =>
+                || p.starts_with("/v1/health/")
+                || p.starts_with("/v1/handbook/") =>
         {
             Caller::Holder
         }

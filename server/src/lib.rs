@@ -17,6 +17,7 @@
 //! router. Imports point down or sideways, never up (docs/architecture.md).
 
 pub mod app;
+pub mod attendance;
 pub mod devices;
 pub mod gate;
 pub mod http;
@@ -36,6 +37,7 @@ pub use http::ApiError;
 
 /// Every store trait, for callers that hold a [`Storage`]: `use thudo_server::prelude::*;`.
 pub mod prelude {
+    pub use crate::attendance::store::AttendanceStore;
     pub use crate::devices::store::DeviceStore;
     pub use crate::operators::audit::AuditStore;
     pub use crate::storage::settings::SettingsStore;

@@ -12,6 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["operators"],
     &["devices"],
     &["sync"],
+    &["attendance"],
     &["publishing", "transit"],
     &["gate"],
     &["app"],

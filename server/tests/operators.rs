@@ -133,6 +133,18 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
         ),
         (
             "POST",
+            "/v1/admin/cells/hn.ba-dinh.chi-bo-1/secretary".into(),
+            json!({"citizen_id": c}),
+            vec![PartyOrganisation],
+        ),
+        (
+            "GET",
+            "/v1/admin/cells/hn.ba-dinh.chi-bo-1/meetings/m-1/attendance".into(),
+            Value::Null,
+            vec![PartyOrganisation, Auditor],
+        ),
+        (
+            "POST",
             "/v1/admin/devices/d-nope/revoke".into(),
             json!({}),
             vec![AccountSupport],

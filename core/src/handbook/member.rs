@@ -145,6 +145,14 @@ pub struct Meeting {
     pub topic: String,
     /// Library documents to read beforehand.
     pub document_ids: Vec<String>,
+    /// The cell it belongs to; set by the backend when it publishes the meeting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+    /// The backend's attendance key that signs the meeting's check-in credential (see
+    /// [`super::attendance::format_attendance_key`]); set by the backend when it publishes the
+    /// meeting. Without it the meeting takes only self-declared attendance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attendance_key: Option<String>,
 }
 
 impl Document for Meeting {
@@ -693,6 +701,20 @@ impl<'a> MemberHandbook<'a> {
         all.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
         Ok(all)
     }
+}
+
+/// Records the member present at `meeting_id` in `tx`, queued for sync (a verified check-in).
+pub(crate) fn queue_present(
+    tx: &crate::vault::VaultTx<'_>,
+    meeting_id: &str,
+    now: i64,
+) -> Result<(), VaultError> {
+    let attendance = Attendance {
+        meeting_id: meeting_id.to_owned(),
+        status: AttendanceStatus::Present,
+        recorded_at: now,
+    };
+    queue_change(tx, &ATTENDANCE, &attendance, now)
 }
 
 /// The member handbook's synced collections, declared with their types (the library's

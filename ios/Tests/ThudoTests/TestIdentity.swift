@@ -68,3 +68,11 @@ func publishTestTrustBundle(_ bodyJson: String) async throws -> (key: String, ve
     }
     return (key, version.int64Value)
 }
+
+/// A party organisation's request (an operator of the test identity provider, governing `hn`).
+@discardableResult
+func partyPost(_ path: String, _ bodyJson: String) async throws -> [String: Any] {
+    let login = try await testPost("/test/identity/operator-token",
+                                   try JSONSerialization.data(withJSONObject: ["role": "party_organisation", "organisation": "hn"]))
+    return try await testPost(path, Data(bodyJson.utf8), token: login["access_token"] as? String)
+}

@@ -220,7 +220,17 @@ async fn admin_cell_content(
         .filter(|c| c.per_cell)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;
     let mut changes = Vec::with_capacity(body.items.len());
-    for (i, item) in body.items.into_iter().enumerate() {
+    // A meeting carries its cell and the attendance key, for signed check-ins offline.
+    let attendance_key = if spec.name == "handbook.meeting" {
+        let settings = state.settings.clone();
+        Some(blocking(move || crate::attendance::published_key(settings.as_ref())).await?)
+    } else {
+        None
+    };
+    for (i, mut item) in body.items.into_iter().enumerate() {
+        if let Some(key) = &attendance_key {
+            crate::attendance::stamp_meeting(&cell, key, &mut item);
+        }
         let id = item
             .get("id")
             .and_then(Value::as_str)

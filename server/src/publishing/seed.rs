@@ -6,6 +6,7 @@ use thudo_core::sync::protocol::Change;
 
 use crate::devices::store::DeviceStore;
 use crate::secrets::CitizenKey;
+use crate::storage::settings::SettingsStore;
 use crate::sync::store::SyncStore;
 
 /// The party cell of the demo citizen.
@@ -82,8 +83,9 @@ fn change(collection: &str, item: Value) -> Change {
     }
 }
 
-/// Publishes the demo content for a citizen and makes them a member of [`DEMO_CELL`].
-pub fn publish_demo<S: SyncStore + DeviceStore + ?Sized>(
+/// Publishes the demo content for a citizen and makes them a member of [`DEMO_CELL`]. Meetings
+/// carry the cell and the attendance key, as the publishing route stamps them.
+pub fn publish_demo<S: SyncStore + DeviceStore + SettingsStore + ?Sized>(
     storage: &S,
     citizen: &CitizenKey,
 ) -> anyhow::Result<()> {
@@ -96,11 +98,16 @@ pub fn publish_demo<S: SyncStore + DeviceStore + ?Sized>(
         .collect();
     storage.publish(&cell, &docs)?;
     let (meetings, notices) = meetings_and_notices();
+    let key = crate::attendance::published_key(storage)
+        .map_err(|e| anyhow::anyhow!("attendance key: {e:?}"))?;
     storage.publish(
         &cell,
         &meetings
             .into_iter()
-            .map(|m| change("handbook.meeting", m))
+            .map(|mut m| {
+                crate::attendance::stamp_meeting(DEMO_CELL, &key, &mut m);
+                change("handbook.meeting", m)
+            })
             .collect::<Vec<_>>(),
     )?;
     storage.publish(

@@ -45,3 +45,9 @@ fun publishTestTrustBundle(bodyJson: String): Pair<String, Long> {
     val answer = testPost("/v1/admin/health/trust-bundle", bodyJson, token)
     return field(answer, "public_key") to field(answer, "version").toLong()
 }
+
+/** A party organisation's request (an operator of the test identity provider, governing `hn`). */
+fun partyPost(path: String, bodyJson: String): String {
+    val token = field(testPost("/test/identity/operator-token", """{"role":"party_organisation","organisation":"hn"}"""), "access_token")
+    return testPost(path, bodyJson, token)
+}

@@ -1,0 +1,307 @@
+//! Attendance that proves itself (docs/protocol/meeting-qr.md): the party organisation names a
+//! cell's secretary; the secretary's phone asks for a meeting's credential (proving it holds
+//! the key it names); members' phones upload the check-ins they countersigned, which are
+//! verified here (signatures, the right meeting of the member's own cell, shown within the
+//! meeting's window, scanned soon after, once per member) and counted apart from
+//! self-declared attendance.
+
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use thudo_core::crypto::p256::{self, SoftwareKey};
+use thudo_core::handbook::attendance::{
+    self as rules, cell_hash, format_attendance_key, meeting_hash, AttendanceError, MeetingIssuer,
+    MAX_SCAN_SKEW_SECS,
+};
+use thudo_core::handbook::backend::{
+    CheckInItem, CheckInReceipt, CheckInResult, CheckInUpload, MeetingCredentialRequest,
+    MeetingCredentialResponse, CHECK_IN_UPLOAD_CHUNK,
+};
+use thudo_core::hex;
+
+use crate::devices::authenticate;
+use crate::devices::store::DeviceStore;
+use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
+use crate::secrets::ServerSecrets;
+use crate::storage::settings::SettingsStore;
+use store::{AttendanceStore, NewCheckIn, Stored};
+
+/// Where the attendance key is kept (PKCS#8, hex; a deployment keeps it in an HSM).
+const KEY_SETTING: &str = "attendance_key";
+/// The attendance key's id (a rotation would add the next).
+const KEY_ID: u16 = 1;
+/// Check-ins per upload.
+pub const MAX_CHECK_INS: usize = CHECK_IN_UPLOAD_CHUNK;
+/// Hanoi's offset from UTC: a meeting's day runs from 00:00 to 24:00 there.
+const HANOI_OFFSET_SECS: i64 = 7 * 3600;
+
+/// What the attendance routes need.
+#[derive(Clone)]
+pub struct AttendanceState {
+    /// Secretaries and check-ins.
+    pub store: Arc<dyn AttendanceStore>,
+    /// Devices, to authenticate phones.
+    pub devices: Arc<dyn DeviceStore>,
+    /// The attendance key.
+    pub settings: Arc<dyn SettingsStore>,
+    /// The keys citizen IDs are looked up under.
+    pub secrets: Arc<ServerSecrets>,
+}
+
+/// The routes.
+pub fn routes(state: AttendanceState) -> Router {
+    Router::new()
+        .route("/v1/admin/cells/{cell}/secretary", post(set_secretary))
+        .route(
+            "/v1/admin/cells/{cell}/meetings/{meeting}/attendance",
+            get(meeting_attendance),
+        )
+        .route("/v1/handbook/meeting-credentials", post(meeting_credential))
+        .route("/v1/handbook/check-ins", post(upload_check_ins))
+        .with_state(state)
+}
+
+/// The attendance key, made on first use (every instance goes on with the first stored).
+pub fn issuer<S: SettingsStore + ?Sized>(settings: &S) -> Result<MeetingIssuer, ApiError> {
+    let internal = |what: &str| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("attendance key: {what}"),
+        )
+    };
+    let stored = match settings.get_setting(KEY_SETTING)? {
+        Some(stored) => stored,
+        None => {
+            let (_, pkcs8) = SoftwareKey::generate().ok_or_else(|| internal("no randomness"))?;
+            settings.claim_setting(KEY_SETTING, hex::encode(&pkcs8).as_bytes())?
+        }
+    };
+    let pkcs8 = std::str::from_utf8(&stored)
+        .ok()
+        .and_then(hex::decode)
+        .ok_or_else(|| internal("unreadable"))?;
+    MeetingIssuer::from_pkcs8(KEY_ID, &pkcs8).ok_or_else(|| internal("not a P-256 key"))
+}
+
+/// The attendance key as meetings carry it ([`format_attendance_key`]).
+pub fn published_key<S: SettingsStore + ?Sized>(settings: &S) -> Result<String, ApiError> {
+    let key = issuer(settings)?;
+    Ok(format_attendance_key(key.key_id(), &key.public_key()))
+}
+
+/// Stamps a meeting published to `cell` with the cell and the attendance key (`key`, from
+/// [`published_key`]), so members' phones can check its QR offline. Whatever the publisher
+/// put there is replaced.
+pub fn stamp_meeting(cell: &str, key: &str, meeting: &mut Value) {
+    if let Some(object) = meeting.as_object_mut() {
+        object.insert("cell".into(), json!(cell));
+        object.insert("attendance_key".into(), json!(key));
+    }
+}
+
+/// A meeting's window: its day in Hanoi, 00:00:00 to 23:59:59.
+fn window(meeting: &Value) -> Option<(u32, u32)> {
+    let date = chrono::NaiveDate::parse_from_str(meeting["date"].as_str()?, "%Y-%m-%d").ok()?;
+    let midnight = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp() - HANOI_OFFSET_SECS;
+    let opens = u32::try_from(midnight).ok()?;
+    Some((opens, opens.checked_add(86_399)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Secretary {
+    citizen_id: String,
+}
+
+async fn set_secretary(
+    State(state): State<AttendanceState>,
+    operator: Operator,
+    Path(cell): Path<String>,
+    JsonBody(body): JsonBody<Secretary>,
+) -> ApiResult<Value> {
+    operator.require(&[Role::PartyOrganisation])?;
+    if !operator.governs_cell(&cell) {
+        return Err(ApiError::forbidden(
+            "not_governed",
+            &format!("cell {cell} is not one of this organisation's"),
+        ));
+    }
+    valid_citizen_id(&body.citizen_id)?;
+    let citizen = state.secrets.citizen(&body.citizen_id);
+    let store = state.store.clone();
+    let now = chrono::Utc::now().timestamp();
+    blocking(move || Ok(store.set_secretary(&cell, &citizen, now)?)).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn meeting_credential(
+    State(state): State<AttendanceState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MeetingCredentialRequest>,
+) -> ApiResult<MeetingCredentialResponse> {
+    let device = authenticate(&state.devices, &headers).await?;
+    let meeting_id = body.meeting_id;
+    let cell = device.cell.clone().ok_or_else(|| {
+        ApiError::forbidden("not_secretary", "only a cell's secretary is issued this")
+    })?;
+    let key = hex::decode(&body.device_public_key)
+        .and_then(|k| p256::decompress(&k))
+        .ok_or_else(|| ApiError::bad("device_public_key is not a P-256 key"))?;
+    let proof = hex::decode(&body.proof)
+        .and_then(|p| p256::to_raw_signature(&p))
+        .ok_or_else(|| ApiError::bad("proof is not a signature"))?;
+    let compressed = p256::compress(&key).ok_or_else(|| ApiError::bad("not a P-256 key"))?;
+    if !p256::verify(
+        &key,
+        &rules::key_proof_message(&meeting_id, &compressed),
+        &proof,
+    ) {
+        return Err(ApiError::forbidden(
+            "bad_proof",
+            "the proof does not verify with the key",
+        ));
+    }
+    let (store, settings) = (state.store.clone(), state.settings.clone());
+    blocking(move || {
+        if store.secretary_of(&cell)?.as_deref() != Some(device.account_id.as_str()) {
+            return Err(ApiError::forbidden(
+                "not_secretary",
+                "only the cell's secretary is issued a meeting's credential",
+            ));
+        }
+        let meeting = store
+            .published_meeting(&cell, &meeting_id)?
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_meeting", meeting_id.clone())
+            })?;
+        let (opens, closes) =
+            window(&meeting).ok_or_else(|| ApiError::bad("the meeting has no valid date"))?;
+        let credential = issuer(settings.as_ref())?
+            .issue(&meeting_id, &cell, opens, closes, &compressed)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        Ok(Json(MeetingCredentialResponse {
+            credential: hex::encode(&credential),
+            opens,
+            closes,
+        }))
+    })
+    .await
+}
+
+async fn upload_check_ins(
+    State(state): State<AttendanceState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CheckInUpload>,
+) -> ApiResult<CheckInReceipt> {
+    let device = authenticate(&state.devices, &headers).await?;
+    if body.check_ins.len() > MAX_CHECK_INS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_CHECK_INS} check-ins per upload"),
+        ));
+    }
+    let (store, settings) = (state.store.clone(), state.settings.clone());
+    blocking(move || {
+        let key = issuer(settings.as_ref())?;
+        let now = chrono::Utc::now().timestamp();
+        let mut results = Vec::with_capacity(body.check_ins.len());
+        for item in body.check_ins {
+            let verdict = judge(store.as_ref(), &key, &device, &item, now)?;
+            results.push(CheckInResult {
+                meeting_id: item.meeting_id,
+                outcome: if verdict.is_empty() {
+                    "accepted"
+                } else {
+                    "refused"
+                }
+                .into(),
+                reason: verdict.into(),
+            });
+        }
+        Ok(Json(CheckInReceipt { results }))
+    })
+    .await
+}
+
+/// The rules for one check-in: "" when counted (now or before), else the refusal's code.
+fn judge(
+    store: &dyn AttendanceStore,
+    key: &MeetingIssuer,
+    device: &crate::devices::store::Device,
+    item: &CheckInItem,
+    now: i64,
+) -> Result<&'static str, ApiError> {
+    let Some(cell) = device.cell.as_deref() else {
+        return Ok("no_cell");
+    };
+    let Some(evidence) = hex::decode(&item.evidence) else {
+        return Ok("bad_evidence");
+    };
+    let public = key.public_key();
+    let checked = rules::verify_check_in(&evidence, |id| {
+        (id == key.key_id()).then(|| public.to_vec())
+    });
+    let verified = match checked {
+        Ok(v) => v,
+        Err(AttendanceError::BadQr { .. }) => return Ok("bad_evidence"),
+        Err(AttendanceError::NotOpen) => return Ok("late"),
+        Err(AttendanceError::Stale { .. }) => return Ok("stale"),
+        Err(_) => return Ok("forged"),
+    };
+    let credential = &verified.qr.credential;
+    if credential.meeting != meeting_hash(&item.meeting_id) {
+        return Ok("wrong_meeting");
+    }
+    if credential.cell != cell_hash(cell) {
+        return Ok("wrong_cell");
+    }
+    if i64::from(verified.scanned_at) > now + MAX_SCAN_SKEW_SECS
+        || i64::from(verified.qr.shown_at) > now + MAX_SCAN_SKEW_SECS
+    {
+        return Ok("from_future");
+    }
+    if store.published_meeting(cell, &item.meeting_id)?.is_none() {
+        return Ok("unknown_meeting");
+    }
+    let stored = store.record_check_in(&NewCheckIn {
+        cell: cell.to_owned(),
+        meeting_id: item.meeting_id.clone(),
+        account_id: device.account_id.clone(),
+        device_id: device.id.clone(),
+        member_key: verified.member_key.to_vec(),
+        shown_at: i64::from(verified.qr.shown_at),
+        scanned_at: i64::from(verified.scanned_at),
+        received_at: now,
+        evidence,
+    })?;
+    Ok(match stored {
+        Stored::Counted | Stored::AlreadyCounted => "",
+        Stored::KeyMismatch => "key_mismatch",
+    })
+}
+
+async fn meeting_attendance(
+    State(state): State<AttendanceState>,
+    operator: Operator,
+    Path((cell, meeting_id)): Path<(String, String)>,
+) -> ApiResult<store::AttendanceCounts> {
+    operator.require(&[Role::PartyOrganisation, Role::Auditor])?;
+    if !(operator.governs_cell(&cell) || operator.role == Role::Auditor) {
+        return Err(ApiError::forbidden(
+            "not_governed",
+            &format!("cell {cell} is not one of this organisation's"),
+        ));
+    }
+    let store = state.store.clone();
+    blocking(move || Ok(Json(store.attendance(&cell, &meeting_id)?))).await
+}

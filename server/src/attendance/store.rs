@@ -1,0 +1,218 @@
+//! Cell secretaries, verified check-ins and the counts of a meeting's attendance.
+
+use serde_json::Value;
+
+use crate::devices::store::account_in;
+use crate::secrets::CitizenKey;
+use crate::storage::engine::{params, Engine};
+use crate::storage::locks::Lock;
+use crate::storage::migrations::ConcernSchema;
+use crate::storage::{Result, SqlStorage};
+
+/// The attendance tables.
+pub const SCHEMA: ConcernSchema = ConcernSchema {
+    concern: "attendance",
+    sqlite: &[include_str!("schema/sqlite/0001_attendance.sql")],
+    postgres: &[include_str!("schema/postgres/0001_attendance.sql")],
+};
+
+/// A check-in the rules verified, to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCheckIn {
+    /// The member's cell.
+    pub cell: String,
+    /// The meeting.
+    pub meeting_id: String,
+    /// The member's account.
+    pub account_id: String,
+    /// The device that uploaded it.
+    pub device_id: String,
+    /// The key the member's phone signed with (compressed).
+    pub member_key: Vec<u8>,
+    /// When the secretary's phone showed the QR.
+    pub shown_at: i64,
+    /// When the member's phone scanned it.
+    pub scanned_at: i64,
+    /// When the backend received it.
+    pub received_at: i64,
+    /// The evidence, as signed.
+    pub evidence: Vec<u8>,
+}
+
+/// What storing a check-in did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Counted now.
+    Counted,
+    /// The member had already checked in to the meeting (counted once).
+    AlreadyCounted,
+    /// The device signed an earlier check-in with another key, or the key is another
+    /// device's.
+    KeyMismatch,
+}
+
+/// A meeting's attendance as the cell's members recorded it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AttendanceCounts {
+    /// Members with a verified check-in.
+    pub verified: u64,
+    /// Members who declared themselves present (verified or not).
+    pub declared_present: u64,
+    /// Members who declared themselves present with no verified check-in.
+    pub declared_present_unverified: u64,
+    /// Members who declared themselves excused.
+    pub declared_excused: u64,
+    /// Members who declared themselves absent.
+    pub declared_absent: u64,
+}
+
+/// Where attendance is kept.
+pub trait AttendanceStore: Send + Sync + 'static {
+    /// Makes the citizen the secretary of `cell`; returns their account.
+    fn set_secretary(&self, cell: &str, citizen: &CitizenKey, now: i64) -> Result<String>;
+    /// The account that is `cell`'s secretary.
+    fn secretary_of(&self, cell: &str) -> Result<Option<String>>;
+    /// The meeting `meeting_id` as last published to `cell` (none once withdrawn).
+    fn published_meeting(&self, cell: &str, meeting_id: &str) -> Result<Option<Value>>;
+    /// Stores a verified check-in, once per member and meeting; binds the device's key on its
+    /// first check-in.
+    fn record_check_in(&self, check_in: &NewCheckIn) -> Result<Stored>;
+    /// The counts for a meeting of `cell`.
+    fn attendance(&self, cell: &str, meeting_id: &str) -> Result<AttendanceCounts>;
+}
+
+impl<E: Engine> AttendanceStore for SqlStorage<E> {
+    fn set_secretary(&self, cell: &str, citizen: &CitizenKey, now: i64) -> Result<String> {
+        self.write(|tx| {
+            tx.lock(Lock::Setting(&format!("cell-secretary:{cell}")))?;
+            let account = account_in(tx, citizen)?;
+            tx.exec(
+                "INSERT INTO cell_secretaries(cell, account_id, set_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(cell) DO UPDATE SET account_id = excluded.account_id, set_at = excluded.set_at",
+                params![cell, &account, now],
+            )?;
+            Ok(account)
+        })
+    }
+
+    fn secretary_of(&self, cell: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT account_id FROM cell_secretaries WHERE cell = ?1",
+                params![cell],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })
+    }
+
+    fn published_meeting(&self, cell: &str, meeting_id: &str) -> Result<Option<Value>> {
+        let scope = format!("cell:{cell}");
+        self.read(|tx| {
+            let Some(row) = tx.row(
+                "SELECT op, payload FROM changes WHERE scope = ?1 AND collection = 'handbook.meeting'
+                 AND record_id = ?2 ORDER BY seq DESC LIMIT 1",
+                params![&scope, meeting_id],
+            )?
+            else {
+                return Ok(None);
+            };
+            if row.text(0)? != "put" {
+                return Ok(None);
+            }
+            Ok(serde_json::from_str(&row.text(1)?).ok())
+        })
+    }
+
+    fn record_check_in(&self, c: &NewCheckIn) -> Result<Stored> {
+        self.write(|tx| {
+            tx.lock(Lock::Device(&c.device_id))?;
+            match tx.row(
+                "SELECT member_key FROM check_in_keys WHERE device_id = ?1",
+                params![&c.device_id],
+            )? {
+                Some(row) if row.bytes(0)? != c.member_key => return Ok(Stored::KeyMismatch),
+                Some(_) => {}
+                None => {
+                    // A key is one device's: evidence signed on another phone never counts
+                    // for this one.
+                    if tx
+                        .row(
+                            "SELECT device_id FROM check_in_keys WHERE member_key = ?1",
+                            params![&c.member_key[..]],
+                        )?
+                        .is_some()
+                    {
+                        return Ok(Stored::KeyMismatch);
+                    }
+                    tx.exec(
+                        "INSERT INTO check_in_keys(device_id, member_key) VALUES (?1, ?2)",
+                        params![&c.device_id, &c.member_key[..]],
+                    )?;
+                }
+            }
+            let inserted = tx.exec(
+                "INSERT INTO check_ins(cell, meeting_id, account_id, device_id, shown_at,
+                     scanned_at, received_at, evidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                params![
+                    &c.cell,
+                    &c.meeting_id,
+                    &c.account_id,
+                    &c.device_id,
+                    c.shown_at,
+                    c.scanned_at,
+                    c.received_at,
+                    &c.evidence[..]
+                ],
+            )?;
+            Ok(if inserted == 0 {
+                Stored::AlreadyCounted
+            } else {
+                Stored::Counted
+            })
+        })
+    }
+
+    fn attendance(&self, cell: &str, meeting_id: &str) -> Result<AttendanceCounts> {
+        self.snapshot(|tx| {
+            let verified: Vec<String> = tx
+                .rows(
+                    "SELECT account_id FROM check_ins WHERE cell = ?1 AND meeting_id = ?2",
+                    params![cell, meeting_id],
+                )?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_>>()?;
+            // Each member's latest self-declared attendance for the meeting, from the sync log
+            // of the accounts in the cell.
+            let declared = tx.rows(
+                "SELECT a.id, c.payload FROM accounts a JOIN changes c ON c.scope = 'acct:' || a.id
+                 WHERE a.cell = ?1 AND c.collection = 'handbook.attendance' AND c.record_id = ?2
+                   AND c.seq = (SELECT MAX(seq) FROM changes l WHERE l.scope = c.scope
+                                AND l.collection = c.collection AND l.record_id = c.record_id)",
+                params![cell, meeting_id],
+            )?;
+            let mut counts = AttendanceCounts {
+                verified: verified.len() as u64,
+                ..AttendanceCounts::default()
+            };
+            for row in declared {
+                let account = row.text(0)?;
+                let payload: Value = serde_json::from_str(&row.text(1)?).unwrap_or_default();
+                match payload["status"]["status"].as_str() {
+                    Some("present") => {
+                        counts.declared_present += 1;
+                        if !verified.contains(&account) {
+                            counts.declared_present_unverified += 1;
+                        }
+                    }
+                    Some("excused") => counts.declared_excused += 1,
+                    Some("absent") => counts.declared_absent += 1,
+                    _ => {}
+                }
+            }
+            Ok(counts)
+        })
+    }
+}

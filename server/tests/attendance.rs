@@ -1,0 +1,336 @@
+//! Attendance that proves itself, against the real server (SQLite, and PostgreSQL with
+//! `THUDO_TEST_POSTGRES`): a secretary's phone gets a meeting credential, members' phones
+//! check in offline and upload; forged, truncated, replayed, late, stale, wrong-meeting and
+//! wrong-cell check-ins are refused; the cell's counts keep verified check-ins apart from
+//! self-declared attendance.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{http_client, operator, start_local, vault, Local, Role};
+use serde_json::{json, Value};
+use thudo_core::handbook::attendance::{
+    self, AttendanceError, CheckInStatus, CheckIns, MeetingSecretary, ShownQr, CREDENTIAL_LEN,
+};
+use thudo_core::handbook::backend::HandbookClient;
+use thudo_core::handbook::member::{AttendanceStatus, MemberHandbook};
+use thudo_core::sync::client::BackendError;
+use thudo_core::vault::Vault;
+
+const CELL: &str = "hn.ba-dinh.chi-bo-1";
+const OTHER_CELL: &str = "hn.ba-dinh.chi-bo-2";
+const SECRETARY: &str = "001080000001";
+const MEMBER_A: &str = "001080000002";
+const MEMBER_B: &str = "001080000003";
+const MEMBER_E: &str = "001080000004";
+const OUTSIDER: &str = "001080000005";
+
+fn today_in_hanoi() -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(7))
+        .date_naive()
+        .to_string()
+}
+
+async fn admin(local: &Local, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let token = operator(&local.idp, Role::PartyOrganisation);
+    let r = http_client()
+        .request(method.parse().unwrap(), format!("{}{path}", local.url))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+async fn phone(local: &Local, dir: &std::path::Path, citizen: &str, cell: &str) -> Arc<Vault> {
+    let v = vault(&dir.join(citizen));
+    let citizen_owned = citizen.to_owned();
+    local
+        .client
+        .sign_in_and_register(v.clone(), "phone", |n| {
+            local
+                .idp
+                .id_token(&citizen_owned, n)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (status, _) = admin(
+        local,
+        "POST",
+        &format!("/v1/admin/citizens/{citizen}/cell"),
+        json!({ "cell": cell }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    v
+}
+
+fn token(v: &Vault) -> String {
+    thudo_core::sync::client::BackendClient::registration(v)
+        .unwrap()
+        .unwrap()
+        .token
+}
+
+async fn upload(local: &Local, v: &Vault, items: Value) -> (u16, Value) {
+    let r = http_client()
+        .post(format!("{}/v1/handbook/check-ins", local.url))
+        .bearer_auth(token(v))
+        .header("content-type", "application/json")
+        .body(json!({ "check_ins": items }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+fn evidence_of(v: &Vault, meeting: &str) -> String {
+    CheckIns::new(v)
+        .all()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.meeting_id == meeting)
+        .unwrap()
+        .evidence
+}
+
+/// A QR the secretary's phone signs for `shown_at`, whatever its own code would allow.
+fn signed_qr(secretary: &Vault, meeting: &str, shown_at: u32) -> ShownQr {
+    let held: attendance::HeldMeetingCredential = secretary.get_doc(meeting).unwrap().unwrap();
+    let mut payload = thudo_core::hex::decode(&held.credential).unwrap();
+    assert_eq!(payload.len(), CREDENTIAL_LEN);
+    payload.extend_from_slice(&shown_at.to_be_bytes());
+    payload.extend_from_slice(&[0, 0, 0, 7]);
+    let key = attendance::device_key(secretary).unwrap();
+    let signature = key
+        .sign(&[attendance::QR_TAG, &payload[..]].concat())
+        .unwrap();
+    payload.extend_from_slice(&signature);
+    ShownQr {
+        credential: attendance::MeetingCredential::decode(&payload).unwrap(),
+        shown_at,
+        payload,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let secretary = phone(&local, dir.path(), SECRETARY, CELL).await;
+    let a = phone(&local, dir.path(), MEMBER_A, CELL).await;
+    let b = phone(&local, dir.path(), MEMBER_B, CELL).await;
+    let e = phone(&local, dir.path(), MEMBER_E, CELL).await;
+    let outsider = phone(&local, dir.path(), OUTSIDER, OTHER_CELL).await;
+    let today = today_in_hanoi();
+    for (cell, id) in [(CELL, "m-1"), (OTHER_CELL, "m-9")] {
+        let (status, _) = admin(
+            &local,
+            "POST",
+            &format!("/v1/admin/cells/{cell}/handbook.meeting"),
+            json!({"items": [{"id": id, "date": today, "topic": "Sinh hoạt chi bộ", "document_ids": [],
+                              "attendance_key": "a forged key the server replaces"}]}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    for v in [&secretary, &a, &b, &e, &outsider] {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    let meeting = &MemberHandbook::new(&a).meetings_from(&today).unwrap()[0];
+    assert_eq!(
+        meeting.cell.as_deref(),
+        Some(CELL),
+        "the server stamps the cell"
+    );
+    assert_eq!(meeting.attendance_key.as_ref().map(String::len), Some(70));
+
+    // Only the cell's secretary is issued the credential.
+    let refused = HandbookClient::new(&local.client)
+        .fetch_meeting_credential(a.clone(), "m-1")
+        .await;
+    assert!(
+        matches!(&refused, Err(BackendError::Refused { code, .. }) if code == "not_secretary"),
+        "{refused:?}"
+    );
+    let (status, _) = admin(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/secretary"),
+        json!({ "citizen_id": SECRETARY }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let window = HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await
+        .unwrap();
+    assert_eq!(window.closes - window.opens, 86_399);
+    // Another cell's meeting is not the secretary's to ask for.
+    let other = HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-9")
+        .await;
+    assert!(
+        matches!(&other, Err(BackendError::Refused { code, .. }) if code == "unknown_meeting"),
+        "{other:?}"
+    );
+
+    // Offline: the secretary's phone shows the QR, two members' phones scan it.
+    let now = chrono::Utc::now().timestamp() as u32;
+    let qr = MeetingSecretary::new(&secretary).qr("m-1", now).unwrap();
+    CheckIns::new(&a).scan(&qr, now + 3).unwrap();
+    CheckIns::new(&b).scan(&qr, now + 5).unwrap();
+    assert!(matches!(
+        CheckIns::new(&a).scan(&qr, now + 6),
+        Err(AttendanceError::AlreadyCheckedIn { .. })
+    ));
+    // The outsider's phone holds no such meeting.
+    assert!(matches!(
+        CheckIns::new(&outsider).scan(&qr, now + 6),
+        Err(AttendanceError::UnknownMeeting)
+    ));
+    // A member who only declares themselves present.
+    MemberHandbook::new(&e)
+        .record_attendance("m-1", AttendanceStatus::Present, now as i64)
+        .unwrap();
+
+    // Online again: uploads are verified and counted once.
+    for v in [&a, &b] {
+        let report = HandbookClient::new(&local.client)
+            .upload_check_ins(v.clone())
+            .await
+            .unwrap();
+        assert_eq!((report.accepted, report.refused.len()), (1, 0));
+        assert_eq!(
+            CheckIns::new(v).all().unwrap()[0].status,
+            CheckInStatus::Accepted
+        );
+    }
+    for v in [&a, &b, &e] {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    let evidence = evidence_of(&a, "m-1");
+    let item = |meeting: &str, evidence: &str| json!({"meeting_id": meeting, "evidence": evidence});
+    // Delivered twice (the first answer lost): accepted, counted once.
+    let (_, again) = upload(&local, &a, json!([item("m-1", &evidence)])).await;
+    assert_eq!(again["results"][0]["outcome"], "accepted");
+
+    let reason = |answer: &Value| {
+        answer["results"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    // Forged: any byte altered breaks a signature.
+    let mut bytes = thudo_core::hex::decode(&evidence).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let (_, forged) = upload(
+        &local,
+        &a,
+        json!([item("m-1", &thudo_core::hex::encode(&bytes))]),
+    )
+    .await;
+    assert_eq!(reason(&forged), "forged");
+    bytes[last] ^= 1;
+    bytes[40] ^= 1; // the window, under the backend's signature
+    let (_, forged) = upload(
+        &local,
+        &a,
+        json!([item("m-1", &thudo_core::hex::encode(&bytes))]),
+    )
+    .await;
+    assert_eq!(reason(&forged), "forged");
+    // Truncated, or not hex.
+    let (_, short) = upload(
+        &local,
+        &a,
+        json!([item("m-1", &evidence[..evidence.len() - 2])]),
+    )
+    .await;
+    assert_eq!(reason(&short), "bad_evidence");
+    let (_, junk) = upload(&local, &a, json!([item("m-1", "zz")])).await;
+    assert_eq!(reason(&junk), "bad_evidence");
+    // Named as another meeting.
+    let (_, wrong) = upload(&local, &a, json!([item("m-9", &evidence)])).await;
+    assert_eq!(reason(&wrong), "wrong_meeting");
+    // Replayed by another member (B's phone has its own key) or from another cell.
+    let (_, replayed) = upload(&local, &b, json!([item("m-1", &evidence)])).await;
+    assert_eq!(reason(&replayed), "key_mismatch");
+    let (_, wrong_cell) = upload(&local, &outsider, json!([item("m-1", &evidence)])).await;
+    assert_eq!(reason(&wrong_cell), "wrong_cell");
+    // Late: a QR shown after the meeting's window closed (the secretary's phone signing
+    // whatever it is told), and stale: scanned twenty minutes after it was shown.
+    let late = signed_qr(&secretary, "m-1", window.closes + 60);
+    let late = attendance::countersign(&e, &late, window.closes + 61).unwrap();
+    let (_, answer) = upload(
+        &local,
+        &e,
+        json!([item("m-1", &thudo_core::hex::encode(&late))]),
+    )
+    .await;
+    assert_eq!(reason(&answer), "late");
+    let shown = signed_qr(&secretary, "m-1", now);
+    let stale = attendance::countersign(&e, &shown, now + 1_200).unwrap();
+    let (_, answer) = upload(
+        &local,
+        &e,
+        json!([item("m-1", &thudo_core::hex::encode(&stale))]),
+    )
+    .await;
+    assert_eq!(reason(&answer), "stale");
+    // Too many at once.
+    let many: Vec<Value> = (0..201).map(|_| item("m-1", &evidence)).collect();
+    let (status, _) = upload(&local, &a, Value::Array(many)).await;
+    assert_eq!(status, 413);
+
+    // The cell's counts: two verified; three declared present, one of them unverified.
+    let (status, counts) = admin(
+        &local,
+        "GET",
+        &format!("/v1/admin/cells/{CELL}/meetings/m-1/attendance"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{counts}");
+    assert_eq!(counts["verified"], 2, "{counts}");
+    assert_eq!(counts["declared_present"], 3, "{counts}");
+    assert_eq!(counts["declared_present_unverified"], 1, "{counts}");
+    // Another organisation's operator may not read them.
+    let stranger = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.hoan-kiem")
+        .unwrap();
+    let r = http_client()
+        .get(format!(
+            "{}/v1/admin/cells/{CELL}/meetings/m-1/attendance",
+            local.url
+        ))
+        .bearer_auth(stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
