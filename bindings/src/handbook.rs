@@ -150,6 +150,9 @@ pub struct PartyDocument {
     pub title: String,
     /// Full text.
     pub body: String,
+    /// Files published with it (fetch with `AttachmentStore.fetch`).
+    #[uniffi(default = [])]
+    pub attachments: Vec<thudo_core::attachments::AttachmentRef>,
 }
 
 /// A search result (core's type, carried as it is).
@@ -510,6 +513,9 @@ pub struct Meeting {
     /// publishes it; opaque to apps).
     #[uniffi(default = None)]
     pub attendance_key: Option<String>,
+    /// Meeting papers published with it (fetch with `AttachmentStore.fetch`).
+    #[uniffi(default = [])]
+    pub attachments: Vec<thudo_core::attachments::AttachmentRef>,
 }
 
 /// Attendance at a meeting (core's type, carried as it is).

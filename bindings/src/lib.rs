@@ -8,6 +8,7 @@
 //! generate --library <libthudo_ffi.so> --language kotlin|swift --out-dir <dir>` (see
 //! `scripts/bindings.sh`).
 
+mod attachments;
 mod attendance;
 mod handbook;
 mod health;
@@ -211,6 +212,7 @@ mod tests {
             HealthCardError::CODES,
             ScheduleError::CODES,
             HealthBookError::CODES,
+            crate::attachments::AttachmentError::CODES,
         ]
         .concat();
         table.sort_unstable();

@@ -45,6 +45,7 @@ fn main() {
             document_ids: vec![],
             cell: Some("hn.chi-bo-1".into()),
             attendance_key: Some(format_attendance_key(1, &issuer.public_key())),
+            attachments: vec![],
         })
         .collect();
     MemberHandbook::new(&secretary)

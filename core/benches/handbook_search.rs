@@ -140,6 +140,7 @@ fn main() {
                     kind: kind.into(),
                     title: format!("{kind} số {}-{code}/TW về {}", i + 1, body(i * 7 + 3, 12)),
                     body: body(i, 450), // about 3 KB of text, a short resolution
+                    attachments: vec![],
                 }
             })
             .collect();
@@ -230,6 +231,7 @@ fn main() {
             kind: String::new(),
             title: "từ điển".into(),
             body: chunk.join(" "),
+            attachments: vec![],
         }])
         .unwrap();
     }

@@ -9,6 +9,7 @@
 //! transport, [`schema`] (the SQLite migration path) and the [`vault`], above [`crypto`]. See
 //! `docs/architecture.md`.
 
+pub mod attachments;
 pub mod changes;
 pub mod collections;
 pub mod crypto;

@@ -37,6 +37,7 @@ fn meeting(id: &str, cell: &str, key: Option<String>) -> Meeting {
         document_ids: vec![],
         cell: Some(cell.into()),
         attendance_key: key,
+        attachments: vec![],
     }
 }
 

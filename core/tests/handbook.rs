@@ -19,6 +19,7 @@ fn doc(id: &str, number: &str, title: &str, body: &str) -> LibraryDocument {
         kind: "nghị quyết".into(),
         title: title.into(),
         body: body.into(),
+        attachments: vec![],
     }
 }
 

@@ -140,6 +140,7 @@ fn notes_meetings_attendance_and_notices() {
             document_ids: vec!["nq57".into()],
             cell: None,
             attendance_key: None,
+            attachments: vec![],
         },
         Meeting {
             id: "m11".into(),
@@ -148,6 +149,7 @@ fn notes_meetings_attendance_and_notices() {
             document_ids: vec![],
             cell: None,
             attendance_key: None,
+            attachments: vec![],
         },
     ])
     .unwrap();
@@ -159,6 +161,7 @@ fn notes_meetings_attendance_and_notices() {
             document_ids: vec![],
             cell: None,
             attendance_key: None,
+            attachments: vec![],
         }])
         .is_err());
     assert_eq!(

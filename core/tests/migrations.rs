@@ -17,6 +17,7 @@ fn doc(id: &str) -> LibraryDocument {
         kind: "Nghị quyết".into(),
         title: "Nghị quyết về tăng cường củng cố tổ chức cơ sở đảng".into(),
         body: "Nâng cao năng lực lãnh đạo và sức chiến đấu.".into(),
+        attachments: vec![],
     }
 }
 
@@ -34,27 +35,33 @@ fn library_with_a_document() -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn a_library_made_before_versioning_is_adopted_with_its_documents() {
     let (_dir, path) = library_with_a_document();
-    // Files made before versioning hold the same tables at version 0.
+    // Files made before versioning hold step 1's tables at version 0.
     Connection::open(&path)
         .unwrap()
-        .pragma_update(None, "user_version", 0)
+        .execute_batch(
+            "ALTER TABLE documents DROP COLUMN attachments; DROP TABLE vocabulary;
+             PRAGMA user_version = 0;",
+        )
         .unwrap();
     let library = Library::open(&path).unwrap();
     assert!(library.get("nq21").unwrap().is_some());
     assert!(!library.search("cung co to chuc", 5).unwrap().is_empty());
     drop(library);
     let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::version(&conn).unwrap(), 2);
+    assert_eq!(schema::version(&conn).unwrap(), 3);
 }
 
 #[test]
 fn a_library_from_before_typo_correction_gets_its_vocabulary() {
     let (_dir, path) = library_with_a_document();
     {
-        // Version 1: no vocabulary table.
+        // Version 1: no vocabulary table, no attachments.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE vocabulary; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE documents DROP COLUMN attachments; DROP TABLE vocabulary;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let library = Library::open(&path).unwrap();
     assert_eq!(
@@ -67,7 +74,7 @@ fn a_library_from_before_typo_correction_gets_its_vocabulary() {
     assert!(hits[0].score < 0.0, "a corrected match");
     drop(library);
     let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::version(&conn).unwrap(), 2);
+    assert_eq!(schema::version(&conn).unwrap(), 3);
 }
 
 #[test]
@@ -82,7 +89,7 @@ fn a_library_from_a_newer_build_is_refused_untouched() {
     let before = std::fs::read(&path).unwrap();
     match Library::open(&path) {
         Err(LibraryError::NewerSchema { found, supported }) => {
-            assert_eq!((found, supported), (7, 2));
+            assert_eq!((found, supported), (7, 3));
         }
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("a newer library was opened"),

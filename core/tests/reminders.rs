@@ -90,6 +90,7 @@ fn home() -> Home {
                 document_ids: vec![],
                 cell: None,
                 attendance_key: None,
+                attachments: vec![],
             },
             Meeting {
                 id: "m-oct".into(),
@@ -98,6 +99,7 @@ fn home() -> Home {
                 document_ids: vec![],
                 cell: None,
                 attendance_key: None,
+                attachments: vec![],
             },
             Meeting {
                 id: "m-nov".into(),
@@ -106,6 +108,7 @@ fn home() -> Home {
                 document_ids: vec![],
                 cell: None,
                 attendance_key: None,
+                attachments: vec![],
             },
         ])
         .unwrap();

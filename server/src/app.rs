@@ -16,6 +16,8 @@ use thudo_core::sync::protocol::SERVER_TIME_HEADER;
 use crate::attendance::store::AttendanceStore;
 use crate::attendance::{self, AttendanceState};
 use crate::devices::{self, identity, DevicesState};
+use crate::files::store::FileStore;
+use crate::files::{self, FilesState};
 use crate::http::{blocking, ApiError, ApiResult};
 use crate::operators::audit::{self, AuditState, AuditStore};
 use crate::operators::Operators;
@@ -42,13 +44,14 @@ pub const SCHEMA: &[ConcernSchema] = &[
     crate::transit::store::SCHEMA,
     crate::operators::audit::SCHEMA,
     crate::attendance::store::SCHEMA,
+    crate::files::store::SCHEMA,
 ];
 
 /// Every store the backend has: one value implements them all ([`crate::storage::SqlStorage`]
 /// on either engine).
-pub trait Storage: SyncStore + TransitStore + AuditStore + AttendanceStore {}
+pub trait Storage: SyncStore + TransitStore + AuditStore + AttendanceStore + FileStore {}
 
-impl<T: SyncStore + TransitStore + AuditStore + AttendanceStore> Storage for T {}
+impl<T: SyncStore + TransitStore + AuditStore + AttendanceStore + FileStore> Storage for T {}
 
 /// Opens the storage `db` names ([`open_storage`]), waiting for a database that is not up yet:
 /// tries again after 1, 2, 4 ... s (at most 30 s apart) for up to `patience`, telling each
@@ -99,6 +102,7 @@ pub struct AppState {
     sync: SyncState,
     publishing: PublishingState,
     attendance: AttendanceState,
+    files: FilesState,
     transit: TransitState,
     operators: Operators,
     limits: Arc<crate::gate::RateLimits>,
@@ -182,11 +186,16 @@ impl AppState {
                 settings: storage.clone(),
                 secrets: secrets.clone(),
             },
+            files: FilesState {
+                store: storage.clone(),
+                devices: storage.clone(),
+            },
             publishing: PublishingState {
                 sync: storage.clone(),
                 devices: storage.clone(),
                 secrets: secrets.clone(),
                 settings: storage.clone(),
+                files: storage.clone(),
             },
             transit: TransitState {
                 storage: storage.clone(),
@@ -277,6 +286,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sync::routes(state.sync))
         .merge(publishing::routes(state.publishing))
         .merge(attendance::routes(state.attendance))
+        .merge(files::routes(state.files))
         .merge(transit::routes(state.transit))
         .merge(
             Router::new()

@@ -221,7 +221,8 @@ fn caller(method: &Method, path: &str) -> Caller {
                 || p.starts_with("/v1/devices")
                 || p.starts_with("/v1/transit/")
                 || p.starts_with("/v1/health/")
-                || p.starts_with("/v1/handbook/") =>
+                || p.starts_with("/v1/handbook/")
+                || p.starts_with("/v1/files/") =>
         {
             Caller::Holder
         }

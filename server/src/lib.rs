@@ -19,6 +19,7 @@
 pub mod app;
 pub mod attendance;
 pub mod devices;
+pub mod files;
 pub mod gate;
 pub mod http;
 pub mod jwt;
@@ -39,6 +40,7 @@ pub use http::ApiError;
 pub mod prelude {
     pub use crate::attendance::store::AttendanceStore;
     pub use crate::devices::store::DeviceStore;
+    pub use crate::files::store::FileStore;
     pub use crate::operators::audit::AuditStore;
     pub use crate::storage::settings::SettingsStore;
     pub use crate::sync::store::SyncStore;

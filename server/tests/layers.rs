@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["operators"],
     &["devices"],
     &["sync"],
-    &["attendance"],
+    &["attendance", "files"],
     &["publishing", "transit"],
     &["gate"],
     &["app"],

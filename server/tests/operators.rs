@@ -133,6 +133,12 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
         ),
         (
             "POST",
+            "/v1/admin/cells/hn.ba-dinh.chi-bo-1/files".into(),
+            json!({"name": "nq.pdf", "media_type": "application/pdf", "data": "JVBERi0="}),
+            vec![PartyOrganisation],
+        ),
+        (
+            "POST",
             "/v1/admin/cells/hn.ba-dinh.chi-bo-1/secretary".into(),
             json!({"citizen_id": c}),
             vec![PartyOrganisation],

@@ -38,8 +38,11 @@ pub struct LibraryDocument {
     pub kind: String,
     /// Title.
     pub title: String,
-    /// Full text.
+    /// Full text (for a published PDF, the text the backend extracted from it).
     pub body: String,
+    /// Files published with it (the resolution's PDF, annexes), fetched when opened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attachments::AttachmentRef>,
 }
 
 impl LibraryDocument {
@@ -54,6 +57,16 @@ impl LibraryDocument {
             return Err(LibraryError::Invalid {
                 reason: format!("document {} has no title", self.id),
             });
+        }
+        if self.attachments.len() > MAX_ATTACHMENTS {
+            return Err(LibraryError::Invalid {
+                reason: format!("document {} has more than {MAX_ATTACHMENTS} files", self.id),
+            });
+        }
+        for a in &self.attachments {
+            a.validate().map_err(|e| LibraryError::Invalid {
+                reason: format!("document {}: {e}", self.id),
+            })?;
         }
         Ok(())
     }
@@ -129,7 +142,7 @@ impl From<rusqlite::Error> for LibraryError {
 /// versioning hold exactly these tables.
 const SCHEMA: Schema = Schema {
     name: "thudo document library",
-    steps: &[STEP_1, STEP_2],
+    steps: &[STEP_1, STEP_2, STEP_3],
     adopt_unversioned: true,
 };
 
@@ -160,7 +173,12 @@ CREATE TABLE IF NOT EXISTS vocabulary (
 ) WITHOUT ROWID;
 "#;
 
+/// The files published with each document (JSON list of references).
+const STEP_3: &str = "ALTER TABLE documents ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';";
+
 const CANDIDATES: usize = 100;
+/// Files one document may carry.
+pub const MAX_ATTACHMENTS: usize = 20;
 /// Corrections tried per mistyped term.
 const MAX_CORRECTIONS: usize = 8;
 /// How far below exact matches a match through a corrected typo ranks.
@@ -305,8 +323,8 @@ impl Library {
                 delete_row(&tx, rowid, &mut counts)?;
             }
             tx.execute(
-                "INSERT INTO documents (doc_id, number, issuer, issued_on, kind, title, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO documents (doc_id, number, issuer, issued_on, kind, title, body, attachments)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     d.id,
                     d.number,
@@ -314,7 +332,8 @@ impl Library {
                     d.issued_on,
                     d.kind,
                     d.title,
-                    d.body
+                    d.body,
+                    serde_json::to_string(&d.attachments).unwrap_or_else(|_| "[]".into())
                 ],
             )?;
             let rowid = tx.last_insert_rowid();
@@ -368,7 +387,7 @@ impl Library {
         Ok(self
             .lock()
             .query_row(
-                "SELECT doc_id, number, issuer, issued_on, kind, title, body FROM documents WHERE doc_id = ?1",
+                "SELECT doc_id, number, issuer, issued_on, kind, title, body, attachments FROM documents WHERE doc_id = ?1",
                 [id],
                 |r| {
                     Ok(LibraryDocument {
@@ -379,6 +398,9 @@ impl Library {
                         kind: r.get(4)?,
                         title: r.get(5)?,
                         body: r.get(6)?,
+                        // Written by `upsert` from the same type: unreadable only if altered.
+                        attachments: serde_json::from_str(&r.get::<_, String>(7)?)
+                            .unwrap_or_default(),
                     })
                 },
             )

@@ -153,6 +153,9 @@ pub struct Meeting {
     /// meeting. Without it the meeting takes only self-declared attendance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attendance_key: Option<String>,
+    /// Meeting papers published with it, fetched when opened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attachments::AttachmentRef>,
 }
 
 impl Document for Meeting {

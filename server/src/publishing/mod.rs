@@ -33,6 +33,8 @@ pub struct PublishingState {
     pub secrets: Arc<crate::secrets::ServerSecrets>,
     /// The health trust bundle and its signing key.
     pub settings: Arc<dyn crate::storage::settings::SettingsStore>,
+    /// Published files (a document's PDF gives it its searchable text).
+    pub files: Arc<dyn crate::files::store::FileStore>,
 }
 
 /// The routes under `/v1/admin/citizens/{id}/health`, `…/cell` and `/v1/admin/cells/…`.
@@ -227,7 +229,20 @@ async fn admin_cell_content(
     } else {
         None
     };
-    for (i, mut item) in body.items.into_iter().enumerate() {
+    // A library document published with a PDF and no text of its own is searched by the
+    // PDF's text.
+    let mut items = body.items;
+    if spec.name == "handbook.documents" {
+        let (files, scope) = (state.files.clone(), format!("cell:{cell}"));
+        items = blocking(move || {
+            for item in &mut items {
+                fill_body_from_pdf(files.as_ref(), &scope, item)?;
+            }
+            Ok(items)
+        })
+        .await?;
+    }
+    for (i, mut item) in items.into_iter().enumerate() {
         if let Some(key) = &attendance_key {
             crate::attendance::stamp_meeting(&cell, key, &mut item);
         }
@@ -250,4 +265,33 @@ async fn admin_cell_content(
     let published =
         blocking(move || Ok(storage.publish(&format!("cell:{cell}"), &changes)?)).await?;
     Ok(Json(json!({ "published": published })))
+}
+
+/// Sets an empty `body` to the text of the first PDF among the item's `attachments` that was
+/// uploaded for `scope`.
+fn fill_body_from_pdf(
+    files: &dyn crate::files::store::FileStore,
+    scope: &str,
+    item: &mut Value,
+) -> Result<(), ApiError> {
+    let has_body = item["body"].as_str().is_some_and(|b| !b.trim().is_empty());
+    if has_body {
+        return Ok(());
+    }
+    let pdfs: Vec<String> = item["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["media_type"] == "application/pdf")
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect();
+    for id in pdfs {
+        if let Some(text) = files.file_text(&id, scope)?.filter(|t| !t.is_empty()) {
+            if let Some(object) = item.as_object_mut() {
+                object.insert("body".into(), Value::String(text));
+            }
+            break;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,163 @@
+//! Published files (a resolution's PDF, meeting papers): a party organisation uploads one for
+//! its cell, the text of a PDF is extracted for the library's search, and the cell's devices
+//! fetch it chunk by chunk (docs/protocol/sync.md, "Attachments").
+
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use thudo_core::attachments::{file_id, AttachmentRef, ChunkResponse, CHUNK_BYTES, MAX_FILE_BYTES};
+
+use crate::devices::authenticate;
+use crate::devices::store::DeviceStore;
+use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+use crate::operators::{Operator, Role};
+use store::{FileStore, NewFile};
+
+/// The most text kept from a PDF (the library's body).
+pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+
+/// What the file routes need.
+#[derive(Clone)]
+pub struct FilesState {
+    /// The files.
+    pub store: Arc<dyn FileStore>,
+    /// Devices, to authenticate the ones fetching.
+    pub devices: Arc<dyn DeviceStore>,
+}
+
+/// The routes.
+pub fn routes(state: FilesState) -> Router {
+    Router::new()
+        .route("/v1/admin/cells/{cell}/files", post(upload))
+        .route("/v1/files/{id}/chunks/{index}", get(chunk))
+        .with_state(state)
+}
+
+/// A file a party organisation uploads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Upload {
+    name: String,
+    media_type: String,
+    /// The bytes, base64.
+    data: String,
+}
+
+/// The stored file: the reference to publish with a document or meeting, and how much text
+/// its PDF gave.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Uploaded {
+    /// What a record carries of it.
+    pub reference: AttachmentRef,
+    /// Characters of text extracted (0 for anything but a PDF with text).
+    pub text_chars: u64,
+}
+
+/// The text of a PDF, or none (not a PDF, no text, malformed). The parser runs behind a panic
+/// guard: a crafted file may make it fail, never take the request down.
+pub fn pdf_text(bytes: &[u8]) -> String {
+    if !bytes.starts_with(b"%PDF-") {
+        return String::new();
+    }
+    let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let mut text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+async fn upload(
+    State(state): State<FilesState>,
+    operator: Operator,
+    Path(cell): Path<String>,
+    JsonBody(body): JsonBody<Upload>,
+) -> ApiResult<Uploaded> {
+    operator.require(&[Role::PartyOrganisation])?;
+    if !operator.governs_cell(&cell) {
+        return Err(ApiError::forbidden(
+            "not_governed",
+            &format!("cell {cell} is not one of this organisation's"),
+        ));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.data.as_bytes())
+        .map_err(|_| ApiError::bad("data is not base64"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a file is at most {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    let reference = AttachmentRef {
+        id: file_id(&bytes),
+        name: body.name,
+        media_type: body.media_type,
+        size: bytes.len() as i64,
+    };
+    reference
+        .validate()
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let store = state.store.clone();
+    let scope = format!("cell:{cell}");
+    let r = reference.clone();
+    let text_chars = blocking(move || {
+        let text = if r.media_type == "application/pdf" {
+            pdf_text(&bytes)
+        } else {
+            String::new()
+        };
+        let chars = text.chars().count() as u64;
+        store.put_file(&NewFile {
+            sha256: r.id.clone(),
+            media_type: r.media_type.clone(),
+            scope,
+            chunks: bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect(),
+            size: bytes.len() as i64,
+            text,
+            now: chrono::Utc::now().timestamp(),
+        })?;
+        Ok(chars)
+    })
+    .await?;
+    Ok(Json(Uploaded {
+        reference,
+        text_chars,
+    }))
+}
+
+async fn chunk(
+    State(state): State<FilesState>,
+    headers: HeaderMap,
+    Path((id, index)): Path<(String, u32)>,
+) -> ApiResult<ChunkResponse> {
+    let device = authenticate(&state.devices, &headers).await?;
+    let mut scopes = vec![format!("acct:{}", device.account_id)];
+    if let Some(cell) = &device.cell {
+        scopes.push(format!("cell:{cell}"));
+    }
+    let store = state.store.clone();
+    let data = blocking(move || Ok(store.chunk(&id, index, &scopes)?)).await?;
+    // Not there, or not the caller's to see: the same answer.
+    let data = data
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file chunk"))?;
+    Ok(Json(ChunkResponse {
+        index,
+        data: base64::engine::general_purpose::STANDARD.encode(data),
+    }))
+}

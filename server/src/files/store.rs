@@ -1,0 +1,101 @@
+//! Where published files are kept.
+
+use crate::storage::engine::{params, Engine};
+use crate::storage::migrations::ConcernSchema;
+use crate::storage::{Result, SqlStorage};
+
+/// The files tables.
+pub const SCHEMA: ConcernSchema = ConcernSchema {
+    concern: "files",
+    sqlite: &[include_str!("schema/sqlite/0001_files.sql")],
+    postgres: &[include_str!("schema/postgres/0001_files.sql")],
+};
+
+/// A file to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Whose devices may fetch it (`cell:…`).
+    pub scope: String,
+    /// Its bytes in chunks.
+    pub chunks: Vec<Vec<u8>>,
+    /// Its size.
+    pub size: i64,
+    /// The text extracted from it (empty for none).
+    pub text: String,
+    /// Now (unix seconds).
+    pub now: i64,
+}
+
+/// Where published files are kept.
+pub trait FileStore: Send + Sync + 'static {
+    /// Keeps a file (once per content) and lets `scope` fetch it.
+    fn put_file(&self, file: &NewFile) -> Result<()>;
+    /// Chunk `index` of file `id`, if one of `scopes` may fetch it.
+    fn chunk(&self, id: &str, index: u32, scopes: &[String]) -> Result<Option<Vec<u8>>>;
+    /// The text extracted from file `id`, if `scope` may fetch it.
+    fn file_text(&self, id: &str, scope: &str) -> Result<Option<String>>;
+}
+
+impl<E: Engine> FileStore for SqlStorage<E> {
+    fn put_file(&self, f: &NewFile) -> Result<()> {
+        self.write(|tx| {
+            let inserted = tx.exec(
+                "INSERT INTO files(sha256, size, media_type, text, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO NOTHING",
+                params![&f.sha256, f.size, &f.media_type, &f.text, f.now],
+            )?;
+            if inserted > 0 {
+                for (i, chunk) in f.chunks.iter().enumerate() {
+                    tx.exec(
+                        "INSERT INTO file_chunks(sha256, idx, data) VALUES (?1, ?2, ?3)",
+                        params![&f.sha256, i as i64, &chunk[..]],
+                    )?;
+                }
+            }
+            tx.exec(
+                "INSERT INTO file_scopes(sha256, scope) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![&f.sha256, &f.scope],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn chunk(&self, id: &str, index: u32, scopes: &[String]) -> Result<Option<Vec<u8>>> {
+        self.read(|tx| {
+            let mut allowed = false;
+            for scope in scopes {
+                allowed |= tx
+                    .row(
+                        "SELECT 1 FROM file_scopes WHERE sha256 = ?1 AND scope = ?2",
+                        params![id, scope],
+                    )?
+                    .is_some();
+            }
+            if !allowed {
+                return Ok(None);
+            }
+            tx.row(
+                "SELECT data FROM file_chunks WHERE sha256 = ?1 AND idx = ?2",
+                params![id, i64::from(index)],
+            )?
+            .map(|r| r.bytes(0))
+            .transpose()
+        })
+    }
+
+    fn file_text(&self, id: &str, scope: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT f.text FROM files f JOIN file_scopes s ON s.sha256 = f.sha256
+                 WHERE f.sha256 = ?1 AND s.scope = ?2",
+                params![id, scope],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! Published files, against the real server (SQLite, and PostgreSQL with
+//! `THUDO_TEST_POSTGRES`): a party organisation uploads a PDF for its cell, its text becomes
+//! the library document's searchable body, members' phones fetch it lazily chunk by chunk; an
+//! interrupted fetch resumes, an altered chunk is caught by the hash, another cell's member
+//! gets nothing, an oversized or malformed upload is refused.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use common::{http_client, operator, vault, Local, Role};
+use serde_json::{json, Value};
+use thudo_core::attachments::{self, AttachmentError, AttachmentRef, Attachments, CHUNK_BYTES};
+use thudo_core::handbook::library::Library;
+use thudo_core::sync::client::BackendError;
+use thudo_core::vault::Vault;
+
+const CELL: &str = "hn.ba-dinh.chi-bo-1";
+
+/// A one-page PDF whose text is `text` (ASCII, Helvetica), with a correct cross-reference table.
+fn pdf(text: &str) -> Vec<u8> {
+    let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+    ];
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for off in offsets {
+        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// Changes a stored chunk behind the server's back (what a corrupted disk or a tampering
+/// proxy would show the phone).
+fn alter_chunk(db: &str, id: &str, index: i64, data: &[u8]) {
+    let hex = thudo_core::hex::encode(data);
+    if db.starts_with("postgres") {
+        let s = thudo_server::storage::PostgresStorage::connect(db, thudo_server::SCHEMA).unwrap();
+        let sql = format!("UPDATE file_chunks SET data = decode('{hex}', 'hex') WHERE sha256 = '{id}' AND idx = {index}");
+        s.write(|tx| tx.batch(&sql)).unwrap();
+    } else {
+        let s = thudo_server::storage::SqliteStorage::open(
+            std::path::Path::new(db),
+            thudo_server::SCHEMA,
+        )
+        .unwrap();
+        let sql = format!(
+            "UPDATE file_chunks SET data = X'{hex}' WHERE sha256 = '{id}' AND idx = {index}"
+        );
+        s.write(|tx| tx.batch(&sql)).unwrap();
+    }
+}
+
+async fn admin(local: &Local, path: &str, body: Value) -> (u16, Value) {
+    let r = http_client()
+        .post(format!("{}{path}", local.url))
+        .bearer_auth(operator(&local.idp, Role::PartyOrganisation))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+async fn upload(local: &Local, cell: &str, name: &str, media: &str, bytes: &[u8]) -> (u16, Value) {
+    admin(
+        local,
+        &format!("/v1/admin/cells/{cell}/files"),
+        json!({"name": name, "media_type": media,
+               "data": base64::engine::general_purpose::STANDARD.encode(bytes)}),
+    )
+    .await
+}
+
+async fn member(local: &Local, dir: &std::path::Path, citizen: &str, cell: &str) -> Arc<Vault> {
+    let v = vault(&dir.join(citizen));
+    let id = citizen.to_owned();
+    local
+        .client
+        .sign_in_and_register(v.clone(), "phone", |n| {
+            local.idp.id_token(&id, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (status, _) = admin(
+        local,
+        &format!("/v1/admin/citizens/{citizen}/cell"),
+        json!({ "cell": cell }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = common::start_on(dir.path(), &db).await;
+    let phone = member(&local, dir.path(), "001080001001", CELL).await;
+    let outsider = member(&local, dir.path(), "001080001002", "hn.ba-dinh.chi-bo-2").await;
+
+    // The resolution's PDF: its text is extracted for search.
+    let resolution =
+        pdf("Nghi quyet ve dot pha phat trien khoa hoc cong nghe va chuyen doi so quoc gia");
+    let (status, uploaded) =
+        upload(&local, CELL, "57-NQ-TW.pdf", "application/pdf", &resolution).await;
+    assert_eq!(status, 200, "{uploaded}");
+    assert!(uploaded["text_chars"].as_u64().unwrap() > 40, "{uploaded}");
+    let reference: AttachmentRef = serde_json::from_value(uploaded["reference"].clone()).unwrap();
+    assert_eq!(reference.id, attachments::file_id(&resolution));
+    // Meeting papers of several chunks (not a PDF: no text).
+    let papers: Vec<u8> = (0..(2 * CHUNK_BYTES + 1234))
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let (status, uploaded) = upload(&local, CELL, "bien-ban.jpg", "image/jpeg", &papers).await;
+    assert_eq!((status, uploaded["text_chars"].as_u64()), (200, Some(0)));
+    let papers_ref: AttachmentRef = serde_json::from_value(uploaded["reference"].clone()).unwrap();
+
+    // Published with an empty body: the document's body is the PDF's text.
+    let (status, _) = admin(
+        &local,
+        &format!("/v1/admin/cells/{CELL}/handbook.documents"),
+        json!({"items": [{"id": "nq57", "number": "57-NQ/TW", "issuer": "Bộ Chính trị",
+            "issued_on": "2024-12-22", "kind": "Nghị quyết", "title": "Nghị quyết 57", "body": "",
+            "attachments": [reference]}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let library = Arc::new(Library::open(&dir.path().join("library.db")).unwrap());
+    local
+        .client
+        .sync(
+            phone.clone(),
+            &common::collections_with(library.clone()),
+            None,
+        )
+        .await
+        .unwrap();
+    let hits = library.search("chuyen doi so quoc gia", 5).unwrap();
+    assert_eq!(hits.first().map(|h| h.id.as_str()), Some("nq57"));
+    let doc = library.get("nq57").unwrap().unwrap();
+    assert_eq!(doc.attachments, vec![reference.clone()]);
+
+    // Nothing is downloaded until the file is opened.
+    let files = Attachments::new(&phone);
+    assert!(files.state(&reference.id).unwrap().is_none());
+    let state = attachments::fetch(
+        &local.client,
+        phone.clone(),
+        "handbook.documents/nq57",
+        &reference,
+    )
+    .await
+    .unwrap();
+    assert!(state.complete);
+    assert_eq!(files.read(&reference.id).unwrap(), resolution);
+
+    // Interrupted after the first chunk (kept), then resumed: chunk 0 is never asked again,
+    // so even a server whose chunk 0 changed since gives the right file.
+    files.expect("handbook.meeting/m-1", &papers_ref).unwrap();
+    files
+        .store_chunk(&papers_ref.id, 0, &papers[..CHUNK_BYTES])
+        .unwrap();
+    let alter = |index: i64, data: Vec<u8>| alter_chunk(&db, &papers_ref.id, index, &data);
+    alter(0, vec![0u8; CHUNK_BYTES]);
+    let done = attachments::fetch(
+        &local.client,
+        phone.clone(),
+        "handbook.meeting/m-1",
+        &papers_ref,
+    )
+    .await
+    .unwrap();
+    assert!(done.complete);
+    assert_eq!(files.read(&papers_ref.id).unwrap(), papers);
+
+    // Tampered in transit (a chunk altered): the whole fails its hash, is dropped and reported;
+    // fetched again once the server is right, it completes.
+    let cell_mate = member(&local, dir.path(), "001080001003", CELL).await;
+    let refused = attachments::fetch(
+        &local.client,
+        cell_mate.clone(),
+        "handbook.meeting/m-1",
+        &papers_ref,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(BackendError::Protocol { .. })),
+        "{refused:?}"
+    );
+    let mate_files = Attachments::new(&cell_mate);
+    let state = mate_files.state(&papers_ref.id).unwrap().unwrap();
+    assert_eq!(
+        (state.stored_bytes, state.complete),
+        (0, false),
+        "dropped, to fetch again"
+    );
+    assert!(matches!(
+        mate_files.read(&papers_ref.id),
+        Err(AttachmentError::Incomplete { .. })
+    ));
+    alter(0, papers[..CHUNK_BYTES].to_vec());
+    attachments::fetch(
+        &local.client,
+        cell_mate.clone(),
+        "handbook.meeting/m-1",
+        &papers_ref,
+    )
+    .await
+    .unwrap();
+    assert_eq!(mate_files.read(&papers_ref.id).unwrap(), papers);
+    // A chunk the server sends short (truncated) is refused and nothing of it kept.
+    alter(2, papers[2 * CHUNK_BYTES..2 * CHUNK_BYTES + 10].to_vec());
+    let third = member(&local, dir.path(), "001080001004", CELL).await;
+    let short = attachments::fetch(
+        &local.client,
+        third.clone(),
+        "handbook.meeting/m-1",
+        &papers_ref,
+    )
+    .await;
+    assert!(
+        matches!(short, Err(BackendError::Protocol { .. })),
+        "{short:?}"
+    );
+    assert_eq!(
+        Attachments::new(&third)
+            .state(&papers_ref.id)
+            .unwrap()
+            .unwrap()
+            .stored_bytes,
+        2 * CHUNK_BYTES as u64
+    );
+
+    // Another cell's member gets nothing (the same answer as for no such file).
+    let denied = attachments::fetch(
+        &local.client,
+        outsider.clone(),
+        "handbook.documents/nq57",
+        &reference,
+    )
+    .await;
+    assert!(
+        matches!(&denied, Err(BackendError::Refused { status: 404, .. })),
+        "{denied:?}"
+    );
+
+    // Uploads: too large, not base64, a bad media type, another organisation's cell.
+    let big = vec![0u8; 10 * 1024 * 1024 + 1];
+    let (status, _) = upload(&local, CELL, "big.bin", "application/octet-stream", &big).await;
+    assert_eq!(status, 413);
+    let (status, _) = admin(
+        &local,
+        &format!("/v1/admin/cells/{CELL}/files"),
+        json!({"name": "x.pdf", "media_type": "application/pdf", "data": "%%%"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = upload(&local, CELL, "x", "pdf", b"abc").await;
+    assert_eq!(status, 400);
+    // A malformed PDF is kept, with no text (the parser's failure is contained).
+    let (status, answer) = upload(
+        &local,
+        CELL,
+        "broken.pdf",
+        "application/pdf",
+        b"%PDF-1.4 garbage",
+    )
+    .await;
+    assert_eq!((status, answer["text_chars"].as_u64()), (200, Some(0)));
+    let stranger = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.hoan-kiem")
+        .unwrap();
+    let r = http_client()
+        .post(format!("{}/v1/admin/cells/{CELL}/files", local.url))
+        .bearer_auth(stranger)
+        .header("content-type", "application/json")
+        .body(json!({"name": "a.pdf", "media_type": "application/pdf", "data": ""}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
