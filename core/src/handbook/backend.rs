@@ -12,8 +12,9 @@ use crate::net::protocol::API_PREFIX;
 use crate::net::{blocking, BackendClient, BackendError};
 use crate::vault::Vault;
 
-/// Check-ins per upload (the backend takes at most this many).
-pub const CHECK_IN_UPLOAD_CHUNK: usize = 200;
+/// Check-ins per upload (the backend takes at most this many): 50 of 626 hex characters stay
+/// well inside a small request body (64 KiB).
+pub const CHECK_IN_UPLOAD_CHUNK: usize = 50;
 
 /// `POST /v1/handbook/meeting-credentials`: the secretary's phone asks for a meeting's
 /// credential for its key.
