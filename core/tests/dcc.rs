@@ -11,10 +11,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 use thudo_core::changes::outbox;
 use thudo_core::health::dcc::{self, CertificateKind, DccError, SignerList};
-use thudo_core::health::records::{self, HealthBook, HealthError, HealthRecord, Source};
+use thudo_core::health::records::{HealthBook, HealthError, HealthRecord, Source};
 use thudo_core::health::shc::TrustStore;
-use thudo_core::sync::apply::apply_changes;
-use thudo_core::sync::protocol::Change;
 use thudo_core::vault::Vault;
 
 /// A case of the official test data: its QR text, its signer, its validation clock.
@@ -263,25 +261,7 @@ fn a_passport_is_imported_with_its_provenance_once_however_often_it_is_scanned()
 
 /// Applies one pulled change as the sync client does; returns whether it was stored.
 fn pull(v: &Vault, payload: &Value, trust: Option<&TrustStore>, now: u64) -> bool {
-    let resource = payload.get("resource").unwrap_or(payload);
-    let change = Change {
-        collection: "health.records".into(),
-        record_id: format!(
-            "{}/{}",
-            resource["resourceType"].as_str().unwrap(),
-            resource["id"].as_str().unwrap()
-        ),
-        op: "put".into(),
-        payload: payload.clone(),
-        hlc: String::new(),
-    };
-    v.transaction(|tx| {
-        let collection = records::synced(trust.cloned().map(std::sync::Arc::new));
-        apply_changes(tx, &collection, &[change], now)
-    })
-    .unwrap()
-    .applied
-        == 1
+    common::pull_health_record(v, payload, trust, now)
 }
 
 #[test]

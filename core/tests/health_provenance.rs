@@ -12,13 +12,10 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use thudo_core::changes::outbox;
-use thudo_core::health::records;
 use thudo_core::health::records::{
     EntryStatus, HealthBook, HealthError, HealthRecord, ImportMode, Person, Source,
 };
 use thudo_core::health::shc::TrustStore;
-use thudo_core::sync::apply::apply_changes;
-use thudo_core::sync::protocol::Change;
 use thudo_core::vault::Vault;
 
 const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
@@ -72,24 +69,7 @@ fn device_with_patient(patient: &Value, trust: Option<&TrustStore>) -> (tempfile
 
 /// Applies one pulled change on `v` as the sync client does; returns whether it was stored.
 fn pull(v: &Vault, payload: &Value, trust: Option<&TrustStore>) -> bool {
-    let resource = payload.get("resource").unwrap_or(payload);
-    let key = resource["resourceType"].as_str().unwrap().to_owned()
-        + "/"
-        + resource["id"].as_str().unwrap();
-    let change = Change {
-        collection: "health.records".into(),
-        record_id: key,
-        op: "put".into(),
-        payload: payload.clone(),
-        hlc: String::new(),
-    };
-    let applied = v
-        .transaction(|tx| {
-            let collection = records::synced(trust.cloned().map(std::sync::Arc::new));
-            apply_changes(tx, &collection, &[change], NOW as u64 + 60)
-        })
-        .unwrap();
-    applied.applied == 1
+    common::pull_health_record(v, payload, trust, NOW as u64 + 60)
 }
 
 fn stored(v: &Vault, payload: &Value) -> HealthRecord {

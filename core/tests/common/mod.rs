@@ -104,3 +104,32 @@ pub fn transit_doc_block(name: &str) -> std::collections::HashMap<String, String
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
 }
+
+/// Applies `payload` (a wrapped health record, or a bare resource as a facility publishes it)
+/// as sync does when it pulls it, checking cards against `trust` at `now`; whether it was
+/// applied.
+pub fn pull_health_record(
+    v: &Vault,
+    payload: &serde_json::Value,
+    trust: Option<&thudo_core::health::shc::TrustStore>,
+    now: u64,
+) -> bool {
+    let resource = payload.get("resource").unwrap_or(payload);
+    let change = thudo_core::sync::protocol::Change {
+        collection: "health.records".into(),
+        record_id: format!(
+            "{}/{}",
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        ),
+        op: "put".into(),
+        payload: payload.clone(),
+        hlc: String::new(),
+    };
+    v.transaction(|tx| {
+        let collection = thudo_core::health::records::synced(trust.cloned().map(Arc::new));
+        thudo_core::sync::apply::apply_changes(tx, &collection, &[change], now)
+    })
+    .map(|a| a.applied == 1)
+    .unwrap_or(false)
+}
