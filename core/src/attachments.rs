@@ -411,14 +411,8 @@ impl<'a> Attachments<'a> {
     }
 
     fn drop_chunks(&self, state: &AttachmentState) -> Result<(), AttachmentError> {
-        let id = state.reference.id.clone();
-        let count = chunk_count(state.reference.bytes());
-        self.vault.transaction(|tx| -> Result<(), VaultError> {
-            for i in 0..count {
-                tx.delete(CHUNKS, &chunk_id(&id, i))?;
-            }
-            Ok(())
-        })?;
+        self.vault
+            .transaction(|tx| delete_chunks(tx, &state.reference))?;
         Ok(())
     }
 
@@ -433,12 +427,9 @@ impl<'a> Attachments<'a> {
         if state.owners.len() == before {
             return Ok(false);
         }
-        let count = chunk_count(state.reference.bytes());
         self.vault.transaction(|tx| -> Result<(), VaultError> {
             if state.owners.is_empty() {
-                for i in 0..count {
-                    tx.delete(CHUNKS, &chunk_id(id, i))?;
-                }
+                delete_chunks(tx, &state.reference)?;
                 tx.delete(AttachmentState::COLLECTION, id)?;
                 Ok(())
             } else {
@@ -447,6 +438,13 @@ impl<'a> Attachments<'a> {
         })?;
         Ok(true)
     }
+}
+
+fn delete_chunks(tx: &crate::vault::VaultTx<'_>, file: &AttachmentRef) -> Result<(), VaultError> {
+    for i in 0..chunk_count(file.bytes()) {
+        tx.delete(CHUNKS, &chunk_id(&file.id, i))?;
+    }
+    Ok(())
 }
 
 /// `GET /v1/files/{id}/chunks/{index}`: one chunk of a published file.

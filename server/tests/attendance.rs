@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{http_client, operator, start_local, vault, Local, Role};
+use common::{cell_member, http_client, party, start_local, Local, Role};
 use serde_json::{json, Value};
 use thudo_core::handbook::attendance::{
     self, AttendanceError, CheckInStatus, CheckIns, MeetingSecretary, ShownQr, CREDENTIAL_LEN,
@@ -32,47 +30,6 @@ fn today_in_hanoi() -> String {
     (chrono::Utc::now() + chrono::Duration::hours(7))
         .date_naive()
         .to_string()
-}
-
-async fn admin(local: &Local, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let token = operator(&local.idp, Role::PartyOrganisation);
-    let r = http_client()
-        .request(method.parse().unwrap(), format!("{}{path}", local.url))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-    )
-}
-
-async fn phone(local: &Local, dir: &std::path::Path, citizen: &str, cell: &str) -> Arc<Vault> {
-    let v = vault(&dir.join(citizen));
-    let citizen_owned = citizen.to_owned();
-    local
-        .client
-        .sign_in_and_register(v.clone(), "phone", |n| {
-            local
-                .idp
-                .id_token(&citizen_owned, n)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap();
-    let (status, _) = admin(
-        local,
-        "POST",
-        &format!("/v1/admin/citizens/{citizen}/cell"),
-        json!({ "cell": cell }),
-    )
-    .await;
-    assert_eq!(status, 200);
-    v
 }
 
 fn token(v: &Vault) -> String {
@@ -131,14 +88,14 @@ fn signed_qr(secretary: &Vault, meeting: &str, shown_at: u32) -> ShownQr {
 async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let local = start_local(dir.path()).await;
-    let secretary = phone(&local, dir.path(), SECRETARY, CELL).await;
-    let a = phone(&local, dir.path(), MEMBER_A, CELL).await;
-    let b = phone(&local, dir.path(), MEMBER_B, CELL).await;
-    let e = phone(&local, dir.path(), MEMBER_E, CELL).await;
-    let outsider = phone(&local, dir.path(), OUTSIDER, OTHER_CELL).await;
+    let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
+    let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
+    let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
+    let e = cell_member(&local, dir.path(), MEMBER_E, CELL).await;
+    let outsider = cell_member(&local, dir.path(), OUTSIDER, OTHER_CELL).await;
     let today = today_in_hanoi();
     for (cell, id) in [(CELL, "m-1"), (OTHER_CELL, "m-9")] {
-        let (status, _) = admin(
+        let (status, _) = party(
             &local,
             "POST",
             &format!("/v1/admin/cells/{cell}/handbook.meeting"),
@@ -171,7 +128,7 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
         matches!(&refused, Err(BackendError::Refused { code, .. }) if code == "not_secretary"),
         "{refused:?}"
     );
-    let (status, _) = admin(
+    let (status, _) = party(
         &local,
         "POST",
         &format!("/v1/admin/cells/{CELL}/secretary"),
@@ -307,7 +264,7 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     assert_eq!(status, 413);
 
     // The cell's counts: two verified; three declared present, one of them unverified.
-    let (status, counts) = admin(
+    let (status, counts) = party(
         &local,
         "GET",
         &format!("/v1/admin/cells/{CELL}/meetings/m-1/attendance"),

@@ -11,12 +11,11 @@ mod common;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use common::{http_client, operator, vault, Local, Role};
+use common::{cell_member, http_client, party, Local, Role};
 use serde_json::{json, Value};
 use thudo_core::attachments::{self, AttachmentError, AttachmentRef, Attachments, CHUNK_BYTES};
 use thudo_core::handbook::library::Library;
 use thudo_core::sync::client::BackendError;
-use thudo_core::vault::Vault;
 
 const CELL: &str = "hn.ba-dinh.chi-bo-1";
 
@@ -74,25 +73,10 @@ fn alter_chunk(db: &str, id: &str, index: i64, data: &[u8]) {
     }
 }
 
-async fn admin(local: &Local, path: &str, body: Value) -> (u16, Value) {
-    let r = http_client()
-        .post(format!("{}{path}", local.url))
-        .bearer_auth(operator(&local.idp, Role::PartyOrganisation))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (
-        status,
-        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null),
-    )
-}
-
 async fn upload(local: &Local, cell: &str, name: &str, media: &str, bytes: &[u8]) -> (u16, Value) {
-    admin(
+    party(
         local,
+        "POST",
         &format!("/v1/admin/cells/{cell}/files"),
         json!({"name": name, "media_type": media,
                "data": base64::engine::general_purpose::STANDARD.encode(bytes)}),
@@ -100,33 +84,13 @@ async fn upload(local: &Local, cell: &str, name: &str, media: &str, bytes: &[u8]
     .await
 }
 
-async fn member(local: &Local, dir: &std::path::Path, citizen: &str, cell: &str) -> Arc<Vault> {
-    let v = vault(&dir.join(citizen));
-    let id = citizen.to_owned();
-    local
-        .client
-        .sign_in_and_register(v.clone(), "phone", |n| {
-            local.idp.id_token(&id, n).map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap();
-    let (status, _) = admin(
-        local,
-        &format!("/v1/admin/citizens/{citizen}/cell"),
-        json!({ "cell": cell }),
-    )
-    .await;
-    assert_eq!(status, 200);
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::database(dir.path());
     let local = common::start_on(dir.path(), &db).await;
-    let phone = member(&local, dir.path(), "001080001001", CELL).await;
-    let outsider = member(&local, dir.path(), "001080001002", "hn.ba-dinh.chi-bo-2").await;
+    let phone = cell_member(&local, dir.path(), "001080001001", CELL).await;
+    let outsider = cell_member(&local, dir.path(), "001080001002", "hn.ba-dinh.chi-bo-2").await;
 
     // The resolution's PDF: its text is extracted for search.
     let resolution =
@@ -146,8 +110,9 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
     let papers_ref: AttachmentRef = serde_json::from_value(uploaded["reference"].clone()).unwrap();
 
     // Published with an empty body: the document's body is the PDF's text.
-    let (status, _) = admin(
+    let (status, _) = party(
         &local,
+        "POST",
         &format!("/v1/admin/cells/{CELL}/handbook.documents"),
         json!({"items": [{"id": "nq57", "number": "57-NQ/TW", "issuer": "Bộ Chính trị",
             "issued_on": "2024-12-22", "kind": "Nghị quyết", "title": "Nghị quyết 57", "body": "",
@@ -205,7 +170,7 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
 
     // Tampered in transit (a chunk altered): the whole fails its hash, is dropped and reported;
     // fetched again once the server is right, it completes.
-    let cell_mate = member(&local, dir.path(), "001080001003", CELL).await;
+    let cell_mate = cell_member(&local, dir.path(), "001080001003", CELL).await;
     let refused = attachments::fetch(
         &local.client,
         cell_mate.clone(),
@@ -240,7 +205,7 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
     assert_eq!(mate_files.read(&papers_ref.id).unwrap(), papers);
     // A chunk the server sends short (truncated) is refused and nothing of it kept.
     alter(2, papers[2 * CHUNK_BYTES..2 * CHUNK_BYTES + 10].to_vec());
-    let third = member(&local, dir.path(), "001080001004", CELL).await;
+    let third = cell_member(&local, dir.path(), "001080001004", CELL).await;
     let short = attachments::fetch(
         &local.client,
         third.clone(),
@@ -278,8 +243,9 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
     let big = vec![0u8; 10 * 1024 * 1024 + 1];
     let (status, _) = upload(&local, CELL, "big.bin", "application/octet-stream", &big).await;
     assert_eq!(status, 413);
-    let (status, _) = admin(
+    let (status, _) = party(
         &local,
+        "POST",
         &format!("/v1/admin/cells/{CELL}/files"),
         json!({"name": "x.pdf", "media_type": "application/pdf", "data": "%%%"}),
     )

@@ -228,12 +228,9 @@ impl MeetingIssuer {
         Some((MeetingIssuer { key_id, key }, pkcs8))
     }
 
-    /// The key kept as PKCS#8.
-    pub fn from_pkcs8(key_id: u16, pkcs8: &[u8]) -> Option<MeetingIssuer> {
-        Some(MeetingIssuer {
-            key_id,
-            key: SoftwareKey::from_pkcs8(pkcs8)?,
-        })
+    /// A key held elsewhere (the backend's settings, an HSM's software stand-in).
+    pub fn from_key(key_id: u16, key: SoftwareKey) -> MeetingIssuer {
+        MeetingIssuer { key_id, key }
     }
 
     /// The key's id.

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use thudo_core::crypto::p256::{self, SoftwareKey};
+use thudo_core::crypto::p256;
 use thudo_core::handbook::attendance::{
     self as rules, cell_hash, format_attendance_key, meeting_hash, AttendanceError, MeetingIssuer,
     MAX_SCAN_SKEW_SECS,
@@ -71,25 +71,15 @@ pub fn routes(state: AttendanceState) -> Router {
 
 /// The attendance key, made on first use (every instance goes on with the first stored).
 pub fn issuer<S: SettingsStore + ?Sized>(settings: &S) -> Result<MeetingIssuer, ApiError> {
-    let internal = |what: &str| {
+    let internal = |what: String| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("attendance key: {what}"),
         )
     };
-    let stored = match settings.get_setting(KEY_SETTING)? {
-        Some(stored) => stored,
-        None => {
-            let (_, pkcs8) = SoftwareKey::generate().ok_or_else(|| internal("no randomness"))?;
-            settings.claim_setting(KEY_SETTING, hex::encode(&pkcs8).as_bytes())?
-        }
-    };
-    let pkcs8 = std::str::from_utf8(&stored)
-        .ok()
-        .and_then(hex::decode)
-        .ok_or_else(|| internal("unreadable"))?;
-    MeetingIssuer::from_pkcs8(KEY_ID, &pkcs8).ok_or_else(|| internal("not a P-256 key"))
+    let key = crate::storage::settings::p256_key(settings, KEY_SETTING).map_err(internal)?;
+    Ok(MeetingIssuer::from_key(KEY_ID, key))
 }
 
 /// The attendance key as meetings carry it ([`format_attendance_key`]).

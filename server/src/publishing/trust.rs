@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::health::trust_bundle::{CardIssuer, PassportSigner, TrustBundle, MAX_BUNDLE};
-use thudo_core::hex;
 
 use super::PublishingState;
 use crate::http::{blocking, ApiError, ApiResult, JsonBody};
@@ -31,25 +30,13 @@ const MAX_VALID_DAYS: u32 = 90;
 /// The trust-list key, made on first use. Of several instances, every one goes on with the key
 /// the first stored.
 fn trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, ApiError> {
-    let internal = |what: &str| {
+    crate::storage::settings::p256_key(settings, KEY_SETTING).map_err(|what| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("trust-list key: {what}"),
         )
-    };
-    let stored = match settings.get_setting(KEY_SETTING)? {
-        Some(hex_pkcs8) => hex_pkcs8,
-        None => {
-            let (_, pkcs8) = SoftwareKey::generate().ok_or_else(|| internal("no randomness"))?;
-            settings.claim_setting(KEY_SETTING, hex::encode(&pkcs8).as_bytes())?
-        }
-    };
-    let pkcs8 = std::str::from_utf8(&stored)
-        .ok()
-        .and_then(hex::decode)
-        .ok_or_else(|| internal("unreadable"))?;
-    SoftwareKey::from_pkcs8(&pkcs8).ok_or_else(|| internal("not a P-256 key"))
+    })
 }
 
 /// What the health authority sends.

@@ -84,3 +84,27 @@ impl<E: Engine> SettingsStore for SqlStorage<E> {
         })
     }
 }
+
+/// A P-256 signing key kept under `key` as hex PKCS#8 (a deployment keeps it in an HSM), made
+/// on first use: of several instances making it at once, all go on with the first stored.
+/// `Err` says what is wrong with it (no randomness, unreadable, not P-256).
+pub fn p256_key<S: SettingsStore + ?Sized>(
+    settings: &S,
+    key: &str,
+) -> std::result::Result<thudo_core::crypto::p256::SoftwareKey, String> {
+    use thudo_core::crypto::p256::SoftwareKey;
+    let stored = match settings.get_setting(key).map_err(|e| e.to_string())? {
+        Some(stored) => stored,
+        None => {
+            let (_, pkcs8) = SoftwareKey::generate().ok_or("no randomness")?;
+            settings
+                .claim_setting(key, thudo_core::hex::encode(&pkcs8).as_bytes())
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let pkcs8 = std::str::from_utf8(&stored)
+        .ok()
+        .and_then(thudo_core::hex::decode)
+        .ok_or("unreadable")?;
+    SoftwareKey::from_pkcs8(&pkcs8).ok_or_else(|| "not a P-256 key".to_owned())
+}

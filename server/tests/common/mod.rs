@@ -358,3 +358,50 @@ pub async fn start_proxy_to(upstreams: &[SocketAddr], seed: u64) -> (String, Pro
 pub async fn start_proxy(upstream: SocketAddr) -> (String, Proxy) {
     start_proxy_to(&[upstream], 1).await
 }
+
+/// A party organisation's request (the test organisation `hn`, governing every `hn.…` cell):
+/// status and JSON answer.
+#[allow(dead_code)]
+pub async fn party(
+    local: &Local,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = http_client()
+        .request(method.parse().unwrap(), format!("{}{path}", local.url))
+        .bearer_auth(operator(&local.idp, Role::PartyOrganisation))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A citizen's phone, registered and made a member of `cell` by the party organisation.
+#[allow(dead_code)]
+pub async fn cell_member(local: &Local, dir: &Path, citizen: &str, cell: &str) -> Arc<Vault> {
+    let v = vault(&dir.join(citizen));
+    let id = citizen.to_owned();
+    local
+        .client
+        .sign_in_and_register(v.clone(), "phone", |n| {
+            local.idp.id_token(&id, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (status, _) = party(
+        local,
+        "POST",
+        &format!("/v1/admin/citizens/{citizen}/cell"),
+        serde_json::json!({ "cell": cell }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    v
+}
