@@ -239,6 +239,18 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
         "{denied:?}"
     );
 
+    // A document naming a malformed file is refused at publishing, not skipped by phones.
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/handbook.documents"),
+        json!({"items": [{"id": "bad", "number": "1", "issuer": "x", "issued_on": "2026-01-01",
+            "kind": "x", "title": "x", "body": "x",
+            "attachments": [{"id": "not-a-hash", "name": "a.pdf", "media_type": "application/pdf", "size": 1}]}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+
     // Uploads: too large, not base64, a bad media type, another organisation's cell.
     let big = vec![0u8; 10 * 1024 * 1024 + 1];
     let (status, _) = upload(&local, CELL, "big.bin", "application/octet-stream", &big).await;

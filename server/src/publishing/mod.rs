@@ -253,6 +253,7 @@ async fn admin_cell_content(
             .ok_or_else(|| ApiError::bad(format!("item {i} needs an id")))?
             .to_owned();
         record_fits(i, &item)?;
+        attachments_fit(i, &item)?;
         changes.push(Change {
             collection: spec.name.into(),
             record_id: id,
@@ -292,6 +293,22 @@ fn fill_body_from_pdf(
             }
             break;
         }
+    }
+    Ok(())
+}
+
+/// An item's `attachments`, when it has any, are references devices accept (a SHA-256 id, a
+/// name, a media type, a size within the limit): a bad one is refused here rather than making
+/// every device skip the item.
+fn attachments_fit(index: usize, item: &Value) -> Result<(), ApiError> {
+    let Some(list) = item.get("attachments") else {
+        return Ok(());
+    };
+    let refs: Vec<thudo_core::attachments::AttachmentRef> = serde_json::from_value(list.clone())
+        .map_err(|e| ApiError::bad(format!("item {index}'s attachments: {e}")))?;
+    for r in &refs {
+        r.validate()
+            .map_err(|e| ApiError::bad(format!("item {index}: {e}")))?;
     }
     Ok(())
 }
