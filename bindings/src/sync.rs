@@ -60,6 +60,13 @@ pub enum SyncError {
         /// The server's explanation.
         detail: String,
     },
+    /// The backend serves no app this old: ask the user to update the app (`minimum` is the
+    /// oldest library version it serves).
+    #[error("upgrade required: the backend needs version {minimum} or later")]
+    UpgradeRequired {
+        /// The oldest version the backend serves.
+        minimum: String,
+    },
     /// The server broke the protocol.
     #[error("protocol: {detail}")]
     Protocol {
@@ -168,6 +175,7 @@ impl From<core::BackendError> for SyncError {
                 detail: message,
             },
             E::NotEntitled { message } => SyncError::NotEntitled { detail: message },
+            E::UpgradeRequired { minimum } => SyncError::UpgradeRequired { minimum },
             E::Protocol { detail } => SyncError::Protocol { detail },
             E::Cancelled => SyncError::Cancelled,
             E::ClientClosed => SyncError::ShutDown,
@@ -687,6 +695,7 @@ crate::error_api!(SyncError, {
         Unavailable => ("sync.unavailable", true),
         Refused => ("sync.refused", false),
         NotEntitled => ("sync.not_entitled", false),
+        UpgradeRequired => ("sync.upgrade_required", false),
         Protocol => ("sync.protocol", true),
         Cancelled => ("sync.cancelled", true),
         ShutDown => ("sync.shut_down", false),

@@ -106,6 +106,7 @@ pub struct AppState {
     transit: TransitState,
     operators: Operators,
     limits: Arc<crate::gate::RateLimits>,
+    min_client_version: Option<crate::gate::ClientVersion>,
 }
 
 /// Server settings.
@@ -127,6 +128,9 @@ pub struct ServerConfig {
     pub limits: crate::gate::RateLimits,
     /// The secrets kept outside the database (citizen-ID keys, the audit seal).
     pub secrets: Arc<ServerSecrets>,
+    /// The oldest library version devices may call with; older ones get 426
+    /// `upgrade_required` (`None`: any).
+    pub min_client_version: Option<crate::gate::ClientVersion>,
 }
 
 impl ServerConfig {
@@ -148,6 +152,7 @@ impl ServerConfig {
                 // Tests and demos drive many devices from one address.
                 limits: crate::gate::RateLimits::off(),
                 secrets: Arc::new(ServerSecrets::local()),
+                min_client_version: None,
             },
             idp,
         ))
@@ -206,6 +211,7 @@ impl AppState {
             },
             operators,
             limits: Arc::new(config.limits),
+            min_client_version: config.min_client_version,
             storage,
         })
     }
@@ -265,6 +271,7 @@ pub fn app(state: AppState) -> Router {
         tokens: state.transit.storage.clone(),
         operators: state.operators.clone(),
         limits: state.limits.clone(),
+        min_client_version: state.min_client_version,
     };
     let audit = AuditState {
         store: state.storage.clone(),

@@ -28,6 +28,52 @@ pub struct GateState {
     pub operators: Operators,
     /// The rate limits (per instance).
     pub limits: Arc<RateLimits>,
+    /// The oldest library version devices may call with (`None`: any).
+    pub min_client_version: Option<ClientVersion>,
+}
+
+/// A library version, `MAJOR.MINOR.PATCH` (a pre-release or build suffix is ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClientVersion(pub u64, pub u64, pub u64);
+
+impl ClientVersion {
+    /// Parses `1.2.3` (or `1.2.3-beta`); `None` for anything else.
+    pub fn parse(text: &str) -> Option<ClientVersion> {
+        let core = text.trim().split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+        let v = ClientVersion(parts.next()??, parts.next()??, parts.next()??);
+        parts.next().is_none().then_some(v)
+    }
+}
+
+impl std::fmt::Display for ClientVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// A device's request from a library older than `minimum` (or naming none: an app from before
+/// versions were sent): 426 `upgrade_required`, the minimum in a header.
+fn too_old(minimum: ClientVersion, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let sent = headers
+        .get(thudo_core::sync::protocol::CLIENT_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ClientVersion::parse);
+    if sent.is_some_and(|v| v >= minimum) {
+        return None;
+    }
+    let mut response = ApiError::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "upgrade_required",
+        format!("this backend serves version {minimum} of the library or later: update the app"),
+    )
+    .into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&minimum.to_string()) {
+        response
+            .headers_mut()
+            .insert(thudo_core::sync::protocol::MIN_CLIENT_VERSION_HEADER, value);
+    }
+    Some(response)
 }
 
 type Keyed<K> = governor::DefaultKeyedRateLimiter<K>;
@@ -259,6 +305,19 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let address = state.limits.client_address(peer, req.headers());
+    let from_device = match caller(req.method(), &path) {
+        Caller::Holder => true,
+        Caller::Anyone => matches!(
+            path.as_str(),
+            "/v1/identity/nonce" | "/v1/devices" | "/v1/validators"
+        ),
+        Caller::Operator => false,
+    };
+    if let (true, Some(minimum)) = (from_device, state.min_client_version) {
+        if let Some(refused) = too_old(minimum, req.headers()) {
+            return refused;
+        }
+    }
     match caller(req.method(), &path) {
         // The payment provider notifies from a few addresses at the city's pace of sales; its
         // signature, checked first, is a hash: not worth limiting.

@@ -121,6 +121,15 @@ struct Args {
     /// behind a balancer shares the balancer's allowance.
     #[arg(long)]
     trusted_proxy: Vec<std::net::IpAddr>,
+    /// The oldest library version (`MAJOR.MINOR.PATCH`) devices may call with: older apps (and
+    /// those from before versions were sent) get 426 `upgrade_required`, told to update.
+    #[arg(long, value_parser = parse_version)]
+    min_client_version: Option<thudo_server::gate::ClientVersion>,
+}
+
+fn parse_version(text: &str) -> Result<thudo_server::gate::ClientVersion, String> {
+    thudo_server::gate::ClientVersion::parse(text)
+        .ok_or_else(|| format!("expected MAJOR.MINOR.PATCH, got {text:?}"))
 }
 
 fn rate_limits(args: &Args) -> thudo_server::gate::RateLimits {
@@ -229,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
                 payments,
                 limits,
                 secrets: secrets.ok_or_else(|| anyhow::anyhow!("--secrets-file is required"))?,
+                min_client_version: args.min_client_version,
             }
         }
         (None, None, true) => {
@@ -241,6 +251,7 @@ async fn main() -> anyhow::Result<()> {
                 payments,
                 limits,
                 secrets: secrets.unwrap_or(local.secrets.clone()),
+                min_client_version: args.min_client_version,
                 ..local
             }
         }

@@ -71,6 +71,7 @@ async fn instance(
         test_identity: None,
         payments: payments.clone(),
         limits: thudo_server::gate::RateLimits::off(),
+        min_client_version: None,
     })
     .unwrap();
     let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())

@@ -123,6 +123,7 @@ fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
         test_identity: None,
         payments: thudo_server::transit::sales::Payments::sandbox(false),
         limits: thudo_server::gate::RateLimits::off(),
+        min_client_version: None,
     }
 }
 

@@ -116,6 +116,12 @@ pub enum BackendError {
         /// The server's explanation.
         message: String,
     },
+    /// The backend serves no app this old: the app must be updated.
+    #[error("the backend needs version {minimum} or later of this library")]
+    UpgradeRequired {
+        /// The oldest version it serves.
+        minimum: String,
+    },
     /// The server answered with something that does not fit the protocol.
     #[error("protocol violation: {detail}")]
     Protocol {
@@ -441,7 +447,11 @@ impl BackendClient {
         body: Option<&[u8]>,
         run: &mut Run<'_>,
     ) -> Result<Attempt<T>, BackendError> {
-        let mut headers = Vec::with_capacity(3);
+        let mut headers = Vec::with_capacity(4);
+        headers.push((
+            protocol::CLIENT_VERSION_HEADER.to_owned(),
+            protocol::CLIENT_VERSION.to_owned(),
+        ));
         if let Some(t) = token {
             headers.push((AUTHORIZATION.as_str().to_owned(), format!("Bearer {t}")));
         }
@@ -482,6 +492,14 @@ impl BackendClient {
             detail: format!("HTTP status {} is not a status", response.status),
         })?;
         let server_time = response.header(SERVER_TIME_HEADER).map(str::to_owned);
+        if response.status == 426 {
+            return Err(BackendError::UpgradeRequired {
+                minimum: response
+                    .header(protocol::MIN_CLIENT_VERSION_HEADER)
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
         let after = retry_after(response.header(RETRY_AFTER.as_str()));
         let bytes = response.body;
         let rtt = sent.elapsed().as_millis() as i64;

@@ -13,6 +13,13 @@ pub const SERVER_TIME_HEADER: &str = "x-thudo-server-time";
 /// Request header naming one logical POST across its retries (a credential purchase is made
 /// once however often its request is delivered).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Request header carrying the library's version (`MAJOR.MINOR.PATCH`): the backend may answer
+/// 426 `upgrade_required` to versions older than it serves.
+pub const CLIENT_VERSION_HEADER: &str = "x-thudo-client-version";
+/// Response header of a 426: the oldest version the backend serves.
+pub const MIN_CLIENT_VERSION_HEADER: &str = "x-thudo-min-client-version";
+/// This library's version, as it sends it.
+pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Largest push batch the server accepts.
 pub const MAX_PUSH_BATCH: usize = 500;
 /// Largest pull page the server returns, in changes.

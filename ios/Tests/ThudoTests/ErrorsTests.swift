@@ -49,4 +49,35 @@ final class ErrorsTests: XCTestCase {
         let (code, retryable) = api(error)
         return (code, code, retryable, error.localizedDescription)
     }
+
+    final class OldBackend: HttpClient, @unchecked Sendable {
+        private let lock = NSLock()
+        private var headers: [[String: String]] = []
+        var sent: [[String: String]] { lock.lock(); defer { lock.unlock() }; return headers }
+        func send(request: HttpRequest) throws -> HttpResponse {
+            lock.lock(); headers.append(request.headers); lock.unlock()
+            return HttpResponse(status: 426, headers: ["x-thudo-min-client-version": "99.0.0"],
+                                body: Data(#"{"error":"upgrade_required","message":"update the app"}"#.utf8))
+        }
+    }
+
+    func testABackendThatServesNoAppThisOldSaysSoTyped() async throws {
+        let backend = OldBackend()
+        let client = try SyncClient.withHttpClient(settings: SyncSettings(baseUrl: "https://api.example.vn", requestTimeoutMs: 1_000,
+                                                                          maxAttempts: 3, backoffBaseMs: 10, pinnedSpkiSha256Hex: []),
+                                                   http: backend)
+        do {
+            _ = try await client.registrationNonce()
+            XCTFail("expected UpgradeRequired")
+        } catch let error as SyncError {
+            guard case SyncError.UpgradeRequired(let minimum) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(minimum, "99.0.0")
+            XCTAssertEqual(error.code(), "sync.upgrade_required")
+            XCTAssertFalse(error.isRetryable())
+        }
+        XCTAssertEqual(backend.sent.count, 1, "not retried")
+        XCTAssertNotNil(backend.sent.first?["x-thudo-client-version"])
+        client.shutdown()
+    }
 }
+

@@ -48,4 +48,24 @@ class ErrorsTest {
         assertEquals("not registered", SyncException.NotRegistered().message)
         assertEquals("key provider unavailable: device locked", VaultException.KeyUnavailable("device locked").message)
     }
+
+    @Test
+    fun `a backend that serves no app this old says so, typed`() = kotlinx.coroutines.runBlocking<Unit> {
+        val sent = java.util.Collections.synchronizedList(mutableListOf<Map<String, String>>())
+        val oldBackend = object : HttpClient {
+            override fun send(request: HttpRequest): HttpResponse {
+                sent.add(request.headers)
+                return HttpResponse(426, mapOf("x-thudo-min-client-version" to "99.0.0"),
+                    Bytes("""{"error":"upgrade_required","message":"update the app"}""".toByteArray()))
+            }
+        }
+        val client = SyncClient.withHttpClient(SyncSettings("https://api.example.vn", 1_000L, 3, 10L, emptyList()), oldBackend)
+        val e = org.junit.jupiter.api.assertThrows<SyncException.UpgradeRequired> { kotlinx.coroutines.runBlocking { client.registrationNonce() } }
+        assertEquals("99.0.0", e.minimum)
+        assertEquals("sync.upgrade_required", e.code())
+        assertEquals(false, e.isRetryable())
+        assertEquals(1, sent.size, "not retried")
+        org.junit.jupiter.api.Assertions.assertTrue(sent[0]["x-thudo-client-version"]!!.matches(Regex("""\d+\.\d+\.\d+""")))
+        client.shutdown()
+    }
 }
