@@ -273,7 +273,7 @@ impl<'a> Attachments<'a> {
 
     /// Records that `owner` holds the published file `reference` (fetched later with
     /// [`fetch`]); nothing is downloaded.
-    pub fn expect(
+    pub fn note_published(
         &self,
         owner: &str,
         reference: &AttachmentRef,
@@ -476,8 +476,12 @@ pub async fn fetch(
     reference: &AttachmentRef,
 ) -> Result<AttachmentState, BackendError> {
     let (v, o, r) = (vault.clone(), owner.to_owned(), reference.clone());
-    let mut state =
-        blocking(move || Attachments::new(&v).expect(&o, &r).map_err(device_side)).await?;
+    let mut state = blocking(move || {
+        Attachments::new(&v)
+            .note_published(&o, &r)
+            .map_err(device_side)
+    })
+    .await?;
     while !state.complete {
         if state.stored_bytes == state.reference.bytes() {
             let (v, id) = (vault.clone(), reference.id.clone());

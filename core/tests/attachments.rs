@@ -105,7 +105,7 @@ fn oversized_and_malformed_files_are_refused() {
         size: 3,
     };
     assert!(matches!(
-        files.expect("handbook.meeting/m", &forged),
+        files.note_published("handbook.meeting/m", &forged),
         Err(AttachmentError::Invalid { .. })
     ));
     let negative = AttachmentRef {
@@ -113,7 +113,9 @@ fn oversized_and_malformed_files_are_refused() {
         size: -1,
         ..forged
     };
-    assert!(files.expect("handbook.meeting/m", &negative).is_err());
+    assert!(files
+        .note_published("handbook.meeting/m", &negative)
+        .is_err());
 }
 
 #[test]
@@ -130,7 +132,9 @@ fn a_download_resumes_refuses_bad_chunks_and_drops_a_whole_that_fails_its_hash()
     let chunk = |i: usize| &file[i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(file.len())];
     {
         let files = Attachments::new(&v);
-        files.expect("handbook.meeting/m-1", &reference).unwrap();
+        files
+            .note_published("handbook.meeting/m-1", &reference)
+            .unwrap();
         assert!(matches!(
             files.read(&reference.id),
             Err(AttachmentError::Incomplete { .. })

@@ -151,7 +151,9 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
 
     // Interrupted after the first chunk (kept), then resumed: chunk 0 is never asked again,
     // so even a server whose chunk 0 changed since gives the right file.
-    files.expect("handbook.meeting/m-1", &papers_ref).unwrap();
+    files
+        .note_published("handbook.meeting/m-1", &papers_ref)
+        .unwrap();
     files
         .store_chunk(&papers_ref.id, 0, &papers[..CHUNK_BYTES])
         .unwrap();
