@@ -11,8 +11,12 @@ rustup target add aarch64-linux-android armv7-linux-androideabi x86_64-linux-and
 # 16 KB pages and packed relocations come from .cargo/config.toml. The libraries go to
 # android/jniLibs, outside Gradle's build folder, so a `gradle clean` never ships an AAR
 # without them.
+# Without the built-in HTTPS client (about 0.9 MB per ABI): apps sync through OkHttp
+# (OkHttpSyncTransport). THUDO_RUST_HTTP=1 keeps it, for apps that call SyncClient(settings).
+features=(--no-default-features)
+[ "${THUDO_RUST_HTTP:-0}" = 1 ] && features=()
 cargo ndk --platform 24 -t arm64-v8a -t armeabi-v7a -t x86_64 -o android/jniLibs \
-  build --release -p thudo-ffi
+  build --release -p thudo-ffi "${features[@]}"
 python3 scripts/check-elf-alignment.py android/jniLibs/*/libthudo_ffi.so
 # The bindings come from the host build of the same sources (identical interface).
 scripts/bindings.sh release >/dev/null

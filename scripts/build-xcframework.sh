@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 [ "$(uname)" = Darwin ] || { echo "build-xcframework.sh needs macOS and Xcode" >&2; exit 1; }
 TARGETS="aarch64-apple-ios aarch64-apple-ios-sim x86_64-apple-ios aarch64-apple-darwin x86_64-apple-darwin"
 rustup target add $TARGETS
-for t in $TARGETS; do cargo build --release -p thudo-ffi --target "$t"; done
+# Without the built-in HTTPS client (about 0.9 MB per slice): apps sync through URLSession
+# (URLSessionSyncTransport). THUDO_RUST_HTTP=1 keeps it, for apps that call SyncClient(settings:).
+features=(--no-default-features)
+[ "${THUDO_RUST_HTTP:-0}" = 1 ] && features=()
+for t in $TARGETS; do cargo build --release -p thudo-ffi --target "$t" "${features[@]}"; done
 OUT=build/xcframework; rm -rf "$OUT" ios/ThudoFFI.xcframework; mkdir -p "$OUT"/{sim,mac}
 lipo -create target/aarch64-apple-ios-sim/release/libthudo_ffi.a target/x86_64-apple-ios/release/libthudo_ffi.a \
   -output "$OUT/sim/libthudo_ffi.a"

@@ -26,6 +26,13 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "The mobile library without the built-in HTTPS client (--no-default-features)"
+cargo clippy -p thudo-ffi --no-default-features --all-targets --quiet -- -D warnings
+cargo test -p thudo-ffi --no-default-features --lib --quiet 2>&1 | grep -E "^test result"
+if cargo tree -p thudo-ffi --no-default-features -e normal | grep -E "reqwest|rustls|hyper"; then
+  echo "the mobile library without rust-http still links an HTTP or TLS stack" >&2
+  exit 1
+fi
 step "Rust tests (crash test: ${THUDO_CRASH_ROUNDS:-100} SIGKILL rounds)"
 cargo test --workspace --quiet 2>&1
 step "The backend's tests again on PostgreSQL (a throwaway cluster, installed from Debian when missing), with the tests only PostgreSQL can run"

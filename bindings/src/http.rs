@@ -103,11 +103,11 @@ impl core::HttpTransport for Foreign {
         Box::pin(async move {
             // The host's client blocks: on the blocking pool, never an async worker. A call
             // cancelled meanwhile runs to the client's own timeout and its answer is dropped.
-            let exchange = tokio::task::spawn_blocking(move || client.send(request));
+            let exchange = thudo_core::background::run_blocking(move || client.send(request));
             let answer = tokio::time::timeout(deadline, exchange)
                 .await
                 .map_err(|_| core::HttpFailure::Failed("HTTP client timed out".into()))?
-                .map_err(|e| core::HttpFailure::Failed(format!("HTTP client failed: {e}")))?;
+                .map_err(|e| core::HttpFailure::Failed(format!("HTTP client failed: {e:?}")))?;
             match answer {
                 Ok(response) => Ok(core::HttpResponse {
                     // Not a status at all: 0, which the client refuses as a protocol error like

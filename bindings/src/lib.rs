@@ -31,6 +31,8 @@ pub use transit::*;
 pub use transit_client::*;
 pub use vault::*;
 
+use thudo_core::background::Unfinished;
+
 uniffi::setup_scaffolding!();
 
 /// Runs blocking core work on tokio's blocking pool and awaits it.
@@ -41,13 +43,12 @@ where
     T: Send + 'static,
     E: Send + 'static + From<Internal>,
 {
-    match tokio::task::spawn_blocking(work).await {
+    match thudo_core::background::run_blocking(work).await {
         Ok(result) => result,
-        Err(join) => Err(E::from(Internal(if join.is_panic() {
-            "the operation panicked inside the library".into()
-        } else {
-            "the operation was cancelled".into()
-        }))),
+        Err(Unfinished::Panicked) => Err(E::from(Internal(
+            "the operation panicked inside the library".into(),
+        ))),
+        Err(Unfinished::Cancelled) => Err(E::from(Internal("the operation was cancelled".into()))),
     }
 }
 
@@ -197,6 +198,40 @@ mod tests {
         assert!(!card.is_retryable());
         // The message is the sentence, never a dump of the fields.
         assert_eq!(lost.to_string(), "the vault's key is gone: no key");
+    }
+
+    /// A mobile build without the built-in HTTPS client (`--no-default-features`): the
+    /// constructor that needs it says so with a typed error; the platform client's works.
+    #[cfg(not(feature = "rust-http"))]
+    #[test]
+    fn without_the_built_in_client_only_the_platform_client_syncs() {
+        struct Offline;
+        impl crate::http::HttpClient for Offline {
+            fn send(
+                &self,
+                _: crate::http::HttpRequest,
+            ) -> Result<crate::http::HttpResponse, HttpError> {
+                Err(HttpError::Failed {
+                    reason: "offline".into(),
+                })
+            }
+        }
+        let settings = SyncSettings {
+            base_url: "https://api.example.vn".into(),
+            request_timeout_ms: None,
+            max_attempts: None,
+            backoff_base_ms: None,
+            pinned_spki_sha256_hex: Vec::new(),
+            health_trust_key: None,
+        };
+        match SyncClient::new(settings.clone()) {
+            Err(SyncError::InvalidArgument { reason }) => {
+                assert!(reason.contains("withHttpClient"))
+            }
+            Err(other) => panic!("expected InvalidArgument, got {other:?}"),
+            Ok(_) => panic!("a client without an HTTP stack was made"),
+        }
+        assert!(SyncClient::with_http_client(settings, std::sync::Arc::new(Offline)).is_ok());
     }
 
     #[test]

@@ -192,13 +192,17 @@ pub struct SyncSettings {
     /// `https://...` (`http://` to loopback only).
     pub base_url: String,
     /// Per-request limit, ms (default 20,000).
+    #[uniffi(default = None)]
     pub request_timeout_ms: Option<i64>,
     /// Attempts per request (default 6).
+    #[uniffi(default = None)]
     pub max_attempts: Option<i32>,
     /// First backoff, ms (default 500; doubles with jitter up to 60 s).
+    #[uniffi(default = None)]
     pub backoff_base_ms: Option<i64>,
     /// SHA-256 of the server's SubjectPublicKeyInfo, hex: when given, the certificate must carry
-    /// one of these keys.
+    /// one of these keys (built-in client only; a platform client takes its own pins).
+    #[uniffi(default = [])]
     pub pinned_spki_sha256_hex: Vec<String>,
     /// The health trust-list public key the app is built with (base64 P-256 point, from the
     /// operator's `GET /v1/admin/health/trust-bundle`). When given, `sync` fetches the
@@ -402,14 +406,25 @@ fn trust_key(settings: &SyncSettings) -> Result<Option<[u8; 65]>, SyncError> {
 impl SyncClient {
     /// A client for `settings.base_url`.
     #[uniffi::constructor]
+    /// In a build without the built-in HTTPS client (feature `rust-http` left out to save
+    /// about 0.9 MB), fails with `InvalidArgument`: use `withHttpClient`.
     pub fn new(settings: SyncSettings) -> Result<Arc<Self>, SyncError> {
         let c = config(&settings)?;
-        Ok(Arc::new(SyncClient {
+        #[cfg(feature = "rust-http")]
+        return Ok(Arc::new(SyncClient {
             health_trust: std::sync::RwLock::new(None),
             health_trust_key: trust_key(&settings)?,
             trust_checked_at: std::sync::Mutex::new(None),
             inner: Arc::new(core::BackendClient::new(c)?),
-        }))
+        }));
+        #[cfg(not(feature = "rust-http"))]
+        {
+            let _ = c;
+            Err(SyncError::InvalidArgument {
+                reason: "this build has no built-in HTTP client: use SyncClient.withHttpClient"
+                    .into(),
+            })
+        }
     }
 
     /// A client for `settings.base_url` that sends through the app's own HTTP client (OkHttp,

@@ -476,7 +476,7 @@ impl Vault {
     /// statement it interrupts and for the checkpoint's I/O.
     pub async fn shutdown(&self) {
         let inner = self.inner.clone();
-        let _ = tokio::task::spawn_blocking(move || inner.close()).await;
+        let _ = thudo_core::background::run_blocking(move || inner.close()).await;
     }
 
     /// Whether the vault was closed.

@@ -492,7 +492,7 @@ pub async fn fetch(
         let chunk: ChunkResponse = backend
             .request(
                 vault.clone(),
-                reqwest::Method::GET,
+                http::Method::GET,
                 &format!("{API_PREFIX}/files/{}/chunks/{index}", reference.id),
                 None,
             )

@@ -10,6 +10,7 @@
 //! `docs/architecture.md`.
 
 pub mod attachments;
+pub mod background;
 pub mod changes;
 pub mod collections;
 pub mod crypto;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use super::attendance::{AttendanceError, CheckInStatus, CheckIns, MeetingSecretary};

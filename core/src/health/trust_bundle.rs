@@ -333,7 +333,7 @@ pub async fn refresh(
     }
     let path = format!("{}/health/trust-bundle", crate::net::protocol::API_PREFIX);
     let published: Published = match client
-        .request(vault.clone(), reqwest::Method::GET, &path, None)
+        .request(vault.clone(), http::Method::GET, &path, None)
         .await
     {
         Ok(p) => p,

@@ -68,10 +68,12 @@ pub trait HttpTransport: Send + Sync {
 
 /// The default transport: reqwest on rustls (ring), with the pins and extra roots of the
 /// client's configuration, no redirects.
+#[cfg(feature = "rust-http")]
 pub(crate) struct Reqwest {
     pub(crate) client: reqwest::Client,
 }
 
+#[cfg(feature = "rust-http")]
 impl HttpTransport for Reqwest {
     fn send(&self, request: HttpRequest, max_body: usize) -> HttpFuture<'_> {
         Box::pin(async move {

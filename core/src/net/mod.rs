@@ -6,16 +6,18 @@
 
 pub mod http;
 pub mod protocol;
+#[cfg(feature = "rust-http")]
 mod tls;
 
 pub use http::{HttpFailure, HttpFuture, HttpRequest, HttpResponse, HttpTransport};
+#[cfg(feature = "rust-http")]
 pub use tls::{server_verifier, spki_sha256, tls_config};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
+use ::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use ::http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -275,12 +277,14 @@ fn check_url(url: &str) -> Result<(), BackendError> {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
-    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-    let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(host) => Ok(()),
-        "http" => Err(bad("plain HTTP is allowed to loopback only")),
+    let parsed = url
+        .parse::<::http::Uri>()
+        .map_err(|e| bad(&e.to_string()))?;
+    let host = parsed.host().ok_or_else(|| bad("no host"))?;
+    match parsed.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(bad("plain HTTP is allowed to loopback only")),
         _ => Err(bad("the scheme must be https")),
     }
 }
@@ -352,15 +356,17 @@ impl<'a> Run<'a> {
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
 ) -> Result<T, BackendError> {
-    tokio::task::spawn_blocking(work)
+    crate::background::run_blocking(work)
         .await
         .map_err(|e| BackendError::Protocol {
-            detail: format!("background work failed: {e}"),
+            detail: format!("background work failed: {e:?}"),
         })?
 }
 
 impl BackendClient {
-    /// A client for `config.base_url`. Refuses insecure URLs.
+    /// A client for `config.base_url` on the built-in HTTPS client (feature `rust-http`).
+    /// Refuses insecure URLs.
+    #[cfg(feature = "rust-http")]
     pub fn new(config: BackendConfig) -> Result<BackendClient, BackendError> {
         check_url(&config.base_url)?;
         let tls = tls_config(&config.pinned_spki_sha256, &config.extra_roots_der).map_err(|e| {
@@ -768,6 +774,9 @@ mod tests {
         for bad in [
             "http://api.example.vn",
             "http://10.0.0.1",
+            "http://localhost.example.vn",
+            "http://127.0.0.1@example.vn",
+            "https://",
             "ftp://127.0.0.1",
             "not a url",
             "",
@@ -791,6 +800,7 @@ mod tests {
         assert_eq!(retry_after(None), None);
     }
 
+    #[cfg(feature = "rust-http")]
     #[test]
     fn backoff_grows_with_jitter_and_stays_under_the_cap() {
         let mut config = BackendConfig::new("http://127.0.0.1:1");

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use super::apply::{self, Applied};
@@ -19,9 +19,11 @@ use crate::net::{blocking, now_secs, Run};
 use crate::vault::{Document, Vault, VaultError};
 
 pub use super::events::{SyncEvent, SyncObserver, SyncReport};
+#[cfg(feature = "rust-http")]
+pub use crate::net::{server_verifier, spki_sha256, tls_config};
 pub use crate::net::{
-    server_verifier, spki_sha256, tls_config, BackendClient, BackendConfig, BackendError, Cancel,
-    HttpFailure, HttpFuture, HttpRequest, HttpResponse, HttpTransport, Registration, Retry,
+    BackendClient, BackendConfig, BackendError, Cancel, HttpFailure, HttpFuture, HttpRequest,
+    HttpResponse, HttpTransport, Registration, Retry,
 };
 
 /// A rejected mutation, kept for support.

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use reqwest::Method;
+use http::Method;
 use serde::{Deserialize, Serialize};
 
 use super::phone::Phone;

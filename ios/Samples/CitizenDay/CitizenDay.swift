@@ -35,8 +35,7 @@ struct CitizenDay {
 
         let vault = try await Vault.openWithPassphrase(path: dir.appendingPathComponent("vault").path,
                                                        passphrase: "correct horse battery staple", options: nil)
-        let sync = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: nil, maxAttempts: nil,
-                                                         backoffBaseMs: nil, pinnedSpkiSha256Hex: []))
+        let sync = try SyncClient.withHttpClient(settings: SyncSettings(baseUrl: url), http: URLSessionSyncTransport())
         _ = try await sync.register(vault: vault, idToken: try await signIn(url, citizen: citizen, nonce: try await sync.registrationNonce()),
                                     deviceName: "Sample iPhone")
         print("registered with \(url)")

@@ -17,8 +17,7 @@ final class DocSamplesTests: XCTestCase {
 
         // Open once per process and share; every call is async and runs off the caller's thread.
         let vault = try await Vault.openWithPassphrase(path: path, passphrase: "correct horse battery staple", options: testOptions)
-        let sync = try SyncClient(settings: SyncSettings(baseUrl: url, requestTimeoutMs: nil, maxAttempts: nil,
-                                                         backoffBaseMs: nil, pinnedSpkiSha256Hex: []))
+        let sync = try SyncClient.withHttpClient(settings: SyncSettings(baseUrl: url), http: URLSessionSyncTransport())
         let idToken = try await signInWithIdentityProvider(nonce: try await sync.registrationNonce())   // the app's VNeID sign-in
         _ = try await sync.register(vault: vault, idToken: idToken, deviceName: "Lan's iPhone")
         let report = try await sync.sync(vault: vault, library: nil, observer: nil)

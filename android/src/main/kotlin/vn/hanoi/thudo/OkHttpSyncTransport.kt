@@ -17,7 +17,7 @@ import okhttp3.Response
  *
  * ```kotlin
  * val http = OkHttpSyncTransport(OkHttpSyncTransport.client("api.thudo.hanoi.gov.vn", pins))
- * val sync = SyncClient.withHttpClient(SyncSettings(url, null, null, null, emptyList()), http)
+ * val sync = SyncClient.withHttpClient(SyncSettings(baseUrl = url), http)
  * ```
  */
 class OkHttpSyncTransport(private val client: OkHttpClient) : HttpClient {

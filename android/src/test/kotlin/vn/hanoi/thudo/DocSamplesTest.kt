@@ -3,6 +3,7 @@ package vn.hanoi.thudo
 import java.nio.file.Path
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.runBlocking
+import okhttp3.OkHttpClient
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Assertions.fail
@@ -28,7 +29,8 @@ class DocSamplesTest {
 
         // Open once per process and share; every call is a suspend function run off the main thread.
         val vault = Vault.openWithPassphrase(path, "correct horse battery staple", testOptions)
-        val sync = SyncClient(SyncSettings(url, null, null, null, emptyList()))
+        val http = OkHttpSyncTransport(OkHttpClient())   // the app's client: its trust store, proxy and pins
+        val sync = SyncClient.withHttpClient(SyncSettings(baseUrl = url), http)
         val idToken = signInWithIdentityProvider(sync.registrationNonce())   // the app's VNeID sign-in
         sync.register(vault, idToken, "Lan's phone")
         val report = sync.sync(vault, null, null)

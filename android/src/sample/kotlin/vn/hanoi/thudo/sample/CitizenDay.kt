@@ -11,10 +11,12 @@ import kotlinx.coroutines.async
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
+import okhttp3.OkHttpClient
 import vn.hanoi.thudo.CancelToken
 import vn.hanoi.thudo.HandbookLibrary
 import vn.hanoi.thudo.HealthBook
 import vn.hanoi.thudo.MemberHandbook
+import vn.hanoi.thudo.OkHttpSyncTransport
 import vn.hanoi.thudo.PassengerCategory
 import vn.hanoi.thudo.SyncClient
 import vn.hanoi.thudo.SyncSettings
@@ -39,7 +41,8 @@ fun main(): Unit = runBlocking {
     val dir = Files.createTempDirectory("thudo-sample")
 
     val vault = Vault.openWithPassphrase(dir.resolve("vault").toString(), "correct horse battery staple", null)
-    val sync = SyncClient(SyncSettings(url, null, null, null, emptyList()))
+    val http = OkHttpSyncTransport(OkHttpClient())   // the app's client: its trust store, proxy and pins
+    val sync = SyncClient.withHttpClient(SyncSettings(baseUrl = url), http)
     sync.register(vault, signIn(url, citizen, sync.registrationNonce()), "Sample phone")
     println("registered with $url")
 
