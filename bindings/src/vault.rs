@@ -485,10 +485,12 @@ impl Vault {
     }
 
     /// Tells `listener` of every committed change to `collections` (all when empty): writes by
-    /// this app and changes applied by sync, one call per transaction with the collections it
-    /// wrote, in commit order, on the store's notifier thread (never the writer's). Until
+    /// this app and changes applied by sync, with the collections written (sorted, each once),
+    /// on the store's notifier thread (never the writer's). Transactions that commit while the
+    /// listener is busy are merged into its next call, so a burst costs one call and nothing
+    /// piles up. Until
     /// `cancel()` is called on the returned subscription (or it is freed). Kotlin:
-    /// `vault.changes(...)` gives a `Flow`; Swift: `vault.changes(...)` an `AsyncStream`.
+    /// `vault.changes(...)` gives a `Flow`; Swift: `vault.changes(...)` a `ChangeStream`.
     pub fn observe(
         &self,
         collections: Vec<String>,

@@ -370,8 +370,9 @@ impl Vault {
         }
     }
 
-    /// Calls `observer` after every committed transaction that wrote records, with the
-    /// collections it wrote; returns the id to stop with [`Vault::unobserve`].
+    /// Calls `observer` after committed transactions that wrote records, with the collections
+    /// they wrote (merged while it is busy: [`ChangeObservers`]); returns the id to stop with
+    /// [`Vault::unobserve`].
     pub fn observe(&self, observer: ChangeObserver) -> u64 {
         self.observers.add(observer)
     }

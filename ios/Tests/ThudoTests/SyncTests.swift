@@ -301,6 +301,38 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(notes.all, [["handbook.note"]], "nothing after the task stopped")
     }
 
+    func testABurstOfWritesReachesABusyLoopAsOneMergedList() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-burst-\(UUID().uuidString)").path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "pass", options: testOptions)
+        let seen = Seen()
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let stream = vault.changes(["a", "b"])
+        let task = Task.detached {
+            var gateOpened = gate.makeAsyncIterator()
+            for await c in stream {
+                seen.add(c)
+                if c == ["a"] { _ = await gateOpened.next() }  // busy with the first list
+            }
+        }
+        _ = try await vault.put(collection: "a", id: "first", body: Data([0]), index: [:])
+        try await waitFor(seen, count: 1)
+        XCTAssertEqual(seen.all, [["a"]])
+        // 400 transactions while the loop is busy: they wait as one set of names.
+        for i in 0..<400 {
+            _ = try await vault.put(collection: i % 2 == 0 ? "a" : "b", id: "r\(i)", body: Data([1]), index: [:])
+        }
+        try await Task.sleep(nanoseconds: 200_000_000)
+        open.yield(())
+        try await waitFor(seen, count: 2)
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let after = Array(seen.all.dropFirst())
+        XCTAssertEqual(Set(after.flatMap { $0 }), ["a", "b"])
+        XCTAssertLessThanOrEqual(after.count, 2, "merged, not one list per transaction: \(after.count) lists")
+        XCTAssertEqual(after.first, ["a", "b"], "sorted, each once")
+        task.cancel()
+        await vault.shutdown()
+    }
+
     func testPurchasesCrossWithTheirTypedRefusalsAndThePhoneShowsTheCardsQr() async throws {
         let client = try client()
         let phone = try await registered(client, "buyer", "001090080002")

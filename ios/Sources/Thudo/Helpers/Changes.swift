@@ -1,43 +1,104 @@
 import Foundation
 
-/// Forwards a store's changes into an `AsyncStream`.
-private final class StreamListener: ChangeListener, @unchecked Sendable {
-    private let continuation: AsyncStream<[String]>.Continuation
-    init(_ continuation: AsyncStream<[String]>.Continuation) { self.continuation = continuation }
-    func onChange(collections: [String]) { continuation.yield(collections) }
+/// The collection names written since the iterator last took them: a set, so it stays as small
+/// as the number of collections however many transactions commit meanwhile.
+private final class PendingNames: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names = Set<String>()
+
+    func add(_ collections: [String]) {
+        lock.lock()
+        names.formUnion(collections)
+        lock.unlock()
+    }
+
+    func take() -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        let taken = names.sorted()
+        names.removeAll()
+        return taken
+    }
 }
 
-private func changes(_ observe: @escaping @Sendable (ChangeListener) -> ChangeSubscription) -> AsyncStream<[String]> {
-    AsyncStream(bufferingPolicy: .unbounded) { continuation in
-        let subscription = observe(StreamListener(continuation))
-        continuation.onTermination = { _ in subscription.cancel() }
+/// Adds each change to the pending names and signals the iterator, never waiting.
+private final class StreamListener: ChangeListener, @unchecked Sendable {
+    private let pending: PendingNames
+    private let signal: AsyncStream<Void>.Continuation
+    init(_ pending: PendingNames, _ signal: AsyncStream<Void>.Continuation) {
+        self.pending = pending
+        self.signal = signal
+    }
+    func onChange(collections: [String]) {
+        pending.add(collections)
+        signal.yield(())
+    }
+}
+
+/// A store's changes as an `AsyncSequence` of collection-name lists (sorted, each once).
+/// Coalesced and bounded: transactions that commit while the loop body runs arrive merged in
+/// the next list, so a sync applying thousands of records is one refresh, and nothing queues
+/// up behind a slow screen. The observation ends when the iterating task is cancelled or the
+/// sequence is released.
+public struct ChangeStream: AsyncSequence, Sendable {
+    public typealias Element = [String]
+
+    private let pending: PendingNames
+    private let signals: AsyncStream<Void>
+
+    fileprivate init(_ observe: @escaping @Sendable (ChangeListener) -> ChangeSubscription) {
+        let pending = PendingNames()
+        self.pending = pending
+        // One signal at most waits: a later one adds nothing the pending set does not hold.
+        self.signals = AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
+            let subscription = observe(StreamListener(pending, continuation))
+            continuation.onTermination = { _ in subscription.cancel() }
+        }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate var signals: AsyncStream<Void>.AsyncIterator
+        fileprivate let pending: PendingNames
+
+        public mutating func next() async -> [String]? {
+            while await signals.next() != nil {
+                let names = pending.take()
+                if !names.isEmpty { return names }
+            }
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(signals: signals.makeAsyncIterator(), pending: pending)
     }
 }
 
 extension Vault {
-    /// The changes to `collections` (every collection when empty), as an `AsyncSequence`: one
-    /// list of collection names per committed transaction, after the app's own writes and after
-    /// sync applies what it pulled. Iterate it in SwiftUI's `.task { }` and query again on each
-    /// element; the observation stops when the task is cancelled.
+    /// The changes to `collections` (every collection when empty), as an `AsyncSequence`: the
+    /// collection names written, after the app's own writes and after sync applies what it
+    /// pulled; transactions that commit while the loop body runs arrive merged. Iterate it in
+    /// SwiftUI's `.task { }` and query again on each element; the observation stops when the
+    /// task is cancelled.
     ///
     /// ```swift
     /// .task { for await _ in vault.changes(["handbook.note"]) { notes = try? await handbook.notesFor(documentId: id) } }
     /// ```
-    public func changes(_ collections: [String] = []) -> AsyncStream<[String]> {
-        Thudo.changes { self.observe(collections: collections, listener: $0) }
+    public func changes(_ collections: [String] = []) -> ChangeStream {
+        ChangeStream { self.observe(collections: collections, listener: $0) }
     }
 
-    /// `["reminders"]` after every committed change that may change `upcomingReminders` (a
+    /// `["reminders"]` after committed changes that may change `upcomingReminders` (a
     /// meeting, a fee payment, a person or immunization, a transit credential): list them again
     /// and reschedule the local notifications.
-    public func reminderChanges() -> AsyncStream<[String]> {
-        Thudo.changes { observeReminders(vault: self, listener: $0) }
+    public func reminderChanges() -> ChangeStream {
+        ChangeStream { observeReminders(vault: self, listener: $0) }
     }
 }
 
 extension HandbookLibrary {
     /// The changes to the library's documents (upserts, removals, documents pulled by sync).
-    public func changes() -> AsyncStream<[String]> {
-        Thudo.changes { self.observe(listener: $0) }
+    public func changes() -> ChangeStream {
+        ChangeStream { self.observe(listener: $0) }
     }
 }

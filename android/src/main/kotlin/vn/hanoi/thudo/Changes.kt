@@ -5,9 +5,10 @@ import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.flow
 
 /**
- * The changes to [collections] (every collection when none is given), as a [Flow]: one list of
- * collection names per committed transaction, after the app's own writes and after sync applies
- * what it pulled. Collect it while a screen is visible and query again on each emission; the
+ * The changes to [collections] (every collection when none is given), as a [Flow]: a list of
+ * the collection names written, after the app's own writes and after sync applies what it
+ * pulled. Transactions that commit while the collector is busy arrive merged in one list (a
+ * sync of thousands of records is one refresh, not thousands). Collect it while a screen is visible and query again on each emission; the
  * observation starts when collection starts and stops when the collector does.
  *
  * ```kotlin
@@ -34,16 +35,24 @@ fun HandbookLibrary.changes(): Flow<List<String>> = changesOf { listener -> obse
 // `flow {}` rather than `callbackFlow`: the observation is registered in the collector's own
 // coroutine as collection starts, so a collector launched with `CoroutineStart.UNDISPATCHED`
 // observes before `launch` returns and misses no write made after it.
+//
+// Coalesced and bounded: the library's thread adds the names to a set and signals a conflated
+// channel, never waiting; the collector takes the whole set at each signal. A slow collector
+// gets one list with every collection written since its last one, never a backlog.
 private fun changesOf(observe: (ChangeListener) -> ChangeSubscription): Flow<List<String>> = flow {
-    // Unbounded: the library's thread never waits for a slow collector.
-    val received = Channel<List<String>>(Channel.UNLIMITED)
+    val pending = sortedSetOf<String>()
+    val signal = Channel<Unit>(Channel.CONFLATED)
     val subscription = observe(object : ChangeListener {
         override fun onChange(collections: List<String>) {
-            received.trySend(collections)
+            synchronized(pending) { pending.addAll(collections) }
+            signal.trySend(Unit)
         }
     })
     try {
-        for (collections in received) emit(collections)
+        for (ignored in signal) {
+            val collections = synchronized(pending) { pending.toList().also { pending.clear() } }
+            if (collections.isNotEmpty()) emit(collections)
+        }
     } finally {
         subscription.cancel()
         subscription.close()

@@ -218,6 +218,33 @@ class SyncTest {
     }
 
     @Test
+    fun `a burst of writes reaches a busy collector as one merged list`() = runBlocking<Unit> {
+        val vault = Vault.openWithPassphrase(dir.resolve("burst").toString(), "pass", testOptions)
+        val received = Channel<List<String>>(Channel.UNLIMITED)
+        val gate = Channel<Unit>(1)
+        val watching = launch(Dispatchers.Default, start = CoroutineStart.UNDISPATCHED) {
+            vault.changes("a", "b").collect {
+                received.send(it)
+                if (it == listOf("a")) gate.receive() // busy with the first list
+            }
+        }
+        vault.put("a", "first", byteArrayOf(0), emptyMap())
+        assertEquals(listOf("a"), withTimeout(10_000) { received.receive() })
+        // 400 transactions while the collector is busy: they wait as one set of names.
+        repeat(400) { i -> vault.put(if (i % 2 == 0) "a" else "b", "r$i", byteArrayOf(1), emptyMap()) }
+        delay(200)
+        gate.send(Unit)
+        val after = mutableListOf(withTimeout(10_000) { received.receive() })
+        delay(300)
+        while (true) after.add(received.tryReceive().getOrNull() ?: break)
+        assertEquals(setOf("a", "b"), after.flatten().toSet())
+        assertTrue(after.size <= 2, "merged, not one list per transaction: ${after.size} lists")
+        assertEquals(listOf("a", "b"), after.first(), "sorted, each once")
+        watching.cancel()
+        vault.close()
+    }
+
+    @Test
     fun `purchases cross with their typed refusals, and the phone shows the card's QR`() = runBlocking<Unit> {
         val client = client()
         val phone = registered(client, "buyer", "001090070002")
