@@ -800,3 +800,59 @@ fn config(settings: &SyncSettings) -> Result<core::BackendConfig, SyncError> {
 fn now_secs() -> i64 {
     crate::unix_now() as i64
 }
+
+/// Sync as the device sees it, offline: what a screen shows beside the "sync" button.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncStatus {
+    /// Local changes not yet acknowledged by the server (they upload at the next sync).
+    pub pending_uploads: i64,
+    /// Changes the server refused for good (kept for support; never sent again).
+    pub rejected: i64,
+    /// When a sync last finished, unix seconds (device clock); null before the first.
+    pub last_success_at: Option<i64>,
+    /// When a sync last started, unix seconds (device clock). Later than `lastSuccessAt`:
+    /// the last one failed, was cancelled or is still running.
+    pub last_attempt_at: Option<i64>,
+}
+
+/// The sync status now, read from the vault alone (no network).
+#[uniffi::export(async_runtime = "tokio")]
+pub async fn sync_status(vault: Arc<Vault>) -> Result<SyncStatus, SyncError> {
+    let store = vault.inner.clone();
+    crate::blocking(move || {
+        let s = thudo_core::sync::status::status(&store)?;
+        Ok(SyncStatus {
+            pending_uploads: signed(s.pending_uploads),
+            rejected: signed(s.rejected),
+            last_success_at: s.last_success_at.map(signed),
+            last_attempt_at: s.last_attempt_at.map(signed),
+        })
+    })
+    .await
+}
+
+/// Tells `listener` with `["sync.status"]` after every committed change that may change
+/// `syncStatus` (a local change queued, an upload acknowledged or refused, a sync started or
+/// finished), on the vault's notifier thread; merged while the listener is busy. Until
+/// `cancel()` is called on the subscription (or it is freed). Kotlin:
+/// `vault.syncStatusChanges()` gives a `Flow<SyncStatus>`; Swift: `vault.syncStatusChanges()`.
+#[uniffi::export]
+pub fn observe_sync_status(
+    vault: Arc<Vault>,
+    listener: Arc<dyn crate::vault::ChangeListener>,
+) -> Arc<crate::vault::ChangeSubscription> {
+    let sources = thudo_core::sync::status::STATUS_COLLECTIONS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    vault.observe(sources, Arc::new(AsSyncStatus(listener)))
+}
+
+/// Passes any change of the status's collections on as a change of `sync.status`.
+struct AsSyncStatus(Arc<dyn crate::vault::ChangeListener>);
+
+impl crate::vault::ChangeListener for AsSyncStatus {
+    fn on_change(&self, _collections: Vec<String>) {
+        self.0.on_change(vec!["sync.status".to_owned()]);
+    }
+}

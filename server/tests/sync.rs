@@ -847,3 +847,63 @@ async fn a_retried_purchase_is_made_once_and_a_moved_member_pulls_the_new_cell()
         .unwrap();
     assert!(meetings.iter().any(|m| m.id == "moi-1"), "{meetings:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_status_counts_what_waits_and_when_sync_last_worked() {
+    use thudo_core::sync::status::{status, SyncStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let c = client(&format!("http://{}", backend.addr));
+    let phone = vault(&dir.path().join("phone"));
+    assert_eq!(
+        status(&phone).unwrap(),
+        SyncStatus::default(),
+        "nothing yet"
+    );
+    register(&c, &phone, "phone").await;
+    // Offline: two notes wait.
+    let handbook = MemberHandbook::new(&phone);
+    handbook
+        .save_note(&note("s1", "một", 1_790_000_000))
+        .unwrap();
+    handbook
+        .save_note(&note("s2", "hai", 1_790_000_001))
+        .unwrap();
+    let waiting = status(&phone).unwrap();
+    assert_eq!((waiting.pending_uploads, waiting.rejected), (2, 0));
+    assert_eq!(
+        (waiting.last_attempt_at, waiting.last_success_at),
+        (None, None)
+    );
+    // A sync that cannot reach the server: tried, not done, nothing lost.
+    let mut offline = BackendConfig::new("http://127.0.0.1:9");
+    offline.max_attempts = 1;
+    let offline = BackendClient::new(offline).unwrap();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let refused = offline
+        .sync(phone.clone(), &common::collections(), None)
+        .await;
+    assert!(
+        matches!(refused, Err(BackendError::Unavailable { .. })),
+        "{refused:?}"
+    );
+    let failed = status(&phone).unwrap();
+    assert_eq!((failed.pending_uploads, failed.last_success_at), (2, None));
+    let tried = failed.last_attempt_at.unwrap();
+    assert!(tried >= t0 && tried <= t0 + 60, "{failed:?}");
+    // A sync that works: nothing waits, and it says when.
+    c.sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let synced = status(&phone).unwrap();
+    assert_eq!((synced.pending_uploads, synced.rejected), (0, 0));
+    let done = synced.last_success_at.unwrap();
+    let started = synced.last_attempt_at.unwrap();
+    assert!(
+        tried <= started && started <= done && done <= t0 + 60,
+        "{synced:?}"
+    );
+}

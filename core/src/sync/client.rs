@@ -72,6 +72,8 @@ impl BackendClient {
         let reg = blocking(move || Self::registration(&v))
             .await?
             .ok_or(BackendError::NotRegistered)?;
+        let v = vault.clone();
+        blocking(move || Ok(super::status::started(&v, now_secs())?)).await?;
         let on_retry = |r: &Retry| {
             if let Some(o) = observer {
                 o.on_event(&SyncEvent::Retrying {
@@ -97,18 +99,21 @@ impl BackendClient {
         let mut report = progress.report;
         report.retries = run.retries;
         report.clock_offset_ms = run.clock_offset_ms;
-        if let Some(offset) = report.clock_offset_ms {
-            let v = vault.clone();
-            blocking(move || {
-                Ok(v.put(
-                    STATE_COLLECTION,
-                    "clock_offset_ms",
-                    &[],
-                    offset.to_string().as_bytes(),
-                )?)
-            })
-            .await?;
-        }
+        let (v, offset) = (vault.clone(), report.clock_offset_ms);
+        blocking(move || {
+            Ok(v.transaction(|tx| {
+                if let Some(offset) = offset {
+                    tx.put(
+                        STATE_COLLECTION,
+                        "clock_offset_ms",
+                        &[],
+                        offset.to_string().as_bytes(),
+                    )?;
+                }
+                super::status::finished(tx, now_secs())
+            })?)
+        })
+        .await?;
         report.elapsed_ms = started.elapsed().as_millis() as i64;
         let r = &report;
         log::info!(

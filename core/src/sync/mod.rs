@@ -6,5 +6,6 @@
 pub mod apply;
 pub mod client;
 pub mod events;
+pub mod status;
 /// The backend protocol's messages (they live with the transport, `crate::net`).
 pub use crate::net::protocol;

@@ -301,6 +301,55 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(notes.all, [["handbook.note"]], "nothing after the task stopped")
     }
 
+    final class Statuses: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [SyncStatus] = []
+        func add(_ s: SyncStatus) { lock.lock(); list.append(s); lock.unlock() }
+        var all: [SyncStatus] { lock.lock(); defer { lock.unlock() }; return list }
+        /// Waits up to 10 s for a status that passes `ok`.
+        func until(_ ok: (SyncStatus) -> Bool) async throws -> SyncStatus {
+            for _ in 0..<200 {
+                if let s = all.first(where: ok) { return s }
+                try await Task.sleep(nanoseconds: 50_000_000)
+            }
+            XCTFail("no such status in time: \(all)")
+            throw CancellationError()
+        }
+    }
+
+    func testTheSyncStatusSaysWhatWaitsToUploadAndWhenSyncLastWorked() async throws {
+        let client = try client()
+        let phone = try await registered(client, "status", citizen)
+        let statuses = Statuses()
+        let stream = phone.syncStatusChanges()
+        let watching = Task { for try await s in stream { statuses.add(s) } }
+        let first = try await statuses.until { _ in true }
+        XCTAssertEqual(first.pendingUploads, 0)
+        _ = try await MemberHandbook(vault: phone).saveNote(id: "status-1", documentId: "nq-57-2024", text: "chờ gửi")
+        _ = try await MemberHandbook(vault: phone).saveNote(id: "status-2", documentId: "nq-57-2024", text: "chờ gửi nữa")
+        _ = try await statuses.until { $0.pendingUploads == 2 }
+        // Offline: tried, nothing lost.
+        let before = Int64(Date().timeIntervalSince1970)
+        let offline = try SyncClient.withHttpClient(settings: SyncSettings(baseUrl: "http://127.0.0.1:9", maxAttempts: 1),
+                                                    http: URLSessionSyncTransport())
+        do {
+            _ = try await offline.sync(vault: phone, library: nil, observer: nil)
+            XCTFail("an unreachable server synced")
+        } catch SyncError.Unavailable {
+        }
+        let failed = try await syncStatus(vault: phone)
+        XCTAssertEqual(failed.pendingUploads, 2)
+        XCTAssertNil(failed.lastSuccessAt)
+        XCTAssertGreaterThanOrEqual(failed.lastAttemptAt ?? 0, before)
+        // Online: nothing waits, and it says when.
+        _ = try await client.sync(vault: phone, library: nil, observer: nil)
+        let synced = try await statuses.until { $0.pendingUploads == 0 && $0.lastSuccessAt != nil }
+        XCTAssertGreaterThanOrEqual(synced.lastSuccessAt ?? 0, failed.lastAttemptAt ?? 0)
+        let now = try await syncStatus(vault: phone)
+        XCTAssertEqual(synced, now)
+        watching.cancel()
+    }
+
     func testABurstOfWritesReachesABusyLoopAsOneMergedList() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-burst-\(UUID().uuidString)").path
         let vault = try await Vault.openWithPassphrase(path: path, passphrase: "pass", options: testOptions)

@@ -96,6 +96,59 @@ extension Vault {
     }
 }
 
+/// The sync status (`syncStatus(vault:)`) now, and again after every change to it: a local
+/// change queued, an upload acknowledged or refused, a sync started or finished. Equal statuses
+/// in a row come once; a burst of changes is one read.
+public struct SyncStatusStream: AsyncSequence, Sendable {
+    public typealias Element = SyncStatus
+
+    private let vault: Vault
+    private let changes: ChangeStream
+
+    fileprivate init(_ vault: Vault) {
+        self.vault = vault
+        // Observing from here on, before the first read: nothing is missed.
+        self.changes = ChangeStream { observeSyncStatus(vault: vault, listener: $0) }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate let vault: Vault
+        fileprivate var changes: ChangeStream.AsyncIterator
+        fileprivate var started = false
+        fileprivate var last: SyncStatus?
+
+        public mutating func next() async throws -> SyncStatus? {
+            while true {
+                if started {
+                    guard await changes.next() != nil else { return nil }
+                }
+                started = true
+                let now = try await syncStatus(vault: vault)
+                if now != last {
+                    last = now
+                    return now
+                }
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(vault: vault, changes: changes.makeAsyncIterator())
+    }
+}
+
+extension Vault {
+    /// The sync status now and after every change to it, for the line beside the sync button
+    /// ("3 changes waiting", "last synced 10:42") while offline.
+    ///
+    /// ```swift
+    /// .task { for try await s in vault.syncStatusChanges() { waiting = s.pendingUploads } }
+    /// ```
+    public func syncStatusChanges() -> SyncStatusStream {
+        SyncStatusStream(self)
+    }
+}
+
 extension HandbookLibrary {
     /// The changes to the library's documents (upserts, removals, documents pulled by sync).
     public func changes() -> ChangeStream {

@@ -29,6 +29,35 @@ fun Vault.changes(vararg collections: String): Flow<List<String>> =
  */
 fun Vault.reminderChanges(): Flow<List<String>> = changesOf { listener -> observeReminders(this, listener) }
 
+/**
+ * The sync status ([syncStatus]: changes waiting to upload, refusals, the last sync that
+ * finished and the last one tried) now, and again after every change to it: a local change
+ * queued, an upload acknowledged or refused, a sync started or finished. For the line beside
+ * the sync button ("3 changes waiting", "last synced 10:42") while offline. Equal statuses in a
+ * row are emitted once; a burst of changes is one read.
+ */
+fun Vault.syncStatusChanges(): Flow<SyncStatus> = flow {
+    val vault = this@syncStatusChanges
+    val signal = Channel<Unit>(Channel.CONFLATED)
+    val subscription = observeSyncStatus(vault, object : ChangeListener {
+        override fun onChange(collections: List<String>) {
+            signal.trySend(Unit)
+        }
+    })
+    try {
+        signal.trySend(Unit) // the status as it is now (observing already: nothing is missed)
+        var last: SyncStatus? = null
+        for (ignored in signal) {
+            val now = syncStatus(vault)
+            if (now != last) emit(now)
+            last = now
+        }
+    } finally {
+        subscription.cancel()
+        subscription.close()
+    }
+}
+
 /** The changes to the library's documents (upserts, removals, documents pulled by sync). */
 fun HandbookLibrary.changes(): Flow<List<String>> = changesOf { listener -> observe(listener) }
 

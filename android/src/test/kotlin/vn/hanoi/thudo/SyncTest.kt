@@ -12,6 +12,7 @@ import kotlinx.coroutines.delay
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
+import okhttp3.OkHttpClient
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertNotNull
@@ -215,6 +216,38 @@ class SyncTest {
         MemberHandbook(tablet).saveNote("observe-after", "nq-57-2024", "không ai nghe")
         delay(300)
         assertTrue(received.tryReceive().isFailure, "nothing after the collector stopped")
+    }
+
+    @Test
+    fun `the sync status says what waits to upload and when sync last worked`() = runBlocking<Unit> {
+        val client = client()
+        val phone = registered(client, "status", citizen)
+        val statuses = Channel<SyncStatus>(Channel.UNLIMITED)
+        val watching = launch(start = CoroutineStart.UNDISPATCHED) { phone.syncStatusChanges().collect { statuses.send(it) } }
+        suspend fun until(ok: (SyncStatus) -> Boolean): SyncStatus = withTimeout(10_000) {
+            var s = statuses.receive()
+            while (!ok(s)) s = statuses.receive()
+            s
+        }
+        val first = until { true }
+        assertEquals(0L, first.pendingUploads)
+        MemberHandbook(phone).saveNote("status-1", "nq-57-2024", "chờ gửi")
+        MemberHandbook(phone).saveNote("status-2", "nq-57-2024", "chờ gửi nữa")
+        until { it.pendingUploads == 2L }
+        // Offline: tried, nothing lost.
+        val before = System.currentTimeMillis() / 1000
+        val offline = SyncClient.withHttpClient(SyncSettings(baseUrl = "http://127.0.0.1:9", maxAttempts = 1), OkHttpSyncTransport(OkHttpClient()))
+        assertThrows<SyncException.Unavailable> { runBlocking { offline.sync(phone, null, null) } }
+        val failed = syncStatus(phone)
+        assertEquals(2L, failed.pendingUploads)
+        assertNull(failed.lastSuccessAt)
+        assertTrue(failed.lastAttemptAt!! >= before)
+        // Online: nothing waits, and it says when.
+        client.sync(phone, null, null)
+        val synced = until { it.pendingUploads == 0L && it.lastSuccessAt != null }
+        assertTrue(synced.lastSuccessAt!! >= failed.lastAttemptAt!!, synced.toString())
+        assertEquals(synced, syncStatus(phone))
+        watching.cancel()
     }
 
     @Test
