@@ -229,6 +229,10 @@ pub enum SyncProgress {
         collection: String,
         /// Received.
         received: i64,
+        /// What the collection's pull will have received when done, as the server counted it
+        /// after the latest page (at most 10,000 more than `received`); null from a server
+        /// that does not count. For a progress bar: `received / total`.
+        total: Option<i64>,
     },
     /// A request failed and will be retried.
     Retrying {

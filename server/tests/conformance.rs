@@ -223,6 +223,24 @@ fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(same, end, "a cursor at the end stays there");
     let (other, _, _) = s.pull("acct:someone-else", "handbook.note", 0, 10).unwrap();
     assert!(other.is_empty(), "scopes are apart");
+    // What waits, for a progress bar: counted after a position, up to a cap, in one scope.
+    assert_eq!(s.remaining(&scope, "handbook.note", 0, 100).unwrap(), 4);
+    assert_eq!(
+        s.remaining(&scope, "handbook.note", 0, 3).unwrap(),
+        3,
+        "capped"
+    );
+    assert_eq!(
+        s.remaining(&scope, "handbook.note", cursor, 100).unwrap(),
+        2
+    );
+    assert_eq!(s.remaining(&scope, "handbook.note", end, 100).unwrap(), 0);
+    assert_eq!(
+        s.remaining("acct:someone-else", "handbook.note", 0, 100)
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.remaining(&scope, "health.records", 0, 100).unwrap(), 0);
 }
 
 fn settings_claim_and_update<E: Engine>(s: &SqlStorage<E>) {

@@ -907,3 +907,49 @@ async fn the_sync_status_counts_what_waits_and_when_sync_last_worked() {
         "{synced:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_progress_says_how_many_changes_to_expect() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let c = client(&format!("http://{}", backend.addr));
+    let (phone, tablet) = (
+        vault(&dir.path().join("phone")),
+        vault(&dir.path().join("tablet")),
+    );
+    register(&c, &phone, "phone").await;
+    register(&c, &tablet, "tablet").await;
+    let handbook = MemberHandbook::new(&phone);
+    for i in 0..10 {
+        handbook
+            .save_note(&note(&format!("p{i}"), "ghi", 1_790_000_000 + i))
+            .unwrap();
+    }
+    c.sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    // The tablet pulls them three to a page (the test client's page size).
+    let events = Events::default();
+    c.sync(tablet.clone(), &common::collections(), Some(&events))
+        .await
+        .unwrap();
+    let notes: Vec<(i64, Option<i64>)> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::Pulled {
+                collection,
+                received,
+                total,
+            } if collection == "handbook.note" => Some((*received, *total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notes,
+        [(3, Some(10)), (6, Some(10)), (9, Some(10)), (10, Some(10))],
+        "every page knows the whole"
+    );
+}

@@ -35,6 +35,7 @@ impl SyncObserver for Pages {
         if let SyncEvent::Pulled {
             collection,
             received,
+            ..
         } = event
         {
             if collection == "handbook.note" {

@@ -203,7 +203,14 @@ pub struct PullResponse {
     pub next_cursor: String,
     /// More changes are waiting.
     pub has_more: bool,
+    /// How many changes wait after this page, counted up to [`MAX_REMAINING_COUNTED`] (so at
+    /// most that when more wait); absent from servers before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
 }
+
+/// The most a server counts for [`PullResponse::remaining`].
+pub const MAX_REMAINING_COUNTED: u32 = 10_000;
 
 /// Error body of every 4xx and 5xx.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

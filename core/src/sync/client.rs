@@ -296,6 +296,9 @@ impl BackendClient {
             progress.event(SyncEvent::Pulled {
                 collection: name.to_owned(),
                 received,
+                total: page
+                    .remaining
+                    .map(|r| received.saturating_add(i64::try_from(r).unwrap_or(i64::MAX))),
             });
             if !page.has_more {
                 return Ok(());

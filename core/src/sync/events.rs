@@ -16,6 +16,10 @@ pub enum SyncEvent {
         collection: String,
         /// Received so far.
         received: i64,
+        /// What this collection's pull will have received when done, as the server counted it
+        /// after the latest page (`received` plus what waits, at most 10,000 more); `None` from
+        /// a server that does not count.
+        total: Option<i64>,
     },
     /// A request failed and will be retried after a delay.
     Retrying {

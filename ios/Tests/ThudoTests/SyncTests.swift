@@ -149,7 +149,7 @@ final class SyncTests: XCTestCase {
         XCTAssertNotNil(report.clockOffsetMs, "the server's clock")
         XCTAssertTrue(recorder.events.contains(.pushed(done: 1, total: 1)), "\(recorder.events)")
         XCTAssertTrue(recorder.events.contains {
-            if case .pulled(let collection, let received) = $0 { return collection == "handbook.documents" && received > 0 } else { return false }
+            if case .pulled(let collection, let received, let total) = $0 { return collection == "handbook.documents" && received > 0 && total ?? 0 >= received } else { return false }
         })
         let hits = try await library.search(query: "nghi quyet khoa hoc", limit: 5)
         XCTAssertEqual(hits.first?.number, "57-NQ/TW")

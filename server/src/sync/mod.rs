@@ -124,6 +124,7 @@ async fn pull(
                     changes: Vec::new(),
                     next_cursor: String::new(),
                     has_more: false,
+                    remaining: Some(0),
                 }))
             }
         }
@@ -137,11 +138,21 @@ async fn pull(
     let cursor_scope = scope.clone();
     let storage = state.storage.clone();
     let collection_name = spec.name;
-    let (changes, last, more) =
-        blocking(move || Ok(storage.pull(&scope, collection_name, after, limit)?)).await?;
+    let (changes, last, more, remaining) = blocking(move || {
+        let (changes, last, more) = storage.pull(&scope, collection_name, after, limit)?;
+        // For the device's progress bar: counted only when more pages wait, and only so far.
+        let remaining = if more {
+            storage.remaining(&scope, collection_name, last, MAX_REMAINING_COUNTED)?
+        } else {
+            0
+        };
+        Ok((changes, last, more, remaining))
+    })
+    .await?;
     Ok(Json(PullResponse {
         changes,
         next_cursor: make_cursor(&cursor_scope, last),
         has_more: more,
+        remaining: Some(remaining),
     }))
 }

@@ -40,6 +40,9 @@ pub trait SyncStore: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<(Vec<Change>, i64, bool)>;
+    /// How many changes of `collection` in `scope` come after position `after`, counted up to
+    /// `cap` (the count costs one index entry per change; a progress bar needs no more).
+    fn remaining(&self, scope: &str, collection: &str, after: i64, cap: u32) -> Result<u64>;
     /// Publishes server changes (facilities, the party) to a scope; returns how many.
     fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize>;
     /// Publishes as `publisher` (a facility): all or nothing, and nothing when a record was
@@ -144,6 +147,20 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                 });
             }
             Ok((changes, last, more))
+        })
+    }
+
+    fn remaining(&self, scope: &str, collection: &str, after: i64, cap: u32) -> Result<u64> {
+        self.read(|tx| {
+            let row = tx.row(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM changes
+                 WHERE scope = ?1 AND collection = ?2 AND seq > ?3 LIMIT ?4) AS waiting",
+                params![scope, collection, after, i64::from(cap)],
+            )?;
+            Ok(match row {
+                Some(r) => u64::try_from(r.int(0)?).unwrap_or(0),
+                None => 0,
+            })
         })
     }
 
