@@ -1,25 +1,16 @@
 // swift-tools-version:6.0
-// thudo's Swift package, consumed by URL (this repository) or as a local package.
-// - Apple platforms: the Rust library is the binary target ThudoFFI: a local build
-//   (ios/ThudoFFI.xcframework, scripts/build-xcframework.sh) when there is one, else the
-//   release download below, checked against its SHA-256 (scripts/release-ios.sh writes both).
+// thudo's Swift package as it is developed here. Apps add the released package by URL instead:
+// its own repository, made by scripts/release-swift.sh (generated sources in, the XCFramework
+// downloaded and checked against its SHA-256, versions tagged; docs/ios.md).
+// - Apple platforms: the Rust library is the local build ios/ThudoFFI.xcframework
+//   (scripts/build-xcframework.sh).
 // - Linux (CI): it links the host-built library; scripts/test-swift.sh generates
 //   ios/Sources/Thudo/Thudo.swift and ios/Sources/ThudoFFI/ and runs `swift test`.
 // Swift 6 language mode; the generated code and the helpers compile without warnings in it.
 import PackageDescription
 
 #if canImport(Darwin)
-import Foundation
-#endif
-
-let releaseURL = "https://downloads.thudo.invalid/ios/0.1.0/ThudoFFI.xcframework.zip"
-let releaseChecksum = "0000000000000000000000000000000000000000000000000000000000000000"
-
-#if canImport(Darwin)
-let localBuild = FileManager.default.fileExists(atPath: Context.packageDirectory + "/ios/ThudoFFI.xcframework")
-let ffi: Target = localBuild
-    ? .binaryTarget(name: "ThudoFFI", path: "ios/ThudoFFI.xcframework")
-    : .binaryTarget(name: "ThudoFFI", url: releaseURL, checksum: releaseChecksum)
+let ffi: Target = .binaryTarget(name: "ThudoFFI", path: "ios/ThudoFFI.xcframework")
 let linker: [LinkerSetting] = []
 #else
 // The C header and module map UniFFI generates for the Rust library.

@@ -20,9 +20,12 @@ lipo -create target/aarch64-apple-darwin/release/libthudo_ffi.a target/x86_64-ap
 # Swift bindings, header and module map from the library (same interface on every target).
 cargo run -q -p thudo-ffi --features bindgen --bin uniffi-bindgen -- generate \
   --library target/aarch64-apple-darwin/release/libthudo_ffi.a --config uniffi.toml --language swift --out-dir "$OUT/gen"
-mkdir -p "$OUT/headers"
-cp "$OUT/gen/thudoFFI.h" "$OUT/headers/"
-cp "$OUT/gen/thudoFFI.modulemap" "$OUT/headers/module.modulemap"
+# Namespaced: Xcode copies every XCFramework's Headers/ into one shared include/ folder, so a
+# module map at the top would clash with any other Rust library's ("Multiple commands produce
+# include/module.modulemap"). Under Headers/ThudoFFI/ it is ours alone.
+mkdir -p "$OUT/headers/ThudoFFI"
+cp "$OUT/gen/thudoFFI.h" "$OUT/headers/ThudoFFI/"
+cp "$OUT/gen/thudoFFI.modulemap" "$OUT/headers/ThudoFFI/module.modulemap"
 xcodebuild -create-xcframework \
   -library target/aarch64-apple-ios/release/libthudo_ffi.a -headers "$OUT/headers" \
   -library "$OUT/sim/libthudo_ffi.a" -headers "$OUT/headers" \

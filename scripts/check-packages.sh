@@ -42,20 +42,22 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/ThudoFFI.xcframework/ios-arm64"
 printf '<plist version="1.0"><dict/></plist>\n' > "$tmp/ThudoFFI.xcframework/Info.plist"
 head -c 4096 /dev/urandom > "$tmp/ThudoFFI.xcframework/ios-arm64/libthudo_ffi.a"
-cp Package.swift "$tmp/Package.swift"
-scripts/release-ios.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
-  --package "$tmp/Package.swift" --out "$tmp/dist" >/dev/null
+scripts/release-swift.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
+  --out "$tmp/dist" >/dev/null
+manifest="$tmp/dist/thudo-swift/Package.swift"
 sum=$(sha256sum "$tmp/dist/ThudoFFI.xcframework.zip" | cut -d' ' -f1)
-grep -q "^let releaseChecksum = \"$sum\"$" "$tmp/Package.swift"
+grep -q "^let releaseChecksum = \"$sum\"$" "$manifest"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
-grep -q "^let releaseURL = \"https://downloads.example.vn/thudo/$version/ThudoFFI.xcframework.zip\"$" "$tmp/Package.swift"
+grep -q "^let releaseURL = \"https://downloads.example.vn/thudo/$version/ThudoFFI.xcframework.zip\"$" "$manifest"
+# What the tag holds is the manifest with the checksum.
+git -C "$tmp/dist/thudo-swift" show "$version:Package.swift" | grep -q "^let releaseChecksum = \"$sum\"$"
 python3 - "$tmp/dist/ThudoFFI.xcframework.zip" <<'PY'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 assert "ThudoFFI.xcframework/Info.plist" in names, names
 PY
 # The same framework gives the same checksum.
-scripts/release-ios.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
-  --package "$tmp/Package.swift" --out "$tmp/again" >/dev/null
+scripts/release-swift.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
+  --out "$tmp/again" >/dev/null
 [ "$(sha256sum "$tmp/again/ThudoFFI.xcframework.zip" | cut -d' ' -f1)" = "$sum" ]
-echo "  zip with ThudoFFI.xcframework at its top, SHA-256 $sum written into Package.swift, reproducible"
+echo "  zip with ThudoFFI.xcframework at its top, SHA-256 $sum in the tagged release manifest, reproducible"

@@ -4,13 +4,12 @@
 #   scripts/release-ios.sh BASE_URL [--xcframework DIR] [--package FILE] [--out DIR]
 # BASE_URL is where the zip will be served; the URL written is BASE_URL/<version>/ThudoFFI.xcframework.zip
 # (<version> from Cargo.toml). Without --xcframework it builds one first (macOS with Xcode).
-# Then: commit Package.swift and the generated ios/Sources/Thudo/Thudo.swift (`git add -f`), tag
-# v<version>, and upload the zip to that URL. An app adds this repository's URL as a package.
+# scripts/release-swift.sh calls it for the release package's manifest (docs/ios.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE_URL=${1:?usage: scripts/release-ios.sh BASE_URL [--xcframework DIR] [--package FILE] [--out DIR]}
 shift
-XCF="" PKG=Package.swift OUT=dist
+XCF="" PKG="" OUT=dist
 while [ $# -gt 0 ]; do
   case "$1" in
     --xcframework) XCF=$2; shift 2 ;;
@@ -19,6 +18,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+[ -n "$PKG" ] || { echo "--package FILE is required (the release manifest)" >&2; exit 2; }
 if [ -z "$XCF" ]; then
   scripts/build-xcframework.sh
   XCF=ios/ThudoFFI.xcframework

@@ -5,6 +5,11 @@
 set -euo pipefail
 ROOT=${THUDO_SWIFT_ROOT:-/var/cache/thudo/swift-root}
 if [ -x "$ROOT/usr/bin/swiftc" ] && [ -f "$ROOT/.thudo-ready" ]; then
+  # git: SwiftPM clones packages added by URL (scripts/check-swift-package.sh).
+  if [ ! -x "$ROOT/usr/bin/git" ]; then
+    chroot "$ROOT" apt-get update -qq >&2
+    chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git ca-certificates >&2
+  fi
   echo "$ROOT"; exit 0
 fi
 log() { echo "swift-root: $*" >&2; }
@@ -23,6 +28,6 @@ mount -t proc proc "$ROOT/proc"
 trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
 chroot "$ROOT" apt-get update -qq >&2
 chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  swiftlang libswiftlang libc6-dev >&2
+  swiftlang libswiftlang libc6-dev git ca-certificates >&2
 touch "$ROOT/.thudo-ready"
 echo "$ROOT"

@@ -43,5 +43,7 @@ step "Kotlin tests (JVM, generated bindings, host library)"
 scripts/test-kotlin.sh
 step "Swift tests (Swift 6 language mode on Linux, generated bindings, host library)"
 scripts/test-swift.sh
+step "The Swift package as an app adds it: released (tagged, generated sources in), resolved by URL by a separate app package, built and run"
+scripts/check-swift-package.sh
 step "Packaging checks (16 KB pages, Android bindings, iOS privacy manifest and release artifact)"
 scripts/check-packages.sh
