@@ -4,7 +4,9 @@
 // and x86_64 (jniLibs/, 16 KB-page aligned, outside Gradle's build folder).
 plugins {
     id("com.android.library") version "8.13.0"
-    id("org.jetbrains.kotlin.android") version "2.2.21"
+    // The versions here are pom.xml's (the tested JVM build); scripts/check-packages.sh fails
+    // when they part.
+    id("org.jetbrains.kotlin.android") version "2.4.21"
     id("maven-publish")
 }
 
@@ -50,7 +52,16 @@ dependencies {
     implementation("com.squareup.okhttp3:okhttp:5.5.1")
     // @RequiresApi in the generated code (Android 14's object cleaner).
     implementation("androidx.annotation:annotation:1.9.1")
+
+    // The JVM tests of src/test/kotlin run against the host library (scripts/test-kotlin.sh runs
+    // them through pom.xml); in Gradle they compile with these.
+    testImplementation("org.junit.jupiter:junit-jupiter:5.14.1")
+    testRuntimeOnly("org.junit.platform:junit-platform-launcher")
+    testImplementation("org.jetbrains.kotlinx:kotlinx-coroutines-test:1.10.2")
+    testImplementation("net.java.dev.jna:jna:5.18.1")
 }
+
+tasks.withType<Test>().configureEach { useJUnitPlatform() }
 
 // `gradle publishToMavenLocal`, or `gradle publish` with THUDO_MAVEN_URL (and
 // THUDO_MAVEN_USER / THUDO_MAVEN_PASSWORD) for the team's repository:

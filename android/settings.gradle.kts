@@ -7,6 +7,10 @@ pluginManagement {
         gradlePluginPortal()
     }
 }
+// jvmToolchain(17) downloads a JDK 17 when the machine has none.
+plugins {
+    id("org.gradle.toolchains.foojay-resolver-convention") version "1.0.0"
+}
 dependencyResolutionManagement {
     repositories {
         google()

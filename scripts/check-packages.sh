@@ -19,6 +19,28 @@ if grep -q "android.system.SystemCleaner" build/bindings/kotlin/vn/hanoi/thudo/t
 fi
 echo "  build/bindings/kotlin-android: SystemCleaner on Android 14+, JNA cleaner before"
 
+echo "One set of versions for the tested JVM build (pom.xml) and the Android build (Gradle):"
+python3 - <<'PY'
+import re, xml.etree.ElementTree as ET
+ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+props = {e.tag.split("}")[1]: e.text for e in ET.parse("android/pom.xml").getroot().find("m:properties", ns)}
+gradle = open("android/build.gradle.kts").read()
+wanted = {
+    "kotlin.version": r'id\("org.jetbrains.kotlin.android"\) version "([^"]+)"',
+    "coroutines.version": r'kotlinx-coroutines-android:([^"]+)"',
+    "jna.version": r'net.java.dev.jna:jna:([^"@]+)@aar"',
+    "okhttp.version": r'com.squareup.okhttp3:okhttp:([^"]+)"',
+    "junit.version": r'org.junit.jupiter:junit-jupiter:([^"]+)"',
+}
+for prop, pattern in wanted.items():
+    found = re.findall(pattern, gradle)
+    assert found, f"{prop}: not in build.gradle.kts"
+    assert all(v == props[prop] for v in found), f"{prop}: pom.xml {props[prop]}, Gradle {found}"
+sample = {e.tag.split("}")[1]: e.text for e in ET.parse("android/desktop-sample/pom.xml").getroot().find("m:properties", ns)}
+assert sample["kotlin.version"] == props["kotlin.version"], "desktop-sample's Kotlin"
+print("  " + ", ".join(f"{p.split('.')[0]} {props[p]}" for p in wanted))
+PY
+
 echo "iOS privacy manifest:"
 python3 - <<'PY'
 import plistlib

@@ -41,6 +41,8 @@ step "README's main job: thudo demo"
 scripts/demo.sh --no-qr
 step "Kotlin tests (JVM, generated bindings, host library)"
 scripts/test-kotlin.sh
+step "The desktop artifact (vn.hanoi.thudo:thudo-desktop) published to a Maven repository and used by a separate project's tests"
+scripts/check-desktop-artifact.sh
 step "Swift tests (Swift 6 language mode on Linux, generated bindings, host library)"
 scripts/test-swift.sh
 step "The Swift package as an app adds it: released (tagged, generated sources in), resolved by URL by a separate app package, built and run"
