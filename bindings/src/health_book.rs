@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use thudo_core::health::fhir::Kind as HealthKind;
 use thudo_core::health::records::{
-    EntryStatus as HealthEntryStatus, Insurance as HealthInsurance, Person as HealthPerson,
+    EntryStatus as HealthEntryStatus, Gender, Insurance as HealthInsurance, Person as HealthPerson,
     Source as RecordSource,
 };
 use thudo_core::health::{dcc, fhir, records, schedule, shc, trust_bundle};
@@ -445,26 +445,39 @@ pub struct HealthInsurance {
     pub number: String,
     /// First valid day, `YYYY-MM-DD`.
     pub valid_from: String,
-    /// Last valid day, `YYYY-MM-DD`, or empty.
-    pub valid_to: String,
-    /// Registered primary-care facility.
-    pub facility: String,
+    /// Last valid day, `YYYY-MM-DD`; null when open-ended.
+    pub valid_to: Option<String>,
+    /// Registered primary-care facility, if the card names one.
+    pub facility: Option<String>,
+}
+
+/// Administrative gender, FHIR's four codes (core's type, carried as it is).
+#[uniffi::remote(Enum)]
+pub enum Gender {
+    /// `male`.
+    Male,
+    /// `female`.
+    Female,
+    /// `other`.
+    Other,
+    /// `unknown`, and what a record leaves out.
+    Unknown,
 }
 
 /// A person in the book (the citizen or a dependant) with their insurance card (core's type,
 /// carried as it is).
 #[uniffi::remote(Record)]
 pub struct HealthPerson {
-    /// Patient id; empty to create.
-    pub id: String,
+    /// Patient id; null to create.
+    pub id: Option<String>,
     /// Full name.
     pub full_name: String,
     /// `YYYY-MM-DD`.
     pub birth_date: String,
-    /// `male`, `female`, `other` or `unknown`.
-    pub gender: String,
-    /// CCCD (12 digits) or empty.
-    pub citizen_id: String,
+    /// Administrative gender.
+    pub gender: Gender,
+    /// CCCD (12 digits); null when the person has none.
+    pub citizen_id: Option<String>,
     /// The insurance card, if any.
     pub insurance: Option<HealthInsurance>,
 }
@@ -629,7 +642,7 @@ impl HealthBook {
             .await
     }
 
-    /// Creates (empty id) or updates a person and their insurance card; returns the person id.
+    /// Creates (null id) or updates a person and their insurance card; returns the person id.
     pub async fn save_person(&self, person: HealthPerson) -> Result<String, HealthBookError> {
         self.run(move |b| b.save_person(&person, unix_now())).await
     }
@@ -640,12 +653,8 @@ impl HealthBook {
     }
 
     /// Everyone in the book, by name.
-    pub async fn people(&self) -> Result<Vec<HealthEntry>, HealthBookError> {
-        self.run(|b| {
-            let people = b.people()?;
-            entries_with_trust(&b, people)
-        })
-        .await
+    pub async fn people(&self) -> Result<Vec<HealthPerson>, HealthBookError> {
+        self.run(|b| b.persons()).await
     }
 
     /// A person's records, newest first: every kind or one, on days `from..=to`

@@ -448,7 +448,7 @@ pub struct TransitQr {
     pub modules: Vec<bool>,
     /// An SVG rendering with quiet zone.
     pub svg: String,
-    /// When it was made (unix seconds, corrected clock).
+    /// When it was made (unix seconds, device clock, like `refreshAt`).
     pub generated_at: i64,
     /// When to ask for the next one (unix seconds, device clock).
     pub refresh_at: i64,
@@ -654,9 +654,12 @@ impl TransitPhone {
         self.current_qr_for_at(card_id, crate::now()).await
     }
 
-    /// Server time minus device time, learned at the last sync (seconds).
-    pub async fn set_clock_offset(&self, offset_secs: i64) -> Result<(), TransitError> {
+    /// Server time minus device time in ms, as the last sync reported it
+    /// (`SyncReport.clockOffsetMs`, given as it is): the QR then carries the server's time.
+    pub async fn set_clock_offset_ms(&self, offset_ms: i64) -> Result<(), TransitError> {
         let inner = self.inner.clone();
+        // To the nearest second, the QR's resolution.
+        let offset_secs = offset_ms.saturating_add(500).div_euclid(1000);
         blocking(move || {
             inner
                 .set_clock_offset(offset_secs)
@@ -1225,6 +1228,27 @@ crate::error_api!(SignerError, {
         Failed => ("signer.failed", false),
 });
 
+/// How a trip was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum TripMode {
+    /// A validator on a bus route.
+    Bus,
+    /// A metro journey between two gates.
+    Metro,
+    /// A mode this library version does not know (a newer backend's).
+    Other,
+}
+
+impl TripMode {
+    fn from_wire(mode: &str) -> TripMode {
+        match mode {
+            "bus" => TripMode::Bus,
+            "metro" => TripMode::Metro,
+            _ => TripMode::Other,
+        }
+    }
+}
+
 /// One ride as the backend charged it, kept on the phone.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TransitTrip {
@@ -1232,8 +1256,8 @@ pub struct TransitTrip {
     pub id: String,
     /// The card that rode.
     pub card_id: i64,
-    /// `bus` or `metro`.
-    pub mode: String,
+    /// Bus or metro.
+    pub mode: TripMode,
     /// The route: a bus's, or the metro line's route code.
     pub route: Option<i32>,
     /// When (unix seconds): boarding, or the entry gate (the exit gate when no entry was
@@ -1330,7 +1354,7 @@ impl RiderHistory {
                     capped: t.capped(),
                     id: t.id,
                     card_id: crate::card_id_to_host(t.card_id),
-                    mode: t.mode,
+                    mode: TripMode::from_wire(&t.mode),
                     route: t.route.map(i32::from),
                     at: signed(t.at),
                     from_station: t.from_station,

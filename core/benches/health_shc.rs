@@ -58,11 +58,11 @@ fn main() {
         let person = book
             .save_person(
                 &thudo_core::health::records::Person {
-                    id: String::new(),
+                    id: None,
                     full_name: format!("Người {i}"),
                     birth_date: "2000-01-01".into(),
-                    gender: "other".into(),
-                    citizen_id: String::new(),
+                    gender: thudo_core::health::records::Gender::Other,
+                    citizen_id: None,
                     insurance: None,
                 },
                 1,

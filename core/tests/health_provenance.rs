@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 use thudo_core::changes::outbox;
 use thudo_core::health::records::{
-    EntryStatus, HealthBook, HealthError, HealthRecord, ImportMode, Person, Source,
+    EntryStatus, Gender, HealthBook, HealthError, HealthRecord, ImportMode, Person, Source,
 };
 use thudo_core::health::shc::TrustStore;
 use thudo_core::vault::Vault;
@@ -210,11 +210,11 @@ fn records_never_move_to_another_person_or_land_where_nobody_said() {
     let child = book
         .save_person(
             &Person {
-                id: String::new(),
+                id: None,
                 full_name: "Nguyễn An".into(),
                 birth_date: "2020-01-01".into(),
-                gender: "female".into(),
-                citizen_id: String::new(),
+                gender: Gender::Female,
+                citizen_id: None,
                 insurance: None,
             },
             100,

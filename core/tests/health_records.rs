@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use thudo_core::changes::outbox;
 use thudo_core::health::fhir::{self, FhirError, Kind};
 use thudo_core::health::records::{
-    HealthBook, HealthError, HealthRecord, ImportMode, Insurance, Person, Source,
+    Gender, HealthBook, HealthError, HealthRecord, ImportMode, Insurance, Person, Source,
 };
 use thudo_core::health::schedule::{DoseState, NaiveDate};
 use thudo_core::health::shc::{self, ShcError, TrustStore};
@@ -304,11 +304,11 @@ fn empty_required_sections_carry_absent_unknown_entries() {
     let id = book
         .save_person(
             &Person {
-                id: String::new(),
+                id: None,
                 full_name: "Lê Minh <Khôi>".into(),
                 birth_date: "2025-01-10".into(),
-                gender: "male".into(),
-                citizen_id: String::new(),
+                gender: Gender::Male,
+                citizen_id: None,
                 insurance: None,
             },
             1,
@@ -440,11 +440,11 @@ fn a_card_can_be_filed_under_an_existing_dependant() {
     let child = book
         .save_person(
             &Person {
-                id: "con-gai".into(),
+                id: Some("con-gai".into()),
                 full_name: "Trần Thu Hà".into(),
                 birth_date: "2024-02-01".into(),
-                gender: "female".into(),
-                citizen_id: String::new(),
+                gender: Gender::Female,
+                citizen_id: None,
                 insurance: None,
             },
             1,
@@ -457,11 +457,11 @@ fn a_card_can_be_filed_under_an_existing_dependant() {
     let child = book
         .save_person(
             &Person {
-                id: String::new(),
+                id: None,
                 full_name: "Trần Thu Hà".into(),
                 birth_date: "2024-02-01".into(),
-                gender: "female".into(),
-                citizen_id: String::new(),
+                gender: Gender::Female,
+                citizen_id: None,
                 insurance: None,
             },
             1,
@@ -495,16 +495,16 @@ fn people_with_insurance_and_the_schedule_from_stored_immunizations() {
     let (_d, v) = vault();
     let book = HealthBook::new(&v);
     let person = Person {
-        id: String::new(),
+        id: None,
         full_name: "Phạm Gia Bảo".into(),
         birth_date: "2026-01-05".into(),
-        gender: "male".into(),
-        citizen_id: "001226000123".into(),
+        gender: Gender::Male,
+        citizen_id: Some("001226000123".into()),
         insurance: Some(Insurance {
             number: "TE1010123456789".into(),
             valid_from: "2026-01-05".into(),
-            valid_to: "2032-01-04".into(),
-            facility: "Trạm y tế phường Láng".into(),
+            valid_to: Some("2032-01-04".into()),
+            facility: Some("Trạm y tế phường Láng".into()),
         }),
     };
     let id = book.save_person(&person, 10).unwrap();
@@ -512,7 +512,7 @@ fn people_with_insurance_and_the_schedule_from_stored_immunizations() {
     assert_eq!(
         stored,
         Person {
-            id: id.clone(),
+            id: Some(id.clone()),
             ..person.clone()
         }
     );
@@ -526,7 +526,7 @@ fn people_with_insurance_and_the_schedule_from_stored_immunizations() {
     book.put_resource(&patient.to_string(), 11).unwrap();
     book.save_person(
         &Person {
-            id: id.clone(),
+            id: Some(id.clone()),
             insurance: None,
             ..person.clone()
         },
@@ -704,56 +704,48 @@ fn bad_bundles_and_resources_are_refused_and_store_nothing() {
     }
     for bad in [
         Person {
-            id: String::new(),
+            id: None,
             full_name: " ".into(),
             birth_date: "2020-01-01".into(),
-            gender: "male".into(),
-            citizen_id: String::new(),
+            gender: Gender::Male,
+            citizen_id: None,
             insurance: None,
         },
         Person {
-            id: String::new(),
+            id: None,
             full_name: "A".into(),
             birth_date: "01/01/2020".into(),
-            gender: "male".into(),
-            citizen_id: String::new(),
+            gender: Gender::Male,
+            citizen_id: None,
             insurance: None,
         },
         Person {
-            id: String::new(),
+            id: None,
             full_name: "A".into(),
             birth_date: "2020-01-01".into(),
-            gender: "nam".into(),
-            citizen_id: String::new(),
+            gender: Gender::Male,
+            citizen_id: Some("12345".into()),
             insurance: None,
         },
         Person {
-            id: String::new(),
+            id: Some("../x".into()),
             full_name: "A".into(),
             birth_date: "2020-01-01".into(),
-            gender: "male".into(),
-            citizen_id: "12345".into(),
+            gender: Gender::Male,
+            citizen_id: None,
             insurance: None,
         },
         Person {
-            id: "../x".into(),
+            id: None,
             full_name: "A".into(),
             birth_date: "2020-01-01".into(),
-            gender: "male".into(),
-            citizen_id: String::new(),
-            insurance: None,
-        },
-        Person {
-            id: String::new(),
-            full_name: "A".into(),
-            birth_date: "2020-01-01".into(),
-            gender: "male".into(),
-            citizen_id: String::new(),
+            gender: Gender::Male,
+            citizen_id: None,
             insurance: Some(Insurance {
                 number: "X".into(),
                 valid_from: "2026-01-01".into(),
-                valid_to: "2025-01-01".into(),
-                facility: String::new(),
+                valid_to: Some("2025-01-01".into()),
+                facility: None,
             }),
         },
     ] {
@@ -817,6 +809,16 @@ fn two_sources_reusing_plain_ids_for_different_people_do_not_overwrite_each_othe
         "the second hospital's patient 1 is someone else"
     );
     assert_eq!(book.people().unwrap().len(), 2);
+    // As people: by name, each with what the bundle said (no CCCD, so none).
+    let persons = book.persons().unwrap();
+    let names: Vec<&str> = persons.iter().map(|p| p.full_name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{persons:?}");
+    assert!(persons
+        .iter()
+        .all(|p| p.id.is_some() && p.citizen_id.is_none()));
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
     let an = book
         .records("1", Some(Kind::Observation), None, None)
         .unwrap();
@@ -853,11 +855,11 @@ fn no_import_or_edit_replaces_or_moves_another_persons_record() {
     let person = |name: &str, born: &str| {
         book.save_person(
             &Person {
-                id: String::new(),
+                id: None,
                 full_name: name.into(),
                 birth_date: born.into(),
-                gender: "other".into(),
-                citizen_id: String::new(),
+                gender: Gender::Other,
+                citizen_id: None,
                 insurance: None,
             },
             1,
@@ -970,11 +972,11 @@ fn a_verified_record_is_never_replaced_by_an_unsigned_one_and_imports_stay_with_
     let other = book
         .save_person(
             &Person {
-                id: String::new(),
+                id: None,
                 full_name: "Người Khác".into(),
                 birth_date: "2001-01-01".into(),
-                gender: "other".into(),
-                citizen_id: String::new(),
+                gender: Gender::Other,
+                citizen_id: None,
                 insurance: None,
             },
             3,
@@ -1005,11 +1007,11 @@ fn a_record_naming_no_one_is_filed_only_where_every_reference_to_it_comes_from()
     let existing = book
         .save_person(
             &Person {
-                id: String::new(),
+                id: None,
                 full_name: "Trần B".into(),
                 birth_date: "1990-01-01".into(),
-                gender: "other".into(),
-                citizen_id: String::new(),
+                gender: Gender::Other,
+                citizen_id: None,
                 insurance: None,
             },
             1,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use thudo_core::handbook::fees::{Assessment, FeeBasis, FeeLedger, YearMonth};
 use thudo_core::handbook::member::{Meeting, MemberHandbook, MemberProfile};
-use thudo_core::health::records::{HealthBook, Person};
+use thudo_core::health::records::{Gender, HealthBook, Person};
 use thudo_core::health::schedule::{self, DoseState};
 use thudo_core::reminders::{self, ReminderError, ReminderKind, ReminderSources, SOURCES};
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
@@ -53,11 +53,11 @@ fn assessment(month: &str, due_vnd: u64) -> Assessment {
 
 fn person(name: &str, birth: &str) -> Person {
     Person {
-        id: String::new(),
+        id: None,
         full_name: name.into(),
         birth_date: birth.into(),
-        gender: "female".into(),
-        citizen_id: String::new(),
+        gender: Gender::Female,
+        citizen_id: None,
         insurance: None,
     }
 }

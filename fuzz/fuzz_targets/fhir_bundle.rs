@@ -6,7 +6,7 @@
 use std::sync::{Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use thudo_core::health::records::{EntryStatus, HealthBook, ImportMode, Person};
+use thudo_core::health::records::{EntryStatus, Gender, HealthBook, ImportMode, Person};
 use thudo_core::vault::Vault;
 
 mod common;
@@ -24,11 +24,11 @@ fn open(dir: &std::path::Path) -> (Vault, String) {
     let person = HealthBook::new(&vault)
         .save_person(
             &Person {
-                id: String::new(),
+                id: None,
                 full_name: "Nguyễn Fuzz".into(),
                 birth_date: "2020-01-01".into(),
-                gender: "female".into(),
-                citizen_id: String::new(),
+                gender: Gender::Female,
+                citizen_id: None,
                 insurance: None,
             },
             1,

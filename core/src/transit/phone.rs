@@ -44,7 +44,8 @@ pub struct TransitQr {
     pub text: String,
     /// The rendered symbol.
     pub image: QrImage,
-    /// When it was made (unix seconds, corrected clock).
+    /// When it was made (unix seconds, device clock, like `refresh_at`; the QR itself carries
+    /// the time corrected by the clock offset, which validators compare with theirs).
     pub generated_at: u64,
     /// When to ask for the next one (unix seconds, device clock).
     pub refresh_at: u64,
@@ -384,7 +385,7 @@ impl Phone {
         let qr = TransitQr {
             text,
             image,
-            generated_at: u64::from(corrected),
+            generated_at: now,
             refresh_at: now + u64::from(self.options.refresh_secs),
             credential_expires_in: expires_in,
             expiry_warning: expires_in <= i64::from(self.options.expiry_warning_secs),

@@ -54,7 +54,7 @@ struct CitizenDay {
         let book = HealthBook(vault: vault)
         var records = 0
         let people = try await book.people()
-        for person in people { records += try await book.records(personId: person.personId, kind: nil, from: nil, to: nil).count }
+        for person in people { records += try await book.records(personId: person.id ?? "", kind: nil, from: nil, to: nil).count }
         print("health book: \(people.count) people, \(records) records")
 
         let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)

@@ -13,8 +13,8 @@ final class HealthBookTests: XCTestCase {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-health-\(UUID().uuidString)").path
         let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
         let book = HealthBook(vault: vault)
-        let child = try await book.savePerson(person: HealthPerson(id: "", fullName: "Trần Thu Hà", birthDate: "2026-01-10",
-                                                                   gender: "female", citizenId: "", insurance: nil))
+        let child = try await book.savePerson(person: HealthPerson(id: nil, fullName: "Trần Thu Hà", birthDate: "2026-01-10",
+                                                                   gender: .female, citizenId: nil, insurance: nil))
         let verifier = HealthCardVerifier()
         _ = try verifier.addJwks(issuer: "https://spec.smarthealth.cards/examples/issuer", jwksJson: try read("issuer/jwks.json"))
         let imported = try await book.importCardQr(verifier: verifier, qrTexts: [try read("example-00-f-qr-code-numeric-value-0.txt")],
@@ -50,7 +50,9 @@ final class HealthBookTests: XCTestCase {
         let after = try await book.records(personId: child, kind: .immunization, from: nil, to: nil)
         XCTAssertEqual(after.count, 4)
         let people = try await book.people()
-        XCTAssertEqual(people.map { $0.personId }, [child])
+        XCTAssertEqual(people.map { $0.id }, [child])
+        XCTAssertEqual(people.first?.gender, .female)
+        XCTAssertNil(people.first?.citizenId)
         let person = try await book.person(id: child)
         XCTAssertEqual(person?.fullName, "Trần Thu Hà")
         let first = try await book.record(key: shots[0].key)

@@ -25,8 +25,8 @@ final class RemindersTests: XCTestCase {
         try await handbook.upsertMeetings(meetings: [Meeting(id: "m-oct", date: "2026-10-05", topic: "Học tập Nghị quyết 57", documentIds: [])])
         try await handbook.recordFeeAssessment(
             assessment: try computePartyFee(situation: FeeSituation(basis: .pension, incomeVnd: 5_000_000), month: "2026-08"))
-        _ = try await HealthBook(vault: vault).savePerson(person: HealthPerson(id: "", fullName: "Bé Lan", birthDate: "2026-06-01",
-                                                                             gender: "female", citizenId: "", insurance: nil))
+        _ = try await HealthBook(vault: vault).savePerson(person: HealthPerson(id: nil, fullName: "Bé Lan", birthDate: "2026-06-01",
+                                                                             gender: .female, citizenId: nil, insurance: nil))
         let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
         let issuer = try TransitIssuer.generate(keyId: 7, validFrom: now - 30 * day, validUntil: now + 300 * day)
         let request = CredentialRequest(cardId: 42, product: .monthlyAllRoutes, category: .standard, route: 0,

@@ -516,7 +516,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(trips.count, 1)
         let trip = try XCTUnwrap(trips.first)
         XCTAssertEqual(trip.cardId, card)
-        XCTAssertEqual(trip.mode, "bus")
+        XCTAssertEqual(trip.mode, .bus)
         XCTAssertEqual(trip.route, 32)
         XCTAssertNil(trip.fromStation)
         XCTAssertNil(trip.exitAt)

@@ -47,7 +47,7 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(owner?.cardId, info.cardId)
         let removed = try await phone.removeCredential(cardId: 42)
         XCTAssertTrue(removed)
-        try await phone.setClockOffset(offsetSecs: 0)
+        try await phone.setClockOffsetMs(offsetMs: 0)
 
         let qr = try await phone.currentQrAt(nowUnix: now)
         XCTAssertTrue(qr.text.hasPrefix("HNT1:"))

@@ -20,7 +20,7 @@ mod vaccination;
 use serde_json::{json, Value};
 
 pub use import::{EntryReport, EntryStatus, ImportMode, ImportSummary};
-pub use people::{Insurance, Person};
+pub use people::{Gender, Insurance, Person};
 pub use provenance::{Provenance, Source};
 pub use sync::{store_pulled, synced};
 

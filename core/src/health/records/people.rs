@@ -16,18 +16,53 @@ use crate::vault::Document;
 /// (with the CCCD as an identifier) and a Coverage (the BHYT card).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
-    /// Patient id; empty to create a new person.
-    pub id: String,
+    /// Patient id; `None` to create a new person.
+    pub id: Option<String>,
     /// Full name as written.
     pub full_name: String,
     /// `YYYY-MM-DD`.
     pub birth_date: String,
-    /// `male`, `female`, `other` or `unknown`.
-    pub gender: String,
-    /// Citizen ID (CCCD), 12 digits, or empty (children may have none).
-    pub citizen_id: String,
+    /// Administrative gender (FHIR's four values).
+    pub gender: Gender,
+    /// Citizen ID (CCCD), 12 digits; `None` when the person has none (children may not).
+    pub citizen_id: Option<String>,
     /// The health-insurance card, if any.
     pub insurance: Option<Insurance>,
+}
+
+/// Administrative gender, as FHIR's Patient.gender codes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Gender {
+    /// `male`.
+    Male,
+    /// `female`.
+    Female,
+    /// `other`.
+    Other,
+    /// `unknown`, and what a record leaves out.
+    Unknown,
+}
+
+impl Gender {
+    /// The FHIR code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Gender::Male => "male",
+            Gender::Female => "female",
+            Gender::Other => "other",
+            Gender::Unknown => "unknown",
+        }
+    }
+
+    /// From a FHIR code; anything else (absent, misspelt) is `Unknown`.
+    pub fn from_code(code: &str) -> Gender {
+        match code {
+            "male" => Gender::Male,
+            "female" => Gender::Female,
+            "other" => Gender::Other,
+            _ => Gender::Unknown,
+        }
+    }
 }
 
 /// A BHYT card.
@@ -37,10 +72,10 @@ pub struct Insurance {
     pub number: String,
     /// First valid day, `YYYY-MM-DD`.
     pub valid_from: String,
-    /// Last valid day, `YYYY-MM-DD` (empty when open-ended).
-    pub valid_to: String,
-    /// The registered primary-care facility.
-    pub facility: String,
+    /// Last valid day, `YYYY-MM-DD`; `None` when open-ended.
+    pub valid_to: Option<String>,
+    /// The registered primary-care facility, if the card names one.
+    pub facility: Option<String>,
 }
 
 impl HealthBook<'_> {
@@ -52,17 +87,10 @@ impl HealthBook<'_> {
         }
         let born = schedule::parse_date(&person.birth_date)
             .ok_or_else(|| invalid("birth_date", "expected YYYY-MM-DD"))?;
-        if !matches!(
-            person.gender.as_str(),
-            "male" | "female" | "other" | "unknown"
-        ) {
-            return Err(invalid("gender", "male, female, other or unknown"));
-        }
-        if !person.citizen_id.is_empty()
-            && (person.citizen_id.len() != 12
-                || !person.citizen_id.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(invalid("citizen_id", "a CCCD number has 12 digits"));
+        if let Some(cccd) = &person.citizen_id {
+            if cccd.len() != 12 || !cccd.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid("citizen_id", "a CCCD number has 12 digits"));
+            }
         }
         if let Some(card) = &person.insurance {
             if card.number.trim().is_empty() {
@@ -70,23 +98,23 @@ impl HealthBook<'_> {
             }
             let from = schedule::parse_date(&card.valid_from)
                 .ok_or_else(|| invalid("insurance.valid_from", "expected YYYY-MM-DD"))?;
-            if !card.valid_to.is_empty() {
-                let to = schedule::parse_date(&card.valid_to)
+            if let Some(valid_to) = &card.valid_to {
+                let to = schedule::parse_date(valid_to)
                     .ok_or_else(|| invalid("insurance.valid_to", "expected YYYY-MM-DD"))?;
                 if to < from {
                     return Err(invalid("insurance.valid_to", "is before valid_from"));
                 }
             }
         }
-        let id = match person.id.as_str() {
-            "" => random_id()?,
-            id if fhir::is_valid_id(id) => id.to_owned(),
-            _ => return Err(invalid("id", "not a valid FHIR id")),
+        let id = match person.id.as_deref() {
+            None => random_id()?,
+            Some(id) if fhir::is_valid_id(id) => id.to_owned(),
+            Some(_) => return Err(invalid("id", "not a valid FHIR id")),
         };
         let key = format!("Patient/{id}");
         self.vault.transaction(|tx| {
             let existing = tx.get_doc::<HealthRecord>(&key)?;
-            if existing.is_none() && !person.id.is_empty() {
+            if existing.is_none() && person.id.is_some() {
                 return Err(HealthError::NotFound {
                     what: format!("person {id}"),
                 });
@@ -96,7 +124,7 @@ impl HealthBook<'_> {
                 .unwrap_or_else(|| json!({"resourceType": "Patient", "id": id}));
             patient["name"] = json!([{"text": person.full_name.trim()}]);
             patient["birthDate"] = json!(born.to_string());
-            patient["gender"] = json!(person.gender);
+            patient["gender"] = json!(person.gender.code());
             let mut ids: Vec<Value> = patient["identifier"]
                 .as_array()
                 .cloned()
@@ -104,8 +132,8 @@ impl HealthBook<'_> {
                 .into_iter()
                 .filter(|i| i["system"] != fhir::CCCD_SYSTEM)
                 .collect();
-            if !person.citizen_id.is_empty() {
-                ids.push(json!({"system": fhir::CCCD_SYSTEM, "value": person.citizen_id}));
+            if let Some(cccd) = &person.citizen_id {
+                ids.push(json!({"system": fhir::CCCD_SYSTEM, "value": cccd}));
             }
             patient["identifier"] = Value::Array(ids);
             let record = self.record(patient, Provenance::of(Source::Entered), now)?;
@@ -124,20 +152,23 @@ impl HealthBook<'_> {
                     coverage["identifier"] =
                         json!([{"system": fhir::BHYT_SYSTEM, "value": card.number}]);
                     let mut period = json!({"start": card.valid_from});
-                    if !card.valid_to.is_empty() {
-                        period["end"] = json!(card.valid_to);
+                    if let Some(valid_to) = &card.valid_to {
+                        period["end"] = json!(valid_to);
                     }
                     coverage["period"] = period;
                     coverage["payor"] = json!([{"display": "Bảo hiểm xã hội Việt Nam"}]);
-                    if card.facility.is_empty() {
-                        if let Some(c) = coverage.as_object_mut() {
-                            c.remove("class");
+                    match &card.facility {
+                        None => {
+                            if let Some(c) = coverage.as_object_mut() {
+                                c.remove("class");
+                            }
                         }
-                    } else {
-                        coverage["class"] = json!([{
-                            "type": {"text": "registered primary care facility"},
-                            "value": card.facility,
-                        }]);
+                        Some(facility) => {
+                            coverage["class"] = json!([{
+                                "type": {"text": "registered primary care facility"},
+                                "value": facility,
+                            }]);
+                        }
                     }
                     let record = self.record(coverage, Provenance::of(Source::Entered), now)?;
                     put(tx, &record, true, now)?;
@@ -172,28 +203,40 @@ impl HealthBook<'_> {
             .into_iter()
             .next();
         let p = &patient.resource;
-        let text = |v: &Value, path: &str| {
+        let some = |v: &Value, path: &str| {
             v.pointer(path)
                 .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
         };
+        let text = |v: &Value, path: &str| some(v, path).unwrap_or_default();
         Ok(Some(Person {
-            id: id.to_owned(),
+            id: Some(id.to_owned()),
             full_name: fhir::patient_name(p),
             birth_date: text(p, "/birthDate"),
-            gender: text(p, "/gender"),
+            gender: Gender::from_code(&text(p, "/gender")),
             citizen_id: identifiers(p)
                 .into_iter()
                 .find(|(s, _)| s == fhir::CCCD_SYSTEM)
-                .map(|(_, v)| v)
-                .unwrap_or_default(),
+                .map(|(_, v)| v),
             insurance: coverage.map(|c| Insurance {
                 number: text(&c.resource, "/subscriberId"),
                 valid_from: text(&c.resource, "/period/start"),
-                valid_to: text(&c.resource, "/period/end"),
-                facility: text(&c.resource, "/class/0/value"),
+                valid_to: some(&c.resource, "/period/end"),
+                facility: some(&c.resource, "/class/0/value"),
             }),
         }))
+    }
+
+    /// Everyone in the book, as people (by name): the citizen and their dependants.
+    pub fn persons(&self) -> Result<Vec<Person>, HealthError> {
+        let mut persons = Vec::new();
+        for record in self.people()? {
+            let id = record.key.trim_start_matches("Patient/").to_owned();
+            if let Some(person) = self.person(&id)? {
+                persons.push(person);
+            }
+        }
+        Ok(persons)
     }
 }

@@ -4,6 +4,7 @@ import java.io.File
 import java.nio.file.Path
 import kotlinx.coroutines.runBlocking
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertNull
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
 import org.junit.jupiter.api.assertThrows
@@ -22,9 +23,12 @@ class HealthBookTest {
     fun `import a card for a child, list immunizations, compute the schedule`() = runBlocking<Unit> {
         Vault.openWithPassphrase(dir.resolve("health").toString(), "p", testOptions).use { vault ->
             val book = HealthBook(vault)
-            val child = book.savePerson(HealthPerson("", "Trần Thu Hà", "2026-01-10", "female", "",
-                HealthInsurance("TE1010123456789", "2026-01-10", "", "Trạm y tế phường Láng")))
-            assertEquals("TE1010123456789", book.person(child)!!.insurance!!.number)
+            val child = book.savePerson(HealthPerson(null, "Trần Thu Hà", "2026-01-10", Gender.FEMALE, null,
+                HealthInsurance("TE1010123456789", "2026-01-10", null, "Trạm y tế phường Láng")))
+            val saved = book.person(child)!!
+            assertEquals("TE1010123456789", saved.insurance!!.number)
+            assertEquals(Triple(child, Gender.FEMALE, null), Triple(saved.id, saved.gender, saved.citizenId))
+            assertNull(saved.insurance!!.validTo, "open-ended: no end date")
 
             val verifier = HealthCardVerifier()
             verifier.addJwks("https://spec.smarthealth.cards/examples/issuer", read("issuer/jwks.json"))
@@ -51,7 +55,7 @@ class HealthBookTest {
             val withRota = book.vaccinationSchedule(child, "2026-03-20", rotavirus = true)
             assertEquals(DoseState.DUE, withRota.first { it.vaccine == "Rota" && it.dose == 1 }.state)
 
-            assertEquals(listOf(child), book.people().map { it.personId })
+            assertEquals(listOf(child to "Trần Thu Hà"), book.people().map { it.id to it.fullName })
             val first = book.record(shots[0].key)!!
             assertEquals(shots[0].resourceJson, first.resourceJson)
             assertTrue(book.deleteRecord(first.key))

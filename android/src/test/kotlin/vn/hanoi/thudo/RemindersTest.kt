@@ -27,7 +27,7 @@ class RemindersTest {
             "Chi bộ Tổ dân phố 5", listOf(), "001085012345", "0912345678"))
         handbook.upsertMeetings(listOf(Meeting("m-oct", "2026-10-05", "Học tập Nghị quyết 57", listOf())))
         handbook.recordFeeAssessment(computePartyFee(FeeSituation(FeeBasis.PENSION, incomeVnd = 5_000_000L), "2026-08"))
-        HealthBook(vault).savePerson(HealthPerson("", "Bé Lan", "2026-06-01", "female", "", null))
+        HealthBook(vault).savePerson(HealthPerson(null, "Bé Lan", "2026-06-01", Gender.FEMALE, null, null))
         val issuer = TransitIssuer.generate(7, now - 30 * day, now + 300 * day)
         val phone = TransitPhone.open(vault, null, 5)
         phone.installCredential(issuer.issue(CredentialRequest(42L, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0,

@@ -372,7 +372,7 @@ class SyncTest {
         client.sync(phone)
         val history = RiderHistory(phone)
         val trip = history.tripsFrom("2000-01-01").single()
-        assertEquals(listOf(card, "bus", 32, null, null, 8_000L, TransitProduct.PAY_AS_YOU_GO),
+        assertEquals(listOf(card, TripMode.BUS, 32, null, null, 8_000L, TransitProduct.PAY_AS_YOU_GO),
             listOf(trip.cardId, trip.mode, trip.route, trip.fromStation, trip.exitAt, trip.fareVnd, trip.product))
         assertEquals(listOf(trip), history.tripsFrom(trip.day, card))
         val cap = history.cap(trip.day)

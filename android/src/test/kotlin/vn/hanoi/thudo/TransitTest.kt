@@ -61,7 +61,7 @@ class TransitTest {
         assertEquals(info.cardId, phone.credential()?.cardId)
         assertEquals(PassengerCategory.CHILD, childs.category)
         assertTrue(phone.removeCredential(42L))
-        phone.setClockOffset(0L)
+        phone.setClockOffsetMs(0L)
 
         val qr = phone.currentQrAt(now)
         assertTrue(qr.text.startsWith("HNT1:"))

@@ -59,7 +59,7 @@ fun main(): Unit = runBlocking {
     println("note saved; the screen heard of ${withTimeout(5_000) { noteHeard.await() }}")
 
     val health = HealthBook(vault).people()
-    println("health book: ${health.size} people, ${health.sumOf { HealthBook(vault).records(it.personId, null, null, null).size }} records")
+    println("health book: ${health.size} people, ${health.sumOf { HealthBook(vault).records(it.id!!, null, null, null).size }} records")
 
     val phone = TransitPhone.open(vault, null, 5)
     val pass = TransitClient(sync).buyTransitProduct(vault, phone, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, YearMonth.now().toString())
