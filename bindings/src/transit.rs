@@ -328,6 +328,11 @@ pub struct VerdictPresentation {
     pub colour: String,
     /// The beep pattern, in order.
     pub beeps: Vec<VerdictBeep>,
+    /// What the line says as a stable key (`transit.welcome.pass_days_left`), to translate or
+    /// voice in the app's language; every key and its arguments: docs/protocol/transit-qr.md.
+    pub message_key: String,
+    /// The key's arguments by name (`days` -> `2`).
+    pub message_args: std::collections::HashMap<String, String>,
     /// One short line in Vietnamese.
     pub line_vi: String,
     /// The same in English.
@@ -348,6 +353,8 @@ impl From<presentation::Presentation> for VerdictPresentation {
                     pause_ms: crate::small(b.pause_ms),
                 })
                 .collect(),
+            message_key: p.message_key,
+            message_args: p.message_args.into_iter().collect(),
             line_vi: p.line_vi,
             line_en: p.line_en,
         }

@@ -240,3 +240,21 @@ fn documented_gate_and_inspection_vectors_hold() {
     assert_eq!(refused.outcome, InspectionOutcome::Invalid);
     assert_eq!(code(refused.reason), expected(&g["INSPECT_ELSEWHERE"]));
 }
+
+#[test]
+fn the_documented_message_table_is_the_code_s() {
+    use thudo_core::transit::presentation::MESSAGES;
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol/transit-qr.md"),
+    )
+    .unwrap();
+    let rows: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `transit.") && l.matches(" | ").count() == 3)
+        .collect();
+    assert_eq!(rows.len(), MESSAGES.len(), "one row per message");
+    for (key, args, vi, en) in MESSAGES {
+        let row = format!("| `{key}` | {} | {vi} | {en} |", args.join(", "));
+        assert!(rows.contains(&row.as_str()), "not documented: {row}");
+    }
+}

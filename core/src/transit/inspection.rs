@@ -77,20 +77,12 @@ impl Inspection {
     pub fn presentation(&self, now: u64) -> Presentation {
         match self.outcome {
             InspectionOutcome::Invalid => presentation::present(self.reason, None, now),
-            InspectionOutcome::Valid => Presentation {
-                signal: Signal::Go,
-                colour: Signal::Go.colour().into(),
-                beeps: Signal::Go.beeps().to_vec(),
-                line_vi: "Vé hợp lệ".into(),
-                line_en: "Valid ticket".into(),
-            },
-            InspectionOutcome::NotTapped => Presentation {
-                signal: Signal::Warn,
-                colour: Signal::Warn.colour().into(),
-                beeps: Signal::Warn.beeps().to_vec(),
-                line_vi: "Vé hợp lệ, chưa quẹt trên xe này".into(),
-                line_en: "Valid, but no tap on this vehicle".into(),
-            },
+            InspectionOutcome::Valid => {
+                Presentation::new(Signal::Go, "transit.inspection.valid", &[])
+            }
+            InspectionOutcome::NotTapped => {
+                Presentation::new(Signal::Warn, "transit.inspection.not_tapped", &[])
+            }
         }
     }
 }

@@ -87,93 +87,204 @@ pub struct Presentation {
     pub colour: String,
     /// The beep pattern.
     pub beeps: Vec<Beep>,
-    /// One short line in Vietnamese.
+    /// What the line says, as a stable key (`transit.pass_days_left`): an app translates or
+    /// voices it in any language with [`Presentation::message_args`]. Every key and its
+    /// arguments: [`MESSAGES`] and docs/protocol/transit-qr.md.
+    pub message_key: String,
+    /// The key's arguments by name (`days`), as text.
+    pub message_args: Vec<(String, String)>,
+    /// One short line in Vietnamese (the key's text).
     pub line_vi: String,
     /// The same in English.
     pub line_en: String,
 }
 
+/// Every message a verdict or an inspection shows: key, its arguments, and the Vietnamese and
+/// English lines with `{argument}` where an argument goes.
+pub const MESSAGES: &[(&str, &[&str], &str, &str)] = &[
+    ("transit.welcome", &[], "Mời lên xe", "Welcome aboard"),
+    (
+        "transit.welcome.pass_ends_today",
+        &[],
+        "Mời lên xe. Vé hết hạn hôm nay",
+        "Welcome. Your pass ends today",
+    ),
+    (
+        "transit.welcome.pass_days_left",
+        &["days"],
+        "Mời lên xe. Vé còn {days} ngày",
+        "Welcome. Your pass ends in {days} days",
+    ),
+    ("transit.entry", &[], "Mời vào ga", "Welcome"),
+    (
+        "transit.entry.pass_ends_today",
+        &[],
+        "Mời vào ga. Vé hết hạn hôm nay",
+        "Welcome. Your pass ends today",
+    ),
+    (
+        "transit.entry.pass_days_left",
+        &["days"],
+        "Mời vào ga. Vé còn {days} ngày",
+        "Welcome. Your pass ends in {days} days",
+    ),
+    ("transit.exit", &[], "Hẹn gặp lại", "Goodbye"),
+    (
+        "transit.exit.pass_ends_today",
+        &[],
+        "Hẹn gặp lại. Vé hết hạn hôm nay",
+        "Goodbye. Your pass ends today",
+    ),
+    (
+        "transit.exit.pass_days_left",
+        &["days"],
+        "Hẹn gặp lại. Vé còn {days} ngày",
+        "Goodbye. Your pass ends in {days} days",
+    ),
+    (
+        "transit.cap_reached",
+        &[],
+        "Đã đủ mức trần hôm nay: miễn phí",
+        "Cap reached today: this ride is free",
+    ),
+    (
+        "transit.code_used",
+        &[],
+        "Mã đã được sử dụng",
+        "Code already used",
+    ),
+    (
+        "transit.code_expired",
+        &[],
+        "Mã đã hết hạn, mở lại ứng dụng",
+        "Code expired: reopen the app",
+    ),
+    ("transit.pass_expired", &[], "Vé đã hết hạn", "Pass expired"),
+    (
+        "transit.pass_not_yet_valid",
+        &[],
+        "Vé chưa có hiệu lực",
+        "Pass not valid yet",
+    ),
+    (
+        "transit.wrong_route",
+        &[],
+        "Vé không dùng cho tuyến này",
+        "Pass not valid on this route",
+    ),
+    ("transit.pass_blocked", &[], "Vé đã bị khóa", "Pass blocked"),
+    (
+        "transit.phone_clock_wrong",
+        &[],
+        "Giờ trên điện thoại không đúng",
+        "Phone clock is wrong",
+    ),
+    (
+        "transit.validator_outdated",
+        &[],
+        "Máy soát vé cần cập nhật",
+        "Validator needs an update",
+    ),
+    (
+        "transit.no_entry_tap",
+        &[],
+        "Chưa quẹt vào ga, gặp nhân viên",
+        "No entry tap: see staff",
+    ),
+    (
+        "transit.not_a_ticket",
+        &[],
+        "Không đọc được mã vé",
+        "Not a ticket code",
+    ),
+    (
+        "transit.invalid_ticket",
+        &[],
+        "Mã không hợp lệ",
+        "Invalid ticket",
+    ),
+    ("transit.inspection.valid", &[], "Vé hợp lệ", "Valid ticket"),
+    (
+        "transit.inspection.not_tapped",
+        &[],
+        "Vé hợp lệ, chưa quẹt trên xe này",
+        "Valid, but no tap on this vehicle",
+    ),
+];
+
+impl Presentation {
+    /// The presentation of `signal` saying message `key` with `args` (one of [`MESSAGES`]).
+    pub fn new(signal: Signal, key: &str, args: &[(&str, String)]) -> Presentation {
+        let (vi, en) = MESSAGES
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .map(|(_, _, vi, en)| (*vi, *en))
+            .unwrap_or(("", ""));
+        let fill = |text: &str| {
+            args.iter().fold(text.to_owned(), |t, (name, value)| {
+                t.replace(&format!("{{{name}}}"), value)
+            })
+        };
+        let mut en = fill(en);
+        // English plural: "1 days" reads wrong.
+        if args.iter().any(|(n, v)| *n == "days" && v == "1") {
+            en = en.replace("1 days", "1 day");
+        }
+        Presentation {
+            signal,
+            colour: signal.colour().to_owned(),
+            beeps: signal.beeps().to_vec(),
+            message_key: key.to_owned(),
+            message_args: args
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect(),
+            line_vi: fill(vi),
+            line_en: en,
+        }
+    }
+
+    fn say(&mut self, signal: Signal, key: &str) {
+        let args = std::mem::take(&mut self.message_args);
+        let args: Vec<(&str, String)> = args.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        *self = Presentation::new(signal, key, &args);
+    }
+}
+
 /// The presentation of a verdict for `reason`, with the credential's fields when the QR was
 /// readable, at validator time `now`.
 pub fn present(reason: Reason, fields: Option<&CredentialFields>, now: u64) -> Presentation {
-    let (signal, vi, en): (Signal, String, String) = match reason {
+    let stop = |key: &str| Presentation::new(Signal::Stop, key, &[]);
+    match reason {
         // A day pass ends the day it is used: nothing to warn about.
         Reason::Ok => match fields
             .filter(|f| f.product != super::Product::DayPass)
             .map(|f| days_left(f, now))
         {
-            Some(Some(0)) => (
+            Some(Some(0)) => {
+                Presentation::new(Signal::Warn, "transit.welcome.pass_ends_today", &[])
+            }
+            Some(Some(days)) => Presentation::new(
                 Signal::Warn,
-                "Mời lên xe. Vé hết hạn hôm nay".into(),
-                "Welcome. Your pass ends today".into(),
+                "transit.welcome.pass_days_left",
+                &[("days", days.to_string())],
             ),
-            Some(Some(days)) => (
-                Signal::Warn,
-                format!("Mời lên xe. Vé còn {days} ngày"),
-                format!(
-                    "Welcome. Your pass ends in {days} day{}",
-                    if days == 1 { "" } else { "s" }
-                ),
-            ),
-            _ => (Signal::Go, "Mời lên xe".into(), "Welcome aboard".into()),
+            _ => Presentation::new(Signal::Go, "transit.welcome", &[]),
         },
-        Reason::Replayed | Reason::Passback => (
-            Signal::Stop,
-            "Mã đã được sử dụng".into(),
-            "Code already used".into(),
-        ),
-        Reason::Expired | Reason::CredentialExpired => (
-            Signal::Stop,
-            "Mã đã hết hạn, mở lại ứng dụng".into(),
-            "Code expired: reopen the app".into(),
-        ),
-        Reason::PassExpired => (Signal::Stop, "Vé đã hết hạn".into(), "Pass expired".into()),
-        Reason::NotYetValid => (
-            Signal::Stop,
-            "Vé chưa có hiệu lực".into(),
-            "Pass not valid yet".into(),
-        ),
-        Reason::WrongRoute => (
-            Signal::Stop,
-            "Vé không dùng cho tuyến này".into(),
-            "Pass not valid on this route".into(),
-        ),
-        Reason::Revoked => (Signal::Stop, "Vé đã bị khóa".into(), "Pass blocked".into()),
-        Reason::ClockSkew => (
-            Signal::Stop,
-            "Giờ trên điện thoại không đúng".into(),
-            "Phone clock is wrong".into(),
-        ),
-        Reason::DenyListStale => (
-            Signal::Stop,
-            "Máy soát vé cần cập nhật".into(),
-            "Validator needs an update".into(),
-        ),
-        Reason::NoEntry => (
-            Signal::Stop,
-            "Chưa quẹt vào ga, gặp nhân viên".into(),
-            "No entry tap: see staff".into(),
-        ),
-        Reason::BadFormat => (
-            Signal::Stop,
-            "Không đọc được mã vé".into(),
-            "Not a ticket code".into(),
-        ),
+        Reason::Replayed | Reason::Passback => stop("transit.code_used"),
+        Reason::Expired | Reason::CredentialExpired => stop("transit.code_expired"),
+        Reason::PassExpired => stop("transit.pass_expired"),
+        Reason::NotYetValid => stop("transit.pass_not_yet_valid"),
+        Reason::WrongRoute => stop("transit.wrong_route"),
+        Reason::Revoked => stop("transit.pass_blocked"),
+        Reason::ClockSkew => stop("transit.phone_clock_wrong"),
+        Reason::DenyListStale => stop("transit.validator_outdated"),
+        Reason::NoEntry => stop("transit.no_entry_tap"),
+        Reason::BadFormat => stop("transit.not_a_ticket"),
         Reason::UnknownIssuer
         | Reason::IssuerKeyExpired
         | Reason::BadIssuerSignature
-        | Reason::BadDeviceSignature => (
-            Signal::Stop,
-            "Mã không hợp lệ".into(),
-            "Invalid ticket".into(),
-        ),
-    };
-    Presentation {
-        signal,
-        colour: signal.colour().to_owned(),
-        beeps: signal.beeps().to_vec(),
-        line_vi: vi,
-        line_en: en,
+        | Reason::BadDeviceSignature => stop("transit.invalid_ticket"),
     }
 }
 
@@ -183,11 +294,7 @@ pub fn cap_reached(p: &mut Presentation) {
     if p.signal == Signal::Stop {
         return;
     }
-    p.signal = Signal::Warn;
-    p.colour = Signal::Warn.colour().to_owned();
-    p.beeps = Signal::Warn.beeps().to_vec();
-    p.line_vi = "Đã đủ mức trần hôm nay: miễn phí".into();
-    p.line_en = "Cap reached today: this ride is free".into();
+    p.say(Signal::Warn, "transit.cap_reached");
 }
 
 /// The same verdict at a metro gate: riders walk into a station or out of it, they do not
@@ -197,16 +304,16 @@ pub fn at_gate(p: &mut Presentation, direction: super::metro::GateDirection) {
     if p.signal == Signal::Stop {
         return;
     }
-    let (vi, en) = match direction {
-        GateDirection::Entry => ("Mời vào ga", "Welcome"),
-        GateDirection::Exit => ("Hẹn gặp lại", "Goodbye"),
+    let Some(rest) = p.message_key.strip_prefix("transit.welcome") else {
+        return;
     };
-    p.line_vi = p.line_vi.replacen("Mời lên xe", vi, 1);
-    p.line_en = p.line_en.replacen("Welcome aboard", en, 1);
-    if direction == GateDirection::Exit && p.signal == Signal::Go {
-        p.line_vi = vi.into();
-        p.line_en = en.into();
-    }
+    let place = match direction {
+        GateDirection::Entry => "transit.entry",
+        GateDirection::Exit => "transit.exit",
+    };
+    let key = format!("{place}{rest}");
+    let signal = p.signal;
+    p.say(signal, &key);
 }
 
 /// Whole days left on a pass ending within [`WARN_DAYS`] (0: it ends today), or `None`.
@@ -241,11 +348,46 @@ mod tests {
     }
 
     #[test]
+    fn every_message_has_both_lines_its_arguments_and_fits_the_screen() {
+        let mut keys = std::collections::HashSet::new();
+        for (key, args, vi, en) in MESSAGES {
+            assert!(keys.insert(*key), "{key} twice");
+            for text in [vi, en] {
+                let named: Vec<&str> = text
+                    .split('{')
+                    .skip(1)
+                    .filter_map(|t| t.split('}').next())
+                    .collect();
+                assert_eq!(&named, args, "{key}: {text}");
+            }
+            let sample: Vec<(&str, String)> = args.iter().map(|a| (*a, "2".to_owned())).collect();
+            let p = Presentation::new(Signal::Warn, key, &sample);
+            assert!(
+                !p.line_vi.contains('{') && !p.line_en.contains('{'),
+                "{key}"
+            );
+            assert!(p.line_vi.chars().count() <= 40, "{}", p.line_vi);
+            assert!(p.line_en.len() <= 40, "{}", p.line_en);
+        }
+        let one = Presentation::new(
+            Signal::Warn,
+            "transit.welcome.pass_days_left",
+            &[("days", "1".into())],
+        );
+        assert_eq!(one.line_en, "Welcome. Your pass ends in 1 day");
+        assert_eq!(one.message_args, [("days".to_owned(), "1".to_owned())]);
+    }
+
+    #[test]
     fn every_reason_has_a_signal_a_sound_and_two_lines() {
         for reason in super::super::reason::REASON_CODES {
             let p = present(reason, None, 0);
             assert_eq!(p.signal == Signal::Stop, reason != Reason::Ok, "{reason:?}");
             assert!(!p.line_vi.is_empty() && !p.line_en.is_empty());
+            assert!(
+                MESSAGES.iter().any(|(k, ..)| *k == p.message_key),
+                "{reason:?}"
+            );
             assert!(p.line_vi.chars().count() <= 40, "{}", p.line_vi);
             assert!(p.line_en.len() <= 40, "{}", p.line_en);
             assert!(!p.beeps.is_empty());

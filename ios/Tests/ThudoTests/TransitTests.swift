@@ -75,6 +75,7 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(replayed.presentation.signal, .stop)
         XCTAssertEqual(replayed.presentation.colour, "#C62828")
         XCTAssertEqual(replayed.presentation.lineEn, "Code already used")
+        XCTAssertEqual(replayed.presentation.messageKey, "transit.code_used")
         XCTAssertEqual(try validator.validateAt(text: "HNT1:garbage", nowUnix: now).reason, .badFormat)
         let old = try await phone.currentQrAt(nowUnix: now - 600)
         XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
@@ -167,6 +168,9 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(verdict.presentation.colour, "#F9A825")
         XCTAssertEqual(verdict.presentation.beeps.count, 2)
         XCTAssertEqual(verdict.presentation.lineVi, "Mời lên xe. Vé còn 2 ngày")
+        // The same as a key with its arguments, for the app's own language or voice.
+        XCTAssertEqual(verdict.presentation.messageKey, "transit.welcome.pass_days_left")
+        XCTAssertEqual(verdict.presentation.messageArgs, ["days": "2"])
         XCTAssertEqual(verdict.presentation.lineEn, "Welcome. Your pass ends in 2 days")
         // A day pass ends the day it is used: let in without a warning.
         var dayPass = request(phone, product: .dayPass)

@@ -87,6 +87,7 @@ class TransitTest {
         assertEquals(VerdictSignal.STOP, replayed.presentation.signal)
         assertEquals("#C62828", replayed.presentation.colour)
         assertEquals("Code already used", replayed.presentation.lineEn)
+        assertEquals("transit.code_used" to emptyMap<String, String>(), replayed.presentation.messageKey to replayed.presentation.messageArgs)
         assertEquals(VerdictReason.BAD_FORMAT, validator.validateAt("not a ticket", now).reason)
         assertEquals(VerdictReason.EXPIRED, validator.validateAt(phone.currentQrAt(now - 600L).text, now).reason)
 
@@ -196,6 +197,9 @@ class TransitTest {
         assertEquals(2, verdict.presentation.beeps.size)
         assertEquals("Mời lên xe. Vé còn 2 ngày", verdict.presentation.lineVi)
         assertEquals("Welcome. Your pass ends in 2 days", verdict.presentation.lineEn)
+        // The same as a key with its arguments, for the app's own language or voice.
+        assertEquals("transit.welcome.pass_days_left" to mapOf("days" to "2"),
+            verdict.presentation.messageKey to verdict.presentation.messageArgs)
         // A day pass ends the day it is used: let in without a warning.
         phone.installCredential(issuer.issue(request(phone, TransitProduct.DAY_PASS).copy(passValidUntil = now + 3600L), now))
         val day = validator.validateAt(phone.currentQrAt(now + 200L).text, now + 200L)
