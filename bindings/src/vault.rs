@@ -65,6 +65,10 @@ pub enum VaultError {
     /// The vault was closed.
     #[error("vault is closed")]
     Closed,
+    /// The call's `CancelToken` fired before it finished: nothing of it was kept (a rotation or
+    /// an import rolled back, a partial backup file removed). Call again when it suits.
+    #[error("stopped before it finished")]
+    Cancelled,
     /// An argument was rejected.
     #[error("invalid argument: {reason}")]
     InvalidArgument {
@@ -108,6 +112,7 @@ impl From<core::VaultError> for VaultError {
             },
             E::NotFound { collection } => VaultError::NotFound { collection },
             E::Closed => VaultError::Closed,
+            E::Cancelled => VaultError::Cancelled,
             E::InvalidArgument { reason } => VaultError::InvalidArgument { reason },
             E::InvalidBackup { reason } => VaultError::InvalidBackup { reason },
             E::Io { reason } => VaultError::Io { reason },
@@ -443,23 +448,46 @@ impl Vault {
     }
 
     /// Replaces the data key and re-encrypts every record, atomically; returns the count.
-    pub async fn rotate_data_key(&self) -> Result<i64, VaultError> {
-        self.run(|v| v.rotate_data_key().map(crate::signed)).await
-    }
-
-    /// Writes an encrypted backup of every record to `path`; returns the count.
-    pub async fn export_backup(&self, path: String, passphrase: String) -> Result<i64, VaultError> {
+    /// `cancel` stops it between two records with `Cancelled`, and nothing changes.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn rotate_data_key(
+        &self,
+        cancel: Option<Arc<crate::sync::CancelToken>>,
+    ) -> Result<i64, VaultError> {
         self.run(move |v| {
-            v.export_backup(path.as_ref(), &passphrase)
+            v.rotate_data_key_cancellable(&|| fired(&cancel))
                 .map(crate::signed)
         })
         .await
     }
 
-    /// Imports a backup (all records or none); returns the count.
-    pub async fn import_backup(&self, path: String, passphrase: String) -> Result<i64, VaultError> {
+    /// Writes an encrypted backup of every record to `path`; returns the count. `cancel`
+    /// stops it between two records with `Cancelled`, and the partial file is removed.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn export_backup(
+        &self,
+        path: String,
+        passphrase: String,
+        cancel: Option<Arc<crate::sync::CancelToken>>,
+    ) -> Result<i64, VaultError> {
         self.run(move |v| {
-            v.import_backup(path.as_ref(), &passphrase)
+            v.export_backup_cancellable(path.as_ref(), &passphrase, &|| fired(&cancel))
+                .map(crate::signed)
+        })
+        .await
+    }
+
+    /// Imports a backup (all records or none); returns the count. `cancel` stops it between
+    /// two records with `Cancelled`, and nothing is imported.
+    #[uniffi::method(default(cancel = None))]
+    pub async fn import_backup(
+        &self,
+        path: String,
+        passphrase: String,
+        cancel: Option<Arc<crate::sync::CancelToken>>,
+    ) -> Result<i64, VaultError> {
+        self.run(move |v| {
+            v.import_backup_cancellable(path.as_ref(), &passphrase, &|| fired(&cancel))
                 .map(crate::signed)
         })
         .await
@@ -515,6 +543,11 @@ pub trait ChangeListener: Send + Sync {
 }
 
 /// Passes on the changes to `collections` (every change when empty).
+/// Whether an optional cancel token has fired.
+fn fired(cancel: &Option<Arc<crate::sync::CancelToken>>) -> bool {
+    cancel.as_ref().is_some_and(|t| t.is_cancelled())
+}
+
 pub(crate) fn filtered(
     collections: Vec<String>,
     listener: Arc<dyn ChangeListener>,
@@ -584,6 +617,7 @@ crate::error_api!(VaultError, {
         NewerSchema => ("vault.newer_schema", false),
         NotFound => ("vault.not_found", false),
         Closed => ("vault.closed", false),
+        Cancelled => ("vault.cancelled", true),
         InvalidArgument => ("vault.invalid_argument", false),
         InvalidBackup => ("vault.invalid_backup", false),
         Io => ("vault.io", true),

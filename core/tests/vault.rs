@@ -1022,3 +1022,56 @@ fn an_observer_never_runs_on_the_writer_thread() {
     assert_eq!(seen[0].0.as_deref(), Some("thudo-changes"));
     assert_eq!(seen[0].1, vec!["transit.tap".to_string()]);
 }
+
+#[test]
+fn a_stopped_rotation_or_backup_keeps_nothing_of_itself() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "pass").unwrap();
+    for i in 0..200 {
+        v.put(
+            "notes",
+            &format!("n{i}"),
+            &[],
+            format!("body {i}").as_bytes(),
+        )
+        .unwrap();
+    }
+    // Stopped at the 50th record: the rotation rolls back, every record reads as before.
+    let seen = AtomicU32::new(0);
+    let at_50 = || seen.fetch_add(1, Ordering::SeqCst) >= 50;
+    assert!(matches!(
+        v.rotate_data_key_cancellable(&at_50),
+        Err(VaultError::Cancelled)
+    ));
+    assert_eq!(v.count("notes").unwrap(), 200);
+    assert_eq!(v.get("notes", "n199").unwrap().body, b"body 199");
+    assert_eq!(
+        v.rotate_data_key().unwrap(),
+        200,
+        "and it runs again to the end"
+    );
+    // An export stopped halfway leaves no file, not even a partial one.
+    let file = dir.path().join("backup.thudo");
+    seen.store(0, Ordering::SeqCst);
+    assert!(matches!(
+        v.export_backup_cancellable(&file, "backup pass", &at_50),
+        Err(VaultError::Cancelled)
+    ));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("backup"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // An import stopped halfway imports nothing.
+    assert_eq!(v.export_backup(&file, "backup pass").unwrap(), 200);
+    let other = open_pass(&dir.path().join("other"), "pass").unwrap();
+    seen.store(0, Ordering::SeqCst);
+    assert!(matches!(
+        other.import_backup_cancellable(&file, "backup pass", &at_50),
+        Err(VaultError::Cancelled)
+    ));
+    assert_eq!(other.count("notes").unwrap(), 0);
+    assert_eq!(other.import_backup(&file, "backup pass").unwrap(), 200);
+}

@@ -110,7 +110,7 @@ async fn shutdown_interrupts_work_in_flight() {
         let vault = vault.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = vault.rotate_data_key().await {
+                if let Err(e) = vault.rotate_data_key(None).await {
                     return e;
                 }
             }
@@ -151,7 +151,8 @@ async fn errors_cross_the_boundary_typed() {
         vault
             .import_backup(
                 dir.path().join("none").to_string_lossy().into_owned(),
-                "x".into()
+                "x".into(),
+                None
             )
             .await,
         Err(VaultError::Io { .. })

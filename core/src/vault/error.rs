@@ -59,6 +59,11 @@ pub enum VaultError {
     /// The vault was closed; open it again to continue.
     #[error("vault is closed")]
     Closed,
+    /// The caller stopped a long operation (a rotation, a backup) before it finished: nothing
+    /// of it was kept (the rotation and the import rolled back, the partial backup file
+    /// removed). The same call can be made again.
+    #[error("stopped before it finished")]
+    Cancelled,
     /// A caller passed an argument the vault cannot accept.
     #[error("invalid argument: {reason}")]
     InvalidArgument {

@@ -74,6 +74,12 @@ impl Vault {
     /// it, in one transaction: a crash leaves either the old key and records or the new ones.
     /// Returns the number of records re-encrypted.
     pub fn rotate_data_key(&self) -> Result<u64> {
+        self.rotate_data_key_cancellable(&|| false)
+    }
+
+    /// [`Vault::rotate_data_key`], given up with [`VaultError::Cancelled`] (and nothing
+    /// changed) as soon as `stop` says so between two records.
+    pub fn rotate_data_key_cancellable(&self, stop: &dyn Fn() -> bool) -> Result<u64> {
         let _one_key_op = lock(&self.key_ops);
         let wrapper = self.current_wrapper()?;
         let new_key = crypto::random_key().map_err(|_| VaultError::Io {
@@ -116,6 +122,10 @@ impl Vault {
             let count = rows.len() as u64;
             for (collection, id_hash, envelope) in rows {
                 self.check_open()?;
+                if stop() {
+                    // Dropping the transaction rolls the whole rotation back.
+                    return Err(VaultError::Cancelled);
+                }
                 let record = old.decrypt(&collection, &id_hash, envelope)?;
                 new.put(&collection, &record.id, &record.index, &record.body)?;
             }

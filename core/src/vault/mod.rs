@@ -386,6 +386,17 @@ impl Vault {
     /// file at `path` (written beside it, then renamed, so a crash never leaves half a backup).
     /// Returns the number of records.
     pub fn export_backup(&self, path: &Path, passphrase: &str) -> Result<u64> {
+        self.export_backup_cancellable(path, passphrase, &|| false)
+    }
+
+    /// [`Vault::export_backup`], given up with [`VaultError::Cancelled`] as soon as `stop` says
+    /// so between two records (the partial file is removed).
+    pub fn export_backup_cancellable(
+        &self,
+        path: &Path,
+        passphrase: &str,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<u64> {
         self.check_open()?;
         let mut writer = backup::Writer::create(path, passphrase, self.kdf_iterations)?;
         self.with_state(|state| {
@@ -405,6 +416,9 @@ impl Vault {
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
                 self.check_open()?;
+                if stop() {
+                    return Err(VaultError::Cancelled);
+                }
                 let collection: String = row.get(0)?;
                 let id_hash: Vec<u8> = row.get(1)?;
                 let envelope: Vec<u8> = row.get(2)?;
@@ -421,11 +435,25 @@ impl Vault {
     /// [`VaultError::WrongKey`]; a damaged or truncated file gives [`VaultError::InvalidBackup`];
     /// either way nothing is written. Returns the number of records imported.
     pub fn import_backup(&self, path: &Path, passphrase: &str) -> Result<u64> {
+        self.import_backup_cancellable(path, passphrase, &|| false)
+    }
+
+    /// [`Vault::import_backup`], given up with [`VaultError::Cancelled`] (nothing imported) as
+    /// soon as `stop` says so between two records.
+    pub fn import_backup_cancellable(
+        &self,
+        path: &Path,
+        passphrase: &str,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<u64> {
         self.check_open()?;
         let mut reader = backup::Reader::open(path, passphrase)?;
         self.transaction(|tx| {
             let mut count = 0u64;
             while let Some((collection, record)) = reader.next_entry()? {
+                if stop() {
+                    return Err(VaultError::Cancelled);
+                }
                 tx.put(&collection, &record.id, &record.index, &record.body)
                     .map_err(|e| match e {
                         VaultError::InvalidArgument { reason } => VaultError::InvalidBackup {

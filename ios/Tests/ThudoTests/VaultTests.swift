@@ -171,6 +171,23 @@ final class VaultTests: XCTestCase {
             try await vault.put(collection: "c", id: "r\(i)", body: Data("body \(i)".utf8), index: ["even": String(i % 2 == 0)])
         }
         try await vault.changePassphrase(old: "old", new: "new")
+        // A long operation stopped by its token keeps nothing of itself and may run again.
+        let stopped = CancelToken()
+        stopped.cancel()
+        do {
+            _ = try await vault.rotateDataKey(cancel: stopped)
+            XCTFail("a stopped rotation ran")
+        } catch let error as VaultError {
+            guard case .Cancelled = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(error.code(), "vault.cancelled")
+            XCTAssertTrue(error.isRetryable())
+        }
+        let stoppedFile = dir.appendingPathComponent("stopped.thudo").path
+        do {
+            _ = try await vault.exportBackup(path: stoppedFile, passphrase: "x", cancel: stopped)
+            XCTFail("a stopped export ran")
+        } catch VaultError.Cancelled {}
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stoppedFile))
         let rotated = try await vault.rotateDataKey()
         XCTAssertEqual(rotated, 20)
         let evens = try await vault.query(collection: "c", field: "even", value: "true")

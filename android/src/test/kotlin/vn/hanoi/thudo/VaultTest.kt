@@ -164,6 +164,13 @@ class VaultTest {
         for (i in 0 until 20) vault.put("c", "r$i", "body $i".toByteArray(), mapOf("even" to (i % 2 == 0).toString()))
         assertThrows<VaultException.WrongKey> { runBlocking { vault.changePassphrase("nope", "new") } }
         vault.changePassphrase("old", "new")
+        // A long operation stopped by its token keeps nothing of itself and may run again.
+        val stopped = CancelToken().also { it.cancel() }
+        val cancelled = assertThrows<VaultException.Cancelled> { runBlocking { vault.rotateDataKey(stopped) } }
+        assertEquals("vault.cancelled" to true, cancelled.code() to cancelled.isRetryable())
+        assertThrows<VaultException.Cancelled> { runBlocking { vault.exportBackup(dir.resolve("stopped.thudo").toString(), "x", stopped) } }
+        assertFalse(Files.exists(dir.resolve("stopped.thudo")) || Files.exists(dir.resolve("stopped.thudo.partial")))
+        assertEquals("body 3", vault.get("c", "r3").body.toByteArray().decodeToString())
         assertEquals(20L, vault.rotateDataKey())
         assertEquals(10, vault.query("c", "even", "true").size)
 
