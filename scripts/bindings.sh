@@ -11,6 +11,7 @@ FLAG=(); [ "$PROFILE" = release ] && FLAG=(--release)
 cargo build -p thudo-ffi "${FLAG[@]}" >&2
 cargo build -p thudo-ffi --features bindgen --bin uniffi-bindgen >&2
 LIB="target/$PROFILE/libthudo_ffi.so"
+[ "$(uname)" = Darwin ] && LIB="target/$PROFILE/libthudo_ffi.dylib"
 OUT=build/bindings
 rm -rf "$OUT"; mkdir -p "$OUT/kotlin" "$OUT/kotlin-android" "$OUT/swift"
 generate() { # config language out-dir

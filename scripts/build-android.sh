@@ -16,7 +16,7 @@ rustup target add aarch64-linux-android armv7-linux-androideabi x86_64-linux-and
 features=(--no-default-features)
 [ "${THUDO_RUST_HTTP:-0}" = 1 ] && features=()
 cargo ndk --platform 24 -t arm64-v8a -t armeabi-v7a -t x86_64 -o android/jniLibs \
-  build --release -p thudo-ffi "${features[@]}"
+  build --release -p thudo-ffi ${features[@]+"${features[@]}"}
 python3 scripts/check-elf-alignment.py android/jniLibs/*/libthudo_ffi.so
 # The bindings come from the host build of the same sources (identical interface).
 scripts/bindings.sh release >/dev/null

@@ -11,7 +11,7 @@ rustup target add $TARGETS
 # (URLSessionSyncTransport). THUDO_RUST_HTTP=1 keeps it, for apps that call SyncClient(settings:).
 features=(--no-default-features)
 [ "${THUDO_RUST_HTTP:-0}" = 1 ] && features=()
-for t in $TARGETS; do cargo build --release -p thudo-ffi --target "$t" "${features[@]}"; done
+for t in $TARGETS; do cargo build --release -p thudo-ffi --target "$t" ${features[@]+"${features[@]}"}; done
 OUT=build/xcframework; rm -rf "$OUT" ios/ThudoFFI.xcframework; mkdir -p "$OUT"/{sim,mac}
 lipo -create target/aarch64-apple-ios-sim/release/libthudo_ffi.a target/x86_64-apple-ios/release/libthudo_ffi.a \
   -output "$OUT/sim/libthudo_ffi.a"

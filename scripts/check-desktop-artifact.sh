@@ -18,6 +18,10 @@ assert not any(n.startswith("vn/hanoi/thudo/sample/") for n in names), "the samp
 print(f"  {len(names)} entries, the native library at linux-x86-64/libthudo_ffi.so")
 PY
 rm -rf android/desktop-sample/target
+# Resolve the artifact from the new repository, never from a copy a previous run left in ~/.m2.
+cached="${HOME}/.m2/repository/vn/hanoi/thudo/thudo-desktop"
+rm -rf "$cached"
 mvn -B -ntp -q -f android/desktop-sample/pom.xml test -Dthudo.repo="file://$repo" -Dthudo.version="$version"
 grep -q "Tests run: 1, Failures: 0, Errors: 0, Skipped: 0" android/desktop-sample/target/surefire-reports/*.txt
+rm -rf "$cached"
 echo "the sample project ran its test on vn.hanoi.thudo:thudo-desktop:$version from a Maven repository"

@@ -64,7 +64,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/ThudoFFI.xcframework/ios-arm64"
 printf '<plist version="1.0"><dict/></plist>\n' > "$tmp/ThudoFFI.xcframework/Info.plist"
 head -c 4096 /dev/urandom > "$tmp/ThudoFFI.xcframework/ios-arm64/libthudo_ffi.a"
-scripts/release-swift.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
+scripts/release-swift.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" --bindings build/bindings/swift \
   --out "$tmp/dist" >/dev/null
 manifest="$tmp/dist/thudo-swift/Package.swift"
 sum=$(sha256sum "$tmp/dist/ThudoFFI.xcframework.zip" | cut -d' ' -f1)
@@ -79,7 +79,7 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 assert "ThudoFFI.xcframework/Info.plist" in names, names
 PY
 # The same framework gives the same checksum.
-scripts/release-swift.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" \
+scripts/release-swift.sh https://downloads.example.vn/thudo --xcframework "$tmp/ThudoFFI.xcframework" --bindings build/bindings/swift \
   --out "$tmp/again" >/dev/null
 [ "$(sha256sum "$tmp/again/ThudoFFI.xcframework.zip" | cut -d' ' -f1)" = "$sum" ]
 echo "  zip with ThudoFFI.xcframework at its top, SHA-256 $sum in the tagged release manifest, reproducible"

@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
-POM_VERSION=$(sed -n '0,/<version>/s|^  <version>\(.*\)</version>$|\1|p' android/pom.xml)
+POM_VERSION=$(python3 -c 'import sys, xml.etree.ElementTree as E; print(E.parse(sys.argv[1]).getroot().find("{http://maven.apache.org/POM/4.0.0}version").text)' android/pom.xml)
 [ "$VERSION" = "$POM_VERSION" ] || { echo "android/pom.xml is $POM_VERSION, Cargo.toml $VERSION" >&2; exit 1; }
 LIB=$(scripts/bindings.sh "$PROFILE")
 # JNA's resource prefix for this host.

@@ -3,31 +3,54 @@
 # bindings (Sources/Thudo/Thudo.swift) with the helpers, and the C module of the library,
 # committed and tagged with the version; plus the XCFramework zip the package downloads, with
 # its SHA-256 written into Package.swift.
-#   scripts/release-swift.sh BASE_URL [--xcframework DIR] [--out DIR] [--bindings DIR]
+#   scripts/release-swift.sh BASE_URL [--xcframework DIR] [--out DIR] [--bindings DIR] [--from GIT_URL]
 # BASE_URL is where the zip will be served; the package downloads
 # BASE_URL/<version>/ThudoFFI.xcframework.zip (<version> from Cargo.toml).
-#   --xcframework DIR  the framework to ship (default: build one; macOS with Xcode)
-#   --bindings DIR     UniFFI's Swift output (default: build/bindings/swift, scripts/bindings.sh)
+#   --xcframework DIR  the framework to ship (default on a Mac: build one, and take the bindings
+#                      generated with it)
+#   --bindings DIR     UniFFI's Swift output, made from the same sources as the framework
+#                      (default: generated now, scripts/bindings.sh release)
 #   --out DIR          where the package repository and the zip go (default: dist/swift)
-# Then: push DIR/thudo-swift (with its tag) to the package's public repository and upload the
-# zip. scripts/check-swift-package.sh resolves the result by URL with SwiftPM and builds it.
+#   --from GIT_URL     the package's public repository: the release is committed on top of its
+#                      history (default: a new repository)
+# Then: push DIR/thudo-swift's main branch and tag to the package's public repository and upload
+# the zip. scripts/check-swift-package.sh resolves the result by URL with SwiftPM and builds it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE_URL=${1:?usage: scripts/release-swift.sh BASE_URL [--xcframework DIR] [--out DIR] [--bindings DIR]}
+BASE_URL=${1:?usage: scripts/release-swift.sh BASE_URL [--xcframework DIR] [--out DIR] [--bindings DIR] [--from GIT_URL]}
 shift
-XCF="" OUT=dist/swift GEN=build/bindings/swift
+XCF="" OUT=dist/swift GEN="" FROM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --xcframework) XCF=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --bindings) GEN=$2; shift 2 ;;
+    --from) FROM=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
-[ -f "$GEN/Thudo.swift" ] || scripts/bindings.sh release >/dev/null
+# The bindings must come from the same build as the library the package ships: a stale
+# Thudo.swift fails at start-up with UniFFI's checksum check.
+if [ -z "$XCF" ] && [ "$(uname)" = Darwin ]; then
+  scripts/build-xcframework.sh
+  XCF=ios/ThudoFFI.xcframework
+  [ -n "$GEN" ] || GEN=build/xcframework/gen
+fi
+if [ -z "$GEN" ]; then
+  scripts/bindings.sh release >/dev/null
+  GEN=build/bindings/swift
+fi
 PKG="$OUT/thudo-swift"
 rm -rf "$PKG"
+if [ -n "$FROM" ]; then
+  git clone -q "$FROM" "$PKG"
+  if git -C "$PKG" rev-parse -q --verify "refs/tags/$VERSION" >/dev/null; then
+    echo "$VERSION is already released in $FROM: a version is never released twice" >&2
+    exit 1
+  fi
+  git -C "$PKG" rm -q -r --ignore-unmatch . >/dev/null
+fi
 mkdir -p "$PKG/Sources/Thudo" "$PKG/Sources/ThudoFFI"
 cp "$GEN/Thudo.swift" "$PKG/Sources/Thudo/Thudo.swift"
 cp -r ios/Sources/Thudo/Helpers "$PKG/Sources/Thudo/Helpers"
@@ -74,8 +97,8 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 SWIFT
-if [ -n "$XCF" ] || [ "$(uname)" = Darwin ]; then
-  scripts/release-ios.sh "$BASE_URL" ${XCF:+--xcframework "$XCF"} --package "$PKG/Package.swift" --out "$OUT" >/dev/null
+if [ -n "$XCF" ]; then
+  scripts/release-ios.sh "$BASE_URL" --xcframework "$XCF" --package "$PKG/Package.swift" --out "$OUT" >/dev/null
 else
   # No framework on this machine: the URL follows the pattern, the checksum stays unset and
   # the package cannot be used on Apple platforms until release-ios.sh writes it.
@@ -87,7 +110,7 @@ cat > "$PKG/README.md" <<MD
 Add this repository's URL as a package dependency (from: "$VERSION") and the product \`Thudo\`.
 Guide: docs/ios.md in the thudo repository. Generated; do not edit.
 MD
-git -C "$PKG" init -q -b main
+[ -n "$FROM" ] || git -C "$PKG" init -q -b main
 git -C "$PKG" add -A
 git -C "$PKG" -c user.name="thudo release" -c user.email="release@thudo.invalid" commit -q -m "thudo $VERSION"
 git -C "$PKG" tag "$VERSION"

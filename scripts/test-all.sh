@@ -29,7 +29,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "The mobile library without the built-in HTTPS client (--no-default-features)"
 cargo clippy -p thudo-ffi --no-default-features --all-targets --quiet -- -D warnings
 cargo test -p thudo-ffi --no-default-features --lib --quiet 2>&1 | grep -E "^test result"
-if cargo tree -p thudo-ffi --no-default-features -e normal | grep -E "reqwest|rustls|hyper"; then
+tree=$(cargo tree -p thudo-ffi --no-default-features -e normal)
+if grep -E "reqwest|rustls|hyper" <<<"$tree"; then
   echo "the mobile library without rust-http still links an HTTP or TLS stack" >&2
   exit 1
 fi

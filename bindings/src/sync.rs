@@ -282,7 +282,7 @@ pub struct SyncReport {
     pub skipped: i64,
     /// Requests retried.
     pub retries: i64,
-    /// Server clock minus device clock, ms; pass `/ 1000` to `TransitPhone.setClockOffset`.
+    /// Server clock minus device clock, ms; pass it as it is to `TransitPhone.setClockOffsetMs`.
     pub clock_offset_ms: Option<i64>,
     /// Duration, ms.
     pub elapsed_ms: i64,

@@ -538,16 +538,17 @@ impl Vault {
 /// a channel; never call back into the store from it.
 #[uniffi::export(with_foreign)]
 pub trait ChangeListener: Send + Sync {
-    /// The collections one committed transaction wrote (of those observed), sorted.
+    /// The collections written (of those observed), sorted, each once; transactions that
+    /// committed while the listener was busy arrive merged in one call.
     fn on_change(&self, collections: Vec<String>);
 }
 
-/// Passes on the changes to `collections` (every change when empty).
 /// Whether an optional cancel token has fired.
 fn fired(cancel: &Option<Arc<crate::sync::CancelToken>>) -> bool {
     cancel.as_ref().is_some_and(|t| t.is_cancelled())
 }
 
+/// Passes on the changes to `collections` (every change when empty).
 pub(crate) fn filtered(
     collections: Vec<String>,
     listener: Arc<dyn ChangeListener>,

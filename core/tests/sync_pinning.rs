@@ -1,5 +1,6 @@
 //! The sync client's certificate check: chain validation plus optional SPKI pins.
 
+#![cfg(feature = "rust-http")] // the built-in client's TLS
 #![allow(clippy::unwrap_used)]
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};

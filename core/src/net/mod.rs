@@ -265,7 +265,7 @@ pub struct BackendClient {
 
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -281,6 +281,20 @@ fn check_url(url: &str) -> Result<(), BackendError> {
         .parse::<::http::Uri>()
         .map_err(|e| bad(&e.to_string()))?;
     let host = parsed.host().ok_or_else(|| bad("no host"))?;
+    // The authority must be the host and at most a port after the user info: the parser
+    // accepts text after an IPv6 literal (`[::1].example.vn`) that a client may read otherwise.
+    let authority = parsed.authority().map(|a| a.as_str()).unwrap_or_default();
+    let after_user = authority.rsplit('@').next().unwrap_or_default();
+    let port = after_user
+        .strip_prefix(host)
+        .ok_or_else(|| bad("unreadable host"))?;
+    if !(port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+    {
+        return Err(bad("unreadable host or port"));
+    }
     match parsed.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
@@ -768,6 +782,8 @@ mod tests {
             "http://127.0.0.1:8080",
             "http://localhost:1",
             "http://[::1]:9",
+            "http://LOCALHOST:8080",
+            "HTTPS://api.example.vn/v1",
         ] {
             assert!(check_url(ok).is_ok(), "{ok}");
         }
@@ -776,6 +792,9 @@ mod tests {
             "http://10.0.0.1",
             "http://localhost.example.vn",
             "http://127.0.0.1@example.vn",
+            "http://[::1].example.vn",
+            "http://[::1]x:80",
+            "http://127.0.0.1:80x",
             "https://",
             "ftp://127.0.0.1",
             "not a url",

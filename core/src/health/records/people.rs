@@ -157,7 +157,7 @@ impl HealthBook<'_> {
                     }
                     coverage["period"] = period;
                     coverage["payor"] = json!([{"display": "Bảo hiểm xã hội Việt Nam"}]);
-                    match &card.facility {
+                    match card.facility.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
                         None => {
                             if let Some(c) = coverage.as_object_mut() {
                                 c.remove("class");
