@@ -1,5 +1,5 @@
-//! docs/android.md and docs/ios.md show only code that the Kotlin and Swift test suites compile
-//! (and mostly run): every line of every `kotlin` / `swift` block must appear in the sources
+//! README.md, docs/android.md and docs/ios.md show only code that the Kotlin and Swift test
+//! suites compile (and mostly run): every line of every `kotlin` / `swift` block must appear in the sources
 //! the JVM build or `swift test` compiles. A block right after an HTML comment
 //! `<!-- not compiled: why -->` is exempt and says why.
 
@@ -91,6 +91,25 @@ fn ios_doc_samples_are_compiled_code() {
         "docs/ios.md",
         "swift",
         &["ios/Sources/Thudo/Helpers", "ios/Tests"],
+        "swift",
+    );
+}
+
+/// README's samples are compiled too: android/src/test/kotlin/.../ReadmeSamples.kt and
+/// ios/Tests/ThudoTests/ReadmeSamples.swift hold them (compiled by the Kotlin and Swift test
+/// builds, never run).
+#[test]
+fn readme_samples_are_compiled_code() {
+    check(
+        "README.md",
+        "kotlin",
+        &["android/src/main", "android/src/test", "android/src/sample"],
+        "kt",
+    );
+    check(
+        "README.md",
+        "swift",
+        &["ios/Sources/Thudo/Helpers", "ios/Tests", "ios/Samples"],
         "swift",
     );
 }
