@@ -2,7 +2,9 @@ package vn.hanoi.thudo
 
 import kotlinx.coroutines.channels.Channel
 import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.distinctUntilChanged
 import kotlinx.coroutines.flow.flow
+import kotlinx.coroutines.flow.map
 
 /**
  * The changes to [collections] (every collection when none is given), as a [Flow]: a list of
@@ -36,27 +38,10 @@ fun Vault.reminderChanges(): Flow<List<String>> = changesOf { listener -> observ
  * the sync button ("3 changes waiting", "last synced 10:42") while offline. Equal statuses in a
  * row are emitted once; a burst of changes is one read.
  */
-fun Vault.syncStatusChanges(): Flow<SyncStatus> = flow {
-    val vault = this@syncStatusChanges
-    val signal = Channel<Unit>(Channel.CONFLATED)
-    val subscription = observeSyncStatus(vault, object : ChangeListener {
-        override fun onChange(collections: List<String>) {
-            signal.trySend(Unit)
-        }
-    })
-    try {
-        signal.trySend(Unit) // the status as it is now (observing already: nothing is missed)
-        var last: SyncStatus? = null
-        for (ignored in signal) {
-            val now = syncStatus(vault)
-            if (now != last) emit(now)
-            last = now
-        }
-    } finally {
-        subscription.cancel()
-        subscription.close()
-    }
-}
+fun Vault.syncStatusChanges(): Flow<SyncStatus> =
+    changesOf(now = true) { listener -> observeSyncStatus(this, listener) }
+        .map { syncStatus(this) }
+        .distinctUntilChanged()
 
 /** The changes to the library's documents (upserts, removals, documents pulled by sync). */
 fun HandbookLibrary.changes(): Flow<List<String>> = changesOf { listener -> observe(listener) }
@@ -68,7 +53,8 @@ fun HandbookLibrary.changes(): Flow<List<String>> = changesOf { listener -> obse
 // Coalesced and bounded: the library's thread adds the names to a set and signals a conflated
 // channel, never waiting; the collector takes the whole set at each signal. A slow collector
 // gets one list with every collection written since its last one, never a backlog.
-private fun changesOf(observe: (ChangeListener) -> ChangeSubscription): Flow<List<String>> = flow {
+// `now`: emit an empty list first, once observing, for a caller that reads the current state.
+private fun changesOf(now: Boolean = false, observe: (ChangeListener) -> ChangeSubscription): Flow<List<String>> = flow {
     val pending = sortedSetOf<String>()
     val signal = Channel<Unit>(Channel.CONFLATED)
     val subscription = observe(object : ChangeListener {
@@ -78,6 +64,7 @@ private fun changesOf(observe: (ChangeListener) -> ChangeSubscription): Flow<Lis
         }
     })
     try {
+        if (now) emit(emptyList())
         for (ignored in signal) {
             val collections = synchronized(pending) { pending.toList().also { pending.clear() } }
             if (collections.isNotEmpty()) emit(collections)

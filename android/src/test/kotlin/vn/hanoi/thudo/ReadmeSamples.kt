@@ -1,6 +1,5 @@
 package vn.hanoi.thudo
 
-import kotlinx.coroutines.flow.collect
 import okhttp3.OkHttpClient
 
 /**
