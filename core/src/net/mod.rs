@@ -366,6 +366,22 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Bodies at least this large are parsed on the blocking pool, not on the thread that polls
+/// the call: that thread may be the app's main thread (Kotlin's coroutines and Swift's tasks
+/// poll the library's futures where they were called), and a sync page of up to 16 MiB takes
+/// tens of milliseconds to parse. Smaller ones are not worth the hop.
+const PARSE_ON_POOL_BYTES: usize = 64 * 1024;
+
+/// A success body as `T`, parsed off the polling thread when it is large.
+async fn parse<T: DeserializeOwned + Send + 'static>(
+    bytes: Vec<u8>,
+) -> Result<Result<T, serde_json::Error>, BackendError> {
+    if bytes.len() < PARSE_ON_POOL_BYTES {
+        return Ok(serde_json::from_slice(&bytes));
+    }
+    blocking(move || Ok(serde_json::from_slice(&bytes))).await
+}
+
 /// Runs blocking vault work off the async executor.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
@@ -459,7 +475,7 @@ impl BackendClient {
         cap.mul_f64(frac)
     }
 
-    async fn attempt<T: DeserializeOwned>(
+    async fn attempt<T: DeserializeOwned + Send + 'static>(
         &self,
         method: &Method,
         url: &str,
@@ -530,7 +546,7 @@ impl BackendClient {
             }
         }
         if status.is_success() {
-            return Ok(match serde_json::from_slice::<T>(&bytes) {
+            return Ok(match parse::<T>(bytes).await? {
                 Ok(v) => Attempt::Done(v),
                 Err(e) => Attempt::Retry {
                     reason: format!("unreadable response: {e}"),
@@ -567,7 +583,7 @@ impl BackendClient {
     }
 
     /// One request with retries.
-    pub(crate) async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned + Send + 'static>(
         &self,
         method: Method,
         path: &str,
@@ -624,7 +640,7 @@ impl BackendClient {
     }
 
     /// A POST before the device holds a token (nonce, registration, enrolment).
-    async fn post_without_token<T: DeserializeOwned>(
+    async fn post_without_token<T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         body: &impl Serialize,
@@ -749,7 +765,7 @@ impl BackendClient {
     }
 
     /// A GET or POST with the device's token (transit and other calls outside push/pull).
-    pub async fn request<T: DeserializeOwned>(
+    pub async fn request<T: DeserializeOwned + Send + 'static>(
         &self,
         vault: Arc<Vault>,
         method: Method,
@@ -831,6 +847,54 @@ mod tests {
             let cap = Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_secs(2));
             assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
         }
+    }
+
+    /// Answers every request with `body`.
+    struct Answering(Vec<u8>);
+
+    impl HttpTransport for Answering {
+        fn send(&self, _: HttpRequest, _: usize) -> http::HttpFuture<'_> {
+            let body = self.0.clone();
+            Box::pin(async move {
+                Ok(HttpResponse {
+                    status: 200,
+                    headers: Vec::new(),
+                    body,
+                })
+            })
+        }
+    }
+
+    /// A JSON string whose parse records the thread it ran on.
+    struct ParsedOn(std::thread::ThreadId, usize);
+
+    impl<'de> Deserialize<'de> for ParsedOn {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(d)?;
+            Ok(ParsedOn(std::thread::current().id(), text.len()))
+        }
+    }
+
+    #[test]
+    fn large_bodies_are_parsed_off_the_calling_thread() {
+        let caller = std::thread::current().id();
+        let parsed_on = |len: usize| {
+            let body = serde_json::to_vec(&"x".repeat(len)).unwrap();
+            let client = BackendClient::with_transport(
+                BackendConfig::new("http://127.0.0.1:1"),
+                Arc::new(Answering(body)),
+            )
+            .unwrap();
+            // A current-thread runtime polls on this thread, as a foreign executor would.
+            let parsed: ParsedOn = runtime()
+                .block_on(client.call(Method::GET, "/", None, None, &mut Run::new(None)))
+                .unwrap();
+            assert_eq!(parsed.1, len);
+            parsed.0
+        };
+        assert_eq!(parsed_on(100), caller, "a small body is not worth the hop");
+        assert_ne!(parsed_on(PARSE_ON_POOL_BYTES), caller);
+        assert_ne!(parsed_on(4 << 20), caller);
     }
 
     fn runtime() -> tokio::runtime::Runtime {
