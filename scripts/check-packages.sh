@@ -41,6 +41,21 @@ assert sample["kotlin.version"] == props["kotlin.version"], "desktop-sample's Ko
 print("  " + ", ".join(f"{p.split('.')[0]} {props[p]}" for p in wanted))
 PY
 
+echo "Gradle wrapper:"
+python3 - <<'PY'
+import os, re, zipfile
+props = dict(l.split("=", 1) for l in open("android/gradle/wrapper/gradle-wrapper.properties").read().splitlines() if "=" in l)
+gradle = re.fullmatch(r"https\\://services\.gradle\.org/distributions/gradle-([0-9.]+)-bin\.zip", props["distributionUrl"]).group(1)
+agp = re.search(r'id\("com.android.library"\) version "([0-9]+)\.([0-9]+)', open("android/build.gradle.kts").read())
+# AGP 8.x needs at least Gradle 8.<same minor> (Android's compatibility table).
+need = (int(agp.group(1)), int(agp.group(2)))
+assert tuple(map(int, gradle.split(".")[:2])) >= need, f"AGP {need} needs Gradle {need}, wrapper {gradle}"
+assert os.access("android/gradlew", os.X_OK), "gradlew is not executable"
+assert "org/gradle/wrapper/GradleWrapperMain.class" in zipfile.ZipFile("android/gradle/wrapper/gradle-wrapper.jar").namelist()
+assert f"--gradle-version {gradle}" in open("docs/android.md").read(), "docs/android.md names another Gradle"
+print(f"  Gradle {gradle} for Android Gradle plugin {need[0]}.{need[1]}")
+PY
+
 echo "iOS privacy manifest:"
 python3 - <<'PY'
 import plistlib
