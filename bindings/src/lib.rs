@@ -128,9 +128,10 @@ macro_rules! error_api {
         }
 
         impl $error {
-            /// Every code of this type with its retry rule, in its table's order.
+            /// Every variant with its code and retry rule, in its table's order.
             #[allow(dead_code)]
-            pub(crate) const CODES: &'static [(&'static str, bool)] = &[$(($code, $retryable)),*];
+            pub(crate) const CODES: &'static [(&'static str, &'static str, bool)] =
+                &[$((stringify!($variant), $code, $retryable)),*];
 
             fn code_and_retry(&self) -> (&'static str, bool) {
                 match self {
@@ -234,22 +235,174 @@ mod tests {
         assert!(SyncClient::with_http_client(settings, std::sync::Arc::new(Offline)).is_ok());
     }
 
+    /// Every error type the FFI exports, with its table.
+    type CodeTable = &'static [(&'static str, &'static str, bool)];
+    const ERROR_TYPES: [(&str, CodeTable); 11] = [
+        (
+            "AttachmentError",
+            crate::attachments::AttachmentError::CODES,
+        ),
+        ("HandbookError", HandbookError::CODES),
+        ("HealthCardError", HealthCardError::CODES),
+        ("ScheduleError", ScheduleError::CODES),
+        ("HealthBookError", HealthBookError::CODES),
+        ("SyncError", SyncError::CODES),
+        ("TransitError", TransitError::CODES),
+        ("SignerError", SignerError::CODES),
+        ("VaultError", VaultError::CODES),
+        ("HttpError", HttpError::CODES),
+        ("KeyProviderError", KeyProviderError::CODES),
+    ];
+
+    /// The FFI's sources, where the variants' docs are.
+    const SOURCES: [&str; 9] = [
+        include_str!("attachments.rs"),
+        include_str!("handbook.rs"),
+        include_str!("health.rs"),
+        include_str!("health_book.rs"),
+        include_str!("sync.rs"),
+        include_str!("transit.rs"),
+        include_str!("vault.rs"),
+        include_str!("http.rs"),
+        include_str!("lib.rs"),
+    ];
+
+    /// The doc comment of each variant of `pub enum {name}` in the sources, joined into one line.
+    fn variant_docs(name: &str) -> std::collections::HashMap<String, String> {
+        let head = format!("pub enum {name} {{");
+        let source = SOURCES
+            .iter()
+            .find(|s| s.contains(&head))
+            .unwrap_or_else(|| panic!("no source declares {name}"));
+        let body = source.split(&head).nth(1).unwrap_or_default();
+        let mut docs = std::collections::HashMap::new();
+        let mut doc: Vec<&str> = Vec::new();
+        for line in body.lines().take_while(|l| *l != "}") {
+            if let Some(text) = line.strip_prefix("    /// ") {
+                doc.push(text.trim());
+            } else if line == "    ///" {
+                doc.push("");
+            } else if line.starts_with("    #[") {
+                // An attribute between a variant's doc and its name.
+            } else if let Some(rest) = line.strip_prefix("    ") {
+                let ident: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !ident.is_empty() {
+                    docs.insert(ident, doc.join(" ").trim().to_owned());
+                }
+                doc.clear();
+            }
+        }
+        docs
+    }
+
+    /// `NonceUsed` as Kotlin (`NONCE_USED`) and Swift (`nonceUsed`) name an enum case.
+    fn host_names(variant: &str) -> (String, String) {
+        let mut words: Vec<String> = Vec::new();
+        for c in variant.chars() {
+            if c.is_ascii_uppercase() || words.is_empty() {
+                words.push(String::new());
+            }
+            if let Some(w) = words.last_mut() {
+                w.push(c);
+            }
+        }
+        let kotlin = words
+            .iter()
+            .map(|w| w.to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join("_");
+        let mut swift = words.concat();
+        if let Some(first) = swift.get_mut(0..1) {
+            first.make_ascii_lowercase();
+        }
+        (kotlin, swift)
+    }
+
+    /// The tables of docs/errors.md, each after its `### ` heading, from the code.
+    fn generated_tables() -> Vec<(String, Vec<String>)> {
+        let cell = |text: &str| text.replace('|', "\\|");
+        let mut tables = Vec::new();
+        for (name, codes) in ERROR_TYPES {
+            let docs = variant_docs(name);
+            let mut rows = vec![
+                "| code | retry helps | meaning |".to_owned(),
+                "|---|---|---|".to_owned(),
+            ];
+            for (variant, code, retryable) in codes {
+                let doc = docs
+                    .get(*variant)
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| panic!("{name}::{variant} has no doc comment"));
+                let retry = if *retryable { "yes" } else { "no" };
+                rows.push(format!("| `{code}` | {retry} | {} |", cell(doc)));
+            }
+            tables.push((format!("### {name}"), rows));
+        }
+        let mut rows = vec![
+            "| on the wire | Kotlin | Swift | meaning |".to_owned(),
+            "|---|---|---|---|".to_owned(),
+        ];
+        for (variant, code, meaning) in crate::sync::SERVER_ERROR_CODES {
+            let (kotlin, swift) = host_names(variant);
+            rows.push(format!(
+                "| `{code}` | `{kotlin}` | `.{swift}` | {} |",
+                cell(meaning)
+            ));
+        }
+        tables.push(("### The backend's codes".to_owned(), rows));
+        tables
+    }
+
+    /// docs/errors.md with each generated table in place of the one after its heading.
+    fn errors_doc_from_code(doc: &str) -> String {
+        let mut lines: Vec<String> = doc.lines().map(str::to_owned).collect();
+        for (heading, rows) in generated_tables() {
+            let at = lines
+                .iter()
+                .position(|l| *l == heading)
+                .unwrap_or_else(|| panic!("docs/errors.md has no heading {heading}"));
+            let start = at
+                + lines[at..]
+                    .iter()
+                    .position(|l| l.starts_with('|'))
+                    .unwrap_or_else(|| panic!("no table after {heading}"));
+            let end = start
+                + lines[start..]
+                    .iter()
+                    .take_while(|l| l.starts_with('|'))
+                    .count();
+            lines.splice(start..end, rows);
+        }
+        lines.join("\n") + "\n"
+    }
+
+    /// docs/errors.md's tables are generated from the code: the variants' docs, the codes and
+    /// retry rules of their tables, and the backend's codes. `THUDO_BLESS=1 cargo test -p
+    /// thudo-ffi errors_doc` writes them after a change.
+    #[test]
+    fn errors_doc_is_generated_from_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/errors.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        let want = errors_doc_from_code(&doc);
+        if std::env::var_os("THUDO_BLESS").is_some() {
+            std::fs::write(path, &want).unwrap_or_else(|e| panic!("{path}: {e}"));
+            return;
+        }
+        assert!(
+            doc == want,
+            "docs/errors.md differs from the code: run THUDO_BLESS=1 cargo test -p thudo-ffi errors_doc"
+        );
+    }
+
     #[test]
     fn error_codes_are_the_published_list() {
-        let mut table: Vec<(&str, bool)> = [
-            VaultError::CODES,
-            KeyProviderError::CODES,
-            SyncError::CODES,
-            HttpError::CODES,
-            TransitError::CODES,
-            SignerError::CODES,
-            HandbookError::CODES,
-            HealthCardError::CODES,
-            ScheduleError::CODES,
-            HealthBookError::CODES,
-            crate::attachments::AttachmentError::CODES,
-        ]
-        .concat();
+        let mut table: Vec<(&str, bool)> = ERROR_TYPES
+            .iter()
+            .flat_map(|(_, codes)| codes.iter().map(|(_, code, retry)| (*code, *retry)))
+            .collect();
         table.sort_unstable();
         let codes: Vec<&str> = table.iter().map(|(c, _)| *c).collect();
         let published: Vec<&str> = include_str!("../error-codes.txt")
@@ -263,20 +416,6 @@ mod tests {
         let mut unique = codes.clone();
         unique.dedup();
         assert_eq!(unique.len(), codes.len(), "a code is used twice");
-        // docs/errors.md gives each code with the same retry rule.
-        let doc = include_str!("../../docs/errors.md");
-        for (code, retryable) in table {
-            let row = doc
-                .lines()
-                .find(|l| l.starts_with(&format!("| `{code}` |")))
-                .unwrap_or_else(|| panic!("docs/errors.md has no row for {code}"));
-            let said = row.split('|').nth(2).unwrap_or_default().trim();
-            assert_eq!(
-                said == "yes",
-                retryable,
-                "docs/errors.md: retry of {code}: {row}"
-            );
-        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use thudo_core::sync::client as core;
 use thudo_core::sync::client::{SyncEvent as SyncProgress, SyncReport};
 use thudo_core::sync::protocol;
+use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::transit::backend::TapReceipt;
 
 use crate::handbook::HandbookLibrary;
@@ -44,12 +45,14 @@ pub enum SyncError {
         last: String,
     },
     /// Refused for good (4xx).
-    #[error("refused ({status} {code}): {detail}")]
+    #[error("refused ({status} {wire_code}): {detail}")]
     Refused {
         /// HTTP status.
         status: i32,
-        /// Error code.
-        code: String,
+        /// Why, as the backend's code (`UNKNOWN` for one this version does not know).
+        code: ServerErrorCode,
+        /// The code as the backend wrote it (for logs, and for codes newer than this version).
+        wire_code: String,
         /// The server's message.
         detail: String,
     },
@@ -168,10 +171,12 @@ impl From<core::BackendError> for SyncError {
             E::Refused {
                 status,
                 code,
+                wire_code,
                 message,
             } => SyncError::Refused {
                 status: status.into(),
                 code,
+                wire_code,
                 detail: message,
             },
             E::NotEntitled { message } => SyncError::NotEntitled { detail: message },
@@ -860,3 +865,23 @@ impl crate::vault::ChangeListener for AsSyncStatus {
         self.0.on_change(vec!["sync.status".to_owned()]);
     }
 }
+
+/// Declares the backend's error codes to Kotlin and Swift from core's one table.
+macro_rules! ffi_server_error_codes {
+    ($($variant:ident = $code:literal : $meaning:literal,)*) => {
+        /// Why the backend refused a request (`SyncError.Refused.code`).
+        #[uniffi::remote(Enum)]
+        pub enum ServerErrorCode {
+            $(#[doc = $meaning] $variant,)*
+            /// A code this version does not know (a newer backend's): read `wireCode`.
+            Unknown,
+        }
+
+        /// Each code's variant, wire text and meaning (for docs/errors.md).
+        #[cfg(test)]
+        pub(crate) const SERVER_ERROR_CODES: &[(&str, &str, &str)] =
+            &[$((stringify!($variant), $code, $meaning)),*];
+    };
+}
+
+thudo_core::with_server_error_codes!(ffi_server_error_codes);

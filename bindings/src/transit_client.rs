@@ -258,7 +258,7 @@ impl TransitClient {
             .map(|r| {
                 let (not_after, refused) = match r.outcome {
                     Ok(fields) => (Some(i64::from(fields.not_after)), None),
-                    Err(core::BackendError::Refused { code, .. }) => (None, Some(code)),
+                    Err(core::BackendError::Refused { wire_code, .. }) => (None, Some(wire_code)),
                     Err(core::BackendError::NotEntitled { .. }) => {
                         (None, Some("not_entitled".to_owned()))
                     }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
@@ -247,13 +248,17 @@ async fn healthz(State(storage): State<Arc<dyn Storage>>) -> ApiResult<Value> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ServerErrorCode::NotFound,
+        "no such endpoint",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ServerErrorCode::MethodNotAllowed,
         "wrong method for this endpoint",
     )
 }

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use thudo_core::sync::protocol::ErrorBody;
+use thudo_core::sync::protocol::{ErrorBody, ServerErrorCode};
 
 use std::sync::Arc;
 
@@ -64,7 +64,7 @@ fn too_old(minimum: ClientVersion, headers: &axum::http::HeaderMap) -> Option<Re
     }
     let mut response = ApiError::new(
         StatusCode::UPGRADE_REQUIRED,
-        "upgrade_required",
+        ServerErrorCode::UpgradeRequired,
         format!("this backend serves version {minimum} of the library or later: update the app"),
     )
     .into_response();
@@ -237,7 +237,7 @@ impl RateLimits {
 fn rate_limited(secs: u64) -> Response {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ServerErrorCode::RateLimited,
         "too many requests: slow down",
     )
     .retry_after(secs)
@@ -396,7 +396,7 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ServerErrorCode::TooLarge,
             format!("this route takes at most {limit} bytes"),
         )
         .into_response()
@@ -435,17 +435,17 @@ pub async fn json_errors(response: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let error = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::NOT_FOUND => ServerErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ServerErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ServerErrorCode::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ServerErrorCode::UnsupportedMediaType,
+        s if s.is_server_error() => ServerErrorCode::Internal,
+        _ => ServerErrorCode::BadRequest,
     };
     let mut json = (
         status,
         axum::Json(ErrorBody {
-            error: error.to_owned(),
+            error: error.as_str().to_owned(),
             message: text,
         }),
     )

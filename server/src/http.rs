@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use thudo_core::hex;
-use thudo_core::sync::protocol::ErrorBody;
+use thudo_core::sync::protocol::{ErrorBody, ServerErrorCode};
 
 use crate::storage::StorageError;
 
@@ -22,11 +22,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: ServerErrorCode,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
-                error: error.to_owned(),
+                error: code.as_str().to_owned(),
                 message: message.into(),
             },
             retry_after: None,
@@ -34,7 +38,11 @@ impl ApiError {
     }
 
     pub(crate) fn bad(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ServerErrorCode::BadRequest,
+            message,
+        )
     }
 }
 
@@ -58,8 +66,11 @@ impl From<StorageError> for ApiError {
     /// operator's log).
     fn from(e: StorageError) -> Self {
         eprintln!("storage error: {e}");
-        ApiError::unavailable("storage", "the database is unavailable; retry later")
-            .retry_after(STORAGE_RETRY_SECS)
+        ApiError::unavailable(
+            ServerErrorCode::Storage,
+            "the database is unavailable; retry later",
+        )
+        .retry_after(STORAGE_RETRY_SECS)
     }
 }
 
@@ -75,7 +86,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+            .map_err(|e| ApiError::new(e.status(), ServerErrorCode::BadBody, e.body_text()))?;
         // Every body this API takes is an object: an array is not read as one (serde would
         // fill a struct from an array's items in order).
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -99,18 +110,22 @@ impl ApiError {
     }
 
     /// A 403 with `code`.
-    pub(crate) fn forbidden(code: &str, message: &str) -> ApiError {
+    pub(crate) fn forbidden(code: ServerErrorCode, message: &str) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, message)
     }
 
     /// A 404.
     pub(crate) fn not_found(message: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        ApiError::new(StatusCode::NOT_FOUND, ServerErrorCode::NotFound, message)
     }
 
     /// A 401: no credential, or one nobody issued.
     pub(crate) fn unauthorized(message: &str) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ServerErrorCode::Unauthorized,
+            message,
+        )
     }
 
     /// The same error, saying when to try again (`Retry-After`, seconds).
@@ -120,7 +135,7 @@ impl ApiError {
     }
 
     /// A 503 for a failure the client may retry.
-    pub(crate) fn unavailable(code: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn unavailable(code: ServerErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 }
@@ -138,7 +153,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ServerErrorCode::Internal,
             "the request failed inside the server",
         )
     })?
@@ -157,7 +172,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub(crate) fn random_token() -> Result<String, ApiError> {
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
-        .map_err(|_| ApiError::unavailable("internal", "no randomness"))?;
+        .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
     Ok(hex::encode(&raw))
 }
 

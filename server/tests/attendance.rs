@@ -125,7 +125,7 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
         .fetch_meeting_credential(a.clone(), "m-1")
         .await;
     assert!(
-        matches!(&refused, Err(BackendError::Refused { code, .. }) if code == "not_secretary"),
+        matches!(&refused, Err(BackendError::Refused { code, .. }) if code.as_str() == "not_secretary"),
         "{refused:?}"
     );
     let (status, _) = party(
@@ -146,7 +146,7 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
         .fetch_meeting_credential(secretary.clone(), "m-9")
         .await;
     assert!(
-        matches!(&other, Err(BackendError::Refused { code, .. }) if code == "unknown_meeting"),
+        matches!(&other, Err(BackendError::Refused { code, .. }) if code.as_str() == "unknown_meeting"),
         "{other:?}"
     );
 

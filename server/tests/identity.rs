@@ -27,7 +27,7 @@ fn refused_with(r: Result<impl std::fmt::Debug, BackendError>, code: &str) {
             status: 403,
             code: c,
             ..
-        }) if c == code => {}
+        }) if c.as_str() == code => {}
         other => panic!("expected 403 {code}, got {other:?}"),
     }
 }

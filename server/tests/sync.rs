@@ -658,7 +658,7 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
         )
         .await;
     assert!(
-        matches!(&bad, Err(BackendError::Refused { status: 403, code, .. }) if code == "identity_invalid"),
+        matches!(&bad, Err(BackendError::Refused { status: 403, code, .. }) if code.as_str() == "identity_invalid"),
         "{bad:?}"
     );
     // The OpenAPI document is served.
@@ -705,6 +705,23 @@ async fn close_cancels_a_sync_waiting_on_retries() {
         "{result:?}"
     );
     assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[test]
+fn the_openapi_document_lists_every_error_code() {
+    let doc: Value = serde_json::from_str(thudo_server::OPENAPI).unwrap();
+    let listed: Vec<&str> = doc["components"]["schemas"]["ErrorBody"]["properties"]["error"]
+        ["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let codes: Vec<&str> = thudo_core::sync::protocol::ServerErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(listed, codes);
 }
 
 #[test]

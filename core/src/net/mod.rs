@@ -4,6 +4,7 @@
 //! device makes (identity nonce, registration, devices). It knows no domain: the sync engine
 //! ([`crate::sync`]) and each domain's own calls (`crate::transit::backend`) are built on it.
 
+mod codes;
 pub mod http;
 pub mod protocol;
 #[cfg(feature = "rust-http")]
@@ -102,12 +103,15 @@ pub enum BackendError {
         last: String,
     },
     /// The server refused the request for good (4xx).
-    #[error("refused by the server ({status} {code}): {message}")]
+    #[error("refused by the server ({status} {wire_code}): {message}")]
     Refused {
         /// HTTP status.
         status: u16,
-        /// The error code of the body.
-        code: String,
+        /// Why: the code of the error body ([`ServerErrorCode::Unknown`] for one this version does
+        /// not know).
+        code: ServerErrorCode,
+        /// The code as the server wrote it (empty when the answer had no JSON error body).
+        wire_code: String,
         /// The message.
         message: String,
     },
@@ -566,19 +570,18 @@ impl BackendClient {
         if status == StatusCode::UNAUTHORIZED {
             return Err(BackendError::Unauthorized);
         }
-        let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
-        if let Some(b) = body.as_ref().filter(|b| b.error == "not_entitled") {
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+        let code = ServerErrorCode::from_wire(&body.error);
+        if code == ServerErrorCode::NotEntitled {
             return Err(BackendError::NotEntitled {
-                message: b.message.clone(),
+                message: body.message,
             });
         }
         Err(BackendError::Refused {
             status: status.as_u16(),
-            code: body
-                .as_ref()
-                .map(|b| b.error.clone())
-                .unwrap_or_else(|| "http_error".into()),
-            message: body.map(|b| b.message).unwrap_or_default(),
+            code,
+            wire_code: body.error,
+            message: body.message,
         })
     }
 
@@ -683,7 +686,8 @@ impl BackendClient {
         {
             return Err(BackendError::Refused {
                 status: 404,
-                code: "not_found".into(),
+                code: ServerErrorCode::NotFound,
+                wire_code: ServerErrorCode::NotFound.as_str().into(),
                 message: "no such device on this account".into(),
             });
         }

@@ -212,10 +212,12 @@ pub struct PullResponse {
 /// The most a server counts for [`PullResponse::remaining`].
 pub const MAX_REMAINING_COUNTED: u32 = 10_000;
 
+pub use super::codes::ServerErrorCode;
+
 /// Error body of every 4xx and 5xx.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// Stable code (`bad_request`, `unauthorized`, `not_found`, `too_large`, ...).
+    /// Stable code: one of [`ServerErrorCode`]'s (read it with [`ServerErrorCode::from_wire`]).
     pub error: String,
     /// For people.
     pub message: String,

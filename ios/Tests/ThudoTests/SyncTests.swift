@@ -76,10 +76,11 @@ final class SyncTests: XCTestCase {
         return CancellationError()
     }
 
-    /// The `code` of the backend's refusal `body` throws.
-    func refusal<T>(file: StaticString = #filePath, line: UInt = #line, _ body: () async throws -> T) async -> String? {
+    /// The `code` of the backend's refusal `body` throws (checked against the code on the wire).
+    func refusal<T>(file: StaticString = #filePath, line: UInt = #line, _ body: () async throws -> T) async -> ServerErrorCode? {
         let error = await thrown(file: file, line: line, body)
-        guard case SyncError.Refused(_, let code, _) = error else { XCTFail("\(error)", file: file, line: line); return nil }
+        guard case SyncError.Refused(_, let code, let wireCode, _) = error else { XCTFail("\(error)", file: file, line: line); return nil }
+        XCTAssertNotEqual(code, .unknown, wireCode, file: file, line: line)
         return code
     }
 
@@ -93,15 +94,16 @@ final class SyncTests: XCTestCase {
         let unregistered = await thrown { try await client.sync(vault: phone) }
         XCTAssertEqual((unregistered as? SyncError)?.code(), "sync.not_registered")
         let forged = await thrown { try await client.register(vault: phone, idToken: "not.a.token", deviceName: "phone") }
-        guard case SyncError.Refused(let status, let code, let detail) = forged else { return XCTFail("\(forged)") }
-        XCTAssertEqual(code, "identity_invalid")
+        guard case SyncError.Refused(let status, let code, let wireCode, let detail) = forged else { return XCTFail("\(forged)") }
+        XCTAssertEqual(code, .identityInvalid)
+        XCTAssertEqual(wireCode, "identity_invalid")
         XCTAssertEqual((forged as? SyncError)?.code(), "sync.refused")
         XCTAssertTrue((400..<500).contains(status) && !detail.isEmpty, "\(forged)")
 
         let token = try await testIdToken(citizenId: "001090080001", nonce: try await client.registrationNonce())
         let phoneId = try await client.register(vault: phone, idToken: token, deviceName: "phone")
         let replayed = await refusal { try await client.register(vault: tablet, idToken: token, deviceName: "tablet") }
-        XCTAssertEqual(replayed, "nonce_used")
+        XCTAssertEqual(replayed, .nonceUsed)
         let tabletId = try await registerForTest(client, tablet, citizenId: "001090080001", name: "tablet")
         let registeredAfter = try await client.isRegistered(vault: phone)
         XCTAssertTrue(registeredAfter)
@@ -115,10 +117,10 @@ final class SyncTests: XCTestCase {
         // Revoking takes a fresh sign-in of the citizen, its nonce spent once.
         let proof = try await testIdToken(citizenId: "001090080001", nonce: try await client.registrationNonce())
         let unproven = await refusal { try await client.revokeDevice(vault: phone, deviceId: tabletId, idToken: "not.a.token") }
-        XCTAssertEqual(unproven, "identity_invalid")
+        XCTAssertEqual(unproven, .identityInvalid)
         try await client.revokeDevice(vault: phone, deviceId: tabletId, idToken: proof)
         let replayedProof = await refusal { try await client.revokeDevice(vault: phone, deviceId: tabletId, idToken: proof) }
-        XCTAssertEqual(replayedProof, "nonce_used")
+        XCTAssertEqual(replayedProof, .nonceUsed)
         let revoked = await thrown { try await client.sync(vault: tablet) }
         XCTAssertEqual((revoked as? SyncError)?.code(), "sync.unauthorized")
         let left = try await client.devices(vault: phone)
@@ -410,7 +412,7 @@ final class SyncTests: XCTestCase {
         let nobody = await refusal {
             try await TransitClient(client: client).collectTransitOrder(vault: phone, phone: transit, orderId: "o-nobody")
         }
-        XCTAssertEqual(nobody, "not_found")
+        XCTAssertEqual(nobody, .notFound)
         // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
         // credential is renewed free and installed.
         let none = try await TransitClient(client: client).renewCredentials(vault: phone, phone: transit)
@@ -430,7 +432,7 @@ final class SyncTests: XCTestCase {
             try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .freePass, category: .child, route: 0,
                                                month: "", dependantCitizenId: "001022080002")
         }
-        XCTAssertEqual(notGuardian, "not_guardian")
+        XCTAssertEqual(notGuardian, .notGuardian)
         // A route that does not fit the credential's 16 bits is refused before any request.
         let wide = await thrown {
             try await TransitClient(client: client).buyTransitProduct(vault: phone, phone: transit, product: .monthlySingleRoute, category: .standard,
@@ -461,7 +463,7 @@ final class SyncTests: XCTestCase {
         let balance = try await TransitClient(client: client).transitBalance(vault: phone)
         XCTAssertEqual(balance, TransitBalance(cardId: card, balanceVnd: 50_000, creditLimitVnd: 20_000, denied: false))
         let tooSmall = await refusal { try await TransitClient(client: client).topUp(vault: phone, amountVnd: 5) }
-        XCTAssertEqual(tooSmall, "bad_request")
+        XCTAssertEqual(tooSmall, .badRequest)
 
         let busVault = try await vault("bus")
         let code = try XCTUnwrap(busCodes.first, "run through scripts/test-swift.sh (THUDO_ENROLMENT_CODES)")
@@ -471,9 +473,9 @@ final class SyncTests: XCTestCase {
         XCTAssertFalse(enrolment.validatorId.isEmpty)
         let copy = try await vault("copy")
         let used = await refusal { try await client.enrolValidator(vault: copy, enrolmentCode: code, deviceName: "copy") }
-        XCTAssertEqual(used, "enrolment_used")
+        XCTAssertEqual(used, .enrolmentUsed)
         let notValidator = await refusal { try await TransitClient(client: client).validatorFeed(vault: phone) }
-        XCTAssertEqual(notValidator, "validators_only")
+        XCTAssertEqual(notValidator, .validatorsOnly)
         let feed = try await TransitClient(client: client).validatorFeed(vault: busVault)
         XCTAssertFalse(feed.issuerKeys.isEmpty || feed.denyList.isEmpty, "\(feed)")
 

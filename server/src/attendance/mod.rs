@@ -8,6 +8,7 @@
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -74,7 +75,7 @@ pub fn issuer<S: SettingsStore + ?Sized>(settings: &S) -> Result<MeetingIssuer, 
     let internal = |what: String| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ServerErrorCode::Internal,
             format!("attendance key: {what}"),
         )
     };
@@ -121,7 +122,7 @@ async fn set_secretary(
     operator.require(&[Role::PartyOrganisation])?;
     if !operator.governs_cell(&cell) {
         return Err(ApiError::forbidden(
-            "not_governed",
+            ServerErrorCode::NotGoverned,
             &format!("cell {cell} is not one of this organisation's"),
         ));
     }
@@ -141,7 +142,10 @@ async fn meeting_credential(
     let device = authenticate(&state.devices, &headers).await?;
     let meeting_id = body.meeting_id;
     let cell = device.cell.clone().ok_or_else(|| {
-        ApiError::forbidden("not_secretary", "only a cell's secretary is issued this")
+        ApiError::forbidden(
+            ServerErrorCode::NotSecretary,
+            "only a cell's secretary is issued this",
+        )
     })?;
     let key = hex::decode(&body.device_public_key)
         .and_then(|k| p256::decompress(&k))
@@ -156,7 +160,7 @@ async fn meeting_credential(
         &proof,
     ) {
         return Err(ApiError::forbidden(
-            "bad_proof",
+            ServerErrorCode::BadProof,
             "the proof does not verify with the key",
         ));
     }
@@ -164,14 +168,18 @@ async fn meeting_credential(
     blocking(move || {
         if store.secretary_of(&cell)?.as_deref() != Some(device.account_id.as_str()) {
             return Err(ApiError::forbidden(
-                "not_secretary",
+                ServerErrorCode::NotSecretary,
                 "only the cell's secretary is issued a meeting's credential",
             ));
         }
         let meeting = store
             .published_meeting(&cell, &meeting_id)?
             .ok_or_else(|| {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_meeting", meeting_id.clone())
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ServerErrorCode::UnknownMeeting,
+                    meeting_id.clone(),
+                )
             })?;
         let (opens, closes) =
             window(&meeting).ok_or_else(|| ApiError::bad("the meeting has no valid date"))?;
@@ -196,7 +204,7 @@ async fn upload_check_ins(
     if body.check_ins.len() > MAX_CHECK_INS {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ServerErrorCode::TooLarge,
             format!("at most {MAX_CHECK_INS} check-ins per upload"),
         ));
     }
@@ -288,7 +296,7 @@ async fn meeting_attendance(
     operator.require(&[Role::PartyOrganisation, Role::Auditor])?;
     if !(operator.governs_cell(&cell) || operator.role == Role::Auditor) {
         return Err(ApiError::forbidden(
-            "not_governed",
+            ServerErrorCode::NotGoverned,
             &format!("cell {cell} is not one of this organisation's"),
         ));
     }

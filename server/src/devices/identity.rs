@@ -10,6 +10,7 @@
 //! setting.
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use crate::jwt::{verify_jws, JwksSource};
 
@@ -103,13 +104,13 @@ pub enum IdentityError {
 
 impl IdentityError {
     /// The stable error code of the API.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ServerErrorCode {
         match self {
-            IdentityError::Invalid(_) => "identity_invalid",
-            IdentityError::NonceUnknown => "nonce_unknown",
-            IdentityError::NonceUsed => "nonce_used",
-            IdentityError::NonceExpired => "nonce_expired",
-            IdentityError::NoCitizen(_) => "identity_no_citizen",
+            IdentityError::Invalid(_) => ServerErrorCode::IdentityInvalid,
+            IdentityError::NonceUnknown => ServerErrorCode::NonceUnknown,
+            IdentityError::NonceUsed => ServerErrorCode::NonceUsed,
+            IdentityError::NonceExpired => ServerErrorCode::NonceExpired,
+            IdentityError::NoCitizen(_) => ServerErrorCode::IdentityNoCitizen,
         }
     }
 }

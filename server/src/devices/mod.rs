@@ -6,6 +6,7 @@ pub mod identity;
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -70,7 +71,7 @@ pub async fn authenticate(
 async fn registration_nonce(State(state): State<DevicesState>) -> ApiResult<NonceResponse> {
     let mut raw = [0u8; 16];
     thudo_core::crypto::fill_random(&mut raw)
-        .map_err(|_| ApiError::unavailable("internal", "no randomness"))?;
+        .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
     let nonce = hex::encode(&raw);
     let hash = sha256(nonce.as_bytes());
     let expires_at = chrono::Utc::now().timestamp() + identity::NONCE_TTL_SECS;
@@ -116,7 +117,7 @@ async fn register(
         // A validator is not a citizen's device: it enrols with an operator's code.
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "enrolment_required",
+            ServerErrorCode::EnrolmentRequired,
             "validators enrol with an operator's enrolment code (POST /v1/validators)",
         ));
     }
@@ -127,7 +128,7 @@ async fn register(
     let citizen = prove_identity(&state, &req.id_token).await?;
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
-        .map_err(|_| ApiError::unavailable("internal", "no randomness"))?;
+        .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
     let token = hex::encode(&raw);
     let hash = sha256(token.as_bytes());
     let storage = state.storage.clone();
@@ -185,7 +186,7 @@ async fn revoke_device(
     let same = blocking(move || Ok(storage.account_for_citizen(&citizen)? == account)).await?;
     if !same {
         return Err(ApiError::forbidden(
-            "identity_mismatch",
+            ServerErrorCode::IdentityMismatch,
             "the sign-in is another citizen's, not this account's",
         ));
     }
@@ -247,9 +248,13 @@ async fn test_identity_token(
         .clone()
         .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
     valid_citizen_id(&req.citizen_id)?;
-    let token = idp
-        .id_token(&req.citizen_id, &req.nonce)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let token = idp.id_token(&req.citizen_id, &req.nonce).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ServerErrorCode::Internal,
+            e.to_string(),
+        )
+    })?;
     Ok(Json(json!({ "id_token": token })))
 }
 
@@ -271,6 +276,12 @@ async fn test_operator_token(
         .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
     let token = idp
         .operator_token(req.role, &req.organisation)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ServerErrorCode::Internal,
+                e.to_string(),
+            )
+        })?;
     Ok(Json(json!({ "access_token": token })))
 }

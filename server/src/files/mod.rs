@@ -5,6 +5,7 @@
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -90,7 +91,7 @@ async fn upload(
     operator.require(&[Role::PartyOrganisation])?;
     if !operator.governs_cell(&cell) {
         return Err(ApiError::forbidden(
-            "not_governed",
+            ServerErrorCode::NotGoverned,
             &format!("cell {cell} is not one of this organisation's"),
         ));
     }
@@ -100,7 +101,7 @@ async fn upload(
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ServerErrorCode::TooLarge,
             format!("a file is at most {MAX_FILE_BYTES} bytes"),
         ));
     }
@@ -154,8 +155,13 @@ async fn chunk(
     let store = state.store.clone();
     let data = blocking(move || Ok(store.chunk(&id, index, &scopes)?)).await?;
     // Not there, or not the caller's to see: the same answer.
-    let data = data
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file chunk"))?;
+    let data = data.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::NotFound,
+            "no such file chunk",
+        )
+    })?;
     Ok(Json(ChunkResponse {
         index,
         data: base64::engine::general_purpose::STANDARD.encode(data),

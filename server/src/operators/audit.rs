@@ -14,6 +14,7 @@
 //! against a head the auditor kept (every answer gives the head).
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -315,7 +316,8 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
     let status = response.status().as_u16();
     let (response_parts, body) = response.into_parts();
     let Ok(answer) = axum::body::to_bytes(body, usize::MAX).await else {
-        return ApiError::unavailable("internal", "unreadable answer").into_response();
+        return ApiError::unavailable(ServerErrorCode::Internal, "unreadable answer")
+            .into_response();
     };
     entry.detail = if change {
         let effect = serde_json::from_slice::<Value>(&answer)

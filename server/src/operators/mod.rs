@@ -15,6 +15,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use crate::http::{bearer, ApiError};
 use crate::jwt::{verify_jws, JwksSource};
@@ -88,7 +89,7 @@ impl Operator {
             Ok(())
         } else {
             Err(ApiError::forbidden(
-                "forbidden",
+                ServerErrorCode::Forbidden,
                 &format!("the {} role may not do this", self.role.code()),
             ))
         }

@@ -6,6 +6,7 @@ pub mod seed;
 mod trust;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -76,7 +77,7 @@ fn valid_cell(cell: &str) -> Result<String, ApiError> {
 
 fn not_governed(cell: &str) -> ApiError {
     ApiError::forbidden(
-        "not_governed",
+        ServerErrorCode::NotGoverned,
         &format!("cell {cell} is not one of this organisation's"),
     )
 }
@@ -86,7 +87,7 @@ fn record_fits(index: usize, record: &Value) -> Result<(), ApiError> {
     if record.to_string().len() > MAX_RECORD_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ServerErrorCode::TooLarge,
             format!("record {index} is larger than {MAX_RECORD_BYTES} bytes"),
         ));
     }
@@ -138,7 +139,7 @@ async fn admin_health(
     match published {
         Published::Published(n) => Ok(Json(json!({ "published": n }))),
         Published::NotYours(record) => Err(ApiError::forbidden(
-            "not_yours",
+            ServerErrorCode::NotYours,
             &format!("{record} was published by another facility: nothing was published"),
         )),
     }
@@ -156,7 +157,7 @@ fn stamp_source(index: usize, resource: &mut Value, source: &str) -> Result<(), 
         .ok_or_else(|| ApiError::bad(format!("resource {index}'s meta is not an object")))?;
     match meta.get("source").and_then(Value::as_str) {
         Some(named) if named != source => Err(ApiError::forbidden(
-            "not_yours",
+            ServerErrorCode::NotYours,
             &format!("resource {index} names another source ({named}): a facility publishes only as itself"),
         )),
         _ => {
@@ -195,7 +196,7 @@ async fn admin_cell_member(
     .await?;
     if !moved {
         return Err(ApiError::forbidden(
-            "not_governed",
+            ServerErrorCode::NotGoverned,
             "the member belongs to a cell of another organisation",
         ));
     }
@@ -218,9 +219,13 @@ async fn admin_cell_content(
     if !operator.governs_cell(&cell) {
         return Err(not_governed(&cell));
     }
-    let spec = collection(&name)
-        .filter(|c| c.per_cell)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;
+    let spec = collection(&name).filter(|c| c.per_cell).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::UnknownCollection,
+            name.clone(),
+        )
+    })?;
     let mut changes = Vec::with_capacity(body.items.len());
     // A meeting carries its cell and the attendance key, for signed check-ins offline.
     let attendance_key = if spec.name == "handbook.meeting" {

@@ -4,6 +4,7 @@
 //! (thudo_core::health::trust_bundle).
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -33,7 +34,7 @@ fn trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, ApiError> {
     crate::storage::settings::p256_key(settings, KEY_SETTING).map_err(|what| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ServerErrorCode::Internal,
             format!("trust-list key: {what}"),
         )
     })
@@ -106,7 +107,7 @@ pub(super) async fn publish(
                     if jws.len() > MAX_BUNDLE {
                         Err(ApiError::new(
                             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                            "too_large",
+                            ServerErrorCode::TooLarge,
                             format!("the signed bundle is larger than {MAX_BUNDLE} bytes"),
                         ))
                     } else {

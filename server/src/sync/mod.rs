@@ -4,6 +4,7 @@
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -45,7 +46,7 @@ async fn push(
     if req.mutations.len() > MAX_PUSH_BATCH {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ServerErrorCode::TooLarge,
             format!("at most {MAX_PUSH_BATCH} mutations per push"),
         ));
     }
@@ -105,9 +106,13 @@ async fn pull(
     let name = params
         .get("collection")
         .ok_or_else(|| ApiError::bad("collection is required"))?;
-    let spec = collection(name)
-        .filter(|c| c.pullable)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_collection", name.clone()))?;
+    let spec = collection(name).filter(|c| c.pullable).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::UnknownCollection,
+            name.clone(),
+        )
+    })?;
     let limit = match params.get("limit") {
         None => 500,
         Some(l) => l

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
+use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::transit::backend::{CredentialResponse, RenewalRequest, ORDER_PROOF_WINDOW_SECS};
 use thudo_core::transit::issuer::{CredentialRequest, TrustedIssuerKey};
 use thudo_core::transit::validator::DenyList;
@@ -52,7 +53,7 @@ pub(super) fn check_signed(
 ) -> Result<(), ApiError> {
     if proof.is_empty() {
         return Err(ApiError::forbidden(
-            "proof_required",
+            ServerErrorCode::ProofRequired,
             "the request carries the phone key's signature over it (proof)",
         ));
     }
@@ -60,14 +61,14 @@ pub(super) fn check_signed(
         (now - signed_at.min(i64::MAX as u64) as i64).unsigned_abs() <= ORDER_PROOF_WINDOW_SECS;
     if !fresh {
         return Err(ApiError::forbidden(
-            "stale_proof",
+            ServerErrorCode::StaleProof,
             "the proof was signed too far from the backend's time",
         ));
     }
     match hex::decode(proof).filter(|s| s.len() == 64) {
         Some(sig) if p256::verify(key, message, &sig) => Ok(()),
         _ => Err(ApiError::forbidden(
-            "bad_proof",
+            ServerErrorCode::BadProof,
             "the proof is not the key's signature over the request",
         )),
     }
@@ -92,21 +93,24 @@ fn verified_credential(
 fn refuse_unless_recorded(outcome: IssueOutcome) -> Result<(), ApiError> {
     let (code, message) = match outcome {
         IssueOutcome::Recorded => return Ok(()),
-        IssueOutcome::DeviceRevoked => ("device_revoked", "this device was revoked"),
+        IssueOutcome::DeviceRevoked => (ServerErrorCode::DeviceRevoked, "this device was revoked"),
         IssueOutcome::KeyTaken => (
-            "device_key_taken",
+            ServerErrorCode::DeviceKeyTaken,
             "this transit key belongs to another account's phone",
         ),
-        IssueOutcome::KeyDenied => ("device_key_denied", "this transit key is denied"),
-        IssueOutcome::CardDenied => ("card_denied", "this card is denied"),
+        IssueOutcome::KeyDenied => (
+            ServerErrorCode::DeviceKeyDenied,
+            "this transit key is denied",
+        ),
+        IssueOutcome::CardDenied => (ServerErrorCode::CardDenied, "this card is denied"),
         IssueOutcome::TooManyKeys => (
-            "too_many_keys",
+            ServerErrorCode::TooManyKeys,
             "this device holds the most transit keys with live credentials a device may",
         ),
         IssueOutcome::TooManyOrders => {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_orders",
+                ServerErrorCode::TooManyOrders,
                 "too many credentials ordered in the last hour",
             )
             .retry_after(600))
@@ -135,7 +139,7 @@ pub(super) async fn lifetime(
             .await?
             .ok_or_else(|| {
                 ApiError::forbidden(
-                    "not_entitled",
+                    ServerErrorCode::NotEntitled,
                     &format!(
                         "the {} category needs an entitlement the operator holds for this citizen; none is in force",
                         category.label()
@@ -202,12 +206,15 @@ pub(crate) async fn renew_credential(
         .and_then(|bytes| verified_credential(&bytes, &issuer.trusted()))
         .ok_or_else(|| {
             ApiError::forbidden(
-                "bad_credential",
+                ServerErrorCode::BadCredential,
                 "the credential is not one the issuer signed",
             )
         })?;
     let key = p256::decompress(&fields.device_public_key).ok_or_else(|| {
-        ApiError::forbidden("bad_credential", "the credential's key is not a point")
+        ApiError::forbidden(
+            ServerErrorCode::BadCredential,
+            "the credential's key is not a point",
+        )
     })?;
     check_signed(&req.proof, req.signed_at, &key, &req.proof_message(), now)?;
     let storage = state.storage.clone();
@@ -216,7 +223,7 @@ pub(crate) async fn renew_credential(
         .await?
         .ok_or_else(|| {
             ApiError::forbidden(
-                "not_guardian",
+                ServerErrorCode::NotGuardian,
                 "this card is neither the account's nor a dependant's it holds",
             )
         })?;

@@ -3,6 +3,7 @@
 //! rotated by the operator.
 
 use std::collections::HashMap;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -192,7 +193,7 @@ pub(super) async fn current_issuer(
 pub(super) fn no_signing_key() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "no_issuer_key",
+        ServerErrorCode::NoIssuerKey,
         "no issuer key is valid now; the operator must rotate",
     )
 }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
+use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::transit::metro::EntryFeed;
 
 use super::validators::validator_caller;
@@ -26,7 +27,7 @@ pub(crate) async fn entry_feed(
     let gate = validator_caller(&state, &headers).await?;
     if !gate.gate.as_deref().is_some_and(|g| g.ends_with(":exit")) {
         return Err(ApiError::forbidden(
-            "exit_gates_only",
+            ServerErrorCode::ExitGatesOnly,
             "only metro exit gates read the entry feed",
         ));
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::crypto::p256;
 use thudo_core::hex;
+use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::transit::validator::DenyList;
 use thudo_core::transit::Category;
 
@@ -162,7 +163,7 @@ pub(crate) async fn admin_remove_dependant(
     if !removed {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ServerErrorCode::NotFound,
             "no such guardianship",
         ));
     }

@@ -4,6 +4,7 @@
 //! touches storage.
 
 use std::collections::HashMap;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use serde::{Deserialize, Serialize};
 use thudo_core::transit::issuer::TrustedIssuerKey;
@@ -317,10 +318,10 @@ pub enum RenewalRefusal {
 
 impl RenewalRefusal {
     /// The error code the phone gets.
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ServerErrorCode {
         match self {
-            RenewalRefusal::Ended => "pass_ended",
-            RenewalRefusal::Cancelled => "pass_cancelled",
+            RenewalRefusal::Ended => ServerErrorCode::PassEnded,
+            RenewalRefusal::Cancelled => ServerErrorCode::PassCancelled,
         }
     }
 
@@ -562,7 +563,7 @@ mod tests {
             renewal_refusal(200, Some(160), 160),
             Some(RenewalRefusal::Cancelled)
         );
-        assert_eq!(RenewalRefusal::Ended.code(), "pass_ended");
+        assert_eq!(RenewalRefusal::Ended.code(), ServerErrorCode::PassEnded);
     }
 
     #[test]

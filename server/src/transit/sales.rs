@@ -4,6 +4,7 @@
 //! refund is a ledger entry; the operator reads each day's reconciliation.
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -147,19 +148,22 @@ async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse
                 OrderAdmission::TooManyOrders => {
                     return Err(ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_orders",
+                        ServerErrorCode::TooManyOrders,
                         "too many orders in the last hour",
                     )
                     .retry_after(600))
                 }
                 OrderAdmission::CardDenied { reason: Some(_) } => {
                     return Err(ApiError::forbidden(
-                        "balance_owed",
+                        ServerErrorCode::BalanceOwed,
                         "this card owes more than its credit: top it up first",
                     ))
                 }
                 OrderAdmission::CardDenied { reason: None } => {
-                    return Err(ApiError::forbidden("card_denied", "this card is denied"))
+                    return Err(ApiError::forbidden(
+                        ServerErrorCode::CardDenied,
+                        "this card is denied",
+                    ))
                 }
             }
             if state.payments.auto_pay {
@@ -174,7 +178,9 @@ async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse
             let id = order.id.clone();
             blocking(move || Ok(storage.order(&id)?))
                 .await?
-                .ok_or_else(|| ApiError::unavailable("storage", "the order vanished"))?
+                .ok_or_else(|| {
+                    ApiError::unavailable(ServerErrorCode::Storage, "the order vanished")
+                })?
         }
     };
     Ok(Json(response(state, &record)))
@@ -215,7 +221,7 @@ pub(crate) async fn create_order(
                 .await?
                 .ok_or_else(|| {
                     ApiError::forbidden(
-                        "not_guardian",
+                        ServerErrorCode::NotGuardian,
                         "the operator holds no guardianship of this citizen for this account",
                     )
                 })?
@@ -341,7 +347,7 @@ pub(crate) async fn collect_credential(
     let order = &record.order;
     if order.device_id != device.id {
         return Err(ApiError::forbidden(
-            "other_device",
+            ServerErrorCode::OtherDevice,
             "the credential is collected by the phone that ordered it",
         ));
     }
@@ -354,14 +360,14 @@ pub(crate) async fn collect_credential(
         OrderStatus::AwaitingPayment if now > order.expires_at => {
             return Err(ApiError::new(
                 StatusCode::GONE,
-                "order_expired",
+                ServerErrorCode::OrderExpired,
                 "the order was not paid in time: order again",
             ))
         }
         OrderStatus::AwaitingPayment => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "payment_pending",
+                ServerErrorCode::PaymentPending,
                 "the payment is not confirmed yet",
             )
             .retry_after(5))
@@ -369,13 +375,13 @@ pub(crate) async fn collect_credential(
         OrderStatus::Failed | OrderStatus::Cancelled => {
             return Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
-                "payment_failed",
+                ServerErrorCode::PaymentFailed,
                 "the payment failed or was cancelled: order again",
             ))
         }
         OrderStatus::Refunded => {
             return Err(ApiError::forbidden(
-                "pass_cancelled",
+                ServerErrorCode::PassCancelled,
                 "the order was refunded and its pass cancelled",
             ))
         }
@@ -397,7 +403,7 @@ pub(crate) async fn collect_credential(
         .await?
         .ok_or_else(|| {
             ApiError::forbidden(
-                "not_guardian",
+                ServerErrorCode::NotGuardian,
                 "the guardianship of this card was withdrawn",
             )
         })?;
@@ -419,7 +425,7 @@ pub(crate) async fn collect_credential(
         .await?
         .ok_or_else(|| {
             ApiError::forbidden(
-                "pass_cancelled",
+                ServerErrorCode::PassCancelled,
                 "the order was refunded and its pass cancelled",
             )
         })?;

@@ -7,6 +7,7 @@
 //! validity come from the issuer-signed credential and the phone-signed QR.
 
 use std::collections::HashMap;
+use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -42,7 +43,7 @@ pub(crate) async fn upload_inspections(
     if upload.inspections.len() > INSPECTION_UPLOAD_CHUNK {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ServerErrorCode::TooLarge,
             "at most 1,000 inspections per upload",
         ));
     }
@@ -120,7 +121,7 @@ pub(crate) async fn upload_taps(
     if upload.taps.len() > 10_000 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ServerErrorCode::TooLarge,
             "at most 10,000 taps per upload",
         ));
     }

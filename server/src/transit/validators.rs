@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::hex;
+use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::sync::protocol::{
     ValidatorEnrolmentRequest, ValidatorEnrolmentResponse, ValidatorTokenResponse,
 };
@@ -38,7 +39,7 @@ pub(super) async fn validator_caller(
     let unauthorized = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ServerErrorCode::Unauthorized,
             "missing or unknown token",
         )
     };
@@ -57,11 +58,11 @@ pub(super) async fn validator_caller(
     match validator {
         Some(v) if v.decommissioned_at.is_none() => Ok(v),
         Some(_) => Err(ApiError::forbidden(
-            "decommissioned",
+            ServerErrorCode::Decommissioned,
             "this validator was decommissioned by the operator",
         )),
         None if is_device => Err(ApiError::forbidden(
-            "validators_only",
+            ServerErrorCode::ValidatorsOnly,
             "only enrolled validators read the feed and upload taps",
         )),
         None => Err(unauthorized()),
@@ -83,7 +84,7 @@ pub(crate) async fn enrol(
     }
     if req.enrolment_code.is_empty() || req.enrolment_code.len() > 128 {
         return Err(ApiError::forbidden(
-            "enrolment_unknown",
+            ServerErrorCode::EnrolmentUnknown,
             "no such enrolment code",
         ));
     }
@@ -107,15 +108,15 @@ pub(crate) async fn enrol(
             token_expires_at: Some((now + VALIDATOR_TOKEN_SECS).max(0) as u64),
         })),
         EnrolOutcome::Unknown => Err(ApiError::forbidden(
-            "enrolment_unknown",
+            ServerErrorCode::EnrolmentUnknown,
             "no such enrolment code",
         )),
         EnrolOutcome::Used => Err(ApiError::forbidden(
-            "enrolment_used",
+            ServerErrorCode::EnrolmentUsed,
             "this enrolment code was used already; ask the operator for a new one",
         )),
         EnrolOutcome::Expired => Err(ApiError::forbidden(
-            "enrolment_expired",
+            ServerErrorCode::EnrolmentExpired,
             "this enrolment code expired; ask the operator for a new one",
         )),
     }
@@ -180,7 +181,13 @@ pub(crate) async fn validator_feed(
         .signing_key(list.issued_at)
         .ok_or_else(no_signing_key)?
         .sign_deny_list(&list)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "signing", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ServerErrorCode::Signing,
+                e.to_string(),
+            )
+        })?;
     // Previous, current and next keys with their windows: a validator learns the next key
     // before the first credential it signs, and keeps the previous one while its credentials
     // are still out there.
@@ -291,7 +298,7 @@ pub(crate) async fn admin_decommission(
     if !found {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ServerErrorCode::NotFound,
             "no such validator",
         ));
     }

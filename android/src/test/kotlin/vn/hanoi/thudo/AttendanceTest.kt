@@ -70,7 +70,8 @@ class AttendanceTest {
         val handbookClient = HandbookClient(client)
         client.sync(secretaryVault)
         val notYet = assertThrows<SyncException.Refused> { runBlocking { handbookClient.fetchMeetingCredential(secretaryVault, "m-k") } }
-        assertEquals("not_secretary", notYet.code)
+        assertEquals(ServerErrorCode.NOT_SECRETARY, notYet.code)
+        assertEquals("not_secretary", notYet.wireCode)
         partyPost("/v1/admin/cells/$cell/secretary", """{"citizen_id":"001090080001"}""")
         val window = handbookClient.fetchMeetingCredential(secretaryVault, "m-k")
         assertEquals(86_399L, window.closesSecs - window.opensSecs)

@@ -69,12 +69,12 @@ class SyncTest {
         assertFalse(client.isRegistered(phone))
         assertEquals("sync.not_registered", assertThrows<SyncException.NotRegistered> { runBlocking { client.sync(phone) } }.code())
         val forged = assertThrows<SyncException.Refused> { runBlocking { client.register(phone, "not.a.token", "phone") } }
-        assertEquals("identity_invalid" to "sync.refused", forged.code to forged.code())
+        assertEquals(Triple(ServerErrorCode.IDENTITY_INVALID, "identity_invalid", "sync.refused"), Triple(forged.code, forged.wireCode, forged.code()))
         assertTrue(forged.status in 400..499 && forged.detail.isNotEmpty(), forged.toString())
 
         val token = testIdToken("001090070001", client.registrationNonce())
         val phoneId = client.register(phone, token, "phone")
-        assertEquals("nonce_used", assertThrows<SyncException.Refused> { runBlocking { client.register(tablet, token, "tablet") } }.code)
+        assertEquals(ServerErrorCode.NONCE_USED, assertThrows<SyncException.Refused> { runBlocking { client.register(tablet, token, "tablet") } }.code)
         val tabletId = registerForTest(client, tablet, "001090070001", "tablet")
         assertTrue(client.isRegistered(phone))
 
@@ -84,9 +84,9 @@ class SyncTest {
         assertTrue(devices.all { it.createdAt in now - 600..now + 60 }, devices.toString())
         // Revoking takes a fresh sign-in of the citizen, its nonce spent once.
         val proof = testIdToken("001090070001", client.registrationNonce())
-        assertEquals("identity_invalid", assertThrows<SyncException.Refused> { runBlocking { client.revokeDevice(phone, tabletId, "not.a.token") } }.code)
+        assertEquals(ServerErrorCode.IDENTITY_INVALID, assertThrows<SyncException.Refused> { runBlocking { client.revokeDevice(phone, tabletId, "not.a.token") } }.code)
         client.revokeDevice(phone, tabletId, proof)
-        assertEquals("nonce_used", assertThrows<SyncException.Refused> { runBlocking { client.revokeDevice(phone, tabletId, proof) } }.code)
+        assertEquals(ServerErrorCode.NONCE_USED, assertThrows<SyncException.Refused> { runBlocking { client.revokeDevice(phone, tabletId, proof) } }.code)
         assertEquals("sync.unauthorized", assertThrows<SyncException.Unauthorized> { runBlocking { client.sync(tablet) } }.code())
         assertEquals(listOf(phoneId), client.devices(phone).map { it.deviceId })
 
@@ -294,7 +294,7 @@ class SyncTest {
         // Collected again: the same credential; the order's status; nobody else's order.
         assertEquals(held, TransitClient(client).collectTransitOrder(phone, transit, pass.orderId))
         assertEquals(TransitOrderStatus.PAID, TransitClient(client).transitOrder(phone, pass.orderId).status)
-        assertEquals("not_found", assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).collectTransitOrder(phone, transit, "o-nobody") } }.code)
+        assertEquals(ServerErrorCode.NOT_FOUND, assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).collectTransitOrder(phone, transit, "o-nobody") } }.code)
         // Nothing ends within the default 48 h; asked to renew what ends within 4 days, the pass's
         // credential is renewed free and installed.
         assertEquals(emptyList<CredentialRenewal>(), TransitClient(client).renewCredentials(phone, transit))
@@ -311,7 +311,7 @@ class SyncTest {
         val notGuardian = assertThrows<SyncException.Refused> {
             runBlocking { TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", "001022070002") }
         }
-        assertEquals("not_guardian", notGuardian.code)
+        assertEquals(ServerErrorCode.NOT_GUARDIAN, notGuardian.code)
         // A route that does not fit the credential's 16 bits is refused before any request.
         assertThrows<SyncException.InvalidArgument> {
             runBlocking { TransitClient(client).buyTransitProduct(phone, transit, TransitProduct.MONTHLY_SINGLE_ROUTE, PassengerCategory.STANDARD, 70_000, month) }
@@ -335,14 +335,14 @@ class SyncTest {
         assertEquals(Triple(TransitOrderStatus.PAID, 50_000L, null), Triple(topUp.status, topUp.priceVnd, topUp.credential))
         assertEquals(TransitBalance(card, 50_000L, 20_000L, false), TransitClient(client).transitBalance(phone))
         assertThrows<SyncException.InvalidArgument> { runBlocking { TransitClient(client).topUp(phone, -1L) } }
-        assertEquals("bad_request", assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).topUp(phone, 5L) } }.code)
+        assertEquals(ServerErrorCode.BAD_REQUEST, assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).topUp(phone, 5L) } }.code)
 
         val busVault = vault("bus")
         val enrolment = client.enrolValidator(busVault, busCodes[0], "bus 32 front door")
         assertEquals(32 to null, enrolment.route to enrolment.gate)
         assertTrue(enrolment.validatorId.isNotEmpty())
-        assertEquals("enrolment_used", assertThrows<SyncException.Refused> { runBlocking { client.enrolValidator(vault("copy"), busCodes[0], "copy") } }.code)
-        assertEquals("validators_only", assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).validatorFeed(phone) } }.code)
+        assertEquals(ServerErrorCode.ENROLMENT_USED, assertThrows<SyncException.Refused> { runBlocking { client.enrolValidator(vault("copy"), busCodes[0], "copy") } }.code)
+        assertEquals(ServerErrorCode.VALIDATORS_ONLY, assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).validatorFeed(phone) } }.code)
         val feed = TransitClient(client).validatorFeed(busVault)
         assertTrue(feed.issuerKeys.isNotEmpty() && feed.denyList.toByteArray().isNotEmpty(), feed.toString())
 
