@@ -36,6 +36,10 @@ android {
     buildTypes {
         release { isMinifyEnabled = false } // the app minifies, with consumer-rules.pro
     }
+    // The fakes for apps' unit tests (FakeSyncClient, FakeTransitClient) as test fixtures:
+    // testImplementation(testFixtures("vn.hanoi.thudo:thudo-android:<version>")).
+    testFixtures { enable = true }
+    sourceSets["testFixtures"].java.srcDirs("src/testing/kotlin")
     publishing {
         singleVariant("release") {
             withSourcesJar()

@@ -14,7 +14,9 @@ import vn.hanoi.thudo.SyncSettings
 import vn.hanoi.thudo.Vault
 import vn.hanoi.thudo.VaultException
 import vn.hanoi.thudo.VaultOptions
+import vn.hanoi.thudo.SyncClientInterface
 import vn.hanoi.thudo.syncStatusChanges
+import vn.hanoi.thudo.testing.FakeSyncClient
 
 /** What an app's unit test does with the desktop artifact: the real library, no device. */
 class AppViewModelTest {
@@ -31,6 +33,10 @@ class AppViewModelTest {
         val offline = assertThrows<SyncException.NotRegistered> { runBlocking { sync.sync(vault) } }
         assertEquals("sync.not_registered", offline.code())
         sync.close()
+        // The artifact's fakes stand in for the backend behind the same interface.
+        val fake: SyncClientInterface = FakeSyncClient()
+        fake.register(vault, "id.token", "test", null)
+        assertEquals(0L, fake.sync(vault, null, null, null).pulled)
         vault.shutdown()
         vault.close()
     }
