@@ -23,6 +23,8 @@ let package = Package(
     platforms: [.iOS(.v15), .macOS(.v12)],
     products: [
         .library(name: "Thudo", targets: ["Thudo"]),
+        // In-memory fakes for apps' unit tests (FakeSyncClient, FakeTransitClient).
+        .library(name: "ThudoTesting", targets: ["ThudoTesting"]),
     ],
     targets: [
         ffi,
@@ -34,7 +36,8 @@ let package = Package(
             resources: [.copy("PrivacyInfo.xcprivacy")],
             linkerSettings: linker
         ),
-        .testTarget(name: "ThudoTests", dependencies: ["Thudo"], path: "ios/Tests/ThudoTests"),
+        .target(name: "ThudoTesting", dependencies: ["Thudo"], path: "ios/Sources/ThudoTesting"),
+        .testTarget(name: "ThudoTests", dependencies: ["Thudo", "ThudoTesting"], path: "ios/Tests/ThudoTests"),
         // The sample program (not a product), run by scripts/test-swift.sh.
         .executableTarget(name: "CitizenDay", dependencies: ["Thudo"], path: "ios/Samples/CitizenDay"),
     ],

@@ -29,7 +29,10 @@ let package = Package(
         .package(url: "file:///w/release/thudo-swift", from: "$VERSION"),
     ],
     targets: [
-        .executableTarget(name: "App", dependencies: [.product(name: "Thudo", package: "thudo-swift")]),
+        .executableTarget(name: "App", dependencies: [
+            .product(name: "Thudo", package: "thudo-swift"),
+            .product(name: "ThudoTesting", package: "thudo-swift"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
@@ -37,6 +40,7 @@ SWIFT
 cat > "$W/app/Sources/App/main.swift" <<'SWIFT'
 import Foundation
 import Thudo
+import ThudoTesting
 
 // Generated API and helpers, as an app uses them.
 let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-app-\(UUID().uuidString)").path
@@ -56,6 +60,11 @@ do {
 } catch let error as VaultError {
     print("typed error: \(error.code())")                            // helper: codes
 }
+// The fakes product stands in for the backend behind the generated protocol.
+let fake: SyncClientProtocol = FakeSyncClient()
+_ = try await fake.register(vault: vault, idToken: "id.token", deviceName: "app", cancel: nil)
+let faked = try await fake.sync(vault: vault, library: nil, observer: nil, cancel: nil)
+print("fake sync pulled \(faked.pulled)")
 print("thudo by URL: \(String(decoding: record.body, as: UTF8.self)), changed \(changed), \(status.pendingUploads) waiting")
 await vault.shutdown()
 SWIFT
@@ -66,4 +75,5 @@ chroot "$ROOT" /usr/bin/env HOME=/tmp LD_LIBRARY_PATH=/w/lib /bin/sh -c \
   | tee "$W/app/out.txt"
 grep -q "^thudo by URL: xin chào, changed \[\"notes\"\], 0 waiting$" "$W/app/out.txt"
 grep -q "^typed error: vault.not_found$" "$W/app/out.txt"
+grep -q "^fake sync pulled 0$" "$W/app/out.txt"
 echo "the package resolved by URL at $VERSION, built and ran"

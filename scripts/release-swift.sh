@@ -52,6 +52,7 @@ if [ -n "$FROM" ]; then
   git -C "$PKG" rm -q -r --ignore-unmatch . >/dev/null
 fi
 mkdir -p "$PKG/Sources/Thudo" "$PKG/Sources/ThudoFFI"
+cp -r ios/Sources/ThudoTesting "$PKG/Sources/ThudoTesting"
 cp "$GEN/Thudo.swift" "$PKG/Sources/Thudo/Thudo.swift"
 cp -r ios/Sources/Thudo/Helpers "$PKG/Sources/Thudo/Helpers"
 cp ios/Sources/Thudo/PrivacyInfo.xcprivacy "$PKG/Sources/Thudo/"
@@ -83,6 +84,8 @@ let package = Package(
     platforms: [.iOS(.v15), .macOS(.v12)],
     products: [
         .library(name: "Thudo", targets: ["Thudo"]),
+        // In-memory fakes for apps' unit tests (FakeSyncClient, FakeTransitClient).
+        .library(name: "ThudoTesting", targets: ["ThudoTesting"]),
     ],
     targets: [
         ffi,
@@ -93,6 +96,7 @@ let package = Package(
             resources: [.copy("PrivacyInfo.xcprivacy")],
             linkerSettings: linker
         ),
+        .target(name: "ThudoTesting", dependencies: ["Thudo"], path: "Sources/ThudoTesting"),
     ],
     swiftLanguageModes: [.v6]
 )
@@ -107,7 +111,8 @@ fi
 cat > "$PKG/README.md" <<MD
 # thudo for Swift, $VERSION
 
-Add this repository's URL as a package dependency (from: "$VERSION") and the product \`Thudo\`.
+Add this repository's URL as a package dependency (from: "$VERSION") and the product \`Thudo\`
+(and \`ThudoTesting\`, its in-memory fakes, to the app's test target).
 Guide: docs/ios.md in the thudo repository. Generated; do not edit.
 MD
 [ -n "$FROM" ] || git -C "$PKG" init -q -b main

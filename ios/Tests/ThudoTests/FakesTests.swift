@@ -1,0 +1,148 @@
+import Foundation
+import XCTest
+
+import Thudo
+import ThudoTesting
+
+/// The fakes app teams test their screens with, used the way an app's code uses the real objects.
+final class FakesTests: XCTestCase {
+    func vault(_ name: String) async throws -> Vault {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-fakes-\(name)-\(UUID().uuidString)").path
+        return try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+    }
+
+    /// What an app's screen does on "refresh": written against the protocol, not the class.
+    func refresh(_ client: SyncClientProtocol, _ vault: Vault) async -> String {
+        do {
+            return "pulled \(try await client.sync(vault: vault, library: nil, observer: nil, cancel: nil).pulled)"
+        } catch let error as SyncError {
+            return error.isRetryable() ? "offline: \(error.code())" : "error: \(error.code())"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// The error `body` throws, as a `SyncError`.
+    func syncError<T>(_ body: () async throws -> T) async -> SyncError? {
+        do {
+            _ = try await body()
+            XCTFail("expected an error")
+            return nil
+        } catch {
+            return error as? SyncError
+        }
+    }
+
+    func refusal<T>(_ body: () async throws -> T) async -> ServerErrorCode? {
+        guard case .Refused(_, let code, _, _) = await syncError(body) else { return nil }
+        return code
+    }
+
+    final class Heard: SyncObserver, @unchecked Sendable {
+        let lock = NSLock()
+        var progress: [SyncProgress] = []
+        func onProgress(progress: SyncProgress) { lock.withLock { self.progress.append(progress) } }
+    }
+
+    func testAScreenWrittenAgainstTheProtocolRunsOnTheFake() async throws {
+        let fake = FakeSyncClient()
+        let phone = try await vault("phone")
+        let before = await refresh(fake, phone)
+        XCTAssertEqual(before, "error: sync.not_registered")
+        let id = try await fake.register(vault: phone, idToken: "any.id.token", deviceName: "phone", cancel: nil)
+        let registered = try await fake.isRegistered(vault: phone)
+        XCTAssertTrue(registered)
+        let devices = try await fake.devices(vault: phone, cancel: nil)
+        XCTAssertEqual(devices.map(\.deviceId), [id])
+
+        let heard = Heard()
+        fake.enqueueSync(FakeSyncClient.report(pulled: 3), progress: [.pulled(collection: "notes", received: 3, total: 3)])
+        let report = try await fake.sync(vault: phone, library: nil, observer: heard, cancel: nil)
+        XCTAssertEqual(report.pulled, 3)
+        XCTAssertEqual(heard.progress, [.pulled(collection: "notes", received: 3, total: 3)])
+        let empty = await refresh(fake, phone)
+        XCTAssertEqual(empty, "pulled 0", "nothing scripted: an empty report")
+
+        fake.offline = true
+        let offline = await refresh(fake, phone)
+        XCTAssertEqual(offline, "offline: sync.unavailable")
+        fake.offline = false
+        fake.enqueueFailure(.UpgradeRequired(minimum: "0.3.0"))
+        let old = await refresh(fake, phone)
+        XCTAssertEqual(old, "error: sync.upgrade_required")
+
+        let token = CancelToken()
+        token.cancel()
+        let cancelled = await syncError { try await fake.sync(vault: phone, library: nil, observer: nil, cancel: token) }
+        XCTAssertEqual(cancelled?.code(), "sync.cancelled")
+        let unknown = await refusal { try await fake.revokeDevice(vault: phone, deviceId: "nobody", idToken: "t", cancel: nil) }
+        XCTAssertEqual(unknown, .notFound)
+        try await fake.revokeDevice(vault: phone, deviceId: id, idToken: "fresh.id.token", cancel: nil)
+        let after = try await fake.isRegistered(vault: phone)
+        XCTAssertFalse(after)
+        fake.shutdown()
+        let shut = await syncError { try await fake.registrationNonce(cancel: nil) }
+        XCTAssertEqual(shut?.code(), "sync.shut_down")
+        XCTAssertEqual(Array(fake.calls.prefix(5)), ["sync", "register", "isRegistered", "devices", "sync"])
+        await phone.shutdown()
+    }
+
+    func testAPassBoughtFromTheFakeShowsAQrAValidatorTrustingItsIssuerAccepts() async throws {
+        let fake = try FakeTransitClient(price: { product, _ in product == .monthlyAllRoutes ? 200_000 : 0 })
+        let riderVault = try await vault("rider")
+        let phone = try await TransitPhone.open(vault: riderVault, signer: nil, refreshSecs: 5)
+        let order = try await fake.buyTransitProduct(vault: riderVault, phone: phone, product: .monthlyAllRoutes,
+                                                     category: .standard, route: 0, month: "", dependantCitizenId: nil)
+        XCTAssertEqual(order.status, .paid)
+        XCTAssertEqual(order.priceVnd, 200_000)
+        XCTAssertEqual(order.credential?.cardId, fake.cardOf(riderVault))
+
+        let validator = try await TransitValidator.open(vault: try await vault("bus"), trustedKeys: [fake.issuer.trustedKey()],
+                                                        config: ValidatorConfig(route: 29))
+        let qr = try await phone.currentQr()
+        let verdict = try validator.validateAt(text: qr.text, nowUnix: Int64(Date().timeIntervalSince1970))
+        XCTAssertTrue(verdict.accepted, "\(verdict)")
+
+        // Waiting for the payment, then paid; a failed one is refused when collected.
+        fake.payInstantly = false
+        let pending = try await fake.buyTransitProduct(vault: riderVault, phone: phone, product: .dayPass,
+                                                       category: .standard, route: 0, month: "", dependantCitizenId: nil)
+        XCTAssertEqual(pending.status, .awaitingPayment)
+        XCTAssertNil(pending.credential)
+        let early = await refusal { try await fake.collectTransitOrder(vault: riderVault, phone: phone, orderId: pending.orderId, cancel: nil) }
+        XCTAssertEqual(early, .paymentPending)
+        fake.confirmPayment(pending.orderId)
+        let collected = try await fake.collectTransitOrder(vault: riderVault, phone: phone, orderId: pending.orderId, cancel: nil)
+        XCTAssertEqual(collected.product, .dayPass)
+        let failed = try await fake.buyTransitProduct(vault: riderVault, phone: phone, product: .dayPass,
+                                                      category: .standard, route: 0, month: "", dependantCitizenId: nil)
+        fake.failPayment(failed.orderId)
+        let late = await refusal { try await fake.collectTransitOrder(vault: riderVault, phone: phone, orderId: failed.orderId, cancel: nil) }
+        XCTAssertEqual(late, .paymentFailed)
+
+        // A month names its window; a stranger's dependant is refused; the balance adds up.
+        let other = try await TransitPhone.open(vault: try await vault("other"), signer: nil, refreshSecs: 5)
+        let december = try await fake.buyTransitProduct(vault: riderVault, phone: other, product: .monthlyAllRoutes,
+                                                        category: .standard, route: 0, month: "2026-12", dependantCitizenId: nil)
+        XCTAssertEqual(december.passValidFrom, 1_796_058_000)
+        XCTAssertEqual(december.passValidUntil, 1_798_736_399)
+        let stranger = await refusal {
+            try await fake.buyTransitProduct(vault: riderVault, phone: phone, product: .freePass, category: .elderly,
+                                             route: 0, month: "", dependantCitizenId: "001045000001")
+        }
+        XCTAssertEqual(stranger, .notGuardian)
+        fake.payInstantly = true
+        _ = try await fake.topUp(vault: riderVault, amountVnd: 50_000, cancel: nil)
+        let balance = try await fake.transitBalance(vault: riderVault, cancel: nil)
+        XCTAssertEqual(balance.balanceVnd, 50_000)
+
+        // Renewal re-issues what ends within the window.
+        let renewed = try await fake.renewCredentials(vault: riderVault, phone: phone, withinSecs: 365 * 86_400, cancel: nil)
+        XCTAssertFalse(renewed.isEmpty)
+        XCTAssertTrue(renewed.allSatisfy { $0.refused == nil && $0.notAfter != nil }, "\(renewed)")
+        let feed = await syncError { try await fake.validatorFeed(vault: riderVault, cancel: nil) }
+        XCTAssertEqual(feed?.code(), "sync.invalid_argument")
+        XCTAssertTrue(fake.calls.contains("renewCredentials"))
+        await riderVault.shutdown()
+    }
+}
