@@ -214,6 +214,9 @@ pub enum VerdictReason {
     /// A metro exit gate knows no entry for this card and its entry feed is current: the rider
     /// goes to the staff gate.
     NoEntry,
+    /// A dependant's ticket that rides with its holder, with no ticket of the same phone
+    /// accepted here moments before: the holder taps their own first, then shows it again.
+    HolderNotTapped,
 }
 
 /// Which way a metro gate lets riders through (core's type, carried as it is).
@@ -426,6 +429,9 @@ pub struct CredentialInfo {
     pub pass_valid_until: i64,
     /// Show offline until (unix seconds).
     pub not_after: i64,
+    /// A dependant's ticket that rides only with the holder's own, tapped just before it on
+    /// the same validator (tell the rider so).
+    pub with_holder: bool,
 }
 
 impl From<core::wire::CredentialFields> for CredentialInfo {
@@ -438,6 +444,7 @@ impl From<core::wire::CredentialFields> for CredentialInfo {
             pass_valid_from: f.pass_valid_from.into(),
             pass_valid_until: f.pass_valid_until.into(),
             not_after: f.not_after.into(),
+            with_holder: f.with_holder,
         }
     }
 }
@@ -1126,6 +1133,11 @@ pub struct CredentialRequest {
     pub device_public_key: crate::Bytes,
     /// Offline lifetime in seconds, at most 72 h.
     pub lifetime_secs: i64,
+    /// A dependant's credential that rides only with its holder's own ticket (tapped on the
+    /// same validator within two minutes before it): set for a guardian's phone unless the
+    /// operator recorded that the dependant travels alone.
+    #[uniffi(default = false)]
+    pub with_holder: bool,
 }
 
 /// An issuer key: signs credentials and deny lists. For backends and tests; phones never hold
@@ -1172,6 +1184,7 @@ impl TransitIssuer {
             pass_valid_until: arg("pass_valid_until", request.pass_valid_until)?,
             device_public_key: request.device_public_key.0,
             lifetime_secs: arg("lifetime_secs", request.lifetime_secs)?,
+            with_holder: request.with_holder,
         };
         Ok(self
             .inner

@@ -41,6 +41,7 @@ fn main() {
             pass_valid_until: now + 86_400,
             device_public_key: device.compressed_public_key().to_vec(),
             lifetime_secs: 72 * 3600,
+            with_holder: false,
         };
         let credential = issuer.issue(&request, now).unwrap();
         let sig = device

@@ -287,6 +287,7 @@ pub fn run(args: TransitArgs) -> Result<()> {
                 pass_valid_until: from.saturating_add(days.saturating_mul(86_400)),
                 device_public_key: unhex(&device_key).context("--device-key")?,
                 lifetime_secs: lifetime_hours.saturating_mul(3600),
+                with_holder: false,
             };
             println!("{}", thudo_core::hex::encode(&key.issue(&request, from)?));
         }

@@ -92,6 +92,7 @@ fn main() {
                         pass_valid_until: NOW + 86_400,
                         device_public_key: device.compressed_public_key().to_vec(),
                         lifetime_secs: 72 * 3600,
+                        with_holder: false,
                     },
                     NOW,
                 )
@@ -232,6 +233,7 @@ fn main() {
                     pass_valid_until: NOW + 86_400,
                     device_public_key: phone.device_public_key().to_vec(),
                     lifetime_secs: 72 * 3600,
+                    with_holder: false,
                 },
                 NOW,
             )

@@ -42,6 +42,7 @@ fn riders(issuer: &IssuerKey, n: usize, days: u32, issued_at: u32) -> Vec<Rider>
                 pass_valid_until: START + (days + 1) * 86_400,
                 device_public_key: key.compressed_public_key().to_vec(),
                 lifetime_secs: 72 * 3600,
+                with_holder: false,
             };
             Rider {
                 credential: issuer.issue(&request, issued_at).unwrap(),

@@ -42,6 +42,7 @@ fn qr_pool(issuer: &IssuerKey, n: usize) -> Vec<String> {
                 pass_valid_until: NOW + 86_400,
                 device_public_key: device.compressed_public_key().to_vec(),
                 lifetime_secs: 72 * 3600,
+                with_holder: false,
             };
             let credential = issuer.issue(&request, NOW).unwrap();
             let sig = device
@@ -103,6 +104,7 @@ fn validation(c: &mut Criterion) {
                 pass_valid_until: NOW + 1000,
                 device_public_key: device.compressed_public_key().to_vec(),
                 lifetime_secs: 3600,
+                with_holder: false,
             },
             NOW,
         )
@@ -138,6 +140,7 @@ fn validation(c: &mut Criterion) {
         pass_valid_until: NOW + 100_000,
         device_public_key: phone.device_public_key().to_vec(),
         lifetime_secs: 72 * 3600,
+        with_holder: false,
     };
     phone
         .install_credential(&issuer.issue(&request, NOW).unwrap())

@@ -62,6 +62,7 @@ fn scan(issuer: &IssuerKey, i: u64) -> (String, u64) {
         pass_valid_until: T0 + 400 * 86_400,
         device_public_key: device.compressed_public_key().to_vec(),
         lifetime_secs: 72 * 3600,
+        with_holder: false,
     };
     let credential = issuer.issue(&request, at).unwrap();
     let sig = device.sign(&wire::tap_message(&credential, at, 1)).unwrap();

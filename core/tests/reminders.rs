@@ -146,6 +146,7 @@ fn home() -> Home {
                 pass_valid_until: (NOW + 10 * DAY) as u32,
                 device_public_key: phone.device_public_key().to_vec(),
                 lifetime_secs: 72 * 3600,
+                with_holder: false,
             },
             NOW as u32,
         )

@@ -44,11 +44,28 @@ fn documented_vector_decodes_verifies_and_is_exact() {
         pass_valid_until: 1_790_812_799,
         not_after: 1_790_259_200,
         device_public_key: unhex(&v["DEVICE_PUB"]).try_into().unwrap(),
+        with_holder: false,
     };
     assert_eq!(
         fields.encode().to_vec(),
         unhex(&v["BODY"]),
         "credential body is determined by the fields"
+    );
+    // A dependant's ticket that rides with its holder is version 2, byte for byte the same
+    // otherwise; a version nobody defined is refused.
+    let escorted = CredentialFields {
+        with_holder: true,
+        ..fields.clone()
+    };
+    let body = escorted.encode();
+    assert_eq!(body[0], 2);
+    assert_eq!(&body[1..], &unhex(&v["BODY"])[1..]);
+    assert_eq!(CredentialFields::decode(&body), Ok(escorted));
+    let mut unknown = body;
+    unknown[0] = 3;
+    assert_eq!(
+        CredentialFields::decode(&unknown),
+        Err(wire::FormatError::Version)
     );
     let credential = unhex(&v["CRED"]);
     assert_eq!(&credential[..60], &unhex(&v["BODY"])[..]);

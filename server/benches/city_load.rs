@@ -75,6 +75,7 @@ fn workload(taps: usize) -> Workload {
                         pass_valid_until: now + 365 * 86_400,
                         device_public_key: key.public_key().to_vec(),
                         lifetime_secs: 72 * 3600,
+                        with_holder: false,
                     },
                     now,
                 )

@@ -48,6 +48,9 @@ pub struct CredentialRequest {
     pub device_public_key: Vec<u8>,
     /// How long this credential may be shown offline (at most 72 h).
     pub lifetime_secs: u32,
+    /// A dependant's credential that rides only with its holder's own ticket
+    /// ([`CredentialFields::with_holder`]).
+    pub with_holder: bool,
 }
 
 impl IssuerKey {
@@ -149,6 +152,7 @@ impl IssuerKey {
             pass_valid_until: req.pass_valid_until,
             not_after,
             device_public_key,
+            with_holder: req.with_holder,
         };
         let body = fields.encode();
         let signature = self.sign(&wire::credential_message(&body))?;

@@ -22,6 +22,11 @@ pub mod trips;
 pub mod validator;
 pub mod wire;
 
+/// A dependant's ticket and its holder's on one validator this close together are one party
+/// travelling together: a validator accepts a ticket that rides with its holder only this soon
+/// after the holder's own, and the backend judges the taps it gets by the same window.
+pub const TRAVEL_TOGETHER_SECS: u64 = 120;
+
 use crate::vault::VaultError;
 
 /// What a credential lets its holder ride. The codes are on the wire: never reuse one.

@@ -148,6 +148,18 @@ pub const MESSAGES: &[(&str, &[&str], &str, &str)] = &[
         "Cap reached today: this ride is free",
     ),
     (
+        "transit.with_holder",
+        &[],
+        "Vé người phụ thuộc: đi cùng người giữ vé",
+        "Dependant's ticket: with its holder",
+    ),
+    (
+        "transit.holder_first",
+        &[],
+        "Người giữ vé quẹt vé của mình trước",
+        "Holder's own ticket first",
+    ),
+    (
         "transit.code_used",
         &[],
         "Mã đã được sử dụng",
@@ -280,6 +292,7 @@ pub fn present(reason: Reason, fields: Option<&CredentialFields>, now: u64) -> P
         Reason::ClockSkew => stop("transit.phone_clock_wrong"),
         Reason::DenyListStale => stop("transit.validator_outdated"),
         Reason::NoEntry => stop("transit.no_entry_tap"),
+        Reason::HolderNotTapped => stop("transit.holder_first"),
         Reason::BadFormat => stop("transit.not_a_ticket"),
         Reason::UnknownIssuer
         | Reason::IssuerKeyExpired
@@ -295,6 +308,15 @@ pub fn cap_reached(p: &mut Presentation) {
         return;
     }
     p.say(Signal::Warn, "transit.cap_reached");
+}
+
+/// A let-through for a dependant's ticket riding with its holder: amber, so the driver or the
+/// gate's staff sees who travels on it (its category is on the verdict).
+pub fn with_holder(p: &mut Presentation) {
+    if p.signal == Signal::Stop {
+        return;
+    }
+    p.say(Signal::Warn, "transit.with_holder");
 }
 
 /// The same verdict at a metro gate: riders walk into a station or out of it, they do not

@@ -44,11 +44,14 @@ pub enum Reason {
     /// A metro exit gate knows of no entry for this card within the journey time, and its
     /// entry feed is current (the rider goes to the staff gate).
     NoEntry,
+    /// A dependant's ticket that rides with its holder, shown with no ticket of the same phone
+    /// accepted on this validator moments before: the holder taps their own first.
+    HolderNotTapped,
 }
 
 /// Reasons as one byte in the compact tap log (the order of [`Reason`]'s variants; never
 /// renumbered).
-pub(crate) const REASON_CODES: [Reason; 17] = [
+pub(crate) const REASON_CODES: [Reason; 18] = [
     Reason::Ok,
     Reason::BadFormat,
     Reason::UnknownIssuer,
@@ -66,4 +69,5 @@ pub(crate) const REASON_CODES: [Reason; 17] = [
     Reason::Passback,
     Reason::DenyListStale,
     Reason::NoEntry,
+    Reason::HolderNotTapped,
 ];

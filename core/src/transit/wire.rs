@@ -1,8 +1,8 @@
-//! The transit QR wire format, version 1 (docs/protocol/transit-qr.md).
+//! The transit QR wire format, versions 1 and 2 (docs/protocol/transit-qr.md).
 //!
 //! ```text
 //! credential (level 1, signed by the issuer), 124 bytes
-//!   0  1  format version (1)          15  4  pass valid from (unix s)
+//!   0  1  format version (1; 2: with holder) 15  4  pass valid from (unix s)
 //!   1  2  issuer key id               19  4  pass valid until (unix s)
 //!   3  8  card / account id           23  4  credential not after (unix s)
 //!  11  1  product                     27 33  device public key, SEC1 compressed
@@ -22,6 +22,10 @@ use super::{Category, Product};
 pub const QR_PREFIX: &str = "HNT1:";
 /// Format version in byte 0.
 pub const FORMAT_VERSION: u8 = 1;
+/// Format version of a dependant's credential that rides only with its holder's ticket: the
+/// same bytes as version 1 (so every other credential stays readable by validators that know
+/// only version 1, and one that does not know this version refuses it).
+pub const FORMAT_VERSION_WITH_HOLDER: u8 = 2;
 /// Domain tag of the issuer's signature.
 pub const CREDENTIAL_TAG: &[u8] = b"thudo/transit/credential/v1";
 /// Domain tag of the device's signature.
@@ -60,6 +64,10 @@ pub struct CredentialFields {
     pub not_after: u32,
     /// The phone's P-256 key, SEC1 compressed.
     pub device_public_key: [u8; 33],
+    /// A dependant's credential held on a guardian's phone that rides only together with the
+    /// holder's own ticket (format version 2): a validator accepts it only after a ticket of
+    /// the same phone key on that validator moments before.
+    pub with_holder: bool,
 }
 
 /// Why bytes are not a valid payload (before any signature is checked).
@@ -81,7 +89,11 @@ impl CredentialFields {
     /// The 60 signed bytes.
     pub fn encode(&self) -> [u8; CREDENTIAL_BODY_LEN] {
         let mut b = [0u8; CREDENTIAL_BODY_LEN];
-        b[0] = FORMAT_VERSION;
+        b[0] = if self.with_holder {
+            FORMAT_VERSION_WITH_HOLDER
+        } else {
+            FORMAT_VERSION
+        };
         b[1..3].copy_from_slice(&self.issuer_key_id.to_be_bytes());
         b[3..11].copy_from_slice(&self.card_id.to_be_bytes());
         b[11] = self.product as u8;
@@ -99,9 +111,11 @@ impl CredentialFields {
         if b.len() < CREDENTIAL_BODY_LEN {
             return Err(FormatError::Length);
         }
-        if b[0] != FORMAT_VERSION {
-            return Err(FormatError::Version);
-        }
+        let with_holder = match b[0] {
+            FORMAT_VERSION => false,
+            FORMAT_VERSION_WITH_HOLDER => true,
+            _ => return Err(FormatError::Version),
+        };
         let u16_at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
         let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let mut device_public_key = [0u8; 33];
@@ -116,6 +130,7 @@ impl CredentialFields {
             pass_valid_until: u32_at(19),
             not_after: u32_at(23),
             device_public_key,
+            with_holder,
         })
     }
 }

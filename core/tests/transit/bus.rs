@@ -4,7 +4,7 @@
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product, TransitError};
 
-use crate::world::{request, world, world_with, DAY, NOW};
+use crate::world::{request, vault, world, world_with, world_without_passback, World, DAY, NOW};
 
 #[test]
 fn passback_route_and_validity_rules() {
@@ -206,4 +206,105 @@ fn junk_scans_are_counted_and_rejected_taps_are_bounded() {
     let fresh = w.phone.current_qr(stale).unwrap();
     assert!(w.validator.validate(&fresh.text, stale).unwrap().accepted);
     assert_eq!(w.validator.export_taps().unwrap().len(), 1);
+}
+
+/// A dependant's ticket on a guardian's phone that rides with its holder (format version 2).
+fn dependant_ticket(w: &World) -> u64 {
+    let card = 9_704_000_000_777;
+    let request = thudo_core::transit::issuer::CredentialRequest {
+        card_id: card,
+        category: Category::Elderly,
+        with_holder: true,
+        ..request(&w.phone, Product::FreePass, Category::Elderly, 0)
+    };
+    let credential = w.issuer.issue(&request, NOW as u32).unwrap();
+    w.phone.install_dependant_credential(&credential).unwrap();
+    card
+}
+
+#[test]
+fn a_dependants_ticket_rides_only_after_its_holders_own() {
+    use thudo_core::transit::presentation::Signal;
+    let mut w = world_without_passback();
+    let child = dependant_ticket(&w);
+    // Shown first, it is refused, and its QR is not used up.
+    let first = w.phone.current_qr_for(child, NOW).unwrap();
+    let alone = w.validator.validate(&first.text, NOW).unwrap();
+    assert_eq!(alone.reason, Reason::HolderNotTapped);
+    assert_eq!(alone.presentation.message_key, "transit.holder_first");
+    // The holder taps their own ticket; the same dependant's QR then rides, in amber, with
+    // its category on the verdict.
+    let own = w.phone.current_qr(NOW + 2).unwrap();
+    assert!(w.validator.validate(&own.text, NOW + 2).unwrap().accepted);
+    let together = w.validator.validate(&first.text, NOW + 5).unwrap();
+    assert!(together.accepted, "{together:?}");
+    assert_eq!(together.category, Some(Category::Elderly));
+    assert_eq!(together.presentation.signal, Signal::Warn);
+    assert_eq!(together.presentation.message_key, "transit.with_holder");
+    // Another dependant's QR more than two minutes after the holder's tap: refused again.
+    let late = w.phone.current_qr_for(child, NOW + 200).unwrap();
+    assert_eq!(
+        w.validator.validate(&late.text, NOW + 200).unwrap().reason,
+        Reason::HolderNotTapped
+    );
+    // Another phone's ticket does not count as the holder's.
+    let (_dir, stranger_vault) = vault();
+    let stranger = thudo_core::transit::phone::Phone::open(
+        stranger_vault,
+        None,
+        thudo_core::transit::phone::PhoneOptions::default(),
+    )
+    .unwrap();
+    let theirs = w
+        .issuer
+        .issue(
+            &thudo_core::transit::issuer::CredentialRequest {
+                card_id: 9_704_000_000_999,
+                ..request(&stranger, Product::MonthlyAllRoutes, Category::Standard, 0)
+            },
+            NOW as u32,
+        )
+        .unwrap();
+    stranger.install_credential(&theirs).unwrap();
+    let shown = stranger.current_qr(NOW + 300).unwrap();
+    assert!(
+        w.validator
+            .validate(&shown.text, NOW + 300)
+            .unwrap()
+            .accepted
+    );
+    let after_stranger = w.phone.current_qr_for(child, NOW + 301).unwrap();
+    assert_eq!(
+        w.validator
+            .validate(&after_stranger.text, NOW + 301)
+            .unwrap()
+            .reason,
+        Reason::HolderNotTapped
+    );
+    // A reboot between the holder's tap and the dependant's keeps the holder in memory (from
+    // the tap log).
+    let own_again = w.phone.current_qr(NOW + 400).unwrap();
+    assert!(
+        w.validator
+            .validate(&own_again.text, NOW + 400)
+            .unwrap()
+            .accepted
+    );
+    let mut rebooted = Validator::open(
+        w.validator_vault.clone(),
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig {
+            route: 32,
+            passback_secs: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let after_reboot = w.phone.current_qr_for(child, NOW + 410).unwrap();
+    assert!(
+        rebooted
+            .validate(&after_reboot.text, NOW + 410)
+            .unwrap()
+            .accepted
+    );
 }

@@ -50,6 +50,7 @@ pub fn request(
         pass_valid_until: NOW as u32 + 20 * DAY,
         device_public_key: phone.device_public_key().to_vec(),
         lifetime_secs: 72 * 3600,
+        with_holder: false,
     }
 }
 

@@ -41,7 +41,7 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
     private var cards: [ObjectIdentifier: Int64] = [:]
     private var balances: [Int64: Int64] = [:]
     private var orders: [String: Order] = [:]
-    private var dependants: [String: Int64] = [:]
+    private var dependants: [String: (card: Int64, travelsAlone: Bool)] = [:]
     private var recorded: [String] = []
     private var nextId: Int64 = 1
     private var instant = true
@@ -92,13 +92,13 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
     }
 
     /// Records that this account may buy for the citizen `citizenId` (a guardianship); returns
-    /// the dependant's card.
+    /// the dependant's card. Unless `travelsAlone`, the dependant's tickets ride only with the
+    /// holder's own (`CredentialInfo.withHolder`), as the backend issues them.
     @discardableResult
-    public func addDependant(_ citizenId: String) -> Int64 {
+    public func addDependant(_ citizenId: String, travelsAlone: Bool = false) -> Int64 {
         lock.withLock {
-            if let card = dependants[citizenId] { return card }
-            let card = 9_704_000_000_000 + newId()
-            dependants[citizenId] = card
+            let card = dependants[citizenId]?.card ?? 9_704_000_000_000 + newId()
+            dependants[citizenId] = (card, travelsAlone)
             return card
         }
     }
@@ -167,17 +167,19 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
         let key = phone.devicePublicKey()
         let order: Order = try lock.withLock {
             let card: Int64
+            var withHolder = false
             if let citizen = dependantCitizenId {
                 guard let theirs = dependants[citizen] else {
                     throw refused(403, .notGuardian, "not_guardian", "no guardianship of this citizen")
                 }
-                card = theirs
+                card = theirs.card
+                withHolder = !theirs.travelsAlone
             } else {
                 card = self.card(of: vault)
             }
             let request = CredentialRequest(cardId: card, product: product, category: category, route: route,
                                             passValidFrom: from, passValidUntil: until, devicePublicKey: key,
-                                            lifetimeSecs: lifetime)
+                                            lifetimeSecs: lifetime, withHolder: withHolder)
             let order = Order(id: "order-\(newId())", card: card, request: request, priceVnd: price(product, category),
                               dependant: dependantCitizenId != nil, status: instant ? .paid : .awaitingPayment,
                               expiresAt: at + 15 * 60)
@@ -235,7 +237,7 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
             let request = CredentialRequest(cardId: held.cardId, product: held.product, category: held.category,
                                             route: held.route, passValidFrom: held.passValidFrom,
                                             passValidUntil: held.passValidUntil, devicePublicKey: phone.devicePublicKey(),
-                                            lifetimeSecs: credentialLifetimeSecs)
+                                            lifetimeSecs: credentialLifetimeSecs, withHolder: held.withHolder)
             let installed = try await phone.installCredential(credential: try issuer.issue(request: request, nowUnix: at))
             renewals.append(CredentialRenewal(cardId: held.cardId, notAfter: installed.notAfter, refused: nil))
         }

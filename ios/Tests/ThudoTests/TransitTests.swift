@@ -191,6 +191,37 @@ final class TransitTests: XCTestCase {
         await busVault.shutdown()
     }
 
+    func testADependantsTicketRidesOnlyAfterItsHoldersOwnInAmber() async throws {
+        let issuer = try TransitIssuer.generate(keyId: 7, validFrom: now - day, validUntil: now + 365 * day)
+        let phoneVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("phone-d").path,
+                                                             provider: PadKeyProvider(id: "p"), options: testOptions)
+        let phone = try await TransitPhone.open(vault: phoneVault, signer: nil, refreshSecs: 5)
+        _ = try await phone.installCredential(credential: try issuer.issue(request: request(phone), nowUnix: now))
+        var childRequest = request(phone, product: .freePass)
+        childRequest.cardId = 42
+        childRequest.category = .child
+        childRequest.withHolder = true
+        let child = try await phone.installDependantCredential(credential: try issuer.issue(request: childRequest, nowUnix: now))
+        XCTAssertTrue(child.withHolder)
+        let busVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("bus-d").path,
+                                                           provider: PadKeyProvider(id: "b"), options: testOptions)
+        let validator = try await TransitValidator.open(vault: busVault, trustedKeys: [issuer.trustedKey()],
+                                                        config: ValidatorConfig(route: 32))
+        let childQr = try await phone.currentQrForAt(cardId: 42, nowUnix: now).text
+        let alone = try validator.validateAt(text: childQr, nowUnix: now)
+        XCTAssertEqual(alone.reason, .holderNotTapped)
+        XCTAssertEqual(alone.presentation.messageKey, "transit.holder_first")
+        let own = try await phone.currentQrAt(nowUnix: now + 2)
+        XCTAssertTrue(try validator.validateAt(text: own.text, nowUnix: now + 2).accepted)
+        let together = try validator.validateAt(text: childQr, nowUnix: now + 4)
+        XCTAssertTrue(together.accepted, "\(together)")
+        XCTAssertEqual(together.category, .child)
+        XCTAssertEqual(together.presentation.signal, .warn)
+        XCTAssertEqual(together.presentation.messageKey, "transit.with_holder")
+        await phoneVault.shutdown()
+        await busVault.shutdown()
+    }
+
     func testTypedErrors() async throws {
         let issuer = try TransitIssuer.generate(keyId: 1, validFrom: now - day, validUntil: now + day)
         let vault = try await Vault.openWithPassphrase(path: dir.appendingPathComponent("v").path, passphrase: "p", options: testOptions)

@@ -252,7 +252,10 @@ pub(crate) async fn renew_credential(
         pass_valid_from: fields.pass_valid_from,
         pass_valid_until: fields.pass_valid_until,
         device_public_key: key.to_vec(),
-        lifetime_secs: lifetime(&state, &rider, fields.category, now).await?,
+        lifetime_secs: lifetime(&state, &rider.account_id, fields.category, now).await?,
+        // Renewed as the guardianship stands now (the operator may have recorded since that
+        // the dependant travels alone, or withdrawn that).
+        with_holder: rider.with_holder,
     };
     let credential = issue_and_record(&state, &device, &request, None, now).await?;
     Ok(Json(CredentialResponse {
@@ -261,6 +264,6 @@ pub(crate) async fn renew_credential(
         price_vnd: 0,
         pass_valid_from: fields.pass_valid_from,
         pass_valid_until: fields.pass_valid_until,
-        dependant: rider != device.account_id,
+        dependant: rider.account_id != device.account_id,
     }))
 }

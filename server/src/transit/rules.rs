@@ -98,9 +98,7 @@ pub enum FraudKind {
     DependantAlone,
 }
 
-/// A dependant's tap and its holder's on one validator this close together are one party
-/// travelling together.
-pub const TRAVEL_TOGETHER_SECS: u64 = 120;
+pub use thudo_core::transit::TRAVEL_TOGETHER_SECS;
 
 /// What follows a fraud record: the operator's policy, per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

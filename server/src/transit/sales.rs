@@ -416,7 +416,8 @@ pub(crate) async fn collect_credential(
         pass_valid_from: pass.valid_from as u32,
         pass_valid_until: pass.valid_until as u32,
         device_public_key: key,
-        lifetime_secs: lifetime(&state, &rider, pass.category, now32).await?,
+        lifetime_secs: lifetime(&state, &rider.account_id, pass.category, now32).await?,
+        with_holder: rider.with_holder,
     };
     let credential = issue_and_record(&state, &device, &request, None, now32).await?;
     let storage = state.storage.clone();

@@ -563,18 +563,34 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
         .unwrap()
         .order
         .card_id;
-    let ride = |bus: &mut thudo_core::transit::validator::Validator, card: Option<u64>, at: u64| {
+    // The child's ticket rides only with its holder's: issued as format version 2.
+    let held = |card: u64| {
+        phone
+            .credentials()
+            .into_iter()
+            .find(|c| c.card_id == card)
+            .unwrap()
+    };
+    assert!(held(child).with_holder);
+    let show = |bus: &mut thudo_core::transit::validator::Validator, card: Option<u64>, at: u64| {
         let qr = match card {
             Some(c) => phone.current_qr_for(c, at).unwrap(),
             None => phone.current_qr(at).unwrap(),
         };
-        assert!(bus.validate(&qr.text, at).unwrap().accepted);
+        bus.validate(&qr.text, at).unwrap().reason
+    };
+    let ride = |bus: &mut thudo_core::transit::validator::Validator, card: Option<u64>, at: u64| {
+        assert_eq!(show(bus, card, at), Reason::Ok);
     };
     let at = tomorrow_morning();
-    // Together: the child taps first, the parent 40 s later, on one bus.
+    // Together: the child's QR first is refused (the parent taps first), then both ride.
     let (v1, mut together, _) = w.bus("together", 32).await;
-    ride(&mut together, Some(child), at);
-    ride(&mut together, None, at + 40);
+    assert_eq!(
+        show(&mut together, Some(child), at),
+        Reason::HolderNotTapped
+    );
+    ride(&mut together, None, at + 10);
+    ride(&mut together, Some(child), at + 40);
     w.upload_bus_drained(&v1, &mut together).await;
     let alone_records = |w: &World| {
         w.storage
@@ -585,33 +601,57 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
             .collect::<Vec<_>>()
     };
     assert!(alone_records(&w).is_empty());
-    // Together across two uploads: the child taps just before the bus uploads, the parent
+    // Together across two uploads: the parent taps just before the bus uploads, the child
     // just after. Not judged until the bus's log is known past the window, then fine.
     let (v3, mut split, _) = w.bus("split", 32).await;
-    ride(&mut split, Some(child), at + 1_800);
+    ride(&mut split, None, at + 1_800);
     w.upload_bus(&v3, &mut split).await;
-    ride(&mut split, None, at + 1_830);
+    ride(&mut split, Some(child), at + 1_830);
     w.upload_bus_drained(&v3, &mut split).await;
     // The parent rides again ten minutes later: the log is known past the pair's window.
     ride(&mut split, None, at + 2_430);
     w.upload_bus_drained(&v3, &mut split).await;
     assert!(alone_records(&w).is_empty());
-    // Alone on another bus an hour later: a record once the log is complete, and a warning on
-    // the parent's phone.
+    // Alone on another bus: refused at the door; nothing charged, nothing to record.
     let (v2, mut alone, v2_id) = w.bus("alone", 32).await;
-    ride(&mut alone, Some(child), at + 3_600);
+    assert_eq!(
+        show(&mut alone, Some(child), at + 3_600),
+        Reason::HolderNotTapped
+    );
+    w.upload_bus_drained(&v2, &mut alone).await;
+    assert!(alone_records(&w).is_empty());
+    // The operator records that the child travels alone (to school): the renewed ticket is
+    // version 1 and rides alone, with no record.
+    w.admin_post(
+        &path,
+        json!({"dependant_citizen_id": CHILD, "travels_alone": true, "evidence_ref": "SHK-0142"}),
+    )
+    .await;
+    w.transit()
+        .renew(parent_vault.clone(), phone.clone(), child)
+        .await
+        .unwrap();
+    assert!(!held(child).with_holder);
+    ride(&mut alone, Some(child), at + 7_200);
+    ride(&mut alone, None, at + 7_800);
+    w.upload_bus_drained(&v2, &mut alone).await;
+    assert!(alone_records(&w).is_empty());
+    // The operator withdraws that. The ticket issued before still rides alone (version 1,
+    // until it ends within 72 hours), and the backend records the ride once the bus's log is
+    // complete past the window, with a warning on the parent's phone.
+    w.admin_post(
+        &path,
+        json!({"dependant_citizen_id": CHILD, "travels_alone": false, "evidence_ref": "SHK-0142"}),
+    )
+    .await;
+    ride(&mut alone, Some(child), at + 9_000);
     w.upload_bus(&v2, &mut alone).await;
     assert!(
         alone_records(&w).is_empty(),
         "not judged before the log is complete"
     );
-    let _ = w.upload_bus_drained(&v2, &mut alone).await;
-    assert!(
-        alone_records(&w).is_empty(),
-        "nor before the window has passed"
-    );
     // The parent boards this bus ten minutes later, alone: the child's window is past.
-    ride(&mut alone, None, at + 4_200);
+    ride(&mut alone, None, at + 9_600);
     let _ = w.upload_bus_drained(&v2, &mut alone).await;
     let records = alone_records(&w);
     assert_eq!(records.len(), 1);
@@ -634,14 +674,10 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
         (child, "dependant_alone", 0)
     );
     assert!(notices[0].message_en.contains("without its holder"));
-    // The operator records that the child travels alone (to school): no more records.
-    w.admin_post(
-        &path,
-        json!({"dependant_citizen_id": CHILD, "travels_alone": true, "evidence_ref": "SHK-0142"}),
-    )
-    .await;
-    ride(&mut alone, Some(child), at + 7_200);
-    ride(&mut alone, None, at + 7_800);
-    w.upload_bus_drained(&v2, &mut alone).await;
-    assert_eq!(alone_records(&w).len(), 1);
+    // Renewed now, the ticket rides with its holder again.
+    w.transit()
+        .renew(parent_vault.clone(), phone.clone(), child)
+        .await
+        .unwrap();
+    assert!(held(child).with_holder);
 }

@@ -127,6 +127,9 @@ pub struct Validator {
     replay: ReplayCache,
     verified: VerifiedCredentials,
     last_accept: HashMap<u64, u64>,
+    /// When a ticket that needs no holder was last accepted here, by its phone key: a
+    /// dependant's ticket of the same phone rides only soon after.
+    holders: HashMap<[u8; 33], u64>,
     pending: Vec<Tap>,
     /// The log's numbers and counters, as they will be stored with the next commit.
     log: TapLogStatus,
@@ -169,6 +172,7 @@ impl Validator {
             },
             verified: VerifiedCredentials::default(),
             last_accept: HashMap::new(),
+            holders: HashMap::new(),
             pending: Vec::new(),
             log: TapLogStatus::default(),
             stored_log: TapLogStatus::default(),
@@ -217,6 +221,9 @@ impl Validator {
                 if tap.accepted {
                     validator.last_accept.insert(card, tap.at);
                 }
+            }
+            if let Some(key) = tap.accepted.then(|| holder_key(&tap)).flatten() {
+                validator.holders.insert(key, tap.at);
             }
         }
         Ok(validator)
@@ -301,6 +308,11 @@ impl Validator {
                 self.last_accept.remove(&card);
             }
         }
+        if let Some(key) = tap.accepted.then(|| holder_key(tap)).flatten() {
+            if self.holders.get(&key) == Some(&tap.at) {
+                self.holders.remove(&key);
+            }
+        }
         if !tap.accepted {
             self.log.logged_rejected = self.log.logged_rejected.saturating_sub(1);
         }
@@ -351,4 +363,11 @@ impl Validator {
         }
         Ok(verdict)
     }
+}
+
+/// The phone key of a logged tap whose ticket needs no holder (a holder's own), if its scan is
+/// kept and readable.
+fn holder_key(tap: &Tap) -> Option<[u8; 33]> {
+    let payload = crate::transit::wire::Payload::from_qr_text(tap.qr.as_deref()?).ok()?;
+    (!payload.fields.with_holder).then_some(payload.fields.device_public_key)
 }

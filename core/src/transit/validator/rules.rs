@@ -12,7 +12,7 @@ use crate::transit::metro::GateDirection;
 use crate::transit::reason::Reason;
 use crate::transit::tariff::Mode;
 use crate::transit::wire::{FormatError, Payload};
-use crate::transit::Product;
+use crate::transit::{Product, TRAVEL_TOGETHER_SECS};
 
 impl Validator {
     pub(super) fn decide(&mut self, text: &str, now: u64) -> (Verdict, Option<Payload>) {
@@ -142,6 +142,10 @@ impl Validator {
         if self.replay.contains(&replay_key) {
             return Reason::Replayed;
         }
+        // Not remembered: shown again once the holder has tapped, the same QR rides.
+        if f.with_holder && !self.holder_tapped(&f.device_public_key, now) {
+            return Reason::HolderNotTapped;
+        }
         // Remember the QR from here on: a rejected passback must not be retried as new.
         self.replay.insert(now, replay_key, self.horizon());
         if let Some(last) = self.last_accept.get(&f.card_id) {
@@ -154,7 +158,22 @@ impl Validator {
             let limit = now.saturating_sub(u64::from(self.config.passback_secs));
             self.last_accept.retain(|_, t| *t >= limit);
         }
+        if !f.with_holder {
+            self.holders.insert(f.device_public_key, now);
+            if self.holders.len() > self.config.replay_capacity {
+                let limit = now.saturating_sub(TRAVEL_TOGETHER_SECS);
+                self.holders.retain(|_, t| *t >= limit);
+            }
+        }
         Reason::Ok
+    }
+
+    /// Whether a ticket of the phone `key` that needs no holder was accepted here within
+    /// [`TRAVEL_TOGETHER_SECS`] before `now`.
+    fn holder_tapped(&self, key: &[u8; 33], now: u64) -> bool {
+        self.holders
+            .get(key)
+            .is_some_and(|t| now >= *t && now - *t <= TRAVEL_TOGETHER_SECS)
     }
 
     fn reject(&self, reason: Reason, payload: Option<&Payload>, now: u64) -> Verdict {
@@ -193,6 +212,9 @@ impl Validator {
                 .is_none_or(|g| g.direction == GateDirection::Entry)
         {
             crate::transit::presentation::cap_reached(&mut presentation);
+        }
+        if payload.is_some_and(|p| p.fields.with_holder) {
+            crate::transit::presentation::with_holder(&mut presentation);
         }
         if let Some(gate) = self.config.gate {
             crate::transit::presentation::at_gate(&mut presentation, gate.direction);

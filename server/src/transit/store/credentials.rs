@@ -5,7 +5,7 @@ use thudo_core::hex;
 
 use super::super::rules::VerifiedScan;
 use super::{
-    deny_until, CredentialStore, IssueOutcome, IssuedCredential, Pass, PassRecord,
+    deny_until, CredentialStore, IssueOutcome, IssuedCredential, Pass, PassRecord, Rider,
     MAX_LIVE_KEYS_PER_DEVICE, MAX_ORDERS_PER_HOUR,
 };
 use crate::devices::store::Device;
@@ -339,15 +339,23 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
         })
     }
 
-    fn rider_of_card(&self, account_id: &str, card_id: u64) -> Result<Option<String>> {
+    fn rider_of_card(&self, account_id: &str, card_id: u64) -> Result<Option<Rider>> {
         self.read(|tx| {
             tx.row(
-                "SELECT a.id FROM accounts a WHERE a.card_id = ?1 AND (a.id = ?2 OR EXISTS (
+                "SELECT a.id, CASE WHEN a.id = ?2 THEN 0 ELSE COALESCE((
+                     SELECT 1 - d.travels_alone FROM dependants d
+                     WHERE d.guardian_account = ?2 AND d.dependant_account = a.id), 0) END
+                 FROM accounts a WHERE a.card_id = ?1 AND (a.id = ?2 OR EXISTS (
                      SELECT 1 FROM dependants d
                      WHERE d.guardian_account = ?2 AND d.dependant_account = a.id))",
                 params![big(card_id), account_id],
             )?
-            .map(|r| r.text(0))
+            .map(|r| {
+                Ok(Rider {
+                    account_id: r.text(0)?,
+                    with_holder: r.int(1)? != 0,
+                })
+            })
             .transpose()
         })
     }

@@ -321,9 +321,19 @@ pub trait CredentialStore: Send + Sync + 'static {
     fn pass_for(&self, terms: &Pass) -> Result<Option<PassRecord>>;
     /// The account riding on `card_id` if `account_id` may hold its passes: the account's own
     /// card, or a dependant's whose guardianship the operator recorded.
-    fn rider_of_card(&self, account_id: &str, card_id: u64) -> Result<Option<String>>;
+    fn rider_of_card(&self, account_id: &str, card_id: u64) -> Result<Option<Rider>>;
     /// The transit keys a device bought credentials for.
     fn device_keys(&self, device_id: &str) -> Result<Vec<[u8; 32]>>;
+}
+
+/// Who rides on a card an account holds passes for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rider {
+    /// The account whose card it is.
+    pub account_id: String,
+    /// A dependant's card, and the operator did not record that the dependant travels alone:
+    /// its credentials ride only with the holder's own ticket (format version 2).
+    pub with_holder: bool,
 }
 
 /// Keys with a live credential one device may hold (a new phone key, a key rotation).

@@ -209,4 +209,29 @@ class TransitTest {
         phoneVault.close()
         validatorVault.close()
     }
+
+    @Test
+    fun `a dependant's ticket rides only after its holder's own, in amber`() = runBlocking<Unit> {
+        val issuer = TransitIssuer.generate(7, now - day, now + 365 * day)
+        val phoneVault = Vault.openWithKeyProvider(dir.resolve("phone-d").toString(), AesKeyProvider("p"), testOptions)
+        val phone = TransitPhone.open(phoneVault, null, 5)
+        phone.installCredential(issuer.issue(request(phone), now))
+        val child = phone.installDependantCredential(
+            issuer.issue(request(phone, TransitProduct.FREE_PASS).copy(cardId = 42L, category = PassengerCategory.CHILD, withHolder = true), now))
+        assertTrue(child.withHolder)
+        val validatorVault = Vault.openWithKeyProvider(dir.resolve("bus-d").toString(), AesKeyProvider("b"), testOptions)
+        val validator = TransitValidator.open(validatorVault, listOf(issuer.trustedKey()), ValidatorConfig(route = 32))
+        val childQr = phone.currentQrForAt(42L, now).text
+        val alone = validator.validateAt(childQr, now)
+        assertEquals(VerdictReason.HOLDER_NOT_TAPPED to "transit.holder_first", alone.reason to alone.presentation.messageKey)
+        assertTrue(validator.validateAt(phone.currentQrAt(now + 2L).text, now + 2L).accepted)
+        val together = validator.validateAt(childQr, now + 4L)
+        assertTrue(together.accepted, together.toString())
+        assertEquals(PassengerCategory.CHILD, together.category)
+        assertEquals(VerdictSignal.WARN to "transit.with_holder", together.presentation.signal to together.presentation.messageKey)
+        phoneVault.shutdown()
+        validatorVault.shutdown()
+        phoneVault.close()
+        validatorVault.close()
+    }
 }

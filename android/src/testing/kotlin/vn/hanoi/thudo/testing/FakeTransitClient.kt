@@ -66,7 +66,7 @@ open class FakeTransitClient(
     private val cards = IdentityHashMap<Vault, Long>()
     private val balances = mutableMapOf<Long, Long>()
     private val orders = mutableMapOf<String, Order>()
-    private val dependants = mutableMapOf<String, Long>()
+    private val dependants = mutableMapOf<String, Pair<Long, Boolean>>()
     private val recorded = mutableListOf<String>()
     private var nextId = 1
 
@@ -84,10 +84,14 @@ open class FakeTransitClient(
 
     /**
      * Records that this account may buy for the citizen [citizenId] (a guardianship); returns
-     * the dependant's card.
+     * the dependant's card. Unless [travelsAlone], the dependant's tickets ride only with the
+     * holder's own (`CredentialInfo.withHolder`), as the backend issues them.
      */
-    fun addDependant(citizenId: String): Long =
-        synchronized(lock) { dependants.getOrPut(citizenId) { 9_704_000_000_000L + nextId++ } }
+    fun addDependant(citizenId: String, travelsAlone: Boolean = false): Long = synchronized(lock) {
+        val card = dependants[citizenId]?.first ?: (9_704_000_000_000L + nextId++)
+        dependants[citizenId] = card to travelsAlone
+        card
+    }
 
     /** The payment gateway confirms [orderId]: collecting it installs its credential. */
     fun confirmPayment(orderId: String) = settle(orderId, TransitOrderStatus.PAID)
@@ -149,9 +153,11 @@ open class FakeTransitClient(
         val at = now()
         val (from, until) = window(product, month, at)
         val order = synchronized(lock) {
-            val card = if (dependantCitizenId == null) cardOf(vault) else dependants[dependantCitizenId]
+            val (card, alone) = if (dependantCitizenId == null) cardOf(vault) to true else dependants[dependantCitizenId]
                 ?: throw refused(403, ServerErrorCode.NOT_GUARDIAN, "not_guardian", "no guardianship of this citizen")
-            val request = CredentialRequest(card, product, category, route, from, until, phone.devicePublicKey().toBytes(), credentialLifetimeSecs)
+            val request = CredentialRequest(
+                card, product, category, route, from, until, phone.devicePublicKey().toBytes(), credentialLifetimeSecs, !alone,
+            )
             val status = if (payInstantly) TransitOrderStatus.PAID else TransitOrderStatus.AWAITING_PAYMENT
             Order("order-${nextId++}", card, request, price(product, category), dependantCitizenId != null, status, at + 15 * 60)
                 .also { orders[it.id] = it }
@@ -205,7 +211,7 @@ open class FakeTransitClient(
             } else {
                 val request = CredentialRequest(
                     held.cardId, held.product, held.category, held.route, held.passValidFrom, held.passValidUntil,
-                    phone.devicePublicKey().toBytes(), credentialLifetimeSecs,
+                    phone.devicePublicKey().toBytes(), credentialLifetimeSecs, held.withHolder,
                 )
                 CredentialRenewal(held.cardId, phone.installCredential(issuer.issue(request, at)).notAfter, null)
             }
