@@ -217,6 +217,9 @@ pub enum VerdictReason {
     /// A dependant's ticket that rides with its holder, with no ticket of the same phone
     /// accepted here moments before: the holder taps their own first, then shows it again.
     HolderNotTapped,
+    /// A metro entry gate's current feed has this card inside already (an entry and no exit):
+    /// the rider goes to the staff gate.
+    AlreadyInside,
 }
 
 /// Which way a metro gate lets riders through (core's type, carried as it is).
@@ -247,18 +250,24 @@ impl MetroGate {
     }
 }
 
-/// How current an exit gate's knowledge of entries is.
+/// How current a gate's feed is: an exit gate's knowledge of entries, an entry gate's of the
+/// cards inside.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct EntryFeedStatus {
-    /// Where the next `refreshEntries` reads from.
+    /// Where an exit gate's next `refreshEntries` reads from.
     pub cursor: i64,
-    /// Every entry up to this time is known (unix seconds; 0: never refreshed).
+    /// Exit gate: every entry up to this time is known. Entry gate: every exit is. Unix
+    /// seconds; 0: never refreshed.
     pub complete_until: i64,
-    /// Open entries held.
+    /// Exit gate: open entries held. Entry gate: cards inside.
     pub open_entries: i64,
     /// Whether a card with no known entry is refused now (`NO_ENTRY`); when false (the feed is
     /// old) such riders are let out and the backend prices their journey from the taps.
     pub refusing_unknown_exits: bool,
+    /// Whether a card already inside is refused now at this entry gate (`ALREADY_INSIDE`);
+    /// when false (the feed is old or missing) nobody is refused as inside, and the backend
+    /// records a second entry as `double_entry`.
+    pub refusing_cards_inside: bool,
 }
 
 // The transit types below keep their exact wire widths in core (the QR and credential formats
@@ -1079,8 +1088,8 @@ impl TransitValidator {
             .await
     }
 
-    /// How current this exit gate's knowledge of entries is now (system clock); keep it
-    /// current with `TransitClient.refreshEntries`.
+    /// How current this gate's feed is now (system clock): an exit gate's entries, an entry
+    /// gate's cards inside; keep it current with `TransitClient.refreshEntries`.
     pub async fn entry_feed_status(&self) -> Result<EntryFeedStatus, TransitError> {
         self.run(|v| {
             let s = v.entry_feed_status(unix_now());
@@ -1089,6 +1098,7 @@ impl TransitValidator {
                 complete_until: signed(s.complete_until),
                 open_entries: signed(s.open_entries as u64),
                 refusing_unknown_exits: s.refusing_unknown_exits,
+                refusing_cards_inside: s.refusing_cards_inside,
             })
         })
         .await

@@ -313,11 +313,14 @@ impl TransitClient {
         Ok(guard(cancel).run(upload).await?.into())
     }
 
-    /// Brings an exit gate's entries up to date from the backend's entry feed (the entries
-    /// accepted at every gate of the network, each verified there): call it every few seconds
-    /// while online. Returns how many entries are open. Entry gates need no such call, but
-    /// should `uploadTaps` every few seconds, even with nothing to send: their uploads tell exit
-    /// gates that the feed is complete.
+    /// Brings a metro gate's feed up to date; call it every few seconds while online. An exit
+    /// gate reads the entries accepted at every gate of the network (each verified there) and
+    /// returns how many are open. An entry gate reads the cards inside the network (as tags
+    /// only it can test against a scanned card) and returns how many there are: while exits
+    /// are known up to a minute ago, a card already inside is refused (`ALREADY_INSIDE`).
+    /// Every gate should also `uploadTaps` every few seconds, even with nothing to send: an
+    /// entry gate's uploads tell exit gates that the entries are complete, and an exit gate's
+    /// tell entry gates that the exits are.
     #[uniffi::method(default(cancel = None))]
     pub async fn refresh_entries(
         &self,

@@ -106,6 +106,7 @@ macro_rules! with_server_error_codes {
         ValidatorsOnly = "validators_only": "only enrolled validators call this route",
         Decommissioned = "decommissioned": "the operator decommissioned this validator",
         ExitGatesOnly = "exit_gates_only": "only metro exit gates read the entry feed",
+        EntryGatesOnly = "entry_gates_only": "only metro entry gates read the cards inside",
         // Handbook.
         NotSecretary = "not_secretary": "only the cell's secretary is issued this",
         UnknownMeeting = "unknown_meeting": "no such meeting",

@@ -584,15 +584,45 @@ impl TransitClient<'_> {
             .await
     }
 
-    /// Brings an exit gate's entries up to date: reads the entry feed from the gate's cursor,
-    /// a page at a time, and applies each page (durably, with the cursor) at device time
-    /// `now`. Returns how many entries are open. Call it every few seconds while online.
+    /// The cards inside the network now, as keyed tags, for an entry gate.
+    pub async fn inside_feed(
+        self,
+        vault: Arc<Vault>,
+    ) -> Result<super::metro::InsideFeed, BackendError> {
+        self.backend
+            .request(
+                vault,
+                Method::GET,
+                &format!("{API_PREFIX}/transit/inside"),
+                None,
+            )
+            .await
+    }
+
+    /// Brings a gate's feed up to date at device time `now`. An exit gate reads the entry feed
+    /// from its cursor, a page at a time, and applies each page (durably, with the cursor);
+    /// returns how many entries are open. An entry gate takes in the cards inside the network;
+    /// returns how many are inside. Call it every few seconds while online.
     pub async fn refresh_entries(
         self,
         vault: Arc<Vault>,
         gate: Arc<Mutex<Validator>>,
         now: u64,
     ) -> Result<usize, BackendError> {
+        if gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_entry_gate()
+        {
+            let feed = self.inside_feed(vault).await?;
+            return blocking(move || {
+                gate.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply_inside_feed(&feed, now)
+                    .map_err(device_side)
+            })
+            .await;
+        }
         loop {
             let cursor = gate
                 .lock()

@@ -104,6 +104,33 @@ pub struct EntryFeed {
     pub now: u64,
 }
 
+/// `GET /v1/transit/inside`, for entry gates: the cards inside the network now (an entry and no
+/// exit yet, within the journey time), each only as a keyed tag, so a gate can tell whether the
+/// card before it is inside but learns no card, station or time it is not shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsideFeed {
+    /// The key of the tags (32 random bytes, hex), new in every answer.
+    pub salt: String,
+    /// [`inside_tag`] of each card inside, hex.
+    pub cards: Vec<String>,
+    /// Every exit gate on the network has uploaded its taps up to this time (unix seconds; 0:
+    /// not known): a card that left before it is not listed.
+    pub exits_complete_until: u64,
+    /// The backend's clock when it answered (unix seconds).
+    pub now: u64,
+}
+
+/// Bytes of an [`inside_tag`].
+pub const INSIDE_TAG_LEN: usize = 8;
+
+/// The tag of `card_id` under an inside feed's key: HMAC-SHA-256 of its 8 big-endian bytes,
+/// the first [`INSIDE_TAG_LEN`] bytes.
+pub fn inside_tag(key: &crate::crypto::MacKey, card_id: u64) -> [u8; INSIDE_TAG_LEN] {
+    let mut tag = [0u8; INSIDE_TAG_LEN];
+    tag.copy_from_slice(&key.tag(&[&card_id.to_be_bytes()])[..INSIDE_TAG_LEN]);
+    tag
+}
+
 /// One station of a line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Station {

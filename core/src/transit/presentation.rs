@@ -204,6 +204,12 @@ pub const MESSAGES: &[(&str, &[&str], &str, &str)] = &[
         "No entry tap: see staff",
     ),
     (
+        "transit.already_inside",
+        &[],
+        "Vé này đang ở trong ga, gặp nhân viên",
+        "This ticket is already inside: see staff",
+    ),
+    (
         "transit.not_a_ticket",
         &[],
         "Không đọc được mã vé",
@@ -293,6 +299,7 @@ pub fn present(reason: Reason, fields: Option<&CredentialFields>, now: u64) -> P
         Reason::DenyListStale => stop("transit.validator_outdated"),
         Reason::NoEntry => stop("transit.no_entry_tap"),
         Reason::HolderNotTapped => stop("transit.holder_first"),
+        Reason::AlreadyInside => stop("transit.already_inside"),
         Reason::BadFormat => stop("transit.not_a_ticket"),
         Reason::UnknownIssuer
         | Reason::IssuerKeyExpired

@@ -47,11 +47,14 @@ pub enum Reason {
     /// A dependant's ticket that rides with its holder, shown with no ticket of the same phone
     /// accepted on this validator moments before: the holder taps their own first.
     HolderNotTapped,
+    /// A metro entry gate's current inside feed has this card inside the network already (an
+    /// entry and no exit): one ticket lets one person in (the rider goes to the staff gate).
+    AlreadyInside,
 }
 
 /// Reasons as one byte in the compact tap log (the order of [`Reason`]'s variants; never
 /// renumbered).
-pub(crate) const REASON_CODES: [Reason; 18] = [
+pub(crate) const REASON_CODES: [Reason; 19] = [
     Reason::Ok,
     Reason::BadFormat,
     Reason::UnknownIssuer,
@@ -70,4 +73,5 @@ pub(crate) const REASON_CODES: [Reason; 18] = [
     Reason::DenyListStale,
     Reason::NoEntry,
     Reason::HolderNotTapped,
+    Reason::AlreadyInside,
 ];

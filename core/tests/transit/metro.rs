@@ -371,3 +371,90 @@ fn an_exit_whose_commit_fails_is_not_shown_and_does_not_use_the_entry() {
     assert!(out.accepted, "the same QR, not used up: {out:?}");
     assert_eq!(exit.export_taps().unwrap().len(), 1);
 }
+
+/// An inside feed listing `cards`, with exits known up to `exits_until`, answered at `now`.
+fn inside_feed(
+    cards: &[u64],
+    exits_until: u64,
+    now: u64,
+) -> thudo_core::transit::metro::InsideFeed {
+    use thudo_core::transit::metro::inside_tag;
+    let salt = [7u8; 32];
+    let key = thudo_core::crypto::MacKey::new(&salt);
+    thudo_core::transit::metro::InsideFeed {
+        salt: thudo_core::hex::encode(&salt),
+        cards: cards
+            .iter()
+            .map(|c| thudo_core::hex::encode(&inside_tag(&key, *c)))
+            .collect(),
+        exits_complete_until: exits_until,
+        now,
+    }
+}
+
+#[test]
+fn an_entry_gate_refuses_a_card_inside_only_while_its_feed_is_current() {
+    let w = world_with(
+        Product::PayAsYouGo,
+        Category::Standard,
+        0,
+        ValidatorConfig::default(),
+    );
+    let card = w.phone.credential().unwrap().card_id;
+    let (_d, mut entry) = gate(&w, 201, GateDirection::Entry);
+    // No feed yet: nobody is refused as inside.
+    let status = entry.entry_feed_status(NOW);
+    assert!(!status.refusing_cards_inside);
+    // Exits known ten seconds ago, the card inside: refused, and its QR is not used up.
+    assert_eq!(
+        entry
+            .apply_inside_feed(&inside_feed(&[card, 42], NOW - 10, NOW), NOW)
+            .unwrap(),
+        2
+    );
+    let status = entry.entry_feed_status(NOW);
+    assert!(status.refusing_cards_inside);
+    assert_eq!((status.open_entries, status.complete_until), (2, NOW - 10));
+    let qr = w.phone.current_qr(NOW).unwrap();
+    let verdict = entry.validate(&qr.text, NOW).unwrap();
+    assert_eq!(verdict.reason, Reason::AlreadyInside);
+    assert_eq!(verdict.presentation.signal, Signal::Stop);
+    assert_eq!(verdict.presentation.message_key, "transit.already_inside");
+    // The card left: the next feed does not list it, and the same QR lets the rider in.
+    entry
+        .apply_inside_feed(&inside_feed(&[42], NOW - 5, NOW + 5), NOW + 5)
+        .unwrap();
+    assert!(entry.validate(&qr.text, NOW + 5).unwrap().accepted);
+    // A feed whose exits are old, or one fetched too long ago, refuses nobody.
+    let (_d2, mut other) = gate(&w, 205, GateDirection::Entry);
+    other
+        .apply_inside_feed(
+            &inside_feed(&[card], NOW + 500 - 3_600, NOW + 500),
+            NOW + 500,
+        )
+        .unwrap();
+    let later = w.phone.current_qr(NOW + 500).unwrap();
+    assert!(other.validate(&later.text, NOW + 500).unwrap().accepted);
+    let (_d3, mut third) = gate(&w, 206, GateDirection::Entry);
+    third
+        .apply_inside_feed(&inside_feed(&[card], NOW + 600, NOW + 600), NOW + 600)
+        .unwrap();
+    assert!(third.entry_feed_status(NOW + 600).refusing_cards_inside);
+    assert!(!third.entry_feed_status(NOW + 700).refusing_cards_inside);
+    let stale = w.phone.current_qr(NOW + 700).unwrap();
+    assert!(third.validate(&stale.text, NOW + 700).unwrap().accepted);
+    // A malformed feed is refused whole and changes nothing; only entry gates take one.
+    let mut bad = inside_feed(&[card], NOW + 800, NOW + 800);
+    bad.cards.push("zz".into());
+    assert!(third.apply_inside_feed(&bad, NOW + 800).is_err());
+    bad.cards.pop();
+    bad.salt = "00".into();
+    assert!(third.apply_inside_feed(&bad, NOW + 800).is_err());
+    assert!(!third.entry_feed_status(NOW + 800).refusing_cards_inside);
+    let (_d4, mut exit) = gate(&w, 212, GateDirection::Exit);
+    assert!(exit
+        .apply_inside_feed(&inside_feed(&[card], NOW, NOW), NOW)
+        .is_err());
+    // A bus has no feed of either kind.
+    assert!(!w.validator.entry_feed_status(NOW).refusing_cards_inside);
+}

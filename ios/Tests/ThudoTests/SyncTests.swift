@@ -593,6 +593,18 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(open, 1)
         let status = try await exit.entryFeedStatus()
         XCTAssertEqual(status.openEntries, 1)
+        // The exit gate has uploaded (its one refused tap): exits are known, and the entry gate
+        // refuses the card already inside, from a feed of tags, not card numbers.
+        let heartbeat = try await TransitClient(client: client).uploadTaps(vault: outVault, validator: exit)
+        XCTAssertEqual(heartbeat.stored, 1)
+        let inside = try await TransitClient(client: client).refreshEntries(vault: inVault, gate: entry)
+        XCTAssertEqual(inside, 1)
+        let insideStatus = try await entry.entryFeedStatus()
+        XCTAssertTrue(insideStatus.refusingCardsInside && insideStatus.openEntries == 1 && !insideStatus.refusingUnknownExits,
+                      "\(insideStatus)")
+        let again = try entry.validateAt(text: try await transit.currentQrAt(nowUnix: t + 20).text, nowUnix: t + 20)
+        XCTAssertEqual(again.reason, .alreadyInside)
+        XCTAssertEqual(again.presentation.messageKey, "transit.already_inside")
     }
 
     func testAClientThatTrustsAHealthCardIssuerVerifiesSyncedCardsAgain() async throws {

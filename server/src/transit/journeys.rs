@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
+use thudo_core::hex;
 use thudo_core::sync::protocol::ServerErrorCode;
-use thudo_core::transit::metro::EntryFeed;
+use thudo_core::transit::metro::{inside_tag, EntryFeed, InsideFeed};
 
 use super::validators::validator_caller;
 use super::TransitState;
@@ -49,6 +50,48 @@ pub(crate) async fn entry_feed(
     })
     .await?;
     Ok(Json(feed))
+}
+
+/// Most cards an inside feed lists (a full network's worth; past it the feed says nothing is
+/// complete, so no gate refuses by it).
+pub const INSIDE_FEED_LIMIT: usize = 200_000;
+
+/// `GET /v1/transit/inside`: the cards inside the network now, for entry gates only, each as a
+/// tag under a key new in every answer: a gate can test the card before it, and learns no card,
+/// station or time beyond that.
+pub(crate) async fn inside_feed(
+    State(state): State<TransitState>,
+    headers: HeaderMap,
+) -> ApiResult<InsideFeed> {
+    let gate = validator_caller(&state, &headers).await?;
+    if !gate.gate.as_deref().is_some_and(|g| g.ends_with(":entry")) {
+        return Err(ApiError::forbidden(
+            ServerErrorCode::EntryGatesOnly,
+            "only metro entry gates read the cards inside",
+        ));
+    }
+    let storage = state.storage.clone();
+    let now = chrono::Utc::now().timestamp();
+    // Inside for the fare table's journey time at most: past it the journey is settled with no
+    // exit, and the rider may enter again.
+    let (today, _) = state.fares.local_day_and_month(now.max(0) as u64);
+    let journey = state.fares.max_journey_secs(&today);
+    let (cards, exits_until) =
+        blocking(move || Ok(storage.cards_inside(now, journey, INSIDE_FEED_LIMIT)?)).await?;
+    let mut salt = [0u8; 32];
+    thudo_core::crypto::fill_random(&mut salt)
+        .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
+    let key = thudo_core::crypto::MacKey::new(&salt);
+    let complete = cards.len() < INSIDE_FEED_LIMIT;
+    Ok(Json(InsideFeed {
+        salt: hex::encode(&salt),
+        cards: cards
+            .into_iter()
+            .map(|card| hex::encode(&inside_tag(&key, card)))
+            .collect(),
+        exits_complete_until: if complete { exits_until } else { 0 },
+        now: now.max(0) as u64,
+    }))
 }
 
 /// `POST /v1/admin/transit/journeys/settle`: settles the journeys whose time ran out now (the

@@ -89,6 +89,7 @@ pub fn routes(state: TransitState) -> Router {
         .route("/v1/transit/inspections", post(taps::upload_inspections))
         .route("/v1/transit/charges", get(taps::charges))
         .route("/v1/transit/entries", get(journeys::entry_feed))
+        .route("/v1/transit/inside", get(journeys::inside_feed))
         .route("/v1/admin/transit/deny", post(riders::admin_deny))
         .route(
             "/v1/admin/transit/enrolments",

@@ -195,6 +195,72 @@ async fn an_exit_gate_refuses_a_card_that_never_entered_while_its_feed_is_comple
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_gate_refuses_a_card_already_inside_while_exits_are_known() {
+    let w = World::start().await;
+    let (_rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (a_vault, gate_a) = w.gate("a", 201, GateDirection::Entry).await;
+    let (b_vault, gate_b) = w.gate("b", 201, GateDirection::Entry).await;
+    let (out_vault, exit) = w.gate("out", 212, GateDirection::Exit).await;
+    // Only entry gates read the cards inside; they get tags, never card ids.
+    let (bus_vault, _, _) = w.bus("bus", 32).await;
+    for reader in [&bus_vault, &out_vault] {
+        refused(
+            w.transit().inside_feed(reader.clone()).await.unwrap_err(),
+            403,
+            "entry_gates_only",
+        );
+    }
+    let t = now();
+    // Before any feed, nobody is refused as inside.
+    assert_eq!(tap(&gate_a, &rider, t), Reason::Ok);
+    w.upload_gate(&a_vault, &gate_a).await;
+    // The exit gate has uploaded (nothing) just now: exits are known up to now, and the card
+    // that entered at gate A cannot enter again at gate B (one ticket, one person).
+    w.upload_gate(&out_vault, &exit).await;
+    let inside = w
+        .transit()
+        .refresh_entries(b_vault.clone(), gate_b.clone(), t + 10)
+        .await
+        .unwrap();
+    assert_eq!(inside, 1);
+    let feed = w.transit().inside_feed(b_vault.clone()).await.unwrap();
+    assert!(feed.cards.iter().all(|c| c.len() == 16));
+    assert!(!serde_json::to_string(&feed)
+        .unwrap()
+        .contains(&rider.credential().unwrap().card_id.to_string()));
+    let status = gate_b.lock().unwrap().entry_feed_status(t + 10);
+    assert!(status.refusing_cards_inside && !status.refusing_unknown_exits);
+    assert_eq!(tap(&gate_b, &rider, t + 10), Reason::AlreadyInside);
+    // The rider leaves; once the exit is uploaded the card may enter again.
+    w.transit()
+        .refresh_entries(out_vault.clone(), exit.clone(), t + 600)
+        .await
+        .unwrap();
+    assert_eq!(tap(&exit, &rider, t + 600), Reason::Ok);
+    w.upload_gate(&out_vault, &exit).await;
+    w.transit()
+        .refresh_entries(b_vault.clone(), gate_b.clone(), t + 610)
+        .await
+        .unwrap();
+    assert_eq!(tap(&gate_b, &rider, t + 610), Reason::Ok);
+    // With a feed that is not current (the gate lost its link), nobody is refused as inside:
+    // the backend records a second entry as double_entry instead.
+    w.upload_gate(&b_vault, &gate_b).await;
+    w.transit()
+        .refresh_entries(a_vault.clone(), gate_a.clone(), t + 620)
+        .await
+        .unwrap();
+    assert!(
+        !gate_a
+            .lock()
+            .unwrap()
+            .entry_feed_status(t + 900)
+            .refusing_cards_inside
+    );
+    assert_eq!(tap(&gate_a, &rider, t + 900), Reason::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_repeat() {
     let w = World::start().await;
     let (rider_vault, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;

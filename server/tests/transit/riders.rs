@@ -289,12 +289,12 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
     assert_eq!((own.card_id, own.paid_vnd), (Some(parent_card), 8_000));
     assert_eq!(history.cap(&day, Some(parent_card)).unwrap(), Some(own));
     assert_eq!(history.cap(&day, Some(bought.order.card_id)).unwrap(), None);
-    // A teenage dependant pays as they go: their cap progress reaches the parent's phone under
-    // their card, apart from the parent's.
+    // A teenage dependant travels alone and pays as they go: their cap progress reaches the
+    // parent's phone under their card, apart from the parent's.
     const TEEN: &str = "001008012345";
     w.admin_post(
         &path,
-        json!({"dependant_citizen_id": TEEN, "evidence_ref": "SHK-0142"}),
+        json!({"dependant_citizen_id": TEEN, "travels_alone": true, "evidence_ref": "SHK-0142"}),
     )
     .await;
     let teen = w
@@ -363,6 +363,12 @@ async fn a_guardian_holds_a_childs_pass_and_each_rider_keeps_their_own_trips_and
         .unwrap()
         .len();
     let at = at + 1_200;
+    // With the parent, as the child's ticket rides.
+    assert!(
+        bus.validate(&phone.current_qr(at - 1).unwrap().text, at - 1)
+            .unwrap()
+            .accepted
+    );
     assert!(
         bus.validate(
             &phone.current_qr_for(bought.order.card_id, at).unwrap().text,

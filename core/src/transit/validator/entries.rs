@@ -37,15 +37,21 @@ pub(super) struct EntryFeedPosition {
     pub(super) fetched_at: u64,
 }
 
-/// How current an exit gate's knowledge of entries is.
+/// How current a gate's feed is: an exit gate's knowledge of entries, or an entry gate's of the
+/// cards inside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryFeedStatus {
-    /// The cursor to fetch from.
+    /// The cursor to fetch from (exit gates).
     pub cursor: u64,
-    /// Entries are known up to this time (unix seconds; 0: never fetched).
+    /// Exit gate: entries are known up to this time. Entry gate: exits are. Unix seconds; 0:
+    /// never fetched.
     pub complete_until: u64,
-    /// Open entries held.
+    /// Exit gate: open entries held. Entry gate: cards inside.
     pub open_entries: usize,
-    /// Whether exits with no known entry are refused now (the feed is recent enough).
+    /// Whether exits with no known entry are refused now (an exit gate whose feed is recent
+    /// enough).
     pub refusing_unknown_exits: bool,
+    /// Whether cards already inside are refused now (an entry gate whose feed is recent
+    /// enough).
+    pub refusing_cards_inside: bool,
 }

@@ -107,13 +107,25 @@ impl Validator {
         Ok(self.open_entries())
     }
 
-    /// How current the exit gate's entries are at `now`.
+    /// How current the gate's feed is at `now`: an exit gate's entries, an entry gate's cards
+    /// inside.
     pub fn entry_feed_status(&self, now: u64) -> EntryFeedStatus {
+        if self.is_entry_gate() {
+            let (inside, exits_until) = self.inside_counts();
+            return EntryFeedStatus {
+                cursor: 0,
+                complete_until: exits_until,
+                open_entries: inside,
+                refusing_unknown_exits: false,
+                refusing_cards_inside: self.inside_feed_current(now),
+            };
+        }
         EntryFeedStatus {
             cursor: self.entry_feed.cursor,
             complete_until: self.entry_feed.complete_until,
             open_entries: self.open_entries(),
             refusing_unknown_exits: self.entry_feed_current(now),
+            refusing_cards_inside: false,
         }
     }
 

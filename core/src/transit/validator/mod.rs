@@ -19,6 +19,7 @@
 mod entries;
 mod entry_feed;
 mod export;
+mod inside;
 mod inspect;
 mod replay;
 mod revocation;
@@ -86,7 +87,9 @@ pub struct ValidatorConfig {
     /// An exit gate refuses a card with no known entry ([`Reason::NoEntry`]) only while its
     /// entry feed is complete up to at most this long ago; with an older feed it lets the rider
     /// out and the backend prices the journey from the taps, so a lost link never locks riders
-    /// in. Keep it below the shortest ride between two stations.
+    /// in. Keep it below the shortest ride between two stations. An entry gate refuses a card
+    /// already inside ([`Reason::AlreadyInside`]) only while its inside feed knows the exits
+    /// up to at most this long ago.
     pub max_entry_feed_age_secs: u32,
     /// How long an exit gate honours an entry (default a day: past the fare table's journey
     /// time the backend charges the maximum fare, but a slow rider is never kept in).
@@ -144,6 +147,8 @@ pub struct Validator {
     consumed: Vec<u64>,
     /// Pay-as-you-go cards that reached today's cap, from the feed, and when today ends.
     capped: (HashSet<u64>, u64),
+    /// An entry gate's cards inside the network, from its inside feed.
+    inside: inside::Inside,
 }
 
 impl Validator {
@@ -181,6 +186,7 @@ impl Validator {
             entry_feed: EntryFeedPosition::default(),
             consumed: Vec::new(),
             capped: (HashSet::new(), 0),
+            inside: inside::Inside::default(),
             config,
         };
         if validator.is_exit_gate() {
@@ -275,6 +281,13 @@ impl Validator {
         self.config
             .gate
             .is_some_and(|g| g.direction == GateDirection::Exit)
+    }
+
+    /// Whether this validator is a metro entry gate.
+    pub fn is_entry_gate(&self) -> bool {
+        self.config
+            .gate
+            .is_some_and(|g| g.direction == GateDirection::Entry)
     }
 
     /// Decides on one scanned text at validator time `now` (unix seconds) and returns the

@@ -146,6 +146,10 @@ impl Validator {
         if f.with_holder && !self.holder_tapped(&f.device_public_key, now) {
             return Reason::HolderNotTapped;
         }
+        // Nor this: the staff who let the rider in after all may need it.
+        if self.is_entry_gate() && self.known_inside(f.card_id, now) {
+            return Reason::AlreadyInside;
+        }
         // Remember the QR from here on: a rejected passback must not be retried as new.
         self.replay.insert(now, replay_key, self.horizon());
         if let Some(last) = self.last_accept.get(&f.card_id) {
@@ -213,7 +217,8 @@ impl Validator {
         {
             crate::transit::presentation::cap_reached(&mut presentation);
         }
-        if payload.is_some_and(|p| p.fields.with_holder) {
+        // At an exit the party leaves as it may: no holder is asked for, nothing to show.
+        if payload.is_some_and(|p| p.fields.with_holder) && !self.is_exit_gate() {
             crate::transit::presentation::with_holder(&mut presentation);
         }
         if let Some(gate) = self.config.gate {

@@ -109,6 +109,33 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
             Ok(feed)
         })
     }
+
+    fn cards_inside(&self, now: i64, honoured_secs: u64, limit: usize) -> Result<(Vec<u64>, u64)> {
+        self.read(|tx| {
+            // Exits first: an exit seen here committed its journey's close with it.
+            let exits_until = tx
+                .row(
+                    "SELECT CAST(MIN(COALESCE(last_upload_at, 0)) AS BIGINT), CAST(COUNT(*) AS BIGINT)
+                     FROM validators WHERE gate LIKE '%:exit' AND decommissioned_at IS NULL",
+                    &[],
+                )?
+                .map(|r| -> Result<i64> {
+                    Ok(if r.int(1)? == 0 { now } else { r.opt_int(0)?.unwrap_or(0) })
+                })
+                .transpose()?
+                .unwrap_or(now);
+            let rows = tx.rows(
+                "SELECT DISTINCT card_id FROM journeys
+                 WHERE status = 'open' AND entry_at >= ?1 ORDER BY card_id LIMIT ?2",
+                params![now.saturating_sub(honoured_secs as i64), limit as i64],
+            )?;
+            let cards = rows
+                .iter()
+                .map(|r| Ok(r.int(0)? as u64))
+                .collect::<Result<Vec<u64>>>()?;
+            Ok((cards, exits_until.max(0) as u64))
+        })
+    }
 }
 
 /// A verified, first-use tap at a metro gate.

@@ -292,6 +292,9 @@ pub trait JourneyStore: Send + Sync + 'static {
         honoured_secs: u64,
         limit: usize,
     ) -> Result<thudo_core::transit::metro::EntryFeed>;
+    /// The cards inside the network at `now` (an open entry at most `honoured_secs` old, at
+    /// most `limit`), with the time up to which every exit gate's log was drained.
+    fn cards_inside(&self, now: i64, honoured_secs: u64, limit: usize) -> Result<(Vec<u64>, u64)>;
 }
 
 /// Passes sold, the credentials issued for them (which key and card each binds, until when),

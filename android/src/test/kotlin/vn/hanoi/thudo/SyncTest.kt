@@ -419,6 +419,14 @@ class SyncTest {
         assertEquals(1L, TransitClient(client).uploadTaps(inVault, entry).stored)
         assertEquals(1L, TransitClient(client).refreshEntries(outVault, exit))
         assertEquals(1L, exit.entryFeedStatus().openEntries)
+        // The exit gate has uploaded (its one refused tap): exits are known, and the entry gate
+        // refuses the card already inside, from a feed of tags, not card numbers.
+        assertEquals(1L, TransitClient(client).uploadTaps(outVault, exit).stored)
+        assertEquals(1L, TransitClient(client).refreshEntries(inVault, entry))
+        val inside = entry.entryFeedStatus()
+        assertTrue(inside.refusingCardsInside && inside.openEntries == 1L && !inside.refusingUnknownExits, inside.toString())
+        val again = entry.validateAt(transit.currentQrAt(t + 20).text, t + 20)
+        assertEquals(VerdictReason.ALREADY_INSIDE to "transit.already_inside", again.reason to again.presentation.messageKey)
     }
 
     @Test
