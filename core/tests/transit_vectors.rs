@@ -159,6 +159,40 @@ fn code(reason: Reason) -> String {
 }
 
 #[test]
+fn documented_inside_feed_vector_holds() {
+    let v = block("inside-vector");
+    let salt: [u8; 32] = unhex(&v["SALT"]).try_into().unwrap();
+    let card: u64 = v["CARD"].parse().unwrap();
+    let key = thudo_core::transit::metro::InsideKey::new(&salt);
+    assert_eq!(thudo_core::hex::encode(&key.tag(card)), v["TAG"]);
+    let qr = vector()["QR"].clone();
+    let at = 1_790_000_040;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, feed_key, line_key) in [
+        ("inside", "INSIDE_FEED", "INSIDE"),
+        ("old", "OLD_EXITS_FEED", "OLD_EXITS"),
+    ] {
+        let mut entry = validator(
+            &dir,
+            name,
+            32,
+            Some(Gate {
+                station: 201,
+                direction: GateDirection::Entry,
+            }),
+        );
+        let feed: thudo_core::transit::metro::InsideFeed =
+            serde_json::from_str(&v[feed_key]).unwrap();
+        entry.apply_inside_feed(&feed, at).unwrap();
+        assert_eq!(
+            code(entry.validate(&qr, at).unwrap().reason),
+            expected(&v[line_key]),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn documented_gate_and_inspection_vectors_hold() {
     let g = block("gate-vector");
     let qr = vector()["QR"].clone();

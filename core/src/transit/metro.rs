@@ -111,7 +111,7 @@ pub struct EntryFeed {
 pub struct InsideFeed {
     /// The key of the tags (32 random bytes, hex), new in every answer.
     pub salt: String,
-    /// [`inside_tag`] of each card inside, hex.
+    /// [`InsideKey::tag`] of each card inside, hex.
     pub cards: Vec<String>,
     /// Every exit gate on the network has uploaded its taps up to this time (unix seconds; 0:
     /// not known): a card that left before it is not listed.
@@ -120,15 +120,28 @@ pub struct InsideFeed {
     pub now: u64,
 }
 
-/// Bytes of an [`inside_tag`].
+/// Bytes of an [`InsideKey::tag`].
 pub const INSIDE_TAG_LEN: usize = 8;
 
-/// The tag of `card_id` under an inside feed's key: HMAC-SHA-256 of its 8 big-endian bytes,
-/// the first [`INSIDE_TAG_LEN`] bytes.
-pub fn inside_tag(key: &crate::crypto::MacKey, card_id: u64) -> [u8; INSIDE_TAG_LEN] {
-    let mut tag = [0u8; INSIDE_TAG_LEN];
-    tag.copy_from_slice(&key.tag(&[&card_id.to_be_bytes()])[..INSIDE_TAG_LEN]);
-    tag
+/// An inside feed's key: HMAC-SHA-256 keyed with its 32-byte salt.
+#[derive(Clone)]
+pub struct InsideKey(ring::hmac::Key);
+
+impl InsideKey {
+    /// The key of a feed's `salt`.
+    pub fn new(salt: &[u8; 32]) -> InsideKey {
+        InsideKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt))
+    }
+
+    /// The tag of `card_id`: the first [`INSIDE_TAG_LEN`] bytes of HMAC-SHA-256 over the card
+    /// id's 8 big-endian bytes (nothing else: a vendor's gate computes the same).
+    pub fn tag(&self, card_id: u64) -> [u8; INSIDE_TAG_LEN] {
+        let mut tag = [0u8; INSIDE_TAG_LEN];
+        tag.copy_from_slice(
+            &ring::hmac::sign(&self.0, &card_id.to_be_bytes()).as_ref()[..INSIDE_TAG_LEN],
+        );
+        tag
+    }
 }
 
 /// One station of a line.

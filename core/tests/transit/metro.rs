@@ -378,14 +378,13 @@ fn inside_feed(
     exits_until: u64,
     now: u64,
 ) -> thudo_core::transit::metro::InsideFeed {
-    use thudo_core::transit::metro::inside_tag;
     let salt = [7u8; 32];
-    let key = thudo_core::crypto::MacKey::new(&salt);
+    let key = thudo_core::transit::metro::InsideKey::new(&salt);
     thudo_core::transit::metro::InsideFeed {
         salt: thudo_core::hex::encode(&salt),
         cards: cards
             .iter()
-            .map(|c| thudo_core::hex::encode(&inside_tag(&key, *c)))
+            .map(|c| thudo_core::hex::encode(&key.tag(*c)))
             .collect(),
         exits_complete_until: exits_until,
         now,

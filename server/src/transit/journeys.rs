@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use thudo_core::hex;
 use thudo_core::sync::protocol::ServerErrorCode;
-use thudo_core::transit::metro::{inside_tag, EntryFeed, InsideFeed};
+use thudo_core::transit::metro::{EntryFeed, InsideFeed, InsideKey};
 
 use super::validators::validator_caller;
 use super::TransitState;
@@ -81,13 +81,13 @@ pub(crate) async fn inside_feed(
     let mut salt = [0u8; 32];
     thudo_core::crypto::fill_random(&mut salt)
         .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
-    let key = thudo_core::crypto::MacKey::new(&salt);
+    let key = InsideKey::new(&salt);
     let complete = cards.len() < INSIDE_FEED_LIMIT;
     Ok(Json(InsideFeed {
         salt: hex::encode(&salt),
         cards: cards
             .into_iter()
-            .map(|card| hex::encode(&inside_tag(&key, card)))
+            .map(|card| hex::encode(&key.tag(card)))
             .collect(),
         exits_complete_until: if complete { exits_until } else { 0 },
         now: now.max(0) as u64,

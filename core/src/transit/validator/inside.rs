@@ -5,15 +5,14 @@
 use std::collections::HashSet;
 
 use super::Validator;
-use crate::crypto::MacKey;
-use crate::transit::metro::{inside_tag, InsideFeed, INSIDE_TAG_LEN};
+use crate::transit::metro::{InsideFeed, InsideKey, INSIDE_TAG_LEN};
 use crate::transit::{invalid, TransitError};
 
 /// The last inside feed an entry gate took in. Kept in memory only: after a restart the gate
 /// refuses nobody as inside until it has fetched one (riders are never stranded by it).
 #[derive(Default)]
 pub(super) struct Inside {
-    key: Option<MacKey>,
+    key: Option<InsideKey>,
     cards: HashSet<[u8; INSIDE_TAG_LEN]>,
     /// How far the feed's exits lagged the backend's clock when it answered.
     lag_secs: u64,
@@ -48,7 +47,7 @@ impl Validator {
         // the answer, then this gate's elapsed time.
         let backend_now = if feed.now > 0 { feed.now } else { now };
         self.inside = Inside {
-            key: Some(MacKey::new(&salt)),
+            key: Some(InsideKey::new(&salt)),
             cards,
             lag_secs: match feed.exits_complete_until {
                 0 => u64::MAX,
@@ -83,6 +82,6 @@ impl Validator {
                 .inside
                 .key
                 .as_ref()
-                .is_some_and(|key| self.inside.cards.contains(&inside_tag(key, card_id)))
+                .is_some_and(|key| self.inside.cards.contains(&key.tag(card_id)))
     }
 }
