@@ -258,6 +258,10 @@ impl TransitClient {
             .map(|r| {
                 let (not_after, refused) = match r.outcome {
                     Ok(fields) => (Some(i64::from(fields.not_after)), None),
+                    // An answer without an error body keeps the code it always had.
+                    Err(core::BackendError::Refused { wire_code, .. }) if wire_code.is_empty() => {
+                        (None, Some("http_error".to_owned()))
+                    }
                     Err(core::BackendError::Refused { wire_code, .. }) => (None, Some(wire_code)),
                     Err(core::BackendError::NotEntitled { .. }) => {
                         (None, Some("not_entitled".to_owned()))

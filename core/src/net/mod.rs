@@ -487,10 +487,14 @@ impl BackendClient {
         body: Option<&[u8]>,
         run: &mut Run<'_>,
     ) -> Result<Attempt<T>, BackendError> {
-        let mut headers = Vec::with_capacity(4);
+        let mut headers = Vec::with_capacity(5);
         headers.push((
             protocol::CLIENT_VERSION_HEADER.to_owned(),
             protocol::CLIENT_VERSION.to_owned(),
+        ));
+        headers.push((
+            protocol::CREDENTIAL_FORMATS_HEADER.to_owned(),
+            protocol::CREDENTIAL_FORMATS.to_owned(),
         ));
         if let Some(t) = token {
             headers.push((AUTHORIZATION.as_str().to_owned(), format!("Bearer {t}")));

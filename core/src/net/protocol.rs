@@ -16,6 +16,12 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Request header carrying the library's version (`MAJOR.MINOR.PATCH`): the backend may answer
 /// 426 `upgrade_required` to versions older than it serves.
 pub const CLIENT_VERSION_HEADER: &str = "x-thudo-client-version";
+/// Request header: the transit credential format versions the client's phones install
+/// ([`CREDENTIAL_FORMATS`]). The backend issues a version-2 credential (a dependant's that
+/// rides with its holder) only to a client that names 2; older clients get version 1.
+pub const CREDENTIAL_FORMATS_HEADER: &str = "x-thudo-credential-formats";
+/// The credential format versions this library's phones install.
+pub const CREDENTIAL_FORMATS: &str = "1,2";
 /// Response header of a 426: the oldest version the backend serves.
 pub const MIN_CLIENT_VERSION_HEADER: &str = "x-thudo-min-client-version";
 /// This library's version, as it sends it.

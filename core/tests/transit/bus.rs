@@ -282,11 +282,18 @@ fn a_dependants_ticket_rides_only_after_its_holders_own() {
         Reason::HolderNotTapped
     );
     // A reboot between the holder's tap and the dependant's keeps the holder in memory (from
-    // the tap log).
+    // the tap log), even with another rider's tap in between and no passback window.
     let own_again = w.phone.current_qr(NOW + 400).unwrap();
     assert!(
         w.validator
             .validate(&own_again.text, NOW + 400)
+            .unwrap()
+            .accepted
+    );
+    let between = stranger.current_qr(NOW + 490).unwrap();
+    assert!(
+        w.validator
+            .validate(&between.text, NOW + 490)
             .unwrap()
             .accepted
     );
@@ -300,10 +307,10 @@ fn a_dependants_ticket_rides_only_after_its_holders_own() {
         },
     )
     .unwrap();
-    let after_reboot = w.phone.current_qr_for(child, NOW + 410).unwrap();
+    let after_reboot = w.phone.current_qr_for(child, NOW + 500).unwrap();
     assert!(
         rebooted
-            .validate(&after_reboot.text, NOW + 410)
+            .validate(&after_reboot.text, NOW + 500)
             .unwrap()
             .accepted
     );

@@ -234,11 +234,17 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
                 renewals.append(CredentialRenewal(cardId: held.cardId, notAfter: nil, refused: "pass_ended"))
                 continue
             }
+            // A dependant's, as the guardianship stands now (the backend's rule).
+            let dependant = lock.withLock { dependants.values.first { $0.card == held.cardId } }
             let request = CredentialRequest(cardId: held.cardId, product: held.product, category: held.category,
                                             route: held.route, passValidFrom: held.passValidFrom,
                                             passValidUntil: held.passValidUntil, devicePublicKey: phone.devicePublicKey(),
-                                            lifetimeSecs: credentialLifetimeSecs, withHolder: held.withHolder)
-            let installed = try await phone.installCredential(credential: try issuer.issue(request: request, nowUnix: at))
+                                            lifetimeSecs: credentialLifetimeSecs,
+                                            withHolder: dependant.map { !$0.travelsAlone } ?? false)
+            let credential = try issuer.issue(request: request, nowUnix: at)
+            let installed = dependant == nil
+                ? try await phone.installCredential(credential: credential)
+                : try await phone.installDependantCredential(credential: credential)
             renewals.append(CredentialRenewal(cardId: held.cardId, notAfter: installed.notAfter, refused: nil))
         }
         return renewals

@@ -136,10 +136,20 @@ final class FakesTests: XCTestCase {
         let balance = try await fake.transitBalance(vault: riderVault, cancel: nil)
         XCTAssertEqual(balance.balanceVnd, 50_000)
 
-        // Renewal re-issues what ends within the window.
+        // A dependant's pass rides with its holder, as the backend issues it.
+        let childCard = fake.addDependant("001022000001")
+        let child = try await fake.buyTransitProduct(vault: riderVault, phone: phone, product: .freePass, category: .child,
+                                                     route: 0, month: "", dependantCitizenId: "001022000001")
+        XCTAssertEqual(child.cardId, childCard)
+        XCTAssertEqual(child.credential?.withHolder, true)
+
+        // Renewal re-issues what ends within the window, a dependant's as one.
         let renewed = try await fake.renewCredentials(vault: riderVault, phone: phone, withinSecs: 365 * 86_400, cancel: nil)
         XCTAssertFalse(renewed.isEmpty)
         XCTAssertTrue(renewed.allSatisfy { $0.refused == nil && $0.notAfter != nil }, "\(renewed)")
+        XCTAssertTrue(renewed.contains { $0.cardId == childCard })
+        let held = try await phone.credentials()
+        XCTAssertEqual(held.first { $0.cardId == childCard }?.withHolder, true)
         let feed = await syncError { try await fake.validatorFeed(vault: riderVault, cancel: nil) }
         XCTAssertEqual(feed?.code(), "sync.invalid_argument")
         XCTAssertTrue(fake.calls.contains("renewCredentials"))

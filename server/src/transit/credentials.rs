@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
-use thudo_core::sync::protocol::ServerErrorCode;
+use thudo_core::sync::protocol::{ServerErrorCode, CREDENTIAL_FORMATS_HEADER};
 use thudo_core::transit::backend::{CredentialResponse, RenewalRequest, ORDER_PROOF_WINDOW_SECS};
 use thudo_core::transit::issuer::{CredentialRequest, TrustedIssuerKey};
 use thudo_core::transit::validator::DenyList;
@@ -87,6 +87,16 @@ fn verified_credential(
     let fields = CredentialFields::decode(body).ok()?;
     let key = trusted.get(&fields.issuer_key_id)?;
     p256::verify(&key.public_key, &credential_message(body), signature).then_some(fields)
+}
+
+/// Whether the calling app's phones install credential format version 2 (it says so in
+/// [`CREDENTIAL_FORMATS_HEADER`]): older apps get a dependant's credential as version 1, which
+/// their phones install, and the backend's `dependant_alone` records remain the check.
+pub(super) fn installs_holder_format(headers: &HeaderMap) -> bool {
+    headers
+        .get(CREDENTIAL_FORMATS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|f| f.trim() == "2"))
 }
 
 /// Refuses a credential the store did not record (it is then never handed out).
@@ -254,8 +264,8 @@ pub(crate) async fn renew_credential(
         device_public_key: key.to_vec(),
         lifetime_secs: lifetime(&state, &rider.account_id, fields.category, now).await?,
         // Renewed as the guardianship stands now (the operator may have recorded since that
-        // the dependant travels alone, or withdrawn that).
-        with_holder: rider.with_holder,
+        // the dependant travels alone, or withdrawn that), in a format the phone installs.
+        with_holder: rider.with_holder && installs_holder_format(&headers),
     };
     let credential = issue_and_record(&state, &device, &request, None, now).await?;
     Ok(Json(CredentialResponse {

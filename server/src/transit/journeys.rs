@@ -76,22 +76,26 @@ pub(crate) async fn inside_feed(
     // exit, and the rider may enter again.
     let (today, _) = state.fares.local_day_and_month(now.max(0) as u64);
     let journey = state.fares.max_journey_secs(&today);
-    let (cards, exits_until) =
-        blocking(move || Ok(storage.cards_inside(now, journey, INSIDE_FEED_LIMIT)?)).await?;
-    let mut salt = [0u8; 32];
-    thudo_core::crypto::fill_random(&mut salt)
-        .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
-    let key = InsideKey::new(&salt);
-    let complete = cards.len() < INSIDE_FEED_LIMIT;
-    Ok(Json(InsideFeed {
-        salt: hex::encode(&salt),
-        cards: cards
-            .into_iter()
-            .map(|card| hex::encode(&key.tag(card)))
-            .collect(),
-        exits_complete_until: if complete { exits_until } else { 0 },
-        now: now.max(0) as u64,
-    }))
+    // The read and the tags (up to one HMAC per card) run off the async workers.
+    let feed = blocking(move || {
+        let (cards, exits_until) = storage.cards_inside(now, journey, INSIDE_FEED_LIMIT)?;
+        let mut salt = [0u8; 32];
+        thudo_core::crypto::fill_random(&mut salt)
+            .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
+        let key = InsideKey::new(&salt);
+        let complete = cards.len() < INSIDE_FEED_LIMIT;
+        Ok(InsideFeed {
+            salt: hex::encode(&salt),
+            cards: cards
+                .into_iter()
+                .map(|card| hex::encode(&key.tag(card)))
+                .collect(),
+            exits_complete_until: if complete { exits_until } else { 0 },
+            now: now.max(0) as u64,
+        })
+    })
+    .await?;
+    Ok(Json(feed))
 }
 
 /// `POST /v1/admin/transit/journeys/settle`: settles the journeys whose time ran out now (the

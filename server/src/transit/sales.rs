@@ -20,7 +20,9 @@ use thudo_core::transit::backend::{
 use thudo_core::transit::issuer::CredentialRequest;
 use thudo_core::transit::Product;
 
-use super::credentials::{check_signed, day_window, issue_and_record, lifetime, month_window};
+use super::credentials::{
+    check_signed, day_window, installs_holder_format, issue_and_record, lifetime, month_window,
+};
 use super::store::{
     NewOrder, OrderAdmission, OrderPurpose, OrderRecord, OrderStatus, Pass, PaymentRecord,
 };
@@ -417,7 +419,7 @@ pub(crate) async fn collect_credential(
         pass_valid_until: pass.valid_until as u32,
         device_public_key: key,
         lifetime_secs: lifetime(&state, &rider.account_id, pass.category, now32).await?,
-        with_holder: rider.with_holder,
+        with_holder: rider.with_holder && installs_holder_format(&headers),
     };
     let credential = issue_and_record(&state, &device, &request, None, now32).await?;
     let storage = state.storage.clone();

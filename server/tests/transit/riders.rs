@@ -686,4 +686,33 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
         .await
         .unwrap();
     assert!(held(child).with_holder);
+    // An app too old to install version 2 (it names no credential formats) is renewed the
+    // child's ticket as version 1, which its phone installs.
+    let (credential, _, _) = phone.held_credential(child).unwrap();
+    let mut request = thudo_core::transit::backend::RenewalRequest {
+        credential: thudo_core::hex::encode(&credential),
+        signed_at: now(),
+        proof: String::new(),
+    };
+    request.proof = thudo_core::hex::encode(&phone.prove_order(&request.proof_message()).unwrap());
+    let token = BackendClient::registration(&parent_vault)
+        .unwrap()
+        .unwrap()
+        .token;
+    let answer = w
+        .http
+        .post(w.url("/v1/transit/credentials/renew"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&request).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let renewed =
+        thudo_core::hex::decode(json_of(answer).await["credential"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        renewed[0], 1,
+        "version 1 for an app that does not name version 2"
+    );
 }

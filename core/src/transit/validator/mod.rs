@@ -260,9 +260,12 @@ impl Validator {
         u64::from(self.config.max_age_secs + self.config.max_future_secs)
     }
 
-    /// How long a tap matters to later decisions: the replay horizon or the passback time.
+    /// How long a tap matters to later decisions: the replay horizon, the passback time, or
+    /// the time a dependant's ticket may follow its holder's.
     fn window(&self) -> u64 {
-        self.horizon().max(u64::from(self.config.passback_secs))
+        self.horizon()
+            .max(u64::from(self.config.passback_secs))
+            .max(crate::transit::TRAVEL_TOGETHER_SECS)
     }
 
     /// Takes the feed's pay-as-you-go cards that reached today's cap (until `until`, the end of

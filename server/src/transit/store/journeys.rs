@@ -112,7 +112,9 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
 
     fn cards_inside(&self, now: i64, honoured_secs: u64, limit: usize) -> Result<(Vec<u64>, u64)> {
         self.read(|tx| {
-            // Exits first: an exit seen here committed its journey's close with it.
+            // Exits first: an exit seen here committed its journey's close with it. With no
+            // exit gate at all (a network being rolled out) exits are never known, so no entry
+            // gate refuses by the feed.
             let exits_until = tx
                 .row(
                     "SELECT CAST(MIN(COALESCE(last_upload_at, 0)) AS BIGINT), CAST(COUNT(*) AS BIGINT)
@@ -120,10 +122,10 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                     &[],
                 )?
                 .map(|r| -> Result<i64> {
-                    Ok(if r.int(1)? == 0 { now } else { r.opt_int(0)?.unwrap_or(0) })
+                    Ok(if r.int(1)? == 0 { 0 } else { r.opt_int(0)?.unwrap_or(0) })
                 })
                 .transpose()?
-                .unwrap_or(now);
+                .unwrap_or(0);
             let rows = tx.rows(
                 "SELECT DISTINCT card_id FROM journeys
                  WHERE status = 'open' AND entry_at >= ?1 ORDER BY card_id LIMIT ?2",

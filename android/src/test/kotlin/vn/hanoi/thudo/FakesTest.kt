@@ -99,9 +99,17 @@ class FakesTest {
         fake.topUp(phoneVault, 50_000, null)
         assertEquals(50_000L, fake.transitBalance(phoneVault, null).balanceVnd)
 
-        // Renewal re-issues what ends within the window.
+        // A dependant's pass rides with its holder, as the backend issues it.
+        val childCard = fake.addDependant("001022000001")
+        val child = fake.buyTransitProduct(phoneVault, phone, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", "001022000001")
+        assertEquals(childCard, child.cardId)
+        assertTrue(child.credential!!.withHolder)
+
+        // Renewal re-issues what ends within the window, a dependant's as one.
         val renewed = fake.renewCredentials(phoneVault, phone, 365 * 86_400L, null)
         assertTrue(renewed.isNotEmpty() && renewed.all { it.refused == null && it.notAfter != null }, renewed.toString())
+        assertTrue(renewed.any { it.cardId == childCard })
+        assertTrue(phone.credentials().single { it.cardId == childCard }.withHolder)
         assertThrows<SyncException.InvalidArgument> { runBlocking { fake.validatorFeed(phoneVault, null) } }
         assertNotNull(fake.calls.firstOrNull { it == "renewCredentials" })
         phoneVault.shutdown()

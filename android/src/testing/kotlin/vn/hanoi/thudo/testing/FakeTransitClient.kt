@@ -58,6 +58,7 @@ open class FakeTransitClient(
         val request: CredentialRequest?,
         val priceVnd: Long,
         val dependant: Boolean,
+        /** Read and written under the client's lock. */
         var status: TransitOrderStatus,
         val expiresAt: Long,
     )
@@ -162,14 +163,16 @@ open class FakeTransitClient(
             Order("order-${nextId++}", card, request, price(product, category), dependantCitizenId != null, status, at + 15 * 60)
                 .also { orders[it.id] = it }
         }
-        return orderOf(order, if (order.status == TransitOrderStatus.PAID) install(phone, order) else null)
+        val paid = synchronized(lock) { order.status == TransitOrderStatus.PAID }
+        val credential = if (paid) install(phone, order) else null
+        return synchronized(lock) { orderOf(order, credential) }
     }
 
     override suspend fun collectTransitOrder(vault: Vault, phone: TransitPhone, orderId: String, cancel: CancelToken?): CredentialInfo {
         enter("collectTransitOrder", cancel)
-        val order = synchronized(lock) { orders[orderId] }
+        val (order, status) = synchronized(lock) { orders[orderId]?.let { it to it.status } }
             ?: throw refused(404, ServerErrorCode.NOT_FOUND, "not_found", "no such order")
-        return when (order.status) {
+        return when (status) {
             TransitOrderStatus.PAID -> install(phone, order)
             TransitOrderStatus.AWAITING_PAYMENT -> throw refused(409, ServerErrorCode.PAYMENT_PENDING, "payment_pending", "the payment is not confirmed yet")
             else -> throw refused(402, ServerErrorCode.PAYMENT_FAILED, "payment_failed", "the payment failed or was cancelled")
@@ -178,9 +181,8 @@ open class FakeTransitClient(
 
     override suspend fun transitOrder(vault: Vault, orderId: String, cancel: CancelToken?): TransitOrder {
         enter("transitOrder", cancel)
-        val order = synchronized(lock) { orders[orderId] }
+        return synchronized(lock) { orders[orderId]?.let { orderOf(it, null) } }
             ?: throw refused(404, ServerErrorCode.NOT_FOUND, "not_found", "no such order")
-        return orderOf(order, null)
     }
 
     override suspend fun topUp(vault: Vault, amountVnd: Long, cancel: CancelToken?): TransitOrder {
@@ -193,7 +195,7 @@ open class FakeTransitClient(
                 if (status == TransitOrderStatus.PAID) credit(it)
             }
         }
-        return orderOf(order, null)
+        return synchronized(lock) { orderOf(order, null) }
     }
 
     override suspend fun transitBalance(vault: Vault, cancel: CancelToken?): TransitBalance {
@@ -207,14 +209,17 @@ open class FakeTransitClient(
         val at = now()
         return phone.credentials().filter { it.notAfter <= at + withinSecs }.map { held ->
             if (held.product != TransitProduct.PAY_AS_YOU_GO && held.passValidUntil < at) {
-                CredentialRenewal(held.cardId, null, "pass_ended")
-            } else {
-                val request = CredentialRequest(
-                    held.cardId, held.product, held.category, held.route, held.passValidFrom, held.passValidUntil,
-                    phone.devicePublicKey().toBytes(), credentialLifetimeSecs, held.withHolder,
-                )
-                CredentialRenewal(held.cardId, phone.installCredential(issuer.issue(request, at)).notAfter, null)
+                return@map CredentialRenewal(held.cardId, null, "pass_ended")
             }
+            // A dependant's, as the guardianship stands now (the backend's rule).
+            val dependant = synchronized(lock) { dependants.values.firstOrNull { it.first == held.cardId } }
+            val request = CredentialRequest(
+                held.cardId, held.product, held.category, held.route, held.passValidFrom, held.passValidUntil,
+                phone.devicePublicKey().toBytes(), credentialLifetimeSecs, dependant?.second == false,
+            )
+            val credential = issuer.issue(request, at)
+            val installed = if (dependant != null) phone.installDependantCredential(credential) else phone.installCredential(credential)
+            CredentialRenewal(held.cardId, installed.notAfter, null)
         }
     }
 
