@@ -67,18 +67,9 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
         limit: usize,
     ) -> Result<EntryFeed> {
         self.read(|tx| {
-            // Completeness first: an upload seen here committed its entries with it.
-            let complete_until = tx
-                .row(
-                    "SELECT CAST(MIN(COALESCE(last_upload_at, 0)) AS BIGINT), CAST(COUNT(*) AS BIGINT)
-                     FROM validators WHERE gate LIKE '%:entry' AND decommissioned_at IS NULL",
-                    &[],
-                )?
-                .map(|r| -> Result<i64> {
-                    Ok(if r.int(1)? == 0 { now } else { r.opt_int(0)?.unwrap_or(0) })
-                })
-                .transpose()?
-                .unwrap_or(now);
+            // Completeness first: an upload seen here committed its entries with it. With no
+            // entry gate there are no entries to miss.
+            let complete_until = drained_until(tx, GateDirection::Entry)?.unwrap_or(now);
             let rows = tx.rows(
                 "SELECT id, card_id, entry_station, entry_at FROM journeys
                  WHERE id > ?1 AND status IN ('open', 'no_exit') AND entry_at >= ?2 ORDER BY id LIMIT ?3",
@@ -115,17 +106,7 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
             // Exits first: an exit seen here committed its journey's close with it. With no
             // exit gate at all (a network being rolled out) exits are never known, so no entry
             // gate refuses by the feed.
-            let exits_until = tx
-                .row(
-                    "SELECT CAST(MIN(COALESCE(last_upload_at, 0)) AS BIGINT), CAST(COUNT(*) AS BIGINT)
-                     FROM validators WHERE gate LIKE '%:exit' AND decommissioned_at IS NULL",
-                    &[],
-                )?
-                .map(|r| -> Result<i64> {
-                    Ok(if r.int(1)? == 0 { 0 } else { r.opt_int(0)?.unwrap_or(0) })
-                })
-                .transpose()?
-                .unwrap_or(0);
+            let exits_until = drained_until(tx, GateDirection::Exit)?.unwrap_or(0);
             let rows = tx.rows(
                 "SELECT DISTINCT card_id FROM journeys
                  WHERE status = 'open' AND entry_at >= ?1 ORDER BY card_id LIMIT ?2",
@@ -138,6 +119,23 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
             Ok((cards, exits_until.max(0) as u64))
         })
     }
+}
+
+/// The time up to which every active gate of `direction` has uploaded its log (the oldest
+/// last upload among them; 0 for one never heard from), or `None` when there is no such gate.
+fn drained_until(tx: &mut dyn Tx, direction: GateDirection) -> Result<Option<i64>> {
+    let pattern = match direction {
+        GateDirection::Entry => "%:entry",
+        GateDirection::Exit => "%:exit",
+    };
+    tx.row(
+        "SELECT CAST(MIN(COALESCE(last_upload_at, 0)) AS BIGINT), CAST(COUNT(*) AS BIGINT)
+         FROM validators WHERE gate LIKE ?1 AND decommissioned_at IS NULL",
+        params![pattern],
+    )?
+    .map(|r| -> Result<Option<i64>> { Ok((r.int(1)? > 0).then_some(r.opt_int(0)?.unwrap_or(0))) })
+    .transpose()
+    .map(Option::flatten)
 }
 
 /// A verified, first-use tap at a metro gate.
