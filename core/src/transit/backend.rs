@@ -130,6 +130,22 @@ pub struct RenewalRequest {
 }
 
 impl RenewalRequest {
+    /// The renewal of `credential` (held by `phone`), signed by its key at `signed_at` (the
+    /// backend's clock as the phone knows it).
+    pub fn signed_by(
+        phone: &Phone,
+        credential: &[u8],
+        signed_at: u64,
+    ) -> Result<RenewalRequest, TransitError> {
+        let mut request = RenewalRequest {
+            credential: crate::hex::encode(credential),
+            signed_at,
+            proof: String::new(),
+        };
+        request.proof = crate::hex::encode(&phone.prove_order(&request.proof_message())?);
+        Ok(request)
+    }
+
     /// The renewal tag, then the credential in lower-case hex and `signed_at`, one per line.
     pub fn proof_message(&self) -> Vec<u8> {
         let mut m = crate::transit::wire::RENEW_TAG.to_vec();
@@ -796,15 +812,9 @@ impl TransitClient<'_> {
         let (held, _, owner) = phone
             .held_credential(card_id)
             .ok_or_else(|| device_side(TransitError::NoCredential))?;
-        let mut request = RenewalRequest {
-            credential: crate::hex::encode(&held),
-            signed_at: phone.corrected_now(crate::net::now_secs()),
-            proof: String::new(),
-        };
-        let proof = phone
-            .prove_order(&request.proof_message())
-            .map_err(device_side)?;
-        request.proof = crate::hex::encode(&proof);
+        let request =
+            RenewalRequest::signed_by(&phone, &held, phone.corrected_now(crate::net::now_secs()))
+                .map_err(device_side)?;
         let body = serde_json::to_vec(&request).map_err(|e| BackendError::Protocol {
             detail: e.to_string(),
         })?;

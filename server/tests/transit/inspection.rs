@@ -56,19 +56,15 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
         .is_empty());
 
     // The same inspection again, and a made-up "valid ticket" with no real scan behind it.
-    let token = BackendClient::registration(&inspector_vault)
-        .unwrap()
-        .unwrap()
-        .token;
     let mut forged = found.clone();
     forged.seq = 3;
     forged.qr = Some("HNT1:NOTATICKET".into());
     let r = w
-        .http
-        .post(w.url("/v1/transit/inspections"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(json!({"inspections": [found, forged]}).to_string())
+        .device_post(
+            &inspector_vault,
+            "/v1/transit/inspections",
+            &json!({"inspections": [found, forged]}),
+        )
         .send()
         .await
         .unwrap();
@@ -80,13 +76,12 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
     );
     // A phone is not an inspector.
     let phone = w.phone_device("p2", RIDER).await;
-    let phone_token = BackendClient::registration(&phone).unwrap().unwrap().token;
     let r = w
-        .http
-        .post(w.url("/v1/transit/inspections"))
-        .bearer_auth(&phone_token)
-        .header("content-type", "application/json")
-        .body(json!({"inspections": []}).to_string())
+        .device_post(
+            &phone,
+            "/v1/transit/inspections",
+            &json!({"inspections": []}),
+        )
         .send()
         .await
         .unwrap();

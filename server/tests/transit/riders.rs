@@ -440,23 +440,9 @@ async fn a_pass_renews_its_credential_free_while_it_holds_and_never_after() {
     // A forged credential (a changed byte) and another account replaying the rider's signed
     // request are refused.
     let (held, _, _) = phone.held_credential(before.card_id).unwrap();
-    let signed = |credential: &[u8]| {
-        let mut r = RenewalRequest {
-            credential: thudo_core::hex::encode(credential),
-            signed_at: now(),
-            proof: String::new(),
-        };
-        r.proof = thudo_core::hex::encode(&phone.prove_order(&r.proof_message()).unwrap());
-        r
-    };
+    let signed = |credential: &[u8]| RenewalRequest::signed_by(&phone, credential, now()).unwrap();
     let post = |vault: Arc<Vault>, request: RenewalRequest| {
-        let token = BackendClient::registration(&vault).unwrap().unwrap().token;
-        let req = w
-            .http
-            .post(w.url("/v1/transit/credentials/renew"))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&request).unwrap());
+        let req = w.device_post(&vault, "/v1/transit/credentials/renew", &request);
         async move {
             let r = req.send().await.unwrap();
             (r.status().as_u16(), json_of(r).await["error"].clone())
@@ -689,22 +675,11 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
     // An app too old to install version 2 (it names no credential formats) is renewed the
     // child's ticket as version 1, which its phone installs.
     let (credential, _, _) = phone.held_credential(child).unwrap();
-    let mut request = thudo_core::transit::backend::RenewalRequest {
-        credential: thudo_core::hex::encode(&credential),
-        signed_at: now(),
-        proof: String::new(),
-    };
-    request.proof = thudo_core::hex::encode(&phone.prove_order(&request.proof_message()).unwrap());
-    let token = BackendClient::registration(&parent_vault)
-        .unwrap()
-        .unwrap()
-        .token;
+    let request =
+        thudo_core::transit::backend::RenewalRequest::signed_by(&phone, &credential, now())
+            .unwrap();
     let answer = w
-        .http
-        .post(w.url("/v1/transit/credentials/renew"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&request).unwrap())
+        .device_post(&parent_vault, "/v1/transit/credentials/renew", &request)
         .send()
         .await
         .unwrap();

@@ -138,21 +138,32 @@ impl World {
             .unwrap()
     }
 
+    /// A JSON POST to `path` with the token of the device registered in `vault`, ready to send
+    /// (add headers first if the call needs them).
+    pub fn device_post(
+        &self,
+        vault: &Arc<Vault>,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> reqwest::RequestBuilder {
+        let token = BackendClient::registration(vault).unwrap().unwrap().token;
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap())
+    }
+
     /// Uploads a bus validator's whole log as a drained upload (the validator held nothing
     /// more): what the backend judges once a log is known complete is judged now.
     pub async fn upload_bus_drained(&self, vault: &Arc<Vault>, bus: &mut Validator) -> TapReceipt {
-        let token = BackendClient::registration(vault).unwrap().unwrap().token;
         let upload = thudo_core::transit::backend::TapUpload {
             taps: bus.export_taps().unwrap(),
             drained: true,
             exported_secs_ago: 0,
         };
         let r = self
-            .http
-            .post(self.url("/v1/transit/taps"))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&upload).unwrap())
+            .device_post(vault, "/v1/transit/taps", &upload)
             .send()
             .await
             .unwrap();
