@@ -454,6 +454,17 @@ fn an_entry_gate_refuses_a_card_inside_only_while_its_feed_is_current() {
     assert!(exit
         .apply_inside_feed(&inside_feed(&[card], NOW, NOW), NOW)
         .is_err());
+    // The same feed delivered twice changes nothing; a gate restarted over its vault holds no
+    // feed (kept in memory) and refuses nobody as inside until it fetches one.
+    let (_d5, restart_vault) = vault();
+    let mut restarted = gate_over(&w, restart_vault.clone(), 207, GateDirection::Entry);
+    let feed = inside_feed(&[card], NOW + 900, NOW + 900);
+    assert_eq!(restarted.apply_inside_feed(&feed, NOW + 900).unwrap(), 1);
+    assert_eq!(restarted.apply_inside_feed(&feed, NOW + 900).unwrap(), 1);
+    assert!(restarted.entry_feed_status(NOW + 900).refusing_cards_inside);
+    drop(restarted);
+    let reopened = gate_over(&w, restart_vault, 207, GateDirection::Entry);
+    assert!(!reopened.entry_feed_status(NOW + 900).refusing_cards_inside);
     // A bus has no feed of either kind.
     assert!(!w.validator.entry_feed_status(NOW).refusing_cards_inside);
 }
