@@ -21,6 +21,8 @@ command -v javac >/dev/null || need_apt openjdk-17-jdk-headless
 command -v mvn >/dev/null || need_apt maven
 # zbarimg: the independent decoder the transit QR test reads the rendered PNG with.
 command -v zbarimg >/dev/null || need_apt zbar-tools
+# A virtual environment for the API contract's fuzzer (Debian splits venv out of python3).
+python3 -c 'import ensurepip' 2>/dev/null || need_apt python3-venv
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -38,6 +40,8 @@ step "Rust tests (crash test: ${THUDO_CRASH_ROUNDS:-100} SIGKILL rounds)"
 cargo test --workspace --quiet 2>&1
 step "The backend's tests again on PostgreSQL (a throwaway cluster, installed from Debian when missing), with the tests only PostgreSQL can run"
 scripts/with-postgres.sh cargo test -p thudo-server --quiet -- --include-ignored 2>&1
+step "The API contract: Schemathesis against the live server, without credentials and once per kind of caller"
+scripts/test-api-contract.sh
 step "README's main job: thudo demo"
 scripts/demo.sh --no-qr
 step "Kotlin tests (JVM, generated bindings, host library)"

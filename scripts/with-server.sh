@@ -16,7 +16,13 @@ target/debug/thudo-server --listen 127.0.0.1:0 --db "$DIR/server.db" \
   --seed-gate 201:entry --seed-gate 205:exit --seed-gate 202:entry --seed-gate 210:exit \
   --seed-gate 210:entry --seed-gate 202:exit --test-identity-provider --sandbox-payments --no-rate-limits >"$DIR/out" 2>"$DIR/err" &
 PID=$!
-cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DIR"; }
+cleanup() {
+  kill "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  # What the server said, for a failed run.
+  [ -z "${THUDO_SERVER_LOG:-}" ] || cp "$DIR/err" "$THUDO_SERVER_LOG"
+  rm -rf "$DIR"
+}
 trap cleanup EXIT
 for _ in $(seq 1 100); do
   grep -q '^listening on ' "$DIR/out" 2>/dev/null && break

@@ -30,14 +30,18 @@ const CHUNKS: &str = "attachments.chunk";
 
 /// What a record carries of a file: enough to show it, fetch it and check it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttachmentRef {
     /// The file's SHA-256, hex: its id.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub id: String,
     /// File name, as shown.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub name: String,
     /// Media type, such as `application/pdf` or `image/jpeg`.
     pub media_type: String,
     /// Size in bytes (signed, as every number the apps see; never negative).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10485760))]
     pub size: i64,
 }
 
@@ -449,6 +453,7 @@ fn delete_chunks(tx: &crate::vault::VaultTx<'_>, file: &AttachmentRef) -> Result
 
 /// `GET /v1/files/{id}/chunks/{index}`: one chunk of a published file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkResponse {
     /// The chunk's index.
     pub index: u32,

@@ -9,10 +9,10 @@ use thudo_core::sync::protocol::ServerErrorCode;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use thudo_core::sync::protocol::SERVER_TIME_HEADER;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::attendance::store::AttendanceStore;
 use crate::attendance::{self, AttendanceState};
@@ -33,9 +33,6 @@ use crate::transit::issuer::Issuer;
 use crate::transit::sales::Payments;
 use crate::transit::store::{deny_device_keys, TransitStore};
 use crate::transit::{self, TransitState};
-
-/// The OpenAPI document served at `/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// The schema: every concern's steps, in the order their tables depend on each other.
 pub const SCHEMA: &[ConcernSchema] = &[
@@ -241,6 +238,14 @@ impl AppState {
 /// `GET /healthz`: 200 when this instance can write to its database, 503 otherwise (a load
 /// balancer takes an instance that lost its database, or whose disk is full, out of rotation).
 /// The write is one small setting, replaced each time.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "OK"),
+    ),
+)]
 async fn healthz(State(storage): State<Arc<dyn Storage>>) -> ApiResult<Value> {
     let now = chrono::Utc::now().timestamp().to_string();
     blocking(move || Ok(storage.set_setting("healthz", now.as_bytes())?)).await?;
@@ -270,6 +275,49 @@ async fn stamp_time(mut response: Response) -> Response {
     response
 }
 
+/// `/healthz` and `/openapi.json`.
+fn own_routes() -> OpenApiRouter<Arc<dyn Storage>> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(serve_openapi))
+}
+
+/// Every concern's routes, as documented: the same declarations [`app`] builds its router from.
+fn documented_routes() -> [utoipa::openapi::OpenApi; 8] {
+    [
+        own_routes().into_openapi(),
+        devices::routes().into_openapi(),
+        sync::routes().into_openapi(),
+        publishing::routes().into_openapi(),
+        attendance::routes().into_openapi(),
+        files::routes().into_openapi(),
+        transit::routes().into_openapi(),
+        audit::routes().into_openapi(),
+    ]
+}
+
+/// The OpenAPI document of every route [`app`] serves ([`crate::openapi::render`]), as served at
+/// `/openapi.json` and kept in `server/openapi.json`.
+pub fn openapi_json() -> &'static str {
+    static JSON: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::openapi::render(documented_routes()));
+    &JSON
+}
+
+/// `GET /openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    summary = "This API's OpenAPI 3.1 document, generated from the server's own types",
+    responses((status = 200, description = "The document", content_type = "application/json")),
+)]
+async fn serve_openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
+}
+
 /// The HTTP application: every concern's routes, and what applies to them all.
 pub fn app(state: AppState) -> Router {
     let gate = crate::gate::GateState {
@@ -282,30 +330,17 @@ pub fn app(state: AppState) -> Router {
         store: state.storage.clone(),
         secrets: state.transit.secrets.clone(),
     };
-    Router::new()
-        .route("/healthz", get(healthz))
-        .with_state(state.storage.clone())
-        .route(
-            "/openapi.json",
-            get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    OPENAPI,
-                )
-            }),
-        )
-        .merge(devices::routes(state.devices))
-        .merge(sync::routes(state.sync))
-        .merge(publishing::routes(state.publishing))
-        .merge(attendance::routes(state.attendance))
-        .merge(files::routes(state.files))
-        .merge(transit::routes(state.transit))
-        .merge(
-            Router::new()
-                .route("/v1/admin/audit", get(audit::read_trail))
-                .route("/v1/admin/audit/verify", get(audit::verify_trail))
-                .with_state(audit.clone()),
-        )
+    let (router, _) = OpenApiRouter::new()
+        .merge(own_routes().with_state(state.storage.clone()))
+        .merge(devices::routes().with_state(state.devices))
+        .merge(sync::routes().with_state(state.sync))
+        .merge(publishing::routes().with_state(state.publishing))
+        .merge(attendance::routes().with_state(state.attendance))
+        .merge(files::routes().with_state(state.files))
+        .merge(transit::routes().with_state(state.transit))
+        .merge(audit::routes().with_state(audit.clone()))
+        .split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -455,3 +455,107 @@ pub async fn json_errors(response: Response) -> Response {
     }
     json
 }
+
+/// Adds to every operation of `doc` what the gate answers before its handler: 401 and 429 for
+/// credentials, 403 for an operator's role, 426 for an old app, 413 past the route's body limit,
+/// 400 and 415 for a body or parameter that does not parse, and 503 while the database is
+/// unavailable (all with the JSON error shape; 429 and 503 with Retry-After).
+pub fn document(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        header::Header, schema::Type, ContentBuilder, Ref, RefOr, ResponseBuilder,
+    };
+    let error = |description: String, retry: bool| {
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        );
+        if retry {
+            response = response.header(
+                "Retry-After",
+                Header::new(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer)),
+            );
+        }
+        RefOr::T(response.build())
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PUT, &mut item.put),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            let mut answers: Vec<(u16, String, bool)> = Vec::new();
+            let caller = caller(&method, path);
+            let from_device = caller == Caller::Holder
+                || matches!(
+                    path.as_str(),
+                    "/v1/identity/nonce" | "/v1/devices" | "/v1/validators"
+                );
+            match caller {
+                Caller::Holder | Caller::Operator => {
+                    answers.push((401, "No credential, or one nobody issued".into(), false));
+                    answers.push((429, "Too many requests: wait for Retry-After".into(), true));
+                }
+                Caller::Anyone
+                    if !(path == "/healthz"
+                        || path == "/openapi.json"
+                        || path.starts_with("/v1/payments/")) =>
+                {
+                    answers.push((429, "Too many requests from this address".into(), true));
+                }
+                Caller::Anyone => {}
+            }
+            if caller == Caller::Operator {
+                answers.push((
+                    403,
+                    "The operator's role or organisation does not hold this power".into(),
+                    false,
+                ));
+            }
+            if from_device {
+                answers.push((
+                    426,
+                    "The app's library is older than the backend serves (x-thudo-min-client-version)"
+                        .into(),
+                    false,
+                ));
+            }
+            if operation.request_body.is_some() {
+                answers.push((
+                    413,
+                    format!("The body is over this route's {} bytes", body_limit(path)),
+                    false,
+                ));
+                answers.push((415, "The body is not JSON".into(), false));
+            }
+            let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if operation.request_body.is_some() || has_params {
+                answers.push((
+                    400,
+                    "The body or a parameter is malformed or out of range".into(),
+                    false,
+                ));
+            }
+            if path != "/openapi.json" {
+                answers.push((
+                    503,
+                    "The database is unavailable: retry after Retry-After".into(),
+                    true,
+                ));
+            }
+            for (status, description, retry) in answers {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description, retry));
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use thudo_core::hex;
 use thudo_core::sync::protocol::{ErrorBody, ServerErrorCode};
 
@@ -77,6 +78,13 @@ impl From<StorageError> for ApiError {
 /// A handler's answer.
 pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// Done: an operator's change that answers nothing else.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Done {
+    /// Always true.
+    pub ok: bool,
+}
+
 /// A JSON body whose every rejection (size, syntax, shape) is a 4xx JSON error.
 pub struct JsonBody<T>(pub T);
 
@@ -92,9 +100,57 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::bad("the body must be a JSON object"));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+        let refused = |e: serde_json::Error| ApiError::bad(format!("invalid JSON body: {e}"));
+        match serde_json::from_slice(&bytes) {
+            Ok(body) => Ok(JsonBody(body)),
+            // JSON has one number type: `35.0` is the integer 35 to JSON Schema (and to a
+            // client whose encoder writes every number with a point). Read again with such
+            // numbers as integers; only a body that failed pays for it, and the first error
+            // is the one told.
+            Err(first) => {
+                let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+                    return Err(refused(first));
+                };
+                if !integers_as_integers(&mut value) {
+                    return Err(refused(first));
+                }
+                serde_json::from_value(value)
+                    .map(JsonBody)
+                    .map_err(|_| refused(first))
+            }
+        }
+    }
+}
+
+/// Writes every number of `value` that is a whole number (`35.0`, `3.5e1`) as an integer;
+/// whether there was one.
+fn integers_as_integers(value: &mut Value) -> bool {
+    match value {
+        Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+            let whole = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15);
+            if let Some(f) = whole {
+                *value = Value::from(f as i64);
+            }
+            whole.is_some()
+        }
+        // Every item is visited (no short cut at the first change).
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .map(integers_as_integers)
+                .filter(|c| *c)
+                .count()
+                > 0
+        }
+        Value::Object(fields) => {
+            fields
+                .values_mut()
+                .map(integers_as_integers)
+                .filter(|c| *c)
+                .count()
+                > 0
+        }
+        _ => false,
     }
 }
 
@@ -144,6 +200,13 @@ impl ApiError {
 /// such input is refused at the door on every engine alike).
 pub(crate) fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
+}
+
+/// Text a person typed (a name, a label, a reference): 1 to `max` characters, not blank, no
+/// control character. Its schema is the pattern `^[^\u0000-\u001f\u007f-\u009f]*[^\s…]…$`
+/// with `maxLength`.
+pub(crate) fn valid_text(text: &str, max: usize) -> bool {
+    !text.trim().is_empty() && text.chars().count() <= max && !has_control(text)
 }
 
 /// Runs storage work on tokio's blocking pool (the stores are synchronous).

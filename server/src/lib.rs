@@ -23,17 +23,17 @@ pub mod files;
 pub mod gate;
 pub mod http;
 pub mod jwt;
+pub mod openapi;
 pub mod operators;
 pub mod payments;
 pub mod publishing;
+pub mod schema;
 pub mod secrets;
 pub mod storage;
 pub mod sync;
 pub mod transit;
 
-pub use app::{
-    app, open_storage, start, AppState, Running, ServerConfig, Storage, OPENAPI, SCHEMA,
-};
+pub use app::{app, open_storage, start, AppState, Running, ServerConfig, Storage, SCHEMA};
 pub use http::ApiError;
 
 /// Every store trait, for callers that hold a [`Storage`]: `use thudo_server::prelude::*;`.

@@ -8,13 +8,14 @@ use std::path::Path;
 /// Top-level modules by layer, lowest first; modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     &["storage"],
-    &["http", "payments", "secrets", "jwt"],
+    &["http", "payments", "secrets", "jwt", "schema"],
     &["operators"],
     &["devices"],
     &["sync"],
     &["attendance", "files"],
     &["publishing", "transit"],
     &["gate"],
+    &["openapi"],
     &["app"],
     &["lib", "main"],
 ];

@@ -19,19 +19,27 @@ pub const CHECK_IN_UPLOAD_CHUNK: usize = 50;
 /// `POST /v1/handbook/meeting-credentials`: the secretary's phone asks for a meeting's
 /// credential for its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MeetingCredentialRequest {
     /// The meeting.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub meeting_id: String,
     /// The phone's P-256 key, hex (SEC1).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$")
+    )]
     pub device_public_key: String,
     /// Its signature (raw r||s, hex) over
     /// [`super::attendance::key_proof_message`]`(meeting_id, key)`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{128}$"))]
     pub proof: String,
 }
 
 /// The backend's answer: the credential and the window it is open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeetingCredentialResponse {
     /// The credential, hex.
     pub credential: String,
@@ -43,14 +51,17 @@ pub struct MeetingCredentialResponse {
 
 /// `POST /v1/handbook/check-ins`: a member's check-ins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckInUpload {
     /// The check-ins.
+    #[cfg_attr(feature = "openapi", schema(max_items = 50))]
     pub check_ins: Vec<CheckInItem>,
 }
 
 /// One check-in as uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CheckInItem {
     /// The meeting.
@@ -61,6 +72,7 @@ pub struct CheckInItem {
 
 /// What became of each check-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckInReceipt {
     /// One per check-in, in order.
     pub results: Vec<CheckInResult>,
@@ -68,6 +80,7 @@ pub struct CheckInReceipt {
 
 /// What became of one check-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckInResult {
     /// The meeting.
     pub meeting_id: String,

@@ -24,18 +24,22 @@ pub const MAX_BUNDLE: usize = 2 * 1024 * 1024;
 
 /// A SMART Health Card issuer as the bundle carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CardIssuer {
     /// The issuer's `iss` URL.
     pub iss: String,
     /// Its JWKS document.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub jwks: Value,
     /// Its revocation lists (`{kid, method: "rid", rids}`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub crls: Vec<Value>,
 }
 
 /// An EU DCC Document Signer Certificate as the bundle carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PassportSigner {
     /// The country it signs for.
     pub country: String,

@@ -116,6 +116,24 @@ macro_rules! with_server_error_codes {
 
 with_server_error_codes!(error_codes);
 
+/// The codes as an OpenAPI string enum, from the same table (the server's document).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ServerErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ServerErrorCode::ALL.iter().map(|c| c.as_str())))
+            .description(Some(
+                "Stable code (docs/errors.md); a client treats a code it does not know as \
+                 its status's general meaning.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ServerErrorCode {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

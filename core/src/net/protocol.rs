@@ -41,6 +41,7 @@ pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 /// `POST /v1/identity/nonce`: a single-use nonce for the identity provider's sign-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NonceResponse {
     /// Pass it to the provider's authorization request; it comes back in the ID token.
     pub nonce: String,
@@ -50,18 +51,30 @@ pub struct NonceResponse {
 
 /// `POST /v1/devices`: registers a device of a citizen, proven by the identity provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// The OpenID Connect ID token from the citizen's sign-in, carrying a nonce from
     /// `POST /v1/identity/nonce`. A citizen ID number alone opens nothing.
+    #[cfg_attr(feature = "openapi", schema(max_length = 16384))]
     pub id_token: String,
-    /// A name for the device ("Lan's phone", "bus 32 validator 2").
+    /// A name for the device ("Lan's phone", "bus 32 validator 2"): 1 to 100 characters, not
+    /// blank, no control character.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 100,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub device_name: String,
     /// `phone` (validators enrol instead).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^phone$"))]
     pub role: String,
 }
 
 /// One of the citizen's devices (`GET /v1/devices`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceInfo {
     /// Device id.
     pub device_id: String,
@@ -75,6 +88,7 @@ pub struct DeviceInfo {
 
 /// The answer to a registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterResponse {
     /// The device's id.
     pub device_id: String,
@@ -86,15 +100,26 @@ pub struct RegisterResponse {
 
 /// `POST /v1/validators`: a validator enrols with a single-use code the operator issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorEnrolmentRequest {
     /// The operator's enrolment code (single use, expiring).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub enrolment_code: String,
-    /// A name for the validator ("bus 32 front door").
+    /// A name for the validator ("bus 32 front door"): 1 to 100 characters, not blank, no
+    /// control character.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 100,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub device_name: String,
 }
 
 /// The answer to an enrolment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorEnrolmentResponse {
     /// The validator's id.
     pub validator_id: String,
@@ -115,6 +140,7 @@ pub struct ValidatorEnrolmentResponse {
 /// `POST /v1/transit/validators/token`: a validator's new token, in exchange for the one it
 /// presented (which stays honoured for a few days, so a lost answer is no lock-out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorTokenResponse {
     /// The new bearer token. Shown once; the server keeps only its hash.
     pub token: String,
@@ -124,8 +150,14 @@ pub struct ValidatorTokenResponse {
 
 /// One local change, as pushed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Mutation {
-    /// Random key: a second delivery with the same key is not applied again.
+    /// Random key: a second delivery with the same key is not applied again (1 to 64
+    /// characters, no control character).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$")
+    )]
     pub idempotency_key: String,
     /// Position in the device's outbox.
     pub seq: u64,
@@ -134,6 +166,7 @@ pub struct Mutation {
     /// Record id.
     pub record_id: String,
     /// `put` or `delete`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(put|delete)$"))]
     pub op: String,
     /// The record (for `put`).
     pub payload: Value,
@@ -144,13 +177,16 @@ pub struct Mutation {
 
 /// `POST /v1/sync/push`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushRequest {
     /// At most [`MAX_PUSH_BATCH`] mutations, in outbox order.
+    #[cfg_attr(feature = "openapi", schema(max_items = 500))]
     pub mutations: Vec<Mutation>,
 }
 
 /// What the server did with one mutation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
     /// Applied now.
@@ -168,6 +204,7 @@ pub enum Outcome {
 
 /// The outcome of one mutation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushResult {
     /// The mutation's key.
     pub idempotency_key: String,
@@ -178,6 +215,7 @@ pub struct PushResult {
 
 /// The answer to a push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushResponse {
     /// One result per mutation, in order.
     pub results: Vec<PushResult>,
@@ -185,12 +223,14 @@ pub struct PushResponse {
 
 /// One server change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
     /// Collection.
     pub collection: String,
     /// Record id.
     pub record_id: String,
     /// `put` or `delete`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(put|delete)$"))]
     pub op: String,
     /// The record (for `put`).
     #[serde(default)]
@@ -202,6 +242,7 @@ pub struct Change {
 
 /// `GET /v1/sync/pull?collection=..&cursor=..&limit=..`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PullResponse {
     /// Changes after the cursor, oldest first.
     pub changes: Vec<Change>,
@@ -212,6 +253,7 @@ pub struct PullResponse {
     /// How many changes wait after this page, counted up to [`MAX_REMAINING_COUNTED`] (so at
     /// most that when more wait); absent from servers before it was added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
     pub remaining: Option<u64>,
 }
 
@@ -222,8 +264,10 @@ pub use super::codes::ServerErrorCode;
 
 /// Error body of every 4xx and 5xx.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable code: one of [`ServerErrorCode`]'s (read it with [`ServerErrorCode::from_wire`]).
+    #[cfg_attr(feature = "openapi", schema(value_type = ServerErrorCode))]
     pub error: String,
     /// For people.
     pub message: String,

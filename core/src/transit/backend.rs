@@ -26,6 +26,7 @@ pub const TAP_UPLOAD_CHUNK: usize = 5_000;
 
 /// `POST /v1/transit/orders`: order a product, with a credential for this phone once paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CredentialOrder {
     /// Product.
     pub product: Product,
@@ -35,14 +36,20 @@ pub struct CredentialOrder {
     #[serde(default)]
     pub route: u16,
     /// The phone's P-256 public key, hex (SEC1).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$")
+    )]
     pub device_public_key: String,
     /// Pass month `YYYY-MM` for monthly passes; ignored otherwise.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^([0-9]{4}-(0[1-9]|1[0-2]))?$"))]
     pub month: String,
     /// The citizen ID of a dependant (a child, an elderly parent) whose pass this is, bought
     /// by their guardian for the guardian's phone; `None` for the buyer's own card. The
     /// operator records guardianship; the dependant's entitlements apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{12}$"))]
     pub dependant: Option<String>,
     /// When the phone signed `proof`, unix seconds on the backend's clock as the phone knows
     /// it: the backend accepts a proof [`ORDER_PROOF_WINDOW_SECS`] either side of its time.
@@ -52,6 +59,7 @@ pub struct CredentialOrder {
     /// with the key the order names: proof that the buyer holds it, so nobody can have
     /// credentials issued (and then denied) for keys that are not theirs or do not exist.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{128}$"))]
     pub proof: String,
 }
 
@@ -120,12 +128,15 @@ impl CredentialOrder {
 
 /// `POST /v1/transit/credentials/renew`: a fresh credential for a pass the phone holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenewalRequest {
     /// The credential held (hex), expired or not: the issuer's statement of the pass.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{248}$"))]
     pub credential: String,
     /// When the phone signed `proof` (the backend's clock as the phone knows it).
     pub signed_at: u64,
     /// The credential's key's signature (raw r||s, hex) over [`RenewalRequest::proof_message`].
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{128}$"))]
     pub proof: String,
 }
 
@@ -176,6 +187,7 @@ pub struct Renewal {
 
 /// A credential for the phone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CredentialResponse {
     /// The 124-byte signed credential, hex.
     pub credential: String,
@@ -194,6 +206,7 @@ pub struct CredentialResponse {
 
 /// Where a sales order stands (`OrderResponse::status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Waiting for the payment provider: open `payment_url`, then collect.
@@ -211,6 +224,7 @@ pub enum OrderStatus {
 /// `POST /v1/transit/orders` and `POST /v1/transit/topups`: an order with its price; the pass
 /// (or credit) exists once the payment provider confirms it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderResponse {
     /// The order's id (also the payment provider's order reference).
     pub order_id: String,
@@ -239,8 +253,10 @@ pub struct OrderResponse {
 
 /// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopUpRequest {
     /// VND, between [`MIN_TOP_UP_VND`] and [`MAX_TOP_UP_VND`].
+    #[cfg_attr(feature = "openapi", schema(minimum = 10000, maximum = 2000000))]
     pub amount_vnd: u64,
 }
 
@@ -251,6 +267,7 @@ pub const MAX_TOP_UP_VND: u64 = 2_000_000;
 
 /// `GET /v1/transit/balance`: the caller's prepaid balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BalanceResponse {
     /// The card.
     pub card_id: u64,
@@ -273,6 +290,7 @@ pub struct Purchase {
 
 /// `GET /v1/transit/feed`: what an offline validator needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorFeed {
     /// Issuer keys to trust.
     pub issuer_keys: Vec<super::issuer::TrustedIssuerKey>,
@@ -289,8 +307,10 @@ pub struct ValidatorFeed {
 
 /// `POST /v1/transit/taps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TapUpload {
     /// The validator's taps, as exported.
+    #[cfg_attr(feature = "openapi", schema(max_items = 10000))]
     pub taps: Vec<super::validator::Tap>,
     /// The validator's log held nothing more when these were exported: a metro entry gate's
     /// entries are then complete up to the export (the entry feed's `complete_until`).
@@ -304,6 +324,7 @@ pub struct TapUpload {
 
 /// The answer to a tap upload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TapReceipt {
     /// Taps stored now.
     pub stored: u32,
@@ -329,6 +350,7 @@ pub struct TapReceipt {
 
 /// What the backend holds for one uploaded tap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TapOutcome {
     /// The tap's sequence number on its validator.
     pub seq: u64,
@@ -355,13 +377,16 @@ impl TapReceipt {
 
 /// `POST /v1/transit/inspections`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InspectionUpload {
     /// The inspector's recorded inspections, as exported.
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
     pub inspections: Vec<super::inspection::Inspection>,
 }
 
 /// The answer to an inspection upload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InspectionReceipt {
     /// Inspections stored now.
     pub stored: u32,

@@ -23,6 +23,7 @@ pub const MAX_STORED_INSPECTIONS: usize = 20_000;
 
 /// What an inspection found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InspectionOutcome {
     /// A valid ticket; tapped on this vehicle, when the inspector is paired with it.
@@ -35,6 +36,7 @@ pub enum InspectionOutcome {
 
 /// One inspection, as recorded and uploaded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Inspection {
     /// Number on this device, from 1, never reused; 0 when not recorded (an unreadable scan,
     /// or the log full).
@@ -68,6 +70,7 @@ pub struct Inspection {
     /// The scanned text, when it decoded as a transit QR: the evidence the backend verifies
     /// again before it counts the inspection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1024))]
     pub qr: Option<String>,
 }
 

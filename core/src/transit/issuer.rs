@@ -10,11 +10,13 @@ pub const MAX_CREDENTIAL_LIFETIME_SECS: u32 = 72 * 3600;
 
 /// An issuer's public key as validators trust it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrustedIssuerKey {
     /// Key id, as carried in credentials.
     pub key_id: u16,
     /// Uncompressed SEC1 P-256 public key (65 bytes), hex in JSON.
     #[serde(with = "hex_bytes")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^04[0-9a-f]{128}$"))]
     pub public_key: Vec<u8>,
     /// First second (unix) credentials signed by it are accepted.
     pub valid_from: u32,

@@ -20,6 +20,7 @@ pub const REPEAT_TAP_SECS: u64 = 120;
 /// Which way a metro gate lets riders through. The codes are on the wire (the tap log): never
 /// reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GateDirection {
     /// Into the paid area: the journey starts.
@@ -41,6 +42,7 @@ impl GateDirection {
 
 /// Where a gate validator stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gate {
     /// The station's code in the fare table.
     pub station: u16,
@@ -79,6 +81,7 @@ impl std::fmt::Display for Gate {
 /// An entry a gate on the network accepted, as the backend passes it on to exit gates (after
 /// verifying the entry's scan: an exit gate trusts its backend, never another gate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GateEntry {
     /// The card that entered.
     pub card_id: u64,
@@ -90,6 +93,7 @@ pub struct GateEntry {
 
 /// `GET /v1/transit/entries`: the entries accepted on the network since a cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryFeed {
     /// Entries after the cursor asked for, oldest first.
     pub entries: Vec<GateEntry>,
@@ -108,10 +112,13 @@ pub struct EntryFeed {
 /// exit yet, within the journey time), each only as a keyed tag, so a gate can tell whether the
 /// card before it is inside but learns no card, station or time it is not shown.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InsideFeed {
     /// The key of the tags (32 random bytes, hex), new in every answer.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub salt: String,
     /// [`InsideKey::tag`] of each card inside, hex.
+    #[cfg_attr(feature = "openapi", schema(max_items = 200000))]
     pub cards: Vec<String>,
     /// Every exit gate on the network has uploaded its taps up to this time (unix seconds; 0:
     /// not known): a card that left before it is not listed.

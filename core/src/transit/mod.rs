@@ -31,6 +31,7 @@ use crate::vault::VaultError;
 
 /// What a credential lets its holder ride. The codes are on the wire: never reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Product {
     /// Monthly pass for one route.
@@ -77,6 +78,7 @@ impl Product {
 
 /// Who rides. The codes are on the wire: never reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Standard fare.

@@ -6,6 +6,7 @@
 
 /// Why a QR was accepted or rejected. The snake_case names are the JSON reason codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Valid: let the passenger in.

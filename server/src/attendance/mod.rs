@@ -8,12 +8,13 @@
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::crypto::p256;
@@ -58,16 +59,12 @@ pub struct AttendanceState {
 }
 
 /// The routes.
-pub fn routes(state: AttendanceState) -> Router {
-    Router::new()
-        .route("/v1/admin/cells/{cell}/secretary", post(set_secretary))
-        .route(
-            "/v1/admin/cells/{cell}/meetings/{meeting}/attendance",
-            get(meeting_attendance),
-        )
-        .route("/v1/handbook/meeting-credentials", post(meeting_credential))
-        .route("/v1/handbook/check-ins", post(upload_check_ins))
-        .with_state(state)
+pub fn routes() -> OpenApiRouter<AttendanceState> {
+    OpenApiRouter::new()
+        .routes(routes!(set_secretary))
+        .routes(routes!(meeting_attendance))
+        .routes(routes!(meeting_credential))
+        .routes(routes!(upload_check_ins))
 }
 
 /// The attendance key, made on first use (every instance goes on with the first stored).
@@ -107,18 +104,35 @@ fn window(meeting: &Value) -> Option<(u32, u32)> {
     Some((opens, opens.checked_add(86_399)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Secretary {
+    /// The member who signs the cell's meeting QRs.
+    #[schema(pattern = "^[0-9]{12}$")]
     citizen_id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cells/{cell}/secretary",
+    summary = "Name a cell's secretary (issued meetings' check-in credentials)",
+    params(
+        ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
+    ),
+    request_body(content = Secretary, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = crate::http::Done),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 async fn set_secretary(
     State(state): State<AttendanceState>,
     operator: Operator,
     Path(cell): Path<String>,
     JsonBody(body): JsonBody<Secretary>,
-) -> ApiResult<Value> {
+) -> ApiResult<crate::http::Done> {
     operator.require(&[Role::PartyOrganisation])?;
     if !operator.governs_cell(&cell) {
         return Err(ApiError::forbidden(
@@ -131,9 +145,22 @@ async fn set_secretary(
     let store = state.store.clone();
     let now = chrono::Utc::now().timestamp();
     blocking(move || Ok(store.set_secretary(&cell, &citizen, now)?)).await?;
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(crate::http::Done { ok: true }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/handbook/meeting-credentials",
+    summary = "As a cell's secretary, get a meeting's check-in credential for this phone's key",
+    request_body(content = MeetingCredentialRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = MeetingCredentialResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn meeting_credential(
     State(state): State<AttendanceState>,
     headers: HeaderMap,
@@ -195,6 +222,17 @@ async fn meeting_credential(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/handbook/check-ins",
+    summary = "Upload signed check-ins; each is verified and counted once per member",
+    request_body(content = CheckInUpload, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = CheckInReceipt),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn upload_check_ins(
     State(state): State<AttendanceState>,
     headers: HeaderMap,
@@ -288,6 +326,20 @@ fn judge(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cells/{cell}/meetings/{meeting}/attendance",
+    summary = "A meeting's attendance: verified check-ins apart from self-declared attendance",
+    params(
+        ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
+        ("meeting" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = store::AttendanceCounts),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 async fn meeting_attendance(
     State(state): State<AttendanceState>,
     operator: Operator,

@@ -52,7 +52,7 @@ pub enum Stored {
 }
 
 /// A meeting's attendance as the cell's members recorded it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AttendanceCounts {
     /// Members with a verified check-in.
     pub verified: u64,

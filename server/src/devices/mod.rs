@@ -6,18 +6,18 @@ pub mod identity;
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use thudo_core::hex;
 use thudo_core::sync::protocol::{DeviceInfo, NonceResponse, RegisterRequest, RegisterResponse};
 
-use crate::http::{bearer, blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::http::{bearer, blocking, valid_citizen_id, valid_text, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 use crate::secrets::CitizenKey;
 use crate::storage::sha256;
@@ -40,18 +40,14 @@ pub struct DevicesState {
 
 /// The routes: `/v1/identity/nonce`, `/v1/devices`, `/v1/devices/{id}/revoke`, and
 /// `/test/identity/token` when a local test provider is configured.
-pub fn routes(state: DevicesState) -> Router {
-    Router::new()
-        .route("/v1/identity/nonce", post(registration_nonce))
-        .route("/v1/devices", post(register).get(list_devices))
-        .route("/v1/devices/{device_id}/revoke", post(revoke_device))
-        .route(
-            "/v1/admin/devices/{device_id}/revoke",
-            post(support_revokes_device),
-        )
-        .route("/test/identity/token", post(test_identity_token))
-        .route("/test/identity/operator-token", post(test_operator_token))
-        .with_state(state)
+pub fn routes() -> OpenApiRouter<DevicesState> {
+    OpenApiRouter::new()
+        .routes(routes!(registration_nonce))
+        .routes(routes!(register, list_devices))
+        .routes(routes!(revoke_device))
+        .routes(routes!(support_revokes_device))
+        .routes(routes!(test_identity_token))
+        .routes(routes!(test_operator_token))
 }
 
 /// The citizen's device presenting the request's bearer token (401 otherwise).
@@ -68,6 +64,14 @@ pub async fn authenticate(
         .ok_or_else(unauthorized)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/identity/nonce",
+    summary = "A single-use nonce (10 minutes) for the identity provider's sign-in",
+    responses(
+        (status = 200, description = "OK", body = NonceResponse),
+    ),
+)]
 async fn registration_nonce(State(state): State<DevicesState>) -> ApiResult<NonceResponse> {
     let mut raw = [0u8; 16];
     thudo_core::crypto::fill_random(&mut raw)
@@ -101,16 +105,24 @@ async fn prove_identity(state: &DevicesState, id_token: &str) -> Result<CitizenK
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/devices",
+    summary = "Register a device of a citizen; returns its bearer token (shown once)",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = RegisterResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+)]
 async fn register(
     State(state): State<DevicesState>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<RegisterResponse> {
-    if req.device_name.trim().is_empty()
-        || req.device_name.len() > 100
-        || has_control(&req.device_name)
-    {
+    if !valid_text(&req.device_name, 100) {
         return Err(ApiError::bad(
-            "device_name must be 1 to 100 bytes, no control characters",
+            "device_name must be 1 to 100 characters, not blank, no control character",
         ));
     }
     if req.role == "validator" {
@@ -143,6 +155,15 @@ async fn register(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices",
+    summary = "The citizen's active devices (the caller marked current)",
+    responses(
+        (status = 200, description = "OK", body = [DeviceInfo]),
+    ),
+    security(("device" = [])),
+)]
 async fn list_devices(
     State(state): State<DevicesState>,
     headers: HeaderMap,
@@ -165,21 +186,48 @@ async fn list_devices(
 }
 
 /// What revoking a device takes: a fresh sign-in of the account's citizen.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RevokeRequest {
+    /// An ID token for a nonce from `POST /v1/identity/nonce`.
+    #[schema(max_length = 16384)]
     id_token: String,
+}
+
+/// A device revoked.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Revoked {
+    /// Always true (a device that is not there is a 404).
+    revoked: bool,
+    /// How many of its transit keys went on the deny list.
+    transit_keys_denied: u64,
 }
 
 /// Revokes one of the caller's account's devices: its token stops working at once, and every
 /// transit key it bought credentials for goes on the deny list (a stolen phone rides no more).
 /// A session alone is not enough (a thief holding an unlocked phone has one): the citizen signs
 /// in again at the identity provider, with a nonce from this backend.
+#[utoipa::path(
+    post,
+    path = "/v1/devices/{device_id}/revoke",
+    summary = "Revokes one of the account's devices (its token stops, its transit keys are denied, the other devices get a device_revoked notice). Takes a fresh sign-in: an ID token for a nonce from POST /v1/identity/nonce, of the account's citizen (403 identity_invalid, nonce_used, identity_mismatch otherwise).",
+    params(
+        ("device_id" = String, Path),
+    ),
+    request_body(content = RevokeRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = Revoked),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn revoke_device(
     State(state): State<DevicesState>,
     headers: HeaderMap,
     Path(device_id): Path<String>,
     JsonBody(req): JsonBody<RevokeRequest>,
-) -> ApiResult<Value> {
+) -> ApiResult<Revoked> {
     let me = authenticate(&state.storage, &headers).await?;
     let citizen = prove_identity(&state, &req.id_token).await?;
     let (storage, account) = (state.storage.clone(), me.account_id.clone());
@@ -195,9 +243,10 @@ async fn revoke_device(
     let revoked =
         blocking(move || Ok(storage.revoke_device(&me.account_id, &device_id, now, also)?)).await?;
     match revoked {
-        Some(keys) => Ok(Json(
-            json!({ "revoked": true, "transit_keys_denied": keys }),
-        )),
+        Some(keys) => Ok(Json(Revoked {
+            revoked: true,
+            transit_keys_denied: keys as u64,
+        })),
         None => Err(ApiError::not_found("no such device on this account")),
     }
 }
@@ -206,13 +255,28 @@ async fn revoke_device(
 /// in person or through the identity provider): ends a lost or stolen phone's session at once,
 /// as the citizen could from another of their devices: its token stops working and its transit
 /// keys are denied.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/devices/{device_id}/revoke",
+    summary = "Account support: ends a lost or stolen phone's session at once (its token stops working, its transit keys are denied)",
+    params(
+        ("device_id" = String, Path, max_length = 64, min_length = 1),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Revoked),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 async fn support_revokes_device(
     State(state): State<DevicesState>,
     operator: Operator,
     Path(device_id): Path<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Revoked> {
     operator.require(&[Role::AccountSupport])?;
-    if device_id.is_empty() || device_id.len() > 64 {
+    if device_id.is_empty() || device_id.chars().count() > 64 {
         return Err(ApiError::bad("device_id must be 1 to 64 bytes"));
     }
     let (storage, also) = (state.storage.clone(), state.on_revoke);
@@ -225,24 +289,46 @@ async fn support_revokes_device(
     })
     .await?;
     match revoked {
-        Some(keys) => Ok(Json(
-            json!({ "revoked": true, "transit_keys_denied": keys }),
-        )),
+        Some(keys) => Ok(Json(Revoked {
+            revoked: true,
+            transit_keys_denied: keys as u64,
+        })),
         None => Err(ApiError::not_found("no such device, or revoked already")),
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TestTokenRequest {
+    /// The citizen signing in.
+    #[schema(pattern = "^[0-9]{12}$")]
     citizen_id: String,
+    /// A nonce from `POST /v1/identity/nonce`.
     nonce: String,
 }
 
+/// A test provider's ID token.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct IdToken {
+    /// Compact JWS (ES256).
+    id_token: String,
+}
+
 /// `POST /test/identity/token` (only with a local test provider): an ID token for a citizen.
+#[utoipa::path(
+    post,
+    path = "/test/identity/token",
+    summary = "Only on servers started with a local test identity provider (tests, demos): an ID token for {citizen_id, nonce}. Absent (404) in production.",
+    request_body(content = TestTokenRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = IdToken),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+)]
 async fn test_identity_token(
     State(state): State<DevicesState>,
     JsonBody(req): JsonBody<TestTokenRequest>,
-) -> ApiResult<Value> {
+) -> ApiResult<IdToken> {
     let idp = state
         .test_identity
         .clone()
@@ -255,21 +341,39 @@ async fn test_identity_token(
             e.to_string(),
         )
     })?;
-    Ok(Json(json!({ "id_token": token })))
+    Ok(Json(IdToken { id_token: token }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TestOperatorRequest {
     role: crate::operators::Role,
     organisation: String,
 }
 
+/// A test provider's operator access token.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct AccessToken {
+    /// Compact JWS (ES256).
+    access_token: String,
+}
+
 /// `POST /test/identity/operator-token` (only with a local test provider): an operator's
 /// access token for a role and organisation.
+#[utoipa::path(
+    post,
+    path = "/test/identity/operator-token",
+    summary = "Only on servers started with a local test identity provider (tests, demos): an operator's access token for {role, organisation}. Absent (404) in production.",
+    request_body(content = TestOperatorRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = AccessToken),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+)]
 async fn test_operator_token(
     State(state): State<DevicesState>,
     JsonBody(req): JsonBody<TestOperatorRequest>,
-) -> ApiResult<Value> {
+) -> ApiResult<AccessToken> {
     let idp = state
         .test_identity
         .clone()
@@ -283,5 +387,7 @@ async fn test_operator_token(
                 e.to_string(),
             )
         })?;
-    Ok(Json(json!({ "access_token": token })))
+    Ok(Json(AccessToken {
+        access_token: token,
+    }))
 }

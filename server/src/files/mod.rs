@@ -5,12 +5,13 @@
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use thudo_core::attachments::{file_id, AttachmentRef, ChunkResponse, CHUNK_BYTES, MAX_FILE_BYTES};
@@ -34,18 +35,19 @@ pub struct FilesState {
 }
 
 /// The routes.
-pub fn routes(state: FilesState) -> Router {
-    Router::new()
-        .route("/v1/admin/cells/{cell}/files", post(upload))
-        .route("/v1/files/{id}/chunks/{index}", get(chunk))
-        .with_state(state)
+pub fn routes() -> OpenApiRouter<FilesState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(chunk))
 }
 
 /// A file a party organisation uploads.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Upload {
+    /// File name, as shown.
     name: String,
+    /// Its media type (`application/pdf`).
     media_type: String,
     /// The bytes, base64.
     data: String,
@@ -53,7 +55,7 @@ struct Upload {
 
 /// The stored file: the reference to publish with a document or meeting, and how much text
 /// its PDF gave.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Uploaded {
     /// What a record carries of it.
     pub reference: AttachmentRef,
@@ -82,6 +84,21 @@ pub fn pdf_text(bytes: &[u8]) -> String {
     text
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cells/{cell}/files",
+    summary = "Upload a file for a cell's documents and meetings (a PDF's text is extracted for search)",
+    params(
+        ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
+    ),
+    request_body(content = Upload, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = Uploaded),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 async fn upload(
     State(state): State<FilesState>,
     operator: Operator,
@@ -142,6 +159,20 @@ async fn upload(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/files/{id}/chunks/{index}",
+    summary = "One 256 KiB chunk of a published file the caller's cell or account may fetch",
+    params(
+        ("id" = String, Path, pattern = "^[0-9a-f]{64}$"),
+        ("index" = u32, Path, maximum = 39, description = "The chunk (256 KiB each; a file holds at most 40)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = ChunkResponse),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn chunk(
     State(state): State<FilesState>,
     headers: HeaderMap,

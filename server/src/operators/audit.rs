@@ -14,6 +14,7 @@
 //! against a head the auditor kept (every answer gives the head).
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::body::Body;
@@ -62,7 +63,7 @@ pub struct NewEntry {
 }
 
 /// An entry of the trail, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Entry {
     /// Its place (1, 2, 3 …: a gap is a removed entry).
     pub seq: u64,
@@ -355,14 +356,77 @@ pub struct AuditQuery {
     citizen_id: Option<String>,
 }
 
+/// The last entry checked: an auditor keeps it to check the next page, or the next reading,
+/// from it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Head {
+    /// Its place.
+    pub seq: u64,
+    /// Its seal, hex.
+    pub mac: String,
+}
+
+/// A page of the trail, checked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TrailPage {
+    /// The page's entries (about the citizen asked for, if one was).
+    pub entries: Vec<Entry>,
+    /// Every entry of the page is in its place with its seal.
+    pub verified: bool,
+    /// The first entry whose place or seal is wrong.
+    pub broken_at: Option<u64>,
+    /// The page's last entry.
+    pub head: Option<Head>,
+    /// Where the next page starts (none after the last).
+    pub next_after: Option<u64>,
+}
+
+/// The whole trail, checked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TrailCheck {
+    /// How many entries were checked.
+    pub entries: u64,
+    /// Every entry is in its place with its seal.
+    pub verified: bool,
+    /// The first entry whose place or seal is wrong.
+    pub broken_at: Option<u64>,
+    /// The last entry.
+    pub head: Option<Head>,
+    /// Changes entered as an intent with no outcome.
+    pub unfinished: Vec<u64>,
+}
+
+/// `/v1/admin/audit` and `/v1/admin/audit/verify`.
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AuditState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(read_trail))
+        .routes(utoipa_axum::routes!(verify_trail))
+}
+
 /// `GET /v1/admin/audit` (auditors): a page of the trail, checked: `broken_at` is the first
 /// entry of the page whose place or seal is wrong (the page is checked from the entry before
 /// it, which an earlier page checked). `head` is the page's last entry, to keep.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    summary = "Auditors: a page of the sealed audit trail, checked (broken_at: the first entry whose place or seal is wrong); head is the page's last entry",
+    params(
+        ("after" = Option<u64>, Query, minimum = 0),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000),
+        ("citizen_id" = Option<String>, Query, pattern = "^[0-9]{12}$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = TrailPage),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub async fn read_trail(
     State(audit): State<AuditState>,
     operator: Operator,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Value> {
+) -> ApiResult<TrailPage> {
     operator.require(&[Role::Auditor])?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
@@ -395,31 +459,45 @@ pub async fn read_trail(
         Ok((entries, broken))
     })
     .await?;
-    let head = entries
-        .last()
-        .map(|e| json!({ "seq": e.seq, "mac": e.mac }));
+    let head = entries.last().map(|e| Head {
+        seq: e.seq,
+        mac: e.mac.clone(),
+    });
     let next = (entries.len() as u32 == limit).then(|| entries.last().map(|e| e.seq));
-    let shown: Vec<&Entry> = entries
-        .iter()
+    let shown: Vec<Entry> = entries
+        .into_iter()
         .filter(|e| {
             citizen
                 .as_ref()
                 .is_none_or(|c| e.target.contains(c.as_str()))
         })
         .collect();
-    Ok(Json(json!({
-        "entries": shown,
-        "verified": broken_at.is_none(),
-        "broken_at": broken_at,
-        "head": head,
-        "next_after": next.flatten(),
-    })))
+    Ok(Json(TrailPage {
+        entries: shown,
+        verified: broken_at.is_none(),
+        broken_at,
+        head,
+        next_after: next.flatten(),
+    }))
 }
 
 /// `GET /v1/admin/audit/verify` (auditors): checks the whole trail from its start, and lists
 /// the changes entered as an intent with no outcome (`unfinished`: cut short by a crash, or
 /// running as the trail was read).
-pub async fn verify_trail(State(audit): State<AuditState>, operator: Operator) -> ApiResult<Value> {
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit/verify",
+    summary = "Auditors: checks the whole audit trail from its start; unfinished lists changes entered as an intent with no outcome (cut short by a crash, or running)",
+    responses(
+        (status = 200, description = "OK", body = TrailCheck),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+pub async fn verify_trail(
+    State(audit): State<AuditState>,
+    operator: Operator,
+) -> ApiResult<TrailCheck> {
     operator.require(&[Role::Auditor])?;
     let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
     let (count, broken_at, head, unfinished) = blocking(move || {
@@ -433,7 +511,7 @@ pub async fn verify_trail(State(audit): State<AuditState>, operator: Operator) -
                 return Ok((count, Some(seq), None, unfinished));
             }
             let Some(last) = page.last() else {
-                let head = previous.map(|mac| json!({ "seq": after, "mac": mac }));
+                let head = previous.map(|mac| Head { seq: after, mac });
                 return Ok((count, None, head, unfinished));
             };
             for e in &page {
@@ -453,11 +531,11 @@ pub async fn verify_trail(State(audit): State<AuditState>, operator: Operator) -
         }
     })
     .await?;
-    Ok(Json(json!({
-        "entries": count,
-        "verified": broken_at.is_none(),
-        "broken_at": broken_at,
-        "head": head,
-        "unfinished": unfinished,
-    })))
+    Ok(Json(TrailCheck {
+        entries: count,
+        verified: broken_at.is_none(),
+        broken_at,
+        head,
+        unfinished: unfinished.into_iter().collect(),
+    }))
 }

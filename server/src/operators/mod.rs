@@ -21,7 +21,7 @@ use crate::http::{bearer, ApiError};
 use crate::jwt::{verify_jws, JwksSource};
 
 /// What an operator may do: each role holds one concern's powers and no other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Fares, validators, the deny list, the issuer's keys, transit entitlements, sales.

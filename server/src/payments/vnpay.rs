@@ -191,8 +191,24 @@ impl PaymentProvider for Vnpay {
             Acknowledgement::BadSignature => ("97", "Invalid signature"),
             Acknowledgement::Error => ("99", "Unknown error"),
         };
-        serde_json::json!({ "RspCode": code, "Message": message })
+        serde_json::json!(IpnAnswer {
+            code: code.to_owned(),
+            message: message.to_owned()
+        })
     }
+}
+
+/// VNPAY's expected answer to its notification (IPN).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct IpnAnswer {
+    /// 00 recorded, 02 already recorded, 01 unknown order, 04 wrong amount, 97 bad signature,
+    /// 99 error (the provider retries).
+    #[serde(rename = "RspCode")]
+    #[schema(pattern = "^(00|01|02|04|97|99)$")]
+    pub code: String,
+    /// For people.
+    #[serde(rename = "Message")]
+    pub message: String,
 }
 
 /// How a sandbox payment ends.

@@ -6,12 +6,13 @@ pub mod seed;
 mod trust;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use thudo_core::changes::hlc::Hlc;
@@ -39,23 +40,13 @@ pub struct PublishingState {
 }
 
 /// The routes under `/v1/admin/citizens/{id}/health`, `…/cell` and `/v1/admin/cells/…`.
-pub fn routes(state: PublishingState) -> Router {
-    Router::new()
-        .route("/v1/admin/citizens/{citizen_id}/health", post(admin_health))
-        .route(
-            "/v1/admin/citizens/{citizen_id}/cell",
-            post(admin_cell_member),
-        )
-        .route(
-            "/v1/admin/cells/{cell}/{collection}",
-            post(admin_cell_content),
-        )
-        .route(
-            "/v1/admin/health/trust-bundle",
-            post(trust::publish).get(trust::published),
-        )
-        .route("/v1/health/trust-bundle", get(trust::for_device))
-        .with_state(state)
+pub fn routes() -> OpenApiRouter<PublishingState> {
+    OpenApiRouter::new()
+        .routes(routes!(admin_health))
+        .routes(routes!(admin_cell_member))
+        .routes(routes!(admin_cell_content))
+        .routes(routes!(trust::publish, trust::published))
+        .routes(routes!(trust::for_device))
 }
 
 /// A cell's id: a party organisation's dotted path (`hn.ba-dinh.dien-bien.chi-bo-1`).
@@ -99,17 +90,64 @@ fn server_hlc() -> String {
 }
 
 /// Health records a facility publishes for a citizen.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct HealthPublish {
+    /// FHIR R4 resources (Immunization, Encounter, AllergyIntolerance, Condition,
+    /// MedicationRequest, Observation, Patient), each with an `id`.
+    #[schema(value_type = Vec<FhirResource>)]
     resources: Vec<Value>,
 }
 
+/// What the backend reads of a FHIR resource (the rest is kept as sent).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct FhirResource {
+    /// Its type (`Immunization`).
+    #[schema(rename = "resourceType", pattern = "^[A-Z][A-Za-z0-9]{0,63}$")]
+    resource_type: String,
+    /// Its id (FHIR's id: letters, digits, `-` and `.`).
+    #[schema(pattern = "^[A-Za-z0-9.-]{1,64}$")]
+    id: String,
+    /// `meta.source` is set to the publishing facility; a resource naming another is refused.
+    meta: Option<FhirMeta>,
+}
+
+/// A resource's `meta`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct FhirMeta {
+    /// `urn:thudo:facility:{organisation}`.
+    source: Option<String>,
+}
+
+/// How many records were published.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct PublishedRecords {
+    /// Records written (each one a change the citizen's or cell's devices pull).
+    published: usize,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/citizens/{citizen_id}/health",
+    summary = "A facility publishes FHIR R4 resources for a citizen",
+    params(
+        ("citizen_id" = String, Path, pattern = "^[0-9]{12}$"),
+    ),
+    request_body(content = HealthPublish, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = PublishedRecords),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 async fn admin_health(
     State(state): State<PublishingState>,
     operator: Operator,
     Path(citizen_id): Path<String>,
     JsonBody(body): JsonBody<HealthPublish>,
-) -> ApiResult<Value> {
+) -> ApiResult<PublishedRecords> {
     operator.require(&[Role::HealthFacility])?;
     valid_citizen_id(&citizen_id)?;
     let citizen = state.secrets.citizen(&citizen_id);
@@ -137,7 +175,7 @@ async fn admin_health(
     })
     .await?;
     match published {
-        Published::Published(n) => Ok(Json(json!({ "published": n }))),
+        Published::Published(n) => Ok(Json(PublishedRecords { published: n })),
         Published::NotYours(record) => Err(ApiError::forbidden(
             ServerErrorCode::NotYours,
             &format!("{record} was published by another facility: nothing was published"),
@@ -150,9 +188,12 @@ fn stamp_source(index: usize, resource: &mut Value, source: &str) -> Result<(), 
     let Some(object) = resource.as_object_mut() else {
         return Err(ApiError::bad(format!("resource {index} is not an object")));
     };
-    let meta = object
-        .entry("meta")
-        .or_insert_with(|| json!({}))
+    let meta = object.entry("meta").or_insert(Value::Null);
+    // An absent meta and a null one are the same.
+    if meta.is_null() {
+        *meta = json!({});
+    }
+    let meta = meta
         .as_object_mut()
         .ok_or_else(|| ApiError::bad(format!("resource {index}'s meta is not an object")))?;
     match meta.get("source").and_then(Value::as_str) {
@@ -167,17 +208,34 @@ fn stamp_source(index: usize, resource: &mut Value, source: &str) -> Result<(), 
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CellMembership {
+    /// The cell's id: 1 to 100 lower-case letters, digits, `-`, `_` and `.`.
+    #[schema(pattern = "^[a-z0-9._-]{1,100}$")]
     cell: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/citizens/{citizen_id}/cell",
+    summary = "Set a citizen's party cell",
+    params(
+        ("citizen_id" = String, Path, pattern = "^[0-9]{12}$"),
+    ),
+    request_body(content = CellMembership, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = crate::http::Done),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 async fn admin_cell_member(
     State(state): State<PublishingState>,
     operator: Operator,
     Path(citizen_id): Path<String>,
     JsonBody(body): JsonBody<CellMembership>,
-) -> ApiResult<Value> {
+) -> ApiResult<crate::http::Done> {
     operator.require(&[Role::PartyOrganisation])?;
     valid_citizen_id(&citizen_id)?;
     let citizen = state.secrets.citizen(&citizen_id);
@@ -200,20 +258,39 @@ async fn admin_cell_member(
             "the member belongs to a cell of another organisation",
         ));
     }
-    Ok(Json(json!({ "ok": true })))
+    Ok(Json(crate::http::Done { ok: true }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CellPublish {
+    /// The records, each an object with an `id` (1 to 256 bytes).
+    #[schema(value_type = Vec<Object>)]
     items: Vec<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/cells/{cell}/{collection}",
+    summary = "Publish handbook content (documents, meetings, notices) to a party cell",
+    params(
+        ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
+        ("collection" = crate::schema::CellCollection, Path),
+    ),
+    request_body(content = CellPublish, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = PublishedRecords),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 async fn admin_cell_content(
     State(state): State<PublishingState>,
     operator: Operator,
     Path((cell, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<CellPublish>,
-) -> ApiResult<Value> {
+) -> ApiResult<PublishedRecords> {
     operator.require(&[Role::PartyOrganisation])?;
     let cell = valid_cell(&cell)?;
     if !operator.governs_cell(&cell) {
@@ -270,7 +347,7 @@ async fn admin_cell_content(
     let storage = state.sync.clone();
     let published =
         blocking(move || Ok(storage.publish(&format!("cell:{cell}"), &changes)?)).await?;
-    Ok(Json(json!({ "published": published })))
+    Ok(Json(PublishedRecords { published }))
 }
 
 /// Sets an empty `body` to the text of the first PDF among the item's `attachments` that was

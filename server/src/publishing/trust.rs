@@ -4,6 +4,7 @@
 //! (thudo_core::health::trust_bundle).
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
@@ -12,7 +13,6 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::health::trust_bundle::{CardIssuer, PassportSigner, TrustBundle, MAX_BUNDLE};
 
@@ -41,11 +41,13 @@ fn trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, ApiError> {
 }
 
 /// What the health authority sends.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PublishRequest {
+    /// SMART Health Card issuers.
     #[serde(default)]
     card_issuers: Vec<CardIssuer>,
+    /// EU DCC Document Signer Certificates.
     #[serde(default)]
     passport_signers: Vec<PassportSigner>,
     /// Revoked vaccine passports: SHA-256 of each UVCI (hex or base64).
@@ -53,17 +55,65 @@ pub(super) struct PublishRequest {
     passport_revocations: Vec<String>,
     /// Days until devices should call it stale (1 to 90, default 7).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 90)]
     valid_days: Option<u32>,
+}
+
+/// What was published.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct BundlePublished {
+    /// The bundle's number (higher than any before).
+    version: u64,
+    /// When it was published (unix seconds).
+    issued_at: i64,
+    /// When devices call it stale (unix seconds).
+    expires_at: i64,
+    /// How many health-card issuers it names.
+    card_issuers: usize,
+    /// How many passport signers it names.
+    passport_signers: usize,
+    /// How many passports it revokes.
+    passport_revocations: usize,
+    /// The trust-list public key (base64url, uncompressed P-256 point).
+    public_key: String,
+}
+
+/// The published bundle, for the health authority.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct BundleAndKey {
+    /// Compact JWS over the bundle; null before the first publication.
+    bundle: Option<String>,
+    /// The trust-list public key (base64url, uncompressed P-256 point): apps are built with it.
+    public_key: String,
+}
+
+/// The published bundle, for a device.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Bundle {
+    /// Compact JWS (ES256, typ thudo-health-trust+jws) over the trust bundle.
+    bundle: String,
 }
 
 /// `POST /v1/admin/health/trust-bundle` (health authority): replaces the published bundle.
 /// Content that does not load (a JWKS key whose kid is not its thumbprint, a certificate that
 /// is not one) is refused whole and nothing is published.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/health/trust-bundle",
+    summary = "Health authority: publishes the health trust bundle (health-card issuers with their keys and revocation lists, vaccine-passport signers), numbered, dated and signed with the trust-list key; content that does not load is refused whole",
+    request_body(content = PublishRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = BundlePublished),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(super) async fn publish(
     State(state): State<PublishingState>,
     operator: Operator,
     JsonBody(req): JsonBody<PublishRequest>,
-) -> ApiResult<Value> {
+) -> ApiResult<BundlePublished> {
     operator.require(&[Role::HealthAuthority])?;
     let days = req.valid_days.unwrap_or(7);
     if !(1..=MAX_VALID_DAYS).contains(&days) {
@@ -131,25 +181,35 @@ pub(super) async fn publish(
         }
         result?;
         let bundle = published.ok_or_else(|| ApiError::bad("nothing was published"))?;
-        Ok(Json(json!({
-            "version": bundle.version,
-            "issued_at": bundle.issued_at,
-            "expires_at": bundle.expires_at,
-            "card_issuers": bundle.card_issuers.len(),
-            "passport_signers": bundle.passport_signers.len(),
-            "passport_revocations": bundle.passport_revocations.len(),
-            "public_key": URL_SAFE_NO_PAD.encode(key.public_key()),
-        })))
+        Ok(Json(BundlePublished {
+            version: bundle.version,
+            issued_at: bundle.issued_at,
+            expires_at: bundle.expires_at,
+            card_issuers: bundle.card_issuers.len(),
+            passport_signers: bundle.passport_signers.len(),
+            passport_revocations: bundle.passport_revocations.len(),
+            public_key: URL_SAFE_NO_PAD.encode(key.public_key()),
+        }))
     })
     .await
 }
 
 /// `GET /v1/admin/health/trust-bundle` (health authority, auditor): the published bundle and
 /// the trust-list public key, which apps are built with.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/health/trust-bundle",
+    summary = "Health authority, auditor: the published bundle and the trust-list public key",
+    responses(
+        (status = 200, description = "OK", body = BundleAndKey),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(super) async fn published(
     State(state): State<PublishingState>,
     operator: Operator,
-) -> ApiResult<Value> {
+) -> ApiResult<BundleAndKey> {
     operator.require(&[Role::HealthAuthority, Role::Auditor])?;
     let settings = state.settings.clone();
     blocking(move || {
@@ -157,20 +217,30 @@ pub(super) async fn published(
         let bundle = settings
             .get_setting(BUNDLE_SETTING)?
             .and_then(|b| String::from_utf8(b).ok());
-        Ok(Json(json!({
-            "bundle": bundle,
-            "public_key": URL_SAFE_NO_PAD.encode(key.public_key()),
-        })))
+        Ok(Json(BundleAndKey {
+            bundle,
+            public_key: URL_SAFE_NO_PAD.encode(key.public_key()),
+        }))
     })
     .await
 }
 
 /// `GET /v1/health/trust-bundle` (a registered device): the published bundle, 404 before the
 /// first publication.
+#[utoipa::path(
+    get,
+    path = "/v1/health/trust-bundle",
+    summary = "A registered device: the published health trust bundle, to verify with the trust-list key it was built with and install",
+    responses(
+        (status = 200, description = "OK", body = Bundle),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 pub(super) async fn for_device(
     State(state): State<PublishingState>,
     headers: HeaderMap,
-) -> ApiResult<Value> {
+) -> ApiResult<Bundle> {
     crate::devices::authenticate(&state.devices, &headers).await?;
     let settings: Arc<dyn SettingsStore> = state.settings.clone();
     blocking(move || {
@@ -178,7 +248,7 @@ pub(super) async fn for_device(
             .get_setting(BUNDLE_SETTING)?
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| ApiError::not_found("no trust bundle is published yet"))?;
-        Ok(Json(json!({ "bundle": bundle })))
+        Ok(Json(Bundle { bundle }))
     })
     .await
 }

@@ -4,12 +4,13 @@
 pub mod store;
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use thudo_core::collections::spec as collection;
 use thudo_core::hex;
 use thudo_core::sync::protocol::*;
@@ -30,13 +31,23 @@ pub struct SyncState {
 }
 
 /// The routes: `/v1/sync/push`, `/v1/sync/pull`.
-pub fn routes(state: SyncState) -> Router {
-    Router::new()
-        .route("/v1/sync/push", post(push))
-        .route("/v1/sync/pull", get(pull))
-        .with_state(state)
+pub fn routes() -> OpenApiRouter<SyncState> {
+    OpenApiRouter::new()
+        .routes(routes!(push))
+        .routes(routes!(pull))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sync/push",
+    summary = "Push outbox mutations; each idempotency key is applied at most once",
+    request_body(content = PushRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = PushResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn push(
     State(state): State<SyncState>,
     headers: HeaderMap,
@@ -53,7 +64,7 @@ async fn push(
     let mut keys = std::collections::HashSet::new();
     for m in &req.mutations {
         if m.idempotency_key.is_empty()
-            || m.idempotency_key.len() > 64
+            || m.idempotency_key.chars().count() > 64
             || has_control(&m.idempotency_key)
         {
             return Err(ApiError::bad(
@@ -96,6 +107,22 @@ fn parse_cursor(cursor: &str, scope: &str) -> Result<i64, ApiError> {
     Ok(if tag == scope_tag(scope) { position } else { 0 })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sync/pull",
+    summary = "Changes of one collection after a cursor, oldest first",
+    params(
+        ("collection" = crate::schema::PullableCollection, Query),
+        ("cursor" = Option<String>, Query, pattern = r"^(c1\.[0-9a-f]{12}\.[0-9]{1,18})?$", description = "The `next_cursor` of the page before; empty for the beginning"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "500 by default"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = PullResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 async fn pull(
     State(state): State<SyncState>,
     headers: HeaderMap,

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::{ServerErrorCode, CREDENTIAL_FORMATS_HEADER};
 use thudo_core::transit::backend::{CredentialResponse, RenewalRequest, ORDER_PROOF_WINDOW_SECS};
 use thudo_core::transit::issuer::{CredentialRequest, TrustedIssuerKey};
@@ -204,6 +205,19 @@ pub(super) async fn issue_and_record(
 /// statement of the pass) and proves it still holds its key; the pass must have been sold, be
 /// neither ended nor cancelled, be the caller's card or a dependant's, and its category's
 /// entitlement must still be in force.
+#[utoipa::path(
+    post,
+    path = "/v1/transit/credentials/renew",
+    summary = "Renew, free, a credential of a pass the phone holds",
+    request_body(content = RenewalRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = CredentialResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 pub(crate) async fn renew_credential(
     State(state): State<TransitState>,
     headers: HeaderMap,

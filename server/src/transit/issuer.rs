@@ -3,6 +3,7 @@
 //! rotated by the operator.
 
 use std::collections::HashMap;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
@@ -224,20 +225,34 @@ fn one_day() -> u32 {
 }
 
 /// A key rotation the operator orders.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct RotationOrder {
     /// Seconds from now until the new key starts signing (validators learn it from the feed
     /// meanwhile; default one day, longer than validators go between feed fetches).
     #[serde(default = "one_day")]
+    #[schema(default = 86400, maximum = 7776000)]
     starts_in_secs: u32,
     /// End the windows of the older keys this many seconds from now (a compromised key); at
     /// least the longest credential lifetime (72 h) so credentials out there keep working.
     #[serde(default)]
+    #[schema(minimum = 259200)]
     retire_previous_after_secs: Option<u32>,
 }
 
 /// `POST /v1/admin/transit/issuer/rotate`: adds the next issuer key; returns the keyring as
 /// validators will get it.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/transit/issuer/rotate",
+    summary = "Add the next issuer key (validators learn it from the feed before it signs); optionally end older keys' windows; publishes a newer deny list",
+    request_body(content = RotationOrder, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The keys validators now get", body = [TrustedIssuerKey]),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_rotate_issuer(
     State(state): State<TransitState>,
     operator: Operator,

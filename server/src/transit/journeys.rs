@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde_json::{json, Value};
 use thudo_core::hex;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::transit::metro::{EntryFeed, InsideFeed, InsideKey};
 
@@ -19,6 +19,20 @@ pub const ENTRY_FEED_PAGE: usize = 5_000;
 
 /// `GET /v1/transit/entries?after=N`: the metro entries still open on the network after cursor
 /// `N` (not yet paired with an exit, young enough to be honoured), for exit gates only.
+#[utoipa::path(
+    get,
+    path = "/v1/transit/entries",
+    summary = "For metro exit gates: the entries still open on the network after a cursor (each verified here), and the time up to which every entry gate has uploaded Exit gates only (403 exit_gates_only for entry gates, buses and inspectors).",
+    params(
+        ("after" = Option<u64>, Query, description = "The cursor of the last page read (0 or absent: from the start)", minimum = 0),
+    ),
+    responses(
+        (status = 200, description = "OK", body = EntryFeed),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Not an enrolled gate (`gates_only`, `validators_only`, `decommissioned`)", body = ErrorBody),
+    ),
+    security(("validator" = [])),
+)]
 pub(crate) async fn entry_feed(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -59,6 +73,17 @@ pub const INSIDE_FEED_LIMIT: usize = 200_000;
 /// `GET /v1/transit/inside`: the cards inside the network now, for entry gates only, each as a
 /// tag under a key new in every answer: a gate can test the card before it, and learns no card,
 /// station or time beyond that.
+#[utoipa::path(
+    get,
+    path = "/v1/transit/inside",
+    summary = "For metro entry gates: the cards inside the network now (an entry and no exit within the fare table's journey time), each as an 8-byte HMAC-SHA-256 tag of the card id under a salt new in every answer, and the time up to which every exit gate has uploaded. Entry gates only (403 entry_gates_only for exit gates, buses and inspectors).",
+    responses(
+        (status = 200, description = "OK", body = InsideFeed),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Not an entry gate (`entry_gates_only`, `validators_only`, `decommissioned`)", body = ErrorBody),
+    ),
+    security(("validator" = [])),
+)]
 pub(crate) async fn inside_feed(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -98,15 +123,32 @@ pub(crate) async fn inside_feed(
     Ok(Json(feed))
 }
 
+/// Journeys settled.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Settled {
+    /// How many were settled now.
+    settled: u32,
+}
+
 /// `POST /v1/admin/transit/journeys/settle`: settles the journeys whose time ran out now (the
 /// server also does it every minute).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/transit/journeys/settle",
+    summary = "Settles the metro journeys whose time ran out now: an entry with no exit, or an exit with no entry, is charged its line's maximum fare (every instance also does this each minute; a late tap corrects it)",
+    responses(
+        (status = 200, description = "How many were settled", body = Settled),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_settle_journeys(
     State(state): State<TransitState>,
     operator: Operator,
-) -> ApiResult<Value> {
+) -> ApiResult<Settled> {
     operator.require(&[Role::TransitOperator])?;
     let settled = settle_now(&state).await?;
-    Ok(Json(json!({ "settled": settled })))
+    Ok(Json(Settled { settled }))
 }
 
 /// Settles what is due now, a thousand journeys at a time, then acts on fraud records not acted

@@ -18,9 +18,7 @@ pub mod taps;
 pub mod validators;
 
 use std::sync::Arc;
-
-use axum::routing::{delete, get, post};
-use axum::Router;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::devices::store::DeviceStore;
 use fares::FarePolicy;
@@ -51,82 +49,39 @@ impl TransitState {
 
 /// Transit's routes: the device's and validator's under `/v1/transit` and `/v1/validators`,
 /// the operator's under `/v1/admin/transit` and `/v1/admin/citizens/{id}/…`.
-pub fn routes(state: TransitState) -> Router {
-    Router::new()
-        .route("/v1/validators", post(validators::enrol))
-        .route("/v1/transit/orders", post(sales::create_order))
-        .route("/v1/transit/orders/{id}", get(sales::get_order))
-        .route(
-            "/v1/transit/orders/{id}/credential",
-            post(sales::collect_credential),
-        )
-        .route("/v1/transit/topups", post(sales::create_top_up))
-        .route("/v1/transit/balance", get(sales::balance))
-        .route(
-            "/v1/payments/{provider}/notify",
-            get(sales::provider_notification),
-        )
-        .route("/test/payments/{order}", post(sales::sandbox_settle))
-        .route(
-            "/v1/admin/transit/reconciliation",
-            get(sales::admin_reconciliation),
-        )
-        .route("/v1/admin/transit/ledger", get(sales::admin_ledger))
-        .route(
-            "/v1/admin/transit/orders/{id}/refund",
-            post(sales::admin_refund),
-        )
-        .route(
-            "/v1/transit/credentials/renew",
-            post(credentials::renew_credential),
-        )
-        .route("/v1/transit/feed", get(validators::validator_feed))
-        .route(
-            "/v1/transit/validators/token",
-            post(validators::renew_token),
-        )
-        .route("/v1/transit/taps", post(taps::upload_taps))
-        .route("/v1/transit/inspections", post(taps::upload_inspections))
-        .route("/v1/transit/charges", get(taps::charges))
-        .route("/v1/transit/entries", get(journeys::entry_feed))
-        .route("/v1/transit/inside", get(journeys::inside_feed))
-        .route("/v1/admin/transit/deny", post(riders::admin_deny))
-        .route(
-            "/v1/admin/transit/enrolments",
-            post(validators::admin_create_enrolment),
-        )
-        .route(
-            "/v1/admin/transit/validators",
-            get(validators::admin_validators),
-        )
-        .route(
-            "/v1/admin/transit/validators/{id}/decommission",
-            post(validators::admin_decommission),
-        )
-        .route("/v1/admin/transit/fraud", get(taps::admin_fraud))
-        .route(
-            "/v1/admin/transit/journeys/settle",
-            post(journeys::admin_settle_journeys),
-        )
-        .route(
-            "/v1/admin/transit/inspections",
-            get(taps::admin_inspections),
-        )
-        .route(
-            "/v1/admin/transit/issuer/rotate",
-            post(issuer::admin_rotate_issuer),
-        )
-        .route(
-            "/v1/admin/citizens/{citizen_id}/dependants",
-            post(riders::admin_add_dependant),
-        )
-        .route(
-            "/v1/admin/citizens/{citizen_id}/dependants/{dependant_citizen_id}",
-            delete(riders::admin_remove_dependant),
-        )
-        .route(
-            "/v1/admin/citizens/{citizen_id}/entitlements",
-            post(riders::admin_grant_entitlement).get(riders::admin_entitlements),
-        )
-        .with_state(state)
+pub fn routes() -> OpenApiRouter<TransitState> {
+    OpenApiRouter::new()
+        .routes(routes!(validators::enrol))
+        .routes(routes!(sales::create_order))
+        .routes(routes!(sales::get_order))
+        .routes(routes!(sales::collect_credential))
+        .routes(routes!(sales::create_top_up))
+        .routes(routes!(sales::balance))
+        .routes(routes!(sales::provider_notification))
+        .routes(routes!(sales::sandbox_settle))
+        .routes(routes!(sales::admin_reconciliation))
+        .routes(routes!(sales::admin_ledger))
+        .routes(routes!(sales::admin_refund))
+        .routes(routes!(credentials::renew_credential))
+        .routes(routes!(validators::validator_feed))
+        .routes(routes!(validators::renew_token))
+        .routes(routes!(taps::upload_taps))
+        .routes(routes!(taps::upload_inspections))
+        .routes(routes!(taps::charges))
+        .routes(routes!(journeys::entry_feed))
+        .routes(routes!(journeys::inside_feed))
+        .routes(routes!(riders::admin_deny))
+        .routes(routes!(validators::admin_create_enrolment))
+        .routes(routes!(validators::admin_validators))
+        .routes(routes!(validators::admin_decommission))
+        .routes(routes!(taps::admin_fraud))
+        .routes(routes!(journeys::admin_settle_journeys))
+        .routes(routes!(taps::admin_inspections))
+        .routes(routes!(issuer::admin_rotate_issuer))
+        .routes(routes!(riders::admin_add_dependant))
+        .routes(routes!(riders::admin_remove_dependant))
+        .routes(routes!(
+            riders::admin_grant_entitlement,
+            riders::admin_entitlements
+        ))
 }

@@ -77,7 +77,7 @@ pub enum TapVerdict {
 }
 
 /// A kind of fraud record for the operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FraudKind {
     /// A validator accepted a tap with no scan.

@@ -4,12 +4,13 @@
 //! refund is a ledger entry; the operator reads each day's reconciliation.
 
 use std::sync::Arc;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
 use thudo_core::sync::protocol::IDEMPOTENCY_KEY_HEADER;
@@ -191,6 +192,19 @@ async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse
 /// `POST /v1/transit/orders`: orders a product for the caller's card (or a dependant's), in a
 /// category the rider is entitled to, bound to the phone key its signature proves. Answers
 /// with the price and where to pay; once paid, the credential is collected.
+#[utoipa::path(
+    post,
+    path = "/v1/transit/orders",
+    summary = "Order a product for the phone's key: its price and where to pay",
+    description = "The pass exists once the payment provider confirms the payment (a product at no price is paid at once); the credential is then collected at /v1/transit/orders/{id}/credential. A category other than standard needs an entitlement in force (403 not_entitled). An Idempotency-Key makes a retried order the same order. 403 card_denied, balance_owed (top up first); 429 too_many_orders.",
+    request_body(content = CredentialOrder, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = OrderResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 pub(crate) async fn create_order(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -284,6 +298,18 @@ pub(crate) async fn create_order(
 
 /// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card,
 /// paid like any order; a card denied for the balance it owes is lifted once paid.
+#[utoipa::path(
+    post,
+    path = "/v1/transit/topups",
+    summary = "Order prepaid credit for pay-as-you-go fares on the caller's card",
+    request_body(content = TopUpRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = OrderResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 pub(crate) async fn create_top_up(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -327,6 +353,19 @@ async fn own_order(
 }
 
 /// `GET /v1/transit/orders/{id}`: where the caller's order stands.
+#[utoipa::path(
+    get,
+    path = "/v1/transit/orders/{id}",
+    summary = "Where the caller's order stands",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = OrderResponse),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 pub(crate) async fn get_order(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -339,6 +378,25 @@ pub(crate) async fn get_order(
 
 /// `POST /v1/transit/orders/{id}/credential`: the credential of a paid pass order, for the
 /// phone that ordered it (the same one however often it is asked for).
+#[utoipa::path(
+    post,
+    path = "/v1/transit/orders/{id}/credential",
+    summary = "The credential of a paid pass order, for the phone that ordered it (the same one on every call)",
+    description = "409 payment_pending (Retry-After), 402 payment_failed, 410 order_expired, 403 pass_cancelled, other_device, not_entitled, device_revoked.",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = CredentialResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 402, description = "The payment failed (`payment_failed`)", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 409, description = "Not paid yet (`payment_pending`): ask again after Retry-After", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds"))),
+        (status = 410, description = "The order expired unpaid (`order_expired`)", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 pub(crate) async fn collect_credential(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -354,7 +412,9 @@ pub(crate) async fn collect_credential(
         ));
     }
     let (Some(pass), Some(key)) = (order.pass.clone(), order.device_key.clone()) else {
-        return Err(ApiError::bad("a top-up has no credential"));
+        return Err(ApiError::not_found(
+            "this order is a top-up: it has no credential",
+        ));
     };
     let now = chrono::Utc::now().timestamp();
     match record.status {
@@ -460,6 +520,18 @@ async fn notify(state: &TransitState, query: &str) -> Acknowledgement {
 
 /// `GET /v1/payments/{provider}/notify`: the provider's server-to-server notification (its
 /// signature is its authentication). Always 200 with the body the provider expects.
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{provider}/notify",
+    summary = "The payment provider's signed server-to-server notification (VNPAY IPN: vnp_ parameters, HMAC-SHA512). Always 200 with the provider's acknowledgement: RspCode 00 recorded, 02 already recorded, 01 unknown order, 04 wrong amount, 97 bad signature, 99 error (the provider retries).",
+    params(
+        ("provider" = String, Path, pattern = "^vnpay$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::payments::vnpay::IpnAnswer),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn provider_notification(
     State(state): State<TransitState>,
     Path(provider): Path<String>,
@@ -496,6 +568,20 @@ pub async fn settle_in_sandbox(
 /// `POST /test/payments/{order}?outcome=pay|decline|cancel` (a test or demo server only): the
 /// sandbox gateway settles the order as the buyer chose and notifies this server, as the
 /// provider would; answers with the provider's acknowledgement.
+#[utoipa::path(
+    post,
+    path = "/test/payments/{order}",
+    summary = "Only on servers started with sandbox payments (tests, demos): the sandbox gateway settles the order (outcome pay, decline or cancel) and notifies the server as the provider would. Absent (404) in production.",
+    params(
+        ("order" = String, Path),
+        ("outcome" = Option<String>, Query, pattern = "^(pay|decline|cancel)$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::payments::vnpay::IpnAnswer),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn sandbox_settle(
     State(state): State<TransitState>,
     Path(id): Path<String>,
@@ -514,6 +600,15 @@ pub(crate) async fn sandbox_settle(
 }
 
 /// `GET /v1/transit/balance`: the caller's prepaid balance.
+#[utoipa::path(
+    get,
+    path = "/v1/transit/balance",
+    summary = "The caller's prepaid balance",
+    responses(
+        (status = 200, description = "OK", body = BalanceResponse),
+    ),
+    security(("device" = [])),
+)]
 pub(crate) async fn balance(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -540,6 +635,20 @@ fn day_param(state: &TransitState, query: Option<String>) -> Result<String, ApiE
 }
 
 /// `GET /v1/admin/transit/reconciliation?day=YYYY-MM-DD` (today by default, Hanoi time).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/transit/reconciliation",
+    summary = "A local day's sales, refunds and pay-as-you-go fares by product and category, with the ledger's sums (today by default)",
+    params(
+        ("day" = Option<String>, Query, format = Date, description = "A local day, YYYY-MM-DD (today by default)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::store::Reconciliation),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_reconciliation(
     State(state): State<TransitState>,
     operator: Operator,
@@ -554,25 +663,67 @@ pub(crate) async fn admin_reconciliation(
 }
 
 /// `GET /v1/admin/transit/ledger?day=YYYY-MM-DD`: the ledger's entries of a day.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/transit/ledger",
+    summary = "The sales ledger's entries of a local day",
+    params(
+        ("day" = Option<String>, Query, format = Date, description = "A local day, YYYY-MM-DD (today by default)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Ledger),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_ledger(
     State(state): State<TransitState>,
     operator: Operator,
     RawQuery(query): RawQuery,
-) -> ApiResult<Value> {
+) -> ApiResult<Ledger> {
     operator.require(&[Role::TransitOperator, Role::Auditor])?;
     let day = day_param(&state, query)?;
     let storage = state.storage.clone();
     let entries = blocking(move || Ok(storage.ledger(&day)?)).await?;
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(Ledger { entries }))
+}
+
+/// A day's ledger entries.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Ledger {
+    /// In the order they were written.
+    entries: Vec<super::store::LedgerEntry>,
+}
+
+/// A refunded order's status.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Refunded {
+    /// `refunded`.
+    status: WireStatus,
 }
 
 /// `POST /v1/admin/transit/orders/{id}/refund`: refunds a paid pass order; its pass is
 /// cancelled (renewals refused; the credential held rides until it ends, at most 72 h).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/transit/orders/{id}/refund",
+    summary = "Refund a paid pass order: its pass is cancelled (renewals refused)",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Refunded),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_refund(
     State(state): State<TransitState>,
     operator: Operator,
     Path(id): Path<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Refunded> {
     operator.require(&[Role::TransitOperator])?;
     let now = chrono::Utc::now().timestamp();
     let day = day_of(&state, now);
@@ -580,5 +731,7 @@ pub(crate) async fn admin_refund(
     let status = blocking(move || Ok(storage.refund(&id, now, &day)?))
         .await?
         .ok_or_else(|| ApiError::not_found("no paid order with this id"))?;
-    Ok(Json(json!({ "status": status })))
+    Ok(Json(Refunded {
+        status: status_on_wire(status),
+    }))
 }

@@ -7,6 +7,7 @@
 //! validity come from the issuer-signed credential and the phone-signed QR.
 
 use std::collections::HashMap;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
@@ -34,6 +35,18 @@ use crate::operators::{Operator, Role};
 /// `POST /v1/transit/inspections`: an enrolled inspector's inspections, each scan verified
 /// again at the inspection's time. The inspector's outcome is stored as its observation; the
 /// statistics count a finding as verified only when its scan says the same.
+#[utoipa::path(
+    post,
+    path = "/v1/transit/inspections",
+    summary = "Upload an inspector's inspections; each scan is verified again before it counts in the statistics",
+    request_body(content = InspectionUpload, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = InspectionReceipt),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("validator" = [])),
+)]
 pub(crate) async fn upload_inspections(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -99,6 +112,16 @@ pub(crate) async fn upload_inspections(
 }
 
 /// `GET /v1/admin/transit/inspections`: inspection statistics for fraud work.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/transit/inspections",
+    summary = "Inspection statistics: findings by outcome, not-tapped findings whose scan verified, disputed findings",
+    responses(
+        (status = 200, description = "OK", body = InspectionStats),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_inspections(
     State(state): State<TransitState>,
     operator: Operator,
@@ -111,6 +134,18 @@ pub(crate) async fn admin_inspections(
 }
 
 /// `POST /v1/transit/taps`: an enrolled validator's taps, each re-verified from its scan.
+#[utoipa::path(
+    post,
+    path = "/v1/transit/taps",
+    summary = "Upload a validator's taps; pay-as-you-go fares are charged under daily and monthly caps",
+    request_body(content = TapUpload, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = TapReceipt),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("validator" = [])),
+)]
 pub(crate) async fn upload_taps(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -180,15 +215,26 @@ pub(crate) async fn upload_taps(
 }
 
 /// Fares charged to the caller's card, per day.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Charges {
     /// The card.
     pub card_id: u64,
     /// `(day, VND)`.
+    #[schema(value_type = Vec<crate::schema::DayTotal>)]
     pub days: Vec<(String, u64)>,
 }
 
 /// `GET /v1/transit/charges`.
+#[utoipa::path(
+    get,
+    path = "/v1/transit/charges",
+    summary = "Fares charged to the caller's card, per day",
+    responses(
+        (status = 200, description = "OK", body = Charges),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+    ),
+    security(("device" = [])),
+)]
 pub(crate) async fn charges(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -201,6 +247,16 @@ pub(crate) async fn charges(
 }
 
 /// `GET /v1/admin/transit/fraud`: suspected relays and forged evidence, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/transit/fraud",
+    summary = "Suspected relays and forged evidence, oldest first",
+    responses(
+        (status = 200, description = "OK", body = [FraudRecord]),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_fraud(
     State(state): State<TransitState>,
     operator: Operator,

@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use thudo_core::hex;
+use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::sync::protocol::{
     ValidatorEnrolmentRequest, ValidatorEnrolmentResponse, ValidatorTokenResponse,
@@ -21,7 +21,7 @@ use super::store::{
     EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore, VALIDATOR_TOKEN_SECS,
 };
 use super::TransitState;
-use crate::http::{bearer, blocking, has_control, random_token, ApiError, ApiResult, JsonBody};
+use crate::http::{bearer, blocking, random_token, valid_text, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 use crate::storage::sha256;
 
@@ -70,16 +70,24 @@ pub(super) async fn validator_caller(
 }
 
 /// `POST /v1/validators`: a validator enrols with an operator's single-use code.
+#[utoipa::path(
+    post,
+    path = "/v1/validators",
+    summary = "Enrol a validator with an operator's single-use code",
+    request_body(content = ValidatorEnrolmentRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = ValidatorEnrolmentResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn enrol(
     State(state): State<TransitState>,
     JsonBody(req): JsonBody<ValidatorEnrolmentRequest>,
 ) -> ApiResult<ValidatorEnrolmentResponse> {
-    if req.device_name.trim().is_empty()
-        || req.device_name.len() > 100
-        || has_control(&req.device_name)
-    {
+    if !valid_text(&req.device_name, 100) {
         return Err(ApiError::bad(
-            "device_name must be 1 to 100 bytes, no control characters",
+            "device_name must be 1 to 100 characters, not blank, no control character",
         ));
     }
     if req.enrolment_code.is_empty() || req.enrolment_code.len() > 128 {
@@ -125,6 +133,16 @@ pub(crate) async fn enrol(
 /// `POST /v1/transit/validators/token`: an enrolled validator exchanges its token for a new
 /// one, valid [`VALIDATOR_TOKEN_SECS`]; the one presented stays honoured a while (see
 /// [`ValidatorStore::renew_validator_token`]). A stolen validator token thus lapses on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/transit/validators/token",
+    summary = "An enrolled validator exchanges its token for a new one valid 30 days; the one presented stays honoured 7 days (a lost answer is no lock-out). Validators renew within a week of the end, at their feed fetch.",
+    responses(
+        (status = 200, description = "OK", body = ValidatorTokenResponse),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("validator" = [])),
+)]
 pub(crate) async fn renew_token(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -149,6 +167,17 @@ pub(crate) async fn renew_token(
 }
 
 /// `GET /v1/transit/feed`: issuer keys and the signed deny list, for enrolled validators.
+#[utoipa::path(
+    get,
+    path = "/v1/transit/feed",
+    summary = "Issuer keys and the signed deny list, for offline validators",
+    responses(
+        (status = 200, description = "OK", body = ValidatorFeed),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("validator" = [])),
+)]
 pub(crate) async fn validator_feed(
     State(state): State<TransitState>,
     headers: HeaderMap,
@@ -199,35 +228,124 @@ pub(crate) async fn validator_feed(
     }))
 }
 
-/// An enrolment the operator creates for one validator.
-#[derive(Debug, Deserialize)]
-pub(crate) struct EnrolmentOrder {
+/// An enrolment the operator creates for one validator: a bus's or a metro gate's.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum EnrolmentOrder {
+    /// A bus validator, bound to its route.
+    Bus(BusEnrolment),
+    /// A metro gate, bound to its station and direction.
+    Gate(GateEnrolment),
+}
+
+/// A bus validator's enrolment.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BusEnrolment {
+    /// The validator's label ("bus 32 front door"): 1 to 100 characters, not blank, no control
+    /// character.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     label: String,
+    /// The bus route it serves.
+    #[schema(minimum = 1)]
+    route: u16,
+    /// No gate (absent or null).
     #[serde(default)]
-    route: Option<u16>,
+    #[schema(value_type = crate::schema::Null, inline)]
+    #[allow(dead_code)]
+    gate: Option<()>,
+    /// How long the code may be used, seconds (default a day).
     #[serde(default)]
-    gate: Option<String>,
-    #[serde(default)]
+    #[schema(minimum = 60, maximum = 2592000)]
     ttl_secs: Option<i64>,
 }
 
+/// A metro gate's enrolment.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GateEnrolment {
+    /// The gate's label ("Cát Linh gate 3"): 1 to 100 characters, not blank, no control
+    /// character.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
+    label: String,
+    /// The gate: the fare table's station code and the direction, `201:entry`.
+    #[schema(pattern = "^[0-9]{1,4}:(entry|exit)$")]
+    gate: String,
+    /// No route (absent or null).
+    #[serde(default)]
+    #[schema(value_type = crate::schema::Null, inline)]
+    #[allow(dead_code)]
+    route: Option<()>,
+    /// How long the code may be used, seconds (default a day).
+    #[serde(default)]
+    #[schema(minimum = 60, maximum = 2592000)]
+    ttl_secs: Option<i64>,
+}
+
+/// A single-use enrolment code: shown once, stored hashed.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Enrolment {
+    /// The code the validator enrols with.
+    code: String,
+    /// Its label.
+    label: String,
+    /// The route it binds, if a bus.
+    route: Option<u16>,
+    /// The gate it binds, if a metro gate.
+    gate: Option<String>,
+    /// When the code expires (unix seconds).
+    expires_at: i64,
+}
+
+/// A validator decommissioned.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Decommissioned {
+    /// Always true (an unknown validator is a 404).
+    decommissioned: bool,
+}
+
 /// `POST /v1/admin/transit/enrolments`: a single-use code bound to a route or a gate.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/transit/enrolments",
+    summary = "Create a single-use enrolment code bound to a route or a gate",
+    request_body(content = EnrolmentOrder, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = Enrolment),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_create_enrolment(
     State(state): State<TransitState>,
     operator: Operator,
     JsonBody(order): JsonBody<EnrolmentOrder>,
-) -> ApiResult<Value> {
+) -> ApiResult<Enrolment> {
     operator.require(&[Role::TransitOperator])?;
     let storage = state.storage.clone();
-    let (label, route, gate) = (order.label.clone(), order.route, order.gate.clone());
-    let ttl = order.ttl_secs.unwrap_or(DEFAULT_ENROLMENT_TTL_SECS);
-    let (code, expires_at) = blocking(move || {
-        create_enrolment(storage.as_ref(), &order.label, order.route, order.gate, ttl)
-    })
-    .await?;
-    Ok(Json(json!({
-        "code": code, "label": label.trim(), "route": route, "gate": gate, "expires_at": expires_at
-    })))
+    let (label, route, gate, ttl) = match order {
+        EnrolmentOrder::Bus(b) => (b.label, Some(b.route), None, b.ttl_secs),
+        EnrolmentOrder::Gate(g) => (g.label, None, Some(g.gate), g.ttl_secs),
+    };
+    let ttl = ttl.unwrap_or(DEFAULT_ENROLMENT_TTL_SECS);
+    let (bound_route, bound_gate, named) = (route, gate.clone(), label.clone());
+    let (code, expires_at) =
+        blocking(move || create_enrolment(storage.as_ref(), &named, bound_route, bound_gate, ttl))
+            .await?;
+    Ok(Json(Enrolment {
+        code,
+        label: label.trim().to_owned(),
+        route,
+        gate,
+        expires_at,
+    }))
 }
 
 /// Creates a single-use enrolment code bound to a route or a gate, usable for `ttl_secs`;
@@ -241,8 +359,10 @@ pub fn create_enrolment(
     ttl_secs: i64,
 ) -> Result<(String, i64), ApiError> {
     let label = label.trim().to_owned();
-    if label.is_empty() || label.len() > 100 {
-        return Err(ApiError::bad("label must be 1 to 100 bytes"));
+    if !valid_text(&label, 100) {
+        return Err(ApiError::bad(
+            "label must be 1 to 100 characters, not blank, no control character",
+        ));
     }
     let gate = gate.map(|g| g.trim().to_owned());
     match (route, &gate) {
@@ -276,6 +396,16 @@ pub fn create_enrolment(
 }
 
 /// `GET /v1/admin/transit/validators`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/transit/validators",
+    summary = "Every enrolled validator",
+    responses(
+        (status = 200, description = "OK", body = [ValidatorRecord]),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_validators(
     State(state): State<TransitState>,
     operator: Operator,
@@ -286,11 +416,25 @@ pub(crate) async fn admin_validators(
 }
 
 /// `POST /v1/admin/transit/validators/{id}/decommission`: its token stops working at once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/transit/validators/{id}/decommission",
+    summary = "Decommission a validator: its token stops working at once",
+    params(
+        ("id" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Decommissioned),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
 pub(crate) async fn admin_decommission(
     State(state): State<TransitState>,
     operator: Operator,
     Path(id): Path<String>,
-) -> ApiResult<Value> {
+) -> ApiResult<Decommissioned> {
     operator.require(&[Role::TransitOperator])?;
     let storage = state.storage.clone();
     let now = chrono::Utc::now().timestamp();
@@ -302,5 +446,7 @@ pub(crate) async fn admin_decommission(
             "no such validator",
         ));
     }
-    Ok(Json(json!({ "decommissioned": true })))
+    Ok(Json(Decommissioned {
+        decommissioned: true,
+    }))
 }

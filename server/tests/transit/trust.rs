@@ -118,6 +118,16 @@ async fn validators_are_enrolled_not_self_declared() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(gate["code"].as_str().unwrap().len(), 64);
+    // The other binding may be sent as null, and a whole number with a point is a number
+    // (JSON has one number type).
+    for good in [
+        json!({"label": "bus 5", "route": 5, "gate": null}),
+        json!({"label": "La Khê out", "route": null, "gate": "210:exit", "ttl_secs": 3600.0}),
+        json!({"label": "bus 6", "route": 6.0}),
+    ] {
+        let (status, answer) = w.admin_post("/v1/admin/transit/enrolments", good).await;
+        assert_eq!(status, 200, "{answer}");
+    }
 
     // A bus works until the operator decommissions it; then its calls are refused at once.
     let (bus, mut validator, id) = w.bus("bus-32", 32).await;
@@ -188,15 +198,32 @@ async fn taps_are_charged_from_their_evidence_once_across_validators() {
         taps.iter().all(|t| t.qr.is_some()),
         "every scan carries its evidence"
     );
+    // A tap named twice in one upload (a validator's bug, or a forger's) is stored and charged
+    // once; the second is its duplicate, not a database error.
+    let mut doubled = taps.clone();
+    doubled.push(taps[0].clone());
     let receipt = w
         .transit()
-        .upload_taps(bus_a.clone(), taps.clone())
+        .upload_taps(bus_a.clone(), doubled)
         .await
         .unwrap();
     assert_eq!(
-        (receipt.stored, receipt.charged_vnd, receipt.not_charged),
-        (5, 30_000, 0)
+        (
+            receipt.stored,
+            receipt.duplicates,
+            receipt.charged_vnd,
+            receipt.not_charged
+        ),
+        (5, 1, 30_000, 0)
     );
+    assert_eq!(receipt.taps.len(), 6);
+    let repeated: Vec<u64> = receipt
+        .taps
+        .iter()
+        .filter(|o| o.duplicate)
+        .map(|o| o.seq)
+        .collect();
+    assert_eq!(repeated, [taps[0].seq]);
     // The same upload again (a lost receipt): stored once, charged once.
     let again = w.transit().upload_taps(bus_a.clone(), taps).await.unwrap();
     assert_eq!(
@@ -804,4 +831,36 @@ async fn validator_tokens_expire_and_renew_without_a_lock_out() {
         .unwrap());
     assert_eq!(feed(expired.into()).await, 401);
     assert_eq!(renew(expired.into()).await.0, 401);
+}
+
+/// Sequence numbers are a validator's counter, but an upload may name any `u64`: those past
+/// `i64::MAX` (stored negative) are recognised as duplicates as the rest are, even in one range
+/// with small ones, never a database error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_numbers_past_i64_are_stored_once() {
+    let w = World::start().await;
+    let (bus, _validator, _) = w.bus("bus-seq", 32).await;
+    let tap = |seq: u64| Tap {
+        seq,
+        at: now(),
+        route: 32,
+        accepted: false,
+        reason: Reason::Expired,
+        card_id: None,
+        product: None,
+        qr_timestamp: None,
+        qr_counter: None,
+        qr: None,
+        gate: None,
+    };
+    let taps = vec![tap(7), tap(1 << 63), tap(u64::MAX)];
+    let first = w
+        .transit()
+        .upload_taps(bus.clone(), taps.clone())
+        .await
+        .unwrap();
+    assert_eq!((first.stored, first.duplicates), (3, 0));
+    assert_eq!(first.acknowledged_seq, u64::MAX);
+    let again = w.transit().upload_taps(bus, taps).await.unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, 3));
 }

@@ -30,6 +30,7 @@ pub const TAP_EXPORT_LIMIT: usize = 5_000;
 
 /// One entry of the tap log, as uploaded to the backend.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tap {
     /// Sequence number on this validator.
     pub seq: u64,
@@ -52,6 +53,7 @@ pub struct Tap {
     /// The scanned text itself, when it decoded as a transit QR: the evidence the backend
     /// re-verifies (both signatures, validity at the QR's time) before it charges anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1024))]
     pub qr: Option<String>,
     /// The metro gate that took it (station and direction); `None` on a bus.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,7 +25,7 @@ use crate::storage::Result;
 pub use credentials::deny_device_keys;
 
 /// An enrolled validator (a bus or a metro gate), as the operator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ValidatorRecord {
     /// Validator id.
     pub id: String,
@@ -109,7 +109,7 @@ pub struct TapTotals {
 }
 
 /// Something an operator should look at: evidence that a device lied or a QR was relayed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FraudRecord {
     /// Its kind.
     pub kind: FraudKind,
@@ -128,15 +128,21 @@ pub struct FraudRecord {
 }
 
 /// An entitlement to a reduced or free passenger category, held by the backend.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Entitlement {
-    /// The category.
+    /// The category (never `standard`, which needs none).
+    #[schema(value_type = crate::schema::ReducedCategory)]
     pub category: thudo_core::transit::Category,
     /// First second it applies (unix).
     pub valid_from: i64,
-    /// Last second it applies (unix).
+    /// Last second it applies (unix); after `valid_from`.
     pub valid_until: i64,
-    /// Where the proof is kept (a case number, a document reference); never the document.
+    /// Where the proof is kept (a case number, a document reference); never the document: 1
+    /// to 200 characters, not blank, no control character.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub evidence_ref: String,
 }
 
@@ -151,7 +157,9 @@ pub struct CheckedInspection {
 
 /// Inspections for the operator's fraud statistics. The inspector's outcome is its own
 /// observation; `verified_*` counts only inspections whose scan verified here.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct InspectionStats {
     /// Inspections stored.
     pub inspections: u64,
@@ -454,7 +462,9 @@ pub trait RiderStore: Send + Sync + 'static {
 }
 
 /// What an order buys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderPurpose {
     /// A pass (its terms are the order's).
@@ -555,13 +565,14 @@ pub enum PaymentRecord {
 }
 
 /// One ledger entry: the ledger is appended to, never changed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// When (unix seconds).
     pub at: i64,
     /// The local day (Hanoi) it counts on, `YYYY-MM-DD`.
     pub day: String,
     /// `order`, `payment`, `payment_failed`, `payment_cancelled`, `refund`.
+    #[schema(pattern = "^(order|payment|payment_failed|payment_cancelled|refund)$")]
     pub entry: String,
     /// The order.
     pub order_id: String,
@@ -581,7 +592,9 @@ pub struct LedgerEntry {
 }
 
 /// One line of a day's reconciliation: one product (or top-ups) and category.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct ReconciliationLine {
     /// `monthly_all_routes`, ..., `top_up`; `pay_as_you_go` for fares charged.
     pub product: String,
@@ -602,7 +615,9 @@ pub struct ReconciliationLine {
 }
 
 /// A day's sales, refunds and fares, by product and category, with the ledger's own sums.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Reconciliation {
     /// The local day, `YYYY-MM-DD`.
     pub day: String,

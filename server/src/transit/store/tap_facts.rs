@@ -124,10 +124,14 @@ impl UploadFacts {
             taps.iter().map(|t| t.tap.seq).min(),
             taps.iter().map(|t| t.tap.seq).max(),
         ) {
-            for r in tx.rows(
-                "SELECT seq FROM taps WHERE validator_id = ?1 AND seq >= ?2 AND seq <= ?3",
-                &[validator_id.into(), big(low), big(high)],
-            )? {
+            // Sequences are stored as signed 64-bit integers: one past i64::MAX is stored
+            // negative, so a range across that line is the two ranges on either side of it.
+            let query = if (low as i64) <= (high as i64) {
+                "SELECT seq FROM taps WHERE validator_id = ?1 AND seq >= ?2 AND seq <= ?3"
+            } else {
+                "SELECT seq FROM taps WHERE validator_id = ?1 AND (seq >= ?2 OR seq <= ?3)"
+            };
+            for r in tx.rows(query, &[validator_id.into(), big(low), big(high)])? {
                 facts.stored.insert(r.int(0)? as u64);
             }
         }

@@ -320,6 +320,13 @@ fn record_tap(
                 charged_vnd: charged,
                 duplicate: true,
             });
+        } else if let Some(first) = totals.outcomes.iter().find(|o| o.seq == t.seq).cloned() {
+            // Named twice in this upload (not written yet): the first's outcome, its charge
+            // counted once.
+            totals.outcomes.push(TapOutcome {
+                duplicate: true,
+                ..first
+            });
         }
         return Ok(());
     }
