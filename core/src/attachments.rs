@@ -25,7 +25,7 @@ pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 /// The most all files of a vault may hold together.
 pub const MAX_STORED_BYTES: u64 = 512 * 1024 * 1024;
 /// Longest file name, in bytes.
-const MAX_NAME_BYTES: usize = 255;
+const MAX_NAME_CHARS: usize = 255;
 const CHUNKS: &str = "attachments.chunk";
 
 /// What a record carries of a file: enough to show it, fetch it and check it.
@@ -35,10 +35,17 @@ pub struct AttachmentRef {
     /// The file's SHA-256, hex: its id.
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
     pub id: String,
-    /// File name, as shown.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    /// File name, as shown: 1 to 255 characters, not blank, no control character.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 255,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub name: String,
     /// Media type, such as `application/pdf` or `image/jpeg`.
+    #[cfg_attr(feature = "openapi", schema(max_length = 100, pattern = "^[^/]+/.+$"))]
     pub media_type: String,
     /// Size in bytes (signed, as every number the apps see; never negative).
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10485760))]
@@ -162,16 +169,16 @@ impl AttachmentRef {
             return Err(invalid("the id is a lower-case hex SHA-256"));
         }
         if self.name.trim().is_empty()
-            || self.name.len() > MAX_NAME_BYTES
+            || self.name.chars().count() > MAX_NAME_CHARS
             || self.name.chars().any(char::is_control)
         {
             return Err(invalid(
-                "a name is 1 to 255 bytes with no control characters",
+                "a name is 1 to 255 characters, not blank, with no control characters",
             ));
         }
         let media = self.media_type.split_once('/');
         if !media.is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
-            || self.media_type.len() > 100
+            || self.media_type.chars().count() > 100
         {
             return Err(invalid("a media type is type/subtype"));
         }

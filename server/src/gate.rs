@@ -277,6 +277,23 @@ fn caller(method: &Method, path: &str) -> Caller {
     }
 }
 
+/// Whether a request comes from the library on a device or validator (its version is
+/// checked).
+fn from_device(caller: Caller, path: &str) -> bool {
+    caller == Caller::Holder
+        || matches!(
+            path,
+            "/v1/identity/nonce" | "/v1/devices" | "/v1/validators"
+        )
+}
+
+/// Anonymous routes without a rate limit: the health check, this document, and the payment
+/// provider's notifications (from a few addresses at the city's pace of sales; their
+/// signature, checked first, is a hash).
+fn unlimited(path: &str) -> bool {
+    path == "/healthz" || path == "/openapi.json" || path.starts_with("/v1/payments/")
+}
+
 /// A small body: an order, a registration, a grant.
 pub const SMALL_BODY: usize = 64 << 10;
 /// The largest body any route takes: a sync push, a validator's upload, a facility's records.
@@ -305,26 +322,14 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     let address = state.limits.client_address(peer, req.headers());
-    let from_device = match caller(req.method(), &path) {
-        Caller::Holder => true,
-        Caller::Anyone => matches!(
-            path.as_str(),
-            "/v1/identity/nonce" | "/v1/devices" | "/v1/validators"
-        ),
-        Caller::Operator => false,
-    };
-    if let (true, Some(minimum)) = (from_device, state.min_client_version) {
+    let caller = caller(req.method(), &path);
+    if let (true, Some(minimum)) = (from_device(caller, &path), state.min_client_version) {
         if let Some(refused) = too_old(minimum, req.headers()) {
             return refused;
         }
     }
-    match caller(req.method(), &path) {
-        // The payment provider notifies from a few addresses at the city's pace of sales; its
-        // signature, checked first, is a hash: not worth limiting.
-        Caller::Anyone
-            if path == "/healthz"
-                || path == "/openapi.json"
-                || path.starts_with("/v1/payments/") => {}
+    match caller {
+        Caller::Anyone if unlimited(&path) => {}
         Caller::Anyone => {
             if let Some(wait) = address.and_then(|a| over(&state.limits.per_address, &a)) {
                 return rate_limited(wait);
@@ -456,10 +461,11 @@ pub async fn json_errors(response: Response) -> Response {
     json
 }
 
-/// Adds to every operation of `doc` what the gate answers before its handler: 401 and 429 for
-/// credentials, 403 for an operator's role, 426 for an old app, 413 past the route's body limit,
-/// 400 and 415 for a body or parameter that does not parse, and 503 while the database is
-/// unavailable (all with the JSON error shape; 429 and 503 with Retry-After).
+/// Adds to every operation of `doc` what the gate answers before its handler, from the same
+/// rules: 401 and 429 for credentials, 403 for an operator's role, 426 for an old app, 413 past
+/// the route's body limit (any request may carry a body), 400 for a body or parameter that
+/// does not parse, and 503 while the database is unavailable (all with the JSON error shape;
+/// 429 and 503 with Retry-After).
 pub fn document(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{
         header::Header, schema::Type, ContentBuilder, Ref, RefOr, ResponseBuilder,
@@ -492,21 +498,12 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
             };
             let mut answers: Vec<(u16, String, bool)> = Vec::new();
             let caller = caller(&method, path);
-            let from_device = caller == Caller::Holder
-                || matches!(
-                    path.as_str(),
-                    "/v1/identity/nonce" | "/v1/devices" | "/v1/validators"
-                );
             match caller {
                 Caller::Holder | Caller::Operator => {
                     answers.push((401, "No credential, or one nobody issued".into(), false));
                     answers.push((429, "Too many requests: wait for Retry-After".into(), true));
                 }
-                Caller::Anyone
-                    if !(path == "/healthz"
-                        || path == "/openapi.json"
-                        || path.starts_with("/v1/payments/")) =>
-                {
+                Caller::Anyone if !unlimited(path) => {
                     answers.push((429, "Too many requests from this address".into(), true));
                 }
                 Caller::Anyone => {}
@@ -518,7 +515,7 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
                     false,
                 ));
             }
-            if from_device {
+            if from_device(caller, path) {
                 answers.push((
                     426,
                     "The app's library is older than the backend serves (x-thudo-min-client-version)"
@@ -526,14 +523,11 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
                     false,
                 ));
             }
-            if operation.request_body.is_some() {
-                answers.push((
-                    413,
-                    format!("The body is over this route's {} bytes", body_limit(path)),
-                    false,
-                ));
-                answers.push((415, "The body is not JSON".into(), false));
-            }
+            answers.push((
+                413,
+                format!("The body is over this route's {} bytes", body_limit(path)),
+                false,
+            ));
             let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             if operation.request_body.is_some() || has_params {
                 answers.push((

@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use thudo_core::hex;
 use thudo_core::sync::protocol::{ErrorBody, ServerErrorCode};
 
@@ -104,54 +103,102 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         match serde_json::from_slice(&bytes) {
             Ok(body) => Ok(JsonBody(body)),
             // JSON has one number type: `35.0` is the integer 35 to JSON Schema (and to a
-            // client whose encoder writes every number with a point). Read again with such
-            // numbers as integers; only a body that failed pays for it, and the first error
-            // is the one told.
-            Err(first) => {
-                let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-                    return Err(refused(first));
-                };
-                if !integers_as_integers(&mut value) {
-                    return Err(refused(first));
-                }
-                serde_json::from_value(value)
+            // client whose encoder writes every number with a point). Such numbers are
+            // rewritten as integers and the body read again; only a body that failed pays
+            // (one pass over its bytes), and the first error is the one told.
+            Err(first) => match whole_numbers_as_integers(&bytes) {
+                Some(rewritten) => serde_json::from_slice(&rewritten)
                     .map(JsonBody)
-                    .map_err(|_| refused(first))
-            }
+                    .map_err(|_| refused(first)),
+                None => Err(refused(first)),
+            },
         }
     }
 }
 
-/// Writes every number of `value` that is a whole number (`35.0`, `3.5e1`) as an integer;
-/// whether there was one.
-fn integers_as_integers(value: &mut Value) -> bool {
-    match value {
-        Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
-            let whole = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15);
-            if let Some(f) = whole {
-                *value = Value::from(f as i64);
+/// `body` with every number that is a whole number written with a fraction or an exponent
+/// (`35.0`, `3.5e1`, `1E+2`) written as the integer it is; `None` when it has none. Strings
+/// are copied as they are; numbers are read as decimal digits, never through a float.
+fn whole_numbers_as_integers(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len());
+    let (mut changed, mut in_string, mut i) = (false, false, 0);
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            out.push(b);
+            if b == b'\\' {
+                if let Some(&escaped) = body.get(i + 1) {
+                    out.push(escaped);
+                    i += 1;
+                }
+            } else if b == b'"' {
+                in_string = false;
             }
-            whole.is_some()
+            i += 1;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while body
+                .get(i)
+                .is_some_and(|c| c.is_ascii_digit() || b".eE+-".contains(c))
+            {
+                i += 1;
+            }
+            match whole_number(&body[start..i]) {
+                Some(integer) => {
+                    out.extend_from_slice(integer.as_bytes());
+                    changed = true;
+                }
+                None => out.extend_from_slice(&body[start..i]),
+            }
+        } else {
+            in_string = b == b'"';
+            out.push(b);
+            i += 1;
         }
-        // Every item is visited (no short cut at the first change).
-        Value::Array(items) => {
-            items
-                .iter_mut()
-                .map(integers_as_integers)
-                .filter(|c| *c)
-                .count()
-                > 0
-        }
-        Value::Object(fields) => {
-            fields
-                .values_mut()
-                .map(integers_as_integers)
-                .filter(|c| *c)
-                .count()
-                > 0
-        }
-        _ => false,
     }
+    changed.then_some(out)
+}
+
+/// The integer a JSON number denotes when it is written with a fraction or an exponent and is
+/// whole (`35.0` is `35`, `1e3` is `1000`); `None` for an integer already, a number with a
+/// fraction, or one of more than 40 digits.
+fn whole_number(token: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(token).ok()?;
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    if mantissa.len() == text.len() && !mantissa.contains('.') {
+        return None;
+    }
+    let (int, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits_only(int) || !digits_only(fraction) {
+        return None;
+    }
+    let digits = format!("{int}{fraction}");
+    // The decimal point falls after this many of the digits.
+    let point = int.len() as i64 + i64::from(exponent);
+    if point > 40 {
+        return None;
+    }
+    let point = point.max(0) as usize;
+    let (whole, rest) = digits.split_at(point.min(digits.len()));
+    if !rest.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    let zeros = "0".repeat(point.saturating_sub(digits.len()));
+    let magnitude = format!("{}{zeros}", whole.trim_start_matches('0'));
+    Some(match (magnitude.is_empty(), negative) {
+        (true, _) => "0".to_owned(),
+        (false, true) => format!("-{magnitude}"),
+        (false, false) => magnitude,
+    })
 }
 
 impl ApiError {
@@ -286,4 +333,51 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn whole_numbers_are_read_exactly() {
+        let cases = [
+            ("35.0", Some("35")),
+            ("35.000", Some("35")),
+            ("-4.0", Some("-4")),
+            ("-0.0", Some("0")),
+            ("0.0", Some("0")),
+            ("3.5e1", Some("35")),
+            ("1E+2", Some("100")),
+            ("1e16", Some("10000000000000000")),
+            ("18446744073709551615.0", Some("18446744073709551615")),
+            ("120e-1", Some("12")),
+            ("35", None),
+            ("35.5", None),
+            ("3600.00000000000001", None),
+            ("1e-400", None),
+            ("1e41", None),
+            ("1e99999999999", None),
+            ("1.2.3", None),
+        ];
+        for (token, integer) in cases {
+            assert_eq!(
+                whole_number(token.as_bytes()).as_deref(),
+                integer,
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_numbers_outside_strings_are_rewritten() {
+        let body = br#"{"a": 35.0, "b": "35.0 \" 7.0", "c": [1.0, 2.5, -3e0], "d": 4}"#;
+        let rewritten = whole_numbers_as_integers(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&rewritten).unwrap(),
+            r#"{"a": 35, "b": "35.0 \" 7.0", "c": [1, 2.5, -3], "d": 4}"#
+        );
+        assert!(whole_numbers_as_integers(br#"{"a": 35, "b": "1.0"}"#).is_none());
+    }
 }

@@ -57,13 +57,19 @@ impl utoipa::Modify for Credentials {
                 None,
             ),
         );
+        let roles: Vec<&str> = crate::operators::Role::ALL
+            .iter()
+            .map(|r| r.code())
+            .collect();
         components.add_security_scheme(
             "operator",
             bearer(
-                "An operator's access token from the staff identity provider: claims sub, \
-                 thudo_role (transit_operator, health_facility, party_organisation, \
-                 civil_registry, account_support, auditor, health_authority) and thudo_org, \
-                 valid for at most an hour. A role outside the route's answers 403 forbidden.",
+                &format!(
+                    "An operator's access token from the staff identity provider: claims sub, \
+                     thudo_role ({}) and thudo_org, valid for at most an hour. A role outside \
+                     the route's answers 403 forbidden.",
+                    roles.join(", ")
+                ),
                 Some("JWT"),
             ),
         );
@@ -78,15 +84,28 @@ pub fn render(parts: impl IntoIterator<Item = OpenApi>) -> String {
         doc.merge(part);
     }
     crate::gate::document(&mut doc);
-    let text = serde_json::to_value(doc)
-        .map(|mut doc| {
-            integer_bounds(&mut doc);
-            doc
-        })
-        .and_then(|doc| serde_json::to_string_pretty(&doc))
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    // The descriptions are the types' rustdoc: its links read as plain code here.
-    text.replace("[`", "`").replace("`]", "`") + "\n"
+    let text = serde_json::to_value(doc).and_then(|mut doc| {
+        integer_bounds(&mut doc);
+        plain_descriptions(&mut doc);
+        serde_json::to_string_pretty(&doc)
+    });
+    // Cannot fail for this document's types; if it ever did, say so in a JSON object.
+    text.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string()) + "\n"
+}
+
+/// The descriptions are the types' rustdoc: its links (`` [`Type`] ``) read as plain code.
+fn plain_descriptions(node: &mut serde_json::Value) {
+    use serde_json::Value;
+    match node {
+        Value::Object(fields) => {
+            if let Some(Value::String(text)) = fields.get_mut("description") {
+                *text = text.replace("[`", "`").replace("`]", "`");
+            }
+            fields.values_mut().for_each(plain_descriptions);
+        }
+        Value::Array(items) => items.iter_mut().for_each(plain_descriptions),
+        _ => {}
+    }
 }
 
 /// Gives every integer the bounds of its Rust type: utoipa names a `u16` field `u-int16`

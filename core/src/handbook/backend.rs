@@ -32,7 +32,7 @@ pub struct MeetingCredentialRequest {
     )]
     pub device_public_key: String,
     /// Its signature (raw r||s, hex) over
-    /// [`super::attendance::key_proof_message`]`(meeting_id, key)`.
+    /// `key_proof_message(meeting_id, key)` ([`super::attendance::key_proof_message`]).
     #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-fA-F]{128}$"))]
     pub proof: String,
 }

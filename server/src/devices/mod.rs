@@ -277,7 +277,7 @@ async fn support_revokes_device(
 ) -> ApiResult<Revoked> {
     operator.require(&[Role::AccountSupport])?;
     if device_id.is_empty() || device_id.chars().count() > 64 {
-        return Err(ApiError::bad("device_id must be 1 to 64 bytes"));
+        return Err(ApiError::bad("device_id must be 1 to 64 characters"));
     }
     let (storage, also) = (state.storage.clone(), state.on_revoke);
     let now = chrono::Utc::now().timestamp();

@@ -45,11 +45,19 @@ pub fn routes() -> OpenApiRouter<FilesState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Upload {
-    /// File name, as shown.
+    /// File name, as shown: 1 to 255 characters, not blank, no control character.
+    #[schema(
+        max_length = 255,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
     /// Its media type (`application/pdf`).
+    #[schema(max_length = 100, pattern = "^[^/]+/.+$")]
     media_type: String,
-    /// The bytes, base64.
+    /// The bytes, base64 (standard alphabet, padded).
+    #[schema(
+        pattern = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
+    )]
     data: String,
 }
 

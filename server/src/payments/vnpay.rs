@@ -191,10 +191,11 @@ impl PaymentProvider for Vnpay {
             Acknowledgement::BadSignature => ("97", "Invalid signature"),
             Acknowledgement::Error => ("99", "Unknown error"),
         };
-        serde_json::json!(IpnAnswer {
+        serde_json::to_value(IpnAnswer {
             code: code.to_owned(),
-            message: message.to_owned()
+            message: message.to_owned(),
         })
+        .unwrap_or_default()
     }
 }
 

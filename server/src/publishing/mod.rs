@@ -263,9 +263,18 @@ async fn admin_cell_member(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CellPublish {
-    /// The records, each an object with an `id` (1 to 256 bytes).
-    #[schema(value_type = Vec<Object>)]
+    /// The records, each an object with an `id`.
+    #[schema(value_type = Vec<CellItem>)]
     items: Vec<Value>,
+}
+
+/// What the backend reads of a record it publishes to a cell (the rest is kept as sent).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CellItem {
+    /// Its id: 1 to 256 characters.
+    #[schema(min_length = 1, max_length = 256)]
+    id: String,
 }
 
 #[utoipa::path(
@@ -331,7 +340,7 @@ async fn admin_cell_content(
         let id = item
             .get("id")
             .and_then(Value::as_str)
-            .filter(|id| !id.is_empty() && id.len() <= 256)
+            .filter(|id| !id.is_empty() && id.chars().count() <= 256)
             .ok_or_else(|| ApiError::bad(format!("item {i} needs an id")))?
             .to_owned();
         record_fits(i, &item)?;

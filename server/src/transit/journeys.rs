@@ -22,14 +22,14 @@ pub const ENTRY_FEED_PAGE: usize = 5_000;
 #[utoipa::path(
     get,
     path = "/v1/transit/entries",
-    summary = "For metro exit gates: the entries still open on the network after a cursor (each verified here), and the time up to which every entry gate has uploaded Exit gates only (403 exit_gates_only for entry gates, buses and inspectors).",
+    summary = "For metro exit gates: the entries still open on the network after a cursor (each verified here), and the time up to which every entry gate has uploaded. Exit gates only (403 exit_gates_only for entry gates, buses and inspectors).",
     params(
         ("after" = Option<u64>, Query, description = "The cursor of the last page read (0 or absent: from the start)", minimum = 0),
     ),
     responses(
         (status = 200, description = "OK", body = EntryFeed),
         (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
-        (status = 403, description = "Not an enrolled gate (`gates_only`, `validators_only`, `decommissioned`)", body = ErrorBody),
+        (status = 403, description = "Not an exit gate (`exit_gates_only`, `validators_only`, `decommissioned`)", body = ErrorBody),
     ),
     security(("validator" = [])),
 )]

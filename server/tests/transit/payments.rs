@@ -402,12 +402,15 @@ async fn a_card_owing_more_than_its_credit_is_denied_until_a_top_up() {
     }
     let top_up = w.transit().top_up(v.clone(), 50_000).await.unwrap();
     assert_eq!(top_up.status, OrderStatus::AwaitingPayment);
-    // A top-up has no credential.
-    assert!(w
-        .transit()
-        .collect(v.clone(), &top_up.order_id)
-        .await
-        .is_err());
+    // A top-up has no credential: there is none to find.
+    refused(
+        w.transit()
+            .collect(v.clone(), &top_up.order_id)
+            .await
+            .unwrap_err(),
+        404,
+        "not_found",
+    );
     assert!(
         w.transit().balance(v.clone()).await.unwrap().denied,
         "not paid yet"
