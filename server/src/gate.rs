@@ -296,12 +296,14 @@ fn unlimited(path: &str) -> bool {
 
 /// A small body: an order, a registration, a grant.
 pub const SMALL_BODY: usize = 64 << 10;
-/// The largest body any route takes: a sync push, a validator's upload, a facility's records.
+/// The largest body any route takes: a sync push, a validator's upload, a facility's records,
+/// the operator's deny list (up to 10,000 phones' keys of 130 hex digits).
 pub const LARGE_BODY: usize = 16 << 20;
 
 /// The most a route's body may hold.
 fn body_limit(path: &str) -> usize {
     let large = path == "/v1/sync/push"
+        || path == "/v1/admin/transit/deny"
         || path == "/v1/transit/taps"
         || path == "/v1/transit/inspections"
         || (path.starts_with("/v1/admin/citizens/") && path.ends_with("/health"))

@@ -65,8 +65,13 @@ pub struct CheckInUpload {
 #[serde(deny_unknown_fields)]
 pub struct CheckInItem {
     /// The meeting.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
     pub meeting_id: String,
-    /// The evidence, hex.
+    /// The evidence ([`super::attendance::CHECK_IN_LEN`] bytes), hex.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 626, pattern = "^[0-9a-fA-F]*$")
+    )]
     pub evidence: String,
 }
 

@@ -54,8 +54,9 @@ pub struct NonceResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// The OpenID Connect ID token from the citizen's sign-in, carrying a nonce from
-    /// `POST /v1/identity/nonce`. A citizen ID number alone opens nothing.
-    #[cfg_attr(feature = "openapi", schema(max_length = 16384))]
+    /// `POST /v1/identity/nonce`. A citizen ID number alone opens nothing. At most 16 KiB; the
+    /// document says 16,000 characters, which fit the route's 64 KiB body however encoded.
+    #[cfg_attr(feature = "openapi", schema(max_length = 16000))]
     pub id_token: String,
     /// A name for the device ("Lan's phone", "bus 32 validator 2"): 1 to 100 characters, not
     /// blank, no control character.

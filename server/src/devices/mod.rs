@@ -188,8 +188,9 @@ async fn list_devices(
 /// What revoking a device takes: a fresh sign-in of the account's citizen.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RevokeRequest {
-    /// An ID token for a nonce from `POST /v1/identity/nonce`.
-    #[schema(max_length = 16384)]
+    /// An ID token for a nonce from `POST /v1/identity/nonce` (at most 16 KiB; 16,000
+    /// characters fit the route's 64 KiB body however encoded).
+    #[schema(max_length = 16000)]
     id_token: String,
 }
 
@@ -303,6 +304,7 @@ struct TestTokenRequest {
     #[schema(pattern = "^[0-9]{12}$")]
     citizen_id: String,
     /// A nonce from `POST /v1/identity/nonce`.
+    #[schema(max_length = 128)]
     nonce: String,
 }
 
@@ -346,7 +348,10 @@ async fn test_identity_token(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TestOperatorRequest {
+    /// The operator's role.
     role: crate::operators::Role,
+    /// Its organisation (a party organisation's governs its cells by prefix).
+    #[schema(min_length = 1, max_length = 100)]
     organisation: String,
 }
 
