@@ -721,39 +721,6 @@ async fn account_support_ends_a_stolen_phones_session_at_once() {
     assert_eq!(status, 404);
 }
 
-/// The deny list takes up to 10,000 entries a request: 10,000 phones' keys (1.3 MB of hex)
-/// fit its body limit, one more entry is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_deny_list_takes_ten_thousand_phones_keys_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let local = start_local(dir.path()).await;
-    let http = http_client();
-    let transit = operator(&local.idp, Role::TransitOperator);
-    let (key, _) = thudo_core::crypto::p256::SoftwareKey::generate().unwrap();
-    let hex_key = thudo_core::hex::encode(key.public_key());
-    let keys = vec![hex_key; 10_000];
-    let (status, answer) = call(
-        &http,
-        &local.url,
-        "POST",
-        "/v1/admin/transit/deny",
-        &json!({ "device_keys": keys }),
-        Some(&transit),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    let (status, _) = call(
-        &http,
-        &local.url,
-        "POST",
-        "/v1/admin/transit/deny",
-        &json!({ "device_keys": keys, "cards": [1] }),
-        Some(&transit),
-    )
-    .await;
-    assert_eq!(status, 400);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_cut_short_shows_as_an_intent_without_an_outcome() {
     use thudo_server::operators::audit::NewEntry;

@@ -315,3 +315,29 @@ async fn behind_a_balancer_each_client_has_its_own_rate_and_none_can_forge_one()
     }
     assert_eq!(spoofed, [200, 200, 429]);
 }
+
+/// A route's body limit fits what it promises: the deny list takes up to 10,000 entries a
+/// request, and 10,000 phones' keys (1.3 MB of hex) are taken; one entry more is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deny_list_takes_ten_thousand_phones_keys_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let transit = operator(&local.idp, Role::TransitOperator);
+    let (key, _) = thudo_core::crypto::p256::SoftwareKey::generate().unwrap();
+    let keys = vec![thudo_core::hex::encode(key.public_key()); 10_000];
+    let deny = |body: Value| {
+        http.post(format!("{}/v1/admin/transit/deny", local.url))
+            .bearer_auth(&transit)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let r = deny(json!({ "device_keys": keys })).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = deny(json!({ "device_keys": keys, "cards": [1] }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(common_error(r).await, "bad_request");
+}
