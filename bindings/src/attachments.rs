@@ -93,14 +93,12 @@ pub enum AttachmentError {
         /// The file.
         id: String,
     },
-    /// The vault failed (closed, locked, its key lost, its disk): the vault's own error says
-    /// more when the vault is called directly.
-    #[error("vault: {reason}")]
+    /// The vault under the call failed (closed, locked, its key lost, its disk): the same
+    /// faults in every domain's error.
+    #[error("{fault}")]
     Vault {
-        /// What the vault said.
-        reason: String,
-        /// Whether retrying later can help (a locked key, a full disk).
-        retryable: bool,
+        /// What failed.
+        fault: crate::VaultFault,
     },
     /// A bug in the library.
     #[error("internal error: {reason}")]
@@ -136,29 +134,18 @@ impl From<core::AttachmentError> for AttachmentError {
                 size: crate::signed(size),
             },
             E::Tampered { id } => AttachmentError::Tampered { id },
-            E::Vault(v) => {
-                let retryable = matches!(
-                    v,
-                    thudo_core::vault::VaultError::KeyUnavailable { .. }
-                        | thudo_core::vault::VaultError::Io { .. }
-                );
-                AttachmentError::Vault {
-                    reason: v.to_string(),
-                    retryable,
-                }
-            }
+            E::Vault(v) => AttachmentError::Vault { fault: v.into() },
         }
     }
 }
 
-crate::error_api!(AttachmentError, {
+crate::error_api!(AttachmentError, vault: "attachment", {
         Invalid => ("attachment.invalid", false),
         TooLarge => ("attachment.too_large", false),
         QuotaExceeded => ("attachment.quota_exceeded", false),
         NotFound => ("attachment.not_found", false),
         Incomplete => ("attachment.incomplete", false),
         Tampered => ("attachment.tampered", false),
-        Vault => ("attachment.vault", false),
         Internal => ("attachment.internal", false),
 });
 

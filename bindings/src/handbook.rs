@@ -41,49 +41,12 @@ pub enum HandbookError {
         /// Refused action.
         action: String,
     },
-    /// The vault was shut down (`shutdown()`): open it again to go on.
-    #[error("the vault is closed")]
-    Closed,
-    /// The platform key that protects the vault is locked (device locked, biometric needed):
-    /// retry after the user unlocks.
-    #[error("key unavailable: {reason}")]
-    Locked {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's key is gone for good (the platform deleted it, a restore to another
-    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
-    #[error("vault key lost: {reason}")]
-    KeyLost {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's files are damaged beyond one record (restore a backup).
-    #[error("vault store corrupt: {reason}")]
-    CorruptStore {
-        /// What was wrong.
-        reason: String,
-    },
-    /// The disk failed (full, read-only, removed): retry when there is room.
-    #[error("disk: {reason}")]
-    Io {
-        /// What the system said.
-        reason: String,
-    },
-    /// Storage failed.
-    #[error("storage: {reason}")]
-    Storage {
-        /// The underlying error.
-        reason: String,
-    },
-    /// The library file was written by a newer version of the app: update the app (the file
-    /// is left untouched).
-    #[error("the library file is at schema {found}, newer than this build's {supported}")]
-    NewerSchema {
-        /// The file's version.
-        found: i64,
-        /// The newest this build knows.
-        supported: i64,
+    /// The vault under the call failed (closed, locked, its key lost, its disk): the same
+    /// faults in every domain's error.
+    #[error("{fault}")]
+    Vault {
+        /// What failed.
+        fault: crate::VaultFault,
     },
     /// A meeting QR or check-in was refused (see `CheckInRefusal`).
     #[error("check-in refused ({refusal:?}): {reason}")]
@@ -105,10 +68,14 @@ impl From<library::LibraryError> for HandbookError {
     fn from(e: library::LibraryError) -> Self {
         match e {
             library::LibraryError::Invalid { reason } => HandbookError::Invalid { reason },
-            library::LibraryError::Storage { reason } => HandbookError::Storage { reason },
-            library::LibraryError::NewerSchema { found, supported } => HandbookError::NewerSchema {
-                found: found.into(),
-                supported: supported.into(),
+            library::LibraryError::Storage { reason } => HandbookError::Vault {
+                fault: crate::VaultFault::Storage { reason },
+            },
+            library::LibraryError::NewerSchema { found, supported } => HandbookError::Vault {
+                fault: crate::VaultFault::NewerSchema {
+                    found: found.into(),
+                    supported: supported.into(),
+                },
             },
         }
     }
@@ -828,33 +795,15 @@ impl MemberHandbook {
 
 impl From<thudo_core::vault::VaultError> for HandbookError {
     fn from(e: thudo_core::vault::VaultError) -> Self {
-        match crate::vault_fault(e) {
-            crate::VaultFault::Closed => HandbookError::Closed,
-            crate::VaultFault::Locked(reason) => HandbookError::Locked { reason },
-            crate::VaultFault::KeyLost(reason) => HandbookError::KeyLost { reason },
-            crate::VaultFault::CorruptStore(reason) => HandbookError::CorruptStore { reason },
-            crate::VaultFault::NewerSchema(found, supported) => HandbookError::NewerSchema {
-                found: found.into(),
-                supported: supported.into(),
-            },
-            crate::VaultFault::Io(reason) => HandbookError::Io { reason },
-            crate::VaultFault::Other(reason) => HandbookError::Storage { reason },
-        }
+        HandbookError::Vault { fault: e.into() }
     }
 }
 
-crate::error_api!(HandbookError, {
+crate::error_api!(HandbookError, vault: "handbook", {
         Invalid => ("handbook.invalid", false),
         NoRule => ("handbook.no_rule", false),
         NotFound => ("handbook.not_found", false),
         WrongState => ("handbook.wrong_state", false),
-        Closed => ("handbook.closed", false),
-        Locked => ("handbook.locked", true),
-        KeyLost => ("handbook.key_lost", false),
-        CorruptStore => ("handbook.corrupt_store", false),
-        Io => ("handbook.io", true),
-        Storage => ("handbook.storage", false),
-        NewerSchema => ("handbook.newer_schema", false),
         CheckInRefused => ("handbook.check_in_refused", false),
         Internal => ("handbook.internal", false),
 });

@@ -55,48 +55,12 @@ pub enum HealthBookError {
         /// The message.
         detail: String,
     },
-    /// The vault was shut down (`shutdown()`): open it again to go on.
-    #[error("the vault is closed")]
-    Closed,
-    /// The platform key that protects the vault is locked (device locked, biometric needed):
-    /// retry after the user unlocks.
-    #[error("key unavailable: {reason}")]
-    Locked {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's key is gone for good (the platform deleted it, a restore to another
-    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
-    #[error("vault key lost: {reason}")]
-    KeyLost {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's files are damaged beyond one record (restore a backup).
-    #[error("vault store corrupt: {reason}")]
-    CorruptStore {
-        /// What was wrong.
-        reason: String,
-    },
-    /// The vault was written by a newer version of the library: update the app.
-    #[error("the vault is at schema {found}, newer than this build's {supported}")]
-    NewerSchema {
-        /// The vault's version.
-        found: i64,
-        /// The newest this build knows.
-        supported: i64,
-    },
-    /// The disk failed (full, read-only, removed): retry when there is room.
-    #[error("disk: {reason}")]
-    Io {
-        /// What the system said.
-        reason: String,
-    },
-    /// Storage failed (closed vault, disk).
-    #[error("storage: {reason}")]
-    Storage {
-        /// The underlying error.
-        reason: String,
+    /// The vault under the call failed (closed, locked, its key lost, its disk): the same
+    /// faults in every domain's error.
+    #[error("{fault}")]
+    Vault {
+        /// What failed.
+        fault: crate::VaultFault,
     },
     /// A bug in the library.
     #[error("internal error: {reason}")]
@@ -716,33 +680,15 @@ impl HealthBook {
 
 impl From<thudo_core::vault::VaultError> for HealthBookError {
     fn from(e: thudo_core::vault::VaultError) -> Self {
-        match crate::vault_fault(e) {
-            crate::VaultFault::Closed => HealthBookError::Closed,
-            crate::VaultFault::Locked(reason) => HealthBookError::Locked { reason },
-            crate::VaultFault::KeyLost(reason) => HealthBookError::KeyLost { reason },
-            crate::VaultFault::CorruptStore(reason) => HealthBookError::CorruptStore { reason },
-            crate::VaultFault::NewerSchema(found, supported) => HealthBookError::NewerSchema {
-                found: found.into(),
-                supported: supported.into(),
-            },
-            crate::VaultFault::Io(reason) => HealthBookError::Io { reason },
-            crate::VaultFault::Other(reason) => HealthBookError::Storage { reason },
-        }
+        HealthBookError::Vault { fault: e.into() }
     }
 }
 
-crate::error_api!(HealthBookError, {
+crate::error_api!(HealthBookError, vault: "health_book", {
         InvalidFhir => ("health_book.invalid_fhir", false),
         Invalid => ("health_book.invalid", false),
         NotFound => ("health_book.not_found", false),
         CardRefused => ("health_book.card_refused", false),
         TrustBundleRefused => ("health_book.trust_bundle_refused", false),
-        Closed => ("health_book.closed", false),
-        Locked => ("health_book.locked", true),
-        KeyLost => ("health_book.key_lost", false),
-        CorruptStore => ("health_book.corrupt_store", false),
-        NewerSchema => ("health_book.newer_schema", false),
-        Io => ("health_book.io", true),
-        Storage => ("health_book.storage", false),
         Internal => ("health_book.internal", false),
 });

@@ -107,16 +107,18 @@ uniffi::custom_newtype!(Bytes, Vec<u8>);
 /// Codes and retry rules come from the explicit table given here (one row per variant), never
 /// from the variants' names: renaming a variant cannot change a published code, a new variant
 /// does not compile without its row, `bindings/error-codes.txt` lists every code published and
-/// docs/errors.md every code with its retry rule (tests compare them).
+/// docs/errors.md every code with its retry rule (tests compare them). An error with a
+/// `Vault { fault }` case names its domain (`vault: "handbook"`): each fault then has the code
+/// `domain.fault` (`handbook.locked`) and the fault's retry rule.
 macro_rules! error_api {
-    ($error:ident, {$($variant:ident => ($code:literal, $retryable:literal)),* $(,)?}) => {
+    ($error:ident, $(vault: $domain:literal,)? {$($variant:ident => ($code:literal, $retryable:literal)),* $(,)?}) => {
         #[uniffi::export]
         impl $error {
             /// A stable code for this failure, `domain.kind` (for example `vault.wrong_key`):
             /// map it to the app's own localised text. Codes are never changed or reused; new
             /// ones may be added.
             pub fn code(&self) -> String {
-                self.code_and_retry().0.to_owned()
+                self.code_and_retry().0
             }
 
             /// Whether the same call can succeed later without the app changing anything (after
@@ -128,14 +130,25 @@ macro_rules! error_api {
         }
 
         impl $error {
-            /// Every variant with its code and retry rule, in its table's order.
+            /// Every code with its variant (`Vault.Locked` for a vault fault) and retry rule, in
+            /// the table's order, the vault's faults last.
             #[allow(dead_code)]
-            pub(crate) const CODES: &'static [(&'static str, &'static str, bool)] =
-                &[$((stringify!($variant), $code, $retryable)),*];
+            pub(crate) fn codes() -> Vec<(String, String, bool)> {
+                #[allow(unused_mut)]
+                let mut codes = vec![$((stringify!($variant).to_owned(), $code.to_owned(), $retryable)),*];
+                $(codes.extend(crate::VaultFault::CODES.iter().map(|(variant, kind, retryable)| {
+                    (format!("Vault.{variant}"), format!("{}.{kind}", $domain), *retryable)
+                }));)?
+                codes
+            }
 
-            fn code_and_retry(&self) -> (&'static str, bool) {
+            fn code_and_retry(&self) -> (String, bool) {
                 match self {
-                    $($error::$variant { .. } => ($code, $retryable),)*
+                    $($error::$variant { .. } => ($code.to_owned(), $retryable),)*
+                    $($error::Vault { fault } => {
+                        let (kind, retryable) = fault.kind_and_retry();
+                        (format!("{}.{kind}", $domain), retryable)
+                    })?
                 }
             }
         }
@@ -147,28 +160,99 @@ pub(crate) use error_api;
 /// A failure of the library itself (a bug), carried to the error type of the call.
 pub(crate) struct Internal(pub String);
 
-/// What a domain's error keeps of a vault failure: the two a host acts on (reopen; retry after
-/// the user unlocks), and the rest as text.
-pub(crate) enum VaultFault {
+/// A failure of the vault under a domain's call. Every domain's error carries it as its `Vault`
+/// case (`HandbookError`, `HealthBookError`, `SyncError`, `TransitError`, `AttachmentError`), so
+/// an app handles a locked key, a lost key or a full disk in one place whatever it called.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Enum)]
+pub enum VaultFault {
+    /// The vault was shut down (`shutdown()`): open it again to go on.
+    #[error("the vault is closed")]
     Closed,
-    Locked(String),
-    KeyLost(String),
-    CorruptStore(String),
-    NewerSchema(u32, u32),
-    Io(String),
-    Other(String),
+    /// The platform key that protects the vault is locked (device locked, biometric needed):
+    /// retry after the user unlocks.
+    #[error("key unavailable: {reason}")]
+    Locked {
+        /// What the platform said.
+        reason: String,
+    },
+    /// The vault's key is gone for good (the platform deleted it, a restore to another
+    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
+    #[error("vault key lost: {reason}")]
+    KeyLost {
+        /// What the platform said.
+        reason: String,
+    },
+    /// The vault's files are damaged beyond one record (restore a backup).
+    #[error("vault store corrupt: {reason}")]
+    CorruptStore {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The vault was written by a newer version of the library: update the app.
+    #[error("the vault is at schema {found}, newer than this build's {supported}")]
+    NewerSchema {
+        /// The vault's version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// The disk failed (full, read-only, removed): retry when there is room.
+    #[error("disk: {reason}")]
+    Io {
+        /// What the system said.
+        reason: String,
+    },
+    /// Any other vault failure (a damaged record, a refused argument).
+    #[error("storage: {reason}")]
+    Storage {
+        /// The vault's error.
+        reason: String,
+    },
 }
 
-pub(crate) fn vault_fault(e: thudo_core::vault::VaultError) -> VaultFault {
-    use thudo_core::vault::VaultError as E;
-    match e {
-        E::Closed => VaultFault::Closed,
-        E::KeyUnavailable { reason } => VaultFault::Locked(reason),
-        E::KeyLost { reason } => VaultFault::KeyLost(reason),
-        E::CorruptStore { reason } => VaultFault::CorruptStore(reason),
-        E::NewerSchema { found, supported } => VaultFault::NewerSchema(found, supported),
-        E::Io { reason } => VaultFault::Io(reason),
-        other => VaultFault::Other(other.to_string()),
+impl VaultFault {
+    /// Each case's code within its domain (`locked` in `handbook.locked`) and retry rule.
+    pub(crate) const CODES: [(&'static str, &'static str, bool); 7] = [
+        ("Closed", "closed", false),
+        ("Locked", "locked", true),
+        ("KeyLost", "key_lost", false),
+        ("CorruptStore", "corrupt_store", false),
+        ("NewerSchema", "newer_schema", false),
+        ("Io", "io", true),
+        ("Storage", "storage", false),
+    ];
+
+    fn kind_and_retry(&self) -> (&'static str, bool) {
+        let at = match self {
+            VaultFault::Closed => 0,
+            VaultFault::Locked { .. } => 1,
+            VaultFault::KeyLost { .. } => 2,
+            VaultFault::CorruptStore { .. } => 3,
+            VaultFault::NewerSchema { .. } => 4,
+            VaultFault::Io { .. } => 5,
+            VaultFault::Storage { .. } => 6,
+        };
+        (Self::CODES[at].1, Self::CODES[at].2)
+    }
+}
+
+impl From<thudo_core::vault::VaultError> for VaultFault {
+    fn from(e: thudo_core::vault::VaultError) -> Self {
+        use thudo_core::vault::VaultError as E;
+        match e {
+            E::Closed => VaultFault::Closed,
+            E::KeyUnavailable { reason } => VaultFault::Locked { reason },
+            E::KeyLost { reason } => VaultFault::KeyLost { reason },
+            E::CorruptStore { reason } => VaultFault::CorruptStore { reason },
+            E::NewerSchema { found, supported } => VaultFault::NewerSchema {
+                found: found.into(),
+                supported: supported.into(),
+            },
+            E::Io { reason } => VaultFault::Io { reason },
+            other => VaultFault::Storage {
+                reason: other.to_string(),
+            },
+        }
     }
 }
 
@@ -236,22 +320,22 @@ mod tests {
     }
 
     /// Every error type the FFI exports, with its table.
-    type CodeTable = &'static [(&'static str, &'static str, bool)];
+    type CodeTable = fn() -> Vec<(String, String, bool)>;
     const ERROR_TYPES: [(&str, CodeTable); 11] = [
         (
             "AttachmentError",
-            crate::attachments::AttachmentError::CODES,
+            crate::attachments::AttachmentError::codes,
         ),
-        ("HandbookError", HandbookError::CODES),
-        ("HealthCardError", HealthCardError::CODES),
-        ("ScheduleError", ScheduleError::CODES),
-        ("HealthBookError", HealthBookError::CODES),
-        ("SyncError", SyncError::CODES),
-        ("TransitError", TransitError::CODES),
-        ("SignerError", SignerError::CODES),
-        ("VaultError", VaultError::CODES),
-        ("HttpError", HttpError::CODES),
-        ("KeyProviderError", KeyProviderError::CODES),
+        ("HandbookError", HandbookError::codes),
+        ("HealthCardError", HealthCardError::codes),
+        ("ScheduleError", ScheduleError::codes),
+        ("HealthBookError", HealthBookError::codes),
+        ("SyncError", SyncError::codes),
+        ("TransitError", TransitError::codes),
+        ("SignerError", SignerError::codes),
+        ("VaultError", VaultError::codes),
+        ("HttpError", HttpError::codes),
+        ("KeyProviderError", KeyProviderError::codes),
     ];
 
     /// The FFI's sources, where the variants' docs are.
@@ -327,16 +411,19 @@ mod tests {
         let mut tables = Vec::new();
         for (name, codes) in ERROR_TYPES {
             let docs = variant_docs(name);
+            let faults = variant_docs("VaultFault");
             let mut rows = vec![
                 "| code | retry helps | meaning |".to_owned(),
                 "|---|---|---|".to_owned(),
             ];
-            for (variant, code, retryable) in codes {
-                let doc = docs
-                    .get(*variant)
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or_else(|| panic!("{name}::{variant} has no doc comment"));
-                let retry = if *retryable { "yes" } else { "no" };
+            for (variant, code, retryable) in codes() {
+                let doc = match variant.strip_prefix("Vault.") {
+                    Some(fault) => faults.get(fault),
+                    None => docs.get(&variant),
+                }
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| panic!("{name}::{variant} has no doc comment"));
+                let retry = if retryable { "yes" } else { "no" };
                 rows.push(format!("| `{code}` | {retry} | {} |", cell(doc)));
             }
             tables.push((format!("### {name}"), rows));
@@ -399,15 +486,15 @@ mod tests {
 
     #[test]
     fn error_codes_are_the_published_list() {
-        let mut table: Vec<(&str, bool)> = ERROR_TYPES
+        let mut codes: Vec<String> = ERROR_TYPES
             .iter()
-            .flat_map(|(_, codes)| codes.iter().map(|(_, code, retry)| (*code, *retry)))
+            .flat_map(|(_, codes)| codes().into_iter().map(|(_, code, _)| code))
             .collect();
-        table.sort_unstable();
-        let codes: Vec<&str> = table.iter().map(|(c, _)| *c).collect();
-        let published: Vec<&str> = include_str!("../error-codes.txt")
+        codes.sort_unstable();
+        let published: Vec<String> = include_str!("../error-codes.txt")
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
             .collect();
         assert_eq!(
             codes, published,
@@ -419,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn the_vaults_own_faults_are_their_own_case_in_every_domain() {
+    fn the_vaults_faults_are_one_type_with_a_code_in_every_domain() {
         use thudo_core::vault::VaultError as V;
         let faults = || {
             vec![
@@ -444,46 +531,43 @@ mod tests {
             ("locked", true),
             ("storage", false),
         ];
-        let codes: Vec<Vec<(String, bool)>> = vec![
-            faults()
-                .into_iter()
-                .map(|v| {
-                    let e = crate::health_book::HealthBookError::from(v);
-                    (e.code(), e.is_retryable())
-                })
-                .collect(),
-            faults()
-                .into_iter()
-                .map(|v| {
-                    let e = crate::sync::SyncError::from(v);
-                    (e.code(), e.is_retryable())
-                })
-                .collect(),
-            faults()
-                .into_iter()
-                .map(|v| {
-                    let e = crate::transit::TransitError::from(v);
-                    (e.code(), e.is_retryable())
-                })
-                .collect(),
-            faults()
-                .into_iter()
-                .map(|v| {
-                    let e = crate::handbook::HandbookError::from(v);
-                    (e.code(), e.is_retryable())
-                })
-                .collect(),
-        ];
-        for (domain, got) in ["health_book", "sync", "transit", "handbook"]
-            .iter()
-            .zip(codes)
-        {
-            let expected: Vec<(String, bool)> = want
-                .iter()
-                .map(|(k, r)| (format!("{domain}.{k}"), *r))
-                .collect();
-            assert_eq!(got, expected, "{domain}");
+        // Each domain's error from a vault error: (its code, its retry rule, the fault it holds).
+        type Seen = (String, bool, Option<VaultFault>);
+        macro_rules! seen {
+            ($error:ident, $e:expr) => {{
+                let e: $error = $e;
+                let fault = match &e {
+                    $error::Vault { fault } => Some(fault.clone()),
+                    _ => None,
+                };
+                (e.code(), e.is_retryable(), fault)
+            }};
         }
+        use crate::attachments::AttachmentError;
+        let domains: [(&str, fn(V) -> Seen); 5] = [
+            ("health_book", |v| seen!(HealthBookError, v.into())),
+            ("sync", |v| seen!(SyncError, v.into())),
+            ("transit", |v| seen!(TransitError, v.into())),
+            ("handbook", |v| seen!(HandbookError, v.into())),
+            ("attachment", |v| {
+                seen!(
+                    AttachmentError,
+                    thudo_core::attachments::AttachmentError::Vault(v).into()
+                )
+            }),
+        ];
+        for (domain, convert) in domains {
+            for (v, (kind, retryable)) in faults().into_iter().zip(want) {
+                let fault = VaultFault::from(v.clone());
+                let (code, retry, held) = convert(v);
+                assert_eq!(code, format!("{domain}.{kind}"));
+                assert_eq!(retry, retryable, "{code}");
+                assert_eq!(held, Some(fault), "{code}");
+            }
+        }
+        // The message is the fault's sentence.
+        let e = SyncError::from(V::Closed);
+        assert_eq!(e.to_string(), "the vault is closed");
     }
 
     #[test]

@@ -90,42 +90,12 @@ pub enum SyncError {
         /// Which and why.
         reason: String,
     },
-    /// The vault was shut down (`shutdown()`): open it again to go on.
-    #[error("the vault is closed")]
-    Closed,
-    /// The platform key that protects the vault is locked (device locked, biometric needed):
-    /// retry after the user unlocks.
-    #[error("key unavailable: {reason}")]
-    Locked {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's key is gone for good (the platform deleted it, a restore to another
-    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
-    #[error("vault key lost: {reason}")]
-    KeyLost {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's files are damaged beyond one record (restore a backup).
-    #[error("vault store corrupt: {reason}")]
-    CorruptStore {
-        /// What was wrong.
-        reason: String,
-    },
-    /// The vault was written by a newer version of the library: update the app.
-    #[error("the vault is at schema {found}, newer than this build's {supported}")]
-    NewerSchema {
-        /// The vault's version.
-        found: i64,
-        /// The newest this build knows.
-        supported: i64,
-    },
-    /// The disk failed (full, read-only, removed): retry when there is room.
-    #[error("disk: {reason}")]
-    Io {
-        /// What the system said.
-        reason: String,
+    /// The vault under the call failed (closed, locked, its key lost, its disk): the same
+    /// faults in every domain's error.
+    #[error("{fault}")]
+    Vault {
+        /// What failed.
+        fault: crate::VaultFault,
     },
     /// A health trust bundle was refused (not signed by the app's key, older than the installed
     /// one, expired, malformed); the installed one stays.
@@ -135,13 +105,6 @@ pub enum SyncError {
         reason: String,
         /// The message.
         detail: String,
-    },
-    /// Storage failed for a reason a retry does not mend (a damaged record, a bad argument);
-    /// a full or busy disk is `Io`.
-    #[error("storage: {reason}")]
-    Storage {
-        /// Why.
-        reason: String,
     },
     /// A bug in the library.
     #[error("internal: {reason}")]
@@ -186,7 +149,9 @@ impl From<core::BackendError> for SyncError {
             E::ClientClosed => SyncError::ShutDown,
             E::Vault(v) => v.into(),
             // The document library's file: a full or busy disk, mostly.
-            E::Store(reason) => SyncError::Io { reason },
+            E::Store(reason) => SyncError::Vault {
+                fault: crate::VaultFault::Io { reason },
+            },
         }
     }
 }
@@ -697,22 +662,11 @@ impl SyncClient {
 
 impl From<thudo_core::vault::VaultError> for SyncError {
     fn from(e: thudo_core::vault::VaultError) -> Self {
-        match crate::vault_fault(e) {
-            crate::VaultFault::Closed => SyncError::Closed,
-            crate::VaultFault::Locked(reason) => SyncError::Locked { reason },
-            crate::VaultFault::KeyLost(reason) => SyncError::KeyLost { reason },
-            crate::VaultFault::CorruptStore(reason) => SyncError::CorruptStore { reason },
-            crate::VaultFault::NewerSchema(found, supported) => SyncError::NewerSchema {
-                found: found.into(),
-                supported: supported.into(),
-            },
-            crate::VaultFault::Io(reason) => SyncError::Io { reason },
-            crate::VaultFault::Other(reason) => SyncError::Storage { reason },
-        }
+        SyncError::Vault { fault: e.into() }
     }
 }
 
-crate::error_api!(SyncError, {
+crate::error_api!(SyncError, vault: "sync", {
         InsecureUrl => ("sync.insecure_url", false),
         NotRegistered => ("sync.not_registered", false),
         Unauthorized => ("sync.unauthorized", false),
@@ -724,14 +678,7 @@ crate::error_api!(SyncError, {
         Cancelled => ("sync.cancelled", true),
         ShutDown => ("sync.shut_down", false),
         InvalidArgument => ("sync.invalid_argument", false),
-        Closed => ("sync.closed", false),
-        Locked => ("sync.locked", true),
-        KeyLost => ("sync.key_lost", false),
-        CorruptStore => ("sync.corrupt_store", false),
-        NewerSchema => ("sync.newer_schema", false),
-        Io => ("sync.io", true),
         TrustBundleRefused => ("sync.trust_bundle_refused", false),
-        Storage => ("sync.storage", false),
         Internal => ("sync.internal", false),
 });
 

@@ -60,48 +60,12 @@ pub enum TransitError {
         /// What it reported.
         reason: String,
     },
-    /// The vault was shut down (`shutdown()`): open it again to go on.
-    #[error("the vault is closed")]
-    Closed,
-    /// The platform key that protects the vault is locked (device locked, biometric needed):
-    /// retry after the user unlocks.
-    #[error("key unavailable: {reason}")]
-    Locked {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's key is gone for good (the platform deleted it, a restore to another
-    /// device): the data cannot be read again; recover as docs/android.md and docs/ios.md say.
-    #[error("vault key lost: {reason}")]
-    KeyLost {
-        /// What the platform said.
-        reason: String,
-    },
-    /// The vault's files are damaged beyond one record (restore a backup).
-    #[error("vault store corrupt: {reason}")]
-    CorruptStore {
-        /// What was wrong.
-        reason: String,
-    },
-    /// The vault was written by a newer version of the library: update the app.
-    #[error("the vault is at schema {found}, newer than this build's {supported}")]
-    NewerSchema {
-        /// The vault's version.
-        found: i64,
-        /// The newest this build knows.
-        supported: i64,
-    },
-    /// The disk failed (full, read-only, removed): retry when there is room.
-    #[error("disk: {reason}")]
-    Io {
-        /// What the system said.
-        reason: String,
-    },
-    /// The vault failed (closed, I/O, ...).
-    #[error("storage: {reason}")]
-    Storage {
-        /// The vault error.
-        reason: String,
+    /// The vault under the call failed (closed, locked, its key lost, its disk): the same
+    /// faults in every domain's error.
+    #[error("{fault}")]
+    Vault {
+        /// What failed.
+        fault: crate::VaultFault,
     },
     /// A bug in the library.
     #[error("internal error: {reason}")]
@@ -1221,22 +1185,11 @@ impl TransitIssuer {
 
 impl From<thudo_core::vault::VaultError> for TransitError {
     fn from(e: thudo_core::vault::VaultError) -> Self {
-        match crate::vault_fault(e) {
-            crate::VaultFault::Closed => TransitError::Closed,
-            crate::VaultFault::Locked(reason) => TransitError::Locked { reason },
-            crate::VaultFault::KeyLost(reason) => TransitError::KeyLost { reason },
-            crate::VaultFault::CorruptStore(reason) => TransitError::CorruptStore { reason },
-            crate::VaultFault::NewerSchema(found, supported) => TransitError::NewerSchema {
-                found: found.into(),
-                supported: supported.into(),
-            },
-            crate::VaultFault::Io(reason) => TransitError::Io { reason },
-            crate::VaultFault::Other(reason) => TransitError::Storage { reason },
-        }
+        TransitError::Vault { fault: e.into() }
     }
 }
 
-crate::error_api!(TransitError, {
+crate::error_api!(TransitError, vault: "transit", {
         InvalidRequest => ("transit.invalid_request", false),
         NoCredential => ("transit.no_credential", false),
         SignerKeyLost => ("transit.signer_key_lost", false),
@@ -1244,13 +1197,6 @@ crate::error_api!(TransitError, {
         InvalidCredential => ("transit.invalid_credential", false),
         InvalidSignedData => ("transit.invalid_signed_data", false),
         Signer => ("transit.signer", true),
-        Closed => ("transit.closed", false),
-        Locked => ("transit.locked", true),
-        KeyLost => ("transit.key_lost", false),
-        CorruptStore => ("transit.corrupt_store", false),
-        NewerSchema => ("transit.newer_schema", false),
-        Io => ("transit.io", true),
-        Storage => ("transit.storage", false),
         Internal => ("transit.internal", false),
 });
 

@@ -9,19 +9,21 @@ final class ErrorsTests: XCTestCase {
             describe(VaultError.KeyUnavailable(reason: "device locked")) { ($0.code(), $0.isRetryable()) },
             describe(KeyProviderError.Gone(reason: "no such key")) { ($0.code(), $0.isRetryable()) },
             describe(SyncError.NotRegistered) { ($0.code(), $0.isRetryable()) },
-            describe(HandbookError.Locked(reason: "device locked")) { ($0.code(), $0.isRetryable()) },
+            describe(HandbookError.Vault(fault: .locked(reason: "device locked"))) { ($0.code(), $0.isRetryable()) },
             describe(HealthBookError.InvalidFhir(detail: "not a bundle")) { ($0.code(), $0.isRetryable()) },
             describe(HealthCardError.BadSignature) { ($0.code(), $0.isRetryable()) },
             describe(ScheduleError.InvalidDate(value: "2026-13-01")) { ($0.code(), $0.isRetryable()) },
             describe(TransitError.NoCredential) { ($0.code(), $0.isRetryable()) },
             describe(SignerError.Failed(reason: "user cancelled")) { ($0.code(), $0.isRetryable()) },
             describe(HttpError.Failed(reason: "connection refused")) { ($0.code(), $0.isRetryable()) },
-            // The vault's own faults are their own cases in every domain, one retry rule each.
-            describe(HealthBookError.Io(reason: "disk full")) { ($0.code(), $0.isRetryable()) },
-            describe(SyncError.KeyLost(reason: "key deleted")) { ($0.code(), $0.isRetryable()) },
-            describe(TransitError.NewerSchema(found: 9, supported: 3)) { ($0.code(), $0.isRetryable()) },
-            describe(HandbookError.CorruptStore(reason: "bad page")) { ($0.code(), $0.isRetryable()) },
-            describe(SyncError.Storage(reason: "a record")) { ($0.code(), $0.isRetryable()) },
+            // The vault's faults are one type in every domain, with the domain's code and one
+            // retry rule each.
+            describe(HealthBookError.Vault(fault: .io(reason: "disk full"))) { ($0.code(), $0.isRetryable()) },
+            describe(SyncError.Vault(fault: .keyLost(reason: "key deleted"))) { ($0.code(), $0.isRetryable()) },
+            describe(TransitError.Vault(fault: .newerSchema(found: 9, supported: 3))) { ($0.code(), $0.isRetryable()) },
+            describe(HandbookError.Vault(fault: .corruptStore(reason: "bad page"))) { ($0.code(), $0.isRetryable()) },
+            describe(SyncError.Vault(fault: .storage(reason: "a record"))) { ($0.code(), $0.isRetryable()) },
+            describe(AttachmentError.Vault(fault: .closed)) { ($0.code(), $0.isRetryable()) },
         ].map { ($0.code, $0.expectedCode, $0.retryable, $0.message) }
         let expected: [(String, Bool)] = [
             ("vault.key_unavailable", true), ("key_provider.gone", false), ("sync.not_registered", false),
@@ -29,7 +31,7 @@ final class ErrorsTests: XCTestCase {
             ("schedule.invalid_date", false), ("transit.no_credential", false), ("signer.failed", false),
             ("http.failed", true),
             ("health_book.io", true), ("sync.key_lost", false), ("transit.newer_schema", false),
-            ("handbook.corrupt_store", false), ("sync.storage", false),
+            ("handbook.corrupt_store", false), ("sync.storage", false), ("attachment.closed", false),
         ]
         XCTAssertEqual(cases.count, expected.count)
         for ((code, _, retryable, message), (expectedCode, expectedRetry)) in zip(cases, expected) {

@@ -121,14 +121,19 @@ final class HealthBookTests: XCTestCase {
         let meetings = try await handbook.meetingsFrom(from: "2026-12-01").map { $0.id }
         XCTAssertEqual(meetings, ["m1"])
         await vault.shutdown()
+        // The same fault from either domain: one handler serves both.
         do {
             _ = try await book.people()
             XCTFail("closed")
-        } catch HealthBookError.Closed {}
+        } catch HealthBookError.Vault(let fault) {
+            XCTAssertEqual(fault, .closed)
+        }
         do {
             _ = try await handbook.notices()
             XCTFail("closed")
-        } catch HandbookError.Closed {}
+        } catch HandbookError.Vault(let fault) {
+            XCTAssertEqual(fault, .closed)
+        }
         // A forgotten passphrase: the files go, and a new vault starts empty in their place.
         try await destroyVault(path: path)
         let fresh = try await Vault.openWithPassphrase(path: path, passphrase: "new", options: testOptions)

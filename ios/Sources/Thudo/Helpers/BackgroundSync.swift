@@ -54,7 +54,7 @@ public func backgroundSync(
     } catch let error as SyncError {
         // Closed: the app shut the vault meanwhile; the next run opens it again.
         if error.isRetryable() { return .retry(error.localizedDescription) }
-        if case .Closed = error { return .retry(error.localizedDescription) }
+        if case .Vault(fault: .closed) = error { return .retry(error.localizedDescription) }
         return .failure(error.localizedDescription)
     } catch {
         return .failure("\(error)")

@@ -53,7 +53,8 @@ suspend fun backgroundSync(
     BackgroundSyncResult.Success(report, renewals.orEmpty())
 } catch (e: SyncException) {
     // Closed: the app shut the vault meanwhile; the next run opens it again.
-    if (e.isRetryable() || e is SyncException.Closed) BackgroundSyncResult.Retry(e.toString())
+    val closed = e is SyncException.Vault && e.fault is VaultFault.Closed
+    if (e.isRetryable() || closed) BackgroundSyncResult.Retry(e.toString())
     else BackgroundSyncResult.Failure(e.toString())
 }
 

@@ -11,19 +11,21 @@ class ErrorsTest {
             Triple(VaultException.KeyUnavailable("device locked"), "vault.key_unavailable", true),
             Triple(KeyProviderException.Gone("no such key"), "key_provider.gone", false),
             Triple(SyncException.NotRegistered(), "sync.not_registered", false),
-            Triple(HandbookException.Locked("device locked"), "handbook.locked", true),
+            Triple(HandbookException.Vault(VaultFault.Locked("device locked")), "handbook.locked", true),
             Triple(HealthBookException.InvalidFhir("not a bundle"), "health_book.invalid_fhir", false),
             Triple(HealthCardException.BadSignature(), "health_card.bad_signature", false),
             Triple(ScheduleException.InvalidDate("2026-13-01"), "schedule.invalid_date", false),
             Triple(TransitException.NoCredential(), "transit.no_credential", false),
             Triple(SignerException.Failed("user cancelled"), "signer.failed", false),
             Triple(HttpException.Failed("connection refused"), "http.failed", true),
-            // The vault's own faults are their own cases in every domain, one retry rule each.
-            Triple(HealthBookException.Io("disk full"), "health_book.io", true),
-            Triple(SyncException.KeyLost("key deleted"), "sync.key_lost", false),
-            Triple(TransitException.NewerSchema(9, 3), "transit.newer_schema", false),
-            Triple(HandbookException.CorruptStore("bad page"), "handbook.corrupt_store", false),
-            Triple(SyncException.Storage("a record"), "sync.storage", false),
+            // The vault's faults are one type in every domain, with the domain's code and one
+            // retry rule each.
+            Triple(HealthBookException.Vault(VaultFault.Io("disk full")), "health_book.io", true),
+            Triple(SyncException.Vault(VaultFault.KeyLost("key deleted")), "sync.key_lost", false),
+            Triple(TransitException.Vault(VaultFault.NewerSchema(9, 3)), "transit.newer_schema", false),
+            Triple(HandbookException.Vault(VaultFault.CorruptStore("bad page")), "handbook.corrupt_store", false),
+            Triple(SyncException.Vault(VaultFault.Storage("a record")), "sync.storage", false),
+            Triple(AttachmentException.Vault(VaultFault.Closed), "attachment.closed", false),
         )
         for ((error, code, retryable) in cases) {
             val (actualCode, actualRetry) = when (error) {
@@ -37,6 +39,7 @@ class ErrorsTest {
                 is TransitException -> error.code() to error.isRetryable()
                 is SignerException -> error.code() to error.isRetryable()
                 is HttpException -> error.code() to error.isRetryable()
+                is AttachmentException -> error.code() to error.isRetryable()
                 else -> error("unexpected $error")
             }
             assertEquals(code, actualCode)

@@ -122,8 +122,11 @@ class HealthBookTest {
         assertEquals(listOf("m1"), handbook.meetingsFrom("2026-12-01").map { it.id })
         assertEquals(emptyList<Meeting>(), handbook.meetingsFrom("2027-01-01"))
         vault.shutdown()
-        assertThrows<HealthBookException.Closed> { runBlocking { book.people() } }
-        assertThrows<HandbookException.Closed> { runBlocking { handbook.notices() } }
+        // The same fault from either domain: one handler serves both.
+        val closedBook = assertThrows<HealthBookException.Vault> { runBlocking { book.people() } }
+        val closedHandbook = assertThrows<HandbookException.Vault> { runBlocking { handbook.notices() } }
+        assertEquals(VaultFault.Closed, closedBook.fault)
+        assertEquals(closedBook.fault, closedHandbook.fault)
         vault.close()
         // A forgotten passphrase: the files go, and a new vault starts empty in their place.
         destroyVault(dir.resolve("closed").toString())
