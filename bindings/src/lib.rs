@@ -533,6 +533,7 @@ mod tests {
         ];
         // Each domain's error from a vault error: (its code, its retry rule, the fault it holds).
         type Seen = (String, bool, Option<VaultFault>);
+        type Convert = fn(V) -> Seen;
         macro_rules! seen {
             ($error:ident, $e:expr) => {{
                 let e: $error = $e;
@@ -544,7 +545,7 @@ mod tests {
             }};
         }
         use crate::attachments::AttachmentError;
-        let domains: [(&str, fn(V) -> Seen); 5] = [
+        let domains: [(&str, Convert); 5] = [
             ("health_book", |v| seen!(HealthBookError, v.into())),
             ("sync", |v| seen!(SyncError, v.into())),
             ("transit", |v| seen!(TransitError, v.into())),
