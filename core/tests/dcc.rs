@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::vault;
+
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -194,12 +196,6 @@ fn an_expired_certificate_is_refused_at_a_border_and_kept_as_history() {
     ));
 }
 
-fn vault() -> (tempfile::TempDir, Vault) {
-    let dir = tempfile::tempdir().unwrap();
-    let v = common::open_pass(dir.path(), "pass").unwrap();
-    (dir, v)
-}
-
 fn trust_for(c: &Case) -> TrustStore {
     let mut t = TrustStore::new();
     t.dcc.add_base64(&c.certificate, None).unwrap();
@@ -272,16 +268,10 @@ fn another_device_shows_a_passport_record_as_verified_only_if_it_verifies_it_too
     HealthBook::new(&a)
         .verify_and_import_dcc(&de.qr, &trust_for(&de), now, None)
         .unwrap();
-    let pending = a.transaction(outbox::pending).unwrap();
-    let pushed = |prefix: &str| {
-        pending
-            .iter()
-            .find(|e| e.record_id.starts_with(prefix))
-            .unwrap()
-            .payload
-            .clone()
-    };
-    let (patient, shot) = (pushed("Patient/"), pushed("Immunization/"));
+    let (patient, shot) = (
+        common::pushed(&a, "Patient/"),
+        common::pushed(&a, "Immunization/"),
+    );
     let source_on = |trust: Option<&TrustStore>, payload: &Value| {
         let (_b, b) = vault();
         assert!(pull(&b, &patient, trust, now as u64));

@@ -9,18 +9,14 @@
 
 mod common;
 
+use common::vault;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use thudo_core::health::fhir;
 use thudo_core::health::records::{EntryStatus, HealthBook, ImportSummary};
-
-fn vault() -> (tempfile::TempDir, thudo_core::vault::Vault) {
-    let dir = tempfile::tempdir().unwrap();
-    let v = common::open_pass(dir.path(), "pass").unwrap();
-    (dir, v)
-}
 
 const TIMESTAMP: &str = "2026-11-27T10:00:00+07:00";
 

@@ -4,36 +4,14 @@
 
 mod common;
 
+use common::{member_profile as profile, vault};
+
 use thudo_core::changes::outbox::{self, OutboxEntry};
 use thudo_core::handbook::member::*;
 use thudo_core::vault::Vault;
 
-fn vault() -> (tempfile::TempDir, Vault) {
-    let dir = tempfile::tempdir().unwrap();
-    let v = common::open_pass(dir.path(), "p").unwrap();
-    (dir, v)
-}
-
 fn outbox(v: &Vault) -> Vec<OutboxEntry> {
     v.transaction(outbox::pending).unwrap()
-}
-
-fn profile() -> MemberProfile {
-    MemberProfile {
-        full_name: "Nguyễn Văn An".into(),
-        date_of_birth: "1985-04-30".into(),
-        sex: "nam".into(),
-        joined_on: "2010-05-19".into(),
-        official_on: "2011-05-19".into(),
-        party_card_number: "01.123456".into(),
-        cell: "Chi bộ Tổ dân phố 5".into(),
-        parent_organisations: vec![
-            "Đảng bộ phường Dịch Vọng".into(),
-            "Đảng bộ quận Cầu Giấy".into(),
-        ],
-        citizen_id: "001085012345".into(),
-        phone: "0912345678".into(),
-    }
 }
 
 #[test]

@@ -5,17 +5,12 @@
 
 mod common;
 
+use common::vault;
+
 use serde_json::{json, Value};
 use thudo_core::changes::outbox;
 use thudo_core::health::fhir::{self, FhirError, IPS_ABSENT_UNKNOWN};
 use thudo_core::health::records::{self, EntryStatus, HealthBook, HealthError, ImportMode};
-use thudo_core::vault::Vault;
-
-fn vault() -> (tempfile::TempDir, Vault) {
-    let dir = tempfile::tempdir().unwrap();
-    let v = common::open_pass(dir.path(), "pass").unwrap();
-    (dir, v)
-}
 
 const PATIENT: &str = "p1";
 const TIMESTAMP: &str = "2026-11-27T10:00:00Z";

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::{shc_fixture as fixture, shc_trust as trust, vault, SHC_ISSUER as ISSUER};
 
 use serde_json::{json, Value};
 use thudo_core::changes::outbox;
@@ -18,27 +18,7 @@ use thudo_core::health::records::{
 use thudo_core::health::shc::TrustStore;
 use thudo_core::vault::Vault;
 
-const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
 const NOW: i64 = 1_790_000_000;
-
-fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/shc")
-        .join(name);
-    std::fs::read_to_string(path).unwrap().trim().to_owned()
-}
-
-fn trust() -> TrustStore {
-    let mut t = TrustStore::new();
-    t.add_jwks(ISSUER, &fixture("issuer/jwks.json")).unwrap();
-    t
-}
-
-fn vault() -> (tempfile::TempDir, Vault) {
-    let dir = tempfile::tempdir().unwrap();
-    let v = common::open_pass(dir.path(), "pass").unwrap();
-    (dir, v)
-}
 
 /// Device A imports example 00 (verified); returns what it pushes for the card's Patient and
 /// for its first Immunization.
@@ -47,16 +27,10 @@ fn pushed_immunization() -> (tempfile::TempDir, Vault, Value, Value) {
     HealthBook::new(&a)
         .verify_and_import_card(&fixture("example-00-d-jws.txt"), &trust(), NOW, None)
         .unwrap();
-    let pending = a.transaction(outbox::pending).unwrap();
-    let payload = |prefix: &str| {
-        pending
-            .iter()
-            .find(|e| e.record_id.starts_with(prefix))
-            .unwrap()
-            .payload
-            .clone()
-    };
-    let (patient, immunization) = (payload("Patient/"), payload("Immunization/"));
+    let (patient, immunization) = (
+        common::pushed(&a, "Patient/"),
+        common::pushed(&a, "Immunization/"),
+    );
     (d, a, patient, immunization)
 }
 

@@ -5,10 +5,12 @@
 
 mod common;
 
+use common::member_profile as profile;
+
 use std::sync::{Arc, Mutex};
 
 use thudo_core::handbook::fees::{Assessment, FeeBasis, FeeLedger, YearMonth};
-use thudo_core::handbook::member::{Meeting, MemberHandbook, MemberProfile};
+use thudo_core::handbook::member::{Meeting, MemberHandbook};
 use thudo_core::health::records::{Gender, HealthBook, Person};
 use thudo_core::health::schedule::{self, DoseState};
 use thudo_core::reminders::{self, ReminderError, ReminderKind, ReminderSources, SOURCES};
@@ -22,21 +24,6 @@ const NOW: i64 = 1_790_000_000;
 const DAY: i64 = 86_400;
 /// 2026-10-01 08:00 in Hanoi.
 const OCT_1_MORNING: i64 = 1_790_816_400;
-
-fn profile() -> MemberProfile {
-    MemberProfile {
-        full_name: "Nguyễn Văn An".into(),
-        date_of_birth: "1985-04-30".into(),
-        sex: "nam".into(),
-        joined_on: "2010-05-19".into(),
-        official_on: "2011-05-19".into(),
-        party_card_number: "01.123456".into(),
-        cell: "Chi bộ Tổ dân phố 5".into(),
-        parent_organisations: vec![],
-        citizen_id: "001085012345".into(),
-        phone: "0912345678".into(),
-    }
-}
 
 fn assessment(month: &str, due_vnd: u64) -> Assessment {
     Assessment {

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::vault;
+
 use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,7 +19,6 @@ use thudo_core::health::records::HealthBook;
 use thudo_core::health::trust_bundle::{
     self, CardIssuer, PassportSigner, TrustBundle, TrustBundleError,
 };
-use thudo_core::vault::Vault;
 
 const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
 const NOW: i64 = 1_790_000_000;
@@ -60,12 +61,6 @@ fn bundle(version: u64, card_issuers: Vec<CardIssuer>) -> TrustBundle {
 
 fn key() -> SoftwareKey {
     SoftwareKey::generate().unwrap().0
-}
-
-fn vault() -> (tempfile::TempDir, Vault) {
-    let dir = tempfile::tempdir().unwrap();
-    let v = common::open_pass(dir.path(), "pass").unwrap();
-    (dir, v)
 }
 
 #[test]

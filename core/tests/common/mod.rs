@@ -19,6 +19,13 @@ pub fn open_pass(dir: &Path, pass: &str) -> Result<Vault, thudo_core::vault::Vau
     Vault::open(dir, Unlock::passphrase(pass), &fast())
 }
 
+/// A new vault in a temporary folder (removed when the folder is dropped).
+pub fn vault() -> (tempfile::TempDir, Vault) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let v = open_pass(dir.path(), "pass").expect("a new vault opens");
+    (dir, v)
+}
+
 /// A key provider that wraps with AES-GCM under its own random key, like a Keystore key would.
 pub struct TestProvider {
     pub id: String,
@@ -132,4 +139,55 @@ pub fn pull_health_record(
     })
     .map(|a| a.applied == 1)
     .unwrap_or(false)
+}
+
+/// The party member the handbook's tests keep.
+pub fn member_profile() -> thudo_core::handbook::member::MemberProfile {
+    thudo_core::handbook::member::MemberProfile {
+        full_name: "Nguyễn Văn An".into(),
+        date_of_birth: "1985-04-30".into(),
+        sex: "nam".into(),
+        joined_on: "2010-05-19".into(),
+        official_on: "2011-05-19".into(),
+        party_card_number: "01.123456".into(),
+        cell: "Chi bộ Tổ dân phố 5".into(),
+        parent_organisations: vec![
+            "Đảng bộ phường Dịch Vọng".into(),
+            "Đảng bộ quận Cầu Giấy".into(),
+        ],
+        citizen_id: "001085012345".into(),
+        phone: "0912345678".into(),
+    }
+}
+
+/// The payload of the first change waiting to upload whose record id starts with `prefix`.
+pub fn pushed(v: &Vault, prefix: &str) -> serde_json::Value {
+    let pending = v
+        .transaction(thudo_core::changes::outbox::pending)
+        .expect("the outbox reads");
+    pending
+        .into_iter()
+        .find(|e| e.record_id.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no change waiting for {prefix}"))
+        .payload
+}
+
+/// The SMART Health Cards specification's example issuer (tests/data/shc).
+pub const SHC_ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
+
+/// A file of the SMART Health Cards examples (tests/data/shc), trimmed.
+pub fn shc_fixture(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/shc")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    text.trim().to_owned()
+}
+
+/// Trust in the example issuer's keys.
+pub fn shc_trust() -> thudo_core::health::shc::TrustStore {
+    let mut t = thudo_core::health::shc::TrustStore::new();
+    t.add_jwks(SHC_ISSUER, &shc_fixture("issuer/jwks.json"))
+        .expect("the example issuer's keys");
+    t
 }
