@@ -95,6 +95,23 @@ fn ios_doc_samples_are_compiled_code() {
     );
 }
 
+/// docs/errors.md's samples are run by ErrorsTest.kt and ErrorsTests.swift.
+#[test]
+fn errors_doc_samples_are_compiled_code() {
+    check(
+        "docs/errors.md",
+        "kotlin",
+        &["android/src/main", "android/src/test"],
+        "kt",
+    );
+    check(
+        "docs/errors.md",
+        "swift",
+        &["ios/Sources/Thudo/Helpers", "ios/Tests"],
+        "swift",
+    );
+}
+
 /// README's samples are compiled too: android/src/test/kotlin/.../ReadmeSamples.kt and
 /// ios/Tests/ThudoTests/ReadmeSamples.swift hold them (compiled by the Kotlin and Swift test
 /// builds, never run).

@@ -46,6 +46,38 @@ final class ErrorsTests: XCTestCase {
                        "key provider unavailable: device locked")
     }
 
+    /// docs/errors.md's samples, run: an unregistered client's sync and a closed vault's fault.
+    func testTheSamplesOfTheErrorsDoc() async throws {
+        var shown: [String?] = []
+        var retries = 0
+        func scheduleRetry() { retries += 1 }
+        func showError(_ text: String?) { shown.append(text) }
+        func askToUnlock() { shown.append("unlock") }
+        func startRecovery() { shown.append("recover") }
+        let strings = ["sync.not_registered": "Thiết bị chưa đăng ký"]
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)
+        let client = try SyncClient(settings: SyncSettings(baseUrl: "https://api.example.vn"))
+        do { _ = try await client.sync(vault: vault) } catch let error as SyncError {
+            if error.isRetryable() { scheduleRetry() } else { showError(strings[error.code()] ?? error.localizedDescription) }
+        }
+        XCTAssertEqual(shown, ["Thiết bị chưa đăng ký"])
+
+        func onVaultFault(_ fault: VaultFault) {
+            switch fault {
+            case .locked: askToUnlock()
+            case .keyLost: startRecovery()
+            default: showError("\(fault)")
+            }
+        }
+        await vault.shutdown()
+        do { _ = try await client.sync(vault: vault); XCTFail("closed") } catch SyncError.Vault(let fault) { onVaultFault(fault) }
+        onVaultFault(.locked(reason: "device locked"))
+        XCTAssertEqual(shown, ["Thiết bị chưa đăng ký", "\(VaultFault.closed)", "unlock"])
+        XCTAssertEqual(retries, 0)
+        client.shutdown()
+    }
+
     private func describe<E: Error>(_ error: E, _ api: (E) -> (String, Bool))
         -> (code: String, expectedCode: String, retryable: Bool, message: String) {
         let (code, retryable) = api(error)

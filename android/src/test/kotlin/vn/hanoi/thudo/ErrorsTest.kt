@@ -2,9 +2,45 @@ package vn.hanoi.thudo
 
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.io.TempDir
 
 /** Every error type gives a stable code, says whether a retry helps, and reads as a sentence. */
 class ErrorsTest {
+    @TempDir
+    lateinit var dir: java.nio.file.Path
+
+    /** docs/errors.md's samples, run: an unregistered client's sync and a closed vault's fault. */
+    @Test
+    fun `the samples of the errors doc`() = kotlinx.coroutines.runBlocking<Unit> {
+        val shown = mutableListOf<String?>()
+        var retries = 0
+        fun scheduleRetry() { retries++ }
+        fun showError(text: String?) { shown.add(text) }
+        fun askToUnlock() { shown.add("unlock") }
+        fun startRecovery() { shown.add("recover") }
+        val strings = mapOf("sync.not_registered" to "Thiết bị chưa đăng ký")
+        val vault = Vault.openWithPassphrase(dir.resolve("v").toString(), "p", testOptions)
+        val client = SyncClient(SyncSettings(baseUrl = "https://api.example.vn"))
+        try { client.sync(vault) } catch (e: SyncException) {
+            if (e.isRetryable()) scheduleRetry() else showError(strings[e.code()] ?: e.message)
+        }
+        assertEquals(listOf<String?>("Thiết bị chưa đăng ký"), shown)
+
+        fun onVaultFault(fault: VaultFault) = when (fault) {
+            is VaultFault.Locked -> askToUnlock()
+            is VaultFault.KeyLost -> startRecovery()
+            else -> showError(fault.toString())
+        }
+        vault.shutdown()
+        try { client.sync(vault) } catch (e: SyncException.Vault) { onVaultFault(e.fault) }
+        onVaultFault(VaultFault.Locked("device locked"))
+        assertEquals(3, shown.size)
+        assertEquals(VaultFault.Closed.toString(), shown[1])
+        assertEquals("unlock", shown[2])
+        assertEquals(0, retries)
+        client.shutdown()
+    }
+
     @Test
     fun `every error type has a code, a retry flag and a human message`() {
         val cases: List<Triple<Exception, String, Boolean>> = listOf(
