@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use thudo_core::attachments::{self as core, AttachmentRef, AttachmentState, Attachments};
 
-use crate::sync::{guard, CancelToken, SyncClient, SyncError};
+use crate::cancel::{guard, CancelToken};
+use crate::sync::{SyncClient, SyncError};
 use crate::{blocking, Internal};
 
 /// A file a record carries (core's type, carried as it is).

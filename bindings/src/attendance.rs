@@ -9,32 +9,10 @@ use thudo_core::handbook::attendance::{
 };
 use thudo_core::handbook::backend::HandbookClient as CoreHandbook;
 
-use crate::handbook::{HandbookError, MemberHandbook};
-use crate::sync::{guard, CancelToken, SyncClient, SyncError};
+use crate::cancel::{guard, CancelToken};
+use crate::handbook::{CheckInRefusal, HandbookError, MemberHandbook};
+use crate::sync::{SyncClient, SyncError};
 use crate::{blocking, now};
-
-/// Why a meeting QR or a check-in was refused on the phone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum CheckInRefusal {
-    /// Not a meeting QR (another code, truncated, altered text).
-    BadQr,
-    /// A signature does not verify: forged or altered.
-    Forged,
-    /// A meeting this phone does not hold (another cell's, or not synced yet).
-    UnknownMeeting,
-    /// The meeting is another cell's.
-    WrongCell,
-    /// The meeting takes no signed check-ins (published without an attendance key).
-    NotVerifiable,
-    /// Outside the meeting's day.
-    NotOpen,
-    /// Shown and scanned more than five minutes apart (a stale screenshot, a clock far off).
-    Stale,
-    /// This member already checked in to the meeting.
-    AlreadyCheckedIn,
-    /// A credential that is not this phone's or not the meeting's.
-    InvalidCredential,
-}
 
 impl From<AttendanceError> for HandbookError {
     fn from(e: AttendanceError) -> Self {

@@ -52,7 +52,7 @@ pub enum HandbookError {
     #[error("check-in refused ({refusal:?}): {reason}")]
     CheckInRefused {
         /// Why, for the app to say.
-        refusal: crate::attendance::CheckInRefusal,
+        refusal: CheckInRefusal,
         /// In words.
         reason: String,
     },
@@ -62,6 +62,29 @@ pub enum HandbookError {
         /// What happened.
         reason: String,
     },
+}
+
+/// Why a meeting QR or a check-in was refused on the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CheckInRefusal {
+    /// Not a meeting QR (another code, truncated, altered text).
+    BadQr,
+    /// A signature does not verify: forged or altered.
+    Forged,
+    /// A meeting this phone does not hold (another cell's, or not synced yet).
+    UnknownMeeting,
+    /// The meeting is another cell's.
+    WrongCell,
+    /// The meeting takes no signed check-ins (published without an attendance key).
+    NotVerifiable,
+    /// Outside the meeting's day.
+    NotOpen,
+    /// Shown and scanned more than five minutes apart (a stale screenshot, a clock far off).
+    Stale,
+    /// This member already checked in to the meeting.
+    AlreadyCheckedIn,
+    /// A credential that is not this phone's or not the meeting's.
+    InvalidCredential,
 }
 
 impl From<library::LibraryError> for HandbookError {

@@ -692,3 +692,22 @@ crate::error_api!(HealthBookError, vault: "health_book", {
         TrustBundleRefused => ("health_book.trust_bundle_refused", false),
         Internal => ("health_book.internal", false),
 });
+
+/// Reads every vaccination of a FHIR bundle as the WHO DDCC:VS core data set, leniently (ids
+/// that are not FHIR ids, references written as `{"id": ...}`, no fullUrls).
+#[uniffi::export]
+pub fn ddcc_from_fhir(
+    bundle_json: String,
+) -> Result<Vec<thudo_core::health::ddcc::Vaccination>, HealthBookError> {
+    thudo_core::health::ddcc::from_fhir(&bundle_json).map_err(|e| HealthBookError::InvalidFhir {
+        detail: e.to_string(),
+    })
+}
+
+/// The vaccinations as a FHIR `collection` Bundle (Patient, Immunization, and an
+/// ImmunizationRecommendation for a next dose), as the WHO's guide maps the data set; import it
+/// with `HealthBook.importBundle`.
+#[uniffi::export]
+pub fn ddcc_to_fhir(vaccinations: Vec<thudo_core::health::ddcc::Vaccination>) -> String {
+    thudo_core::health::ddcc::to_fhir(&vaccinations).to_string()
+}

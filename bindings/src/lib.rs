@@ -10,6 +10,7 @@
 
 mod attachments;
 mod attendance;
+mod cancel;
 mod handbook;
 mod health;
 mod health_book;
@@ -21,6 +22,7 @@ mod transit;
 mod transit_client;
 mod vault;
 
+pub use cancel::CancelToken;
 pub use handbook::*;
 pub use health::*;
 pub use health_book::*;

@@ -10,6 +10,8 @@ use thudo_core::sync::protocol;
 use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::transit::backend::TapReceipt;
 
+use crate::cancel::guard;
+pub use crate::cancel::CancelToken;
 use crate::handbook::HandbookLibrary;
 use crate::health::HealthCardVerifier;
 use crate::transit::TrustedIssuerKey;
@@ -681,49 +683,6 @@ crate::error_api!(SyncError, vault: "sync", {
         TrustBundleRefused => ("sync.trust_bundle_refused", false),
         Internal => ("sync.internal", false),
 });
-
-/// Stops one long call (`sync`, `uploadTaps`, `validatorFeed`) without touching the client: call
-/// `cancel()` (from any thread), or make it with a time budget that fires by itself (a
-/// background task's deadline). The call ends with `SyncException.Cancelled` /
-/// `SyncError.Cancelled`; what was acknowledged or applied before stays, and the next call goes
-/// on from there. One token may guard several calls; once fired it stays fired.
-#[derive(uniffi::Object, Default)]
-pub struct CancelToken {
-    inner: core::Cancel,
-}
-
-#[uniffi::export]
-impl CancelToken {
-    /// A token that fires when `cancel()` is called.
-    #[uniffi::constructor]
-    pub fn new() -> Arc<Self> {
-        Arc::new(CancelToken::default())
-    }
-
-    /// A token that also fires by itself `budget_ms` from now: give it a little less than the
-    /// platform allows (an iOS refresh task has about 30 s, a WorkManager run 10 minutes).
-    #[uniffi::constructor]
-    pub fn with_timeout_ms(budget_ms: i64) -> Arc<Self> {
-        Arc::new(CancelToken {
-            inner: core::Cancel::with_timeout(Duration::from_millis(budget_ms.max(0) as u64)),
-        })
-    }
-
-    /// Fires the token: the calls it guards stop at their next step.
-    pub fn cancel(&self) {
-        self.inner.cancel();
-    }
-
-    /// Whether it fired (or its time budget ran out).
-    pub fn is_cancelled(&self) -> bool {
-        self.inner.is_cancelled()
-    }
-}
-
-/// The cancel guarding a call: the token's, or one that never fires.
-pub(crate) fn guard(token: Option<Arc<CancelToken>>) -> core::Cancel {
-    token.map(|t| t.inner.clone()).unwrap_or_default()
-}
 
 /// The core configuration of `settings`.
 fn config(settings: &SyncSettings) -> Result<core::BackendConfig, SyncError> {

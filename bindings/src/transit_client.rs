@@ -7,10 +7,10 @@ use std::sync::Arc;
 use thudo_core::sync::client as core;
 use thudo_core::transit::backend::TransitClient as CoreTransit;
 
+use crate::cancel::{guard, CancelToken};
 use crate::signed;
 use crate::sync::{
-    guard, unhex, CancelToken, InspectionUploadReceipt, SyncClient, SyncError, TapUploadReceipt,
-    ValidatorFeed,
+    unhex, InspectionUploadReceipt, SyncClient, SyncError, TapUploadReceipt, ValidatorFeed,
 };
 use crate::transit::CredentialInfo;
 use thudo_core::transit::backend::{OrderResponse, OrderStatus as TransitOrderStatus};

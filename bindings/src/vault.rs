@@ -452,7 +452,7 @@ impl Vault {
     #[uniffi::method(default(cancel = None))]
     pub async fn rotate_data_key(
         &self,
-        cancel: Option<Arc<crate::sync::CancelToken>>,
+        cancel: Option<Arc<crate::cancel::CancelToken>>,
     ) -> Result<i64, VaultError> {
         self.run(move |v| {
             v.rotate_data_key_cancellable(&|| fired(&cancel))
@@ -468,7 +468,7 @@ impl Vault {
         &self,
         path: String,
         passphrase: String,
-        cancel: Option<Arc<crate::sync::CancelToken>>,
+        cancel: Option<Arc<crate::cancel::CancelToken>>,
     ) -> Result<i64, VaultError> {
         self.run(move |v| {
             v.export_backup_cancellable(path.as_ref(), &passphrase, &|| fired(&cancel))
@@ -484,7 +484,7 @@ impl Vault {
         &self,
         path: String,
         passphrase: String,
-        cancel: Option<Arc<crate::sync::CancelToken>>,
+        cancel: Option<Arc<crate::cancel::CancelToken>>,
     ) -> Result<i64, VaultError> {
         self.run(move |v| {
             v.import_backup_cancellable(path.as_ref(), &passphrase, &|| fired(&cancel))
@@ -544,7 +544,7 @@ pub trait ChangeListener: Send + Sync {
 }
 
 /// Whether an optional cancel token has fired.
-fn fired(cancel: &Option<Arc<crate::sync::CancelToken>>) -> bool {
+fn fired(cancel: &Option<Arc<crate::cancel::CancelToken>>) -> bool {
     cancel.as_ref().is_some_and(|t| t.is_cancelled())
 }
 

@@ -807,7 +807,7 @@ async fn a_notice_read_on_one_device_is_read_on_the_other() {
         .sync(phone.clone(), &common::collections(), None)
         .await
         .unwrap();
-    let rejected: Vec<thudo_core::sync::client::RejectedMutation> = phone.list_docs().unwrap();
+    let rejected: Vec<thudo_core::sync::status::RejectedMutation> = phone.list_docs().unwrap();
     assert_eq!(
         (pushed.pushed, pushed.rejected),
         (1, 0),

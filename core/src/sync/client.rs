@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::Method;
-use serde::{Deserialize, Serialize};
 
 use super::apply::{self, Applied};
+use super::status::RejectedMutation;
 use crate::changes::outbox::{self, OutboxEntry, STATE_COLLECTION};
 use crate::changes::{Apply, Collection, Registry};
 use crate::net::protocol::*;
@@ -25,22 +25,6 @@ pub use crate::net::{
     BackendClient, BackendConfig, BackendError, Cancel, HttpFailure, HttpFuture, HttpRequest,
     HttpResponse, HttpTransport, Registration, Retry,
 };
-
-/// A rejected mutation, kept for support.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RejectedMutation {
-    /// The entry.
-    pub entry: OutboxEntry,
-    /// Why the server refused it.
-    pub reason: String,
-}
-
-impl Document for RejectedMutation {
-    const COLLECTION: &'static str = "sync.rejected";
-    fn id(&self) -> String {
-        format!("{:020}", self.entry.seq)
-    }
-}
 
 /// A sync's observer and the report it builds.
 struct Progress<'a> {

@@ -4,9 +4,25 @@
 //! [`STATUS_COLLECTIONS`], so a change observer on those hears of every change to it.
 
 use crate::changes::outbox::{OutboxEntry, STATE_COLLECTION};
+use serde::{Deserialize, Serialize};
+
 use crate::vault::{Document, Vault, VaultError, VaultTx};
 
-use super::client::RejectedMutation;
+/// A rejected mutation, kept for support.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedMutation {
+    /// The entry.
+    pub entry: OutboxEntry,
+    /// Why the server refused it.
+    pub reason: String,
+}
+
+impl Document for RejectedMutation {
+    const COLLECTION: &'static str = "sync.rejected";
+    fn id(&self) -> String {
+        format!("{:020}", self.entry.seq)
+    }
+}
 
 const LAST_ATTEMPT: &str = "last_attempt_at";
 const LAST_SUCCESS: &str = "last_success_at";

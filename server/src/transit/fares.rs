@@ -30,7 +30,7 @@ pub struct FarePolicy {
     /// zero by the rides taken until the next list; two bus rides by default.
     pub credit_limit_vnd: u64,
     /// What follows each kind of fraud record (warning, penalty fare, denial).
-    pub fraud_policy: super::rules::FraudPolicy,
+    pub fraud_policy: super::fraud::FraudPolicy,
 }
 
 impl Default for FarePolicy {
@@ -48,7 +48,7 @@ impl Default for FarePolicy {
             utc_offset_secs: 7 * 3600,
             metro: MetroFares::hanoi(),
             credit_limit_vnd: 20_000,
-            fraud_policy: super::rules::FraudPolicy::default(),
+            fraud_policy: super::fraud::FraudPolicy::default(),
         }
     }
 }

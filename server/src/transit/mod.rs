@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod fares;
+mod fraud;
 pub mod issuer;
 pub mod journeys;
 pub mod riders;

@@ -10,7 +10,6 @@ use super::credentials::{bump_deny_version, deny_card};
 use super::riders::publish_to_card;
 use super::sales::enforce_in;
 use super::tap_facts::UploadFacts;
-use super::taps::record_fraud;
 use super::FraudActions;
 use crate::storage::engine::{big, params, Tx};
 use crate::storage::locks::Lock;
@@ -189,4 +188,28 @@ pub(super) fn act_on_fraud(tx: &mut dyn Tx, fares: &FarePolicy, now: i64) -> Res
         publish_to_card(tx, notice.card_id, NOTICES, &notice.id, payload)?;
     }
     Ok(done)
+}
+
+/// Records a finding for the operator.
+pub(super) fn record_fraud(
+    tx: &mut dyn Tx,
+    f: &Finding,
+    validator_id: &str,
+    seq: u64,
+    now: i64,
+) -> Result<()> {
+    tx.exec(
+        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            f.kind.as_str(),
+            validator_id,
+            big(seq),
+            f.card_id.map(big),
+            f.first_validator_id.as_deref(),
+            &f.detail,
+            now
+        ],
+    )?;
+    Ok(())
 }

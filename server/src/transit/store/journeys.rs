@@ -10,8 +10,8 @@ use thudo_core::transit::{trips, Product};
 
 use super::super::fares::FarePolicy;
 use super::super::rules::{journey_fare, Finding, FraudKind, JourneyEnds, JourneyStatus};
-use super::riders::{paid_in, publish_caps, publish_to_card};
-use super::taps::{record_fraud, Paid};
+use super::fraud::record_fraud;
+use super::riders::{paid_in, publish_caps, publish_to_card, Paid};
 use super::JourneyStore;
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;

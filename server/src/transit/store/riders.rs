@@ -13,6 +13,9 @@ use crate::storage::engine::{big, params, Engine, Row, Tx};
 use crate::storage::{Result, SqlStorage, StorageError};
 use crate::sync::store::append;
 
+/// The (card, local day, month) whose cap progress an upload changed.
+pub(super) type Paid = std::collections::BTreeSet<(u64, String, String)>;
+
 fn entitlement_row(r: &Row) -> Result<Option<Entitlement>> {
     let Some(category) = u8::try_from(r.int(0)?)
         .ok()

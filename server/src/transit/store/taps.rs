@@ -9,11 +9,11 @@ use super::super::fares::{parse_gate, FarePolicy};
 use super::super::rules::{judge_tap, Evidence, Finding, FraudKind, TapVerdict, VerifiedScan};
 use super::credentials::revoked_at;
 use super::journeys::{journey_tap, GateTap};
-use super::riders::{publish_caps, publish_caps_to, publish_to_accounts};
+use super::riders::{publish_caps, publish_caps_to, publish_to_accounts, Paid};
 use super::tap_facts::{PendingRows, UploadFacts};
 use thudo_core::transit::backend::TapOutcome;
 
-use super::fraud::{judge_dependant_rides, mark_dependant_rides, RideToCheck};
+use super::fraud::{judge_dependant_rides, mark_dependant_rides, record_fraud, RideToCheck};
 use super::{
     CheckedInspection, CheckedTap, FraudActions, FraudRecord, InspectionStats, TapStore, TapTotals,
     ValidatorRecord,
@@ -21,9 +21,6 @@ use super::{
 use crate::storage::engine::{big, params, Engine, Tx, Val};
 use crate::storage::locks::Lock;
 use crate::storage::{code_of, Result, SqlStorage, StorageError};
-
-/// The (card, local day, month) whose cap progress an upload changed.
-pub(super) type Paid = BTreeSet<(u64, String, String)>;
 
 /// What storing an upload's taps has added up so far.
 struct Taken<'a> {
@@ -33,30 +30,6 @@ struct Taken<'a> {
     facts: &'a mut UploadFacts,
     taps: &'a mut PendingRows,
     qr_uses: &'a mut PendingRows,
-}
-
-/// Records a finding for the operator.
-pub(super) fn record_fraud(
-    tx: &mut dyn Tx,
-    f: &Finding,
-    validator_id: &str,
-    seq: u64,
-    now: i64,
-) -> Result<()> {
-    tx.exec(
-        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            f.kind.as_str(),
-            validator_id,
-            big(seq),
-            f.card_id.map(big),
-            f.first_validator_id.as_deref(),
-            &f.detail,
-            now
-        ],
-    )?;
-    Ok(())
 }
 
 impl<E: Engine> TapStore for SqlStorage<E> {
