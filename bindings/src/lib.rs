@@ -341,13 +341,14 @@ mod tests {
     ];
 
     /// The FFI's sources, where the variants' docs are.
-    const SOURCES: [&str; 9] = [
+    const SOURCES: [&str; 10] = [
         include_str!("attachments.rs"),
         include_str!("handbook.rs"),
         include_str!("health.rs"),
         include_str!("health_book.rs"),
         include_str!("sync.rs"),
-        include_str!("transit.rs"),
+        include_str!("transit/mod.rs"),
+        include_str!("transit/showing.rs"),
         include_str!("vault.rs"),
         include_str!("http.rs"),
         include_str!("lib.rs"),
