@@ -166,6 +166,7 @@ pub(crate) struct Internal(pub String);
 /// case (`HandbookError`, `HealthBookError`, `SyncError`, `TransitError`, `AttachmentError`), so
 /// an app handles a locked key, a lost key or a full disk in one place whatever it called.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Enum)]
+#[uniffi::export(Display)]
 pub enum VaultFault {
     /// The vault was shut down (`shutdown()`): open it again to go on.
     #[error("the vault is closed")]
@@ -190,10 +191,11 @@ pub enum VaultFault {
         /// What was wrong.
         reason: String,
     },
-    /// The vault was written by a newer version of the library: update the app.
-    #[error("the vault is at schema {found}, newer than this build's {supported}")]
+    /// The vault (or the handbook's library file) was written by a newer version of the
+    /// library: update the app. The file is left untouched.
+    #[error("the file is at schema {found}, newer than this build's {supported}")]
     NewerSchema {
-        /// The vault's version.
+        /// The file's version.
         found: i64,
         /// The newest this build knows.
         supported: i64,
@@ -204,7 +206,8 @@ pub enum VaultFault {
         /// What the system said.
         reason: String,
     },
-    /// Any other vault failure (a damaged record, a refused argument).
+    /// Any other failure of the vault or the library file (a damaged record, a refused
+    /// argument).
     #[error("storage: {reason}")]
     Storage {
         /// The vault's error.
@@ -225,16 +228,21 @@ impl VaultFault {
     ];
 
     fn kind_and_retry(&self) -> (&'static str, bool) {
-        let at = match self {
-            VaultFault::Closed => 0,
-            VaultFault::Locked { .. } => 1,
-            VaultFault::KeyLost { .. } => 2,
-            VaultFault::CorruptStore { .. } => 3,
-            VaultFault::NewerSchema { .. } => 4,
-            VaultFault::Io { .. } => 5,
-            VaultFault::Storage { .. } => 6,
+        let variant = match self {
+            VaultFault::Closed => "Closed",
+            VaultFault::Locked { .. } => "Locked",
+            VaultFault::KeyLost { .. } => "KeyLost",
+            VaultFault::CorruptStore { .. } => "CorruptStore",
+            VaultFault::NewerSchema { .. } => "NewerSchema",
+            VaultFault::Io { .. } => "Io",
+            VaultFault::Storage { .. } => "Storage",
         };
-        (Self::CODES[at].1, Self::CODES[at].2)
+        Self::CODES
+            .iter()
+            .find(|(name, _, _)| *name == variant)
+            .map_or(("storage", false), |(_, kind, retryable)| {
+                (*kind, *retryable)
+            })
     }
 }
 
@@ -494,11 +502,20 @@ mod tests {
             .flat_map(|(_, codes)| codes().into_iter().map(|(_, code, _)| code))
             .collect();
         codes.sort_unstable();
-        let published: Vec<String> = include_str!("../error-codes.txt")
+        let listed = include_str!("../error-codes.txt");
+        let published: Vec<String> = listed
             .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('-'))
             .map(str::to_owned)
             .collect();
+        let retired: Vec<&str> = listed.lines().filter_map(|l| l.strip_prefix('-')).collect();
+        assert!(!retired.is_empty(), "the retired codes are read");
+        for code in &codes {
+            assert!(
+                !retired.contains(&code.as_str()),
+                "{code} was retired: never reuse it"
+            );
+        }
         assert_eq!(
             codes, published,
             "a published code changed, vanished or was added unlisted"

@@ -11,7 +11,7 @@ use thudo_core::sync::protocol::ServerErrorCode;
 use thudo_core::transit::backend::TapReceipt;
 
 use crate::cancel::guard;
-pub use crate::cancel::CancelToken;
+use crate::cancel::CancelToken;
 use crate::handbook::HandbookLibrary;
 use crate::health::HealthCardVerifier;
 use crate::transit::TrustedIssuerKey;

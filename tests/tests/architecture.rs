@@ -1,9 +1,12 @@
 //! The module structure docs/architecture.md describes, checked on the sources: in core, the
-//! server and the FFI facade no two modules of a folder import each other, directly or round a
-//! longer loop; and in core a module imports only modules of a lower layer (the domains and the
-//! sync engine, on one layer, never import each other).
+//! server, the FFI facade and the CLI no two modules of a folder import each other, directly or
+//! round a longer loop; and in core a module imports only modules of a lower layer (the domains
+//! and the sync engine, on one layer, never import each other).
 //!
-//! An import is any `crate::` or `super::` path outside comments and `#[cfg(test)] mod tests`.
+//! An import is any `crate::` or `super::` path outside comments and `#[cfg(test)] mod tests`,
+//! followed through the `pub use` re-exports it goes by (`crate::HandbookError` is the
+//! `handbook` module's). A module's `use super::*` would hide which sibling it takes a name
+//! from, so it is refused outside tests.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,8 +32,19 @@ const CORE_LAYERS: &[(&str, u8)] = &[
     ("collections", 6),
 ];
 
-/// Module path (below the crate root) to the module paths its files import.
-type Imports = BTreeMap<Vec<String>, BTreeSet<Vec<String>>>;
+type ModPath = Vec<String>;
+
+/// What one module's files say: the paths they name, the items they define, and what they
+/// re-export (`(from, Some(name))`, or `(from, None)` for a glob).
+#[derive(Default)]
+struct Module {
+    paths: BTreeSet<ModPath>,
+    items: BTreeSet<String>,
+    reexports: Vec<(ModPath, Option<String>)>,
+    globs_super: bool,
+}
+
+type Crate = BTreeMap<ModPath, Module>;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,16 +64,19 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The module a file under `src` defines (`transit/store/mod.rs` is `[transit, store]`); `None`
-/// for the crate root and binaries.
-fn module_of(src: &Path, file: &Path) -> Option<Vec<String>> {
+/// The module a file under `src` defines (`transit/store/mod.rs` is `[transit, store]`, the
+/// crate root `[]`); `None` for binaries beside the root.
+fn module_of(src: &Path, file: &Path) -> Option<ModPath> {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
-    let mut parts: Vec<String> = rel
+    let mut parts: ModPath = rel
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    if parts.first().is_some_and(|p| p == "bin") || matches!(&parts[..], [one] if one == "lib") {
+    if parts.first().is_some_and(|p| p == "bin") {
         return None;
+    }
+    if matches!(&parts[..], [one] if one == "lib" || one == "main") {
+        return Some(Vec::new());
     }
     if parts.last().is_some_and(|p| p == "mod") {
         parts.pop();
@@ -79,113 +96,250 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-fn ident(text: &str) -> String {
-    text.chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect()
+fn ident(text: &str) -> &str {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
-/// Each path `code` names after `crate::` or `super::` (groups `{a, b::c}` opened), resolved to
-/// a module path below the crate root.
-fn imports_of(module: &[String], code: &str) -> BTreeSet<Vec<String>> {
-    let mut found = BTreeSet::new();
+/// The paths of a use tree at the start of `text` below `prefix`: `a::b`, `a::{b, c::{d, e}}`,
+/// `a::*` (a glob: the last segment `*`), `a::B as C` (the alias after the path). Stops at the
+/// first character that cannot continue the tree.
+fn use_tree(prefix: &[String], text: &str, out: &mut Vec<(ModPath, Option<String>)>) -> usize {
+    let mut path = prefix.to_vec();
+    let mut at = 0;
+    loop {
+        let rest = &text[at..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut used = 1;
+            let mut inner = group;
+            loop {
+                let skipped = inner.len() - inner.trim_start().len();
+                inner = inner.trim_start();
+                used += skipped;
+                if inner.starts_with('}') {
+                    return at + used + 1;
+                }
+                let n = use_tree(&path, inner, out);
+                if n == 0 {
+                    return at + used;
+                }
+                used += n;
+                inner = &inner[n..];
+                let skipped = inner.len() - inner.trim_start().len();
+                inner = inner.trim_start();
+                used += skipped;
+                if let Some(after) = inner.strip_prefix(',') {
+                    inner = after;
+                    used += 1;
+                }
+            }
+        }
+        if rest.starts_with('*') {
+            path.push("*".to_owned());
+            out.push((path, None));
+            return at + 1;
+        }
+        let name = ident(rest);
+        if name.is_empty() {
+            if path.len() > prefix.len() {
+                out.push((path, None));
+            }
+            return at;
+        }
+        at += name.len();
+        if name != "self" {
+            path.push(name.to_owned());
+        }
+        let rest = &text[at..];
+        if rest.starts_with("::") {
+            at += 2;
+            continue;
+        }
+        let alias = rest
+            .strip_prefix(" as ")
+            .map(ident)
+            .filter(|a| !a.is_empty());
+        if let Some(alias) = alias {
+            at += 4 + alias.len();
+        }
+        out.push((path, alias.map(str::to_owned)));
+        return at;
+    }
+}
+
+/// Where a path starting at `text` (just after `crate::` or a run of `super::`) points from
+/// `module`: `crate` true for `crate::`.
+fn anchored(module: &[String], text: &str, out: &mut Vec<(ModPath, Option<String>)>) {
+    let mut base: ModPath = Vec::new();
+    let mut rest = text;
+    if let Some(r) = rest.strip_prefix("crate::") {
+        rest = r;
+    } else {
+        base = module.to_vec();
+        while let Some(r) = rest.strip_prefix("super::") {
+            base.pop();
+            rest = r;
+        }
+    }
+    use_tree(&base, rest, out);
+}
+
+fn read_module(module: &[String], children: &BTreeSet<String>, code: &str, into: &mut Module) {
     for (start, _) in code
         .match_indices("crate::")
         .chain(code.match_indices("super::"))
     {
-        if start > 0 && code[..start].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        let before = &code[..start];
+        if before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
             continue; // `thudo_core::`, or the second `super::` of `super::super::`
         }
-        let mut base: Vec<String> = Vec::new();
-        let mut rest = &code[start..];
-        if let Some(r) = rest.strip_prefix("crate::") {
-            rest = r;
-        } else {
-            base = module.to_vec();
-            while let Some(r) = rest.strip_prefix("super::") {
-                base.pop();
-                rest = r;
-            }
-        }
-        // One path, or a group of them: `crate::{a, b::c}`, `super::x::{y, z}`.
-        let mut prefix = base;
-        loop {
-            let name = ident(rest);
-            if name.is_empty() {
-                break;
-            }
-            prefix.push(name.clone());
-            rest = &rest[name.len()..];
-            match rest.strip_prefix("::") {
-                Some(r) => rest = r,
-                None => break,
-            }
-        }
-        if rest.starts_with('{') {
-            let group = &rest[1..rest.find('}').unwrap_or(rest.len())];
-            for item in group.split(',') {
-                let mut path = prefix.clone();
-                path.extend(
-                    item.trim()
-                        .split("::")
-                        .map(ident)
-                        .take_while(|name| !name.is_empty() && name != "self"),
-                );
-                found.insert(path);
-            }
-        }
-        found.insert(prefix);
+        let mut found = Vec::new();
+        anchored(module, &code[start..], &mut found);
+        into.paths.extend(found.into_iter().map(|(p, _)| p));
     }
-    found
+    for line in code.lines() {
+        if line.starts_with("use super::*;") {
+            into.globs_super = true;
+        }
+        let Some(tree) = ["pub use ", "pub(crate) use "]
+            .iter()
+            .find_map(|p| line.trim_start().strip_prefix(p))
+        else {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let is_pub = words.first().is_some_and(|w| w.starts_with("pub"));
+            let kinds = [
+                "struct", "enum", "fn", "trait", "type", "const", "static", "mod",
+            ];
+            if let (true, Some(at)) = (is_pub, words.iter().position(|w| kinds.contains(w))) {
+                if let Some(name) = words.get(at + 1) {
+                    into.items.insert(ident(name).to_owned());
+                }
+            }
+            continue;
+        };
+        let mut found = Vec::new();
+        if tree.starts_with("crate::") || tree.starts_with("super::") {
+            anchored(module, tree, &mut found);
+        } else if children.contains(ident(tree)) {
+            use_tree(module, tree, &mut found);
+        }
+        for (path, alias) in found {
+            match path.split_last() {
+                Some((last, from)) if last == "*" => into.reexports.push((from.to_vec(), None)),
+                Some((last, _)) => {
+                    let name = alias.unwrap_or_else(|| last.clone());
+                    into.items.insert(name.clone());
+                    into.reexports.push((path.clone(), Some(name)));
+                }
+                None => {}
+            }
+        }
+    }
 }
 
-fn crate_imports(src: &str) -> Imports {
+fn read_crate(src: &str) -> Crate {
     let src = root().join(src);
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    let mut imports = Imports::new();
-    for file in files {
-        let Some(module) = module_of(&src, &file) else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&file).unwrap();
-        let found = imports_of(&module, &code(&text));
-        imports.entry(module).or_default().extend(found);
+    let modules: Vec<(ModPath, PathBuf)> = files
+        .into_iter()
+        .filter_map(|f| Some((module_of(&src, &f)?, f)))
+        .collect();
+    let mut krate = Crate::new();
+    for (module, file) in &modules {
+        let children: BTreeSet<String> = modules
+            .iter()
+            .filter(|(m, _)| m.len() == module.len() + 1 && m.starts_with(module))
+            .map(|(m, _)| m[module.len()].clone())
+            .collect();
+        let text = std::fs::read_to_string(file).unwrap();
+        read_module(
+            module,
+            &children,
+            &code(&text),
+            krate.entry(module.clone()).or_default(),
+        );
     }
-    imports
+    krate
+}
+
+/// The module `path` names, followed through re-exports: `[handbook, HandbookError]` is
+/// `[handbook]`, `[HandbookError]` (at the root, `pub use handbook::*`) too.
+fn resolve(krate: &Crate, path: &[String], depth: usize) -> ModPath {
+    let mut at: ModPath = Vec::new();
+    for segment in path {
+        let mut next = at.clone();
+        next.push(segment.clone());
+        if krate.contains_key(&next) {
+            at = next;
+            continue;
+        }
+        if depth < 8 {
+            if let Some(from) = reexport_source(krate, &at, segment, depth) {
+                return from;
+            }
+        }
+        break;
+    }
+    at
+}
+
+/// The module an item `name` of `module` comes from when `module` re-exports it.
+fn reexport_source(krate: &Crate, module: &ModPath, name: &str, depth: usize) -> Option<ModPath> {
+    let m = krate.get(module)?;
+    for (from, item) in &m.reexports {
+        match item {
+            Some(item) if item == name => return Some(resolve(krate, from, depth + 1)),
+            None => {
+                let source = resolve(krate, from, depth + 1);
+                let defines = krate.get(&source).is_some_and(|s| s.items.contains(name));
+                if defines && source != *module {
+                    return Some(resolve(
+                        krate,
+                        &[source.clone(), vec![name.to_owned()]].concat(),
+                        depth + 1,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// For each folder (module with children), the imports between its children: child ->
 /// children it imports.
-fn sibling_graphs(imports: &Imports) -> BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> {
-    let mut graphs: BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for module in imports.keys() {
+type Graphs = BTreeMap<ModPath, BTreeMap<String, BTreeSet<String>>>;
+
+fn sibling_graphs(krate: &Crate) -> Graphs {
+    let mut graphs = Graphs::new();
+    for module in krate.keys() {
         for depth in 0..module.len() {
-            let (parent, child) = (&module[..depth], &module[depth]);
             graphs
-                .entry(parent.to_vec())
+                .entry(module[..depth].to_vec())
                 .or_default()
-                .entry(child.clone())
+                .entry(module[depth].clone())
                 .or_default();
         }
     }
-    for (module, targets) in imports {
-        for target in targets {
+    for (module, m) in krate {
+        for path in &m.paths {
+            let target = resolve(krate, path, 0);
             // The deepest folder both sit in: there the importer's child imports the target's.
             let shared = module
                 .iter()
-                .zip(target)
+                .zip(&target)
                 .take_while(|(a, b)| a == b)
                 .count();
             if shared >= module.len() || shared >= target.len() {
-                continue; // a module importing itself, its own child, or an ancestor's item
+                continue; // a module's own child, or an ancestor's own item
             }
-            let graph = graphs.entry(module[..shared].to_vec()).or_default();
-            if graph.contains_key(&target[shared]) {
-                graph
-                    .get_mut(&module[shared])
-                    .unwrap()
-                    .insert(target[shared].clone());
+            if let Some(graph) = graphs.get_mut(&module[..shared]) {
+                if let Some(edges) = graph.get_mut(&module[shared]) {
+                    edges.insert(target[shared].clone());
+                }
             }
         }
     }
@@ -224,31 +378,42 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
         .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
 }
 
-fn cycles(src: &str) -> Vec<String> {
-    sibling_graphs(&crate_imports(src))
-        .iter()
-        .filter_map(|(folder, graph)| {
-            let cycle = find_cycle(graph)?;
-            Some(format!(
-                "{src}/{}: {}",
-                folder.join("/"),
-                cycle.join(" -> ")
-            ))
-        })
-        .collect()
+const CRATES: [&str; 4] = ["core/src", "server/src", "bindings/src", "cli/src"];
+
+#[test]
+fn no_import_cycles_in_core_the_server_the_ffi_or_the_cli() {
+    for src in CRATES {
+        let cycles: Vec<String> = sibling_graphs(&read_crate(src))
+            .iter()
+            .filter_map(|(folder, graph)| {
+                let cycle = find_cycle(graph)?;
+                Some(format!(
+                    "{src}/{}: {}",
+                    folder.join("/"),
+                    cycle.join(" -> ")
+                ))
+            })
+            .collect();
+        assert_eq!(cycles, Vec::<String>::new(), "import cycles");
+    }
 }
 
 #[test]
-fn no_import_cycles_in_core_the_server_or_the_ffi() {
-    for src in ["core/src", "server/src", "bindings/src", "cli/src"] {
-        assert_eq!(cycles(src), Vec::<String>::new(), "import cycles");
+fn no_module_takes_its_parents_every_name() {
+    for src in CRATES {
+        let globbing: Vec<String> = read_crate(src)
+            .into_iter()
+            .filter(|(_, m)| m.globs_super)
+            .map(|(module, _)| format!("{src}/{}", module.join("/")))
+            .collect();
+        assert_eq!(globbing, Vec::<String>::new(), "use super::* outside tests");
     }
 }
 
 #[test]
 fn core_imports_only_downwards() {
     let layers: BTreeMap<&str, u8> = CORE_LAYERS.iter().copied().collect();
-    let graphs = sibling_graphs(&crate_imports("core/src"));
+    let graphs = sibling_graphs(&read_crate("core/src"));
     let top = graphs.get(&Vec::new()).unwrap();
     let mut wrong = Vec::new();
     for (module, targets) in top {
@@ -267,34 +432,71 @@ fn core_imports_only_downwards() {
     assert_eq!(wrong, Vec::<String>::new());
 }
 
-/// The checker finds what it is for: a loop between siblings, a loop through `super::`, an
-/// import up the layers, and not an import of a child or of `thudo_core::`.
+/// The checker finds what it is for: loops between siblings through `super::`, `crate::`,
+/// nested groups and re-exports (named and glob), an import up the layers; and not an import
+/// of a child, of another crate or in a comment.
 #[test]
 fn the_checker_sees_loops_and_upward_imports() {
-    let module = |p: &str| p.split('/').map(str::to_owned).collect::<Vec<_>>();
-    let mut imports = Imports::new();
-    let code_a = "use super::b::Thing;\nuse thudo_core::c::X;\n// crate::c::in_a_comment\n";
-    imports.insert(module("x/a"), imports_of(&module("x/a"), code_a));
-    let code_b = "use crate::{x::a::Other, y};\nfn f() { super::super::y::g(); }\n";
-    imports.insert(module("x/b"), imports_of(&module("x/b"), code_b));
-    imports.insert(module("x/c"), BTreeSet::new());
-    imports.insert(module("y"), imports_of(&module("y"), "use self::z::W;\n"));
-    let graphs = sibling_graphs(&imports);
+    let module = |p: &str| -> ModPath {
+        p.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let sources = [
+        ("", "pub use x::a::Thing;\npub use y::*;\n"),
+        ("x", "pub use a::Other;\n"),
+        (
+            "x/a",
+            "use super::b::Near;\nuse thudo_core::c::X;\n// crate::x::c::Z\npub struct Other;\npub struct Thing;\n",
+        ),
+        ("x/b", "use crate::{y::{Far, Fars}, x::{c::Q, a::Other}};\nfn f() { super::super::y::g(); }\n"),
+        ("x/c", "fn f() -> crate::Thing { todo!() }\n"),
+        ("y", "pub struct Far;\n"),
+        ("z", "use crate::x::Other;\nfn f() -> crate::Far { todo!() }\nuse super::*;\n"),
+    ];
+    let mut krate = Crate::new();
+    for (path, _) in sources {
+        krate.insert(module(path), Module::default());
+    }
+    for (path, text) in sources {
+        let m = module(path);
+        let children: BTreeSet<String> = krate
+            .keys()
+            .filter(|k| k.len() == m.len() + 1 && k.starts_with(&m))
+            .map(|k| k[m.len()].clone())
+            .collect();
+        let mut read = Module::default();
+        read_module(&m, &children, &code(text), &mut read);
+        krate.insert(m, read);
+    }
+    let graphs = sibling_graphs(&krate);
     let x = graphs.get(&module("x")).unwrap();
-    assert_eq!(x["a"], BTreeSet::from(["b".to_owned()]));
-    assert_eq!(x["b"], BTreeSet::from(["a".to_owned()]));
-    assert!(
-        x["c"].is_empty(),
-        "neither a comment nor another crate counts"
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        x["a"],
+        set(&["b"]),
+        "a comment and another crate do not count"
     );
+    assert_eq!(x["b"], set(&["a", "c"]), "nested groups");
+    assert_eq!(x["c"], set(&["a"]), "through the root's named re-export");
     assert_eq!(
         find_cycle(x),
         Some(vec!["a".to_owned(), "b".to_owned(), "a".to_owned()])
     );
     let top = graphs.get(&Vec::new()).unwrap();
-    assert_eq!(top["x"], BTreeSet::from(["y".to_owned()]));
-    assert_eq!(find_cycle(top), None);
-    // Real sources: the checker reads every crate's modules.
-    assert!(crate_imports("core/src").contains_key(&module("transit/validator")));
-    assert!(crate_imports("server/src").len() > 20);
+    assert_eq!(top["x"], set(&["y"]));
+    assert_eq!(
+        top["z"],
+        set(&["x", "y"]),
+        "through re-exports in x and a glob at the root"
+    );
+    assert!(krate[&module("z")].globs_super);
+    // Real sources: the checker reads every crate's modules and follows the FFI's re-exports.
+    let ffi = read_crate("bindings/src");
+    assert_eq!(
+        resolve(&ffi, &module("HandbookError"), 0),
+        module("handbook")
+    );
+    assert!(read_crate("core/src").contains_key(&module("transit/validator")));
 }

@@ -1,6 +1,13 @@
 //! The rider's trips, caps and notices as synced: `RiderHistory`.
 
-use super::*;
+use std::sync::Arc;
+
+use thudo_core::transit as core;
+use thudo_core::transit::Product as TransitProduct;
+
+use super::TransitError;
+use crate::vault::Vault;
+use crate::{blocking, signed};
 
 /// How a trip was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]

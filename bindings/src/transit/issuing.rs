@@ -1,6 +1,11 @@
 //! The issuer, for backends and tests: `TransitIssuer` signs credentials.
 
-use super::*;
+use std::sync::Arc;
+
+use thudo_core::transit::{issuer, validator};
+use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
+
+use super::{arg, TransitError, TrustedIssuerKey};
 
 /// What to put in a credential, issuer side.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]

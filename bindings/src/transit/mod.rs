@@ -1,18 +1,14 @@
 //! Transit tickets for Kotlin and Swift: the phone that shows the QR, the validator on the bus,
 //! and the issuer (for backends and tests).
 
-use std::sync::{Arc, Mutex};
-
 use thudo_core::transit as core;
-use thudo_core::transit::inspection::InspectionOutcome;
 use thudo_core::transit::metro::GateDirection;
 use thudo_core::transit::presentation::{self, Signal as VerdictSignal};
 use thudo_core::transit::{issuer, phone, validator};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 use validator::Reason as VerdictReason;
 
-use crate::vault::Vault;
-use crate::{blocking, signed, unix_now, Internal};
+use crate::{signed, Internal};
 
 mod history;
 mod issuing;

@@ -1,6 +1,13 @@
 //! The phone that shows the QR: its signer (the platform's key) and `TransitPhone`.
 
-use super::*;
+use std::sync::Arc;
+
+use thudo_core::transit as core;
+use thudo_core::transit::phone;
+
+use super::{arg, CredentialInfo, TransitError, TransitQr};
+use crate::blocking;
+use crate::vault::Vault;
 
 /// Why a host signer failed.
 #[derive(Debug, thiserror::Error, uniffi::Error)]

@@ -1,7 +1,19 @@
 //! The validator on the bus or at the gate: `TransitValidator`, its settings, tap log, deny
 //! list and ticket inspection.
 
-use super::*;
+use std::sync::{Arc, Mutex};
+
+use thudo_core::transit as core;
+use thudo_core::transit::inspection::InspectionOutcome;
+use thudo_core::transit::validator::{self, Reason as VerdictReason};
+use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
+
+use super::{
+    arg, trusted_keys, EntryFeedStatus, MetroGate, TransitError, TrustedIssuerKey, Verdict,
+    VerdictPresentation,
+};
+use crate::vault::Vault;
+use crate::{blocking, signed, unix_now};
 
 /// Validator settings.
 #[derive(Debug, Clone, uniffi::Record)]

@@ -73,7 +73,7 @@ final class ErrorsTests: XCTestCase {
         await vault.shutdown()
         do { _ = try await client.sync(vault: vault); XCTFail("closed") } catch SyncError.Vault(let fault) { onVaultFault(fault) }
         onVaultFault(.locked(reason: "device locked"))
-        XCTAssertEqual(shown, ["Thiết bị chưa đăng ký", "\(VaultFault.closed)", "unlock"])
+        XCTAssertEqual(shown, ["Thiết bị chưa đăng ký", "the vault is closed", "unlock"])
         XCTAssertEqual(retries, 0)
         client.shutdown()
     }

@@ -20,7 +20,7 @@ pub enum FraudKind {
     RepeatedExit,
     /// One card let in while it was inside already, or at two gates of one station at once.
     DoubleEntry,
-    /// One card on two vehicles at once (two buses within [`MIN_TRAVEL_SECS`]).
+    /// One card on two vehicles at once (two buses within [`MIN_TRAVEL_SECS`](super::rules::MIN_TRAVEL_SECS)).
     ImpossibleTravel,
     /// A dependant's ticket held on a guardian's phone, ridden with no tap of the holder's own
     /// ticket on the same validator within [`TRAVEL_TOGETHER_SECS`](thudo_core::transit::TRAVEL_TOGETHER_SECS) (the operator did not

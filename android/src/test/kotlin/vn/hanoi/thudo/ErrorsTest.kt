@@ -35,7 +35,7 @@ class ErrorsTest {
         try { client.sync(vault) } catch (e: SyncException.Vault) { onVaultFault(e.fault) }
         onVaultFault(VaultFault.Locked("device locked"))
         assertEquals(3, shown.size)
-        assertEquals(VaultFault.Closed.toString(), shown[1])
+        assertEquals("the vault is closed", shown[1])
         assertEquals("unlock", shown[2])
         assertEquals(0, retries)
         client.shutdown()
