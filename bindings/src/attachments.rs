@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use thudo_core::attachments::{self as core, AttachmentRef, AttachmentState, Attachments};
 
+use crate::blocking;
 use crate::cancel::{guard, CancelToken};
 use crate::sync::{SyncClient, SyncError};
-use crate::{blocking, Internal};
 
 /// A file a record carries (core's type, carried as it is).
 #[uniffi::remote(Record)]
@@ -109,12 +109,6 @@ pub enum AttachmentError {
     },
 }
 
-impl From<Internal> for AttachmentError {
-    fn from(Internal(reason): Internal) -> Self {
-        AttachmentError::Internal { reason }
-    }
-}
-
 impl From<core::AttachmentError> for AttachmentError {
     fn from(e: core::AttachmentError) -> Self {
         use core::AttachmentError as E;
@@ -140,7 +134,7 @@ impl From<core::AttachmentError> for AttachmentError {
     }
 }
 
-crate::error_api!(AttachmentError, vault: "attachment", {
+crate::error_api!(AttachmentError, vault: "attachment", internal: Internal, {
         Invalid => ("attachment.invalid", false),
         TooLarge => ("attachment.too_large", false),
         QuotaExceeded => ("attachment.quota_exceeded", false),

@@ -9,7 +9,7 @@ use thudo_core::handbook::library::{
     self, LibraryDocument as PartyDocument, SearchHit as DocumentHit,
 };
 
-use crate::{blocking, fit, now, signed, Internal};
+use crate::{blocking, fit, now, signed};
 
 /// Errors of handbook calls.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -114,12 +114,6 @@ impl From<fees::FeeError> for HandbookError {
             },
             fees::FeeError::Vault(v) => v.into(),
         }
-    }
-}
-
-impl From<Internal> for HandbookError {
-    fn from(Internal(reason): Internal) -> Self {
-        HandbookError::Internal { reason }
     }
 }
 
@@ -816,13 +810,7 @@ impl MemberHandbook {
     }
 }
 
-impl From<thudo_core::vault::VaultError> for HandbookError {
-    fn from(e: thudo_core::vault::VaultError) -> Self {
-        HandbookError::Vault { fault: e.into() }
-    }
-}
-
-crate::error_api!(HandbookError, vault: "handbook", {
+crate::error_api!(HandbookError, vault: "handbook", internal: Internal, {
         Invalid => ("handbook.invalid", false),
         NoRule => ("handbook.no_rule", false),
         NotFound => ("handbook.not_found", false),

@@ -12,7 +12,7 @@ use thudo_core::health::records::{
 use thudo_core::health::{dcc, fhir, records, schedule, shc, trust_bundle};
 
 use crate::health::{DoseStatus, HealthCardVerifier};
-use crate::{blocking, signed, unix_now, Internal};
+use crate::{blocking, signed, unix_now};
 
 /// Errors of the health book. Nothing is stored when any is returned.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -68,12 +68,6 @@ pub enum HealthBookError {
         /// What happened.
         reason: String,
     },
-}
-
-impl From<Internal> for HealthBookError {
-    fn from(Internal(reason): Internal) -> Self {
-        HealthBookError::Internal { reason }
-    }
 }
 
 impl From<shc::ShcError> for HealthBookError {
@@ -678,13 +672,7 @@ impl HealthBook {
     }
 }
 
-impl From<thudo_core::vault::VaultError> for HealthBookError {
-    fn from(e: thudo_core::vault::VaultError) -> Self {
-        HealthBookError::Vault { fault: e.into() }
-    }
-}
-
-crate::error_api!(HealthBookError, vault: "health_book", {
+crate::error_api!(HealthBookError, vault: "health_book", internal: Internal, {
         InvalidFhir => ("health_book.invalid_fhir", false),
         Invalid => ("health_book.invalid", false),
         NotFound => ("health_book.not_found", false),

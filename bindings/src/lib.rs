@@ -111,9 +111,10 @@ uniffi::custom_newtype!(Bytes, Vec<u8>);
 /// does not compile without its row, `bindings/error-codes.txt` lists every code published and
 /// docs/errors.md every code with its retry rule (tests compare them). An error with a
 /// `Vault { fault }` case names its domain (`vault: "handbook"`): each fault then has the code
-/// `domain.fault` (`handbook.locked`) and the fault's retry rule.
+/// `domain.fault` (`handbook.locked`) and the fault's retry rule, and comes from a core vault
+/// error; `internal: Internal` makes a bug in the library (`Internal`) its `Internal` case.
 macro_rules! error_api {
-    ($error:ident, $(vault: $domain:literal,)? {$($variant:ident => ($code:literal, $retryable:literal)),* $(,)?}) => {
+    ($error:ident, $(vault: $domain:literal,)? $(internal: $internal:ident,)? {$($variant:ident => ($code:literal, $retryable:literal)),* $(,)?}) => {
         #[uniffi::export]
         impl $error {
             /// A stable code for this failure, `domain.kind` (for example `vault.wrong_key`):
@@ -130,6 +131,23 @@ macro_rules! error_api {
                 self.code_and_retry().1
             }
         }
+
+        $(
+            #[doc = concat!("A vault failure under a ", $domain, " call: its `Vault` case.")]
+            impl From<thudo_core::vault::VaultError> for $error {
+                fn from(e: thudo_core::vault::VaultError) -> Self {
+                    $error::Vault { fault: e.into() }
+                }
+            }
+        )?
+
+        $(
+            impl From<crate::Internal> for $error {
+                fn from(crate::Internal(reason): crate::Internal) -> Self {
+                    $error::$internal { reason }
+                }
+            }
+        )?
 
         impl $error {
             /// Every code with its variant (`Vault.Locked` for a vault fault) and retry rule, in

@@ -14,9 +14,9 @@ use crate::cancel::guard;
 use crate::cancel::CancelToken;
 use crate::handbook::HandbookLibrary;
 use crate::health::HealthCardVerifier;
+use crate::signed;
 use crate::transit::TrustedIssuerKey;
 use crate::vault::Vault;
-use crate::{signed, Internal};
 use thudo_core::health::trust_bundle;
 
 /// Why a sync call failed. After any of these, what was acknowledged is out of the outbox and
@@ -114,12 +114,6 @@ pub enum SyncError {
         /// What.
         reason: String,
     },
-}
-
-impl From<Internal> for SyncError {
-    fn from(Internal(reason): Internal) -> Self {
-        SyncError::Internal { reason }
-    }
 }
 
 impl From<core::BackendError> for SyncError {
@@ -662,13 +656,7 @@ impl SyncClient {
     }
 }
 
-impl From<thudo_core::vault::VaultError> for SyncError {
-    fn from(e: thudo_core::vault::VaultError) -> Self {
-        SyncError::Vault { fault: e.into() }
-    }
-}
-
-crate::error_api!(SyncError, vault: "sync", {
+crate::error_api!(SyncError, vault: "sync", internal: Internal, {
         InsecureUrl => ("sync.insecure_url", false),
         NotRegistered => ("sync.not_registered", false),
         Unauthorized => ("sync.unauthorized", false),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use thudo_core::crypto::Cipher as VaultCipher;
 use thudo_core::vault as core;
 
-use crate::{blocking, Internal};
+use crate::blocking;
 
 /// Errors of vault calls, thrown as exceptions in Kotlin and Swift.
 #[derive(Debug, thiserror::Error, uniffi::Error)]
@@ -117,12 +117,6 @@ impl From<core::VaultError> for VaultError {
             E::InvalidBackup { reason } => VaultError::InvalidBackup { reason },
             E::Io { reason } => VaultError::Io { reason },
         }
-    }
-}
-
-impl From<Internal> for VaultError {
-    fn from(Internal(reason): Internal) -> Self {
-        VaultError::Internal { reason }
     }
 }
 
@@ -609,7 +603,7 @@ pub fn vault_schema_version() -> i64 {
     core::SCHEMA_VERSION.into()
 }
 
-crate::error_api!(VaultError, {
+crate::error_api!(VaultError, internal: Internal, {
         WrongKey => ("vault.wrong_key", false),
         KeyUnavailable => ("vault.key_unavailable", true),
         KeyLost => ("vault.key_lost", false),

@@ -8,7 +8,7 @@ use thudo_core::transit::{issuer, phone, validator};
 use thudo_core::transit::{Category as PassengerCategory, Product as TransitProduct};
 use validator::Reason as VerdictReason;
 
-use crate::{signed, Internal};
+use crate::signed;
 
 mod history;
 mod issuing;
@@ -98,12 +98,6 @@ impl From<core::TransitError> for TransitError {
             E::Signer { reason } => TransitError::Signer { reason },
             E::Vault(e) => e.into(),
         }
-    }
-}
-
-impl From<Internal> for TransitError {
-    fn from(Internal(reason): Internal) -> Self {
-        TransitError::Internal { reason }
     }
 }
 
@@ -467,13 +461,7 @@ impl From<phone::TransitQr> for TransitQr {
     }
 }
 
-impl From<thudo_core::vault::VaultError> for TransitError {
-    fn from(e: thudo_core::vault::VaultError) -> Self {
-        TransitError::Vault { fault: e.into() }
-    }
-}
-
-crate::error_api!(TransitError, vault: "transit", {
+crate::error_api!(TransitError, vault: "transit", internal: Internal, {
         InvalidRequest => ("transit.invalid_request", false),
         NoCredential => ("transit.no_credential", false),
         SignerKeyLost => ("transit.signer_key_lost", false),
