@@ -199,20 +199,28 @@ fn read_module(module: &[String], children: &BTreeSet<String>, code: &str, into:
         anchored(module, &code[start..], &mut found);
         into.paths.extend(found.into_iter().map(|(p, _)| p));
     }
+    let mut offset = 0;
     for line in code.lines() {
+        let line_start = offset;
+        offset += line.len() + 1;
         if line.starts_with("use super::*;") {
             into.globs_super = true;
         }
-        let Some(tree) = ["pub use ", "pub(crate) use "]
-            .iter()
-            .find_map(|p| line.trim_start().strip_prefix(p))
-        else {
+        let indent = line.len() - line.trim_start().len();
+        // The tree from the line on: a group may run over several lines.
+        let Some(tree) = ["pub use ", "pub(crate) use "].iter().find_map(|p| {
+            line.trim_start()
+                .starts_with(p)
+                .then(|| &code[line_start + indent + p.len()..])
+        }) else {
             let words: Vec<&str> = line.split_whitespace().collect();
             let is_pub = words.first().is_some_and(|w| w.starts_with("pub"));
             let kinds = [
                 "struct", "enum", "fn", "trait", "type", "const", "static", "mod",
             ];
-            if let (true, Some(at)) = (is_pub, words.iter().position(|w| kinds.contains(w))) {
+            // The last kind word names the item (`pub const fn f`, `pub unsafe fn g`).
+            let kind_at = words.iter().rposition(|w| kinds.contains(w));
+            if let (true, Some(at)) = (is_pub, kind_at) {
                 if let Some(name) = words.get(at + 1) {
                     into.items.insert(ident(name).to_owned());
                 }
@@ -445,7 +453,7 @@ fn the_checker_sees_loops_and_upward_imports() {
     };
     let sources = [
         ("", "pub use x::a::Thing;\npub use y::*;\n"),
-        ("x", "pub use a::Other;\n"),
+        ("x", "pub use a::{\n    Other,\n};\n"),
         (
             "x/a",
             "use super::b::Near;\nuse thudo_core::c::X;\n// crate::x::c::Z\npub struct Other;\npub struct Thing;\n",
