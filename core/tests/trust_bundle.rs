@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::vault;
+use common::{vault, SHC_ISSUER as ISSUER};
 
 use std::path::PathBuf;
 
@@ -20,7 +20,6 @@ use thudo_core::health::trust_bundle::{
     self, CardIssuer, PassportSigner, TrustBundle, TrustBundleError,
 };
 
-const ISSUER: &str = "https://spec.smarthealth.cards/examples/issuer";
 const NOW: i64 = 1_790_000_000;
 
 fn data(path: &str) -> String {
