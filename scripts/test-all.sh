@@ -42,6 +42,8 @@ step "The backend's tests again on PostgreSQL (a throwaway cluster, installed fr
 scripts/with-postgres.sh cargo test -p thudo-server --quiet -- --include-ignored 2>&1
 step "The API contract: Schemathesis against the live server, without credentials and once per kind of caller"
 scripts/test-api-contract.sh
+step "The API contract again with the server on PostgreSQL (10 s a run)"
+THUDO_CONTRACT_SECONDS=10 scripts/with-postgres.sh scripts/test-api-contract.sh
 step "README's main job: thudo demo"
 scripts/demo.sh --no-qr
 step "Kotlin tests (JVM, generated bindings, host library)"

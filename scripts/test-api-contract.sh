@@ -4,6 +4,8 @@
 # credentials over every route, then once per kind of caller over its routes
 # (scripts/api-contract.py). Fails on any server error, any response outside the document, and
 # any schema-valid request refused. THUDO_CONTRACT_SECONDS bounds each run (25 s by default).
+# Under scripts/with-postgres.sh (THUDO_TEST_POSTGRES set) the server runs on that PostgreSQL
+# server instead of SQLite, and the reports go to target/api-contract-postgres/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requirements=scripts/api-contract-requirements.txt
@@ -23,6 +25,11 @@ fi
 export SCHEMATHESIS="$venv/bin/schemathesis"
 export THUDO_CONTRACT_SECONDS="${THUDO_CONTRACT_SECONDS:-25}"
 export THUDO_CONTRACT_EXAMPLES="${THUDO_CONTRACT_EXAMPLES:-20}"
-mkdir -p target/api-contract
-export THUDO_SERVER_LOG=target/api-contract/server.log
+reports=target/api-contract
+if [ -n "${THUDO_TEST_POSTGRES:-}" ]; then
+  reports=target/api-contract-postgres
+  export THUDO_SERVER_DB="$THUDO_TEST_POSTGRES?sslmode=require&sslrootcert=$THUDO_TEST_POSTGRES_CA"
+fi
+mkdir -p "$reports"
+export THUDO_CONTRACT_REPORTS="$reports" THUDO_SERVER_LOG="$reports/server.log"
 scripts/with-server.sh python3 scripts/api-contract.py

@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 cargo build -q -p thudo-server
 DIR=$(mktemp -d)
 CITIZEN=001088012345
-target/debug/thudo-server --listen 127.0.0.1:0 --db "$DIR/server.db" \
+# THUDO_SERVER_DB: another database (a PostgreSQL URL) instead of a new SQLite file.
+target/debug/thudo-server --listen 127.0.0.1:0 --db "${THUDO_SERVER_DB:-$DIR/server.db}" \
   --seed-citizen "$CITIZEN" --seed-enrolments 6 \
   --seed-gate 201:entry --seed-gate 205:exit --seed-gate 202:entry --seed-gate 210:exit \
   --seed-gate 210:entry --seed-gate 202:exit --test-identity-provider --sandbox-payments --no-rate-limits >"$DIR/out" 2>"$DIR/err" &

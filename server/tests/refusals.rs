@@ -149,6 +149,34 @@ async fn arrays_are_not_objects_and_every_refusal_is_json() {
     assert_eq!(common_error(r).await, "bad_request");
 }
 
+/// An id with a control character is refused with 400 on either engine (PostgreSQL cannot
+/// store a NUL in text: it was a 503, "retry later", for ever), and nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_with_control_characters_are_refused_on_either_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let (http, party) = (http_client(), operator(&local.idp, Role::PartyOrganisation));
+    let publish = |id: &str| {
+        http.post(format!(
+            "{}/v1/admin/cells/hn.c1/handbook.documents",
+            local.url
+        ))
+        .bearer_auth(&party)
+        .header("content-type", "application/json")
+        .body(json!({"items": [{"id": id, "title": "Điều lệ Đảng"}]}).to_string())
+        .send()
+    };
+    for id in ["a\u{0}b", "\u{0}", "tab\there", "del\u{7f}"] {
+        let r = publish(id).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{id:?}");
+        assert_eq!(common_error(r).await, "bad_request");
+    }
+    let r = publish("dieu-le").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let published: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(published["published"], 1, "only the good id was published");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_past_their_rate_are_told_when_to_come_back() {
     use thudo_server::gate::{Rate, RateLimits};

@@ -20,7 +20,7 @@ use thudo_core::collections::spec as collection;
 use thudo_core::sync::protocol::{Change, MAX_RECORD_BYTES};
 
 use crate::devices::store::DeviceStore;
-use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 use crate::sync::store::{Published, SyncStore};
 
@@ -272,8 +272,12 @@ struct CellPublish {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct CellItem {
-    /// Its id: 1 to 256 characters.
-    #[schema(min_length = 1, max_length = 256)]
+    /// Its id: 1 to 256 characters, none a control character.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     id: String,
 }
 
@@ -340,8 +344,13 @@ async fn admin_cell_content(
         let id = item
             .get("id")
             .and_then(Value::as_str)
-            .filter(|id| !id.is_empty() && id.chars().count() <= 256)
-            .ok_or_else(|| ApiError::bad(format!("item {i} needs an id")))?
+            // No control character: PostgreSQL cannot store a NUL in text, and no id needs one.
+            .filter(|id| !id.is_empty() && id.chars().count() <= 256 && !has_control(id))
+            .ok_or_else(|| {
+                ApiError::bad(format!(
+                    "item {i} needs an id of 1 to 256 characters, none a control character"
+                ))
+            })?
             .to_owned();
         record_fits(i, &item)?;
         attachments_fit(i, &item)?;
