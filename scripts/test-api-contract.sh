@@ -3,7 +3,8 @@
 # scripts/api-contract-requirements.txt) against the reference backend on loopback: once without
 # credentials over every route, then once per kind of caller over its routes
 # (scripts/api-contract.py). Fails on any server error, any response outside the document, and
-# any schema-valid request refused. THUDO_CONTRACT_SECONDS bounds each run (25 s by default).
+# any schema-valid request refused. THUDO_CONTRACT_SECONDS bounds each run (25 s by default);
+# THUDO_CONTRACT_SEED sets the fuzzer's seed (fixed by default, so that a failure replays).
 # Under scripts/with-postgres.sh (THUDO_TEST_POSTGRES set) the server runs on that PostgreSQL
 # server instead of SQLite, and the reports go to target/api-contract-postgres/.
 set -euo pipefail

@@ -179,8 +179,11 @@ impl AttachmentRef {
         let media = self.media_type.split_once('/');
         if !media.is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
             || self.media_type.chars().count() > 100
+            || self.media_type.chars().any(char::is_control)
         {
-            return Err(invalid("a media type is type/subtype"));
+            return Err(invalid(
+                "a media type is type/subtype, at most 100 characters, none a control character",
+            ));
         }
         if self.size < 0 {
             return Err(invalid("a size is not negative"));

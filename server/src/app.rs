@@ -63,10 +63,10 @@ pub async fn open_storage_waiting(
         let target = db.to_owned();
         let opened = tokio::task::spawn_blocking(move || open_storage(&target))
             .await
-            .map_err(|e| StorageError(e.to_string()))?;
+            .map_err(|e| StorageError::Failed(e.to_string()))?;
         match opened {
             Ok(storage) => return Ok(storage),
-            Err(e) if e.0.contains("newer") || started.elapsed() + pause > patience => {
+            Err(e) if e.message().contains("newer") || started.elapsed() + pause > patience => {
                 return Err(e)
             }
             Err(e) => {

@@ -62,15 +62,20 @@ impl IntoResponse for ApiError {
 pub const STORAGE_RETRY_SECS: u64 = 2;
 
 impl From<StorageError> for ApiError {
-    /// A 503 saying when to retry and nothing of the database's own words (they stay in the
-    /// operator's log).
+    /// A 503 saying when to retry, or a 400 for a value the database refused; nothing of the
+    /// database's own words (they stay in the operator's log).
     fn from(e: StorageError) -> Self {
-        eprintln!("storage error: {e}");
-        ApiError::unavailable(
-            ServerErrorCode::Storage,
-            "the database is unavailable; retry later",
-        )
-        .retry_after(STORAGE_RETRY_SECS)
+        eprintln!("{e}");
+        match e {
+            StorageError::Failed(_) => ApiError::unavailable(
+                ServerErrorCode::Storage,
+                "the database is unavailable; retry later",
+            )
+            .retry_after(STORAGE_RETRY_SECS),
+            StorageError::ValueRefused(_) => {
+                ApiError::bad("a value in the request cannot be stored")
+            }
+        }
     }
 }
 
@@ -339,6 +344,20 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn only_a_failed_database_is_retried() {
+        let failed = ApiError::from(StorageError::Failed("connection reset".into()));
+        assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failed.retry_after, Some(STORAGE_RETRY_SECS));
+        let refused = ApiError::from(StorageError::ValueRefused("NUL in text".into()));
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(refused.retry_after, None);
+        assert!(
+            !refused.body.message.contains("NUL"),
+            "the engine's words stay in the log"
+        );
+    }
 
     #[test]
     fn whole_numbers_are_read_exactly() {

@@ -64,7 +64,8 @@ macro_rules! conformance {
                 locks_out_of_order_are_refused,
                 a_device_holds_few_keys_and_an_account_orders_within_limits,
                 the_deny_list_stays_bounded_over_a_year, sales_are_paid_once_and_add_up,
-                the_operators_fraud_policy_is_applied_once);
+                the_operators_fraud_policy_is_applied_once,
+                a_refused_value_is_the_requests_fault);
         }
     };
     (@each $open:ident, #[$attr:meta]; $($scenario:ident),*) => {
@@ -259,6 +260,22 @@ fn settings_claim_and_update<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(updated, b"first+");
     s.set_setting("k", b"set").unwrap();
     assert_eq!(s.get_setting("k").unwrap().as_deref(), Some(&b"set"[..]));
+}
+
+/// A text with a NUL is stored as it is (SQLite) or refused as a value (PostgreSQL, class 22):
+/// never a failure of the database, which the API would answer "503, retry later" for ever.
+fn a_refused_value_is_the_requests_fault<E: Engine>(s: &SqlStorage<E>) {
+    use thudo_server::storage::StorageError;
+    match s.set_setting("a\u{0}b", b"v") {
+        Ok(()) => assert_eq!(
+            s.get_setting("a\u{0}b").unwrap().as_deref(),
+            Some(&b"v"[..])
+        ),
+        Err(e) => assert!(matches!(e, StorageError::ValueRefused(_)), "{e:?}"),
+    }
+    // Only the value's fault is the request's: a statement the engine cannot run is not.
+    let broken = s.write(|tx| tx.exec("INSERT INTO no_such_table VALUES (1)", &[]));
+    assert!(matches!(broken, Err(StorageError::Failed(_))), "{broken:?}");
 }
 
 fn enrol<E: Engine>(
@@ -899,7 +916,7 @@ fn locks_out_of_order_are_refused<E: Engine>(s: &SqlStorage<E>) {
             tx.lock(Lock::Deny)
         })
         .unwrap_err();
-    assert!(err.0.contains("lock order"), "{err}");
+    assert!(err.message().contains("lock order"), "{err}");
     s.write(|tx| tx.lock_all(&[Lock::Deny, Lock::Card(1), Lock::Card(2), Lock::Scope("a")]))
         .unwrap();
 }

@@ -184,7 +184,7 @@ fn a_file_from_a_newer_build_is_refused_and_left_alone() {
             .unwrap();
         let before = schema_of(&path);
         let err = SqliteStorage::open(&path, SCHEMA).err().unwrap();
-        assert!(err.0.contains("newer"), "{name}: {err}");
+        assert!(err.message().contains("newer"), "{name}: {err}");
         assert_eq!(schema_of(&path), before, "{name}: nothing written");
     }
 }

@@ -175,6 +175,26 @@ async fn ids_with_control_characters_are_refused_on_either_engine() {
     assert_eq!(r.status().as_u16(), 200);
     let published: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(published["published"], 1, "only the good id was published");
+    // A file's name and media type, likewise (a NUL media type was a 503 on PostgreSQL).
+    let upload = |name: &str, media_type: &str| {
+        http.post(format!("{}/v1/admin/cells/hn.c1/files", local.url))
+            .bearer_auth(&party)
+            .header("content-type", "application/json")
+            .body(json!({"name": name, "media_type": media_type, "data": "25wwBA=="}).to_string())
+            .send()
+    };
+    for (name, media_type) in [
+        ("a.pdf", "\u{0}C/p"),
+        ("a.pdf", "application/p\u{0}df"),
+        ("a\u{0}.pdf", "application/pdf"),
+        ("a.pdf", "text/\u{85}plain"),
+    ] {
+        let r = upload(name, media_type).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{name:?} {media_type:?}");
+        assert_eq!(common_error(r).await, "bad_request");
+    }
+    let r = upload("a.pdf", "application/pdf").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

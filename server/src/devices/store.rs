@@ -149,12 +149,13 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
                 "SELECT value FROM settings WHERE key = ?1",
                 params![CITIZEN_KEYS_SETTING],
             )? {
-                Some(row) => serde_json::from_slice(&row.bytes(0)?)
-                    .map_err(|e| StorageError(format!("setting {CITIZEN_KEYS_SETTING}: {e}")))?,
+                Some(row) => serde_json::from_slice(&row.bytes(0)?).map_err(|e| {
+                    StorageError::Failed(format!("setting {CITIZEN_KEYS_SETTING}: {e}"))
+                })?,
                 None => Vec::new(),
             };
             if !wanted.starts_with(&applied) {
-                return Err(StorageError(
+                return Err(StorageError::Failed(
                     "the database's citizen IDs are keyed with other secrets than the \
                      configured ones (a secrets file may only gain lines)"
                         .into(),
@@ -167,14 +168,15 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
             for row in &rows {
                 let stored = row
                     .hash(1)?
-                    .ok_or_else(|| StorageError("a citizen key is not 32 bytes".into()))?;
+                    .ok_or_else(|| StorageError::Failed("a citizen key is not 32 bytes".into()))?;
                 let rekeyed = secrets.rekey(applied.len(), &stored);
                 tx.exec(
                     "UPDATE accounts SET citizen_hash = ?1 WHERE id = ?2",
                     params![&rekeyed, &row.text(0)?],
                 )?;
             }
-            let value = serde_json::to_vec(&wanted).map_err(|e| StorageError(e.to_string()))?;
+            let value =
+                serde_json::to_vec(&wanted).map_err(|e| StorageError::Failed(e.to_string()))?;
             tx.exec(
                 "INSERT INTO settings(key, value) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",

@@ -51,8 +51,11 @@ struct Upload {
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     name: String,
-    /// Its media type (`application/pdf`).
-    #[schema(max_length = 100, pattern = "^[^/]+/.+$")]
+    /// Its media type (`application/pdf`): type/subtype, no control character.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^/\u0000-\u001f\u007f-\u009f]+/[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     media_type: String,
     /// The bytes, base64 (standard alphabet, padded).
     #[schema(

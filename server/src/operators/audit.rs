@@ -198,7 +198,7 @@ fn entry_row(r: &Row) -> Result<Entry> {
         target: r.text(6)?,
         refers_to: r.opt_int(7)?.map(|s| s as u64),
         detail: r.text(8)?,
-        key_number: u32::try_from(r.int(9)?).map_err(|e| StorageError(e.to_string()))?,
+        key_number: u32::try_from(r.int(9)?).map_err(|e| StorageError::Failed(e.to_string()))?,
         mac: thudo_core::hex::encode(&r.bytes(10)?),
     })
 }

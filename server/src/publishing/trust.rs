@@ -172,7 +172,7 @@ pub(super) async fn publish(
                 Err(e) => {
                     refusal = Some(e);
                     // Leave the stored bundle as it was.
-                    current.ok_or_else(|| crate::storage::StorageError("refused".into()))
+                    current.ok_or_else(|| crate::storage::StorageError::Failed("refused".into()))
                 }
             }
         });

@@ -103,7 +103,7 @@ impl Row {
     fn at(&self, i: usize) -> Result<&Val<'static>> {
         self.0
             .get(i)
-            .ok_or_else(|| StorageError(format!("no column {i}")))
+            .ok_or_else(|| StorageError::Failed(format!("no column {i}")))
     }
 
     /// An integer column that may be null.
@@ -111,7 +111,7 @@ impl Row {
         match self.at(i)? {
             Val::Null => Ok(None),
             Val::Int(v) => Ok(Some(*v)),
-            other => Err(StorageError(format!(
+            other => Err(StorageError::Failed(format!(
                 "column {i}: {other:?} is not an integer"
             ))),
         }
@@ -120,7 +120,7 @@ impl Row {
     /// An integer column.
     pub fn int(&self, i: usize) -> Result<i64> {
         self.opt_int(i)?
-            .ok_or_else(|| StorageError(format!("column {i} is null")))
+            .ok_or_else(|| StorageError::Failed(format!("column {i} is null")))
     }
 
     /// A text column that may be null.
@@ -128,21 +128,25 @@ impl Row {
         match self.at(i)? {
             Val::Null => Ok(None),
             Val::Text(v) => Ok(Some(v.to_string())),
-            other => Err(StorageError(format!("column {i}: {other:?} is not text"))),
+            other => Err(StorageError::Failed(format!(
+                "column {i}: {other:?} is not text"
+            ))),
         }
     }
 
     /// A text column.
     pub fn text(&self, i: usize) -> Result<String> {
         self.opt_text(i)?
-            .ok_or_else(|| StorageError(format!("column {i} is null")))
+            .ok_or_else(|| StorageError::Failed(format!("column {i} is null")))
     }
 
     /// A bytes column.
     pub fn bytes(&self, i: usize) -> Result<Vec<u8>> {
         match self.at(i)? {
             Val::Bytes(v) => Ok(v.to_vec()),
-            other => Err(StorageError(format!("column {i}: {other:?} is not bytes"))),
+            other => Err(StorageError::Failed(format!(
+                "column {i}: {other:?} is not bytes"
+            ))),
         }
     }
 

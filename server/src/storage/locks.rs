@@ -109,7 +109,7 @@ impl Held {
             }
             if let Some((rank, name)) = &self.highest {
                 if lock.rank() < *rank {
-                    return Err(StorageError(format!(
+                    return Err(StorageError::Failed(format!(
                         "lock order: {} taken after {name}",
                         lock.name()
                     )));
@@ -149,7 +149,7 @@ mod tests {
         assert!(held.admit(&[Lock::Scope("acct:a")]).is_ok());
         let err = held.admit(&[Lock::Journeys]).unwrap_err();
         assert!(
-            err.0
+            err.message()
                 .contains("lock order: journeys taken after scope:acct:a"),
             "{err}"
         );

@@ -62,7 +62,7 @@ pub(crate) fn migrate<E: Engine>(
                 .find(|s| s.concern == concern)
                 .map_or(0, |s| steps(s, dialect).len() as i64);
             if *step > known {
-                return Err(StorageError(format!(
+                return Err(StorageError::Failed(format!(
                     "the thudo backend database holds step {step} of {concern}, newer than this build's {known}"
                 )));
             }

@@ -24,10 +24,28 @@ use migrations::{ConcernSchema, Dialect};
 pub use postgres::{create_database, PostgresEngine, DEFAULT_POOL_SIZE};
 pub use sqlite::SqliteEngine;
 
-/// A storage failure (a 503 for the client, which retries).
+/// A storage failure. Most are the engine's (a 503 for the client, which retries); a value the
+/// engine refuses is the request's, and the same request would fail again (a 400).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StorageError(pub String);
+pub enum StorageError {
+    /// The engine failed, is unreachable, or holds what it should not: a retry may succeed.
+    #[error("storage: {0}")]
+    Failed(String),
+    /// The engine refused a value as data (PostgreSQL's class 22: a NUL in text, a number
+    /// out of its column's range; SQLite's type mismatch or an over-long value): retrying the
+    /// same request cannot help.
+    #[error("storage refused a value: {0}")]
+    ValueRefused(String),
+}
+
+impl StorageError {
+    /// The engine's own words, for the operator's log.
+    pub fn message(&self) -> &str {
+        match self {
+            StorageError::Failed(m) | StorageError::ValueRefused(m) => m,
+        }
+    }
+}
 
 /// Result of storage calls.
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -42,7 +60,8 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 /// `N` random bytes from the system's generator.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    thudo_core::crypto::fill_random(&mut b).map_err(|_| StorageError("no randomness".into()))?;
+    thudo_core::crypto::fill_random(&mut b)
+        .map_err(|_| StorageError::Failed("no randomness".into()))?;
     Ok(b)
 }
 

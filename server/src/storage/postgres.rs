@@ -56,7 +56,7 @@ impl Drop for PostgresEngine {
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> StorageError {
-    StorageError(format!("{what}: {e}"))
+    StorageError::Failed(format!("{what}: {e}"))
 }
 
 /// What a connection URL says beyond what tokio-postgres reads.
@@ -86,12 +86,14 @@ fn url_settings(url: &str) -> Result<UrlSettings> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| StorageError("pool_max_size must be 1 to 1000".into()))?;
+                    .ok_or_else(|| {
+                        StorageError::Failed("pool_max_size must be 1 to 1000".into())
+                    })?;
             }
             "sslmode" => match value {
                 "disable" | "allow" | "prefer" => tls = false,
                 "require" | "verify-ca" | "verify-full" => tls = true,
-                other => return Err(StorageError(format!("unknown sslmode {other}"))),
+                other => return Err(StorageError::Failed(format!("unknown sslmode {other}"))),
             },
             "sslrootcert" => root = Some(std::path::PathBuf::from(value)),
             _ => kept.push(pair),
@@ -195,7 +197,7 @@ impl PostgresEngine {
         let rt = self
             .runtime
             .as_ref()
-            .ok_or_else(|| StorageError("the engine is closed".into()))?;
+            .ok_or_else(|| StorageError::Failed("the engine is closed".into()))?;
         futures_executor::block_on(rt.spawn(fut)).map_err(|e| failed("database task", e))
     }
 
@@ -220,7 +222,7 @@ impl PostgresEngine {
                 )?
                 .map_or(Ok(0), |r| r.int(0))?;
             if found > latest {
-                return Err(StorageError(format!(
+                return Err(StorageError::Failed(format!(
                     "the thudo backend database is at schema version {found}, newer than this build's {latest}"
                 )));
             }
@@ -277,7 +279,7 @@ impl PostgresEngine {
 /// first set-up. `name` is letters, digits and `_` only.
 pub fn create_database(admin_url: &str, name: &str) -> Result<String> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(StorageError(
+        return Err(StorageError::Failed(
             "a database name is letters, digits and _".into(),
         ));
     }
@@ -330,7 +332,7 @@ pub fn create_database(admin_url: &str, name: &str) -> Result<String> {
                 })
             })
             .join()
-            .map_err(|_| StorageError("create database: the thread failed".into()))?
+            .map_err(|_| StorageError::Failed("create database: the thread failed".into()))?
     })?;
     // The same server, credentials and settings, the new database.
     let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
@@ -402,7 +404,12 @@ impl PgTx<'_> {
         let detail = e
             .as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_owned());
-        StorageError(format!("postgres: {detail}"))
+        let detail = format!("postgres: {detail}");
+        // Class 22 is "data exception": the statement's values, not the database, are at fault.
+        match e.code() {
+            Some(code) if code.code().starts_with("22") => StorageError::ValueRefused(detail),
+            _ => StorageError::Failed(detail),
+        }
     }
 
     fn statement(&mut self, sql: &str) -> Result<tokio_postgres::Statement> {
@@ -461,7 +468,7 @@ impl Tx for PgTx<'_> {
                     .map(|i| value(r, i))
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map(Row)
-                    .map_err(StorageError)
+                    .map_err(StorageError::Failed)
             })
             .collect()
     }

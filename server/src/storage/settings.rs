@@ -58,7 +58,7 @@ impl<E: Engine> SettingsStore for SqlStorage<E> {
                 params![key, value],
             )?;
             tx.row("SELECT value FROM settings WHERE key = ?1", params![key])?
-                .ok_or_else(|| StorageError(format!("setting {key} vanished")))?
+                .ok_or_else(|| StorageError::Failed(format!("setting {key} vanished")))?
                 .bytes(0)
         })
     }

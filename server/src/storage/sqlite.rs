@@ -15,7 +15,14 @@ use super::{Result, StorageError};
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
-        StorageError(e.to_string())
+        use rusqlite::ffi::ErrorCode;
+        match e.sqlite_error_code() {
+            // A value of the wrong type or over SQLite's length limit: the request's fault.
+            Some(ErrorCode::TypeMismatch | ErrorCode::TooBig) => {
+                StorageError::ValueRefused(e.to_string())
+            }
+            _ => StorageError::Failed(e.to_string()),
+        }
     }
 }
 
@@ -51,7 +58,7 @@ impl SqliteEngine {
         loop {
             attempt += 1;
             match Self::open_once(path) {
-                Err(e) if attempt < 50 && e.0.contains("locked") => {
+                Err(e) if attempt < 50 && e.message().contains("locked") => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => return other,
@@ -65,7 +72,7 @@ impl SqliteEngine {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         LEGACY
             .refuse_newer(&conn)
-            .map_err(|e| StorageError(e.to_string()))?;
+            .map_err(|e| StorageError::Failed(e.to_string()))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
         )?;
@@ -82,7 +89,7 @@ impl SqliteEngine {
         }
         LEGACY
             .migrate(&mut conn)
-            .map_err(|e| StorageError(e.to_string()))?;
+            .map_err(|e| StorageError::Failed(e.to_string()))?;
         Ok(SqliteEngine {
             conn: Mutex::new(conn),
         })

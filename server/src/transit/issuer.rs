@@ -184,7 +184,7 @@ pub(super) async fn current_issuer(
         blocking(move || {
             fresh
                 .refresh(storage.as_ref(), false)
-                .map_err(|e| ApiError::from(crate::storage::StorageError(e.to_string())))
+                .map_err(|e| ApiError::from(crate::storage::StorageError::Failed(e.to_string())))
         })
         .await?;
     }
@@ -216,7 +216,7 @@ pub(super) fn trusted_for<'a>(
     }
     issuer
         .refresh(storage, true)
-        .map_err(|e| ApiError::from(crate::storage::StorageError(e.to_string())))?;
+        .map_err(|e| ApiError::from(crate::storage::StorageError::Failed(e.to_string())))?;
     Ok(issuer.trusted())
 }
 
@@ -283,7 +283,8 @@ pub(crate) async fn admin_rotate_issuer(
     let storage = state.storage.clone();
     let issuer = state.issuer.clone();
     blocking(move || {
-        let failed = |e: anyhow::Error| ApiError::from(crate::storage::StorageError(e.to_string()));
+        let failed =
+            |e: anyhow::Error| ApiError::from(crate::storage::StorageError::Failed(e.to_string()));
         let now = chrono::Utc::now().timestamp() as u32;
         // Read, change and write in one transaction, one rotation at a time on every instance.
         let mut refused = None;
@@ -292,7 +293,7 @@ pub(crate) async fn admin_rotate_issuer(
                 Some(json) => parse_keys(&json),
                 None => Ok(Vec::new()),
             }
-            .map_err(|e| StorageError(e.to_string()))?;
+            .map_err(|e| StorageError::Failed(e.to_string()))?;
             let Some(next_id) = keys
                 .iter()
                 .map(|k| k.key_id)
@@ -301,7 +302,7 @@ pub(crate) async fn admin_rotate_issuer(
                 .checked_add(1)
             else {
                 refused = Some(ApiError::bad("no key ids left"));
-                return Err(StorageError("no key ids left".into()));
+                return Err(StorageError::Failed("no key ids left".into()));
             };
             let from = now.saturating_add(order.starts_in_secs);
             let until = from.saturating_add(ISSUER_KEY_LIFETIME_SECS);
@@ -311,8 +312,10 @@ pub(crate) async fn admin_rotate_issuer(
                     k.valid_until = k.valid_until.min(end).max(k.valid_from + 1);
                 }
             }
-            keys.push(new_key(next_id, from, until).map_err(|e| StorageError(e.to_string()))?);
-            serde_json::to_vec(&keys).map_err(|e| StorageError(e.to_string()))
+            keys.push(
+                new_key(next_id, from, until).map_err(|e| StorageError::Failed(e.to_string()))?,
+            );
+            serde_json::to_vec(&keys).map_err(|e| StorageError::Failed(e.to_string()))
         });
         let json = match (json, refused) {
             (_, Some(refusal)) => return Err(refusal),

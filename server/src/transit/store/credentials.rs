@@ -99,7 +99,7 @@ fn tell_account(tx: &mut dyn Tx, device_id: &str, now: i64) -> Result<()> {
              passes. If you did not do this, sign in again and contact support."
         ),
     };
-    let payload = serde_json::to_value(&notice).map_err(|e| StorageError(e.to_string()))?;
+    let payload = serde_json::to_value(&notice).map_err(|e| StorageError::Failed(e.to_string()))?;
     super::riders::publish_to_accounts(
         tx,
         &[account],

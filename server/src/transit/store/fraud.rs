@@ -118,7 +118,7 @@ pub(super) fn act_on_fraud(tx: &mut dyn Tx, fares: &FarePolicy, now: i64) -> Res
     for r in &rows {
         let kind = r.text(1)?;
         let kind = FraudKind::parse(&kind)
-            .ok_or_else(|| StorageError(format!("unknown fraud kind {kind}")))?;
+            .ok_or_else(|| StorageError::Failed(format!("unknown fraud kind {kind}")))?;
         let card = r.opt_int(2)?.map(|c| c as u64);
         pending.push((r.int(0)?, kind, card, r.int(3)?));
     }
@@ -184,7 +184,8 @@ pub(super) fn act_on_fraud(tx: &mut dyn Tx, fares: &FarePolicy, now: i64) -> Res
         done.deny_version = Some(bump_deny_version(tx)?);
     }
     for notice in notices {
-        let payload = serde_json::to_value(&notice).map_err(|e| StorageError(e.to_string()))?;
+        let payload =
+            serde_json::to_value(&notice).map_err(|e| StorageError::Failed(e.to_string()))?;
         publish_to_card(tx, notice.card_id, NOTICES, &notice.id, payload)?;
     }
     Ok(done)

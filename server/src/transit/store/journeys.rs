@@ -210,7 +210,7 @@ fn insert_journey(tx: &mut dyn Tx, j: &NewJourney<'_>, now: i64) -> Result<i64> 
             now
         ],
     )?
-    .ok_or_else(|| StorageError("no journey number returned".into()))?
+    .ok_or_else(|| StorageError::Failed("no journey number returned".into()))?
     .int(0)
 }
 
@@ -458,7 +458,7 @@ pub(super) fn settle_journey(
     };
     let card = r.int(0)? as u64;
     let product: Product = serde_json::from_value(Value::String(r.text(1)?))
-        .map_err(|e| StorageError(format!("journey {id}: {e}")))?;
+        .map_err(|e| StorageError::Failed(format!("journey {id}: {e}")))?;
     let station =
         |i: usize| -> Result<Option<u16>> { Ok(r.opt_int(i)?.and_then(|v| u16::try_from(v).ok())) };
     let ends = JourneyEnds {
@@ -501,7 +501,7 @@ pub(super) fn settle_journey(
         fare_vnd: fare,
         full_fare_vnd: full,
     };
-    let payload = serde_json::to_value(&trip).map_err(|e| StorageError(e.to_string()))?;
+    let payload = serde_json::to_value(&trip).map_err(|e| StorageError::Failed(e.to_string()))?;
     publish_to_card(tx, card, trips::TRIPS, &trip.id, payload)?;
     paid.insert((card, day, month));
     Ok(fare.saturating_sub(before))

@@ -155,7 +155,7 @@ pub(super) fn publish_caps_to(
                 cap_vnd,
             };
             let payload =
-                serde_json::to_value(&progress).map_err(|e| StorageError(e.to_string()))?;
+                serde_json::to_value(&progress).map_err(|e| StorageError::Failed(e.to_string()))?;
             append(
                 tx,
                 &format!("acct:{account}"),
@@ -210,7 +210,7 @@ fn tell_dependant(tx: &mut dyn Tx, guardian: &str, dependant: &str, added: bool)
         message_vi: vi.to_owned(),
         message_en: en.to_owned(),
     };
-    let payload = serde_json::to_value(&notice).map_err(|e| StorageError(e.to_string()))?;
+    let payload = serde_json::to_value(&notice).map_err(|e| StorageError::Failed(e.to_string()))?;
     publish_to_accounts(tx, &[dependant.to_owned()], NOTICES, &notice.id, payload)
 }
 

@@ -20,14 +20,14 @@ const ORDER_COLUMNS: &str = "id, account_id, device_id, purpose, card_id, produc
 
 fn parse<T: serde::de::DeserializeOwned>(text: String) -> Result<T> {
     serde_json::from_value(Value::String(text.clone()))
-        .map_err(|_| StorageError(format!("unknown stored value {text}")))
+        .map_err(|_| StorageError::Failed(format!("unknown stored value {text}")))
 }
 
 fn category(code: i64) -> Result<Category> {
     u8::try_from(code)
         .ok()
         .and_then(Category::from_code)
-        .ok_or_else(|| StorageError(format!("unknown category {code}")))
+        .ok_or_else(|| StorageError::Failed(format!("unknown category {code}")))
 }
 
 fn order_of(r: &Row) -> Result<OrderRecord> {

@@ -244,8 +244,9 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             .map(|r| {
                 let kind = r.text(0)?;
                 Ok(FraudRecord {
-                    kind: FraudKind::parse(&kind)
-                        .ok_or_else(|| StorageError(format!("unknown fraud kind {kind}")))?,
+                    kind: FraudKind::parse(&kind).ok_or_else(|| {
+                        StorageError::Failed(format!("unknown fraud kind {kind}"))
+                    })?,
                     validator_id: r.text(1)?,
                     seq: r.int(2)? as u64,
                     card_id: r.opt_int(3)?.map(|c| c as u64),
@@ -468,7 +469,8 @@ fn record_tap(
             fare_vnd: fare,
             full_fare_vnd,
         };
-        let payload = serde_json::to_value(&trip).map_err(|e| StorageError(e.to_string()))?;
+        let payload =
+            serde_json::to_value(&trip).map_err(|e| StorageError::Failed(e.to_string()))?;
         let accounts = taken.facts.seeing(s.card_id).to_vec();
         publish_to_accounts(tx, &accounts, trips::TRIPS, &trip.id, payload)?;
     }
