@@ -316,7 +316,32 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
-/// Checks the caller's credential, then the body's size, before anything reads the body.
+/// Whether a raw (percent-encoded) path or query names a control character: `%00` to `%1F`,
+/// `%7F`, or a C1 control (`%C2%80` to `%C2%9F`). No route takes one, and PostgreSQL cannot
+/// store a NUL: refused here, every route and both engines answer alike.
+fn names_a_control(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let escaped = |i: usize| -> Option<u8> {
+        match bytes.get(i..i + 3)? {
+            [b'%', hi, lo] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                let digit = |d: u8| (d as char).to_digit(16).map(|v| v as u8);
+                Some(digit(*hi)? * 16 + digit(*lo)?)
+            }
+            _ => None,
+        }
+    };
+    (0..bytes.len()).any(|i| match escaped(i) {
+        Some(b) => {
+            b < 0x20
+                || b == 0x7f
+                || (b == 0xc2 && escaped(i + 3).is_some_and(|c| (0x80..=0x9f).contains(&c)))
+        }
+        None => false,
+    })
+}
+
+/// Checks the caller's credential, then the path and the body's size, before anything reads
+/// the body.
 pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let peer = req
@@ -398,6 +423,10 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
                 Err(e) => return e.into_response(),
             }
         }
+    }
+    if names_a_control(&path) || req.uri().query().is_some_and(names_a_control) {
+        return ApiError::bad("a path or query parameter holds a control character")
+            .into_response();
     }
     let limit = body_limit(&path);
     let too_large = || {
@@ -530,14 +559,13 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
                 format!("The body is over this route's {} bytes", body_limit(path)),
                 false,
             ));
-            let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
-            if operation.request_body.is_some() || has_params {
-                answers.push((
-                    400,
-                    "The body or a parameter is malformed or out of range".into(),
-                    false,
-                ));
-            }
+            // Any route: a body or parameter out of range, or a control character in the
+            // path or query (refused by the gate).
+            answers.push((
+                400,
+                "The body or a parameter is malformed or out of range".into(),
+                false,
+            ));
             if path != "/openapi.json" {
                 answers.push((
                     503,
@@ -552,6 +580,42 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
                     .entry(status.to_string())
                     .or_insert_with(|| error(description, retry));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_a_control;
+
+    #[test]
+    fn control_characters_are_found_however_they_are_escaped() {
+        for raw in [
+            "/a/%00",
+            "%1f",
+            "x%1Fy",
+            "%7F",
+            "%7f",
+            "/c/%C2%85",
+            "%c2%9f",
+            "a=%0A",
+        ] {
+            assert!(names_a_control(raw), "{raw}");
+        }
+        // Not controls: a no-break space, a space, é, a literal "%00" (escaped percent),
+        // and escapes that are not two hex digits.
+        for raw in [
+            "%C2%A0",
+            "%20",
+            "%C3%A9",
+            "%2500",
+            "%+1",
+            "%2",
+            "abc%",
+            "%C2",
+            "/v1/cells/hn.c1",
+        ] {
+            assert!(!names_a_control(raw), "{raw}");
         }
     }
 }

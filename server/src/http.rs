@@ -79,6 +79,23 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// A cell's id: a party organisation's dotted path (`hn.ba-dinh.dien-bien.chi-bo-1`).
+pub(crate) fn valid_cell(cell: &str) -> Result<String, ApiError> {
+    let cell = cell.trim();
+    let fits = !cell.is_empty()
+        && cell.len() <= 100
+        && cell
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+    if fits {
+        Ok(cell.to_owned())
+    } else {
+        Err(ApiError::bad(
+            "a cell is 1 to 100 lower-case letters, digits, '-', '_' and '.'",
+        ))
+    }
+}
+
 /// A handler's answer.
 pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 

@@ -260,6 +260,52 @@ fn a_legacy_postgres_database_is_adopted() {
     assert_eq!(accounts, 1);
 }
 
+/// A database in another encoding than UTF8 is refused at start-up, before any table is made:
+/// Vietnamese text would otherwise be refused, value by value, as each request's fault.
+#[test]
+#[ignore = "needs PostgreSQL: scripts/with-postgres.sh cargo test -- --include-ignored"]
+fn a_postgres_database_not_in_utf8_is_refused() {
+    let admin = std::env::var("THUDO_TEST_POSTGRES").unwrap();
+    let mut suffix = [0u8; 6];
+    thudo_core::crypto::fill_random(&mut suffix).unwrap();
+    let name = format!("thudo_ascii_{}", thudo_core::hex::encode(&suffix));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        // SQL_ASCII goes with any locale the cluster has.
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {name} ENCODING 'SQL_ASCII' TEMPLATE template0"
+            ))
+            .await
+            .unwrap();
+    });
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let err = thudo_server::storage::PostgresStorage::connect(&url, thudo_server::SCHEMA)
+        .err()
+        .expect("a SQL_ASCII database is refused");
+    assert!(err.message().contains("not UTF8"), "{err}");
+    let tables: i64 = rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(tables, 0, "nothing was made");
+}
+
 #[test]
 fn lookups_on_every_request_path_use_an_index() {
     let dir = tempfile::tempdir().unwrap();

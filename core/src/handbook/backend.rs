@@ -22,8 +22,11 @@ pub const CHECK_IN_UPLOAD_CHUNK: usize = 50;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MeetingCredentialRequest {
-    /// The meeting.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 256))]
+    /// The meeting: 1 to 256 characters, none a control character.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$")
+    )]
     pub meeting_id: String,
     /// The phone's P-256 key, hex (SEC1).
     #[cfg_attr(

@@ -30,7 +30,9 @@ use thudo_core::hex;
 
 use crate::devices::authenticate;
 use crate::devices::store::DeviceStore;
-use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::http::{
+    blocking, has_control, valid_cell, valid_citizen_id, ApiError, ApiResult, JsonBody,
+};
 use crate::operators::{Operator, Role};
 use crate::secrets::ServerSecrets;
 use crate::storage::settings::SettingsStore;
@@ -134,6 +136,7 @@ async fn set_secretary(
     JsonBody(body): JsonBody<Secretary>,
 ) -> ApiResult<crate::http::Done> {
     operator.require(&[Role::PartyOrganisation])?;
+    let cell = valid_cell(&cell)?;
     if !operator.governs_cell(&cell) {
         return Err(ApiError::forbidden(
             ServerErrorCode::NotGoverned,
@@ -168,6 +171,11 @@ async fn meeting_credential(
 ) -> ApiResult<MeetingCredentialResponse> {
     let device = authenticate(&state.devices, &headers).await?;
     let meeting_id = body.meeting_id;
+    if meeting_id.is_empty() || meeting_id.chars().count() > 256 || has_control(&meeting_id) {
+        return Err(ApiError::bad(
+            "meeting_id is 1 to 256 characters, none a control character",
+        ));
+    }
     let cell = device.cell.clone().ok_or_else(|| {
         ApiError::forbidden(
             ServerErrorCode::NotSecretary,

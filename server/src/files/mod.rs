@@ -18,7 +18,7 @@ use thudo_core::attachments::{file_id, AttachmentRef, ChunkResponse, CHUNK_BYTES
 
 use crate::devices::authenticate;
 use crate::devices::store::DeviceStore;
-use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, valid_cell, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 use store::{FileStore, NewFile};
 
@@ -84,6 +84,12 @@ pub fn pdf_text(bytes: &[u8]) -> String {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
+    // A control character (pdf-extract gives U+0000 for some encodings' unassigned codes) is
+    // no text to search, and PostgreSQL cannot store a NUL.
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let mut text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.len() > MAX_TEXT_BYTES {
         let mut end = MAX_TEXT_BYTES;
@@ -117,6 +123,7 @@ async fn upload(
     JsonBody(body): JsonBody<Upload>,
 ) -> ApiResult<Uploaded> {
     operator.require(&[Role::PartyOrganisation])?;
+    let cell = valid_cell(&cell)?;
     if !operator.governs_cell(&cell) {
         return Err(ApiError::forbidden(
             ServerErrorCode::NotGoverned,

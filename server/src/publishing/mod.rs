@@ -20,7 +20,9 @@ use thudo_core::collections::spec as collection;
 use thudo_core::sync::protocol::{Change, MAX_RECORD_BYTES};
 
 use crate::devices::store::DeviceStore;
-use crate::http::{blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::http::{
+    blocking, has_control, valid_cell, valid_citizen_id, ApiError, ApiResult, JsonBody,
+};
 use crate::operators::{Operator, Role};
 use crate::sync::store::{Published, SyncStore};
 
@@ -47,23 +49,6 @@ pub fn routes() -> OpenApiRouter<PublishingState> {
         .routes(routes!(admin_cell_content))
         .routes(routes!(trust::publish, trust::published))
         .routes(routes!(trust::for_device))
-}
-
-/// A cell's id: a party organisation's dotted path (`hn.ba-dinh.dien-bien.chi-bo-1`).
-fn valid_cell(cell: &str) -> Result<String, ApiError> {
-    let cell = cell.trim();
-    let fits = !cell.is_empty()
-        && cell.len() <= 100
-        && cell
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
-    if fits {
-        Ok(cell.to_owned())
-    } else {
-        Err(ApiError::bad(
-            "a cell is 1 to 100 lower-case letters, digits, '-', '_' and '.'",
-        ))
-    }
 }
 
 fn not_governed(cell: &str) -> ApiError {

@@ -24,16 +24,16 @@ use migrations::{ConcernSchema, Dialect};
 pub use postgres::{create_database, PostgresEngine, DEFAULT_POOL_SIZE};
 pub use sqlite::SqliteEngine;
 
-/// A storage failure. Most are the engine's (a 503 for the client, which retries); a value the
-/// engine refuses is the request's, and the same request would fail again (a 400).
+/// A storage failure. Most are the engine's (a 503 for the client, which retries); text the
+/// engine cannot hold is the request's, and the same request would fail again (a 400).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     /// The engine failed, is unreachable, or holds what it should not: a retry may succeed.
     #[error("storage: {0}")]
     Failed(String),
-    /// The engine refused a value as data (PostgreSQL's class 22: a NUL in text, a number
-    /// out of its column's range; SQLite's type mismatch or an over-long value): retrying the
-    /// same request cannot help.
+    /// The engine cannot hold a text the request carried (PostgreSQL: a NUL, or a character
+    /// outside the database's encoding; SQLite holds any): retrying the same request cannot
+    /// help. Inputs are checked before they reach the engine; this is the net under them.
     #[error("storage refused a value: {0}")]
     ValueRefused(String),
 }

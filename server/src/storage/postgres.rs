@@ -210,6 +210,18 @@ impl PostgresEngine {
     fn migrate(&self) -> Result<()> {
         let latest = MIGRATIONS.len() as i64;
         self.write(&mut |tx| {
+            // Vietnamese text in another encoding would be refused (or mangled) value by value:
+            // a deployment's fault, told once at start-up rather than as each request's.
+            let encoding = tx
+                .row("SELECT current_setting('server_encoding')", &[])?
+                .map(|r| r.text(0))
+                .transpose()?
+                .unwrap_or_default();
+            if encoding != "UTF8" {
+                return Err(StorageError::Failed(format!(
+                    "the database's encoding is {encoding}, not UTF8: create it with ENCODING 'UTF8'"
+                )));
+            }
             tx.lock(Lock::Migrations)?;
             tx.exec(
                 "CREATE TABLE IF NOT EXISTS schema_migrations(version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
@@ -405,9 +417,19 @@ impl PgTx<'_> {
             .as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_owned());
         let detail = format!("postgres: {detail}");
-        // Class 22 is "data exception": the statement's values, not the database, are at fault.
+        // Text PostgreSQL cannot hold (a NUL; a character outside the database's encoding,
+        // which start-up makes UTF8) comes from a request's values: any other data exception
+        // is the server's own fault (a bound value of the wrong type, a sum's overflow).
         match e.code() {
-            Some(code) if code.code().starts_with("22") => StorageError::ValueRefused(detail),
+            Some(code)
+                if [
+                    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                    SqlState::UNTRANSLATABLE_CHARACTER,
+                ]
+                .contains(code) =>
+            {
+                StorageError::ValueRefused(detail)
+            }
             _ => StorageError::Failed(detail),
         }
     }

@@ -15,14 +15,8 @@ use super::{Result, StorageError};
 
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ffi::ErrorCode;
-        match e.sqlite_error_code() {
-            // A value of the wrong type or over SQLite's length limit: the request's fault.
-            Some(ErrorCode::TypeMismatch | ErrorCode::TooBig) => {
-                StorageError::ValueRefused(e.to_string())
-            }
-            _ => StorageError::Failed(e.to_string()),
-        }
+        // SQLite stores any text a request can carry: its errors are its own.
+        StorageError::Failed(e.to_string())
     }
 }
 

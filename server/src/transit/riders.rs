@@ -14,7 +14,7 @@ use thudo_core::transit::Category;
 
 use super::store::Entitlement;
 use super::TransitState;
-use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 
 /// What the operator revokes: cards, phones' transit keys (SEC1 hex), or whole devices (every
@@ -32,9 +32,15 @@ pub(crate) struct DenyRequest {
     device_keys: Vec<String>,
     /// Device ids: every transit key they bought credentials for.
     #[serde(default)]
-    #[schema(max_items = 10000)]
+    #[schema(max_items = 10000, inline, value_type = Vec<DeviceIdText>)]
     devices: Vec<String>,
 }
+
+/// A device id: 1 to 64 characters, none a control character.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$")]
+#[allow(dead_code)]
+struct DeviceIdText(String);
 
 /// A SEC1 P-256 point, hex (compressed or not).
 #[derive(utoipa::ToSchema)]
@@ -99,6 +105,15 @@ pub(crate) async fn admin_deny(
             .and_then(|k| p256::compress(&k))
             .ok_or_else(|| ApiError::bad(format!("device key {k} is not a P-256 point")))?;
         hashes.push(DenyList::device_hash(&compressed));
+    }
+    if body
+        .devices
+        .iter()
+        .any(|d| d.is_empty() || d.chars().count() > 64 || has_control(d))
+    {
+        return Err(ApiError::bad(
+            "a device id is 1 to 64 characters, none a control character",
+        ));
     }
     let storage = state.storage.clone();
     let version = blocking(move || {
