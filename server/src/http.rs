@@ -70,8 +70,7 @@ impl From<StorageError> for ApiError {
             StorageError::Failed(_) => ApiError::unavailable(
                 ServerErrorCode::Storage,
                 "the database is unavailable; retry later",
-            )
-            .retry_after(STORAGE_RETRY_SECS),
+            ),
             StorageError::ValueRefused(_) => {
                 ApiError::bad("a value in the request cannot be stored")
             }
@@ -259,9 +258,11 @@ impl ApiError {
         self
     }
 
-    /// A 503 for a failure the client may retry.
+    /// A 503 for a failure the client may retry: it says when (every 503 does), and its
+    /// message is the caller's own words, never a library's.
     pub(crate) fn unavailable(code: ServerErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+            .retry_after(STORAGE_RETRY_SECS)
     }
 }
 
@@ -374,6 +375,11 @@ mod tests {
             !refused.body.message.contains("NUL"),
             "the engine's words stay in the log"
         );
+        // Every 503 says when to come back, whatever failed.
+        let other = ApiError::unavailable(ServerErrorCode::Internal, "no randomness");
+        assert_eq!(other.retry_after, Some(STORAGE_RETRY_SECS));
+        let response = other.into_response();
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "2");
     }
 
     #[test]

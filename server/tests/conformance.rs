@@ -3,8 +3,7 @@
 //! `THUDO_TEST_POSTGRES`, under `scripts/with-postgres.sh`; without it those tests are reported
 //! as ignored, never passed). The stores' behaviour an engine must keep: identities, the change
 //! log, settings, validators, the deny list, riders, taps and journeys, the lock order, and the
-//! refusal of a newer schema. `schemas_agree` compares the two engines' tables column by
-//! column.
+//! refusal of a newer schema. `migrations.rs` compares the two engines' tables.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -919,84 +918,4 @@ fn locks_out_of_order_are_refused<E: Engine>(s: &SqlStorage<E>) {
     assert!(err.message().contains("lock order"), "{err}");
     s.write(|tx| tx.lock_all(&[Lock::Deny, Lock::Card(1), Lock::Card(2), Lock::Scope("a")]))
         .unwrap();
-}
-
-#[test]
-#[ignore = "needs PostgreSQL: scripts/with-postgres.sh cargo test -- --include-ignored"]
-fn schemas_agree() {
-    let lite = sqlite();
-    let pg = postgres();
-    let sqlite_tables = lite
-        .storage
-        .read(|tx| {
-            let mut out = Vec::new();
-            for t in tx.rows(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-                &[],
-            )? {
-                let table = t.text(0)?;
-                for c in tx.rows(&format!("PRAGMA table_info({table})"), &[])? {
-                    // cid, name, type, notnull, default, pk
-                    out.push(column(&table, &c.text(1)?, &c.text(2)?, c.int(3)? != 0 || c.int(5)? > 0));
-                }
-            }
-            Ok(out)
-        })
-        .unwrap();
-    let pg_tables = pg
-        .storage
-        .read(|tx| {
-            tx.rows(
-                "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text
-                 FROM information_schema.columns
-                 WHERE table_schema = 'public' AND table_name <> 'schema_migrations'
-                 ORDER BY table_name, ordinal_position",
-                &[],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(column(
-                    &r.text(0)?,
-                    &r.text(1)?,
-                    &r.text(2)?,
-                    r.text(3)? == "NO",
-                ))
-            })
-            .collect::<thudo_server::storage::Result<Vec<_>>>()
-        })
-        .unwrap();
-    let mut a: Vec<_> = sqlite_tables
-        .into_iter()
-        .filter(|c| c.0 != "sqlite_sequence")
-        .collect();
-    // PostgreSQL spells out SQLite's implicit rowid where a query orders by it.
-    let mut b: Vec<_> = pg_tables.into_iter().filter(|c| c.1 != "rowid").collect();
-    a.sort();
-    b.sort();
-    assert!(a.len() > 80, "every table read: {}", a.len());
-    let only = |x: &[(String, String, String, bool)], y: &[(String, String, String, bool)]| {
-        x.iter()
-            .filter(|c| !y.contains(c))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        (only(&a, &b), only(&b, &a)),
-        (vec![], vec![]),
-        "columns only on SQLite, only on PostgreSQL"
-    );
-}
-
-/// A column as both engines can say it: table, name, type family, whether it takes no NULL
-/// (a SQLite primary key column counts as not null, as PostgreSQL's always is).
-fn column(table: &str, name: &str, ty: &str, not_null: bool) -> (String, String, String, bool) {
-    let ty = ty.to_ascii_lowercase();
-    let family = if ty.contains("int") {
-        "integer"
-    } else if ty.contains("blob") || ty.contains("bytea") {
-        "bytes"
-    } else {
-        "text"
-    };
-    (table.into(), name.into(), family.into(), not_null)
 }

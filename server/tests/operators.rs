@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{citizen_key, http_client, operator, start_local, vault, Role};
+use common::{call, citizen_key, http_client, operator, start_local, vault, Role};
 use serde_json::{json, Value};
 use thudo_server::devices::identity::LocalIdentityProvider;
 
@@ -222,29 +222,6 @@ fn the_matrix_holds_every_operator_route() {
         missing.is_empty(),
         "operator routes without a row: {missing:?}"
     );
-}
-
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    method: &str,
-    path: &str,
-    body: &Value,
-    token: Option<&str>,
-) -> (u16, Value) {
-    let mut req = http.request(method.parse().unwrap(), format!("{base}{path}"));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if !body.is_null() {
-        req = req
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let body = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(Value::Null);
-    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -628,7 +605,7 @@ async fn the_audit_trail_shows_who_did_what_and_any_edit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_alone_gives_no_citizen_id_back() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("server.db").to_string_lossy().into_owned();
+    let db = common::database(dir.path());
     let local = common::start_on(dir.path(), &db).await;
     let v = vault(&dir.path().join("phone"));
     local
@@ -638,16 +615,36 @@ async fn the_database_alone_gives_no_citizen_id_back() {
         })
         .await
         .unwrap();
+    // Operators name the citizen in a body and in a query: the trail keeps neither in clear.
+    let http = http_client();
+    let registry = operator(&local.idp, Role::CivilRegistry);
+    let dependant = json!({"dependant_citizen_id": CITIZEN, "evidence_ref": "SHK-0142"});
+    let path = format!("/v1/admin/citizens/{PARENT}/dependants");
+    let (status, _) = call(
+        &http,
+        &local.url,
+        "POST",
+        &path,
+        &dependant,
+        Some(&registry),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let auditor = operator(&local.idp, Role::Auditor);
+    let path = format!("/v1/admin/audit?citizen_id={CITIZEN}");
+    let (status, page) = call(
+        &http,
+        &local.url,
+        "GET",
+        &path,
+        &Value::Null,
+        Some(&auditor),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
     local.running.stop().await;
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let stored: Vec<Vec<u8>> = conn
-        .prepare("SELECT citizen_hash FROM accounts")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(stored.len(), 1);
+    let (stored, everything) = database_as_read_by_a_thief(&db);
+    assert_eq!(stored.len(), 2, "the citizen and the guardian");
     // The attack that recovered an ID in under a second: hash every candidate of the
     // number's known structure (here the 100,000 around the real one, which contains it) and
     // look for it. Against the unkeyed hash it finds the ID; against the stored key, nothing.
@@ -662,11 +659,65 @@ async fn the_database_alone_gives_no_citizen_id_back() {
         found_unkeyed += usize::from(h == unkeyed(CITIZEN));
     }
     assert_eq!(found_unkeyed, 1, "the search space holds the ID");
-    // Nor is the number anywhere in the file.
-    let bytes = std::fs::read(&db).unwrap();
-    assert!(!bytes.windows(12).any(|w| w == CITIZEN.as_bytes()));
+    // Nor is either number anywhere in the database: rows, audit trail, logs of changes.
+    assert!(
+        everything.len() > 1_000,
+        "the database was read: {}",
+        everything.len()
+    );
+    for id in [CITIZEN, PARENT] {
+        assert!(
+            !everything.windows(12).any(|w| w == id.as_bytes()),
+            "{id} in clear"
+        );
+    }
     // The server, holding the secret, still finds the account.
-    assert_eq!(stored[0], citizen_key(CITIZEN).as_bytes().to_vec());
+    assert!(stored.contains(&citizen_key(CITIZEN).as_bytes().to_vec()));
+}
+
+/// What someone holding the database but not the server's secrets reads: the accounts' stored
+/// citizen keys, and every byte of it (the SQLite file and its journal; every PostgreSQL
+/// table's rows as text).
+fn database_as_read_by_a_thief(db: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
+    use thudo_server::storage::engine::Engine;
+    use thudo_server::storage::{PostgresStorage, SqlStorage, SqliteStorage};
+    fn keys<E: Engine>(s: &SqlStorage<E>) -> Vec<Vec<u8>> {
+        s.read(|tx| {
+            tx.rows("SELECT citizen_hash FROM accounts", &[])?
+                .iter()
+                .map(|r| r.bytes(0))
+                .collect()
+        })
+        .unwrap()
+    }
+    if db.starts_with("postgres") {
+        let s = PostgresStorage::connect(db, thudo_server::SCHEMA).unwrap();
+        let everything = s
+            .read(|tx| {
+                let mut out = Vec::new();
+                let tables = tx.rows(
+                    "SELECT table_name::text FROM information_schema.tables
+                     WHERE table_schema = current_schema()",
+                    &[],
+                )?;
+                for t in tables {
+                    let sql = format!("SELECT t::text FROM {} t", t.text(0)?);
+                    for row in tx.rows(&sql, &[])? {
+                        out.extend_from_slice(row.text(0)?.as_bytes());
+                    }
+                }
+                Ok(out)
+            })
+            .unwrap();
+        (keys(&s), everything)
+    } else {
+        let mut everything = std::fs::read(db).unwrap();
+        everything.extend(std::fs::read(format!("{db}-wal")).unwrap_or_default());
+        (
+            keys(&SqliteStorage::open(std::path::Path::new(db), thudo_server::SCHEMA).unwrap()),
+            everything,
+        )
+    }
 }
 
 // Not on the async runtime: the storage is opened and used synchronously throughout.
@@ -829,200 +880,4 @@ async fn an_action_cut_short_shows_as_an_intent_without_an_outcome() {
         verified["entries"], 5,
         "two changes of two entries each, and the cut one"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_health_authority_publishes_trust_that_devices_install_and_never_roll_back() {
-    use thudo_core::health::trust_bundle;
-    let dir = tempfile::tempdir().unwrap();
-    let local = start_local(dir.path()).await;
-    let http = http_client();
-    let authority = operator(&local.idp, Role::HealthAuthority);
-    let jwks: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../core/tests/data/shc/issuer/jwks.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let issuer = json!({"iss": "https://spec.smarthealth.cards/examples/issuer", "jwks": jwks});
-    let publish = |body: Value| {
-        let (http, url, token) = (http.clone(), local.url.clone(), authority.clone());
-        async move {
-            call(
-                &http,
-                &url,
-                "POST",
-                "/v1/admin/health/trust-bundle",
-                &body,
-                Some(&token),
-            )
-            .await
-        }
-    };
-    // Content that does not load is refused and nothing is published.
-    let mut bad = issuer.clone();
-    bad["jwks"]["keys"][0]["kid"] = json!("forged");
-    let (status, answer) = publish(json!({"card_issuers": [bad]})).await;
-    assert_eq!(status, 400, "{answer}");
-    let (status, answer) = publish(json!({"card_issuers": [], "valid_days": 365})).await;
-    assert_eq!(status, 400, "{answer}");
-    // A device asks before anything is published: nothing, not an error.
-    let phone = vault(&dir.path().join("phone"));
-    local
-        .client
-        .sign_in_and_register(phone.clone(), "phone", |n| {
-            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap();
-    let (_, published) = call(
-        &http,
-        &local.url,
-        "GET",
-        "/v1/admin/health/trust-bundle",
-        &Value::Null,
-        Some(&authority),
-    )
-    .await;
-    let key = trust_bundle::parse_anchor(published["public_key"].as_str().unwrap()).unwrap();
-    assert!(trust_bundle::refresh(
-        &local.client,
-        phone.clone(),
-        key,
-        chrono::Utc::now().timestamp()
-    )
-    .await
-    .unwrap()
-    .is_none());
-    // Published with the issuer, then without it: the device follows.
-    let (status, first) = publish(json!({"card_issuers": [issuer], "valid_days": 7})).await;
-    assert_eq!(status, 200, "{first}");
-    assert_eq!(first["card_issuers"], 1);
-    let (_, with_issuer) = call(
-        &http,
-        &local.url,
-        "GET",
-        "/v1/admin/health/trust-bundle",
-        &Value::Null,
-        Some(&authority),
-    )
-    .await;
-    let now = chrono::Utc::now().timestamp();
-    let s = trust_bundle::refresh(&local.client, phone.clone(), key, now)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(s.version, first["version"].as_u64().unwrap());
-    assert!(!s.stale);
-    let trust = trust_bundle::installed_trust(&phone).unwrap().unwrap();
-    assert!(trust
-        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
-        .is_some());
-    let (status, second) = publish(json!({"card_issuers": []})).await;
-    assert_eq!(status, 200, "{second}");
-    assert!(second["version"].as_u64() > first["version"].as_u64());
-    trust_bundle::refresh(&local.client, phone.clone(), key, now)
-        .await
-        .unwrap();
-    let trust = trust_bundle::installed_trust(&phone).unwrap().unwrap();
-    assert!(trust
-        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
-        .is_none());
-    // The older bundle, replayed to the device, is refused.
-    let old = with_issuer["bundle"].as_str().unwrap();
-    assert!(matches!(
-        trust_bundle::install(&phone, old, &key, now),
-        Err(trust_bundle::TrustBundleError::Rollback { .. })
-    ));
-    // Only a registered device fetches it.
-    let (status, _) = call(
-        &http,
-        &local.url,
-        "GET",
-        "/v1/health/trust-bundle",
-        &Value::Null,
-        None,
-    )
-    .await;
-    assert_eq!(status, 401);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trust_bundles_published_at_once_get_distinct_versions_and_none_outgrows_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    let local = start_local(dir.path()).await;
-    let http = http_client();
-    let authority = operator(&local.idp, Role::HealthAuthority);
-    let mut calls = Vec::new();
-    for _ in 0..6 {
-        let (http, url, token) = (http.clone(), local.url.clone(), authority.clone());
-        calls.push(tokio::spawn(async move {
-            call(
-                &http,
-                &url,
-                "POST",
-                "/v1/admin/health/trust-bundle",
-                &json!({}),
-                Some(&token),
-            )
-            .await
-        }));
-    }
-    let mut versions = Vec::new();
-    for c in calls {
-        let (status, answer) = c.await.unwrap();
-        assert_eq!(status, 200, "{answer}");
-        versions.push(answer["version"].as_u64().unwrap());
-    }
-    let mut distinct = versions.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), versions.len(), "{versions:?}");
-    let (_, published) = call(
-        &http,
-        &local.url,
-        "GET",
-        "/v1/admin/health/trust-bundle",
-        &Value::Null,
-        Some(&authority),
-    )
-    .await;
-    let bundle = published["bundle"].as_str().unwrap();
-    let payload = base64::Engine::decode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        bundle.split('.').nth(1).unwrap(),
-    )
-    .unwrap();
-    let stored: Value = serde_json::from_slice(&payload).unwrap();
-    assert_eq!(
-        stored["version"].as_u64(),
-        distinct.last().copied(),
-        "the last is the highest"
-    );
-    // A bundle larger than devices accept is refused, and the published one stays.
-    let hashes: Vec<String> = (0..30_000u32)
-        .map(|i| thudo_core::hex::encode(&thudo_core::health::dcc::uvci_hash(&i.to_string())))
-        .collect();
-    let (status, answer) = call(
-        &http,
-        &local.url,
-        "POST",
-        "/v1/admin/health/trust-bundle",
-        &json!({"passport_revocations": hashes}),
-        Some(&authority),
-    )
-    .await;
-    assert_eq!(status, 413, "{answer}");
-    let (_, after) = call(
-        &http,
-        &local.url,
-        "GET",
-        "/v1/admin/health/trust-bundle",
-        &Value::Null,
-        Some(&authority),
-    )
-    .await;
-    assert_eq!(after["bundle"], published["bundle"]);
 }

@@ -323,6 +323,48 @@ async fn control_characters_in_paths_queries_and_body_ids_are_refused_on_either_
     assert_eq!(r.status().as_u16(), 200);
 }
 
+/// The gate refuses a control character in any path or query, so every string parameter the
+/// API document lists says what it takes (a pattern, an enum or a format): a client or a fuzzer
+/// reading the document never sends, as valid, what the gate refuses.
+#[test]
+fn every_string_parameter_states_what_it_takes() {
+    let doc: Value = serde_json::from_str(thudo_server::app::openapi_json()).unwrap();
+    let resolve = |schema: &Value| -> Value {
+        let mut s = schema.clone();
+        while let Some(name) = s["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+            s = doc["components"]["schemas"][name].clone();
+        }
+        s
+    };
+    let (mut checked, mut open) = (0, Vec::new());
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let s = resolve(&p["schema"]);
+                let string = s["type"] == "string"
+                    || s["type"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&json!("string")));
+                if !string {
+                    continue;
+                }
+                checked += 1;
+                if s.get("pattern").is_none()
+                    && s.get("enum").is_none()
+                    && s.get("format").is_none()
+                {
+                    open.push(format!("{method} {path} {}", p["name"]));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "{checked}");
+    assert!(
+        open.is_empty(),
+        "string parameters that take anything: {open:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_past_their_rate_are_told_when_to_come_back() {
     use thudo_server::gate::{Rate, RateLimits};

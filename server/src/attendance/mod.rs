@@ -340,7 +340,7 @@ fn judge(
     summary = "A meeting's attendance: verified check-ins apart from self-declared attendance",
     params(
         ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
-        ("meeting" = String, Path),
+        ("meeting" = String, Path, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,256}$"),
     ),
     responses(
         (status = 200, description = "OK", body = store::AttendanceCounts),

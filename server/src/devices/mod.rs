@@ -212,7 +212,7 @@ struct Revoked {
     path = "/v1/devices/{device_id}/revoke",
     summary = "Revokes one of the account's devices (its token stops, its transit keys are denied, the other devices get a device_revoked notice). Takes a fresh sign-in: an ID token for a nonce from POST /v1/identity/nonce, of the account's citizen (403 identity_invalid, nonce_used, identity_mismatch otherwise).",
     params(
-        ("device_id" = String, Path),
+        ("device_id" = String, Path, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$"),
     ),
     request_body(content = RevokeRequest, content_type = "application/json"),
     responses(
@@ -261,7 +261,7 @@ async fn revoke_device(
     path = "/v1/admin/devices/{device_id}/revoke",
     summary = "Account support: ends a lost or stolen phone's session at once (its token stops working, its transit keys are denied)",
     params(
-        ("device_id" = String, Path, max_length = 64, min_length = 1),
+        ("device_id" = String, Path, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$"),
     ),
     responses(
         (status = 200, description = "OK", body = Revoked),

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{Operator, Role};
-use crate::http::{blocking, valid_citizen_id, ApiError, ApiResult};
+use crate::http::{blocking, query_params, valid_citizen_id, ApiError, ApiResult};
 use crate::secrets::ServerSecrets;
 use crate::storage::engine::{params, Engine, Row};
 use crate::storage::locks::Lock;
@@ -278,17 +278,28 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         let value = named.as_ref()?.get(*name)?.as_str()?;
         Some((*name, value))
     });
+    // A citizen ID is entered only under its keyed reference, wherever the request named it.
+    let entered = |(name, value): (&str, &str)| {
+        if CITIZEN_PARAMS.contains(&name) {
+            format!("{name}={}", citizen_ref(&audit.secrets, value))
+        } else {
+            format!("{name}={value}")
+        }
+    };
     let target = params
         .iter()
         .flat_map(|p| p.iter())
         .chain(in_body)
-        .map(|(name, value)| {
-            if CITIZEN_PARAMS.contains(&name) {
-                format!("{name}={}", citizen_ref(&audit.secrets, value))
-            } else {
-                format!("{name}={value}")
-            }
-        })
+        .map(entered)
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut query: Vec<_> = query_params(parts.uri.query().map(str::to_owned))
+        .into_iter()
+        .collect();
+    query.sort();
+    let query = query
+        .iter()
+        .map(|(name, value)| entered((name, value)))
         .collect::<Vec<_>>()
         .join("&");
     let change = parts.method != Method::GET;
@@ -302,7 +313,7 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         detail: json!({
             "body_sha256": thudo_core::hex::encode(&sha256(&bytes)),
             "body_bytes": bytes.len(),
-            "query": parts.uri.query().unwrap_or(""),
+            "query": query,
         }),
     };
     if change {

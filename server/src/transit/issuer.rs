@@ -7,7 +7,6 @@ use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use thudo_core::hex;
@@ -192,12 +191,16 @@ pub(super) async fn current_issuer(
 }
 
 pub(super) fn no_signing_key() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
+    // Only the operator's rotation ends it: clients come back in a minute, not in seconds.
+    ApiError::unavailable(
         ServerErrorCode::NoIssuerKey,
         "no issuer key is valid now; the operator must rotate",
     )
+    .retry_after(NO_KEY_RETRY_SECS)
 }
+
+/// Seconds a client waits before asking again while no issuer key is valid.
+const NO_KEY_RETRY_SECS: u64 = 60;
 
 /// The issuer keys to judge `scans` by. A scan naming a key this instance's copy does not
 /// hold may be signed by a key another instance added moments ago: the keyring is read again

@@ -573,7 +573,7 @@ pub async fn settle_in_sandbox(
     path = "/test/payments/{order}",
     summary = "Only on servers started with sandbox payments (tests, demos): the sandbox gateway settles the order (outcome pay, decline or cancel) and notifies the server as the provider would. Absent (404) in production.",
     params(
-        ("order" = String, Path),
+        ("order" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("outcome" = Option<String>, Query, pattern = "^(pay|decline|cancel)$"),
     ),
     responses(

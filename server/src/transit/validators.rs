@@ -211,10 +211,10 @@ pub(crate) async fn validator_feed(
         .ok_or_else(no_signing_key)?
         .sign_deny_list(&list)
         .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            eprintln!("deny list not signed: {e}");
+            ApiError::unavailable(
                 ServerErrorCode::Signing,
-                e.to_string(),
+                "the deny list could not be signed; retry later",
             )
         })?;
     // Previous, current and next keys with their windows: a validator learns the next key
@@ -421,7 +421,7 @@ pub(crate) async fn admin_validators(
     path = "/v1/admin/transit/validators/{id}/decommission",
     summary = "Decommission a validator: its token stops working at once",
     params(
-        ("id" = String, Path),
+        ("id" = String, Path, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$"),
     ),
     responses(
         (status = 200, description = "OK", body = Decommissioned),

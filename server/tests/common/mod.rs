@@ -405,3 +405,28 @@ pub async fn cell_member(local: &Local, dir: &Path, citizen: &str, cell: &str) -
     assert_eq!(status, 200);
     v
 }
+
+/// Calls `method path` with a JSON `body` (none when null) and an optional bearer token;
+/// returns the status and the JSON answer (null when it is not JSON).
+pub async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = http.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if !body.is_null() {
+        req = req
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(serde_json::Value::Null);
+    (status, body)
+}

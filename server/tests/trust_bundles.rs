@@ -1,0 +1,208 @@
+//! The health authority's trust bundle: published by the authority alone, installed by devices,
+//! never rolled back, and distinct versions when published at once. Against the real server, on
+//! SQLite and (with `THUDO_TEST_POSTGRES`) on PostgreSQL.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::{call, http_client, operator, start_local, vault, Role};
+use serde_json::{json, Value};
+
+const CITIZEN: &str = "001088012345";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_authority_publishes_trust_that_devices_install_and_never_roll_back() {
+    use thudo_core::health::trust_bundle;
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let authority = operator(&local.idp, Role::HealthAuthority);
+    let jwks: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../core/tests/data/shc/issuer/jwks.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let issuer = json!({"iss": "https://spec.smarthealth.cards/examples/issuer", "jwks": jwks});
+    let publish = |body: Value| {
+        let (http, url, token) = (http.clone(), local.url.clone(), authority.clone());
+        async move {
+            call(
+                &http,
+                &url,
+                "POST",
+                "/v1/admin/health/trust-bundle",
+                &body,
+                Some(&token),
+            )
+            .await
+        }
+    };
+    // Content that does not load is refused and nothing is published.
+    let mut bad = issuer.clone();
+    bad["jwks"]["keys"][0]["kid"] = json!("forged");
+    let (status, answer) = publish(json!({"card_issuers": [bad]})).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = publish(json!({"card_issuers": [], "valid_days": 365})).await;
+    assert_eq!(status, 400, "{answer}");
+    // A device asks before anything is published: nothing, not an error.
+    let phone = vault(&dir.path().join("phone"));
+    local
+        .client
+        .sign_in_and_register(phone.clone(), "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (_, published) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    let key = trust_bundle::parse_anchor(published["public_key"].as_str().unwrap()).unwrap();
+    assert!(trust_bundle::refresh(
+        &local.client,
+        phone.clone(),
+        key,
+        chrono::Utc::now().timestamp()
+    )
+    .await
+    .unwrap()
+    .is_none());
+    // Published with the issuer, then without it: the device follows.
+    let (status, first) = publish(json!({"card_issuers": [issuer], "valid_days": 7})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["card_issuers"], 1);
+    let (_, with_issuer) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let s = trust_bundle::refresh(&local.client, phone.clone(), key, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.version, first["version"].as_u64().unwrap());
+    assert!(!s.stale);
+    let trust = trust_bundle::installed_trust(&phone).unwrap().unwrap();
+    assert!(trust
+        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
+        .is_some());
+    let (status, second) = publish(json!({"card_issuers": []})).await;
+    assert_eq!(status, 200, "{second}");
+    assert!(second["version"].as_u64() > first["version"].as_u64());
+    trust_bundle::refresh(&local.client, phone.clone(), key, now)
+        .await
+        .unwrap();
+    let trust = trust_bundle::installed_trust(&phone).unwrap().unwrap();
+    assert!(trust
+        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
+        .is_none());
+    // The older bundle, replayed to the device, is refused.
+    let old = with_issuer["bundle"].as_str().unwrap();
+    assert!(matches!(
+        trust_bundle::install(&phone, old, &key, now),
+        Err(trust_bundle::TrustBundleError::Rollback { .. })
+    ));
+    // Only a registered device fetches it.
+    let (status, _) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/health/trust-bundle",
+        &Value::Null,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_bundles_published_at_once_get_distinct_versions_and_none_outgrows_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let authority = operator(&local.idp, Role::HealthAuthority);
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        let (http, url, token) = (http.clone(), local.url.clone(), authority.clone());
+        calls.push(tokio::spawn(async move {
+            call(
+                &http,
+                &url,
+                "POST",
+                "/v1/admin/health/trust-bundle",
+                &json!({}),
+                Some(&token),
+            )
+            .await
+        }));
+    }
+    let mut versions = Vec::new();
+    for c in calls {
+        let (status, answer) = c.await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        versions.push(answer["version"].as_u64().unwrap());
+    }
+    let mut distinct = versions.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), versions.len(), "{versions:?}");
+    let (_, published) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    let bundle = published["bundle"].as_str().unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        bundle.split('.').nth(1).unwrap(),
+    )
+    .unwrap();
+    let stored: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        stored["version"].as_u64(),
+        distinct.last().copied(),
+        "the last is the highest"
+    );
+    // A bundle larger than devices accept is refused, and the published one stays.
+    let hashes: Vec<String> = (0..30_000u32)
+        .map(|i| thudo_core::hex::encode(&thudo_core::health::dcc::uvci_hash(&i.to_string())))
+        .collect();
+    let (status, answer) = call(
+        &http,
+        &local.url,
+        "POST",
+        "/v1/admin/health/trust-bundle",
+        &json!({"passport_revocations": hashes}),
+        Some(&authority),
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+    let (_, after) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await;
+    assert_eq!(after["bundle"], published["bundle"]);
+}
