@@ -83,7 +83,7 @@ type Keyed<K> = governor::DefaultKeyedRateLimiter<K>;
 pub struct RateLimits {
     /// Anonymous routes (nonce, registration, enrolment), per address.
     per_address: Option<Keyed<std::net::IpAddr>>,
-    /// Device and validator routes, per token.
+    /// Device and validator routes, per token; operator routes, per operator.
     per_token: Option<Keyed<[u8; 32]>>,
     /// Orders and top-ups, per token.
     orders: Option<Keyed<[u8; 32]>>,
@@ -118,8 +118,9 @@ pub const ANONYMOUS_RATE: Rate = Rate {
     per_second: 5,
     burst: 20,
 };
-/// Requests per device or validator token: a sync is a few dozen pages, a validator uploads
-/// every few seconds.
+/// Requests per device or validator token, and per operator (person, role and organisation):
+/// a sync is a few dozen pages, a validator uploads every few seconds, a console pages through
+/// a day's ledger.
 pub const HOLDER_RATE: Rate = Rate {
     per_second: 20,
     burst: 200,
@@ -369,6 +370,20 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
             match state.operators.verify(req.headers()).await {
                 // The route reads the operator (role, organisation) from here.
                 Ok(operator) => {
+                    // Counted per person and organisation, not per token: a new token from the
+                    // provider does not start a new allowance.
+                    let who = sha256(
+                        format!(
+                            "operator\0{}\0{}\0{}",
+                            operator.role.code(),
+                            operator.organisation,
+                            operator.subject
+                        )
+                        .as_bytes(),
+                    );
+                    if let Some(wait) = over(&state.limits.per_token, &who) {
+                        return rate_limited(wait);
+                    }
                     req.extensions_mut().insert(operator);
                 }
                 // A refused token counts against its address, as a made-up device token does.

@@ -517,6 +517,29 @@ async fn the_audit_trail_shows_who_did_what_and_any_edit() {
         notices.iter().any(|n| n.kind == "guardian_added"),
         "{notices:?}"
     );
+    // And told when the registry ends it.
+    let (status, answer) = call(
+        &http,
+        &local.url,
+        "DELETE",
+        &format!("/v1/admin/citizens/{PARENT}/dependants/{CITIZEN}?evidence_ref=QD-7"),
+        &Value::Null,
+        Some(&registry),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    local
+        .client
+        .sync(parent_phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let notices = thudo_core::transit::trips::RiderHistory::new(&parent_phone)
+        .notices()
+        .unwrap();
+    assert!(
+        notices.iter().any(|n| n.kind == "guardian_removed"),
+        "{notices:?}"
+    );
 
     let (_, page) = call(
         &http,
@@ -541,8 +564,8 @@ async fn the_audit_trail_shows_who_did_what_and_any_edit() {
         assert_eq!(status, 400, "{bad}");
     }
     let entries = page["entries"].as_array().unwrap();
-    // Intent and outcome of the guardianship, and the refused attempt's two.
-    assert_eq!(entries.len(), 4, "{page}");
+    // Intent and outcome of the guardianship, the refused attempt's two, and the ending's two.
+    assert_eq!(entries.len(), 6, "{page}");
     let outcome = &entries[1];
     assert_eq!(outcome["role"], "civil_registry");
     assert_eq!(outcome["organisation"], "hn-ho-tich");

@@ -451,6 +451,25 @@ async fn callers_past_their_rate_are_told_when_to_come_back() {
         [200, 200, 429, 429],
         "two orders at once, then one a second"
     );
+    // An operator is counted as a person in an organisation: a fresh token each time starts
+    // no new allowance (a burst of 5 here); another operator has their own.
+    let console = |role: Role| {
+        http.get(format!("{url}/v1/admin/transit/validators"))
+            .bearer_auth(operator(&idp, role))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    while statuses.len() < 20 && statuses.last() != Some(&429) {
+        let r = console(Role::TransitOperator).await.unwrap();
+        if r.status().as_u16() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..5], [200; 5], "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let r = console(Role::Auditor).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     // Made-up tokens each look new: their address pays for them.
     let mut forged = Vec::new();
     for i in 0..10 {
