@@ -320,12 +320,21 @@ pub(crate) fn valid_citizen_id(id: &str) -> Result<(), ApiError> {
 
 /// A query string's parameters, percent-decoded.
 pub(crate) fn query_params(raw: Option<String>) -> std::collections::HashMap<String, String> {
-    let mut out = std::collections::HashMap::new();
-    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(k.to_owned(), percent_decode(v));
-    }
-    out
+    query_pairs(raw.as_deref().unwrap_or_default())
+        .into_iter()
+        .collect()
+}
+
+/// A query's parameters in order, names and values percent-decoded (`citizen%5Fid` is
+/// `citizen_id`, as the framework's own reader has it), a name given twice kept twice.
+pub(crate) fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
 }
 
 fn percent_decode(s: &str) -> String {

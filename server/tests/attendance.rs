@@ -94,6 +94,12 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     let e = cell_member(&local, dir.path(), MEMBER_E, CELL).await;
     let outsider = cell_member(&local, dir.path(), OUTSIDER, OTHER_CELL).await;
     let today = today_in_hanoi();
+    // The meeting is today's: the phones' clock below stays within its day, even when the
+    // test runs across Hanoi's midnight (1,300 s before its end leaves room for a stale scan).
+    let day_end = {
+        let t = chrono::Utc::now().timestamp() + 7 * 3600;
+        (t / 86_400 + 1) * 86_400 - 7 * 3600
+    };
     for (cell, id) in [(CELL, "m-1"), (OTHER_CELL, "m-9")] {
         let (status, _) = party(
             &local,
@@ -151,7 +157,7 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     );
 
     // Offline: the secretary's phone shows the QR, two members' phones scan it.
-    let now = chrono::Utc::now().timestamp() as u32;
+    let now = chrono::Utc::now().timestamp().min(day_end - 1_300) as u32;
     let qr = MeetingSecretary::new(&secretary).qr("m-1", now).unwrap();
     CheckIns::new(&a).scan(&qr, now + 3).unwrap();
     CheckIns::new(&b).scan(&qr, now + 5).unwrap();

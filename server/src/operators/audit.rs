@@ -29,12 +29,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{Operator, Role};
-use crate::http::{blocking, query_params, valid_citizen_id, ApiError, ApiResult};
+use crate::http::{blocking, query_pairs, valid_citizen_id, ApiError, ApiResult};
 use crate::secrets::ServerSecrets;
 use crate::storage::engine::{params, Engine, Row};
 use crate::storage::locks::Lock;
 use crate::storage::migrations::ConcernSchema;
-use crate::storage::{sha256, Result, SqlStorage, StorageError};
+use crate::storage::{Result, SqlStorage, StorageError};
 
 /// The audit trail's table.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
@@ -251,6 +251,15 @@ fn citizen_ref(secrets: &ServerSecrets, citizen_id: &str) -> String {
     format!("c:{}", thudo_core::hex::encode(&key.as_bytes()[..16]))
 }
 
+/// A body's HMAC under the newest audit key (its number is the entry's `key_number`): whoever
+/// holds the request can show it is the one entered; the database alone cannot test guesses.
+fn body_mac(secrets: &ServerSecrets, body: &[u8]) -> String {
+    let (_, key) = secrets.audit_key();
+    let mut data = b"thudo/audit/body\0".to_vec();
+    data.extend_from_slice(body);
+    thudo_core::hex::encode(ring::hmac::sign(key, &data).as_ref())
+}
+
 /// The largest effect entered (a change's answer is a few fields).
 const MAX_EFFECT_BYTES: usize = 2_048;
 
@@ -262,10 +271,11 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         return next.run(req).await;
     };
     let (mut parts, body) = req.into_parts();
+    // A path no route matched is not entered as sent: it may hold anything, a citizen ID too.
     let route = parts
         .extensions
         .get::<MatchedPath>()
-        .map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
+        .map_or_else(|| "(no route)".to_owned(), |m| m.as_str().to_owned());
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return ApiError::bad("unreadable body").into_response();
     };
@@ -278,7 +288,8 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         let value = named.as_ref()?.get(*name)?.as_str()?;
         Some((*name, value))
     });
-    // A citizen ID is entered only under its keyed reference, wherever the request named it.
+    // A citizen ID is entered only under its keyed reference, wherever the request named it;
+    // a query's citizens are in the target too, so a lookup of a citizen is found by them.
     let entered = |(name, value): (&str, &str)| {
         if CITIZEN_PARAMS.contains(&name) {
             format!("{name}={}", citizen_ref(&audit.secrets, value))
@@ -286,17 +297,19 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
             format!("{name}={value}")
         }
     };
+    let query = query_pairs(parts.uri.query().unwrap_or_default());
+    let in_query = query
+        .iter()
+        .filter(|(name, _)| CITIZEN_PARAMS.contains(&name.as_str()))
+        .map(|(name, value)| (name.as_str(), value.as_str()));
     let target = params
         .iter()
         .flat_map(|p| p.iter())
         .chain(in_body)
+        .chain(in_query)
         .map(entered)
         .collect::<Vec<_>>()
         .join("&");
-    let mut query: Vec<_> = query_params(parts.uri.query().map(str::to_owned))
-        .into_iter()
-        .collect();
-    query.sort();
     let query = query
         .iter()
         .map(|(name, value)| entered((name, value)))
@@ -311,7 +324,8 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         target,
         refers_to: None,
         detail: json!({
-            "body_sha256": thudo_core::hex::encode(&sha256(&bytes)),
+            // Keyed: a small body naming a citizen would otherwise be found by hashing guesses.
+            "body_mac": body_mac(&audit.secrets, &bytes),
             "body_bytes": bytes.len(),
             "query": query,
         }),

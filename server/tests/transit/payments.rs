@@ -44,20 +44,6 @@ async fn notify(w: &World, query: &str) -> String {
     json_of(r).await["RspCode"].as_str().unwrap().to_owned()
 }
 
-fn this_month() -> String {
-    chrono::DateTime::from_timestamp(now() as i64 + 7 * 3600, 0)
-        .unwrap()
-        .format("%Y-%m")
-        .to_string()
-}
-
-fn today() -> String {
-    chrono::DateTime::from_timestamp(now() as i64 + 7 * 3600, 0)
-        .unwrap()
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
 fn monthly(phone: &Phone) -> CredentialOrder {
     CredentialOrder {
         month: this_month(),

@@ -442,7 +442,7 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     let e = common::buy(&w.client, v.clone(), &free).await.unwrap_err();
     assert!(matches!(e, BackendError::NotEntitled { .. }), "{e:?}");
     let mut half = order(&phone, Product::MonthlyAllRoutes, Category::Priority);
-    half.month = "2026-12".into();
+    half.month = this_month();
     let half = half.signed_by(&phone, now()).unwrap();
     assert!(matches!(
         common::buy(&w.client, v.clone(), &half).await,

@@ -351,3 +351,19 @@ pub fn tap(v: &Arc<Mutex<Validator>>, phone: &Phone, at: u64) -> Reason {
         .unwrap()
         .reason
 }
+
+/// This month in Hanoi (`YYYY-MM`).
+pub fn this_month() -> String {
+    chrono::DateTime::from_timestamp(now() as i64 + 7 * 3600, 0)
+        .unwrap()
+        .format("%Y-%m")
+        .to_string()
+}
+
+/// Today in Hanoi (`YYYY-MM-DD`).
+pub fn today() -> String {
+    chrono::DateTime::from_timestamp(now() as i64 + 7 * 3600, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string()
+}
