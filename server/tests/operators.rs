@@ -505,18 +505,23 @@ async fn the_audit_trail_shows_who_did_what_and_any_edit() {
     assert_eq!(status, 403);
 
     // The dependant's own phone is told.
-    local
-        .client
-        .sync(parent_phone.clone(), &common::collections(), None)
-        .await
-        .unwrap();
-    let notices = thudo_core::transit::trips::RiderHistory::new(&parent_phone)
-        .notices()
-        .unwrap();
-    assert!(
-        notices.iter().any(|n| n.kind == "guardian_added"),
-        "{notices:?}"
-    );
+    let told = |kind: &'static str| {
+        let (client, phone) = (&local.client, parent_phone.clone());
+        async move {
+            client
+                .sync(phone.clone(), &common::collections(), None)
+                .await
+                .unwrap();
+            let notices = thudo_core::transit::trips::RiderHistory::new(&phone)
+                .notices()
+                .unwrap();
+            assert!(
+                notices.iter().any(|n| n.kind == kind),
+                "{kind}: {notices:?}"
+            );
+        }
+    };
+    told("guardian_added").await;
     // And told when the registry ends it.
     let (status, answer) = call(
         &http,
@@ -528,18 +533,7 @@ async fn the_audit_trail_shows_who_did_what_and_any_edit() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    local
-        .client
-        .sync(parent_phone.clone(), &common::collections(), None)
-        .await
-        .unwrap();
-    let notices = thudo_core::transit::trips::RiderHistory::new(&parent_phone)
-        .notices()
-        .unwrap();
-    assert!(
-        notices.iter().any(|n| n.kind == "guardian_removed"),
-        "{notices:?}"
-    );
+    told("guardian_removed").await;
 
     let (_, page) = call(
         &http,
