@@ -272,6 +272,12 @@ pub(crate) fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
+/// An id or key a client chose: 1 to `max` characters, none a control character. Its schema
+/// states the same with `minLength`, `maxLength` and a pattern.
+pub(crate) fn valid_id(text: &str, max: usize) -> bool {
+    !text.is_empty() && text.chars().count() <= max && !has_control(text)
+}
+
 /// Text a person typed (a name, a label, a reference): 1 to `max` characters, not blank, no
 /// control character. Its schema is the pattern `^[^\u0000-\u001f\u007f-\u009f]*[^\s…]…$`
 /// with `maxLength`.

@@ -163,7 +163,7 @@ impl Operators {
         let text = |name: &str| {
             claims[name]
                 .as_str()
-                .filter(|v| !v.is_empty() && v.len() <= 100 && !crate::http::has_control(v))
+                .filter(|v| crate::http::valid_id(v, 100))
                 .map(str::to_owned)
         };
         let subject = text("sub").ok_or_else(|| refused("no subject"))?;

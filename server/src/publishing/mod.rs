@@ -21,7 +21,7 @@ use thudo_core::sync::protocol::{Change, MAX_RECORD_BYTES};
 
 use crate::devices::store::DeviceStore;
 use crate::http::{
-    blocking, has_control, valid_cell, valid_citizen_id, ApiError, ApiResult, JsonBody,
+    blocking, valid_cell, valid_citizen_id, valid_id, ApiError, ApiResult, JsonBody,
 };
 use crate::operators::{Operator, Role};
 use crate::sync::store::{Published, SyncStore};
@@ -330,7 +330,7 @@ async fn admin_cell_content(
             .get("id")
             .and_then(Value::as_str)
             // No control character: PostgreSQL cannot store a NUL in text, and no id needs one.
-            .filter(|id| !id.is_empty() && id.chars().count() <= 256 && !has_control(id))
+            .filter(|id| valid_id(id, 256))
             .ok_or_else(|| {
                 ApiError::bad(format!(
                     "item {i} needs an id of 1 to 256 characters, none a control character"

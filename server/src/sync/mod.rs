@@ -17,7 +17,7 @@ use thudo_core::sync::protocol::*;
 
 use crate::devices::authenticate;
 use crate::devices::store::DeviceStore;
-use crate::http::{blocking, has_control, query_params, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, query_params, valid_id, ApiError, ApiResult, JsonBody};
 use crate::storage::sha256;
 use store::SyncStore;
 
@@ -63,10 +63,7 @@ async fn push(
     }
     let mut keys = std::collections::HashSet::new();
     for m in &req.mutations {
-        if m.idempotency_key.is_empty()
-            || m.idempotency_key.chars().count() > 64
-            || has_control(&m.idempotency_key)
-        {
+        if !valid_id(&m.idempotency_key, 64) {
             return Err(ApiError::bad(
                 "idempotency_key must be 1 to 64 characters, none a control character",
             ));

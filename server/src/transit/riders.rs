@@ -14,7 +14,7 @@ use thudo_core::transit::Category;
 
 use super::store::Entitlement;
 use super::TransitState;
-use crate::http::{blocking, has_control, valid_citizen_id, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, valid_citizen_id, valid_id, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 
 /// What the operator revokes: cards, phones' transit keys (SEC1 hex), or whole devices (every
@@ -106,11 +106,7 @@ pub(crate) async fn admin_deny(
             .ok_or_else(|| ApiError::bad(format!("device key {k} is not a P-256 point")))?;
         hashes.push(DenyList::device_hash(&compressed));
     }
-    if body
-        .devices
-        .iter()
-        .any(|d| d.is_empty() || d.chars().count() > 64 || has_control(d))
-    {
+    if !body.devices.iter().all(|d| valid_id(d, 64)) {
         return Err(ApiError::bad(
             "a device id is 1 to 64 characters, none a control character",
         ));
