@@ -68,6 +68,57 @@ fn accent_and_case_insensitive() {
     assert_eq!(ids(&lib.search("lẫn lộn", 10).unwrap()), ["tb"]);
 }
 
+/// Accents typed or stored as separate marks (a "tổ hợp" keyboard, text pasted from a Mac or
+/// extracted from a PDF) search exactly as composed ones, both in the query and in documents.
+#[test]
+fn accents_as_separate_marks_search_as_composed_ones() {
+    use unicode_normalization::UnicodeNormalization;
+    let nfd = |s: &str| s.nfd().collect::<String>();
+    let (_d, lib) = library();
+    // "nghĩ quyết" ranks kl01's exact accents above nghị: the ranking holds too.
+    for query in [
+        "Nghị quyết",
+        "nghĩ quyết",
+        "đảng phí",
+        "lẫn lộn",
+        "ễnh ương",
+    ] {
+        assert_ne!(nfd(query), query, "{query} decomposes");
+        assert_eq!(
+            ids(&lib.search(&nfd(query), 10).unwrap()),
+            ids(&lib.search(query, 10).unwrap()),
+            "{query}"
+        );
+    }
+    // Ð (eth) reads as Đ.
+    assert_eq!(ids(&lib.search("ÐẢNG PHÍ", 10).unwrap())[0], "qd01");
+
+    let title = "Hướng dẫn thu nộp đảng phí";
+    lib.upsert(&[doc(
+        "hd",
+        "HD-9",
+        &nfd(title),
+        &nfd("Chi ủy hướng dẫn đảng viên nộp đảng phí đúng hạn."),
+    )])
+    .unwrap();
+    for query in [
+        "huong dan thu nop",
+        "hướng dẫn thu nộp",
+        &nfd("hướng dẫn thu nộp"),
+    ] {
+        let hits = lib.search(query, 10).unwrap();
+        assert_eq!(ids(&hits).first(), Some(&"hd"), "{query}");
+    }
+    let hits = lib.search("hướng dẫn thu", 10).unwrap();
+    assert_eq!(hits[0].title, title, "stored composed");
+    assert!(
+        hits[0].snippet.contains("<mark>hướng</mark>"),
+        "{}",
+        hits[0].snippet
+    );
+    assert_eq!(lib.get("hd").unwrap().unwrap().title, title);
+}
+
 #[test]
 fn document_numbers_prefixes_and_ranking() {
     let (_d, lib) = library();

@@ -1,6 +1,10 @@
 //! The document library: published party documents (public content, stored in clear so SQLite
 //! FTS5 can index them), readable offline, with accent-insensitive Vietnamese search.
 //!
+//! Documents and queries are first composed (Unicode NFC): text typed with a "tổ hợp" keyboard,
+//! pasted from a Mac or extracted from a PDF often carries its accents as separate marks, and
+//! composed text folds one character to one (`fold`).
+//!
 //! Search folds text (lowercase, no marks, `đ` → `d`) in the index and in the query alike, asks
 //! FTS5 for candidates (BM25, title weighted above body), then ranks: the document number typed
 //! exactly first, then documents whose title holds every term, then, when the user typed
@@ -17,6 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
+use unicode_normalization::UnicodeNormalization;
 
 use super::fold;
 use crate::changes::{Apply, Collection, CollectionSpec, OutsideStore, Pulled};
@@ -69,6 +74,19 @@ impl LibraryDocument {
             })?;
         }
         Ok(())
+    }
+
+    /// The document with its text composed (NFC), as the library stores and indexes it.
+    fn composed(&self) -> LibraryDocument {
+        let nfc = |text: &str| text.nfc().collect::<String>();
+        LibraryDocument {
+            number: nfc(&self.number),
+            issuer: nfc(&self.issuer),
+            kind: nfc(&self.kind),
+            title: nfc(&self.title),
+            body: nfc(&self.body),
+            ..self.clone()
+        }
     }
 }
 
@@ -312,6 +330,7 @@ impl Library {
         let tx = conn.transaction()?;
         let mut counts = HashMap::new();
         for d in docs {
+            let d = &d.composed();
             let old: Option<i64> = tx
                 .query_row(
                     "SELECT rowid FROM documents WHERE doc_id = ?1",
@@ -431,6 +450,7 @@ impl Library {
                 reason: format!("query longer than {MAX_QUERY_LEN} bytes"),
             });
         }
+        let query = &query.nfc().collect::<String>();
         let folded_terms: Vec<String> = fold::terms(&fold::fold(query));
         if folded_terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
