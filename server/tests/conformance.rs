@@ -777,6 +777,9 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         Some(OrderStatus::Refunded)
     );
     assert_eq!(s.refund("o-none", now, day).unwrap(), None);
+    // A top-up is not refunded here: its credit is spent, and the card would owe what went back.
+    assert_eq!(s.refund("o-top", now, day).unwrap(), None);
+    assert_eq!(s.order("o-top").unwrap().unwrap().status, OrderStatus::Paid);
     assert!(s.pass_for(&pass).unwrap().unwrap().cancelled_at.is_some());
     let ledger = s.ledger(day).unwrap();
     let entries: Vec<&str> = ledger.iter().map(|e| e.entry.as_str()).collect();
@@ -787,6 +790,41 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         (290_000, 280_000, 290_000)
     );
     assert_eq!(rec.lines.len(), 2);
+    // On another day's ledger: a pass paid after a failure (a second try at the bank) opens;
+    // one paid past its window and the late notices' grace goes back (the phone was told
+    // "expired: order again"); one paid within the grace opens.
+    let later = "2026-12-06";
+    let failed = order("o-failed", OrderPurpose::Pass, 280_000);
+    s.create_order(&failed, later).unwrap();
+    let mut failure = paid("o-failed", 280_000, "");
+    failure.result = PaymentResult::Failed { code: "24".into() };
+    s.record_payment(&failure, 20_000, now, later).unwrap();
+    let mut expired = order("o-expired", OrderPurpose::Pass, 280_000);
+    expired.expires_at = now - thudo_server::transit::store::LATE_NOTICE_SECS - 1;
+    s.create_order(&expired, later).unwrap();
+    let mut in_grace = order("o-in-grace", OrderPurpose::Pass, 280_000);
+    in_grace.expires_at = now - 60;
+    s.create_order(&in_grace, later).unwrap();
+    for (id, status) in [
+        ("o-failed", OrderStatus::Paid),
+        ("o-expired", OrderStatus::Refunded),
+        ("o-in-grace", OrderStatus::Paid),
+    ] {
+        assert_eq!(
+            s.record_payment(
+                &paid(id, 280_000, &format!("late-{id}")),
+                20_000,
+                now,
+                later
+            )
+            .unwrap(),
+            PaymentRecord::Recorded { status },
+            "{id}"
+        );
+        assert_eq!(s.order(id).unwrap().unwrap().status, status, "{id}");
+    }
+    let rec = s.reconciliation(later).unwrap();
+    assert_eq!((rec.sales_vnd, rec.refunds_vnd), (3 * 280_000, 280_000));
     // Refunded: no credential is handed out for it any more.
     assert_eq!(s.keep_credential("o-pass", b"third").unwrap(), None);
     // The operator denies the card while it owes: lifting the balance denial (a top-up) leaves

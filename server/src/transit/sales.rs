@@ -37,6 +37,9 @@ use crate::payments::vnpay::{Sandbox, SandboxOutcome};
 use crate::payments::{Acknowledgement, Checkout, NotificationError, PaymentProvider};
 use crate::storage::sha256;
 
+/// How far ahead of its first day a pass is sold (next month's from any day of this one).
+pub const MAX_SOLD_AHEAD_SECS: i64 = 32 * 86_400;
+
 /// How long the provider takes payment for an order.
 pub const PAYMENT_WINDOW_SECS: i64 = 15 * 60;
 
@@ -268,9 +271,16 @@ pub(crate) async fn create_order(
     if i64::from(until) < now {
         return Err(ApiError::bad("this pass has already ended"));
     }
+    if i64::from(from) > now + MAX_SOLD_AHEAD_SECS {
+        return Err(ApiError::bad(
+            "a pass is sold at most a month before it starts",
+        ));
+    }
+    // Priced by the tariff in force on its first day: a pass for next month pays next month's
+    // fare, whatever the tariff today.
     let price = state
         .fares
-        .price(order.product, order.category, order.route, now32)
+        .price(order.product, order.category, order.route, from.max(now32))
         .ok_or_else(|| ApiError::bad("this product is not sold to this category"))?;
     let placed = NewOrder {
         id,
@@ -419,7 +429,12 @@ pub(crate) async fn collect_credential(
     let now = chrono::Utc::now().timestamp();
     match record.status {
         OrderStatus::Paid => {}
-        OrderStatus::AwaitingPayment if now > order.expires_at => {
+        OrderStatus::AwaitingPayment
+            if now
+                > order
+                    .expires_at
+                    .saturating_add(super::store::LATE_NOTICE_SECS) =>
+        {
             return Err(ApiError::new(
                 StatusCode::GONE,
                 ServerErrorCode::OrderExpired,
@@ -704,7 +719,8 @@ pub(crate) struct Refunded {
 }
 
 /// `POST /v1/admin/transit/orders/{id}/refund`: refunds a paid pass order; its pass is
-/// cancelled (renewals refused; the credential held rides until it ends, at most 72 h).
+/// cancelled (renewals refused; the credential held rides until it ends, at most 72 h). A
+/// top-up is not an order this refunds (404): its credit may be spent.
 #[utoipa::path(
     post,
     path = "/v1/admin/transit/orders/{id}/refund",
@@ -730,7 +746,7 @@ pub(crate) async fn admin_refund(
     let storage = state.storage.clone();
     let status = blocking(move || Ok(storage.refund(&id, now, &day)?))
         .await?
-        .ok_or_else(|| ApiError::not_found("no paid order with this id"))?;
+        .ok_or_else(|| ApiError::not_found("no paid pass order with this id"))?;
     Ok(Json(Refunded {
         status: status_on_wire(status),
     }))

@@ -97,10 +97,17 @@ async fn metro_journeys_are_priced_by_their_stations_and_caps_count_bus_and_metr
     assert_eq!(tap(&offline_out, &late, t + 20_000), Reason::Ok);
     w.upload_gate(&offline_vault, &offline_out).await;
     assert_eq!(w.charged_on(&late_vault, &day).await, 10_000);
-    w.storage
-        .settle_journeys((t + 20_000 + 7_201) as i64, &fares)
-        .unwrap();
+    let late_card = late.credential().unwrap().card_id;
+    assert!(!w.storage.balance_denied(late_card).unwrap(), "owes 10,000");
+    let settled_at = (t + 20_000 + 7_201) as i64;
+    let deny_before = w.storage.deny_list(settled_at).unwrap().0;
+    w.storage.settle_journeys(settled_at, &fares).unwrap();
     assert_eq!(w.charged_on(&late_vault, &day).await, 25_000);
+    // A charge made by settlement counts against the credit limit (20,000 VND) as an upload's
+    // does: the card now owing 25,000 is denied, in a new deny-list version.
+    assert!(w.storage.balance_denied(late_card).unwrap());
+    let (version, cards, _) = w.storage.deny_list(settled_at).unwrap();
+    assert!(version > deny_before && cards.contains(&late_card));
 
     // The rider's phone shows the journeys with their stations, the buses, and the cap.
     w.client

@@ -53,6 +53,98 @@ fn monthly(phone: &Phone) -> CredentialOrder {
     .unwrap()
 }
 
+/// `YYYY-MM` of the month `ahead` months after this one in Hanoi.
+fn month_ahead(ahead: u32) -> String {
+    let this = this_month();
+    let (year, month) = this.split_once('-').unwrap();
+    let index = year.parse::<u32>().unwrap() * 12 + month.parse::<u32>().unwrap() - 1 + ahead;
+    format!("{}-{:02}", index / 12, index % 12 + 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monthly_pass_is_sold_for_next_month_but_not_further_ahead() {
+    let (w, _sandbox) = paying_world().await;
+    let v = w.phone_device("planner", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let ahead = |months: u32| {
+        CredentialOrder {
+            month: month_ahead(months),
+            ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
+        }
+        .signed_by(&phone, now())
+        .unwrap()
+    };
+    let next = w
+        .transit()
+        .buy_and_install(v.clone(), phone.clone(), ahead(1))
+        .await
+        .unwrap();
+    assert_eq!(next.order.price_vnd, 280_000);
+    for months in [2, 12, 900] {
+        refused(
+            w.transit()
+                .buy_and_install(v.clone(), phone.clone(), ahead(months))
+                .await
+                .unwrap_err(),
+            400,
+            "bad_request",
+        );
+    }
+}
+
+/// Past its payment window an unpaid order still waits a while for the provider's late
+/// notice ("pending"), then is over ("expired: order again"), and a payment told after that
+/// goes back rather than making a second pass for a rider who ordered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpaid_order_waits_for_a_late_notice_then_expires() {
+    use thudo_server::transit::store::LATE_NOTICE_SECS;
+    let (w, sandbox) = paying_world().await;
+    let v = w.phone_device("slow-bank", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let bought = w
+        .transit()
+        .buy_and_install(v.clone(), phone.clone(), monthly(&phone))
+        .await
+        .unwrap();
+    let made = w
+        .storage
+        .order(&bought.order.order_id)
+        .unwrap()
+        .unwrap()
+        .order;
+    let t = now() as i64;
+    for (id, expires_at, status, code) in [
+        ("o-in-grace", t - 60, 409, "payment_pending"),
+        ("o-expired", t - LATE_NOTICE_SECS - 60, 410, "order_expired"),
+    ] {
+        let order = NewOrder {
+            id: id.into(),
+            expires_at,
+            ..made.clone()
+        };
+        w.storage.create_order(&order, &today()).unwrap();
+        refused(
+            w.transit().collect(v.clone(), id).await.unwrap_err(),
+            status,
+            code,
+        );
+    }
+    let query = sandbox.notification("o-expired", 280_000, SandboxOutcome::Pay, t);
+    assert_eq!(notify(&w, &query).await, "00");
+    refused(
+        w.transit()
+            .collect(v.clone(), "o-expired")
+            .await
+            .unwrap_err(),
+        403,
+        "pass_cancelled",
+    );
+    let query = sandbox.notification("o-in-grace", 280_000, SandboxOutcome::Pay, t);
+    assert_eq!(notify(&w, &query).await, "00");
+    let collected = w.transit().collect(v.clone(), "o-in-grace").await.unwrap();
+    assert_eq!(collected.price_vnd, 280_000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
     let (w, sandbox) = paying_world().await;

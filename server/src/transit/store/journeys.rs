@@ -10,8 +10,10 @@ use thudo_core::transit::{trips, Product};
 
 use super::super::fares::FarePolicy;
 use super::super::rules::{journey_fare, Finding, FraudKind, JourneyEnds, JourneyStatus};
+use super::credentials::bump_deny_version;
 use super::fraud::record_fraud;
 use super::riders::{paid_in, publish_caps, publish_to_card, Paid};
+use super::sales::enforce_in;
 use super::JourneyStore;
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;
@@ -32,7 +34,13 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                 .iter()
                 .map(|r| Ok(r.int(1)? as u64))
                 .collect::<Result<_>>()?;
-            tx.lock_all(&cards.iter().map(|c| Lock::Card(*c)).collect::<Vec<_>>())?;
+            let mut locks: Vec<Lock<'_>> = cards.iter().map(|c| Lock::Card(*c)).collect();
+            if !locks.is_empty() {
+                // A charge may deny its card (below), after publishing has taken accounts'
+                // scopes, which rank above the deny list.
+                locks.push(Lock::Deny);
+            }
+            tx.lock_all(&locks)?;
             let mut paid = Paid::new();
             let mut settled = 0;
             for r in &due {
@@ -54,6 +62,17 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
             }
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
+            }
+            // A fare charged here counts against the credit limit as one charged by an upload
+            // does: a card that only ever enters (its exits never tapped) is denied all the same.
+            let charged: Vec<u64> = paid
+                .iter()
+                .map(|(card, _, _)| *card)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !charged.is_empty() && enforce_in(tx, &charged, fares.credit_limit_vnd, now)? {
+                bump_deny_version(tx)?;
             }
             Ok(settled)
         })

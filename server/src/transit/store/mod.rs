@@ -185,6 +185,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0003_sales.sql"),
         include_str!("../schema/sqlite/0004_fraud_policy.sql"),
         include_str!("../schema/sqlite/0005_validator_tokens.sql"),
+        include_str!("../schema/sqlite/0006_ledger_by_order.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -192,6 +193,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0003_sales.sql"),
         include_str!("../schema/postgres/0004_fraud_policy.sql"),
         include_str!("../schema/postgres/0005_validator_tokens.sql"),
+        include_str!("../schema/postgres/0006_ledger_by_order.sql"),
     ],
 };
 
@@ -473,6 +475,11 @@ pub enum OrderPurpose {
     TopUp,
 }
 
+/// How long past its payment window an unpaid order still waits for the provider's
+/// notification (a payment made in time, told late): the phone hears "pending" until then and
+/// "expired" after, and a pass payment told later goes back ([`SalesStore::record_payment`]).
+pub const LATE_NOTICE_SECS: i64 = 15 * 60;
+
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -648,7 +655,8 @@ pub trait SalesStore: Send + Sync + 'static {
     /// Records a provider's notification once: a payment of the order's amount makes its pass
     /// (or adds its credit, lifting a denial for the balance owed past `credit_limit_vnd` in
     /// the same transaction), a failure or cancellation is noted; the same transaction sent
-    /// again changes nothing.
+    /// again changes nothing. A pass paid after its order expired (past [`LATE_NOTICE_SECS`]),
+    /// or after the pass ended, is returned: the order is refunded.
     fn record_payment(
         &self,
         notification: &crate::payments::Notification,
@@ -660,7 +668,7 @@ pub trait SalesStore: Send + Sync + 'static {
     /// when the order is no longer paid (refunded meanwhile).
     fn keep_credential(&self, order_id: &str, credential: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Refunds a paid pass order: the pass is cancelled (its renewals refused), the refund
-    /// entered. `None` when there is no such paid order.
+    /// entered. `None` when there is no such paid pass order (a top-up is never refunded here).
     fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>>;
     /// A card's prepaid balance, VND: credit bought minus fares charged (negative: owed).
     fn balance(&self, card_id: u64) -> Result<i64>;

@@ -7,7 +7,8 @@ use super::credentials::{bump_deny_version, deny_card, insert_pass};
 use super::tap_facts::rows_in;
 use super::{
     LedgerEntry, NewOrder, OrderAdmission, OrderPurpose, OrderRecord, OrderStatus, Pass,
-    PaymentRecord, Reconciliation, ReconciliationLine, SalesStore, MAX_ORDERS_PER_HOUR,
+    PaymentRecord, Reconciliation, ReconciliationLine, SalesStore, LATE_NOTICE_SECS,
+    MAX_ORDERS_PER_HOUR,
 };
 use crate::payments::{Notification, PaymentResult};
 use crate::storage::engine::{big, params, Engine, Row, Tx, Val};
@@ -350,9 +351,17 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             );
             match (&n.result, open) {
                 (PaymentResult::Paid, true) => {
-                    // Paid after the pass ended (a notification that came too late to ride
-                    // on): the money goes back.
-                    if order.pass.as_ref().is_some_and(|p| p.valid_until < now) {
+                    // A pass paid after the phone was told its order expired (unpaid past its
+                    // window and the late notices' grace: "order again"), or after the pass
+                    // ended: the money goes back, so a rider who ordered again never pays for
+                    // two passes. A payment after a failure is a second try at the bank, on
+                    // the page the buyer is still on: it opens the pass.
+                    let expired = now > order.expires_at.saturating_add(LATE_NOTICE_SECS);
+                    if order
+                        .pass
+                        .as_ref()
+                        .is_some_and(|p| p.valid_until < now || expired)
+                    {
                         enter_returned(tx, order, provider_ref, now, day)?;
                         tx.exec(
                             "UPDATE orders SET status = 'refunded', provider_ref = ?2,
@@ -435,6 +444,11 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             let Some(record) = load_order(tx, order_id)? else {
                 return Ok(None);
             };
+            // Pass orders only: a top-up's credit may be spent already, and returning it whole
+            // would leave the card owing what the rider was paid back.
+            if record.order.purpose != OrderPurpose::Pass {
+                return Ok(None);
+            }
             match record.status {
                 OrderStatus::Paid => {}
                 OrderStatus::Refunded => return Ok(Some(OrderStatus::Refunded)),
