@@ -211,6 +211,68 @@ fn a_record_whose_issuer_left_the_list_is_shown_as_such() {
     assert_eq!(entered.signer_trusted(&now_trust), None);
 }
 
+/// A SMART Health Card revoked after its import (its issuer's revocation list names the card's
+/// `rid`) is no longer shown as trusted, nor imported again.
+#[test]
+fn a_card_revoked_after_its_import_is_shown_as_such() {
+    let k = key();
+    let (_d, v) = vault();
+    trust_bundle::install(
+        &v,
+        &bundle(5, vec![issuer()]).sign(&k).unwrap(),
+        k.public_key(),
+        NOW,
+    )
+    .unwrap();
+    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    let book = HealthBook::new(&v);
+    let card = data("shc/example-00-d-jws.txt");
+    let s = book
+        .verify_and_import_card(&card, &trust, NOW, None)
+        .unwrap();
+    let shots = book
+        .records(
+            &s.people[0],
+            Some(thudo_core::health::fhir::Kind::Immunization),
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(shots[0].provenance.signer_trusted(&trust), Some(true));
+    let kid = shots[0].provenance.kid.clone().unwrap();
+    // Another card's rid revokes nothing; the card's own rid, or rid.ts after its issue, does.
+    for (rids, trusted) in [
+        (vec!["another-rid"], true),
+        (vec!["MKyCxh7p6uQ.1600000000"], true),
+        (vec!["MKyCxh7p6uQ.1700000000"], false),
+        (vec!["MKyCxh7p6uQ"], false),
+    ] {
+        let mut revoking = issuer();
+        revoking.crls = vec![serde_json::json!({"kid": kid, "method": "rid", "rids": rids})];
+        let (_e, fresh) = vault();
+        trust_bundle::install(
+            &fresh,
+            &bundle(6, vec![revoking]).sign(&k).unwrap(),
+            k.public_key(),
+            NOW,
+        )
+        .unwrap();
+        let trust = trust_bundle::installed_trust(&fresh).unwrap().unwrap();
+        assert_eq!(
+            shots[0].provenance.signer_trusted(&trust),
+            Some(trusted),
+            "{rids:?}"
+        );
+        assert_eq!(
+            HealthBook::new(&fresh)
+                .verify_and_import_card(&card, &trust, NOW, None)
+                .is_ok(),
+            trusted,
+            "{rids:?}"
+        );
+    }
+}
+
 #[test]
 fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
     let k = key();
@@ -264,7 +326,83 @@ fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
         Some(false),
         "revoked since"
     );
-    // A revocation entry that is not a hash makes the bundle unloadable.
+    // As the EU gateway lists them: the first 128 bits, base64, by each of the three hashes.
+    use base64::engine::general_purpose::STANDARD;
+    let sha256 = |bytes: &[u8]| {
+        ring::digest::digest(&ring::digest::SHA256, bytes)
+            .as_ref()
+            .to_vec()
+    };
+    let signature = thudo_core::health::dcc::decode(qr)
+        .unwrap()
+        .signature()
+        .to_vec();
+    assert_eq!(signature.len(), 64, "ES256: r then s");
+    let gateway =
+        |kind: &str, hashed: &[u8]| format!("{kind}{}", STANDARD.encode(&sha256(hashed)[..16]));
+    for (version, entry) in [
+        (10, gateway("", uvci.as_bytes())),
+        (11, gateway("UCI:", uvci.as_bytes())),
+        (
+            12,
+            gateway("COUNTRYCODEUCI:", format!("DE{uvci}").as_bytes()),
+        ),
+        (13, gateway("SIGNATURE:", &signature[..32])),
+    ] {
+        let (_f, fresh) = vault();
+        let mut gateway_bundle = b.clone();
+        gateway_bundle.version = version;
+        gateway_bundle.passport_revocations = vec![entry.clone()];
+        trust_bundle::install(
+            &fresh,
+            &gateway_bundle.sign(&k).unwrap(),
+            k.public_key(),
+            clock,
+        )
+        .unwrap();
+        let trust = trust_bundle::installed_trust(&fresh).unwrap().unwrap();
+        assert!(
+            matches!(
+                thudo_core::health::dcc::verify(qr, &trust.dcc, clock),
+                Err(thudo_core::health::dcc::DccError::Revoked { .. })
+            ),
+            "{entry}"
+        );
+        assert_eq!(
+            shot.provenance.signer_trusted(&trust),
+            Some(false),
+            "{entry}"
+        );
+    }
+    // Hashes of something else revoke nothing: another country, the signature's s half.
+    for entry in [
+        gateway("COUNTRYCODEUCI:", format!("FR{uvci}").as_bytes()),
+        gateway("SIGNATURE:", &signature[32..]),
+    ] {
+        let (_f, fresh) = vault();
+        let mut other = b.clone();
+        other.passport_revocations = vec![entry.clone()];
+        trust_bundle::install(&fresh, &other.sign(&k).unwrap(), k.public_key(), clock).unwrap();
+        let trust = trust_bundle::installed_trust(&fresh).unwrap().unwrap();
+        assert!(
+            thudo_core::health::dcc::verify(qr, &trust.dcc, clock).is_ok(),
+            "{entry}"
+        );
+        assert_eq!(
+            shot.provenance.signer_trusted(&trust),
+            Some(true),
+            "{entry}"
+        );
+    }
+    // A revocation entry that is not a hash, or of an unknown kind, makes the bundle
+    // unloadable.
+    let mut unknown_kind = b.clone();
+    unknown_kind.version = 7;
+    unknown_kind.passport_revocations = vec![gateway("DCCHASH:", uvci.as_bytes())];
+    assert!(matches!(
+        trust_bundle::install(&v, &unknown_kind.sign(&k).unwrap(), k.public_key(), clock),
+        Err(TrustBundleError::Malformed { .. })
+    ));
     let mut broken = b.clone();
     broken.version = 7;
     broken.passport_revocations = vec!["not a hash".into()];

@@ -62,7 +62,9 @@ pub struct TrustBundle {
     /// Vaccine-passport signers.
     #[serde(default)]
     pub passport_signers: Vec<PassportSigner>,
-    /// Revoked vaccine passports: SHA-256 of each UVCI, hex or base64.
+    /// Revoked vaccine passports, as the EU gateway names them: SHA-256 of each UVCI, or its
+    /// first 16 bytes, in hex or base64, optionally after its kind (`UCI:`, `COUNTRYCODEUCI:`
+    /// for the entry's country and UVCI, `SIGNATURE:` for the signature, its `r` for ECDSA).
     #[serde(default)]
     pub passport_revocations: Vec<String>,
 }

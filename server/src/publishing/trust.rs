@@ -50,7 +50,9 @@ pub(super) struct PublishRequest {
     /// EU DCC Document Signer Certificates.
     #[serde(default)]
     passport_signers: Vec<PassportSigner>,
-    /// Revoked vaccine passports: SHA-256 of each UVCI (hex or base64).
+    /// Revoked vaccine passports as the EU gateway lists them: SHA-256 (32 bytes, or its first
+    /// 16) in hex or base64, optionally after its kind `UCI:` (the default), `COUNTRYCODEUCI:`
+    /// or `SIGNATURE:`.
     #[serde(default)]
     passport_revocations: Vec<String>,
     /// Days until devices should call it stale (1 to 90, default 7).

@@ -17,7 +17,7 @@ use coset::{
 };
 use serde_json::Value;
 
-pub use signers::{key_id, uvci_hash, Signer, SignerKey, SignerList};
+pub use signers::{key_id, uvci_hash, RevocationHash, Signer, SignerKey, SignerList};
 
 /// Largest QR text accepted: a QR code holds at most 4,296 alphanumeric characters.
 const MAX_QR_TEXT: usize = 8 * 1024;
@@ -360,6 +360,11 @@ impl Decoded {
         }
     }
 
+    /// The COSE signature (ECDSA as `r` then `s`; RSA-PSS whole).
+    pub fn signature(&self) -> &[u8] {
+        &self.sign1.signature
+    }
+
     /// The key id, base64 (as trust lists write it).
     pub fn kid_base64(&self) -> String {
         kid_text(&self.kid)
@@ -484,13 +489,21 @@ pub fn authenticate(
         detail: "the certificate must hold exactly one of v, t, r".into(),
     })?;
     let entry = &decoded.certificate[kind.key()][0];
-    // Every entry's UVCI is checked: a series certificate lists several.
+    // Every entry's UVCI is checked (a series certificate lists several), by each of the
+    // scheme's three hashes.
+    let signature = &decoded.sign1.signature;
+    let signature_part = if decoded.alg == PS256 {
+        &signature[..]
+    } else {
+        &signature[..signature.len() / 2]
+    };
     if let Some(revoked) = decoded.certificate[kind.key()]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|e| e["ci"].as_str())
-        .find(|ci| signers.is_revoked(ci))
+        .filter_map(|e| Some((e["ci"].as_str()?, e["co"].as_str())))
+        .find(|(ci, co)| signers.revokes(ci, *co, signature_part))
+        .map(|(ci, _)| ci)
     {
         return Err(DccError::Revoked {
             certificate_id: revoked.to_owned(),

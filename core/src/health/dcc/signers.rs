@@ -219,8 +219,27 @@ pub fn key_id(der: &[u8]) -> [u8; 8] {
 #[derive(Debug, Clone, Default)]
 pub struct SignerList {
     by_kid: HashMap<[u8; 8], Vec<Signer>>,
-    /// Revoked certificates, by the SHA-256 of their UVCI (the EU scheme's `UCI` hash).
-    revoked: std::collections::HashSet<[u8; 32]>,
+    /// Revoked certificates: the first 128 bits of each revocation hash, by kind.
+    revoked: std::collections::HashSet<(RevocationHash, [u8; 16])>,
+}
+
+/// The three hashes by which the EU scheme's revocation lists name a certificate, each a
+/// SHA-256 of which the lists carry the first 128 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevocationHash {
+    /// `UCI`: of the certificate identifier (UVCI) as written.
+    Uci,
+    /// `COUNTRYCODEUCI`: of the entry's country (`co`) followed by the UVCI.
+    CountryCodeUci,
+    /// `SIGNATURE`: of the COSE signature (only its `r` half for ECDSA).
+    Signature,
+}
+
+/// The first 128 bits of SHA-256 of `bytes`: a revocation list's key.
+fn revocation_key(bytes: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest::digest(&digest::SHA256, bytes).as_ref()[..16]);
+    out
 }
 
 /// The revocation hash of a certificate identifier: SHA-256 of the UVCI as written.
@@ -272,33 +291,64 @@ impl SignerList {
             .unwrap_or(&[])
     }
 
-    /// Revokes certificates by their UVCI hashes (hex or base64 of SHA-256 of the UVCI, as
-    /// revocation lists carry them); returns how many were added.
-    pub fn revoke_hashes(&mut self, hashes: &[String]) -> Result<usize, DccError> {
+    /// Revokes certificates as revocation lists name them; returns how many were added. Each
+    /// entry is a hash in hex or base64, whole (32 bytes) or as the EU gateway publishes it
+    /// (its first 16 bytes), optionally after its kind: `UCI:` (the default),
+    /// `COUNTRYCODEUCI:` or `SIGNATURE:` ([`RevocationHash`]).
+    pub fn revoke_hashes(&mut self, entries: &[String]) -> Result<usize, DccError> {
         use base64::Engine;
         let mut added = 0;
-        for h in hashes {
-            let bytes = crate::hex::decode(h)
-                .filter(|b| b.len() == 32)
+        for entry in entries {
+            let bad = || {
+                DccError::BadTrustData {
+                detail: format!(
+                    "{entry:?} is not a revocation hash ([UCI:|COUNTRYCODEUCI:|SIGNATURE:] 16 or 32 bytes in hex or base64)"
+                ),
+            }
+            };
+            let (kind, hash) = match entry.split_once(':') {
+                None => (RevocationHash::Uci, entry.as_str()),
+                Some(("UCI", hash)) => (RevocationHash::Uci, hash),
+                Some(("COUNTRYCODEUCI", hash)) => (RevocationHash::CountryCodeUci, hash),
+                Some(("SIGNATURE", hash)) => (RevocationHash::Signature, hash),
+                Some(_) => return Err(bad()),
+            };
+            let fits = |b: &Vec<u8>| b.len() == 16 || b.len() == 32;
+            let bytes = crate::hex::decode(hash)
+                .filter(fits)
                 .or_else(|| {
                     base64::engine::general_purpose::STANDARD
-                        .decode(h)
+                        .decode(hash)
                         .ok()
-                        .filter(|b| b.len() == 32)
+                        .filter(fits)
                 })
-                .ok_or_else(|| DccError::BadTrustData {
-                    detail: format!("{h:?} is not a SHA-256 hash in hex or base64"),
-                })?;
-            let mut key = [0u8; 32];
-            key.copy_from_slice(&bytes);
-            added += usize::from(self.revoked.insert(key));
+                .ok_or_else(bad)?;
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&bytes[..16]);
+            added += usize::from(self.revoked.insert((kind, key)));
         }
         Ok(added)
     }
 
-    /// Whether the certificate with this UVCI is revoked.
+    /// Whether the certificate with this UVCI is revoked by its `UCI` hash.
     pub fn is_revoked(&self, uvci: &str) -> bool {
-        self.revoked.contains(&uvci_hash(uvci))
+        self.revoked
+            .contains(&(RevocationHash::Uci, revocation_key(uvci.as_bytes())))
+    }
+
+    /// Whether a certificate entry is revoked by any of the three hashes: its UVCI, its
+    /// country (`co`) and UVCI, or `signature_part` (the COSE signature, its `r` half for
+    /// ECDSA).
+    pub fn revokes(&self, uvci: &str, country: Option<&str>, signature_part: &[u8]) -> bool {
+        self.is_revoked(uvci)
+            || country.is_some_and(|co| {
+                let key = revocation_key(format!("{co}{uvci}").as_bytes());
+                self.revoked
+                    .contains(&(RevocationHash::CountryCodeUci, key))
+            })
+            || self
+                .revoked
+                .contains(&(RevocationHash::Signature, revocation_key(signature_part)))
     }
 
     /// How many certificates the list holds.
