@@ -188,11 +188,44 @@ fn an_expired_certificate_is_refused_at_a_border_and_kept_as_history() {
     ));
     let history = dcc::authenticate(&de.qr, &trusted, after).unwrap();
     assert!(history.expired);
-    // Issued in the future is never authentic.
-    let before = decoded.issued_at.unwrap() - 3600;
+    // Issued in the future is never authentic; a few minutes ahead of a slow clock is.
+    let issued_at = decoded.issued_at.unwrap();
+    let before = issued_at - 3600;
     assert!(matches!(
         dcc::authenticate(&de.qr, &trusted, before),
         Err(DccError::NotYetValid { .. } | DccError::SignerNotValid { .. })
+    ));
+    let tolerance = thudo_core::health::ISSUE_CLOCK_TOLERANCE_SECS;
+    assert!(dcc::authenticate(&de.qr, &trusted, issued_at - tolerance).is_ok());
+    assert!(matches!(
+        dcc::authenticate(&de.qr, &trusted, issued_at - tolerance - 1),
+        Err(DccError::NotYetValid { .. })
+    ));
+}
+
+/// A certificate claiming to have been issued before its signer's certificate began is not
+/// authentic, whenever it is checked.
+#[test]
+fn a_certificate_issued_before_its_signer_existed_is_refused() {
+    let de = german();
+    let trusted = signers(&de);
+    let decoded = dcc::decode(&de.qr).unwrap();
+    let signer = decoded.verify_signature(&trusted).unwrap();
+    let issued_at = decoded.issued_at.unwrap();
+    assert!(
+        signer.not_before <= issued_at,
+        "the genuine case is issued in time"
+    );
+    let now = issued_at + 60;
+    assert!(dcc::authenticate(&de.qr, &trusted, now).is_ok());
+    // The same signer's key, under a certificate that began after the issue time.
+    let mut late = signer.clone();
+    late.not_before = issued_at + 1;
+    let mut list = SignerList::new();
+    list.add_signer(late);
+    assert!(matches!(
+        dcc::authenticate(&de.qr, &list, now),
+        Err(DccError::SignerNotValid { .. })
     ));
 }
 

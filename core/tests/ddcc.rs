@@ -226,7 +226,25 @@ fn the_core_data_set_reads_from_every_who_bundle_and_round_trips() {
         certificate_id: Some("VN-HCID-0001".into()),
     };
     let bundle = ddcc::to_fhir(std::slice::from_ref(&full)).to_string();
-    assert_eq!(ddcc::from_fhir(&bundle).unwrap(), vec![full]);
+    assert_eq!(ddcc::from_fhir(&bundle).unwrap(), vec![full.clone()]);
+    // A series: each dose keeps its own next date (the first dose's recommendation is not the
+    // second's).
+    let first = ddcc::Vaccination {
+        date: Some("2021-08-13".into()),
+        dose: Some(1),
+        lot: Some("FE1200".into()),
+        next_dose: Some("2021-09-10".into()),
+        certificate_id: Some("VN-HCID-0000".into()),
+        ..full.clone()
+    };
+    let last = ddcc::Vaccination {
+        next_dose: None,
+        ..full.clone()
+    };
+    for series in [vec![first.clone(), last.clone()], vec![last, first]] {
+        let bundle = ddcc::to_fhir(&series).to_string();
+        assert_eq!(ddcc::from_fhir(&bundle).unwrap(), series);
+    }
     let dir = tempfile::tempdir().unwrap();
     let v = common::open_pass(dir.path(), "pass").unwrap();
     let s = HealthBook::new(&v).import_bundle(&bundle, None, 1).unwrap();

@@ -198,9 +198,18 @@ fn tampering_and_bad_headers_have_their_own_reasons() {
         shc::verify(&format!("%%%.{payload}.{sig}"), &t, NOW),
         Err(ShcError::BadHeader { .. })
     ));
-    // Not valid yet.
+    // Not valid yet; a phone whose clock runs a few minutes slow takes a card issued this
+    // moment, but not one issued more than the tolerance ahead of its clock.
     assert!(matches!(
         shc::verify(&jws, &t, 1_600_000_000),
+        Err(ShcError::NotYetValid { .. })
+    ));
+    let nbf = shc::verify(&jws, &t, NOW).unwrap().nbf;
+    let tolerance = thudo_core::health::ISSUE_CLOCK_TOLERANCE_SECS;
+    assert!(shc::verify(&jws, &t, nbf - 30).is_ok());
+    assert!(shc::verify(&jws, &t, nbf - tolerance).is_ok());
+    assert!(matches!(
+        shc::verify(&jws, &t, nbf - tolerance - 2),
         Err(ShcError::NotYetValid { .. })
     ));
     // Structure.

@@ -281,6 +281,11 @@ pub fn from_fhir(bundle_json: &str) -> Result<Vec<Vaccination>, FhirError> {
         .filter(|r| fhir::resource_type(r) == Some("Patient"))
         .collect();
     let text = |v: &Value, ptr: &str| v.pointer(ptr).and_then(Value::as_str).map(str::to_owned);
+    let recommendations: Vec<&Value> = resources
+        .iter()
+        .copied()
+        .filter(|r| fhir::resource_type(r) == Some("ImmunizationRecommendation"))
+        .collect();
     let mut out = Vec::new();
     for imm in resources
         .iter()
@@ -301,15 +306,23 @@ pub fn from_fhir(bundle_json: &str) -> Result<Vec<Vaccination>, FhirError> {
                 .and_then(|n| u32::try_from(n).ok())
         };
         let key = fhir::key_of(imm).unwrap_or_default();
-        let next_dose = resources
+        // The recommendation that names this dose; else, when it names no dose at all, the
+        // person's (never another dose's: each dose of a series keeps its own next date).
+        let supporting = |r: &Value| {
+            r.pointer("/recommendation/0/supportingImmunization")
+                .and_then(Value::as_array)
+                .filter(|s| !s.is_empty())
+                .cloned()
+        };
+        let next_dose = recommendations
             .iter()
-            .filter(|r| fhir::resource_type(r) == Some("ImmunizationRecommendation"))
             .find(|r| {
-                let supports = r
-                    .pointer("/recommendation/0/supportingImmunization")
-                    .and_then(Value::as_array)
-                    .is_some_and(|s| s.iter().any(|x| x["reference"] == key.as_str()));
-                supports || fhir::person_of(r) == fhir::person_of(imm)
+                supporting(r).is_some_and(|s| s.iter().any(|x| x["reference"] == key.as_str()))
+            })
+            .or_else(|| {
+                recommendations
+                    .iter()
+                    .find(|r| supporting(r).is_none() && fhir::person_of(r) == fhir::person_of(imm))
             })
             .and_then(|r| text(r, "/recommendation/0/dateCriterion/0/value"));
         out.push(Vaccination {

@@ -11,6 +11,12 @@
 
 pub mod dcc;
 pub mod ddcc;
+
+/// How far in the future a card's issue time (`nbf`, `iat`) may be and still be taken: a card
+/// downloaded the moment it was issued, scanned on a phone whose clock runs a little slow, is
+/// genuine. Expiry gets no such grace.
+pub const ISSUE_CLOCK_TOLERANCE_SECS: i64 = 5 * 60;
+
 pub mod fhir;
 pub mod records;
 pub mod schedule;

@@ -492,7 +492,7 @@ pub fn verify(jws: &str, trust: &TrustStore, now: i64) -> Result<VerifiedCard, S
             "vc.credentialSubject.fhirBundle is not a FHIR Bundle with entries",
         ));
     }
-    if nbf > now {
+    if nbf > now.saturating_add(crate::health::ISSUE_CLOCK_TOLERANCE_SECS) {
         return Err(ShcError::NotYetValid { nbf });
     }
     if let Some(exp) = exp {

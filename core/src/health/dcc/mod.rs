@@ -222,6 +222,9 @@ pub fn decode_cose(message: &[u8]) -> Result<Decoded, DccError> {
         CoseSign1::from_slice(message)
     }
     .map_err(|e| cose(e.to_string()))?;
+    // The signed algorithm, else the unprotected one: the official test data holds genuine
+    // certificates that carry it there (CO20). An altered one cannot forge anything: each
+    // signer's key takes only its own algorithms (`Signer::verify`).
     let alg_label = sign1
         .protected
         .header
@@ -401,10 +404,12 @@ impl Decoded {
         }
     }
 
-    /// Whether the certificate is valid at `now`: issued no later than now and not expired.
+    /// Whether the certificate is valid at `now`: issued no later than now (give or take
+    /// [`ISSUE_CLOCK_TOLERANCE_SECS`](crate::health::ISSUE_CLOCK_TOLERANCE_SECS)) and not
+    /// expired.
     pub fn check_time(&self, now: i64) -> Result<(), DccError> {
         if let Some(issued_at) = self.issued_at {
-            if issued_at > now {
+            if issued_at > now.saturating_add(crate::health::ISSUE_CLOCK_TOLERANCE_SECS) {
                 return Err(DccError::NotYetValid { issued_at });
             }
         }
@@ -479,10 +484,12 @@ pub fn authenticate(
     schema::check(&decoded.certificate, decoded.issued_at)?;
     decoded.check_key_usage(signer)?;
     let issued_at = decoded.issued_at.unwrap_or(now);
-    if signer.not_before > now || issued_at > signer.not_after {
+    // Issued while its signer was valid: not before the signer's certificate began, nor after
+    // it ended.
+    if issued_at < signer.not_before || issued_at > signer.not_after {
         return Err(DccError::SignerNotValid { issued_at });
     }
-    if issued_at > now {
+    if issued_at > now.saturating_add(crate::health::ISSUE_CLOCK_TOLERANCE_SECS) {
         return Err(DccError::NotYetValid { issued_at });
     }
     let kind = decoded.kind().ok_or_else(|| DccError::Schema {

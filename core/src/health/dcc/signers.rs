@@ -257,13 +257,17 @@ impl SignerList {
 
     /// Trusts a DSC given as DER; returns its key id. The same certificate twice is kept once.
     pub fn add_der(&mut self, der: &[u8], country: Option<&str>) -> Result<[u8; 8], DccError> {
-        let signer = Signer::from_der(der, country)?;
+        Ok(self.add_signer(Signer::from_der(der, country)?))
+    }
+
+    /// Trusts a signer already read; returns its key id. The same signer twice is kept once.
+    pub fn add_signer(&mut self, signer: Signer) -> [u8; 8] {
         let kid = signer.kid;
         let same_kid = self.by_kid.entry(kid).or_default();
         if !same_kid.contains(&signer) {
             same_kid.push(signer);
         }
-        Ok(kid)
+        kid
     }
 
     /// Trusts a DSC given as base64 DER (as trust lists and the test data carry it).
