@@ -64,7 +64,8 @@ macro_rules! conformance {
                 a_device_holds_few_keys_and_an_account_orders_within_limits,
                 the_deny_list_stays_bounded_over_a_year, sales_are_paid_once_and_add_up,
                 the_operators_fraud_policy_is_applied_once,
-                a_refused_value_is_the_requests_fault);
+                a_refused_value_is_the_requests_fault,
+                an_accounts_racing_orders_stay_within_its_limit);
         }
     };
     (@each $open:ident, #[$attr:meta]; $($scenario:ident),*) => {
@@ -837,6 +838,47 @@ fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
     assert!(!s.balance_denied(d.card_id).unwrap());
     s.enforce_balances(&[d.card_id], limit + 1, now).unwrap();
     assert!(s.deny_list(now).unwrap().1.contains(&d.card_id));
+}
+
+/// Orders of one account made at once (on several instances: threads here, each its own
+/// transaction) are counted against each other: never more than the hour's limit admitted.
+fn an_accounts_racing_orders_stay_within_its_limit<E: Engine>(s: &SqlStorage<E>) {
+    use thudo_server::transit::store::{
+        NewOrder, OrderAdmission, OrderPurpose, MAX_ORDERS_PER_HOUR,
+    };
+    let d = device(s, CITIZEN, 1);
+    let now = chrono::Utc::now().timestamp();
+    let admitted = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let (d, admitted) = (&d, &admitted);
+            scope.spawn(move || {
+                for i in 0..MAX_ORDERS_PER_HOUR {
+                    let order = NewOrder {
+                        id: format!("o-race-{thread}-{i}"),
+                        account_id: d.account_id.clone(),
+                        device_id: d.id.clone(),
+                        purpose: OrderPurpose::TopUp,
+                        card_id: d.card_id,
+                        pass: None,
+                        device_key: None,
+                        dependant: false,
+                        amount_vnd: 10_000,
+                        provider: "vnpay".into(),
+                        created_at: now,
+                        expires_at: now + 900,
+                    };
+                    if matches!(
+                        s.create_order(&order, "2026-12-05").unwrap(),
+                        OrderAdmission::Admitted(_)
+                    ) {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.into_inner(), MAX_ORDERS_PER_HOUR);
 }
 
 fn the_operators_fraud_policy_is_applied_once<E: Engine>(s: &SqlStorage<E>) {

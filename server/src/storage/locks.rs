@@ -26,6 +26,8 @@ pub enum Lock<'a> {
     Validator(&'a str),
     /// One sales order: its payment recorded once, its credential handed out once.
     Order(&'a str),
+    /// One account's orders and credentials counted against its hourly limit.
+    Account(&'a str),
     /// One device: its revocation, and the transit keys recorded for it.
     Device(&'a str),
     /// One transit key (SHA-256 of the compressed key, hex): two accounts claiming it.
@@ -51,14 +53,15 @@ impl Lock<'_> {
             Lock::Migrations => 0,
             Lock::Validator(_) => 1,
             Lock::Order(_) => 2,
-            Lock::Device(_) => 3,
-            Lock::DeviceKey(_) => 4,
-            Lock::Card(_) => 5,
-            Lock::Journeys => 6,
-            Lock::Deny => 7,
-            Lock::Scope(_) => 8,
-            Lock::Setting(_) => 9,
-            Lock::Audit => 10,
+            Lock::Account(_) => 3,
+            Lock::Device(_) => 4,
+            Lock::DeviceKey(_) => 5,
+            Lock::Card(_) => 6,
+            Lock::Journeys => 7,
+            Lock::Deny => 8,
+            Lock::Scope(_) => 9,
+            Lock::Setting(_) => 10,
+            Lock::Audit => 11,
         }
     }
 
@@ -68,6 +71,7 @@ impl Lock<'_> {
             Lock::Migrations => "thudo/migrations".into(),
             Lock::Validator(id) => format!("validator:{id}"),
             Lock::Order(id) => format!("order:{id}"),
+            Lock::Account(id) => format!("account:{id}"),
             Lock::Device(id) => format!("device:{id}"),
             Lock::DeviceKey(hash) => format!("device-key:{hash}"),
             Lock::Card(card) => format!("card-bucket:{}", card % CARD_LOCK_BUCKETS),

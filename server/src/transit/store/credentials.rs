@@ -236,7 +236,12 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
         self.write(|tx| {
             // A revocation of this device in flight finishes first (and this then sees it);
             // two accounts claiming one key at once: one waits and then sees the other's claim.
-            tx.lock_all(&[Lock::Device(&device.id), Lock::DeviceKey(&key_hex)])?;
+            // The account's credentials are counted against its hourly limit below.
+            tx.lock_all(&[
+                Lock::Account(&device.account_id),
+                Lock::Device(&device.id),
+                Lock::DeviceKey(&key_hex),
+            ])?;
             let key = &issued.key_hash;
             let exists = |tx: &mut dyn Tx, sql: &str, p: &[crate::storage::engine::Val<'_>]| {
                 Ok::<bool, crate::storage::StorageError>(tx.row(sql, p)?.is_some())

@@ -248,7 +248,9 @@ fn denial_reason(tx: &mut dyn Tx, card: u64) -> Result<Option<Option<String>>> {
 impl<E: Engine> SalesStore for SqlStorage<E> {
     fn create_order(&self, order: &NewOrder, day: &str) -> Result<OrderAdmission> {
         self.write(|tx| {
-            tx.lock(Lock::Order(&order.id))?;
+            // The account too: two instances taking two orders of one account at once must
+            // count each other's against the hourly limit.
+            tx.lock_all(&[Lock::Order(&order.id), Lock::Account(&order.account_id)])?;
             // The same order made twice at once (a retry racing its first try): one order.
             if let Some(existing) = load_order(tx, &order.id)? {
                 return Ok(OrderAdmission::Admitted(existing.status));
