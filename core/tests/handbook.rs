@@ -119,6 +119,39 @@ fn accents_as_separate_marks_search_as_composed_ones() {
     assert_eq!(lib.get("hd").unwrap().unwrap().title, title);
 }
 
+/// A library file from before documents were composed: its decomposed documents are stored
+/// and indexed again, once, when it is opened.
+#[test]
+fn an_older_librarys_decomposed_documents_are_composed_on_open() {
+    use unicode_normalization::UnicodeNormalization;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("library.db");
+    let title = "Hướng dẫn thu nộp đảng phí";
+    Library::open(&path)
+        .unwrap()
+        .upsert(&[doc("hd", "HD-9", title, "Chi ủy hướng dẫn.")])
+        .unwrap();
+    // As an older version left it: the text as it came, and the work marked as not done.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute(
+        "UPDATE documents SET title = ?1 WHERE doc_id = 'hd'",
+        [title.nfd().collect::<String>()],
+    )
+    .unwrap();
+    old.execute("INSERT INTO recompose_pending VALUES (1)", [])
+        .unwrap();
+    drop(old);
+    let lib = Library::open(&path).unwrap();
+    assert_eq!(lib.get("hd").unwrap().unwrap().title, title);
+    assert_eq!(ids(&lib.search("hướng dẫn thu nộp", 10).unwrap()), ["hd"]);
+    drop(lib);
+    let pending: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM recompose_pending", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 0, "done once");
+}
+
 #[test]
 fn document_numbers_prefixes_and_ranking() {
     let (_d, lib) = library();

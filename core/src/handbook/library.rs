@@ -160,7 +160,7 @@ impl From<rusqlite::Error> for LibraryError {
 /// versioning hold exactly these tables.
 const SCHEMA: Schema = Schema {
     name: "thudo document library",
-    steps: &[STEP_1, STEP_2, STEP_3],
+    steps: &[STEP_1, STEP_2, STEP_3, STEP_4],
     adopt_unversioned: true,
 };
 
@@ -193,6 +193,11 @@ CREATE TABLE IF NOT EXISTS vocabulary (
 
 /// The files published with each document (JSON list of references).
 const STEP_3: &str = "ALTER TABLE documents ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';";
+
+/// Documents stored before text was composed (NFC) and `Ð` folded are stored and indexed again
+/// once ([`Library::recompose`], on open); the row marks that work as not done yet.
+const STEP_4: &str =
+    "CREATE TABLE IF NOT EXISTS recompose_pending (one INTEGER); INSERT INTO recompose_pending VALUES (1);";
 
 const CANDIDATES: usize = 100;
 /// Files one document may carry.
@@ -296,11 +301,51 @@ impl Library {
         conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
         SCHEMA.migrate(&mut conn)?;
         fill_vocabulary(&mut conn)?;
-        Ok(Library {
+        let library = Library {
             conn: Mutex::new(conn),
             observers: ChangeObservers::default(),
             vocabulary: Mutex::new(None),
-        })
+        };
+        library.recompose()?;
+        Ok(library)
+    }
+
+    /// Stores and indexes again, once, the documents of a file made before documents were
+    /// composed (NFC) and `Ð` folded. A crash before the mark is cleared only repeats the work.
+    fn recompose(&self) -> Result<(), LibraryError> {
+        let pending: bool =
+            self.lock()
+                .query_row("SELECT EXISTS (SELECT 1 FROM recompose_pending)", [], |r| {
+                    r.get(0)
+                })?;
+        if !pending {
+            return Ok(());
+        }
+        let ids: Vec<String> = {
+            let conn = self.lock();
+            let mut rows = conn.prepare("SELECT doc_id, number, title, body FROM documents")?;
+            let stale =
+                |text: &str| !unicode_normalization::is_nfc(text) || text.contains(['Ð', 'ð']);
+            let rows = rows.query_map([], |r| {
+                let (id, number, title, body): (String, String, String, String) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok((stale(&number) || stale(&title) || stale(&body)).then_some(id))
+            })?;
+            rows.filter_map(Result::transpose)
+                .collect::<Result<_, _>>()?
+        };
+        // A document this version would refuse stays as it was, never blocking the open.
+        let documents: Vec<LibraryDocument> = ids
+            .iter()
+            .map(|id| self.get(id))
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|d| d.validate().is_ok())
+            .collect();
+        self.upsert(&documents)?;
+        self.lock().execute("DELETE FROM recompose_pending", [])?;
+        Ok(())
     }
 
     /// Calls `observer` after every committed change of the documents, with
