@@ -350,7 +350,8 @@ impl TransitValidator {
         self.run(|v| v.flush()).await
     }
 
-    /// Installs a newer signed deny list; returns its version.
+    /// Installs a signed deny list of a newer version, or of the same version issued later
+    /// (which keeps the list fresh on a day with no revocation); returns its version.
     pub async fn update_deny_list(&self, signed_list: Vec<u8>) -> Result<i64, TransitError> {
         // Not `signed`: the C header generated for Swift would not compile.
         self.run(move |v| v.update_deny_list(&signed_list).map(i64::from))

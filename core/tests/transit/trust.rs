@@ -325,6 +325,35 @@ fn stale_deny_list_is_reported_and_fails_closed_only_when_configured() {
             .unwrap()
             .accepted
     );
+    // A quiet day: nothing is revoked, so the version stays 3, and the backend signs it afresh
+    // on each feed. The validator takes each as news that its list is still current, and never
+    // goes stale; the same list issued no later, or an older version, is still refused.
+    let later = NOW + 3 * 3600;
+    assert!(closed.validator.deny_list_status(later).stale);
+    closed
+        .validator
+        .update_deny_list(&list(&closed.issuer, 3, later as u32 - 30))
+        .unwrap();
+    assert!(!closed.validator.deny_list_status(later).stale);
+    let qr = closed.phone.current_qr(later).unwrap();
+    assert!(closed.validator.validate(&qr.text, later).unwrap().accepted);
+    for (version, issued) in [
+        (3, later as u32 - 30),
+        (3, later as u32 - 600),
+        (2, later as u32),
+    ] {
+        assert!(
+            closed
+                .validator
+                .update_deny_list(&list(&closed.issuer, version, issued))
+                .is_err(),
+            "version {version} issued {issued}"
+        );
+    }
+    assert_eq!(
+        closed.validator.deny_list_status(later).issued_at,
+        later as u32 - 30
+    );
 }
 
 #[test]

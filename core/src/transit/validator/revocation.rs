@@ -43,7 +43,9 @@ impl Validator {
     }
 
     /// Installs a signed deny list if its signature verifies with a trusted issuer key and its
-    /// version is newer than the current one. The swap is atomic: a bad list changes nothing.
+    /// version is newer than the current one, or the same version issued later (which keeps
+    /// the list fresh while nothing is revoked). The swap is atomic: a bad list changes
+    /// nothing.
     pub fn update_deny_list(&mut self, signed: &[u8]) -> Result<u32, TransitError> {
         self.apply_deny_list(signed, true)
     }
@@ -65,7 +67,12 @@ impl Validator {
         if !p256::verify(&key.public_key, &message, &signed[body_len..]) {
             return Err(bad("deny list signature does not verify"));
         }
-        if persist && list.version <= self.deny.version {
+        // The same version signed again later only says it is still current (the backend
+        // signs its list afresh on every feed): taken, so a quiet day leaves no validator
+        // stale. An older version, or the same one no fresher, is a rollback.
+        let fresher_same =
+            list.version == self.deny.version && list.issued_at > self.deny.issued_at;
+        if persist && list.version <= self.deny.version && !fresher_same {
             return Err(bad(&format!(
                 "deny list version {} is not newer than {}",
                 list.version, self.deny.version
