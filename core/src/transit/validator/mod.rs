@@ -225,7 +225,17 @@ impl Validator {
                         .insert(tap.at, (card, ts, counter), horizon);
                 }
                 if tap.accepted {
-                    validator.last_accept.insert(card, tap.at);
+                    // At an exit gate a tap moments after the last one let out was the one
+                    // repeat allowed: as live, it ends the window instead of moving it.
+                    let repeat = validator.is_exit_gate()
+                        && validator.last_accept.get(&card).is_some_and(|t| {
+                            tap.at >= *t && tap.at - *t <= crate::transit::metro::REPEAT_TAP_SECS
+                        });
+                    if repeat {
+                        validator.last_accept.remove(&card);
+                    } else {
+                        validator.last_accept.insert(card, tap.at);
+                    }
                 }
             }
             if let Some(key) = tap.accepted.then(|| holder_key(&tap)).flatten() {

@@ -99,20 +99,27 @@ impl Validator {
             .last_accept
             .get(&f.card_id)
             .is_some_and(|t| now >= *t && now - *t <= crate::transit::metro::REPEAT_TAP_SECS);
-        match entered {
+        let repeat = match entered {
             Some(held) => {
                 held.used = true;
                 self.consumed.push(f.card_id);
+                false
             }
-            None if again_here => {}
+            None if again_here => true,
             // The QR is not used up: shown again once the entry is known, it lets the rider out.
             None if feed_current => return Reason::NoEntry,
             // Nobody is locked in by a lost link: with an old feed the rider goes out and the
             // backend prices the journey from the taps it gets.
-            None => {}
-        }
+            None => false,
+        };
         self.replay.insert(now, replay_key, self.horizon());
-        self.last_accept.insert(f.card_id, now);
+        if repeat {
+            // Let out again once, and the window does not move: a phone passed back through
+            // this gate for a third rider meets "no entry".
+            self.last_accept.remove(&f.card_id);
+        } else {
+            self.last_accept.insert(f.card_id, now);
+        }
         Reason::Ok
     }
 
