@@ -26,6 +26,10 @@ pub enum FraudKind {
     /// ticket on the same validator within [`TRAVEL_TOGETHER_SECS`](thudo_core::transit::TRAVEL_TOGETHER_SECS) (the operator did not
     /// record that the dependant travels alone).
     DependantAlone,
+    /// A QR made for a time out of step with the same phone's other QRs (more than
+    /// [`QR_ORDER_SLACK_SECS`](super::store::QR_ORDER_SLACK_SECS) against its counter): the
+    /// phone's clock set forward to make a QR for later, a screenshot for someone else.
+    QrMadeAhead,
 }
 
 impl FraudKind {
@@ -39,6 +43,7 @@ impl FraudKind {
             FraudKind::DoubleEntry => "double_entry",
             FraudKind::ImpossibleTravel => "impossible_travel",
             FraudKind::DependantAlone => "dependant_alone",
+            FraudKind::QrMadeAhead => "qr_made_ahead",
         }
     }
 
@@ -52,6 +57,7 @@ impl FraudKind {
             FraudKind::DoubleEntry,
             FraudKind::ImpossibleTravel,
             FraudKind::DependantAlone,
+            FraudKind::QrMadeAhead,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -93,7 +99,8 @@ pub struct FraudPolicy(pub HashMap<FraudKind, FraudAction>);
 
 impl Default for FraudPolicy {
     /// A validator's fault (no evidence, a forgery, a relay) is the operator's to look at; a
-    /// rider's (let in twice, out twice, a ticket shared, a dependant alone) is warned. No fare
+    /// rider's (let in twice, out twice, a ticket shared, a dependant alone, a QR made ahead)
+    /// is warned. No fare
     /// or denial until the operator sets one.
     fn default() -> Self {
         FraudPolicy(HashMap::from([
@@ -101,6 +108,7 @@ impl Default for FraudPolicy {
             (FraudKind::DoubleEntry, FraudAction::Warn),
             (FraudKind::ImpossibleTravel, FraudAction::Warn),
             (FraudKind::DependantAlone, FraudAction::Warn),
+            (FraudKind::QrMadeAhead, FraudAction::Warn),
         ]))
     }
 }
@@ -133,6 +141,10 @@ pub fn notice_text(kind: FraudKind, action: FraudAction) -> (String, String) {
         FraudKind::DependantAlone => (
             "Vé của người phụ thuộc được dùng mà không có người giám hộ",
             "A dependant's ticket was used without its holder",
+        ),
+        FraudKind::QrMadeAhead => (
+            "Mã QR được tạo trước cho một thời điểm khác",
+            "A QR was made ahead of time for later use",
         ),
         _ => ("Lượt đi cần được kiểm tra", "A ride needs checking"),
     };

@@ -429,6 +429,8 @@ mod tests {
             FraudKind::RepeatedExit,
             FraudKind::DoubleEntry,
             FraudKind::ImpossibleTravel,
+            FraudKind::DependantAlone,
+            FraudKind::QrMadeAhead,
         ] {
             assert_eq!(FraudKind::parse(k.as_str()), Some(k));
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());

@@ -693,3 +693,50 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
         "version 1 for an app that does not name version 2"
     );
 }
+
+/// A rider sets the phone's clock two hours ahead, makes a QR, sets it back and sends the
+/// screenshot to a friend who rides with it two hours later. Each QR verifies on its own; the
+/// phone's counter gives it away: the QR made first claims the latest time. Rides in step with
+/// the counter record nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qr_made_ahead_of_its_time_for_someone_else_is_recorded() {
+    use thudo_server::transit::rules::FraudKind;
+    let w = World::start().await;
+    let (_, rider) = w.rider("clock-setter", RIDER, Product::PayAsYouGo).await;
+    let (bus_vault, mut bus, _) = w.bus("bus-32", 32).await;
+    let (other_vault, mut other_bus, _) = w.bus("bus-33", 33).await;
+    let t = tomorrow_morning();
+    let ahead = rider.current_qr(t + 7_200).unwrap().text;
+    for at in [t, t + 600] {
+        assert!(
+            bus.validate(&rider.current_qr(at).unwrap().text, at)
+                .unwrap()
+                .accepted
+        );
+    }
+    w.upload_bus(&bus_vault, &mut bus).await;
+    let made_ahead = |w: &World| -> Vec<_> {
+        w.storage
+            .fraud_records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == FraudKind::QrMadeAhead)
+            .collect()
+    };
+    assert!(made_ahead(&w).is_empty(), "rides in step record nothing");
+    // The friend's ride with the screenshot, two hours on.
+    assert!(other_bus.validate(&ahead, t + 7_200).unwrap().accepted);
+    w.upload_bus(&other_vault, &mut other_bus).await;
+    let found = made_ahead(&w);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].card_id, Some(rider.credential().unwrap().card_id));
+    // The rider's own next ride, made after and for later still, is in step again.
+    let next = t + 8_000;
+    assert!(
+        bus.validate(&rider.current_qr(next).unwrap().text, next)
+            .unwrap()
+            .accepted
+    );
+    w.upload_bus(&bus_vault, &mut bus).await;
+    assert_eq!(made_ahead(&w).len(), 1);
+}

@@ -23,6 +23,7 @@ use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
 
 pub use credentials::deny_device_keys;
+pub use tap_facts::QR_ORDER_SLACK_SECS;
 
 /// An enrolled validator (a bus or a metro gate), as the operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -186,6 +187,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0004_fraud_policy.sql"),
         include_str!("../schema/sqlite/0005_validator_tokens.sql"),
         include_str!("../schema/sqlite/0006_ledger_by_order.sql"),
+        include_str!("../schema/sqlite/0007_qr_use_keys.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -194,6 +196,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0004_fraud_policy.sql"),
         include_str!("../schema/postgres/0005_validator_tokens.sql"),
         include_str!("../schema/postgres/0006_ledger_by_order.sql"),
+        include_str!("../schema/postgres/0007_qr_use_keys.sql"),
     ],
 };
 

@@ -102,7 +102,15 @@ pub(super) struct UploadFacts {
     paid_month: HashMap<(u64, String), u64>,
     seeing: HashMap<u64, Vec<String>>,
     holders: HashMap<[u8; 32], (u64, String)>,
+    made: QrsMade,
 }
+
+/// The QRs of each card and phone key used within a day of an upload's: (time, counter).
+type QrsMade = HashMap<(u64, [u8; 32]), Vec<(i64, i64)>>;
+
+/// How far a phone's QR times may run against its counter (a clock corrected by sync, QRs
+/// shown up to their acceptance window late) before a QR counts as made ahead of its time.
+pub const QR_ORDER_SLACK_SECS: i64 = 10 * 60;
 
 impl UploadFacts {
     /// Reads the facts for `taps` of validator `validator_id`.
@@ -199,6 +207,23 @@ impl UploadFacts {
                     qr_ts: ts,
                     validator_id: validator,
                 });
+            }
+        }
+        // The same cards' QRs a day either side, by the phone key that made them.
+        for r in rows_in(
+            tx,
+            "SELECT card_id, device_key_hash, qr_ts, qr_counter FROM qr_uses
+             WHERE qr_ts >= ?1 AND qr_ts <= ?2 AND device_key_hash IS NOT NULL
+               AND card_id IN ({in})",
+            &[(low - 86_400).into(), (high + 86_400).into()],
+            &card_vals,
+        )? {
+            if let Some(key) = r.hash(1)? {
+                facts
+                    .made
+                    .entry((r.int(0)? as u64, key))
+                    .or_default()
+                    .push((r.int(2)?, r.int(3)?));
             }
         }
         // What each card paid in the upload's days and months.
@@ -309,8 +334,27 @@ impl UploadFacts {
             .map(|u| (u.validator_id.clone(), u.qr_ts))
     }
 
+    /// A QR of the same card and phone key whose time runs against this one's counter by more
+    /// than [`QR_ORDER_SLACK_SECS`]: made later but for an earlier time, or the other way round.
+    /// Returns its (time, counter).
+    pub(super) fn made_out_of_order(&self, s: &VerifiedScan) -> Option<(i64, i64)> {
+        let (ts, counter) = (i64::from(s.qr_timestamp), i64::from(s.qr_counter));
+        self.made
+            .get(&(s.card_id, s.device_key_hash))?
+            .iter()
+            .find(|(t, c)| {
+                (*c > counter && *t + QR_ORDER_SLACK_SECS < ts)
+                    || (*c < counter && *t > ts + QR_ORDER_SLACK_SECS)
+            })
+            .copied()
+    }
+
     /// Notes a QR used now on `validator_id` (a bus when `bus`).
     pub(super) fn used(&mut self, s: &VerifiedScan, validator_id: &str, bus: bool) {
+        self.made
+            .entry((s.card_id, s.device_key_hash))
+            .or_default()
+            .push((i64::from(s.qr_timestamp), i64::from(s.qr_counter)));
         self.first_use
             .entry((s.card_id, s.qr_timestamp, s.qr_counter))
             .or_insert_with(|| validator_id.to_owned());

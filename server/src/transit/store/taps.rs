@@ -68,8 +68,8 @@ impl<E: Engine> TapStore for SqlStorage<E> {
                 16,
             );
             let mut qr_uses = PendingRows::new(
-                "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq)",
-                5,
+                "INSERT INTO qr_uses(card_id, qr_ts, qr_counter, validator_id, seq, device_key_hash)",
+                6,
             );
             for checked in &ordered {
                 let mut taken = Taken {
@@ -356,12 +356,27 @@ fn record_tap(
         }
     }
     if let (true, Some(s)) = (charged, scan) {
+        // A QR made for a time out of step with the same phone's other QRs: the phone's clock
+        // set forward to make one for later, a screenshot for someone else.
+        if let Some((other_ts, other_counter)) = taken.facts.made_out_of_order(s) {
+            let finding = Finding {
+                kind: FraudKind::QrMadeAhead,
+                card_id: Some(s.card_id),
+                first_validator_id: None,
+                detail: format!(
+                    "QR {} made for {} but QR {other_counter} of the same phone for {other_ts}",
+                    s.qr_counter, s.qr_timestamp
+                ),
+            };
+            record_fraud(tx, &finding, &validator.id, t.seq, now)?;
+        }
         taken.qr_uses.push(vec![
             big(s.card_id),
             s.qr_timestamp.into(),
             s.qr_counter.into(),
             validator.id.clone().into(),
             big(t.seq),
+            s.device_key_hash.to_vec().into(),
         ]);
         taken.facts.used(s, &validator.id, gate.is_none());
     }
