@@ -50,10 +50,13 @@ android {
 dependencies {
     // JNA as an AAR: it carries libjnidispatch.so for every Android ABI. 5.18.1 or later.
     implementation("net.java.dev.jna:jna:5.18.1@aar")
-    implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
+    // `api`: the public API names their types (Flow in the change and status helpers;
+    // OkHttpClient in OkHttpSyncTransport), so an app compiles against them without naming
+    // them itself.
+    api("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
     // Sync over the platform's HTTP stack (OkHttpSyncTransport): user CAs, Network Security
     // Config and the system proxy apply.
-    implementation("com.squareup.okhttp3:okhttp:5.5.1")
+    api("com.squareup.okhttp3:okhttp:5.5.1")
     // @RequiresApi in the generated code (Android 14's object cleaner).
     implementation("androidx.annotation:annotation:1.9.1")
 

@@ -211,8 +211,10 @@ pub enum SyncProgress {
     },
 }
 
-/// Receives sync progress. Called on a background thread; return quickly and do not call the
-/// sync client from it.
+/// Receives sync progress, in order, before `sync` returns. Called on the thread that runs the
+/// sync's step at that moment: the library's pool, or the thread that awaits the call (a
+/// coroutine's dispatcher, which may be the main thread). Return quickly, never block, and do
+/// not call the sync client from it; firing a `CancelToken` is fine.
 #[uniffi::export(with_foreign)]
 pub trait SyncObserver: Send + Sync {
     /// One event.

@@ -204,6 +204,10 @@ final class SyncTests: XCTestCase {
         looping.cancel()
         guard case .failure(let stoppedByTask) = await looping.result else { return XCTFail("the loop ran to its end") }
         XCTAssertEqual((stoppedByTask as? SyncError)?.code(), "sync.cancelled")
+        // From the main actor, the body touches main-actor state (a screen's) without crossing.
+        let screen = DevicesScreen()
+        let shown = try await screen.refresh(client: client, vault: phone)
+        XCTAssertGreaterThan(shown, 0)
 
         // The background helper: out of time is a retry, and the client goes on afterwards.
         guard case .retry(let reason) = await backgroundSync(client: client, vault: phone, token: CancelToken.withTimeoutMs(budgetMs: 0)) else {
@@ -350,6 +354,43 @@ final class SyncTests: XCTestCase {
         let now = try await syncStatus(vault: phone)
         XCTAssertEqual(synced, now)
         watching.cancel()
+    }
+
+    /// A stream kept and iterated again (a view that comes back): the second loop still hears
+    /// changes, and so does a second loop running beside it.
+    func testAChangeStreamIteratedAgainKeepsHearingChanges() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("thudo-again-\(UUID().uuidString)").path
+        let vault = try await Vault.openWithPassphrase(path: path, passphrase: "pass", options: testOptions)
+        let stream = vault.changes(["a"])
+        let first = Seen()
+        let firstTask = Task.detached { for await c in stream { first.add(c) } }
+        _ = try await vault.put(collection: "a", id: "1", body: Data([0]), index: [:])
+        try await waitFor(first, count: 1)
+        firstTask.cancel()
+        _ = await firstTask.value
+        let (second, beside) = (Seen(), Seen())
+        let (started, ready) = AsyncStream<Void>.makeStream()
+        let secondTask = Task.detached {
+            var iterator = stream.makeAsyncIterator()
+            ready.yield(())
+            while let c = await iterator.next() { second.add(c) }
+        }
+        let besideTask = Task.detached {
+            var iterator = stream.makeAsyncIterator()
+            ready.yield(())
+            while let c = await iterator.next() { beside.add(c) }
+        }
+        var waiting = started.makeAsyncIterator()
+        _ = await waiting.next()
+        _ = await waiting.next()
+        _ = try await vault.put(collection: "a", id: "2", body: Data([1]), index: [:])
+        try await waitFor(second, count: 1)
+        try await waitFor(beside, count: 1)
+        XCTAssertEqual(second.all, [["a"]])
+        XCTAssertEqual(beside.all, [["a"]])
+        secondTask.cancel()
+        besideTask.cancel()
+        await vault.shutdown()
     }
 
     func testABurstOfWritesReachesABusyLoopAsOneMergedList() async throws {
@@ -624,5 +665,17 @@ final class SyncTests: XCTestCase {
         _ = try await client.sync(vault: tablet)
         let onTablet = try await HealthBook(vault: tablet).records(personId: person, kind: .immunization, from: nil, to: nil)
         XCTAssertEqual(onTablet.map(\.provenance.source), [.healthCard, .healthCard, .healthCard])
+    }
+}
+
+/// A screen's state on the main actor, refreshed through `withCancelToken`.
+@MainActor final class DevicesScreen {
+    var count = 0
+
+    func refresh(client: SyncClient, vault: Vault) async throws -> Int {
+        try await withCancelToken(budgetMs: 30_000) { token in
+            count = try await client.devices(vault: vault, cancel: token).count
+            return count
+        }
     }
 }

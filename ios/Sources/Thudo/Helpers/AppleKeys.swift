@@ -98,7 +98,9 @@ public enum VaultLocation {
 public final class SecureEnclaveSigner: TransitSigner, @unchecked Sendable {
     private let key: SecureEnclave.P256.Signing.PrivateKey
 
-    /// Loads or makes the key named `tag`.
+    /// Loads the key named `tag`, or makes it when the Keychain holds none. Any other Keychain
+    /// answer (locked before the first unlock, a damaged item) throws `SignerError`, and no key
+    /// is made in place of one that may still be there: the credentials bound to it stay.
     public init(tag: String = "vn.hanoi.thudo.transit.device.v1") throws {
         guard SecureEnclave.isAvailable else { throw SignerError.Failed(reason: "no Secure Enclave") }
         let query: [String: Any] = [
@@ -107,9 +109,14 @@ public final class SecureEnclaveSigner: TransitSigner, @unchecked Sendable {
             kSecReturnData as String: true,
         ]
         var item: CFTypeRef?
-        if SecItemCopyMatching(query as CFDictionary, &item) == errSecSuccess, let blob = item as? Data {
+        let found = SecItemCopyMatching(query as CFDictionary, &item)
+        switch found {
+        case errSecSuccess:
+            guard let blob = item as? Data else {
+                throw SignerError.Failed(reason: "the Keychain item for the device key holds no data")
+            }
             key = try SecureEnclave.P256.Signing.PrivateKey(dataRepresentation: blob)
-        } else {
+        case errSecItemNotFound:
             key = try SecureEnclave.P256.Signing.PrivateKey()
             let add: [String: Any] = [
                 kSecClass as String: kSecClassGenericPassword,
@@ -117,7 +124,12 @@ public final class SecureEnclaveSigner: TransitSigner, @unchecked Sendable {
                 kSecValueData as String: key.dataRepresentation,
                 kSecAttrAccessible as String: kSecAttrAccessibleAfterFirstUnlockThisDeviceOnly,
             ]
-            SecItemAdd(add as CFDictionary, nil)
+            let added = SecItemAdd(add as CFDictionary, nil)
+            guard added == errSecSuccess else {
+                throw SignerError.Failed(reason: "the device key could not be kept (Keychain status \(added))")
+            }
+        default:
+            throw SignerError.Failed(reason: "the Keychain did not give the device key (status \(found))")
         }
     }
 

@@ -35,18 +35,14 @@ private final class StreamListener: ChangeListener, @unchecked Sendable {
     }
 }
 
-/// A store's changes as an `AsyncSequence` of collection-name lists (sorted, each once).
-/// Coalesced and bounded: transactions that commit while the loop body runs arrive merged in
-/// the next list, so a sync applying thousands of records is one refresh, and nothing queues
-/// up behind a slow screen. The observation ends when the iterating task is cancelled or the
-/// sequence is released.
-public struct ChangeStream: AsyncSequence, Sendable {
-    public typealias Element = [String]
+/// One observation: its pending names and the signals that wake its iterator. Observing
+/// starts when it is made and ends when its signals end (the iterating task cancelled, or the
+/// iterator released).
+private struct Observation: Sendable {
+    let pending: PendingNames
+    let signals: AsyncStream<Void>
 
-    private let pending: PendingNames
-    private let signals: AsyncStream<Void>
-
-    fileprivate init(_ observe: @escaping @Sendable (ChangeListener) -> ChangeSubscription) {
+    init(_ observe: @Sendable (ChangeListener) -> ChangeSubscription) {
         let pending = PendingNames()
         self.pending = pending
         // One signal at most waits: a later one adds nothing the pending set does not hold.
@@ -54,6 +50,42 @@ public struct ChangeStream: AsyncSequence, Sendable {
             let subscription = observe(StreamListener(pending, continuation))
             continuation.onTermination = { _ in subscription.cancel() }
         }
+    }
+}
+
+/// The observation a stream starts when it is made, for its first iterator.
+private final class FirstObservation: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Observation?
+
+    init(_ first: Observation) { self.first = first }
+
+    func take() -> Observation? {
+        lock.lock()
+        defer { lock.unlock() }
+        let taken = first
+        first = nil
+        return taken
+    }
+}
+
+/// A store's changes as an `AsyncSequence` of collection-name lists (sorted, each once).
+/// Coalesced and bounded: transactions that commit while the loop body runs arrive merged in
+/// the next list, so a sync applying thousands of records is one refresh, and nothing queues
+/// up behind a slow screen. The first iteration hears every change from the stream's making;
+/// each later one (a stream kept in a view model, iterated again by each `.task`) observes
+/// afresh from its start, so a view that comes back keeps refreshing and two loops each hear
+/// every change. An observation ends when its iterating task is cancelled or its iterator is
+/// released.
+public struct ChangeStream: AsyncSequence, Sendable {
+    public typealias Element = [String]
+
+    private let observe: @Sendable (ChangeListener) -> ChangeSubscription
+    private let first: FirstObservation
+
+    fileprivate init(_ observe: @escaping @Sendable (ChangeListener) -> ChangeSubscription) {
+        self.observe = observe
+        self.first = FirstObservation(Observation(observe))
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
@@ -70,7 +102,8 @@ public struct ChangeStream: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(signals: signals.makeAsyncIterator(), pending: pending)
+        let observation = first.take() ?? Observation(observe)
+        return AsyncIterator(signals: observation.signals.makeAsyncIterator(), pending: observation.pending)
     }
 }
 

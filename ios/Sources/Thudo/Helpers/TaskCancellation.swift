@@ -12,7 +12,10 @@ import Foundation
 ///     }
 /// }
 /// ```
+/// `body` runs in the caller's isolation (`isolation`, the main actor from a view): it may
+/// touch the caller's state without crossing actors.
 public func withCancelToken<T>(
+    isolation: isolated (any Actor)? = #isolation,
     budgetMs: Int64? = nil,
     _ body: (CancelToken) async throws -> T
 ) async throws -> T {

@@ -23,7 +23,10 @@ import okhttp3.Response
 class OkHttpSyncTransport(private val client: OkHttpClient) : HttpClient {
     // Called on a library thread set aside for it: blocking here blocks no coroutine.
     override fun send(request: HttpRequest): HttpResponse {
+        // OkHttp refuses a POST, PUT or PATCH without a body (the validator's token renewal is
+        // a POST with none): such a request goes with an empty one.
         val body = request.body?.toByteArray()?.toRequestBody()
+            ?: ByteArray(0).toRequestBody().takeIf { request.method in METHODS_WITH_BODY }
         val okRequest = Request.Builder()
             .url(request.url)
             .method(request.method, body)
@@ -64,6 +67,8 @@ class OkHttpSyncTransport(private val client: OkHttpClient) : HttpClient {
     private fun failure(e: Throwable) = e.javaClass.simpleName + (e.message?.let { ": $it" } ?: "")
 
     companion object {
+        private val METHODS_WITH_BODY = setOf("POST", "PUT", "PATCH")
+
         /**
          * An OkHttp client for thudo's backend: redirects not followed, and, with [pinsSha256Hex]
          * (the SHA-256 of a server key's SubjectPublicKeyInfo, hex, as in `SyncSettings`),

@@ -174,6 +174,10 @@ class SyncTest {
         // OkHttp's own reading stops past the limit: 8 bytes allowed for a 15-byte answer.
         val health = HttpRequest("GET", "$url/healthz", emptyMap(), null, 5_000L, 8L)
         assertEquals(200, http.send(health.copy(maxBodyBytes = 1_000L)).status)
+        // A POST without a body (a validator's token renewal) goes out with an empty one: the
+        // server answers (here: no credential), OkHttp does not refuse to send it.
+        val renewal = HttpRequest("POST", "$url/v1/transit/validators/token", emptyMap(), null, 5_000L, 10_000L)
+        assertEquals(401, http.send(renewal).status)
         assertThrows<HttpException.TooLarge> { http.send(health) }
         // Nobody listening: OkHttp's failure is retried, then reported as unavailable.
         val offline = SyncClient.withHttpClient(SyncSettings("http://127.0.0.1:9", 1_000L, 2, 10L, emptyList()), http)
