@@ -131,11 +131,17 @@ fn an_older_librarys_decomposed_documents_are_composed_on_open() {
         .unwrap()
         .upsert(&[doc("hd", "HD-9", title, "Chi ủy hướng dẫn.")])
         .unwrap();
-    // As an older version left it: the text as it came, and the work marked as not done.
+    // As an older version left it: the text as it came, its index without it, and the work
+    // marked as not done.
     let old = rusqlite::Connection::open(&path).unwrap();
     old.execute(
         "UPDATE documents SET title = ?1 WHERE doc_id = 'hd'",
         [title.nfd().collect::<String>()],
+    )
+    .unwrap();
+    old.execute(
+        "DELETE FROM documents_fts WHERE rowid = (SELECT rowid FROM documents WHERE doc_id = 'hd')",
+        [],
     )
     .unwrap();
     old.execute("INSERT INTO recompose_pending VALUES (1)", [])

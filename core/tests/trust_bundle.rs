@@ -55,6 +55,7 @@ fn bundle(version: u64, card_issuers: Vec<CardIssuer>) -> TrustBundle {
         card_issuers,
         passport_signers: vec![german_signer()],
         passport_revocations: Vec::new(),
+        passport_revocation_hashes: Vec::new(),
     }
 }
 
@@ -352,7 +353,7 @@ fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
         let (_f, fresh) = vault();
         let mut gateway_bundle = b.clone();
         gateway_bundle.version = version;
-        gateway_bundle.passport_revocations = vec![entry.clone()];
+        gateway_bundle.passport_revocation_hashes = vec![entry.clone()];
         trust_bundle::install(
             &fresh,
             &gateway_bundle.sign(&k).unwrap(),
@@ -381,7 +382,7 @@ fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
     ] {
         let (_f, fresh) = vault();
         let mut other = b.clone();
-        other.passport_revocations = vec![entry.clone()];
+        other.passport_revocation_hashes = vec![entry.clone()];
         trust_bundle::install(&fresh, &other.sign(&k).unwrap(), k.public_key(), clock).unwrap();
         let trust = trust_bundle::installed_trust(&fresh).unwrap().unwrap();
         assert!(
@@ -398,9 +399,18 @@ fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
     // unloadable.
     let mut unknown_kind = b.clone();
     unknown_kind.version = 7;
-    unknown_kind.passport_revocations = vec![gateway("DCCHASH:", uvci.as_bytes())];
+    unknown_kind.passport_revocation_hashes = vec![gateway("DCCHASH:", uvci.as_bytes())];
     assert!(matches!(
         trust_bundle::install(&v, &unknown_kind.sign(&k).unwrap(), k.public_key(), clock),
+        Err(TrustBundleError::Malformed { .. })
+    ));
+    // The field every version reads takes only whole UVCI hashes: a gateway form there would
+    // make older apps refuse the whole bundle.
+    let mut mixed = b.clone();
+    mixed.version = 7;
+    mixed.passport_revocations = vec![gateway("UCI:", uvci.as_bytes())];
+    assert!(matches!(
+        trust_bundle::install(&v, &mixed.sign(&k).unwrap(), k.public_key(), clock),
         Err(TrustBundleError::Malformed { .. })
     ));
     let mut broken = b.clone();

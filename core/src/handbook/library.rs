@@ -344,7 +344,14 @@ impl Library {
             .filter(|d| d.validate().is_ok())
             .collect();
         self.upsert(&documents)?;
-        self.lock().execute("DELETE FROM recompose_pending", [])?;
+        {
+            // The words are counted afresh: the old file's were counted with the old folding.
+            let mut conn = self.lock();
+            conn.execute("DELETE FROM vocabulary", [])?;
+            fill_vocabulary(&mut conn)?;
+            conn.execute("DELETE FROM recompose_pending", [])?;
+        }
+        *self.vocabulary.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 

@@ -62,11 +62,18 @@ pub struct TrustBundle {
     /// Vaccine-passport signers.
     #[serde(default)]
     pub passport_signers: Vec<PassportSigner>,
-    /// Revoked vaccine passports, as the EU gateway names them: SHA-256 of each UVCI, or its
-    /// first 16 bytes, in hex or base64, optionally after its kind (`UCI:`, `COUNTRYCODEUCI:`
-    /// for the entry's country and UVCI, `SIGNATURE:` for the signature, its `r` for ECDSA).
+    /// Revoked vaccine passports: SHA-256 of each UVCI (32 bytes), hex or base64, with no kind
+    /// written. Every version of the library reads this field; the gateway's other forms go in
+    /// `passport_revocation_hashes`, which versions before it ignore (a form they cannot read
+    /// here would make them refuse the whole bundle).
     #[serde(default)]
     pub passport_revocations: Vec<String>,
+    /// Revoked vaccine passports as the EU gateway publishes them: SHA-256, whole or its first
+    /// 16 bytes, hex or base64, after its kind: `UCI:` (the UVCI), `COUNTRYCODEUCI:` (the
+    /// issuing country, the CWT's `iss`, followed by the UVCI) or `SIGNATURE:` (the COSE
+    /// signature, its `r` half for ECDSA); no kind means `UCI:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passport_revocation_hashes: Vec<String>,
 }
 
 /// Why a bundle was refused.
@@ -127,9 +134,21 @@ impl TrustBundle {
                 .add_base64(&signer.certificate, Some(&signer.country))
                 .map_err(|e| malformed(format!("signer for {}: {e}", signer.country)))?;
         }
+        // The field every version reads holds only what every version can read.
+        if let Some(other) = self.passport_revocations.iter().find(|h| {
+            h.contains(':')
+                || !(crate::hex::decode(h).is_some_and(|b| b.len() == 32)
+                    || base64::Engine::decode(&base64::engine::general_purpose::STANDARD, h)
+                        .is_ok_and(|b| b.len() == 32))
+        }) {
+            return Err(malformed(format!(
+                "passport revocations: {other:?} is not a whole SHA-256 of a UVCI (the gateway's other forms go in passport_revocation_hashes)"
+            )));
+        }
         store
             .dcc
             .revoke_hashes(&self.passport_revocations)
+            .and_then(|_| store.dcc.revoke_hashes(&self.passport_revocation_hashes))
             .map_err(|e| malformed(format!("passport revocations: {e}")))?;
         Ok(store)
     }

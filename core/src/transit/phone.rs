@@ -156,9 +156,17 @@ impl Phone {
         if !orphaned.is_empty() {
             return Err(TransitError::KeyLost { cards: orphaned });
         }
+        // A phone with no state yet (a first start, or an app reinstalled with its key kept, as
+        // the iOS Keychain keeps it) counts on from the clock's seconds: a phone makes well under
+        // one QR a second, so its counter keeps growing across a reinstall, as the backend's
+        // check of a phone's QR order expects.
+        let fresh = || Persisted {
+            counter: u32::try_from(crate::net::now_secs()).unwrap_or(u32::MAX),
+            clock_offset: 0,
+        };
         let persisted: Persisted = match vault.find(COLLECTION, "state")? {
-            Some(r) => serde_json::from_slice(&r.body).unwrap_or_default(),
-            None => Persisted::default(),
+            Some(r) => serde_json::from_slice(&r.body).unwrap_or_else(|_| fresh()),
+            None => fresh(),
         };
         let owner = match vault.find(COLLECTION, OWNER_RECORD)? {
             Some(r) => parse_for_key(&r.body, &public_key).ok(),

@@ -50,11 +50,15 @@ pub(super) struct PublishRequest {
     /// EU DCC Document Signer Certificates.
     #[serde(default)]
     passport_signers: Vec<PassportSigner>,
-    /// Revoked vaccine passports as the EU gateway lists them: SHA-256 (32 bytes, or its first
-    /// 16) in hex or base64, optionally after its kind `UCI:` (the default), `COUNTRYCODEUCI:`
-    /// or `SIGNATURE:`.
+    /// Revoked vaccine passports: SHA-256 of each UVCI (32 bytes, hex or base64), the form
+    /// every app version reads.
     #[serde(default)]
     passport_revocations: Vec<String>,
+    /// Revoked vaccine passports as the EU gateway publishes them: SHA-256 (32 bytes, or its
+    /// first 16) in hex or base64, after its kind `UCI:` (the default), `COUNTRYCODEUCI:` or
+    /// `SIGNATURE:`. Apps older than this field ignore it.
+    #[serde(default)]
+    passport_revocation_hashes: Vec<String>,
     /// Days until devices should call it stale (1 to 90, default 7).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 90)]
@@ -74,7 +78,7 @@ pub(super) struct BundlePublished {
     card_issuers: usize,
     /// How many passport signers it names.
     passport_signers: usize,
-    /// How many passports it revokes.
+    /// How many revocation entries it holds (both forms).
     passport_revocations: usize,
     /// The trust-list public key (base64url, uncompressed P-256 point).
     public_key: String,
@@ -149,6 +153,7 @@ pub(super) async fn publish(
                 card_issuers: req.card_issuers.clone(),
                 passport_signers: req.passport_signers.clone(),
                 passport_revocations: req.passport_revocations.clone(),
+                passport_revocation_hashes: req.passport_revocation_hashes.clone(),
             };
             let signed = bundle
                 .trust_store()
@@ -189,7 +194,8 @@ pub(super) async fn publish(
             expires_at: bundle.expires_at,
             card_issuers: bundle.card_issuers.len(),
             passport_signers: bundle.passport_signers.len(),
-            passport_revocations: bundle.passport_revocations.len(),
+            passport_revocations: bundle.passport_revocations.len()
+                + bundle.passport_revocation_hashes.len(),
             public_key: URL_SAFE_NO_PAD.encode(key.public_key()),
         }))
     })

@@ -229,7 +229,7 @@ pub struct SignerList {
 pub enum RevocationHash {
     /// `UCI`: of the certificate identifier (UVCI) as written.
     Uci,
-    /// `COUNTRYCODEUCI`: of the entry's country (`co`) followed by the UVCI.
+    /// `COUNTRYCODEUCI`: of the issuing country (the CWT's `iss`) followed by the UVCI.
     CountryCodeUci,
     /// `SIGNATURE`: of the COSE signature (only its `r` half for ECDSA).
     Signature,
@@ -341,12 +341,12 @@ impl SignerList {
     }
 
     /// Whether a certificate entry is revoked by any of the three hashes: its UVCI, its
-    /// country (`co`) and UVCI, or `signature_part` (the COSE signature, its `r` half for
-    /// ECDSA).
-    pub fn revokes(&self, uvci: &str, country: Option<&str>, signature_part: &[u8]) -> bool {
+    /// issuing country (the CWT's `iss`) and UVCI, or `signature_part` (the COSE signature,
+    /// its `r` half for ECDSA).
+    pub fn revokes(&self, uvci: &str, issuer: Option<&str>, signature_part: &[u8]) -> bool {
         self.is_revoked(uvci)
-            || country.is_some_and(|co| {
-                let key = revocation_key(format!("{co}{uvci}").as_bytes());
+            || issuer.is_some_and(|iss| {
+                let key = revocation_key(format!("{iss}{uvci}").as_bytes());
                 self.revoked
                     .contains(&(RevocationHash::CountryCodeUci, key))
             })

@@ -356,8 +356,8 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     // A pass paid after the phone was told its order expired (unpaid past its
                     // window and the late notices' grace: "order again"), or after the pass
                     // ended: the money goes back, so a rider who ordered again never pays for
-                    // two passes. A payment after a failure is a second try at the bank, on
-                    // the page the buyer is still on: it opens the pass.
+                    // two passes. Before then, a payment after a failure is a second try at
+                    // the bank, on the page the buyer is still on: it opens the pass.
                     let expired = now > order.expires_at.saturating_add(LATE_NOTICE_SECS);
                     if order
                         .pass

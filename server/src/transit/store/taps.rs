@@ -357,8 +357,20 @@ fn record_tap(
     }
     if let (true, Some(s)) = (charged, scan) {
         // A QR made for a time out of step with the same phone's other QRs: the phone's clock
-        // set forward to make one for later, a screenshot for someone else.
-        if let Some((other_ts, other_counter)) = taken.facts.made_out_of_order(s) {
+        // set forward to make one for later, a screenshot for someone else. Once a day a card
+        // at most: the rider's later QRs run against the same one too.
+        let out_of_order = match taken.facts.made_out_of_order(s) {
+            Some(found) => tx
+                .row(
+                    "SELECT 1 FROM fraud WHERE kind = 'qr_made_ahead' AND card_id = ?1
+                       AND recorded_at > ?2",
+                    params![big(s.card_id), now - 86_400],
+                )?
+                .is_none()
+                .then_some(found),
+            None => None,
+        };
+        if let Some((other_ts, other_counter)) = out_of_order {
             let finding = Finding {
                 kind: FraudKind::QrMadeAhead,
                 card_id: Some(s.card_id),
