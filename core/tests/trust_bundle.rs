@@ -16,9 +16,11 @@ use base64::Engine;
 use serde_json::Value;
 use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::health::records::HealthBook;
+use thudo_core::health::shc::TrustStore;
 use thudo_core::health::trust_bundle::{
     self, CardIssuer, PassportSigner, TrustBundle, TrustBundleError,
 };
+use thudo_core::vault::Vault;
 
 const NOW: i64 = 1_790_000_000;
 
@@ -166,30 +168,46 @@ fn a_rollback_or_an_expired_bundle_is_refused() {
     assert_eq!(trust_bundle::status(&v, NOW).unwrap().unwrap().version, 6);
 }
 
-#[test]
-fn a_record_whose_issuer_left_the_list_is_shown_as_such() {
-    let k = key();
-    let (_d, v) = vault();
+/// Installs a bundle trusting the example issuer (signed by `k`) in `v` and imports the
+/// example card: the trust, the person, and their immunization records.
+fn imported_card(
+    v: &Vault,
+    k: &SoftwareKey,
+) -> (
+    TrustStore,
+    String,
+    Vec<thudo_core::health::records::HealthRecord>,
+) {
     trust_bundle::install(
-        &v,
-        &bundle(5, vec![issuer()]).sign(&k).unwrap(),
+        v,
+        &bundle(5, vec![issuer()]).sign(k).unwrap(),
         k.public_key(),
         NOW,
     )
     .unwrap();
-    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
-    let book = HealthBook::new(&v);
+    let trust = trust_bundle::installed_trust(v).unwrap().unwrap();
+    let book = HealthBook::new(v);
     let s = book
         .verify_and_import_card(&data("shc/example-00-d-jws.txt"), &trust, NOW, None)
         .unwrap();
+    let person = s.people[0].clone();
     let shots = book
         .records(
-            &s.people[0],
+            &person,
             Some(thudo_core::health::fhir::Kind::Immunization),
             None,
             None,
         )
         .unwrap();
+    (trust, person, shots)
+}
+
+#[test]
+fn a_record_whose_issuer_left_the_list_is_shown_as_such() {
+    let k = key();
+    let (_d, v) = vault();
+    let (trust, person, shots) = imported_card(&v, &k);
+    let book = HealthBook::new(&v);
     assert_eq!(shots[0].provenance.signer_trusted(&trust), Some(true));
     // The issuer leaves the list.
     trust_bundle::install(
@@ -202,10 +220,7 @@ fn a_record_whose_issuer_left_the_list_is_shown_as_such() {
     let now_trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
     assert_eq!(shots[0].provenance.signer_trusted(&now_trust), Some(false));
     // Records not from a card carry no such flag.
-    let patient = book
-        .get(&format!("Patient/{}", s.people[0]))
-        .unwrap()
-        .unwrap();
+    let patient = book.get(&format!("Patient/{person}")).unwrap().unwrap();
     assert_eq!(patient.provenance.signer_trusted(&now_trust), Some(false));
     let entered =
         thudo_core::health::records::Provenance::of(thudo_core::health::records::Source::Entered);
@@ -218,27 +233,8 @@ fn a_record_whose_issuer_left_the_list_is_shown_as_such() {
 fn a_card_revoked_after_its_import_is_shown_as_such() {
     let k = key();
     let (_d, v) = vault();
-    trust_bundle::install(
-        &v,
-        &bundle(5, vec![issuer()]).sign(&k).unwrap(),
-        k.public_key(),
-        NOW,
-    )
-    .unwrap();
-    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
-    let book = HealthBook::new(&v);
+    let (trust, _, shots) = imported_card(&v, &k);
     let card = data("shc/example-00-d-jws.txt");
-    let s = book
-        .verify_and_import_card(&card, &trust, NOW, None)
-        .unwrap();
-    let shots = book
-        .records(
-            &s.people[0],
-            Some(thudo_core::health::fhir::Kind::Immunization),
-            None,
-            None,
-        )
-        .unwrap();
     assert_eq!(shots[0].provenance.signer_trusted(&trust), Some(true));
     let kid = shots[0].provenance.kid.clone().unwrap();
     // Another card's rid revokes nothing; the card's own rid, or rid.ts after its issue, does.

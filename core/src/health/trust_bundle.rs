@@ -135,21 +135,18 @@ impl TrustBundle {
                 .map_err(|e| malformed(format!("signer for {}: {e}", signer.country)))?;
         }
         // The field every version reads holds only what every version can read.
-        if let Some(other) = self.passport_revocations.iter().find(|h| {
-            h.contains(':')
-                || !(crate::hex::decode(h).is_some_and(|b| b.len() == 32)
-                    || base64::Engine::decode(&base64::engine::general_purpose::STANDARD, h)
-                        .is_ok_and(|b| b.len() == 32))
-        }) {
-            return Err(malformed(format!(
-                "passport revocations: {other:?} is not a whole SHA-256 of a UVCI (the gateway's other forms go in passport_revocation_hashes)"
-            )));
-        }
         store
             .dcc
-            .revoke_hashes(&self.passport_revocations)
-            .and_then(|_| store.dcc.revoke_hashes(&self.passport_revocation_hashes))
-            .map_err(|e| malformed(format!("passport revocations: {e}")))?;
+            .revoke_uvci_hashes(&self.passport_revocations)
+            .map_err(|e| {
+                malformed(format!(
+                    "passport_revocations: {e} (the gateway's other forms go in passport_revocation_hashes)"
+                ))
+            })?;
+        store
+            .dcc
+            .revoke_hashes(&self.passport_revocation_hashes)
+            .map_err(|e| malformed(format!("passport_revocation_hashes: {e}")))?;
         Ok(store)
     }
 

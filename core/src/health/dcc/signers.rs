@@ -300,24 +300,37 @@ impl SignerList {
     /// (its first 16 bytes), optionally after its kind: `UCI:` (the default),
     /// `COUNTRYCODEUCI:` or `SIGNATURE:` ([`RevocationHash`]).
     pub fn revoke_hashes(&mut self, entries: &[String]) -> Result<usize, DccError> {
+        self.revoke(entries, false)
+    }
+
+    /// Revokes certificates by whole SHA-256 hashes of their UVCIs (hex or base64, no kind
+    /// written): the one form every version of the library reads.
+    pub fn revoke_uvci_hashes(&mut self, entries: &[String]) -> Result<usize, DccError> {
+        self.revoke(entries, true)
+    }
+
+    fn revoke(&mut self, entries: &[String], whole_uci_only: bool) -> Result<usize, DccError> {
         use base64::Engine;
         let mut added = 0;
         for entry in entries {
-            let bad = || {
-                DccError::BadTrustData {
-                detail: format!(
-                    "{entry:?} is not a revocation hash ([UCI:|COUNTRYCODEUCI:|SIGNATURE:] 16 or 32 bytes in hex or base64)"
-                ),
-            }
+            let bad = || DccError::BadTrustData {
+                detail: if whole_uci_only {
+                    format!("{entry:?} is not a whole SHA-256 of a UVCI in hex or base64")
+                } else {
+                    format!(
+                        "{entry:?} is not a revocation hash ([UCI:|COUNTRYCODEUCI:|SIGNATURE:] 16 or 32 bytes in hex or base64)"
+                    )
+                },
             };
             let (kind, hash) = match entry.split_once(':') {
                 None => (RevocationHash::Uci, entry.as_str()),
+                Some(_) if whole_uci_only => return Err(bad()),
                 Some(("UCI", hash)) => (RevocationHash::Uci, hash),
                 Some(("COUNTRYCODEUCI", hash)) => (RevocationHash::CountryCodeUci, hash),
                 Some(("SIGNATURE", hash)) => (RevocationHash::Signature, hash),
                 Some(_) => return Err(bad()),
             };
-            let fits = |b: &Vec<u8>| b.len() == 16 || b.len() == 32;
+            let fits = |b: &Vec<u8>| b.len() == 32 || (b.len() == 16 && !whole_uci_only);
             let bytes = crate::hex::decode(hash)
                 .filter(fits)
                 .or_else(|| {

@@ -227,10 +227,8 @@ impl Validator {
                 if tap.accepted {
                     // At an exit gate a tap moments after the last one let out was the one
                     // repeat allowed: as live, it ends the window instead of moving it.
-                    let repeat = validator.is_exit_gate()
-                        && validator.last_accept.get(&card).is_some_and(|t| {
-                            tap.at >= *t && tap.at - *t <= crate::transit::metro::REPEAT_TAP_SECS
-                        });
+                    let repeat =
+                        validator.is_exit_gate() && validator.let_out_just_now(card, tap.at);
                     if repeat {
                         validator.last_accept.remove(&card);
                     } else {

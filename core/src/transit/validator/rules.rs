@@ -88,17 +88,14 @@ impl Validator {
         let journey = u64::from(self.config.entry_honoured_secs);
         let skew = u64::from(self.config.max_future_secs);
         let feed_current = self.entry_feed_current(now);
+        // A rider this gate let out moments ago taps again (the gate closed on them): the same
+        // exit, let through again (the backend counts it once).
+        let again_here = self.let_out_just_now(f.card_id, now);
         let entered = self.entries.get_mut(&f.card_id).filter(|h| {
             !h.used
                 && h.entry.at <= now.saturating_add(skew)
                 && now <= h.entry.at.saturating_add(journey)
         });
-        // A rider this gate let out moments ago taps again (the gate closed on them): the same
-        // exit, let through again (the backend counts it once).
-        let again_here = self
-            .last_accept
-            .get(&f.card_id)
-            .is_some_and(|t| now >= *t && now - *t <= crate::transit::metro::REPEAT_TAP_SECS);
         let repeat = match entered {
             Some(held) => {
                 held.used = true;
@@ -121,6 +118,13 @@ impl Validator {
             self.last_accept.insert(f.card_id, now);
         }
         Reason::Ok
+    }
+
+    /// Whether this validator accepted `card` within the repeat window before `now`.
+    pub(super) fn let_out_just_now(&self, card: u64, now: u64) -> bool {
+        self.last_accept
+            .get(&card)
+            .is_some_and(|t| now >= *t && now - *t <= crate::transit::metro::REPEAT_TAP_SECS)
     }
 
     /// The QR is fresh: not older than the acceptance window, not ahead beyond the tolerance.

@@ -174,24 +174,18 @@ impl UploadFacts {
                 facts.denied_keys.insert(key, r.int(1)?);
             }
         }
-        // QR uses around the upload's times: first uses, and rides on other buses.
-        let window = MIN_TRAVEL_SECS as i64;
-        let low = scans
-            .iter()
-            .map(|s| i64::from(s.qr_timestamp))
-            .min()
-            .unwrap_or(0)
-            - window;
-        let high = scans
-            .iter()
-            .map(|s| i64::from(s.qr_timestamp))
-            .max()
-            .unwrap_or(0)
-            + window;
+        // The same cards' QR uses a day either side of the upload's times, in one read: first
+        // uses, rides on other buses (judged within MIN_TRAVEL_SECS), and each phone key's QRs
+        // in the order it made them.
+        let times = scans.iter().map(|s| i64::from(s.qr_timestamp));
+        let (low, high) = (
+            times.clone().min().unwrap_or(0) - 86_400,
+            times.max().unwrap_or(0) + 86_400,
+        );
         for r in rows_in(
             tx,
             "SELECT q.card_id, q.qr_ts, q.qr_counter, q.validator_id,
-                    CASE WHEN v.gate IS NULL THEN 1 ELSE 0 END
+                    CASE WHEN v.gate IS NULL THEN 1 ELSE 0 END, q.device_key_hash
              FROM qr_uses q LEFT JOIN validators v ON v.id = q.validator_id
              WHERE q.qr_ts >= ?1 AND q.qr_ts <= ?2 AND q.card_id IN ({in})",
             &[low.into(), high.into()],
@@ -199,6 +193,13 @@ impl UploadFacts {
         )? {
             let (card, ts, counter) = (r.int(0)? as u64, r.int(1)?, r.int(2)?);
             let validator = r.text(3)?;
+            if let Some(key) = r.hash(5)? {
+                facts
+                    .made
+                    .entry((card, key))
+                    .or_default()
+                    .push((ts, counter));
+            }
             facts
                 .first_use
                 .insert((card, ts as u32, counter as u32), validator.clone());
@@ -207,23 +208,6 @@ impl UploadFacts {
                     qr_ts: ts,
                     validator_id: validator,
                 });
-            }
-        }
-        // The same cards' QRs a day either side, by the phone key that made them.
-        for r in rows_in(
-            tx,
-            "SELECT card_id, device_key_hash, qr_ts, qr_counter FROM qr_uses
-             WHERE qr_ts >= ?1 AND qr_ts <= ?2 AND device_key_hash IS NOT NULL
-               AND card_id IN ({in})",
-            &[(low - 86_400).into(), (high + 86_400).into()],
-            &card_vals,
-        )? {
-            if let Some(key) = r.hash(1)? {
-                facts
-                    .made
-                    .entry((r.int(0)? as u64, key))
-                    .or_default()
-                    .push((r.int(2)?, r.int(3)?));
             }
         }
         // What each card paid in the upload's days and months.
