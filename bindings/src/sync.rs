@@ -298,6 +298,11 @@ pub struct TapUploadReceipt {
     /// Fares the server holds for every tap sent, VND: charged now or by an earlier upload of
     /// the same taps (an upload retried after its answer was lost reports them again).
     pub stored_charged_vnd: i64,
+    /// Taps numbered with numbers the backend holds for other taps of this validator (one
+    /// restored from a backup counts again from an old number): renumbered past them and
+    /// uploaded again, so they are counted in `stored` too.
+    #[uniffi(default = 0)]
+    pub renumbered: i64,
 }
 
 impl From<TapReceipt> for TapUploadReceipt {
@@ -309,6 +314,7 @@ impl From<TapReceipt> for TapUploadReceipt {
             charged_vnd: signed(r.charged_vnd),
             not_charged: r.not_charged.into(),
             stored_charged_vnd: signed(r.stored_charged_vnd),
+            renumbered: signed(r.reused.len()),
         }
     }
 }
@@ -337,6 +343,10 @@ pub struct ValidatorEnrolment {
     pub route: Option<i32>,
     /// The gate it guards, for a metro gate.
     pub gate: Option<String>,
+    /// An inspector's device: it inspects (`inspect`, `uploadInspections`) and never uploads
+    /// taps (the backend refuses them with `INSPECTOR_DEVICE`).
+    #[uniffi(default = false)]
+    pub inspector: bool,
 }
 
 pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, SyncError> {
@@ -528,6 +538,7 @@ impl SyncClient {
             label: r.label,
             route: r.route.map(i32::from),
             gate: r.gate,
+            inspector: r.inspector,
         })
     }
 

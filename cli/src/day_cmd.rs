@@ -63,18 +63,22 @@ struct World {
 }
 
 impl World {
-    /// Enrols a validator bound to a bus route or a metro gate and installs its feed.
-    async fn device(&self, name: &str, route: u16, gate: Option<Gate>) -> Result<Device> {
-        let binding = gate.map(|g| g.to_string());
+    /// Enrols a device as `post` says (a bus validator, a metro gate or an inspector's device)
+    /// and installs its feed.
+    async fn device(&self, name: &str, post: Post) -> Result<Device> {
+        let (order, route, gate) = match post {
+            Post::Bus(route) => (json!({"label": name, "route": route}), route, None),
+            Post::Gate(line, g) => (json!({"label": name, "gate": g.to_string()}), line, Some(g)),
+            // Enrolled as an inspector: the backend refuses taps from it.
+            Post::Inspector(route) => (
+                json!({"label": name, "route": route, "inspector": true}),
+                route,
+                None,
+            ),
+        };
         let enrolment = self
             .transit
-            .post(
-                "/v1/admin/transit/enrolments",
-                &json!({
-                    "label": name, "route": gate.is_none().then_some(route), "gate": binding,
-                    "ttl_secs": 3600,
-                }),
-            )
+            .post("/v1/admin/transit/enrolments", &order)
             .await?;
         let code = enrolment["code"]
             .as_str()
@@ -116,6 +120,16 @@ impl World {
             .await?;
         Ok(receipt.charged_vnd)
     }
+}
+
+/// Where an enrolled device works.
+enum Post {
+    /// A bus validator on this route.
+    Bus(u16),
+    /// A metro gate on this line (its route number).
+    Gate(u16, Gate),
+    /// An inspector's device on this bus route.
+    Inspector(u16),
 }
 
 /// One line of the day's timeline.
@@ -197,22 +211,34 @@ async fn day(args: DayArgs) -> Result<()> {
             })?,
         )
         .await?;
-    let gate = |station, direction| Some(Gate { station, direction });
+    let gate = |station, direction| Gate { station, direction };
     let la_thanh_in = world
-        .device("la-thanh-in", 902, gate(202, GateDirection::Entry))
+        .device(
+            "la-thanh-in",
+            Post::Gate(902, gate(202, GateDirection::Entry)),
+        )
         .await?;
     let la_khe_out = world
-        .device("la-khe-out", 902, gate(210, GateDirection::Exit))
+        .device(
+            "la-khe-out",
+            Post::Gate(902, gate(210, GateDirection::Exit)),
+        )
         .await?;
     let la_khe_in = world
-        .device("la-khe-in", 902, gate(210, GateDirection::Entry))
+        .device(
+            "la-khe-in",
+            Post::Gate(902, gate(210, GateDirection::Entry)),
+        )
         .await?;
     let la_thanh_out = world
-        .device("la-thanh-out", 902, gate(202, GateDirection::Exit))
+        .device(
+            "la-thanh-out",
+            Post::Gate(902, gate(202, GateDirection::Exit)),
+        )
         .await?;
-    let bus_32 = world.device("bus-32", 32, None).await?;
-    let bus_86 = world.device("bus-86", 86, None).await?;
-    let inspector = world.device("inspector-86", 86, None).await?;
+    let bus_32 = world.device("bus-32", Post::Bus(32)).await?;
+    let bus_86 = world.device("bus-86", Post::Bus(86)).await?;
+    let inspector = world.device("inspector-86", Post::Inspector(86)).await?;
 
     // The parent's phone: their own card, and their child's free pass beside it.
     let phone_vault = open_vault(&dir.join("phone"))?;

@@ -333,8 +333,7 @@ async fn run(
                 thudo_server::transit::validators::create_enrolment(
                     storage.as_ref(),
                     &format!("bus {i}"),
-                    Some(32),
-                    None,
+                    thudo_server::transit::validators::Binding::Bus(32),
                     3600,
                 )
                 .unwrap()

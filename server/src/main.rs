@@ -36,6 +36,10 @@ struct Args {
     /// print each as `enrolment-code CODE` (test and demo servers).
     #[arg(long, default_value_t = 0)]
     seed_enrolments: u32,
+    /// Create this many single-use enrolment codes for inspectors' devices on route 32 (valid
+    /// one hour) and print each as `inspector-enrolment-code CODE`.
+    #[arg(long, default_value_t = 0)]
+    seed_inspectors: u32,
     /// The operator's metro fare table (JSON, the shape of `hanoi-metro-fares.json`: tariffs
     /// with their effective dates, lines, stations and station-to-station fares) instead of the
     /// one built in.
@@ -272,19 +276,27 @@ async fn main() -> anyhow::Result<()> {
         let (code, _) = thudo_server::transit::validators::create_enrolment(
             state.storage().as_ref(),
             "test validator, route 32",
-            Some(32),
-            None,
+            thudo_server::transit::validators::Binding::Bus(32),
             3600,
         )
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         println!("enrolment-code {code}");
     }
+    for _ in 0..args.seed_inspectors {
+        let (code, _) = thudo_server::transit::validators::create_enrolment(
+            state.storage().as_ref(),
+            "test inspector, route 32",
+            thudo_server::transit::validators::Binding::Inspector(Some(32)),
+            3600,
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        println!("inspector-enrolment-code {code}");
+    }
     for binding in &args.seed_gate {
         let (code, _) = thudo_server::transit::validators::create_enrolment(
             state.storage().as_ref(),
             &format!("test gate {binding}"),
-            None,
-            Some(binding.clone()),
+            thudo_server::transit::validators::Binding::Gate(binding.clone()),
             3600,
         )
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;

@@ -104,3 +104,17 @@ impl utoipa::PartialSchema for Null {
 }
 
 impl utoipa::ToSchema for Null {}
+
+/// JSON `true`: a flag that names a kind of request and has no other value.
+pub struct True;
+
+impl utoipa::PartialSchema for True {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Boolean)
+            .enum_values(Some([true]))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for True {}

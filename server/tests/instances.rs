@@ -116,8 +116,7 @@ async fn two_instances_behind_a_faulty_balancer_lose_nothing_and_charge_once() {
         let (code, _) = thudo_server::transit::validators::create_enrolment(
             storage.as_ref(),
             &format!("bus {route}"),
-            Some(route),
-            None,
+            thudo_server::transit::validators::Binding::Bus(route),
             3600,
         )
         .unwrap();

@@ -423,6 +423,9 @@ impl TransitValidator {
 
     /// Acknowledges taps up to `seq` after the backend stored them (deleted once outside the
     /// replay and passback windows); returns how many were newly acknowledged.
+    /// `TransitClient.uploadTaps` uploads and acknowledges, and first moves any tap whose
+    /// number the backend holds for another (a validator restored from a backup): prefer it,
+    /// since acknowledging such a receipt here would drop those taps.
     pub async fn acknowledge_taps(&self, up_to_seq: i64) -> Result<i64, TransitError> {
         let up_to_seq = arg("up_to_seq", up_to_seq)?;
         self.run(move |v| v.acknowledge_taps(up_to_seq).map(signed))

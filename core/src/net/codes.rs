@@ -105,6 +105,7 @@ macro_rules! with_server_error_codes {
         Signing = "signing": "the backend could not sign: retry later",
         ValidatorsOnly = "validators_only": "only enrolled validators call this route",
         Decommissioned = "decommissioned": "the operator decommissioned this validator",
+        InspectorDevice = "inspector_device": "an inspector's device uploads inspections, not taps",
         ExitGatesOnly = "exit_gates_only": "only metro exit gates read the entry feed",
         EntryGatesOnly = "entry_gates_only": "only metro entry gates read the cards inside",
         // Handbook.

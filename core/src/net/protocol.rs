@@ -132,6 +132,10 @@ pub struct ValidatorEnrolmentResponse {
     pub route: Option<u16>,
     /// The gate it is bound to, if a metro gate.
     pub gate: Option<String>,
+    /// An inspector's device: it reads the feed and uploads inspections, never taps (the
+    /// backend refuses them with `inspector_device`). Absent from older servers.
+    #[serde(default)]
+    pub inspector: bool,
     /// When the token expires (unix seconds); the validator renews it before
     /// ([`ValidatorTokenResponse`]). Absent from servers whose tokens do not expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -330,7 +330,8 @@ pub struct TapReceipt {
     pub stored: u32,
     /// Taps already stored (uploaded before).
     pub duplicates: u32,
-    /// Highest tap sequence stored: the validator acknowledges up to it.
+    /// Highest tap sequence the upload carried: the validator acknowledges up to it, after it
+    /// has moved the `reused` taps.
     pub acknowledged_seq: u64,
     /// Pay-as-you-go fares charged for these taps, VND, after caps.
     pub charged_vnd: u64,
@@ -346,6 +347,17 @@ pub struct TapReceipt {
     /// What is stored for each tap of the upload, duplicates included, in upload order.
     #[serde(default)]
     pub taps: Vec<TapOutcome>,
+    /// Taps not stored because the backend holds another tap under the same sequence number
+    /// from this validator (one restored from a backup, or reinstalled with its token, counts
+    /// again from an old number). The validator renumbers them from `next_free_seq`
+    /// ([`Validator::renumber_taps`](super::validator::Validator::renumber_taps)) before it
+    /// acknowledges, and uploads them again; [`TransitClient::upload_and_acknowledge`] does both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<u64>,
+    /// With `reused`: the first sequence number above every tap the backend holds from this
+    /// validator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_free_seq: Option<u64>,
 }
 
 /// What the backend holds for one uploaded tap.
@@ -372,6 +384,8 @@ impl TapReceipt {
         self.not_charged += other.not_charged;
         self.stored_charged_vnd += other.stored_charged_vnd;
         self.taps.extend(other.taps.iter().cloned());
+        self.reused.extend(other.reused.iter().copied());
+        self.next_free_seq = self.next_free_seq.max(other.next_free_seq);
     }
 }
 
@@ -936,11 +950,25 @@ impl TransitClient<'_> {
                 taps: Vec::new(),
                 ..receipt
             };
+            // Taps under numbers the backend holds for others move past them before the
+            // acknowledgement, which would otherwise take them for stored.
+            let moved = match (receipt.reused.is_empty(), receipt.next_free_seq) {
+                (true, _) => None,
+                (false, Some(from)) => Some((receipt.reused.clone(), from)),
+                (false, None) => {
+                    // Nothing to move them to: they stay in the log, unacknowledged.
+                    return Err(BackendError::Protocol {
+                        detail: "the backend holds every sequence number this validator could use"
+                            .into(),
+                    });
+                }
+            };
             blocking(move || {
-                v.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .acknowledge_taps(up_to)
-                    .map_err(device_side)
+                let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((reused, from)) = moved {
+                    v.renumber_taps(&reused, last, from).map_err(device_side)?;
+                }
+                v.acknowledge_taps(up_to).map_err(device_side)
             })
             .await?;
             total.absorb(&receipt);

@@ -174,6 +174,46 @@ fn tap_log_is_durable_and_restores_replay_memory() {
     assert!(!db.windows(13).any(|win| win == b"9704000000123"));
 }
 
+/// Taps the backend names as reused (a validator restored from a backup numbered them again)
+/// move past the numbers it holds in one commit, keep their content, and later taps follow
+/// them, also after a reboot.
+#[test]
+fn reused_tap_numbers_move_past_the_backends_and_stay_moved() {
+    let mut w = world();
+    for minute in 0..3 {
+        let at = NOW + minute * 60;
+        let qr = w.phone.current_qr(at).unwrap();
+        w.validator.validate(&qr.text, at).unwrap();
+    }
+    let before = w.validator.export_taps().unwrap();
+    // Taps 1 and 2 were uploaded (tap 3 was logged meanwhile), and the backend holds another
+    // tap 2: tap 2 moves, and tap 3 after it, keeping the order they were made in.
+    assert_eq!(w.validator.renumber_taps(&[2, 99], 2, 10).unwrap(), 2);
+    let after = w.validator.export_taps().unwrap();
+    assert_eq!(after.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 10, 11]);
+    assert_eq!((after[1].at, &after[1].qr), (before[1].at, &before[1].qr));
+    assert_eq!((after[2].at, &after[2].qr), (before[2].at, &before[2].qr));
+    // The same receipt applied again moves nothing; no room left above `from` is refused.
+    assert_eq!(w.validator.renumber_taps(&[2], 2, 10).unwrap(), 0);
+    assert!(w.validator.renumber_taps(&[1], 1, u64::MAX - 5).is_err());
+    // Acknowledging the upload's numbers leaves the moved taps.
+    w.validator.acknowledge_taps(2).unwrap();
+    let left = w.validator.export_taps().unwrap();
+    assert_eq!(left.iter().map(|t| t.seq).collect::<Vec<_>>(), [10, 11]);
+    drop(w.validator);
+    let mut again = Validator::open(
+        w.validator_vault.clone(),
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(again.tap_log_status().next_seq, 12);
+    let qr = w.phone.current_qr(NOW + 600).unwrap();
+    again.validate(&qr.text, NOW + 600).unwrap();
+    let seqs: Vec<u64> = again.export_taps().unwrap().iter().map(|t| t.seq).collect();
+    assert_eq!(seqs, [10, 11, 12]);
+}
+
 #[test]
 fn junk_scans_are_counted_and_rejected_taps_are_bounded() {
     let mut w = world();

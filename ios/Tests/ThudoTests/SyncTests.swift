@@ -32,6 +32,7 @@ final class SyncTests: XCTestCase {
 
     /// The test server's single-use enrolment codes: six bus validators (route 32), six metro gates by binding.
     var busCodes: [String] { (environment["THUDO_ENROLMENT_CODES"] ?? "").split(separator: " ").map(String.init) }
+    var inspectorCodes: [String] { (environment["THUDO_INSPECTOR_CODES"] ?? "").split(separator: " ").map(String.init) }
     func gateCode(_ binding: String) throws -> String {
         let pair = (environment["THUDO_GATE_CODES"] ?? "").split(separator: " ").first { $0.hasPrefix(binding + "=") }
         return String(try XCTUnwrap(pair, "no gate code for \(binding)").dropFirst(binding.count + 1))
@@ -511,6 +512,7 @@ final class SyncTests: XCTestCase {
         let enrolment = try await client.enrolValidator(vault: busVault, enrolmentCode: code, deviceName: "bus 32 front door")
         XCTAssertEqual(enrolment.route, 32)
         XCTAssertNil(enrolment.gate)
+        XCTAssertFalse(enrolment.inspector)
         XCTAssertFalse(enrolment.validatorId.isEmpty)
         let copy = try await vault("copy")
         let used = await refusal { try await client.enrolValidator(vault: copy, enrolmentCode: code, deviceName: "copy") }
@@ -543,14 +545,24 @@ final class SyncTests: XCTestCase {
         let afterRide = try await TransitClient(client: client).transitBalance(vault: phone)
         XCTAssertEqual(afterRide.balanceVnd, 42_000)
 
-        // An inspection paired with the bus's taps, then uploaded.
-        let inspection = try await bus.inspect(text: qr, vehicleTaps: try await bus.recentTaps(sinceUnix: now() - 3_600))
+        // An inspector's device (enrolled as one) checks the QR paired with the bus's taps and
+        // uploads the inspection; the taps route refuses it.
+        let inspectorVault = try await vault("inspector")
+        let inspectorCode = try XCTUnwrap(inspectorCodes.first, "run through scripts/test-swift.sh (THUDO_INSPECTOR_CODES)")
+        let inspectorEnrolment = try await client.enrolValidator(vault: inspectorVault, enrolmentCode: inspectorCode, deviceName: "inspector, route 32")
+        XCTAssertEqual(inspectorEnrolment.route, 32)
+        XCTAssertTrue(inspectorEnrolment.inspector)
+        let inspector = try await TransitValidator.open(vault: inspectorVault, trustedKeys: feed.issuerKeys, config: ValidatorConfig(route: 32))
+        let inspection = try await inspector.inspect(text: qr, vehicleTaps: try await bus.recentTaps(sinceUnix: now() - 3_600))
         XCTAssertEqual(inspection.outcome, .valid)
         XCTAssertTrue(inspection.paired)
-        let pending = try await bus.exportInspections()
+        let pending = try await inspector.exportInspections()
         XCTAssertEqual(pending.map(\.seq), [inspection.seq])
-        let inspected = try await TransitClient(client: client).uploadInspections(vault: busVault, inspector: bus, cancel: nil)
+        let inspected = try await TransitClient(client: client).uploadInspections(vault: inspectorVault, inspector: inspector, cancel: nil)
         XCTAssertEqual(inspected, InspectionUploadReceipt(stored: 1, duplicates: 0, acknowledgedSeq: inspection.seq))
+        _ = try inspector.validate(text: qr)  // a scan logged as a tap: the backend takes none from an inspector
+        let notTaps = await refusal { try await TransitClient(client: client).uploadTaps(vault: inspectorVault, validator: inspector) }
+        XCTAssertEqual(notTaps, .inspectorDevice)
 
         // The rider's history: a trip, optional fields, a cap.
         _ = try await client.sync(vault: phone)

@@ -153,6 +153,13 @@ pub(crate) async fn upload_taps(
 ) -> ApiResult<TapReceipt> {
     let received = chrono::Utc::now().timestamp();
     let validator = validator_caller(&state, &headers).await?;
+    if validator.inspector {
+        // What an inspector scans is checked, never ridden: it is not a fare to charge.
+        return Err(ApiError::forbidden(
+            ServerErrorCode::InspectorDevice,
+            "an inspector's device uploads inspections, not taps",
+        ));
+    }
     if upload.taps.len() > 10_000 {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -211,6 +218,8 @@ pub(crate) async fn upload_taps(
         not_charged: totals.not_charged,
         stored_charged_vnd: totals.stored_charged_vnd,
         taps: totals.outcomes,
+        reused: totals.reused,
+        next_free_seq: totals.next_free_seq,
     }))
 }
 

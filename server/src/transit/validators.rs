@@ -113,6 +113,7 @@ pub(crate) async fn enrol(
             label: v.label,
             route: v.route,
             gate: v.gate,
+            inspector: v.inspector,
             token_expires_at: Some((now + VALIDATOR_TOKEN_SECS).max(0) as u64),
         })),
         EnrolOutcome::Unknown => Err(ApiError::forbidden(
@@ -228,7 +229,8 @@ pub(crate) async fn validator_feed(
     }))
 }
 
-/// An enrolment the operator creates for one validator: a bus's or a metro gate's.
+/// An enrolment the operator creates for one device: a bus validator's, a metro gate's or an
+/// inspector's.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub(crate) enum EnrolmentOrder {
@@ -236,6 +238,48 @@ pub(crate) enum EnrolmentOrder {
     Bus(BusEnrolment),
     /// A metro gate, bound to its station and direction.
     Gate(GateEnrolment),
+    /// An inspector's device.
+    Inspector(InspectorEnrolment),
+}
+
+/// An inspector's device: it reads the feed and uploads inspections, and is refused when it
+/// uploads taps (a QR it only checked is never charged as a ride).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InspectorEnrolment {
+    /// Its label ("inspector team 4"): 1 to 100 characters, not blank, no control character.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
+    label: String,
+    /// Always `true`: this is an inspector's enrolment.
+    #[schema(value_type = crate::schema::True)]
+    inspector: bool,
+    /// The bus route it inspects, when it works one line (its inspections are judged on it).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    route: Option<u16>,
+    /// No gate (absent or null).
+    #[serde(default)]
+    #[schema(value_type = crate::schema::Null, inline)]
+    #[allow(dead_code)]
+    gate: Option<()>,
+    /// How long the code may be used, seconds (default a day).
+    #[serde(default)]
+    #[schema(minimum = 60, maximum = 2592000)]
+    ttl_secs: Option<i64>,
+}
+
+/// What an enrolment binds its device to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// A bus validator on this route.
+    Bus(u16),
+    /// A metro gate: the fare table's station code and the direction, `201:entry`.
+    Gate(String),
+    /// An inspector's device, on this bus route when it works one line.
+    Inspector(Option<u16>),
 }
 
 /// A bus validator's enrolment.
@@ -299,6 +343,8 @@ pub(crate) struct Enrolment {
     route: Option<u16>,
     /// The gate it binds, if a metro gate.
     gate: Option<String>,
+    /// Whether it enrols an inspector's device.
+    inspector: bool,
     /// When the code expires (unix seconds).
     expires_at: i64,
 }
@@ -310,11 +356,12 @@ pub(crate) struct Decommissioned {
     decommissioned: bool,
 }
 
-/// `POST /v1/admin/transit/enrolments`: a single-use code bound to a route or a gate.
+/// `POST /v1/admin/transit/enrolments`: a single-use code for a bus, a metro gate or an
+/// inspector's device.
 #[utoipa::path(
     post,
     path = "/v1/admin/transit/enrolments",
-    summary = "Create a single-use enrolment code bound to a route or a gate",
+    summary = "Create a single-use enrolment code for a bus validator, a metro gate or an inspector's device",
     request_body(content = EnrolmentOrder, content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = Enrolment),
@@ -330,32 +377,42 @@ pub(crate) async fn admin_create_enrolment(
 ) -> ApiResult<Enrolment> {
     operator.require(&[Role::TransitOperator])?;
     let storage = state.storage.clone();
-    let (label, route, gate, ttl) = match order {
-        EnrolmentOrder::Bus(b) => (b.label, Some(b.route), None, b.ttl_secs),
-        EnrolmentOrder::Gate(g) => (g.label, None, Some(g.gate), g.ttl_secs),
+    let (label, binding, ttl) = match order {
+        EnrolmentOrder::Bus(b) => (b.label, Binding::Bus(b.route), b.ttl_secs),
+        EnrolmentOrder::Gate(g) => (g.label, Binding::Gate(g.gate), g.ttl_secs),
+        EnrolmentOrder::Inspector(i) if i.inspector => {
+            (i.label, Binding::Inspector(i.route), i.ttl_secs)
+        }
+        EnrolmentOrder::Inspector(_) => {
+            return Err(ApiError::bad("inspector must be true"));
+        }
     };
     let ttl = ttl.unwrap_or(DEFAULT_ENROLMENT_TTL_SECS);
-    let (bound_route, bound_gate, named) = (route, gate.clone(), label.clone());
+    let (bound, named) = (binding.clone(), label.clone());
     let (code, expires_at) =
-        blocking(move || create_enrolment(storage.as_ref(), &named, bound_route, bound_gate, ttl))
-            .await?;
+        blocking(move || create_enrolment(storage.as_ref(), &named, bound, ttl)).await?;
+    let (route, gate, inspector) = match binding {
+        Binding::Bus(route) => (Some(route), None, false),
+        Binding::Gate(gate) => (None, Some(gate.trim().to_owned()), false),
+        Binding::Inspector(route) => (route, None, true),
+    };
     Ok(Json(Enrolment {
         code,
         label: label.trim().to_owned(),
         route,
         gate,
+        inspector,
         expires_at,
     }))
 }
 
-/// Creates a single-use enrolment code bound to a route or a gate, usable for `ttl_secs`;
+/// Creates a single-use enrolment code for the device `binding` says, usable for `ttl_secs`;
 /// returns the code (shown once, stored hashed) and its expiry. What the operator's console
 /// calls; `thudo demo` and test servers call it directly.
 pub fn create_enrolment(
     storage: &dyn ValidatorStore,
     label: &str,
-    route: Option<u16>,
-    gate: Option<String>,
+    binding: Binding,
     ttl_secs: i64,
 ) -> Result<(String, i64), ApiError> {
     let label = label.trim().to_owned();
@@ -364,22 +421,19 @@ pub fn create_enrolment(
             "label must be 1 to 100 characters, not blank, no control character",
         ));
     }
-    let gate = gate.map(|g| g.trim().to_owned());
-    match (route, &gate) {
-        (Some(0), _) => return Err(ApiError::bad("route must be 1 or more")),
-        (Some(_), None) => {}
-        (None, Some(g)) if parse_gate(g).is_some() => {}
-        (None, Some(_)) => {
-            return Err(ApiError::bad(
+    let (route, gate, inspector) = match binding {
+        Binding::Bus(0) | Binding::Inspector(Some(0)) => {
+            return Err(ApiError::bad("route must be 1 or more"))
+        }
+        Binding::Bus(route) => (Some(route), None, false),
+        Binding::Inspector(route) => (route, None, true),
+        Binding::Gate(gate) => match parse_gate(gate.trim()) {
+            Some(_) => (None, Some(gate.trim().to_owned()), false),
+            None => return Err(ApiError::bad(
                 "a gate is bound as STATION:entry or STATION:exit (the fare table's station code)",
-            ))
-        }
-        _ => {
-            return Err(ApiError::bad(
-                "an enrolment is bound to exactly one route (a bus) or gate (a metro gate)",
-            ))
-        }
-    }
+            )),
+        },
+    };
     if !(60..=MAX_ENROLMENT_TTL_SECS).contains(&ttl_secs) {
         return Err(ApiError::bad("ttl_secs must be 60 s to 30 days"));
     }
@@ -390,6 +444,7 @@ pub fn create_enrolment(
         label,
         route,
         gate,
+        inspector,
         expires_at,
     })?;
     Ok((code, expires_at))

@@ -292,6 +292,7 @@ fn enrol<E: Engine>(
         label: format!("validator {code}"),
         route,
         gate: gate.map(str::to_owned),
+        inspector: false,
         expires_at: i64::MAX / 2,
     })
     .unwrap();
@@ -320,6 +321,7 @@ fn validators_enrol_once<E: Engine>(s: &SqlStorage<E>) {
         label: "late".into(),
         route: Some(1),
         gate: None,
+        inspector: false,
         expires_at: 10,
     })
     .unwrap();
@@ -731,6 +733,26 @@ fn gate_taps_make_journeys<E: Engine>(s: &SqlStorage<E>) {
     let feed = s.entry_feed(0, now as i64, 86_400, 100).unwrap();
     assert_eq!(feed.entries.len(), 2);
     assert!(feed.complete_until > 0);
+    // A drained upload holding a tap under a reused number (the gate restored from a backup)
+    // is not complete: exit gates wait for that entry to come back renumbered.
+    let later = now as i64 + 100;
+    let mut refused = tap(1, at + 5, other, 3, gate(201, GateDirection::Entry));
+    refused.tap.accepted = false;
+    let reused = s
+        .record_taps(&entry, std::slice::from_ref(&refused), &fares, Some(later))
+        .unwrap();
+    assert_eq!((reused.stored, reused.reused.clone()), (0, vec![1]));
+    assert_eq!(reused.next_free_seq, Some(3));
+    let complete = |s: &SqlStorage<E>| {
+        s.entry_feed(0, now as i64, 86_400, 100)
+            .unwrap()
+            .complete_until
+    };
+    assert_eq!(complete(s), feed.complete_until);
+    refused.tap.seq = 3;
+    s.record_taps(&entry, &[refused], &fares, Some(later))
+        .unwrap();
+    assert_eq!(complete(s), later as u64);
     let exited = s
         .record_taps(
             &exit,

@@ -9,7 +9,7 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
     let (_, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
     let (_, dodger) = w.rider("dodger", VICTIM, Product::PayAsYouGo).await;
     let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
-    let (inspector_vault, inspector, _) = w.bus("inspector", 32).await;
+    let (inspector_vault, inspector, _) = w.inspector("inspector", 32).await;
     let t = tomorrow_morning();
     // The rider taps on the bus; the dodger does not.
     assert!(
@@ -95,5 +95,59 @@ async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
     );
     assert_eq!(stats["verified_not_tapped"], 1, "{stats}");
     assert_eq!(stats["disputed"], 1, "the made-up finding: {stats}");
-    drop(bus_vault);
+
+    // The inspector's scans sent as taps (a rogue inspector charging the riders it checked)
+    // are refused whole: nothing is stored or charged.
+    let scans: Vec<Tap> = [(&found, &rider), (&missed, &dodger)]
+        .iter()
+        .enumerate()
+        .map(|(i, (inspection, _))| Tap {
+            seq: 100 + i as u64,
+            at: inspection.at,
+            route: 32,
+            accepted: true,
+            reason: Reason::Ok,
+            card_id: None,
+            product: None,
+            qr_timestamp: None,
+            qr_counter: None,
+            qr: inspection.qr.clone(),
+            gate: None,
+        })
+        .collect();
+    refused(
+        w.transit()
+            .upload_taps(inspector_vault.clone(), scans.clone())
+            .await
+            .unwrap_err(),
+        403,
+        "inspector_device",
+    );
+    // The same scans from a bus validator are charged: the refusal is the inspector's role.
+    let from_bus = w.transit().upload_taps(bus_vault, scans).await.unwrap();
+    assert_eq!(from_bus.stored, 2);
+    // An inspector still reads the feed (issuer keys and the deny list).
+    w.transit().validator_feed(inspector_vault).await.unwrap();
+    let listed = w.admin_get("/v1/admin/transit/validators").await;
+    let roles: Vec<(String, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_owned(),
+                v["inspector"] == true,
+            )
+        })
+        .collect();
+    assert!(roles.contains(&("inspector".into(), true)), "{listed}");
+    assert!(roles.contains(&("bus".into(), false)), "{listed}");
+    // An enrolment that says it is not an inspector's is no enrolment.
+    let (status, body) = w
+        .admin_post(
+            "/v1/admin/transit/enrolments",
+            json!({"label": "x", "inspector": false}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 }

@@ -88,6 +88,7 @@ async fn validators_are_enrolled_not_self_declared() {
             label: "old".into(),
             route: Some(32),
             gate: None,
+            inspector: false,
             expires_at: now() as i64 - 1,
         })
         .unwrap();
@@ -863,4 +864,101 @@ async fn sequence_numbers_past_i64_are_stored_once() {
     assert_eq!(first.acknowledged_seq, u64::MAX);
     let again = w.transit().upload_taps(bus, taps).await.unwrap();
     assert_eq!((again.stored, again.duplicates), (0, 3));
+}
+
+/// A validator restored from a backup (here reinstalled with its token: its log starts again
+/// from 1) numbers new taps with numbers the backend already holds for others. The backend
+/// stores none of them and names them; the validator moves them past every stored number and
+/// uploads them again, so no fare is lost as a "duplicate". A retry of a stored tap is still a
+/// duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_validators_taps_are_renumbered_not_lost() {
+    let w = World::start().await;
+    let (bus, first, _) = w.bus("bus-restored", 32).await;
+    let (phone, rider) = w.rider("rider-restored", RIDER, Product::PayAsYouGo).await;
+    let t0 = tomorrow_morning();
+    let first = Arc::new(Mutex::new(first));
+    for hour in 0..2 {
+        assert_eq!(tap(&first, &rider, t0 + hour * 3600), Reason::Ok);
+    }
+    let before = first.lock().unwrap().export_taps().unwrap();
+    let receipt = w
+        .transit()
+        .upload_and_acknowledge(bus.clone(), first.clone())
+        .await
+        .unwrap();
+    assert_eq!((receipt.stored, receipt.reused.len()), (2, 0));
+    let charged_first = receipt.charged_vnd;
+    assert!(charged_first > 0);
+
+    // The same validator with its log lost: the next taps are numbered 1 and 2 again.
+    let feed = w.transit().validator_feed(bus.clone()).await.unwrap();
+    let mut restored = Validator::open(
+        vault(&w.dir.path().join("bus-restored-log")),
+        feed.issuer_keys,
+        ValidatorConfig {
+            route: 32,
+            ..ValidatorConfig::default()
+        },
+    )
+    .unwrap();
+    restored
+        .update_deny_list(&thudo_core::hex::decode(&feed.deny_list).unwrap())
+        .unwrap();
+    let restored = Arc::new(Mutex::new(restored));
+    for hour in 2..4 {
+        assert_eq!(tap(&restored, &rider, t0 + hour * 3600), Reason::Ok);
+    }
+    let reused: Vec<u64> = restored
+        .lock()
+        .unwrap()
+        .export_taps()
+        .unwrap()
+        .iter()
+        .map(|t| t.seq)
+        .collect();
+    assert_eq!(reused, [1, 2]);
+
+    let receipt = w
+        .transit()
+        .upload_and_acknowledge(bus.clone(), restored.clone())
+        .await
+        .unwrap();
+    assert_eq!(receipt.reused, [1, 2]);
+    assert_eq!(receipt.next_free_seq, Some(3));
+    assert_eq!((receipt.stored, receipt.duplicates), (2, 0));
+    assert!(receipt.charged_vnd > 0);
+    let (left, status) = {
+        let mut restored = restored.lock().unwrap();
+        (restored.export_taps().unwrap(), restored.tap_log_status())
+    };
+    assert!(left.is_empty());
+    assert_eq!((status.next_seq, status.acked_seq), (5, 4));
+    // Four trips charged in all: the day's total is what the four fares add up to under the
+    // cap, the same whichever validator took them.
+    let days = w.charges(&phone).await["days"].clone();
+    let total: u64 = days
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, charged_first + receipt.charged_vnd);
+    assert_eq!(total, 30_000, "four bus trips reach the day's cap");
+
+    // The first upload sent again (its receipt lost): duplicates, nothing renumbered.
+    let again = w
+        .transit()
+        .upload_taps(bus.clone(), before.clone())
+        .await
+        .unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, 2));
+    assert!(again.reused.is_empty());
+    // Another QR under a stored number and second (a clock reset to the same time): reused.
+    let mut other = before[0].clone();
+    other.qr_counter = other.qr_counter.map(|c| c + 1);
+    let clash = w.transit().upload_taps(bus, vec![other]).await.unwrap();
+    assert_eq!((clash.stored, clash.duplicates), (0, 0));
+    assert_eq!(clash.reused, [before[0].seq]);
+    assert_eq!(clash.next_free_seq, Some(5));
 }

@@ -199,8 +199,7 @@ impl World {
         thudo_server::transit::validators::create_enrolment(
             self.state.storage().as_ref(),
             &format!("bus {route}"),
-            Some(route),
-            None,
+            thudo_server::transit::validators::Binding::Bus(route),
             3600,
         )
         .unwrap()
@@ -209,19 +208,48 @@ impl World {
 
     /// An enrolled validator on `route` with the current feed installed.
     pub async fn bus(&self, name: &str, route: u16) -> (Arc<Vault>, Validator, String) {
+        self.enrolled(name, self.enrolment_code(route), route, false)
+            .await
+    }
+
+    /// An inspector's device on `route`, enrolled with a code the operator's route made, with
+    /// the current feed installed.
+    pub async fn inspector(&self, name: &str, route: u16) -> (Arc<Vault>, Validator, String) {
+        let (status, enrolment) = self
+            .admin_post(
+                "/v1/admin/transit/enrolments",
+                json!({"label": name, "inspector": true, "route": route}),
+            )
+            .await;
+        assert_eq!(status, 200, "{enrolment}");
+        assert_eq!(enrolment["inspector"], true);
+        let code = enrolment["code"].as_str().unwrap().to_owned();
+        self.enrolled(name, code, route, true).await
+    }
+
+    async fn enrolled(
+        &self,
+        name: &str,
+        code: String,
+        route: u16,
+        inspector: bool,
+    ) -> (Arc<Vault>, Validator, String) {
         let v = vault(&self.dir.path().join(name));
         let enrolled = self
             .client
             .enrol_validator(
                 v.clone(),
                 &ValidatorEnrolmentRequest {
-                    enrolment_code: self.enrolment_code(route),
+                    enrolment_code: code,
                     device_name: name.into(),
                 },
             )
             .await
             .unwrap();
-        assert_eq!(enrolled.route, Some(route));
+        assert_eq!(
+            (enrolled.route, enrolled.inspector),
+            (Some(route), inspector)
+        );
         let feed = self.transit().validator_feed(v.clone()).await.unwrap();
         let mut validator = Validator::open(
             v.clone(),
@@ -253,8 +281,7 @@ impl World {
         let (code, _) = thudo_server::transit::validators::create_enrolment(
             self.state.storage().as_ref(),
             name,
-            None,
-            Some(binding.clone()),
+            thudo_server::transit::validators::Binding::Gate(binding.clone()),
             3600,
         )
         .unwrap();

@@ -40,6 +40,73 @@ impl Validator {
         Ok(taps)
     }
 
+    /// Moves the logged taps numbered `reused` to fresh numbers: the backend holds other taps
+    /// under those numbers (this validator was restored from a backup, or reinstalled with its
+    /// token, and counted again from an old number), so it stored none of them
+    /// ([`TapReceipt::reused`](crate::transit::backend::TapReceipt::reused)). The taps
+    /// numbered above `sent_up_to` (logged after the upload was exported) move with them, after
+    /// them, so the log stays in the order the taps were made. Numbers start at `from`, or at
+    /// the log's next number when that is higher (a number the log holds is never taken).
+    /// One commit; returns how many taps moved. Acknowledge the upload only after this.
+    pub fn renumber_taps(
+        &mut self,
+        reused: &[u64],
+        sent_up_to: u64,
+        from: u64,
+    ) -> Result<usize, TransitError> {
+        let start = from.max(self.log.next_seq);
+        // Room for every tap a validator could log afterwards: numbers are never reused.
+        if start > u64::MAX - (1 << 32) {
+            return Err(TransitError::InvalidRequest {
+                reason: format!("no room to renumber the tap log from {start}"),
+            });
+        }
+        self.flush()?;
+        let wanted: std::collections::BTreeSet<u64> = reused.iter().copied().collect();
+        let mut found = Vec::new();
+        let mut position = 0;
+        loop {
+            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            position = *last;
+            found.extend(
+                page.iter()
+                    .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+                    .filter(|t| wanted.contains(&t.seq) || t.seq > sent_up_to),
+            );
+        }
+        if found.iter().all(|t| !wanted.contains(&t.seq)) {
+            return Ok(0); // moved already (a receipt applied twice): nothing to do
+        }
+        found.sort_by_key(|t| t.seq);
+        let mut ops = Vec::with_capacity(found.len() * 2 + 1);
+        let mut next = start;
+        for tap in &found {
+            ops.push(WriteOp::Delete {
+                collection: TAP_COLLECTION.into(),
+                id: format!("{:016}", tap.seq),
+            });
+            let moved = Tap {
+                seq: next,
+                ..tap.clone()
+            };
+            ops.push(WriteOp::Put {
+                collection: TAP_COLLECTION.into(),
+                id: format!("{:016}", moved.seq),
+                index: Vec::new(),
+                body: moved.to_log_bytes(),
+            });
+            next += 1;
+        }
+        self.log.next_seq = self.log.next_seq.max(next);
+        ops.push(self.log_state_op());
+        self.vault.write_batch(&ops)?;
+        self.stored_log = self.log.clone();
+        Ok(found.len())
+    }
+
     /// Records that the backend stored every tap up to and including `up_to_seq`; returns how
     /// many logged taps that newly acknowledges. Acknowledged taps are deleted, except those
     /// still inside the replay and passback windows: they stay on disk so that a reboot right

@@ -40,7 +40,7 @@ impl Validator {
         Ok(())
     }
 
-    fn log_state_op(&self) -> WriteOp {
+    pub(super) fn log_state_op(&self) -> WriteOp {
         WriteOp::Put {
             collection: STATE_COLLECTION.into(),
             id: TAP_LOG_STATE.into(),

@@ -38,6 +38,8 @@ pub struct ValidatorRecord {
     pub route: Option<u16>,
     /// The gate it is bound to (a metro station gate), if any.
     pub gate: Option<String>,
+    /// An inspector's device: it reads the feed and uploads inspections, never taps.
+    pub inspector: bool,
     /// When it enrolled (unix seconds).
     pub enrolled_at: i64,
     /// When the operator decommissioned it; its calls are refused from then on.
@@ -61,6 +63,8 @@ pub struct NewEnrolment {
     pub route: Option<u16>,
     /// Gate binding.
     pub gate: Option<String>,
+    /// For an inspector's device (see [`ValidatorRecord::inspector`]).
+    pub inspector: bool,
     /// Last second the code may be used.
     pub expires_at: i64,
 }
@@ -107,6 +111,11 @@ pub struct TapTotals {
     pub stored_charged_vnd: u64,
     /// What is stored for each tap, in the order stored.
     pub outcomes: Vec<thudo_core::transit::backend::TapOutcome>,
+    /// Taps not stored because their sequence is stored for another tap (see
+    /// [`TapReceipt::reused`](thudo_core::transit::backend::TapReceipt::reused)).
+    pub reused: Vec<u64>,
+    /// With `reused`: the first sequence above every tap stored from the validator.
+    pub next_free_seq: Option<u64>,
 }
 
 /// Something an operator should look at: evidence that a device lied or a QR was relayed.
@@ -188,6 +197,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0005_validator_tokens.sql"),
         include_str!("../schema/sqlite/0006_ledger_by_order.sql"),
         include_str!("../schema/sqlite/0007_qr_use_keys.sql"),
+        include_str!("../schema/sqlite/0008_inspectors.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -197,6 +207,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0005_validator_tokens.sql"),
         include_str!("../schema/postgres/0006_ledger_by_order.sql"),
         include_str!("../schema/postgres/0007_qr_use_keys.sql"),
+        include_str!("../schema/postgres/0008_inspectors.sql"),
     ],
 };
 

@@ -3,13 +3,14 @@
 //! own taps are stored: which sequences are stored, which cards and keys were denied and when,
 //! which QRs were used where, what each card paid per day and month, and who sees each card.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::super::fares::FarePolicy;
 use super::super::rules::{Evidence, VerifiedScan, MIN_TRAVEL_SECS};
 use super::CheckedTap;
 use crate::storage::engine::{big, Row, Tx, Val};
 use crate::storage::Result;
+use thudo_core::transit::validator::Tap;
 
 /// Values per statement in an `IN (...)` list: within SQLite's and PostgreSQL's limits.
 const IN_CHUNK: usize = 1_000;
@@ -93,7 +94,8 @@ struct BusUse {
 /// The facts an upload's taps are judged and charged on.
 #[derive(Debug, Default)]
 pub(super) struct UploadFacts {
-    stored: HashSet<u64>,
+    /// Stored sequences with what identifies the tap stored under each.
+    stored: HashMap<u64, StoredTap>,
     denied_cards: HashMap<u64, i64>,
     denied_keys: HashMap<[u8; 32], i64>,
     first_use: HashMap<(u64, u32, u32), String>,
@@ -103,6 +105,15 @@ pub(super) struct UploadFacts {
     seeing: HashMap<u64, Vec<String>>,
     holders: HashMap<[u8; 32], (u64, String)>,
     made: QrsMade,
+}
+
+/// What identifies a stored tap: when the validator made it, and the QR's time and counter
+/// when its scan verified.
+#[derive(Debug)]
+struct StoredTap {
+    at: i64,
+    qr_ts: Option<i64>,
+    qr_counter: Option<i64>,
 }
 
 /// The QRs of each card and phone key used within a day of an upload's: (time, counter).
@@ -135,12 +146,19 @@ impl UploadFacts {
             // Sequences are stored as signed 64-bit integers: one past i64::MAX is stored
             // negative, so a range across that line is the two ranges on either side of it.
             let query = if (low as i64) <= (high as i64) {
-                "SELECT seq FROM taps WHERE validator_id = ?1 AND seq >= ?2 AND seq <= ?3"
+                "SELECT seq, at, qr_ts, qr_counter FROM taps WHERE validator_id = ?1 AND seq >= ?2 AND seq <= ?3"
             } else {
-                "SELECT seq FROM taps WHERE validator_id = ?1 AND (seq >= ?2 OR seq <= ?3)"
+                "SELECT seq, at, qr_ts, qr_counter FROM taps WHERE validator_id = ?1 AND (seq >= ?2 OR seq <= ?3)"
             };
             for r in tx.rows(query, &[validator_id.into(), big(low), big(high)])? {
-                facts.stored.insert(r.int(0)? as u64);
+                facts.stored.insert(
+                    r.int(0)? as u64,
+                    StoredTap {
+                        at: r.int(1)?,
+                        qr_ts: r.opt_int(2)?,
+                        qr_counter: r.opt_int(3)?,
+                    },
+                );
             }
         }
         if scans.is_empty() {
@@ -277,12 +295,31 @@ impl UploadFacts {
 
     /// Whether this validator's tap `seq` is stored (by an earlier upload, or earlier in this).
     pub(super) fn is_stored(&self, seq: u64) -> bool {
-        self.stored.contains(&seq)
+        self.stored.contains_key(&seq)
     }
 
-    /// Notes that tap `seq` is stored now.
-    pub(super) fn stored(&mut self, seq: u64) {
-        self.stored.insert(seq);
+    /// Whether the tap's number is stored for another tap (made at another time, or of another
+    /// QR): the validator numbers anew (restored from a backup, reinstalled with its token), so
+    /// this is not a retry but a new tap under a number already used.
+    pub(super) fn is_reused(&self, tap: &Tap) -> bool {
+        let differs = |stored: Option<i64>, sent: Option<u32>| matches!((stored, sent), (Some(a), Some(b)) if a != i64::from(b));
+        self.stored.get(&tap.seq).is_some_and(|stored| {
+            stored.at != tap.at as i64
+                || differs(stored.qr_ts, tap.qr_timestamp)
+                || differs(stored.qr_counter, tap.qr_counter)
+        })
+    }
+
+    /// Notes that `tap` is stored now, with the QR time and counter verified from its scan.
+    pub(super) fn stored(&mut self, tap: &Tap, qr: Option<(u32, u32)>) {
+        self.stored.insert(
+            tap.seq,
+            StoredTap {
+                at: tap.at as i64,
+                qr_ts: qr.map(|(ts, _)| i64::from(ts)),
+                qr_counter: qr.map(|(_, counter)| i64::from(counter)),
+            },
+        );
     }
 
     /// Whether the scan's card or key was denied by the operator at the QR's time.

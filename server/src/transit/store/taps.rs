@@ -84,6 +84,12 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             }
             taps.flush(tx)?;
             qr_uses.flush(tx)?;
+            // Taps under reused numbers are not stored: the log is not known complete (for a
+            // dependant's ride, for the gates' feeds) until they come back renumbered.
+            let complete_at = complete_at.filter(|_| totals.reused.is_empty());
+            if !totals.reused.is_empty() {
+                totals.next_free_seq = next_free_seq(tx, &validator.id)?;
+            }
             // With the whole upload stored: a dependant's ride with its holder's tap just after
             // is travelling together.
             mark_dependant_rides(tx, &validator.id, &rides, &facts)?;
@@ -260,6 +266,29 @@ impl<E: Engine> TapStore for SqlStorage<E> {
     }
 }
 
+/// The first sequence number above every tap stored from `validator_id`, taken as unsigned
+/// (numbers past `i64::MAX` are stored negative); `None` when `u64::MAX` is taken.
+fn next_free_seq(tx: &mut dyn Tx, validator_id: &str) -> Result<Option<u64>> {
+    let highest = |sql: &str, tx: &mut dyn Tx| -> Result<Option<u64>> {
+        Ok(match tx.row(sql, params![validator_id])? {
+            Some(r) => r.opt_int(0)?.map(|s| s as u64),
+            None => None,
+        })
+    };
+    let past_signed = highest(
+        "SELECT MAX(seq) FROM taps WHERE validator_id = ?1 AND seq < 0",
+        tx,
+    )?;
+    let highest = match past_signed {
+        Some(s) => Some(s),
+        None => highest(
+            "SELECT MAX(seq) FROM taps WHERE validator_id = ?1 AND seq >= 0",
+            tx,
+        )?,
+    };
+    Ok(highest.map_or(Some(1), |s| s.checked_add(1)))
+}
+
 /// Stores one tap and charges its fare; the caller holds the validator's and the cards' locks.
 /// A tap charged (or ridden on a pass) becomes a trip on the rider's phone; `paid` collects the
 /// (card, day, month) whose cap progress changed.
@@ -276,6 +305,11 @@ fn record_tap(
     // A gate's station and direction are the operator's binding, never the tap's claim.
     let gate = validator.gate.as_deref().and_then(parse_gate);
     totals.highest_seq = totals.highest_seq.max(t.seq);
+    if taken.facts.is_reused(t) {
+        // Not stored: the validator renumbers it past the numbers stored and uploads it again.
+        totals.reused.push(t.seq);
+        return Ok(());
+    }
     if taken.facts.is_stored(t.seq) {
         totals.duplicates += 1;
         // What the first upload stored: a retry whose answer was lost reports it again.
@@ -439,7 +473,9 @@ fn record_tap(
         gate.map(|g| g.station).into(),
         gate.map(|g| code_of(&g.direction)).into(),
     ]);
-    taken.facts.stored(t.seq);
+    taken
+        .facts
+        .stored(t, scan.map(|s| (s.qr_timestamp, s.qr_counter)));
     let (totals, paid) = (&mut *taken.totals, &mut *taken.paid);
     totals.stored += 1;
     totals.charged_vnd += fare;

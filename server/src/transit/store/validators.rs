@@ -10,7 +10,7 @@ use crate::storage::engine::{params, Engine, Row};
 use crate::storage::{random_bytes, Result, SqlStorage};
 
 const VALIDATOR_COLUMNS: &str =
-    "SELECT id, name, label, route, gate, enrolled_at, decommissioned_at FROM validators";
+    "SELECT id, name, label, route, gate, enrolled_at, decommissioned_at, inspector FROM validators";
 
 fn validator_row(r: &Row) -> Result<ValidatorRecord> {
     Ok(ValidatorRecord {
@@ -21,6 +21,7 @@ fn validator_row(r: &Row) -> Result<ValidatorRecord> {
         gate: r.opt_text(4)?,
         enrolled_at: r.int(5)?,
         decommissioned_at: r.opt_int(6)?,
+        inspector: r.int(7)? != 0,
     })
 }
 
@@ -28,14 +29,15 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
     fn create_enrolment(&self, e: &NewEnrolment) -> Result<()> {
         self.write(|tx| {
             tx.exec(
-                "INSERT INTO enrolments(code_hash, label, route, gate, expires_at, used_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                "INSERT INTO enrolments(code_hash, label, route, gate, expires_at, used_at, inspector)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
                 params![
                     &e.code_hash,
                     &e.label,
                     e.route,
                     e.gate.as_ref(),
-                    e.expires_at
+                    e.expires_at,
+                    i64::from(e.inspector)
                 ],
             )?;
             Ok(())
@@ -56,7 +58,7 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
                 params![now, code_hash],
             )?;
             let Some(r) = tx.row(
-                "SELECT label, route, gate, used_at FROM enrolments WHERE code_hash = ?1",
+                "SELECT label, route, gate, used_at, inspector FROM enrolments WHERE code_hash = ?1",
                 params![code_hash],
             )?
             else {
@@ -75,14 +77,15 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
                 label: r.text(0)?,
                 route: r.opt_int(1)?.and_then(|v| u16::try_from(v).ok()),
                 gate: r.opt_text(2)?,
+                inspector: r.int(4)? != 0,
                 enrolled_at: now,
                 decommissioned_at: None,
             };
             tx.exec(
                 "INSERT INTO validators(id, name, label, route, gate, token_hash, enrolled_at,
-                                        decommissioned_at, token_expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
-                params![&record.id, &record.name, &record.label, record.route, record.gate.as_ref(), token_hash, now, now + VALIDATOR_TOKEN_SECS],
+                                        decommissioned_at, token_expires_at, inspector)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9)",
+                params![&record.id, &record.name, &record.label, record.route, record.gate.as_ref(), token_hash, now, now + VALIDATOR_TOKEN_SECS, i64::from(record.inspector)],
             )?;
             Ok(EnrolOutcome::Enrolled(record))
         })

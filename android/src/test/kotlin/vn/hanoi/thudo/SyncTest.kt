@@ -36,6 +36,7 @@ class SyncTest {
     private val citizen = System.getenv("THUDO_DEMO_CITIZEN") ?: error("run through scripts/test-kotlin.sh (THUDO_DEMO_CITIZEN)")
     /** The test server's single-use enrolment codes: six bus validators (route 32), six metro gates by binding. */
     private val busCodes = System.getenv("THUDO_ENROLMENT_CODES").orEmpty().split(" ").filter { it.isNotBlank() }
+    private val inspectorCodes = System.getenv("THUDO_INSPECTOR_CODES").orEmpty().split(" ").filter { it.isNotBlank() }
     private val gateCodes = System.getenv("THUDO_GATE_CODES").orEmpty().split(" ").filter { "=" in it }
         .associate { it.substringBefore("=") to it.substringAfter("=") }
 
@@ -343,7 +344,7 @@ class SyncTest {
 
         val busVault = vault("bus")
         val enrolment = client.enrolValidator(busVault, busCodes[0], "bus 32 front door")
-        assertEquals(32 to null, enrolment.route to enrolment.gate)
+        assertEquals(Triple(32, null, false), Triple(enrolment.route, enrolment.gate, enrolment.inspector))
         assertTrue(enrolment.validatorId.isNotEmpty())
         assertEquals(ServerErrorCode.ENROLMENT_USED, assertThrows<SyncException.Refused> { runBlocking { client.enrolValidator(vault("copy"), busCodes[0], "copy") } }.code)
         assertEquals(ServerErrorCode.VALIDATORS_ONLY, assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).validatorFeed(phone) } }.code)
@@ -366,11 +367,18 @@ class SyncTest {
         assertEquals(TapUploadReceipt(1, 0, bus.tapLogStatus().ackedSeq, 8_000, 0, 8_000), receipt)
         assertEquals(42_000L, TransitClient(client).transitBalance(phone).balanceVnd)
 
-        // An inspection paired with the bus's taps, then uploaded.
-        val inspection = bus.inspect(qr, bus.recentTaps(System.currentTimeMillis() / 1000 - 3_600))
+        // An inspector's device (enrolled as one) checks the QR paired with the bus's taps and
+        // uploads the inspection; the taps route refuses it.
+        val inspectorVault = vault("inspector")
+        val inspectorEnrolment = client.enrolValidator(inspectorVault, inspectorCodes[0], "inspector, route 32")
+        assertEquals(Triple(32, null, true), Triple(inspectorEnrolment.route, inspectorEnrolment.gate, inspectorEnrolment.inspector))
+        val inspector = TransitValidator.open(inspectorVault, feed.issuerKeys, ValidatorConfig(route = 32))
+        val inspection = inspector.inspect(qr, bus.recentTaps(System.currentTimeMillis() / 1000 - 3_600))
         assertEquals(InspectionOutcome.VALID to true, inspection.outcome to inspection.paired)
-        assertEquals(listOf(inspection.seq), bus.exportInspections().map { it.seq })
-        assertEquals(InspectionUploadReceipt(1, 0, inspection.seq), TransitClient(client).uploadInspections(busVault, bus, null))
+        assertEquals(listOf(inspection.seq), inspector.exportInspections().map { it.seq })
+        assertEquals(InspectionUploadReceipt(1, 0, inspection.seq), TransitClient(client).uploadInspections(inspectorVault, inspector, null))
+        inspector.validate(qr)  // a scan logged as a tap: the backend takes none from an inspector
+        assertEquals(ServerErrorCode.INSPECTOR_DEVICE, assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).uploadTaps(inspectorVault, inspector) } }.code)
 
         // The rider's history: a trip, optional fields, a cap.
         client.sync(phone)
