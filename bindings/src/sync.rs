@@ -279,6 +279,10 @@ pub struct InspectionUploadReceipt {
     pub duplicates: i64,
     /// Every inspection up to this sequence number is stored at the backend (and acknowledged).
     pub acknowledged_seq: i64,
+    /// Inspections numbered with numbers the backend holds for other inspections of this
+    /// inspector (one restored from a backup): renumbered past them and uploaded again.
+    #[uniffi(default = 0)]
+    pub renumbered: i64,
 }
 
 /// An accepted tap upload.

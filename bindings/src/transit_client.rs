@@ -355,6 +355,7 @@ impl TransitClient {
             stored: r.stored.into(),
             duplicates: r.duplicates.into(),
             acknowledged_seq: signed(r.acknowledged_seq),
+            renumbered: signed(r.reused.len()),
         })
     }
 }

@@ -406,8 +406,26 @@ pub struct InspectionReceipt {
     pub stored: u32,
     /// Inspections already stored.
     pub duplicates: u32,
-    /// Highest sequence stored: the inspector acknowledges up to it.
+    /// Highest sequence the upload carried: the inspector acknowledges up to it, after it has
+    /// moved the `reused` inspections.
     pub acknowledged_seq: u64,
+    /// Inspections not stored because the backend holds another inspection under the same
+    /// number from this inspector (one restored from a backup counts again from an old
+    /// number): the inspector moves them past `next_free_seq` and uploads them again
+    /// ([`TransitClient::upload_inspections`] does both).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused: Vec<u64>,
+    /// With `reused`: the first number above every inspection stored from this inspector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_free_seq: Option<u64>,
+}
+
+/// The backend holds the last sequence number this device could use: what it names as
+/// reused cannot move, so it stays in the log, unacknowledged.
+fn no_number_left() -> BackendError {
+    BackendError::Protocol {
+        detail: "the backend holds every sequence number this device could use".into(),
+    }
 }
 
 /// Inspections per upload request.
@@ -437,47 +455,65 @@ impl TransitClient<'_> {
         vault: Arc<Vault>,
         inspector: Arc<Mutex<Validator>>,
     ) -> Result<InspectionReceipt, BackendError> {
-        let v = inspector.clone();
-        let all = blocking(move || {
-            v.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .export_inspections()
-                .map_err(device_side)
-        })
-        .await?;
         let mut total = InspectionReceipt::default();
-        for chunk in all.chunks(INSPECTION_UPLOAD_CHUNK) {
-            let body = serde_json::to_vec(&InspectionUpload {
-                inspections: chunk.to_vec(),
-            })
-            .map_err(|e| BackendError::Protocol {
-                detail: e.to_string(),
-            })?;
-            let receipt: InspectionReceipt = self
-                .backend
-                .request(
-                    vault.clone(),
-                    Method::POST,
-                    &format!("{API_PREFIX}/transit/inspections"),
-                    Some(body),
-                )
-                .await?;
+        // A second round only when the first moved inspections under reused numbers (a
+        // restored inspector): they go up again under their new numbers.
+        for _ in 0..2 {
             let v = inspector.clone();
-            // Never more than was sent: a confused server cannot delete what it did not get.
-            let sent = chunk.last().map_or(0, |i| i.seq);
-            let up_to = receipt.acknowledged_seq.min(sent);
-            blocking(move || {
+            let all = blocking(move || {
                 v.lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .acknowledge_inspections(up_to)
+                    .export_inspections()
                     .map_err(device_side)
             })
             .await?;
-            total.stored = total.stored.saturating_add(receipt.stored);
-            total.duplicates = total.duplicates.saturating_add(receipt.duplicates);
-            total.acknowledged_seq = total.acknowledged_seq.max(up_to);
-            if sent > up_to {
-                break; // the backend took less than it was sent: the rest goes next time
+            let mut moved_any = false;
+            for chunk in all.chunks(INSPECTION_UPLOAD_CHUNK) {
+                let body = serde_json::to_vec(&InspectionUpload {
+                    inspections: chunk.to_vec(),
+                })
+                .map_err(|e| BackendError::Protocol {
+                    detail: e.to_string(),
+                })?;
+                let receipt: InspectionReceipt = self
+                    .backend
+                    .request(
+                        vault.clone(),
+                        Method::POST,
+                        &format!("{API_PREFIX}/transit/inspections"),
+                        Some(body),
+                    )
+                    .await?;
+                let v = inspector.clone();
+                // Never more than was sent: a confused server cannot delete what it did not get.
+                let sent = chunk.last().map_or(0, |i| i.seq);
+                let up_to = receipt.acknowledged_seq.min(sent);
+                let moved = match (receipt.reused.is_empty(), receipt.next_free_seq) {
+                    (true, _) => None,
+                    (false, Some(from)) => Some((receipt.reused.clone(), from)),
+                    // Nothing to move them to: they stay, unacknowledged.
+                    (false, None) => return Err(no_number_left()),
+                };
+                moved_any |= moved.is_some();
+                blocking(move || {
+                    let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some((reused, from)) = moved {
+                        v.renumber_inspections(&reused, sent, from)
+                            .map_err(device_side)?;
+                    }
+                    v.acknowledge_inspections(up_to).map_err(device_side)
+                })
+                .await?;
+                total.stored = total.stored.saturating_add(receipt.stored);
+                total.duplicates = total.duplicates.saturating_add(receipt.duplicates);
+                total.acknowledged_seq = total.acknowledged_seq.max(up_to);
+                total.reused.extend(receipt.reused);
+                if sent > up_to || moved_any {
+                    break; // the rest (and what moved) goes in the next round or call
+                }
+            }
+            if !moved_any {
+                break;
             }
         }
         Ok(total)
@@ -955,13 +991,8 @@ impl TransitClient<'_> {
             let moved = match (receipt.reused.is_empty(), receipt.next_free_seq) {
                 (true, _) => None,
                 (false, Some(from)) => Some((receipt.reused.clone(), from)),
-                (false, None) => {
-                    // Nothing to move them to: they stay in the log, unacknowledged.
-                    return Err(BackendError::Protocol {
-                        detail: "the backend holds every sequence number this validator could use"
-                            .into(),
-                    });
-                }
+                // Nothing to move them to: they stay in the log, unacknowledged.
+                (false, None) => return Err(no_number_left()),
             };
             blocking(move || {
                 let mut v = v.lock().unwrap_or_else(|e| e.into_inner());

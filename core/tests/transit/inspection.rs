@@ -89,3 +89,32 @@ fn an_inspection_uses_nothing_and_sees_whether_the_card_tapped_here() {
     let i = inspector.inspect(&later, NOW, Some(&recent)).unwrap();
     assert_eq!(i.tapped_at, Some(NOW + 2));
 }
+
+/// Inspections the backend names as reused move past its numbers with those recorded since the
+/// upload, in the order they were made, and later ones follow them.
+#[test]
+fn reused_inspection_numbers_move_past_the_backends() {
+    let w = world();
+    let (_d, inspector_vault) = vault();
+    let mut inspector = Validator::open(
+        inspector_vault,
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig::default(),
+    )
+    .unwrap();
+    for minute in 0..3 {
+        let at = NOW + minute * 60;
+        let qr = w.phone.current_qr(at).unwrap().text;
+        inspector.inspect(&qr, at, None).unwrap();
+    }
+    // 1 and 2 were uploaded, 2 is reused, 3 was recorded meanwhile.
+    assert_eq!(inspector.renumber_inspections(&[2], 2, 20).unwrap(), 2);
+    assert_eq!(inspector.renumber_inspections(&[2], 2, 20).unwrap(), 0, "once");
+    let recorded = inspector.export_inspections().unwrap();
+    let moved: Vec<(u64, u64)> = recorded.iter().map(|i| (i.seq, i.at)).collect();
+    assert_eq!(moved, [(1, NOW), (20, NOW + 60), (21, NOW + 120)]);
+    inspector.acknowledge_inspections(2).unwrap();
+    let qr = w.phone.current_qr(NOW + 600).unwrap().text;
+    assert_eq!(inspector.inspect(&qr, NOW + 600, None).unwrap().seq, 22);
+    assert!(inspector.renumber_inspections(&[20], 21, u64::MAX).is_err());
+}

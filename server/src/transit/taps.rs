@@ -62,7 +62,7 @@ pub(crate) async fn upload_inspections(
     }
     let issuer = current_issuer(&state).await?;
     let storage = state.storage.clone();
-    let (stored, duplicates, acknowledged_seq) = blocking(move || {
+    let receipt = blocking(move || {
         let trusted = trusted_for(
             &issuer,
             storage.as_ref(),
@@ -104,11 +104,7 @@ pub(crate) async fn upload_inspections(
         Ok(storage.record_inspections(&inspector, &checked)?)
     })
     .await?;
-    Ok(Json(InspectionReceipt {
-        stored,
-        duplicates,
-        acknowledged_seq,
-    }))
+    Ok(Json(receipt))
 }
 
 /// `GET /v1/admin/transit/inspections`: inspection statistics for fraud work.

@@ -2,6 +2,61 @@
 
 use super::world::*;
 
+/// An inspector restored from a backup (here reinstalled with its token: it numbers from 1
+/// again) has its inspections under reused numbers named, moved past them and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_inspectors_inspections_are_renumbered_not_lost() {
+    let w = World::start().await;
+    let (_, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (token, first, _) = w.inspector("inspector", 32).await;
+    let t = tomorrow_morning();
+    let first = Arc::new(Mutex::new(first));
+    for minute in 0..2 {
+        let at = t + minute * 60;
+        first
+            .lock()
+            .unwrap()
+            .inspect(&rider.current_qr(at).unwrap().text, at, None)
+            .unwrap();
+    }
+    let receipt = w
+        .transit()
+        .upload_inspections(token.clone(), first)
+        .await
+        .unwrap();
+    assert_eq!((receipt.stored, receipt.acknowledged_seq), (2, 2));
+
+    let feed = w.transit().validator_feed(token.clone()).await.unwrap();
+    let restored = Validator::open(
+        vault(&w.dir.path().join("inspector-restored")),
+        feed.issuer_keys,
+        ValidatorConfig {
+            route: 32,
+            ..ValidatorConfig::default()
+        },
+    )
+    .unwrap();
+    let restored = Arc::new(Mutex::new(restored));
+    let at = t + 3600;
+    let inspection = restored
+        .lock()
+        .unwrap()
+        .inspect(&rider.current_qr(at).unwrap().text, at, None)
+        .unwrap();
+    assert_eq!(inspection.seq, 1, "numbered from 1 again");
+    let receipt = w
+        .transit()
+        .upload_inspections(token, restored.clone())
+        .await
+        .unwrap();
+    assert_eq!(receipt.reused, [1]);
+    assert_eq!((receipt.stored, receipt.duplicates), (1, 0));
+    let left = restored.lock().unwrap().export_inspections().unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let stats = w.admin_get("/v1/admin/transit/inspections").await;
+    assert_eq!(stats["inspections"], 3, "{stats}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspections_are_recorded_once_and_counted_from_their_evidence() {
     use thudo_core::transit::inspection::InspectionOutcome;

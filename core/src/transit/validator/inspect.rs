@@ -119,6 +119,66 @@ impl Validator {
         Ok(out)
     }
 
+    /// Moves the recorded inspections numbered `reused` to fresh numbers, as
+    /// [`Validator::renumber_taps`] does for taps: the backend holds other inspections under
+    /// those numbers ([`InspectionReceipt::reused`](crate::transit::backend::InspectionReceipt::reused)).
+    /// Those numbered above `sent_up_to` move with them, after them; numbers start at `from`
+    /// or at the next number to record, whichever is higher. One commit; returns how many moved.
+    pub fn renumber_inspections(
+        &mut self,
+        reused: &[u64],
+        sent_up_to: u64,
+        from: u64,
+    ) -> Result<usize, TransitError> {
+        let recorded = self.export_inspections()?;
+        let moving: Vec<&Inspection> = recorded
+            .iter()
+            .filter(|i| reused.contains(&i.seq) || i.seq > sent_up_to)
+            .collect();
+        if !moving.iter().any(|i| reused.contains(&i.seq)) {
+            return Ok(0); // moved already (a receipt applied twice)
+        }
+        let next_recorded = self
+            .vault
+            .find(STATE_COLLECTION, INSPECTION_SEQ)?
+            .and_then(|r| serde_json::from_slice::<u64>(&r.body).ok())
+            .unwrap_or(1);
+        let mut next = from.max(next_recorded);
+        // Room for every inspection recorded afterwards: numbers are never reused.
+        if next > u64::MAX - (1 << 32) {
+            return Err(crate::transit::invalid(format!(
+                "no room to renumber the inspections from {next}"
+            )));
+        }
+        let mut ops = Vec::with_capacity(moving.len() * 2 + 1);
+        for inspection in &moving {
+            ops.push(WriteOp::Delete {
+                collection: INSPECTION_COLLECTION.into(),
+                id: format!("{:016}", inspection.seq),
+            });
+            let moved = Inspection {
+                seq: next,
+                ..(*inspection).clone()
+            };
+            ops.push(WriteOp::Put {
+                collection: INSPECTION_COLLECTION.into(),
+                id: format!("{next:016}"),
+                index: Vec::new(),
+                body: serde_json::to_vec(&moved)
+                    .map_err(|e| crate::transit::invalid(e.to_string()))?,
+            });
+            next += 1;
+        }
+        ops.push(WriteOp::Put {
+            collection: STATE_COLLECTION.into(),
+            id: INSPECTION_SEQ.into(),
+            index: Vec::new(),
+            body: next.to_string().into_bytes(),
+        });
+        self.vault.write_batch(&ops)?;
+        Ok(moving.len())
+    }
+
     /// Deletes the recorded inspections up to and including `up_to_seq` (the backend stored
     /// them); returns how many.
     pub fn acknowledge_inspections(&mut self, up_to_seq: u64) -> Result<usize, TransitError> {

@@ -262,13 +262,15 @@ pub trait TapStore: Send + Sync + 'static {
         fares: &FarePolicy,
         complete_at: Option<i64>,
     ) -> Result<TapTotals>;
-    /// Stores an inspector's inspections once each (by inspector and sequence); returns how
-    /// many were stored now, how many were duplicates, and the highest sequence stored.
+    /// Stores an inspector's inspections once each (by inspector and sequence): how many were
+    /// stored now, how many were stored before, the highest sequence sent, and the numbers
+    /// stored for other inspections (made at another time: a restored inspector) with the
+    /// first number free.
     fn record_inspections(
         &self,
         inspector: &ValidatorRecord,
         inspections: &[CheckedInspection],
-    ) -> Result<(u32, u32, u64)>;
+    ) -> Result<thudo_core::transit::backend::InspectionReceipt>;
     /// The inspection statistics.
     fn inspection_stats(&self) -> Result<InspectionStats>;
     /// Fares charged to a card, VND, per day `YYYY-MM-DD` (Hanoi time): bus rides and metro

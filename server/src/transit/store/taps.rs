@@ -11,7 +11,7 @@ use super::credentials::revoked_at;
 use super::journeys::{journey_tap, GateTap};
 use super::riders::{publish_caps, publish_caps_to, publish_to_accounts, Paid};
 use super::tap_facts::{PendingRows, UploadFacts};
-use thudo_core::transit::backend::TapOutcome;
+use thudo_core::transit::backend::{InspectionReceipt, TapOutcome};
 
 use super::fraud::{judge_dependant_rides, mark_dependant_rides, record_fraud, RideToCheck};
 use super::{
@@ -88,7 +88,7 @@ impl<E: Engine> TapStore for SqlStorage<E> {
             // dependant's ride, for the gates' feeds) until they come back renumbered.
             let complete_at = complete_at.filter(|_| totals.reused.is_empty());
             if !totals.reused.is_empty() {
-                totals.next_free_seq = next_free_seq(tx, &validator.id)?;
+                totals.next_free_seq = next_free_seq(tx, "taps", &validator.id)?;
             }
             // With the whole upload stored: a dependant's ride with its holder's tap just after
             // is travelling together.
@@ -129,13 +129,13 @@ impl<E: Engine> TapStore for SqlStorage<E> {
         &self,
         inspector: &ValidatorRecord,
         inspections: &[CheckedInspection],
-    ) -> Result<(u32, u32, u64)> {
+    ) -> Result<InspectionReceipt> {
         self.write(|tx| {
-            let (mut stored, mut duplicates, mut highest) = (0, 0, 0);
+            let mut receipt = InspectionReceipt::default();
             let now = chrono::Utc::now().timestamp();
             for c in inspections {
                 let i = &c.inspection;
-                highest = highest.max(i.seq);
+                receipt.acknowledged_seq = receipt.acknowledged_seq.max(i.seq);
                 let evidence = match &c.evidence {
                     Evidence::Missing => "missing".to_owned(),
                     Evidence::Forged(why) => format!("forged:{why}"),
@@ -167,12 +167,27 @@ impl<E: Engine> TapStore for SqlStorage<E> {
                     ],
                 )?;
                 if added == 1 {
-                    stored += 1;
+                    receipt.stored += 1;
+                    continue;
+                }
+                // Stored before: the same inspection again, or another one under its number.
+                let stored_at = tx
+                    .row(
+                        "SELECT at FROM inspections WHERE validator_id = ?1 AND seq = ?2",
+                        params![&inspector.id, big(i.seq)],
+                    )?
+                    .map(|r| r.int(0))
+                    .transpose()?;
+                if stored_at.is_some_and(|at| at != i.at as i64) {
+                    receipt.reused.push(i.seq);
                 } else {
-                    duplicates += 1;
+                    receipt.duplicates += 1;
                 }
             }
-            Ok((stored, duplicates, highest))
+            if !receipt.reused.is_empty() {
+                receipt.next_free_seq = next_free_seq(tx, "inspections", &inspector.id)?;
+            }
+            Ok(receipt)
         })
     }
 
@@ -268,23 +283,17 @@ impl<E: Engine> TapStore for SqlStorage<E> {
 
 /// The first sequence number above every tap stored from `validator_id`, taken as unsigned
 /// (numbers past `i64::MAX` are stored negative); `None` when `u64::MAX` is taken.
-fn next_free_seq(tx: &mut dyn Tx, validator_id: &str) -> Result<Option<u64>> {
-    let highest = |sql: &str, tx: &mut dyn Tx| -> Result<Option<u64>> {
-        Ok(match tx.row(sql, params![validator_id])? {
+fn next_free_seq(tx: &mut dyn Tx, table: &str, validator_id: &str) -> Result<Option<u64>> {
+    let mut highest = |sign: &str| -> Result<Option<u64>> {
+        let sql = format!("SELECT MAX(seq) FROM {table} WHERE validator_id = ?1 AND seq {sign} 0");
+        Ok(match tx.row(&sql, params![validator_id])? {
             Some(r) => r.opt_int(0)?.map(|s| s as u64),
             None => None,
         })
     };
-    let past_signed = highest(
-        "SELECT MAX(seq) FROM taps WHERE validator_id = ?1 AND seq < 0",
-        tx,
-    )?;
-    let highest = match past_signed {
+    let highest = match highest("<")? {
         Some(s) => Some(s),
-        None => highest(
-            "SELECT MAX(seq) FROM taps WHERE validator_id = ?1 AND seq >= 0",
-            tx,
-        )?,
+        None => highest(">=")?,
     };
     Ok(highest.map_or(Some(1), |s| s.checked_add(1)))
 }
