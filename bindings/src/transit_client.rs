@@ -340,8 +340,11 @@ impl TransitClient {
         Ok(guard(cancel).run(refresh).await? as i64)
     }
 
-    /// Uploads the inspections `inspector` recorded (the device enrolled like a validator)
-    /// and acknowledges what the backend stored; the backend verifies each scan again.
+    /// Uploads the inspections `inspector` recorded (an inspector's device, enrolled with an
+    /// inspector's code) and acknowledges what the backend stored; the backend verifies each
+    /// scan again. Inspections under numbers the backend holds for others (an inspector
+    /// restored from a backup) are renumbered and uploaded again (`renumbered`).
+    #[uniffi::method(default(cancel = None))]
     pub async fn upload_inspections(
         &self,
         vault: Arc<Vault>,

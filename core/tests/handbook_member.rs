@@ -413,3 +413,57 @@ fn procedures_are_validated_before_queueing() {
     ));
     assert_eq!(h.procedures().unwrap()[0].id, "ok2");
 }
+
+/// A pulled page holding notes the vault cannot hold (pushed by a hostile device of the same
+/// account: an empty id, an index value over the vault's limit) or a note under another id
+/// than its change's skips them and applies the rest: one bad change must not stop every sync
+/// after it, nor overwrite a newer note behind the conflict check.
+#[test]
+fn a_pulled_note_the_vault_cannot_hold_or_under_another_id_is_skipped() {
+    use thudo_core::sync::protocol::Change;
+    let (_dir, v) = vault();
+    let h = MemberHandbook::new(&v);
+    h.save_note(&DocumentNote {
+        id: "mine".into(),
+        document_id: "nq57".into(),
+        text: "newer, written here".into(),
+        updated_at: 500,
+    })
+    .unwrap();
+    let note = |record_id: &str, id: &str, document_id: &str, text: &str| Change {
+        collection: "handbook.note".into(),
+        record_id: record_id.into(),
+        op: "put".into(),
+        payload: serde_json::json!({"id": id, "document_id": document_id, "text": text,
+                                    "updated_at": 1}),
+        hlc: thudo_core::changes::hlc::Hlc::tick(None, 1_000, "dev").to_string(),
+    };
+    let page = vec![
+        note("", "", "nq57", "no id"),
+        note(
+            "long",
+            "long",
+            &"x".repeat(5_000),
+            "an index value over 4 KiB",
+        ),
+        note("other", "mine", "nq57", "older, under another change's id"),
+        note("good", "good", "nq57", "applied"),
+    ];
+    let registry = thudo_core::changes::Registry::new(synced());
+    let applied = v
+        .transaction(|tx| thudo_core::sync::apply::apply_page(tx, &registry, &page, 1_000))
+        .unwrap();
+    assert_eq!((applied.applied, applied.skipped), (1, 3), "{applied:?}");
+    let texts: Vec<String> = h
+        .notes_for("nq57")
+        .unwrap()
+        .into_iter()
+        .map(|n| n.text)
+        .collect();
+    assert!(texts.contains(&"applied".to_owned()), "{texts:?}");
+    assert!(
+        texts.contains(&"newer, written here".to_owned()),
+        "{texts:?}"
+    );
+    assert!(!texts.iter().any(|t| t.starts_with("older")), "{texts:?}");
+}

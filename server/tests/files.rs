@@ -291,3 +291,61 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 }
+
+/// A publish to a cell is bounded as it is filled: at most 1,000 records, and at most 16 MiB
+/// once its documents hold their PDFs' text (a small request naming a large PDF many times
+/// would otherwise make every device of the cell pull gigabytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_a_cell_is_bounded_once_filled_with_its_pdfs_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = common::start_local(dir.path()).await;
+    let words = "van kien dai hoi dang ".repeat(9_000); // about 200 KB of text
+    let (status, uploaded) = upload(&local, CELL, "big.pdf", "application/pdf", &pdf(&words)).await;
+    assert_eq!(status, 200, "{uploaded}");
+    assert!(
+        uploaded["text_chars"].as_u64().unwrap() > 150_000,
+        "{uploaded}"
+    );
+    let reference = uploaded["reference"].clone();
+    let document = |i: usize| {
+        json!({"id": format!("d{i}"), "number": format!("{i}-NQ/TW"), "issuer": "BCH",
+            "issued_on": "2024-12-22", "kind": "Nghị quyết", "title": format!("Văn kiện {i}"),
+            "body": "", "attachments": [reference]})
+    };
+    let path = format!("/v1/admin/cells/{CELL}/handbook.documents");
+    // Ten such documents are about 2 MB: published.
+    let (status, body) = party(
+        &local,
+        "POST",
+        &path,
+        json!({"items": (0..10).map(document).collect::<Vec<_>>()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // A hundred are about 20 MB once filled, from a request of some 40 KB: refused whole.
+    let (status, body) = party(
+        &local,
+        "POST",
+        &path,
+        json!({"items": (0..100).map(document).collect::<Vec<_>>()}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+    let tiny = |i: usize| json!({"id": format!("n{i}"), "title": "x"});
+    let (status, body) = party(
+        &local,
+        "POST",
+        &path,
+        json!({"items": (0..1_001).map(tiny).collect::<Vec<_>>()}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("too_large")),
+        "{body}"
+    );
+}

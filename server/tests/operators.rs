@@ -931,3 +931,59 @@ async fn an_action_cut_short_shows_as_an_intent_without_an_outcome() {
         "two changes of two entries each, and the cut one"
     );
 }
+
+/// A change's answer is entered as its effect, but never a secret in it: a validator's
+/// enrolment code is entered as its SHA-256 (what the store keeps), so an auditor or a copy of
+/// the database cannot enrol a validator with it. The code still enrols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolment_code_is_entered_only_as_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let transit = operator(&local.idp, Role::TransitOperator);
+    let (status, enrolment) = call(
+        &http,
+        &local.url,
+        "POST",
+        "/v1/admin/transit/enrolments",
+        &json!({"label": "bus 32 front door", "route": 32}),
+        Some(&transit),
+    )
+    .await;
+    assert_eq!(status, 200, "{enrolment}");
+    let code = enrolment["code"].as_str().unwrap().to_owned();
+    let auditor = operator(&local.idp, Role::Auditor);
+    let (_, trail) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/audit",
+        &Value::Null,
+        Some(&auditor),
+    )
+    .await;
+    let text = trail.to_string();
+    assert!(!text.contains(&code), "the code is in the trail: {text}");
+    let hash = thudo_core::hex::encode(&thudo_server::storage::sha256(code.as_bytes()));
+    let entered = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "POST /v1/admin/transit/enrolments" && e["refers_to"].is_u64())
+        .unwrap_or_else(|| panic!("no outcome entered: {trail}"));
+    let detail: Value = serde_json::from_str(entered["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["effect"]["code"]["sha256"], hash, "{entered}");
+    assert_eq!(detail["effect"]["route"], 32);
+    let enrolled = local
+        .client
+        .enrol_validator(
+            vault(&dir.path().join("bus")),
+            &thudo_core::sync::protocol::ValidatorEnrolmentRequest {
+                enrolment_code: code,
+                device_name: "bus".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(enrolled.route, Some(32));
+}

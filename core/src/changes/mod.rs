@@ -139,16 +139,18 @@ impl Collection {
     pub fn of_documents<D: crate::vault::Document + serde::de::DeserializeOwned>(
         spec: CollectionSpec,
     ) -> Collection {
-        Collection::in_vault(
-            spec,
-            |tx, _id, payload, _now| match serde_json::from_value::<D>(payload.clone()) {
-                Ok(doc) => {
+        Collection::in_vault(spec, |tx, id, payload, _now| {
+            match serde_json::from_value::<D>(payload.clone()) {
+                // Stored under its own id only when that is the change's: the version the
+                // conflict check read is the change's record's, so another id would let an
+                // older record overwrite a newer one.
+                Ok(doc) if doc.id() == id => {
                     tx.put_doc(&doc)?;
                     Ok(true)
                 }
-                Err(_) => Ok(false),
-            },
-        )
+                _ => Ok(false),
+            }
+        })
     }
 }
 

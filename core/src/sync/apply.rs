@@ -80,10 +80,17 @@ pub fn apply_changes(
         }
         let change = pulled(c);
         let written = if change.delete {
-            tx.delete(&c.collection, &c.record_id)?;
-            true
+            tx.delete(&c.collection, &c.record_id).map(|_| true)
         } else {
-            store(tx, change.record_id, change.payload, now)?
+            store(tx, change.record_id, change.payload, now)
+        };
+        // A change the vault cannot hold (an empty or overlong id, an overlong index value: a
+        // hostile device of the same account can push one) is skipped, not an error: an error
+        // would stop this page, and every sync after, at the same change for good. The vault
+        // refuses such a write before writing anything.
+        let written = match written {
+            Err(VaultError::InvalidArgument { .. }) => false,
+            other => other?,
         };
         if !written {
             out.skipped += 1;

@@ -109,7 +109,11 @@ fn reused_inspection_numbers_move_past_the_backends() {
     }
     // 1 and 2 were uploaded, 2 is reused, 3 was recorded meanwhile.
     assert_eq!(inspector.renumber_inspections(&[2], 2, 20).unwrap(), 2);
-    assert_eq!(inspector.renumber_inspections(&[2], 2, 20).unwrap(), 0, "once");
+    assert_eq!(
+        inspector.renumber_inspections(&[2], 2, 20).unwrap(),
+        0,
+        "once"
+    );
     let recorded = inspector.export_inspections().unwrap();
     let moved: Vec<(u64, u64)> = recorded.iter().map(|i| (i.seq, i.at)).collect();
     assert_eq!(moved, [(1, NOW), (20, NOW + 60), (21, NOW + 120)]);

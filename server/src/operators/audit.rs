@@ -263,6 +263,31 @@ fn body_mac(secrets: &ServerSecrets, body: &[u8]) -> String {
 /// The largest effect entered (a change's answer is a few fields).
 const MAX_EFFECT_BYTES: usize = 2_048;
 
+/// Answer fields that are secrets (a validator's enrolment code, any token): entered as their
+/// SHA-256, which is what the store keeps of them, never as sent. Whoever reads the trail (an
+/// auditor, a database backup) must not be able to use them.
+const SECRET_FIELDS: &[&str] = &["code", "enrolment_code", "token", "secret"];
+
+/// `effect` with every secret field, at any depth, replaced by `{"sha256": HEX}`.
+fn without_secrets(effect: Value) -> Value {
+    match effect {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(name, value)| match value {
+                    Value::String(secret) if SECRET_FIELDS.contains(&name.as_str()) => {
+                        let hash = crate::storage::sha256(secret.as_bytes());
+                        (name, json!({ "sha256": thudo_core::hex::encode(&hash) }))
+                    }
+                    other => (name, without_secrets(other)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_secrets).collect()),
+        other => other,
+    }
+}
+
 /// Enters every operator request in the trail: a change's intent before it runs and its
 /// outcome after; a read once, after. A request the trail cannot take is refused (503): no
 /// operator action goes unrecorded.
@@ -336,9 +361,25 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
             Err(e) => return e.into_response(),
         }
     }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    // The action and its outcome's entry run to the end on their own task: a client that
+    // disconnects (dropping this future) cannot leave a change done with no outcome entered.
+    let finished = tokio::spawn(async move {
+        let request = Request::from_parts(parts, Body::from(bytes));
+        outcome(audit, entry, change, next.run(request).await).await
+    });
+    finished.await.unwrap_or_else(|_| {
+        ApiError::unavailable(ServerErrorCode::Internal, "the request failed").into_response()
+    })
+}
+
+/// Enters `response`'s outcome (a change's status and effect, a read's size) and returns it; a
+/// read the trail cannot take is not answered.
+async fn outcome(
+    audit: AuditState,
+    mut entry: NewEntry,
+    change: bool,
+    response: Response,
+) -> Response {
     let status = response.status().as_u16();
     let (response_parts, body) = response.into_parts();
     let Ok(answer) = axum::body::to_bytes(body, usize::MAX).await else {
@@ -349,6 +390,7 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         let effect = serde_json::from_slice::<Value>(&answer)
             .ok()
             .filter(|_| answer.len() <= MAX_EFFECT_BYTES)
+            .map(without_secrets)
             .unwrap_or_else(|| json!({ "bytes": answer.len() }));
         json!({ "status": status, "effect": effect })
     } else {

@@ -61,11 +61,9 @@ fn not_governed(cell: &str) -> ApiError {
 /// Published records obey the same cap as pushed ones: every device must be able to hold them.
 fn record_fits(index: usize, record: &Value) -> Result<(), ApiError> {
     if record.to_string().len() > MAX_RECORD_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ServerErrorCode::TooLarge,
-            format!("record {index} is larger than {MAX_RECORD_BYTES} bytes"),
-        ));
+        return Err(too_large(format!(
+            "record {index} is larger than {MAX_RECORD_BYTES} bytes"
+        )));
     }
     Ok(())
 }
@@ -248,9 +246,23 @@ async fn admin_cell_member(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CellPublish {
-    /// The records, each an object with an `id`.
-    #[schema(value_type = Vec<CellItem>)]
+    /// The records, each an object with an `id`: at most 1,000.
+    #[schema(value_type = Vec<CellItem>, max_items = 1000)]
     items: Vec<Value>,
+}
+
+/// Most records one publish to a cell carries.
+const MAX_CELL_ITEMS: usize = 1_000;
+/// Most bytes one publish to a cell adds up to once its documents hold their PDFs' text: what
+/// every device of the cell pulls.
+const MAX_CELL_PUBLISH_BYTES: usize = 16 << 20;
+
+fn too_large(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ServerErrorCode::TooLarge,
+        message,
+    )
 }
 
 /// What the backend reads of a record it publishes to a cell (the rest is kept as sent).
@@ -301,6 +313,11 @@ async fn admin_cell_content(
             name.clone(),
         )
     })?;
+    if body.items.len() > MAX_CELL_ITEMS {
+        return Err(too_large(format!(
+            "at most {MAX_CELL_ITEMS} records per publish"
+        )));
+    }
     let mut changes = Vec::with_capacity(body.items.len());
     // A meeting carries its cell and the attendance key, for signed check-ins offline.
     let attendance_key = if spec.name == "handbook.meeting" {
@@ -315,8 +332,18 @@ async fn admin_cell_content(
     if spec.name == "handbook.documents" {
         let (files, scope) = (state.files.clone(), format!("cell:{cell}"));
         items = blocking(move || {
-            for item in &mut items {
+            // Each record checked as soon as it holds its text, and the whole as it grows:
+            // a small request naming a large PDF many times is refused early.
+            let mut total = 0;
+            for (i, item) in items.iter_mut().enumerate() {
                 fill_body_from_pdf(files.as_ref(), &scope, item)?;
+                record_fits(i, item)?;
+                total += item.to_string().len();
+                if total > MAX_CELL_PUBLISH_BYTES {
+                    return Err(too_large(format!(
+                        "the records add up to more than {MAX_CELL_PUBLISH_BYTES} bytes"
+                    )));
+                }
             }
             Ok(items)
         })

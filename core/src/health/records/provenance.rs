@@ -2,7 +2,7 @@
 //! published by a facility, or another device's claim.
 
 /// Where a record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// Entered on this device.
@@ -20,7 +20,7 @@ pub enum Source {
 }
 
 /// Where a record came from and, for a health card, who signed it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Provenance {
     /// The source.
     pub source: Source,
