@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::routing::get;
 use common::{http_client, start_local, vault};
@@ -107,9 +107,27 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     .unwrap();
     assert_eq!(answer["results"][0]["outcome"], "rejected");
     assert_eq!(answer["results"][0]["reason"], "resource_wrapper_required");
+    // The same push again (its answer lost): refused again for the same reason, not taken
+    // for a duplicate the device would drop as delivered.
+    let again: serde_json::Value = serde_json::from_slice(
+        &http
+            .post(format!("{url}/v1/sync/push"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(again["results"][0], answer["results"][0], "{again}");
 
-    // Many records just under the cap: pushed, then pulled in pages bounded in bytes.
-    let count = 12;
+    // Many records just under the cap, 20 MiB in all (more than one request may carry): pushed
+    // in batches bounded in bytes, then pulled in pages bounded in bytes.
+    let count = 20;
     for i in 0..count {
         book.save_note(&note(
             &format!("big-{i}"),
@@ -245,4 +263,61 @@ async fn answers_are_compressed_for_clients_that_accept_gzip() {
     .unwrap();
     assert_eq!(unzipped, plain);
     local.running.stop().await;
+}
+
+/// A server that always says "more" with cursors that go round (A, B, A, ...) and empty pages
+/// is followed at most `MAX_PULL_PAGES_PER_SYNC` pages per collection: the sync ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_cursors_go_round_is_not_followed_for_ever() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use thudo_core::sync::client::MAX_PULL_PAGES_PER_SYNC;
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/sync/pull",
+            get(move || {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let cursor = if n % 2 == 0 { "A" } else { "B" };
+                    axum::Json(serde_json::json!({
+                        "changes": [], "next_cursor": cursor, "has_more": true
+                    }))
+                }
+            }),
+        )
+        .route(
+            "/v1/sync/push",
+            axum::routing::post(|| async { axum::Json(serde_json::json!({"results": []})) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(&dir.path().join("v"));
+    v.put_doc(&thudo_core::sync::client::Registration {
+        device_id: "d".into(),
+        account_id: "a".into(),
+        token: "t".into(),
+        token_expires_at: None,
+    })
+    .unwrap();
+    let mut config = BackendConfig::new(&format!("http://{addr}"));
+    config.max_attempts = 1;
+    let c = BackendClient::new(config).unwrap();
+    let one =
+        thudo_core::changes::Registry::new(vec![thudo_core::changes::Collection::of_documents::<
+            DocumentNote,
+        >(
+            thudo_core::changes::CollectionSpec::device(
+                "handbook.note",
+                thudo_core::changes::ConflictPolicy::LastWriterWins,
+            ),
+        )]);
+    let report = tokio::time::timeout(std::time::Duration::from_secs(120), c.sync(v, &one, None))
+        .await
+        .expect("the sync ends")
+        .unwrap();
+    assert_eq!(report.pulled, 0);
+    assert_eq!(served.load(Ordering::SeqCst), MAX_PULL_PAGES_PER_SYNC);
 }

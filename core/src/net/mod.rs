@@ -550,7 +550,9 @@ impl BackendClient {
         if let Some(server_ms) = server_time.and_then(|v| v.parse::<i64>().ok()) {
             if run.best_rtt_ms.is_none_or(|best| rtt < best) {
                 run.best_rtt_ms = Some(rtt);
-                run.clock_offset_ms = Some(server_ms - (sent_wall + rtt / 2));
+                // Saturating: a hostile time header cannot overflow (a panic in debug builds).
+                run.clock_offset_ms =
+                    Some(server_ms.saturating_sub(sent_wall.saturating_add(rtt / 2)));
             }
         }
         if status.is_success() {

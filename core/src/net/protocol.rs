@@ -28,6 +28,10 @@ pub const MIN_CLIENT_VERSION_HEADER: &str = "x-thudo-min-client-version";
 pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Largest push batch the server accepts.
 pub const MAX_PUSH_BATCH: usize = 500;
+/// A push batch stops adding mutations once their payloads reach this many bytes (a batch
+/// holds at least one), well inside the server's 16 MiB request limit: a batch of large
+/// records must not be refused whole (413) and stop every push after it.
+pub const MAX_PUSH_BATCH_BYTES: usize = 4 << 20;
 /// Largest pull page the server returns, in changes.
 pub const MAX_PULL_PAGE: u32 = 1000;
 /// Largest record (its JSON payload) the server accepts in a push or publishes: a hostile or

@@ -123,9 +123,8 @@ impl BackendClient {
         loop {
             let v = vault.clone();
             let batch: Vec<OutboxEntry> = blocking(move || {
-                let mut all = v.transaction(outbox::pending)?;
-                all.truncate(batch_size);
-                Ok(all)
+                let all = v.transaction(outbox::pending)?;
+                Ok(within_push_budget(all, batch_size))
             })
             .await?;
             if batch.is_empty() {
@@ -236,7 +235,7 @@ impl BackendClient {
         .await?;
         let limit = self.config.page_size.clamp(1, MAX_PULL_PAGE);
         let mut received = 0i64;
-        loop {
+        for _ in 0..MAX_PULL_PAGES_PER_SYNC {
             let path = format!(
                 "{API_PREFIX}/sync/pull?collection={name}&cursor={}&limit={limit}",
                 urlencode(&cursor)
@@ -294,8 +293,15 @@ impl BackendClient {
             }
             cursor = page.next_cursor;
         }
+        // A server whose cursors go round (or that never stops saying "more") is not followed
+        // for ever: what was applied stays, and the next sync goes on from its cursor.
+        log::warn!(collection = name; "pulled the most pages one sync takes: the rest next sync");
+        Ok(())
     }
 }
+
+/// Most pages one sync pulls of one collection (a million changes at the largest page).
+pub const MAX_PULL_PAGES_PER_SYNC: usize = 1_000;
 
 fn urlencode(s: &str) -> String {
     s.bytes()
@@ -306,4 +312,19 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The first outbox entries that make one push: at most `count`, and payloads adding up to at
+/// most [`MAX_PUSH_BATCH_BYTES`](super::protocol::MAX_PUSH_BATCH_BYTES), the first always.
+fn within_push_budget(entries: Vec<OutboxEntry>, count: usize) -> Vec<OutboxEntry> {
+    let mut bytes = 0;
+    let mut batch = Vec::new();
+    for entry in entries.into_iter().take(count) {
+        bytes += entry.payload.to_string().len();
+        if !batch.is_empty() && bytes > super::protocol::MAX_PUSH_BATCH_BYTES {
+            break;
+        }
+        batch.push(entry);
+    }
+    batch
 }

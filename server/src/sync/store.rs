@@ -84,15 +84,24 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                         "SELECT outcome FROM mutations WHERE account_id = ?1 AND idempotency_key = ?2",
                         params![&device.account_id, &m.idempotency_key],
                     )?
-                    .is_some();
-                let outcome = if seen {
-                    Outcome::Duplicate
+                    .map(|r| r.text(0))
+                    .transpose()?;
+                let outcome = if let Some(seen) = seen {
+                    // A retry whose answer was lost gets the first answer: a refusal stays a
+                    // refusal (the device keeps it in `sync.rejected`), never a silent success.
+                    match seen.strip_prefix("rejected") {
+                        Some(reason) => Outcome::Rejected {
+                            reason: reason.strip_prefix(':').unwrap_or("rejected").to_owned(),
+                        },
+                        None => Outcome::Duplicate,
+                    }
                 } else {
                     let outcome = apply_mutation(tx, &scope, m)?;
                     let tag = match &outcome {
-                        Outcome::Applied => "applied",
-                        Outcome::Superseded => "superseded",
-                        _ => "rejected",
+                        Outcome::Applied => "applied".to_owned(),
+                        Outcome::Superseded => "superseded".to_owned(),
+                        Outcome::Rejected { reason } => format!("rejected:{reason}"),
+                        Outcome::Duplicate => "duplicate".to_owned(),
                     };
                     tx.exec(
                         "INSERT INTO mutations(account_id, idempotency_key, outcome) VALUES (?1, ?2, ?3)",
