@@ -65,6 +65,10 @@ pub enum SyncError {
         /// The server's explanation.
         detail: String,
     },
+    /// The vault is registered for another citizen's account and holds their data: sign in as
+    /// that citizen, or wipe the vault (`Vault.wipe`) before registering another.
+    #[error("this vault belongs to another account")]
+    OtherAccount,
     /// The backend serves no app this old: ask the user to update the app (`minimum` is the
     /// oldest library version it serves).
     #[error("upgrade required: the backend needs version {minimum} or later")]
@@ -140,6 +144,7 @@ impl From<core::BackendError> for SyncError {
             },
             E::NotEntitled { message } => SyncError::NotEntitled { detail: message },
             E::UpgradeRequired { minimum } => SyncError::UpgradeRequired { minimum },
+            E::OtherAccount => SyncError::OtherAccount,
             E::Protocol { detail } => SyncError::Protocol { detail },
             E::Cancelled => SyncError::Cancelled,
             E::ClientClosed => SyncError::ShutDown,
@@ -681,6 +686,7 @@ crate::error_api!(SyncError, vault: "sync", internal: Internal, {
         Refused => ("sync.refused", false),
         NotEntitled => ("sync.not_entitled", false),
         UpgradeRequired => ("sync.upgrade_required", false),
+        OtherAccount => ("sync.other_account", false),
         Protocol => ("sync.protocol", true),
         Cancelled => ("sync.cancelled", true),
         ShutDown => ("sync.shut_down", false),

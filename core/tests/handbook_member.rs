@@ -467,3 +467,26 @@ fn a_pulled_note_the_vault_cannot_hold_or_under_another_id_is_skipped() {
     );
     assert!(!texts.iter().any(|t| t.starts_with("older")), "{texts:?}");
 }
+
+/// A backup restored over a vault whose newer changes wait to be pushed brings back an older
+/// outbox counter: the next change takes a free position and overwrites none of them.
+#[test]
+fn a_restored_backup_never_overwrites_a_change_waiting_to_be_pushed() {
+    let (dir, v) = vault();
+    let h = MemberHandbook::new(&v);
+    let note = |id: &str| DocumentNote {
+        id: id.into(),
+        document_id: "nq57".into(),
+        text: format!("ghi chú {id}"),
+        updated_at: 1,
+    };
+    h.save_note(&note("n1")).unwrap();
+    let backup = dir.path().join("backup.thudo");
+    v.export_backup(&backup, "mật khẩu sao lưu").unwrap();
+    h.save_note(&note("n2")).unwrap();
+    h.save_note(&note("n3")).unwrap();
+    v.import_backup(&backup, "mật khẩu sao lưu").unwrap();
+    h.save_note(&note("n4")).unwrap();
+    let pending: Vec<String> = outbox(&v).into_iter().map(|e| e.record_id).collect();
+    assert_eq!(pending, ["n1", "n2", "n3", "n4"]);
+}

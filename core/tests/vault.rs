@@ -905,3 +905,45 @@ fn a_stopped_rotation_or_backup_keeps_nothing_of_itself() {
     assert_eq!(other.count("notes").unwrap(), 0);
     assert_eq!(other.import_backup(&file, "backup pass").unwrap(), 200);
 }
+
+/// A key provider that goes wrong between the open and a data-key rotation (its key replaced
+/// behind the app's back: what it wraps now, it cannot give back) fails the rotation before any
+/// record is re-encrypted: the vault opens and reads as before, never left under a key slot
+/// nobody can unwrap.
+#[test]
+fn a_rotation_whose_new_key_cannot_be_unwrapped_changes_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct Faulty {
+        inner: Arc<TestProvider>,
+        broken: AtomicBool,
+    }
+    impl KeyProvider for Faulty {
+        fn key_id(&self) -> String {
+            self.inner.key_id()
+        }
+        fn wrap_key(&self, data_key: &[u8]) -> Result<Vec<u8>, KeyProviderError> {
+            if self.broken.load(Ordering::SeqCst) {
+                // Wrapped under a key it no longer holds.
+                return TestProvider::new("other").wrap_key(data_key);
+            }
+            self.inner.wrap_key(data_key)
+        }
+        fn unwrap_key(&self, wrapped: &[u8]) -> Result<Vec<u8>, KeyProviderError> {
+            self.inner.unwrap_key(wrapped)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let inner = TestProvider::new("k");
+    let faulty = Arc::new(Faulty {
+        inner: inner.clone(),
+        broken: AtomicBool::new(false),
+    });
+    let v = Vault::open(dir.path(), Unlock::Provider(faulty.clone()), &fast()).unwrap();
+    v.put("c", "id", &[], b"data").unwrap();
+    faulty.broken.store(true, Ordering::SeqCst);
+    assert!(v.rotate_data_key().is_err());
+    assert_eq!(v.get("c", "id").unwrap().body, b"data");
+    drop(v);
+    let again = Vault::open(dir.path(), Unlock::Provider(inner), &fast()).unwrap();
+    assert_eq!(again.get("c", "id").unwrap().body, b"data");
+}

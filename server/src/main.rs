@@ -204,6 +204,14 @@ async fn main() -> anyhow::Result<()> {
         args.test_identity_provider,
     ) {
         (Some(issuer), Some(operator_issuer), false) => {
+            // A citizen's ID token must never pass as a staff member's access token.
+            if issuer == operator_issuer && args.oidc_audience == args.operator_audience {
+                anyhow::bail!(
+                    "the operator provider (--operator-issuer, --operator-audience) must differ \
+                     from the citizens' (--oidc-issuer, --oidc-audience): a citizen's token \
+                     would pass as an operator's"
+                );
+            }
             let keys = |file: &Option<PathBuf>, uri: &Option<String>, flag: &str| {
                 let (file, uri) = (file.clone(), uri.clone());
                 let flag = flag.to_owned();

@@ -389,3 +389,55 @@ async fn a_provider_key_rotation_is_picked_up_from_its_jwks_uri() {
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     running.stop().await;
 }
+
+/// One vault, one citizen: a vault registered for a citizen (holding their notes, waiting to be
+/// pushed) is not registered again for another, whose account would receive them; the same
+/// citizen signs in again at will, and a wiped vault takes anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_holding_one_citizens_data_is_not_registered_for_another() {
+    use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
+    let dir = tempfile::tempdir().unwrap();
+    let common::Local {
+        running,
+        idp,
+        client: c,
+        ..
+    } = start_local(dir.path()).await;
+    let shared = vault(&dir.path().join("shared"));
+    let sign_in_with = |v: std::sync::Arc<thudo_core::vault::Vault>, who: &'static str| {
+        let (c, idp) = (&c, idp.clone());
+        async move {
+            c.sign_in_and_register(v, "family phone", |n| {
+                idp.id_token(who, n).map_err(|e| e.to_string())
+            })
+            .await
+        }
+    };
+    let sign_in = |who| sign_in_with(shared.clone(), who);
+    let first = sign_in(CITIZEN).await.unwrap();
+    MemberHandbook::new(&shared)
+        .save_note(&DocumentNote {
+            id: "n1".into(),
+            document_id: "nq57".into(),
+            text: "ghi chú riêng".into(),
+            updated_at: 1,
+        })
+        .unwrap();
+    assert_eq!(
+        sign_in(OTHER).await.unwrap_err(),
+        BackendError::OtherAccount
+    );
+    // Still the first citizen's, token and all.
+    let held = BackendClient::registration(&shared).unwrap().unwrap();
+    assert_eq!(
+        (held.account_id, held.token),
+        (first.account_id.clone(), first.token)
+    );
+    let again = sign_in(CITIZEN).await.unwrap();
+    assert_eq!(again.account_id, first.account_id);
+    shared.wipe().unwrap();
+    let wiped = vault(&dir.path().join("shared"));
+    let other = sign_in_with(wiped, OTHER).await.unwrap();
+    assert_ne!(other.account_id, first.account_id);
+    running.stop().await;
+}

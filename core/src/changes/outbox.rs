@@ -93,10 +93,18 @@ pub fn enqueue(
     now: u64,
 ) -> Result<OutboxEntry> {
     // The next position is kept in its own record: no need to read the whole outbox.
-    let next: u64 = match tx.get(STATE_COLLECTION, "next_seq")? {
+    let mut next: u64 = match tx.get(STATE_COLLECTION, "next_seq")? {
         Some(r) => String::from_utf8_lossy(&r.body).parse().unwrap_or(1),
         None => 1,
     };
+    // A position still taken (a backup restored over newer entries brings back an older
+    // counter) is skipped: an unsent change is never overwritten.
+    while tx
+        .get(OutboxEntry::COLLECTION, &format!("{next:020}"))?
+        .is_some()
+    {
+        next += 1;
+    }
     tx.put(
         STATE_COLLECTION,
         "next_seq",

@@ -122,6 +122,11 @@ pub enum BackendError {
         /// The server's explanation.
         message: String,
     },
+    /// The vault is registered for another citizen's account, and holds their data: it is not
+    /// registered again for this one (their outbox would be pushed into it, their records shown
+    /// to this citizen). Sign in as that citizen, or wipe the vault first.
+    #[error("this vault belongs to another account: wipe it before registering another citizen")]
+    OtherAccount,
     /// The backend serves no app this old: the app must be updated.
     #[error("the backend needs version {minimum} or later of this library")]
     UpgradeRequired {
@@ -728,7 +733,17 @@ impl BackendClient {
             token_expires_at: None,
         };
         let stored = registration.clone();
-        blocking(move || Ok(vault.put_doc(&stored)?)).await?;
+        blocking(move || {
+            // One vault, one citizen: the same account signs in again at will (a new token);
+            // another is refused, so one citizen's outbox and records never reach another's
+            // account. (A validator's registration names no account.)
+            let held = Self::registration(&vault)?;
+            if held.is_some_and(|h| !h.account_id.is_empty() && h.account_id != stored.account_id) {
+                return Err(BackendError::OtherAccount);
+            }
+            Ok(vault.put_doc(&stored)?)
+        })
+        .await?;
         Ok(registration)
     }
 

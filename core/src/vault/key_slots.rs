@@ -44,13 +44,7 @@ impl Vault {
     /// round trip, then swaps the key slot in one transaction and checkpoints at once: a copy of
     /// the files taken from then on holds only the new slot. The caller holds `key_ops`.
     fn replace_wrapper(&self, wrapper: Wrapper, data_key: &crypto::SecretKey) -> Result<()> {
-        let slot = wrapper.wrap(data_key)?;
-        let back = wrapper.unwrap(&slot)?;
-        if !crypto::constant_time_eq(back.as_ref(), data_key.as_ref()) {
-            return Err(VaultError::KeyUnavailable {
-                reason: "the key provider did not return the key it wrapped".into(),
-            });
-        }
+        let slot = wrap_checked(&wrapper, data_key)?;
         self.with_state(|state| {
             if !crypto::constant_time_eq(state.keys.data_key().as_ref(), data_key.as_ref()) {
                 return Err(VaultError::WrongKey {
@@ -85,7 +79,9 @@ impl Vault {
         let new_key = crypto::random_key().map_err(|_| VaultError::Io {
             reason: "system random source failed".into(),
         })?;
-        let slot = wrapper.wrap(&new_key)?;
+        // Checked before a record is touched: a provider that cannot give the new key back
+        // would otherwise leave every record under a key nobody can unwrap.
+        let slot = wrap_checked(&wrapper, &new_key)?;
         self.with_state(|state| {
             let cipher = state.keys.record.cipher();
             let new_keys = KeySet::new(new_key, state.keys.generation + 1, cipher);
@@ -206,13 +202,7 @@ pub(super) fn create_keys(
     let data_key = crypto::random_key().map_err(|_| VaultError::Io {
         reason: "system random source failed".into(),
     })?;
-    let slot = wrapper.wrap(&data_key)?;
-    let back = wrapper.unwrap(&slot)?;
-    if !crypto::constant_time_eq(back.as_ref(), data_key.as_ref()) {
-        return Err(VaultError::KeyUnavailable {
-            reason: "the key provider did not return the key it wrapped".into(),
-        });
-    }
+    let slot = wrap_checked(&wrapper, &data_key)?;
     let keys = KeySet::new(data_key, 1, options.cipher);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if !read_slots(&tx)?.is_empty() {
@@ -274,4 +264,17 @@ pub(super) fn unlock_keys(
         });
     }
     Ok((wrapper, keys))
+}
+
+/// `data_key` wrapped by `wrapper`, once `wrapper` has given it back: a key slot is never
+/// written that cannot be opened again.
+fn wrap_checked(wrapper: &Wrapper, data_key: &crypto::SecretKey) -> Result<Slot> {
+    let slot = wrapper.wrap(data_key)?;
+    let back = wrapper.unwrap(&slot)?;
+    if !crypto::constant_time_eq(back.as_ref(), data_key.as_ref()) {
+        return Err(VaultError::KeyUnavailable {
+            reason: "the key provider did not return the key it wrapped".into(),
+        });
+    }
+    Ok(slot)
 }

@@ -1,0 +1,45 @@
+//! The server refuses a configuration that would weaken who is trusted with what, before it
+//! serves anything.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+/// The operators' provider named the same as the citizens' (issuer and audience): a citizen's
+/// ID token would pass as a staff member's access token, so the server does not start.
+#[test]
+fn the_operator_provider_must_differ_from_the_citizens() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+    let run = |operator_audience: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_thudo-server"))
+            .args(["--listen", "127.0.0.1:0", "--sandbox-payments"])
+            .arg("--db")
+            .arg(dir.path().join("server.db"))
+            .args([
+                "--oidc-issuer",
+                "https://id.example.vn",
+                "--oidc-audience",
+                "thudo",
+            ])
+            .arg("--oidc-jwks")
+            .arg(&jwks)
+            .args(["--operator-issuer", "https://id.example.vn"])
+            .args(["--operator-audience", operator_audience])
+            .arg("--operator-jwks")
+            .arg(&jwks)
+            .output()
+            .unwrap()
+    };
+    let same = run("thudo");
+    assert!(!same.status.success());
+    let said = String::from_utf8_lossy(&same.stderr);
+    assert!(said.contains("must differ"), "{said}");
+    // Another audience passes this check (and stops later, at the missing secrets file).
+    let other = run("thudo-staff");
+    assert!(!other.status.success());
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !said.contains("must differ") && said.contains("secrets"),
+        "{said}"
+    );
+}
