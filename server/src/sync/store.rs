@@ -70,6 +70,9 @@ pub fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
     Ok(())
 }
 
+/// Rows a pull reads at once while it fills a page.
+const PULL_READ_ROWS: usize = 32;
+
 impl<E: Engine> SyncStore for SqlStorage<E> {
     fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Vec<PushResult>> {
         let scope = format!("acct:{}", device.account_id);
@@ -126,34 +129,43 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
         limit: u32,
     ) -> Result<(Vec<Change>, i64, bool)> {
         self.read(|tx| {
-            let rows = tx.rows(
-                "SELECT seq, record_id, op, payload, hlc FROM changes
-                 WHERE scope = ?1 AND collection = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-                params![scope, collection, after, i64::from(limit) + 1],
-            )?;
             let mut last = after;
             let mut changes = Vec::new();
             let mut more = false;
             let mut bytes = 0usize;
-            for row in rows {
-                let payload = row.text(3)?;
-                // A page ends at `limit` changes or once its payloads reach the byte cap.
-                if changes.len() == limit as usize
-                    || (!changes.is_empty()
-                        && bytes + payload.len() > protocol::MAX_PULL_PAGE_BYTES)
-                {
-                    more = true;
+            // Read a few rows at a time: a page of a thousand records of 1 MiB each must not
+            // be read whole to keep its first four megabytes.
+            'page: loop {
+                let wanted = (limit as usize + 1 - changes.len()).min(PULL_READ_ROWS);
+                let rows = tx.rows(
+                    "SELECT seq, record_id, op, payload, hlc FROM changes
+                     WHERE scope = ?1 AND collection = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+                    params![scope, collection, last, wanted as i64],
+                )?;
+                let read = rows.len();
+                for row in rows {
+                    let payload = row.text(3)?;
+                    // A page ends at `limit` changes or once its payloads reach the byte cap.
+                    if changes.len() == limit as usize
+                        || (!changes.is_empty()
+                            && bytes + payload.len() > protocol::MAX_PULL_PAGE_BYTES)
+                    {
+                        more = true;
+                        break 'page;
+                    }
+                    bytes += payload.len();
+                    last = row.int(0)?;
+                    changes.push(Change {
+                        collection: collection.to_owned(),
+                        record_id: row.text(1)?,
+                        op: row.text(2)?,
+                        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                        hlc: row.text(4)?,
+                    });
+                }
+                if read < wanted {
                     break;
                 }
-                bytes += payload.len();
-                last = row.int(0)?;
-                changes.push(Change {
-                    collection: collection.to_owned(),
-                    record_id: row.text(1)?,
-                    op: row.text(2)?,
-                    payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-                    hlc: row.text(4)?,
-                });
             }
             Ok((changes, last, more))
         })

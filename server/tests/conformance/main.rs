@@ -227,6 +227,29 @@ fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(same, end, "a cursor at the end stays there");
     let (other, _, _) = s.pull("acct:someone-else", "handbook.note", 0, 10).unwrap();
     assert!(other.is_empty(), "scopes are apart");
+    // Pages across the rows a pull reads at once: every change once, in order, `more` exact.
+    let many: Vec<Change> = (0..100)
+        .map(|i| Change {
+            record_id: format!("m{i:03}"),
+            ..published[0].clone()
+        })
+        .collect();
+    s.publish("acct:many", &many).unwrap();
+    for limit in [1, 31, 32, 33, 64, 99, 100, 1000] {
+        let (mut seen, mut cursor, mut pages) = (Vec::new(), 0, 0);
+        loop {
+            let (page, next, more) = s.pull("acct:many", "handbook.note", cursor, limit).unwrap();
+            assert!(page.len() <= limit as usize);
+            seen.extend(page.into_iter().map(|c| c.record_id));
+            (cursor, pages) = (next, pages + 1);
+            if !more {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
+        assert_eq!(seen, expected, "limit {limit}");
+        assert_eq!(pages, 100usize.div_ceil(limit as usize), "limit {limit}");
+    }
     // What waits, for a progress bar: counted after a position, up to a cap, in one scope.
     assert_eq!(s.remaining(&scope, "handbook.note", 0, 100).unwrap(), 4);
     assert_eq!(
