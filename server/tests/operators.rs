@@ -987,3 +987,100 @@ async fn an_enrolment_code_is_entered_only_as_its_hash() {
         .unwrap();
     assert_eq!(enrolled.route, Some(32));
 }
+
+/// The newest entries cut off and written again make a valid chain of their own; an auditor
+/// who kept a head from an earlier check sees it (the head gone, or its seal changed), on the
+/// check of the whole trail and on a page read from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_cut_off_and_written_again_shows_against_a_kept_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = common::start_on(dir.path(), &db).await;
+    let http = http_client();
+    let transit = operator(&local.idp, Role::TransitOperator);
+    let auditor = operator(&local.idp, Role::Auditor);
+    let act = |label: &'static str| {
+        let (http, url, token) = (&http, &local.url, &transit);
+        async move {
+            let (status, _) = call(
+                http,
+                url,
+                "POST",
+                "/v1/admin/transit/enrolments",
+                &json!({"label": label, "route": 32}),
+                Some(token),
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+    };
+    let check = |query: String| {
+        let (http, url, token) = (&http, &local.url, &auditor);
+        async move {
+            call(
+                http,
+                url,
+                "GET",
+                &format!("/v1/admin/audit/verify{query}"),
+                &Value::Null,
+                Some(token),
+            )
+            .await
+            .1
+        }
+    };
+    act("bus 1").await;
+    act("bus 2").await;
+    let first = check(String::new()).await;
+    assert_eq!(first["verified"], true, "{first}");
+    let (seq, mac) = (
+        first["head"]["seq"].as_u64().unwrap(),
+        first["head"]["mac"].as_str().unwrap().to_owned(),
+    );
+    let kept = format!("?seq={seq}&mac={mac}");
+    assert_eq!(check(kept.clone()).await["verified"], true);
+    assert_eq!(check("?seq=1&mac=zz".into()).await["error"], "bad_request");
+    // An insider removes the last change (its intent and outcome) and what came after...
+    tamper(
+        &db,
+        &format!("DELETE FROM audit_log WHERE seq >= {}", seq - 1),
+    );
+    let cut = check(String::new()).await;
+    assert_eq!(
+        cut["verified"], true,
+        "a shorter chain is valid on its own: {cut}"
+    );
+    let against = check(kept.clone()).await;
+    assert_eq!(
+        (against["verified"].as_bool(), against["broken_at"].as_u64()),
+        (Some(false), Some(seq)),
+        "{against}"
+    );
+    // ... and the numbers are taken again by new entries: the head's seal no longer matches.
+    act("bus 3").await;
+    act("bus 4").await;
+    let rewritten = check(kept).await;
+    assert_eq!(
+        (
+            rewritten["verified"].as_bool(),
+            rewritten["broken_at"].as_u64()
+        ),
+        (Some(false), Some(seq)),
+        "{rewritten}"
+    );
+    let (_, page) = call(
+        &http,
+        &local.url,
+        "GET",
+        &format!("/v1/admin/audit?after={seq}&mac={mac}"),
+        &Value::Null,
+        Some(&auditor),
+    )
+    .await;
+    assert_eq!(
+        (page["verified"].as_bool(), page["broken_at"].as_u64()),
+        (Some(false), Some(seq)),
+        "{page}"
+    );
+    local.running.stop().await;
+}

@@ -417,6 +417,9 @@ pub struct AuditQuery {
     /// Entries after this place (0: from the start).
     #[serde(default)]
     after: u64,
+    /// The seal of entry `after` as an earlier reading gave it (its `head`): the page is then
+    /// checked from that very entry, so entries cut from the end and written again show.
+    mac: Option<String>,
     /// At most this many (1 to 1,000; 100 by default).
     limit: Option<u32>,
     /// Only entries about this citizen (12 digits).
@@ -463,6 +466,21 @@ pub struct TrailCheck {
     pub unfinished: Vec<u64>,
 }
 
+/// Whether `text` is written as a seal is: 64 hex digits.
+fn is_seal(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A head an auditor kept from an earlier check, to check the trail against: the trail must
+/// still reach `seq`, and the entry there carry `mac` (when given).
+#[derive(Debug, Deserialize)]
+pub struct KeptHead {
+    /// Its place.
+    seq: Option<u64>,
+    /// Its seal, hex.
+    mac: Option<String>,
+}
+
 /// `/v1/admin/audit` and `/v1/admin/audit/verify`.
 pub fn routes() -> utoipa_axum::router::OpenApiRouter<AuditState> {
     utoipa_axum::router::OpenApiRouter::new()
@@ -481,6 +499,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AuditState> {
         ("after" = Option<u64>, Query, minimum = 0),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000),
         ("citizen_id" = Option<String>, Query, pattern = "^[0-9]{12}$"),
+        ("mac" = Option<String>, Query, pattern = "^[0-9a-fA-F]{64}$", description = "The seal of entry `after` as an earlier reading gave it: a page from a trail cut and written again is not verified"),
     ),
     responses(
         (status = 200, description = "OK", body = TrailPage),
@@ -495,6 +514,9 @@ pub async fn read_trail(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<TrailPage> {
     operator.require(&[Role::Auditor])?;
+    if !q.mac.as_deref().is_none_or(is_seal) {
+        return Err(ApiError::bad("mac is a seal: 64 hex digits"));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::bad("limit must be 1 to 1,000"));
@@ -513,7 +535,12 @@ pub async fn read_trail(
             0 => None,
             n => store.audit_entries(n - 1, 1)?.into_iter().next(),
         };
-        if after > 0 && before.as_ref().is_none_or(|b| b.seq != after) {
+        let kept = |b: &Entry| {
+            q.mac
+                .as_ref()
+                .is_none_or(|mac| b.mac.eq_ignore_ascii_case(mac))
+        };
+        if after > 0 && before.as_ref().is_none_or(|b| b.seq != after || !kept(b)) {
             return Ok((Vec::new(), Some(after)));
         }
         let entries = store.audit_entries(after, limit)?;
@@ -555,8 +582,13 @@ pub async fn read_trail(
     get,
     path = "/v1/admin/audit/verify",
     summary = "Auditors: checks the whole audit trail from its start; unfinished lists changes entered as an intent with no outcome (cut short by a crash, or running)",
+    params(
+        ("seq" = Option<u64>, Query, minimum = 1, description = "A head kept from an earlier check: the trail must still reach it"),
+        ("mac" = Option<String>, Query, pattern = "^[0-9a-fA-F]{64}$", description = "That head's seal: the entry at `seq` must still carry it"),
+    ),
     responses(
         (status = 200, description = "OK", body = TrailCheck),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
     ),
     security(("operator" = [])),
@@ -564,9 +596,16 @@ pub async fn read_trail(
 pub async fn verify_trail(
     State(audit): State<AuditState>,
     operator: Operator,
+    Query(kept): Query<KeptHead>,
 ) -> ApiResult<TrailCheck> {
     operator.require(&[Role::Auditor])?;
     let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
+    // A head an earlier check gave: the trail must still hold that entry with that seal (an
+    // end cut off and written again is a valid chain of its own).
+    if !kept.mac.as_deref().is_none_or(is_seal) {
+        return Err(ApiError::bad("mac is a seal: 64 hex digits"));
+    }
+    let kept = kept.seq.map(|seq| (seq, kept.mac));
     let (count, broken_at, head, unfinished) = blocking(move || {
         let (mut after, mut previous, mut count) = (0u64, None::<String>, 0u64);
         // Changes entered as an intent and never as an outcome: cut short (a crash), or still
@@ -577,7 +616,18 @@ pub async fn verify_trail(
             if let Some(seq) = first_broken(&page, after, previous.as_deref(), &secrets) {
                 return Ok((count, Some(seq), None, unfinished));
             }
+            if let Some((seq, Some(mac))) = &kept {
+                if let Some(e) = page.iter().find(|e| e.seq == *seq) {
+                    if !e.mac.eq_ignore_ascii_case(mac) {
+                        return Ok((count, Some(*seq), None, unfinished));
+                    }
+                }
+            }
             let Some(last) = page.last() else {
+                if let Some((seq, _)) = kept.filter(|(seq, _)| *seq > after) {
+                    // The kept head is gone: the trail was cut before it.
+                    return Ok((count, Some(seq), None, unfinished));
+                }
                 let head = previous.map(|mac| Head { seq: after, mac });
                 return Ok((count, None, head, unfinished));
             };
