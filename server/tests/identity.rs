@@ -398,6 +398,7 @@ async fn a_vault_holding_one_citizens_data_is_not_registered_for_another() {
     use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
     let dir = tempfile::tempdir().unwrap();
     let common::Local {
+        storage,
         running,
         idp,
         client: c,
@@ -427,6 +428,25 @@ async fn a_vault_holding_one_citizens_data_is_not_registered_for_another() {
         sign_in(OTHER).await.unwrap_err(),
         BackendError::OtherAccount
     );
+    // Nor is it made a validator's, which would drop the citizen's registration.
+    let code = thudo_server::transit::validators::create_enrolment(
+        storage.as_ref(),
+        "bus 32",
+        thudo_server::transit::validators::Binding::Bus(32),
+        3600,
+    )
+    .unwrap()
+    .0;
+    let enrol = c
+        .enrol_validator(
+            shared.clone(),
+            &thudo_core::sync::protocol::ValidatorEnrolmentRequest {
+                enrolment_code: code,
+                device_name: "bus".into(),
+            },
+        )
+        .await;
+    assert_eq!(enrol.unwrap_err(), BackendError::OtherAccount);
     // Still the first citizen's, token and all.
     let held = BackendClient::registration(&shared).unwrap().unwrap();
     assert_eq!(

@@ -160,14 +160,20 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
     running.stop().await;
 }
 
-/// A device pulls from `app` (a broken or hostile server) and refuses the answer as too large.
-async fn pull_is_refused_for_its_size(app: axum::Router) {
+/// A device registered (as far as it knows) with the server `app` on loopback, one attempt a
+/// request; the vault's directory is returned to be kept.
+async fn device_of(
+    app: axum::Router,
+) -> (
+    tempfile::TempDir,
+    std::sync::Arc<thudo_core::vault::Vault>,
+    BackendClient,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let dir = tempfile::tempdir().unwrap();
     let v = vault(&dir.path().join("v"));
-    // Registered as far as the device knows.
     v.put_doc(&thudo_core::sync::client::Registration {
         device_id: "d".into(),
         account_id: "a".into(),
@@ -177,7 +183,12 @@ async fn pull_is_refused_for_its_size(app: axum::Router) {
     .unwrap();
     let mut config = BackendConfig::new(&format!("http://{addr}"));
     config.max_attempts = 1;
-    let c = BackendClient::new(config).unwrap();
+    (dir, v, BackendClient::new(config).unwrap())
+}
+
+/// A device pulls from `app` (a broken or hostile server) and refuses the answer as too large.
+async fn pull_is_refused_for_its_size(app: axum::Router) {
+    let (_dir, v, c) = device_of(app).await;
     match c.sync(v, &common::collections(), None).await {
         Err(BackendError::Protocol { detail }) => {
             assert!(detail.contains("larger than"), "{detail}")
@@ -290,21 +301,7 @@ async fn a_server_whose_cursors_go_round_is_not_followed_for_ever() {
             "/v1/sync/push",
             axum::routing::post(|| async { axum::Json(serde_json::json!({"results": []})) }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let dir = tempfile::tempdir().unwrap();
-    let v = vault(&dir.path().join("v"));
-    v.put_doc(&thudo_core::sync::client::Registration {
-        device_id: "d".into(),
-        account_id: "a".into(),
-        token: "t".into(),
-        token_expires_at: None,
-    })
-    .unwrap();
-    let mut config = BackendConfig::new(&format!("http://{addr}"));
-    config.max_attempts = 1;
-    let c = BackendClient::new(config).unwrap();
+    let (_dir, v, c) = device_of(app).await;
     let one =
         thudo_core::changes::Registry::new(vec![thudo_core::changes::Collection::of_documents::<
             DocumentNote,

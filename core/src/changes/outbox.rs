@@ -98,12 +98,14 @@ pub fn enqueue(
         None => 1,
     };
     // A position still taken (a backup restored over newer entries brings back an older
-    // counter) is skipped: an unsent change is never overwritten.
-    while tx
+    // counter): the change goes after every entry waiting, which keeps the outbox's order and
+    // overwrites none of them. Only then is the outbox read whole.
+    if tx
         .get(OutboxEntry::COLLECTION, &format!("{next:020}"))?
         .is_some()
     {
-        next += 1;
+        let last = tx.list_docs::<OutboxEntry>()?.iter().map(|e| e.seq).max();
+        next = last.map_or(next, |last| last.saturating_add(1)).max(next);
     }
     tx.put(
         STATE_COLLECTION,

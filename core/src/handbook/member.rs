@@ -730,7 +730,11 @@ pub fn synced() -> Vec<Collection> {
         Collection::of_documents::<Procedure>(PROCEDURES),
         Collection::of_documents::<Meeting>(CollectionSpec::published_to_cell(Meeting::COLLECTION)),
         Collection::in_vault(NOTICE_READS, |tx, id, payload, _now| {
-            let Ok(mark) = serde_json::from_value::<NoticeRead>(payload.clone()) else {
+            // Under its change's id only (the version the conflict check read is that one's).
+            let Some(mark) = serde_json::from_value::<NoticeRead>(payload.clone())
+                .ok()
+                .filter(|m| m.id == id)
+            else {
                 return Ok(false);
             };
             tx.put_doc(&mark)?;

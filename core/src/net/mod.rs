@@ -124,7 +124,9 @@ pub enum BackendError {
     },
     /// The vault is registered for another citizen's account, and holds their data: it is not
     /// registered again for this one (their outbox would be pushed into it, their records shown
-    /// to this citizen). Sign in as that citizen, or wipe the vault first.
+    /// to this citizen), nor enrolled as a validator. Sign in as that citizen, or wipe the vault
+    /// first. The backend has made the new device or validator by then: it shows in the
+    /// account's device list (or the operator's validators) until revoked.
     #[error("this vault belongs to another account: wipe it before registering another citizen")]
     OtherAccount,
     /// The backend serves no app this old: the app must be updated.
@@ -780,7 +782,15 @@ impl BackendClient {
             token: r.token.clone(),
             token_expires_at: r.token_expires_at,
         };
-        blocking(move || Ok(vault.put_doc(&registration)?)).await?;
+        blocking(move || {
+            // A citizen's vault is not made a validator's: the citizen's registration would be
+            // gone, and with it the one-citizen check of `register`.
+            if Self::registration(&vault)?.is_some_and(|h| !h.account_id.is_empty()) {
+                return Err(BackendError::OtherAccount);
+            }
+            Ok(vault.put_doc(&registration)?)
+        })
+        .await?;
         Ok(r)
     }
 

@@ -1,7 +1,7 @@
 //! The transit domain's calls to the backend (docs/protocol/sync.md, "Transit"): buy a
-//! product for the phone's key, fetch what an offline validator needs, upload a validator's
-//! taps. Built on the device's backend transport (`crate::net`); used by the FFI and the CLI
-//! alike.
+//! product for the phone's key, fetch what an offline validator needs (a validator's taps and
+//! an inspector's inspections go up in `uploads`). Built on the device's
+//! backend transport (`crate::net`); used by the FFI and the CLI alike.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,9 +20,6 @@ use crate::vault::Vault;
 /// A validator renews its token when it expires within this (a week: validators fetch their
 /// feed every few minutes while online, and may be offline for days).
 pub const VALIDATOR_TOKEN_RENEW_WITHIN_SECS: u64 = 7 * 86_400;
-
-/// Taps per upload (the server takes at most 10,000).
-pub const TAP_UPLOAD_CHUNK: usize = 5_000;
 
 /// `POST /v1/transit/orders`: order a product, with a credential for this phone once paid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +302,9 @@ pub struct ValidatorFeed {
     pub capped_until: u64,
 }
 
+/// Taps per upload (the server takes at most 10,000).
+pub const TAP_UPLOAD_CHUNK: usize = 5_000;
+
 /// `POST /v1/transit/taps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -349,9 +349,9 @@ pub struct TapReceipt {
     pub taps: Vec<TapOutcome>,
     /// Taps not stored because the backend holds another tap under the same sequence number
     /// from this validator (one restored from a backup, or reinstalled with its token, counts
-    /// again from an old number). The validator renumbers them from `next_free_seq`
-    /// ([`Validator::renumber_taps`](super::validator::Validator::renumber_taps)) before it
-    /// acknowledges, and uploads them again; [`TransitClient::upload_and_acknowledge`] does both.
+    /// again from an old number). The validator moves them to numbers from `next_free_seq` on
+    /// before it acknowledges, and uploads them again (the library's `upload_and_acknowledge`
+    /// does both).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reused: Vec<u64>,
     /// With `reused`: the first sequence number above every tap the backend holds from this
@@ -376,7 +376,7 @@ pub struct TapOutcome {
 
 impl TapReceipt {
     /// Adds `other` (a later part of the same upload) to this sum.
-    fn absorb(&mut self, other: &TapReceipt) {
+    pub(super) fn absorb(&mut self, other: &TapReceipt) {
         self.stored += other.stored;
         self.duplicates += other.duplicates;
         self.acknowledged_seq = self.acknowledged_seq.max(other.acknowledged_seq);
@@ -411,21 +411,13 @@ pub struct InspectionReceipt {
     pub acknowledged_seq: u64,
     /// Inspections not stored because the backend holds another inspection under the same
     /// number from this inspector (one restored from a backup counts again from an old
-    /// number): the inspector moves them past `next_free_seq` and uploads them again
-    /// ([`TransitClient::upload_inspections`] does both).
+    /// number): the inspector moves them to numbers from `next_free_seq` on and uploads them
+    /// again (the library's `upload_inspections` does both).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reused: Vec<u64>,
     /// With `reused`: the first number above every inspection stored from this inspector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_free_seq: Option<u64>,
-}
-
-/// The backend holds the last sequence number this device could use: what it names as
-/// reused cannot move, so it stays in the log, unacknowledged.
-fn no_number_left() -> BackendError {
-    BackendError::Protocol {
-        detail: "the backend holds every sequence number this device could use".into(),
-    }
 }
 
 /// Inspections per upload request.
@@ -436,7 +428,7 @@ pub const INSPECTION_UPLOAD_CHUNK: usize = 1_000;
 /// cheap to make for each call: `TransitClient::new(&client).upload_taps(...)`.
 #[derive(Clone, Copy)]
 pub struct TransitClient<'a> {
-    backend: &'a BackendClient,
+    pub(super) backend: &'a BackendClient,
 }
 
 impl<'a> TransitClient<'a> {
@@ -447,78 +439,6 @@ impl<'a> TransitClient<'a> {
 }
 
 impl TransitClient<'_> {
-    /// Uploads the inspections `inspector` recorded (the device must be enrolled like a
-    /// validator) and acknowledges what the backend stored, until none is left; returns the
-    /// sum of the receipts. A failure midway loses nothing.
-    pub async fn upload_inspections(
-        self,
-        vault: Arc<Vault>,
-        inspector: Arc<Mutex<Validator>>,
-    ) -> Result<InspectionReceipt, BackendError> {
-        let mut total = InspectionReceipt::default();
-        // A second round only when the first moved inspections under reused numbers (a
-        // restored inspector): they go up again under their new numbers.
-        for _ in 0..2 {
-            let v = inspector.clone();
-            let all = blocking(move || {
-                v.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .export_inspections()
-                    .map_err(device_side)
-            })
-            .await?;
-            let mut moved_any = false;
-            for chunk in all.chunks(INSPECTION_UPLOAD_CHUNK) {
-                let body = serde_json::to_vec(&InspectionUpload {
-                    inspections: chunk.to_vec(),
-                })
-                .map_err(|e| BackendError::Protocol {
-                    detail: e.to_string(),
-                })?;
-                let receipt: InspectionReceipt = self
-                    .backend
-                    .request(
-                        vault.clone(),
-                        Method::POST,
-                        &format!("{API_PREFIX}/transit/inspections"),
-                        Some(body),
-                    )
-                    .await?;
-                let v = inspector.clone();
-                // Never more than was sent: a confused server cannot delete what it did not get.
-                let sent = chunk.last().map_or(0, |i| i.seq);
-                let up_to = receipt.acknowledged_seq.min(sent);
-                let moved = match (receipt.reused.is_empty(), receipt.next_free_seq) {
-                    (true, _) => None,
-                    (false, Some(from)) => Some((receipt.reused.clone(), from)),
-                    // Nothing to move them to: they stay, unacknowledged.
-                    (false, None) => return Err(no_number_left()),
-                };
-                moved_any |= moved.is_some();
-                blocking(move || {
-                    let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some((reused, from)) = moved {
-                        v.renumber_inspections(&reused, sent, from)
-                            .map_err(device_side)?;
-                    }
-                    v.acknowledge_inspections(up_to).map_err(device_side)
-                })
-                .await?;
-                total.stored = total.stored.saturating_add(receipt.stored);
-                total.duplicates = total.duplicates.saturating_add(receipt.duplicates);
-                total.acknowledged_seq = total.acknowledged_seq.max(up_to);
-                total.reused.extend(receipt.reused);
-                if sent > up_to || moved_any {
-                    break; // the rest (and what moved) goes in the next round or call
-                }
-            }
-            if !moved_any {
-                break;
-            }
-        }
-        Ok(total)
-    }
-
     /// Orders a transit product for this device's phone key (the order must be signed: see
     /// [`CredentialOrder::signed_by`]); returns its price, status and where to pay. Retried
     /// with the same idempotency key, it is the same order.
@@ -735,62 +655,11 @@ impl TransitClient<'_> {
             }
         }
     }
-
-    /// Uploads a validator's taps (the device must be registered as a validator), in uploads of
-    /// at most [`TAP_UPLOAD_CHUNK`]; the receipt adds them up and says up to which sequence the
-    /// validator may acknowledge. A failure midway loses nothing: what was stored comes back as
-    /// duplicates next time. An empty list is sent as one empty upload (a gate's heartbeat).
-    pub async fn upload_taps(
-        self,
-        vault: Arc<Vault>,
-        taps: Vec<super::validator::Tap>,
-    ) -> Result<TapReceipt, BackendError> {
-        self.upload_tap_list(vault, taps, None).await
-    }
-
-    /// [`BackendClient::upload_taps`]; with `drained_at` (when the taps were exported from a log
-    /// that held nothing more), the last upload says so.
-    async fn upload_tap_list(
-        self,
-        vault: Arc<Vault>,
-        taps: Vec<super::validator::Tap>,
-        drained_at: Option<std::time::Instant>,
-    ) -> Result<TapReceipt, BackendError> {
-        let mut total = TapReceipt::default();
-        // No taps still makes one (empty) upload: a gate's heartbeat.
-        let chunks: Vec<&[super::validator::Tap]> = if taps.is_empty() {
-            vec![&[]]
-        } else {
-            taps.chunks(TAP_UPLOAD_CHUNK).collect()
-        };
-        let last = chunks.len().saturating_sub(1);
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let body = serde_json::to_vec(&TapUpload {
-                taps: chunk.to_vec(),
-                drained: drained_at.is_some() && i == last,
-                exported_secs_ago: drained_at.map_or(0, |t| t.elapsed().as_secs()),
-            })
-            .map_err(|e| BackendError::Protocol {
-                detail: e.to_string(),
-            })?;
-            let r: TapReceipt = self
-                .backend
-                .request(
-                    vault.clone(),
-                    Method::POST,
-                    &format!("{API_PREFIX}/transit/taps"),
-                    Some(body),
-                )
-                .await?;
-            total.absorb(&r);
-        }
-        Ok(total)
-    }
 }
 
 /// A transit failure met while finishing a backend call on the device: the vault's own, or
 /// what the backend sent that this device cannot use.
-fn device_side(e: TransitError) -> BackendError {
+pub(super) fn device_side(e: TransitError) -> BackendError {
     match e {
         TransitError::Vault(v) => BackendError::Vault(v),
         other => BackendError::Protocol {
@@ -937,76 +806,5 @@ impl TransitClient<'_> {
             renewals.push(Renewal { card_id, outcome });
         }
         renewals
-    }
-
-    /// Uploads `validator`'s tap log an upload at a time (read page by page, never whole) and
-    /// acknowledges what the backend stored after each, until the log is empty; returns the
-    /// sum of the receipts. A failure midway loses nothing: the rest goes next time.
-    pub async fn upload_and_acknowledge(
-        self,
-        vault: Arc<Vault>,
-        validator: Arc<Mutex<Validator>>,
-    ) -> Result<TapReceipt, BackendError> {
-        let mut total = TapReceipt::default();
-        let lock = |v: &Mutex<Validator>| {
-            v.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .export_taps()
-                .map_err(device_side)
-        };
-        // A gate's upload that leaves its log empty tells exit gates that every entry up to
-        // now is known (the entry feed's completeness): a gate sends one even with nothing to
-        // send.
-        let gate = validator
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .gate()
-            .is_some();
-        let mut drained_sent = false;
-        loop {
-            let v = validator.clone();
-            let taps = blocking(move || lock(&v)).await?;
-            let exported = std::time::Instant::now();
-            let Some(last) = taps.last().map(|t| t.seq) else {
-                if gate && !drained_sent {
-                    let heartbeat = self.upload_tap_list(vault.clone(), Vec::new(), Some(exported));
-                    total.absorb(&heartbeat.await?);
-                }
-                break;
-            };
-            let drained = taps.len() < super::validator::TAP_EXPORT_LIMIT;
-            drained_sent = drained;
-            let receipt = self
-                .upload_tap_list(vault.clone(), taps, drained.then_some(exported))
-                .await?;
-            let v = validator.clone();
-            let up_to = receipt.acknowledged_seq;
-            // The sum keeps the totals only: a log drained after days offline holds many taps.
-            let receipt = TapReceipt {
-                taps: Vec::new(),
-                ..receipt
-            };
-            // Taps under numbers the backend holds for others move past them before the
-            // acknowledgement, which would otherwise take them for stored.
-            let moved = match (receipt.reused.is_empty(), receipt.next_free_seq) {
-                (true, _) => None,
-                (false, Some(from)) => Some((receipt.reused.clone(), from)),
-                // Nothing to move them to: they stay in the log, unacknowledged.
-                (false, None) => return Err(no_number_left()),
-            };
-            blocking(move || {
-                let mut v = v.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((reused, from)) = moved {
-                    v.renumber_taps(&reused, last, from).map_err(device_side)?;
-                }
-                v.acknowledge_taps(up_to).map_err(device_side)
-            })
-            .await?;
-            total.absorb(&receipt);
-            if up_to < last {
-                break; // the backend took less than it was sent: the rest goes next time
-            }
-        }
-        Ok(total)
     }
 }

@@ -19,6 +19,7 @@ pub mod qr;
 mod reason;
 pub mod tariff;
 pub mod trips;
+mod uploads;
 pub mod validator;
 pub mod wire;
 

@@ -108,6 +108,10 @@ final class SyncTests: XCTestCase {
         let tabletId = try await registerForTest(client, tablet, citizenId: "001090080001", name: "tablet")
         let registeredAfter = try await client.isRegistered(vault: phone)
         XCTAssertTrue(registeredAfter)
+        // A vault is one citizen's: another citizen cannot register it (its data would reach them).
+        let otherAccount = await thrown { try await registerForTest(client, phone, citizenId: "001090080099", name: "phone") }
+        guard case SyncError.OtherAccount = otherAccount else { return XCTFail("\(otherAccount)") }
+        XCTAssertEqual((otherAccount as? SyncError)?.code(), "sync.other_account")
 
         let devices = try await client.devices(vault: phone)
         XCTAssertEqual(devices.map(\.deviceId), [phoneId, tabletId])

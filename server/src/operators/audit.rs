@@ -368,7 +368,14 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         outcome(audit, entry, change, next.run(request).await).await
     });
     finished.await.unwrap_or_else(|_| {
-        ApiError::unavailable(ServerErrorCode::Internal, "the request failed").into_response()
+        // Not a 503: a retry of a change whose intent is entered, and that may have partly run,
+        // is not what to invite.
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            ServerErrorCode::Internal,
+            "the request failed",
+        )
+        .into_response()
     })
 }
 
@@ -466,9 +473,19 @@ pub struct TrailCheck {
     pub unfinished: Vec<u64>,
 }
 
-/// Whether `text` is written as a seal is: 64 hex digits.
-fn is_seal(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+/// A kept head as a query names it: a place of 1 or more, and a seal (64 hex digits) only
+/// with the place it seals; never one ignored.
+fn check_kept(place: Option<u64>, mac: Option<&str>) -> std::result::Result<(), ApiError> {
+    match (place, mac) {
+        (Some(0), _) => Err(ApiError::bad("a kept head's place is 1 or more")),
+        (None, Some(_)) => Err(ApiError::bad(
+            "mac is the seal of the entry at seq (or after): give both",
+        )),
+        (_, Some(mac)) if !(mac.len() == 64 && mac.bytes().all(|b| b.is_ascii_hexdigit())) => {
+            Err(ApiError::bad("mac is a seal: 64 hex digits"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A head an auditor kept from an earlier check, to check the trail against: the trail must
@@ -514,9 +531,7 @@ pub async fn read_trail(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<TrailPage> {
     operator.require(&[Role::Auditor])?;
-    if !q.mac.as_deref().is_none_or(is_seal) {
-        return Err(ApiError::bad("mac is a seal: 64 hex digits"));
-    }
+    check_kept((q.after > 0).then_some(q.after), q.mac.as_deref())?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::bad("limit must be 1 to 1,000"));
@@ -602,9 +617,7 @@ pub async fn verify_trail(
     let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
     // A head an earlier check gave: the trail must still hold that entry with that seal (an
     // end cut off and written again is a valid chain of its own).
-    if !kept.mac.as_deref().is_none_or(is_seal) {
-        return Err(ApiError::bad("mac is a seal: 64 hex digits"));
-    }
+    check_kept(kept.seq, kept.mac.as_deref())?;
     let kept = kept.seq.map(|seq| (seq, kept.mac));
     let (count, broken_at, head, unfinished) = blocking(move || {
         let (mut after, mut previous, mut count) = (0u64, None::<String>, 0u64);

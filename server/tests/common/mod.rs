@@ -430,3 +430,20 @@ pub async fn call(
     let body = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or(serde_json::Value::Null);
     (status, body)
 }
+
+/// Runs SQL on the test's database directly, as someone holding the database but not the
+/// server's secrets would.
+#[allow(dead_code)]
+pub fn tamper(db: &str, sql: &str) {
+    if db.starts_with("postgres") {
+        let s = thudo_server::storage::PostgresStorage::connect(db, thudo_server::SCHEMA).unwrap();
+        s.write(|tx| tx.batch(sql)).unwrap();
+    } else {
+        let s = thudo_server::storage::SqliteStorage::open(
+            std::path::Path::new(db),
+            thudo_server::SCHEMA,
+        )
+        .unwrap();
+        s.write(|tx| tx.batch(sql)).unwrap();
+    }
+}

@@ -78,6 +78,9 @@ class SyncTest {
         assertEquals(ServerErrorCode.NONCE_USED, assertThrows<SyncException.Refused> { runBlocking { client.register(tablet, token, "tablet") } }.code)
         val tabletId = registerForTest(client, tablet, "001090070001", "tablet")
         assertTrue(client.isRegistered(phone))
+        // A vault is one citizen's: another citizen cannot register it (its data would reach them).
+        val other = assertThrows<SyncException.OtherAccount> { runBlocking { registerForTest(client, phone, "001090070099", "phone") } }
+        assertEquals("sync.other_account" to false, other.code() to other.isRetryable())
 
         val devices = client.devices(phone)
         assertEquals(listOf(Triple(phoneId, "phone", true), Triple(tabletId, "tablet", false)), devices.map { Triple(it.deviceId, it.name, it.current) })
