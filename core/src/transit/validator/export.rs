@@ -22,22 +22,36 @@ impl Validator {
     /// Like [`Validator::export_taps`], at most `limit` taps.
     pub fn export_taps_up_to(&mut self, limit: usize) -> Result<Vec<Tap>, TransitError> {
         self.flush()?;
-        let mut taps = Vec::new();
-        let mut position = 0;
-        while taps.len() < limit {
-            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            position = *last;
-            taps.extend(
-                page.iter()
-                    .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
-                    .filter(|t| t.seq > self.log.acked_seq)
-                    .take(limit - taps.len()),
-            );
+        let (acked, mut taps) = (self.log.acked_seq, Vec::new());
+        if limit > 0 {
+            self.taps_oldest_first(|tap| {
+                if tap.seq > acked {
+                    taps.push(tap);
+                }
+                taps.len() < limit
+            })?;
         }
         Ok(taps)
+    }
+
+    /// Gives `visit` the logged taps oldest first, a page at a time, until it says `false`.
+    fn taps_oldest_first(&self, mut visit: impl FnMut(Tap) -> bool) -> Result<(), TransitError> {
+        let mut position = 0;
+        loop {
+            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            position = *last;
+            for tap in page
+                .iter()
+                .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+            {
+                if !visit(tap) {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// Moves the logged taps numbered `reused` to fresh numbers: the backend holds other taps
@@ -64,19 +78,12 @@ impl Validator {
         self.flush()?;
         let wanted: std::collections::BTreeSet<u64> = reused.iter().copied().collect();
         let mut found = Vec::new();
-        let mut position = 0;
-        loop {
-            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            position = *last;
-            found.extend(
-                page.iter()
-                    .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
-                    .filter(|t| wanted.contains(&t.seq) || t.seq > sent_up_to),
-            );
-        }
+        self.taps_oldest_first(|tap| {
+            if wanted.contains(&tap.seq) || tap.seq > sent_up_to {
+                found.push(tap);
+            }
+            true
+        })?;
         if found.iter().all(|t| !wanted.contains(&t.seq)) {
             return Ok(0); // moved already (a receipt applied twice): nothing to do
         }
