@@ -91,38 +91,23 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
         "payload": {"resourceType": "Immunization", "id": "fake", "status": "completed",
                     "vaccineCode": {"text": "x"}, "patient": {"reference": "Patient/p"},
                     "occurrenceDateTime": "2026-11-01"}}]});
-    let answer: serde_json::Value = serde_json::from_slice(
-        &http
+    let push = || async {
+        let answer = http
             .post(format!("{url}/v1/sync/push"))
             .bearer_auth(&token)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
             .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&answer.bytes().await.unwrap()).unwrap()
+    };
+    let answer = push().await;
     assert_eq!(answer["results"][0]["outcome"], "rejected");
     assert_eq!(answer["results"][0]["reason"], "resource_wrapper_required");
     // The same push again (its answer lost): refused again for the same reason, not taken
     // for a duplicate the device would drop as delivered.
-    let again: serde_json::Value = serde_json::from_slice(
-        &http
-            .post(format!("{url}/v1/sync/push"))
-            .bearer_auth(&token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let again = push().await;
     assert_eq!(again["results"][0], answer["results"][0], "{again}");
 
     // Many records just under the cap, 20 MiB in all (more than one request may carry): pushed
