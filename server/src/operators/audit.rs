@@ -11,7 +11,10 @@
 //! server's secrets (outside the database), over the entry before's HMAC and its own fields.
 //! Whoever can write the database but does not hold the secrets can neither edit, insert nor
 //! remove an entry without the chain breaking at it; removing the newest entries is caught
-//! against a head the auditor kept (every answer gives the head).
+//! against a head the auditor kept (every answer gives the head). Key numbers never go down
+//! along the chain, so a secret rotated out cannot seal entries after those of a newer one
+//! (an instance not yet given the newest secret refuses to append; the check refuses an entry
+//! sealed under an older key than the one before it).
 
 use std::sync::Arc;
 use thudo_core::sync::protocol::ErrorBody;
@@ -129,11 +132,23 @@ impl<E: Engine> AuditStore for SqlStorage<E> {
             // One chain for every instance: appends take turns.
             tx.lock(Lock::Audit)?;
             let last = tx.row(
-                "SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, mac, key_number FROM audit_log ORDER BY seq DESC LIMIT 1",
                 params![],
             )?;
             let (seq, previous) = match last {
-                Some(r) => (r.int(0)? as u64 + 1, r.bytes(1)?),
+                Some(r) => {
+                    // Another instance already seals with a newer secret: this one was not
+                    // given it yet (a rolling restart), and an older key here would read as
+                    // a forgery.
+                    if r.int(2)? > key_number as i64 {
+                        return Err(StorageError::Failed(format!(
+                            "the audit trail is sealed with secret {} and this server holds \
+                             secrets up to {key_number}: give it the newest secrets",
+                            r.int(2)?
+                        )));
+                    }
+                    (r.int(0)? as u64 + 1, r.bytes(1)?)
+                }
                 None => (1, vec![0u8; 32]),
             };
             let sealed = Entry {
@@ -203,22 +218,28 @@ fn entry_row(r: &Row) -> Result<Entry> {
     })
 }
 
-/// Checks entries that follow one with seal `previous` (hex; `None`: the trail's start) and
-/// place `previous_seq`: the first entry whose place or seal is wrong, if any.
+/// Checks entries that follow `previous` (`None`: the trail's start) at place
+/// `previous_seq`: the first entry whose place or seal is wrong, or whose key is older than
+/// the one before it, if any.
 pub fn first_broken(
     entries: &[Entry],
     previous_seq: u64,
-    previous: Option<&str>,
+    previous: Option<&Entry>,
     secrets: &ServerSecrets,
 ) -> Option<u64> {
-    let mut previous = match previous {
-        Some(hex) => thudo_core::hex::decode(hex)?,
-        None => vec![0u8; 32],
+    let (mut previous, mut newest_key) = match previous {
+        Some(p) => (thudo_core::hex::decode(&p.mac)?, p.key_number),
+        None => (vec![0u8; 32], 0),
     };
     for (expected_seq, e) in (previous_seq + 1..).zip(entries) {
         let Some(key) = secrets.audit_key_of(e.key_number as usize) else {
             return Some(e.seq);
         };
+        // A rotated-out secret, if it leaked, must not seal entries after a newer one's.
+        if e.key_number < newest_key {
+            return Some(e.seq);
+        }
+        newest_key = e.key_number;
         let text = sealed_text(e);
         let Some(mac) = thudo_core::hex::decode(&e.mac) else {
             return Some(e.seq);
@@ -559,12 +580,7 @@ pub async fn read_trail(
             return Ok((Vec::new(), Some(after)));
         }
         let entries = store.audit_entries(after, limit)?;
-        let broken = first_broken(
-            &entries,
-            after,
-            before.as_ref().map(|b| b.mac.as_str()),
-            &secrets,
-        );
+        let broken = first_broken(&entries, after, before.as_ref(), &secrets);
         Ok((entries, broken))
     })
     .await?;
@@ -620,13 +636,13 @@ pub async fn verify_trail(
     check_kept(kept.seq, kept.mac.as_deref())?;
     let kept = kept.seq.map(|seq| (seq, kept.mac));
     let (count, broken_at, head, unfinished) = blocking(move || {
-        let (mut after, mut previous, mut count) = (0u64, None::<String>, 0u64);
+        let (mut after, mut previous, mut count) = (0u64, None::<Entry>, 0u64);
         // Changes entered as an intent and never as an outcome: cut short (a crash), or still
         // running.
         let mut unfinished = std::collections::BTreeSet::new();
         loop {
             let page = store.audit_entries(after, 1_000)?;
-            if let Some(seq) = first_broken(&page, after, previous.as_deref(), &secrets) {
+            if let Some(seq) = first_broken(&page, after, previous.as_ref(), &secrets) {
                 return Ok((count, Some(seq), None, unfinished));
             }
             if let Some((seq, Some(mac))) = &kept {
@@ -641,7 +657,10 @@ pub async fn verify_trail(
                     // The kept head is gone: the trail was cut before it.
                     return Ok((count, Some(seq), None, unfinished));
                 }
-                let head = previous.map(|mac| Head { seq: after, mac });
+                let head = previous.map(|p| Head {
+                    seq: after,
+                    mac: p.mac,
+                });
                 return Ok((count, None, head, unfinished));
             };
             for e in &page {
@@ -657,7 +676,7 @@ pub async fn verify_trail(
             }
             count += page.len() as u64;
             after = last.seq;
-            previous = Some(last.mac.clone());
+            previous = Some(last.clone());
         }
     })
     .await?;
@@ -668,4 +687,85 @@ pub async fn verify_trail(
         head,
         unfinished: unfinished.into_iter().collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn secrets(count: u8) -> ServerSecrets {
+        let all: Vec<_> = (0..count)
+            .map(|n| Zeroizing::new(vec![n + 1; 32]))
+            .collect();
+        ServerSecrets::new(&all).unwrap()
+    }
+
+    /// An entry at `seq` sealed under secret `key_number` after `previous`.
+    fn sealed(seq: u64, key_number: u32, previous: Option<&Entry>, s: &ServerSecrets) -> Entry {
+        let mut e = Entry {
+            seq,
+            at: 1_790_000_000,
+            subject: "clerk-1".into(),
+            role: "transit_operator".into(),
+            organisation: "hanoi-metro".into(),
+            action: "POST /v1/admin/transit/deny".into(),
+            target: String::new(),
+            refers_to: None,
+            detail: "{}".into(),
+            key_number,
+            mac: String::new(),
+        };
+        let before = previous.map_or(vec![0u8; 32], |p| thudo_core::hex::decode(&p.mac).unwrap());
+        let key = s.audit_key_of(key_number as usize).unwrap();
+        e.mac = thudo_core::hex::encode(&seal(key, &before, &sealed_text(&e)));
+        e
+    }
+
+    #[test]
+    fn a_rotated_out_secret_cannot_seal_after_a_newer_one() {
+        let s = secrets(2);
+        let first = sealed(1, 0, None, &s);
+        let second = sealed(2, 1, Some(&first), &s);
+        // Rotation forward: key 0, then key 1.
+        assert_eq!(
+            first_broken(&[first.clone(), second.clone()], 0, None, &s),
+            None
+        );
+        // Whoever still holds secret 0 appends after an entry of secret 1: a valid seal, but
+        // the key went down.
+        let forged = sealed(3, 0, Some(&second), &s);
+        let chain = [first.clone(), second.clone(), forged.clone()];
+        assert_eq!(first_broken(&chain, 0, None, &s), Some(3));
+        // The same from a kept head at the second entry.
+        assert_eq!(first_broken(&[forged], 2, Some(&second), &s), Some(3));
+        let honest = sealed(3, 1, Some(&second), &s);
+        assert_eq!(first_broken(&[honest], 2, Some(&second), &s), None);
+    }
+
+    #[test]
+    fn an_instance_without_the_newest_secret_does_not_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::storage::SqliteStorage::open(&dir.path().join("a.db"), crate::SCHEMA).unwrap();
+        let entry = NewEntry {
+            subject: "clerk-1".into(),
+            role: "transit_operator".into(),
+            organisation: "hanoi-metro".into(),
+            action: "POST /v1/admin/transit/deny".into(),
+            target: String::new(),
+            refers_to: None,
+            detail: json!({}),
+        };
+        let (old, new) = (secrets(1), secrets(2));
+        assert_eq!(store.append_audit(&entry, &old).unwrap(), 1);
+        assert_eq!(store.append_audit(&entry, &new).unwrap(), 2);
+        // An instance restarted later, still with the old secrets only.
+        let refused = store.append_audit(&entry, &old).unwrap_err();
+        assert!(refused.message().contains("newest secrets"), "{refused}");
+        assert_eq!(store.append_audit(&entry, &new).unwrap(), 3);
+        let entries = store.audit_entries(0, 10).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(first_broken(&entries, 0, None, &new), None);
+    }
 }
