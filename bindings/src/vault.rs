@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
 use thudo_core::crypto::Cipher as VaultCipher;
 use thudo_core::vault as core;
 
@@ -429,6 +431,8 @@ impl Vault {
 
     /// Replaces the passphrase (`old` must be right); records are not re-encrypted.
     pub async fn change_passphrase(&self, old: String, new: String) -> Result<(), VaultError> {
+        // Passphrases are wiped from memory once used, as core's unlock does.
+        let (old, new) = (Zeroizing::new(old), Zeroizing::new(new));
         self.run(move |v| v.change_passphrase(&old, &new)).await
     }
 
@@ -464,6 +468,7 @@ impl Vault {
         passphrase: String,
         cancel: Option<Arc<crate::cancel::CancelToken>>,
     ) -> Result<i64, VaultError> {
+        let passphrase = Zeroizing::new(passphrase);
         self.run(move |v| {
             v.export_backup_cancellable(path.as_ref(), &passphrase, &|| fired(&cancel))
                 .map(crate::signed)
@@ -480,6 +485,7 @@ impl Vault {
         passphrase: String,
         cancel: Option<Arc<crate::cancel::CancelToken>>,
     ) -> Result<i64, VaultError> {
+        let passphrase = Zeroizing::new(passphrase);
         self.run(move |v| {
             v.import_backup_cancellable(path.as_ref(), &passphrase, &|| fired(&cancel))
                 .map(crate::signed)
