@@ -635,7 +635,18 @@ fn rotate_data_key_re_encrypts_everything() {
             .collect()
     };
     let before = snapshot(&raw(dir.path()));
+    let in_order = || -> Vec<String> {
+        let page = v.list_page("c", 0, 100).unwrap();
+        page.into_iter().map(|(_, r)| r.id).collect()
+    };
+    // Written out of id order, so that storage order is not id order.
+    v.delete("c", "03").unwrap();
+    v.put("c", "03", &idx(&[("even", "false")]), &[3u8; 40])
+        .unwrap();
+    let order = in_order();
+    assert_eq!(order.last().map(String::as_str), Some("03"));
     assert_eq!(v.rotate_data_key().unwrap(), 50);
+    assert_eq!(in_order(), order, "storage order kept across batches");
     let after = snapshot(&raw(dir.path()));
     assert_eq!(after.len(), 50);
     for (old, new) in before.iter().zip(&after) {

@@ -88,21 +88,6 @@ impl Vault {
             let tx = state
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rows = {
-                // In storage order: logs read by position (the tap log) keep their order.
-                let mut stmt = tx.prepare(
-                    "SELECT collection, id_hash, envelope FROM records ORDER BY record_id",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            tx.execute_batch("DELETE FROM record_index; DELETE FROM records;")?;
             let old = VaultTx {
                 conn: &tx,
                 keys: &state.keys,
@@ -115,15 +100,47 @@ impl Vault {
                 closed: &self.closed,
                 changed: Default::default(),
             };
-            let count = rows.len() as u64;
-            for (collection, id_hash, envelope) in rows {
-                self.check_open()?;
-                if stop() {
-                    // Dropping the transaction rolls the whole rotation back.
-                    return Err(VaultError::Cancelled);
+            // A few records in memory at a time (a vault may hold more than a phone's RAM),
+            // in storage order: each one's copy goes in after every row there is, so logs read
+            // by position (the tap log) keep their order, and the old row goes out.
+            let last_old: i64 =
+                tx.query_row("SELECT COALESCE(MAX(record_id), 0) FROM records", [], |r| {
+                    r.get(0)
+                })?;
+            let (mut after, mut count) = (0i64, 0u64);
+            loop {
+                let batch = tx
+                    .prepare_cached(
+                        "SELECT record_id, collection, id_hash, envelope FROM records
+                         WHERE record_id > ?1 AND record_id <= ?2 ORDER BY record_id LIMIT 32",
+                    )?
+                    .query_map([after, last_old], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let Some(&(last, ..)) = batch.last() else {
+                    break;
+                };
+                after = last;
+                for (record_id, collection, id_hash, envelope) in batch {
+                    self.check_open()?;
+                    if stop() {
+                        // Dropping the transaction rolls the whole rotation back.
+                        return Err(VaultError::Cancelled);
+                    }
+                    let record = old.decrypt(&collection, &id_hash, envelope)?;
+                    new.put(&collection, &record.id, &record.index, &record.body)?;
+                    tx.prepare_cached("DELETE FROM record_index WHERE record_id = ?1")?
+                        .execute([record_id])?;
+                    tx.prepare_cached("DELETE FROM records WHERE record_id = ?1")?
+                        .execute([record_id])?;
+                    count += 1;
                 }
-                let record = old.decrypt(&collection, &id_hash, envelope)?;
-                new.put(&collection, &record.id, &record.index, &record.body)?;
             }
             write_slot(&tx, &slot)?;
             write_meta(&tx, &new_keys)?;
