@@ -747,7 +747,7 @@ mod tests {
     fn an_instance_without_the_newest_secret_does_not_append() {
         let dir = tempfile::tempdir().unwrap();
         let store =
-            crate::storage::SqliteStorage::open(&dir.path().join("a.db"), crate::SCHEMA).unwrap();
+            crate::storage::SqliteStorage::open(&dir.path().join("a.db"), &[SCHEMA]).unwrap();
         let entry = NewEntry {
             subject: "clerk-1".into(),
             role: "transit_operator".into(),
