@@ -303,3 +303,93 @@ async fn a_server_whose_cursors_go_round_is_not_followed_for_ever() {
     assert_eq!(report.pulled, 0);
     assert_eq!(served.load(Ordering::SeqCst), MAX_PULL_PAGES_PER_SYNC);
 }
+
+/// A push reads the outbox whole once and then each batch alone, yet sends in the order the
+/// changes were made even where storage order differs (an entry written again, as a restored
+/// backup does), and sends the changes made while it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_goes_in_change_order_batch_by_batch() {
+    use axum::routing::post;
+    let received: Arc<Mutex<Vec<Vec<u64>>>> = Arc::default();
+    let seen = received.clone();
+    let phone_slot: Arc<Mutex<Option<Arc<thudo_core::vault::Vault>>>> = Arc::default();
+    let phone_in_push = phone_slot.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/sync/pull",
+            get(|| async {
+                axum::Json(serde_json::json!({"changes": [], "next_cursor": "", "has_more": false}))
+            }),
+        )
+        .route(
+            "/v1/sync/push",
+            post(move |body: axum::body::Bytes| {
+                let (seen, phone) = (seen.clone(), phone_in_push.clone());
+                async move {
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let mutations = request["mutations"].as_array().unwrap();
+                    let mut batches = seen.lock().unwrap();
+                    batches.push(mutations.iter().map(|m| m["seq"].as_u64().unwrap()).collect());
+                    // While the first batch is on its way, the citizen writes another note.
+                    if batches.len() == 1 {
+                        let phone = phone.lock().unwrap().clone().unwrap();
+                        MemberHandbook::new(&phone)
+                            .save_note(&note("during", 100, 1_790_000_100))
+                            .unwrap();
+                    }
+                    let results: Vec<_> = mutations
+                        .iter()
+                        .map(|m| serde_json::json!({"idempotency_key": m["idempotency_key"], "outcome": "applied"}))
+                        .collect();
+                    axum::Json(serde_json::json!({ "results": results }))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let phone = vault(&dir.path().join("v"));
+    phone
+        .put_doc(&thudo_core::sync::client::Registration {
+            device_id: "d".into(),
+            account_id: "a".into(),
+            token: "t".into(),
+            token_expires_at: None,
+        })
+        .unwrap();
+    *phone_slot.lock().unwrap() = Some(phone.clone());
+    let book = MemberHandbook::new(&phone);
+    for i in 0..5 {
+        book.save_note(&note(&format!("n{i}"), 100, 1_790_000_000 + i))
+            .unwrap();
+    }
+    // The first change written again: it is now last in storage, first in change order.
+    use thudo_core::changes::outbox::OutboxEntry;
+    let first: OutboxEntry = phone.get_doc(&format!("{:020}", 1)).unwrap().unwrap();
+    phone
+        .delete(
+            <OutboxEntry as thudo_core::vault::Document>::COLLECTION,
+            &format!("{:020}", 1),
+        )
+        .unwrap();
+    phone.put_doc(&first).unwrap();
+    let mut config = BackendConfig::new(&format!("http://{addr}"));
+    config.max_attempts = 1;
+    config.push_batch = 2;
+    let c = BackendClient::new(config).unwrap();
+    let report = c
+        .sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.pushed, 6, "{report:?}");
+    assert_eq!(
+        *received.lock().unwrap(),
+        vec![vec![1, 2], vec![3, 4], vec![5], vec![6]],
+        "in change order, two at a time, and the change made during the push"
+    );
+    assert!(phone
+        .transaction(thudo_core::changes::outbox::pending)
+        .unwrap()
+        .is_empty());
+}

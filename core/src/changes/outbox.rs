@@ -3,7 +3,7 @@
 
 use super::hlc::Hlc;
 use super::{CollectionSpec, ConflictPolicy};
-use crate::vault::{Document, Result, VaultError, VaultTx};
+use crate::vault::{Document, Result, Vault, VaultError, VaultTx};
 
 pub(crate) const STATE_COLLECTION: &str = "sync.state";
 /// The hybrid-logical-clock version of each record last written here or pulled.
@@ -145,6 +145,34 @@ pub fn enqueue(
 pub fn pending(tx: &VaultTx<'_>) -> Result<Vec<OutboxEntry>> {
     let mut entries = tx.list_docs::<OutboxEntry>()?;
     entries.sort_by_key(|e| e.seq);
+    Ok(entries)
+}
+
+/// The positions of every pending mutation, oldest first. The outbox is read a page at a time
+/// and only the numbers kept (an offline month may hold thousands of changes, some of a
+/// megabyte), so a push reads each entry whole once, when its batch goes.
+pub fn pending_seqs(vault: &Vault) -> Result<Vec<u64>> {
+    let (mut after, mut seqs) = (0i64, Vec::new());
+    loop {
+        let page = vault.list_page(OutboxEntry::COLLECTION, after, 64)?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        after = last;
+        // The record id is the zero-padded position: no need to parse the entry.
+        seqs.extend(page.iter().filter_map(|(_, r)| r.id.parse::<u64>().ok()));
+    }
+    // Storage order is the order entries were written, which a restored backup may not keep.
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// The entries at `seqs` still pending, in that order.
+pub fn entries_at(tx: &VaultTx<'_>, seqs: &[u64]) -> Result<Vec<OutboxEntry>> {
+    let mut entries = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        entries.extend(tx.get_doc::<OutboxEntry>(&format!("{seq:020}"))?);
+    }
     Ok(entries)
 }
 

@@ -120,15 +120,39 @@ impl BackendClient {
         let total = blocking(move || Ok(v.count(OutboxEntry::COLLECTION)? as i64)).await?;
         let mut done = 0i64;
         let batch_size = self.config.push_batch.clamp(1, MAX_PUSH_BATCH);
+        // The positions waiting, read once; read again when they are done, for the changes
+        // made while this push ran.
+        let mut waiting = std::collections::VecDeque::new();
         loop {
+            if waiting.is_empty() {
+                let v = vault.clone();
+                waiting = blocking(move || Ok(outbox::pending_seqs(&v)?))
+                    .await?
+                    .into();
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+            }
+            let next: Vec<u64> = waiting.iter().take(batch_size).copied().collect();
             let v = vault.clone();
             let batch: Vec<OutboxEntry> = blocking(move || {
-                let all = v.transaction(outbox::pending)?;
-                Ok(within_push_budget(all, batch_size))
+                let entries = v.transaction(|tx| outbox::entries_at(tx, &next))?;
+                Ok(within_push_budget(entries, batch_size))
             })
             .await?;
-            if batch.is_empty() {
-                return Ok(());
+            // What this batch sends, and any entry gone since the read, leave the queue.
+            let sent_up_to = batch.last().map(|e| e.seq);
+            let taken = waiting.len().min(batch_size);
+            match sent_up_to {
+                Some(last) => {
+                    while waiting.front().is_some_and(|s| *s <= last) {
+                        waiting.pop_front();
+                    }
+                }
+                None => {
+                    waiting.drain(..taken);
+                    continue;
+                }
             }
             let request = PushRequest {
                 mutations: batch
