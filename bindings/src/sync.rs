@@ -476,6 +476,7 @@ impl SyncClient {
             id_token,
             device_name,
             role: "phone".into(),
+            account_id: None,
         };
         Ok(guard(cancel)
             .run(self.inner.register(vault.core(), &request))

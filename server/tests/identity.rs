@@ -37,6 +37,7 @@ fn request(id_token: String) -> RegisterRequest {
         id_token,
         device_name: "phone".into(),
         role: "phone".into(),
+        account_id: None,
     }
 }
 
@@ -441,12 +442,22 @@ async fn a_vault_holding_one_citizens_data_is_not_registered_for_another() {
         .enrol_validator(
             shared.clone(),
             &thudo_core::sync::protocol::ValidatorEnrolmentRequest {
-                enrolment_code: code,
+                enrolment_code: code.clone(),
                 device_name: "bus".into(),
             },
         )
         .await;
     assert_eq!(enrol.unwrap_err(), BackendError::OtherAccount);
+    // Refused before the single-use code was spent: the bus's own vault enrols with it.
+    c.enrol_validator(
+        vault(&dir.path().join("bus")),
+        &thudo_core::sync::protocol::ValidatorEnrolmentRequest {
+            enrolment_code: code,
+            device_name: "bus".into(),
+        },
+    )
+    .await
+    .unwrap();
     // Still the first citizen's, token and all.
     let held = BackendClient::registration(&shared).unwrap().unwrap();
     assert_eq!(
@@ -459,5 +470,7 @@ async fn a_vault_holding_one_citizens_data_is_not_registered_for_another() {
     let wiped = vault(&dir.path().join("shared"));
     let other = sign_in_with(wiped, OTHER).await.unwrap();
     assert_ne!(other.account_id, first.account_id);
+    // The refused sign-in made no device on the other citizen's account.
+    assert_eq!(storage.devices_of(&other.account_id).unwrap().len(), 1);
     running.stop().await;
 }

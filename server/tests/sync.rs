@@ -654,6 +654,7 @@ async fn bad_requests_get_4xx_json_and_typed_client_errors() {
                 id_token: "abc".into(),
                 device_name: "x".into(),
                 role: "phone".into(),
+                account_id: None,
             },
         )
         .await;

@@ -727,7 +727,22 @@ impl BackendClient {
         vault: Arc<Vault>,
         request: &RegisterRequest,
     ) -> Result<Registration, BackendError> {
-        let r: RegisterResponse = self.post_without_token("devices", request).await?;
+        // The account the vault's data belongs to goes with the request, so that the backend
+        // refuses another citizen's sign-in before it makes a device on their account.
+        let v = vault.clone();
+        let held = blocking(move || Self::registration(&v)).await?;
+        let mut request = request.clone();
+        request.account_id = held
+            .map(|h| h.account_id)
+            .filter(|account| !account.is_empty());
+        let asked_for_account = request.account_id.is_some();
+        let r: RegisterResponse = match self.post_without_token("devices", &request).await {
+            Err(BackendError::Refused {
+                code: ServerErrorCode::IdentityMismatch,
+                ..
+            }) if asked_for_account => return Err(BackendError::OtherAccount),
+            other => other?,
+        };
         let registration = Registration {
             device_id: r.device_id,
             account_id: r.account_id,
@@ -764,6 +779,7 @@ impl BackendClient {
             id_token,
             device_name: device_name.to_owned(),
             role: "phone".into(),
+            account_id: None,
         };
         self.register(vault, &request).await
     }
@@ -775,6 +791,14 @@ impl BackendClient {
         vault: Arc<Vault>,
         request: &ValidatorEnrolmentRequest,
     ) -> Result<ValidatorEnrolmentResponse, BackendError> {
+        // Checked before the single-use code is spent, and again when the answer is kept.
+        let v = vault.clone();
+        if blocking(move || Self::registration(&v))
+            .await?
+            .is_some_and(|h| !h.account_id.is_empty())
+        {
+            return Err(BackendError::OtherAccount);
+        }
         let r: ValidatorEnrolmentResponse = self.post_without_token("validators", request).await?;
         let registration = Registration {
             device_id: r.validator_id.clone(),

@@ -75,6 +75,16 @@ pub struct RegisterRequest {
     /// `phone` (validators enrol instead).
     #[cfg_attr(feature = "openapi", schema(pattern = "^phone$"))]
     pub role: String,
+    /// The account this device's data already belongs to (a vault signed in before; the
+    /// client fills it in): when the sign-in is another citizen's, the registration is refused
+    /// (403 `identity_mismatch`) before any device is made, so one citizen's data never goes
+    /// to another's account and no stray device shows on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = "^[A-Za-z0-9-]{1,64}$")
+    )]
+    pub account_id: Option<String>,
 }
 
 /// One of the citizen's devices (`GET /v1/devices`).

@@ -136,6 +136,13 @@ async fn register(
     if req.role != "phone" {
         return Err(ApiError::bad("role must be phone"));
     }
+    if req.account_id.as_ref().is_some_and(|a| {
+        a.is_empty() || a.len() > 64 || !a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }) {
+        return Err(ApiError::bad(
+            "account_id must be 1 to 64 letters, digits or '-'",
+        ));
+    }
     // The nonce is spent first: an ID token registers one device, once.
     let citizen = prove_identity(&state, &req.id_token).await?;
     let mut raw = [0u8; 32];
@@ -144,10 +151,23 @@ async fn register(
     let token = hex::encode(&raw);
     let hash = sha256(token.as_bytes());
     let storage = state.storage.clone();
-    let (device_id, account_id) = blocking(move || {
-        Ok(storage.register_device(&citizen, req.device_name.trim(), "phone", &hash)?)
+    let registered = blocking(move || {
+        Ok(storage.register_device(
+            &citizen,
+            req.device_name.trim(),
+            "phone",
+            &hash,
+            req.account_id.as_deref(),
+        )?)
     })
     .await?;
+    // A vault of one citizen signed in as another: refused before any device is made.
+    let Some((device_id, account_id)) = registered else {
+        return Err(ApiError::forbidden(
+            ServerErrorCode::IdentityMismatch,
+            "the sign-in is another citizen's, not the account this device's data belongs to",
+        ));
+    };
     Ok(Json(RegisterResponse {
         device_id,
         account_id,

@@ -72,14 +72,16 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// The account of a citizen, created when new; returns its id.
     fn account_for_citizen(&self, citizen: &CitizenKey) -> Result<String>;
     /// Registers a device of a citizen's account under a token hash; returns the device id and
-    /// account id.
+    /// account id, or `None` (nothing made) when `expected_account` is given and is not the
+    /// citizen's account.
     fn register_device(
         &self,
         citizen: &CitizenKey,
         name: &str,
         role: &str,
         token_hash: &[u8; 32],
-    ) -> Result<(String, String)>;
+        expected_account: Option<&str>,
+    ) -> Result<Option<(String, String)>>;
     /// The device holding a token.
     fn device_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Device>>;
     /// Sets the party cell of a citizen.
@@ -196,15 +198,25 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
         name: &str,
         role: &str,
         token_hash: &[u8; 32],
-    ) -> Result<(String, String)> {
+        expected_account: Option<&str>,
+    ) -> Result<Option<(String, String)>> {
         self.write(|tx| {
+            if let Some(expected) = expected_account {
+                let held = tx.row(
+                    "SELECT id FROM accounts WHERE citizen_hash = ?1",
+                    params![citizen.as_bytes()],
+                )?;
+                if held.map(|r| r.text(0)).transpose()?.as_deref() != Some(expected) {
+                    return Ok(None);
+                }
+            }
             let account = account_in(tx, citizen)?;
             let id = format!("d-{}", hex::encode(&random_bytes::<8>()?));
             tx.exec(
                 "INSERT INTO devices(id, account_id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![&id, &account, name, role, token_hash, chrono::Utc::now().timestamp()],
             )?;
-            Ok((id, account))
+            Ok(Some((id, account)))
         })
     }
 

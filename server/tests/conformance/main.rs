@@ -90,7 +90,7 @@ conformance!(
 );
 
 fn device<E: Engine>(s: &SqlStorage<E>, citizen: &str, token: u8) -> Device {
-    s.register_device(&citizen_key(citizen), "phone", "phone", &[token; 32])
+    s.register_device(&citizen_key(citizen), "phone", "phone", &[token; 32], None)
         .unwrap();
     s.device_by_token(&[token; 32]).unwrap().unwrap()
 }
@@ -117,6 +117,30 @@ fn accounts_and_devices<E: Engine>(s: &SqlStorage<E>) {
         .map(|d| d.id)
         .collect();
     assert_eq!(ids, [phone.id.clone(), old.id.clone()], "oldest first");
+    // A device registered for the account its data belongs to; another citizen's sign-in
+    // (or one with no account yet) makes nothing.
+    let expecting = |citizen: &str, token: u8| {
+        s.register_device(
+            &citizen_key(citizen),
+            "p",
+            "phone",
+            &[token; 32],
+            Some(&account),
+        )
+        .unwrap()
+    };
+    assert_eq!(expecting(CITIZEN, 4).map(|(_, a)| a), Some(account.clone()));
+    assert_eq!(expecting(OTHER, 5), None);
+    assert_eq!(expecting("001090000003", 6), None);
+    assert_eq!(s.device_by_token(&[5; 32]).unwrap(), None);
+    assert_eq!(s.devices_of(&stranger.account_id).unwrap().len(), 1);
+    s.revoke_device(
+        &account,
+        &s.device_by_token(&[4; 32]).unwrap().unwrap().id,
+        10,
+        |_, _, _| Ok(0),
+    )
+    .unwrap();
     // Revocation runs the hook in its transaction and ends the token at once.
     fn hook(_: &mut dyn Tx, _: &str, _: i64) -> thudo_server::storage::Result<usize> {
         Ok(7)
@@ -497,13 +521,11 @@ fn the_deny_list_stays_bounded_over_a_year<E: Engine>(s: &SqlStorage<E>) {
         let t = start + day * 86_400;
         for n in 0..PER_DAY {
             let citizen = format!("{:012}", 500_000_000 + day * PER_DAY + n);
-            s.register_device(&citizen_key(&citizen), "p", "phone", &{
-                let mut token = [0u8; 32];
-                token[..8].copy_from_slice(&(day * PER_DAY + n).to_le_bytes());
-                token[31] = 0xEE;
-                token
-            })
-            .unwrap();
+            let mut token = [0u8; 32];
+            token[..8].copy_from_slice(&(day * PER_DAY + n).to_le_bytes());
+            token[31] = 0xEE;
+            s.register_device(&citizen_key(&citizen), "p", "phone", &token, None)
+                .unwrap();
             let account = s.account_for_citizen(&citizen_key(&citizen)).unwrap();
             let d = s.devices_of(&account).unwrap().remove(0);
             let device = Device {

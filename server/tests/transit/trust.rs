@@ -20,6 +20,7 @@ async fn validators_are_enrolled_not_self_declared() {
                     .unwrap(),
                 device_name: "my bus".into(),
                 role: "validator".into(),
+                account_id: None,
             },
         )
         .await
