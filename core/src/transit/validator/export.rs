@@ -7,6 +7,38 @@ use crate::transit::inspection::PAIRED_TAP_WINDOW_SECS;
 use crate::transit::TransitError;
 use crate::vault::WriteOp;
 
+/// The writes that move `moving` (oldest first) of `collection` to the numbers from `start`,
+/// for one batch: each deleted under its number and put under its new one (`moved` gives its
+/// old number and its body under the new); returns them and the number after the last.
+pub(super) fn renumbering<T>(
+    collection: &str,
+    moving: &[T],
+    start: u64,
+    moved: impl Fn(&T, u64) -> Result<(u64, Vec<u8>), TransitError>,
+) -> Result<(Vec<WriteOp>, u64), TransitError> {
+    // Room for every record logged afterwards: numbers are never reused.
+    if start > u64::MAX - (1 << 32) {
+        return Err(TransitError::InvalidRequest {
+            reason: format!("no room to renumber {collection} from {start}"),
+        });
+    }
+    let mut ops = Vec::with_capacity(moving.len() * 2 + 1);
+    for (seq, item) in (start..).zip(moving) {
+        let (old, body) = moved(item, seq)?;
+        ops.push(WriteOp::Delete {
+            collection: collection.into(),
+            id: format!("{old:016}"),
+        });
+        ops.push(WriteOp::Put {
+            collection: collection.into(),
+            id: format!("{seq:016}"),
+            index: Vec::new(),
+            body,
+        });
+    }
+    Ok((ops, start + moving.len() as u64))
+}
+
 impl Validator {
     /// The tap log's numbers and counters.
     pub fn tap_log_status(&self) -> TapLogStatus {
@@ -68,13 +100,6 @@ impl Validator {
         sent_up_to: u64,
         from: u64,
     ) -> Result<usize, TransitError> {
-        let start = from.max(self.log.next_seq);
-        // Room for every tap a validator could log afterwards: numbers are never reused.
-        if start > u64::MAX - (1 << 32) {
-            return Err(TransitError::InvalidRequest {
-                reason: format!("no room to renumber the tap log from {start}"),
-            });
-        }
         self.flush()?;
         let wanted: std::collections::BTreeSet<u64> = reused.iter().copied().collect();
         let mut found = Vec::new();
@@ -88,25 +113,11 @@ impl Validator {
             return Ok(0); // moved already (a receipt applied twice): nothing to do
         }
         found.sort_by_key(|t| t.seq);
-        let mut ops = Vec::with_capacity(found.len() * 2 + 1);
-        let mut next = start;
-        for tap in &found {
-            ops.push(WriteOp::Delete {
-                collection: TAP_COLLECTION.into(),
-                id: format!("{:016}", tap.seq),
-            });
-            let moved = Tap {
-                seq: next,
-                ..tap.clone()
-            };
-            ops.push(WriteOp::Put {
-                collection: TAP_COLLECTION.into(),
-                id: format!("{:016}", moved.seq),
-                index: Vec::new(),
-                body: moved.to_log_bytes(),
-            });
-            next += 1;
-        }
+        let start = from.max(self.log.next_seq);
+        let (mut ops, next) = renumbering(TAP_COLLECTION, &found, start, |tap, seq| {
+            let moved = Tap { seq, ..tap.clone() };
+            Ok((tap.seq, moved.to_log_bytes()))
+        })?;
         self.log.next_seq = self.log.next_seq.max(next);
         ops.push(self.log_state_op());
         self.vault.write_batch(&ops)?;

@@ -143,32 +143,17 @@ impl Validator {
             .find(STATE_COLLECTION, INSPECTION_SEQ)?
             .and_then(|r| serde_json::from_slice::<u64>(&r.body).ok())
             .unwrap_or(1);
-        let mut next = from.max(next_recorded);
-        // Room for every inspection recorded afterwards: numbers are never reused.
-        if next > u64::MAX - (1 << 32) {
-            return Err(crate::transit::invalid(format!(
-                "no room to renumber the inspections from {next}"
-            )));
-        }
-        let mut ops = Vec::with_capacity(moving.len() * 2 + 1);
-        for inspection in &moving {
-            ops.push(WriteOp::Delete {
-                collection: INSPECTION_COLLECTION.into(),
-                id: format!("{:016}", inspection.seq),
-            });
-            let moved = Inspection {
-                seq: next,
-                ..(*inspection).clone()
-            };
-            ops.push(WriteOp::Put {
-                collection: INSPECTION_COLLECTION.into(),
-                id: format!("{next:016}"),
-                index: Vec::new(),
-                body: serde_json::to_vec(&moved)
-                    .map_err(|e| crate::transit::invalid(e.to_string()))?,
-            });
-            next += 1;
-        }
+        let start = from.max(next_recorded);
+        let (mut ops, next) =
+            super::export::renumbering(INSPECTION_COLLECTION, &moving, start, |i, seq| {
+                let moved = Inspection {
+                    seq,
+                    ..(*i).clone()
+                };
+                let body = serde_json::to_vec(&moved)
+                    .map_err(|e| crate::transit::invalid(e.to_string()))?;
+                Ok((i.seq, body))
+            })?;
         ops.push(WriteOp::Put {
             collection: STATE_COLLECTION.into(),
             id: INSPECTION_SEQ.into(),
