@@ -958,3 +958,29 @@ fn a_rotation_whose_new_key_cannot_be_unwrapped_changes_nothing() {
     let again = Vault::open(dir.path(), Unlock::Provider(inner), &fast()).unwrap();
     assert_eq!(again.get("c", "id").unwrap().body, b"data");
 }
+
+/// The largest record the vault takes (the longest collection name, id and index values, every
+/// index entry, the largest body) goes into a backup that imports: the export never writes a
+/// chunk its import would refuse as too long.
+#[test]
+fn the_largest_record_backs_up_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "pass").unwrap();
+    // The vault's limits: names 64 bytes, ids 512, 32 index entries of 4,096-byte values.
+    let collection = format!("c{}", "x".repeat(63));
+    let id = "i".repeat(512);
+    let index: Vec<(String, String)> = (0..32)
+        .map(|n| (format!("f{n:02}{}", "y".repeat(61)), "v".repeat(4096)))
+        .collect();
+    let body: Vec<u8> = (0..vault::MAX_BODY_LEN).map(|n| (n % 251) as u8).collect();
+    v.put(&collection, &id, &index, &body).unwrap();
+    v.put("small", "s", &[], b"after it").unwrap();
+    let file = dir.path().join("largest.thudo");
+    assert_eq!(v.export_backup(&file, "backup pass").unwrap(), 2);
+    let other = tempfile::tempdir().unwrap();
+    let t = open_pass(other.path(), "pass").unwrap();
+    assert_eq!(t.import_backup(&file, "backup pass").unwrap(), 2);
+    let back = t.get(&collection, &id).unwrap();
+    assert_eq!((back.index, back.body), (index, body));
+    assert_eq!(t.get("small", "s").unwrap().body, b"after it");
+}

@@ -24,13 +24,23 @@ use crate::crypto::{self, AeadKey, Cipher, MacKey, NONCE_LEN, TAG_LEN};
 use super::codec::{self, Record};
 use super::error::{Result, VaultError};
 use super::keys::{check_iterations, MIN_KDF_ITERATIONS};
-use super::MAX_BODY_LEN;
+use super::{MAX_BODY_LEN, MAX_ID_LEN, MAX_INDEX_ENTRIES, MAX_INDEX_VALUE_LEN, MAX_NAME_LEN};
 
 const MAGIC: &[u8; 8] = b"THUDOBK1";
 const PREFIX_LEN: usize = 8 + 1 + 4 + 16;
 const HEADER_LEN: usize = PREFIX_LEN + crypto::MAC_LEN;
 const CHUNK_TARGET: usize = 256 * 1024;
-const MAX_CHUNK: usize = MAX_BODY_LEN + 64 * 1024 + TAG_LEN;
+/// The largest entry the vault can hold, as a chunk carries it: its collection's name, then
+/// the longest id, every index entry at its longest and the largest body. A chunk holds up to
+/// `CHUNK_TARGET` of entries or one entry alone, so this (and its tag) bounds every chunk.
+const MAX_ENTRY: usize = 2
+    + MAX_NAME_LEN
+    + 4
+    + (4 + MAX_ID_LEN)
+    + 2
+    + MAX_INDEX_ENTRIES * (2 + MAX_NAME_LEN + 4 + MAX_INDEX_VALUE_LEN)
+    + MAX_BODY_LEN;
+const MAX_CHUNK: usize = MAX_ENTRY + TAG_LEN;
 /// A file may ask for more iterations than we write (600,000 by default), but not enough to
 /// hang the app: a hostile file asking for 10 million kept a phone busy for 10 s or more.
 const MAX_ITERATIONS: u32 = 2_000_000;
@@ -158,6 +168,14 @@ impl Writer {
     }
 
     fn flush_chunk(&mut self, last: bool) -> Result<()> {
+        // Never a backup its import would refuse (a record beyond the vault's limits, which
+        // `put` does not let in).
+        if self.chunk.len() + TAG_LEN > MAX_CHUNK {
+            return Err(VaultError::invalid(format!(
+                "a record of {} bytes is over a backup's limit",
+                self.chunk.len()
+            )));
+        }
         let mut buf = std::mem::take(&mut self.chunk);
         let aad = chunk_aad(&self.prefix, self.chunk_index, last);
         let nonce = self
