@@ -155,4 +155,33 @@ final class FakesTests: XCTestCase {
         XCTAssertTrue(fake.calls.contains("renewCredentials"))
         await riderVault.shutdown()
     }
+
+    func testABackgroundTasksSyncRunsOnTheFakes() async throws {
+        let fake = FakeSyncClient()
+        let phoneVault = try await vault("worker")
+        guard case .failure = await backgroundSync(client: fake, vault: phoneVault) else {
+            return XCTFail("not registered: give up")
+        }
+        _ = try await fake.register(vault: phoneVault, idToken: "any.id.token", deviceName: "phone", cancel: nil)
+        fake.offline = true
+        guard case .retry = await backgroundSync(client: fake, vault: phoneVault) else {
+            return XCTFail("offline: retry")
+        }
+        fake.offline = false
+        let phone = try await TransitPhone.open(vault: phoneVault, signer: nil, refreshSecs: 5)
+        // A phone with a fake sync client alone: no transit client to renew with.
+        guard case .failure = await backgroundSync(client: fake, vault: phoneVault, transitPhone: phone) else {
+            return XCTFail("a phone needs a transit client")
+        }
+        let transit = try FakeTransitClient(price: { _, _ in 0 })
+        _ = try await transit.buyTransitProduct(vault: phoneVault, phone: phone, product: .dayPass,
+                                                category: .standard, route: 0, month: "", dependantCitizenId: nil)
+        fake.enqueueSync(FakeSyncClient.report(pulled: 4))
+        let done = await backgroundSync(client: fake, vault: phoneVault, transitPhone: phone,
+                                        renewWithinSecs: 365 * 86_400, transit: transit)
+        guard case .success(let report, let renewals) = done else { return XCTFail("\(done)") }
+        XCTAssertEqual(report.pulled, 4)
+        XCTAssertEqual(renewals.count, 1, "\(renewals)")
+        await phoneVault.shutdown()
+    }
 }

@@ -24,6 +24,10 @@ public let backgroundRefreshBudgetMs: Int64 = 25_000
 /// whose phone syncs at least every three days never sees a credential end while the pass holds;
 /// a refused renewal (the pass ended) is reported in `renewals`.
 ///
+/// It takes the protocols, so a task's tests run it on the fakes (`FakeSyncClient`, and
+/// `FakeTransitClient` as `transit`); `transit` defaults to the real client's transit calls.
+/// A `transitPhone` with no `transit` (a fake sync client alone) is a `.failure`.
+///
 /// ```swift
 /// BGTaskScheduler.shared.register(forTaskWithIdentifier: "vn.hanoi.thudo.sync", using: nil) { task in
 ///     let token = CancelToken.withTimeoutMs(budgetMs: backgroundRefreshBudgetMs)
@@ -35,19 +39,23 @@ public let backgroundRefreshBudgetMs: Int64 = 25_000
 /// }
 /// ```
 public func backgroundSync(
-    client: SyncClient,
+    client: SyncClientProtocol,
     vault: Vault,
     library: HandbookLibrary? = nil,
     observer: SyncObserver? = nil,
     token: CancelToken = CancelToken.withTimeoutMs(budgetMs: backgroundRefreshBudgetMs),
     transitPhone: TransitPhone? = nil,
-    renewWithinSecs: Int64 = 172_800
+    renewWithinSecs: Int64 = 172_800,
+    transit: TransitClientProtocol? = nil
 ) async -> BackgroundSyncResult {
     do {
         let report = try await client.sync(vault: vault, library: library, observer: observer, cancel: token)
         var renewals: [CredentialRenewal] = []
         if let phone = transitPhone {
-            renewals = try await TransitClient(client: client).renewCredentials(
+            guard let transit = transit ?? (client as? SyncClient).map({ TransitClient(client: $0) }) else {
+                return .failure("a transit phone needs a transit client (pass transit:)")
+            }
+            renewals = try await transit.renewCredentials(
                 vault: vault, phone: phone, withinSecs: renewWithinSecs, cancel: token)
         }
         return .success(report, renewals: renewals)

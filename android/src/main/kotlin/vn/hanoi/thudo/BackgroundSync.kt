@@ -25,6 +25,10 @@ sealed class BackgroundSyncResult {
  * whose phone syncs at least every three days never sees a credential end while the pass holds;
  * a refused renewal (the pass ended) is reported in [BackgroundSyncResult.Success.renewals].
  *
+ * It takes the interfaces, so a worker's tests run it on the fakes (`FakeSyncClient`, and
+ * `FakeTransitClient` as [transit]); [transit] defaults to the real client's transit calls.
+ * A [transitPhone] with no [transit] (a fake sync client alone) is a [BackgroundSyncResult.Failure].
+ *
  * The sync stops by itself after [budgetMs] (default 9 minutes, inside WorkManager's 10) and
  * asks for a retry; cancelling the worker's coroutine stops it at once. The client stays usable.
  *
@@ -39,18 +43,23 @@ sealed class BackgroundSyncResult {
  * ```
  */
 suspend fun backgroundSync(
-    client: SyncClient,
+    client: SyncClientInterface,
     vault: Vault,
     library: HandbookLibrary? = null,
     observer: SyncObserver? = null,
     budgetMs: Long = WORK_MANAGER_BUDGET_MS,
     transitPhone: TransitPhone? = null,
     renewWithinSecs: Long = 172_800L,
+    transit: TransitClientInterface? = (client as? SyncClient)?.let(::TransitClient),
 ): BackgroundSyncResult = try {
     val token = CancelToken.withTimeoutMs(budgetMs)
     val report = client.sync(vault, library, observer, token)
-    val renewals = transitPhone?.let { TransitClient(client).renewCredentials(vault, it, renewWithinSecs, token) }
-    BackgroundSyncResult.Success(report, renewals.orEmpty())
+    if (transitPhone != null && transit == null) {
+        BackgroundSyncResult.Failure("a transit phone needs a transit client (pass transit)")
+    } else {
+        val renewals = transitPhone?.let { transit?.renewCredentials(vault, it, renewWithinSecs, token) }
+        BackgroundSyncResult.Success(report, renewals.orEmpty())
+    }
 } catch (e: SyncException) {
     // Closed: the app shut the vault meanwhile; the next run opens it again.
     val closed = e is SyncException.Vault && e.fault is VaultFault.Closed

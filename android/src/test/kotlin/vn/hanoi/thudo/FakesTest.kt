@@ -114,4 +114,27 @@ class FakesTest {
         assertNotNull(fake.calls.firstOrNull { it == "renewCredentials" })
         phoneVault.shutdown()
     }
+
+    @Test
+    fun `a background worker's sync runs on the fakes`() = runBlocking<Unit> {
+        val fake = FakeSyncClient()
+        val phoneVault = vault("worker")
+        assertTrue(backgroundSync(fake, phoneVault) is BackgroundSyncResult.Failure, "not registered: give up")
+        fake.register(phoneVault, "any.id.token", "phone", null)
+        fake.offline = true
+        assertTrue(backgroundSync(fake, phoneVault) is BackgroundSyncResult.Retry, "offline: retry")
+        fake.offline = false
+        fake.enqueueSync(FakeSyncClient.report(pushed = 2))
+        val phone = TransitPhone.open(phoneVault, null, 5)
+        // A phone with a fake sync client alone: no transit client to renew with.
+        assertTrue(backgroundSync(fake, phoneVault, transitPhone = phone) is BackgroundSyncResult.Failure)
+        val transit = FakeTransitClient(price = { _, _ -> 0L })
+        transit.buyTransitProduct(phoneVault, phone, TransitProduct.DAY_PASS, PassengerCategory.STANDARD, 0, "", null)
+        fake.enqueueSync(FakeSyncClient.report(pulled = 4))
+        val done = backgroundSync(fake, phoneVault, transitPhone = phone, renewWithinSecs = 365 * 86_400L, transit = transit)
+        done as BackgroundSyncResult.Success
+        assertEquals(4L, done.report.pulled)
+        assertEquals(1, done.renewals.size, done.renewals.toString())
+        phoneVault.shutdown()
+    }
 }
