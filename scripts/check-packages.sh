@@ -51,6 +51,10 @@ agp = re.search(r'id\("com.android.library"\) version "([0-9]+)\.([0-9]+)', open
 need = (int(agp.group(1)), int(agp.group(2)))
 assert tuple(map(int, gradle.split(".")[:2])) >= need, f"AGP {need} needs Gradle {need}, wrapper {gradle}"
 assert os.access("android/gradlew", os.X_OK), "gradlew is not executable"
+# Gradle's published SHA-256 of each distribution (gradle.org's release checksums): the wrapper
+# refuses a download that differs. A new Gradle version needs its line here.
+published = {"8.14.3": "bd71102213493060956ec229d946beee57158dbd89d0e62b91bca0fa2c5f3531"}
+assert props.get("distributionSha256Sum") == published.get(gradle), f"the wrapper's distributionSha256Sum is not Gradle {gradle}'s"
 assert "org/gradle/wrapper/GradleWrapperMain.class" in zipfile.ZipFile("android/gradle/wrapper/gradle-wrapper.jar").namelist()
 assert f"--gradle-version {gradle}" in open("docs/android.md").read(), "docs/android.md names another Gradle"
 print(f"  Gradle {gradle} for Android Gradle plugin {need[0]}.{need[1]}")
