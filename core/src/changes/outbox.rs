@@ -162,8 +162,11 @@ pub fn pending_seqs(vault: &Vault) -> Result<Vec<u64>> {
         // The record id is the zero-padded position: no need to parse the entry.
         seqs.extend(page.iter().filter_map(|(_, r)| r.id.parse::<u64>().ok()));
     }
-    // Storage order is the order entries were written, which a restored backup may not keep.
+    // Storage order is the order entries were written, which a restored backup may not keep;
+    // a data-key rotation committed between two pages moves every entry past the cursor, so
+    // they come round again.
     seqs.sort_unstable();
+    seqs.dedup();
     Ok(seqs)
 }
 

@@ -169,10 +169,13 @@ final class FakesTests: XCTestCase {
         }
         fake.offline = false
         let phone = try await TransitPhone.open(vault: phoneVault, signer: nil, refreshSecs: 5)
-        // A phone with a fake sync client alone: no transit client to renew with.
+        // A phone with a fake sync client alone: no transit client to renew with, found before
+        // anything is synced.
+        let syncs = fake.calls.filter { $0 == "sync" }.count
         guard case .failure = await backgroundSync(client: fake, vault: phoneVault, transitPhone: phone) else {
             return XCTFail("a phone needs a transit client")
         }
+        XCTAssertEqual(fake.calls.filter { $0 == "sync" }.count, syncs)
         let transit = try FakeTransitClient(price: { _, _ in 0 })
         _ = try await transit.buyTransitProduct(vault: phoneVault, phone: phone, product: .dayPass,
                                                 category: .standard, route: 0, month: "", dependantCitizenId: nil)

@@ -567,16 +567,30 @@ pub async fn read_trail(
     let (store, secrets) = (audit.store.clone(), audit.secrets.clone());
     let after = q.after;
     let (entries, broken_at) = blocking(move || {
-        let before = match after {
-            0 => None,
-            n => store.audit_entries(n - 1, 1)?.into_iter().next(),
+        // The entry the page follows, and the one before it: its own seal is checked too, so
+        // that its key number (which the page's check starts from) is the one it was sealed
+        // with, not one written over it.
+        let (prior, before) = match after {
+            0 => (None, None),
+            1 => (None, store.audit_entries(0, 1)?.pop()),
+            n => {
+                let mut two = store.audit_entries(n - 2, 2)?;
+                let at = two.pop();
+                (two.pop(), at)
+            }
         };
         let kept = |b: &Entry| {
             q.mac
                 .as_ref()
                 .is_none_or(|mac| b.mac.eq_ignore_ascii_case(mac))
         };
-        if after > 0 && before.as_ref().is_none_or(|b| b.seq != after || !kept(b)) {
+        let sound = |b: &Entry| {
+            b.seq == after
+                && kept(b)
+                && first_broken(std::slice::from_ref(b), after - 1, prior.as_ref(), &secrets)
+                    .is_none()
+        };
+        if after > 0 && !before.as_ref().is_some_and(sound) {
             return Ok((Vec::new(), Some(after)));
         }
         let entries = store.audit_entries(after, limit)?;
@@ -767,5 +781,69 @@ mod tests {
         let entries = store.audit_entries(0, 10).unwrap();
         assert_eq!(entries.len(), 3);
         assert_eq!(first_broken(&entries, 0, None, &new), None);
+    }
+
+    /// A page read on from a kept head starts from that head's key: an attacker holding an old
+    /// secret and the database who writes the head's key number down, then appends under the
+    /// old secret, is caught at the head (its seal is not that key's).
+    #[tokio::test]
+    async fn a_page_from_a_kept_head_checks_the_heads_own_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            crate::storage::SqliteStorage::open(&dir.path().join("a.db"), &[SCHEMA]).unwrap(),
+        );
+        let entry = NewEntry {
+            subject: "clerk-1".into(),
+            role: "transit_operator".into(),
+            organisation: "hanoi-metro".into(),
+            action: "GET /v1/admin/transit/deny".into(),
+            target: String::new(),
+            refers_to: None,
+            detail: json!({}),
+        };
+        let (old, new) = (secrets(1), secrets(2));
+        store.append_audit(&entry, &old).unwrap();
+        store.append_audit(&entry, &new).unwrap();
+        store.append_audit(&entry, &new).unwrap();
+        let head = store.audit_entries(2, 1).unwrap().remove(0);
+        assert_eq!((head.seq, head.key_number), (3, 1));
+        store
+            .write(|tx| {
+                tx.exec(
+                    "UPDATE audit_log SET key_number = 0 WHERE seq = 3",
+                    params![],
+                )
+            })
+            .unwrap();
+        store.append_audit(&entry, &old).unwrap();
+        let page = |after: u64, mac: String| {
+            read_trail(
+                State(AuditState {
+                    store: store.clone(),
+                    secrets: Arc::new(secrets(2)),
+                }),
+                Operator {
+                    subject: "auditor-1".into(),
+                    role: Role::Auditor,
+                    organisation: "hanoi".into(),
+                },
+                Query(AuditQuery {
+                    after,
+                    mac: Some(mac),
+                    limit: None,
+                    citizen_id: None,
+                }),
+            )
+        };
+        let read = page(3, head.mac.clone()).await.unwrap().0;
+        assert_eq!((read.verified, read.broken_at), (false, Some(3)));
+        // An honest head reads on: the second entry, sealed under secret 1.
+        let second = store.audit_entries(1, 1).unwrap().remove(0);
+        let read = page(2, second.mac).await.unwrap().0;
+        assert_eq!(
+            read.broken_at,
+            Some(3),
+            "the head written over shows in its place"
+        );
     }
 }

@@ -26,7 +26,8 @@ public let backgroundRefreshBudgetMs: Int64 = 25_000
 ///
 /// It takes the protocols, so a task's tests run it on the fakes (`FakeSyncClient`, and
 /// `FakeTransitClient` as `transit`); `transit` defaults to the real client's transit calls.
-/// A `transitPhone` with no `transit` (a fake sync client alone) is a `.failure`.
+/// A `transitPhone` with no `transit` (a fake sync client alone) is a `.failure`, before anything
+/// is synced.
 ///
 /// ```swift
 /// BGTaskScheduler.shared.register(forTaskWithIdentifier: "vn.hanoi.thudo.sync", using: nil) { task in
@@ -48,14 +49,15 @@ public func backgroundSync(
     renewWithinSecs: Int64 = 172_800,
     transit: TransitClientProtocol? = nil
 ) async -> BackgroundSyncResult {
+    let renewer = transitPhone == nil ? nil : transit ?? (client as? SyncClient).map { TransitClient(client: $0) }
+    if transitPhone != nil && renewer == nil {
+        return .failure("a transit phone needs a transit client (pass transit:)")
+    }
     do {
         let report = try await client.sync(vault: vault, library: library, observer: observer, cancel: token)
         var renewals: [CredentialRenewal] = []
-        if let phone = transitPhone {
-            guard let transit = transit ?? (client as? SyncClient).map({ TransitClient(client: $0) }) else {
-                return .failure("a transit phone needs a transit client (pass transit:)")
-            }
-            renewals = try await transit.renewCredentials(
+        if let phone = transitPhone, let renewer {
+            renewals = try await renewer.renewCredentials(
                 vault: vault, phone: phone, withinSecs: renewWithinSecs, cancel: token)
         }
         return .success(report, renewals: renewals)

@@ -27,7 +27,8 @@ sealed class BackgroundSyncResult {
  *
  * It takes the interfaces, so a worker's tests run it on the fakes (`FakeSyncClient`, and
  * `FakeTransitClient` as [transit]); [transit] defaults to the real client's transit calls.
- * A [transitPhone] with no [transit] (a fake sync client alone) is a [BackgroundSyncResult.Failure].
+ * A [transitPhone] with no [transit] (a fake sync client alone) is a [BackgroundSyncResult.Failure],
+ * before anything is synced.
  *
  * The sync stops by itself after [budgetMs] (default 9 minutes, inside WorkManager's 10) and
  * asks for a retry; cancelling the worker's coroutine stops it at once. The client stays usable.
@@ -50,14 +51,15 @@ suspend fun backgroundSync(
     budgetMs: Long = WORK_MANAGER_BUDGET_MS,
     transitPhone: TransitPhone? = null,
     renewWithinSecs: Long = 172_800L,
-    transit: TransitClientInterface? = (client as? SyncClient)?.let(::TransitClient),
+    transit: TransitClientInterface? = null,
 ): BackgroundSyncResult = try {
-    val token = CancelToken.withTimeoutMs(budgetMs)
-    val report = client.sync(vault, library, observer, token)
-    if (transitPhone != null && transit == null) {
+    val renewer = transit ?: (client as? SyncClient)?.takeIf { transitPhone != null }?.let(::TransitClient)
+    if (transitPhone != null && renewer == null) {
         BackgroundSyncResult.Failure("a transit phone needs a transit client (pass transit)")
     } else {
-        val renewals = transitPhone?.let { transit?.renewCredentials(vault, it, renewWithinSecs, token) }
+        val token = CancelToken.withTimeoutMs(budgetMs)
+        val report = client.sync(vault, library, observer, token)
+        val renewals = transitPhone?.let { renewer?.renewCredentials(vault, it, renewWithinSecs, token) }
         BackgroundSyncResult.Success(report, renewals.orEmpty())
     }
 } catch (e: SyncException) {

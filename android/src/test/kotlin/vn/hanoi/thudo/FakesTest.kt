@@ -124,10 +124,12 @@ class FakesTest {
         fake.offline = true
         assertTrue(backgroundSync(fake, phoneVault) is BackgroundSyncResult.Retry, "offline: retry")
         fake.offline = false
-        fake.enqueueSync(FakeSyncClient.report(pushed = 2))
         val phone = TransitPhone.open(phoneVault, null, 5)
-        // A phone with a fake sync client alone: no transit client to renew with.
+        // A phone with a fake sync client alone: no transit client to renew with, found before
+        // anything is synced.
+        val syncs = fake.calls.count { it == "sync" }
         assertTrue(backgroundSync(fake, phoneVault, transitPhone = phone) is BackgroundSyncResult.Failure)
+        assertEquals(syncs, fake.calls.count { it == "sync" })
         val transit = FakeTransitClient(price = { _, _ -> 0L })
         transit.buyTransitProduct(phoneVault, phone, TransitProduct.DAY_PASS, PassengerCategory.STANDARD, 0, "", null)
         fake.enqueueSync(FakeSyncClient.report(pulled = 4))
