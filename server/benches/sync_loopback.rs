@@ -1,6 +1,6 @@
 //! Sync on loopback, client and reference backend in one process: pulling 10,000 and then
 //! 20,000 health records page by page (memory should not grow with the count), and pushing
-//! 1,000 queued mutations; fetching a published 10 MiB file (40 chunks, each kept in the vault
+//! 1,000 and 10,000 queued mutations; fetching a published 10 MiB file (40 chunks, each kept in the vault
 //! as it arrives, the whole checked against its SHA-256).
 //!
 //! `cargo bench -p thudo-server --bench sync_loopback`
@@ -114,29 +114,34 @@ fn main() {
             );
         }
 
-        let v = vault(&dir.path().join("push"));
-        client.sign_in_and_register(v.clone(), "bench", |n| idp.id_token("001000000009", n).map_err(|e| e.to_string()))
-            .await
-            .unwrap();
-        let book = MemberHandbook::new(&v);
-        for i in 0..1_000i64 {
-            book.save_note(&DocumentNote {
-                id: format!("n{i}"),
-                document_id: "nq-57-2024".into(),
-                text: format!("ghi chú số {i} về nghị quyết"),
-                updated_at: 1_790_000_000 + i,
-            })
-            .unwrap();
+        // A day's changes, then an offline month's: the push reads the outbox's positions once
+        // and each batch's entries alone, so the time per change should not grow with the count.
+        for (run, count) in [(8, 1_000i64), (9, 10_000)] {
+            let v = vault(&dir.path().join(format!("push-{run}")));
+            let citizen = format!("00100000000{run}");
+            client.sign_in_and_register(v.clone(), "bench", |n| idp.id_token(&citizen, n).map_err(|e| e.to_string()))
+                .await
+                .unwrap();
+            let book = MemberHandbook::new(&v);
+            for i in 0..count {
+                book.save_note(&DocumentNote {
+                    id: format!("n{i}"),
+                    document_id: "nq-57-2024".into(),
+                    text: format!("ghi chú số {i} về nghị quyết"),
+                    updated_at: 1_790_000_000 + i,
+                })
+                .unwrap();
+            }
+            let t = Instant::now();
+            let report = client.sync(v.clone(), &thudo_core::collections::registry(Default::default()), None).await.unwrap();
+            let took = t.elapsed();
+            assert_eq!(report.pushed, count);
+            println!(
+                "push {count} queued mutations (batches of 200) and pull them back: {:.2} s, {:.0} mutations/s",
+                took.as_secs_f64(),
+                count as f64 / took.as_secs_f64()
+            );
         }
-        let t = Instant::now();
-        let report = client.sync(v.clone(), &thudo_core::collections::registry(Default::default()), None).await.unwrap();
-        let took = t.elapsed();
-        assert_eq!(report.pushed, 1_000);
-        println!(
-            "push 1,000 queued mutations (batches of 200) and pull them back: {:.2} s, {:.0} mutations/s",
-            took.as_secs_f64(),
-            1_000.0 / took.as_secs_f64()
-        );
 
         // A published 10 MiB file, fetched by a member of its cell.
         let file: Vec<u8> = (0..thudo_core::attachments::MAX_FILE_BYTES as usize)

@@ -178,6 +178,12 @@ async fn main() -> anyhow::Result<()> {
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("--vnpay-secret-file is required"))?;
             let secret = zeroize::Zeroizing::new(std::fs::read_to_string(secret_path)?);
+            // A blank or short secret would let anyone sign a "paid" notification.
+            anyhow::ensure!(
+                secret.trim().len() >= 16,
+                "{}: the VNPay hash secret is shorter than 16 characters (a merchant's is 32)",
+                secret_path.display()
+            );
             Payments {
                 provider: std::sync::Arc::new(thudo_server::payments::vnpay::Vnpay::new(
                     tmn_code,

@@ -43,3 +43,34 @@ fn the_operator_provider_must_differ_from_the_citizens() {
         "{said}"
     );
 }
+
+/// A blank (or short) payment secret would let anyone sign a "paid" notification: the server
+/// does not start with one.
+#[test]
+fn a_blank_payment_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |secret: &str| {
+        let file = dir.path().join("vnpay.secret");
+        std::fs::write(&file, secret).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_thudo-server"))
+            .args(["--listen", "127.0.0.1:0", "--vnpay-tmn-code", "THUDO001"])
+            .args(["--vnpay-pay-url", "https://pay.example.vn/vpcpay.html"])
+            .arg("--vnpay-secret-file")
+            .arg(&file)
+            .arg("--db")
+            .arg(dir.path().join("server.db"))
+            .output()
+            .unwrap()
+    };
+    for blank in ["", "  \n", "short-secret"] {
+        let out = run(blank);
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("shorter than 16"), "{said}");
+    }
+    // A merchant's secret passes this check (and stops later, at the missing identity provider).
+    let out = run("0123456789ABCDEF0123456789ABCDEF\n");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("shorter than 16"), "{said}");
+}

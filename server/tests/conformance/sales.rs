@@ -158,11 +158,22 @@ pub(super) fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
     s.create_order(&expired, later).unwrap();
     let mut in_grace = order("o-in-grace", OrderPurpose::Pass, 280_000);
     in_grace.expires_at = now - 60;
+    // The next day's pass: another than the one the failed order opens.
+    in_grace.pass = Some(Pass {
+        valid_from: pass.valid_from + 86_400,
+        valid_until: pass.valid_until + 86_400,
+        ..pass.clone()
+    });
     s.create_order(&in_grace, later).unwrap();
+    // The failed order's pass ordered again and paid on both orders' pages: the second payment
+    // goes back, whichever order it names.
+    s.create_order(&order("o-again", OrderPurpose::Pass, 280_000), later)
+        .unwrap();
     for (id, status) in [
         ("o-failed", OrderStatus::Paid),
         ("o-expired", OrderStatus::Refunded),
         ("o-in-grace", OrderStatus::Paid),
+        ("o-again", OrderStatus::Refunded),
     ] {
         assert_eq!(
             s.record_payment(
@@ -178,7 +189,47 @@ pub(super) fn sales_are_paid_once_and_add_up<E: Engine>(s: &SqlStorage<E>) {
         assert_eq!(s.order(id).unwrap().unwrap().status, status, "{id}");
     }
     let rec = s.reconciliation(later).unwrap();
-    assert_eq!((rec.sales_vnd, rec.refunds_vnd), (3 * 280_000, 280_000));
+    assert_eq!(
+        (rec.sales_vnd, rec.refunds_vnd, rec.refunds_due_vnd),
+        (4 * 280_000, 0, 2 * 280_000)
+    );
+    // What was not kept is listed to return in the provider's portal, by transaction.
+    let to_return: Vec<_> = rec
+        .to_return
+        .iter()
+        .map(|e| (e.order_id.as_str(), e.provider_ref.as_deref()))
+        .collect();
+    assert_eq!(
+        to_return,
+        [
+            ("o-expired", Some("late-o-expired")),
+            ("o-again", Some("late-o-again"))
+        ]
+    );
+    // A transaction first reported pending (a failure under its reference), then paid: the
+    // payment is recorded, not taken for the same notification again.
+    let mut pending = order("o-pending", OrderPurpose::Pass, 280_000);
+    pending.pass = Some(Pass {
+        valid_from: pass.valid_from + 2 * 86_400,
+        valid_until: pass.valid_until + 2 * 86_400,
+        ..pass.clone()
+    });
+    s.create_order(&pending, later).unwrap();
+    let mut first = paid("o-pending", 280_000, "tx-7");
+    first.result = PaymentResult::Failed { code: "00".into() };
+    s.record_payment(&first, 20_000, now, later).unwrap();
+    for answer in [
+        PaymentRecord::Recorded {
+            status: OrderStatus::Paid,
+        },
+        PaymentRecord::AlreadyRecorded,
+    ] {
+        assert_eq!(
+            s.record_payment(&paid("o-pending", 280_000, "tx-7"), 20_000, now, later)
+                .unwrap(),
+            answer
+        );
+    }
     // Refunded: no credential is handed out for it any more.
     assert_eq!(s.keep_credential("o-pass", b"third").unwrap(), None);
     // The operator denies the card while it owes: lifting the balance denial (a top-up) leaves

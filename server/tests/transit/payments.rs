@@ -255,8 +255,8 @@ async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
     let twice = sandbox.notification(&id, 280_000, SandboxOutcome::Pay, now() as i64);
     assert_eq!(notify(&w, &twice).await, "00");
 
-    // The ledger: the order, one failure, two payments, one refund; the reconciliation adds
-    // up to it.
+    // The ledger: the order, one failure, two payments, the second owed back; the
+    // reconciliation adds up to it and lists that transaction to return.
     let day = today();
     let ledger = w
         .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
@@ -280,7 +280,7 @@ async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
             ("payment_failed", 0),
             ("payment", 280_000),
             ("payment", 280_000),
-            ("refund", 280_000)
+            ("refund_due", 280_000)
         ]
     );
     let rec = w
@@ -294,14 +294,26 @@ async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
         .find(|l| l["product"] == "monthly_all_routes")
         .unwrap();
     assert_eq!(
-        (&line["sales"], &line["sales_vnd"], &line["refunds_vnd"]),
+        (
+            &line["sales"],
+            &line["sales_vnd"],
+            &line["refunds_vnd"],
+            &line["refunds_due_vnd"]
+        ),
         (
             &Value::from(2),
             &Value::from(560_000),
+            &Value::from(0),
             &Value::from(280_000)
         )
     );
     assert_eq!(rec["unpaid"], 1);
+    let owed = rec["to_return"].as_array().unwrap();
+    assert_eq!(owed.len(), 1, "{rec}");
+    assert_eq!(
+        (&owed[0]["order_id"], &owed[0]["amount_vnd"]),
+        (&Value::from(id.as_str()), &Value::from(280_000))
+    );
 
     // Refunded by the operator: the pass is cancelled, its renewal refused.
     let (status, body) = w
@@ -331,7 +343,10 @@ async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
         .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
         .await;
     assert_adds_up(&ledger, &rec);
-    assert_eq!(rec["refunds_vnd"], 560_000);
+    assert_eq!(
+        (&rec["refunds_vnd"], &rec["refunds_due_vnd"]),
+        (&Value::from(280_000), &Value::from(280_000))
+    );
 }
 
 /// The reconciliation's sums are the ledger's.
@@ -357,7 +372,66 @@ fn assert_adds_up(ledger: &Value, rec: &Value) {
     assert_eq!(lines("sales_vnd"), sum("payment"));
     assert_eq!(rec["refunds_vnd"].as_u64().unwrap(), sum("refund"));
     assert_eq!(lines("refunds_vnd"), sum("refund"));
+    assert_eq!(rec["refunds_due_vnd"].as_u64().unwrap(), sum("refund_due"));
+    assert_eq!(lines("refunds_due_vnd"), sum("refund_due"));
     assert_eq!(rec["ordered_vnd"].as_u64().unwrap(), sum("order"));
+}
+
+/// A buyer told a payment failed orders again and pays, then also pays on the first order's
+/// page: the card gets one pass, and the second payment is listed to return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_paid_on_two_orders_is_made_once_and_the_other_payment_listed_to_return() {
+    let (w, sandbox) = paying_world().await;
+    let v = w.phone_device("buyer", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let first = w
+        .transit()
+        .order(v.clone(), &monthly(&phone))
+        .await
+        .unwrap();
+    let declined = sandbox.notification(
+        &first.order_id,
+        280_000,
+        SandboxOutcome::Decline,
+        now() as i64,
+    );
+    assert_eq!(notify(&w, &declined).await, "00");
+    refused(
+        w.transit()
+            .collect(v.clone(), &first.order_id)
+            .await
+            .unwrap_err(),
+        402,
+        "payment_failed",
+    );
+    let second = w
+        .transit()
+        .order(v.clone(), &monthly(&phone))
+        .await
+        .unwrap();
+    for order in [&second, &first] {
+        let paid =
+            sandbox.notification(&order.order_id, 280_000, SandboxOutcome::Pay, now() as i64);
+        assert_eq!(notify(&w, &paid).await, "00");
+    }
+    assert!(w
+        .transit()
+        .collect(v.clone(), &second.order_id)
+        .await
+        .is_ok());
+    let status = |id: String| {
+        let (w, v) = (&w, v.clone());
+        async move { w.transit().order_status(v, &id).await.unwrap().status }
+    };
+    assert_eq!(status(second.order_id.clone()).await, OrderStatus::Paid);
+    assert_eq!(status(first.order_id.clone()).await, OrderStatus::Refunded);
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={}", today()))
+        .await;
+    let owed: Vec<&Value> = rec["to_return"].as_array().unwrap().iter().collect();
+    assert_eq!(owed.len(), 1, "{rec}");
+    assert_eq!(owed[0]["order_id"], first.order_id.as_str());
+    assert_eq!(rec["refunds_due_vnd"], 280_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -594,8 +594,10 @@ pub struct LedgerEntry {
     pub at: i64,
     /// The local day (Hanoi) it counts on, `YYYY-MM-DD`.
     pub day: String,
-    /// `order`, `payment`, `payment_failed`, `payment_cancelled`, `refund`.
-    #[schema(pattern = "^(order|payment|payment_failed|payment_cancelled|refund)$")]
+    /// `order`, `payment`, `payment_failed`, `payment_cancelled`, `refund` (made by an
+    /// operator), `refund_due` (a payment not kept: paid twice, too late, or for a pass the
+    /// card holds already; to be returned in the provider's portal).
+    #[schema(pattern = "^(order|payment|payment_failed|payment_cancelled|refund|refund_due)$")]
     pub entry: String,
     /// The order.
     pub order_id: String,
@@ -607,8 +609,8 @@ pub struct LedgerEntry {
     pub product: Option<thudo_core::transit::Product>,
     /// The category, for a pass.
     pub category: Option<thudo_core::transit::Category>,
-    /// VND: the price for an order, the amount taken for a payment, the amount returned for a
-    /// refund, 0 for a failure or cancellation.
+    /// VND: the price for an order, the amount taken for a payment, the amount returned (or
+    /// to return) for a refund, 0 for a failure or cancellation.
     pub amount_vnd: u64,
     /// The provider's transaction reference.
     pub provider_ref: Option<String>,
@@ -631,6 +633,10 @@ pub struct ReconciliationLine {
     pub refunds: u64,
     /// Their sum, VND.
     pub refunds_vnd: u64,
+    /// Payments not kept, owed back to the buyer (`refund_due`).
+    pub refunds_due: u64,
+    /// Their sum, VND.
+    pub refunds_due_vnd: u64,
     /// Pay-as-you-go fares charged (bus rides and metro journeys).
     pub charges: u64,
     /// Their sum, VND.
@@ -650,6 +656,10 @@ pub struct Reconciliation {
     pub sales_vnd: u64,
     /// Sum of the lines' refunds, VND.
     pub refunds_vnd: u64,
+    /// Sum of the lines' payments not kept, VND: money to return in the provider's portal.
+    pub refunds_due_vnd: u64,
+    /// Those payments, one by one (the order and the provider's transaction to return).
+    pub to_return: Vec<LedgerEntry>,
     /// Sum of the lines' fares, VND.
     pub charged_vnd: u64,
     /// Orders made that day and their value, VND (paid or not).

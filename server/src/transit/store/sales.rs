@@ -110,7 +110,9 @@ fn enter(
     Ok(())
 }
 
-/// Enters a payment that is not kept (paid twice, or too late to ride) with its refund.
+/// Enters a payment that is not kept (paid twice, too late to ride, a pass the card holds
+/// already) with the refund it is owed: `refund_due`, money to return in the provider's portal
+/// (the day's reconciliation lists it), not a refund made.
 fn enter_returned(
     tx: &mut dyn Tx,
     order: &NewOrder,
@@ -127,7 +129,37 @@ fn enter_returned(
         at,
         day,
     )?;
-    enter(tx, order, "refund", order.amount_vnd, provider_ref, at, day)
+    enter(
+        tx,
+        order,
+        "refund_due",
+        order.amount_vnd,
+        provider_ref,
+        at,
+        day,
+    )
+}
+
+/// Whether the card already holds a live pass for what `order` buys (the same product, route
+/// and days) from another order: a buyer told a payment failed who ordered again, then paid on
+/// the first order's page too.
+fn pass_held(tx: &mut dyn Tx, order: &NewOrder) -> Result<bool> {
+    let Some(pass) = &order.pass else {
+        return Ok(false);
+    };
+    Ok(tx
+        .row(
+            "SELECT 1 FROM passes WHERE card_id = ?1 AND product = ?2 AND route = ?3
+               AND valid_from = ?4 AND valid_until = ?5 AND cancelled_at IS NULL",
+            params![
+                big(pass.card_id),
+                code_of(&pass.product),
+                pass.route,
+                pass.valid_from,
+                pass.valid_until
+            ],
+        )?
+        .is_some())
 }
 
 /// Marks an order paid and makes what it bought (a pass; a top-up's credit is its ledger
@@ -166,7 +198,7 @@ fn balances_of(tx: &mut dyn Tx, cards: &[u64]) -> Result<std::collections::HashM
     for (sql, sign) in [
         (
             "SELECT card_id, CAST(SUM(CASE entry WHEN 'payment' THEN amount_vnd ELSE -amount_vnd END) AS BIGINT)
-             FROM ledger WHERE purpose = 'top_up' AND entry IN ('payment', 'refund')
+             FROM ledger WHERE purpose = 'top_up' AND entry IN ('payment', 'refund', 'refund_due')
                AND card_id IN ({in}) GROUP BY card_id",
             1,
         ),
@@ -337,13 +369,17 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             }
             let provider_ref = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
             if let Some(reference) = provider_ref {
-                let seen = tx
-                    .row(
-                        "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2",
-                        params![&order.id, reference],
-                    )?
-                    .is_some();
-                if seen {
+                // The same transaction sent again. A payment is new after a failure under its
+                // reference (a pending transaction reported first, then completed): only its
+                // own payment makes it a repeat.
+                let sql = match n.result {
+                    PaymentResult::Paid => {
+                        "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
+                           AND entry = 'payment'"
+                    }
+                    _ => "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2",
+                };
+                if tx.row(sql, params![&order.id, reference])?.is_some() {
                     return Ok(PaymentRecord::AlreadyRecorded);
                 }
             }
@@ -363,6 +399,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         .pass
                         .as_ref()
                         .is_some_and(|p| p.valid_until < now || expired)
+                        || pass_held(tx, order)?
                     {
                         enter_returned(tx, order, provider_ref, now, day)?;
                         tx.exec(
@@ -500,30 +537,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
     }
 
     fn ledger(&self, day: &str) -> Result<Vec<LedgerEntry>> {
-        self.read(|tx| {
-            tx.rows(
-                "SELECT at, day, entry, order_id, purpose, card_id, product, category, amount_vnd,
-                        provider_ref
-                 FROM ledger WHERE day = ?1 ORDER BY id",
-                params![day],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(LedgerEntry {
-                    at: r.int(0)?,
-                    day: r.text(1)?,
-                    entry: r.text(2)?,
-                    order_id: r.text(3)?,
-                    purpose: parse(r.text(4)?)?,
-                    card_id: r.int(5)? as u64,
-                    product: r.opt_text(6)?.map(parse).transpose()?,
-                    category: r.opt_int(7)?.map(category).transpose()?,
-                    amount_vnd: r.int(8)? as u64,
-                    provider_ref: r.opt_text(9)?,
-                })
-            })
-            .collect()
-        })
+        self.read(|tx| ledger_entries(tx, day, None))
     }
 
     fn reconciliation(&self, day: &str) -> Result<Reconciliation> {
@@ -565,6 +579,11 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         let l = lines.entry((product.clone(), cat)).or_insert_with(line);
                         l.refunds += count;
                         l.refunds_vnd += vnd;
+                    }
+                    "refund_due" => {
+                        let l = lines.entry((product.clone(), cat)).or_insert_with(line);
+                        l.refunds_due += count;
+                        l.refunds_due_vnd += vnd;
                     }
                     _ => rec.unpaid += count,
                 }
@@ -614,8 +633,36 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             rec.lines = lines.into_values().collect();
             rec.sales_vnd = rec.lines.iter().map(|l| l.sales_vnd).sum();
             rec.refunds_vnd = rec.lines.iter().map(|l| l.refunds_vnd).sum();
+            rec.refunds_due_vnd = rec.lines.iter().map(|l| l.refunds_due_vnd).sum();
+            rec.to_return = ledger_entries(tx, day, Some("refund_due"))?;
             rec.charged_vnd = rec.lines.iter().map(|l| l.charged_vnd).sum();
             Ok(rec)
         })
     }
+}
+
+/// A day's ledger entries in order, of one kind or all.
+fn ledger_entries(tx: &mut dyn Tx, day: &str, kind: Option<&str>) -> Result<Vec<LedgerEntry>> {
+    tx.rows(
+        "SELECT at, day, entry, order_id, purpose, card_id, product, category, amount_vnd,
+                provider_ref
+         FROM ledger WHERE day = ?1 AND (?2 IS NULL OR entry = ?2) ORDER BY id",
+        params![day, kind],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(LedgerEntry {
+            at: r.int(0)?,
+            day: r.text(1)?,
+            entry: r.text(2)?,
+            order_id: r.text(3)?,
+            purpose: parse(r.text(4)?)?,
+            card_id: r.int(5)? as u64,
+            product: r.opt_text(6)?.map(parse).transpose()?,
+            category: r.opt_int(7)?.map(category).transpose()?,
+            amount_vnd: r.int(8)? as u64,
+            provider_ref: r.opt_text(9)?,
+        })
+    })
+    .collect()
 }
