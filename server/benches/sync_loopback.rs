@@ -116,6 +116,7 @@ fn main() {
 
         // A day's changes, then an offline month's: the push reads the outbox's positions once
         // and each batch's entries alone, so the time per change should not grow with the count.
+        let mut pushed = None;
         for (run, count) in [(8, 1_000i64), (9, 10_000)] {
             let v = vault(&dir.path().join(format!("push-{run}")));
             let citizen = format!("00100000000{run}");
@@ -141,7 +142,10 @@ fn main() {
                 took.as_secs_f64(),
                 count as f64 / took.as_secs_f64()
             );
+            pushed = Some(v);
         }
+        // The last pusher's vault fetches the file below.
+        let v = pushed.unwrap();
 
         // A published 10 MiB file, fetched by a member of its cell.
         let file: Vec<u8> = (0..thudo_core::attachments::MAX_FILE_BYTES as usize)
