@@ -476,7 +476,8 @@ impl Vault {
         .await
     }
 
-    /// Imports a backup (all records or none); returns the count. `cancel` stops it between
+    /// Imports a backup (all records or none); returns the count. The health trust bundle is
+    /// not restored (a backup's records are its writer's word): refresh it afterwards. `cancel` stops it between
     /// two records with `Cancelled`, and nothing is imported.
     #[uniffi::method(default(cancel = None))]
     pub async fn import_backup(

@@ -168,6 +168,44 @@ fn a_rollback_or_an_expired_bundle_is_refused() {
     assert_eq!(trust_bundle::status(&v, NOW).unwrap().unwrap().version, 6);
 }
 
+/// A backup is sealed with whatever passphrase its writer chose: restoring one never puts its
+/// trust bundle in place of the one this device verified (an attacker's, signed by their own
+/// key, or an honest older one that still trusts a removed issuer), nor installs one where
+/// there was none.
+#[test]
+fn a_restored_backup_brings_no_trust_bundle() {
+    use thudo_core::vault::Document;
+    assert!(thudo_core::vault::NOT_RESTORED.contains(&trust_bundle::Installed::COLLECTION));
+    let (real, forger) = (key(), key());
+    let (dir, attacker) = vault();
+    let planted = bundle(99, vec![issuer()]).sign(&forger).unwrap();
+    trust_bundle::install(&attacker, &planted, forger.public_key(), NOW).unwrap();
+    attacker.put("notes", "n1", &[], b"a note").unwrap();
+    let file = dir.path().join("family.backup");
+    attacker.export_backup(&file, "1234").unwrap();
+
+    let (_d, victim) = vault();
+    let current = bundle(6, Vec::new()).sign(&real).unwrap();
+    trust_bundle::install(&victim, &current, real.public_key(), NOW).unwrap();
+    assert_eq!(
+        victim.import_backup(&file, "1234").unwrap(),
+        1,
+        "the note alone"
+    );
+    assert_eq!(
+        trust_bundle::status(&victim, NOW).unwrap().unwrap().version,
+        6
+    );
+    let trust = trust_bundle::installed_trust(&victim).unwrap().unwrap();
+    let card = thudo_core::health::shc::verify(&data("shc/example-00-d-jws.txt"), &trust, NOW);
+    assert!(card.is_err(), "the planted issuer is not trusted");
+    assert_eq!(victim.get("notes", "n1").unwrap().body, b"a note");
+
+    let (_e, fresh) = vault();
+    fresh.import_backup(&file, "1234").unwrap();
+    assert!(trust_bundle::status(&fresh, NOW).unwrap().is_none());
+}
+
 /// Installs a bundle trusting the example issuer (signed by `k`) in `v` and imports the
 /// example card: the trust, the person, and their immunization records.
 fn imported_card(

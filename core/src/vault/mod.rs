@@ -51,6 +51,13 @@ use keys::{KeySet, Wrapper};
 pub const DATABASE_FILE: &str = "vault.db";
 /// The largest body one record may hold.
 pub const MAX_BODY_LEN: usize = 16 * 1024 * 1024;
+
+/// Collections a restored backup does not write: trust anchors this device installed only
+/// after checking their signature (the health trust bundle, `health.trust_bundle`). A backup
+/// is sealed with whatever passphrase its writer chose, so its records are that writer's word:
+/// a restore must not put an unchecked anchor, or an older one, in place of the one verified.
+/// The app fetches the current one again after a restore.
+pub const NOT_RESTORED: &[&str] = &["health.trust_bundle"];
 const MAX_ID_LEN: usize = 512;
 const MAX_NAME_LEN: usize = 64;
 const MAX_INDEX_VALUE_LEN: usize = 4096;
@@ -431,7 +438,8 @@ impl Vault {
     }
 
     /// Reads a backup made by [`Vault::export_backup`] and stores all of its records (replacing
-    /// records with the same ids) in one transaction. A wrong passphrase gives
+    /// records with the same ids) in one transaction, except the trust anchors of
+    /// [`NOT_RESTORED`]. A wrong passphrase gives
     /// [`VaultError::WrongKey`]; a damaged or truncated file gives [`VaultError::InvalidBackup`];
     /// either way nothing is written. Returns the number of records imported.
     pub fn import_backup(&self, path: &Path, passphrase: &str) -> Result<u64> {
@@ -453,6 +461,9 @@ impl Vault {
             while let Some((collection, record)) = reader.next_entry()? {
                 if stop() {
                     return Err(VaultError::Cancelled);
+                }
+                if NOT_RESTORED.contains(&collection.as_str()) {
+                    continue;
                 }
                 tx.put(&collection, &record.id, &record.index, &record.body)
                     .map_err(|e| match e {
