@@ -357,3 +357,22 @@ fn every_kind_maps_to_fhir_the_book_reads() {
         assert_eq!(summary.stored, 2, "{file}");
     }
 }
+
+/// A date of birth is a local calendar date and the issue time an instant: a baby born and
+/// certified the same morning in Hanoi (UTC+7, the evening before in UTC) is not "born after
+/// the certificate was issued"; one born the day after the issue day anywhere on Earth is.
+#[test]
+fn a_newborn_certified_the_morning_of_birth_east_of_greenwich() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dcc/DE.json");
+    let list: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut cert = list[0]["JSON"].clone();
+    cert["dob"] = json!("2021-06-01");
+    cert["v"][0]["dt"] = json!("2021-06-01");
+    // 2021-06-01T06:00+07:00, that is 2021-05-31T23:00Z.
+    let issued = 1_622_502_000;
+    let checked = dcc::schema::check(&cert, Some(issued));
+    assert!(checked.is_ok(), "{checked:?}");
+    cert["dob"] = json!("2021-06-02");
+    cert["v"][0]["dt"] = json!("2021-06-02");
+    assert!(dcc::schema::check(&cert, Some(issued)).is_err());
+}

@@ -254,6 +254,34 @@ fn revocation_by_rid_and_rid_timestamp() {
             "{entry}: {result:?}"
         );
     }
+    // Entries only add up, whatever their order and however many lists name the card: "every
+    // card" stays, and the later of two times holds.
+    for lists in [
+        vec![
+            vec![card_rid.clone()],
+            vec![format!("{card_rid}.1687450000")],
+        ],
+        vec![vec![format!("{card_rid}.1687450000"), card_rid.clone()]],
+        vec![vec![
+            format!("{card_rid}.1687450765"),
+            format!("{card_rid}.1687450000"),
+        ]],
+        vec![
+            vec![format!("{card_rid}.1687450765")],
+            vec![format!("{card_rid}.1687450000")],
+        ],
+    ] {
+        let mut t = trust();
+        for rids in &lists {
+            t.add_crl(&serde_json::json!({"kid": kid, "method": "rid", "rids": rids}).to_string())
+                .unwrap();
+        }
+        let result = shc::verify(&jws, &t, NOW);
+        assert!(
+            matches!(result, Err(ShcError::Revoked { .. })),
+            "{lists:?}: {result:?}"
+        );
+    }
 }
 
 #[test]
@@ -275,4 +303,36 @@ fn bad_trust_data_is_refused() {
     assert!(t
         .add_crl(r#"{"kid":"k","method":"rid","rids":["a.notanumber"]}"#)
         .is_err());
+}
+
+/// A key two issuers list (a signing service serving both): each one's cards verify, under
+/// its own name only; a card naming an issuer that does not list the key is refused.
+#[test]
+fn a_key_listed_by_two_issuers_verifies_the_cards_of_each() {
+    let jws = read("example-00-d-jws.txt").trim().to_string();
+    let kid = "3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s";
+    for other_first in [false, true] {
+        let mut t = TrustStore::new();
+        if other_first {
+            t.add_jwks("https://other.example.vn", &read("issuer/jwks.json"))
+                .unwrap();
+        }
+        t.add_jwks(ISSUER, &read("issuer/jwks.json")).unwrap();
+        if !other_first {
+            t.add_jwks("https://other.example.vn", &read("issuer/jwks.json"))
+                .unwrap();
+        }
+        let card = shc::verify(&jws, &t, NOW);
+        assert_eq!(card.map(|c| c.issuer).ok().as_deref(), Some(ISSUER));
+        assert!(t.is_key_of(kid, ISSUER) && t.is_key_of(kid, "https://other.example.vn"));
+        assert!(!t.is_key_of(kid, "https://third.example.vn"));
+    }
+    let mut alone = TrustStore::new();
+    alone
+        .add_jwks("https://other.example.vn", &read("issuer/jwks.json"))
+        .unwrap();
+    assert!(matches!(
+        shc::verify(&jws, &alone, NOW),
+        Err(ShcError::IssuerMismatch { .. })
+    ));
 }

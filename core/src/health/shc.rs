@@ -111,7 +111,8 @@ fn bad(kind: fn(String) -> ShcError, detail: impl Into<String>) -> ShcError {
 /// An issuer key as the trust store holds it.
 #[derive(Debug, Clone)]
 struct TrustedKey {
-    issuer: String,
+    /// Every issuer listing the key (a signing service may serve more than one), first first.
+    issuers: Vec<String>,
     public_key: [u8; 65],
 }
 
@@ -187,25 +188,41 @@ impl TrustStore {
             if p256::decompress(&point).is_none() {
                 return Err(trust(format!("key {kid} is not on P-256")));
             }
-            self.keys.insert(
-                kid.to_owned(),
-                TrustedKey {
-                    issuer: issuer.to_owned(),
+            // The kid is the key's thumbprint: the same kid is the same key, whoever lists it.
+            let held = self
+                .keys
+                .entry(kid.to_owned())
+                .or_insert_with(|| TrustedKey {
+                    issuers: Vec::new(),
                     public_key: point,
-                },
-            );
+                });
+            if !held.issuers.iter().any(|i| i == issuer) {
+                held.issuers.push(issuer.to_owned());
+            }
             added += 1;
         }
         Ok(added)
     }
 
-    /// The issuer that owns key `kid`, if this store trusts it.
+    /// The (first) issuer that lists key `kid`, if this store trusts it.
     pub fn issuer_of(&self, kid: &str) -> Option<&str> {
-        self.keys.get(kid).map(|k| k.issuer.as_str())
+        self.keys
+            .get(kid)
+            .and_then(|k| k.issuers.first())
+            .map(String::as_str)
+    }
+
+    /// Whether `issuer` lists key `kid` here.
+    pub fn is_key_of(&self, kid: &str, issuer: &str) -> bool {
+        self.keys
+            .get(kid)
+            .is_some_and(|k| k.issuers.iter().any(|i| i == issuer))
     }
 
     /// Loads a revocation list (`{kid, method: "rid", rids: [...]}`); `rid.timestamp` entries
-    /// revoke cards issued (nbf) before that time.
+    /// revoke cards issued (nbf) before that time. Entries only add up: a plain `rid` (every
+    /// card) stays whatever else names it, and of two times the later one holds, in any order
+    /// and across lists.
     pub fn add_crl(&mut self, crl: &str) -> Result<usize, ShcError> {
         let trust = |d: &str| ShcError::BadTrustData { detail: d.into() };
         let doc: Value = serde_json::from_str(crl).map_err(|_| trust("CRL is not JSON"))?;
@@ -224,7 +241,10 @@ impl TrustStore {
                     let ts: i64 = ts
                         .parse()
                         .map_err(|_| trust("rid timestamp is not a number"))?;
-                    entries.insert(id.to_owned(), Some(ts));
+                    let held = entries.entry(id.to_owned()).or_insert(Some(ts));
+                    if let Some(before) = held {
+                        *before = (*before).max(ts);
+                    }
                 }
                 None => {
                     entries.insert(rid.to_owned(), None);
@@ -459,7 +479,7 @@ pub fn verify(jws: &str, trust: &TrustStore, now: i64) -> Result<VerifiedCard, S
     let iss = payload["iss"]
         .as_str()
         .ok_or_else(|| bad_payload("no iss"))?;
-    if iss != key.issuer {
+    if !key.issuers.iter().any(|i| i == iss) {
         return Err(ShcError::IssuerMismatch {
             iss: iss.to_owned(),
             kid: kid.to_owned(),

@@ -77,7 +77,11 @@ pub fn check(cert: &Value, issued_at: Option<i64>) -> Result<(), DccError> {
     if !date_of_birth(dob, generation) {
         return Err(fail(format!("dob {dob:?} is not allowed by schema {ver}")));
     }
-    if let Some(issued) = issued_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
+    // The date of birth is a local calendar date and `iat` an instant: compared with the issue
+    // day where it is latest (UTC+14), so a baby born and certified the same morning east of
+    // Greenwich is not born "after" the UTC day of issue.
+    let latest_local = issued_at.map(|t| t.saturating_add(14 * 3600));
+    if let Some(issued) = latest_local.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
         // Compared as text: a partial date is before the issue day if its prefix is.
         let issued_day = issued.format("%Y-%m-%d").to_string();
         let dob_day = dob.get(..10.min(dob.len())).unwrap_or_default();

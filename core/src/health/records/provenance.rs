@@ -93,7 +93,9 @@ impl Provenance {
                     c.kid == kid && Some(c.issuer.as_str()) == self.issuer.as_deref()
                 })
             } else {
-                trust.issuer_of(kid).is_some() && trust.issuer_of(kid) == self.issuer.as_deref()
+                self.issuer
+                    .as_deref()
+                    .is_some_and(|issuer| trust.is_key_of(kid, issuer))
             },
         )
     }
