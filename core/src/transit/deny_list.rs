@@ -64,12 +64,13 @@ impl DenyList {
         let version = u32::from_be_bytes(take(4)?.try_into().ok()?);
         let issued_at = u32::from_be_bytes(take(4)?.try_into().ok()?);
         let n = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
-        let mut cards = Vec::with_capacity(n.min(1 << 20));
+        // Room for what the bytes can hold, not what a damaged count says.
+        let mut cards = Vec::with_capacity(n.min(signed.len() / 8));
         for _ in 0..n {
             cards.push(u64::from_be_bytes(take(8)?.try_into().ok()?));
         }
         let m = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
-        let mut devices = Vec::with_capacity(m.min(1 << 20));
+        let mut devices = Vec::with_capacity(m.min(signed.len() / 32));
         for _ in 0..m {
             devices.push(take(32)?.try_into().ok()?);
         }

@@ -189,7 +189,9 @@ impl TransitClient<'_> {
                 .upload_tap_list(vault.clone(), taps, drained.then_some(exported))
                 .await?;
             let v = validator.clone();
-            let up_to = receipt.acknowledged_seq;
+            // Never past what this upload sent: taps logged since are not stored yet, whatever
+            // a confused backend answers.
+            let up_to = receipt.acknowledged_seq.min(last);
             // The sum keeps the totals only: a log drained after days offline holds many taps.
             let receipt = TapReceipt {
                 taps: Vec::new(),

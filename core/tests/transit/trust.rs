@@ -391,7 +391,8 @@ fn a_key_rotation_never_bricks_a_validator() {
     assert!(status.needs_refresh);
     assert_eq!(status.version, 5, "the version floor survives");
     assert_eq!(v.export_taps().unwrap().len(), 1, "the tap log is kept");
-    // An older list signed by the new key is still refused (no rollback), a newer one heals.
+    // The list in force was signed by a key no longer trusted: the next list of a trusted key
+    // replaces it, whatever its version, and from then on its version is the floor.
     let list = |version: u32, cards: Vec<u64>| {
         new_issuer
             .sign_deny_list(&DenyList {
@@ -402,9 +403,56 @@ fn a_key_rotation_never_bricks_a_validator() {
             })
             .unwrap()
     };
-    assert!(v.update_deny_list(&list(4, vec![])).is_err());
-    v.update_deny_list(&list(6, vec![revoked])).unwrap();
+    v.update_deny_list(&list(4, vec![revoked])).unwrap();
     assert!(!v.deny_list_status(NOW).needs_refresh);
+    assert!(v.update_deny_list(&list(3, vec![])).is_err(), "no rollback");
+    v.update_deny_list(&list(6, vec![revoked])).unwrap();
+}
+
+/// A key that signed a list dated past its window (so that it never goes stale) is refused;
+/// one that signed a list at the top version, nothing revoked (a compromised key), is undone
+/// by trusting that key no more: the backend's next list under the new key is taken.
+#[test]
+fn a_list_from_a_compromised_key_is_undone_by_trusting_it_no_more() {
+    let mut w = world();
+    let mut poisoned = DenyList {
+        version: 9,
+        issued_at: u32::MAX,
+        cards: vec![],
+        devices: vec![],
+    };
+    let refused = w
+        .validator
+        .update_deny_list(&w.issuer.sign_deny_list(&poisoned).unwrap());
+    assert!(refused.is_err(), "{refused:?}");
+    poisoned.issued_at = NOW as u32;
+    poisoned.version = u32::MAX;
+    w.validator
+        .update_deny_list(&w.issuer.sign_deny_list(&poisoned).unwrap())
+        .unwrap();
+    let (new_issuer, _) = IssuerKey::generate(8, NOW as u32 - DAY, NOW as u32 + 300 * DAY).unwrap();
+    let honest = new_issuer
+        .sign_deny_list(&DenyList {
+            version: 7,
+            issued_at: NOW as u32,
+            cards: vec![9_704_000_000_123],
+            devices: vec![],
+        })
+        .unwrap();
+    // While the compromised key is trusted (beside the new one), its top version holds.
+    w.validator
+        .set_trusted_keys(vec![
+            w.issuer.trusted().clone(),
+            new_issuer.trusted().clone(),
+        ])
+        .unwrap();
+    let held = w.validator.update_deny_list(&honest).unwrap_err();
+    assert!(held.to_string().contains("not newer"), "{held}");
+    w.validator
+        .set_trusted_keys(vec![new_issuer.trusted().clone()])
+        .unwrap();
+    assert_eq!(w.validator.update_deny_list(&honest).unwrap(), 7);
+    assert_eq!(w.validator.deny_list_status(NOW).version, 7);
 }
 
 #[test]

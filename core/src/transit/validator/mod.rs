@@ -139,6 +139,9 @@ pub struct Validator {
     /// The same, as last committed.
     stored_log: TapLogStatus,
     deny_needs_refresh: bool,
+    /// The issuer key that signed the list in force: its version floor holds only while that
+    /// key is trusted.
+    deny_signer: Option<u16>,
     /// An exit gate's entries by card: the newest per card, open or used by an exit here.
     entries: HashMap<u64, HeldEntry>,
     /// Its feed's cursor and completeness.
@@ -182,6 +185,7 @@ impl Validator {
             log: TapLogStatus::default(),
             stored_log: TapLogStatus::default(),
             deny_needs_refresh: false,
+            deny_signer: None,
             entries: HashMap::new(),
             entry_feed: EntryFeedPosition::default(),
             consumed: Vec::new(),
@@ -265,7 +269,7 @@ impl Validator {
     }
 
     fn horizon(&self) -> u64 {
-        u64::from(self.config.max_age_secs + self.config.max_future_secs)
+        u64::from(self.config.max_age_secs) + u64::from(self.config.max_future_secs)
     }
 
     /// How long a tap matters to later decisions: the replay horizon, the passback time, or
@@ -306,18 +310,18 @@ impl Validator {
     /// tap stored, whatever happens to the process next.
     pub fn validate(&mut self, text: &str, now: u64) -> Result<Verdict, TransitError> {
         let waiting = self.pending.len();
-        let verdict = self.validate_deferred(text, now)?;
-        if let Err(e) = self.flush() {
-            // The verdict is never shown: forget its tap, so it is neither stored nor charged
-            // later, and its QR is not remembered as used.
-            if self.pending.len() > waiting {
-                if let Some(tap) = self.pending.pop() {
-                    self.forget(&tap);
-                }
+        // A commit that fails, here or inside the deferred call (a full batch), leaves the
+        // verdict unshown: its tap is forgotten, so it is neither stored nor charged later, and
+        // its QR is not remembered as used.
+        let shown = self
+            .validate_deferred(text, now)
+            .and_then(|verdict| self.flush().map(|()| verdict));
+        if shown.is_err() && self.pending.len() > waiting {
+            if let Some(tap) = self.pending.pop() {
+                self.forget(&tap);
             }
-            return Err(e);
         }
-        Ok(verdict)
+        shown
     }
 
     fn forget(&mut self, tap: &Tap) {

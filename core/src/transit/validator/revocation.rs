@@ -27,25 +27,29 @@ impl Validator {
     }
 
     /// The list stored at the last update. It was verified when installed and sits in the
-    /// authenticated vault, so its entries and version floor still hold when its signing key
-    /// is no longer trusted (a key rotation): the validator starts, keeps enforcing it, and
-    /// reports that it needs a fresh list. A key rotation never bricks a validator.
+    /// authenticated vault, so its entries still hold when its signing key is no longer
+    /// trusted (a key rotation): the validator starts, keeps enforcing it, and reports that it
+    /// needs a fresh list, which the next list of a trusted key is, whatever its version (a
+    /// list a compromised key signed, its version set to the top, is undone by trusting that
+    /// key no more). A key rotation never bricks a validator.
     pub(super) fn restore_deny_list(&mut self, signed: &[u8]) {
         if self.apply_deny_list(signed, false).is_ok() {
             return;
         }
         self.deny_needs_refresh = true;
-        if let Some((list, _, _)) = DenyList::decode(signed) {
+        if let Some((list, key_id, _)) = DenyList::decode(signed) {
+            self.deny_signer = Some(key_id);
             self.deny_cards = list.cards.iter().copied().collect();
             self.deny_devices = list.devices.iter().copied().collect();
             self.deny = list;
         }
     }
 
-    /// Installs a signed deny list if its signature verifies with a trusted issuer key and its
-    /// version is newer than the current one, or the same version issued later (which keeps
-    /// the list fresh while nothing is revoked). The swap is atomic: a bad list changes
-    /// nothing.
+    /// Installs a signed deny list if its signature verifies with a trusted issuer key, it was
+    /// issued within that key's window, and its version is newer than the current one, or the
+    /// same version issued later (which keeps the list fresh while nothing is revoked); any
+    /// version replaces a list whose signer is no longer trusted. The swap is atomic: a bad
+    /// list changes nothing.
     pub fn update_deny_list(&mut self, signed: &[u8]) -> Result<u32, TransitError> {
         self.apply_deny_list(signed, true)
     }
@@ -67,12 +71,20 @@ impl Validator {
         if !p256::verify(&key.public_key, &message, &signed[body_len..]) {
             return Err(bad("deny list signature does not verify"));
         }
+        // A key signs lists while it is current: one dated outside its window (far in the
+        // future, so that it never goes stale) is not the backend's.
+        if !(key.valid_from..=key.valid_until).contains(&list.issued_at) {
+            return Err(bad("deny list issued outside its key's window"));
+        }
         // The same version signed again later only says it is still current (the backend
         // signs its list afresh on every feed): taken, so a quiet day leaves no validator
         // stale. An older version, or the same one no fresher, is a rollback.
         let fresher_same =
             list.version == self.deny.version && list.issued_at > self.deny.issued_at;
-        if persist && list.version <= self.deny.version && !fresher_same {
+        let signer_trusted = self
+            .deny_signer
+            .is_none_or(|k| self.trusted.contains_key(&k));
+        if persist && signer_trusted && list.version <= self.deny.version && !fresher_same {
             return Err(bad(&format!(
                 "deny list version {} is not newer than {}",
                 list.version, self.deny.version
@@ -84,6 +96,7 @@ impl Validator {
         self.deny_cards = list.cards.iter().copied().collect();
         self.deny_devices = list.devices.iter().copied().collect();
         self.deny = list;
+        self.deny_signer = Some(key_id);
         self.deny_needs_refresh = false;
         self.verified.clear();
         Ok(self.deny.version)
