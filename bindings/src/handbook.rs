@@ -789,12 +789,17 @@ impl MemberHandbook {
         .await
     }
 
-    /// The year's fee standing: unpaid months, and whether three or more are unpaid.
+    /// The year's fee standing today: the months before this one (in Hanoi) not paid in full,
+    /// and whether three or more are.
     pub async fn fee_standing(&self, year: i32) -> Result<FeeStanding, HandbookError> {
         let vault = self.vault.clone();
         let year = fit("year", year.into()).map_err(invalid)?;
+        let this_month =
+            fees::YearMonth::in_hanoi(now()).ok_or_else(|| HandbookError::Internal {
+                reason: "the clock is outside the calendar".into(),
+            })?;
         blocking(move || {
-            let s = fees::FeeLedger::new(&vault).standing(year)?;
+            let s = fees::FeeLedger::new(&vault).standing(year, this_month)?;
             Ok(FeeStanding {
                 assessed: s.assessed.iter().map(ToString::to_string).collect(),
                 unpaid: s.unpaid.iter().map(ToString::to_string).collect(),

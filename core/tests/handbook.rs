@@ -420,16 +420,33 @@ fn ledger_flags_unpaid_months() {
         ledger.record_payment(a.month, a.due_vnd).unwrap();
     }
     ledger.record_payment(ym("2026-05"), 10_000).unwrap(); // part of 30,000
-    let standing = ledger.standing(2026).unwrap();
+    let standing = ledger.standing(2026, ym("2027-01")).unwrap();
     assert_eq!(standing.assessed.len(), 6);
     assert_eq!(
         standing.unpaid,
         [ym("2026-03"), ym("2026-05"), ym("2026-06")]
     );
     assert!(standing.serious);
+    // In June, June is not due yet: two months are unpaid, not serious; nor in January is any
+    // month of a year's statement recorded then.
+    // March begins in Hanoi at 17:00 UTC on the last day of February.
+    assert_eq!(YearMonth::in_hanoi(1_772_298_000), Some(ym("2026-03")));
+    assert_eq!(YearMonth::in_hanoi(1_772_297_999), Some(ym("2026-02")));
+    let in_june = ledger.standing(2026, ym("2026-06")).unwrap();
+    assert_eq!(in_june.unpaid, [ym("2026-03"), ym("2026-05")]);
+    assert!(!in_june.serious);
+    assert!(ledger
+        .standing(2026, ym("2026-01"))
+        .unwrap()
+        .unpaid
+        .is_empty());
     ledger.record_payment(ym("2026-06"), 30_000).unwrap();
-    assert!(!ledger.standing(2026).unwrap().serious);
-    assert!(ledger.standing(2025).unwrap().assessed.is_empty());
+    assert!(!ledger.standing(2026, ym("2027-01")).unwrap().serious);
+    assert!(ledger
+        .standing(2025, ym("2027-01"))
+        .unwrap()
+        .assessed
+        .is_empty());
     // Paying an unassessed month, or nothing, is refused and changes nothing.
     assert!(matches!(
         ledger.record_payment(ym("2026-09"), 1),
@@ -444,7 +461,7 @@ fn ledger_flags_unpaid_months() {
         )
         .unwrap();
     assert_eq!(
-        ledger.standing(2026).unwrap().unpaid,
+        ledger.standing(2026, ym("2027-01")).unwrap().unpaid,
         [ym("2026-03"), ym("2026-05")]
     );
 }

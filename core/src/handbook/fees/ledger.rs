@@ -91,13 +91,15 @@ impl<'a> FeeLedger<'a> {
         Ok(entries)
     }
 
-    /// The standing for `year`: unpaid months flagged, three or more is serious.
-    pub fn standing(&self, year: u16) -> Result<YearStanding, FeeError> {
+    /// The standing for `year` as of `this_month`: the months before it not paid in full are
+    /// unpaid, three or more is serious. This month and later ones are not due yet, however
+    /// early they were assessed (a year's statement recorded in January).
+    pub fn standing(&self, year: u16, this_month: YearMonth) -> Result<YearStanding, FeeError> {
         let mut entries: Vec<LedgerEntry> = self.vault.query_docs("year", &year.to_string())?;
         entries.sort_by_key(|e| e.assessment.month);
         let unpaid: Vec<YearMonth> = entries
             .iter()
-            .filter(|e| e.paid_vnd < e.assessment.due_vnd)
+            .filter(|e| e.paid_vnd < e.assessment.due_vnd && e.assessment.month < this_month)
             .map(|e| e.assessment.month)
             .collect();
         Ok(YearStanding {

@@ -43,18 +43,25 @@ impl YearMonth {
         YearMonth::new(y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?)
     }
 
+    /// The month in Hanoi (UTC+7) at unix time `secs`.
+    pub fn in_hanoi(secs: i64) -> Option<YearMonth> {
+        use chrono::Datelike;
+        let local = chrono::DateTime::from_timestamp(secs.checked_add(7 * 3600)?, 0)?;
+        YearMonth::new(u16::try_from(local.year()).ok()?, local.month() as u8).ok()
+    }
+
     /// The number of months from `self` to `later` (0 when `later` is not after `self`).
     pub fn months_until(self, later: YearMonth) -> u32 {
         later.index().saturating_sub(self.index())
     }
 
     fn index(self) -> u32 {
-        u32::from(self.year) * 12 + u32::from(self.month - 1)
+        u32::from(self.year) * 12 + u32::from(self.month.saturating_sub(1))
     }
 
     /// The month `n` months later.
     pub fn plus(self, n: u32) -> YearMonth {
-        let index = u32::from(self.year) * 12 + u32::from(self.month - 1) + n;
+        let index = self.index().saturating_add(n);
         YearMonth {
             year: (index / 12) as u16,
             month: (index % 12) as u8 + 1,
