@@ -292,11 +292,11 @@ fn procedures_are_validated_before_queueing() {
             "decision_date",
         ),
         (
-            temporary(TransferPurpose::Work, "2026-12-01", "2027-02-28"),
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-02-27"),
             "until",
-        ), // under 3 months
+        ), // a day under 3 months (`until` is the last day)
         (
-            temporary(TransferPurpose::Work, "2026-12-01", "2027-12-01"),
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-11-30"),
             "until",
         ), // a full year
         (
@@ -304,9 +304,9 @@ fn procedures_are_validated_before_queueing() {
             "until",
         ),
         (
-            temporary(TransferPurpose::Study, "2026-12-01", "2028-12-02"),
+            temporary(TransferPurpose::Study, "2026-12-01", "2028-12-01"),
             "until",
-        ), // over 2 years
+        ), // 2 years and a day
         (
             temporary(TransferPurpose::Study, "2026-12-01", "2026-11-01"),
             "until",
@@ -336,19 +336,20 @@ fn procedures_are_validated_before_queueing() {
         "no bad draft reaches the outbox"
     );
 
-    // Boundaries that pass: exactly 3 months; just under a year for work; exactly 2 years of study.
+    // Boundaries that pass (`until` is the last day): exactly 3 months; a day under a year for
+    // work; exactly 2 years of study.
     for (id, request) in [
         (
             "ok1",
-            temporary(TransferPurpose::Work, "2026-12-01", "2027-03-01"),
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-02-28"),
         ),
         (
             "ok2",
-            temporary(TransferPurpose::Work, "2026-12-01", "2027-11-30"),
+            temporary(TransferPurpose::Work, "2026-12-01", "2027-11-29"),
         ),
         (
             "ok3",
-            temporary(TransferPurpose::Study, "2026-12-01", "2028-12-01"),
+            temporary(TransferPurpose::Study, "2026-12-01", "2028-11-30"),
         ),
         (
             "ok4",
@@ -403,10 +404,33 @@ fn procedures_are_validated_before_queueing() {
         60,
     )
     .unwrap();
+    // A report that comes late, for the request before the edit, leaves the draft as it is.
+    assert!(matches!(
+        h.apply_status("ok1", ProcedureStatus::Submitted, 60),
+        Err(MemberError::WrongState { .. })
+    ));
     assert_eq!(h.queue("ok1", 61).unwrap().status, ProcedureStatus::Queued);
     h.apply_status("ok2", ProcedureStatus::Accepted, 70)
         .unwrap();
     assert!(h.apply_status("ok2", ProcedureStatus::Queued, 71).is_err());
+    // Decided is decided: a stray "returned" or "submitted" changes nothing; the same report
+    // again is no change either.
+    for late in [
+        ProcedureStatus::Returned { reason: "x".into() },
+        ProcedureStatus::Submitted,
+    ] {
+        assert!(matches!(
+            h.apply_status("ok2", late, 72),
+            Err(MemberError::WrongState { .. })
+        ));
+    }
+    let again = h
+        .apply_status("ok2", ProcedureStatus::Accepted, 73)
+        .unwrap();
+    assert_eq!(
+        (again.status, again.updated_at),
+        (ProcedureStatus::Accepted, 70)
+    );
     assert!(matches!(
         h.queue("missing", 1),
         Err(MemberError::NotFound { .. })

@@ -347,7 +347,11 @@ impl ProcedureRequest {
             } => {
                 required("to_organisation", to_organisation)?;
                 let start = parse_date("from", from)?;
-                let end = parse_date("until", until)?;
+                // `until` is the last day: the transfer ends as the next day begins, so
+                // 1 December to 28 February is three months, and to 30 November a full year.
+                let end = parse_date("until", until)?
+                    .succ_opt()
+                    .ok_or_else(|| invalid("until", "out of range"))?;
                 let at_least = start
                     .checked_add_months(Months::new(3))
                     .ok_or_else(|| invalid("from", "out of range"))?;
@@ -673,7 +677,11 @@ impl<'a> MemberHandbook<'a> {
         Ok(queued)
     }
 
-    /// Applies a status reported by the backend (submitted, accepted, returned).
+    /// Applies a status reported by the backend (submitted, accepted, returned), in one
+    /// transaction. Only a procedure on its way moves: queued to submitted, accepted or
+    /// returned; submitted to accepted or returned. The same status again changes nothing; a
+    /// report that comes late (a procedure since returned and edited, or decided) is refused
+    /// with `WrongState` and leaves it as it is.
     pub fn apply_status(
         &self,
         id: &str,
@@ -686,16 +694,33 @@ impl<'a> MemberHandbook<'a> {
                 "the backend reports submitted, accepted or returned",
             ));
         }
-        let mut procedure: Procedure =
-            self.vault
-                .get_doc(id)?
-                .ok_or_else(|| MemberError::NotFound {
+        self.vault.transaction(|tx| {
+            let mut procedure: Procedure =
+                tx.get_doc(id)?.ok_or_else(|| MemberError::NotFound {
                     what: format!("procedure {id}"),
                 })?;
-        procedure.status = status;
-        procedure.updated_at = now;
-        self.vault.put_doc(&procedure)?;
-        Ok(procedure)
+            if procedure.status == status {
+                return Ok(procedure);
+            }
+            let moves = matches!(
+                (&procedure.status, &status),
+                (ProcedureStatus::Queued, _)
+                    | (
+                        ProcedureStatus::Submitted,
+                        ProcedureStatus::Accepted | ProcedureStatus::Returned { .. }
+                    )
+            );
+            if !moves {
+                return Err(MemberError::WrongState {
+                    state: procedure.status.name().into(),
+                    action: format!("become {}", status.name()),
+                });
+            }
+            procedure.status = status;
+            procedure.updated_at = now;
+            tx.put_doc(&procedure)?;
+            Ok(procedure)
+        })
     }
 
     /// Every procedure, most recently changed first.

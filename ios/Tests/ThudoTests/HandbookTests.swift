@@ -92,7 +92,7 @@ final class HandbookTests: XCTestCase {
             XCTAssertTrue(reason.hasPrefix("until"), reason)
         }
         _ = try await handbook.saveDraft(id: "s1", request: .temporaryTransfer(
-            toOrganisation: "Đảng bộ Trường Đại học", purpose: .study, from: "2026-12-01", until: "2028-12-01"))
+            toOrganisation: "Đảng bộ Trường Đại học", purpose: .study, from: "2026-12-01", until: "2028-11-30"))
         let queued = try await handbook.queueProcedure(id: "s1")
         XCTAssertEqual(queued.status, .queued)
         let listed = try await handbook.procedures().first { $0.id == "s1" }
@@ -104,7 +104,7 @@ final class HandbookTests: XCTestCase {
             return XCTFail("expected the temporary transfer, got \(returned.request)")
         }
         XCTAssertEqual(purpose, .study)
-        XCTAssertEqual(until, "2028-12-01")
+        XCTAssertEqual(until, "2028-11-30")
 
         try await handbook.setProfile(profile: MemberProfile(
             fullName: "Nguyễn Văn An", dateOfBirth: "1985-04-30", sex: "nam", joinedOn: "2010-05-19", officialOn: "2011-05-19",
