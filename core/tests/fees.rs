@@ -242,3 +242,48 @@ fn rules_as_data_are_checked_when_loaded() {
     assert!(FeeRules::from_json(b"{\"schedules\": 5}").is_err());
     assert!(FeeRules::from_json(&json.as_bytes()[..json.len() / 2]).is_err());
 }
+
+/// Under 01-QĐ/TW a salary is charged the month after (1% of the previous month's
+/// social-insurance salary); under 342-QĐ/TW, in its own month. A raise in July is charged
+/// from August's fee; one in February 2026, the first month of 01-QĐ/TW, from March's.
+#[test]
+fn a_salary_is_charged_the_month_after_under_01_qd_tw() {
+    let rules = FeeRules::official().unwrap();
+    let salary = |since: &str, vnd: u64| FeePeriod {
+        since: ym(since),
+        situation: FeeSituation::new(FeeBasis::SocialInsuranceSalary, vnd),
+    };
+    let dues = |periods: &[FeePeriod], from: &str, to: &str| -> Vec<u64> {
+        rules
+            .statement(periods, ym(from), ym(to))
+            .unwrap()
+            .months
+            .iter()
+            .map(|a| a.due_vnd)
+            .collect()
+    };
+    let raise = [salary("2026-03", 8_000_000), salary("2026-07", 10_000_000)];
+    assert_eq!(
+        dues(&raise, "2026-06", "2026-08"),
+        [80_000, 80_000, 100_000]
+    );
+    let at_the_change = [salary("2025-12", 6_000_000), salary("2026-02", 8_000_000)];
+    assert_eq!(
+        dues(&at_the_change, "2026-01", "2026-03"),
+        [60_000, 60_000, 80_000],
+        "January under 342 on its own salary; February on January's"
+    );
+    // A member who starts on a salary (a pensioner hired again) pays on this month's salary
+    // the first month: there is no salary of the month before.
+    let hired = [
+        FeePeriod {
+            since: ym("2026-03"),
+            situation: FeeSituation::new(FeeBasis::Pension, 6_000_000),
+        },
+        salary("2026-05", 10_000_000),
+    ];
+    assert_eq!(
+        dues(&hired, "2026-04", "2026-06"),
+        [30_000, 100_000, 100_000]
+    );
+}

@@ -55,6 +55,13 @@ impl YearMonth {
         later.index().saturating_sub(self.index())
     }
 
+    fn from_index(index: u32) -> YearMonth {
+        YearMonth {
+            year: (index / 12) as u16,
+            month: (index % 12) as u8 + 1,
+        }
+    }
+
     fn index(self) -> u32 {
         u32::from(self.year) * 12 + u32::from(self.month.saturating_sub(1))
     }
@@ -201,6 +208,11 @@ pub struct RuleLine {
     pub text: String,
     /// Whether the rule is confirmed against the official text (false: an assumption).
     pub confirmed: bool,
+    /// Whether the income it charges is the previous month's (01-QĐ/TW: "the previous
+    /// month's social-insurance salary"): a statement takes it from the situation of the month
+    /// before, when that month had the same basis.
+    #[serde(default)]
+    pub income_of_previous_month: bool,
 }
 
 /// How an amount is rounded: down to a multiple of `step_vnd`.
@@ -473,7 +485,17 @@ impl FeeRules {
             .map(|w| (w.decree.as_str(), w.region_vnd[region.index()]))
     }
 
-    /// The fee due for `month`.
+    /// Whether `basis` is charged on the previous month's income in `month`.
+    fn charges_previous_month(&self, basis: FeeBasis, month: YearMonth) -> bool {
+        self.schedule_for(month).is_some_and(|s| {
+            s.rules
+                .iter()
+                .any(|l| l.basis == basis && l.income_of_previous_month)
+        })
+    }
+
+    /// The fee due for `month`. Where the rule charges the previous month's income
+    /// ([`RuleLine::income_of_previous_month`]), `situation.income_vnd` is that month's.
     pub fn assess(
         &self,
         situation: &FeeSituation,
@@ -611,12 +633,25 @@ impl FeeRules {
         let mut total_due_vnd = 0u64;
         for n in 0..=from.months_until(to) {
             let month = from.plus(n);
-            let period = periods
-                .iter()
-                .rev()
-                .find(|p| p.since <= month)
+            let in_force = |m: YearMonth| periods.iter().rev().find(|p| p.since <= m);
+            let period = in_force(month)
                 .ok_or_else(|| invalid(format!("no situation given for {month}")))?;
-            let assessment = self.assess(&period.situation, month)?;
+            // A salary that changed in June is charged from July's fee on (01-QĐ/TW): the
+            // month before's income, when that month had the same basis.
+            let before = (month.index() > 0)
+                .then(|| in_force(YearMonth::from_index(month.index() - 1)))
+                .flatten()
+                .filter(|p| p.situation.basis == period.situation.basis);
+            let situation = match before {
+                Some(b) if self.charges_previous_month(period.situation.basis, month) => {
+                    FeeSituation {
+                        income_vnd: b.situation.income_vnd,
+                        ..period.situation.clone()
+                    }
+                }
+                _ => period.situation.clone(),
+            };
+            let assessment = self.assess(&situation, month)?;
             total_due_vnd = total_due_vnd.saturating_add(assessment.due_vnd);
             months.push(assessment);
         }
