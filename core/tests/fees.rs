@@ -287,3 +287,23 @@ fn a_salary_is_charged_the_month_after_under_01_qd_tw() {
         [30_000, 100_000, 100_000]
     );
 }
+
+/// An exempt member owes nothing, and needs no income, wage region or amount to say so.
+#[test]
+fn an_exempt_member_owes_nothing_without_the_figures_of_the_basis() {
+    let rules = FeeRules::official().unwrap();
+    let farmer = FeeSituation {
+        relief: Some(Relief::Exempt),
+        ..FeeSituation::new(FeeBasis::OtherIncome, 0)
+    };
+    for month in ["2025-06", "2026-06"] {
+        let a = rules.assess(&farmer, ym(month)).unwrap();
+        assert_eq!((a.due_vnd, a.relief_percent), (0, 100), "{month}");
+    }
+    // Without the exemption the same figures are missing: refused, as before.
+    let plain = FeeSituation::new(FeeBasis::OtherIncome, 0);
+    assert!(matches!(
+        rules.assess(&plain, ym("2026-06")),
+        Err(FeeError::Invalid { .. })
+    ));
+}

@@ -641,8 +641,17 @@ impl<'a> CheckIns<'a> {
             status: CheckInStatus::Pending,
         };
         self.vault.transaction(|tx| {
+            // Checked again where it is written: two scans at once make one check-in.
+            if let Some(existing) = tx.get_doc::<CheckIn>(&meeting.id)? {
+                if !matches!(existing.status, CheckInStatus::Refused { .. }) {
+                    return Err(AttendanceError::AlreadyCheckedIn {
+                        meeting_id: meeting.id.clone(),
+                    });
+                }
+            }
             tx.put_doc(&check_in)?;
-            super::member::queue_present(tx, &meeting.id, i64::from(now))
+            super::member::queue_present(tx, &meeting.id, i64::from(now))?;
+            Ok(())
         })?;
         Ok(check_in)
     }

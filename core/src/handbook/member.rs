@@ -654,27 +654,27 @@ impl<'a> MemberHandbook<'a> {
     /// Validates a draft and queues it for submission (outbox), in one transaction. A bad draft
     /// gets its specific reason and stays a draft.
     pub fn queue(&self, id: &str, now: i64) -> Result<Procedure, MemberError> {
-        let draft: Procedure = self
-            .vault
-            .get_doc(id)?
-            .ok_or_else(|| MemberError::NotFound {
+        // Read, checked and queued in one transaction: two taps on "send" queue it once, and
+        // an edit saved meanwhile is the one sent.
+        self.vault.transaction(|tx| {
+            let draft: Procedure = tx.get_doc(id)?.ok_or_else(|| MemberError::NotFound {
                 what: format!("procedure {id}"),
             })?;
-        if !draft.status.editable() {
-            return Err(MemberError::WrongState {
-                state: draft.status.name().into(),
-                action: "queue it".into(),
-            });
-        }
-        draft.request.validate()?;
-        let queued = Procedure {
-            status: ProcedureStatus::Queued,
-            updated_at: now,
-            ..draft
-        };
-        self.vault
-            .transaction(|tx| queue_change(tx, &PROCEDURES, &queued, now))?;
-        Ok(queued)
+            if !draft.status.editable() {
+                return Err(MemberError::WrongState {
+                    state: draft.status.name().into(),
+                    action: "queue it".into(),
+                });
+            }
+            draft.request.validate()?;
+            let queued = Procedure {
+                status: ProcedureStatus::Queued,
+                updated_at: now,
+                ..draft
+            };
+            queue_change(tx, &PROCEDURES, &queued, now)?;
+            Ok(queued)
+        })
     }
 
     /// Applies a status reported by the backend (submitted, accepted, returned), in one

@@ -524,7 +524,11 @@ impl FeeRules {
                     situation.basis, schedule.regulation
                 ),
             })?;
-        let raw = self.amount(line, situation, month)?;
+        // An exempt member owes nothing, whatever is missing to price the month.
+        let raw = match self.amount(line, situation, month) {
+            Err(FeeError::Invalid { .. }) if situation.relief == Some(Relief::Exempt) => 0,
+            other => other?,
+        };
         let step = schedule.rounding.step_vnd;
         let base_vnd = raw / step * step;
         let relief_percent = relief_percent(situation.relief, month)?;

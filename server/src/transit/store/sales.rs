@@ -643,10 +643,12 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
 
 /// A day's ledger entries in order, of one kind or all.
 fn ledger_entries(tx: &mut dyn Tx, day: &str, kind: Option<&str>) -> Result<Vec<LedgerEntry>> {
+    // PostgreSQL cannot type a parameter tested only for NULL: it is cast to text.
     tx.rows(
         "SELECT at, day, entry, order_id, purpose, card_id, product, category, amount_vnd,
                 provider_ref
-         FROM ledger WHERE day = ?1 AND (?2 IS NULL OR entry = ?2) ORDER BY id",
+         FROM ledger WHERE day = ?1 AND (CAST(?2 AS TEXT) IS NULL OR entry = CAST(?2 AS TEXT))
+         ORDER BY id",
         params![day, kind],
     )?
     .iter()
