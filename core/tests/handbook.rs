@@ -552,3 +552,31 @@ fn a_query_with_a_typo_still_finds_the_document_below_exact_matches() {
         Some(&"nq57")
     );
 }
+
+/// Old and new tone placement are the same accents: "hoà bình" typed the new way finds the
+/// document written "hòa bình" first, ahead of a title with "họa bình".
+#[test]
+fn old_and_new_tone_placement_rank_as_exact_accents() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = Library::open(&dir.path().join("library.db")).unwrap();
+    // The look-alikes are said more often (they match the folded words better): only the
+    // exact-accent bonus puts the document that holds the words as typed first.
+    lib.upsert(&[
+        doc(
+            "old",
+            "1-NQ/TW",
+            "Nghị quyết về công tác năm 2026",
+            "Giữ vững hòa bình, làm tốt thủy lợi, chăm lo sức khỏe.",
+        ),
+        doc(
+            "other",
+            "2-NQ/TW",
+            "Nghị quyết về công tác năm 2027",
+            "Họa bình, họa bình; thùy lợi, thùy lợi; khóe, khóe.",
+        ),
+    ])
+    .unwrap();
+    for query in ["hoà bình", "hòa bình", "thuỷ lợi", "khoẻ"] {
+        assert_eq!(ids(&lib.search(query, 10).unwrap())[0], "old", "{query}");
+    }
+}

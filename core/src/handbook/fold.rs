@@ -110,6 +110,49 @@ pub fn typed_without_marks(term: &str) -> Option<String> {
     (word != term && !word.is_empty()).then_some(word)
 }
 
+/// Tone marks (grave, acute, tilde, hook above, dot below), which old and new Vietnamese
+/// spelling place on different vowels of `oa`, `oe` and `uy`.
+const TONES: [char; 5] = ['\u{300}', '\u{301}', '\u{303}', '\u{309}', '\u{323}'];
+
+/// `text` with the tone of an open `oa`, `oe` or `uy` on its second vowel, as new-style
+/// spelling writes it: "hòa" and "hoà", "thủy" and "thuỷ", "khỏe" and "khoẻ" become one form.
+/// Composed (NFC) on return; only the comparison of exact accents uses it.
+pub fn tone_on_second_vowel(text: &str) -> String {
+    let chars: Vec<char> = text.nfd().collect();
+    let mut out = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let pair = |first: char, second: char| {
+            matches!(
+                (first.to_ascii_lowercase(), second.to_ascii_lowercase()),
+                ('o', 'a') | ('o', 'e') | ('u', 'y')
+            )
+        };
+        // first vowel, its tone, the second vowel with no mark of its own, then the
+        // syllable's end (with a final consonant both spellings already agree).
+        if let (Some(&v1), Some(&tone), Some(&v2)) =
+            (chars.get(i), chars.get(i + 1), chars.get(i + 2))
+        {
+            let ends = chars
+                .get(i + 3)
+                .is_none_or(|c| !c.is_alphanumeric() && !TONES.contains(c) && !is_mark(*c));
+            if pair(v1, v2) && TONES.contains(&tone) && ends {
+                out.extend([v1, v2, tone]);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out.into_iter().nfc().collect()
+}
+
+/// A combining mark (the range NFD puts Vietnamese marks in).
+fn is_mark(c: char) -> bool {
+    ('\u{300}'..='\u{36f}').contains(&c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +195,14 @@ mod tests {
         for plain in ["nghi", "quyet", "57", "tw", "dang", "sang", "xa", "truong"] {
             assert_eq!(typed_without_marks(plain), None, "{plain}");
         }
+    }
+
+    #[test]
+    fn tones_of_open_oa_oe_uy_go_on_the_second_vowel() {
+        assert_eq!(
+            tone_on_second_vowel("Hòa thủy khỏe họa toán quý hoàng"),
+            "Hoà thuỷ khoẻ hoạ toán quý hoàng"
+        );
+        assert_eq!(tone_on_second_vowel("hoà thuỷ"), "hoà thuỷ");
     }
 }

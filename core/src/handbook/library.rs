@@ -523,7 +523,8 @@ impl Library {
             .map(|(i, t)| clause(i, t))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let accented_terms = fold::has_marks(query).then(|| fold::terms(&fold::lower(query)));
+        let accented_terms = fold::has_marks(query)
+            .then(|| fold::terms(&fold::tone_on_second_vowel(&fold::lower(query))));
         // Snippets mark the words meant by Telex or VNI terms too.
         let mut snippet_terms: Vec<String> = folded_terms
             .iter()
@@ -566,7 +567,9 @@ impl Library {
             candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
             for c in candidates.iter_mut().take(ACCENT_CHECKS) {
                 let original: String = text.query_row([c.0], |r| r.get(0))?;
-                if has_all_words(&original.to_lowercase(), accented) {
+                // Old and new tone placement ("hòa", "hoà") count as the same accents.
+                let original = fold::tone_on_second_vowel(&original.to_lowercase());
+                if has_all_words(&original, accented) {
                     c.1 += 50.0;
                 }
             }
