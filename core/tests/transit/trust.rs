@@ -3,7 +3,9 @@
 
 use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
-use thudo_core::transit::validator::{DenyList, Reason, Validator, ValidatorConfig};
+use thudo_core::transit::validator::{
+    DenyList, Reason, Validator, ValidatorConfig, CLOCK_BEHIND_SECS,
+};
 use thudo_core::transit::wire::{self, Payload};
 use thudo_core::transit::{Category, Product, TransitError};
 
@@ -317,6 +319,16 @@ fn stale_deny_list_is_reported_and_fails_closed_only_when_configured() {
         .update_deny_list(&list(&closed.issuer, 3, NOW as u32 - 60))
         .unwrap();
     assert!(!closed.validator.deny_list_status(NOW + 2).stale);
+    // A clock more than five minutes behind the list's issue time cannot tell an expired
+    // ticket: the list counts as stale, and a fail-closed validator refuses.
+    let behind = NOW - 60 - CLOCK_BEHIND_SECS - 1;
+    assert!(closed.validator.deny_list_status(behind).stale);
+    assert!(!closed.validator.deny_list_status(behind + 2).stale);
+    let qr = closed.phone.current_qr(behind).unwrap();
+    assert_eq!(
+        closed.validator.validate(&qr.text, behind).unwrap().reason,
+        Reason::DenyListStale
+    );
     let qr = closed.phone.current_qr(NOW + 2).unwrap();
     assert!(
         closed

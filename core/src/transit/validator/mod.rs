@@ -35,6 +35,7 @@ use std::sync::Arc;
 pub use super::deny_list::{DenyList, DenyListStatus};
 pub use super::reason::Reason;
 pub use entries::EntryFeedStatus;
+pub use revocation::CLOCK_BEHIND_SECS;
 pub use signatures::{check_windows, verify_signatures, VERIFIED_CREDENTIALS};
 pub use tap_log::{Tap, TapLogStatus, MAX_LOGGED_REJECTED, TAP_EXPORT_LIMIT};
 pub use verdict::Verdict;

@@ -7,21 +7,29 @@ use crate::transit::deny_list::{DenyList, DenyListStatus};
 use crate::transit::wire;
 use crate::transit::TransitError;
 
+/// How far a validator's clock may be behind its deny list's issue time (the backend's clock)
+/// before the list counts as stale.
+pub const CLOCK_BEHIND_SECS: u64 = 300;
+
 impl Validator {
     /// The deny list version in force.
     pub fn deny_list_version(&self) -> u32 {
         self.deny.version
     }
 
-    /// How current the deny list is at `now` (unix seconds).
+    /// How current the deny list is at `now` (unix seconds). A validator whose clock is more
+    /// than [`CLOCK_BEHIND_SECS`] behind its list's issue time cannot tell an expired ticket
+    /// (a reset clock, a spoofed time source, a rider's phone set back to match): its list is
+    /// reported stale, so a validator set to fail closed refuses until its clock is right.
     pub fn deny_list_status(&self, now: u64) -> DenyListStatus {
         let age_secs = now.saturating_sub(u64::from(self.deny.issued_at));
         let max = u64::from(self.config.max_deny_list_age_secs);
+        let clock_behind = u64::from(self.deny.issued_at) > now.saturating_add(CLOCK_BEHIND_SECS);
         DenyListStatus {
             version: self.deny.version,
             issued_at: self.deny.issued_at,
             age_secs,
-            stale: self.deny.version == 0 || (max > 0 && age_secs > max),
+            stale: self.deny.version == 0 || (max > 0 && age_secs > max) || clock_behind,
             needs_refresh: self.deny_needs_refresh,
         }
     }
