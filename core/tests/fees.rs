@@ -267,11 +267,33 @@ fn a_salary_is_charged_the_month_after_under_01_qd_tw() {
         dues(&raise, "2026-06", "2026-08"),
         [80_000, 80_000, 100_000]
     );
+    // January 2026 was charged under 342-QĐ/TW on another figure (salary plus allowances, or
+    // an enterprise's payroll wage): February, the first month of 01-QĐ/TW, takes its own.
     let at_the_change = [salary("2025-12", 6_000_000), salary("2026-02", 8_000_000)];
     assert_eq!(
-        dues(&at_the_change, "2026-01", "2026-03"),
-        [60_000, 60_000, 80_000],
-        "January under 342 on its own salary; February on January's"
+        dues(&at_the_change, "2026-01", "2026-04"),
+        [60_000, 80_000, 80_000, 80_000]
+    );
+    let raise_in_march = [salary("2026-02", 8_000_000), salary("2026-03", 9_000_000)];
+    assert_eq!(
+        dues(&raise_in_march, "2026-02", "2026-04"),
+        [80_000, 80_000, 90_000]
+    );
+    // Exempt while on a salary given as 0 (an exemption needs no figure), then paying: the
+    // first paying month takes its own salary, not the exempt months' 0.
+    let exempt_then_paying = [
+        FeePeriod {
+            since: ym("2026-03"),
+            situation: FeeSituation {
+                relief: Some(Relief::Exempt),
+                ..FeeSituation::new(FeeBasis::SocialInsuranceSalary, 0)
+            },
+        },
+        salary("2026-07", 10_000_000),
+    ];
+    assert_eq!(
+        dues(&exempt_then_paying, "2026-06", "2026-08"),
+        [0, 100_000, 100_000]
     );
     // A member who starts on a salary (a pensioner hired again) pays on this month's salary
     // the first month: there is no salary of the month before.

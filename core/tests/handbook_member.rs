@@ -410,6 +410,18 @@ fn procedures_are_validated_before_queueing() {
         Err(MemberError::WrongState { .. })
     ));
     assert_eq!(h.queue("ok1", 61).unwrap().status, ProcedureStatus::Queued);
+    // The old "returned" delivered again after it was sent anew: the backend's next report
+    // still moves it on.
+    let stale = ProcedureStatus::Returned {
+        reason: "Thiếu quyết định".into(),
+    };
+    h.apply_status("ok1", stale, 62).unwrap();
+    assert_eq!(
+        h.apply_status("ok1", ProcedureStatus::Submitted, 63)
+            .unwrap()
+            .status,
+        ProcedureStatus::Submitted
+    );
     h.apply_status("ok2", ProcedureStatus::Accepted, 70)
         .unwrap();
     assert!(h.apply_status("ok2", ProcedureStatus::Queued, 71).is_err());

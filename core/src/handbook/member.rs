@@ -679,9 +679,10 @@ impl<'a> MemberHandbook<'a> {
 
     /// Applies a status reported by the backend (submitted, accepted, returned), in one
     /// transaction. Only a procedure on its way moves: queued to submitted, accepted or
-    /// returned; submitted to accepted or returned. The same status again changes nothing; a
-    /// report that comes late (a procedure since returned and edited, or decided) is refused
-    /// with `WrongState` and leaves it as it is.
+    /// returned; submitted to accepted or returned; returned (not edited since) to submitted or
+    /// accepted, which heals a returned state a stale report brought back after the procedure
+    /// was sent again. The same status again changes nothing; a report for a procedure being
+    /// edited, or decided, is refused with `WrongState` and leaves it as it is.
     pub fn apply_status(
         &self,
         id: &str,
@@ -708,6 +709,10 @@ impl<'a> MemberHandbook<'a> {
                     | (
                         ProcedureStatus::Submitted,
                         ProcedureStatus::Accepted | ProcedureStatus::Returned { .. }
+                    )
+                    | (
+                        ProcedureStatus::Returned { .. },
+                        ProcedureStatus::Submitted | ProcedureStatus::Accepted
                     )
             );
             if !moves {

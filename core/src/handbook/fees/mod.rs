@@ -641,18 +641,20 @@ impl FeeRules {
             let period = in_force(month)
                 .ok_or_else(|| invalid(format!("no situation given for {month}")))?;
             // A salary that changed in June is charged from July's fee on (01-QĐ/TW): the
-            // month before's income, when that month had the same basis.
-            let before = (month.index() > 0)
-                .then(|| in_force(YearMonth::from_index(month.index() - 1)))
-                .flatten()
-                .filter(|p| p.situation.basis == period.situation.basis);
+            // month before's income, when that month had the same basis, was charged on the
+            // same figure (not 342-QĐ/TW's payroll wage in January 2026), and had one (not an
+            // exemption that needed none).
+            let basis = period.situation.basis;
+            let previous = month.index().checked_sub(1).map(YearMonth::from_index);
+            let before = previous
+                .filter(|m| self.charges_previous_month(basis, *m))
+                .and_then(in_force)
+                .filter(|p| p.situation.basis == basis && p.situation.income_vnd > 0);
             let situation = match before {
-                Some(b) if self.charges_previous_month(period.situation.basis, month) => {
-                    FeeSituation {
-                        income_vnd: b.situation.income_vnd,
-                        ..period.situation.clone()
-                    }
-                }
+                Some(b) if self.charges_previous_month(basis, month) => FeeSituation {
+                    income_vnd: b.situation.income_vnd,
+                    ..period.situation.clone()
+                },
                 _ => period.situation.clone(),
             };
             let assessment = self.assess(&situation, month)?;

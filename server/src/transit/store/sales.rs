@@ -147,6 +147,9 @@ fn pass_held(tx: &mut dyn Tx, order: &NewOrder) -> Result<bool> {
     let Some(pass) = &order.pass else {
         return Ok(false);
     };
+    // Two orders of one card paid at once (two instances) take turns here, so the second sees
+    // the first's pass.
+    tx.lock(Lock::Card(pass.card_id))?;
     Ok(tx
         .row(
             "SELECT 1 FROM passes WHERE card_id = ?1 AND product = ?2 AND route = ?3
