@@ -735,12 +735,11 @@ impl BackendClient {
         request.account_id = held
             .map(|h| h.account_id)
             .filter(|account| !account.is_empty());
-        let asked_for_account = request.account_id.is_some();
         let r: RegisterResponse = match self.post_without_token("devices", &request).await {
             Err(BackendError::Refused {
                 code: ServerErrorCode::IdentityMismatch,
                 ..
-            }) if asked_for_account => return Err(BackendError::OtherAccount),
+            }) if request.account_id.is_some() => return Err(BackendError::OtherAccount),
             other => other?,
         };
         let registration = Registration {

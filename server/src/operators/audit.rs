@@ -715,6 +715,19 @@ mod tests {
         ServerSecrets::new(&all).unwrap()
     }
 
+    /// An operator's request to enter.
+    fn entry(action: &str) -> NewEntry {
+        NewEntry {
+            subject: "clerk-1".into(),
+            role: "transit_operator".into(),
+            organisation: "hanoi-metro".into(),
+            action: action.into(),
+            target: String::new(),
+            refers_to: None,
+            detail: json!({}),
+        }
+    }
+
     /// An entry at `seq` sealed under secret `key_number` after `previous`.
     fn sealed(seq: u64, key_number: u32, previous: Option<&Entry>, s: &ServerSecrets) -> Entry {
         let mut e = Entry {
@@ -762,15 +775,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store =
             crate::storage::SqliteStorage::open(&dir.path().join("a.db"), &[SCHEMA]).unwrap();
-        let entry = NewEntry {
-            subject: "clerk-1".into(),
-            role: "transit_operator".into(),
-            organisation: "hanoi-metro".into(),
-            action: "POST /v1/admin/transit/deny".into(),
-            target: String::new(),
-            refers_to: None,
-            detail: json!({}),
-        };
+        let entry = entry("POST /v1/admin/transit/deny");
         let (old, new) = (secrets(1), secrets(2));
         assert_eq!(store.append_audit(&entry, &old).unwrap(), 1);
         assert_eq!(store.append_audit(&entry, &new).unwrap(), 2);
@@ -792,15 +797,7 @@ mod tests {
         let store = Arc::new(
             crate::storage::SqliteStorage::open(&dir.path().join("a.db"), &[SCHEMA]).unwrap(),
         );
-        let entry = NewEntry {
-            subject: "clerk-1".into(),
-            role: "transit_operator".into(),
-            organisation: "hanoi-metro".into(),
-            action: "GET /v1/admin/transit/deny".into(),
-            target: String::new(),
-            refers_to: None,
-            detail: json!({}),
-        };
+        let entry = entry("GET /v1/admin/transit/deny");
         let (old, new) = (secrets(1), secrets(2));
         store.append_audit(&entry, &old).unwrap();
         store.append_audit(&entry, &new).unwrap();
