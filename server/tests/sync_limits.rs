@@ -146,9 +146,10 @@ async fn oversized_records_are_refused_and_pages_are_bounded_in_bytes() {
 }
 
 /// A device registered (as far as it knows) with the server `app` on loopback, one attempt a
-/// request; the vault's directory is returned to be kept.
+/// request (pushes of `push_batch` when given); the vault's directory is returned to be kept.
 async fn device_of(
     app: axum::Router,
+    push_batch: Option<usize>,
 ) -> (
     tempfile::TempDir,
     std::sync::Arc<thudo_core::vault::Vault>,
@@ -168,12 +169,13 @@ async fn device_of(
     .unwrap();
     let mut config = BackendConfig::new(&format!("http://{addr}"));
     config.max_attempts = 1;
+    config.push_batch = push_batch.unwrap_or(config.push_batch);
     (dir, v, BackendClient::new(config).unwrap())
 }
 
 /// A device pulls from `app` (a broken or hostile server) and refuses the answer as too large.
 async fn pull_is_refused_for_its_size(app: axum::Router) {
-    let (_dir, v, c) = device_of(app).await;
+    let (_dir, v, c) = device_of(app, None).await;
     match c.sync(v, &common::collections(), None).await {
         Err(BackendError::Protocol { detail }) => {
             assert!(detail.contains("larger than"), "{detail}")
@@ -286,7 +288,7 @@ async fn a_server_whose_cursors_go_round_is_not_followed_for_ever() {
             "/v1/sync/push",
             axum::routing::post(|| async { axum::Json(serde_json::json!({"results": []})) }),
         );
-    let (_dir, v, c) = device_of(app).await;
+    let (_dir, v, c) = device_of(app, None).await;
     let one =
         thudo_core::changes::Registry::new(vec![thudo_core::changes::Collection::of_documents::<
             DocumentNote,
@@ -345,19 +347,7 @@ async fn a_push_goes_in_change_order_batch_by_batch() {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let dir = tempfile::tempdir().unwrap();
-    let phone = vault(&dir.path().join("v"));
-    phone
-        .put_doc(&thudo_core::sync::client::Registration {
-            device_id: "d".into(),
-            account_id: "a".into(),
-            token: "t".into(),
-            token_expires_at: None,
-        })
-        .unwrap();
+    let (_dir, phone, c) = device_of(app, Some(2)).await;
     *phone_slot.lock().unwrap() = Some(phone.clone());
     let book = MemberHandbook::new(&phone);
     for i in 0..5 {
@@ -374,10 +364,6 @@ async fn a_push_goes_in_change_order_batch_by_batch() {
         )
         .unwrap();
     phone.put_doc(&first).unwrap();
-    let mut config = BackendConfig::new(&format!("http://{addr}"));
-    config.max_attempts = 1;
-    config.push_batch = 2;
-    let c = BackendClient::new(config).unwrap();
     let report = c
         .sync(phone.clone(), &common::collections(), None)
         .await
