@@ -216,9 +216,11 @@ pub struct RecordProvenance {
     pub country: Option<String>,
     /// For a vaccine passport (EU DCC): the certificate identifier (UVCI).
     pub certificate_id: Option<String>,
-    /// For a verified card, whether its signer is still in the installed trust bundle:
-    /// `false` once the issuer or signer has left the list (show that instead of "verified");
-    /// `null` for other records, or when no bundle is installed.
+    /// For a health card's record, whether the installed trust bundle still vouches for it: its
+    /// card is kept with it, still verifies under today's signers and revocations, and holds
+    /// this record. `false` once the issuer or signer has left the list or the card was revoked,
+    /// and for a record its card does not hold (planted in a backup, say) or kept without its card
+    /// (show that instead of "verified"); `null` for other records, or when no bundle is installed.
     pub signer_trusted: Option<bool>,
 }
 
@@ -272,22 +274,14 @@ fn entries_with_trust(
     } else {
         None
     };
-    // Each card is checked once per listing however many of its entries are listed (a card's
-    // check verifies its signature again: about 90 µs).
-    let mut checked: std::collections::HashMap<records::Provenance, Option<bool>> =
-        std::collections::HashMap::new();
+    let vouched = match &trust {
+        Some(t) => book.vouched(&records, t)?,
+        None => vec![None; records.len()],
+    };
     Ok(records
         .into_iter()
-        .map(|r| {
-            let trusted = trust.as_ref().and_then(|t| {
-                let card = records::Provenance {
-                    card_entry: None,
-                    ..r.provenance.clone()
-                };
-                *checked
-                    .entry(card)
-                    .or_insert_with(|| r.provenance.signer_trusted(t))
-            });
+        .zip(vouched)
+        .map(|(r, trusted)| {
             let mut entry = HealthEntry::from(r);
             entry.provenance.signer_trusted = trusted;
             entry

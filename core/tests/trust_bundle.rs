@@ -455,3 +455,86 @@ fn a_revoked_passport_in_the_bundle_no_longer_verifies() {
         Err(TrustBundleError::Malformed { .. })
     ));
 }
+
+/// A backup's records are its writer's word: a record claiming a genuine card's provenance is
+/// shown as vouched for only when the card holds it. An attacker's "family backup" that alters
+/// a genuine card's vaccination (a dose that was never given), files it under another person,
+/// or claims a card without carrying it is restored, but never listed as verified; the genuine
+/// records restored beside them still are.
+#[test]
+fn a_restored_record_is_verified_only_when_its_card_holds_it() {
+    use thudo_core::health::records::{HealthRecord, Source};
+    let k = key();
+    let (dir, attacker) = vault();
+    let (trust, person, shots) = imported_card(&attacker, &k);
+    let book = HealthBook::new(&attacker);
+    let genuine = shots[0].clone();
+    assert_eq!(book.vouched(&shots, &trust).unwrap()[0], Some(true));
+
+    // An extra dose, "from" the same card.
+    let mut extra = genuine.clone();
+    extra.key = "Immunization/planted".into();
+    extra.resource["id"] = "planted".into();
+    extra.resource["occurrenceDateTime"] = "2021-12-24".into();
+    // The genuine dose re-pointed at a second person of the book.
+    let other = book
+        .put_resource(
+            r#"{"resourceType":"Patient","id":"other","name":[{"family":"Nguyễn","given":["Văn An"]}],"birthDate":"1990-02-03"}"#,
+            NOW as u64,
+        )
+        .unwrap();
+    let mut moved = genuine.clone();
+    moved.key = "Immunization/moved".into();
+    moved.person = "other".into();
+    moved.resource["id"] = "moved".into();
+    moved.resource["patient"]["reference"] = other.clone().into();
+    // A card record without its card.
+    let mut bare = genuine.clone();
+    bare.key = "Immunization/bare".into();
+    bare.resource["id"] = "bare".into();
+    bare.provenance.card = None;
+    for planted in [&extra, &moved, &bare] {
+        attacker.put_doc(planted).unwrap();
+    }
+    let file = dir.path().join("family.backup");
+    attacker.export_backup(&file, "1234").unwrap();
+
+    let (_d, victim) = vault();
+    trust_bundle::install(
+        &victim,
+        &bundle(6, vec![issuer()]).sign(&k).unwrap(),
+        k.public_key(),
+        NOW,
+    )
+    .unwrap();
+    victim.import_backup(&file, "1234").unwrap();
+    let trust = trust_bundle::installed_trust(&victim).unwrap().unwrap();
+    let book = HealthBook::new(&victim);
+    let restored = |key: &str| -> HealthRecord { book.get(key).unwrap().unwrap() };
+    let listed = [
+        restored(&genuine.key),
+        restored(&format!("Patient/{person}")),
+        restored("Immunization/planted"),
+        restored("Immunization/moved"),
+        restored("Immunization/bare"),
+    ];
+    // Each planted record still claims the card and its signer is still trusted: the claim alone
+    // would pass.
+    assert!(listed[2..]
+        .iter()
+        .all(|r| r.provenance.source == Source::HealthCard
+            && r.provenance.signer_trusted(&trust) == Some(true)));
+    assert_eq!(
+        book.vouched(&listed, &trust).unwrap(),
+        [
+            Some(true),
+            Some(true),
+            Some(false),
+            Some(false),
+            Some(false)
+        ]
+    );
+    // Other records carry no verdict.
+    let entered = book.get(&other).unwrap().unwrap();
+    assert_eq!(book.vouched(&[entered], &trust).unwrap(), [None]);
+}

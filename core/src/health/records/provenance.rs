@@ -1,5 +1,13 @@
 //! Where a record came from: entered here, imported from a bundle or a verified health card,
-//! published by a facility, or another device's claim.
+//! published by a facility, or another device's claim; and whether a card still vouches for a
+//! record, whichever way the record reached this vault (imported, pulled, restored).
+
+use serde_json::Value;
+
+use super::identity::{fingerprint, same_person};
+use super::{HealthBook, HealthError, HealthRecord};
+use crate::health::shc::{self, TrustStore};
+use crate::health::{dcc, fhir};
 
 /// Where a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -63,11 +71,12 @@ impl Provenance {
 }
 
 impl Provenance {
-    /// Whether the signer of a health-card record is still trusted by `trust` (the installed
+    /// Whether the signer this provenance names is still trusted by `trust` (the installed
     /// trust bundle): `None` for a record that is not a verified card's; `Some(false)` once its
-    /// issuer or signer has left the list or the card was revoked, which an app shows instead
-    /// of "verified".
-    pub fn signer_trusted(&self, trust: &crate::health::shc::TrustStore) -> Option<bool> {
+    /// issuer or signer has left the list or the card was revoked. This trusts the provenance
+    /// itself; what an app shows is [`HealthBook::vouched`], which also checks that the record
+    /// is what the card says.
+    pub fn signer_trusted(&self, trust: &TrustStore) -> Option<bool> {
         if self.source != Source::HealthCard {
             return None;
         }
@@ -98,5 +107,121 @@ impl Provenance {
                     .is_some_and(|issuer| trust.is_key_of(kid, issuer))
             },
         )
+    }
+}
+
+/// A signed card verified again here: what its provenance names and the bundle it carries.
+pub(super) struct Reverified {
+    pub(super) issuer: String,
+    pub(super) kid: String,
+    pub(super) country: Option<String>,
+    pub(super) certificate_id: Option<String>,
+    /// Its resources, in the order a record's `card_entry` counts them.
+    pub(super) entries: Vec<Value>,
+}
+
+/// Verifies a card as of `at`: a SMART Health Card (JWS) or an EU DCC (`HC1:`, authenticated: a
+/// vaccination certificate stays evidence after its expiry).
+pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reverified> {
+    let (issuer, kid, country, certificate_id, bundle) = if card.starts_with("HC1:") {
+        let c = dcc::authenticate(card, &trust.dcc, at).ok()?;
+        let bundle = dcc::fhir::bundle(&c);
+        (
+            c.issuer.unwrap_or_else(|| c.country.clone()),
+            c.kid,
+            Some(c.country),
+            Some(c.certificate_id),
+            bundle,
+        )
+    } else {
+        let c = shc::verify(card, trust, at).ok()?;
+        (c.issuer, c.kid, None, None, c.fhir_bundle)
+    };
+    Some(Reverified {
+        issuer,
+        kid,
+        country,
+        certificate_id,
+        entries: fhir::resources_of_bundle(bundle, card).unwrap_or_default(),
+    })
+}
+
+/// Whether a card's `entries` vouch for `resource` as their entry number `entry`. A Patient must
+/// be the card's patient (a shared identifier, or the same name and birth date: the card vouches
+/// for who the person is, not for details entered here beside it). Any other record must say
+/// what that entry says (ids and references aside) and, if it is about a person, that person
+/// (`subject`, their Patient record) must be the card's patient: a genuine entry re-pointed at
+/// someone else fails.
+pub(super) fn card_vouches(
+    entries: &[Value],
+    entry: u32,
+    resource: &Value,
+    subject: Option<&Value>,
+) -> bool {
+    let Some(vouched) = entries.get(entry as usize) else {
+        return false;
+    };
+    let card_patient = entries
+        .iter()
+        .find(|e| fhir::resource_type(e) == Some("Patient"));
+    if fhir::resource_type(resource) == Some("Patient") {
+        return fhir::resource_type(vouched) == Some("Patient") && same_person(vouched, resource);
+    }
+    fingerprint(vouched) == fingerprint(resource)
+        && (fhir::person_of(resource).is_none()
+            || matches!((card_patient, subject), (Some(c), Some(s)) if same_person(c, s)))
+}
+
+impl HealthBook<'_> {
+    /// For each of `records`, whether the installed `trust` vouches for it: `None` for a record
+    /// that is not a health card's; `Some(true)` only when its card is kept with it, still
+    /// verifies as of its verification time under today's signers and revocations, names the
+    /// signer the record says, and holds this record as the entry it claims (see
+    /// [`card_vouches`]). A record restored from a backup, planted, or kept from before the card
+    /// was stored is `Some(false)`: its provenance alone is the writer's word. Each card is
+    /// verified once however many of its entries are listed (a signature check is about 90 µs).
+    pub fn vouched(
+        &self,
+        records: &[HealthRecord],
+        trust: &TrustStore,
+    ) -> Result<Vec<Option<bool>>, HealthError> {
+        use std::collections::HashMap;
+        let mut cards: HashMap<(&str, i64), Option<Reverified>> = HashMap::new();
+        let mut patients: HashMap<&str, Option<HealthRecord>> = HashMap::new();
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let p = &r.provenance;
+            if p.source != Source::HealthCard {
+                out.push(None);
+                continue;
+            }
+            let (Some(card), Some(at), Some(entry)) = (&p.card, p.verified_at, p.card_entry) else {
+                out.push(Some(false));
+                continue;
+            };
+            let checked = cards
+                .entry((card.as_str(), at))
+                .or_insert_with(|| reverify(card, trust, at));
+            let Some(c) = checked else {
+                out.push(Some(false));
+                continue;
+            };
+            let signer_named = Some(&c.kid) == p.kid.as_ref()
+                && Some(&c.issuer) == p.issuer.as_ref()
+                && c.certificate_id == p.certificate_id;
+            let subject = if r.resource_type == "Patient" || r.person.is_empty() {
+                None
+            } else {
+                if !patients.contains_key(r.person.as_str()) {
+                    let patient = self.get(&format!("Patient/{}", r.person))?;
+                    patients.insert(r.person.as_str(), patient);
+                }
+                patients[r.person.as_str()].as_ref().map(|p| &p.resource)
+            };
+            out.push(Some(
+                signer_named && card_vouches(&c.entries, entry, &r.resource, subject),
+            ));
+        }
+        Ok(out)
     }
 }

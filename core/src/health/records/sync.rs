@@ -4,48 +4,15 @@
 
 use serde_json::Value;
 
-use super::identity::{fingerprint, same_person};
+use super::provenance::{card_vouches, reverify};
 use super::{validate, HealthError, HealthRecord, Provenance, Source, SYNCED};
 use crate::changes::Collection;
-use crate::health::dcc;
 use crate::health::fhir;
-use crate::health::shc::{self, TrustStore};
+use crate::health::shc::TrustStore;
 use crate::vault::VaultTx;
 
-/// A signed card verified again here: what its provenance names and the bundle it carries.
-struct Reverified {
-    issuer: String,
-    kid: String,
-    country: Option<String>,
-    certificate_id: Option<String>,
-    bundle: Value,
-}
-
-/// Verifies a card another device imported: a SMART Health Card (JWS) or an EU DCC (`HC1:`,
-/// authenticated: a vaccination certificate stays evidence after its expiry).
-fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reverified> {
-    if card.starts_with("HC1:") {
-        let c = dcc::authenticate(card, &trust.dcc, at).ok()?;
-        return Some(Reverified {
-            issuer: c.issuer.clone().unwrap_or_else(|| c.country.clone()),
-            kid: c.kid.clone(),
-            country: Some(c.country.clone()),
-            certificate_id: Some(c.certificate_id.clone()),
-            bundle: dcc::fhir::bundle(&c),
-        });
-    }
-    let c = shc::verify(card, trust, at).ok()?;
-    Some(Reverified {
-        issuer: c.issuer,
-        kid: c.kid,
-        country: None,
-        certificate_id: None,
-        bundle: c.fhir_bundle,
-    })
-}
-
 /// The provenance a pulled, device-pushed record earns here: a health-card claim is kept only
-/// if its card verifies against `trust` and the record is the card's entry it says it is; our
+/// if its card verifies against `trust` and vouches for the record as the entry it claims; our
 /// own record echoed back keeps its provenance; anything else is another device's word.
 fn earned_provenance(
     tx: &VaultTx<'_>,
@@ -62,28 +29,13 @@ fn earned_provenance(
             // Verified as of the time the other device says it verified, never later than now.
             let at = claim.verified_at.unwrap_or(now as i64).min(now as i64);
             if let Some(card) = reverify(jws, trust, at) {
-                let entries =
-                    fhir::resources_of_bundle(card.bundle.clone(), jws).unwrap_or_default();
-                let same_content = entries
-                    .get(entry as usize)
-                    .is_some_and(|e| fingerprint(e) == fingerprint(resource));
-                // The record must also be about the card's patient: the fingerprint leaves
-                // references out, so a genuine entry re-pointed at someone else fails here.
-                let card_patient = entries
-                    .iter()
-                    .find(|e| fhir::resource_type(e) == Some("Patient"));
-                let subject = if fhir::resource_type(resource) == Some("Patient") {
-                    Some(resource.clone())
-                } else {
-                    let person = fhir::person_of(resource).unwrap_or_default();
-                    tx.get_doc::<HealthRecord>(&format!("Patient/{person}"))?
-                        .map(|p| p.resource)
+                let subject = match fhir::person_of(resource) {
+                    Some(person) if fhir::resource_type(resource) != Some("Patient") => tx
+                        .get_doc::<HealthRecord>(&format!("Patient/{person}"))?
+                        .map(|p| p.resource),
+                    _ => None,
                 };
-                let same_patient = match (card_patient, subject) {
-                    (Some(c), Some(s)) => same_person(c, &s),
-                    _ => false,
-                };
-                if same_content && same_patient {
+                if card_vouches(&card.entries, entry, resource, subject.as_ref()) {
                     return Ok(Provenance {
                         source: Source::HealthCard,
                         issuer: Some(card.issuer),
