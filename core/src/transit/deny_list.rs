@@ -96,9 +96,11 @@ pub struct DenyListStatus {
     pub issued_at: u32,
     /// Seconds since it was issued, at the time asked.
     pub age_secs: u64,
-    /// Older than `max_deny_list_age_secs`, or none installed.
+    /// Older than `max_deny_list_age_secs`, none installed, the validator's clock far behind
+    /// its issue time, or no key trusted now verified it since the validator started.
     pub stale: bool,
-    /// The list on disk is signed by a key no longer trusted here (the issuer rotated keys):
-    /// its entries still apply, and a fresh list should be fetched.
+    /// The list in force is signed by a key no longer trusted here (the issuer rotated keys),
+    /// or its signature no longer verifies: its entries still apply, and a fresh list should
+    /// be fetched.
     pub needs_refresh: bool,
 }

@@ -401,7 +401,10 @@ fn a_key_rotation_never_bricks_a_validator() {
     .unwrap();
     let status = v.deny_list_status(NOW);
     assert!(status.needs_refresh);
-    assert_eq!(status.version, 5, "the version floor survives");
+    // No trusted key vouches for its date now: stale, so a validator set to fail closed waits
+    // for a list it can verify, and one set to fail open goes on enforcing the entries.
+    assert!(status.stale);
+    assert_eq!(status.version, 5);
     assert_eq!(v.export_taps().unwrap().len(), 1, "the tap log is kept");
     // The list in force was signed by a key no longer trusted: the next list of a trusted key
     // replaces it, whatever its version, and from then on its version is the floor.
@@ -416,7 +419,8 @@ fn a_key_rotation_never_bricks_a_validator() {
             .unwrap()
     };
     v.update_deny_list(&list(4, vec![revoked])).unwrap();
-    assert!(!v.deny_list_status(NOW).needs_refresh);
+    let status = v.deny_list_status(NOW);
+    assert!(!status.needs_refresh && !status.stale);
     assert!(v.update_deny_list(&list(3, vec![])).is_err(), "no rollback");
     v.update_deny_list(&list(6, vec![revoked])).unwrap();
 }
@@ -519,5 +523,56 @@ fn a_repeat_rider_is_checked_again_in_full_where_it_matters() {
     assert_eq!(
         w.validator.validate(&again, NOW + 30).unwrap().reason,
         Reason::UnknownIssuer
+    );
+}
+
+/// A stored list is the vault's word, and a restored backup's vault is its writer's: a list
+/// planted there under a trusted key's id, its signature bogus, its version at the top and
+/// nothing revoked, would otherwise hold back every list the backend signs. The validator
+/// starts, reports it stale and in need of a refresh, and takes the backend's next list.
+#[test]
+fn a_planted_stored_list_neither_freshens_nor_holds_back_the_deny_list() {
+    let mut w = world();
+    let revoked: u64 = 9_704_000_000_123;
+    let planted = DenyList {
+        version: u32::MAX,
+        issued_at: NOW as u32,
+        cards: vec![],
+        devices: vec![],
+    };
+    let mut signed = planted.encode(w.issuer.trusted().key_id);
+    signed.extend_from_slice(&[7u8; 64]);
+    w.validator.flush().unwrap();
+    drop(w.validator);
+    w.validator_vault
+        .put("transit.validator", "deny_list", &[], &signed)
+        .unwrap();
+    let mut v = Validator::open(
+        w.validator_vault.clone(),
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig {
+            route: 32,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let status = v.deny_list_status(NOW);
+    assert!(status.stale && status.needs_refresh);
+    let honest = w
+        .issuer
+        .sign_deny_list(&DenyList {
+            version: 2,
+            issued_at: NOW as u32 + 60,
+            cards: vec![revoked],
+            devices: vec![],
+        })
+        .unwrap();
+    assert_eq!(v.update_deny_list(&honest).unwrap(), 2);
+    let status = v.deny_list_status(NOW + 60);
+    assert!(!status.stale && !status.needs_refresh);
+    let qr = w.phone.current_qr(NOW + 70).unwrap();
+    assert_eq!(
+        v.validate(&qr.text, NOW + 70).unwrap().reason,
+        Reason::Revoked
     );
 }

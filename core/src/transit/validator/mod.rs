@@ -139,7 +139,9 @@ pub struct Validator {
     log: TapLogStatus,
     /// The same, as last committed.
     stored_log: TapLogStatus,
-    deny_needs_refresh: bool,
+    /// The list in force was restored without a trusted key's signature over it (see
+    /// `restore_deny_list`): its entries apply, its version and date vouch for nothing.
+    deny_unverified: bool,
     /// The issuer key that signed the list in force: its version floor holds only while that
     /// key is trusted.
     deny_signer: Option<u16>,
@@ -185,7 +187,7 @@ impl Validator {
             pending: Vec::new(),
             log: TapLogStatus::default(),
             stored_log: TapLogStatus::default(),
-            deny_needs_refresh: false,
+            deny_unverified: false,
             deny_signer: None,
             entries: HashMap::new(),
             entry_feed: EntryFeedPosition::default(),

@@ -20,7 +20,8 @@ impl Validator {
     /// How current the deny list is at `now` (unix seconds). A validator whose clock is more
     /// than [`CLOCK_BEHIND_SECS`] behind its list's issue time cannot tell an expired ticket
     /// (a reset clock, a spoofed time source, a rider's phone set back to match): its list is
-    /// reported stale, so a validator set to fail closed refuses until its clock is right.
+    /// reported stale, so a validator set to fail closed refuses until its clock is right. A
+    /// list no trusted key vouches for is stale too: its date is nobody's word.
     pub fn deny_list_status(&self, now: u64) -> DenyListStatus {
         let age_secs = now.saturating_sub(u64::from(self.deny.issued_at));
         let max = u64::from(self.config.max_deny_list_age_secs);
@@ -29,27 +30,40 @@ impl Validator {
             version: self.deny.version,
             issued_at: self.deny.issued_at,
             age_secs,
-            stale: self.deny.version == 0 || (max > 0 && age_secs > max) || clock_behind,
-            needs_refresh: self.deny_needs_refresh,
+            stale: self.deny.version == 0
+                || (max > 0 && age_secs > max)
+                || clock_behind
+                || self.deny_unverified,
+            needs_refresh: !self.deny_vouched(),
         }
     }
 
-    /// The list stored at the last update. It was verified when installed and sits in the
-    /// authenticated vault, so its entries still hold when its signing key is no longer
-    /// trusted (a key rotation): the validator starts, keeps enforcing it, and reports that it
-    /// needs a fresh list, which the next list of a trusted key is, whatever its version (a
-    /// list a compromised key signed, its version set to the top, is undone by trusting that
-    /// key no more). A key rotation never bricks a validator.
+    /// Whether a key trusted now signed the list in force (or there is none yet): only then
+    /// does its version stand as the floor against a rollback.
+    fn deny_vouched(&self) -> bool {
+        !self.deny_unverified
+            && self
+                .deny_signer
+                .is_none_or(|k| self.trusted.contains_key(&k))
+    }
+
+    /// The list stored at the last update, when no key trusted now verifies it: after a key
+    /// rotation, or as a restored backup planted it (a backup proves only that its writer knew
+    /// the passphrase they chose). Its entries still apply, since a revocation must survive a
+    /// rotation and an unverified list can only refuse more; nothing else of it is believed:
+    /// the validator starts, reports the list stale and in need of a refresh, and the next
+    /// list of a trusted key replaces it whatever its version (so neither a compromised key's
+    /// top version nor a planted one can hold back the backend's lists). A key rotation never
+    /// bricks a validator.
     pub(super) fn restore_deny_list(&mut self, signed: &[u8]) {
         if self.apply_deny_list(signed, false).is_ok() {
             return;
         }
-        self.deny_needs_refresh = true;
-        if let Some((list, key_id, _)) = DenyList::decode(signed) {
-            self.deny_signer = Some(key_id);
+        if let Some((list, _, _)) = DenyList::decode(signed) {
             self.deny_cards = list.cards.iter().copied().collect();
             self.deny_devices = list.devices.iter().copied().collect();
             self.deny = list;
+            self.deny_unverified = true;
         }
     }
 
@@ -89,10 +103,7 @@ impl Validator {
         // stale. An older version, or the same one no fresher, is a rollback.
         let fresher_same =
             list.version == self.deny.version && list.issued_at > self.deny.issued_at;
-        let signer_trusted = self
-            .deny_signer
-            .is_none_or(|k| self.trusted.contains_key(&k));
-        if persist && signer_trusted && list.version <= self.deny.version && !fresher_same {
+        if persist && self.deny_vouched() && list.version <= self.deny.version && !fresher_same {
             return Err(bad(&format!(
                 "deny list version {} is not newer than {}",
                 list.version, self.deny.version
@@ -105,7 +116,7 @@ impl Validator {
         self.deny_devices = list.devices.iter().copied().collect();
         self.deny = list;
         self.deny_signer = Some(key_id);
-        self.deny_needs_refresh = false;
+        self.deny_unverified = false;
         self.verified.clear();
         Ok(self.deny.version)
     }
