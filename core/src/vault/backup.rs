@@ -369,3 +369,43 @@ fn read_exact(input: &mut impl Read, buf: &mut [u8], message: &str) -> Result<()
         _ => e.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail by panicking
+
+    use super::{Record, Writer};
+    use crate::vault::{Unlock, Vault, VaultOptions, MIN_KDF_ITERATIONS, NOT_BACKED_UP};
+
+    /// A backup is its writer's word: one crafted to hold a device secret (which no export
+    /// writes) restores everything else, never the secret.
+    #[test]
+    fn a_crafted_backup_restores_no_device_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("crafted.backup");
+        let mut writer = Writer::create(&file, "1234", MIN_KDF_ITERATIONS).unwrap();
+        let record = |id: &str, body: &[u8]| Record {
+            id: id.into(),
+            index: Vec::new(),
+            body: body.to_vec(),
+        };
+        for (collection, id) in NOT_BACKED_UP {
+            writer
+                .add(collection, &record(id, b"the writer's key"))
+                .unwrap();
+        }
+        writer.add("notes", &record("n1", b"a note")).unwrap();
+        writer.finish().unwrap();
+
+        let options = VaultOptions {
+            kdf_iterations: MIN_KDF_ITERATIONS,
+            ..Default::default()
+        };
+        let v = Vault::open(dir.path().join("v"), Unlock::passphrase("p"), &options).unwrap();
+        assert_eq!(v.import_backup(&file, "1234").unwrap(), 1, "the note alone");
+        for (collection, id) in NOT_BACKED_UP {
+            assert!(v.find(collection, id).unwrap().is_none());
+        }
+        assert_eq!(v.get("notes", "n1").unwrap().body, b"a note");
+    }
+}

@@ -58,6 +58,19 @@ pub const MAX_BODY_LEN: usize = 16 * 1024 * 1024;
 /// a restore must not put an unchecked anchor, or an older one, in place of the one verified.
 /// The app fetches the current one again after a restore.
 pub const NOT_RESTORED: &[&str] = &["health.trust_bundle"];
+/// Records a backup never holds, nor a restore writes (collection, id): state bound to this
+/// device. The transit device key kept in the vault when the app gives no platform signer
+/// (`transit.phone`, `device_key`) would make a backup a kit to clone the citizen's tickets
+/// onto another phone; without it, passes restored elsewhere are reported lost for their key
+/// (`KeyLost`), as after a keystore reset. The phone's QR counter and clock offset
+/// (`transit.phone`, `state`) restored from an old backup would count again QRs already shown,
+/// out of step with their times at the backend.
+pub const NOT_BACKED_UP: &[(&str, &str)] =
+    &[("transit.phone", "device_key"), ("transit.phone", "state")];
+
+fn backed_up(collection: &str, id: &str) -> bool {
+    !NOT_BACKED_UP.contains(&(collection, id))
+}
 const MAX_ID_LEN: usize = 512;
 const MAX_NAME_LEN: usize = 64;
 const MAX_INDEX_VALUE_LEN: usize = 4096;
@@ -389,9 +402,9 @@ impl Vault {
         self.observers.remove(id)
     }
 
-    /// Writes every record, decrypted and re-sealed under `passphrase`, to an encrypted backup
-    /// file at `path` (written beside it, then renamed, so a crash never leaves half a backup).
-    /// Returns the number of records.
+    /// Writes every record but [`NOT_BACKED_UP`], decrypted and re-sealed under `passphrase`,
+    /// to an encrypted backup file at `path` (written beside it, then renamed, so a crash never
+    /// leaves half a backup). Returns the number of records.
     pub fn export_backup(&self, path: &Path, passphrase: &str) -> Result<u64> {
         self.export_backup_cancellable(path, passphrase, &|| false)
     }
@@ -430,7 +443,9 @@ impl Vault {
                 let id_hash: Vec<u8> = row.get(1)?;
                 let envelope: Vec<u8> = row.get(2)?;
                 let record = vtx.decrypt(&collection, &id_hash, envelope)?;
-                writer.add(&collection, &record)?;
+                if backed_up(&collection, &record.id) {
+                    writer.add(&collection, &record)?;
+                }
             }
             Ok(())
         })?;
@@ -439,7 +454,7 @@ impl Vault {
 
     /// Reads a backup made by [`Vault::export_backup`] and stores all of its records (replacing
     /// records with the same ids) in one transaction, except the trust anchors of
-    /// [`NOT_RESTORED`]. A wrong passphrase gives
+    /// [`NOT_RESTORED`] and the device secrets of [`NOT_BACKED_UP`]. A wrong passphrase gives
     /// [`VaultError::WrongKey`]; a damaged or truncated file gives [`VaultError::InvalidBackup`];
     /// either way nothing is written. Returns the number of records imported.
     pub fn import_backup(&self, path: &Path, passphrase: &str) -> Result<u64> {
@@ -462,7 +477,9 @@ impl Vault {
                 if stop() {
                     return Err(VaultError::Cancelled);
                 }
-                if NOT_RESTORED.contains(&collection.as_str()) {
+                if NOT_RESTORED.contains(&collection.as_str())
+                    || !backed_up(&collection, &record.id)
+                {
                     continue;
                 }
                 tx.put(&collection, &record.id, &record.index, &record.body)

@@ -239,3 +239,41 @@ fn a_lost_device_key_is_reported_with_its_cards_never_silently_replaced() {
     );
     assert!(Phone::open(hv, Some(new), PhoneOptions::default()).is_ok());
 }
+
+/// A backup is no kit to clone a phone's tickets: the device key the vault keeps (no platform
+/// signer) is never written to it, so a restore on another phone reports the pass lost for its
+/// key, never shows it. A state restored from an old backup on the same phone never counts
+/// its QRs again.
+#[test]
+fn a_backup_carries_no_device_key_and_restores_no_old_counter() {
+    let w = world();
+    let card = w.phone.credential().unwrap().card_id;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("phone.backup");
+    let before = Payload::from_qr_text(&w.phone.current_qr(NOW).unwrap().text).unwrap();
+    w.phone_vault.export_backup(&file, "mật khẩu").unwrap();
+
+    let (_d, other) = vault();
+    other.import_backup(&file, "mật khẩu").unwrap();
+    assert!(other.find("transit.phone", "device_key").unwrap().is_none());
+    assert!(other.find("transit.phone", "credential").unwrap().is_some());
+    match Phone::open(other.clone(), None, PhoneOptions::default()) {
+        Err(TransitError::KeyLost { cards }) => assert_eq!(cards, [card]),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // The same phone: QRs shown after the backup, then the old state restored over it.
+    let mut last = before.counter;
+    for i in 1..=3 {
+        let qr = w.phone.current_qr(NOW + 10 * i).unwrap();
+        last = Payload::from_qr_text(&qr.text).unwrap().counter;
+    }
+    w.phone_vault.import_backup(&file, "mật khẩu").unwrap();
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(reopened.device_public_key(), w.phone.device_public_key());
+    let next = Payload::from_qr_text(&reopened.current_qr(NOW + 60).unwrap().text).unwrap();
+    assert!(
+        next.counter > last,
+        "{} after {last}: a counter shown again",
+        next.counter
+    );
+}
