@@ -53,7 +53,9 @@ pub struct TransitOrder {
     pub pass_valid_until: i64,
     /// When the provider stops taking payment (unix seconds).
     pub expires_at: i64,
-    /// The credential installed, when the order was paid at once (a free product).
+    /// The credential installed, when the order was paid at once (a free product) and
+    /// collected; `null` while it awaits payment, or when its collection failed after payment
+    /// (a dropped network): then call `collectTransitOrder` with `orderId`.
     pub credential: Option<CredentialInfo>,
 }
 

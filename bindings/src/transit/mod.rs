@@ -35,8 +35,9 @@ pub enum TransitError {
     NoCredential,
     /// The transit signer's key the held credentials bind is gone (a reset keystore, a restored backup):
     /// these cards' credentials can no longer be shown, and nothing was replaced. Call
-    /// `discardLostTransitCredentials(vault, signer)`, open the phone again, and order or
-    /// restore the passes for the new key.
+    /// `discardLostTransitCredentials(vault, signer)`, open the phone again, and order the
+    /// passes again for the new key; the backend does not move a pass to a new key, so a paid
+    /// pass lost this way is refunded by the operator.
     #[error("device key lost; credentials of cards {cards:?} can no longer be shown")]
     SignerKeyLost {
         /// The cards whose credentials bind the lost key.

@@ -281,7 +281,8 @@ pub struct BalanceResponse {
 pub struct Purchase {
     /// The order as the backend answered it.
     pub order: OrderResponse,
-    /// The credential installed, when the order was paid at once.
+    /// The credential installed, when the order was paid at once and collected; `None` while
+    /// it awaits payment, or when its collection failed (collect it with the order's id).
     pub credential: Option<CredentialFields>,
 }
 
@@ -377,12 +378,15 @@ pub struct TapOutcome {
 impl TapReceipt {
     /// Adds `other` (a later part of the same upload) to this sum.
     pub(super) fn absorb(&mut self, other: &TapReceipt) {
-        self.stored += other.stored;
-        self.duplicates += other.duplicates;
+        // The backend's counts, summed without trusting them not to overflow.
+        self.stored = self.stored.saturating_add(other.stored);
+        self.duplicates = self.duplicates.saturating_add(other.duplicates);
         self.acknowledged_seq = self.acknowledged_seq.max(other.acknowledged_seq);
-        self.charged_vnd += other.charged_vnd;
-        self.not_charged += other.not_charged;
-        self.stored_charged_vnd += other.stored_charged_vnd;
+        self.charged_vnd = self.charged_vnd.saturating_add(other.charged_vnd);
+        self.not_charged = self.not_charged.saturating_add(other.not_charged);
+        self.stored_charged_vnd = self
+            .stored_charged_vnd
+            .saturating_add(other.stored_charged_vnd);
         self.taps.extend(other.taps.iter().cloned());
         self.reused.extend(other.reused.iter().copied());
         self.next_free_seq = self.next_free_seq.max(other.next_free_seq);
@@ -697,7 +701,8 @@ impl TransitClient<'_> {
     /// installs its credential (as the owner's, or as a dependant's when the order names one).
     /// Otherwise the buyer pays at the answer's `payment_url` and the app calls
     /// [`TransitClient::collect_and_install`]. The order is made once however often its
-    /// request is retried.
+    /// request is retried. A paid order whose collection then fails (the network dropped) is
+    /// still answered, without its credential, so the app keeps its id and collects it later.
     pub async fn buy_and_install(
         self,
         vault: Arc<Vault>,
@@ -709,10 +714,18 @@ impl TransitClient<'_> {
             .map_err(device_side)?;
         let placed = self.order(vault.clone(), &order).await?;
         let credential = match placed.status {
-            OrderStatus::Paid => Some(
-                self.collect_and_install(vault, phone, &placed.order_id)
-                    .await?,
-            ),
+            OrderStatus::Paid => {
+                match self
+                    .collect_and_install(vault, phone, &placed.order_id)
+                    .await
+                {
+                    Ok(fields) => Some(fields),
+                    Err(_) => {
+                        log::warn!("a paid order could not be collected yet");
+                        None
+                    }
+                }
+            }
             _ => None,
         };
         Ok(Purchase {
@@ -783,9 +796,10 @@ impl TransitClient<'_> {
         .await
     }
 
-    /// Renews every credential `phone` holds that ends within `within_secs` of `now`
-    /// ([`RENEW_BEFORE_SECS`] unless the app says otherwise; one call for the app, after each
-    /// sync); returns what became of each. A refused renewal leaves the credential as it was;
+    /// Renews every credential `phone` holds that ends within `within_secs` of `now` (the
+    /// device's time, corrected by the phone's clock offset as its QRs are, since `not_after`
+    /// is on the backend's clock) ([`RENEW_BEFORE_SECS`] unless the app says otherwise; one
+    /// call for the app, after each sync); returns what became of each. A refused renewal leaves the credential as it was;
     /// the others go on.
     pub async fn renew_due(
         self,
@@ -794,6 +808,7 @@ impl TransitClient<'_> {
         now: u64,
         within_secs: u64,
     ) -> Vec<Renewal> {
+        let now = phone.corrected_now(now);
         let due: Vec<u64> = phone
             .credentials()
             .into_iter()

@@ -157,7 +157,10 @@ pub enum TransitError {
     NoCredential,
     /// The device key the held credentials bind is gone (a reset keystore, a restored
     /// backup): these cards' credentials can no longer be shown. Nothing was replaced: discard
-    /// them (`discard_lost_credentials`) and order or restore the passes for the new key.
+    /// them (`discard_lost_credentials`) and order the passes again for the new key. The
+    /// backend does not move a pass to a new key (its renewal needs the old key's signature):
+    /// a paid pass lost this way is the operator's to refund (`POST
+    /// /v1/admin/transit/orders/{id}/refund`).
     #[error("the device key is lost; credentials of cards {cards:?} can no longer be shown")]
     KeyLost {
         /// The cards whose credentials bind the lost key.

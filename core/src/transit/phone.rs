@@ -57,7 +57,8 @@ pub struct TransitQr {
 
 enum DeviceKey {
     Software(Box<SoftwareKey>),
-    Host(Arc<dyn Signer>),
+    /// The platform's signer and the public key (uncompressed) it gave at open.
+    Host(Arc<dyn Signer>, [u8; p256::UNCOMPRESSED_KEY_LEN]),
 }
 
 /// A credential held: its bytes and fields.
@@ -93,6 +94,20 @@ struct Persisted {
     clock_offset: i64,
 }
 
+/// Whether `held` is the same pass as `offered` (card, product, category, route, window) and
+/// shown at least as long: `offered` is then a late answer (a renewal that arrived after a
+/// newer one, a paid order collected again), never installed over it.
+fn supersedes(held: &CredentialFields, offered: &CredentialFields) -> bool {
+    held.card_id == offered.card_id
+        && held.product == offered.product
+        && held.category == offered.category
+        && held.route == offered.route
+        && held.pass_valid_from == offered.pass_valid_from
+        && held.pass_valid_until == offered.pass_valid_until
+        && held.with_holder == offered.with_holder
+        && held.not_after >= offered.not_after
+}
+
 /// The transit side of a citizen's phone.
 pub struct Phone {
     vault: Arc<Vault>,
@@ -122,7 +137,7 @@ impl Phone {
                     reason: "the signer's public key is not P-256".into(),
                 })?;
                 let compressed = p256::compress(&full).ok_or_else(|| super::invalid("bad key"))?;
-                (DeviceKey::Host(signer), compressed)
+                (DeviceKey::Host(signer, full), compressed)
             }
             None => {
                 let key = match vault.find(COLLECTION, "device_key")? {
@@ -204,10 +219,15 @@ impl Phone {
     }
 
     /// Installs the phone owner's credential, received from the backend (it must bind this
-    /// phone's key), in place of the one held.
+    /// phone's key), in place of the one held; returns the fields of the one now held. One for
+    /// the same pass that ends no later than the held one's is a late answer: the held one
+    /// stays.
     pub fn install_credential(&self, credential: &[u8]) -> Result<CredentialFields, TransitError> {
         let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
         let mut state = self.lock();
+        if let Some((_, held)) = state.owner.as_ref().filter(|(_, h)| supersedes(h, &fields)) {
+            return Ok(held.clone());
+        }
         if state
             .dependants
             .iter()
@@ -224,7 +244,8 @@ impl Phone {
 
     /// Installs a dependant's credential (a child's or an elderly parent's pass, bought by
     /// their guardian on the dependant's own card, bound to this phone's key), in place of
-    /// that card's one if held. Shown with [`Phone::current_qr_for`].
+    /// that card's one if held, unless it is a late answer for the same pass (as
+    /// [`Phone::install_credential`]). Shown with [`Phone::current_qr_for`].
     pub fn install_dependant_credential(
         &self,
         credential: &[u8],
@@ -234,6 +255,13 @@ impl Phone {
         let card = fields.card_id;
         if state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card) {
             return Err(super::invalid("this card is the phone owner's"));
+        }
+        if let Some((_, held)) = state
+            .dependants
+            .iter()
+            .find(|(_, h)| supersedes(h, &fields))
+        {
+            return Ok(held.clone());
         }
         self.vault
             .put(COLLECTION, &dependant_record(card), &[], &bytes)?;
@@ -341,13 +369,21 @@ impl Phone {
             DeviceKey::Software(key) => key.sign(message).ok_or_else(|| TransitError::Signer {
                 reason: "signing failed".into(),
             }),
-            DeviceKey::Host(signer) => {
+            DeviceKey::Host(signer, public_key) => {
                 let sig = signer
                     .sign(message)
                     .map_err(|reason| TransitError::Signer { reason })?;
-                p256::to_raw_signature(&sig).ok_or_else(|| TransitError::Signer {
+                let raw = p256::to_raw_signature(&sig).ok_or_else(|| TransitError::Signer {
                     reason: "the signer returned a malformed signature".into(),
-                })
+                })?;
+                // A platform key replaced behind the phone's back (a keystore reset while the
+                // app runs) signs QRs every validator refuses: said here, not at the gate.
+                if !p256::verify(public_key, message, &raw) {
+                    return Err(TransitError::Signer {
+                        reason: "the signer's signature does not verify with its public key".into(),
+                    });
+                }
+                Ok(raw)
             }
         }
     }

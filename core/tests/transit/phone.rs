@@ -277,3 +277,99 @@ fn a_backup_carries_no_device_key_and_restores_no_old_counter() {
         next.counter
     );
 }
+
+/// An answer that arrives late (a renewal overtaken by a newer one, a paid order collected
+/// again) never replaces the newer credential of the same pass, the owner's or a dependant's;
+/// another pass, or a newer credential of the same one, does.
+#[test]
+fn a_late_credential_of_the_same_pass_is_not_installed_over_a_newer_one() {
+    let w = world();
+    let pass = request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0);
+    let issue = |req: &thudo_core::transit::issuer::CredentialRequest, at: u64| {
+        w.issuer.issue(req, at as u32).unwrap()
+    };
+    let newer = w
+        .phone
+        .install_credential(&issue(&pass, NOW + 600))
+        .unwrap();
+    let late = issue(&pass, NOW);
+    assert_eq!(w.phone.install_credential(&late).unwrap(), newer);
+    assert_eq!(w.phone.credential().unwrap(), newer);
+    let newest = w
+        .phone
+        .install_credential(&issue(&pass, NOW + 1200))
+        .unwrap();
+    assert!(newest.not_after > newer.not_after);
+    assert_eq!(w.phone.credential().unwrap(), newest);
+    // Another pass on the same card (a day pass) replaces it, even ending sooner.
+    let day = thudo_core::transit::issuer::CredentialRequest {
+        product: Product::DayPass,
+        pass_valid_from: NOW as u32,
+        pass_valid_until: NOW as u32 + 86_399,
+        ..pass.clone()
+    };
+    let day = w.phone.install_credential(&issue(&day, NOW)).unwrap();
+    assert_eq!(w.phone.credential().unwrap(), day);
+
+    // A dependant's pass the same way.
+    let child = thudo_core::transit::issuer::CredentialRequest {
+        card_id: 9_704_000_000_456,
+        ..pass
+    };
+    let newer = w
+        .phone
+        .install_dependant_credential(&issue(&child, NOW + 600))
+        .unwrap();
+    assert_eq!(
+        w.phone
+            .install_dependant_credential(&issue(&child, NOW))
+            .unwrap(),
+        newer
+    );
+    let (_, held, _) = w.phone.held_credential(child.card_id).unwrap();
+    assert_eq!(held, newer);
+}
+
+/// A platform key replaced while the app runs (a keystore reset) would sign QRs every
+/// validator refuses as `bad_device_signature`: the phone checks each signature against the
+/// key it opened with and says so at once.
+#[test]
+fn a_signer_whose_key_changed_is_reported_not_shown() {
+    struct Swapped(std::sync::Mutex<SoftwareKey>);
+    impl Signer for Swapped {
+        fn public_key(&self) -> Result<Vec<u8>, String> {
+            Ok(self.0.lock().unwrap().public_key().to_vec())
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .sign(message)
+                .ok_or("sign failed")?
+                .to_vec())
+        }
+    }
+    let w = world();
+    let (_d, v) = vault();
+    let signer = Arc::new(Swapped(std::sync::Mutex::new(
+        SoftwareKey::generate().unwrap().0,
+    )));
+    let phone = Phone::open(v, Some(signer.clone()), PhoneOptions::default()).unwrap();
+    phone
+        .install_credential(
+            &w.issuer
+                .issue(
+                    &request(&phone, Product::PayAsYouGo, Category::Standard, 0),
+                    NOW as u32,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(phone.current_qr(NOW).is_ok());
+    *signer.0.lock().unwrap() = SoftwareKey::generate().unwrap().0;
+    assert!(matches!(
+        phone.current_qr(NOW + 10),
+        Err(TransitError::Signer { .. })
+    ));
+}

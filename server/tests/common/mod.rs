@@ -182,6 +182,8 @@ pub enum Fault {
     Slow,
     /// Delivers the request to the server twice; answers with the second response.
     Twice,
+    /// Delivers it untouched: lets a request through ahead of the faults queued after it.
+    Pass,
 }
 
 /// A fault-injecting proxy in front of one or more backend instances (a load balancer that

@@ -425,6 +425,17 @@ async fn a_pass_renews_its_credential_free_while_it_holds_and_never_after() {
         .renew_due(v.clone(), phone.clone(), now(), RENEW_BEFORE_SECS)
         .await
         .is_empty());
+    // On the backend's clock: for a phone 300 s slow (its offset learned at sync), a credential
+    // 48 h and 100 s of device time from its end is 48 h minus 200 s from it: due.
+    phone.set_clock_offset(300).unwrap();
+    let slow_now = u64::from(renewed.not_after) - RENEW_BEFORE_SECS - 100;
+    let due = w
+        .transit()
+        .renew_due(v.clone(), phone.clone(), slow_now, RENEW_BEFORE_SECS)
+        .await;
+    assert_eq!(due.len(), 1);
+    assert!(due[0].outcome.is_ok(), "{:?}", due[0].outcome);
+    phone.set_clock_offset(0).unwrap();
     let due = w
         .transit()
         .renew_due(
@@ -749,4 +760,50 @@ async fn a_qr_made_ahead_of_its_time_for_someone_else_is_recorded() {
     );
     w.upload_bus(&bus_vault, &mut bus).await;
     assert_eq!(made_ahead(&w).len(), 1);
+}
+
+/// A paid order whose collection fails (the network drops once the order is paid) is answered
+/// without its credential but with its id, and that id collects the pass later: nothing paid
+/// is lost, and no second order is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_order_whose_collection_fails_keeps_its_id_to_collect_later() {
+    use crate::common::{start_proxy_to, Fault};
+    use thudo_core::transit::backend::OrderStatus;
+    let w = World::start().await;
+    let (url, proxy) = start_proxy_to(&[w.running.addr], 29).await;
+    let mut config = BackendConfig::new(&url);
+    config.backoff_base = std::time::Duration::from_millis(5);
+    config.backoff_max = std::time::Duration::from_millis(20);
+    let attempts = config.max_attempts as usize;
+    let flaky = BackendClient::new(config).unwrap();
+    let v = w.phone_device("buyer", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    // The order goes through; every attempt to collect it fails.
+    proxy
+        .faults
+        .lock()
+        .unwrap()
+        .extend(std::iter::once(Fault::Pass).chain(std::iter::repeat_n(Fault::Error500, attempts)));
+    let bought = TransitClient::new(&flaky)
+        .buy_and_install(
+            v.clone(),
+            phone.clone(),
+            order(&phone, Product::PayAsYouGo, Category::Standard),
+        )
+        .await
+        .unwrap();
+    assert!(
+        proxy.faults.lock().unwrap().is_empty(),
+        "every fault was met"
+    );
+    assert_eq!(bought.order.status, OrderStatus::Paid);
+    assert_eq!(bought.credential, None);
+    assert!(phone.credential().is_none());
+    let collected = w
+        .transit()
+        .collect_and_install(v, phone.clone(), &bought.order.order_id)
+        .await
+        .unwrap();
+    assert_eq!(collected.card_id, bought.order.card_id);
+    assert_eq!(phone.credential(), Some(collected));
 }
