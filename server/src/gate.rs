@@ -87,8 +87,16 @@ pub struct RateLimits {
     per_token: Option<Keyed<[u8; 32]>>,
     /// Orders and top-ups, per token.
     orders: Option<Keyed<[u8; 32]>>,
-    /// Addresses that sent too many tokens nobody holds, until when: refused before a lookup.
+    /// Tokens nobody holds, per address: their own allowance, so a shared address's
+    /// registrations and its made-up tokens never spend each other's.
+    unknown_tokens: Option<Keyed<std::net::IpAddr>>,
+    /// Addresses that sent too many tokens nobody holds, until when: a token not seen held
+    /// lately is refused from there before a lookup.
     blocked: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
+    /// Tokens found held lately (by their hash), and when: still served from a blocked
+    /// address, so one caller's made-up tokens behind a carrier's shared address (CGNAT) never
+    /// shut out the phones and validators beside it.
+    held_lately: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
     /// The balancers in front: a connection from one of them is counted against the client
     /// its `X-Forwarded-For` names, not against the balancer.
     trusted_proxies: Vec<std::net::IpAddr>,
@@ -143,9 +151,11 @@ impl RateLimits {
     pub fn new(anonymous: Rate, holder: Rate, orders: Rate) -> RateLimits {
         RateLimits {
             per_address: anonymous.limiter(),
+            unknown_tokens: anonymous.limiter(),
             per_token: holder.limiter(),
             orders: orders.limiter(),
             blocked: Default::default(),
+            held_lately: Default::default(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -212,6 +222,28 @@ fn over<K: std::hash::Hash + Eq + Clone>(limiter: &Option<Keyed<K>>, key: &K) ->
 }
 
 impl RateLimits {
+    /// Seconds a request with token `hash` from `address` must wait before its lookup: while
+    /// the address is blocked, unless the token was found held lately.
+    fn token_blocked_for(&self, address: Option<std::net::IpAddr>, hash: &[u8; 32]) -> Option<u64> {
+        let wait = self.blocked_for(address)?;
+        let held = self.held_lately.lock().unwrap_or_else(|e| e.into_inner());
+        (!held.contains_key(hash)).then_some(wait)
+    }
+
+    /// Remembers that token `hash` is held (a bounded table: the oldest half of a day go first).
+    fn held(&self, hash: [u8; 32]) {
+        let mut held = self.held_lately.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if held.len() >= 200_000 {
+            let day = std::time::Duration::from_secs(43_200);
+            held.retain(|_, seen| now.duration_since(*seen) < day);
+            if held.len() >= 200_000 {
+                held.clear();
+            }
+        }
+        held.insert(hash, now);
+    }
+
     /// Seconds `address` must still wait after sending too many unknown tokens.
     fn blocked_for(&self, address: Option<std::net::IpAddr>) -> Option<u64> {
         let address = address?;
@@ -224,7 +256,7 @@ impl RateLimits {
     /// Counts a token nobody holds against `address`; the seconds to wait when over.
     fn unknown_token_from(&self, address: Option<std::net::IpAddr>) -> Option<u64> {
         let address = address?;
-        let wait = over(&self.per_address, &address)?;
+        let wait = over(&self.unknown_tokens, &address)?;
         let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
         if blocked.len() > 100_000 {
@@ -232,6 +264,20 @@ impl RateLimits {
         }
         blocked.insert(address, now + std::time::Duration::from_secs(wait));
         Some(wait)
+    }
+}
+
+/// What an address is counted as: an IPv4 address, or an IPv6 address's /64 (one subscriber's
+/// network: counting each of its 2^64 addresses apart would give one caller no limit).
+fn network_of(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !u128::from(u64::MAX),
+            )),
+        },
+        v4 => v4,
     }
 }
 
@@ -349,7 +395,10 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let address = state.limits.client_address(peer, req.headers());
+    let address = state
+        .limits
+        .client_address(peer, req.headers())
+        .map(network_of);
     let caller = caller(req.method(), &path);
     if let (true, Some(minimum)) = (from_device(caller, &path), state.min_client_version) {
         if let Some(refused) = too_old(minimum, req.headers()) {
@@ -401,11 +450,12 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
             let Some(token) = bearer(req.headers()) else {
                 return unauthorized();
             };
-            // An address that sent too many tokens nobody holds waits, without a lookup.
-            if let Some(wait) = state.limits.blocked_for(address) {
+            let hash = sha256(token.as_bytes());
+            // An address that sent too many tokens nobody holds waits, without a lookup,
+            // unless this token was found held lately.
+            if let Some(wait) = state.limits.token_blocked_for(address, &hash) {
                 return rate_limited(wait);
             }
-            let hash = sha256(token.as_bytes());
             let storage = state.tokens.clone();
             let known = blocking(move || {
                 Ok(storage.device_by_token(&hash)?.is_some()
@@ -416,6 +466,7 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
             .await;
             match known {
                 Ok(true) => {
+                    state.limits.held(hash);
                     // Only tokens someone holds have a rate of their own (made-up ones would
                     // each be new to it).
                     if let Some(wait) = over(&state.limits.per_token, &hash) {
@@ -602,6 +653,16 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
 #[cfg(test)]
 mod tests {
     use super::names_a_control;
+
+    #[test]
+    fn an_ipv6_caller_is_counted_by_its_64_bit_network() {
+        use super::network_of;
+        let at = |a: &str| network_of(a.parse().unwrap());
+        assert_eq!(at("2001:db8:1:2:aaaa::1"), at("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(at("2001:db8:1:2::1"), at("2001:db8:1:3::1"));
+        assert_eq!(at("::ffff:192.0.2.7"), at("192.0.2.7"));
+        assert_ne!(at("192.0.2.7"), at("192.0.2.8"));
+    }
 
     #[test]
     fn control_characters_are_found_however_they_are_escaped() {

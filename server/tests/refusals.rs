@@ -485,7 +485,19 @@ async fn callers_past_their_rate_are_told_when_to_come_back() {
         forged.contains(&401) && forged.ends_with(&[429]),
         "{forged:?}"
     );
-    // Past the wait, the device is served again.
+    // The device beside them (a carrier's shared address) is still served: its token was
+    // found held lately. A token not seen lately waits, without a lookup.
+    let pull = |token: String| {
+        http.get(format!("{url}/v1/sync/pull?collection=handbook.note"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(pull(token.clone()).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        pull("forged-again".into()).await.unwrap().status().as_u16(),
+        429
+    );
+    // Past the wait, the device orders again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(order("k9").await.unwrap().status().as_u16(), 200);
 }
