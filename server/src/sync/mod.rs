@@ -73,7 +73,9 @@ async fn push(
         }
     }
     let storage = state.storage.clone();
-    let results = blocking(move || Ok(storage.push(&device, &req.mutations)?)).await?;
+    let results = blocking(move || Ok(storage.push(&device, &req.mutations)?))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("missing or unknown token"))?;
     Ok(Json(PushResponse { results }))
 }
 

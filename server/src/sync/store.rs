@@ -29,8 +29,9 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
 
 /// The change log.
 pub trait SyncStore: Send + Sync + 'static {
-    /// Applies a batch of mutations from a device, exactly once per idempotency key.
-    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Vec<PushResult>>;
+    /// Applies a batch of mutations from a device, exactly once per idempotency key; `None`
+    /// (nothing applied) when the device was revoked after it was authenticated.
+    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Option<Vec<PushResult>>>;
     /// Changes of `collection` in `scope` after position `after`, at most `limit`; returns them,
     /// the position of the last one, and whether more are waiting.
     fn pull(
@@ -74,12 +75,23 @@ pub fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
 const PULL_READ_ROWS: usize = 32;
 
 impl<E: Engine> SyncStore for SqlStorage<E> {
-    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Vec<PushResult>> {
+    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Option<Vec<PushResult>>> {
         let scope = format!("acct:{}", device.account_id);
         self.write(|tx| {
             // One push per account at a time: the idempotency check, the clock comparison and
             // the append see every earlier push of the account, whichever instance took it.
             tx.lock(Lock::Scope(&scope))?;
+            // A revocation tells the account under this lock: one that committed while this
+            // push waited (for a worker, for the lock) is seen here, and the push lands nowhere.
+            if tx
+                .row(
+                    "SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL",
+                    params![&device.id],
+                )?
+                .is_none()
+            {
+                return Ok(None);
+            }
             let mut results = Vec::with_capacity(mutations.len());
             for m in mutations {
                 let seen = tx
@@ -117,7 +129,7 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                     outcome,
                 });
             }
-            Ok(results)
+            Ok(Some(results))
         })
     }
 

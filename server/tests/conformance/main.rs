@@ -208,10 +208,12 @@ fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
     let hlc = |ms: i64| format!("{ms:013}-000000-phone");
     let first = s
         .push(&phone, &[mutation("k1", "handbook.note", "n1", &hlc(now))])
+        .unwrap()
         .unwrap();
     assert_eq!(first[0].outcome, Outcome::Applied);
     let again = s
         .push(&phone, &[mutation("k1", "handbook.note", "n1", &hlc(now))])
+        .unwrap()
         .unwrap();
     assert_eq!(
         again[0].outcome,
@@ -223,10 +225,12 @@ fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
             &phone,
             &[mutation("k2", "handbook.note", "n1", &hlc(now - 1000))],
         )
+        .unwrap()
         .unwrap();
     assert_eq!(older[0].outcome, Outcome::Superseded, "last writer wins");
     let unknown = s
         .push(&phone, &[mutation("k3", "nope", "x", &hlc(now))])
+        .unwrap()
         .unwrap();
     assert!(matches!(unknown[0].outcome, Outcome::Rejected { .. }));
     let scope = format!("acct:{}", phone.account_id);
@@ -292,6 +296,20 @@ fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
         0
     );
     assert_eq!(s.remaining(&scope, "health.records", 0, 100).unwrap(), 0);
+    // A push authenticated before its device was revoked, and run after: it lands nowhere.
+    let before = s.pull(&scope, "handbook.note", 0, 100).unwrap().0.len();
+    s.revoke_device(&phone.account_id, &phone.id, 20, |_, _, _| Ok(0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.push(&phone, &[mutation("k4", "handbook.note", "n4", &hlc(now))])
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.pull(&scope, "handbook.note", 0, 100).unwrap().0.len(),
+        before
+    );
 }
 
 fn settings_claim_and_update<E: Engine>(s: &SqlStorage<E>) {
