@@ -792,15 +792,18 @@ async fn validator_tokens_expire_and_renew_without_a_lock_out() {
     let (status, t2) = renew(old.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(feed(t1.clone()).await, 401, "the lost token is replaced");
-    assert_eq!(
-        (feed(t2.clone()).await, feed(old.clone()).await),
-        (200, 200)
-    );
-    // Renewed again with the new token, the oldest one lapses at once.
+    assert_eq!(feed(old.clone()).await, 200, "t2 not used yet");
+    // The validator uses t2: it has it, so the old token is nobody's to hold. A copy of it (a
+    // backup, a thief) can neither call nor renew and take the validator over.
+    assert_eq!(feed(t2.clone()).await, 200);
+    assert_eq!(feed(old.clone()).await, 401);
+    assert_eq!(renew(old.clone()).await.0, 401);
+    assert_eq!(feed(t2.clone()).await, 200);
+    // Renewed again, the previous token serves until the new one is used.
     let (status, t3) = renew(t2.clone()).await;
     assert_eq!(status, 200);
-    assert_eq!(feed(old.clone()).await, 401);
     assert_eq!((feed(t2.clone()).await, feed(t3.clone()).await), (200, 200));
+    assert_eq!(feed(t2.clone()).await, 401);
     // Nobody renews with a token it does not hold.
     assert_eq!(renew("made-up".into()).await.0, 401);
     assert_eq!(renew(t1).await.0, 401);

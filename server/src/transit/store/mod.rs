@@ -225,6 +225,7 @@ pub trait ValidatorStore: Send + Sync + 'static {
     ) -> Result<EnrolOutcome>;
     /// The validator holding a token at `now` (its current one before it expires, or the one
     /// it replaced within its grace; decommissioned ones included: the caller refuses them).
+    /// The current token's first use ends the grace of the one it replaced.
     fn validator_by_token(
         &self,
         token_hash: &[u8; 32],
@@ -232,8 +233,10 @@ pub trait ValidatorStore: Send + Sync + 'static {
     ) -> Result<Option<ValidatorRecord>>;
     /// Replaces the token a validator presented (`presented`, its current one or the one it
     /// replaced) with `new`, valid until `expires_at`. The current one, if presented, stays
-    /// honoured for [`VALIDATOR_TOKEN_GRACE_SECS`]; if the replaced one was presented (the
-    /// answer to an earlier renewal was lost), it keeps its grace. Whether a token was renewed.
+    /// honoured for [`VALIDATOR_TOKEN_GRACE_SECS`], until the new one is first used
+    /// ([`ValidatorStore::validator_by_token`] ends its grace then); if the replaced one was
+    /// presented (the answer to an earlier renewal was lost, so the new one was never used), it
+    /// keeps its grace. Whether a token was renewed.
     fn renew_validator_token(
         &self,
         presented: &[u8; 32],

@@ -96,19 +96,40 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
         token_hash: &[u8; 32],
         now: i64,
     ) -> Result<Option<ValidatorRecord>> {
-        self.read(|tx| {
-            tx.row(
-                &format!(
-                    "{VALIDATOR_COLUMNS}
-                     WHERE (token_hash = ?1 AND token_expires_at > ?2)
-                        OR (previous_token_hash = ?1 AND previous_valid_until > ?2)"
-                ),
-                params![token_hash, now],
-            )?
-            .as_ref()
-            .map(validator_row)
-            .transpose()
-        })
+        let (found, ends_grace) = self.read(|tx| {
+            let found = tx
+                .row(
+                    &format!(
+                        "{VALIDATOR_COLUMNS}
+                         WHERE (token_hash = ?1 AND token_expires_at > ?2)
+                            OR (previous_token_hash = ?1 AND previous_valid_until > ?2)"
+                    ),
+                    params![token_hash, now],
+                )?
+                .as_ref()
+                .map(validator_row)
+                .transpose()?;
+            let ends_grace = found.is_some()
+                && tx
+                    .row(
+                        "SELECT 1 FROM validators WHERE token_hash = ?1 AND previous_valid_until > ?2",
+                        params![token_hash, now],
+                    )?
+                    .is_some();
+            Ok((found, ends_grace))
+        })?;
+        // The renewed token in use: the validator has it, so the token it replaced is nobody's
+        // to hold any more (a copy of it renewed again would take the validator over).
+        if ends_grace {
+            self.write(|tx| {
+                tx.exec(
+                    "UPDATE validators SET previous_valid_until = ?2
+                     WHERE token_hash = ?1 AND previous_valid_until > ?2",
+                    params![token_hash, now],
+                )
+            })?;
+        }
+        Ok(found)
     }
 
     fn renew_validator_token(
