@@ -507,7 +507,9 @@ impl SyncClient {
     /// Revokes one of the citizen's devices (lost or stolen): its token stops working at once,
     /// its transit keys go on the validators' deny list, and the account's other devices get a
     /// `device_revoked` notice. Takes a fresh sign-in: `id_token` from the identity provider
-    /// for a nonce from `registrationNonce()` (an unlocked phone alone revokes nothing).
+    /// for a nonce from `registrationNonce()`, asked with `max_age=0` so that the citizen
+    /// authenticates again (its `auth_time` within 5 minutes, else `sign_in_not_fresh`): an
+    /// unlocked phone's kept session alone revokes nothing.
     #[uniffi::method(default(cancel = None))]
     pub async fn revoke_device(
         &self,

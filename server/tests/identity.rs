@@ -267,6 +267,23 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
         c.revoke_device(phone.clone(), &stolen_id, &strangers).await,
         "identity_mismatch",
     );
+    // The provider's session kept on the phone signs a token for a new nonce without the
+    // citizen: it says they authenticated long ago, or does not say when. Neither revokes.
+    let now = chrono::Utc::now().timestamp();
+    for auth_time in [json!(now - 3_600), Value::Null] {
+        let nonce = c.registration_nonce().await.unwrap().nonce;
+        let session = idp
+            .sign(&json!({
+                "iss": "https://id.thudo.test", "aud": "thudo", "sub": format!("local-{CITIZEN}"),
+                "citizen_id": CITIZEN, "nonce": nonce, "iat": now, "exp": now + 300,
+                "auth_time": auth_time,
+            }))
+            .unwrap();
+        refused_with(
+            c.revoke_device(phone.clone(), &stolen_id, &session).await,
+            "sign_in_not_fresh",
+        );
+    }
     let proof = fresh().await;
     c.revoke_device(phone.clone(), &stolen_id, &proof)
         .await

@@ -100,7 +100,16 @@ pub enum IdentityError {
     /// The token verified but names no citizen ID.
     #[error("the identity token has no citizen ID in claim {0}")]
     NoCitizen(String),
+    /// The citizen authenticated longer ago than [`FRESH_SIGN_IN_SECS`], or the token does not
+    /// say when (`auth_time`): a session kept on the phone, not the citizen.
+    #[error("the sign-in is not fresh: authenticate again (max_age=0)")]
+    NotFresh,
 }
+
+/// How long before a revocation the citizen must have authenticated at the provider
+/// (`auth_time`): the app asks for a fresh authentication (`max_age=0`), so a session kept on an
+/// unlocked phone revokes nothing.
+pub const FRESH_SIGN_IN_SECS: i64 = 300;
 
 impl IdentityError {
     /// The stable error code of the API.
@@ -111,6 +120,7 @@ impl IdentityError {
             IdentityError::NonceUsed => ServerErrorCode::NonceUsed,
             IdentityError::NonceExpired => ServerErrorCode::NonceExpired,
             IdentityError::NoCitizen(_) => ServerErrorCode::IdentityNoCitizen,
+            IdentityError::NotFresh => ServerErrorCode::SignInNotFresh,
         }
     }
 }
@@ -122,6 +132,17 @@ pub struct Assertion {
     pub citizen_id: String,
     /// The nonce, to consume.
     pub nonce: String,
+    /// When the citizen authenticated (`auth_time`, unix seconds), if the token says.
+    pub auth_time: Option<i64>,
+}
+
+impl Assertion {
+    /// Whether the citizen authenticated within [`FRESH_SIGN_IN_SECS`] of `now` (a minute of
+    /// clock difference with the provider allowed ahead).
+    pub fn is_fresh(&self, now: i64) -> bool {
+        self.auth_time
+            .is_some_and(|at| at <= now + 60 && now - at <= FRESH_SIGN_IN_SECS)
+    }
 }
 
 /// Verifies an ID token's signature and claims (not the nonce's freshness: the caller consumes
@@ -144,7 +165,11 @@ pub async fn verify(config: &IdentityConfig, token: &str) -> Result<Assertion, I
         .filter(|c| c.len() == 12 && c.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| IdentityError::NoCitizen(config.citizen_claim.clone()))?
         .to_owned();
-    Ok(Assertion { citizen_id, nonce })
+    Ok(Assertion {
+        citizen_id,
+        nonce,
+        auth_time: claims["auth_time"].as_i64(),
+    })
 }
 
 /// An OpenID Connect provider on this machine (ES256), for tests and demos: its key lives in
@@ -242,12 +267,14 @@ impl LocalIdentityProvider {
         )?)
     }
 
-    /// An ID token for a citizen who signed in with `nonce`, valid for five minutes.
+    /// An ID token for a citizen who signed in with `nonce` just now (`auth_time`), valid
+    /// for five minutes.
     pub fn id_token(&self, citizen_id: &str, nonce: &str) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         self.sign(&json!({
             "iss": self.issuer, "aud": self.audience, "sub": format!("local-{citizen_id}"),
             "citizen_id": citizen_id, "nonce": nonce, "iat": now, "exp": now + 300,
+            "auth_time": now,
         }))
     }
 }

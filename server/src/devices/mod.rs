@@ -84,14 +84,22 @@ async fn registration_nonce(State(state): State<DevicesState>) -> ApiResult<Nonc
     Ok(Json(NonceResponse { nonce, expires_at }))
 }
 
-/// Verifies a fresh sign-in: an ID token of the configured provider carrying a nonce this
-/// backend issued, which it spends (one token, one use). The citizen it proves, keyed.
-async fn prove_identity(state: &DevicesState, id_token: &str) -> Result<CitizenKey, ApiError> {
+/// Verifies a sign-in: an ID token of the configured provider carrying a nonce this backend
+/// issued, which it spends (one token, one use); with `fresh`, the citizen must also have
+/// authenticated just now ([`identity::Assertion::is_fresh`]). The citizen it proves, keyed.
+async fn prove_identity(
+    state: &DevicesState,
+    id_token: &str,
+    fresh: bool,
+) -> Result<CitizenKey, ApiError> {
     let refused =
         |e: identity::IdentityError| ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string());
     let assertion = identity::verify(&state.identity, id_token)
         .await
         .map_err(refused)?;
+    if fresh && !assertion.is_fresh(chrono::Utc::now().timestamp()) {
+        return Err(refused(identity::IdentityError::NotFresh));
+    }
     let storage = state.storage.clone();
     let nonce_hash = sha256(assertion.nonce.as_bytes());
     let outcome =
@@ -144,7 +152,7 @@ async fn register(
         ));
     }
     // The nonce is spent first: an ID token registers one device, once.
-    let citizen = prove_identity(&state, &req.id_token).await?;
+    let citizen = prove_identity(&state, &req.id_token, false).await?;
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
         .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
@@ -230,7 +238,7 @@ struct Revoked {
 #[utoipa::path(
     post,
     path = "/v1/devices/{device_id}/revoke",
-    summary = "Revokes one of the account's devices (its token stops, its transit keys are denied, the other devices get a device_revoked notice). Takes a fresh sign-in: an ID token for a nonce from POST /v1/identity/nonce, of the account's citizen (403 identity_invalid, nonce_used, identity_mismatch otherwise).",
+    summary = "Revokes one of the account's devices (its token stops, its transit keys are denied, the other devices get a device_revoked notice). Takes a fresh sign-in: an ID token for a nonce from POST /v1/identity/nonce, of the account's citizen, who authenticated within 5 minutes (auth_time; 403 identity_invalid, nonce_used, identity_mismatch, sign_in_not_fresh otherwise).",
     params(
         ("device_id" = String, Path, pattern = r"^[^\u0000-\u001f\u007f-\u009f]{1,64}$"),
     ),
@@ -250,7 +258,7 @@ async fn revoke_device(
     JsonBody(req): JsonBody<RevokeRequest>,
 ) -> ApiResult<Revoked> {
     let me = authenticate(&state.storage, &headers).await?;
-    let citizen = prove_identity(&state, &req.id_token).await?;
+    let citizen = prove_identity(&state, &req.id_token, true).await?;
     let (storage, account) = (state.storage.clone(), me.account_id.clone());
     let same = blocking(move || Ok(storage.account_for_citizen(&citizen)? == account)).await?;
     if !same {
