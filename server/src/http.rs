@@ -278,6 +278,15 @@ pub(crate) fn valid_id(text: &str, max: usize) -> bool {
     !text.is_empty() && text.chars().count() <= max && !has_control(text)
 }
 
+/// The longest record id, in bytes of UTF-8: what a push takes, and well within what a device's
+/// vault stores (an id a device could not store would be skipped there without a word).
+pub const MAX_RECORD_ID_BYTES: usize = 256;
+
+/// A synced record's id: 1 to [`MAX_RECORD_ID_BYTES`] bytes, no control character.
+pub fn valid_record_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_RECORD_ID_BYTES && !has_control(id)
+}
+
 /// Text a person typed (a name, a label, a reference): 1 to `max` characters, not blank, no
 /// control character. Its schema is the pattern `^[^\u0000-\u001f\u007f-\u009f]*[^\s…]…$`
 /// with `maxLength`.

@@ -95,8 +95,9 @@ struct Persisted {
 }
 
 /// Whether `held` is the same pass as `offered` (card, product, category, route, window) and
-/// shown at least as long: `offered` is then a late answer (a renewal that arrived after a
-/// newer one, a paid order collected again), never installed over it.
+/// shown longer, or as long under the same issuer key: `offered` is then a late answer (a
+/// renewal that arrived after a newer one, a paid order collected again), never installed over
+/// it. One as long under another key (the issuer rotated) is installed.
 fn supersedes(held: &CredentialFields, offered: &CredentialFields) -> bool {
     held.card_id == offered.card_id
         && held.product == offered.product
@@ -105,7 +106,8 @@ fn supersedes(held: &CredentialFields, offered: &CredentialFields) -> bool {
         && held.pass_valid_from == offered.pass_valid_from
         && held.pass_valid_until == offered.pass_valid_until
         && held.with_holder == offered.with_holder
-        && held.not_after >= offered.not_after
+        && (held.not_after > offered.not_after
+            || (held.not_after == offered.not_after && held.issuer_key_id == offered.issuer_key_id))
 }
 
 /// The transit side of a citizen's phone.

@@ -31,7 +31,7 @@ use thudo_core::hex;
 use crate::devices::authenticate;
 use crate::devices::store::DeviceStore;
 use crate::http::{
-    blocking, valid_cell, valid_citizen_id, valid_id, ApiError, ApiResult, JsonBody,
+    blocking, valid_cell, valid_citizen_id, valid_record_id, ApiError, ApiResult, JsonBody,
 };
 use crate::operators::{Operator, Role};
 use crate::secrets::ServerSecrets;
@@ -171,9 +171,9 @@ async fn meeting_credential(
 ) -> ApiResult<MeetingCredentialResponse> {
     let device = authenticate(&state.devices, &headers).await?;
     let meeting_id = body.meeting_id;
-    if !valid_id(&meeting_id, 256) {
+    if !valid_record_id(&meeting_id) {
         return Err(ApiError::bad(
-            "meeting_id is 1 to 256 characters, none a control character",
+            "meeting_id is 1 to 256 bytes (UTF-8), none a control character",
         ));
     }
     let cell = device.cell.clone().ok_or_else(|| {

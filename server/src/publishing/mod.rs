@@ -21,7 +21,7 @@ use thudo_core::sync::protocol::{Change, MAX_RECORD_BYTES};
 
 use crate::devices::store::DeviceStore;
 use crate::http::{
-    blocking, valid_cell, valid_citizen_id, valid_id, ApiError, ApiResult, JsonBody,
+    blocking, valid_cell, valid_citizen_id, valid_record_id, ApiError, ApiResult, JsonBody,
 };
 use crate::operators::{Operator, Role};
 use crate::sync::store::{Published, SyncStore};
@@ -269,7 +269,7 @@ fn too_large(message: String) -> ApiError {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct CellItem {
-    /// Its id: 1 to 256 characters, none a control character.
+    /// Its id: 1 to 256 bytes of UTF-8, none a control character.
     #[schema(
         min_length = 1,
         max_length = 256,
@@ -357,10 +357,10 @@ async fn admin_cell_content(
             .get("id")
             .and_then(Value::as_str)
             // No control character: PostgreSQL cannot store a NUL in text, and no id needs one.
-            .filter(|id| valid_id(id, 256))
+            .filter(|id| valid_record_id(id))
             .ok_or_else(|| {
                 ApiError::bad(format!(
-                    "item {i} needs an id of 1 to 256 characters, none a control character"
+                    "item {i} needs an id of 1 to 256 bytes (UTF-8), none a control character"
                 ))
             })?
             .to_owned();

@@ -254,7 +254,7 @@ fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome>
     if m.op != "put" && m.op != "delete" {
         return reject("unknown_op");
     }
-    if m.record_id.is_empty() || m.record_id.len() > 256 || has_control(&m.record_id) {
+    if !crate::http::valid_record_id(&m.record_id) {
         return reject("bad_record_id");
     }
     if m.hlc.len() > 128 || has_control(&m.hlc) || has_control(&m.collection) {
