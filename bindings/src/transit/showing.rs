@@ -135,7 +135,9 @@ impl TransitPhone {
     }
 
     /// Installs the phone owner's credential from the backend, in place of the one held; it
-    /// must bind this phone's key.
+    /// must bind this phone's key. A late answer for the held pass is not installed over it,
+    /// and a pass that starts later, bought while the held one is in force, waits in
+    /// `upcomingCredentials`; the answer is the fields of the one kept.
     pub async fn install_credential(
         &self,
         credential: Vec<u8>,
@@ -157,8 +159,23 @@ impl TransitPhone {
         blocking(move || Ok(inner.credentials().into_iter().map(Into::into).collect())).await
     }
 
-    /// Removes a dependant's credential (the owner's is replaced, never removed); returns
-    /// whether there was one.
+    /// Passes bought ahead (next month's, bought while this month's is in force), kept beside
+    /// the held ones until they start: the first QR asked for once one starts shows it. Each
+    /// is renewed by `renewTransitCredentials` as its start nears.
+    pub async fn upcoming_credentials(&self) -> Result<Vec<CredentialInfo>, TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            Ok(inner
+                .upcoming_credentials()
+                .into_iter()
+                .map(Into::into)
+                .collect())
+        })
+        .await
+    }
+
+    /// Removes a dependant's credential, and the pass bought ahead for the card (the owner's
+    /// is replaced, never removed); returns whether there was one.
     pub async fn remove_credential(&self, card_id: i64) -> Result<bool, TransitError> {
         let inner = self.inner.clone();
         let card = crate::card_id_from_host(card_id);

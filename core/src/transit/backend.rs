@@ -769,6 +769,18 @@ impl TransitClient<'_> {
         let (held, _, owner) = phone
             .held_credential(card_id)
             .ok_or_else(|| device_side(TransitError::NoCredential))?;
+        self.renew_credential(vault, phone, held, owner).await
+    }
+
+    /// Renews `held`, a credential of `phone` (the owner's when `owner`), and installs the
+    /// answer.
+    async fn renew_credential(
+        self,
+        vault: Arc<Vault>,
+        phone: Arc<Phone>,
+        held: Vec<u8>,
+        owner: bool,
+    ) -> Result<CredentialFields, BackendError> {
         let request =
             RenewalRequest::signed_by(&phone, &held, phone.corrected_now(crate::net::now_secs()))
                 .map_err(device_side)?;
@@ -808,16 +820,38 @@ impl TransitClient<'_> {
         now: u64,
         within_secs: u64,
     ) -> Vec<Renewal> {
+        // Passes bought ahead that have started are put in place first; a failure leaves
+        // them waiting, renewed below as what they are.
+        let _ = phone.start_due_passes(now);
         let now = phone.corrected_now(now);
+        let soon = now.saturating_add(within_secs);
         let due: Vec<u64> = phone
             .credentials()
             .into_iter()
-            .filter(|f| u64::from(f.not_after) < now.saturating_add(within_secs))
+            .filter(|f| u64::from(f.not_after) < soon)
             .map(|f| f.card_id)
             .collect();
-        let mut renewals = Vec::with_capacity(due.len());
+        // A pass bought ahead is renewed once it starts within the window, so that it holds a
+        // live credential when it does (bought a week ahead, its first one has lapsed).
+        let ahead: Vec<u64> = phone
+            .upcoming_credentials()
+            .into_iter()
+            .filter(|f| u64::from(f.pass_valid_from) < soon && u64::from(f.not_after) < soon)
+            .map(|f| f.card_id)
+            .collect();
+        let mut renewals = Vec::with_capacity(due.len() + ahead.len());
         for card_id in due {
             let outcome = self.renew(vault.clone(), phone.clone(), card_id).await;
+            renewals.push(Renewal { card_id, outcome });
+        }
+        for card_id in ahead {
+            let outcome = match phone.upcoming_credential(card_id) {
+                Some((bytes, _, owner)) => {
+                    self.renew_credential(vault.clone(), phone.clone(), bytes, owner)
+                        .await
+                }
+                None => Err(device_side(TransitError::NoCredential)),
+            };
             renewals.push(Renewal { card_id, outcome });
         }
         renewals

@@ -69,6 +69,8 @@ struct State {
     owner: Option<Held>,
     /// Dependants' credentials (a child's, an elderly parent's), one per card.
     dependants: Vec<Held>,
+    /// Passes bought ahead, one per card, until they start (`credential:upcoming:CARD`).
+    upcoming: Vec<Held>,
     counter: u32,
     clock_offset: i64,
     /// The QR shown last, by card.
@@ -86,6 +88,44 @@ impl State {
     fn all(&self) -> impl Iterator<Item = &Held> {
         self.owner.iter().chain(self.dependants.iter())
     }
+
+    /// Holds `held` as the owner's credential, or as its card's dependant credential.
+    fn set_held(&mut self, owner: bool, held: Held) {
+        let card = held.1.card_id;
+        if owner {
+            if let Some((_, old)) = self.owner.replace(held) {
+                self.cached.remove(&old.card_id);
+            }
+        } else {
+            match self.dependants.iter().position(|(_, f)| f.card_id == card) {
+                Some(i) => self.dependants[i] = held,
+                None => self.dependants.push(held),
+            }
+        }
+        self.cached.remove(&card);
+    }
+}
+
+/// The record of a pass bought ahead for `card`, kept until it starts.
+fn upcoming_record(card: u64) -> String {
+    format!("{UPCOMING_PREFIX}{card}")
+}
+
+const UPCOMING_PREFIX: &str = "credential:upcoming:";
+
+/// Whether `f`'s pass is in force at `now` (the backend's clock).
+fn in_force(f: &CredentialFields, now: u64) -> bool {
+    (u64::from(f.pass_valid_from)..=u64::from(f.pass_valid_until)).contains(&now)
+}
+
+/// The same pass: card, product, category, route and window.
+fn same_pass(a: &CredentialFields, b: &CredentialFields) -> bool {
+    a.card_id == b.card_id
+        && a.product == b.product
+        && a.category == b.category
+        && a.route == b.route
+        && a.pass_valid_from == b.pass_valid_from
+        && a.pass_valid_until == b.pass_valid_until
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -99,12 +139,7 @@ struct Persisted {
 /// renewal that arrived after a newer one, a paid order collected again), never installed over
 /// it. One as long under another key (the issuer rotated) is installed.
 fn supersedes(held: &CredentialFields, offered: &CredentialFields) -> bool {
-    held.card_id == offered.card_id
-        && held.product == offered.product
-        && held.category == offered.category
-        && held.route == offered.route
-        && held.pass_valid_from == offered.pass_valid_from
-        && held.pass_valid_until == offered.pass_valid_until
+    same_pass(held, offered)
         && held.with_holder == offered.with_holder
         && (held.not_after > offered.not_after
             || (held.not_after == offered.not_after && held.issuer_key_id == offered.issuer_key_id))
@@ -190,9 +225,11 @@ impl Phone {
             None => None,
         };
         let owner_card = owner.as_ref().map(|(_, f)| f.card_id);
-        let mut dependants: Vec<Held> = Vec::new();
+        let (mut dependants, mut upcoming): (Vec<Held>, Vec<Held>) = Default::default();
         for r in vault.list(COLLECTION)? {
-            if r.id.starts_with("credential:") {
+            if r.id.starts_with(UPCOMING_PREFIX) {
+                upcoming.extend(parse_for_key(&r.body, &public_key).ok());
+            } else if r.id.starts_with("credential:") {
                 dependants.extend(
                     parse_for_key(&r.body, &public_key)
                         .ok()
@@ -208,6 +245,7 @@ impl Phone {
             state: Mutex::new(State {
                 owner,
                 dependants,
+                upcoming,
                 counter: persisted.counter,
                 clock_offset: persisted.clock_offset,
                 cached: Default::default(),
@@ -221,62 +259,148 @@ impl Phone {
     }
 
     /// Installs the phone owner's credential, received from the backend (it must bind this
-    /// phone's key), in place of the one held; returns the fields of the one now held. One for
-    /// the same pass that ends no later than the held one's is a late answer: the held one
-    /// stays.
+    /// phone's key), in place of the one held; returns the fields of the one now held (or
+    /// kept for later). One for the same pass that ends no later than the held one's is a late
+    /// answer: the held one stays. A pass that starts later, bought while the held one's pass
+    /// is in force (next month's, a week ahead), is kept beside it until it starts or the held
+    /// one's pass ends ([`Phone::upcoming_credentials`]), so the rider rides on meanwhile.
     pub fn install_credential(&self, credential: &[u8]) -> Result<CredentialFields, TransitError> {
-        let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
-        let mut state = self.lock();
-        if let Some((_, held)) = state.owner.as_ref().filter(|(_, h)| supersedes(h, &fields)) {
-            return Ok(held.clone());
-        }
-        if state
-            .dependants
-            .iter()
-            .any(|(_, f)| f.card_id == fields.card_id)
-        {
-            return Err(super::invalid("this card is a dependant's on this phone"));
-        }
-        self.vault.put(COLLECTION, OWNER_RECORD, &[], &bytes)?;
-        if let Some((_, old)) = state.owner.replace((bytes, fields.clone())) {
-            state.cached.remove(&old.card_id);
-        }
-        Ok(fields)
+        self.install(credential, true)
     }
 
     /// Installs a dependant's credential (a child's or an elderly parent's pass, bought by
     /// their guardian on the dependant's own card, bound to this phone's key), in place of
-    /// that card's one if held, unless it is a late answer for the same pass (as
-    /// [`Phone::install_credential`]). Shown with [`Phone::current_qr_for`].
+    /// that card's one if held, as [`Phone::install_credential`] does the owner's (a late
+    /// answer is not installed; a pass bought ahead waits). Shown with
+    /// [`Phone::current_qr_for`].
     pub fn install_dependant_credential(
         &self,
         credential: &[u8],
     ) -> Result<CredentialFields, TransitError> {
+        self.install(credential, false)
+    }
+
+    fn install(&self, credential: &[u8], owner: bool) -> Result<CredentialFields, TransitError> {
         let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
+        let now = self.corrected_now(crate::net::now_secs());
         let mut state = self.lock();
         let card = fields.card_id;
-        if state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card) {
+        if owner && state.dependants.iter().any(|(_, f)| f.card_id == card) {
+            return Err(super::invalid("this card is a dependant's on this phone"));
+        }
+        if !owner && state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card) {
             return Err(super::invalid("this card is the phone owner's"));
         }
-        if let Some((_, held)) = state
-            .dependants
+        let held = if owner {
+            state.owner.as_ref()
+        } else {
+            state.dependants.iter().find(|(_, f)| f.card_id == card)
+        };
+        if let Some((_, h)) = held.filter(|(_, h)| supersedes(h, &fields)) {
+            return Ok(h.clone());
+        }
+        if let Some((_, u)) = state.upcoming.iter().find(|(_, u)| supersedes(u, &fields)) {
+            return Ok(u.clone());
+        }
+        let ahead = u64::from(fields.pass_valid_from) > now
+            && held.is_some_and(|(_, h)| {
+                h.card_id == card && in_force(h, now) && !same_pass(h, &fields)
+            });
+        if ahead {
+            self.vault
+                .put(COLLECTION, &upcoming_record(card), &[], &bytes)?;
+            state.upcoming.retain(|(_, u)| u.card_id != card);
+            state.upcoming.push((bytes, fields.clone()));
+            return Ok(fields);
+        }
+        let record = if owner {
+            OWNER_RECORD.to_owned()
+        } else {
+            dependant_record(card)
+        };
+        let waiting = state
+            .upcoming
             .iter()
-            .find(|(_, h)| supersedes(h, &fields))
-        {
-            return Ok(held.clone());
+            .any(|(_, u)| u.card_id == card && same_pass(u, &fields));
+        self.vault.transaction(|tx| {
+            tx.put(COLLECTION, &record, &[], &bytes)?;
+            if waiting {
+                tx.delete(COLLECTION, &upcoming_record(card))?;
+            }
+            Ok::<_, TransitError>(())
+        })?;
+        if waiting {
+            state.upcoming.retain(|(_, u)| u.card_id != card);
         }
-        self.vault
-            .put(COLLECTION, &dependant_record(card), &[], &bytes)?;
-        match state.dependants.iter().position(|(_, f)| f.card_id == card) {
-            Some(i) => state.dependants[i] = (bytes, fields.clone()),
-            None => state.dependants.push((bytes, fields.clone())),
-        }
-        state.cached.remove(&card);
+        state.set_held(owner, (bytes, fields.clone()));
         Ok(fields)
     }
 
-    /// Removes a dependant's credential; returns whether there was one. The owner's is
-    /// replaced, never removed.
+    /// Passes bought ahead, kept until they start (their fields; renewed with the others by
+    /// [`super::backend::TransitClient::renew_due`]; put in place by the first QR asked for
+    /// once they start, or by [`Phone::start_due_passes`]).
+    pub fn upcoming_credentials(&self) -> Vec<CredentialFields> {
+        self.lock()
+            .upcoming
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    /// The pass bought ahead for `card_id`: its credential's bytes, its fields, and whether
+    /// the card is the owner's.
+    pub fn upcoming_credential(&self, card_id: u64) -> Option<(Vec<u8>, CredentialFields, bool)> {
+        let state = self.lock();
+        let owner = state
+            .owner
+            .as_ref()
+            .is_some_and(|(_, f)| f.card_id == card_id);
+        let found = state
+            .upcoming
+            .iter()
+            .find(|(_, f)| f.card_id == card_id)
+            .map(|(b, f)| (b.to_vec(), f.clone(), owner));
+        found
+    }
+
+    /// Puts in place the passes bought ahead whose time has come at device time `now`: they
+    /// have started, or the held pass of their card has ended.
+    pub fn start_due_passes(&self, now: u64) -> Result<(), TransitError> {
+        let mut state = self.lock();
+        let corrected = (now as i64).saturating_add(state.clock_offset).max(0) as u64;
+        self.promote_upcoming(&mut state, corrected)
+    }
+
+    /// Puts in place each pass bought ahead whose time has come at `now` (the backend's
+    /// clock): it has started, or the held pass of its card has ended.
+    fn promote_upcoming(&self, state: &mut State, now: u64) -> Result<(), TransitError> {
+        while let Some(i) = state.upcoming.iter().position(|(_, u)| {
+            let held = state.all().find(|(_, h)| h.card_id == u.card_id);
+            u64::from(u.pass_valid_from) <= now
+                || held.is_none_or(|(_, h)| u64::from(h.pass_valid_until) < now)
+        }) {
+            let (bytes, fields) = state.upcoming[i].clone();
+            let card = fields.card_id;
+            let owner = state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card)
+                || !state.dependants.iter().any(|(_, f)| f.card_id == card);
+            let record = if owner {
+                OWNER_RECORD.to_owned()
+            } else {
+                dependant_record(card)
+            };
+            self.vault.transaction(|tx| {
+                tx.put(COLLECTION, &record, &[], &bytes)?;
+                tx.delete(COLLECTION, &upcoming_record(card))?;
+                Ok::<_, TransitError>(())
+            })?;
+            state.upcoming.remove(i);
+            state.set_held(owner, (bytes, fields));
+        }
+        Ok(())
+    }
+
+    /// Removes a dependant's credential, and the pass bought ahead for the card if any;
+    /// returns whether there was one. The owner's is replaced, never removed.
     pub fn remove_credential(&self, card_id: u64) -> Result<bool, TransitError> {
         let mut state = self.lock();
         if state
@@ -295,8 +419,14 @@ impl Phone {
         else {
             return Ok(false);
         };
-        self.vault.delete(COLLECTION, &dependant_record(card_id))?;
+        // With the pass bought ahead for the card, if any.
+        self.vault.transaction(|tx| {
+            tx.delete(COLLECTION, &dependant_record(card_id))?;
+            tx.delete(COLLECTION, &upcoming_record(card_id))?;
+            Ok::<_, TransitError>(())
+        })?;
         state.dependants.remove(i);
+        state.upcoming.retain(|(_, f)| f.card_id != card_id);
         state.cached.remove(&card_id);
         Ok(true)
     }
@@ -400,6 +530,10 @@ impl Phone {
     /// The QR of card `card_id` (the owner's or a dependant's) to show at device time `now`.
     pub fn current_qr_for(&self, card_id: u64, now: u64) -> Result<TransitQr, TransitError> {
         let mut state = self.lock();
+        if !state.upcoming.is_empty() {
+            let corrected = (now as i64).saturating_add(state.clock_offset).max(0) as u64;
+            self.promote_upcoming(&mut state, corrected)?;
+        }
         if let Some(cached) = state.cached.get(&card_id) {
             if now < cached.refresh_at
                 && now + u64::from(self.options.refresh_secs) >= cached.refresh_at

@@ -373,3 +373,87 @@ fn a_signer_whose_key_changed_is_reported_not_shown() {
         Err(TransitError::Signer { .. })
     ));
 }
+
+/// Next month's pass bought while this month's is in force waits beside it: the rider rides
+/// on this month's, the bought one survives a restart, a late answer for it changes nothing,
+/// and it is put in place once it starts (or this month's ends). A dependant's likewise, and
+/// removing the dependant removes it.
+#[test]
+fn a_pass_bought_ahead_waits_until_it_starts() {
+    use thudo_core::transit::issuer::CredentialRequest;
+    let w = world();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |days: i64| (now as i64 + days * 86_400) as u32;
+    let pass = |card: u64, from: u32, until: u32| CredentialRequest {
+        card_id: card,
+        pass_valid_from: from,
+        pass_valid_until: until,
+        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
+    };
+    let issue = |req: &CredentialRequest, at: u64| w.issuer.issue(req, at as u32).unwrap();
+    let owner = w.phone.credential().unwrap().card_id;
+    let this_month = pass(owner, at(-10), at(20));
+    let next_month = pass(owner, at(20) + 1, at(50));
+    let current = w
+        .phone
+        .install_credential(&issue(&this_month, now))
+        .unwrap();
+    let bought = w
+        .phone
+        .install_credential(&issue(&next_month, now - 60))
+        .unwrap();
+    assert_eq!(bought.pass_valid_from, at(20) + 1);
+    assert_eq!(
+        w.phone.credential().unwrap(),
+        current,
+        "still riding on this month's"
+    );
+    assert_eq!(w.phone.upcoming_credentials(), std::slice::from_ref(&bought));
+    let qr = Payload::from_qr_text(&w.phone.current_qr(now).unwrap().text).unwrap();
+    assert_eq!(qr.fields, current);
+    // A late answer for the bought pass (an older credential of it) changes nothing; a newer
+    // one replaces it, still waiting.
+    assert_eq!(
+        w.phone
+            .install_credential(&issue(&next_month, now - 120))
+            .unwrap(),
+        bought
+    );
+    let renewed = w
+        .phone
+        .install_credential(&issue(&next_month, now))
+        .unwrap();
+    assert_eq!(w.phone.upcoming_credentials(), std::slice::from_ref(&renewed));
+
+    // It survives a restart, and starts when its month does.
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(reopened.upcoming_credentials(), std::slice::from_ref(&renewed));
+    reopened.start_due_passes(u64::from(at(19))).unwrap();
+    assert_eq!(reopened.credential().unwrap(), current, "not yet");
+    reopened.start_due_passes(u64::from(at(20)) + 5).unwrap();
+    assert_eq!(reopened.credential().unwrap(), renewed);
+    assert!(reopened.upcoming_credentials().is_empty());
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(
+        reopened.credential().unwrap(),
+        renewed,
+        "put in place for good"
+    );
+
+    // A dependant's pass bought ahead waits too; removing the dependant removes it.
+    let child = 9_704_000_000_456;
+    reopened
+        .install_dependant_credential(&issue(&pass(child, at(-10), at(20)), now))
+        .unwrap();
+    let ahead = reopened
+        .install_dependant_credential(&issue(&pass(child, at(20) + 1, at(50)), now))
+        .unwrap();
+    assert_eq!(reopened.upcoming_credentials(), [ahead]);
+    assert!(reopened.remove_credential(child).unwrap());
+    assert!(reopened.upcoming_credentials().is_empty());
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert!(reopened.upcoming_credentials().is_empty());
+}

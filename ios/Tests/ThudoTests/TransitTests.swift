@@ -24,6 +24,29 @@ final class TransitTests: XCTestCase {
             devicePublicKey: phone.devicePublicKey(), lifetimeSecs: 72 * 3600)
     }
 
+    func testNextMonthsPassBoughtAheadWaitsBesideThisMonths() async throws {
+        let real = Int64(Date().timeIntervalSince1970)
+        let issuer = try TransitIssuer.generate(keyId: 7, validFrom: real - day, validUntil: real + 365 * day)
+        let vault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("ahead").path,
+                                                        provider: PadKeyProvider(id: "a"), options: testOptions)
+        let phone = try await TransitPhone.open(vault: vault, signer: nil, refreshSecs: 5)
+        var thisMonth = request(phone)
+        thisMonth.passValidFrom = real - 10 * day
+        thisMonth.passValidUntil = real + 20 * day
+        var nextMonth = thisMonth
+        nextMonth.passValidFrom = real + 20 * day + 1
+        nextMonth.passValidUntil = real + 50 * day
+        let current = try await phone.installCredential(credential: try issuer.issue(request: thisMonth, nowUnix: real))
+        let none = try await phone.upcomingCredentials()
+        XCTAssertTrue(none.isEmpty)
+        let bought = try await phone.installCredential(credential: try issuer.issue(request: nextMonth, nowUnix: real))
+        XCTAssertEqual(bought.passValidFrom, real + 20 * day + 1)
+        let riding = try await phone.credential()
+        XCTAssertEqual(riding, current, "this month's still rides")
+        let waiting = try await phone.upcomingCredentials()
+        XCTAssertEqual(waiting, [bought])
+    }
+
     func testPhoneQrAcceptedByValidatorAndReplayRejected() async throws {
         let issuer = try TransitIssuer.generate(keyId: 7, validFrom: now - day, validUntil: now + 365 * day)
         let phoneVault = try await Vault.openWithKeyProvider(path: dir.appendingPathComponent("phone").path,

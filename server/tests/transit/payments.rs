@@ -632,3 +632,71 @@ async fn an_order_retried_with_its_key_is_one_order_even_at_once() {
         .count();
     assert_eq!(orders, 2, "two keys, two orders");
 }
+
+/// Next month's pass bought while this month's rides: this month's stays shown, next month's
+/// waits; as its start nears its credential is renewed (bought days ahead, the first one has
+/// lapsed by then), and it is put in place when it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_months_pass_bought_ahead_waits_and_is_renewed_before_it_starts() {
+    use thudo_core::transit::backend::RENEW_BEFORE_SECS;
+    let w = World::start().await;
+    let v = w.phone_device("planner", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let order = |month: String| {
+        CredentialOrder {
+            month,
+            ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
+        }
+        .signed_by(&phone, now())
+        .unwrap()
+    };
+    let this = w
+        .transit()
+        .buy_and_install(v.clone(), phone.clone(), order(this_month()))
+        .await
+        .unwrap()
+        .credential
+        .unwrap();
+    let next = w
+        .transit()
+        .buy_and_install(v.clone(), phone.clone(), order(month_ahead(1)))
+        .await
+        .unwrap();
+    let bought = next.credential.unwrap();
+    assert_eq!(
+        phone.credential().unwrap(),
+        this,
+        "this month's still rides"
+    );
+    assert_eq!(phone.upcoming_credentials(), std::slice::from_ref(&bought));
+    assert!(phone.current_qr(now()).is_ok());
+
+    // A day before next month starts (on the device's clock), both are renewed: this month's
+    // ends within the window, next month's starts within it, its first credential lapsed
+    // before then (unless bought in the month's last days).
+    let starts = u64::from(bought.pass_valid_from);
+    let day_before = starts - 86_400;
+    let renewals = w
+        .transit()
+        .renew_due(v.clone(), phone.clone(), day_before, RENEW_BEFORE_SECS)
+        .await;
+    let cards: Vec<u64> = renewals.iter().map(|r| r.card_id).collect();
+    let lapsed = u64::from(bought.not_after) < day_before + RENEW_BEFORE_SECS;
+    assert_eq!(cards.len(), 1 + usize::from(lapsed), "{renewals:?}");
+    assert!(cards.iter().all(|c| *c == this.card_id));
+    assert!(renewals.iter().all(|r| r.outcome.is_ok()), "{renewals:?}");
+    let waiting = phone.upcoming_credentials();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].pass_valid_from, bought.pass_valid_from);
+    assert_eq!(
+        phone.credential().unwrap().pass_valid_from,
+        this.pass_valid_from
+    );
+    // Once it starts, it is the one shown.
+    phone.start_due_passes(starts + 1).unwrap();
+    assert_eq!(
+        phone.credential().unwrap().pass_valid_from,
+        bought.pass_valid_from
+    );
+    assert!(phone.upcoming_credentials().is_empty());
+}

@@ -47,6 +47,22 @@ class TransitTest {
     )
 
     @Test
+    fun `next month's pass bought ahead waits beside this month's`() = runBlocking<Unit> {
+        val real = System.currentTimeMillis() / 1000
+        val issuer = TransitIssuer.generate(7, real - day, real + 365 * day)
+        val vault = Vault.openWithKeyProvider(dir.resolve("ahead").toString(), AesKeyProvider("a"), testOptions)
+        val phone = TransitPhone.open(vault, null, 5)
+        val thisMonth = request(phone).copy(passValidFrom = real - 10 * day, passValidUntil = real + 20 * day)
+        val nextMonth = thisMonth.copy(passValidFrom = real + 20 * day + 1, passValidUntil = real + 50 * day)
+        val current = phone.installCredential(issuer.issue(thisMonth, real))
+        assertEquals(emptyList<CredentialInfo>(), phone.upcomingCredentials())
+        val bought = phone.installCredential(issuer.issue(nextMonth, real))
+        assertEquals(real + 20 * day + 1, bought.passValidFrom)
+        assertEquals(current, phone.credential(), "this month's still rides")
+        assertEquals(listOf(bought), phone.upcomingCredentials())
+    }
+
+    @Test
     fun `phone makes a QR, validator in Kotlin accepts it and rejects its replay`() = runBlocking<Unit> {
         val issuer = TransitIssuer.generate(7, now - day, now + 365 * day)
         val phoneVault = Vault.openWithKeyProvider(dir.resolve("phone").toString(), AesKeyProvider("p"), testOptions)
