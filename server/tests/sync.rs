@@ -928,3 +928,67 @@ async fn pull_progress_says_how_many_changes_to_expect() {
         "every page knows the whole"
     );
 }
+
+/// A cursor carries a mark of the change at its position. After the database was restored
+/// from a backup (its numbers counted again, other changes under them, or none there yet), the
+/// change at the position is not the one the cursor saw, and the device starts over rather
+/// than skip what it never had. A cursor from before marks (`c1`) reads as it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_from_before_a_restore_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start(dir.path()).await;
+    let base = format!("http://{}", backend.addr);
+    let c = client(&base);
+    let phone = vault(&dir.path().join("phone"));
+    register(&c, &phone, "phone").await;
+    let handbook = MemberHandbook::new(&phone);
+    for i in 0..3 {
+        handbook
+            .save_note(&note(&format!("r{i}"), "ghi", 1_790_000_000 + i))
+            .unwrap();
+    }
+    c.sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
+    let http = http_client();
+    let pull = |cursor: String| {
+        let request = http
+            .get(format!(
+                "{base}/v1/sync/pull?collection=handbook.note&cursor={cursor}"
+            ))
+            .bearer_auth(&token)
+            .send();
+        async move {
+            let bytes = request.await.unwrap().bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            let next = body["next_cursor"].as_str().unwrap().to_owned();
+            (body["changes"].as_array().unwrap().len(), next)
+        }
+    };
+    let (all, cursor) = pull(String::new()).await;
+    assert_eq!(all, 3);
+    assert_eq!(
+        pull(cursor.clone()).await,
+        (0, cursor.clone()),
+        "at the end"
+    );
+    let parts: Vec<&str> = cursor.split('.').collect();
+    let [version, tag, position, mark] = parts[..] else {
+        panic!("{cursor}")
+    };
+    assert_eq!(version, "c2");
+    // Another change at the position now.
+    let flipped = format!(
+        "{}{}",
+        if mark.starts_with('0') { "1" } else { "0" },
+        &mark[1..]
+    );
+    let other = format!("c2.{tag}.{position}.{flipped}");
+    assert_eq!(pull(other).await.0, 3, "started over");
+    // No change there yet (the database went back further).
+    let ahead = format!("c2.{tag}.{}.{mark}", position.parse::<i64>().unwrap() + 100);
+    assert_eq!(pull(ahead).await.0, 3, "started over");
+    // A cursor from before marks.
+    assert_eq!(pull(format!("c1.{tag}.{position}")).await.0, 0);
+}

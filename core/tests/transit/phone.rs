@@ -411,7 +411,10 @@ fn a_pass_bought_ahead_waits_until_it_starts() {
         current,
         "still riding on this month's"
     );
-    assert_eq!(w.phone.upcoming_credentials(), std::slice::from_ref(&bought));
+    assert_eq!(
+        w.phone.upcoming_credentials(),
+        std::slice::from_ref(&bought)
+    );
     let qr = Payload::from_qr_text(&w.phone.current_qr(now).unwrap().text).unwrap();
     assert_eq!(qr.fields, current);
     // A late answer for the bought pass (an older credential of it) changes nothing; a newer
@@ -426,11 +429,17 @@ fn a_pass_bought_ahead_waits_until_it_starts() {
         .phone
         .install_credential(&issue(&next_month, now))
         .unwrap();
-    assert_eq!(w.phone.upcoming_credentials(), std::slice::from_ref(&renewed));
+    assert_eq!(
+        w.phone.upcoming_credentials(),
+        std::slice::from_ref(&renewed)
+    );
 
     // It survives a restart, and starts when its month does.
     let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
-    assert_eq!(reopened.upcoming_credentials(), std::slice::from_ref(&renewed));
+    assert_eq!(
+        reopened.upcoming_credentials(),
+        std::slice::from_ref(&renewed)
+    );
     reopened.start_due_passes(u64::from(at(19))).unwrap();
     assert_eq!(reopened.credential().unwrap(), current, "not yet");
     reopened.start_due_passes(u64::from(at(20)) + 5).unwrap();

@@ -79,31 +79,55 @@ async fn push(
     Ok(Json(PushResponse { results }))
 }
 
-/// Cursors are opaque to devices: `c1.<scope tag>.<position>`. The tag names the scope the
-/// position belongs to: a member moved to another cell (or a vault registered to another
-/// citizen) presents a cursor of the old scope, and starts the new one from the beginning.
+/// Cursors are opaque to devices: `c2.<scope tag>.<position>.<mark>`. The tag names the scope
+/// the position belongs to: a member moved to another cell (or a vault registered to another
+/// citizen) presents a cursor of the old scope, and starts the new one from the beginning. The
+/// mark is the change at the position's ([`SyncStore::mark_at`]): after the database was
+/// restored from a backup, the change there is another or none, and the device starts over
+/// (applying a change twice does no harm; skipping one would). `c1` cursors (no mark) are read
+/// as before.
 fn scope_tag(scope: &str) -> String {
     hex::encode(&sha256(scope.as_bytes())[..6])
 }
 
-fn make_cursor(scope: &str, position: i64) -> String {
-    format!("c1.{}.{position}", scope_tag(scope))
+fn make_cursor(scope: &str, position: i64, mark: Option<[u8; 6]>) -> String {
+    format!(
+        "c2.{}.{position}.{}",
+        scope_tag(scope),
+        hex::encode(&mark.unwrap_or_default())
+    )
 }
 
-fn parse_cursor(cursor: &str, scope: &str) -> Result<i64, ApiError> {
+/// A cursor's position in `scope`, and the mark its position must still carry (none for the
+/// beginning, a `c1` cursor, or another scope's, which start over).
+fn parse_cursor(cursor: &str, scope: &str) -> Result<(i64, Option<[u8; 6]>), ApiError> {
     if cursor.is_empty() {
-        return Ok(0);
+        return Ok((0, None));
     }
-    let (tag, position) = cursor
-        .strip_prefix("c1.")
-        .and_then(|rest| rest.split_once('.'))
-        .ok_or_else(|| ApiError::bad("unknown cursor"))?;
+    let unknown = || ApiError::bad("unknown cursor");
+    let (version, rest) = cursor.split_once('.').ok_or_else(unknown)?;
+    let (tag, rest) = rest.split_once('.').ok_or_else(unknown)?;
+    let (position, mark) = match version {
+        "c1" => (rest, None),
+        "c2" => {
+            let (position, mark) = rest.split_once('.').ok_or_else(unknown)?;
+            let mark: [u8; 6] = hex::decode(mark)
+                .and_then(|m| m.try_into().ok())
+                .ok_or_else(unknown)?;
+            (position, Some(mark))
+        }
+        _ => return Err(unknown()),
+    };
     let position = position
         .parse::<i64>()
         .ok()
         .filter(|n| *n >= 0)
-        .ok_or_else(|| ApiError::bad("unknown cursor"))?;
-    Ok(if tag == scope_tag(scope) { position } else { 0 })
+        .ok_or_else(unknown)?;
+    Ok(if tag == scope_tag(scope) && position > 0 {
+        (position, mark)
+    } else {
+        (0, None)
+    })
 }
 
 #[utoipa::path(
@@ -112,7 +136,7 @@ fn parse_cursor(cursor: &str, scope: &str) -> Result<i64, ApiError> {
     summary = "Changes of one collection after a cursor, oldest first",
     params(
         ("collection" = crate::schema::PullableCollection, Query),
-        ("cursor" = Option<String>, Query, pattern = r"^(c1\.[0-9a-f]{12}\.[0-9]{1,18})?$", description = "The `next_cursor` of the page before; empty for the beginning"),
+        ("cursor" = Option<String>, Query, pattern = r"^(c1\.[0-9a-f]{12}\.[0-9]{1,18}|c2\.[0-9a-f]{12}\.[0-9]{1,18}\.[0-9a-f]{12})?$", description = "The `next_cursor` of the page before; empty for the beginning"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "500 by default"),
     ),
     responses(
@@ -162,27 +186,33 @@ async fn pull(
     } else {
         format!("acct:{}", device.account_id)
     };
-    let after = parse_cursor(
+    let (after, mark) = parse_cursor(
         params.get("cursor").map(String::as_str).unwrap_or(""),
         &scope,
     )?;
     let cursor_scope = scope.clone();
     let storage = state.storage.clone();
     let collection_name = spec.name;
-    let (changes, last, more, remaining) = blocking(move || {
+    let (changes, last, more, remaining, next_mark) = blocking(move || {
+        // A position whose change is not the one the cursor saw there: start over.
+        let after = match mark {
+            Some(mark) if storage.mark_at(&scope, collection_name, after)? != Some(mark) => 0,
+            _ => after,
+        };
         let (changes, last, more) = storage.pull(&scope, collection_name, after, limit)?;
+        let next_mark = storage.mark_at(&scope, collection_name, last)?;
         // For the device's progress bar: counted only when more pages wait, and only so far.
         let remaining = if more {
             storage.remaining(&scope, collection_name, last, MAX_REMAINING_COUNTED)?
         } else {
             0
         };
-        Ok((changes, last, more, remaining))
+        Ok((changes, last, more, remaining, next_mark))
     })
     .await?;
     Ok(Json(PullResponse {
         changes,
-        next_cursor: make_cursor(&cursor_scope, last),
+        next_cursor: make_cursor(&cursor_scope, last, next_mark),
         has_more: more,
         remaining: Some(remaining),
     }))

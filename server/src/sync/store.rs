@@ -44,6 +44,11 @@ pub trait SyncStore: Send + Sync + 'static {
     /// How many changes of `collection` in `scope` come after position `after`, counted up to
     /// `cap` (the count costs one index entry per change; a progress bar needs no more).
     fn remaining(&self, scope: &str, collection: &str, after: i64, cap: u32) -> Result<u64>;
+    /// A fingerprint of the change at position `at` of `collection` in `scope` (its number,
+    /// record, operation, clock and payload); `None` when there is none. A cursor carries its
+    /// position's: a database restored from a backup (its numbers counted again, other
+    /// changes under them) no longer holds that change there, and the device starts over.
+    fn mark_at(&self, scope: &str, collection: &str, at: i64) -> Result<Option<[u8; 6]>>;
     /// Publishes server changes (facilities, the party) to a scope; returns how many.
     fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize>;
     /// Publishes as `publisher` (a facility): all or nothing, and nothing when a record was
@@ -180,6 +185,29 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                 }
             }
             Ok((changes, last, more))
+        })
+    }
+
+    fn mark_at(&self, scope: &str, collection: &str, at: i64) -> Result<Option<[u8; 6]>> {
+        self.read(|tx| {
+            let Some(row) = tx.row(
+                "SELECT record_id, op, hlc, payload FROM changes
+                 WHERE seq = ?1 AND scope = ?2 AND collection = ?3",
+                params![at, scope, collection],
+            )?
+            else {
+                return Ok(None);
+            };
+            let text = format!(
+                "{at}\0{}\0{}\0{}\0{}",
+                row.text(0)?,
+                row.text(1)?,
+                row.text(2)?,
+                row.text(3)?
+            );
+            let mut mark = [0u8; 6];
+            mark.copy_from_slice(&crate::storage::sha256(text.as_bytes())[..6]);
+            Ok(Some(mark))
         })
     }
 

@@ -255,6 +255,17 @@ fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(same, end, "a cursor at the end stays there");
     let (other, _, _) = s.pull("acct:someone-else", "handbook.note", 0, 10).unwrap();
     assert!(other.is_empty(), "scopes are apart");
+    // Each position's mark names its change: another position's differs, none past the end or
+    // in another scope or collection.
+    let mark = |scope: &str, collection: &str, at: i64| s.mark_at(scope, collection, at).unwrap();
+    assert!(mark(&scope, "handbook.note", cursor).is_some());
+    assert_ne!(
+        mark(&scope, "handbook.note", cursor),
+        mark(&scope, "handbook.note", end)
+    );
+    assert_eq!(mark(&scope, "handbook.note", end + 1_000), None);
+    assert_eq!(mark("acct:someone-else", "handbook.note", end), None);
+    assert_eq!(mark(&scope, "health.records", end), None);
     // Pages across the rows a pull reads at once: every change once, in order, `more` exact.
     let many: Vec<Change> = (0..100)
         .map(|i| Change {
