@@ -93,6 +93,11 @@ pub struct RateLimits {
     /// Addresses that sent too many tokens nobody holds, until when: a token not seen held
     /// lately is refused from there before a lookup.
     blocked: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
+    /// Bodies over [`BIG_BODY`] read and handled at once (each may take a few hundred MB as
+    /// parsed JSON): more wait their turn, so a caller sending many cannot exhaust memory.
+    big_bodies: Arc<tokio::sync::Semaphore>,
+    /// How long a big body waits for its turn before 429.
+    big_body_wait: std::time::Duration,
     /// Tokens found held lately (by their hash), and when: still served from a blocked
     /// address, so one caller's made-up tokens behind a carrier's shared address (CGNAT) never
     /// shut out the phones and validators beside it.
@@ -156,6 +161,8 @@ impl RateLimits {
             orders: orders.limiter(),
             blocked: Default::default(),
             held_lately: Default::default(),
+            big_bodies: Arc::new(tokio::sync::Semaphore::new(BIG_BODIES_AT_ONCE)),
+            big_body_wait: BIG_BODY_WAIT,
             trusted_proxies: Vec::new(),
         }
     }
@@ -196,6 +203,14 @@ impl RateLimits {
             .filter_map(Result::ok)
             .find(|a| !self.trusted_proxies.contains(a))
             .or(Some(peer))
+    }
+
+    /// These limits, with `at_once` big bodies handled at once (see [`BIG_BODY`]), each
+    /// waiting at most `wait` for its turn.
+    pub fn big_bodies(mut self, at_once: usize, wait: std::time::Duration) -> RateLimits {
+        self.big_bodies = Arc::new(tokio::sync::Semaphore::new(at_once));
+        self.big_body_wait = wait;
+        self
     }
 
     /// No limits (tests and demos that drive a whole city from one address).
@@ -340,6 +355,14 @@ fn from_device(caller: Caller, path: &str) -> bool {
 fn unlimited(path: &str) -> bool {
     path == "/healthz" || path == "/openapi.json" || path.starts_with("/v1/payments/")
 }
+
+/// A body past which a request waits for one of [`BIG_BODIES_AT_ONCE`] turns to be parsed
+/// and handled: a sync push of a few records, a validator's day of taps, fit under it.
+pub const BIG_BODY: usize = 1 << 20;
+/// Requests with a body over [`BIG_BODY`] an instance parses and handles at once.
+pub const BIG_BODIES_AT_ONCE: usize = 4;
+/// How long a big body waits for its turn before 429 with `Retry-After`.
+pub const BIG_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A small body: an order, a registration, a grant.
 pub const SMALL_BODY: usize = 64 << 10;
@@ -514,6 +537,18 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
     // Read up to the limit (a body sent without a length is cut there too).
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return too_large();
+    };
+    // A big body, read, waits its turn to be parsed and handled (16 MiB of JSON can take
+    // hundreds of MB parsed). Taken after the read, so slow senders hold no turn.
+    let _turn = if bytes.len() > BIG_BODY {
+        let turns = state.limits.big_bodies.clone();
+        let wait = state.limits.big_body_wait;
+        match tokio::time::timeout(wait, turns.acquire_owned()).await {
+            Ok(Ok(turn)) => Some(turn),
+            _ => return rate_limited(wait.as_secs().max(1)),
+        }
+    } else {
+        None
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

@@ -595,3 +595,64 @@ async fn the_deny_list_takes_ten_thousand_phones_keys_at_once() {
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(common_error(r).await, "bad_request");
 }
+
+/// A body over 1 MiB waits its turn to be parsed and handled (a 16 MiB push can take hundreds
+/// of MB as parsed JSON): past the instance's turns and the wait, 429 with `Retry-After`, and
+/// nothing applied. Small bodies never wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_bodies_wait_their_turn_and_small_ones_never_do() {
+    use thudo_server::gate::{RateLimits, BIG_BODY};
+    use thudo_server::transit::fares::FarePolicy;
+    use thudo_server::{AppState, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
+    let (config, idp) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
+    let config = ServerConfig {
+        // No turn at all: every big body waits out its 200 ms.
+        limits: RateLimits::off().big_bodies(0, Duration::from_millis(200)),
+        ..config
+    };
+    let running = thudo_server::start(
+        AppState::new(config).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", running.addr);
+    let phone = vault(&dir.path().join("phone"));
+    let client = BackendClient::new(thudo_core::sync::client::BackendConfig::new(&url)).unwrap();
+    client
+        .sign_in_and_register(phone.clone(), "phone", |n| {
+            idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
+    let push = |text: String| {
+        let body = json!({"mutations": [{
+            "idempotency_key": "k-big", "seq": 1, "collection": "handbook.note",
+            "record_id": "n1", "op": "put", "payload": {"id": "n1", "text": text},
+            "hlc": "1790000000000-000000-phone"
+        }]})
+        .to_string();
+        http_client()
+            .post(format!("{url}/v1/sync/push"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = push("x".repeat(BIG_BODY)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(common_error(r).await, "rate_limited");
+    // Nothing was applied: the same key is new to a small push.
+    let r = push("small".into()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        answer["results"][0]["outcome"],
+        json!("applied"),
+        "{answer}"
+    );
+}
