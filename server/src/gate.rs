@@ -238,21 +238,28 @@ fn over<K: std::hash::Hash + Eq + Clone>(limiter: &Option<Keyed<K>>, key: &K) ->
 
 impl RateLimits {
     /// Seconds a request with token `hash` from `address` must wait before its lookup: while
-    /// the address is blocked, unless the token was found held lately.
+    /// the address is blocked, unless the token was found held within [`HELD_LATELY`].
     fn token_blocked_for(&self, address: Option<std::net::IpAddr>, hash: &[u8; 32]) -> Option<u64> {
         let wait = self.blocked_for(address)?;
         let held = self.held_lately.lock().unwrap_or_else(|e| e.into_inner());
-        (!held.contains_key(hash)).then_some(wait)
+        let lately = held
+            .get(hash)
+            .is_some_and(|seen| seen.elapsed() < HELD_LATELY);
+        (!lately).then_some(wait)
     }
 
-    /// Remembers that token `hash` is held (a bounded table: the oldest half of a day go first).
+    /// Remembers that token `hash` is held. The table is bounded: full, it keeps the tokens
+    /// seen within the last hour, or none if they alone would fill half of it, so it is swept
+    /// at most once per many new tokens.
     fn held(&self, hash: [u8; 32]) {
+        const MOST: usize = 200_000;
         let mut held = self.held_lately.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
-        if held.len() >= 200_000 {
-            let day = std::time::Duration::from_secs(43_200);
-            held.retain(|_, seen| now.duration_since(*seen) < day);
-            if held.len() >= 200_000 {
+        if !held.contains_key(&hash) && held.len() >= MOST {
+            held.retain(|_, seen| {
+                now.duration_since(*seen) < std::time::Duration::from_secs(3_600)
+            });
+            if held.len() >= MOST / 2 {
                 held.clear();
             }
         }
@@ -281,6 +288,9 @@ impl RateLimits {
         Some(wait)
     }
 }
+
+/// How long a token found held passes an address blocked for others' made-up tokens.
+const HELD_LATELY: std::time::Duration = std::time::Duration::from_secs(12 * 3_600);
 
 /// What an address is counted as: an IPv4 address, or an IPv6 address's /64 (one subscriber's
 /// network: counting each of its 2^64 addresses apart would give one caller no limit).

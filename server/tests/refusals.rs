@@ -166,9 +166,9 @@ async fn ids_with_control_characters_are_refused_on_either_engine() {
         .body(json!({"items": [{"id": id, "title": "Điều lệ Đảng"}]}).to_string())
         .send()
     };
-    // An id over 256 bytes of UTF-8 too: 100 Vietnamese letters of 3 bytes each are 100
-    // characters, and 300 bytes a device could not store (it would skip the record unsaid).
-    let long = "ệ".repeat(100);
+    // An id over 512 bytes of UTF-8 too: 200 Vietnamese letters of 3 bytes each are 200
+    // characters, and 600 bytes a device could not store (it would skip the record unsaid).
+    let long = "ệ".repeat(200);
     for id in ["a\u{0}b", "\u{0}", "tab\there", "del\u{7f}", long.as_str()] {
         let r = publish(id).await.unwrap();
         assert_eq!(r.status().as_u16(), 400, "{id:?}");

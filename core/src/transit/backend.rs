@@ -701,8 +701,9 @@ impl TransitClient<'_> {
     /// installs its credential (as the owner's, or as a dependant's when the order names one).
     /// Otherwise the buyer pays at the answer's `payment_url` and the app calls
     /// [`TransitClient::collect_and_install`]. The order is made once however often its
-    /// request is retried. A paid order whose collection then fails (the network dropped) is
-    /// still answered, without its credential, so the app keeps its id and collects it later.
+    /// request is retried. A paid order whose collection then fails on the network (the
+    /// connection dropped, an answer cut short) is still answered, without its credential, so
+    /// the app keeps its id and collects it later; any other failure is the error.
     pub async fn buy_and_install(
         self,
         vault: Arc<Vault>,
@@ -720,10 +721,12 @@ impl TransitClient<'_> {
                     .await
                 {
                     Ok(fields) => Some(fields),
-                    Err(_) => {
+                    // The network, not the order: collected later by its id.
+                    Err(BackendError::Unavailable { .. } | BackendError::Protocol { .. }) => {
                         log::warn!("a paid order could not be collected yet");
                         None
                     }
+                    Err(e) => return Err(e),
                 }
             }
             _ => None,
@@ -798,12 +801,9 @@ impl TransitClient<'_> {
             .await?;
         let credential = unhex(&renewed.credential)?;
         blocking(move || {
-            if owner {
-                phone.install_credential(&credential)
-            } else {
-                phone.install_dependant_credential(&credential)
-            }
-            .map_err(device_side)
+            phone
+                .install_renewed(&credential, &held, owner)
+                .map_err(device_side)
         })
         .await
     }
@@ -833,19 +833,19 @@ impl TransitClient<'_> {
             .collect();
         // A pass bought ahead is renewed once it starts within the window, so that it holds a
         // live credential when it does (bought a week ahead, its first one has lapsed).
-        let ahead: Vec<u64> = phone
+        let ahead: Vec<(u64, u32)> = phone
             .upcoming_credentials()
             .into_iter()
             .filter(|f| u64::from(f.pass_valid_from) < soon && u64::from(f.not_after) < soon)
-            .map(|f| f.card_id)
+            .map(|f| (f.card_id, f.pass_valid_from))
             .collect();
         let mut renewals = Vec::with_capacity(due.len() + ahead.len());
         for card_id in due {
             let outcome = self.renew(vault.clone(), phone.clone(), card_id).await;
             renewals.push(Renewal { card_id, outcome });
         }
-        for card_id in ahead {
-            let outcome = match phone.upcoming_credential(card_id) {
+        for (card_id, starts) in ahead {
+            let outcome = match phone.upcoming_credential(card_id, starts) {
                 Some((bytes, _, owner)) => {
                     self.renew_credential(vault.clone(), phone.clone(), bytes, owner)
                         .await

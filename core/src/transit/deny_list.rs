@@ -97,7 +97,7 @@ pub struct DenyListStatus {
     /// Seconds since it was issued, at the time asked.
     pub age_secs: u64,
     /// Older than `max_deny_list_age_secs`, none installed, the validator's clock far behind
-    /// its issue time, or no key trusted now verified it since the validator started.
+    /// its issue time, or not signed by a key trusted now (see `needs_refresh`).
     pub stale: bool,
     /// The list in force is signed by a key no longer trusted here (the issuer rotated keys),
     /// or its signature no longer verifies: its entries still apply, and a fresh list should

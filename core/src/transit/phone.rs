@@ -69,7 +69,7 @@ struct State {
     owner: Option<Held>,
     /// Dependants' credentials (a child's, an elderly parent's), one per card.
     dependants: Vec<Held>,
-    /// Passes bought ahead, one per card, until they start (`credential:upcoming:CARD`).
+    /// Passes bought ahead, until they start (`credential:upcoming:CARD:START`).
     upcoming: Vec<Held>,
     counter: u32,
     clock_offset: i64,
@@ -106,9 +106,9 @@ impl State {
     }
 }
 
-/// The record of a pass bought ahead for `card`, kept until it starts.
-fn upcoming_record(card: u64) -> String {
-    format!("{UPCOMING_PREFIX}{card}")
+/// The record of a pass bought ahead, kept until it starts: by card and start.
+fn upcoming_record(f: &CredentialFields) -> String {
+    format!("{UPCOMING_PREFIX}{}:{}", f.card_id, f.pass_valid_from)
 }
 
 const UPCOMING_PREFIX: &str = "credential:upcoming:";
@@ -280,6 +280,47 @@ impl Phone {
         self.install(credential, false)
     }
 
+    /// Installs `renewed`, the backend's renewal of `replacing` (a credential this phone held
+    /// for the owner when `owner`, or a dependant): in its place if it is still there, whatever
+    /// its end (an entitlement ending soon shortens a renewal); else as any answer is
+    /// ([`Phone::install_credential`]: another was installed meanwhile).
+    pub fn install_renewed(
+        &self,
+        renewed: &[u8],
+        replacing: &[u8],
+        owner: bool,
+    ) -> Result<CredentialFields, TransitError> {
+        let (bytes, fields) = parse_for_key(renewed, &self.public_key)?;
+        {
+            let mut state = self.lock();
+            let card = fields.card_id;
+            let held_there = state
+                .all()
+                .any(|(b, f)| f.card_id == card && b[..] == *replacing && same_pass(f, &fields));
+            if held_there {
+                let record = if owner {
+                    OWNER_RECORD.to_owned()
+                } else {
+                    dependant_record(card)
+                };
+                self.vault.put(COLLECTION, &record, &[], &bytes)?;
+                state.set_held(owner, (bytes, fields.clone()));
+                return Ok(fields);
+            }
+            if let Some(i) = state
+                .upcoming
+                .iter()
+                .position(|(b, f)| b[..] == *replacing && same_pass(f, &fields))
+            {
+                self.vault
+                    .put(COLLECTION, &upcoming_record(&fields), &[], &bytes)?;
+                state.upcoming[i] = (bytes, fields.clone());
+                return Ok(fields);
+            }
+        }
+        self.install(renewed, owner)
+    }
+
     fn install(&self, credential: &[u8], owner: bool) -> Result<CredentialFields, TransitError> {
         let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
         let now = self.corrected_now(crate::net::now_secs());
@@ -302,37 +343,41 @@ impl Phone {
         if let Some((_, u)) = state.upcoming.iter().find(|(_, u)| supersedes(u, &fields)) {
             return Ok(u.clone());
         }
-        let ahead = u64::from(fields.pass_valid_from) > now
-            && held.is_some_and(|(_, h)| {
-                h.card_id == card && in_force(h, now) && !same_pass(h, &fields)
-            });
-        if ahead {
-            self.vault
-                .put(COLLECTION, &upcoming_record(card), &[], &bytes)?;
-            state.upcoming.retain(|(_, u)| u.card_id != card);
-            state.upcoming.push((bytes, fields.clone()));
-            return Ok(fields);
+        let held_in_force = held.filter(|(_, h)| h.card_id == card && in_force(h, now));
+        // A pass already over, while the held one rides (June's renewal answered after July
+        // took its place): a late answer too.
+        if let Some((_, h)) = held_in_force.filter(|_| u64::from(fields.pass_valid_until) < now) {
+            return Ok(h.clone());
         }
-        let record = if owner {
+        let ahead = u64::from(fields.pass_valid_from) > now
+            && held_in_force.is_some_and(|(_, h)| !same_pass(h, &fields));
+        // What waits for the same pass gives way to this newer credential of it.
+        let replaced: Vec<String> = state
+            .upcoming
+            .iter()
+            .filter(|(_, u)| same_pass(u, &fields))
+            .map(|(_, u)| upcoming_record(u))
+            .collect();
+        let record = if ahead {
+            upcoming_record(&fields)
+        } else if owner {
             OWNER_RECORD.to_owned()
         } else {
             dependant_record(card)
         };
-        let waiting = state
-            .upcoming
-            .iter()
-            .any(|(_, u)| u.card_id == card && same_pass(u, &fields));
         self.vault.transaction(|tx| {
-            tx.put(COLLECTION, &record, &[], &bytes)?;
-            if waiting {
-                tx.delete(COLLECTION, &upcoming_record(card))?;
+            for old in &replaced {
+                tx.delete(COLLECTION, old)?;
             }
+            tx.put(COLLECTION, &record, &[], &bytes)?;
             Ok::<_, TransitError>(())
         })?;
-        if waiting {
-            state.upcoming.retain(|(_, u)| u.card_id != card);
+        state.upcoming.retain(|(_, u)| !same_pass(u, &fields));
+        if ahead {
+            state.upcoming.push((bytes, fields.clone()));
+        } else {
+            state.set_held(owner, (bytes, fields.clone()));
         }
-        state.set_held(owner, (bytes, fields.clone()));
         Ok(fields)
     }
 
@@ -347,9 +392,13 @@ impl Phone {
             .collect()
     }
 
-    /// The pass bought ahead for `card_id`: its credential's bytes, its fields, and whether
-    /// the card is the owner's.
-    pub fn upcoming_credential(&self, card_id: u64) -> Option<(Vec<u8>, CredentialFields, bool)> {
+    /// The pass bought ahead for `card_id` starting at `pass_valid_from`: its credential's
+    /// bytes, its fields, and whether the card is the owner's.
+    pub fn upcoming_credential(
+        &self,
+        card_id: u64,
+        pass_valid_from: u32,
+    ) -> Option<(Vec<u8>, CredentialFields, bool)> {
         let state = self.lock();
         let owner = state
             .owner
@@ -358,7 +407,7 @@ impl Phone {
         let found = state
             .upcoming
             .iter()
-            .find(|(_, f)| f.card_id == card_id)
+            .find(|(_, f)| f.card_id == card_id && f.pass_valid_from == pass_valid_from)
             .map(|(b, f)| (b.to_vec(), f.clone(), owner));
         found
     }
@@ -371,18 +420,48 @@ impl Phone {
         self.promote_upcoming(&mut state, corrected)
     }
 
-    /// Puts in place each pass bought ahead whose time has come at `now` (the backend's
-    /// clock): it has started, or the held pass of its card has ended.
+    /// Puts in place, card by card, the earliest pass bought ahead whose time has come at `now`
+    /// (the backend's clock): it has started, or the held pass of its card has ended. One the
+    /// held credential already covers (a restored old record of it) is dropped; one whose
+    /// card is held by no one here (the owner changed cards) waits.
     fn promote_upcoming(&self, state: &mut State, now: u64) -> Result<(), TransitError> {
-        while let Some(i) = state.upcoming.iter().position(|(_, u)| {
-            let held = state.all().find(|(_, h)| h.card_id == u.card_id);
-            u64::from(u.pass_valid_from) <= now
-                || held.is_none_or(|(_, h)| u64::from(h.pass_valid_until) < now)
-        }) {
+        let covered: Vec<String> = state
+            .upcoming
+            .iter()
+            .filter(|(_, u)| state.all().any(|(_, h)| supersedes(h, u)))
+            .map(|(_, u)| upcoming_record(u))
+            .collect();
+        if !covered.is_empty() {
+            self.vault.transaction(|tx| {
+                for record in &covered {
+                    tx.delete(COLLECTION, record)?;
+                }
+                Ok::<_, TransitError>(())
+            })?;
+            state
+                .upcoming
+                .retain(|(_, u)| !covered.contains(&upcoming_record(u)));
+        }
+        loop {
+            let due = state
+                .upcoming
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, u))| {
+                    state.all().any(|(_, h)| {
+                        h.card_id == u.card_id
+                            && (u64::from(u.pass_valid_from) <= now
+                                || u64::from(h.pass_valid_until) < now)
+                    })
+                })
+                .min_by_key(|(_, (_, u))| (u.card_id, u.pass_valid_from))
+                .map(|(i, _)| i);
+            let Some(i) = due else {
+                return Ok(());
+            };
             let (bytes, fields) = state.upcoming[i].clone();
             let card = fields.card_id;
-            let owner = state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card)
-                || !state.dependants.iter().any(|(_, f)| f.card_id == card);
+            let owner = state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card);
             let record = if owner {
                 OWNER_RECORD.to_owned()
             } else {
@@ -390,16 +469,15 @@ impl Phone {
             };
             self.vault.transaction(|tx| {
                 tx.put(COLLECTION, &record, &[], &bytes)?;
-                tx.delete(COLLECTION, &upcoming_record(card))?;
+                tx.delete(COLLECTION, &upcoming_record(&fields))?;
                 Ok::<_, TransitError>(())
             })?;
             state.upcoming.remove(i);
             state.set_held(owner, (bytes, fields));
         }
-        Ok(())
     }
 
-    /// Removes a dependant's credential, and the pass bought ahead for the card if any;
+    /// Removes a dependant's credential, and the passes bought ahead for the card if any;
     /// returns whether there was one. The owner's is replaced, never removed.
     pub fn remove_credential(&self, card_id: u64) -> Result<bool, TransitError> {
         let mut state = self.lock();
@@ -419,10 +497,18 @@ impl Phone {
         else {
             return Ok(false);
         };
-        // With the pass bought ahead for the card, if any.
+        // With the passes bought ahead for the card, if any.
+        let waiting: Vec<String> = state
+            .upcoming
+            .iter()
+            .filter(|(_, f)| f.card_id == card_id)
+            .map(|(_, f)| upcoming_record(f))
+            .collect();
         self.vault.transaction(|tx| {
             tx.delete(COLLECTION, &dependant_record(card_id))?;
-            tx.delete(COLLECTION, &upcoming_record(card_id))?;
+            for record in &waiting {
+                tx.delete(COLLECTION, record)?;
+            }
             Ok::<_, TransitError>(())
         })?;
         state.dependants.remove(i);

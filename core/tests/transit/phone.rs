@@ -466,3 +466,125 @@ fn a_pass_bought_ahead_waits_until_it_starts() {
     let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
     assert!(reopened.upcoming_credentials().is_empty());
 }
+
+/// Two months bought ahead both wait and start in turn; a renewal shortened by the backend
+/// (an entitlement ending) replaces the credential it renewed, and only that one.
+#[test]
+fn passes_bought_ahead_start_in_turn_and_late_renewals_change_nothing() {
+    use thudo_core::transit::issuer::CredentialRequest;
+    let w = world();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |days: i64| (now as i64 + days * 86_400) as u32;
+    let owner = w.phone.credential().unwrap().card_id;
+    let pass = |from: u32, until: u32| CredentialRequest {
+        card_id: owner,
+        pass_valid_from: from,
+        pass_valid_until: until,
+        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
+    };
+    let issue = |req: &CredentialRequest, at: u64| w.issuer.issue(req, at as u32).unwrap();
+    let june = pass(at(-20), at(1));
+    let (july, august) = (pass(at(1) + 1, at(31)), pass(at(31) + 1, at(61)));
+    let riding = w.phone.install_credential(&issue(&june, now)).unwrap();
+    let july_fields = w.phone.install_credential(&issue(&july, now)).unwrap();
+    let august_fields = w.phone.install_credential(&issue(&august, now)).unwrap();
+    let mut waiting = w.phone.upcoming_credentials();
+    waiting.sort_by_key(|f| f.pass_valid_from);
+    assert_eq!(waiting, [july_fields.clone(), august_fields.clone()]);
+    assert_eq!(w.phone.credential().unwrap(), riding);
+
+    // July starts; August still waits.
+    w.phone.start_due_passes(u64::from(at(1)) + 10).unwrap();
+    assert_eq!(w.phone.credential().unwrap(), july_fields);
+    assert_eq!(w.phone.upcoming_credentials(), [august_fields]);
+
+    // A renewal the backend shortened replaces exactly the credential it renewed.
+    let (_e, v) = vault();
+    let phone = Phone::open(v, None, PhoneOptions::default()).unwrap();
+    let long = CredentialRequest {
+        device_public_key: phone.device_public_key().to_vec(),
+        ..june.clone()
+    };
+    let held = issue(&long, now);
+    phone.install_credential(&held).unwrap();
+    let short = w
+        .issuer
+        .issue(
+            &CredentialRequest {
+                lifetime_secs: 3_600,
+                ..long.clone()
+            },
+            now as u32 + 60,
+        )
+        .unwrap();
+    let installed = phone.install_renewed(&short, &held, true).unwrap();
+    assert_eq!(phone.credential().unwrap(), installed);
+    assert_eq!(u64::from(installed.not_after), now + 60 + 3_600);
+    // The same shortened answer for a credential no longer held is a late one.
+    let newest = phone.install_credential(&issue(&long, now + 120)).unwrap();
+    assert_eq!(phone.install_renewed(&short, &held, true).unwrap(), newest);
+    assert_eq!(phone.credential().unwrap(), newest);
+}
+
+/// A renewal of last month's pass answered after this month's took its place is a late
+/// answer: this month's stays.
+#[test]
+fn a_late_renewal_of_an_ended_pass_does_not_replace_the_one_riding() {
+    use thudo_core::transit::issuer::CredentialRequest;
+    let w = world();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |days: i64| (now as i64 + days * 86_400) as u32;
+    let owner = w.phone.credential().unwrap().card_id;
+    let pass = |from: u32, until: u32| CredentialRequest {
+        card_id: owner,
+        pass_valid_from: from,
+        pass_valid_until: until,
+        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
+    };
+    let (last_month, this_month) = (pass(at(-40), at(-10)), pass(at(-10) + 1, at(20)));
+    let riding = w
+        .phone
+        .install_credential(&w.issuer.issue(&this_month, now as u32).unwrap())
+        .unwrap();
+    let late = w.issuer.issue(&last_month, now as u32 - 3_600).unwrap();
+    assert_eq!(w.phone.install_credential(&late).unwrap(), riding);
+    assert_eq!(w.phone.credential().unwrap(), riding);
+}
+
+/// A waiting pass the held credential already covers (an old record of it, restored from a
+/// backup) is dropped, never put in place of the newer credential.
+#[test]
+fn a_waiting_pass_the_held_one_covers_is_dropped() {
+    let w = world();
+    let held = w.phone.credential().unwrap();
+    let older = w
+        .issuer
+        .issue(
+            &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
+            NOW as u32 - 600,
+        )
+        .unwrap();
+    let record = format!(
+        "credential:upcoming:{}:{}",
+        held.card_id, held.pass_valid_from
+    );
+    w.phone_vault
+        .put("transit.phone", &record, &[], &older)
+        .unwrap();
+    let phone = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(phone.upcoming_credentials().len(), 1);
+    phone.start_due_passes(NOW).unwrap();
+    assert_eq!(phone.credential().unwrap(), held);
+    assert!(phone.upcoming_credentials().is_empty());
+    assert!(w
+        .phone_vault
+        .find("transit.phone", &record)
+        .unwrap()
+        .is_none());
+}

@@ -17,11 +17,12 @@ use crate::world::{
 fn issuer_trust_signatures_and_deny_list() {
     let mut w = world();
     // Same key id, another key: bad issuer signature.
-    let (impostor, _) = IssuerKey::generate(7, NOW as u32 - DAY, NOW as u32 + DAY).unwrap();
+    let (impostor, _) = IssuerKey::generate(7, NOW as u32 - DAY, NOW as u32 + 300 * DAY).unwrap();
+    // Shown longer than the genuine one (a second later), so the phone takes it as the newer.
     let forged = impostor
         .issue(
             &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
-            NOW as u32,
+            NOW as u32 + 1,
         )
         .unwrap();
     w.phone.install_credential(&forged).unwrap();
@@ -30,13 +31,14 @@ fn issuer_trust_signatures_and_deny_list() {
         w.validator.validate(&qr.text, NOW).unwrap().reason,
         Reason::BadIssuerSignature
     );
-    // Unknown key id.
+    // Unknown key id (another pass: the phone holds one credential per pass, the one shown
+    // longest).
     let (other, _) = IssuerKey::generate(8, NOW as u32 - DAY, NOW as u32 + DAY).unwrap();
     w.phone
         .install_credential(
             &other
                 .issue(
-                    &request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0),
+                    &request(&w.phone, Product::PayAsYouGo, Category::Standard, 0),
                     NOW as u32,
                 )
                 .unwrap(),

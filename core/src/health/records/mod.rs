@@ -267,6 +267,9 @@ impl<'a> HealthBook<'a> {
                 .query_docs("person_type", &format!("{person}\u{1f}{t}"))?,
             None => self.vault.query_docs("person", person)?,
         };
+        // The index is the vault's word for what the record says; a restored backup's could
+        // say otherwise. Only records that are this person's are theirs.
+        out.retain(|r| r.person == person);
         if kind == Some(Kind::Other) {
             out.retain(|r| r.kind() == Kind::Other);
         }

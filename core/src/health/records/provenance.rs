@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::identity::{fingerprint, same_person};
+use super::identity::{different_people, fingerprint, same_person};
 use super::{HealthBook, HealthError, HealthRecord};
 use crate::health::shc::{self, TrustStore};
 use crate::health::{dcc, fhir};
@@ -146,16 +146,19 @@ pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reveri
     })
 }
 
-/// Whether a card's `entries` vouch for `resource` as their entry number `entry`. A Patient must
-/// be the card's patient (a shared identifier, or the same name and birth date: the card vouches
-/// for who the person is, not for details entered here beside it). Any other record must say
-/// what that entry says (ids and references aside) and, if it is about a person, that person
-/// (`subject`, their Patient record) must be the card's patient: a genuine entry re-pointed at
-/// someone else fails.
+/// Whether a card's `entries` vouch for `resource` as their entry number `entry`, the record
+/// filed under person `filed_under` (empty: shared, no one's) whose Patient record is
+/// `subject`. A Patient must be the card's patient (a shared identifier, or the same name and
+/// birth date, and no fact telling them apart: the card vouches for who the person is, not
+/// for details entered here beside it). Any other record must say what that entry says (ids
+/// and references aside); if the entry is about the card's patient, the record must be filed
+/// under a person, name no other, and that person must be the card's patient: a genuine entry
+/// re-pointed or re-filed at someone else, or left shared, fails.
 pub(super) fn card_vouches(
     entries: &[Value],
     entry: u32,
     resource: &Value,
+    filed_under: &str,
     subject: Option<&Value>,
 ) -> bool {
     let Some(vouched) = entries.get(entry as usize) else {
@@ -164,12 +167,21 @@ pub(super) fn card_vouches(
     let card_patient = entries
         .iter()
         .find(|e| fhir::resource_type(e) == Some("Patient"));
+    let same = |a: &Value, b: &Value| same_person(a, b) && !different_people(a, b);
     if fhir::resource_type(resource) == Some("Patient") {
-        return fhir::resource_type(vouched) == Some("Patient") && same_person(vouched, resource);
+        return fhir::resource_type(vouched) == Some("Patient") && same(vouched, resource);
     }
-    fingerprint(vouched) == fingerprint(resource)
-        && (fhir::person_of(resource).is_none()
-            || matches!((card_patient, subject), (Some(c), Some(s)) if same_person(c, s)))
+    if fingerprint(vouched) != fingerprint(resource) {
+        return false;
+    }
+    let names = fhir::person_of(resource);
+    if fhir::person_of(vouched).is_none() {
+        // An entry about no one (an Organization): what it says is all there is to check.
+        return names.is_none();
+    }
+    !filed_under.is_empty()
+        && names.is_none_or(|p| p == filed_under)
+        && matches!((card_patient, subject), (Some(c), Some(s)) if same(c, s))
 }
 
 impl HealthBook<'_> {
@@ -219,9 +231,89 @@ impl HealthBook<'_> {
                 patients[r.person.as_str()].as_ref().map(|p| &p.resource)
             };
             out.push(Some(
-                signer_named && card_vouches(&c.entries, entry, &r.resource, subject),
+                signer_named && card_vouches(&c.entries, entry, &r.resource, &r.person, subject),
             ));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::card_vouches;
+    use serde_json::json;
+
+    fn card() -> Vec<serde_json::Value> {
+        vec![
+            json!({"resourceType": "Patient", "id": "p0",
+                   "identifier": [{"system": "urn:vn:cccd", "value": "001090000001"}],
+                   "name": [{"family": "Nguyễn", "given": ["An"]}], "birthDate": "1990-02-03"}),
+            json!({"resourceType": "Immunization", "id": "i0", "status": "completed",
+                   "patient": {"reference": "Patient/p0"},
+                   "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "207"}]},
+                   "occurrenceDateTime": "2021-06-01"}),
+        ]
+    }
+
+    /// A genuine dose vouches only filed under the card's person; re-filed under someone else,
+    /// through a reference that names no Patient or through where it is filed, it does not.
+    #[test]
+    fn a_dose_vouches_only_under_the_cards_person() {
+        let entries = card();
+        let owner = json!({"resourceType": "Patient", "id": "me",
+                           "name": [{"family": "Nguyễn", "given": ["An"]}], "birthDate": "1990-02-03"});
+        let child = json!({"resourceType": "Patient", "id": "kid",
+                           "name": [{"family": "Nguyễn", "given": ["Bé"]}], "birthDate": "2020-01-01"});
+        let mut dose = entries[1].clone();
+        dose["patient"]["reference"] = "Patient/me".into();
+        assert!(card_vouches(&entries, 1, &dose, "me", Some(&owner)));
+        assert!(
+            !card_vouches(&entries, 1, &dose, "kid", Some(&child)),
+            "named me, filed under kid"
+        );
+        let mut refiled = dose.clone();
+        refiled["patient"]["reference"] = "Patient/kid".into();
+        assert!(!card_vouches(&entries, 1, &refiled, "kid", Some(&child)));
+        let mut unnamed = dose.clone();
+        unnamed["patient"]["reference"] = "urn:x".into();
+        assert!(
+            !card_vouches(&entries, 1, &unnamed, "kid", Some(&child)),
+            "names no Patient"
+        );
+        assert!(
+            !card_vouches(&entries, 1, &unnamed, "", None),
+            "shared, yet about someone"
+        );
+        assert!(card_vouches(&entries, 1, &unnamed, "me", Some(&owner)));
+        let mut altered = dose.clone();
+        altered["occurrenceDateTime"] = "2021-12-24".into();
+        assert!(!card_vouches(&entries, 1, &altered, "me", Some(&owner)));
+        assert!(
+            !card_vouches(&entries, 0, &dose, "me", Some(&owner)),
+            "another entry"
+        );
+        assert!(
+            !card_vouches(&entries, 7, &dose, "me", Some(&owner)),
+            "no such entry"
+        );
+    }
+
+    /// A Patient vouches as the card's person, not on one shared identifier against a name and
+    /// a birth date that tell them apart.
+    #[test]
+    fn a_patient_vouches_only_as_the_cards_person() {
+        let entries = card();
+        let same = json!({"resourceType": "Patient", "id": "me",
+                          "name": [{"family": "Nguyễn", "given": ["An"]}], "birthDate": "1990-02-03",
+                          "telecom": [{"system": "phone", "value": "0900000000"}]});
+        assert!(card_vouches(&entries, 0, &same, "me", None));
+        let impostor = json!({"resourceType": "Patient", "id": "x",
+                              "identifier": [{"system": "urn:vn:cccd", "value": "001090000001"}],
+                              "name": [{"family": "Trần", "given": ["Bình"]}], "birthDate": "1985-05-05"});
+        assert!(!card_vouches(&entries, 0, &impostor, "x", None));
+        assert!(
+            !card_vouches(&entries, 1, &same, "me", None),
+            "a dose's entry"
+        );
     }
 }

@@ -18,6 +18,7 @@ fn earned_provenance(
     tx: &VaultTx<'_>,
     claimed: Option<Provenance>,
     resource: &Value,
+    person: &str,
     local: Option<&HealthRecord>,
     trust: Option<&TrustStore>,
     now: u64,
@@ -29,13 +30,14 @@ fn earned_provenance(
             // Verified as of the time the other device says it verified, never later than now.
             let at = claim.verified_at.unwrap_or(now as i64).min(now as i64);
             if let Some(card) = reverify(jws, trust, at) {
-                let subject = match fhir::person_of(resource) {
-                    Some(person) if fhir::resource_type(resource) != Some("Patient") => tx
-                        .get_doc::<HealthRecord>(&format!("Patient/{person}"))?
-                        .map(|p| p.resource),
-                    _ => None,
-                };
-                if card_vouches(&card.entries, entry, resource, subject.as_ref()) {
+                let subject =
+                    if person.is_empty() || fhir::resource_type(resource) == Some("Patient") {
+                        None
+                    } else {
+                        tx.get_doc::<HealthRecord>(&format!("Patient/{person}"))?
+                            .map(|p| p.resource)
+                    };
+                if card_vouches(&card.entries, entry, resource, person, subject.as_ref()) {
                     return Ok(Provenance {
                         source: Source::HealthCard,
                         issuer: Some(card.issuer),
@@ -113,7 +115,9 @@ pub fn store_pulled(
     }
     let provenance = match claimed {
         None => Provenance::of(Source::Server),
-        Some(claim) => earned_provenance(tx, claim, &resource, local.as_ref(), trust, now)?,
+        Some(claim) => {
+            earned_provenance(tx, claim, &resource, &person, local.as_ref(), trust, now)?
+        }
     };
     let record = HealthRecord {
         key,

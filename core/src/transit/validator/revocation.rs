@@ -21,7 +21,8 @@ impl Validator {
     /// than [`CLOCK_BEHIND_SECS`] behind its list's issue time cannot tell an expired ticket
     /// (a reset clock, a spoofed time source, a rider's phone set back to match): its list is
     /// reported stale, so a validator set to fail closed refuses until its clock is right. A
-    /// list no trusted key vouches for is stale too: its date is nobody's word.
+    /// list no key trusted now vouches for (its signer rotated out, or none verified it since
+    /// the validator started) is stale too: its date is nobody's word.
     pub fn deny_list_status(&self, now: u64) -> DenyListStatus {
         let age_secs = now.saturating_sub(u64::from(self.deny.issued_at));
         let max = u64::from(self.config.max_deny_list_age_secs);
@@ -33,7 +34,7 @@ impl Validator {
             stale: self.deny.version == 0
                 || (max > 0 && age_secs > max)
                 || clock_behind
-                || self.deny_unverified,
+                || !self.deny_vouched(),
             needs_refresh: !self.deny_vouched(),
         }
     }
