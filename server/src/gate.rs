@@ -248,19 +248,21 @@ impl RateLimits {
         (!lately).then_some(wait)
     }
 
-    /// Remembers that token `hash` is held. The table is bounded: full, it keeps the tokens
-    /// seen within the last hour, or none if they alone would fill half of it, so it is swept
-    /// at most once per many new tokens.
+    /// Remembers that token `hash` is held. The table is bounded: full, it drops the tokens
+    /// not seen within [`HELD_LATELY`], then, if that frees too little, the oldest seen until
+    /// half of it is free, so it is swept at most once per many new tokens.
     fn held(&self, hash: [u8; 32]) {
         const MOST: usize = 200_000;
         let mut held = self.held_lately.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
         if !held.contains_key(&hash) && held.len() >= MOST {
-            held.retain(|_, seen| {
-                now.duration_since(*seen) < std::time::Duration::from_secs(3_600)
-            });
-            if held.len() >= MOST / 2 {
-                held.clear();
+            held.retain(|_, seen| now.duration_since(*seen) < HELD_LATELY);
+            if held.len() > MOST / 2 {
+                let mut seen: Vec<std::time::Instant> = held.values().copied().collect();
+                let cut = held.len() - MOST / 2;
+                let (_, oldest_kept, _) = seen.select_nth_unstable(cut);
+                let oldest_kept = *oldest_kept;
+                held.retain(|_, at| *at >= oldest_kept);
             }
         }
         held.insert(hash, now);
@@ -366,11 +368,13 @@ fn unlimited(path: &str) -> bool {
     path == "/healthz" || path == "/openapi.json" || path.starts_with("/v1/payments/")
 }
 
-/// A body past which a request waits for one of [`BIG_BODIES_AT_ONCE`] turns to be parsed
-/// and handled: a sync push of a few records, a validator's day of taps, fit under it.
+/// A body past which a request waits for one of [`BIG_BODIES_AT_ONCE`] turns to be read,
+/// parsed and handled: a sync push of a few records, a validator's day of taps, fit under it.
 pub const BIG_BODY: usize = 1 << 20;
-/// Requests with a body over [`BIG_BODY`] an instance parses and handles at once.
+/// Requests with a body over [`BIG_BODY`] an instance reads and handles at once.
 pub const BIG_BODIES_AT_ONCE: usize = 4;
+/// How long a big body, its turn taken, may take to arrive (16 MiB at about 140 KB/s).
+pub const BIG_BODY_READ: std::time::Duration = std::time::Duration::from_secs(120);
 /// How long a big body waits for its turn before 429 with `Retry-After`.
 pub const BIG_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -544,13 +548,12 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
         return too_large();
     }
     let (parts, body) = req.into_parts();
-    // Read up to the limit (a body sent without a length is cut there too).
-    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
-    };
-    // A big body, read, waits its turn to be parsed and handled (16 MiB of JSON can take
-    // hundreds of MB parsed). Taken after the read, so slow senders hold no turn.
-    let _turn = if bytes.len() > BIG_BODY {
+    // A big body (announced so, or of unknown length on a route that takes big ones) waits
+    // its turn before it is read: 16 MiB of JSON can take hundreds of MB parsed, and the raw
+    // bytes of many at once would add up too. A turn's read is given a time, so a slow
+    // sender holds it no longer.
+    let big = limit > BIG_BODY && declared.is_none_or(|n| n > BIG_BODY as u64);
+    let _turn = if big {
         let turns = state.limits.big_bodies.clone();
         let wait = state.limits.big_body_wait;
         match tokio::time::timeout(wait, turns.acquire_owned()).await {
@@ -559,6 +562,27 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
         }
     } else {
         None
+    };
+    // Read up to the limit (a body sent without a length is cut there too).
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = if big {
+        match tokio::time::timeout(BIG_BODY_READ, read).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => return too_large(),
+            Err(_) => {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ServerErrorCode::BadBody,
+                    "the body took too long to arrive",
+                )
+                .into_response()
+            }
+        }
+    } else {
+        match read.await {
+            Ok(bytes) => bytes,
+            Err(_) => return too_large(),
+        }
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

@@ -278,9 +278,10 @@ pub(crate) fn valid_id(text: &str, max: usize) -> bool {
     !text.is_empty() && text.chars().count() <= max && !has_control(text)
 }
 
-/// The longest record id, in bytes of UTF-8: what a device's vault stores (an id a device
-/// could not store would be skipped there without a word).
-pub const MAX_RECORD_ID_BYTES: usize = 512;
+/// The longest record id, in bytes of UTF-8: what a device's vault stores under the
+/// collection's name and a separator (its ids hold 512 bytes, a collection's name 64): an id a
+/// device could not store would be skipped there, or stall the collection's pull.
+pub const MAX_RECORD_ID_BYTES: usize = 440;
 
 /// A synced record's id: 1 to [`MAX_RECORD_ID_BYTES`] bytes, no control character.
 pub fn valid_record_id(id: &str) -> bool {

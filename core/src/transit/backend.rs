@@ -833,19 +833,19 @@ impl TransitClient<'_> {
             .collect();
         // A pass bought ahead is renewed once it starts within the window, so that it holds a
         // live credential when it does (bought a week ahead, its first one has lapsed).
-        let ahead: Vec<(u64, u32)> = phone
+        let ahead: Vec<CredentialFields> = phone
             .upcoming_credentials()
             .into_iter()
             .filter(|f| u64::from(f.pass_valid_from) < soon && u64::from(f.not_after) < soon)
-            .map(|f| (f.card_id, f.pass_valid_from))
             .collect();
         let mut renewals = Vec::with_capacity(due.len() + ahead.len());
         for card_id in due {
             let outcome = self.renew(vault.clone(), phone.clone(), card_id).await;
             renewals.push(Renewal { card_id, outcome });
         }
-        for (card_id, starts) in ahead {
-            let outcome = match phone.upcoming_credential(card_id, starts) {
+        for pass in ahead {
+            let card_id = pass.card_id;
+            let outcome = match phone.upcoming_credential(&pass) {
                 Some((bytes, _, owner)) => {
                     self.renew_credential(vault.clone(), phone.clone(), bytes, owner)
                         .await

@@ -69,7 +69,7 @@ struct State {
     owner: Option<Held>,
     /// Dependants' credentials (a child's, an elderly parent's), one per card.
     dependants: Vec<Held>,
-    /// Passes bought ahead, until they start (`credential:upcoming:CARD:START`).
+    /// Passes bought ahead, until they start (`credential:upcoming:CARD:START:...`).
     upcoming: Vec<Held>,
     counter: u32,
     clock_offset: i64,
@@ -106,9 +106,18 @@ impl State {
     }
 }
 
-/// The record of a pass bought ahead, kept until it starts: by card and start.
+/// The record of a pass bought ahead, kept until it starts: by its pass (card, window,
+/// product, category, route).
 fn upcoming_record(f: &CredentialFields) -> String {
-    format!("{UPCOMING_PREFIX}{}:{}", f.card_id, f.pass_valid_from)
+    format!(
+        "{UPCOMING_PREFIX}{}:{}:{}:{}:{}:{}",
+        f.card_id,
+        f.pass_valid_from,
+        f.pass_valid_until,
+        f.product as u8,
+        f.category as u8,
+        f.route
+    )
 }
 
 const UPCOMING_PREFIX: &str = "credential:upcoming:";
@@ -291,8 +300,11 @@ impl Phone {
         owner: bool,
     ) -> Result<CredentialFields, TransitError> {
         let (bytes, fields) = parse_for_key(renewed, &self.public_key)?;
+        let now = self.corrected_now(crate::net::now_secs());
         {
             let mut state = self.lock();
+            // What has started takes its place first, so the renewal lands where it is now.
+            self.promote_upcoming(&mut state, now)?;
             let card = fields.card_id;
             let held_there = state
                 .all()
@@ -325,6 +337,9 @@ impl Phone {
         let (bytes, fields) = parse_for_key(credential, &self.public_key)?;
         let now = self.corrected_now(crate::net::now_secs());
         let mut state = self.lock();
+        // A pass that has started takes its place first: the new one is weighed against it,
+        // never overwritten by it later (July waiting, August bought on the 2nd).
+        self.promote_upcoming(&mut state, now)?;
         let card = fields.card_id;
         if owner && state.dependants.iter().any(|(_, f)| f.card_id == card) {
             return Err(super::invalid("this card is a dependant's on this phone"));
@@ -392,22 +407,22 @@ impl Phone {
             .collect()
     }
 
-    /// The pass bought ahead for `card_id` starting at `pass_valid_from`: its credential's
-    /// bytes, its fields, and whether the card is the owner's.
+    /// The waiting credential of `pass` (a pass bought ahead, as
+    /// [`Phone::upcoming_credentials`] lists it): its bytes, its fields, and whether the card
+    /// is the owner's.
     pub fn upcoming_credential(
         &self,
-        card_id: u64,
-        pass_valid_from: u32,
+        pass: &CredentialFields,
     ) -> Option<(Vec<u8>, CredentialFields, bool)> {
         let state = self.lock();
         let owner = state
             .owner
             .as_ref()
-            .is_some_and(|(_, f)| f.card_id == card_id);
+            .is_some_and(|(_, f)| f.card_id == pass.card_id);
         let found = state
             .upcoming
             .iter()
-            .find(|(_, f)| f.card_id == card_id && f.pass_valid_from == pass_valid_from)
+            .find(|(_, f)| same_pass(f, pass))
             .map(|(b, f)| (b.to_vec(), f.clone(), owner));
         found
     }
@@ -477,8 +492,9 @@ impl Phone {
         }
     }
 
-    /// Removes a dependant's credential, and the passes bought ahead for the card if any;
-    /// returns whether there was one. The owner's is replaced, never removed.
+    /// Removes a dependant's credential, and the passes bought ahead for the card if any (a
+    /// card no longer held here, the owner's former one, included); returns whether there was
+    /// any. The owner's is replaced, never removed.
     pub fn remove_credential(&self, card_id: u64) -> Result<bool, TransitError> {
         let mut state = self.lock();
         if state
@@ -490,28 +506,33 @@ impl Phone {
                 "the phone owner's credential is replaced, not removed",
             ));
         }
-        let Some(i) = state
+        let held = state
             .dependants
             .iter()
-            .position(|(_, f)| f.card_id == card_id)
-        else {
-            return Ok(false);
-        };
-        // With the passes bought ahead for the card, if any.
+            .position(|(_, f)| f.card_id == card_id);
+        // With the passes bought ahead for the card, if any (also those of a card no longer
+        // held here: the owner's former card).
         let waiting: Vec<String> = state
             .upcoming
             .iter()
             .filter(|(_, f)| f.card_id == card_id)
             .map(|(_, f)| upcoming_record(f))
             .collect();
+        if held.is_none() && waiting.is_empty() {
+            return Ok(false);
+        }
         self.vault.transaction(|tx| {
-            tx.delete(COLLECTION, &dependant_record(card_id))?;
+            if held.is_some() {
+                tx.delete(COLLECTION, &dependant_record(card_id))?;
+            }
             for record in &waiting {
                 tx.delete(COLLECTION, record)?;
             }
             Ok::<_, TransitError>(())
         })?;
-        state.dependants.remove(i);
+        if let Some(i) = held {
+            state.dependants.remove(i);
+        }
         state.upcoming.retain(|(_, f)| f.card_id != card_id);
         state.cached.remove(&card_id);
         Ok(true)
@@ -618,7 +639,10 @@ impl Phone {
         let mut state = self.lock();
         if !state.upcoming.is_empty() {
             let corrected = (now as i64).saturating_add(state.clock_offset).max(0) as u64;
-            self.promote_upcoming(&mut state, corrected)?;
+            // A pass that could not be put in place waits for the next QR; this one is shown.
+            if self.promote_upcoming(&mut state, corrected).is_err() {
+                log::warn!("a pass bought ahead could not be put in place yet");
+            }
         }
         if let Some(cached) = state.cached.get(&card_id) {
             if now < cached.refresh_at

@@ -571,8 +571,13 @@ fn a_waiting_pass_the_held_one_covers_is_dropped() {
         )
         .unwrap();
     let record = format!(
-        "credential:upcoming:{}:{}",
-        held.card_id, held.pass_valid_from
+        "credential:upcoming:{}:{}:{}:{}:{}:{}",
+        held.card_id,
+        held.pass_valid_from,
+        held.pass_valid_until,
+        held.product as u8,
+        held.category as u8,
+        held.route
     );
     w.phone_vault
         .put("transit.phone", &record, &[], &older)
@@ -587,4 +592,53 @@ fn a_waiting_pass_the_held_one_covers_is_dropped() {
         .find("transit.phone", &record)
         .unwrap()
         .is_none());
+    let reopened = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert!(reopened.upcoming_credentials().is_empty());
+}
+
+/// A pass that started while the phone was not asked for a QR takes its place before a new
+/// one is weighed: July, waiting since June, then August bought after June ended: July rides,
+/// August waits (August was installed over the ended June and then lost to July).
+#[test]
+fn a_started_pass_takes_its_place_before_the_next_is_installed() {
+    use thudo_core::transit::issuer::CredentialRequest;
+    let w = world();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |days: i64| (now as i64 + days * 86_400) as u32;
+    let owner = w.phone.credential().unwrap().card_id;
+    let pass = |from: u32, until: u32| CredentialRequest {
+        card_id: owner,
+        pass_valid_from: from,
+        pass_valid_until: until,
+        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
+    };
+    let issue = |req: &CredentialRequest| w.issuer.issue(req, now as u32).unwrap();
+    w.phone
+        .install_credential(&issue(&pass(at(-31), at(-1))))
+        .unwrap();
+    // July, bought in June and waiting (as the phone stored it then).
+    let july = pass(at(-1) + 1, at(29));
+    let july_bytes = issue(&july);
+    let f = thudo_core::transit::wire::CredentialFields::decode(&july_bytes).unwrap();
+    let record = format!(
+        "credential:upcoming:{}:{}:{}:{}:{}:{}",
+        f.card_id,
+        f.pass_valid_from,
+        f.pass_valid_until,
+        f.product as u8,
+        f.category as u8,
+        f.route
+    );
+    w.phone_vault
+        .put("transit.phone", &record, &[], &july_bytes)
+        .unwrap();
+    let phone = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    let august = phone
+        .install_credential(&issue(&pass(at(29) + 1, at(59))))
+        .unwrap();
+    assert_eq!(phone.credential().unwrap(), f, "July rides");
+    assert_eq!(phone.upcoming_credentials(), [august]);
 }

@@ -173,7 +173,7 @@ async fn meeting_credential(
     let meeting_id = body.meeting_id;
     if !valid_record_id(&meeting_id) {
         return Err(ApiError::bad(
-            "meeting_id is 1 to 512 bytes (UTF-8), none a control character",
+            "meeting_id is 1 to 440 bytes (UTF-8), none a control character",
         ));
     }
     let cell = device.cell.clone().ok_or_else(|| {

@@ -269,10 +269,10 @@ fn too_large(message: String) -> ApiError {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct CellItem {
-    /// Its id: 1 to 512 bytes of UTF-8, none a control character.
+    /// Its id: 1 to 440 bytes of UTF-8, none a control character.
     #[schema(
         min_length = 1,
-        max_length = 512,
+        max_length = 440,
         pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
     )]
     id: String,
@@ -360,7 +360,7 @@ async fn admin_cell_content(
             .filter(|id| valid_record_id(id))
             .ok_or_else(|| {
                 ApiError::bad(format!(
-                    "item {i} needs an id of 1 to 512 bytes (UTF-8), none a control character"
+                    "item {i} needs an id of 1 to 440 bytes (UTF-8), none a control character"
                 ))
             })?
             .to_owned();

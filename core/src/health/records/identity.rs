@@ -69,6 +69,40 @@ pub(super) fn same_person(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Whether `profile` holds the identity of `card` (a health card's Patient): each of the
+/// card's identifiers, its name (one of the profile's names, or the same name), and its birth
+/// date (the same, or one a prefix of the other: a passport may give only the year). A book's
+/// person merged with a card holds it whatever name the book shows first; a profile with the
+/// card's identifier but another name and birth date does not. The card must name someone: an
+/// identifier, or a name and a birth date.
+pub(super) fn holds_identity(card: &Value, profile: &Value) -> bool {
+    let ids = identifiers(profile);
+    let card_ids = identifiers(card);
+    let names = |p: &Value| {
+        p.get("name")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let card_names = names(card);
+    let profile_names = names(profile);
+    let name_held = card_names.is_empty()
+        || card_names.iter().all(|n| profile_names.contains(n))
+        || normalized_name(card) == normalized_name(profile);
+    let birth = |p: &Value| {
+        p.get("birthDate")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let birth_held = match (birth(card), birth(profile)) {
+        (None, _) => true,
+        (Some(c), Some(p)) => c.starts_with(&p) || p.starts_with(&c),
+        (Some(_), None) => false,
+    };
+    let names_someone = !card_ids.is_empty() || (!card_names.is_empty() && birth(card).is_some());
+    names_someone && card_ids.iter().all(|i| ids.contains(i)) && name_held && birth_held
+}
+
 /// Known facts that tell two Patients apart: different dates of birth, names or values of the
 /// same identifier system.
 pub(super) fn different_people(a: &Value, b: &Value) -> bool {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::identity::{different_people, fingerprint, same_person};
+use super::identity::{fingerprint, holds_identity};
 use super::{HealthBook, HealthError, HealthRecord};
 use crate::health::shc::{self, TrustStore};
 use crate::health::{dcc, fhir};
@@ -148,12 +148,13 @@ pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reveri
 
 /// Whether a card's `entries` vouch for `resource` as their entry number `entry`, the record
 /// filed under person `filed_under` (empty: shared, no one's) whose Patient record is
-/// `subject`. A Patient must be the card's patient (a shared identifier, or the same name and
-/// birth date, and no fact telling them apart: the card vouches for who the person is, not
-/// for details entered here beside it). Any other record must say what that entry says (ids
+/// `subject`. A Patient must hold the card patient's identity (its identifiers, name and birth
+/// date: see `holds_identity`; the card vouches for who the person is, not for details entered
+/// here beside it). Any other record must say what that entry says (ids
 /// and references aside); if the entry is about the card's patient, the record must be filed
 /// under a person, name no other, and that person must be the card's patient: a genuine entry
-/// re-pointed or re-filed at someone else, or left shared, fails.
+/// re-pointed or re-filed at someone else, or left shared, fails; that person's profile must
+/// hold the card patient's identity.
 pub(super) fn card_vouches(
     entries: &[Value],
     entry: u32,
@@ -167,9 +168,9 @@ pub(super) fn card_vouches(
     let card_patient = entries
         .iter()
         .find(|e| fhir::resource_type(e) == Some("Patient"));
-    let same = |a: &Value, b: &Value| same_person(a, b) && !different_people(a, b);
     if fhir::resource_type(resource) == Some("Patient") {
-        return fhir::resource_type(vouched) == Some("Patient") && same(vouched, resource);
+        return fhir::resource_type(vouched) == Some("Patient")
+            && holds_identity(vouched, resource);
     }
     if fingerprint(vouched) != fingerprint(resource) {
         return false;
@@ -181,7 +182,7 @@ pub(super) fn card_vouches(
     }
     !filed_under.is_empty()
         && names.is_none_or(|p| p == filed_under)
-        && matches!((card_patient, subject), (Some(c), Some(s)) if same(c, s))
+        && matches!((card_patient, subject), (Some(c), Some(s)) if holds_identity(c, s))
 }
 
 impl HealthBook<'_> {
@@ -255,13 +256,18 @@ mod tests {
         ]
     }
 
+    fn me() -> serde_json::Value {
+        json!({"resourceType": "Patient", "id": "me",
+               "identifier": [{"system": "urn:vn:cccd", "value": "001090000001"}],
+               "name": [{"family": "Nguyễn", "given": ["An"]}], "birthDate": "1990-02-03"})
+    }
+
     /// A genuine dose vouches only filed under the card's person; re-filed under someone else,
     /// through a reference that names no Patient or through where it is filed, it does not.
     #[test]
     fn a_dose_vouches_only_under_the_cards_person() {
         let entries = card();
-        let owner = json!({"resourceType": "Patient", "id": "me",
-                           "name": [{"family": "Nguyễn", "given": ["An"]}], "birthDate": "1990-02-03"});
+        let owner = me();
         let child = json!({"resourceType": "Patient", "id": "kid",
                            "name": [{"family": "Nguyễn", "given": ["Bé"]}], "birthDate": "2020-01-01"});
         let mut dose = entries[1].clone();
@@ -298,21 +304,35 @@ mod tests {
         );
     }
 
-    /// A Patient vouches as the card's person, not on one shared identifier against a name and
-    /// a birth date that tell them apart.
+    /// A person of the book merged with the card (the book's name first, without accents,
+    /// the card's name and identifier added) is the card's person, the Patient and its doses
+    /// alike; a profile with the card's identifier but another name and birth date is not.
     #[test]
     fn a_patient_vouches_only_as_the_cards_person() {
         let entries = card();
-        let same = json!({"resourceType": "Patient", "id": "me",
-                          "name": [{"family": "Nguyễn", "given": ["An"]}], "birthDate": "1990-02-03",
-                          "telecom": [{"system": "phone", "value": "0900000000"}]});
-        assert!(card_vouches(&entries, 0, &same, "me", None));
+        let mut merged = me();
+        merged["name"] = json!([{"family": "Nguyen", "given": ["An"]},
+                                {"family": "Nguyễn", "given": ["An"]}]);
+        merged["telecom"] = json!([{"system": "phone", "value": "0900000000"}]);
+        assert!(card_vouches(&entries, 0, &merged, "me", None));
+        let mut dose = entries[1].clone();
+        dose["patient"]["reference"] = "Patient/me".into();
+        assert!(card_vouches(&entries, 1, &dose, "me", Some(&merged)));
         let impostor = json!({"resourceType": "Patient", "id": "x",
                               "identifier": [{"system": "urn:vn:cccd", "value": "001090000001"}],
                               "name": [{"family": "Trần", "given": ["Bình"]}], "birthDate": "1985-05-05"});
         assert!(!card_vouches(&entries, 0, &impostor, "x", None));
+        let mut at_impostor = dose.clone();
+        at_impostor["patient"]["reference"] = "Patient/x".into();
+        assert!(!card_vouches(
+            &entries,
+            1,
+            &at_impostor,
+            "x",
+            Some(&impostor)
+        ));
         assert!(
-            !card_vouches(&entries, 1, &same, "me", None),
+            !card_vouches(&entries, 1, &merged, "me", None),
             "a dose's entry"
         );
     }
