@@ -98,6 +98,8 @@ pub struct RateLimits {
     big_bodies: Arc<tokio::sync::Semaphore>,
     /// How long a big body waits for its turn before 429.
     big_body_wait: std::time::Duration,
+    /// The callers holding a big-body turn (one each at a time).
+    big_callers: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
     /// Tokens found held lately (by their hash), and when: still served from a blocked
     /// address, so one caller's made-up tokens behind a carrier's shared address (CGNAT) never
     /// shut out the phones and validators beside it.
@@ -163,6 +165,7 @@ impl RateLimits {
             held_lately: Default::default(),
             big_bodies: Arc::new(tokio::sync::Semaphore::new(BIG_BODIES_AT_ONCE)),
             big_body_wait: BIG_BODY_WAIT,
+            big_callers: Default::default(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -288,6 +291,39 @@ impl RateLimits {
         }
         blocked.insert(address, now + std::time::Duration::from_secs(wait));
         Some(wait)
+    }
+}
+
+/// A caller's claim on the big-body turns, given back when dropped.
+struct BigTurn {
+    callers: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+    caller: Option<[u8; 32]>,
+}
+
+impl BigTurn {
+    /// The claim of `caller` (none for a caller not counted apart); `None` while it holds one.
+    fn claim(limits: &RateLimits, caller: Option<[u8; 32]>) -> Option<BigTurn> {
+        if let Some(key) = caller {
+            let mut callers = limits.big_callers.lock().unwrap_or_else(|e| e.into_inner());
+            if !callers.insert(key) {
+                return None;
+            }
+        }
+        Some(BigTurn {
+            callers: limits.big_callers.clone(),
+            caller,
+        })
+    }
+}
+
+impl Drop for BigTurn {
+    fn drop(&mut self) {
+        if let Some(key) = self.caller {
+            self.callers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        }
     }
 }
 
@@ -442,6 +478,8 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
             return refused;
         }
     }
+    // Who the request is counted as (a token's or an operator's hash), for its big bodies.
+    let mut counted_as: Option<[u8; 32]> = None;
     match caller {
         Caller::Anyone if unlimited(&path) => {}
         Caller::Anyone => {
@@ -470,6 +508,7 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
                     if let Some(wait) = over(&state.limits.per_token, &who) {
                         return rate_limited(wait);
                     }
+                    counted_as = Some(who);
                     req.extensions_mut().insert(operator);
                 }
                 // A refused token counts against its address, as a made-up device token does.
@@ -504,6 +543,7 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
             match known {
                 Ok(true) => {
                     state.limits.held(hash);
+                    counted_as = Some(hash);
                     // Only tokens someone holds have a rate of their own (made-up ones would
                     // each be new to it).
                     if let Some(wait) = over(&state.limits.per_token, &hash) {
@@ -552,12 +592,17 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
     // its turn before it is read: 16 MiB of JSON can take hundreds of MB parsed, and the raw
     // bytes of many at once would add up too. A turn's read is given a time, so a slow
     // sender holds it no longer.
-    let big = limit > BIG_BODY && declared.is_none_or(|n| n > BIG_BODY as u64);
+    let bodiless = matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE);
+    let big = limit > BIG_BODY && !bodiless && declared.is_none_or(|n| n > BIG_BODY as u64);
     let _turn = if big {
+        // One turn per caller at a time: a caller's own slow uploads cannot hold them all.
+        let Some(mine) = BigTurn::claim(&state.limits, counted_as) else {
+            return rate_limited(1);
+        };
         let turns = state.limits.big_bodies.clone();
         let wait = state.limits.big_body_wait;
         match tokio::time::timeout(wait, turns.acquire_owned()).await {
-            Ok(Ok(turn)) => Some(turn),
+            Ok(Ok(turn)) => Some((mine, turn)),
             _ => return rate_limited(wait.as_secs().max(1)),
         }
     } else {

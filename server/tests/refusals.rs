@@ -655,4 +655,81 @@ async fn big_bodies_wait_their_turn_and_small_ones_never_do() {
         json!("applied"),
         "{answer}"
     );
+    // A route that takes big bodies, asked without one (an auditor's GET), never waits.
+    let r = http_client()
+        .get(format!("{url}/v1/admin/health/trust-bundle"))
+        .bearer_auth(operator(&idp, Role::Auditor))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status().as_u16(), 429);
+}
+
+/// One big body per caller at a time: a caller's slow upload holds one turn, its second big
+/// body is told to come back at once, and another caller takes the turn left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_holds_one_big_body_turn_at_a_time() {
+    use thudo_server::gate::{RateLimits, BIG_BODY};
+    use thudo_server::transit::fares::FarePolicy;
+    use thudo_server::{AppState, ServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
+    let (config, idp) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
+    let config = ServerConfig {
+        limits: RateLimits::off().big_bodies(2, Duration::from_secs(5)),
+        ..config
+    };
+    let running = thudo_server::start(
+        AppState::new(config).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", running.addr);
+    let client = BackendClient::new(thudo_core::sync::client::BackendConfig::new(&url)).unwrap();
+    let mut tokens = Vec::new();
+    for name in ["slow", "other"] {
+        let phone = vault(&dir.path().join(name));
+        client
+            .sign_in_and_register(phone.clone(), name, |n| {
+                idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap();
+        tokens.push(BackendClient::registration(&phone).unwrap().unwrap().token);
+    }
+    // The slow caller announces a big push and sends a few bytes of it.
+    let mut slow = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/sync/push HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{{\"mut",
+        tokens[0],
+        2 * BIG_BODY
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let push = |token: String| {
+        let body = json!({"mutations": [{
+            "idempotency_key": format!("k-{}", &token[..8]), "seq": 1,
+            "collection": "handbook.note", "record_id": "n1", "op": "put",
+            "payload": {"id": "n1", "text": "x".repeat(BIG_BODY)},
+            "hlc": "1790000000000-000000-phone"
+        }]})
+        .to_string();
+        http_client()
+            .post(format!("{url}/v1/sync/push"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let started = std::time::Instant::now();
+    let r = push(tokens[0].clone()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429, "its second big body");
+    assert!(started.elapsed() < Duration::from_secs(3), "told at once");
+    assert_eq!(
+        push(tokens[1].clone()).await.unwrap().status().as_u16(),
+        200
+    );
+    drop(slow);
 }

@@ -69,26 +69,40 @@ pub(super) fn same_person(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Whether `profile` holds the identity of `card` (a health card's Patient): each of the
-/// card's identifiers, its name (one of the profile's names, or the same name), and its birth
-/// date (the same, or one a prefix of the other: a passport may give only the year). A book's
-/// person merged with a card holds it whatever name the book shows first; a profile with the
-/// card's identifier but another name and birth date does not. The card must name someone: an
-/// identifier, or a name and a birth date.
+/// A name as a person reads it whatever the spelling: lower case, marks and `đ` folded,
+/// spaces single ("Nguyen Van An" is "Nguyễn Văn An").
+fn folded_name(patient: &Value) -> String {
+    use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+    fhir::patient_name(patient)
+        .nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .map(|c| match c {
+            'đ' | 'Đ' => 'd',
+            c => c,
+        })
+        .collect::<String>()
+        .to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether `profile` holds the identity of `card` (a health card's Patient) and says nothing
+/// against it: each of the card's identifiers and no other value of their systems, the name
+/// it shows (its first) the card's whatever the accents, and the card's birth date (or a
+/// fuller one: a passport may give only the year). A book's person merged with a card holds
+/// it (the book's name first, spelled without accents, is still the card's); a profile with
+/// the card's identifier but another name, birth date or identifier does not. The card must
+/// name someone: an identifier, or a name and a birth date.
 pub(super) fn holds_identity(card: &Value, profile: &Value) -> bool {
     let ids = identifiers(profile);
     let card_ids = identifiers(card);
-    let names = |p: &Value| {
-        p.get("name")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let card_names = names(card);
-    let profile_names = names(profile);
-    let name_held = card_names.is_empty()
-        || card_names.iter().all(|n| profile_names.contains(n))
-        || normalized_name(card) == normalized_name(profile);
+    let ids_held = card_ids.iter().all(|i| ids.contains(i))
+        && !ids
+            .iter()
+            .any(|(s, v)| card_ids.iter().any(|(cs, cv)| cs == s && cv != v));
+    let card_name = folded_name(card);
+    let name_held = card_name.is_empty() || card_name == folded_name(profile);
     let birth = |p: &Value| {
         p.get("birthDate")
             .and_then(Value::as_str)
@@ -96,11 +110,11 @@ pub(super) fn holds_identity(card: &Value, profile: &Value) -> bool {
     };
     let birth_held = match (birth(card), birth(profile)) {
         (None, _) => true,
-        (Some(c), Some(p)) => c.starts_with(&p) || p.starts_with(&c),
+        (Some(c), Some(p)) => p.starts_with(&c),
         (Some(_), None) => false,
     };
-    let names_someone = !card_ids.is_empty() || (!card_names.is_empty() && birth(card).is_some());
-    names_someone && card_ids.iter().all(|i| ids.contains(i)) && name_held && birth_held
+    let names_someone = !card_ids.is_empty() || (!card_name.is_empty() && birth(card).is_some());
+    names_someone && ids_held && name_held && birth_held
 }
 
 /// Known facts that tell two Patients apart: different dates of birth, names or values of the

@@ -322,6 +322,25 @@ mod tests {
                               "identifier": [{"system": "urn:vn:cccd", "value": "001090000001"}],
                               "name": [{"family": "Trần", "given": ["Bình"]}], "birthDate": "1985-05-05"});
         assert!(!card_vouches(&entries, 0, &impostor, "x", None));
+        // The card's name and identifier added behind another's, a year for a birth date, or
+        // a second citizen ID: planted, not the card's person.
+        let mut behind = me();
+        behind["name"] = json!([{"family": "Trần", "given": ["Bình"]},
+                                {"family": "Nguyễn", "given": ["An"]}]);
+        assert!(!card_vouches(&entries, 0, &behind, "me", None));
+        let mut year = me();
+        year["birthDate"] = "1990".into();
+        assert!(!card_vouches(&entries, 0, &year, "me", None));
+        let mut two_ids = me();
+        two_ids["identifier"] = json!([{"system": "urn:vn:cccd", "value": "001090000001"},
+                                       {"system": "urn:vn:cccd", "value": "001090099999"}]);
+        assert!(!card_vouches(&entries, 0, &two_ids, "me", None));
+        // A profile edited here (its name as plain text, an insurance card added) still is.
+        let mut edited = me();
+        edited["name"] = json!([{"text": "Nguyen  An"}]);
+        edited["identifier"] = json!([{"system": "urn:vn:cccd", "value": "001090000001"},
+                                      {"system": "urn:vn:bhyt", "value": "HN4010112345678"}]);
+        assert!(card_vouches(&entries, 0, &edited, "me", None));
         let mut at_impostor = dose.clone();
         at_impostor["patient"]["reference"] = "Patient/x".into();
         assert!(!card_vouches(
