@@ -372,26 +372,55 @@ fn every_string_parameter_states_what_it_takes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callers_past_their_rate_are_told_when_to_come_back() {
-    use thudo_server::gate::{Rate, RateLimits};
+/// A backend on this machine under `limits`: it runs until dropped; its identity provider and
+/// its URL.
+async fn start_with_limits(
+    dir: &std::path::Path,
+    limits: thudo_server::gate::RateLimits,
+) -> (
+    thudo_server::Running,
+    std::sync::Arc<thudo_server::devices::identity::LocalIdentityProvider>,
+    String,
+) {
     use thudo_server::transit::fares::FarePolicy;
     use thudo_server::{AppState, ServerConfig};
-    let dir = tempfile::tempdir().unwrap();
-    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
+    let storage = thudo_server::open_storage(&common::database(dir)).unwrap();
     let (config, idp) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
-    let rate = |per_second, burst| Rate { per_second, burst };
-    let config = ServerConfig {
-        limits: RateLimits::new(rate(1, 6), rate(1, 5), rate(1, 2)),
-        ..config
-    };
     let running = thudo_server::start(
-        AppState::new(config).unwrap(),
+        AppState::new(ServerConfig { limits, ..config }).unwrap(),
         "127.0.0.1:0".parse().unwrap(),
     )
     .await
     .unwrap();
     let url = format!("http://{}", running.addr);
+    (running, idp, url)
+}
+
+/// Registers a phone of the citizen named `name` at `url`; its device token.
+async fn phone_token(
+    dir: &std::path::Path,
+    url: &str,
+    idp: &thudo_server::devices::identity::LocalIdentityProvider,
+    name: &str,
+) -> String {
+    let phone = vault(&dir.join(name));
+    BackendClient::new(thudo_core::sync::client::BackendConfig::new(url))
+        .unwrap()
+        .sign_in_and_register(phone.clone(), name, |n| {
+            idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    BackendClient::registration(&phone).unwrap().unwrap().token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_past_their_rate_are_told_when_to_come_back() {
+    use thudo_server::gate::{Rate, RateLimits};
+    let dir = tempfile::tempdir().unwrap();
+    let rate = |per_second, burst| Rate { per_second, burst };
+    let limits = RateLimits::new(rate(1, 6), rate(1, 5), rate(1, 2));
+    let (_running, idp, url) = start_with_limits(dir.path(), limits).await;
     let http = http_client();
     // Anonymous: nonces from one address, a burst of 6, then 429 with a time to come back.
     let mut statuses = Vec::new();
@@ -602,32 +631,11 @@ async fn the_deny_list_takes_ten_thousand_phones_keys_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_bodies_wait_their_turn_and_small_ones_never_do() {
     use thudo_server::gate::{RateLimits, BIG_BODY};
-    use thudo_server::transit::fares::FarePolicy;
-    use thudo_server::{AppState, ServerConfig};
     let dir = tempfile::tempdir().unwrap();
-    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
-    let (config, idp) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
-    let config = ServerConfig {
-        // No turn at all: every big body waits out its 200 ms.
-        limits: RateLimits::off().big_bodies(0, Duration::from_millis(200)),
-        ..config
-    };
-    let running = thudo_server::start(
-        AppState::new(config).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}", running.addr);
-    let phone = vault(&dir.path().join("phone"));
-    let client = BackendClient::new(thudo_core::sync::client::BackendConfig::new(&url)).unwrap();
-    client
-        .sign_in_and_register(phone.clone(), "phone", |n| {
-            idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap();
-    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
+    // No turn at all: every big body waits out its 200 ms.
+    let limits = RateLimits::off().big_bodies(0, Duration::from_millis(200));
+    let (_running, idp, url) = start_with_limits(dir.path(), limits).await;
+    let token = phone_token(dir.path(), &url, &idp, "phone").await;
     let push = |text: String| {
         let body = json!({"mutations": [{
             "idempotency_key": "k-big", "seq": 1, "collection": "handbook.note",
@@ -670,33 +678,12 @@ async fn big_bodies_wait_their_turn_and_small_ones_never_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_holds_one_big_body_turn_at_a_time() {
     use thudo_server::gate::{RateLimits, BIG_BODY};
-    use thudo_server::transit::fares::FarePolicy;
-    use thudo_server::{AppState, ServerConfig};
     let dir = tempfile::tempdir().unwrap();
-    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
-    let (config, idp) = ServerConfig::local(storage, FarePolicy::default()).unwrap();
-    let config = ServerConfig {
-        limits: RateLimits::off().big_bodies(2, Duration::from_secs(5)),
-        ..config
-    };
-    let running = thudo_server::start(
-        AppState::new(config).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}", running.addr);
-    let client = BackendClient::new(thudo_core::sync::client::BackendConfig::new(&url)).unwrap();
+    let limits = RateLimits::off().big_bodies(2, Duration::from_secs(5));
+    let (running, idp, url) = start_with_limits(dir.path(), limits).await;
     let mut tokens = Vec::new();
     for name in ["slow", "other"] {
-        let phone = vault(&dir.path().join(name));
-        client
-            .sign_in_and_register(phone.clone(), name, |n| {
-                idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
-            })
-            .await
-            .unwrap();
-        tokens.push(BackendClient::registration(&phone).unwrap().unwrap().token);
+        tokens.push(phone_token(dir.path(), &url, &idp, name).await);
     }
     // The slow caller announces a big push and sends a few bytes of it.
     let mut slow = tokio::net::TcpStream::connect(running.addr).await.unwrap();

@@ -374,6 +374,42 @@ fn a_signer_whose_key_changed_is_reported_not_shown() {
     ));
 }
 
+/// The real clock: a pass bought ahead is weighed against it.
+fn real_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A monthly pass on `card` from `from` to `until`, for `w`'s phone.
+fn month_pass(
+    w: &crate::world::World,
+    card: u64,
+    from: u32,
+    until: u32,
+) -> thudo_core::transit::issuer::CredentialRequest {
+    thudo_core::transit::issuer::CredentialRequest {
+        card_id: card,
+        pass_valid_from: from,
+        pass_valid_until: until,
+        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
+    }
+}
+
+/// The record a waiting pass is kept under (as a restored backup would hold it).
+fn waiting_record(f: &thudo_core::transit::wire::CredentialFields) -> String {
+    format!(
+        "credential:upcoming:{}:{}:{}:{}:{}:{}",
+        f.card_id,
+        f.pass_valid_from,
+        f.pass_valid_until,
+        f.product as u8,
+        f.category as u8,
+        f.route
+    )
+}
+
 /// Next month's pass bought while this month's is in force waits beside it: the rider rides
 /// on this month's, the bought one survives a restart, a late answer for it changes nothing,
 /// and it is put in place once it starts (or this month's ends). A dependant's likewise, and
@@ -382,17 +418,9 @@ fn a_signer_whose_key_changed_is_reported_not_shown() {
 fn a_pass_bought_ahead_waits_until_it_starts() {
     use thudo_core::transit::issuer::CredentialRequest;
     let w = world();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = real_now();
     let at = |days: i64| (now as i64 + days * 86_400) as u32;
-    let pass = |card: u64, from: u32, until: u32| CredentialRequest {
-        card_id: card,
-        pass_valid_from: from,
-        pass_valid_until: until,
-        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
-    };
+    let pass = |card, from, until| month_pass(&w, card, from, until);
     let issue = |req: &CredentialRequest, at: u64| w.issuer.issue(req, at as u32).unwrap();
     let owner = w.phone.credential().unwrap().card_id;
     let this_month = pass(owner, at(-10), at(20));
@@ -473,18 +501,10 @@ fn a_pass_bought_ahead_waits_until_it_starts() {
 fn passes_bought_ahead_start_in_turn_and_late_renewals_change_nothing() {
     use thudo_core::transit::issuer::CredentialRequest;
     let w = world();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = real_now();
     let at = |days: i64| (now as i64 + days * 86_400) as u32;
     let owner = w.phone.credential().unwrap().card_id;
-    let pass = |from: u32, until: u32| CredentialRequest {
-        card_id: owner,
-        pass_valid_from: from,
-        pass_valid_until: until,
-        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
-    };
+    let pass = |from, until| month_pass(&w, owner, from, until);
     let issue = |req: &CredentialRequest, at: u64| w.issuer.issue(req, at as u32).unwrap();
     let june = pass(at(-20), at(1));
     let (july, august) = (pass(at(1) + 1, at(31)), pass(at(31) + 1, at(61)));
@@ -533,20 +553,11 @@ fn passes_bought_ahead_start_in_turn_and_late_renewals_change_nothing() {
 /// answer: this month's stays.
 #[test]
 fn a_late_renewal_of_an_ended_pass_does_not_replace_the_one_riding() {
-    use thudo_core::transit::issuer::CredentialRequest;
     let w = world();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = real_now();
     let at = |days: i64| (now as i64 + days * 86_400) as u32;
     let owner = w.phone.credential().unwrap().card_id;
-    let pass = |from: u32, until: u32| CredentialRequest {
-        card_id: owner,
-        pass_valid_from: from,
-        pass_valid_until: until,
-        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
-    };
+    let pass = |from, until| month_pass(&w, owner, from, until);
     let (last_month, this_month) = (pass(at(-40), at(-10)), pass(at(-10) + 1, at(20)));
     let riding = w
         .phone
@@ -570,15 +581,7 @@ fn a_waiting_pass_the_held_one_covers_is_dropped() {
             NOW as u32 - 600,
         )
         .unwrap();
-    let record = format!(
-        "credential:upcoming:{}:{}:{}:{}:{}:{}",
-        held.card_id,
-        held.pass_valid_from,
-        held.pass_valid_until,
-        held.product as u8,
-        held.category as u8,
-        held.route
-    );
+    let record = waiting_record(&held);
     w.phone_vault
         .put("transit.phone", &record, &[], &older)
         .unwrap();
@@ -603,18 +606,10 @@ fn a_waiting_pass_the_held_one_covers_is_dropped() {
 fn a_started_pass_takes_its_place_before_the_next_is_installed() {
     use thudo_core::transit::issuer::CredentialRequest;
     let w = world();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = real_now();
     let at = |days: i64| (now as i64 + days * 86_400) as u32;
     let owner = w.phone.credential().unwrap().card_id;
-    let pass = |from: u32, until: u32| CredentialRequest {
-        card_id: owner,
-        pass_valid_from: from,
-        pass_valid_until: until,
-        ..request(&w.phone, Product::MonthlyAllRoutes, Category::Standard, 0)
-    };
+    let pass = |from, until| month_pass(&w, owner, from, until);
     let issue = |req: &CredentialRequest| w.issuer.issue(req, now as u32).unwrap();
     w.phone
         .install_credential(&issue(&pass(at(-31), at(-1))))
@@ -623,15 +618,7 @@ fn a_started_pass_takes_its_place_before_the_next_is_installed() {
     let july = pass(at(-1) + 1, at(29));
     let july_bytes = issue(&july);
     let f = thudo_core::transit::wire::CredentialFields::decode(&july_bytes).unwrap();
-    let record = format!(
-        "credential:upcoming:{}:{}:{}:{}:{}:{}",
-        f.card_id,
-        f.pass_valid_from,
-        f.pass_valid_until,
-        f.product as u8,
-        f.category as u8,
-        f.route
-    );
+    let record = waiting_record(&f);
     w.phone_vault
         .put("transit.phone", &record, &[], &july_bytes)
         .unwrap();
