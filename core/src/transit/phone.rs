@@ -84,9 +84,23 @@ fn dependant_record(card: u64) -> String {
     format!("credential:{card}")
 }
 
+/// The record of the credential held for `card`: the owner's, or that dependant's.
+fn held_record(owner: bool, card: u64) -> String {
+    if owner {
+        OWNER_RECORD.to_owned()
+    } else {
+        dependant_record(card)
+    }
+}
+
 impl State {
     fn all(&self) -> impl Iterator<Item = &Held> {
         self.owner.iter().chain(self.dependants.iter())
+    }
+
+    /// Device time `now` on the backend's clock (the offset learned at the last sync).
+    fn corrected(&self, now: u64) -> u64 {
+        (now as i64).saturating_add(self.clock_offset).max(0) as u64
     }
 
     /// Holds `held` as the owner's credential, or as its card's dependant credential.
@@ -310,11 +324,7 @@ impl Phone {
                 .all()
                 .any(|(b, f)| f.card_id == card && b[..] == *replacing && same_pass(f, &fields));
             if held_there {
-                let record = if owner {
-                    OWNER_RECORD.to_owned()
-                } else {
-                    dependant_record(card)
-                };
+                let record = held_record(owner, card);
                 self.vault.put(COLLECTION, &record, &[], &bytes)?;
                 state.set_held(owner, (bytes, fields.clone()));
                 return Ok(fields);
@@ -375,10 +385,8 @@ impl Phone {
             .collect();
         let record = if ahead {
             upcoming_record(&fields)
-        } else if owner {
-            OWNER_RECORD.to_owned()
         } else {
-            dependant_record(card)
+            held_record(owner, card)
         };
         self.vault.transaction(|tx| {
             for old in &replaced {
@@ -431,7 +439,7 @@ impl Phone {
     /// have started, or the held pass of their card has ended.
     pub fn start_due_passes(&self, now: u64) -> Result<(), TransitError> {
         let mut state = self.lock();
-        let corrected = (now as i64).saturating_add(state.clock_offset).max(0) as u64;
+        let corrected = state.corrected(now);
         self.promote_upcoming(&mut state, corrected)
     }
 
@@ -477,11 +485,7 @@ impl Phone {
             let (bytes, fields) = state.upcoming[i].clone();
             let card = fields.card_id;
             let owner = state.owner.as_ref().is_some_and(|(_, f)| f.card_id == card);
-            let record = if owner {
-                OWNER_RECORD.to_owned()
-            } else {
-                dependant_record(card)
-            };
+            let record = held_record(owner, card);
             self.vault.transaction(|tx| {
                 tx.put(COLLECTION, &record, &[], &bytes)?;
                 tx.delete(COLLECTION, &upcoming_record(&fields))?;
@@ -600,7 +604,7 @@ impl Phone {
 
     /// `now` on the backend's clock, as learned at the last sync (`set_clock_offset`).
     pub fn corrected_now(&self, now: u64) -> u64 {
-        (now as i64).saturating_add(self.lock().clock_offset).max(0) as u64
+        self.lock().corrected(now)
     }
 
     fn sign(&self, message: &[u8]) -> Result<[u8; 64], TransitError> {
@@ -638,7 +642,7 @@ impl Phone {
     pub fn current_qr_for(&self, card_id: u64, now: u64) -> Result<TransitQr, TransitError> {
         let mut state = self.lock();
         if !state.upcoming.is_empty() {
-            let corrected = (now as i64).saturating_add(state.clock_offset).max(0) as u64;
+            let corrected = state.corrected(now);
             // A pass that could not be put in place waits for the next QR; this one is shown.
             if self.promote_upcoming(&mut state, corrected).is_err() {
                 log::warn!("a pass bought ahead could not be put in place yet");

@@ -195,12 +195,18 @@ async fn pull(
     let collection_name = spec.name;
     let (changes, last, more, remaining, next_mark) = blocking(move || {
         // A position whose change is not the one the cursor saw there: start over.
-        let after = match mark {
-            Some(mark) if storage.mark_at(&scope, collection_name, after)? != Some(mark) => 0,
-            _ => after,
+        let (after, checked) = match mark {
+            Some(mark) if storage.mark_at(&scope, collection_name, after)? != Some(mark) => {
+                (0, None)
+            }
+            _ => (after, mark),
         };
         let (changes, last, more) = storage.pull(&scope, collection_name, after, limit)?;
-        let next_mark = storage.mark_at(&scope, collection_name, last)?;
+        // A device at the end asks again and again: its mark, just checked, stands.
+        let next_mark = match checked {
+            Some(mark) if last == after => Some(mark),
+            _ => storage.mark_at(&scope, collection_name, last)?,
+        };
         // For the device's progress bar: counted only when more pages wait, and only so far.
         let remaining = if more {
             storage.remaining(&scope, collection_name, last, MAX_REMAINING_COUNTED)?

@@ -70,46 +70,6 @@ impl Provenance {
     }
 }
 
-impl Provenance {
-    /// Whether the signer this provenance names is still trusted by `trust` (the installed
-    /// trust bundle): `None` for a record that is not a verified card's; `Some(false)` once its
-    /// issuer or signer has left the list or the card was revoked. This trusts the provenance
-    /// itself; what an app shows is [`HealthBook::vouched`], which also checks that the record
-    /// is what the card says.
-    pub fn signer_trusted(&self, trust: &TrustStore) -> Option<bool> {
-        if self.source != Source::HealthCard {
-            return None;
-        }
-        let kid = self.kid.as_deref()?;
-        Some(
-            if let (Some(_), Some(card), Some(at)) =
-                (&self.certificate_id, &self.card, self.verified_at)
-            {
-                // The passport authenticated again as at its verification, under today's signers
-                // and revocations (by any of the scheme's hashes).
-                crate::health::dcc::authenticate(card, &trust.dcc, at).is_ok()
-            } else if let Some(uvci) = &self.certificate_id {
-                use base64::Engine;
-                // Still listed, and not revoked since.
-                base64::engine::general_purpose::STANDARD
-                    .decode(kid)
-                    .is_ok_and(|k| !trust.dcc.by_kid(&k).is_empty())
-                    && !trust.dcc.is_revoked(uvci)
-            } else if let (Some(card), Some(at)) = (&self.card, self.verified_at) {
-                // The card checked again as at its verification, under today's keys and revocation
-                // lists: a key removed or a card revoked since shows here.
-                crate::health::shc::verify(card, trust, at).is_ok_and(|c| {
-                    c.kid == kid && Some(c.issuer.as_str()) == self.issuer.as_deref()
-                })
-            } else {
-                self.issuer
-                    .as_deref()
-                    .is_some_and(|issuer| trust.is_key_of(kid, issuer))
-            },
-        )
-    }
-}
-
 /// A signed card verified again here: what its provenance names and the bundle it carries.
 pub(super) struct Reverified {
     pub(super) issuer: String,
