@@ -332,8 +332,20 @@ pub struct FeeAssessment {
 pub struct FeeStatement {
     /// One assessment a month, in order.
     pub months: Vec<FeeAssessment>,
-    /// Sum due (VND).
+    /// Sum due over `months` (VND).
     pub total_due_vnd: i64,
+    /// The months no modelled rule prices (sick leave under 342-QĐ/TW, a month before April
+    /// 2011), in order: the cell sets them by hand; they are not in the total.
+    pub unpriced: Vec<FeeUnpricedMonth>,
+}
+
+/// A month of a statement that no modelled rule prices.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FeeUnpricedMonth {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// What had no rule, in words.
+    pub reason: String,
 }
 
 fn core_situation(s: FeeSituation) -> Result<fees::FeeSituation, HandbookError> {
@@ -418,6 +430,14 @@ pub fn compute_party_fee_statement(
     Ok(FeeStatement {
         months: statement.months.into_iter().map(ffi_assessment).collect(),
         total_due_vnd: signed(statement.total_due_vnd),
+        unpriced: statement
+            .unpriced
+            .into_iter()
+            .map(|u| FeeUnpricedMonth {
+                month: u.month.to_string(),
+                reason: u.reason,
+            })
+            .collect(),
     })
 }
 

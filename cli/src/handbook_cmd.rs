@@ -178,6 +178,9 @@ pub fn run(args: HandbookArgs) -> Result<()> {
                     for month in &statement.months {
                         println!("{}", serde_json::to_string(month)?);
                     }
+                    for unpriced in &statement.unpriced {
+                        println!("{}", serde_json::json!({ "unpriced": unpriced }));
+                    }
                     println!(
                         "{}",
                         serde_json::json!({ "total_due_vnd": statement.total_due_vnd })

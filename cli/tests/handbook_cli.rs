@@ -108,6 +108,23 @@ fn import_search_and_fee() {
         .unwrap()
         .contains("293/2025/NĐ-CP"));
     assert_eq!(lines[2]["total_due_vnd"], 25_930);
+    // A run that starts before 342-QĐ/TW names the month it cannot price and goes on.
+    let across = thudo(
+        tmp.path(),
+        &[
+            "handbook", "fee", "--basis", "student", "--month", "2011-03", "--to", "2011-04",
+        ],
+    );
+    assert!(across.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(across.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["month"], "2011-04");
+    assert_eq!(lines[1]["unpriced"]["month"], "2011-03");
+    assert_eq!(lines[2]["total_due_vnd"], 2_000);
     for bad in [
         vec![
             "handbook", "fee", "--basis", "student", "--month", "2026-13",

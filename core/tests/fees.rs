@@ -218,10 +218,90 @@ fn statements_refuse_what_they_cannot_answer() {
         ym("1930-01"),
         ym("2050-01")
     )));
-    assert!(matches!(
-        rules.statement(&[p("2010-01")], ym("2011-02"), ym("2011-05")),
-        Err(FeeError::NoRule { .. })
-    ));
+    // Bad input is an error; a month no modelled rule prices is not (below).
+    assert!(invalid(rules.statement(
+        &[FeePeriod {
+            since: ym("2020-01"),
+            situation: FeeSituation::new(FeeBasis::SocialInsuranceSalary, 0),
+        }],
+        ym("2020-01"),
+        ym("2020-02")
+    )));
+}
+
+/// A month no modelled rule prices (before April 2011; sick or maternity leave under
+/// 342-QĐ/TW) is named, and the rest of the member's history is still assessed.
+#[test]
+fn statements_name_the_months_no_rule_prices() {
+    let rules = FeeRules::official().unwrap();
+    let before = rules
+        .statement(
+            &[FeePeriod {
+                since: ym("2010-01"),
+                situation: FeeSituation::new(FeeBasis::Pension, 4_000_000),
+            }],
+            ym("2011-02"),
+            ym("2011-05"),
+        )
+        .unwrap();
+    let unpriced: Vec<String> = before
+        .unpriced
+        .iter()
+        .map(|u| u.month.to_string())
+        .collect();
+    assert_eq!(unpriced, ["2011-02", "2011-03"]);
+    assert!(before.unpriced[0].reason.contains("2011-04"));
+    assert_eq!(before.months.len(), 2);
+    assert_eq!(before.total_due_vnd, 2 * 20_000);
+    assert!(!before.is_complete());
+
+    // Maternity leave from December 2025 to March 2026, between two salaried runs.
+    let salary = FeeSituation::new(FeeBasis::SocialInsuranceSalary, 9_000_000);
+    let periods = [
+        FeePeriod {
+            since: ym("2025-01"),
+            situation: salary.clone(),
+        },
+        FeePeriod {
+            since: ym("2025-12"),
+            situation: FeeSituation::new(FeeBasis::SickOrMaternityBenefit, 6_000_000),
+        },
+        FeePeriod {
+            since: ym("2026-04"),
+            situation: salary,
+        },
+    ];
+    let s = rules
+        .statement(&periods, ym("2025-11"), ym("2026-05"))
+        .unwrap();
+    let unpriced: Vec<String> = s.unpriced.iter().map(|u| u.month.to_string()).collect();
+    assert_eq!(unpriced, ["2025-12", "2026-01"]);
+    assert!(
+        s.unpriced[0].reason.contains("342-QĐ/TW"),
+        "{}",
+        s.unpriced[0].reason
+    );
+    let dues: Vec<(String, u64)> = s
+        .months
+        .iter()
+        .map(|a| (a.month.to_string(), a.due_vnd))
+        .collect();
+    // April is charged on March's basis, the benefit: a different basis, so April's own salary.
+    assert_eq!(
+        dues,
+        [
+            ("2025-11".into(), 90_000),
+            ("2026-02".into(), 60_000),
+            ("2026-03".into(), 60_000),
+            ("2026-04".into(), 90_000),
+            ("2026-05".into(), 90_000),
+        ]
+    );
+    assert_eq!(s.total_due_vnd, 3 * 90_000 + 2 * 60_000);
+    let whole = rules
+        .statement(&periods, ym("2026-02"), ym("2026-05"))
+        .unwrap();
+    assert!(whole.is_complete());
 }
 
 #[test]

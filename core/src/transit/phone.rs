@@ -217,8 +217,25 @@ impl Phone {
                             SoftwareKey::generate().ok_or_else(|| TransitError::Signer {
                                 reason: "key generation failed".into(),
                             })?;
-                        vault.put(COLLECTION, "device_key", &[], &pkcs8)?;
-                        key
+                        // Two opens of one fresh vault keep whichever key was stored first:
+                        // a phone holding the other would sign QRs no credential binds.
+                        let stored = vault.transaction(|tx| -> Result<_, TransitError> {
+                            Ok(match tx.get(COLLECTION, "device_key")? {
+                                Some(existing) => Some(existing.body),
+                                None => {
+                                    tx.put(COLLECTION, "device_key", &[], &pkcs8)?;
+                                    None
+                                }
+                            })
+                        })?;
+                        match stored {
+                            Some(first) => SoftwareKey::from_pkcs8(&first).ok_or_else(|| {
+                                TransitError::InvalidCredential {
+                                    reason: "stored device key is unreadable".into(),
+                                }
+                            })?,
+                            None => key,
+                        }
                     }
                 };
                 let public = key.compressed_public_key();

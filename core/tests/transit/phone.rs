@@ -240,6 +240,37 @@ fn a_lost_device_key_is_reported_with_its_cards_never_silently_replaced() {
     assert!(Phone::open(hv, Some(new), PhoneOptions::default()).is_ok());
 }
 
+/// Two opens of one fresh vault at once (the app's start and a widget, say) end with one
+/// device key: the one stored, whichever opened first.
+#[test]
+fn two_opens_of_a_fresh_vault_keep_one_device_key() {
+    for _ in 0..16 {
+        let (_d, v) = vault();
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let opens: Vec<_> = (0..2)
+            .map(|_| {
+                let (v, start) = (v.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    Phone::open(v, None, PhoneOptions::default())
+                        .unwrap()
+                        .device_public_key()
+                })
+            })
+            .collect();
+        let keys: Vec<_> = opens.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(keys[0], keys[1], "each open kept a key of its own");
+        let stored = v.get("transit.phone", "device_key").unwrap().body;
+        assert_eq!(
+            SoftwareKey::from_pkcs8(&stored)
+                .unwrap()
+                .compressed_public_key()
+                .to_vec(),
+            keys[0].to_vec()
+        );
+    }
+}
+
 /// A backup is no kit to clone a phone's tickets: the device key the vault keeps (no platform
 /// signer) is never written to it, so a restore on another phone reports the pass lost for its
 /// key, never shows it. A state restored from an old backup on the same phone never counts

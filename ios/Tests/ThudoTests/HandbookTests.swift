@@ -61,6 +61,15 @@ final class HandbookTests: XCTestCase {
             periods: [FeePeriod(sinceMonth: "2020-01", situation: farmer)], fromMonth: "2026-01", toMonth: "2026-02")
         XCTAssertEqual(statement.months.map { $0.dueVnd }, [5_000, 7_400])
         XCTAssertEqual(statement.totalDueVnd, 12_400)
+        XCTAssertTrue(statement.unpriced.isEmpty)
+        // Maternity leave had no rule under 342-QĐ/TW: those months are named, the rest priced.
+        let leave = FeeSituation(basis: .sickOrMaternityBenefit, incomeVnd: 6_000_000)
+        let onLeave = try computePartyFeeStatement(
+            periods: [FeePeriod(sinceMonth: "2025-12", situation: leave)], fromMonth: "2025-12", toMonth: "2026-02")
+        XCTAssertEqual(onLeave.unpriced.map { $0.month }, ["2025-12", "2026-01"])
+        XCTAssertTrue(onLeave.unpriced.allSatisfy { $0.reason.contains("342-QĐ/TW") })
+        XCTAssertEqual(onLeave.months.map { $0.month }, ["2026-02"])
+        XCTAssertEqual(onLeave.totalDueVnd, 60_000)
         XCTAssertThrowsError(try computePartyFee(situation: FeeSituation(basis: .student), month: "2011-03")) { error in
             guard case HandbookError.NoRule = error else { return XCTFail("\(error)") }
         }

@@ -334,10 +334,29 @@ pub struct Assessment {
 /// Fees over a run of months.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FeeStatement {
-    /// One assessment a month, in order.
+    /// One assessment a month that a rule prices, in order.
     pub months: Vec<Assessment>,
-    /// Sum due.
+    /// Sum due over `months`.
     pub total_due_vnd: u64,
+    /// The months no modelled rule prices (sick leave under 342-QĐ/TW, a month before April
+    /// 2011), in order: the cell sets them by hand. They are not in the total.
+    pub unpriced: Vec<UnpricedMonth>,
+}
+
+impl FeeStatement {
+    /// Whether every month of the run is priced, so the total is the whole run's.
+    pub fn is_complete(&self) -> bool {
+        self.unpriced.is_empty()
+    }
+}
+
+/// A month of a statement that no modelled rule prices.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnpricedMonth {
+    /// The month.
+    pub month: YearMonth,
+    /// What had no rule, in words.
+    pub reason: String,
 }
 
 /// Errors of the fee engine.
@@ -615,7 +634,9 @@ impl FeeRules {
     /// The fee due for every month from `from` to `to` (both included), each month under the
     /// regulation and the member's situation of that month: arrears and a member's history
     /// across the 2026 change of regulation. `periods` must start no later than `from`, each
-    /// later than the one before.
+    /// later than the one before. A month that no modelled rule prices is listed in
+    /// [`FeeStatement::unpriced`] and the rest of the run is still assessed; bad input is
+    /// still an error.
     pub fn statement(
         &self,
         periods: &[FeePeriod],
@@ -635,6 +656,7 @@ impl FeeRules {
         }
         let mut months = Vec::new();
         let mut total_due_vnd = 0u64;
+        let mut unpriced = Vec::new();
         for n in 0..=from.months_until(to) {
             let month = from.plus(n);
             let in_force = |m: YearMonth| periods.iter().rev().find(|p| p.since <= m);
@@ -657,13 +679,24 @@ impl FeeRules {
                 },
                 _ => period.situation.clone(),
             };
-            let assessment = self.assess(&situation, month)?;
-            total_due_vnd = total_due_vnd.saturating_add(assessment.due_vnd);
-            months.push(assessment);
+            // One month without a rule (a basis the old regulation did not name) must not
+            // hide a member's whole history.
+            match self.assess(&situation, month) {
+                Ok(assessment) => {
+                    total_due_vnd = total_due_vnd.saturating_add(assessment.due_vnd);
+                    months.push(assessment);
+                }
+                Err(FeeError::NoRule { what }) => unpriced.push(UnpricedMonth {
+                    month,
+                    reason: what,
+                }),
+                Err(e) => return Err(e),
+            }
         }
         Ok(FeeStatement {
             months,
             total_due_vnd,
+            unpriced,
         })
     }
 }

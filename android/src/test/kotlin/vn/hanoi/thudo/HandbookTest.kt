@@ -70,6 +70,14 @@ class HandbookTest {
         assertEquals(listOf(10_000L, 10_000L, 15_930L), statement.months.map { it.dueVnd })
         assertEquals(listOf("342-QĐ/TW", "342-QĐ/TW", "01-QĐ/TW"), statement.months.map { it.regulation })
         assertEquals(35_930L, statement.totalDueVnd)
+        assertTrue(statement.unpriced.isEmpty())
+        // Maternity leave had no rule under 342-QĐ/TW: those months are named, the rest priced.
+        val leave = FeeSituation(FeeBasis.SICK_OR_MATERNITY_BENEFIT, incomeVnd = 6_000_000L)
+        val onLeave = computePartyFeeStatement(listOf(FeePeriod("2025-12", leave)), "2025-12", "2026-02")
+        assertEquals(listOf("2025-12", "2026-01"), onLeave.unpriced.map { it.month })
+        assertTrue(onLeave.unpriced.all { it.reason.contains("342-QĐ/TW") })
+        assertEquals(listOf("2026-02"), onLeave.months.map { it.month })
+        assertEquals(60_000L, onLeave.totalDueVnd)
         assertThrows<HandbookException.Invalid> { computePartyFee(FeeSituation(FeeBasis.STUDENT), "2026-13") }
         assertThrows<HandbookException.NoRule> { computePartyFee(FeeSituation(FeeBasis.STUDENT), "2011-03") }
         assertThrows<HandbookException.NoRule> { computePartyFee(FeeSituation(FeeBasis.SICK_OR_MATERNITY_BENEFIT, incomeVnd = 1L), "2025-12") }
