@@ -460,10 +460,11 @@ impl SyncClient {
 
     /// Registers this vault's device with the ID token of the citizen's sign-in (carrying a
     /// nonce from `registrationNonce`); returns the device id. The token the backend gives is
-    /// kept encrypted in the vault. A token that does not verify, or whose nonce is unknown,
-    /// used or expired, is `Refused` with code `identity_invalid`, `nonce_unknown`,
-    /// `nonce_used` or `nonce_expired`: sign in again. Validators do not register: they enrol
-    /// (`enrolValidator`).
+    /// kept encrypted in the vault. The sign-in must be fresh: ask the provider with
+    /// `max_age=0` (its `auth_time` within 5 minutes, else `sign_in_not_fresh`). A token that
+    /// does not verify, or whose nonce is unknown, used or expired, is `Refused` with code
+    /// `identity_invalid`, `nonce_unknown`, `nonce_used` or `nonce_expired`: sign in again.
+    /// Validators do not register: they enrol (`enrolValidator`).
     #[uniffi::method(default(cancel = None))]
     pub async fn register(
         &self,

@@ -57,7 +57,7 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
     let nonce = || async { c.registration_nonce().await.unwrap().nonce };
     let claims = |nonce: &str| {
         json!({"iss": "https://id.thudo.test", "aud": "thudo", "sub": "s", "citizen_id": CITIZEN,
-               "nonce": nonce, "iat": now, "exp": now + 300})
+               "nonce": nonce, "iat": now, "exp": now + 300, "auth_time": now})
     };
 
     // The old way, a citizen ID alone, is not even a valid request any more.
@@ -169,6 +169,18 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
             .await,
         "identity_no_citizen",
     );
+    // The provider's session kept on an unlocked phone signs for a new nonce without the
+    // citizen: it says they authenticated long ago, or does not say when. Neither registers
+    // a device (a thief's, which would pull the citizen's records).
+    for auth_time in [json!(now - 3_600), Value::Null] {
+        let mut session = claims(&nonce().await);
+        session["auth_time"] = auth_time;
+        refused_with(
+            c.register(v.clone(), &request(idp.sign(&session).unwrap()))
+                .await,
+            "sign_in_not_fresh",
+        );
+    }
     assert!(
         BackendClient::registration(&v).unwrap().is_none(),
         "nothing stored"

@@ -73,7 +73,7 @@ macro_rules! with_server_error_codes {
         NonceUnknown = "nonce_unknown": "the sign-in's nonce was not issued by this backend",
         NonceUsed = "nonce_used": "the sign-in's nonce was spent already",
         NonceExpired = "nonce_expired": "the sign-in's nonce expired: ask for a new one",
-        SignInNotFresh = "sign_in_not_fresh": "the sign-in is not fresh enough to revoke a device: sign in again (max_age=0)",
+        SignInNotFresh = "sign_in_not_fresh": "the sign-in is not fresh enough to register or revoke a device: sign in again (max_age=0)",
         EnrolmentRequired = "enrolment_required": "validators enrol with an operator's enrolment code",
         EnrolmentUnknown = "enrolment_unknown": "no such enrolment code",
         EnrolmentUsed = "enrolment_used": "the enrolment code was used already",

@@ -116,7 +116,7 @@ async fn prove_identity(
 #[utoipa::path(
     post,
     path = "/v1/devices",
-    summary = "Register a device of a citizen; returns its bearer token (shown once)",
+    summary = "Register a device of a citizen; returns its bearer token (shown once). Takes a fresh sign-in: an ID token for a nonce from POST /v1/identity/nonce whose citizen authenticated within 5 minutes (auth_time; 403 sign_in_not_fresh otherwise).",
     request_body(content = RegisterRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = RegisterResponse),
@@ -151,8 +151,10 @@ async fn register(
             "account_id must be 1 to 64 letters, digits or '-'",
         ));
     }
-    // The nonce is spent first: an ID token registers one device, once.
-    let citizen = prove_identity(&state, &req.id_token, false).await?;
+    // The nonce is spent first: an ID token registers one device, once. Fresh, as for a
+    // revocation: the provider's session kept on an unlocked phone must not add a thief's
+    // device, which would pull the citizen's records.
+    let citizen = prove_identity(&state, &req.id_token, true).await?;
     let mut raw = [0u8; 32];
     thudo_core::crypto::fill_random(&mut raw)
         .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
