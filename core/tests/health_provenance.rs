@@ -133,6 +133,37 @@ fn a_pulled_card_record_is_verified_again_here_or_shown_as_another_devices_word(
     assert_eq!(stored(&a, &payload).provenance.source, Source::HealthCard);
 }
 
+/// A pull's pages come in any order: a dose that arrives before its Patient keeps its card,
+/// and is vouched for once the Patient that holds the card's identity is here, never before,
+/// and never under a Patient that is not the card's.
+#[test]
+fn a_dose_pulled_before_its_patient_is_vouched_for_once_the_patient_is_here() {
+    let (_a_dir, _a, patient, payload) = pushed_immunization();
+    let vouched = |v: &Vault| {
+        let record = stored(v, &payload);
+        HealthBook::new(v).vouched(&[record], &trust()).unwrap()[0]
+    };
+    let (_b_dir, b) = vault();
+    assert!(pull(&b, &payload, Some(&trust())));
+    assert_eq!(stored(&b, &payload).provenance.source, Source::HealthCard);
+    assert_eq!(
+        vouched(&b),
+        Some(false),
+        "no profile holds the card's identity yet"
+    );
+    assert!(pull(&b, &patient, Some(&trust())));
+    assert_eq!(vouched(&b), Some(true));
+
+    // The same order, but the profile that arrives under that id is someone else's.
+    let (_c_dir, c) = vault();
+    assert!(pull(&c, &payload, Some(&trust())));
+    let mut impostor = patient.clone();
+    impostor["resource"]["name"] = json!([{"text": "Trần Khác"}]);
+    impostor["resource"]["birthDate"] = json!("1990-01-01");
+    assert!(pull(&c, &impostor, Some(&trust())));
+    assert_eq!(vouched(&c), Some(false));
+}
+
 #[test]
 fn records_never_move_to_another_person_or_land_where_nobody_said() {
     let (_a_dir, _a, patient, payload) = pushed_immunization();

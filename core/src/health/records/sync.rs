@@ -13,7 +13,9 @@ use crate::vault::VaultTx;
 
 /// The provenance a pulled, device-pushed record earns here: a health-card claim is kept only
 /// if its card verifies against `trust` and vouches for the record as the entry it claims; our
-/// own record echoed back keeps its provenance; anything else is another device's word.
+/// own record echoed back keeps its provenance; anything else is another device's word. A
+/// record whose person's Patient is not here yet keeps its card on the rest of the evidence;
+/// the profile is checked when it is read ([`super::HealthBook::vouched`]).
 fn earned_provenance(
     tx: &VaultTx<'_>,
     claimed: Option<Provenance>,
@@ -30,13 +32,25 @@ fn earned_provenance(
             // Verified as of the time the other device says it verified, never later than now.
             let at = claim.verified_at.unwrap_or(now as i64).min(now as i64);
             if let Some(card) = reverify(jws, trust, at) {
-                let subject =
-                    if person.is_empty() || fhir::resource_type(resource) == Some("Patient") {
-                        None
-                    } else {
-                        tx.get_doc::<HealthRecord>(&format!("Patient/{person}"))?
-                            .map(|p| p.resource)
-                    };
+                let about_someone =
+                    !person.is_empty() && fhir::resource_type(resource) != Some("Patient");
+                let subject = if about_someone {
+                    tx.get_doc::<HealthRecord>(&format!("Patient/{person}"))?
+                        .map(|p| p.resource)
+                } else {
+                    None
+                };
+                // A dose pulled before its Patient (a pull's pages come in any order) keeps
+                // its card: whether the profile holds the card's identity is asked when the
+                // record is read (`HealthBook::vouched`), once the Patient is here.
+                let card_patient = card
+                    .entries
+                    .iter()
+                    .find(|e| fhir::resource_type(e) == Some("Patient"));
+                let subject = match subject {
+                    None if about_someone => card_patient.cloned(),
+                    known => known,
+                };
                 if card_vouches(&card.entries, entry, resource, person, subject.as_ref()) {
                     return Ok(Provenance {
                         source: Source::HealthCard,
