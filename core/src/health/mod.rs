@@ -6,7 +6,7 @@
 //! Owns: the `health.records` collection, declared for sync beside its type
 //! ([`records::synced`]), and the installed trust bundle. May call: the vault, the outbox and
 //! collection declarations ([`crate::changes`]), the cryptography ([`crate::crypto`], for
-//! ES256), and the backend client ([`crate::net`]) to fetch the trust bundle. Never calls
+//! ES256), and the backend client (`net`) to fetch the trust bundle. Never calls
 //! another domain or the sync engine.
 
 pub mod dcc;

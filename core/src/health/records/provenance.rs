@@ -150,7 +150,7 @@ impl HealthBook<'_> {
     /// that is not a health card's; `Some(true)` only when its card is kept with it, still
     /// verifies as of its verification time under today's signers and revocations, names the
     /// signer the record says, and holds this record as the entry it claims (see
-    /// [`card_vouches`]). A record restored from a backup, planted, or kept from before the card
+    /// `card_vouches`). A record restored from a backup, planted, or kept from before the card
     /// was stored is `Some(false)`: its provenance alone is the writer's word. Each card is
     /// verified once however many of its entries are listed (a signature check is about 90 µs).
     pub fn vouched(
