@@ -9,7 +9,10 @@
 //! - `taps`: a validator accepting QRs, each verdict printed after `validate` returned: every
 //!   printed tap is in the log, numbers never repeat, and the last QR is refused as a replay;
 //! - `sync`: pulled pages applied as the sync client does (records and cursor in one
-//!   transaction): a page is there whole with its cursor, or not at all.
+//!   transaction): a page is there whole with its cursor, or not at all;
+//! - `passes`: a phone riding pass after pass, each bought ahead while the one before rides,
+//!   then put in place when it starts: the phone opens holding the newest pass put in place
+//!   (or a later one), every pass bought is held or waiting, and none waits twice.
 //!
 //! The child is this same test binary, re-run with `THUDO_CRASH_DIR` set. Rounds default to 100;
 //! `THUDO_CRASH_ROUNDS` changes that (`scripts/crash-rounds.sh` runs 1,000).
@@ -28,13 +31,50 @@ use std::time::Duration;
 use serde_json::json;
 use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
+use thudo_core::transit::phone::{Phone, PhoneOptions};
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{wire, Category, Product};
 use thudo_core::vault::{Vault, WriteOp};
 
 const PASSPHRASE: &str = "crash test passphrase";
-const MODES: [&str; 5] = ["vault", "passphrase", "wipe", "taps", "sync"];
+const MODES: [&str; 6] = ["vault", "passphrase", "wipe", "taps", "sync", "passes"];
 const T0: u32 = 1_790_000_000;
+/// A pass's length in the `passes` mode: short, so a thousand rounds stay in the issuer's year.
+const PASS_SECS: u64 = 300;
+const CARD: u64 = 7;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Pass `k` of the `passes` mode for `phone`: `PASS_SECS` long, the `k`-th from `base`.
+fn pass(issuer: &IssuerKey, phone: &Phone, base: u64, k: u64) -> Vec<u8> {
+    let from = base + k * PASS_SECS;
+    let request = CredentialRequest {
+        card_id: CARD,
+        product: Product::MonthlyAllRoutes,
+        category: Category::Standard,
+        route: 0,
+        pass_valid_from: from as u32,
+        pass_valid_until: (from + PASS_SECS - 1) as u32,
+        device_public_key: phone.device_public_key().to_vec(),
+        lifetime_secs: 72 * 3600,
+        with_holder: false,
+    };
+    issuer.issue(&request, from as u32).unwrap().to_vec()
+}
+
+fn pass_index(base: u64, f: &wire::CredentialFields) -> u64 {
+    (u64::from(f.pass_valid_from) - base) / PASS_SECS
+}
+
+fn open_phone(dir: &Path) -> Phone {
+    let vault = Arc::new(common::open_pass(dir, PASSPHRASE).unwrap());
+    Phone::open(vault, None, PhoneOptions::default()).unwrap()
+}
 
 fn body_for(id: &str) -> Vec<u8> {
     format!("body of {id} ").repeat(20).into_bytes()
@@ -205,6 +245,45 @@ fn crash_child() {
                 say(format!("page {page}"));
             }
         }
+        "passes" => {
+            let issuer = issuer(root);
+            let base: u64 = std::env::var("THUDO_CRASH_BASE").unwrap().parse().unwrap();
+            let phone = open_phone(&dir);
+            say("open".into());
+            let mut k = match phone.credential() {
+                Some(held) => pass_index(base, &held),
+                None => {
+                    phone
+                        .install_credential(&pass(&issuer, &phone, base, 0))
+                        .unwrap();
+                    say("started 0".into());
+                    0
+                }
+            };
+            // The phone's clock in the middle of pass `k`, whatever the wall clock says.
+            let inside = |k: u64| (base + k * PASS_SECS + PASS_SECS / 2) as i64 - now_secs() as i64;
+            loop {
+                let next = k + 1;
+                let waiting = |p: &Phone| {
+                    p.upcoming_credentials()
+                        .iter()
+                        .any(|u| pass_index(base, u) == next)
+                };
+                if !waiting(&phone) {
+                    phone.set_clock_offset(inside(k)).unwrap();
+                    phone
+                        .install_credential(&pass(&issuer, &phone, base, next))
+                        .unwrap();
+                    assert!(waiting(&phone), "pass {next} was not kept waiting");
+                    say(format!("bought {next}"));
+                }
+                phone.set_clock_offset(inside(next)).unwrap();
+                phone.start_due_passes(now_secs()).unwrap();
+                assert_eq!(phone.credential().map(|h| pass_index(base, &h)), Some(next));
+                say(format!("started {next}"));
+                k = next;
+            }
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -245,6 +324,10 @@ struct Tally {
     taps: u64,
     last_tap_seq: u64,
     pages: u64,
+    /// The newest pass acknowledged in place, and bought.
+    pass_started: Option<u64>,
+    pass_bought: Option<u64>,
+    passes_started: u64,
     lost: u64,
 }
 
@@ -258,6 +341,7 @@ fn kill_at_random_moments_loses_nothing() {
     let (_, pkcs8) = IssuerKey::generate(1, T0 - 86_400, T0 + 400 * 86_400).unwrap();
     std::fs::write(root.path().join("issuer.pk8"), pkcs8).unwrap();
     let exe = std::env::current_exe().unwrap();
+    let base = now_secs();
     let mut jitter = Jitter::new();
     let mut t = Tally::default();
     for round in 0..rounds {
@@ -274,6 +358,7 @@ fn kill_at_random_moments_loses_nothing() {
             .env("THUDO_CRASH_MODE", mode)
             .env("THUDO_CRASH_ROUND", round.to_string())
             .env("THUDO_CRASH_SECRET", t.secret.to_string())
+            .env("THUDO_CRASH_BASE", base.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -481,19 +566,68 @@ fn kill_at_random_moments_loses_nothing() {
                 t.pages = cursor;
                 vault.close();
             }
+            "passes" => {
+                let acked = |prefix: &str| {
+                    lines
+                        .iter()
+                        .filter_map(|l| l.strip_prefix(prefix)?.parse::<u64>().ok())
+                        .max()
+                };
+                let (started, bought) = (acked("started "), acked("bought "));
+                t.passes_started +=
+                    lines.iter().filter(|l| l.starts_with("started ")).count() as u64;
+                t.pass_started = t.pass_started.max(started);
+                t.pass_bought = t.pass_bought.max(bought);
+                if !dir.exists() {
+                    continue;
+                }
+                integrity_ok(&dir);
+                let phone = open_phone(&dir);
+                let Some(held) = phone.credential() else {
+                    assert_eq!(t.pass_started, None, "{context}: the pass in place is lost");
+                    continue;
+                };
+                let held = pass_index(base, &held);
+                let waiting: Vec<u64> = phone
+                    .upcoming_credentials()
+                    .iter()
+                    .map(|u| pass_index(base, u))
+                    .collect();
+                if t.pass_started.is_some_and(|s| held < s) {
+                    t.lost += 1;
+                    panic!(
+                        "{context}: pass {} was in place, {held} is",
+                        t.pass_started.unwrap()
+                    );
+                }
+                if let Some(b) = t.pass_bought {
+                    if held < b && !waiting.contains(&b) {
+                        t.lost += 1;
+                        panic!("{context}: pass {b} bought, neither held ({held}) nor waiting");
+                    }
+                }
+                assert!(
+                    waiting.iter().all(|w| *w == held + 1) && waiting.len() <= 1,
+                    "{context}: {held} held, {waiting:?} waiting"
+                );
+                // What the phone holds now is the next child's start.
+                t.pass_started = Some(held);
+                t.pass_bought = waiting.first().copied().or(Some(held));
+            }
             _ => unreachable!(),
         }
     }
     eprintln!(
         "crash test: {rounds} SIGKILLs ({} after open); acknowledged and kept: {} vault writes, \
-         {} data key rotations, {} passphrase changes, {} taps shown, {} sync pages; wipes: {} \
-         finished, {} cut and finished at the next open; lost: {}",
+         {} data key rotations, {} passphrase changes, {} taps shown, {} sync pages, {} passes put in place; \
+         wipes: {} finished, {} cut and finished at the next open; lost: {}",
         t.kills_after_open,
         t.writes.len(),
         t.rotations,
         t.secret_changes,
         t.taps,
         t.pages,
+        t.passes_started,
         t.wipes_done,
         t.wipes_cut,
         t.lost
@@ -504,4 +638,5 @@ fn kill_at_random_moments_loses_nothing() {
         "most kills must land while the child works"
     );
     assert!(t.writes.len() as u32 > rounds / 5, "the children wrote");
+    assert!(t.passes_started > 0, "the phones rode");
 }

@@ -220,6 +220,15 @@ impl TransitPhone {
         .await
     }
 
+    /// The device's own clock was set: call it from Android's `ACTION_TIME_CHANGED` receiver
+    /// or on iOS's `significantTimeChangeNotification`. The offset of the last sync measured
+    /// the old setting and is dropped until the next sync (a wrong clock put right would
+    /// otherwise push every QR out of the validators' window).
+    pub async fn device_clock_changed(&self) -> Result<(), TransitError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.device_clock_changed().map_err(TransitError::from)).await
+    }
+
     /// The QR to show at device time `now_unix` (tests and apps with their own clock).
     pub async fn current_qr_at(&self, now_unix: i64) -> Result<TransitQr, TransitError> {
         let now_unix = arg("now_unix", now_unix)?;

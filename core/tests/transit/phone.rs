@@ -48,6 +48,15 @@ fn phone_refresh_counter_offset_expiry_and_host_signer() {
     reopened.set_clock_offset(-7).unwrap();
     let e = Payload::from_qr_text(&reopened.current_qr(NOW + 20).unwrap().text).unwrap();
     assert_eq!(u64::from(e.timestamp), NOW + 13);
+    // The device's clock set (a wrong clock put right): the old offset is dropped, for good.
+    reopened.set_clock_offset(3_600).unwrap();
+    reopened.device_clock_changed().unwrap();
+    let f = Payload::from_qr_text(&reopened.current_qr(NOW + 25).unwrap().text).unwrap();
+    assert_eq!(u64::from(f.timestamp), NOW + 25);
+    let again = Phone::open(w.phone_vault.clone(), None, PhoneOptions::default()).unwrap();
+    assert_eq!(again.corrected_now(NOW + 30), NOW + 30);
+    drop(again);
+    reopened.set_clock_offset(-7).unwrap();
     // Expiry warning within 6 h of not-after.
     let late = reopened.current_qr(NOW + 70 * 3600).unwrap();
     assert!(late.expiry_warning);

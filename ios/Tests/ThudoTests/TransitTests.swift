@@ -70,9 +70,13 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(owner?.cardId, info.cardId)
         let removed = try await phone.removeCredential(cardId: 42)
         XCTAssertTrue(removed)
-        try await phone.setClockOffsetMs(offsetMs: 0)
+        // An offset learned at sync moves the QR's time; the device's clock set drops it.
+        try await phone.setClockOffsetMs(offsetMs: 3_600_000)
+        let ahead = try await phone.currentQrAt(nowUnix: now)
+        try await phone.deviceClockChanged()
 
         let qr = try await phone.currentQrAt(nowUnix: now)
+        XCTAssertEqual(qr.generatedAt, now)
         XCTAssertTrue(qr.text.hasPrefix("HNT1:"))
         XCTAssertLessThanOrEqual(qr.version, 10)
         XCTAssertEqual(Int(qr.size * qr.size), qr.modules.count)
@@ -102,6 +106,8 @@ final class TransitTests: XCTestCase {
         XCTAssertEqual(try validator.validateAt(text: "HNT1:garbage", nowUnix: now).reason, .badFormat)
         let old = try await phone.currentQrAt(nowUnix: now - 600)
         XCTAssertEqual(try validator.validateAt(text: old.text, nowUnix: now).reason, .expired)
+        // The QR made under the offset of a clock since set carries a time an hour ahead.
+        XCTAssertEqual(try validator.validateAt(text: ahead.text, nowUnix: now + 1).reason, .clockSkew)
 
         // An inspector checks the QR without using it; paired with the bus's taps it sees
         // whether this card tapped there.
@@ -134,12 +140,12 @@ final class TransitTests: XCTestCase {
         try await validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         let taps = try await validator.exportTaps()
-        XCTAssertEqual(taps.count, 4)
+        XCTAssertEqual(taps.count, 5)
         let beforeAck = try await validator.tapLogStatus()
         XCTAssertEqual(beforeAck.unreadableScans, 1)
         XCTAssertEqual(beforeAck.loggedRejected, Int64(taps.filter { !$0.accepted }.count))
         let acknowledged = try await validator.acknowledgeTaps(upToSeq: taps.last!.seq)
-        XCTAssertEqual(acknowledged, 4)
+        XCTAssertEqual(acknowledged, 5)
         let afterAck = try await validator.tapLogStatus()
         XCTAssertEqual(afterAck.nextSeq, taps.last!.seq + 1)
         await phoneVault.shutdown()

@@ -225,7 +225,8 @@ pub trait ValidatorStore: Send + Sync + 'static {
     ) -> Result<EnrolOutcome>;
     /// The validator holding a token at `now` (its current one before it expires, or the one
     /// it replaced within its grace; decommissioned ones included: the caller refuses them).
-    /// The current token's first use ends the grace of the one it replaced.
+    /// The current token's first use ends the grace of the one it replaced; that one presented
+    /// after it shows a copy, and decommissions the validator (returned decommissioned).
     fn validator_by_token(
         &self,
         token_hash: &[u8; 32],

@@ -119,17 +119,53 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
             Ok((found, ends_grace))
         })?;
         // The renewed token in use: the validator has it, so the token it replaced is nobody's
-        // to hold any more (a copy of it renewed again would take the validator over).
+        // to hold any more (a copy of it renewed again would take the validator over). Its
+        // grace ends at 0, which says "ended by use", never by time.
         if ends_grace {
             self.write(|tx| {
                 tx.exec(
-                    "UPDATE validators SET previous_valid_until = ?2
+                    "UPDATE validators SET previous_valid_until = 0
                      WHERE token_hash = ?1 AND previous_valid_until > ?2",
                     params![token_hash, now],
                 )
             })?;
         }
-        Ok(found)
+        if found.is_some() {
+            return Ok(found);
+        }
+        // A token whose successor has been used, presented again: two parties hold the
+        // validator's tokens (a copy renewed first, or a copy of the old one kept). Neither can
+        // be told from the other, so the validator is decommissioned: the copy's holder loses
+        // it, and the operator enrols the real one again, instead of a silent takeover.
+        let forked = self.read(|tx| {
+            tx.row(
+                &format!(
+                    "{VALIDATOR_COLUMNS} WHERE previous_token_hash = ?1 AND previous_valid_until = 0"
+                ),
+                params![token_hash],
+            )?
+            .as_ref()
+            .map(validator_row)
+            .transpose()
+        })?;
+        let Some(mut validator) = forked else {
+            return Ok(None);
+        };
+        if validator.decommissioned_at.is_none() {
+            self.write(|tx| {
+                tx.exec(
+                    "UPDATE validators SET decommissioned_at = COALESCE(decommissioned_at, ?2)
+                     WHERE id = ?1",
+                    params![&validator.id, now],
+                )
+            })?;
+            validator.decommissioned_at = Some(now);
+            eprintln!(
+                "warning: validator {}: a token used after its successor (a copy exists); decommissioned",
+                validator.id
+            );
+        }
+        Ok(Some(validator))
     }
 
     fn renew_validator_token(

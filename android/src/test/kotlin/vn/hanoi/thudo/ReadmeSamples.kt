@@ -62,10 +62,11 @@ internal object ReadmeSamples {
     ) {
         val sync = SyncClient.withHttpClient(SyncSettings(baseUrl = "https://api.example.vn"), OkHttpSyncTransport(okHttpClient))
         val idToken = signInWithVNeID(sync.registrationNonce())          // the provider's sign-in, with our nonce
-        sync.register(vault, idToken, "Lan's phone")                     // once; token kept in the vault
+        sync.register(vault, idToken, "Lan's phone")                     // once, a fresh sign-in; token kept in the vault
         sync.devices(vault); sync.revokeDevice(vault, lostPhoneId, freshIdToken)  // a fresh sign-in; the revoked one stops at once, the others are told
         val report = sync.sync(vault, library, observer)                 // push outbox, pull every collection
         report.clockOffsetMs?.let { transitPhone.setClockOffsetMs(it) }   // the unit sync reports
+        transitPhone.deviceClockChanged()                                // from ACTION_TIME_CHANGED: drops that offset
         val transit = TransitClient(sync)                                // transit's calls over the same connection
         transit.buyTransitProduct(vault, transitPhone, TransitProduct.MONTHLY_ALL_ROUTES, PassengerCategory.STANDARD, 0, "2026-12")
         transit.renewCredentials(vault, transitPhone)                    // after each sync: free, while the pass holds

@@ -77,9 +77,13 @@ class TransitTest {
         assertEquals(info.cardId, phone.credential()?.cardId)
         assertEquals(PassengerCategory.CHILD, childs.category)
         assertTrue(phone.removeCredential(42L))
-        phone.setClockOffsetMs(0L)
+        // An offset learned at sync moves the QR's time; the device's clock set drops it.
+        phone.setClockOffsetMs(3_600_000L)
+        val ahead = phone.currentQrAt(now)
+        phone.deviceClockChanged()
 
         val qr = phone.currentQrAt(now)
+        assertEquals(now, qr.generatedAt)
         assertTrue(qr.text.startsWith("HNT1:"))
         assertTrue(qr.version <= 10, "QR version ${qr.version}")
         assertEquals((qr.size * qr.size).toInt(), qr.modules.size)
@@ -106,6 +110,8 @@ class TransitTest {
         assertEquals("transit.code_used" to emptyMap<String, String>(), replayed.presentation.messageKey to replayed.presentation.messageArgs)
         assertEquals(VerdictReason.BAD_FORMAT, validator.validateAt("not a ticket", now).reason)
         assertEquals(VerdictReason.EXPIRED, validator.validateAt(phone.currentQrAt(now - 600L).text, now).reason)
+        // The QR made under the offset of a clock since set carries a time an hour ahead.
+        assertEquals(VerdictReason.CLOCK_SKEW, validator.validateAt(ahead.text, now + 1L).reason)
 
         // An inspector checks the QR without using it; paired with the bus's taps it sees
         // whether this card tapped there.
@@ -136,11 +142,11 @@ class TransitTest {
         validator.flush()
         // Every verdict returned is a tap on disk; the unreadable scan is counted, not logged.
         val taps = validator.exportTaps()
-        assertEquals(5, taps.size)
+        assertEquals(6, taps.size)
         assertTrue(taps.first().accepted)
         assertEquals(1L, validator.tapLogStatus().unreadableScans)
         assertEquals(taps.count { !it.accepted }.toLong(), validator.tapLogStatus().loggedRejected)
-        assertEquals(5L, validator.acknowledgeTaps(taps.last().seq))
+        assertEquals(6L, validator.acknowledgeTaps(taps.last().seq))
         val status = validator.tapLogStatus()
         assertEquals(taps.last().seq, status.ackedSeq)
         assertEquals(taps.last().seq + 1L, status.nextSeq)
