@@ -98,6 +98,11 @@ pub struct RateLimits {
     big_bodies: Arc<tokio::sync::Semaphore>,
     /// How long a big body waits for its turn before 429.
     big_body_wait: std::time::Duration,
+    /// How long a big body, its turn taken, may take to arrive: this time, plus its length
+    /// at the pace below.
+    big_body_grace: std::time::Duration,
+    /// The least pace (bytes a second) a big body arrives at, its turn taken.
+    big_body_pace: u64,
     /// The callers holding a big-body turn (one each at a time).
     big_callers: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
     /// Tokens found held lately (by their hash), and when: still served from a blocked
@@ -165,6 +170,8 @@ impl RateLimits {
             held_lately: Default::default(),
             big_bodies: Arc::new(tokio::sync::Semaphore::new(BIG_BODIES_AT_ONCE)),
             big_body_wait: BIG_BODY_WAIT,
+            big_body_grace: BIG_BODY_GRACE,
+            big_body_pace: BIG_BODY_PACE,
             big_callers: Default::default(),
             trusted_proxies: Vec::new(),
         }
@@ -214,6 +221,20 @@ impl RateLimits {
         self.big_bodies = Arc::new(tokio::sync::Semaphore::new(at_once));
         self.big_body_wait = wait;
         self
+    }
+
+    /// These limits, with a big body given `grace` plus its length at `bytes_per_sec` to
+    /// arrive once its turn is taken (see [`BIG_BODY_GRACE`], [`BIG_BODY_PACE`]).
+    pub fn big_body_pace(mut self, grace: std::time::Duration, bytes_per_sec: u64) -> RateLimits {
+        self.big_body_grace = grace;
+        self.big_body_pace = bytes_per_sec.max(1);
+        self
+    }
+
+    /// How long a big body of `bytes` may take to arrive, its turn taken.
+    fn big_body_read_time(&self, bytes: u64) -> std::time::Duration {
+        self.big_body_grace
+            + std::time::Duration::from_millis(bytes.saturating_mul(1_000) / self.big_body_pace)
     }
 
     /// No limits (tests and demos that drive a whole city from one address).
@@ -409,8 +430,12 @@ fn unlimited(path: &str) -> bool {
 pub const BIG_BODY: usize = 1 << 20;
 /// Requests with a body over [`BIG_BODY`] an instance reads and handles at once.
 pub const BIG_BODIES_AT_ONCE: usize = 4;
-/// How long a big body, its turn taken, may take to arrive (16 MiB at about 140 KB/s).
-pub const BIG_BODY_READ: std::time::Duration = std::time::Duration::from_secs(120);
+/// A big body, its turn taken, has this long plus its length at [`BIG_BODY_PACE`] to arrive
+/// (16 MiB: about 130 s; 2 MiB: 25 s). Scaled to the length, so a slow sender of a small big
+/// body holds a turn no longer than its bytes need.
+pub const BIG_BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// The least pace of a big body once its turn is taken: 140 KB/s, a poor mobile uplink.
+pub const BIG_BODY_PACE: u64 = 140_000;
 /// How long a big body waits for its turn before 429 with `Retry-After`.
 pub const BIG_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -611,7 +636,9 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
     // Read up to the limit (a body sent without a length is cut there too).
     let read = axum::body::to_bytes(body, limit);
     let bytes = if big {
-        match tokio::time::timeout(BIG_BODY_READ, read).await {
+        // The length announced, or the route's limit for a body sent without one.
+        let length = declared.unwrap_or(limit as u64).min(limit as u64);
+        match tokio::time::timeout(state.limits.big_body_read_time(length), read).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(_)) => return too_large(),
             Err(_) => {

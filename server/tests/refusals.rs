@@ -720,3 +720,79 @@ async fn a_caller_holds_one_big_body_turn_at_a_time() {
     );
     drop(slow);
 }
+
+/// A big body's time to arrive, its turn taken, is scaled to its length: a slow sender of a
+/// 2 MiB push is cut (408) well before one of 8 MiB, and neither holds its turn for the
+/// longest body's time. A body that arrives at pace is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_body_has_a_time_to_arrive_scaled_to_its_length() {
+    use thudo_server::gate::{RateLimits, BIG_BODY};
+    let dir = tempfile::tempdir().unwrap();
+    // 0.3 s, plus its length at 4 MB/s: 2 MiB in about 0.8 s, 8 MiB in about 2.4 s.
+    let limits = RateLimits::off()
+        .big_bodies(3, Duration::from_secs(5))
+        .big_body_pace(Duration::from_millis(300), 4_000_000);
+    let (running, idp, url) = start_with_limits(dir.path(), limits).await;
+    let mut tokens = Vec::new();
+    for name in ["small", "large", "paced"] {
+        tokens.push(phone_token(dir.path(), &url, &idp, name).await);
+    }
+    // Announces `length` bytes, sends a few, and waits for the answer: its status and when.
+    let addr = running.addr;
+    let stall = |token: String, length: usize| async move {
+        let started = std::time::Instant::now();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/sync/push HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {length}\r\n\r\n{{\"mut"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+                .await
+                .expect("an answer within 20 s")
+                .unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let status: u16 = String::from_utf8_lossy(&answer)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        (status, started.elapsed())
+    };
+    let ((small, small_after), (large, large_after)) = tokio::join!(
+        stall(tokens[0].clone(), 2 * BIG_BODY),
+        stall(tokens[1].clone(), 8 * BIG_BODY)
+    );
+    assert_eq!((small, large), (408, 408));
+    assert!(
+        small_after < Duration::from_millis(2_000),
+        "{small_after:?}"
+    );
+    assert!(
+        large_after > Duration::from_millis(2_000),
+        "{large_after:?}"
+    );
+    assert!(large_after < Duration::from_secs(8), "{large_after:?}");
+    // A 2 MiB push sent at once arrives in time and is taken.
+    let body = json!({"mutations": [{
+        "idempotency_key": "k-paced", "seq": 1, "collection": "handbook.note",
+        "record_id": "n1", "op": "put", "payload": {"id": "n1", "text": "x".repeat(2 * BIG_BODY)},
+        "hlc": "1790000000000-000000-phone"
+    }]})
+    .to_string();
+    let r = http_client()
+        .post(format!("{url}/v1/sync/push"))
+        .bearer_auth(&tokens[2])
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
