@@ -6,14 +6,14 @@
 //! cell; transit credential issuance, the validator feed and tap upload with pay-as-you-go fares
 //! under daily and monthly caps.
 //!
-//! Every bad request gets a 4xx with a JSON [`ErrorBody`]; nothing a client sends can panic a
+//! Every bad request gets a 4xx with a JSON [`ErrorBody`](thudo_core::sync::protocol::ErrorBody); nothing a client sends can panic a
 //! handler.
 //!
 //! The crate is one module per concern, each with its routes, its rules and its store trait:
 //! [`devices`] (identity, accounts, device tokens), [`sync`] (the change log), [`publishing`]
 //! (health records and handbook content), [`transit`], and [`operators`] (who may call the
 //! operator routes). Below them, [`http`] (the error shape and extractors) and [`storage`]
-//! (the engines, locks and settings); above them, [`app`], which builds the state and the
+//! (the engines, locks and settings); above them, [`app`](mod@app), which builds the state and the
 //! router. Imports point down or sideways, never up (docs/architecture.md).
 
 pub mod app;
