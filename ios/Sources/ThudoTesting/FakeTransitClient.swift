@@ -48,6 +48,8 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
     private var lifetime: Int64 = 72 * 3600
 
     private static let day: Int64 = 86_400
+    /// How late the backend still takes a payment notice after an order's time.
+    private static let lateNoticeSecs: Int64 = 15 * 60
 
     public init(
         issuer: TransitIssuer? = nil,
@@ -194,6 +196,9 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
         guard let order = lock.withLock({ orders[orderId] }) else { throw refused(404, .notFound, "not_found", "no such order") }
         switch order.status {
         case .paid: return try await install(phone, order)
+        // As the backend: an order unpaid past its time, and the late notice's grace, is gone.
+        case .awaitingPayment where now() > order.expiresAt + Self.lateNoticeSecs:
+            throw refused(410, .orderExpired, "order_expired", "the order was not paid in time: order again")
         case .awaitingPayment: throw refused(409, .paymentPending, "payment_pending", "the payment is not confirmed yet")
         default: throw refused(402, .paymentFailed, "payment_failed", "the payment failed or was cancelled")
         }

@@ -120,6 +120,20 @@ final class FakesTests: XCTestCase {
         let late = await refusal { try await fake.collectTransitOrder(vault: riderVault, phone: phone, orderId: failed.orderId, cancel: nil) }
         XCTAssertEqual(late, .paymentFailed)
 
+        // An order unpaid past its 15 minutes, and the backend's 15 minutes for a late notice,
+        // is gone when collected, as the backend says it.
+        let clock = FakeClock(1_796_000_000)
+        let timed = try FakeTransitClient(now: { clock.now })
+        timed.payInstantly = false
+        let unpaid = try await timed.buyTransitProduct(vault: riderVault, phone: phone, product: .dayPass,
+                                                       category: .standard, route: 0, month: "", dependantCitizenId: nil)
+        clock.advance(29 * 60)
+        let waiting = await refusal { try await timed.collectTransitOrder(vault: riderVault, phone: phone, orderId: unpaid.orderId, cancel: nil) }
+        XCTAssertEqual(waiting, .paymentPending)
+        clock.advance(2 * 60)
+        let gone = await refusal { try await timed.collectTransitOrder(vault: riderVault, phone: phone, orderId: unpaid.orderId, cancel: nil) }
+        XCTAssertEqual(gone, .orderExpired)
+
         // A month names its window; a stranger's dependant is refused; the balance adds up.
         let other = try await TransitPhone.open(vault: try await vault("other"), signer: nil, refreshSecs: 5)
         let december = try await fake.buyTransitProduct(vault: riderVault, phone: other, product: .monthlyAllRoutes,

@@ -88,6 +88,19 @@ class FakesTest {
         assertEquals(ServerErrorCode.PAYMENT_FAILED,
             assertThrows<SyncException.Refused> { runBlocking { fake.collectTransitOrder(phoneVault, phone, failed.orderId, null) } }.code)
 
+        // An order unpaid past its 15 minutes, and the backend's 15 minutes for a late notice,
+        // is gone when collected, as the backend says it.
+        var clock = 1_796_000_000L
+        val timed = FakeTransitClient(now = { clock })
+        timed.payInstantly = false
+        val unpaid = timed.buyTransitProduct(phoneVault, phone, TransitProduct.DAY_PASS, PassengerCategory.STANDARD, 0, "", null)
+        clock += 29 * 60
+        assertEquals(ServerErrorCode.PAYMENT_PENDING,
+            assertThrows<SyncException.Refused> { runBlocking { timed.collectTransitOrder(phoneVault, phone, unpaid.orderId, null) } }.code)
+        clock += 2 * 60
+        val gone = assertThrows<SyncException.Refused> { runBlocking { timed.collectTransitOrder(phoneVault, phone, unpaid.orderId, null) } }
+        assertEquals(ServerErrorCode.ORDER_EXPIRED to 410, gone.code to gone.status)
+
         // A month names its window; a stranger's dependant is refused; the balance adds up.
         val december = fake.buyTransitProduct(phoneVault, TransitPhone.open(vault("other"), null, 5), TransitProduct.MONTHLY_ALL_ROUTES,
             PassengerCategory.STANDARD, 0, "2026-12", null)

@@ -174,7 +174,12 @@ open class FakeTransitClient(
             ?: throw refused(404, ServerErrorCode.NOT_FOUND, "not_found", "no such order")
         return when (status) {
             TransitOrderStatus.PAID -> install(phone, order)
-            TransitOrderStatus.AWAITING_PAYMENT -> throw refused(409, ServerErrorCode.PAYMENT_PENDING, "payment_pending", "the payment is not confirmed yet")
+            // As the backend: an order unpaid past its time, and the late notice's grace, is gone.
+            TransitOrderStatus.AWAITING_PAYMENT -> if (now() > order.expiresAt + LATE_NOTICE_SECS) {
+                throw refused(410, ServerErrorCode.ORDER_EXPIRED, "order_expired", "the order was not paid in time: order again")
+            } else {
+                throw refused(409, ServerErrorCode.PAYMENT_PENDING, "payment_pending", "the payment is not confirmed yet")
+            }
             else -> throw refused(402, ServerErrorCode.PAYMENT_FAILED, "payment_failed", "the payment failed or was cancelled")
         }
     }
@@ -240,5 +245,7 @@ open class FakeTransitClient(
 
     private companion object {
         const val DAY = 86_400L
+        /** How late the backend still takes a payment notice after an order's time. */
+        const val LATE_NOTICE_SECS = 15 * 60L
     }
 }
