@@ -183,7 +183,10 @@ pub fn run(args: HandbookArgs) -> Result<()> {
                     }
                     println!(
                         "{}",
-                        serde_json::json!({ "total_due_vnd": statement.total_due_vnd })
+                        serde_json::json!({
+                            "total_due_vnd": statement.total_due_vnd,
+                            "complete": statement.is_complete(),
+                        })
                     );
                 }
             }

@@ -108,6 +108,7 @@ fn import_search_and_fee() {
         .unwrap()
         .contains("293/2025/NĐ-CP"));
     assert_eq!(lines[2]["total_due_vnd"], 25_930);
+    assert_eq!(lines[2]["complete"], true);
     // A run that starts before 342-QĐ/TW names the month it cannot price and goes on.
     let across = thudo(
         tmp.path(),
@@ -125,6 +126,7 @@ fn import_search_and_fee() {
     assert_eq!(lines[0]["month"], "2011-04");
     assert_eq!(lines[1]["unpriced"]["month"], "2011-03");
     assert_eq!(lines[2]["total_due_vnd"], 2_000);
+    assert_eq!(lines[2]["complete"], false);
     for bad in [
         vec![
             "handbook", "fee", "--basis", "student", "--month", "2026-13",

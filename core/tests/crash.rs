@@ -39,7 +39,8 @@ use thudo_core::vault::{Vault, WriteOp};
 const PASSPHRASE: &str = "crash test passphrase";
 const MODES: [&str; 6] = ["vault", "passphrase", "wipe", "taps", "sync", "passes"];
 const T0: u32 = 1_790_000_000;
-/// A pass's length in the `passes` mode: short, so a thousand rounds stay in the issuer's year.
+/// A pass's length in the `passes` mode: short, so a thousand rounds stay in the issuer's year
+/// (each round puts a few hundred passes in place).
 const PASS_SECS: u64 = 300;
 const CARD: u64 = 7;
 
@@ -341,7 +342,9 @@ fn kill_at_random_moments_loses_nothing() {
     let (_, pkcs8) = IssuerKey::generate(1, T0 - 86_400, T0 + 400 * 86_400).unwrap();
     std::fs::write(root.path().join("issuer.pk8"), pkcs8).unwrap();
     let exe = std::env::current_exe().unwrap();
-    let base = now_secs();
+    // Passes start from a fixed day inside the issuer key's window; the phone's clock offset
+    // carries it there, whatever the date of the run.
+    let base = u64::from(T0) + 86_400;
     let mut jitter = Jitter::new();
     let mut t = Tally::default();
     for round in 0..rounds {
@@ -373,7 +376,12 @@ fn kill_at_random_moments_loses_nothing() {
         // Let the child open its vault and work for a random while, then kill it mid-flight.
         std::thread::sleep(Duration::from_millis(20 + jitter.below(120)));
         child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
+        // Killed, never ended on its own: a child's failed assertion would otherwise go unseen.
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(9), "round {round} ({mode}): {status}");
+        }
         let lines = reader.join().unwrap();
         if lines.iter().any(|l| l == "open") {
             t.kills_after_open += 1;

@@ -221,7 +221,8 @@ impl TransitPhone {
     }
 
     /// The device's own clock was set: call it from Android's `ACTION_TIME_CHANGED` receiver
-    /// or on iOS's `significantTimeChangeNotification`. The offset of the last sync measured
+    /// or on iOS's `NSSystemClockDidChange` (not `significantTimeChangeNotification`, which
+    /// also fires at midnight). The offset of the last sync measured
     /// the old setting and is dropped until the next sync (a wrong clock put right would
     /// otherwise push every QR out of the validators' window).
     pub async fn device_clock_changed(&self) -> Result<(), TransitError> {

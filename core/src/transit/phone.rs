@@ -579,7 +579,7 @@ impl Phone {
     }
 
     /// The device's own clock was set (the platform says so: Android's `ACTION_TIME_CHANGED`,
-    /// iOS's `significantTimeChangeNotification`). The offset learned at the last sync measured
+    /// iOS's `NSSystemClockDidChange`). The offset learned at the last sync measured
     /// the old setting, so it is dropped until the next sync: the usual change is a wrong clock
     /// put right, after which the old offset would push every QR out of the validators' window.
     pub fn device_clock_changed(&self) -> Result<(), TransitError> {

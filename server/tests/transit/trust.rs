@@ -836,11 +836,13 @@ async fn validator_tokens_expire_and_renew_without_a_lock_out() {
 }
 
 /// A copy of a validator's token (a backup, a thief at the depot) is used beside the real
-/// one. Whichever renews first, a token presented after its successor was used shows two
-/// holders, who cannot be told apart: the validator is decommissioned (403 `decommissioned`
-/// for both), never silently taken over, and the operator enrols the real one again.
+/// one. Whichever renews first, a token presented after its successor was used, past the
+/// window in which the client may still be retrying a call begun with it, shows two holders
+/// who cannot be told apart: the validator is decommissioned (403 `decommissioned` for both),
+/// never silently taken over, and the operator enrols the real one again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copied_validator_token_used_beside_the_real_one_ends_the_validator() {
+    use thudo_server::transit::store::VALIDATOR_RETRY_WINDOW_SECS;
     let w = World::start().await;
     let http = w.http.clone();
     let call = |path: &'static str, token: String| {
@@ -864,6 +866,15 @@ async fn a_copied_validator_token_used_beside_the_real_one_ends_the_validator() 
             (403, Some("decommissioned"))
         )
     };
+    // The old token presented once the retries' window is over.
+    let after_the_window = |token: &str| {
+        w.storage
+            .validator_by_token(
+                &thudo_server::storage::sha256(token.as_bytes()),
+                now() as i64 + VALIDATOR_RETRY_WINDOW_SECS + 1,
+            )
+            .unwrap()
+    };
 
     // The copy renews first and uses its new token; the real validator calls with its own.
     let (bus, _, _) = w.bus("bus-copied", 32).await;
@@ -872,9 +883,14 @@ async fn a_copied_validator_token_used_beside_the_real_one_ends_the_validator() 
     assert_eq!(status, 200);
     let thief = body["token"].as_str().unwrap().to_owned();
     assert_eq!(feed(thief.clone()).await.0, 200);
-    decommissioned(feed(real.clone()).await);
+    // Within the window it may be a retry of a call begun before the renewal: refused only.
+    assert_eq!(feed(real.clone()).await.0, 401);
+    assert_eq!(feed(thief.clone()).await.0, 200);
+    let ended = after_the_window(&real).expect("the old token names its validator");
+    assert!(ended.decommissioned_at.is_some());
     decommissioned(feed(thief.clone()).await);
     decommissioned(renew(thief).await);
+    decommissioned(feed(real).await);
     assert!(matches!(
         w.transit().validator_feed(bus.clone()).await,
         Err(BackendError::Refused { status: 403, .. })
@@ -888,11 +904,25 @@ async fn a_copied_validator_token_used_beside_the_real_one_ends_the_validator() 
     assert_eq!(status, 200);
     let current = body["token"].as_str().unwrap().to_owned();
     assert_eq!(feed(current.clone()).await.0, 200);
-    decommissioned(renew(kept).await);
+    assert_eq!(renew(kept.clone()).await.0, 401);
+    assert_eq!(feed(current.clone()).await.0, 200, "a retry ends nothing");
+    assert!(after_the_window(&kept).unwrap().decommissioned_at.is_some());
     decommissioned(feed(current).await);
-    // The first validator's end touched no other.
+    // A token nobody replaced, or one still in its grace, names no copy; nor did the first
+    // validator's end touch another.
     let (other, _, _) = w.bus("bus-other", 32).await;
-    w.transit().validator_feed(other).await.unwrap();
+    let its = BackendClient::registration(&other).unwrap().unwrap().token;
+    assert!(after_the_window("made-up").is_none());
+    let (_, body) = renew(its.clone()).await;
+    assert!(body["token"].is_string());
+    w.storage
+        .validator_by_token(
+            &thudo_server::storage::sha256(its.as_bytes()),
+            now() as i64 + VALIDATOR_RETRY_WINDOW_SECS + 1,
+        )
+        .unwrap()
+        .filter(|v| v.decommissioned_at.is_none())
+        .expect("in its grace, the old token still serves");
 }
 
 /// Sequence numbers are a validator's counter, but an upload may name any `u64`: those past

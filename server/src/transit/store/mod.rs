@@ -51,6 +51,10 @@ pub const VALIDATOR_TOKEN_SECS: i64 = 30 * 86_400;
 /// How long a renewed token stays honoured after its renewal (a lost answer, a validator that
 /// died before storing the new token, offline for days).
 pub const VALIDATOR_TOKEN_GRACE_SECS: i64 = 7 * 86_400;
+/// How long after a validator's new token was first used the token it replaced is still
+/// only refused (401), not taken for a copy: a call begun with it before the renewal may be
+/// retried that long (six attempts, each up to its timeout, with backoff up to a minute).
+pub const VALIDATOR_RETRY_WINDOW_SECS: i64 = 15 * 60;
 
 /// An operator-issued enrolment, stored by the hash of its single-use code.
 #[derive(Debug, Clone)]
@@ -198,6 +202,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0006_ledger_by_order.sql"),
         include_str!("../schema/sqlite/0007_qr_use_keys.sql"),
         include_str!("../schema/sqlite/0008_inspectors.sql"),
+        include_str!("../schema/sqlite/0009_validator_token_forks.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -208,6 +213,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0006_ledger_by_order.sql"),
         include_str!("../schema/postgres/0007_qr_use_keys.sql"),
         include_str!("../schema/postgres/0008_inspectors.sql"),
+        include_str!("../schema/postgres/0009_validator_token_forks.sql"),
     ],
 };
 

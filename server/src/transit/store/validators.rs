@@ -3,8 +3,8 @@
 use thudo_core::hex;
 
 use super::{
-    EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore, VALIDATOR_TOKEN_GRACE_SECS,
-    VALIDATOR_TOKEN_SECS,
+    EnrolOutcome, NewEnrolment, ValidatorRecord, ValidatorStore, VALIDATOR_RETRY_WINDOW_SECS,
+    VALIDATOR_TOKEN_GRACE_SECS, VALIDATOR_TOKEN_SECS,
 };
 use crate::storage::engine::{params, Engine, Row};
 use crate::storage::{random_bytes, Result, SqlStorage};
@@ -119,12 +119,11 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
             Ok((found, ends_grace))
         })?;
         // The renewed token in use: the validator has it, so the token it replaced is nobody's
-        // to hold any more (a copy of it renewed again would take the validator over). Its
-        // grace ends at 0, which says "ended by use", never by time.
+        // to hold any more (a copy of it renewed again would take the validator over).
         if ends_grace {
             self.write(|tx| {
                 tx.exec(
-                    "UPDATE validators SET previous_valid_until = 0
+                    "UPDATE validators SET previous_valid_until = ?2, successor_used_at = ?2
                      WHERE token_hash = ?1 AND previous_valid_until > ?2",
                     params![token_hash, now],
                 )
@@ -133,16 +132,19 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
         if found.is_some() {
             return Ok(found);
         }
-        // A token whose successor has been used, presented again: two parties hold the
-        // validator's tokens (a copy renewed first, or a copy of the old one kept). Neither can
-        // be told from the other, so the validator is decommissioned: the copy's holder loses
-        // it, and the operator enrols the real one again, instead of a silent takeover.
+        // A decommissioned validator's replaced token says so (the validator enrols again).
+        // A token whose successor has been used, presented again past the client's retries of
+        // a call begun before (a plain 401 until then): two parties hold the validator's
+        // tokens (a copy renewed first, or a copy of the old one kept). Neither can be told
+        // from the other, so the validator is decommissioned: the copy's holder loses it, and
+        // the operator enrols the real one again, instead of a silent takeover.
         let forked = self.read(|tx| {
             tx.row(
                 &format!(
-                    "{VALIDATOR_COLUMNS} WHERE previous_token_hash = ?1 AND previous_valid_until = 0"
+                    "{VALIDATOR_COLUMNS} WHERE previous_token_hash = ?1
+                       AND (successor_used_at <= ?2 OR decommissioned_at IS NOT NULL)"
                 ),
-                params![token_hash],
+                params![token_hash, now - VALIDATOR_RETRY_WINDOW_SECS],
             )?
             .as_ref()
             .map(validator_row)
@@ -178,7 +180,7 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
         self.write(|tx| {
             // Presenting the current token: it becomes the previous one, honoured a while.
             let renewed = tx.exec(
-                "UPDATE validators SET previous_token_hash = token_hash,
+                "UPDATE validators SET previous_token_hash = token_hash, successor_used_at = NULL,
                         previous_valid_until = ?3, token_hash = ?2, token_expires_at = ?4
                  WHERE token_hash = ?1 AND token_expires_at > ?5 AND decommissioned_at IS NULL",
                 params![
