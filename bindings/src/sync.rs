@@ -798,9 +798,10 @@ macro_rules! ffi_server_error_codes {
             Unknown,
         }
 
-        /// Each code's variant, wire text and meaning (for docs/errors.md).
-        #[cfg(test)]
-        pub(crate) const SERVER_ERROR_CODES: &[(&str, &str, &str)] =
+        /// Each code's variant, wire text and meaning (for docs/errors.md; not exported to
+        /// Kotlin or Swift).
+        #[doc(hidden)]
+        pub const SERVER_ERROR_CODES: &[(&str, &str, &str)] =
             &[$((stringify!($variant), $code, $meaning)),*];
     };
 }

@@ -1,7 +1,8 @@
 //! Every function the FFI exports is called from the Kotlin tests and from the Swift tests (or
 //! from the shells' helpers those tests use: `observe` behind `changes()`): the public API is
 //! exercised in both host languages, not only from Rust. Reads the facade's sources (`pub fn`
-//! and `pub async fn` in `bindings/src`, UniFFI's exported surface) and looks for each name, in
+//! and `pub async fn` in `bindings/src`, UniFFI's exported surface, less `#[doc(hidden)]` ones
+//! the Rust tests read) and looks for each name, in
 //! the host's spelling, in each language's tests and helpers. Primary constructors (`new`) are
 //! called by their type's name and are not counted.
 
@@ -59,13 +60,16 @@ fn exported() -> Vec<String> {
             } else {
                 part.split_once("\n}\n").map_or("", |(_, rest)| rest)
             };
+            // A `#[doc(hidden)]` function is Rust's only (the tests' tables), not UniFFI's.
+            let mut hidden = false;
             part.lines()
                 .filter_map(|line| {
                     let line = line.trim_start();
+                    let after_hidden = std::mem::replace(&mut hidden, line == "#[doc(hidden)]");
                     let rest = line
                         .strip_prefix("pub async fn ")
                         .or_else(|| line.strip_prefix("pub fn "))?;
-                    Some(rest.split(['(', '<']).next()?.to_owned())
+                    (!after_hidden).then(|| rest.split(['(', '<']).next().map(str::to_owned))?
                 })
                 .collect::<Vec<_>>()
         })
