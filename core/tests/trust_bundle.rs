@@ -125,16 +125,72 @@ fn forged_tampered_truncated_and_oversized_bundles_are_refused() {
         trust_bundle::install(&v, &other_type, k.public_key(), NOW),
         Err(TrustBundleError::Malformed { .. })
     ));
-    // Content that does not load is refused whole.
-    let mut broken = issuer();
-    broken.jwks["keys"][0]["kid"] = Value::String("not-the-thumbprint".into());
-    let jws = bundle(9, vec![broken]).sign(&k).unwrap();
-    assert!(matches!(
-        trust_bundle::install(&v, &jws, k.public_key(), NOW),
-        Err(TrustBundleError::Malformed { .. })
-    ));
     // Through it all, version 5 stayed installed.
     assert_eq!(trust_bundle::status(&v, NOW).unwrap().unwrap().version, 5);
+}
+
+/// The backend signs only a bundle it loads whole; a device that cannot read an entry of one
+/// (a newer key type, a newer revocation method) leaves that entry out, never the bundle: it
+/// would otherwise stop taking every later revocation. An issuer goes with its keys when its
+/// revocation list cannot be read (trusting less, never more). Encryption keys listed in an
+/// issuer's JWKS are passed over.
+#[test]
+fn an_entry_a_device_cannot_read_is_left_out_not_the_bundle() {
+    let k = key();
+    let (_d, v) = vault();
+    let card = data("shc/example-00-d-jws.txt");
+    let verifies = |v: &Vault| {
+        let trust = trust_bundle::installed_trust(v).unwrap().unwrap();
+        thudo_core::health::shc::verify(&card, &trust, NOW).is_ok()
+    };
+
+    // An encryption key beside the signing key: passed over, the card verifies.
+    let mut with_enc = issuer();
+    let mut enc = with_enc.jwks["keys"][0].clone();
+    enc["use"] = Value::String("enc".into());
+    enc["kid"] = Value::String("enc-1".into());
+    with_enc.jwks["keys"].as_array_mut().unwrap().push(enc);
+    let b = bundle(5, vec![with_enc]);
+    assert!(b.trust_store().is_ok(), "the backend publishes it");
+    trust_bundle::install(&v, &b.sign(&k).unwrap(), k.public_key(), NOW).unwrap();
+    assert!(verifies(&v));
+
+    // A revocation list of a method this version cannot read, and a signer certificate it
+    // cannot parse: the issuer and the certificate are left out, the German signer stays.
+    let mut newer_crl = issuer();
+    newer_crl.crls = vec![serde_json::json!({"kid": "k", "method": "crl-v2", "ctr": 1})];
+    let mut b = bundle(6, vec![newer_crl]);
+    b.passport_signers.push(PassportSigner {
+        country: "XX".into(),
+        certificate: "AAAA".into(),
+    });
+    assert!(
+        matches!(b.trust_store(), Err(TrustBundleError::Malformed { .. })),
+        "the backend refuses to sign it"
+    );
+    let (_, left_out) = b.device_trust_store().unwrap();
+    assert_eq!(left_out.len(), 2, "{left_out:?}");
+    let s = trust_bundle::install(&v, &b.sign(&k).unwrap(), k.public_key(), NOW).unwrap();
+    assert_eq!(s.version, 6);
+    assert!(
+        !verifies(&v),
+        "an issuer whose revocations cannot be read is not trusted"
+    );
+    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    assert_eq!(trust.dcc.len(), 1);
+
+    // A signing key that is not what its kid says is left out with its issuer too.
+    let mut broken = issuer();
+    broken.jwks["keys"][0]["kid"] = Value::String("not-the-thumbprint".into());
+    let s = trust_bundle::install(
+        &v,
+        &bundle(7, vec![broken, issuer()]).sign(&k).unwrap(),
+        k.public_key(),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(s.version, 7);
+    assert!(verifies(&v), "the issuer listed well is trusted");
 }
 
 #[test]

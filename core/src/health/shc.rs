@@ -149,8 +149,9 @@ impl TrustStore {
         TrustStore::default()
     }
 
-    /// Trusts the ES256 keys of `issuer` (its `iss` URL) from its JWKS document. A key whose
-    /// `kid` is not its thumbprint is refused. Returns the number of keys added.
+    /// Trusts the ES256 signing keys of `issuer` (its `iss` URL) from its JWKS document (keys of
+    /// another type, `use` or `alg` are passed over). A signing key whose `kid` is not its
+    /// thumbprint is refused. Returns the number of keys added.
     pub fn add_jwks(&mut self, issuer: &str, jwks: &str) -> Result<usize, ShcError> {
         let trust = |d: String| ShcError::BadTrustData { detail: d };
         let doc: Value =
@@ -160,7 +161,11 @@ impl TrustStore {
             .ok_or_else(|| trust("JWKS has no keys".into()))?;
         let mut added = 0;
         for key in keys {
-            if key["kty"] != "EC" || key["crv"] != "P-256" {
+            // Signing keys only: "identified by filtering on kty, use and alg" (SMART Health
+            // Cards); an encryption key listed beside them is not one to verify cards with.
+            let other_use = key.get("use").is_some_and(|u| u != "sig");
+            let other_alg = key.get("alg").is_some_and(|a| a != "ES256");
+            if key["kty"] != "EC" || key["crv"] != "P-256" || other_use || other_alg {
                 continue;
             }
             let (Some(x), Some(y), Some(kid)) =

@@ -115,24 +115,56 @@ fn malformed(detail: impl Into<String>) -> TrustBundleError {
 
 impl TrustBundle {
     /// The trust store the verifiers use: every issuer's keys and revocation lists, every
-    /// signer certificate. A bundle whose content does not load is refused whole.
+    /// signer certificate. A bundle whose content does not load is refused whole: the
+    /// backend's check before it signs one.
     pub fn trust_store(&self) -> Result<TrustStore, TrustBundleError> {
+        self.load(true).map(|(store, _)| store)
+    }
+
+    /// The trust store a device uses: as [`TrustBundle::trust_store`], but an issuer whose keys
+    /// or revocation lists do not load here, or a signer certificate that does not, is left
+    /// out (and named in the list returned) instead of refusing the bundle. The backend loaded
+    /// all of it before signing, so such an entry is one this version cannot read (a newer
+    /// key type): refusing the bundle would also stop every later revocation. Leaving an entry
+    /// out trusts less, never more: an issuer goes with its keys when its revocation list
+    /// does not load; the passports' revocation lists still refuse the bundle.
+    pub fn device_trust_store(&self) -> Result<(TrustStore, Vec<String>), TrustBundleError> {
+        self.load(false)
+    }
+
+    fn load(&self, strict: bool) -> Result<(TrustStore, Vec<String>), TrustBundleError> {
         let mut store = TrustStore::new();
+        let mut left_out = Vec::new();
+        let mut refuse_or_leave_out = |what: String| {
+            if strict {
+                Err(malformed(what))
+            } else {
+                left_out.push(what);
+                Ok(())
+            }
+        };
         for issuer in &self.card_issuers {
-            store
-                .add_jwks(&issuer.iss, &issuer.jwks.to_string())
-                .map_err(|e| malformed(format!("issuer {}: {e}", issuer.iss)))?;
-            for crl in &issuer.crls {
-                store
-                    .add_crl(&crl.to_string())
-                    .map_err(|e| malformed(format!("issuer {}: {e}", issuer.iss)))?;
+            // An issuer is taken whole, keys and revocation lists, or not at all.
+            let mut with_issuer = store.clone();
+            let loaded = (|| {
+                with_issuer.add_jwks(&issuer.iss, &issuer.jwks.to_string())?;
+                for crl in &issuer.crls {
+                    with_issuer.add_crl(&crl.to_string())?;
+                }
+                Ok::<_, crate::health::shc::ShcError>(())
+            })();
+            match loaded {
+                Ok(()) => store = with_issuer,
+                Err(e) => refuse_or_leave_out(format!("issuer {}: {e}", issuer.iss))?,
             }
         }
         for signer in &self.passport_signers {
-            store
+            if let Err(e) = store
                 .dcc
                 .add_base64(&signer.certificate, Some(&signer.country))
-                .map_err(|e| malformed(format!("signer for {}: {e}", signer.country)))?;
+            {
+                refuse_or_leave_out(format!("signer for {}: {e}", signer.country))?;
+            }
         }
         // The field every version reads holds only what every version can read.
         store
@@ -147,7 +179,7 @@ impl TrustBundle {
             .dcc
             .revoke_hashes(&self.passport_revocation_hashes)
             .map_err(|e| malformed(format!("passport_revocation_hashes: {e}")))?;
-        Ok(store)
+        Ok((store, left_out))
     }
 
     /// Signs the bundle with the trust-list key (the backend's side).
@@ -262,8 +294,9 @@ impl Installed {
     }
 }
 
-/// Verifies and installs a bundle: signed by `anchor`, not expired, its content loadable, and
-/// newer than the installed one. The installed version offered again (a retry, a second
+/// Verifies and installs a bundle: signed by `anchor`, not expired, its content loadable (an
+/// entry this version cannot read is left out and logged, see
+/// [`TrustBundle::device_trust_store`]), and newer than the installed one. The installed version offered again (a retry, a second
 /// delivery) changes nothing; an older one, or the same version with other content, is a
 /// [`TrustBundleError::Rollback`].
 pub fn install(
@@ -273,7 +306,12 @@ pub fn install(
     now: i64,
 ) -> Result<TrustStatus, TrustBundleError> {
     let bundle = open(jws, anchor)?;
-    bundle.trust_store()?;
+    for entry in bundle.device_trust_store()?.1 {
+        log::warn!(
+            "trust bundle {}: left out, not readable here: {entry}",
+            bundle.version
+        );
+    }
     if bundle.expires_at < now {
         return Err(TrustBundleError::Expired {
             expires_at: bundle.expires_at,
@@ -327,7 +365,7 @@ pub fn installed_trust(vault: &Vault) -> Result<Option<TrustStore>, TrustBundleE
         .ok_or_else(|| malformed("the installed bundle is unreadable"))?;
     let bundle: TrustBundle =
         serde_json::from_slice(&payload).map_err(|e| malformed(e.to_string()))?;
-    Ok(Some(bundle.trust_store()?))
+    Ok(Some(bundle.device_trust_store()?.0))
 }
 
 /// Why a refresh did not install a bundle.

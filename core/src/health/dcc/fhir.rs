@@ -64,6 +64,28 @@ fn text_of(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or("").to_owned()
 }
 
+/// A certificate's date or date-time as FHIR takes it: a full date-time with its zone as it is
+/// (a space before the time made a `T`); one without seconds or zone (`2021-05-01 10:00`,
+/// which FHIR refuses) as its date; a date, a year-month or a year as it is.
+fn fhir_date_time(v: &Value, key: &str) -> String {
+    let text = text_of(v, key).replacen(' ', "T", 1);
+    let Some((date, time)) = text.split_once('T') else {
+        return text;
+    };
+    let zoned = time.ends_with('Z') || time.rfind(['+', '-']).is_some_and(|i| i >= 8);
+    if zoned && time.len() >= 9 && time.as_bytes().get(5) == Some(&b':') {
+        text
+    } else {
+        date.to_owned()
+    }
+}
+
+/// A certificate's date of birth as FHIR's `date`: its date part (schema 1.0 allowed a time).
+fn fhir_date(v: &Value, key: &str) -> String {
+    let text = text_of(v, key);
+    text.split(['T', ' ']).next().unwrap_or_default().to_owned()
+}
+
 /// The certificate's person as a FHIR Patient.
 fn patient(cert: &Value, id: &str) -> Value {
     let nam = &cert["nam"];
@@ -79,7 +101,7 @@ fn patient(cert: &Value, id: &str) -> Value {
         name["given"] = json!([given]);
     }
     let mut p = json!({ "resourceType": "Patient", "id": id, "name": [name] });
-    let dob = text_of(cert, "dob");
+    let dob = fhir_date(cert, "dob");
     if !dob.is_empty() {
         p["birthDate"] = Value::String(dob);
     }
@@ -130,10 +152,17 @@ fn record(kind: CertificateKind, entry: &Value, patient_id: &str, record_id: &st
                 "targetDisease": [disease],
                 "authority": { "display": issuer },
             });
-            if let Some(dn) = entry.get("dn").and_then(Value::as_u64) {
+            // FHIR's positiveInt starts at 1: a dose numbered 0 says nothing to keep.
+            let positive = |key| {
+                entry
+                    .get(key)
+                    .and_then(super::schema::count)
+                    .filter(|n| *n >= 1)
+            };
+            if let Some(dn) = positive("dn") {
                 protocol["doseNumberPositiveInt"] = json!(dn);
             }
-            if let Some(sd) = entry.get("sd").and_then(Value::as_u64) {
+            if let Some(sd) = positive("sd") {
                 protocol["seriesDosesPositiveInt"] = json!(sd);
             }
             json!({
@@ -149,7 +178,7 @@ fn record(kind: CertificateKind, entry: &Value, patient_id: &str, record_id: &st
                     "text": name
                 },
                 "patient": subject,
-                "occurrenceDateTime": text_of(entry, "dt"),
+                "occurrenceDateTime": fhir_date_time(entry, "dt"),
                 "manufacturer": { "display": text_of(entry, "ma") },
                 "location": { "display": format!("Country: {country}") },
                 "protocolApplied": [protocol]
@@ -180,7 +209,7 @@ fn record(kind: CertificateKind, entry: &Value, patient_id: &str, record_id: &st
                     "text": title
                 },
                 "subject": subject,
-                "effectiveDateTime": text_of(entry, "sc"),
+                "effectiveDateTime": fhir_date_time(entry, "sc"),
                 "valueCodeableConcept": {
                     "coding": [{ "system": SNOMED, "code": tr }],
                     "text": result_text(&tr)
@@ -211,8 +240,8 @@ fn record(kind: CertificateKind, entry: &Value, patient_id: &str, record_id: &st
                 "text": "COVID-19 (recovered)"
             },
             "subject": subject,
-            "onsetDateTime": text_of(entry, "fr"),
-            "recordedDate": text_of(entry, "df"),
+            "onsetDateTime": fhir_date_time(entry, "fr"),
+            "recordedDate": fhir_date_time(entry, "df"),
             "note": [{ "text": format!(
                 "Certificate of recovery issued by {issuer} ({country}), valid {} to {}",
                 text_of(entry, "df"), text_of(entry, "du")

@@ -481,6 +481,11 @@ pub fn authenticate(
 ) -> Result<VerifiedDcc, DccError> {
     let decoded = decode(qr_text)?;
     let signer = decoded.verify_signature(signers)?;
+    // "exp SHALL hold a timestamp" (eHealth Network, hcert spec, 3.3.1): without one a
+    // certificate would pass for current until its signer ends.
+    if decoded.expires_at.is_none() {
+        return Err(cwt("no expiry (claim 4)"));
+    }
     schema::check(&decoded.certificate, decoded.issued_at)?;
     decoded.check_key_usage(signer)?;
     let issued_at = decoded.issued_at.unwrap_or(now);
