@@ -106,8 +106,13 @@ struct Args {
     #[arg(long, default_value = "https://thudo.invalid/paid")]
     vnpay_return_url: String,
     /// Instead of a real provider: a sandbox gateway that pays every order as soon as it is
-    /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only.
-    #[arg(long, conflicts_with = "vnpay_tmn_code")]
+    /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only: it
+    /// needs `--test-identity-provider`, so no deployment with real citizens gives passes away.
+    #[arg(
+        long,
+        conflicts_with = "vnpay_tmn_code",
+        requires = "test_identity_provider"
+    )]
     sandbox_payments: bool,
     /// The secrets file: one secret per line (64 hex digits from a random generator, say
     /// `openssl rand -hex 32`), oldest first. Citizen IDs are stored under keys derived from

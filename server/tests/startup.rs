@@ -10,9 +10,14 @@ fn the_operator_provider_must_differ_from_the_citizens() {
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+    let secret = dir.path().join("vnpay.secret");
+    std::fs::write(&secret, "a".repeat(32)).unwrap();
     let run = |operator_audience: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_thudo-server"))
-            .args(["--listen", "127.0.0.1:0", "--sandbox-payments"])
+            .args(["--listen", "127.0.0.1:0", "--vnpay-tmn-code", "THUDO001"])
+            .args(["--vnpay-pay-url", "https://pay.example.vn/vpcpay.html"])
+            .arg("--vnpay-secret-file")
+            .arg(&secret)
             .arg("--db")
             .arg(dir.path().join("server.db"))
             .args([
@@ -73,4 +78,30 @@ fn a_blank_payment_secret_is_refused() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("shorter than 16"), "{said}");
+}
+
+/// The sandbox gateway pays every order without money: beside real citizens' sign-in it would
+/// give every pass away, so it starts only with the test identity provider.
+#[test]
+fn sandbox_payments_only_with_the_test_identity_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_thudo-server"))
+        .args(["--listen", "127.0.0.1:0", "--sandbox-payments"])
+        .arg("--db")
+        .arg(dir.path().join("server.db"))
+        .args([
+            "--oidc-issuer",
+            "https://id.example.vn",
+            "--oidc-audience",
+            "thudo",
+        ])
+        .arg("--oidc-jwks")
+        .arg(&jwks)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("--test-identity-provider"), "{said}");
 }
