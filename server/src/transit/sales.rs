@@ -136,6 +136,27 @@ fn response(state: &TransitState, record: &OrderRecord) -> OrderResponse {
     }
 }
 
+/// Whether `retry` asks for what `earlier` (the order under the same key) bought: the same
+/// purpose, card, product, category, route, holder, phone key and top-up amount, and a pass
+/// starting within a day of it (a pass that starts at once starts when it is asked for; two
+/// months' passes start weeks apart).
+fn same_purchase(earlier: &NewOrder, retry: &NewOrder) -> bool {
+    let same_pass = match (&earlier.pass, &retry.pass) {
+        (None, None) => earlier.amount_vnd == retry.amount_vnd,
+        (Some(a), Some(b)) => {
+            (a.card_id, a.product, a.category, a.route)
+                == (b.card_id, b.product, b.category, b.route)
+                && (a.valid_from - b.valid_from).abs() <= 86_400
+        }
+        _ => false,
+    };
+    same_pass
+        && earlier.purpose == retry.purpose
+        && earlier.card_id == retry.card_id
+        && earlier.dependant == retry.dependant
+        && earlier.device_key == retry.device_key
+}
+
 /// Stores `order` (or finds it, for a retry) and, on a sandbox that pays at once, pays it.
 async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse> {
     let storage = state.storage.clone();
@@ -143,8 +164,17 @@ async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse
     let day = day_of(state, order.created_at);
     let existing = blocking(move || Ok(storage.order(&id)?)).await?;
     let record = match existing {
-        Some(earlier) if earlier.order.account_id == order.account_id => earlier,
-        Some(_) => return Err(ApiError::bad("this order id is taken")),
+        Some(earlier) if earlier.order.account_id != order.account_id => {
+            return Err(ApiError::bad("this order id is taken"))
+        }
+        // A retry asks for the same thing; a key reused for another purchase must not answer
+        // with the first order, which the buyer would pay for thinking it the second.
+        Some(earlier) if !same_purchase(&earlier.order, &order) => {
+            return Err(ApiError::bad(
+                "this Idempotency-Key was used for another purchase: send a new key",
+            ))
+        }
+        Some(earlier) => earlier,
         None => {
             let storage = state.storage.clone();
             let made = order.clone();

@@ -607,22 +607,37 @@ async fn an_order_retried_with_its_key_is_one_order_even_at_once() {
         .unwrap()
         .token;
     let body = serde_json::to_vec(&monthly(&phone)).unwrap();
-    let send = |key: &'static str| {
+    let send_body = |key: &'static str, body: Vec<u8>| {
         let req = w
             .http
             .post(w.url("/v1/transit/orders"))
             .bearer_auth(&token)
             .header("idempotency-key", key)
             .header("content-type", "application/json")
-            .body(body.clone());
+            .body(body);
         async move { json_of(req.send().await.unwrap()).await }
     };
+    let send = |key: &'static str| send_body(key, body.clone());
     let (a, b) = tokio::join!(send("order-1"), send("order-1"));
     assert_eq!(a["order_id"], b["order_id"]);
     let again = send("order-1").await;
     assert_eq!(again["order_id"], a["order_id"]);
     let other = send("order-2").await;
     assert_ne!(other["order_id"], a["order_id"]);
+    // The key reused for another purchase (next month's pass): refused, never answered with
+    // the first order, which the buyer would pay for thinking it the second.
+    let next_month = CredentialOrder {
+        month: month_ahead(1),
+        ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
+    }
+    .signed_by(&phone, now())
+    .unwrap();
+    let reused = send_body("order-1", serde_json::to_vec(&next_month).unwrap()).await;
+    assert_eq!(reused["error"], "bad_request", "{reused}");
+    assert!(reused["message"]
+        .as_str()
+        .unwrap()
+        .contains("Idempotency-Key"));
     let orders = w
         .storage
         .ledger(&today())
