@@ -291,6 +291,11 @@ pub(crate) async fn create_order(
             .map(|(from, until)| (from, until + 6 * 86_400))
             .ok_or_else(|| ApiError::bad("no week ticket can be sold at this time"))?,
     };
+    // A pass bought ahead needs the entitlement in force when it starts too: paid for a month
+    // the entitlement does not reach, it could never be collected nor renewed.
+    if from > now32 {
+        lifetime(&state, &rider_account, order.category, from).await?;
+    }
     if !state.fares.tariff.may_name(order.product, order.route) {
         return Err(ApiError::bad(if order.route == 0 {
             "this product names the route it rides"

@@ -53,14 +53,6 @@ fn monthly(phone: &Phone) -> CredentialOrder {
     .unwrap()
 }
 
-/// `YYYY-MM` of the month `ahead` months after this one in Hanoi.
-fn month_ahead(ahead: u32) -> String {
-    let this = this_month();
-    let (year, month) = this.split_once('-').unwrap();
-    let index = year.parse::<u32>().unwrap() * 12 + month.parse::<u32>().unwrap() - 1 + ahead;
-    format!("{}-{:02}", index / 12, index % 12 + 1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monthly_pass_is_sold_for_next_month_but_not_further_ahead() {
     let (w, _sandbox) = paying_world().await;

@@ -506,6 +506,34 @@ async fn reduced_and_free_categories_need_an_entitlement() {
     let listed = w.admin_get(&path).await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert_eq!(listed[0]["evidence_ref"], "HS-2026-0042");
+
+    // A reduced pass bought ahead for a month the entitlement does not reach: refused when
+    // ordered, not paid for and then never collectable.
+    assert_eq!(
+        w.admin_post(&path, grant("priority", t - 60, t + 7200))
+            .await
+            .0,
+        200
+    );
+    let next_month = CredentialOrder {
+        month: month_ahead(1),
+        ..order(&phone, Product::MonthlyAllRoutes, Category::Priority)
+    }
+    .signed_by(&phone, now())
+    .unwrap();
+    assert!(matches!(
+        common::buy(&w.client, v.clone(), &next_month).await,
+        Err(BackendError::NotEntitled { .. })
+    ));
+    // Granted through next month, it is sold.
+    assert_eq!(
+        w.admin_post(&path, grant("priority", t - 60, t + 70 * 86_400))
+            .await
+            .0,
+        200
+    );
+    let sold = common::buy(&w.client, v.clone(), &next_month).await;
+    assert!(sold.is_ok(), "{sold:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -380,6 +380,14 @@ pub fn tap(v: &Arc<Mutex<Validator>>, phone: &Phone, at: u64) -> Reason {
 }
 
 /// This month in Hanoi (`YYYY-MM`).
+/// `YYYY-MM` of the month `ahead` months after this one in Hanoi.
+pub fn month_ahead(ahead: u32) -> String {
+    let this = this_month();
+    let (year, month) = this.split_once('-').unwrap();
+    let index = year.parse::<u32>().unwrap() * 12 + month.parse::<u32>().unwrap() - 1 + ahead;
+    format!("{}-{:02}", index / 12, index % 12 + 1)
+}
+
 pub fn this_month() -> String {
     chrono::DateTime::from_timestamp(now() as i64 + 7 * 3600, 0)
         .unwrap()
