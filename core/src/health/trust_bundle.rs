@@ -296,9 +296,9 @@ impl Installed {
 
 /// Verifies and installs a bundle: signed by `anchor`, not expired, its content loadable (an
 /// entry this version cannot read is left out and logged, see
-/// [`TrustBundle::device_trust_store`]), and newer than the installed one. The installed version offered again (a retry, a second
-/// delivery) changes nothing; an older one, or the same version with other content, is a
-/// [`TrustBundleError::Rollback`].
+/// [`TrustBundle::device_trust_store`]), and newer than the installed one. The installed
+/// version offered again (a retry, a second delivery) changes nothing; an older one, or the
+/// same version with other content, is a [`TrustBundleError::Rollback`].
 pub fn install(
     vault: &Vault,
     jws: &str,
