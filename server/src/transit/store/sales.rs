@@ -361,6 +361,30 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         now: i64,
         day: &str,
     ) -> Result<PaymentRecord> {
+        let provider_ref = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
+        // The same transaction sent again. A payment is new after a failure under its
+        // reference (a pending transaction reported first, then completed): only its own
+        // payment makes it a repeat.
+        let repeat_sql = match n.result {
+            PaymentResult::Paid => {
+                "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
+                   AND entry = 'payment'"
+            }
+            _ => "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2",
+        };
+        // A repeat is answered from a read first, without the order's lock or a write: the
+        // buyer's browser holds the same signed parameters (the return URL), and replays of
+        // them must not load every instance's database.
+        if let Some(reference) = provider_ref {
+            let seen = self.read(|tx| {
+                Ok(tx
+                    .row(repeat_sql, params![&n.order_id, reference])?
+                    .is_some())
+            })?;
+            if seen {
+                return Ok(PaymentRecord::AlreadyRecorded);
+            }
+        }
         self.write(|tx| {
             tx.lock(Lock::Order(&n.order_id))?;
             let Some(record) = load_order(tx, &n.order_id)? else {
@@ -370,19 +394,9 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             if n.amount_vnd != order.amount_vnd {
                 return Ok(PaymentRecord::WrongAmount);
             }
-            let provider_ref = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
             if let Some(reference) = provider_ref {
-                // The same transaction sent again. A payment is new after a failure under its
-                // reference (a pending transaction reported first, then completed): only its
-                // own payment makes it a repeat.
-                let sql = match n.result {
-                    PaymentResult::Paid => {
-                        "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
-                           AND entry = 'payment'"
-                    }
-                    _ => "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2",
-                };
-                if tx.row(sql, params![&order.id, reference])?.is_some() {
+                // Checked again under the lock: two deliveries at once.
+                if tx.row(repeat_sql, params![&order.id, reference])?.is_some() {
                     return Ok(PaymentRecord::AlreadyRecorded);
                 }
             }
