@@ -511,15 +511,25 @@ pub(crate) async fn collect_credential(
     }
     let storage = state.storage.clone();
     let (account, card) = (order.account_id.clone(), pass.card_id);
-    let rider = blocking(move || Ok(storage.rider_of_card(&account, card)?))
-        .await?
-        .ok_or_else(|| {
-            ApiError::forbidden(
-                ServerErrorCode::NotGuardian,
-                "the guardianship of this card was withdrawn",
-            )
-        })?;
+    let rider = blocking(move || Ok(storage.rider_of_card(&account, card)?)).await?;
+    let Some(rider) = rider else {
+        let refusal = (
+            ServerErrorCode::NotGuardian,
+            "the guardianship of this card was withdrawn",
+        );
+        return Err(uncollectable(&state, &order.id, refusal).await);
+    };
     let now32 = now as u32;
+    let lifetime_secs = match lifetime(&state, &rider.account_id, pass.category, now32).await {
+        Err(e) if e.code() == ServerErrorCode::NotEntitled.as_str() => {
+            let refusal = (
+                ServerErrorCode::NotEntitled,
+                "the entitlement this pass needs ended after it was paid",
+            );
+            return Err(uncollectable(&state, &order.id, refusal).await);
+        }
+        other => other?,
+    };
     let request = CredentialRequest {
         card_id: pass.card_id,
         product: pass.product,
@@ -528,7 +538,7 @@ pub(crate) async fn collect_credential(
         pass_valid_from: pass.valid_from as u32,
         pass_valid_until: pass.valid_until as u32,
         device_public_key: key,
-        lifetime_secs: lifetime(&state, &rider.account_id, pass.category, now32).await?,
+        lifetime_secs,
         with_holder: rider.with_holder && installs_holder_format(&headers),
     };
     let credential = issue_and_record(&state, &device, &request, None, now32).await?;
@@ -543,6 +553,27 @@ pub(crate) async fn collect_credential(
             )
         })?;
     Ok(Json(answer(&kept)))
+}
+
+/// The refusal of a paid pass that can no longer be collected, its payment returned: the order
+/// refunded and the payment listed to return, never kept with nothing to show for it.
+async fn uncollectable(
+    state: &TransitState,
+    order_id: &str,
+    (code, why): (ServerErrorCode, &str),
+) -> ApiError {
+    let storage = state.storage.clone();
+    let id = order_id.to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let day = day_of(state, now);
+    match blocking(move || Ok(storage.return_uncollectable(&id, now, &day)?)).await {
+        Ok(true) => ApiError::forbidden(
+            code,
+            &format!("{why}: the order is cancelled and its payment will be returned"),
+        ),
+        Ok(false) => ApiError::forbidden(code, why),
+        Err(e) => e,
+    }
 }
 
 /// Reads and records a provider's notification; returns what to answer it.

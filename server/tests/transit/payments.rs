@@ -707,3 +707,72 @@ async fn next_months_pass_bought_ahead_waits_and_is_renewed_before_it_starts() {
     );
     assert!(phone.upcoming_credentials().is_empty());
 }
+
+/// A guardian pays for a dependant's pass, and the operator withdraws the guardianship before
+/// it is collected: the pass can never be collected, so its payment is not kept with nothing
+/// to show for it. The order is refunded, the payment listed to return in the provider's
+/// portal, and the phone told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_pass_that_can_no_longer_be_collected_is_returned() {
+    const CHILD: &str = "001022098765";
+    let (w, sandbox) = paying_world().await;
+    let v = w.phone_device("guardian", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let path = format!("/v1/admin/citizens/{RIDER}/dependants");
+    let grant = serde_json::json!({"dependant_citizen_id": CHILD, "evidence_ref": "SHK-0142"});
+    assert_eq!(w.admin_post(&path, grant).await.0, 200);
+    let childs = CredentialOrder {
+        dependant: Some(CHILD.into()),
+        month: this_month(),
+        ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
+    }
+    .signed_by(&phone, now())
+    .unwrap();
+    let order = w.transit().order(v.clone(), &childs).await.unwrap();
+    assert_eq!(order.status, OrderStatus::AwaitingPayment);
+    let id = order.order_id.clone();
+    // Custody changes before the payment arrives.
+    let ended = format!("{path}/{CHILD}");
+    let url = w.url(&format!("{ended}?evidence_ref=QD-2026-77"));
+    let status = w
+        .http
+        .delete(url)
+        .bearer_auth(w.operator_for(&ended))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 200);
+    let paid = sandbox.notification(&id, order.price_vnd, SandboxOutcome::Pay, now() as i64);
+    assert_eq!(notify(&w, &paid).await, "00");
+    match w.transit().collect(v.clone(), &id).await.unwrap_err() {
+        BackendError::Refused {
+            status,
+            code,
+            message,
+            ..
+        } => {
+            assert_eq!((status, code.as_str()), (403, "not_guardian"));
+            assert!(message.contains("returned"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Refunded, and listed to return; asked again, it says so.
+    refused(
+        w.transit().collect(v.clone(), &id).await.unwrap_err(),
+        403,
+        "pass_cancelled",
+    );
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={}", today()))
+        .await;
+    let to_return: Vec<&str> = rec["to_return"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["order_id"].as_str())
+        .collect();
+    assert_eq!(to_return, [id.as_str()]);
+    assert_eq!(rec["refunds_due_vnd"], Value::from(order.price_vnd));
+}

@@ -706,6 +706,11 @@ pub trait SalesStore: Send + Sync + 'static {
     /// Refunds a paid pass order: the pass is cancelled (its renewals refused), the refund
     /// entered. `None` when there is no such paid pass order (a top-up is never refunded here).
     fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>>;
+    /// Returns a paid pass order whose credential was never collected and no longer can be
+    /// (the guardianship or the entitlement it needs ended after the payment): the pass
+    /// cancelled, the order refunded, the payment listed to return in the provider's portal
+    /// (`refund_due`). False when it is not such an order (unpaid, collected, a top-up).
+    fn return_uncollectable(&self, order_id: &str, now: i64, day: &str) -> Result<bool>;
     /// A card's prepaid balance, VND: credit bought minus fares charged (negative: owed).
     fn balance(&self, card_id: u64) -> Result<i64>;
     /// Whether the card is denied for the balance it owes.

@@ -526,6 +526,36 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         })
     }
 
+    fn return_uncollectable(&self, order_id: &str, now: i64, day: &str) -> Result<bool> {
+        self.write(|tx| {
+            tx.lock(Lock::Order(order_id))?;
+            let Some(record) = load_order(tx, order_id)? else {
+                return Ok(false);
+            };
+            let order = &record.order;
+            if record.status != OrderStatus::Paid
+                || record.credential.is_some()
+                || order.purpose != OrderPurpose::Pass
+            {
+                return Ok(false);
+            }
+            tx.exec(
+                "UPDATE passes SET cancelled_at = ?2 WHERE id = (SELECT pass_id FROM orders WHERE id = ?1)
+                   AND cancelled_at IS NULL",
+                params![order_id, now],
+            )?;
+            tx.exec(
+                "UPDATE orders SET status = 'refunded' WHERE id = ?1",
+                params![order_id],
+            )?;
+            if order.amount_vnd > 0 {
+                let reference = record.provider_ref.as_deref();
+                enter(tx, order, "refund_due", order.amount_vnd, reference, now, day)?;
+            }
+            Ok(true)
+        })
+    }
+
     fn balance(&self, card_id: u64) -> Result<i64> {
         self.read(|tx| balance_of(tx, card_id))
     }
