@@ -13,4 +13,5 @@ mod metro;
 mod payments;
 mod riders;
 mod trust;
+mod validator_tokens;
 mod world;

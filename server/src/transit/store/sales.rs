@@ -110,6 +110,20 @@ fn enter(
     Ok(())
 }
 
+/// Cancels a pass order's pass (its renewals refused from `now`) and marks the order refunded.
+fn cancel_pass_order(tx: &mut dyn Tx, order_id: &str, now: i64) -> Result<()> {
+    tx.exec(
+        "UPDATE passes SET cancelled_at = ?2 WHERE id = (SELECT pass_id FROM orders WHERE id = ?1)
+           AND cancelled_at IS NULL",
+        params![order_id, now],
+    )?;
+    tx.exec(
+        "UPDATE orders SET status = 'refunded' WHERE id = ?1",
+        params![order_id],
+    )?;
+    Ok(())
+}
+
 /// Enters a payment that is not kept (paid twice, too late to ride, a pass the card holds
 /// already) with the refund it is owed: `refund_due`, money to return in the provider's portal
 /// (the day's reconciliation lists it), not a refund made.
@@ -511,15 +525,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                 _ => return Ok(None),
             }
             let order = &record.order;
-            tx.exec(
-                "UPDATE passes SET cancelled_at = ?2 WHERE id = (SELECT pass_id FROM orders WHERE id = ?1)
-                   AND cancelled_at IS NULL",
-                params![order_id, now],
-            )?;
-            tx.exec(
-                "UPDATE orders SET status = 'refunded' WHERE id = ?1",
-                params![order_id],
-            )?;
+            cancel_pass_order(tx, order_id, now)?;
             let reference = record.provider_ref.as_deref();
             enter(tx, order, "refund", order.amount_vnd, reference, now, day)?;
             Ok(Some(OrderStatus::Refunded))
@@ -539,18 +545,18 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             {
                 return Ok(false);
             }
-            tx.exec(
-                "UPDATE passes SET cancelled_at = ?2 WHERE id = (SELECT pass_id FROM orders WHERE id = ?1)
-                   AND cancelled_at IS NULL",
-                params![order_id, now],
-            )?;
-            tx.exec(
-                "UPDATE orders SET status = 'refunded' WHERE id = ?1",
-                params![order_id],
-            )?;
+            cancel_pass_order(tx, order_id, now)?;
             if order.amount_vnd > 0 {
                 let reference = record.provider_ref.as_deref();
-                enter(tx, order, "refund_due", order.amount_vnd, reference, now, day)?;
+                enter(
+                    tx,
+                    order,
+                    "refund_due",
+                    order.amount_vnd,
+                    reference,
+                    now,
+                    day,
+                )?;
             }
             Ok(true)
         })
