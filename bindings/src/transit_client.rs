@@ -30,6 +30,9 @@ pub enum TransitOrderStatus {
     Failed,
     /// The buyer cancelled the payment.
     Cancelled,
+    /// The buyer's bank took the money and the payment provider holds it for review: tell
+    /// the buyer not to pay again; the pass comes once it is confirmed, or the money goes back.
+    UnderReview,
     /// Refunded: the pass is cancelled.
     Refunded,
 }
@@ -165,7 +168,9 @@ impl TransitClient {
     /// Collects paid order `order_id`'s credential and installs it on `phone` (the phone that
     /// ordered it); the same credential however often it is called. Refused with the server's
     /// code in `SyncError.Refused`: `payment_pending` (retryable: the provider has not
-    /// confirmed yet), `payment_failed`, `order_expired`, `pass_cancelled`.
+    /// confirmed yet), `payment_under_review` (the money taken and held by the provider: tell
+    /// the buyer not to pay again, ask again later), `payment_failed`, `order_expired`,
+    /// `pass_cancelled`.
     #[uniffi::method(default(cancel = None))]
     pub async fn collect_transit_order(
         &self,

@@ -99,6 +99,7 @@ macro_rules! with_server_error_codes {
         OtherDevice = "other_device": "the credential is collected by the phone that ordered it",
         OrderExpired = "order_expired": "the order was not paid in time: order again",
         PaymentPending = "payment_pending": "the payment is not confirmed yet: collect again later",
+        PaymentUnderReview = "payment_under_review": "the bank took the payment and the provider is reviewing it: do not pay again, collect again later",
         PaymentFailed = "payment_failed": "the payment failed or was cancelled: order again",
         PassEnded = "pass_ended": "the pass has ended: buy a new one",
         PassCancelled = "pass_cancelled": "the pass was refunded and cancelled",

@@ -214,6 +214,9 @@ pub enum OrderStatus {
     Failed,
     /// The buyer cancelled the payment.
     Cancelled,
+    /// The buyer's bank took the money and the payment provider holds it for review: do not
+    /// pay again; the pass comes once it is confirmed, or the money goes back.
+    UnderReview,
     /// Refunded: the pass is cancelled.
     Refunded,
 }
@@ -481,8 +484,9 @@ impl TransitClient<'_> {
     }
 
     /// The credential of paid order `order_id` (the same one however often it is asked for);
-    /// refused with `payment_pending` (retry soon), `payment_failed`, `order_expired` or
-    /// `pass_cancelled`.
+    /// refused with `payment_pending` (retry soon), `payment_under_review` (the money taken and
+    /// held by the provider: do not pay again, ask again later), `payment_failed`,
+    /// `order_expired` or `pass_cancelled`.
     pub async fn collect(
         self,
         vault: Arc<Vault>,

@@ -111,6 +111,9 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
     /// The payment of `orderId` failed or was cancelled.
     public func failPayment(_ orderId: String) { settle(orderId, .failed) }
 
+    /// The bank took the money for `orderId` and the gateway holds it for review.
+    public func holdPaymentForReview(_ orderId: String) { settle(orderId, .underReview) }
+
     private func settle(_ orderId: String, _ status: TransitOrderStatus) {
         lock.withLock {
             guard var order = orders[orderId] else { preconditionFailure("no order \(orderId)") }
@@ -200,6 +203,9 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
         case .awaitingPayment where now() > order.expiresAt + Self.lateNoticeSecs:
             throw refused(410, .orderExpired, "order_expired", "the order was not paid in time: order again")
         case .awaitingPayment: throw refused(409, .paymentPending, "payment_pending", "the payment is not confirmed yet")
+        case .underReview:
+            throw refused(409, .paymentUnderReview, "payment_under_review",
+                          "the bank took the payment and the provider is reviewing it: do not pay again")
         default: throw refused(402, .paymentFailed, "payment_failed", "the payment failed or was cancelled")
         }
     }

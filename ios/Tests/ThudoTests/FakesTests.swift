@@ -119,6 +119,17 @@ final class FakesTests: XCTestCase {
         fake.failPayment(failed.orderId)
         let late = await refusal { try await fake.collectTransitOrder(vault: riderVault, phone: phone, orderId: failed.orderId, cancel: nil) }
         XCTAssertEqual(late, .paymentFailed)
+        // Money taken and held for review: "do not pay again", then the pass once confirmed.
+        let inReview = try await fake.buyTransitProduct(vault: riderVault, phone: phone, product: .dayPass,
+                                                        category: .standard, route: 0, month: "", dependantCitizenId: nil)
+        fake.holdPaymentForReview(inReview.orderId)
+        let reviewed = try await fake.transitOrder(vault: riderVault, orderId: inReview.orderId, cancel: nil)
+        XCTAssertEqual(reviewed.status, .underReview)
+        let notYet = await refusal { try await fake.collectTransitOrder(vault: riderVault, phone: phone, orderId: inReview.orderId, cancel: nil) }
+        XCTAssertEqual(notYet, .paymentUnderReview)
+        fake.confirmPayment(inReview.orderId)
+        let confirmed = try await fake.collectTransitOrder(vault: riderVault, phone: phone, orderId: inReview.orderId, cancel: nil)
+        XCTAssertEqual(confirmed.product, .dayPass)
 
         // An order unpaid past its 15 minutes, and the backend's 15 minutes for a late notice,
         // is gone when collected, as the backend says it.

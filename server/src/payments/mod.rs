@@ -32,6 +32,13 @@ pub enum PaymentResult {
     Paid,
     /// The buyer cancelled at the provider.
     Cancelled,
+    /// The buyer's bank took the money but the provider has not confirmed the payment: held
+    /// for a fraud review, or reversed between bank and provider. Neither paid nor failed: the
+    /// buyer must not be told to pay again, and a later confirmation opens the pass.
+    UnderReview {
+        /// The provider's result code.
+        code: String,
+    },
     /// Declined or failed; the provider's code.
     Failed {
         /// The provider's result code.
@@ -66,7 +73,7 @@ pub enum NotificationError {
 /// What the merchant answers a notification, in the terms every provider has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acknowledgement {
-    /// Recorded now (a payment, a failure or a cancellation).
+    /// Recorded now (a payment, a failure, a cancellation or a review).
     Recorded,
     /// This order's outcome was recorded before: nothing changed.
     AlreadyRecorded,

@@ -164,12 +164,20 @@ impl PaymentProvider for Vnpay {
         let status = params
             .get("vnp_TransactionStatus")
             .map_or(response, String::as_str);
+        // Money taken without a confirmation: response 07 (taken, the transaction suspected),
+        // transaction status 04 (taken at the bank, not completed at VNPAY) or 07 (held for
+        // fraud). The buyer is not told to pay again.
+        let code = |c: &str| c.chars().take(8).collect();
         let result = match (response, status) {
             ("00", "00") => PaymentResult::Paid,
-            ("24", _) => PaymentResult::Cancelled,
-            (code, _) => PaymentResult::Failed {
-                code: code.chars().take(8).collect(),
+            ("07", _) => PaymentResult::UnderReview {
+                code: code(response),
             },
+            (_, "04" | "07") => PaymentResult::UnderReview {
+                code: format!("s{}", code(status)),
+            },
+            ("24", _) => PaymentResult::Cancelled,
+            (c, _) => PaymentResult::Failed { code: code(c) },
         };
         Ok(Notification {
             order_id: field(&params, "vnp_TxnRef")?.to_owned(),
@@ -221,6 +229,8 @@ pub enum SandboxOutcome {
     Decline,
     /// The buyer cancels (VNPAY code 24).
     Cancel,
+    /// The bank takes the money and VNPAY holds the transaction as suspect (code 07).
+    Review,
 }
 
 /// The gateway's side of the protocol, for tests and the demo: it reads a checkout URL as
@@ -283,6 +293,7 @@ impl Sandbox {
             SandboxOutcome::Pay => ("00", "00"),
             SandboxOutcome::Decline => ("51", "02"),
             SandboxOutcome::Cancel => ("24", "02"),
+            SandboxOutcome::Review => ("07", "07"),
         };
         let number = self
             .transactions
@@ -436,6 +447,31 @@ mod tests {
                 .result,
             PaymentResult::Failed { .. }
         ));
+        // Money taken but not confirmed: held for review, never a failure ("pay again").
+        let held = sandbox.notification("o", 1_000, SandboxOutcome::Review, 1_800_000_000);
+        assert_eq!(
+            vnpay.read_notification(&held).unwrap().result,
+            PaymentResult::UnderReview { code: "07".into() }
+        );
+        for (response, status, code) in
+            [("00", "04", "s04"), ("00", "07", "s07"), ("07", "00", "07")]
+        {
+            let params = pairs(&[
+                ("vnp_TmnCode", "THUDO001".into()),
+                ("vnp_Amount", "100000".into()),
+                ("vnp_ResponseCode", response.into()),
+                ("vnp_TransactionStatus", status.into()),
+                ("vnp_TxnRef", "o".into()),
+            ]);
+            assert_eq!(
+                vnpay
+                    .read_notification(&sandbox.signed_query(params))
+                    .unwrap()
+                    .result,
+                PaymentResult::UnderReview { code: code.into() },
+                "{response}/{status}"
+            );
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub const MAX_SOLD_AHEAD_SECS: i64 = 32 * 86_400;
 /// How long the provider takes payment for an order.
 pub const PAYMENT_WINDOW_SECS: i64 = 15 * 60;
 
+/// How often a phone asks again about a payment held for review (the provider's review takes
+/// hours, not seconds).
+const REVIEW_RETRY_SECS: u64 = 15 * 60;
+
 /// The payment provider and, on a test or demo server, the sandbox gateway.
 #[derive(Clone)]
 pub struct Payments {
@@ -76,6 +80,7 @@ fn status_on_wire(status: OrderStatus) -> WireStatus {
         OrderStatus::Paid => WireStatus::Paid,
         OrderStatus::Failed => WireStatus::Failed,
         OrderStatus::Cancelled => WireStatus::Cancelled,
+        OrderStatus::UnderReview => WireStatus::UnderReview,
         OrderStatus::Refunded => WireStatus::Refunded,
     }
 }
@@ -427,7 +432,7 @@ pub(crate) async fn get_order(
     post,
     path = "/v1/transit/orders/{id}/credential",
     summary = "The credential of a paid pass order, for the phone that ordered it (the same one on every call)",
-    description = "409 payment_pending (Retry-After), 402 payment_failed, 410 order_expired, 403 pass_cancelled, other_device, not_entitled, device_revoked.",
+    description = "409 payment_pending or payment_under_review (Retry-After), 402 payment_failed, 410 order_expired, 403 pass_cancelled, other_device, not_entitled, device_revoked.",
     params(
         ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
     ),
@@ -437,7 +442,7 @@ pub(crate) async fn get_order(
         (status = 402, description = "The payment failed (`payment_failed`)", body = ErrorBody),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
-        (status = 409, description = "Not paid yet (`payment_pending`): ask again after Retry-After", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds"))),
+        (status = 409, description = "Not paid yet (`payment_pending`), or the money taken and held for the provider's review (`payment_under_review`: do not pay again): ask again after Retry-After", body = ErrorBody, headers(("Retry-After" = u32, description = "Seconds"))),
         (status = 410, description = "The order expired unpaid (`order_expired`)", body = ErrorBody),
     ),
     security(("device" = [])),
@@ -483,6 +488,14 @@ pub(crate) async fn collect_credential(
                 "the payment is not confirmed yet",
             )
             .retry_after(5))
+        }
+        OrderStatus::UnderReview => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ServerErrorCode::PaymentUnderReview,
+                "the bank took the payment and the provider is reviewing it: do not pay again",
+            )
+            .retry_after(REVIEW_RETRY_SECS))
         }
         OrderStatus::Failed | OrderStatus::Cancelled => {
             return Err(ApiError::new(
@@ -646,16 +659,16 @@ pub async fn settle_in_sandbox(
     Ok(Some(notify(state, &query).await))
 }
 
-/// `POST /test/payments/{order}?outcome=pay|decline|cancel` (a test or demo server only): the
+/// `POST /test/payments/{order}?outcome=pay|decline|cancel|review` (a test or demo server only): the
 /// sandbox gateway settles the order as the buyer chose and notifies this server, as the
 /// provider would; answers with the provider's acknowledgement.
 #[utoipa::path(
     post,
     path = "/test/payments/{order}",
-    summary = "Only on servers started with sandbox payments (tests, demos): the sandbox gateway settles the order (outcome pay, decline or cancel) and notifies the server as the provider would. Absent (404) in production.",
+    summary = "Only on servers started with sandbox payments (tests, demos): the sandbox gateway settles the order (outcome pay, decline, cancel, or review: the money taken and held) and notifies the server as the provider would. Absent (404) in production.",
     params(
         ("order" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
-        ("outcome" = Option<String>, Query, pattern = "^(pay|decline|cancel)$"),
+        ("outcome" = Option<String>, Query, pattern = "^(pay|decline|cancel|review)$"),
     ),
     responses(
         (status = 200, description = "OK", body = crate::payments::vnpay::IpnAnswer),
@@ -672,7 +685,8 @@ pub(crate) async fn sandbox_settle(
         None | Some("pay") => SandboxOutcome::Pay,
         Some("decline") => SandboxOutcome::Decline,
         Some("cancel") => SandboxOutcome::Cancel,
-        Some(_) => return Err(ApiError::bad("outcome is pay, decline or cancel")),
+        Some("review") => SandboxOutcome::Review,
+        Some(_) => return Err(ApiError::bad("outcome is pay, decline, cancel or review")),
     };
     let ack = settle_in_sandbox(&state, &id, outcome)
         .await?

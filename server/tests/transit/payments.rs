@@ -341,6 +341,96 @@ async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
     );
 }
 
+/// Money the bank took and the provider holds for review (VNPAY 07, or a transaction taken at
+/// the bank and not completed at the provider) is neither paid nor failed: the phone is told
+/// not to pay again, past the order's window too; the day's reconciliation lists it for the
+/// follow-up; the provider's later confirmation of the same transaction opens the pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_the_pass() {
+    use thudo_server::payments::vnpay::SANDBOX_TMN_CODE;
+    use thudo_server::transit::store::LATE_NOTICE_SECS;
+    let (w, sandbox) = paying_world().await;
+    let v = w.phone_device("reviewed", RIDER).await;
+    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let bought = w
+        .transit()
+        .buy_and_install(v.clone(), phone.clone(), monthly(&phone))
+        .await
+        .unwrap();
+    let made = w.storage.order(&bought.order.order_id).unwrap().unwrap();
+    // Its window and the late notices' grace over while the provider reviews it.
+    let order = NewOrder {
+        id: "o-reviewed".into(),
+        expires_at: now() as i64 - LATE_NOTICE_SECS - 60,
+        ..made.order
+    };
+    w.storage.create_order(&order, &today()).unwrap();
+    let signed = |response: &str, status: &str| {
+        let field = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        sandbox.signed_query(vec![
+            field("vnp_TmnCode", SANDBOX_TMN_CODE),
+            field("vnp_Amount", "28000000"),
+            field("vnp_ResponseCode", response),
+            field("vnp_TransactionNo", "14999999"),
+            field("vnp_TransactionStatus", status),
+            field("vnp_TxnRef", "o-reviewed"),
+        ])
+    };
+    assert_eq!(notify(&w, &signed("07", "07")).await, "00");
+    // Delivered twice, and reported again as reversed: recorded once.
+    assert_eq!(notify(&w, &signed("07", "07")).await, "02");
+    assert_eq!(notify(&w, &signed("00", "04")).await, "02");
+    for _ in 0..2 {
+        refused(
+            w.transit()
+                .collect(v.clone(), "o-reviewed")
+                .await
+                .unwrap_err(),
+            409,
+            "payment_under_review",
+        );
+    }
+    let shown = w.transit().order_status(v.clone(), "o-reviewed").await;
+    assert_eq!(shown.unwrap().status, OrderStatus::UnderReview);
+    let day = today();
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
+        .await;
+    let held = rec["under_review"].as_array().unwrap();
+    assert_eq!(held.len(), 1, "{rec}");
+    assert_eq!(
+        (
+            &held[0]["order_id"],
+            &held[0]["amount_vnd"],
+            &held[0]["provider_ref"]
+        ),
+        (
+            &Value::from("o-reviewed"),
+            &Value::from(280_000),
+            &Value::from("14999999")
+        )
+    );
+    assert_eq!(
+        (&rec["unpaid"], &rec["sales_vnd"]),
+        (&Value::from(0), &Value::from(0))
+    );
+    // The provider confirms the same transaction: the pass, not a refund for being late.
+    assert_eq!(notify(&w, &signed("00", "00")).await, "00");
+    let collected = w.transit().collect(v.clone(), "o-reviewed").await.unwrap();
+    assert_eq!(collected.price_vnd, 280_000);
+    let ledger = w
+        .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
+        .await;
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
+        .await;
+    assert_adds_up(&ledger, &rec);
+    assert_eq!(
+        (&rec["sales_vnd"], &rec["refunds_due_vnd"]),
+        (&Value::from(280_000), &Value::from(0))
+    );
+}
+
 /// The reconciliation's sums are the ledger's.
 fn assert_adds_up(ledger: &Value, rec: &Value) {
     let sum = |entry: &str| -> u64 {

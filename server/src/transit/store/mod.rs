@@ -518,6 +518,9 @@ pub enum OrderStatus {
     Failed,
     /// The buyer cancelled at the provider.
     Cancelled,
+    /// The buyer's bank took the money but the provider holds the payment for review: the
+    /// phone is told to wait, not to pay again; a later confirmation opens the pass.
+    UnderReview,
     /// Paid and then refunded by the operator: the pass is cancelled.
     Refunded,
 }
@@ -670,6 +673,9 @@ pub struct Reconciliation {
     pub refunds_due_vnd: u64,
     /// Those payments, one by one (the order and the provider's transaction to return).
     pub to_return: Vec<LedgerEntry>,
+    /// Payments the provider reported held for review that day (the buyer's money taken, not
+    /// confirmed), one by one: to follow up in the provider's portal.
+    pub under_review: Vec<LedgerEntry>,
     /// Sum of the lines' fares, VND.
     pub charged_vnd: u64,
     /// Orders made that day and their value, VND (paid or not).

@@ -416,7 +416,10 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             }
             let open = matches!(
                 record.status,
-                OrderStatus::AwaitingPayment | OrderStatus::Failed | OrderStatus::Cancelled
+                OrderStatus::AwaitingPayment
+                    | OrderStatus::Failed
+                    | OrderStatus::Cancelled
+                    | OrderStatus::UnderReview
             );
             match (&n.result, open) {
                 (PaymentResult::Paid, true) => {
@@ -424,8 +427,11 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     // window and the late notices' grace: "order again"), or after the pass
                     // ended: the money goes back, so a rider who ordered again never pays for
                     // two passes. Before then, a payment after a failure is a second try at
-                    // the bank, on the page the buyer is still on: it opens the pass.
-                    let expired = now > order.expires_at.saturating_add(LATE_NOTICE_SECS);
+                    // the bank, on the page the buyer is still on: it opens the pass. A
+                    // payment held for review was never "order again": it opens the pass
+                    // however late the provider confirms it.
+                    let expired = record.status != OrderStatus::UnderReview
+                        && now > order.expires_at.saturating_add(LATE_NOTICE_SECS);
                     if order
                         .pass
                         .as_ref()
@@ -465,14 +471,20 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     })
                 }
                 (failed, true) => {
-                    let (status, entry) = match failed {
-                        PaymentResult::Cancelled => ("cancelled", "payment_cancelled"),
-                        _ => ("failed", "payment_failed"),
+                    // The money a review holds is listed at its amount, for the follow-up.
+                    let (status, entry, amount) = match failed {
+                        PaymentResult::Cancelled => ("cancelled", "payment_cancelled", 0),
+                        PaymentResult::UnderReview { .. } => {
+                            ("under_review", "payment_under_review", order.amount_vnd)
+                        }
+                        _ => ("failed", "payment_failed", 0),
                     };
-                    // The same failure sent again with no transaction reference: once.
+                    // The same outcome sent again with no transaction reference: once.
                     let again = matches!(
                         (record.status, status),
-                        (OrderStatus::Failed, "failed") | (OrderStatus::Cancelled, "cancelled")
+                        (OrderStatus::Failed, "failed")
+                            | (OrderStatus::Cancelled, "cancelled")
+                            | (OrderStatus::UnderReview, "under_review")
                     );
                     if again && provider_ref.is_none() {
                         return Ok(PaymentRecord::AlreadyRecorded);
@@ -482,7 +494,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                          WHERE id = ?1",
                         params![&order.id, status, provider_ref, now],
                     )?;
-                    enter(tx, order, entry, 0, provider_ref, now, day)?;
+                    enter(tx, order, entry, amount, provider_ref, now, day)?;
                     Ok(PaymentRecord::Recorded {
                         status: parse(status.to_owned())?,
                     })
@@ -638,6 +650,8 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         l.refunds_due += count;
                         l.refunds_due_vnd += vnd;
                     }
+                    // Listed one by one below: neither a sale nor a failure yet.
+                    "payment_under_review" => {}
                     _ => rec.unpaid += count,
                 }
             }
@@ -688,6 +702,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             rec.refunds_vnd = rec.lines.iter().map(|l| l.refunds_vnd).sum();
             rec.refunds_due_vnd = rec.lines.iter().map(|l| l.refunds_due_vnd).sum();
             rec.to_return = ledger_entries(tx, day, Some("refund_due"))?;
+            rec.under_review = ledger_entries(tx, day, Some("payment_under_review"))?;
             rec.charged_vnd = rec.lines.iter().map(|l| l.charged_vnd).sum();
             Ok(rec)
         })

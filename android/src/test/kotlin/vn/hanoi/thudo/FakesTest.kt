@@ -87,6 +87,14 @@ class FakesTest {
         fake.failPayment(failed.orderId)
         assertEquals(ServerErrorCode.PAYMENT_FAILED,
             assertThrows<SyncException.Refused> { runBlocking { fake.collectTransitOrder(phoneVault, phone, failed.orderId, null) } }.code)
+        // Money taken and held for review: "do not pay again", then the pass once confirmed.
+        val held = fake.buyTransitProduct(phoneVault, phone, TransitProduct.DAY_PASS, PassengerCategory.STANDARD, 0, "", null)
+        fake.holdPaymentForReview(held.orderId)
+        assertEquals(TransitOrderStatus.UNDER_REVIEW, fake.transitOrder(phoneVault, held.orderId, null).status)
+        assertEquals(ServerErrorCode.PAYMENT_UNDER_REVIEW,
+            assertThrows<SyncException.Refused> { runBlocking { fake.collectTransitOrder(phoneVault, phone, held.orderId, null) } }.code)
+        fake.confirmPayment(held.orderId)
+        assertEquals(TransitProduct.DAY_PASS, fake.collectTransitOrder(phoneVault, phone, held.orderId, null).product)
 
         // An order unpaid past its 15 minutes, and the backend's 15 minutes for a late notice,
         // is gone when collected, as the backend says it.

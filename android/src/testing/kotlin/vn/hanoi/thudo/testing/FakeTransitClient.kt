@@ -100,6 +100,9 @@ open class FakeTransitClient(
     /** The payment of [orderId] failed or was cancelled. */
     fun failPayment(orderId: String) = settle(orderId, TransitOrderStatus.FAILED)
 
+    /** The bank took the money for [orderId] and the gateway holds it for review. */
+    fun holdPaymentForReview(orderId: String) = settle(orderId, TransitOrderStatus.UNDER_REVIEW)
+
     private fun settle(orderId: String, status: TransitOrderStatus) {
         synchronized(lock) {
             val order = orders[orderId] ?: error("no order $orderId")
@@ -180,6 +183,8 @@ open class FakeTransitClient(
             } else {
                 throw refused(409, ServerErrorCode.PAYMENT_PENDING, "payment_pending", "the payment is not confirmed yet")
             }
+            TransitOrderStatus.UNDER_REVIEW ->
+                throw refused(409, ServerErrorCode.PAYMENT_UNDER_REVIEW, "payment_under_review", "the bank took the payment and the provider is reviewing it: do not pay again")
             else -> throw refused(402, ServerErrorCode.PAYMENT_FAILED, "payment_failed", "the payment failed or was cancelled")
         }
     }
