@@ -200,33 +200,38 @@ impl TransitClient {
     }
 
     /// Orders `amount_vnd` (10,000 to 2,000,000) of prepaid credit for pay-as-you-go fares on
-    /// this account's card; paid like any order (`paymentUrl`). Once paid, a card denied for
-    /// the balance it owed is lifted on the next deny list.
-    #[uniffi::method(default(cancel = None))]
+    /// this account's card, or on dependant card `card_id` (a child's whose guardianship the
+    /// operator recorded, else `not_guardian`); paid like any order (`paymentUrl`). Once paid, a
+    /// card denied for the balance it owed is lifted on the next deny list.
+    #[uniffi::method(default(card_id = None, cancel = None))]
     pub async fn top_up(
         &self,
         vault: Arc<Vault>,
         amount_vnd: i64,
+        card_id: Option<i64>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<TransitOrder, SyncError> {
         let amount: u64 = crate::fit("amount_vnd", amount_vnd)
             .map_err(|reason| SyncError::InvalidArgument { reason })?;
-        let order = CoreTransit::new(&self.inner).top_up(vault.core(), amount);
+        let card = card_id.map(crate::card_id_from_host);
+        let order = CoreTransit::new(&self.inner).top_up(vault.core(), amount, card);
         Ok(TransitOrder::from_core(
             guard(cancel).run(order).await?,
             None,
         ))
     }
 
-    /// This account's prepaid balance.
-    #[uniffi::method(default(cancel = None))]
+    /// This account's prepaid balance, or dependant card `card_id`'s.
+    #[uniffi::method(default(card_id = None, cancel = None))]
     pub async fn transit_balance(
         &self,
         vault: Arc<Vault>,
+        card_id: Option<i64>,
         cancel: Option<Arc<CancelToken>>,
     ) -> Result<TransitBalance, SyncError> {
+        let card = card_id.map(crate::card_id_from_host);
         let b = guard(cancel)
-            .run(CoreTransit::new(&self.inner).balance(vault.core()))
+            .run(CoreTransit::new(&self.inner).balance(vault.core(), card))
             .await?;
         Ok(TransitBalance {
             card_id: crate::card_id_to_host(b.card_id),

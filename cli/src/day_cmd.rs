@@ -273,7 +273,7 @@ async fn day(args: DayArgs) -> Result<()> {
     let (parent, child) = (own.order.card_id, childs.order.card_id);
     // The parent's pay-as-you-go fares come out of prepaid credit.
     TransitClient::new(client)
-        .top_up(phone_vault.clone(), 100_000)
+        .top_up(phone_vault.clone(), 100_000, None)
         .await?;
 
     let t = tomorrow_seven();

@@ -251,13 +251,18 @@ pub struct OrderResponse {
     pub expires_at: u64,
 }
 
-/// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card.
+/// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card, or
+/// on a dependant's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TopUpRequest {
     /// VND, between [`MIN_TOP_UP_VND`] and [`MAX_TOP_UP_VND`].
     #[cfg_attr(feature = "openapi", schema(minimum = 10000, maximum = 2000000))]
     pub amount_vnd: u64,
+    /// The card to credit: the caller's when absent, or a dependant's whose guardianship the
+    /// operator recorded for the caller's account (else 403 `not_guardian`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_id: Option<u64>,
 }
 
 /// The smallest top-up, VND.
@@ -265,7 +270,7 @@ pub const MIN_TOP_UP_VND: u64 = 10_000;
 /// The largest top-up, VND.
 pub const MAX_TOP_UP_VND: u64 = 2_000_000;
 
-/// `GET /v1/transit/balance`: the caller's prepaid balance.
+/// `GET /v1/transit/balance`: the caller's prepaid balance (or a dependant card's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BalanceResponse {
@@ -505,17 +510,21 @@ impl TransitClient<'_> {
             .await
     }
 
-    /// Orders `amount_vnd` of prepaid credit for pay-as-you-go fares on this account's card;
-    /// paid like any order.
+    /// Orders `amount_vnd` of prepaid credit for pay-as-you-go fares on this account's card, or
+    /// on dependant card `card_id` (a guardian paying a child's fares, or the debt that denied
+    /// its card); paid like any order.
     pub async fn top_up(
         self,
         vault: Arc<Vault>,
         amount_vnd: u64,
+        card_id: Option<u64>,
     ) -> Result<OrderResponse, BackendError> {
-        let body = serde_json::to_vec(&TopUpRequest { amount_vnd }).map_err(|e| {
-            BackendError::Protocol {
-                detail: e.to_string(),
-            }
+        let request = TopUpRequest {
+            amount_vnd,
+            card_id,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| BackendError::Protocol {
+            detail: e.to_string(),
         })?;
         self.backend
             .request(
@@ -527,13 +536,18 @@ impl TransitClient<'_> {
             .await
     }
 
-    /// This account's prepaid balance.
-    pub async fn balance(self, vault: Arc<Vault>) -> Result<BalanceResponse, BackendError> {
+    /// This account's prepaid balance, or dependant card `card_id`'s.
+    pub async fn balance(
+        self,
+        vault: Arc<Vault>,
+        card_id: Option<u64>,
+    ) -> Result<BalanceResponse, BackendError> {
+        let query = card_id.map_or(String::new(), |card| format!("?card_id={card}"));
         self.backend
             .request(
                 vault,
                 Method::GET,
-                &format!("{API_PREFIX}/transit/balance"),
+                &format!("{API_PREFIX}/transit/balance{query}"),
                 None,
             )
             .await

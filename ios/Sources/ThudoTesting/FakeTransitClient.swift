@@ -216,13 +216,25 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
         return orderOf(order, nil)
     }
 
-    open func topUp(vault: Vault, amountVnd: Int64, cancel: CancelToken?) async throws -> TransitOrder {
+    /// As the backend: the caller's card, or a dependant's added with `addDependant`.
+    private func payingCard(_ vault: Vault, _ cardId: Int64?) throws -> Int64 {
+        let own = cardOf(vault)
+        guard let cardId, cardId != own else { return own }
+        guard lock.withLock({ dependants.values.contains { $0.card == cardId } }) else {
+            throw refused(403, .notGuardian, "not_guardian", "the account holds no guardianship of that card")
+        }
+        return cardId
+    }
+
+    open func topUp(vault: Vault, amountVnd: Int64, cardId: Int64?, cancel: CancelToken?) async throws -> TransitOrder {
         try enter("topUp", cancel)
         if amountVnd < 10_000 { throw refused(400, .badRequest, "bad_request", "a top-up is at least 10,000 VND") }
+        let paying = try payingCard(vault, cardId)
+        let own = cardOf(vault)
         let at = now()
         let order: Order = lock.withLock {
-            let order = Order(id: "topup-\(newId())", card: card(of: vault), request: nil, priceVnd: amountVnd,
-                              dependant: false, status: instant ? .paid : .awaitingPayment, expiresAt: at + 15 * 60)
+            let order = Order(id: "topup-\(newId())", card: paying, request: nil, priceVnd: amountVnd,
+                              dependant: paying != own, status: instant ? .paid : .awaitingPayment, expiresAt: at + 15 * 60)
             orders[order.id] = order
             if order.status == .paid { balances[order.card, default: 0] += amountVnd }
             return order
@@ -230,9 +242,9 @@ open class FakeTransitClient: TransitClientProtocol, @unchecked Sendable {
         return orderOf(order, nil)
     }
 
-    open func transitBalance(vault: Vault, cancel: CancelToken?) async throws -> TransitBalance {
+    open func transitBalance(vault: Vault, cardId: Int64?, cancel: CancelToken?) async throws -> TransitBalance {
         try enter("transitBalance", cancel)
-        let card = cardOf(vault)
+        let card = try payingCard(vault, cardId)
         return TransitBalance(cardId: card, balanceVnd: lock.withLock { balances[card] ?? 0 }, creditLimitVnd: 0, denied: false)
     }
 

@@ -157,12 +157,20 @@ final class FakesTests: XCTestCase {
         }
         XCTAssertEqual(stranger, .notGuardian)
         fake.payInstantly = true
-        _ = try await fake.topUp(vault: riderVault, amountVnd: 50_000, cancel: nil)
-        let balance = try await fake.transitBalance(vault: riderVault, cancel: nil)
+        _ = try await fake.topUp(vault: riderVault, amountVnd: 50_000, cardId: nil, cancel: nil)
+        let balance = try await fake.transitBalance(vault: riderVault, cardId: nil, cancel: nil)
         XCTAssertEqual(balance.balanceVnd, 50_000)
 
         // A dependant's pass rides with its holder, as the backend issues it.
         let childCard = fake.addDependant("001022000001")
+        // A guardian pays a dependant's fares; nobody pays on a card not theirs.
+        let childTopUp = try await fake.topUp(vault: riderVault, amountVnd: 20_000, cardId: childCard, cancel: nil)
+        XCTAssertEqual(childTopUp.cardId, childCard)
+        let childBalance = try await fake.transitBalance(vault: riderVault, cardId: childCard, cancel: nil)
+        let ownBalance = try await fake.transitBalance(vault: riderVault, cardId: nil, cancel: nil)
+        XCTAssertEqual([childBalance.balanceVnd, ownBalance.balanceVnd], [20_000, 50_000])
+        let notTheirs = await refusal { try await fake.topUp(vault: riderVault, amountVnd: 20_000, cardId: childCard + 1, cancel: nil) }
+        XCTAssertEqual(notTheirs, .notGuardian)
         let child = try await fake.buyTransitProduct(vault: riderVault, phone: phone, product: .freePass, category: .child,
                                                      route: 0, month: "", dependantCitizenId: "001022000001")
         XCTAssertEqual(child.cardId, childCard)

@@ -510,6 +510,13 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(balance, TransitBalance(cardId: card, balanceVnd: 50_000, creditLimitVnd: 20_000, denied: false))
         let tooSmall = await refusal { try await TransitClient(client: client).topUp(vault: phone, amountVnd: 5) }
         XCTAssertEqual(tooSmall, .badRequest)
+        // A card is named for a dependant's; one the account holds no guardianship of is refused.
+        let named = try await TransitClient(client: client).transitBalance(vault: phone, cardId: card)
+        XCTAssertEqual(named.balanceVnd, 50_000)
+        let notTheirs = await refusal { try await TransitClient(client: client).topUp(vault: phone, amountVnd: 50_000, cardId: card + 1) }
+        XCTAssertEqual(notTheirs, .notGuardian)
+        let notTheirBalance = await refusal { try await TransitClient(client: client).transitBalance(vault: phone, cardId: card + 1) }
+        XCTAssertEqual(notTheirBalance, .notGuardian)
 
         let busVault = try await vault("bus")
         let code = try XCTUnwrap(busCodes.first, "run through scripts/test-swift.sh (THUDO_ENROLMENT_CODES)")

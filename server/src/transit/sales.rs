@@ -346,12 +346,36 @@ pub(crate) async fn create_order(
     place(&state, placed).await
 }
 
-/// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card,
-/// paid like any order; a card denied for the balance it owes is lifted once paid.
+/// The card a top-up or a balance is for: the caller's, or a dependant's the account holds
+/// guardianship of (else 403 `not_guardian`).
+async fn paying_card(
+    state: &TransitState,
+    device: &Device,
+    card: Option<u64>,
+) -> Result<u64, ApiError> {
+    let Some(card) = card.filter(|c| *c != device.card_id) else {
+        return Ok(device.card_id);
+    };
+    let storage = state.storage.clone();
+    let account = device.account_id.clone();
+    blocking(move || Ok(storage.rider_of_card(&account, card)?))
+        .await?
+        .map(|_| card)
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                ServerErrorCode::NotGuardian,
+                "the account holds no guardianship of that card",
+            )
+        })
+}
+
+/// `POST /v1/transit/topups`: prepaid credit for pay-as-you-go fares on the caller's card or
+/// a dependant's, paid like any order; a card denied for the balance it owes is lifted once
+/// paid.
 #[utoipa::path(
     post,
     path = "/v1/transit/topups",
-    summary = "Order prepaid credit for pay-as-you-go fares on the caller's card",
+    summary = "Order prepaid credit for pay-as-you-go fares on the caller's card, or on a dependant's (403 not_guardian for another card)",
     request_body(content = TopUpRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = OrderResponse),
@@ -371,16 +395,17 @@ pub(crate) async fn create_top_up(
             "a top-up is {MIN_TOP_UP_VND} to {MAX_TOP_UP_VND} VND"
         )));
     }
+    let card_id = paying_card(&state, &device, req.card_id).await?;
     let now = chrono::Utc::now().timestamp();
     let placed = NewOrder {
         id: order_id(&device, &headers)?,
         account_id: device.account_id.clone(),
         device_id: device.id.clone(),
         purpose: OrderPurpose::TopUp,
-        card_id: device.card_id,
+        card_id,
         pass: None,
         device_key: None,
-        dependant: false,
+        dependant: card_id != device.card_id,
         amount_vnd: req.amount_vnd,
         provider: state.payments.provider.name().to_owned(),
         created_at: now,
@@ -694,23 +719,36 @@ pub(crate) async fn sandbox_settle(
     Ok(Json(state.payments.provider.acknowledge(ack)))
 }
 
-/// `GET /v1/transit/balance`: the caller's prepaid balance.
+/// `GET /v1/transit/balance[?card_id=N]`: the caller's prepaid balance, or a dependant card's.
 #[utoipa::path(
     get,
     path = "/v1/transit/balance",
-    summary = "The caller's prepaid balance",
+    summary = "The caller's prepaid balance, or a dependant card's (403 not_guardian for another card)",
+    params(
+        ("card_id" = Option<u64>, Query, description = "A dependant's card (the caller's by default)"),
+    ),
     responses(
         (status = 200, description = "OK", body = BalanceResponse),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
     ),
     security(("device" = [])),
 )]
 pub(crate) async fn balance(
     State(state): State<TransitState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<BalanceResponse> {
     let device = authenticate(&state.devices(), &headers).await?;
+    let asked = match query_params(query).get("card_id") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::bad("card_id must be a card number"))?,
+        ),
+    };
+    let card = paying_card(&state, &device, asked).await?;
     let storage = state.storage.clone();
-    let card = device.card_id;
     let (balance_vnd, denied) =
         blocking(move || Ok((storage.balance(card)?, storage.balance_denied(card)?))).await?;
     Ok(Json(BalanceResponse {

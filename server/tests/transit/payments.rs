@@ -604,7 +604,7 @@ async fn a_card_owing_more_than_its_credit_is_denied_until_a_top_up() {
     }
     let receipt = w.upload_bus(&bus_vault, &mut bus).await;
     assert!(receipt.charged_vnd > 20_000, "{receipt:?}");
-    let balance = w.transit().balance(v.clone()).await.unwrap();
+    let balance = w.transit().balance(v.clone(), None).await.unwrap();
     assert_eq!(balance.balance_vnd, -(receipt.charged_vnd as i64));
     assert!(balance.denied);
     // The next list names the card: validators refuse it.
@@ -629,12 +629,12 @@ async fn a_card_owing_more_than_its_credit_is_denied_until_a_top_up() {
     );
     for bad in [0, 9_999, 2_000_001] {
         refused(
-            w.transit().top_up(v.clone(), bad).await.unwrap_err(),
+            w.transit().top_up(v.clone(), bad, None).await.unwrap_err(),
             400,
             "bad_request",
         );
     }
-    let top_up = w.transit().top_up(v.clone(), 50_000).await.unwrap();
+    let top_up = w.transit().top_up(v.clone(), 50_000, None).await.unwrap();
     assert_eq!(top_up.status, OrderStatus::AwaitingPayment);
     // A top-up has no credential: there is none to find.
     refused(
@@ -646,12 +646,12 @@ async fn a_card_owing_more_than_its_credit_is_denied_until_a_top_up() {
         "not_found",
     );
     assert!(
-        w.transit().balance(v.clone()).await.unwrap().denied,
+        w.transit().balance(v.clone(), None).await.unwrap().denied,
         "not paid yet"
     );
     let paid = sandbox.notification(&top_up.order_id, 50_000, SandboxOutcome::Pay, now() as i64);
     assert_eq!(notify(&w, &paid).await, "00");
-    let balance = w.transit().balance(v.clone()).await.unwrap();
+    let balance = w.transit().balance(v.clone(), None).await.unwrap();
     assert_eq!(
         (balance.balance_vnd, balance.denied),
         (50_000 - receipt.charged_vnd as i64, false)

@@ -538,7 +538,7 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
     let (parent_vault, phone) = w.rider("parent", RIDER, Product::PayAsYouGo).await;
     // The parent's fares come out of prepaid credit (this server's sandbox pays at once).
     w.transit()
-        .top_up(parent_vault.clone(), 200_000)
+        .top_up(parent_vault.clone(), 200_000, None)
         .await
         .unwrap();
     let path = format!("/v1/admin/citizens/{RIDER}/dependants");
@@ -806,4 +806,83 @@ async fn a_paid_order_whose_collection_fails_keeps_its_id_to_collect_later() {
         .unwrap();
     assert_eq!(collected.card_id, bought.order.card_id);
     assert_eq!(phone.credential(), Some(collected));
+}
+
+/// A guardian pays a dependant's pay-as-you-go fares: credit on the child's card (a top-up
+/// also lifts a denial for its debt) and the child's balance read. Another account does
+/// neither, even knowing the card's number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guardian_tops_up_a_dependants_card_and_nobody_else_can() {
+    const CHILD: &str = "001022054322";
+    let w = World::start().await;
+    let (parent_vault, phone) = w.rider("parent", RIDER, Product::PayAsYouGo).await;
+    let path = format!("/v1/admin/citizens/{RIDER}/dependants");
+    w.admin_post(
+        &path,
+        json!({"dependant_citizen_id": CHILD, "evidence_ref": "SHK-0143"}),
+    )
+    .await;
+    let child = w
+        .transit()
+        .buy_and_install(
+            parent_vault.clone(),
+            Arc::new(phone),
+            CredentialOrder {
+                dependant: Some(CHILD.into()),
+                ..CredentialOrder::new(Product::PayAsYouGo, Category::Standard)
+            },
+        )
+        .await
+        .unwrap()
+        .order
+        .card_id;
+    // This server's sandbox pays at once.
+    let top_up = w
+        .transit()
+        .top_up(parent_vault.clone(), 30_000, Some(child))
+        .await
+        .unwrap();
+    assert_eq!((top_up.card_id, top_up.price_vnd), (child, 30_000));
+    let childs = w
+        .transit()
+        .balance(parent_vault.clone(), Some(child))
+        .await
+        .unwrap();
+    assert_eq!((childs.card_id, childs.balance_vnd), (child, 30_000));
+    let own = w
+        .transit()
+        .balance(parent_vault.clone(), None)
+        .await
+        .unwrap();
+    assert_ne!(own.card_id, child);
+    assert_eq!(own.balance_vnd, 0, "the parent's own card is not credited");
+    // Another account, or a made-up card.
+    let (stranger, _) = w.rider("stranger", VICTIM, Product::PayAsYouGo).await;
+    for (vault, card) in [(&stranger, child), (&parent_vault, child + 1)] {
+        refused(
+            w.transit()
+                .top_up(vault.clone(), 30_000, Some(card))
+                .await
+                .unwrap_err(),
+            403,
+            "not_guardian",
+        );
+        refused(
+            w.transit()
+                .balance(vault.clone(), Some(card))
+                .await
+                .unwrap_err(),
+            403,
+            "not_guardian",
+        );
+    }
+    let childs = w
+        .transit()
+        .balance(parent_vault, Some(child))
+        .await
+        .unwrap();
+    assert_eq!(
+        childs.balance_vnd, 30_000,
+        "nothing credited by the refusals"
+    );
 }

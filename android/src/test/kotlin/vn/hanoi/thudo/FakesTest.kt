@@ -117,11 +117,17 @@ class FakesTest {
             runBlocking { fake.buyTransitProduct(phoneVault, phone, TransitProduct.FREE_PASS, PassengerCategory.ELDERLY, 0, "", "001045000001") }
         }.code)
         fake.payInstantly = true
-        fake.topUp(phoneVault, 50_000, null)
-        assertEquals(50_000L, fake.transitBalance(phoneVault, null).balanceVnd)
+        fake.topUp(phoneVault, 50_000, null, null)
+        assertEquals(50_000L, fake.transitBalance(phoneVault, null, null).balanceVnd)
 
         // A dependant's pass rides with its holder, as the backend issues it.
         val childCard = fake.addDependant("001022000001")
+        // A guardian pays a dependant's fares; nobody pays on a card not theirs.
+        assertEquals(childCard, fake.topUp(phoneVault, 20_000, childCard, null).cardId)
+        assertEquals(20_000L to 50_000L,
+            fake.transitBalance(phoneVault, childCard, null).balanceVnd to fake.transitBalance(phoneVault, null, null).balanceVnd)
+        assertEquals(ServerErrorCode.NOT_GUARDIAN,
+            assertThrows<SyncException.Refused> { runBlocking { fake.topUp(phoneVault, 20_000, childCard + 1, null) } }.code)
         val child = fake.buyTransitProduct(phoneVault, phone, TransitProduct.FREE_PASS, PassengerCategory.CHILD, 0, "", "001022000001")
         assertEquals(childCard, child.cardId)
         assertTrue(child.credential!!.withHolder)

@@ -344,6 +344,12 @@ class SyncTest {
         assertEquals(TransitBalance(card, 50_000L, 20_000L, false), TransitClient(client).transitBalance(phone))
         assertThrows<SyncException.InvalidArgument> { runBlocking { TransitClient(client).topUp(phone, -1L) } }
         assertEquals(ServerErrorCode.BAD_REQUEST, assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).topUp(phone, 5L) } }.code)
+        // A card is named for a dependant's; one the account holds no guardianship of is refused.
+        assertEquals(50_000L, TransitClient(client).transitBalance(phone, cardId = card).balanceVnd)
+        assertEquals(ServerErrorCode.NOT_GUARDIAN,
+            assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).topUp(phone, 50_000L, cardId = card + 1) } }.code)
+        assertEquals(ServerErrorCode.NOT_GUARDIAN,
+            assertThrows<SyncException.Refused> { runBlocking { TransitClient(client).transitBalance(phone, cardId = card + 1) } }.code)
 
         val busVault = vault("bus")
         val enrolment = client.enrolValidator(busVault, busCodes[0], "bus 32 front door")

@@ -195,12 +195,22 @@ open class FakeTransitClient(
             ?: throw refused(404, ServerErrorCode.NOT_FOUND, "not_found", "no such order")
     }
 
-    override suspend fun topUp(vault: Vault, amountVnd: Long, cancel: CancelToken?): TransitOrder {
+    /** As the backend: the caller's card, or a dependant's added with [addDependant]. */
+    private fun payingCard(vault: Vault, cardId: Long?): Long {
+        val own = cardOf(vault)
+        if (cardId == null || cardId == own) return own
+        synchronized(lock) { if (dependants.values.none { it.first == cardId }) null else cardId }
+            ?.let { return it }
+        throw refused(403, ServerErrorCode.NOT_GUARDIAN, "not_guardian", "the account holds no guardianship of that card")
+    }
+
+    override suspend fun topUp(vault: Vault, amountVnd: Long, cardId: Long?, cancel: CancelToken?): TransitOrder {
         enter("topUp", cancel)
         if (amountVnd < 10_000) throw refused(400, ServerErrorCode.BAD_REQUEST, "bad_request", "a top-up is at least 10,000 VND")
+        val card = payingCard(vault, cardId)
         val order = synchronized(lock) {
             val status = if (payInstantly) TransitOrderStatus.PAID else TransitOrderStatus.AWAITING_PAYMENT
-            Order("topup-${nextId++}", cardOf(vault), null, amountVnd, false, status, now() + 15 * 60).also {
+            Order("topup-${nextId++}", card, null, amountVnd, card != cardOf(vault), status, now() + 15 * 60).also {
                 orders[it.id] = it
                 if (status == TransitOrderStatus.PAID) credit(it)
             }
@@ -208,9 +218,9 @@ open class FakeTransitClient(
         return synchronized(lock) { orderOf(order, null) }
     }
 
-    override suspend fun transitBalance(vault: Vault, cancel: CancelToken?): TransitBalance {
+    override suspend fun transitBalance(vault: Vault, cardId: Long?, cancel: CancelToken?): TransitBalance {
         enter("transitBalance", cancel)
-        val card = cardOf(vault)
+        val card = payingCard(vault, cardId)
         return TransitBalance(card, synchronized(lock) { balances[card] ?: 0L }, 0L, false)
     }
 
