@@ -526,14 +526,16 @@ impl TransitClient<'_> {
         let body = serde_json::to_vec(&request).map_err(|e| BackendError::Protocol {
             detail: e.to_string(),
         })?;
-        self.backend
+        let order: OrderResponse = self
+            .backend
             .request(
                 vault,
                 Method::POST,
                 &format!("{API_PREFIX}/transit/topups"),
                 Some(body),
             )
-            .await
+            .await?;
+        for_card(order, card_id, |o| o.card_id)
     }
 
     /// This account's prepaid balance, or dependant card `card_id`'s.
@@ -543,14 +545,16 @@ impl TransitClient<'_> {
         card_id: Option<u64>,
     ) -> Result<BalanceResponse, BackendError> {
         let query = card_id.map_or(String::new(), |card| format!("?card_id={card}"));
-        self.backend
+        let balance: BalanceResponse = self
+            .backend
             .request(
                 vault,
                 Method::GET,
                 &format!("{API_PREFIX}/transit/balance{query}"),
                 None,
             )
-            .await
+            .await?;
+        for_card(balance, card_id, |b| b.card_id)
     }
 
     /// What an offline validator needs: issuer keys and the signed deny list. A validator
@@ -713,6 +717,17 @@ fn unhex(text: &str) -> Result<Vec<u8>, BackendError> {
     })
 }
 
+/// `answer` if it is for the card asked for: a backend that does not know dependants' cards
+/// answers for the caller's own, and its top-up must not be paid as the dependant's.
+fn for_card<T>(answer: T, asked: Option<u64>, card_of: fn(&T) -> u64) -> Result<T, BackendError> {
+    match asked {
+        Some(card) if card_of(&answer) != card => Err(BackendError::Protocol {
+            detail: "the backend answered for another card: it cannot serve a dependant's".into(),
+        }),
+        _ => Ok(answer),
+    }
+}
+
 impl TransitClient<'_> {
     /// Orders `order`'s product for `phone`'s device key (the order is signed by the phone)
     /// and, when it is paid at once (a free product, a stored payment method), collects and
@@ -873,5 +888,27 @@ impl TransitClient<'_> {
             renewals.push(Renewal { card_id, outcome });
         }
         renewals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_for_another_card_is_refused_not_taken_for_the_dependants() {
+        let card = |b: &BalanceResponse| b.card_id;
+        let own = BalanceResponse {
+            card_id: 7,
+            balance_vnd: 0,
+            credit_limit_vnd: 20_000,
+            denied: false,
+        };
+        assert_eq!(for_card(own.clone(), None, card), Ok(own.clone()));
+        assert_eq!(for_card(own.clone(), Some(7), card), Ok(own.clone()));
+        assert!(matches!(
+            for_card(own, Some(8), card),
+            Err(BackendError::Protocol { .. })
+        ));
     }
 }

@@ -343,8 +343,9 @@ async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
 
 /// Money the bank took and the provider holds for review (VNPAY 07, or a transaction taken at
 /// the bank and not completed at the provider) is neither paid nor failed: the phone is told
-/// not to pay again, past the order's window too; the day's reconciliation lists it for the
-/// follow-up; the provider's later confirmation of the same transaction opens the pass.
+/// not to pay again, past the order's window too, whatever another attempt does meanwhile; the
+/// reconciliation lists it until the provider settles it; the provider's confirmation opens
+/// the pass, and its return ends the review.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_the_pass() {
     use thudo_server::payments::vnpay::SANDBOX_TMN_CODE;
@@ -358,66 +359,129 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
         .await
         .unwrap();
     let made = w.storage.order(&bought.order.order_id).unwrap().unwrap();
-    // Its window and the late notices' grace over while the provider reviews it.
-    let order = NewOrder {
-        id: "o-reviewed".into(),
-        expires_at: now() as i64 - LATE_NOTICE_SECS - 60,
-        ..made.order
-    };
-    w.storage.create_order(&order, &today()).unwrap();
-    let signed = |response: &str, status: &str| {
+    let t = now() as i64;
+    // One held within the late notices' grace (the phone hears "pending", then "held"), two
+    // held past it (the phone may have heard "expired, order again").
+    for (id, expires_at) in [
+        ("o-reviewed", t - 60),
+        ("o-returned", t - LATE_NOTICE_SECS - 60),
+        ("o-late-review", t - LATE_NOTICE_SECS - 60),
+    ] {
+        let order = NewOrder {
+            id: id.into(),
+            expires_at,
+            ..made.order.clone()
+        };
+        w.storage.create_order(&order, &today()).unwrap();
+    }
+    let signed = |order: &str, transaction: &str, response: &str, status: &str| {
         let field = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         sandbox.signed_query(vec![
             field("vnp_TmnCode", SANDBOX_TMN_CODE),
             field("vnp_Amount", "28000000"),
             field("vnp_ResponseCode", response),
-            field("vnp_TransactionNo", "14999999"),
+            field("vnp_TransactionNo", transaction),
             field("vnp_TransactionStatus", status),
-            field("vnp_TxnRef", "o-reviewed"),
+            field("vnp_TxnRef", order),
         ])
     };
-    assert_eq!(notify(&w, &signed("07", "07")).await, "00");
+    let collect = |id: &'static str| w.transit().collect(v.clone(), id);
+    let day = today();
+    let held = || async {
+        let rec = w
+            .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
+            .await;
+        rec["under_review"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{} {}", e["order_id"], e["provider_ref"]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        notify(&w, &signed("o-reviewed", "X1", "07", "07")).await,
+        "00"
+    );
     // Delivered twice, and reported again as reversed: recorded once.
-    assert_eq!(notify(&w, &signed("07", "07")).await, "02");
-    assert_eq!(notify(&w, &signed("00", "04")).await, "02");
+    assert_eq!(
+        notify(&w, &signed("o-reviewed", "X1", "07", "07")).await,
+        "02"
+    );
+    assert_eq!(
+        notify(&w, &signed("o-reviewed", "X1", "00", "04")).await,
+        "02"
+    );
+    // Another attempt on the same order declined: the held money still stands.
+    assert_eq!(
+        notify(&w, &signed("o-reviewed", "Y1", "51", "02")).await,
+        "00"
+    );
     for _ in 0..2 {
         refused(
-            w.transit()
-                .collect(v.clone(), "o-reviewed")
-                .await
-                .unwrap_err(),
+            collect("o-reviewed").await.unwrap_err(),
             409,
             "payment_under_review",
         );
     }
     let shown = w.transit().order_status(v.clone(), "o-reviewed").await;
     assert_eq!(shown.unwrap().status, OrderStatus::UnderReview);
-    let day = today();
+    assert_eq!(held().await, [r#""o-reviewed" "X1""#]);
     let rec = w
         .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
         .await;
-    let held = rec["under_review"].as_array().unwrap();
-    assert_eq!(held.len(), 1, "{rec}");
     assert_eq!(
-        (
-            &held[0]["order_id"],
-            &held[0]["amount_vnd"],
-            &held[0]["provider_ref"]
-        ),
-        (
-            &Value::from("o-reviewed"),
-            &Value::from(280_000),
-            &Value::from("14999999")
-        )
+        (&rec["under_review"][0]["amount_vnd"], &rec["sales_vnd"]),
+        (&Value::from(280_000), &Value::from(0))
     );
+    // The provider confirms the held transaction long after the order's window: the pass,
+    // not a refund for being late.
+    let confirmation = thudo_server::payments::Notification {
+        order_id: "o-reviewed".into(),
+        amount_vnd: 280_000,
+        result: thudo_server::payments::PaymentResult::Paid,
+        provider_ref: "X1".into(),
+    };
+    let days_later = t + 3 * 86_400;
+    let recorded = w
+        .storage
+        .record_payment(&confirmation, 20_000, days_later, &day);
     assert_eq!(
-        (&rec["unpaid"], &rec["sales_vnd"]),
-        (&Value::from(0), &Value::from(0))
+        recorded.unwrap(),
+        PaymentRecord::Recorded {
+            status: thudo_server::transit::store::OrderStatus::Paid
+        }
     );
-    // The provider confirms the same transaction: the pass, not a refund for being late.
-    assert_eq!(notify(&w, &signed("00", "00")).await, "00");
-    let collected = w.transit().collect(v.clone(), "o-reviewed").await.unwrap();
-    assert_eq!(collected.price_vnd, 280_000);
+    assert_eq!(collect("o-reviewed").await.unwrap().price_vnd, 280_000);
+    assert!(held().await.is_empty(), "settled");
+
+    // The provider returns held money: the review ends, and the phone may order again.
+    assert_eq!(
+        notify(&w, &signed("o-returned", "Z1", "07", "07")).await,
+        "00"
+    );
+    assert_eq!(held().await, [r#""o-returned" "Z1""#]);
+    assert_eq!(
+        notify(&w, &signed("o-returned", "Z1", "99", "02")).await,
+        "00"
+    );
+    refused(
+        collect("o-returned").await.unwrap_err(),
+        402,
+        "payment_failed",
+    );
+    assert!(held().await.is_empty());
+
+    // Held only after the phone could have been told "expired, order again": its
+    // confirmation goes back rather than making a second pass.
+    let late = signed("o-late-review", "W1", "07", "07");
+    assert_eq!(notify(&w, &late).await, "00");
+    let confirmed = signed("o-late-review", "W1", "00", "00");
+    assert_eq!(notify(&w, &confirmed).await, "00");
+    refused(
+        collect("o-late-review").await.unwrap_err(),
+        403,
+        "pass_cancelled",
+    );
     let ledger = w
         .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
         .await;
@@ -427,7 +491,7 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
     assert_adds_up(&ledger, &rec);
     assert_eq!(
         (&rec["sales_vnd"], &rec["refunds_due_vnd"]),
-        (&Value::from(280_000), &Value::from(0))
+        (&Value::from(560_000), &Value::from(280_000))
     );
 }
 

@@ -808,9 +808,8 @@ async fn a_paid_order_whose_collection_fails_keeps_its_id_to_collect_later() {
     assert_eq!(phone.credential(), Some(collected));
 }
 
-/// A guardian pays a dependant's pay-as-you-go fares: credit on the child's card (a top-up
-/// also lifts a denial for its debt) and the child's balance read. Another account does
-/// neither, even knowing the card's number.
+/// A guardian pays a dependant's pay-as-you-go fares: credit on the child's card, and the
+/// child's balance read. Another account does neither, even knowing the card's number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guardian_tops_up_a_dependants_card_and_nobody_else_can() {
     const CHILD: &str = "001022054322";

@@ -203,6 +203,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0007_qr_use_keys.sql"),
         include_str!("../schema/sqlite/0008_inspectors.sql"),
         include_str!("../schema/sqlite/0009_validator_token_forks.sql"),
+        include_str!("../schema/sqlite/0010_payments_under_review.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -214,6 +215,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0007_qr_use_keys.sql"),
         include_str!("../schema/postgres/0008_inspectors.sql"),
         include_str!("../schema/postgres/0009_validator_token_forks.sql"),
+        include_str!("../schema/postgres/0010_payments_under_review.sql"),
     ],
 };
 
@@ -607,10 +609,13 @@ pub struct LedgerEntry {
     pub at: i64,
     /// The local day (Hanoi) it counts on, `YYYY-MM-DD`.
     pub day: String,
-    /// `order`, `payment`, `payment_failed`, `payment_cancelled`, `refund` (made by an
+    /// `order`, `payment`, `payment_failed`, `payment_cancelled`, `payment_under_review`
+    /// (money taken that the provider holds for review; not a sale), `refund` (made by an
     /// operator), `refund_due` (a payment not kept: paid twice, too late, or for a pass the
     /// card holds already; to be returned in the provider's portal).
-    #[schema(pattern = "^(order|payment|payment_failed|payment_cancelled|refund|refund_due)$")]
+    #[schema(
+        pattern = "^(order|payment|payment_failed|payment_cancelled|payment_under_review|refund|refund_due)$"
+    )]
     pub entry: String,
     /// The order.
     pub order_id: String,
@@ -622,8 +627,8 @@ pub struct LedgerEntry {
     pub product: Option<thudo_core::transit::Product>,
     /// The category, for a pass.
     pub category: Option<thudo_core::transit::Category>,
-    /// VND: the price for an order, the amount taken for a payment, the amount returned (or
-    /// to return) for a refund, 0 for a failure or cancellation.
+    /// VND: the price for an order, the amount taken for a payment or held for review, the
+    /// amount returned (or to return) for a refund, 0 for a failure or cancellation.
     pub amount_vnd: u64,
     /// The provider's transaction reference.
     pub provider_ref: Option<String>,
@@ -673,8 +678,9 @@ pub struct Reconciliation {
     pub refunds_due_vnd: u64,
     /// Those payments, one by one (the order and the provider's transaction to return).
     pub to_return: Vec<LedgerEntry>,
-    /// Payments the provider reported held for review that day (the buyer's money taken, not
-    /// confirmed), one by one: to follow up in the provider's portal.
+    /// Payments the provider holds for review (the buyer's money taken, not confirmed) and has
+    /// not settled since, whatever day they were reported, one by one: to follow up in the
+    /// provider's portal.
     pub under_review: Vec<LedgerEntry>,
     /// Sum of the lines' fares, VND.
     pub charged_vnd: u64,

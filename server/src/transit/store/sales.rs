@@ -376,23 +376,24 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         day: &str,
     ) -> Result<PaymentRecord> {
         let provider_ref = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
-        // The same transaction sent again. A payment is new after a failure under its
-        // reference (a pending transaction reported first, then completed): only its own
-        // payment makes it a repeat.
-        let repeat_sql = match n.result {
-            PaymentResult::Paid => {
-                "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
-                   AND entry = 'payment'"
-            }
-            _ => "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2",
+        // The same transaction sent again with the same outcome. One transaction may report
+        // several in turn (pending then paid, failed then taken at the bank, held for review
+        // then paid or returned): each is recorded once.
+        let entry = match n.result {
+            PaymentResult::Paid => "payment",
+            PaymentResult::Cancelled => "payment_cancelled",
+            PaymentResult::UnderReview { .. } => "payment_under_review",
+            PaymentResult::Failed { .. } => "payment_failed",
         };
+        let repeat_sql = "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
+                            AND entry = ?3";
         // A repeat is answered from a read first, without the order's lock or a write: the
         // buyer's browser holds the same signed parameters (the return URL), and replays of
         // them must not load every instance's database.
         if let Some(reference) = provider_ref {
             let seen = self.read(|tx| {
                 Ok(tx
-                    .row(repeat_sql, params![&n.order_id, reference])?
+                    .row(repeat_sql, params![&n.order_id, reference, entry])?
                     .is_some())
             })?;
             if seen {
@@ -410,7 +411,10 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             }
             if let Some(reference) = provider_ref {
                 // Checked again under the lock: two deliveries at once.
-                if tx.row(repeat_sql, params![&order.id, reference])?.is_some() {
+                if tx
+                    .row(repeat_sql, params![&order.id, reference, entry])?
+                    .is_some()
+                {
                     return Ok(PaymentRecord::AlreadyRecorded);
                 }
             }
@@ -427,11 +431,12 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     // window and the late notices' grace: "order again"), or after the pass
                     // ended: the money goes back, so a rider who ordered again never pays for
                     // two passes. Before then, a payment after a failure is a second try at
-                    // the bank, on the page the buyer is still on: it opens the pass. A
-                    // payment held for review was never "order again": it opens the pass
-                    // however late the provider confirms it.
-                    let expired = record.status != OrderStatus::UnderReview
-                        && now > order.expires_at.saturating_add(LATE_NOTICE_SECS);
+                    // the bank, on the page the buyer is still on: it opens the pass. An
+                    // order whose phone heard only "held for review, do not pay again" is
+                    // opened however late the provider confirms it.
+                    let expired = now > order.expires_at.saturating_add(LATE_NOTICE_SECS)
+                        && !(record.status == OrderStatus::UnderReview
+                            && reviewed_before_expiry(tx, order)?);
                     if order
                         .pass
                         .as_ref()
@@ -470,14 +475,20 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         status: record.status,
                     })
                 }
+                // Money held for review on an order already settled (a second transaction):
+                // entered for the follow-up; its confirmation is then returned.
+                (PaymentResult::UnderReview { .. }, false) if provider_ref.is_some() => {
+                    enter(tx, order, entry, order.amount_vnd, provider_ref, now, day)?;
+                    Ok(PaymentRecord::Recorded {
+                        status: record.status,
+                    })
+                }
                 (failed, true) => {
                     // The money a review holds is listed at its amount, for the follow-up.
-                    let (status, entry, amount) = match failed {
-                        PaymentResult::Cancelled => ("cancelled", "payment_cancelled", 0),
-                        PaymentResult::UnderReview { .. } => {
-                            ("under_review", "payment_under_review", order.amount_vnd)
-                        }
-                        _ => ("failed", "payment_failed", 0),
+                    let (mut status, amount) = match failed {
+                        PaymentResult::Cancelled => ("cancelled", 0),
+                        PaymentResult::UnderReview { .. } => ("under_review", order.amount_vnd),
+                        _ => ("failed", 0),
                     };
                     // The same outcome sent again with no transaction reference: once.
                     let again = matches!(
@@ -489,12 +500,25 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     if again && provider_ref.is_none() {
                         return Ok(PaymentRecord::AlreadyRecorded);
                     }
+                    enter(tx, order, entry, amount, provider_ref, now, day)?;
+                    // While money is held for review, another attempt's failure does not tell
+                    // the phone "order again": the order leaves review once every held
+                    // transaction is settled (the provider returned it).
+                    if record.status == OrderStatus::UnderReview
+                        && !unsettled_reviews(tx, Some(&order.id))?.is_empty()
+                    {
+                        status = "under_review";
+                    }
+                    if status == "under_review" && record.status == OrderStatus::UnderReview {
+                        return Ok(PaymentRecord::Recorded {
+                            status: OrderStatus::UnderReview,
+                        });
+                    }
                     tx.exec(
                         "UPDATE orders SET status = ?2, provider_ref = ?3, settled_at = ?4
                          WHERE id = ?1",
                         params![&order.id, status, provider_ref, now],
                     )?;
-                    enter(tx, order, entry, amount, provider_ref, now, day)?;
                     Ok(PaymentRecord::Recorded {
                         status: parse(status.to_owned())?,
                     })
@@ -702,11 +726,53 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             rec.refunds_vnd = rec.lines.iter().map(|l| l.refunds_vnd).sum();
             rec.refunds_due_vnd = rec.lines.iter().map(|l| l.refunds_due_vnd).sum();
             rec.to_return = ledger_entries(tx, day, Some("refund_due"))?;
-            rec.under_review = ledger_entries(tx, day, Some("payment_under_review"))?;
+            rec.under_review = unsettled_reviews(tx, None)?;
             rec.charged_vnd = rec.lines.iter().map(|l| l.charged_vnd).sum();
             Ok(rec)
         })
     }
+}
+
+/// Whether order `order`'s first outcome was money held for review, reported before its phone
+/// could be told the order expired: the phone then heard only "do not pay again".
+fn reviewed_before_expiry(tx: &mut dyn Tx, order: &NewOrder) -> Result<bool> {
+    let first = tx.row(
+        "SELECT entry, at FROM ledger WHERE order_id = ?1 AND entry <> 'order'
+         ORDER BY id LIMIT 1",
+        params![&order.id],
+    )?;
+    Ok(match first {
+        Some(r) => {
+            r.text(0)? == "payment_under_review"
+                && r.int(1)? <= order.expires_at.saturating_add(LATE_NOTICE_SECS)
+        }
+        None => false,
+    })
+}
+
+/// Payments held for review that the provider has not settled since (no later payment,
+/// failure or cancellation of the same transaction), of one order or all, oldest first.
+fn unsettled_reviews(tx: &mut dyn Tx, order_id: Option<&str>) -> Result<Vec<LedgerEntry>> {
+    let unsettled = "l.entry = 'payment_under_review' AND NOT EXISTS (
+           SELECT 1 FROM ledger s WHERE s.order_id = l.order_id AND s.id > l.id
+             AND (s.provider_ref = l.provider_ref OR l.provider_ref IS NULL)
+             AND s.entry IN ('payment', 'payment_failed', 'payment_cancelled'))";
+    let columns = "l.at, l.day, l.entry, l.order_id, l.purpose, l.card_id, l.product, l.category,
+                   l.amount_vnd, l.provider_ref";
+    let rows = match order_id {
+        Some(id) => tx.rows(
+            &format!(
+                "SELECT {columns} FROM ledger l WHERE l.order_id = ?1 AND {unsettled}
+                 ORDER BY l.id"
+            ),
+            params![id],
+        )?,
+        None => tx.rows(
+            &format!("SELECT {columns} FROM ledger l WHERE {unsettled} ORDER BY l.id"),
+            params![],
+        )?,
+    };
+    rows.iter().map(ledger_entry).collect()
 }
 
 /// A day's ledger entries in order, of one kind or all.
@@ -720,19 +786,22 @@ fn ledger_entries(tx: &mut dyn Tx, day: &str, kind: Option<&str>) -> Result<Vec<
         params![day, kind],
     )?
     .iter()
-    .map(|r| {
-        Ok(LedgerEntry {
-            at: r.int(0)?,
-            day: r.text(1)?,
-            entry: r.text(2)?,
-            order_id: r.text(3)?,
-            purpose: parse(r.text(4)?)?,
-            card_id: r.int(5)? as u64,
-            product: r.opt_text(6)?.map(parse).transpose()?,
-            category: r.opt_int(7)?.map(category).transpose()?,
-            amount_vnd: r.int(8)? as u64,
-            provider_ref: r.opt_text(9)?,
-        })
-    })
+    .map(ledger_entry)
     .collect()
+}
+
+/// A ledger row read in the column order of [`ledger_entries`].
+fn ledger_entry(r: &Row) -> Result<LedgerEntry> {
+    Ok(LedgerEntry {
+        at: r.int(0)?,
+        day: r.text(1)?,
+        entry: r.text(2)?,
+        order_id: r.text(3)?,
+        purpose: parse(r.text(4)?)?,
+        card_id: r.int(5)? as u64,
+        product: r.opt_text(6)?.map(parse).transpose()?,
+        category: r.opt_int(7)?.map(category).transpose()?,
+        amount_vnd: r.int(8)? as u64,
+        provider_ref: r.opt_text(9)?,
+    })
 }
