@@ -154,7 +154,14 @@ fn both_verifiers_take_their_trust_from_a_signed_bundle() {
                 &std::fs::read_to_string(fixtures().join("issuer/jwks.json")).unwrap(),
             )
             .unwrap(),
-            crls: Vec::new(),
+            // Its key announces revocation list version 1: the bundle carries it.
+            crls: vec![serde_json::from_str(
+                &std::fs::read_to_string(
+                    fixtures().join("issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json"),
+                )
+                .unwrap(),
+            )
+            .unwrap()],
         }],
         passport_signers: vec![PassportSigner {
             country: "DE".into(),

@@ -37,9 +37,12 @@ fn issuer() -> CardIssuer {
     CardIssuer {
         iss: ISSUER.into(),
         jwks: serde_json::from_str(&data("shc/issuer/jwks.json")).unwrap(),
-        crls: Vec::new(),
+        // Its key announces revocation list version 1: the bundle carries it.
+        crls: vec![serde_json::from_str(&data(CRL)).unwrap()],
     }
 }
+
+const CRL: &str = "shc/issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json";
 
 fn german_signer() -> PassportSigner {
     let cases: Vec<Value> = serde_json::from_str(&data("dcc/DE.json")).unwrap();
@@ -592,4 +595,39 @@ fn a_restored_record_is_verified_only_when_its_card_holds_it() {
     // Other records carry no verdict.
     let entered = book.get(&other).unwrap().unwrap();
     assert_eq!(book.vouched(&[entered], &trust).unwrap(), [None]);
+}
+
+/// An issuer key announcing a revocation list (`crlVersion`) is published only with that list
+/// at that version or later: without it, the cards the issuer revoked would verify.
+#[test]
+fn the_backend_publishes_no_issuer_without_the_revocations_its_keys_announce() {
+    let refused = |issuer: CardIssuer| match bundle(1, vec![issuer]).trust_store() {
+        Err(TrustBundleError::Malformed { detail }) => detail,
+        other => panic!("published: {other:?}"),
+    };
+    let mut without = issuer();
+    without.crls.clear();
+    assert!(
+        refused(without).contains("announces revocation list version 1, the bundle carries none")
+    );
+    let mut older = issuer();
+    older.crls[0]["ctr"] = 0.into();
+    older.jwks["keys"][0]["crlVersion"] = 1.into();
+    assert!(refused(older).contains("carries version 0"));
+    let mut newer_key = issuer();
+    newer_key.jwks["keys"][0]["crlVersion"] = 2.into();
+    assert!(refused(newer_key).contains("version 2"));
+    let mut not_a_count = issuer();
+    not_a_count.jwks["keys"][0]["crlVersion"] = "1".into();
+    assert!(refused(not_a_count).contains("is not a count"));
+    // The list at that version or later, or a key announcing none: published.
+    let mut later = issuer();
+    later.crls[0]["ctr"] = 3.into();
+    assert!(bundle(1, vec![later, issuer()]).trust_store().is_ok());
+    let mut none_announced = issuer();
+    none_announced.crls.clear();
+    for key in none_announced.jwks["keys"].as_array_mut().unwrap() {
+        key.as_object_mut().unwrap().remove("crlVersion");
+    }
+    assert!(bundle(1, vec![none_announced]).trust_store().is_ok());
 }

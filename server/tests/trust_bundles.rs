@@ -26,7 +26,16 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
         .unwrap(),
     )
     .unwrap();
-    let issuer = json!({"iss": "https://spec.smarthealth.cards/examples/issuer", "jwks": jwks});
+    let crl: Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../core/tests/data/shc/issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    // Its key announces revocation list version 1: published only with it.
+    let bare = json!({"iss": "https://spec.smarthealth.cards/examples/issuer", "jwks": jwks});
+    let issuer = json!({"iss": bare["iss"], "jwks": jwks, "crls": [crl]});
     let publish = |body: Value| {
         let (http, url, token) = (http.clone(), local.url.clone(), authority.clone());
         async move {
@@ -48,6 +57,15 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
     assert_eq!(status, 400, "{answer}");
     let (status, answer) = publish(json!({"card_issuers": [], "valid_days": 365})).await;
     assert_eq!(status, 400, "{answer}");
+    let (status, answer) = publish(json!({"card_issuers": [bare]})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("announces revocation list version 1"),
+        "{answer}"
+    );
     // A device asks before anything is published: nothing, not an error.
     let phone = vault(&dir.path().join("phone"));
     local

@@ -137,6 +137,14 @@ pub struct TrustStore {
     pub dcc: crate::health::dcc::SignerList,
 }
 
+/// Whether a JWKS entry is a card-signing key: "identified by filtering on kty, use and alg"
+/// (SMART Health Cards); an encryption key listed beside them is not one to verify cards with.
+pub(crate) fn is_signing_key(key: &Value) -> bool {
+    let other_use = key.get("use").is_some_and(|u| u != "sig");
+    let other_alg = key.get("alg").is_some_and(|a| a != "ES256");
+    key["kty"] == "EC" && key["crv"] == "P-256" && !other_use && !other_alg
+}
+
 /// The RFC 7638 thumbprint of a P-256 JWK: the `kid` SMART Health Cards require.
 pub fn jwk_thumbprint(x: &str, y: &str) -> String {
     let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
@@ -160,14 +168,7 @@ impl TrustStore {
             .as_array()
             .ok_or_else(|| trust("JWKS has no keys".into()))?;
         let mut added = 0;
-        for key in keys {
-            // Signing keys only: "identified by filtering on kty, use and alg" (SMART Health
-            // Cards); an encryption key listed beside them is not one to verify cards with.
-            let other_use = key.get("use").is_some_and(|u| u != "sig");
-            let other_alg = key.get("alg").is_some_and(|a| a != "ES256");
-            if key["kty"] != "EC" || key["crv"] != "P-256" || other_use || other_alg {
-                continue;
-            }
+        for key in keys.iter().filter(|k| is_signing_key(k)) {
             let (Some(x), Some(y), Some(kid)) =
                 (key["x"].as_str(), key["y"].as_str(), key["kid"].as_str())
             else {

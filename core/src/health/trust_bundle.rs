@@ -37,6 +37,42 @@ pub struct CardIssuer {
     pub crls: Vec<Value>,
 }
 
+impl CardIssuer {
+    /// Checks that every key announcing a revocation list (`crlVersion`, SMART Health Cards)
+    /// comes with that list at that version or later (`ctr`): without it, cards the issuer
+    /// revoked would verify.
+    pub fn revocations_current(&self) -> Result<(), String> {
+        let keys = self.jwks["keys"].as_array().map_or(&[][..], Vec::as_slice);
+        for key in keys
+            .iter()
+            .filter(|k| crate::health::shc::is_signing_key(k))
+        {
+            let Some(announced) = key.get("crlVersion") else {
+                continue;
+            };
+            let kid = key["kid"].as_str().unwrap_or_default();
+            let announced = announced.as_u64().ok_or_else(|| {
+                format!("issuer {}: key {kid}'s crlVersion is not a count", self.iss)
+            })?;
+            let carried = self
+                .crls
+                .iter()
+                .filter(|crl| crl["kid"] == kid)
+                .filter_map(|crl| crl["ctr"].as_u64())
+                .max();
+            if carried.unwrap_or(0) < announced {
+                return Err(format!(
+                    "issuer {}: key {kid} announces revocation list version {announced}, the \
+                     bundle carries {}",
+                    self.iss,
+                    carried.map_or("none".to_owned(), |c| format!("version {c}"))
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// An EU DCC Document Signer Certificate as the bundle carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -156,6 +192,10 @@ impl TrustBundle {
             match loaded {
                 Ok(()) => store = with_issuer,
                 Err(e) => refuse_or_leave_out(format!("issuer {}: {e}", issuer.iss))?,
+            }
+            // The backend publishes no issuer without the revocations its keys announce.
+            if strict {
+                issuer.revocations_current().map_err(malformed)?;
             }
         }
         for signer in &self.passport_signers {
