@@ -617,6 +617,10 @@ fn the_backend_publishes_no_issuer_without_the_revocations_its_keys_announce() {
     let mut newer_key = issuer();
     newer_key.jwks["keys"][0]["crlVersion"] = 2.into();
     assert!(refused(newer_key).contains("version 2"));
+    let mut zero = issuer();
+    zero.jwks["keys"][0]["crlVersion"] = 0.into();
+    zero.crls.clear();
+    assert!(refused(zero).contains("the bundle carries none"));
     let mut not_a_count = issuer();
     not_a_count.jwks["keys"][0]["crlVersion"] = "1".into();
     assert!(refused(not_a_count).contains("is not a count"));

@@ -89,6 +89,12 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
         ),
         (
             "POST",
+            "/v1/admin/transit/orders/o-nope/review".into(),
+            json!({"provider_ref": "14000001", "outcome": "returned"}),
+            vec![TransitOperator],
+        ),
+        (
+            "POST",
             format!("/v1/admin/citizens/{c}/entitlements"),
             json!({"category": "elderly", "valid_from": 0, "valid_until": 4_000_000_000i64,
                    "evidence_ref": "CCCD-60"}),

@@ -60,7 +60,7 @@ impl CardIssuer {
                 .filter(|crl| crl["kid"] == kid)
                 .filter_map(|crl| crl["ctr"].as_u64())
                 .max();
-            if carried.unwrap_or(0) < announced {
+            if carried.is_none_or(|ctr| ctr < announced) {
                 return Err(format!(
                     "issuer {}: key {kid} announces revocation list version {announced}, the \
                      bundle carries {}",

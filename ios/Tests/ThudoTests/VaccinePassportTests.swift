@@ -111,7 +111,9 @@ final class VaccinePassportTests: XCTestCase {
         let url = try XCTUnwrap(ProcessInfo.processInfo.environment["THUDO_SERVER_URL"])
         let dir = ProcessInfo.processInfo.environment["THUDO_FIXTURES"] ?? "/w/fixtures/shc"
         let jwks = try String(contentsOfFile: dir + "/issuer/jwks.json", encoding: .utf8)
-        let issuer = "{\"iss\":\"https://spec.smarthealth.cards/examples/issuer\",\"jwks\":\(jwks)}"
+        // Its key announces revocation list version 1: the backend publishes it only with that list.
+        let crl = try String(contentsOfFile: dir + "/issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json", encoding: .utf8)
+        let issuer = "{\"iss\":\"https://spec.smarthealth.cards/examples/issuer\",\"jwks\":\(jwks),\"crls\":[\(crl)]}"
         let first = try await publishTestTrustBundle("{\"card_issuers\":[\(issuer)],\"valid_days\":7}")
         let path = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
         let vault = try await Vault.openWithPassphrase(path: path, passphrase: "p", options: testOptions)

@@ -63,6 +63,7 @@ pub fn routes() -> OpenApiRouter<TransitState> {
         .routes(routes!(sales::admin_reconciliation))
         .routes(routes!(sales::admin_ledger))
         .routes(routes!(sales::admin_refund))
+        .routes(routes!(sales::admin_settle_review))
         .routes(routes!(credentials::renew_credential))
         .routes(routes!(validators::validator_feed))
         .routes(routes!(validators::renew_token))

@@ -34,7 +34,9 @@ use crate::http::JsonBody;
 use crate::http::{blocking, query_params, random_token, valid_citizen_id, ApiError, ApiResult};
 use crate::operators::{Operator, Role};
 use crate::payments::vnpay::{Sandbox, SandboxOutcome};
-use crate::payments::{Acknowledgement, Checkout, NotificationError, PaymentProvider};
+use crate::payments::{
+    Acknowledgement, Checkout, Notification, NotificationError, PaymentProvider, PaymentResult,
+};
 use crate::storage::sha256;
 
 /// How far ahead of its first day a pass is sold (next month's from any day of this one).
@@ -829,10 +831,11 @@ pub(crate) struct Ledger {
     entries: Vec<super::store::LedgerEntry>,
 }
 
-/// A refunded order's status.
+/// An order's status after an operator's action: `refunded` after a refund; after a review
+/// settled, `paid` (or `refunded` when the pass it bought is over or held already) or `failed`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct Refunded {
-    /// `refunded`.
+pub(crate) struct OrderOutcome {
+    /// Where the order stands now.
     status: WireStatus,
 }
 
@@ -847,7 +850,7 @@ pub(crate) struct Refunded {
         ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
     ),
     responses(
-        (status = 200, description = "OK", body = Refunded),
+        (status = 200, description = "OK", body = OrderOutcome),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
     ),
@@ -857,7 +860,7 @@ pub(crate) async fn admin_refund(
     State(state): State<TransitState>,
     operator: Operator,
     Path(id): Path<String>,
-) -> ApiResult<Refunded> {
+) -> ApiResult<OrderOutcome> {
     operator.require(&[Role::TransitOperator])?;
     let now = chrono::Utc::now().timestamp();
     let day = day_of(&state, now);
@@ -865,7 +868,92 @@ pub(crate) async fn admin_refund(
     let status = blocking(move || Ok(storage.refund(&id, now, &day)?))
         .await?
         .ok_or_else(|| ApiError::not_found("no paid pass order with this id"))?;
-    Ok(Json(Refunded {
+    Ok(Json(OrderOutcome {
         status: status_on_wire(status),
     }))
+}
+
+/// `POST /v1/admin/transit/orders/{id}/review`: what the provider's portal shows for a payment
+/// it held for review and never notified the end of.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+pub struct ReviewSettlement {
+    /// The provider's transaction held for review (the reconciliation's `under_review`).
+    #[schema(max_length = 32)]
+    pub provider_ref: String,
+    /// `paid`: the provider released the money to the merchant (the pass opens, as a late
+    /// confirmation would); `returned`: it gave the money back to the buyer (the review ends).
+    #[schema(pattern = "^(paid|returned)$")]
+    pub outcome: String,
+}
+
+/// `POST /v1/admin/transit/orders/{id}/review`: the operator records how the provider settled
+/// a payment it held for review, when the provider's own notification never came. Only a
+/// transaction the provider reported held (a signed notification) can be settled so: no
+/// operator makes a payment of nothing. Recorded as the provider's notification would be, and
+/// in the audit trail.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/transit/orders/{id}/review",
+    summary = "Settle a payment the provider held for review and never notified the end of: paid (the pass opens) or returned to the buyer",
+    params(
+        ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+    ),
+    request_body(content = ReviewSettlement, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = OrderOutcome),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+pub(crate) async fn admin_settle_review(
+    State(state): State<TransitState>,
+    operator: Operator,
+    Path(id): Path<String>,
+    JsonBody(settlement): JsonBody<ReviewSettlement>,
+) -> ApiResult<OrderOutcome> {
+    operator.require(&[Role::TransitOperator])?;
+    let result = match settlement.outcome.as_str() {
+        "paid" => PaymentResult::Paid,
+        "returned" => PaymentResult::Failed {
+            code: "returned".into(),
+        },
+        _ => return Err(ApiError::bad("outcome is paid or returned")),
+    };
+    let storage = state.storage.clone();
+    let (order_id, reference) = (id.clone(), settlement.provider_ref.clone());
+    let held = blocking(move || {
+        let Some(record) = storage.order(&order_id)? else {
+            return Ok(None);
+        };
+        let held = storage.held_reviews(&order_id)?;
+        Ok(held
+            .iter()
+            .any(|e| e.provider_ref.as_deref() == Some(reference.as_str()))
+            .then_some(record))
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found("no payment held for review under this transaction"))?;
+    let notification = Notification {
+        order_id: id,
+        amount_vnd: held.order.amount_vnd,
+        result,
+        provider_ref: settlement.provider_ref,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let day = day_of(&state, now);
+    let storage = state.storage.clone();
+    let limit = state.fares.credit_limit_vnd;
+    let recorded =
+        blocking(move || Ok(storage.record_payment(&notification, limit, now, &day)?)).await?;
+    match recorded {
+        PaymentRecord::Recorded { status } => Ok(Json(OrderOutcome {
+            status: status_on_wire(status),
+        })),
+        // Settled meanwhile by the provider's own notification.
+        _ => Err(ApiError::not_found(
+            "no payment held for review under this transaction",
+        )),
+    }
 }

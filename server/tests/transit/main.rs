@@ -11,6 +11,7 @@ mod common;
 mod inspection;
 mod metro;
 mod payments;
+mod reviews;
 mod riders;
 mod trust;
 mod validator_tokens;

@@ -16,7 +16,7 @@ use thudo_server::transit::store::{NewOrder, OrderPurpose, Pass, PaymentRecord};
 use crate::world::*;
 
 /// A world whose orders wait for the provider, with the gateway's side in the test's hands.
-async fn paying_world() -> (World, Arc<Sandbox>) {
+pub(crate) async fn paying_world() -> (World, Arc<Sandbox>) {
     let (sandbox, provider) =
         Sandbox::pair("https://pay.test/vpcpay.html", "https://app.test/paid");
     let w = World::start_with(Payments {
@@ -29,7 +29,7 @@ async fn paying_world() -> (World, Arc<Sandbox>) {
 }
 
 /// The provider's notification as it reaches the server; returns its `RspCode`.
-async fn notify(w: &World, query: &str) -> String {
+pub(crate) async fn notify(w: &World, query: &str) -> String {
     let r = w
         .http
         .get(w.url(&format!("/v1/payments/vnpay/notify?{query}")))
@@ -44,7 +44,7 @@ async fn notify(w: &World, query: &str) -> String {
     json_of(r).await["RspCode"].as_str().unwrap().to_owned()
 }
 
-fn monthly(phone: &Phone) -> CredentialOrder {
+pub(crate) fn monthly(phone: &Phone) -> CredentialOrder {
     CredentialOrder {
         month: this_month(),
         ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
@@ -341,162 +341,8 @@ async fn a_pass_exists_only_once_its_payment_is_confirmed_and_counts_once() {
     );
 }
 
-/// Money the bank took and the provider holds for review (VNPAY 07, or a transaction taken at
-/// the bank and not completed at the provider) is neither paid nor failed: the phone is told
-/// not to pay again, past the order's window too, whatever another attempt does meanwhile; the
-/// reconciliation lists it until the provider settles it; the provider's confirmation opens
-/// the pass, and its return ends the review.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_the_pass() {
-    use thudo_server::payments::vnpay::SANDBOX_TMN_CODE;
-    use thudo_server::transit::store::LATE_NOTICE_SECS;
-    let (w, sandbox) = paying_world().await;
-    let v = w.phone_device("reviewed", RIDER).await;
-    let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
-    let bought = w
-        .transit()
-        .buy_and_install(v.clone(), phone.clone(), monthly(&phone))
-        .await
-        .unwrap();
-    let made = w.storage.order(&bought.order.order_id).unwrap().unwrap();
-    let t = now() as i64;
-    // One held within the late notices' grace (the phone hears "pending", then "held"), two
-    // held past it (the phone may have heard "expired, order again").
-    for (id, expires_at) in [
-        ("o-reviewed", t - 60),
-        ("o-returned", t - LATE_NOTICE_SECS - 60),
-        ("o-late-review", t - LATE_NOTICE_SECS - 60),
-    ] {
-        let order = NewOrder {
-            id: id.into(),
-            expires_at,
-            ..made.order.clone()
-        };
-        w.storage.create_order(&order, &today()).unwrap();
-    }
-    let signed = |order: &str, transaction: &str, response: &str, status: &str| {
-        let field = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-        sandbox.signed_query(vec![
-            field("vnp_TmnCode", SANDBOX_TMN_CODE),
-            field("vnp_Amount", "28000000"),
-            field("vnp_ResponseCode", response),
-            field("vnp_TransactionNo", transaction),
-            field("vnp_TransactionStatus", status),
-            field("vnp_TxnRef", order),
-        ])
-    };
-    let collect = |id: &'static str| w.transit().collect(v.clone(), id);
-    let day = today();
-    let held = || async {
-        let rec = w
-            .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
-            .await;
-        rec["under_review"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| format!("{} {}", e["order_id"], e["provider_ref"]))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        notify(&w, &signed("o-reviewed", "X1", "07", "07")).await,
-        "00"
-    );
-    // Delivered twice, and reported again as reversed: recorded once.
-    assert_eq!(
-        notify(&w, &signed("o-reviewed", "X1", "07", "07")).await,
-        "02"
-    );
-    assert_eq!(
-        notify(&w, &signed("o-reviewed", "X1", "00", "04")).await,
-        "02"
-    );
-    // Another attempt on the same order declined: the held money still stands.
-    assert_eq!(
-        notify(&w, &signed("o-reviewed", "Y1", "51", "02")).await,
-        "00"
-    );
-    for _ in 0..2 {
-        refused(
-            collect("o-reviewed").await.unwrap_err(),
-            409,
-            "payment_under_review",
-        );
-    }
-    let shown = w.transit().order_status(v.clone(), "o-reviewed").await;
-    assert_eq!(shown.unwrap().status, OrderStatus::UnderReview);
-    assert_eq!(held().await, [r#""o-reviewed" "X1""#]);
-    let rec = w
-        .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
-        .await;
-    assert_eq!(
-        (&rec["under_review"][0]["amount_vnd"], &rec["sales_vnd"]),
-        (&Value::from(280_000), &Value::from(0))
-    );
-    // The provider confirms the held transaction long after the order's window: the pass,
-    // not a refund for being late.
-    let confirmation = thudo_server::payments::Notification {
-        order_id: "o-reviewed".into(),
-        amount_vnd: 280_000,
-        result: thudo_server::payments::PaymentResult::Paid,
-        provider_ref: "X1".into(),
-    };
-    let days_later = t + 3 * 86_400;
-    let recorded = w
-        .storage
-        .record_payment(&confirmation, 20_000, days_later, &day);
-    assert_eq!(
-        recorded.unwrap(),
-        PaymentRecord::Recorded {
-            status: thudo_server::transit::store::OrderStatus::Paid
-        }
-    );
-    assert_eq!(collect("o-reviewed").await.unwrap().price_vnd, 280_000);
-    assert!(held().await.is_empty(), "settled");
-
-    // The provider returns held money: the review ends, and the phone may order again.
-    assert_eq!(
-        notify(&w, &signed("o-returned", "Z1", "07", "07")).await,
-        "00"
-    );
-    assert_eq!(held().await, [r#""o-returned" "Z1""#]);
-    assert_eq!(
-        notify(&w, &signed("o-returned", "Z1", "99", "02")).await,
-        "00"
-    );
-    refused(
-        collect("o-returned").await.unwrap_err(),
-        402,
-        "payment_failed",
-    );
-    assert!(held().await.is_empty());
-
-    // Held only after the phone could have been told "expired, order again": its
-    // confirmation goes back rather than making a second pass.
-    let late = signed("o-late-review", "W1", "07", "07");
-    assert_eq!(notify(&w, &late).await, "00");
-    let confirmed = signed("o-late-review", "W1", "00", "00");
-    assert_eq!(notify(&w, &confirmed).await, "00");
-    refused(
-        collect("o-late-review").await.unwrap_err(),
-        403,
-        "pass_cancelled",
-    );
-    let ledger = w
-        .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
-        .await;
-    let rec = w
-        .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
-        .await;
-    assert_adds_up(&ledger, &rec);
-    assert_eq!(
-        (&rec["sales_vnd"], &rec["refunds_due_vnd"]),
-        (&Value::from(560_000), &Value::from(280_000))
-    );
-}
-
 /// The reconciliation's sums are the ledger's.
-fn assert_adds_up(ledger: &Value, rec: &Value) {
+pub(crate) fn assert_adds_up(ledger: &Value, rec: &Value) {
     let sum = |entry: &str| -> u64 {
         ledger["entries"]
             .as_array()

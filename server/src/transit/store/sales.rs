@@ -409,14 +409,18 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             if n.amount_vnd != order.amount_vnd {
                 return Ok(PaymentRecord::WrongAmount);
             }
-            if let Some(reference) = provider_ref {
-                // Checked again under the lock: two deliveries at once.
-                if tx
-                    .row(repeat_sql, params![&order.id, reference, entry])?
-                    .is_some()
-                {
-                    return Ok(PaymentRecord::AlreadyRecorded);
-                }
+            // Checked again under the lock: two deliveries at once. An outcome with no
+            // transaction reference is recorded once per kind.
+            let seen = match provider_ref {
+                Some(reference) => tx.row(repeat_sql, params![&order.id, reference, entry])?,
+                None => tx.row(
+                    "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref IS NULL
+                       AND entry = ?2",
+                    params![&order.id, entry],
+                )?,
+            };
+            if seen.is_some() {
+                return Ok(PaymentRecord::AlreadyRecorded);
             }
             let open = matches!(
                 record.status,
@@ -436,7 +440,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     // opened however late the provider confirms it.
                     let expired = now > order.expires_at.saturating_add(LATE_NOTICE_SECS)
                         && !(record.status == OrderStatus::UnderReview
-                            && reviewed_before_expiry(tx, order)?);
+                            && reviewed_before_expiry(tx, order, provider_ref)?);
                     if order
                         .pass
                         .as_ref()
@@ -476,9 +480,26 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                     })
                 }
                 // Money held for review on an order already settled (a second transaction):
-                // entered for the follow-up; its confirmation is then returned.
-                (PaymentResult::UnderReview { .. }, false) if provider_ref.is_some() => {
+                // entered for the follow-up, unless that transaction was settled already (a
+                // review delivered late); its confirmation is then returned.
+                (PaymentResult::UnderReview { .. }, false) => {
+                    if provider_ref.is_none() || settled(tx, &order.id, provider_ref)? {
+                        return Ok(PaymentRecord::AlreadyRecorded);
+                    }
                     enter(tx, order, entry, order.amount_vnd, provider_ref, now, day)?;
+                    Ok(PaymentRecord::Recorded {
+                        status: record.status,
+                    })
+                }
+                // The provider returned money it held on an order already settled: the
+                // review ends; the order stays as it is.
+                (PaymentResult::Failed { .. } | PaymentResult::Cancelled, false)
+                    if provider_ref.is_some()
+                        && unsettled_reviews(tx, Some(&order.id))?
+                            .iter()
+                            .any(|e| e.provider_ref.as_deref() == provider_ref) =>
+                {
+                    enter(tx, order, entry, 0, provider_ref, now, day)?;
                     Ok(PaymentRecord::Recorded {
                         status: record.status,
                     })
@@ -490,16 +511,6 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
                         PaymentResult::UnderReview { .. } => ("under_review", order.amount_vnd),
                         _ => ("failed", 0),
                     };
-                    // The same outcome sent again with no transaction reference: once.
-                    let again = matches!(
-                        (record.status, status),
-                        (OrderStatus::Failed, "failed")
-                            | (OrderStatus::Cancelled, "cancelled")
-                            | (OrderStatus::UnderReview, "under_review")
-                    );
-                    if again && provider_ref.is_none() {
-                        return Ok(PaymentRecord::AlreadyRecorded);
-                    }
                     enter(tx, order, entry, amount, provider_ref, now, day)?;
                     // While money is held for review, another attempt's failure does not tell
                     // the phone "order again": the order leaves review once every held
@@ -566,6 +577,10 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             enter(tx, order, "refund", order.amount_vnd, reference, now, day)?;
             Ok(Some(OrderStatus::Refunded))
         })
+    }
+
+    fn held_reviews(&self, order_id: &str) -> Result<Vec<LedgerEntry>> {
+        self.read(|tx| unsettled_reviews(tx, Some(order_id)))
     }
 
     fn return_uncollectable(&self, order_id: &str, now: i64, day: &str) -> Result<bool> {
@@ -733,21 +748,41 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
     }
 }
 
-/// Whether order `order`'s first outcome was money held for review, reported before its phone
-/// could be told the order expired: the phone then heard only "do not pay again".
-fn reviewed_before_expiry(tx: &mut dyn Tx, order: &NewOrder) -> Result<bool> {
-    let first = tx.row(
-        "SELECT entry, at FROM ledger WHERE order_id = ?1 AND entry <> 'order'
-         ORDER BY id LIMIT 1",
-        params![&order.id],
-    )?;
-    Ok(match first {
-        Some(r) => {
-            r.text(0)? == "payment_under_review"
-                && r.int(1)? <= order.expires_at.saturating_add(LATE_NOTICE_SECS)
-        }
-        None => false,
-    })
+/// Whether transaction `reference` of `order` was held for review before its phone could be
+/// told the order expired, with no failure reported before it: the phone then heard only
+/// "pending" and "do not pay again", never "order again".
+fn reviewed_before_expiry(
+    tx: &mut dyn Tx,
+    order: &NewOrder,
+    reference: Option<&str>,
+) -> Result<bool> {
+    let Some(reference) = reference else {
+        return Ok(false);
+    };
+    Ok(tx
+        .row(
+            "SELECT 1 FROM ledger r WHERE r.order_id = ?1 AND r.provider_ref = ?2
+               AND r.entry = 'payment_under_review' AND r.at <= ?3
+               AND NOT EXISTS (SELECT 1 FROM ledger f WHERE f.order_id = r.order_id
+                 AND f.id < r.id AND f.entry IN ('payment_failed', 'payment_cancelled'))",
+            params![
+                &order.id,
+                reference,
+                order.expires_at.saturating_add(LATE_NOTICE_SECS)
+            ],
+        )?
+        .is_some())
+}
+
+/// Whether transaction `reference` of order `order_id` was paid, failed or cancelled already.
+fn settled(tx: &mut dyn Tx, order_id: &str, reference: Option<&str>) -> Result<bool> {
+    Ok(tx
+        .row(
+            "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
+               AND entry IN ('payment', 'payment_failed', 'payment_cancelled')",
+            params![order_id, reference],
+        )?
+        .is_some())
 }
 
 /// Payments held for review that the provider has not settled since (no later payment,
@@ -755,7 +790,8 @@ fn reviewed_before_expiry(tx: &mut dyn Tx, order: &NewOrder) -> Result<bool> {
 fn unsettled_reviews(tx: &mut dyn Tx, order_id: Option<&str>) -> Result<Vec<LedgerEntry>> {
     let unsettled = "l.entry = 'payment_under_review' AND NOT EXISTS (
            SELECT 1 FROM ledger s WHERE s.order_id = l.order_id AND s.id > l.id
-             AND (s.provider_ref = l.provider_ref OR l.provider_ref IS NULL)
+             AND (s.provider_ref = l.provider_ref
+                  OR (l.provider_ref IS NULL AND s.provider_ref IS NULL))
              AND s.entry IN ('payment', 'payment_failed', 'payment_cancelled'))";
     let columns = "l.at, l.day, l.entry, l.order_id, l.purpose, l.card_id, l.product, l.category,
                    l.amount_vnd, l.provider_ref";

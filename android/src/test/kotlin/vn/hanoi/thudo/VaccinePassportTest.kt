@@ -114,7 +114,9 @@ class VaccinePassportTest {
     fun `trust bundles arrive by sync, never roll back, and a removed issuer shows`() = runBlocking<Unit> {
         val url = System.getenv("THUDO_SERVER_URL") ?: error("run through scripts/test-kotlin.sh")
         val shc = File(System.getProperty("thudo.fixtures") ?: "../core/tests/data/shc")
-        val issuer = """{"iss":"https://spec.smarthealth.cards/examples/issuer","jwks":${File(shc, "issuer/jwks.json").readText()}}"""
+        // Its key announces revocation list version 1: the backend publishes it only with that list.
+        val crl = File(shc, "issuer/crl/3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s.json").readText()
+        val issuer = """{"iss":"https://spec.smarthealth.cards/examples/issuer","jwks":${File(shc, "issuer/jwks.json").readText()},"crls":[$crl]}"""
         val (key, first) = publishTestTrustBundle("""{"card_issuers":[$issuer],"valid_days":7}""")
         Vault.openWithPassphrase(dir.resolve("trust").toString(), "p", testOptions).use { vault ->
             val book = HealthBook(vault)
