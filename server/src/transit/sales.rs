@@ -831,11 +831,10 @@ pub(crate) struct Ledger {
     entries: Vec<super::store::LedgerEntry>,
 }
 
-/// An order's status after an operator's action: `refunded` after a refund; after a review
-/// settled, `paid` (or `refunded` when the pass it bought is over or held already) or `failed`.
+/// An order's status after an operator's refund.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct OrderOutcome {
-    /// Where the order stands now.
+    /// `refunded`.
     status: WireStatus,
 }
 
@@ -875,22 +874,37 @@ pub(crate) async fn admin_refund(
 
 /// `POST /v1/admin/transit/orders/{id}/review`: what the provider's portal shows for a payment
 /// it held for review and never notified the end of.
-#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ReviewSettlement {
-    /// The provider's transaction held for review (the reconciliation's `under_review`).
+    /// The provider's transaction held for review (the reconciliation's `under_review`; empty
+    /// for a review reported without one).
     #[schema(max_length = 32)]
     pub provider_ref: String,
-    /// `paid`: the provider released the money to the merchant (the pass opens, as a late
-    /// confirmation would); `returned`: it gave the money back to the buyer (the review ends).
+    /// `paid`: the provider released the money to the merchant (the pass opens, or the credit
+    /// is added, as a late confirmation would); `returned`: it gave the money back to the
+    /// buyer (the review ends).
     #[schema(pattern = "^(paid|returned)$")]
     pub outcome: String,
 }
 
+/// A review settled by the operator: the settlement, and where the order stands now (the
+/// audit trail keeps this answer).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ReviewSettled {
+    /// What the operator recorded.
+    #[serde(flatten)]
+    settlement: ReviewSettlement,
+    /// `paid`; `refunded` when the pass it bought is over or held already (the payment is
+    /// listed to return); `failed` when returned; the order's own status when it was settled
+    /// by another transaction.
+    status: WireStatus,
+}
+
 /// `POST /v1/admin/transit/orders/{id}/review`: the operator records how the provider settled
 /// a payment it held for review, when the provider's own notification never came. Only a
-/// transaction the provider reported held (a signed notification) can be settled so: no
-/// operator makes a payment of nothing. Recorded as the provider's notification would be, and
-/// in the audit trail.
+/// transaction the provider reported held (a signed notification) and not settled since can
+/// be settled so: no operator makes a payment of nothing. Recorded as the provider's
+/// notification would be, and in the audit trail.
 #[utoipa::path(
     post,
     path = "/v1/admin/transit/orders/{id}/review",
@@ -900,7 +914,7 @@ pub struct ReviewSettlement {
     ),
     request_body(content = ReviewSettlement, content_type = "application/json"),
     responses(
-        (status = 200, description = "OK", body = OrderOutcome),
+        (status = 200, description = "OK", body = ReviewSettled),
         (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
@@ -912,7 +926,7 @@ pub(crate) async fn admin_settle_review(
     operator: Operator,
     Path(id): Path<String>,
     JsonBody(settlement): JsonBody<ReviewSettlement>,
-) -> ApiResult<OrderOutcome> {
+) -> ApiResult<ReviewSettled> {
     operator.require(&[Role::TransitOperator])?;
     let result = match settlement.outcome.as_str() {
         "paid" => PaymentResult::Paid,
@@ -921,39 +935,29 @@ pub(crate) async fn admin_settle_review(
         },
         _ => return Err(ApiError::bad("outcome is paid or returned")),
     };
+    let not_held = || ApiError::not_found("no payment held for review under this transaction");
     let storage = state.storage.clone();
-    let (order_id, reference) = (id.clone(), settlement.provider_ref.clone());
-    let held = blocking(move || {
-        let Some(record) = storage.order(&order_id)? else {
-            return Ok(None);
-        };
-        let held = storage.held_reviews(&order_id)?;
-        Ok(held
-            .iter()
-            .any(|e| e.provider_ref.as_deref() == Some(reference.as_str()))
-            .then_some(record))
-    })
-    .await?
-    .ok_or_else(|| ApiError::not_found("no payment held for review under this transaction"))?;
+    let lookup = id.clone();
+    let order = blocking(move || Ok(storage.order(&lookup)?))
+        .await?
+        .ok_or_else(not_held)?;
     let notification = Notification {
         order_id: id,
-        amount_vnd: held.order.amount_vnd,
+        amount_vnd: order.order.amount_vnd,
         result,
-        provider_ref: settlement.provider_ref,
+        provider_ref: settlement.provider_ref.clone(),
     };
     let now = chrono::Utc::now().timestamp();
     let day = day_of(&state, now);
     let storage = state.storage.clone();
     let limit = state.fares.credit_limit_vnd;
     let recorded =
-        blocking(move || Ok(storage.record_payment(&notification, limit, now, &day)?)).await?;
+        blocking(move || Ok(storage.settle_review(&notification, limit, now, &day)?)).await?;
     match recorded {
-        PaymentRecord::Recorded { status } => Ok(Json(OrderOutcome {
+        Some(PaymentRecord::Recorded { status }) => Ok(Json(ReviewSettled {
+            settlement,
             status: status_on_wire(status),
         })),
-        // Settled meanwhile by the provider's own notification.
-        _ => Err(ApiError::not_found(
-            "no payment held for review under this transaction",
-        )),
+        _ => Err(not_held()),
     }
 }

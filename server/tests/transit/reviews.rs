@@ -21,10 +21,23 @@ fn signed(
     response: &str,
     status: &str,
 ) -> String {
+    signed_for(sandbox, order, transaction, response, status, 280_000)
+}
+
+/// As [`signed`], for an order of `amount_vnd`.
+fn signed_for(
+    sandbox: &Sandbox,
+    order: &str,
+    transaction: &str,
+    response: &str,
+    status: &str,
+    amount_vnd: u64,
+) -> String {
     let field = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let amount = (amount_vnd * 100).to_string();
     sandbox.signed_query(vec![
         field("vnp_TmnCode", SANDBOX_TMN_CODE),
-        field("vnp_Amount", "28000000"),
+        field("vnp_Amount", &amount),
         field("vnp_ResponseCode", response),
         field("vnp_TransactionNo", transaction),
         field("vnp_TransactionStatus", status),
@@ -33,7 +46,7 @@ fn signed(
 }
 
 /// The reconciliation's held payments, as `"order" "transaction"`.
-async fn held(w: &World) -> Vec<String> {
+async fn held_list(w: &World) -> Vec<String> {
     let rec = w.admin_get("/v1/admin/transit/reconciliation").await;
     rec["under_review"]
         .as_array()
@@ -127,7 +140,7 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
     }
     let shown = w.transit().order_status(v.clone(), "o-reviewed").await;
     assert_eq!(shown.unwrap().status, OrderStatus::UnderReview);
-    assert_eq!(held(&w).await, [r#""o-reviewed" "X1""#]);
+    assert_eq!(held_list(&w).await, [r#""o-reviewed" "X1""#]);
     let rec = w
         .admin_get(&format!("/v1/admin/transit/reconciliation?day={day}"))
         .await;
@@ -154,14 +167,14 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
         }
     );
     assert_eq!(collect("o-reviewed").await.unwrap().price_vnd, 280_000);
-    assert!(held(&w).await.is_empty(), "settled");
+    assert!(held_list(&w).await.is_empty(), "settled");
 
     // The provider returns held money: the review ends, and the phone may order again.
     assert_eq!(
         notify(&w, &signed("o-returned", "Z1", "07", "07")).await,
         "00"
     );
-    assert_eq!(held(&w).await, [r#""o-returned" "Z1""#]);
+    assert_eq!(held_list(&w).await, [r#""o-returned" "Z1""#]);
     assert_eq!(
         notify(&w, &signed("o-returned", "Z1", "99", "02")).await,
         "00"
@@ -171,7 +184,7 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
         402,
         "payment_failed",
     );
-    assert!(held(&w).await.is_empty());
+    assert!(held_list(&w).await.is_empty());
 
     // Held only after the phone could have been told "expired, order again": its
     // confirmation goes back rather than making a second pass.
@@ -254,7 +267,7 @@ async fn the_operator_settles_a_review_the_provider_never_ended() {
     );
     let (status, _) = settle(&w, "o-held", "H1", "returned").await;
     assert_eq!(status, 404, "settled already");
-    assert_eq!(held(&w).await, [r#""o-held-2" "H2""#]);
+    assert_eq!(held_list(&w).await, [r#""o-held-2" "H2""#]);
     // Given back to the buyer: the review ends and the phone may order again.
     let (status, answer) = settle(&w, "o-held-2", "H2", "returned").await;
     assert_eq!(
@@ -270,16 +283,114 @@ async fn the_operator_settles_a_review_the_provider_never_ended() {
         402,
         "payment_failed",
     );
-    assert!(held(&w).await.is_empty());
-    // The trail names the operator's settlements.
+    assert!(held_list(&w).await.is_empty());
+    // The trail names each settlement: the order, the transaction, the outcome, the status.
     let trail = w.admin_get("/v1/admin/audit?limit=1000").await;
-    let settled = trail["entries"]
+    let settled: Vec<_> = trail["entries"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["action"] == "POST /v1/admin/transit/orders/{id}/review")
-        .count();
-    assert!(settled >= 2, "{trail}");
+        .filter_map(|e| {
+            let detail: Value = serde_json::from_str(e["detail"].as_str()?).ok()?;
+            let effect = &detail["effect"];
+            (detail["status"] == 200).then(|| {
+                format!(
+                    "{} {} {} {}",
+                    e["target"], effect["provider_ref"], effect["outcome"], effect["status"]
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        settled,
+        [
+            r#""id=o-held" "H1" "paid" "paid""#,
+            r#""id=o-held-2" "H2" "returned" "failed""#
+        ],
+        "{trail}"
+    );
+}
+
+/// An operator's settlement follows the rules a provider's notification follows: "paid" past
+/// the order's window (the phone may have heard "order again") goes back; money held on an
+/// order paid already and returned leaves the order as it is; a top-up's "paid" adds its
+/// credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_settlement_follows_the_payment_rules() {
+    let (w, sandbox) = paying_world().await;
+    let t = now() as i64;
+    let v = orders(
+        &w,
+        "ruled",
+        &[("o-late", t - LATE_NOTICE_SECS - 60), ("o-paid", t + 600)],
+    )
+    .await;
+    let held = |order: &str, transaction: &str| signed(&sandbox, order, transaction, "07", "07");
+    assert_eq!(notify(&w, &held("o-late", "L1")).await, "00");
+    let (status, answer) = settle(&w, "o-late", "L1", "paid").await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("refunded")),
+        "{answer}"
+    );
+    refused(
+        w.transit().collect(v.clone(), "o-late").await.unwrap_err(),
+        403,
+        "pass_cancelled",
+    );
+    let paid = signed(&sandbox, "o-paid", "P1", "00", "00");
+    assert_eq!(notify(&w, &paid).await, "00");
+    assert_eq!(notify(&w, &held("o-paid", "P2")).await, "00");
+    let (status, answer) = settle(&w, "o-paid", "P2", "returned").await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("paid")),
+        "{answer}"
+    );
+    assert_eq!(
+        w.transit()
+            .collect(v.clone(), "o-paid")
+            .await
+            .unwrap()
+            .price_vnd,
+        280_000
+    );
+    // A top-up held, then released: its credit is on the card.
+    let top_up = w.transit().top_up(v.clone(), 50_000, None).await.unwrap();
+    let id = top_up.order_id.as_str();
+    let held_top_up = signed_for(&sandbox, id, "T1", "07", "07", 50_000);
+    assert_eq!(notify(&w, &held_top_up).await, "00");
+    assert_eq!(
+        w.transit()
+            .balance(v.clone(), None)
+            .await
+            .unwrap()
+            .balance_vnd,
+        0
+    );
+    let (status, answer) = settle(&w, id, "T1", "paid").await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("paid")),
+        "{answer}"
+    );
+    assert_eq!(
+        w.transit()
+            .balance(v.clone(), None)
+            .await
+            .unwrap()
+            .balance_vnd,
+        50_000
+    );
+    assert!(held_list(&w).await.is_empty());
+    let ledger = w.admin_get("/v1/admin/transit/ledger").await;
+    let rec = w.admin_get("/v1/admin/transit/reconciliation").await;
+    assert_adds_up(&ledger, &rec);
+    assert_eq!(
+        (&rec["sales_vnd"], &rec["refunds_due_vnd"]),
+        (&json!(280_000 + 280_000 + 50_000), &json!(280_000))
+    );
 }
 
 /// However the provider's notifications arrive (no transaction reference, late, about money
@@ -326,7 +437,7 @@ async fn reviews_settle_by_their_own_transaction_however_notifications_arrive() 
         entries("o-no-ref"),
         ["order", "payment_under_review", "payment_failed"]
     );
-    assert!(held(&w).await.is_empty());
+    assert!(held_list(&w).await.is_empty());
 
     // Paid by one transaction; another held, then returned: listed, then settled.
     let notice = |transaction: &str, response: &str, status: &str| {
@@ -334,10 +445,10 @@ async fn reviews_settle_by_their_own_transaction_however_notifications_arrive() 
     };
     assert_eq!(notify(&w, &notice("P1", "00", "00")).await, "00");
     assert_eq!(notify(&w, &notice("P2", "07", "07")).await, "00");
-    assert_eq!(held(&w).await, [r#""o-twice" "P2""#]);
+    assert_eq!(held_list(&w).await, [r#""o-twice" "P2""#]);
     assert_eq!(notify(&w, &notice("P2", "99", "02")).await, "00");
-    assert!(held(&w).await.is_empty());
+    assert!(held_list(&w).await.is_empty());
     // A review of the paid transaction delivered late (a retry after an error): nothing held.
     assert_eq!(notify(&w, &notice("P1", "07", "07")).await, "02");
-    assert!(held(&w).await.is_empty());
+    assert!(held_list(&w).await.is_empty());
 }

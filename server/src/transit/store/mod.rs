@@ -718,9 +718,17 @@ pub trait SalesStore: Send + Sync + 'static {
     /// Refunds a paid pass order: the pass is cancelled (its renewals refused), the refund
     /// entered. `None` when there is no such paid pass order (a top-up is never refunded here).
     fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>>;
-    /// The payments of order `order_id` the provider holds for review and has not settled
-    /// (no later payment, failure or cancellation of the same transaction), oldest first.
-    fn held_reviews(&self, order_id: &str) -> Result<Vec<LedgerEntry>>;
+    /// Settles a payment the provider held for review as `notification` says (an operator's
+    /// reading of the provider's portal), recorded as [`SalesStore::record_payment`] records
+    /// it; `None` unless that transaction is held for review and unsettled when the order's
+    /// lock is taken (an empty reference names a review without one).
+    fn settle_review(
+        &self,
+        notification: &crate::payments::Notification,
+        credit_limit_vnd: u64,
+        now: i64,
+        day: &str,
+    ) -> Result<Option<PaymentRecord>>;
     /// Returns a paid pass order whose credential was never collected and no longer can be
     /// (the guardianship or the entitlement it needs ended after the payment): the pass
     /// cancelled, the order refunded, the payment listed to return in the provider's portal

@@ -379,21 +379,14 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         // The same transaction sent again with the same outcome. One transaction may report
         // several in turn (pending then paid, failed then taken at the bank, held for review
         // then paid or returned): each is recorded once.
-        let entry = match n.result {
-            PaymentResult::Paid => "payment",
-            PaymentResult::Cancelled => "payment_cancelled",
-            PaymentResult::UnderReview { .. } => "payment_under_review",
-            PaymentResult::Failed { .. } => "payment_failed",
-        };
-        let repeat_sql = "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
-                            AND entry = ?3";
+        let entry = outcome_entry(&n.result);
         // A repeat is answered from a read first, without the order's lock or a write: the
         // buyer's browser holds the same signed parameters (the return URL), and replays of
         // them must not load every instance's database.
         if let Some(reference) = provider_ref {
             let seen = self.read(|tx| {
                 Ok(tx
-                    .row(repeat_sql, params![&n.order_id, reference, entry])?
+                    .row(REPEAT_SQL, params![&n.order_id, reference, entry])?
                     .is_some())
             })?;
             if seen {
@@ -402,141 +395,29 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         }
         self.write(|tx| {
             tx.lock(Lock::Order(&n.order_id))?;
-            let Some(record) = load_order(tx, &n.order_id)? else {
-                return Ok(PaymentRecord::UnknownOrder);
-            };
-            let order = &record.order;
-            if n.amount_vnd != order.amount_vnd {
-                return Ok(PaymentRecord::WrongAmount);
+            record_locked(tx, n, credit_limit_vnd, now, day, true)
+        })
+    }
+
+    fn settle_review(
+        &self,
+        n: &Notification,
+        credit_limit_vnd: u64,
+        now: i64,
+        day: &str,
+    ) -> Result<Option<PaymentRecord>> {
+        self.write(|tx| {
+            tx.lock(Lock::Order(&n.order_id))?;
+            // Checked under the lock the settlement is recorded under: a review the provider
+            // settled meanwhile is not settled again.
+            let held = unsettled_reviews(tx, Some(&n.order_id))?;
+            if !held
+                .iter()
+                .any(|e| e.provider_ref.as_deref().unwrap_or("") == n.provider_ref)
+            {
+                return Ok(None);
             }
-            // Checked again under the lock: two deliveries at once. An outcome with no
-            // transaction reference is recorded once per kind.
-            let seen = match provider_ref {
-                Some(reference) => tx.row(repeat_sql, params![&order.id, reference, entry])?,
-                None => tx.row(
-                    "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref IS NULL
-                       AND entry = ?2",
-                    params![&order.id, entry],
-                )?,
-            };
-            if seen.is_some() {
-                return Ok(PaymentRecord::AlreadyRecorded);
-            }
-            let open = matches!(
-                record.status,
-                OrderStatus::AwaitingPayment
-                    | OrderStatus::Failed
-                    | OrderStatus::Cancelled
-                    | OrderStatus::UnderReview
-            );
-            match (&n.result, open) {
-                (PaymentResult::Paid, true) => {
-                    // A pass paid after the phone was told its order expired (unpaid past its
-                    // window and the late notices' grace: "order again"), or after the pass
-                    // ended: the money goes back, so a rider who ordered again never pays for
-                    // two passes. Before then, a payment after a failure is a second try at
-                    // the bank, on the page the buyer is still on: it opens the pass. An
-                    // order whose phone heard only "held for review, do not pay again" is
-                    // opened however late the provider confirms it.
-                    let expired = now > order.expires_at.saturating_add(LATE_NOTICE_SECS)
-                        && !(record.status == OrderStatus::UnderReview
-                            && reviewed_before_expiry(tx, order, provider_ref)?);
-                    if order
-                        .pass
-                        .as_ref()
-                        .is_some_and(|p| p.valid_until < now || expired)
-                        || pass_held(tx, order)?
-                    {
-                        enter_returned(tx, order, provider_ref, now, day)?;
-                        tx.exec(
-                            "UPDATE orders SET status = 'refunded', provider_ref = ?2,
-                                    settled_at = ?3 WHERE id = ?1",
-                            params![&order.id, provider_ref, now],
-                        )?;
-                        return Ok(PaymentRecord::Recorded {
-                            status: OrderStatus::Refunded,
-                        });
-                    }
-                    settle_paid(tx, order, provider_ref, now, day)?;
-                    // Credit lifts a denial for the balance owed, in the same transaction.
-                    if order.purpose == OrderPurpose::TopUp {
-                        tx.lock(Lock::Card(order.card_id))?;
-                        if enforce_in(tx, &[order.card_id], credit_limit_vnd, now)? {
-                            bump_deny_version(tx)?;
-                        }
-                    }
-                    Ok(PaymentRecord::Recorded {
-                        status: OrderStatus::Paid,
-                    })
-                }
-                (PaymentResult::Paid, false) => {
-                    if provider_ref.is_none() {
-                        return Ok(PaymentRecord::AlreadyRecorded);
-                    }
-                    // The same order paid twice: the second payment is recorded and returned.
-                    enter_returned(tx, order, provider_ref, now, day)?;
-                    Ok(PaymentRecord::Recorded {
-                        status: record.status,
-                    })
-                }
-                // Money held for review on an order already settled (a second transaction):
-                // entered for the follow-up, unless that transaction was settled already (a
-                // review delivered late); its confirmation is then returned.
-                (PaymentResult::UnderReview { .. }, false) => {
-                    if provider_ref.is_none() || settled(tx, &order.id, provider_ref)? {
-                        return Ok(PaymentRecord::AlreadyRecorded);
-                    }
-                    enter(tx, order, entry, order.amount_vnd, provider_ref, now, day)?;
-                    Ok(PaymentRecord::Recorded {
-                        status: record.status,
-                    })
-                }
-                // The provider returned money it held on an order already settled: the
-                // review ends; the order stays as it is.
-                (PaymentResult::Failed { .. } | PaymentResult::Cancelled, false)
-                    if provider_ref.is_some()
-                        && unsettled_reviews(tx, Some(&order.id))?
-                            .iter()
-                            .any(|e| e.provider_ref.as_deref() == provider_ref) =>
-                {
-                    enter(tx, order, entry, 0, provider_ref, now, day)?;
-                    Ok(PaymentRecord::Recorded {
-                        status: record.status,
-                    })
-                }
-                (failed, true) => {
-                    // The money a review holds is listed at its amount, for the follow-up.
-                    let (mut status, amount) = match failed {
-                        PaymentResult::Cancelled => ("cancelled", 0),
-                        PaymentResult::UnderReview { .. } => ("under_review", order.amount_vnd),
-                        _ => ("failed", 0),
-                    };
-                    enter(tx, order, entry, amount, provider_ref, now, day)?;
-                    // While money is held for review, another attempt's failure does not tell
-                    // the phone "order again": the order leaves review once every held
-                    // transaction is settled (the provider returned it).
-                    if record.status == OrderStatus::UnderReview
-                        && !unsettled_reviews(tx, Some(&order.id))?.is_empty()
-                    {
-                        status = "under_review";
-                    }
-                    if status == "under_review" && record.status == OrderStatus::UnderReview {
-                        return Ok(PaymentRecord::Recorded {
-                            status: OrderStatus::UnderReview,
-                        });
-                    }
-                    tx.exec(
-                        "UPDATE orders SET status = ?2, provider_ref = ?3, settled_at = ?4
-                         WHERE id = ?1",
-                        params![&order.id, status, provider_ref, now],
-                    )?;
-                    Ok(PaymentRecord::Recorded {
-                        status: parse(status.to_owned())?,
-                    })
-                }
-                // A failure reported after the payment changes nothing.
-                (_, false) => Ok(PaymentRecord::AlreadyRecorded),
-            }
+            record_locked(tx, n, credit_limit_vnd, now, day, false).map(Some)
         })
     }
 
@@ -577,10 +458,6 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             enter(tx, order, "refund", order.amount_vnd, reference, now, day)?;
             Ok(Some(OrderStatus::Refunded))
         })
-    }
-
-    fn held_reviews(&self, order_id: &str) -> Result<Vec<LedgerEntry>> {
-        self.read(|tx| unsettled_reviews(tx, Some(order_id)))
     }
 
     fn return_uncollectable(&self, order_id: &str, now: i64, day: &str) -> Result<bool> {
@@ -745,6 +622,176 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             rec.charged_vnd = rec.lines.iter().map(|l| l.charged_vnd).sum();
             Ok(rec)
         })
+    }
+}
+
+/// The same transaction's same outcome in the ledger (a repeat).
+const REPEAT_SQL: &str = "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
+                            AND entry = ?3";
+
+/// The ledger entry an outcome writes.
+fn outcome_entry(result: &PaymentResult) -> &'static str {
+    match result {
+        PaymentResult::Paid => "payment",
+        PaymentResult::Cancelled => "payment_cancelled",
+        PaymentResult::UnderReview { .. } => "payment_under_review",
+        PaymentResult::Failed { .. } => "payment_failed",
+    }
+}
+
+/// Records notification `n` under its order's lock (see [`SalesStore::record_payment`]);
+/// `check_repeat` false for an operator's settlement of a review, whose precondition (the
+/// review unsettled) stands in for the repeat check.
+fn record_locked(
+    tx: &mut dyn Tx,
+    n: &Notification,
+    credit_limit_vnd: u64,
+    now: i64,
+    day: &str,
+    check_repeat: bool,
+) -> Result<PaymentRecord> {
+    let provider_ref = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
+    let entry = outcome_entry(&n.result);
+    let Some(record) = load_order(tx, &n.order_id)? else {
+        return Ok(PaymentRecord::UnknownOrder);
+    };
+    let order = &record.order;
+    if n.amount_vnd != order.amount_vnd {
+        return Ok(PaymentRecord::WrongAmount);
+    }
+    // Checked again under the lock: two deliveries at once. An outcome with no transaction
+    // reference is recorded once per kind since the last review without one (which only such
+    // an outcome can settle).
+    if check_repeat {
+        let seen = match provider_ref {
+            Some(reference) => tx.row(REPEAT_SQL, params![&order.id, reference, entry])?,
+            None => tx.row(
+                "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref IS NULL
+                   AND entry = CAST(?2 AS TEXT)
+                   AND (CAST(?2 AS TEXT) = 'payment_under_review' OR id > COALESCE(
+                     (SELECT MAX(id) FROM ledger WHERE order_id = ?1 AND provider_ref IS NULL
+                        AND entry = 'payment_under_review'), 0))",
+                params![&order.id, entry],
+            )?,
+        };
+        if seen.is_some() {
+            return Ok(PaymentRecord::AlreadyRecorded);
+        }
+    }
+    let open = matches!(
+        record.status,
+        OrderStatus::AwaitingPayment
+            | OrderStatus::Failed
+            | OrderStatus::Cancelled
+            | OrderStatus::UnderReview
+    );
+    match (&n.result, open) {
+        (PaymentResult::Paid, true) => {
+            // A pass paid after the phone was told its order expired (unpaid past its
+            // window and the late notices' grace: "order again"), or after the pass
+            // ended: the money goes back, so a rider who ordered again never pays for
+            // two passes. Before then, a payment after a failure is a second try at
+            // the bank, on the page the buyer is still on: it opens the pass. An
+            // order whose phone heard only "held for review, do not pay again" is
+            // opened however late the provider confirms it.
+            let expired = now > order.expires_at.saturating_add(LATE_NOTICE_SECS)
+                && !(record.status == OrderStatus::UnderReview
+                    && reviewed_before_expiry(tx, order, provider_ref)?);
+            if order
+                .pass
+                .as_ref()
+                .is_some_and(|p| p.valid_until < now || expired)
+                || pass_held(tx, order)?
+            {
+                enter_returned(tx, order, provider_ref, now, day)?;
+                tx.exec(
+                    "UPDATE orders SET status = 'refunded', provider_ref = ?2,
+                            settled_at = ?3 WHERE id = ?1",
+                    params![&order.id, provider_ref, now],
+                )?;
+                return Ok(PaymentRecord::Recorded {
+                    status: OrderStatus::Refunded,
+                });
+            }
+            settle_paid(tx, order, provider_ref, now, day)?;
+            // Credit lifts a denial for the balance owed, in the same transaction.
+            if order.purpose == OrderPurpose::TopUp {
+                tx.lock(Lock::Card(order.card_id))?;
+                if enforce_in(tx, &[order.card_id], credit_limit_vnd, now)? {
+                    bump_deny_version(tx)?;
+                }
+            }
+            Ok(PaymentRecord::Recorded {
+                status: OrderStatus::Paid,
+            })
+        }
+        (PaymentResult::Paid, false) => {
+            if provider_ref.is_none() {
+                return Ok(PaymentRecord::AlreadyRecorded);
+            }
+            // The same order paid twice: the second payment is recorded and returned.
+            enter_returned(tx, order, provider_ref, now, day)?;
+            Ok(PaymentRecord::Recorded {
+                status: record.status,
+            })
+        }
+        // Money held for review on an order already settled (a second transaction):
+        // entered for the follow-up, unless that transaction was settled already (a
+        // review delivered late); its confirmation is then returned.
+        (PaymentResult::UnderReview { .. }, false) => {
+            if provider_ref.is_none() || settled(tx, &order.id, provider_ref)? {
+                return Ok(PaymentRecord::AlreadyRecorded);
+            }
+            enter(tx, order, entry, order.amount_vnd, provider_ref, now, day)?;
+            Ok(PaymentRecord::Recorded {
+                status: record.status,
+            })
+        }
+        // The provider returned money it held on an order already settled: the
+        // review ends; the order stays as it is.
+        (PaymentResult::Failed { .. } | PaymentResult::Cancelled, false)
+            if provider_ref.is_some()
+                && unsettled_reviews(tx, Some(&order.id))?
+                    .iter()
+                    .any(|e| e.provider_ref.as_deref() == provider_ref) =>
+        {
+            enter(tx, order, entry, 0, provider_ref, now, day)?;
+            Ok(PaymentRecord::Recorded {
+                status: record.status,
+            })
+        }
+        (failed, true) => {
+            // The money a review holds is listed at its amount, for the follow-up.
+            let (mut status, amount) = match failed {
+                PaymentResult::Cancelled => ("cancelled", 0),
+                PaymentResult::UnderReview { .. } => ("under_review", order.amount_vnd),
+                _ => ("failed", 0),
+            };
+            enter(tx, order, entry, amount, provider_ref, now, day)?;
+            // While money is held for review, another attempt's failure does not tell
+            // the phone "order again": the order leaves review once every held
+            // transaction is settled (the provider returned it).
+            if record.status == OrderStatus::UnderReview
+                && !unsettled_reviews(tx, Some(&order.id))?.is_empty()
+            {
+                status = "under_review";
+            }
+            if status == "under_review" && record.status == OrderStatus::UnderReview {
+                return Ok(PaymentRecord::Recorded {
+                    status: OrderStatus::UnderReview,
+                });
+            }
+            tx.exec(
+                "UPDATE orders SET status = ?2, provider_ref = ?3, settled_at = ?4
+                 WHERE id = ?1",
+                params![&order.id, status, provider_ref, now],
+            )?;
+            Ok(PaymentRecord::Recorded {
+                status: parse(status.to_owned())?,
+            })
+        }
+        // A failure reported after the payment changes nothing.
+        (_, false) => Ok(PaymentRecord::AlreadyRecorded),
     }
 }
 
