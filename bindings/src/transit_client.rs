@@ -201,7 +201,8 @@ impl TransitClient {
 
     /// Orders `amount_vnd` (10,000 to 2,000,000) of prepaid credit for pay-as-you-go fares on
     /// this account's card, or on dependant card `card_id` (a child's whose guardianship the
-    /// operator recorded, else `not_guardian`); paid like any order (`paymentUrl`). Once paid, a
+    /// operator recorded, else `not_guardian`; an older backend answering for the account's own
+    /// card instead: `SyncError.Protocol`); paid like any order (`paymentUrl`). Once paid, a
     /// card denied for the balance it owed is lifted on the next deny list.
     #[uniffi::method(default(card_id = None, cancel = None))]
     pub async fn top_up(
@@ -221,7 +222,9 @@ impl TransitClient {
         ))
     }
 
-    /// This account's prepaid balance, or dependant card `card_id`'s.
+    /// This account's prepaid balance, or dependant card `card_id`'s (a card the account holds
+    /// no guardianship of: `not_guardian`; an older backend answering for the account's own
+    /// card instead: `SyncError.Protocol`).
     #[uniffi::method(default(card_id = None, cancel = None))]
     pub async fn transit_balance(
         &self,

@@ -151,8 +151,9 @@ fn malformed(detail: impl Into<String>) -> TrustBundleError {
 
 impl TrustBundle {
     /// The trust store the verifiers use: every issuer's keys and revocation lists, every
-    /// signer certificate. A bundle whose content does not load is refused whole: the
-    /// backend's check before it signs one.
+    /// signer certificate. A bundle whose content does not load, or with an issuer key
+    /// announcing a revocation list it does not carry ([`CardIssuer::revocations_current`]),
+    /// is refused whole: the backend's check before it signs one.
     pub fn trust_store(&self) -> Result<TrustStore, TrustBundleError> {
         self.load(true).map(|(store, _)| store)
     }

@@ -512,7 +512,8 @@ impl TransitClient<'_> {
 
     /// Orders `amount_vnd` of prepaid credit for pay-as-you-go fares on this account's card, or
     /// on dependant card `card_id` (a guardian paying a child's fares, or the debt that denied
-    /// its card); paid like any order.
+    /// its card; another card is refused `not_guardian`, and an answer for another card, an
+    /// older backend's, is a protocol error); paid like any order.
     pub async fn top_up(
         self,
         vault: Arc<Vault>,
@@ -538,7 +539,8 @@ impl TransitClient<'_> {
         for_card(order, card_id, |o| o.card_id)
     }
 
-    /// This account's prepaid balance, or dependant card `card_id`'s.
+    /// This account's prepaid balance, or dependant card `card_id`'s (refused and checked as
+    /// [`TransitClient::top_up`]).
     pub async fn balance(
         self,
         vault: Arc<Vault>,

@@ -75,7 +75,8 @@ pub enum NotificationError {
 pub enum Acknowledgement {
     /// Recorded now (a payment, a failure, a cancellation or a review).
     Recorded,
-    /// This order's outcome was recorded before: nothing changed.
+    /// This transaction's outcome was recorded before (or comes after the payment): nothing
+    /// changed.
     AlreadyRecorded,
     /// No such order.
     UnknownOrder,

@@ -831,9 +831,9 @@ pub(crate) struct Ledger {
     entries: Vec<super::store::LedgerEntry>,
 }
 
-/// An order's status after an operator's refund.
+/// A refunded order's status.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct OrderOutcome {
+pub(crate) struct Refunded {
     /// `refunded`.
     status: WireStatus,
 }
@@ -849,7 +849,7 @@ pub(crate) struct OrderOutcome {
         ("id" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
     ),
     responses(
-        (status = 200, description = "OK", body = OrderOutcome),
+        (status = 200, description = "OK", body = Refunded),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
     ),
@@ -859,7 +859,7 @@ pub(crate) async fn admin_refund(
     State(state): State<TransitState>,
     operator: Operator,
     Path(id): Path<String>,
-) -> ApiResult<OrderOutcome> {
+) -> ApiResult<Refunded> {
     operator.require(&[Role::TransitOperator])?;
     let now = chrono::Utc::now().timestamp();
     let day = day_of(&state, now);
@@ -867,7 +867,7 @@ pub(crate) async fn admin_refund(
     let status = blocking(move || Ok(storage.refund(&id, now, &day)?))
         .await?
         .ok_or_else(|| ApiError::not_found("no paid pass order with this id"))?;
-    Ok(Json(OrderOutcome {
+    Ok(Json(Refunded {
         status: status_on_wire(status),
     }))
 }
@@ -895,8 +895,9 @@ pub(crate) struct ReviewSettled {
     #[serde(flatten)]
     settlement: ReviewSettlement,
     /// `paid`; `refunded` when the pass it bought is over or held already (the payment is
-    /// listed to return); `failed` when returned; the order's own status when it was settled
-    /// by another transaction.
+    /// listed to return); `failed` when returned; `under_review` while another transaction
+    /// of the order is held; the order's own status when it was settled by another
+    /// transaction.
     status: WireStatus,
 }
 

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use thudo_core::transit::backend::OrderStatus;
+use thudo_core::transit::backend::{CredentialOrder, OrderStatus};
 use thudo_core::transit::phone::{Phone, PhoneOptions};
+use thudo_core::transit::{Category, Product};
 use thudo_server::payments::vnpay::{Sandbox, SANDBOX_TMN_CODE};
 use thudo_server::transit::store::{NewOrder, PaymentRecord, LATE_NOTICE_SECS};
 
-use crate::payments::{assert_adds_up, monthly, notify, paying_world};
+use crate::payments::{assert_adds_up, notify, paying_world};
 use crate::world::*;
 
 /// A notification as the gateway signs it, for transaction `transaction` of `order`.
@@ -66,13 +67,20 @@ async fn settle(w: &World, order: &str, transaction: &str, outcome: &str) -> (u1
     .await
 }
 
-/// Orders `ids` for the same monthly pass (paid by none yet), each expiring at its time.
+/// Orders `ids` for the same pass, next month's (still to come however late a test settles
+/// it), paid by none yet, each expiring at its time.
 async fn orders(w: &World, name: &str, ids: &[(&str, i64)]) -> Arc<thudo_core::vault::Vault> {
     let v = w.phone_device(name, RIDER).await;
     let phone = Arc::new(Phone::open(v.clone(), None, PhoneOptions::default()).unwrap());
+    let next_month = CredentialOrder {
+        month: month_ahead(1),
+        ..CredentialOrder::new(Product::MonthlyAllRoutes, Category::Standard)
+    }
+    .signed_by(&phone, now())
+    .unwrap();
     let bought = w
         .transit()
-        .buy_and_install(v.clone(), phone.clone(), monthly(&phone))
+        .buy_and_install(v.clone(), phone.clone(), next_month)
         .await
         .unwrap();
     let made = w.storage.order(&bought.order.order_id).unwrap().unwrap();
@@ -96,8 +104,8 @@ async fn orders(w: &World, name: &str, ids: &[(&str, i64)]) -> Arc<thudo_core::v
 async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_the_pass() {
     let (w, sandbox) = paying_world().await;
     let t = now() as i64;
-    // One held within the late notices' grace (the phone hears "pending", then "held"), two
-    // held past it (the phone may have heard "expired, order again").
+    // Held within the late notices' grace (the phone hears "pending", then "held"), or past
+    // it (the phone may have heard "expired, order again").
     let v = orders(
         &w,
         "reviewed",
@@ -105,6 +113,7 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
             ("o-reviewed", t - 60),
             ("o-returned", t - LATE_NOTICE_SECS - 60),
             ("o-late-review", t - LATE_NOTICE_SECS - 60),
+            ("o-declined-first", t - 60),
         ],
     )
     .await;
@@ -148,6 +157,39 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
         (&rec["under_review"][0]["amount_vnd"], &rec["sales_vnd"]),
         (&Value::from(280_000), &Value::from(0))
     );
+    // Held only after the phone could have been told "expired, order again": its
+    // confirmation goes back rather than making a second pass.
+    let late = signed("o-late-review", "W1", "07", "07");
+    assert_eq!(notify(&w, &late).await, "00");
+    let confirmed = signed("o-late-review", "W1", "00", "00");
+    assert_eq!(notify(&w, &confirmed).await, "00");
+    refused(
+        collect("o-late-review").await.unwrap_err(),
+        403,
+        "pass_cancelled",
+    );
+    // A failure first (the phone may have heard "order again"), then money held within the
+    // grace: its confirmation after the window goes back too.
+    let declined = signed("o-declined-first", "D1", "51", "02");
+    assert_eq!(notify(&w, &declined).await, "00");
+    let held_after = signed("o-declined-first", "D2", "07", "07");
+    assert_eq!(notify(&w, &held_after).await, "00");
+    let days_later = t + 3 * 86_400;
+    let late_confirmation = thudo_server::payments::Notification {
+        order_id: "o-declined-first".into(),
+        amount_vnd: 280_000,
+        result: thudo_server::payments::PaymentResult::Paid,
+        provider_ref: "D2".into(),
+    };
+    let recorded = w
+        .storage
+        .record_payment(&late_confirmation, 20_000, days_later, &day);
+    assert_eq!(
+        recorded.unwrap(),
+        PaymentRecord::Recorded {
+            status: thudo_server::transit::store::OrderStatus::Refunded
+        }
+    );
     // The provider confirms the held transaction long after the order's window: the pass,
     // not a refund for being late.
     let confirmation = thudo_server::payments::Notification {
@@ -156,7 +198,6 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
         result: thudo_server::payments::PaymentResult::Paid,
         provider_ref: "X1".into(),
     };
-    let days_later = t + 3 * 86_400;
     let recorded = w
         .storage
         .record_payment(&confirmation, 20_000, days_later, &day);
@@ -186,17 +227,6 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
     );
     assert!(held_list(&w).await.is_empty());
 
-    // Held only after the phone could have been told "expired, order again": its
-    // confirmation goes back rather than making a second pass.
-    let late = signed("o-late-review", "W1", "07", "07");
-    assert_eq!(notify(&w, &late).await, "00");
-    let confirmed = signed("o-late-review", "W1", "00", "00");
-    assert_eq!(notify(&w, &confirmed).await, "00");
-    refused(
-        collect("o-late-review").await.unwrap_err(),
-        403,
-        "pass_cancelled",
-    );
     let ledger = w
         .admin_get(&format!("/v1/admin/transit/ledger?day={day}"))
         .await;
@@ -206,7 +236,7 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
     assert_adds_up(&ledger, &rec);
     assert_eq!(
         (&rec["sales_vnd"], &rec["refunds_due_vnd"]),
-        (&Value::from(560_000), &Value::from(280_000))
+        (&Value::from(840_000), &Value::from(560_000))
     );
 }
 

@@ -587,8 +587,8 @@ pub enum OrderAdmission {
 /// What became of a provider's notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentRecord {
-    /// Recorded now: a payment (the pass exists, or the credit was added), a failure or a
-    /// cancellation. `refund_due`: paid for a pass that had ended (a late payment) or for
+    /// Recorded now: a payment (the pass exists, or the credit was added), a failure, a
+    /// cancellation or money held for review. `refund_due`: paid for a pass that had ended (a late payment) or for
     /// an order already paid (paid twice): recorded, with its refund.
     Recorded {
         /// The order's status now.
@@ -702,9 +702,12 @@ pub trait SalesStore: Send + Sync + 'static {
     fn order(&self, id: &str) -> Result<Option<OrderRecord>>;
     /// Records a provider's notification once: a payment of the order's amount makes its pass
     /// (or adds its credit, lifting a denial for the balance owed past `credit_limit_vnd` in
-    /// the same transaction), a failure or cancellation is noted; the same transaction sent
-    /// again changes nothing. A pass paid after its order expired (past [`LATE_NOTICE_SECS`]),
-    /// or after the pass ended, is returned: the order is refunded.
+    /// the same transaction), a failure or cancellation is noted, money held for review puts
+    /// the order under review (listed until that transaction is settled); the same
+    /// transaction sent again with the same outcome changes nothing. A pass paid after its
+    /// order expired (past [`LATE_NOTICE_SECS`]), unless that transaction was held for review
+    /// within it with no failure before, or paid after the pass ended, is returned: the order
+    /// is refunded.
     fn record_payment(
         &self,
         notification: &crate::payments::Notification,

@@ -410,11 +410,8 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
             tx.lock(Lock::Order(&n.order_id))?;
             // Checked under the lock the settlement is recorded under: a review the provider
             // settled meanwhile is not settled again.
-            let held = unsettled_reviews(tx, Some(&n.order_id))?;
-            if !held
-                .iter()
-                .any(|e| e.provider_ref.as_deref().unwrap_or("") == n.provider_ref)
-            {
+            let reference = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
+            if !is_held(tx, &n.order_id, reference)? {
                 return Ok(None);
             }
             record_locked(tx, n, credit_limit_vnd, now, day, false).map(Some)
@@ -750,10 +747,7 @@ fn record_locked(
         // The provider returned money it held on an order already settled: the
         // review ends; the order stays as it is.
         (PaymentResult::Failed { .. } | PaymentResult::Cancelled, false)
-            if provider_ref.is_some()
-                && unsettled_reviews(tx, Some(&order.id))?
-                    .iter()
-                    .any(|e| e.provider_ref.as_deref() == provider_ref) =>
+            if provider_ref.is_some() && is_held(tx, &order.id, provider_ref)? =>
         {
             enter(tx, order, entry, 0, provider_ref, now, day)?;
             Ok(PaymentRecord::Recorded {
@@ -762,7 +756,7 @@ fn record_locked(
         }
         (failed, true) => {
             // The money a review holds is listed at its amount, for the follow-up.
-            let (mut status, amount) = match failed {
+            let (status, amount) = match failed {
                 PaymentResult::Cancelled => ("cancelled", 0),
                 PaymentResult::UnderReview { .. } => ("under_review", order.amount_vnd),
                 _ => ("failed", 0),
@@ -774,9 +768,6 @@ fn record_locked(
             if record.status == OrderStatus::UnderReview
                 && !unsettled_reviews(tx, Some(&order.id))?.is_empty()
             {
-                status = "under_review";
-            }
-            if status == "under_review" && record.status == OrderStatus::UnderReview {
                 return Ok(PaymentRecord::Recorded {
                     status: OrderStatus::UnderReview,
                 });
@@ -821,12 +812,24 @@ fn reviewed_before_expiry(
         .is_some())
 }
 
+/// The ledger entries that settle a transaction held for review.
+const SETTLING: &str = "('payment', 'payment_failed', 'payment_cancelled')";
+
+/// Whether transaction `reference` of order `order_id` is held for review and not settled.
+fn is_held(tx: &mut dyn Tx, order_id: &str, reference: Option<&str>) -> Result<bool> {
+    Ok(unsettled_reviews(tx, Some(order_id))?
+        .iter()
+        .any(|e| e.provider_ref.as_deref() == reference))
+}
+
 /// Whether transaction `reference` of order `order_id` was paid, failed or cancelled already.
 fn settled(tx: &mut dyn Tx, order_id: &str, reference: Option<&str>) -> Result<bool> {
     Ok(tx
         .row(
-            "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
-               AND entry IN ('payment', 'payment_failed', 'payment_cancelled')",
+            &format!(
+                "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
+                   AND entry IN {SETTLING}"
+            ),
             params![order_id, reference],
         )?
         .is_some())
@@ -835,11 +838,13 @@ fn settled(tx: &mut dyn Tx, order_id: &str, reference: Option<&str>) -> Result<b
 /// Payments held for review that the provider has not settled since (no later payment,
 /// failure or cancellation of the same transaction), of one order or all, oldest first.
 fn unsettled_reviews(tx: &mut dyn Tx, order_id: Option<&str>) -> Result<Vec<LedgerEntry>> {
-    let unsettled = "l.entry = 'payment_under_review' AND NOT EXISTS (
+    let unsettled = format!(
+        "l.entry = 'payment_under_review' AND NOT EXISTS (
            SELECT 1 FROM ledger s WHERE s.order_id = l.order_id AND s.id > l.id
              AND (s.provider_ref = l.provider_ref
                   OR (l.provider_ref IS NULL AND s.provider_ref IS NULL))
-             AND s.entry IN ('payment', 'payment_failed', 'payment_cancelled'))";
+             AND s.entry IN {SETTLING})"
+    );
     let columns = "l.at, l.day, l.entry, l.order_id, l.purpose, l.card_id, l.product, l.category,
                    l.amount_vnd, l.provider_ref";
     let rows = match order_id {
