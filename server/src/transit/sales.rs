@@ -35,7 +35,7 @@ use crate::http::{blocking, query_params, random_token, valid_citizen_id, ApiErr
 use crate::operators::{Operator, Role};
 use crate::payments::vnpay::{Sandbox, SandboxOutcome};
 use crate::payments::{
-    Acknowledgement, Checkout, Notification, NotificationError, PaymentProvider, PaymentResult,
+    Acknowledgement, Checkout, NotificationError, PaymentProvider, PaymentResult,
 };
 use crate::storage::sha256;
 
@@ -936,29 +936,21 @@ pub(crate) async fn admin_settle_review(
         },
         _ => return Err(ApiError::bad("outcome is paid or returned")),
     };
-    let not_held = || ApiError::not_found("no payment held for review under this transaction");
-    let storage = state.storage.clone();
-    let lookup = id.clone();
-    let order = blocking(move || Ok(storage.order(&lookup)?))
-        .await?
-        .ok_or_else(not_held)?;
-    let notification = Notification {
-        order_id: id,
-        amount_vnd: order.order.amount_vnd,
-        result,
-        provider_ref: settlement.provider_ref.clone(),
-    };
     let now = chrono::Utc::now().timestamp();
     let day = day_of(&state, now);
     let storage = state.storage.clone();
     let limit = state.fares.credit_limit_vnd;
+    let reference = settlement.provider_ref.clone();
     let recorded =
-        blocking(move || Ok(storage.settle_review(&notification, limit, now, &day)?)).await?;
+        blocking(move || Ok(storage.settle_review(&id, &reference, result, limit, now, &day)?))
+            .await?;
     match recorded {
         Some(PaymentRecord::Recorded { status }) => Ok(Json(ReviewSettled {
             settlement,
             status: status_on_wire(status),
         })),
-        _ => Err(not_held()),
+        _ => Err(ApiError::not_found(
+            "no payment held for review under this transaction",
+        )),
     }
 }

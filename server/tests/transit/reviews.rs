@@ -174,38 +174,32 @@ async fn money_held_for_review_is_never_order_again_and_its_confirmation_opens_t
     assert_eq!(notify(&w, &declined).await, "00");
     let held_after = signed("o-declined-first", "D2", "07", "07");
     assert_eq!(notify(&w, &held_after).await, "00");
-    let days_later = t + 3 * 86_400;
-    let late_confirmation = thudo_server::payments::Notification {
-        order_id: "o-declined-first".into(),
-        amount_vnd: 280_000,
-        result: thudo_server::payments::PaymentResult::Paid,
-        provider_ref: "D2".into(),
-    };
-    let recorded = w
-        .storage
-        .record_payment(&late_confirmation, 20_000, days_later, &day);
-    assert_eq!(
-        recorded.unwrap(),
-        PaymentRecord::Recorded {
-            status: thudo_server::transit::store::OrderStatus::Refunded
+    // The provider's confirmation of `transaction`, told days after the order's window.
+    let confirmed_days_later = |order: &str, transaction: &str| {
+        let confirmation = thudo_server::payments::Notification {
+            order_id: order.into(),
+            amount_vnd: 280_000,
+            result: thudo_server::payments::PaymentResult::Paid,
+            provider_ref: transaction.into(),
+        };
+        match w
+            .storage
+            .record_payment(&confirmation, 20_000, t + 3 * 86_400, &day)
+            .unwrap()
+        {
+            PaymentRecord::Recorded { status } => status,
+            other => panic!("{other:?}"),
         }
+    };
+    assert_eq!(
+        confirmed_days_later("o-declined-first", "D2"),
+        thudo_server::transit::store::OrderStatus::Refunded
     );
     // The provider confirms the held transaction long after the order's window: the pass,
     // not a refund for being late.
-    let confirmation = thudo_server::payments::Notification {
-        order_id: "o-reviewed".into(),
-        amount_vnd: 280_000,
-        result: thudo_server::payments::PaymentResult::Paid,
-        provider_ref: "X1".into(),
-    };
-    let recorded = w
-        .storage
-        .record_payment(&confirmation, 20_000, days_later, &day);
     assert_eq!(
-        recorded.unwrap(),
-        PaymentRecord::Recorded {
-            status: thudo_server::transit::store::OrderStatus::Paid
-        }
+        confirmed_days_later("o-reviewed", "X1"),
+        thudo_server::transit::store::OrderStatus::Paid
     );
     assert_eq!(collect("o-reviewed").await.unwrap().price_vnd, 280_000);
     assert!(held_list(&w).await.is_empty(), "settled");

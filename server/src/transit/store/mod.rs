@@ -721,13 +721,16 @@ pub trait SalesStore: Send + Sync + 'static {
     /// Refunds a paid pass order: the pass is cancelled (its renewals refused), the refund
     /// entered. `None` when there is no such paid pass order (a top-up is never refunded here).
     fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>>;
-    /// Settles a payment the provider held for review as `notification` says (an operator's
-    /// reading of the provider's portal), recorded as [`SalesStore::record_payment`] records
-    /// it; `None` unless that transaction is held for review and unsettled when the order's
-    /// lock is taken (an empty reference names a review without one).
+    /// Settles transaction `provider_ref` of order `order_id`, held for review, as `result`
+    /// says (an operator's reading of the provider's portal), recorded as
+    /// [`SalesStore::record_payment`] records the provider's notification of the order's
+    /// amount; `None` unless that transaction is held for review and unsettled when the
+    /// order's lock is taken (an empty reference names a review without one).
     fn settle_review(
         &self,
-        notification: &crate::payments::Notification,
+        order_id: &str,
+        provider_ref: &str,
+        result: crate::payments::PaymentResult,
         credit_limit_vnd: u64,
         now: i64,
         day: &str,

@@ -401,20 +401,31 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
 
     fn settle_review(
         &self,
-        n: &Notification,
+        order_id: &str,
+        provider_ref: &str,
+        result: PaymentResult,
         credit_limit_vnd: u64,
         now: i64,
         day: &str,
     ) -> Result<Option<PaymentRecord>> {
         self.write(|tx| {
-            tx.lock(Lock::Order(&n.order_id))?;
+            tx.lock(Lock::Order(order_id))?;
             // Checked under the lock the settlement is recorded under: a review the provider
             // settled meanwhile is not settled again.
-            let reference = Some(n.provider_ref.as_str()).filter(|r| !r.is_empty());
-            if !is_held(tx, &n.order_id, reference)? {
+            let reference = Some(provider_ref).filter(|r| !r.is_empty());
+            let Some(record) = load_order(tx, order_id)? else {
+                return Ok(None);
+            };
+            if !is_held(tx, order_id, reference)? {
                 return Ok(None);
             }
-            record_locked(tx, n, credit_limit_vnd, now, day, false).map(Some)
+            let n = Notification {
+                order_id: order_id.to_owned(),
+                amount_vnd: record.order.amount_vnd,
+                result: result.clone(),
+                provider_ref: provider_ref.to_owned(),
+            };
+            record_locked(tx, &n, credit_limit_vnd, now, day, false).map(Some)
         })
     }
 
