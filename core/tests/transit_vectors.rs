@@ -309,3 +309,91 @@ fn the_documented_message_table_is_the_code_s() {
         assert!(rows.contains(&row.as_str()), "not documented: {row}");
     }
 }
+
+/// The vector's tap with its device signature's `s` replaced by `n - s` (`QR_HIGH_S`), and with
+/// a scanner's line ending: other texts of the same tap. Each verifies once; the replay key is
+/// the tap, not the text or the signature.
+#[test]
+fn other_texts_of_the_vectors_tap_ride_once() {
+    // The order of P-256's group, big-endian.
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let v = vector();
+    let p = Payload::from_qr_text(&v["QR"]).unwrap();
+    let mut flipped = p.device_signature;
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(N[i]) - i16::from(p.device_signature[32 + i]) - borrow;
+        flipped[32 + i] = d.rem_euclid(256) as u8;
+        borrow = i16::from(d < 0);
+    }
+    assert_eq!(borrow, 0);
+    assert_eq!(
+        wire::qr_text(&p.credential, p.timestamp, p.counter, &flipped),
+        v["QR_HIGH_S"]
+    );
+    let at = 1_790_000_040;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, other) in [
+        ("high-s", v["QR_HIGH_S"].clone()),
+        ("crlf", format!("{}\r\n", v["QR"])),
+    ] {
+        let mut bus = validator(&dir, name, 32, None);
+        let first = bus.validate(&other, at).unwrap();
+        assert!(first.accepted, "{name}: {first:?}");
+        assert_eq!(
+            bus.validate(&v["QR"], at + 1).unwrap().reason,
+            Reason::Replayed,
+            "{name}"
+        );
+    }
+    let mut bus = validator(&dir, "space", 32, None);
+    assert_eq!(
+        bus.validate(&format!("{} ", v["QR"]), at).unwrap().reason,
+        Reason::BadFormat
+    );
+}
+
+/// `DENY_LIST` is the documented bytes, signed by `DENY_PUB`; installed from the feed vector,
+/// it refuses the vector's QR by its device key's hash.
+#[test]
+fn the_documented_feed_revokes_the_vectors_device() {
+    use thudo_core::transit::backend::ValidatorFeed;
+    use thudo_core::transit::validator::DenyList;
+    let v = vector();
+    let feed: ValidatorFeed = serde_json::from_str(&block("feed-vector")["FEED"]).unwrap();
+    assert_eq!(feed.deny_list, v["DENY_LIST"]);
+    assert_eq!(feed.issuer_keys[0], trusted());
+    assert_eq!(feed.issuer_keys[1].public_key, unhex(&v["DENY_PUB"]));
+    let device = unhex(&v["DEVICE_PUB"]);
+    assert_eq!(
+        thudo_core::hex::encode(&DenyList::device_hash(&device)),
+        "e5c0437128755f40eefb0d3434c3e1f39b59427f0595870ec33118889a80c4c4"
+    );
+    let body = DenyList {
+        version: 2,
+        issued_at: 1_790_000_000,
+        cards: vec![9_704_000_000_999],
+        devices: vec![DenyList::device_hash(&device)],
+    }
+    .encode(0x0103);
+    let signed = unhex(&v["DENY_LIST"]);
+    assert_eq!(&signed[..signed.len() - 64], &body[..]);
+
+    let at = 1_790_000_040;
+    let dir = tempfile::tempdir().unwrap();
+    let mut bus = validator(&dir, "bus", 32, None);
+    bus.set_trusted_keys(feed.issuer_keys.clone()).unwrap();
+    assert_eq!(bus.update_deny_list(&signed).unwrap(), 2);
+    assert_eq!(bus.validate(&v["QR"], at).unwrap().reason, Reason::Revoked);
+    // A list whose signature does not hold is refused and changes nothing.
+    let mut forged = signed.clone();
+    forged[10] ^= 1;
+    let mut other = validator(&dir, "other", 32, None);
+    other.set_trusted_keys(feed.issuer_keys).unwrap();
+    assert!(other.update_deny_list(&forged).is_err());
+    assert!(other.validate(&v["QR"], at).unwrap().accepted);
+}

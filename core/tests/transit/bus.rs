@@ -4,7 +4,9 @@
 use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product, TransitError};
 
-use crate::world::{request, vault, world, world_with, world_without_passback, World, DAY, NOW};
+use crate::world::{
+    dependant_ticket, request, vault, world, world_with, world_without_passback, DAY, NOW,
+};
 
 #[test]
 fn passback_route_and_validity_rules() {
@@ -246,20 +248,6 @@ fn junk_scans_are_counted_and_rejected_taps_are_bounded() {
     let fresh = w.phone.current_qr(stale).unwrap();
     assert!(w.validator.validate(&fresh.text, stale).unwrap().accepted);
     assert_eq!(w.validator.export_taps().unwrap().len(), 1);
-}
-
-/// A dependant's ticket on a guardian's phone that rides with its holder (format version 2).
-fn dependant_ticket(w: &World) -> u64 {
-    let card = 9_704_000_000_777;
-    let request = thudo_core::transit::issuer::CredentialRequest {
-        card_id: card,
-        category: Category::Elderly,
-        with_holder: true,
-        ..request(&w.phone, Product::FreePass, Category::Elderly, 0)
-    };
-    let credential = w.issuer.issue(&request, NOW as u32).unwrap();
-    w.phone.install_dependant_credential(&credential).unwrap();
-    card
 }
 
 #[test]

@@ -10,7 +10,9 @@ use thudo_core::transit::validator::{Reason, Validator, ValidatorConfig};
 use thudo_core::transit::{Category, Product};
 use thudo_core::vault::{Unlock, Vault};
 
-use crate::world::{gate, gate_over, qr_signed_by, request, vault, world, world_with, NOW};
+use crate::world::{
+    gate, gate_over, inside_feed, qr_signed_by, request, vault, world, world_with, NOW,
+};
 
 #[test]
 fn a_metro_exit_lets_out_only_a_card_that_entered() {
@@ -376,25 +378,6 @@ fn an_exit_whose_commit_fails_is_not_shown_and_does_not_use_the_entry() {
     let out = exit.validate(&qr, NOW + 611).unwrap();
     assert!(out.accepted, "the same QR, not used up: {out:?}");
     assert_eq!(exit.export_taps().unwrap().len(), 1);
-}
-
-/// An inside feed listing `cards`, with exits known up to `exits_until`, answered at `now`.
-fn inside_feed(
-    cards: &[u64],
-    exits_until: u64,
-    now: u64,
-) -> thudo_core::transit::metro::InsideFeed {
-    let salt = [7u8; 32];
-    let key = thudo_core::transit::metro::InsideKey::new(&salt);
-    thudo_core::transit::metro::InsideFeed {
-        salt: thudo_core::hex::encode(&salt),
-        cards: cards
-            .iter()
-            .map(|c| thudo_core::hex::encode(&key.tag(*c)))
-            .collect(),
-        exits_complete_until: exits_until,
-        now,
-    }
 }
 
 #[test]

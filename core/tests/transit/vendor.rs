@@ -59,6 +59,59 @@ fn the_documented_rules_are_the_reference_validators() {
         format!("a QR made at T+30 shown at T -> {a}; the same QR shown at T+20 -> {b}")
     );
 
+    let mut w = world();
+    let first = w.phone.current_qr(T).unwrap().text;
+    let a = decide(&mut w, &first, T);
+    let early = w.phone.current_qr(T + 115).unwrap().text;
+    let b = decide(&mut w, &early, T + 115);
+    let on_time = w.phone.current_qr(T + 120).unwrap().text;
+    let c = decide(&mut w, &on_time, T + 120);
+    assert_eq!(
+        line("PASSBACK_EDGE"),
+        format!("a QR accepted at T -> {a}; a new QR shown at T+115 -> {b}; a new QR shown at T+120 -> {c}")
+    );
+
+    // The refusals checked after replay, in their order.
+    let mut w = world();
+    let child = dependant_ticket(&w);
+    let alone = w.phone.current_qr_for(child, T).unwrap().text;
+    let a = decide(&mut w, &alone, T);
+    let own = w.phone.current_qr(T + 2).unwrap().text;
+    let b = decide(&mut w, &own, T + 2);
+    let c = decide(&mut w, &alone, T + 5);
+    let within = w.phone.current_qr_for(child, T + 117).unwrap().text;
+    let d = decide(&mut w, &within, T + 117);
+    let after = w.phone.current_qr_for(child, T + 123).unwrap().text;
+    let e = decide(&mut w, &after, T + 123);
+    assert_eq!(
+        line("HOLDER_FIRST"),
+        format!("a dependant's QR made at T shown alone -> {a}; the holder's QR at T+2 -> {b}; the dependant's QR from T again at T+5 -> {c}; a new dependant's QR at T+117 (the holder 115 s before) -> {d}; one at T+123 (121 s) -> {e}")
+    );
+    let w = world_with(
+        Product::PayAsYouGo,
+        Category::Standard,
+        0,
+        ValidatorConfig::default(),
+    );
+    let card = w.phone.credential().unwrap().card_id;
+    let (_g, mut entry) = gate(&w, 201, GateDirection::Entry);
+    let first = w.phone.current_qr(T).unwrap().text;
+    let a = code(entry.validate(&first, T).unwrap().reason);
+    entry
+        .apply_inside_feed(&inside_feed(&[card], T + 50, T + 55), T + 55)
+        .unwrap();
+    let later = w.phone.current_qr(T + 60).unwrap().text;
+    let b = code(entry.validate(&later, T + 60).unwrap().reason);
+    entry
+        .apply_inside_feed(&inside_feed(&[], T + 90, T + 95), T + 95)
+        .unwrap();
+    let c = code(entry.validate(&later, T + 100).unwrap().reason);
+    let d = code(entry.validate(&later, T + 101).unwrap().reason);
+    assert_eq!(
+        line("INSIDE_FIRST"),
+        format!("a metro entry gate: a QR at T -> {a}; its inside feed, current, then lists the card; a new QR made at T+60 -> {b}; the next feed no longer lists it; that QR at T+100 -> {c}; again at T+101 -> {d}")
+    );
+
     // Routes.
     let config = |route| ValidatorConfig {
         route,
@@ -105,10 +158,13 @@ fn the_documented_rules_are_the_reference_validators() {
     };
     let v1 = w.issuer.sign_deny_list(&list(1, T, vec![])).unwrap();
     let installed = w.validator.update_deny_list(&v1).unwrap();
-    let again = match w.validator.update_deny_list(&v1) {
+    let outcome = |w: &mut World, list: &[u8]| match w.validator.update_deny_list(list) {
         Ok(_) => "installed",
         Err(_) => "refused",
     };
+    let again = outcome(&mut w, &v1);
+    let resigned = w.issuer.sign_deny_list(&list(1, T + 60, vec![])).unwrap();
+    let later = outcome(&mut w, &resigned);
     let card = w.phone.credential().unwrap().card_id;
     let v2 = w.issuer.sign_deny_list(&list(2, T, vec![card])).unwrap();
     w.validator.update_deny_list(&v2).unwrap();
@@ -117,7 +173,7 @@ fn the_documented_rules_are_the_reference_validators() {
     assert_eq!(
         line("DENY_FIRST"),
         format!(
-            "no list: version {}, {}; list v1 issued at T: installed, version {installed}; v1 again -> {again}; v2 naming the card: installed, the card's QR -> {revoked}",
+            "no list: version {}, {}; list v1 issued at T: installed, version {installed}; v1 again -> {again}; v1 issued at T+60 -> {later}; v2 naming the card: installed, the card's QR -> {revoked}",
             none.version,
             if none.stale { "stale" } else { "fresh" }
         )

@@ -143,3 +143,36 @@ pub fn gate_over(
     )
     .unwrap()
 }
+
+/// A dependant's ticket on a guardian's phone that rides with its holder (format version 2).
+pub fn dependant_ticket(w: &World) -> u64 {
+    let card = 9_704_000_000_777;
+    let request = CredentialRequest {
+        card_id: card,
+        category: Category::Elderly,
+        with_holder: true,
+        ..request(&w.phone, Product::FreePass, Category::Elderly, 0)
+    };
+    let credential = w.issuer.issue(&request, NOW as u32).unwrap();
+    w.phone.install_dependant_credential(&credential).unwrap();
+    card
+}
+
+/// An inside feed listing `cards`, with exits known up to `exits_until`, answered at `now`.
+pub fn inside_feed(
+    cards: &[u64],
+    exits_until: u64,
+    now: u64,
+) -> thudo_core::transit::metro::InsideFeed {
+    let salt = [7u8; 32];
+    let key = thudo_core::transit::metro::InsideKey::new(&salt);
+    thudo_core::transit::metro::InsideFeed {
+        salt: thudo_core::hex::encode(&salt),
+        cards: cards
+            .iter()
+            .map(|c| thudo_core::hex::encode(&key.tag(*c)))
+            .collect(),
+        exits_complete_until: exits_until,
+        now,
+    }
+}
