@@ -29,15 +29,17 @@ struct Args {
     #[arg(long, default_value_t = 120)]
     db_wait_secs: u64,
     /// Publish demo content (handbook documents, a meeting, health records) for this citizen
-    /// ID and party cell, then serve.
+    /// ID and party cell, then serve (test and demo servers: needs `--test-identity-provider`).
     #[arg(long)]
     seed_citizen: Option<String>,
     /// Create this many single-use validator enrolment codes for route 32 (valid one hour) and
-    /// print each as `enrolment-code CODE` (test and demo servers).
+    /// print each as `enrolment-code CODE` (test and demo servers: needs
+    /// `--test-identity-provider`, so no production log holds a usable code).
     #[arg(long, default_value_t = 0)]
     seed_enrolments: u32,
     /// Create this many single-use enrolment codes for inspectors' devices on route 32 (valid
-    /// one hour) and print each as `inspector-enrolment-code CODE`.
+    /// one hour) and print each as `inspector-enrolment-code CODE` (needs
+    /// `--test-identity-provider`).
     #[arg(long, default_value_t = 0)]
     seed_inspectors: u32,
     /// The operator's metro fare table (JSON, the shape of `hanoi-metro-fares.json`: tariffs
@@ -54,7 +56,8 @@ struct Args {
     #[arg(long, default_value_t = 20_000)]
     credit_limit_vnd: u64,
     /// Create a single-use enrolment code for a metro gate bound as `STATION:entry` or
-    /// `STATION:exit` (repeatable) and print it as `gate-enrolment-code BINDING CODE`.
+    /// `STATION:exit` (repeatable) and print it as `gate-enrolment-code BINDING CODE` (needs
+    /// `--test-identity-provider`).
     #[arg(long)]
     seed_gate: Vec<String>,
     /// The OpenID Connect provider whose ID tokens register devices: its issuer (`iss`).
@@ -108,11 +111,7 @@ struct Args {
     /// Instead of a real provider: a sandbox gateway that pays every order as soon as it is
     /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only: it
     /// needs `--test-identity-provider`, so no deployment with real citizens gives passes away.
-    #[arg(
-        long,
-        conflicts_with = "vnpay_tmn_code",
-        requires = "test_identity_provider"
-    )]
+    #[arg(long, conflicts_with = "vnpay_tmn_code")]
     sandbox_payments: bool,
     /// The secrets file: one secret per line (64 hex digits from a random generator, say
     /// `openssl rand -hex 32`), oldest first. Citizen IDs are stored under keys derived from
@@ -152,6 +151,21 @@ fn rate_limits(args: &Args) -> thudo_server::gate::RateLimits {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // What gives passes away, publishes demo records or prints usable enrolment codes (where
+    // logs are collected, outside the audit trail) runs on test and demo servers only. Checked
+    // here: clap's `requires` counts a flag's default `false` as given.
+    let test_only = [
+        ("--sandbox-payments", args.sandbox_payments),
+        ("--seed-citizen", args.seed_citizen.is_some()),
+        ("--seed-enrolments", args.seed_enrolments > 0),
+        ("--seed-inspectors", args.seed_inspectors > 0),
+        ("--seed-gate", !args.seed_gate.is_empty()),
+    ];
+    if !args.test_identity_provider {
+        if let Some((option, _)) = test_only.iter().find(|(_, used)| *used) {
+            anyhow::bail!("{option} is for test servers only: it needs --test-identity-provider");
+        }
+    }
     let storage = thudo_server::app::open_storage_waiting(
         &args.db,
         std::time::Duration::from_secs(args.db_wait_secs),

@@ -391,3 +391,93 @@ async fn an_end_cut_off_and_written_again_shows_against_a_kept_head() {
     );
     local.running.stop().await;
 }
+
+/// A body the trail cannot read could hide the citizen it names: a registry clerk's
+/// guardianship request with a lone surrogate, or a byte that is not UTF-8, in a field the
+/// handler skips unread is refused and entered as refused, never done unseen. A HEAD is a read:
+/// its answer is not entered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_trail_cannot_read_is_refused_and_a_head_is_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let registry = operator(&local.idp, Role::CivilRegistry);
+    let auditor = operator(&local.idp, Role::Auditor);
+    let url = format!("{}/v1/admin/citizens/{PARENT}/dependants", local.url);
+    let start = format!(r#"{{"dependant_citizen_id":"{CITIZEN}","evidence_ref":"X","z":""#);
+    for tail in [&b"\\udc00\"}"[..], &b"\xff\"}"[..]] {
+        let body = [start.as_bytes(), tail].concat();
+        let r = http
+            .post(&url)
+            .bearer_auth(&registry)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+    let trail = |citizen: &'static str| {
+        let (http, url, auditor) = (http.clone(), local.url.clone(), auditor.clone());
+        async move {
+            let (status, page) = call(
+                &http,
+                &url,
+                "GET",
+                &format!("/v1/admin/audit?citizen_id={citizen}"),
+                &Value::Null,
+                Some(&auditor),
+            )
+            .await;
+            assert_eq!(status, 200, "{page}");
+            page["entries"].as_array().unwrap().clone()
+        }
+    };
+    // Entered under the guardian the path names, as refused; nothing was done to the child.
+    let refused = trail(PARENT).await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for entry in &refused {
+        let detail: Value = serde_json::from_str(entry["detail"].as_str().unwrap()).unwrap();
+        assert_eq!(detail["status"], 400, "{detail}");
+    }
+    assert!(trail(CITIZEN).await.is_empty());
+    // The same request readable is done, and found by the child.
+    let (status, answer) = call(
+        &http,
+        &local.url,
+        "POST",
+        &format!("/v1/admin/citizens/{PARENT}/dependants"),
+        &json!({"dependant_citizen_id": CITIZEN, "evidence_ref": "X"}),
+        Some(&registry),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    // (The auditor's own lookup of the child is entered too.)
+    let done = trail(CITIZEN).await;
+    let posts = done
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("POST"));
+    assert_eq!(posts.count(), 2, "{done:?}");
+
+    // A HEAD of a read: entered with its size only, as a GET is.
+    let r = http
+        .head(format!(
+            "{}/v1/admin/citizens/{PARENT}/entitlements",
+            local.url
+        ))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let entries = trail(PARENT).await;
+    let head = entries.last().unwrap();
+    assert_eq!(
+        head["action"],
+        "HEAD /v1/admin/citizens/{citizen_id}/entitlements"
+    );
+    let detail: Value = serde_json::from_str(head["detail"].as_str().unwrap()).unwrap();
+    assert!(detail.get("effect").is_none(), "{detail}");
+    assert_eq!(detail["status"], 200);
+    assert!(head["refers_to"].is_null(), "{head}");
+}

@@ -371,6 +371,17 @@ async fn operators_act_only_within_their_organisation() {
     assert_eq!((status, answer["error"].as_str()), (403, Some("not_yours")));
     let (status, _) = post(clinic.clone(), health.clone(), record(None)).await;
     assert_eq!(status, 200);
+    // At most 1,000 resources a publish: what every device of the citizen pulls.
+    let many = |n: usize| {
+        let resources: Vec<Value> = (0..n)
+            .map(|i| json!({"resourceType": "Observation", "id": format!("o-{i}"), "status": "final"}))
+            .collect();
+        json!({ "resources": resources })
+    };
+    let (status, answer) = post(clinic.clone(), health.clone(), many(1_001)).await;
+    assert_eq!((status, answer["error"].as_str()), (413, Some("too_large")));
+    let (status, answer) = post(clinic.clone(), health.clone(), many(1_000)).await;
+    assert_eq!((status, answer["published"].as_u64()), (200, Some(1_000)));
     // Another facility cannot replace that record, not even under its own name.
     let other = local
         .idp
@@ -441,12 +452,43 @@ async fn operators_act_only_within_their_organisation() {
         (403, Some("not_governed"))
     );
     let (status, _) = post(
-        other_ward,
+        other_ward.clone(),
         "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.documents".into(),
         json!({"items": [{"id": "fake", "title": "Thông báo giả"}]}),
     )
     .await;
     assert_eq!(status, 403);
+    // Nor upload the cell's papers, name its secretary or read its attendance; its own ward
+    // can.
+    let own_cell = "/v1/admin/cells/hn.ba-dinh.chi-bo-1";
+    for (path, body) in [
+        (
+            format!("{own_cell}/files"),
+            json!({"name": "nghi-quyet.pdf", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}),
+        ),
+        (
+            format!("{own_cell}/secretary"),
+            json!({"citizen_id": CITIZEN}),
+        ),
+    ] {
+        let (status, answer) = post(other_ward.clone(), path.clone(), body.clone()).await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        let (status, answer) = post(ward.clone(), path.clone(), body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    let attendance = format!("{own_cell}/meetings/m-1/attendance");
+    for (token, expected) in [(&other_ward, 403), (&ward, 200)] {
+        let (status, answer) = call(
+            &http,
+            &local.url,
+            "GET",
+            &attendance,
+            &Value::Null,
+            Some(token),
+        )
+        .await;
+        assert_eq!(status, expected, "{answer}");
+    }
     // The city's committee governs both: a transfer goes through it.
     let city = operator(&local.idp, Role::PartyOrganisation);
     let (status, _) = post(city, cell, json!({"cell": "hn.hoan-kiem.chi-bo-2"})).await;

@@ -82,13 +82,28 @@ fn a_blank_payment_secret_is_refused() {
 
 /// The sandbox gateway pays every order without money: beside real citizens' sign-in it would
 /// give every pass away, so it starts only with the test identity provider.
+/// The seeding options likewise: demo records for a real citizen, or enrolment codes printed
+/// where logs are collected, are for test servers only, and never outside the trail on a real one.
 #[test]
-fn sandbox_payments_only_with_the_test_identity_provider() {
+fn sandbox_payments_and_seeding_only_with_the_test_identity_provider() {
+    for option in [
+        &["--sandbox-payments"][..],
+        &["--seed-citizen", "001088012345"],
+        &["--seed-enrolments", "1"],
+        &["--seed-inspectors", "1"],
+        &["--seed-gate", "201:entry"],
+    ] {
+        refused_without_the_test_provider(option);
+    }
+}
+
+fn refused_without_the_test_provider(option: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_thudo-server"))
-        .args(["--listen", "127.0.0.1:0", "--sandbox-payments"])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(option)
         .arg("--db")
         .arg(dir.path().join("server.db"))
         .args([
@@ -101,7 +116,13 @@ fn sandbox_payments_only_with_the_test_identity_provider() {
         .arg(&jwks)
         .output()
         .unwrap();
-    assert!(!refused.status.success());
+    assert!(!refused.status.success(), "{option:?}");
     let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("--test-identity-provider"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{} is for test servers only: it needs --test-identity-provider",
+            option[0]
+        )),
+        "{option:?}: {said}"
+    );
 }

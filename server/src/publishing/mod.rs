@@ -77,7 +77,7 @@ fn server_hlc() -> String {
 struct HealthPublish {
     /// FHIR R4 resources (Immunization, Encounter, AllergyIntolerance, Condition,
     /// MedicationRequest, Observation, Patient), each with an `id`.
-    #[schema(value_type = Vec<FhirResource>)]
+    #[schema(value_type = Vec<FhirResource>, max_items = 1000)]
     resources: Vec<Value>,
 }
 
@@ -136,6 +136,12 @@ async fn admin_health(
     let citizen = state.secrets.citizen(&citizen_id);
     // Every record says which facility published it; none may claim another.
     let source = format!("urn:thudo:facility:{}", operator.organisation);
+    // A citizen's every device pulls what lands here: as bounded as a cell's publish.
+    if body.resources.len() > MAX_CELL_ITEMS {
+        return Err(too_large(format!(
+            "at most {MAX_CELL_ITEMS} resources per publish"
+        )));
+    }
     let mut changes = Vec::with_capacity(body.resources.len());
     for (i, mut r) in body.resources.into_iter().enumerate() {
         let key = thudo_core::health::fhir::key_of(&r).ok_or_else(|| {
@@ -251,7 +257,7 @@ struct CellPublish {
     items: Vec<Value>,
 }
 
-/// Most records one publish to a cell carries.
+/// Most records one publish to a cell, or to a citizen's health book, carries.
 const MAX_CELL_ITEMS: usize = 1_000;
 /// Most bytes one publish to a cell adds up to once its documents hold their PDFs' text: what
 /// every device of the cell pulls.
