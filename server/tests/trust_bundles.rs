@@ -134,6 +134,69 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
         trust_bundle::install(&phone, old, &key, now),
         Err(trust_bundle::TrustBundleError::Rollback { .. })
     ));
+    // The installed version offered again after it expired changes nothing (no error).
+    let installed = trust_bundle::status(&phone, now).unwrap().unwrap();
+    let current = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/health/trust-bundle",
+        &Value::Null,
+        Some(&authority),
+    )
+    .await
+    .1["bundle"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let after = installed.expires_at + 1;
+    let again = trust_bundle::install(&phone, &current, &key, after).unwrap();
+    assert_eq!((again.version, again.stale), (installed.version, true));
+
+    // Nobody publishes for longer than the bundle's validity: the backend signs the same
+    // content afresh once half of it has passed, so a new phone can still install it.
+    let storage: std::sync::Arc<dyn thudo_server::storage::settings::SettingsStore> =
+        local.storage.clone();
+    let span = installed.expires_at - installed.issued_at;
+    let halfway = installed.issued_at + span / 2;
+    assert_eq!(
+        thudo_server::publishing::current_trust_bundle(storage.as_ref(), halfway - 1)
+            .unwrap()
+            .as_deref(),
+        Some(current.as_str()),
+        "not before half its validity"
+    );
+    let fresh_phone = vault(&dir.path().join("new-phone"));
+    assert!(matches!(
+        trust_bundle::install(&fresh_phone, &current, &key, after),
+        Err(trust_bundle::TrustBundleError::Expired { .. })
+    ));
+    let renewed = thudo_server::publishing::current_trust_bundle(storage.as_ref(), after)
+        .unwrap()
+        .unwrap();
+    assert_ne!(renewed, current);
+    // Asked again (another instance, another device), the same renewal.
+    assert_eq!(
+        thudo_server::publishing::current_trust_bundle(storage.as_ref(), after + 60)
+            .unwrap()
+            .as_deref(),
+        Some(renewed.as_str())
+    );
+    let s = trust_bundle::install(&fresh_phone, &renewed, &key, after).unwrap();
+    assert!(s.version > installed.version);
+    assert_eq!(
+        (s.issued_at, s.expires_at, s.stale),
+        (after, after + span, false)
+    );
+    // The phone that held the old one moves to it too; the content is the same.
+    let moved = trust_bundle::install(&phone, &renewed, &key, after).unwrap();
+    assert_eq!(moved.version, s.version);
+    assert!(trust_bundle::installed_trust(&phone)
+        .unwrap()
+        .unwrap()
+        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
+        .is_none());
+
     // Only a registered device fetches it.
     let (status, _) = call(
         &http,

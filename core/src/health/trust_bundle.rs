@@ -353,11 +353,6 @@ pub fn install(
             bundle.version
         );
     }
-    if bundle.expires_at < now {
-        return Err(TrustBundleError::Expired {
-            expires_at: bundle.expires_at,
-        });
-    }
     let jws = jws.trim().to_owned();
     vault.transaction(|tx| {
         if let Some(current) = tx.get_doc::<Installed>("installed")? {
@@ -369,9 +364,15 @@ pub fn install(
                     offered: bundle.version,
                 });
             }
+            // Offered again once it has expired too: nothing changes, and nothing is wrong.
             if current.version == bundle.version {
                 return Ok(current.status(now));
             }
+        }
+        if bundle.expires_at < now {
+            return Err(TrustBundleError::Expired {
+                expires_at: bundle.expires_at,
+            });
         }
         let installed = Installed {
             jws: jws.clone(),

@@ -5,6 +5,8 @@
 pub mod seed;
 mod trust;
 
+pub use trust::current_trust_bundle;
+
 use std::sync::Arc;
 use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;

@@ -20,6 +20,7 @@ use super::PublishingState;
 use crate::http::{blocking, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 use crate::storage::settings::SettingsStore;
+use crate::storage::StorageError;
 
 /// Where the signed bundle is kept.
 const BUNDLE_SETTING: &str = "health_trust_bundle";
@@ -38,6 +39,59 @@ fn trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, ApiError> {
             format!("trust-list key: {what}"),
         )
     })
+}
+
+/// The bundle a stored JWS carries (the backend signed it; not verified again here).
+fn signed_bundle(jws: &[u8]) -> Option<TrustBundle> {
+    let jws = std::str::from_utf8(jws).ok()?;
+    let payload = URL_SAFE_NO_PAD.decode(jws.split('.').nth(1)?).ok()?;
+    serde_json::from_slice(&payload).ok()
+}
+
+/// Whether a published bundle is past half its validity: it is then signed afresh.
+fn renewal_due(bundle: &TrustBundle, now: i64) -> bool {
+    now >= bundle.issued_at + (bundle.expires_at - bundle.issued_at) / 2
+}
+
+/// The published bundle (a compact JWS) as devices get it at `now`, `None` before the first
+/// publication. Once half its validity has passed it is signed afresh: the same content under
+/// the next version, dated `now` and valid for the span the health authority chose. So a trust
+/// list stays fresh on every device (a new install or a restored phone can always install it)
+/// for as long as the backend serves it, without the authority publishing again; a device cut
+/// off from the backend still sees its list go stale, and a removal still reaches devices
+/// within that span. One instance renews, under the setting's lock; the others serve its
+/// renewal.
+pub fn current_trust_bundle(
+    settings: &dyn SettingsStore,
+    now: i64,
+) -> crate::storage::Result<Option<String>> {
+    let Some(stored) = settings.get_setting(BUNDLE_SETTING)? else {
+        return Ok(None);
+    };
+    if !signed_bundle(&stored).is_some_and(|b| renewal_due(&b, now)) {
+        return Ok(String::from_utf8(stored).ok());
+    }
+    let key = crate::storage::settings::p256_key(settings, KEY_SETTING)
+        .map_err(|what| StorageError::Failed(format!("trust-list key: {what}")))?;
+    let renewed = settings.update_setting(BUNDLE_SETTING, &mut |current| {
+        let current = current.ok_or_else(|| StorageError::Failed("the bundle is gone".into()))?;
+        // Another instance, or a publication, may have got there first.
+        let Some(bundle) = signed_bundle(&current).filter(|b| renewal_due(b, now)) else {
+            return Ok(current);
+        };
+        let span = bundle.expires_at - bundle.issued_at;
+        let next = TrustBundle {
+            version: (bundle.version + 1).max(now.max(0) as u64),
+            issued_at: now,
+            expires_at: now + span,
+            ..bundle
+        };
+        let jws = next
+            .sign(&key)
+            .map_err(|e| StorageError::Failed(format!("renewing the trust bundle: {e}")))?;
+        Ok(jws.into_bytes())
+    })?;
+    Ok(String::from_utf8(renewed).ok())
 }
 
 /// What the health authority sends.
@@ -138,11 +192,7 @@ pub(super) async fn publish(
         let result = settings.update_setting(BUNDLE_SETTING, &mut |current| {
             let previous = current
                 .as_deref()
-                .and_then(|jws| std::str::from_utf8(jws).ok())
-                .and_then(|jws| {
-                    let bytes = URL_SAFE_NO_PAD.decode(jws.split('.').nth(1)?).ok()?;
-                    serde_json::from_slice::<TrustBundle>(&bytes).ok()
-                })
+                .and_then(signed_bundle)
                 .map(|b| b.version)
                 .unwrap_or(0);
             let bundle = TrustBundle {
@@ -222,9 +272,7 @@ pub(super) async fn published(
     let settings = state.settings.clone();
     blocking(move || {
         let key = trust_key(settings.as_ref())?;
-        let bundle = settings
-            .get_setting(BUNDLE_SETTING)?
-            .and_then(|b| String::from_utf8(b).ok());
+        let bundle = current_trust_bundle(settings.as_ref(), chrono::Utc::now().timestamp())?;
         Ok(Json(BundleAndKey {
             bundle,
             public_key: URL_SAFE_NO_PAD.encode(key.public_key()),
@@ -252,9 +300,7 @@ pub(super) async fn for_device(
     crate::devices::authenticate(&state.devices, &headers).await?;
     let settings: Arc<dyn SettingsStore> = state.settings.clone();
     blocking(move || {
-        let bundle = settings
-            .get_setting(BUNDLE_SETTING)?
-            .and_then(|b| String::from_utf8(b).ok())
+        let bundle = current_trust_bundle(settings.as_ref(), chrono::Utc::now().timestamp())?
             .ok_or_else(|| ApiError::not_found("no trust bundle is published yet"))?;
         Ok(Json(Bundle { bundle }))
     })
