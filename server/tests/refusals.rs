@@ -506,6 +506,14 @@ async fn callers_past_their_rate_are_told_when_to_come_back() {
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     let r = console(Role::Auditor).await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    // An auditor working from the same address as the sender below.
+    let auditor = operator(&idp, Role::Auditor);
+    let audit = |token: String| {
+        http.get(format!("{url}/v1/admin/transit/validators"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(audit(auditor.clone()).await.unwrap().status().as_u16(), 200);
     // Made-up tokens each look new: their address pays for them.
     let mut forged = Vec::new();
     for i in 0..10 {
@@ -533,6 +541,10 @@ async fn callers_past_their_rate_are_told_when_to_come_back() {
         pull("forged-again".into()).await.unwrap().status().as_u16(),
         429
     );
+    // So is the auditor, whose token verified lately; a token never seen waits.
+    assert_eq!(audit(auditor).await.unwrap().status().as_u16(), 200);
+    let new_token = operator(&idp, Role::AccountSupport);
+    assert_eq!(audit(new_token).await.unwrap().status().as_u16(), 429);
     // Past the wait, the device orders again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(order("k9").await.unwrap().status().as_u16(), 200);
