@@ -134,6 +134,57 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
         trust_bundle::install(&phone, old, &key, now),
         Err(trust_bundle::TrustBundleError::Rollback { .. })
     ));
+    // A phone that holds the current version names it and is not sent the bundle again.
+    let token = thudo_core::sync::client::BackendClient::registration(&phone)
+        .unwrap()
+        .unwrap()
+        .token;
+    let fetch = |query: String| {
+        let (http, url, token) = (http.clone(), local.url.clone(), token.clone());
+        async move {
+            let r = http
+                .get(format!("{url}/v1/health/trust-bundle{query}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    let held = second["version"].as_u64().unwrap();
+    assert_eq!(
+        fetch(format!("?have={held}")).await,
+        (200, json!({"unchanged": true}))
+    );
+    let (status, older) = fetch(format!("?have={}", held - 1)).await;
+    assert_eq!(status, 200);
+    assert!(older["bundle"].is_string() && older.get("unchanged").is_none());
+    assert_eq!(fetch("?have=latest".into()).await.0, 400);
+    // The library's refresh names it too: with the stored bundle made unreadable behind the
+    // server's back, it still answers from what the phone holds, as it never reads the bundle.
+    let stored = local
+        .storage
+        .get_setting("health_trust_bundle")
+        .unwrap()
+        .unwrap();
+    local
+        .storage
+        .set_setting("health_trust_bundle", b"not a bundle")
+        .unwrap();
+    let again = trust_bundle::refresh(&local.client, phone.clone(), key, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.version, held);
+    local
+        .storage
+        .set_setting("health_trust_bundle", &stored)
+        .unwrap();
+
     // The installed version offered again after it expired changes nothing (no error).
     let installed = trust_bundle::status(&phone, now).unwrap().unwrap();
     let current = call(
@@ -159,29 +210,23 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
         local.storage.clone();
     let span = installed.expires_at - installed.issued_at;
     let halfway = installed.issued_at + span / 2;
-    assert_eq!(
-        thudo_server::publishing::current_trust_bundle(storage.as_ref(), halfway - 1)
+    let served =
+        |at: i64| match thudo_server::publishing::current_trust_bundle(storage.as_ref(), None, at)
             .unwrap()
-            .as_deref(),
-        Some(current.as_str()),
-        "not before half its validity"
-    );
+        {
+            Some(thudo_server::publishing::TrustBundleAnswer::Bundle(jws)) => jws,
+            _ => panic!("no bundle served"),
+        };
+    assert_eq!(served(halfway - 1), current, "not before half its validity");
     let fresh_phone = vault(&dir.path().join("new-phone"));
     assert!(matches!(
         trust_bundle::install(&fresh_phone, &current, &key, after),
         Err(trust_bundle::TrustBundleError::Expired { .. })
     ));
-    let renewed = thudo_server::publishing::current_trust_bundle(storage.as_ref(), after)
-        .unwrap()
-        .unwrap();
+    let renewed = served(after);
     assert_ne!(renewed, current);
     // Asked again (another instance, another device), the same renewal.
-    assert_eq!(
-        thudo_server::publishing::current_trust_bundle(storage.as_ref(), after + 60)
-            .unwrap()
-            .as_deref(),
-        Some(renewed.as_str())
-    );
+    assert_eq!(served(after + 60), renewed);
     let s = trust_bundle::install(&fresh_phone, &renewed, &key, after).unwrap();
     assert!(s.version > installed.version);
     assert_eq!(

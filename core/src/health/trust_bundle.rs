@@ -422,7 +422,9 @@ pub enum RefreshError {
 }
 
 /// Fetches the published bundle (`GET /v1/health/trust-bundle`, as the registered device) and
-/// installs it (see [`install`]). `None` when nothing is published yet.
+/// installs it (see [`install`]). `None` when nothing is published yet. The installed version
+/// is named (`?have=`), so a backend that still publishes it answers `unchanged` instead of
+/// sending the whole bundle again.
 pub async fn refresh(
     client: &crate::net::BackendClient,
     vault: std::sync::Arc<Vault>,
@@ -431,9 +433,19 @@ pub async fn refresh(
 ) -> Result<Option<TrustStatus>, RefreshError> {
     #[derive(Deserialize)]
     struct Published {
-        bundle: String,
+        #[serde(default)]
+        bundle: Option<String>,
+        #[serde(default)]
+        unchanged: bool,
     }
-    let path = format!("{}/health/trust-bundle", crate::net::protocol::API_PREFIX);
+    let held = {
+        let vault = vault.clone();
+        crate::net::blocking(move || Ok(status(&vault, now))).await??
+    };
+    let mut path = format!("{}/health/trust-bundle", crate::net::protocol::API_PREFIX);
+    if let Some(held) = &held {
+        path.push_str(&format!("?have={}", held.version));
+    }
     let published: Published = match client
         .request(vault.clone(), http::Method::GET, &path, None)
         .await
@@ -442,7 +454,15 @@ pub async fn refresh(
         Err(crate::net::BackendError::Refused { status: 404, .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    let bundle = match (published.bundle, published.unchanged, held) {
+        (Some(bundle), _, _) => bundle,
+        // What it holds is current (dates as installed, staleness as of `now`).
+        (None, true, Some(held)) => return Ok(Some(held)),
+        (None, _, _) => {
+            return Err(malformed("the backend answered neither a bundle nor `unchanged`").into())
+        }
+    };
     let installed =
-        crate::net::blocking(move || Ok(install(&vault, &published.bundle, &anchor, now))).await?;
+        crate::net::blocking(move || Ok(install(&vault, &bundle, &anchor, now))).await?;
     Ok(Some(installed?))
 }

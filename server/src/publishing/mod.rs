@@ -5,7 +5,7 @@
 pub mod seed;
 mod trust;
 
-pub use trust::current_trust_bundle;
+pub use trust::{current_trust_bundle, TrustBundleAnswer};
 
 use std::sync::Arc;
 use thudo_core::sync::protocol::ErrorBody;

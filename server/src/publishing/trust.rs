@@ -7,7 +7,7 @@ use std::sync::Arc;
 use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,13 +17,17 @@ use thudo_core::crypto::p256::SoftwareKey;
 use thudo_core::health::trust_bundle::{CardIssuer, PassportSigner, TrustBundle, MAX_BUNDLE};
 
 use super::PublishingState;
-use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, query_params, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 use crate::storage::settings::SettingsStore;
 use crate::storage::StorageError;
 
 /// Where the signed bundle is kept.
 const BUNDLE_SETTING: &str = "health_trust_bundle";
+/// The stored bundle's version and dates (small JSON), read on every device's request instead
+/// of the bundle (up to 2 MB). Written after the bundle and never lowered, so it names the
+/// stored bundle or, for the moment between the two writes, the one before it.
+const META_SETTING: &str = "health_trust_bundle_meta";
 /// Where the trust-list key is kept (PKCS#8; a deployment keeps it in an HSM).
 const KEY_SETTING: &str = "health_trust_key";
 /// The longest a bundle may stay fresh: devices must come back for removals.
@@ -48,35 +52,112 @@ fn signed_bundle(jws: &[u8]) -> Option<TrustBundle> {
     serde_json::from_slice(&payload).ok()
 }
 
-/// Whether a published bundle is past half its validity: it is then signed afresh.
-fn renewal_due(bundle: &TrustBundle, now: i64) -> bool {
-    now >= bundle.issued_at + (bundle.expires_at - bundle.issued_at) / 2
+/// A stored bundle's version and dates.
+#[derive(Debug, Clone, Copy, serde::Serialize, Deserialize)]
+struct Dated {
+    version: u64,
+    issued_at: i64,
+    expires_at: i64,
 }
 
-/// The published bundle (a compact JWS) as devices get it at `now`, `None` before the first
-/// publication. Once half its validity has passed it is signed afresh: the same content under
-/// the next version, dated `now` and valid for the span the health authority chose. So a trust
-/// list stays fresh on every device (a new install or a restored phone can always install it)
-/// for as long as the backend serves it, without the authority publishing again; a device cut
-/// off from the backend still sees its list go stale, and a removal still reaches devices
-/// within that span. One instance renews, under the setting's lock; the others serve its
-/// renewal.
-pub fn current_trust_bundle(
-    settings: &dyn SettingsStore,
-    now: i64,
-) -> crate::storage::Result<Option<String>> {
-    let Some(stored) = settings.get_setting(BUNDLE_SETTING)? else {
+impl From<&TrustBundle> for Dated {
+    fn from(b: &TrustBundle) -> Self {
+        Dated {
+            version: b.version,
+            issued_at: b.issued_at,
+            expires_at: b.expires_at,
+        }
+    }
+}
+
+impl Dated {
+    /// Past half its validity: the bundle is then signed afresh.
+    fn renewal_due(&self, now: i64) -> bool {
+        now >= self.issued_at + (self.expires_at - self.issued_at) / 2
+    }
+}
+
+/// Records `dated` as the stored bundle's, unless a later one is recorded already.
+fn record_dates(settings: &dyn SettingsStore, dated: Dated) -> crate::storage::Result<()> {
+    settings.update_setting(META_SETTING, &mut |current| {
+        let kept = current
+            .as_deref()
+            .and_then(|m| serde_json::from_slice::<Dated>(m).ok());
+        let newest = match kept {
+            Some(k) if k.version >= dated.version => k,
+            _ => dated,
+        };
+        serde_json::to_vec(&newest).map_err(|e| StorageError::Failed(e.to_string()))
+    })?;
+    Ok(())
+}
+
+/// The stored bundle's version and dates, `None` before the first publication (recorded from
+/// the bundle itself when it was stored before they were kept apart).
+fn stored_dates(settings: &dyn SettingsStore) -> crate::storage::Result<Option<Dated>> {
+    if let Some(meta) = settings.get_setting(META_SETTING)? {
+        if let Ok(dated) = serde_json::from_slice::<Dated>(&meta) {
+            return Ok(Some(dated));
+        }
+    }
+    let Some(dated) = settings
+        .get_setting(BUNDLE_SETTING)?
+        .as_deref()
+        .and_then(signed_bundle)
+        .map(|b| Dated::from(&b))
+    else {
         return Ok(None);
     };
-    if !signed_bundle(&stored).is_some_and(|b| renewal_due(&b, now)) {
-        return Ok(String::from_utf8(stored).ok());
+    record_dates(settings, dated)?;
+    Ok(Some(dated))
+}
+
+/// What a device gets: the bundle, or word that the version it has is the current one.
+pub enum TrustBundleAnswer {
+    /// The published bundle, a compact JWS.
+    Bundle(String),
+    /// The device's version is the current one: nothing to download.
+    Unchanged,
+}
+
+/// The published bundle as a device that holds version `have` gets it at `now` (`None` before
+/// the first publication; `Unchanged` when `have` is the current version, so the 2 MB a bundle
+/// can reach are not sent every few hours to a phone that has it). Once half its validity has
+/// passed it is signed afresh: the same content under the next version, dated `now` and valid
+/// for the span the health authority chose. So a trust list stays fresh on every device (a new
+/// install or a restored phone can always install it) for as long as the backend serves it,
+/// without the authority publishing again; a device cut off from the backend still sees its
+/// list go stale, and a removal still reaches devices within that span. One instance renews,
+/// under the setting's lock; the others serve its renewal.
+pub fn current_trust_bundle(
+    settings: &dyn SettingsStore,
+    have: Option<u64>,
+    now: i64,
+) -> crate::storage::Result<Option<TrustBundleAnswer>> {
+    let Some(mut dated) = stored_dates(settings)? else {
+        return Ok(None);
+    };
+    if dated.renewal_due(now) {
+        dated = renew(settings, now)?.unwrap_or(dated);
     }
+    if have == Some(dated.version) {
+        return Ok(Some(TrustBundleAnswer::Unchanged));
+    }
+    Ok(settings
+        .get_setting(BUNDLE_SETTING)?
+        .and_then(|b| String::from_utf8(b).ok())
+        .map(TrustBundleAnswer::Bundle))
+}
+
+/// Signs the stored bundle afresh if it is still due at `now` (another instance, or a
+/// publication, may have got there first); the stored bundle's dates after.
+fn renew(settings: &dyn SettingsStore, now: i64) -> crate::storage::Result<Option<Dated>> {
     let key = crate::storage::settings::p256_key(settings, KEY_SETTING)
         .map_err(|what| StorageError::Failed(format!("trust-list key: {what}")))?;
-    let renewed = settings.update_setting(BUNDLE_SETTING, &mut |current| {
+    let stored = settings.update_setting(BUNDLE_SETTING, &mut |current| {
         let current = current.ok_or_else(|| StorageError::Failed("the bundle is gone".into()))?;
-        // Another instance, or a publication, may have got there first.
-        let Some(bundle) = signed_bundle(&current).filter(|b| renewal_due(b, now)) else {
+        let Some(bundle) = signed_bundle(&current).filter(|b| Dated::from(b).renewal_due(now))
+        else {
             return Ok(current);
         };
         let span = bundle.expires_at - bundle.issued_at;
@@ -91,7 +172,11 @@ pub fn current_trust_bundle(
             .map_err(|e| StorageError::Failed(format!("renewing the trust bundle: {e}")))?;
         Ok(jws.into_bytes())
     })?;
-    Ok(String::from_utf8(renewed).ok())
+    let Some(dated) = signed_bundle(&stored).map(|b| Dated::from(&b)) else {
+        return Ok(None);
+    };
+    record_dates(settings, dated)?;
+    Ok(Some(dated))
 }
 
 /// What the health authority sends.
@@ -150,8 +235,13 @@ pub(super) struct BundleAndKey {
 /// The published bundle, for a device.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(super) struct Bundle {
-    /// Compact JWS (ES256, typ thudo-health-trust+jws) over the trust bundle.
-    bundle: String,
+    /// Compact JWS (ES256, typ thudo-health-trust+jws) over the trust bundle; absent when
+    /// `unchanged`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bundle: Option<String>,
+    /// The version the device named (`have`) is the current one: keep it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unchanged: bool,
 }
 
 /// `POST /v1/admin/health/trust-bundle` (health authority): replaces the published bundle.
@@ -238,6 +328,7 @@ pub(super) async fn publish(
         }
         result?;
         let bundle = published.ok_or_else(|| ApiError::bad("nothing was published"))?;
+        record_dates(settings.as_ref(), Dated::from(&bundle))?;
         Ok(Json(BundlePublished {
             version: bundle.version,
             issued_at: bundle.issued_at,
@@ -272,7 +363,11 @@ pub(super) async fn published(
     let settings = state.settings.clone();
     blocking(move || {
         let key = trust_key(settings.as_ref())?;
-        let bundle = current_trust_bundle(settings.as_ref(), chrono::Utc::now().timestamp())?;
+        let bundle =
+            match current_trust_bundle(settings.as_ref(), None, chrono::Utc::now().timestamp())? {
+                Some(TrustBundleAnswer::Bundle(jws)) => Some(jws),
+                _ => None,
+            };
         Ok(Json(BundleAndKey {
             bundle,
             public_key: URL_SAFE_NO_PAD.encode(key.public_key()),
@@ -281,12 +376,15 @@ pub(super) async fn published(
     .await
 }
 
-/// `GET /v1/health/trust-bundle` (a registered device): the published bundle, 404 before the
-/// first publication.
+/// `GET /v1/health/trust-bundle[?have=N]` (a registered device): the published bundle, or
+/// `unchanged` when the device holds it already; 404 before the first publication.
 #[utoipa::path(
     get,
     path = "/v1/health/trust-bundle",
-    summary = "A registered device: the published health trust bundle, to verify with the trust-list key it was built with and install",
+    summary = "A registered device: the published health trust bundle, to verify with the trust-list key it was built with and install; `unchanged` instead when `have` is its version",
+    params(
+        ("have" = Option<u64>, Query, description = "The version the device holds"),
+    ),
     responses(
         (status = 200, description = "OK", body = Bundle),
         (status = 404, description = "No such resource", body = ErrorBody),
@@ -296,13 +394,30 @@ pub(super) async fn published(
 pub(super) async fn for_device(
     State(state): State<PublishingState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Bundle> {
     crate::devices::authenticate(&state.devices, &headers).await?;
+    let have = match query_params(query).get("have") {
+        None => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::bad("have must be a bundle version"))?,
+        ),
+    };
     let settings: Arc<dyn SettingsStore> = state.settings.clone();
     blocking(move || {
-        let bundle = current_trust_bundle(settings.as_ref(), chrono::Utc::now().timestamp())?
-            .ok_or_else(|| ApiError::not_found("no trust bundle is published yet"))?;
-        Ok(Json(Bundle { bundle }))
+        let now = chrono::Utc::now().timestamp();
+        match current_trust_bundle(settings.as_ref(), have, now)? {
+            None => Err(ApiError::not_found("no trust bundle is published yet")),
+            Some(TrustBundleAnswer::Unchanged) => Ok(Json(Bundle {
+                bundle: None,
+                unchanged: true,
+            })),
+            Some(TrustBundleAnswer::Bundle(jws)) => Ok(Json(Bundle {
+                bundle: Some(jws),
+                unchanged: false,
+            })),
+        }
     })
     .await
 }
