@@ -201,3 +201,124 @@ fn dates_and_dose_numbers_become_valid_fhir() {
         json!(2)
     );
 }
+
+/// A kid is 8 bytes of a hash: two signers may share one (by chance, or by an issuer
+/// publishing a certificate made to collide). Each signer under the kid is tried, in any
+/// order; a list holding only the other one refuses the certificate.
+#[test]
+fn signers_sharing_a_kid_are_each_tried() {
+    let genuine = signer();
+    let text = hc1(
+        &genuine,
+        &vaccination(
+            json!({"fn": "Jones", "fnt": "JONES"}),
+            "1990",
+            json!(1),
+            "2021-05-01",
+        ),
+        Some(NOW + 86_400),
+    );
+    let other = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CountryName, "DE");
+    let der = params.self_signed(&other).unwrap().der().to_vec();
+    let mut decoy = dcc::Signer::from_der(&der, Some("DE")).unwrap();
+    decoy.kid = genuine.kid.clone().try_into().unwrap();
+
+    let mut decoy_only = SignerList::new();
+    decoy_only.add_signer(decoy.clone());
+    assert!(dcc::verify(&text, &decoy_only, NOW).is_err());
+    let mut both = decoy_only;
+    for s in genuine.trusted.by_kid(&genuine.kid) {
+        both.add_signer(s.clone());
+    }
+    assert_eq!(both.by_kid(&genuine.kid).len(), 2);
+    let verified = dcc::verify(&text, &both, NOW);
+    assert!(verified.is_ok(), "{verified:?}");
+}
+
+/// Forged, truncated and garbled certificates, thousands of them, made from a genuine one both
+/// on the QR text and inside the compressed COSE (so the CBOR and COSE readers see the damage,
+/// not only zlib's checksum): none panics, and whatever still verifies says exactly what the
+/// genuine one said (only the unsigned header may change).
+#[test]
+fn damaged_certificates_never_panic_or_verify_as_something_else() {
+    let s = signer();
+    let cert = vaccination(
+        json!({"fn": "Jones", "fnt": "JONES"}),
+        "1990-01-01",
+        json!(2),
+        "2021-05-01",
+    );
+    let text = hc1(&s, &cert, Some(NOW + 86_400));
+    let genuine = dcc::verify(&text, &s.trusted, NOW).unwrap();
+    let cose = miniz_oxide::inflate::decompress_to_vec_zlib(
+        &base45::decode(text.trim_start_matches("HC1:")).unwrap(),
+    )
+    .unwrap();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |below: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below as u64) as usize
+    };
+    let mut verified = 0;
+    for round in 0..4_000 {
+        let mut bytes = cose.clone();
+        match round % 4 {
+            0 => {
+                let i = next(bytes.len());
+                bytes[i] ^= 1 << next(8);
+            }
+            1 => bytes.truncate(next(bytes.len())),
+            2 => {
+                let i = next(bytes.len());
+                bytes[i] = [0x00, 0xff, 0x9f, 0xbf, 0x1b, 0xd8][next(6)];
+            }
+            _ => {
+                let i = next(bytes.len());
+                let extra: Vec<u8> = (0..next(16)).map(|_| next(256) as u8).collect();
+                bytes.splice(i..i, extra);
+            }
+        }
+        let zipped = miniz_oxide::deflate::compress_to_vec_zlib(&bytes, 6);
+        let damaged = format!("HC1:{}", base45::encode(&zipped));
+        if let Ok(v) = dcc::verify(&damaged, &s.trusted, NOW) {
+            verified += 1;
+            assert_eq!(
+                (&v.certificate, &v.certificate_id, v.issued_at, v.expires_at),
+                (
+                    &genuine.certificate,
+                    &genuine.certificate_id,
+                    genuine.issued_at,
+                    genuine.expires_at
+                )
+            );
+        }
+    }
+    // The text itself: truncated, or a character changed.
+    let alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
+    for _ in 0..2_000 {
+        let mut chars = text.as_bytes().to_vec();
+        if next(2) == 0 {
+            chars.truncate(next(chars.len()));
+        } else {
+            let i = 4 + next(chars.len() - 4);
+            chars[i] = alphabet[next(alphabet.len())];
+        }
+        let damaged = String::from_utf8(chars).unwrap();
+        if damaged != text {
+            if let Ok(v) = dcc::verify(&damaged, &s.trusted, NOW) {
+                assert_eq!(v.certificate, genuine.certificate);
+            }
+        }
+    }
+    // Nearly every change to the signed bytes is refused.
+    assert!(
+        verified < 400,
+        "{verified} of 4,000 damaged certificates verified"
+    );
+}
