@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use thudo_core::sync::protocol::ErrorBody;
 use thudo_core::sync::protocol::ServerErrorCode;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ use super::store::{CheckedInspection, CheckedTap, FraudRecord, InspectionStats};
 use super::validators::validator_caller;
 use super::TransitState;
 use crate::devices::authenticate;
-use crate::http::{blocking, ApiError, ApiResult, JsonBody};
+use crate::http::{blocking, query_params, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 
 /// `POST /v1/transit/inspections`: an enrolled inspector's inspections, each scan verified
@@ -251,13 +251,22 @@ pub(crate) async fn charges(
     Ok(Json(Charges { card_id, days }))
 }
 
-/// `GET /v1/admin/transit/fraud`: suspected relays and forged evidence, oldest first.
+/// Most fraud records one page gives.
+const FRAUD_PAGE: usize = 1_000;
+
+/// `GET /v1/admin/transit/fraud[?after=ID&limit=N]`: suspected relays and forged evidence,
+/// oldest first, a page at a time (a stolen validator's forged uploads can make many).
 #[utoipa::path(
     get,
     path = "/v1/admin/transit/fraud",
-    summary = "Suspected relays and forged evidence, oldest first",
+    summary = "Suspected relays and forged evidence, oldest first, at most `limit` (1 to 1,000, default 1,000) numbered above `after` (default 0): ask again after the last one's `id` until a page comes back short",
+    params(
+        ("after" = Option<u64>, Query, description = "The last `id` of the page before (0: from the first)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Most records in the page"),
+    ),
     responses(
         (status = 200, description = "OK", body = [FraudRecord]),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
     ),
     security(("operator" = [])),
@@ -265,10 +274,30 @@ pub(crate) async fn charges(
 pub(crate) async fn admin_fraud(
     State(state): State<TransitState>,
     operator: Operator,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Vec<FraudRecord>> {
     operator.require(&[Role::TransitOperator, Role::Auditor])?;
+    let query = query_params(query);
+    let after = match query.get("after") {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .ok()
+            .filter(|a| *a <= i64::MAX as u64)
+            .ok_or_else(|| ApiError::bad("after must be a record id"))?,
+    };
+    let limit = match query.get("limit") {
+        None => FRAUD_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=FRAUD_PAGE).contains(l))
+            .ok_or_else(|| ApiError::bad(format!("limit is 1 to {FRAUD_PAGE}")))?,
+    };
     let storage = state.storage.clone();
-    Ok(Json(blocking(move || Ok(storage.fraud_records()?)).await?))
+    Ok(Json(
+        blocking(move || Ok(storage.fraud_records(after, limit)?)).await?,
+    ))
 }
 
 /// The mode of an inspection on `route`: the metro on a metro line's route code, else a bus.

@@ -715,7 +715,12 @@ fn taps_are_judged_once<E: Engine>(s: &SqlStorage<E>) {
     let mut missing = tap(2, at, card, 9, None);
     missing.evidence = Evidence::Missing;
     s.record_taps(&other_bus, &[missing], &fares, None).unwrap();
-    let kinds: Vec<FraudKind> = s.fraud_records().unwrap().iter().map(|f| f.kind).collect();
+    let kinds: Vec<FraudKind> = s
+        .fraud_records(0, 10_000)
+        .unwrap()
+        .iter()
+        .map(|f| f.kind)
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -723,6 +728,16 @@ fn taps_are_judged_once<E: Engine>(s: &SqlStorage<E>) {
             FraudKind::AcceptedWithoutEvidence
         ]
     );
+    // A page at a time: the first, then the rest after its last id, then nothing.
+    let first_page = s.fraud_records(0, 1).unwrap();
+    assert_eq!(first_page.len(), 1);
+    let rest = s.fraud_records(first_page[0].id, 1_000).unwrap();
+    assert_eq!(
+        rest.iter().map(|f| f.kind).collect::<Vec<_>>(),
+        [FraudKind::AcceptedWithoutEvidence]
+    );
+    assert!(rest[0].id > first_page[0].id);
+    assert!(s.fraud_records(rest[0].id, 1_000).unwrap().is_empty());
     let charged: u64 = s.charges(card).unwrap().iter().map(|(_, v)| v).sum();
     assert_eq!(charged, first.charged_vnd);
     let (day, _) = fares.local_day_and_month(at);

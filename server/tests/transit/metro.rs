@@ -325,6 +325,25 @@ async fn journeys_pair_each_exit_with_the_entry_before_it_and_never_charge_a_rep
             .count(),
         1
     );
+    // The records a page at a time, each page after the last one's id.
+    let all = fraud.as_array().unwrap();
+    let first = w.admin_get("/v1/admin/transit/fraud?limit=1").await;
+    assert_eq!(first.as_array().unwrap()[..], all[..1]);
+    let rest = w
+        .admin_get(&format!("/v1/admin/transit/fraud?after={}", all[0]["id"]))
+        .await;
+    assert_eq!(rest.as_array().unwrap()[..], all[1..]);
+    for bad in ["limit=0", "limit=1001", "after=-1", "after=x"] {
+        let path = format!("/v1/admin/transit/fraud?{bad}");
+        let r = w
+            .http
+            .get(w.url(&path))
+            .bearer_auth(w.operator_for(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+    }
     w.client
         .sync(rider_vault.clone(), &common::collections(), None)
         .await
@@ -501,7 +520,7 @@ async fn a_card_let_in_twice_and_a_pass_on_two_buses_at_once_are_fraud_records()
         w.upload_gate(v, g).await;
     }
     let card = phone.credential().unwrap().card_id;
-    let records = w.storage.fraud_records().unwrap();
+    let records = w.storage.fraud_records(0, 10_000).unwrap();
     let entries: Vec<_> = records
         .iter()
         .filter(|r| r.kind == FraudKind::DoubleEntry)
@@ -536,7 +555,7 @@ async fn a_card_let_in_twice_and_a_pass_on_two_buses_at_once_are_fraud_records()
     w.upload_bus(&bus_b_vault, &mut bus_b).await;
     let travel: Vec<_> = w
         .storage
-        .fraud_records()
+        .fraud_records(0, 10_000)
         .unwrap()
         .into_iter()
         .filter(|r| r.kind == FraudKind::ImpossibleTravel)

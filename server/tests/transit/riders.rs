@@ -599,7 +599,7 @@ async fn a_dependants_ticket_is_for_travelling_with_its_holder() {
     w.upload_bus_drained(&v1, &mut together).await;
     let alone_records = |w: &World| {
         w.storage
-            .fraud_records()
+            .fraud_records(0, 10_000)
             .unwrap()
             .into_iter()
             .filter(|f| f.kind == thudo_server::transit::rules::FraudKind::DependantAlone)
@@ -730,7 +730,7 @@ async fn a_qr_made_ahead_of_its_time_for_someone_else_is_recorded() {
     w.upload_bus(&bus_vault, &mut bus).await;
     let made_ahead = |w: &World| -> Vec<_> {
         w.storage
-            .fraud_records()
+            .fraud_records(0, 10_000)
             .unwrap()
             .into_iter()
             .filter(|r| r.kind == FraudKind::QrMadeAhead)

@@ -139,6 +139,8 @@ pub struct FraudRecord {
     pub detail: String,
     /// When recorded (unix seconds).
     pub recorded_at: i64,
+    /// Its number, growing: ask for the next page `after` the last one's.
+    pub id: u64,
 }
 
 /// An entitlement to a reduced or free passenger category, held by the backend.
@@ -291,8 +293,8 @@ pub trait TapStore: Send + Sync + 'static {
     /// The cards charged at least `cap_vnd` on local day `day` (bus rides and metro journeys),
     /// at most 100,000.
     fn capped_cards(&self, day: &str, cap_vnd: u64) -> Result<Vec<u64>>;
-    /// Fraud records, oldest first.
-    fn fraud_records(&self) -> Result<Vec<FraudRecord>>;
+    /// Fraud records numbered above `after`, oldest first, at most `limit`.
+    fn fraud_records(&self, after: u64, limit: usize) -> Result<Vec<FraudRecord>>;
     /// Acts on the fraud records not acted on yet (at most 1,000, oldest first) as the
     /// operator's policy says: a warning or a penalty fare published to the rider's phone, the
     /// card denied; each record is acted on once, on whichever instance gets it first.

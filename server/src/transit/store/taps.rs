@@ -254,12 +254,12 @@ impl<E: Engine> TapStore for SqlStorage<E> {
         self.write(|tx| super::fraud::act_on_fraud(tx, fares, now))
     }
 
-    fn fraud_records(&self) -> Result<Vec<FraudRecord>> {
+    fn fraud_records(&self, after: u64, limit: usize) -> Result<Vec<FraudRecord>> {
         self.read(|tx| {
             tx.rows(
-                "SELECT kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at
-                 FROM fraud ORDER BY id",
-                &[],
+                "SELECT kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at, id
+                 FROM fraud WHERE id > ?1 ORDER BY id LIMIT ?2",
+                params![big(after), limit as i64],
             )?
             .iter()
             .map(|r| {
@@ -274,6 +274,7 @@ impl<E: Engine> TapStore for SqlStorage<E> {
                     first_validator_id: r.opt_text(4)?,
                     detail: r.text(5)?,
                     recorded_at: r.int(6)?,
+                    id: r.int(7)? as u64,
                 })
             })
             .collect()
