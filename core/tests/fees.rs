@@ -347,12 +347,30 @@ fn a_salary_is_charged_the_month_after_under_01_qd_tw() {
         dues(&raise, "2026-06", "2026-08"),
         [80_000, 80_000, 100_000]
     );
-    // January 2026 was charged under 342-QĐ/TW on another figure (salary plus allowances, or
-    // an enterprise's payroll wage): February, the first month of 01-QĐ/TW, takes its own.
+    // January 2026 was charged under 342-QĐ/TW on a public body's salary plus the allowances
+    // subject to social insurance: the social-insurance salary February's fee takes. An
+    // enterprise's January was its payroll wage, another figure: February takes its own.
     let at_the_change = [salary("2025-12", 6_000_000), salary("2026-02", 8_000_000)];
     assert_eq!(
         dues(&at_the_change, "2026-01", "2026-04"),
+        [60_000, 60_000, 80_000, 80_000]
+    );
+    let wage = |since: &str, vnd: u64| FeePeriod {
+        since: ym(since),
+        situation: FeeSituation::new(FeeBasis::EnterpriseWage, vnd),
+    };
+    let enterprise_at_the_change = [wage("2025-12", 6_000_000), wage("2026-02", 8_000_000)];
+    assert_eq!(
+        dues(&enterprise_at_the_change, "2026-01", "2026-04"),
         [60_000, 80_000, 80_000, 80_000]
+    );
+    // A move from a public body to an enterprise (an equitised state firm) under 01-QĐ/TW:
+    // both charge the previous month's social-insurance salary, so June's salary is charged
+    // in July and July's wage from August, each once.
+    let moved = [salary("2026-01", 8_000_000), wage("2026-07", 12_000_000)];
+    assert_eq!(
+        dues(&moved, "2026-06", "2026-08"),
+        [80_000, 80_000, 120_000]
     );
     let raise_in_march = [salary("2026-02", 8_000_000), salary("2026-03", 9_000_000)];
     assert_eq!(
@@ -408,4 +426,48 @@ fn an_exempt_member_owes_nothing_without_the_figures_of_the_basis() {
         rules.assess(&plain, ym("2026-06")),
         Err(FeeError::Invalid { .. })
     ));
+}
+
+/// A member abroad paying the fixed amount 01-QĐ/TW allows, across the change: 342-QĐ/TW's
+/// fixed amounts abroad are not modelled, so its months are unpriced, and the run goes on.
+/// An exempt member owes nothing even in a month no rule prices (sick leave under 342-QĐ/TW).
+#[test]
+fn months_no_rule_prices_are_listed_and_an_exempt_member_owes_nothing_in_them() {
+    let rules = FeeRules::official().unwrap();
+    let abroad = FeePeriod {
+        since: ym("2024-01"),
+        situation: FeeSituation {
+            set_amount_vnd: Some(100_000),
+            ..FeeSituation::new(FeeBasis::Abroad, 0)
+        },
+    };
+    let s = rules
+        .statement(&[abroad], ym("2025-12"), ym("2026-03"))
+        .unwrap();
+    assert_eq!(
+        s.unpriced.iter().map(|u| u.month).collect::<Vec<_>>(),
+        [ym("2025-12"), ym("2026-01")]
+    );
+    assert_eq!(s.total_due_vnd, 200_000);
+    let sick_and_exempt = FeePeriod {
+        since: ym("2025-06"),
+        situation: FeeSituation {
+            relief: Some(Relief::Exempt),
+            ..FeeSituation::new(FeeBasis::SickOrMaternityBenefit, 0)
+        },
+    };
+    let s = rules
+        .statement(&[sick_and_exempt], ym("2025-06"), ym("2025-06"))
+        .unwrap();
+    assert!(s.is_complete(), "{s:?}");
+    assert_eq!((s.months.len(), s.total_due_vnd), (1, 0));
+    // Not exempt, the same month is unpriced, as before.
+    let sick = FeePeriod {
+        since: ym("2025-06"),
+        situation: FeeSituation::new(FeeBasis::SickOrMaternityBenefit, 3_000_000),
+    };
+    let s = rules
+        .statement(&[sick], ym("2025-06"), ym("2025-06"))
+        .unwrap();
+    assert_eq!(s.unpriced.len(), 1);
 }

@@ -210,9 +210,15 @@ pub struct RuleLine {
     pub confirmed: bool,
     /// Whether the income it charges is the previous month's (01-QĐ/TW: "the previous
     /// month's social-insurance salary"): a statement takes it from the situation of the month
-    /// before, when that month had the same basis.
+    /// before, when that month's income was that salary too
+    /// (`income_is_social_insurance_salary`), whatever its basis or regulation.
     #[serde(default)]
     pub income_of_previous_month: bool,
+    /// Whether the income this line charges is the member's social-insurance salary: 342-QĐ/TW's
+    /// salary plus the allowances subject to social insurance, and 01-QĐ/TW's salary of public
+    /// bodies and enterprises alike (not 342-QĐ/TW's payroll wage).
+    #[serde(default)]
+    pub income_is_social_insurance_salary: bool,
 }
 
 /// How an amount is rounded: down to a multiple of `step_vnd`.
@@ -504,6 +510,15 @@ impl FeeRules {
             .map(|w| (w.decree.as_str(), w.region_vnd[region.index()]))
     }
 
+    /// Whether the income `basis` is charged on in `month` is the social-insurance salary.
+    fn income_is_social_insurance_salary(&self, basis: FeeBasis, month: YearMonth) -> bool {
+        self.schedule_for(month).is_some_and(|s| {
+            s.rules
+                .iter()
+                .any(|l| l.basis == basis && l.income_is_social_insurance_salary)
+        })
+    }
+
     /// Whether `basis` is charged on the previous month's income in `month`.
     fn charges_previous_month(&self, basis: FeeBasis, month: YearMonth) -> bool {
         self.schedule_for(month).is_some_and(|s| {
@@ -536,24 +551,36 @@ impl FeeRules {
         let line = schedule
             .rules
             .iter()
-            .find(|l| l.basis == situation.basis && l.age.is_none_or(|a| a == age))
-            .ok_or_else(|| FeeError::NoRule {
-                what: format!(
-                    "{:?} under {} (month {month})",
-                    situation.basis, schedule.regulation
-                ),
-            })?;
-        // An exempt member owes nothing, whatever is missing to price the month.
-        let raw = match self.amount(line, situation, month) {
-            Err(FeeError::Invalid { .. }) if situation.relief == Some(Relief::Exempt) => 0,
-            other => other?,
+            .find(|l| l.basis == situation.basis && l.age.is_none_or(|a| a == age));
+        let exempt = situation.relief == Some(Relief::Exempt);
+        // An exempt member owes nothing, whatever is missing to price the month: a figure, or
+        // a rule for the basis (sick leave under 342-QĐ/TW).
+        let raw = match line.map(|l| self.amount(l, situation, month)) {
+            Some(Err(FeeError::Invalid { .. } | FeeError::NoRule { .. })) | None if exempt => 0,
+            Some(other) => other?,
+            None => {
+                return Err(FeeError::NoRule {
+                    what: format!(
+                        "{:?} under {} (month {month})",
+                        situation.basis, schedule.regulation
+                    ),
+                })
+            }
         };
         let step = schedule.rounding.step_vnd;
         let base_vnd = raw / step * step;
         let relief_percent = relief_percent(situation.relief, month)?;
-        let due_vnd = base_vnd * u64::from(100 - relief_percent) / 100 / step * step;
-        let mut rule = line.text.clone();
-        if let FeeRule::MinimumWageShare { .. } = line.rule {
+        let due_vnd = base_vnd.saturating_mul(u64::from(100 - relief_percent)) / 100 / step * step;
+        let mut rule = line.map_or_else(
+            || {
+                format!(
+                    "exempt ({:?} has no rule under {})",
+                    situation.basis, schedule.regulation
+                )
+            },
+            |l| l.text.clone(),
+        );
+        if let Some(FeeRule::MinimumWageShare { .. }) = line.map(|l| &l.rule) {
             if let Some((decree, wage)) = situation
                 .region
                 .and_then(|region| self.minimum_wage(region, month))
@@ -566,7 +593,7 @@ impl FeeRules {
             regulation: schedule.regulation.clone(),
             basis: Some(situation.basis),
             rule,
-            rule_confirmed: line.confirmed,
+            rule_confirmed: line.is_none_or(|l| l.confirmed),
             base_vnd,
             relief_percent,
             due_vnd,
@@ -580,6 +607,13 @@ impl FeeRules {
         month: YearMonth,
     ) -> Result<u64, FeeError> {
         let percent_of_income = |basis_points: u32| {
+            // A set amount where this regulation knows only a share of income (342-QĐ/TW's
+            // fixed amounts abroad): not modelled, so the month is unpriced, not the run refused.
+            if situation.income_vnd == 0 && situation.set_amount_vnd.is_some() {
+                return Err(FeeError::NoRule {
+                    what: format!("{:?} paying a set amount (month {month})", situation.basis),
+                });
+            }
             if situation.income_vnd == 0 {
                 return Err(invalid(format!(
                     "{:?} needs the income it names",
@@ -605,7 +639,7 @@ impl FeeRules {
                 min_vnd,
                 max_vnd,
                 share_percent,
-            } => Ok(set_amount(min_vnd, max_vnd)? * u64::from(share_percent) / 100),
+            } => Ok(set_amount(min_vnd, max_vnd)?.saturating_mul(u64::from(share_percent)) / 100),
             FeeRule::MinimumWageShare { basis_points } => {
                 let region = situation.region.ok_or_else(|| {
                     invalid("a share of the minimum wage needs the cell's wage region")
@@ -615,7 +649,7 @@ impl FeeRules {
                         .ok_or_else(|| FeeError::NoRule {
                             what: format!("the regional minimum wage in {month}"),
                         })?;
-                Ok(wage * u64::from(basis_points) / 10_000)
+                Ok(wage.saturating_mul(u64::from(basis_points)) / 10_000)
             }
             FeeRule::PercentOrSetByCell {
                 basis_points,
@@ -662,16 +696,20 @@ impl FeeRules {
             let in_force = |m: YearMonth| periods.iter().rev().find(|p| p.since <= m);
             let period = in_force(month)
                 .ok_or_else(|| invalid(format!("no situation given for {month}")))?;
-            // A salary that changed in June is charged from July's fee on (01-QĐ/TW): the
-            // month before's income, when that month had the same basis, was charged on the
-            // same figure (not 342-QĐ/TW's payroll wage in January 2026), and had one (not an
+            // A salary that changed in June is charged from July's fee on (01-QĐ/TW: the
+            // previous month's social-insurance salary): the month before's income, when it
+            // was that salary too (a public body's or an enterprise's under 01-QĐ/TW, a public
+            // body's under 342-QĐ/TW, not 342-QĐ/TW's payroll wage), and there was one (not an
             // exemption that needed none).
             let basis = period.situation.basis;
             let previous = month.index().checked_sub(1).map(YearMonth::from_index);
             let before = previous
-                .filter(|m| self.charges_previous_month(basis, *m))
-                .and_then(in_force)
-                .filter(|p| p.situation.basis == basis && p.situation.income_vnd > 0);
+                .and_then(|m| in_force(m).map(|p| (m, p)))
+                .filter(|(m, p)| {
+                    p.situation.income_vnd > 0
+                        && self.income_is_social_insurance_salary(p.situation.basis, *m)
+                })
+                .map(|(_, p)| p);
             let situation = match before {
                 Some(b) if self.charges_previous_month(basis, month) => FeeSituation {
                     income_vnd: b.situation.income_vnd,
