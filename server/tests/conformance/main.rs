@@ -786,6 +786,20 @@ fn the_operators_fraud_policy_is_applied_once<E: Engine>(s: &SqlStorage<E>) {
         .map(|l| (l.charges, l.charged_vnd))
         .collect();
     assert_eq!(penalties, [(1, 50_000)]);
+    // A stolen validator's flood of accepted taps with no scan (more than one round of
+    // actions takes): recorded, and never queued before a card's record.
+    let flood: Vec<CheckedTap> = (100..1_300)
+        .map(|seq| {
+            let mut t = tap(seq, at + 90, card, 0, None);
+            t.tap.card_id = None;
+            t.evidence = Evidence::Missing;
+            t
+        })
+        .collect();
+    assert_eq!(
+        s.record_taps(&two, &flood, &fares, None).unwrap().stored,
+        1_200
+    );
     // The operator now denies such cards: the next record denies the card.
     fares
         .fraud_policy

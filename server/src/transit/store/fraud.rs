@@ -199,9 +199,13 @@ pub(super) fn record_fraud(
     seq: u64,
     now: i64,
 ) -> Result<()> {
+    // A record naming no card (an accepted tap with no scan, or a forged one) can only be
+    // recorded: it is entered as acted on, so a stolen validator's flood of them never stands
+    // in the queue before a card's record that a policy denies or fines.
+    let action = f.card_id.is_none().then(|| FraudAction::Record.as_str());
     tx.exec(
-        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO fraud(kind, validator_id, seq, card_id, first_validator_id, detail, recorded_at, action)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             f.kind.as_str(),
             validator_id,
@@ -209,7 +213,8 @@ pub(super) fn record_fraud(
             f.card_id.map(big),
             f.first_validator_id.as_deref(),
             &f.detail,
-            now
+            now,
+            action
         ],
     )?;
     Ok(())
