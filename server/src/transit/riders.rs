@@ -16,6 +16,7 @@ use super::store::Entitlement;
 use super::TransitState;
 use crate::http::{blocking, valid_citizen_id, valid_id, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
+use crate::storage::StorageError;
 
 /// What the operator revokes: cards, phones' transit keys (SEC1 hex), or whole devices (every
 /// transit key they bought credentials for).
@@ -85,6 +86,7 @@ pub(crate) struct Guardianship {
         (status = 200, description = "The new version", body = DenyListVersion),
         (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 413, description = "The list would hold more than 200,000 entries (too_large): more than every validator's feed can carry", body = ErrorBody),
     ),
     security(("operator" = [])),
 )]
@@ -116,7 +118,15 @@ pub(crate) async fn admin_deny(
         for d in &body.devices {
             hashes.extend(storage.device_keys(d)?);
         }
-        Ok(storage.deny(&body.cards, &hashes, chrono::Utc::now().timestamp())?)
+        match storage.deny(&body.cards, &hashes, chrono::Utc::now().timestamp()) {
+            // The list would outgrow what every validator's feed can carry.
+            Err(StorageError::ValueRefused(why)) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ServerErrorCode::TooLarge,
+                why,
+            )),
+            other => Ok(other?),
+        }
     })
     .await?;
     Ok(Json(DenyListVersion { version }))

@@ -67,6 +67,7 @@ macro_rules! conformance {
                 a_device_holds_few_keys_and_an_account_orders_within_limits,
                 the_deny_list_stays_bounded_over_a_year, sales_are_paid_once_and_add_up,
                 the_operators_fraud_policy_is_applied_once,
+                the_deny_list_is_capped_at_what_a_feed_carries,
                 a_refused_value_is_the_requests_fault,
                 an_accounts_racing_orders_stay_within_its_limit);
         }
@@ -474,6 +475,25 @@ fn the_deny_list_only_grows<E: Engine>(s: &SqlStorage<E>) {
     let other = device(s, OTHER, 3);
     assert_eq!(record(&other, 8, gone), IssueOutcome::KeyTaken);
     assert_eq!(record(&other, 7, gone), IssueOutcome::KeyDenied);
+}
+
+/// An operator's denial that would take the list past what every validator's feed carries is
+/// refused whole (nothing listed, no new version); a version bump alone never is.
+fn the_deny_list_is_capped_at_what_a_feed_carries<E: Engine>(s: &SqlStorage<E>) {
+    use thudo_server::storage::StorageError;
+    use thudo_server::transit::store::MAX_LISTED;
+    let now = 1_000_000;
+    let v = s.deny(&[1, 2], &[], now).unwrap();
+    let too_many: Vec<u64> = (10..10 + MAX_LISTED as u64 - 1).collect();
+    match s.deny(&too_many, &[], now + 1) {
+        Err(StorageError::ValueRefused(why)) => {
+            assert!(why.contains(&MAX_LISTED.to_string()), "{why}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let (version, cards, _) = s.deny_list(now + 2).unwrap();
+    assert_eq!((version, cards), (v, vec![1, 2]));
+    assert!(s.deny(&[], &[], now + 3).unwrap() > v);
 }
 
 fn a_device_holds_few_keys_and_an_account_orders_within_limits<E: Engine>(s: &SqlStorage<E>) {

@@ -159,6 +159,12 @@ pub(super) fn deny_card(
     )? as usize)
 }
 
+/// Most entries (cards and device keys) an operator's denial may bring the list to: a list
+/// that size fits the validators' feed (16 MiB) with the day's capped cards, even if every
+/// entry is a device key (64 hex characters). Entries leave it 73 h after their last
+/// credential ends.
+pub const MAX_LISTED: usize = 200_000;
+
 /// Opens a pass sold to `account_id`; returns its id.
 pub(super) fn insert_pass(
     tx: &mut dyn Tx,
@@ -189,6 +195,23 @@ pub(super) fn insert_pass(
 impl<E: Engine> CredentialStore for SqlStorage<E> {
     fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32> {
         self.write(|tx| {
+            let adding = cards.len() + device_key_hashes.len();
+            if adding > 0 {
+                let mut listed = |table: &str| -> Result<i64> {
+                    tx.row(
+                        &format!("SELECT COUNT(*) FROM {table} WHERE until IS NULL OR until >= ?1"),
+                        params![at],
+                    )?
+                    .map_or(Ok(0), |r| r.int(0))
+                };
+                let listed = listed("deny_cards")? + listed("deny_devices")?;
+                if listed as usize + adding > MAX_LISTED {
+                    return Err(StorageError::ValueRefused(format!(
+                        "the deny list holds {listed} entries: {adding} more would pass the \
+                         {MAX_LISTED} every validator's feed can carry"
+                    )));
+                }
+            }
             let version = bump_deny_version(tx)?;
             for c in cards {
                 deny_card(tx, *c, at, None)?;

@@ -22,7 +22,7 @@ use crate::storage::migrations::ConcernSchema;
 use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
 
-pub use credentials::deny_device_keys;
+pub use credentials::{deny_device_keys, MAX_LISTED};
 pub use tap_facts::QR_ORDER_SLACK_SECS;
 
 /// An enrolled validator (a bus or a metro gate), as the operator sees it.
@@ -206,6 +206,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0008_inspectors.sql"),
         include_str!("../schema/sqlite/0009_validator_token_forks.sql"),
         include_str!("../schema/sqlite/0010_payments_under_review.sql"),
+        include_str!("../schema/sqlite/0011_deny_list_by_until.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -218,6 +219,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0008_inspectors.sql"),
         include_str!("../schema/postgres/0009_validator_token_forks.sql"),
         include_str!("../schema/postgres/0010_payments_under_review.sql"),
+        include_str!("../schema/postgres/0011_deny_list_by_until.sql"),
     ],
 };
 
