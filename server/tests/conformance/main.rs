@@ -68,6 +68,7 @@ macro_rules! conformance {
                 the_deny_list_stays_bounded_over_a_year, sales_are_paid_once_and_add_up,
                 the_operators_fraud_policy_is_applied_once,
                 the_deny_list_is_capped_at_what_a_feed_carries,
+                an_operators_denial_counts_from_its_own_time,
                 a_refused_value_is_the_requests_fault,
                 an_accounts_racing_orders_stay_within_its_limit);
         }
@@ -475,6 +476,31 @@ fn the_deny_list_only_grows<E: Engine>(s: &SqlStorage<E>) {
     let other = device(s, OTHER, 3);
     assert_eq!(record(&other, 8, gone), IssueOutcome::KeyTaken);
     assert_eq!(record(&other, 7, gone), IssueOutcome::KeyDenied);
+}
+
+/// A card denied for what it owes, then by the operator: the rides between the two still pay
+/// (uploaded late, they are judged under the balance denial), those after are refused.
+fn an_operators_denial_counts_from_its_own_time<E: Engine>(s: &SqlStorage<E>) {
+    let fares = FarePolicy::default();
+    let card = device(s, CITIZEN, 1).card_id;
+    let bus = enrol(s, 1, Some(32), None);
+    let t0 = chrono::Utc::now().timestamp() as u64 - 3_000;
+    s.record_taps(&bus, &[tap(1, t0, card, 1, None)], &fares, None)
+        .unwrap();
+    assert!(s
+        .enforce_balances(&[card], 0, t0 as i64 + 60)
+        .unwrap()
+        .is_some());
+    let t1 = t0 + 1_800;
+    s.deny(&[card], &[], t1 as i64).unwrap();
+    let between = s
+        .record_taps(&bus, &[tap(2, t0 + 600, card, 2, None)], &fares, None)
+        .unwrap();
+    assert!(between.charged_vnd > 0, "{between:?}");
+    let after = s
+        .record_taps(&bus, &[tap(3, t1 + 60, card, 3, None)], &fares, None)
+        .unwrap();
+    assert_eq!(after.charged_vnd, 0, "{after:?}");
 }
 
 /// An operator's denial that would take the list past what every validator's feed carries is

@@ -150,10 +150,12 @@ pub(super) fn deny_card(
         )? as usize);
     }
     // The operator's denial (or its policy's) stands over a denial for a balance owed: a
-    // top-up, which lifts only the latter, must not lift it.
+    // top-up, which lifts only the latter, must not lift it. It counts from its own time: the
+    // rides before it, under the balance denial, still pay.
     Ok(tx.exec(
         "INSERT INTO deny_cards(card_id, denied_at, until, reason) VALUES (?1, ?2, ?3, NULL)
-         ON CONFLICT (card_id) DO UPDATE SET reason = NULL, until = excluded.until
+         ON CONFLICT (card_id) DO UPDATE SET reason = NULL, until = excluded.until,
+             denied_at = excluded.denied_at
          WHERE deny_cards.reason IS NOT NULL",
         params![big(card), at, deny_until(last, at)],
     )? as usize)
