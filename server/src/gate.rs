@@ -516,7 +516,10 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
             // As for devices: an address that sent too many tokens nobody holds waits without
             // a check, unless this token verified lately (an operator behind the same office
             // NAT or carrier address as the sender keeps working).
-            let hash = sha256(bearer(req.headers()).unwrap_or_default().as_bytes());
+            // Apart from device tokens' hashes: a device token anyone can get must not pass.
+            let hash = sha256(
+                format!("operator\0{}", bearer(req.headers()).unwrap_or_default()).as_bytes(),
+            );
             if let Some(wait) = state.limits.token_blocked_for(address, &hash) {
                 return rate_limited(wait);
             }

@@ -405,17 +405,20 @@ async fn a_body_the_trail_cannot_read_is_refused_and_a_head_is_a_read() {
     let auditor = operator(&local.idp, Role::Auditor);
     let url = format!("{}/v1/admin/citizens/{PARENT}/dependants", local.url);
     let start = format!(r#"{{"dependant_citizen_id":"{CITIZEN}","evidence_ref":"X","z":""#);
-    for tail in [&b"\\udc00\"}"[..], &b"\xff\"}"[..]] {
+    // Declared as JSON, or not at all (the handler reads it as JSON either way).
+    for (tail, content_type) in [
+        (&b"\\udc00\"}"[..], Some("application/json; charset=utf-8")),
+        (&b"\xff\"}"[..], Some("application/json")),
+        (&b"\\udc00\"}"[..], None),
+        (&b"\\udc00\"}"[..], Some("text/plain")),
+    ] {
         let body = [start.as_bytes(), tail].concat();
-        let r = http
-            .post(&url)
-            .bearer_auth(&registry)
-            .header("content-type", "application/json; charset=utf-8")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 400);
+        let mut request = http.post(&url).bearer_auth(&registry).body(body);
+        if let Some(t) = content_type {
+            request = request.header("content-type", t);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{content_type:?}");
     }
     let trail = |citizen: &'static str| {
         let (http, url, auditor) = (http.clone(), local.url.clone(), auditor.clone());
@@ -433,12 +436,16 @@ async fn a_body_the_trail_cannot_read_is_refused_and_a_head_is_a_read() {
             page["entries"].as_array().unwrap().clone()
         }
     };
-    // Entered under the guardian the path names, as refused; nothing was done to the child.
+    // Entered under the guardian the path names, each an intent (with the body's size) and
+    // its refusal; nothing was done to the child.
     let refused = trail(PARENT).await;
-    assert_eq!(refused.len(), 2, "{refused:?}");
-    for entry in &refused {
-        let detail: Value = serde_json::from_str(entry["detail"].as_str().unwrap()).unwrap();
-        assert_eq!(detail["status"], 400, "{detail}");
+    assert_eq!(refused.len(), 8, "{refused:?}");
+    for pair in refused.chunks(2) {
+        let intent: Value = serde_json::from_str(pair[0]["detail"].as_str().unwrap()).unwrap();
+        assert!(intent["body_bytes"].as_u64().unwrap() > 0, "{intent}");
+        let outcome: Value = serde_json::from_str(pair[1]["detail"].as_str().unwrap()).unwrap();
+        assert_eq!(outcome["status"], 400, "{outcome}");
+        assert_eq!(pair[1]["refers_to"], pair[0]["seq"]);
     }
     assert!(trail(CITIZEN).await.is_empty());
     // The same request readable is done, and found by the child.

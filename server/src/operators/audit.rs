@@ -377,18 +377,19 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
             "query": query,
         }),
     };
-    // A JSON body the trail cannot read (a lone surrogate or a byte that is not UTF-8 in a
-    // field the handler skips unread) could hide the citizen it names from the trail: refused,
-    // and the refusal entered.
-    if is_json(&parts.headers) && !bytes.is_empty() && named.is_none() {
-        let refusal = ApiError::bad("the body is not valid JSON").into_response();
-        return outcome(audit, entry, true, refusal).await;
-    }
     if change {
         match append(&audit, entry.clone()).await {
             Ok(seq) => entry.refers_to = Some(seq),
             Err(e) => return e.into_response(),
         }
+    }
+    // A body the trail cannot read as JSON (a lone surrogate or a byte that is not UTF-8 in a
+    // field the handler skips unread; the handlers read any body as JSON, whatever its
+    // declared type) could hide the citizen it names from the trail: refused, its intent and
+    // the refusal entered.
+    if !bytes.is_empty() && named.is_none() {
+        let refusal = ApiError::bad("the body is not valid JSON").into_response();
+        return outcome(audit, entry, true, refusal).await;
     }
     // The action and its outcome's entry run to the end on their own task: a client that
     // disconnects (dropping this future) cannot leave a change done with no outcome entered.
@@ -406,20 +407,6 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
         )
         .into_response()
     })
-}
-
-/// Whether the request says its body is JSON, as the handlers' extractor reads it
-/// (`application/json` or `application/*+json`).
-fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|mime| mime.trim().to_ascii_lowercase())
-        .is_some_and(|mime| {
-            mime.strip_prefix("application/")
-                .is_some_and(|sub| sub == "json" || sub.ends_with("+json"))
-        })
 }
 
 /// Enters `response`'s outcome (a change's status and effect, a read's size) and returns it; a

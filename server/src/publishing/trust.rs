@@ -25,8 +25,8 @@ use crate::storage::StorageError;
 /// Where the signed bundle is kept.
 const BUNDLE_SETTING: &str = "health_trust_bundle";
 /// The stored bundle's version and dates (small JSON), read on every device's request instead
-/// of the bundle (up to 2 MB). Written after the bundle and never lowered, so it names the
-/// stored bundle or, for the moment between the two writes, the one before it.
+/// of the bundle (up to 2 MB). Written in the same transaction as the bundle (and recorded from
+/// the bundle when one stored before this setting existed is first read).
 const META_SETTING: &str = "health_trust_bundle_meta";
 /// Where the trust-list key is kept (PKCS#8; a deployment keeps it in an HSM).
 const KEY_SETTING: &str = "health_trust_key";
@@ -138,7 +138,12 @@ pub fn current_trust_bundle(
         return Ok(None);
     };
     if dated.renewal_due(now) {
-        dated = renew(settings, now)?.unwrap_or(dated);
+        // A renewal that fails (the database busy, the key unreadable) leaves the stored
+        // bundle, valid until its expiry, to be served: the next request tries again.
+        match renew(settings, now) {
+            Ok(renewed) => dated = renewed.unwrap_or(dated),
+            Err(e) => eprintln!("warning: renewing the health trust bundle failed: {e}"),
+        }
     }
     if have == Some(dated.version) {
         return Ok(Some(TrustBundleAnswer::Unchanged));
@@ -150,16 +155,20 @@ pub fn current_trust_bundle(
 }
 
 /// Signs the stored bundle afresh if it is still due at `now` (another instance, or a
-/// publication, may have got there first); the stored bundle's dates after.
+/// publication, may have got there first); the stored bundle's dates after. The bundle and its
+/// dates are written in one transaction.
 fn renew(settings: &dyn SettingsStore, now: i64) -> crate::storage::Result<Option<Dated>> {
     let key = crate::storage::settings::p256_key(settings, KEY_SETTING)
         .map_err(|what| StorageError::Failed(format!("trust-list key: {what}")))?;
-    let stored = settings.update_setting(BUNDLE_SETTING, &mut |current| {
+    let stored = settings.update_setting_and(BUNDLE_SETTING, META_SETTING, &mut |current| {
         let current = current.ok_or_else(|| StorageError::Failed("the bundle is gone".into()))?;
-        let Some(bundle) = signed_bundle(&current).filter(|b| Dated::from(b).renewal_due(now))
-        else {
-            return Ok(current);
+        let Some(bundle) = signed_bundle(&current) else {
+            return Ok((current, None));
         };
+        if !Dated::from(&bundle).renewal_due(now) {
+            let dates = dates_json(&bundle)?;
+            return Ok((current, Some(dates)));
+        }
         let span = bundle.expires_at - bundle.issued_at;
         let next = TrustBundle {
             version: (bundle.version + 1).max(now.max(0) as u64),
@@ -170,13 +179,14 @@ fn renew(settings: &dyn SettingsStore, now: i64) -> crate::storage::Result<Optio
         let jws = next
             .sign(&key)
             .map_err(|e| StorageError::Failed(format!("renewing the trust bundle: {e}")))?;
-        Ok(jws.into_bytes())
+        Ok((jws.into_bytes(), Some(dates_json(&next)?)))
     })?;
-    let Some(dated) = signed_bundle(&stored).map(|b| Dated::from(&b)) else {
-        return Ok(None);
-    };
-    record_dates(settings, dated)?;
-    Ok(Some(dated))
+    Ok(signed_bundle(&stored).map(|b| Dated::from(&b)))
+}
+
+/// A bundle's version and dates as stored beside it.
+fn dates_json(bundle: &TrustBundle) -> crate::storage::Result<Vec<u8>> {
+    serde_json::to_vec(&Dated::from(bundle)).map_err(|e| StorageError::Failed(e.to_string()))
 }
 
 /// What the health authority sends.
@@ -279,7 +289,7 @@ pub(super) async fn publish(
         let mut published: Option<TrustBundle> = None;
         // Numbered, signed and stored in one transaction, one instance at a time: two
         // publications never share a version, and a later one never gets a lower one.
-        let result = settings.update_setting(BUNDLE_SETTING, &mut |current| {
+        let result = settings.update_setting_and(BUNDLE_SETTING, META_SETTING, &mut |current| {
             let previous = current
                 .as_deref()
                 .and_then(signed_bundle)
@@ -313,13 +323,16 @@ pub(super) async fn publish(
                 });
             match signed {
                 Ok(jws) => {
+                    let dates = dates_json(&bundle)?;
                     published = Some(bundle);
-                    Ok(jws.into_bytes())
+                    Ok((jws.into_bytes(), Some(dates)))
                 }
                 Err(e) => {
                     refusal = Some(e);
                     // Leave the stored bundle as it was.
-                    current.ok_or_else(|| crate::storage::StorageError::Failed("refused".into()))
+                    let kept = current
+                        .ok_or_else(|| crate::storage::StorageError::Failed("refused".into()))?;
+                    Ok((kept, None))
                 }
             }
         });
@@ -328,7 +341,6 @@ pub(super) async fn publish(
         }
         result?;
         let bundle = published.ok_or_else(|| ApiError::bad("nothing was published"))?;
-        record_dates(settings.as_ref(), Dated::from(&bundle))?;
         Ok(Json(BundlePublished {
             version: bundle.version,
             issued_at: bundle.issued_at,

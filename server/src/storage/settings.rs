@@ -13,6 +13,9 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
     postgres: &[include_str!("schema/postgres/0001_base.sql")],
 };
 
+/// A value's update that may also set a companion value beside it (`None`: left as it is).
+pub type UpdateWith<'a> = dyn FnMut(Option<Vec<u8>>) -> Result<(Vec<u8>, Option<Vec<u8>>)> + 'a;
+
 /// Configuration values by key.
 pub trait SettingsStore: Send + Sync + 'static {
     /// A configuration value.
@@ -28,6 +31,15 @@ pub trait SettingsStore: Send + Sync + 'static {
         &self,
         key: &str,
         update: &mut dyn FnMut(Option<Vec<u8>>) -> Result<Vec<u8>>,
+    ) -> Result<Vec<u8>>;
+    /// [`update_setting`](Self::update_setting) that also sets `companion`, in the same
+    /// transaction, to the second value `update` returns (`None`: left as it is): a summary
+    /// kept beside a large value is then never out of step with it.
+    fn update_setting_and(
+        &self,
+        key: &str,
+        companion: &str,
+        update: &mut UpdateWith<'_>,
     ) -> Result<Vec<u8>>;
 }
 
@@ -68,18 +80,28 @@ impl<E: Engine> SettingsStore for SqlStorage<E> {
         key: &str,
         update: &mut dyn FnMut(Option<Vec<u8>>) -> Result<Vec<u8>>,
     ) -> Result<Vec<u8>> {
+        self.update_setting_and(key, "", &mut |current| Ok((update(current)?, None)))
+    }
+
+    fn update_setting_and(
+        &self,
+        key: &str,
+        companion: &str,
+        update: &mut UpdateWith<'_>,
+    ) -> Result<Vec<u8>> {
         self.write(|tx| {
             tx.lock(Lock::Setting(key))?;
             let current = tx
                 .row("SELECT value FROM settings WHERE key = ?1", params![key])?
                 .map(|r| r.bytes(0))
                 .transpose()?;
-            let value = update(current)?;
-            tx.exec(
-                "INSERT INTO settings(key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, &value[..]],
-            )?;
+            let (value, beside) = update(current)?;
+            let upsert = "INSERT INTO settings(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+            tx.exec(upsert, params![key, &value[..]])?;
+            if let Some(beside) = beside {
+                tx.exec(upsert, params![companion, &beside[..]])?;
+            }
             Ok(value)
         })
     }

@@ -86,7 +86,7 @@ pub(crate) struct Guardianship {
         (status = 200, description = "The new version", body = DenyListVersion),
         (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
-        (status = 413, description = "The list would hold more than 200,000 entries (too_large): more than every validator's feed can carry", body = ErrorBody),
+        (status = 413, description = "More than 100 entries that would take the list past 200,000 (too_large): more than every validator's feed can carry", body = ErrorBody),
     ),
     security(("operator" = [])),
 )]

@@ -503,8 +503,9 @@ fn an_operators_denial_counts_from_its_own_time<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(after.charged_vnd, 0, "{after:?}");
 }
 
-/// An operator's denial that would take the list past what every validator's feed carries is
-/// refused whole (nothing listed, no new version); a version bump alone never is.
+/// An operator's mass denial that would take the list past what every validator's feed
+/// carries is refused whole (nothing listed, no new version); a few entries, or a version bump
+/// alone, never are.
 fn the_deny_list_is_capped_at_what_a_feed_carries<E: Engine>(s: &SqlStorage<E>) {
     use thudo_server::storage::StorageError;
     use thudo_server::transit::store::MAX_LISTED;
@@ -520,6 +521,10 @@ fn the_deny_list_is_capped_at_what_a_feed_carries<E: Engine>(s: &SqlStorage<E>) 
     let (version, cards, _) = s.deny_list(now + 2).unwrap();
     assert_eq!((version, cards), (v, vec![1, 2]));
     assert!(s.deny(&[], &[], now + 3).unwrap() > v);
+    // A few entries (a stolen card, a lost phone) are taken whatever the list holds.
+    let few: Vec<u64> = (10..10 + thudo_server::transit::store::ALWAYS_TAKEN as u64).collect();
+    assert!(s.deny(&few, &[], now + 4).unwrap() > v);
+    assert_eq!(s.deny_list(now + 5).unwrap().1.len(), 2 + few.len());
 }
 
 fn a_device_holds_few_keys_and_an_account_orders_within_limits<E: Engine>(s: &SqlStorage<E>) {

@@ -161,11 +161,15 @@ pub(super) fn deny_card(
     )? as usize)
 }
 
-/// Most entries (cards and device keys) an operator's denial may bring the list to: a list
-/// that size fits the validators' feed (16 MiB) with the day's capped cards, even if every
-/// entry is a device key (64 hex characters). Entries leave it 73 h after their last
-/// credential ends.
+/// Most entries (cards and device keys) an operator's mass denial may bring the list to: a
+/// list that size fits the validators' feed (16 MiB) with the day's capped cards, even if
+/// every entry is a device key (64 hex characters). Entries leave it 73 h after their last
+/// credential ends. Denials the backend makes itself (a fraud policy, a balance owed, a
+/// revoked phone) are not refused, and neither is an operator's denial of up to
+/// [`ALWAYS_TAKEN`] entries: a stolen card or phone is never kept off the list.
 pub const MAX_LISTED: usize = 200_000;
+/// An operator's denial of at most this many entries is taken whatever the list holds.
+pub const ALWAYS_TAKEN: usize = 100;
 
 /// Opens a pass sold to `account_id`; returns its id.
 pub(super) fn insert_pass(
@@ -197,8 +201,11 @@ pub(super) fn insert_pass(
 impl<E: Engine> CredentialStore for SqlStorage<E> {
     fn deny(&self, cards: &[u64], device_key_hashes: &[[u8; 32]], at: i64) -> Result<u32> {
         self.write(|tx| {
+            // The version first: it takes the deny list's lock, so two denials at once are
+            // counted against each other.
+            let version = bump_deny_version(tx)?;
             let adding = cards.len() + device_key_hashes.len();
-            if adding > 0 {
+            if adding > ALWAYS_TAKEN {
                 let mut listed = |table: &str| -> Result<i64> {
                     tx.row(
                         &format!("SELECT COUNT(*) FROM {table} WHERE until IS NULL OR until >= ?1"),
@@ -208,13 +215,13 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
                 };
                 let listed = listed("deny_cards")? + listed("deny_devices")?;
                 if listed as usize + adding > MAX_LISTED {
+                    // An error: the new version is not kept either.
                     return Err(StorageError::ValueRefused(format!(
                         "the deny list holds {listed} entries: {adding} more would pass the \
                          {MAX_LISTED} every validator's feed can carry"
                     )));
                 }
             }
-            let version = bump_deny_version(tx)?;
             for c in cards {
                 deny_card(tx, *c, at, None)?;
             }

@@ -22,7 +22,7 @@ use crate::storage::migrations::ConcernSchema;
 use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
 
-pub use credentials::{deny_device_keys, MAX_LISTED};
+pub use credentials::{deny_device_keys, ALWAYS_TAKEN, MAX_LISTED};
 pub use tap_facts::QR_ORDER_SLACK_SECS;
 
 /// An enrolled validator (a bus or a metro gate), as the operator sees it.
