@@ -504,7 +504,8 @@ impl HealthBook {
 
     /// Verifies a health card from its QR text(s) (one `shc:/` text or every chunk) with
     /// `verifier`'s trusted keys at `now_unix` (default: now) and imports it with its provenance.
-    /// A card that fails any check is refused with `CardRefused` and nothing is stored.
+    /// A card that fails any check but its expiry is refused with `CardRefused` and nothing
+    /// is stored (an expired card is imported: a vaccination stays true).
     pub async fn import_card_qr(
         &self,
         verifier: Arc<HealthCardVerifier>,

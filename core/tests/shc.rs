@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail by panicking
 
+mod common;
+
 use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -335,4 +337,88 @@ fn a_key_listed_by_two_issuers_verifies_the_cards_of_each() {
         shc::verify(&jws, &alone, NOW),
         Err(ShcError::IssuerMismatch { .. })
     ));
+}
+
+/// The example card's content, issued again by an issuer of our own with an `exp` already
+/// past: the verifier says it expired, and the health book imports it all the same (a
+/// vaccination stays true, as with an expired EU certificate) and keeps it verified.
+#[test]
+fn an_expired_card_is_refused_by_the_verifier_and_imported_as_evidence() {
+    use thudo_core::crypto::p256::SoftwareKey;
+    use thudo_core::health::records::HealthBook;
+    let example = read("example-00-d-jws.txt");
+    let payload = example.trim().split('.').nth(1).unwrap();
+    let inflated =
+        miniz_oxide::inflate::decompress_to_vec(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let mut claims: serde_json::Value = serde_json::from_slice(&inflated).unwrap();
+    let issuer = "https://issuer.example.vn";
+    claims["iss"] = issuer.into();
+    claims["nbf"] = (NOW - 86_400).into();
+    claims["exp"] = (NOW - 60).into();
+
+    let (key, _) = SoftwareKey::generate().unwrap();
+    let point = key.public_key();
+    let (x, y) = (
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..65]),
+    );
+    let kid = shc::jwk_thumbprint(&x, &y);
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256", "x": x, "y": y
+    }]});
+    let mut trust = TrustStore::new();
+    assert_eq!(trust.add_jwks(issuer, &jwks.to_string()).unwrap(), 1);
+    let header = URL_SAFE_NO_PAD
+        .encode(serde_json::json!({"zip": "DEF", "alg": "ES256", "kid": kid}).to_string());
+    let body = URL_SAFE_NO_PAD.encode(miniz_oxide::deflate::compress_to_vec(
+        claims.to_string().as_bytes(),
+        9,
+    ));
+    let signed = format!("{header}.{body}");
+    let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()).unwrap());
+    let jws = format!("{signed}.{signature}");
+
+    assert_eq!(
+        shc::verify(&jws, &trust, NOW),
+        Err(ShcError::Expired { exp: NOW - 60 })
+    );
+    let card = shc::authenticate(&jws, &trust, NOW).unwrap();
+    assert_eq!(card.exp, Some(NOW - 60));
+    // Not before its time, and not with a broken signature, expired or not.
+    assert!(matches!(
+        shc::authenticate(&jws, &trust, NOW - 2 * 86_400),
+        Err(ShcError::NotYetValid { .. })
+    ));
+    let mut forged = jws.clone();
+    forged.pop();
+    forged.push(if jws.ends_with('A') { 'B' } else { 'A' });
+    assert!(shc::authenticate(&forged, &trust, NOW).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let vault = thudo_core::vault::Vault::open(
+        dir.path(),
+        thudo_core::vault::Unlock::passphrase("p"),
+        &common::fast(),
+    )
+    .unwrap();
+    let book = HealthBook::new(&vault);
+    let imported = book
+        .verify_and_import_card(&jws, &trust, NOW, None)
+        .unwrap();
+    let person = imported.people[0].clone();
+    let shots = book
+        .records(
+            &person,
+            Some(thudo_core::health::fhir::Kind::Immunization),
+            None,
+            None,
+        )
+        .unwrap();
+    // The example holds three doses.
+    assert_eq!(shots.len(), 3);
+    assert!(book
+        .vouched(&shots, &trust)
+        .unwrap()
+        .iter()
+        .all(|v| *v == Some(true)));
 }

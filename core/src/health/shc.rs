@@ -425,6 +425,23 @@ fn number(v: &Value) -> Option<i64> {
 
 /// Verifies a compact JWS health card at time `now` (seconds since the epoch).
 pub fn verify(jws: &str, trust: &TrustStore, now: i64) -> Result<VerifiedCard, ShcError> {
+    check(jws, trust, now, true)
+}
+
+/// [`verify`] without the expiry: every other check (signature, issuer, not before `now`, not
+/// revoked) holds, and [`VerifiedCard::exp`] says whether it has expired. A vaccination stays
+/// true after its card's `exp`, so the health book imports such a card, as it imports an
+/// expired EU certificate.
+pub fn authenticate(jws: &str, trust: &TrustStore, now: i64) -> Result<VerifiedCard, ShcError> {
+    check(jws, trust, now, false)
+}
+
+fn check(
+    jws: &str,
+    trust: &TrustStore,
+    now: i64,
+    enforce_expiry: bool,
+) -> Result<VerifiedCard, ShcError> {
     let malformed = |d: &str| ShcError::MalformedJws { detail: d.into() };
     let jws = jws.trim();
     if jws.len() > MAX_JWS {
@@ -521,7 +538,7 @@ pub fn verify(jws: &str, trust: &TrustStore, now: i64) -> Result<VerifiedCard, S
     if nbf > now.saturating_add(crate::health::ISSUE_CLOCK_TOLERANCE_SECS) {
         return Err(ShcError::NotYetValid { nbf });
     }
-    if let Some(exp) = exp {
+    if let Some(exp) = exp.filter(|_| enforce_expiry) {
         if exp < now {
             return Err(ShcError::Expired { exp });
         }

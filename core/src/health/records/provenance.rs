@@ -80,8 +80,8 @@ pub(super) struct Reverified {
     pub(super) entries: Vec<Value>,
 }
 
-/// Verifies a card as of `at`: a SMART Health Card (JWS) or an EU DCC (`HC1:`, authenticated: a
-/// vaccination certificate stays evidence after its expiry).
+/// Verifies a card as of `at`, authenticated (evidence stays evidence after its expiry): a
+/// SMART Health Card (JWS) or an EU DCC (`HC1:`).
 pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reverified> {
     let (issuer, kid, country, certificate_id, bundle) = if card.starts_with("HC1:") {
         let c = dcc::authenticate(card, &trust.dcc, at).ok()?;
@@ -94,7 +94,7 @@ pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reveri
             bundle,
         )
     } else {
-        let c = shc::verify(card, trust, at).ok()?;
+        let c = shc::authenticate(card, trust, at).ok()?;
         (c.issuer, c.kid, None, None, c.fhir_bundle)
     };
     Some(Reverified {
