@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use serde_json::json;
 use std::sync::Arc;
 
@@ -43,4 +45,71 @@ fn a_page_applies_in_order_and_skips_what_it_cannot_use() {
     assert!(library.get("e").unwrap().is_some());
     assert!(library.get("blank").unwrap().is_none());
     assert_eq!(library.count().unwrap(), 2);
+}
+
+/// A note edited while the phone's clock read two years ahead carries that future as its
+/// version: another device's later edit still replaces it here (a version more than a day
+/// ahead of this device's clock and of the change stands against nothing), while an edit a
+/// little older than a version within the day does not.
+#[test]
+fn a_version_stamped_far_ahead_stands_against_nothing() {
+    use thudo_core::handbook::member::{self, DocumentNote, MemberHandbook};
+    let (_dir, vault) = common::vault();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let book = MemberHandbook::new(&vault);
+    let note = |id: &str, text: &str, at: i64| DocumentNote {
+        id: id.into(),
+        document_id: "nq-57-2024".into(),
+        text: text.into(),
+        updated_at: at,
+    };
+    book.save_note(&note(
+        "ahead",
+        "clock two years ahead",
+        now + 2 * 365 * 86_400,
+    ))
+    .unwrap();
+    book.save_note(&note("fresh", "just written", now)).unwrap();
+    let notes = member::synced()
+        .into_iter()
+        .find(|c| c.spec.name == "handbook.note")
+        .unwrap();
+    let edit = |id: &str, at_ms: i64| Change {
+        collection: "handbook.note".into(),
+        record_id: id.into(),
+        op: "put".into(),
+        payload: serde_json::to_value(note(id, "from the tablet", at_ms / 1000)).unwrap(),
+        hlc: format!("{at_ms:013}-000000-tablet"),
+    };
+    let applied = vault
+        .transaction(|tx| {
+            thudo_core::sync::apply::apply_changes(
+                tx,
+                &notes,
+                &[
+                    edit("ahead", now * 1000 + 60_000),
+                    edit("fresh", now * 1000 - 60_000),
+                ],
+                now as u64,
+            )
+        })
+        .unwrap();
+    assert_eq!((applied.applied, applied.superseded), (1, 1), "{applied:?}");
+    let texts: Vec<(String, String)> = book
+        .notes_for("nq-57-2024")
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.id, n.text))
+        .collect();
+    assert!(
+        texts.contains(&("ahead".into(), "from the tablet".into())),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(&("fresh".into(), "just written".into())),
+        "{texts:?}"
+    );
 }

@@ -44,12 +44,62 @@ pub(crate) fn observe_hlc(tx: &VaultTx<'_>, seen: &Hlc, now_ms: u64) -> Result<(
     Ok(())
 }
 
-fn next_hlc(tx: &VaultTx<'_>, now_secs: u64) -> Result<String> {
-    let last = state_text(tx, "hlc")?.and_then(|t| Hlc::parse(&t));
+/// This device's clock in milliseconds, corrected by the offset to the backend's clock that
+/// the last sync measured (none yet: as it is).
+fn corrected_now_ms(tx: &VaultTx<'_>) -> Result<u64> {
+    let offset: i64 = state_text(tx, "clock_offset_ms")?
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let device_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(device_ms.saturating_add(offset).max(0) as u64)
+}
+
+/// The next clock reading for a change made at `at_ms`. The reading before is kept (clocks
+/// never go back) unless it is more than a day ahead of both `at_ms` and `now_ms`: a clock once
+/// set far ahead, since put right, must not stamp every later change with its future, which
+/// the backend refuses.
+fn tick_at(tx: &VaultTx<'_>, at_ms: u64, now_ms: u64) -> Result<String> {
+    let last = state_text(tx, "hlc")?
+        .and_then(|t| Hlc::parse(&t))
+        .filter(|l| l.wall_ms <= at_ms.max(now_ms).saturating_add(super::hlc::MAX_AHEAD_MS));
     let node = node_id(tx)?;
-    let next = Hlc::tick(last.as_ref(), now_secs.saturating_mul(1000), &node).to_string();
+    let next = Hlc::tick(last.as_ref(), at_ms, &node).to_string();
     tx.put(STATE_COLLECTION, "hlc", &[], next.as_bytes())?;
     Ok(next)
+}
+
+fn next_hlc(tx: &VaultTx<'_>, now_secs: u64) -> Result<String> {
+    let now_ms = corrected_now_ms(tx)?;
+    tick_at(tx, now_secs.saturating_mul(1000), now_ms)
+}
+
+/// Stamps a pending change afresh, with a clock reading at `now_ms` (this device's clock
+/// corrected by the backend's) and a new idempotency key, after the backend refused its clock
+/// as too far ahead (a device clock that was wrong when the change was made): the change is
+/// sent again at the next sync instead of being lost. Its record's version follows.
+pub(crate) fn restamp(tx: &VaultTx<'_>, entry: &OutboxEntry, now_ms: u64) -> Result<()> {
+    // Gone meanwhile (another sync of this vault sent it): nothing to send again.
+    if tx.get(OutboxEntry::COLLECTION, &entry.id())?.is_none() {
+        return Ok(());
+    }
+    let hlc = tick_at(tx, now_ms, now_ms)?;
+    let version = version_id(&entry.collection, &entry.record_id);
+    if tx
+        .get(VERSIONS_COLLECTION, &version)?
+        .is_some_and(|r| r.body == entry.hlc.as_bytes())
+    {
+        tx.put(VERSIONS_COLLECTION, &version, &[], hlc.as_bytes())?;
+    }
+    let idempotency_key = crate::hex::random(16).map_err(|_| VaultError::Io {
+        reason: "system random source failed".into(),
+    })?;
+    tx.put_doc(&OutboxEntry {
+        idempotency_key,
+        hlc,
+        ..entry.clone()
+    })
 }
 
 /// One pending mutation.

@@ -73,7 +73,19 @@ pub fn apply_changes(
                     &outbox::version_id(&c.collection, &c.record_id),
                 )?
                 .and_then(|r| Hlc::parse(&String::from_utf8_lossy(&r.body)));
-            if local.as_ref().is_some_and(|l| l >= incoming) {
+            // A local version more than a day ahead of this device's clock and of the change
+            // was stamped by a clock once set far ahead: it stands against nothing.
+            let stamped_ahead = |l: &Hlc| {
+                l.wall_ms
+                    > now
+                        .saturating_mul(1000)
+                        .max(incoming.wall_ms)
+                        .saturating_add(crate::changes::hlc::MAX_AHEAD_MS)
+            };
+            if local
+                .as_ref()
+                .is_some_and(|l| l >= incoming && !stamped_ahead(l))
+            {
                 out.superseded += 1;
                 continue;
             }

@@ -11,7 +11,12 @@ use std::time::Instant;
 use http::Method;
 
 use super::apply::{self, Applied};
+use std::collections::HashSet;
+
 use super::status::RejectedMutation;
+
+/// The backend's refusal of a change whose clock is more than a day ahead of its own.
+const CLOCK_IN_FUTURE: &str = "clock_in_future";
 use crate::changes::outbox::{self, OutboxEntry, STATE_COLLECTION};
 use crate::changes::{Apply, Collection, Registry};
 use crate::net::protocol::*;
@@ -123,12 +128,18 @@ impl BackendClient {
         // The positions waiting, read once; read again when they are done, for the changes
         // made while this push ran.
         let mut waiting = std::collections::VecDeque::new();
+        // Changes stamped again this run (their clock was far ahead), and those refused again
+        // after it (the backend's clock unknown, the device's still wrong): these wait for the
+        // next sync rather than go round this one for ever.
+        let (mut restamped, mut held_back) = (HashSet::new(), HashSet::new());
         loop {
             if waiting.is_empty() {
                 let v = vault.clone();
                 waiting = blocking(move || Ok(outbox::pending_seqs(&v)?))
                     .await?
-                    .into();
+                    .into_iter()
+                    .filter(|seq| !held_back.contains(seq))
+                    .collect();
                 if waiting.is_empty() {
                     return Ok(());
                 }
@@ -201,32 +212,58 @@ impl BackendClient {
                     detail: "push results do not match the batch".into(),
                 });
             }
-            for r in &response.results {
+            for (r, e) in response.results.iter().zip(&batch) {
                 match &r.outcome {
                     Outcome::Applied => progress.report.pushed += 1,
                     Outcome::Duplicate => progress.report.duplicates += 1,
                     Outcome::Superseded => progress.report.superseded_on_server += 1,
-                    Outcome::Rejected { .. } => progress.report.rejected += 1,
+                    Outcome::Rejected { reason } if reason == CLOCK_IN_FUTURE => {
+                        log::warn!(collection = e.collection.as_str(); "a change stamped by a clock far ahead is stamped again")
+                    }
+                    Outcome::Rejected { .. } => {
+                        progress.report.rejected += 1;
+                        log::warn!(collection = e.collection.as_str(); "the backend refused a change for good");
+                    }
                 }
             }
+            // This device's clock as the backend's (the offset this run measured).
+            let now_ms = (crate::net::now_secs() as i64)
+                .saturating_mul(1000)
+                .saturating_add(run.clock_offset_ms.unwrap_or(0))
+                .max(0) as u64;
+            let mut stamp_again = Vec::new();
             for (r, e) in response.results.iter().zip(&batch) {
-                if matches!(r.outcome, Outcome::Rejected { .. }) {
-                    log::warn!(collection = e.collection.as_str(); "the backend refused a change for good");
+                if matches!(&r.outcome, Outcome::Rejected { reason } if reason == CLOCK_IN_FUTURE) {
+                    if restamped.insert(e.seq) {
+                        stamp_again.push(e.seq);
+                    } else {
+                        held_back.insert(e.seq);
+                    }
                 }
             }
             let v = vault.clone();
             blocking(move || {
                 v.transaction(|tx| {
+                    let mut done = Vec::with_capacity(batch.len());
                     for (r, e) in response.results.iter().zip(&batch) {
-                        if let Outcome::Rejected { reason } = &r.outcome {
-                            tx.put_doc(&RejectedMutation {
+                        match &r.outcome {
+                            // Stamped by a clock that was far ahead: stamped again and sent
+                            // again (once a run), kept either way.
+                            Outcome::Rejected { reason } if reason == CLOCK_IN_FUTURE => {
+                                if stamp_again.contains(&e.seq) {
+                                    outbox::restamp(tx, e, now_ms)?;
+                                }
+                                continue;
+                            }
+                            Outcome::Rejected { reason } => tx.put_doc(&RejectedMutation {
                                 entry: e.clone(),
                                 reason: reason.clone(),
-                            })?;
+                            })?,
+                            _ => {}
                         }
+                        done.push(e.seq);
                     }
-                    let seqs: Vec<u64> = batch.iter().map(|e| e.seq).collect();
-                    outbox::remove(tx, &seqs)
+                    outbox::remove(tx, &done)
                 })?;
                 Ok(())
             })

@@ -1,0 +1,87 @@
+//! A phone whose clock was once far ahead, against the real server: the change it made then is
+//! stamped again and arrives instead of being refused for good, the changes after it are not
+//! stamped with that future, and another device's later edit still reaches it. On SQLite and
+//! (with `THUDO_TEST_POSTGRES`) on PostgreSQL.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::{start_local, vault};
+use thudo_core::changes::outbox;
+use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
+
+const CITIZEN: &str = "001088012345";
+
+fn note(id: &str, text: &str, at: i64) -> DocumentNote {
+    DocumentNote {
+        id: id.into(),
+        document_id: "nq-57-2024".into(),
+        text: text.into(),
+        updated_at: at,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_once_far_ahead_loses_no_change_and_no_later_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let (phone, tablet) = (
+        vault(&dir.path().join("phone")),
+        vault(&dir.path().join("tablet")),
+    );
+    for (v, name) in [(&phone, "phone"), (&tablet, "tablet")] {
+        local
+            .client
+            .sign_in_and_register(v.clone(), name, |n| {
+                local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap();
+    }
+    let sync = |v: &std::sync::Arc<thudo_core::vault::Vault>| {
+        let (client, v) = (&local.client, v.clone());
+        async move { client.sync(v, &common::collections(), None).await.unwrap() }
+    };
+    let now = chrono::Utc::now().timestamp();
+    let book = MemberHandbook::new(&phone);
+    // Written while the phone's clock read two years ahead: refused by the backend for its
+    // clock, stamped again by the backend's clock and sent again, not dropped.
+    let ahead = now + 2 * 365 * 86_400;
+    book.save_note(&note("n1", "from the phone", ahead))
+        .unwrap();
+    let stamped = |v: &std::sync::Arc<thudo_core::vault::Vault>| {
+        v.transaction(outbox::pending)
+            .unwrap()
+            .iter()
+            .map(|e| e.hlc[..10].parse::<i64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stamped(&phone), [ahead]);
+    let first = sync(&phone).await;
+    assert_eq!((first.pushed, first.rejected), (1, 0), "{first:?}");
+    assert!(phone.transaction(outbox::pending).unwrap().is_empty());
+    // The clock put right: the next change is not stamped with that future.
+    book.save_note(&note("n2", "a later note", now)).unwrap();
+    assert!(stamped(&phone)[0] <= now + 60, "{:?}", stamped(&phone));
+    let second = sync(&phone).await;
+    assert_eq!((second.pushed, second.rejected), (1, 0), "{second:?}");
+    // The tablet edits the phone's note afterwards: the phone takes the edit.
+    sync(&tablet).await;
+    MemberHandbook::new(&tablet)
+        .save_note(&note("n1", "from the tablet", now + 60))
+        .unwrap();
+    assert_eq!(sync(&tablet).await.pushed, 1);
+    sync(&phone).await;
+    let texts: Vec<(String, String)> = book
+        .notes_for("nq-57-2024")
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.id, n.text))
+        .collect();
+    assert!(
+        texts.contains(&("n1".into(), "from the tablet".into())),
+        "{texts:?}"
+    );
+    assert!(texts.contains(&("n2".into(), "a later note".into())));
+}
