@@ -85,3 +85,70 @@ async fn a_clock_once_far_ahead_loses_no_change_and_no_later_edit() {
     );
     assert!(texts.contains(&("n2".into(), "a later note".into())));
 }
+
+/// A backup restored on another phone brings the notes and the changes waiting, not the
+/// device: no bearer token (it signs in again) and not its clock (the two never share a node,
+/// whose equal readings would tie).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_backup_signs_in_again_with_a_clock_of_its_own() {
+    use thudo_core::sync::client::{BackendClient, BackendError};
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let phone = vault(&dir.path().join("phone"));
+    let sign_in = |v: std::sync::Arc<thudo_core::vault::Vault>, name: &'static str| {
+        let local = &local;
+        async move {
+            local
+                .client
+                .sign_in_and_register(v, name, |n| {
+                    local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap()
+        }
+    };
+    sign_in(phone.clone(), "phone").await;
+    let now = chrono::Utc::now().timestamp();
+    let book = MemberHandbook::new(&phone);
+    book.save_note(&note("n1", "synced", now)).unwrap();
+    local
+        .client
+        .sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    book.save_note(&note("n2", "waiting", now)).unwrap();
+    let node = |v: &std::sync::Arc<thudo_core::vault::Vault>| {
+        v.transaction(outbox::pending).unwrap()[0]
+            .hlc
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let phone_node = node(&phone);
+    let backup = dir.path().join("backup.thudo");
+    phone.export_backup(&backup, "backup secret").unwrap();
+
+    let other = vault(&dir.path().join("other"));
+    other.import_backup(&backup, "backup secret").unwrap();
+    assert!(BackendClient::registration(&other).unwrap().is_none());
+    assert!(matches!(
+        local
+            .client
+            .sync(other.clone(), &common::collections(), None)
+            .await,
+        Err(BackendError::NotRegistered)
+    ));
+    // Signed in, it sends what waited and edits under a node of its own.
+    sign_in(other.clone(), "other").await;
+    let report = local
+        .client
+        .sync(other.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.pushed + report.duplicates, 1, "{report:?}");
+    MemberHandbook::new(&other)
+        .save_note(&note("n3", "on the other phone", now + 1))
+        .unwrap();
+    assert_ne!(node(&other), phone_node);
+}

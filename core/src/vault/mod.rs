@@ -64,9 +64,19 @@ pub const NOT_RESTORED: &[&str] = &["health.trust_bundle"];
 /// onto another phone; without it, passes restored elsewhere are reported lost for their key
 /// (`KeyLost`), as after a keystore reset. The phone's QR counter and clock offset
 /// (`transit.phone`, `state`) restored from an old backup would count again QRs already shown,
-/// out of step with their times at the backend.
-pub const NOT_BACKED_UP: &[(&str, &str)] =
-    &[("transit.phone", "device_key"), ("transit.phone", "state")];
+/// out of step with their times at the backend. The device's registration with the backend
+/// (`sync.registration`, `device`: its bearer token) would let whoever restores a backup sync
+/// as this device without signing in; its clock's node and reading (`sync.state`, `node`,
+/// `hlc`, `clock_offset_ms`) would make two devices one clock whose equal readings tie. The
+/// restored device signs in again and makes its own.
+pub const NOT_BACKED_UP: &[(&str, &str)] = &[
+    ("transit.phone", "device_key"),
+    ("transit.phone", "state"),
+    ("sync.registration", "device"),
+    ("sync.state", "node"),
+    ("sync.state", "hlc"),
+    ("sync.state", "clock_offset_ms"),
+];
 
 fn backed_up(collection: &str, id: &str) -> bool {
     !NOT_BACKED_UP.contains(&(collection, id))
