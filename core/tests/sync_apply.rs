@@ -113,3 +113,38 @@ fn a_version_stamped_far_ahead_stands_against_nothing() {
         "{texts:?}"
     );
 }
+
+/// A pulled health record is filed by its resource: a change whose id names another record
+/// (sent by a backend that does not refuse it) is skipped, and the record it names is kept.
+#[test]
+fn a_health_record_under_another_records_id_is_skipped() {
+    let (_dir, vault) = common::vault();
+    let records = thudo_core::health::records::synced(None);
+    let change = |record_id: &str, text: &str| Change {
+        collection: "health.records".into(),
+        record_id: record_id.into(),
+        op: "put".into(),
+        payload: json!({"resourceType": "Immunization", "id": "imm-1", "status": "completed",
+                        "note": [{"text": text}]}),
+        hlc: String::new(),
+    };
+    let applied = vault
+        .transaction(|tx| {
+            thudo_core::sync::apply::apply_changes(
+                tx,
+                &records,
+                &[
+                    change("Immunization/imm-1", "the facility's"),
+                    change("Immunization/imm-9", "a replacement"),
+                ],
+                1_790_000_000,
+            )
+        })
+        .unwrap();
+    assert_eq!((applied.applied, applied.skipped), (1, 1), "{applied:?}");
+    let kept = thudo_core::health::records::HealthBook::new(&vault)
+        .get("Immunization/imm-1")
+        .unwrap()
+        .unwrap();
+    assert!(kept.resource.to_string().contains("the facility's"));
+}

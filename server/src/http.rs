@@ -308,13 +308,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// The bearer token of a request, if any.
+/// The bearer token of a request, if any (the scheme's name in any case, as HTTP allows).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
+    let value = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// A new random token (hex), shown once and stored hashed.

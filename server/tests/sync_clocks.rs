@@ -152,3 +152,72 @@ async fn a_restored_backup_signs_in_again_with_a_clock_of_its_own() {
         .unwrap();
     assert_ne!(node(&other), phone_node);
 }
+
+/// What a client written by someone else may send: the scheme `bearer` in any case is read; a
+/// health record filed under an id that is not its resource's (`Type/id`) is refused, so it can
+/// never replace another record (a facility's) on the account's devices; a clock whose counter
+/// is not six digits is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_partys_push_is_read_as_the_protocol_says() {
+    use serde_json::{json, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let phone = vault(&dir.path().join("phone"));
+    local
+        .client
+        .sign_in_and_register(phone.clone(), "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let token = thudo_core::sync::client::BackendClient::registration(&phone)
+        .unwrap()
+        .unwrap()
+        .token;
+    let http = common::http_client();
+    let clock = format!("{:013}-000000-third", chrono::Utc::now().timestamp_millis());
+    let push = |scheme: &str, mutation: Value| {
+        let (http, url, auth) = (http.clone(), local.url.clone(), format!("{scheme} {token}"));
+        async move {
+            let r = http
+                .post(format!("{url}/v1/sync/push"))
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(json!({ "mutations": [mutation] }).to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            (status, body["results"][0].clone())
+        }
+    };
+    let record = |record_id: &str, key: &str| {
+        json!({
+            "idempotency_key": format!("k-{record_id}-{key}"), "seq": 1,
+            "collection": "health.records", "record_id": record_id, "op": "put",
+            "payload": {"resource": {"resourceType": "Immunization", "id": key, "status": "completed"}},
+            "hlc": clock,
+        })
+    };
+    let (status, outcome) = push("bearer", record("Immunization/imm-1", "imm-1")).await;
+    assert_eq!(
+        (status, &outcome["outcome"]),
+        (200, &json!("applied")),
+        "{outcome}"
+    );
+    let (_, outcome) = push("Bearer", record("Immunization/imm-9", "imm-1")).await;
+    assert_eq!(
+        (&outcome["outcome"], &outcome["reason"]),
+        (&json!("rejected"), &json!("record_id_mismatch")),
+        "{outcome}"
+    );
+    let note = json!({
+        "idempotency_key": "k-note", "seq": 2, "collection": "handbook.note",
+        "record_id": "n1", "op": "put",
+        "payload": {"id": "n1", "document_id": "d", "text": "t", "updated_at": 1},
+        "hlc": "1700000000000-+99999-third",
+    });
+    let (_, outcome) = push("BEARER", note).await;
+    assert_eq!(outcome["outcome"], "rejected", "{outcome}");
+}

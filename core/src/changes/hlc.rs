@@ -26,7 +26,10 @@ impl Hlc {
         let wall = parts.next()?;
         let counter = parts.next()?;
         let node = parts.next()?;
-        if wall.len() != 13 || counter.len() != 6 || !wall.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: `u32` parsing takes a leading `+`, which would sort apart from the
+        // clock it reads as.
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if wall.len() != 13 || counter.len() != 6 || !digits(wall) || !digits(counter) {
             return None;
         }
         Some(Hlc {
@@ -69,6 +72,18 @@ impl std::fmt::Display for Hlc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_is_six_digits_and_nothing_else() {
+        assert!(Hlc::parse("1700000000000-099999-n").is_some());
+        for bad in [
+            "1700000000000-+99999-n",
+            "1700000000000- 99999-n",
+            "+700000000000-099999-n",
+        ] {
+            assert_eq!(Hlc::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn strings_sort_like_clocks_and_ticks_never_go_back() {

@@ -299,6 +299,15 @@ fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome>
     if m.op == "put" && m.collection == "health.records" && !m.payload["resource"].is_object() {
         return reject("resource_wrapper_required");
     }
+    // Filed under its own key (`Type/id`) only: under another id it would replace that record
+    // (a facility's) on every device, which files a record by its resource.
+    if m.op == "put"
+        && m.collection == "health.records"
+        && thudo_core::health::fhir::key_of(&m.payload["resource"]).as_deref()
+            != Some(m.record_id.as_str())
+    {
+        return reject("record_id_mismatch");
+    }
     if spec.policy == ConflictPolicy::LastWriterWins {
         let Some(incoming) = Hlc::parse(&m.hlc) else {
             return reject("missing_clock");

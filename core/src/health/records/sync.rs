@@ -149,7 +149,13 @@ pub fn store_pulled(
 /// `health.records` as a device syncs it: a pulled record is stored by [`store_pulled`], its
 /// health-card provenance re-verified against `trust` (this device's trust store).
 pub fn synced(trust: Option<std::sync::Arc<TrustStore>>) -> Collection {
-    Collection::in_vault(SYNCED, move |tx, _id, payload, now| {
+    Collection::in_vault(SYNCED, move |tx, id, payload, now| {
+        // Filed under its own key only: a change whose id names another record (a facility's)
+        // must not replace that one here (a server that does not refuse it may pass it on).
+        let resource = payload.get("resource").unwrap_or(payload);
+        if fhir::key_of(resource).as_deref() != Some(id) {
+            return Ok(false);
+        }
         match store_pulled(tx, payload, trust.as_deref(), now) {
             Ok(stored) => Ok(stored),
             Err(HealthError::Vault(e)) => Err(e),
