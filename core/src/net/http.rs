@@ -66,6 +66,21 @@ pub trait HttpTransport: Send + Sync {
     fn send(&self, request: HttpRequest, max_body: usize) -> HttpFuture<'_>;
 }
 
+/// The time one attempt of an exchange may take: `base` (the configured request timeout),
+/// plus a second per 32 KiB the request carries (a 4 MiB push on a 2G link at 40 KB/s must not
+/// time out on every attempt), doubled on each retry up to four times `base` (a pull page of
+/// several MiB, whose size is known only once it arrives, gets through on a slow link after a
+/// timeout or two).
+pub(crate) fn attempt_timeout(
+    base: std::time::Duration,
+    body_bytes: usize,
+    attempt: u32,
+) -> std::time::Duration {
+    let growth = 1u32 << attempt.saturating_sub(1).min(2);
+    base.saturating_mul(growth)
+        .saturating_add(std::time::Duration::from_secs((body_bytes / 32_768) as u64))
+}
+
 /// The default transport: reqwest on rustls (ring), with the pins and extra roots of the
 /// client's configuration, no redirects.
 #[cfg(feature = "rust-http")]
@@ -122,5 +137,24 @@ impl HttpTransport for Reqwest {
                 body,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn an_attempt_has_time_for_its_body_and_more_after_each_retry() {
+        let base = Duration::from_secs(20);
+        assert_eq!(super::attempt_timeout(base, 0, 1), base);
+        assert_eq!(
+            super::attempt_timeout(base, 4 << 20, 1),
+            Duration::from_secs(20 + 128)
+        );
+        let growth: Vec<u64> = (1..=6)
+            .map(|a| super::attempt_timeout(base, 0, a).as_secs())
+            .collect();
+        assert_eq!(growth, [20, 40, 80, 80, 80, 80]);
     }
 }

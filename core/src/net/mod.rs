@@ -4,12 +4,14 @@
 //! device makes (identity nonce, registration, devices). It knows no domain: the sync engine
 //! ([`crate::sync`]) and each domain's own calls (`crate::transit::backend`) are built on it.
 
+mod cancel;
 mod codes;
 pub mod http;
 pub mod protocol;
 #[cfg(feature = "rust-http")]
 mod tls;
 
+pub use cancel::Cancel;
 pub use http::{HttpFailure, HttpFuture, HttpRequest, HttpResponse, HttpTransport};
 #[cfg(feature = "rust-http")]
 pub use tls::{server_verifier, spki_sha256, tls_config};
@@ -154,83 +156,6 @@ pub enum BackendError {
     /// A store outside the vault (the document library's file) failed.
     #[error("store: {0}")]
     Store(String),
-}
-
-/// Stops one operation without touching the client: cancel it by hand, or give it a deadline
-/// (a background task's time budget). Cancelling drops the operation at its next await: a vault
-/// transaction under way completes (each one is atomic), a request in flight is abandoned, and
-/// a later call starts afresh (pushes are idempotent and cursors move only with what was
-/// applied). Clones share one state.
-#[derive(Clone, Debug)]
-pub struct Cancel {
-    flag: Arc<watch::Sender<bool>>,
-    deadline: Option<Instant>,
-}
-
-impl Default for Cancel {
-    fn default() -> Self {
-        Cancel::new()
-    }
-}
-
-impl Cancel {
-    /// A cancel that fires only when [`Cancel::cancel`] is called.
-    pub fn new() -> Cancel {
-        Cancel {
-            flag: Arc::new(watch::channel(false).0),
-            deadline: None,
-        }
-    }
-
-    /// A cancel that also fires `budget` from now.
-    pub fn with_timeout(budget: Duration) -> Cancel {
-        Cancel {
-            deadline: Instant::now().checked_add(budget),
-            ..Cancel::new()
-        }
-    }
-
-    /// Fires it: the operations it guards stop at their next await.
-    pub fn cancel(&self) {
-        self.flag.send_replace(true);
-    }
-
-    /// Whether it fired or its deadline passed.
-    pub fn is_cancelled(&self) -> bool {
-        *self.flag.borrow() || self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// Completes when it fires or its deadline passes.
-    pub async fn cancelled(&self) {
-        let mut rx = self.flag.subscribe();
-        let fired = async {
-            let _ = rx.wait_for(|c| *c).await;
-        };
-        match self.deadline {
-            Some(d) => {
-                tokio::select! {
-                    _ = fired => {}
-                    _ = tokio::time::sleep_until(d.into()) => {}
-                }
-            }
-            None => fired.await,
-        }
-    }
-
-    /// Runs `work` until it ends or this fires, whichever is first ([`BackendError::Cancelled`]).
-    pub async fn run<T>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, BackendError>>,
-    ) -> Result<T, BackendError> {
-        if self.is_cancelled() {
-            return Err(BackendError::Cancelled);
-        }
-        tokio::select! {
-            biased;
-            _ = self.cancelled() => Err(BackendError::Cancelled),
-            r = work => r,
-        }
-    }
 }
 
 /// A backend call that failed and will be tried again after a delay: what an operation's
@@ -491,7 +416,7 @@ impl BackendClient {
         method: &Method,
         url: &str,
         token: Option<&str>,
-        body: Option<&[u8]>,
+        (body, attempt): (Option<&[u8]>, u32),
         run: &mut Run<'_>,
     ) -> Result<Attempt<T>, BackendError> {
         let mut headers = Vec::with_capacity(5);
@@ -520,7 +445,11 @@ impl BackendClient {
             url: url.to_owned(),
             headers,
             body: body.map(<[u8]>::to_vec),
-            timeout: self.config.request_timeout,
+            timeout: http::attempt_timeout(
+                self.config.request_timeout,
+                body.map_or(0, <[u8]>::len),
+                attempt,
+            ),
         };
         let sent = Instant::now();
         let sent_wall = now_ms();
@@ -612,7 +541,7 @@ impl BackendClient {
         for attempt in 1..=max {
             self.check_open()?;
             let outcome = tokio::select! {
-                r = self.attempt::<T>(&method, &url, token, body.as_deref(), run) => r?,
+                r = self.attempt::<T>(&method, &url, token, (body.as_deref(), attempt), run) => r?,
                 _ = self.cancelled() => return Err(BackendError::ClientClosed),
             };
             let (reason, after) = match outcome {
@@ -960,41 +889,5 @@ mod tests {
             .enable_time()
             .build()
             .unwrap()
-    }
-
-    #[test]
-    fn a_cancel_stops_its_operation_and_only_it() {
-        runtime().block_on(async {
-            let pending = || async {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok::<_, BackendError>(1)
-            };
-            // Fired by hand from elsewhere while the work waits.
-            let cancel = Cancel::new();
-            let firing = cancel.clone();
-            let started = Instant::now();
-            let (r, ()) = tokio::join!(cancel.run(pending()), async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                firing.cancel();
-            });
-            assert!(matches!(r, Err(BackendError::Cancelled)));
-            assert!(started.elapsed() < Duration::from_secs(5));
-            assert!(cancel.is_cancelled());
-            // Once fired, work does not even start.
-            assert!(matches!(
-                cancel.run(async { Ok::<_, BackendError>(2) }).await,
-                Err(BackendError::Cancelled)
-            ));
-            // A deadline fires by itself; work that ends first is not touched.
-            let budget = Cancel::with_timeout(Duration::from_millis(30));
-            assert_eq!(budget.run(async { Ok(3) }).await.unwrap(), 3);
-            assert!(matches!(
-                budget.run(pending()).await,
-                Err(BackendError::Cancelled)
-            ));
-            assert!(budget.is_cancelled());
-            // A new cancel is independent of a fired one.
-            assert_eq!(Cancel::new().run(async { Ok(4) }).await.unwrap(), 4);
-        });
     }
 }
