@@ -45,6 +45,7 @@ pub fn routes() -> OpenApiRouter<SyncState> {
     responses(
         (status = 200, description = "OK", body = PushResponse),
         (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 429, description = "The account pushed 256 MiB of records today (rate_limited, Retry-After: the next UTC day)", body = ErrorBody),
     ),
     security(("device" = [])),
 )]
@@ -72,12 +73,42 @@ async fn push(
             return Err(ApiError::bad("an idempotency key repeats within the batch"));
         }
     }
+    // A day's pushes of one account are bounded (the change log every device of it pulls, and
+    // the backend's disk): past it, the devices come back the next day, and nothing is lost.
+    let bytes: u64 = req
+        .mutations
+        .iter()
+        .map(|m| m.payload.to_string().len() as u64)
+        .sum();
+    let now = chrono::Utc::now().timestamp();
+    let (day, next_day_in) = (now.div_euclid(86_400), 86_400 - now.rem_euclid(86_400));
+    let storage = state.storage.clone();
+    let account = device.account_id.clone();
+    let within = blocking(move || {
+        Ok(storage.spend_push_budget(&account, day, bytes, MAX_PUSH_BYTES_PER_DAY)?)
+    })
+    .await?;
+    if !within {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ServerErrorCode::RateLimited,
+            format!(
+                "this account pushed {MAX_PUSH_BYTES_PER_DAY} bytes today: push again tomorrow"
+            ),
+        )
+        .retry_after(next_day_in as u64));
+    }
     let storage = state.storage.clone();
     let results = blocking(move || Ok(storage.push(&device, &req.mutations)?))
         .await?
         .ok_or_else(|| ApiError::unauthorized("missing or unknown token"))?;
     Ok(Json(PushResponse { results }))
 }
+
+/// The most bytes of records one account may push on one (UTC) day: far more than a citizen's
+/// whole health book (20,000 records of 2 KB are 40 MB), far less than a token's rate allows
+/// (20 pushes a second of 1 MB).
+pub const MAX_PUSH_BYTES_PER_DAY: u64 = 256 << 20;
 
 /// Cursors are opaque to devices: `c2.<scope tag>.<position>.<mark>`. The tag names the scope
 /// the position belongs to: a member moved to another cell (or a vault registered to another

@@ -20,10 +20,12 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
     sqlite: &[
         include_str!("schema/sqlite/0001_base.sql"),
         include_str!("schema/sqlite/0002_publishers.sql"),
+        include_str!("schema/sqlite/0003_push_budget.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_base.sql"),
         include_str!("schema/postgres/0002_publishers.sql"),
+        include_str!("schema/postgres/0003_push_budget.sql"),
     ],
 };
 
@@ -49,6 +51,16 @@ pub trait SyncStore: Send + Sync + 'static {
     /// position's: a database restored from a backup (its numbers counted again, other
     /// changes under them) no longer holds that change there, and the device starts over.
     fn mark_at(&self, scope: &str, collection: &str, at: i64) -> Result<Option<[u8; 6]>>;
+    /// Counts `bytes` against `account_id`'s pushes on `day` (a UTC day number); `false`, and
+    /// nothing counted, when the day's would pass `max_bytes`. Older days of the account are
+    /// dropped.
+    fn spend_push_budget(
+        &self,
+        account_id: &str,
+        day: i64,
+        bytes: u64,
+        max_bytes: u64,
+    ) -> Result<bool>;
     /// Publishes server changes (facilities, the party) to a scope; returns how many.
     fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize>;
     /// Publishes as `publisher` (a facility): all or nothing, and nothing when a record was
@@ -80,6 +92,31 @@ pub fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
 const PULL_READ_ROWS: usize = 32;
 
 impl<E: Engine> SyncStore for SqlStorage<E> {
+    fn spend_push_budget(
+        &self,
+        account_id: &str,
+        day: i64,
+        bytes: u64,
+        max_bytes: u64,
+    ) -> Result<bool> {
+        if bytes > max_bytes {
+            return Ok(false);
+        }
+        self.write(|tx| {
+            tx.exec(
+                "DELETE FROM push_budget WHERE account_id = ?1 AND day < ?2",
+                params![account_id, day],
+            )?;
+            let spent = tx.exec(
+                "INSERT INTO push_budget(account_id, day, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account_id, day) DO UPDATE SET bytes = push_budget.bytes + excluded.bytes
+                 WHERE push_budget.bytes + excluded.bytes <= ?4",
+                params![account_id, day, bytes as i64, max_bytes as i64],
+            )?;
+            Ok(spent == 1)
+        })
+    }
+
     fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Option<Vec<PushResult>>> {
         let scope = format!("acct:{}", device.account_id);
         self.write(|tx| {

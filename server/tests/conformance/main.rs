@@ -61,6 +61,7 @@ macro_rules! conformance {
             use super::*;
             conformance!(@each $open, #[$attr];
                 accounts_and_devices, nonces_are_used_once, the_change_log,
+                a_days_pushes_are_bounded,
                 settings_claim_and_update, validators_enrol_once, the_deny_list_only_grows,
                 riders_entitlements_and_dependants, taps_are_judged_once, gate_taps_make_journeys,
                 locks_out_of_order_are_refused,
@@ -202,6 +203,23 @@ fn mutation(key: &str, collection: &str, id: &str, hlc: &str) -> Mutation {
         payload: json!({"id": id, "text": key}),
         hlc: hlc.into(),
     }
+}
+
+/// An account's pushes are counted by day: past the day's bytes a push is refused and nothing
+/// counted; another account, or the next day, has its own.
+fn a_days_pushes_are_bounded<E: Engine>(s: &SqlStorage<E>) {
+    let spend = |account: &str, day: i64, bytes: u64| {
+        s.spend_push_budget(account, day, bytes, 1_000).unwrap()
+    };
+    assert!(spend("a", 100, 600));
+    assert!(!spend("a", 100, 500), "past the day's");
+    assert!(spend("a", 100, 400), "the refused bytes were not counted");
+    assert!(!spend("a", 100, 1));
+    assert!(spend("b", 100, 1_000), "each account its own");
+    assert!(spend("a", 101, 1_000), "a new day");
+    assert!(!spend("a", 102, 1_001), "more than a day's at once");
+    // An older day, come back (a clock set back): counted afresh, never a refusal for ever.
+    assert!(spend("a", 100, 10));
 }
 
 fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
