@@ -50,6 +50,8 @@ async fn a_clock_once_far_ahead_loses_no_change_and_no_later_edit() {
     let ahead = now + 2 * 365 * 86_400;
     book.save_note(&note("n1", "from the phone", ahead))
         .unwrap();
+    // And a note edited then, and again once the clock was put right: the later edit stands.
+    book.save_note(&note("n0", "first, ahead", ahead)).unwrap();
     let stamped = |v: &std::sync::Arc<thudo_core::vault::Vault>| {
         v.transaction(outbox::pending)
             .unwrap()
@@ -57,15 +59,16 @@ async fn a_clock_once_far_ahead_loses_no_change_and_no_later_edit() {
             .map(|e| e.hlc[..10].parse::<i64>().unwrap())
             .collect::<Vec<_>>()
     };
-    assert_eq!(stamped(&phone), [ahead]);
-    let first = sync(&phone).await;
-    assert_eq!((first.pushed, first.rejected), (1, 0), "{first:?}");
-    assert!(phone.transaction(outbox::pending).unwrap().is_empty());
-    // The clock put right: the next change is not stamped with that future.
+    assert_eq!(stamped(&phone), [ahead, ahead]);
+    // The clock put right: the next changes are not stamped with that future.
+    book.save_note(&note("n0", "then, on time", now)).unwrap();
     book.save_note(&note("n2", "a later note", now)).unwrap();
-    assert!(stamped(&phone)[0] <= now + 60, "{:?}", stamped(&phone));
-    let second = sync(&phone).await;
-    assert_eq!((second.pushed, second.rejected), (1, 0), "{second:?}");
+    let times = stamped(&phone);
+    assert!(times[2..].iter().all(|t| *t <= now + 60), "{times:?}");
+    let first = sync(&phone).await;
+    // n1 stamped again and applied; n0's first edit dropped for its later one; n0 and n2.
+    assert_eq!((first.pushed, first.rejected), (3, 0), "{first:?}");
+    assert!(phone.transaction(outbox::pending).unwrap().is_empty());
     // The tablet edits the phone's note afterwards: the phone takes the edit.
     sync(&tablet).await;
     MemberHandbook::new(&tablet)
@@ -84,6 +87,16 @@ async fn a_clock_once_far_ahead_loses_no_change_and_no_later_edit() {
         "{texts:?}"
     );
     assert!(texts.contains(&("n2".into(), "a later note".into())));
+    let on_tablet: Vec<(String, String)> = MemberHandbook::new(&tablet)
+        .notes_for("nq-57-2024")
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.id, n.text))
+        .collect();
+    assert!(
+        on_tablet.contains(&("n0".into(), "then, on time".into())),
+        "{on_tablet:?}"
+    );
 }
 
 /// A backup restored on another phone brings the notes and the changes waiting, not the
@@ -219,5 +232,9 @@ async fn a_third_partys_push_is_read_as_the_protocol_says() {
         "hlc": "1700000000000-+99999-third",
     });
     let (_, outcome) = push("BEARER", note).await;
-    assert_eq!(outcome["outcome"], "rejected", "{outcome}");
+    assert_eq!(
+        (&outcome["outcome"], &outcome["reason"]),
+        (&json!("rejected"), &json!("missing_clock")),
+        "{outcome}"
+    );
 }

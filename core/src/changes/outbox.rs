@@ -61,9 +61,17 @@ fn corrected_now_ms(tx: &VaultTx<'_>) -> Result<u64> {
 /// set far ahead, since put right, must not stamp every later change with its future, which
 /// the backend refuses.
 fn tick_at(tx: &VaultTx<'_>, at_ms: u64, now_ms: u64) -> Result<String> {
-    let last = state_text(tx, "hlc")?
-        .and_then(|t| Hlc::parse(&t))
-        .filter(|l| l.wall_ms <= at_ms.max(now_ms).saturating_add(super::hlc::MAX_AHEAD_MS));
+    let last = match state_text(tx, "hlc")? {
+        Some(text) => Hlc::parse(&text),
+        // None yet: a new device, or a backup restored onto one (a backup holds no clock).
+        // Its first change goes after every version it holds, as the clock it replaces did.
+        None => tx
+            .list(VERSIONS_COLLECTION)?
+            .iter()
+            .filter_map(|r| Hlc::parse(&String::from_utf8_lossy(&r.body)))
+            .max(),
+    }
+    .filter(|l| l.wall_ms <= at_ms.max(now_ms).saturating_add(super::hlc::MAX_AHEAD_MS));
     let node = node_id(tx)?;
     let next = Hlc::tick(last.as_ref(), at_ms, &node).to_string();
     tx.put(STATE_COLLECTION, "hlc", &[], next.as_bytes())?;
@@ -75,23 +83,38 @@ fn next_hlc(tx: &VaultTx<'_>, now_secs: u64) -> Result<String> {
     tick_at(tx, now_secs.saturating_mul(1000), now_ms)
 }
 
-/// Stamps a pending change afresh, with a clock reading at `now_ms` (this device's clock
-/// corrected by the backend's) and a new idempotency key, after the backend refused its clock
-/// as too far ahead (a device clock that was wrong when the change was made): the change is
-/// sent again at the next sync instead of being lost. Its record's version follows.
-pub(crate) fn restamp(tx: &VaultTx<'_>, entry: &OutboxEntry, now_ms: u64) -> Result<()> {
-    // Gone meanwhile (another sync of this vault sent it): nothing to send again.
-    if tx.get(OutboxEntry::COLLECTION, &entry.id())?.is_none() {
-        return Ok(());
+/// What became of a change the backend refused for a clock far ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Restamped {
+    /// Stamped again: sent again.
+    Again,
+    /// A later edit of its record (here, or pulled) stands: dropped, as the backend would
+    /// have found it superseded.
+    Superseded,
+    /// Gone or changed meanwhile (another sync of this vault): left alone.
+    Gone,
+}
+
+/// Stamps a pending last-writer-wins change afresh, with a clock reading at `now_ms` (this
+/// device's clock corrected by the backend's) and a new idempotency key, after the backend
+/// refused its clock as too far ahead (a device clock that was wrong when the change was
+/// made): the change is sent again instead of being lost. Only while its record's version is
+/// still this change's: stamped now, an older edit would otherwise beat a later one.
+pub(crate) fn restamp(tx: &VaultTx<'_>, entry: &OutboxEntry, now_ms: u64) -> Result<Restamped> {
+    let waiting = tx.get_doc::<OutboxEntry>(&entry.id())?;
+    if waiting.is_none_or(|w| w.idempotency_key != entry.idempotency_key) {
+        return Ok(Restamped::Gone);
     }
-    let hlc = tick_at(tx, now_ms, now_ms)?;
     let version = version_id(&entry.collection, &entry.record_id);
     if tx
         .get(VERSIONS_COLLECTION, &version)?
-        .is_some_and(|r| r.body == entry.hlc.as_bytes())
+        .is_none_or(|r| r.body != entry.hlc.as_bytes())
     {
-        tx.put(VERSIONS_COLLECTION, &version, &[], hlc.as_bytes())?;
+        tx.delete(OutboxEntry::COLLECTION, &entry.id())?;
+        return Ok(Restamped::Superseded);
     }
+    let hlc = tick_at(tx, now_ms, now_ms)?;
+    tx.put(VERSIONS_COLLECTION, &version, &[], hlc.as_bytes())?;
     let idempotency_key = crate::hex::random(16).map_err(|_| VaultError::Io {
         reason: "system random source failed".into(),
     })?;
@@ -99,7 +122,8 @@ pub(crate) fn restamp(tx: &VaultTx<'_>, entry: &OutboxEntry, now_ms: u64) -> Res
         idempotency_key,
         hlc,
         ..entry.clone()
-    })
+    })?;
+    Ok(Restamped::Again)
 }
 
 /// One pending mutation.

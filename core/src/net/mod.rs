@@ -281,6 +281,8 @@ pub(crate) struct Run<'a> {
     /// Sent as `Idempotency-Key` on every attempt of one logical request, so a retried purchase
     /// whose first answer was lost is not made twice.
     pub(crate) idempotency_key: Option<String>,
+    /// The backend asked to come back later than this client waits between tries.
+    pub(crate) deferred: bool,
 }
 
 impl<'a> Run<'a> {
@@ -291,6 +293,7 @@ impl<'a> Run<'a> {
             clock_offset_ms: None,
             best_rtt_ms: None,
             idempotency_key: None,
+            deferred: false,
         }
     }
 
@@ -554,9 +557,16 @@ impl BackendClient {
                     last: reason,
                 });
             }
-            let delay = after
-                .map(|d| d.min(self.config.backoff_max))
-                .unwrap_or_else(|| self.backoff(attempt));
+            // Told to come back later than this client waits between tries: not tried again
+            // sooner than asked.
+            if after.is_some_and(|d| d > self.config.backoff_max) {
+                run.deferred = true;
+                return Err(BackendError::Unavailable {
+                    attempts: attempt,
+                    last: reason,
+                });
+            }
+            let delay = after.unwrap_or_else(|| self.backoff(attempt));
             // The reason is not logged: transport errors name the URL (cursors, device ids) and
             // parse errors may quote the response.
             log::warn!(attempt = attempt, delay_ms = delay.as_millis() as u64; "backend call failed, retrying");

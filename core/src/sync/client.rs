@@ -77,7 +77,15 @@ impl BackendClient {
             observer,
             report: SyncReport::default(),
         };
-        self.push(&vault, &reg, &mut run, &mut progress).await?;
+        match self.push(&vault, &reg, &mut run, &mut progress).await {
+            // The backend asked this device's pushes to wait longer than it retries (the
+            // account's day of pushes is spent): the changes wait in the outbox, and the pulls
+            // go on, so the device still gets everyone else's.
+            Err(BackendError::Unavailable { .. }) if run.deferred => {
+                log::warn!("the backend deferred this device's pushes; pulling")
+            }
+            pushed => pushed?,
+        }
         for collection in collections.iter().filter(|c| c.spec.pullable) {
             if matches!(collection.apply, Apply::Nowhere) {
                 continue;
@@ -251,7 +259,8 @@ impl BackendClient {
                             // again (once a run), kept either way.
                             Outcome::Rejected { reason } if reason == CLOCK_IN_FUTURE => {
                                 if stamp_again.contains(&e.seq) {
-                                    outbox::restamp(tx, e, now_ms)?;
+                                    let what = outbox::restamp(tx, e, now_ms)?;
+                                    log::info!(outcome:? = what; "a change refused for its clock");
                                 }
                                 continue;
                             }
@@ -310,6 +319,10 @@ impl BackendClient {
                 });
             }
             let n = page.changes.len() as u64;
+            // This device's clock as the backend's, for the versions it compares.
+            let now = (now_secs() as i64)
+                .saturating_add(run.clock_offset_ms.unwrap_or(0) / 1000)
+                .max(0) as u64;
             let v = vault.clone();
             let key = cursor_key.clone();
             let next = page.next_cursor.clone();
@@ -320,7 +333,7 @@ impl BackendClient {
                 // with the vault's part, so a crash in between pulls the page again.
                 let outside = apply::apply_outside(&this, &changes).map_err(BackendError::Store)?;
                 let inside = v.transaction(|tx| {
-                    let a = apply::apply_changes(tx, &this, &changes, now_secs())?;
+                    let a = apply::apply_changes(tx, &this, &changes, now)?;
                     tx.put(STATE_COLLECTION, &key, &[], next.as_bytes())?;
                     Ok::<_, VaultError>(a)
                 })?;

@@ -1,0 +1,113 @@
+//! A backend that defers a device's pushes (its account's day of pushes spent: 429 with a
+//! `Retry-After` longer than the client waits between tries): the push is not tried again
+//! sooner than asked, the changes wait in the outbox, and the pulls still bring everyone
+//! else's changes.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use thudo_core::changes::outbox;
+use thudo_core::handbook::member::{DocumentNote, MemberHandbook};
+use thudo_core::sync::client::{
+    BackendClient, BackendConfig, HttpFailure, HttpFuture, HttpRequest, HttpResponse,
+    HttpTransport, Registration,
+};
+
+/// Answers pushes 429 (come back in a day) and pulls of notes with the tablet's note; counts
+/// the pushes.
+struct Deferring {
+    pushes: Mutex<u32>,
+}
+
+impl HttpTransport for Deferring {
+    fn send(&self, request: HttpRequest, _max_body: usize) -> HttpFuture<'_> {
+        Box::pin(async move {
+            let (status, headers, body) = if request.url.ends_with("/v1/sync/push") {
+                *self.pushes.lock().unwrap() += 1;
+                (
+                    429,
+                    vec![("retry-after".to_owned(), "86400".to_owned())],
+                    json!({"error": "rate_limited", "message": "push again tomorrow"}),
+                )
+            } else if request.url.contains("collection=handbook.note&") {
+                let note = json!({"id": "t1", "document_id": "d", "text": "from the tablet",
+                                  "updated_at": 1_790_000_000});
+                let change = json!({"collection": "handbook.note", "record_id": "t1",
+                                    "op": "put", "payload": note,
+                                    "hlc": "1790000000000-000000-tablet"});
+                (
+                    200,
+                    Vec::new(),
+                    json!({"changes": [change], "next_cursor": "c", "has_more": false}),
+                )
+            } else {
+                (
+                    200,
+                    Vec::new(),
+                    json!({"changes": [], "next_cursor": "", "has_more": false}),
+                )
+            };
+            Ok::<_, HttpFailure>(HttpResponse {
+                status,
+                headers,
+                body: serde_json::to_vec(&body).unwrap(),
+            })
+        })
+    }
+}
+
+#[test]
+fn deferred_pushes_wait_and_the_pulls_go_on() {
+    let (_dir, vault) = common::vault();
+    let vault = Arc::new(vault);
+    vault
+        .put_doc(&Registration {
+            device_id: "d-1".into(),
+            account_id: "a-1".into(),
+            token: "t".repeat(64),
+            token_expires_at: None,
+        })
+        .unwrap();
+    MemberHandbook::new(&vault)
+        .save_note(&DocumentNote {
+            id: "n1".into(),
+            document_id: "d".into(),
+            text: "mine".into(),
+            updated_at: 1_790_000_000,
+        })
+        .unwrap();
+    let transport = Arc::new(Deferring {
+        pushes: Mutex::new(0),
+    });
+    let client = BackendClient::with_transport(
+        BackendConfig::new("https://api.example.vn"),
+        transport.clone(),
+    )
+    .unwrap();
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.sync(
+            vault.clone(),
+            &thudo_core::collections::registry(Default::default()),
+            None,
+        ))
+        .unwrap();
+    assert_eq!(
+        *transport.pushes.lock().unwrap(),
+        1,
+        "not tried again sooner than asked"
+    );
+    assert_eq!((report.pushed, report.applied), (0, 1), "{report:?}");
+    assert_eq!(vault.transaction(outbox::pending).unwrap().len(), 1);
+    let notes = MemberHandbook::new(&vault).notes_for("d").unwrap();
+    assert!(
+        notes.iter().any(|n| n.text == "from the tablet"),
+        "{notes:?}"
+    );
+}
