@@ -152,6 +152,22 @@ async fn a_restored_backup_signs_in_again_with_a_clock_of_its_own() {
             .await,
         Err(BackendError::NotRegistered)
     ));
+    // Still this citizen's data: another citizen cannot sign in with it (their account would
+    // get the waiting changes), and nothing is made on their account.
+    let stranger = local
+        .client
+        .sign_in_and_register(other.clone(), "other", |n| {
+            local
+                .idp
+                .id_token("001099000111", n)
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    assert!(
+        matches!(stranger, Err(BackendError::OtherAccount)),
+        "{stranger:?}"
+    );
+    assert!(BackendClient::registration(&other).unwrap().is_none());
     // Signed in, it sends what waited and edits under a node of its own.
     sign_in(other.clone(), "other").await;
     let report = local

@@ -191,6 +191,34 @@ impl Document for Registration {
     }
 }
 
+/// The account a vault's data belongs to, kept beside the registration: a backup holds it (and
+/// not the token), so a vault restored from one still signs in only its own citizen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VaultAccount {
+    account_id: String,
+}
+
+impl Document for VaultAccount {
+    const COLLECTION: &'static str = "sync.registration";
+    fn id(&self) -> String {
+        "account".into()
+    }
+}
+
+/// The account `vault`'s data belongs to: its registration's, else the one kept beside it.
+fn account_of(vault: &Vault) -> Result<Option<String>, BackendError> {
+    let registered = vault
+        .get_doc::<Registration>("device")?
+        .map(|r| r.account_id);
+    let account = match registered.filter(|a| !a.is_empty()) {
+        Some(account) => Some(account),
+        None => vault
+            .get_doc::<VaultAccount>("account")?
+            .map(|a| a.account_id),
+    };
+    Ok(account.filter(|a| !a.is_empty()))
+}
+
 /// The sync client. One per server; share it (`Arc`) and call [`BackendClient::sync`] whenever a
 /// network appears. [`BackendClient::close`] cancels work in flight.
 pub struct BackendClient {
@@ -669,11 +697,8 @@ impl BackendClient {
         // The account the vault's data belongs to goes with the request, so that the backend
         // refuses another citizen's sign-in before it makes a device on their account.
         let v = vault.clone();
-        let held = blocking(move || Self::registration(&v)).await?;
         let mut request = request.clone();
-        request.account_id = held
-            .map(|h| h.account_id)
-            .filter(|account| !account.is_empty());
+        request.account_id = blocking(move || account_of(&v)).await?;
         let r: RegisterResponse = match self.post_without_token("devices", &request).await {
             Err(BackendError::Refused {
                 code: ServerErrorCode::IdentityMismatch,
@@ -692,11 +717,16 @@ impl BackendClient {
             // One vault, one citizen: the same account signs in again at will (a new token);
             // another is refused, so one citizen's outbox and records never reach another's
             // account. (A validator's registration names no account.)
-            let held = Self::registration(&vault)?;
-            if held.is_some_and(|h| !h.account_id.is_empty() && h.account_id != stored.account_id) {
+            if account_of(&vault)?.is_some_and(|held| held != stored.account_id) {
                 return Err(BackendError::OtherAccount);
             }
-            Ok(vault.put_doc(&stored)?)
+            let account = VaultAccount {
+                account_id: stored.account_id.clone(),
+            };
+            Ok(vault.transaction(|tx| {
+                tx.put_doc(&stored)?;
+                tx.put_doc(&account)
+            })?)
         })
         .await?;
         Ok(registration)
@@ -731,10 +761,7 @@ impl BackendClient {
     ) -> Result<ValidatorEnrolmentResponse, BackendError> {
         // Checked before the single-use code is spent, and again when the answer is kept.
         let v = vault.clone();
-        if blocking(move || Self::registration(&v))
-            .await?
-            .is_some_and(|h| !h.account_id.is_empty())
-        {
+        if blocking(move || account_of(&v)).await?.is_some() {
             return Err(BackendError::OtherAccount);
         }
         let r: ValidatorEnrolmentResponse = self.post_without_token("validators", request).await?;
@@ -747,7 +774,7 @@ impl BackendClient {
         blocking(move || {
             // A citizen's vault is not made a validator's: the citizen's registration would be
             // gone, and with it the one-citizen check of `register`.
-            if Self::registration(&vault)?.is_some_and(|h| !h.account_id.is_empty()) {
+            if account_of(&vault)?.is_some() {
                 return Err(BackendError::OtherAccount);
             }
             Ok(vault.put_doc(&registration)?)

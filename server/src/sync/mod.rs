@@ -75,10 +75,12 @@ async fn push(
     }
     // A day's pushes of one account are bounded (the change log every device of it pulls, and
     // the backend's disk): past it, the devices come back the next day, and nothing is lost.
+    // Each mutation counts its record and at least what a change-log row costs beside it (a
+    // delete's payload is `null`, but its row is not nothing).
     let bytes: u64 = req
         .mutations
         .iter()
-        .map(|m| m.payload.to_string().len() as u64)
+        .map(|m| (m.payload.to_string().len() + m.record_id.len() + m.hlc.len()).max(256) as u64)
         .sum();
     let now = chrono::Utc::now().timestamp();
     let (day, next_day_in) = (now.div_euclid(86_400), 86_400 - now.rem_euclid(86_400));
