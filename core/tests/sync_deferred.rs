@@ -88,16 +88,20 @@ fn deferred_pushes_wait_and_the_pulls_go_on() {
         transport.clone(),
     )
     .unwrap();
-    let report = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap()
-        .block_on(client.sync(
-            vault.clone(),
-            &thudo_core::collections::registry(Default::default()),
-            None,
-        ))
         .unwrap();
+    let sync = || {
+        runtime
+            .block_on(client.sync(
+                vault.clone(),
+                &thudo_core::collections::registry(Default::default()),
+                None,
+            ))
+            .unwrap()
+    };
+    let report = sync();
     assert_eq!(
         *transport.pushes.lock().unwrap(),
         1,
@@ -110,4 +114,12 @@ fn deferred_pushes_wait_and_the_pulls_go_on() {
         notes.iter().any(|n| n.text == "from the tablet"),
         "{notes:?}"
     );
+    // The next sync, before the time the backend gave, sends nothing and still pulls.
+    sync();
+    assert_eq!(
+        *transport.pushes.lock().unwrap(),
+        1,
+        "the deferral is remembered"
+    );
+    assert_eq!(vault.transaction(outbox::pending).unwrap().len(), 1);
 }

@@ -124,6 +124,9 @@ async fn a_restored_backup_signs_in_again_with_a_clock_of_its_own() {
     let now = chrono::Utc::now().timestamp();
     let book = MemberHandbook::new(&phone);
     book.save_note(&note("n1", "synced", now)).unwrap();
+    // The old phone's clock ran ten minutes fast: its version of n5 is ahead of now.
+    book.save_note(&note("n5", "ten minutes fast", now + 600))
+        .unwrap();
     local
         .client
         .sync(phone.clone(), &common::collections(), None)
@@ -180,6 +183,42 @@ async fn a_restored_backup_signs_in_again_with_a_clock_of_its_own() {
         .save_note(&note("n3", "on the other phone", now + 1))
         .unwrap();
     assert_ne!(node(&other), phone_node);
+    // Its clock starts after every version it restored: an edit of n5 now is newer than the
+    // old phone's fast one, and the backend takes it.
+    MemberHandbook::new(&other)
+        .save_note(&note("n5", "edited on the new phone", now))
+        .unwrap();
+    let edited = local
+        .client
+        .sync(other.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (edited.pushed, edited.superseded_on_server),
+        (2, 0),
+        "{edited:?}"
+    );
+    // The same backup restored onto a phone signed in as another citizen: its waiting changes
+    // would reach that citizen's account, so the sync is refused.
+    let theirs = vault(&dir.path().join("theirs"));
+    local
+        .client
+        .sign_in_and_register(theirs.clone(), "theirs", |n| {
+            local
+                .idp
+                .id_token("001099000111", n)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    theirs.import_backup(&backup, "backup secret").unwrap();
+    assert!(matches!(
+        local
+            .client
+            .sync(theirs.clone(), &common::collections(), None)
+            .await,
+        Err(BackendError::OtherAccount)
+    ));
 }
 
 /// What a client written by someone else may send: the scheme `bearer` in any case is read; a

@@ -37,11 +37,37 @@ pub(crate) fn observe_hlc(tx: &VaultTx<'_>, seen: &Hlc, now_ms: u64) -> Result<(
     if seen.wall_ms > now_ms.saturating_add(super::hlc::MAX_AHEAD_MS) {
         return Ok(());
     }
-    let last = state_text(tx, "hlc")?.and_then(|t| Hlc::parse(&t));
+    let last = last_reading(tx, now_ms)?;
     if last.as_ref().is_none_or(|l| l < seen) {
         tx.put(STATE_COLLECTION, "hlc", &[], seen.to_string().as_bytes())?;
     }
     Ok(())
+}
+
+/// The clock's last reading, unless more than a day ahead of `limit_ms` (a clock once set far
+/// ahead). None kept yet (a new device, or a backup restored onto one: a backup holds no
+/// clock): the newest version the vault holds within that limit, so the first change goes after
+/// every version, as the clock it replaces did. Read a page at a time, once per vault.
+fn last_reading(tx: &VaultTx<'_>, limit_ms: u64) -> Result<Option<Hlc>> {
+    let within = |h: &Hlc| h.wall_ms <= limit_ms.saturating_add(super::hlc::MAX_AHEAD_MS);
+    if let Some(text) = state_text(tx, "hlc")? {
+        return Ok(Hlc::parse(&text).filter(within));
+    }
+    let (mut after, mut newest) = (0i64, None::<Hlc>);
+    loop {
+        let page = tx.list_page(VERSIONS_COLLECTION, after, 256, false)?;
+        let Some(&(last, _)) = page.last() else {
+            return Ok(newest);
+        };
+        after = last;
+        for (_, r) in &page {
+            if let Some(h) = Hlc::parse(&String::from_utf8_lossy(&r.body)).filter(within) {
+                if newest.as_ref().is_none_or(|n| *n < h) {
+                    newest = Some(h);
+                }
+            }
+        }
+    }
 }
 
 /// This device's clock in milliseconds, corrected by the offset to the backend's clock that
@@ -61,17 +87,7 @@ fn corrected_now_ms(tx: &VaultTx<'_>) -> Result<u64> {
 /// set far ahead, since put right, must not stamp every later change with its future, which
 /// the backend refuses.
 fn tick_at(tx: &VaultTx<'_>, at_ms: u64, now_ms: u64) -> Result<String> {
-    let last = match state_text(tx, "hlc")? {
-        Some(text) => Hlc::parse(&text),
-        // None yet: a new device, or a backup restored onto one (a backup holds no clock).
-        // Its first change goes after every version it holds, as the clock it replaces did.
-        None => tx
-            .list(VERSIONS_COLLECTION)?
-            .iter()
-            .filter_map(|r| Hlc::parse(&String::from_utf8_lossy(&r.body)))
-            .max(),
-    }
-    .filter(|l| l.wall_ms <= at_ms.max(now_ms).saturating_add(super::hlc::MAX_AHEAD_MS));
+    let last = last_reading(tx, at_ms.max(now_ms))?;
     let node = node_id(tx)?;
     let next = Hlc::tick(last.as_ref(), at_ms, &node).to_string();
     tx.put(STATE_COLLECTION, "hlc", &[], next.as_bytes())?;
@@ -88,8 +104,8 @@ fn next_hlc(tx: &VaultTx<'_>, now_secs: u64) -> Result<String> {
 pub(crate) enum Restamped {
     /// Stamped again: sent again.
     Again,
-    /// A later edit of its record (here, or pulled) stands: dropped, as the backend would
-    /// have found it superseded.
+    /// A later edit of its record on this device waits to be sent: dropped, as the backend
+    /// would find it superseded by that edit.
     Superseded,
     /// Gone or changed meanwhile (another sync of this vault): left alone.
     Gone,
@@ -98,22 +114,22 @@ pub(crate) enum Restamped {
 /// Stamps a pending last-writer-wins change afresh, with a clock reading at `now_ms` (this
 /// device's clock corrected by the backend's) and a new idempotency key, after the backend
 /// refused its clock as too far ahead (a device clock that was wrong when the change was
-/// made): the change is sent again instead of being lost. Only while its record's version is
-/// still this change's: stamped now, an older edit would otherwise beat a later one.
+/// made): the change is sent again instead of being lost. Not when a later edit of its record
+/// on this device waits to be sent: stamped now, the older edit would beat it.
 pub(crate) fn restamp(tx: &VaultTx<'_>, entry: &OutboxEntry, now_ms: u64) -> Result<Restamped> {
     let waiting = tx.get_doc::<OutboxEntry>(&entry.id())?;
     if waiting.is_none_or(|w| w.idempotency_key != entry.idempotency_key) {
         return Ok(Restamped::Gone);
     }
-    let version = version_id(&entry.collection, &entry.record_id);
-    if tx
-        .get(VERSIONS_COLLECTION, &version)?
-        .is_none_or(|r| r.body != entry.hlc.as_bytes())
-    {
+    let later = tx.list_docs::<OutboxEntry>()?.into_iter().any(|e| {
+        e.seq > entry.seq && e.collection == entry.collection && e.record_id == entry.record_id
+    });
+    if later {
         tx.delete(OutboxEntry::COLLECTION, &entry.id())?;
         return Ok(Restamped::Superseded);
     }
     let hlc = tick_at(tx, now_ms, now_ms)?;
+    let version = version_id(&entry.collection, &entry.record_id);
     tx.put(VERSIONS_COLLECTION, &version, &[], hlc.as_bytes())?;
     let idempotency_key = crate::hex::random(16).map_err(|_| VaultError::Io {
         reason: "system random source failed".into(),

@@ -297,6 +297,9 @@ fn retry_after(value: Option<&str>) -> Option<Duration> {
     Some(Duration::from_millis(wait.max(0) as u64))
 }
 
+/// A `Retry-After` longer than this (and than the configured longest backoff) ends a call.
+const DEFER_AFTER: Duration = Duration::from_secs(60);
+
 /// One logical operation's bookkeeping: who hears of its retries, how many there were, the
 /// clock offset from its best round trip.
 pub(crate) struct Run<'a> {
@@ -309,8 +312,8 @@ pub(crate) struct Run<'a> {
     /// Sent as `Idempotency-Key` on every attempt of one logical request, so a retried purchase
     /// whose first answer was lost is not made twice.
     pub(crate) idempotency_key: Option<String>,
-    /// The backend asked to come back later than this client waits between tries.
-    pub(crate) deferred: bool,
+    /// The backend asked to come back this much later, longer than this client waits.
+    pub(crate) deferred: Option<Duration>,
 }
 
 impl<'a> Run<'a> {
@@ -321,7 +324,7 @@ impl<'a> Run<'a> {
             clock_offset_ms: None,
             best_rtt_ms: None,
             idempotency_key: None,
-            deferred: false,
+            deferred: None,
         }
     }
 
@@ -585,10 +588,10 @@ impl BackendClient {
                     last: reason,
                 });
             }
-            // Told to come back later than this client waits between tries: not tried again
-            // sooner than asked.
-            if after.is_some_and(|d| d > self.config.backoff_max) {
-                run.deferred = true;
+            // Told to come back later than this client ever waits between tries (and than a
+            // minute: a storage hiccup's few seconds are waited out): not tried sooner.
+            if let Some(d) = after.filter(|d| *d > self.config.backoff_max.max(DEFER_AFTER)) {
+                run.deferred = Some(d);
                 return Err(BackendError::Unavailable {
                     attempts: attempt,
                     last: reason,
@@ -786,6 +789,26 @@ impl BackendClient {
     /// The registration stored in `vault`, if any.
     pub fn registration(vault: &Vault) -> Result<Option<Registration>, BackendError> {
         Ok(vault.get_doc::<Registration>("device")?)
+    }
+
+    /// The registration a sync runs under: refused ([`BackendError::OtherAccount`]) when the
+    /// vault's data belongs to another account (another citizen's backup restored onto it), so
+    /// their waiting changes never reach this account. A vault registered before the account
+    /// was kept beside the registration gets it kept now, so its backups carry it.
+    pub(crate) fn sync_registration(vault: &Vault) -> Result<Option<Registration>, BackendError> {
+        let Some(reg) = Self::registration(vault)?.filter(|r| !r.account_id.is_empty()) else {
+            return Self::registration(vault);
+        };
+        match vault.get_doc::<VaultAccount>("account")? {
+            Some(kept) if kept.account_id != reg.account_id => Err(BackendError::OtherAccount),
+            Some(_) => Ok(Some(reg)),
+            None => {
+                vault.put_doc(&VaultAccount {
+                    account_id: reg.account_id.clone(),
+                })?;
+                Ok(Some(reg))
+            }
+        }
     }
 
     /// A GET or POST with the device's token (transit and other calls outside push/pull).

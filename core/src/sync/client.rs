@@ -17,6 +17,8 @@ use super::status::RejectedMutation;
 
 /// The backend's refusal of a change whose clock is more than a day ahead of its own.
 const CLOCK_IN_FUTURE: &str = "clock_in_future";
+/// When the backend said this device's pushes may come again (unix seconds, `sync.state`).
+const PUSH_AFTER: &str = "push_after";
 use crate::changes::outbox::{self, OutboxEntry, STATE_COLLECTION};
 use crate::changes::{Apply, Collection, Registry};
 use crate::net::protocol::*;
@@ -58,7 +60,7 @@ impl BackendClient {
         self.check_open()?;
         let started = Instant::now();
         let v = vault.clone();
-        let reg = blocking(move || Self::registration(&v))
+        let reg = blocking(move || Self::sync_registration(&v))
             .await?
             .ok_or(BackendError::NotRegistered)?;
         let v = vault.clone();
@@ -77,14 +79,35 @@ impl BackendClient {
             observer,
             report: SyncReport::default(),
         };
-        match self.push(&vault, &reg, &mut run, &mut progress).await {
-            // The backend asked this device's pushes to wait longer than it retries (the
-            // account's day of pushes is spent): the changes wait in the outbox, and the pulls
-            // go on, so the device still gets everyone else's.
-            Err(BackendError::Unavailable { .. }) if run.deferred => {
-                log::warn!("the backend deferred this device's pushes; pulling")
+        // Pushes the backend deferred (the account's day of pushes spent) wait until the time
+        // it gave; pulls go on meanwhile, so the device still gets everyone else's changes.
+        let v = vault.clone();
+        let push_after: i64 = blocking(move || {
+            Ok(v.find(STATE_COLLECTION, PUSH_AFTER)?
+                .and_then(|r| String::from_utf8_lossy(&r.body).parse().ok())
+                .unwrap_or(0))
+        })
+        .await?;
+        if (now_secs() as i64) < push_after {
+            log::info!("pushes deferred by the backend; pulling only");
+        } else {
+            match self.push(&vault, &reg, &mut run, &mut progress).await {
+                Err(BackendError::Unavailable { .. }) if run.deferred.is_some() => {
+                    let until = now_secs().saturating_add(run.deferred.map_or(0, |d| d.as_secs()));
+                    log::warn!("the backend deferred this device's pushes; pulling");
+                    let v = vault.clone();
+                    blocking(move || {
+                        Ok(v.put(
+                            STATE_COLLECTION,
+                            PUSH_AFTER,
+                            &[],
+                            until.to_string().as_bytes(),
+                        )?)
+                    })
+                    .await?;
+                }
+                pushed => pushed?,
             }
-            pushed => pushed?,
         }
         for collection in collections.iter().filter(|c| c.spec.pullable) {
             if matches!(collection.apply, Apply::Nowhere) {
