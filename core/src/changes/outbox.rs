@@ -37,9 +37,14 @@ pub(crate) fn observe_hlc(tx: &VaultTx<'_>, seen: &Hlc, now_ms: u64) -> Result<(
     if seen.wall_ms > now_ms.saturating_add(super::hlc::MAX_AHEAD_MS) {
         return Ok(());
     }
+    let kept = state_text(tx, "hlc")?.is_some();
     let last = last_reading(tx, now_ms)?;
-    if last.as_ref().is_none_or(|l| l < seen) {
-        tx.put(STATE_COLLECTION, "hlc", &[], seen.to_string().as_bytes())?;
+    // Saved when none was kept even if not newer (its version was just stored, so the scan
+    // found it): the next change of a first pull then reads one record, not every version.
+    match last {
+        Some(l) if &l >= seen && kept => {}
+        Some(l) if &l >= seen => tx.put(STATE_COLLECTION, "hlc", &[], l.to_string().as_bytes())?,
+        _ => tx.put(STATE_COLLECTION, "hlc", &[], seen.to_string().as_bytes())?,
     }
     Ok(())
 }
@@ -107,6 +112,9 @@ pub(crate) enum Restamped {
     /// A later edit of its record on this device waits to be sent: dropped, as the backend
     /// would find it superseded by that edit.
     Superseded,
+    /// A pulled change replaced its record here since: left to the caller to set aside (the
+    /// record shows the pulled change; sending this one now would part the two for good).
+    Replaced,
     /// Gone or changed meanwhile (another sync of this vault): left alone.
     Gone,
 }
@@ -114,22 +122,30 @@ pub(crate) enum Restamped {
 /// Stamps a pending last-writer-wins change afresh, with a clock reading at `now_ms` (this
 /// device's clock corrected by the backend's) and a new idempotency key, after the backend
 /// refused its clock as too far ahead (a device clock that was wrong when the change was
-/// made): the change is sent again instead of being lost. Not when a later edit of its record
-/// on this device waits to be sent: stamped now, the older edit would beat it.
+/// made): the change is sent again instead of being lost. Not when its record changed since (a
+/// later edit here, or a pulled change): stamped now, the older edit would beat it.
 pub(crate) fn restamp(tx: &VaultTx<'_>, entry: &OutboxEntry, now_ms: u64) -> Result<Restamped> {
     let waiting = tx.get_doc::<OutboxEntry>(&entry.id())?;
     if waiting.is_none_or(|w| w.idempotency_key != entry.idempotency_key) {
         return Ok(Restamped::Gone);
     }
-    let later = tx.list_docs::<OutboxEntry>()?.into_iter().any(|e| {
-        e.seq > entry.seq && e.collection == entry.collection && e.record_id == entry.record_id
-    });
-    if later {
+    // The record's version says what came after this change: nothing (still its own), a later
+    // edit here (stamped with this device's node), or a pulled change (another node's).
+    let version = version_id(&entry.collection, &entry.record_id);
+    let current = tx
+        .get(VERSIONS_COLLECTION, &version)?
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned());
+    if let Some(current) = current.filter(|c| *c != entry.hlc) {
         tx.delete(OutboxEntry::COLLECTION, &entry.id())?;
-        return Ok(Restamped::Superseded);
+        let node = node_id(tx)?;
+        let here = Hlc::parse(&current).is_some_and(|h| h.node == node);
+        return Ok(if here {
+            Restamped::Superseded
+        } else {
+            Restamped::Replaced
+        });
     }
     let hlc = tick_at(tx, now_ms, now_ms)?;
-    let version = version_id(&entry.collection, &entry.record_id);
     tx.put(VERSIONS_COLLECTION, &version, &[], hlc.as_bytes())?;
     let idempotency_key = crate::hex::random(16).map_err(|_| VaultError::Io {
         reason: "system random source failed".into(),

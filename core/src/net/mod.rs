@@ -597,7 +597,9 @@ impl BackendClient {
                     last: reason,
                 });
             }
-            let delay = after.unwrap_or_else(|| self.backoff(attempt));
+            let delay = after
+                .map(|d| d.min(self.config.backoff_max))
+                .unwrap_or_else(|| self.backoff(attempt));
             // The reason is not logged: transport errors name the URL (cursors, device ids) and
             // parse errors may quote the response.
             log::warn!(attempt = attempt, delay_ms = delay.as_millis() as u64; "backend call failed, retrying");
@@ -796,19 +798,27 @@ impl BackendClient {
     /// their waiting changes never reach this account. A vault registered before the account
     /// was kept beside the registration gets it kept now, so its backups carry it.
     pub(crate) fn sync_registration(vault: &Vault) -> Result<Option<Registration>, BackendError> {
-        let Some(reg) = Self::registration(vault)?.filter(|r| !r.account_id.is_empty()) else {
-            return Self::registration(vault);
-        };
-        match vault.get_doc::<VaultAccount>("account")? {
-            Some(kept) if kept.account_id != reg.account_id => Err(BackendError::OtherAccount),
-            Some(_) => Ok(Some(reg)),
-            None => {
-                vault.put_doc(&VaultAccount {
-                    account_id: reg.account_id.clone(),
-                })?;
-                Ok(Some(reg))
+        // One transaction: a backup restored meanwhile cannot slip its account in between.
+        let checked = vault.transaction(|tx| -> Result<_, VaultError> {
+            let reg = tx.get_doc::<Registration>("device")?;
+            let Some(account) = reg.as_ref().map(|r| r.account_id.clone()) else {
+                return Ok(Ok(reg));
+            };
+            if account.is_empty() {
+                return Ok(Ok(reg));
             }
-        }
+            match tx.get_doc::<VaultAccount>("account")? {
+                Some(kept) if kept.account_id != account => Ok(Err(BackendError::OtherAccount)),
+                Some(_) => Ok(Ok(reg)),
+                None => {
+                    tx.put_doc(&VaultAccount {
+                        account_id: account,
+                    })?;
+                    Ok(Ok(reg))
+                }
+            }
+        })?;
+        checked
     }
 
     /// A GET or POST with the device's token (transit and other calls outside push/pull).

@@ -88,12 +88,17 @@ impl BackendClient {
                 .unwrap_or(0))
         })
         .await?;
-        if (now_secs() as i64) < push_after {
+        // A time more than two days off is not the backend's (a device clock set back since):
+        // pushes go.
+        let now = now_secs() as i64;
+        if now < push_after && push_after - now <= 2 * 86_400 {
             log::info!("pushes deferred by the backend; pulling only");
         } else {
             match self.push(&vault, &reg, &mut run, &mut progress).await {
                 Err(BackendError::Unavailable { .. }) if run.deferred.is_some() => {
-                    let until = now_secs().saturating_add(run.deferred.map_or(0, |d| d.as_secs()));
+                    // At most a day: a clock or a server that says more is not waited for.
+                    let wait = run.deferred.map_or(0, |d| d.as_secs()).min(86_400);
+                    let until = now_secs().saturating_add(wait);
                     log::warn!("the backend deferred this device's pushes; pulling");
                     let v = vault.clone();
                     blocking(move || {
@@ -106,7 +111,14 @@ impl BackendClient {
                     })
                     .await?;
                 }
-                pushed => pushed?,
+                pushed => {
+                    pushed?;
+                    if push_after != 0 {
+                        let v = vault.clone();
+                        blocking(move || Ok(v.delete(STATE_COLLECTION, PUSH_AFTER).map(|_| ())?))
+                            .await?;
+                    }
+                }
             }
         }
         for collection in collections.iter().filter(|c| c.spec.pullable) {
@@ -284,6 +296,13 @@ impl BackendClient {
                                 if stamp_again.contains(&e.seq) {
                                     let what = outbox::restamp(tx, e, now_ms)?;
                                     log::info!(outcome:? = what; "a change refused for its clock");
+                                    // Set aside where the app can see it, never dropped unseen.
+                                    if what == outbox::Restamped::Replaced {
+                                        tx.put_doc(&RejectedMutation {
+                                            entry: e.clone(),
+                                            reason: CLOCK_IN_FUTURE.to_owned(),
+                                        })?;
+                                    }
                                 }
                                 continue;
                             }

@@ -67,8 +67,9 @@ pub const NOT_RESTORED: &[&str] = &["health.trust_bundle"];
 /// out of step with their times at the backend. The device's registration with the backend
 /// (`sync.registration`, `device`: its bearer token) would let whoever restores a backup sync
 /// as this device without signing in; its clock's node and reading (`sync.state`, `node`,
-/// `hlc`, `clock_offset_ms`) would make two devices one clock whose equal readings tie. The
-/// restored device signs in again and makes its own.
+/// `hlc`, `clock_offset_ms`) would make two devices one clock whose equal readings tie, and a
+/// deferral of its pushes (`push_after`) is this device's. The restored device signs in again
+/// and makes its own.
 pub const NOT_BACKED_UP: &[(&str, &str)] = &[
     ("transit.phone", "device_key"),
     ("transit.phone", "state"),
@@ -76,6 +77,7 @@ pub const NOT_BACKED_UP: &[(&str, &str)] = &[
     ("sync.state", "node"),
     ("sync.state", "hlc"),
     ("sync.state", "clock_offset_ms"),
+    ("sync.state", "push_after"),
 ];
 
 fn backed_up(collection: &str, id: &str) -> bool {
