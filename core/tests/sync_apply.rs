@@ -148,3 +148,62 @@ fn a_health_record_under_another_records_id_is_skipped() {
         .unwrap();
     assert!(kept.resource.to_string().contains("the facility's"));
 }
+
+/// A phone with no clock reading kept (a backup restored onto it: backups carry none) whose
+/// first sync pulls an older change: the reading kept is the newest version the phone holds,
+/// not the pulled change's, so the next edit here still goes after every version it holds.
+#[test]
+fn a_first_pull_keeps_the_newest_version_as_the_clock() {
+    use thudo_core::handbook::member::{self, DocumentNote, MemberHandbook};
+    let (_dir, vault) = common::vault();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let book = MemberHandbook::new(&vault);
+    let note = |id: &str, at: i64| DocumentNote {
+        id: id.into(),
+        document_id: "nq-57-2024".into(),
+        text: format!("note {id}"),
+        updated_at: at,
+    };
+    // Written an hour ahead (a clock a little fast): its version is the newest held.
+    book.save_note(&note("fast", now + 3_600)).unwrap();
+    let version = |id: &str| {
+        let body = vault
+            .get("sync.versions", &format!("handbook.note\u{1f}{id}"))
+            .unwrap()
+            .body;
+        String::from_utf8(body).unwrap()
+    };
+    let newest = version("fast");
+    vault.delete("sync.state", "hlc").unwrap();
+    let notes = member::synced()
+        .into_iter()
+        .find(|c| c.spec.name == "handbook.note")
+        .unwrap();
+    let older = Change {
+        collection: "handbook.note".into(),
+        record_id: "pulled".into(),
+        op: "put".into(),
+        payload: serde_json::to_value(note("pulled", now - 3_600)).unwrap(),
+        hlc: format!("{:013}-000000-tablet", (now - 3_600) * 1000),
+    };
+    vault
+        .transaction(|tx| {
+            thudo_core::sync::apply::apply_changes(
+                tx,
+                &notes,
+                std::slice::from_ref(&older),
+                now as u64,
+            )
+        })
+        .unwrap();
+    let kept = vault.get("sync.state", "hlc").unwrap().body;
+    assert_eq!(String::from_utf8(kept).unwrap(), newest);
+    // The next edit, made now (before the fast clock's hour), still goes after it.
+    book.save_note(&note("next", now)).unwrap();
+    let next = version("next");
+    let parse = |h: &str| thudo_core::changes::hlc::Hlc::parse(h).unwrap();
+    assert!(parse(&next) > parse(&newest), "{next} after {newest}");
+}

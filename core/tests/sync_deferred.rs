@@ -62,6 +62,17 @@ impl HttpTransport for Deferring {
 
 #[test]
 fn deferred_pushes_wait_and_the_pulls_go_on() {
+    deferred_pushes_wait_with(None);
+}
+
+/// A client that tries once (or whose last try is told to come back tomorrow) keeps the time
+/// it was given too, and its sync still pulls.
+#[test]
+fn a_deferral_on_the_last_attempt_is_kept() {
+    deferred_pushes_wait_with(Some(1));
+}
+
+fn deferred_pushes_wait_with(max_attempts: Option<u32>) {
     let (_dir, vault) = common::vault();
     let vault = Arc::new(vault);
     vault
@@ -83,11 +94,9 @@ fn deferred_pushes_wait_and_the_pulls_go_on() {
     let transport = Arc::new(Deferring {
         pushes: Mutex::new(0),
     });
-    let client = BackendClient::with_transport(
-        BackendConfig::new("https://api.example.vn"),
-        transport.clone(),
-    )
-    .unwrap();
+    let mut config = BackendConfig::new("https://api.example.vn");
+    config.max_attempts = max_attempts.unwrap_or(config.max_attempts);
+    let client = BackendClient::with_transport(config, transport.clone()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -128,6 +128,9 @@ pub struct ServerConfig {
     /// The oldest library version devices may call with; older ones get 426
     /// `upgrade_required` (`None`: any).
     pub min_client_version: Option<crate::gate::ClientVersion>,
+    /// The most bytes of records one account may push on one UTC day
+    /// ([`crate::sync::MAX_PUSH_BYTES_PER_DAY`]).
+    pub push_bytes_per_day: u64,
 }
 
 impl ServerConfig {
@@ -150,6 +153,7 @@ impl ServerConfig {
                 limits: crate::gate::RateLimits::off(),
                 secrets: Arc::new(ServerSecrets::local()),
                 min_client_version: None,
+                push_bytes_per_day: crate::sync::MAX_PUSH_BYTES_PER_DAY,
             },
             idp,
         ))
@@ -181,6 +185,7 @@ impl AppState {
             sync: SyncState {
                 storage: storage.clone(),
                 devices: storage.clone(),
+                push_bytes_per_day: config.push_bytes_per_day,
             },
             attendance: AttendanceState {
                 store: storage.clone(),

@@ -133,6 +133,11 @@ struct Args {
     /// those from before versions were sent) get 426 `upgrade_required`, told to update.
     #[arg(long, value_parser = parse_version)]
     min_client_version: Option<thudo_server::gate::ClientVersion>,
+    /// The most MiB of records one account may push on one UTC day (past it: 429 until the
+    /// next day; the changes wait on the devices). Retries of changes already taken count
+    /// nothing.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    push_mib_per_day: u64,
 }
 
 fn parse_version(text: &str) -> Result<thudo_server::gate::ClientVersion, String> {
@@ -276,6 +281,7 @@ async fn main() -> anyhow::Result<()> {
                 limits,
                 secrets: secrets.ok_or_else(|| anyhow::anyhow!("--secrets-file is required"))?,
                 min_client_version: args.min_client_version,
+                push_bytes_per_day: args.push_mib_per_day << 20,
             }
         }
         (None, None, true) => {
@@ -289,6 +295,7 @@ async fn main() -> anyhow::Result<()> {
                 limits,
                 secrets: secrets.unwrap_or(local.secrets.clone()),
                 min_client_version: args.min_client_version,
+                push_bytes_per_day: args.push_mib_per_day << 20,
                 ..local
             }
         }

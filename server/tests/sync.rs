@@ -124,6 +124,7 @@ fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
         payments: thudo_server::transit::sales::Payments::sandbox(false),
         limits: thudo_server::gate::RateLimits::off(),
         min_client_version: None,
+        push_bytes_per_day: thudo_server::sync::MAX_PUSH_BYTES_PER_DAY,
     }
 }
 

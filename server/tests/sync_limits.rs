@@ -379,3 +379,261 @@ async fn a_push_goes_in_change_order_batch_by_batch() {
         .unwrap()
         .is_empty());
 }
+
+/// A backend whose accounts may push `bytes_per_day`, on the database `db`.
+async fn start_with_push_budget(db: &str, bytes_per_day: u64) -> common::Local {
+    use thudo_server::transit::fares::FarePolicy;
+    use thudo_server::{AppState, ServerConfig};
+    let storage = thudo_server::open_storage(db).unwrap();
+    let (config, idp) = ServerConfig::local(storage.clone(), FarePolicy::default()).unwrap();
+    let state = AppState::new(ServerConfig {
+        push_bytes_per_day: bytes_per_day,
+        ..config
+    })
+    .unwrap();
+    let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let url = format!("http://{}", running.addr);
+    let client = BackendClient::new(BackendConfig::new(&url)).unwrap();
+    common::Local {
+        storage,
+        state,
+        running,
+        idp,
+        client,
+        url,
+    }
+}
+
+/// An account's day of pushes, spent: the batches that fit are taken, the next is refused
+/// whole though its first change alone would fit (429 until the next UTC day), waits in the
+/// phone's outbox with the time to come back, and the sync goes on; a retry of a change
+/// already taken is answered once the day is spent to the byte, and another account pushes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_pushes_stop_at_the_budget_and_wait_on_the_phone() {
+    use thudo_core::changes::outbox::{self, OutboxEntry};
+    use thudo_server::sync::store::push_cost;
+    // Within two minutes of midnight (UTC) the day's end would come before the client gives
+    // up waiting: start after it.
+    let to_midnight = 86_400 - chrono::Utc::now().timestamp().rem_euclid(86_400);
+    if to_midnight < 120 {
+        tokio::time::sleep(std::time::Duration::from_secs(to_midnight as u64 + 1)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let hlc = format!("{:013}-000000-phone", chrono::Utc::now().timestamp_millis());
+    let mutation = |key: &str, id: &str, text: usize| {
+        serde_json::json!({"idempotency_key": key, "seq": 1,
+            "collection": "handbook.note", "record_id": id, "op": "put",
+            "payload": {"id": id, "document_id": "d", "text": "x".repeat(text), "updated_at": 1},
+            "hlc": hlc})
+    };
+    let cost = |m: &serde_json::Value| {
+        let m: thudo_core::sync::protocol::Mutation = serde_json::from_value(m.clone()).unwrap();
+        push_cost(&m, &m.payload.to_string())
+    };
+    let entry_cost = |e: &OutboxEntry| {
+        let m = thudo_core::sync::protocol::Mutation {
+            idempotency_key: e.idempotency_key.clone(),
+            seq: e.seq,
+            collection: e.collection.clone(),
+            record_id: e.record_id.clone(),
+            op: e.op.clone(),
+            payload: e.payload.clone(),
+            hlc: e.hlc.clone(),
+        };
+        push_cost(&m, &m.payload.to_string())
+    };
+    // The phone's six notes of about 1.6 KB, written before it registers.
+    let phone = vault(&dir.path().join("phone"));
+    let book = MemberHandbook::new(&phone);
+    for i in 0..6 {
+        book.save_note(&note(&format!("n{i}"), 1_500, 1_790_000_000 + i))
+            .unwrap();
+    }
+    let notes: Vec<u64> = phone
+        .transaction(outbox::pending)
+        .unwrap()
+        .iter()
+        .map(entry_cost)
+        .collect();
+    // The day's bytes: a first change by hand, two batches of two, and the fifth note with
+    // 100 bytes to spare (less than the sixth).
+    let early = mutation("early", "e1", 1);
+    let left = notes[4] + 100;
+    assert!(notes[5] > 100 && left >= 256);
+    let budget = cost(&early) + notes[..4].iter().sum::<u64>() + left;
+    let local = start_with_push_budget(&db, budget).await;
+    let mut config = BackendConfig::new(&local.url);
+    config.push_batch = 2;
+    let c = BackendClient::new(config).unwrap();
+    let idp = local.idp.clone();
+    c.sign_in_and_register(phone.clone(), "phone", |n| {
+        idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap();
+    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
+    let push = |m: serde_json::Value| {
+        let body = serde_json::json!({ "mutations": [m] });
+        http_client()
+            .post(format!("{}/v1/sync/push", local.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let outcome = |r: reqwest::Response| async move {
+        assert_eq!(r.status().as_u16(), 200);
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        body["results"][0]["outcome"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(outcome(push(early.clone()).await.unwrap()).await, "applied");
+    let report = c
+        .sync(phone.clone(), &common::collections(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.pushed, 4, "{report:?}");
+    let waiting = phone.transaction(outbox::pending).unwrap();
+    let ids: Vec<&str> = waiting.iter().map(|e| e.record_id.as_str()).collect();
+    assert_eq!(ids, vec!["n4", "n5"], "the refused batch waits, whole");
+    let push_after: i64 = String::from_utf8(phone.get("sync.state", "push_after").unwrap().body)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        push_after > now && push_after <= now + 86_400,
+        "{push_after}"
+    );
+    let account = BackendClient::registration(&phone)
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let held = || {
+        let (changes, _, _) = local
+            .storage
+            .pull(&format!("acct:{account}"), "handbook.note", 0, 100)
+            .unwrap();
+        changes.into_iter().map(|c| c.record_id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        held(),
+        vec!["e1", "n0", "n1", "n2", "n3"],
+        "n4 not taken alone"
+    );
+    // What is left refuses a larger change, with the time to come back, and takes one of
+    // exactly its size; then a key taken before is still answered, and a new one refused.
+    let larger = mutation("larger", "m1", left as usize);
+    assert!(cost(&larger) > left);
+    let r = push(larger).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&wait), "{wait}");
+    let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    // A change's bytes grow one for one with its text, past the least a change counts.
+    let bare = cost(&mutation("fill", "m2", 300)) - 300;
+    let fill = mutation("fill", "m2", (left - bare) as usize);
+    assert_eq!(cost(&fill), left);
+    assert_eq!(outcome(push(fill).await.unwrap()).await, "applied");
+    assert_eq!(outcome(push(early).await.unwrap()).await, "duplicate");
+    assert_eq!(
+        push(mutation("late", "m3", 1))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        429
+    );
+    assert_eq!(held().len(), 6);
+
+    // Another citizen's account has its own day.
+    let other = vault(&dir.path().join("other"));
+    c.sign_in_and_register(other.clone(), "other", |n| {
+        idp.id_token("001088054321", n).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap();
+    MemberHandbook::new(&other)
+        .save_note(&note("o1", 100, 1_790_000_000))
+        .unwrap();
+    let report = c.sync(other, &common::collections(), None).await.unwrap();
+    assert_eq!(report.pushed, 1, "{report:?}");
+    local.running.stop().await;
+}
+
+/// A push that fails half-way (the database refuses its second change, as a full disk or a
+/// killed connection would) leaves nothing: neither its first change, nor its key, nor its
+/// bytes counted against the day. The same changes sent again are applied, within the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_fails_half_way_leaves_nothing_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = start_with_push_budget(&db, 3_000).await;
+    let phone = vault(&dir.path().join("phone"));
+    let idp = local.idp.clone();
+    local
+        .client
+        .sign_in_and_register(phone.clone(), "phone", |n| {
+            idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let token = BackendClient::registration(&phone).unwrap().unwrap().token;
+    let hlc = format!("{:013}-000000-phone", chrono::Utc::now().timestamp_millis());
+    let mutation = |id: &str| {
+        serde_json::json!({"idempotency_key": format!("key-{id}"), "seq": 1,
+            "collection": "handbook.note", "record_id": id, "op": "put",
+            "payload": {"id": id, "document_id": "d", "text": "x".repeat(1_000), "updated_at": 1},
+            "hlc": hlc})
+    };
+    let push = |ids: &[&str]| {
+        let body =
+            serde_json::json!({"mutations": ids.iter().map(|id| mutation(id)).collect::<Vec<_>>()});
+        http_client()
+            .post(format!("{}/v1/sync/push", local.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let (fail, mend) = if db.starts_with("postgres") {
+        (
+            "CREATE FUNCTION fail_boom() RETURNS trigger AS $$ BEGIN
+               IF NEW.record_id = 'boom' THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW;
+             END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER fail_boom BEFORE INSERT ON changes
+               FOR EACH ROW EXECUTE FUNCTION fail_boom();",
+            "DROP TRIGGER fail_boom ON changes; DROP FUNCTION fail_boom();",
+        )
+    } else {
+        (
+            "CREATE TRIGGER fail_boom BEFORE INSERT ON changes WHEN NEW.record_id = 'boom'
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            "DROP TRIGGER fail_boom;",
+        )
+    };
+    common::tamper(&db, fail);
+    let r = push(&["a", "boom"]).await.unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    common::tamper(&db, mend);
+    // Were `a` or the failed push's bytes kept, `a` would come back `duplicate`, or the day's
+    // 3,000 bytes would not take the two again (2,200 counted before, 2,200 now).
+    let r = push(&["a", "boom"]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let outcomes: Vec<&str> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["applied", "applied"], "{answer}");
+    local.running.stop().await;
+}

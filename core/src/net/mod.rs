@@ -582,16 +582,17 @@ impl BackendClient {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Retry { reason, after } => (reason, after),
             };
-            if attempt == max {
+            // Told to come back later than this client ever waits between tries (and than a
+            // minute: a storage hiccup's few seconds are waited out): not tried sooner. Also
+            // on the last attempt, so the time asked is kept.
+            if let Some(d) = after.filter(|d| *d > self.config.backoff_max.max(DEFER_AFTER)) {
+                run.deferred = Some(d);
                 return Err(BackendError::Unavailable {
                     attempts: attempt,
                     last: reason,
                 });
             }
-            // Told to come back later than this client ever waits between tries (and than a
-            // minute: a storage hiccup's few seconds are waited out): not tried sooner.
-            if let Some(d) = after.filter(|d| *d > self.config.backoff_max.max(DEFER_AFTER)) {
-                run.deferred = Some(d);
+            if attempt == max {
                 return Err(BackendError::Unavailable {
                     attempts: attempt,
                     last: reason,

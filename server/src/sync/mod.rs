@@ -19,7 +19,7 @@ use crate::devices::authenticate;
 use crate::devices::store::DeviceStore;
 use crate::http::{blocking, query_params, valid_id, ApiError, ApiResult, JsonBody};
 use crate::storage::sha256;
-use store::SyncStore;
+use store::{PushBudget, Pushed, SyncStore};
 
 /// What the sync routes need.
 #[derive(Clone)]
@@ -28,6 +28,9 @@ pub struct SyncState {
     pub storage: Arc<dyn SyncStore>,
     /// Devices, to authenticate the caller.
     pub devices: Arc<dyn DeviceStore>,
+    /// The most bytes of records one account may push on one UTC day
+    /// ([`MAX_PUSH_BYTES_PER_DAY`] by default).
+    pub push_bytes_per_day: u64,
 }
 
 /// The routes: `/v1/sync/push`, `/v1/sync/pull`.
@@ -45,7 +48,7 @@ pub fn routes() -> OpenApiRouter<SyncState> {
     responses(
         (status = 200, description = "OK", body = PushResponse),
         (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
-        (status = 429, description = "The account pushed 256 MiB of records today (rate_limited, Retry-After: the next UTC day)", body = ErrorBody),
+        (status = 429, description = "The account's keys new today would pass its bytes for the day, 256 MiB by default: nothing applied (rate_limited, Retry-After: the next UTC day)", body = ErrorBody),
     ),
     security(("device" = [])),
 )]
@@ -75,39 +78,35 @@ async fn push(
     }
     // A day's pushes of one account are bounded (the change log every device of it pulls, and
     // the backend's disk): past it, the devices come back the next day, and nothing is lost.
-    // Each mutation counts its record and at least what a change-log row costs beside it (a
-    // delete's payload is `null`, but its row is not nothing).
-    let bytes: u64 = req
-        .mutations
-        .iter()
-        .map(|m| (m.payload.to_string().len() + m.record_id.len() + m.hlc.len()).max(256) as u64)
-        .sum();
+    // Counted in the push's transaction, for the keys new to the account only: a retry whose
+    // answer was lost always gets its answer.
     let now = chrono::Utc::now().timestamp();
     let (day, next_day_in) = (now.div_euclid(86_400), 86_400 - now.rem_euclid(86_400));
+    let budget = PushBudget {
+        day,
+        max_bytes: state.push_bytes_per_day,
+    };
     let storage = state.storage.clone();
-    let account = device.account_id.clone();
-    let within = blocking(move || {
-        Ok(storage.spend_push_budget(&account, day, bytes, MAX_PUSH_BYTES_PER_DAY)?)
-    })
-    .await?;
-    if !within {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ServerErrorCode::RateLimited,
-            format!(
-                "this account pushed {MAX_PUSH_BYTES_PER_DAY} bytes today: push again tomorrow"
-            ),
-        )
-        .retry_after(next_day_in as u64));
-    }
-    let storage = state.storage.clone();
-    let results = blocking(move || Ok(storage.push(&device, &req.mutations)?))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("missing or unknown token"))?;
+    let results = match blocking(move || Ok(storage.push(&device, &req.mutations, budget)?)).await?
+    {
+        Pushed::Done(results) => results,
+        Pushed::Revoked => return Err(ApiError::unauthorized("missing or unknown token")),
+        Pushed::OverBudget => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ServerErrorCode::RateLimited,
+                format!(
+                    "this account pushed its {} bytes for today: push again tomorrow",
+                    budget.max_bytes
+                ),
+            )
+            .retry_after(next_day_in as u64))
+        }
+    };
     Ok(Json(PushResponse { results }))
 }
 
-/// The most bytes of records one account may push on one (UTC) day: far more than a citizen's
+/// The most bytes of records one account may push on one (UTC) day, by default: far more than a citizen's
 /// whole health book (20,000 records of 2 KB are 40 MB), far less than a token's rate allows
 /// (20 pushes a second of 1 MB).
 pub const MAX_PUSH_BYTES_PER_DAY: u64 = 256 << 20;

@@ -21,19 +21,23 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("schema/sqlite/0001_base.sql"),
         include_str!("schema/sqlite/0002_publishers.sql"),
         include_str!("schema/sqlite/0003_push_budget.sql"),
+        include_str!("schema/sqlite/0004_mutation_digest.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_base.sql"),
         include_str!("schema/postgres/0002_publishers.sql"),
         include_str!("schema/postgres/0003_push_budget.sql"),
+        include_str!("schema/postgres/0004_mutation_digest.sql"),
     ],
 };
 
 /// The change log.
 pub trait SyncStore: Send + Sync + 'static {
-    /// Applies a batch of mutations from a device, exactly once per idempotency key; `None`
-    /// (nothing applied) when the device was revoked after it was authenticated.
-    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Option<Vec<PushResult>>>;
+    /// Applies a batch of mutations from a device (idempotency keys unique within it), exactly
+    /// once per idempotency key, and counts the keys new to the account against its `budget`
+    /// for the day: all of the batch, or nothing when the day's would pass it
+    /// ([`Pushed::OverBudget`]) or the device was revoked after it was authenticated.
+    fn push(&self, device: &Device, mutations: &[Mutation], budget: PushBudget) -> Result<Pushed>;
     /// Changes of `collection` in `scope` after position `after`, at most `limit`; returns them,
     /// the position of the last one, and whether more are waiting.
     fn pull(
@@ -51,21 +55,85 @@ pub trait SyncStore: Send + Sync + 'static {
     /// position's: a database restored from a backup (its numbers counted again, other
     /// changes under them) no longer holds that change there, and the device starts over.
     fn mark_at(&self, scope: &str, collection: &str, at: i64) -> Result<Option<[u8; 6]>>;
-    /// Counts `bytes` against `account_id`'s pushes on `day` (a UTC day number); `false`, and
-    /// nothing counted, when the day's would pass `max_bytes`. Older days of the account are
-    /// dropped.
-    fn spend_push_budget(
-        &self,
-        account_id: &str,
-        day: i64,
-        bytes: u64,
-        max_bytes: u64,
-    ) -> Result<bool>;
     /// Publishes server changes (facilities, the party) to a scope; returns how many.
     fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize>;
     /// Publishes as `publisher` (a facility): all or nothing, and nothing when a record was
     /// published by another publisher before ([`Published::NotYours`]).
     fn publish_as(&self, scope: &str, changes: &[Change], publisher: &str) -> Result<Published>;
+}
+
+/// An account's allowance of pushed bytes for one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushBudget {
+    /// The UTC day number (unix seconds / 86,400).
+    pub day: i64,
+    /// The most bytes the account's pushes may count on that day.
+    pub max_bytes: u64,
+}
+
+/// What [`SyncStore::push`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// Each mutation's outcome, in the batch's order.
+    Done(Vec<PushResult>),
+    /// The device was revoked after it was authenticated: nothing applied.
+    Revoked,
+    /// The keys new to the account would pass its day's budget: nothing applied or counted.
+    OverBudget,
+}
+
+/// What one mutation counts against its account's day: its record and at least what a
+/// change-log row costs beside it (a delete's payload is `null`, but its row is not nothing).
+/// A key sent again (a retry whose answer was lost) counts nothing.
+pub fn push_cost(m: &Mutation, payload_text: &str) -> u64 {
+    (payload_text.len() + m.record_id.len() + m.hlc.len()).max(256) as u64
+}
+
+/// What a key was first sent with: the same key with other content is refused.
+fn content_digest(m: &Mutation, payload_text: &str) -> String {
+    let text = format!(
+        "{}\0{}\0{}\0{}\0{payload_text}",
+        m.collection, m.record_id, m.op, m.hlc
+    );
+    thudo_core::hex::encode(&crate::storage::sha256(text.as_bytes()))
+}
+
+/// What the first pass of a push found of one mutation.
+enum Planned<'a> {
+    /// Its key was answered before: that answer again.
+    Seen(String),
+    /// Its key was first sent with other content.
+    Reused,
+    /// A key new to the account: its payload serialized and its digest.
+    New(&'a str, &'a str),
+}
+
+/// Counts `bytes` against `account_id`'s pushes on `budget`'s day; `false`, and nothing
+/// counted, when the day's would pass the budget. The day's first push is taken whatever its
+/// size (a batch over a small budget would otherwise be refused every day, for ever, and its
+/// device never get past it). Older days of the account are dropped.
+fn spend_push_budget(
+    tx: &mut dyn Tx,
+    account_id: &str,
+    budget: PushBudget,
+    bytes: u64,
+) -> Result<bool> {
+    tx.exec(
+        "DELETE FROM push_budget WHERE account_id = ?1 AND day < ?2",
+        params![account_id, budget.day],
+    )?;
+    let spent = tx.exec(
+        "INSERT INTO push_budget(account_id, day, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (account_id, day) DO UPDATE SET bytes = push_budget.bytes + excluded.bytes
+         WHERE push_budget.bytes + excluded.bytes <= ?4",
+        params![
+            account_id,
+            budget.day,
+            bytes as i64,
+            budget.max_bytes as i64
+        ],
+    )?;
+    Ok(spent == 1)
 }
 
 /// What [`SyncStore::publish_as`] did.
@@ -80,10 +148,32 @@ pub enum Published {
 /// Appends to a scope's change log. The scope's lock is held from before the change takes its
 /// sequence until the transaction ends, so changes of one scope commit in sequence order.
 pub fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
+    let payload = c.payload.to_string();
+    append_text(
+        tx,
+        scope,
+        &c.collection,
+        &c.record_id,
+        &c.op,
+        &payload,
+        &c.hlc,
+    )
+}
+
+/// [`append`] with the payload already serialized.
+fn append_text(
+    tx: &mut dyn Tx,
+    scope: &str,
+    collection: &str,
+    record_id: &str,
+    op: &str,
+    payload: &str,
+    hlc: &str,
+) -> Result<()> {
     tx.lock(Lock::Scope(scope))?;
     tx.exec(
         "INSERT INTO changes(scope, collection, record_id, op, payload, hlc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![scope, &c.collection, &c.record_id, &c.op, c.payload.to_string(), &c.hlc],
+        params![scope, collection, record_id, op, payload, hlc],
     )?;
     Ok(())
 }
@@ -92,36 +182,21 @@ pub fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
 const PULL_READ_ROWS: usize = 32;
 
 impl<E: Engine> SyncStore for SqlStorage<E> {
-    fn spend_push_budget(
-        &self,
-        account_id: &str,
-        day: i64,
-        bytes: u64,
-        max_bytes: u64,
-    ) -> Result<bool> {
-        if bytes > max_bytes {
-            return Ok(false);
-        }
-        self.write(|tx| {
-            tx.exec(
-                "DELETE FROM push_budget WHERE account_id = ?1 AND day < ?2",
-                params![account_id, day],
-            )?;
-            let spent = tx.exec(
-                "INSERT INTO push_budget(account_id, day, bytes) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account_id, day) DO UPDATE SET bytes = push_budget.bytes + excluded.bytes
-                 WHERE push_budget.bytes + excluded.bytes <= ?4",
-                params![account_id, day, bytes as i64, max_bytes as i64],
-            )?;
-            Ok(spent == 1)
-        })
-    }
-
-    fn push(&self, device: &Device, mutations: &[Mutation]) -> Result<Option<Vec<PushResult>>> {
+    fn push(&self, device: &Device, mutations: &[Mutation], budget: PushBudget) -> Result<Pushed> {
         let scope = format!("acct:{}", device.account_id);
+        // Serialized and hashed once, before the lock (a 16 MiB batch takes a while).
+        let contents: Vec<(String, String)> = mutations
+            .iter()
+            .map(|m| {
+                let text = m.payload.to_string();
+                let digest = content_digest(m, &text);
+                (text, digest)
+            })
+            .collect();
         self.write(|tx| {
-            // One push per account at a time: the idempotency check, the clock comparison and
-            // the append see every earlier push of the account, whichever instance took it.
+            // One push per account at a time: the idempotency check, the budget, the clock
+            // comparison and the append see every earlier push of the account, whichever
+            // instance took it.
             tx.lock(Lock::Scope(&scope))?;
             // A revocation tells the account under this lock: one that committed while this
             // push waited (for a worker, for the lock) is seen here, and the push lands nowhere.
@@ -132,46 +207,80 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                 )?
                 .is_none()
             {
-                return Ok(None);
+                return Ok(Pushed::Revoked);
+            }
+            // First what each key is: answered before (free), or new (counted), so the day's
+            // budget is checked once for the batch before anything is applied.
+            let mut planned = Vec::with_capacity(mutations.len());
+            let mut cost = 0u64;
+            let mut in_batch = std::collections::HashMap::new();
+            for (m, (text, digest)) in mutations.iter().zip(&contents) {
+                // A key twice in one batch (the handler refuses it; a direct caller may not):
+                // the second is the first's retry, or another change under its key.
+                if let Some(first) = in_batch.insert(m.idempotency_key.as_str(), digest) {
+                    planned.push(if first == digest {
+                        Planned::Seen("duplicate".to_owned())
+                    } else {
+                        Planned::Reused
+                    });
+                    continue;
+                }
+                let seen = tx.row(
+                    "SELECT outcome, digest FROM mutations WHERE account_id = ?1 AND idempotency_key = ?2",
+                    params![&device.account_id, &m.idempotency_key],
+                )?;
+                planned.push(match seen {
+                    Some(row) => match row.opt_text(1)? {
+                        Some(first) if first != *digest => Planned::Reused,
+                        _ => Planned::Seen(row.text(0)?),
+                    },
+                    None => {
+                        cost = cost.saturating_add(push_cost(m, text));
+                        Planned::New(text, digest)
+                    }
+                });
+            }
+            if cost > 0 && !spend_push_budget(tx, &device.account_id, budget, cost)? {
+                return Ok(Pushed::OverBudget);
             }
             let mut results = Vec::with_capacity(mutations.len());
-            for m in mutations {
-                let seen = tx
-                    .row(
-                        "SELECT outcome FROM mutations WHERE account_id = ?1 AND idempotency_key = ?2",
-                        params![&device.account_id, &m.idempotency_key],
-                    )?
-                    .map(|r| r.text(0))
-                    .transpose()?;
-                let outcome = if let Some(seen) = seen {
+            for (m, plan) in mutations.iter().zip(planned) {
+                let outcome = match plan {
                     // A retry whose answer was lost gets the first answer: a refusal stays a
                     // refusal (the device keeps it in `sync.rejected`), never a silent success.
-                    match seen.strip_prefix("rejected") {
+                    Planned::Seen(seen) => match seen.strip_prefix("rejected") {
                         Some(reason) => Outcome::Rejected {
                             reason: reason.strip_prefix(':').unwrap_or("rejected").to_owned(),
                         },
                         None => Outcome::Duplicate,
+                    },
+                    // Another change under a key already used (a client that reuses keys):
+                    // answering the first's outcome would tell it this one was applied.
+                    Planned::Reused => Outcome::Rejected {
+                        reason: "idempotency_key_reused".to_owned(),
+                    },
+                    Planned::New(text, digest) => {
+                        let outcome = apply_mutation(tx, &scope, m, text)?;
+                        let tag = match &outcome {
+                            Outcome::Applied => "applied".to_owned(),
+                            Outcome::Superseded => "superseded".to_owned(),
+                            Outcome::Rejected { reason } => format!("rejected:{reason}"),
+                            Outcome::Duplicate => "duplicate".to_owned(),
+                        };
+                        tx.exec(
+                            "INSERT INTO mutations(account_id, idempotency_key, outcome, digest)
+                             VALUES (?1, ?2, ?3, ?4)",
+                            params![&device.account_id, &m.idempotency_key, tag, digest],
+                        )?;
+                        outcome
                     }
-                } else {
-                    let outcome = apply_mutation(tx, &scope, m)?;
-                    let tag = match &outcome {
-                        Outcome::Applied => "applied".to_owned(),
-                        Outcome::Superseded => "superseded".to_owned(),
-                        Outcome::Rejected { reason } => format!("rejected:{reason}"),
-                        Outcome::Duplicate => "duplicate".to_owned(),
-                    };
-                    tx.exec(
-                        "INSERT INTO mutations(account_id, idempotency_key, outcome) VALUES (?1, ?2, ?3)",
-                        params![&device.account_id, &m.idempotency_key, tag],
-                    )?;
-                    outcome
                 };
                 results.push(PushResult {
                     idempotency_key: m.idempotency_key.clone(),
                     outcome,
                 });
             }
-            Ok(Some(results))
+            Ok(Pushed::Done(results))
         })
     }
 
@@ -303,8 +412,14 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
     }
 }
 
-/// Applies one new mutation in the account's scope under its collection's policy.
-fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome> {
+/// Applies one new mutation in the account's scope under its collection's policy (its payload
+/// serialized as `payload_text`).
+fn apply_mutation(
+    tx: &mut dyn Tx,
+    scope: &str,
+    m: &Mutation,
+    payload_text: &str,
+) -> Result<Outcome> {
     let reject = |reason: &str| {
         Ok(Outcome::Rejected {
             reason: reason.to_owned(),
@@ -328,7 +443,7 @@ fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome>
     if m.op == "put" && !m.payload.is_object() {
         return reject("payload_not_an_object");
     }
-    if m.payload.to_string().len() > protocol::MAX_RECORD_BYTES {
+    if payload_text.len() > protocol::MAX_RECORD_BYTES {
         return reject("record_too_large");
     }
     // A bare resource in the health book is what a facility publishes: a device's record must
@@ -372,16 +487,55 @@ fn apply_mutation(tx: &mut dyn Tx, scope: &str, m: &Mutation) -> Result<Outcome>
          ON CONFLICT(scope, collection, record_id) DO UPDATE SET hlc = excluded.hlc",
         params![scope, &m.collection, &m.record_id, &m.hlc],
     )?;
-    append(
+    append_text(
         tx,
         scope,
-        &Change {
-            collection: m.collection.clone(),
-            record_id: m.record_id.clone(),
-            op: m.op.clone(),
-            payload: m.payload.clone(),
-            hlc: m.hlc.clone(),
-        },
+        &m.collection,
+        &m.record_id,
+        &m.op,
+        payload_text,
+        &m.hlc,
     )?;
     Ok(Outcome::Applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key's digest is the content as the backend reads it: key order and spacing do not
+    /// change it, a number's text does. Fixed here, so a change of the JSON library's
+    /// settings (kept key order, number parsing) cannot silently refuse every retry sent
+    /// across an upgrade.
+    #[test]
+    fn a_keys_digest_is_fixed() {
+        let read = |json: &str| -> Mutation { serde_json::from_str(json).unwrap() };
+        let m = read(
+            r#"{"idempotency_key": "k", "seq": 1, "collection": "handbook.note",
+                "record_id": "n1", "op": "put", "hlc": "1790000000000-000000-phone",
+                "payload": {"text": "Hà Nội", "id": "n1", "weight": 1.50}}"#,
+        );
+        let text = m.payload.to_string();
+        assert_eq!(text, r#"{"id":"n1","text":"Hà Nội","weight":1.50}"#);
+        assert_eq!(
+            content_digest(&m, &text),
+            "05665f9e6a77a253110f7244e23939504b6313db49a3684322ca10701301d55c"
+        );
+        let spaced = read(
+            r#"{"idempotency_key":"k","seq":1,"collection":"handbook.note","record_id":"n1",
+                "op":"put","hlc":"1790000000000-000000-phone",
+                "payload":{ "weight":1.50 ,"id":"n1","text":"H\u00e0 N\u1ed9i"}}"#,
+        );
+        let spaced_text = spaced.payload.to_string();
+        assert_eq!(
+            content_digest(&spaced, &spaced_text),
+            content_digest(&m, &text)
+        );
+        let other_number = read(&serde_json::to_string(&m).unwrap().replace("1.50", "1.5"));
+        let other_text = other_number.payload.to_string();
+        assert_ne!(
+            content_digest(&other_number, &other_text),
+            content_digest(&m, &text)
+        );
+    }
 }

@@ -9,8 +9,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod sales;
+mod sync;
 use common::citizen_key;
 use sales::*;
+use sync::*;
 
 use serde_json::json;
 use thudo_core::sync::protocol::{Change, Mutation, Outcome};
@@ -61,7 +63,7 @@ macro_rules! conformance {
             use super::*;
             conformance!(@each $open, #[$attr];
                 accounts_and_devices, nonces_are_used_once, the_change_log,
-                a_days_pushes_are_bounded,
+                a_days_pushes_are_bounded, a_key_is_bound_to_its_content,
                 settings_claim_and_update, validators_enrol_once, the_deny_list_only_grows,
                 riders_entitlements_and_dependants, taps_are_judged_once, gate_taps_make_journeys,
                 locks_out_of_order_are_refused,
@@ -190,156 +192,6 @@ fn nonces_are_used_once<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(
         s.consume_nonce(&[3; 32], 60).unwrap(),
         NonceOutcome::Unknown
-    );
-}
-
-fn mutation(key: &str, collection: &str, id: &str, hlc: &str) -> Mutation {
-    Mutation {
-        idempotency_key: key.into(),
-        seq: 1,
-        collection: collection.into(),
-        record_id: id.into(),
-        op: "put".into(),
-        payload: json!({"id": id, "text": key}),
-        hlc: hlc.into(),
-    }
-}
-
-/// An account's pushes are counted by day: past the day's bytes a push is refused and nothing
-/// counted; another account, or the next day, has its own.
-fn a_days_pushes_are_bounded<E: Engine>(s: &SqlStorage<E>) {
-    let spend = |account: &str, day: i64, bytes: u64| {
-        s.spend_push_budget(account, day, bytes, 1_000).unwrap()
-    };
-    assert!(spend("a", 100, 600));
-    assert!(!spend("a", 100, 500), "past the day's");
-    assert!(spend("a", 100, 400), "the refused bytes were not counted");
-    assert!(!spend("a", 100, 1));
-    assert!(spend("b", 100, 1_000), "each account its own");
-    assert!(spend("a", 101, 1_000), "a new day");
-    assert!(!spend("a", 102, 1_001), "more than a day's at once");
-    // An older day, come back (a clock set back): counted afresh, never a refusal for ever.
-    assert!(spend("a", 100, 10));
-}
-
-fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
-    let phone = device(s, CITIZEN, 1);
-    let now = chrono::Utc::now().timestamp_millis();
-    let hlc = |ms: i64| format!("{ms:013}-000000-phone");
-    let first = s
-        .push(&phone, &[mutation("k1", "handbook.note", "n1", &hlc(now))])
-        .unwrap()
-        .unwrap();
-    assert_eq!(first[0].outcome, Outcome::Applied);
-    let again = s
-        .push(&phone, &[mutation("k1", "handbook.note", "n1", &hlc(now))])
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        again[0].outcome,
-        Outcome::Duplicate,
-        "one key, applied once"
-    );
-    let older = s
-        .push(
-            &phone,
-            &[mutation("k2", "handbook.note", "n1", &hlc(now - 1000))],
-        )
-        .unwrap()
-        .unwrap();
-    assert_eq!(older[0].outcome, Outcome::Superseded, "last writer wins");
-    let unknown = s
-        .push(&phone, &[mutation("k3", "nope", "x", &hlc(now))])
-        .unwrap()
-        .unwrap();
-    assert!(matches!(unknown[0].outcome, Outcome::Rejected { .. }));
-    let scope = format!("acct:{}", phone.account_id);
-    let published: Vec<Change> = (0..3)
-        .map(|i| Change {
-            collection: "handbook.note".into(),
-            record_id: format!("p{i}"),
-            op: "put".into(),
-            payload: json!({"id": i}),
-            hlc: String::new(),
-        })
-        .collect();
-    assert_eq!(s.publish(&scope, &published).unwrap(), 3);
-    let (page, cursor, more) = s.pull(&scope, "handbook.note", 0, 2).unwrap();
-    assert_eq!((page.len(), more), (2, true));
-    assert_eq!(page[0].record_id, "n1");
-    let (rest, end, more) = s.pull(&scope, "handbook.note", cursor, 10).unwrap();
-    let ids: Vec<&str> = rest.iter().map(|c| c.record_id.as_str()).collect();
-    assert_eq!((ids, more), (vec!["p1", "p2"], false));
-    let (none, same, _) = s.pull(&scope, "handbook.note", end, 10).unwrap();
-    assert!(none.is_empty());
-    assert_eq!(same, end, "a cursor at the end stays there");
-    let (other, _, _) = s.pull("acct:someone-else", "handbook.note", 0, 10).unwrap();
-    assert!(other.is_empty(), "scopes are apart");
-    // Each position's mark names its change: another position's differs, none past the end or
-    // in another scope or collection.
-    let mark = |scope: &str, collection: &str, at: i64| s.mark_at(scope, collection, at).unwrap();
-    assert!(mark(&scope, "handbook.note", cursor).is_some());
-    assert_ne!(
-        mark(&scope, "handbook.note", cursor),
-        mark(&scope, "handbook.note", end)
-    );
-    assert_eq!(mark(&scope, "handbook.note", end + 1_000), None);
-    assert_eq!(mark("acct:someone-else", "handbook.note", end), None);
-    assert_eq!(mark(&scope, "health.records", end), None);
-    // Pages across the rows a pull reads at once: every change once, in order, `more` exact.
-    let many: Vec<Change> = (0..100)
-        .map(|i| Change {
-            record_id: format!("m{i:03}"),
-            ..published[0].clone()
-        })
-        .collect();
-    s.publish("acct:many", &many).unwrap();
-    for limit in [1, 31, 32, 33, 64, 99, 100, 1000] {
-        let (mut seen, mut cursor, mut pages) = (Vec::new(), 0, 0);
-        loop {
-            let (page, next, more) = s.pull("acct:many", "handbook.note", cursor, limit).unwrap();
-            assert!(page.len() <= limit as usize);
-            seen.extend(page.into_iter().map(|c| c.record_id));
-            (cursor, pages) = (next, pages + 1);
-            if !more {
-                break;
-            }
-        }
-        let expected: Vec<String> = (0..100).map(|i| format!("m{i:03}")).collect();
-        assert_eq!(seen, expected, "limit {limit}");
-        assert_eq!(pages, 100usize.div_ceil(limit as usize), "limit {limit}");
-    }
-    // What waits, for a progress bar: counted after a position, up to a cap, in one scope.
-    assert_eq!(s.remaining(&scope, "handbook.note", 0, 100).unwrap(), 4);
-    assert_eq!(
-        s.remaining(&scope, "handbook.note", 0, 3).unwrap(),
-        3,
-        "capped"
-    );
-    assert_eq!(
-        s.remaining(&scope, "handbook.note", cursor, 100).unwrap(),
-        2
-    );
-    assert_eq!(s.remaining(&scope, "handbook.note", end, 100).unwrap(), 0);
-    assert_eq!(
-        s.remaining("acct:someone-else", "handbook.note", 0, 100)
-            .unwrap(),
-        0
-    );
-    assert_eq!(s.remaining(&scope, "health.records", 0, 100).unwrap(), 0);
-    // A push authenticated before its device was revoked, and run after: it lands nowhere.
-    let before = s.pull(&scope, "handbook.note", 0, 100).unwrap().0.len();
-    s.revoke_device(&phone.account_id, &phone.id, 20, |_, _, _| Ok(0))
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        s.push(&phone, &[mutation("k4", "handbook.note", "n4", &hlc(now))])
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        s.pull(&scope, "handbook.note", 0, 100).unwrap().0.len(),
-        before
     );
 }
 
