@@ -471,3 +471,64 @@ fn months_no_rule_prices_are_listed_and_an_exempt_member_owes_nothing_in_them() 
         .unwrap();
     assert_eq!(s.unpriced.len(), 1);
 }
+
+/// The step and its direction are data (rounding is unconfirmed in the official text): down,
+/// to the nearest (a half up) or up, each on the exact share (the fraction of a VND a 1%
+/// share leaves counts), and again after a reduction.
+#[test]
+fn amounts_round_to_the_step_the_data_names() {
+    let json = include_str!("../src/handbook/fees/regulations.json");
+    let with = |step: u64, mode: &str| {
+        let text = json.replace(
+            "\"step_vnd\": 1,",
+            &format!("\"step_vnd\": {step}, \"mode\": \"{mode}\","),
+        );
+        FeeRules::from_json(text.as_bytes()).unwrap()
+    };
+    let due = |rules: &FeeRules, salary: u64, reduction: u8| {
+        let situation = FeeSituation {
+            relief: (reduction > 0).then(|| Relief::Reduction {
+                percent: reduction,
+                from: ym("2026-03"),
+                months: 12,
+            }),
+            ..FeeSituation::new(FeeBasis::SocialInsuranceSalary, salary)
+        };
+        let a = rules.assess(&situation, ym("2026-03")).unwrap();
+        (a.base_vnd, a.due_vnd)
+    };
+    // 1% of 9,876,543 is 98,765.43 VND.
+    assert_eq!(due(&with(1_000, "down"), 9_876_543, 0), (98_000, 98_000));
+    assert_eq!(due(&with(1_000, "nearest"), 9_876_543, 0), (99_000, 99_000));
+    assert_eq!(due(&with(1_000, "up"), 9_876_543, 0), (99_000, 99_000));
+    // Just under half a step, and a half exactly.
+    assert_eq!(due(&with(1_000, "nearest"), 9_849_999, 0).0, 98_000);
+    assert_eq!(due(&with(1_000, "nearest"), 9_850_000, 0).0, 99_000);
+    // To the VND, the fraction counts: 98,765.5 is 98,766 to the nearest, 98,765 down.
+    assert_eq!(due(&with(1, "nearest"), 9_876_550, 0).0, 98_766);
+    assert_eq!(due(&with(1, "down"), 9_876_550, 0).0, 98_765);
+    assert_eq!(due(&with(1, "up"), 9_876_501, 0).0, 98_766);
+    // A step's multiple stays as it is, whichever way.
+    for mode in ["down", "nearest", "up"] {
+        assert_eq!(due(&with(1_000, mode), 10_000_000, 0), (100_000, 100_000));
+    }
+    // A 30% reduction of 99,000 is 69,300: rounded again.
+    assert_eq!(
+        due(&with(1_000, "nearest"), 9_876_543, 30),
+        (99_000, 69_000)
+    );
+    assert_eq!(due(&with(1_000, "up"), 9_876_543, 30), (99_000, 70_000));
+    assert_eq!(due(&with(1_000, "down"), 9_876_543, 30), (98_000, 68_000));
+    // The shipped data says nothing of the direction: down, as before.
+    assert_eq!(
+        due(FeeRules::official().unwrap(), 9_876_543, 0),
+        (98_765, 98_765)
+    );
+    // A direction the library does not know is refused when loaded, not read as down.
+    let unknown = json.replacen(
+        "\"step_vnd\": 1,",
+        "\"step_vnd\": 1, \"mode\": \"bankers\",",
+        1,
+    );
+    assert!(FeeRules::from_json(unknown.as_bytes()).is_err());
+}

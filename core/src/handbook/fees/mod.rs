@@ -221,13 +221,46 @@ pub struct RuleLine {
     pub income_is_social_insurance_salary: bool,
 }
 
-/// How an amount is rounded: down to a multiple of `step_vnd`.
+/// How an amount is rounded: to a multiple of `step_vnd`, in the direction `mode` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rounding {
-    /// The step (1 = to the VND).
+    /// The step (1 = to the VND, 1000 = to the thousand).
     pub step_vnd: u64,
+    /// Which way (down when the data does not say).
+    #[serde(default)]
+    pub mode: RoundingMode,
     /// Whether confirmed against the official text.
     pub confirmed: bool,
+}
+
+/// Which way an amount goes to its step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundingMode {
+    /// Down: a member is never asked for more than the share.
+    #[default]
+    Down,
+    /// To the nearest step, a half up ("làm tròn").
+    Nearest,
+    /// Up.
+    Up,
+}
+
+/// An amount's exact value in ten-thousandths of a VND (a share in basis points of an amount
+/// in VND is exact in these), so rounding sees the fraction a division would drop.
+const EXACT: u128 = 10_000;
+
+impl Rounding {
+    /// `exact` (in [`EXACT`] units of a VND) to the step, in VND.
+    fn apply(self, exact: u128) -> u64 {
+        let step = u128::from(self.step_vnd.max(1)) * EXACT;
+        let steps = match self.mode {
+            RoundingMode::Down => exact / step,
+            RoundingMode::Nearest => (exact + step / 2) / step,
+            RoundingMode::Up => exact.div_ceil(step),
+        };
+        u64::try_from(steps * u128::from(self.step_vnd.max(1))).unwrap_or(u64::MAX)
+    }
 }
 
 /// The rules of one regulation, in force from a month until the next schedule.
@@ -567,10 +600,11 @@ impl FeeRules {
                 })
             }
         };
-        let step = schedule.rounding.step_vnd;
-        let base_vnd = raw / step * step;
+        let base_vnd = schedule.rounding.apply(raw);
         let relief_percent = relief_percent(situation.relief, month)?;
-        let due_vnd = base_vnd.saturating_mul(u64::from(100 - relief_percent)) / 100 / step * step;
+        let due_vnd = schedule
+            .rounding
+            .apply(u128::from(base_vnd) * u128::from(100 - relief_percent) * (EXACT / 100));
         let mut rule = line.map_or_else(
             || {
                 format!(
@@ -600,12 +634,13 @@ impl FeeRules {
         })
     }
 
+    /// What `line` asks, exactly (in [`EXACT`] units of a VND), before rounding.
     fn amount(
         &self,
         line: &RuleLine,
         situation: &FeeSituation,
         month: YearMonth,
-    ) -> Result<u64, FeeError> {
+    ) -> Result<u128, FeeError> {
         let percent_of_income = |basis_points: u32| {
             // A set amount where this regulation knows only a share of income (342-QĐ/TW's
             // fixed amounts abroad): not modelled, so the month is unpriced, not the run refused.
@@ -620,7 +655,7 @@ impl FeeRules {
                     situation.basis
                 )));
             }
-            Ok(situation.income_vnd.saturating_mul(u64::from(basis_points)) / 10_000)
+            Ok(u128::from(situation.income_vnd) * u128::from(basis_points))
         };
         let set_amount = |min_vnd: u64, max_vnd: u64| match situation.set_amount_vnd {
             None => Err(invalid(format!(
@@ -630,16 +665,16 @@ impl FeeRules {
             Some(amount) if !(min_vnd..=max_vnd).contains(&amount) => Err(invalid(format!(
                 "the amount set must be {min_vnd}-{max_vnd} VND, not {amount}"
             ))),
-            Some(amount) => Ok(amount),
+            Some(amount) => Ok(u128::from(amount) * EXACT),
         };
         match line.rule {
             FeeRule::Percent { basis_points } => percent_of_income(basis_points),
-            FeeRule::Fixed { vnd } => Ok(vnd),
+            FeeRule::Fixed { vnd } => Ok(u128::from(vnd) * EXACT),
             FeeRule::SetByCell {
                 min_vnd,
                 max_vnd,
                 share_percent,
-            } => Ok(set_amount(min_vnd, max_vnd)?.saturating_mul(u64::from(share_percent)) / 100),
+            } => Ok(set_amount(min_vnd, max_vnd)? * u128::from(share_percent) / 100),
             FeeRule::MinimumWageShare { basis_points } => {
                 let region = situation.region.ok_or_else(|| {
                     invalid("a share of the minimum wage needs the cell's wage region")
@@ -649,7 +684,7 @@ impl FeeRules {
                         .ok_or_else(|| FeeError::NoRule {
                             what: format!("the regional minimum wage in {month}"),
                         })?;
-                Ok(wage.saturating_mul(u64::from(basis_points)) / 10_000)
+                Ok(u128::from(wage) * u128::from(basis_points))
             }
             FeeRule::PercentOrSetByCell {
                 basis_points,
