@@ -228,6 +228,21 @@ impl AppState {
         &self.transit.secrets
     }
 
+    /// One round of asking the payment provider at `query_url` about the orders whose
+    /// notification never came, as instance `me` at `now` ([`transit::follow_up`]); `None` when
+    /// another instance has the round. The server runs one every few minutes when its
+    /// provider has a query URL; tests and operators' tools call it at will.
+    pub async fn follow_up_payments(
+        &self,
+        query_url: &str,
+        me: &str,
+        now: i64,
+    ) -> Result<Option<transit::follow_up::FollowUp>, ApiError> {
+        let http = crate::http::outbound_client(query_url, std::time::Duration::from_secs(10))
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        transit::follow_up::follow_up_payments(&self.transit, &http, query_url, me, now).await
+    }
+
     /// Settles an order through the sandbox gateway (a test or demo server): it notifies this
     /// server as the provider would. `None` without a sandbox or such an order.
     pub async fn settle_in_sandbox(
@@ -457,6 +472,14 @@ pub async fn start(state: AppState, addr: SocketAddr) -> anyhow::Result<Running>
             }
         }
     });
+    // Orders whose payment notification never came are asked about at the provider, by one
+    // instance a round.
+    let follow_up = state.transit.payments.query_url.clone().map(|url| {
+        tokio::spawn(transit::follow_up::keep_following_up(
+            state.transit.clone(),
+            url,
+        ))
+    });
     let task = tokio::spawn(async move {
         let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
         let _ = axum::serve(listener, service)
@@ -465,6 +488,9 @@ pub async fn start(state: AppState, addr: SocketAddr) -> anyhow::Result<Running>
             })
             .await;
         settler.abort();
+        if let Some(follow_up) = follow_up {
+            follow_up.abort();
+        }
     });
     Ok(Running {
         addr,

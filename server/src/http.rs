@@ -266,6 +266,34 @@ impl ApiError {
     }
 }
 
+/// A client for the backend's own calls out (identity providers' keys, the payment provider's
+/// query API): `url` must be `https` (Mozilla's roots, rustls on ring), or `http` on the
+/// loopback address (tests); no redirects; each call at most `timeout`.
+pub(crate) fn outbound_client(
+    url: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<reqwest::Client> {
+    let parsed = reqwest::Url::parse(url)?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    anyhow::ensure!(
+        parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback),
+        "{url} must be https"
+    );
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    })
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
 /// Whether text holds a control character (NUL among them: PostgreSQL's text refuses it, so
 /// such input is refused at the door on every engine alike).
 pub(crate) fn has_control(text: &str) -> bool {

@@ -118,25 +118,7 @@ impl JwksSource {
     /// Keys fetched from `uri` now, and kept current from there. `https` only, except on
     /// the loopback address (tests).
     pub async fn fetched(uri: &str) -> anyhow::Result<JwksSource> {
-        let parsed = reqwest::Url::parse(uri)?;
-        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        anyhow::ensure!(
-            parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback),
-            "the JWKS URI must be https"
-        );
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = crate::http::outbound_client(uri, std::time::Duration::from_secs(10))?;
         let (keys, age) = fetch_jwks(&client, uri).await?;
         Ok(JwksSource {
             inner: Arc::new(JwksInner {

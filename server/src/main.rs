@@ -108,6 +108,12 @@ struct Args {
     /// Where the buyer's browser returns after paying (the app's page; it proves nothing).
     #[arg(long, default_value = "https://thudo.invalid/paid")]
     vnpay_return_url: String,
+    /// VNPAY's query API (`querydr`), where the backend asks every 5 minutes about orders
+    /// whose payment notification never came (the terminal's
+    /// `https://…/merchant_webapi/api/transaction`, production or sandbox). Without it, a lost
+    /// notification leaves the order waiting until an operator settles it from the portal.
+    #[arg(long, requires = "vnpay_tmn_code")]
+    vnpay_query_url: Option<String>,
     /// Instead of a real provider: a sandbox gateway that pays every order as soon as it is
     /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only: it
     /// needs `--test-identity-provider`, so no deployment with real citizens gives passes away.
@@ -217,6 +223,22 @@ async fn main() -> anyhow::Result<()> {
                 )),
                 sandbox: None,
                 auto_pay: false,
+                query_url: match &args.vnpay_query_url {
+                    Some(url) => {
+                        anyhow::ensure!(
+                            url.starts_with("https://"),
+                            "--vnpay-query-url must be https"
+                        );
+                        Some(url.clone())
+                    }
+                    None => {
+                        eprintln!(
+                            "warning: no --vnpay-query-url: a payment whose notification is lost \
+                             waits for an operator"
+                        );
+                        None
+                    }
+                },
             }
         }
         (None, true) => {

@@ -8,7 +8,8 @@ use std::path::Path;
 /// Top-level modules by layer, lowest first; modules of one layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     &["storage"],
-    &["http", "payments", "secrets", "jwt", "schema"],
+    &["http", "payments", "secrets", "schema"],
+    &["jwt"],
     &["operators"],
     &["devices"],
     &["sync"],

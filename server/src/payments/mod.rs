@@ -7,6 +7,10 @@
 //! notification (IPN) the one to trust. [`vnpay::Sandbox`] is the gateway's side of the same
 //! protocol, for tests and the demo: it reads a checkout the way the gateway does and signs
 //! the notification the gateway would send.
+//!
+//! A notification can be lost (the provider gives up retrying, the backend was down for its
+//! retries): the provider's query API asks what became of an order ([`OrderQuery`]), and its
+//! signed answer ([`QueryAnswer::Known`]) is recorded as the notification would have been.
 
 pub mod vnpay;
 
@@ -68,6 +72,10 @@ pub enum NotificationError {
     /// Signed, or not, but not a notification this merchant can read.
     #[error("malformed notification: {0}")]
     Malformed(String),
+    /// The provider refused the merchant's question (its code: our signature or terminal
+    /// refused, a question asked twice, the provider's own error).
+    #[error("the provider refused the query ({0})")]
+    Refused(String),
 }
 
 /// What the merchant answers a notification, in the terms every provider has.
@@ -88,6 +96,32 @@ pub enum Acknowledgement {
     Error,
 }
 
+/// What the merchant asks the provider about one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderQuery<'a> {
+    /// The merchant's order reference.
+    pub order_id: &'a str,
+    /// When the order (its checkout) was made (unix seconds).
+    pub created_at: i64,
+    /// When the question is asked (unix seconds).
+    pub now: i64,
+    /// This question's own id (random: the provider refuses one asked twice in a day).
+    pub request_id: &'a str,
+}
+
+/// The provider's answer about one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryAnswer {
+    /// Signed: how the order's last transaction ended, to record as its notification.
+    Known(Notification),
+    /// The provider holds no transaction of the order: the buyer never paid (final once the
+    /// checkout is over).
+    NotFound,
+    /// A transaction under way, or in a state this merchant leaves to the operator (a refund
+    /// at the provider): nothing to record yet.
+    NothingYet,
+}
+
 /// A payment provider: where the buyer pays, and how its notifications read and are answered.
 pub trait PaymentProvider: Send + Sync {
     /// The provider's name in routes and the ledger (`vnpay`).
@@ -98,4 +132,13 @@ pub trait PaymentProvider: Send + Sync {
     fn read_notification(&self, query: &str) -> Result<Notification, NotificationError>;
     /// The body the provider expects in answer (HTTP 200 whatever it says).
     fn acknowledge(&self, ack: Acknowledgement) -> serde_json::Value;
+    /// The JSON body to POST to the provider's query API asking what became of an order.
+    fn query_request(&self, query: &OrderQuery<'_>) -> serde_json::Value;
+    /// Reads the provider's answer about `order_id`: a result changes nothing unless its
+    /// signature checks and it is about that order, for this merchant.
+    fn read_query_answer(
+        &self,
+        order_id: &str,
+        body: &[u8],
+    ) -> Result<QueryAnswer, NotificationError>;
 }

@@ -4,12 +4,17 @@
 //! Signing: the `vnp_` parameters except `vnp_SecureHash` and `vnp_SecureHashType`, sorted by
 //! name, form-encoded (`key=value` joined by `&`, spaces as `+`), HMAC-SHA512 under the
 //! merchant's secret, hex. Amounts are VND × 100; dates `yyyyMMddHHmmss` in Hanoi time.
+//!
+//! The query API (`querydr`, a JSON POST to `merchant_webapi/api/transaction`) signs
+//! otherwise: its fields' values joined by `|` in the order the API names them
+//! ([`QUERY_SIGNED`], [`ANSWER_SIGNED`]; a field absent is empty), HMAC-SHA512, hex.
 
 use ring::hmac;
 use zeroize::Zeroizing;
 
 use super::{
-    Acknowledgement, Checkout, Notification, NotificationError, PaymentProvider, PaymentResult,
+    Acknowledgement, Checkout, Notification, NotificationError, OrderQuery, PaymentProvider,
+    PaymentResult, QueryAnswer,
 };
 
 /// Hanoi's offset from UTC: VNPAY's dates are local.
@@ -114,6 +119,99 @@ fn vnpay_date(unix: i64) -> String {
         .to_string()
 }
 
+/// The fields of a query request, in the order its signature joins them.
+pub const QUERY_SIGNED: [&str; 9] = [
+    "vnp_RequestId",
+    "vnp_Version",
+    "vnp_Command",
+    "vnp_TmnCode",
+    "vnp_TxnRef",
+    "vnp_TransactionDate",
+    "vnp_CreateDate",
+    "vnp_IpAddr",
+    "vnp_OrderInfo",
+];
+
+/// The fields of a query's answer, in the order its signature joins them.
+pub const ANSWER_SIGNED: [&str; 15] = [
+    "vnp_ResponseId",
+    "vnp_Command",
+    "vnp_ResponseCode",
+    "vnp_Message",
+    "vnp_TmnCode",
+    "vnp_TxnRef",
+    "vnp_Amount",
+    "vnp_BankCode",
+    "vnp_PayDate",
+    "vnp_TransactionNo",
+    "vnp_TransactionType",
+    "vnp_TransactionStatus",
+    "vnp_OrderInfo",
+    "vnp_PromotionCode",
+    "vnp_PromotionAmount",
+];
+
+/// A JSON object's fields as text (a number as written; anything else, or absent, empty).
+fn json_fields(
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, NotificationError> {
+    if body.len() > MAX_NOTIFICATION_LEN {
+        return Err(NotificationError::Malformed("too long".into()));
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(NotificationError::Malformed("not a JSON object".into())),
+    }
+}
+
+fn json_text(fields: &serde_json::Map<String, serde_json::Value>, name: &str) -> String {
+    match fields.get(name) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The text a query-API signature covers: `names`' values joined by `|`.
+fn piped(fields: &serde_json::Map<String, serde_json::Value>, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| json_text(fields, n))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Checks a query-API message's `vnp_SecureHash` over `names` in constant time.
+fn verify_piped(
+    key: &hmac::Key,
+    fields: &serde_json::Map<String, serde_json::Value>,
+    names: &[&str],
+) -> Result<(), NotificationError> {
+    let signature = thudo_core::hex::decode(&json_text(fields, "vnp_SecureHash"))
+        .ok_or(NotificationError::BadSignature)?;
+    hmac::verify(key, piped(fields, names).as_bytes(), &signature)
+        .map_err(|_| NotificationError::BadSignature)
+}
+
+/// `fields` with the signature over `names` added.
+fn sign_piped(
+    key: &hmac::Key,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+    names: &[&str],
+) -> serde_json::Value {
+    let text = piped(&fields, names);
+    let signature = thudo_core::hex::encode(hmac::sign(key, text.as_bytes()).as_ref());
+    fields.insert("vnp_SecureHash".into(), signature.into());
+    serde_json::Value::Object(fields)
+}
+
+fn object(items: &[(&str, String)]) -> serde_json::Map<String, serde_json::Value> {
+    items
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
+        .collect()
+}
+
 fn pairs(items: &[(&str, String)]) -> Vec<(String, String)> {
     items
         .iter()
@@ -205,6 +303,79 @@ impl PaymentProvider for Vnpay {
         })
         .unwrap_or_default()
     }
+
+    fn query_request(&self, q: &OrderQuery<'_>) -> serde_json::Value {
+        let fields = object(&[
+            ("vnp_RequestId", q.request_id.to_owned()),
+            ("vnp_Version", "2.1.0".into()),
+            ("vnp_Command", "querydr".into()),
+            ("vnp_TmnCode", self.tmn_code.clone()),
+            ("vnp_TxnRef", q.order_id.to_owned()),
+            ("vnp_TransactionDate", vnpay_date(q.created_at)),
+            ("vnp_CreateDate", vnpay_date(q.now)),
+            ("vnp_IpAddr", "127.0.0.1".into()),
+            ("vnp_OrderInfo", format!("Tra cuu don hang {}", q.order_id)),
+        ]);
+        sign_piped(&self.key, fields, &QUERY_SIGNED)
+    }
+
+    fn read_query_answer(
+        &self,
+        order_id: &str,
+        body: &[u8],
+    ) -> Result<QueryAnswer, NotificationError> {
+        let fields = json_fields(body)?;
+        // Other codes are the query's own outcome, often unsigned: nothing is recorded from
+        // them, whoever sent them. 91: no such transaction; the rest (02 terminal, 03 format,
+        // 94 asked twice, 97 our signature, 99 the provider's error) are failures to report.
+        match json_text(&fields, "vnp_ResponseCode").as_str() {
+            "00" => {}
+            "91" => return Ok(QueryAnswer::NotFound),
+            other => return Err(NotificationError::Refused(other.chars().take(8).collect())),
+        }
+        verify_piped(&self.key, &fields, &ANSWER_SIGNED)?;
+        if json_text(&fields, "vnp_TmnCode") != self.tmn_code {
+            return Err(NotificationError::Malformed("for another terminal".into()));
+        }
+        if json_text(&fields, "vnp_TxnRef") != order_id {
+            return Err(NotificationError::Malformed("about another order".into()));
+        }
+        let amount = json_text(&fields, "vnp_Amount");
+        let amount_vnd = amount_vnd(&amount)
+            .ok_or_else(|| NotificationError::Malformed(format!("amount {amount}")))?;
+        // 01 is a payment; 02 and 03 are refunds made at the provider (an operator's in its
+        // portal): never read as the order paid.
+        if json_text(&fields, "vnp_TransactionType") != "01" {
+            return Ok(QueryAnswer::NothingYet);
+        }
+        // The transaction's number ties it to the notification that may still come: without
+        // it, that notification would read as a second payment.
+        let provider_ref: String = json_text(&fields, "vnp_TransactionNo")
+            .chars()
+            .take(32)
+            .collect();
+        if provider_ref.is_empty() {
+            return Err(NotificationError::Malformed("no transaction number".into()));
+        }
+        let status = json_text(&fields, "vnp_TransactionStatus");
+        let code = format!("s{}", status.chars().take(8).collect::<String>());
+        let result = match status.as_str() {
+            "00" => PaymentResult::Paid,
+            // 01: not completed (the buyer is still at the gateway, or left it).
+            "01" => return Ok(QueryAnswer::NothingYet),
+            "02" => PaymentResult::Failed { code },
+            "04" | "07" => PaymentResult::UnderReview { code },
+            // Refund states (05, 06, 09) and codes this merchant does not know: an operator's
+            // matter, read in the provider's portal; nothing recorded here.
+            _ => return Ok(QueryAnswer::NothingYet),
+        };
+        Ok(QueryAnswer::Known(Notification {
+            order_id: order_id.to_owned(),
+            amount_vnd,
+            result,
+            provider_ref,
+        }))
+    }
 }
 
 /// VNPAY's expected answer to its notification (IPN).
@@ -240,6 +411,9 @@ pub struct Sandbox {
     tmn_code: String,
     key: hmac::Key,
     transactions: std::sync::atomic::AtomicU64,
+    /// Each order's last transaction, as the gateway answers queries about it: its amount,
+    /// outcome, number and time.
+    ledger: std::sync::Mutex<std::collections::HashMap<String, (u64, SandboxOutcome, u64, i64)>>,
 }
 
 /// A sandbox terminal code.
@@ -264,7 +438,106 @@ impl Sandbox {
             tmn_code: tmn_code.to_owned(),
             key: hmac::Key::new(hmac::HMAC_SHA512, secret),
             transactions: std::sync::atomic::AtomicU64::new(14_000_000),
+            ledger: Default::default(),
         }
+    }
+
+    /// The buyer pays (or not) for `order_id` at the gateway, whose notification never
+    /// reaches the merchant: only a query will tell. A transaction held for review is settled
+    /// as `outcome` (keeping its number); otherwise a new one is made. Returns its number.
+    pub fn settle_unnotified(
+        &self,
+        order_id: &str,
+        amount_vnd: u64,
+        outcome: SandboxOutcome,
+        now: i64,
+    ) -> u64 {
+        let Ok(mut ledger) = self.ledger.lock() else {
+            return 0;
+        };
+        let number = match ledger.get(order_id) {
+            Some((_, SandboxOutcome::Review, number, _)) => *number,
+            _ => self.record(&mut ledger, order_id, amount_vnd, outcome, now),
+        };
+        ledger.insert(order_id.to_owned(), (amount_vnd, outcome, number, now));
+        number
+    }
+
+    /// The notification of `order_id`'s last transaction in the gateway's ledger, sent
+    /// (again) at `now`; `None` when it holds none.
+    pub fn notification_again(&self, order_id: &str, now: i64) -> Option<String> {
+        let (amount_vnd, outcome, number, _) = self.ledger.lock().ok()?.get(order_id).copied()?;
+        Some(self.notification_of(order_id, amount_vnd, outcome, number, now))
+    }
+
+    /// A new transaction of `order_id` in the gateway's ledger; its number.
+    fn record(
+        &self,
+        ledger: &mut std::collections::HashMap<String, (u64, SandboxOutcome, u64, i64)>,
+        order_id: &str,
+        amount_vnd: u64,
+        outcome: SandboxOutcome,
+        now: i64,
+    ) -> u64 {
+        let number = self
+            .transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ledger.insert(order_id.to_owned(), (amount_vnd, outcome, number, now));
+        number
+    }
+
+    /// Answers a merchant's query (its JSON body) as the gateway does: refused unless signed
+    /// by the merchant; code 91 for an order it holds no transaction of; else the last
+    /// transaction, signed.
+    pub fn answer_query(&self, body: &[u8]) -> serde_json::Value {
+        let refusal = |code: &str, message: &str| serde_json::json!({"vnp_ResponseCode": code, "vnp_Message": message});
+        let Ok(request) = json_fields(body) else {
+            return refusal("03", "Invalid data format");
+        };
+        if verify_piped(&self.key, &request, &QUERY_SIGNED).is_err() {
+            return refusal("97", "Invalid Checksum");
+        }
+        if json_text(&request, "vnp_TmnCode") != self.tmn_code {
+            return refusal("02", "Merchant is not valid");
+        }
+        let order_id = json_text(&request, "vnp_TxnRef");
+        let found = self
+            .ledger
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&order_id).copied());
+        let Some((amount_vnd, outcome, number, at)) = found else {
+            return refusal("91", "Transaction not found");
+        };
+        let status = match outcome {
+            SandboxOutcome::Pay => "00",
+            SandboxOutcome::Decline | SandboxOutcome::Cancel => "02",
+            SandboxOutcome::Review => "07",
+        };
+        let fields = object(&[
+            ("vnp_ResponseId", format!("r{number}")),
+            ("vnp_Command", "querydr".into()),
+            ("vnp_ResponseCode", "00".into()),
+            ("vnp_Message", "QueryDR Success".into()),
+            ("vnp_TmnCode", self.tmn_code.clone()),
+            ("vnp_TxnRef", order_id.clone()),
+            ("vnp_Amount", amount_vnd.saturating_mul(100).to_string()),
+            ("vnp_BankCode", "NCB".into()),
+            ("vnp_PayDate", vnpay_date(at)),
+            ("vnp_TransactionNo", number.to_string()),
+            ("vnp_TransactionType", "01".into()),
+            ("vnp_TransactionStatus", status.into()),
+            ("vnp_OrderInfo", format!("Thanh toan don hang {order_id}")),
+        ]);
+        sign_piped(&self.key, fields, &ANSWER_SIGNED)
+    }
+
+    /// `fields` (a query's answer) signed as the gateway signs it (tests alter a signed one).
+    pub fn signed_answer(
+        &self,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Value {
+        sign_piped(&self.key, fields, &ANSWER_SIGNED)
     }
 
     /// Reads a checkout URL (or its query) as the gateway does: its order and amount (VND),
@@ -289,15 +562,28 @@ impl Sandbox {
         outcome: SandboxOutcome,
         now: i64,
     ) -> String {
+        let number = match self.ledger.lock() {
+            Ok(mut ledger) => self.record(&mut ledger, order_id, amount_vnd, outcome, now),
+            Err(_) => 0,
+        };
+        self.notification_of(order_id, amount_vnd, outcome, number, now)
+    }
+
+    /// The signed notification of transaction `number` of `order_id`.
+    fn notification_of(
+        &self,
+        order_id: &str,
+        amount_vnd: u64,
+        outcome: SandboxOutcome,
+        number: u64,
+        now: i64,
+    ) -> String {
         let (response, status) = match outcome {
             SandboxOutcome::Pay => ("00", "00"),
             SandboxOutcome::Decline => ("51", "02"),
             SandboxOutcome::Cancel => ("24", "02"),
             SandboxOutcome::Review => ("07", "07"),
         };
-        let number = self
-            .transactions
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let params = pairs(&[
             ("vnp_TmnCode", self.tmn_code.clone()),
             ("vnp_Amount", amount_vnd.saturating_mul(100).to_string()),
@@ -507,5 +793,200 @@ mod tests {
             "97"
         );
         assert_eq!(vnpay_date(1_796_464_800), "20261205170000");
+    }
+
+    #[test]
+    fn a_query_is_signed_over_its_fields_joined_by_bars() {
+        // Computed independently (Python's hmac) from the query API's recipe.
+        let body = provider().query_request(&OrderQuery {
+            order_id: "ord-abc",
+            created_at: 1_796_464_800,
+            now: 1_796_468_400,
+            request_id: "req-1",
+        });
+        assert_eq!(body["vnp_Command"], "querydr");
+        assert_eq!(body["vnp_TransactionDate"], "20261205170000");
+        assert_eq!(body["vnp_CreateDate"], "20261205180000");
+        assert_eq!(
+            body["vnp_SecureHash"],
+            "144afc2ac01ee1f2fe96a5bccd3d18352896c45a3cac27e86c5d03c0c224dcd01483ff19010ebda9\
+             70531742f9178be743ef34c2ce3b3842ffa9f45fa9c7537e"
+        );
+        // The gateway's answer, signed independently: a payment.
+        let answer = serde_json::json!({
+            "vnp_ResponseId": "r1", "vnp_Command": "querydr", "vnp_ResponseCode": "00",
+            "vnp_Message": "QueryDR Success", "vnp_TmnCode": "THUDO001", "vnp_TxnRef": "ord-abc",
+            "vnp_Amount": 28000000, "vnp_BankCode": "NCB", "vnp_PayDate": "20261205171500",
+            "vnp_TransactionNo": "14000001", "vnp_TransactionType": "01",
+            "vnp_TransactionStatus": "00", "vnp_OrderInfo": "Thanh toan don hang ord-abc",
+            "vnp_SecureHash": "bf101b4114cfa535027f6bc571ce2f5f11aba7ccd01d164caebb4f52289daa1b\
+                               9fb5a078a951df19d1489d7b1f66f496f5646f967e92b938b61971e28ff37411"
+        });
+        let read = |v: &serde_json::Value| {
+            provider().read_query_answer("ord-abc", v.to_string().as_bytes())
+        };
+        assert_eq!(
+            read(&answer),
+            Ok(QueryAnswer::Known(Notification {
+                order_id: "ord-abc".into(),
+                amount_vnd: 280_000,
+                result: PaymentResult::Paid,
+                provider_ref: "14000001".into(),
+            }))
+        );
+        // Altered (the amount, the status), or about another order: nothing recorded.
+        let mut altered = answer.clone();
+        altered["vnp_Amount"] = "100".into();
+        assert_eq!(read(&altered), Err(NotificationError::BadSignature));
+        let mut failed = answer.clone();
+        failed["vnp_TransactionStatus"] = "02".into();
+        assert_eq!(read(&failed), Err(NotificationError::BadSignature));
+        assert!(matches!(
+            provider().read_query_answer("ord-other", answer.to_string().as_bytes()),
+            Err(NotificationError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_gateway_answers_queries_from_its_ledger() {
+        let sandbox = Sandbox::new("THUDO001", SECRET);
+        let vnpay = provider();
+        let ask = |order: &str| {
+            let request = vnpay.query_request(&OrderQuery {
+                order_id: order,
+                created_at: 1_800_000_000,
+                now: 1_800_000_900,
+                request_id: "q",
+            });
+            let answer = sandbox.answer_query(request.to_string().as_bytes());
+            vnpay.read_query_answer(order, answer.to_string().as_bytes())
+        };
+        // Never paid: the gateway knows no transaction (91, unsigned).
+        assert_eq!(ask("ord-1"), Ok(QueryAnswer::NotFound));
+        let number = sandbox.settle_unnotified("ord-1", 30_000, SandboxOutcome::Pay, 1_800_000_100);
+        assert_eq!(
+            ask("ord-1"),
+            Ok(QueryAnswer::Known(Notification {
+                order_id: "ord-1".into(),
+                amount_vnd: 30_000,
+                result: PaymentResult::Paid,
+                provider_ref: number.to_string(),
+            }))
+        );
+        sandbox.settle_unnotified("ord-2", 30_000, SandboxOutcome::Decline, 1_800_000_100);
+        assert!(matches!(
+            ask("ord-2"),
+            Ok(QueryAnswer::Known(Notification {
+                result: PaymentResult::Failed { .. },
+                ..
+            }))
+        ));
+        sandbox.settle_unnotified("ord-3", 30_000, SandboxOutcome::Review, 1_800_000_100);
+        assert!(matches!(
+            ask("ord-3"),
+            Ok(QueryAnswer::Known(Notification {
+                result: PaymentResult::UnderReview { .. },
+                ..
+            }))
+        ));
+        // A query the merchant did not sign is refused by the gateway (97): nothing learnt.
+        let forged = Vnpay::new("THUDO001", b"a guess", "https://p", "https://r");
+        let request = forged.query_request(&OrderQuery {
+            order_id: "ord-1",
+            created_at: 1_800_000_000,
+            now: 1_800_000_900,
+            request_id: "q",
+        });
+        let refused = sandbox.answer_query(request.to_string().as_bytes());
+        assert_eq!(refused["vnp_ResponseCode"], "97");
+        assert_eq!(
+            vnpay.read_query_answer("ord-1", refused.to_string().as_bytes()),
+            Err(NotificationError::Refused("97".into()))
+        );
+        // An answer signed with another secret, or by another terminal's gateway, is not
+        // recorded; one still under way (01) or in a refund state (05) records nothing.
+        let answer_of = |s: &Sandbox, kind: &str, status: &str, number: &str| {
+            let fields = object(&[
+                ("vnp_ResponseCode", "00".into()),
+                ("vnp_TmnCode", "THUDO001".into()),
+                ("vnp_TxnRef", "ord-1".into()),
+                ("vnp_Amount", "3000000".into()),
+                ("vnp_TransactionNo", number.into()),
+                ("vnp_TransactionType", kind.into()),
+                ("vnp_TransactionStatus", status.into()),
+            ]);
+            vnpay.read_query_answer("ord-1", s.signed_answer(fields).to_string().as_bytes())
+        };
+        let answer = |s: &Sandbox, status: &str| answer_of(s, "01", status, "14000009");
+        assert_eq!(
+            answer(&Sandbox::new("THUDO001", b"a guess"), "00"),
+            Err(NotificationError::BadSignature)
+        );
+        assert_eq!(answer(&sandbox, "01"), Ok(QueryAnswer::NothingYet));
+        assert_eq!(answer(&sandbox, "05"), Ok(QueryAnswer::NothingYet));
+        assert!(matches!(answer(&sandbox, "00"), Ok(QueryAnswer::Known(_))));
+        assert!(matches!(
+            answer(&sandbox, "04"),
+            Ok(QueryAnswer::Known(Notification {
+                result: PaymentResult::UnderReview { .. },
+                ..
+            }))
+        ));
+        // A refund made at the provider (type 02 full, 03 partial) is never a payment; a
+        // payment without its transaction number is not recorded.
+        assert_eq!(
+            answer_of(&sandbox, "02", "00", "1"),
+            Ok(QueryAnswer::NothingYet)
+        );
+        assert_eq!(
+            answer_of(&sandbox, "03", "00", "1"),
+            Ok(QueryAnswer::NothingYet)
+        );
+        assert_eq!(
+            answer_of(&sandbox, "", "00", "1"),
+            Ok(QueryAnswer::NothingYet)
+        );
+        assert!(matches!(
+            answer_of(&sandbox, "01", "00", ""),
+            Err(NotificationError::Malformed(_))
+        ));
+        // The provider's refusals are reported, never read as "nothing yet".
+        for code in ["02", "03", "94", "99"] {
+            let refusal = serde_json::json!({"vnp_ResponseCode": code, "vnp_Message": "x"});
+            assert_eq!(
+                vnpay.read_query_answer("ord-1", refusal.to_string().as_bytes()),
+                Err(NotificationError::Refused(code.into()))
+            );
+        }
+        let foreign = Sandbox::new("OTHER001", SECRET).signed_answer(object(&[
+            ("vnp_ResponseCode", "00".into()),
+            ("vnp_TmnCode", "OTHER001".into()),
+            ("vnp_TxnRef", "ord-1".into()),
+            ("vnp_Amount", "3000000".into()),
+            ("vnp_TransactionStatus", "00".into()),
+        ]));
+        assert!(matches!(
+            vnpay.read_query_answer("ord-1", foreign.to_string().as_bytes()),
+            Err(NotificationError::Malformed(_))
+        ));
+        // Not JSON, cut short, oversized.
+        let good = sandbox.answer_query(
+            vnpay
+                .query_request(&OrderQuery {
+                    order_id: "ord-1",
+                    created_at: 1_800_000_000,
+                    now: 1_800_000_900,
+                    request_id: "q",
+                })
+                .to_string()
+                .as_bytes(),
+        );
+        let text = good.to_string();
+        assert!(vnpay.read_query_answer("ord-1", b"<html>").is_err());
+        assert!(vnpay
+            .read_query_answer("ord-1", &text.as_bytes()[..text.len() / 2])
+            .is_err());
+        let padded = format!("{{\"pad\": \"{}\", {}", "x".repeat(5_000), &text[1..]);
+        assert!(vnpay.read_query_answer("ord-1", padded.as_bytes()).is_err());
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod fares;
+pub mod follow_up;
 mod fraud;
 pub mod issuer;
 pub mod journeys;

@@ -35,7 +35,7 @@ use crate::http::{blocking, query_params, random_token, valid_citizen_id, ApiErr
 use crate::operators::{Operator, Role};
 use crate::payments::vnpay::{Sandbox, SandboxOutcome};
 use crate::payments::{
-    Acknowledgement, Checkout, NotificationError, PaymentProvider, PaymentResult,
+    Acknowledgement, Checkout, Notification, NotificationError, PaymentProvider, PaymentResult,
 };
 use crate::storage::sha256;
 
@@ -59,6 +59,9 @@ pub struct Payments {
     pub sandbox: Option<Arc<Sandbox>>,
     /// Pay every order through the sandbox as soon as it is made (the demo, app tests).
     pub auto_pay: bool,
+    /// The provider's query API: orders whose notification never came are asked about there
+    /// ([`super::follow_up`]); `None`: not asked (an operator reads the provider's portal).
+    pub query_url: Option<String>,
 }
 
 impl Payments {
@@ -72,6 +75,7 @@ impl Payments {
             provider: Arc::new(provider),
             sandbox: Some(sandbox),
             auto_pay,
+            query_url: None,
         }
     }
 }
@@ -618,11 +622,21 @@ async fn uncollectable(
 
 /// Reads and records a provider's notification; returns what to answer it.
 async fn notify(state: &TransitState, query: &str) -> Acknowledgement {
-    let notification = match state.payments.provider.read_notification(query) {
-        Ok(n) => n,
-        Err(NotificationError::BadSignature) => return Acknowledgement::BadSignature,
-        Err(NotificationError::Malformed(_)) => return Acknowledgement::Error,
-    };
+    match state.payments.provider.read_notification(query) {
+        Ok(notification) => record_notification(state, notification).await,
+        Err(NotificationError::BadSignature) => Acknowledgement::BadSignature,
+        Err(NotificationError::Malformed(_) | NotificationError::Refused(_)) => {
+            Acknowledgement::Error
+        }
+    }
+}
+
+/// Records a provider's word about a payment (its notification, or its signed answer to a
+/// query); returns what to answer it.
+pub(crate) async fn record_notification(
+    state: &TransitState,
+    notification: Notification,
+) -> Acknowledgement {
     let now = chrono::Utc::now().timestamp();
     let day = day_of(state, now);
     let storage = state.storage.clone();

@@ -11,6 +11,7 @@ mod common;
 mod inspection;
 mod metro;
 mod payments;
+mod payments_follow_up;
 mod reviews;
 mod riders;
 mod trust;

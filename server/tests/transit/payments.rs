@@ -23,6 +23,7 @@ pub(crate) async fn paying_world() -> (World, Arc<Sandbox>) {
         provider: Arc::new(provider),
         sandbox: Some(sandbox.clone()),
         auto_pay: false,
+        query_url: None,
     })
     .await;
     (w, sandbox)

@@ -207,6 +207,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0009_validator_token_forks.sql"),
         include_str!("../schema/sqlite/0010_payments_under_review.sql"),
         include_str!("../schema/sqlite/0011_deny_list_by_until.sql"),
+        include_str!("../schema/sqlite/0012_payment_follow_ups.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -220,6 +221,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0009_validator_token_forks.sql"),
         include_str!("../schema/postgres/0010_payments_under_review.sql"),
         include_str!("../schema/postgres/0011_deny_list_by_until.sql"),
+        include_str!("../schema/postgres/0012_payment_follow_ups.sql"),
     ],
 };
 
@@ -704,6 +706,18 @@ pub trait SalesStore: Send + Sync + 'static {
     fn create_order(&self, order: &NewOrder, day: &str) -> Result<OrderAdmission>;
     /// An order.
     fn order(&self, id: &str) -> Result<Option<OrderRecord>>;
+    /// Orders the provider may have settled without telling, due to be asked about by `now`:
+    /// at a price, made at `since` or later, their checkout over, not paid or refunded; the
+    /// oldest first, at most `limit`, each with how often it was asked about before.
+    fn orders_to_follow_up(
+        &self,
+        since: i64,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<(OrderRecord, u32)>>;
+    /// Notes that the provider was asked about `order_id` (`asked` times in all), and when to
+    /// ask next (`None`: never again).
+    fn followed_up(&self, order_id: &str, asked: u32, next_at: Option<i64>) -> Result<()>;
     /// Records a provider's notification once: a payment of the order's amount makes its pass
     /// (or adds its credit, lifting a denial for the balance owed past `credit_limit_vnd` in
     /// the same transaction), a failure or cancellation is noted, money held for review puts

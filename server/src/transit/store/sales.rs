@@ -368,6 +368,42 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
         self.read(|tx| load_order(tx, id))
     }
 
+    fn orders_to_follow_up(
+        &self,
+        since: i64,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<(OrderRecord, u32)>> {
+        self.read(|tx| {
+            tx.rows(
+                &format!(
+                    "SELECT {ORDER_COLUMNS}, COALESCE(f.asked, 0) FROM orders
+                     LEFT JOIN payment_follow_ups f ON f.order_id = orders.id
+                     WHERE status IN ('awaiting_payment', 'under_review', 'failed', 'cancelled')
+                       AND created_at >= ?1 AND expires_at < ?2 AND amount_vnd > 0
+                       AND (f.next_at IS NULL OR f.next_at <= ?2)
+                     ORDER BY created_at LIMIT ?3"
+                ),
+                params![since, now, i64::from(limit)],
+            )?
+            .iter()
+            .map(|r| Ok((order_of(r)?, u32::try_from(r.int(19)?).unwrap_or(u32::MAX))))
+            .collect()
+        })
+    }
+
+    fn followed_up(&self, order_id: &str, asked: u32, next_at: Option<i64>) -> Result<()> {
+        self.write(|tx| {
+            tx.exec(
+                "INSERT INTO payment_follow_ups(order_id, asked, next_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (order_id) DO UPDATE SET asked = excluded.asked,
+                     next_at = excluded.next_at",
+                params![order_id, i64::from(asked), next_at.unwrap_or(i64::MAX)],
+            )?;
+            Ok(())
+        })
+    }
+
     fn record_payment(
         &self,
         n: &Notification,
