@@ -81,6 +81,12 @@ struct Args {
     /// This backend's audience at the staff provider.
     #[arg(long)]
     operator_audience: Option<String>,
+    /// A role held only for one organisation, `ROLE=ORG` (repeatable; a role named twice is
+    /// held for both): a token the staff provider gives that role for any other organisation
+    /// is refused. Name every role whose data is city-wide (`transit_operator`,
+    /// `health_authority`, `civil_registry`, `account_support`, `auditor`).
+    #[arg(long, value_parser = parse_pinned_role)]
+    operator_org: Vec<(thudo_server::operators::Role, String)>,
     /// The staff provider's JWKS document (a file); or `--operator-jwks-uri`.
     #[arg(long, conflicts_with = "operator_jwks_uri")]
     operator_jwks: Option<PathBuf>,
@@ -144,6 +150,18 @@ struct Args {
     /// nothing.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     push_mib_per_day: u64,
+}
+
+fn parse_pinned_role(text: &str) -> Result<(thudo_server::operators::Role, String), String> {
+    let (role, organisation) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected ROLE=ORGANISATION, got {text:?}"))?;
+    let role = thudo_server::operators::Role::from_code(role)
+        .ok_or_else(|| format!("no role {role:?}"))?;
+    if organisation.is_empty() {
+        return Err("the organisation is empty".into());
+    }
+    Ok((role, organisation.to_owned()))
 }
 
 fn parse_version(text: &str) -> Result<thudo_server::gate::ClientVersion, String> {
@@ -286,10 +304,13 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             ServerConfig {
                 storage,
-                operators: Operators::new(
-                    operator_issuer,
-                    args.operator_audience.as_deref().unwrap_or_default(),
-                    operator_keys,
+                operators: args.operator_org.iter().fold(
+                    Operators::new(
+                        operator_issuer,
+                        args.operator_audience.as_deref().unwrap_or_default(),
+                        operator_keys,
+                    ),
+                    |operators, (role, organisation)| operators.pinned(*role, organisation),
                 ),
                 fares,
                 identity: IdentityConfig {

@@ -264,6 +264,18 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     )
     .await;
     assert_eq!(reason(&answer), "stale");
+    // The member's phone signs in again (a new device, the same handbook key): its evidence
+    // still counts, once.
+    let idp = local.idp.clone();
+    local
+        .client
+        .sign_in_and_register(a.clone(), "a-again", |n| {
+            idp.id_token(MEMBER_A, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (_, again) = upload(&local, &a, json!([item("m-1", &evidence)])).await;
+    assert_eq!(again["results"][0]["outcome"], "accepted", "{again}");
     // Too many at once.
     let many: Vec<Value> = (0..51).map(|_| item("m-1", &evidence)).collect();
     let (status, _) = upload(&local, &a, Value::Array(many)).await;
@@ -296,4 +308,28 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
+
+    // The meeting moved to yesterday: the credential for today signs QRs of no meeting, and
+    // no credential is issued for a day gone by.
+    let yesterday = (chrono::Utc::now() + chrono::Duration::hours(7) - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
+        json!({"items": [{"id": "m-1", "date": yesterday, "topic": "Sinh hoạt chi bộ",
+                          "document_ids": []}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, moved) = upload(&local, &b, json!([item("m-1", &evidence_of(&b, "m-1"))])).await;
+    assert_eq!(reason(&moved), "late", "{moved}");
+    let over = HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await;
+    assert!(
+        matches!(&over, Err(BackendError::Refused { code, .. }) if code.as_str() == "meeting_over"),
+        "{over:?}"
+    );
 }

@@ -487,4 +487,50 @@ async fn a_body_the_trail_cannot_read_is_refused_and_a_head_is_a_read() {
     assert!(detail.get("effect").is_none(), "{detail}");
     assert_eq!(detail["status"], 200);
     assert!(head["refers_to"].is_null(), "{head}");
+    // A HEAD, with a body or without, is no change left unfinished.
+    let r = http
+        .head(format!(
+            "{}/v1/admin/citizens/{PARENT}/entitlements",
+            local.url
+        ))
+        .bearer_auth(&auditor)
+        .body(&b"\xff"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let (_, verified) = call(
+        &http,
+        &local.url,
+        "GET",
+        "/v1/admin/audit/verify",
+        &Value::Null,
+        Some(&auditor),
+    )
+    .await;
+    assert_eq!(verified["verified"], true, "{verified}");
+    assert_eq!(verified["unfinished"], json!([]), "{verified}");
+    // A malformed change's refusal is entered by its code alone: a parser's message quotes
+    // what was sent, a citizen ID among it, and the sealed trail can never be purged of it.
+    let (status, _) = call(
+        &http,
+        &local.url,
+        "POST",
+        &format!("/v1/admin/citizens/{PARENT}/dependants"),
+        &json!({"dependant_citizen_id": 1_088_012_345u64, "evidence_ref": "X"}),
+        Some(&registry),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let entries = trail(PARENT).await;
+    let refusal = entries
+        .iter()
+        .rev()
+        .find(|e| e["action"].as_str().unwrap().starts_with("POST"))
+        .unwrap();
+    let text = refusal["detail"].as_str().unwrap();
+    assert!(!text.contains("1088012345"), "{text}");
+    let detail: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(detail["status"], 400, "{detail}");
+    assert_eq!(detail["effect"]["error"], "bad_request", "{detail}");
 }

@@ -744,3 +744,64 @@ async fn account_support_ends_a_stolen_phones_session_at_once() {
     let (status, _) = call(&http, &local.url, "POST", &path, &json!({}), Some(&support)).await;
     assert_eq!(status, 404);
 }
+
+/// A role pinned to its organisation: a token the staff provider gives it for another
+/// organisation (a contractor, a second transit company) holds none of the city's power,
+/// while the pinned organisation's, and the unpinned roles', work as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_role_is_held_only_for_its_organisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = thudo_server::open_storage(&common::database(dir.path())).unwrap();
+    let (config, idp) = thudo_server::ServerConfig::local(
+        storage,
+        thudo_server::transit::fares::FarePolicy::default(),
+    )
+    .unwrap();
+    let state = thudo_server::AppState::new(thudo_server::ServerConfig {
+        operators: idp
+            .operators()
+            .pinned(Role::TransitOperator, "hanoi-metro")
+            .pinned(Role::TransitOperator, "hanoi-bus"),
+        ..config
+    })
+    .unwrap();
+    let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let http = http_client();
+    let status = |role: Role, organisation: &'static str, path: &'static str| {
+        let http = http.clone();
+        let url = format!("http://{}{path}", running.addr);
+        let token = idp.operator_token(role, organisation).unwrap();
+        async move {
+            let r = http.get(&url).bearer_auth(token).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or_default();
+            (
+                status,
+                body["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    let fraud = "/v1/admin/transit/fraud";
+    assert_eq!(
+        status(Role::TransitOperator, "hanoi-metro", fraud).await.0,
+        200
+    );
+    assert_eq!(
+        status(Role::TransitOperator, "hanoi-bus", fraud).await.0,
+        200
+    );
+    assert_eq!(
+        status(Role::TransitOperator, "a-contractor", fraud).await,
+        (403, "forbidden".to_owned())
+    );
+    // An unpinned role, for any organisation the provider gives it.
+    assert_eq!(
+        status(Role::Auditor, "any-inspectorate", "/v1/admin/audit/verify")
+            .await
+            .0,
+        200
+    );
+    running.stop().await;
+}

@@ -113,6 +113,7 @@ macro_rules! with_server_error_codes {
         // Handbook.
         NotSecretary = "not_secretary": "only the cell's secretary is issued this",
         UnknownMeeting = "unknown_meeting": "no such meeting",
+        MeetingOver = "meeting_over": "the meeting's day is over: no credential is issued for it",
         }
     };
 }

@@ -161,6 +161,7 @@ async fn set_secretary(
         (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
         (status = 403, description = "Refused: the code says why", body = ErrorBody),
         (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 410, description = "The meeting's day is over (meeting_over)", body = ErrorBody),
     ),
     security(("device" = [])),
 )]
@@ -218,6 +219,15 @@ async fn meeting_credential(
             })?;
         let (opens, closes) =
             window(&meeting).ok_or_else(|| ApiError::bad("the meeting has no valid date"))?;
+        // A credential for a day gone by would let its QRs be signed afterwards, and the
+        // check-ins of an absent cell counted as verified.
+        if chrono::Utc::now().timestamp() > i64::from(closes) {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                ServerErrorCode::MeetingOver,
+                "the meeting's day is over",
+            ));
+        }
         let credential = issuer(settings.as_ref())?
             .issue(&meeting_id, &cell, opens, closes, &compressed)
             .map_err(|e| ApiError::bad(e.to_string()))?;
@@ -277,6 +287,17 @@ async fn upload_check_ins(
     .await
 }
 
+/// How long after its meeting's day a check-in is still counted: a phone offline for days
+/// uploads it late, but evidence turned up weeks later (a photo of the QR scanned with the
+/// clock set back) is not counted.
+pub const UPLOAD_GRACE_SECS: i64 = 72 * 3600;
+
+/// Whether a check-in received at `now` for a meeting whose day closed at `closes` comes too
+/// late to count.
+fn uploaded_too_late(closes: u32, now: i64) -> bool {
+    now > i64::from(closes) + UPLOAD_GRACE_SECS
+}
+
 /// The rules for one check-in: "" when counted (now or before), else the refusal's code.
 fn judge(
     store: &dyn AttendanceStore,
@@ -314,8 +335,16 @@ fn judge(
     {
         return Ok("from_future");
     }
-    if store.published_meeting(cell, &item.meeting_id)?.is_none() {
+    let Some(meeting) = store.published_meeting(cell, &item.meeting_id)? else {
         return Ok("unknown_meeting");
+    };
+    // The meeting's day as published now: a credential for the day it had before it was
+    // moved signs QRs of no meeting.
+    if window(&meeting) != Some((credential.opens, credential.closes)) {
+        return Ok("late");
+    }
+    if uploaded_too_late(credential.closes, now) {
+        return Ok("uploaded_late");
     }
     let stored = store.record_check_in(&NewCheckIn {
         cell: cell.to_owned(),
@@ -362,4 +391,23 @@ async fn meeting_attendance(
     }
     let store = state.store.clone();
     blocking(move || Ok(Json(store.attendance(&cell, &meeting_id)?))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_in_counts_until_three_days_after_its_meeting() {
+        let closes = 1_800_000_000u32;
+        assert!(!uploaded_too_late(closes, i64::from(closes)));
+        assert!(!uploaded_too_late(
+            closes,
+            i64::from(closes) + UPLOAD_GRACE_SECS
+        ));
+        assert!(uploaded_too_late(
+            closes,
+            i64::from(closes) + UPLOAD_GRACE_SECS + 1
+        ));
+    }
 }

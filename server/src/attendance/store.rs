@@ -12,8 +12,14 @@ use crate::storage::{Result, SqlStorage};
 /// The attendance tables.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
     concern: "attendance",
-    sqlite: &[include_str!("schema/sqlite/0001_attendance.sql")],
-    postgres: &[include_str!("schema/postgres/0001_attendance.sql")],
+    sqlite: &[
+        include_str!("schema/sqlite/0001_attendance.sql"),
+        include_str!("schema/sqlite/0002_keys_by_account.sql"),
+    ],
+    postgres: &[
+        include_str!("schema/postgres/0001_attendance.sql"),
+        include_str!("schema/postgres/0002_keys_by_account.sql"),
+    ],
 };
 
 /// A check-in the rules verified, to store.
@@ -127,29 +133,23 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
     fn record_check_in(&self, c: &NewCheckIn) -> Result<Stored> {
         self.write(|tx| {
             tx.lock(Lock::Device(&c.device_id))?;
-            match tx.row(
-                "SELECT member_key FROM check_in_keys WHERE device_id = ?1",
-                params![&c.device_id],
-            )? {
-                Some(row) if row.bytes(0)? != c.member_key => return Ok(Stored::KeyMismatch),
-                Some(_) => {}
-                None => {
-                    // A key is one device's: evidence signed on another phone never counts
-                    // for this one.
-                    if tx
-                        .row(
-                            "SELECT device_id FROM check_in_keys WHERE member_key = ?1",
-                            params![&c.member_key[..]],
-                        )?
-                        .is_some()
-                    {
-                        return Ok(Stored::KeyMismatch);
-                    }
-                    tx.exec(
-                        "INSERT INTO check_in_keys(device_id, member_key) VALUES (?1, ?2)",
-                        params![&c.device_id, &c.member_key[..]],
-                    )?;
-                }
+            // A key is its member's, bound at its first check-in: evidence signed on another
+            // member's phone never counts for this one; the member's own phone signed in again,
+            // or restored onto another, goes on with it.
+            tx.exec(
+                "INSERT INTO check_in_member_keys(member_key, account_id) VALUES (?1, ?2)
+                 ON CONFLICT DO NOTHING",
+                params![&c.member_key[..], &c.account_id],
+            )?;
+            let owner = tx
+                .row(
+                    "SELECT account_id FROM check_in_member_keys WHERE member_key = ?1",
+                    params![&c.member_key[..]],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
+            if owner.as_deref() != Some(c.account_id.as_str()) {
+                return Ok(Stored::KeyMismatch);
             }
             let inserted = tx.exec(
                 "INSERT INTO check_ins(cell, meeting_id, account_id, device_id, shown_at,

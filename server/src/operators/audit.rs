@@ -409,6 +409,17 @@ pub async fn audited(State(audit): State<AuditState>, req: Request, next: Next) 
     })
 }
 
+/// A refusal of a malformed request (400, 422) keeps only its code: its message may quote
+/// what was sent (a parser's "invalid type: integer `1088012345`"), and the trail, sealed,
+/// can never be purged of a citizen ID it took in plain text.
+fn malformed_without_message(status: u16, effect: Value) -> Value {
+    if matches!(status, 400 | 422) {
+        json!({ "error": effect.get("error").cloned().unwrap_or(Value::Null) })
+    } else {
+        effect
+    }
+}
+
 /// Enters `response`'s outcome (a change's status and effect, a read's size) and returns it; a
 /// read the trail cannot take is not answered.
 async fn outcome(
@@ -428,6 +439,7 @@ async fn outcome(
             .ok()
             .filter(|_| answer.len() <= MAX_EFFECT_BYTES)
             .map(without_secrets)
+            .map(|effect| malformed_without_message(status, effect))
             .unwrap_or_else(|| json!({ "bytes": answer.len() }));
         json!({ "status": status, "effect": effect })
     } else {
@@ -691,7 +703,8 @@ pub async fn verify_trail(
                     Some(intent) => {
                         unfinished.remove(&intent);
                     }
-                    None if !e.action.starts_with("GET ") => {
+                    // A read (GET or HEAD) has one entry; a change's intent waits for its outcome.
+                    None if !(e.action.starts_with("GET ") || e.action.starts_with("HEAD ")) => {
                         unfinished.insert(e.seq);
                     }
                     None => {}

@@ -66,7 +66,8 @@ impl Role {
         }
     }
 
-    fn from_code(code: &str) -> Option<Role> {
+    /// The role a code names (`transit_operator`).
+    pub fn from_code(code: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.code() == code)
     }
 }
@@ -125,6 +126,9 @@ pub struct Operators {
     issuer: String,
     audience: String,
     keys: JwksSource,
+    /// The organisations each pinned role may act for (a role not named: any the provider
+    /// gives it).
+    pinned: std::collections::HashMap<Role, Vec<String>>,
 }
 
 /// The longest an operator's token may be valid for: a stolen one expires within the hour.
@@ -137,7 +141,22 @@ impl Operators {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             keys,
+            pinned: Default::default(),
         }
+    }
+
+    /// These operators, with `role` held only for `organisation` (repeatable: each call adds
+    /// one). The roles whose data has one owner city-wide (the transit operator's validators,
+    /// sales and deny list; the health authority's trust list; the civil registry; account
+    /// support; auditors) carry no organisation of their own: pinned, a token the staff
+    /// provider gives another organisation (a contractor, a second transit company) is refused
+    /// instead of holding the city's power.
+    pub fn pinned(mut self, role: Role, organisation: &str) -> Operators {
+        self.pinned
+            .entry(role)
+            .or_default()
+            .push(organisation.to_owned());
+        self
     }
 
     /// Operators whose provider's keys never change (tests).
@@ -176,6 +195,17 @@ impl Operators {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
             })
             .ok_or_else(|| refused("no thudo_org (lower-case letters, digits, - . _)"))?;
+        if let Some(allowed) = self.pinned.get(&role) {
+            if !allowed.contains(&organisation) {
+                return Err(ApiError::forbidden(
+                    ServerErrorCode::Forbidden,
+                    &format!(
+                        "the {} role is not held for organisation {organisation}",
+                        role.code()
+                    ),
+                ));
+            }
+        }
         Ok(Operator {
             subject,
             role,
