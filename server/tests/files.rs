@@ -22,18 +22,29 @@ const CELL: &str = "hn.ba-dinh.chi-bo-1";
 /// A one-page PDF whose text is `text` (ASCII, Helvetica), with a correct cross-reference table.
 fn pdf(text: &str) -> Vec<u8> {
     let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
+    pdf_with(content.as_bytes(), "")
+}
+
+/// A one-page PDF whose page content is `content` as stored, its stream dictionary holding
+/// `filter` too (`/Filter /FlateDecode`).
+fn pdf_with(content: &[u8], filter: &str) -> Vec<u8> {
+    let mut stream = format!("<< /Length {} {filter} >>\nstream\n", content.len()).into_bytes();
+    stream.extend_from_slice(content);
+    stream.extend_from_slice(b"\nendstream");
     let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
-        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_owned(),
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_vec(),
+        stream,
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
     ];
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
         offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(o);
+        out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
     out.extend_from_slice(
@@ -348,4 +359,33 @@ async fn a_publish_to_a_cell_is_bounded_once_filled_with_its_pdfs_text() {
         (413, Some("too_large")),
         "{body}"
     );
+}
+
+/// A PDF whose streams would inflate past what the server reads (a deflate bomb: a few MB
+/// asking for gigabytes, which would abort the server) keeps no text, and neither does one
+/// using a filter that expands without bound; a deflated PDF of ordinary size is read.
+#[test]
+fn a_pdf_that_would_inflate_past_the_limit_is_not_read() {
+    use std::io::Write;
+    use thudo_server::files::{pdf_text, MAX_PDF_INFLATED_BYTES};
+    let deflated = |content: &[u8]| {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(content).unwrap();
+        z.finish().unwrap()
+    };
+    let small = deflated(b"BT /F1 12 Tf 72 720 Td (Nghi quyet so 57) Tj ET");
+    let read = pdf_text(&pdf_with(&small, "/Filter /FlateDecode"));
+    assert!(read.contains("Nghi quyet so 57"), "{read:?}");
+    // Text drawn again and again, past the limit: every page operator is text, so the parser
+    // would read it all.
+    let line = b"BT /F1 12 Tf 72 720 Td (A) Tj ET\n";
+    let times = MAX_PDF_INFLATED_BYTES as usize / line.len() + 1;
+    let bomb = deflated(&line.repeat(times));
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    assert_eq!(pdf_text(&pdf_with(&bomb, "/Filter /FlateDecode")), "");
+    // Under the limit, the same is read (the limit, not the operators, stops the bomb).
+    let under = deflated(&line.repeat(1_000));
+    assert!(pdf_text(&pdf_with(&under, "/Filter /FlateDecode")).len() > 500);
+    let lzw = pdf_with(b"\x80\x0b\x60\x50", "/Filter /LZWDecode");
+    assert_eq!(pdf_text(&lzw), "");
 }

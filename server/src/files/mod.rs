@@ -74,10 +74,52 @@ pub struct Uploaded {
     pub text_chars: u64,
 }
 
-/// The text of a PDF, or none (not a PDF, no text, malformed). The parser runs behind a panic
-/// guard: a crafted file may make it fail, never take the request down.
+/// The most a PDF's streams may inflate to, together, for its text to be read.
+pub const MAX_PDF_INFLATED_BYTES: u64 = 64 << 20;
+
+/// Whether every deflated stream of a PDF inflates, together, to at most `limit` bytes, and
+/// it uses no other filter that expands (LZW, run-length). The parser inflates each stream
+/// whole: a file of a few MB can ask for gigabytes, and a failed allocation aborts the server
+/// (no panic the guard could catch). Each `stream` keyword is tried as the start of a zlib
+/// stream, counted and never kept; what does not inflate counts what it gave.
+fn inflates_within(bytes: &[u8], limit: u64) -> bool {
+    use std::io::Read;
+    let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    if holds(b"/LZW") || holds(b"/RunLengthDecode") {
+        return false;
+    }
+    let mut total = 0u64;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(6).position(|w| w == b"stream") {
+        let start = at + found + 6;
+        at = start;
+        let data = match bytes.get(start..) {
+            Some(rest) if rest.starts_with(b"\r\n") => &rest[2..],
+            Some(rest) if rest.starts_with(b"\n") => &rest[1..],
+            _ => continue,
+        };
+        let mut inflater = flate2::read::ZlibDecoder::new(data);
+        loop {
+            match inflater.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    total += n as u64;
+                    if total > limit {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The text of a PDF, or none (not a PDF, no text, malformed, or streams that would inflate
+/// past [`MAX_PDF_INFLATED_BYTES`]). The parser runs behind a panic guard: a crafted file may
+/// make it fail, never take the request down.
 pub fn pdf_text(bytes: &[u8]) -> String {
-    if !bytes.starts_with(b"%PDF-") {
+    if !bytes.starts_with(b"%PDF-") || !inflates_within(bytes, MAX_PDF_INFLATED_BYTES) {
         return String::new();
     }
     let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes))
