@@ -805,3 +805,73 @@ async fn a_pinned_role_is_held_only_for_its_organisation() {
     );
     running.stop().await;
 }
+
+/// A cell's record is its publisher's: the ward that governs the cell cannot overwrite the
+/// city committee's resolution there, the committee may replace the ward's (and it is then the
+/// committee's), and a ward beside it governs none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cells_record_is_replaced_only_by_its_publisher_or_one_above() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let cell = "hn.ba-dinh.chi-bo-1";
+    let publish = |organisation: &'static str, id: &'static str, title: &'static str| {
+        let (http, base) = (http.clone(), local.url.clone());
+        let token = local
+            .idp
+            .operator_token(Role::PartyOrganisation, organisation)
+            .unwrap();
+        async move {
+            let body = json!({"items": [{"id": id, "number": "57-NQ/TW", "issuer": "BCH",
+                "issued_on": "2024-12-22", "kind": "resolution", "title": title, "body": "..."}]});
+            let path = format!("/v1/admin/cells/{cell}/handbook.documents");
+            let (status, answer) = call(&http, &base, "POST", &path, &body, Some(&token)).await;
+            (
+                status,
+                answer["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    assert_eq!(publish("hn", "nq-57", "the committee's").await.0, 200);
+    assert_eq!(
+        publish("hn.ba-dinh", "nq-57", "the ward's rewrite").await,
+        (403, "not_yours".to_owned())
+    );
+    assert_eq!(publish("hn", "nq-57", "the committee's again").await.0, 200);
+    assert_eq!(publish("hn.ba-dinh", "ward-1", "the ward's").await.0, 200);
+    assert_eq!(
+        publish("hn.ba-dinh", "ward-1", "the ward's, edited")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(publish("hn", "ward-1", "taken over").await.0, 200);
+    assert_eq!(
+        publish("hn.ba-dinh", "ward-1", "the ward's once more").await,
+        (403, "not_yours".to_owned())
+    );
+    // A ward beside it governs none of the cell.
+    assert_eq!(
+        publish("hn.hoan-kiem", "nq-57", "a stranger's").await.0,
+        403
+    );
+    // Nothing refused was published: the phones see the committee's words.
+    let phone = common::cell_member(&local, dir.path(), CITIZEN, cell).await;
+    let library = std::sync::Arc::new(
+        thudo_core::handbook::library::Library::open(&dir.path().join("library.db")).unwrap(),
+    );
+    local
+        .client
+        .sync(
+            phone.clone(),
+            &common::collections_with(library.clone()),
+            None,
+        )
+        .await
+        .unwrap();
+    let titles: Vec<String> = ["nq-57", "ward-1"]
+        .iter()
+        .map(|id| library.get(id).unwrap().unwrap().title)
+        .collect();
+    assert_eq!(titles, vec!["the committee's again", "taken over"]);
+}

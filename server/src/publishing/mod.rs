@@ -162,7 +162,8 @@ async fn admin_health(
     let (devices, sync) = (state.devices.clone(), state.sync.clone());
     let published = blocking(move || {
         let account = devices.account_for_citizen(&citizen)?;
-        Ok(sync.publish_as(&format!("acct:{account}"), &changes, &source)?)
+        // No facility replaces another's record.
+        Ok(sync.publish_as(&format!("acct:{account}"), &changes, &source, &|_| false)?)
     })
     .await?;
     match published {
@@ -382,10 +383,28 @@ async fn admin_cell_content(
             hlc: server_hlc(),
         });
     }
+    // Each record is its publisher's: an organisation replaces its own, or those of the
+    // organisations below it (the city committee a ward's), never one above or beside it.
     let storage = state.sync.clone();
-    let published =
-        blocking(move || Ok(storage.publish(&format!("cell:{cell}"), &changes)?)).await?;
-    Ok(Json(PublishedRecords { published }))
+    let publisher = operator.organisation.clone();
+    let published = blocking(move || {
+        let below = |owner: &str| {
+            owner
+                .strip_prefix(publisher.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        };
+        Ok(storage.publish_as(&format!("cell:{cell}"), &changes, &publisher, &below)?)
+    })
+    .await?;
+    match published {
+        Published::Published(published) => Ok(Json(PublishedRecords { published })),
+        Published::NotYours(record) => Err(ApiError::forbidden(
+            ServerErrorCode::NotYours,
+            &format!(
+                "{record} was published by an organisation above or beside this one: nothing was published"
+            ),
+        )),
+    }
 }
 
 /// Sets an empty `body` to the text of the first PDF among the item's `attachments` that was

@@ -57,9 +57,16 @@ pub trait SyncStore: Send + Sync + 'static {
     fn mark_at(&self, scope: &str, collection: &str, at: i64) -> Result<Option<[u8; 6]>>;
     /// Publishes server changes (facilities, the party) to a scope; returns how many.
     fn publish(&self, scope: &str, changes: &[Change]) -> Result<usize>;
-    /// Publishes as `publisher` (a facility): all or nothing, and nothing when a record was
-    /// published by another publisher before ([`Published::NotYours`]).
-    fn publish_as(&self, scope: &str, changes: &[Change], publisher: &str) -> Result<Published>;
+    /// Publishes as `publisher` (a facility, a party organisation): all or nothing, and
+    /// nothing when a record was published by another publisher before that `may_replace`
+    /// does not name ([`Published::NotYours`]); each record is then `publisher`'s.
+    fn publish_as(
+        &self,
+        scope: &str,
+        changes: &[Change],
+        publisher: &str,
+        may_replace: &dyn Fn(&str) -> bool,
+    ) -> Result<Published>;
 }
 
 /// An account's allowance of pushed bytes for one day.
@@ -380,7 +387,13 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
         })
     }
 
-    fn publish_as(&self, scope: &str, changes: &[Change], publisher: &str) -> Result<Published> {
+    fn publish_as(
+        &self,
+        scope: &str,
+        changes: &[Change],
+        publisher: &str,
+        may_replace: &dyn Fn(&str) -> bool,
+    ) -> Result<Published> {
         self.write(|tx| {
             // Checked before anything is written, under the scope's lock: all or nothing.
             tx.lock(Lock::Scope(scope))?;
@@ -391,7 +404,8 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                     params![scope, &c.collection, &c.record_id],
                 )?;
                 if let Some(owner) = owner {
-                    if owner.text(0)? != publisher {
+                    let owner = owner.text(0)?;
+                    if owner != publisher && !may_replace(&owner) {
                         return Ok(Published::NotYours(format!(
                             "{}/{}",
                             c.collection, c.record_id
@@ -402,7 +416,8 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
             for c in changes {
                 tx.exec(
                     "INSERT INTO publishers(scope, collection, record_id, publisher)
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope, collection, record_id)
+                     DO UPDATE SET publisher = excluded.publisher",
                     params![scope, &c.collection, &c.record_id, publisher],
                 )?;
                 append(tx, scope, c)?;
