@@ -389,3 +389,80 @@ fn a_pdf_that_would_inflate_past_the_limit_is_not_read() {
     let lzw = pdf_with(b"\x80\x0b\x60\x50", "/Filter /LZWDecode");
     assert_eq!(pdf_text(&lzw), "");
 }
+
+/// A file published by mistake (a list of members' phone numbers instead of the agenda) is
+/// withdrawn from its cell: the cell's phones can no longer fetch it; another cell it was
+/// published to keeps it until withdrawn there too, and then its bytes are erased. Only an
+/// organisation governing the cell withdraws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_withdrawn_from_its_cells_is_no_longer_served_and_then_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = common::start_on(dir.path(), &db).await;
+    let other_cell = "hn.ba-dinh.chi-bo-2";
+    let here = cell_member(&local, dir.path(), "001080001011", CELL).await;
+    let there = cell_member(&local, dir.path(), "001080001012", other_cell).await;
+    let bytes = b"the wrong file: members' phone numbers".to_vec();
+    let mut id = String::new();
+    for cell in [CELL, other_cell] {
+        let (status, uploaded) = upload(&local, cell, "list.txt", "text/plain", &bytes).await;
+        assert_eq!(status, 200, "{uploaded}");
+        id = uploaded["reference"]["id"].as_str().unwrap().to_owned();
+    }
+    let fetch = |v: &thudo_core::vault::Vault| {
+        let token = thudo_core::sync::client::BackendClient::registration(v)
+            .unwrap()
+            .unwrap()
+            .token;
+        let url = format!("{}/v1/files/{id}/chunks/0", local.url);
+        async move {
+            http_client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!((fetch(&here).await, fetch(&there).await), (200, 200));
+    // A ward beside it governs neither cell.
+    let stranger = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.hoan-kiem")
+        .unwrap();
+    let r = http_client()
+        .delete(format!("{}/v1/admin/cells/{CELL}/files/{id}", local.url))
+        .bearer_auth(stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let path = |cell: &str| format!("/v1/admin/cells/{cell}/files/{id}");
+    let withdraw = |cell: &'static str| {
+        let path = path(cell);
+        let local = &local;
+        async move { party(local, "DELETE", &path, Value::Null).await }
+    };
+    assert_eq!(withdraw(CELL).await.0, 200);
+    assert_eq!((fetch(&here).await, fetch(&there).await), (404, 200));
+    assert_eq!(withdraw(CELL).await.0, 404, "withdrawn already");
+    assert_eq!(withdraw(other_cell).await.0, 200);
+    assert_eq!(fetch(&there).await, 404);
+    // Erased: its bytes and its row are gone; uploaded again it is whole again.
+    let held = |table: &str| {
+        common::count(
+            &db,
+            &format!("SELECT COUNT(*) FROM {table} WHERE sha256 = '{id}'"),
+        )
+    };
+    assert_eq!((held("files"), held("file_chunks")), (0, 0));
+    assert_eq!(
+        upload(&local, CELL, "list.txt", "text/plain", &bytes)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(fetch(&here).await, 200);
+}

@@ -143,6 +143,15 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
             vec![PartyOrganisation],
         ),
         (
+            "DELETE",
+            format!(
+                "/v1/admin/cells/hn.ba-dinh.chi-bo-1/files/{}",
+                "ab".repeat(32)
+            ),
+            Value::Null,
+            vec![PartyOrganisation],
+        ),
+        (
             "POST",
             "/v1/admin/cells/hn.ba-dinh.chi-bo-1/secretary".into(),
             json!({"citizen_id": c}),

@@ -38,6 +38,7 @@ pub struct FilesState {
 pub fn routes() -> OpenApiRouter<FilesState> {
     OpenApiRouter::new()
         .routes(routes!(upload))
+        .routes(routes!(withdraw))
         .routes(routes!(chunk))
 }
 
@@ -217,6 +218,58 @@ async fn upload(
         reference,
         text_chars,
     }))
+}
+
+/// What a withdrawal did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Withdrawn {
+    /// The file's id.
+    pub id: String,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/cells/{cell}/files/{id}",
+    summary = "Withdraw a file from a cell (published by mistake, or superseded): the cell's phones can no longer fetch it, and a file no cell or account may fetch is erased",
+    params(
+        ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
+        ("id" = String, Path, pattern = "^[0-9a-f]{64}$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Withdrawn),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+async fn withdraw(
+    State(state): State<FilesState>,
+    operator: Operator,
+    Path((cell, id)): Path<(String, String)>,
+) -> ApiResult<Withdrawn> {
+    operator.require(&[Role::PartyOrganisation])?;
+    let cell = valid_cell(&cell)?;
+    if !operator.governs_cell(&cell) {
+        return Err(ApiError::forbidden(
+            ServerErrorCode::NotGoverned,
+            &format!("cell {cell} is not one of this organisation's"),
+        ));
+    }
+    if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(ApiError::bad("a file id is 64 lower-case hex digits"));
+    }
+    let store = state.store.clone();
+    let scope = format!("cell:{cell}");
+    let file = id.clone();
+    if !blocking(move || Ok(store.withdraw_file(&file, &scope)?)).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::NotFound,
+            "no such file in this cell",
+        ));
+    }
+    Ok(Json(Withdrawn { id }))
 }
 
 #[utoipa::path(

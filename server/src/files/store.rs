@@ -38,6 +38,9 @@ pub trait FileStore: Send + Sync + 'static {
     fn chunk(&self, id: &str, index: u32, scopes: &[String]) -> Result<Option<Vec<u8>>>;
     /// The text extracted from file `id`, if `scope` may fetch it.
     fn file_text(&self, id: &str, scope: &str) -> Result<Option<String>>;
+    /// `scope` may no longer fetch file `id`; a file no scope may fetch any more is erased,
+    /// its bytes and text with it. `false` when `scope` could not fetch it.
+    fn withdraw_file(&self, id: &str, scope: &str) -> Result<bool>;
 }
 
 impl<E: Engine> FileStore for SqlStorage<E> {
@@ -84,6 +87,26 @@ impl<E: Engine> FileStore for SqlStorage<E> {
             )?
             .map(|r| r.bytes(0))
             .transpose()
+        })
+    }
+
+    fn withdraw_file(&self, id: &str, scope: &str) -> Result<bool> {
+        self.write(|tx| {
+            let removed = tx.exec(
+                "DELETE FROM file_scopes WHERE sha256 = ?1 AND scope = ?2",
+                params![id, scope],
+            )?;
+            if removed == 0 {
+                return Ok(false);
+            }
+            let shared = tx
+                .row("SELECT 1 FROM file_scopes WHERE sha256 = ?1", params![id])?
+                .is_some();
+            if !shared {
+                tx.exec("DELETE FROM file_chunks WHERE sha256 = ?1", params![id])?;
+                tx.exec("DELETE FROM files WHERE sha256 = ?1", params![id])?;
+            }
+            Ok(true)
         })
     }
 

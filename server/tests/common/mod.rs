@@ -449,3 +449,22 @@ pub fn tamper(db: &str, sql: &str) {
         s.write(|tx| tx.batch(sql)).unwrap();
     }
 }
+
+/// The one number `sql` reads from the test's database, behind the server's back.
+#[allow(dead_code)]
+pub fn count(db: &str, sql: &str) -> i64 {
+    let read = |tx: &mut dyn thudo_server::storage::engine::Tx| {
+        tx.row(sql, &[])?.map_or(Ok(0), |r| r.int(0))
+    };
+    if db.starts_with("postgres") {
+        thudo_server::storage::PostgresStorage::connect(db, thudo_server::SCHEMA)
+            .unwrap()
+            .write(read)
+            .unwrap()
+    } else {
+        thudo_server::storage::SqliteStorage::open(std::path::Path::new(db), thudo_server::SCHEMA)
+            .unwrap()
+            .write(read)
+            .unwrap()
+    }
+}
