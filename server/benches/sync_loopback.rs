@@ -157,6 +157,7 @@ fn main() {
                 sha256: id.clone(),
                 media_type: "application/pdf".into(),
                 scope: "cell:hn.bench".into(),
+                publisher: "hn".into(),
                 chunks: file
                     .chunks(thudo_core::attachments::CHUNK_BYTES)
                     .map(<[u8]>::to_vec)

@@ -158,8 +158,15 @@ fn parse_pinned_role(text: &str) -> Result<(thudo_server::operators::Role, Strin
         .ok_or_else(|| format!("expected ROLE=ORGANISATION, got {text:?}"))?;
     let role = thudo_server::operators::Role::from_code(role)
         .ok_or_else(|| format!("no role {role:?}"))?;
-    if organisation.is_empty() {
-        return Err("the organisation is empty".into());
+    // As a token's thudo_org must be written, or it could never match one.
+    if organisation.is_empty()
+        || !organisation
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+    {
+        return Err(format!(
+            "the organisation {organisation:?} is not lower-case letters, digits, - . _"
+        ));
     }
     Ok((role, organisation.to_owned()))
 }
@@ -304,14 +311,34 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             ServerConfig {
                 storage,
-                operators: args.operator_org.iter().fold(
-                    Operators::new(
-                        operator_issuer,
-                        args.operator_audience.as_deref().unwrap_or_default(),
-                        operator_keys,
-                    ),
-                    |operators, (role, organisation)| operators.pinned(*role, organisation),
-                ),
+                operators: {
+                    use thudo_server::operators::Role;
+                    let city_wide = [
+                        Role::TransitOperator,
+                        Role::HealthAuthority,
+                        Role::CivilRegistry,
+                        Role::AccountSupport,
+                        Role::Auditor,
+                    ];
+                    for role in city_wide {
+                        if !args.operator_org.iter().any(|(r, _)| *r == role) {
+                            eprintln!(
+                                "warning: the {} role is held for any organisation the staff \
+                                 provider gives it (--operator-org {}=ORG pins it)",
+                                role.code(),
+                                role.code()
+                            );
+                        }
+                    }
+                    args.operator_org.iter().fold(
+                        Operators::new(
+                            operator_issuer,
+                            args.operator_audience.as_deref().unwrap_or_default(),
+                            operator_keys,
+                        ),
+                        |operators, (role, organisation)| operators.pinned(*role, organisation),
+                    )
+                },
                 fares,
                 identity: IdentityConfig {
                     issuer: issuer.clone(),

@@ -309,6 +309,16 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
 
+    // A phone that checked in brings another phone's fresh key (a modified app signing for an
+    // absent friend): refused, and nothing bound, so the key's own phone still counts it.
+    let shown = signed_qr(&secretary, "m-1", now);
+    let friends = attendance::countersign(&e, &shown, now + 10).unwrap();
+    let friends = thudo_core::hex::encode(&friends);
+    let (_, brought) = upload(&local, &a, json!([item("m-1", &friends)])).await;
+    assert_eq!(reason(&brought), "key_mismatch", "{brought}");
+    let (_, own) = upload(&local, &e, json!([item("m-1", &friends)])).await;
+    assert_eq!(own["results"][0]["outcome"], "accepted", "{own}");
+
     // The meeting moved to yesterday: the credential for today signs QRs of no meeting, and
     // no credential is issued for a day gone by.
     let yesterday = (chrono::Utc::now() + chrono::Duration::hours(7) - chrono::Duration::days(1))

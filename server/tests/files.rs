@@ -388,6 +388,32 @@ fn a_pdf_that_would_inflate_past_the_limit_is_not_read() {
     assert!(pdf_text(&pdf_with(&under, "/Filter /FlateDecode")).len() > 500);
     let lzw = pdf_with(b"\x80\x0b\x60\x50", "/Filter /LZWDecode");
     assert_eq!(pdf_text(&lzw), "");
+    // One filter in an array is read; what could hide an expansion from the count is not: a
+    // chain, a name with # escapes, a filter held elsewhere, an encrypted file.
+    assert!(pdf_text(&pdf_with(&small, "/Filter [/FlateDecode]")).contains("Nghi quyet"));
+    for filter in [
+        "/Filter [/FlateDecode /FlateDecode]",
+        "/Filter [/ASCII85Decode /FlateDecode]",
+        "/Filter /LZW#44ecode",
+        "/Filter /Fl#61teDecode",
+        "/Filter 7 0 R",
+        "/Filter /FlateDecode /Encrypt 9 0 R",
+    ] {
+        assert_eq!(pdf_text(&pdf_with(&small, filter)), "", "{filter}");
+    }
+    // A bomb the parser would still find: raw deflate after two bytes (its fallback), or a
+    // `stream` keyword ended by spaces and a lone CR.
+    let raw = {
+        let mut z =
+            flate2::write::DeflateEncoder::new(vec![0x78, 0x00], flate2::Compression::best());
+        z.write_all(&line.repeat(times)).unwrap();
+        z.finish().unwrap()
+    };
+    assert_eq!(pdf_text(&pdf_with(&raw, "/Filter /FlateDecode")), "");
+    let mut spaced = pdf_with(&bomb, "/Filter /FlateDecode");
+    let at = spaced.windows(7).position(|w| w == b"stream\n").unwrap();
+    spaced.splice(at + 6..at + 7, b"  \r".iter().copied());
+    assert_eq!(pdf_text(&spaced), "");
 }
 
 /// A file published by mistake (a list of members' phone numbers instead of the agenda) is
@@ -439,6 +465,69 @@ async fn a_file_withdrawn_from_its_cells_is_no_longer_served_and_then_erased() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
+    // The ward governing the cell cannot withdraw what the city committee published there; it
+    // withdraws its own, and the committee withdraws the ward's.
+    let ward = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.ba-dinh")
+        .unwrap();
+    let as_ward = |method: &'static str, path: String, body: Value| {
+        let (url, ward) = (local.url.clone(), ward.clone());
+        async move {
+            let r = http_client()
+                .request(method.parse().unwrap(), format!("{url}{path}"))
+                .bearer_auth(ward)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or_default();
+            (status, body)
+        }
+    };
+    let (status, refused) = as_ward(
+        "DELETE",
+        format!("/v1/admin/cells/{CELL}/files/{id}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (403, Some("not_yours")),
+        "{refused}"
+    );
+    let agenda = b"the ward's agenda".to_vec();
+    let (status, uploaded) = as_ward(
+        "POST",
+        format!("/v1/admin/cells/{CELL}/files"),
+        json!({"name": "agenda.txt", "media_type": "text/plain",
+               "data": base64::engine::general_purpose::STANDARD.encode(&agenda)}),
+    )
+    .await;
+    assert_eq!(status, 200, "{uploaded}");
+    let agenda_id = uploaded["reference"]["id"].as_str().unwrap().to_owned();
+    let agenda_path = format!("/v1/admin/cells/{CELL}/files/{agenda_id}");
+    assert_eq!(
+        as_ward("DELETE", agenda_path.clone(), Value::Null).await.0,
+        200
+    );
+    assert_eq!(
+        as_ward(
+            "POST",
+            format!("/v1/admin/cells/{CELL}/files"),
+            json!({"name": "agenda.txt", "media_type": "text/plain",
+                   "data": base64::engine::general_purpose::STANDARD.encode(&agenda)})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        party(&local, "DELETE", &agenda_path, Value::Null).await.0,
+        200
+    );
     let path = |cell: &str| format!("/v1/admin/cells/{cell}/files/{id}");
     let withdraw = |cell: &'static str| {
         let path = path(cell);

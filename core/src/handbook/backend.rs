@@ -95,7 +95,7 @@ pub struct CheckInResult {
     /// `accepted` (counted, now or on an earlier upload) or `refused`.
     pub outcome: String,
     /// Why it was refused: `bad_evidence`, `forged`, `wrong_meeting`, `wrong_cell`,
-    /// `unknown_meeting`, `late`, `stale`, `from_future`, `key_mismatch`, `no_cell`.
+    /// `unknown_meeting`, `late`, `stale`, `from_future`, `key_mismatch`, `no_cell`, `uploaded_late`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
 }

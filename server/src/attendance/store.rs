@@ -53,7 +53,7 @@ pub enum Stored {
     /// The member had already checked in to the meeting (counted once).
     AlreadyCounted,
     /// The device signed an earlier check-in with another key, or the key is another
-    /// device's.
+    /// member's.
     KeyMismatch,
 }
 
@@ -80,8 +80,8 @@ pub trait AttendanceStore: Send + Sync + 'static {
     fn secretary_of(&self, cell: &str) -> Result<Option<String>>;
     /// The meeting `meeting_id` as last published to `cell` (none once withdrawn).
     fn published_meeting(&self, cell: &str, meeting_id: &str) -> Result<Option<Value>>;
-    /// Stores a verified check-in, once per member and meeting; binds the device's key on its
-    /// first check-in.
+    /// Stores a verified check-in, once per member and meeting; binds the device to its key,
+    /// and the key to the member's account, on their first check-in.
     fn record_check_in(&self, check_in: &NewCheckIn) -> Result<Stored>;
     /// The counts for a meeting of `cell`.
     fn attendance(&self, cell: &str, meeting_id: &str) -> Result<AttendanceCounts>;
@@ -133,14 +133,10 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
     fn record_check_in(&self, c: &NewCheckIn) -> Result<Stored> {
         self.write(|tx| {
             tx.lock(Lock::Device(&c.device_id))?;
-            // A key is its member's, bound at its first check-in: evidence signed on another
-            // member's phone never counts for this one; the member's own phone signed in again,
-            // or restored onto another, goes on with it.
-            tx.exec(
-                "INSERT INTO check_in_member_keys(member_key, account_id) VALUES (?1, ?2)
-                 ON CONFLICT DO NOTHING",
-                params![&c.member_key[..], &c.account_id],
-            )?;
+            // Both checked before either is bound, so a refused check-in binds nothing. A key
+            // is its member's, from its first check-in: evidence signed on another member's
+            // phone never counts for this one, while the member's own phone signed in again
+            // (a new device) or restored onto another goes on with it.
             let owner = tx
                 .row(
                     "SELECT account_id FROM check_in_member_keys WHERE member_key = ?1",
@@ -148,8 +144,34 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
                 )?
                 .map(|r| r.text(0))
                 .transpose()?;
-            if owner.as_deref() != Some(c.account_id.as_str()) {
+            if owner.as_ref().is_some_and(|o| *o != c.account_id) {
                 return Ok(Stored::KeyMismatch);
+            }
+            // And a device signs with one key: a modified app cannot bring fresh keys for
+            // absent friends.
+            let bound = tx
+                .row(
+                    "SELECT member_key FROM check_in_keys WHERE device_id = ?1",
+                    params![&c.device_id],
+                )?
+                .map(|r| r.bytes(0))
+                .transpose()?;
+            if bound.as_ref().is_some_and(|k| *k != c.member_key) {
+                return Ok(Stored::KeyMismatch);
+            }
+            if bound.is_none() {
+                tx.exec(
+                    "INSERT INTO check_in_keys(device_id, member_key) VALUES (?1, ?2)",
+                    params![&c.device_id, &c.member_key[..]],
+                )?;
+            }
+            if owner.is_none() {
+                // Two accounts' first uploads of one key at once: one insert waits for the
+                // other and finds the key taken (PostgreSQL retries the transaction).
+                tx.exec(
+                    "INSERT INTO check_in_member_keys(member_key, account_id) VALUES (?1, ?2)",
+                    params![&c.member_key[..], &c.account_id],
+                )?;
             }
             let inserted = tx.exec(
                 "INSERT INTO check_ins(cell, meeting_id, account_id, device_id, shown_at,

@@ -20,7 +20,7 @@ use crate::devices::authenticate;
 use crate::devices::store::DeviceStore;
 use crate::http::{blocking, valid_cell, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
-use store::{FileStore, NewFile};
+use store::{FileStore, NewFile, Withdrawal};
 
 /// The most text kept from a PDF (the library's body).
 pub const MAX_TEXT_BYTES: usize = 256 * 1024;
@@ -78,42 +78,115 @@ pub struct Uploaded {
 /// The most a PDF's streams may inflate to, together, for its text to be read.
 pub const MAX_PDF_INFLATED_BYTES: u64 = 64 << 20;
 
-/// Whether every deflated stream of a PDF inflates, together, to at most `limit` bytes, and
-/// it uses no other filter that expands (LZW, run-length). The parser inflates each stream
-/// whole: a file of a few MB can ask for gigabytes, and a failed allocation aborts the server
-/// (no panic the guard could catch). Each `stream` keyword is tried as the start of a zlib
-/// stream, counted and never kept; what does not inflate counts what it gave.
+/// The filters a PDF's streams may name, one each, for its text to be read: Flate (counted
+/// below), the image codecs the text parser never decodes, and the ASCII encodings that only
+/// shrink. A chain of filters, a filter held elsewhere (`/Filter 7 0 R`), a name written with
+/// `#` escapes, LZW and run-length are not read: each can hide an expansion from the count.
+const READ_FILTERS: &[&[u8]] = &[
+    b"FlateDecode",
+    b"DCTDecode",
+    b"JPXDecode",
+    b"CCITTFaxDecode",
+    b"JBIG2Decode",
+    b"ASCIIHexDecode",
+    b"ASCII85Decode",
+];
+
+/// Whether a PDF is one whose text the parser may read: not encrypted (the parser would
+/// decrypt what no check below sees), every filter one of [`READ_FILTERS`] alone, and every
+/// stream inflating, together, to at most `limit` bytes. The parser inflates each stream whole:
+/// a file of a few MB can ask for gigabytes, and a failed allocation aborts the server (no
+/// panic the guard could catch). Each `stream` keyword is tried as the start of a zlib stream,
+/// and of a raw deflate stream after two bytes (as the parser falls back to), counted and never
+/// kept.
 fn inflates_within(bytes: &[u8], limit: u64) -> bool {
-    use std::io::Read;
-    let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    if holds(b"/LZW") || holds(b"/RunLengthDecode") {
+    let find = |from: usize, needle: &[u8]| {
+        bytes
+            .get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| from + p)
+    };
+    if find(0, b"/Encrypt").is_some() {
         return false;
     }
-    let mut total = 0u64;
-    let mut buffer = vec![0u8; 64 * 1024];
     let mut at = 0;
-    while let Some(found) = bytes[at..].windows(6).position(|w| w == b"stream") {
-        let start = at + found + 6;
-        at = start;
-        let data = match bytes.get(start..) {
-            Some(rest) if rest.starts_with(b"\r\n") => &rest[2..],
-            Some(rest) if rest.starts_with(b"\n") => &rest[1..],
+    while let Some(found) = find(at, b"/Filter") {
+        at = found + 7;
+        if !filter_is_read(&bytes[at..]) {
+            return false;
+        }
+    }
+    let mut total = 0u64;
+    let mut at = 0;
+    while let Some(found) = find(at, b"stream") {
+        at = found + 6;
+        let mut start = at;
+        while bytes.get(start) == Some(&b' ') {
+            start += 1;
+        }
+        let data = match &bytes[start.min(bytes.len())..] {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] | [b'\r', rest @ ..] => rest,
             _ => continue,
         };
-        let mut inflater = flate2::read::ZlibDecoder::new(data);
-        loop {
-            match inflater.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    total += n as u64;
-                    if total > limit {
-                        return false;
-                    }
+        let zlib = inflated(flate2::read::ZlibDecoder::new(data), limit - total);
+        let raw = if zlib == 0 {
+            inflated(
+                flate2::read::DeflateDecoder::new(data.get(2..).unwrap_or_default()),
+                limit - total,
+            )
+        } else {
+            0
+        };
+        total += zlib.max(raw);
+        if total > limit {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the value after a `/Filter` key (`text`) is one filter the parser may read.
+fn filter_is_read(text: &[u8]) -> bool {
+    let text = text.trim_ascii_start();
+    let (names, rest) = match text.strip_prefix(b"[") {
+        Some(inside) => match inside.iter().position(|&b| b == b']') {
+            Some(end) => (&inside[..end], true),
+            None => return false,
+        },
+        None => (text, false),
+    };
+    let names = names.trim_ascii_start();
+    let Some(name) = names.strip_prefix(b"/") else {
+        return false;
+    };
+    let len = name
+        .iter()
+        .position(|&b| b.is_ascii_whitespace() || b"/[]<>()%".contains(&b))
+        .unwrap_or(name.len());
+    let (name, after) = name.split_at(len);
+    // An array holds this one name and nothing else.
+    if rest && !after.trim_ascii().is_empty() {
+        return false;
+    }
+    !name.contains(&b'#') && READ_FILTERS.contains(&name)
+}
+
+/// How many bytes `reader` inflates to, counting up to one past `limit`.
+fn inflated(mut reader: impl std::io::Read, limit: u64) -> u64 {
+    let mut buffer = [0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => {
+                total += n as u64;
+                if total > limit {
+                    return total;
                 }
             }
         }
     }
-    true
 }
 
 /// The text of a PDF, or none (not a PDF, no text, malformed, or streams that would inflate
@@ -194,6 +267,7 @@ async fn upload(
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let store = state.store.clone();
     let scope = format!("cell:{cell}");
+    let publisher = operator.organisation.clone();
     let r = reference.clone();
     let text_chars = blocking(move || {
         let text = if r.media_type == "application/pdf" {
@@ -206,6 +280,7 @@ async fn upload(
             sha256: r.id.clone(),
             media_type: r.media_type.clone(),
             scope,
+            publisher,
             chunks: bytes.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect(),
             size: bytes.len() as i64,
             text,
@@ -262,14 +337,33 @@ async fn withdraw(
     let store = state.store.clone();
     let scope = format!("cell:{cell}");
     let file = id.clone();
-    if !blocking(move || Ok(store.withdraw_file(&file, &scope)?)).await? {
-        return Err(ApiError::new(
+    let me = operator.organisation.clone();
+    // Its publisher, or an organisation above it (as for a cell's records).
+    let withdrawn = blocking(move || {
+        let may = |publisher: Option<&str>| {
+            publisher.is_none_or(|p| {
+                p == me
+                    || p.strip_prefix(me.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        };
+        Ok(store.withdraw_file(&file, &scope, &may)?)
+    })
+    .await?;
+    match withdrawn {
+        Withdrawal::Withdrawn => Ok(Json(Withdrawn { id })),
+        Withdrawal::NotThere => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             ServerErrorCode::NotFound,
             "no such file in this cell",
-        ));
+        )),
+        Withdrawal::NotYours(publisher) => Err(ApiError::forbidden(
+            ServerErrorCode::NotYours,
+            &format!(
+                "the file was published here by {publisher}: not this organisation's to withdraw"
+            ),
+        )),
     }
-    Ok(Json(Withdrawn { id }))
 }
 
 #[utoipa::path(

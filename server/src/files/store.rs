@@ -1,14 +1,21 @@
 //! Where published files are kept.
 
 use crate::storage::engine::{params, Engine};
+use crate::storage::locks::Lock;
 use crate::storage::migrations::ConcernSchema;
 use crate::storage::{Result, SqlStorage};
 
 /// The files tables.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
     concern: "files",
-    sqlite: &[include_str!("schema/sqlite/0001_files.sql")],
-    postgres: &[include_str!("schema/postgres/0001_files.sql")],
+    sqlite: &[
+        include_str!("schema/sqlite/0001_files.sql"),
+        include_str!("schema/sqlite/0002_file_publishers.sql"),
+    ],
+    postgres: &[
+        include_str!("schema/postgres/0001_files.sql"),
+        include_str!("schema/postgres/0002_file_publishers.sql"),
+    ],
 };
 
 /// A file to keep.
@@ -20,6 +27,8 @@ pub struct NewFile {
     pub media_type: String,
     /// Whose devices may fetch it (`cell:…`).
     pub scope: String,
+    /// Who publishes it there (a party organisation).
+    pub publisher: String,
     /// Its bytes in chunks.
     pub chunks: Vec<Vec<u8>>,
     /// Its size.
@@ -30,6 +39,17 @@ pub struct NewFile {
     pub now: i64,
 }
 
+/// What [`FileStore::withdraw_file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// The scope can no longer fetch the file.
+    Withdrawn,
+    /// The scope could not fetch it.
+    NotThere,
+    /// Its publisher there is not one the caller may overrule.
+    NotYours(String),
+}
+
 /// Where published files are kept.
 pub trait FileStore: Send + Sync + 'static {
     /// Keeps a file (once per content) and lets `scope` fetch it.
@@ -38,14 +58,23 @@ pub trait FileStore: Send + Sync + 'static {
     fn chunk(&self, id: &str, index: u32, scopes: &[String]) -> Result<Option<Vec<u8>>>;
     /// The text extracted from file `id`, if `scope` may fetch it.
     fn file_text(&self, id: &str, scope: &str) -> Result<Option<String>>;
-    /// `scope` may no longer fetch file `id`; a file no scope may fetch any more is erased,
-    /// its bytes and text with it. `false` when `scope` could not fetch it.
-    fn withdraw_file(&self, id: &str, scope: &str) -> Result<bool>;
+    /// `scope` may no longer fetch file `id`, if `may_withdraw` allows its publisher there
+    /// (`None`: published before publishers were kept); a file no scope may fetch any more is
+    /// erased, its bytes and text with it.
+    fn withdraw_file(
+        &self,
+        id: &str,
+        scope: &str,
+        may_withdraw: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Withdrawal>;
 }
 
 impl<E: Engine> FileStore for SqlStorage<E> {
     fn put_file(&self, f: &NewFile) -> Result<()> {
         self.write(|tx| {
+            // One at a time with its withdrawal: a file erased as its last scope goes never
+            // loses the scope an upload adds meanwhile.
+            tx.lock(Lock::File(&f.sha256))?;
             let inserted = tx.exec(
                 "INSERT INTO files(sha256, size, media_type, text, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT DO NOTHING",
@@ -60,8 +89,9 @@ impl<E: Engine> FileStore for SqlStorage<E> {
                 }
             }
             tx.exec(
-                "INSERT INTO file_scopes(sha256, scope) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![&f.sha256, &f.scope],
+                "INSERT INTO file_scopes(sha256, scope, publisher) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![&f.sha256, &f.scope, &f.publisher],
             )?;
             Ok(())
         })
@@ -90,15 +120,29 @@ impl<E: Engine> FileStore for SqlStorage<E> {
         })
     }
 
-    fn withdraw_file(&self, id: &str, scope: &str) -> Result<bool> {
+    fn withdraw_file(
+        &self,
+        id: &str,
+        scope: &str,
+        may_withdraw: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Withdrawal> {
         self.write(|tx| {
-            let removed = tx.exec(
+            tx.lock(Lock::File(id))?;
+            let Some(row) = tx.row(
+                "SELECT publisher FROM file_scopes WHERE sha256 = ?1 AND scope = ?2",
+                params![id, scope],
+            )?
+            else {
+                return Ok(Withdrawal::NotThere);
+            };
+            let publisher = row.opt_text(0)?;
+            if !may_withdraw(publisher.as_deref()) {
+                return Ok(Withdrawal::NotYours(publisher.unwrap_or_default()));
+            }
+            tx.exec(
                 "DELETE FROM file_scopes WHERE sha256 = ?1 AND scope = ?2",
                 params![id, scope],
             )?;
-            if removed == 0 {
-                return Ok(false);
-            }
             let shared = tx
                 .row("SELECT 1 FROM file_scopes WHERE sha256 = ?1", params![id])?
                 .is_some();
@@ -106,7 +150,7 @@ impl<E: Engine> FileStore for SqlStorage<E> {
                 tx.exec("DELETE FROM file_chunks WHERE sha256 = ?1", params![id])?;
                 tx.exec("DELETE FROM files WHERE sha256 = ?1", params![id])?;
             }
-            Ok(true)
+            Ok(Withdrawal::Withdrawn)
         })
     }
 

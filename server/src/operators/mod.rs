@@ -197,6 +197,12 @@ impl Operators {
             .ok_or_else(|| refused("no thudo_org (lower-case letters, digits, - . _)"))?;
         if let Some(allowed) = self.pinned.get(&role) {
             if !allowed.contains(&organisation) {
+                // The staff provider gave a city-wide role to another organisation: a wrongly
+                // provisioned or hostile account, for whoever runs the backend to hear of.
+                eprintln!(
+                    "warning: an operator token for {} from organisation {organisation} was refused (pinned)",
+                    role.code()
+                );
                 return Err(ApiError::forbidden(
                     ServerErrorCode::Forbidden,
                     &format!(

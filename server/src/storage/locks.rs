@@ -44,6 +44,8 @@ pub enum Lock<'a> {
     Setting(&'a str),
     /// The audit trail's end: entries are sealed one after another.
     Audit,
+    /// One published file (its SHA-256): an upload and a withdrawal of it, one at a time.
+    File(&'a str),
 }
 
 impl Lock<'_> {
@@ -62,6 +64,7 @@ impl Lock<'_> {
             Lock::Scope(_) => 9,
             Lock::Setting(_) => 10,
             Lock::Audit => 11,
+            Lock::File(_) => 12,
         }
     }
 
@@ -80,6 +83,7 @@ impl Lock<'_> {
             Lock::Scope(scope) => format!("scope:{scope}"),
             Lock::Setting(key) => format!("setting:{key}"),
             Lock::Audit => "audit".into(),
+            Lock::File(sha256) => format!("file:{sha256}"),
         }
     }
 
