@@ -157,9 +157,13 @@ fn parse_pinned_role(text: &str) -> Result<(thudo_server::operators::Role, Strin
         .split_once('=')
         .ok_or_else(|| format!("expected ROLE=ORGANISATION, got {text:?}"))?;
     let role = thudo_server::operators::Role::from_code(role)
-        .ok_or_else(|| format!("no role {role:?}"))?;
+        .filter(|r| thudo_server::operators::Role::CITY_WIDE.contains(r))
+        .ok_or_else(|| {
+            format!("{role:?} is not a city-wide role (a party organisation or a facility acts for its own)")
+        })?;
     // As a token's thudo_org must be written, or it could never match one.
     if organisation.is_empty()
+        || organisation.len() > 100
         || !organisation
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
@@ -312,15 +316,7 @@ async fn main() -> anyhow::Result<()> {
             ServerConfig {
                 storage,
                 operators: {
-                    use thudo_server::operators::Role;
-                    let city_wide = [
-                        Role::TransitOperator,
-                        Role::HealthAuthority,
-                        Role::CivilRegistry,
-                        Role::AccountSupport,
-                        Role::Auditor,
-                    ];
-                    for role in city_wide {
+                    for role in thudo_server::operators::Role::CITY_WIDE {
                         if !args.operator_org.iter().any(|(r, _)| *r == role) {
                             eprintln!(
                                 "warning: the {} role is held for any organisation the staff \

@@ -242,6 +242,17 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     // Replayed by another member (B's phone has its own key) or from another cell.
     let (_, replayed) = upload(&local, &b, json!([item("m-1", &evidence)])).await;
     assert_eq!(reason(&replayed), "key_mismatch");
+    // Even from a device of B's with no key yet (B signed in again): A's key is A's.
+    let idp = local.idp.clone();
+    local
+        .client
+        .sign_in_and_register(b.clone(), "b-again", |n| {
+            idp.id_token(MEMBER_B, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let (_, replayed) = upload(&local, &b, json!([item("m-1", &evidence)])).await;
+    assert_eq!(reason(&replayed), "key_mismatch");
     let (_, wrong_cell) = upload(&local, &outsider, json!([item("m-1", &evidence)])).await;
     assert_eq!(reason(&wrong_cell), "wrong_cell");
     // Late: a QR shown after the meeting's window closed (the secretary's phone signing
@@ -266,7 +277,6 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     assert_eq!(reason(&answer), "stale");
     // The member's phone signs in again (a new device, the same handbook key): its evidence
     // still counts, once.
-    let idp = local.idp.clone();
     local
         .client
         .sign_in_and_register(a.clone(), "a-again", |n| {

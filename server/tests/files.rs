@@ -28,6 +28,11 @@ fn pdf(text: &str) -> Vec<u8> {
 /// A one-page PDF whose page content is `content` as stored, its stream dictionary holding
 /// `filter` too (`/Filter /FlateDecode`).
 fn pdf_with(content: &[u8], filter: &str) -> Vec<u8> {
+    pdf_full(content, filter, &[])
+}
+
+/// [`pdf_with`], with `extra` objects after the five of the page (numbered from 6).
+fn pdf_full(content: &[u8], filter: &str, extra: &[&[u8]]) -> Vec<u8> {
     let mut stream = format!("<< /Length {} {filter} >>\nstream\n", content.len()).into_bytes();
     stream.extend_from_slice(content);
     stream.extend_from_slice(b"\nendstream");
@@ -38,6 +43,10 @@ fn pdf_with(content: &[u8], filter: &str) -> Vec<u8> {
         stream,
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
     ];
+    let objects: Vec<Vec<u8>> = objects
+        .into_iter()
+        .chain(extra.iter().map(|o| o.to_vec()))
+        .collect();
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
@@ -389,13 +398,12 @@ fn a_pdf_that_would_inflate_past_the_limit_is_not_read() {
     let lzw = pdf_with(b"\x80\x0b\x60\x50", "/Filter /LZWDecode");
     assert_eq!(pdf_text(&lzw), "");
     // One filter in an array is read; what could hide an expansion from the count is not: a
-    // chain, a name with # escapes, a filter held elsewhere, an encrypted file.
+    // chain, LZW behind # escapes, a filter held elsewhere, an encrypted file.
     assert!(pdf_text(&pdf_with(&small, "/Filter [/FlateDecode]")).contains("Nghi quyet"));
     for filter in [
         "/Filter [/FlateDecode /FlateDecode]",
         "/Filter [/ASCII85Decode /FlateDecode]",
         "/Filter /LZW#44ecode",
-        "/Filter /Fl#61teDecode",
         "/Filter 7 0 R",
         "/Filter /FlateDecode /Encrypt 9 0 R",
     ] {
@@ -410,10 +418,41 @@ fn a_pdf_that_would_inflate_past_the_limit_is_not_read() {
         z.finish().unwrap()
     };
     assert_eq!(pdf_text(&pdf_with(&raw, "/Filter /FlateDecode")), "");
-    let mut spaced = pdf_with(&bomb, "/Filter /FlateDecode");
-    let at = spaced.windows(7).position(|w| w == b"stream\n").unwrap();
-    spaced.splice(at + 6..at + 7, b"  \r".iter().copied());
-    assert_eq!(pdf_text(&spaced), "");
+    for ending in [&b"  \r"[..], b"\t\n", b" \t\r\n"] {
+        let mut spaced = pdf_with(&bomb, "/Filter /FlateDecode");
+        let at = spaced.windows(7).position(|w| w == b"stream\n").unwrap();
+        spaced.splice(at + 6..at + 7, ending.iter().copied());
+        assert_eq!(pdf_text(&spaced), "", "{ending:?}");
+    }
+    // A filter written with # escapes is the filter the parser reads (and counted as such).
+    assert!(pdf_text(&pdf_with(&small, "/Filter /Fl#61teDecode")).contains("Nghi quyet"));
+    assert_eq!(pdf_text(&pdf_with(&bomb, "/Filter /Fl#61teDecode")), "");
+    // Keys written with # escapes are read as the parser reads them; predictor and
+    // cross-reference widths that would make it allocate without bound are refused.
+    for filter in [
+        "/Filt#65r [/FlateDecode /FlateDecode]",
+        "/Filter /FlateDecode /Encr#79pt 9 0 R",
+        "/Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 3000000000 >>",
+    ] {
+        assert_eq!(pdf_text(&pdf_with(&small, filter)), "", "{filter}");
+    }
+    let xref = pdf_full(
+        &small,
+        "/Filter /FlateDecode",
+        &[b"<< /Type /XRef /W [1099511627776 1 1] /Length 1 >>\nstream\n0\nendstream"],
+    );
+    assert_eq!(pdf_text(&xref), "");
+    // What real documents hold is read: a signature's /Filter (no stream), a Unicode font's
+    // glyph widths (/W), an escaped font name, one filter in an array.
+    let real = pdf_full(
+        &small,
+        "/Filter [/FlateDecode]",
+        &[
+            b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /adbe.pkcs7.detached /ByteRange [0 10 20 30] /Contents <00> >>",
+            b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /Times#20New#20Roman /W [1 [500 600] 3 20 700] >>",
+        ],
+    );
+    assert!(pdf_text(&real).contains("Nghi quyet so 57"), "{real:?}");
 }
 
 /// A file published by mistake (a list of members' phone numbers instead of the agenda) is

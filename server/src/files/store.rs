@@ -90,7 +90,8 @@ impl<E: Engine> FileStore for SqlStorage<E> {
             }
             tx.exec(
                 "INSERT INTO file_scopes(sha256, scope, publisher) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
+                 ON CONFLICT (sha256, scope) DO UPDATE SET publisher = excluded.publisher
+                 WHERE file_scopes.publisher IS NULL",
                 params![&f.sha256, &f.scope, &f.publisher],
             )?;
             Ok(())

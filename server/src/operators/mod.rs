@@ -66,6 +66,16 @@ impl Role {
         }
     }
 
+    /// The roles whose data has one owner city-wide, held for no organisation of their own:
+    /// each is pinned to the organisations that hold it ([`Operators::pinned`]).
+    pub const CITY_WIDE: [Role; 5] = [
+        Role::TransitOperator,
+        Role::HealthAuthority,
+        Role::CivilRegistry,
+        Role::AccountSupport,
+        Role::Auditor,
+    ];
+
     /// The role a code names (`transit_operator`).
     pub fn from_code(code: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.code() == code)
