@@ -313,6 +313,19 @@ pub fn pdf_text(bytes: &[u8]) -> String {
     text
 }
 
+/// `cell`, checked, when `operator` is a party organisation governing it (403 otherwise).
+fn governed_cell(operator: &Operator, cell: &str) -> Result<String, ApiError> {
+    operator.require(&[Role::PartyOrganisation])?;
+    let cell = valid_cell(cell)?;
+    if !operator.governs_cell(&cell) {
+        return Err(ApiError::forbidden(
+            ServerErrorCode::NotGoverned,
+            &format!("cell {cell} is not one of this organisation's"),
+        ));
+    }
+    Ok(cell)
+}
+
 #[utoipa::path(
     post,
     path = "/v1/admin/cells/{cell}/files",
@@ -334,14 +347,7 @@ async fn upload(
     Path(cell): Path<String>,
     JsonBody(body): JsonBody<Upload>,
 ) -> ApiResult<Uploaded> {
-    operator.require(&[Role::PartyOrganisation])?;
-    let cell = valid_cell(&cell)?;
-    if !operator.governs_cell(&cell) {
-        return Err(ApiError::forbidden(
-            ServerErrorCode::NotGoverned,
-            &format!("cell {cell} is not one of this organisation's"),
-        ));
-    }
+    let cell = governed_cell(&operator, &cell)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(body.data.as_bytes())
         .map_err(|_| ApiError::bad("data is not base64"))?;
@@ -419,14 +425,7 @@ async fn withdraw(
     operator: Operator,
     Path((cell, id)): Path<(String, String)>,
 ) -> ApiResult<Withdrawn> {
-    operator.require(&[Role::PartyOrganisation])?;
-    let cell = valid_cell(&cell)?;
-    if !operator.governs_cell(&cell) {
-        return Err(ApiError::forbidden(
-            ServerErrorCode::NotGoverned,
-            &format!("cell {cell} is not one of this organisation's"),
-        ));
-    }
+    let cell = governed_cell(&operator, &cell)?;
     if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(ApiError::bad("a file id is 64 lower-case hex digits"));
     }
@@ -436,13 +435,8 @@ async fn withdraw(
     let me = operator.organisation.clone();
     // Its publisher, or an organisation above it (as for a cell's records).
     let withdrawn = blocking(move || {
-        let may = |publisher: Option<&str>| {
-            publisher.is_none_or(|p| {
-                p == me
-                    || p.strip_prefix(me.as_str())
-                        .is_some_and(|rest| rest.starts_with('.'))
-            })
-        };
+        let may =
+            |publisher: Option<&str>| publisher.is_none_or(|p| crate::operators::governs(&me, p));
         Ok(store.withdraw_file(&file, &scope, &may)?)
     })
     .await?;

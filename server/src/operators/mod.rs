@@ -109,12 +109,16 @@ impl Operator {
     /// Whether a party organisation governs `cell`: its own path, or one below it
     /// (`hn.ba-dinh` governs `hn.ba-dinh.dien-bien.chi-bo-1`).
     pub fn governs_cell(&self, cell: &str) -> bool {
-        self.role == Role::PartyOrganisation
-            && (cell == self.organisation
-                || cell
-                    .strip_prefix(self.organisation.as_str())
-                    .is_some_and(|rest| rest.starts_with('.')))
+        self.role == Role::PartyOrganisation && governs(&self.organisation, cell)
     }
+}
+
+/// Whether the party path `organisation` is `path` or above it (`hn.ba-dinh` governs
+/// `hn.ba-dinh` and `hn.ba-dinh.dien-bien.chi-bo-1`, not `hn.ba-dinhx`): the rule for the
+/// cells an organisation acts on and for the records and files it may replace there.
+pub fn governs(organisation: &str, path: &str) -> bool {
+    path.strip_prefix(organisation)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
 /// The route's operator, as the gate verified it (401 when the request carries none).

@@ -388,11 +388,7 @@ async fn admin_cell_content(
     let storage = state.sync.clone();
     let publisher = operator.organisation.clone();
     let published = blocking(move || {
-        let below = |owner: &str| {
-            owner
-                .strip_prefix(publisher.as_str())
-                .is_some_and(|rest| rest.starts_with('.'))
-        };
+        let below = |owner: &str| crate::operators::governs(&publisher, owner);
         Ok(storage.publish_as(&format!("cell:{cell}"), &changes, &publisher, &below)?)
     })
     .await?;
