@@ -131,6 +131,8 @@ pub struct ServerConfig {
     /// The most bytes of records one account may push on one UTC day
     /// ([`crate::sync::MAX_PUSH_BYTES_PER_DAY`]).
     pub push_bytes_per_day: u64,
+    /// Where a published PDF's text is read (the server's executable sets a child process).
+    pub pdf_reader: crate::files::PdfReader,
 }
 
 impl ServerConfig {
@@ -154,6 +156,7 @@ impl ServerConfig {
                 secrets: Arc::new(ServerSecrets::local()),
                 min_client_version: None,
                 push_bytes_per_day: crate::sync::MAX_PUSH_BYTES_PER_DAY,
+                pdf_reader: crate::files::PdfReader::InProcess,
             },
             idp,
         ))
@@ -196,6 +199,7 @@ impl AppState {
             files: FilesState {
                 store: storage.clone(),
                 devices: storage.clone(),
+                pdf_reader: config.pdf_reader,
             },
             publishing: PublishingState {
                 sync: storage.clone(),

@@ -188,9 +188,22 @@ fn rate_limits(args: &Args) -> thudo_server::gate::RateLimits {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    // The same executable reads published PDFs in a child process (files::pdf), before any
+    // thread or runtime is started.
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(thudo_server::files::pdf::CHILD_ARG))
+    {
+        std::process::exit(thudo_server::files::pdf::read_in_child());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(Args::parse()))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let pdf_reader = thudo_server::files::PdfReader::Child(std::env::current_exe()?);
     // What gives passes away, publishes demo records or prints usable enrolment codes (where
     // logs are collected, outside the audit trail) runs on test and demo servers only. Checked
     // here: clap's `requires` counts a flag's default `false` as given.
@@ -348,6 +361,7 @@ async fn main() -> anyhow::Result<()> {
                 secrets: secrets.ok_or_else(|| anyhow::anyhow!("--secrets-file is required"))?,
                 min_client_version: args.min_client_version,
                 push_bytes_per_day: args.push_mib_per_day << 20,
+                pdf_reader,
             }
         }
         (None, None, true) => {
@@ -362,6 +376,7 @@ async fn main() -> anyhow::Result<()> {
                 secrets: secrets.unwrap_or(local.secrets.clone()),
                 min_client_version: args.min_client_version,
                 push_bytes_per_day: args.push_mib_per_day << 20,
+                pdf_reader,
                 ..local
             }
         }

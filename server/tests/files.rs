@@ -47,6 +47,12 @@ fn pdf_full(content: &[u8], filter: &str, extra: &[&[u8]]) -> Vec<u8> {
         .into_iter()
         .chain(extra.iter().map(|o| o.to_vec()))
         .collect();
+    pdf_of(&objects)
+}
+
+/// A PDF of `objects` (numbered from 1, the first the catalog), with a correct
+/// cross-reference table.
+fn pdf_of(objects: &[Vec<u8>]) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
@@ -453,6 +459,50 @@ fn a_pdf_that_would_inflate_past_the_limit_is_not_read() {
         ],
     );
     assert!(pdf_text(&real).contains("Nghi quyet so 57"), "{real:?}");
+}
+
+/// A PDF that makes the text parser recurse without end (a form that draws itself) would
+/// overflow the stack and abort the process reading it: every request the server was serving.
+/// The server reads PDFs in a child process, so the upload is stored without text and the
+/// next PDF is read as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdf_that_crashes_the_parser_ends_only_its_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = common::start_on(dir.path(), &db).await;
+    let content = b"/X1 Do";
+    let drawing_itself = pdf_of(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /XObject << /X1 5 0 R >> >> >>".to_vec(),
+        [format!("<< /Length {} >>\nstream\n", content.len()).as_bytes(), content, b"\nendstream"].concat(),
+        [format!("<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Resources << /XObject << /X1 5 0 R >> >> /Length {} >>\nstream\n", content.len()).as_bytes(), content, b"\nendstream"].concat(),
+    ]);
+    let (status, body) = upload(&local, CELL, "loop.pdf", "application/pdf", &drawing_itself).await;
+    assert_eq!(
+        (status, body["text_chars"].as_u64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    let (status, body) = upload(
+        &local,
+        CELL,
+        "nq58.pdf",
+        "application/pdf",
+        &pdf("Nghi quyet so 58"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["text_chars"].as_u64().unwrap() > 10, "{body}");
+    // The crafted file is kept, to be fetched, only not searched.
+    let id = attachments::file_id(&drawing_itself);
+    assert_eq!(
+        common::count(
+            &db,
+            &format!("SELECT COUNT(*) FROM file_chunks WHERE sha256 = '{id}'")
+        ),
+        1
+    );
 }
 
 /// A file published by mistake (a list of members' phone numbers instead of the agenda) is

@@ -73,6 +73,7 @@ async fn instance(
         limits: thudo_server::gate::RateLimits::off(),
         min_client_version: None,
         push_bytes_per_day: thudo_server::sync::MAX_PUSH_BYTES_PER_DAY,
+        pdf_reader: Default::default(),
     })
     .unwrap();
     let running = thudo_server::start(state, "127.0.0.1:0".parse().unwrap())

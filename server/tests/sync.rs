@@ -125,6 +125,7 @@ fn server_config(storage: Arc<dyn Storage>) -> ServerConfig {
         limits: thudo_server::gate::RateLimits::off(),
         min_client_version: None,
         push_bytes_per_day: thudo_server::sync::MAX_PUSH_BYTES_PER_DAY,
+        pdf_reader: Default::default(),
     }
 }
 

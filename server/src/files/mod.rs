@@ -2,6 +2,7 @@
 //! its cell, the text of a PDF is extracted for the library's search, and the cell's devices
 //! fetch it chunk by chunk (docs/protocol/sync.md, "Attachments").
 
+pub mod pdf;
 pub mod store;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::devices::authenticate;
 use crate::devices::store::DeviceStore;
 use crate::http::{blocking, valid_cell, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
+pub use pdf::{pdf_text, PdfReader, MAX_PDF_INFLATED_BYTES};
 use store::{FileStore, NewFile, Withdrawal};
 
 /// The most text kept from a PDF (the library's body).
@@ -32,6 +34,8 @@ pub struct FilesState {
     pub store: Arc<dyn FileStore>,
     /// Devices, to authenticate the ones fetching.
     pub devices: Arc<dyn DeviceStore>,
+    /// Where a PDF's text is read.
+    pub pdf_reader: PdfReader,
 }
 
 /// The routes.
@@ -73,244 +77,6 @@ pub struct Uploaded {
     pub reference: AttachmentRef,
     /// Characters of text extracted (0 for anything but a PDF with text).
     pub text_chars: u64,
-}
-
-/// The most a PDF's streams may inflate to, together, for its text to be read (the parser
-/// holds a page's operations at about forty times their text's size).
-pub const MAX_PDF_INFLATED_BYTES: u64 = 16 << 20;
-
-/// The filters a stream may name, one each, for its PDF's text to be read: Flate (counted
-/// below), the image codecs the text parser never decodes, and the ASCII encodings. A chain
-/// of filters, a filter held elsewhere (`/Filter 7 0 R`), LZW and run-length are not read:
-/// each can hide an expansion from the count.
-const READ_FILTERS: &[&[u8]] = &[
-    b"FlateDecode",
-    b"DCTDecode",
-    b"JPXDecode",
-    b"CCITTFaxDecode",
-    b"JBIG2Decode",
-    b"ASCIIHexDecode",
-    b"ASCII85Decode",
-];
-
-/// The most `stream` keywords a PDF's check tries (each inflation restarts from its keyword).
-const MAX_STREAM_KEYWORDS: usize = 20_000;
-
-/// A PDF name's bytes with its `#xx` escapes decoded (the parser decodes them in keys too).
-fn decoded_name(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (raw[i], raw.get(i + 1).copied(), raw.get(i + 2).copied()) {
-            (b'#', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// The first number in `text` (after whitespace), if any.
-fn leading_number(text: &[u8]) -> Option<u64> {
-    let text = text.trim_ascii_start();
-    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&text[..digits]).ok()?.parse().ok()
-}
-
-/// Whether a PDF is one whose text the parser may read: not encrypted (the parser would
-/// decrypt what no check here sees), every stream's filter one of [`READ_FILTERS`] alone,
-/// predictor and cross-reference widths within reason (the parser allocates what they say),
-/// and every stream inflating, together, to at most `limit` bytes. The parser inflates each
-/// stream whole: a file of a few MB can ask for gigabytes, and a failed allocation aborts the
-/// server (no panic the guard could catch). Names are read as the parser reads them, `#xx`
-/// escapes decoded. Each `stream` keyword is tried as the start of a zlib stream, and of a
-/// raw deflate stream after two bytes (as the parser falls back to), counted, never kept.
-fn inflates_within(bytes: &[u8], limit: u64) -> bool {
-    let find = |from: usize, needle: &[u8]| {
-        bytes
-            .get(from..)?
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| from + p)
-    };
-    // Every name outside streams' data, as the parser decodes it.
-    let mut at = 0;
-    while let Some(slash) = find(at, b"/") {
-        // A stream's data is skipped: its bytes are no names.
-        if let Some(stream) = find(at, b"stream").filter(|&st| st < slash) {
-            let body = stream + 6;
-            at = match find(body, b"endstream") {
-                Some(end)
-                    if bytes[body..].starts_with(b"\r")
-                        || bytes[body..].starts_with(b"\n")
-                        || bytes[body..].starts_with(b" ")
-                        || bytes[body..].starts_with(b"\t") =>
-                {
-                    end + 9
-                }
-                _ => body,
-            };
-            continue;
-        }
-        let raw_start = slash + 1;
-        let len = bytes[raw_start..]
-            .iter()
-            .position(|&b| b.is_ascii_whitespace() || b"/[]<>()%{}".contains(&b))
-            .unwrap_or(bytes.len() - raw_start);
-        at = raw_start + len.max(1).min(bytes.len() - raw_start);
-        let name = decoded_name(&bytes[raw_start..raw_start + len]);
-        let value = &bytes[raw_start + len..];
-        let ok = match name.as_slice() {
-            b"Encrypt" => false,
-            // Only a stream's filter is the parser's to apply: a signature's
-            // (`/Filter /Adobe.PPKLite`) is the end of a dictionary that holds no stream.
-            b"Filter" => {
-                let next_stream = find(raw_start, b"stream").unwrap_or(usize::MAX);
-                let next_end = find(raw_start, b"endobj").unwrap_or(usize::MAX);
-                next_end < next_stream || filter_is_read(value)
-            }
-            b"Columns" => leading_number(value).is_some_and(|n| n <= 1 << 16),
-            b"Colors" => leading_number(value).is_some_and(|n| n <= 32),
-            b"BitsPerComponent" => leading_number(value).is_some_and(|n| n <= 16),
-            // A cross-reference stream's field widths (a font's /W is glyph widths).
-            b"W" if {
-                let object = bytes[..raw_start]
-                    .windows(3)
-                    .rposition(|w| w == b"obj")
-                    .unwrap_or(0);
-                let end = find(raw_start, b"stream").unwrap_or(bytes.len());
-                bytes[object..end].windows(5).any(|w| w == b"/XRef")
-            } =>
-            {
-                let inside = value.trim_ascii_start();
-                let Some(inside) = inside.strip_prefix(b"[") else {
-                    return false;
-                };
-                let end = inside
-                    .iter()
-                    .position(|&b| b == b']')
-                    .unwrap_or(inside.len());
-                inside[..end]
-                    .split(|b| b.is_ascii_whitespace())
-                    .filter(|w| !w.is_empty())
-                    .all(|w| leading_number(w).is_some_and(|n| n <= 8))
-            }
-            _ => true,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    let mut total = 0u64;
-    let mut at = 0;
-    let mut keywords = 0;
-    while let Some(found) = find(at, b"stream") {
-        keywords += 1;
-        if keywords > MAX_STREAM_KEYWORDS {
-            return false;
-        }
-        at = found + 6;
-        let mut start = at;
-        while matches!(bytes.get(start), Some(b' ' | b'\t')) {
-            start += 1;
-        }
-        let data = match &bytes[start.min(bytes.len())..] {
-            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] | [b'\r', rest @ ..] => rest,
-            _ => continue,
-        };
-        let zlib = inflated(flate2::read::ZlibDecoder::new(data), limit - total);
-        let raw = if zlib == 0 {
-            inflated(
-                flate2::read::DeflateDecoder::new(data.get(2..).unwrap_or_default()),
-                limit - total,
-            )
-        } else {
-            0
-        };
-        total += zlib.max(raw);
-        if total > limit {
-            return false;
-        }
-    }
-    true
-}
-
-/// Whether the value after a stream's `/Filter` key (`text`) is one filter the parser may
-/// read.
-fn filter_is_read(text: &[u8]) -> bool {
-    let text = text.trim_ascii_start();
-    let (names, in_array) = match text.strip_prefix(b"[") {
-        Some(inside) => match inside.iter().position(|&b| b == b']') {
-            Some(end) => (&inside[..end], true),
-            None => return false,
-        },
-        None => (text, false),
-    };
-    let names = names.trim_ascii_start();
-    let Some(name) = names.strip_prefix(b"/") else {
-        return false;
-    };
-    let len = name
-        .iter()
-        .position(|&b| b.is_ascii_whitespace() || b"/[]<>()%".contains(&b))
-        .unwrap_or(name.len());
-    let (name, after) = name.split_at(len);
-    // An array holds this one name and nothing else.
-    if in_array && !after.trim_ascii().is_empty() {
-        return false;
-    }
-    READ_FILTERS.contains(&decoded_name(name).as_slice())
-}
-
-/// How many bytes `reader` inflates to, counting up to one past `limit`.
-fn inflated(mut reader: impl std::io::Read, limit: u64) -> u64 {
-    let mut buffer = [0u8; 16 * 1024];
-    let mut total = 0u64;
-    loop {
-        match reader.read(&mut buffer) {
-            Ok(0) | Err(_) => return total,
-            Ok(n) => {
-                total += n as u64;
-                if total > limit {
-                    return total;
-                }
-            }
-        }
-    }
-}
-
-/// The text of a PDF, or none (not a PDF, no text, malformed, or streams that would inflate
-/// past [`MAX_PDF_INFLATED_BYTES`]). The parser runs behind a panic guard: a crafted file may
-/// make it fail, never take the request down.
-pub fn pdf_text(bytes: &[u8]) -> String {
-    if !bytes.starts_with(b"%PDF-") || !inflates_within(bytes, MAX_PDF_INFLATED_BYTES) {
-        return String::new();
-    }
-    let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes))
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    // A control character (pdf-extract gives U+0000 for some encodings' unassigned codes) is
-    // no text to search, and PostgreSQL cannot store a NUL.
-    let text: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let mut text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.len() > MAX_TEXT_BYTES {
-        let mut end = MAX_TEXT_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 /// `cell`, checked, when `operator` is a party organisation governing it (403 otherwise).
@@ -371,13 +137,14 @@ async fn upload(
     let scope = format!("cell:{cell}");
     let publisher = operator.organisation.clone();
     let r = reference.clone();
-    let text_chars = blocking(move || {
-        let text = if r.media_type == "application/pdf" {
-            pdf_text(&bytes)
-        } else {
-            String::new()
-        };
-        let chars = text.chars().count() as u64;
+    let bytes = Arc::new(bytes);
+    let text = if r.media_type == "application/pdf" {
+        state.pdf_reader.text(bytes.clone()).await
+    } else {
+        String::new()
+    };
+    let text_chars = text.chars().count() as u64;
+    blocking(move || {
         store.put_file(&NewFile {
             sha256: r.id.clone(),
             media_type: r.media_type.clone(),
@@ -388,7 +155,7 @@ async fn upload(
             text,
             now: chrono::Utc::now().timestamp(),
         })?;
-        Ok(chars)
+        Ok(())
     })
     .await?;
     Ok(Json(Uploaded {

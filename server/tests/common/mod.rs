@@ -121,7 +121,15 @@ pub async fn start_local_with(dir: &Path, payments: Payments) -> Local {
 async fn start_local_on(db: &str, payments: Payments) -> Local {
     let storage = thudo_server::open_storage(db).unwrap();
     let (config, idp) = ServerConfig::local(storage.clone(), FarePolicy::default()).unwrap();
-    let state = AppState::new(ServerConfig { payments, ..config }).unwrap();
+    // PDFs are read in a child process, as the server's executable does.
+    let pdf_reader =
+        thudo_server::files::PdfReader::Child(env!("CARGO_BIN_EXE_thudo-server").into());
+    let state = AppState::new(ServerConfig {
+        payments,
+        pdf_reader,
+        ..config
+    })
+    .unwrap();
     let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

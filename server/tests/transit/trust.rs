@@ -626,6 +626,7 @@ async fn an_issuer_key_rotation_reaches_validators_and_old_taps_still_verify() {
         limits: thudo_server::gate::RateLimits::off(),
         min_client_version: None,
         push_bytes_per_day: thudo_server::sync::MAX_PUSH_BYTES_PER_DAY,
+        pdf_reader: Default::default(),
     })
     .unwrap();
     let running = thudo_server::start(restarted, "127.0.0.1:0".parse().unwrap())

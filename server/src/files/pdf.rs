@@ -1,0 +1,385 @@
+//! A published PDF's text, for the library's search. The text parser is run in a child process
+//! of the server under memory and CPU limits and a deadline: a crafted PDF can make a parser
+//! recurse without end or allocate gigabytes, which in the server's own process would abort
+//! every request it serves. The child reads the PDF on its standard input and writes the text
+//! on its standard output; a child that fails, is killed or runs out of time leaves the file
+//! without search text.
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thudo_core::attachments::MAX_FILE_BYTES;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use super::MAX_TEXT_BYTES;
+
+/// Where a PDF's text is read.
+#[derive(Debug, Clone, Default)]
+pub enum PdfReader {
+    /// In the server's own process, behind the checks of [`pdf_text`] alone: for tests and
+    /// tools that embed the server. A PDF the checks miss can still take the process down.
+    #[default]
+    InProcess,
+    /// In a child process: `program` (the server's own executable) run with [`CHILD_ARG`],
+    /// its environment cleared, [`CHILD_MEMORY_BYTES`] of address space, [`CHILD_CPU_SECS`] of
+    /// processor time and [`CHILD_DEADLINE`] in all; at most [`CHILD_SLOTS`] at once.
+    Child(PathBuf),
+}
+
+/// The argument that makes the server's executable a PDF reader ([`read_in_child`]).
+pub const CHILD_ARG: &str = "--read-pdf-text";
+
+/// The address space a reading child may use (a legitimate PDF within
+/// [`MAX_PDF_INFLATED_BYTES`] needs well under half of it).
+pub const CHILD_MEMORY_BYTES: u64 = 1 << 30;
+
+/// The processor time a reading child may use.
+pub const CHILD_CPU_SECS: u64 = 20;
+
+/// How long the server waits for a reading child before killing it.
+pub const CHILD_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How many reading children may run at once (uploads beyond wait their turn), so a burst of
+/// uploads cannot claim more than this many times [`CHILD_MEMORY_BYTES`].
+pub const CHILD_SLOTS: usize = 2;
+
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CHILD_SLOTS);
+
+impl PdfReader {
+    /// The text of the PDF `bytes`, or none (see [`pdf_text`]). A child that fails is logged
+    /// by the reason alone: nothing of the file is written to the log.
+    pub async fn text(&self, bytes: Arc<Vec<u8>>) -> String {
+        match self {
+            PdfReader::InProcess => tokio::task::spawn_blocking(move || pdf_text(&bytes))
+                .await
+                .unwrap_or_default(),
+            PdfReader::Child(program) => match in_child(program, &bytes).await {
+                Ok(text) => text,
+                Err(reason) => {
+                    eprintln!("a published PDF's text was not read: {reason}");
+                    String::new()
+                }
+            },
+        }
+    }
+}
+
+/// Runs one reading child over `bytes`.
+async fn in_child(program: &std::path::Path, bytes: &[u8]) -> Result<String, String> {
+    if !bytes.starts_with(b"%PDF-") {
+        return Ok(String::new());
+    }
+    let _slot = SLOTS.acquire().await.map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(program)
+        .arg(CHILD_ARG)
+        // The server's environment may name its database and secrets.
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("the reader could not start: {e}"))?;
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err("the reader's pipes were not open".into());
+    };
+    let work = async {
+        // The child reads the whole file before it writes anything.
+        stdin.write_all(bytes).await?;
+        drop(stdin);
+        let mut out = Vec::new();
+        stdout
+            .take(MAX_TEXT_BYTES as u64 + 1)
+            .read_to_end(&mut out)
+            .await?;
+        Ok::<_, std::io::Error>((child.wait().await?, out))
+    };
+    match tokio::time::timeout(CHILD_DEADLINE, work).await {
+        Err(_) => Err(format!(
+            "the reader ran past {CHILD_DEADLINE:?} and was killed"
+        )),
+        Ok(Err(e)) => Err(format!("the reader failed: {e}")),
+        Ok(Ok((status, _))) if !status.success() => Err(format!("the reader ended: {status}")),
+        Ok(Ok((_, out))) if out.len() > MAX_TEXT_BYTES => Err("the reader wrote too much".into()),
+        Ok(Ok((_, out))) => String::from_utf8(out).map_err(|_| "the reader wrote no text".into()),
+    }
+}
+
+/// The reading child's whole life: limits itself, reads a PDF of at most
+/// [`MAX_FILE_BYTES`] from standard input and writes its text to standard output. Returns the
+/// process's exit status (0 when the text, maybe empty, was written).
+pub fn read_in_child() -> i32 {
+    if let Err(e) = limit_this_process() {
+        eprintln!("cannot limit the PDF reader: {e}");
+        return 2;
+    }
+    let mut bytes = Vec::new();
+    let read = std::io::stdin()
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes);
+    if read.is_err() || bytes.len() as u64 > MAX_FILE_BYTES {
+        return 2;
+    }
+    let text = pdf_text(&bytes);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(_) => 2,
+    }
+}
+
+/// Sets this process's limits: address space, processor time, and no core file (a crafted
+/// PDF's memory is not kept on disk).
+fn limit_this_process() -> std::io::Result<()> {
+    use rlimit::Resource;
+    for (resource, limit) in [
+        (Resource::AS, CHILD_MEMORY_BYTES),
+        (Resource::CPU, CHILD_CPU_SECS),
+        (Resource::CORE, 0),
+    ] {
+        if resource.is_supported() {
+            rlimit::setrlimit(resource, limit, limit)?;
+        }
+    }
+    Ok(())
+}
+
+/// The most a PDF's streams may inflate to, together, for its text to be read (the parser
+/// holds a page's operations at about forty times their text's size).
+pub const MAX_PDF_INFLATED_BYTES: u64 = 16 << 20;
+
+/// The filters a stream may name, one each, for its PDF's text to be read: Flate (counted
+/// below), the image codecs the text parser never decodes, and the ASCII encodings. A chain
+/// of filters, a filter held elsewhere (`/Filter 7 0 R`), LZW and run-length are not read:
+/// each can hide an expansion from the count.
+const READ_FILTERS: &[&[u8]] = &[
+    b"FlateDecode",
+    b"DCTDecode",
+    b"JPXDecode",
+    b"CCITTFaxDecode",
+    b"JBIG2Decode",
+    b"ASCIIHexDecode",
+    b"ASCII85Decode",
+];
+
+/// The most `stream` keywords a PDF's check tries (each inflation restarts from its keyword).
+const MAX_STREAM_KEYWORDS: usize = 20_000;
+
+/// A PDF name's bytes with its `#xx` escapes decoded (the parser decodes them in keys too).
+fn decoded_name(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (raw[i], raw.get(i + 1).copied(), raw.get(i + 2).copied()) {
+            (b'#', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The first number in `text` (after whitespace), if any.
+fn leading_number(text: &[u8]) -> Option<u64> {
+    let text = text.trim_ascii_start();
+    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&text[..digits]).ok()?.parse().ok()
+}
+
+/// Whether a PDF is one whose text the parser may read: not encrypted (the parser would
+/// decrypt what no check here sees), every stream's filter one of [`READ_FILTERS`] alone,
+/// predictor and cross-reference widths within reason (the parser allocates what they say),
+/// and every stream inflating, together, to at most `limit` bytes. The parser inflates each
+/// stream whole: a file of a few MB can ask for gigabytes, and a failed allocation aborts the
+/// server (no panic the guard could catch). Names are read as the parser reads them, `#xx`
+/// escapes decoded. Each `stream` keyword is tried as the start of a zlib stream, and of a
+/// raw deflate stream after two bytes (as the parser falls back to), counted, never kept.
+fn inflates_within(bytes: &[u8], limit: u64) -> bool {
+    let find = |from: usize, needle: &[u8]| {
+        bytes
+            .get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| from + p)
+    };
+    // Every name outside streams' data, as the parser decodes it.
+    let mut at = 0;
+    while let Some(slash) = find(at, b"/") {
+        // A stream's data is skipped: its bytes are no names.
+        if let Some(stream) = find(at, b"stream").filter(|&st| st < slash) {
+            let body = stream + 6;
+            at = match find(body, b"endstream") {
+                Some(end)
+                    if bytes[body..].starts_with(b"\r")
+                        || bytes[body..].starts_with(b"\n")
+                        || bytes[body..].starts_with(b" ")
+                        || bytes[body..].starts_with(b"\t") =>
+                {
+                    end + 9
+                }
+                _ => body,
+            };
+            continue;
+        }
+        let raw_start = slash + 1;
+        let len = bytes[raw_start..]
+            .iter()
+            .position(|&b| b.is_ascii_whitespace() || b"/[]<>()%{}".contains(&b))
+            .unwrap_or(bytes.len() - raw_start);
+        at = raw_start + len.max(1).min(bytes.len() - raw_start);
+        let name = decoded_name(&bytes[raw_start..raw_start + len]);
+        let value = &bytes[raw_start + len..];
+        let ok = match name.as_slice() {
+            b"Encrypt" => false,
+            // Only a stream's filter is the parser's to apply: a signature's
+            // (`/Filter /Adobe.PPKLite`) is the end of a dictionary that holds no stream.
+            b"Filter" => {
+                let next_stream = find(raw_start, b"stream").unwrap_or(usize::MAX);
+                let next_end = find(raw_start, b"endobj").unwrap_or(usize::MAX);
+                next_end < next_stream || filter_is_read(value)
+            }
+            b"Columns" => leading_number(value).is_some_and(|n| n <= 1 << 16),
+            b"Colors" => leading_number(value).is_some_and(|n| n <= 32),
+            b"BitsPerComponent" => leading_number(value).is_some_and(|n| n <= 16),
+            // A cross-reference stream's field widths (a font's /W is glyph widths).
+            b"W" if {
+                let object = bytes[..raw_start]
+                    .windows(3)
+                    .rposition(|w| w == b"obj")
+                    .unwrap_or(0);
+                let end = find(raw_start, b"stream").unwrap_or(bytes.len());
+                bytes[object..end].windows(5).any(|w| w == b"/XRef")
+            } =>
+            {
+                let inside = value.trim_ascii_start();
+                let Some(inside) = inside.strip_prefix(b"[") else {
+                    return false;
+                };
+                let end = inside
+                    .iter()
+                    .position(|&b| b == b']')
+                    .unwrap_or(inside.len());
+                inside[..end]
+                    .split(|b| b.is_ascii_whitespace())
+                    .filter(|w| !w.is_empty())
+                    .all(|w| leading_number(w).is_some_and(|n| n <= 8))
+            }
+            _ => true,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    let mut total = 0u64;
+    let mut at = 0;
+    let mut keywords = 0;
+    while let Some(found) = find(at, b"stream") {
+        keywords += 1;
+        if keywords > MAX_STREAM_KEYWORDS {
+            return false;
+        }
+        at = found + 6;
+        let mut start = at;
+        while matches!(bytes.get(start), Some(b' ' | b'\t')) {
+            start += 1;
+        }
+        let data = match &bytes[start.min(bytes.len())..] {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] | [b'\r', rest @ ..] => rest,
+            _ => continue,
+        };
+        let zlib = inflated(flate2::read::ZlibDecoder::new(data), limit - total);
+        let raw = if zlib == 0 {
+            inflated(
+                flate2::read::DeflateDecoder::new(data.get(2..).unwrap_or_default()),
+                limit - total,
+            )
+        } else {
+            0
+        };
+        total += zlib.max(raw);
+        if total > limit {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the value after a stream's `/Filter` key (`text`) is one filter the parser may
+/// read.
+fn filter_is_read(text: &[u8]) -> bool {
+    let text = text.trim_ascii_start();
+    let (names, in_array) = match text.strip_prefix(b"[") {
+        Some(inside) => match inside.iter().position(|&b| b == b']') {
+            Some(end) => (&inside[..end], true),
+            None => return false,
+        },
+        None => (text, false),
+    };
+    let names = names.trim_ascii_start();
+    let Some(name) = names.strip_prefix(b"/") else {
+        return false;
+    };
+    let len = name
+        .iter()
+        .position(|&b| b.is_ascii_whitespace() || b"/[]<>()%".contains(&b))
+        .unwrap_or(name.len());
+    let (name, after) = name.split_at(len);
+    // An array holds this one name and nothing else.
+    if in_array && !after.trim_ascii().is_empty() {
+        return false;
+    }
+    READ_FILTERS.contains(&decoded_name(name).as_slice())
+}
+
+/// How many bytes `reader` inflates to, counting up to one past `limit`.
+fn inflated(mut reader: impl std::io::Read, limit: u64) -> u64 {
+    let mut buffer = [0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => {
+                total += n as u64;
+                if total > limit {
+                    return total;
+                }
+            }
+        }
+    }
+}
+
+/// The text of a PDF, or none (not a PDF, no text, malformed, or streams that would inflate
+/// past [`MAX_PDF_INFLATED_BYTES`]). The parser runs behind a panic guard: a crafted file may
+/// make it fail, never take the request down.
+pub fn pdf_text(bytes: &[u8]) -> String {
+    if !bytes.starts_with(b"%PDF-") || !inflates_within(bytes, MAX_PDF_INFLATED_BYTES) {
+        return String::new();
+    }
+    let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    // A control character (pdf-extract gives U+0000 for some encodings' unassigned codes) is
+    // no text to search, and PostgreSQL cannot store a NUL.
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
