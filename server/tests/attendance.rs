@@ -353,3 +353,86 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
         "{over:?}"
     );
 }
+
+/// The database fails while a check-in is being counted, after the member's key was checked
+/// and bound (a full disk, an instance dying mid-transaction): nothing is kept, not even the
+/// key's bindings, and the same upload retried counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_in_cut_short_binds_nothing_and_counts_once_when_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = common::start_on(dir.path(), &db).await;
+    let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
+    let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
+        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
+                          "document_ids": []}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/secretary"),
+        json!({ "citizen_id": SECRETARY }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for v in [&secretary, &a] {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await
+        .unwrap();
+    let day_end = {
+        let t = chrono::Utc::now().timestamp() + 7 * 3600;
+        (t / 86_400 + 1) * 86_400 - 7 * 3600
+    };
+    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    let qr = MeetingSecretary::new(&secretary).qr("m-1", now).unwrap();
+    CheckIns::new(&a).scan(&qr, now + 3).unwrap();
+    let items = json!([{"meeting_id": "m-1", "evidence": evidence_of(&a, "m-1")}]);
+    let (fail, mend) = if db.starts_with("postgres") {
+        (
+            "CREATE FUNCTION fail_check_in() RETURNS trigger AS $$ BEGIN
+               RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER fail_check_in BEFORE INSERT ON check_ins
+               FOR EACH ROW EXECUTE FUNCTION fail_check_in();",
+            "DROP TRIGGER fail_check_in ON check_ins; DROP FUNCTION fail_check_in();",
+        )
+    } else {
+        (
+            "CREATE TRIGGER fail_check_in BEFORE INSERT ON check_ins
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            "DROP TRIGGER fail_check_in;",
+        )
+    };
+    let kept = || {
+        ["check_ins", "check_in_keys", "check_in_member_keys"]
+            .map(|table| common::count(&db, &format!("SELECT COUNT(*) FROM {table}")))
+    };
+    common::tamper(&db, fail);
+    let (status, body) = upload(&local, &a, items.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("storage")),
+        "{body}"
+    );
+    assert_eq!(kept(), [0, 0, 0]);
+    common::tamper(&db, mend);
+    for _ in 0..2 {
+        let (status, body) = upload(&local, &a, items.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"][0]["outcome"], "accepted", "{body}");
+    }
+    assert_eq!(kept(), [1, 1, 1]);
+    local.running.stop().await;
+}

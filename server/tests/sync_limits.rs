@@ -397,6 +397,7 @@ async fn start_with_push_budget(db: &str, bytes_per_day: u64) -> common::Local {
     let url = format!("http://{}", running.addr);
     let client = BackendClient::new(BackendConfig::new(&url)).unwrap();
     common::Local {
+        db: db.to_owned(),
         storage,
         state,
         running,

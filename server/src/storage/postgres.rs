@@ -198,7 +198,7 @@ impl PostgresEngine {
             .runtime
             .as_ref()
             .ok_or_else(|| StorageError::Failed("the engine is closed".into()))?;
-        futures_executor::block_on(rt.spawn(fut)).map_err(|e| failed("database task", e))
+        run(rt.spawn(fut)).map_err(|e| failed("database task", e))
     }
 
     fn connection(&self) -> Result<Object> {
@@ -363,9 +363,12 @@ pub fn create_database(admin_url: &str, name: &str) -> Result<String> {
 }
 
 /// Drives one statement's future on this thread (the connection's I/O runs on the engine's
-/// runtime; the client side of a statement needs no runtime).
+/// runtime; the client side of a statement needs no runtime). Outside tokio's cooperative
+/// budget: called from inside a task (a test's body, a start-up step), the task's budget would
+/// run out after some statements, and each poll would then wake itself at once, spinning a
+/// core for ever, since this loop never yields to the scheduler that refills it.
 fn run<F: Future>(fut: F) -> F::Output {
-    futures_executor::block_on(fut)
+    futures_executor::block_on(tokio::task::unconstrained(fut))
 }
 
 impl ToSql for Val<'_> {

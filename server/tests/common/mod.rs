@@ -95,6 +95,8 @@ pub fn postgres_database() -> String {
 
 /// A backend on loopback with its own database and a local identity provider.
 pub struct Local {
+    /// The database's path or URL (to read or alter it behind the server's back).
+    pub db: String,
     pub storage: Arc<dyn Storage>,
     pub state: AppState,
     pub running: Running,
@@ -136,6 +138,7 @@ async fn start_local_on(db: &str, payments: Payments) -> Local {
     let url = format!("http://{}", running.addr);
     let client = BackendClient::new(BackendConfig::new(&url)).unwrap();
     Local {
+        db: db.to_owned(),
         storage,
         state,
         running,

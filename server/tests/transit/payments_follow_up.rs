@@ -12,6 +12,7 @@ use thudo_server::transit::sales::PAYMENT_WINDOW_SECS;
 use thudo_server::transit::store::OrderStatus;
 
 use crate::payments::{monthly, paying_world};
+use crate::world::common;
 use crate::world::*;
 
 /// A gateway's query API on loopback answering from `sandbox`'s ledger; counts the questions.
@@ -158,6 +159,97 @@ async fn a_payment_whose_notification_was_lost_is_learnt_from_the_provider() {
         .unwrap();
     assert_eq!(round, Some(FollowUp::default()));
     assert_eq!(asked.load(Ordering::SeqCst), asked_before);
+}
+
+/// SQL that makes every insert into `table` fail (a full disk at that statement), and the SQL
+/// that mends it, on the world's engine.
+fn failing_inserts(w: &World, table: &str) -> (String, String) {
+    if w.db.starts_with("postgres") {
+        (
+            format!(
+                "CREATE FUNCTION fail_{table}() RETURNS trigger AS $$ BEGIN
+                   RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;
+                 CREATE TRIGGER fail_{table} BEFORE INSERT OR UPDATE ON {table}
+                   FOR EACH ROW EXECUTE FUNCTION fail_{table}();"
+            ),
+            format!("DROP TRIGGER fail_{table} ON {table}; DROP FUNCTION fail_{table}();"),
+        )
+    } else {
+        (
+            format!(
+                "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table}
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;
+                 CREATE TRIGGER fail_{table}_update BEFORE UPDATE ON {table}
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+            ),
+            format!("DROP TRIGGER fail_{table}; DROP TRIGGER fail_{table}_update;"),
+        )
+    }
+}
+
+/// A round cut short at its worst moments: the database fails while a payment learnt from the
+/// provider is being recorded (its pass refused), and then after the payment was recorded but
+/// before the question was written down (an instance dying between the two). Nothing is
+/// recorded half way: no ledger entry without its pass; the next round records the payment
+/// once; a payment recorded is not asked about again, and counts once in the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_cut_short_records_nothing_half_way_and_nothing_twice() {
+    let (w, sandbox) = paying_world().await;
+    let (url, asked) = query_api(sandbox.clone()).await;
+    let (v, order) = waiting_order(&w, RIDER).await;
+    let t = now() as i64;
+    sandbox.settle_unnotified(&order, 280_000, SandboxOutcome::Pay, t);
+    let after = t + PAYMENT_WINDOW_SECS + 60;
+    let payments = || {
+        w.storage
+            .ledger(&today())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.order_id == order && e.entry == "payment")
+            .count()
+    };
+    let passes = || {
+        common::count(
+            &w.db,
+            &format!("SELECT COUNT(*) FROM orders WHERE id = '{order}' AND pass_id IS NOT NULL"),
+        )
+    };
+    // The pass cannot be written: the payment is not recorded at all.
+    let (fail, mend) = failing_inserts(&w, "passes");
+    common::tamper(&w.db, &fail);
+    let round = w.state.follow_up_payments(&url, "a", after).await.unwrap();
+    assert_eq!(
+        round,
+        Some(FollowUp {
+            asked: 1,
+            failed: 1,
+            ..FollowUp::default()
+        })
+    );
+    assert_eq!(status(&w, &order), OrderStatus::AwaitingPayment);
+    assert_eq!((payments(), passes()), (0, 0));
+    common::tamper(&w.db, &mend);
+    // Recorded, and then the question cannot be written down: the round fails there.
+    let (fail, mend) = failing_inserts(&w, "payment_follow_ups");
+    common::tamper(&w.db, &fail);
+    assert!(w
+        .state
+        .follow_up_payments(&url, "b", after + 300)
+        .await
+        .is_err());
+    common::tamper(&w.db, &mend);
+    assert_eq!(status(&w, &order), OrderStatus::Paid);
+    assert_eq!((payments(), passes()), (1, 1));
+    // The next rounds find nothing to ask: the payment stands once.
+    let before = asked.load(Ordering::SeqCst);
+    for at in [after + 600, after + 4_000, after + 90_000] {
+        let round = w.state.follow_up_payments(&url, "c", at).await.unwrap();
+        assert_eq!(round, Some(FollowUp::default()), "at {at}");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), before);
+    assert_eq!(payments(), 1);
+    let pass = w.transit().collect(v, &order).await.unwrap();
+    assert_eq!(pass.price_vnd, 280_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,8 @@ pub const VICTIM: &str = "001090099999";
 
 pub struct World {
     pub dir: tempfile::TempDir,
+    /// The database's path or URL.
+    pub db: String,
     pub storage: Arc<dyn Storage>,
     pub state: AppState,
     pub running: Running,
@@ -48,6 +50,7 @@ impl World {
     pub async fn start_with(payments: thudo_server::transit::sales::Payments) -> World {
         let dir = tempfile::tempdir().unwrap();
         let common::Local {
+            db,
             storage,
             state,
             running,
@@ -58,6 +61,7 @@ impl World {
         let http = http_client();
         World {
             dir,
+            db,
             storage,
             state,
             running,
