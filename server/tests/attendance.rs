@@ -84,6 +84,18 @@ fn signed_qr(secretary: &Vault, meeting: &str, shown_at: u32) -> ShownQr {
     }
 }
 
+/// The party organisation names [`SECRETARY`] the secretary of [`CELL`].
+async fn name_secretary(local: &Local) {
+    let (status, _) = party(
+        local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/secretary"),
+        json!({ "citizen_id": SECRETARY }),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -134,14 +146,7 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
         matches!(&refused, Err(BackendError::Refused { code, .. }) if code.as_str() == "not_secretary"),
         "{refused:?}"
     );
-    let (status, _) = party(
-        &local,
-        "POST",
-        &format!("/v1/admin/cells/{CELL}/secretary"),
-        json!({ "citizen_id": SECRETARY }),
-    )
-    .await;
-    assert_eq!(status, 200);
+    name_secretary(&local).await;
     let window = HandbookClient::new(&local.client)
         .fetch_meeting_credential(secretary.clone(), "m-1")
         .await
@@ -373,14 +378,7 @@ async fn a_check_in_cut_short_binds_nothing_and_counts_once_when_retried() {
     )
     .await;
     assert_eq!(status, 200);
-    let (status, _) = party(
-        &local,
-        "POST",
-        &format!("/v1/admin/cells/{CELL}/secretary"),
-        json!({ "citizen_id": SECRETARY }),
-    )
-    .await;
-    assert_eq!(status, 200);
+    name_secretary(&local).await;
     for v in [&secretary, &a] {
         local
             .client
@@ -400,26 +398,12 @@ async fn a_check_in_cut_short_binds_nothing_and_counts_once_when_retried() {
     let qr = MeetingSecretary::new(&secretary).qr("m-1", now).unwrap();
     CheckIns::new(&a).scan(&qr, now + 3).unwrap();
     let items = json!([{"meeting_id": "m-1", "evidence": evidence_of(&a, "m-1")}]);
-    let (fail, mend) = if db.starts_with("postgres") {
-        (
-            "CREATE FUNCTION fail_check_in() RETURNS trigger AS $$ BEGIN
-               RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;
-             CREATE TRIGGER fail_check_in BEFORE INSERT ON check_ins
-               FOR EACH ROW EXECUTE FUNCTION fail_check_in();",
-            "DROP TRIGGER fail_check_in ON check_ins; DROP FUNCTION fail_check_in();",
-        )
-    } else {
-        (
-            "CREATE TRIGGER fail_check_in BEFORE INSERT ON check_ins
-             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-            "DROP TRIGGER fail_check_in;",
-        )
-    };
+    let (fail, mend) = common::failing_writes(&db, "check_ins");
     let kept = || {
         ["check_ins", "check_in_keys", "check_in_member_keys"]
             .map(|table| common::count(&db, &format!("SELECT COUNT(*) FROM {table}")))
     };
-    common::tamper(&db, fail);
+    common::tamper(&db, &fail);
     let (status, body) = upload(&local, &a, items.clone()).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -427,7 +411,7 @@ async fn a_check_in_cut_short_binds_nothing_and_counts_once_when_retried() {
         "{body}"
     );
     assert_eq!(kept(), [0, 0, 0]);
-    common::tamper(&db, mend);
+    common::tamper(&db, &mend);
     for _ in 0..2 {
         let (status, body) = upload(&local, &a, items.clone()).await;
         assert_eq!(status, 200, "{body}");

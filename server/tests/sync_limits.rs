@@ -382,29 +382,11 @@ async fn a_push_goes_in_change_order_batch_by_batch() {
 
 /// A backend whose accounts may push `bytes_per_day`, on the database `db`.
 async fn start_with_push_budget(db: &str, bytes_per_day: u64) -> common::Local {
-    use thudo_server::transit::fares::FarePolicy;
-    use thudo_server::{AppState, ServerConfig};
-    let storage = thudo_server::open_storage(db).unwrap();
-    let (config, idp) = ServerConfig::local(storage.clone(), FarePolicy::default()).unwrap();
-    let state = AppState::new(ServerConfig {
+    common::start_configured(db, |config| thudo_server::ServerConfig {
         push_bytes_per_day: bytes_per_day,
         ..config
     })
-    .unwrap();
-    let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let url = format!("http://{}", running.addr);
-    let client = BackendClient::new(BackendConfig::new(&url)).unwrap();
-    common::Local {
-        db: db.to_owned(),
-        storage,
-        state,
-        running,
-        idp,
-        client,
-        url,
-    }
+    .await
 }
 
 /// An account's day of pushes, spent: the batches that fit are taken, the next is refused

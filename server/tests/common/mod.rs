@@ -121,16 +121,24 @@ pub async fn start_local_with(dir: &Path, payments: Payments) -> Local {
 }
 
 async fn start_local_on(db: &str, payments: Payments) -> Local {
+    start_configured(db, |config| ServerConfig { payments, ..config }).await
+}
+
+/// A backend on `db` with the test configuration as `configure` changes it.
+pub async fn start_configured(
+    db: &str,
+    configure: impl FnOnce(ServerConfig) -> ServerConfig,
+) -> Local {
     let storage = thudo_server::open_storage(db).unwrap();
     let (config, idp) = ServerConfig::local(storage.clone(), FarePolicy::default()).unwrap();
     // PDFs are read in a child process, as the server's executable does.
     let pdf_reader =
         thudo_server::files::PdfReader::Child(env!("CARGO_BIN_EXE_thudo-server").into());
-    let state = AppState::new(ServerConfig {
-        payments,
+    let state = AppState::new(configure(ServerConfig {
         pdf_reader,
+        payments: Payments::sandbox(true),
         ..config
-    })
+    }))
     .unwrap();
     let running = thudo_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
         .await
@@ -477,5 +485,32 @@ pub fn count(db: &str, sql: &str) -> i64 {
             .unwrap()
             .write(read)
             .unwrap()
+    }
+}
+
+/// SQL that makes every insert into and update of `table` fail (a full disk at that
+/// statement, or an instance dying there), and the SQL that mends it, on `db`'s engine.
+#[allow(dead_code)]
+pub fn failing_writes(db: &str, table: &str) -> (String, String) {
+    if db.starts_with("postgres") {
+        (
+            format!(
+                "CREATE FUNCTION fail_{table}() RETURNS trigger AS $$ BEGIN
+                   RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;
+                 CREATE TRIGGER fail_{table} BEFORE INSERT OR UPDATE ON {table}
+                   FOR EACH ROW EXECUTE FUNCTION fail_{table}();"
+            ),
+            format!("DROP TRIGGER fail_{table} ON {table}; DROP FUNCTION fail_{table}();"),
+        )
+    } else {
+        (
+            format!(
+                "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table}
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;
+                 CREATE TRIGGER fail_{table}_update BEFORE UPDATE ON {table}
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+            ),
+            format!("DROP TRIGGER fail_{table}; DROP TRIGGER fail_{table}_update;"),
+        )
     }
 }

@@ -161,32 +161,6 @@ async fn a_payment_whose_notification_was_lost_is_learnt_from_the_provider() {
     assert_eq!(asked.load(Ordering::SeqCst), asked_before);
 }
 
-/// SQL that makes every insert into `table` fail (a full disk at that statement), and the SQL
-/// that mends it, on the world's engine.
-fn failing_inserts(w: &World, table: &str) -> (String, String) {
-    if w.db.starts_with("postgres") {
-        (
-            format!(
-                "CREATE FUNCTION fail_{table}() RETURNS trigger AS $$ BEGIN
-                   RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;
-                 CREATE TRIGGER fail_{table} BEFORE INSERT OR UPDATE ON {table}
-                   FOR EACH ROW EXECUTE FUNCTION fail_{table}();"
-            ),
-            format!("DROP TRIGGER fail_{table} ON {table}; DROP FUNCTION fail_{table}();"),
-        )
-    } else {
-        (
-            format!(
-                "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table}
-                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;
-                 CREATE TRIGGER fail_{table}_update BEFORE UPDATE ON {table}
-                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
-            ),
-            format!("DROP TRIGGER fail_{table}; DROP TRIGGER fail_{table}_update;"),
-        )
-    }
-}
-
 /// A round cut short at its worst moments: the database fails while a payment learnt from the
 /// provider is being recorded (its pass refused), and then after the payment was recorded but
 /// before the question was written down (an instance dying between the two). Nothing is
@@ -215,7 +189,7 @@ async fn a_round_cut_short_records_nothing_half_way_and_nothing_twice() {
         )
     };
     // The pass cannot be written: the payment is not recorded at all.
-    let (fail, mend) = failing_inserts(&w, "passes");
+    let (fail, mend) = common::failing_writes(&w.db, "passes");
     common::tamper(&w.db, &fail);
     let round = w.state.follow_up_payments(&url, "a", after).await.unwrap();
     assert_eq!(
@@ -230,7 +204,7 @@ async fn a_round_cut_short_records_nothing_half_way_and_nothing_twice() {
     assert_eq!((payments(), passes()), (0, 0));
     common::tamper(&w.db, &mend);
     // Recorded, and then the question cannot be written down: the round fails there.
-    let (fail, mend) = failing_inserts(&w, "payment_follow_ups");
+    let (fail, mend) = common::failing_writes(&w.db, "payment_follow_ups");
     common::tamper(&w.db, &fail);
     assert!(w
         .state
