@@ -203,7 +203,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let pdf_reader = thudo_server::files::PdfReader::Child(std::env::current_exe()?);
+    let pdf_reader = match std::env::current_exe() {
+        Ok(program) => thudo_server::files::PdfReader::Child(program),
+        Err(e) => {
+            eprintln!("warning: published PDFs are kept without search text: {e}");
+            thudo_server::files::PdfReader::Off
+        }
+    };
     // What gives passes away, publishes demo records or prints usable enrolment codes (where
     // logs are collected, outside the audit trail) runs on test and demo servers only. Checked
     // here: clap's `requires` counts a flag's default `false` as given.

@@ -478,6 +478,13 @@ async fn a_pdf_that_crashes_the_parser_ends_only_its_reader() {
         [format!("<< /Length {} >>\nstream\n", content.len()).as_bytes(), content, b"\nendstream"].concat(),
         [format!("<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Resources << /XObject << /X1 5 0 R >> >> /Length {} >>\nstream\n", content.len()).as_bytes(), content, b"\nendstream"].concat(),
     ]);
+    // The parser itself crashed on it (not the checks before it refusing it).
+    let reader = std::path::Path::new(env!("CARGO_BIN_EXE_thudo-server"));
+    let crashed = thudo_server::files::pdf::text_in_child(reader, &drawing_itself).await;
+    assert!(
+        crashed.as_ref().is_err_and(|e| e.contains("signal")),
+        "{crashed:?}"
+    );
     let (status, body) = upload(&local, CELL, "loop.pdf", "application/pdf", &drawing_itself).await;
     assert_eq!(
         (status, body["text_chars"].as_u64()),
@@ -643,4 +650,32 @@ async fn a_file_withdrawn_from_its_cells_is_no_longer_served_and_then_erased() {
         200
     );
     assert_eq!(fetch(&here).await, 200);
+}
+
+/// A service that already holds its processes to less (systemd's `LimitAS=`, a container's
+/// ulimit) still gets its PDFs read: the reader lowers its limits, never raising one.
+#[test]
+fn the_reader_keeps_a_lower_limit_it_was_given() {
+    use std::io::Write;
+    let reader = env!("CARGO_BIN_EXE_thudo-server");
+    // 1.5 GiB of address space and 10 s of processor time, hard: below the reader's own.
+    let mut child = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "ulimit -v 1572864 && ulimit -t 10 && exec \"$0\" --read-pdf-text",
+            reader,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&pdf("Nghi quyet so 59"))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "Nghi quyet so 59");
 }

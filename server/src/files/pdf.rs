@@ -23,22 +23,27 @@ pub enum PdfReader {
     #[default]
     InProcess,
     /// In a child process: `program` (the server's own executable) run with [`CHILD_ARG`],
-    /// its environment cleared, [`CHILD_MEMORY_BYTES`] of address space, [`CHILD_CPU_SECS`] of
-    /// processor time and [`CHILD_DEADLINE`] in all; at most [`CHILD_SLOTS`] at once.
+    /// its environment cleared, under [`CHILD_MEMORY_BYTES`] of address space and
+    /// [`CHILD_CPU_SECS`] of processor time (Linux), at most [`CHILD_SLOTS`] at once, the wait
+    /// for a slot and the reading within [`CHILD_DEADLINE`].
     Child(PathBuf),
+    /// Not read: every PDF is kept without search text (a server that cannot start its
+    /// reader).
+    Off,
 }
 
 /// The argument that makes the server's executable a PDF reader ([`read_in_child`]).
 pub const CHILD_ARG: &str = "--read-pdf-text";
 
-/// The address space a reading child may use (a legitimate PDF within
-/// [`MAX_PDF_INFLATED_BYTES`] needs well under half of it).
-pub const CHILD_MEMORY_BYTES: u64 = 1 << 30;
+/// The address space a reading child may use: a PDF whose streams inflate to
+/// [`MAX_PDF_INFLATED_BYTES`] makes the parser hold some 640 MiB of operations.
+pub const CHILD_MEMORY_BYTES: u64 = 2 << 30;
 
 /// The processor time a reading child may use.
 pub const CHILD_CPU_SECS: u64 = 20;
 
-/// How long the server waits for a reading child before killing it.
+/// How long an upload waits for its PDF's text, a free slot included, before the file is kept
+/// without it (a child still reading is killed).
 pub const CHILD_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How many reading children may run at once (uploads beyond wait their turn), so a burst of
@@ -46,6 +51,28 @@ pub const CHILD_DEADLINE: Duration = Duration::from_secs(30);
 pub const CHILD_SLOTS: usize = 2;
 
 static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CHILD_SLOTS);
+
+/// Why a reading child gave no text: its exit status names the step (the child's standard
+/// error is not read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ChildFailure {
+    /// It could not lower its own limits.
+    Limits = 2,
+    /// Its standard input failed or held more than [`MAX_FILE_BYTES`].
+    Input = 3,
+    /// Its standard output failed.
+    Output = 4,
+}
+
+impl ChildFailure {
+    /// The failure an exit code names.
+    pub fn from_code(code: i32) -> Option<ChildFailure> {
+        [Self::Limits, Self::Input, Self::Output]
+            .into_iter()
+            .find(|f| *f as i32 == code)
+    }
+}
 
 impl PdfReader {
     /// The text of the PDF `bytes`, or none (see [`pdf_text`]). A child that fails is logged
@@ -55,22 +82,33 @@ impl PdfReader {
             PdfReader::InProcess => tokio::task::spawn_blocking(move || pdf_text(&bytes))
                 .await
                 .unwrap_or_default(),
-            PdfReader::Child(program) => match in_child(program, &bytes).await {
+            PdfReader::Child(program) => match text_in_child(program, &bytes).await {
                 Ok(text) => text,
                 Err(reason) => {
                     eprintln!("a published PDF's text was not read: {reason}");
                     String::new()
                 }
             },
+            PdfReader::Off => String::new(),
         }
     }
 }
 
-/// Runs one reading child over `bytes`.
-async fn in_child(program: &std::path::Path, bytes: &[u8]) -> Result<String, String> {
+/// The text of the PDF `bytes` as a reading child of `program` gives it, or why it gave none
+/// (its exit status when it ended badly: a signal when the parser crashed).
+pub async fn text_in_child(program: &std::path::Path, bytes: &[u8]) -> Result<String, String> {
     if !bytes.starts_with(b"%PDF-") {
         return Ok(String::new());
     }
+    match tokio::time::timeout(CHILD_DEADLINE, run_child(program, bytes)).await {
+        // The child, if started, is killed as its future is dropped.
+        Err(_) => Err(format!("no text within {CHILD_DEADLINE:?}")),
+        Ok(result) => result,
+    }
+}
+
+/// Waits for a slot, runs one reading child over `bytes` and reads its answer.
+async fn run_child(program: &std::path::Path, bytes: &[u8]) -> Result<String, String> {
     let _slot = SLOTS.acquire().await.map_err(|e| e.to_string())?;
     let mut child = tokio::process::Command::new(program)
         .arg(CHILD_ARG)
@@ -85,7 +123,7 @@ async fn in_child(program: &std::path::Path, bytes: &[u8]) -> Result<String, Str
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err("the reader's pipes were not open".into());
     };
-    let work = async {
+    let answer = async {
         // The child reads the whole file before it writes anything.
         stdin.write_all(bytes).await?;
         drop(stdin);
@@ -94,44 +132,46 @@ async fn in_child(program: &std::path::Path, bytes: &[u8]) -> Result<String, Str
             .take(MAX_TEXT_BYTES as u64 + 1)
             .read_to_end(&mut out)
             .await?;
-        Ok::<_, std::io::Error>((child.wait().await?, out))
-    };
-    match tokio::time::timeout(CHILD_DEADLINE, work).await {
-        Err(_) => Err(format!(
-            "the reader ran past {CHILD_DEADLINE:?} and was killed"
-        )),
-        Ok(Err(e)) => Err(format!("the reader failed: {e}")),
-        Ok(Ok((status, _))) if !status.success() => Err(format!("the reader ended: {status}")),
-        Ok(Ok((_, out))) if out.len() > MAX_TEXT_BYTES => Err("the reader wrote too much".into()),
-        Ok(Ok((_, out))) => String::from_utf8(out).map_err(|_| "the reader wrote no text".into()),
+        Ok::<_, std::io::Error>(out)
+    }
+    .await;
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    match (status.code().and_then(ChildFailure::from_code), answer) {
+        (Some(failure), _) => Err(format!("the reader failed: {failure:?}")),
+        (None, _) if !status.success() => Err(format!("the reader ended: {status}")),
+        (None, Err(e)) => Err(format!("the reader's pipes failed: {e}")),
+        (None, Ok(out)) if out.len() > MAX_TEXT_BYTES => Err("the reader wrote too much".into()),
+        // What the child wrote is cleaned again: it is the part of the server not trusted.
+        (None, Ok(out)) => Ok(searchable(&String::from_utf8_lossy(&out))),
     }
 }
 
-/// The reading child's whole life: limits itself, reads a PDF of at most
+/// The reading child's whole life: lowers its limits, reads a PDF of at most
 /// [`MAX_FILE_BYTES`] from standard input and writes its text to standard output. Returns the
-/// process's exit status (0 when the text, maybe empty, was written).
+/// process's exit status: 0 when the text, maybe empty, was written, else a
+/// [`ChildFailure`]'s code.
 pub fn read_in_child() -> i32 {
     if let Err(e) = limit_this_process() {
         eprintln!("cannot limit the PDF reader: {e}");
-        return 2;
+        return ChildFailure::Limits as i32;
     }
     let mut bytes = Vec::new();
     let read = std::io::stdin()
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes);
     if read.is_err() || bytes.len() as u64 > MAX_FILE_BYTES {
-        return 2;
+        return ChildFailure::Input as i32;
     }
     let text = pdf_text(&bytes);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => 0,
-        Err(_) => 2,
+        Err(_) => ChildFailure::Output as i32,
     }
 }
 
-/// Sets this process's limits: address space, processor time, and no core file (a crafted
-/// PDF's memory is not kept on disk).
+/// Lowers this process's limits, never raising one the service set lower: address space,
+/// processor time, and no core file (a crafted PDF's memory is not kept on disk).
 fn limit_this_process() -> std::io::Result<()> {
     use rlimit::Resource;
     for (resource, limit) in [
@@ -140,6 +180,8 @@ fn limit_this_process() -> std::io::Result<()> {
         (Resource::CORE, 0),
     ] {
         if resource.is_supported() {
+            let (_, hard) = rlimit::getrlimit(resource)?;
+            let limit = limit.min(hard);
             rlimit::setrlimit(resource, limit, limit)?;
         }
     }
@@ -194,6 +236,47 @@ fn leading_number(text: &[u8]) -> Option<u64> {
     std::str::from_utf8(&text[..digits]).ok()?.parse().ok()
 }
 
+/// Where `needle` is next in `bytes` at or after `from`.
+fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}
+
+/// [`find_from`] for one needle asked about at positions that mostly increase: an answer
+/// still ahead of the position asked is given again without a search, so a pass over a file
+/// with many names and few streams stays linear instead of searching to the next stream from
+/// every name.
+struct Next<'a> {
+    bytes: &'a [u8],
+    needle: &'static [u8],
+    /// The last search: where it started and what it found.
+    last: Option<(usize, Option<usize>)>,
+}
+
+impl<'a> Next<'a> {
+    fn new(bytes: &'a [u8], needle: &'static [u8]) -> Self {
+        Next {
+            bytes,
+            needle,
+            last: None,
+        }
+    }
+
+    fn from(&mut self, from: usize) -> Option<usize> {
+        match self.last {
+            Some((started, found)) if started <= from && found.is_none_or(|at| at >= from) => found,
+            _ => {
+                let found = find_from(self.bytes, from, self.needle);
+                self.last = Some((from, found));
+                found
+            }
+        }
+    }
+}
+
 /// Whether a PDF is one whose text the parser may read: not encrypted (the parser would
 /// decrypt what no check here sees), every stream's filter one of [`READ_FILTERS`] alone,
 /// predictor and cross-reference widths within reason (the parser allocates what they say),
@@ -203,20 +286,19 @@ fn leading_number(text: &[u8]) -> Option<u64> {
 /// escapes decoded. Each `stream` keyword is tried as the start of a zlib stream, and of a
 /// raw deflate stream after two bytes (as the parser falls back to), counted, never kept.
 fn inflates_within(bytes: &[u8], limit: u64) -> bool {
-    let find = |from: usize, needle: &[u8]| {
-        bytes
-            .get(from..)?
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| from + p)
-    };
+    let find = |from: usize, needle: &[u8]| find_from(bytes, from, needle);
+    let (mut streams, mut stream_ends, mut object_ends) = (
+        Next::new(bytes, b"stream"),
+        Next::new(bytes, b"endstream"),
+        Next::new(bytes, b"endobj"),
+    );
     // Every name outside streams' data, as the parser decodes it.
     let mut at = 0;
     while let Some(slash) = find(at, b"/") {
         // A stream's data is skipped: its bytes are no names.
-        if let Some(stream) = find(at, b"stream").filter(|&st| st < slash) {
+        if let Some(stream) = streams.from(at).filter(|&st| st < slash) {
             let body = stream + 6;
-            at = match find(body, b"endstream") {
+            at = match stream_ends.from(body) {
                 Some(end)
                     if bytes[body..].starts_with(b"\r")
                         || bytes[body..].starts_with(b"\n")
@@ -242,8 +324,8 @@ fn inflates_within(bytes: &[u8], limit: u64) -> bool {
             // Only a stream's filter is the parser's to apply: a signature's
             // (`/Filter /Adobe.PPKLite`) is the end of a dictionary that holds no stream.
             b"Filter" => {
-                let next_stream = find(raw_start, b"stream").unwrap_or(usize::MAX);
-                let next_end = find(raw_start, b"endobj").unwrap_or(usize::MAX);
+                let next_stream = streams.from(raw_start).unwrap_or(usize::MAX);
+                let next_end = object_ends.from(raw_start).unwrap_or(usize::MAX);
                 next_end < next_stream || filter_is_read(value)
             }
             b"Columns" => leading_number(value).is_some_and(|n| n <= 1 << 16),
@@ -255,7 +337,7 @@ fn inflates_within(bytes: &[u8], limit: u64) -> bool {
                     .windows(3)
                     .rposition(|w| w == b"obj")
                     .unwrap_or(0);
-                let end = find(raw_start, b"stream").unwrap_or(bytes.len());
+                let end = streams.from(raw_start).unwrap_or(bytes.len());
                 bytes[object..end].windows(5).any(|w| w == b"/XRef")
             } =>
             {
@@ -367,8 +449,13 @@ pub fn pdf_text(bytes: &[u8]) -> String {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    // A control character (pdf-extract gives U+0000 for some encodings' unassigned codes) is
-    // no text to search, and PostgreSQL cannot store a NUL.
+    searchable(&text)
+}
+
+/// `text` as the library searches it: no control character (pdf-extract gives U+0000 for
+/// some encodings' unassigned codes, and PostgreSQL cannot store a NUL), its whitespace runs
+/// one space, at most [`MAX_TEXT_BYTES`].
+fn searchable(text: &str) -> String {
     let text: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -382,4 +469,39 @@ pub fn pdf_text(bytes: &[u8]) -> String {
         text.truncate(end);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remembering search answers as the plain one for every position, asked in order,
+    /// backwards and at random.
+    #[test]
+    fn the_next_keyword_is_found_as_a_plain_search_finds_it() {
+        let bytes = b"/A 1 stream x endstream /B stream/C streamstream /D /E endobj /F".repeat(3);
+        let mut next = Next::new(&bytes, b"stream");
+        let mut orders: Vec<Vec<usize>> = vec![
+            (0..=bytes.len() + 2).collect(),
+            (0..=bytes.len() + 2).rev().collect(),
+        ];
+        let mut seed = 7u64;
+        orders.push(
+            (0..500)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (seed >> 33) as usize % (bytes.len() + 3)
+                })
+                .collect(),
+        );
+        for order in orders {
+            for from in order {
+                assert_eq!(
+                    next.from(from),
+                    find_from(&bytes, from, b"stream"),
+                    "from {from}"
+                );
+            }
+        }
+    }
 }

@@ -206,6 +206,30 @@ pub fn renewal_refusal(
     }
 }
 
+/// One pass of a card as sold: its window and when it was cancelled (refunded), if it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassWindow {
+    /// First second of its window (unix).
+    pub valid_from: i64,
+    /// Last second of its window (unix).
+    pub valid_until: i64,
+    /// When it was cancelled, if it was.
+    pub cancelled_at: Option<i64>,
+}
+
+/// Whether a ride on a pass at `qr_ts` came after the pass was refunded: the card's passes of
+/// the ride's product whose window holds that time were all cancelled by then. The refund
+/// returned the price while the credential rides on until it ends (at most 72 h, the
+/// validators offline), so such a ride is charged as pay-as-you-go. A ride under a pass that
+/// was never sold (a free pass from an entitlement) is not: `passes` holds none for it.
+pub fn rides_refunded_pass(passes: &[PassWindow], qr_ts: i64) -> bool {
+    let mut holding = passes
+        .iter()
+        .filter(|p| p.valid_from <= qr_ts && qr_ts <= p.valid_until)
+        .peekable();
+    holding.peek().is_some() && holding.all(|p| p.cancelled_at.is_some_and(|at| at <= qr_ts))
+}
+
 /// What became of a metro journey (stored with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JourneyStatus {
@@ -407,6 +431,29 @@ mod tests {
         let (verdict, finding) = judge(true, &Evidence::Forged("bad".into()), false, None);
         assert_eq!(verdict, TapVerdict::Forged);
         assert_eq!(finding.map(|f| f.kind), Some(FraudKind::ForgedEvidence));
+    }
+
+    #[test]
+    fn a_ride_after_its_pass_was_refunded_is_charged() {
+        let pass = |from, until, cancelled| PassWindow {
+            valid_from: from,
+            valid_until: until,
+            cancelled_at: cancelled,
+        };
+        // Refunded at 500: rides before it are the pass's, from it on charged.
+        let refunded = [pass(0, 1_000, Some(500))];
+        assert!(!rides_refunded_pass(&refunded, 499));
+        assert!(rides_refunded_pass(&refunded, 500));
+        assert!(rides_refunded_pass(&refunded, 1_000));
+        // Bought again after the refund: the new pass covers the ride.
+        let again = [pass(0, 1_000, Some(500)), pass(600, 2_000, None)];
+        assert!(rides_refunded_pass(&again, 550));
+        assert!(!rides_refunded_pass(&again, 700));
+        // No pass sold for the time (an entitlement's free pass, a window elsewhere): not.
+        assert!(!rides_refunded_pass(&[], 700));
+        assert!(!rides_refunded_pass(&refunded, 1_001));
+        // Cancelled later than the ride: the ride was the pass's.
+        assert!(!rides_refunded_pass(&[pass(0, 1_000, Some(900))], 800));
     }
 
     #[test]

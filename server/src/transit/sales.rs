@@ -853,8 +853,9 @@ pub(crate) struct Refunded {
 }
 
 /// `POST /v1/admin/transit/orders/{id}/refund`: refunds a paid pass order; its pass is
-/// cancelled (renewals refused; the credential held rides until it ends, at most 72 h). A
-/// top-up is not an order this refunds (404): its credit may be spent.
+/// cancelled (renewals refused; the credential held rides until it ends, at most 72 h, each
+/// ride after the refund charged as pay-as-you-go). A top-up is not an order this refunds
+/// (404): its credit may be spent.
 #[utoipa::path(
     post,
     path = "/v1/admin/transit/orders/{id}/refund",

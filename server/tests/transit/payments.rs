@@ -777,3 +777,67 @@ async fn a_paid_pass_that_can_no_longer_be_collected_is_returned() {
     assert_eq!(to_return, [id.as_str()]);
     assert_eq!(rec["refunds_due_vnd"], Value::from(order.price_vnd));
 }
+
+/// A pass refunded while its credential still rides (validators offline hear of nothing for up
+/// to 72 h): each ride after the refund is charged as pay-as-you-go, on a bus and through the
+/// metro's gates, while a ride before it stays the pass's, however late it is uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rides_after_a_refund_are_charged_as_pay_as_you_go() {
+    let w = World::start().await;
+    let v = w.phone_device("rider", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let placed = w
+        .transit()
+        .order(v.clone(), &monthly(&phone))
+        .await
+        .unwrap();
+    let bought = w
+        .transit()
+        .collect(v.clone(), &placed.order_id)
+        .await
+        .unwrap();
+    phone
+        .install_credential(&thudo_core::hex::decode(&bought.credential).unwrap())
+        .unwrap();
+    let (bus_vault, mut bus, _) = w.bus("bus", 32).await;
+    let (in_vault, cat_linh_in) = w.gate("cat-linh-in", 201, GateDirection::Entry).await;
+    let (out_vault, thuong_dinh_out) = w.gate("thuong-dinh-out", 205, GateDirection::Exit).await;
+    let ride = |bus: &mut Validator, at: u64| {
+        let verdict = bus
+            .validate(&phone.current_qr(at).unwrap().text, at)
+            .unwrap();
+        assert!(verdict.accepted, "at {at}: {:?}", verdict.reason);
+    };
+    // A ride on the pass, then the refund (a second later: the ride came before it).
+    let before = now();
+    ride(&mut bus, before);
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (status, body) = w
+        .admin_post(
+            &format!("/v1/admin/transit/orders/{}/refund", placed.order_id),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The credential still rides offline: two buses and a metro journey after the refund.
+    let after = before + 130;
+    // Within the pass's month (a test run in its last minutes rides sooner).
+    let last = u64::from(bought.pass_valid_until).min(after + 400);
+    ride(&mut bus, after);
+    ride(&mut bus, after + 150);
+    let buses = w.upload_bus(&bus_vault, &mut bus).await;
+    assert_eq!(
+        (buses.stored, buses.charged_vnd),
+        (3, 16_000),
+        "the ride before the refund is the pass's, the two after are fares"
+    );
+    assert_eq!(tap(&cat_linh_in, &phone, after + 200), Reason::Ok);
+    w.upload_gate(&in_vault, &cat_linh_in).await;
+    w.transit()
+        .refresh_entries(out_vault.clone(), thuong_dinh_out.clone(), last)
+        .await
+        .unwrap();
+    assert_eq!(tap(&thuong_dinh_out, &phone, last), Reason::Ok);
+    let exit = w.upload_gate(&out_vault, &thuong_dinh_out).await;
+    assert_eq!(exit.charged_vnd, 10_000, "Cát Linh to Thượng Đình");
+}

@@ -6,10 +6,12 @@
 use std::collections::HashMap;
 
 use super::super::fares::FarePolicy;
-use super::super::rules::{Evidence, VerifiedScan, MIN_TRAVEL_SECS};
+use super::super::rules::{
+    rides_refunded_pass, Evidence, PassWindow, VerifiedScan, MIN_TRAVEL_SECS,
+};
 use super::CheckedTap;
 use crate::storage::engine::{big, Row, Tx, Val};
-use crate::storage::Result;
+use crate::storage::{code_of, Result};
 use thudo_core::transit::validator::Tap;
 
 /// Values per statement in an `IN (...)` list: within SQLite's and PostgreSQL's limits.
@@ -105,6 +107,8 @@ pub(super) struct UploadFacts {
     seeing: HashMap<u64, Vec<String>>,
     holders: HashMap<[u8; 32], (u64, String)>,
     made: QrsMade,
+    /// Each card's passes by product (its wire code) with windows near the upload's times.
+    passes: HashMap<(u64, String), Vec<PassWindow>>,
 }
 
 /// What identifies a stored tap: when the validator made it, and the QR's time and counter
@@ -228,6 +232,24 @@ impl UploadFacts {
                 });
             }
         }
+        // The same cards' passes as sold, to charge rides taken after a refund.
+        for r in rows_in(
+            tx,
+            "SELECT card_id, product, valid_from, valid_until, cancelled_at FROM passes
+             WHERE valid_until >= ?1 AND valid_from <= ?2 AND card_id IN ({in})",
+            &[low.into(), high.into()],
+            &card_vals,
+        )? {
+            facts
+                .passes
+                .entry((r.int(0)? as u64, r.text(1)?))
+                .or_default()
+                .push(PassWindow {
+                    valid_from: r.int(2)?,
+                    valid_until: r.int(3)?,
+                    cancelled_at: r.opt_int(4)?,
+                });
+        }
         // What each card paid in the upload's days and months.
         let mut months: Vec<String> = scans
             .iter()
@@ -330,6 +352,14 @@ impl UploadFacts {
                 .denied_keys
                 .get(&s.device_key_hash)
                 .is_some_and(|d| *d <= at)
+    }
+
+    /// Whether the scan rides a pass refunded before its QR was made
+    /// ([`rides_refunded_pass`]).
+    pub(super) fn rides_refunded_pass(&self, s: &VerifiedScan) -> bool {
+        self.passes
+            .get(&(s.card_id, code_of(&s.product)))
+            .is_some_and(|passes| rides_refunded_pass(passes, i64::from(s.qr_timestamp)))
     }
 
     /// The validator that used this QR first, if one did.

@@ -352,6 +352,20 @@ fn record_tap(
         Evidence::Verified(s) => Some(s),
         _ => None,
     };
+    // A ride on a pass refunded before its QR was made is charged as pay-as-you-go: the
+    // refund returned the price, and the credential rides on until it ends.
+    let repriced;
+    let scan = match scan {
+        Some(s) if s.product != Product::PayAsYouGo && taken.facts.rides_refunded_pass(s) => {
+            repriced = VerifiedScan {
+                product: Product::PayAsYouGo,
+                pass_valid: false,
+                ..s.clone()
+            };
+            Some(&repriced)
+        }
+        other => other,
+    };
     // The facts the rules need, looked up for a tap a validator accepted on a verified scan.
     let (revoked, first_use_by) = match scan {
         Some(s) if t.accepted => (
