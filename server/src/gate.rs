@@ -493,10 +493,11 @@ pub async fn admit(State(state): State<GateState>, mut req: Request, next: Next)
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let address = state
-        .limits
-        .client_address(peer, req.headers())
-        .map(network_of);
+    let client = state.limits.client_address(peer, req.headers());
+    if let Some(ip) = client {
+        req.extensions_mut().insert(crate::http::ClientAddress(ip));
+    }
+    let address = client.map(network_of);
     let caller = caller(req.method(), &path);
     if let (true, Some(minimum)) = (from_device(caller, &path), state.min_client_version) {
         if let Some(refused) = too_old(minimum, req.headers()) {

@@ -105,6 +105,11 @@ pub struct Done {
     pub ok: bool,
 }
 
+/// The address a request came from: the peer's, or the one a trusted balancer saw (set by
+/// the gate on every request it admits). For a payment provider's fraud checks, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// A JSON body whose every rejection (size, syntax, shape) is a 4xx JSON error.
 pub struct JsonBody<T>(pub T);
 

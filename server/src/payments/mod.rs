@@ -27,6 +27,8 @@ pub struct Checkout<'a> {
     pub created_at: i64,
     /// When the provider stops taking payment for it (unix seconds).
     pub expires_at: i64,
+    /// The buyer's address, as the provider's fraud checks ask (`None`: unknown).
+    pub buyer_ip: Option<std::net::IpAddr>,
 }
 
 /// How a payment attempt ended, as the provider reports it.

@@ -236,7 +236,12 @@ impl PaymentProvider for Vnpay {
             ("vnp_OrderType", "other".into()),
             ("vnp_Locale", "vn".into()),
             ("vnp_ReturnUrl", self.return_url.clone()),
-            ("vnp_IpAddr", "127.0.0.1".into()),
+            // The buyer's, for the gateway's fraud checks (the loopback when unknown).
+            (
+                "vnp_IpAddr",
+                c.buyer_ip
+                    .map_or_else(|| "127.0.0.1".into(), |ip| ip.to_string()),
+            ),
             ("vnp_CreateDate", vnpay_date(c.created_at)),
             ("vnp_ExpireDate", vnpay_date(c.expires_at)),
         ]);
@@ -769,6 +774,7 @@ mod tests {
             description: "Ve thang 2026-12",
             created_at: 1_796_464_800,
             expires_at: 1_796_465_700,
+            buyer_ip: None,
         });
         assert!(url.starts_with("https://pay.example/vpcpay.html?"));
         assert!(url.contains("vnp_Amount=14000000"));

@@ -53,6 +53,21 @@ pub struct VerifiedScan {
     /// Whether the pass itself (its windows, its route) was valid at the QR's time: `invalid`
     /// says so too, except at an exit gate, which lets out on the phone's proof alone.
     pub pass_valid: bool,
+    /// The pass the credential names, as the issuer signed it.
+    pub pass: PassTerms,
+}
+
+/// The pass a credential names: what tells it from the card's other passes of its product.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassTerms {
+    /// The rider category's wire code.
+    pub category: u8,
+    /// The route or line it names (0: none).
+    pub route: u16,
+    /// First second of its window (unix).
+    pub valid_from: i64,
+    /// Last second of its window (unix).
+    pub valid_until: i64,
 }
 
 /// The backend's verdict on one uploaded tap (stored with it).
@@ -206,28 +221,34 @@ pub fn renewal_refusal(
     }
 }
 
-/// One pass of a card as sold: its window and when it was cancelled (refunded), if it was.
+/// One pass of a card as sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PassWindow {
-    /// First second of its window (unix).
-    pub valid_from: i64,
-    /// Last second of its window (unix).
-    pub valid_until: i64,
-    /// When it was cancelled, if it was.
+pub struct SoldPass {
+    /// What a credential names of it.
+    pub terms: PassTerms,
+    /// When it was paid for and opened (unix).
+    pub created_at: i64,
+    /// When it was cancelled (refunded), if it was.
     pub cancelled_at: Option<i64>,
 }
 
-/// Whether a ride on a pass at `qr_ts` came after the pass was refunded: the card's passes of
-/// the ride's product whose window holds that time were all cancelled by then. The refund
-/// returned the price while the credential rides on until it ends (at most 72 h, the
-/// validators offline), so such a ride is charged as pay-as-you-go. A ride under a pass that
-/// was never sold (a free pass from an entitlement) is not: `passes` holds none for it.
-pub fn rides_refunded_pass(passes: &[PassWindow], qr_ts: i64) -> bool {
-    let mut holding = passes
-        .iter()
-        .filter(|p| p.valid_from <= qr_ts && qr_ts <= p.valid_until)
-        .peekable();
-    holding.peek().is_some() && holding.all(|p| p.cancelled_at.is_some_and(|at| at <= qr_ts))
+/// Whether a ride at `qr_ts` on a credential naming `terms` came after its pass was refunded:
+/// a pass of the card and product with those very terms was cancelled by then, and none with
+/// them was held at that time (bought before it and not cancelled by it; a pass bought again
+/// after a refund has the same terms, and covers only from its purchase). The refund returned
+/// the price while the credential rides on until it ends (at most 72 h, the validators
+/// offline), so such a ride is charged as pay-as-you-go. A ride under terms the backend sold
+/// no pass for is not.
+pub fn rides_refunded_pass(passes: &[SoldPass], terms: &PassTerms, qr_ts: i64) -> bool {
+    let mut refunded = false;
+    for pass in passes.iter().filter(|p| p.terms == *terms) {
+        match pass.cancelled_at {
+            Some(at) if at <= qr_ts => refunded = true,
+            _ if pass.created_at <= qr_ts => return false,
+            _ => {}
+        }
+    }
+    refunded
 }
 
 /// What became of a metro journey (stored with it).
@@ -371,6 +392,12 @@ pub fn check_evidence(
         device_key_hash: DenyList::device_hash(&f.device_public_key),
         invalid,
         pass_valid: pass.is_ok(),
+        pass: PassTerms {
+            category: f.category as u8,
+            route: f.route,
+            valid_from: i64::from(f.pass_valid_from),
+            valid_until: i64::from(f.pass_valid_until),
+        },
     })
 }
 
@@ -387,6 +414,7 @@ mod tests {
             device_key_hash: [0; 32],
             invalid: invalid.map(str::to_owned),
             pass_valid: invalid.is_none(),
+            pass: PassTerms::default(),
         })
     }
 
@@ -435,25 +463,39 @@ mod tests {
 
     #[test]
     fn a_ride_after_its_pass_was_refunded_is_charged() {
-        let pass = |from, until, cancelled| PassWindow {
-            valid_from: from,
-            valid_until: until,
-            cancelled_at: cancelled,
+        let month = PassTerms {
+            category: 0,
+            route: 0,
+            valid_from: 0,
+            valid_until: 10_000,
         };
-        // Refunded at 500: rides before it are the pass's, from it on charged.
-        let refunded = [pass(0, 1_000, Some(500))];
-        assert!(!rides_refunded_pass(&refunded, 499));
-        assert!(rides_refunded_pass(&refunded, 500));
-        assert!(rides_refunded_pass(&refunded, 1_000));
-        // Bought again after the refund: the new pass covers the ride.
-        let again = [pass(0, 1_000, Some(500)), pass(600, 2_000, None)];
-        assert!(rides_refunded_pass(&again, 550));
-        assert!(!rides_refunded_pass(&again, 700));
-        // No pass sold for the time (an entitlement's free pass, a window elsewhere): not.
-        assert!(!rides_refunded_pass(&[], 700));
-        assert!(!rides_refunded_pass(&refunded, 1_001));
-        // Cancelled later than the ride: the ride was the pass's.
-        assert!(!rides_refunded_pass(&[pass(0, 1_000, Some(900))], 800));
+        let pass = |terms, created_at, cancelled_at| SoldPass {
+            terms,
+            created_at,
+            cancelled_at,
+        };
+        // Bought at 100, refunded at 500: rides before it are the pass's, from it on charged.
+        let refunded = [pass(month, 100, Some(500))];
+        assert!(!rides_refunded_pass(&refunded, &month, 499));
+        assert!(rides_refunded_pass(&refunded, &month, 500));
+        // Bought again at 600 with the same terms: it covers from its purchase, not before.
+        let again = [pass(month, 100, Some(500)), pass(month, 600, None)];
+        assert!(rides_refunded_pass(&again, &month, 550));
+        assert!(!rides_refunded_pass(&again, &month, 700));
+        // Another pass of the card's (another route, category or window) covers nothing here:
+        // refunding route 32's pass charges its rides though route 33's is kept.
+        let route_33 = PassTerms { route: 33, ..month };
+        let route_32 = PassTerms { route: 32, ..month };
+        let two = [pass(route_32, 100, Some(500)), pass(route_33, 100, None)];
+        assert!(rides_refunded_pass(&two, &route_32, 700));
+        assert!(!rides_refunded_pass(&two, &route_33, 700));
+        // Terms no pass was sold under, or cancelled after the ride: not charged.
+        assert!(!rides_refunded_pass(&[], &month, 700));
+        assert!(!rides_refunded_pass(
+            &[pass(month, 100, Some(900))],
+            &month,
+            800
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use thudo_core::sync::protocol::ServerErrorCode;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::Value;
 use thudo_core::crypto::p256;
 use thudo_core::hex;
@@ -30,8 +30,8 @@ use super::store::{
 use super::TransitState;
 use crate::devices::authenticate;
 use crate::devices::store::Device;
-use crate::http::JsonBody;
 use crate::http::{blocking, query_params, random_token, valid_citizen_id, ApiError, ApiResult};
+use crate::http::{ClientAddress, JsonBody};
 use crate::operators::{Operator, Role};
 use crate::payments::vnpay::{Sandbox, SandboxOutcome};
 use crate::payments::{
@@ -117,7 +117,11 @@ fn day_of(state: &TransitState, now: i64) -> String {
 }
 
 /// An order as the buyer sees it.
-fn response(state: &TransitState, record: &OrderRecord) -> OrderResponse {
+fn response(
+    state: &TransitState,
+    record: &OrderRecord,
+    buyer: Option<Extension<ClientAddress>>,
+) -> OrderResponse {
     let o = &record.order;
     let payment_url = if record.status == OrderStatus::AwaitingPayment {
         let description = match &o.pass {
@@ -130,6 +134,7 @@ fn response(state: &TransitState, record: &OrderRecord) -> OrderResponse {
             description: &description,
             created_at: o.created_at,
             expires_at: o.expires_at,
+            buyer_ip: buyer.map(|Extension(ClientAddress(ip))| ip),
         })
     } else {
         String::new()
@@ -169,7 +174,11 @@ fn same_purchase(earlier: &NewOrder, retry: &NewOrder) -> bool {
 }
 
 /// Stores `order` (or finds it, for a retry) and, on a sandbox that pays at once, pays it.
-async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse> {
+async fn place(
+    state: &TransitState,
+    order: NewOrder,
+    buyer: Option<Extension<ClientAddress>>,
+) -> ApiResult<OrderResponse> {
     let storage = state.storage.clone();
     let id = order.id.clone();
     let day = day_of(state, order.created_at);
@@ -230,7 +239,7 @@ async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse
                 })?
         }
     };
-    Ok(Json(response(state, &record)))
+    Ok(Json(response(state, &record, buyer)))
 }
 
 /// `POST /v1/transit/orders`: orders a product for the caller's card (or a dependant's), in a
@@ -251,6 +260,7 @@ async fn place(state: &TransitState, order: NewOrder) -> ApiResult<OrderResponse
 )]
 pub(crate) async fn create_order(
     State(state): State<TransitState>,
+    buyer: Option<Extension<ClientAddress>>,
     headers: HeaderMap,
     JsonBody(order): JsonBody<CredentialOrder>,
 ) -> ApiResult<OrderResponse> {
@@ -349,7 +359,7 @@ pub(crate) async fn create_order(
         created_at: now,
         expires_at: now + PAYMENT_WINDOW_SECS,
     };
-    place(&state, placed).await
+    place(&state, placed, buyer).await
 }
 
 /// The card a top-up or a balance is for: the caller's, or a dependant's the account holds
@@ -392,6 +402,7 @@ async fn paying_card(
 )]
 pub(crate) async fn create_top_up(
     State(state): State<TransitState>,
+    buyer: Option<Extension<ClientAddress>>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<TopUpRequest>,
 ) -> ApiResult<OrderResponse> {
@@ -417,7 +428,7 @@ pub(crate) async fn create_top_up(
         created_at: now,
         expires_at: now + PAYMENT_WINDOW_SECS,
     };
-    place(&state, placed).await
+    place(&state, placed, buyer).await
 }
 
 /// The caller's order, or 404 (another account's orders do not exist for it).
@@ -449,12 +460,13 @@ async fn own_order(
 )]
 pub(crate) async fn get_order(
     State(state): State<TransitState>,
+    buyer: Option<Extension<ClientAddress>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<OrderResponse> {
     let device = authenticate(&state.devices(), &headers).await?;
     let record = own_order(&state, &device, id).await?;
-    Ok(Json(response(&state, &record)))
+    Ok(Json(response(&state, &record, buyer)))
 }
 
 /// `POST /v1/transit/orders/{id}/credential`: the credential of a paid pass order, for the

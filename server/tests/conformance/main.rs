@@ -587,6 +587,7 @@ fn tap(seq: u64, at: u64, card: u64, counter: u32, gate: Option<Gate>) -> Checke
             device_key_hash: [1; 32],
             invalid: None,
             pass_valid: true,
+            pass: Default::default(),
         }),
     }
 }

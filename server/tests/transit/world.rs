@@ -48,6 +48,11 @@ impl World {
 
     /// A world whose orders are paid through `payments`.
     pub async fn start_with(payments: thudo_server::transit::sales::Payments) -> World {
+        World::start_configured(|config| ServerConfig { payments, ..config }).await
+    }
+
+    /// A world whose backend's test configuration `configure` changes.
+    pub async fn start_configured(configure: impl FnOnce(ServerConfig) -> ServerConfig) -> World {
         let dir = tempfile::tempdir().unwrap();
         let common::Local {
             db,
@@ -57,7 +62,7 @@ impl World {
             idp,
             client,
             ..
-        } = common::start_local_with(dir.path(), payments).await;
+        } = common::start_configured(&common::database(dir.path()), configure).await;
         let http = http_client();
         World {
             dir,

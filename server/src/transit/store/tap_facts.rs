@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::super::fares::FarePolicy;
 use super::super::rules::{
-    rides_refunded_pass, Evidence, PassWindow, VerifiedScan, MIN_TRAVEL_SECS,
+    rides_refunded_pass, Evidence, PassTerms, SoldPass, VerifiedScan, MIN_TRAVEL_SECS,
 };
 use super::CheckedTap;
 use crate::storage::engine::{big, Row, Tx, Val};
@@ -108,7 +108,7 @@ pub(super) struct UploadFacts {
     holders: HashMap<[u8; 32], (u64, String)>,
     made: QrsMade,
     /// Each card's passes by product (its wire code) with windows near the upload's times.
-    passes: HashMap<(u64, String), Vec<PassWindow>>,
+    passes: HashMap<(u64, String), Vec<SoldPass>>,
 }
 
 /// What identifies a stored tap: when the validator made it, and the QR's time and counter
@@ -235,7 +235,8 @@ impl UploadFacts {
         // The same cards' passes as sold, to charge rides taken after a refund.
         for r in rows_in(
             tx,
-            "SELECT card_id, product, valid_from, valid_until, cancelled_at FROM passes
+            "SELECT card_id, product, category, route, valid_from, valid_until, created_at,
+                    cancelled_at FROM passes
              WHERE valid_until >= ?1 AND valid_from <= ?2 AND card_id IN ({in})",
             &[low.into(), high.into()],
             &card_vals,
@@ -244,10 +245,15 @@ impl UploadFacts {
                 .passes
                 .entry((r.int(0)? as u64, r.text(1)?))
                 .or_default()
-                .push(PassWindow {
-                    valid_from: r.int(2)?,
-                    valid_until: r.int(3)?,
-                    cancelled_at: r.opt_int(4)?,
+                .push(SoldPass {
+                    terms: PassTerms {
+                        category: r.int(2)? as u8,
+                        route: r.int(3)? as u16,
+                        valid_from: r.int(4)?,
+                        valid_until: r.int(5)?,
+                    },
+                    created_at: r.int(6)?,
+                    cancelled_at: r.opt_int(7)?,
                 });
         }
         // What each card paid in the upload's days and months.
@@ -359,7 +365,7 @@ impl UploadFacts {
     pub(super) fn rides_refunded_pass(&self, s: &VerifiedScan) -> bool {
         self.passes
             .get(&(s.card_id, code_of(&s.product)))
-            .is_some_and(|passes| rides_refunded_pass(passes, i64::from(s.qr_timestamp)))
+            .is_some_and(|passes| rides_refunded_pass(passes, &s.pass, i64::from(s.qr_timestamp)))
     }
 
     /// The validator that used this QR first, if one did.
