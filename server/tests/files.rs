@@ -679,3 +679,23 @@ fn the_reader_keeps_a_lower_limit_it_was_given() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "Nghi quyet so 59");
 }
+
+/// A PDF as a report generator writes it (an embedded subset of a TrueType font with its
+/// ToUnicode map, deflated pages) is read in the confined child with its Vietnamese accents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_pdf_is_read_with_its_accents_in_the_confined_reader() {
+    let bytes = include_bytes!("data/nghi-quyet-57.pdf");
+    let reader = std::path::Path::new(env!("CARGO_BIN_EXE_thudo-server"));
+    let text = thudo_server::files::pdf::text_in_child(reader, bytes)
+        .await
+        .unwrap();
+    let title = "Nghị quyết số 57-NQ/TW về đột phá phát triển khoa học, công nghệ";
+    assert_eq!(
+        text.matches(title).count(),
+        80,
+        "{}",
+        text.chars().take(200).collect::<String>()
+    );
+    // As the server reads it in-process.
+    assert_eq!(text, thudo_server::files::pdf_text(bytes));
+}

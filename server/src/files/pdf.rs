@@ -63,12 +63,14 @@ pub enum ChildFailure {
     Input = 3,
     /// Its standard output failed.
     Output = 4,
+    /// It could not confine itself to the system calls reading needs.
+    Confinement = 5,
 }
 
 impl ChildFailure {
     /// The failure an exit code names.
     pub fn from_code(code: i32) -> Option<ChildFailure> {
-        [Self::Limits, Self::Input, Self::Output]
+        [Self::Limits, Self::Input, Self::Output, Self::Confinement]
             .into_iter()
             .find(|f| *f as i32 == code)
     }
@@ -162,12 +164,69 @@ pub fn read_in_child() -> i32 {
     if read.is_err() || bytes.len() as u64 > MAX_FILE_BYTES {
         return ChildFailure::Input as i32;
     }
+    if let Err(e) = confine_this_process() {
+        eprintln!("cannot confine the PDF reader: {e}");
+        return ChildFailure::Confinement as i32;
+    }
     let text = pdf_text(&bytes);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => 0,
         Err(_) => ChildFailure::Output as i32,
     }
+}
+
+/// The system calls a reading child may make once its input is read: memory, writing its
+/// answer, signals (a stack overflow's report, an abort) and exiting.
+#[cfg(target_os = "linux")]
+const READING_CALLS: &[i64] = &[
+    libc::SYS_write,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_brk,
+    libc::SYS_madvise,
+    libc::SYS_mprotect,
+    libc::SYS_futex,
+    libc::SYS_getrandom,
+    libc::SYS_clock_gettime,
+    libc::SYS_sched_yield,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_sigaltstack,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_tgkill,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// Confines this process to [`READING_CALLS`] (and no new privileges): any other system call,
+/// such as opening a file or a socket or starting a process, kills it (`SIGSYS`). Whatever a
+/// crafted PDF makes the parser do, it can read nothing but the PDF and reach nothing.
+#[cfg(target_os = "linux")]
+fn confine_this_process() -> Result<(), String> {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
+    let filter = SeccompFilter::new(
+        READING_CALLS
+            .iter()
+            .map(|call| (*call, Vec::new()))
+            .collect(),
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    let program: BpfProgram = filter.try_into().map_err(|e| format!("{e}"))?;
+    seccompiler::apply_filter(&program).map_err(|e| e.to_string())
+}
+
+/// Elsewhere the limits alone hold (servers run on Linux).
+#[cfg(not(target_os = "linux"))]
+fn confine_this_process() -> Result<(), String> {
+    Ok(())
 }
 
 /// Lowers this process's limits, never raising one the service set lower: address space,
@@ -474,6 +533,41 @@ fn searchable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A confined process that opens a file is killed: run in a child process of this test
+    /// binary (the probe), since confinement cannot be undone.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_confined_reader_that_opens_a_file_is_killed() {
+        use std::io::Write as _;
+        use std::os::unix::process::ExitStatusExt;
+        const PROBE: &str = "THUDO_CONFINEMENT_PROBE";
+        if std::env::var_os(PROBE).is_some() {
+            confine_this_process().unwrap();
+            let _ = std::io::stdout().write_all(b"confined\n");
+            // Not reached: the open kills the process.
+            let opened = std::fs::File::open("Cargo.toml").is_ok();
+            std::process::exit(if opened { 10 } else { 11 });
+        }
+        let probe = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "files::pdf::tests::a_confined_reader_that_opens_a_file_is_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PROBE, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&probe.stdout);
+        assert!(stdout.contains("confined"), "{stdout}");
+        assert_eq!(
+            probe.status.signal(),
+            Some(libc::SIGSYS),
+            "{:?}",
+            probe.status
+        );
+    }
 
     /// The remembering search answers as the plain one for every position, asked in order,
     /// backwards and at random.
