@@ -699,3 +699,48 @@ async fn a_generated_pdf_is_read_with_its_accents_in_the_confined_reader() {
     // As the server reads it in-process.
     assert_eq!(text, thudo_server::files::pdf_text(bytes));
 }
+
+/// A document locked against editing (encrypted, with an empty password to open it, as
+/// official PDFs often are) is read by the confined reader, whose limits bear what the checks
+/// cannot see in encrypted streams; the server's own process never reads one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdf_locked_against_editing_is_read_by_the_confined_reader_only() {
+    let bytes = include_bytes!("data/chi-thi-35-locked.pdf");
+    let reader = std::path::Path::new(env!("CARGO_BIN_EXE_thudo-server"));
+    let text = thudo_server::files::pdf::text_in_child(reader, bytes)
+        .await
+        .unwrap();
+    let title = "Chỉ thị số 35-CT/TW về đại hội đảng bộ các cấp";
+    assert_eq!(text.matches(title).count(), 10, "{text}");
+    assert_eq!(thudo_server::files::pdf_text(bytes), "");
+}
+
+/// A bomb the checks cannot count (3 GiB of zeros deflated twice, 5 KB, behind a chain of
+/// filters the confined reader accepts) ends its reader when the reader's memory runs out:
+/// the allocation fails and the child aborts, with nothing written. (Run under a lower limit
+/// than the reader's own, which it keeps, so the test ends in a second.)
+#[test]
+fn a_bomb_the_checks_cannot_count_ends_its_reader_at_its_memory_limit() {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+    let bomb = pdf_with(
+        include_bytes!("data/three-gib-of-zeros.zz.zz"),
+        "/Filter [/FlateDecode /FlateDecode]",
+    );
+    let mut child = std::process::Command::new("/bin/sh")
+        .args([
+            "-c",
+            "ulimit -v 393216 && exec \"$0\" --read-pdf-text",
+            env!("CARGO_BIN_EXE_thudo-server"),
+        ])
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bomb).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(6), "{:?}", out.status);
+    assert!(out.stdout.is_empty());
+}

@@ -168,7 +168,7 @@ pub fn read_in_child() -> i32 {
         eprintln!("cannot confine the PDF reader: {e}");
         return ChildFailure::Confinement as i32;
     }
-    let text = pdf_text(&bytes);
+    let text = read_text(&bytes, cfg!(target_os = "linux"));
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => 0,
@@ -344,7 +344,12 @@ impl<'a> Next<'a> {
 /// server (no panic the guard could catch). Names are read as the parser reads them, `#xx`
 /// escapes decoded. Each `stream` keyword is tried as the start of a zlib stream, and of a
 /// raw deflate stream after two bytes (as the parser falls back to), counted, never kept.
-fn inflates_within(bytes: &[u8], limit: u64) -> bool {
+///
+/// `confined`: the parser runs in a reading child whose memory, time and system calls are
+/// bounded ([`read_in_child`]), so what the count cannot see is that child's to bear, not the
+/// server's: an encrypted PDF (official documents are often locked against editing with an
+/// empty password to open them), a chain of filters, LZW and run-length are read there.
+fn inflates_within(bytes: &[u8], limit: u64, confined: bool) -> bool {
     let find = |from: usize, needle: &[u8]| find_from(bytes, from, needle);
     let (mut streams, mut stream_ends, mut object_ends) = (
         Next::new(bytes, b"stream"),
@@ -379,13 +384,13 @@ fn inflates_within(bytes: &[u8], limit: u64) -> bool {
         let name = decoded_name(&bytes[raw_start..raw_start + len]);
         let value = &bytes[raw_start + len..];
         let ok = match name.as_slice() {
-            b"Encrypt" => false,
+            b"Encrypt" => confined,
             // Only a stream's filter is the parser's to apply: a signature's
             // (`/Filter /Adobe.PPKLite`) is the end of a dictionary that holds no stream.
             b"Filter" => {
                 let next_stream = streams.from(raw_start).unwrap_or(usize::MAX);
                 let next_end = object_ends.from(raw_start).unwrap_or(usize::MAX);
-                next_end < next_stream || filter_is_read(value)
+                next_end < next_stream || confined || filter_is_read(value)
             }
             b"Columns" => leading_number(value).is_some_and(|n| n <= 1 << 16),
             b"Colors" => leading_number(value).is_some_and(|n| n <= 32),
@@ -501,7 +506,12 @@ fn inflated(mut reader: impl std::io::Read, limit: u64) -> u64 {
 /// past [`MAX_PDF_INFLATED_BYTES`]). The parser runs behind a panic guard: a crafted file may
 /// make it fail, never take the request down.
 pub fn pdf_text(bytes: &[u8]) -> String {
-    if !bytes.starts_with(b"%PDF-") || !inflates_within(bytes, MAX_PDF_INFLATED_BYTES) {
+    read_text(bytes, false)
+}
+
+/// [`pdf_text`], with the checks [`inflates_within`] makes of a `confined` reader.
+fn read_text(bytes: &[u8], confined: bool) -> String {
+    if !bytes.starts_with(b"%PDF-") || !inflates_within(bytes, MAX_PDF_INFLATED_BYTES, confined) {
         return String::new();
     }
     let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes))
