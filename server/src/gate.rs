@@ -181,7 +181,7 @@ impl RateLimits {
     /// against the client address they add to `X-Forwarded-For`. Nobody else's header is
     /// believed (a client cannot escape its limit by writing one).
     pub fn behind(mut self, proxies: Vec<std::net::IpAddr>) -> RateLimits {
-        self.trusted_proxies = proxies;
+        self.trusted_proxies = proxies.into_iter().map(|p| p.to_canonical()).collect();
         self
     }
 
@@ -192,7 +192,9 @@ impl RateLimits {
         peer: Option<std::net::IpAddr>,
         headers: &axum::http::HeaderMap,
     ) -> Option<std::net::IpAddr> {
-        let peer = peer?;
+        // An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`: compared and
+        // reported as the IPv4 address it is.
+        let peer = peer?.to_canonical();
         if !self.trusted_proxies.contains(&peer) {
             return Some(peer);
         }
@@ -211,6 +213,7 @@ impl RateLimits {
             .map(|a| a.parse::<std::net::IpAddr>())
             .take_while(Result::is_ok)
             .filter_map(Result::ok)
+            .map(|a| a.to_canonical())
             .find(|a| !self.trusted_proxies.contains(a))
             .or(Some(peer))
     }
@@ -812,6 +815,30 @@ mod tests {
         assert_ne!(at("2001:db8:1:2::1"), at("2001:db8:1:3::1"));
         assert_eq!(at("::ffff:192.0.2.7"), at("192.0.2.7"));
         assert_ne!(at("192.0.2.7"), at("192.0.2.8"));
+    }
+
+    /// The client's address: a balancer's header believed only from a balancer, read from
+    /// the right, IPv4 clients of a dual-stack listener as their IPv4 address.
+    #[test]
+    fn the_client_is_the_nearest_address_a_trusted_balancer_saw() {
+        let limits = super::RateLimits::off().behind(vec!["::ffff:10.0.0.2".parse().unwrap()]);
+        let ip = |a: &str| a.parse::<std::net::IpAddr>().unwrap();
+        let from = |peer: &str, forwarded: &str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert("x-forwarded-for", forwarded.parse().unwrap());
+            limits.client_address(Some(ip(peer)), &headers)
+        };
+        let forged = "198.51.100.9, 203.0.113.7";
+        assert_eq!(from("10.0.0.2", forged), Some(ip("203.0.113.7")));
+        assert_eq!(from("::ffff:10.0.0.2", forged), Some(ip("203.0.113.7")));
+        assert_eq!(
+            from("::ffff:10.0.0.2", "::ffff:203.0.113.8"),
+            Some(ip("203.0.113.8"))
+        );
+        assert_eq!(from("192.0.2.5", forged), Some(ip("192.0.2.5")));
+        assert_eq!(from("::ffff:192.0.2.5", forged), Some(ip("192.0.2.5")));
+        // A balancer that wrote no address of its own: itself.
+        assert_eq!(from("10.0.0.2", "not an address"), Some(ip("10.0.0.2")));
     }
 
     #[test]

@@ -181,11 +181,13 @@ fn parse_version(text: &str) -> Result<thudo_server::gate::ClientVersion, String
 }
 
 fn rate_limits(args: &Args) -> thudo_server::gate::RateLimits {
-    if args.no_rate_limits {
+    // The balancers are named either way: they also tell whose address a payment is from.
+    let limits = if args.no_rate_limits {
         thudo_server::gate::RateLimits::off()
     } else {
-        thudo_server::gate::RateLimits::default().behind(args.trusted_proxy.clone())
-    }
+        thudo_server::gate::RateLimits::default()
+    };
+    limits.behind(args.trusted_proxy.clone())
 }
 
 fn main() -> anyhow::Result<()> {

@@ -703,6 +703,7 @@ async fn a_generated_pdf_is_read_with_its_accents_in_the_confined_reader() {
 /// A document locked against editing (encrypted, with an empty password to open it, as
 /// official PDFs often are) is read by the confined reader, whose limits bear what the checks
 /// cannot see in encrypted streams; the server's own process never reads one.
+#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pdf_locked_against_editing_is_read_by_the_confined_reader_only() {
     let bytes = include_bytes!("data/chi-thi-35-locked.pdf");
@@ -719,6 +720,7 @@ async fn a_pdf_locked_against_editing_is_read_by_the_confined_reader_only() {
 /// filters the confined reader accepts) ends its reader when the reader's memory runs out:
 /// the allocation fails and the child aborts, with nothing written. (Run under a lower limit
 /// than the reader's own, which it keeps, so the test ends in a second.)
+#[cfg(target_os = "linux")]
 #[test]
 fn a_bomb_the_checks_cannot_count_ends_its_reader_at_its_memory_limit() {
     use std::io::Write;
@@ -741,6 +743,12 @@ fn a_bomb_the_checks_cannot_count_ends_its_reader_at_its_memory_limit() {
         .unwrap();
     child.stdin.take().unwrap().write_all(&bomb).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.signal(), Some(6), "{:?}", out.status);
+    // Aborted (SIGABRT; a C library that aborts by a call outside the reader's allow-list
+    // ends it by SIGSYS instead).
+    assert!(
+        matches!(out.status.signal(), Some(6 | 31)),
+        "{:?}",
+        out.status
+    );
     assert!(out.stdout.is_empty());
 }

@@ -176,11 +176,11 @@ pub fn read_in_child() -> i32 {
     }
 }
 
-/// The system calls a reading child may make once its input is read: memory, writing its
-/// answer, signals (a stack overflow's report, an abort) and exiting.
+/// The system calls a reading child may make once its input is read, with any arguments:
+/// memory, a stack overflow's handler, exiting. `write` and `tgkill` are allowed narrower in
+/// [`confine_this_process`].
 #[cfg(target_os = "linux")]
 const READING_CALLS: &[i64] = &[
-    libc::SYS_write,
     libc::SYS_mmap,
     libc::SYS_munmap,
     libc::SYS_mremap,
@@ -197,23 +197,47 @@ const READING_CALLS: &[i64] = &[
     libc::SYS_sigaltstack,
     libc::SYS_gettid,
     libc::SYS_getpid,
-    libc::SYS_tgkill,
     libc::SYS_exit,
     libc::SYS_exit_group,
 ];
 
-/// Confines this process to [`READING_CALLS`] (and no new privileges): any other system call,
-/// such as opening a file or a socket or starting a process, kills it (`SIGSYS`). Whatever a
-/// crafted PDF makes the parser do, it can read nothing but the PDF and reach nothing.
+/// Confines this process to [`READING_CALLS`], writing to its standard output and error
+/// only, and signalling itself only to abort (no other process: not the server), with no new
+/// privileges: any other system call, such as opening a file or a socket or starting a
+/// process, kills it (`SIGSYS`). Whatever a crafted PDF makes the parser do, it can read
+/// nothing but the PDF and reach nothing.
 #[cfg(target_os = "linux")]
 fn confine_this_process() -> Result<(), String> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    use seccompiler::{
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
+    };
+    let equal = |arg: u8, value: u64| {
+        SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+            .map_err(|e| e.to_string())
+    };
+    let rule = |conditions| SeccompRule::new(conditions).map_err(|e| e.to_string());
+    // One thread: its thread id is the process id.
+    let me = u64::from(std::process::id());
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = READING_CALLS
+        .iter()
+        .map(|call| (*call, Vec::new()))
+        .collect();
+    rules.insert(
+        libc::SYS_write,
+        vec![rule(vec![equal(0, 1)?])?, rule(vec![equal(0, 2)?])?],
+    );
+    rules.insert(
+        libc::SYS_tgkill,
+        vec![rule(vec![
+            equal(0, me)?,
+            equal(1, me)?,
+            equal(2, libc::SIGABRT as u64)?,
+        ])?],
+    );
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
     let filter = SeccompFilter::new(
-        READING_CALLS
-            .iter()
-            .map(|call| (*call, Vec::new()))
-            .collect(),
+        rules,
         SeccompAction::KillProcess,
         SeccompAction::Allow,
         arch,
@@ -230,9 +254,13 @@ fn confine_this_process() -> Result<(), String> {
 }
 
 /// Lowers this process's limits, never raising one the service set lower: address space,
-/// processor time, and no core file (a crafted PDF's memory is not kept on disk).
+/// processor time, and no core file (a crafted PDF's memory is not kept on disk). On Linux it
+/// also offers itself first to the kernel's out-of-memory killer: should two readers at their
+/// limits leave the machine short, a reader ends, not the server.
 fn limit_this_process() -> std::io::Result<()> {
     use rlimit::Resource;
+    #[cfg(target_os = "linux")]
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     for (resource, limit) in [
         (Resource::AS, CHILD_MEMORY_BYTES),
         (Resource::CPU, CHILD_CPU_SECS),

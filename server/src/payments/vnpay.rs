@@ -785,6 +785,21 @@ mod tests {
             sandbox.read_checkout(&url).unwrap(),
             ("ord-7".to_owned(), 140_000)
         );
+        // The buyer's address, when known, is signed with the rest (an IPv6 one encoded).
+        let from_buyer = vnpay.checkout_url(&Checkout {
+            buyer_ip: Some("2001:db8::7".parse().unwrap()),
+            order_id: "ord-7",
+            amount_vnd: 140_000,
+            description: "Ve thang 2026-12",
+            created_at: 1_796_464_800,
+            expires_at: 1_796_465_700,
+        });
+        assert!(url.contains("vnp_IpAddr=127.0.0.1"), "{url}");
+        assert!(
+            from_buyer.contains("vnp_IpAddr=2001%3Adb8%3A%3A7"),
+            "{from_buyer}"
+        );
+        assert!(sandbox.read_checkout(&from_buyer).is_ok());
         let cheaper = url.replace("vnp_Amount=14000000", "vnp_Amount=100");
         assert_eq!(
             sandbox.read_checkout(&cheaper),
