@@ -137,8 +137,10 @@ struct Args {
     #[arg(long)]
     no_rate_limits: bool,
     /// A load balancer in front of this instance (repeatable): requests from it are counted
-    /// against the client address it appends to `X-Forwarded-For`. Without it, every client
-    /// behind a balancer shares the balancer's allowance.
+    /// against the client address it appends to `X-Forwarded-For`, and that address is the
+    /// buyer's the payment provider is told (with --no-rate-limits too). Without it, every
+    /// client behind a balancer shares the balancer's allowance and pays from its address.
+    /// `::ffff:a.b.c.d` is the IPv4 address it holds.
     #[arg(long)]
     trusted_proxy: Vec<std::net::IpAddr>,
     /// The oldest library version (`MAJOR.MINOR.PATCH`) devices may call with: older apps (and

@@ -379,11 +379,16 @@ impl<'a> Next<'a> {
 /// empty password to open them), a chain of filters, LZW and run-length are read there.
 fn inflates_within(bytes: &[u8], limit: u64, confined: bool) -> bool {
     let find = |from: usize, needle: &[u8]| find_from(bytes, from, needle);
-    let (mut streams, mut stream_ends, mut object_ends) = (
+    let (mut streams, mut stream_ends, mut object_ends, mut objects) = (
         Next::new(bytes, b"stream"),
         Next::new(bytes, b"endstream"),
         Next::new(bytes, b"endobj"),
+        Next::new(bytes, b"obj"),
     );
+    // The object the current name is in (its `obj` keyword), and whether a cross-reference
+    // stream's, as last read.
+    let (mut object_start, mut object_cursor) = (0usize, 0usize);
+    let mut xref_object: Option<(usize, bool)> = None;
     // Every name outside streams' data, as the parser decodes it.
     let mut at = 0;
     while let Some(slash) = find(at, b"/") {
@@ -425,12 +430,26 @@ fn inflates_within(bytes: &[u8], limit: u64, confined: bool) -> bool {
             b"BitsPerComponent" => leading_number(value).is_some_and(|n| n <= 16),
             // A cross-reference stream's field widths (a font's /W is glyph widths).
             b"W" if {
-                let object = bytes[..raw_start]
-                    .windows(3)
-                    .rposition(|w| w == b"obj")
-                    .unwrap_or(0);
-                let end = streams.from(raw_start).unwrap_or(bytes.len());
-                bytes[object..end].windows(5).any(|w| w == b"/XRef")
+                // The last `obj` keyword before the name, found moving forward as the names
+                // are, and each object's kind read once.
+                while let Some(found) = objects
+                    .from(object_cursor)
+                    .filter(|&at| at + 3 <= raw_start)
+                {
+                    object_start = found;
+                    object_cursor = found + 3;
+                }
+                match xref_object {
+                    Some((start, is_xref)) if start == object_start => is_xref,
+                    _ => {
+                        let end = streams.from(raw_start).unwrap_or(bytes.len());
+                        let is_xref = bytes[object_start..end.max(object_start)]
+                            .windows(5)
+                            .any(|w| w == b"/XRef");
+                        xref_object = Some((object_start, is_xref));
+                        is_xref
+                    }
+                }
             } =>
             {
                 let inside = value.trim_ascii_start();

@@ -553,14 +553,15 @@ mod tests {
     #[test]
     fn a_checkout_url_is_signed_and_read_back_by_the_gateway() {
         let vnpay = provider();
-        let url = vnpay.checkout_url(&Checkout {
+        let checkout = Checkout {
             order_id: "ord-7",
             amount_vnd: 140_000,
             description: "Ve thang 2026-12",
             created_at: 1_796_464_800,
             expires_at: 1_796_465_700,
             buyer_ip: None,
-        });
+        };
+        let url = vnpay.checkout_url(&checkout);
         assert!(url.starts_with("https://pay.example/vpcpay.html?"));
         assert!(url.contains("vnp_Amount=14000000"));
         assert!(url.contains("vnp_Version=2.1.0"));
@@ -573,11 +574,7 @@ mod tests {
         // The buyer's address, when known, is signed with the rest (an IPv6 one encoded).
         let from_buyer = vnpay.checkout_url(&Checkout {
             buyer_ip: Some("2001:db8::7".parse().unwrap()),
-            order_id: "ord-7",
-            amount_vnd: 140_000,
-            description: "Ve thang 2026-12",
-            created_at: 1_796_464_800,
-            expires_at: 1_796_465_700,
+            ..checkout
         });
         assert!(url.contains("vnp_IpAddr=127.0.0.1"), "{url}");
         assert!(

@@ -134,6 +134,7 @@ pub async fn start_configured(
     // PDFs are read in a child process, as the server's executable does.
     let pdf_reader =
         thudo_server::files::PdfReader::Child(env!("CARGO_BIN_EXE_thudo-server").into());
+    // As the other helpers start it: a sandbox that pays every order as it is made.
     let state = AppState::new(configure(ServerConfig {
         pdf_reader,
         payments: Payments::sandbox(true),
@@ -490,7 +491,6 @@ pub fn count(db: &str, sql: &str) -> i64 {
 
 /// SQL that makes every insert into and update of `table` fail (a full disk at that
 /// statement, or an instance dying there), and the SQL that mends it, on `db`'s engine.
-#[allow(dead_code)]
 pub fn failing_writes(db: &str, table: &str) -> (String, String) {
     if db.starts_with("postgres") {
         (
