@@ -105,23 +105,15 @@ pub struct Local {
     pub url: String,
 }
 
-/// [`start_local_with`] a sandbox that pays every order as it is made (scenarios about what a
-/// pass does, not how it is paid).
+/// A backend on a new database with a sandbox that pays every order as it is made (scenarios
+/// about what a pass does, not how it is paid).
 pub async fn start_local(dir: &Path) -> Local {
-    start_local_with(dir, Payments::sandbox(true)).await
+    start_on(dir, &database(dir)).await
 }
 
 /// [`start_local`] on a database the caller chose (to read it behind the server's back).
 pub async fn start_on(_dir: &Path, db: &str) -> Local {
-    start_local_on(db, Payments::sandbox(true)).await
-}
-
-pub async fn start_local_with(dir: &Path, payments: Payments) -> Local {
-    start_local_on(&database(dir), payments).await
-}
-
-async fn start_local_on(db: &str, payments: Payments) -> Local {
-    start_configured(db, |config| ServerConfig { payments, ..config }).await
+    start_configured(db, |config| config).await
 }
 
 /// A backend on `db` with the test configuration as `configure` changes it.
