@@ -2,7 +2,14 @@
 //! gateway does, signs the notification it would send and answers the query API from its own
 //! ledger of transactions.
 
-use super::*;
+use ring::hmac;
+use zeroize::Zeroizing;
+
+use super::{
+    amount_vnd, field, json_fields, json_text, object, pairs, sign, sign_piped, verified,
+    verify_piped, vnpay_date, Vnpay, ANSWER_SIGNED, QUERY_SIGNED,
+};
+use crate::payments::NotificationError;
 
 /// How a sandbox payment ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
