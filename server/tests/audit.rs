@@ -14,6 +14,20 @@ use serde_json::{json, Value};
 const CITIZEN: &str = "001088012345";
 const PARENT: &str = "001066000222";
 
+/// What `GET /v1/admin/audit/verify` says of the trail, asked by `auditor`'s token.
+async fn verify_trail(http: &reqwest::Client, url: &str, auditor: &str) -> Value {
+    call(
+        http,
+        url,
+        "GET",
+        "/v1/admin/audit/verify",
+        &Value::Null,
+        Some(auditor),
+    )
+    .await
+    .1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_trail_shows_who_did_what_and_any_edit() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,18 +147,7 @@ async fn the_audit_trail_shows_who_did_what_and_any_edit() {
     // Someone with the database but not the secrets edits who did it: the chain breaks there.
     let verify = || {
         let (http, url, auditor) = (http.clone(), local.url.clone(), auditor.clone());
-        async move {
-            call(
-                &http,
-                &url,
-                "GET",
-                "/v1/admin/audit/verify",
-                &Value::Null,
-                Some(&auditor),
-            )
-            .await
-            .1
-        }
+        async move { verify_trail(&http, &url, &auditor).await }
     };
     let before = verify().await;
     assert_eq!(before["verified"], true, "{before}");
@@ -215,15 +218,7 @@ async fn an_action_cut_short_shows_as_an_intent_without_an_outcome() {
     .unwrap();
     // The server goes on (restarted, as it were): the next action chains on after it.
     assert_eq!(deny(transit).await.0, 200);
-    let (_, verified) = call(
-        &http,
-        &local.url,
-        "GET",
-        "/v1/admin/audit/verify",
-        &Value::Null,
-        Some(&auditor),
-    )
-    .await;
+    let verified = verify_trail(&http, &local.url, &auditor).await;
     assert_eq!(verified["verified"], true, "{verified}");
     assert_eq!(verified["unfinished"], json!([cut]), "{verified}");
     assert_eq!(
@@ -499,15 +494,7 @@ async fn a_body_the_trail_cannot_read_is_refused_and_a_head_is_a_read() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let (_, verified) = call(
-        &http,
-        &local.url,
-        "GET",
-        "/v1/admin/audit/verify",
-        &Value::Null,
-        Some(&auditor),
-    )
-    .await;
+    let verified = verify_trail(&http, &local.url, &auditor).await;
     assert_eq!(verified["verified"], true, "{verified}");
     assert_eq!(verified["unfinished"], json!([]), "{verified}");
     // A malformed change's refusal is entered by its code alone: a parser's message quotes

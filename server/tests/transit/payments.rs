@@ -828,12 +828,25 @@ async fn rides_after_a_refund_are_charged_as_pay_as_you_go() {
     let last = after + 260;
     ride(&mut bus, after);
     ride(&mut bus, after + 150);
-    let buses = w.upload_bus(&bus_vault, &mut bus).await;
+    let exported = bus.export_taps().unwrap();
+    let buses = w
+        .transit()
+        .upload_taps(bus_vault.clone(), exported.clone())
+        .await
+        .unwrap();
     assert_eq!(
         buses.taps.iter().map(|t| t.charged_vnd).collect::<Vec<_>>(),
         [0, 8_000, 8_000],
         "the ride before the refund is the pass's, the two after are fares"
     );
+    // Delivered again (the first answer lost): the same charges reported, none made twice.
+    let again = w
+        .transit()
+        .upload_taps(bus_vault.clone(), exported)
+        .await
+        .unwrap();
+    assert_eq!((again.duplicates, again.charged_vnd), (3, 0));
+    assert_eq!(again.stored_charged_vnd, 16_000);
     assert_eq!(tap(&cat_linh_in, &phone, after + 200), Reason::Ok);
     w.upload_gate(&in_vault, &cat_linh_in).await;
     w.transit()
