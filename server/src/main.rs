@@ -120,6 +120,11 @@ struct Args {
     /// notification leaves the order waiting until an operator settles it from the portal.
     #[arg(long, requires = "vnpay_tmn_code")]
     vnpay_query_url: Option<String>,
+    /// The public address this backend calls VNPAY's query API from (its outbound address, the
+    /// one the terminal registered), which every query names (`vnp_IpAddr`). Without it the
+    /// queries say `127.0.0.1`.
+    #[arg(long, requires = "vnpay_query_url")]
+    vnpay_server_ip: Option<std::net::IpAddr>,
     /// Instead of a real provider: a sandbox gateway that pays every order as soon as it is
     /// made, and settles one on `POST /test/payments/{order}`. For tests and demos only: it
     /// needs `--test-identity-provider`, so no deployment with real citizens gives passes away.
@@ -267,12 +272,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 secret_path.display()
             );
             Payments {
-                provider: std::sync::Arc::new(thudo_server::payments::vnpay::Vnpay::new(
-                    tmn_code,
-                    secret.trim().as_bytes(),
-                    args.vnpay_pay_url.as_deref().unwrap_or_default(),
-                    &args.vnpay_return_url,
-                )),
+                provider: std::sync::Arc::new({
+                    let vnpay = thudo_server::payments::vnpay::Vnpay::new(
+                        tmn_code,
+                        secret.trim().as_bytes(),
+                        args.vnpay_pay_url.as_deref().unwrap_or_default(),
+                        &args.vnpay_return_url,
+                    );
+                    match args.vnpay_server_ip {
+                        Some(ip) => vnpay.with_server_ip(ip),
+                        None => vnpay,
+                    }
+                }),
                 sandbox: None,
                 auto_pay: false,
                 query_url: match &args.vnpay_query_url {
@@ -281,6 +292,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                             url.starts_with("https://"),
                             "--vnpay-query-url must be https"
                         );
+                        if args.vnpay_server_ip.is_none() {
+                            eprintln!(
+                                "warning: no --vnpay-server-ip: queries to VNPAY name 127.0.0.1 \
+                                 as the caller"
+                            );
+                        }
                         Some(url.clone())
                     }
                     None => {

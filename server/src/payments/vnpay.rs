@@ -31,6 +31,8 @@ pub struct Vnpay {
     key: hmac::Key,
     pay_url: String,
     return_url: String,
+    /// The address this backend calls VNPAY's query API from (its `vnp_IpAddr`).
+    server_ip: std::net::IpAddr,
 }
 
 impl Vnpay {
@@ -43,7 +45,15 @@ impl Vnpay {
             key: hmac::Key::new(hmac::HMAC_SHA512, &secret),
             pay_url: pay_url.to_owned(),
             return_url: return_url.to_owned(),
+            server_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
+    }
+
+    /// The public address this backend calls the query API from, which VNPAY asks for in
+    /// every query (`vnp_IpAddr`); without it the query says `127.0.0.1`.
+    pub fn with_server_ip(mut self, ip: std::net::IpAddr) -> Vnpay {
+        self.server_ip = ip.to_canonical();
+        self
     }
 }
 
@@ -321,7 +331,7 @@ impl PaymentProvider for Vnpay {
             ("vnp_TxnRef", q.order_id.to_owned()),
             ("vnp_TransactionDate", vnpay_date(q.created_at)),
             ("vnp_CreateDate", vnpay_date(q.now)),
-            ("vnp_IpAddr", "127.0.0.1".into()),
+            ("vnp_IpAddr", self.server_ip.to_string()),
             ("vnp_OrderInfo", format!("Tra cuu don hang {}", q.order_id)),
         ]);
         sign_piped(&self.key, fields, &QUERY_SIGNED)
@@ -596,6 +606,26 @@ mod tests {
             "97"
         );
         assert_eq!(vnpay_date(1_796_464_800), "20261205170000");
+    }
+
+    #[test]
+    fn a_query_names_and_signs_the_servers_own_address() {
+        let query = OrderQuery {
+            order_id: "ord-abc",
+            created_at: 1_796_464_800,
+            now: 1_796_468_400,
+            request_id: "req-1",
+        };
+        let unnamed = provider().query_request(&query);
+        assert_eq!(unnamed["vnp_IpAddr"], "127.0.0.1");
+        let named = provider()
+            .with_server_ip("::ffff:203.0.113.9".parse().unwrap())
+            .query_request(&query);
+        assert_eq!(named["vnp_IpAddr"], "203.0.113.9");
+        // The address is one of the signed fields.
+        assert_ne!(named["vnp_SecureHash"], unnamed["vnp_SecureHash"]);
+        let fields = named.as_object().unwrap().clone();
+        verify_piped(&provider().key, &fields, &QUERY_SIGNED).unwrap();
     }
 
     #[test]
