@@ -1,6 +1,7 @@
 //! Verifying the public example SMART Health Card (QR decode, ES256, inflate, checks), per card;
 //! then verifying and importing it into an encrypted vault (one transaction, fsync), per card;
-//! then EU DCC vaccine passports from the official test data (ES256 and PS256), per passport.
+//! then EU DCC vaccine passports from the official test data (ES256 and PS256), per passport;
+//! then loading a large trust bundle (one issuer's 80,000 revocations, 14,000 issuers more).
 //!
 //! `cargo bench -p thudo-core --bench health_shc`
 
@@ -85,6 +86,55 @@ fn main() {
     drop(vault);
     let _ = std::fs::remove_dir_all(&tmp);
     vaccine_passports();
+    large_bundle();
+}
+
+/// A bundle near the 2 MB a device takes: one issuer with 80,000 revoked cards first, then
+/// 15,000 issuers with no keys. Each issuer used to be tried on a copy of everything loaded
+/// before it.
+fn large_bundle() {
+    use thudo_core::health::trust_bundle::{CardIssuer, TrustBundle};
+    let jwks: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/shc/issuer/jwks.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rids: Vec<String> = (0..80_000).map(|i| format!("rid{i:07}")).collect();
+    let mut card_issuers = vec![CardIssuer {
+        iss: "https://spec.smarthealth.cards/examples/issuer".into(),
+        crls: vec![serde_json::json!({
+            "kid": "3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s", "method": "rid", "ctr": 1,
+            "rids": rids,
+        })],
+        jwks,
+    }];
+    card_issuers.extend((0..14_000).map(|i| CardIssuer {
+        iss: format!("https://issuer-{i}.example"),
+        jwks: serde_json::json!({ "keys": [] }),
+        crls: Vec::new(),
+    }));
+    let bundle = TrustBundle {
+        version: 1,
+        issued_at: 0,
+        expires_at: i64::MAX,
+        card_issuers,
+        passport_signers: Vec::new(),
+        passport_revocations: Vec::new(),
+        passport_revocation_hashes: Vec::new(),
+    };
+    let size = serde_json::to_vec(&bundle).unwrap().len();
+    let started = Instant::now();
+    let (store, left_out) = bundle.device_trust_store().unwrap();
+    println!(
+        "trust bundle of {size} bytes (80,000 revocations, 14,001 issuers) loaded in {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    assert!(left_out.is_empty());
+    assert!(store
+        .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
+        .is_some());
 }
 
 /// A DCC test case's QR text, signer and validation clock.

@@ -227,6 +227,49 @@ fn a_rollback_or_an_expired_bundle_is_refused() {
     assert_eq!(trust_bundle::status(&v, NOW).unwrap().unwrap().version, 6);
 }
 
+/// The trust-list key leaked and the app now carries a new one: the bundle its holder signed
+/// with the highest version there is, once installed, sets no floor under the new key. The
+/// first bundle the new key signs replaces it, and the device asks for it without naming the
+/// version it holds.
+#[test]
+fn a_bundle_from_a_replaced_key_gives_way_to_the_new_keys_first() {
+    let (old, new) = (key(), key());
+    let (_d, v) = vault();
+    let verifies = |v: &Vault| {
+        let trust = trust_bundle::installed_trust(v).unwrap().unwrap();
+        thudo_core::health::shc::verify(&data("shc/example-00-d-jws.txt"), &trust, NOW).is_ok()
+    };
+    let planted = bundle(u64::MAX, vec![issuer()]).sign(&old).unwrap();
+    trust_bundle::install(&v, &planted, old.public_key(), NOW).unwrap();
+    assert!(verifies(&v));
+    // Under the old key, a lower version is still a rollback.
+    let genuine = bundle(3, Vec::new()).sign(&new).unwrap();
+    assert!(matches!(
+        trust_bundle::install(&v, &genuine, old.public_key(), NOW),
+        Err(TrustBundleError::BadSignature)
+    ));
+    let s = trust_bundle::install(&v, &genuine, new.public_key(), NOW).unwrap();
+    assert_eq!(s.version, 3);
+    assert!(
+        !verifies(&v),
+        "the planted bundle's issuer is trusted no more"
+    );
+    // From now on the new key's bundle is the floor as usual.
+    let older = bundle(2, vec![issuer()]).sign(&new).unwrap();
+    assert!(matches!(
+        trust_bundle::install(&v, &older, new.public_key(), NOW),
+        Err(TrustBundleError::Rollback {
+            installed: 3,
+            offered: 2
+        })
+    ));
+    // And the old key's bundle, offered again, is not signed by the key the app carries.
+    assert!(matches!(
+        trust_bundle::install(&v, &planted, new.public_key(), NOW),
+        Err(TrustBundleError::BadSignature)
+    ));
+}
+
 /// A backup is sealed with whatever passphrase its writer chose: restoring one never puts its
 /// trust bundle in place of the one this device verified (an attacker's, signed by their own
 /// key, or an honest older one that still trusts a removed issuer), nor installs one where

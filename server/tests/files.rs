@@ -376,6 +376,38 @@ async fn a_publish_to_a_cell_is_bounded_once_filled_with_its_pdfs_text() {
     );
 }
 
+/// The same PDF uploaded first with no text read (sent as `application/octet-stream`, as a
+/// reading that timed out leaves it), then again as a PDF: the second reading's text is kept,
+/// and a third upload with no text takes nothing away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_uploaded_again_keeps_the_text_read_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = common::start_local(dir.path()).await;
+    let bytes = pdf("Chi thi ve tang cuong cong tac phat trien dang vien");
+    let id = attachments::file_id(&bytes);
+    let text = || {
+        local
+            .storage
+            .file_text(&id, &format!("cell:{CELL}"))
+            .unwrap()
+            .unwrap()
+    };
+    let (status, first) = upload(&local, CELL, "ct.pdf", "application/octet-stream", &bytes).await;
+    assert_eq!(
+        (status, first["text_chars"].as_u64()),
+        (200, Some(0)),
+        "{first}"
+    );
+    assert_eq!(text(), "");
+    let (status, second) = upload(&local, CELL, "ct.pdf", "application/pdf", &bytes).await;
+    assert_eq!(status, 200, "{second}");
+    assert!(second["text_chars"].as_u64().unwrap() > 30, "{second}");
+    assert!(text().contains("phat trien dang vien"), "{}", text());
+    let (status, _) = upload(&local, CELL, "ct.pdf", "application/octet-stream", &bytes).await;
+    assert_eq!(status, 200);
+    assert!(text().contains("phat trien dang vien"));
+}
+
 /// A PDF whose streams would inflate past what the server reads (a deflate bomb: a few MB
 /// asking for gigabytes, which would abort the server) keeps no text, and neither does one
 /// using a filter that expands without bound; a deflated PDF of ordinary size is read.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{call, http_client, operator, start_local, vault, Role};
+use common::{call, http_client, operator, start_local, tamper, vault, Role};
 use serde_json::{json, Value};
 
 const CITIZEN: &str = "001088012345";
@@ -240,6 +240,23 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
         .unwrap()
         .unwrap()
         .issuer_of("3Kfdg-XwP-7gXyywtUfUADwBumDOPKMQx-iELL11W9s")
+        .is_none());
+
+    // The trust-list key lost (a migration that left it behind): never made again, or every
+    // device would refuse every bundle while its list went stale. Publishing and renewing fail
+    // until it is restored.
+    tamper(
+        &local.db,
+        "DELETE FROM settings WHERE key = 'health_trust_key'",
+    );
+    let (status, answer) = publish(json!({"card_issuers": []})).await;
+    assert_eq!(status, 500, "{answer}");
+    // A renewal due is not made: the bundle published stays served until its expiry.
+    assert_eq!(served(after + span), renewed);
+    assert!(local
+        .storage
+        .get_setting("health_trust_key")
+        .unwrap()
         .is_none());
 
     // Only a registered device fetches it.

@@ -181,17 +181,20 @@ impl TrustBundle {
             }
         };
         for issuer in &self.card_issuers {
-            // An issuer is taken whole, keys and revocation lists, or not at all.
-            let mut with_issuer = store.clone();
-            let loaded = (|| {
-                with_issuer.add_jwks(&issuer.iss, &issuer.jwks.to_string())?;
+            let add = |to: &mut TrustStore| {
+                to.add_jwks(&issuer.iss, &issuer.jwks.to_string())?;
                 for crl in &issuer.crls {
-                    with_issuer.add_crl(&crl.to_string())?;
+                    to.add_crl(&crl.to_string())?;
                 }
                 Ok::<_, crate::health::shc::ShcError>(())
-            })();
-            match loaded {
-                Ok(()) => store = with_issuer,
+            };
+            // An issuer is taken whole, keys and revocation lists, or not at all: tried alone
+            // first (trying it on a copy of the whole store cost a copy per issuer, quadratic
+            // in the bundle), then added, which cannot fail the second time.
+            match add(&mut TrustStore::new()) {
+                Ok(()) => {
+                    add(&mut store).map_err(|e| malformed(format!("issuer {}: {e}", issuer.iss)))?
+                }
                 Err(e) => refuse_or_leave_out(format!("issuer {}: {e}", issuer.iss))?,
             }
             // The backend publishes no issuer without the revocations its keys announce.
@@ -339,7 +342,9 @@ impl Installed {
 /// entry this version cannot read is left out and logged, see
 /// [`TrustBundle::device_trust_store`]), and newer than the installed one. The installed
 /// version offered again (a retry, a second delivery) changes nothing; an older one, or the
-/// same version with other content, is a [`TrustBundleError::Rollback`].
+/// same version with other content, is a [`TrustBundleError::Rollback`]. An installed bundle
+/// that `anchor` did not sign (the app now carries another trust-list key) is replaced by any
+/// bundle `anchor` signed.
 pub fn install(
     vault: &Vault,
     jws: &str,
@@ -355,7 +360,13 @@ pub fn install(
     }
     let jws = jws.trim().to_owned();
     vault.transaction(|tx| {
-        if let Some(current) = tx.get_doc::<Installed>("installed")? {
+        // Only a bundle the app's key signed sets a floor: one signed by a key the app no longer
+        // holds (retired, or replaced after it leaked, its holder having signed the highest
+        // version there is) gives way to the first bundle this key signs, whatever its version.
+        let current = tx
+            .get_doc::<Installed>("installed")?
+            .filter(|current| open(&current.jws, anchor).is_ok());
+        if let Some(current) = current {
             if current.version > bundle.version
                 || (current.version == bundle.version && current.jws != jws)
             {
@@ -391,6 +402,18 @@ pub fn status(vault: &Vault, now: i64) -> Result<Option<TrustStatus>, TrustBundl
     Ok(vault
         .get_doc::<Installed>("installed")?
         .map(|i| i.status(now)))
+}
+
+/// The installed bundle's status if `anchor` signed it.
+fn status_signed_by(
+    vault: &Vault,
+    anchor: &[u8],
+    now: i64,
+) -> Result<Option<TrustStatus>, TrustBundleError> {
+    Ok(vault
+        .get_doc::<Installed>("installed")?
+        .filter(|installed| open(&installed.jws, anchor).is_ok())
+        .map(|installed| installed.status(now)))
 }
 
 /// The trust store of the installed bundle, if one is installed. The bundle was checked when
@@ -438,9 +461,11 @@ pub async fn refresh(
         #[serde(default)]
         unchanged: bool,
     }
+    // Only a bundle this key signed is named: one a retired key signed is to be replaced,
+    // even by the same version number.
     let held = {
         let vault = vault.clone();
-        crate::net::blocking(move || Ok(status(&vault, now))).await??
+        crate::net::blocking(move || Ok(status_signed_by(&vault, &anchor, now))).await??
     };
     let mut path = format!("{}/health/trust-bundle", crate::net::protocol::API_PREFIX);
     if let Some(held) = &held {

@@ -87,6 +87,13 @@ impl<E: Engine> FileStore for SqlStorage<E> {
                         params![&f.sha256, i as i64, &chunk[..]],
                     )?;
                 }
+            } else if !f.text.is_empty() {
+                // The same bytes uploaded again: text read this time (the first reading timed
+                // out, or the file came as another media type) is kept, never text read before.
+                tx.exec(
+                    "UPDATE files SET text = ?1 WHERE sha256 = ?2 AND text = ''",
+                    params![&f.text, &f.sha256],
+                )?;
             }
             tx.exec(
                 "INSERT INTO file_scopes(sha256, scope, publisher) VALUES (?1, ?2, ?3)

@@ -34,9 +34,30 @@ const KEY_SETTING: &str = "health_trust_key";
 const MAX_VALID_DAYS: u32 = 90;
 
 /// The trust-list key, made on first use. Of several instances, every one goes on with the key
-/// the first stored.
+/// the first stored. Once a bundle is published it is never made again: devices carry its
+/// public key, and a bundle signed by another would be refused on every one of them while
+/// their list goes stale; a lost key is restored from where the deployment keeps it.
+fn stored_trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, String> {
+    let gone = settings
+        .get_setting(KEY_SETTING)
+        .map_err(|e| e.to_string())?
+        .is_none();
+    if gone
+        && settings
+            .get_setting(BUNDLE_SETTING)
+            .map_err(|e| e.to_string())?
+            .is_some()
+    {
+        return Err(format!(
+            "the {KEY_SETTING} setting is gone while a bundle it signed is published: restore \
+             it (devices refuse bundles signed by another key)"
+        ));
+    }
+    crate::storage::settings::p256_key(settings, KEY_SETTING)
+}
+
 fn trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, ApiError> {
-    crate::storage::settings::p256_key(settings, KEY_SETTING).map_err(|what| {
+    stored_trust_key(settings).map_err(|what| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             ServerErrorCode::Internal,
@@ -158,7 +179,7 @@ pub fn current_trust_bundle(
 /// publication, may have got there first); the stored bundle's dates after. The bundle and its
 /// dates are written in one transaction.
 fn renew(settings: &dyn SettingsStore, now: i64) -> crate::storage::Result<Option<Dated>> {
-    let key = crate::storage::settings::p256_key(settings, KEY_SETTING)
+    let key = stored_trust_key(settings)
         .map_err(|what| StorageError::Failed(format!("trust-list key: {what}")))?;
     let stored = settings.update_setting_and(BUNDLE_SETTING, META_SETTING, &mut |current| {
         let current = current.ok_or_else(|| StorageError::Failed("the bundle is gone".into()))?;
@@ -305,9 +326,10 @@ pub(super) async fn publish(
                 passport_revocations: req.passport_revocations.clone(),
                 passport_revocation_hashes: req.passport_revocation_hashes.clone(),
             };
+            // Sized before its content is loaded: a request body may be eight times what
+            // devices take.
             let signed = bundle
-                .trust_store()
-                .and_then(|_| bundle.sign(&key))
+                .sign(&key)
                 .map_err(|e| ApiError::bad(e.to_string()))
                 .and_then(|jws| {
                     // Devices refuse larger bundles: one they cannot install is not published.
@@ -320,6 +342,10 @@ pub(super) async fn publish(
                     } else {
                         Ok(jws)
                     }
+                })
+                .and_then(|jws| match bundle.trust_store() {
+                    Ok(_) => Ok(jws),
+                    Err(e) => Err(ApiError::bad(e.to_string())),
                 });
             match signed {
                 Ok(jws) => {
