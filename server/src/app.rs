@@ -30,7 +30,7 @@ use crate::sync::{self, SyncState};
 use crate::transit::fares::FarePolicy;
 use crate::transit::issuer::Issuer;
 use crate::transit::sales::Payments;
-use crate::transit::store::{deny_device_keys, TransitStore};
+use crate::transit::store::{deny_device_keys, return_device_orders, TransitStore};
 use crate::transit::{self, TransitState};
 
 /// The schema: every concern's steps, in the order their tables depend on each other.
@@ -182,7 +182,17 @@ impl AppState {
                 storage: storage.clone(),
                 identity: Arc::new(config.identity),
                 test_identity: config.test_identity,
-                on_revoke: deny_device_keys,
+                on_revoke: {
+                    let fares = config.fares.clone();
+                    Arc::new(
+                        move |tx: &mut dyn crate::storage::engine::Tx, device: &str, now: i64| {
+                            let denied = deny_device_keys(tx, device, now)?;
+                            let day = fares.local_day_and_month(now.max(0) as u64).0;
+                            return_device_orders(tx, device, now, &day)?;
+                            Ok(denied)
+                        },
+                    )
+                },
                 secrets: secrets.clone(),
             },
             sync: SyncState {

@@ -32,8 +32,9 @@ pub struct DevicesState {
     pub identity: Arc<identity::IdentityConfig>,
     /// A local provider minting test tokens (tests and demos only).
     pub test_identity: Option<Arc<identity::LocalIdentityProvider>>,
-    /// What a revocation also does (transit denies the device's keys).
-    pub on_revoke: RevocationHook,
+    /// What a revocation also does (transit denies the device's keys and returns the passes
+    /// it can no longer collect).
+    pub on_revoke: Arc<RevocationHook>,
     /// The keys citizen IDs are looked up under.
     pub secrets: Arc<crate::secrets::ServerSecrets>,
 }
@@ -269,10 +270,11 @@ async fn revoke_device(
             "the sign-in is another citizen's, not this account's",
         ));
     }
-    let (storage, also) = (state.storage.clone(), state.on_revoke);
+    let (storage, also) = (state.storage.clone(), state.on_revoke.clone());
     let now = chrono::Utc::now().timestamp();
     let revoked =
-        blocking(move || Ok(storage.revoke_device(&me.account_id, &device_id, now, also)?)).await?;
+        blocking(move || Ok(storage.revoke_device(&me.account_id, &device_id, now, &*also)?))
+            .await?;
     match revoked {
         Some(keys) => Ok(Json(Revoked {
             revoked: true,
@@ -310,13 +312,13 @@ async fn support_revokes_device(
     if device_id.is_empty() || device_id.chars().count() > 64 {
         return Err(ApiError::bad("device_id must be 1 to 64 characters"));
     }
-    let (storage, also) = (state.storage.clone(), state.on_revoke);
+    let (storage, also) = (state.storage.clone(), state.on_revoke.clone());
     let now = chrono::Utc::now().timestamp();
     let revoked = blocking(move || {
         let Some(account) = storage.account_of_device(&device_id)? else {
             return Ok(None);
         };
-        Ok(storage.revoke_device(&account, &device_id, now, also)?)
+        Ok(storage.revoke_device(&account, &device_id, now, &*also)?)
     })
     .await?;
     match revoked {

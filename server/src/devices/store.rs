@@ -50,9 +50,9 @@ pub struct DeviceRecord {
 }
 
 /// What else a device's revocation does in its transaction (transit denies the keys the
-/// device bought credentials for); returns how many keys it denied. Runs holding the device's
-/// lock.
-pub type RevocationHook = fn(&mut dyn Tx, device_id: &str, now: i64) -> Result<usize>;
+/// device bought credentials for and returns the passes it paid for and can no longer
+/// collect); returns how many keys it denied. Runs holding the device's lock.
+pub type RevocationHook = dyn Fn(&mut dyn Tx, &str, i64) -> Result<usize> + Send + Sync;
 
 /// The devices tables.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
@@ -114,7 +114,7 @@ pub trait DeviceStore: Send + Sync + 'static {
         account_id: &str,
         device_id: &str,
         now: i64,
-        also: RevocationHook,
+        also: &RevocationHook,
     ) -> Result<Option<usize>>;
     /// The account a device belongs to.
     fn account_of_device(&self, device_id: &str) -> Result<Option<String>>;
@@ -338,7 +338,7 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
         account_id: &str,
         device_id: &str,
         now: i64,
-        also: RevocationHook,
+        also: &RevocationHook,
     ) -> Result<Option<usize>> {
         self.write(|tx| {
             // The device's lock: a purchase recording a transit key for this device waits, or

@@ -286,6 +286,13 @@ impl PaymentProvider for Vnpay {
         let code = |c: &str| c.chars().take(8).collect();
         let result = match (response, status) {
             ("00", "00") => PaymentResult::Paid,
+            // Not completed yet (the query API's "nothing yet"): neither paid nor failed, so
+            // nothing is recorded, and the error answer has the provider say it again later.
+            ("00", "01") => {
+                return Err(NotificationError::Malformed(
+                    "the transaction is not completed (status 01)".into(),
+                ))
+            }
             ("07", _) => PaymentResult::UnderReview {
                 code: code(response),
             },
@@ -532,6 +539,18 @@ mod tests {
                 .unwrap()
                 .result,
             PaymentResult::Failed { .. }
+        ));
+        // Not completed yet: neither a payment nor a failure ("pay again"); nothing is read.
+        let params = pairs(&[
+            ("vnp_TmnCode", "THUDO001".into()),
+            ("vnp_Amount", "100000".into()),
+            ("vnp_ResponseCode", "00".into()),
+            ("vnp_TransactionStatus", "01".into()),
+            ("vnp_TxnRef", "o".into()),
+        ]);
+        assert!(matches!(
+            vnpay.read_notification(&sandbox.signed_query(params)),
+            Err(NotificationError::Malformed(_))
         ));
         // Money taken but not confirmed: held for review, never a failure ("pay again").
         let held = sandbox.notification("o", 1_000, SandboxOutcome::Review, 1_800_000_000);

@@ -143,7 +143,7 @@ fn accounts_and_devices<E: Engine>(s: &SqlStorage<E>) {
         &account,
         &s.device_by_token(&[4; 32]).unwrap().unwrap().id,
         10,
-        |_, _, _| Ok(0),
+        &|_, _, _| Ok(0),
     )
     .unwrap();
     // Revocation runs the hook in its transaction and ends the token at once.
@@ -151,17 +151,17 @@ fn accounts_and_devices<E: Engine>(s: &SqlStorage<E>) {
         Ok(7)
     }
     assert_eq!(
-        s.revoke_device(&account, &old.id, 10, hook).unwrap(),
+        s.revoke_device(&account, &old.id, 10, &hook).unwrap(),
         Some(7)
     );
     assert_eq!(s.device_by_token(&[2; 32]).unwrap(), None);
     assert_eq!(
-        s.revoke_device(&account, &old.id, 11, hook).unwrap(),
+        s.revoke_device(&account, &old.id, 11, &hook).unwrap(),
         None,
         "once"
     );
     assert_eq!(
-        s.revoke_device(&account, &stranger.id, 12, hook).unwrap(),
+        s.revoke_device(&account, &stranger.id, 12, &hook).unwrap(),
         None,
         "another account's device"
     );
@@ -326,7 +326,7 @@ fn the_deny_list_only_grows<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(s.device_keys(&mine.id).unwrap(), [[8; 32]]);
     // Revoking the device denies its key, under a new version, while its credential lasts.
     assert_eq!(
-        s.revoke_device(&mine.account_id, &mine.id, now + 20, deny_device_keys)
+        s.revoke_device(&mine.account_id, &mine.id, now + 20, &deny_device_keys)
             .unwrap(),
         Some(1)
     );
@@ -498,7 +498,7 @@ fn the_deny_list_stays_bounded_over_a_year<E: Engine>(s: &SqlStorage<E>) {
                 s.record_credential(&device, &c, None, t).unwrap(),
                 IssueOutcome::Recorded
             );
-            s.revoke_device(&account, &d.id, t, deny_device_keys)
+            s.revoke_device(&account, &d.id, t, &deny_device_keys)
                 .unwrap();
         }
         largest = largest.max(s.deny_list(t).unwrap().2.len() as i64);

@@ -130,7 +130,7 @@ pub(super) fn the_change_log<E: Engine>(s: &SqlStorage<E>) {
     assert_eq!(s.remaining(&scope, "health.records", 0, 100).unwrap(), 0);
     // A push authenticated before its device was revoked, and run after: it lands nowhere.
     let before = s.pull(&scope, "handbook.note", 0, 100).unwrap().0.len();
-    s.revoke_device(&phone.account_id, &phone.id, 20, |_, _, _| Ok(0))
+    s.revoke_device(&phone.account_id, &phone.id, 20, &|_, _, _| Ok(0))
         .unwrap()
         .unwrap();
     assert_eq!(

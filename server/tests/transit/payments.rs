@@ -778,6 +778,75 @@ async fn a_paid_pass_that_can_no_longer_be_collected_is_returned() {
     assert_eq!(rec["refunds_due_vnd"], Value::from(order.price_vnd));
 }
 
+/// Only the phone that ordered a pass can collect it (the credential binds its key). That phone
+/// revoked (lost, stolen) with its pass paid and not collected: the order is refunded and
+/// listed to return, in the revocation's transaction. A payment that arrives after the
+/// revocation is listed to return too, never kept with nothing to show for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_phones_uncollected_passes_are_returned() {
+    let (w, sandbox) = paying_world().await;
+    let v = w.phone_device("lost phone", RIDER).await;
+    let phone = Phone::open(v.clone(), None, PhoneOptions::default()).unwrap();
+    let paid_first = w
+        .transit()
+        .order(v.clone(), &monthly(&phone))
+        .await
+        .unwrap();
+    let query = sandbox.notification(
+        &paid_first.order_id,
+        paid_first.price_vnd,
+        SandboxOutcome::Pay,
+        now() as i64,
+    );
+    assert_eq!(notify(&w, &query).await, "00");
+    // A second pass (one route) still waiting on its payment.
+    let single = CredentialOrder {
+        route: 32,
+        month: this_month(),
+        ..CredentialOrder::new(Product::MonthlySingleRoute, Category::Standard)
+    }
+    .signed_by(&phone, now())
+    .unwrap();
+    let paid_later = w.transit().order(v.clone(), &single).await.unwrap();
+    let device = thudo_core::sync::client::BackendClient::registration(&v)
+        .unwrap()
+        .unwrap()
+        .device_id;
+    let (status, answer) = w
+        .admin_post(
+            &format!("/v1/admin/devices/{device}/revoke"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let query = sandbox.notification(
+        &paid_later.order_id,
+        paid_later.price_vnd,
+        SandboxOutcome::Pay,
+        now() as i64,
+    );
+    assert_eq!(notify(&w, &query).await, "00");
+    // Delivered twice: recorded once.
+    assert_eq!(notify(&w, &query).await, "02");
+    let rec = w
+        .admin_get(&format!("/v1/admin/transit/reconciliation?day={}", today()))
+        .await;
+    let mut to_return: Vec<&str> = rec["to_return"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["order_id"].as_str())
+        .collect();
+    to_return.sort();
+    let mut expected = [paid_first.order_id.as_str(), paid_later.order_id.as_str()];
+    expected.sort();
+    assert_eq!(to_return, expected);
+    assert_eq!(
+        rec["refunds_due_vnd"],
+        Value::from(paid_first.price_vnd + paid_later.price_vnd)
+    );
+}
+
 /// A pass refunded while its credential still rides (validators offline hear of nothing for up
 /// to 72 h): each ride after the refund is charged as pay-as-you-go, on a bus and through the
 /// metro's gates, while a ride before it stays the pass's, however late it is uploaded.

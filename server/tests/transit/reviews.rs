@@ -427,7 +427,11 @@ async fn reviews_settle_by_their_own_transaction_however_notifications_arrive() 
     orders(
         &w,
         "odd-bank",
-        &[("o-no-ref", t + 600), ("o-twice", t + 600)],
+        &[
+            ("o-no-ref", t + 600),
+            ("o-twice", t + 600),
+            ("o-failed-first", t + 600),
+        ],
     )
     .await;
     // No transaction reference: the review and a failure, each recorded once however often
@@ -475,4 +479,24 @@ async fn reviews_settle_by_their_own_transaction_however_notifications_arrive() 
     // A review of the paid transaction delivered late (a retry after an error): nothing held.
     assert_eq!(notify(&w, &notice("P1", "07", "07")).await, "02");
     assert!(held_list(&w).await.is_empty());
+
+    // The same on an order not paid: its transaction's failure recorded, then the review of
+    // that transaction delivered late (or its return URL replayed by the buyer) is not taken
+    // as money held: the order stays failed, nothing is listed to return.
+    let failed_first =
+        |response: &str, status: &str| signed(&sandbox, "o-failed-first", "F1", response, status);
+    assert_eq!(notify(&w, &failed_first("99", "02")).await, "00");
+    assert_eq!(notify(&w, &failed_first("07", "07")).await, "02");
+    assert!(held_list(&w).await.is_empty());
+    let ledger = w.admin_get("/v1/admin/transit/ledger").await;
+    let entries = |order: &str| {
+        ledger["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["order_id"] == order)
+            .map(|e| e["entry"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(entries("o-failed-first"), ["order", "payment_failed"]);
 }

@@ -84,6 +84,8 @@ impl World {
     pub fn role_for(path: &str) -> Role {
         if path.contains("/dependants") {
             Role::CivilRegistry
+        } else if path.starts_with("/v1/admin/devices/") {
+            Role::AccountSupport
         } else if path.starts_with("/v1/admin/audit") {
             Role::Auditor
         } else if path.ends_with("/health") {

@@ -6,6 +6,7 @@
 mod credentials;
 mod fraud;
 mod journeys;
+mod ledger;
 mod riders;
 mod sales;
 mod tap_facts;
@@ -23,6 +24,7 @@ use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
 
 pub use credentials::{deny_device_keys, ALWAYS_TAKEN, MAX_LISTED};
+pub use sales::return_device_orders;
 pub use tap_facts::QR_ORDER_SLACK_SECS;
 
 /// An enrolled validator (a bus or a metro gate), as the operator sees it.
@@ -208,6 +210,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0010_payments_under_review.sql"),
         include_str!("../schema/sqlite/0011_deny_list_by_until.sql"),
         include_str!("../schema/sqlite/0012_payment_follow_ups.sql"),
+        include_str!("../schema/sqlite/0013_orders_by_device.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -222,6 +225,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0010_payments_under_review.sql"),
         include_str!("../schema/postgres/0011_deny_list_by_until.sql"),
         include_str!("../schema/postgres/0012_payment_follow_ups.sql"),
+        include_str!("../schema/postgres/0013_orders_by_device.sql"),
     ],
 };
 

@@ -1,9 +1,12 @@
-//! Orders, their payments and refunds, prepaid balances, and the ledger they all append to.
+//! Orders, their payments and refunds, and prepaid balances; the ledger they append to is in `ledger`.
 
-use serde_json::Value;
 use thudo_core::transit::{Category, Product};
 
 use super::credentials::{bump_deny_version, deny_card, insert_pass};
+use super::ledger::{
+    category, enter, is_held, ledger_entries, parse, reviewed_before_expiry, settled,
+    unsettled_reviews,
+};
 use super::tap_facts::rows_in;
 use super::{
     LedgerEntry, NewOrder, OrderAdmission, OrderPurpose, OrderRecord, OrderStatus, Pass,
@@ -13,23 +16,11 @@ use super::{
 use crate::payments::{Notification, PaymentResult};
 use crate::storage::engine::{big, params, Engine, Row, Tx, Val};
 use crate::storage::locks::Lock;
-use crate::storage::{code_of, Result, SqlStorage, StorageError};
+use crate::storage::{code_of, Result, SqlStorage};
 
 const ORDER_COLUMNS: &str = "id, account_id, device_id, purpose, card_id, product, category, route,
      valid_from, valid_until, device_key, dependant, amount_vnd, provider, created_at,
      expires_at, status, provider_ref, credential";
-
-fn parse<T: serde::de::DeserializeOwned>(text: String) -> Result<T> {
-    serde_json::from_value(Value::String(text.clone()))
-        .map_err(|_| StorageError::Failed(format!("unknown stored value {text}")))
-}
-
-fn category(code: i64) -> Result<Category> {
-    u8::try_from(code)
-        .ok()
-        .and_then(Category::from_code)
-        .ok_or_else(|| StorageError::Failed(format!("unknown category {code}")))
-}
 
 fn order_of(r: &Row) -> Result<OrderRecord> {
     let purpose: OrderPurpose = parse(r.text(3)?)?;
@@ -80,34 +71,80 @@ fn load_order(tx: &mut dyn Tx, id: &str) -> Result<Option<OrderRecord>> {
     .transpose()
 }
 
-/// Appends one entry to the ledger.
-fn enter(
-    tx: &mut dyn Tx,
-    order: &NewOrder,
-    entry: &str,
-    amount_vnd: u64,
-    provider_ref: Option<&str>,
-    at: i64,
-    day: &str,
-) -> Result<()> {
-    tx.exec(
-        "INSERT INTO ledger(at, day, entry, order_id, purpose, card_id, product, category,
-                            amount_vnd, provider_ref)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            at,
+/// Cancels a paid pass order whose credential was never collected and enters the refund it
+/// is owed; `false` when it is not one (collected, unpaid, a top-up).
+fn return_uncollected(tx: &mut dyn Tx, order_id: &str, now: i64, day: &str) -> Result<bool> {
+    tx.lock(Lock::Order(order_id))?;
+    let Some(record) = load_order(tx, order_id)? else {
+        return Ok(false);
+    };
+    let order = &record.order;
+    if record.status != OrderStatus::Paid
+        || record.credential.is_some()
+        || order.purpose != OrderPurpose::Pass
+    {
+        return Ok(false);
+    }
+    cancel_pass_order(tx, order_id, now)?;
+    owe_refund(tx, &record, now, day)?;
+    Ok(true)
+}
+
+/// Enters the refund a cancelled paid order is owed (`refund_due`: to return in the provider's
+/// portal).
+fn owe_refund(tx: &mut dyn Tx, record: &OrderRecord, now: i64, day: &str) -> Result<()> {
+    let order = &record.order;
+    if order.amount_vnd > 0 {
+        let reference = record.provider_ref.as_deref();
+        enter(
+            tx,
+            order,
+            "refund_due",
+            order.amount_vnd,
+            reference,
+            now,
             day,
-            entry,
-            &order.id,
-            code_of(&order.purpose),
-            big(order.card_id),
-            order.pass.as_ref().map(|p| code_of(&p.product)),
-            order.pass.as_ref().map(|p| p.category as u8),
-            big(amount_vnd),
-            provider_ref
-        ],
-    )?;
+        )?;
+    }
     Ok(())
+}
+
+/// A revoked device's paid passes it never collected: only that phone could (the credential
+/// binds its key), so each is cancelled and its payment listed to return, in the revocation's
+/// transaction ([`crate::devices::store::RevocationHook`]); returns how many. It holds the
+/// device's lock, which ranks after an order's: each order changes only if it is still paid
+/// and uncollected when its row is written, and a payment being recorded meanwhile takes the
+/// device's lock to see the revocation ([`orderer_revoked`]).
+pub fn return_device_orders(
+    tx: &mut dyn Tx,
+    device_id: &str,
+    now: i64,
+    day: &str,
+) -> Result<usize> {
+    let orders: Vec<String> = tx
+        .rows(
+            "SELECT id FROM orders WHERE device_id = ?1 AND status = 'paid'
+               AND purpose = 'pass' AND credential IS NULL",
+            params![device_id],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<_>>()?;
+    let mut returned = 0;
+    for order_id in &orders {
+        let changed = tx.exec(
+            "UPDATE orders SET status = 'refunded' WHERE id = ?1 AND status = 'paid'
+               AND credential IS NULL",
+            params![order_id],
+        )?;
+        let Some(record) = load_order(tx, order_id)?.filter(|_| changed == 1) else {
+            continue;
+        };
+        cancel_pass_order(tx, order_id, now)?;
+        owe_refund(tx, &record, now, day)?;
+        returned += 1;
+    }
+    Ok(returned)
 }
 
 /// Cancels a pass order's pass (its renewals refused from `now`) and marks the order refunded.
@@ -505,33 +542,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
     }
 
     fn return_uncollectable(&self, order_id: &str, now: i64, day: &str) -> Result<bool> {
-        self.write(|tx| {
-            tx.lock(Lock::Order(order_id))?;
-            let Some(record) = load_order(tx, order_id)? else {
-                return Ok(false);
-            };
-            let order = &record.order;
-            if record.status != OrderStatus::Paid
-                || record.credential.is_some()
-                || order.purpose != OrderPurpose::Pass
-            {
-                return Ok(false);
-            }
-            cancel_pass_order(tx, order_id, now)?;
-            if order.amount_vnd > 0 {
-                let reference = record.provider_ref.as_deref();
-                enter(
-                    tx,
-                    order,
-                    "refund_due",
-                    order.amount_vnd,
-                    reference,
-                    now,
-                    day,
-                )?;
-            }
-            Ok(true)
-        })
+        self.write(|tx| return_uncollected(tx, order_id, now, day))
     }
 
     fn balance(&self, card_id: u64) -> Result<i64> {
@@ -745,6 +756,7 @@ fn record_locked(
                 .pass
                 .as_ref()
                 .is_some_and(|p| p.valid_until < now || expired)
+                || (order.pass.is_some() && orderer_revoked(tx, order)?)
                 || pass_held(tx, order)?
             {
                 enter_returned(tx, order, provider_ref, now, day)?;
@@ -801,6 +813,13 @@ fn record_locked(
                 status: record.status,
             })
         }
+        // A review of a transaction whose outcome is recorded already (delivered late, or
+        // its return URL replayed) holds no money: the order stays as that outcome left it.
+        (PaymentResult::UnderReview { .. }, true)
+            if provider_ref.is_some() && settled(tx, &order.id, provider_ref)? =>
+        {
+            Ok(PaymentRecord::AlreadyRecorded)
+        }
         (failed, true) => {
             // The money a review holds is listed at its amount, for the follow-up.
             let (status, amount) = match failed {
@@ -833,110 +852,15 @@ fn record_locked(
     }
 }
 
-/// Whether transaction `reference` of `order` was held for review before its phone could be
-/// told the order expired, with no failure reported before it: the phone then heard only
-/// "pending" and "do not pay again", never "order again".
-fn reviewed_before_expiry(
-    tx: &mut dyn Tx,
-    order: &NewOrder,
-    reference: Option<&str>,
-) -> Result<bool> {
-    let Some(reference) = reference else {
-        return Ok(false);
-    };
+/// Whether the phone that ordered a pass was revoked: only it could collect the credential.
+/// Under the device's lock, as its revocation returns its paid passes: a payment recorded
+/// while the phone is revoked is seen by one or the other.
+fn orderer_revoked(tx: &mut dyn Tx, order: &NewOrder) -> Result<bool> {
+    tx.lock(Lock::Device(&order.device_id))?;
     Ok(tx
         .row(
-            "SELECT 1 FROM ledger r WHERE r.order_id = ?1 AND r.provider_ref = ?2
-               AND r.entry = 'payment_under_review' AND r.at <= ?3
-               AND NOT EXISTS (SELECT 1 FROM ledger f WHERE f.order_id = r.order_id
-                 AND f.id < r.id AND f.entry IN ('payment_failed', 'payment_cancelled'))",
-            params![
-                &order.id,
-                reference,
-                order.expires_at.saturating_add(LATE_NOTICE_SECS)
-            ],
+            "SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NOT NULL",
+            params![&order.device_id],
         )?
         .is_some())
-}
-
-/// The ledger entries that settle a transaction held for review.
-const SETTLING: &str = "('payment', 'payment_failed', 'payment_cancelled')";
-
-/// Whether transaction `reference` of order `order_id` is held for review and not settled.
-fn is_held(tx: &mut dyn Tx, order_id: &str, reference: Option<&str>) -> Result<bool> {
-    Ok(unsettled_reviews(tx, Some(order_id))?
-        .iter()
-        .any(|e| e.provider_ref.as_deref() == reference))
-}
-
-/// Whether transaction `reference` of order `order_id` was paid, failed or cancelled already.
-fn settled(tx: &mut dyn Tx, order_id: &str, reference: Option<&str>) -> Result<bool> {
-    Ok(tx
-        .row(
-            &format!(
-                "SELECT 1 FROM ledger WHERE order_id = ?1 AND provider_ref = ?2
-                   AND entry IN {SETTLING}"
-            ),
-            params![order_id, reference],
-        )?
-        .is_some())
-}
-
-/// Payments held for review that the provider has not settled since (no later payment,
-/// failure or cancellation of the same transaction), of one order or all, oldest first.
-fn unsettled_reviews(tx: &mut dyn Tx, order_id: Option<&str>) -> Result<Vec<LedgerEntry>> {
-    let unsettled = format!(
-        "l.entry = 'payment_under_review' AND NOT EXISTS (
-           SELECT 1 FROM ledger s WHERE s.order_id = l.order_id AND s.id > l.id
-             AND (s.provider_ref = l.provider_ref
-                  OR (l.provider_ref IS NULL AND s.provider_ref IS NULL))
-             AND s.entry IN {SETTLING})"
-    );
-    let columns = "l.at, l.day, l.entry, l.order_id, l.purpose, l.card_id, l.product, l.category,
-                   l.amount_vnd, l.provider_ref";
-    let rows = match order_id {
-        Some(id) => tx.rows(
-            &format!(
-                "SELECT {columns} FROM ledger l WHERE l.order_id = ?1 AND {unsettled}
-                 ORDER BY l.id"
-            ),
-            params![id],
-        )?,
-        None => tx.rows(
-            &format!("SELECT {columns} FROM ledger l WHERE {unsettled} ORDER BY l.id"),
-            params![],
-        )?,
-    };
-    rows.iter().map(ledger_entry).collect()
-}
-
-/// A day's ledger entries in order, of one kind or all.
-fn ledger_entries(tx: &mut dyn Tx, day: &str, kind: Option<&str>) -> Result<Vec<LedgerEntry>> {
-    // PostgreSQL cannot type a parameter tested only for NULL: it is cast to text.
-    tx.rows(
-        "SELECT at, day, entry, order_id, purpose, card_id, product, category, amount_vnd,
-                provider_ref
-         FROM ledger WHERE day = ?1 AND (CAST(?2 AS TEXT) IS NULL OR entry = CAST(?2 AS TEXT))
-         ORDER BY id",
-        params![day, kind],
-    )?
-    .iter()
-    .map(ledger_entry)
-    .collect()
-}
-
-/// A ledger row read in the column order of [`ledger_entries`].
-fn ledger_entry(r: &Row) -> Result<LedgerEntry> {
-    Ok(LedgerEntry {
-        at: r.int(0)?,
-        day: r.text(1)?,
-        entry: r.text(2)?,
-        order_id: r.text(3)?,
-        purpose: parse(r.text(4)?)?,
-        card_id: r.int(5)? as u64,
-        product: r.opt_text(6)?.map(parse).transpose()?,
-        category: r.opt_int(7)?.map(category).transpose()?,
-        amount_vnd: r.int(8)? as u64,
-        provider_ref: r.opt_text(9)?,
-    })
 }
