@@ -125,6 +125,12 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
             vec![HealthFacility],
         ),
         (
+            "DELETE",
+            format!("/v1/admin/citizens/{c}/health/Immunization/imm-nope"),
+            Value::Null,
+            vec![HealthFacility],
+        ),
+        (
             "POST",
             format!("/v1/admin/citizens/{c}/cell"),
             json!({"cell": "hn.ba-dinh.chi-bo-1"}),
@@ -134,6 +140,12 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
             "POST",
             "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.documents".into(),
             json!({"items": [{"id": "nq-1", "title": "Nghị quyết"}]}),
+            vec![PartyOrganisation],
+        ),
+        (
+            "DELETE",
+            "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.documents/nq-nope".into(),
+            Value::Null,
             vec![PartyOrganisation],
         ),
         (
@@ -502,6 +514,127 @@ async fn operators_act_only_within_their_organisation() {
     let city = operator(&local.idp, Role::PartyOrganisation);
     let (status, _) = post(city, cell, json!({"cell": "hn.hoan-kiem.chi-bo-2"})).await;
     assert_eq!(status, 200);
+}
+
+/// A record published in error (to the wrong citizen, the wrong cell) is withdrawn by its
+/// publisher, or an organisation above it: every device deletes it at its next sync. Nobody
+/// else can withdraw it, a record of the citizen's own is nobody's to withdraw, and the same
+/// withdrawal delivered twice publishes one delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_published_in_error_is_withdrawn_by_its_publisher_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let send = |method: &'static str, token: String, path: String, body: Value| {
+        let (http, base) = (http.clone(), local.url.clone());
+        async move { call(&http, &base, method, &path, &body, Some(&token)).await }
+    };
+    let clinic = operator(&local.idp, Role::HealthFacility);
+    let other_clinic = local
+        .idp
+        .operator_token(Role::HealthFacility, "bv-viet-duc")
+        .unwrap();
+    let health = format!("/v1/admin/citizens/{CITIZEN}/health");
+    let diagnosis = json!({"resources": [
+        {"resourceType": "Condition", "id": "dx-1", "code": {"text": "Lao phổi"}},
+        {"resourceType": "Immunization", "id": "imm-1", "status": "completed"}]});
+    let (status, _) = send("POST", clinic.clone(), health.clone(), diagnosis).await;
+    assert_eq!(status, 200);
+    let v = vault(&dir.path().join("phone"));
+    local
+        .client
+        .sign_in_and_register(v.clone(), "phone", |n| {
+            local.idp.id_token(CITIZEN, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    let sync = || async {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    };
+    sync().await;
+    let book = thudo_core::health::records::HealthBook::new(&v);
+    assert!(book.get("Condition/dx-1").unwrap().is_some());
+    // The citizen's own record, entered on the phone and pushed.
+    let me = book
+        .save_person(
+            &thudo_core::health::records::Person {
+                id: None,
+                full_name: "Nguyễn Văn A".into(),
+                birth_date: "1980-01-01".into(),
+                gender: thudo_core::health::records::Gender::Male,
+                citizen_id: None,
+                insurance: None,
+            },
+            1_800_000_000,
+        )
+        .unwrap();
+    let allergy = json!({"resourceType": "AllergyIntolerance", "id": "al-1",
+        "code": {"text": "Penicillin"}, "patient": {"reference": format!("Patient/{me}")}});
+    book.put_resource(&allergy.to_string(), 1_800_000_000)
+        .unwrap();
+    sync().await;
+
+    let withdraw =
+        |token: String, key: &str| send("DELETE", token, format!("{health}/{key}"), Value::Null);
+    let (status, answer) = withdraw(other_clinic.clone(), "Condition/dx-1").await;
+    assert_eq!((status, answer["error"].as_str()), (403, Some("not_yours")));
+    let (status, answer) = withdraw(clinic.clone(), "AllergyIntolerance/al-1").await;
+    assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")));
+    let (status, answer) = withdraw(clinic.clone(), "Condition/dx-1").await;
+    assert_eq!((status, answer["withdrawn"].as_bool()), (200, Some(true)));
+    let (status, answer) = withdraw(clinic.clone(), "Condition/dx-1").await;
+    assert_eq!((status, answer["withdrawn"].as_bool()), (200, Some(false)));
+    let (status, _) = withdraw(clinic.clone(), "Condition/dx_1").await;
+    assert_eq!(status, 400);
+    sync().await;
+    assert!(book.get("Condition/dx-1").unwrap().is_none());
+    assert!(book.get("Immunization/imm-1").unwrap().is_some());
+    assert!(book.get("AllergyIntolerance/al-1").unwrap().is_some());
+    // Published again afterwards, it is back.
+    let again = json!({"resources": [{"resourceType": "Condition", "id": "dx-1"}]});
+    let (status, _) = send("POST", clinic.clone(), health.clone(), again).await;
+    assert_eq!(status, 200);
+    sync().await;
+    assert!(book.get("Condition/dx-1").unwrap().is_some());
+
+    // A cell's document: withdrawn by its ward or the city above it, not by another ward.
+    let ward = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.ba-dinh")
+        .unwrap();
+    let other_ward = local
+        .idp
+        .operator_token(Role::PartyOrganisation, "hn.hoan-kiem")
+        .unwrap();
+    let city = operator(&local.idp, Role::PartyOrganisation);
+    let docs = "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.documents".to_owned();
+    let items = json!({"items": [
+        {"id": "tb-1", "title": "Thông báo nhầm"}, {"id": "tb-2", "title": "Thông báo"}]});
+    let (status, _) = send("POST", ward.clone(), docs.clone(), items).await;
+    assert_eq!(status, 200);
+    let (status, answer) = send("DELETE", other_ward, format!("{docs}/tb-1"), Value::Null).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("not_governed"))
+    );
+    for token in [ward.clone(), city] {
+        let (status, answer) = send("DELETE", token, format!("{docs}/tb-1"), Value::Null).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, _) = send("DELETE", ward.clone(), format!("{docs}/nope"), Value::Null).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        "DELETE",
+        ward,
+        "/v1/admin/cells/hn.ba-dinh.chi-bo-1/health.records/tb-2".into(),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 404, "not a cell's collection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,7 @@ use crate::http::{
     blocking, valid_cell, valid_citizen_id, valid_record_id, ApiError, ApiResult, JsonBody,
 };
 use crate::operators::{Operator, Role};
-use crate::sync::store::{Published, SyncStore};
+use crate::sync::store::{Published, SyncStore, Withdrawn};
 
 /// What the publishing routes need.
 #[derive(Clone)]
@@ -47,8 +47,10 @@ pub struct PublishingState {
 pub fn routes() -> OpenApiRouter<PublishingState> {
     OpenApiRouter::new()
         .routes(routes!(admin_health))
+        .routes(routes!(withdraw_health))
         .routes(routes!(admin_cell_member))
         .routes(routes!(admin_cell_content))
+        .routes(routes!(withdraw_cell_content))
         .routes(routes!(trust::publish, trust::published))
         .routes(routes!(trust::for_device))
 }
@@ -173,6 +175,68 @@ async fn admin_health(
             &format!("{record} was published by another facility: nothing was published"),
         )),
     }
+}
+
+/// A record withdrawn.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct WithdrawnRecord {
+    /// `false` when it was withdrawn before (the same withdrawal delivered twice).
+    withdrawn: bool,
+}
+
+/// What a withdrawal answers.
+fn withdrawal(outcome: Withdrawn, record: &str) -> ApiResult<WithdrawnRecord> {
+    match outcome {
+        Withdrawn::Withdrawn => Ok(Json(WithdrawnRecord { withdrawn: true })),
+        Withdrawn::AlreadyWithdrawn => Ok(Json(WithdrawnRecord { withdrawn: false })),
+        Withdrawn::NotYours => Err(ApiError::forbidden(
+            ServerErrorCode::NotYours,
+            &format!("{record} was published by another publisher: nothing was withdrawn"),
+        )),
+        Withdrawn::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::NotFound,
+            format!("no published {record} here"),
+        )),
+    }
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/citizens/{citizen_id}/health/{resource_type}/{id}",
+    summary = "A facility withdraws a health record it published for a citizen (published to the wrong citizen, or in error): every device of the citizen deletes it at its next sync",
+    params(
+        ("citizen_id" = String, Path, pattern = "^[0-9]{12}$"),
+        ("resource_type" = String, Path, pattern = "^[A-Z][A-Za-z0-9]{0,63}$"),
+        ("id" = String, Path, pattern = "^[A-Za-z0-9.-]{1,64}$"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = WithdrawnRecord),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+async fn withdraw_health(
+    State(state): State<PublishingState>,
+    operator: Operator,
+    Path((citizen_id, resource_type, id)): Path<(String, String, String)>,
+) -> ApiResult<WithdrawnRecord> {
+    operator.require(&[Role::HealthFacility])?;
+    valid_citizen_id(&citizen_id)?;
+    let key = thudo_core::health::fhir::key_of(&json!({"resourceType": resource_type, "id": id}))
+        .ok_or_else(|| ApiError::bad("a FHIR resource type and id"))?;
+    let citizen = state.secrets.citizen(&citizen_id);
+    let source = format!("urn:thudo:facility:{}", operator.organisation);
+    let (devices, sync, record) = (state.devices.clone(), state.sync.clone(), key.clone());
+    let outcome = blocking(move || {
+        let account = devices.account_for_citizen(&citizen)?;
+        let scope = format!("acct:{account}");
+        Ok(sync.withdraw_as(&scope, "health.records", &record, &source, &|_| false)?)
+    })
+    .await?;
+    withdrawal(outcome, &format!("health.records/{key}"))
 }
 
 /// Sets a resource's `meta.source` to the publishing facility; refused when it names another.
@@ -401,6 +465,57 @@ async fn admin_cell_content(
             ),
         )),
     }
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/cells/{cell}/{collection}/{id}",
+    summary = "Withdraw a record published to a party cell (a document, meeting or notice published to the wrong cell, or in error): every device of the cell deletes it at its next sync",
+    params(
+        ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
+        ("collection" = crate::schema::CellCollection, Path),
+        ("id" = String, Path, min_length = 1, max_length = 440),
+    ),
+    responses(
+        (status = 200, description = "OK", body = WithdrawnRecord),
+        (status = 400, description = "Malformed or out of range: the message says which", body = ErrorBody),
+        (status = 403, description = "Refused: the code says why", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    ),
+    security(("operator" = [])),
+)]
+async fn withdraw_cell_content(
+    State(state): State<PublishingState>,
+    operator: Operator,
+    Path((cell, name, id)): Path<(String, String, String)>,
+) -> ApiResult<WithdrawnRecord> {
+    operator.require(&[Role::PartyOrganisation])?;
+    let cell = valid_cell(&cell)?;
+    if !operator.governs_cell(&cell) {
+        return Err(not_governed(&cell));
+    }
+    let spec = collection(&name).filter(|c| c.per_cell).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::UnknownCollection,
+            name.clone(),
+        )
+    })?;
+    if !valid_record_id(&id) {
+        return Err(ApiError::bad(
+            "an id of 1 to 440 bytes (UTF-8), none a control character",
+        ));
+    }
+    let (sync, publisher, record) = (state.sync.clone(), operator.organisation.clone(), id);
+    let what = format!("{}/{record}", spec.name);
+    let outcome = blocking(move || {
+        // Its publisher, or an organisation above it, as for publishing it again.
+        let below = |owner: &str| crate::operators::governs(&publisher, owner);
+        let scope = format!("cell:{cell}");
+        Ok(sync.withdraw_as(&scope, spec.name, &record, &publisher, &below)?)
+    })
+    .await?;
+    withdrawal(outcome, &what)
 }
 
 /// Sets an empty `body` to the text of the first PDF among the item's `attachments` that was

@@ -67,6 +67,18 @@ pub trait SyncStore: Send + Sync + 'static {
         publisher: &str,
         may_replace: &dyn Fn(&str) -> bool,
     ) -> Result<Published>;
+    /// Withdraws record `record_id` of `collection` from `scope` as `publisher`: a delete its
+    /// devices pull, when `publisher` published it (or one `may_replace` names). A record
+    /// withdrawn already is not withdrawn again; one nobody published (a device's own) is
+    /// [`Withdrawn::NotFound`].
+    fn withdraw_as(
+        &self,
+        scope: &str,
+        collection: &str,
+        record_id: &str,
+        publisher: &str,
+        may_replace: &dyn Fn(&str) -> bool,
+    ) -> Result<Withdrawn>;
 }
 
 /// An account's allowance of pushed bytes for one day.
@@ -150,6 +162,19 @@ pub enum Published {
     Published(usize),
     /// This record (`collection/record_id`) is another publisher's: nothing was published.
     NotYours(String),
+}
+
+/// What [`SyncStore::withdraw_as`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// A delete was published.
+    Withdrawn,
+    /// It was withdrawn before: nothing changed.
+    AlreadyWithdrawn,
+    /// Another publisher's record: nothing changed.
+    NotYours,
+    /// No publisher published such a record here.
+    NotFound,
 }
 
 /// Appends to a scope's change log. The scope's lock is held from before the change takes its
@@ -423,6 +448,49 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                 append(tx, scope, c)?;
             }
             Ok(Published::Published(changes.len()))
+        })
+    }
+
+    fn withdraw_as(
+        &self,
+        scope: &str,
+        collection: &str,
+        record_id: &str,
+        publisher: &str,
+        may_replace: &dyn Fn(&str) -> bool,
+    ) -> Result<Withdrawn> {
+        self.write(|tx| {
+            tx.lock(Lock::Scope(scope))?;
+            let owner = tx.row(
+                "SELECT publisher FROM publishers
+                 WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",
+                params![scope, collection, record_id],
+            )?;
+            let Some(owner) = owner.map(|o| o.text(0)).transpose()? else {
+                return Ok(Withdrawn::NotFound);
+            };
+            if owner != publisher && !may_replace(&owner) {
+                return Ok(Withdrawn::NotYours);
+            }
+            let last = tx.row(
+                "SELECT op FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
+                 ORDER BY seq DESC LIMIT 1",
+                params![scope, collection, record_id],
+            )?;
+            if last.map(|r| r.text(0)).transpose()?.as_deref() != Some("put") {
+                return Ok(Withdrawn::AlreadyWithdrawn);
+            }
+            let hlc = Hlc::tick(None, chrono::Utc::now().timestamp_millis() as u64, "server");
+            append_text(
+                tx,
+                scope,
+                collection,
+                record_id,
+                "delete",
+                "null",
+                &hlc.to_string(),
+            )?;
+            Ok(Withdrawn::Withdrawn)
         })
     }
 }
