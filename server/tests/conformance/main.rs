@@ -73,7 +73,8 @@ macro_rules! conformance {
                 the_deny_list_is_capped_at_what_a_feed_carries,
                 an_operators_denial_counts_from_its_own_time,
                 a_refused_value_is_the_requests_fault,
-                an_accounts_racing_orders_stay_within_its_limit);
+                an_accounts_racing_orders_stay_within_its_limit,
+                published_records_are_withdrawn_by_their_publisher);
         }
     };
     (@each $open:ident, #[$attr:meta]; $($scenario:ident),*) => {

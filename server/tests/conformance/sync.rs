@@ -328,3 +328,46 @@ pub(super) fn a_key_is_bound_to_its_content<E: Engine>(s: &SqlStorage<E>) {
     .unwrap();
     assert_eq!(push(s, &phone, &reused[..1]), vec![Outcome::Duplicate]);
 }
+
+/// A published record is withdrawn by its publisher (or one it names) once, as a delete in the
+/// scope's log; another publisher's, or one nobody published, is left alone.
+pub(super) fn published_records_are_withdrawn_by_their_publisher<E: Engine>(s: &SqlStorage<E>) {
+    use thudo_server::sync::store::{Published, Withdrawn};
+    let scope = "cell:hn.ba-dinh.chi-bo-1";
+    let change = |id: &str| Change {
+        collection: "handbook.notice".into(),
+        record_id: id.into(),
+        op: "put".into(),
+        payload: json!({"id": id, "title": "Thông báo"}),
+        hlc: "1800000000000-000000-server".into(),
+    };
+    assert_eq!(
+        s.publish_as(scope, &[change("tb-1")], "hn.ba-dinh", &|_| false)
+            .unwrap(),
+        Published::Published(1)
+    );
+    let withdraw = |id: &str, publisher: &str, may: &dyn Fn(&str) -> bool| {
+        s.withdraw_as(scope, "handbook.notice", id, publisher, may)
+            .unwrap()
+    };
+    assert_eq!(
+        withdraw("tb-1", "hn.hoan-kiem", &|_| false),
+        Withdrawn::NotYours
+    );
+    assert_eq!(
+        withdraw("tb-2", "hn.ba-dinh", &|_| true),
+        Withdrawn::NotFound
+    );
+    assert_eq!(
+        withdraw("tb-1", "hn", &|o| o.starts_with("hn.")),
+        Withdrawn::Withdrawn
+    );
+    assert_eq!(
+        withdraw("tb-1", "hn.ba-dinh", &|_| false),
+        Withdrawn::AlreadyWithdrawn
+    );
+    let (log, _, _) = s.pull(scope, "handbook.notice", 0, 100).unwrap();
+    let ops: Vec<&str> = log.iter().map(|c| c.op.as_str()).collect();
+    assert_eq!(ops, ["put", "delete"]);
+    assert!(log[1].payload.is_null());
+}
