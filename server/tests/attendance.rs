@@ -348,8 +348,16 @@ async fn check_ins_prove_attendance_and_every_forgery_is_refused() {
     )
     .await;
     assert_eq!(status, 200);
-    let (_, moved) = upload(&local, &b, json!([item("m-1", &evidence_of(&b, "m-1"))])).await;
+    let fresh = attendance::countersign(&b, &signed_qr(&secretary, "m-1", now), now + 20).unwrap();
+    let fresh = thudo_core::hex::encode(&fresh);
+    let (_, moved) = upload(&local, &b, json!([item("m-1", &fresh)])).await;
     assert_eq!(reason(&moved), "late", "{moved}");
+    // A check-in counted before the move, uploaded again (its answer lost): still accepted, as
+    // counted, never refused after the fact.
+    for (v, evidence) in [(&a, evidence.clone()), (&b, evidence_of(&b, "m-1"))] {
+        let (_, counted) = upload(&local, v, json!([item("m-1", &evidence)])).await;
+        assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+    }
     let over = HandbookClient::new(&local.client)
         .fetch_meeting_credential(secretary.clone(), "m-1")
         .await;

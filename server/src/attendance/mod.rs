@@ -327,6 +327,29 @@ fn judge(
     if credential.meeting != meeting_hash(&item.meeting_id) {
         return Ok("wrong_meeting");
     }
+    let record = |cell: &str, evidence: Vec<u8>| -> Result<&'static str, ApiError> {
+        let stored = store.record_check_in(&NewCheckIn {
+            cell: cell.to_owned(),
+            meeting_id: item.meeting_id.clone(),
+            account_id: device.account_id.clone(),
+            device_id: device.id.clone(),
+            member_key: verified.member_key.to_vec(),
+            shown_at: i64::from(verified.qr.shown_at),
+            scanned_at: i64::from(verified.scanned_at),
+            received_at: now,
+            evidence,
+        })?;
+        Ok(match stored {
+            Stored::Counted | Stored::AlreadyCounted => "",
+            Stored::KeyMismatch => "key_mismatch",
+        })
+    };
+    // The same evidence counted before (its answer lost, the phone asking again): a repeat is
+    // accepted whatever changed since (the member moved, the meeting moved, the grace ran
+    // out), once its key is checked against the device as any check-in's is.
+    if let Some(counted_in) = store.counted_in(&item.meeting_id, &device.account_id, &evidence)? {
+        return record(&counted_in, evidence);
+    }
     if credential.cell != cell_hash(cell) {
         return Ok("wrong_cell");
     }
@@ -346,21 +369,7 @@ fn judge(
     if uploaded_too_late(credential.closes, now) {
         return Ok("uploaded_late");
     }
-    let stored = store.record_check_in(&NewCheckIn {
-        cell: cell.to_owned(),
-        meeting_id: item.meeting_id.clone(),
-        account_id: device.account_id.clone(),
-        device_id: device.id.clone(),
-        member_key: verified.member_key.to_vec(),
-        shown_at: i64::from(verified.qr.shown_at),
-        scanned_at: i64::from(verified.scanned_at),
-        received_at: now,
-        evidence,
-    })?;
-    Ok(match stored {
-        Stored::Counted | Stored::AlreadyCounted => "",
-        Stored::KeyMismatch => "key_mismatch",
-    })
+    record(cell, evidence)
 }
 
 #[utoipa::path(

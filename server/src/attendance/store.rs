@@ -15,10 +15,12 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
     sqlite: &[
         include_str!("schema/sqlite/0001_attendance.sql"),
         include_str!("schema/sqlite/0002_keys_by_account.sql"),
+        include_str!("schema/sqlite/0003_check_ins_by_member.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_attendance.sql"),
         include_str!("schema/postgres/0002_keys_by_account.sql"),
+        include_str!("schema/postgres/0003_check_ins_by_member.sql"),
     ],
 };
 
@@ -83,6 +85,14 @@ pub trait AttendanceStore: Send + Sync + 'static {
     /// Stores a verified check-in, once per member and meeting; binds the device to its key,
     /// and the key to the member's account, on their first check-in.
     fn record_check_in(&self, check_in: &NewCheckIn) -> Result<Stored>;
+    /// The cell in which this very evidence was counted for `account_id` at `meeting_id`, if
+    /// it was (an upload again whose first answer was lost).
+    fn counted_in(
+        &self,
+        meeting_id: &str,
+        account_id: &str,
+        evidence: &[u8],
+    ) -> Result<Option<String>>;
     /// The counts for a meeting of `cell`.
     fn attendance(&self, cell: &str, meeting_id: &str) -> Result<AttendanceCounts>;
 }
@@ -193,6 +203,23 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
             } else {
                 Stored::Counted
             })
+        })
+    }
+
+    fn counted_in(
+        &self,
+        meeting_id: &str,
+        account_id: &str,
+        evidence: &[u8],
+    ) -> Result<Option<String>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT cell FROM check_ins WHERE account_id = ?1 AND meeting_id = ?2
+                   AND evidence = ?3",
+                params![account_id, meeting_id, evidence],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
         })
     }
 

@@ -249,6 +249,11 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
     ) -> Result<bool> {
         self.write(|tx| {
             let account = account_in(tx, citizen)?;
+            // Read and changed under the account's lock: two organisations moving a member at
+            // once each judge the cell the other left (on PostgreSQL the read alone would see
+            // the cell from before, and one could move a member out of a cell it does not
+            // govern).
+            tx.lock(Lock::Account(&account))?;
             let current = tx
                 .row("SELECT cell FROM accounts WHERE id = ?1", params![&account])?
                 .map(|r| r.opt_text(0))
