@@ -637,6 +637,88 @@ async fn a_record_published_in_error_is_withdrawn_by_its_publisher_alone() {
     assert_eq!(status, 404, "not a cell's collection");
 }
 
+/// Phones key a meeting and a notice by its id, and so does the attendance count: one id in two
+/// cells would merge a moved member's December meetings. An id another cell holds is refused
+/// (all of the publish); a document, the same resolution in every cell, is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meetings_id_is_one_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let http = http_client();
+    let city = operator(&local.idp, Role::PartyOrganisation);
+    let publish = |cell: &str, collection: &str, items: Value| {
+        let (http, base, token) = (http.clone(), local.url.clone(), city.clone());
+        let path = format!("/v1/admin/cells/{cell}/{collection}");
+        async move {
+            call(
+                &http,
+                &base,
+                "POST",
+                &path,
+                &json!({"items": items}),
+                Some(&token),
+            )
+            .await
+        }
+    };
+    let meeting = |id: &str| json!({"id": id, "date": "2026-12-05", "topic": "Sinh hoạt chi bộ"});
+    let (status, _) = publish(
+        "hn.ba-dinh.chi-bo-1",
+        "handbook.meeting",
+        json!([meeting("sh-2026-12")]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Published again to its own cell: a correction.
+    let (status, _) = publish(
+        "hn.ba-dinh.chi-bo-1",
+        "handbook.meeting",
+        json!([meeting("sh-2026-12")]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = publish(
+        "hn.ba-dinh.chi-bo-2",
+        "handbook.meeting",
+        json!([meeting("cb2-sh-2026-12"), meeting("sh-2026-12")]),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("not_yours")),
+        "{answer}"
+    );
+    let (status, _) = publish(
+        "hn.ba-dinh.chi-bo-2",
+        "handbook.meeting",
+        json!([meeting("cb2-sh-2026-12")]),
+    )
+    .await;
+    assert_eq!(status, 200, "its own id alone is published");
+    let notice = json!([{"id": "tb-1", "title": "Thông báo"}]);
+    assert_eq!(
+        publish("hn.ba-dinh.chi-bo-1", "handbook.notice", notice.clone())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        publish("hn.ba-dinh.chi-bo-2", "handbook.notice", notice)
+            .await
+            .0,
+        403
+    );
+    let document = json!([{"id": "nq-57", "title": "Nghị quyết 57"}]);
+    for cell in ["hn.ba-dinh.chi-bo-1", "hn.ba-dinh.chi-bo-2"] {
+        assert_eq!(
+            publish(cell, "handbook.documents", document.clone())
+                .await
+                .0,
+            200
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_alone_gives_no_citizen_id_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -447,6 +447,24 @@ async fn admin_cell_content(
             hlc: server_hlc(),
         });
     }
+    // A meeting's or a notice's id is one cell's: phones and the attendance count key them by
+    // id alone, and a member moved between cells would hold both under one.
+    if matches!(spec.name, "handbook.meeting" | "handbook.notice") {
+        let ids: Vec<String> = changes.iter().map(|c| c.record_id.clone()).collect();
+        let (sync, scope) = (state.sync.clone(), format!("cell:{cell}"));
+        let taken =
+            blocking(move || Ok(sync.published_elsewhere(spec.name, &ids, &scope)?)).await?;
+        if let Some((id, _)) = taken {
+            return Err(ApiError::forbidden(
+                ServerErrorCode::NotYours,
+                &format!(
+                    "{}/{id} is another cell's: meeting and notice ids are unique across cells \
+                     (prefix them with the cell's id); nothing was published",
+                    spec.name
+                ),
+            ));
+        }
+    }
     // Each record is its publisher's: an organisation replaces its own, or those of the
     // organisations below it (the city committee a ward's), never one above or beside it.
     let storage = state.sync.clone();

@@ -22,12 +22,14 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("schema/sqlite/0002_publishers.sql"),
         include_str!("schema/sqlite/0003_push_budget.sql"),
         include_str!("schema/sqlite/0004_mutation_digest.sql"),
+        include_str!("schema/sqlite/0005_publishers_by_record.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_base.sql"),
         include_str!("schema/postgres/0002_publishers.sql"),
         include_str!("schema/postgres/0003_push_budget.sql"),
         include_str!("schema/postgres/0004_mutation_digest.sql"),
+        include_str!("schema/postgres/0005_publishers_by_record.sql"),
     ],
 };
 
@@ -67,6 +69,14 @@ pub trait SyncStore: Send + Sync + 'static {
         publisher: &str,
         may_replace: &dyn Fn(&str) -> bool,
     ) -> Result<Published>;
+    /// The first of `record_ids` of `collection` published in another scope than `scope`, with
+    /// that scope.
+    fn published_elsewhere(
+        &self,
+        collection: &str,
+        record_ids: &[String],
+        scope: &str,
+    ) -> Result<Option<(String, String)>>;
     /// Withdraws record `record_id` of `collection` from `scope` as `publisher`: a delete its
     /// devices pull, when `publisher` published it (or one `may_replace` names). A record
     /// withdrawn already is not withdrawn again; one nobody published (a device's own) is
@@ -448,6 +458,27 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                 append(tx, scope, c)?;
             }
             Ok(Published::Published(changes.len()))
+        })
+    }
+
+    fn published_elsewhere(
+        &self,
+        collection: &str,
+        record_ids: &[String],
+        scope: &str,
+    ) -> Result<Option<(String, String)>> {
+        self.read(|tx| {
+            for id in record_ids {
+                let other = tx.row(
+                    "SELECT scope FROM publishers WHERE collection = ?1 AND record_id = ?2
+                       AND scope <> ?3 LIMIT 1",
+                    params![collection, id, scope],
+                )?;
+                if let Some(other) = other {
+                    return Ok(Some((id.clone(), other.text(0)?)));
+                }
+            }
+            Ok(None)
         })
     }
 
