@@ -428,3 +428,75 @@ async fn a_check_in_cut_short_binds_nothing_and_counts_once_when_retried() {
     assert_eq!(kept(), [1, 1, 1]);
     local.running.stop().await;
 }
+
+/// The party organisation replaces the secretary: the credentials the outgoing one was issued
+/// (a phone may hold next month's already) sign no QR from that moment. A QR it showed before
+/// still counts; one shown after is refused, and the outgoing secretary is issued no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_secretarys_credentials_sign_no_more_check_ins() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
+    let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
+    let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
+        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
+                          "document_ids": []}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    name_secretary(&local).await;
+    for v in [&secretary, &a, &b] {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await
+        .unwrap();
+    let day_end = {
+        let t = chrono::Utc::now().timestamp() + 7 * 3600;
+        (t / 86_400 + 1) * 86_400 - 7 * 3600
+    };
+    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    // Shown and scanned before the replacement.
+    let before =
+        attendance::countersign(&a, &signed_qr(&secretary, "m-1", now - 30), now - 25).unwrap();
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/secretary"),
+        json!({ "citizen_id": MEMBER_B }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let after = (chrono::Utc::now().timestamp() + 1).min(day_end - 1) as u32;
+    let shown_after =
+        attendance::countersign(&b, &signed_qr(&secretary, "m-1", after), after + 1).unwrap();
+    let item = |evidence: &[u8]| json!([{"meeting_id": "m-1", "evidence": thudo_core::hex::encode(evidence)}]);
+    let (_, refused) = upload(&local, &b, item(&shown_after)).await;
+    assert_eq!(
+        refused["results"][0]["reason"], "revoked_credential",
+        "{refused}"
+    );
+    let (_, counted) = upload(&local, &a, item(&before)).await;
+    assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+    // The outgoing secretary is issued nothing more; the new one is.
+    let over = HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await;
+    assert!(
+        matches!(&over, Err(BackendError::Refused { code, .. }) if code.as_str() == "not_secretary"),
+        "{over:?}"
+    );
+    HandbookClient::new(&local.client)
+        .fetch_meeting_credential(b.clone(), "m-1")
+        .await
+        .unwrap();
+}

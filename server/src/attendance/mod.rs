@@ -231,6 +231,15 @@ async fn meeting_credential(
         let credential = issuer(settings.as_ref())?
             .issue(&meeting_id, &cell, opens, closes, &compressed)
             .map_err(|e| ApiError::bad(e.to_string()))?;
+        // Recorded before it is handed out: a secretary replaced since revokes it, and a
+        // check-in under a credential this backend has no record of is not counted.
+        let now = chrono::Utc::now().timestamp();
+        if !store.record_credential(&cell, &meeting_id, &compressed, &device.account_id, now)? {
+            return Err(ApiError::forbidden(
+                ServerErrorCode::NotSecretary,
+                "only the cell's secretary is issued a meeting's credential",
+            ));
+        }
         Ok(Json(MeetingCredentialResponse {
             credential: hex::encode(&credential),
             opens,
@@ -368,6 +377,13 @@ fn judge(
     }
     if uploaded_too_late(credential.closes, now) {
         return Ok("uploaded_late");
+    }
+    // Issued to the secretary of the time, and shown before a replacement revoked it.
+    let revoked = store.credential_revoked_at(cell, &item.meeting_id, &credential.secretary_key)?;
+    match revoked {
+        None => return Ok("revoked_credential"),
+        Some(Some(at)) if i64::from(verified.qr.shown_at) >= at => return Ok("revoked_credential"),
+        Some(_) => {}
     }
     record(cell, evidence)
 }

@@ -16,11 +16,13 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("schema/sqlite/0001_attendance.sql"),
         include_str!("schema/sqlite/0002_keys_by_account.sql"),
         include_str!("schema/sqlite/0003_check_ins_by_member.sql"),
+        include_str!("schema/sqlite/0004_meeting_credentials.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_attendance.sql"),
         include_str!("schema/postgres/0002_keys_by_account.sql"),
         include_str!("schema/postgres/0003_check_ins_by_member.sql"),
+        include_str!("schema/postgres/0004_meeting_credentials.sql"),
     ],
 };
 
@@ -80,6 +82,25 @@ pub trait AttendanceStore: Send + Sync + 'static {
     fn set_secretary(&self, cell: &str, citizen: &CitizenKey, now: i64) -> Result<String>;
     /// The account that is `cell`'s secretary.
     fn secretary_of(&self, cell: &str) -> Result<Option<String>>;
+    /// Records a meeting credential issued to `account_id` for its phone key `secretary_key`
+    /// (issued again after a revocation, it stands again); `false`, nothing recorded, when the
+    /// account is no longer the cell's secretary (replaced while it was being issued).
+    fn record_credential(
+        &self,
+        cell: &str,
+        meeting_id: &str,
+        secretary_key: &[u8],
+        account_id: &str,
+        now: i64,
+    ) -> Result<bool>;
+    /// When the credential of `meeting_id` for `secretary_key` was revoked (`Some(None)`: it
+    /// stands; `None`: this backend never issued it).
+    fn credential_revoked_at(
+        &self,
+        cell: &str,
+        meeting_id: &str,
+        secretary_key: &[u8],
+    ) -> Result<Option<Option<i64>>>;
     /// The meeting `meeting_id` as last published to `cell` (none once withdrawn).
     fn published_meeting(&self, cell: &str, meeting_id: &str) -> Result<Option<Value>>;
     /// Stores a verified check-in, once per member and meeting; binds the device to its key,
@@ -102,6 +123,13 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
         self.write(|tx| {
             tx.lock(Lock::Setting(&format!("cell-secretary:{cell}")))?;
             let account = account_in(tx, citizen)?;
+            // The secretary replaced: the credentials the outgoing one was issued sign no QR
+            // from now on (a phone holding next month's would go on showing valid ones).
+            tx.exec(
+                "UPDATE meeting_credentials SET revoked_at = ?3
+                 WHERE cell = ?1 AND account_id <> ?2 AND revoked_at IS NULL",
+                params![cell, &account, now],
+            )?;
             tx.exec(
                 "INSERT INTO cell_secretaries(cell, account_id, set_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(cell) DO UPDATE SET account_id = excluded.account_id, set_at = excluded.set_at",
@@ -118,6 +146,57 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
                 params![cell],
             )?
             .map(|r| r.text(0))
+            .transpose()
+        })
+    }
+
+    fn record_credential(
+        &self,
+        cell: &str,
+        meeting_id: &str,
+        secretary_key: &[u8],
+        account_id: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            // Under the lock a replacement takes: either it revokes this credential, or this
+            // sees the new secretary and records nothing.
+            tx.lock(Lock::Setting(&format!("cell-secretary:{cell}")))?;
+            let secretary = tx
+                .row(
+                    "SELECT account_id FROM cell_secretaries WHERE cell = ?1",
+                    params![cell],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?;
+            if secretary.as_deref() != Some(account_id) {
+                return Ok(false);
+            }
+            tx.exec(
+                "INSERT INTO meeting_credentials(cell, meeting_id, secretary_key, account_id,
+                     issued_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)
+                 ON CONFLICT (cell, meeting_id, secretary_key) DO UPDATE SET
+                     account_id = excluded.account_id, issued_at = excluded.issued_at,
+                     revoked_at = NULL",
+                params![cell, meeting_id, secretary_key, account_id, now],
+            )?;
+            Ok(true)
+        })
+    }
+
+    fn credential_revoked_at(
+        &self,
+        cell: &str,
+        meeting_id: &str,
+        secretary_key: &[u8],
+    ) -> Result<Option<Option<i64>>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT revoked_at FROM meeting_credentials
+                 WHERE cell = ?1 AND meeting_id = ?2 AND secretary_key = ?3",
+                params![cell, meeting_id, secretary_key],
+            )?
+            .map(|r| r.opt_int(0))
             .transpose()
         })
     }
