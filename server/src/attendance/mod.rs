@@ -234,7 +234,13 @@ async fn meeting_credential(
         // Recorded before it is handed out: a secretary replaced since revokes it, and a
         // check-in under a credential this backend has no record of is not counted.
         let now = chrono::Utc::now().timestamp();
-        if !store.record_credential(&cell, &meeting_id, &compressed, &device.account_id, now)? {
+        if !store.record_meeting_credential(
+            &cell,
+            &meeting_id,
+            &compressed,
+            &device.account_id,
+            now,
+        )? {
             return Err(ApiError::forbidden(
                 ServerErrorCode::NotSecretary,
                 "only the cell's secretary is issued a meeting's credential",
@@ -379,7 +385,8 @@ fn judge(
         return Ok("uploaded_late");
     }
     // Issued to the secretary of the time, and shown before a replacement revoked it.
-    let revoked = store.credential_revoked_at(cell, &item.meeting_id, &credential.secretary_key)?;
+    let revoked =
+        store.meeting_credential_revoked_at(cell, &item.meeting_id, &credential.secretary_key)?;
     match revoked {
         None => return Ok("revoked_credential"),
         Some(Some(at)) if i64::from(verified.qr.shown_at) >= at => return Ok("revoked_credential"),

@@ -85,7 +85,7 @@ pub trait AttendanceStore: Send + Sync + 'static {
     /// Records a meeting credential issued to `account_id` for its phone key `secretary_key`
     /// (issued again after a revocation, it stands again); `false`, nothing recorded, when the
     /// account is no longer the cell's secretary (replaced while it was being issued).
-    fn record_credential(
+    fn record_meeting_credential(
         &self,
         cell: &str,
         meeting_id: &str,
@@ -95,7 +95,7 @@ pub trait AttendanceStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// When the credential of `meeting_id` for `secretary_key` was revoked (`Some(None)`: it
     /// stands; `None`: this backend never issued it).
-    fn credential_revoked_at(
+    fn meeting_credential_revoked_at(
         &self,
         cell: &str,
         meeting_id: &str,
@@ -150,7 +150,7 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
         })
     }
 
-    fn record_credential(
+    fn record_meeting_credential(
         &self,
         cell: &str,
         meeting_id: &str,
@@ -184,7 +184,7 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
         })
     }
 
-    fn credential_revoked_at(
+    fn meeting_credential_revoked_at(
         &self,
         cell: &str,
         meeting_id: &str,
