@@ -589,7 +589,7 @@ async fn a_record_published_in_error_is_withdrawn_by_its_publisher_alone() {
     let (status, answer) = withdraw(clinic.clone(), "Condition/dx-1").await;
     assert_eq!((status, answer["withdrawn"].as_bool()), (200, Some(false)));
     let (status, _) = withdraw(clinic.clone(), "Condition/dx_1").await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 404, "no resource has that id");
     sync().await;
     assert!(book.get("Condition/dx-1").unwrap().is_none());
     assert!(book.get("Immunization/imm-1").unwrap().is_some());

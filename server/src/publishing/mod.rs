@@ -225,8 +225,15 @@ async fn withdraw_health(
 ) -> ApiResult<WithdrawnRecord> {
     operator.require(&[Role::HealthFacility])?;
     valid_citizen_id(&citizen_id)?;
+    // A key no resource can have names nothing published.
     let key = thudo_core::health::fhir::key_of(&json!({"resourceType": resource_type, "id": id}))
-        .ok_or_else(|| ApiError::bad("a FHIR resource type and id"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ServerErrorCode::NotFound,
+                format!("no published health.records/{resource_type}/{id} here"),
+            )
+        })?;
     let citizen = state.secrets.citizen(&citizen_id);
     let source = format!("urn:thudo:facility:{}", operator.organisation);
     let (devices, sync, record) = (state.devices.clone(), state.sync.clone(), key.clone());
@@ -492,7 +499,7 @@ async fn admin_cell_content(
     params(
         ("cell" = String, Path, pattern = "^[a-z0-9._-]{1,100}$"),
         ("collection" = crate::schema::CellCollection, Path),
-        ("id" = String, Path, min_length = 1, max_length = 440),
+        ("id" = String, Path, min_length = 1, max_length = 440, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"),
     ),
     responses(
         (status = 200, description = "OK", body = WithdrawnRecord),
@@ -519,9 +526,12 @@ async fn withdraw_cell_content(
             name.clone(),
         )
     })?;
+    // An id no record can have (over 440 bytes of UTF-8) names nothing published.
     if !valid_record_id(&id) {
-        return Err(ApiError::bad(
-            "an id of 1 to 440 bytes (UTF-8), none a control character",
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::NotFound,
+            format!("no published {}/{id} here", spec.name),
         ));
     }
     let (sync, publisher, record) = (state.sync.clone(), operator.organisation.clone(), id);
