@@ -73,7 +73,12 @@ fn record_fits(index: usize, record: &Value) -> Result<(), ApiError> {
 }
 
 fn server_hlc() -> String {
-    Hlc::tick(None, chrono::Utc::now().timestamp_millis() as u64, "server").to_string()
+    Hlc::tick(
+        None,
+        chrono::Utc::now().timestamp_millis() as u64,
+        crate::sync::store::SERVER_NODE,
+    )
+    .to_string()
 }
 
 /// Health records a facility publishes for a citizen.
@@ -228,12 +233,12 @@ async fn withdraw_health(
     // A key no resource can have names nothing published.
     let key = thudo_core::health::fhir::key_of(&json!({"resourceType": resource_type, "id": id}))
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                ServerErrorCode::NotFound,
-                format!("no published health.records/{resource_type}/{id} here"),
-            )
-        })?;
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ServerErrorCode::NotFound,
+            format!("no published health.records/{resource_type}/{id} here"),
+        )
+    })?;
     let citizen = state.secrets.citizen(&citizen_id);
     let source = format!("urn:thudo:facility:{}", operator.organisation);
     let (devices, sync, record) = (state.devices.clone(), state.sync.clone(), key.clone());

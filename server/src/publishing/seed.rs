@@ -79,7 +79,12 @@ fn change(collection: &str, item: Value) -> Change {
         record_id,
         op: "put".into(),
         payload: item,
-        hlc: Hlc::tick(None, chrono::Utc::now().timestamp_millis() as u64, "server").to_string(),
+        hlc: Hlc::tick(
+            None,
+            chrono::Utc::now().timestamp_millis() as u64,
+            crate::sync::store::SERVER_NODE,
+        )
+        .to_string(),
     }
 }
 

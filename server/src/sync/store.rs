@@ -187,6 +187,28 @@ pub enum Withdrawn {
     NotFound,
 }
 
+/// Whether the last change of a record in `scope` came from a device (its clock's node is not
+/// the server's): a record of the citizen's own, which no publisher replaces.
+fn pushed_by_a_device(
+    tx: &mut dyn Tx,
+    scope: &str,
+    collection: &str,
+    record_id: &str,
+) -> Result<bool> {
+    let last = tx.row(
+        "SELECT hlc FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
+         ORDER BY seq DESC LIMIT 1",
+        params![scope, collection, record_id],
+    )?;
+    Ok(match last {
+        Some(row) => Hlc::parse(&row.text(0)?).is_none_or(|h| h.node != SERVER_NODE),
+        None => false,
+    })
+}
+
+/// The node of the clocks the server stamps its own changes with.
+pub const SERVER_NODE: &str = "server";
+
 /// Appends to a scope's change log. The scope's lock is held from before the change takes its
 /// sequence until the transaction ends, so changes of one scope commit in sequence order.
 pub fn append(tx: &mut dyn Tx, scope: &str, c: &Change) -> Result<()> {
@@ -438,14 +460,20 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                      WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",
                     params![scope, &c.collection, &c.record_id],
                 )?;
-                if let Some(owner) = owner {
-                    let owner = owner.text(0)?;
-                    if owner != publisher && !may_replace(&owner) {
-                        return Ok(Published::NotYours(format!(
-                            "{}/{}",
-                            c.collection, c.record_id
-                        )));
+                let yours = match owner {
+                    Some(owner) => {
+                        let owner = owner.text(0)?;
+                        owner == publisher || may_replace(&owner)
                     }
+                    // No publisher's: free if the server wrote it (before publishers were
+                    // kept), the citizen's own if one of their devices did.
+                    None => !pushed_by_a_device(tx, scope, &c.collection, &c.record_id)?,
+                };
+                if !yours {
+                    return Ok(Published::NotYours(format!(
+                        "{}/{}",
+                        c.collection, c.record_id
+                    )));
                 }
             }
             for c in changes {
@@ -511,7 +539,11 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
             if last.map(|r| r.text(0)).transpose()?.as_deref() != Some("put") {
                 return Ok(Withdrawn::AlreadyWithdrawn);
             }
-            let hlc = Hlc::tick(None, chrono::Utc::now().timestamp_millis() as u64, "server");
+            let hlc = Hlc::tick(
+                None,
+                chrono::Utc::now().timestamp_millis() as u64,
+                SERVER_NODE,
+            );
             append_text(
                 tx,
                 scope,
