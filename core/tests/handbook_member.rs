@@ -526,3 +526,55 @@ fn a_restored_backup_never_overwrites_a_change_waiting_to_be_pushed() {
     let pending: Vec<String> = outbox(&v).into_iter().map(|e| e.record_id).collect();
     assert_eq!(pending, ["n1", "n2", "n3", "n4"]);
 }
+
+/// A procedure pulled from the backend goes through the same rules as a reported status: the
+/// organisation's decision lands, the member's own upload echoed back late never takes a
+/// decided procedure back to queued, and a draft never travels.
+#[test]
+fn pulled_procedures_move_only_forward() {
+    use ProcedureStatus::*;
+    let returned = || Returned {
+        reason: "Thiếu quyết định".into(),
+    };
+    let replaces = ProcedureStatus::pulled_replaces;
+    // Nothing held: anything but a draft.
+    assert!(replaces(None, &Queued) && replaces(None, &Accepted));
+    assert!(!replaces(None, &Draft));
+    // The organisation's word moves it on.
+    assert!(replaces(Some(&Queued), &Submitted));
+    assert!(replaces(Some(&Submitted), &Accepted));
+    assert!(replaces(Some(&Submitted), &returned()));
+    // The member's own upload echoed late: never over a submitted or decided procedure.
+    assert!(!replaces(Some(&Submitted), &Queued));
+    assert!(!replaces(Some(&Accepted), &Queued));
+    assert!(!replaces(Some(&Accepted), &returned()));
+    // Sent again from another phone after a return, or a draft there queued: taken.
+    assert!(replaces(Some(&returned()), &Queued));
+    assert!(replaces(Some(&Draft), &Queued));
+    assert!(!replaces(Some(&Queued), &Draft));
+
+    // Applied by sync: the registry's collection follows the same rules.
+    let (_dir, v) = vault();
+    let registry = thudo_core::changes::Registry::new(synced());
+    let collection = registry.get("handbook.procedure").unwrap();
+    let change = |status: serde_json::Value, hlc: &str| thudo_core::sync::protocol::Change {
+        collection: "handbook.procedure".into(),
+        record_id: "p-1".into(),
+        op: "put".into(),
+        payload: serde_json::json!({"id": "p-1", "updated_at": 5, "status": status,
+            "request": {"kind": "fee_payment", "months": ["2026-11"], "amount_vnd": 50_000}}),
+        hlc: hlc.into(),
+    };
+    let apply = |c| {
+        v.transaction(|tx| thudo_core::sync::apply::apply_changes(tx, collection, &[c], 10))
+            .unwrap()
+    };
+    apply(change(
+        serde_json::json!({"state": "accepted"}),
+        "1-0-server",
+    ));
+    let late_echo = apply(change(serde_json::json!({"state": "queued"}), "2-0-phone"));
+    assert_eq!((late_echo.applied, late_echo.skipped), (0, 1));
+    let held = MemberHandbook::new(&v).procedures().unwrap();
+    assert_eq!(held[0].status, Accepted);
+}

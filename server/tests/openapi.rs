@@ -73,5 +73,5 @@ fn the_openapi_document_describes_every_operation() {
             }
         }
     }
-    assert_eq!(operations, 60);
+    assert_eq!(operations, 62);
 }

@@ -137,6 +137,18 @@ fn routes() -> Vec<(&'static str, String, Value, Vec<Role>)> {
             vec![PartyOrganisation],
         ),
         (
+            "GET",
+            format!("/v1/admin/citizens/{c}/procedures"),
+            Value::Null,
+            vec![PartyOrganisation],
+        ),
+        (
+            "POST",
+            format!("/v1/admin/citizens/{c}/procedures/p-nope"),
+            json!({"state": "submitted"}),
+            vec![PartyOrganisation],
+        ),
+        (
             "POST",
             "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.documents".into(),
             json!({"items": [{"id": "nq-1", "title": "Nghị quyết"}]}),

@@ -410,7 +410,52 @@ impl ProcedureStatus {
         )
     }
 
-    fn name(&self) -> &'static str {
+    /// Whether a status the party organisation reports moves a procedure on from this one:
+    /// queued to submitted, accepted or returned; submitted to accepted or returned; returned
+    /// (not edited since) to submitted or accepted, which heals a returned state a stale
+    /// report brought back after the procedure was sent again.
+    pub fn reported_moves_to(&self, reported: &ProcedureStatus) -> bool {
+        matches!(
+            (self, reported),
+            (
+                ProcedureStatus::Queued,
+                ProcedureStatus::Submitted
+                    | ProcedureStatus::Accepted
+                    | ProcedureStatus::Returned { .. }
+            ) | (
+                ProcedureStatus::Submitted,
+                ProcedureStatus::Accepted | ProcedureStatus::Returned { .. }
+            ) | (
+                ProcedureStatus::Returned { .. },
+                ProcedureStatus::Submitted | ProcedureStatus::Accepted
+            )
+        )
+    }
+
+    /// Whether a pulled copy of a procedure in status `pulled` replaces the one this phone holds
+    /// (`None`: it holds none). The organisation's word moves it on as
+    /// [`ProcedureStatus::reported_moves_to`] says; a queued copy (the member's own upload,
+    /// from this phone or another) replaces only a draft, a returned or a queued one, never
+    /// one already submitted or decided (a late echo of the upload); a draft never travels.
+    pub fn pulled_replaces(held: Option<&ProcedureStatus>, pulled: &ProcedureStatus) -> bool {
+        match (held, pulled) {
+            (_, ProcedureStatus::Draft) => false,
+            (None, _) => true,
+            (Some(held), pulled) if held == pulled => true,
+            (
+                Some(
+                    ProcedureStatus::Draft
+                    | ProcedureStatus::Returned { .. }
+                    | ProcedureStatus::Queued,
+                ),
+                ProcedureStatus::Queued,
+            ) => true,
+            (Some(held), pulled) => held.reported_moves_to(pulled),
+        }
+    }
+
+    /// The status's name as it travels (`state`).
+    pub fn name(&self) -> &'static str {
         match self {
             ProcedureStatus::Draft => "draft",
             ProcedureStatus::Queued => "queued",
@@ -703,19 +748,7 @@ impl<'a> MemberHandbook<'a> {
             if procedure.status == status {
                 return Ok(procedure);
             }
-            let moves = matches!(
-                (&procedure.status, &status),
-                (ProcedureStatus::Queued, _)
-                    | (
-                        ProcedureStatus::Submitted,
-                        ProcedureStatus::Accepted | ProcedureStatus::Returned { .. }
-                    )
-                    | (
-                        ProcedureStatus::Returned { .. },
-                        ProcedureStatus::Submitted | ProcedureStatus::Accepted
-                    )
-            );
-            if !moves {
+            if !procedure.status.reported_moves_to(&status) {
                 return Err(MemberError::WrongState {
                     state: procedure.status.name().into(),
                     action: format!("become {}", status.name()),
@@ -757,7 +790,22 @@ pub fn synced() -> Vec<Collection> {
         Collection::of_documents::<DocumentNote>(NOTES),
         Collection::of_documents::<MemberProfile>(PROFILES),
         Collection::of_documents::<Attendance>(ATTENDANCE),
-        Collection::of_documents::<Procedure>(PROCEDURES),
+        Collection::in_vault(PROCEDURES, |tx, id, payload, _now| {
+            // Through the same rules as a reported status: a late echo of the member's own
+            // upload never takes a decided procedure back to queued.
+            let Some(pulled) = serde_json::from_value::<Procedure>(payload.clone())
+                .ok()
+                .filter(|p| p.id == id)
+            else {
+                return Ok(false);
+            };
+            let held = tx.get_doc::<Procedure>(id)?;
+            if !ProcedureStatus::pulled_replaces(held.as_ref().map(|p| &p.status), &pulled.status) {
+                return Ok(false);
+            }
+            tx.put_doc(&pulled)?;
+            Ok(true)
+        }),
         Collection::of_documents::<Meeting>(CollectionSpec::published_to_cell(Meeting::COLLECTION)),
         Collection::in_vault(NOTICE_READS, |tx, id, payload, _now| {
             // Under its change's id only (the version the conflict check read is that one's).

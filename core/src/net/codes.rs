@@ -114,6 +114,7 @@ macro_rules! with_server_error_codes {
         NotSecretary = "not_secretary": "only the cell's secretary is issued this",
         UnknownMeeting = "unknown_meeting": "no such meeting",
         MeetingOver = "meeting_over": "the meeting's day is over: no credential is issued for it",
+        WrongState = "wrong_state": "the procedure is in a state that does not move to the one asked",
         }
     };
 }

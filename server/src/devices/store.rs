@@ -118,6 +118,8 @@ pub trait DeviceStore: Send + Sync + 'static {
     ) -> Result<Option<usize>>;
     /// The account a device belongs to.
     fn account_of_device(&self, device_id: &str) -> Result<Option<String>>;
+    /// A citizen's account and party cell, if they have an account (none is made).
+    fn member(&self, citizen: &CitizenKey) -> Result<Option<(String, Option<String>)>>;
 }
 
 /// The account of a citizen in a transaction, created when new (with a random card number).
@@ -324,6 +326,17 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
                 })
             })
             .collect()
+        })
+    }
+
+    fn member(&self, citizen: &CitizenKey) -> Result<Option<(String, Option<String>)>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT id, cell FROM accounts WHERE citizen_hash = ?1",
+                params![citizen.as_bytes()],
+            )?
+            .map(|r| Ok((r.text(0)?, r.opt_text(1)?)))
+            .transpose()
         })
     }
 

@@ -2,6 +2,7 @@
 //! account, the party publishes a cell's documents, meetings and notices, and sets a member's
 //! cell. Every route is an operator's.
 
+mod procedures;
 pub mod seed;
 mod trust;
 
@@ -51,6 +52,8 @@ pub fn routes() -> OpenApiRouter<PublishingState> {
         .routes(routes!(admin_cell_member))
         .routes(routes!(admin_cell_content))
         .routes(routes!(withdraw_cell_content))
+        .routes(routes!(procedures::member_procedures))
+        .routes(routes!(procedures::decide_procedure))
         .routes(routes!(trust::publish, trust::published))
         .routes(routes!(trust::for_device))
 }

@@ -606,6 +606,14 @@ fn apply_mutation(
     {
         return reject("record_id_mismatch");
     }
+    // A member files a procedure; only the party organisation submits, accepts or returns it
+    // (a modified app cannot mark its own transfer accepted on the member's other phones).
+    if m.op == "put"
+        && m.collection == "handbook.procedure"
+        && m.payload["status"]["state"] != "queued"
+    {
+        return reject("procedure_not_queued");
+    }
     if spec.policy == ConflictPolicy::LastWriterWins {
         let Some(incoming) = Hlc::parse(&m.hlc) else {
             return reject("missing_clock");
