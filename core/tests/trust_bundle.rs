@@ -677,3 +677,64 @@ fn the_backend_publishes_no_issuer_without_the_revocations_its_keys_announce() {
     }
     assert!(bundle(1, vec![none_announced]).trust_store().is_ok());
 }
+
+/// The published vector (docs/protocol/health-trust-bundle.md), signed independently of this
+/// library: it opens under the trust key in either form, installs, and its issuer's cards
+/// verify; a field this version does not know is ignored; one byte altered anywhere is refused.
+#[test]
+fn the_published_vector_verifies() {
+    let vector: Value = serde_json::from_str(&data("trust_bundle/vector.json")).unwrap();
+    let jws = vector["jws"].as_str().unwrap();
+    let anchor = trust_bundle::parse_anchor(vector["trust_key_base64"].as_str().unwrap()).unwrap();
+    let compressed =
+        trust_bundle::parse_anchor(vector["trust_key_compressed_base64url"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(anchor, compressed);
+    let bundle = trust_bundle::open(jws, &anchor).unwrap();
+    assert_eq!(
+        (bundle.version, bundle.issued_at, bundle.expires_at),
+        (42, 1_796_400_000, 1_797_004_800)
+    );
+    // The header is exactly the one published.
+    let header = URL_SAFE_NO_PAD
+        .decode(jws.split('.').next().unwrap())
+        .unwrap();
+    assert_eq!(header, vector["header"].as_str().unwrap().as_bytes());
+    let (_d, v) = vault();
+    let at = 1_796_500_000;
+    assert_eq!(
+        trust_bundle::install(&v, jws, &anchor, at).unwrap().version,
+        42
+    );
+    let trust = trust_bundle::installed_trust(&v).unwrap().unwrap();
+    let card = thudo_core::health::shc::verify(&data("shc/example-00-d-jws.txt"), &trust, at);
+    assert!(card.is_ok(), "{card:?}");
+    // Altered: the payload's version, the header, the signature's last character.
+    let parts: Vec<&str> = jws.split('.').collect();
+    let mut payload: Value = vector["payload"].clone();
+    payload["version"] = 43.into();
+    let forged = [
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(payload.to_string()),
+            parts[2]
+        ),
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","typ":"JWT"}"#),
+            parts[1],
+            parts[2]
+        ),
+        format!(
+            "{}.{}.{}{}",
+            parts[0],
+            parts[1],
+            &parts[2][..parts[2].len() - 1],
+            if parts[2].ends_with('A') { "B" } else { "A" }
+        ),
+    ];
+    for jws in forged {
+        assert!(trust_bundle::open(&jws, &anchor).is_err(), "{jws}");
+    }
+}
