@@ -135,6 +135,23 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
     assert_eq!((status, uploaded["text_chars"].as_u64()), (200, Some(0)));
     let papers_ref: AttachmentRef = serde_json::from_value(uploaded["reference"].clone()).unwrap();
 
+    // A record naming a file not uploaded to its cell, or with another size, is refused: the
+    // cell's phones would fetch nothing.
+    for (cell, size) in [
+        ("hn.ba-dinh.chi-bo-2", reference.size),
+        (CELL, reference.size + 1),
+    ] {
+        let mut named = reference.clone();
+        named.size = size;
+        let (status, answer) = party(
+            &local,
+            "POST",
+            &format!("/v1/admin/cells/{cell}/handbook.documents"),
+            json!({"items": [{"id": "nq57-x", "title": "Nghị quyết 57", "attachments": [named]}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "{cell} {size}: {answer}");
+    }
     // Published with an empty body: the document's body is the PDF's text.
     let (status, _) = party(
         &local,

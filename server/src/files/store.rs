@@ -58,6 +58,8 @@ pub trait FileStore: Send + Sync + 'static {
     fn chunk(&self, id: &str, index: u32, scopes: &[String]) -> Result<Option<Vec<u8>>>;
     /// The text extracted from file `id`, if `scope` may fetch it.
     fn file_text(&self, id: &str, scope: &str) -> Result<Option<String>>;
+    /// The size of file `id` in bytes, if `scope` may fetch it.
+    fn file_size(&self, id: &str, scope: &str) -> Result<Option<i64>>;
     /// `scope` may no longer fetch file `id`, if `may_withdraw` allows its publisher there
     /// (`None`: published before publishers were kept); a file no scope may fetch any more is
     /// erased, its bytes and text with it.
@@ -159,6 +161,18 @@ impl<E: Engine> FileStore for SqlStorage<E> {
                 tx.exec("DELETE FROM files WHERE sha256 = ?1", params![id])?;
             }
             Ok(Withdrawal::Withdrawn)
+        })
+    }
+
+    fn file_size(&self, id: &str, scope: &str) -> Result<Option<i64>> {
+        self.read(|tx| {
+            tx.row(
+                "SELECT f.size FROM files f JOIN file_scopes s ON s.sha256 = f.sha256
+                 WHERE f.sha256 = ?1 AND s.scope = ?2",
+                params![id, scope],
+            )?
+            .map(|r| r.int(0))
+            .transpose()
         })
     }
 

@@ -462,6 +462,35 @@ async fn admin_cell_content(
             hlc: server_hlc(),
         });
     }
+    // Every file a record names is one uploaded to this cell, of the size it says: a phone
+    // fetches it from there and checks every byte.
+    let named: Vec<(usize, thudo_core::attachments::AttachmentRef)> = changes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            serde_json::from_value::<Vec<thudo_core::attachments::AttachmentRef>>(
+                c.payload.get("attachments").cloned().unwrap_or(json!([])),
+            )
+            .unwrap_or_default()
+            .into_iter()
+            .map(move |r| (i, r))
+        })
+        .collect();
+    if !named.is_empty() {
+        let (files, scope) = (state.files.clone(), format!("cell:{cell}"));
+        blocking(move || {
+            for (i, r) in named {
+                if files.file_size(&r.id, &scope)? != Some(r.size) {
+                    return Err(ApiError::bad(format!(
+                        "item {i}'s attachment {} is no file uploaded to this cell with {} bytes",
+                        r.id, r.size
+                    )));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    }
     // A meeting's or a notice's id is one cell's: phones and the attendance count key them by
     // id alone, and a member moved between cells would hold both under one.
     if matches!(spec.name, "handbook.meeting" | "handbook.notice") {
