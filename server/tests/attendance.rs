@@ -500,3 +500,70 @@ async fn a_replaced_secretarys_credentials_sign_no_more_check_ins() {
         .await
         .unwrap();
 }
+
+/// A member checks in offline and is moved to another cell before the phone uploads (a
+/// transfer the day after the meeting): the check-in counts in the cell attended. A QR of the
+/// old cell shown after the move counts nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_in_counts_in_the_cell_attended_after_a_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
+    let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
+    let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
+        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
+                          "document_ids": []}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    name_secretary(&local).await;
+    for v in [&secretary, &a, &b] {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await
+        .unwrap();
+    let day_end = {
+        let t = chrono::Utc::now().timestamp() + 7 * 3600;
+        (t / 86_400 + 1) * 86_400 - 7 * 3600
+    };
+    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    let attended =
+        attendance::countersign(&a, &signed_qr(&secretary, "m-1", now - 30), now - 25).unwrap();
+    // Both moved to another cell.
+    for member in [MEMBER_A, MEMBER_B] {
+        let (status, _) = party(
+            &local,
+            "POST",
+            &format!("/v1/admin/citizens/{member}/cell"),
+            json!({ "cell": OTHER_CELL }),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let after = (chrono::Utc::now().timestamp() + 1).min(day_end - 1) as u32;
+    let too_late =
+        attendance::countersign(&b, &signed_qr(&secretary, "m-1", after), after + 1).unwrap();
+    let item = |evidence: &[u8]| json!([{"meeting_id": "m-1", "evidence": thudo_core::hex::encode(evidence)}]);
+    let (_, counted) = upload(&local, &a, item(&attended)).await;
+    assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+    let (_, refused) = upload(&local, &b, item(&too_late)).await;
+    assert_eq!(refused["results"][0]["reason"], "wrong_cell", "{refused}");
+    let (_, counts) = party(
+        &local,
+        "GET",
+        &format!("/v1/admin/cells/{CELL}/meetings/m-1/attendance"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(counts["verified"], 1, "{counts}");
+}

@@ -116,6 +116,8 @@ pub trait AttendanceStore: Send + Sync + 'static {
     ) -> Result<Option<String>>;
     /// The counts for a meeting of `cell`.
     fn attendance(&self, cell: &str, meeting_id: &str) -> Result<AttendanceCounts>;
+    /// The cells `account_id` left after `since`, with when it left each, oldest first.
+    fn cells_left_since(&self, account_id: &str, since: i64) -> Result<Vec<(String, i64)>>;
 }
 
 impl<E: Engine> AttendanceStore for SqlStorage<E> {
@@ -299,6 +301,19 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
             )?
             .map(|r| r.text(0))
             .transpose()
+        })
+    }
+
+    fn cells_left_since(&self, account_id: &str, since: i64) -> Result<Vec<(String, i64)>> {
+        self.read(|tx| {
+            tx.rows(
+                "SELECT cell, left_at FROM cell_history WHERE account_id = ?1 AND left_at > ?2
+                 ORDER BY left_at",
+                params![account_id, since],
+            )?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.int(1)?)))
+            .collect()
         })
     }
 

@@ -60,10 +60,12 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
     sqlite: &[
         include_str!("schema/sqlite/0001_base.sql"),
         include_str!("schema/sqlite/0002_nonce_expiry.sql"),
+        include_str!("schema/sqlite/0003_cell_history.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_base.sql"),
         include_str!("schema/postgres/0002_nonce_expiry.sql"),
+        include_str!("schema/postgres/0003_cell_history.sql"),
     ],
 };
 
@@ -93,7 +95,7 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// the database was keyed with secrets `secrets` does not begin with.
     fn rekey_citizens(&self, secrets: &ServerSecrets) -> Result<usize>;
     /// Moves a citizen to `cell` when `may_leave` allows their current cell (`None`: in no
-    /// cell yet); whether they moved.
+    /// cell yet), keeping the cell left and when; whether they moved.
     fn move_to_cell(
         &self,
         citizen: &CitizenKey,
@@ -263,6 +265,12 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
                 .flatten();
             if !may_leave(current.as_deref()) {
                 return Ok(false);
+            }
+            if let Some(left) = current.as_deref().filter(|c| *c != cell) {
+                tx.exec(
+                    "INSERT INTO cell_history(account_id, cell, left_at) VALUES (?1, ?2, ?3)",
+                    params![&account, left, chrono::Utc::now().timestamp()],
+                )?;
             }
             tx.exec(
                 "UPDATE accounts SET cell = ?1 WHERE id = ?2",
