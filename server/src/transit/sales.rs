@@ -232,11 +232,19 @@ async fn place(
             }
             let storage = state.storage.clone();
             let id = order.id.clone();
-            blocking(move || Ok(storage.order(&id)?))
+            let stored = blocking(move || Ok(storage.order(&id)?))
                 .await?
                 .ok_or_else(|| {
                     ApiError::unavailable(ServerErrorCode::Storage, "the order vanished")
-                })?
+                })?;
+            // Two requests with one key at once: the one that lost the race to store its
+            // order reads the other's, which answers it only if it asks the same thing.
+            if !same_purchase(&stored.order, &order) {
+                return Err(ApiError::bad(
+                    "this Idempotency-Key was used for another purchase: send a new key",
+                ));
+            }
+            stored
         }
     };
     Ok(Json(response(state, &record, buyer)))
