@@ -90,7 +90,7 @@ fn main() {
 }
 
 /// A bundle near the 2 MB a device takes: one issuer with 80,000 revoked cards first, then
-/// 15,000 issuers with no keys. Each issuer used to be tried on a copy of everything loaded
+/// 14,000 issuers with no keys. Each issuer used to be tried on a copy of everything loaded
 /// before it.
 fn large_bundle() {
     use thudo_core::health::trust_bundle::{CardIssuer, TrustBundle};

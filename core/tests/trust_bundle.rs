@@ -242,7 +242,7 @@ fn a_bundle_from_a_replaced_key_gives_way_to_the_new_keys_first() {
     let planted = bundle(u64::MAX, vec![issuer()]).sign(&old).unwrap();
     trust_bundle::install(&v, &planted, old.public_key(), NOW).unwrap();
     assert!(verifies(&v));
-    // Under the old key, a lower version is still a rollback.
+    // The new key's bundle offered to an app still carrying the old key: not its key.
     let genuine = bundle(3, Vec::new()).sign(&new).unwrap();
     assert!(matches!(
         trust_bundle::install(&v, &genuine, old.public_key(), NOW),

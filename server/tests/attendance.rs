@@ -567,3 +567,60 @@ async fn a_check_in_counts_in_the_cell_attended_after_a_move() {
     .await;
     assert_eq!(counts["verified"], 1, "{counts}");
 }
+
+/// A credential issued by a version that recorded none (before the upgrade): a QR it showed
+/// before the backend began recording still counts; one shown after does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecorded_credential_counts_only_for_a_qr_shown_before_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::database(dir.path());
+    let local = common::start_on(dir.path(), &db).await;
+    let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
+    let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
+    let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
+        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
+                          "document_ids": []}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    name_secretary(&local).await;
+    for v in [&secretary, &a, &b] {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await
+        .unwrap();
+    let day_end = {
+        let t = chrono::Utc::now().timestamp() + 7 * 3600;
+        (t / 86_400 + 1) * 86_400 - 7 * 3600
+    };
+    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    let before =
+        attendance::countersign(&a, &signed_qr(&secretary, "m-1", now - 30), now - 25).unwrap();
+    let after =
+        attendance::countersign(&b, &signed_qr(&secretary, "m-1", now - 5), now - 4).unwrap();
+    // As an older version left it: no record of the credential, recording from `now - 10`.
+    common::tamper(&db, "DELETE FROM meeting_credentials");
+    common::tamper(
+        &db,
+        &format!("UPDATE meeting_credentials_since SET at = {}", now - 10),
+    );
+    let item = |evidence: &[u8]| json!([{"meeting_id": "m-1", "evidence": thudo_core::hex::encode(evidence)}]);
+    let (_, counted) = upload(&local, &a, item(&before)).await;
+    assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+    let (_, refused) = upload(&local, &b, item(&after)).await;
+    assert_eq!(
+        refused["results"][0]["reason"], "revoked_credential",
+        "{refused}"
+    );
+    local.running.stop().await;
+}

@@ -616,6 +616,36 @@ async fn a_record_published_in_error_is_withdrawn_by_its_publisher_alone() {
     assert!(book.get("Immunization/imm-1").unwrap().is_some());
     let own = book.get("AllergyIntolerance/al-1").unwrap().unwrap();
     assert!(own.resource.to_string().contains("Penicillin"));
+    // The citizen's own version of a record the facility published (pushed from the phone
+    // since) is the citizen's: the facility neither publishes over it nor withdraws it.
+    let theirs = json!({"resourceType": "Immunization", "id": "imm-2", "status": "completed",
+        "patient": {"reference": format!("Patient/{me}")}});
+    let (status, _) = send(
+        "POST",
+        clinic.clone(),
+        health.clone(),
+        json!({ "resources": [theirs] }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    sync().await;
+    let mut mine = theirs.clone();
+    mine["note"] = json!([{"text": "tiêm ở Hà Nam"}]);
+    book.put_resource(&mine.to_string(), 1_800_000_100).unwrap();
+    sync().await;
+    let (status, answer) = withdraw(clinic.clone(), "Immunization/imm-2").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("not_yours")),
+        "{answer}"
+    );
+    let over = json!({ "resources": [theirs] });
+    let (status, answer) = send("POST", clinic.clone(), health.clone(), over).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("not_yours")),
+        "{answer}"
+    );
     // Published again afterwards, it is back.
     let again = json!({"resources": [{"resourceType": "Condition", "id": "dx-1"}]});
     let (status, _) = send("POST", clinic.clone(), health.clone(), again).await;
@@ -717,6 +747,24 @@ async fn a_meetings_id_is_one_cells() {
     )
     .await;
     assert_eq!(status, 200, "its own id alone is published");
+    // Withdrawn from the cell it was published to by mistake, the id is free for the right one.
+    let (status, _) = common::call(
+        &http,
+        &local.url,
+        "DELETE",
+        "/v1/admin/cells/hn.ba-dinh.chi-bo-1/handbook.meeting/sh-2026-12",
+        &Value::Null,
+        Some(&city),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, answer) = publish(
+        "hn.ba-dinh.chi-bo-2",
+        "handbook.meeting",
+        json!([meeting("sh-2026-12")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
     let notice = json!([{"id": "tb-1", "title": "Thông báo"}]);
     assert_eq!(
         publish("hn.ba-dinh.chi-bo-1", "handbook.notice", notice.clone())

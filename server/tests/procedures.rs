@@ -119,7 +119,7 @@ async fn the_party_decides_a_members_procedure_and_every_phone_follows() {
         "payload": forged, "hlc": "1800000000000-000000-tablet"}]});
     let r = http_client()
         .post(format!("{}/v1/sync/push", local.url))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .header("content-type", "application/json")
         .body(push.to_string())
         .send()
@@ -130,6 +130,31 @@ async fn the_party_decides_a_members_procedure_and_every_phone_follows() {
         answer["results"][0]["reason"], "procedure_not_queued",
         "{answer}"
     );
+    // Nor undo the decision: queued again, or deleted, over an accepted procedure.
+    let mut requeued = serde_json::to_value(&member.procedures().unwrap()[0]).unwrap();
+    requeued["status"] = json!({"state": "queued"});
+    for (key, op, payload) in [
+        ("00112233445566778899aabbccddee01", "put", requeued),
+        ("00112233445566778899aabbccddee02", "delete", Value::Null),
+    ] {
+        let push = json!({"mutations": [{
+            "idempotency_key": key, "seq": 1, "collection": "handbook.procedure",
+            "record_id": "ct-1", "op": op, "payload": payload,
+            "hlc": "1800000000001-000000-tablet"}]});
+        let r = http_client()
+            .post(format!("{}/v1/sync/push", local.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(push.to_string())
+            .send()
+            .await
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            answer["results"][0]["reason"], "procedure_decided",
+            "{op}: {answer}"
+        );
+    }
     let (_, listed) = party(&local, "GET", &path, Value::Null).await;
     assert_eq!(
         listed["procedures"].as_array().unwrap().len(),

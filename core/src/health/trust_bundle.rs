@@ -365,7 +365,7 @@ pub fn install(
         // version there is) gives way to the first bundle this key signs, whatever its version.
         let current = tx
             .get_doc::<Installed>("installed")?
-            .filter(|current| open(&current.jws, anchor).is_ok());
+            .filter(|current| signed_by(current, anchor));
         if let Some(current) = current {
             if current.version > bundle.version
                 || (current.version == bundle.version && current.jws != jws)
@@ -412,8 +412,17 @@ fn status_signed_by(
 ) -> Result<Option<TrustStatus>, TrustBundleError> {
     Ok(vault
         .get_doc::<Installed>("installed")?
-        .filter(|installed| open(&installed.jws, anchor).is_ok())
+        .filter(|installed| signed_by(installed, anchor))
         .map(|installed| installed.status(now)))
+}
+
+/// Whether `anchor` signed the installed bundle. Only a signature by another key says no: a
+/// bundle this version no longer reads in full (a later format) keeps its version floor.
+fn signed_by(installed: &Installed, anchor: &[u8]) -> bool {
+    !matches!(
+        open(&installed.jws, anchor),
+        Err(TrustBundleError::BadSignature)
+    )
 }
 
 /// The trust store of the installed bundle, if one is installed. The bundle was checked when

@@ -403,6 +403,8 @@ fn judge(
     let revoked =
         store.meeting_credential_revoked_at(cell, &item.meeting_id, &credential.secretary_key)?;
     match revoked {
+        // Issued before credentials were recorded: counted for a QR shown before then only.
+        None if shown_at < store.credentials_recorded_since()? => {}
         None => return Ok("revoked_credential"),
         Some(Some(at)) if i64::from(verified.qr.shown_at) >= at => return Ok("revoked_credential"),
         Some(_) => {}

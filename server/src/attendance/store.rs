@@ -17,12 +17,14 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("schema/sqlite/0002_keys_by_account.sql"),
         include_str!("schema/sqlite/0003_check_ins_by_member.sql"),
         include_str!("schema/sqlite/0004_meeting_credentials.sql"),
+        include_str!("schema/sqlite/0005_meeting_credentials_since.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_attendance.sql"),
         include_str!("schema/postgres/0002_keys_by_account.sql"),
         include_str!("schema/postgres/0003_check_ins_by_member.sql"),
         include_str!("schema/postgres/0004_meeting_credentials.sql"),
+        include_str!("schema/postgres/0005_meeting_credentials_since.sql"),
     ],
 };
 
@@ -93,8 +95,10 @@ pub trait AttendanceStore: Send + Sync + 'static {
         account_id: &str,
         now: i64,
     ) -> Result<bool>;
+    /// When this backend began recording the credentials it issues (unix seconds).
+    fn credentials_recorded_since(&self) -> Result<i64>;
     /// When the credential of `meeting_id` for `secretary_key` was revoked (`Some(None)`: it
-    /// stands; `None`: this backend never issued it).
+    /// stands; `None`: no record of it).
     fn meeting_credential_revoked_at(
         &self,
         cell: &str,
@@ -183,6 +187,17 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
                 params![cell, meeting_id, secretary_key, account_id, now],
             )?;
             Ok(true)
+        })
+    }
+
+    fn credentials_recorded_since(&self) -> Result<i64> {
+        self.read(|tx| {
+            Ok(tx
+                .row("SELECT MIN(at) FROM meeting_credentials_since", &[])?
+                .map(|r| r.opt_int(0))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0))
         })
     }
 

@@ -178,10 +178,15 @@ async fn admin_health(
     .await?;
     match published {
         Published::Published(n) => Ok(Json(PublishedRecords { published: n })),
-        Published::NotYours(record) => Err(ApiError::forbidden(
-            ServerErrorCode::NotYours,
-            &format!("{record} was published by another facility: nothing was published"),
-        )),
+        Published::NotYours(record) | Published::TakenElsewhere(record) => {
+            Err(ApiError::forbidden(
+                ServerErrorCode::NotYours,
+                &format!(
+                    "{record} was published by another facility, or is the citizen's own: \
+                     nothing was published"
+                ),
+            ))
+        }
     }
 }
 
@@ -246,7 +251,10 @@ async fn withdraw_health(
     let source = format!("urn:thudo:facility:{}", operator.organisation);
     let (devices, sync, record) = (state.devices.clone(), state.sync.clone(), key.clone());
     let outcome = blocking(move || {
-        let account = devices.account_for_citizen(&citizen)?;
+        // Looked up, never made: a citizen with no account holds nothing to withdraw.
+        let Some((account, _)) = devices.member(&citizen)? else {
+            return Ok(Withdrawn::NotFound);
+        };
         let scope = format!("acct:{account}");
         Ok(sync.withdraw_as(&scope, "health.records", &record, &source, &|_| false)?)
     })
@@ -491,35 +499,32 @@ async fn admin_cell_content(
         })
         .await?;
     }
-    // A meeting's or a notice's id is one cell's: phones and the attendance count key them by
-    // id alone, and a member moved between cells would hold both under one.
-    if matches!(spec.name, "handbook.meeting" | "handbook.notice") {
-        let ids: Vec<String> = changes.iter().map(|c| c.record_id.clone()).collect();
-        let (sync, scope) = (state.sync.clone(), format!("cell:{cell}"));
-        let taken =
-            blocking(move || Ok(sync.published_elsewhere(spec.name, &ids, &scope)?)).await?;
-        if let Some((id, _)) = taken {
-            return Err(ApiError::forbidden(
-                ServerErrorCode::NotYours,
-                &format!(
-                    "{}/{id} is another cell's: meeting and notice ids are unique across cells \
-                     (prefix them with the cell's id); nothing was published",
-                    spec.name
-                ),
-            ));
-        }
-    }
     // Each record is its publisher's: an organisation replaces its own, or those of the
     // organisations below it (the city committee a ward's), never one above or beside it.
     let storage = state.sync.clone();
     let publisher = operator.organisation.clone();
+    // A meeting's or a notice's id is one cell's: phones and the attendance count key them by
+    // id alone, and a member moved between cells would hold both under one.
+    let unique = matches!(spec.name, "handbook.meeting" | "handbook.notice");
     let published = blocking(move || {
         let below = |owner: &str| crate::operators::governs(&publisher, owner);
-        Ok(storage.publish_as(&format!("cell:{cell}"), &changes, &publisher, &below)?)
+        let scope = format!("cell:{cell}");
+        Ok(if unique {
+            storage.publish_unique_as(&scope, &changes, &publisher, &below)?
+        } else {
+            storage.publish_as(&scope, &changes, &publisher, &below)?
+        })
     })
     .await?;
     match published {
         Published::Published(published) => Ok(Json(PublishedRecords { published })),
+        Published::TakenElsewhere(record) => Err(ApiError::forbidden(
+            ServerErrorCode::NotYours,
+            &format!(
+                "{record} is another cell's: meeting and notice ids are unique across cells \
+                 (prefix them with the cell's id); nothing was published"
+            ),
+        )),
         Published::NotYours(record) => Err(ApiError::forbidden(
             ServerErrorCode::NotYours,
             &format!(

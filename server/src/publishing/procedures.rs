@@ -9,9 +9,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use thudo_core::handbook::member::{Procedure, ProcedureStatus};
-use thudo_core::sync::protocol::{Change, ErrorBody, ServerErrorCode};
+use thudo_core::sync::protocol::{ErrorBody, ServerErrorCode};
 
-use super::{not_governed, server_hlc, PublishingState};
+use super::{not_governed, PublishingState};
 use crate::http::{blocking, valid_citizen_id, valid_record_id, ApiError, ApiResult, JsonBody};
 use crate::operators::{Operator, Role};
 
@@ -166,43 +166,54 @@ pub(super) async fn decide_procedure(
     if !valid_record_id(&id) {
         return Err(not_found());
     }
-    let sync = state.sync.clone();
-    let record = id.clone();
-    let held =
-        blocking(move || Ok(procedures_in(sync.as_ref(), &scope).map(|p| (p, scope))?)).await?;
-    let (mut held, scope) = held;
-    let procedure: Procedure = held
-        .remove(&record)
-        .and_then(|p| serde_json::from_value(p).ok())
-        .ok_or_else(not_found)?;
-    if procedure.status == reported {
-        return Ok(Json(serde_json::to_value(&procedure).unwrap_or_default()));
+    // Read, checked and decided in one transaction under the member's scope lock: a queued
+    // upload or another organisation's decision at the same moment comes before or after.
+    enum Outcome {
+        NotFound,
+        Same(Value),
+        WrongState(&'static str),
+        Decided,
     }
-    if !procedure.status.reported_moves_to(&reported) {
-        return Err(ApiError::new(
+    let (sync, record) = (state.sync.clone(), id.clone());
+    let wanted = reported.clone();
+    let (decided, outcome) = blocking(move || {
+        let mut outcome = Outcome::NotFound;
+        let decided = sync.put_next(&scope, PROCEDURES, &record, &mut |current| {
+            let Some(held) = current.and_then(|p| serde_json::from_value::<Procedure>(p).ok())
+            else {
+                outcome = Outcome::NotFound;
+                return None;
+            };
+            if held.status == wanted {
+                outcome = Outcome::Same(serde_json::to_value(&held).unwrap_or_default());
+                return None;
+            }
+            if !held.status.reported_moves_to(&wanted) {
+                outcome = Outcome::WrongState(held.status.name());
+                return None;
+            }
+            outcome = Outcome::Decided;
+            serde_json::to_value(Procedure {
+                status: wanted.clone(),
+                updated_at: chrono::Utc::now().timestamp(),
+                ..held
+            })
+            .ok()
+        })?;
+        Ok((decided, outcome))
+    })
+    .await?;
+    match (decided, outcome) {
+        (Some(payload), Outcome::Decided) => Ok(Json(payload)),
+        (_, Outcome::Same(payload)) => Ok(Json(payload)),
+        (_, Outcome::WrongState(state)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             ServerErrorCode::WrongState,
             format!(
-                "the procedure is {}: it cannot become {}",
-                procedure.status.name(),
+                "the procedure is {state}: it cannot become {}",
                 reported.name()
             ),
-        ));
+        )),
+        _ => Err(not_found()),
     }
-    let decided = Procedure {
-        status: reported,
-        updated_at: chrono::Utc::now().timestamp(),
-        ..procedure
-    };
-    let payload = serde_json::to_value(&decided).map_err(|e| ApiError::bad(e.to_string()))?;
-    let change = Change {
-        collection: PROCEDURES.into(),
-        record_id: id,
-        op: "put".into(),
-        payload: payload.clone(),
-        hlc: server_hlc(),
-    };
-    let sync = state.sync.clone();
-    blocking(move || Ok(sync.publish(&scope, &[change])?)).await?;
-    Ok(Json(payload))
 }

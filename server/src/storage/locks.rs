@@ -40,6 +40,9 @@ pub enum Lock<'a> {
     Deny,
     /// One scope's change log (`acct:…`, `cell:…`): changes commit in sequence order.
     Scope(&'a str),
+    /// One record id of a collection whose ids name one scope's record across all scopes
+    /// (`collection/id`): two cells publishing it at once.
+    RecordId(&'a str),
     /// One setting read and replaced in a transaction.
     Setting(&'a str),
     /// The audit trail's end: entries are sealed one after another.
@@ -62,9 +65,10 @@ impl Lock<'_> {
             Lock::Journeys => 7,
             Lock::Deny => 8,
             Lock::Scope(_) => 9,
-            Lock::Setting(_) => 10,
-            Lock::Audit => 11,
-            Lock::File(_) => 12,
+            Lock::RecordId(_) => 10,
+            Lock::Setting(_) => 11,
+            Lock::Audit => 12,
+            Lock::File(_) => 13,
         }
     }
 
@@ -81,6 +85,7 @@ impl Lock<'_> {
             Lock::Journeys => "journeys".into(),
             Lock::Deny => "deny".into(),
             Lock::Scope(scope) => format!("scope:{scope}"),
+            Lock::RecordId(key) => format!("record-id:{key}"),
             Lock::Setting(key) => format!("setting:{key}"),
             Lock::Audit => "audit".into(),
             Lock::File(sha256) => format!("file:{sha256}"),

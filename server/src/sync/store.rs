@@ -69,14 +69,26 @@ pub trait SyncStore: Send + Sync + 'static {
         publisher: &str,
         may_replace: &dyn Fn(&str) -> bool,
     ) -> Result<Published>;
-    /// The first of `record_ids` of `collection` published in another scope than `scope`, with
-    /// that scope.
-    fn published_elsewhere(
+    /// [`SyncStore::publish_as`] for records whose id names one scope's record across all
+    /// scopes (a meeting's, a notice's): nothing is published, and the id is returned, when
+    /// another scope holds a record of that id it has not withdrawn.
+    fn publish_unique_as(
         &self,
-        collection: &str,
-        record_ids: &[String],
         scope: &str,
-    ) -> Result<Option<(String, String)>>;
+        changes: &[Change],
+        publisher: &str,
+        may_replace: &dyn Fn(&str) -> bool,
+    ) -> Result<Published>;
+    /// Reads the record `record_id` of `collection` in `scope` as last put (`None`: none, or
+    /// deleted) and, in the same transaction under the scope's lock, appends the server's
+    /// next version of it when `next` gives one; returns what was appended.
+    fn put_next(
+        &self,
+        scope: &str,
+        collection: &str,
+        record_id: &str,
+        next: &mut dyn FnMut(Option<Value>) -> Option<Value>,
+    ) -> Result<Option<Value>>;
     /// Withdraws record `record_id` of `collection` from `scope` as `publisher`: a delete its
     /// devices pull, when `publisher` published it (or one `may_replace` names). A record
     /// withdrawn already is not withdrawn again; one nobody published (a device's own) is
@@ -172,6 +184,9 @@ pub enum Published {
     Published(usize),
     /// This record (`collection/record_id`) is another publisher's: nothing was published.
     NotYours(String),
+    /// Another scope holds a record of this id (`collection/record_id`) where ids name one
+    /// scope's record ([`SyncStore::publish_unique_as`]): nothing was published.
+    TakenElsewhere(String),
 }
 
 /// What [`SyncStore::withdraw_as`] did.
@@ -185,6 +200,113 @@ pub enum Withdrawn {
     NotYours,
     /// No publisher published such a record here.
     NotFound,
+}
+
+/// Publishes `changes` to `scope` as `publisher` in `tx` ([`SyncStore::publish_as`]); with
+/// `unique`, also refused when another scope holds a live record of one of the ids.
+fn publish_in(
+    tx: &mut dyn Tx,
+    scope: &str,
+    changes: &[Change],
+    publisher: &str,
+    may_replace: &dyn Fn(&str) -> bool,
+    unique: bool,
+) -> Result<Published> {
+    // Checked before anything is written, under the scope's lock (and each id's, when ids are
+    // unique across scopes): all or nothing.
+    tx.lock(Lock::Scope(scope))?;
+    if unique {
+        let keys: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{}/{}", c.collection, c.record_id))
+            .collect();
+        let locks: Vec<Lock<'_>> = keys.iter().map(|k| Lock::RecordId(k)).collect();
+        tx.lock_all(&locks)?;
+        for c in changes {
+            let holders = tx.rows(
+                "SELECT scope FROM publishers WHERE collection = ?1 AND record_id = ?2
+                   AND scope <> ?3",
+                params![&c.collection, &c.record_id, scope],
+            )?;
+            for holder in holders {
+                let other = holder.text(0)?;
+                if last_op(tx, &other, &c.collection, &c.record_id)?.as_deref() == Some("put") {
+                    return Ok(Published::TakenElsewhere(format!(
+                        "{}/{}",
+                        c.collection, c.record_id
+                    )));
+                }
+            }
+        }
+    }
+    for c in changes {
+        let owner = tx.row(
+            "SELECT publisher FROM publishers
+             WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",
+            params![scope, &c.collection, &c.record_id],
+        )?;
+        // A record whose last change a device pushed is the citizen's, whoever published the
+        // key before; one no publisher published is free if the server wrote it (before
+        // publishers were kept).
+        let yours = !pushed_by_a_device(tx, scope, &c.collection, &c.record_id)?
+            && match owner {
+                Some(owner) => {
+                    let owner = owner.text(0)?;
+                    owner == publisher || may_replace(&owner)
+                }
+                None => true,
+            };
+        if !yours {
+            return Ok(Published::NotYours(format!(
+                "{}/{}",
+                c.collection, c.record_id
+            )));
+        }
+    }
+    for c in changes {
+        tx.exec(
+            "INSERT INTO publishers(scope, collection, record_id, publisher)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope, collection, record_id)
+             DO UPDATE SET publisher = excluded.publisher",
+            params![scope, &c.collection, &c.record_id, publisher],
+        )?;
+        append(tx, scope, c)?;
+    }
+    Ok(Published::Published(changes.len()))
+}
+
+/// The payload of a record's last change in `scope` when that change is a `put`.
+fn latest_put(
+    tx: &mut dyn Tx,
+    scope: &str,
+    collection: &str,
+    record_id: &str,
+) -> Result<Option<Value>> {
+    let last = tx.row(
+        "SELECT op, payload FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
+         ORDER BY seq DESC LIMIT 1",
+        params![scope, collection, record_id],
+    )?;
+    match last {
+        Some(row) if row.text(0)? == "put" => Ok(serde_json::from_str(&row.text(1)?).ok()),
+        _ => Ok(None),
+    }
+}
+
+/// The operation of a record's last change in `scope` (`put`, `delete`), if it has one.
+fn last_op(
+    tx: &mut dyn Tx,
+    scope: &str,
+    collection: &str,
+    record_id: &str,
+) -> Result<Option<String>> {
+    tx.row(
+        "SELECT op FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
+         ORDER BY seq DESC LIMIT 1",
+        params![scope, collection, record_id],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
 }
 
 /// Whether the last change of a record in `scope` came from a device (its clock's node is not
@@ -451,62 +573,49 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
         publisher: &str,
         may_replace: &dyn Fn(&str) -> bool,
     ) -> Result<Published> {
-        self.write(|tx| {
-            // Checked before anything is written, under the scope's lock: all or nothing.
-            tx.lock(Lock::Scope(scope))?;
-            for c in changes {
-                let owner = tx.row(
-                    "SELECT publisher FROM publishers
-                     WHERE scope = ?1 AND collection = ?2 AND record_id = ?3",
-                    params![scope, &c.collection, &c.record_id],
-                )?;
-                let yours = match owner {
-                    Some(owner) => {
-                        let owner = owner.text(0)?;
-                        owner == publisher || may_replace(&owner)
-                    }
-                    // No publisher's: free if the server wrote it (before publishers were
-                    // kept), the citizen's own if one of their devices did.
-                    None => !pushed_by_a_device(tx, scope, &c.collection, &c.record_id)?,
-                };
-                if !yours {
-                    return Ok(Published::NotYours(format!(
-                        "{}/{}",
-                        c.collection, c.record_id
-                    )));
-                }
-            }
-            for c in changes {
-                tx.exec(
-                    "INSERT INTO publishers(scope, collection, record_id, publisher)
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope, collection, record_id)
-                     DO UPDATE SET publisher = excluded.publisher",
-                    params![scope, &c.collection, &c.record_id, publisher],
-                )?;
-                append(tx, scope, c)?;
-            }
-            Ok(Published::Published(changes.len()))
-        })
+        self.write(|tx| publish_in(tx, scope, changes, publisher, may_replace, false))
     }
 
-    fn published_elsewhere(
+    fn publish_unique_as(
         &self,
-        collection: &str,
-        record_ids: &[String],
         scope: &str,
-    ) -> Result<Option<(String, String)>> {
-        self.read(|tx| {
-            for id in record_ids {
-                let other = tx.row(
-                    "SELECT scope FROM publishers WHERE collection = ?1 AND record_id = ?2
-                       AND scope <> ?3 LIMIT 1",
-                    params![collection, id, scope],
-                )?;
-                if let Some(other) = other {
-                    return Ok(Some((id.clone(), other.text(0)?)));
-                }
-            }
-            Ok(None)
+        changes: &[Change],
+        publisher: &str,
+        may_replace: &dyn Fn(&str) -> bool,
+    ) -> Result<Published> {
+        self.write(|tx| publish_in(tx, scope, changes, publisher, may_replace, true))
+    }
+
+    fn put_next(
+        &self,
+        scope: &str,
+        collection: &str,
+        record_id: &str,
+        next: &mut dyn FnMut(Option<Value>) -> Option<Value>,
+    ) -> Result<Option<Value>> {
+        self.write(|tx| {
+            tx.lock(Lock::Scope(scope))?;
+            let current = latest_put(tx, scope, collection, record_id)?;
+            let Some(payload) = next(current) else {
+                return Ok(None);
+            };
+            let hlc = Hlc::tick(
+                None,
+                chrono::Utc::now().timestamp_millis() as u64,
+                SERVER_NODE,
+            );
+            append(
+                tx,
+                scope,
+                &Change {
+                    collection: collection.to_owned(),
+                    record_id: record_id.to_owned(),
+                    op: "put".into(),
+                    payload: payload.clone(),
+                    hlc: hlc.to_string(),
+                },
+            )?;
+            Ok(Some(payload))
         })
     }
 
@@ -531,13 +640,12 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
             if owner != publisher && !may_replace(&owner) {
                 return Ok(Withdrawn::NotYours);
             }
-            let last = tx.row(
-                "SELECT op FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
-                 ORDER BY seq DESC LIMIT 1",
-                params![scope, collection, record_id],
-            )?;
-            if last.map(|r| r.text(0)).transpose()?.as_deref() != Some("put") {
+            if last_op(tx, scope, collection, record_id)?.as_deref() != Some("put") {
                 return Ok(Withdrawn::AlreadyWithdrawn);
+            }
+            // The citizen's own version since (pushed over the published one) is theirs.
+            if pushed_by_a_device(tx, scope, collection, record_id)? {
+                return Ok(Withdrawn::NotYours);
             }
             let hlc = Hlc::tick(
                 None,
@@ -608,11 +716,21 @@ fn apply_mutation(
     }
     // A member files a procedure; only the party organisation submits, accepts or returns it
     // (a modified app cannot mark its own transfer accepted on the member's other phones).
-    if m.op == "put"
-        && m.collection == "handbook.procedure"
-        && m.payload["status"]["state"] != "queued"
-    {
-        return reject("procedure_not_queued");
+    if m.collection == "handbook.procedure" {
+        if m.op == "put" && m.payload["status"]["state"] != "queued" {
+            return reject("procedure_not_queued");
+        }
+        // Nor undo a decision: a procedure submitted or accepted is the organisation's now
+        // (a returned one may be sent again). Read under the scope's lock the push holds.
+        let decided = latest_put(tx, scope, &m.collection, &m.record_id)?.is_some_and(|p| {
+            matches!(
+                p["status"]["state"].as_str(),
+                Some("submitted" | "accepted")
+            )
+        });
+        if decided {
+            return reject("procedure_decided");
+        }
     }
     if spec.policy == ConflictPolicy::LastWriterWins {
         let Some(incoming) = Hlc::parse(&m.hlc) else {

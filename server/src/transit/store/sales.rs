@@ -74,8 +74,7 @@ fn load_order(tx: &mut dyn Tx, id: &str) -> Result<Option<OrderRecord>> {
 /// Cancels a paid pass order whose credential was never collected and enters the refund it
 /// is owed; `false` when it is not one (collected, unpaid, a top-up).
 fn return_uncollected(tx: &mut dyn Tx, order_id: &str, now: i64, day: &str) -> Result<bool> {
-    tx.lock(Lock::Order(order_id))?;
-    let Some(record) = load_order(tx, order_id)? else {
+    let Some(record) = load_order_with_device(tx, order_id)? else {
         return Ok(false);
     };
     let order = &record.order;
@@ -88,6 +87,18 @@ fn return_uncollected(tx: &mut dyn Tx, order_id: &str, now: i64, day: &str) -> R
     cancel_pass_order(tx, order_id, now)?;
     owe_refund(tx, &record, now, day)?;
     Ok(true)
+}
+
+/// An order read under its lock and its phone's: the phone's revocation, which returns its
+/// uncollected passes holding the phone's lock alone, has then committed or waits (on
+/// PostgreSQL a refund reading the order before it would otherwise return the money twice).
+fn load_order_with_device(tx: &mut dyn Tx, order_id: &str) -> Result<Option<OrderRecord>> {
+    tx.lock(Lock::Order(order_id))?;
+    let Some(first) = load_order(tx, order_id)? else {
+        return Ok(None);
+    };
+    tx.lock(Lock::Device(&first.order.device_id))?;
+    load_order(tx, order_id)
 }
 
 /// Enters the refund a cancelled paid order is owed (`refund_due`: to return in the provider's
@@ -519,8 +530,7 @@ impl<E: Engine> SalesStore for SqlStorage<E> {
 
     fn refund(&self, order_id: &str, now: i64, day: &str) -> Result<Option<OrderStatus>> {
         self.write(|tx| {
-            tx.lock(Lock::Order(order_id))?;
-            let Some(record) = load_order(tx, order_id)? else {
+            let Some(record) = load_order_with_device(tx, order_id)? else {
                 return Ok(None);
             };
             // Pass orders only: a top-up's credit may be spent already, and returning it whole
