@@ -74,7 +74,7 @@ RUNS = [
      r"^/v1/admin/citizens/[^/]+/health"),
     ("health_authority", operator_token("health_authority", "moh"), r"^/v1/admin/health/"),
     ("party_organisation", operator_token("party_organisation", "hn"),
-     r"^/v1/admin/(cells/|citizens/[^/]+/cell)"),
+     r"^/v1/admin/(cells/|citizens/[^/]+/(cell|procedures))"),
     ("civil_registry", operator_token("civil_registry", "hn-registry"),
      r"^/v1/admin/citizens/[^/]+/dependants"),
     ("account_support", operator_token("account_support", "hn-support"), r"^/v1/admin/devices/"),
