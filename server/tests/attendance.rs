@@ -558,6 +558,21 @@ async fn a_check_in_counts_in_the_cell_attended_after_a_move() {
     assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
     let (_, refused) = upload(&local, &b, item(&too_late)).await;
     assert_eq!(refused["results"][0]["reason"], "wrong_cell", "{refused}");
+    // A member who joined the cell after the showing does not count at it.
+    let joined = cell_member(&local, dir.path(), MEMBER_E, OTHER_CELL).await;
+    let before_joining =
+        attendance::countersign(&joined, &signed_qr(&secretary, "m-1", now - 30), now - 20)
+            .unwrap();
+    let (status, _) = party(
+        &local,
+        "POST",
+        &format!("/v1/admin/citizens/{MEMBER_E}/cell"),
+        json!({ "cell": CELL }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, refused) = upload(&local, &joined, item(&before_joining)).await;
+    assert_eq!(refused["results"][0]["reason"], "wrong_cell", "{refused}");
     let (_, counts) = party(
         &local,
         "GET",

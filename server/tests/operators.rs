@@ -646,6 +646,12 @@ async fn a_record_published_in_error_is_withdrawn_by_its_publisher_alone() {
         (403, Some("not_yours")),
         "{answer}"
     );
+    // One the citizen deleted on the phone may be published again by its facility.
+    assert!(book.delete("Immunization/imm-1", 1_800_000_200).unwrap());
+    sync().await;
+    let again = json!({"resources": [{"resourceType": "Immunization", "id": "imm-1"}]});
+    let (status, answer) = send("POST", clinic.clone(), health.clone(), again).await;
+    assert_eq!(status, 200, "{answer}");
     // Published again afterwards, it is back.
     let again = json!({"resources": [{"resourceType": "Condition", "id": "dx-1"}]});
     let (status, _) = send("POST", clinic.clone(), health.clone(), again).await;

@@ -529,17 +529,12 @@ impl<'a> MemberHandbook<'a> {
         MemberHandbook { vault }
     }
 
-    /// Stores the profile after validation and queues it for sync, so the member's other
-    /// phones hold it too (their fee reminders need it); the cell's record, when the backend
-    /// has one, wins.
+    /// Stores the profile (from the backend or edited by the member) after validation. It
+    /// stays on this phone: it holds the member's citizen ID, which the backend keeps only
+    /// keyed.
     pub fn set_profile(&self, profile: &MemberProfile) -> Result<(), MemberError> {
         profile.validate()?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Ok(self
-            .vault
-            .transaction(|tx| queue_change(tx, &PROFILES, profile, now))?)
+        Ok(self.vault.put_doc(profile)?)
     }
 
     /// The profile, if set.

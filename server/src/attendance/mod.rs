@@ -365,23 +365,15 @@ fn judge(
     if let Some(counted_in) = store.counted_in(&item.meeting_id, &device.account_id, &evidence)? {
         return record(&counted_in, evidence);
     }
-    // The member's cell when the QR was shown: a member moved since (a transfer the day
-    // after the meeting) still counts in the cell they attended.
+    // The member's cell when the QR was shown: the first cell left after the showing (a
+    // transfer the day after the meeting), else the cell now.
     let shown_at = i64::from(verified.qr.shown_at);
-    let cell_then = if credential.cell == cell_hash(cell) {
-        Some(cell.to_owned())
-    } else {
-        // The first cell left after the showing is the one the member was in then.
-        store
-            .cells_left_since(&device.account_id, shown_at)?
-            .into_iter()
-            .map(|(left, _)| left)
-            .next()
-            .filter(|left| credential.cell == cell_hash(left))
-    };
-    let Some(cell_then) = cell_then else {
+    let cell_then = store
+        .first_cell_left_after(&device.account_id, shown_at)?
+        .unwrap_or_else(|| cell.to_owned());
+    if credential.cell != cell_hash(&cell_then) {
         return Ok("wrong_cell");
-    };
+    }
     let cell = cell_then.as_str();
     if i64::from(verified.scanned_at) > now + MAX_SCAN_SKEW_SECS
         || i64::from(verified.qr.shown_at) > now + MAX_SCAN_SKEW_SECS

@@ -120,8 +120,9 @@ pub trait AttendanceStore: Send + Sync + 'static {
     ) -> Result<Option<String>>;
     /// The counts for a meeting of `cell`.
     fn attendance(&self, cell: &str, meeting_id: &str) -> Result<AttendanceCounts>;
-    /// The cells `account_id` left after `since`, with when it left each, oldest first.
-    fn cells_left_since(&self, account_id: &str, since: i64) -> Result<Vec<(String, i64)>>;
+    /// The first cell `account_id` left after `at`: the one it was in then, if it has moved
+    /// since.
+    fn first_cell_left_after(&self, account_id: &str, at: i64) -> Result<Option<String>>;
 }
 
 impl<E: Engine> AttendanceStore for SqlStorage<E> {
@@ -319,16 +320,15 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
         })
     }
 
-    fn cells_left_since(&self, account_id: &str, since: i64) -> Result<Vec<(String, i64)>> {
+    fn first_cell_left_after(&self, account_id: &str, at: i64) -> Result<Option<String>> {
         self.read(|tx| {
-            tx.rows(
-                "SELECT cell, left_at FROM cell_history WHERE account_id = ?1 AND left_at > ?2
-                 ORDER BY left_at",
-                params![account_id, since],
+            tx.row(
+                "SELECT cell FROM cell_history WHERE account_id = ?1 AND left_at > ?2
+                 ORDER BY left_at, seq LIMIT 1",
+                params![account_id, at],
             )?
-            .iter()
-            .map(|r| Ok((r.text(0)?, r.int(1)?)))
-            .collect()
+            .map(|r| r.text(0))
+            .transpose()
         })
     }
 

@@ -40,9 +40,11 @@ pub enum Lock<'a> {
     Deny,
     /// One scope's change log (`acct:…`, `cell:…`): changes commit in sequence order.
     Scope(&'a str),
-    /// One record id of a collection whose ids name one scope's record across all scopes
-    /// (`collection/id`): two cells publishing it at once.
-    RecordId(&'a str),
+    /// The ids of a collection whose ids name one scope's record across all scopes (a
+    /// meeting's, a notice's): two cells publishing one id at once. One lock for the
+    /// collection, not one per id: a publish of 1,000 records would fill PostgreSQL's lock
+    /// table, and cells publish rarely.
+    UniqueIds(&'a str),
     /// One setting read and replaced in a transaction.
     Setting(&'a str),
     /// The audit trail's end: entries are sealed one after another.
@@ -65,7 +67,7 @@ impl Lock<'_> {
             Lock::Journeys => 7,
             Lock::Deny => 8,
             Lock::Scope(_) => 9,
-            Lock::RecordId(_) => 10,
+            Lock::UniqueIds(_) => 10,
             Lock::Setting(_) => 11,
             Lock::Audit => 12,
             Lock::File(_) => 13,
@@ -85,7 +87,7 @@ impl Lock<'_> {
             Lock::Journeys => "journeys".into(),
             Lock::Deny => "deny".into(),
             Lock::Scope(scope) => format!("scope:{scope}"),
-            Lock::RecordId(key) => format!("record-id:{key}"),
+            Lock::UniqueIds(collection) => format!("unique-ids:{collection}"),
             Lock::Setting(key) => format!("setting:{key}"),
             Lock::Audit => "audit".into(),
             Lock::File(sha256) => format!("file:{sha256}"),

@@ -216,11 +216,10 @@ fn publish_in(
     // unique across scopes): all or nothing.
     tx.lock(Lock::Scope(scope))?;
     if unique {
-        let keys: Vec<String> = changes
+        let locks: Vec<Lock<'_>> = changes
             .iter()
-            .map(|c| format!("{}/{}", c.collection, c.record_id))
+            .map(|c| Lock::UniqueIds(&c.collection))
             .collect();
-        let locks: Vec<Lock<'_>> = keys.iter().map(|k| Lock::RecordId(k)).collect();
         tx.lock_all(&locks)?;
         for c in changes {
             let holders = tx.rows(
@@ -309,8 +308,9 @@ fn last_op(
     .transpose()
 }
 
-/// Whether the last change of a record in `scope` came from a device (its clock's node is not
-/// the server's): a record of the citizen's own, which no publisher replaces.
+/// Whether the last change of a record in `scope` is a version a device put (its clock's node
+/// is not the server's): a record of the citizen's own, which no publisher replaces. One the
+/// citizen deleted is not: its publisher may publish it again.
 fn pushed_by_a_device(
     tx: &mut dyn Tx,
     scope: &str,
@@ -318,12 +318,14 @@ fn pushed_by_a_device(
     record_id: &str,
 ) -> Result<bool> {
     let last = tx.row(
-        "SELECT hlc FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
+        "SELECT op, hlc FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
          ORDER BY seq DESC LIMIT 1",
         params![scope, collection, record_id],
     )?;
     Ok(match last {
-        Some(row) => Hlc::parse(&row.text(0)?).is_none_or(|h| h.node != SERVER_NODE),
+        Some(row) => {
+            row.text(0)? == "put" && Hlc::parse(&row.text(1)?).is_none_or(|h| h.node != SERVER_NODE)
+        }
         None => false,
     })
 }

@@ -222,6 +222,25 @@ async fn place(
                     ))
                 }
             }
+            let read = || {
+                let (storage, id) = (state.storage.clone(), order.id.clone());
+                async move {
+                    blocking(move || Ok(storage.order(&id)?))
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::unavailable(ServerErrorCode::Storage, "the order vanished")
+                        })
+                }
+            };
+            // Two requests with one key at once: the one that lost the race to store its
+            // order reads the other's, which answers it only if it asks the same thing (and
+            // before the sandbox pays anything for it).
+            let stored = read().await?;
+            if !same_purchase(&stored.order, &order) {
+                return Err(ApiError::bad(
+                    "this Idempotency-Key was used for another purchase: send a new key",
+                ));
+            }
             if state.payments.auto_pay {
                 if let Some(sandbox) = state.payments.sandbox.clone() {
                     let now = chrono::Utc::now().timestamp();
@@ -229,22 +248,10 @@ async fn place(
                         sandbox.notification(&order.id, order.amount_vnd, SandboxOutcome::Pay, now);
                     notify(state, &query).await;
                 }
+                read().await?
+            } else {
+                stored
             }
-            let storage = state.storage.clone();
-            let id = order.id.clone();
-            let stored = blocking(move || Ok(storage.order(&id)?))
-                .await?
-                .ok_or_else(|| {
-                    ApiError::unavailable(ServerErrorCode::Storage, "the order vanished")
-                })?;
-            // Two requests with one key at once: the one that lost the race to store its
-            // order reads the other's, which answers it only if it asks the same thing.
-            if !same_purchase(&stored.order, &order) {
-                return Err(ApiError::bad(
-                    "this Idempotency-Key was used for another purchase: send a new key",
-                ));
-            }
-            stored
         }
     };
     Ok(Json(response(state, &record, buyer)))
