@@ -607,12 +607,14 @@ impl SyncClient {
         let health_trust = match explicit {
             Some(t) => Some(t),
             None => {
-                let v = vault.core();
+                let (v, anchor) = (vault.core(), self.health_trust_key);
                 crate::blocking(move || -> Result<_, SyncError> {
-                    Ok(trust_bundle::installed_trust(&v)
-                        .ok()
-                        .flatten()
-                        .map(Arc::new))
+                    // Only a bundle the app's key signed vouches for a pulled record.
+                    let trust = match anchor {
+                        Some(anchor) => trust_bundle::installed_trust_signed_by(&v, &anchor),
+                        None => trust_bundle::installed_trust(&v),
+                    };
+                    Ok(trust.ok().flatten().map(Arc::new))
                 })
                 .await?
             }

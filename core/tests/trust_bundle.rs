@@ -242,6 +242,17 @@ fn a_bundle_from_a_replaced_key_gives_way_to_the_new_keys_first() {
     let planted = bundle(u64::MAX, vec![issuer()]).sign(&old).unwrap();
     trust_bundle::install(&v, &planted, old.public_key(), NOW).unwrap();
     assert!(verifies(&v));
+    // Asked with the key the app carries now, it vouches for nothing.
+    assert!(
+        trust_bundle::installed_trust_signed_by(&v, new.public_key())
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        trust_bundle::installed_trust_signed_by(&v, old.public_key())
+            .unwrap()
+            .is_some()
+    );
     // The new key's bundle offered to an app still carrying the old key: not its key.
     let genuine = bundle(3, Vec::new()).sign(&new).unwrap();
     assert!(matches!(

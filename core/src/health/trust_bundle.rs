@@ -442,6 +442,19 @@ pub fn installed_trust(vault: &Vault) -> Result<Option<TrustStore>, TrustBundleE
     Ok(Some(bundle.device_trust_store()?.0))
 }
 
+/// [`installed_trust`] if `anchor` (the trust-list key the app carries now) signed the
+/// installed bundle; `None` when it did not (a bundle from a key the app no longer carries
+/// vouches for nothing until the new key's replaces it).
+pub fn installed_trust_signed_by(
+    vault: &Vault,
+    anchor: &[u8],
+) -> Result<Option<TrustStore>, TrustBundleError> {
+    match vault.get_doc::<Installed>("installed")? {
+        Some(installed) if signed_by(&installed, anchor) => installed_trust(vault),
+        _ => Ok(None),
+    }
+}
+
 /// Why a refresh did not install a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
