@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{cell_member, http_client, party, start_local, Local, Role};
 use serde_json::{json, Value};
 use thudo_core::handbook::attendance::{
@@ -94,6 +96,43 @@ async fn name_secretary(local: &Local) {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+/// Meeting `m-1` published to [`CELL`] for today, [`SECRETARY`] named, the phones synced and
+/// the secretary's credential fetched; returns a time within today's meeting that leaves a
+/// minute before its end, and that end (unix seconds).
+async fn todays_meeting(
+    local: &Local,
+    secretary: &Arc<Vault>,
+    members: &[&Arc<Vault>],
+) -> (u32, i64) {
+    let (status, _) = party(
+        local,
+        "POST",
+        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
+        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
+                          "document_ids": []}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    name_secretary(local).await;
+    for v in std::iter::once(secretary).chain(members.iter().copied()) {
+        local
+            .client
+            .sync(v.clone(), &common::collections(), None)
+            .await
+            .unwrap();
+    }
+    HandbookClient::new(&local.client)
+        .fetch_meeting_credential(secretary.clone(), "m-1")
+        .await
+        .unwrap();
+    let day_end = {
+        let t = chrono::Utc::now().timestamp() + 7 * 3600;
+        (t / 86_400 + 1) * 86_400 - 7 * 3600
+    };
+    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    (now, day_end)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,32 +416,7 @@ async fn a_check_in_cut_short_binds_nothing_and_counts_once_when_retried() {
     let local = common::start_on(dir.path(), &db).await;
     let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
     let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
-    let (status, _) = party(
-        &local,
-        "POST",
-        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
-        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
-                          "document_ids": []}]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    name_secretary(&local).await;
-    for v in [&secretary, &a] {
-        local
-            .client
-            .sync(v.clone(), &common::collections(), None)
-            .await
-            .unwrap();
-    }
-    HandbookClient::new(&local.client)
-        .fetch_meeting_credential(secretary.clone(), "m-1")
-        .await
-        .unwrap();
-    let day_end = {
-        let t = chrono::Utc::now().timestamp() + 7 * 3600;
-        (t / 86_400 + 1) * 86_400 - 7 * 3600
-    };
-    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    let (now, _) = todays_meeting(&local, &secretary, &[&a]).await;
     let qr = MeetingSecretary::new(&secretary).qr("m-1", now).unwrap();
     CheckIns::new(&a).scan(&qr, now + 3).unwrap();
     let items = json!([{"meeting_id": "m-1", "evidence": evidence_of(&a, "m-1")}]);
@@ -439,32 +453,7 @@ async fn a_replaced_secretarys_credentials_sign_no_more_check_ins() {
     let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
     let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
     let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
-    let (status, _) = party(
-        &local,
-        "POST",
-        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
-        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
-                          "document_ids": []}]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    name_secretary(&local).await;
-    for v in [&secretary, &a, &b] {
-        local
-            .client
-            .sync(v.clone(), &common::collections(), None)
-            .await
-            .unwrap();
-    }
-    HandbookClient::new(&local.client)
-        .fetch_meeting_credential(secretary.clone(), "m-1")
-        .await
-        .unwrap();
-    let day_end = {
-        let t = chrono::Utc::now().timestamp() + 7 * 3600;
-        (t / 86_400 + 1) * 86_400 - 7 * 3600
-    };
-    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    let (now, day_end) = todays_meeting(&local, &secretary, &[&a, &b]).await;
     // Shown and scanned before the replacement.
     let before =
         attendance::countersign(&a, &signed_qr(&secretary, "m-1", now - 30), now - 25).unwrap();
@@ -511,32 +500,7 @@ async fn a_check_in_counts_in_the_cell_attended_after_a_move() {
     let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
     let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
     let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
-    let (status, _) = party(
-        &local,
-        "POST",
-        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
-        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
-                          "document_ids": []}]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    name_secretary(&local).await;
-    for v in [&secretary, &a, &b] {
-        local
-            .client
-            .sync(v.clone(), &common::collections(), None)
-            .await
-            .unwrap();
-    }
-    HandbookClient::new(&local.client)
-        .fetch_meeting_credential(secretary.clone(), "m-1")
-        .await
-        .unwrap();
-    let day_end = {
-        let t = chrono::Utc::now().timestamp() + 7 * 3600;
-        (t / 86_400 + 1) * 86_400 - 7 * 3600
-    };
-    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    let (now, day_end) = todays_meeting(&local, &secretary, &[&a, &b]).await;
     let attended =
         attendance::countersign(&a, &signed_qr(&secretary, "m-1", now - 30), now - 25).unwrap();
     // Both moved to another cell.
@@ -593,32 +557,7 @@ async fn an_unrecorded_credential_counts_only_for_a_qr_shown_before_the_upgrade(
     let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
     let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
     let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
-    let (status, _) = party(
-        &local,
-        "POST",
-        &format!("/v1/admin/cells/{CELL}/handbook.meeting"),
-        json!({"items": [{"id": "m-1", "date": today_in_hanoi(), "topic": "Sinh hoạt chi bộ",
-                          "document_ids": []}]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    name_secretary(&local).await;
-    for v in [&secretary, &a, &b] {
-        local
-            .client
-            .sync(v.clone(), &common::collections(), None)
-            .await
-            .unwrap();
-    }
-    HandbookClient::new(&local.client)
-        .fetch_meeting_credential(secretary.clone(), "m-1")
-        .await
-        .unwrap();
-    let day_end = {
-        let t = chrono::Utc::now().timestamp() + 7 * 3600;
-        (t / 86_400 + 1) * 86_400 - 7 * 3600
-    };
-    let now = chrono::Utc::now().timestamp().min(day_end - 60) as u32;
+    let (now, _) = todays_meeting(&local, &secretary, &[&a, &b]).await;
     let before =
         attendance::countersign(&a, &signed_qr(&secretary, "m-1", now - 30), now - 25).unwrap();
     let after =

@@ -8,6 +8,7 @@ use crate::storage::engine::{params, Engine};
 use crate::storage::locks::Lock;
 use crate::storage::migrations::ConcernSchema;
 use crate::storage::{Result, SqlStorage};
+use crate::sync::store::last_change;
 
 /// The attendance tables.
 pub const SCHEMA: ConcernSchema = ConcernSchema {
@@ -222,18 +223,8 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
     fn published_meeting(&self, cell: &str, meeting_id: &str) -> Result<Option<Value>> {
         let scope = format!("cell:{cell}");
         self.read(|tx| {
-            let Some(row) = tx.row(
-                "SELECT op, payload FROM changes WHERE scope = ?1 AND collection = 'handbook.meeting'
-                 AND record_id = ?2 ORDER BY seq DESC LIMIT 1",
-                params![&scope, meeting_id],
-            )?
-            else {
-                return Ok(None);
-            };
-            if row.text(0)? != "put" {
-                return Ok(None);
-            }
-            Ok(serde_json::from_str(&row.text(1)?).ok())
+            Ok(last_change(tx, &scope, "handbook.meeting", meeting_id)?
+                .and_then(|l| l.put_payload()))
         })
     }
 

@@ -18,7 +18,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use thudo_core::changes::hlc::Hlc;
 use thudo_core::collections::spec as collection;
 use thudo_core::sync::protocol::{Change, MAX_RECORD_BYTES};
 
@@ -27,7 +26,7 @@ use crate::http::{
     blocking, valid_cell, valid_citizen_id, valid_record_id, ApiError, ApiResult, JsonBody,
 };
 use crate::operators::{Operator, Role};
-use crate::sync::store::{Published, SyncStore, Withdrawn};
+use crate::sync::store::{server_hlc, Published, SyncStore, Withdrawn};
 
 /// What the publishing routes need.
 #[derive(Clone)]
@@ -73,15 +72,6 @@ fn record_fits(index: usize, record: &Value) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-fn server_hlc() -> String {
-    Hlc::tick(
-        None,
-        chrono::Utc::now().timestamp_millis() as u64,
-        crate::sync::store::SERVER_NODE,
-    )
-    .to_string()
 }
 
 /// Health records a facility publishes for a citizen.

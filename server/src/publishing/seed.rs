@@ -1,7 +1,6 @@
 //! Demo content: what `thudo demo`, the Kotlin and Swift sync tests and `--seed-citizen` publish.
 
 use serde_json::{json, Value};
-use thudo_core::changes::hlc::Hlc;
 use thudo_core::sync::protocol::Change;
 
 use crate::devices::store::DeviceStore;
@@ -79,12 +78,7 @@ fn change(collection: &str, item: Value) -> Change {
         record_id,
         op: "put".into(),
         payload: item,
-        hlc: Hlc::tick(
-            None,
-            chrono::Utc::now().timestamp_millis() as u64,
-            crate::sync::store::SERVER_NODE,
-        )
-        .to_string(),
+        hlc: crate::sync::store::server_hlc(),
     }
 }
 

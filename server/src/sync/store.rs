@@ -229,7 +229,8 @@ fn publish_in(
             )?;
             for holder in holders {
                 let other = holder.text(0)?;
-                if last_op(tx, &other, &c.collection, &c.record_id)?.as_deref() == Some("put") {
+                let live = last_change(tx, &other, &c.collection, &c.record_id)?;
+                if live.is_some_and(|l| l.is_put()) {
                     return Ok(Published::TakenElsewhere(format!(
                         "{}/{}",
                         c.collection, c.record_id
@@ -247,7 +248,8 @@ fn publish_in(
         // A record whose last change a device pushed is the citizen's, whoever published the
         // key before; one no publisher published is free if the server wrote it (before
         // publishers were kept).
-        let yours = !pushed_by_a_device(tx, scope, &c.collection, &c.record_id)?
+        let last = last_change(tx, scope, &c.collection, &c.record_id)?;
+        let yours = !last.is_some_and(|l| l.put_by_a_device())
             && match owner {
                 Some(owner) => {
                     let owner = owner.text(0)?;
@@ -274,60 +276,64 @@ fn publish_in(
     Ok(Published::Published(changes.len()))
 }
 
-/// The payload of a record's last change in `scope` when that change is a `put`.
-fn latest_put(
-    tx: &mut dyn Tx,
-    scope: &str,
-    collection: &str,
-    record_id: &str,
-) -> Result<Option<Value>> {
-    let last = tx.row(
-        "SELECT op, payload FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
-         ORDER BY seq DESC LIMIT 1",
-        params![scope, collection, record_id],
-    )?;
-    match last {
-        Some(row) if row.text(0)? == "put" => Ok(serde_json::from_str(&row.text(1)?).ok()),
-        _ => Ok(None),
+/// A record's last change in a scope: its operation, payload and clock.
+pub(crate) struct LastChange {
+    op: String,
+    payload: String,
+    hlc: String,
+}
+
+impl LastChange {
+    /// Whether it is a version of the record (not its deletion).
+    fn is_put(&self) -> bool {
+        self.op == "put"
+    }
+
+    /// Its payload when it is a put.
+    pub(crate) fn put_payload(&self) -> Option<Value> {
+        self.is_put()
+            .then(|| serde_json::from_str(&self.payload).ok())
+            .flatten()
+    }
+
+    /// Whether a device put it (its clock's node is not the server's): a record of the
+    /// citizen's own, which no publisher replaces. One the citizen deleted is not: its
+    /// publisher may publish it again.
+    fn put_by_a_device(&self) -> bool {
+        self.is_put() && Hlc::parse(&self.hlc).is_none_or(|h| h.node != SERVER_NODE)
     }
 }
 
-/// The operation of a record's last change in `scope` (`put`, `delete`), if it has one.
-fn last_op(
+/// The last change of record `record_id` of `collection` in `scope`, if it has one.
+pub(crate) fn last_change(
     tx: &mut dyn Tx,
     scope: &str,
     collection: &str,
     record_id: &str,
-) -> Result<Option<String>> {
+) -> Result<Option<LastChange>> {
     tx.row(
-        "SELECT op FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
-         ORDER BY seq DESC LIMIT 1",
+        "SELECT op, payload, hlc FROM changes
+         WHERE scope = ?1 AND collection = ?2 AND record_id = ?3 ORDER BY seq DESC LIMIT 1",
         params![scope, collection, record_id],
     )?
-    .map(|r| r.text(0))
+    .map(|r| {
+        Ok(LastChange {
+            op: r.text(0)?,
+            payload: r.text(1)?,
+            hlc: r.text(2)?,
+        })
+    })
     .transpose()
 }
 
-/// Whether the last change of a record in `scope` is a version a device put (its clock's node
-/// is not the server's): a record of the citizen's own, which no publisher replaces. One the
-/// citizen deleted is not: its publisher may publish it again.
-fn pushed_by_a_device(
-    tx: &mut dyn Tx,
-    scope: &str,
-    collection: &str,
-    record_id: &str,
-) -> Result<bool> {
-    let last = tx.row(
-        "SELECT op, hlc FROM changes WHERE scope = ?1 AND collection = ?2 AND record_id = ?3
-         ORDER BY seq DESC LIMIT 1",
-        params![scope, collection, record_id],
-    )?;
-    Ok(match last {
-        Some(row) => {
-            row.text(0)? == "put" && Hlc::parse(&row.text(1)?).is_none_or(|h| h.node != SERVER_NODE)
-        }
-        None => false,
-    })
+/// A clock for a change the server makes itself.
+pub fn server_hlc() -> String {
+    Hlc::tick(
+        None,
+        chrono::Utc::now().timestamp_millis() as u64,
+        SERVER_NODE,
+    )
+    .to_string()
 }
 
 /// The node of the clocks the server stamps its own changes with.
@@ -597,15 +603,11 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
     ) -> Result<Option<Value>> {
         self.write(|tx| {
             tx.lock(Lock::Scope(scope))?;
-            let current = latest_put(tx, scope, collection, record_id)?;
+            let current =
+                last_change(tx, scope, collection, record_id)?.and_then(|l| l.put_payload());
             let Some(payload) = next(current) else {
                 return Ok(None);
             };
-            let hlc = Hlc::tick(
-                None,
-                chrono::Utc::now().timestamp_millis() as u64,
-                SERVER_NODE,
-            );
             append(
                 tx,
                 scope,
@@ -614,7 +616,7 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                     record_id: record_id.to_owned(),
                     op: "put".into(),
                     payload: payload.clone(),
-                    hlc: hlc.to_string(),
+                    hlc: server_hlc(),
                 },
             )?;
             Ok(Some(payload))
@@ -642,18 +644,14 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
             if owner != publisher && !may_replace(&owner) {
                 return Ok(Withdrawn::NotYours);
             }
-            if last_op(tx, scope, collection, record_id)?.as_deref() != Some("put") {
+            let Some(last) = last_change(tx, scope, collection, record_id)?.filter(|l| l.is_put())
+            else {
                 return Ok(Withdrawn::AlreadyWithdrawn);
-            }
+            };
             // The citizen's own version since (pushed over the published one) is theirs.
-            if pushed_by_a_device(tx, scope, collection, record_id)? {
+            if last.put_by_a_device() {
                 return Ok(Withdrawn::NotYours);
             }
-            let hlc = Hlc::tick(
-                None,
-                chrono::Utc::now().timestamp_millis() as u64,
-                SERVER_NODE,
-            );
             append_text(
                 tx,
                 scope,
@@ -661,7 +659,7 @@ impl<E: Engine> SyncStore for SqlStorage<E> {
                 record_id,
                 "delete",
                 "null",
-                &hlc.to_string(),
+                &server_hlc(),
             )?;
             Ok(Withdrawn::Withdrawn)
         })
@@ -724,7 +722,8 @@ fn apply_mutation(
         }
         // Nor undo a decision: a procedure submitted or accepted is the organisation's now
         // (a returned one may be sent again). Read under the scope's lock the push holds.
-        let decided = latest_put(tx, scope, &m.collection, &m.record_id)?.is_some_and(|p| {
+        let latest = last_change(tx, scope, &m.collection, &m.record_id)?;
+        let decided = latest.and_then(|l| l.put_payload()).is_some_and(|p| {
             matches!(
                 p["status"]["state"].as_str(),
                 Some("submitted" | "accepted")
