@@ -38,15 +38,18 @@ const MAX_VALID_DAYS: u32 = 90;
 /// public key, and a bundle signed by another would be refused on every one of them while
 /// their list goes stale; a lost key is restored from where the deployment keeps it.
 fn stored_trust_key(settings: &dyn SettingsStore) -> Result<SoftwareKey, String> {
-    let gone = settings
-        .get_setting(KEY_SETTING)
+    // The bundle is read before the key: the key is stored before any bundle it signs, so a
+    // bundle seen here had its key stored already, and an instance racing another's first
+    // publication never mistakes the fresh key for a lost one.
+    let published = settings
+        .get_setting(BUNDLE_SETTING)
         .map_err(|e| e.to_string())?
-        .is_none();
-    if gone
+        .is_some();
+    if published
         && settings
-            .get_setting(BUNDLE_SETTING)
+            .get_setting(KEY_SETTING)
             .map_err(|e| e.to_string())?
-            .is_some()
+            .is_none()
     {
         return Err(format!(
             "the {KEY_SETTING} setting is gone while a bundle it signed is published: restore \
