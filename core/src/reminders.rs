@@ -189,7 +189,7 @@ fn morning_of(day: NaiveDate) -> Option<i64> {
 }
 
 fn first_day(month: YearMonth) -> Option<NaiveDate> {
-    NaiveDate::from_ymd_opt(i32::from(month.year), u32::from(month.month), 1)
+    NaiveDate::from_ymd_opt(i32::from(month.year()), u32::from(month.month()), 1)
 }
 
 fn month_of(day: NaiveDate) -> Option<YearMonth> {
@@ -295,8 +295,8 @@ fn handbook(
         };
         let text = format!(
             "Chưa đóng đủ đảng phí tháng {:02}/{}: còn {}",
-            month.month,
-            month.year,
+            month.month(),
+            month.year(),
             shown_vnd(owed)
         );
         push(out, ReminderKind::FeeUnpaid, month.to_string(), at, text);
@@ -320,7 +320,8 @@ fn handbook(
                     .unwrap_or_default();
                 let text = format!(
                     "Đóng đảng phí tháng {:02}/{}{amount}",
-                    month.month, month.year
+                    month.month(),
+                    month.year()
                 );
                 push(out, ReminderKind::FeeDue, month.to_string(), at, text);
             }

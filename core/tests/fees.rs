@@ -95,7 +95,7 @@ fn every_sourced_vector_holds() {
         }
     }
     // Every basis each regulation charges has a passing vector.
-    for schedule in rules.schedules().iter().take(2) {
+    for schedule in rules.schedules() {
         for line in &schedule.rules {
             assert!(
                 bases.contains(&(schedule.regulation.clone(), line.basis)),
@@ -372,7 +372,7 @@ fn a_salary_is_charged_the_month_after_under_01_qd_tw() {
         dues(&moved, "2026-06", "2026-08"),
         [80_000, 80_000, 120_000]
     );
-    let raise_in_march = [salary("2026-02", 8_000_000), salary("2026-03", 9_000_000)];
+    let raise_in_march = [salary("2026-01", 8_000_000), salary("2026-03", 9_000_000)];
     assert_eq!(
         dues(&raise_in_march, "2026-02", "2026-04"),
         [80_000, 80_000, 90_000]
@@ -531,4 +531,113 @@ fn amounts_round_to_the_step_the_data_names() {
         1,
     );
     assert!(FeeRules::from_json(unknown.as_bytes()).is_err());
+}
+
+/// A month's fee is never a guess: an income that means two things, a previous month nobody
+/// gave, a wage decree nobody checked, a rounding nobody confirmed.
+#[test]
+fn fees_refuse_or_flag_what_the_rules_do_not_settle() {
+    let rules = FeeRules::official().unwrap();
+    let wage = |since: &str, vnd: u64| FeePeriod {
+        since: ym(since),
+        situation: FeeSituation::new(FeeBasis::EnterpriseWage, vnd),
+    };
+    // An enterprise's payroll wage (342-QĐ/TW) is not its social-insurance salary (01-QĐ/TW):
+    // one period's figure is not charged as both.
+    let err = rules
+        .statement(&[wage("2025-06", 20_000_000)], ym("2026-01"), ym("2026-03"))
+        .unwrap_err();
+    assert!(matches!(err, FeeError::Invalid { .. }), "{err}");
+    let split = [wage("2025-06", 20_000_000), wage("2026-02", 12_000_000)];
+    let dues: Vec<u64> = rules
+        .statement(&split, ym("2026-01"), ym("2026-03"))
+        .unwrap()
+        .months
+        .iter()
+        .map(|a| a.due_vnd)
+        .collect();
+    assert_eq!(dues, [200_000, 120_000, 120_000]);
+    // 01-QĐ/TW charges the previous month's salary: a statement starting where the situations
+    // start does not guess it from this month's.
+    let salary = |since: &str, vnd: u64| FeePeriod {
+        since: ym(since),
+        situation: FeeSituation::new(FeeBasis::SocialInsuranceSalary, vnd),
+    };
+    let err = rules
+        .statement(
+            &[salary("2026-05", 10_000_000)],
+            ym("2026-05"),
+            ym("2026-05"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("2026-04"), "{err}");
+    let given = [salary("2026-04", 8_000_000), salary("2026-05", 10_000_000)];
+    let may = rules
+        .statement(&given, ym("2026-05"), ym("2026-05"))
+        .unwrap();
+    assert_eq!(may.months[0].due_vnd, 80_000);
+    // January 2026 for members with other incomes: which regulation applies is not settled.
+    let farmer = FeeSituation {
+        region: Some(WageRegion::I),
+        set_amount_vnd: Some(10_000),
+        ..FeeSituation::new(FeeBasis::OtherIncome, 0)
+    };
+    let january = rules.assess(&farmer, ym("2026-01")).unwrap();
+    assert_eq!(january.due_vnd, 10_000);
+    assert!(!january.rule_confirmed, "{}", january.rule);
+    assert!(rules.assess(&farmer, ym("2025-12")).unwrap().rule_confirmed);
+    assert!(rules.assess(&farmer, ym("2026-03")).unwrap().rule_confirmed);
+    // A wage decree later than the data knows may change the share.
+    let later = rules.assess(&farmer, ym("2035-07")).unwrap();
+    assert_eq!(later.due_vnd, 26_550);
+    assert!(!later.rule_confirmed && later.rule.contains("latest decree known"));
+    // Rounding is unconfirmed: a share that needed it is not confirmed; a whole one is.
+    let odd = rules
+        .assess(
+            &FeeSituation::new(FeeBasis::SocialInsuranceSalary, 9_876_543),
+            ym("2026-03"),
+        )
+        .unwrap();
+    assert_eq!(odd.due_vnd, 98_765);
+    assert!(!odd.rule_confirmed);
+    let even = rules
+        .assess(
+            &FeeSituation::new(FeeBasis::SocialInsuranceSalary, 9_876_500),
+            ym("2026-03"),
+        )
+        .unwrap();
+    assert!(even.rule_confirmed);
+    // A reduction no regulation grants is refused even in a month no rule prices.
+    let leave = FeeSituation {
+        relief: Some(Relief::Reduction {
+            percent: 40,
+            from: ym("2025-05"),
+            months: 3,
+        }),
+        ..FeeSituation::new(FeeBasis::SickOrMaternityBenefit, 6_000_000)
+    };
+    let period = [FeePeriod {
+        since: ym("2025-05"),
+        situation: leave,
+    }];
+    let err = rules
+        .statement(&period, ym("2025-05"), ym("2025-07"))
+        .unwrap_err();
+    assert!(matches!(err, FeeError::Invalid { .. }), "{err}");
+}
+
+/// One month has one spelling, and the calendar ends at year 9999.
+#[test]
+fn months_are_spelled_one_way_and_stay_in_range() {
+    for bad in [
+        "2026-3", "+2026-03", "2026-003", " 2026-03", "2026/03", "10000-01", "1929-12",
+    ] {
+        assert!(YearMonth::parse(bad).is_err(), "{bad}");
+    }
+    let last = ym("9999-12");
+    assert_eq!(last.plus(1), last);
+    assert_eq!(last.plus(u32::MAX), last);
+    assert_eq!(ym("2026-01").previous(), Some(ym("2025-12")));
+    assert_eq!(ym("1930-01").previous(), None);
+    assert_eq!((ym("2026-07").year(), ym("2026-07").month()), (2026, 7));
 }

@@ -303,9 +303,13 @@ impl ProcedureRequest {
                 if months.is_empty() {
                     return Err(invalid("months", "name at least one month"));
                 }
+                let mut seen = std::collections::BTreeSet::new();
                 for m in months {
-                    super::fees::YearMonth::parse(m)
+                    let month = super::fees::YearMonth::parse(m)
                         .map_err(|_| invalid("months", "expected YYYY-MM"))?;
+                    if !seen.insert(month) {
+                        return Err(invalid("months", "names a month twice"));
+                    }
                 }
                 if *amount_vnd <= 0 {
                     return Err(invalid("amount_vnd", "must be positive"));

@@ -46,6 +46,12 @@ impl<'a> FeeLedger<'a> {
 
     /// Records an assessment (replacing an earlier one for the month, keeping payments).
     pub fn record_assessment(&self, assessment: Assessment) -> Result<(), FeeError> {
+        // The standing trusts `due_vnd`: an entry no rule could give is refused.
+        if assessment.relief_percent > 100 || assessment.due_vnd > assessment.base_vnd {
+            return Err(FeeError::Invalid {
+                reason: "an assessment's relief is 0-100% and its due at most its base".into(),
+            });
+        }
         let id = assessment.month.to_string();
         self.vault.transaction(|tx| {
             let paid_vnd = tx

@@ -11,22 +11,23 @@ pub use ledger::{FeeLedger, LedgerEntry, YearStanding};
 use crate::vault::VaultError;
 use std::sync::OnceLock;
 
-/// A calendar month, `YYYY-MM` in JSON.
+/// A calendar month, `YYYY-MM` in JSON, from 1930 to 9999.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(try_from = "String", into = "String")]
 pub struct YearMonth {
-    /// Year.
-    pub year: u16,
-    /// Month, 1-12.
-    pub month: u8,
+    year: u16,
+    month: u8,
 }
 
+/// The last month a [`YearMonth`] names (its year has four digits).
+const LAST_YEAR: u16 = 9999;
+
 impl YearMonth {
-    /// A month, if `month` is 1-12.
+    /// A month, if `month` is 1-12 and `year` 1930-9999.
     pub fn new(year: u16, month: u8) -> Result<Self, FeeError> {
-        if !(1..=12).contains(&month) || year < 1930 {
+        if !(1..=12).contains(&month) || !(1930..=LAST_YEAR).contains(&year) {
             return Err(FeeError::Invalid {
                 reason: format!("no such month {year}-{month}"),
             });
@@ -34,13 +35,31 @@ impl YearMonth {
         Ok(YearMonth { year, month })
     }
 
-    /// Parses `YYYY-MM`.
+    /// Parses `YYYY-MM` exactly (four digits, a dash, two digits), so one month has one
+    /// spelling.
     pub fn parse(text: &str) -> Result<Self, FeeError> {
         let bad = || FeeError::Invalid {
             reason: format!("expected YYYY-MM, got {text:?}"),
         };
-        let (y, m) = text.split_once('-').ok_or_else(bad)?;
-        YearMonth::new(y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?)
+        let bytes = text.as_bytes();
+        let digits = |range: std::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+        if bytes.len() != 7 || bytes[4] != b'-' || !digits(0..4) || !digits(5..7) {
+            return Err(bad());
+        }
+        YearMonth::new(
+            text[..4].parse().map_err(|_| bad())?,
+            text[5..].parse().map_err(|_| bad())?,
+        )
+    }
+
+    /// The year.
+    pub fn year(self) -> u16 {
+        self.year
+    }
+
+    /// The month, 1-12.
+    pub fn month(self) -> u8 {
+        self.month
     }
 
     /// The month in Hanoi (UTC+7) at unix time `secs`.
@@ -56,6 +75,8 @@ impl YearMonth {
     }
 
     fn from_index(index: u32) -> YearMonth {
+        let last = u32::from(LAST_YEAR) * 12 + 11;
+        let index = index.min(last);
         YearMonth {
             year: (index / 12) as u16,
             month: (index % 12) as u8 + 1,
@@ -66,13 +87,16 @@ impl YearMonth {
         u32::from(self.year) * 12 + u32::from(self.month.saturating_sub(1))
     }
 
-    /// The month `n` months later.
+    /// The month `n` months later (December 9999 at the latest).
     pub fn plus(self, n: u32) -> YearMonth {
-        let index = self.index().saturating_add(n);
-        YearMonth {
-            year: (index / 12) as u16,
-            month: (index % 12) as u8 + 1,
-        }
+        YearMonth::from_index(self.index().saturating_add(n))
+    }
+
+    /// The month before (`None` before the first month a `YearMonth` names).
+    pub fn previous(self) -> Option<YearMonth> {
+        let index = self.index().checked_sub(1)?;
+        let month = YearMonth::from_index(index);
+        (month.year >= 1930).then_some(month)
     }
 }
 
@@ -439,6 +463,11 @@ pub struct FeeRules {
     schedules: Vec<FeeSchedule>,
     #[serde(default)]
     minimum_wages: Vec<MinimumWage>,
+    /// The last month for which the wage decrees were checked: a later month's share of the
+    /// minimum wage is of the latest decree known, which a newer one may replace, so it is not
+    /// confirmed.
+    #[serde(default)]
+    minimum_wages_checked_through: Option<YearMonth>,
 }
 
 impl FeeRules {
@@ -488,14 +517,27 @@ impl FeeRules {
         Ok(FeeRules {
             schedules,
             minimum_wages,
+            minimum_wages_checked_through: None,
         })
+    }
+
+    /// The same rules, with the wage decrees checked through `month` (see
+    /// [`FeeRules::assess`]'s `rule_confirmed`).
+    pub fn with_minimum_wages_checked_through(mut self, month: YearMonth) -> Self {
+        self.minimum_wages_checked_through = Some(month);
+        self
     }
 
     /// Rules from their JSON form (the form of the shipped `regulations.json`).
     pub fn from_json(json: &[u8]) -> Result<Self, FeeError> {
         let rules: FeeRules = serde_json::from_slice(json)
             .map_err(|e| invalid(format!("fee rules do not parse: {e}")))?;
-        FeeRules::new(rules.schedules, rules.minimum_wages)
+        let checked = rules.minimum_wages_checked_through;
+        let rules = FeeRules::new(rules.schedules, rules.minimum_wages)?;
+        Ok(match checked {
+            Some(month) => rules.with_minimum_wages_checked_through(month),
+            None => rules,
+        })
     }
 
     /// The regulations shipped with the library: 342-QĐ/TW from April 2011, 01-QĐ/TW from
@@ -568,6 +610,8 @@ impl FeeRules {
         situation: &FeeSituation,
         month: YearMonth,
     ) -> Result<Assessment, FeeError> {
+        // A malformed relief is refused whether or not the month can be priced.
+        let relief_percent = relief_percent(situation.relief, month)?;
         let schedule = self.schedule_for(month).ok_or_else(|| FeeError::NoRule {
             what: format!(
                 "month {month} (the earliest regulation modelled starts {})",
@@ -601,10 +645,8 @@ impl FeeRules {
             }
         };
         let base_vnd = schedule.rounding.apply(raw);
-        let relief_percent = relief_percent(situation.relief, month)?;
-        let due_vnd = schedule
-            .rounding
-            .apply(u128::from(base_vnd) * u128::from(100 - relief_percent) * (EXACT / 100));
+        let due_exact = u128::from(base_vnd) * u128::from(100 - relief_percent) * (EXACT / 100);
+        let due_vnd = schedule.rounding.apply(due_exact);
         let mut rule = line.map_or_else(
             || {
                 format!(
@@ -614,6 +656,7 @@ impl FeeRules {
             },
             |l| l.text.clone(),
         );
+        let mut wage_known = true;
         if let Some(FeeRule::MinimumWageShare { .. }) = line.map(|l| &l.rule) {
             if let Some((decree, wage)) = situation
                 .region
@@ -621,13 +664,23 @@ impl FeeRules {
             {
                 rule = format!("{rule}: {wage} VND under {decree}");
             }
+            if let Some(checked) = self.minimum_wages_checked_through.filter(|c| month > *c) {
+                wage_known = false;
+                rule = format!(
+                    "{rule} (the latest decree known in {checked}; a later one may change it)"
+                );
+            }
         }
+        // Amounts that needed rounding are confirmed only when the rounding is.
+        let whole =
+            |exact: u128| exact % (u128::from(schedule.rounding.step_vnd.max(1)) * EXACT) == 0;
+        let rounded = schedule.rounding.confirmed || (whole(raw) && whole(due_exact));
         Ok(Assessment {
             month,
             regulation: schedule.regulation.clone(),
             basis: Some(situation.basis),
             rule,
-            rule_confirmed: line.is_none_or(|l| l.confirmed),
+            rule_confirmed: line.is_none_or(|l| l.confirmed) && wage_known && rounded,
             base_vnd,
             relief_percent,
             due_vnd,
@@ -726,27 +779,55 @@ impl FeeRules {
         let mut months = Vec::new();
         let mut total_due_vnd = 0u64;
         let mut unpriced = Vec::new();
+        let in_force = |m: YearMonth| periods.iter().rposition(|p| p.since <= m);
         for n in 0..=from.months_until(to) {
             let month = from.plus(n);
-            let in_force = |m: YearMonth| periods.iter().rev().find(|p| p.since <= m);
-            let period = in_force(month)
+            let index = in_force(month)
                 .ok_or_else(|| invalid(format!("no situation given for {month}")))?;
+            let period = &periods[index];
+            let basis = period.situation.basis;
+            let previous = month.previous();
+            // One figure cannot be two incomes: 342-QĐ/TW charged an enterprise's payroll wage,
+            // 01-QĐ/TW charges its social-insurance salary.
+            if let Some(before) = previous.filter(|m| in_force(*m) == Some(index)) {
+                if period.situation.income_vnd > 0
+                    && self.income_is_social_insurance_salary(basis, before)
+                        != self.income_is_social_insurance_salary(basis, month)
+                {
+                    return Err(invalid(format!(
+                        "{basis:?} is charged on another income from {month} (the \
+                         social-insurance salary under one regulation, not under the other): \
+                         start a new period in {month} with that income"
+                    )));
+                }
+            }
             // A salary that changed in June is charged from July's fee on (01-QĐ/TW: the
             // previous month's social-insurance salary): the month before's income, when it
             // was that salary too (a public body's or an enterprise's under 01-QĐ/TW, a public
             // body's under 342-QĐ/TW, not 342-QĐ/TW's payroll wage), and there was one (not an
-            // exemption that needed none).
-            let basis = period.situation.basis;
-            let previous = month.index().checked_sub(1).map(YearMonth::from_index);
-            let before = previous
-                .and_then(|m| in_force(m).map(|p| (m, p)))
-                .filter(|(m, p)| {
-                    p.situation.income_vnd > 0
-                        && self.income_is_social_insurance_salary(p.situation.basis, *m)
-                })
-                .map(|(_, p)| p);
+            // exemption that needed none). A member who had none (a pensioner hired again)
+            // pays on this month's; a month before any situation given is not guessed.
+            let charges_previous = self.charges_previous_month(basis, month);
+            let before = match previous {
+                Some(m) => match in_force(m) {
+                    Some(i) => Some((m, &periods[i])),
+                    None if charges_previous && period.situation.relief != Some(Relief::Exempt) => {
+                        return Err(invalid(format!(
+                            "the fee for {month} is charged on {m}'s social-insurance salary: \
+                             give the situation from {m}"
+                        )))
+                    }
+                    None => None,
+                },
+                None => None,
+            }
+            .filter(|(m, p)| {
+                p.situation.income_vnd > 0
+                    && self.income_is_social_insurance_salary(p.situation.basis, *m)
+            })
+            .map(|(_, p)| p);
             let situation = match before {
-                Some(b) if self.charges_previous_month(basis, month) => FeeSituation {
+                Some(b) if charges_previous => FeeSituation {
                     income_vnd: b.situation.income_vnd,
                     ..period.situation.clone()
                 },
@@ -805,7 +886,7 @@ mod tests {
     #[test]
     fn the_shipped_regulations_parse() {
         let rules = FeeRules::official().expect("regulations.json parses");
-        assert_eq!(rules.schedules().len(), 3);
+        assert_eq!(rules.schedules().len(), 4);
         let m = YearMonth::new(2026, 3).unwrap();
         assert_eq!(
             rules.minimum_wage(WageRegion::I, m),
