@@ -259,10 +259,22 @@ pub struct HealthEntry {
     pub resource_json: String,
 }
 
+/// The installed bundle's trust: only if `trust_key` signed it, when the book was given one.
+fn installed_trust(
+    vault: &thudo_core::vault::Vault,
+    trust_key: Option<&[u8]>,
+) -> Result<Option<thudo_core::health::shc::TrustStore>, trust_bundle::TrustBundleError> {
+    match trust_key {
+        Some(anchor) => trust_bundle::installed_trust_signed_by(vault, anchor),
+        None => trust_bundle::installed_trust(vault),
+    }
+}
+
 /// Entries with their signer checked against the installed trust bundle (if any).
 fn entries_with_trust(
     book: &records::HealthBook<'_>,
     records: Vec<records::HealthRecord>,
+    trust_key: Option<&[u8]>,
 ) -> Result<Vec<HealthEntry>, records::HealthError> {
     // Loading the bundle parses every issuer key and certificate: only when a card's record
     // is listed.
@@ -270,7 +282,7 @@ fn entries_with_trust(
         .iter()
         .any(|r| r.provenance.source == records::Source::HealthCard);
     let trust = if any_card {
-        trust_bundle::installed_trust(book.vault()).unwrap_or_default()
+        installed_trust(book.vault(), trust_key).unwrap_or_default()
     } else {
         None
     };
@@ -450,6 +462,8 @@ pub struct HealthPerson {
 #[derive(uniffi::Object)]
 pub struct HealthBook {
     vault: Arc<thudo_core::vault::Vault>,
+    /// The trust-list key the app carries, when it gave one.
+    trust_key: Option<[u8; 65]>,
 }
 
 impl HealthBook {
@@ -463,18 +477,44 @@ impl HealthBook {
     }
 }
 
+fn parse_trust_key(trust_key: &str) -> Result<[u8; 65], HealthBookError> {
+    trust_bundle::parse_anchor(trust_key).ok_or_else(|| HealthBookError::Invalid {
+        field: "trust_key".into(),
+        reason: "not a base64 P-256 public key".into(),
+    })
+}
+
 fn optional_now(now_unix: Option<i64>) -> i64 {
     now_unix.unwrap_or_else(|| unix_now() as i64)
 }
 
 #[uniffi::export(async_runtime = "tokio")]
 impl HealthBook {
-    /// The health book stored in `vault`.
+    /// The health book stored in `vault`. It trusts the installed trust bundle whatever key
+    /// signed it; an app that carries a trust-list key opens the book `withTrustKey`.
     #[uniffi::constructor]
     pub fn new(vault: Arc<crate::vault::Vault>) -> Arc<Self> {
         Arc::new(HealthBook {
             vault: vault.core(),
+            trust_key: None,
         })
+    }
+
+    /// The health book stored in `vault`, trusting the installed trust bundle only if
+    /// `trustKey` (the trust-list public key the app is built with, base64) signed it: after
+    /// the key is replaced (retired, or leaked), a bundle the old key signed vouches for nothing
+    /// (no trusted verifier issuers, no record shown as verified, no trust status) until one
+    /// the new key signed is installed.
+    #[uniffi::constructor]
+    pub fn with_trust_key(
+        vault: Arc<crate::vault::Vault>,
+        trust_key: String,
+    ) -> Result<Arc<Self>, HealthBookError> {
+        let anchor = parse_trust_key(&trust_key)?;
+        Ok(Arc::new(HealthBook {
+            vault: vault.core(),
+            trust_key: Some(anchor),
+        }))
     }
 
     /// Imports a FHIR R4 Bundle (IPS document, collection, transaction) in one transaction,
@@ -568,33 +608,38 @@ impl HealthBook {
         trust_key: String,
         now_unix: Option<i64>,
     ) -> Result<HealthTrustStatus, HealthBookError> {
-        let anchor =
-            trust_bundle::parse_anchor(&trust_key).ok_or_else(|| HealthBookError::Invalid {
-                field: "trust_key".into(),
-                reason: "not a base64 P-256 public key".into(),
-            })?;
+        let anchor = parse_trust_key(&trust_key)?;
         let now = optional_now(now_unix);
         let vault = self.vault.clone();
         blocking(move || Ok(trust_bundle::install(&vault, &bundle, &anchor, now)?.into())).await
     }
 
-    /// The installed trust bundle's version, dates and staleness (`null` before the first).
+    /// The installed trust bundle's version, dates and staleness (`null` before the first, and
+    /// in a book opened `withTrustKey` when that key did not sign it).
     #[uniffi::method(default(now_unix = None))]
     pub async fn trust_status(
         &self,
         now_unix: Option<i64>,
     ) -> Result<Option<HealthTrustStatus>, HealthBookError> {
         let now = optional_now(now_unix);
-        let vault = self.vault.clone();
-        blocking(move || Ok(trust_bundle::status(&vault, now)?.map(Into::into))).await
+        let (vault, trust_key) = (self.vault.clone(), self.trust_key);
+        blocking(move || {
+            let status = match trust_key {
+                Some(anchor) => trust_bundle::status_signed_by(&vault, &anchor, now)?,
+                None => trust_bundle::status(&vault, now)?,
+            };
+            Ok(status.map(Into::into))
+        })
+        .await
     }
 
     /// A verifier holding the installed trust bundle's issuers and signers (an empty one before
-    /// the first bundle): health cards and vaccine passports verify with no app code.
+    /// the first bundle, and in a book opened `withTrustKey` when that key did not sign it):
+    /// health cards and vaccine passports verify with no app code.
     pub async fn trusted_verifier(&self) -> Result<Arc<HealthCardVerifier>, HealthBookError> {
-        let vault = self.vault.clone();
+        let (vault, trust_key) = (self.vault.clone(), self.trust_key);
         let trust = blocking(move || -> Result<_, HealthBookError> {
-            Ok(trust_bundle::installed_trust(&vault)?)
+            Ok(installed_trust(&vault, trust_key.as_ref().map(|k| &k[..]))?)
         })
         .await?;
         Ok(HealthCardVerifier::with_trust(trust.unwrap_or_default()))
@@ -631,18 +676,25 @@ impl HealthBook {
         from: Option<String>,
         to: Option<String>,
     ) -> Result<Vec<HealthEntry>, HealthBookError> {
+        let trust_key = self.trust_key;
         self.run(move |b| {
             let found = b.records(&person_id, kind, from.as_deref(), to.as_deref())?;
-            entries_with_trust(&b, found)
+            entries_with_trust(&b, found, trust_key.as_ref().map(|k| &k[..]))
         })
         .await
     }
 
     /// A record by `Type/id`.
     pub async fn record(&self, key: String) -> Result<Option<HealthEntry>, HealthBookError> {
+        let trust_key = self.trust_key;
         self.run(move |b| {
             let found = b.get(&key)?;
-            Ok(entries_with_trust(&b, found.into_iter().collect())?.pop())
+            Ok(entries_with_trust(
+                &b,
+                found.into_iter().collect(),
+                trust_key.as_ref().map(|k| &k[..]),
+            )?
+            .pop())
         })
         .await
     }

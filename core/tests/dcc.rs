@@ -131,6 +131,36 @@ fn forged_tampered_and_unknown_signers_are_refused() {
     assert!(dcc::verify(&pl.qr, &signers(&pl), pl.clock).is_err());
 }
 
+/// Spain's ES256 on a P-384 key, with `r` and `s` each padded by a zero byte: ring would read
+/// the same numbers, but a revocation by signature hashes the first half, which would then
+/// no longer be `r`. Only the exact 96 bytes verify.
+#[test]
+fn a_padded_signature_does_not_verify() {
+    use ciborium::value::Value as Cbor;
+    let es = case("ES", "ES/2DCode/raw/401.json");
+    let mut message: Cbor = ciborium::from_reader(&cose_of(&es.qr)[..]).unwrap();
+    let parts = match &mut message {
+        Cbor::Tag(18, inner) => inner.as_array_mut(),
+        other => other.as_array_mut(),
+    }
+    .unwrap();
+    let signature = parts[3].as_bytes().unwrap().clone();
+    assert_eq!(signature.len(), 96);
+    let mut padded = vec![0];
+    padded.extend_from_slice(&signature[..48]);
+    padded.push(0);
+    padded.extend_from_slice(&signature[48..]);
+    parts[3] = Cbor::Bytes(padded);
+    let mut cose = Vec::new();
+    ciborium::into_writer(&message, &mut cose).unwrap();
+    assert_eq!(
+        dcc::decode(&qr_of(&cose))
+            .unwrap()
+            .verify_signature(&signers(&es)),
+        Err(DccError::BadSignature)
+    );
+}
+
 #[test]
 fn truncated_oversized_and_bombs_fail_with_a_reason_and_no_panic() {
     let de = german();

@@ -335,3 +335,37 @@ fn damaged_certificates_never_panic_or_verify_as_something_else() {
         "{verified} of 4,000 damaged certificates verified"
     );
 }
+
+/// A test type outside the DCC's value set is shown as it came, never as a nucleic-acid test.
+#[test]
+fn a_test_of_an_unknown_type_is_not_named_a_pcr() {
+    let s = signer();
+    let test = |tt: &str| {
+        json!({
+            "ver": "1.3.0", "nam": {"fn": "Jones", "fnt": "JONES"}, "dob": "1990-01-01",
+            "t": [{"tg": "840539006", "tt": tt, "sc": "2021-05-01T10:00:00Z",
+                   "tr": "260415000", "tc": "Testzentrum", "co": "DE",
+                   "is": "Ministry of Health DE", "ci": "URN:UVCI:01:DE:OWN0002"}]
+        })
+    };
+    let observation = |tt: &str| {
+        let text = hc1(&s, &test(tt), Some(NOW + 86_400));
+        let verified = dcc::verify(&text, &s.trusted, NOW).unwrap();
+        dcc::fhir::bundle(&verified)["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"].clone())
+            .find(|r| r["resourceType"] == "Observation")
+            .unwrap()
+    };
+    let pcr = observation("LP6464-4");
+    assert_eq!(pcr["code"]["coding"][0]["code"], "94500-6");
+    let unknown = observation("LP9999-9");
+    let text = unknown["code"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("unrecognised") && text.contains("LP9999-9"),
+        "{text}"
+    );
+    assert!(!unknown.to_string().contains("94500-6"), "{unknown}");
+}

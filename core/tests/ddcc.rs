@@ -250,6 +250,25 @@ fn the_core_data_set_reads_from_every_who_bundle_and_round_trips() {
     let s = HealthBook::new(&v).import_bundle(&bundle, None, 1).unwrap();
     assert_eq!((s.stored, s.refused), (3, 0));
     assert!(s.liberties.is_empty(), "{:?}", s.liberties);
+    // A dose naming a patient the bundle does not hold is nobody's, not the only patient's.
+    let strays = json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Patient", "id": "A",
+                "name": [{"text": "Trần Văn A"}], "birthDate": "1980-01-01"}},
+            {"fullUrl": "urn:uuid:i", "resource": {"resourceType": "Immunization", "id": "I",
+                "status": "completed", "patient": {"reference": "Patient/B"},
+                "vaccineCode": {"coding": [{"system": "http://id.who.int/icd11/mms", "code": "XM68M6"}]},
+                "occurrenceDateTime": "2021-09-10"}}
+        ]
+    })
+    .to_string();
+    let read = ddcc::from_fhir(&strays).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].name.as_str(), read[0].birth_date.as_deref()),
+        ("", None)
+    );
     // Garbage is an error, not a panic.
     assert!(ddcc::from_fhir("{").is_err());
     assert!(ddcc::from_fhir("[]").is_err());

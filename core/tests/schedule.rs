@@ -74,6 +74,21 @@ fn three_months_on_track_and_five_months_behind() {
     assert_eq!(state(&s, "Measles", 1), DoseState::Upcoming);
 }
 
+/// One dose recorded twice (a card imported again, the same visit from two sources) is one
+/// dose: the copy never fills the next dose of the series, which stays due, then overdue.
+#[test]
+fn a_dose_recorded_twice_the_same_day_is_one_dose() {
+    let done = given(&[
+        ("DPT-HepB-Hib", "2026-03-16"),
+        ("DPT-HepB-Hib", "2026-03-16"),
+    ]);
+    let s = VN_EPI_2024.status(d(BIRTH), &done, d("2026-04-16"));
+    assert_eq!(state(&s, "DPT-HepB-Hib", 1), DoseState::Done);
+    assert_eq!(state(&s, "DPT-HepB-Hib", 2), DoseState::Due);
+    let s = VN_EPI_2024.status(d(BIRTH), &done, d("2026-07-01"));
+    assert_eq!(state(&s, "DPT-HepB-Hib", 2), DoseState::Overdue);
+}
+
 #[test]
 fn japanese_encephalitis_follows_the_previous_dose() {
     let done = given(&[("JE", "2027-01-20")]);

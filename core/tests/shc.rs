@@ -421,4 +421,27 @@ fn an_expired_card_is_refused_by_the_verifier_and_imported_as_evidence() {
         .unwrap()
         .iter()
         .all(|v| *v == Some(true)));
+    // The same card downloaded again: the issuer signs anew (each ECDSA signature differs), the
+    // content is the same, so its records are replaced, not copied.
+    let again = format!(
+        "{signed}.{}",
+        URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()).unwrap())
+    );
+    assert_ne!(again, jws);
+    book.verify_and_import_card(&again, &trust, NOW, None)
+        .unwrap();
+    let shots = book
+        .records(
+            &person,
+            Some(thudo_core::health::fhir::Kind::Immunization),
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(shots.len(), 3);
+    assert!(book
+        .vouched(&shots, &trust)
+        .unwrap()
+        .iter()
+        .all(|v| *v == Some(true)));
 }

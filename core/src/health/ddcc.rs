@@ -291,12 +291,15 @@ pub fn from_fhir(bundle_json: &str) -> Result<Vec<Vaccination>, FhirError> {
         .iter()
         .filter(|r| fhir::resource_type(r) == Some("Immunization"))
     {
-        let patient = fhir::person_of(imm)
-            .and_then(|p| by_key.get(&format!("Patient/{p}")).copied())
-            .or(match patients.as_slice() {
+        // The patient the dose names; the bundle's only patient only when it names none (one
+        // it names but the bundle lacks is nobody's, never another person's).
+        let patient = match fhir::person_of(imm) {
+            Some(p) => by_key.get(&format!("Patient/{p}")).copied(),
+            None => match patients.as_slice() {
                 [one] => Some(**one),
                 _ => None,
-            });
+            },
+        };
         let name = patient.map(fhir::patient_name).unwrap_or_default();
         let protocol = imm.pointer("/protocolApplied/0");
         let number = |field: &str| {

@@ -210,7 +210,10 @@ impl Schedule {
                 .filter(|g| counts_as(&g.vaccine, vaccine))
                 .map(|g| g.date)
                 .collect();
+            // One vaccine given twice the same day is one dose recorded twice (a card imported
+            // again, a copy from another source), never two doses of a series.
             dates.sort();
+            dates.dedup();
             dates
         };
         let mut out: Vec<DoseStatus> = Vec::with_capacity(self.doses.len() + regional.len());

@@ -405,7 +405,7 @@ pub fn status(vault: &Vault, now: i64) -> Result<Option<TrustStatus>, TrustBundl
 }
 
 /// The installed bundle's status if `anchor` signed it.
-fn status_signed_by(
+pub fn status_signed_by(
     vault: &Vault,
     anchor: &[u8],
     now: i64,

@@ -138,6 +138,21 @@ final class VaccinePassportTests: XCTestCase {
         // Every dose of the card says so (a listing checks each card once for all its entries).
         XCTAssertGreaterThanOrEqual(before.count, 2)
         XCTAssertEqual(before.map(\.provenance.signerTrusted), Array(repeating: true, count: before.count))
+        // A book opened with the app's key trusts the bundle; with another key (the app moved to
+        // a new trust-list key) nothing it signed vouches for anything.
+        let own = try await HealthBook.withTrustKey(vault: vault, trustKey: first.key).trustStatus()
+        XCTAssertEqual(own?.version, status.version)
+        // A valid P-256 key no bundle is signed with (the curve's generator, compressed).
+        let moved = try HealthBook.withTrustKey(vault: vault, trustKey: "A2sX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKW")
+        let movedStatus = try await moved.trustStatus()
+        XCTAssertNil(movedStatus)
+        let untrusted = try await moved.trustedVerifier()
+        XCTAssertThrowsError(try untrusted.verifyJws(jws: card, nowUnix: 1_790_000_000)) { error in
+            guard case HealthCardError.UnknownKey = error else { return XCTFail("\(error)") }
+        }
+        let unvouched = try await moved.records(personId: person, kind: .immunization, from: nil, to: nil)
+        XCTAssertEqual(unvouched.map(\.provenance.signerTrusted), Array(repeating: nil, count: before.count))
+        XCTAssertThrowsError(try HealthBook.withTrustKey(vault: vault, trustKey: "not a key"))
 
         let second = try await publishTestTrustBundle("{\"card_issuers\":[]}")
         let refreshed = try await client.refreshHealthTrust(vault: vault)

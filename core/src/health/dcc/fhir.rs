@@ -35,10 +35,12 @@ const PRODUCTS: &[(&str, &str)] = &[
 ];
 
 /// The test types' codes (the DCC uses LOINC parts; the records use the LOINC test codes).
-fn test_code(tt: &str) -> (&'static str, &'static str) {
+/// A type outside the DCC's value set is named as it came, never as the strongest kind.
+fn test_code(tt: &str) -> Option<(&'static str, &'static str)> {
     match tt {
-        "LP217198-3" => ("94558-4", "SARS-CoV-2 rapid antigen test"),
-        _ => ("94500-6", "SARS-CoV-2 nucleic acid test"),
+        "LP217198-3" => Some(("94558-4", "SARS-CoV-2 rapid antigen test")),
+        "LP6464-4" => Some(("94500-6", "SARS-CoV-2 nucleic acid test")),
+        _ => None,
     }
 }
 
@@ -186,7 +188,19 @@ fn record(kind: CertificateKind, entry: &Value, patient_id: &str, record_id: &st
         }
         CertificateKind::Test => {
             let tt = text_of(entry, "tt");
-            let (loinc, title) = test_code(&tt);
+            let (coding, title) = match test_code(&tt) {
+                Some((loinc, title)) => (
+                    json!([
+                        { "system": LOINC, "code": loinc, "display": title },
+                        { "system": LOINC, "code": tt }
+                    ]),
+                    title.to_owned(),
+                ),
+                None => (
+                    json!([{ "system": LOINC, "code": tt }]),
+                    format!("SARS-CoV-2 test of an unrecognised type ({tt})"),
+                ),
+            };
             let tr = text_of(entry, "tr");
             let performer = [text_of(entry, "tc"), issuer.clone()]
                 .into_iter()
@@ -201,13 +215,7 @@ fn record(kind: CertificateKind, entry: &Value, patient_id: &str, record_id: &st
                     "system": "http://terminology.hl7.org/CodeSystem/observation-category",
                     "code": "laboratory"
                 }] }],
-                "code": {
-                    "coding": [
-                        { "system": LOINC, "code": loinc, "display": title },
-                        { "system": LOINC, "code": tt }
-                    ],
-                    "text": title
-                },
+                "code": { "coding": coding, "text": title },
                 "subject": subject,
                 "effectiveDateTime": fhir_date_time(entry, "sc"),
                 "valueCodeableConcept": {

@@ -422,6 +422,18 @@ impl Decoded {
     }
 }
 
+impl VerifiedDcc {
+    /// Who issued it, as a record shows it: the CWT issuer when it names the signer's own
+    /// country, else the signer's country. The claim is the signer's word: a signer trusted
+    /// for one country is not shown as another's.
+    pub fn vouched_issuer(&self) -> String {
+        match &self.issuer {
+            Some(iss) if iss.eq_ignore_ascii_case(&self.country) => iss.clone(),
+            _ => self.country.clone(),
+        }
+    }
+}
+
 /// A certificate that passed every check.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct VerifiedDcc {

@@ -179,12 +179,15 @@ impl Signer {
                     .is_ok()
             }
             // COSE names the hash, not the curve: ES256 on a P-384 key is SHA-256 on P-384
-            // (Spain signed so), which ring verifies from a DER signature.
-            (SignerKey::P384(point), -7) => raw_to_der(signature).is_some_and(|der| {
-                UnparsedPublicKey::new(&ECDSA_P384_SHA256_ASN1, point)
-                    .verify(message, &der)
-                    .is_ok()
-            }),
+            // (Spain signed so), which ring verifies from a DER signature. Exactly r||s of 48
+            // bytes each: a padded form would verify too, and dodge revocation by signature,
+            // which hashes the first half.
+            (SignerKey::P384(point), -7) if signature.len() == 96 => raw_to_der(signature)
+                .is_some_and(|der| {
+                    UnparsedPublicKey::new(&ECDSA_P384_SHA256_ASN1, point)
+                        .verify(message, &der)
+                        .is_ok()
+                }),
             (SignerKey::Rsa(key), -37) => UnparsedPublicKey::new(&RSA_PSS_2048_8192_SHA256, key)
                 .verify(message, signature)
                 .is_ok(),

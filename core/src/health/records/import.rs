@@ -213,9 +213,10 @@ impl HealthBook<'_> {
     }
 
     /// Imports a verified SMART Health Card (see [`shc::verify`]) with its provenance:
-    /// issuer, key id and time of verification. `jws` names the card's records stably, so
-    /// importing the same card again replaces rather than duplicates. A signed card is stored
-    /// whole or not at all.
+    /// issuer, key id and time of verification. The issuer and the card's content name its
+    /// records, so importing the same card again, even signed anew (issuers sign on every
+    /// download, and each signature differs), replaces rather than duplicates. A signed card is
+    /// stored whole or not at all.
     pub fn import_card(
         &self,
         card: &VerifiedCard,
@@ -223,7 +224,8 @@ impl HealthBook<'_> {
         into_person: Option<&str>,
         now: u64,
     ) -> Result<ImportSummary, HealthError> {
-        let resources = fhir::resources_of_bundle(card.fhir_bundle.clone(), jws)?;
+        let content = format!("{}\n{}", card.issuer, card.fhir_bundle);
+        let resources = fhir::resources_of_bundle(card.fhir_bundle.clone(), &content)?;
         let provenance = Provenance {
             source: Source::HealthCard,
             issuer: Some(card.issuer.clone()),
@@ -270,10 +272,7 @@ impl HealthBook<'_> {
         let resources = fhir::resources_of_bundle(dcc::fhir::bundle(certificate), qr_text)?;
         let provenance = Provenance {
             source: Source::HealthCard,
-            issuer: certificate
-                .issuer
-                .clone()
-                .or_else(|| Some(certificate.country.clone())),
+            issuer: Some(certificate.vouched_issuer()),
             kid: Some(certificate.kid.clone()),
             verified_at: Some(certificate.verified_at),
             card: Some(qr_text.trim().to_owned()),

@@ -87,7 +87,7 @@ pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reveri
         let c = dcc::authenticate(card, &trust.dcc, at).ok()?;
         let bundle = dcc::fhir::bundle(&c);
         (
-            c.issuer.unwrap_or_else(|| c.country.clone()),
+            c.vouched_issuer(),
             c.kid,
             Some(c.country),
             Some(c.certificate_id),

@@ -138,6 +138,14 @@ class VaccinePassportTest {
             val shots = book.records(person, HealthKind.IMMUNIZATION, null, null)
             assertTrue(shots.size >= 2, "$shots")
             assertEquals(List(shots.size) { true }, shots.map { it.provenance.signerTrusted })
+            // A book opened with the app's key trusts the bundle; with another key (the app
+            // moved to a new trust-list key) nothing it signed vouches for anything.
+            assertEquals(status.version, HealthBook.withTrustKey(vault, key).trustStatus()!!.version)
+            val moved = HealthBook.withTrustKey(vault, GENERATOR_KEY)
+            assertEquals(null, moved.trustStatus())
+            assertThrows<HealthCardException.UnknownKey> { moved.trustedVerifier().verifyJws(card, 1_790_000_000L) }
+            assertEquals(List(shots.size) { null }, moved.records(person, HealthKind.IMMUNIZATION, null, null).map { it.provenance.signerTrusted })
+            assertThrows<HealthBookException.Invalid> { HealthBook.withTrustKey(vault, "not a key") }
 
             // The issuer leaves the list: the record says so, the verifier no longer trusts it.
             val (_, second) = publishTestTrustBundle("""{"card_issuers":[]}""")
@@ -153,3 +161,6 @@ class VaccinePassportTest {
         }
     }
 }
+
+/** A valid P-256 public key no bundle is signed with (the curve's generator, compressed). */
+private const val GENERATOR_KEY = "A2sX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKW"
