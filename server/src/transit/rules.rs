@@ -372,7 +372,12 @@ pub fn check_evidence(
     }
     let f = &p.fields;
     let route = bound_route.unwrap_or(tap.route);
-    let pass = match validator::check_windows(f, at) {
+    // In its windows at the QR's time or at the validator's, which judged it (within the skew
+    // allowed below): a credential that ends between the two was accepted, so its ride is
+    // charged, not left free.
+    let windows = validator::check_windows(f, at)
+        .or_else(|reason| validator::check_windows(f, tap.at).map_err(|_| reason));
+    let pass = match windows {
         Err(reason) => Err(code_of(&reason)),
         Ok(()) if !tariff.rides(f.product, f.route, mode, route) => Err("wrong_route".into()),
         Ok(()) => Ok(()),
@@ -459,6 +464,63 @@ mod tests {
         let (verdict, finding) = judge(true, &Evidence::Forged("bad".into()), false, None);
         assert_eq!(verdict, TapVerdict::Forged);
         assert_eq!(finding.map(|f| f.kind), Some(FraudKind::ForgedEvidence));
+    }
+
+    /// A pay-as-you-go credential ending at `t`; a QR signed at `t + 10`, accepted by a
+    /// validator whose clock says `t` (inside its 15 s allowance): the ride is charged.
+    #[test]
+    fn a_credential_in_force_at_the_validators_time_is_charged() {
+        use thudo_core::crypto::p256::SoftwareKey;
+        use thudo_core::transit::issuer::{CredentialRequest, IssuerKey};
+        use thudo_core::transit::{wire, Category};
+        let t: u32 = 1_800_000_000;
+        let (issuer, _) = IssuerKey::generate(1, t - 86_400, t + 86_400).unwrap();
+        let (device, _) = SoftwareKey::generate().unwrap();
+        let credential = issuer
+            .issue(
+                &CredentialRequest {
+                    card_id: 7,
+                    product: Product::PayAsYouGo,
+                    category: Category::Standard,
+                    route: 0,
+                    pass_valid_from: t - 3_600,
+                    pass_valid_until: t + 86_400,
+                    device_public_key: device.public_key().to_vec(),
+                    lifetime_secs: 60,
+                    with_holder: false,
+                },
+                t - 60,
+            )
+            .unwrap();
+        let trusted = HashMap::from([(1, issuer.trusted().clone())]);
+        let tariff = thudo_core::transit::tariff::shipped();
+        let judged = |qr_at: u32, tap_at: u64| {
+            let message = wire::tap_message(&credential, qr_at, 1);
+            let signature = device.sign(&message).unwrap();
+            let tap = Tap {
+                seq: 1,
+                at: tap_at,
+                route: 32,
+                accepted: true,
+                reason: thudo_core::transit::validator::Reason::Ok,
+                card_id: None,
+                product: None,
+                qr_timestamp: None,
+                qr_counter: None,
+                qr: Some(wire::qr_text(&credential, qr_at, 1, &signature)),
+                gate: None,
+            };
+            match check_evidence(&tap, &trusted, None, false, tariff, Mode::Bus) {
+                Evidence::Verified(scan) => scan.invalid,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(judged(t - 5, u64::from(t)), None);
+        assert_eq!(judged(t + 10, u64::from(t)), None, "the validator's time");
+        assert_eq!(
+            judged(t + 10, u64::from(t + 10)).as_deref(),
+            Some("credential_expired")
+        );
     }
 
     #[test]

@@ -396,6 +396,48 @@ fn the_deny_list_is_capped_at_what_a_feed_carries<E: Engine>(s: &SqlStorage<E>) 
     let few: Vec<u64> = (10..10 + thudo_server::transit::store::ALWAYS_TAKEN as u64).collect();
     assert!(s.deny(&few, &[], now + 4).unwrap() > v);
     assert_eq!(s.deny_list(now + 5).unwrap().1.len(), 2 + few.len());
+    // Past a full list small denials go into the reserve, and stop where it does: a flood of
+    // them never outgrows a validator's feed.
+    use thudo_server::storage::engine::Val;
+    use thudo_server::transit::store::{ALWAYS_TAKEN, LISTED_RESERVE};
+    let fill = |from: usize, to: usize| {
+        s.write(|tx| {
+            tx.exec(
+                "INSERT INTO deny_cards(card_id, denied_at, until, reason)
+                 WITH RECURSIVE n(i) AS (SELECT CAST(?1 AS BIGINT) UNION ALL
+                                         SELECT i + 1 FROM n WHERE i < ?2)
+                 SELECT i, ?3, NULL, NULL FROM n",
+                &[
+                    Val::from(from as i64),
+                    Val::from(to as i64 - 1),
+                    Val::from(now),
+                ][..],
+            )
+        })
+        .unwrap()
+    };
+    let listed = 2 + ALWAYS_TAKEN;
+    assert_eq!(
+        fill(1_000_000, 1_000_000 + MAX_LISTED - listed),
+        (MAX_LISTED - listed) as u64
+    );
+    assert!(
+        s.deny(&[7_000_001], &[], now + 6).is_ok(),
+        "one more on a full list"
+    );
+    assert!(s
+        .deny(&(7_000_002..7_000_050).collect::<Vec<_>>(), &[], now + 6)
+        .is_ok());
+    let listed = MAX_LISTED + 49;
+    fill(2_000_000, 2_000_000 + MAX_LISTED + LISTED_RESERVE - listed);
+    match s.deny(&[7_000_100], &[], now + 7) {
+        Err(StorageError::ValueRefused(_)) => {}
+        other => panic!("expected a refusal past the reserve, got {other:?}"),
+    }
+    assert_eq!(
+        s.deny_list(now + 8).unwrap().1.len(),
+        MAX_LISTED + LISTED_RESERVE
+    );
 }
 
 fn a_device_holds_few_keys_and_an_account_orders_within_limits<E: Engine>(s: &SqlStorage<E>) {

@@ -493,6 +493,68 @@ async fn gates_may_upload_in_any_order_and_a_journey_is_still_charged_once() {
     );
 }
 
+/// One entry let out at two stations minutes apart (a phone or a relayed QR handed back over
+/// the barrier): neither exit gate knows of the other, so both let the card out; once no late
+/// entry can explain the second exit, it is a fraud record naming both gates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_entry_let_out_at_two_stations_is_a_fraud_record() {
+    let w = World::start().await;
+    let (_, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (entry, gate_in) = w.gate("in-201", 201, GateDirection::Entry).await;
+    let (first, gate_first) = w.gate("out-212", 212, GateDirection::Exit).await;
+    let (second, gate_second) = w.gate("out-210", 210, GateDirection::Exit).await;
+    let t = tomorrow_morning();
+    assert_eq!(tap(&gate_in, &rider, t), Reason::Ok);
+    assert_eq!(tap(&gate_first, &rider, t + 1_200), Reason::Ok);
+    assert_eq!(tap(&gate_second, &rider, t + 1_500), Reason::Ok);
+    // The later exit's gate uploads first: whichever closes the journey, the other is the
+    // repeat.
+    for (v, g) in [
+        (&second, &gate_second),
+        (&entry, &gate_in),
+        (&first, &gate_first),
+    ] {
+        w.upload_gate(v, g).await;
+    }
+    let repeated = |fraud: &serde_json::Value| -> Vec<(String, String, String)> {
+        fraud
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "repeated_exit")
+            .map(|f| {
+                (
+                    f["validator_id"].as_str().unwrap_or_default().to_owned(),
+                    f["first_validator_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    f["detail"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // Not before a late entry could still arrive.
+    assert!(repeated(&w.admin_get("/v1/admin/transit/fraud").await).is_empty());
+    let fares = FarePolicy::default();
+    for _ in 0..2 {
+        w.storage
+            .settle_journeys((t + 1_500 + 7_201) as i64, &fares)
+            .unwrap();
+    }
+    let found = repeated(&w.admin_get("/v1/admin/transit/fraud").await);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (by, first_by, detail) = &found[0];
+    assert!(
+        !by.is_empty() && !first_by.is_empty() && by != first_by,
+        "{found:?}"
+    );
+    assert!(
+        detail.contains("station 210") && detail.contains("station 212"),
+        "{detail}"
+    );
+}
+
 /// Shared tickets become fraud records with their evidence: one pay-as-you-go card let in at
 /// two gates of a station ten seconds apart (one fare), then at another station while inside;
 /// a day pass's successive QRs on two buses twenty seconds apart.

@@ -50,13 +50,13 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                     .row("SELECT status FROM journeys WHERE id = ?1", params![id])?
                     .map(|r| r.text(0))
                     .transpose()?;
-                let Some(to) = status
-                    .as_deref()
-                    .and_then(JourneyStatus::parse)
-                    .and_then(JourneyStatus::when_time_runs_out)
-                else {
+                let status = status.as_deref().and_then(JourneyStatus::parse);
+                let Some(to) = status.and_then(JourneyStatus::when_time_runs_out) else {
                     continue;
                 };
+                if status == Some(JourneyStatus::NoEntry) {
+                    let_out_twice(tx, id, now)?;
+                }
                 settle_journey(tx, fares, id, to, &mut paid)?;
                 settled += 1;
             }
@@ -155,6 +155,51 @@ fn drained_until(tx: &mut dyn Tx, direction: GateDirection) -> Result<Option<i64
     .map(|r| -> Result<Option<i64>> { Ok((r.int(1)? > 0).then_some(r.opt_int(0)?.unwrap_or(0))) })
     .transpose()
     .map(Option::flatten)
+}
+
+/// Records `repeated_exit` when exit-only journey `id`, whose time for a late entry has run
+/// out, came within an entry's time of an entry another gate let out (before or after it, as
+/// uploads arrive): one entry let out twice (a phone or a
+/// relayed QR handed back over the barrier), at any station, however far apart. Gates learn
+/// entries, not exits, from the feed, so a second gate lets the second rider out; only here,
+/// once no late entry can explain the exit, is it known.
+fn let_out_twice(tx: &mut dyn Tx, id: i64, now: i64) -> Result<()> {
+    let Some(exit) = tx.row(
+        "SELECT card_id, exit_validator, exit_seq, exit_station, exit_at FROM journeys
+         WHERE id = ?1 AND exit_at IS NOT NULL AND exit_validator IS NOT NULL",
+        params![id],
+    )?
+    else {
+        return Ok(());
+    };
+    let (card, validator, at) = (exit.int(0)?, exit.text(1)?, exit.int(4)?);
+    let first = tx.row(
+        "SELECT exit_validator, exit_station, exit_at FROM journeys
+         WHERE card_id = ?1 AND status = 'closed' AND entry_at <= ?2 AND entry_at >= ?3
+           AND exit_validator IS NOT NULL AND exit_validator <> ?4
+         ORDER BY entry_at DESC, id DESC LIMIT 1",
+        params![
+            card,
+            at,
+            at.saturating_sub(ENTRY_HONOURED_SECS as i64),
+            &validator
+        ],
+    )?;
+    let Some(first) = first else {
+        return Ok(());
+    };
+    let finding = Finding {
+        kind: FraudKind::RepeatedExit,
+        card_id: Some(card as u64),
+        first_validator_id: first.opt_text(0)?,
+        detail: format!(
+            "one entry let out twice: at station {} and at station {}, {} s apart",
+            first.int(1)?,
+            exit.int(3)?,
+            at.abs_diff(first.int(2)?)
+        ),
+    };
+    record_fraud(tx, &finding, &validator, exit.int(2)? as u64, now)
 }
 
 /// A verified, first-use tap at a metro gate.

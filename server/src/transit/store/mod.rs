@@ -23,7 +23,7 @@ use crate::storage::migrations::ConcernSchema;
 use crate::storage::settings::SettingsStore;
 use crate::storage::Result;
 
-pub use credentials::{deny_device_keys, ALWAYS_TAKEN, MAX_LISTED};
+pub use credentials::{deny_device_keys, ALWAYS_TAKEN, LISTED_RESERVE, MAX_LISTED};
 pub use sales::return_device_orders;
 pub use tap_facts::QR_ORDER_SLACK_SECS;
 
