@@ -76,7 +76,9 @@ enum HandbookCommand {
         /// The month, YYYY-MM (or the first month of a range, with --to).
         #[arg(long)]
         month: String,
-        /// The last month of a range, YYYY-MM.
+        /// The last month of a range, YYYY-MM. The situation given holds the whole range and
+        /// the month before it; an enterprise's income across February 2026 (its payroll wage
+        /// before, its social-insurance salary after) is two runs.
         #[arg(long)]
         to: Option<String>,
         /// Past working age.
@@ -170,8 +172,10 @@ pub fn run(args: HandbookArgs) -> Result<()> {
                     serde_json::to_string(&rules.assess(&situation, from)?)?
                 ),
                 Some(to) => {
+                    // One situation for the whole run, and for the month before it (whose
+                    // salary 01-QĐ/TW charges in the first month).
                     let period = FeePeriod {
-                        since: from,
+                        since: from.previous().unwrap_or(from),
                         situation,
                     };
                     let statement = rules.statement(&[period], from, YearMonth::parse(&to)?)?;

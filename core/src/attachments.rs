@@ -325,7 +325,9 @@ impl<'a> Attachments<'a> {
         Ok(all)
     }
 
-    /// The whole file, checked against its hash.
+    /// The whole file, checked against its hash. A file found damaged (a chunk missing, or
+    /// the whole not matching) is dropped, to be fetched again, and reported
+    /// [`AttachmentError::Tampered`].
     pub fn read(&self, id: &str) -> Result<Vec<u8>, AttachmentError> {
         let state = self
             .state(id)?
@@ -337,121 +339,163 @@ impl<'a> Attachments<'a> {
                 size: state.reference.bytes(),
             });
         }
-        let bytes = self.assemble(&state)?;
-        if file_id(&bytes) != state.reference.id {
-            return Err(AttachmentError::Tampered { id: id.to_owned() });
+        match self.checked(&state)? {
+            Some(bytes) => Ok(bytes),
+            None => {
+                self.drop_damaged(id, true)?;
+                Err(AttachmentError::Tampered { id: id.to_owned() })
+            }
         }
-        Ok(bytes)
     }
 
-    fn assemble(&self, state: &AttachmentState) -> Result<Vec<u8>, AttachmentError> {
+    /// The file's chunks put together, if every one is there and the whole matches its hash.
+    fn checked(&self, state: &AttachmentState) -> Result<Option<Vec<u8>>, AttachmentError> {
         let mut bytes = Vec::with_capacity(state.stored_bytes as usize);
         for i in 0..chunk_count(state.stored_bytes) {
-            let chunk = self
-                .vault
-                .find(CHUNKS, &chunk_id(&state.reference.id, i))?
-                .ok_or_else(|| AttachmentError::Tampered {
-                    id: state.reference.id.clone(),
-                })?;
+            let Some(chunk) = self.vault.find(CHUNKS, &chunk_id(&state.reference.id, i))? else {
+                return Ok(None);
+            };
             bytes.extend_from_slice(&chunk.body);
         }
-        Ok(bytes)
+        Ok((file_id(&bytes) == state.reference.id).then_some(bytes))
+    }
+
+    /// Drops the chunks of file `id` found damaged (`complete`: once complete; else once all
+    /// stored), unless it changed since it was read: it starts again from its first chunk.
+    fn drop_damaged(&self, id: &str, complete: bool) -> Result<(), AttachmentError> {
+        self.vault.transaction(|tx| -> Result<(), VaultError> {
+            let Some(mut state) = tx.get_doc::<AttachmentState>(id)? else {
+                return Ok(());
+            };
+            if state.complete != complete || state.stored_bytes != state.reference.bytes() {
+                return Ok(());
+            }
+            delete_chunks(tx, &state.reference)?;
+            state.stored_bytes = 0;
+            state.complete = false;
+            tx.put_doc(&state)
+        })?;
+        Ok(())
     }
 
     /// Keeps chunk `index` of a file being fetched: it must be the next one, of the right
     /// length. The last one completes the file when the whole matches its hash; otherwise the
-    /// chunks are dropped and [`AttachmentError::Tampered`] says to fetch it again.
+    /// chunks are dropped and [`AttachmentError::Tampered`] says to fetch it again. The state is
+    /// read and written in one transaction: a file detached, completed or grown meanwhile (a
+    /// cancelled fetch whose last chunk was still being written) is not written back as it was.
     pub fn store_chunk(
         &self,
         id: &str,
         index: u32,
         bytes: &[u8],
     ) -> Result<AttachmentState, AttachmentError> {
-        let mut state = self
-            .state(id)?
-            .ok_or_else(|| AttachmentError::NotFound { id: id.to_owned() })?;
-        if state.complete {
-            return Ok(state);
-        }
-        let next = chunk_count(state.stored_bytes);
-        let size = state.reference.bytes();
-        if index != next {
-            return Err(invalid(format!(
-                "chunk {index} given, chunk {next} expected"
-            )));
-        }
-        let expected = (size - state.stored_bytes).min(CHUNK_BYTES as u64);
-        if bytes.len() as u64 != expected {
-            return Err(invalid(format!(
-                "chunk {index} is {} bytes, not {expected}",
-                bytes.len()
-            )));
-        }
         if index == 0 {
-            self.check_quota(size)?;
+            if let Some(state) = self.state(id)?.filter(|s| !s.complete) {
+                self.check_quota(state.reference.bytes())?;
+            }
         }
-        state.stored_bytes += expected;
-        let done = state.stored_bytes == size;
-        self.vault.transaction(|tx| -> Result<(), VaultError> {
-            tx.put(CHUNKS, &chunk_id(id, index), &[], bytes)?;
-            tx.put_doc(&state)
-        })?;
-        if done {
+        let state = self
+            .vault
+            .transaction(|tx| -> Result<AttachmentState, AttachmentError> {
+                let mut state = tx
+                    .get_doc::<AttachmentState>(id)?
+                    .ok_or_else(|| AttachmentError::NotFound { id: id.to_owned() })?;
+                if state.complete {
+                    return Ok(state);
+                }
+                let next = chunk_count(state.stored_bytes);
+                let size = state.reference.bytes();
+                if index != next {
+                    return Err(invalid(format!(
+                        "chunk {index} given, chunk {next} expected"
+                    )));
+                }
+                let expected = (size - state.stored_bytes).min(CHUNK_BYTES as u64);
+                if bytes.len() as u64 != expected {
+                    return Err(invalid(format!(
+                        "chunk {index} is {} bytes, not {expected}",
+                        bytes.len()
+                    )));
+                }
+                state.stored_bytes += expected;
+                tx.put(CHUNKS, &chunk_id(id, index), &[], bytes)?;
+                tx.put_doc(&state)?;
+                Ok(state)
+            })?;
+        if !state.complete && state.stored_bytes == state.reference.bytes() {
             return self.finish(id);
         }
         Ok(state)
     }
 
     /// Checks a file whose every chunk is here against its hash: complete, or dropped (to be
-    /// fetched again) with [`AttachmentError::Tampered`]. Also what a fetch cut short between
-    /// its last chunk and this check does next time.
+    /// fetched again) with [`AttachmentError::Tampered`], a chunk missing as much as a whole
+    /// that does not match. Also what a fetch cut short between its last chunk and this check
+    /// does next time.
     pub fn finish(&self, id: &str) -> Result<AttachmentState, AttachmentError> {
-        let mut state = self
+        let state = self
             .state(id)?
             .ok_or_else(|| AttachmentError::NotFound { id: id.to_owned() })?;
         if state.complete || state.stored_bytes != state.reference.bytes() {
             return Ok(state);
         }
-        let whole = self.assemble(&state)?;
-        if file_id(&whole) != state.reference.id {
-            self.drop_chunks(&state)?;
-            state.stored_bytes = 0;
-            self.vault.put_doc(&state)?;
+        if self.checked(&state)?.is_none() {
+            self.drop_damaged(id, false)?;
             return Err(AttachmentError::Tampered { id: id.to_owned() });
         }
-        state.complete = true;
-        self.vault.put_doc(&state)?;
-        Ok(state)
-    }
-
-    fn drop_chunks(&self, state: &AttachmentState) -> Result<(), AttachmentError> {
         self.vault
-            .transaction(|tx| delete_chunks(tx, &state.reference))?;
-        Ok(())
+            .transaction(|tx| -> Result<AttachmentState, AttachmentError> {
+                let mut state = tx
+                    .get_doc::<AttachmentState>(id)?
+                    .ok_or_else(|| AttachmentError::NotFound { id: id.to_owned() })?;
+                // Completed only as checked: all its chunks, not dropped meanwhile.
+                if !state.complete && state.stored_bytes == state.reference.bytes() {
+                    state.complete = true;
+                    tx.put_doc(&state)?;
+                }
+                Ok(state)
+            })
     }
 
     /// `owner` lets go of file `id`; the file goes when no owner is left. Returns whether the
-    /// owner held it.
+    /// owner held it. Read and written in one transaction, so an owner added meanwhile keeps it.
     pub fn detach(&self, owner: &str, id: &str) -> Result<bool, AttachmentError> {
-        let Some(mut state) = self.state(id)? else {
-            return Ok(false);
-        };
-        let before = state.owners.len();
-        state.owners.retain(|o| o != owner);
-        if state.owners.len() == before {
-            return Ok(false);
-        }
-        self.vault.transaction(|tx| -> Result<(), VaultError> {
+        Ok(self.vault.transaction(|tx| -> Result<bool, VaultError> {
+            let Some(mut state) = tx.get_doc::<AttachmentState>(id)? else {
+                return Ok(false);
+            };
+            let before = state.owners.len();
+            state.owners.retain(|o| o != owner);
+            if state.owners.len() == before {
+                return Ok(false);
+            }
             if state.owners.is_empty() {
                 delete_chunks(tx, &state.reference)?;
                 tx.delete(AttachmentState::COLLECTION, id)?;
-                Ok(())
             } else {
-                tx.put_doc(&state)
+                tx.put_doc(&state)?;
             }
-        })?;
-        Ok(true)
+            Ok(true)
+        })?)
     }
+}
+
+/// `owner` (a record, `collection/id`) lets go of every file it held, inside `tx`; a file
+/// with no owner left goes. Sync calls it for each record a pulled `delete` removes (a document
+/// the party withdrew, a record the facility took back), so a file fetched for it leaves the
+/// phone with it. Returns how many files the owner held.
+pub fn release_owner(tx: &crate::vault::VaultTx<'_>, owner: &str) -> Result<usize, VaultError> {
+    let held: Vec<AttachmentState> = tx.query_docs("owner", owner)?;
+    for mut state in held.iter().cloned() {
+        state.owners.retain(|o| o != owner);
+        if state.owners.is_empty() {
+            delete_chunks(tx, &state.reference)?;
+            tx.delete(AttachmentState::COLLECTION, &state.reference.id)?;
+        } else {
+            tx.put_doc(&state)?;
+        }
+    }
+    Ok(held.len())
 }
 
 fn delete_chunks(tx: &crate::vault::VaultTx<'_>, file: &AttachmentRef) -> Result<(), VaultError> {

@@ -186,3 +186,61 @@ fn a_download_resumes_refuses_bad_chunks_and_drops_a_whole_that_fails_its_hash()
     files.store_chunk(&reference.id, 0, b"anything").unwrap();
     assert_eq!(files.read(&reference.id).unwrap(), file);
 }
+
+/// A chunk lost from under a file (a damaged disk, a record deleted behind the library's back)
+/// never leaves it stuck: the file is dropped, reported `Tampered`, and fetched again from its
+/// first chunk, while downloading and once complete; a file detached meanwhile takes no chunk.
+#[test]
+fn a_file_missing_a_chunk_is_dropped_to_be_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault(&dir);
+    let files = Attachments::new(&v);
+    let file = bytes(CHUNK_BYTES * 3 + 5, 4);
+    let reference = AttachmentRef {
+        id: file_id(&file),
+        name: "nghi-quyet.pdf".into(),
+        media_type: "application/pdf".into(),
+        size: file.len() as i64,
+    };
+    let chunk = |i: usize| &file[i * CHUNK_BYTES..((i + 1) * CHUNK_BYTES).min(file.len())];
+    let chunk_record = |i: u32| format!("{}.{i:05}", reference.id);
+    files
+        .note_published("handbook.documents/nq57", &reference)
+        .unwrap();
+    for i in 0..3 {
+        files
+            .store_chunk(&reference.id, i, chunk(i as usize))
+            .unwrap();
+    }
+    assert!(v.delete("attachments.chunk", &chunk_record(1)).unwrap());
+    assert!(matches!(
+        files.store_chunk(&reference.id, 3, chunk(3)),
+        Err(AttachmentError::Tampered { .. })
+    ));
+    let state = files.state(&reference.id).unwrap().unwrap();
+    assert_eq!((state.stored_bytes, state.complete), (0, false));
+    for i in 0..4 {
+        files
+            .store_chunk(&reference.id, i, chunk(i as usize))
+            .unwrap();
+    }
+    assert_eq!(files.read(&reference.id).unwrap(), file);
+    // Lost once complete: reading it drops it too.
+    assert!(v.delete("attachments.chunk", &chunk_record(2)).unwrap());
+    assert!(matches!(
+        files.read(&reference.id),
+        Err(AttachmentError::Tampered { .. })
+    ));
+    let state = files.state(&reference.id).unwrap().unwrap();
+    assert_eq!((state.stored_bytes, state.complete), (0, false));
+    assert_eq!(files.used_bytes().unwrap(), 0);
+    // Its last owner lets go: a chunk arriving after (a cancelled fetch) brings nothing back.
+    assert!(files
+        .detach("handbook.documents/nq57", &reference.id)
+        .unwrap());
+    assert!(matches!(
+        files.store_chunk(&reference.id, 0, chunk(0)),
+        Err(AttachmentError::NotFound { .. })
+    ));
+    assert!(files.state(&reference.id).unwrap().is_none());
+}

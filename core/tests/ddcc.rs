@@ -263,6 +263,11 @@ fn the_core_data_set_reads_from_every_who_bundle_and_round_trips() {
         ]
     })
     .to_string();
+    for reference in ["urn:uuid:b", "https://registry.example.vn/fhir/Patient/B"] {
+        let other = strays.replace("Patient/B", reference);
+        let read = ddcc::from_fhir(&other).unwrap();
+        assert_eq!(read[0].name, "", "{reference}");
+    }
     let read = ddcc::from_fhir(&strays).unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(

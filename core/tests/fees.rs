@@ -557,6 +557,28 @@ fn fees_refuse_or_flag_what_the_rules_do_not_settle() {
         .map(|a| a.due_vnd)
         .collect();
     assert_eq!(dues, [200_000, 120_000, 120_000]);
+    // Wherever the statement starts, and an exempt period (which owes nothing) is not refused.
+    let err = rules
+        .statement(&[wage("2025-06", 20_000_000)], ym("2026-03"), ym("2026-04"))
+        .unwrap_err();
+    assert!(err.to_string().contains("2026-02"), "{err}");
+    let exempt = FeePeriod {
+        since: ym("2025-06"),
+        situation: FeeSituation {
+            relief: Some(Relief::Exempt),
+            ..FeeSituation::new(FeeBasis::EnterpriseWage, 20_000_000)
+        },
+    };
+    let owed = rules
+        .statement(&[exempt], ym("2026-01"), ym("2026-03"))
+        .unwrap();
+    assert_eq!(owed.total_due_vnd, 0);
+    // An enterprise's first month under 01-QĐ/TW needs no January: January's income was the
+    // payroll wage, which February's fee does not take.
+    let february = rules
+        .statement(&[wage("2026-02", 12_000_000)], ym("2026-02"), ym("2026-02"))
+        .unwrap();
+    assert_eq!(february.months[0].due_vnd, 120_000);
     // 01-QĐ/TW charges the previous month's salary: a statement starting where the situations
     // start does not guess it from this month's.
     let salary = |since: &str, vnd: u64| FeePeriod {

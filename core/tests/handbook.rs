@@ -580,3 +580,49 @@ fn old_and_new_tone_placement_rank_as_exact_accents() {
         assert_eq!(ids(&lib.search(query, 10).unwrap())[0], "old", "{query}");
     }
 }
+
+/// Accents typed on some words only, or on a word still being typed, still rank the document
+/// written with them first; a soft hyphen or zero-width space pasted inside a word neither hides
+/// the document nor splits its word; a snippet marks only the words the search matched.
+#[test]
+fn partial_accents_invisible_characters_and_exact_snippet_marks() {
+    let (_d, lib) = library();
+    lib.upsert(&[
+        doc("a", "1", "Dạng phí", "Một văn bản về dạng phí."),
+        doc("z", "2", "Đảng phí", "Một văn bản về đảng phí."),
+        doc(
+            "soft",
+            "3",
+            "Nghị quy\u{00AD}ết 57",
+            "Về đột\u{200B}phá khoa học và an toàn thông tin. Anh ấy nói thêm.",
+        ),
+    ])
+    .unwrap();
+    for query in ["đảng ph", "đảng phi", "đảng phí"] {
+        assert_eq!(
+            lib.search(query, 10)
+                .unwrap()
+                .first()
+                .map(|h| h.id.as_str()),
+            Some("z"),
+            "{query}"
+        );
+    }
+    assert!(ids(&lib.search("nghị quyết", 10).unwrap()).contains(&"soft"));
+    assert!(ids(&lib.search("dotphá", 10).unwrap()).contains(&"soft"));
+    let hit = lib.search("an toan ", 10).unwrap();
+    let snippet = &hit.iter().find(|h| h.id == "soft").unwrap().snippet;
+    assert!(snippet.contains("<mark>an</mark>"), "{snippet}");
+    assert!(!snippet.contains("<mark>Anh</mark>"), "{snippet}");
+    // While typing, the last term is a prefix: "an" then marks "Anh" too.
+    let typing = lib.search("toan an", 10).unwrap();
+    let snippet = &typing.iter().find(|h| h.id == "soft").unwrap().snippet;
+    assert!(snippet.contains("<mark>Anh</mark>"), "{snippet}");
+    // A query pasted decomposed (NFD) is measured composed.
+    let long = "nghị quyết ".repeat(16);
+    let decomposed: String =
+        unicode_normalization::UnicodeNormalization::nfd(long.as_str()).collect();
+    assert!(decomposed.len() > 256 && long.trim_end().len() <= 256);
+    assert!(lib.search(long.trim_end(), 10).is_ok());
+    assert!(lib.search(decomposed.trim_end(), 10).is_ok());
+}

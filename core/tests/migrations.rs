@@ -48,7 +48,7 @@ fn a_library_made_before_versioning_is_adopted_with_its_documents() {
     assert!(!library.search("cung co to chuc", 5).unwrap().is_empty());
     drop(library);
     let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::version(&conn).unwrap(), 4);
+    assert_eq!(schema::version(&conn).unwrap(), 5);
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn a_library_from_before_typo_correction_gets_its_vocabulary() {
     assert!(hits[0].score < 0.0, "a corrected match");
     drop(library);
     let conn = Connection::open(&path).unwrap();
-    assert_eq!(schema::version(&conn).unwrap(), 4);
+    assert_eq!(schema::version(&conn).unwrap(), 5);
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn a_library_from_a_newer_build_is_refused_untouched() {
     let before = std::fs::read(&path).unwrap();
     match Library::open(&path) {
         Err(LibraryError::NewerSchema { found, supported }) => {
-            assert_eq!((found, supported), (7, 4));
+            assert_eq!((found, supported), (7, 5));
         }
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("a newer library was opened"),

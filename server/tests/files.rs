@@ -284,6 +284,35 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
         "{denied:?}"
     );
 
+    // The document withdrawn: at the next sync the phone drops it and its file, and keeps the
+    // meeting's.
+    let (status, answer) = party(
+        &local,
+        "DELETE",
+        &format!("/v1/admin/cells/{CELL}/handbook.documents/nq57"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    for _ in 0..2 {
+        local
+            .client
+            .sync(
+                phone.clone(),
+                &common::collections_with(library.clone()),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(library.get("nq57").unwrap().is_none());
+    assert!(files.state(&reference.id).unwrap().is_none());
+    assert!(files
+        .for_owner("handbook.documents/nq57")
+        .unwrap()
+        .is_empty());
+    assert_eq!(files.read(&papers_ref.id).unwrap(), papers);
+
     // A document naming a malformed file is refused at publishing, not skipped by phones.
     let (status, _) = party(
         &local,

@@ -40,7 +40,28 @@ pub fn fold_char(c: char) -> char {
 
 /// Folds a string, character for character.
 pub fn fold(text: &str) -> String {
-    text.chars().map(fold_char).collect()
+    text.chars()
+        .filter(|c| !is_format(*c))
+        .map(fold_char)
+        .collect()
+}
+
+/// Whether `c` is an invisible format character (Unicode category Cf: a soft hyphen, a
+/// zero-width space or joiner, a byte-order mark, a direction mark) that text pasted from a
+/// word processor or the web leaves inside words: ignored in search, never a word break.
+pub fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// Lowercases a string character for character, keeping the accents.

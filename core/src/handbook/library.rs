@@ -160,7 +160,7 @@ impl From<rusqlite::Error> for LibraryError {
 /// versioning hold exactly these tables.
 const SCHEMA: Schema = Schema {
     name: "thudo document library",
-    steps: &[STEP_1, STEP_2, STEP_3, STEP_4],
+    steps: &[STEP_1, STEP_2, STEP_3, STEP_4, STEP_5],
     adopt_unversioned: true,
 };
 
@@ -198,6 +198,10 @@ const STEP_3: &str = "ALTER TABLE documents ADD COLUMN attachments TEXT NOT NULL
 /// once ([`Library::recompose`], on open); the row marks that work as not done yet.
 const STEP_4: &str =
     "CREATE TABLE IF NOT EXISTS recompose_pending (one INTEGER); INSERT INTO recompose_pending VALUES (1);";
+
+/// Documents indexed before invisible format characters (a soft hyphen, a zero-width space)
+/// were read as part of their word are indexed again once.
+const STEP_5: &str = "INSERT INTO recompose_pending VALUES (1);";
 
 const CANDIDATES: usize = 100;
 /// Files one document may carry.
@@ -311,7 +315,7 @@ impl Library {
     }
 
     /// Stores and indexes again, once, the documents of a file made before documents were
-    /// composed (NFC) and `Ð` folded. A crash before the mark is cleared only repeats the work.
+    /// composed (NFC), `Ð` folded and format characters read inside words. A crash before the mark is cleared only repeats the work.
     fn recompose(&self) -> Result<(), LibraryError> {
         let pending: bool =
             self.lock()
@@ -324,8 +328,11 @@ impl Library {
         let ids: Vec<String> = {
             let conn = self.lock();
             let mut rows = conn.prepare("SELECT doc_id, number, title, body FROM documents")?;
-            let stale =
-                |text: &str| !unicode_normalization::is_nfc(text) || text.contains(['Ð', 'ð']);
+            let stale = |text: &str| {
+                !unicode_normalization::is_nfc(text)
+                    || text.contains(['Ð', 'ð'])
+                    || text.chars().any(fold::is_format)
+            };
             let rows = rows.query_map([], |r| {
                 let (id, number, title, body): (String, String, String, String) =
                     (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
@@ -497,12 +504,18 @@ impl Library {
     /// Searches titles, numbers and bodies; see the module docs for the ranking. The last term
     /// matches as a prefix (search as you type). An empty query returns nothing.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>, LibraryError> {
-        if query.len() > MAX_QUERY_LEN {
-            return Err(LibraryError::Invalid {
-                reason: format!("query longer than {MAX_QUERY_LEN} bytes"),
-            });
+        // Measured composed (a query pasted decomposed is as long as typed), after a bound on
+        // what is composed at all.
+        let too_long = || LibraryError::Invalid {
+            reason: format!("query longer than {MAX_QUERY_LEN} bytes"),
+        };
+        if query.len() > 4 * MAX_QUERY_LEN {
+            return Err(too_long());
         }
         let query = &query.nfc().collect::<String>();
+        if query.len() > MAX_QUERY_LEN {
+            return Err(too_long());
+        }
         let folded_terms: Vec<String> = fold::terms(&fold::fold(query));
         if folded_terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -523,13 +536,33 @@ impl Library {
             .map(|(i, t)| clause(i, t))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let accented_terms = fold::has_marks(query)
-            .then(|| fold::terms(&fold::tone_on_second_vowel(&fold::lower(query))));
-        // Snippets mark the words meant by Telex or VNI terms too.
+        // The terms typed with marks (one typed without says nothing of accents), the last
+        // one still a prefix while typing.
+        let accented_terms = fold::has_marks(query).then(|| {
+            let typed = fold::terms(&fold::tone_on_second_vowel(&fold::lower(query)));
+            let last = typed.len().saturating_sub(1);
+            typed
+                .into_iter()
+                .enumerate()
+                .filter(|(_, t)| fold::has_marks(t))
+                .map(|(i, t)| (t, prefix_last && i == last))
+                .collect::<Vec<(String, bool)>>()
+        });
+        // Snippets mark the words meant by Telex or VNI terms too: whole words, but for the
+        // term still being typed.
         let mut snippet_terms: Vec<String> = folded_terms
             .iter()
             .flat_map(|t| std::iter::once(t.clone()).chain(fold::typed_without_marks(t)))
             .collect();
+        let prefix_terms: Vec<String> = folded_terms
+            .last()
+            .filter(|_| prefix_last)
+            .map(|t| {
+                std::iter::once(t.clone())
+                    .chain(fold::typed_without_marks(t))
+                    .collect()
+            })
+            .unwrap_or_default();
         let folded_number = fold::fold(query.trim());
 
         let conn = self.lock();
@@ -568,6 +601,7 @@ impl Library {
             for c in candidates.iter_mut().take(ACCENT_CHECKS) {
                 let original: String = text.query_row([c.0], |r| r.get(0))?;
                 // Old and new tone placement ("hòa", "hoà") count as the same accents.
+                let original: String = original.chars().filter(|c| !fold::is_format(*c)).collect();
                 let original = fold::tone_on_second_vowel(&original.to_lowercase());
                 if has_all_words(&original, accented) {
                     c.1 += 50.0;
@@ -605,7 +639,7 @@ impl Library {
         hits.into_iter()
             .map(|(rowid, mut hit)| {
                 let text: String = body.query_row([rowid], |r| r.get(0))?;
-                hit.snippet = snippet(&text, &snippet_terms);
+                hit.snippet = snippet(&text, &snippet_terms, &prefix_terms);
                 Ok(hit)
             })
             .collect()
@@ -808,13 +842,15 @@ fn ranked(conn: &Connection, fts_query: &str, bonus: f64) -> Result<Vec<(i64, f6
     Ok(rows)
 }
 
-/// Whether every term occurs in `text` as a whole word (not inside a longer word).
-fn has_all_words(text: &str, terms: &[String]) -> bool {
-    terms.iter().all(|term| {
+/// Whether every term occurs in `text` as a whole word (not inside a longer word), or as the
+/// start of one for a term marked as a prefix.
+fn has_all_words(text: &str, terms: &[(String, bool)]) -> bool {
+    terms.iter().all(|(term, prefix)| {
         text.match_indices(term.as_str()).any(|(at, _)| {
             let before = text[..at].chars().next_back();
             let after = text[at + term.len()..].chars().next();
-            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+            !before.is_some_and(char::is_alphanumeric)
+                && (*prefix || !after.is_some_and(char::is_alphanumeric))
         })
     })
 }
@@ -847,21 +883,28 @@ fn escape(out: &mut String, c: char) {
 }
 
 /// A window of the original body around the first matching word, with every matching word
-/// marked. Works on characters: folding keeps one character per character.
-fn snippet(body: &str, folded_terms: &[String]) -> String {
+/// marked: a word equal to one of `folded_terms`, or starting with one of `prefixes` (the term
+/// still being typed). Works on characters: folding keeps one character per character.
+fn snippet(body: &str, folded_terms: &[String], prefixes: &[String]) -> String {
     let chars: Vec<char> = body.chars().collect();
     let folded: Vec<char> = chars.iter().map(|&c| fold::fold_char(c)).collect();
-    // Word spans (start, end) in characters, and whether each matches a term (prefix match).
+    // Word spans (start, end) in characters, and whether each matches a term. An invisible
+    // format character inside a word is part of it, as search reads it.
+    let in_word = |c: char| c.is_alphanumeric() || fold::is_format(c);
     let mut words = Vec::new();
     let mut i = 0;
     while i < folded.len() {
         if folded[i].is_alphanumeric() {
             let start = i;
-            while i < folded.len() && folded[i].is_alphanumeric() {
+            while i < folded.len() && in_word(folded[i]) {
                 i += 1;
             }
-            let word: String = folded[start..i].iter().collect();
-            let hit = folded_terms.iter().any(|t| word.starts_with(t.as_str()));
+            let word: String = folded[start..i]
+                .iter()
+                .filter(|c| !fold::is_format(**c))
+                .collect();
+            let hit = folded_terms.contains(&word)
+                || prefixes.iter().any(|p| word.starts_with(p.as_str()));
             words.push((start, i, hit));
         } else {
             i += 1;

@@ -292,9 +292,14 @@ pub fn from_fhir(bundle_json: &str) -> Result<Vec<Vaccination>, FhirError> {
         .filter(|r| fhir::resource_type(r) == Some("Immunization"))
     {
         // The patient the dose names; the bundle's only patient only when it names none (one
-        // it names but the bundle lacks is nobody's, never another person's).
+        // it names but the bundle lacks, `Patient/…`, `urn:uuid:…` or a URL, is nobody's,
+        // never another person's).
+        let names_someone = ["/patient/reference", "/subject/reference"]
+            .iter()
+            .any(|at| imm.pointer(at).is_some());
         let patient = match fhir::person_of(imm) {
             Some(p) => by_key.get(&format!("Patient/{p}")).copied(),
+            None if names_someone => None,
             None => match patients.as_slice() {
                 [one] => Some(**one),
                 _ => None,

@@ -428,9 +428,27 @@ fn signed_by(installed: &Installed, anchor: &[u8]) -> bool {
 /// The trust store of the installed bundle, if one is installed. The bundle was checked when
 /// installed; the vault is encrypted and authenticated, so it is read as stored.
 pub fn installed_trust(vault: &Vault) -> Result<Option<TrustStore>, TrustBundleError> {
-    let Some(installed) = vault.get_doc::<Installed>("installed")? else {
-        return Ok(None);
-    };
+    vault
+        .get_doc::<Installed>("installed")?
+        .map(|installed| trust_of(&installed))
+        .transpose()
+}
+
+/// [`installed_trust`] if `anchor` (the trust-list key the app carries now) signed the
+/// installed bundle; `None` when it did not (a bundle from a key the app no longer carries
+/// vouches for nothing until the new key's replaces it). The bundle checked is the one read.
+pub fn installed_trust_signed_by(
+    vault: &Vault,
+    anchor: &[u8],
+) -> Result<Option<TrustStore>, TrustBundleError> {
+    match vault.get_doc::<Installed>("installed")? {
+        Some(installed) if signed_by(&installed, anchor) => Ok(Some(trust_of(&installed)?)),
+        _ => Ok(None),
+    }
+}
+
+/// The trust store an installed bundle holds.
+fn trust_of(installed: &Installed) -> Result<TrustStore, TrustBundleError> {
     let payload = installed
         .jws
         .split('.')
@@ -439,20 +457,7 @@ pub fn installed_trust(vault: &Vault) -> Result<Option<TrustStore>, TrustBundleE
         .ok_or_else(|| malformed("the installed bundle is unreadable"))?;
     let bundle: TrustBundle =
         serde_json::from_slice(&payload).map_err(|e| malformed(e.to_string()))?;
-    Ok(Some(bundle.device_trust_store()?.0))
-}
-
-/// [`installed_trust`] if `anchor` (the trust-list key the app carries now) signed the
-/// installed bundle; `None` when it did not (a bundle from a key the app no longer carries
-/// vouches for nothing until the new key's replaces it).
-pub fn installed_trust_signed_by(
-    vault: &Vault,
-    anchor: &[u8],
-) -> Result<Option<TrustStore>, TrustBundleError> {
-    match vault.get_doc::<Installed>("installed")? {
-        Some(installed) if signed_by(&installed, anchor) => installed_trust(vault),
-        _ => Ok(None),
-    }
+    Ok(bundle.device_trust_store()?.0)
 }
 
 /// Why a refresh did not install a bundle.

@@ -376,6 +376,17 @@ impl BackendClient {
                 let outside = apply::apply_outside(&this, &changes).map_err(BackendError::Store)?;
                 let inside = v.transaction(|tx| {
                     let a = apply::apply_changes(tx, &this, &changes, now)?;
+                    // A record deleted (withdrawn by its publisher) lets go of its files.
+                    for c in changes.iter().filter(|c| c.op == "delete") {
+                        let owner = format!("{}/{}", c.collection, c.record_id);
+                        match crate::attachments::release_owner(tx, &owner) {
+                            // An owner the vault cannot index (an overlong id) holds nothing.
+                            Err(VaultError::InvalidArgument { .. }) => {}
+                            other => {
+                                other?;
+                            }
+                        }
+                    }
                     tx.put(STATE_COLLECTION, &key, &[], next.as_bytes())?;
                     Ok::<_, VaultError>(a)
                 })?;

@@ -66,15 +66,17 @@ impl Vault {
         self.read(|tx| tx.list_page(collection, after, limit, false))
     }
 
-    /// Like [`Vault::list_page`], newest first, from the position before `before`
+    /// [`Vault::list_page`] reading past a record that does not decrypt (`None` at its position)
+    /// instead of failing; `backwards`: newest first, from the position before `from`
     /// (`i64::MAX`: the end).
-    pub fn list_page_rev(
+    pub fn list_page_lossy(
         &self,
         collection: &str,
-        before: i64,
+        from: i64,
         limit: usize,
-    ) -> Result<Vec<(i64, Record)>> {
-        self.read(|tx| tx.list_page(collection, before, limit, true))
+        backwards: bool,
+    ) -> Result<Vec<(i64, Option<Record>)>> {
+        self.read(|tx| tx.list_page_lossy(collection, from, limit, backwards))
     }
 
     /// The records of `collection` whose indexed `field` equals `value` exactly, sorted by id.

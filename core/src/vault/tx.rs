@@ -203,6 +203,49 @@ impl VaultTx<'_> {
         Ok(page)
     }
 
+    /// [`VaultTx::list_page`] that reads past a record it cannot decrypt (`None` at its
+    /// position) instead of failing the page: for a log whose one damaged record must not
+    /// keep the rest from being read (a validator's taps, still to upload).
+    pub fn list_page_lossy(
+        &self,
+        collection: &str,
+        from: i64,
+        limit: usize,
+        backwards: bool,
+    ) -> Result<Vec<(i64, Option<Record>)>> {
+        check_name("collection", collection)?;
+        let sql = if backwards {
+            "SELECT record_id, id_hash, envelope FROM records
+             WHERE collection = ?1 AND record_id < ?2 ORDER BY record_id DESC LIMIT ?3"
+        } else {
+            "SELECT record_id, id_hash, envelope FROM records
+             WHERE collection = ?1 AND record_id > ?2 ORDER BY record_id LIMIT ?3"
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .conn
+            .prepare_cached(sql)?
+            .query_map(params![collection, from, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(i64, Vec<u8>, Vec<u8>)>>>()?;
+        let mut page = Vec::with_capacity(rows.len());
+        for (position, id_hash, envelope) in rows {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(VaultError::Closed);
+            }
+            match self.decrypt(collection, &id_hash, envelope) {
+                Ok(record) => page.push((position, Some(record))),
+                Err(VaultError::CorruptRecord { .. }) => {
+                    log::warn!(collection, position; "a record that does not decrypt was read past");
+                    page.push((position, None));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(page)
+    }
+
     /// How many records `collection` holds.
     pub fn count(&self, collection: &str) -> Result<u64> {
         check_name("collection", collection)?;

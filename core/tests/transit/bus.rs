@@ -343,3 +343,48 @@ fn a_dependants_ticket_rides_only_after_its_holders_own() {
             .accepted
     );
 }
+
+/// A tap record damaged on disk (a flash fault, an edited file) is read past: the validator
+/// still starts, validates, and uploads the rest of its log; nothing else is lost.
+#[test]
+fn a_damaged_tap_record_neither_stops_the_validator_nor_its_upload() {
+    let mut w = world();
+    for minutes in [0, 5, 10] {
+        let at = NOW + minutes * 60;
+        let qr = w.phone.current_qr(at).unwrap();
+        assert!(w.validator.validate(&qr.text, at).unwrap().accepted);
+    }
+    let db = thudo_core::vault::database_path(w._dirs[1].path());
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let (position, mut envelope): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT record_id, envelope FROM records WHERE collection = 'transit.tap'
+             ORDER BY record_id LIMIT 1 OFFSET 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let last = envelope.len() - 1;
+    envelope[last] ^= 0x55;
+    conn.execute(
+        "UPDATE records SET envelope = ?1 WHERE record_id = ?2",
+        (&envelope, position),
+    )
+    .unwrap();
+    let mut reopened = Validator::open(
+        w.validator_vault.clone(),
+        vec![w.issuer.trusted().clone()],
+        ValidatorConfig {
+            route: 32,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let taps = reopened.export_taps().unwrap();
+    assert_eq!(taps.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(reopened.acknowledge_taps(3).unwrap(), 2);
+    let qr = w.phone.current_qr(NOW + 900).unwrap();
+    let verdict = reopened.validate(&qr.text, NOW + 900).unwrap();
+    assert!(verdict.accepted);
+    assert_eq!(reopened.export_taps().unwrap()[0].seq, 4);
+}

@@ -457,3 +457,41 @@ fn an_entry_gate_refuses_a_card_inside_only_while_its_feed_is_current() {
     // A bus has no feed of either kind.
     assert!(!w.validator.entry_feed_status(NOW).refusing_cards_inside);
 }
+
+/// An exit gate whose clock jumped two days ahead (a GPS or RTC fault) while it refreshed its
+/// entries keeps them, since they expire by the backend's clock: once its clock is right, the
+/// rider inside is let out, not sent to staff.
+#[test]
+fn a_gate_clock_jumping_ahead_keeps_the_riders_inside() {
+    let w = world_with(
+        Product::PayAsYouGo,
+        Category::Standard,
+        0,
+        ValidatorConfig::default(),
+    );
+    let card = 9_704_000_000_123;
+    let (_d, mut exit) = gate(&w, 205, GateDirection::Exit);
+    let feed = EntryFeed {
+        entries: vec![GateEntry {
+            card_id: card,
+            station: 201,
+            at: NOW,
+        }],
+        cursor: 1,
+        complete_until: NOW + 600,
+        now: NOW + 600,
+    };
+    assert_eq!(exit.apply_entry_feed(&feed, NOW + 2 * 86_400).unwrap(), 1);
+    let current = EntryFeed {
+        entries: vec![],
+        cursor: 1,
+        complete_until: NOW + 700,
+        now: NOW + 700,
+    };
+    exit.apply_entry_feed(&current, NOW + 700).unwrap();
+    assert!(exit.entry_feed_status(NOW + 710).refusing_unknown_exits);
+    let out = exit
+        .validate(&w.phone.current_qr(NOW + 710).unwrap().text, NOW + 710)
+        .unwrap();
+    assert!(out.accepted, "{out:?}");
+}

@@ -345,7 +345,9 @@ pub fn journey_fare(
 }
 
 /// What a tap's scan proves, checked against the issuer keys the backend trusts. The card,
-/// product and times come from the signed scan; the validator's own fields are not used.
+/// product and times come from the signed scan; of the validator's own fields only its time
+/// is used, and only to keep a ride its clock accepted (a credential in force at the tap's time
+/// but not at the QR's, within the skew allowed).
 /// `mode` is the validator's as the operator bound it (a gate: the metro), never its claim.
 /// At an exit gate the pass's windows and route are not checked: they were at the entry, and a
 /// pass that ends during a ride still gets its rider out.
@@ -467,7 +469,8 @@ mod tests {
     }
 
     /// A pay-as-you-go credential ending at `t`; a QR signed at `t + 10`, accepted by a
-    /// validator whose clock says `t` (inside its 15 s allowance): the ride is charged.
+    /// validator whose clock says `t` (the validator takes QRs up to 15 s ahead of its clock): the
+    /// ride is charged.
     #[test]
     fn a_credential_in_force_at_the_validators_time_is_charged() {
         use thudo_core::crypto::p256::SoftwareKey;

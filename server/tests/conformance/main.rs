@@ -434,6 +434,8 @@ fn the_deny_list_is_capped_at_what_a_feed_carries<E: Engine>(s: &SqlStorage<E>) 
         Err(StorageError::ValueRefused(_)) => {}
         other => panic!("expected a refusal past the reserve, got {other:?}"),
     }
+    // A card listed already adds nothing: its denial again (a retry) is taken.
+    assert!(s.deny(&[7_000_001], &[], now + 7).is_ok());
     assert_eq!(
         s.deny_list(now + 8).unwrap().1.len(),
         MAX_LISTED + LISTED_RESERVE

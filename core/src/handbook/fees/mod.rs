@@ -594,6 +594,24 @@ impl FeeRules {
         })
     }
 
+    /// The first month after `since` (up to `month`) from which the income `basis` is charged
+    /// on is another kind of income than at `since` (the social-insurance salary or not).
+    fn income_changes_meaning(
+        &self,
+        basis: FeeBasis,
+        since: YearMonth,
+        month: YearMonth,
+    ) -> Option<YearMonth> {
+        let first = self.schedules.first()?.effective_from;
+        let start = since.max(first);
+        let at_start = self.income_is_social_insurance_salary(basis, start);
+        self.schedules
+            .iter()
+            .map(|s| s.effective_from)
+            .filter(|e| *e > start && *e <= month)
+            .find(|e| self.income_is_social_insurance_salary(basis, *e) != at_start)
+    }
+
     /// Whether `basis` is charged on the previous month's income in `month`.
     fn charges_previous_month(&self, basis: FeeBasis, month: YearMonth) -> bool {
         self.schedule_for(month).is_some_and(|s| {
@@ -788,16 +806,14 @@ impl FeeRules {
             let basis = period.situation.basis;
             let previous = month.previous();
             // One figure cannot be two incomes: 342-QĐ/TW charged an enterprise's payroll wage,
-            // 01-QĐ/TW charges its social-insurance salary.
-            if let Some(before) = previous.filter(|m| in_force(*m) == Some(index)) {
-                if period.situation.income_vnd > 0
-                    && self.income_is_social_insurance_salary(basis, before)
-                        != self.income_is_social_insurance_salary(basis, month)
-                {
+            // 01-QĐ/TW charges its social-insurance salary. A period given one income across
+            // that change is refused, wherever the statement starts.
+            if period.situation.income_vnd > 0 && period.situation.relief != Some(Relief::Exempt) {
+                if let Some(change) = self.income_changes_meaning(basis, period.since, month) {
                     return Err(invalid(format!(
-                        "{basis:?} is charged on another income from {month} (the \
+                        "{basis:?} is charged on another income from {change} (the \
                          social-insurance salary under one regulation, not under the other): \
-                         start a new period in {month} with that income"
+                         start a new period in {change} with that income"
                     )));
                 }
             }
@@ -811,7 +827,10 @@ impl FeeRules {
             let before = match previous {
                 Some(m) => match in_force(m) {
                     Some(i) => Some((m, &periods[i])),
-                    None if charges_previous && period.situation.relief != Some(Relief::Exempt) => {
+                    None if charges_previous
+                        && period.situation.relief != Some(Relief::Exempt)
+                        && self.income_is_social_insurance_salary(basis, m) =>
+                    {
                         return Err(invalid(format!(
                             "the fee for {month} is charged on {m}'s social-insurance salary: \
                              give the situation from {m}"

@@ -17,17 +17,31 @@ const ENTRY_FEED_STATE: &str = "entry_feed";
 
 impl Validator {
     pub(super) fn restore_entries(&mut self) -> Result<(), TransitError> {
-        if let Some(record) = self.vault.find(STATE_COLLECTION, ENTRY_FEED_STATE)? {
+        if let Some(record) = self.readable(STATE_COLLECTION, ENTRY_FEED_STATE)? {
             if let Ok(position) = serde_json::from_slice::<EntryFeedPosition>(&record.body) {
                 self.entry_feed = position;
             }
         }
-        for record in self.vault.list(ENTRY_COLLECTION)? {
-            if let Ok(held) = serde_json::from_slice::<HeldEntry>(&record.body) {
-                self.entries.insert(held.entry.card_id, held);
+        // An entry damaged on disk is left out (its rider is let out by the staff), never the
+        // gate kept shut.
+        let mut position = 0;
+        loop {
+            let page = self
+                .vault
+                .list_page_lossy(ENTRY_COLLECTION, position, 1_000, false)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            position = *last;
+            for (_, record) in &page {
+                if let Some(held) = record
+                    .as_ref()
+                    .and_then(|r| serde_json::from_slice::<HeldEntry>(&r.body).ok())
+                {
+                    self.entries.insert(held.entry.card_id, held);
+                }
             }
         }
-        Ok(())
     }
 
     /// An exit gate takes in the entries its backend reports (`GET /v1/transit/entries` from
@@ -41,7 +55,10 @@ impl Validator {
         }
         self.flush()?;
         let honoured = u64::from(self.config.entry_honoured_secs);
-        let open = |e: &GateEntry| e.at.saturating_add(honoured) >= now;
+        // Entries expire by the backend's clock when the feed gives it: a gate whose own clock
+        // jumped ahead (a GPS or RTC fault) must not drop every rider inside for good.
+        let clock = if feed.now > 0 { feed.now } else { now };
+        let open = |e: &GateEntry| e.at.saturating_add(honoured) >= clock;
         let mut changed: HashMap<u64, GateEntry> = HashMap::new();
         for entry in feed.entries.iter().filter(|e| open(e)) {
             let newest = self

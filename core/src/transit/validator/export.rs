@@ -70,14 +70,17 @@ impl Validator {
     fn taps_oldest_first(&self, mut visit: impl FnMut(Tap) -> bool) -> Result<(), TransitError> {
         let mut position = 0;
         loop {
-            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            // A tap record damaged on disk is read past: the rest of the log still uploads.
+            let page = self
+                .vault
+                .list_page_lossy(TAP_COLLECTION, position, TAP_PAGE, false)?;
             let Some((last, _)) = page.last() else {
                 return Ok(());
             };
             position = *last;
             for tap in page
                 .iter()
-                .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+                .filter_map(|(_, r)| r.as_ref().and_then(|r| Tap::from_log_bytes(&r.body)))
             {
                 if !visit(tap) {
                     return Ok(());
@@ -134,9 +137,9 @@ impl Validator {
         let up_to = up_to_seq.min(self.log.next_seq.saturating_sub(1));
         let newest_at = self
             .vault
-            .list_page_rev(TAP_COLLECTION, i64::MAX, 1)?
+            .list_page_lossy(TAP_COLLECTION, i64::MAX, 1, true)?
             .first()
-            .and_then(|(_, r)| Tap::from_log_bytes(&r.body))
+            .and_then(|(_, r)| r.as_ref().and_then(|r| Tap::from_log_bytes(&r.body)))
             .map_or(0, |t| t.at);
         // Acknowledged taps stay while they matter to replay and passback, and for an
         // inspector pairing with this vehicle (its recent taps).
@@ -144,7 +147,9 @@ impl Validator {
         let mut acknowledged = 0;
         let mut position = 0;
         loop {
-            let page = self.vault.list_page(TAP_COLLECTION, position, TAP_PAGE)?;
+            let page = self
+                .vault
+                .list_page_lossy(TAP_COLLECTION, position, TAP_PAGE, false)?;
             let Some((last, _)) = page.last() else {
                 break;
             };
@@ -153,7 +158,7 @@ impl Validator {
             let mut done = false;
             for tap in page
                 .iter()
-                .filter_map(|(_, r)| Tap::from_log_bytes(&r.body))
+                .filter_map(|(_, r)| r.as_ref().and_then(|r| Tap::from_log_bytes(&r.body)))
             {
                 if tap.seq > up_to {
                     done = true;

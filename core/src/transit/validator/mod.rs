@@ -158,6 +158,22 @@ pub struct Validator {
 }
 
 impl Validator {
+    /// A state record, `None` when it does not decrypt (damaged on disk): the validator starts
+    /// without it (a deny list then counts as missing, so stale) rather than not at all.
+    fn readable(
+        &self,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<crate::vault::Record>, TransitError> {
+        match self.vault.find(collection, id) {
+            Err(crate::vault::VaultError::CorruptRecord { .. }) => {
+                log::warn!(collection, id; "a validator record that does not decrypt was left out");
+                Ok(None)
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// Opens a validator over `vault`: restores the deny list and, from the tap log not yet
     /// uploaded, the replay and passback memory (so a reboot does not open a replay window).
     pub fn open(
@@ -200,10 +216,10 @@ impl Validator {
             validator.restore_entries()?;
         }
         validator.set_trusted_keys(trusted)?;
-        if let Some(record) = validator.vault.find(STATE_COLLECTION, "deny_list")? {
+        if let Some(record) = validator.readable(STATE_COLLECTION, "deny_list")? {
             validator.restore_deny_list(&record.body);
         }
-        if let Some(record) = validator.vault.find(STATE_COLLECTION, TAP_LOG_STATE)? {
+        if let Some(record) = validator.readable(STATE_COLLECTION, TAP_LOG_STATE)? {
             if let Ok(log) = serde_json::from_slice::<TapLogStatus>(&record.body) {
                 validator.log = log;
             }

@@ -70,15 +70,16 @@ impl Validator {
         let mut taps = Vec::new();
         let mut position = i64::MAX;
         loop {
+            // A tap record damaged on disk is read past: it must not stop the validator.
             let page = self
                 .vault
-                .list_page_rev(TAP_COLLECTION, position, TAP_PAGE)?;
+                .list_page_lossy(TAP_COLLECTION, position, TAP_PAGE, true)?;
             let Some((last, _)) = page.last() else {
                 return Ok(taps);
             };
             position = *last;
             for (_, record) in &page {
-                let Some(tap) = Tap::from_log_bytes(&record.body) else {
+                let Some(tap) = record.as_ref().and_then(|r| Tap::from_log_bytes(&r.body)) else {
                     continue;
                 };
                 if !wanted(&tap) {

@@ -165,8 +165,9 @@ pub(super) fn deny_card(
 /// list that size fits the validators' feed (16 MiB) with the day's capped cards, even if
 /// every entry is a device key (64 hex characters). Entries leave it 73 h after their last
 /// credential ends. Denials the backend makes itself (a fraud policy, a balance owed, a
-/// revoked phone) are not refused, and neither is an operator's denial of up to
-/// [`ALWAYS_TAKEN`] entries: a stolen card or phone is never kept off the list.
+/// revoked phone) are not refused (they follow real cards and phones), and an operator's denial
+/// of up to [`ALWAYS_TAKEN`] entries goes past this into [`LISTED_RESERVE`]: a stolen card or
+/// phone is listed on a full list.
 pub const MAX_LISTED: usize = 200_000;
 /// An operator's denial of at most this many entries is taken past [`MAX_LISTED`], into
 /// [`LISTED_RESERVE`].
@@ -210,28 +211,29 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
             // counted against each other.
             let version = bump_deny_version(tx)?;
             let adding = cards.len() + device_key_hashes.len();
-            if adding > 0 {
-                let mut listed = |table: &str| -> Result<i64> {
+            let listed = |tx: &mut dyn Tx| -> Result<usize> {
+                let mut count = |table: &str| -> Result<i64> {
                     tx.row(
                         &format!("SELECT COUNT(*) FROM {table} WHERE until IS NULL OR until >= ?1"),
                         params![at],
                     )?
                     .map_or(Ok(0), |r| r.int(0))
                 };
-                let listed = listed("deny_cards")? + listed("deny_devices")?;
-                // A few entries go past a full list, into the reserve; a flood of small
-                // denials stops where the reserve does.
-                let ceiling = if adding > ALWAYS_TAKEN {
-                    MAX_LISTED
-                } else {
-                    MAX_LISTED + LISTED_RESERVE
-                };
-                if listed as usize + adding > ceiling {
-                    // An error: the new version is not kept either.
-                    return Err(StorageError::ValueRefused(format!(
-                        "the deny list holds {listed} entries: {adding} more would pass the \
-                         {ceiling} every validator's feed can carry"
-                    )));
+                Ok((count("deny_cards")? + count("deny_devices")?) as usize)
+            };
+            let refused = |listed: usize, ceiling: usize| {
+                // An error: nothing of it is kept, nor the new version.
+                StorageError::ValueRefused(format!(
+                    "the deny list would hold {listed} entries, past the {ceiling} every \
+                     validator's feed can carry"
+                ))
+            };
+            // A mass denial is judged before it is written (as if every entry were new):
+            // writing 200,000 entries to undo them would hold the list's lock for long.
+            if adding > ALWAYS_TAKEN {
+                let would = listed(tx)? + adding;
+                if would > MAX_LISTED {
+                    return Err(refused(would, MAX_LISTED));
                 }
             }
             for c in cards {
@@ -239,6 +241,15 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
             }
             for h in device_key_hashes {
                 deny_key(tx, h, at)?;
+            }
+            // A few entries go past a full list, into the reserve, counted once written (one
+            // listed already, a retry, adds nothing); a flood of small denials stops where the
+            // reserve does.
+            if (1..=ALWAYS_TAKEN).contains(&adding) {
+                let now_listed = listed(tx)?;
+                if now_listed > MAX_LISTED + LISTED_RESERVE {
+                    return Err(refused(now_listed, MAX_LISTED + LISTED_RESERVE));
+                }
             }
             Ok(version)
         })

@@ -55,7 +55,7 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                     continue;
                 };
                 if status == Some(JourneyStatus::NoEntry) {
-                    let_out_twice(tx, id, now)?;
+                    let_out_twice(tx, fares, id, now)?;
                 }
                 settle_journey(tx, fares, id, to, &mut paid)?;
                 settled += 1;
@@ -158,12 +158,13 @@ fn drained_until(tx: &mut dyn Tx, direction: GateDirection) -> Result<Option<i64
 }
 
 /// Records `repeated_exit` when exit-only journey `id`, whose time for a late entry has run
-/// out, came within an entry's time of an entry another gate let out (before or after it, as
-/// uploads arrive): one entry let out twice (a phone or a
-/// relayed QR handed back over the barrier), at any station, however far apart. Gates learn
-/// entries, not exits, from the feed, so a second gate lets the second rider out; only here,
-/// once no late entry can explain the exit, is it known.
-fn let_out_twice(tx: &mut dyn Tx, id: i64, now: i64) -> Result<()> {
+/// out, came within a journey's time of an entry another gate let out (before or after it, as
+/// uploads arrive): one entry let out twice (a phone or a relayed QR handed back over the
+/// barrier), at any station. Gates learn entries, not exits, from the feed, so a second gate
+/// lets the second rider out; only here is it known. Recorded only once every entry gate has
+/// uploaded past the exit, so no entry still on its way can explain it (an entry gate long
+/// offline leaves it unrecorded rather than accuse an honest rider).
+fn let_out_twice(tx: &mut dyn Tx, fares: &FarePolicy, id: i64, now: i64) -> Result<()> {
     let Some(exit) = tx.row(
         "SELECT card_id, exit_validator, exit_seq, exit_station, exit_at FROM journeys
          WHERE id = ?1 AND exit_at IS NOT NULL AND exit_validator IS NOT NULL",
@@ -173,17 +174,17 @@ fn let_out_twice(tx: &mut dyn Tx, id: i64, now: i64) -> Result<()> {
         return Ok(());
     };
     let (card, validator, at) = (exit.int(0)?, exit.text(1)?, exit.int(4)?);
+    if drained_until(tx, GateDirection::Entry)?.is_none_or(|until| until < at) {
+        return Ok(());
+    }
+    let (day, _) = fares.local_day_and_month(at.max(0) as u64);
+    let journey_secs = fares.max_journey_secs(&day) as i64;
     let first = tx.row(
         "SELECT exit_validator, exit_station, exit_at FROM journeys
          WHERE card_id = ?1 AND status = 'closed' AND entry_at <= ?2 AND entry_at >= ?3
            AND exit_validator IS NOT NULL AND exit_validator <> ?4
          ORDER BY entry_at DESC, id DESC LIMIT 1",
-        params![
-            card,
-            at,
-            at.saturating_sub(ENTRY_HONOURED_SECS as i64),
-            &validator
-        ],
+        params![card, at, at.saturating_sub(journey_secs), &validator],
     )?;
     let Some(first) = first else {
         return Ok(());
