@@ -348,7 +348,10 @@ impl Validator {
             (tap.card_id, tap.qr_timestamp, tap.qr_counter)
         {
             let key = (card, ts, counter);
-            if self.replay.seen.remove(&key) {
+            // Only a tap that put its QR in the replay memory takes it out: a refused replay
+            // must not make the QR it replayed new again.
+            let remembered_here = tap.accepted || tap.reason == Reason::Passback;
+            if remembered_here && self.replay.seen.remove(&key) {
                 self.replay.order.retain(|(_, k)| *k != key);
             }
             if tap.accepted && self.last_accept.get(&card) == Some(&tap.at) {
