@@ -169,6 +169,7 @@ fn both_verifiers_take_their_trust_from_a_signed_bundle() {
         }],
         passport_revocations: Vec::new(),
         passport_revocation_hashes: Vec::new(),
+        content_published_at: None,
     };
     let key = thudo_core::crypto::p256::SoftwareKey::generate().unwrap().0;
     let b64 = |k: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);

@@ -123,6 +123,7 @@ fn large_bundle() {
         passport_signers: Vec::new(),
         passport_revocations: Vec::new(),
         passport_revocation_hashes: Vec::new(),
+        content_published_at: None,
     };
     let size = serde_json::to_vec(&bundle).unwrap().len();
     let started = Instant::now();

@@ -61,6 +61,7 @@ fn bundle(version: u64, card_issuers: Vec<CardIssuer>) -> TrustBundle {
         passport_signers: vec![german_signer()],
         passport_revocations: Vec::new(),
         passport_revocation_hashes: Vec::new(),
+        content_published_at: None,
     }
 }
 

@@ -227,6 +227,57 @@ async fn the_health_authority_publishes_trust_that_devices_install_and_never_rol
     assert_ne!(renewed, current);
     // Asked again (another instance, another device), the same renewal.
     assert_eq!(served(after + 60), renewed);
+    // Signed again it keeps when the authority published it; past 90 days the content is no
+    // longer renewed (revocations nobody vouched for lately), so devices see it go stale.
+    let content = |jws: &str| -> Value {
+        let payload = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            jws.split('.').nth(1).unwrap(),
+        )
+        .unwrap();
+        serde_json::from_slice(&payload).unwrap()
+    };
+    let published = content(&current)["content_published_at"].as_i64().unwrap();
+    assert_eq!(
+        content(&renewed)["content_published_at"].as_i64(),
+        Some(published)
+    );
+    {
+        let scratch = tempfile::tempdir().unwrap();
+        let copy = thudo_server::storage::SqliteStorage::open(
+            &scratch.path().join("copy.db"),
+            thudo_server::SCHEMA,
+        )
+        .unwrap();
+        let copy: std::sync::Arc<dyn thudo_server::storage::settings::SettingsStore> =
+            std::sync::Arc::new(copy);
+        for setting in [
+            "health_trust_key",
+            "health_trust_bundle",
+            "health_trust_bundle_meta",
+        ] {
+            if let Some(value) = local.storage.get_setting(setting).unwrap() {
+                copy.set_setting(setting, &value).unwrap();
+            }
+        }
+        let served_copy =
+            |at: i64| match thudo_server::publishing::current_trust_bundle(copy.as_ref(), None, at)
+                .unwrap()
+            {
+                Some(thudo_server::publishing::TrustBundleAnswer::Bundle(jws)) => jws,
+                _ => panic!("no bundle served"),
+            };
+        let limit = published + 90 * 86_400;
+        let last = served_copy(limit - 10);
+        assert_ne!(last, renewed);
+        assert_eq!(
+            content(&last)["content_published_at"].as_i64(),
+            Some(published)
+        );
+        let beyond = served_copy(limit + span);
+        assert_eq!(beyond, last, "not renewed past 90 days");
+        assert!(content(&beyond)["expires_at"].as_i64().unwrap() < limit + span);
+    }
     let s = trust_bundle::install(&fresh_phone, &renewed, &key, after).unwrap();
     assert!(s.version > installed.version);
     assert_eq!(

@@ -110,6 +110,11 @@ pub struct TrustBundle {
     /// signature, its `r` half for ECDSA); no kind means `UCI:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub passport_revocation_hashes: Vec<String>,
+    /// When the health authority published this content (seconds since the epoch); a bundle
+    /// the backend signed again keeps it. Devices ignore it; the backend stops signing the
+    /// content again once it is too old, so a list nobody vouched for lately goes stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_published_at: Option<i64>,
 }
 
 /// Why a bundle was refused.

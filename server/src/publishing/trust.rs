@@ -32,6 +32,8 @@ const META_SETTING: &str = "health_trust_bundle_meta";
 const KEY_SETTING: &str = "health_trust_key";
 /// The longest a bundle may stay fresh: devices must come back for removals.
 const MAX_VALID_DAYS: u32 = 90;
+/// The longest the backend signs the same content again after the authority published it.
+const MAX_CONTENT_AGE_SECS: i64 = MAX_VALID_DAYS as i64 * 86_400;
 
 /// The trust-list key, made on first use. Of several instances, every one goes on with the key
 /// the first stored. Once a bundle is published it is never made again: devices carry its
@@ -189,7 +191,19 @@ fn renew(settings: &dyn SettingsStore, now: i64) -> crate::storage::Result<Optio
         let Some(bundle) = signed_bundle(&current) else {
             return Ok((current, None));
         };
-        if !Dated::from(&bundle).renewal_due(now) {
+        // Content the authority published longer ago than a bundle may last is not signed
+        // again: the list goes stale on devices (revocations nobody vouched for lately are
+        // not kept fresh for ever) until the authority publishes.
+        let published = bundle.content_published_at.unwrap_or(bundle.issued_at);
+        let too_old = now.saturating_sub(published) > MAX_CONTENT_AGE_SECS;
+        if too_old || !Dated::from(&bundle).renewal_due(now) {
+            if too_old {
+                eprintln!(
+                    "warning: the health trust bundle's content (version {}) is older than \
+                     {MAX_VALID_DAYS} days: not renewed until the health authority publishes",
+                    bundle.version
+                );
+            }
             let dates = dates_json(&bundle)?;
             return Ok((current, Some(dates)));
         }
@@ -198,6 +212,7 @@ fn renew(settings: &dyn SettingsStore, now: i64) -> crate::storage::Result<Optio
             version: (bundle.version + 1).max(now.max(0) as u64),
             issued_at: now,
             expires_at: now + span,
+            content_published_at: Some(published),
             ..bundle
         };
         let jws = next
@@ -328,6 +343,7 @@ pub(super) async fn publish(
                 passport_signers: req.passport_signers.clone(),
                 passport_revocations: req.passport_revocations.clone(),
                 passport_revocation_hashes: req.passport_revocation_hashes.clone(),
+                content_published_at: Some(now),
             };
             // Sized before its content is loaded: a request body may be eight times what
             // devices take.
