@@ -348,16 +348,10 @@ impl<'a> Attachments<'a> {
         }
     }
 
-    /// The file's chunks put together, if every one is there and the whole matches its hash.
+    /// The file's chunks put together, if every one is there, readable, and the whole
+    /// matches its hash.
     fn checked(&self, state: &AttachmentState) -> Result<Option<Vec<u8>>, AttachmentError> {
-        let mut bytes = Vec::with_capacity(state.stored_bytes as usize);
-        for i in 0..chunk_count(state.stored_bytes) {
-            let Some(chunk) = self.vault.find(CHUNKS, &chunk_id(&state.reference.id, i))? else {
-                return Ok(None);
-            };
-            bytes.extend_from_slice(&chunk.body);
-        }
-        Ok((file_id(&bytes) == state.reference.id).then_some(bytes))
+        Ok(whole_file(state, |id| self.vault.find(CHUNKS, id))?)
     }
 
     /// Drops the chunks of file `id` found damaged (`complete`: once complete; else once all
@@ -368,6 +362,11 @@ impl<'a> Attachments<'a> {
                 return Ok(());
             };
             if state.complete != complete || state.stored_bytes != state.reference.bytes() {
+                return Ok(());
+            }
+            // Checked again here: the file may have been let go and the same bytes kept
+            // again while it was read, and a good copy is never dropped.
+            if whole_file(&state, |chunk| tx.get(CHUNKS, chunk))?.is_some() {
                 return Ok(());
             }
             delete_chunks(tx, &state.reference)?;
@@ -478,6 +477,23 @@ impl<'a> Attachments<'a> {
             Ok(true)
         })?)
     }
+}
+
+/// A file's chunks put together by `read_chunk`, if every one is there, readable (one that
+/// does not decrypt is damage, not a failure), and the whole matches its hash.
+fn whole_file(
+    state: &AttachmentState,
+    read_chunk: impl Fn(&str) -> Result<Option<crate::vault::Record>, VaultError>,
+) -> Result<Option<Vec<u8>>, VaultError> {
+    let mut bytes = Vec::with_capacity(state.stored_bytes as usize);
+    for i in 0..chunk_count(state.stored_bytes) {
+        match read_chunk(&chunk_id(&state.reference.id, i)) {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk.body),
+            Ok(None) | Err(VaultError::CorruptRecord { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((file_id(&bytes) == state.reference.id).then_some(bytes))
 }
 
 /// `owner` (a record, `collection/id`) lets go of every file it held, inside `tx`; a file

@@ -557,11 +557,12 @@ fn fees_refuse_or_flag_what_the_rules_do_not_settle() {
         .map(|a| a.due_vnd)
         .collect();
     assert_eq!(dues, [200_000, 120_000, 120_000]);
-    // Wherever the statement starts, and an exempt period (which owes nothing) is not refused.
-    let err = rules
+    // A statement that reads it only as one kind (from March 2026 on) takes it as that; an
+    // exempt period (which owes nothing) is not refused.
+    let later = rules
         .statement(&[wage("2025-06", 20_000_000)], ym("2026-03"), ym("2026-04"))
-        .unwrap_err();
-    assert!(err.to_string().contains("2026-02"), "{err}");
+        .unwrap();
+    assert_eq!(later.total_due_vnd, 400_000);
     let exempt = FeePeriod {
         since: ym("2025-06"),
         situation: FeeSituation {
@@ -579,6 +580,19 @@ fn fees_refuse_or_flag_what_the_rules_do_not_settle() {
         .statement(&[wage("2026-02", 12_000_000)], ym("2026-02"), ym("2026-02"))
         .unwrap();
     assert_eq!(february.months[0].due_vnd, 120_000);
+    // Its January given as the payroll wage (342-QĐ/TW's figure), as the command line does with
+    // one situation: February is charged on its own salary, unconfirmed, not refused.
+    let one_situation = rules
+        .statement(&[wage("2026-01", 12_000_000)], ym("2026-02"), ym("2026-03"))
+        .unwrap();
+    let (feb, mar) = (&one_situation.months[0], &one_situation.months[1]);
+    assert_eq!((feb.due_vnd, mar.due_vnd), (120_000, 120_000));
+    assert!(
+        !feb.rule_confirmed && feb.rule.contains("not given"),
+        "{}",
+        feb.rule
+    );
+    assert!(mar.rule_confirmed);
     // 01-QĐ/TW charges the previous month's salary: a statement starting where the situations
     // start does not guess it from this month's.
     let salary = |since: &str, vnd: u64| FeePeriod {

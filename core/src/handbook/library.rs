@@ -512,7 +512,10 @@ impl Library {
         if query.len() > 4 * MAX_QUERY_LEN {
             return Err(too_long());
         }
-        let query = &query.nfc().collect::<String>();
+        let query = &query
+            .nfc()
+            .filter(|c| !fold::is_format(*c))
+            .collect::<String>();
         if query.len() > MAX_QUERY_LEN {
             return Err(too_long());
         }

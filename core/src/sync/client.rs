@@ -376,12 +376,28 @@ impl BackendClient {
                 let outside = apply::apply_outside(&this, &changes).map_err(BackendError::Store)?;
                 let inside = v.transaction(|tx| {
                     let a = apply::apply_changes(tx, &this, &changes, now)?;
-                    // A record deleted (withdrawn by its publisher) lets go of its files.
-                    for c in changes.iter().filter(|c| c.op == "delete") {
-                        let owner = format!("{}/{}", c.collection, c.record_id);
+                    // A record deleted (withdrawn by its publisher) lets go of its files: one
+                    // whose last change in the page is a delete (not put back after it) and,
+                    // in the vault, gone (not kept by a newer local write).
+                    let mut last_ops: std::collections::HashMap<&str, &str> =
+                        std::collections::HashMap::new();
+                    for c in &changes {
+                        last_ops.insert(c.record_id.as_str(), c.op.as_str());
+                    }
+                    for (id, _) in last_ops.iter().filter(|(_, op)| **op == "delete") {
+                        let kept = matches!(this.apply, Apply::Vault(_))
+                            && matches!(tx.get(name, id), Ok(Some(_)));
+                        if kept {
+                            continue;
+                        }
+                        let owner = format!("{name}/{id}");
                         match crate::attachments::release_owner(tx, &owner) {
-                            // An owner the vault cannot index (an overlong id) holds nothing.
-                            Err(VaultError::InvalidArgument { .. }) => {}
+                            // An owner the vault cannot index holds nothing; a file record
+                            // damaged on disk is left (never failing every sync after).
+                            Err(
+                                VaultError::InvalidArgument { .. }
+                                | VaultError::CorruptRecord { .. },
+                            ) => {}
                             other => {
                                 other?;
                             }

@@ -57,7 +57,8 @@ pub const MAX_BODY_LEN: usize = 16 * 1024 * 1024;
 /// is sealed with whatever passphrase its writer chose, so its records are that writer's word:
 /// a restore must not put an unchecked anchor, or an older one, in place of the one verified.
 /// The app fetches the current one again after a restore. Nor a transit validator's state
-/// (`transit.tap`, `transit.validator`, `transit.entry`): its tap log restored would bring
+/// (`transit.tap`, `transit.validator`, `transit.entry`, an inspector's `transit.inspection`,
+/// numbered by a counter in `transit.validator`): its tap log restored would bring
 /// back taps already uploaded and numbers already used, out of order, and an older deny list
 /// in place of the current one; a validator restored from a backup starts as one whose log was
 /// lost (the backend moves its reused numbers on) and fetches its lists again.
@@ -66,6 +67,7 @@ pub const NOT_RESTORED: &[&str] = &[
     "transit.tap",
     "transit.validator",
     "transit.entry",
+    "transit.inspection",
 ];
 /// Records a backup never holds, nor a restore writes (collection, id): state bound to this
 /// device. The transit device key kept in the vault when the app gives no platform signer

@@ -806,10 +806,21 @@ impl FeeRules {
             let basis = period.situation.basis;
             let previous = month.previous();
             // One figure cannot be two incomes: 342-QĐ/TW charged an enterprise's payroll wage,
-            // 01-QĐ/TW charges its social-insurance salary. A period given one income across
-            // that change is refused, wherever the statement starts.
+            // 01-QĐ/TW charges its social-insurance salary. A period whose one income this
+            // statement would read as both (from the first month it reads: the statement's
+            // first, or the month before when that month's salary is charged) is refused.
+            let first_read = match from.previous() {
+                Some(before)
+                    if self.charges_previous_month(basis, from)
+                        && self.income_is_social_insurance_salary(basis, before) =>
+                {
+                    before
+                }
+                _ => from,
+            };
             if period.situation.income_vnd > 0 && period.situation.relief != Some(Relief::Exempt) {
-                if let Some(change) = self.income_changes_meaning(basis, period.since, month) {
+                let read_from = period.since.max(first_read);
+                if let Some(change) = self.income_changes_meaning(basis, read_from, month) {
                     return Err(invalid(format!(
                         "{basis:?} is charged on another income from {change} (the \
                          social-insurance salary under one regulation, not under the other): \
@@ -824,6 +835,11 @@ impl FeeRules {
             // exemption that needed none). A member who had none (a pensioner hired again)
             // pays on this month's; a month before any situation given is not guessed.
             let charges_previous = self.charges_previous_month(basis, month);
+            // The month before had a salary this rule charges (its job's income is the
+            // social-insurance salary now) that was not given as one: this month's own is
+            // charged, unconfirmed (an enterprise's February 2026, its January given as the
+            // payroll wage 342-QĐ/TW charged).
+            let mut guessed = false;
             let before = match previous {
                 Some(m) => match in_force(m) {
                     Some(i) => Some((m, &periods[i])),
@@ -841,8 +857,14 @@ impl FeeRules {
                 None => None,
             }
             .filter(|(m, p)| {
-                p.situation.income_vnd > 0
-                    && self.income_is_social_insurance_salary(p.situation.basis, *m)
+                let read = p.situation.income_vnd > 0
+                    && self.income_is_social_insurance_salary(p.situation.basis, *m);
+                guessed = charges_previous
+                    && !read
+                    && p.situation.income_vnd > 0
+                    && p.situation.relief != Some(Relief::Exempt)
+                    && self.income_is_social_insurance_salary(p.situation.basis, month);
+                read
             })
             .map(|(_, p)| p);
             let situation = match before {
@@ -855,7 +877,15 @@ impl FeeRules {
             // One month without a rule (a basis the old regulation did not name) must not
             // hide a member's whole history.
             match self.assess(&situation, month) {
-                Ok(assessment) => {
+                Ok(mut assessment) => {
+                    if guessed && assessment.due_vnd > 0 {
+                        assessment.rule_confirmed = false;
+                        assessment.rule = format!(
+                            "{} (on this month's salary: the previous month's social-insurance \
+                             salary was not given)",
+                            assessment.rule
+                        );
+                    }
                     total_due_vnd = total_due_vnd.saturating_add(assessment.due_vnd);
                     months.push(assessment);
                 }

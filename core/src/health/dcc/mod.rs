@@ -424,11 +424,18 @@ impl Decoded {
 
 impl VerifiedDcc {
     /// Who issued it, as a record shows it: the CWT issuer when it names the signer's own
-    /// country, else the signer's country. The claim is the signer's word: a signer trusted
-    /// for one country is not shown as another's.
+    /// country (its code, or its code then a body, as Switzerland's `CH BAG`), else the
+    /// signer's country. The claim is the signer's word: a signer trusted for one country is
+    /// not shown as another's.
     pub fn vouched_issuer(&self) -> String {
+        let country = self.country.to_ascii_uppercase();
         match &self.issuer {
-            Some(iss) if iss.eq_ignore_ascii_case(&self.country) => iss.clone(),
+            Some(iss)
+                if iss.eq_ignore_ascii_case(&country)
+                    || iss.to_ascii_uppercase().starts_with(&format!("{country} ")) =>
+            {
+                iss.clone()
+            }
             _ => self.country.clone(),
         }
     }

@@ -73,8 +73,6 @@ impl Provenance {
 /// A signed card verified again here: what its provenance names and the bundle it carries.
 pub(super) struct Reverified {
     pub(super) issuer: String,
-    /// What a record imported before issuers were vouched for named: a DCC's own `iss` claim.
-    pub(super) claimed_issuer: Option<String>,
     pub(super) kid: String,
     pub(super) country: Option<String>,
     pub(super) certificate_id: Option<String>,
@@ -85,13 +83,11 @@ pub(super) struct Reverified {
 /// Verifies a card as of `at`, authenticated (evidence stays evidence after its expiry): a
 /// SMART Health Card (JWS) or an EU DCC (`HC1:`).
 pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reverified> {
-    let (issuer, claimed_issuer, kid, country, certificate_id, bundle) = if card.starts_with("HC1:")
-    {
+    let (issuer, kid, country, certificate_id, bundle) = if card.starts_with("HC1:") {
         let c = dcc::authenticate(card, &trust.dcc, at).ok()?;
         let bundle = dcc::fhir::bundle(&c);
         (
             c.vouched_issuer(),
-            c.issuer.clone(),
             c.kid,
             Some(c.country),
             Some(c.certificate_id),
@@ -99,11 +95,10 @@ pub(super) fn reverify(card: &str, trust: &TrustStore, at: i64) -> Option<Reveri
         )
     } else {
         let c = shc::authenticate(card, trust, at).ok()?;
-        (c.issuer, None, c.kid, None, None, c.fhir_bundle)
+        (c.issuer, c.kid, None, None, c.fhir_bundle)
     };
     Some(Reverified {
         issuer,
-        claimed_issuer,
         kid,
         country,
         certificate_id,
@@ -185,8 +180,7 @@ impl HealthBook<'_> {
                 continue;
             };
             let signer_named = Some(&c.kid) == p.kid.as_ref()
-                && (Some(&c.issuer) == p.issuer.as_ref()
-                    || (c.claimed_issuer.is_some() && c.claimed_issuer == p.issuer))
+                && Some(&c.issuer) == p.issuer.as_ref()
                 && c.certificate_id == p.certificate_id;
             let subject = if r.resource_type == "Patient" || r.person.is_empty() {
                 None

@@ -236,16 +236,17 @@ impl<E: Engine> CredentialStore for SqlStorage<E> {
                     return Err(refused(would, MAX_LISTED));
                 }
             }
+            let mut written = 0;
             for c in cards {
-                deny_card(tx, *c, at, None)?;
+                written += deny_card(tx, *c, at, None)?;
             }
             for h in device_key_hashes {
-                deny_key(tx, h, at)?;
+                written += deny_key(tx, h, at)?;
             }
             // A few entries go past a full list, into the reserve, counted once written (one
-            // listed already, a retry, adds nothing); a flood of small denials stops where the
-            // reserve does.
-            if (1..=ALWAYS_TAKEN).contains(&adding) {
+            // listed already, a retry, writes nothing and is taken); a flood of small denials
+            // stops where the reserve does.
+            if written > 0 && (1..=ALWAYS_TAKEN).contains(&adding) {
                 let now_listed = listed(tx)?;
                 if now_listed > MAX_LISTED + LISTED_RESERVE {
                     return Err(refused(now_listed, MAX_LISTED + LISTED_RESERVE));
