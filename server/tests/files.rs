@@ -312,6 +312,53 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
         .unwrap()
         .is_empty());
     assert_eq!(files.read(&papers_ref.id).unwrap(), papers);
+    // Published again and fetched; then withdrawn and published once more before the phone
+    // syncs: its page holds the delete then the put, and the document keeps its file.
+    let republish = || async {
+        let (status, _) = party(
+            &local,
+            "POST",
+            &format!("/v1/admin/cells/{CELL}/handbook.documents"),
+            json!({"items": [{"id": "nq57", "number": "57-NQ/TW", "issuer": "Bộ Chính trị",
+                "issued_on": "2024-12-22", "kind": "Nghị quyết", "title": "Nghị quyết 57",
+                "body": "", "attachments": [reference]}]}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    };
+    let sync = || async {
+        local
+            .client
+            .sync(
+                phone.clone(),
+                &common::collections_with(library.clone()),
+                None,
+            )
+            .await
+            .unwrap();
+    };
+    republish().await;
+    sync().await;
+    attachments::fetch(
+        &local.client,
+        phone.clone(),
+        "handbook.documents/nq57",
+        &reference,
+    )
+    .await
+    .unwrap();
+    let (status, _) = party(
+        &local,
+        "DELETE",
+        &format!("/v1/admin/cells/{CELL}/handbook.documents/nq57"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200);
+    republish().await;
+    sync().await;
+    assert!(library.get("nq57").unwrap().is_some());
+    assert_eq!(files.read(&reference.id).unwrap(), resolution);
 
     // A document naming a malformed file is refused at publishing, not skipped by phones.
     let (status, _) = party(
