@@ -406,21 +406,24 @@ fn an_expired_card_is_refused_by_the_verifier_and_imported_as_evidence() {
         .verify_and_import_card(&jws, &trust, NOW, None)
         .unwrap();
     let person = imported.people[0].clone();
-    let shots = book
-        .records(
-            &person,
-            Some(thudo_core::health::fhir::Kind::Immunization),
-            None,
-            None,
-        )
-        .unwrap();
-    // The example holds three doses.
-    assert_eq!(shots.len(), 3);
-    assert!(book
-        .vouched(&shots, &trust)
-        .unwrap()
-        .iter()
-        .all(|v| *v == Some(true)));
+    // The example holds three doses, each vouched for by the card kept with it.
+    let three_vouched_doses = || {
+        let shots = book
+            .records(
+                &person,
+                Some(thudo_core::health::fhir::Kind::Immunization),
+                None,
+                None,
+            )
+            .unwrap();
+        assert_eq!(shots.len(), 3);
+        assert!(book
+            .vouched(&shots, &trust)
+            .unwrap()
+            .iter()
+            .all(|v| *v == Some(true)));
+    };
+    three_vouched_doses();
     // The same card downloaded again: the issuer signs anew (each ECDSA signature differs), the
     // content is the same, so its records are replaced, not copied.
     let again = format!(
@@ -430,18 +433,5 @@ fn an_expired_card_is_refused_by_the_verifier_and_imported_as_evidence() {
     assert_ne!(again, jws);
     book.verify_and_import_card(&again, &trust, NOW, None)
         .unwrap();
-    let shots = book
-        .records(
-            &person,
-            Some(thudo_core::health::fhir::Kind::Immunization),
-            None,
-            None,
-        )
-        .unwrap();
-    assert_eq!(shots.len(), 3);
-    assert!(book
-        .vouched(&shots, &trust)
-        .unwrap()
-        .iter()
-        .all(|v| *v == Some(true)));
+    three_vouched_doses();
 }

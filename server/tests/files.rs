@@ -153,26 +153,32 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
         assert_eq!(status, 400, "{cell} {size}: {answer}");
     }
     // Published with an empty body: the document's body is the PDF's text.
-    let (status, _) = party(
-        &local,
-        "POST",
-        &format!("/v1/admin/cells/{CELL}/handbook.documents"),
-        json!({"items": [{"id": "nq57", "number": "57-NQ/TW", "issuer": "Bộ Chính trị",
-            "issued_on": "2024-12-22", "kind": "Nghị quyết", "title": "Nghị quyết 57", "body": "",
-            "attachments": [reference]}]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let library = Arc::new(Library::open(&dir.path().join("library.db")).unwrap());
-    local
-        .client
-        .sync(
-            phone.clone(),
-            &common::collections_with(library.clone()),
-            None,
+    let publish = || async {
+        let (status, _) = party(
+            &local,
+            "POST",
+            &format!("/v1/admin/cells/{CELL}/handbook.documents"),
+            json!({"items": [{"id": "nq57", "number": "57-NQ/TW", "issuer": "Bộ Chính trị",
+                "issued_on": "2024-12-22", "kind": "Nghị quyết", "title": "Nghị quyết 57",
+                "body": "", "attachments": [reference]}]}),
         )
-        .await
-        .unwrap();
+        .await;
+        assert_eq!(status, 200);
+    };
+    let library = Arc::new(Library::open(&dir.path().join("library.db")).unwrap());
+    let sync = || async {
+        local
+            .client
+            .sync(
+                phone.clone(),
+                &common::collections_with(library.clone()),
+                None,
+            )
+            .await
+            .unwrap();
+    };
+    publish().await;
+    sync().await;
     let hits = library.search("chuyen doi so quoc gia", 5).unwrap();
     assert_eq!(hits.first().map(|h| h.id.as_str()), Some("nq57"));
     let doc = library.get("nq57").unwrap().unwrap();
@@ -295,15 +301,7 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
     .await;
     assert_eq!(status, 200, "{answer}");
     for _ in 0..2 {
-        local
-            .client
-            .sync(
-                phone.clone(),
-                &common::collections_with(library.clone()),
-                None,
-            )
-            .await
-            .unwrap();
+        sync().await;
     }
     assert!(library.get("nq57").unwrap().is_none());
     assert!(files.state(&reference.id).unwrap().is_none());
@@ -314,30 +312,7 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
     assert_eq!(files.read(&papers_ref.id).unwrap(), papers);
     // Published again and fetched; then withdrawn and published once more before the phone
     // syncs: its page holds the delete then the put, and the document keeps its file.
-    let republish = || async {
-        let (status, _) = party(
-            &local,
-            "POST",
-            &format!("/v1/admin/cells/{CELL}/handbook.documents"),
-            json!({"items": [{"id": "nq57", "number": "57-NQ/TW", "issuer": "Bộ Chính trị",
-                "issued_on": "2024-12-22", "kind": "Nghị quyết", "title": "Nghị quyết 57",
-                "body": "", "attachments": [reference]}]}),
-        )
-        .await;
-        assert_eq!(status, 200);
-    };
-    let sync = || async {
-        local
-            .client
-            .sync(
-                phone.clone(),
-                &common::collections_with(library.clone()),
-                None,
-            )
-            .await
-            .unwrap();
-    };
-    republish().await;
+    publish().await;
     sync().await;
     attachments::fetch(
         &local.client,
@@ -355,7 +330,7 @@ async fn a_published_pdf_is_searched_by_its_text_and_fetched_lazily_and_verified
     )
     .await;
     assert_eq!(status, 200);
-    republish().await;
+    publish().await;
     sync().await;
     assert!(library.get("nq57").unwrap().is_some());
     assert_eq!(files.read(&reference.id).unwrap(), resolution);

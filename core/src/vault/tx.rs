@@ -177,30 +177,7 @@ impl VaultTx<'_> {
         limit: usize,
         backwards: bool,
     ) -> Result<Vec<(i64, Record)>> {
-        check_name("collection", collection)?;
-        let sql = if backwards {
-            "SELECT record_id, id_hash, envelope FROM records
-             WHERE collection = ?1 AND record_id < ?2 ORDER BY record_id DESC LIMIT ?3"
-        } else {
-            "SELECT record_id, id_hash, envelope FROM records
-             WHERE collection = ?1 AND record_id > ?2 ORDER BY record_id LIMIT ?3"
-        };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .conn
-            .prepare_cached(sql)?
-            .query_map(params![collection, from, limit], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<rusqlite::Result<Vec<(i64, Vec<u8>, Vec<u8>)>>>()?;
-        let mut page = Vec::with_capacity(rows.len());
-        for (position, id_hash, envelope) in rows {
-            if self.closed.load(Ordering::SeqCst) {
-                return Err(VaultError::Closed);
-            }
-            page.push((position, self.decrypt(collection, &id_hash, envelope)?));
-        }
-        Ok(page)
+        self.page(collection, from, limit, backwards, |_, record| record)
     }
 
     /// [`VaultTx::list_page`] that reads past a record it cannot decrypt (`None` at its
@@ -213,6 +190,27 @@ impl VaultTx<'_> {
         limit: usize,
         backwards: bool,
     ) -> Result<Vec<(i64, Option<Record>)>> {
+        self.page(collection, from, limit, backwards, |position, record| {
+            match record {
+                Ok(record) => Ok(Some(record)),
+                Err(VaultError::CorruptRecord { .. }) => {
+                    log::warn!(collection, position; "a record that does not decrypt was read past");
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// A page of `collection`, each record decrypted and given to `keep` with its position.
+    fn page<T>(
+        &self,
+        collection: &str,
+        from: i64,
+        limit: usize,
+        backwards: bool,
+        keep: impl Fn(i64, Result<Record>) -> Result<T>,
+    ) -> Result<Vec<(i64, T)>> {
         check_name("collection", collection)?;
         let sql = if backwards {
             "SELECT record_id, id_hash, envelope FROM records
@@ -234,14 +232,8 @@ impl VaultTx<'_> {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(VaultError::Closed);
             }
-            match self.decrypt(collection, &id_hash, envelope) {
-                Ok(record) => page.push((position, Some(record))),
-                Err(VaultError::CorruptRecord { .. }) => {
-                    log::warn!(collection, position; "a record that does not decrypt was read past");
-                    page.push((position, None));
-                }
-                Err(e) => return Err(e),
-            }
+            let record = self.decrypt(collection, &id_hash, envelope);
+            page.push((position, keep(position, record)?));
         }
         Ok(page)
     }
