@@ -30,8 +30,20 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                  ORDER BY id LIMIT 1000",
                 params![cutoff],
             )?;
+            // Exits with no entry settled while an entry gate lagged, whose check for one entry
+            // let out twice is now possible (every entry gate uploaded past them; with no entry
+            // gate left, nothing to find) or given up.
+            let entries_until = drained_until(tx, GateDirection::Entry)?;
+            let give_up_before = now.saturating_sub(REPEAT_CHECK_GIVE_UP_SECS);
+            let pending = tx.rows(
+                "SELECT id, card_id FROM journeys WHERE repeat_check_at IS NOT NULL
+                   AND (repeat_check_at <= ?1 OR repeat_check_at < ?2)
+                 ORDER BY id LIMIT 1000",
+                params![entries_until.unwrap_or(i64::MAX), give_up_before],
+            )?;
             let cards: Vec<u64> = due
                 .iter()
+                .chain(&pending)
                 .map(|r| Ok(r.int(1)? as u64))
                 .collect::<Result<_>>()?;
             let mut locks: Vec<Lock<'_>> = cards.iter().map(|c| Lock::Card(*c)).collect();
@@ -55,10 +67,31 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                     continue;
                 };
                 if status == Some(JourneyStatus::NoEntry) {
-                    let_out_twice(tx, fares, id, now)?;
+                    let_out_twice(tx, fares, id, now, Lagging::Wait)?;
                 }
                 settle_journey(tx, fares, id, to, &mut paid)?;
                 settled += 1;
+            }
+            for r in &pending {
+                let id = r.int(0)?;
+                // Read again under the card's lock: another instance may have checked it, or
+                // its entry arrived and completed it.
+                let at = tx
+                    .row(
+                        "SELECT repeat_check_at FROM journeys WHERE id = ?1",
+                        params![id],
+                    )?
+                    .map(|r| r.opt_int(0))
+                    .transpose()?
+                    .flatten();
+                let Some(at) = at else { continue };
+                tx.exec(
+                    "UPDATE journeys SET repeat_check_at = NULL WHERE id = ?1",
+                    params![id],
+                )?;
+                if at >= give_up_before {
+                    let_out_twice(tx, fares, id, now, Lagging::GiveUp)?;
+                }
             }
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
@@ -157,25 +190,57 @@ fn drained_until(tx: &mut dyn Tx, direction: GateDirection) -> Result<Option<i64
     .map(Option::flatten)
 }
 
+/// How long an exit with no entry waits for lagging entry gates before its check for one
+/// entry let out twice is given up (a week: the longest a validator is built to stay offline).
+const REPEAT_CHECK_GIVE_UP_SECS: i64 = 7 * 86_400;
+
+/// What [`let_out_twice`] does when an entry gate has not uploaded past the exit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lagging {
+    /// Mark the journey to be checked once every entry gate has (the minute's settlement).
+    Wait,
+    /// Leave it unrecorded.
+    GiveUp,
+}
+
 /// Records `repeated_exit` when exit-only journey `id`, whose time for a late entry has run
 /// out, came within a journey's time of an entry another gate let out (before or after it, as
 /// uploads arrive): one entry let out twice (a phone or a relayed QR handed back over the
 /// barrier), at any station. Gates learn entries, not exits, from the feed, so a second gate
-/// lets the second rider out; only here is it known. Recorded only once every entry gate has
-/// uploaded past the exit, so no entry still on its way can explain it (an entry gate long
-/// offline leaves it unrecorded rather than accuse an honest rider).
-fn let_out_twice(tx: &mut dyn Tx, fares: &FarePolicy, id: i64, now: i64) -> Result<()> {
+/// lets the second rider out; only here is it known. Checked only once every entry gate has
+/// uploaded past the exit, so no entry still on its way can explain it: until then the journey
+/// waits (`repeat_check_at`), and an entry that arrives meanwhile completes it instead; an
+/// entry gate offline for longer than [`REPEAT_CHECK_GIVE_UP_SECS`] leaves it unrecorded
+/// rather than accuse an honest rider.
+fn let_out_twice(
+    tx: &mut dyn Tx,
+    fares: &FarePolicy,
+    id: i64,
+    now: i64,
+    lagging: Lagging,
+) -> Result<()> {
     let Some(exit) = tx.row(
         "SELECT card_id, exit_validator, exit_seq, exit_station, exit_at FROM journeys
-         WHERE id = ?1 AND exit_at IS NOT NULL AND exit_validator IS NOT NULL",
+         WHERE id = ?1 AND entry_at IS NULL AND exit_at IS NOT NULL AND exit_validator IS NOT NULL",
         params![id],
     )?
     else {
         return Ok(());
     };
     let (card, validator, at) = (exit.int(0)?, exit.text(1)?, exit.int(4)?);
-    if drained_until(tx, GateDirection::Entry)?.is_none_or(|until| until < at) {
-        return Ok(());
+    match drained_until(tx, GateDirection::Entry)? {
+        // No entry gate: no entry to have been let out twice.
+        None => return Ok(()),
+        Some(until) if until < at => {
+            if lagging == Lagging::Wait {
+                tx.exec(
+                    "UPDATE journeys SET repeat_check_at = ?2 WHERE id = ?1",
+                    params![id, at],
+                )?;
+            }
+            return Ok(());
+        }
+        Some(_) => {}
     }
     let (day, _) = fares.local_day_and_month(at.max(0) as u64);
     let journey_secs = fares.max_journey_secs(&day) as i64;
@@ -404,9 +469,11 @@ pub(super) fn journey_tap(
                 let id = row.int(0)?;
                 // The day it was charged on changes: that day's cap progress is published again.
                 paid.insert((tap.card_id, row.text(1)?, row.text(2)?));
+                // Its own entry explains the exit: no check for one let out twice is due.
                 tx.exec(
                     "UPDATE journeys SET entry_validator = ?2, entry_seq = ?3, entry_station = ?4,
-                            entry_at = ?5, day = ?6, month = ?7, product = ?8 WHERE id = ?1",
+                            entry_at = ?5, day = ?6, month = ?7, product = ?8,
+                            repeat_check_at = NULL WHERE id = ?1",
                     params![
                         id,
                         tap.validator_id,

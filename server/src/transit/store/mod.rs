@@ -211,6 +211,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0011_deny_list_by_until.sql"),
         include_str!("../schema/sqlite/0012_payment_follow_ups.sql"),
         include_str!("../schema/sqlite/0013_orders_by_device.sql"),
+        include_str!("../schema/sqlite/0014_repeat_checks.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -226,6 +227,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0011_deny_list_by_until.sql"),
         include_str!("../schema/postgres/0012_payment_follow_ups.sql"),
         include_str!("../schema/postgres/0013_orders_by_device.sql"),
+        include_str!("../schema/postgres/0014_repeat_checks.sql"),
     ],
 };
 
