@@ -176,6 +176,61 @@ fn tap_log_is_durable_and_restores_replay_memory() {
     assert!(!db.windows(13).any(|win| win == b"9704000000123"));
 }
 
+/// A verdict whose commit fails is not shown and its tap is forgotten, but a refused replay
+/// forgotten so leaves the QR it replayed used (else the next showing of it would pass); an
+/// accepted tap forgotten so frees its QR, since no rider went through.
+#[test]
+fn a_tap_whose_commit_fails_is_forgotten_and_a_replay_stays_refused() {
+    use std::sync::Arc;
+    use thudo_core::vault::{Unlock, Vault, VaultOptions};
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let options = VaultOptions {
+        busy_timeout: std::time::Duration::from_millis(50),
+        ..crate::common::fast()
+    };
+    let vault = Vault::open(
+        dir.path(),
+        Unlock::Provider(crate::common::TestProvider::new("k")),
+        &options,
+    )
+    .unwrap();
+    let config = ValidatorConfig {
+        route: 32,
+        ..Default::default()
+    };
+    let mut gate =
+        Validator::open(Arc::new(vault), vec![w.issuer.trusted().clone()], config).unwrap();
+    // Another writer holding the database makes the validator's commit fail.
+    let other = rusqlite::Connection::open(thudo_core::vault::database_path(dir.path())).unwrap();
+    let blocked = |gate: &mut Validator, text: &str, at: u64| {
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let shown = gate.validate(text, at);
+        other.execute_batch("ROLLBACK").unwrap();
+        shown
+    };
+    let qr = w.phone.current_qr(NOW).unwrap();
+    assert!(gate.validate(&qr.text, NOW).unwrap().accepted);
+    assert!(matches!(
+        blocked(&mut gate, &qr.text, NOW + 2),
+        Err(TransitError::Vault(_))
+    ));
+    assert_eq!(
+        gate.validate(&qr.text, NOW + 3).unwrap().reason,
+        Reason::Replayed
+    );
+    let later = w.phone.current_qr(NOW + 3600).unwrap();
+    assert!(blocked(&mut gate, &later.text, NOW + 3600).is_err());
+    assert!(gate.validate(&later.text, NOW + 3601).unwrap().accepted);
+    // Only what was shown is in the log.
+    let taps = gate.export_taps().unwrap();
+    assert_eq!(taps.len(), 3, "{taps:?}");
+    assert_eq!(
+        taps.iter().map(|t| t.accepted).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+}
+
 /// Taps the backend names as reused (a validator restored from a backup numbered them again)
 /// move past the numbers it holds in one commit, keep their content, and later taps follow
 /// them, also after a reboot.
