@@ -590,6 +590,48 @@ async fn one_entry_let_out_at_two_stations_is_a_fraud_record() {
     }
 }
 
+/// A second exit whose check waited for a silent entry gate is given up a week after the
+/// exit: when that gate uploads later still, nothing is recorded (its rider's entry may have
+/// been among the taps lost with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_exit_check_is_given_up_a_week_after_the_exit() {
+    use thudo_server::transit::rules::FraudKind;
+    let w = World::start().await;
+    let (_, rider) = w.rider("rider", RIDER, Product::PayAsYouGo).await;
+    let (entry, gate_in) = w.gate("in-201", 201, GateDirection::Entry).await;
+    let (silent, gate_silent) = w.gate("in-203", 203, GateDirection::Entry).await;
+    let (first, gate_first) = w.gate("out-212", 212, GateDirection::Exit).await;
+    let (second, gate_second) = w.gate("out-210", 210, GateDirection::Exit).await;
+    let fares = FarePolicy::default();
+    let t = now() - 30;
+    for (gate, at) in [(&gate_in, t), (&gate_first, t + 10), (&gate_second, t + 20)] {
+        assert_eq!(tap(gate, &rider, at), Reason::Ok);
+    }
+    for (v, g) in [
+        (&entry, &gate_in),
+        (&first, &gate_first),
+        (&second, &gate_second),
+    ] {
+        w.upload_gate(v, g).await;
+    }
+    let repeated = || {
+        let records = w.storage.fraud_records(0, 10_000).unwrap();
+        records
+            .iter()
+            .filter(|r| r.kind == FraudKind::RepeatedExit)
+            .count()
+    };
+    let week = 7 * 86_400;
+    for at in [t + 20 + 7_201, t + 20 + week + 1] {
+        w.storage.settle_journeys(at as i64, &fares).unwrap();
+    }
+    w.upload_gate(&silent, &gate_silent).await;
+    w.storage
+        .settle_journeys((t + 20 + week + 61) as i64, &fares)
+        .unwrap();
+    assert_eq!(repeated(), 0);
+}
+
 /// Shared tickets become fraud records with their evidence: one pay-as-you-go card let in at
 /// two gates of a station ten seconds apart (one fare), then at another station while inside;
 /// a day pass's successive QRs on two buses twenty seconds apart.

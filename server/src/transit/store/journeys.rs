@@ -33,13 +33,16 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
             // Exits with no entry settled while an entry gate lagged, whose check for one entry
             // let out twice is now possible (every entry gate uploaded past them; with no entry
             // gate left, nothing to find) or given up.
-            let entries_until = drained_until(tx, GateDirection::Entry)?;
             let give_up_before = now.saturating_sub(REPEAT_CHECK_GIVE_UP_SECS);
+            let ready_until = drained_until(tx, GateDirection::Entry)?
+                .unwrap_or(i64::MAX)
+                .max(give_up_before - 1);
+            // One range, in the index's order.
             let pending = tx.rows(
-                "SELECT id, card_id FROM journeys WHERE repeat_check_at IS NOT NULL
-                   AND (repeat_check_at <= ?1 OR repeat_check_at < ?2)
-                 ORDER BY id LIMIT 1000",
-                params![entries_until.unwrap_or(i64::MAX), give_up_before],
+                "SELECT id, card_id FROM journeys
+                 WHERE repeat_check_at IS NOT NULL AND repeat_check_at <= ?1
+                 ORDER BY repeat_check_at LIMIT 1000",
+                params![ready_until],
             )?;
             let cards: Vec<u64> = due
                 .iter()
@@ -53,6 +56,8 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                 locks.push(Lock::Deny);
             }
             tx.lock_all(&locks)?;
+            // Read under the locks, once: how far every entry gate has uploaded.
+            let entries_until = drained_until(tx, GateDirection::Entry)?;
             let mut paid = Paid::new();
             let mut settled = 0;
             for r in &due {
@@ -67,7 +72,7 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                     continue;
                 };
                 if status == Some(JourneyStatus::NoEntry) {
-                    let_out_twice(tx, fares, id, now, Lagging::Wait)?;
+                    let_out_twice(tx, fares, id, now, entries_until, Lagging::Wait)?;
                 }
                 settle_journey(tx, fares, id, to, &mut paid)?;
                 settled += 1;
@@ -89,9 +94,13 @@ impl<E: Engine> JourneyStore for SqlStorage<E> {
                     "UPDATE journeys SET repeat_check_at = NULL WHERE id = ?1",
                     params![id],
                 )?;
-                if at >= give_up_before {
-                    let_out_twice(tx, fares, id, now, Lagging::GiveUp)?;
-                }
+                // Checked if it can be now; else it waits again, unless its week is over.
+                let lagging = if at < give_up_before {
+                    Lagging::GiveUp
+                } else {
+                    Lagging::Wait
+                };
+                let_out_twice(tx, fares, id, now, entries_until, lagging)?;
             }
             for (card, day, month) in &paid {
                 publish_caps(tx, fares, *card, day, month)?;
@@ -190,8 +199,9 @@ fn drained_until(tx: &mut dyn Tx, direction: GateDirection) -> Result<Option<i64
     .map(Option::flatten)
 }
 
-/// How long an exit with no entry waits for lagging entry gates before its check for one
-/// entry let out twice is given up (a week: the longest a validator is built to stay offline).
+/// How long after an exit with no entry its check for one entry let out twice waits for
+/// lagging entry gates before it is given up (a week: the longest a validator is built to stay
+/// offline).
 const REPEAT_CHECK_GIVE_UP_SECS: i64 = 7 * 86_400;
 
 /// What [`let_out_twice`] does when an entry gate has not uploaded past the exit.
@@ -210,13 +220,14 @@ enum Lagging {
 /// lets the second rider out; only here is it known. Checked only once every entry gate has
 /// uploaded past the exit, so no entry still on its way can explain it: until then the journey
 /// waits (`repeat_check_at`), and an entry that arrives meanwhile completes it instead; an
-/// entry gate offline for longer than [`REPEAT_CHECK_GIVE_UP_SECS`] leaves it unrecorded
-/// rather than accuse an honest rider.
+/// entry gate still behind [`REPEAT_CHECK_GIVE_UP_SECS`] after the exit leaves it unrecorded
+/// rather than accuse an honest rider. `entries_until`: [`drained_until`] for entry gates.
 fn let_out_twice(
     tx: &mut dyn Tx,
     fares: &FarePolicy,
     id: i64,
     now: i64,
+    entries_until: Option<i64>,
     lagging: Lagging,
 ) -> Result<()> {
     let Some(exit) = tx.row(
@@ -228,7 +239,7 @@ fn let_out_twice(
         return Ok(());
     };
     let (card, validator, at) = (exit.int(0)?, exit.text(1)?, exit.int(4)?);
-    match drained_until(tx, GateDirection::Entry)? {
+    match entries_until {
         // No entry gate: no entry to have been let out twice.
         None => return Ok(()),
         Some(until) if until < at => {
