@@ -279,6 +279,16 @@ async fn a_citizen_lists_devices_and_a_revoked_one_stops_at_once() {
         c.revoke_device(phone.clone(), &stolen_id, &strangers).await,
         "identity_mismatch",
     );
+    // A citizen with no account is refused the same, and is given none by the attempt.
+    let nobody = "001077000222";
+    let theirs = idp
+        .id_token(nobody, &c.registration_nonce().await.unwrap().nonce)
+        .unwrap();
+    refused_with(
+        c.revoke_device(phone.clone(), &stolen_id, &theirs).await,
+        "identity_mismatch",
+    );
+    assert_eq!(storage.member(&common::citizen_key(nobody)).unwrap(), None);
     // The provider's session kept on the phone signs a token for a new nonce without the
     // citizen: it says they authenticated long ago, or does not say when. Neither revokes.
     let now = chrono::Utc::now().timestamp();
