@@ -186,6 +186,7 @@ impl AppState {
                     let fares = config.fares.clone();
                     Arc::new(
                         move |tx: &mut dyn crate::storage::engine::Tx, device: &str, now: i64| {
+                            crate::attendance::store::revoke_device_credentials(tx, device, now)?;
                             let denied = deny_device_keys(tx, device, now)?;
                             let day = fares.local_day_and_month(now.max(0) as u64).0;
                             return_device_orders(tx, device, now, &day)?;

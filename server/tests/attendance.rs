@@ -490,6 +490,60 @@ async fn a_replaced_secretarys_credentials_sign_no_more_check_ins() {
         .unwrap();
 }
 
+/// The secretary's phone is stolen and revoked: the credentials it was issued (it may hold
+/// next month's already) sign no QR that counts from that moment; a QR it showed before still
+/// counts, and the secretary's new phone is issued its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_secretary_phones_credentials_sign_no_more_check_ins() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = start_local(dir.path()).await;
+    let secretary = cell_member(&local, dir.path(), SECRETARY, CELL).await;
+    let a = cell_member(&local, dir.path(), MEMBER_A, CELL).await;
+    let b = cell_member(&local, dir.path(), MEMBER_B, CELL).await;
+    let (now, day_end) = todays_meeting(&local, &secretary, &[&a, &b]).await;
+    let before =
+        attendance::countersign(&a, &signed_qr(&secretary, "m-1", now - 30), now - 25).unwrap();
+    let stolen = thudo_core::sync::client::BackendClient::registration(&secretary)
+        .unwrap()
+        .unwrap()
+        .device_id;
+    let support = common::operator(&local.idp, Role::AccountSupport);
+    let (status, answer) = common::call(
+        &http_client(),
+        &local.url,
+        "POST",
+        &format!("/v1/admin/devices/{stolen}/revoke"),
+        &json!({}),
+        Some(&support),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let after = (chrono::Utc::now().timestamp() + 1).min(day_end - 1) as u32;
+    let shown_after =
+        attendance::countersign(&b, &signed_qr(&secretary, "m-1", after), after + 1).unwrap();
+    let item = |evidence: &[u8]| json!([{"meeting_id": "m-1", "evidence": thudo_core::hex::encode(evidence)}]);
+    let (_, refused) = upload(&local, &b, item(&shown_after)).await;
+    assert_eq!(
+        refused["results"][0]["reason"], "revoked_credential",
+        "{refused}"
+    );
+    let (_, counted) = upload(&local, &a, item(&before)).await;
+    assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+    // The secretary signs in on a new phone, still the cell's secretary.
+    let new_phone = common::vault(&dir.path().join("new-phone"));
+    local
+        .client
+        .sign_in_and_register(new_phone.clone(), "new phone", |n| {
+            local.idp.id_token(SECRETARY, n).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap();
+    HandbookClient::new(&local.client)
+        .fetch_meeting_credential(new_phone.clone(), "m-1")
+        .await
+        .unwrap();
+}
+
 /// A member checks in offline and is moved to another cell before the phone uploads (a
 /// transfer the day after the meeting): the check-in counts in the cell attended. A QR of the
 /// old cell shown after the move counts nowhere.

@@ -36,7 +36,7 @@ use crate::http::{
 use crate::operators::{Operator, Role};
 use crate::secrets::ServerSecrets;
 use crate::storage::settings::SettingsStore;
-use store::{AttendanceStore, NewCheckIn, Stored};
+use store::{AttendanceStore, CredentialRecorded, NewCheckIn, Stored};
 
 /// Where the attendance key is kept (PKCS#8, hex; a deployment keeps it in an HSM).
 const KEY_SETTING: &str = "attendance_key";
@@ -234,17 +234,27 @@ async fn meeting_credential(
         // Recorded before it is handed out: a secretary replaced since revokes it, and a
         // check-in under a credential this backend has no record of is not counted.
         let now = chrono::Utc::now().timestamp();
-        if !store.record_meeting_credential(
+        match store.record_meeting_credential(
             &cell,
             &meeting_id,
             &compressed,
             &device.account_id,
+            &device.id,
             now,
         )? {
-            return Err(ApiError::forbidden(
-                ServerErrorCode::NotSecretary,
-                "only the cell's secretary is issued a meeting's credential",
-            ));
+            CredentialRecorded::Recorded => {}
+            CredentialRecorded::NotSecretary => {
+                return Err(ApiError::forbidden(
+                    ServerErrorCode::NotSecretary,
+                    "only the cell's secretary is issued a meeting's credential",
+                ))
+            }
+            CredentialRecorded::DeviceRevoked => {
+                return Err(ApiError::forbidden(
+                    ServerErrorCode::DeviceRevoked,
+                    "this device was revoked",
+                ))
+            }
         }
         Ok(Json(MeetingCredentialResponse {
             credential: hex::encode(&credential),

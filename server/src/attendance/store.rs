@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::devices::store::account_in;
 use crate::secrets::CitizenKey;
-use crate::storage::engine::{params, Engine};
+use crate::storage::engine::{params, Engine, Tx};
 use crate::storage::locks::Lock;
 use crate::storage::migrations::ConcernSchema;
 use crate::storage::{Result, SqlStorage};
@@ -19,6 +19,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("schema/sqlite/0003_check_ins_by_member.sql"),
         include_str!("schema/sqlite/0004_meeting_credentials.sql"),
         include_str!("schema/sqlite/0005_meeting_credentials_since.sql"),
+        include_str!("schema/sqlite/0006_meeting_credentials_by_device.sql"),
     ],
     postgres: &[
         include_str!("schema/postgres/0001_attendance.sql"),
@@ -26,6 +27,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("schema/postgres/0003_check_ins_by_member.sql"),
         include_str!("schema/postgres/0004_meeting_credentials.sql"),
         include_str!("schema/postgres/0005_meeting_credentials_since.sql"),
+        include_str!("schema/postgres/0006_meeting_credentials_by_device.sql"),
     ],
 };
 
@@ -79,23 +81,49 @@ pub struct AttendanceCounts {
     pub declared_absent: u64,
 }
 
+/// What [`AttendanceStore::record_meeting_credential`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialRecorded {
+    /// Recorded: the credential may be handed out.
+    Recorded,
+    /// The account is not (or no longer) the cell's secretary.
+    NotSecretary,
+    /// The phone was revoked.
+    DeviceRevoked,
+}
+
+/// Revokes, inside `tx` (a device's revocation, holding its lock), the meeting credentials
+/// issued to `device_id`, and those of its account issued before credentials named their
+/// phone: a stolen secretary's phone signs no more QRs that count. The secretary's other
+/// phone is issued its own again when it asks. Returns how many.
+pub fn revoke_device_credentials(tx: &mut dyn Tx, device_id: &str, now: i64) -> Result<u64> {
+    tx.exec(
+        "UPDATE meeting_credentials SET revoked_at = ?2
+         WHERE revoked_at IS NULL AND (device_id = ?1 OR (device_id IS NULL AND account_id =
+               (SELECT account_id FROM devices WHERE id = ?1)))",
+        params![device_id, now],
+    )
+}
+
 /// Where attendance is kept.
 pub trait AttendanceStore: Send + Sync + 'static {
     /// Makes the citizen the secretary of `cell`; returns their account.
     fn set_secretary(&self, cell: &str, citizen: &CitizenKey, now: i64) -> Result<String>;
     /// The account that is `cell`'s secretary.
     fn secretary_of(&self, cell: &str) -> Result<Option<String>>;
-    /// Records a meeting credential issued to `account_id` for its phone key `secretary_key`
-    /// (issued again after a revocation, it stands again); `false`, nothing recorded, when the
-    /// account is no longer the cell's secretary (replaced while it was being issued).
+    /// Records a meeting credential issued to `account_id`'s phone `device_id` for its key
+    /// `secretary_key` (issued again after a revocation, it stands again); nothing recorded
+    /// when the account is no longer the cell's secretary (replaced while it was being issued)
+    /// or the phone was revoked meanwhile.
     fn record_meeting_credential(
         &self,
         cell: &str,
         meeting_id: &str,
         secretary_key: &[u8],
         account_id: &str,
+        device_id: &str,
         now: i64,
-    ) -> Result<bool>;
+    ) -> Result<CredentialRecorded>;
     /// When this backend began recording the credentials it issues (unix seconds).
     fn credentials_recorded_since(&self) -> Result<i64>;
     /// When the credential of `meeting_id` for `secretary_key` was revoked (`Some(None)`: it
@@ -164,12 +192,26 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
         meeting_id: &str,
         secretary_key: &[u8],
         account_id: &str,
+        device_id: &str,
         now: i64,
-    ) -> Result<bool> {
+    ) -> Result<CredentialRecorded> {
         self.write(|tx| {
-            // Under the lock a replacement takes: either it revokes this credential, or this
-            // sees the new secretary and records nothing.
-            tx.lock(Lock::Setting(&format!("cell-secretary:{cell}")))?;
+            // Under the locks a replacement and a revocation take: either it revokes this
+            // credential, or this sees the new secretary or the revoked phone and records
+            // nothing.
+            tx.lock_all(&[
+                Lock::Device(device_id),
+                Lock::Setting(&format!("cell-secretary:{cell}")),
+            ])?;
+            if tx
+                .row(
+                    "SELECT 1 FROM devices WHERE id = ?1 AND revoked_at IS NULL",
+                    params![device_id],
+                )?
+                .is_none()
+            {
+                return Ok(CredentialRecorded::DeviceRevoked);
+            }
             let secretary = tx
                 .row(
                     "SELECT account_id FROM cell_secretaries WHERE cell = ?1",
@@ -178,17 +220,17 @@ impl<E: Engine> AttendanceStore for SqlStorage<E> {
                 .map(|r| r.text(0))
                 .transpose()?;
             if secretary.as_deref() != Some(account_id) {
-                return Ok(false);
+                return Ok(CredentialRecorded::NotSecretary);
             }
             tx.exec(
                 "INSERT INTO meeting_credentials(cell, meeting_id, secretary_key, account_id,
-                     issued_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, NULL)
+                     issued_at, revoked_at, device_id) VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)
                  ON CONFLICT (cell, meeting_id, secretary_key) DO UPDATE SET
                      account_id = excluded.account_id, issued_at = excluded.issued_at,
-                     revoked_at = NULL",
-                params![cell, meeting_id, secretary_key, account_id, now],
+                     revoked_at = NULL, device_id = excluded.device_id",
+                params![cell, meeting_id, secretary_key, account_id, now, device_id],
             )?;
-            Ok(true)
+            Ok(CredentialRecorded::Recorded)
         })
     }
 
