@@ -40,6 +40,7 @@ const LOCAL_SECRET: [u8; 32] = *b"thudo local test secret: public!";
 struct Layer {
     citizen: hmac::Key,
     audit: hmac::Key,
+    nonce: hmac::Key,
     fingerprint: String,
 }
 
@@ -73,6 +74,7 @@ impl ServerSecrets {
             layers.push(Layer {
                 citizen: derive(secret, b"citizen-id"),
                 audit: derive(secret, b"audit"),
+                nonce: derive(secret, b"registration-nonce"),
                 fingerprint: thudo_core::hex::encode(&tag.as_ref()[..8]),
             });
         }
@@ -141,4 +143,48 @@ impl ServerSecrets {
     pub(crate) fn audit_key_of(&self, n: usize) -> Option<&hmac::Key> {
         self.layers.get(n).map(|l| &l.audit)
     }
+
+    /// A registration nonce good until `expires_at` (unix seconds): 16 random bytes, the
+    /// expiry and the newest secret's MAC over both, in hex ([`NONCE_HEX_LEN`] characters).
+    /// Nothing is stored until it is spent, so asking for nonces writes nothing.
+    pub fn registration_nonce(&self, expires_at: i64) -> Option<String> {
+        let mut raw = [0u8; NONCE_RAW_LEN];
+        thudo_core::crypto::fill_random(&mut raw[..16]).ok()?;
+        raw[16..].copy_from_slice(&expires_at.to_be_bytes());
+        let layer = self.layers.last()?;
+        let tag = hmac::sign(&layer.nonce, &nonce_message(&raw));
+        let mut out = raw.to_vec();
+        out.extend_from_slice(tag.as_ref());
+        Some(thudo_core::hex::encode(&out))
+    }
+
+    /// The expiry of a nonce from [`Self::registration_nonce`] under any of the secrets;
+    /// `None` when it is not one (made up, altered, or of another deployment).
+    pub fn nonce_expiry(&self, nonce: &str) -> Option<i64> {
+        if nonce.len() != NONCE_HEX_LEN {
+            return None;
+        }
+        let bytes = thudo_core::hex::decode(nonce)?;
+        let (raw, tag) = bytes.split_at(NONCE_RAW_LEN);
+        let message = nonce_message(raw);
+        self.layers
+            .iter()
+            .any(|l| hmac::verify(&l.nonce, &message, tag).is_ok())
+            .then(|| {
+                let mut expiry = [0u8; 8];
+                expiry.copy_from_slice(&raw[16..]);
+                i64::from_be_bytes(expiry)
+            })
+    }
+}
+
+/// Random bytes and expiry of a registration nonce.
+const NONCE_RAW_LEN: usize = 24;
+/// A registration nonce's length in hex: its random bytes, expiry and 32-byte MAC.
+pub const NONCE_HEX_LEN: usize = (NONCE_RAW_LEN + 32) * 2;
+
+fn nonce_message(raw: &[u8]) -> Vec<u8> {
+    let mut message = b"thudo/registration-nonce/v1".to_vec();
+    message.extend_from_slice(raw);
+    message
 }

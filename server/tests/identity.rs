@@ -45,7 +45,6 @@ fn request(id_token: String) -> RegisterRequest {
 async fn only_a_fresh_verified_assertion_registers_a_device() {
     let dir = tempfile::tempdir().unwrap();
     let common::Local {
-        storage,
         running,
         idp,
         client: c,
@@ -146,14 +145,41 @@ async fn only_a_fresh_verified_assertion_registers_a_device() {
         .await,
         "nonce_unknown",
     );
-    storage
-        .create_nonce(&thudo_server::storage::sha256(b"stale"), now - 1)
-        .unwrap();
+    // Nonces are signed, not stored: one signed here but past its expiry is expired; one
+    // altered (its expiry pushed back, its MAC) or signed with another deployment's secret
+    // was never issued.
+    let secrets = thudo_server::secrets::ServerSecrets::local();
+    let stale = secrets.registration_nonce(now - 1).unwrap();
     refused_with(
-        c.register(v.clone(), &request(idp.id_token(CITIZEN, "stale").unwrap()))
+        c.register(v.clone(), &request(idp.id_token(CITIZEN, &stale).unwrap()))
             .await,
         "nonce_expired",
     );
+    let issued = thudo_core::hex::decode(&nonce().await).unwrap();
+    let elsewhere = thudo_server::secrets::ServerSecrets::from_file_text(&"07".repeat(32))
+        .unwrap()
+        .registration_nonce(now + 600)
+        .unwrap();
+    for forged in [
+        {
+            let mut b = issued.clone();
+            b[22] ^= 1;
+            thudo_core::hex::encode(&b)
+        },
+        {
+            let mut b = issued.clone();
+            b[40] ^= 1;
+            thudo_core::hex::encode(&b)
+        },
+        elsewhere,
+        thudo_core::hex::encode(&issued[..24]),
+    ] {
+        refused_with(
+            c.register(v.clone(), &request(idp.id_token(CITIZEN, &forged).unwrap()))
+                .await,
+            "nonce_unknown",
+        );
+    }
     // No citizen ID in the token, or not 12 digits.
     let mut anonymous = claims(&nonce().await);
     anonymous.as_object_mut().unwrap().remove("citizen_id");

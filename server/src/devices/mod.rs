@@ -21,7 +21,7 @@ use crate::http::{bearer, blocking, valid_citizen_id, valid_text, ApiError, ApiR
 use crate::operators::{Operator, Role};
 use crate::secrets::CitizenKey;
 use crate::storage::sha256;
-use store::{Device, DeviceStore, NonceOutcome, RevocationHook};
+use store::{Device, DeviceStore, RevocationHook};
 
 /// What the devices routes need.
 #[derive(Clone)]
@@ -74,14 +74,12 @@ pub async fn authenticate(
     ),
 )]
 async fn registration_nonce(State(state): State<DevicesState>) -> ApiResult<NonceResponse> {
-    let mut raw = [0u8; 16];
-    thudo_core::crypto::fill_random(&mut raw)
-        .map_err(|_| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
-    let nonce = hex::encode(&raw);
-    let hash = sha256(nonce.as_bytes());
+    // Signed, not stored: an anonymous caller asking for nonces costs no database write.
     let expires_at = chrono::Utc::now().timestamp() + identity::NONCE_TTL_SECS;
-    let storage = state.storage.clone();
-    blocking(move || Ok(storage.create_nonce(&hash, expires_at)?)).await?;
+    let nonce = state
+        .secrets
+        .registration_nonce(expires_at)
+        .ok_or_else(|| ApiError::unavailable(ServerErrorCode::Internal, "no randomness"))?;
     Ok(Json(NonceResponse { nonce, expires_at }))
 }
 
@@ -101,17 +99,20 @@ async fn prove_identity(
     if fresh && !assertion.is_fresh(chrono::Utc::now().timestamp()) {
         return Err(refused(identity::IdentityError::NotFresh));
     }
+    let Some(expires_at) = state.secrets.nonce_expiry(&assertion.nonce) else {
+        return Err(refused(identity::IdentityError::NonceUnknown));
+    };
+    let now = chrono::Utc::now().timestamp();
+    if now > expires_at {
+        return Err(refused(identity::IdentityError::NonceExpired));
+    }
     let storage = state.storage.clone();
     let nonce_hash = sha256(assertion.nonce.as_bytes());
-    let outcome =
-        blocking(move || Ok(storage.consume_nonce(&nonce_hash, chrono::Utc::now().timestamp())?))
-            .await?;
-    match outcome {
-        NonceOutcome::Consumed => Ok(state.secrets.citizen(&assertion.citizen_id)),
-        NonceOutcome::Unknown => Err(refused(identity::IdentityError::NonceUnknown)),
-        NonceOutcome::Used => Err(refused(identity::IdentityError::NonceUsed)),
-        NonceOutcome::Expired => Err(refused(identity::IdentityError::NonceExpired)),
+    let spent = blocking(move || Ok(storage.spend_nonce(&nonce_hash, expires_at, now)?)).await?;
+    if !spent {
+        return Err(refused(identity::IdentityError::NonceUsed));
     }
+    Ok(state.secrets.citizen(&assertion.citizen_id))
 }
 
 #[utoipa::path(

@@ -8,8 +8,6 @@ use crate::storage::locks::Lock;
 use crate::storage::migrations::ConcernSchema;
 use crate::storage::{random_bytes, Result, SqlStorage, StorageError};
 
-use super::identity::NONCE_TTL_SECS;
-
 /// A registered device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -23,19 +21,6 @@ pub struct Device {
     pub cell: Option<String>,
     /// The account's transit card number.
     pub card_id: u64,
-}
-
-/// What became of a registration nonce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonceOutcome {
-    /// Consumed now.
-    Consumed,
-    /// Never issued here.
-    Unknown,
-    /// Consumed before.
-    Used,
-    /// Past its time to live.
-    Expired,
 }
 
 /// One of a citizen's devices, as the citizen sees it.
@@ -102,10 +87,10 @@ pub trait DeviceStore: Send + Sync + 'static {
         cell: &str,
         may_leave: &(dyn Fn(Option<&str>) -> bool + Sync),
     ) -> Result<bool>;
-    /// Stores a registration nonce (by hash) until `expires_at`.
-    fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()>;
-    /// Uses a nonce once.
-    fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome>;
+    /// Spends the registration nonce whose hash is `hash` (authentic, good until
+    /// `expires_at`, checked by the caller): `true` the first time, `false` after. Kept until
+    /// it expires, when it can no longer be spent anyway.
+    fn spend_nonce(&self, hash: &[u8; 32], expires_at: i64, now: i64) -> Result<bool>;
     /// The active (not revoked) devices of an account, oldest first.
     fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>>;
     /// Revokes a device of an account: its token stops working at once and, in the same
@@ -280,41 +265,19 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
         })
     }
 
-    fn create_nonce(&self, hash: &[u8; 32], expires_at: i64) -> Result<()> {
+    fn spend_nonce(&self, hash: &[u8; 32], expires_at: i64, now: i64) -> Result<bool> {
         self.write(|tx| {
-            // Expired nonces are dropped as new ones come: the table stays small.
-            tx.exec(
-                "DELETE FROM nonces WHERE expires_at < ?1",
-                params![expires_at - 2 * NONCE_TTL_SECS],
+            // Spent nonces past their expiry are dropped as new ones are spent: the table
+            // holds ten minutes of sign-ins.
+            tx.exec("DELETE FROM nonces WHERE expires_at < ?1", params![now])?;
+            // The insert is the claim: of two instances spending one nonce at once, the
+            // second waits for the first's row and then inserts nothing.
+            let inserted = tx.exec(
+                "INSERT INTO nonces(hash, expires_at, used_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (hash) DO NOTHING",
+                params![hash, expires_at, now],
             )?;
-            tx.exec(
-                "INSERT INTO nonces(hash, expires_at, used_at) VALUES (?1, ?2, NULL)",
-                params![hash, expires_at],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn consume_nonce(&self, hash: &[u8; 32], now: i64) -> Result<NonceOutcome> {
-        self.write(|tx| {
-            // The conditional update is the claim: of two instances consuming one nonce at
-            // once, the second waits for the first's row and then finds it used.
-            let claimed = tx.exec(
-                "UPDATE nonces SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL AND expires_at >= ?1",
-                params![now, hash],
-            )?;
-            if claimed == 1 {
-                return Ok(NonceOutcome::Consumed);
-            }
-            let row = tx.row(
-                "SELECT expires_at, used_at FROM nonces WHERE hash = ?1",
-                params![hash],
-            )?;
-            Ok(match row {
-                None => NonceOutcome::Unknown,
-                Some(r) if r.opt_int(1)?.is_some() => NonceOutcome::Used,
-                Some(_) => NonceOutcome::Expired,
-            })
+            Ok(inserted == 1)
         })
     }
 

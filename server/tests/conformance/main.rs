@@ -19,7 +19,7 @@ use thudo_core::sync::protocol::{Change, Mutation, Outcome};
 use thudo_core::transit::metro::{Gate, GateDirection};
 use thudo_core::transit::validator::{Reason, Tap};
 use thudo_core::transit::{Category, Product};
-use thudo_server::devices::store::{Device, NonceOutcome};
+use thudo_server::devices::store::Device;
 use thudo_server::prelude::*;
 use thudo_server::storage::engine::{Engine, Tx};
 use thudo_server::storage::locks::Lock;
@@ -179,21 +179,14 @@ fn accounts_and_devices<E: Engine>(s: &SqlStorage<E>) {
 }
 
 fn nonces_are_used_once<E: Engine>(s: &SqlStorage<E>) {
-    s.create_nonce(&[1; 32], 100).unwrap();
-    s.create_nonce(&[2; 32], 50).unwrap();
-    assert_eq!(
-        s.consume_nonce(&[1; 32], 60).unwrap(),
-        NonceOutcome::Consumed
-    );
-    assert_eq!(s.consume_nonce(&[1; 32], 61).unwrap(), NonceOutcome::Used);
-    assert_eq!(
-        s.consume_nonce(&[2; 32], 60).unwrap(),
-        NonceOutcome::Expired
-    );
-    assert_eq!(
-        s.consume_nonce(&[3; 32], 60).unwrap(),
-        NonceOutcome::Unknown
-    );
+    assert!(s.spend_nonce(&[1; 32], 100, 60).unwrap());
+    assert!(!s.spend_nonce(&[1; 32], 100, 61).unwrap());
+    assert!(s.spend_nonce(&[2; 32], 100, 61).unwrap());
+    // Up to its expiry a spent nonce stays spent; past it, it is dropped (its expiry refuses
+    // it before the store is asked).
+    assert!(!s.spend_nonce(&[2; 32], 100, 100).unwrap());
+    assert!(s.spend_nonce(&[3; 32], 300, 101).unwrap());
+    assert!(s.spend_nonce(&[1; 32], 300, 101).unwrap());
 }
 
 fn settings_claim_and_update<E: Engine>(s: &SqlStorage<E>) {
