@@ -238,3 +238,91 @@ fn a_wipe_cut_after_its_key_slots_went_leaves_nothing_openable() {
         1
     );
 }
+
+/// A backup carries what a restore writes back and nothing else: a validator's tap log (riders'
+/// cards) stays out, and a record damaged on disk is left out instead of stopping every
+/// backup. A restore whose changes waiting to be synced would take the places of this device's
+/// is refused. A document that does not parse is reported without its content.
+#[test]
+fn backups_carry_what_a_restore_writes_and_never_overwrite_unsent_changes() {
+    use thudo_core::changes::outbox::OutboxEntry;
+    use thudo_core::vault::Document;
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "p").unwrap();
+    v.put("handbook.note", "kept", &[], b"a note").unwrap();
+    v.put("handbook.note", "damaged", &[], b"another").unwrap();
+    v.put(
+        "transit.tap",
+        "0000000000000001",
+        &[],
+        b"card 9704000000123",
+    )
+    .unwrap();
+    let change = |record: &str| OutboxEntry {
+        idempotency_key: thudo_core::hex::random(16).unwrap(),
+        seq: 1,
+        collection: "handbook.note".into(),
+        record_id: record.into(),
+        op: "put".into(),
+        payload: serde_json::json!({"text": record}),
+        created_at: 1,
+        hlc: String::new(),
+    };
+    // The backup's own change waiting to be synced, first in its outbox.
+    v.put_doc(&change("theirs")).unwrap();
+    let conn = Connection::open(database_path(dir.path())).unwrap();
+    let envelopes: Vec<Vec<u8>> = raw_blobs(
+        dir.path(),
+        "SELECT envelope FROM records WHERE collection = 'handbook.note' ORDER BY id_hash",
+    );
+    // One note's envelope made to fail authentication (its last byte flipped).
+    let mut bad = envelopes[0].clone();
+    *bad.last_mut().unwrap() ^= 1;
+    conn.execute(
+        "UPDATE records SET envelope = ?1 WHERE envelope = ?2",
+        (&bad, &envelopes[0]),
+    )
+    .unwrap();
+    let file = dir.path().join("backup.thudo");
+    assert_eq!(v.export_backup(&file, "backup pass").unwrap(), 2);
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("partial")));
+
+    let other = tempfile::tempdir().unwrap();
+    let phone = open_pass(other.path(), "p").unwrap();
+    let unsent = change("mine");
+    phone.put_doc(&unsent).unwrap();
+    assert!(matches!(
+        phone.import_backup(&file, "backup pass"),
+        Err(VaultError::InvalidArgument { .. })
+    ));
+    assert_eq!(
+        phone.get_doc::<OutboxEntry>(&unsent.id()).unwrap(),
+        Some(unsent.clone())
+    );
+    assert_eq!(phone.count("handbook.note").unwrap(), 0);
+    // Once synced (the outbox empty), the restore goes ahead.
+    phone.delete(OutboxEntry::COLLECTION, &unsent.id()).unwrap();
+    assert_eq!(phone.import_backup(&file, "backup pass").unwrap(), 2);
+
+    // A document whose field holds the wrong type: the error names the collection, not the value.
+    phone
+        .put(
+            OutboxEntry::COLLECTION,
+            "00000000000000000009",
+            &[],
+            br#"{"seq": "Nguyen Van A"}"#,
+        )
+        .unwrap();
+    let err = phone
+        .get_doc::<OutboxEntry>("00000000000000000009")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sync.outbox") && !err.contains("Nguyen"),
+        "{err}"
+    );
+}

@@ -43,7 +43,7 @@ const MAX_ENTRY: usize = 2
 const MAX_CHUNK: usize = MAX_ENTRY + TAG_LEN;
 /// A file may ask for more iterations than we write (600,000 by default), but not enough to
 /// hang the app: a hostile file asking for 10 million kept a phone busy for 10 s or more.
-const MAX_ITERATIONS: u32 = 2_000_000;
+pub(crate) const MAX_ITERATIONS: u32 = 2_000_000;
 
 struct BackupKeys {
     aead: AeadKey,
@@ -134,10 +134,19 @@ impl Writer {
         prefix.push(Cipher::Aes256Gcm.id());
         prefix.extend_from_slice(&iterations.to_be_bytes());
         prefix.extend_from_slice(&salt);
+        // A temporary file of its own: two exports to one path at once never write into each
+        // other's file (the last to finish wins, whole).
         let mut temp = path.as_os_str().to_owned();
-        temp.push(".partial");
+        temp.push(".partial-");
+        temp.push(crate::hex::random(8).map_err(|_| VaultError::Io {
+            reason: "system random source failed".into(),
+        })?);
         let temp = PathBuf::from(temp);
-        let mut out = BufWriter::new(File::create(&temp)?);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        let mut out = BufWriter::new(file);
         out.write_all(&prefix)?;
         out.write_all(&keys.check.tag(&[&prefix]))?;
         Ok(Writer {
@@ -194,16 +203,29 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the last chunk, syncs the file and moves it into place.
+    /// Seals the last chunk, syncs the file, moves it into place and syncs the folder (so the
+    /// rename survives a power cut); on failure the temporary file is removed.
     pub fn finish(mut self) -> Result<u64> {
         self.flush_chunk(true)?;
         let out = self.out.take().ok_or(VaultError::Closed)?;
-        let file = out.into_inner().map_err(|e| VaultError::Io {
-            reason: e.to_string(),
-        })?;
-        file.sync_all()?;
-        std::fs::rename(&self.temp, &self.target)?;
-        Ok(self.count)
+        let placed = (|| -> Result<()> {
+            let file = out.into_inner().map_err(|e| VaultError::Io {
+                reason: e.to_string(),
+            })?;
+            file.sync_all()?;
+            std::fs::rename(&self.temp, &self.target)?;
+            // Best effort: not every platform opens a folder as a file.
+            if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if let Ok(dir) = File::open(dir) {
+                    let _ = dir.sync_all();
+                }
+            }
+            Ok(())
+        })();
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+        placed.map(|()| self.count)
     }
 }
 
@@ -356,9 +378,10 @@ impl Reader {
                 .try_into()
                 .map_err(|_| bad())?,
         ) as usize;
-        let payload = rest.get(at + 4..at + 4 + payload_len).ok_or_else(bad)?;
+        let end = (at + 4).checked_add(payload_len).ok_or_else(bad)?;
+        let payload = rest.get(at + 4..end).ok_or_else(bad)?;
         let record = codec::decode_payload(&collection, payload).map_err(|_| bad())?;
-        self.pos += at + 4 + payload_len;
+        self.pos += end;
         Ok(Some((collection, record)))
     }
 }

@@ -24,6 +24,9 @@ use super::error::{Result, VaultError};
 pub const DEFAULT_KDF_ITERATIONS: u32 = 600_000;
 /// The fewest iterations the vault accepts at all. Anything under the default is for tests.
 pub const MIN_KDF_ITERATIONS: u32 = 10_000;
+/// The most iterations the vault sets or opens: a vault file whose slot asks for more (one
+/// tampered with, up to 4 billion) is refused rather than keep the phone deriving for hours.
+pub const MAX_KDF_ITERATIONS: u32 = 10_000_000;
 const SALT_LEN: usize = 16;
 
 /// Why a [`KeyProvider`] could not wrap or unwrap.
@@ -118,9 +121,9 @@ fn passphrase_params(salt: &[u8; SALT_LEN], iterations: u32, cipher: Cipher) -> 
 
 /// Checks an iteration count the caller asked for.
 pub(crate) fn check_iterations(iterations: u32) -> Result<NonZeroU32> {
-    if iterations < MIN_KDF_ITERATIONS {
+    if !(MIN_KDF_ITERATIONS..=MAX_KDF_ITERATIONS).contains(&iterations) {
         return Err(VaultError::invalid(format!(
-            "kdf iterations must be at least {MIN_KDF_ITERATIONS} (default {DEFAULT_KDF_ITERATIONS})"
+            "kdf iterations must be {MIN_KDF_ITERATIONS} to {MAX_KDF_ITERATIONS} (default {DEFAULT_KDF_ITERATIONS})"
         )));
     }
     NonZeroU32::new(iterations).ok_or_else(|| VaultError::invalid("kdf iterations must be > 0"))
@@ -165,6 +168,9 @@ impl Wrapper {
                 .map_err(|_| bad())?,
         );
         let cipher = Cipher::from_id(slot.params[SALT_LEN + 4]).ok_or_else(bad)?;
+        if iterations > MAX_KDF_ITERATIONS {
+            return Err(bad());
+        }
         let rounds = NonZeroU32::new(iterations).ok_or_else(bad)?;
         let kek = crypto::derive_from_passphrase(passphrase.as_bytes(), &salt, rounds);
         let wrapper = Wrapper::Passphrase {

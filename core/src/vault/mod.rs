@@ -91,6 +91,9 @@ pub const NOT_BACKED_UP: &[(&str, &str)] = &[
     ("sync.state", "push_after"),
 ];
 
+/// The sync outbox's collection: a restore never replaces a change waiting in it by another.
+const OUTBOX: &str = "sync.outbox";
+
 fn backed_up(collection: &str, id: &str) -> bool {
     !NOT_BACKED_UP.contains(&(collection, id))
 }
@@ -425,9 +428,10 @@ impl Vault {
         self.observers.remove(id)
     }
 
-    /// Writes every record but [`NOT_BACKED_UP`], decrypted and re-sealed under `passphrase`,
-    /// to an encrypted backup file at `path` (written beside it, then renamed, so a crash never
-    /// leaves half a backup). Returns the number of records.
+    /// Writes every record but [`NOT_BACKED_UP`] and [`NOT_RESTORED`], decrypted and re-sealed
+    /// under `passphrase`, to an encrypted backup file at `path` (written beside it, then
+    /// renamed, so a crash never leaves half a backup). A record damaged on disk (it no longer
+    /// decrypts) is left out and logged by collection. Returns the number of records.
     pub fn export_backup(&self, path: &Path, passphrase: &str) -> Result<u64> {
         self.export_backup_cancellable(path, passphrase, &|| false)
     }
@@ -463,9 +467,23 @@ impl Vault {
                     return Err(VaultError::Cancelled);
                 }
                 let collection: String = row.get(0)?;
+                // What a restore would not write back is not carried either (a validator's
+                // tap log names riders' cards).
+                if NOT_RESTORED.contains(&collection.as_str()) {
+                    continue;
+                }
                 let id_hash: Vec<u8> = row.get(1)?;
                 let envelope: Vec<u8> = row.get(2)?;
-                let record = vtx.decrypt(&collection, &id_hash, envelope)?;
+                let record = match vtx.decrypt(&collection, &id_hash, envelope) {
+                    Ok(record) => record,
+                    // A record damaged on disk is left out rather than stop every backup:
+                    // the rest is what a backup can still save.
+                    Err(VaultError::CorruptRecord { .. }) => {
+                        log::warn!("backup: a damaged record of {collection} left out");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if backed_up(&collection, &record.id) {
                     writer.add(&collection, &record)?;
                 }
@@ -477,7 +495,9 @@ impl Vault {
 
     /// Reads a backup made by [`Vault::export_backup`] and stores all of its records (replacing
     /// records with the same ids) in one transaction, except the trust anchors of
-    /// [`NOT_RESTORED`] and the device secrets of [`NOT_BACKED_UP`]. A wrong passphrase gives
+    /// [`NOT_RESTORED`] and the device secrets of [`NOT_BACKED_UP`]. A change waiting to be
+    /// synced here is never replaced by another in the backup: the import is refused
+    /// ([`VaultError::InvalidArgument`]: sync first). A wrong passphrase gives
     /// [`VaultError::WrongKey`]; a damaged or truncated file gives [`VaultError::InvalidBackup`];
     /// either way nothing is written. Returns the number of records imported.
     pub fn import_backup(&self, path: &Path, passphrase: &str) -> Result<u64> {
@@ -499,6 +519,18 @@ impl Vault {
             while let Some((collection, record)) = reader.next_entry()? {
                 if stop() {
                     return Err(VaultError::Cancelled);
+                }
+                // The outbox is numbered per device: a backup's unsent change (another
+                // phone's, or one re-stamped since) taking the place of another waiting here
+                // would lose it. The same change, from this device's own backup, is no loss.
+                if collection == OUTBOX {
+                    if let Some(local) = tx.get(OUTBOX, &record.id)? {
+                        if local.body != record.body {
+                            return Err(VaultError::invalid(
+                                "changes made here are waiting to be synced: sync before restoring this backup",
+                            ));
+                        }
+                    }
                 }
                 if NOT_RESTORED.contains(&collection.as_str())
                     || !backed_up(&collection, &record.id)

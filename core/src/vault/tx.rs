@@ -328,6 +328,16 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 fn parse_doc<D: Document>(record: &Record) -> Result<D> {
-    serde_json::from_slice(&record.body)
-        .map_err(|e| VaultError::corrupt(D::COLLECTION, format!("document does not parse: {e}")))
+    serde_json::from_slice(&record.body).map_err(|e| {
+        // The error's kind and place only: serde's message quotes the offending value.
+        VaultError::corrupt(
+            D::COLLECTION,
+            format!(
+                "document does not parse ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
