@@ -91,10 +91,11 @@ async fn validator_tokens_expire_and_renew_without_a_lock_out() {
 }
 
 /// A copy of a validator's token (a backup, a thief at the depot) is used beside the real
-/// one. Whichever renews first, a token presented after its successor was used, past the
-/// window in which the client may still be retrying a call begun with it, shows two holders
-/// who cannot be told apart: the validator is decommissioned (403 `decommissioned` for both),
-/// never silently taken over, and the operator enrols the real one again.
+/// one. Whichever renews first, a token presented after its successor was used, or after it
+/// was replaced before its first use, past the window in which the client may still be
+/// retrying a call begun with it, shows two holders who cannot be told apart: the validator
+/// is decommissioned (403 `decommissioned` for both), never silently taken over, and the
+/// operator enrols the real one again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copied_validator_token_used_beside_the_real_one_ends_the_validator() {
     use thudo_server::transit::store::VALIDATOR_RETRY_WINDOW_SECS;
@@ -163,6 +164,27 @@ async fn a_copied_validator_token_used_beside_the_real_one_ends_the_validator() 
     assert_eq!(feed(current.clone()).await.0, 200, "a retry ends nothing");
     assert!(after_the_window(&kept).unwrap().decommissioned_at.is_some());
     decommissioned(feed(current).await);
+    // The real validator renews and holds its new token, not used yet; a copy of the old one
+    // renews after it, as a retry of a lost answer would, and takes the new one's place. The
+    // validator presenting the token it was given, past the retries' window, ends it.
+    let (bus, _, _) = w.bus("bus-late-copy", 32).await;
+    let before = BackendClient::registration(&bus).unwrap().unwrap().token;
+    let (_, body) = renew(before.clone()).await;
+    let given = body["token"].as_str().unwrap().to_owned();
+    let (status, body) = renew(before.clone()).await;
+    assert_eq!(status, 200);
+    let taken = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(feed(taken.clone()).await.0, 200);
+    assert_eq!(
+        feed(given.clone()).await.0,
+        401,
+        "a retry's window: refused only"
+    );
+    assert!(after_the_window(&given)
+        .unwrap()
+        .decommissioned_at
+        .is_some());
+    decommissioned(feed(taken).await);
     // A token nobody replaced, or one still in its grace, names no copy; nor did the first
     // validator's end touch another.
     let (other, _, _) = w.bus("bus-other", 32).await;

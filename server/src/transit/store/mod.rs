@@ -212,6 +212,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/sqlite/0012_payment_follow_ups.sql"),
         include_str!("../schema/sqlite/0013_orders_by_device.sql"),
         include_str!("../schema/sqlite/0014_repeat_checks.sql"),
+        include_str!("../schema/sqlite/0015_replaced_validator_tokens.sql"),
     ],
     postgres: &[
         include_str!("../schema/postgres/0001_base.sql"),
@@ -228,6 +229,7 @@ pub const SCHEMA: ConcernSchema = ConcernSchema {
         include_str!("../schema/postgres/0012_payment_follow_ups.sql"),
         include_str!("../schema/postgres/0013_orders_by_device.sql"),
         include_str!("../schema/postgres/0014_repeat_checks.sql"),
+        include_str!("../schema/postgres/0015_replaced_validator_tokens.sql"),
     ],
 };
 

@@ -138,11 +138,15 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
         // tokens (a copy renewed first, or a copy of the old one kept). Neither can be told
         // from the other, so the validator is decommissioned: the copy's holder loses it, and
         // the operator enrols the real one again, instead of a silent takeover.
+        // So does a token replaced before its first use, presented past that window (the
+        // validator had it; a copy of the token before it renewed again).
         let forked = self.read(|tx| {
             tx.row(
                 &format!(
-                    "{VALIDATOR_COLUMNS} WHERE previous_token_hash = ?1
-                       AND (successor_used_at <= ?2 OR decommissioned_at IS NOT NULL)"
+                    "{VALIDATOR_COLUMNS} WHERE (previous_token_hash = ?1
+                       AND (successor_used_at <= ?2 OR decommissioned_at IS NOT NULL))
+                       OR id = (SELECT validator_id FROM validator_replaced_tokens
+                                WHERE token_hash = ?1 AND replaced_at <= ?2)"
                 ),
                 params![token_hash, now - VALIDATOR_RETRY_WINDOW_SECS],
             )?
@@ -195,13 +199,39 @@ impl<E: Engine> ValidatorStore for SqlStorage<E> {
                 return Ok(true);
             }
             // Presenting the previous one: the new token it was given never arrived; replace
-            // that one, and the previous keeps the grace it had.
-            Ok(tx.exec(
-                "UPDATE validators SET token_hash = ?2, token_expires_at = ?3
-                 WHERE previous_token_hash = ?1 AND previous_valid_until > ?4
+            // that one, and the previous keeps the grace it had. The replaced token is kept:
+            // if it did arrive (a copy of the previous token renewed after the validator), its
+            // holder presenting it shows the copy.
+            let Some(current) = tx.row(
+                "SELECT id, token_hash FROM validators
+                 WHERE previous_token_hash = ?1 AND previous_valid_until > ?2
                    AND decommissioned_at IS NULL",
-                params![presented, new, expires_at, now],
-            )? == 1)
+                params![presented, now],
+            )?
+            else {
+                return Ok(false);
+            };
+            let (id, replaced) = (current.text(0)?, current.bytes(1)?);
+            // Conditional on the token read: of two such renewals at once, one replaces it.
+            if tx.exec(
+                "UPDATE validators SET token_hash = ?2, token_expires_at = ?3
+                 WHERE id = ?1 AND token_hash = ?4",
+                params![&id, new, expires_at, &replaced[..]],
+            )? != 1
+            {
+                return Ok(false);
+            }
+            // Kept as long as a token lives, and a month more.
+            tx.exec(
+                "DELETE FROM validator_replaced_tokens WHERE replaced_at < ?1",
+                params![now - 2 * VALIDATOR_TOKEN_SECS],
+            )?;
+            tx.exec(
+                "INSERT INTO validator_replaced_tokens(token_hash, validator_id, replaced_at)
+                 VALUES (?1, ?2, ?3) ON CONFLICT (token_hash) DO NOTHING",
+                params![&replaced[..], &id, now],
+            )?;
+            Ok(true)
         })
     }
 
