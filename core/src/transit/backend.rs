@@ -577,6 +577,11 @@ impl TransitClient<'_> {
     /// token is stored before it is used; the backend honours the old one for days after, so a
     /// lost answer or a crash before the store costs nothing: the next call renews again.
     async fn renew_validator_token_if_due(&self, vault: Arc<Vault>) -> Result<(), BackendError> {
+        // One renewal at a time in this process: two at once would both present the old
+        // token, the second would replace the first's new token, and storing them in the
+        // wrong order would keep the replaced one (which the backend takes for a copy).
+        static RENEWING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = RENEWING.lock().await;
         let v = vault.clone();
         let registration = blocking(move || BackendClient::registration(&v))
             .await?

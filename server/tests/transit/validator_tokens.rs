@@ -75,6 +75,23 @@ async fn validator_tokens_expire_and_renew_without_a_lock_out() {
     w.transit().validator_feed(bus_vault.clone()).await.unwrap();
     assert_eq!(registration().token, renewed.token);
 
+    // Two feed fetches at once, the token due: one renews, the other finds it renewed, and
+    // the token stored is the one the backend holds.
+    let due = thudo_core::sync::client::Registration {
+        token_expires_at: Some(now + 86_400),
+        ..registration()
+    };
+    bus_vault.put_doc(&due).unwrap();
+    let (a, b) = tokio::join!(
+        w.transit().validator_feed(bus_vault.clone()),
+        w.transit().validator_feed(bus_vault.clone())
+    );
+    a.unwrap();
+    b.unwrap();
+    let stored = registration();
+    assert_ne!(stored.token, due.token);
+    assert_eq!(feed(stored.token.clone()).await, 200);
+    let renewed = stored;
     // A token past its end is refused (renewed here into one already expired).
     let expired = "expired-token-0123456789";
     assert!(w
