@@ -326,3 +326,48 @@ fn backups_carry_what_a_restore_writes_and_never_overwrite_unsent_changes() {
         "{err}"
     );
 }
+
+/// A passphrase's PBKDF2 cost is bounded when set (above 10 million a phone derives for more
+/// than a few seconds), and a vault set high still writes backups every import accepts.
+#[test]
+fn iteration_counts_are_bounded_and_backups_stay_restorable() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = |kdf_iterations: u32| vault::VaultOptions {
+        kdf_iterations,
+        ..fast()
+    };
+    assert!(matches!(
+        Vault::open(dir.path(), Unlock::passphrase("p"), &options(20_000_000)),
+        Err(VaultError::InvalidArgument { .. })
+    ));
+    let v = Vault::open(dir.path(), Unlock::passphrase("p"), &options(2_500_000)).unwrap();
+    v.put("handbook.note", "n", &[], b"a note").unwrap();
+    let file = dir.path().join("backup.thudo");
+    v.export_backup(&file, "backup pass").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let restored = open_pass(other.path(), "p").unwrap();
+    assert_eq!(restored.import_backup(&file, "backup pass").unwrap(), 1);
+}
+
+/// An export removes the temporary files of exports to the same path that died an hour or more
+/// ago, and leaves a recent one (an export still running) alone.
+#[test]
+fn an_export_removes_the_partial_files_of_dead_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = open_pass(dir.path(), "p").unwrap();
+    v.put("handbook.note", "n", &[], b"a note").unwrap();
+    let file = dir.path().join("backup.thudo");
+    let partial = |name: &str, age_secs: u64| {
+        let path = dir.path().join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs))
+            .unwrap();
+        path
+    };
+    let dead = partial("backup.thudo.partial-dead", 7_200);
+    let running = partial("backup.thudo.partial-running", 60);
+    // Another target's, however old, is not this export's to remove.
+    let other = partial("other.thudo.partial-dead", 7_200);
+    v.export_backup(&file, "backup pass").unwrap();
+    assert!(!dead.exists() && running.exists() && other.exists() && file.exists());
+}

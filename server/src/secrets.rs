@@ -2,8 +2,9 @@
 //! citizen ID and must not let anyone rewrite the audit trail unseen.
 //!
 //! The secrets file holds one secret per line (64 hex digits, 32 random bytes), oldest first;
-//! a rotation appends a line and never removes one. From each secret two keys are derived
-//! (HKDF-SHA256): one keys citizen IDs, one seals audit entries.
+//! a rotation appends a line and never removes one. From each secret three keys are derived
+//! (HKDF-SHA256): one keys citizen IDs, one seals audit entries, one signs registration
+//! nonces.
 //!
 //! **Citizen IDs** are stored as `HMAC(kₙ, … HMAC(k₁, SHA-256("thudo/citizen/" ‖ id)))`: every
 //! secret is a layer. A database keyed with the first `m` secrets is brought up to all `n` by
@@ -161,7 +162,8 @@ impl ServerSecrets {
     /// The expiry of a nonce from [`Self::registration_nonce`] under any of the secrets;
     /// `None` when it is not one (made up, altered, or of another deployment).
     pub fn nonce_expiry(&self, nonce: &str) -> Option<i64> {
-        if nonce.len() != NONCE_HEX_LEN {
+        // Lower case only, as issued: another spelling of one nonce would be spent apart.
+        if nonce.len() != NONCE_HEX_LEN || nonce.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
         let bytes = thudo_core::hex::decode(nonce)?;

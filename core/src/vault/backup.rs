@@ -128,12 +128,16 @@ impl Writer {
         iterations: u32,
         salt: [u8; 16],
     ) -> Result<Writer> {
+        // At most what every import accepts: a vault set above it still writes backups that
+        // restore.
+        let iterations = iterations.min(MAX_ITERATIONS);
         let rounds = check_iterations(iterations)?;
         let keys = backup_keys(passphrase, &salt, rounds);
         let mut prefix = MAGIC.to_vec();
         prefix.push(Cipher::Aes256Gcm.id());
         prefix.extend_from_slice(&iterations.to_be_bytes());
         prefix.extend_from_slice(&salt);
+        remove_stale_partials(path);
         // A temporary file of its own: two exports to one path at once never write into each
         // other's file (the last to finish wins, whole).
         let mut temp = path.as_os_str().to_owned();
@@ -245,6 +249,36 @@ pub fn write_raw(path: &Path, passphrase: &str, chunks: &[&[u8]]) -> Result<()> 
     })?;
     std::fs::rename(&writer.temp, &writer.target)?;
     Ok(())
+}
+
+/// Removes the temporary files an export to `target` left when its process died (an hour
+/// old or more: no export still running takes that long to write).
+fn remove_stale_partials(target: &Path) {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".partial");
+    let prefix = prefix.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age >= std::time::Duration::from_secs(3_600));
+        if stale && entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl Drop for Writer {

@@ -2,6 +2,7 @@
 
 use thudo_core::hex;
 
+use super::identity::NONCE_TTL_SECS;
 use crate::secrets::{CitizenKey, ServerSecrets};
 use crate::storage::engine::{big, params, Engine, Tx};
 use crate::storage::locks::Lock;
@@ -89,7 +90,7 @@ pub trait DeviceStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Spends the registration nonce whose hash is `hash` (authentic, good until
     /// `expires_at`, checked by the caller): `true` the first time, `false` after. Kept until
-    /// it expires, when it can no longer be spent anyway.
+    /// well past its expiry, when it can no longer be spent anyway.
     fn spend_nonce(&self, hash: &[u8; 32], expires_at: i64, now: i64) -> Result<bool>;
     /// The active (not revoked) devices of an account, oldest first.
     fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRecord>>;
@@ -267,9 +268,13 @@ impl<E: Engine> DeviceStore for SqlStorage<E> {
 
     fn spend_nonce(&self, hash: &[u8; 32], expires_at: i64, now: i64) -> Result<bool> {
         self.write(|tx| {
-            // Spent nonces past their expiry are dropped as new ones are spent: the table
-            // holds ten minutes of sign-ins.
-            tx.exec("DELETE FROM nonces WHERE expires_at < ?1", params![now])?;
+            // Spent nonces are dropped as new ones are spent, well past their expiry: a
+            // replay checked against an instant just before it (or on an instance whose clock
+            // is behind) still finds its row.
+            tx.exec(
+                "DELETE FROM nonces WHERE expires_at < ?1",
+                params![now - 2 * NONCE_TTL_SECS],
+            )?;
             // The insert is the claim: of two instances spending one nonce at once, the
             // second waits for the first's row and then inserts nothing.
             let inserted = tx.exec(
