@@ -364,10 +364,14 @@ fn an_export_removes_the_partial_files_of_dead_exports() {
             .unwrap();
         path
     };
-    let dead = partial("backup.thudo.partial-dead", 7_200);
-    let running = partial("backup.thudo.partial-running", 60);
-    // Another target's, however old, is not this export's to remove.
-    let other = partial("other.thudo.partial-dead", 7_200);
+    let dead = partial("backup.thudo.partial-0123456789abcdef", 7_200);
+    let older_version = partial("backup.thudo.partial", 7_200);
+    let running = partial("backup.thudo.partial-fedcba9876543210", 60);
+    // Another target's, or a name no export gives, however old, is not this export's to
+    // remove.
+    let other = partial("other.thudo.partial-0123456789abcdef", 7_200);
+    let users = partial("backup.thudo.partial-notes.txt", 7_200);
     v.export_backup(&file, "backup pass").unwrap();
-    assert!(!dead.exists() && running.exists() && other.exists() && file.exists());
+    assert!(!dead.exists() && !older_version.exists() && file.exists());
+    assert!(running.exists() && other.exists() && users.exists());
 }

@@ -265,6 +265,17 @@ fn remove_stale_partials(target: &Path) {
     let mut prefix = name.to_owned();
     prefix.push(".partial");
     let prefix = prefix.to_string_lossy().into_owned();
+    // Only names an export gives: `.partial` (older versions) or `.partial-` and 16 hex digits.
+    let ours = |file: &str| {
+        file.strip_prefix(&prefix).is_some_and(|rest| {
+            rest.is_empty()
+                || rest.strip_prefix('-').is_some_and(|h| {
+                    h.len() == 16
+                        && h.bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
+        })
+    };
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -275,7 +286,7 @@ fn remove_stale_partials(target: &Path) {
             .ok()
             .and_then(|at| at.elapsed().ok())
             .is_some_and(|age| age >= std::time::Duration::from_secs(3_600));
-        if stale && entry.file_name().to_string_lossy().starts_with(&prefix) {
+        if stale && ours(&entry.file_name().to_string_lossy()) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
