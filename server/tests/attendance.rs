@@ -443,6 +443,28 @@ async fn a_check_in_cut_short_binds_nothing_and_counts_once_when_retried() {
     local.running.stop().await;
 }
 
+/// After the secretary's credentials were revoked: member `b`'s check-in of a QR shown from
+/// now on is refused `revoked_credential`, while member `a`'s of one shown `before` counts.
+async fn revoked_from_now(
+    local: &Local,
+    secretary: &Vault,
+    (a, b): (&Vault, &Vault),
+    before: &[u8],
+    day_end: i64,
+) {
+    let after = (chrono::Utc::now().timestamp() + 1).min(day_end - 1) as u32;
+    let shown_after =
+        attendance::countersign(b, &signed_qr(secretary, "m-1", after), after + 1).unwrap();
+    let item = |evidence: &[u8]| json!([{"meeting_id": "m-1", "evidence": thudo_core::hex::encode(evidence)}]);
+    let (_, refused) = upload(local, b, item(&shown_after)).await;
+    assert_eq!(
+        refused["results"][0]["reason"], "revoked_credential",
+        "{refused}"
+    );
+    let (_, counted) = upload(local, a, item(before)).await;
+    assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+}
+
 /// The party organisation replaces the secretary: the credentials the outgoing one was issued
 /// (a phone may hold next month's already) sign no QR from that moment. A QR it showed before
 /// still counts; one shown after is refused, and the outgoing secretary is issued no more.
@@ -465,17 +487,7 @@ async fn a_replaced_secretarys_credentials_sign_no_more_check_ins() {
     )
     .await;
     assert_eq!(status, 200);
-    let after = (chrono::Utc::now().timestamp() + 1).min(day_end - 1) as u32;
-    let shown_after =
-        attendance::countersign(&b, &signed_qr(&secretary, "m-1", after), after + 1).unwrap();
-    let item = |evidence: &[u8]| json!([{"meeting_id": "m-1", "evidence": thudo_core::hex::encode(evidence)}]);
-    let (_, refused) = upload(&local, &b, item(&shown_after)).await;
-    assert_eq!(
-        refused["results"][0]["reason"], "revoked_credential",
-        "{refused}"
-    );
-    let (_, counted) = upload(&local, &a, item(&before)).await;
-    assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+    revoked_from_now(&local, &secretary, (&a, &b), &before, day_end).await;
     // The outgoing secretary is issued nothing more; the new one is.
     let over = HandbookClient::new(&local.client)
         .fetch_meeting_credential(secretary.clone(), "m-1")
@@ -518,17 +530,7 @@ async fn a_revoked_secretary_phones_credentials_sign_no_more_check_ins() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let after = (chrono::Utc::now().timestamp() + 1).min(day_end - 1) as u32;
-    let shown_after =
-        attendance::countersign(&b, &signed_qr(&secretary, "m-1", after), after + 1).unwrap();
-    let item = |evidence: &[u8]| json!([{"meeting_id": "m-1", "evidence": thudo_core::hex::encode(evidence)}]);
-    let (_, refused) = upload(&local, &b, item(&shown_after)).await;
-    assert_eq!(
-        refused["results"][0]["reason"], "revoked_credential",
-        "{refused}"
-    );
-    let (_, counted) = upload(&local, &a, item(&before)).await;
-    assert_eq!(counted["results"][0]["outcome"], "accepted", "{counted}");
+    revoked_from_now(&local, &secretary, (&a, &b), &before, day_end).await;
     // The secretary signs in on a new phone, still the cell's secretary.
     let new_phone = common::vault(&dir.path().join("new-phone"));
     local
